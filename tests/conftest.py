@@ -1,0 +1,320 @@
+"""Fixtures: real PostgreSQL and Redis (embedded unless TEST_DATABASE_URL / TEST_REDIS_URL), the app,
+clients with tokens of fresh organizations, and a real Celery worker for job tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from webapp import config, create_app
+from webapp.auth import access_token_for, hash_password
+from webapp.migrations import upgrade
+from webapp.models import Organization, User
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_INSTANCE = ROOT / "instance" / "test"
+JWT_SECRET = secrets.token_urlsafe(48)
+
+
+@dataclass
+class Services:
+    database_url: str
+    redis_url: str
+    redis_server: Any  # EmbeddedRedis, or None when TEST_REDIS_URL points elsewhere
+
+
+def _fresh_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    """PostgreSQL with every migration applied and an empty Redis, for the whole session."""
+    database_url = config.env("TEST_DATABASE_URL")
+    redis_url = config.env("TEST_REDIS_URL")
+    redis_server = None
+    if database_url is None:
+        from devstack.postgres import EmbeddedPostgres
+
+        pg = EmbeddedPostgres(TEST_INSTANCE / "postgres", fast_unsafe=True)
+        pg.start()
+        pg.wait_ready()
+        name = "analytics_test"
+        _fresh_database(f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", name)
+        database_url = pg.url(name)
+    database_url = config.normalize_database_url(database_url)
+    if redis_url is None:
+        from devstack.redis import EmbeddedRedis
+
+        redis_server = EmbeddedRedis(TEST_INSTANCE / "redis", persist=False)
+        redis_server.start()
+        redis_url = redis_server.url
+    redis.Redis.from_url(redis_url).flushdb()
+    upgrade(database_url)
+    yield Services(database_url, redis_url, redis_server)
+    if redis_server is not None:
+        redis_server.stop()
+
+
+def app_config(services: Services) -> dict[str, Any]:
+    settings = config.load()
+    settings.update(
+        TESTING=True,
+        INSTANCE_PATH=str(TEST_INSTANCE),
+        SQLALCHEMY_DATABASE_URL=services.database_url,
+        REDIS_URL=services.redis_url,
+        BROKER_URL=services.redis_url,
+        JWT_SECRET_KEY=JWT_SECRET,
+        EXPORT_DIR=str(TEST_INSTANCE / "exports"),
+    )
+    return settings
+
+
+@pytest.fixture(scope="session")
+def base_app(services: Services) -> Flask:
+    return create_app(app_config(services))
+
+
+@pytest.fixture(scope="session")
+def db_engine(base_app: Flask) -> Engine:
+    return base_app.extensions["db_engine"]
+
+
+@pytest.fixture
+def db_connection(db_engine: Engine) -> Iterator[Connection]:
+    """A connection inside an outer transaction that is rolled back after the test."""
+    conn = db_engine.connect()
+    outer = conn.begin()
+    yield conn
+    outer.rollback()
+    conn.close()
+
+
+@pytest.fixture
+def app(base_app: Flask, db_connection: Connection) -> Iterator[Flask]:
+    """The app with every session joined to the test's outer transaction (rolled back after)."""
+    original = base_app.extensions["db_sessionmaker"]
+    base_app.extensions["db_sessionmaker"] = sessionmaker(
+        bind=db_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    yield base_app
+    base_app.extensions["db_sessionmaker"] = original
+
+
+@pytest.fixture
+def live_app(base_app: Flask) -> Flask:
+    """The app committing for real: for tests where a worker or other threads must see the data."""
+    return base_app
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Session]:
+    session = app.extensions["db_sessionmaker"]()
+    yield session
+    session.close()
+
+
+class Api:
+    """A test client that sends one user's bearer token and JSON bodies."""
+
+    def __init__(self, client: FlaskClient, token: str | None) -> None:
+        self.client = client
+        self.token = token
+
+    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
+        out = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        out.update(headers or {})
+        return out
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def post(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.post(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def patch(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.patch(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.client.delete(path, headers=self._headers(kw.pop("headers", None)), **kw)
+
+
+@dataclass
+class Tenant:
+    """An organization with one user of each role and an Api for each."""
+
+    org_id: int
+    timezone: str
+    users: dict[str, dict[str, Any]]
+    apis: dict[str, Api]
+
+    @property
+    def admin(self) -> Api:
+        return self.apis["admin"]
+
+    @property
+    def agent(self) -> Api:
+        return self.apis["agent"]
+
+    @property
+    def viewer(self) -> Api:
+        return self.apis["viewer"]
+
+
+def _make_tenant(flask_app: Flask, name: str, timezone: str) -> Tenant:
+    session = flask_app.extensions["db_sessionmaker"]()
+    suffix = secrets.token_hex(4)
+    org = Organization(name=f"{name} {suffix}", timezone=timezone)
+    session.add(org)
+    session.flush()
+    users: dict[str, dict[str, Any]] = {}
+    apis: dict[str, Api] = {}
+    with flask_app.app_context():
+        for role in ("viewer", "agent", "admin"):
+            email = f"{role}-{suffix}@{name.lower().replace(' ', '-')}.test"
+            user = User(org_id=org.id, email=email, password_hash=hash_password("s3cret-pass"), role=role)
+            session.add(user)
+            session.flush()
+            token = access_token_for(user)
+            users[role] = {"id": user.id, "email": email, "password": "s3cret-pass", "token": token}
+            apis[role] = Api(flask_app.test_client(), token)
+    session.commit()
+    session.close()
+    return Tenant(org.id, timezone, users, apis)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def make_tenant(app: Flask) -> Any:
+    """Factory: a fresh organization (rolled back after the test) with viewer, agent and admin."""
+
+    def factory(name: str = "Acme", timezone: str = "UTC") -> Tenant:
+        return _make_tenant(app, name, timezone)
+
+    return factory
+
+
+@pytest.fixture
+def tenant(make_tenant: Any) -> Tenant:
+    return make_tenant()
+
+
+@pytest.fixture
+def make_live_tenant(live_app: Flask) -> Any:
+    """Factory: a committed organization, visible to the worker."""
+
+    def factory(name: str = "Live", timezone: str = "UTC") -> Tenant:
+        return _make_tenant(live_app, name, timezone)
+
+    return factory
+
+
+@pytest.fixture
+def make_org(app: Flask) -> Any:
+    """Factory returning {"id", "timezone"} of a fresh organization in the test's transaction."""
+
+    def factory(name: str = "Org", timezone: str = "UTC") -> dict[str, Any]:
+        tenant = _make_tenant(app, name, timezone)
+        return {"id": tenant.org_id, "timezone": timezone, "tenant": tenant}
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process (prefork) on every queue, against the test database and Redis."""
+    log_path = TEST_INSTANCE / "worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        DATABASE_URL=services.database_url,
+        REDIS_URL=services.redis_url,
+        BROKER_URL=services.redis_url,
+        INSTANCE_PATH=str(TEST_INSTANCE),
+        JWT_SECRET_KEY=JWT_SECRET,
+        EXPORT_DIR=str(TEST_INSTANCE / "exports"),
+    )
+    hostname = f"test-{secrets.token_hex(3)}@localhost"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--queues",
+                "default,exports,refresh",
+                "--concurrency",
+                "2",
+                "--hostname",
+                hostname,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    client = redis.Redis.from_url(services.redis_url)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if client.zscore("an:ops:workers", hostname) is not None:
+            break
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early; see {log_path}")
+        time.sleep(0.2)
+    else:
+        proc.terminate()
+        raise RuntimeError(f"worker did not become ready; see {log_path}")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_for_job(
+    api: Api, job_id: str, timeout: float = 30, until: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+) -> dict[str, Any]:
+    """Poll the job over REST until it reaches one of `until`."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = api.get(f"/api/v1/jobs/{job_id}")
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        if body["state"] in until:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {body.get('state')} after {timeout}s")
+
+
+def db_scalar(engine: Engine, sql: str, **params: Any) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(text(sql), params).scalar()

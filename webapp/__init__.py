@@ -1,0 +1,35 @@
+"""Support-ticket analytics: the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the application: settings, database, Redis, Celery, auth, blueprints."""
+    from webapp import auth, broker, config, db, redis_client
+    from webapp.api import errors, register_blueprints
+    from webapp.cli import register_commands
+
+    app = Flask(__name__, instance_path=str(config.instance_path()))
+    if test_config is None:
+        app.config.update(config.load())
+    else:
+        app.config.update(test_config)
+    app.json.sort_keys = False
+    logging.basicConfig(
+        level=app.config.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+    errors.init_app(app)
+    db.init_app(app)
+    redis_client.init_app(app)
+    broker.celery_init_app(app)
+    auth.init_app(app)
+    register_blueprints(app)
+    register_commands(app)
+    return app

@@ -1,0 +1,14 @@
+"""The /api/v1 blueprints, one module per resource."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from webapp.api import auth, cache, docs, health, jobs, tickets
+
+    api = Blueprint("api", __name__, url_prefix="/api/v1")
+    for module in (auth, tickets, jobs, cache, health, docs):
+        api.register_blueprint(module.bp)
+    app.register_blueprint(api)

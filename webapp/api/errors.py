@@ -1,0 +1,139 @@
+"""The one error shape of the API, and the handlers that make every failure JSON."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable_entity",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client as JSON with `status`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or CODES.get(status, "error")
+        self.details = details or {}
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """`{"error": {code, message, details}}` with `status`."""
+    body = {
+        "error": {
+            "code": code or CODES.get(status, "error"),
+            "message": message,
+            "details": details or {},
+        }
+    }
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def not_found(what: str = "resource") -> ApiError:
+    return ApiError(404, f"{what} not found")
+
+
+def pydantic_details(exc: ValidationError) -> dict[str, Any]:
+    """The fields a validation failed on, with what each expected."""
+    problems = []
+    for err in exc.errors(include_url=False, include_context=False):
+        field = ".".join(str(part) for part in err["loc"]) or "body"
+        problems.append({"field": field, "message": err["msg"], "type": err["type"]})
+    return {"errors": problems}
+
+
+def pydantic_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_context=False)[:5]:
+        field = ".".join(str(part) for part in err["loc"]) or "body"
+        parts.append(f"{field}: {err['msg']}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def init_app(app: Flask) -> None:
+    """Register handlers so no error leaves as an HTML page."""
+
+    @app.before_request
+    def assign_request_id() -> None:
+        g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+
+    @app.after_request
+    def add_request_id(response: Response) -> Response:
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        return response
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError) -> Response:
+        return error_response(
+            exc.status, exc.message, code=exc.code, details=exc.details, headers=exc.headers
+        )
+
+    @app.errorhandler(ValidationError)
+    def handle_validation(exc: ValidationError) -> Response:
+        return error_response(400, pydantic_message(exc), details=pydantic_details(exc))
+
+    @app.errorhandler(HTTPException)
+    def handle_http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = exc.description or CODES.get(status, "error")
+        if status == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            message = f"request body is larger than the limit of {limit} bytes"
+        headers = {}
+        if status == 405 and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        return error_response(status, message, headers=headers)
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(exc: Exception) -> Response:
+        request_id = g.get("request_id", "-")
+        log.exception("unhandled error request_id=%s path=%s", request_id, request.path)
+        return error_response(
+            500,
+            "internal error; the request id identifies it in the server log",
+            details={"request_id": request_id},
+        )

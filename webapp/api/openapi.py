@@ -1,0 +1,127 @@
+"""The OpenAPI 3.1 document, built from the routes and the pydantic models that validate them."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+from pydantic import BaseModel
+
+from webapp.api.errors import CODES
+from webapp.api.schemas import ErrorResponse
+from webapp.api.spec import RouteDoc
+
+_PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>\w+)>")
+_CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}
+REF = "#/components/schemas/{model}"
+
+
+class _Schemas:
+    """Collects model schemas into components, returning references."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel], mode: str = "validation") -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+        for name, definition in schema.pop("$defs", {}).items():
+            self.components.setdefault(name, definition)
+        self.components.setdefault(model.__name__, schema)
+        return {"$ref": REF.format(model=model.__name__)}
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF)
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        params.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": {k: v for k, v in prop.items() if k != "title"},
+                **({"description": prop["description"]} if "description" in prop else {}),
+            }
+        )
+    return params
+
+
+def _operation(doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schemas) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": doc.summary, "tags": [doc.tag], "parameters": list(path_params)}
+    if doc.auth:
+        op["security"] = [{"bearerAuth": []}]
+    else:
+        op["security"] = []
+    if doc.query is not None:
+        op["parameters"] += _query_parameters(doc.query)
+    if doc.body is not None:
+        content = {ctype: {"schema": schemas.ref(doc.body)} for ctype in doc.body_content_types[:1]}
+        for ctype in doc.body_content_types[1:]:
+            content[ctype] = {"schema": {"type": "string"}}
+        op["requestBody"] = {"required": True, "content": content}
+    responses: dict[str, Any] = {}
+    for status, model in (doc.responses or {200: None}).items():
+        entry: dict[str, Any] = {"description": CODES.get(status, "success") if status >= 400 else "success"}
+        if model is not None:
+            entry["content"] = {"application/json": {"schema": schemas.ref(model, mode="serialization")}}
+        elif status in doc.binary:
+            entry["content"] = {doc.binary[status]: {"schema": {"type": "string", "format": "binary"}}}
+        else:
+            entry["content"] = {"application/json": {"schema": {"type": "object"}}}
+        responses[str(status)] = entry
+    error_ref = schemas.ref(ErrorResponse, mode="serialization")
+    for status in sorted({*doc.errors, 405, 500}):
+        responses.setdefault(
+            str(status),
+            {
+                "description": CODES.get(status, "error"),
+                "content": {"application/json": {"schema": error_ref}},
+            },
+        )
+    op["responses"] = responses
+    return op
+
+
+def build(app: Flask, prefix: str = "/api/v1") -> dict[str, Any]:
+    """OpenAPI for every documented route under `prefix`."""
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if not rule.rule.startswith(prefix):
+            continue
+        view = app.view_functions[rule.endpoint]
+        doc: RouteDoc | None = getattr(view, "__route_doc__", None)
+        if doc is None:
+            continue
+        path_params = []
+        for match in _PARAM.finditer(rule.rule):
+            path_params.append(
+                {
+                    "name": match["name"],
+                    "in": "path",
+                    "required": True,
+                    "schema": _CONVERTER_TYPES.get(match["conv"] or "", {"type": "string"}),
+                }
+            )
+        path = _PARAM.sub(lambda m: "{" + m["name"] + "}", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            operation = _operation(doc, path_params, schemas)
+            operation["operationId"] = f"{rule.endpoint.replace('.', '_')}_{method.lower()}"
+            paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Support-ticket analytics API",
+            "version": "1.0.0",
+            "description": "Ticket events in, analytics out: time series, aggregations, "
+            "dashboards, SLA, exports, jobs and live updates.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

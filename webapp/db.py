@@ -1,0 +1,80 @@
+"""Declarative base, engine, and one session per request or task."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import MetaData, create_engine
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url` with the pool settings every process of the platform uses."""
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if "poolclass" not in kwargs:
+        options.update(pool_size=10, max_overflow=20)
+    options.update(kwargs)
+    return create_engine(url, **options)
+
+
+def init_app(app: Flask) -> None:
+    """Create the engine and session factory; close the request's session on teardown."""
+    url = app.config["SQLALCHEMY_DATABASE_URL"]
+    if not url:
+        raise RuntimeError(
+            "No database configured: set DATABASE_URL, or start the embedded one with `make run`."
+        )
+    if "db_sessionmaker" not in app.extensions:
+        engine = make_engine(url)
+        app.extensions["db_engine"] = engine
+        app.extensions["db_sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
+    app.teardown_appcontext(_close_session)
+
+
+def session_factory() -> sessionmaker[Session]:
+    return current_app.extensions["db_sessionmaker"]
+
+
+def get_session() -> Session:
+    """The session of the current request or task, opened on first use."""
+    if "db" not in g:
+        g.db = session_factory()()
+    return g.db
+
+
+def _close_session(exc: BaseException | None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        if exc is not None:
+            session.rollback()
+        session.close()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A session of its own, committed on success and rolled back on error."""
+    session = session_factory()()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,59 @@
+"""The dimensions tickets are filtered and grouped by, and the values each allows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from webapp.models.tickets import CHANNELS, DIMENSIONS, PRIORITIES, STATUSES
+
+ENUMERATED: dict[str, tuple[str, ...]] = {
+    "status": STATUSES,
+    "priority": PRIORITIES,
+    "channel": CHANNELS,
+}
+# In a filter, this value of assigned_to stands for "unassigned".
+UNASSIGNED = "null"
+MAX_FILTER_VALUES = 100
+MAX_VALUE_LENGTH = 200
+
+
+class FilterError(ValueError):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse_filter(name: str, raw: Any) -> list[str | None]:
+    """One filter: a comma-separated string or a list, each value checked against the allowlist."""
+    if name not in DIMENSIONS:
+        raise FilterError(f"unknown filter {name!r}; allowed: {', '.join(DIMENSIONS)}", name)
+    if isinstance(raw, str):
+        values = [part.strip() for part in raw.split(",")]
+    elif isinstance(raw, list) and all(isinstance(v, str) or v is None for v in raw):
+        values = [v.strip() if isinstance(v, str) else v for v in raw]
+    else:
+        raise FilterError(f"filter {name!r} must be a comma-separated string or a list of strings", name)
+    if not values or any(v == "" for v in values):
+        raise FilterError(f"filter {name!r} has an empty value", name)
+    if len(values) > MAX_FILTER_VALUES:
+        raise FilterError(f"filter {name!r} has more than {MAX_FILTER_VALUES} values", name)
+    allowed = ENUMERATED.get(name)
+    out: list[str | None] = []
+    for value in values:
+        if value is None or (name == "assigned_to" and value == UNASSIGNED):
+            if name != "assigned_to":
+                raise FilterError(f"filter {name!r} cannot be null", name)
+            out.append(None)
+            continue
+        if len(value) > MAX_VALUE_LENGTH:
+            raise FilterError(f"a value of filter {name!r} is longer than {MAX_VALUE_LENGTH}", name)
+        if allowed is not None and value not in allowed:
+            raise FilterError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}", name)
+        out.append(value)
+    return list(dict.fromkeys(out))
+
+
+def parse_filters(source: Mapping[str, Any]) -> dict[str, list[str | None]]:
+    """The dimension filters present in `source` (query args or a JSON object)."""
+    return {name: parse_filter(name, source[name]) for name in DIMENSIONS if source.get(name) is not None}

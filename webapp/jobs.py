@@ -1,0 +1,260 @@
+"""Jobs: create a row, enqueue after commit, and every state transition (each published)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from webapp import events
+from webapp.models import Job
+from webapp.models.jobs import ACTIVE_STATES, FINAL_STATES
+from webapp.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskRoute:
+    name: str
+    queue: str
+
+
+TASKS = {
+    "aggregation": TaskRoute("analytics.aggregate", "default"),
+    "snapshot": TaskRoute("snapshots.compute", "default"),
+    "export": TaskRoute("exports.run", "exports"),
+    "cache_refresh": TaskRoute("cache.refresh", "refresh"),
+    "import": TaskRoute("tickets.import", "default"),
+}
+
+
+class BrokerUnavailable(RuntimeError):
+    """The job could not be handed to the broker; nothing was accepted."""
+
+
+class JobCancelled(Exception):
+    """Raised at a progress checkpoint once a cancel was requested."""
+
+
+class JobNotCancellable(ValueError):
+    pass
+
+
+def params_hash(kind: str, params: dict[str, Any]) -> str:
+    """Hash of the canonical form of a job's parameters: same request, same hash."""
+    canonical = json.dumps(
+        {"kind": kind, "params": params}, sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def job_event(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": str(job.id),
+        "kind": job.kind,
+        "state": job.state,
+        "progress": job.progress,
+        "result": job.result,
+        "error": job.error,
+    }
+
+
+def publish(client: redis.Redis, job: Job) -> None:
+    events.publish(client, job.org_id, "job_update", job_event(job))
+
+
+def find_active(session: Session, org_id: int, kind: str, digest: str) -> Job | None:
+    return session.scalar(
+        select(Job)
+        .where(
+            Job.org_id == org_id,
+            Job.kind == kind,
+            Job.params_hash == digest,
+            Job.state.in_(ACTIVE_STATES),
+        )
+        .order_by(Job.created_at)
+        .limit(1)
+    )
+
+
+def submit(
+    session: Session,
+    client: redis.Redis,
+    celery: Celery,
+    *,
+    org_id: int,
+    user_id: int | None,
+    kind: str,
+    params: dict[str, Any],
+    dedup: bool = True,
+) -> tuple[Job, bool]:
+    """The job for this request: an identical active one, or a new one committed and enqueued.
+
+    Returns (job, created). Raises BrokerUnavailable when the task could not be enqueued;
+    the row is then marked failed so nothing is left waiting for a task that never comes.
+    """
+    digest = params_hash(kind, params)
+    lock = client.lock(f"an:joblock:{org_id}:{kind}:{digest}", timeout=10, blocking_timeout=5)
+    try:
+        acquired = lock.acquire()
+    except redis.RedisError as exc:
+        raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
+    try:
+        if dedup:
+            existing = find_active(session, org_id, kind, digest)
+            if existing is not None:
+                return existing, False
+        job = Job(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            created_by=user_id,
+            kind=kind,
+            params=params,
+            params_hash=digest,
+            state="queued",
+            progress=0.0,
+            attempts=0,
+        )
+        session.add(job)
+        session.commit()
+        enqueue(session, client, celery, job)
+        return job, True
+    finally:
+        if acquired:
+            with contextlib.suppress(redis.RedisError):
+                lock.release()
+
+
+def enqueue(session: Session, client: redis.Redis, celery: Celery, job: Job) -> None:
+    """Hand a committed job to the broker, with the job id as the task id."""
+    route = TASKS[job.kind]
+    try:
+        celery.send_task(
+            route.name,
+            args=[str(job.id)],
+            task_id=str(job.id),
+            queue=route.queue,
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        )
+    except Exception as exc:  # kombu raises several connection error types
+        log.warning("enqueue failed job=%s org=%s: %s", job.id, job.org_id, exc)
+        finish(session, client, job, "failed", error={"message": "the job queue is unavailable"})
+        raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
+    publish(client, job)
+
+
+def get_job(session: Session, org_id: int, job_id: str) -> Job | None:
+    """The job `job_id` of `org_id`, or None (also for ids that are not UUIDs)."""
+    try:
+        key = uuid.UUID(job_id)
+    except ValueError:
+        return None
+    return session.scalar(select(Job).where(Job.id == key, Job.org_id == org_id))
+
+
+def list_jobs(
+    session: Session,
+    org_id: int,
+    *,
+    state: list[str] | None,
+    kind: list[str] | None,
+    limit: int,
+    before: tuple[Any, uuid.UUID] | None,
+) -> list[Job]:
+    """Newest first, filtered by state and kind, after a (created_at, id) cursor."""
+    query = select(Job).where(Job.org_id == org_id)
+    if state:
+        query = query.where(Job.state.in_(state))
+    if kind:
+        query = query.where(Job.kind.in_(kind))
+    if before is not None:
+        created_at, job_id = before
+        query = query.where(
+            (Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id))
+        )
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+
+
+def start(session: Session, client: redis.Redis, job: Job) -> None:
+    """Mark the job running and count the attempt."""
+    now = utcnow()
+    job.state = "running"
+    job.attempts += 1
+    job.started_at = job.started_at or now
+    job.updated_at = now
+    session.commit()
+    publish(client, job)
+
+
+def progress(session: Session, client: redis.Redis, job: Job, value: float) -> None:
+    """Record progress (0..1); raise JobCancelled if a cancel was requested meanwhile."""
+    session.refresh(job, ["cancel_requested", "state"])
+    if job.cancel_requested or job.state == "cancelled":
+        raise JobCancelled(str(job.id))
+    job.progress = max(job.progress, min(1.0, round(value, 4)))
+    job.updated_at = utcnow()
+    session.commit()
+    publish(client, job)
+
+
+def finish(
+    session: Session,
+    client: redis.Redis,
+    job: Job,
+    state: str,
+    *,
+    result: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Move the job to a final state (once: a final job stays as it is)."""
+    if state not in FINAL_STATES:
+        raise ValueError(f"{state} is not a final state")
+    now = utcnow()
+    updated = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state.in_(ACTIVE_STATES))
+        .values(
+            state=state,
+            result=result,
+            error=error,
+            progress=1.0 if state == "succeeded" else Job.progress,
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+    session.commit()
+    session.refresh(job)
+    if updated.rowcount:
+        publish(client, job)
+
+
+def requeue(session: Session, client: redis.Redis, job: Job, reason: str) -> None:
+    """Back to queued before a retry after a transient error."""
+    job.state = "queued"
+    job.error = {"message": reason, "transient": True}
+    job.updated_at = utcnow()
+    session.commit()
+    publish(client, job)
+
+
+def cancel(session: Session, client: redis.Redis, celery: Celery, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
+    if job.state in FINAL_STATES:
+        raise JobNotCancellable(f"job is already {job.state}")
+    job.cancel_requested = True
+    session.commit()
+    celery.control.revoke(str(job.id))
+    if job.state == "queued":
+        finish(session, client, job, "cancelled")
+    return job

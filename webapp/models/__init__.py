@@ -1,0 +1,17 @@
+"""The platform's tables, one module per area."""
+
+from webapp.models.analytics import AnalyticsMetric, AnalyticsSnapshot
+from webapp.models.jobs import Export, Job
+from webapp.models.organizations import Organization, User
+from webapp.models.tickets import Ticket, TicketEvent
+
+__all__ = [
+    "AnalyticsMetric",
+    "AnalyticsSnapshot",
+    "Export",
+    "Job",
+    "Organization",
+    "Ticket",
+    "TicketEvent",
+    "User",
+]

@@ -1,0 +1,80 @@
+"""Read-side tables: hourly rollups and period snapshots."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from webapp.db import Base
+
+SNAPSHOT_TYPES = ("daily", "weekly", "monthly")
+
+
+class AnalyticsMetric(Base):
+    """One UTC hour of one metric for one combination of dimension values."""
+
+    __tablename__ = "analytics_metrics"
+    __table_args__ = (
+        Index(
+            "uq_analytics_metrics_cell",
+            "org_id",
+            "metric",
+            "bucket_start",
+            "status",
+            "priority",
+            "channel",
+            "category",
+            "assigned_to",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
+        Index("ix_analytics_metrics_org_metric_bucket", "org_id", "metric", "bucket_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(32))
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(100))
+    assigned_to: Mapped[str | None] = mapped_column(String(200))
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum: Mapped[float | None] = mapped_column(Float)
+    min: Mapped[float | None] = mapped_column(Float)
+    max: Mapped[float | None] = mapped_column(Float)
+    sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AnalyticsSnapshot(Base):
+    """The KPIs of one day, week or month of one organization, upserted on recompute."""
+
+    __tablename__ = "analytics_snapshots"
+    __table_args__ = (UniqueConstraint("org_id", "snapshot_type", "snapshot_date"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    snapshot_type: Mapped[str] = mapped_column(String(16))
+    snapshot_date: Mapped[date] = mapped_column(Date)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    definition_version: Mapped[int] = mapped_column(Integer, default=1)
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

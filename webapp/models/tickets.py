@@ -1,0 +1,119 @@
+"""Tickets (current state) and ticket_events (the append-only log analytics reads)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from webapp.db import Base
+
+STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
+RESOLVED_STATUSES = ("resolved", "closed")
+PRIORITIES = ("low", "normal", "high", "urgent")
+CHANNELS = ("email", "chat", "phone", "web", "social", "api")
+EVENT_TYPES = (
+    "created",
+    "first_response",
+    "resolved",
+    "reopened",
+    "status_changed",
+    "priority_changed",
+    "assigned",
+)
+DIMENSIONS = ("status", "priority", "channel", "category", "assigned_to")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        CheckConstraint(_in("status", STATUSES), name="status"),
+        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
+        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint("sentiment_score BETWEEN -1 AND 1", name="sentiment"),
+        Index("ix_tickets_org_created", "org_id", "created_at"),
+        Index("ix_tickets_org_id_desc", "org_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(100))
+    assigned_to: Mapped[str | None] = mapped_column(String(200))
+    sentiment_score: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    def dimensions(self) -> dict[str, str | None]:
+        return {name: getattr(self, name) for name in DIMENSIONS}
+
+    def to_dict(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "status": self.status,
+            "priority": self.priority,
+            "channel": self.channel,
+            "category": self.category,
+            "assigned_to": self.assigned_to,
+            "sentiment_score": self.sentiment_score,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "first_response_at": iso(self.first_response_at),
+            "resolved_at": iso(self.resolved_at),
+            "reopen_count": self.reopen_count,
+        }
+
+
+class TicketEvent(Base):
+    """One change of a ticket, with the ticket's dimensions at that moment and its value in hours."""
+
+    __tablename__ = "ticket_events"
+    __table_args__ = (
+        CheckConstraint(_in("event_type", EVENT_TYPES), name="event_type"),
+        Index("ix_ticket_events_org_occurred", "org_id", "occurred_at"),
+        Index("ix_ticket_events_org_type_occurred", "org_id", "event_type", "occurred_at"),
+        Index("ix_ticket_events_ticket", "ticket_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tickets.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(24))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(100))
+    assigned_to: Mapped[str | None] = mapped_column(String(200))
+    value: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

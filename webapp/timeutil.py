@@ -1,0 +1,78 @@
+"""Time-zone helpers shared by the write and read paths."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+
+class TimeError(ValueError):
+    """A timestamp or time zone the platform cannot accept; the message says why."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone `name`, or TimeError naming where the allowed names come from."""
+    if not name or name != name.strip() or name.startswith("/") or ".." in name:
+        raise TimeError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise TimeError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'") from exc
+
+
+def is_valid_zone(name: str) -> bool:
+    return name in available_timezones() or name == "UTC"
+
+
+def localize(naive: datetime, tz: ZoneInfo, field: str = "timestamp") -> datetime:
+    """Attach `tz` to a wall-clock time, refusing times that are ambiguous or do not exist there."""
+    early = naive.replace(tzinfo=tz, fold=0)
+    late = naive.replace(tzinfo=tz, fold=1)
+    if early.utcoffset() != late.utcoffset():
+        roundtrip = early.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+        if roundtrip != naive:
+            raise TimeError(
+                f"{field} {naive.isoformat()} does not exist in {tz.key} (clocks skip it); give a UTC offset"
+            )
+        raise TimeError(
+            f"{field} {naive.isoformat()} is ambiguous in {tz.key} (it happens twice); give a UTC offset"
+        )
+    return early
+
+
+def as_aware(value: datetime, tz: ZoneInfo, field: str = "timestamp") -> datetime:
+    """`value` as an aware datetime: kept if it has an offset, else read as wall-clock time in `tz`."""
+    if value.tzinfo is not None and value.utcoffset() is not None:
+        return value
+    return localize(value, tz, field)
+
+
+def local_midnight(day: date, tz: ZoneInfo) -> datetime:
+    """The first instant of `day` in `tz` (where midnight is skipped, the moment the day begins)."""
+    naive = datetime.combine(day, time())
+    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
+
+
+def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
+    """An ISO 8601 date or datetime; a date means local midnight, a naive time local wall-clock."""
+    raw = text.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    try:
+        if len(raw) == 10:
+            return local_midnight(date.fromisoformat(raw), tz)
+        value = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise TimeError(
+            f"{field} {text!r} is not an ISO 8601 date or datetime "
+            "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)"
+        ) from exc
+    return as_aware(value, tz, field)
+
+
+def hours_between(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds() / 3600.0

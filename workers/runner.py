@@ -1,0 +1,161 @@
+"""The lifecycle every job task shares: load, start, work with progress, finish exactly once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from flask import current_app
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from webapp import jobs
+from webapp.db import session_factory
+from webapp.models import Job
+from webapp.models.jobs import FINAL_STATES
+from webapp.redis_client import get_redis
+
+log = logging.getLogger("workers.jobs")
+
+TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, redis.ConnectionError, redis.TimeoutError)
+
+
+class JobFailed(Exception):
+    """A failure the job reports as its error (not a bug, not transient)."""
+
+
+@dataclass
+class JobContext:
+    """What a job's work function gets: its own session, the job, and a progress reporter."""
+
+    session: Session
+    job: Job
+    client: redis.Redis
+    _state_session: Session = field(repr=False)
+    _state_job: Job = field(repr=False)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.job.params
+
+    def report(self, fraction: float) -> None:
+        """Record progress; raises JobCancelled once a cancel was requested."""
+        jobs.progress(self._state_session, self.client, self._state_job, fraction)
+
+    def log(self, message: str, *args: Any) -> None:
+        log.info("job=%s org=%s kind=%s " + message, self.job.id, self.job.org_id, self.job.kind, *args)
+
+
+def run_job(
+    task: Task,
+    job_id: str,
+    work: Callable[[JobContext], dict[str, Any] | None],
+    cleanup: Callable[[JobContext], None] | None = None,
+) -> None:
+    """Run `work` for the job, moving it through running to a final state; safe to redeliver."""
+    make_session = session_factory()
+    client = get_redis()
+    max_attempts = current_app.config.get("JOB_MAX_ATTEMPTS", 3)
+    with make_session() as state_session, make_session() as work_session:
+        state_job = state_session.get(Job, jobs_uuid(job_id))
+        if state_job is None:
+            log.warning("job=%s not found; dropping the task", job_id)
+            return
+        tag = f"job={state_job.id} org={state_job.org_id} kind={state_job.kind}"
+        if state_job.state in FINAL_STATES:
+            log.info("%s already %s; nothing to do", tag, state_job.state)
+            return
+        if state_job.cancel_requested:
+            jobs.finish(state_session, client, state_job, "cancelled")
+            log.info("%s cancelled before it started", tag)
+            return
+        if state_job.attempts >= max_attempts:
+            jobs.finish(
+                state_session,
+                client,
+                state_job,
+                "failed",
+                error={
+                    "message": f"gave up after {state_job.attempts} attempts (the worker was lost each time)"
+                },
+            )
+            log.error("%s failed: too many attempts", tag)
+            return
+        jobs.start(state_session, client, state_job)
+        log.info("%s started attempt %s", tag, state_job.attempts)
+        work_job = work_session.get(Job, state_job.id)
+        assert work_job is not None
+        ctx = JobContext(work_session, work_job, client, state_session, state_job)
+        try:
+            result = work(ctx)
+            work_session.commit()
+        except jobs.JobCancelled:
+            work_session.rollback()
+            if cleanup is not None:
+                cleanup(ctx)
+            jobs.finish(state_session, client, state_job, "cancelled")
+            log.info("%s cancelled", tag)
+            return
+        except Retry:
+            raise
+        except SoftTimeLimitExceeded:
+            work_session.rollback()
+            if cleanup is not None:
+                cleanup(ctx)
+            jobs.finish(
+                state_session,
+                client,
+                state_job,
+                "failed",
+                error={"message": "the job exceeded its time limit"},
+            )
+            log.error("%s failed: time limit", tag)
+            return
+        except TRANSIENT as exc:
+            work_session.rollback()
+            if cleanup is not None:
+                cleanup(ctx)
+            if state_job.attempts < max_attempts:
+                state_session.rollback()
+                jobs.requeue(
+                    state_session, client, state_job, f"transient error, retrying: {type(exc).__name__}"
+                )
+                log.warning("%s transient error, retrying: %s", tag, exc)
+                raise task.retry(countdown=2**state_job.attempts, max_retries=max_attempts, exc=exc) from exc
+            jobs.finish(
+                state_session, client, state_job, "failed", error={"message": f"transient error: {exc}"[:500]}
+            )
+            return
+        except JobFailed as exc:
+            work_session.rollback()
+            if cleanup is not None:
+                cleanup(ctx)
+            jobs.finish(state_session, client, state_job, "failed", error={"message": str(exc)})
+            log.warning("%s failed: %s", tag, exc)
+            return
+        except Exception as exc:
+            work_session.rollback()
+            if cleanup is not None:
+                cleanup(ctx)
+            log.exception("%s failed with an unexpected error", tag)
+            jobs.finish(
+                state_session,
+                client,
+                state_job,
+                "failed",
+                error={"message": f"{type(exc).__name__}: {exc}"[:500]},
+            )
+            return
+        jobs.finish(state_session, client, state_job, "succeeded", result=result or {})
+        log.info("%s succeeded", tag)
+
+
+def jobs_uuid(job_id: str) -> Any:
+    import uuid
+
+    return uuid.UUID(job_id)

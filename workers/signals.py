@@ -1,0 +1,65 @@
+"""Process hooks: fresh connections after fork, config checks, and worker heartbeats."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from flask import Flask
+
+from webapp import heartbeat
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 10
+
+
+class ConfigurationError(RuntimeError):
+    pass
+
+
+def check_time_limits(conf: object) -> None:
+    """Refuse soft >= hard limit or hard limit >= visibility timeout: either loses or doubles tasks."""
+    soft = conf.task_soft_time_limit  # type: ignore[attr-defined]
+    hard = conf.task_time_limit  # type: ignore[attr-defined]
+    visibility = (conf.broker_transport_options or {}).get("visibility_timeout", 3600)  # type: ignore[attr-defined]
+    if not (soft and hard and soft < hard < visibility):
+        raise ConfigurationError(
+            f"time limits must satisfy soft < hard < broker visibility timeout, got soft={soft} "
+            f"hard={hard} visibility_timeout={visibility}: set TASK_SOFT_TIME_LIMIT, TASK_TIME_LIMIT "
+            "and BROKER_VISIBILITY_TIMEOUT accordingly"
+        )
+
+
+def connect(app: Flask, celery_app: Celery) -> None:
+    """Wire the signal handlers for this Flask app."""
+    check_time_limits(celery_app.conf)
+    stop = threading.Event()
+
+    @worker_process_init.connect(weak=False)
+    def dispose_inherited_pool(**_: object) -> None:
+        # Connections opened before fork must not be shared with the parent.
+        app.extensions["db_engine"].dispose(close=False)
+        app.extensions["redis"].connection_pool.reset()
+
+    @worker_ready.connect(weak=False)
+    def start_heartbeat(sender: object = None, **_: object) -> None:
+        hostname = getattr(sender, "hostname", "worker")
+
+        def beat() -> None:
+            while not stop.is_set():
+                try:
+                    heartbeat.worker_beat(app.extensions["redis"], hostname)
+                except Exception as exc:
+                    log.warning("heartbeat failed: %s", exc)
+                stop.wait(HEARTBEAT_SECONDS)
+
+        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+    @worker_shutdown.connect(weak=False)
+    def stop_heartbeat(sender: object = None, **_: object) -> None:
+        stop.set()
+        with contextlib.suppress(Exception):
+            heartbeat.worker_gone(app.extensions["redis"], getattr(sender, "hostname", "worker"))
