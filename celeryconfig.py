@@ -42,4 +42,6 @@ task_routes = {
 worker_hijack_root_logger = False
 worker_send_task_events = False
 
-beat_schedule: dict = {}
+beat_schedule = {
+    "beat-heartbeat": {"task": "ops.beat_heartbeat", "schedule": 30.0},
+}

@@ -1,0 +1,222 @@
+"""Tickets API: writes append the right events in one transaction; bad input is a clear 400."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from webapp.models import TicketEvent
+
+
+def _events(db_session, ticket_id):
+    rows = db_session.scalars(
+        select(TicketEvent).where(TicketEvent.ticket_id == ticket_id).order_by(TicketEvent.id)
+    ).all()
+    return rows
+
+
+def test_create_get_and_events(tenant, db_session):
+    response = tenant.agent.post(
+        "/api/v1/tickets",
+        json={"subject": "Printer on fire", "priority": "high", "channel": "email", "category": "hardware"},
+    )
+    assert response.status_code == 201, response.get_json()
+    ticket = response.get_json()
+    assert ticket["status"] == "open"
+    assert ticket["priority"] == "high"
+    assert response.headers["Location"].endswith(f"/api/v1/tickets/{ticket['id']}")
+
+    fetched = tenant.viewer.get(f"/api/v1/tickets/{ticket['id']}")
+    assert fetched.status_code == 200
+    assert fetched.get_json() == ticket
+
+    events = _events(db_session, ticket["id"])
+    assert [e.event_type for e in events] == ["created"]
+    created = events[0]
+    assert (created.status, created.priority, created.channel, created.category) == (
+        "open",
+        "high",
+        "email",
+        "hardware",
+    )
+    assert created.occurred_at == datetime.fromisoformat(ticket["created_at"])
+
+
+def test_backfill_writes_events_at_their_times(tenant, db_session):
+    created = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    answered = created + timedelta(hours=2, minutes=30)
+    resolved = created + timedelta(hours=26)
+    response = tenant.agent.post(
+        "/api/v1/tickets",
+        json={
+            "status": "closed",
+            "priority": "urgent",
+            "channel": "chat",
+            "category": "billing",
+            "created_at": created.isoformat(),
+            "first_response_at": answered.isoformat(),
+            "resolved_at": resolved.isoformat(),
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    events = _events(db_session, response.get_json()["id"])
+    by_type = {e.event_type: e for e in events}
+    assert set(by_type) == {"created", "first_response", "resolved"}
+    assert by_type["created"].occurred_at == created
+    assert by_type["created"].status == "open"
+    assert by_type["first_response"].occurred_at == answered
+    assert by_type["first_response"].value == pytest.approx(2.5)
+    assert by_type["resolved"].occurred_at == resolved
+    assert by_type["resolved"].value == pytest.approx(26.0)
+    assert by_type["resolved"].status == "closed"
+
+
+def test_naive_timestamps_are_read_in_the_org_time_zone(make_tenant, db_session):
+    tenant = make_tenant(timezone="America/New_York")
+    response = tenant.agent.post("/api/v1/tickets", json={"created_at": "2026-01-15T09:00:00"})
+    assert response.status_code == 201
+    assert datetime.fromisoformat(response.get_json()["created_at"]) == datetime(
+        2026, 1, 15, 14, 0, tzinfo=UTC
+    )
+    ambiguous = tenant.agent.post("/api/v1/tickets", json={"created_at": "2025-11-02T01:30:00"})
+    assert ambiguous.status_code == 400
+    assert "ambiguous" in ambiguous.get_json()["error"]["message"]
+    skipped = tenant.agent.post("/api/v1/tickets", json={"created_at": "2026-03-08T02:30:00"})
+    assert skipped.status_code == 400
+    assert "does not exist" in skipped.get_json()["error"]["message"]
+
+
+def test_patch_lifecycle_with_reopen(tenant, db_session):
+    ticket = tenant.agent.post("/api/v1/tickets", json={"priority": "low"}).get_json()
+    tid = ticket["id"]
+    created = datetime.fromisoformat(ticket["created_at"])
+
+    answered = tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"first_response_at": created.isoformat()})
+    assert answered.status_code == 200, answered.get_json()
+
+    assert tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"priority": "urgent"}).status_code == 200
+    assert tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"assigned_to": "ana"}).status_code == 200
+
+    resolved = tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"status": "resolved"}).get_json()
+    assert resolved["resolved_at"] is not None
+
+    reopened = tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"status": "open"}).get_json()
+    assert reopened["reopen_count"] == 1
+    assert reopened["resolved_at"] is None
+
+    again = tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"status": "closed"}).get_json()
+    assert again["status"] == "closed"
+
+    events = _events(db_session, tid)
+    types = [e.event_type for e in events]
+    assert types == [
+        "created",
+        "first_response",
+        "priority_changed",
+        "assigned",
+        "status_changed",
+        "resolved",
+        "reopened",
+        "status_changed",
+        "status_changed",
+        "resolved",
+    ]
+    priority_change = events[2]
+    assert priority_change.priority == "urgent"
+    assert priority_change.detail == {"from": "low", "to": "urgent"}
+    assert events[3].assigned_to == "ana"
+    resolutions = [e for e in events if e.event_type == "resolved"]
+    assert len(resolutions) == 2
+    for event in resolutions:
+        assert event.value == pytest.approx((event.occurred_at - created).total_seconds() / 3600)
+        assert event.priority == "urgent"
+        assert event.assigned_to == "ana"
+
+
+def test_list_with_filters_and_cursor(tenant):
+    for priority in ["low", "high", "high", "urgent", "high"]:
+        tenant.agent.post("/api/v1/tickets", json={"priority": priority})
+    first = tenant.viewer.get("/api/v1/tickets?priority=high,urgent&limit=2").get_json()
+    assert len(first["items"]) == 2
+    assert first["next_cursor"]
+    second = tenant.viewer.get(f"/api/v1/tickets?priority=high,urgent&limit=2&cursor={first['next_cursor']}")
+    second = second.get_json()
+    assert len(second["items"]) == 2
+    assert second["next_cursor"] is None
+    ids = [t["id"] for t in first["items"] + second["items"]]
+    assert ids == sorted(ids, reverse=True)
+    assert {t["priority"] for t in first["items"] + second["items"]} <= {"high", "urgent"}
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"status": "done"}, "status"),
+        ({"priority": "critical"}, "priority"),
+        ({"channel": "fax"}, "channel"),
+        ({"color": "red"}, "color"),
+        ({"sentiment_score": 1.5}, "sentiment_score"),
+        ({"sentiment_score": -2}, "sentiment_score"),
+        ({"created_at": "yesterday"}, "created_at"),
+        ({"created_at": "2026-02-30T10:00:00Z"}, "created_at"),
+        (
+            {"created_at": "2026-01-10T10:00:00Z", "first_response_at": "2026-01-10T09:00:00Z"},
+            "first_response_at",
+        ),
+        ({"created_at": "2026-01-10T10:00:00Z", "resolved_at": "2026-01-09T10:00:00Z"}, "resolved_at"),
+        ({"status": "open", "resolved_at": "2026-01-10T10:00:00Z"}, "status"),
+        ({"created_at": "2099-01-01T00:00:00Z"}, "future"),
+        ({"category": "   "}, "category"),
+    ],
+)
+def test_create_validation(tenant, body, needle):
+    response = tenant.agent.post("/api/v1/tickets", json=body)
+    assert response.status_code == 400, response.get_json()
+    error = response.get_json()["error"]
+    assert needle in (error["message"] + str(error["details"]))
+
+
+def test_enum_errors_name_the_allowed_values(tenant):
+    message = tenant.agent.post("/api/v1/tickets", json={"priority": "critical"}).get_json()["error"][
+        "message"
+    ]
+    for allowed in ("low", "normal", "high", "urgent"):
+        assert allowed in message
+
+
+def test_patch_validation(tenant):
+    tid = tenant.agent.post("/api/v1/tickets", json={}).get_json()["id"]
+    assert tenant.agent.patch(f"/api/v1/tickets/{tid}", json={}).status_code == 400
+    assert tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"status": None}).status_code == 400
+    moved = tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"created_at": "2020-01-01T00:00:00Z"})
+    assert moved.status_code == 400
+    early = tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"first_response_at": "2020-01-01T00:00:00Z"})
+    assert early.status_code == 400
+    assert tenant.agent.patch(f"/api/v1/tickets/{tid}", json={"bogus": 1}).status_code == 400
+    assert tenant.agent.patch("/api/v1/tickets/999999999", json={"priority": "low"}).status_code == 404
+
+
+def test_list_validation(tenant):
+    assert tenant.viewer.get("/api/v1/tickets?status=nope").status_code == 400
+    assert tenant.viewer.get("/api/v1/tickets?limit=0").status_code == 400
+    assert tenant.viewer.get("/api/v1/tickets?limit=100000").status_code == 400
+    assert tenant.viewer.get("/api/v1/tickets?cursor=%%%").status_code == 400
+    assert tenant.viewer.get("/api/v1/tickets?unknown=1").status_code == 400
+
+
+def test_roles(tenant):
+    assert tenant.viewer.post("/api/v1/tickets", json={}).status_code == 403
+    tid = tenant.agent.post("/api/v1/tickets", json={}).get_json()["id"]
+    assert tenant.viewer.patch(f"/api/v1/tickets/{tid}", json={"priority": "low"}).status_code == 403
+
+
+def test_organizations_never_see_each_other(make_tenant):
+    alpha = make_tenant("Alpha")
+    beta = make_tenant("Beta")
+    tid = alpha.agent.post("/api/v1/tickets", json={"subject": "secret"}).get_json()["id"]
+    assert beta.admin.get(f"/api/v1/tickets/{tid}").status_code == 404
+    assert beta.admin.patch(f"/api/v1/tickets/{tid}", json={"priority": "low"}).status_code == 404
+    assert beta.admin.get("/api/v1/tickets").get_json()["items"] == []
+    assert alpha.viewer.get(f"/api/v1/tickets/{tid}").status_code == 200
