@@ -30,7 +30,8 @@ def test_refresh_cache_job_lifecycle(celery_worker, make_live_tenant, services):
     assert done["state"] == "succeeded", done
     assert done["kind"] == "cache_refresh"
     assert done["progress"] == 1.0
-    assert done["started_at"] and done["finished_at"]
+    assert done["started_at"]
+    assert done["finished_at"]
     assert "Retry-After" not in tenant.viewer.get(body["status_url"]).headers
 
     states = [
