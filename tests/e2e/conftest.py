@@ -1,0 +1,87 @@
+"""The real web process under gunicorn (threads, as the Procfile runs it), against the test services."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from devstack.ports import free_port, port_open
+from tests.conftest import JWT_SECRET, ROOT, TEST_INSTANCE
+
+
+@dataclass
+class Web:
+    base_url: str
+    port: int
+
+    def request(self, method: str, path: str, token: str | None = None, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.fixture(scope="session")
+def web_server(services, celery_worker) -> Iterator[Web]:
+    """gunicorn serving create_app() on a free loopback port."""
+    port = free_port()
+    env = dict(
+        os.environ,
+        DATABASE_URL=services.database_url,
+        REDIS_URL=services.redis_url,
+        BROKER_URL=services.redis_url,
+        INSTANCE_PATH=str(TEST_INSTANCE),
+        JWT_SECRET_KEY=JWT_SECRET,
+        EXPORT_DIR=str(TEST_INSTANCE / "exports"),
+    )
+    log_path = TEST_INSTANCE / "web.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--worker-class",
+                "gthread",
+                "--workers",
+                "2",
+                "--threads",
+                "32",
+                "webapp:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while not port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"gunicorn did not start; see {log_path}")
+        time.sleep(0.1)
+    yield Web(f"http://127.0.0.1:{port}", port)
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()

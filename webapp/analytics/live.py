@@ -1,0 +1,75 @@
+"""Current values of metrics for live subscribers: the last 24 hours, per metric."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from webapp.analytics.metrics import METRICS
+from webapp.models.tickets import DIMENSIONS
+
+WINDOW = timedelta(hours=24)
+
+
+def _filter_sql(filters: dict[str, list[str | None]], params: dict[str, Any]) -> str:
+    clauses = []
+    for name in DIMENSIONS:  # field names only from the allowlist
+        values = filters.get(name)
+        if not values:
+            continue
+        present = [v for v in values if v is not None]
+        parts = []
+        if present:
+            params[f"f_{name}"] = present
+            parts.append(f"e.{name} = ANY(:f_{name})")
+        if None in values:
+            parts.append(f"e.{name} IS NULL")
+        clauses.append("(" + " OR ".join(parts) + ")")
+    return "".join(f" AND {c}" for c in clauses)
+
+
+def current_values(
+    session: Session,
+    *,
+    org_id: int,
+    metrics: list[str],
+    filters: dict[str, list[str | None]],
+    now: datetime,
+) -> dict[str, Any]:
+    """Count, mean, min and max of each metric over the 24 hours before `now`."""
+    start = now - WINDOW
+    out: dict[str, Any] = {}
+    for name in metrics:
+        metric = METRICS[name]
+        params: dict[str, Any] = {"org": org_id, "start": start, "end": now, "etype": metric.event_type}
+        where = _filter_sql(filters, params)
+        if name == "sentiment_score":
+            measure, join = "t.sentiment_score", "JOIN tickets t ON t.id = e.ticket_id"
+        elif name == "ticket_count":
+            measure, join = "NULL::float8", ""
+        else:
+            measure, join = "e.value", ""
+        row = session.execute(
+            text(
+                f"SELECT count(*) AS n, count({measure}) AS m, avg({measure}) AS avg, "
+                f"min({measure}) AS min, max({measure}) AS max "
+                f"FROM ticket_events e {join} "
+                "WHERE e.org_id = :org AND e.event_type = :etype "
+                f"AND e.occurred_at >= :start AND e.occurred_at < :end{where}"
+            ),
+            params,
+        ).one()
+        if name == "ticket_count":
+            out[name] = {"value": row.n, "count": row.n, "unit": metric.unit}
+        else:
+            out[name] = {
+                "value": float(row.avg) if row.avg is not None else None,
+                "count": row.m,
+                "min": row.min,
+                "max": row.max,
+                "unit": metric.unit,
+            }
+    return {"window": {"start": start.isoformat(), "end": now.isoformat()}, "metrics": out}
