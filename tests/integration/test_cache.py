@@ -1,0 +1,147 @@
+"""The analytics cache against real Redis: read-through, generations, stampede lock, degradation."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+import redis
+
+from webapp.analytics import cache
+
+_orgs = itertools.count(900_000)
+
+
+@pytest.fixture
+def client(services):
+    return redis.Redis.from_url(services.redis_url, socket_timeout=1)
+
+
+@pytest.fixture
+def org_id() -> int:
+    return next(_orgs)
+
+
+class Counter:
+    def __init__(self, value=None, delay: float = 0.0) -> None:
+        self.calls = 0
+        self.value = value
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self):
+        with self.lock:
+            self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return self.value if self.value is not None else {"n": self.calls}
+
+
+def test_miss_then_hit(client, org_id):
+    compute = Counter({"answer": 42})
+    first, meta1 = cache.read_through(client, org_id, ["volume"], {"q": 1}, compute, ttl=60)
+    second, meta2 = cache.read_through(client, org_id, ["volume"], {"q": 1}, compute, ttl=60)
+    assert first == second == {"answer": 42}
+    assert (meta1.cache, meta2.cache) == ("miss", "hit")
+    assert meta2.computed_at == meta1.computed_at
+    assert compute.calls == 1
+    assert 0 < client.ttl(cache.cache_key(org_id, ["volume"], [0], {"q": 1})) <= 60
+
+
+def test_parameter_order_does_not_matter(client, org_id):
+    compute = Counter()
+    cache.read_through(client, org_id, ["volume"], {"a": 1, "b": [1, 2]}, compute, ttl=60)
+    _, meta = cache.read_through(client, org_id, ["volume"], {"b": [1, 2], "a": 1}, compute, ttl=60)
+    assert meta.cache == "hit"
+    assert compute.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("event_type", "expected"),
+    [
+        ("created", {"volume", "sentiment", "dashboard", "backlog", *cache.DISTRIBUTIONS}),
+        ("status_changed", {"dist_status", "resolution", "backlog"}),
+        ("priority_changed", {"dist_priority", "sla"}),
+        ("assigned", {"dist_assigned_to"}),
+        ("first_response", {"response", "performance", "sla"}),
+        ("resolved", {"resolution", "performance", "sla", "backlog"}),
+        ("reopened", {"resolution", "performance", "sla", "backlog"}),
+    ],
+)
+def test_each_event_invalidates_exactly_its_families(client, org_id, event_type, expected):
+    computes = {family: Counter() for family in cache.FAMILIES}
+    for family in cache.FAMILIES:
+        cache.read_through(client, org_id, [family], {"f": family}, computes[family], ttl=60)
+    cache.bump(client, org_id, cache.families_for([event_type]))
+    invalidated = set()
+    for family in cache.FAMILIES:
+        _, meta = cache.read_through(client, org_id, [family], {"f": family}, computes[family], ttl=60)
+        if meta.cache == "miss":
+            invalidated.add(family)
+    assert invalidated == expected
+
+
+def _command_calls(client) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+
+def test_invalidation_is_one_incr_per_family_whatever_is_cached(client, org_id):
+    for i in range(500):
+        cache.read_through(client, org_id, ["volume"], {"i": i}, Counter(), ttl=60)
+    before = _command_calls(client)
+    cache.bump_all(client, org_id)
+    after = _command_calls(client)
+    changed = {
+        name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)
+    }
+    assert changed.get("incrby") == len(cache.FAMILIES)
+    assert not {"keys", "scan", "del", "unlink"} & set(changed)
+    _, meta = cache.read_through(client, org_id, ["volume"], {"i": 1}, Counter(), ttl=60)
+    assert meta.cache == "miss"
+
+
+def test_concurrent_misses_compute_once(client, org_id):
+    compute = Counter({"v": 1}, delay=0.3)
+    results = []
+    barrier = threading.Barrier(50)
+
+    def read():
+        barrier.wait()
+        results.append(cache.read_through(client, org_id, ["volume"], {"same": True}, compute, ttl=60))
+
+    threads = [threading.Thread(target=read) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert compute.calls == 1
+    assert len(results) == 50
+    assert all(value == {"v": 1} for value, _ in results)
+    assert sorted(meta.cache for _, meta in results).count("miss") == 1
+
+
+def test_lock_is_released_only_by_its_holder(client, org_id):
+    compute = Counter()
+    cache.read_through(client, org_id, ["volume"], {"x": 1}, compute, ttl=60)
+    key = cache.cache_key(org_id, ["volume"], [0], {"x": 1})
+    assert client.get(key + ":lock") is None
+
+
+def test_force_recomputes(client, org_id):
+    compute = Counter()
+    cache.read_through(client, org_id, ["volume"], {"x": 1}, compute, ttl=60)
+    value, meta = cache.read_through(client, org_id, ["volume"], {"x": 1}, compute, ttl=60, force=True)
+    assert meta.cache == "miss"
+    assert value == {"n": 2}
+    assert cache.read_through(client, org_id, ["volume"], {"x": 1}, compute, ttl=60)[0] == {"n": 2}
+
+
+def test_unreachable_redis_computes_directly(org_id):
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_timeout=0.2, socket_connect_timeout=0.2)
+    compute = Counter({"v": 7})
+    value, meta = cache.read_through(dead, org_id, ["volume"], {"x": 1}, compute, ttl=60)
+    assert value == {"v": 7}
+    assert meta.cache == "bypass"
