@@ -154,6 +154,12 @@ def read_through(
                 if not client.exists(lock_key):
                     have_lock = bool(client.set(lock_key, token, nx=True, ex=LOCK_SECONDS))
                     if have_lock:
+                        # The holder may have stored the value just before releasing the lock.
+                        cached = client.get(key)
+                        if cached is not None:
+                            client.eval(_RELEASE, 1, lock_key, token)
+                            entry = json.loads(cached)
+                            return entry["value"], CacheMeta("hit", entry["computed_at"])
                         break
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
