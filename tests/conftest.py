@@ -64,7 +64,7 @@ def services() -> Iterator[Services]:
     if redis_url is None:
         from devstack.redis import EmbeddedRedis
 
-        redis_server = EmbeddedRedis(TEST_INSTANCE / "redis", persist=False)
+        redis_server = EmbeddedRedis(TEST_INSTANCE / "redis")
         redis_server.start()
         redis_url = redis_server.url
     redis.Redis.from_url(redis_url).flushdb()

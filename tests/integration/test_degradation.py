@@ -1,0 +1,68 @@
+"""Redis stopped in the middle of a test: reads still answer from PostgreSQL, jobs say 503, and
+caching resumes with no restart once Redis is back."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+
+@pytest.fixture
+def stoppable_redis(services):
+    if services.redis_server is None:
+        pytest.skip("needs the embedded Redis, which the tests can stop and start")
+    yield services.redis_server
+    services.redis_server.start()
+
+
+def _wait_redis(url: str) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=0.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            time.sleep(0.1)
+    raise AssertionError("Redis did not come back")
+
+
+def test_redis_down_then_back(live_app, make_live_tenant, stoppable_redis, services):
+    tenant = make_live_tenant()
+    assert tenant.agent.post("/api/v1/tickets", json={"priority": "high"}).status_code == 201
+
+    stoppable_redis.stop()
+    try:
+        health = tenant.viewer.get("/api/v1/health")
+        assert health.status_code == 200
+        assert health.get_json()["status"] == "degraded"
+        assert health.get_json()["redis"]["ok"] is False
+
+        listed = tenant.viewer.get("/api/v1/tickets")
+        assert listed.status_code == 200
+        assert len(listed.get_json()["items"]) == 1
+
+        created = tenant.agent.post("/api/v1/tickets", json={"priority": "low"})
+        assert created.status_code == 201
+
+        analytics = tenant.viewer.get("/api/v1/analytics/time-series/ticket_count?granularity=daily")
+        assert analytics.status_code == 200, analytics.get_json()
+        assert analytics.get_json()["meta"]["cache"] == "bypass"
+        assert analytics.get_json()["summary"]["total_count"] == 2
+
+        job = tenant.admin.post("/api/v1/analytics/refresh-cache")
+        assert job.status_code == 503
+        assert job.get_json()["error"]["message"]
+        assert job.headers["Retry-After"]
+    finally:
+        stoppable_redis.start()
+    _wait_redis(services.redis_url)
+
+    assert tenant.viewer.get("/api/v1/health").get_json()["redis"]["ok"] is True
+    first = tenant.viewer.get("/api/v1/analytics/time-series/ticket_count?granularity=daily").get_json()
+    second = tenant.viewer.get("/api/v1/analytics/time-series/ticket_count?granularity=daily").get_json()
+    assert first["meta"]["cache"] == "miss"
+    assert second["meta"]["cache"] == "hit"
+    assert second["summary"]["total_count"] == 2
