@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -45,6 +46,19 @@ def _fresh_database(admin_url: str, name: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def _drop_abandoned(admin_url: str) -> None:
+    """Drop test databases whose run (named by its pid) is gone."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        names = [
+            row[0]
+            for row in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'analytics_test_%'")
+        ]
+        for name in names:
+            pid = name.rsplit("_", 1)[-1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     """PostgreSQL with every migration applied and an empty Redis, for the whole session."""
@@ -57,14 +71,17 @@ def services() -> Iterator[Services]:
         pg = EmbeddedPostgres(TEST_INSTANCE / "postgres", fast_unsafe=True)
         pg.start()
         pg.wait_ready()
-        name = "analytics_test"
-        _fresh_database(f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", name)
+        # One database per run, so concurrent runs on one machine never drop each other's.
+        name = f"analytics_test_{os.getpid()}"
+        admin = f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres"
+        _drop_abandoned(admin)
+        _fresh_database(admin, name)
         database_url = pg.url(name)
     database_url = config.normalize_database_url(database_url)
     if redis_url is None:
         from devstack.redis import EmbeddedRedis
 
-        redis_server = EmbeddedRedis(TEST_INSTANCE / "redis")
+        redis_server = EmbeddedRedis(TEST_INSTANCE / f"redis-{os.getpid()}")
         redis_server.start()
         redis_url = redis_server.url
     redis.Redis.from_url(redis_url).flushdb()
@@ -72,6 +89,10 @@ def services() -> Iterator[Services]:
     yield Services(database_url, redis_url, redis_server)
     if redis_server is not None:
         redis_server.stop()
+        shutil.rmtree(redis_server.datadir, ignore_errors=True)
+    if config.env("TEST_DATABASE_URL") is None:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def app_config(services: Services) -> dict[str, Any]:
