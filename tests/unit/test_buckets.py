@@ -1,0 +1,180 @@
+"""Bucket boundaries across daylight-saving changes and offsets that are not whole hours."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from webapp.analytics.buckets import GRANULARITIES, BucketError, make_buckets, next_period, period_start
+
+NY = ZoneInfo("America/New_York")
+BERLIN = ZoneInfo("Europe/Berlin")
+KOLKATA = ZoneInfo("Asia/Kolkata")
+KATHMANDU = ZoneInfo("Asia/Kathmandu")
+LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def local(tz: ZoneInfo, *args: int, fold: int = 0) -> datetime:
+    return datetime(*args, tzinfo=tz, fold=fold)
+
+
+def durations(buckets) -> list[timedelta]:
+    return [b - a for a, b in zip(buckets.bounds, buckets.bounds[1:], strict=False)]
+
+
+def test_hourly_spring_forward_new_york_skips_the_missing_hour():
+    b = make_buckets("hourly", local(NY, 2026, 3, 8), local(NY, 2026, 3, 9), NY)
+    assert len(b) == 23
+    assert set(durations(b)) == {timedelta(hours=1)}
+    labels = [b.label(i) for i in range(len(b))]
+    assert labels[1] == "2026-03-08T01:00:00-05:00"
+    assert labels[2] == "2026-03-08T03:00:00-04:00"
+
+
+def test_hourly_fall_back_new_york_has_two_one_oclock_buckets():
+    b = make_buckets("hourly", local(NY, 2026, 11, 1), local(NY, 2026, 11, 2), NY)
+    assert len(b) == 25
+    assert set(durations(b)) == {timedelta(hours=1)}
+    labels = [b.label(i) for i in range(len(b))]
+    assert labels[1:3] == ["2026-11-01T01:00:00-04:00", "2026-11-01T01:00:00-05:00"]
+
+
+def test_hourly_fall_back_berlin():
+    b = make_buckets("hourly", local(BERLIN, 2026, 10, 25), local(BERLIN, 2026, 10, 26), BERLIN)
+    assert len(b) == 25
+    assert [b.label(i) for i in (2, 3)] == ["2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00"]
+
+
+@pytest.mark.parametrize(
+    ("tz", "day", "hours"),
+    [
+        (NY, date(2026, 3, 8), 23),
+        (NY, date(2026, 11, 1), 25),
+        (BERLIN, date(2026, 3, 29), 23),
+        (BERLIN, date(2026, 10, 25), 25),
+        (BERLIN, date(2026, 7, 1), 24),
+    ],
+)
+def test_daily_buckets_are_local_days(tz, day, hours):
+    start = local(tz, day.year, day.month, day.day)
+    b = make_buckets("daily", start - timedelta(days=1), start + timedelta(days=2), tz)
+    assert len(b) == 3
+    assert durations(b)[1] == timedelta(hours=hours)
+    assert b.label(1) == start.isoformat()
+
+
+@pytest.mark.parametrize(("tz", "offset"), [(KOLKATA, "+05:30"), (KATHMANDU, "+05:45")])
+def test_fractional_offsets_align_hours_and_days_to_local_clock(tz, offset):
+    start = utc(2026, 1, 1, 0, 0)
+    hourly = make_buckets("hourly", start, start + timedelta(hours=5), tz)
+    for i in range(len(hourly)):
+        assert hourly.label(i).endswith(f":00:00{offset}")
+    assert hourly.bounds[0] < start < hourly.bounds[1]
+    daily = make_buckets("daily", start, start + timedelta(days=3), tz)
+    assert [daily.label(i) for i in range(len(daily))] == [
+        f"2026-01-01T00:00:00{offset}",
+        f"2026-01-02T00:00:00{offset}",
+        f"2026-01-03T00:00:00{offset}",
+        f"2026-01-04T00:00:00{offset}",
+    ]
+
+
+def test_half_hour_dst_shift_of_lord_howe_keeps_on_the_hour_boundaries():
+    # Clocks go from 02:00 to 02:30 on 2026-10-04; every boundary still reads hh:00 locally.
+    b = make_buckets("hourly", local(LORD_HOWE, 2026, 10, 4), local(LORD_HOWE, 2026, 10, 4, 6), LORD_HOWE)
+    for i in range(len(b)):
+        assert ":00:00+" in b.label(i)
+    assert local(LORD_HOWE, 2026, 10, 4, 3) in b.bounds
+
+
+def test_weeks_start_on_monday_and_first_bucket_contains_start():
+    start = local(BERLIN, 2026, 11, 19, 15)  # a Thursday
+    b = make_buckets("weekly", start, start + timedelta(days=10), BERLIN)
+    assert b.label(0) == "2026-11-16T00:00:00+01:00"
+    assert all(bound.astimezone(BERLIN).weekday() == 0 for bound in b.starts)
+    assert b.bounds[-1] == start + timedelta(days=10)
+
+
+def test_weekly_bucket_spanning_dst_is_one_hour_short():
+    b = make_buckets("weekly", local(NY, 2026, 3, 2), local(NY, 2026, 3, 16), NY)
+    assert durations(b) == [timedelta(days=7, hours=-1), timedelta(days=7)]
+
+
+def test_monthly_quarterly_yearly_are_calendar_aligned():
+    start = local(NY, 2025, 11, 20)
+    end = local(NY, 2027, 2, 3)
+    monthly = make_buckets("monthly", start, end, NY)
+    assert monthly.label(0) == "2025-11-01T00:00:00-04:00"
+    assert monthly.label(1) == "2025-12-01T00:00:00-05:00"
+    assert len(monthly) == 16
+    quarterly = make_buckets("quarterly", start, end, NY)
+    assert [quarterly.label(i)[:10] for i in range(len(quarterly))] == [
+        "2025-10-01",
+        "2026-01-01",
+        "2026-04-01",
+        "2026-07-01",
+        "2026-10-01",
+        "2027-01-01",
+    ]
+    yearly = make_buckets("yearly", start, end, NY)
+    assert [yearly.label(i)[:10] for i in range(len(yearly))] == ["2025-01-01", "2026-01-01", "2027-01-01"]
+
+
+def test_index_of_is_half_open():
+    b = make_buckets("daily", local(BERLIN, 2026, 1, 1), local(BERLIN, 2026, 1, 3), BERLIN)
+    assert b.index_of(local(BERLIN, 2026, 1, 1)) == 0
+    assert b.index_of(local(BERLIN, 2026, 1, 1, 23, 59, 59)) == 0
+    assert b.index_of(local(BERLIN, 2026, 1, 2)) == 1
+    assert b.index_of(local(BERLIN, 2026, 1, 3)) is None
+    assert b.index_of(local(BERLIN, 2025, 12, 31, 23)) is None
+
+
+def test_too_many_buckets_is_refused_and_the_limit_itself_allowed():
+    start = utc(2026, 1, 1)
+    assert len(make_buckets("hourly", start, start + timedelta(hours=10_000), ZoneInfo("UTC"))) == 10_000
+    with pytest.raises(BucketError, match="more than 10000"):
+        make_buckets("hourly", start, start + timedelta(hours=10_001), ZoneInfo("UTC"))
+
+
+def test_bad_input_is_refused():
+    start = utc(2026, 1, 1)
+    with pytest.raises(BucketError, match="allowed: hourly, daily"):
+        make_buckets("minutely", start, start + timedelta(days=1), NY)
+    with pytest.raises(BucketError, match="before end"):
+        make_buckets("daily", start, start, NY)
+    with pytest.raises(BucketError, match="supported years"):
+        make_buckets("yearly", datetime(9999, 6, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, tzinfo=UTC), NY)
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+@pytest.mark.parametrize("tz", [NY, BERLIN, KOLKATA, KATHMANDU, ZoneInfo("UTC")])
+def test_every_instant_lands_in_the_bucket_of_its_local_period(granularity, tz):
+    start = utc(2026, 1, 1)
+    end = utc(2026, 1, 20) if granularity == "hourly" else utc(2027, 12, 31)
+    b = make_buckets(granularity, start, end, tz)
+    step = timedelta(minutes=37) if granularity == "hourly" else timedelta(hours=7, minutes=13)
+    moment = start
+    while moment < end:
+        index = b.index_of(moment)
+        assert index is not None
+        wall, bucket_wall = moment.astimezone(tz), b.bounds[index].astimezone(tz)
+        if granularity == "hourly":
+            assert moment - b.bounds[index] < timedelta(hours=1)
+            assert bucket_wall.minute == 0
+            assert bucket_wall.hour in (wall.hour, (wall.hour - 1) % 24)
+        else:
+            assert bucket_wall.date() == period_start(granularity, wall.date())
+        moment += step
+
+
+def test_next_period_rolls_over_years():
+    assert next_period("monthly", date(2026, 12, 1)) == date(2027, 1, 1)
+    assert next_period("quarterly", date(2026, 10, 1)) == date(2027, 1, 1)
+    assert next_period("yearly", date(2026, 1, 1)) == date(2027, 1, 1)
+    assert period_start("quarterly", date(2026, 8, 17)) == date(2026, 7, 1)

@@ -1,0 +1,193 @@
+"""Bucket boundaries in an IANA time zone, computed in Python so that SQL only has to binary-search them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from webapp.timeutil import local_midnight
+
+GRANULARITIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly")
+MAX_BUCKETS = 10_000
+# Months each calendar period spans (weeks and days are counted in days instead).
+_MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
+_HOUR = timedelta(hours=1)
+_MINUTE = timedelta(minutes=1)
+
+
+class BucketError(ValueError):
+    """A granularity or range the bucketing cannot serve; the message says what is allowed."""
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """The bucket starts of a range, plus the range end, as UTC instants in ascending order.
+
+    `bounds[i]` is where bucket i (0-based) starts; `bounds[-1]` is the range end, so bucket i
+    covers [bounds[i], bounds[i + 1]). The first start may precede the range start: the first
+    bucket is the whole bucket that contains it.
+    """
+
+    granularity: str
+    tz: ZoneInfo
+    bounds: tuple[datetime, ...]
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    @property
+    def starts(self) -> tuple[datetime, ...]:
+        return self.bounds[:-1]
+
+    def label(self, index: int) -> str:
+        """Bucket `index`'s start as ISO 8601 with the zone's offset at that instant."""
+        return self.bounds[index].astimezone(self.tz).isoformat()
+
+    def index_of(self, moment: datetime) -> int | None:
+        """The bucket holding `moment`, or None outside the range (a reference for tests)."""
+        if moment < self.bounds[0] or moment >= self.bounds[-1]:
+            return None
+        low, high = 0, len(self.bounds) - 1
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self.bounds[middle] <= moment:
+                low = middle
+            else:
+                high = middle
+        return low
+
+
+def _check_granularity(granularity: str) -> None:
+    if granularity not in GRANULARITIES:
+        raise BucketError(f"unknown granularity {granularity!r}; allowed: {', '.join(GRANULARITIES)}")
+
+
+def _on_the_hour(moment: datetime, tz: ZoneInfo) -> bool:
+    local = moment.astimezone(tz)
+    return local.minute == 0 and local.second == 0 and local.microsecond == 0
+
+
+def _hour_floor(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The last instant at or before `moment` where the local clock reads hh:00:00."""
+    local = moment.astimezone(tz)
+    candidate = moment - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+    if candidate.astimezone(tz).utcoffset() == local.utcoffset():
+        return candidate.astimezone(UTC)
+    # An offset change inside this hour (zones that shift by 30 or 45 minutes): walk back by minutes.
+    probe = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    while not _on_the_hour(probe, tz):
+        probe -= _MINUTE
+    return probe
+
+
+def _next_hour(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant after `moment` where the local clock reads hh:00:00 (at most one real hour on)."""
+    local = moment.astimezone(tz)
+    step = _HOUR - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+    candidate = (moment + step).astimezone(UTC)
+    if candidate.astimezone(tz).utcoffset() == local.utcoffset() and _on_the_hour(candidate, tz):
+        return candidate
+    # The offset changed before the candidate; the next on-the-hour instant must be found by minutes.
+    probe = moment.astimezone(UTC).replace(second=0, microsecond=0) + _MINUTE
+    while not _on_the_hour(probe, tz):
+        probe += _MINUTE
+    return probe
+
+
+def period_start(granularity: str, day: date) -> date:
+    """The first local date of the day/week/month/quarter/year period that contains `day`."""
+    _check_granularity(granularity)
+    if granularity == "daily":
+        return day
+    if granularity == "weekly":
+        return day - timedelta(days=day.weekday())
+    if granularity == "monthly":
+        return day.replace(day=1)
+    if granularity == "quarterly":
+        return date(day.year, (day.month - 1) // 3 * 3 + 1, 1)
+    if granularity == "yearly":
+        return date(day.year, 1, 1)
+    raise BucketError(f"{granularity} periods are not calendar dates")
+
+
+def next_period(granularity: str, start: date) -> date:
+    """The first local date of the period after the one starting at `start`."""
+    if granularity == "daily":
+        return start + timedelta(days=1)
+    if granularity == "weekly":
+        return start + timedelta(days=7)
+    months = start.month - 1 + _MONTHS[granularity]
+    return date(start.year + months // 12, months % 12 + 1, 1)
+
+
+def _starts(granularity: str, start: datetime, tz: ZoneInfo) -> Iterator[datetime]:
+    if granularity == "hourly":
+        moment = _hour_floor(start, tz)
+        while True:
+            yield moment
+            moment = _next_hour(moment, tz)
+    day = period_start(granularity, start.astimezone(tz).date())
+    while True:
+        yield local_midnight(day, tz).astimezone(UTC)
+        day = next_period(granularity, day)
+
+
+def make_buckets(
+    granularity: str, start: datetime, end: datetime, tz: ZoneInfo, *, max_buckets: int = MAX_BUCKETS
+) -> Buckets:
+    """The buckets of [start, end) at `granularity` aligned in `tz`; BucketError beyond `max_buckets`."""
+    _check_granularity(granularity)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise BucketError("start and end must be aware datetimes")
+    if start >= end:
+        raise BucketError("start must be before end")
+    bounds: list[datetime] = []
+    try:
+        for moment in _starts(granularity, start, tz):
+            if moment >= end:
+                break
+            if len(bounds) == max_buckets:
+                raise BucketError(
+                    f"the range holds more than {max_buckets} {granularity} buckets; "
+                    "narrow the range or use a coarser granularity"
+                )
+            bounds.append(moment)
+    except (OverflowError, ValueError) as exc:
+        if isinstance(exc, BucketError):
+            raise
+        # Dates past year 9999 cannot be represented; such a range is a client mistake.
+        raise BucketError("the range reaches beyond the supported years 1..9999") from exc
+    bounds.append(end.astimezone(UTC))
+    return Buckets(granularity, tz, tuple(bounds))
+
+
+DEFAULT_RANGE_DAYS = 30
+
+
+def shift_days(moment: datetime, days: int, tz: ZoneInfo) -> datetime:
+    """The same local wall-clock time `days` calendar days away (a skipped time moves forward)."""
+    wall = moment.astimezone(tz).replace(tzinfo=None) + timedelta(days=days)
+    return wall.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
+
+
+def default_end(now: datetime, tz: ZoneInfo) -> datetime:
+    """The end of today in `tz`: ranges ending now cover today and stay the same all day (cacheable)."""
+    return local_midnight(now.astimezone(tz).date() + timedelta(days=1), tz)
+
+
+def resolve_range(
+    start: datetime | None,
+    end: datetime | None,
+    tz: ZoneInfo,
+    now: datetime,
+    *,
+    days: int = DEFAULT_RANGE_DAYS,
+) -> tuple[datetime, datetime]:
+    """[start, end): a missing end is the end of today, a missing start `days` local days before end."""
+    end = end if end is not None else default_end(now, tz)
+    start = start if start is not None else shift_days(end, -days, tz)
+    if start >= end:
+        raise BucketError(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+    return start, end

@@ -1,0 +1,102 @@
+"""Composite answers: the dashboard and the performance report, each built from queries and sla."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from webapp.analytics import queries, sla
+from webapp.analytics.buckets import make_buckets
+from webapp.analytics.queries import Filters
+
+PERFORMANCE_PERCENTILES = (50, 95, 99)
+# KPI name -> (metric, statistic).
+KPIS = {
+    "ticket_count": ("ticket_count", "count"),
+    "avg_response_time": ("response_time", "avg"),
+    "avg_resolution_time": ("resolution_time", "avg"),
+    "avg_sentiment_score": ("sentiment_score", "avg"),
+}
+DASHBOARD_FAMILIES = frozenset(
+    {
+        "volume",
+        "response",
+        "resolution",
+        "sentiment",
+        "backlog",
+        "dist_status",
+        "dist_priority",
+        "sla",
+        "dashboard",
+    }
+)
+PERFORMANCE_FAMILIES = frozenset({"response", "resolution", "sla", "performance", "dist_priority"})
+
+
+def change_pct(value: float | None, previous: float | None) -> float | None:
+    """Percent change from `previous` to `value`; None when either is missing or previous is 0."""
+    if value is None or previous is None or previous == 0:
+        return None
+    # abs() keeps the sign meaning "went up" even when the previous value was negative (sentiment).
+    return (value - previous) / abs(previous) * 100.0
+
+
+def dashboard(
+    session: Session,
+    *,
+    org_id: int,
+    tz: ZoneInfo,
+    start: datetime,
+    end: datetime,
+    previous_start: datetime,
+    filters: Filters,
+    targets: dict[str, dict[str, float]],
+    now: datetime,
+) -> dict[str, Any]:
+    """KPIs against the previous period, backlog, a daily ticket_count series, distributions and SLA."""
+    current_window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
+    previous_window = {"org_id": org_id, "start": previous_start, "end": start, "filters": filters}
+    kpis = {}
+    for name, (metric, statistic) in KPIS.items():
+        value = queries.measure(session, metric=metric, **current_window)[statistic]
+        previous = queries.measure(session, metric=metric, **previous_window)[statistic]
+        kpis[name] = {"value": value, "previous": previous, "change_pct": change_pct(value, previous)}
+    days = make_buckets("daily", start, end, tz)
+    series = queries.time_series(session, metric="ticket_count", buckets=days, **current_window)
+    return {
+        "kpis": kpis,
+        "backlog": queries.backlog(session, org_id=org_id, end=end, filters=filters),
+        "ticket_count_series": [{"bucket": p["bucket"], "count": p["count"]} for p in series["points"]],
+        "distributions": {
+            field: queries.distribution(session, field=field, **current_window)
+            for field in ("status", "priority")
+        },
+        "sla": sla.compliance(session, targets=targets, now=now, **current_window),
+    }
+
+
+def performance(
+    session: Session,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    targets: dict[str, dict[str, float]],
+    now: datetime,
+) -> dict[str, Any]:
+    """Percentiles, avg and count of response and resolution time; SLA compliance and the targets used."""
+    window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
+    return {
+        "response_time": queries.measure(
+            session, metric="response_time", percentiles=PERFORMANCE_PERCENTILES, **window
+        ),
+        "resolution_time": queries.measure(
+            session, metric="resolution_time", percentiles=PERFORMANCE_PERCENTILES, **window
+        ),
+        "sla": sla.compliance(session, targets=targets, now=now, **window),
+        "targets": targets,
+    }

@@ -1,0 +1,121 @@
+"""SLA targets per organization and priority, and compliance over the tickets created in a range.
+
+A ticket meets its first-response (resolution) target when first_response_at (resolved_at) is at
+most the target's hours after created_at. One not yet answered (resolved) is breached once
+created_at + target lies before `now`, and pending (left out of compliance) until then. The
+ticket's current priority picks the target; a reopened ticket is unresolved again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from webapp.analytics.queries import Filters, filter_sql
+from webapp.models.tickets import PRIORITIES
+
+log = logging.getLogger(__name__)
+
+KINDS = ("first_response", "resolution")
+TARGET_KEYS = {"first_response": "first_response_hours", "resolution": "resolution_hours"}
+DEFAULT_TARGETS: dict[str, dict[str, float]] = {
+    "urgent": {"first_response_hours": 1.0, "resolution_hours": 4.0},
+    "high": {"first_response_hours": 4.0, "resolution_hours": 24.0},
+    "normal": {"first_response_hours": 8.0, "resolution_hours": 48.0},
+    "low": {"first_response_hours": 24.0, "resolution_hours": 120.0},
+}
+
+
+def targets_for(configured: dict[str, Any] | None) -> dict[str, dict[str, float]]:
+    """The defaults, overridden per priority and key by organizations.sla_targets where that is valid."""
+    targets = {priority: dict(values) for priority, values in DEFAULT_TARGETS.items()}
+    for priority, values in (configured or {}).items():
+        if priority not in targets or not isinstance(values, dict):
+            log.warning("ignoring SLA targets for unknown priority %r", priority)
+            continue
+        for key in TARGET_KEYS.values():
+            hours = values.get(key)
+            if hours is None:
+                continue
+            if (
+                isinstance(hours, bool)
+                or not isinstance(hours, int | float)
+                or not math.isfinite(hours)
+                or hours <= 0
+            ):
+                log.warning(
+                    "ignoring SLA target %s.%s=%r: not a positive number of hours", priority, key, hours
+                )
+                continue
+            targets[priority][key] = float(hours)
+    return targets
+
+
+def _outcome(met: int, breached: int, pending: int) -> dict[str, Any]:
+    judged = met + breached
+    return {
+        "met": met,
+        "breached": breached,
+        "pending": pending,
+        "compliance": met / judged if judged else None,
+    }
+
+
+def compliance(
+    session: Session,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    targets: dict[str, dict[str, float]],
+    now: datetime,
+) -> dict[str, Any]:
+    """Met / breached / pending / compliance for first response and resolution, overall and by priority."""
+    params: dict[str, Any] = {
+        "org_id": org_id,
+        "start": start,
+        "end": end,
+        "now": now,
+        "priorities": list(PRIORITIES),
+        "fr_hours": [targets[p]["first_response_hours"] for p in PRIORITIES],
+        "res_hours": [targets[p]["resolution_hours"] for p in PRIORITIES],
+    }
+    counts = []
+    for kind, column in (("first_response", "first_response_at"), ("resolution", "resolved_at")):
+        deadline = f"t.created_at + s.{kind}_target"
+        counts += [
+            f"count(*) FILTER (WHERE t.{column} IS NOT NULL AND t.{column} <= {deadline}) AS {kind}_met",
+            f"count(*) FILTER (WHERE (t.{column} IS NOT NULL AND t.{column} > {deadline})"
+            f" OR (t.{column} IS NULL AND {deadline} < :now)) AS {kind}_breached",
+            f"count(*) FILTER (WHERE t.{column} IS NULL AND {deadline} >= :now) AS {kind}_pending",
+        ]
+    sql = text(
+        f"SELECT t.priority, {', '.join(counts)} FROM tickets t JOIN ("
+        " SELECT priority, make_interval(secs => fr * 3600) AS first_response_target,"
+        " make_interval(secs => res * 3600) AS resolution_target"
+        " FROM unnest(CAST(:priorities AS text[]), CAST(:fr_hours AS double precision[]),"
+        " CAST(:res_hours AS double precision[])) AS x(priority, fr, res)"
+        ") s ON s.priority = t.priority"
+        " WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end"
+        f"{filter_sql('t', filters, params)} GROUP BY t.priority"
+    )
+    rows = {row.priority: row._mapping for row in session.execute(sql, params)}
+    by_priority: dict[str, Any] = {}
+    totals = {kind: [0, 0, 0] for kind in KINDS}
+    for priority in PRIORITIES:
+        row = rows.get(priority)
+        by_priority[priority] = {}
+        for kind in KINDS:
+            triple = [int(row[f"{kind}_{part}"]) if row else 0 for part in ("met", "breached", "pending")]
+            by_priority[priority][kind] = _outcome(*triple)
+            totals[kind] = [a + b for a, b in zip(totals[kind], triple, strict=True)]
+    return {
+        "overall": {kind: _outcome(*totals[kind]) for kind in KINDS},
+        "by_priority": by_priority,
+    }

@@ -1,0 +1,112 @@
+"""Period snapshots: the KPIs of one local day, week or month, upserted into analytics_snapshots."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from webapp.analytics import queries, sla
+from webapp.analytics.buckets import next_period, period_start
+from webapp.models import AnalyticsSnapshot, Organization
+from webapp.models.analytics import SNAPSHOT_TYPES
+from webapp.timeutil import local_midnight, utcnow, zone
+
+# Bumped whenever what a snapshot holds or how it is computed changes, so old rows can be told apart.
+DEFINITION_VERSION = 1
+PERCENTILES = (50, 95, 99)
+MEASURED = ("response_time", "resolution_time", "sentiment_score")
+
+
+def snapshot_period(snapshot_type: str, snapshot_date: date) -> tuple[date, date]:
+    """First local date of the period holding `snapshot_date`, and of the period after it."""
+    if snapshot_type not in SNAPSHOT_TYPES:
+        raise ValueError(f"unknown snapshot type {snapshot_type!r}; allowed: {', '.join(SNAPSHOT_TYPES)}")
+    first = period_start(snapshot_type, snapshot_date)
+    return first, next_period(snapshot_type, first)
+
+
+def compute_snapshot(
+    session: Session, *, org_id: int, snapshot_type: str, snapshot_date: date
+) -> dict[str, Any]:
+    """The KPIs of the org-local period (day, week from Monday, month) that holds `snapshot_date`."""
+    org = session.get(Organization, org_id)
+    if org is None:
+        raise LookupError(f"organization {org_id} does not exist")
+    tz = zone(org.timezone)
+    first, after = snapshot_period(snapshot_type, snapshot_date)
+    start, end = local_midnight(first, tz), local_midnight(after, tz)
+    window = {"org_id": org_id, "start": start, "end": end, "filters": {}}
+    data: dict[str, Any] = {
+        "snapshot_type": snapshot_type,
+        "snapshot_date": first.isoformat(),
+        "timezone": tz.key,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "ticket_count": queries.measure(session, metric="ticket_count", **window)["count"],
+    }
+    for metric in MEASURED:
+        data[metric] = queries.measure(session, metric=metric, percentiles=PERCENTILES, **window)
+    data["priority"] = queries.distribution(session, field="priority", **window)["values"]
+    data["status"] = queries.distribution(session, field="status", **window)["values"]
+    data["sla"] = sla.compliance(session, targets=sla.targets_for(org.sla_targets), now=utcnow(), **window)
+    return data
+
+
+def upsert_snapshot(
+    session: Session,
+    *,
+    org_id: int,
+    snapshot_type: str,
+    snapshot_date: date,
+    data: dict[str, Any],
+    definition_version: int = DEFINITION_VERSION,
+) -> None:
+    """Insert the snapshot, or replace the one of the same org, type and period: a rerun never duplicates."""
+    first, _ = snapshot_period(snapshot_type, snapshot_date)
+    statement = insert(AnalyticsSnapshot).values(
+        org_id=org_id,
+        snapshot_type=snapshot_type,
+        snapshot_date=first,
+        data=data,
+        definition_version=definition_version,
+        computed_at=func.now(),
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["org_id", "snapshot_type", "snapshot_date"],
+        set_={
+            "data": statement.excluded.data,
+            "definition_version": statement.excluded.definition_version,
+            "computed_at": statement.excluded.computed_at,
+        },
+    )
+    session.execute(statement)
+
+
+def list_snapshots(
+    session: Session, *, org_id: int, snapshot_type: str, start: date, end: date
+) -> list[dict[str, Any]]:
+    """The org's snapshots of `snapshot_type` whose period starts in [start, end), oldest first."""
+    rows = session.scalars(
+        select(AnalyticsSnapshot)
+        .where(
+            AnalyticsSnapshot.org_id == org_id,
+            AnalyticsSnapshot.snapshot_type == snapshot_type,
+            AnalyticsSnapshot.snapshot_date >= start,
+            AnalyticsSnapshot.snapshot_date < end,
+        )
+        .order_by(AnalyticsSnapshot.snapshot_date)
+    )
+    return [
+        {
+            "snapshot_type": row.snapshot_type,
+            "snapshot_date": row.snapshot_date.isoformat(),
+            "data": row.data,
+            "definition_version": row.definition_version,
+            "computed_at": row.computed_at.isoformat(),
+        }
+        for row in rows
+    ]

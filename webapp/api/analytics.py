@@ -1,0 +1,416 @@
+"""Analytics reads: time series, aggregations, distributions, dashboard, performance and snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import psycopg
+from flask import Blueprint, Response, current_app, jsonify, request
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from webapp.analytics import aggregations, queries, reports, sla, snapshots
+from webapp.analytics.aggregations import QueryError
+from webapp.analytics.buckets import BucketError, default_end, make_buckets, resolve_range, shift_days
+from webapp.analytics.cache import read_through
+from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
+from webapp.api.analytics_schemas import (
+    Aggregation,
+    AggregationRequest,
+    Dashboard,
+    DashboardQuery,
+    DistributionQuery,
+    DistributionResponse,
+    Performance,
+    PerformanceQuery,
+    RangeQuery,
+    SnapshotList,
+    SnapshotQuery,
+    SnapshotRequest,
+    TimeSeries,
+    TimeSeriesQuery,
+)
+from webapp.api.errors import ApiError
+from webapp.api.jobs_submit import submit_job
+from webapp.api.schemas import JobAccepted
+from webapp.api.spec import document, parse_body, parse_query
+from webapp.auth import current_principal, require_role
+from webapp.db import get_session
+from webapp.dimensions import FilterError, parse_filters
+from webapp.models import Organization
+from webapp.redis_client import get_redis
+from webapp.timeutil import TimeError, parse_datetime, utcnow, zone
+
+bp = Blueprint("analytics", __name__, url_prefix="/analytics")
+
+M = TypeVar("M", bound=BaseModel)
+Filters = queries.Filters
+# Answers that depend on the clock (SLA pending turns breached with no event) are cached briefly.
+CLOCK_TTL_SECONDS = 60
+SNAPSHOT_DEFAULT_DAYS = {"daily": 31, "weekly": 26 * 7, "monthly": 366}
+ERRORS = (400, 401, 403, 503)
+
+
+@contextmanager
+def _client_errors() -> Iterator[None]:
+    """Turn the domain's validation errors into 400s that name the field and what is allowed."""
+    try:
+        yield
+    except (FilterError, QueryError) as exc:
+        raise ApiError(400, str(exc), details={"field": exc.field}) from exc
+    except BucketError as exc:
+        raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
+    except TimeError as exc:
+        raise ApiError(400, str(exc)) from exc
+    except OperationalError as exc:
+        if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+            raise ApiError(
+                503,
+                "the query took longer than the analytics time limit; narrow the range, "
+                "or use POST /analytics/aggregations with async: true",
+                headers={"Retry-After": "30"},
+            ) from exc
+        raise
+
+
+def _query(model: type[M]) -> M:
+    """The query string validated by `model`; an unknown parameter is a 400 listing the allowed ones."""
+    unknown = sorted(set(request.args) - set(model.model_fields))
+    if unknown:
+        raise ApiError(
+            400,
+            f"unknown query parameter {unknown[0]!r}; allowed: {', '.join(model.model_fields)}",
+            details={"field": unknown[0]},
+        )
+    return parse_query(model)
+
+
+def _org() -> Organization:
+    org = get_session().get(Organization, current_principal().org_id)
+    if org is None:
+        raise ApiError(401, "the token's organization no longer exists")
+    return org
+
+
+def _session() -> Session:
+    """The request's session with the analytics statement timeout for its transaction."""
+    session = get_session()
+    timeout = current_app.config.get("ANALYTICS_STATEMENT_TIMEOUT_MS")
+    if timeout:
+        session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(timeout))})
+    return session
+
+
+def _window(query: RangeQuery, org: Organization) -> tuple[ZoneInfo, datetime, datetime, Filters]:
+    """Time zone, [start, end) and filters of a range query (default: the last 30 local days)."""
+    tz = zone(query.tz or org.timezone)
+    start = parse_datetime(query.start, tz, "start") if query.start else None
+    end = parse_datetime(query.end, tz, "end") if query.end else None
+    start, end = resolve_range(start, end, tz, utcnow())
+    return tz, start, end, parse_filters(query.model_dump())
+
+
+def _range_params(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dict[str, Any]:
+    # UTC, so that one instant written with different offsets shares a cache entry.
+    return {
+        "tz": tz.key,
+        "start": start.astimezone(UTC).isoformat(),
+        "end": end.astimezone(UTC).isoformat(),
+        "filters": filters,
+    }
+
+
+def _echo(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dict[str, Any]:
+    return {
+        "timezone": tz.key,
+        "start": start.astimezone(tz).isoformat(),
+        "end": end.astimezone(tz).isoformat(),
+        "filters": filters,
+    }
+
+
+def _read(
+    org_id: int,
+    families: set[str] | frozenset[str],
+    params: dict[str, Any],
+    compute: Callable[[], Any],
+    *,
+    ttl: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The answer through the cache, and the meta block that says where it came from."""
+    configured = current_app.config["CACHE_TTL_SECONDS"]
+    value, meta = read_through(
+        get_redis(), org_id, families, params, compute, ttl=min(ttl, configured) if ttl else configured
+    )
+    return value, {"cache": meta.cache, "source": "raw", "computed_at": meta.computed_at}
+
+
+@bp.get("/time-series/<metric>")
+@document(
+    "One metric per bucket of the range, aligned in the time zone, with a summary",
+    tag="analytics",
+    query=TimeSeriesQuery,
+    responses={200: TimeSeries},
+    errors=ERRORS,
+)
+@require_role("viewer")
+def time_series(metric: str) -> Response:
+    if metric not in METRICS:
+        raise ApiError(
+            400, f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}", details={"field": "metric"}
+        )
+    query = _query(TimeSeriesQuery)
+    org = _org()
+    with _client_errors():
+        tz, start, end, filters = _window(query, org)
+        buckets = make_buckets(query.granularity, start, end, tz)
+        session = _session()
+        params = {
+            "route": "time_series",
+            "metric": metric,
+            "granularity": query.granularity,
+            **_range_params(tz, start, end, filters),
+        }
+        value, meta = _read(
+            org.id,
+            set(METRICS[metric].families),
+            params,
+            lambda: queries.time_series(
+                session, org_id=org.id, metric=metric, buckets=buckets, start=start, end=end, filters=filters
+            ),
+        )
+    return jsonify(
+        {
+            "metric": metric,
+            "unit": METRICS[metric].unit,
+            "granularity": query.granularity,
+            **_echo(tz, start, end, filters),
+            **value,
+            "meta": meta,
+        }
+    )
+
+
+@bp.post("/aggregations")
+@document(
+    "Several metrics by group (and bucket) with exact percentiles; 202 with a job when async or heavy",
+    tag="analytics",
+    body=AggregationRequest,
+    responses={200: Aggregation, 202: JobAccepted},
+    errors=ERRORS,
+)
+@require_role("viewer")
+def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
+    body = parse_body(AggregationRequest)
+    org = _org()
+    with _client_errors():
+        params = aggregations.canonical_params(
+            body.model_dump(exclude={"async_"}), default_tz=org.timezone, now=utcnow()
+        )
+        session = _session()
+        if body.async_ or (
+            aggregations.estimated_cost(session, org_id=org.id, params=params)
+            > current_app.config["AGGREGATION_ASYNC_THRESHOLD"]
+        ):
+            return submit_job("aggregation", params)
+        value, meta = _read(
+            org.id,
+            aggregations.families(params),
+            {"route": "aggregations", **params},
+            lambda: aggregations.run_aggregation(session, org_id=org.id, params=params),
+        )
+    return jsonify({**value, "meta": meta})
+
+
+@bp.get("/distribution/<field>")
+@document(
+    "Current values of one field over the tickets created in the range, with count and share",
+    tag="analytics",
+    query=DistributionQuery,
+    responses={200: DistributionResponse},
+    errors=ERRORS,
+)
+@require_role("viewer")
+def distribution(field: str) -> Response:
+    if field not in DISTRIBUTION_FIELDS:
+        raise ApiError(
+            400,
+            f"unknown field {field!r}; allowed: {', '.join(DISTRIBUTION_FIELDS)}",
+            details={"field": "field"},
+        )
+    query = _query(DistributionQuery)
+    org = _org()
+    with _client_errors():
+        tz, start, end, filters = _window(query, org)
+        session = _session()
+        value, meta = _read(
+            org.id,
+            {f"dist_{field}"},
+            {"route": "distribution", "field": field, **_range_params(tz, start, end, filters)},
+            lambda: queries.distribution(
+                session, org_id=org.id, field=field, start=start, end=end, filters=filters
+            ),
+        )
+    return jsonify({**value, **_echo(tz, start, end, filters), "meta": meta})
+
+
+@bp.get("/dashboard")
+@document(
+    "KPIs against the previous period, backlog, daily volume, status and priority mix, SLA",
+    tag="analytics",
+    query=DashboardQuery,
+    responses={200: Dashboard},
+    errors=ERRORS,
+)
+@require_role("viewer")
+def dashboard() -> Response:
+    query = _query(DashboardQuery)
+    org = _org()
+    if query.period is not None and query.start is not None:
+        raise ApiError(400, "give period or start, not both", details={"field": "period"})
+    with _client_errors():
+        tz = zone(query.tz or org.timezone)
+        if query.start is None:
+            # A period (default 30d) is that many local days; the previous one is as many days before.
+            days = int((query.period or "30d")[:-1])
+            end = parse_datetime(query.end, tz, "end") if query.end else default_end(utcnow(), tz)
+            start = shift_days(end, -days, tz)
+            previous_start = shift_days(start, -days, tz)
+        else:
+            _, start, end, _ = _window(query, org)
+            previous_start = start - (end - start)
+        filters = parse_filters(query.model_dump())
+        targets = sla.targets_for(org.sla_targets)
+        session = _session()
+        params = {
+            "route": "dashboard",
+            "previous_start": previous_start.astimezone(UTC).isoformat(),
+            "targets": targets,
+            **_range_params(tz, start, end, filters),
+        }
+        value, meta = _read(
+            org.id,
+            reports.DASHBOARD_FAMILIES,
+            params,
+            lambda: reports.dashboard(
+                session,
+                org_id=org.id,
+                tz=tz,
+                start=start,
+                end=end,
+                previous_start=previous_start,
+                filters=filters,
+                targets=targets,
+                now=utcnow(),
+            ),
+            ttl=CLOCK_TTL_SECONDS,
+        )
+    return jsonify(
+        {
+            "period": query.period if query.start is None else None,
+            **_echo(tz, start, end, filters),
+            "previous_start": previous_start.astimezone(tz).isoformat(),
+            "previous_end": start.astimezone(tz).isoformat(),
+            **value,
+            "meta": meta,
+        }
+    )
+
+
+@bp.get("/performance")
+@document(
+    "p50/p95/p99/avg/count of response and resolution time, SLA compliance overall and by priority",
+    tag="analytics",
+    query=PerformanceQuery,
+    responses={200: Performance},
+    errors=ERRORS,
+)
+@require_role("viewer")
+def performance() -> Response:
+    query = _query(PerformanceQuery)
+    org = _org()
+    with _client_errors():
+        tz, start, end, filters = _window(query, org)
+        targets = sla.targets_for(org.sla_targets)
+        session = _session()
+        value, meta = _read(
+            org.id,
+            reports.PERFORMANCE_FAMILIES,
+            {"route": "performance", "targets": targets, **_range_params(tz, start, end, filters)},
+            lambda: reports.performance(
+                session, org_id=org.id, start=start, end=end, filters=filters, targets=targets, now=utcnow()
+            ),
+            ttl=CLOCK_TTL_SECONDS,
+        )
+    return jsonify({**_echo(tz, start, end, filters), **value, "meta": meta})
+
+
+def _local_date(raw: str, tz: ZoneInfo, field: str) -> date:
+    return parse_datetime(raw, tz, field).astimezone(tz).date()
+
+
+@bp.get("/snapshots")
+@document(
+    "Stored daily, weekly or monthly snapshots whose period starts in [start, end)",
+    tag="analytics",
+    query=SnapshotQuery,
+    responses={200: SnapshotList},
+    errors=ERRORS,
+)
+@require_role("viewer")
+def list_snapshots() -> Response:
+    query = _query(SnapshotQuery)
+    org = _org()
+    with _client_errors():
+        tz = zone(org.timezone)
+        end = (
+            _local_date(query.end, tz, "end")
+            if query.end
+            else utcnow().astimezone(tz).date() + timedelta(days=1)
+        )
+        start = (
+            _local_date(query.start, tz, "start")
+            if query.start
+            else end - timedelta(days=SNAPSHOT_DEFAULT_DAYS[query.type])
+        )
+        if start >= end:
+            raise QueryError(f"start ({start}) must be before end ({end})", "start")
+        session = _session()
+        items, meta = _read(
+            org.id,
+            {"snapshots"},
+            {"route": "snapshots", "type": query.type, "start": start.isoformat(), "end": end.isoformat()},
+            lambda: snapshots.list_snapshots(
+                session, org_id=org.id, snapshot_type=query.type, start=start, end=end
+            ),
+        )
+    return jsonify(
+        {"type": query.type, "start": start.isoformat(), "end": end.isoformat(), "items": items, "meta": meta}
+    )
+
+
+@bp.post("/snapshots")
+@document(
+    "Compute (or recompute) the snapshot of the period holding `date` in a job",
+    tag="analytics",
+    body=SnapshotRequest,
+    responses={202: JobAccepted},
+    errors=ERRORS,
+)
+@require_role("agent")
+def request_snapshot() -> tuple[Response, int, dict[str, str]]:
+    body = parse_body(SnapshotRequest)
+    try:
+        day = date.fromisoformat(body.date)
+    except ValueError as exc:
+        raise ApiError(
+            400, f"date {body.date!r} is not an ISO 8601 date (YYYY-MM-DD)", details={"field": "date"}
+        ) from exc
+    first, _ = snapshots.snapshot_period(body.type, day)
+    return submit_job("snapshot", {"snapshot_type": body.type, "snapshot_date": first.isoformat()})
