@@ -1,0 +1,315 @@
+"""The seed generator: COPYed tickets agree with their events exactly as the write path leaves them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from webapp import seeding
+
+NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+TICKETS = 4000
+
+
+def _seed(db_connection: Connection, org_id: int, **kwargs: Any) -> seeding.SeedStats:
+    # The org lives in the test's open transaction, so the seed must use the same connection.
+    conn = db_connection.connection.driver_connection
+    kwargs.setdefault("tickets", TICKETS)
+    kwargs.setdefault("days", 90)
+    kwargs.setdefault("now", NOW)
+    return seeding.seed_tickets(conn, org_id=org_id, **kwargs)
+
+
+def _scalar(db_connection: Connection, sql: str, **params: Any) -> Any:
+    return db_connection.execute(text(sql), params).scalar()
+
+
+def _violations(db_connection: Connection, sql: str, **params: Any) -> list[Any]:
+    """Rows breaking a rule (the query selects them), a few shown in the failure message."""
+    return list(db_connection.execute(text(sql + " LIMIT 5"), params))
+
+
+@pytest.fixture
+def seeded(db_connection: Connection, make_org: Any) -> tuple[int, seeding.SeedStats]:
+    org = make_org(name="Seeded", timezone="Europe/Berlin")
+    return org["id"], _seed(db_connection, org["id"], tz="Europe/Berlin", seed=7)
+
+
+def test_counts_and_ids(db_connection, seeded):
+    org_id, stats = seeded
+    assert stats.tickets == TICKETS
+    assert _scalar(db_connection, "SELECT count(*) FROM tickets WHERE org_id = :o", o=org_id) == TICKETS
+    events = _scalar(db_connection, "SELECT count(*) FROM ticket_events WHERE org_id = :o", o=org_id)
+    assert events == stats.events
+    assert 4 * TICKETS < events < 8 * TICKETS
+    ids = db_connection.execute(
+        text("SELECT min(id), max(id) FROM tickets WHERE org_id = :o"), {"o": org_id}
+    ).one()
+    assert tuple(ids) == (stats.first_id, stats.last_id)
+    orphans = _violations(
+        db_connection,
+        "SELECT e.id FROM ticket_events e LEFT JOIN tickets t ON t.id = e.ticket_id "
+        "WHERE e.org_id = :o AND (t.id IS NULL OR t.org_id <> e.org_id)",
+        o=org_id,
+    )
+    assert orphans == []
+    # Foreign-key checks may be skipped during the seed, never after it.
+    assert _scalar(db_connection, "SHOW session_replication_role") == "origin"
+
+
+def test_ids_come_from_the_sequence(db_connection, seeded):
+    org_id, stats = seeded
+    next_id = _scalar(
+        db_connection,
+        "INSERT INTO tickets (org_id, subject, status, priority, channel, category, created_at, "
+        "reopen_count) VALUES (:o, 'live', 'open', 'normal', 'web', 'general', now(), 0) RETURNING id",
+        o=org_id,
+    )
+    assert next_id > stats.last_id
+
+
+def test_one_created_event_at_created_at(db_connection, seeded):
+    org_id, _ = seeded
+    bad = _violations(
+        db_connection,
+        "SELECT t.id FROM tickets t LEFT JOIN ticket_events e "
+        "ON e.ticket_id = t.id AND e.event_type = 'created' "
+        "WHERE t.org_id = :o GROUP BY t.id "
+        "HAVING count(e.id) <> 1 OR bool_or(e.occurred_at <> t.created_at) OR bool_or(e.status <> 'open')",
+        o=org_id,
+    )
+    assert bad == []
+
+
+def test_no_event_before_creation_or_after_now(db_connection, seeded):
+    org_id, _ = seeded
+    bad = _violations(
+        db_connection,
+        "SELECT e.id FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id "
+        "WHERE e.org_id = :o AND (e.occurred_at >= :now OR e.occurred_at < t.created_at)",
+        o=org_id,
+        now=NOW,
+    )
+    assert bad == []
+    oldest = _scalar(db_connection, "SELECT min(created_at) FROM tickets WHERE org_id = :o", o=org_id)
+    assert (NOW - oldest).days <= 90
+
+
+def test_first_response_events_match_the_ticket(db_connection, seeded):
+    org_id, _ = seeded
+    bad = _violations(
+        db_connection,
+        "SELECT t.id FROM tickets t LEFT JOIN ticket_events e "
+        "ON e.ticket_id = t.id AND e.event_type = 'first_response' "
+        "WHERE t.org_id = :o GROUP BY t.id "
+        "HAVING count(e.id) <> (t.first_response_at IS NOT NULL)::int "
+        "OR bool_or(e.occurred_at <> t.first_response_at) "
+        "OR bool_or(abs(e.value - extract(epoch FROM t.first_response_at - t.created_at) / 3600) > 1e-9)",
+        o=org_id,
+    )
+    assert bad == []
+
+
+def test_resolved_events_and_resolved_at(db_connection, seeded):
+    org_id, _ = seeded
+    wrong_value = _violations(
+        db_connection,
+        "SELECT e.id FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id "
+        "WHERE e.org_id = :o AND e.event_type = 'resolved' "
+        "AND (e.value IS NULL OR e.status <> 'resolved' "
+        "OR abs(e.value - extract(epoch FROM e.occurred_at - t.created_at) / 3600) > 1e-9)",
+        o=org_id,
+    )
+    assert wrong_value == []
+    # Resolving writes status_changed and resolved at the same instant, as webapp.tickets does.
+    unpaired = _violations(
+        db_connection,
+        "SELECT e.id FROM ticket_events e WHERE e.org_id = :o AND e.event_type = 'resolved' "
+        "AND NOT EXISTS (SELECT 1 FROM ticket_events s WHERE s.ticket_id = e.ticket_id "
+        "AND s.event_type = 'status_changed' AND s.occurred_at = e.occurred_at AND s.status = 'resolved')",
+        o=org_id,
+    )
+    assert unpaired == []
+    # resolved_at is the latest resolution, or NULL when a reopen came after it.
+    bad = _violations(
+        db_connection,
+        "SELECT t.id FROM tickets t "
+        "LEFT JOIN LATERAL (SELECT max(occurred_at) FILTER (WHERE event_type = 'resolved') AS resolved, "
+        "max(occurred_at) FILTER (WHERE event_type = 'reopened') AS reopened "
+        "FROM ticket_events WHERE ticket_id = t.id) e ON true "
+        "WHERE t.org_id = :o AND t.resolved_at IS DISTINCT FROM "
+        "CASE WHEN e.resolved IS NULL OR e.reopened > e.resolved THEN NULL ELSE e.resolved END "
+        "OR (t.resolved_at IS NOT NULL) <> (t.status IN ('resolved', 'closed'))",
+        o=org_id,
+    )
+    assert bad == []
+
+
+def test_reopens(db_connection, seeded):
+    org_id, _ = seeded
+    bad = _violations(
+        db_connection,
+        "SELECT t.id FROM tickets t LEFT JOIN ticket_events e "
+        "ON e.ticket_id = t.id AND e.event_type = 'reopened' "
+        "WHERE t.org_id = :o GROUP BY t.id HAVING count(e.id) <> t.reopen_count",
+        o=org_id,
+    )
+    assert bad == []
+    unpaired = _violations(
+        db_connection,
+        "SELECT e.id FROM ticket_events e WHERE e.org_id = :o AND e.event_type = 'reopened' "
+        "AND NOT EXISTS (SELECT 1 FROM ticket_events s WHERE s.ticket_id = e.ticket_id "
+        "AND s.event_type = 'status_changed' AND s.occurred_at = e.occurred_at AND s.status = 'open')",
+        o=org_id,
+    )
+    assert unpaired == []
+    counts = db_connection.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE reopen_count > 0), "
+            "count(*) FILTER (WHERE reopen_count > 0 AND resolved_at IS NOT NULL) "
+            "FROM tickets WHERE org_id = :o"
+        ),
+        {"o": org_id},
+    ).one()
+    reopened, reresolved = counts
+    assert 0.03 * TICKETS < reopened < 0.09 * TICKETS
+    assert 0 < reresolved < reopened
+
+
+def test_ticket_row_is_the_state_after_its_last_event(db_connection, seeded):
+    org_id, _ = seeded
+    bad = _violations(
+        db_connection,
+        "SELECT t.id FROM tickets t JOIN LATERAL (SELECT * FROM ticket_events e WHERE e.ticket_id = t.id "
+        "ORDER BY e.occurred_at DESC, e.id DESC LIMIT 1) last ON true "
+        "WHERE t.org_id = :o AND (t.updated_at <> last.occurred_at OR t.status <> last.status "
+        "OR t.priority <> last.priority OR t.channel <> last.channel OR t.category <> last.category "
+        "OR t.assigned_to IS DISTINCT FROM last.assigned_to)",
+        o=org_id,
+    )
+    assert bad == []
+
+
+def test_events_carry_the_dimensions_of_their_moment(db_connection, seeded):
+    org_id, _ = seeded
+    # A change event records the value it changed to, and a status change starts from the status
+    # the ticket's previous event saw (a reopen writes reopened, then status_changed, both "open").
+    bad = _violations(
+        db_connection,
+        "SELECT id FROM (SELECT e.*, lag(status) OVER w AS prev_status, lag(event_type) OVER w AS prev_type "
+        "FROM ticket_events e WHERE e.org_id = :o "
+        "WINDOW w AS (PARTITION BY ticket_id ORDER BY occurred_at, id)) e "
+        "WHERE (event_type IN ('status_changed', 'reopened') AND detail->>'to' <> status) "
+        "OR (event_type = 'assigned' AND detail->>'to' IS DISTINCT FROM assigned_to) "
+        "OR (event_type = 'priority_changed' AND detail->>'to' <> priority) "
+        "OR (event_type = 'status_changed' AND prev_type <> 'reopened' AND detail->>'from' <> prev_status)",
+        o=org_id,
+    )
+    assert bad == []
+
+
+def test_realistic_mix(db_connection, seeded):
+    org_id, _ = seeded
+    shares = dict(
+        db_connection.execute(
+            text("SELECT priority, count(*)::float / :n FROM tickets WHERE org_id = :o GROUP BY 1"),
+            {"o": org_id, "n": TICKETS},
+        ).all()
+    )
+    assert shares["normal"] > shares["low"] > shares["high"] > shares["urgent"] > 0.03
+    row = db_connection.execute(
+        text(
+            "SELECT avg((sentiment_score IS NULL)::int), min(sentiment_score), max(sentiment_score), "
+            "avg((assigned_to IS NULL)::int), count(DISTINCT category), count(DISTINCT assigned_to), "
+            "count(DISTINCT channel), count(DISTINCT status) "
+            "FROM tickets WHERE org_id = :o"
+        ),
+        {"o": org_id},
+    ).one()
+    null_sentiment, low, high, unassigned, categories, agents, channels, statuses = row
+    assert 0.07 < null_sentiment < 0.13
+    assert -1 <= low < 0 < high <= 1
+    assert 0.03 < unassigned < 0.12  # 5% never assigned, plus recent tickets awaiting triage
+    assert (categories, agents, channels) == (len(seeding.CATEGORIES), len(seeding.AGENTS), 6)
+    assert statuses >= 4  # open, pending, resolved and closed at least
+    # Medians of first response follow priority.
+    medians = dict(
+        db_connection.execute(
+            text(
+                "SELECT priority, percentile_cont(0.5) WITHIN GROUP (ORDER BY value) FROM ticket_events "
+                "WHERE org_id = :o AND event_type = 'first_response' GROUP BY 1"
+            ),
+            {"o": org_id},
+        ).all()
+    )
+    assert medians["urgent"] < medians["high"] < medians["normal"] < medians["low"]
+
+
+def test_seasonality_in_local_time(db_connection, make_org):
+    org = make_org(name="Tokyo", timezone="Asia/Tokyo")
+    _seed(db_connection, org["id"], tz="Asia/Tokyo", seed=3)
+    row = db_connection.execute(
+        text(
+            "SELECT avg((extract(hour FROM created_at AT TIME ZONE 'Asia/Tokyo') BETWEEN 9 AND 16)::int), "
+            "avg((extract(isodow FROM created_at AT TIME ZONE 'Asia/Tokyo') >= 6)::int) "
+            "FROM tickets WHERE org_id = :o"
+        ),
+        {"o": org["id"]},
+    ).one()
+    business_hours, weekend = row
+    assert business_hours > 0.5  # a third of the day's hours carry most of the tickets
+    assert 0.08 < weekend < 0.18  # two days at ~40% of a weekday: ~13%
+
+
+def _snapshot(db_connection: Connection, org_id: int, first_id: int) -> list[tuple[Any, ...]]:
+    return [
+        tuple(row)
+        for row in db_connection.execute(
+            text(
+                "SELECT ticket_id - :first, event_type, occurred_at, status, priority, channel, category, "
+                "assigned_to, value, detail::text FROM ticket_events WHERE org_id = :o "
+                "ORDER BY ticket_id, occurred_at, id"
+            ),
+            {"o": org_id, "first": first_id},
+        )
+    ] + [
+        tuple(row)
+        for row in db_connection.execute(
+            text(
+                "SELECT id - :first, subject, status, priority, channel, category, assigned_to, "
+                "sentiment_score, created_at, updated_at, first_response_at, resolved_at, reopen_count "
+                "FROM tickets WHERE org_id = :o ORDER BY id"
+            ),
+            {"o": org_id, "first": first_id},
+        )
+    ]
+
+
+def test_same_seed_same_data(db_connection, make_org):
+    runs = []
+    for name, seed in (("A", 11), ("B", 11), ("C", 12)):
+        org = make_org(name=name)
+        stats = _seed(db_connection, org["id"], tickets=1500, seed=seed)
+        runs.append(_snapshot(db_connection, org["id"], stats.first_id))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_progress_after_each_batch_and_empty_seed(db_connection, make_org, monkeypatch):
+    monkeypatch.setattr(seeding, "BATCH_TICKETS", 400)
+    org = make_org()
+    reported: list[int] = []
+    stats = _seed(db_connection, org["id"], tickets=1000, progress=reported.append)
+    assert reported == [400, 800, 1000]
+    assert stats.tickets == 1000
+    empty = _seed(db_connection, org["id"], tickets=0)
+    assert (empty.tickets, empty.events, empty.first_id) == (0, 0, None)
+
+
+def test_unknown_org_is_refused(db_connection):
+    with pytest.raises(ValueError, match="does not exist"):
+        _seed(db_connection, 2_000_000_000, tickets=10)
