@@ -145,3 +145,16 @@ def test_unreachable_redis_computes_directly(org_id):
     value, meta = cache.read_through(dead, org_id, ["volume"], {"x": 1}, compute, ttl=60)
     assert value == {"v": 7}
     assert meta.cache == "bypass"
+
+
+def test_failed_computation_releases_the_lock(client, org_id):
+    def broken():
+        raise RuntimeError("query failed")
+
+    with pytest.raises(RuntimeError):
+        cache.read_through(client, org_id, ["volume"], {"x": 1}, broken, ttl=60)
+    started = time.monotonic()
+    value, meta = cache.read_through(client, org_id, ["volume"], {"x": 1}, Counter({"ok": True}), ttl=60)
+    assert value == {"ok": True}
+    assert meta.cache == "miss"
+    assert time.monotonic() - started < 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -168,10 +169,15 @@ def read_through(
     if on_miss is not None:
         on_miss(key)
     computed_at = _now()
-    value = compute()
     try:
-        client.set(key, json.dumps({"value": value, "computed_at": computed_at}, default=str), ex=ttl)
-        client.eval(_RELEASE, 1, lock_key, token)
-    except redis.RedisError as exc:
-        log.warning("cache write failed org=%s: %s", org_id, exc)
+        value = compute()
+        with contextlib.suppress(redis.RedisError):
+            client.set(key, json.dumps({"value": value, "computed_at": computed_at}, default=str), ex=ttl)
+    finally:
+        # Released even when compute() raises, so the next identical request need not wait it out.
+        if have_lock:
+            try:
+                client.eval(_RELEASE, 1, lock_key, token)
+            except redis.RedisError as exc:
+                log.warning("cache lock release failed org=%s: %s", org_id, exc)
     return value, CacheMeta("miss", computed_at)
