@@ -79,3 +79,18 @@ def test_finished_job_cannot_be_cancelled(celery_worker, make_live_tenant):
     wait_for_job(tenant.viewer, job_id)
     response = tenant.admin.delete(f"/api/v1/jobs/{job_id}")
     assert response.status_code == 409
+
+
+def test_refresh_recomputes_the_popular_queries(celery_worker, make_live_tenant):
+    tenant = make_live_tenant()
+    tenant.agent.post("/api/v1/tickets", json={})
+    path = "/api/v1/analytics/time-series/ticket_count?granularity=daily"
+    first = tenant.viewer.get(path).get_json()
+    assert first["meta"]["cache"] == "miss"
+    job_id = tenant.admin.post("/api/v1/analytics/refresh-cache").get_json()["job_id"]
+    done = wait_for_job(tenant.viewer, job_id)
+    assert done["result"]["refreshed"] >= 1
+    again = tenant.viewer.get(path).get_json()
+    assert again["meta"]["cache"] == "hit"
+    assert again["meta"]["computed_at"] > first["meta"]["computed_at"]
+    assert again["summary"] == first["summary"]

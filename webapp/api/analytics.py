@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -15,10 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from webapp.analytics import aggregations, queries, reports, sla, snapshots
+from webapp.analytics import aggregations, queries, readers, sla, snapshots
 from webapp.analytics.aggregations import QueryError
 from webapp.analytics.buckets import BucketError, default_end, make_buckets, resolve_range, shift_days
-from webapp.analytics.cache import read_through
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.api.analytics_schemas import (
     Aggregation,
@@ -51,8 +50,6 @@ bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
 M = TypeVar("M", bound=BaseModel)
 Filters = queries.Filters
-# Answers that depend on the clock (SLA pending turns breached with no event) are cached briefly.
-CLOCK_TTL_SECONDS = 60
 SNAPSHOT_DEFAULT_DAYS = {"daily": 31, "weekly": 26 * 7, "monthly": 366}
 ERRORS = (400, 401, 403, 503)
 
@@ -135,18 +132,10 @@ def _echo(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dic
     }
 
 
-def _read(
-    org_id: int,
-    families: set[str] | frozenset[str],
-    params: dict[str, Any],
-    compute: Callable[[], Any],
-    *,
-    ttl: int | None = None,
-) -> tuple[Any, dict[str, Any]]:
+def _read(org_id: int, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The answer through the cache, and the meta block that says where it came from."""
-    configured = current_app.config["CACHE_TTL_SECONDS"]
-    value, meta = read_through(
-        get_redis(), org_id, families, params, compute, ttl=min(ttl, configured) if ttl else configured
+    value, meta = readers.read(
+        _session(), get_redis(), org_id, params, ttl=current_app.config["CACHE_TTL_SECONDS"]
     )
     return value, {"cache": meta.cache, "source": "raw", "computed_at": meta.computed_at}
 
@@ -169,22 +158,14 @@ def time_series(metric: str) -> Response:
     org = _org()
     with _client_errors():
         tz, start, end, filters = _window(query, org)
-        buckets = make_buckets(query.granularity, start, end, tz)
-        session = _session()
+        make_buckets(query.granularity, start, end, tz)  # validates the bucket count before any SQL
         params = {
             "route": "time_series",
             "metric": metric,
             "granularity": query.granularity,
             **_range_params(tz, start, end, filters),
         }
-        value, meta = _read(
-            org.id,
-            set(METRICS[metric].families),
-            params,
-            lambda: queries.time_series(
-                session, org_id=org.id, metric=metric, buckets=buckets, start=start, end=end, filters=filters
-            ),
-        )
+        value, meta = _read(org.id, params)
     return jsonify(
         {
             "metric": metric,
@@ -219,12 +200,7 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
             > current_app.config["AGGREGATION_ASYNC_THRESHOLD"]
         ):
             return submit_job("aggregation", params)
-        value, meta = _read(
-            org.id,
-            aggregations.families(params),
-            {"route": "aggregations", **params},
-            lambda: aggregations.run_aggregation(session, org_id=org.id, params=params),
-        )
+        value, meta = _read(org.id, {"route": "aggregations", "query": params})
     return jsonify({**value, "meta": meta})
 
 
@@ -248,14 +224,8 @@ def distribution(field: str) -> Response:
     org = _org()
     with _client_errors():
         tz, start, end, filters = _window(query, org)
-        session = _session()
         value, meta = _read(
-            org.id,
-            {f"dist_{field}"},
-            {"route": "distribution", "field": field, **_range_params(tz, start, end, filters)},
-            lambda: queries.distribution(
-                session, org_id=org.id, field=field, start=start, end=end, filters=filters
-            ),
+            org.id, {"route": "distribution", "field": field, **_range_params(tz, start, end, filters)}
         )
     return jsonify({**value, **_echo(tz, start, end, filters), "meta": meta})
 
@@ -287,30 +257,13 @@ def dashboard() -> Response:
             previous_start = start - (end - start)
         filters = parse_filters(query.model_dump())
         targets = sla.targets_for(org.sla_targets)
-        session = _session()
         params = {
             "route": "dashboard",
             "previous_start": previous_start.astimezone(UTC).isoformat(),
             "targets": targets,
             **_range_params(tz, start, end, filters),
         }
-        value, meta = _read(
-            org.id,
-            reports.DASHBOARD_FAMILIES,
-            params,
-            lambda: reports.dashboard(
-                session,
-                org_id=org.id,
-                tz=tz,
-                start=start,
-                end=end,
-                previous_start=previous_start,
-                filters=filters,
-                targets=targets,
-                now=utcnow(),
-            ),
-            ttl=CLOCK_TTL_SECONDS,
-        )
+        value, meta = _read(org.id, params)
     return jsonify(
         {
             "period": query.period if query.start is None else None,
@@ -338,16 +291,8 @@ def performance() -> Response:
     with _client_errors():
         tz, start, end, filters = _window(query, org)
         targets = sla.targets_for(org.sla_targets)
-        session = _session()
-        value, meta = _read(
-            org.id,
-            reports.PERFORMANCE_FAMILIES,
-            {"route": "performance", "targets": targets, **_range_params(tz, start, end, filters)},
-            lambda: reports.performance(
-                session, org_id=org.id, start=start, end=end, filters=filters, targets=targets, now=utcnow()
-            ),
-            ttl=CLOCK_TTL_SECONDS,
-        )
+        params = {"route": "performance", "targets": targets, **_range_params(tz, start, end, filters)}
+        value, meta = _read(org.id, params)
     return jsonify({**_echo(tz, start, end, filters), **value, "meta": meta})
 
 
@@ -381,14 +326,9 @@ def list_snapshots() -> Response:
         )
         if start >= end:
             raise QueryError(f"start ({start}) must be before end ({end})", "start")
-        session = _session()
         items, meta = _read(
             org.id,
-            {"snapshots"},
             {"route": "snapshots", "type": query.type, "start": start.isoformat(), "end": end.isoformat()},
-            lambda: snapshots.list_snapshots(
-                session, org_id=org.id, snapshot_type=query.type, start=start, end=end
-            ),
         )
     return jsonify(
         {"type": query.type, "start": start.isoformat(), "end": end.isoformat(), "items": items, "meta": meta}

@@ -3,16 +3,20 @@
 from typing import Any
 
 from celery import Task, shared_task
+from flask import current_app
 
-from webapp.analytics import popular
+from webapp.analytics import popular, readers
 from workers.runner import JobContext, run_job
 
 
 def _refresh(ctx: JobContext) -> dict[str, Any]:
-    entries = popular.top(ctx.client, ctx.job.org_id)
+    entries = [e for e in popular.top(ctx.client, ctx.job.org_id) if e.get("kind") == "read"]
+    ttl = current_app.config["CACHE_TTL_SECONDS"]
     refreshed = 0
     for index, entry in enumerate(entries):
-        if popular.recompute(ctx.session, ctx.client, ctx.job.org_id, entry):
+        if entry["params"].get("route") in readers.READERS:
+            readers.read(ctx.session, ctx.client, ctx.job.org_id, entry["params"], ttl=ttl, force=True)
+            ctx.session.rollback()
             refreshed += 1
         ctx.report((index + 1) / max(len(entries), 1))
     ctx.log("refreshed %s of %s popular queries", refreshed, len(entries))
