@@ -8,7 +8,7 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
-from flask import Flask, Response, g
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -18,9 +18,11 @@ from flask_jwt_extended import (
 )
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from webapp import ratelimit
 from webapp.api.errors import ApiError, error_response
 from webapp.models import User
 from webapp.models.organizations import ROLES
+from webapp.redis_client import get_redis
 
 jwt = JWTManager()
 
@@ -116,11 +118,27 @@ def require_role(minimum: str = "viewer", *, refresh: bool = False) -> Callable[
             if ROLE_RANK[principal.role] < ROLE_RANK[minimum]:
                 raise ApiError(403, f"this action needs the {minimum} role or higher")
             g.principal = principal
+            _spend_budget(principal.org_id)
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def _spend_budget(org_id: int) -> None:
+    group = ratelimit.group_of(request.endpoint)
+    if group is None:
+        return
+    limit = current_app.config["RATE_LIMITS_PER_MINUTE"][group]
+    wait = ratelimit.spend(get_redis(), org_id, group, limit)
+    if wait is not None:
+        raise ApiError(
+            429,
+            f"the organization's {group} budget of {limit} requests per minute is spent",
+            details={"limit": limit, "group": group, "retry_after": wait},
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def current_principal() -> Principal:

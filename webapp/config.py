@@ -97,6 +97,11 @@ def load() -> dict[str, Any]:
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 50 * 1024 * 1024),
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
+        "RATE_LIMITS_PER_MINUTE": {
+            "analytics": env_int("RATE_LIMIT_ANALYTICS_PER_MINUTE", 60_000),
+            "jobs": env_int("RATE_LIMIT_JOBS_PER_MINUTE", 1_200),
+            "exports": env_int("RATE_LIMIT_EXPORTS_PER_MINUTE", 300),
+        },
         "LOG_LEVEL": env("LOG_LEVEL", "INFO"),
         "PORT": env_int("PORT", 8000),
     }
