@@ -20,6 +20,10 @@ enable_utc = True
 # A task is acknowledged only once it finished, and a worker that dies mid-task gives it back.
 task_acks_late = True
 task_reject_on_worker_lost = True
+# Prefetch is per worker, not per queue, in Celery: with a multiplier of 1 and acks_late a process
+# holds at most the one task it runs (running tasks count as unacknowledged), so a long export never
+# sits reserved behind another on a busy process. Give exports their own workers to isolate them:
+# `celery -A workers worker -Q exports --prefetch-multiplier 1`.
 worker_prefetch_multiplier = 1
 task_track_started = True
 
@@ -42,6 +46,26 @@ task_routes = {
 worker_hijack_root_logger = False
 worker_send_task_events = False
 
+_SNAPSHOT_EVERY = settings.env_int("SNAPSHOT_SCHEDULE_SECONDS", 300)
+_EXPORT_CLEANUP_EVERY = settings.env_int("EXPORT_CLEANUP_SECONDS", 3600)
+_CACHE_WARM_EVERY = settings.env_int("CACHE_WARM_SECONDS", 900)
+
+# Each entry expires before its next run: runs piled up while workers were down are dropped, not replayed.
 beat_schedule = {
-    "beat-heartbeat": {"task": "ops.beat_heartbeat", "schedule": 30.0},
+    "beat-heartbeat": {"task": "ops.beat_heartbeat", "schedule": 30.0, "options": {"expires": 30}},
+    "snapshots-schedule-due": {
+        "task": "snapshots.schedule_due",
+        "schedule": float(_SNAPSHOT_EVERY),
+        "options": {"expires": _SNAPSHOT_EVERY},
+    },
+    "exports-cleanup": {
+        "task": "maintenance.cleanup_exports",
+        "schedule": float(_EXPORT_CLEANUP_EVERY),
+        "options": {"expires": _EXPORT_CLEANUP_EVERY},
+    },
+    "cache-warm": {
+        "task": "cache.warm",
+        "schedule": float(_CACHE_WARM_EVERY),
+        "options": {"expires": _CACHE_WARM_EVERY},
+    },
 }

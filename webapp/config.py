@@ -97,6 +97,9 @@ def load() -> dict[str, Any]:
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 50 * 1024 * 1024),
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
+        "IMPORT_MAX_BYTES": env_int("IMPORT_MAX_BYTES", 5 * 1024 * 1024),
+        "IMPORT_MAX_ROWS": env_int("IMPORT_MAX_ROWS", 10_000),
+        "SNAPSHOT_GRACE_MINUTES": env_int("SNAPSHOT_GRACE_MINUTES", 10),
         "RATE_LIMITS_PER_MINUTE": {
             "analytics": env_int("RATE_LIMIT_ANALYTICS_PER_MINUTE", 60_000),
             "jobs": env_int("RATE_LIMIT_JOBS_PER_MINUTE", 1_200),

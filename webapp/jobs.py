@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +59,12 @@ def params_hash(kind: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# A job_update goes through a capped stream to every live client: a bigger result is fetched over REST.
+MAX_EVENT_RESULT_BYTES = 32 * 1024
+
+
 def job_event(job: Job) -> dict[str, Any]:
-    return {
+    event = {
         "job_id": str(job.id),
         "kind": job.kind,
         "state": job.state,
@@ -67,6 +72,10 @@ def job_event(job: Job) -> dict[str, Any]:
         "result": job.result,
         "error": job.error,
     }
+    if job.result is not None and len(json.dumps(job.result, default=str)) > MAX_EVENT_RESULT_BYTES:
+        event["result"] = None
+        event["result_omitted"] = True
+    return event
 
 
 def publish(client: redis.Redis, job: Job) -> None:
@@ -103,6 +112,46 @@ def submit(
     Returns (job, created). Raises BrokerUnavailable when the task could not be enqueued;
     the row is then marked failed so nothing is left waiting for a task that never comes.
     """
+    job, created = _submit(
+        session, client, celery, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup
+    )
+    assert job is not None
+    return job, created
+
+
+def submit_unless(
+    session: Session,
+    client: redis.Redis,
+    celery: Celery,
+    *,
+    org_id: int,
+    user_id: int | None,
+    kind: str,
+    params: dict[str, Any],
+    done: Callable[[], bool],
+) -> tuple[Job | None, bool]:
+    """Like submit, but when no identical job is active asks `done()` under the same lock first.
+
+    (None, False) when `done()` says the work is already there (e.g. the snapshot row is stored):
+    asked after the active check, a job that finished meanwhile has already written its result.
+    """
+    return _submit(
+        session, client, celery, org_id=org_id, user_id=user_id, kind=kind, params=params, done=done
+    )
+
+
+def _submit(
+    session: Session,
+    client: redis.Redis,
+    celery: Celery,
+    *,
+    org_id: int,
+    user_id: int | None,
+    kind: str,
+    params: dict[str, Any],
+    dedup: bool = True,
+    done: Callable[[], bool] | None = None,
+) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
     lock = client.lock(f"an:joblock:{org_id}:{kind}:{digest}", timeout=10, blocking_timeout=5)
     try:
@@ -114,6 +163,8 @@ def submit(
             existing = find_active(session, org_id, kind, digest)
             if existing is not None:
                 return existing, False
+        if done is not None and done():
+            return None, False
         job = Job(
             id=uuid.uuid4(),
             org_id=org_id,
@@ -254,7 +305,9 @@ def cancel(session: Session, client: redis.Redis, celery: Celery, job: Job) -> J
         raise JobNotCancellable(f"job is already {job.state}")
     job.cancel_requested = True
     session.commit()
-    celery.control.revoke(str(job.id))
     if job.state == "queued":
+        # Revoke only what has not started: a revoked running task redelivered after a crash would be
+        # discarded by the worker unseen, leaving its job running forever; the checkpoint stops it.
+        celery.control.revoke(str(job.id))
         finish(session, client, job, "cancelled")
     return job

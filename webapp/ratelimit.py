@@ -18,7 +18,7 @@ def group_of(endpoint: str | None) -> str | None:
         return None
     if endpoint.startswith("api.exports.") or endpoint == "api.analytics.export":
         return "exports"
-    if endpoint.startswith(("api.jobs.", "api.imports.")) or endpoint == "api.cache.refresh":
+    if endpoint.startswith(("api.jobs.", "api.ticket_imports.")) or endpoint == "api.cache.refresh":
         return "jobs"
     if endpoint.startswith(("api.analytics.", "api.cache.")):
         return "analytics"

@@ -26,7 +26,17 @@ TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, redis.ConnectionErr
 
 
 class JobFailed(Exception):
-    """A failure the job reports as its error (not a bug, not transient)."""
+    """A failure the job reports as its error (not a bug, not transient).
+
+    `details` are added to the error object; `result` (e.g. an import's per-row report) is kept too.
+    """
+
+    def __init__(
+        self, message: str, *, details: dict[str, Any] | None = None, result: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.details = details or {}
+        self.result = result
 
 
 @dataclass
@@ -135,7 +145,14 @@ def run_job(
             work_session.rollback()
             if cleanup is not None:
                 cleanup(ctx)
-            jobs.finish(state_session, client, state_job, "failed", error={"message": str(exc)})
+            jobs.finish(
+                state_session,
+                client,
+                state_job,
+                "failed",
+                result=exc.result,
+                error={"message": str(exc), **exc.details},
+            )
             log.warning("%s failed: %s", tag, exc)
             return
         except Exception as exc:

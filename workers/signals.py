@@ -7,7 +7,7 @@ import logging
 import threading
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from flask import Flask
 
 from webapp import heartbeat
@@ -20,10 +20,13 @@ class ConfigurationError(RuntimeError):
     pass
 
 
-def check_time_limits(conf: object) -> None:
-    """Refuse soft >= hard limit or hard limit >= visibility timeout: either loses or doubles tasks."""
-    soft = conf.task_soft_time_limit  # type: ignore[attr-defined]
-    hard = conf.task_time_limit  # type: ignore[attr-defined]
+def check_time_limits(conf: object, *, soft: float | None = None, hard: float | None = None) -> None:
+    """Refuse soft >= hard limit or hard limit >= visibility timeout: either loses or doubles tasks.
+
+    `soft` and `hard` are the worker's effective limits (its command line may override the config).
+    """
+    soft = soft if soft is not None else conf.task_soft_time_limit  # type: ignore[attr-defined]
+    hard = hard if hard is not None else conf.task_time_limit  # type: ignore[attr-defined]
     visibility = (conf.broker_transport_options or {}).get("visibility_timeout", 3600)  # type: ignore[attr-defined]
     if not (soft and hard and soft < hard < visibility):
         raise ConfigurationError(
@@ -35,8 +38,21 @@ def check_time_limits(conf: object) -> None:
 
 def connect(app: Flask, celery_app: Celery) -> None:
     """Wire the signal handlers for this Flask app."""
-    check_time_limits(celery_app.conf)
     stop = threading.Event()
+
+    @worker_init.connect(weak=False)
+    def refuse_bad_time_limits(sender: object = None, **_: object) -> None:
+        # At worker start, not at import, so `celery inspect` and beat still load with any limits.
+        try:
+            check_time_limits(
+                celery_app.conf,
+                soft=getattr(sender, "soft_time_limit", None),
+                hard=getattr(sender, "time_limit", None),
+            )
+        except ConfigurationError as exc:
+            log.critical("the worker refuses to start: %s", exc)
+            # SystemExit passes through Celery's signal dispatch, which swallows ordinary exceptions.
+            raise SystemExit(1) from exc
 
     @worker_process_init.connect(weak=False)
     def dispose_inherited_pool(**_: object) -> None:

@@ -21,7 +21,8 @@ code{background:#f4f4f4;padding:0 .3rem;border-radius:3px}
 details pre{background:#f8f8f8;padding:.6rem;overflow:auto}
 </style></head><body><h1>Support-ticket analytics API</h1>
 <p>The machine-readable document is at <a href="openapi.json"><code>/api/v1/openapi.json</code></a>.
-Authenticate with <code>Authorization: Bearer &lt;token&gt;</code> from <code>POST /api/v1/auth/login</code>.</p>
+Authenticate with <code>Authorization: Bearer &lt;token&gt;</code>
+from <code>POST /api/v1/auth/login</code>.</p>
 <div id="ops">Loading…</div>
 <script>
 fetch("openapi.json").then(r => r.json()).then(spec => {

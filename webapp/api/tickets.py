@@ -9,13 +9,14 @@ from flask import Blueprint, Response, jsonify, url_for
 
 from webapp import tickets as ticket_domain
 from webapp.api.errors import ApiError, not_found
-from webapp.api.schemas import Ticket, TicketCreate, TicketList, TicketListQuery, TicketUpdate
+from webapp.api.schemas import Ticket, TicketList, TicketListQuery
 from webapp.api.spec import document, parse_body, parse_query
 from webapp.auth import current_principal, require_role
 from webapp.db import get_session
 from webapp.dimensions import FilterError, parse_filters
 from webapp.models import Organization
 from webapp.ticket_effects import after_ticket_change
+from webapp.ticket_fields import TicketCreate, TicketUpdate
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 

@@ -67,7 +67,7 @@ class Job(Base):
             "kind": self.kind,
             "state": self.state,
             "progress": self.progress,
-            "params": self.params,
+            "params": self.public_params(),
             "result": self.result,
             "error": self.error,
             "attempts": self.attempts,
@@ -75,6 +75,14 @@ class Job(Base):
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),
         }
+
+    def public_params(self) -> dict[str, Any]:
+        """The parameters as clients see them: an import's rows are summarised, not echoed."""
+        params = dict(self.params or {})
+        rows = params.get("rows")
+        if isinstance(rows, list):
+            params["rows"] = len(rows)
+        return params
 
 
 class Export(Base):

@@ -1,0 +1,78 @@
+"""Bulk ticket import: the body is checked and stored with the job, a worker writes it all or nothing.
+
+The parsed rows travel in the job's params (JSONB in PostgreSQL): a worker on any machine reads
+them from the database it already uses, the row is committed before the task is enqueued, it goes
+when the organization goes, and identical bodies hash to the same params so a resubmission while the
+first import is still queued or running returns the same job instead of importing twice.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+from pydantic import RootModel
+
+from webapp import imports
+from webapp.api.errors import ApiError
+from webapp.api.jobs_submit import submit_job
+from webapp.api.schemas import JobAccepted
+from webapp.api.spec import document
+from webapp.auth import require_role
+from webapp.ticket_fields import TicketCreate
+
+bp = Blueprint("ticket_imports", __name__, url_prefix="/tickets")
+
+
+class TicketImport(RootModel[list[TicketCreate]]):
+    """A JSON array of tickets; NDJSON holds one such object a line, CSV one a row under a header."""
+
+
+def _limits() -> tuple[int, int]:
+    config = current_app.config
+    return (
+        config.get("IMPORT_MAX_BYTES", imports.DEFAULT_MAX_BYTES),
+        config.get("IMPORT_MAX_ROWS", imports.DEFAULT_MAX_ROWS),
+    )
+
+
+def _body(max_bytes: int) -> bytes:
+    too_large = ApiError(
+        413,
+        f"an import body may hold at most {max_bytes} bytes; split the file into several imports",
+        details={"max_bytes": max_bytes},
+    )
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large
+    # Read one byte past the limit so a body without Content-Length is capped too.
+    body = request.stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise too_large
+    return body
+
+
+@bp.post("/import")
+@document(
+    "Import tickets (JSON array, NDJSON or CSV) in a job: all or nothing, with a per-row error report",
+    tag="tickets",
+    body=TicketImport,
+    body_content_types=("application/json", "application/x-ndjson", "text/csv"),
+    responses={202: JobAccepted},
+    errors=(400, 401, 403, 413, 415, 503),
+)
+@require_role("agent")
+def create() -> tuple[Response, int, dict[str, str]]:
+    fmt = imports.format_for(request.content_type)
+    if fmt is None:
+        raise ApiError(
+            415,
+            "send the tickets as application/json (an array), application/x-ndjson or text/csv",
+            details={"content_types": sorted(imports.MEDIA_TYPES)},
+        )
+    max_bytes, max_rows = _limits()
+    body = _body(max_bytes)
+    try:
+        rows = imports.parse_rows(body, fmt, max_rows=max_rows)
+    except imports.ImportTooLarge as exc:
+        raise ApiError(413, str(exc), details={"max_rows": max_rows}) from exc
+    except imports.ImportFormatError as exc:
+        raise ApiError(400, str(exc), details={"format": fmt, "line": exc.line}) from exc
+    return submit_job("import", {"format": fmt, "row_count": len(rows), "rows": rows})

@@ -1,0 +1,44 @@
+"""The fields a ticket is written with, validated the same way by the API and by imports."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Status = Literal["open", "pending", "on_hold", "resolved", "closed"]
+Priority = Literal["low", "normal", "high", "urgent"]
+Channel = Literal["email", "chat", "phone", "web", "social", "api"]
+
+
+class TicketFields(BaseModel):
+    """Unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject: str | None = Field(default=None, max_length=1000)
+    status: Status | None = None
+    priority: Priority | None = None
+    channel: Channel | None = None
+    category: str | None = Field(default=None, min_length=1, max_length=100)
+    assigned_to: str | None = Field(default=None, min_length=1, max_length=200)
+    sentiment_score: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False)
+    created_at: datetime | None = None
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+
+    @field_validator("category", "assigned_to")
+    @classmethod
+    def _stripped(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip() if value is not None else None
+
+
+class TicketCreate(TicketFields):
+    pass
+
+
+class TicketUpdate(TicketFields):
+    pass

@@ -1,0 +1,29 @@
+"""Aggregation jobs: an aggregations request answered in the background (async or heavy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, shared_task
+
+from webapp.analytics import aggregations
+from workers.runner import JobContext, JobFailed, run_job
+
+
+def _aggregate(ctx: JobContext) -> dict[str, Any]:
+    ctx.report(0.05)
+    try:
+        result = aggregations.run_aggregation(ctx.session, org_id=ctx.job.org_id, params=ctx.params)
+    except (aggregations.QueryError, KeyError, ValueError) as exc:
+        # The API validated the params; this catches rows stored by an older definition.
+        raise JobFailed(f"the aggregation cannot be computed: {exc}") from exc
+    # A last checkpoint, so a cancel that arrived during the query leaves no result behind.
+    ctx.report(0.95)
+    ctx.log("aggregated %s rows", len(result["rows"]))
+    return result
+
+
+@shared_task(name="analytics.aggregate", bind=True, acks_late=True)
+def aggregate(self: Task, job_id: str) -> None:
+    """Run the job's aggregation and keep its answer as the job's result."""
+    run_job(self, job_id, _aggregate)

@@ -1,0 +1,112 @@
+"""Beat's housekeeping: export file retention and warming the cache of popular queries."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+from flask import current_app
+from sqlalchemy import select
+
+from webapp import jobs
+from webapp.analytics import popular
+from webapp.db import session_scope
+from webapp.models import Organization
+from webapp.models.jobs import Export
+from webapp.redis_client import get_redis
+from webapp.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def _remove(path: Path, root: Path) -> bool:
+    """Delete `path` if it lies under `root` (a row must never make us delete elsewhere)."""
+    if not _inside(path, root):
+        log.error("export path %s is outside %s; not deleting it", path, root)
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@shared_task(name="maintenance.cleanup_exports", acks_late=True)
+def cleanup_exports(now: str | None = None) -> dict[str, Any]:
+    """Delete export files older than EXPORT_RETENTION_DAYS and mark their rows deleted.
+
+    Rows stay (with deleted_at) so a late download says the file is gone rather than unknown.
+    Files no row knows of (temp files of killed workers) are deleted once as old as the retention.
+    """
+    moment = datetime.fromisoformat(now) if now else utcnow()
+    cutoff = moment - timedelta(days=current_app.config["EXPORT_RETENTION_DAYS"])
+    root = Path(current_app.config["EXPORT_DIR"]).resolve()
+    expired = files = 0
+    with session_scope() as session:
+        while True:
+            rows = session.scalars(
+                select(Export)
+                .where(Export.deleted_at.is_(None), Export.created_at < cutoff)
+                .order_by(Export.created_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for export in rows:
+                files += _remove(Path(export.path), root)
+                export.deleted_at = moment
+            session.commit()
+            expired += len(rows)
+            if len(rows) < BATCH:
+                break
+        known = {
+            str(Path(p).resolve())
+            for p in session.scalars(select(Export.path).where(Export.deleted_at.is_(None)))
+        }
+    strays = 0
+    if root.is_dir():
+        for path in root.rglob("*"):
+            if path.is_file() and str(path) not in known and path.stat().st_mtime < cutoff.timestamp():
+                strays += _remove(path, root)
+    log.info("export cleanup: %s rows expired, %s files and %s strays deleted", expired, files, strays)
+    return {"expired": expired, "files_deleted": files, "strays_deleted": strays}
+
+
+@shared_task(name="cache.warm", acks_late=True)
+def warm_cache(org_ids: list[int] | None = None) -> dict[str, Any]:
+    """Submit a cache_refresh job for each organization that has popular queries (deduplicated)."""
+    client = get_redis()
+    celery = current_app.extensions["celery"]
+    submitted: list[str] = []
+    with session_scope() as session:
+        query = select(Organization.id).order_by(Organization.id)
+        if org_ids is not None:
+            query = query.where(Organization.id.in_(org_ids))
+        ids = list(session.scalars(query))
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            pipe = client.pipeline(transaction=False)
+            for org_id in chunk:
+                pipe.zcard(popular.popular_key(org_id))
+            for org_id, count in zip(chunk, pipe.execute(), strict=True):
+                if not count:
+                    continue
+                job, created = jobs.submit(
+                    session, client, celery, org_id=org_id, user_id=None, kind="cache_refresh", params={}
+                )
+                if created:
+                    submitted.append(str(job.id))
+                    log.info("job=%s org=%s kind=cache_refresh submitted by warm-up", job.id, org_id)
+    return {"organizations": len(ids), "submitted": submitted}
