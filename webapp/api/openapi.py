@@ -67,7 +67,11 @@ def _operation(doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schem
         if model is not None:
             entry["content"] = {"application/json": {"schema": schemas.ref(model, mode="serialization")}}
         elif status in doc.binary:
-            entry["content"] = {doc.binary[status]: {"schema": {"type": "string", "format": "binary"}}}
+            types = doc.binary[status]
+            entry["content"] = {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in ((types,) if isinstance(types, str) else types)
+            }
         else:
             entry["content"] = {"application/json": {"schema": {"type": "object"}}}
         responses[str(status)] = entry

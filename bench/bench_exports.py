@@ -1,0 +1,274 @@
+"""Export throughput and worker memory: each format beside bare COPY, for 100,000 and 1,000,000 tickets.
+
+Every run happens in a fresh child process, so its peak RSS is that run's alone. The export runs go
+through exports.write_export, the job's whole path: count, stream, fsync, sha256, rename. Two
+references run beside them: bare COPY of the same rows to a file (the ceiling), and csv.writer over
+rows fetched through a server-side cursor (what COPY replaces); `xlsx-openpyxl` is the XLSX writer
+not chosen, fed the same rows, for comparison.
+
+    python -m bench.bench_exports [--sizes 100000,1000000] [--variants copy,csv,...] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from bench.common import print_table, scratch_postgres, write_results
+
+VARIANTS = ("copy", "csv.writer", "csv", "json", "ndjson", "xlsx", "xlsx-openpyxl")
+SIZES = (100_000, 1_000_000)
+TZ = "Europe/Berlin"
+QUERY = {"start": "2000-01-01", "end": "2100-01-01", "tz": TZ}
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def seed(url: str, sizes: list[int]) -> dict[int, int]:
+    """One organization per size, holding exactly that many tickets (and their events)."""
+    from webapp import seeding
+
+    orgs = {}
+    with psycopg.connect(_dsn(url)) as conn:
+        for size in sizes:
+            row = conn.execute(
+                "INSERT INTO organizations (name, timezone) VALUES (%s, %s) RETURNING id",
+                (f"Bench {size}", TZ),
+            ).fetchone()
+            assert row is not None
+            conn.commit()
+            started = time.perf_counter()
+            seeding.seed_tickets(conn, org_id=row[0], tickets=size, days=365, seed=size, tz=TZ)
+            conn.commit()
+            print(f"seeded {size:,} tickets in {time.perf_counter() - started:.1f}s", flush=True)
+            orgs[size] = row[0]
+        conn.execute("ANALYZE tickets")
+        conn.commit()
+    return orgs
+
+
+# --- one run, in a child process ---------------------------------------------------------------
+
+
+def _bare_copy(url: str, org_id: int, path: Path) -> int:
+    from webapp.analytics.exports import TICKET_COLUMNS
+
+    columns = ", ".join(TICKET_COLUMNS)
+    rows = -1
+    with psycopg.connect(_dsn(url)) as conn, conn.cursor() as cur, path.open("wb") as out:
+        cur.execute("SELECT set_config('TimeZone', %s, true)", (TZ,))
+        statement = (
+            f"COPY (SELECT {columns} FROM tickets WHERE org_id = %s ORDER BY created_at, id)"
+            " TO STDOUT WITH (FORMAT csv, HEADER true)"
+        )
+        with cur.copy(statement, (org_id,)) as copy:
+            for chunk in copy:
+                out.write(chunk)
+                rows += 1
+    return rows
+
+
+def _csv_writer(url: str, org_id: int, path: Path) -> int:
+    from webapp.analytics.exports import TICKET_COLUMNS
+
+    rows = 0
+    with psycopg.connect(_dsn(url)) as conn, path.open("w", newline="") as out:
+        conn.execute("SELECT set_config('TimeZone', %s, true)", (TZ,))
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(TICKET_COLUMNS)
+        with conn.cursor(name="bench") as cur:
+            cur.execute(
+                f"SELECT {', '.join(TICKET_COLUMNS)} FROM tickets WHERE org_id = %s ORDER BY created_at, id",
+                (org_id,),
+            )
+            while batch := cur.fetchmany(2000):
+                writer.writerows(batch)
+                rows += len(batch)
+    return rows
+
+
+def _openpyxl(session: Any, org_id: int, path: Path) -> int:
+    """The same typed cells through openpyxl's write-only mode (the XLSX writer not chosen)."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+
+    from webapp.analytics import exports
+
+    params = exports.canonical_params(
+        {"format": "xlsx", "dataset": "tickets", "query": QUERY}, default_tz=TZ, now=datetime.now(UTC)
+    )
+    table = exports.open_table(session, org_id=org_id, dataset="tickets", query=params["query"])
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("data")
+    sheet.freeze_panes = "A2"
+    sheet.append([c.name for c in table.columns])
+    kinds = [c.kind for c in table.columns]
+    rows = 0
+    for row in table.rows():
+        cells: list[Any] = []
+        for value, kind in zip(row, kinds, strict=True):
+            if kind == "timestamp" and value is not None:
+                value = value.astimezone(table.tz).replace(tzinfo=None)
+            elif kind == "text" and value and value[0] in exports.FORMULA_PREFIXES:
+                cell = WriteOnlyCell(sheet, value=value)
+                cell.data_type = "s"
+                cell.quotePrefix = True
+                value = cell
+            cells.append(value)
+        sheet.append(cells)
+        rows += 1
+    book.save(path)
+    return rows
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes.
+
+    VmHWM belongs to the address space exec() created; ru_maxrss would also count the parent's
+    peak before the fork (Linux carries it over).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def run_one(variant: str, org_id: int, url: str, directory: Path) -> dict[str, Any]:
+    """One export run, measured: rows, seconds, bytes, peak RSS and its growth over the idle process."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from webapp.analytics import exports
+
+    engine = create_engine(url)
+    baseline = psutil.Process().memory_info().rss
+    started = time.perf_counter()
+    path = directory / f"{variant}-{org_id}.out"
+    with Session(engine) as session:
+        if variant == "copy":
+            rows = _bare_copy(url, org_id, path)
+        elif variant == "csv.writer":
+            rows = _csv_writer(url, org_id, path)
+        elif variant == "xlsx-openpyxl":
+            rows = _openpyxl(session, org_id, path)
+        else:
+            now = datetime.now(UTC)
+            params = exports.canonical_params(
+                {"format": variant, "dataset": "tickets", "query": QUERY}, default_tz=TZ, now=now
+            )
+            written = exports.write_export(
+                session, org_id=org_id, job_id=uuid.uuid4(), params=params, directory=directory, now=now
+            )
+            rows, path = written.rows, written.path
+    seconds = time.perf_counter() - started
+    peak = _peak_rss()
+    size = path.stat().st_size
+    path.unlink()
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "bytes": size,
+        "peak_rss_mb": round(peak / 2**20, 1),
+        "rss_growth_mb": round((peak - baseline) / 2**20, 1),
+    }
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--database-url", help="a migrated database to use instead of the scratch cluster")
+    parser.add_argument("--child", nargs=3, metavar=("VARIANT", "ORG", "DIR"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        variant, org, directory = args.child
+        print(json.dumps(run_one(variant, int(org), args.database_url, Path(directory))))
+        return
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    pg = None
+    url = args.database_url
+    if url is None:
+        pg, url = scratch_postgres("bench_exports")
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        orgs = seed(url, sizes)
+        with tempfile.TemporaryDirectory(prefix="bench-exports-") as directory:
+            for size in sizes:
+                for variant in variants:
+                    child = subprocess.run(
+                        [
+                            sys.executable,
+                            "-m",
+                            "bench.bench_exports",
+                            "--database-url",
+                            url,
+                            "--child",
+                            variant,
+                            str(orgs[size]),
+                            directory,
+                        ],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    result = json.loads(child.stdout.strip().splitlines()[-1])
+                    results[f"{variant} {size}"] = {"variant": variant, "size": size, **result}
+                    print(
+                        f"{variant:>14} {size:>9,}: {result['rows_per_s']:>9,} rows/s, "
+                        f"peak RSS {result['peak_rss_mb']} MB",
+                        flush=True,
+                    )
+    finally:
+        if pg is not None:
+            pg.stop()
+
+    headers = ["variant", "rows", "seconds", "rows/s", "MB written", "peak RSS MB", "RSS growth MB"]
+    table = [
+        [
+            r["variant"],
+            r["rows"],
+            r["seconds"],
+            r["rows_per_s"],
+            round(r["bytes"] / 2**20, 1),
+            r["peak_rss_mb"],
+            r["rss_growth_mb"],
+        ]
+        for r in results.values()
+    ]
+    print_table("Exports of the tickets dataset (13 columns), one child process per run", headers, table)
+    path = write_results("exports", {"sizes": sizes, "tz": TZ, "results": results})
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,464 @@
+"""Exports end to end: a real worker writes each format, real readers read it back against the database."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import openpyxl
+import psycopg
+import pytest
+import redis
+from flask import Flask
+from openpyxl.utils.escape import unescape
+from sqlalchemy import text
+
+from tests.conftest import Tenant, _make_tenant, wait_for_job
+from webapp import seeding, signing
+from webapp.analytics import exports
+from webapp.timeutil import utcnow
+
+pytestmark = pytest.mark.worker
+
+TZ = ZoneInfo("Europe/Berlin")
+RANGE = {"start": "2026-01-01", "end": "2026-01-11", "tz": "Europe/Berlin"}
+PREFIXES = exports.FORMULA_PREFIXES
+DB_COLUMNS = list(exports.TICKET_COLUMNS)
+
+
+def _ticket_bodies() -> list[dict[str, Any]]:
+    """Tickets whose text holds every formula prefix, CSV's special characters, Unicode and NULLs."""
+    bodies = [
+        {
+            "subject": f"{prefix}1+1",
+            "category": ['=HYPERLINK("http://x")', "+cat", "-cat", "@cat", "billing"][i % 5],
+            "assigned_to": [None, "@agent", "bob"][i % 3],
+            "sentiment_score": [-0.5, None, 0.25][i % 3],
+            "priority": ["low", "normal", "high", "urgent"][i % 4],
+            "created_at": f"2026-01-0{1 + i}T09:{10 + i}:07.123456+01:00",
+            "first_response_at": f"2026-01-0{1 + i}T11:00:00+01:00",
+        }
+        for i, prefix in enumerate(PREFIXES)
+    ]
+    bodies += [
+        {
+            "subject": 'comma, "quotes" and\nnewline',
+            "category": "billing",
+            "created_at": "2026-01-08T00:00:00Z",
+        },
+        {
+            "subject": "ünïcödé ✓ 日本",
+            "category": "billing",
+            "created_at": "2026-01-09T23:59:59+01:00",
+            "first_response_at": "2026-01-10T01:00:00+01:00",
+            "resolved_at": "2026-01-10T02:30:00+01:00",
+        },
+        {"subject": "outside the range", "category": "billing", "created_at": "2026-02-01T00:00:00Z"},
+    ]
+    return bodies
+
+
+@pytest.fixture(scope="module")
+def data(base_app: Flask, celery_worker: Any) -> Tenant:
+    """One organization with the tickets above, created through the API (so events are written too)."""
+    tenant = _make_tenant(base_app, "Export", "Europe/Berlin")
+    for body in _ticket_bodies():
+        response = tenant.agent.post("/api/v1/tickets", json=body)
+        assert response.status_code == 201, response.get_json()
+    return tenant
+
+
+def _db_tickets(engine: Any, org_id: int) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                f"SELECT {', '.join(DB_COLUMNS)} FROM tickets WHERE org_id = :org"
+                " AND created_at >= '2026-01-01T00:00:00+01:00' AND created_at < '2026-01-11T00:00:00+01:00'"
+                " ORDER BY created_at, id"
+            ),
+            {"org": org_id},
+        )
+        return [dict(row._mapping) for row in rows]
+
+
+def _export(api: Any, body: dict[str, Any]) -> dict[str, Any]:
+    response = api.post("/api/v1/analytics/export", json=body)
+    assert response.status_code == 202, response.get_json()
+    job = wait_for_job(api, response.get_json()["job_id"])
+    assert job["state"] == "succeeded", job
+    assert job["progress"] == 1.0
+    return job["result"]
+
+
+def _download(api: Any, result: dict[str, Any]) -> bytes:
+    response = api.get(result["download_url"])
+    assert response.status_code == 200, response.data[:300]
+    assert response.headers["Content-Type"].startswith(exports.CONTENT_TYPES[result["format"]].split(";")[0])
+    assert response.headers["Content-Disposition"] == f"attachment; filename={result['filename']}"
+    body = response.data
+    assert len(body) == result["bytes"]
+    assert hashlib.sha256(body).hexdigest() == result["sha256"]
+    return body
+
+
+def _safe(value: str | None) -> str:
+    """What a CSV cell holds for `value`: a leading quote before a formula prefix."""
+    if value is None:
+        return ""
+    return "'" + value if value[:1] in PREFIXES else value
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _csv_rows(body: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8"), newline="")))
+
+
+def _text(value: Any) -> Any:
+    # XLSX writes control characters as _xHHHH_ (a raw CR would not survive XML); Excel decodes
+    # them, openpyxl leaves inline strings encoded.
+    return unescape(value) if isinstance(value, str) else value
+
+
+def _xlsx_rows(body: bytes, sheet: str = "data") -> tuple[list[str], list[tuple[Any, ...]], Any]:
+    book = openpyxl.load_workbook(io.BytesIO(body))
+    rows = [tuple(_text(v) for v in row) for row in book[sheet].iter_rows(values_only=True)]
+    return list(rows[0]), rows[1:], book
+
+
+def test_csv_export_reads_back_as_the_database(data, db_engine):
+    result = _export(data.viewer, {"format": "csv", "dataset": "tickets", "query": RANGE})
+    expected = _db_tickets(db_engine, data.org_id)
+    rows = _csv_rows(_download(data.viewer, result))
+    assert result["rows"] == len(rows) == len(expected) == 9
+    assert result["filename"].startswith("tickets-")
+    assert result["filename"].endswith(".csv")
+    assert datetime.fromisoformat(result["expires_at"]) > utcnow()
+    for got, want in zip(rows, expected, strict=True):
+        assert list(got) == DB_COLUMNS
+        assert int(got["id"]) == want["id"]
+        for name in ("subject", "status", "priority", "channel", "category", "assigned_to"):
+            assert got[name] == _safe(want[name]), name
+        assert (float(got["sentiment_score"]) if got["sentiment_score"] else None) == want["sentiment_score"]
+        for name in ("created_at", "updated_at", "first_response_at", "resolved_at"):
+            assert _parse_ts(got[name]) == want[name], name
+        assert int(got["reopen_count"]) == want["reopen_count"]
+    # Timestamps carry the export's zone (Berlin in January: +01).
+    assert rows[0]["created_at"].startswith("2026-01-01 09:10:07.123456+01")
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_json_export_reads_back_as_the_database(data, db_engine, fmt):
+    result = _export(data.viewer, {"format": fmt, "dataset": "tickets", "query": RANGE})
+    body = _download(data.viewer, result).decode("utf-8")
+    items = json.loads(body) if fmt == "json" else [json.loads(line) for line in body.splitlines()]
+    expected = _db_tickets(db_engine, data.org_id)
+    assert result["rows"] == len(items) == len(expected)
+    for got, want in zip(items, expected, strict=True):
+        assert list(got) == DB_COLUMNS
+        for name in DB_COLUMNS:
+            value = _parse_ts(got[name]) if name.endswith("_at") else got[name]
+            # JSON is data, not a spreadsheet: text comes back exactly as stored.
+            assert value == want[name], name
+
+
+def test_xlsx_export_reads_back_as_the_database(data, db_engine):
+    result = _export(data.viewer, {"format": "xlsx", "dataset": "tickets", "query": RANGE})
+    header, rows, book = _xlsx_rows(_download(data.viewer, result))
+    expected = _db_tickets(db_engine, data.org_id)
+    assert header == DB_COLUMNS
+    assert result["rows"] == len(rows) == len(expected)
+    assert book.sheetnames == ["data", "metadata"]
+    assert book["data"].freeze_panes == "A2"
+    for got, want in zip(rows, expected, strict=True):
+        values = dict(zip(header, got, strict=True))
+        assert isinstance(values["id"], int)
+        assert values["id"] == want["id"]
+        assert values["sentiment_score"] == want["sentiment_score"]
+        for name in ("subject", "category", "assigned_to"):
+            assert values[name] == want[name], name
+        for name in ("created_at", "updated_at", "first_response_at", "resolved_at"):
+            if want[name] is None:
+                assert values[name] is None
+            else:
+                # Excel keeps wall-clock time in the export's zone, to the millisecond.
+                local = want[name].astimezone(TZ).replace(tzinfo=None)
+                assert isinstance(values[name], datetime)
+                assert abs(values[name] - local) <= timedelta(milliseconds=1), name
+    meta = {row[0]: row[1] for row in book["metadata"].iter_rows(values_only=True)}
+    assert meta["rows"] == len(expected)
+    assert meta["time_zone"] == "Europe/Berlin"
+    assert meta["dataset"] == "tickets"
+    assert json.loads(meta["query"])["tz"] == "Europe/Berlin"
+    assert datetime.fromisoformat(meta["generated_at"])
+
+
+def test_dangerous_prefixes_read_back_as_literal_text(data):
+    subjects = {f"{prefix}1+1" for prefix in PREFIXES}
+    response = data.viewer.post(
+        "/api/v1/analytics/export?mode=sync", json={"format": "csv", "dataset": "tickets", "query": RANGE}
+    )
+    assert response.status_code == 200
+    cells = {row["subject"] for row in _csv_rows(response.data)}
+    assert {"'" + s for s in subjects} <= cells
+    assert not any(cell[:1] in PREFIXES for cell in cells)
+
+    response = data.viewer.post(
+        "/api/v1/analytics/export?mode=sync", json={"format": "xlsx", "dataset": "tickets", "query": RANGE}
+    )
+    assert response.status_code == 200
+    header, _, book = _xlsx_rows(response.data)
+    column = header.index("subject") + 1
+    seen = set()
+    for row in book["data"].iter_rows(min_row=2, min_col=column, max_col=column):
+        cell = row[0]
+        if _text(cell.value) in subjects:
+            # A string cell (never a formula) flagged as text, the way Excel marks a typed ' prefix.
+            assert cell.data_type == "s"
+            assert cell.quotePrefix
+            seen.add(_text(cell.value))
+    assert seen == subjects
+
+
+def test_time_series_export_matches_the_analytics_api(data):
+    for metric, fmt in (("ticket_count", "csv"), ("response_time", "json")):
+        query = {**RANGE, "metric": metric, "granularity": "daily"}
+        result = _export(data.viewer, {"format": fmt, "dataset": "time-series", "query": query})
+        body = _download(data.viewer, result)
+        api = data.viewer.get(
+            f"/api/v1/analytics/time-series/{metric}?start={RANGE['start']}&end={RANGE['end']}"
+            f"&tz={RANGE['tz']}&granularity=daily"
+        ).get_json()
+        if fmt == "csv":
+            rows = _csv_rows(body)
+            got = [(_parse_ts(r["bucket"]), int(r["value"]), int(r["count"])) for r in rows]
+            want = [(_parse_ts(p["bucket"]), p["value"], p["count"]) for p in api["points"]]
+        else:
+            rows = json.loads(body)
+            got = [(_parse_ts(r["bucket"]), r["value"], r["count"], r["min"], r["max"]) for r in rows]
+            want = [
+                (_parse_ts(p["bucket"]), p["value"], p["count"], p["min"], p["max"]) for p in api["points"]
+            ]
+        assert got == want
+        assert result["rows"] == len(want) == 10
+
+
+def test_aggregation_export_matches_the_analytics_api(data):
+    query = {**RANGE, "metrics": ["ticket_count", "response_time"], "group_by": ["category"]}
+    api = data.viewer.post("/api/v1/analytics/aggregations", json=query).get_json()
+    want = [
+        (
+            row["group"]["category"],
+            row["ticket_count"]["count"],
+            row["response_time"]["count"],
+            row["response_time"]["avg"],
+            row["response_time"]["p95"],
+        )
+        for row in api["rows"]
+    ]
+    csv_result = _export(data.viewer, {"format": "csv", "dataset": "aggregations", "query": query})
+    rows = _csv_rows(_download(data.viewer, csv_result))
+    assert [
+        (
+            r["category"],
+            int(r["ticket_count"]),
+            int(r["response_time_count"]),
+            float(r["response_time_avg"]) if r["response_time_avg"] else None,
+            float(r["response_time_p95"]) if r["response_time_p95"] else None,
+        )
+        for r in rows
+    ] == [(_safe(c), *rest) for c, *rest in want]
+
+    xlsx_result = _export(data.viewer, {"format": "xlsx", "dataset": "aggregations", "query": query})
+    header, cells, _ = _xlsx_rows(_download(data.viewer, xlsx_result))
+    got = [dict(zip(header, row, strict=True)) for row in cells]
+    # Excel keeps 15 significant digits, so floats come back to within that precision.
+    assert [
+        (
+            r["category"],
+            r["ticket_count"],
+            r["response_time_count"],
+            r["response_time_avg"],
+            r["response_time_p95"],
+        )
+        for r in got
+    ] == [
+        (c, n, m, pytest.approx(avg, rel=1e-14), pytest.approx(p95, rel=1e-14)) for c, n, m, avg, p95 in want
+    ]
+
+
+def test_xlsx_continues_on_further_sheets_and_reruns_replace_the_file(live_app, data, db_engine, tmp_path):
+    params = exports.canonical_params(
+        {"format": "xlsx", "dataset": "tickets", "query": RANGE}, default_tz="UTC", now=utcnow()
+    )
+    job_id = uuid.uuid4()
+    with live_app.app_context():
+        factory = live_app.extensions["db_sessionmaker"]
+        written = []
+        for _ in range(2):
+            with factory() as session:
+                written.append(
+                    exports.write_export(
+                        session,
+                        org_id=data.org_id,
+                        job_id=job_id,
+                        params=params,
+                        directory=tmp_path,
+                        now=utcnow(),
+                        sheet_rows=4,
+                    )
+                )
+    assert written[0].path == written[1].path
+    assert [p.name for p in (tmp_path / str(data.org_id)).iterdir()] == [f"{job_id}.xlsx"]
+    book = openpyxl.load_workbook(written[1].path, read_only=True)
+    assert book.sheetnames == ["data", "data 2", "data 3", "metadata"]
+    ids = []
+    for name in book.sheetnames[:-1]:
+        rows = list(book[name].iter_rows(values_only=True))
+        assert list(rows[0]) == DB_COLUMNS
+        assert 1 < len(rows) <= 4
+        ids += [row[0] for row in rows[1:]]
+    assert ids == [row["id"] for row in _db_tickets(db_engine, data.org_id)]
+    assert written[1].rows == 9
+    meta = {row[0]: row[1] for row in book["metadata"].iter_rows(values_only=True)}
+    assert meta["sheets"] == 3
+    assert meta["rows"] == 9
+
+
+@pytest.fixture(scope="module")
+def link(data) -> dict[str, Any]:
+    return _export(
+        data.viewer, {"format": "csv", "dataset": "tickets", "query": {**RANGE, "columns": ["id"]}}
+    )
+
+
+def test_tampered_link_is_403(data, link):
+    url = link["download_url"]
+    path, token = url.split("?token=")
+    flipped = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    assert data.viewer.get(f"{path}?token={flipped}").status_code == 403
+    assert data.viewer.get(f"{path}?token=not-a-token").status_code == 403
+    # A valid token of one export does not open another.
+    other = f"/api/v1/exports/{uuid.uuid4()}/download?token={token}"
+    assert data.viewer.get(other).status_code == 403
+    assert data.viewer.get(path).status_code == 400
+    assert data.viewer.get(url).status_code == 200
+
+
+def test_expired_link_is_410(live_app, data, link):
+    export_id = link["export_id"]
+    with live_app.app_context():
+        token = signing.sign(export_id, data.org_id, utcnow() - timedelta(seconds=1))
+    response = data.viewer.get(f"/api/v1/exports/{export_id}/download?token={token}")
+    assert response.status_code == 410
+    assert response.get_json()["error"]["code"] == "gone"
+    # A fresh link comes from the export itself.
+    fresh = data.viewer.get(f"/api/v1/exports/{export_id}").get_json()
+    assert data.viewer.get(fresh["download_url"]).status_code == 200
+
+
+def test_link_of_another_organization_is_404(base_app, data, link):
+    other = _make_tenant(base_app, "Other", "UTC")
+    assert other.admin.get(link["download_url"]).status_code == 404
+    assert other.admin.get(f"/api/v1/exports/{link['export_id']}").status_code == 404
+    anonymous = data.viewer.client.get(link["download_url"])
+    assert anonymous.status_code == 401
+
+
+def test_files_past_retention_are_removed_and_links_answer_410(base_app, data, db_engine):
+    result = _export(data.viewer, {"format": "ndjson", "dataset": "tickets", "query": RANGE})
+    with db_engine.begin() as conn:
+        path = conn.execute(
+            text("UPDATE exports SET created_at = now() - interval '30 days' WHERE id = :id RETURNING path"),
+            {"id": result["export_id"]},
+        ).scalar_one()
+    assert Path(path).is_file()
+    # What beat schedules, run by the worker.
+    base_app.extensions["celery"].send_task("maintenance.cleanup_exports").get(timeout=20)
+    assert not Path(path).exists()
+    assert data.viewer.get(result["download_url"]).status_code == 410
+    assert data.viewer.get(f"/api/v1/exports/{result['export_id']}").status_code == 410
+
+
+def test_sync_mode_streams_small_exports_and_refuses_large_ones(live_app, data, monkeypatch):
+    response = data.viewer.post(
+        "/api/v1/analytics/export?mode=sync", json={"format": "ndjson", "dataset": "tickets", "query": RANGE}
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/x-ndjson"
+    assert response.headers["Content-Disposition"].startswith("attachment; filename=tickets-")
+    assert response.headers["X-Export-Rows"] == "9"
+    assert len(response.data.splitlines()) == 9
+
+    monkeypatch.setitem(live_app.config, "EXPORT_SYNC_MAX_ROWS", 5)
+    response = data.viewer.post(
+        "/api/v1/analytics/export?mode=sync", json={"format": "csv", "dataset": "tickets", "query": RANGE}
+    )
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"] == {"max_rows": 5}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"format": "pdf", "dataset": "tickets"}, "format"),
+        ({"format": "csv", "dataset": "users"}, "dataset"),
+        ({"format": "csv", "dataset": "tickets", "query": {"sql": "x"}}, "query"),
+        ({"format": "csv", "dataset": "tickets", "query": {"columns": ["password"]}}, "columns"),
+        ({"format": "csv", "dataset": "tickets", "query": {"filters": {"status": ["bogus"]}}}, "status"),
+        ({"format": "csv", "dataset": "tickets", "query": {"tz": "Mars/Base"}}, None),
+        ({"format": "csv", "dataset": "time-series", "query": {"metric": "nope"}}, "metric"),
+        ({"format": "csv", "dataset": "aggregations", "query": {"metrics": []}}, "metrics"),
+    ],
+)
+def test_invalid_requests_are_400(data, body, field):
+    response = data.viewer.post("/api/v1/analytics/export", json=body)
+    assert response.status_code == 400, response.get_json()
+    if field in ("status", "metric", "metrics", "columns", "query"):
+        assert response.get_json()["error"]["details"]["field"] == field
+
+
+def test_cancelled_running_export_leaves_no_file(base_app, celery_worker, services):
+    tenant = _make_tenant(base_app, "Cancel", "UTC")
+    with psycopg.connect(services.database_url.replace("+psycopg", "")) as conn:
+        seeding.seed_tickets(conn, org_id=tenant.org_id, tickets=60_000, days=30, seed=6)
+    stream = redis.Redis.from_url(services.redis_url)
+    response = tenant.viewer.post("/api/v1/analytics/export", json={"format": "xlsx", "dataset": "tickets"})
+    job_id = response.get_json()["job_id"]
+    wait_for_job(tenant.viewer, job_id, until=("running", "succeeded", "failed"))
+    # Watch progress for a while: rows written out of the total, more than once a second.
+    deadline = time.monotonic() + 2.5
+    updates: list[tuple[int, float]] = []
+    while time.monotonic() < deadline and len(updates) < 4:
+        updates = [
+            (int(entry_id.split(b"-")[0]), event["progress"])
+            for entry_id, fields in stream.xrange(f"an:events:{tenant.org_id}")
+            if fields[b"type"] == b"job_update"
+            and (event := json.loads(fields[b"data"]))["job_id"] == job_id
+            and event["state"] == "running"
+            and event["progress"] > 0
+        ]
+        time.sleep(0.1)
+    assert len(updates) >= 3, updates
+    assert all(b[1] > a[1] for a, b in itertools.pairwise(updates))
+    assert max(b[0] - a[0] for a, b in itertools.pairwise(updates)) <= 1000
+    assert updates[-1][1] < 1.0
+
+    assert tenant.agent.delete(f"/api/v1/jobs/{job_id}").status_code == 200
+    done = wait_for_job(tenant.viewer, job_id)
+    assert done["state"] == "cancelled"
+    folder = Path(base_app.config["EXPORT_DIR"]) / str(tenant.org_id)
+    assert not folder.exists() or list(folder.iterdir()) == []
+    with psycopg.connect(services.database_url.replace("+psycopg", "")) as conn:
+        assert conn.execute("SELECT count(*) FROM exports WHERE job_id = %s", (job_id,)).fetchone() == (0,)

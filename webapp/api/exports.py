@@ -1,0 +1,255 @@
+"""Exports: request one (a job, or streamed at once when small), fetch its link, download the file."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from flask import Blueprint, Response, current_app, jsonify, send_file
+from pydantic import BaseModel, Field
+from werkzeug.http import quote_header_value
+
+from webapp import signing
+from webapp.analytics import exports
+from webapp.analytics.aggregations import QueryError
+from webapp.analytics.buckets import BucketError
+from webapp.api.errors import ApiError, not_found
+from webapp.api.jobs_submit import submit_job
+from webapp.api.schemas import JobAccepted, Strict
+from webapp.api.spec import document, parse_body, parse_query
+from webapp.auth import current_principal, require_role
+from webapp.db import get_session, session_factory
+from webapp.dimensions import FilterError
+from webapp.models import Organization
+from webapp.models.jobs import Export
+from webapp.timeutil import TimeError, utcnow
+
+bp = Blueprint("exports", __name__)
+
+DEFAULT_SYNC_MAX_ROWS = 10_000
+
+
+class ExportRequest(Strict):
+    format: Literal["csv", "json", "ndjson", "xlsx"]
+    dataset: Literal["tickets", "time-series", "aggregations"]
+    query: dict[str, Any] = Field(
+        default_factory=dict,
+        description="tickets: start, end, tz, filters, columns; time-series: metric, granularity, "
+        "start, end, tz, filters; aggregations: the body of POST /analytics/aggregations",
+    )
+
+
+class ExportMode(Strict):
+    mode: Literal["async", "sync"] = Field(
+        default="async", description="sync streams a small export in the response, up to a row cap"
+    )
+
+
+class DownloadQuery(Strict):
+    token: str = Field(min_length=1, max_length=1000, description="the signed token of the download_url")
+
+
+class ExportInfo(BaseModel):
+    id: str
+    job_id: str
+    format: str
+    filename: str
+    content_type: str
+    rows: int
+    bytes: int
+    sha256: str
+    created_at: datetime
+    expires_at: datetime
+    download_url: str
+    link_expires_at: datetime
+
+
+@contextmanager
+def _client_errors() -> Iterator[None]:
+    """The domain's validation errors as 400s naming the field."""
+    try:
+        yield
+    except (QueryError, FilterError) as exc:
+        raise ApiError(400, str(exc), details={"field": exc.field}) from exc
+    except BucketError as exc:
+        raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
+    except TimeError as exc:
+        raise ApiError(400, str(exc)) from exc
+
+
+def _directory() -> Path:
+    return Path(current_app.config["EXPORT_DIR"])
+
+
+def _disposition(filename: str) -> str:
+    return f"attachment; filename={quote_header_value(filename)}"
+
+
+@bp.post("/analytics/export")
+@document(
+    "Export tickets, a time series or an aggregation as CSV, JSON, NDJSON or XLSX: a job (202), "
+    "or with ?mode=sync the file itself when it has at most EXPORT_SYNC_MAX_ROWS rows",
+    tag="exports",
+    query=ExportMode,
+    body=ExportRequest,
+    responses={202: JobAccepted, 200: None},
+    binary={200: exports.MEDIA_TYPES},
+    errors=(400, 401, 403, 422, 503),
+)
+@require_role("viewer")
+def request_export() -> Response | tuple[Response, int, dict[str, str]]:
+    mode = parse_query(ExportMode).mode
+    body = parse_body(ExportRequest)
+    org = get_session().get(Organization, current_principal().org_id)
+    if org is None:
+        raise ApiError(401, "the token's organization no longer exists")
+    with _client_errors():
+        params = exports.canonical_params(body.model_dump(), default_tz=org.timezone, now=utcnow())
+    if mode == "async":
+        return submit_job("export", params)
+    return _sync_export(org.id, params)
+
+
+def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
+    """The export in the response body, streamed: CSV and JSON straight from COPY, XLSX via a temp file."""
+    cap = current_app.config.get("EXPORT_SYNC_MAX_ROWS", DEFAULT_SYNC_MAX_ROWS)
+    fmt = params["format"]
+    # A session of its own: the response streams after the request's session is gone.
+    session = session_factory()()
+    try:
+        with _client_errors():
+            table = exports.open_table(
+                session,
+                org_id=org_id,
+                dataset=params["dataset"],
+                query=params["query"],
+                limit=cap + 1,
+                statement_timeout_ms=current_app.config.get("ANALYTICS_STATEMENT_TIMEOUT_MS"),
+            )
+        if table.total > cap:
+            raise ApiError(
+                422,
+                f"the export has more than {cap} rows, the limit of mode=sync; request it without mode=sync",
+                code="export_too_large",
+                details={"max_rows": cap},
+            )
+        filename = f"{params['dataset']}-{utcnow().astimezone(table.tz):%Y%m%d-%H%M%S}.{fmt}"
+        headers = {
+            "Content-Disposition": _disposition(filename),
+            "X-Export-Rows": str(table.total),
+            "Cache-Control": "private, no-store",
+        }
+        if fmt == "xlsx":
+            # A zip's directory comes last, so XLSX cannot be streamed as it is made; the temp file
+            # is unlinked at once and vanishes when the response closes it.
+            handle = tempfile.TemporaryFile()  # noqa: SIM115 (send_file closes it)
+            metadata = exports.describe(params, utcnow())
+            exports.write_xlsx(table, handle, exports.Progress(table.total), metadata=metadata)
+            session.close()
+            handle.seek(0)
+            response = send_file(
+                handle, mimetype=exports.CONTENT_TYPES[fmt], as_attachment=True, download_name=filename
+            )
+            response.headers["X-Export-Rows"] = str(table.total)
+            response.headers["Cache-Control"] = "private, no-store"
+            return response
+    except BaseException:
+        session.close()
+        raise
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from exports.encode(fmt, table, exports.Progress(table.total))
+        finally:
+            session.close()
+
+    response = Response(body(), content_type=exports.CONTENT_TYPES[fmt], headers=headers)
+    # Closing a generator that never started skips its finally: the response closes the session too.
+    response.call_on_close(session.close)
+    return response
+
+
+def _export_or_404(export_id: str) -> Export:
+    export = exports.get(get_session(), org_id=current_principal().org_id, export_id=export_id)
+    if export is None:
+        raise not_found("export")
+    return export
+
+
+@bp.get("/exports/<export_id>")
+@document(
+    "An export's file details and a fresh signed download link",
+    tag="exports",
+    responses={200: ExportInfo},
+    errors=(401, 403, 404, 410),
+)
+@require_role("viewer")
+def get(export_id: str) -> Response:
+    export = _export_or_404(export_id)
+    now = utcnow()
+    if not exports.is_available(export, _directory(), now):
+        raise ApiError(410, "the export file is no longer available; request a new export")
+    url, link_expires_at = signing.download_link(export, now)
+    return jsonify(
+        {
+            "id": str(export.id),
+            "job_id": str(export.job_id),
+            "format": export.format,
+            "filename": export.filename,
+            "content_type": exports.CONTENT_TYPES[export.format],
+            "rows": export.rows,
+            "bytes": export.bytes,
+            "sha256": export.sha256,
+            "created_at": export.created_at.isoformat(),
+            "expires_at": export.expires_at.isoformat(),
+            "download_url": url,
+            "link_expires_at": link_expires_at.isoformat(),
+        }
+    )
+
+
+@bp.get("/exports/<export_id>/download")
+@document(
+    "Download an export file through its signed link (with the bearer token of the same organization)",
+    tag="exports",
+    query=DownloadQuery,
+    responses={200: None},
+    binary={200: exports.MEDIA_TYPES},
+    errors=(400, 401, 403, 404, 410),
+)
+@require_role("viewer")
+def download(export_id: str) -> Response:
+    token = parse_query(DownloadQuery).token
+    try:
+        claims = signing.verify(token)
+    except signing.BadLink as exc:
+        raise ApiError(403, "the download link is not valid") from exc
+    if claims.export_id != export_id:
+        raise ApiError(403, "the download link is not valid")
+    # Another organization's link is as unknown as a missing export, signed or not.
+    if claims.org_id != current_principal().org_id:
+        raise not_found("export")
+    export = _export_or_404(export_id)
+    now = utcnow()
+    if claims.expired(now):
+        raise ApiError(410, f"the download link has expired; GET /api/v1/exports/{export_id} for a fresh one")
+    if not exports.is_available(export, _directory(), now):
+        raise ApiError(410, "the export file is no longer available; request a new export")
+    response = send_file(
+        Path(export.path),
+        mimetype=exports.CONTENT_TYPES[export.format],
+        as_attachment=True,
+        download_name=export.filename,
+        conditional=True,
+        etag=export.sha256,
+        max_age=0,
+    )
+    # The token is in the URL: keep it out of shared caches and of other sites' Referer headers.
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response

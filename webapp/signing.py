@@ -1,0 +1,69 @@
+"""Signed, expiring download links for export files.
+
+A link's token carries the export id, the organization and the expiry, signed with HMAC-SHA256
+(itsdangerous) under a key of its own purpose, so a token of another kind never verifies here.
+The download view still requires the caller's bearer token: a valid link works only for the
+organization that made it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from webapp.models.jobs import Export
+
+SALT = "export-download-link-v1"
+
+
+class BadLink(Exception):
+    """The token was not signed by us, or was altered."""
+
+
+@dataclass(frozen=True)
+class LinkClaims:
+    export_id: str
+    org_id: int
+    expires_at: datetime
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
+
+
+def _serializer() -> URLSafeSerializer:
+    config = current_app.config
+    return URLSafeSerializer(config.get("EXPORT_SIGNING_KEY") or config["JWT_SECRET_KEY"], salt=SALT)
+
+
+def sign(export_id: uuid.UUID | str, org_id: int, expires_at: datetime) -> str:
+    """A URL-safe token for downloading export `export_id` of `org_id` until `expires_at`."""
+    return _serializer().dumps({"e": str(export_id), "o": org_id, "x": int(expires_at.timestamp())})
+
+
+def verify(token: str) -> LinkClaims:
+    """The claims of a token we signed; BadLink if it is not one (expiry is the caller's check)."""
+    try:
+        payload: Any = _serializer().loads(token)
+        return LinkClaims(
+            export_id=str(payload["e"]),
+            org_id=int(payload["o"]),
+            expires_at=datetime.fromtimestamp(int(payload["x"]), UTC),
+        )
+    except (BadSignature, KeyError, TypeError, ValueError) as exc:
+        raise BadLink("the download link is not valid") from exc
+
+
+def download_link(export: Export, now: datetime) -> tuple[str, datetime]:
+    """A fresh download URL for `export` and when it expires (never after the file's own expiry)."""
+    ttl = timedelta(seconds=current_app.config["EXPORT_LINK_TTL_SECONDS"])
+    expires_at = min(now + ttl, export.expires_at)
+    # Whole seconds, as the token carries them, so the expiry we announce is the one we enforce.
+    expires_at = expires_at.replace(microsecond=0)
+    token = sign(export.id, export.org_id, expires_at)
+    base = (current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    return f"{base}/api/v1/exports/{export.id}/download?token={token}", expires_at

@@ -1,0 +1,79 @@
+"""Export jobs: write the file with progress, record it, and answer with a signed download link."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from celery import Task, shared_task
+from flask import current_app
+
+from webapp import signing
+from webapp.analytics import exports
+from webapp.models.jobs import Export
+from webapp.timeutil import utcnow
+from workers.runner import JobContext, run_job
+
+
+def result_of(export: Export) -> dict[str, Any]:
+    """The job result: where to download the file, until when, and what it holds."""
+    url, expires_at = signing.download_link(export, utcnow())
+    return {
+        "export_id": str(export.id),
+        "download_url": url,
+        "expires_at": expires_at.isoformat(),
+        "rows": export.rows,
+        "bytes": export.bytes,
+        "sha256": export.sha256,
+        "format": export.format,
+        "filename": export.filename,
+        "content_type": exports.CONTENT_TYPES[export.format],
+    }
+
+
+def _directory() -> Path:
+    return Path(current_app.config["EXPORT_DIR"])
+
+
+def _export(ctx: JobContext) -> dict[str, Any]:
+    job = ctx.job
+    # A redelivered job whose file was already written and recorded answers with that file.
+    existing = exports.find(ctx.session, job_id=job.id)
+    if existing is not None:
+        ctx.log("export %s already written; reusing it", existing.id)
+        return result_of(existing)
+    ctx.session.commit()  # the export reads its own REPEATABLE READ snapshot
+
+    def report(rows: int, total: int) -> None:
+        ctx.report(rows / total if total else 0.0)
+
+    now = utcnow()
+    written = exports.write_export(
+        ctx.session,
+        org_id=job.org_id,
+        job_id=job.id,
+        params=ctx.params,
+        directory=_directory(),
+        now=now,
+        report=report,
+    )
+    export = exports.record(
+        ctx.session,
+        written,
+        job_id=job.id,
+        org_id=job.org_id,
+        retention_days=current_app.config["EXPORT_RETENTION_DAYS"],
+        now=now,
+    )
+    ctx.log("wrote %s rows, %s bytes of %s to %s", written.rows, written.bytes, written.format, written.path)
+    return result_of(export)
+
+
+def _discard(ctx: JobContext) -> None:
+    exports.discard(_directory(), ctx.job.org_id, ctx.job.id, ctx.params["format"])
+
+
+@shared_task(name="exports.run", bind=True, acks_late=True)
+def run(self: Task, job_id: str) -> None:
+    """Write the export of job `job_id` (CSV, JSON, NDJSON or XLSX) to its file."""
+    run_job(self, job_id, _export, _discard)
