@@ -63,6 +63,16 @@ beat_schedule = {
         "schedule": float(_EXPORT_CLEANUP_EVERY),
         "options": {"expires": _EXPORT_CLEANUP_EVERY},
     },
+    "rollups-refresh-pending": {
+        "task": "rollups.refresh_pending",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
+    "rollups-reconcile-recent": {
+        "task": "rollups.reconcile_recent",
+        "schedule": float(settings.env_int("ROLLUP_RECONCILE_SECONDS", 900)),
+        "options": {"expires": 900},
+    },
     "cache-warm": {
         "task": "cache.warm",
         "schedule": float(_CACHE_WARM_EVERY),

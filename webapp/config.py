@@ -91,9 +91,13 @@ def load() -> dict[str, Any]:
         "EXPORT_DIR": env("EXPORT_DIR", str(instance / "exports")),
         "EXPORT_RETENTION_DAYS": env_int("EXPORT_RETENTION_DAYS", 7),
         "EXPORT_LINK_TTL_SECONDS": env_int("EXPORT_LINK_TTL_SECONDS", 24 * 3600),
+        "EXPORT_SYNC_MAX_ROWS": env_int("EXPORT_SYNC_MAX_ROWS", 10_000),
+        # Export links are signed with this key, or with JWT_SECRET_KEY when it is unset.
+        "EXPORT_SIGNING_KEY": env("EXPORT_SIGNING_KEY"),
         "PUBLIC_BASE_URL": env("PUBLIC_BASE_URL"),
         "WS_ALLOWED_ORIGINS": [o for o in (env("WS_ALLOWED_ORIGINS", "") or "").split(",") if o],
         "AGGREGATION_ASYNC_THRESHOLD": env_int("AGGREGATION_ASYNC_THRESHOLD", 2_000_000),
+        "ROLLUP_EXACT_PERCENTILE_MAX": env_int("ROLLUP_EXACT_PERCENTILE_MAX", 200_000),
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 50 * 1024 * 1024),
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),

@@ -198,6 +198,8 @@ def _skip_row_checks(conn: psycopg.Connection) -> bool:
     own_triggers = conn.execute(
         "SELECT count(*) FROM pg_trigger "
         "WHERE tgrelid IN ('tickets'::regclass, 'ticket_events'::regclass) AND NOT tgisinternal"
+        # Triggers enabled ALWAYS (the rollup dirty marks) fire in replica mode too.
+        " AND tgenabled <> 'A'"
     ).fetchone()
     if own_triggers is None or own_triggers[0]:
         return False

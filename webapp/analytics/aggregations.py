@@ -69,7 +69,7 @@ def canonical_params(request: Mapping[str, Any], *, default_tz: str, now: dateti
     start, end = resolve_range(start, end, tz, now)
     if granularity is not None:
         make_buckets(granularity, start, end, tz)  # refuses too many buckets before any work is queued
-    return {
+    params = {
         "metrics": metrics,
         "group_by": group_by,
         "granularity": granularity,
@@ -79,6 +79,10 @@ def canonical_params(request: Mapping[str, Any], *, default_tz: str, now: dateti
         "start": start.astimezone(UTC).isoformat(),
         "end": end.astimezone(UTC).isoformat(),
     }
+    # Only when asked, so the cache keys of requests without it stay as they were.
+    if request.get("exact"):
+        params["exact"] = True
+    return params
 
 
 def families(params: Mapping[str, Any]) -> set[str]:
@@ -101,6 +105,12 @@ def run_aggregation(session: Session, *, org_id: int, params: Mapping[str, Any])
     if params.get("granularity"):
         buckets = make_buckets(params["granularity"], start, end, tz)
 
+    # A job runs this outside any request, so the options travel in the params.
+    options = (
+        queries.ReadOptions(rollups=False)
+        if params.get("exact")
+        else queries.ReadOptions(approximate_above=params.get("approximate_above"))
+    )
     per_metric = {
         metric: queries.aggregate(
             session,
@@ -112,6 +122,7 @@ def run_aggregation(session: Session, *, org_id: int, params: Mapping[str, Any])
             group_by=group_by,
             buckets=buckets,
             percentiles=() if METRICS[metric].is_count else percentiles,
+            options=options,
         )
         for metric in params["metrics"]
     }

@@ -1,29 +1,98 @@
-"""SQL for time series, aggregations, distributions, percentiles and backlog, computed from the raw tables.
+"""SQL for time series, aggregations, distributions, percentiles and backlog.
 
 Every column name in the SQL text comes from an allowlist (metrics.METRICS, metrics.GROUPABLE,
 metrics.DISTRIBUTION_FIELDS); every value is a bound parameter. Buckets arrive as a sorted
 timestamptz[] of boundaries and rows find theirs with width_bucket (a binary search), so the
 time-zone and daylight-saving logic lives in buckets.py alone.
+
+Metric reads combine hourly rollups (rollups.py) with raw events. A UTC hour is read from rollups
+when it is closed, lies wholly inside one bucket and inside [start, end), and no dirty mark covers
+it; everything else of the range (partial edges, bucket edges that are not on a UTC hour as in
+Asia/Kolkata, the open tail, hours changed since their rollup was built) is read from raw events,
+all in one statement, so one snapshot answers both parts and counts, sums, min and max are those of
+the raw events. Percentiles are exact (percentile_cont over raw events) unless the caller allows
+sketches above a number of measurements.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from webapp.analytics import sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, GROUPABLE, METRICS, Metric
+from webapp.analytics.rollups import grain_for
 from webapp.dimensions import ENUMERATED
 from webapp.models.tickets import RESOLVED_STATUSES, STATUSES
+from webapp.timeutil import utcnow
 
 Filters = dict[str, list[str | None]]
 # One aggregated cell: its group values (in group_by order) and its 0-based bucket index or None.
 CellKey = tuple[tuple[str | None, ...], int | None]
+
+
+_HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How metric reads may be answered: from rollups at all, and percentiles from sketches when."""
+
+    rollups: bool = True
+    # Percentiles come from merged sketches (approximate) when the measurements exceed this; None: never.
+    approximate_above: int | None = None
+
+
+@dataclass
+class Provenance:
+    """What the metric reads of one answer were computed from."""
+
+    rollup: bool = False
+    raw: bool = False
+    approximate: bool = False
+
+    @property
+    def source(self) -> str:
+        """rollup, raw or mixed (an answer that read nothing counts as raw)."""
+        if self.rollup:
+            return "mixed" if self.raw else "rollup"
+        return "raw"
+
+
+DEFAULT_OPTIONS = ReadOptions()
+_options: ContextVar[ReadOptions] = ContextVar("analytics_read_options", default=DEFAULT_OPTIONS)
+_provenance: ContextVar[Provenance | None] = ContextVar("analytics_provenance", default=None)
+
+
+@contextmanager
+def reading(options: ReadOptions) -> Iterator[Provenance]:
+    """Run the reads inside with `options`, recording where their answers came from."""
+    provenance = Provenance()
+    options_token = _options.set(options)
+    provenance_token = _provenance.set(provenance)
+    try:
+        yield provenance
+    finally:
+        _options.reset(options_token)
+        _provenance.reset(provenance_token)
+
+
+def _note(*, rollup: bool = False, raw: bool = False, approximate: bool = False) -> None:
+    provenance = _provenance.get()
+    if provenance is not None:
+        provenance.rollup |= rollup
+        provenance.raw |= raw
+        provenance.approximate |= approximate
 
 
 def _column(name: str, allowed: Sequence[str]) -> str:
@@ -75,6 +144,191 @@ def _count_sql(metric: Metric) -> str:
     return "count(*)" if metric.is_count else "count(v)"
 
 
+@dataclass
+class _Cell:
+    """count, sum, min, max (and sketches) of one group and bucket, gathered from raw and rollup parts."""
+
+    count: int = 0
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+    sketches: list[bytes] = field(default_factory=list)
+
+    def add(self, count: int, total: float | None, low: float | None, high: float | None) -> None:
+        self.count += count
+        if total is not None:
+            self.sum = total if self.sum is None else self.sum + total
+        if low is not None:
+            self.min = low if self.min is None else min(self.min, low)
+        if high is not None:
+            self.max = high if self.max is None else max(self.max, high)
+
+    @property
+    def avg(self) -> float | None:
+        return self.sum / self.count if self.count and self.sum is not None else None
+
+
+def _floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = _floor_hour(moment)
+    return floor if floor == moment else floor + _HOUR
+
+
+def _append(pieces: list[tuple[datetime, datetime]], lo: datetime, hi: datetime) -> None:
+    if lo >= hi:
+        return
+    if pieces and pieces[-1][1] == lo:
+        pieces[-1] = (pieces[-1][0], hi)
+    else:
+        pieces.append((lo, hi))
+
+
+def split_range(
+    bounds: Sequence[datetime], start: datetime, end: datetime, now: datetime
+) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """[start, end) as (covered, uncovered) pieces: covered are closed UTC hours inside one bucket.
+
+    `bounds` are the bucket boundaries (buckets.Buckets.bounds); a rollup hour must not straddle one,
+    so zones whose offset is not a whole hour leave each bucket's edges to the raw events.
+    """
+    closed = _floor_hour(now)
+    covered: list[tuple[datetime, datetime]] = []
+    uncovered: list[tuple[datetime, datetime]] = []
+    for left, right in itertools.pairwise(bounds):
+        lo, hi = max(left, start), min(right, end)
+        if lo >= hi:
+            continue
+        first, last = _ceil_hour(lo), min(_floor_hour(hi), closed)
+        if first < last:
+            _append(uncovered, lo, first)
+            _append(covered, first, last)
+            _append(uncovered, last, hi)
+        else:
+            _append(uncovered, lo, hi)
+    return covered, uncovered
+
+
+def _cells(
+    session: Session,
+    definition: Metric,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    group_by: Sequence[str],
+    bounds: Sequence[datetime] | None,
+    sketches: bool = False,
+    note: bool = True,
+) -> dict[CellKey, _Cell]:
+    """Per group and bucket: count, sum, min, max (and sketches) from rollups plus the raw remainder.
+
+    With `bounds` None the whole range is one cell whose index is None.
+    """
+    edges = list(bounds) if bounds is not None else [start, end]
+    grain = grain_for([*filters, *group_by])
+    if grain is None:
+        covered, uncovered = [], [(start, end)]
+    else:
+        covered, uncovered = split_range(edges, start, end, utcnow())
+    params: dict[str, Any] = {
+        "org_id": org_id,
+        "event_type": definition.event_type,
+        "metric": definition.name,
+        "grain": grain,
+        "bounds": edges,
+        "cov_lo": [lo for lo, _ in covered],
+        "cov_hi": [hi for _, hi in covered],
+        "unc_lo": [lo for lo, _ in uncovered],
+        "unc_hi": [hi for _, hi in uncovered],
+        "cov_start": covered[0][0] if covered else start,
+        "cov_end": covered[-1][1] if covered else start,
+    }
+    groups = [_column(name, GROUPABLE) for name in group_by]
+    keys = [f"g{i}" for i in range(len(groups))] + ["idx"]
+    value = _value_sql(definition)
+    join = " JOIN tickets t ON t.id = e.ticket_id AND t.org_id = e.org_id" if definition.joins_ticket else ""
+    raw_keys = ", ".join(
+        [f"e.{name} AS g{i}" for i, name in enumerate(groups)]
+        + ["width_bucket(e.occurred_at, CAST(:bounds AS timestamptz[])) AS idx"]
+    )
+    rolled_keys = ", ".join(
+        [f"m.{name} AS g{i}" for i, name in enumerate(groups)]
+        + ["width_bucket(m.bucket_start, CAST(:bounds AS timestamptz[])) AS idx"]
+    )
+    key_list = ", ".join(keys)
+    # LATERAL ... OFFSET 0 keeps each piece its own index range scan, whatever the statistics say.
+    raw_events = (
+        "FROM raw_pieces p CROSS JOIN LATERAL (SELECT e.* FROM ticket_events e"
+        " WHERE e.org_id = :org_id AND e.event_type = :event_type"
+        " AND e.occurred_at >= p.lo AND e.occurred_at < p.hi OFFSET 0) e"
+        f"{join} WHERE true{filter_sql('e', filters, params)}"
+    )
+    count = "count(*)" if definition.is_count else "count(v)"
+    if sketches and not definition.is_count:
+        # Raw values join the rollups' sketches: one (key, count) pair per distinct key of the cell.
+        raw = (
+            f"SELECT false AS rolled, {key_list}, sum(n_rows) AS n_rows, sum(n) AS n, sum(s) AS s,"
+            " min(lo) AS lo, max(hi) AS hi,"
+            " string_agg(int2send(CAST(k AS int2)) || int4send(CAST(n AS int4)), ''::bytea)"
+            " FILTER (WHERE n > 0) AS sketch"
+            f" FROM (SELECT {key_list}, k, count(*) AS n_rows, {count} AS n, sum(v) AS s,"
+            " min(v) AS lo, max(v) AS hi"
+            f" FROM (SELECT {raw_keys}, {value} AS v, {sketch.sql_key(value)} AS k {raw_events}) r"
+            f" GROUP BY {key_list}, k) x GROUP BY {key_list}"
+        )
+        rolled_sketch = ", string_agg(m.sketch, ''::bytea) AS sketch"
+    else:
+        raw = (
+            f"SELECT false AS rolled, {key_list}, count(*) AS n_rows, {count} AS n, sum(v) AS s,"
+            " min(v) AS lo, max(v) AS hi"
+            + (", CAST(NULL AS bytea) AS sketch" if sketches else "")
+            + f" FROM (SELECT {raw_keys}, {value} AS v {raw_events}) r GROUP BY {key_list}"
+        )
+        rolled_sketch = ", CAST(NULL AS bytea) AS sketch" if sketches else ""
+    rolled = (
+        f"SELECT true AS rolled, {rolled_keys}, count(*) AS n_rows, sum(m.count) AS n, sum(m.sum) AS s,"
+        f" min(m.min) AS lo, max(m.max) AS hi{rolled_sketch}"
+        " FROM rolled_pieces p CROSS JOIN LATERAL (SELECT m.* FROM analytics_metrics m"
+        " WHERE m.org_id = :org_id AND m.metric = :metric AND m.grain = :grain"
+        " AND m.bucket_start >= p.lo AND m.bucket_start < p.hi OFFSET 0) m"
+        f" WHERE true{filter_sql('m', filters, params)} GROUP BY {key_list}"
+    )
+    # Dirty hours move from the covered side to the raw side inside the statement, so the marks,
+    # the rollups and the raw events are all read from one snapshot.
+    sql = text(
+        "WITH cov AS (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) AS mr"
+        " FROM unnest(CAST(:cov_lo AS timestamptz[]), CAST(:cov_hi AS timestamptz[])) AS u(lo, hi)),"
+        " unc AS (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) AS mr"
+        " FROM unnest(CAST(:unc_lo AS timestamptz[]), CAST(:unc_hi AS timestamptz[])) AS u(lo, hi)),"
+        " dirty AS (SELECT coalesce(range_agg(tstzrange(d.lo, d.hi)), '{}'::tstzmultirange) AS mr"
+        " FROM analytics_rollup_dirty d WHERE d.org_id = :org_id AND d.event_type = :event_type"
+        " AND d.lo < :cov_end AND d.hi > :cov_start),"
+        " split AS (SELECT cov.mr - dirty.mr AS rolled, unc.mr + (cov.mr * dirty.mr) AS raw"
+        " FROM cov, unc, dirty),"
+        " raw_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi FROM split, unnest(split.raw) AS r),"
+        " rolled_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi FROM split, unnest(split.rolled) AS r)"
+        f" {raw} UNION ALL {rolled}"
+    )
+    cells: dict[CellKey, _Cell] = {}
+    for row in session.execute(sql, params):
+        mapping = row._mapping
+        if not mapping["n_rows"]:
+            continue
+        if note:
+            _note(rollup=mapping["rolled"], raw=not mapping["rolled"])
+        group_values = tuple(mapping[f"g{i}"] for i in range(len(groups)))
+        index = mapping["idx"] - 1 if bounds is not None else None
+        cell = cells.setdefault((group_values, index), _Cell())
+        cell.add(int(mapping["n"] or 0), mapping["s"], mapping["lo"], mapping["hi"])
+        if sketches and mapping["sketch"]:
+            cell.sketches.append(bytes(mapping["sketch"]))
+    return cells
+
+
 def time_series(
     session: Session,
     *,
@@ -87,6 +341,54 @@ def time_series(
 ) -> dict[str, Any]:
     """Every bucket's point (count 0, value None when empty) and the summary of `metric` in [start, end)."""
     definition = METRICS[metric]
+    if not _options.get().rollups:
+        return _raw_time_series(
+            session,
+            org_id=org_id,
+            definition=definition,
+            buckets=buckets,
+            start=start,
+            end=end,
+            filters=filters,
+        )
+    by_index = _cells(
+        session,
+        definition,
+        org_id=org_id,
+        start=start,
+        end=end,
+        filters=filters,
+        group_by=(),
+        bounds=buckets.bounds,
+    )
+    cells: dict[int, Any] = {}
+    total = _Cell()
+    for (_, index), cell in by_index.items():
+        assert index is not None
+        cells[index] = _Row(cell.count, cell.avg, cell.min, cell.max)
+        total.add(cell.count, cell.sum, cell.min, cell.max)
+    return _series(definition, buckets, cells, _Row(total.count, total.avg, total.min, total.max))
+
+
+@dataclass(frozen=True)
+class _Row:
+    n: int
+    avg: float | None
+    min: float | None
+    max: float | None
+
+
+def _raw_time_series(
+    session: Session,
+    *,
+    org_id: int,
+    definition: Metric,
+    buckets: Buckets,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+) -> dict[str, Any]:
+    """time_series computed from raw events alone."""
     params: dict[str, Any] = {"bounds": list(buckets.bounds)}
     source = _events_source(definition, org_id, start, end, filters, params)
     sql = text(
@@ -96,6 +398,7 @@ def time_series(
         f" {_value_sql(definition)} AS v {source}) s"
         " GROUP BY GROUPING SETS ((idx), ())"
     )
+    _note(raw=True)
     cells: dict[int, Any] = {}
     total = None
     for row in session.execute(sql, params):
@@ -103,7 +406,11 @@ def time_series(
             total = row
         else:
             cells[row.idx - 1] = row
+    return _series(definition, buckets, cells, total)
 
+
+def _series(definition: Metric, buckets: Buckets, cells: dict[int, Any], total: Any) -> dict[str, Any]:
+    """Points for every bucket and the summary, from per-bucket rows (n, avg, min, max) and the total."""
     points = []
     for index in range(len(buckets)):
         row = cells.get(index)
@@ -157,9 +464,57 @@ def aggregate(
     group_by: Sequence[str] = (),
     buckets: Buckets | None = None,
     percentiles: Sequence[int] = (),
+    options: ReadOptions | None = None,
 ) -> dict[CellKey, dict[str, Any]]:
-    """Count (and avg, min, max, exact percentiles) of `metric` per group and bucket with events."""
+    """Count (and avg, min, max, percentiles) of `metric` per group and bucket with events.
+
+    Percentiles are exact unless `options` (default: the current reading's) allow sketches and the
+    measurements outnumber its threshold; then they are within sketch.ALPHA of exact.
+    """
+    options = options or _options.get()
     definition = METRICS[metric]
+    window = {"org_id": org_id, "start": start, "end": end, "filters": filters, "group_by": group_by}
+    if not options.rollups:
+        return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+    bounds = buckets.bounds if buckets is not None else None
+    wants_percentiles = bool(percentiles) and not definition.is_count
+    # With percentiles this first read only counts the measurements, to choose exact or sketches.
+    cells = _cells(session, definition, bounds=bounds, note=not wants_percentiles, **window)
+    if wants_percentiles:
+        measured = sum(cell.count for cell in cells.values())
+        if options.approximate_above is None or measured <= options.approximate_above:
+            return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+        cells = _cells(session, definition, bounds=bounds, sketches=True, **window)
+        _note(approximate=True)
+    out: dict[CellKey, dict[str, Any]] = {}
+    fractions = [p / 100 for p in percentiles]
+    for key, cell in cells.items():
+        if cell.count == 0 and (group_by or buckets is not None):
+            continue
+        stats: dict[str, Any] = {"count": cell.count}
+        if not definition.is_count:
+            stats.update(avg=cell.avg, min=cell.min, max=cell.max)
+            if wants_percentiles:
+                values = sketch.quantiles(cell.sketches, fractions, low=cell.min, high=cell.max)
+                stats.update({f"p{p}": v for p, v in zip(percentiles, values, strict=True)})
+        out[key] = stats
+    return out
+
+
+def _raw_aggregate(
+    session: Session,
+    definition: Metric,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    group_by: Sequence[str] = (),
+    buckets: Buckets | None = None,
+    percentiles: Sequence[int] = (),
+) -> dict[CellKey, dict[str, Any]]:
+    """aggregate computed from raw events alone, with exact percentiles."""
+    _note(raw=True)
     params: dict[str, Any] = {}
     source = _events_source(definition, org_id, start, end, filters, params)
     inner = [f"e.{_column(name, GROUPABLE)} AS g{i}" for i, name in enumerate(group_by)]
@@ -208,10 +563,18 @@ def measure(
     end: datetime,
     filters: Filters,
     percentiles: Sequence[int] = (),
+    options: ReadOptions | None = None,
 ) -> dict[str, Any]:
     """Count, avg, min, max (and percentiles) of `metric` over the whole of [start, end)."""
     cells = aggregate(
-        session, org_id=org_id, metric=metric, start=start, end=end, filters=filters, percentiles=percentiles
+        session,
+        org_id=org_id,
+        metric=metric,
+        start=start,
+        end=end,
+        filters=filters,
+        percentiles=percentiles,
+        options=options,
     )
     return cells.get(((), None)) or empty_stats(metric, percentiles)
 
@@ -227,6 +590,7 @@ def distribution(
         " WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end"
         f"{filter_sql('t', filters, params)} GROUP BY t.{column}"
     )
+    _note(raw=True)
     counts: dict[str | None, int] = {row.value: int(row.n) for row in session.execute(sql, params)}
     # Enumerated fields list every allowed (or filtered-for) value, so charts keep their legend.
     for value in filters.get(field) or ENUMERATED.get(field, ()):

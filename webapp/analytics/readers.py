@@ -1,7 +1,8 @@
 """Every cached analytics read as a function of its canonical parameters.
 
 The views build the parameters and read through the cache; the refresh job recomputes the
-organization's most requested parameters with the same functions, so both always agree.
+organization's most requested parameters with the same functions, so both always agree. What an
+answer was computed from (rollups, raw events, sketches) is cached with it, so a hit reports it too.
 """
 
 from __future__ import annotations
@@ -16,12 +17,40 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, popular, queries, reports, snapshots
 from webapp.analytics.buckets import make_buckets
-from webapp.analytics.cache import CacheMeta, read_through
+from webapp.analytics.cache import read_through
 from webapp.analytics.metrics import METRICS
 from webapp.timeutil import utcnow, zone
 
 # Answers that depend on the clock (SLA pending turns breached with no event) are cached briefly.
 CLOCK_TTL_SECONDS = 60
+# Part of every cache key: entries hold {value, source, approximate} since rollups; older ones differ.
+CACHE_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class ReadMeta:
+    """Where an answer came from: the cache's verdict, when it was computed, and from what."""
+
+    cache: str  # hit | miss | bypass
+    computed_at: str
+    source: str  # rollup | raw | mixed
+    approximate: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cache": self.cache,
+            "source": self.source,
+            "approximate": self.approximate,
+            "computed_at": self.computed_at,
+        }
+
+
+def read_options(params: dict[str, Any]) -> queries.ReadOptions:
+    """The options `params` ask for: `exact` forces raw, `approximate_above` allows sketches."""
+    source = params.get("query", params)
+    if source.get("exact"):
+        return queries.ReadOptions(rollups=False)
+    return queries.ReadOptions(rollups=True, approximate_above=source.get("approximate_above"))
 
 
 @dataclass(frozen=True)
@@ -116,17 +145,24 @@ def read(
     *,
     ttl: int,
     force: bool = False,
-) -> tuple[Any, CacheMeta]:
+) -> tuple[Any, ReadMeta]:
     """The answer for `params` (whose "route" names the reader) through the cache."""
     reader = READERS[params["route"]]
     if not force:
         popular.record(client, org_id, "read", params)
-    return read_through(
+
+    def compute() -> dict[str, Any]:
+        with queries.reading(read_options(params)) as provenance:
+            value = reader.compute(session, org_id, params)
+        return {"value": value, "source": provenance.source, "approximate": provenance.approximate}
+
+    entry, meta = read_through(
         client,
         org_id,
         reader.families(params),
-        params,
-        lambda: reader.compute(session, org_id, params),
+        {**params, "cache_format": CACHE_FORMAT},
+        compute,
         ttl=min(reader.ttl, ttl) if reader.ttl else ttl,
         force=force,
     )
+    return entry["value"], ReadMeta(meta.cache, meta.computed_at, entry["source"], entry["approximate"])

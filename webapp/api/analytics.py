@@ -65,6 +65,10 @@ def _client_errors() -> Iterator[None]:
         raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
     except TimeError as exc:
         raise ApiError(400, str(exc)) from exc
+    except OverflowError as exc:
+        raise ApiError(
+            400, "the range reaches past the dates the calendar can represent (years 1 to 9999)"
+        ) from exc
     except OperationalError as exc:
         if isinstance(exc.orig, psycopg.errors.QueryCanceled):
             raise ApiError(
@@ -113,14 +117,27 @@ def _window(query: RangeQuery, org: Organization) -> tuple[ZoneInfo, datetime, d
     return tz, start, end, parse_filters(query.model_dump())
 
 
-def _range_params(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dict[str, Any]:
+def _range_params(
+    tz: ZoneInfo, start: datetime, end: datetime, filters: Filters, *, exact: bool = False
+) -> dict[str, Any]:
     # UTC, so that one instant written with different offsets shares a cache entry.
-    return {
+    params: dict[str, Any] = {
         "tz": tz.key,
         "start": start.astimezone(UTC).isoformat(),
         "end": end.astimezone(UTC).isoformat(),
         "filters": filters,
     }
+    # Only when asked, so the cache keys of ordinary requests do not change.
+    if exact:
+        params["exact"] = True
+    return params
+
+
+def _percentile_policy(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` allowing sketch percentiles above the configured number of measurements, unless exact."""
+    if params.get("exact"):
+        return params
+    return {**params, "approximate_above": current_app.config.get("ROLLUP_EXACT_PERCENTILE_MAX", 200_000)}
 
 
 def _echo(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dict[str, Any]:
@@ -137,7 +154,7 @@ def _read(org_id: int, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     value, meta = readers.read(
         _session(), get_redis(), org_id, params, ttl=current_app.config["CACHE_TTL_SECONDS"]
     )
-    return value, {"cache": meta.cache, "source": "raw", "computed_at": meta.computed_at}
+    return value, meta.as_dict()
 
 
 @bp.get("/time-series/<metric>")
@@ -163,7 +180,7 @@ def time_series(metric: str) -> Response:
             "route": "time_series",
             "metric": metric,
             "granularity": query.granularity,
-            **_range_params(tz, start, end, filters),
+            **_range_params(tz, start, end, filters, exact=query.exact),
         }
         value, meta = _read(org.id, params)
     return jsonify(
@@ -180,7 +197,8 @@ def time_series(metric: str) -> Response:
 
 @bp.post("/aggregations")
 @document(
-    "Several metrics by group (and bucket) with exact percentiles; 202 with a job when async or heavy",
+    "Several metrics by group (and bucket) with percentiles (from sketches above a size unless exact); "
+    "202 with a job when async or heavy",
     tag="analytics",
     body=AggregationRequest,
     responses={200: Aggregation, 202: JobAccepted},
@@ -191,8 +209,10 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
     body = parse_body(AggregationRequest)
     org = _org()
     with _client_errors():
-        params = aggregations.canonical_params(
-            body.model_dump(exclude={"async_"}), default_tz=org.timezone, now=utcnow()
+        params = _percentile_policy(
+            aggregations.canonical_params(
+                body.model_dump(exclude={"async_"}), default_tz=org.timezone, now=utcnow()
+            )
         )
         session = _session()
         if body.async_ or (
@@ -225,7 +245,12 @@ def distribution(field: str) -> Response:
     with _client_errors():
         tz, start, end, filters = _window(query, org)
         value, meta = _read(
-            org.id, {"route": "distribution", "field": field, **_range_params(tz, start, end, filters)}
+            org.id,
+            {
+                "route": "distribution",
+                "field": field,
+                **_range_params(tz, start, end, filters, exact=query.exact),
+            },
         )
     return jsonify({**value, **_echo(tz, start, end, filters), "meta": meta})
 
@@ -261,7 +286,7 @@ def dashboard() -> Response:
             "route": "dashboard",
             "previous_start": previous_start.astimezone(UTC).isoformat(),
             "targets": targets,
-            **_range_params(tz, start, end, filters),
+            **_range_params(tz, start, end, filters, exact=query.exact),
         }
         value, meta = _read(org.id, params)
     return jsonify(
@@ -291,7 +316,13 @@ def performance() -> Response:
     with _client_errors():
         tz, start, end, filters = _window(query, org)
         targets = sla.targets_for(org.sla_targets)
-        params = {"route": "performance", "targets": targets, **_range_params(tz, start, end, filters)}
+        params = _percentile_policy(
+            {
+                "route": "performance",
+                "targets": targets,
+                **_range_params(tz, start, end, filters, exact=query.exact),
+            }
+        )
         value, meta = _read(org.id, params)
     return jsonify({**_echo(tz, start, end, filters), **value, "meta": meta})
 
@@ -343,7 +374,7 @@ def list_snapshots() -> Response:
     responses={202: JobAccepted},
     errors=ERRORS,
 )
-@require_role("agent")
+@require_role("admin")
 def request_snapshot() -> tuple[Response, int, dict[str, str]]:
     body = parse_body(SnapshotRequest)
     try:

@@ -20,6 +20,10 @@ _START = (
 _END = "exclusive end, as start (default: the end of today in the time zone)"
 _TZ = "IANA time zone buckets and dates are read in (default: the organization's)"
 _LIST = "comma-separated values; for assigned_to, `null` means unassigned"
+_EXACT = (
+    "compute from raw events only: no rollups, and percentiles exact whatever the number of "
+    "measurements (default false: rollups for closed hours, sketch percentiles above a size)"
+)
 
 
 class RangeQuery(Strict):
@@ -33,6 +37,7 @@ class RangeQuery(Strict):
     channel: str | None = Field(default=None, description=_LIST)
     category: str | None = Field(default=None, description=_LIST)
     assigned_to: str | None = Field(default=None, description=_LIST)
+    exact: bool = Field(default=False, description=_EXACT)
 
 
 class TimeSeriesQuery(RangeQuery):
@@ -78,8 +83,12 @@ class AggregationRequest(Strict):
     percentiles: list[int] | None = Field(
         default=None,
         max_length=20,
-        description="each 1..99, exact and linearly interpolated; default [50, 95, 99]",
+        description=(
+            "each 1..99, linearly interpolated; default [50, 95, 99]. Exact up to a configured number "
+            "of measurements, above it merged from rollup sketches within 1% (meta.approximate)"
+        ),
     )
+    exact: bool = Field(default=False, description=_EXACT)
     async_: bool = Field(default=False, alias="async", description="run as a job and answer 202")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -90,7 +99,13 @@ class AggregationRequest(Strict):
 
 class Meta(BaseModel):
     cache: Literal["hit", "miss", "bypass"]
-    source: Literal["raw", "rollup", "snapshot"]
+    source: Literal["raw", "rollup", "mixed", "snapshot"] = Field(
+        description="rollup: hourly rollups only; raw: raw events only; mixed: rollups for closed hours "
+        "plus raw events for the rest"
+    )
+    approximate: bool = Field(
+        default=False, description="true when percentiles were merged from sketches (within 1% of exact)"
+    )
     computed_at: str
 
 

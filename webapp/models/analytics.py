@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     UniqueConstraint,
     func,
@@ -36,6 +37,7 @@ class AnalyticsMetric(Base):
             "uq_analytics_metrics_cell",
             "org_id",
             "metric",
+            "grain",
             "bucket_start",
             "status",
             "priority",
@@ -51,6 +53,8 @@ class AnalyticsMetric(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     metric: Mapped[str] = mapped_column(String(32))
+    # Bit set of the dimensions the row keeps (31: all five; 0: the hour's total).
+    grain: Mapped[int] = mapped_column(SmallInteger, server_default="31")
     bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     status: Mapped[str] = mapped_column(String(16))
     priority: Mapped[str] = mapped_column(String(16))
@@ -78,3 +82,17 @@ class AnalyticsSnapshot(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)
     definition_version: Mapped[int] = mapped_column(Integer, default=1)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class AnalyticsRollupDirty(Base):
+    """UTC hours whose rollups a write made stale; reads use raw events there until a refresh."""
+
+    __tablename__ = "analytics_rollup_dirty"
+    __table_args__ = (Index("ix_analytics_rollup_dirty_org_id", "org_id", "event_type", "lo"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    event_type: Mapped[str] = mapped_column(String(24))
+    lo: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    hi: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    marked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -7,6 +7,7 @@ from typing import Any
 from celery import Task, shared_task
 
 from webapp import imports
+from webapp.analytics import rollups
 from webapp.models import Organization
 from workers.runner import JobContext, JobFailed, run_job
 
@@ -33,9 +34,20 @@ def _import(ctx: JobContext) -> dict[str, Any]:
     # The result is committed with the tickets, so a redelivery can tell the batch is already written.
     ctx.job.result = result
     ctx.session.commit()
+    _refresh_rollups(ctx)
     imports.after_import(ctx.client, org_id, event_types, fields, job_id=str(ctx.job.id))
     ctx.log("imported %s tickets with %s events", report.imported, report.events)
     return result
+
+
+def _refresh_rollups(ctx: JobContext) -> None:
+    """Bring the imported hours' rollups up to date (best effort: until then reads use raw events)."""
+    try:
+        rollups.refresh(ctx.session, org_id=ctx.job.org_id)
+        ctx.session.commit()
+    except Exception as exc:
+        ctx.session.rollback()
+        ctx.log("rollup refresh after import failed, beat will retry: %s", exc)
 
 
 @shared_task(name="tickets.import", bind=True, acks_late=True)

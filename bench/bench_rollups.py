@@ -1,0 +1,259 @@
+"""Rollup-backed reads against raw scans at 1M and 10M tickets, and sketch percentiles against exact.
+
+For each size: a fresh database, seed_tickets over one year (COPY), ANALYZE, one bulk rollup build,
+then a one-year daily and a 90-day hourly series of ticket_count and response_time, each from raw
+events alone and from rollups plus the raw tail (median of --runs runs after one warm-up), and
+p50/p95/p99 of response and resolution time over the year from merged sketches against
+percentile_cont. Results: bench/results/rollups.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from bench.common import print_table, scratch_postgres, write_results
+from webapp import seeding
+from webapp.analytics import queries, rollups
+from webapp.analytics.buckets import make_buckets
+from webapp.analytics.queries import ReadOptions
+from webapp.db import make_engine
+
+TZ = "Europe/Berlin"
+PERCENTILES = (50, 95, 99)
+
+
+def _median_ms(run: Callable[[], Any], runs: int) -> float:
+    run()  # warm-up: the buffer cache, not the first-call overheads, is what a busy server has
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def _series(session: Session, org_id: int, metric: str, buckets: Any, options: ReadOptions) -> Any:
+    with queries.reading(options):
+        return queries.time_series(
+            session,
+            org_id=org_id,
+            metric=metric,
+            buckets=buckets,
+            start=buckets.bounds[0],
+            end=buckets.bounds[-1],
+            filters={},
+        )
+
+
+def _series_reads(session: Session, org_id: int, now: datetime, runs: int) -> dict[str, dict[str, float]]:
+    tz = ZoneInfo(TZ)
+    end = datetime.combine(now.astimezone(tz).date() + timedelta(days=1), datetime.min.time(), tz)
+    windows = {"1y daily": ("daily", 365), "90d hourly": ("hourly", 90)}
+    out: dict[str, dict[str, float]] = {}
+    for name, (granularity, days) in windows.items():
+        buckets = make_buckets(granularity, end - timedelta(days=days), end, tz)
+        for metric in ("ticket_count", "response_time"):
+            timings = {}
+            for source, options in (("raw", ReadOptions(rollups=False)), ("rollup", ReadOptions())):
+                read = partial(_series, session, org_id, metric, buckets, options)
+                timings[source] = _median_ms(read, runs)
+            rolled = _series(session, org_id, metric, buckets, ReadOptions())
+            raw = _series(session, org_id, metric, buckets, ReadOptions(rollups=False))
+            assert [p["count"] for p in rolled["points"]] == [p["count"] for p in raw["points"]]
+            out[f"{name} {metric}"] = timings
+    return out
+
+
+def _measure(
+    session: Session, org_id: int, metric: str, start: datetime, end: datetime, options: ReadOptions
+) -> dict[str, Any]:
+    return queries.measure(
+        session,
+        org_id=org_id,
+        metric=metric,
+        start=start,
+        end=end,
+        filters={},
+        percentiles=PERCENTILES,
+        options=options,
+    )
+
+
+def _percentiles(session: Session, org_id: int, now: datetime, runs: int) -> dict[str, dict[str, Any]]:
+    start, end = now - timedelta(days=365), now
+    out: dict[str, dict[str, Any]] = {}
+    for metric in ("response_time", "resolution_time"):
+        results = {}
+        timings = {}
+        for source, options in (
+            ("exact", ReadOptions(rollups=False)),
+            ("sketch", ReadOptions(approximate_above=0)),
+        ):
+            read = partial(_measure, session, org_id, metric, start, end, options)
+            timings[source] = _median_ms(read, max(1, runs // 2))
+            results[source] = read()
+        exact, approx = results["exact"], results["sketch"]
+        out[metric] = {
+            "count": exact["count"],
+            "exact_ms": timings["exact"],
+            "sketch_ms": timings["sketch"],
+            **{
+                f"p{p}": {
+                    "exact": exact[f"p{p}"],
+                    "sketch": approx[f"p{p}"],
+                    "relative_error": abs(approx[f"p{p}"] - exact[f"p{p}"]) / abs(exact[f"p{p}"]),
+                }
+                for p in PERCENTILES
+            },
+        }
+    return out
+
+
+def run_size(tickets: int, runs: int) -> dict[str, Any]:
+    """Seed `tickets` into a fresh database, build rollups, and measure the reads."""
+    pg, url = scratch_postgres(f"bench_rollups_{tickets}")
+    try:
+        now = datetime.now(UTC)
+        with psycopg.connect(url.replace("+psycopg", "")) as conn:
+            row = conn.execute(
+                "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
+            ).fetchone()
+            assert row is not None
+            org_id = int(row[0])
+            conn.commit()
+            seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
+            conn.commit()
+            conn.autocommit = True
+            started = time.perf_counter()
+            conn.execute("VACUUM ANALYZE tickets")
+            conn.execute("VACUUM ANALYZE ticket_events")
+            analyze_s = time.perf_counter() - started
+        engine = make_engine(url)
+        with Session(engine) as session:
+            started = time.perf_counter()
+            built = rollups.build(session, org_id=org_id, start=now - timedelta(days=366), end=now)
+            session.commit()
+            build_s = time.perf_counter() - started
+            session.execute(text("ANALYZE analytics_metrics"))
+            session.commit()
+            sizes = session.execute(
+                text(
+                    "SELECT pg_total_relation_size('ticket_events') AS events,"
+                    " pg_total_relation_size('analytics_metrics') AS rollups,"
+                    " (SELECT count(*) FROM analytics_metrics) AS rollup_rows"
+                )
+            ).one()
+            reads = _series_reads(session, org_id, now, runs)
+            percentiles = _percentiles(session, org_id, now, runs)
+        engine.dispose()
+        return {
+            "tickets": tickets,
+            "events": seeded.events,
+            "seed_s": seeded.seconds,
+            "analyze_s": analyze_s,
+            "build_s": build_s,
+            "rollup_rows": int(sizes.rollup_rows),
+            "rollups_written": built.written,
+            "events_bytes": int(sizes.events),
+            "rollups_bytes": int(sizes.rollups),
+            "reads_ms": reads,
+            "percentiles": percentiles,
+        }
+    finally:
+        with psycopg.connect(
+            f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "bench_rollups_{tickets}" WITH (FORCE)')
+        pg.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--sizes", default="1000000,10000000", help="comma-separated ticket counts (default: 1M and 10M)"
+    )
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per read (median)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+
+    results = []
+    for size in sizes:
+        print(f"seeding {size:,} tickets and building rollups ...", flush=True)
+        results.append(run_size(size, args.runs))
+
+    rows = []
+    for result in results:
+        for name, timing in result["reads_ms"].items():
+            rows.append(
+                [
+                    f"{result['tickets']:,}",
+                    name,
+                    timing["raw"],
+                    timing["rollup"],
+                    timing["raw"] / timing["rollup"],
+                ]
+            )
+    print_table("Series reads (median ms)", ["tickets", "read", "raw", "rollup", "speed-up"], rows)
+
+    rows = []
+    for result in results:
+        for metric, stats in result["percentiles"].items():
+            rows.append(
+                [
+                    f"{result['tickets']:,}",
+                    metric,
+                    stats["count"],
+                    stats["exact_ms"],
+                    stats["sketch_ms"],
+                    *(f"{stats[f'p{p}']['relative_error'] * 100:.3f}%" for p in PERCENTILES),
+                ]
+            )
+    print_table(
+        "Percentiles over one year: sketches against percentile_cont",
+        ["tickets", "metric", "values", "exact ms", "sketch ms", "p50 err", "p95 err", "p99 err"],
+        rows,
+    )
+
+    scaling: dict[str, float] = {}
+    if len(results) >= 2:
+        small, large = results[0], results[-1]
+        for name in large["reads_ms"]:
+            scaling[name] = large["reads_ms"][name]["rollup"] / small["reads_ms"][name]["rollup"]
+        print_table(
+            f"Rollup read time at {large['tickets']:,} over {small['tickets']:,} tickets",
+            ["read", "ratio"],
+            [[name, ratio] for name, ratio in scaling.items()],
+        )
+    print_table(
+        "Setup",
+        ["tickets", "events", "seed s", "build s", "rollup rows", "events MB", "rollups MB"],
+        [
+            [
+                r["tickets"],
+                r["events"],
+                r["seed_s"],
+                r["build_s"],
+                r["rollup_rows"],
+                r["events_bytes"] / 2**20,
+                r["rollups_bytes"] / 2**20,
+            ]
+            for r in results
+        ],
+    )
+    path = write_results("rollups", {"sizes": results, "rollup_time_ratio_largest_over_smallest": scaling})
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

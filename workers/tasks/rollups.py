@@ -1,0 +1,49 @@
+"""Beat's rollup upkeep: rebuild hours writes marked stale, and reconcile recent hours with raw events."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import shared_task
+from sqlalchemy import text
+
+from webapp.analytics import rollups
+from webapp.db import session_scope
+from webapp.timeutil import utcnow
+
+RECONCILE_HOURS = 3
+RECENT_ORGS = text(
+    "SELECT DISTINCT org_id FROM ticket_events WHERE occurred_at >= :start AND occurred_at < :end"
+)
+
+
+@shared_task(name="rollups.refresh_pending", acks_late=True, ignore_result=True)
+def refresh_pending() -> dict[str, Any]:
+    """Rebuild every organization's closed hours that writes marked stale."""
+    with session_scope() as session:
+        org_ids = rollups.pending_orgs(session)
+    refreshed = 0
+    for org_id in org_ids:
+        with session_scope() as session:
+            if rollups.refresh(session, org_id=org_id, wait=False) is not None:
+                refreshed += 1
+    return {"organizations": refreshed}
+
+
+def _recent_orgs(start: datetime, end: datetime) -> list[int]:
+    with session_scope() as session:
+        return list(session.scalars(RECENT_ORGS, {"start": start, "end": end}))
+
+
+@shared_task(name="rollups.reconcile_recent", acks_late=True, ignore_result=True)
+def reconcile_recent() -> dict[str, Any]:
+    """Rebuild the last few closed hours of organizations with recent events, and log any drift."""
+    end = rollups.floor_hour(utcnow())
+    start = end - timedelta(hours=RECONCILE_HOURS)
+    drifted = 0
+    for org_id in _recent_orgs(start, end):
+        with session_scope() as session:
+            stats = rollups.reconcile(session, org_id=org_id, start=start, end=end)
+            drifted += stats.written + stats.removed
+    return {"drifted_rows": drifted}
