@@ -262,8 +262,13 @@ def _status_change(
     return events
 
 
+MAX_ID = 2**63 - 1
+
+
 def get_ticket(session: Session, org_id: int, ticket_id: int) -> Ticket | None:
-    """The ticket with `ticket_id` if it belongs to `org_id`."""
+    """The ticket with `ticket_id` if it belongs to `org_id` (None for ids no bigint can hold)."""
+    if not 0 < ticket_id <= MAX_ID:
+        return None
     return session.scalar(select(Ticket).where(Ticket.id == ticket_id, Ticket.org_id == org_id))
 
 

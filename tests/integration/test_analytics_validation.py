@@ -122,7 +122,7 @@ def test_analytics_needs_a_token_and_snapshots_need_an_agent(ny: Any, client: An
         == 403
     )
     assert_400(
-        ny.agent.post("/api/v1/analytics/snapshots", json={"type": "daily", "date": "2026-1-1"}), "ISO 8601"
+        ny.admin.post("/api/v1/analytics/snapshots", json={"type": "daily", "date": "2026-1-1"}), "ISO 8601"
     )
 
 

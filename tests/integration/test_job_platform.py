@@ -269,8 +269,8 @@ def test_snapshot_dedup_and_upsert(celery_worker, make_live_tenant, engine, serv
     today = datetime.now(UTC).date().isoformat()
     body = {"type": "daily", "date": today}
     with _locked(engine, "analytics_snapshots"):
-        first = tenant.agent.post("/api/v1/analytics/snapshots", json=body)
-        second = tenant.agent.post("/api/v1/analytics/snapshots", json=body)
+        first = tenant.admin.post("/api/v1/analytics/snapshots", json=body)
+        second = tenant.admin.post("/api/v1/analytics/snapshots", json=body)
         assert first.status_code == second.status_code == 202
         assert first.get_json()["job_id"] == second.get_json()["job_id"]
         assert second.get_json()["deduplicated"] is True
@@ -280,7 +280,7 @@ def test_snapshot_dedup_and_upsert(celery_worker, make_live_tenant, engine, serv
     assert done["result"]["snapshot_date"] == today
     assert done["result"]["ticket_count"] == 1
 
-    rerun = tenant.agent.post("/api/v1/analytics/snapshots", json=body).get_json()
+    rerun = tenant.admin.post("/api/v1/analytics/snapshots", json=body).get_json()
     assert rerun["job_id"] != job_id
     assert wait_for_job(tenant.viewer, rerun["job_id"])["state"] == "succeeded"
     count = "SELECT count(*) FROM analytics_snapshots WHERE org_id = :o"
@@ -297,7 +297,7 @@ def test_concurrent_identical_submissions_share_one_job(celery_worker, make_live
     with _locked(engine, "analytics_snapshots"):
         with ThreadPoolExecutor(4) as pool:
             answers = list(
-                pool.map(lambda _: tenant.agent.post("/api/v1/analytics/snapshots", json=body), range(4))
+                pool.map(lambda _: tenant.admin.post("/api/v1/analytics/snapshots", json=body), range(4))
             )
         assert {a.status_code for a in answers} == {202}
         assert len({a.get_json()["job_id"] for a in answers}) == 1
@@ -331,7 +331,7 @@ def test_cancel_a_queued_job(celery_worker, make_live_tenant, post_import, engin
     with _locked(engine, "analytics_snapshots"):
         # One stuck snapshot job per pool process, so the import has to stay in the queue.
         busy = [
-            tenant.agent.post(
+            tenant.admin.post(
                 "/api/v1/analytics/snapshots", json={"type": "daily", "date": f"2026-01-{day:02d}"}
             ).get_json()
             for day in range(1, processes + 1)
@@ -427,7 +427,7 @@ def test_killed_pool_process_mid_snapshot_leaves_one_row(celery_worker, make_liv
     tenant = make_live_tenant()
     body = {"type": "monthly", "date": "2026-02-10"}
     with _locked(engine, "analytics_snapshots"):
-        job_id = tenant.agent.post("/api/v1/analytics/snapshots", json=body).get_json()["job_id"]
+        job_id = tenant.admin.post("/api/v1/analytics/snapshots", json=body).get_json()["job_id"]
         _until(_running(engine, job_id, 1), what="snapshot running")
         os.kill(_pool_child(celery, celery_worker, job_id).pid, signal.SIGKILL)
         # Redelivered as soon as the surviving parent notices (not after the visibility timeout):
@@ -444,7 +444,7 @@ def test_a_cancelled_job_whose_worker_dies_ends_cancelled(celery_worker, make_li
     before = _blocked_writers(engine, "analytics_snapshots")
     with _locked(engine, "analytics_snapshots"):
         body = {"type": "daily", "date": "2026-01-20"}
-        job_id = tenant.agent.post("/api/v1/analytics/snapshots", json=body).get_json()["job_id"]
+        job_id = tenant.admin.post("/api/v1/analytics/snapshots", json=body).get_json()["job_id"]
         _until(_running(engine, job_id, 1), what="snapshot running")
         # Past its last checkpoint, so only the redelivery can notice the cancel.
         _until(lambda: _blocked_writers(engine, "analytics_snapshots") > before, what="snapshot writing")
@@ -462,7 +462,7 @@ def test_a_job_that_kills_its_worker_every_time_fails_and_the_queue_drains(
     max_attempts = live_app.config["JOB_MAX_ATTEMPTS"]
     broker = redis.Redis.from_url(services.redis_url)
     with _locked(engine, "analytics_snapshots"):
-        job_id = tenant.agent.post(
+        job_id = tenant.admin.post(
             "/api/v1/analytics/snapshots", json={"type": "daily", "date": "2026-01-15"}
         ).get_json()["job_id"]
         for attempt in range(1, max_attempts + 1):
@@ -657,6 +657,6 @@ def test_worker_refuses_to_start_with_wrong_time_limits(services):
 
 def test_snapshot_dates_round_to_their_period(celery_worker, make_live_tenant):
     tenant = make_live_tenant()
-    answer = tenant.agent.post("/api/v1/analytics/snapshots", json={"type": "weekly", "date": "2026-03-05"})
+    answer = tenant.admin.post("/api/v1/analytics/snapshots", json={"type": "weekly", "date": "2026-03-05"})
     done = wait_for_job(tenant.viewer, answer.get_json()["job_id"])
     assert done["result"]["snapshot_date"] == date(2026, 3, 2).isoformat()

@@ -15,7 +15,7 @@ from webapp import imports
 from webapp.api.errors import ApiError
 from webapp.api.jobs_submit import submit_job
 from webapp.api.schemas import JobAccepted
-from webapp.api.spec import document
+from webapp.api.spec import check_json_text, document
 from webapp.auth import require_role
 from webapp.ticket_fields import TicketCreate
 
@@ -75,4 +75,5 @@ def create() -> tuple[Response, int, dict[str, str]]:
         raise ApiError(413, str(exc), details={"max_rows": max_rows}) from exc
     except imports.ImportFormatError as exc:
         raise ApiError(400, str(exc), details={"format": fmt, "line": exc.line}) from exc
+    check_json_text(rows, "the import")
     return submit_job("import", {"format": fmt, "row_count": len(rows), "rows": rows})

@@ -27,7 +27,7 @@ class RouteDoc:
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     errors: tuple[int, ...] = DEFAULT_ERRORS
     auth: bool = True
-    binary: dict[int, str] = field(default_factory=dict)
+    binary: dict[int, str | tuple[str, ...]] = field(default_factory=dict)
 
 
 def document(
@@ -40,7 +40,7 @@ def document(
     responses: dict[int, type[BaseModel] | None] | None = None,
     errors: tuple[int, ...] = DEFAULT_ERRORS,
     auth: bool = True,
-    binary: dict[int, str] | None = None,
+    binary: dict[int, str | tuple[str, ...]] | None = None,
 ) -> Callable[[F], F]:
     """Attach what the OpenAPI document says of this view (the same models validate its input)."""
 
@@ -68,6 +68,30 @@ def _validate(model: type[M], data: Any) -> M:
         raise ApiError(400, pydantic_message(exc), details=pydantic_details(exc)) from exc
 
 
+def check_text(value: str, where: str) -> None:
+    """Refuse text PostgreSQL cannot store: NUL characters and unpaired surrogates."""
+    if "\x00" in value:
+        raise ApiError(400, f"{where} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, f"{where} contains invalid Unicode (an unpaired surrogate)") from exc
+
+
+def check_json_text(data: Any, where: str) -> None:
+    """check_text on every string (keys too) of a decoded JSON document."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            check_text(item, where)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def json_body() -> Any:
     """The request's JSON body, or a 400/415 that says what is wrong with it."""
     if not request.data:
@@ -77,6 +101,7 @@ def json_body() -> Any:
     data = request.get_json(silent=True)
     if data is None:
         raise ApiError(400, "the body is not valid JSON")
+    check_json_text(data, "the body")
     return data
 
 
@@ -97,5 +122,6 @@ def parse_query(model: type[M]) -> M:
             raise ApiError(
                 400, f"query parameter {key!r} is given more than once; use a comma-separated list"
             )
+        check_text(key + values[0], f"query parameter {key!r}")
         args[key] = values[0]
     return _validate(model, args)

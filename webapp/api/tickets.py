@@ -36,9 +36,10 @@ def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = raw.partition(":")
-        if prefix != "t":
+        after_id = int(value)
+        if prefix != "t" or not 0 < after_id <= ticket_domain.MAX_ID:
             raise ValueError(raw)
-        return int(value)
+        return after_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ApiError(400, "cursor is not valid; use next_cursor from the previous page") from exc
 

@@ -1,0 +1,166 @@
+"""Every route of the OpenAPI document, called with another organization's token and that
+organization's object ids: 404 and no data. And each role's permissions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.conftest import wait_for_job
+
+pytestmark = pytest.mark.worker
+
+# Path parameters that name an object of an organization, and the ones that do not.
+OBJECT_PARAMS = {"ticket_id", "job_id", "export_id", "org_id"}
+VALUE_PARAMS = {"metric": "ticket_count", "field": "priority"}
+
+# Routes that create the caller's own objects or need no auth: they cannot reveal another tenant.
+OWN_OR_PUBLIC = {
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/docs"),
+    ("POST", "/api/v1/tickets"),
+    ("POST", "/api/v1/tickets/import"),
+    ("POST", "/api/v1/users"),
+    ("POST", "/api/v1/ws/ticket"),
+    ("POST", "/api/v1/analytics/export"),
+    ("POST", "/api/v1/analytics/refresh-cache"),
+    ("POST", "/api/v1/analytics/snapshots"),
+    ("DELETE", "/api/v1/analytics/cache"),
+}
+# The socket can only be opened by a real WebSocket client: tests/e2e/test_websocket.py refuses it.
+SOCKET = ("GET", "/api/v1/ws/analytics/{org_id}")
+
+BODIES = {
+    ("PATCH", "/api/v1/tickets/{ticket_id}"): {"priority": "low"},
+    ("POST", "/api/v1/analytics/aggregations"): {
+        "metrics": ["ticket_count", "response_time"],
+        "group_by": ["priority"],
+    },
+}
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(method.upper(), path) for path, item in spec["paths"].items() for method in item]
+
+
+def _counts_are_zero(value: Any, where: str = "") -> None:
+    """Every count-like number in an answer for an organization with no tickets is zero."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key in ("count", "total_count", "total", "value") and isinstance(inner, int | float):
+                if key == "value" and "count" not in value:
+                    continue
+                assert inner == 0, f"{where}.{key} = {inner}"
+            _counts_are_zero(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _counts_are_zero(item, where)
+
+
+def test_another_organizations_objects_are_404_on_every_route(celery_worker, make_live_tenant, live_app):
+    victim = make_live_tenant("Victim")
+    attacker = make_live_tenant("Attacker")
+    marker = "victim-secret-subject-7f3a"
+    ticket = victim.agent.post("/api/v1/tickets", json={"subject": marker, "priority": "urgent"}).get_json()
+    victim.agent.patch(f"/api/v1/tickets/{ticket['id']}", json={"first_response_at": ticket["created_at"]})
+    export_job = victim.viewer.post(
+        "/api/v1/analytics/export", json={"format": "csv", "dataset": "tickets", "query": {}}
+    ).get_json()
+    done = wait_for_job(victim.viewer, export_job["job_id"])
+    assert done["state"] == "succeeded", done
+    export_id = re.search(r"/exports/([^/?]+)", done["result"]["download_url"]).group(1)
+    ids = {
+        "ticket_id": ticket["id"],
+        "job_id": export_job["job_id"],
+        "export_id": export_id,
+        "org_id": victim.org_id,
+    }
+
+    spec = live_app.test_client().get("/api/v1/openapi.json").get_json()
+    covered = set()
+    for method, path in _operations(spec):
+        if (method, path) in OWN_OR_PUBLIC or (method, path) == SOCKET:
+            covered.add((method, path))
+            continue
+        params = set(re.findall(r"{(\w+)}", path))
+        url = path
+        for name in params:
+            url = url.replace("{" + name + "}", str(ids.get(name, VALUE_PARAMS.get(name, ""))))
+        if method == "GET" and path.endswith("/download"):
+            # A valid signed link of the victim, presented with the attacker's token.
+            url = done["result"]["download_url"]
+        call = getattr(attacker.admin, method.lower())
+        kwargs = {"json": BODIES[(method, path)]} if (method, path) in BODIES else {}
+        response = call(url, **kwargs)
+        text = response.get_data(as_text=True)
+        assert marker not in text, (method, path)
+        assert "@victim.test" not in text, (method, path)
+        if params & OBJECT_PARAMS:
+            assert response.status_code == 404, (method, path, response.status_code, text[:300])
+        else:
+            assert response.status_code < 500, (method, path, text[:300])
+            if response.is_json and response.status_code == 200:
+                body = response.get_json()
+                _counts_are_zero(body, f"{method} {path}")
+                for item in body.get("items", []) if isinstance(body, dict) else []:
+                    assert item.get("org_id", attacker.org_id) == attacker.org_id, (method, path)
+                    if path == "/api/v1/tickets":
+                        assert item["id"] != ticket["id"]
+        covered.add((method, path))
+    assert covered == set(_operations(spec))
+
+    # The victim still sees all of it.
+    assert victim.viewer.get(f"/api/v1/tickets/{ticket['id']}").status_code == 200
+    assert victim.viewer.get(f"/api/v1/jobs/{export_job['job_id']}").status_code == 200
+
+
+ROLE_CASES = [
+    # (minimum role, method, path, body)
+    ("agent", "POST", "/api/v1/tickets", {}),
+    ("agent", "POST", "/api/v1/tickets/import", [{"subject": "x"}]),
+    ("admin", "DELETE", "/api/v1/analytics/cache", None),
+    ("admin", "POST", "/api/v1/analytics/refresh-cache", None),
+    ("admin", "POST", "/api/v1/analytics/snapshots", {"type": "daily", "date": "2026-01-01"}),
+    ("admin", "GET", "/api/v1/users", None),
+    ("admin", "POST", "/api/v1/users", {"email": "new@example.test", "password": "long-enough-1"}),
+    ("viewer", "GET", "/api/v1/tickets", None),
+    ("viewer", "GET", "/api/v1/analytics/dashboard", None),
+    ("viewer", "GET", "/api/v1/jobs", None),
+]
+RANK = {"viewer": 0, "agent": 1, "admin": 2}
+
+
+@pytest.mark.parametrize(("minimum", "method", "path", "body"), ROLE_CASES)
+def test_roles(tenant, minimum, method, path, body):
+    for role in ("viewer", "agent", "admin"):
+        api = tenant.apis[role]
+        kwargs = {"json": body} if body is not None else {}
+        status = getattr(api, method.lower())(path, **kwargs).status_code
+        if RANK[role] < RANK[minimum]:
+            assert status == 403, (role, method, path, status)
+        else:
+            assert status != 403, (role, method, path, status)
+
+
+def test_admin_creates_users_in_its_own_organization(tenant, client):
+    created = tenant.admin.post(
+        "/api/v1/users",
+        json={"email": "Agent.Two@Example.test", "password": "long-enough-1", "role": "agent"},
+    )
+    assert created.status_code == 201
+    assert created.get_json()["org_id"] == tenant.org_id
+    login = client.post(
+        "/api/v1/auth/login", json={"email": "agent.two@example.test", "password": "long-enough-1"}
+    )
+    assert login.status_code == 200
+    again = tenant.admin.post(
+        "/api/v1/users", json={"email": "agent.two@example.test", "password": "long-enough-1"}
+    )
+    assert again.status_code == 409
+    bad = tenant.admin.post("/api/v1/users", json={"email": "x@y.z", "password": "short", "role": "owner"})
+    assert bad.status_code == 400
