@@ -51,7 +51,8 @@ def parse_filter(name: str, raw: Any) -> list[str | None]:
         if allowed is not None and value not in allowed:
             raise FilterError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}", name)
         out.append(value)
-    return list(dict.fromkeys(out))
+    # Sorted (unassigned last), so every spelling of one filter is one cache key.
+    return sorted(set(out), key=lambda v: (v is None, v or ""))
 
 
 def parse_filters(source: Mapping[str, Any]) -> dict[str, list[str | None]]:
