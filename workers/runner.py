@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,7 +73,7 @@ def run_job(
     client = get_redis()
     max_attempts = current_app.config.get("JOB_MAX_ATTEMPTS", 3)
     with make_session() as state_session, make_session() as work_session:
-        state_job = state_session.get(Job, jobs_uuid(job_id))
+        state_job = state_session.get(Job, uuid.UUID(job_id))
         if state_job is None:
             log.warning("job=%s not found; dropping the task", job_id)
             return
@@ -104,75 +105,42 @@ def run_job(
         try:
             result = work(ctx)
             work_session.commit()
-        except jobs.JobCancelled:
-            work_session.rollback()
-            if cleanup is not None:
-                cleanup(ctx)
-            jobs.finish(state_session, client, state_job, "cancelled")
-            log.info("%s cancelled", tag)
-            return
         except Retry:
             raise
-        except SoftTimeLimitExceeded:
+        except Exception as exc:
             work_session.rollback()
             if cleanup is not None:
                 cleanup(ctx)
-            jobs.finish(
-                state_session,
-                client,
-                state_job,
-                "failed",
-                error={"message": "the job exceeded its time limit"},
-            )
-            log.error("%s failed: time limit", tag)
-            return
-        except TRANSIENT as exc:
-            work_session.rollback()
-            if cleanup is not None:
-                cleanup(ctx)
-            if state_job.attempts < max_attempts:
+            if isinstance(exc, TRANSIENT) and state_job.attempts < max_attempts:
                 state_session.rollback()
                 jobs.requeue(
                     state_session, client, state_job, f"transient error, retrying: {type(exc).__name__}"
                 )
                 log.warning("%s transient error, retrying: %s", tag, exc)
                 raise task.retry(countdown=2**state_job.attempts, max_retries=max_attempts, exc=exc) from exc
-            jobs.finish(
-                state_session, client, state_job, "failed", error={"message": f"transient error: {exc}"[:500]}
-            )
-            return
-        except JobFailed as exc:
-            work_session.rollback()
-            if cleanup is not None:
-                cleanup(ctx)
-            jobs.finish(
-                state_session,
-                client,
-                state_job,
-                "failed",
-                result=exc.result,
-                error={"message": str(exc), **exc.details},
-            )
-            log.warning("%s failed: %s", tag, exc)
-            return
-        except Exception as exc:
-            work_session.rollback()
-            if cleanup is not None:
-                cleanup(ctx)
-            log.exception("%s failed with an unexpected error", tag)
-            jobs.finish(
-                state_session,
-                client,
-                state_job,
-                "failed",
-                error={"message": f"{type(exc).__name__}: {exc}"[:500]},
-            )
+            state, outcome = _outcome(exc)
+            if not isinstance(exc, EXPECTED):
+                log.exception("%s failed with an unexpected error", tag)
+            else:
+                log.warning("%s %s: %s", tag, state, outcome.get("error", {}).get("message", ""))
+            jobs.finish(state_session, client, state_job, state, **outcome)
             return
         jobs.finish(state_session, client, state_job, "succeeded", result=result or {})
         log.info("%s succeeded", tag)
 
 
-def jobs_uuid(job_id: str) -> Any:
-    import uuid
+# Outcomes a job can meet in normal operation: logged as a line, not with a traceback.
+EXPECTED = (jobs.JobCancelled, SoftTimeLimitExceeded, JobFailed, *TRANSIENT)
 
-    return uuid.UUID(job_id)
+
+def _outcome(exc: Exception) -> tuple[str, dict[str, Any]]:
+    """The final state a work function's exception leads to, with the job's result and error."""
+    if isinstance(exc, jobs.JobCancelled):
+        return "cancelled", {}
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "failed", {"error": {"message": "the job exceeded its time limit"}}
+    if isinstance(exc, JobFailed):
+        return "failed", {"result": exc.result, "error": {"message": str(exc), **exc.details}}
+    if isinstance(exc, TRANSIENT):
+        return "failed", {"error": {"message": f"transient error: {exc}"[:500]}}
+    return "failed", {"error": {"message": f"{type(exc).__name__}: {exc}"[:500]}}
