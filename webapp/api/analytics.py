@@ -163,6 +163,7 @@ def _read(org_id: int, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     tag="analytics",
     query=TimeSeriesQuery,
     responses={200: TimeSeries},
+    path_enums={"metric": tuple(METRICS)},
     errors=ERRORS,
 )
 @require_role("viewer")
@@ -230,6 +231,7 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
     tag="analytics",
     query=DistributionQuery,
     responses={200: DistributionResponse},
+    path_enums={"field": tuple(DISTRIBUTION_FIELDS)},
     errors=ERRORS,
 )
 @require_role("viewer")

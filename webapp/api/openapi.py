@@ -69,7 +69,10 @@ def _operation(doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schem
         elif status in doc.binary:
             types = doc.binary[status]
             entry["content"] = {
-                media: {"schema": {"type": "string", "format": "binary"}}
+                # A JSON file is still JSON to a client that parses the response.
+                media: {
+                    "schema": {} if media == "application/json" else {"type": "string", "format": "binary"}
+                }
                 for media in ((types,) if isinstance(types, str) else types)
             }
         else:
@@ -106,7 +109,11 @@ def build(app: Flask, prefix: str = "/api/v1") -> dict[str, Any]:
                     "name": match["name"],
                     "in": "path",
                     "required": True,
-                    "schema": _CONVERTER_TYPES.get(match["conv"] or "", {"type": "string"}),
+                    "schema": (
+                        {"type": "string", "enum": list(doc.path_enums[match["name"]])}
+                        if match["name"] in doc.path_enums
+                        else _CONVERTER_TYPES.get(match["conv"] or "", {"type": "string"})
+                    ),
                 }
             )
         path = _PARAM.sub(lambda m: "{" + m["name"] + "}", rule.rule)

@@ -28,6 +28,8 @@ class RouteDoc:
     errors: tuple[int, ...] = DEFAULT_ERRORS
     auth: bool = True
     binary: dict[int, str | tuple[str, ...]] = field(default_factory=dict)
+    # Allowed values of path parameters that name a kind of thing rather than an object.
+    path_enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def document(
@@ -41,6 +43,7 @@ def document(
     errors: tuple[int, ...] = DEFAULT_ERRORS,
     auth: bool = True,
     binary: dict[int, str | tuple[str, ...]] | None = None,
+    path_enums: dict[str, tuple[str, ...]] | None = None,
 ) -> Callable[[F], F]:
     """Attach what the OpenAPI document says of this view (the same models validate its input)."""
 
@@ -55,6 +58,7 @@ def document(
             errors=errors,
             auth=auth,
             binary=binary or {},
+            path_enums=path_enums or {},
         )
         return view
 
