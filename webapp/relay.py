@@ -1,11 +1,18 @@
-"""One reader per web process follows the organizations' event streams and fans events out to sockets."""
+"""One reader per web process follows the organizations' event streams and hands events to sockets.
+
+The reader thread never writes to a socket: it appends each event to the socket's bounded queue and
+wakes the socket's own thread, which sends. A slow or stuck client therefore delays nobody else; one
+that falls too far behind, or whose send is stuck, is dropped and can reconnect and resume.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,62 +27,105 @@ log = logging.getLogger(__name__)
 
 # Short enough that a socket of an organization not yet followed waits little for its first event.
 BLOCK_MS = 200
+# Events waiting for one socket; a client further behind than this is dropped (it can resume).
+QUEUE_LIMIT = 1000
+# A send blocked this long (the client stopped reading) drops the socket.
+SEND_TIMEOUT_SECONDS = 10.0
+REPLAY_BATCH = 500
+
+Event = dict[str, Any]
 
 
 @dataclass(eq=False)
 class Connection:
-    """One WebSocket of one organization, as the relay sees it."""
+    """One WebSocket of one organization: a queue filled by the relay, sent from by the socket's thread.
+
+    `send`, `guarded`, `flush` and `replay` belong to the socket's thread, which alone writes to
+    the socket; `offer` and `abort` to the relay.
+    """
 
     org_id: int
     send_raw: Callable[[str], None]
-    on_metric_update: Callable[[Connection, dict[str, Any]], dict[str, Any] | None]
+    wake: Callable[[], None]
+    # Unblocks a send stuck on a client that stopped reading (shuts the TCP connection down).
+    abort: Callable[[], None]
+    # The newest stream id sent; every event in (sent_from, last_sent_id] has been sent.
     last_sent_id: str = "0-0"
-    # Events after this id reached the socket live; a replay must not send them twice.
-    live_from: str = "0-0"
+    sent_from: str = "0-0"
     alive: bool = True
+    # Set by the relay when the queue overflowed: the socket's thread closes the socket.
+    dropped: bool = False
+    sending_since: float | None = None
+    pending: deque[tuple[Event, str]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def send(self, message: dict[str, Any]) -> bool:
-        """Send one message; False once the socket is gone."""
+    def offer(self, event: Event, text: str) -> None:
+        """Queue a live event (and its JSON, made once for every socket) for the socket's thread."""
+        with self.lock:
+            if not self.alive or self.dropped:
+                return
+            if len(self.pending) >= QUEUE_LIMIT:
+                self.dropped = True
+                self.pending.clear()
+            else:
+                self.pending.append((event, text))
+        if self.dropped and self.sending_since is not None:
+            self.abort()
+        self.wake()
+
+    def send(self, message: dict[str, Any], text: str | None = None) -> bool:
+        """Send one message (`text`: its JSON, when already made); False once the socket is gone."""
         if not self.alive:
             return False
+        return self.guarded(self.send_raw, text if text is not None else json.dumps(message, default=str))
+
+    def guarded(self, write: Callable[..., Any], *args: Any) -> bool:
+        """Run a write to the socket where the relay's sweep can abort it if it gets stuck."""
+        self.sending_since = time.monotonic()
         try:
-            self.send_raw(json.dumps(message, default=str))
+            write(*args)
         except Exception:
             self.alive = False
+        finally:
+            self.sending_since = None
         return self.alive
 
-    def deliver(self, event: dict[str, Any]) -> None:
-        """Send a stream event once, in stream order, skipping what a resume already replayed."""
+    def flush(self, augment: Callable[[Event], Event]) -> int:
+        """Send the queued live events not sent yet, in stream order; `augment` may add to each."""
         with self.lock:
+            batch = list(self.pending)
+            self.pending.clear()
+        sent = 0
+        for event, text in batch:
             if _id_tuple(event["id"]) <= _id_tuple(self.last_sent_id):
-                return
-            if event["type"] == "metric_update":
-                extra = self.on_metric_update(self, event["data"])
-                if extra is None:
-                    self.last_sent_id = event["id"]
-                    return
-                event = {**event, "data": {**event["data"], **extra}}
-            if self.send(event):
-                self.last_sent_id = event["id"]
+                continue  # a replay sent it already
+            message = augment(event)
+            if not self.send(message, text if message is event else None):
+                break
+            self.last_sent_id = event["id"]
+            sent += 1
+        return sent
 
     def replay(self, client: redis.Redis, last_id: str) -> int:
-        """Send the organization's events after `last_id`, in order, skipping any already sent live."""
+        """Send the organization's events after `last_id` in stream order, skipping those already sent."""
         sent = 0
-        with self.lock:
-            cursor = last_id
-            while True:
-                batch = events.read_since(client, self.org_id, cursor, count=500)
-                for event in batch:
-                    cursor = event["id"]
-                    position = _id_tuple(event["id"])
-                    already_live = _id_tuple(self.live_from) < position <= _id_tuple(self.last_sent_id)
-                    if not already_live and self.send(event):
-                        sent += 1
-                if len(batch) < 500:
-                    break
-            if _id_tuple(cursor) > _id_tuple(self.last_sent_id):
-                self.last_sent_id = cursor
+        cursor = last_id
+        low, high = _id_tuple(self.sent_from), _id_tuple(self.last_sent_id)
+        while self.alive:
+            batch = events.read_since(client, self.org_id, cursor, count=REPLAY_BATCH)
+            for event in batch:
+                cursor = event["id"]
+                if low < _id_tuple(cursor) <= high:
+                    continue
+                if not self.send(event):
+                    return sent
+                sent += 1
+            if len(batch) < REPLAY_BATCH:
+                break
+        if _id_tuple(cursor) > _id_tuple(self.last_sent_id):
+            self.last_sent_id = cursor
+        if _id_tuple(last_id) < low:
+            self.sent_from = last_id
         return sent
 
 
@@ -84,11 +134,15 @@ def _id_tuple(event_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class Relay:
-    """Follows the streams of every organization with a socket in this process."""
+    """Follows the streams of every organization with a socket in this process, with one thread."""
 
     def __init__(self, app: Flask) -> None:
-        self.app = app
+        self.pid = os.getpid()
         self.client = make_redis(app.config["REDIS_URL"], socket_timeout=BLOCK_MS / 1000 + 5)
         self.connections: dict[int, set[Connection]] = {}
         self.positions: dict[int, str] = {}
@@ -98,21 +152,15 @@ class Relay:
     def stream_end(self, org_id: int) -> str:
         """The id of the organization's newest event ("0-0" when there is none)."""
         newest = self.client.xrevrange(events.stream_key(org_id), count=1)
-        if not newest:
-            return "0-0"
-        event_id = newest[0][0]
-        return event_id.decode() if isinstance(event_id, bytes) else event_id
+        return _text(newest[0][0]) if newest else "0-0"
 
     def register(self, conn: Connection) -> str:
-        """Start relaying the organization's events to `conn`; returns the stream position."""
+        """Start relaying the organization's events to `conn`; raises RedisError when Redis is down."""
+        end = self.stream_end(conn.org_id)  # outside the lock: Redis may be slow
         with self.lock:
-            if conn.org_id not in self.positions:
-                self.positions[conn.org_id] = self.stream_end(conn.org_id)
+            position = self.positions.setdefault(conn.org_id, end)
             self.connections.setdefault(conn.org_id, set()).add(conn)
-            position = self.positions[conn.org_id]
-            if conn.last_sent_id == "0-0":
-                conn.last_sent_id = position
-                conn.live_from = position
+            conn.last_sent_id = conn.sent_from = position
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="event-relay", daemon=True)
                 self.thread.start()
@@ -130,41 +178,67 @@ class Relay:
     def _run(self) -> None:
         backoff = 0.1
         while True:
-            with self.lock:
-                streams = {events.stream_key(org): pos for org, pos in self.positions.items()}
-            if not streams:
-                time.sleep(BLOCK_MS / 1000)
-                continue
             try:
-                batches = self.client.xread(streams, block=BLOCK_MS, count=500)
+                self._sweep()
+                self._read_once()
                 backoff = 0.1
-            except redis.RedisError as exc:
-                log.warning("event relay cannot read streams: %s", exc)
+            except Exception as exc:
+                # Redis down, or anything unexpected: keep the thread; positions resume where they were.
+                if isinstance(exc, redis.RedisError):
+                    log.warning("event relay cannot read streams: %s", exc)
+                else:
+                    log.exception("event relay failed; retrying")
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-                continue
-            for key, entries in batches or []:
-                org_id = int((key.decode() if isinstance(key, bytes) else key).rsplit(":", 1)[1])
-                for event_id, fields in entries:
+
+    def _read_once(self) -> None:
+        with self.lock:
+            streams = {events.stream_key(org): pos for org, pos in self.positions.items()}
+        if not streams:
+            time.sleep(BLOCK_MS / 1000)
+            return
+        for key, entries in self.client.xread(streams, block=BLOCK_MS, count=REPLAY_BATCH) or []:
+            org_id = int(_text(key).rsplit(":", 1)[1])
+            for event_id, fields in entries:
+                try:
                     event = events.decode(event_id, fields)
-                    with self.lock:
-                        if org_id in self.positions:
-                            self.positions[org_id] = event["id"]
-                        targets = list(self.connections.get(org_id, ()))
+                except (KeyError, ValueError):
+                    log.exception("skipping malformed event %s of org=%s", _text(event_id), org_id)
+                    event = None
+                with self.lock:
+                    current = self.positions.get(org_id)
+                    # Only forward: the org may have been dropped and followed again meanwhile.
+                    if current is not None and _id_tuple(_text(event_id)) > _id_tuple(current):
+                        self.positions[org_id] = _text(event_id)
+                    targets = list(self.connections.get(org_id, ()))
+                if event is not None and targets:
+                    text = json.dumps(event, default=str)
                     for conn in targets:
-                        try:
-                            conn.deliver(event)
-                        except Exception:
-                            log.exception("relay delivery failed org=%s", org_id)
+                        conn.offer(event, text)
+
+    def _sweep(self) -> None:
+        """Drop sockets whose send has been stuck too long (their own thread cannot notice)."""
+        limit = time.monotonic() - SEND_TIMEOUT_SECONDS
+        with self.lock:
+            stuck = [
+                c
+                for group in self.connections.values()
+                for c in group
+                if c.sending_since is not None and c.sending_since < limit
+            ]
+        for conn in stuck:
+            log.warning("dropping a socket of org=%s: its send is stuck", conn.org_id)
+            conn.dropped = True
+            conn.abort()
 
 
 def get_relay(app: Flask) -> Relay:
-    """The process's relay, created on first use."""
+    """The process's relay, created on first use (and again in a forked child)."""
     relay = app.extensions.get("relay")
-    if relay is None:
+    if relay is None or relay.pid != os.getpid():
         with _create_lock:
             relay = app.extensions.get("relay")
-            if relay is None:
+            if relay is None or relay.pid != os.getpid():
                 relay = app.extensions["relay"] = Relay(app)
     return relay
 

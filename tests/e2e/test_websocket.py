@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from datetime import timedelta
 
+import psycopg
 import pytest
+import redis
 import websocket
+from flask_jwt_extended import create_access_token
+
+from tests.e2e.conftest import PING_INTERVAL
+from webapp import events, seeding
 
 pytestmark = pytest.mark.worker
 
 
 def _connect(web, path: str, **kwargs):
-    return websocket.create_connection(f"ws://127.0.0.1:{web.port}{path}", timeout=5, **kwargs)
+    return websocket.create_connection(f"ws://127.0.0.1:{web.port}{path}", timeout=10, **kwargs)
 
 
 def _open(web, tenant, role="viewer", query=""):
@@ -180,3 +188,210 @@ def test_refusals(web_server, make_live_tenant):
     assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
     assert int.from_bytes(frame.data[:2], "big") == 1008
     ws.close()
+
+
+def _close_code(ws, timeout: float) -> int:
+    """Read frames (answering pings) until the server's close frame; its status code."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ws.settimeout(max(0.05, deadline - time.monotonic()))
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return int.from_bytes(frame.data[:2], "big")
+    raise AssertionError(f"the server did not close the socket within {timeout}s")
+
+
+def test_export_progress_and_completion_arrive(web_server, make_live_tenant, services):
+    tenant = make_live_tenant()
+    with psycopg.connect(services.database_url.replace("+psycopg", "")) as conn:
+        seeding.seed_tickets(conn, org_id=tenant.org_id, tickets=5000, days=20, seed=7)
+        conn.commit()
+    ws, _ = _open(web_server, tenant)
+    status, accepted = web_server.request(
+        "POST",
+        "/api/v1/analytics/export",
+        tenant.users["viewer"]["token"],
+        {"format": "csv", "dataset": "tickets", "query": {}},
+    )
+    assert status == 202, accepted
+    job_id = accepted["job_id"]
+
+    def final(m):
+        return (
+            m["type"] == "job_update" and m["data"]["job_id"] == job_id and m["data"]["state"] == "succeeded"
+        )
+
+    done, seen = _receive_until(ws, final, timeout=30)
+    updates = [m["data"] for m in seen if m["type"] == "job_update" and m["data"]["job_id"] == job_id]
+    progress = [u["progress"] for u in updates]
+    assert progress == sorted(progress), progress
+    running = [u["progress"] for u in updates if u["state"] == "running"]
+    assert running[0] < 1.0
+    assert running[-1] == 1.0  # reported before the file is published, then the final state
+    ids = [m["id"] for m in seen if m["type"] == "job_update"]
+    assert len(set(ids)) == len(ids)
+    result = done["data"]["result"]
+    assert result["rows"] == 5000
+    assert result["download_url"]
+    ws.close()
+
+
+def test_every_web_process_delivers_to_its_own_sockets(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    sockets, pids = [], set()
+    # gunicorn's workers accept in turn as they are free: a few more sockets reach both.
+    while len(sockets) < 8 or (len(pids) < 2 and len(sockets) < 24):
+        ws, hello = _open(web_server, tenant)
+        sockets.append(ws)
+        pids.add(hello["data"]["server_pid"])
+    assert len(pids) == 2, "every socket landed on one gunicorn worker"
+
+    status, ticket = web_server.request("POST", "/api/v1/tickets", tenant.users["agent"]["token"], {})
+    assert status == 201
+    for ws in sockets:
+        update, _ = _receive_until(ws, lambda m: m["type"] == "metric_update", timeout=2.0)
+        assert update["data"]["ticket_id"] == ticket["id"]
+    time.sleep(0.3)
+    for ws in sockets:
+        assert [m for m in _drain(ws, 0.05) if m["type"] == "metric_update"] == []
+        ws.close()
+
+
+def test_socket_closes_when_its_token_expires(web_server, make_live_tenant, base_app):
+    tenant = make_live_tenant()
+    viewer = tenant.users["viewer"]
+    with base_app.app_context():
+        token = create_access_token(
+            str(viewer["id"]),
+            additional_claims={"org_id": tenant.org_id, "role": "viewer"},
+            expires_delta=timedelta(seconds=3),
+        )
+    started = time.monotonic()
+    ws = _connect(
+        web_server, f"/api/v1/ws/analytics/{tenant.org_id}", header=[f"Authorization: Bearer {token}"]
+    )
+    assert json.loads(ws.recv())["type"] == "connected"
+    assert _close_code(ws, timeout=6) == 1008
+    assert time.monotonic() - started < 5
+    ws.close()
+
+
+def test_oversized_message_is_refused_and_malformed_ones_answered(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    ws, _ = _open(web_server, tenant)
+    for bad in [
+        b"\xff\xfe not utf-8",
+        "null",
+        json.dumps({"type": 5}),
+        json.dumps({"type": "resume"}),
+        json.dumps({"type": "resume", "last_event_id": "yesterday"}),
+        json.dumps({"type": "unsubscribe", "metrics": "ticket_count"}),
+        json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "filters": {"colour": ["red"]}}),
+    ]:
+        if isinstance(bad, bytes):
+            ws.send_binary(bad)
+        else:
+            ws.send(bad)
+        error, _ = _receive_until(ws, lambda m: m["type"] == "error")
+        assert error["data"]["message"]
+    ws.send(json.dumps({"type": "ping"}))
+    _receive_until(ws, lambda m: m["type"] == "pong")
+
+    ws.send("x" * (64 * 1024 + 1))
+    assert _close_code(ws, timeout=5) == 1009
+    ws.close()
+
+
+def test_legacy_token_never_reaches_the_log(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    token = tenant.users["viewer"]["token"]
+    path = f"/api/v1/ws/analytics/{tenant.org_id}"
+    ws = _connect(web_server, f"{path}?token={token}")
+    assert json.loads(ws.recv())["type"] == "connected"
+    ws.close()
+    # A refused upgrade goes through the access log (an accepted one is logged by nobody).
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        _connect(web_server, f"{path}?token={token}", origin="https://evil.example")
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        _connect(web_server, f"{path}?token={token}x")
+    time.sleep(0.3)
+    log = web_server.log_text()
+    assert f'"GET {path} HTTP/1.1" 403' in log
+    assert token not in log
+    assert "token=" not in log
+
+
+def test_server_pings_to_keep_the_connection_alive(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    ws, hello = _open(web_server, tenant)
+    started = time.monotonic()
+    assert hello["data"]["ping_interval"] == PING_INTERVAL, (
+        "the server ignores WS_PING_INTERVAL (webapp/config.py must read it into the config)"
+    )
+    ws.settimeout(PING_INTERVAL + 2)
+    opcode, _ = ws.recv_data_frame(control_frame=True)  # websocket-client answers with a pong
+    assert opcode == websocket.ABNF.OPCODE_PING
+    assert time.monotonic() - started < PING_INTERVAL + 1
+    # Answered pings keep the socket open past the next ping.
+    time.sleep(PING_INTERVAL * 1.2)
+    ws.send(json.dumps({"type": "ping"}))
+    _receive_until(ws, lambda m: m["type"] == "pong")
+    ws.close()
+
+
+def test_revoked_token_is_refused(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    token = tenant.users["viewer"]["token"]
+    status, _ = web_server.request("POST", "/api/v1/auth/logout", token)
+    assert status == 200
+    for query, header in ((f"?token={token}", []), ("", [f"Authorization: Bearer {token}"])):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            _connect(web_server, f"/api/v1/ws/analytics/{tenant.org_id}{query}", header=header)
+        assert refused.value.status_code == 401
+
+
+def test_a_client_that_stops_reading_is_dropped_without_delaying_others(
+    web_server, make_live_tenant, services
+):
+    tenant = make_live_tenant()
+    slow, _ = _open(web_server, tenant)
+    fast, _ = _open(web_server, tenant)
+    # 32 MB: far more than the socket buffers hold, so the slow socket's queue overflows.
+    total, batch, padding = 2000, 100, "x" * 16384
+    received: list[int] = []
+    failure: list[BaseException] = []
+
+    def read_fast() -> None:
+        fast.settimeout(15)
+        try:
+            while len(received) < total:
+                message = json.loads(fast.recv())
+                if message["type"] == "job_update":
+                    received.append(message["data"]["seq"])
+        except Exception as exc:
+            failure.append(exc)
+
+    reader = threading.Thread(target=read_fast, daemon=True)
+    reader.start()
+    client = redis.Redis.from_url(services.redis_url)
+    for seq in range(total):
+        events.publish(client, tenant.org_id, "job_update", {"job_id": "flood", "seq": seq, "pad": padding})
+        if seq % batch == batch - 1:
+            # The fast client keeps up (never a queue's worth behind), however loaded the machine.
+            deadline = time.monotonic() + 10
+            while len(received) <= seq - batch and not failure and time.monotonic() < deadline:
+                time.sleep(0.01)
+    reader.join(20)
+    assert not failure, failure
+    assert received == list(range(total))
+
+    # The slow socket holds what the buffers took, then ends: it was dropped, not waited for.
+    slow.settimeout(5)
+    slow_got = 0
+    try:
+        while slow.recv_data_frame(control_frame=True)[0] != websocket.ABNF.OPCODE_CLOSE:
+            slow_got += 1
+    except websocket.WebSocketConnectionClosedException:
+        pass
+    assert slow_got < total
+    fast.close()

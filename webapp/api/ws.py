@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import secrets
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +25,7 @@ from webapp.analytics.live import current_values
 from webapp.analytics.metrics import METRICS
 from webapp.api.errors import error_response
 from webapp.api.spec import document
-from webapp.auth import REQUIRED_CLAIMS, ROLE_RANK, Principal, current_principal, require_role
+from webapp.auth import REQUIRED_CLAIMS, ROLE_RANK, Principal, current_principal, require_role, token_revoked
 from webapp.db import session_factory
 from webapp.dimensions import FilterError, parse_filters
 from webapp.redis_client import get_redis
@@ -38,6 +42,7 @@ MIN_INTERVAL = 5
 MAX_INTERVAL = 3600
 MAX_MESSAGE_BYTES = 64 * 1024
 POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
 # The live window rolls on; a cached value may lag it by at most this long.
 LIVE_TTL_SECONDS = 15
 
@@ -100,6 +105,8 @@ def _from_token(token: str) -> Identity | None:
     if any(c not in claims for c in REQUIRED_CLAIMS) or claims.get("type") != "access":
         return None
     if claims["role"] not in ROLE_RANK or not isinstance(claims["org_id"], int):
+        return None
+    if token_revoked(claims):
         return None
     return Identity(Principal(int(claims["sub"]), claims["org_id"], claims["role"]), float(claims["exp"]))
 
@@ -220,52 +227,60 @@ def _parse_subscribe(message: dict[str, Any]) -> tuple[set[str], dict[str, list[
     errors=(401, 403, 404),
 )
 def analytics_socket(ws: Any, org_id: int) -> None:
-    """The socket's own loop: client messages, periodic updates and token expiry."""
+    """The socket's own loop: client messages, relayed events, periodic updates and token expiry."""
     identity: Identity = g.ws_identity
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if identity.principal.org_id != org_id:
         ws.close(reason=POLICY_VIOLATION, message="organization does not match the token")
         return
+    ws.sock = _OneWriter(ws.sock)
     sub = Subscription()
-
-    def on_metric_update(conn: Connection, data: dict[str, Any]) -> dict[str, Any] | None:
-        wanted = sorted(sub.metrics & set(data.get("metrics", [])))
-        if not wanted:
-            return {}
-        try:
-            return {"values": _values(app, org_id, wanted, sub.filters)["metrics"]}
-        except Exception:
-            log.exception("fresh values failed org=%s", org_id)
-            return {}
-
-    conn = Connection(org_id=org_id, send_raw=ws.send, on_metric_update=on_metric_update)
+    # simple-websocket sets `ws.event` when a message or the close arrives; the relay sets it too,
+    # so this thread sleeps on one event for both.
+    conn = Connection(org_id=org_id, send_raw=ws.send, wake=ws.event.set, abort=lambda: _abort(ws))
     relay = get_relay(app)
     client = get_redis()
     resume_from = request.args.get("last_event_id")
-    if resume_from is not None and not _valid_id(resume_from):
-        resume_from = None
-    relay.register(conn)
     try:
-        if resume_from:
+        relay.register(conn)
+    except redis.RedisError:
+        log.warning("socket refused: cannot follow the events of org=%s", org_id)
+        ws.close(reason=TRY_AGAIN_LATER, message="live updates are unavailable; try again later")
+        return
+    try:
+        hello = {
+            "user_id": identity.principal.user_id,
+            "role": identity.principal.role,
+            "server_pid": os.getpid(),
+            "ping_interval": app.config["SOCK_SERVER_OPTIONS"].get("ping_interval"),
+        }
+        conn.send(_envelope(conn, "connected", hello))
+        if resume_from is not None and _valid_id(resume_from):
+            # Before any live event, so the missed ones arrive first and in order.
             conn.replay(client, resume_from)
-        conn.send(
-            _envelope(
-                conn,
-                "connected",
-                {"user_id": identity.principal.user_id, "role": identity.principal.role},
-            )
-        )
+
+        def augment(event: dict[str, Any]) -> dict[str, Any]:
+            extra = _fresh(app, org_id, sub, event["data"]) if event["type"] == "metric_update" else {}
+            # Unchanged, the event goes out as the JSON the relay made once for every socket.
+            return {**event, "data": {**event["data"], **extra}} if extra else event
+
         while conn.alive:
             now = time.time()
+            # Closing while registered: a close frame stuck behind a full buffer is swept like a send.
             if now >= identity.expires_at:
-                ws.close(reason=POLICY_VIOLATION, message="token expired")
+                conn.guarded(ws.close, POLICY_VIOLATION, "token expired")
                 return
-            timeout = min(1.0, identity.expires_at - now)
+            if conn.dropped:
+                conn.guarded(ws.close, TRY_AGAIN_LATER, "too far behind; reconnect and resume")
+                return
+            timeout = identity.expires_at - now
             if sub.metrics:
                 timeout = max(0.0, min(timeout, sub.next_due - now))
-            raw = ws.receive(timeout=timeout)
+            ws.event.wait(timeout)
+            raw = ws.receive(timeout=0)  # raises ConnectionClosed once the client is gone
             if raw is not None:
                 _handle(conn, sub, raw, app, client)
+            conn.flush(augment)
             if sub.metrics and time.time() >= sub.next_due:
                 sub.next_due = time.time() + sub.interval
                 _send_values(conn, sub, app, "periodic_update")
@@ -273,15 +288,51 @@ def analytics_socket(ws: Any, org_id: int) -> None:
         relay.unregister(conn)
 
 
+def _fresh(app: Flask, org_id: int, sub: Subscription, data: dict[str, Any]) -> dict[str, Any]:
+    """Fresh values of the changed metrics this socket subscribed to ({} when none)."""
+    wanted = sorted(sub.metrics & set(data.get("metrics", [])))
+    if not wanted:
+        return {}
+    try:
+        return {"values": _values(app, org_id, wanted, sub.filters)["metrics"]}
+    except Exception:
+        log.exception("fresh values failed org=%s", org_id)
+        return {}
+
+
+class _OneWriter:
+    """The socket with one write at a time.
+
+    simple-websocket's own thread writes too (pings, pongs, the close answer): two sends blocked on
+    a full buffer would otherwise interleave their frames' bytes and corrupt the stream.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _abort(ws: Any) -> None:
+    """Shut the TCP connection down, which unblocks a send stuck on a client that stopped reading."""
+    with contextlib.suppress(OSError):
+        ws.sock.shutdown(socket.SHUT_RDWR)
+
+
 def _send_values(conn: Connection, sub: Subscription, app: Flask, kind: str) -> None:
     data = _values(app, conn.org_id, sorted(sub.metrics), sub.filters)
-    with conn.lock:
-        conn.send(_envelope(conn, kind, {**data, "interval": sub.interval, "filters": sub.filters}))
+    conn.send(_envelope(conn, kind, {**data, "interval": sub.interval, "filters": sub.filters}))
 
 
 def _error(conn: Connection, message: str) -> None:
-    with conn.lock:
-        conn.send(_envelope(conn, "error", {"message": message}))
+    conn.send(_envelope(conn, "error", {"message": message}))
 
 
 def _handle(conn: Connection, sub: Subscription, raw: str | bytes, app: Flask, client: redis.Redis) -> None:
@@ -295,8 +346,7 @@ def _handle(conn: Connection, sub: Subscription, raw: str | bytes, app: Flask, c
         return
     kind = message["type"]
     if kind == "ping":
-        with conn.lock:
-            conn.send(_envelope(conn, "pong", {}))
+        conn.send(_envelope(conn, "pong", {}))
     elif kind == "subscribe":
         try:
             metrics, filters, interval = _parse_subscribe(message)
@@ -315,14 +365,16 @@ def _handle(conn: Connection, sub: Subscription, raw: str | bytes, app: Flask, c
             _error(conn, "unsubscribe needs a list of metrics")
             return
         sub.metrics -= set(metrics)
-        with conn.lock:
-            conn.send(_envelope(conn, "unsubscribed", {"metrics": sorted(sub.metrics)}))
+        conn.send(_envelope(conn, "unsubscribed", {"metrics": sorted(sub.metrics)}))
     elif kind == "resume":
         last_id = message.get("last_event_id")
         if not isinstance(last_id, str) or not _valid_id(last_id):
             _error(conn, "resume needs last_event_id, the id of the last message received")
             return
-        conn.replay(client, last_id)
+        try:
+            conn.replay(client, last_id)
+        except redis.RedisError:
+            _error(conn, "resume is unavailable while Redis is down; try again")
     else:
         _error(conn, f"unknown message type {kind!r}; allowed: subscribe, unsubscribe, ping, resume")
 
@@ -333,5 +385,8 @@ def _valid_id(event_id: str) -> bool:
 
 
 def init_app(app: Flask) -> None:
-    app.config.setdefault("SOCK_SERVER_OPTIONS", {"ping_interval": 25, "max_message_size": MAX_MESSAGE_BYTES})
+    app.config.setdefault(
+        "SOCK_SERVER_OPTIONS",
+        {"ping_interval": app.config.get("WS_PING_INTERVAL", 25), "max_message_size": MAX_MESSAGE_BYTES},
+    )
     sock.init_app(app)

@@ -1,0 +1,51 @@
+"""gunicorn settings of the web process (`gunicorn -c gunicorn.conf.py`); command-line options win.
+
+A WebSocket holds one gthread thread for as long as it is open, so `threads` bounds the sockets
+plus concurrent requests of each worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+worker_class = "gthread"
+workers = 2
+# Each open WebSocket holds a thread: 64 per worker leaves room for sockets and requests alike.
+threads = 64
+timeout = 120
+graceful_timeout = 10
+
+accesslog = "-"
+# %(U)s is the path without the query string: `?token=` and `?ticket=` never reach the access log.
+access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+
+_SECRET_QUERY = re.compile(r"([?&](?:token|ticket)=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact(record: logging.LogRecord) -> bool:
+    """A logging filter blanking token and ticket query values (gunicorn logs a failed request's URI)."""
+    message = record.getMessage()
+    if _SECRET_QUERY.search(message):
+        record.msg, record.args = _SECRET_QUERY.sub(r"\1[redacted]", message), ()
+    return True
+
+
+class RedactingLogger(Logger):
+    """gunicorn's logger with `redact` on its error log."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self.error_log.addFilter(redact)
+
+
+logger_class = RedactingLogger
+
+
+def post_worker_init(worker: Any) -> None:
+    """The application's log handlers (set up by create_app) redact too."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
