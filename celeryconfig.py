@@ -30,7 +30,12 @@ task_track_started = True
 task_soft_time_limit = settings.env_int("TASK_SOFT_TIME_LIMIT", 1800)
 task_time_limit = settings.env_int("TASK_TIME_LIMIT", 1900)
 # Must exceed the hard time limit, or the broker redelivers tasks that are still running.
-broker_transport_options = {"visibility_timeout": settings.env_int("BROKER_VISIBILITY_TIMEOUT", 3600)}
+broker_transport_options = {
+    "visibility_timeout": settings.env_int("BROKER_VISIBILITY_TIMEOUT", 3600),
+    # How often a worker looks for messages a dead worker left unacknowledged (default 100 s).
+    "unacked_restore_interval": settings.env_int("BROKER_RESTORE_INTERVAL", 10),
+    "unacked_restore_throttle": 1,
+}
 result_backend_transport_options = {"retry_policy": {"timeout": 5.0}}
 broker_connection_retry_on_startup = True
 broker_connection_timeout = 3
@@ -72,6 +77,16 @@ beat_schedule = {
         "task": "rollups.reconcile_recent",
         "schedule": float(settings.env_int("ROLLUP_RECONCILE_SECONDS", 900)),
         "options": {"expires": 900},
+    },
+    "revoked-tokens-cleanup": {
+        "task": "maintenance.cleanup_revoked_tokens",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
+    "jobs-requeue-lost": {
+        "task": "maintenance.requeue_lost_jobs",
+        "schedule": 60.0,
+        "options": {"expires": 60},
     },
     "cache-warm": {
         "task": "cache.warm",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -18,8 +18,9 @@ from flask_jwt_extended import (
 )
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from webapp import ratelimit
+from webapp import ratelimit, revocation
 from webapp.api.errors import ApiError, error_response
+from webapp.db import get_session, session_factory
 from webapp.models import User
 from webapp.models.organizations import ROLES
 from webapp.redis_client import get_redis
@@ -99,11 +100,38 @@ def init_app(app: Flask) -> None:
     )
     jwt.user_lookup_error_loader(lambda header, payload: unauthorized("token user no longer exists"))
 
+    @jwt.token_in_blocklist_loader
+    def in_blocklist(header: dict[str, Any], payload: dict[str, Any]) -> bool:
+        return token_revoked(payload)
+
     @jwt.token_verification_loader
     def has_required_claims(header: dict[str, Any], payload: dict[str, Any]) -> bool:
         if any(claim not in payload for claim in REQUIRED_CLAIMS):
             return False
         return isinstance(payload["org_id"], int) and payload["role"] in ROLE_RANK
+
+
+def token_revoked(claims: dict[str, Any]) -> bool:
+    """Whether the decoded token `claims` was revoked by a logout (a token without jti counts as revoked)."""
+    jti, exp = claims.get("jti"), claims.get("exp")
+    if not isinstance(jti, str) or not isinstance(exp, int | float):
+        return True
+    return revocation.is_revoked(
+        get_redis(),
+        session_factory(),
+        jti=jti,
+        expires_at=datetime.fromtimestamp(exp, UTC),
+        negative_ttl=current_app.config.get(
+            "TOKEN_REVOCATION_CACHE_SECONDS", revocation.DEFAULT_NEGATIVE_TTL
+        ),
+    )
+
+
+def revoke_token(claims: dict[str, Any]) -> None:
+    """Revoke the decoded token `claims` until its expiry (Redis and the database)."""
+    revocation.revoke(
+        get_session(), get_redis(), jti=claims["jti"], expires_at=datetime.fromtimestamp(claims["exp"], UTC)
+    )
 
 
 def require_role(minimum: str = "viewer", *, refresh: bool = False) -> Callable[[F], F]:

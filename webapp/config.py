@@ -95,12 +95,17 @@ def load() -> dict[str, Any]:
         # Export links are signed with this key, or with JWT_SECRET_KEY when it is unset.
         "EXPORT_SIGNING_KEY": env("EXPORT_SIGNING_KEY"),
         "PUBLIC_BASE_URL": env("PUBLIC_BASE_URL"),
+        "WS_PING_INTERVAL": env_float("WS_PING_INTERVAL", 25.0),
         "WS_ALLOWED_ORIGINS": [o for o in (env("WS_ALLOWED_ORIGINS", "") or "").split(",") if o],
         "AGGREGATION_ASYNC_THRESHOLD": env_int("AGGREGATION_ASYNC_THRESHOLD", 2_000_000),
         "ROLLUP_EXACT_PERCENTILE_MAX": env_int("ROLLUP_EXACT_PERCENTILE_MAX", 200_000),
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 50 * 1024 * 1024),
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
+        # A job still queued this long whose message the broker no longer holds is sent again.
+        "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 300),
+        "EXPORT_MAX_ACTIVE_PER_ORG": env_int("EXPORT_MAX_ACTIVE_PER_ORG", 3),
+        "TOKEN_REVOCATION_CACHE_SECONDS": env_int("TOKEN_REVOCATION_CACHE_SECONDS", 10),
         "IMPORT_MAX_BYTES": env_int("IMPORT_MAX_BYTES", 5 * 1024 * 1024),
         "IMPORT_MAX_ROWS": env_int("IMPORT_MAX_ROWS", 10_000),
         "SNAPSHOT_GRACE_MINUTES": env_int("SNAPSHOT_GRACE_MINUTES", 10),

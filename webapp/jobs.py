@@ -7,13 +7,14 @@ import hashlib
 import json
 import logging
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from celery import Celery
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from webapp import events
@@ -93,6 +94,22 @@ def find_active(session: Session, org_id: int, kind: str, digest: str) -> Job | 
         )
         .order_by(Job.created_at)
         .limit(1)
+    )
+
+
+def count_active(session: Session, org_id: int, kind: str, *, lock: bool = False) -> int:
+    """How many `kind` jobs of `org_id` are queued or running.
+
+    With `lock`, first take a transaction-scoped advisory lock on (org, kind), so submissions that
+    check a cap and then insert run one at a time per organization until the session commits.
+    """
+    if lock:
+        session.execute(select(func.pg_advisory_xact_lock(org_id, zlib.crc32(kind.encode()) & 0x7FFFFFFF)))
+    return (
+        session.scalar(
+            select(func.count()).where(Job.org_id == org_id, Job.kind == kind, Job.state.in_(ACTIVE_STATES))
+        )
+        or 0
     )
 
 

@@ -1,15 +1,22 @@
-"""Login, refresh and every kind of bad token."""
+"""Login, refresh, logout and every kind of bad token, revoked ones included."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import jwt as pyjwt
 import pytest
+import redis
+from sqlalchemy import delete, select
 
 from tests.conftest import JWT_SECRET
+from webapp import revocation
+from webapp.api import ws
+from webapp.models import RevokedToken
 
 
 def _b64(data: dict) -> str:
@@ -137,3 +144,186 @@ def test_garbage_token(client):
     assert _call(client, "not.a.jwt").status_code == 401
     response = client.get("/api/v1/tickets", headers={"Authorization": "Basic abc"})
     assert response.status_code == 401
+
+
+# --- logout and the blocklist -------------------------------------------------
+
+
+def _login(client, user) -> dict:
+    response = client.post("/api/v1/auth/login", json={"email": user["email"], "password": user["password"]})
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _jti(token: str) -> str:
+    return pyjwt.decode(token, JWT_SECRET, algorithms=["HS256"])["jti"]
+
+
+@pytest.fixture
+def redis_client(services):
+    return redis.Redis.from_url(services.redis_url)
+
+
+@pytest.fixture
+def stoppable_redis(services):
+    if services.redis_server is None:
+        pytest.skip("needs the embedded Redis, which the tests can stop and start")
+    yield services.redis_server
+    services.redis_server.start()
+
+
+def _wait_redis(url: str) -> None:
+    client = redis.Redis.from_url(url, socket_timeout=0.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            time.sleep(0.1)
+    raise AssertionError("Redis did not come back")
+
+
+def test_logout_revokes_the_access_and_refresh_tokens_and_no_other(client, tenant, db_session):
+    tokens = _login(client, tenant.users["agent"])
+    other = _login(client, tenant.users["agent"])
+    response = client.post(
+        "/api/v1/auth/logout",
+        json={"refresh_token": tokens["refresh_token"]},
+        headers=_bearer(tokens["access_token"]),
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"revoked": ["access", "refresh"]}
+
+    refused = _call(client, tokens["access_token"])
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["message"] == "token has been revoked"
+    assert client.post("/api/v1/auth/refresh", headers=_bearer(tokens["refresh_token"])).status_code == 401
+    assert client.post("/api/v1/auth/logout", headers=_bearer(tokens["access_token"])).status_code == 401
+
+    # The same user's other session, and the other users, are unaffected.
+    assert _call(client, other["access_token"]).status_code == 200
+    assert client.post("/api/v1/auth/refresh", headers=_bearer(other["refresh_token"])).status_code == 200
+    assert _call(client, tenant.users["admin"]["token"]).status_code == 200
+    rows = db_session.scalars(
+        select(RevokedToken.jti).where(
+            RevokedToken.jti.in_([_jti(tokens["access_token"]), _jti(tokens["refresh_token"])])
+        )
+    ).all()
+    assert len(rows) == 2
+
+
+def test_logout_without_a_body_revokes_the_access_token_only(client, tenant):
+    tokens = _login(client, tenant.users["viewer"])
+    response = client.post("/api/v1/auth/logout", headers=_bearer(tokens["access_token"]))
+    assert response.status_code == 200
+    assert response.get_json() == {"revoked": ["access"]}
+    assert _call(client, tokens["access_token"]).status_code == 401
+    assert client.post("/api/v1/auth/refresh", headers=_bearer(tokens["refresh_token"])).status_code == 200
+
+
+@pytest.mark.parametrize("which", ["access_token_in_body", "another_users_refresh", "garbage"])
+def test_logout_refuses_a_refresh_token_that_is_not_the_callers(client, tenant, which):
+    mine = _login(client, tenant.users["viewer"])
+    theirs = _login(client, tenant.users["admin"])
+    body = {
+        "access_token_in_body": mine["access_token"],
+        "another_users_refresh": theirs["refresh_token"],
+        "garbage": "not.a.jwt",
+    }[which]
+    response = client.post(
+        "/api/v1/auth/logout", json={"refresh_token": body}, headers=_bearer(mine["access_token"])
+    )
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"]["field"] == "refresh_token"
+    # Nothing was revoked by the refused request.
+    assert _call(client, mine["access_token"]).status_code == 200
+    assert client.post("/api/v1/auth/refresh", headers=_bearer(theirs["refresh_token"])).status_code == 200
+
+
+def test_revoked_token_stays_revoked_when_redis_lost_its_key(client, tenant, redis_client):
+    tokens = _login(client, tenant.users["viewer"])
+    jti = _jti(tokens["access_token"])
+    assert client.post("/api/v1/auth/logout", headers=_bearer(tokens["access_token"])).status_code == 200
+    assert redis_client.get(revocation.key(jti)) == revocation.REVOKED
+    ttl = redis_client.ttl(revocation.key(jti))
+    assert 0 < ttl <= tokens["expires_in"] + 1
+
+    redis_client.delete(revocation.key(jti))  # as after a flush, an eviction or a restart without data
+    assert _call(client, tokens["access_token"]).status_code == 401
+    # The database's answer is written back, so the next check is Redis alone again.
+    assert redis_client.get(revocation.key(jti)) == revocation.REVOKED
+
+
+def test_revoked_token_stays_revoked_with_redis_stopped(client, tenant, stoppable_redis, services):
+    revoked = _login(client, tenant.users["viewer"])
+    later = _login(client, tenant.users["agent"])
+    assert _call(client, later["access_token"]).status_code == 200  # caches "not revoked" for it
+    assert client.post("/api/v1/auth/logout", headers=_bearer(revoked["access_token"])).status_code == 200
+
+    stoppable_redis.stop()
+    try:
+        assert _call(client, revoked["access_token"]).status_code == 401
+        assert _call(client, later["access_token"]).status_code == 200
+        assert _call(client, tenant.users["admin"]["token"]).status_code == 200
+        # A logout during the outage is recorded in the database and enforced at once.
+        assert client.post("/api/v1/auth/logout", headers=_bearer(later["access_token"])).status_code == 200
+        assert _call(client, later["access_token"]).status_code == 401
+    finally:
+        stoppable_redis.start()
+    _wait_redis(services.redis_url)
+
+    # Back with Redis: the outage's logout reached Redis too, over the "not revoked" it had cached.
+    assert _call(client, revoked["access_token"]).status_code == 401
+    assert _call(client, later["access_token"]).status_code == 401
+    stored = redis.Redis.from_url(services.redis_url).get(revocation.key(_jti(later["access_token"])))
+    assert stored == revocation.REVOKED
+    assert _call(client, tenant.users["admin"]["token"]).status_code == 200
+
+
+def test_a_revoked_token_cannot_open_the_websocket(app, client, tenant):
+    tokens = _login(client, tenant.users["viewer"])
+    with app.test_request_context():
+        assert ws._from_token(tokens["access_token"]) is not None
+    assert client.post("/api/v1/auth/logout", headers=_bearer(tokens["access_token"])).status_code == 200
+    with app.test_request_context():
+        assert ws._from_token(tokens["access_token"]) is None
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode(),
+        "Sec-WebSocket-Version": "13",
+    }
+    path = f"/api/v1/ws/analytics/{tenant.org_id}"
+    refused = client.get(path, headers=upgrade | _bearer(tokens["access_token"]))
+    assert refused.status_code == 401
+    assert client.get(f"{path}?token={tokens['access_token']}", headers=upgrade).status_code == 401
+
+
+@pytest.mark.worker
+def test_cleanup_deletes_revocations_of_expired_tokens_only(celery_worker, live_app):
+    now = datetime.now(UTC)
+    expired, live = f"expired-{uuid.uuid4()}", f"live-{uuid.uuid4()}"
+    session = live_app.extensions["db_sessionmaker"]()
+    session.add_all(
+        [
+            RevokedToken(jti=expired, expires_at=now - timedelta(minutes=1)),
+            RevokedToken(jti=live, expires_at=now + timedelta(hours=1)),
+        ]
+    )
+    session.commit()
+    try:
+        celery = live_app.extensions["celery"]
+        outcome = celery.send_task("maintenance.cleanup_revoked_tokens").get(timeout=30)
+        assert outcome["deleted"] >= 1
+        session.expire_all()
+        assert session.get(RevokedToken, expired) is None
+        assert session.get(RevokedToken, live) is not None
+    finally:
+        session.execute(delete(RevokedToken).where(RevokedToken.jti.in_([expired, live])))
+        session.commit()
+        session.close()

@@ -20,7 +20,9 @@ VALUE_PARAMS = {"metric": "ticket_count", "field": "priority"}
 OWN_OR_PUBLIC = {
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
     ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/ping"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/docs"),
     ("POST", "/api/v1/tickets"),

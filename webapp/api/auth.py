@@ -1,14 +1,27 @@
-"""Login and token refresh."""
+"""Login, token refresh and logout."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from typing import Any, Literal
+
+import jwt as pyjwt
+from flask import Blueprint, Response, jsonify, request
+from flask_jwt_extended import decode_token, get_jwt
+from flask_jwt_extended.exceptions import JWTExtendedException
+from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from webapp.api.errors import ApiError
-from webapp.api.schemas import LoginRequest, TokenResponse
+from webapp.api.schemas import LoginRequest, Strict, TokenResponse
 from webapp.api.spec import document, parse_body
-from webapp.auth import access_token_for, current_principal, issue_tokens, require_role, verify_password
+from webapp.auth import (
+    access_token_for,
+    current_principal,
+    issue_tokens,
+    require_role,
+    revoke_token,
+    verify_password,
+)
 from webapp.db import get_session
 from webapp.models import User
 
@@ -56,3 +69,57 @@ def refresh() -> Response:
             "expires_in": current_app.config["JWT_ACCESS_TOKEN_MINUTES"] * 60,
         }
     )
+
+
+class LogoutRequest(Strict):
+    refresh_token: str | None = Field(
+        default=None, max_length=4096, description="a refresh token of the same user to revoke as well"
+    )
+
+
+class LogoutResponse(BaseModel):
+    revoked: list[Literal["access", "refresh"]]
+
+
+@bp.post("/logout")
+@document(
+    "Revoke the bearer access token (and the refresh token in the body, if given) until they expire",
+    tag="auth",
+    body=LogoutRequest,
+    responses={200: LogoutResponse},
+    errors=(400, 401, 503),
+)
+@require_role("viewer")
+def logout() -> Response:
+    # The body is optional: a bare POST revokes the access token alone.
+    refresh_token = parse_body(LogoutRequest).refresh_token if request.data else None
+    refresh_claims = _refresh_claims(refresh_token) if refresh_token else None
+    revoke_token(get_jwt())
+    revoked = ["access"]
+    if refresh_claims is not None:
+        revoke_token(refresh_claims)
+        revoked.append("refresh")
+    return jsonify({"revoked": revoked})
+
+
+def _refresh_claims(token: str) -> dict[str, Any] | None:
+    """The claims of a refresh token of the caller; None when it has expired (nothing to revoke)."""
+    try:
+        claims = decode_token(token)
+    except pyjwt.ExpiredSignatureError:
+        return None
+    except (pyjwt.InvalidTokenError, JWTExtendedException) as exc:
+        raise ApiError(
+            400, "refresh_token is not a valid refresh token", details={"field": "refresh_token"}
+        ) from exc
+    principal = current_principal()
+    if (
+        claims.get("type") != "refresh"
+        or claims.get("sub") != str(principal.user_id)
+        or claims.get("org_id") != principal.org_id
+        or not isinstance(claims.get("jti"), str)
+    ):
+        raise ApiError(
+            400, "refresh_token is not a refresh token of this user", details={"field": "refresh_token"}
+        )
+    return claims

@@ -6,8 +6,10 @@ import logging
 import uuid
 from typing import Any
 
+import psycopg
 from flask import Flask, Response, g, jsonify, request
 from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,21 @@ def pydantic_message(exc: ValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+DATABASE_RETRY_AFTER = "5"
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached (down, restarting, connection lost)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+            return True
+        exc = exc.orig or exc
+    # QueryCanceled (a statement timeout) is an OperationalError too, but the server is up.
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
+        exc, psycopg.errors.QueryCanceled
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register handlers so no error leaves as an HTML page."""
 
@@ -127,6 +144,24 @@ def init_app(app: Flask) -> None:
         if status == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
         return error_response(status, message, headers=headers)
+
+    @app.errorhandler(sa_exc.DBAPIError)
+    @app.errorhandler(psycopg.Error)
+    def handle_database_error(exc: Exception) -> Response:
+        if not database_unreachable(exc):
+            return handle_unexpected(exc)
+        log.warning(
+            "database unavailable request_id=%s path=%s: %s",
+            g.get("request_id", "-"),
+            request.path,
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
+        return error_response(
+            503,
+            "database unavailable; try again shortly",
+            code="database_unavailable",
+            headers={"Retry-After": DATABASE_RETRY_AFTER},
+        )
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception) -> Response:

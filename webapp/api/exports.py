@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from pydantic import BaseModel, Field
 from werkzeug.http import quote_header_value
 
+from webapp import jobs as job_domain
 from webapp import signing
 from webapp.analytics import exports
 from webapp.analytics.aggregations import QueryError
@@ -31,6 +32,8 @@ from webapp.timeutil import TimeError, utcnow
 bp = Blueprint("exports", __name__)
 
 DEFAULT_SYNC_MAX_ROWS = 10_000
+DEFAULT_MAX_ACTIVE_PER_ORG = 3
+EXPORT_CAP_RETRY_AFTER = 10
 
 
 class ExportRequest(Strict):
@@ -98,7 +101,7 @@ def _disposition(filename: str) -> str:
     body=ExportRequest,
     responses={202: JobAccepted, 200: None},
     binary={200: exports.MEDIA_TYPES},
-    errors=(400, 401, 403, 422, 503),
+    errors=(400, 401, 403, 422, 429, 503),
 )
 @require_role("viewer")
 def request_export() -> Response | tuple[Response, int, dict[str, str]]:
@@ -110,8 +113,32 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     with _client_errors():
         params = exports.canonical_params(body.model_dump(), default_tz=org.timezone, now=utcnow())
     if mode == "async":
+        _check_active_cap(org.id, params)
         return submit_job("export", params)
     return _sync_export(org.id, params)
+
+
+def _check_active_cap(org_id: int, params: dict[str, Any]) -> None:
+    """429 when the organization already has EXPORT_MAX_ACTIVE_PER_ORG exports queued or running.
+
+    The count is taken under a per-organization lock held until the new job row commits; a request
+    identical to an active export is let through, as it is answered with that job.
+    """
+    cap = current_app.config.get("EXPORT_MAX_ACTIVE_PER_ORG", DEFAULT_MAX_ACTIVE_PER_ORG)
+    session = get_session()
+    active = job_domain.count_active(session, org_id, "export", lock=True)
+    if active < cap:
+        return
+    if job_domain.find_active(session, org_id, "export", job_domain.params_hash("export", params)):
+        return
+    raise ApiError(
+        429,
+        f"the organization already has {active} exports queued or running, the limit of "
+        f"{cap} (EXPORT_MAX_ACTIVE_PER_ORG); retry once one has finished",
+        code="too_many_active_exports",
+        details={"limit": cap, "active": active, "retry_after": EXPORT_CAP_RETRY_AFTER},
+        headers={"Retry-After": str(EXPORT_CAP_RETRY_AFTER)},
+    )
 
 
 def _sync_export(org_id: int, params: dict[str, Any]) -> Response:

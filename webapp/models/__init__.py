@@ -4,6 +4,7 @@ from webapp.models.analytics import AnalyticsMetric, AnalyticsSnapshot
 from webapp.models.jobs import Export, Job
 from webapp.models.organizations import Organization, User
 from webapp.models.tickets import Ticket, TicketEvent
+from webapp.models.tokens import RevokedToken
 
 __all__ = [
     "AnalyticsMetric",
@@ -11,6 +12,7 @@ __all__ = [
     "Export",
     "Job",
     "Organization",
+    "RevokedToken",
     "Ticket",
     "TicketEvent",
     "User",

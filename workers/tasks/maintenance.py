@@ -1,4 +1,5 @@
-"""Beat's housekeeping: export file retention and warming the cache of popular queries."""
+"""Beat's housekeeping: export file retention, expired token revocations, jobs whose message was lost,
+warming the cache."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import shared_task
 from flask import current_app
 from sqlalchemy import select
 
-from webapp import jobs
+from webapp import jobs, revocation
 from webapp.analytics import popular
 from webapp.db import session_scope
-from webapp.models import Organization
+from webapp.models import Job, Organization
 from webapp.models.jobs import Export
 from webapp.redis_client import get_redis
 from webapp.timeutil import utcnow
@@ -82,6 +84,77 @@ def cleanup_exports(now: str | None = None) -> dict[str, Any]:
                 strays += _remove(path, root)
     log.info("export cleanup: %s rows expired, %s files and %s strays deleted", expired, files, strays)
     return {"expired": expired, "files_deleted": files, "strays_deleted": strays}
+
+
+@shared_task(name="maintenance.cleanup_revoked_tokens", acks_late=True)
+def cleanup_revoked_tokens(now: str | None = None) -> dict[str, Any]:
+    """Delete revocations of tokens past their expiry (such tokens are refused as expired anyway)."""
+    moment = datetime.fromisoformat(now) if now else utcnow()
+    with session_scope() as session:
+        deleted = revocation.delete_expired(session, moment)
+    log.info("revoked-token cleanup: %s expired rows deleted", deleted)
+    return {"deleted": deleted}
+
+
+# kombu's Redis transport keeps a queue's messages in one list per priority step, and the messages
+# workers hold (acks_late) in one hash until they are acknowledged.
+_PRIORITY_SEPARATOR = "\x06\x16"
+_PRIORITY_STEPS = (0, 3, 6, 9)
+_UNACKED_KEY = "unacked"
+
+
+def _messages_in_broker(client: redis.Redis) -> bytes:
+    """Every message the broker holds (queued or unacknowledged), concatenated, to look task ids up in."""
+    queues = {route.queue for route in jobs.TASKS.values()}
+    pipe = client.pipeline(transaction=False)
+    pipe.hvals(_UNACKED_KEY)
+    for queue in sorted(queues):
+        for step in _PRIORITY_STEPS:
+            pipe.lrange(f"{queue}{_PRIORITY_SEPARATOR}{step}" if step else queue, 0, -1)
+    found: list[bytes] = []
+    for reply in pipe.execute():
+        found.extend(reply)
+    return b"\n".join(found)
+
+
+@shared_task(name="maintenance.requeue_lost_jobs", acks_late=True)
+def requeue_lost_jobs(older_than: int | None = None) -> dict[str, Any]:
+    """Send again the task of every job queued for longer than `older_than` s whose message is gone.
+
+    A Redis broker can lose a message: one a worker had popped but not yet recorded as unacknowledged
+    when the connection dropped. Its job would stay queued forever. Messages a lost worker left
+    unacknowledged are put back in their queues first, as kombu does. A job still queued has not
+    started, and a redelivered task of a finished job does nothing, so sending it again is safe.
+    """
+    config = current_app.config
+    celery = current_app.extensions["celery"]
+    # First kombu's own sweep (workers run it only every 100 s by default): messages unacknowledged
+    # for longer than the visibility timeout, whose worker is gone, go back to their queues.
+    with celery.connection_for_write() as connection:
+        connection.default_channel.qos.restore_visible(num=None, interval=1)
+    seconds = older_than if older_than is not None else config.get("JOB_REQUEUE_AFTER_SECONDS", 300)
+    cutoff = utcnow() - timedelta(seconds=seconds)
+    broker = redis.Redis.from_url(config.get("BROKER_URL") or config["REDIS_URL"], socket_timeout=5)
+    with session_scope() as session:
+        stale = list(
+            session.scalars(
+                select(Job)
+                .where(Job.state == "queued", Job.updated_at < cutoff)
+                .order_by(Job.updated_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        held = _messages_in_broker(broker) if stale else b""
+        lost = [job for job in stale if str(job.id).encode() not in held]
+        for job in lost:
+            job.updated_at = utcnow()  # the next sweep waits its full period again
+        session.commit()
+        for job in lost:
+            log.warning("job=%s org=%s kind=%s message lost; sending it again", job.id, job.org_id, job.kind)
+            jobs.enqueue(session, get_redis(), celery, job)
+    broker.close()
+    return {"requeued": [str(job.id) for job in lost]}
 
 
 @shared_task(name="cache.warm", acks_late=True)

@@ -1,0 +1,124 @@
+"""The token blocklist: Redis answers first, PostgreSQL is the durable record.
+
+A revocation is written to both. A check asks Redis; where Redis has no answer (the key was
+flushed or evicted, or Redis is down) it asks the database and writes the answer back to Redis:
+"revoked" until the token's expiry, "not revoked" for a few seconds only, so a logout made while
+Redis was unreachable is enforced from the database at once; the process that made it writes it
+to Redis as soon as it reaches Redis again, and every process sees it within that time at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+
+import redis
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from webapp.models import RevokedToken
+from webapp.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+REVOKED = b"1"
+NOT_REVOKED = b"0"
+DEFAULT_NEGATIVE_TTL = 10
+
+# Revocations this process could not write to Redis: written there at its next successful contact.
+_pending: dict[str, datetime] = {}
+_pending_lock = threading.Lock()
+
+
+def key(jti: str) -> str:
+    return f"an:revoked:{jti}"
+
+
+def _seconds_left(expires_at: datetime) -> int:
+    return int(expires_at.timestamp() - time.time()) + 1
+
+
+def revoke(session: Session, client: redis.Redis, *, jti: str, expires_at: datetime) -> None:
+    """Record `jti` as revoked until `expires_at`, in Redis (when reachable) and in the database.
+
+    A database failure propagates (the logout did not happen durably); a Redis failure does not.
+    """
+    ttl = _seconds_left(expires_at)
+    if ttl <= 0:
+        return  # already expired: refused as such
+    try:
+        # A plain SET: it must overwrite a cached "not revoked" answer.
+        client.set(key(jti), REVOKED, ex=ttl)
+    except redis.RedisError as exc:
+        log.warning("token %s revoked in the database only (Redis unreachable): %s", jti, exc)
+        with _pending_lock:
+            _pending[jti] = expires_at
+    session.execute(
+        insert(RevokedToken)
+        .values(jti=jti, expires_at=expires_at)
+        .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
+    )
+    session.commit()
+
+
+def is_revoked(
+    client: redis.Redis,
+    make_session: sessionmaker[Session],
+    *,
+    jti: str,
+    expires_at: datetime,
+    negative_ttl: int = DEFAULT_NEGATIVE_TTL,
+) -> bool:
+    """Whether `jti` was revoked: Redis first, then the database (which raises when it is down too)."""
+    try:
+        if _pending:
+            _write_pending(client)
+        cached = client.get(key(jti))
+        redis_up = True
+    except redis.RedisError:
+        cached, redis_up = None, False
+    if cached is not None:
+        return cached == REVOKED
+    with make_session() as session:
+        revoked = (
+            session.scalar(
+                select(RevokedToken.jti).where(RevokedToken.jti == jti, RevokedToken.expires_at > utcnow())
+            )
+            is not None
+        )
+    if redis_up:
+        try:
+            if revoked:
+                client.set(key(jti), REVOKED, ex=max(1, _seconds_left(expires_at)))
+            else:
+                # NX: never overwrite a revocation written since the database was read.
+                client.set(key(jti), NOT_REVOKED, ex=negative_ttl, nx=True)
+        except redis.RedisError:
+            pass
+    return revoked
+
+
+def _write_pending(client: redis.Redis) -> None:
+    with _pending_lock:
+        pending = dict(_pending)
+    pipe = client.pipeline(transaction=False)
+    for jti, expires_at in pending.items():
+        ttl = _seconds_left(expires_at)
+        if ttl > 0:
+            pipe.set(key(jti), REVOKED, ex=ttl)
+    pipe.execute()
+    with _pending_lock:
+        for jti in pending:
+            _pending.pop(jti, None)
+    log.info("wrote %s revocations made during the Redis outage to Redis", len(pending))
+
+
+def delete_expired(session: Session, now: datetime | None = None) -> int:
+    """Delete the rows of tokens that have expired (refused as expired anyway); how many."""
+    moment = now or utcnow()
+    deleted = session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= moment))
+    session.commit()
+    return deleted.rowcount or 0
