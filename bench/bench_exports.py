@@ -3,8 +3,12 @@
 Every run happens in a fresh child process, so its peak RSS is that run's alone. The export runs go
 through exports.write_export, the job's whole path: count, stream, fsync, sha256, rename. Two
 references run beside them: bare COPY of the same rows to a file (the ceiling), and csv.writer over
-rows fetched through a server-side cursor (what COPY replaces); `xlsx-openpyxl` is the XLSX writer
-not chosen, fed the same rows, for comparison.
+rows fetched through a server-side cursor (what COPY replaces); `xlsxwriter` is the bare writer
+library (XlsxWriter in constant-memory mode, write_row over the same rows from a server-side cursor,
+none of our job path: no count, progress, formula guard, metadata sheet, fsync, hash or rename), the
+reference for XLSX; `xlsx-openpyxl` is the XLSX writer not chosen, fed the same rows, for comparison.
+The targets are read off at the end: CSV >= 0.7x COPY's rows/s, XLSX >= 0.8x the bare writer's, and
+each format's peak RSS at the largest size within 1.2x of that at the smallest.
 
     python -m bench.bench_exports [--sizes 100000,1000000] [--variants copy,csv,...] [--database-url URL]
 """
@@ -29,7 +33,9 @@ import psycopg
 
 from bench.common import print_table, scratch_postgres, write_results
 
-VARIANTS = ("copy", "csv.writer", "csv", "json", "ndjson", "xlsx", "xlsx-openpyxl")
+VARIANTS = ("copy", "csv.writer", "csv", "json", "ndjson", "xlsxwriter", "xlsx", "xlsx-openpyxl")
+FORMATS = ("csv", "json", "ndjson", "xlsx")
+TARGETS = {"csv / copy rows/s": 0.7, "xlsx / xlsxwriter rows/s": 0.8, "peak RSS largest / smallest": 1.2}
 SIZES = (100_000, 1_000_000)
 TZ = "Europe/Berlin"
 QUERY = {"start": "2000-01-01", "end": "2100-01-01", "tz": TZ}
@@ -102,6 +108,35 @@ def _csv_writer(url: str, org_id: int, path: Path) -> int:
     return rows
 
 
+def _xlsxwriter(url: str, org_id: int, path: Path) -> int:
+    """The bare writer library: XlsxWriter in constant-memory mode, write_row over a server-side cursor."""
+    import xlsxwriter
+
+    from webapp.analytics.exports import TICKET_COLUMNS
+
+    rows = 0
+    workbook = xlsxwriter.Workbook(
+        str(path),
+        {"constant_memory": True, "remove_timezone": True, "default_date_format": "yyyy-mm-dd hh:mm:ss"},
+    )
+    sheet = workbook.add_worksheet("data")
+    sheet.write_row(0, 0, list(TICKET_COLUMNS))
+    with psycopg.connect(_dsn(url)) as conn:
+        # Timestamps come back in the export's zone; remove_timezone keeps their wall-clock time.
+        conn.execute("SELECT set_config('TimeZone', %s, true)", (TZ,))
+        with conn.cursor(name="bench") as cur:
+            cur.execute(
+                f"SELECT {', '.join(TICKET_COLUMNS)} FROM tickets WHERE org_id = %s ORDER BY created_at, id",
+                (org_id,),
+            )
+            while batch := cur.fetchmany(2000):
+                for row in batch:
+                    rows += 1
+                    sheet.write_row(rows, 0, row)
+    workbook.close()
+    return rows
+
+
 def _openpyxl(session: Any, org_id: int, path: Path) -> int:
     """The same typed cells through openpyxl's write-only mode (the XLSX writer not chosen)."""
     from openpyxl import Workbook
@@ -167,6 +202,8 @@ def run_one(variant: str, org_id: int, url: str, directory: Path) -> dict[str, A
             rows = _bare_copy(url, org_id, path)
         elif variant == "csv.writer":
             rows = _csv_writer(url, org_id, path)
+        elif variant == "xlsxwriter":
+            rows = _xlsxwriter(url, org_id, path)
         elif variant == "xlsx-openpyxl":
             rows = _openpyxl(session, org_id, path)
         else:
@@ -190,6 +227,41 @@ def run_one(variant: str, org_id: int, url: str, directory: Path) -> dict[str, A
         "peak_rss_mb": round(peak / 2**20, 1),
         "rss_growth_mb": round((peak - baseline) / 2**20, 1),
     }
+
+
+def read_targets(results: dict[str, dict[str, Any]], sizes: list[int]) -> list[dict[str, Any]]:
+    """The issue's export targets, from whichever runs were made."""
+    out: list[dict[str, Any]] = []
+
+    def ratio(target: str, at: str, numerator: str, denominator: str, key: str, lower: bool) -> None:
+        if numerator in results and denominator in results:
+            value = results[numerator][key] / results[denominator][key]
+            bound = TARGETS[target]
+            passed = value <= bound if lower else value >= bound
+            out.append({"target": target, "at": at, "measured": value, "bound": bound, "passed": passed})
+
+    for size in sizes:
+        ratio("csv / copy rows/s", f"{size:,}", f"csv {size}", f"copy {size}", "rows_per_s", lower=False)
+        ratio(
+            "xlsx / xlsxwriter rows/s",
+            f"{size:,}",
+            f"xlsx {size}",
+            f"xlsxwriter {size}",
+            "rows_per_s",
+            lower=False,
+        )
+    if len(sizes) >= 2:
+        small, large = min(sizes), max(sizes)
+        for fmt in FORMATS:
+            ratio(
+                "peak RSS largest / smallest",
+                f"{fmt} {large:,} / {small:,}",
+                f"{fmt} {large}",
+                f"{fmt} {small}",
+                "peak_rss_mb",
+                lower=True,
+            )
+    return out
 
 
 # --- the driver --------------------------------------------------------------------------------
@@ -266,7 +338,16 @@ def main() -> None:
         for r in results.values()
     ]
     print_table("Exports of the tickets dataset (13 columns), one child process per run", headers, table)
-    path = write_results("exports", {"sizes": sizes, "tz": TZ, "results": results})
+    targets = read_targets(results, sizes)
+    print_table(
+        "Targets",
+        ["target", "at", "measured", "bound", "verdict"],
+        [
+            [t["target"], t["at"], t["measured"], t["bound"], "pass" if t["passed"] else "MISS"]
+            for t in targets
+        ],
+    )
+    path = write_results("exports", {"sizes": sizes, "tz": TZ, "results": results, "targets": targets})
     print(f"\nwrote {path}")
 
 

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
 import platform
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import secrets
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from devstack.ports import free_port, port_open
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -21,6 +34,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -52,23 +66,26 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
-def scratch_redis() -> Any:
-    """A throwaway embedded Redis for one benchmark run."""
+def scratch_redis(name: str | None = None) -> Any:
+    """A throwaway embedded Redis for one benchmark run, kept apart from other benchmarks' servers."""
     from devstack.redis import EmbeddedRedis
 
-    server = EmbeddedRedis(BENCH_INSTANCE / "redis", persist=False)
+    # One server per benchmark: two benchmarks sharing one would stop it under each other.
+    name = name or Path(sys.argv[0]).stem
+    server = EmbeddedRedis(BENCH_INSTANCE / f"redis-{name}", persist=False)
     server.start()
     return server
 
 
 def scratch_postgres(database: str) -> tuple[Any, str]:
-    """The benchmark PostgreSQL cluster and a fresh, migrated database in it."""
+    """A PostgreSQL cluster of this database's own and a fresh, migrated database in it."""
     import psycopg
 
     from devstack.postgres import EmbeddedPostgres
     from webapp.migrations import upgrade
 
-    pg = EmbeddedPostgres(BENCH_INSTANCE / "postgres", fast_unsafe=True)
+    # A cluster per database, so that a benchmark stopping its server never stops another's.
+    pg = EmbeddedPostgres(BENCH_INSTANCE / f"postgres-{database}", fast_unsafe=True)
     pg.start()
     pg.wait_ready()
     with psycopg.connect(
@@ -79,3 +96,197 @@ def scratch_postgres(database: str) -> tuple[Any, str]:
     url = pg.url(database)
     upgrade(url)
     return pg, url
+
+
+# --- the platform's own processes, started as the Procfile starts them ---------------------------
+
+
+def percentile(samples: Sequence[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of `samples`."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(p / 100 * len(ordered)) - 1))]
+
+
+def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
+    """Count, p50, p90, p99, max and mean of latencies in milliseconds."""
+    return {
+        "n": len(samples_ms),
+        "p50_ms": percentile(samples_ms, 50),
+        "p90_ms": percentile(samples_ms, 90),
+        "p99_ms": percentile(samples_ms, 99),
+        "max_ms": max(samples_ms),
+        "mean_ms": statistics.fmean(samples_ms),
+    }
+
+
+def procfile_command(process: str, port: int | None = None) -> list[str]:
+    """The Procfile's command line for `process`, with $PORT filled in and the venv's executables."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            break
+    else:
+        raise RuntimeError(f"the Procfile has no {process!r} process")
+    args = shlex.split(command.replace("$PORT", str(port)) if port is not None else command)
+    local = Path(sys.executable).parent / args[0]
+    if local.exists():
+        args[0] = str(local)
+    if process == "web" and (ROOT / "gunicorn.conf.py").exists() and "-c" not in args:
+        args[1:1] = ["-c", str(ROOT / "gunicorn.conf.py")]
+    return args
+
+
+@dataclass
+class Stack:
+    """Scratch PostgreSQL and Redis, an organization with an admin, and the processes started on them."""
+
+    database_url: str
+    redis_url: str
+    env: dict[str, str]
+    org_id: int
+    admin_token: str
+    port: int = 0
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def redis(self) -> Any:
+        import redis
+
+        return redis.Redis.from_url(self.redis_url)
+
+    def start_web(self, *, app: str | None = None) -> list[str]:
+        """gunicorn as the Procfile's web line runs it (`app` replaces its application spec)."""
+        self.port = free_port()
+        args = procfile_command("web", self.port)
+        if app is not None:
+            args[-1] = app
+        self._spawn("web", args)
+        deadline = time.monotonic() + 60
+        while not port_open(self.port):
+            if self.processes[-1].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start; see {self.log_path('web')}")
+            time.sleep(0.1)
+        return args
+
+    def start_worker(self) -> list[str]:
+        """A Celery worker with the Procfile's options; returns once it has sent its first heartbeat."""
+        args = procfile_command("worker")
+        self._spawn("worker", args)
+        client = self.redis
+        deadline = time.monotonic() + 90
+        while not client.zcard("an:ops:workers"):
+            if self.processes[-1].poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the worker did not become ready; see {self.log_path('worker')}")
+            time.sleep(0.1)
+        return args
+
+    def log_path(self, name: str) -> Path:
+        return Path(self.env["INSTANCE_PATH"]) / f"{name}.log"
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        with self.log_path(name).open("wb") as log:
+            self.processes.append(
+                subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            )
+
+    def stop_processes(self) -> None:
+        """SIGTERM each process started here (newest first), SIGKILL what outlives its grace period."""
+        for proc in reversed(self.processes):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(self.processes):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.processes.clear()
+
+
+@contextmanager
+def platform_stack(
+    name: str, *, seed_tickets: int = 0, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """Fresh scratch services for benchmark `name`, an organization seeded with rollups built, and cleanup.
+
+    The organization (Europe/Berlin) gets `seed_tickets` tickets over the past year, its rollups built
+    in bulk, and an admin user; the stack's env points the platform's processes at the scratch servers.
+    """
+    import psycopg
+    from sqlalchemy.orm import Session
+
+    from webapp import config, create_app, seeding
+    from webapp.analytics import rollups
+    from webapp.auth import access_token_for, hash_password
+    from webapp.db import make_engine
+    from webapp.models import User
+
+    instance = BENCH_INSTANCE / name
+    instance.mkdir(parents=True, exist_ok=True)
+    redis_server = scratch_redis(name)
+    pg, url = scratch_postgres(name)
+    stack: Stack | None = None
+    try:
+        with psycopg.connect(url.replace("+psycopg", "")) as conn:
+            row = conn.execute(
+                "INSERT INTO organizations (name, timezone) VALUES ('Bench', 'Europe/Berlin') RETURNING id"
+            ).fetchone()
+            assert row is not None
+            org_id = int(row[0])
+            conn.commit()
+            if seed_tickets:
+                seeding.seed_tickets(conn, org_id=org_id, tickets=seed_tickets, seed=1, tz="Europe/Berlin")
+                conn.commit()
+                conn.execute("ANALYZE")
+                conn.commit()
+        engine = make_engine(url)
+        with Session(engine) as session:
+            if seed_tickets:
+                now = datetime.now(UTC)
+                rollups.build(session, org_id=org_id, start=now - timedelta(days=366), end=now)
+            user = User(
+                org_id=org_id, email="admin@bench.test", password_hash=hash_password("bench"), role="admin"
+            )
+            session.add(user)
+            session.commit()
+            user_id = user.id
+        engine.dispose()
+        secret = secrets.token_urlsafe(48)
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_server.url,
+            "BROKER_URL": redis_server.url,
+            "INSTANCE_PATH": str(instance),
+            "JWT_SECRET_KEY": secret,
+            "EXPORT_DIR": str(instance / "exports"),
+            "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
+        settings = config.load()
+        settings.update(
+            INSTANCE_PATH=str(instance),
+            SQLALCHEMY_DATABASE_URL=url,
+            REDIS_URL=redis_server.url,
+            BROKER_URL=redis_server.url,
+            JWT_SECRET_KEY=secret,
+            JWT_ACCESS_TOKEN_MINUTES=240,
+        )
+        app = create_app(settings)
+        with app.app_context():
+            token = access_token_for(app.extensions["db_sessionmaker"]().get(User, user_id))
+        app.extensions["db_engine"].dispose()
+        stack = Stack(url, redis_server.url, env, org_id, token)
+        yield stack
+    finally:
+        if stack is not None:
+            stack.stop_processes()
+        with contextlib.suppress(Exception):
+            import psycopg
+
+            with psycopg.connect(
+                f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", autocommit=True
+            ) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg.stop()
+        redis_server.stop()

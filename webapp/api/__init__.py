@@ -6,10 +6,23 @@ from flask import Blueprint, Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp.api import analytics, auth, cache, docs, exports, health, imports, jobs, tickets, users, ws
+    from webapp.api import (
+        analytics,
+        auth,
+        cache,
+        docs,
+        exports,
+        health,
+        imports,
+        jobs,
+        ping,
+        tickets,
+        users,
+        ws,
+    )
 
     api = Blueprint("api", __name__, url_prefix="/api/v1")
-    for module in (auth, users, imports, tickets, analytics, exports, jobs, cache, ws, health, docs):
+    for module in (auth, users, imports, tickets, analytics, exports, jobs, cache, ws, health, ping, docs):
         api.register_blueprint(module.bp)
     app.register_blueprint(api)
     ws.init_app(app)

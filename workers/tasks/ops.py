@@ -1,4 +1,4 @@
-"""Operational tasks: beat's heartbeat."""
+"""Operational tasks: beat's heartbeat, and a no-op that measures the bare Celery round trip."""
 
 from celery import shared_task
 
@@ -10,3 +10,9 @@ from webapp.redis_client import get_redis
 def beat_heartbeat() -> None:
     """Record that beat is alive (it schedules this every 30 seconds)."""
     heartbeat.beat_ran(get_redis())
+
+
+@shared_task(name="ops.noop")
+def noop() -> bool:
+    """Do nothing and say so: the broker, a worker and the result backend, without a job."""
+    return True
