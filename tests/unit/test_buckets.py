@@ -178,3 +178,24 @@ def test_next_period_rolls_over_years():
     assert next_period("quarterly", date(2026, 10, 1)) == date(2027, 1, 1)
     assert next_period("yearly", date(2026, 1, 1)) == date(2027, 1, 1)
     assert period_start("quarterly", date(2026, 8, 17)) == date(2026, 7, 1)
+
+
+@pytest.mark.parametrize("granularity", ["hourly", "daily", "weekly", "monthly", "quarterly", "yearly"])
+def test_cheap_bucket_check_agrees_with_counting(granularity):
+    from webapp.analytics.buckets import check_bucket_count
+
+    tz = ZoneInfo("America/New_York")
+    start = datetime(2020, 3, 8, 1, 30, tzinfo=tz)
+    for limit in (3, 50, 400):
+        for span in (timedelta(hours=7), timedelta(days=40), timedelta(days=500), timedelta(days=4000)):
+            end = start + span
+            try:
+                make_buckets(granularity, start, end, tz, max_buckets=limit)
+                fits = True
+            except BucketError:
+                fits = False
+            if fits:
+                check_bucket_count(granularity, start, end, tz, max_buckets=limit)
+            else:
+                with pytest.raises(BucketError):
+                    check_bucket_count(granularity, start, end, tz, max_buckets=limit)

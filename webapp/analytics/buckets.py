@@ -134,6 +134,32 @@ def _starts(granularity: str, start: datetime, tz: ZoneInfo) -> Iterator[datetim
         day = next_period(granularity, day)
 
 
+# The shortest a bucket of each granularity can be (a DST day of 23 hours, February, ...).
+_SHORTEST = {
+    "hourly": timedelta(minutes=30),
+    "daily": timedelta(hours=23),
+    "weekly": timedelta(days=7, hours=-1),
+    "monthly": timedelta(days=28, hours=-1),
+    "quarterly": timedelta(days=89, hours=-1),
+    "yearly": timedelta(days=365, hours=-1),
+}
+
+
+def check_bucket_count(
+    granularity: str, start: datetime, end: datetime, tz: ZoneInfo, *, max_buckets: int = MAX_BUCKETS
+) -> None:
+    """BucketError when [start, end) holds more than `max_buckets` buckets; cheap for ordinary ranges.
+
+    An upper bound from the shortest possible bucket settles almost every request without building
+    the boundaries; only a range near the limit is counted exactly.
+    """
+    _check_granularity(granularity)
+    if start >= end:
+        raise BucketError("start must be before end")
+    if (end - start) / _SHORTEST[granularity] + 2 > max_buckets:
+        make_buckets(granularity, start, end, tz, max_buckets=max_buckets)
+
+
 def make_buckets(
     granularity: str, start: datetime, end: datetime, tz: ZoneInfo, *, max_buckets: int = MAX_BUCKETS
 ) -> Buckets:

@@ -112,6 +112,41 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+# One round trip for a lookup: read the generations, build the key as cache_key() does, count the
+# request in the popularity set (when asked) and GET the entry. KEYS: generation keys; ARGV: key
+# prefix, digest, popularity set, popularity member, then the family names in KEYS' order.
+_LOOKUP = """
+local gens = redis.call('MGET', unpack(KEYS))
+local parts = {}
+for i = 1, #KEYS do parts[i] = ARGV[4 + i] .. (gens[i] or '0') end
+local key = ARGV[1] .. table.concat(parts, '.') .. ':' .. ARGV[2]
+if ARGV[3] ~= '' then redis.call('ZINCRBY', ARGV[3], 1, ARGV[4]) end
+return {key, redis.call('GET', key)}
+"""
+
+
+def _lookup(
+    client: redis.Redis,
+    org_id: int,
+    names: list[str],
+    params: dict[str, Any],
+    count_in: tuple[str, str] | None,
+) -> tuple[str, bytes | None]:
+    digest = hashlib.sha256(canonical(params).encode()).hexdigest()
+    zset, member = count_in or ("", "")
+    gen_keys = [gen_key(org_id, f) for f in names]
+    if not gen_keys:
+        # EVAL needs a key to MGET; an answer that depends on no family has an empty generation list.
+        key = f"an:{org_id}::{digest}"
+        if zset:
+            client.zincrby(zset, 1, member)
+        return key, client.get(key)
+    key, cached = client.eval(
+        _LOOKUP, len(gen_keys), *gen_keys, f"an:{org_id}:", digest, zset, member, *names
+    )
+    return key.decode() if isinstance(key, bytes) else key, cached
+
+
 def read_through(
     client: redis.Redis,
     org_id: int,
@@ -122,20 +157,22 @@ def read_through(
     ttl: int,
     on_miss: Callable[[str], None] | None = None,
     force: bool = False,
+    count_in: tuple[str, str] | None = None,
 ) -> tuple[Any, CacheMeta]:
     """The cached answer for `params`, or compute it once (others wait) and store it for `ttl` seconds.
 
     When Redis is unreachable the answer is computed and returned with cache "bypass".
-    `force` recomputes and overwrites whatever is cached (background refresh).
+    `force` recomputes and overwrites whatever is cached (background refresh). `count_in`, a
+    (sorted set, member) pair, counts the request there in the same round trip as the lookup.
     """
     names = sorted(set(families))
     try:
-        gens = [int(g or 0) for g in client.mget([gen_key(org_id, f) for f in names])] if names else []
-        key = cache_key(org_id, names, gens, params)
-        cached = None if force else client.get(key)
+        key, cached = _lookup(client, org_id, names, params, count_in)
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
         return compute(), CacheMeta("bypass", _now())
+    if force:
+        cached = None
     if cached is not None:
         entry = json.loads(cached)
         return entry["value"], CacheMeta("hit", entry["computed_at"])

@@ -15,11 +15,15 @@ def popular_key(org_id: int) -> str:
     return f"an:popular:{org_id}"
 
 
+def member(kind: str, params: dict[str, Any]) -> str:
+    """How one query is named in the popularity set."""
+    return json.dumps({"kind": kind, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def record(client: redis.Redis, org_id: int, kind: str, params: dict[str, Any]) -> None:
     """Count one request of this query (best effort: a Redis failure is ignored)."""
-    member = json.dumps({"kind": kind, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
     with contextlib.suppress(redis.RedisError):
-        client.zincrby(popular_key(org_id), 1, member)
+        client.zincrby(popular_key(org_id), 1, member(kind, params))
 
 
 def top(client: redis.Redis, org_id: int, n: int = TOP_N) -> list[dict[str, Any]]:

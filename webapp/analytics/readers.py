@@ -138,7 +138,7 @@ READERS: dict[str, Reader] = {
 
 
 def read(
-    session: Session,
+    session: Session | Callable[[], Session],
     client: redis.Redis,
     org_id: int,
     params: dict[str, Any],
@@ -146,14 +146,17 @@ def read(
     ttl: int,
     force: bool = False,
 ) -> tuple[Any, ReadMeta]:
-    """The answer for `params` (whose "route" names the reader) through the cache."""
+    """The answer for `params` (whose "route" names the reader) through the cache.
+
+    `session` may be a function returning one, so that a cache hit opens no database connection.
+    """
     reader = READERS[params["route"]]
-    if not force:
-        popular.record(client, org_id, "read", params)
+    counted = None if force else (popular.popular_key(org_id), popular.member("read", params))
 
     def compute() -> dict[str, Any]:
+        db = session() if callable(session) else session
         with queries.reading(read_options(params)) as provenance:
-            value = reader.compute(session, org_id, params)
+            value = reader.compute(db, org_id, params)
         return {"value": value, "source": provenance.source, "approximate": provenance.approximate}
 
     entry, meta = read_through(
@@ -164,5 +167,6 @@ def read(
         compute,
         ttl=min(reader.ttl, ttl) if reader.ttl else ttl,
         force=force,
+        count_in=counted,
     )
     return entry["value"], ReadMeta(meta.cache, meta.computed_at, entry["source"], entry["approximate"])

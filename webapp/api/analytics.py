@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, queries, readers, sla, snapshots
 from webapp.analytics.aggregations import QueryError
-from webapp.analytics.buckets import BucketError, default_end, make_buckets, resolve_range, shift_days
+from webapp.analytics.buckets import BucketError, check_bucket_count, default_end, resolve_range, shift_days
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.api.analytics_schemas import (
     Aggregation,
@@ -92,11 +94,32 @@ def _query(model: type[M]) -> M:
     return parse_query(model)
 
 
-def _org() -> Organization:
-    org = get_session().get(Organization, current_principal().org_id)
+@dataclass(frozen=True)
+class OrgSettings:
+    """What analytics reads need of the caller's organization."""
+
+    id: int
+    timezone: str
+    sla_targets: dict[str, Any] | None
+
+
+# Read on nearly every analytics request and changed almost never: kept per process for a minute,
+# so that a cache hit needs no database round trip at all.
+_ORG_SECONDS = 60.0
+_orgs: dict[int, tuple[float, OrgSettings]] = {}
+
+
+def _org() -> OrgSettings:
+    org_id = current_principal().org_id
+    cached = _orgs.get(org_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    org = get_session().get(Organization, org_id)
     if org is None:
         raise ApiError(401, "the token's organization no longer exists")
-    return org
+    settings = OrgSettings(org.id, org.timezone, org.sla_targets)
+    _orgs[org_id] = (time.monotonic() + _ORG_SECONDS, settings)
+    return settings
 
 
 def _session() -> Session:
@@ -108,7 +131,7 @@ def _session() -> Session:
     return session
 
 
-def _window(query: RangeQuery, org: Organization) -> tuple[ZoneInfo, datetime, datetime, Filters]:
+def _window(query: RangeQuery, org: OrgSettings) -> tuple[ZoneInfo, datetime, datetime, Filters]:
     """Time zone, [start, end) and filters of a range query (default: the last 30 local days)."""
     tz = zone(query.tz or org.timezone)
     start = parse_datetime(query.start, tz, "start") if query.start else None
@@ -152,7 +175,7 @@ def _echo(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dic
 def _read(org_id: int, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The answer through the cache, and the meta block that says where it came from."""
     value, meta = readers.read(
-        _session(), get_redis(), org_id, params, ttl=current_app.config["CACHE_TTL_SECONDS"]
+        _session, get_redis(), org_id, params, ttl=current_app.config["CACHE_TTL_SECONDS"]
     )
     return value, meta.as_dict()
 
@@ -176,7 +199,7 @@ def time_series(metric: str) -> Response:
     org = _org()
     with _client_errors():
         tz, start, end, filters = _window(query, org)
-        make_buckets(query.granularity, start, end, tz)  # validates the bucket count before any SQL
+        check_bucket_count(query.granularity, start, end, tz)  # before any SQL or cache lookup
         params = {
             "route": "time_series",
             "metric": metric,
