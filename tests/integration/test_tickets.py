@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from webapp.models import TicketEvent
 
@@ -220,3 +220,127 @@ def test_organizations_never_see_each_other(make_tenant):
     assert beta.admin.patch(f"/api/v1/tickets/{tid}", json={"priority": "low"}).status_code == 404
     assert beta.admin.get("/api/v1/tickets").get_json()["items"] == []
     assert alpha.viewer.get(f"/api/v1/tickets/{tid}").status_code == 200
+
+
+# --- bulk create --------------------------------------------------------------
+
+BULK_NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+BULK_ROWS = [
+    {},
+    {"subject": "tab\there, newline\nthere, back\\slash, ünïcode", "priority": "high", "channel": "email"},
+    {"status": "pending", "assigned_to": "ana", "sentiment_score": -0.5, "category": "billing"},
+    {"status": "closed"},
+    {"status": "resolved", "created_at": "2026-03-10T12:03:00+00:00"},
+    {"created_at": "2026-03-01T09:30:00", "first_response_at": "2026-03-01T10:00:00"},
+    {
+        "status": "closed",
+        "created_at": "2026-03-01T09:00:00+00:00",
+        "first_response_at": "2026-03-01T11:30:00+00:00",
+        "resolved_at": "2026-03-02T11:00:00+00:00",
+        "assigned_to": "ben",
+        "sentiment_score": 0.25,
+    },
+    {"created_at": "2026-02-01T00:00:00Z", "resolved_at": "2026-02-03T00:00:00Z", "channel": "chat"},
+    {"created_at": "2026-02-01T00:00:00Z", "first_response_at": "2026-02-01T00:00:00Z", "status": "on_hold"},
+]
+TICKET_SAME = (
+    "subject",
+    "status",
+    "priority",
+    "channel",
+    "category",
+    "assigned_to",
+    "sentiment_score",
+    "created_at",
+    "updated_at",
+    "first_response_at",
+    "resolved_at",
+    "reopen_count",
+)
+EVENT_SAME = (
+    "event_type",
+    "occurred_at",
+    "status",
+    "priority",
+    "channel",
+    "category",
+    "assigned_to",
+    "value",
+    "detail",
+)
+
+
+def _written(db_session, org_id):
+    tickets = db_session.execute(
+        text(f"SELECT id, {', '.join(TICKET_SAME)} FROM tickets WHERE org_id = :o ORDER BY id"), {"o": org_id}
+    ).all()
+    ordinal = {row[0]: i for i, row in enumerate(tickets)}
+    events = db_session.execute(
+        text(f"SELECT ticket_id, {', '.join(EVENT_SAME)} FROM ticket_events WHERE org_id = :o ORDER BY id"),
+        {"o": org_id},
+    ).all()
+    return [tuple(row[1:]) for row in tickets], [(ordinal[row[0]], *row[1:]) for row in events]
+
+
+def test_bulk_create_writes_what_create_ticket_writes(make_tenant, db_session):
+    from webapp.imports import validate_row
+    from webapp.models import Organization
+    from webapp.tickets import create_ticket, create_tickets_bulk
+
+    one_by_one = db_session.get(Organization, make_tenant(timezone="Europe/Berlin").org_id)
+    in_bulk = db_session.get(Organization, make_tenant(timezone="Europe/Berlin").org_id)
+    rows = []
+    for raw in BULK_ROWS:
+        fields, problems = validate_row(raw)
+        assert not problems, (raw, problems)
+        rows.append(fields)
+
+    changes = [create_ticket(db_session, one_by_one, fields, now=BULK_NOW) for fields in rows]
+    result = create_tickets_bulk(db_session, in_bulk, rows, now=BULK_NOW)
+    db_session.flush()
+
+    expected_tickets, expected_events = _written(db_session, one_by_one.id)
+    tickets, events = _written(db_session, in_bulk.id)
+    assert len(expected_tickets) == len(rows)
+    assert tickets == expected_tickets
+    assert events == expected_events
+    assert result.ticket_ids == sorted(result.ticket_ids)
+    assert len(result.ticket_ids) == len(rows)
+    assert result.events == sum(len(c.events) for c in changes) == len(events)
+    assert result.event_types == {e.event_type for c in changes for e in c.events}
+    # A later resolution leaves the earlier events open; the resolved event carries the final status.
+    closed = 6
+    assert [e[3] for e in events if e[0] == closed] == ["open", "open", "closed"]
+    # Both paths mark the same rollup hours dirty.
+    hours = (
+        "SELECT DISTINCT event_type, h FROM analytics_rollup_dirty d,"
+        " generate_series(d.lo, d.hi - interval '1 hour', interval '1 hour')"
+        " h WHERE org_id = :o ORDER BY 1, 2"
+    )
+    assert (
+        db_session.execute(text(hours), {"o": in_bulk.id}).all()
+        == db_session.execute(text(hours), {"o": one_by_one.id}).all()
+    )
+
+
+def test_bulk_create_rejects_the_whole_batch_naming_rows(make_tenant, db_session):
+    from webapp.models import Organization
+    from webapp.tickets import BulkRejected, create_tickets_bulk
+
+    org = db_session.get(Organization, make_tenant().org_id)
+    created = BULK_NOW - timedelta(days=1)
+    rows = [
+        {"created_at": created},
+        {"created_at": created, "resolved_at": created - timedelta(hours=1)},
+        {"created_at": created, "resolved_at": created, "status": "open"},
+        {"created_at": BULK_NOW + timedelta(hours=1)},
+    ]
+    with pytest.raises(BulkRejected) as caught:
+        create_tickets_bulk(db_session, org, rows, now=BULK_NOW)
+    assert [(i, e.field) for i, e in caught.value.errors] == [
+        (1, "resolved_at"),
+        (2, "status"),
+        (3, "created_at"),
+    ]
+    assert db_session.scalar(text("SELECT count(*) FROM tickets WHERE org_id = :o"), {"o": org.id}) == 0
+    assert create_tickets_bulk(db_session, org, [], now=BULK_NOW).ticket_ids == []

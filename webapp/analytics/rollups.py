@@ -216,11 +216,18 @@ def build(
         params[f"event_type_{i}"] = metric.event_type
     stats = BuildStats()
     lo, last = floor_hour(start), ceil_hour(end)
+    # The CTEs have no statistics, so the planner guesses a handful of rows and picks nested loops
+    # (the NOT EXISTS of vanished rows goes quadratic: ~10 s for a 7-day chunk of an import instead
+    # of 0.3 s hashed). Off for the build statements only (transaction-local, then set back); if a
+    # statement fails, the rollback that has to follow undoes it anyway.
+    previous = session.execute(text("SELECT current_setting('enable_nestloop')")).scalar()
+    session.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
     while lo < last:
         hi = min(lo + BUILD_CHUNK, last)
         row = session.execute(sql, {**params, "start": lo, "end": hi}).one()
         stats += BuildStats(int(row.written), int(row.removed), int(row.cleared), int((hi - lo) / HOUR))
         lo = hi
+    session.execute(text("SELECT set_config('enable_nestloop', :value, true)"), {"value": previous})
     return stats
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Task, shared_task
@@ -24,6 +25,7 @@ def _import(ctx: JobContext) -> dict[str, Any]:
     if org is None:
         raise JobFailed("the organization no longer exists")
     rows = ctx.params.get("rows") or []
+    started = time.perf_counter()
     try:
         report, event_types, fields = imports.import_rows(ctx.session, org, rows, on_progress=ctx.report)
     except imports.ImportRejected as exc:
@@ -34,9 +36,17 @@ def _import(ctx: JobContext) -> dict[str, Any]:
     # The result is committed with the tickets, so a redelivery can tell the batch is already written.
     ctx.job.result = result
     ctx.session.commit()
+    written = time.perf_counter()
     _refresh_rollups(ctx)
+    refreshed = time.perf_counter()
     imports.after_import(ctx.client, org_id, event_types, fields, job_id=str(ctx.job.id))
-    ctx.log("imported %s tickets with %s events", report.imported, report.events)
+    ctx.log(
+        "imported %s tickets with %s events in %.3fs, rollups refreshed in %.3fs",
+        report.imported,
+        report.events,
+        written - started,
+        refreshed - written,
+    )
     return result
 
 
