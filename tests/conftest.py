@@ -320,6 +320,28 @@ def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Po
         proc.kill()
 
 
+@pytest.fixture
+def stoppable_redis(services: Services) -> Iterator[Any]:
+    """The embedded Redis, which a test may stop; started again afterwards whatever happened."""
+    if services.redis_server is None:
+        pytest.skip("needs the embedded Redis, which the tests can stop and start")
+    yield services.redis_server
+    services.redis_server.start()
+
+
+def wait_redis(url: str, timeout: float = 10) -> None:
+    """Block until Redis at `url` answers PING."""
+    client = redis.Redis.from_url(url, socket_timeout=0.5)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            time.sleep(0.1)
+    raise AssertionError("Redis did not come back")
+
+
 def wait_for_job(
     api: Api, job_id: str, timeout: float = 30, until: tuple[str, ...] = ("succeeded", "failed", "cancelled")
 ) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import delete, select
 
-from tests.conftest import JWT_SECRET
+from tests.conftest import JWT_SECRET, wait_redis
 from webapp import revocation
 from webapp.api import ws
 from webapp.models import RevokedToken
@@ -168,26 +167,6 @@ def redis_client(services):
     return redis.Redis.from_url(services.redis_url)
 
 
-@pytest.fixture
-def stoppable_redis(services):
-    if services.redis_server is None:
-        pytest.skip("needs the embedded Redis, which the tests can stop and start")
-    yield services.redis_server
-    services.redis_server.start()
-
-
-def _wait_redis(url: str) -> None:
-    client = redis.Redis.from_url(url, socket_timeout=0.5)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            client.ping()
-            return
-        except redis.RedisError:
-            time.sleep(0.1)
-    raise AssertionError("Redis did not come back")
-
-
 def test_logout_revokes_the_access_and_refresh_tokens_and_no_other(client, tenant, db_session):
     tokens = _login(client, tenant.users["agent"])
     other = _login(client, tenant.users["agent"])
@@ -275,7 +254,7 @@ def test_revoked_token_stays_revoked_with_redis_stopped(client, tenant, stoppabl
         assert _call(client, later["access_token"]).status_code == 401
     finally:
         stoppable_redis.start()
-    _wait_redis(services.redis_url)
+    wait_redis(services.redis_url)
 
     # Back with Redis: the outage's logout reached Redis too, over the "not revoked" it had cached.
     assert _call(client, revoked["access_token"]).status_code == 401

@@ -3,30 +3,7 @@ caching resumes with no restart once Redis is back."""
 
 from __future__ import annotations
 
-import time
-
-import pytest
-import redis
-
-
-@pytest.fixture
-def stoppable_redis(services):
-    if services.redis_server is None:
-        pytest.skip("needs the embedded Redis, which the tests can stop and start")
-    yield services.redis_server
-    services.redis_server.start()
-
-
-def _wait_redis(url: str) -> None:
-    client = redis.Redis.from_url(url, socket_timeout=0.5)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            client.ping()
-            return
-        except redis.RedisError:
-            time.sleep(0.1)
-    raise AssertionError("Redis did not come back")
+from tests.conftest import wait_redis
 
 
 def test_redis_down_then_back(live_app, make_live_tenant, stoppable_redis, services):
@@ -58,7 +35,7 @@ def test_redis_down_then_back(live_app, make_live_tenant, stoppable_redis, servi
         assert job.headers["Retry-After"]
     finally:
         stoppable_redis.start()
-    _wait_redis(services.redis_url)
+    wait_redis(services.redis_url)
 
     assert tenant.viewer.get("/api/v1/health").get_json()["redis"]["ok"] is True
     first = tenant.viewer.get("/api/v1/analytics/time-series/ticket_count?granularity=daily").get_json()

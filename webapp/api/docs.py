@@ -37,7 +37,7 @@ fetch("openapi.json").then(r => r.json()).then(spec => {
       const det = document.createElement("details"); const sum = document.createElement("summary");
       sum.textContent = "parameters, body and responses"; const pre = document.createElement("pre");
       pre.textContent = JSON.stringify({parameters: op.parameters, requestBody: op.requestBody,
-        responses: Object.keys(op.responses)}, null, 2);
+        responses: Object.entries(op.responses).map(([status]) => status)}, null, 2);
       det.append(sum, pre); div.append(det); root.append(div);
     }
   }
