@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import psycopg
 from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, queries, readers, sla, snapshots
 from webapp.analytics.aggregations import QueryError
-from webapp.analytics.buckets import BucketError, check_bucket_count, default_end, resolve_range, shift_days
+from webapp.analytics.buckets import check_bucket_count, default_end, resolve_range, shift_days
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.api.analytics_schemas import (
     Aggregation,
@@ -39,14 +35,15 @@ from webapp.api.analytics_schemas import (
 )
 from webapp.api.errors import ApiError
 from webapp.api.jobs_submit import submit_job
+from webapp.api.query_errors import client_errors
 from webapp.api.schemas import JobAccepted
 from webapp.api.spec import document, parse_body, parse_query
 from webapp.auth import current_principal, require_role
 from webapp.db import get_session
-from webapp.dimensions import FilterError, parse_filters
+from webapp.dimensions import parse_filters
 from webapp.models import Organization
 from webapp.redis_client import get_redis
-from webapp.timeutil import TimeError, parse_datetime, utcnow, zone
+from webapp.timeutil import parse_datetime, utcnow, zone
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
@@ -54,32 +51,6 @@ M = TypeVar("M", bound=BaseModel)
 Filters = queries.Filters
 SNAPSHOT_DEFAULT_DAYS = {"daily": 31, "weekly": 26 * 7, "monthly": 366}
 ERRORS = (400, 401, 403, 503)
-
-
-@contextmanager
-def _client_errors() -> Iterator[None]:
-    """Turn the domain's validation errors into 400s that name the field and what is allowed."""
-    try:
-        yield
-    except (FilterError, QueryError) as exc:
-        raise ApiError(400, str(exc), details={"field": exc.field}) from exc
-    except BucketError as exc:
-        raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
-    except TimeError as exc:
-        raise ApiError(400, str(exc)) from exc
-    except OverflowError as exc:
-        raise ApiError(
-            400, "the range reaches past the dates the calendar can represent (years 1 to 9999)"
-        ) from exc
-    except OperationalError as exc:
-        if isinstance(exc.orig, psycopg.errors.QueryCanceled):
-            raise ApiError(
-                503,
-                "the query took longer than the analytics time limit; narrow the range, "
-                "or use POST /analytics/aggregations with async: true",
-                headers={"Retry-After": "30"},
-            ) from exc
-        raise
 
 
 def _query(model: type[M]) -> M:
@@ -197,7 +168,7 @@ def time_series(metric: str) -> Response:
         )
     query = _query(TimeSeriesQuery)
     org = _org()
-    with _client_errors():
+    with client_errors():
         tz, start, end, filters = _window(query, org)
         check_bucket_count(query.granularity, start, end, tz)  # before any SQL or cache lookup
         params = {
@@ -232,7 +203,7 @@ def time_series(metric: str) -> Response:
 def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
     body = parse_body(AggregationRequest)
     org = _org()
-    with _client_errors():
+    with client_errors():
         params = _percentile_policy(
             aggregations.canonical_params(
                 body.model_dump(exclude={"async_"}), default_tz=org.timezone, now=utcnow()
@@ -267,7 +238,7 @@ def distribution(field: str) -> Response:
         )
     query = _query(DistributionQuery)
     org = _org()
-    with _client_errors():
+    with client_errors():
         tz, start, end, filters = _window(query, org)
         value, meta = _read(
             org.id,
@@ -294,7 +265,7 @@ def dashboard() -> Response:
     org = _org()
     if query.period is not None and query.start is not None:
         raise ApiError(400, "give period or start, not both", details={"field": "period"})
-    with _client_errors():
+    with client_errors():
         tz = zone(query.tz or org.timezone)
         if query.start is None:
             # A period (default 30d) is that many local days; the previous one is as many days before.
@@ -338,7 +309,7 @@ def dashboard() -> Response:
 def performance() -> Response:
     query = _query(PerformanceQuery)
     org = _org()
-    with _client_errors():
+    with client_errors():
         tz, start, end, filters = _window(query, org)
         targets = sla.targets_for(org.sla_targets)
         params = _percentile_policy(
@@ -368,7 +339,7 @@ def _local_date(raw: str, tz: ZoneInfo, field: str) -> date:
 def list_snapshots() -> Response:
     query = _query(SnapshotQuery)
     org = _org()
-    with _client_errors():
+    with client_errors():
         tz = zone(org.timezone)
         end = (
             _local_date(query.end, tz, "end")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -16,18 +15,16 @@ from werkzeug.http import quote_header_value
 from webapp import jobs as job_domain
 from webapp import signing
 from webapp.analytics import exports
-from webapp.analytics.aggregations import QueryError
-from webapp.analytics.buckets import BucketError
 from webapp.api.errors import ApiError, not_found
 from webapp.api.jobs_submit import submit_job
+from webapp.api.query_errors import client_errors
 from webapp.api.schemas import JobAccepted, Strict
 from webapp.api.spec import document, parse_body, parse_query
 from webapp.auth import current_principal, require_role
 from webapp.db import get_session, session_factory
-from webapp.dimensions import FilterError
 from webapp.models import Organization
 from webapp.models.jobs import Export
-from webapp.timeutil import TimeError, utcnow
+from webapp.timeutil import utcnow
 
 bp = Blueprint("exports", __name__)
 
@@ -71,19 +68,6 @@ class ExportInfo(BaseModel):
     link_expires_at: datetime
 
 
-@contextmanager
-def _client_errors() -> Iterator[None]:
-    """The domain's validation errors as 400s naming the field."""
-    try:
-        yield
-    except (QueryError, FilterError) as exc:
-        raise ApiError(400, str(exc), details={"field": exc.field}) from exc
-    except BucketError as exc:
-        raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
-    except TimeError as exc:
-        raise ApiError(400, str(exc)) from exc
-
-
 def _directory() -> Path:
     return Path(current_app.config["EXPORT_DIR"])
 
@@ -110,7 +94,7 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     org = get_session().get(Organization, current_principal().org_id)
     if org is None:
         raise ApiError(401, "the token's organization no longer exists")
-    with _client_errors():
+    with client_errors():
         params = exports.canonical_params(body.model_dump(), default_tz=org.timezone, now=utcnow())
     if mode == "async":
         _check_active_cap(org.id, params)
@@ -148,7 +132,7 @@ def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
     # A session of its own: the response streams after the request's session is gone.
     session = session_factory()()
     try:
-        with _client_errors():
+        with client_errors():
             table = exports.open_table(
                 session,
                 org_id=org_id,

@@ -1,0 +1,41 @@
+"""The analytics domain's errors as API answers, shared by every route that runs analytics queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from sqlalchemy.exc import OperationalError
+
+from webapp.analytics.aggregations import QueryError
+from webapp.analytics.buckets import BucketError
+from webapp.api.errors import ApiError
+from webapp.dimensions import FilterError
+from webapp.timeutil import TimeError
+
+
+@contextmanager
+def client_errors() -> Iterator[None]:
+    """Validation errors as 400s that name the field and what is allowed; a query timeout as 503."""
+    try:
+        yield
+    except (FilterError, QueryError) as exc:
+        raise ApiError(400, str(exc), details={"field": exc.field}) from exc
+    except BucketError as exc:
+        raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
+    except TimeError as exc:
+        raise ApiError(400, str(exc)) from exc
+    except OverflowError as exc:
+        raise ApiError(
+            400, "the range reaches past the dates the calendar can represent (years 1 to 9999)"
+        ) from exc
+    except OperationalError as exc:
+        if isinstance(exc.orig, psycopg.errors.QueryCanceled):
+            raise ApiError(
+                503,
+                "the query took longer than the analytics time limit; narrow the range, "
+                "or use POST /analytics/aggregations with async: true",
+                headers={"Retry-After": "30"},
+            ) from exc
+        raise
