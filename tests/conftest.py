@@ -263,12 +263,9 @@ def make_org(app: Flask) -> Any:
     return factory
 
 
-@pytest.fixture(scope="session")
-def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process (prefork) on every queue, against the test database and Redis."""
-    log_path = TEST_INSTANCE / "worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(
+def process_env(services: Services, **extra: str) -> dict[str, str]:
+    """The environment of a worker or web process serving the test services."""
+    return dict(
         os.environ,
         DATABASE_URL=services.database_url,
         REDIS_URL=services.redis_url,
@@ -276,7 +273,16 @@ def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Po
         INSTANCE_PATH=str(TEST_INSTANCE),
         JWT_SECRET_KEY=JWT_SECRET,
         EXPORT_DIR=str(TEST_INSTANCE / "exports"),
+        **extra,
     )
+
+
+@pytest.fixture(scope="session")
+def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process (prefork) on every queue, against the test database and Redis."""
+    log_path = TEST_INSTANCE / "worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = process_env(services)
     hostname = f"test-{secrets.token_hex(3)}@localhost"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from devstack.ports import free_port, port_open
-from tests.conftest import JWT_SECRET, ROOT, TEST_INSTANCE
+from tests.conftest import ROOT, TEST_INSTANCE, process_env
 
 # Short, so a test sees the server's keepalive ping quickly (webapp/config.py reads WS_PING_INTERVAL).
 PING_INTERVAL = 3
@@ -60,16 +59,7 @@ class Web:
 def web_server(services, celery_worker) -> Iterator[Web]:
     """gunicorn serving create_app() on a free loopback port."""
     port = free_port()
-    env = dict(
-        os.environ,
-        DATABASE_URL=services.database_url,
-        REDIS_URL=services.redis_url,
-        BROKER_URL=services.redis_url,
-        INSTANCE_PATH=str(TEST_INSTANCE),
-        JWT_SECRET_KEY=JWT_SECRET,
-        EXPORT_DIR=str(TEST_INSTANCE / "exports"),
-        WS_PING_INTERVAL=str(PING_INTERVAL),
-    )
+    env = process_env(services, WS_PING_INTERVAL=str(PING_INTERVAL))
     log_path = TEST_INSTANCE / "web.log"
     with open(log_path, "ab") as log:
         # Tests read back this run's part only (e.g. to prove a token never reached a log line).
