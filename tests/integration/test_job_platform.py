@@ -579,7 +579,9 @@ def test_cache_warm_submits_refresh_jobs_for_orgs_with_popular_queries(
     busy = make_live_tenant("Busy")
     quiet = make_live_tenant("Quiet")
     client = redis.Redis.from_url(services.redis_url)
-    popular.record(client, busy.org_id, "time_series", {"metric": "ticket_count"})
+    client.zincrby(
+        popular.popular_key(busy.org_id), 1, popular.member("time_series", {"metric": "ticket_count"})
+    )
     outcome = celery.send_task("cache.warm", kwargs={"org_ids": [busy.org_id, quiet.org_id]}).get(timeout=30)
     assert len(outcome["submitted"]) == 1
     job_id = outcome["submitted"][0]

@@ -155,7 +155,6 @@ def read_through(
     compute: Callable[[], Any],
     *,
     ttl: int,
-    on_miss: Callable[[str], None] | None = None,
     force: bool = False,
     count_in: tuple[str, str] | None = None,
 ) -> tuple[Any, CacheMeta]:
@@ -203,8 +202,6 @@ def read_through(
         log.warning("cache unavailable org=%s: %s", org_id, exc)
         return compute(), CacheMeta("bypass", _now())
 
-    if on_miss is not None:
-        on_miss(key)
     computed_at = _now()
     try:
         value = compute()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
@@ -18,12 +17,6 @@ def popular_key(org_id: int) -> str:
 def member(kind: str, params: dict[str, Any]) -> str:
     """How one query is named in the popularity set."""
     return json.dumps({"kind": kind, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def record(client: redis.Redis, org_id: int, kind: str, params: dict[str, Any]) -> None:
-    """Count one request of this query (best effort: a Redis failure is ignored)."""
-    with contextlib.suppress(redis.RedisError):
-        client.zincrby(popular_key(org_id), 1, member(kind, params))
 
 
 def top(client: redis.Redis, org_id: int, n: int = TOP_N) -> list[dict[str, Any]]:
