@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 
+import redis
 from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import (
     JWTManager,
@@ -25,6 +29,7 @@ from webapp.models import User
 from webapp.models.organizations import ROLES
 from webapp.redis_client import get_redis
 
+log = logging.getLogger(__name__)
 jwt = JWTManager()
 
 ALGORITHM = "HS256"
@@ -87,6 +92,7 @@ def init_app(app: Flask) -> None:
         JWT_ERROR_MESSAGE_KEY="message",
     )
     jwt.init_app(app)
+    app.extensions["verified_tokens"] = VerifiedTokens()
 
     def unauthorized(message: str) -> Response:
         return error_response(401, message, headers={"WWW-Authenticate": "Bearer"})
@@ -121,10 +127,12 @@ def token_revoked(claims: dict[str, Any]) -> bool:
         session_factory(),
         jti=jti,
         expires_at=datetime.fromtimestamp(exp, UTC),
-        negative_ttl=current_app.config.get(
-            "TOKEN_REVOCATION_CACHE_SECONDS", revocation.DEFAULT_NEGATIVE_TTL
-        ),
+        negative_ttl=_negative_ttl(),
     )
+
+
+def _negative_ttl() -> int:
+    return current_app.config.get("TOKEN_REVOCATION_CACHE_SECONDS", revocation.DEFAULT_NEGATIVE_TTL)
 
 
 def revoke_token(claims: dict[str, Any]) -> None:
@@ -134,32 +142,178 @@ def revoke_token(claims: dict[str, Any]) -> None:
     )
 
 
-def require_role(minimum: str = "viewer", *, refresh: bool = False) -> Callable[[F], F]:
-    """Verify the bearer token and that its role is at least `minimum`; sets g.principal."""
+class VerifiedTokens:
+    """Access tokens whose signature and claims this app verified: the token string -> its claims.
+
+    The same string always carries the same claims, so it needs no second signature check (which
+    costs as much as a small request); expiry, revocation and the role are still checked on every
+    request. Bounded: past `size` tokens the oldest is forgotten (and verified again if it returns).
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._claims: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, token: str, claims: dict[str, Any]) -> None:
+        with self._lock:
+            if len(self._claims) >= self._size:
+                del self._claims[next(iter(self._claims))]  # dicts keep insertion order
+            self._claims[token] = claims
+
+    def get(self, token: str | None) -> dict[str, Any] | None:
+        """The claims of `token` if it was verified before and has not expired since."""
+        if token is None:
+            return None
+        claims = self._claims.get(token)
+        if claims is None:
+            return None
+        if claims["exp"] <= time.time():
+            with self._lock:
+                self._claims.pop(token, None)  # the full check answers "token has expired"
+            return None
+        return claims
+
+
+def _verified() -> VerifiedTokens:
+    return current_app.extensions["verified_tokens"]
+
+
+def _bearer() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None or not header.startswith("Bearer ") or "," in header:
+        return None
+    return header[7:]
+
+
+def require_role(
+    minimum: str = "viewer", *, refresh: bool = False, read_only: bool = False
+) -> Callable[[F], F]:
+    """Verify the bearer token and that its role is at least `minimum`; sets g.principal and g.claims.
+
+    The route's request budget is spent only by callers with the role, after the token checks. A
+    `read_only` route changes nothing, so the Redis part of the checks (revocation and budget) may
+    ride along with its cache lookup (see `pending_admission`); they are settled before the lookup's
+    answer is used, and after the view at the latest, when it made no lookup.
+    """
 
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            verify_jwt_in_request(refresh=refresh)
-            claims = get_jwt()
-            principal = Principal(int(claims["sub"]), claims["org_id"], claims["role"])
-            if ROLE_RANK[principal.role] < ROLE_RANK[minimum]:
-                raise ApiError(403, f"this action needs the {minimum} role or higher")
-            g.principal = principal
-            _spend_budget(principal.org_id)
-            return view(*args, **kwargs)
+            token = None if refresh else _bearer()
+            claims = _verified().get(token)
+            if claims is None:
+                verify_jwt_in_request(refresh=refresh)  # signature, expiry, claims and revocation
+                claims = get_jwt()
+                if token is not None:
+                    _verified().remember(token, claims)
+                _check_role(claims, minimum)
+                _spend_budget(claims["org_id"])
+                admission = None
+            else:
+                admission = Admission(claims, minimum, _budget())
+                if not (read_only and revocation.nothing_pending()):
+                    admission.run()
+            g.principal = Principal(int(claims["sub"]), claims["org_id"], claims["role"])
+            g.claims = claims
+            g.admission = admission
+            if admission is None or admission.settled:
+                return view(*args, **kwargs)
+            try:
+                response = view(*args, **kwargs)
+            finally:
+                if not admission.settled:
+                    admission.run()  # a refused token outranks whatever the view answered
+            return response
 
         return wrapper  # type: ignore[return-value]
 
     return decorator
 
 
-def _spend_budget(org_id: int) -> None:
+def pending_admission() -> Admission | None:
+    """The request's token checks still to be made, for its cache lookup to carry; None when made."""
+    admission = g.get("admission")
+    return admission if admission is not None and not admission.settled else None
+
+
+def _check_role(claims: dict[str, Any], minimum: str) -> None:
+    if ROLE_RANK[claims["role"]] < ROLE_RANK[minimum]:
+        raise ApiError(403, f"this action needs the {minimum} role or higher")
+
+
+def _budget() -> tuple[str, int] | None:
+    """The request budget this route spends, and its limit per minute."""
     group = ratelimit.group_of(request.endpoint)
     if group is None:
+        return None
+    return group, current_app.config["RATE_LIMITS_PER_MINUTE"][group]
+
+
+class Admission:
+    """The checks of an already verified token that need Redis: revocation, then role, then budget.
+
+    Its commands go out in one round trip, on their own (`run`) or with a cache lookup (`queue`,
+    then `settle` with the replies). Settling raises the API error that refuses the request.
+    """
+
+    def __init__(self, claims: dict[str, Any], minimum: str, budget: tuple[str, int] | None) -> None:
+        self.claims = claims
+        self.minimum = minimum
+        self.budget = budget
+        # Only callers with the role spend the budget.
+        spends = budget is not None and ROLE_RANK[claims["role"]] >= ROLE_RANK[minimum]
+        self.window = ratelimit.window(claims["org_id"], budget[0]) if spends and budget else None
+        self.settled = False
+
+    def queue(self, pipe: redis.client.Pipeline) -> int:
+        pipe.get(revocation.key(self.claims["jti"]))
+        if self.window is None:
+            return 1
+        self.window.queue(pipe)
+        return 3
+
+    def run(self) -> None:
+        client = get_redis()
+        try:
+            revocation.flush_pending(client)
+            pipe = client.pipeline(transaction=False)
+            self.queue(pipe)
+            replies: list[Any] | None = pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("token checks without Redis: %s", exc)
+            replies = None
+        self.settle(replies)
+
+    def settle(self, replies: list[Any] | None) -> None:
+        self.settled = True
+        if replies is not None and any(isinstance(reply, Exception) for reply in replies):
+            replies = None
+        redis_up = replies is not None
+        if revocation.answer(
+            replies[0] if replies else None,
+            get_redis() if redis_up else None,
+            session_factory(),
+            jti=self.claims["jti"],
+            expires_at=datetime.fromtimestamp(self.claims["exp"], UTC),
+            negative_ttl=_negative_ttl(),
+        ):
+            raise ApiError(401, "token has been revoked", headers={"WWW-Authenticate": "Bearer"})
+        _check_role(self.claims, self.minimum)
+        if self.window is not None and self.budget is not None and replies is not None:
+            group, limit = self.budget
+            _refuse_when_spent(group, limit, self.window.wait(replies[1], limit))
+
+
+def _spend_budget(org_id: int) -> None:
+    budget = _budget()
+    if budget is None:
         return
-    limit = current_app.config["RATE_LIMITS_PER_MINUTE"][group]
-    wait = ratelimit.spend(get_redis(), org_id, group, limit)
+    group, limit = budget
+    _refuse_when_spent(group, limit, ratelimit.spend(get_redis(), org_id, group, limit))
+
+
+def _refuse_when_spent(group: str, limit: int, wait: int | None) -> None:
     if wait is not None:
         raise ApiError(
             429,
@@ -167,6 +321,11 @@ def _spend_budget(org_id: int) -> None:
             details={"limit": limit, "group": group, "retry_after": wait},
             headers={"Retry-After": str(wait)},
         )
+
+
+def current_claims() -> dict[str, Any]:
+    """The verified claims of the request's bearer token."""
+    return g.claims
 
 
 def current_principal() -> Principal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import redis
 
@@ -25,22 +26,42 @@ def group_of(endpoint: str | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Window:
+    """The current budget window of one organization and group: its counter key and when it ends."""
+
+    key: str
+    ends_at: float
+
+    def queue(self, pipe: redis.client.Pipeline) -> None:
+        """Count one request in `pipe` (the first reply of the two is the count so far)."""
+        pipe.incr(self.key)
+        pipe.expire(self.key, WINDOW_SECONDS + 1)
+
+    def wait(self, used: int, limit: int) -> int | None:
+        """The seconds to wait when `used` exceeds `limit`, else None."""
+        if used <= limit:
+            return None
+        return max(1, int(self.ends_at - time.time()) + 1)
+
+
+def window(org_id: int, group: str, now: float | None = None) -> Window:
+    moment = time.time() if now is None else now
+    index = int(moment // WINDOW_SECONDS)
+    return Window(f"an:rl:{org_id}:{group}:{index}", (index + 1) * WINDOW_SECONDS)
+
+
 def spend(client: redis.Redis, org_id: int, group: str, limit: int) -> int | None:
     """Count one request; the seconds to wait when the budget is spent, else None.
 
     A Redis failure lets the request through: budgets protect capacity, they are not access control.
     """
-    now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    key = f"an:rl:{org_id}:{group}:{window}"
+    current = window(org_id, group)
     try:
         pipe = client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, WINDOW_SECONDS + 1)
+        current.queue(pipe)
         used = pipe.execute()[0]
     except redis.RedisError as exc:
         log.debug("rate limit not checked org=%s: %s", org_id, exc)
         return None
-    if used <= limit:
-        return None
-    return max(1, int((window + 1) * WINDOW_SECONDS - now) + 1)
+    return current.wait(used, limit)

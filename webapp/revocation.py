@@ -74,12 +74,27 @@ def is_revoked(
 ) -> bool:
     """Whether `jti` was revoked: Redis first, then the database (which raises when it is down too)."""
     try:
-        if _pending:
-            _write_pending(client)
+        flush_pending(client)
         cached = client.get(key(jti))
-        redis_up = True
     except redis.RedisError:
-        cached, redis_up = None, False
+        return answer(None, None, make_session, jti=jti, expires_at=expires_at, negative_ttl=negative_ttl)
+    return answer(cached, client, make_session, jti=jti, expires_at=expires_at, negative_ttl=negative_ttl)
+
+
+def answer(
+    cached: bytes | None,
+    client: redis.Redis | None,
+    make_session: sessionmaker[Session],
+    *,
+    jti: str,
+    expires_at: datetime,
+    negative_ttl: int = DEFAULT_NEGATIVE_TTL,
+) -> bool:
+    """Whether `jti` was revoked, given `cached`, what Redis holds at key(jti).
+
+    Where Redis held nothing the database answers, and the answer is written back to Redis through
+    `client` (None: Redis is unreachable, nothing is written).
+    """
     if cached is not None:
         return cached == REVOKED
     with make_session() as session:
@@ -89,7 +104,7 @@ def is_revoked(
             )
             is not None
         )
-    if redis_up:
+    if client is not None:
         try:
             if revoked:
                 client.set(key(jti), REVOKED, ex=max(1, _seconds_left(expires_at)))
@@ -99,6 +114,17 @@ def is_revoked(
         except redis.RedisError:
             pass
     return revoked
+
+
+def nothing_pending() -> bool:
+    """Whether every revocation this process made is in Redis."""
+    return not _pending
+
+
+def flush_pending(client: redis.Redis) -> None:
+    """Write to Redis the revocations this process made while Redis was unreachable (raises RedisError)."""
+    if _pending:
+        _write_pending(client)
 
 
 def _write_pending(client: redis.Redis) -> None:

@@ -9,9 +9,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -99,17 +99,63 @@ def cache_key(
     return f"an:{org_id}:{gens}:{digest}"
 
 
+class RawJson(str):
+    """The JSON text of a cached answer, passed on as it is: a hit is never parsed and re-encoded."""
+
+    def load(self) -> Any:
+        return json.loads(self)
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What a computation may return: the answer, and facts about it stored and returned with it."""
+
+    value: Any
+    about: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class CacheMeta:
     cache: str  # hit | miss | bypass
     computed_at: str
+    about: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, str]:
         return {"cache": self.cache, "computed_at": self.computed_at}
 
 
+class RideAlong(Protocol):
+    """Redis commands of the caller sent in the lookup's round trip, answered before anything is computed.
+
+    The request's token checks use it: a cache hit then costs one round trip in all.
+    """
+
+    def queue(self, pipe: redis.client.Pipeline) -> int:
+        """Add commands to `pipe`; how many replies they give."""
+        ...
+
+    def settle(self, replies: list[Any] | None) -> None:
+        """Act on the replies (None: Redis could not be asked); may raise to stop the read."""
+        ...
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+# A stored entry is one line of JSON about the answer, a newline, then the answer's JSON (which
+# json.dumps never breaks across lines), so that a hit parses only the short first line.
+def encode_entry(body: str, computed_at: str, about: dict[str, Any]) -> bytes:
+    return json.dumps({"computed_at": computed_at, "about": about}).encode() + b"\n" + body.encode()
+
+
+def decode_entry(stored: bytes) -> tuple[RawJson, CacheMeta] | None:
+    """The answer and its meta (cache "hit"); None for an entry in another format."""
+    head, newline, body = stored.partition(b"\n")
+    if not newline:
+        return None
+    header = json.loads(head)
+    return RawJson(body.decode()), CacheMeta("hit", header["computed_at"], header["about"])
 
 
 # One round trip for a lookup: read the generations, build the key as cache_key() does, count the
@@ -123,6 +169,7 @@ local key = ARGV[1] .. table.concat(parts, '.') .. ':' .. ARGV[2]
 if ARGV[3] ~= '' then redis.call('ZINCRBY', ARGV[3], 1, ARGV[4]) end
 return {key, redis.call('GET', key)}
 """
+_LOOKUP_SHA = hashlib.sha1(_LOOKUP.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts so
 
 
 def _lookup(
@@ -131,20 +178,44 @@ def _lookup(
     names: list[str],
     params: dict[str, Any],
     count_in: tuple[str, str] | None,
+    ride_along: RideAlong | None,
 ) -> tuple[str, bytes | None]:
+    """The entry's key and stored bytes, in one round trip with the ride-along's commands."""
     digest = hashlib.sha256(canonical(params).encode()).hexdigest()
     zset, member = count_in or ("", "")
     gen_keys = [gen_key(org_id, f) for f in names]
-    if not gen_keys:
-        # EVAL needs a key to MGET; an answer that depends on no family has an empty generation list.
+    pipe = client.pipeline(transaction=False)
+    riders = ride_along.queue(pipe) if ride_along is not None else 0
+    if gen_keys:
+        args = (len(gen_keys), *gen_keys, f"an:{org_id}:", digest, zset, member, *names)
+        pipe.execute_command("EVALSHA", _LOOKUP_SHA, *args)
+    else:
+        # An answer that depends on no family has an empty generation list (EVAL needs a key to MGET).
         key = f"an:{org_id}::{digest}"
         if zset:
-            client.zincrby(zset, 1, member)
-        return key, client.get(key)
-    key, cached = client.eval(
-        _LOOKUP, len(gen_keys), *gen_keys, f"an:{org_id}:", digest, zset, member, *names
-    )
-    return key.decode() if isinstance(key, bytes) else key, cached
+            pipe.zincrby(zset, 1, member)
+        pipe.get(key)
+    try:
+        replies = pipe.execute(raise_on_error=False)
+    except redis.RedisError:
+        if ride_along is not None:
+            ride_along.settle(None)
+        raise
+    if ride_along is not None:
+        ride_along.settle(replies[:riders])
+    found = replies[-1]
+    if isinstance(found, redis.exceptions.NoScriptError):
+        found = client.eval(_LOOKUP, *args)  # loads the script for the next lookups
+    if isinstance(found, Exception):
+        raise found
+    if not gen_keys:
+        return key, found
+    stored_key, stored = found
+    return stored_key.decode() if isinstance(stored_key, bytes) else stored_key, stored
+
+
+def _answer(raw: RawJson, meta: CacheMeta, as_raw: bool) -> tuple[Any, CacheMeta]:
+    return (raw if as_raw else raw.load()), meta
 
 
 def read_through(
@@ -157,24 +228,26 @@ def read_through(
     ttl: int,
     force: bool = False,
     count_in: tuple[str, str] | None = None,
+    ride_along: RideAlong | None = None,
+    raw: bool = False,
 ) -> tuple[Any, CacheMeta]:
     """The cached answer for `params`, or compute it once (others wait) and store it for `ttl` seconds.
 
     When Redis is unreachable the answer is computed and returned with cache "bypass".
     `force` recomputes and overwrites whatever is cached (background refresh). `count_in`, a
-    (sorted set, member) pair, counts the request there in the same round trip as the lookup.
+    (sorted set, member) pair, counts the request there in the same round trip as the lookup, as
+    `ride_along` sends its own commands. `compute` may return a `Computed` to store facts about the
+    answer (in the meta's `about`). With `raw` the answer is its JSON text (a `RawJson`).
     """
     names = sorted(set(families))
     try:
-        key, cached = _lookup(client, org_id, names, params, count_in)
+        key, stored = _lookup(client, org_id, names, params, count_in, ride_along)
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
-        return compute(), CacheMeta("bypass", _now())
-    if force:
-        cached = None
-    if cached is not None:
-        entry = json.loads(cached)
-        return entry["value"], CacheMeta("hit", entry["computed_at"])
+        return _computed(compute, "bypass", raw)
+    found = None if force or stored is None else decode_entry(stored)
+    if found is not None:
+        return _answer(*found, raw)
 
     token = uuid.uuid4().hex
     lock_key = key + ":lock"
@@ -184,29 +257,26 @@ def read_through(
             deadline = time.monotonic() + WAIT_SECONDS
             while time.monotonic() < deadline:
                 time.sleep(0.02)
-                cached = client.get(key)
-                if cached is not None:
-                    entry = json.loads(cached)
-                    return entry["value"], CacheMeta("hit", entry["computed_at"])
+                found = _stored(client, key)
+                if found is not None:
+                    return _answer(*found, raw)
                 if not client.exists(lock_key):
                     have_lock = bool(client.set(lock_key, token, nx=True, ex=LOCK_SECONDS))
                     if have_lock:
                         # The holder may have stored the value just before releasing the lock.
-                        cached = client.get(key)
-                        if cached is not None:
+                        found = _stored(client, key)
+                        if found is not None:
                             client.eval(_RELEASE, 1, lock_key, token)
-                            entry = json.loads(cached)
-                            return entry["value"], CacheMeta("hit", entry["computed_at"])
+                            return _answer(*found, raw)
                         break
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
-        return compute(), CacheMeta("bypass", _now())
+        return _computed(compute, "bypass", raw)
 
-    computed_at = _now()
     try:
-        value = compute()
+        body, meta = _encoded(compute, "miss")
         with contextlib.suppress(redis.RedisError):
-            client.set(key, json.dumps({"value": value, "computed_at": computed_at}, default=str), ex=ttl)
+            client.set(key, encode_entry(body, meta.computed_at, meta.about), ex=ttl)
     finally:
         # Released even when compute() raises, so the next identical request need not wait it out.
         if have_lock:
@@ -214,4 +284,24 @@ def read_through(
                 client.eval(_RELEASE, 1, lock_key, token)
             except redis.RedisError as exc:
                 log.warning("cache lock release failed org=%s: %s", org_id, exc)
-    return value, CacheMeta("miss", computed_at)
+    return _answer(RawJson(body), meta, raw)
+
+
+def _stored(client: redis.Redis, key: str) -> tuple[RawJson, CacheMeta] | None:
+    stored = client.get(key)
+    return None if stored is None else decode_entry(stored)
+
+
+def _encoded(compute: Callable[[], Any], verdict: str) -> tuple[str, CacheMeta]:
+    """Compute, and encode the answer once: the JSON text stored and returned."""
+    computed_at = _now()
+    result = compute()
+    if not isinstance(result, Computed):
+        result = Computed(result)
+    body = json.dumps(result.value, separators=(",", ":"), default=str)
+    return body, CacheMeta(verdict, computed_at, result.about)
+
+
+def _computed(compute: Callable[[], Any], verdict: str, raw: bool) -> tuple[Any, CacheMeta]:
+    body, meta = _encoded(compute, verdict)
+    return _answer(RawJson(body), meta, raw)

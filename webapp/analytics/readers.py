@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, popular, queries, reports, snapshots
 from webapp.analytics.buckets import make_buckets
-from webapp.analytics.cache import read_through
+from webapp.analytics.cache import Computed, RideAlong, read_through
 from webapp.analytics.metrics import METRICS
 from webapp.timeutil import utcnow, zone
 
 # Answers that depend on the clock (SLA pending turns breached with no event) are cached briefly.
 CLOCK_TTL_SECONDS = 60
-# Part of every cache key: entries hold {value, source, approximate} since rollups; older ones differ.
-CACHE_FORMAT = 2
+# Part of every cache key, so that entries stored in an older format are never read.
+CACHE_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -145,21 +145,24 @@ def read(
     *,
     ttl: int,
     force: bool = False,
+    ride_along: RideAlong | None = None,
+    raw: bool = False,
 ) -> tuple[Any, ReadMeta]:
     """The answer for `params` (whose "route" names the reader) through the cache.
 
     `session` may be a function returning one, so that a cache hit opens no database connection.
+    `ride_along` and `raw` are read_through's: commands sent with the lookup, and the answer as JSON text.
     """
     reader = READERS[params["route"]]
     counted = None if force else (popular.popular_key(org_id), popular.member("read", params))
 
-    def compute() -> dict[str, Any]:
+    def compute() -> Computed:
         db = session() if callable(session) else session
         with queries.reading(read_options(params)) as provenance:
             value = reader.compute(db, org_id, params)
-        return {"value": value, "source": provenance.source, "approximate": provenance.approximate}
+        return Computed(value, {"source": provenance.source, "approximate": provenance.approximate})
 
-    entry, meta = read_through(
+    value, meta = read_through(
         client,
         org_id,
         reader.families(params),
@@ -168,5 +171,7 @@ def read(
         ttl=min(reader.ttl, ttl) if reader.ttl else ttl,
         force=force,
         count_in=counted,
+        ride_along=ride_along,
+        raw=raw,
     )
-    return entry["value"], ReadMeta(meta.cache, meta.computed_at, entry["source"], entry["approximate"])
+    return value, ReadMeta(meta.cache, meta.computed_at, meta.about["source"], meta.about["approximate"])

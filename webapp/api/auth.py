@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import jwt as pyjwt
 from flask import Blueprint, Response, jsonify, request
-from flask_jwt_extended import decode_token, get_jwt
+from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -16,6 +16,7 @@ from webapp.api.schemas import LoginRequest, Strict, TokenResponse
 from webapp.api.spec import document, parse_body
 from webapp.auth import (
     access_token_for,
+    current_claims,
     current_principal,
     issue_tokens,
     require_role,
@@ -94,7 +95,7 @@ def logout() -> Response:
     # The body is optional: a bare POST revokes the access token alone.
     refresh_token = parse_body(LogoutRequest).refresh_token if request.data else None
     refresh_claims = _refresh_claims(refresh_token) if refresh_token else None
-    revoke_token(get_jwt())
+    revoke_token(current_claims())
     revoked = ["access"]
     if refresh_claims is not None:
         revoke_token(refresh_claims)

@@ -25,7 +25,15 @@ from webapp.analytics.live import current_values
 from webapp.analytics.metrics import METRICS
 from webapp.api.errors import error_response
 from webapp.api.spec import document
-from webapp.auth import REQUIRED_CLAIMS, ROLE_RANK, Principal, current_principal, require_role, token_revoked
+from webapp.auth import (
+    REQUIRED_CLAIMS,
+    ROLE_RANK,
+    Principal,
+    current_claims,
+    current_principal,
+    require_role,
+    token_revoked,
+)
 from webapp.db import session_factory
 from webapp.dimensions import FilterError, parse_filters
 from webapp.redis_client import get_redis
@@ -67,14 +75,12 @@ def _ticket_key(ticket: str) -> str:
 @require_role("viewer")
 def issue_ticket() -> Response:
     principal = current_principal()
-    from flask_jwt_extended import get_jwt
-
     ticket = secrets.token_urlsafe(32)
     payload = {
         "user_id": principal.user_id,
         "org_id": principal.org_id,
         "role": principal.role,
-        "exp": get_jwt()["exp"],
+        "exp": current_claims()["exp"],
     }
     try:
         get_redis().set(_ticket_key(ticket), json.dumps(payload), ex=TICKET_SECONDS)

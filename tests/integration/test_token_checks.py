@@ -1,0 +1,137 @@
+"""Token checks on analytics reads, where a verified token is remembered per process and its
+revocation and budget checks travel with the cache lookup: every check must still hold."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import jwt as pyjwt
+import pytest
+
+from tests.conftest import JWT_SECRET, wait_redis
+
+SERIES = "/api/v1/analytics/time-series/ticket_count?granularity=daily&start=2026-01-01&end=2026-01-08"
+BAD_SERIES = "/api/v1/analytics/time-series/ticket_count?granularity=fortnightly"
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _login(client, user) -> dict:
+    response = client.post("/api/v1/auth/login", json={"email": user["email"], "password": user["password"]})
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _get(client, token: str, path: str = SERIES):
+    return client.get(path, headers=_bearer(token))
+
+
+def _token(tenant, role: str, *, expires_in: float) -> str:
+    now = time.time()
+    claims = {
+        "sub": str(tenant.users[role]["id"]),
+        "org_id": tenant.org_id,
+        "role": role,
+        "type": "access",
+        "jti": uuid.uuid4().hex,
+        "fresh": False,
+        "iat": int(now),
+        "exp": int(now + expires_in),
+    }
+    return pyjwt.encode(claims, JWT_SECRET, algorithm="HS256")
+
+
+def test_a_hit_answers_what_the_miss_answered(client, tenant):
+    token = tenant.users["viewer"]["token"]
+    miss, hit = _get(client, token), _get(client, token)
+    assert miss.status_code == hit.status_code == 200
+    first, second = miss.get_json(), hit.get_json()
+    assert (first["meta"]["cache"], second["meta"]["cache"]) == ("miss", "hit")
+    assert first["meta"]["computed_at"] == second["meta"]["computed_at"]
+    for body in (first, second):
+        del body["meta"]["cache"]
+    assert first == second
+    assert hit.mimetype == "application/json"
+    # Every bucket of the week is there, in order, once.
+    assert [p["bucket"][:10] for p in second["points"]] == [f"2026-01-0{d}" for d in range(1, 8)]
+
+
+def test_a_remembered_token_is_refused_once_revoked(client, tenant):
+    tokens = _login(client, tenant.users["viewer"])
+    access = tokens["access_token"]
+    assert _get(client, access).status_code == 200  # verified and remembered
+    assert _get(client, access).status_code == 200  # from memory, checks with the lookup
+    assert client.post("/api/v1/auth/logout", headers=_bearer(access)).status_code == 200
+
+    refused = _get(client, access)
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["message"] == "token has been revoked"
+    assert refused.headers["WWW-Authenticate"] == "Bearer"
+    # A request the view would refuse as bad input is refused for the token first.
+    assert _get(client, access, BAD_SERIES).status_code == 401
+    # Other tokens of the organization read on.
+    assert _get(client, tenant.users["viewer"]["token"]).status_code == 200
+
+
+def test_a_remembered_token_expires(client, tenant):
+    token = _token(tenant, "viewer", expires_in=2)
+    assert _get(client, token).status_code == 200
+    assert _get(client, token).status_code == 200
+    time.sleep(max(0.0, pyjwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.1)
+    refused = _get(client, token)
+    assert refused.status_code == 401
+    assert "expired" in refused.get_json()["error"]["message"]
+
+
+def test_bad_input_from_a_remembered_token_is_a_400(client, tenant):
+    token = tenant.users["viewer"]["token"]
+    assert _get(client, token).status_code == 200
+    response = _get(client, token, BAD_SERIES)
+    assert response.status_code == 400
+    assert [e["field"] for e in response.get_json()["error"]["details"]["errors"]] == ["granularity"]
+
+
+def test_a_tampered_remembered_token_is_verified_again(client, tenant):
+    token = tenant.users["viewer"]["token"]
+    assert _get(client, token).status_code == 200
+    header, payload, signature = token.split(".")
+    other = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    assert _get(client, f"{header}.{payload}.{other}").status_code == 401
+
+
+def test_revocation_holds_on_cached_reads_with_redis_stopped(client, tenant, stoppable_redis, services):
+    revoked = _login(client, tenant.users["viewer"])["access_token"]
+    kept = _login(client, tenant.users["agent"])["access_token"]
+    for token in (revoked, kept):
+        assert _get(client, token).status_code == 200
+        assert _get(client, token).status_code == 200
+    assert client.post("/api/v1/auth/logout", headers=_bearer(revoked)).status_code == 200
+
+    stoppable_redis.stop()
+    try:
+        assert _get(client, revoked).status_code == 401
+        answer = _get(client, kept)
+        assert answer.status_code == 200
+        assert answer.get_json()["meta"]["cache"] == "bypass"
+    finally:
+        stoppable_redis.start()
+    wait_redis(services.redis_url)
+    assert _get(client, revoked).status_code == 401
+    assert _get(client, kept).status_code == 200
+
+
+@pytest.mark.parametrize("path", [SERIES, BAD_SERIES])
+def test_each_cached_read_spends_the_budget_once(app, make_tenant, monkeypatch, path):
+    monkeypatch.setitem(app.config, "RATE_LIMITS_PER_MINUTE", {"analytics": 4, "jobs": 4, "exports": 4})
+    tenant = make_tenant()
+    expected = 200 if path == SERIES else 400
+    token = tenant.users["viewer"]["token"]
+    window = datetime.now(UTC)
+    statuses = [_get(app.test_client(), token, path).status_code for _ in range(5)]
+    if datetime.now(UTC).replace(second=0, microsecond=0) != window.replace(second=0, microsecond=0):
+        pytest.skip("the requests straddled a budget window")
+    assert statuses == [expected] * 4 + [429]
