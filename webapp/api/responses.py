@@ -30,6 +30,10 @@ def json_object(*parts: dict[str, Any] | RawJson) -> Response:
             inner = part[1:-1]
             if inner:
                 members.append(inner)
+        elif not any(isinstance(value, RawJson) for value in part.values()):
+            inner = json.dumps(part, separators=(",", ":"), default=str)[1:-1]  # one call for all
+            if inner:
+                members.append(inner)
         else:
             members.extend(f"{json.dumps(name)}:{_encode(value)}" for name, value in part.items())
     return current_app.response_class("{" + ",".join(members) + "}\n", mimetype="application/json")
