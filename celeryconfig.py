@@ -10,6 +10,10 @@ _redis = settings.redis_url(_instance)
 broker_url = settings.env("BROKER_URL", _redis)
 result_backend = _redis
 result_expires = settings.env_int("CELERY_RESULT_EXPIRES", 24 * 3600)
+# Beat's record of when each entry last ran lives with the rest of the instance's state, so two
+# instances on one machine (INSTANCE_PATH) never share it.
+_instance.mkdir(parents=True, exist_ok=True)
+beat_schedule_filename = str(_instance / "celerybeat-schedule")
 
 task_serializer = "json"
 result_serializer = "json"

@@ -8,7 +8,6 @@ import math
 import os
 import platform
 import secrets
-import shlex
 import signal
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.ports import free_port, port_open
+from devstack.procfile import command_args, read_procfile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -121,16 +121,10 @@ def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
 
 def procfile_command(process: str, port: int | None = None) -> list[str]:
     """The Procfile's command line for `process`, with $PORT filled in and the venv's executables."""
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        name, _, command = line.partition(":")
-        if name.strip() == process:
-            break
-    else:
+    command = read_procfile(ROOT / "Procfile").get(process)
+    if command is None:
         raise RuntimeError(f"the Procfile has no {process!r} process")
-    args = shlex.split(command.replace("$PORT", str(port)) if port is not None else command)
-    local = Path(sys.executable).parent / args[0]
-    if local.exists():
-        args[0] = str(local)
+    args = command_args(command, port=port, bin_dir=Path(sys.executable).parent)
     if process == "web" and (ROOT / "gunicorn.conf.py").exists() and "-c" not in args:
         args[1:1] = ["-c", str(ROOT / "gunicorn.conf.py")]
     return args

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import FrameType
 
+from devstack.supervisor import Supervisor, process_env, procfile_processes
 from webapp import config
 
 DATABASE = "ticket_analytics"
 DEMO_EMAIL = "demo@example.com"
 DEMO_TICKETS = 100_000
+ROOT = Path(__file__).resolve().parent.parent
+# From SIGTERM to SIGKILL when stopping: gunicorn's graceful_timeout is 10 s, and a Celery warm
+# shutdown waits for running tasks (those still running after this are redelivered: late acks).
+STOP_GRACE_SECONDS = 25.0
 
 
 def _instance() -> Path:
@@ -136,21 +140,20 @@ def run() -> int:
             ),
             flush=True,
         )
-        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-        honcho = shutil.which("honcho", path=env["PATH"]) or "honcho"
-        proc = subprocess.Popen([honcho, "start", "-f", "Procfile", "-p", str(port)], env=env)
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            # Honcho got the same SIGINT from the terminal and is stopping its processes.
-            try:
-                return proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGTERM)
-                return proc.wait()
+        # Our own supervisor rather than honcho: honcho stops everything when one process exits, so a
+        # killed worker took the whole platform down; this one restarts it (devstack/supervisor.py).
+        env = process_env(port)
+        processes = procfile_processes(ROOT / "Procfile", port=port, env=env)
+        return Supervisor(processes, env=env, cwd=ROOT, grace=STOP_GRACE_SECONDS).run()
     finally:
         down()
         print("stopped.", flush=True)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM before or after the supervisor runs (it handles SIGTERM itself while it does) unwinds
+    # like Ctrl-C, through run()'s `finally: down()`, instead of leaving the servers running.
+    raise SystemExit(128 + signum)
 
 
 def main() -> int:
@@ -163,7 +166,11 @@ def main() -> int:
     if args.command == "down":
         down()
         return 0
-    return run()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return run()
+    except KeyboardInterrupt:  # Ctrl-C before the processes started; run() has stopped the servers
+        return 130
 
 
 if __name__ == "__main__":
