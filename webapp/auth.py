@@ -27,7 +27,8 @@ from webapp.api.errors import ApiError, error_response
 from webapp.db import get_session, session_factory
 from webapp.models import User
 from webapp.models.organizations import ROLES
-from webapp.redis_client import get_redis
+from webapp.redis_client import get_redis, get_wire
+from webapp.redis_wire import Command, round_trip
 
 log = logging.getLogger(__name__)
 jwt = JWTManager()
@@ -253,8 +254,8 @@ def _budget() -> tuple[str, int] | None:
 class Admission:
     """The checks of an already verified token that need Redis: revocation, then role, then budget.
 
-    Its commands go out in one round trip, on their own (`run`) or with a cache lookup (`queue`,
-    then `settle` with the replies). Settling raises the API error that refuses the request.
+    Its commands go out in one round trip, on their own (`run`) or ahead of a cache lookup's
+    (`commands`, then `settle` with their replies). Settling raises the API error that refuses the request.
     """
 
     def __init__(self, claims: dict[str, Any], minimum: str, budget: tuple[str, int] | None) -> None:
@@ -266,20 +267,15 @@ class Admission:
         self.window = ratelimit.window(claims["org_id"], budget[0]) if spends and budget else None
         self.settled = False
 
-    def queue(self, pipe: redis.client.Pipeline) -> int:
-        pipe.get(revocation.key(self.claims["jti"]))
-        if self.window is None:
-            return 1
-        self.window.queue(pipe)
-        return 3
+    def commands(self) -> list[Command]:
+        revoked: list[Command] = [("GET", revocation.key(self.claims["jti"]))]
+        return revoked + (self.window.commands() if self.window is not None else [])
 
     def run(self) -> None:
         client = get_redis()
         try:
             revocation.flush_pending(client)
-            pipe = client.pipeline(transaction=False)
-            self.queue(pipe)
-            replies: list[Any] | None = pipe.execute()
+            replies: list[Any] | None = round_trip(client, get_wire(), self.commands())
         except redis.RedisError as exc:
             log.debug("token checks without Redis: %s", exc)
             replies = None

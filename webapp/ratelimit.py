@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import redis
 
+from webapp.redis_wire import round_trip
+
 log = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
@@ -33,10 +35,9 @@ class Window:
     key: str
     ends_at: float
 
-    def queue(self, pipe: redis.client.Pipeline) -> None:
-        """Count one request in `pipe` (the first reply of the two is the count so far)."""
-        pipe.incr(self.key)
-        pipe.expire(self.key, WINDOW_SECONDS + 1)
+    def commands(self) -> list[tuple[str, str, int] | tuple[str, str]]:
+        """The commands counting one request (the first reply of the two is the count so far)."""
+        return [("INCR", self.key), ("EXPIRE", self.key, WINDOW_SECONDS + 1)]
 
     def wait(self, used: int, limit: int) -> int | None:
         """The seconds to wait when `used` exceeds `limit`, else None."""
@@ -58,9 +59,9 @@ def spend(client: redis.Redis, org_id: int, group: str, limit: int) -> int | Non
     """
     current = window(org_id, group)
     try:
-        pipe = client.pipeline(transaction=False)
-        current.queue(pipe)
-        used = pipe.execute()[0]
+        used = round_trip(client, None, current.commands())[0]
+        if isinstance(used, Exception):
+            raise used
     except redis.RedisError as exc:
         log.debug("rate limit not checked org=%s: %s", org_id, exc)
         return None

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import redis
 
+from webapp.redis_wire import Command, Wire, round_trip
+
 log = logging.getLogger(__name__)
 
 FAMILIES = (
@@ -130,8 +132,8 @@ class RideAlong(Protocol):
     The request's token checks use it: a cache hit then costs one round trip in all.
     """
 
-    def queue(self, pipe: redis.client.Pipeline) -> int:
-        """Add commands to `pipe`; how many replies they give."""
+    def commands(self) -> list[Command]:
+        """The commands to send first (one reply each)."""
         ...
 
     def settle(self, replies: list[Any] | None) -> None:
@@ -179,24 +181,25 @@ def _lookup(
     params: dict[str, Any],
     count_in: tuple[str, str] | None,
     ride_along: RideAlong | None,
+    wire: Wire | None,
 ) -> tuple[str, bytes | None]:
     """The entry's key and stored bytes, in one round trip with the ride-along's commands."""
     digest = hashlib.sha256(canonical(params).encode()).hexdigest()
     zset, member = count_in or ("", "")
     gen_keys = [gen_key(org_id, f) for f in names]
-    pipe = client.pipeline(transaction=False)
-    riders = ride_along.queue(pipe) if ride_along is not None else 0
+    commands: list[Command] = ride_along.commands() if ride_along is not None else []
+    riders = len(commands)
     if gen_keys:
         args = (len(gen_keys), *gen_keys, f"an:{org_id}:", digest, zset, member, *names)
-        pipe.execute_command("EVALSHA", _LOOKUP_SHA, *args)
+        commands.append(("EVALSHA", _LOOKUP_SHA, *args))
     else:
         # An answer that depends on no family has an empty generation list (EVAL needs a key to MGET).
         key = f"an:{org_id}::{digest}"
         if zset:
-            pipe.zincrby(zset, 1, member)
-        pipe.get(key)
+            commands.append(("ZINCRBY", zset, 1, member))
+        commands.append(("GET", key))
     try:
-        replies = pipe.execute(raise_on_error=False)
+        replies = round_trip(client, wire, commands)
     except redis.RedisError:
         if ride_along is not None:
             ride_along.settle(None)
@@ -204,7 +207,7 @@ def _lookup(
     if ride_along is not None:
         ride_along.settle(replies[:riders])
     found = replies[-1]
-    if isinstance(found, redis.exceptions.NoScriptError):
+    if _no_script(found):
         found = client.eval(_LOOKUP, *args)  # loads the script for the next lookups
     if isinstance(found, Exception):
         raise found
@@ -212,6 +215,13 @@ def _lookup(
         return key, found
     stored_key, stored = found
     return stored_key.decode() if isinstance(stored_key, bytes) else stored_key, stored
+
+
+def _no_script(reply: Any) -> bool:
+    """Whether `reply` says Redis does not hold the script (redis-py names it; the raw reply says so)."""
+    return isinstance(reply, redis.exceptions.NoScriptError) or (
+        isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("NOSCRIPT")
+    )
 
 
 def _answer(raw: RawJson, meta: CacheMeta, as_raw: bool) -> tuple[Any, CacheMeta]:
@@ -230,6 +240,7 @@ def read_through(
     count_in: tuple[str, str] | None = None,
     ride_along: RideAlong | None = None,
     raw: bool = False,
+    wire: Wire | None = None,
 ) -> tuple[Any, CacheMeta]:
     """The cached answer for `params`, or compute it once (others wait) and store it for `ttl` seconds.
 
@@ -237,11 +248,12 @@ def read_through(
     `force` recomputes and overwrites whatever is cached (background refresh). `count_in`, a
     (sorted set, member) pair, counts the request there in the same round trip as the lookup, as
     `ride_along` sends its own commands. `compute` may return a `Computed` to store facts about the
-    answer (in the meta's `about`). With `raw` the answer is its JSON text (a `RawJson`).
+    answer (in the meta's `about`). With `raw` the answer is its JSON text (a `RawJson`). The
+    lookup's round trip goes over `wire` when given (same Redis as `client`).
     """
     names = sorted(set(families))
     try:
-        key, stored = _lookup(client, org_id, names, params, count_in, ride_along)
+        key, stored = _lookup(client, org_id, names, params, count_in, ride_along, wire)
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
         return _computed(compute, "bypass", raw)

@@ -44,7 +44,7 @@ from webapp.auth import current_principal, pending_admission, require_role
 from webapp.db import get_session
 from webapp.dimensions import parse_filters
 from webapp.models import Organization
-from webapp.redis_client import get_redis
+from webapp.redis_client import get_redis, get_wire
 from webapp.timeutil import parse_datetime, utcnow, zone
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
@@ -158,6 +158,7 @@ def _read(org_id: int, params: dict[str, Any]) -> tuple[RawJson, dict[str, Any]]
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         ride_along=pending_admission(),
         raw=True,
+        wire=get_wire(),
     )
     return value, meta.as_dict()
 
