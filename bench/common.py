@@ -267,8 +267,10 @@ def platform_stack(
             JWT_ACCESS_TOKEN_MINUTES=240,
         )
         app = create_app(settings)
-        with app.app_context():
-            token = access_token_for(app.extensions["db_sessionmaker"]().get(User, user_id))
+        # Closed, not left to the garbage collector: an open transaction held for the whole run keeps
+        # PostgreSQL from pruning dead row versions, and updates slow down as they pile up.
+        with app.app_context(), app.extensions["db_sessionmaker"]() as session:
+            token = access_token_for(session.get(User, user_id))
         app.extensions["db_engine"].dispose()
         stack = Stack(url, redis_server.url, env, org_id, token)
         yield stack

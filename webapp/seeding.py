@@ -23,6 +23,7 @@ import numpy as np
 import psycopg
 
 from webapp.models.tickets import CHANNELS, EVENT_TYPES, PRIORITIES, STATUSES
+from webapp.tickets import skip_row_checks
 from webapp.timeutil import utcnow, zone
 
 BATCH_TICKETS = 20_000
@@ -191,24 +192,9 @@ def _skip_row_checks(conn: psycopg.Connection) -> bool:
     """Skip the per-row foreign-key triggers for the rest of the seed, where that is safe and allowed.
 
     They are half the cost of a seed and check nothing the seed does not already guarantee: the
-    organization is locked above and every event's ticket is written just before it. Only a
-    superuser may switch them off, and only when the tables have no triggers of their own, which
-    replica mode would silently skip too.
+    organization is locked above and every event's ticket is written just before it.
     """
-    own_triggers = conn.execute(
-        "SELECT count(*) FROM pg_trigger "
-        "WHERE tgrelid IN ('tickets'::regclass, 'ticket_events'::regclass) AND NOT tgisinternal"
-        # Triggers enabled ALWAYS (the rollup dirty marks) fire in replica mode too.
-        " AND tgenabled <> 'A'"
-    ).fetchone()
-    if own_triggers is None or own_triggers[0]:
-        return False
-    try:
-        with conn.transaction():
-            conn.execute("SET LOCAL session_replication_role = replica")
-    except psycopg.errors.InsufficientPrivilege:
-        return False
-    return True
+    return skip_row_checks(conn, ("tickets", "ticket_events"))
 
 
 def _copy(cur: psycopg.Cursor, statement: str, data: bytes) -> None:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import psycopg
+from psycopg import Connection, Copy, Cursor
+from psycopg.copy import FileWriter
+from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from webapp.analytics import rollups
 from webapp.models import Organization, Ticket, TicketEvent
 from webapp.models.tickets import DIMENSIONS, RESOLVED_STATUSES
 from webapp.timeutil import as_aware, hours_between, utcnow, zone
@@ -113,6 +120,15 @@ EVENT_COLUMNS = (
     "value",
     "detail",
 )
+
+
+# Scratch tables of a bulk write (temporary, dropped at the latest with the transaction).
+STAGED_TICKETS = "ticket_import"
+STAGED_EVENTS = "event_import"
+STAGED_TICKET_COLUMNS = ("id", *TICKET_COLUMNS)
+STAGED_EVENT_COLUMNS = (*EVENT_COLUMNS, "ordinal")
+# The tables a bulk write inserts into, whose foreign-key checks it may skip (skip_row_checks).
+BULK_TABLES = ("tickets", "ticket_events", "analytics_metrics")
 
 
 class PlannedTicket(NamedTuple):
@@ -257,49 +273,232 @@ def create_tickets_bulk(
 
 
 def insert_planned(session: Session, planned: Sequence[PlannedTicket]) -> BulkResult:
-    """Write planned tickets and their events in the session's transaction, ids in row order.
+    """Write planned tickets of one organization and their events in the session's transaction.
 
-    Ticket ids come from the tickets' sequence in one statement; tickets go in by COPY into a
-    scratch table and one INSERT ... SELECT, events by COPY (their ids and recorded_at from the
-    column defaults, assigned in order). The statement-level triggers mark rollup hours once.
+    Ids are in row order; see BulkWriter for how the rows and their rollups are written.
     """
     if not planned:
         return BulkResult([], 0, set())
-    session.flush()
-    conn = session.connection().connection.driver_connection
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, %s)",
-            (len(planned),),
+    org_ids = {plan.ticket["org_id"] for plan in planned}
+    if len(org_ids) > 1:
+        raise ValueError("a bulk write holds the tickets of one organization")
+    with BulkWriter(session, org_ids.pop(), len(planned)) as writer:
+        writer.add(planned)
+        return writer.finish()
+
+
+class BulkWriter:
+    """Writes the planned tickets of one organization and their events, chunk by chunk, in a thread.
+
+    Ticket ids for up to `size` tickets are drawn from the sequence up front and handed out in the
+    order tickets are added. Each added chunk goes to a background thread that COPYs it into scratch
+    tables and moves it on with one INSERT ... SELECT per table, so the database writes one chunk
+    while the caller checks the next (the thread waits on the server with the GIL released). The
+    caller must not use the session until finish() or close() returns.
+
+    finish() adds the new events' rollups to analytics_metrics from the scratch tables, in the same
+    transaction (rollups.merge_new_events): their hours are never marked dirty, and no refresh has to
+    rebuild them from every event of those hours. close() (or leaving the with block) without
+    finish() waits for the thread and leaves the partial write to the caller's rollback.
+    """
+
+    def __init__(self, session: Session, org_id: int, size: int) -> None:
+        self._session = session
+        self._org_id = org_id
+        session.flush()
+        self._conn: Connection[Any] = session.connection().connection.driver_connection
+        with self._conn.cursor() as cur:
+            # What the foreign keys would check, once: the organization exists and stays (a
+            # deletion waits for this transaction), so the per-row checks may be skipped below.
+            cur.execute("SELECT 1 FROM organizations WHERE id = %s FOR KEY SHARE", (org_id,))
+            if cur.fetchone() is None:
+                raise TicketError(f"organization {org_id} does not exist", status=404)
+            cur.execute(
+                "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) FROM generate_series(1, %s)",
+                (size,),
+            )
+            self._ids = sorted(row[0] for row in cur.fetchall())
+            cur.execute(f"CREATE TEMP TABLE {STAGED_TICKETS} (LIKE tickets) ON COMMIT DROP")
+            cur.execute(
+                f"CREATE TEMP TABLE {STAGED_EVENTS} ON COMMIT DROP AS"
+                f" SELECT {', '.join(EVENT_COLUMNS)}, 0 AS ordinal FROM ticket_events WITH NO DATA"
+            )
+            # Binary COPY needs each column's exact type: the scratch tables say them.
+            self._ticket_types = _column_types(cur, STAGED_TICKETS, STAGED_TICKET_COLUMNS)
+            self._event_types = _column_types(cur, STAGED_EVENTS, STAGED_EVENT_COLUMNS)
+        # Every ticket and event is written here right after its organization was checked and its
+        # ticket inserted, so the per-row foreign-key triggers would only repeat that.
+        self._checks_skipped = skip_row_checks(self._conn, BULK_TABLES)
+        # finish() adds the events to the rollups: the insert trigger must not mark them. Nothing
+        # else uses the transaction until then (one setting for all chunks: fewer round trips).
+        rollups.suppress_marks(session, True)
+        self._restored = False
+        self._formatting = self._conn.cursor()
+        self._added = 0
+        self._events = 0
+        self._types: set[str] = set()
+        self._failed: BaseException | None = None
+        self._pending: list[Future[None]] = []
+        self._thread: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="bulk-write")
+
+    def __enter__(self) -> BulkWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, planned: Sequence[PlannedTicket]) -> None:
+        """Queue `planned` (tickets of this writer's organization) for writing, ids in order.
+
+        The rows are formatted as COPY data here, in the caller's thread: the writing thread then
+        holds the GIL only briefly, and the caller's next checks run while the server writes.
+        """
+        if self._thread is None:
+            raise RuntimeError("the bulk writer is closed")
+        if not planned:
+            return
+        if self._added + len(planned) > len(self._ids):
+            raise ValueError(f"the bulk writer reserved ids for {len(self._ids)} tickets")
+        if any(plan.ticket["org_id"] != self._org_id for plan in planned):
+            raise ValueError("a bulk write holds the tickets of one organization")
+        ids = self._ids[self._added : self._added + len(planned)]
+        self._added += len(planned)
+        first_event = self._events
+        rows = zip(ids, planned, strict=True)
+        tickets = self._copy_data(
+            self._ticket_types,
+            ([ticket_id, *(plan.ticket[c] for c in TICKET_COLUMNS)] for ticket_id, plan in rows),
         )
-        ids = sorted(row[0] for row in cur.fetchall())
-        # Tickets go through COPY into a scratch table, then one INSERT ... SELECT (far cheaper than
-        # binding 13 arrays of 10k values, and still one INSERT INTO tickets that locks and triggers).
-        columns = ", ".join(("id", *TICKET_COLUMNS))
-        cur.execute("CREATE TEMP TABLE ticket_import (LIKE tickets) ON COMMIT DROP")
-        with cur.copy(f"COPY ticket_import ({columns}) FROM STDIN") as copy:
-            for ticket_id, plan in zip(ids, planned, strict=True):
-                ticket = plan.ticket
-                copy.write_row([ticket_id, *(ticket[c] for c in TICKET_COLUMNS)])
-        cur.execute(f"INSERT INTO tickets ({columns}) SELECT {columns} FROM ticket_import ORDER BY id")
-        cur.execute("DROP TABLE ticket_import")
-        count = 0
-        types: set[str] = set()
-        with cur.copy(f"COPY ticket_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-            for ticket_id, plan in zip(ids, planned, strict=True):
-                for event in plan.events:
-                    detail = event["detail"]
-                    copy.write_row(
-                        [
-                            event["org_id"],
-                            ticket_id,
-                            *(event[c] for c in EVENT_COLUMNS[2:-1]),
-                            None if detail is None else Jsonb(detail),
-                        ]
-                    )
-                    types.add(event["event_type"])
-                    count += 1
-    return BulkResult(ids, count, types)
+        events = self._copy_data(self._event_types, self._event_rows(ids, planned))
+        self._pending.append(self._thread.submit(self._write, ids[0], tickets, first_event, events))
+
+    def _event_rows(self, ids: Sequence[int], planned: Sequence[PlannedTicket]) -> Iterator[list[Any]]:
+        """COPY rows of the events of `planned`, numbered on from the events already added."""
+        for ticket_id, plan in zip(ids, planned, strict=True):
+            for event in plan.events:
+                detail = event["detail"]
+                yield [
+                    event["org_id"],
+                    ticket_id,
+                    *(event[c] for c in EVENT_COLUMNS[2:-1]),
+                    None if detail is None else Jsonb(detail),
+                    self._events,
+                ]
+                self._events += 1
+                self._types.add(event["event_type"])
+
+    def _copy_data(self, types: Sequence[int], rows: Iterable[Sequence[Any]]) -> bytes:
+        """`rows` as binary COPY data of columns of `types` (oids); no server involved.
+
+        Binary rather than text: less to format here, and no timestamps to parse on the server.
+        """
+        buffer = io.BytesIO()
+        with Copy(self._formatting, binary=True, writer=FileWriter(buffer)) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+        return buffer.getvalue()
+
+    def finish(self) -> BulkResult:
+        """Wait for every chunk, add the rollups, drop the scratch tables; the caller commits."""
+        self._drain()
+        rollups.merge_new_events(
+            self._session, org_id=self._org_id, events=STAGED_EVENTS, tickets=STAGED_TICKETS
+        )
+        self._conn.execute(f"DROP TABLE {STAGED_EVENTS}, {STAGED_TICKETS}")
+        self._restore()
+        return BulkResult(self._ids[: self._added], self._events, self._types)
+
+    def close(self) -> None:
+        """Stop the thread: chunks not started are dropped, the one running is waited for.
+
+        Without finish() the write is partial and the caller rolls back; the insert trigger and the
+        foreign-key checks come back on in case it goes on with the transaction instead.
+        """
+        self._stop(cancel=True)
+        self._formatting.close()
+        if not self._restored and self._conn.info.transaction_status == TransactionStatus.INTRANS:
+            self._restore()
+
+    def _restore(self) -> None:
+        """Events mark their hours and foreign keys are checked again, for the rest of the transaction."""
+        rollups.suppress_marks(self._session, False)
+        if self._checks_skipped:
+            self._conn.execute("SET LOCAL session_replication_role = origin")
+        self._checks_skipped = False
+        self._restored = True
+
+    def _stop(self, *, cancel: bool) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True, cancel_futures=cancel)
+            self._thread = None
+
+    def _drain(self) -> None:
+        self._stop(cancel=False)
+        if self._failed is not None:
+            raise self._failed
+        for future in self._pending:
+            future.result()
+
+    def _write(self, first_id: int, tickets: bytes, first_event: int, events: bytes) -> None:
+        if self._failed is not None:
+            return  # the transaction is aborted: later chunks could only fail the same way
+        try:
+            with self._conn.cursor() as cur:
+                # COPY into a scratch table, then one INSERT ... SELECT: far cheaper than binding 13
+                # arrays of values, and the scratch tables stay for the rollups (sentiment is read
+                # from the ticket).
+                columns = ", ".join(STAGED_TICKET_COLUMNS)
+                with cur.copy(f"COPY {STAGED_TICKETS} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(tickets)
+                cur.execute(
+                    f"INSERT INTO tickets ({columns}) SELECT {columns} FROM {STAGED_TICKETS}"
+                    " WHERE id >= %s ORDER BY id",
+                    (first_id,),
+                )
+                with cur.copy(
+                    f"COPY {STAGED_EVENTS} ({', '.join(STAGED_EVENT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.write(events)
+                columns = ", ".join(EVENT_COLUMNS)
+                cur.execute(
+                    f"INSERT INTO ticket_events ({columns}) SELECT {columns} FROM {STAGED_EVENTS}"
+                    " WHERE ordinal >= %s ORDER BY ordinal",
+                    (first_event,),
+                )
+        except BaseException as exc:
+            self._failed = exc
+            raise
+
+
+def _column_types(cur: Cursor[Any], table: str, columns: Sequence[str]) -> list[int]:
+    """The type oids of `columns` of `table`, in order."""
+    cur.execute(f"SELECT {', '.join(columns)} FROM {table} LIMIT 0")
+    assert cur.description is not None
+    return [column.type_code for column in cur.description]
+
+
+def skip_row_checks(conn: Connection[Any], tables: Sequence[str]) -> bool:
+    """Switch off the per-row foreign-key triggers for the rest of the transaction, where allowed.
+
+    For bulk writers that already guarantee what those triggers check (session_replication_role =
+    replica; the caller sets it back to origin when done). Only a role allowed to set it may, and
+    only when `tables` have no triggers of their own, which replica mode would silently skip too
+    (triggers enabled ALWAYS, such as the rollup dirty marks, fire in replica mode as well).
+    """
+    own_triggers = conn.execute(
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = ANY(CAST(%s AS regclass[]))"
+        " AND NOT tgisinternal AND tgenabled <> 'A'",
+        (list(tables),),
+    ).fetchone()
+    if own_triggers is None or own_triggers[0]:
+        return False
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
 
 
 def update_ticket(

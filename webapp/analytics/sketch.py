@@ -8,7 +8,8 @@ that orders the same way the values do: negatives below 0, zero at 0, positives 
 The encoding is headerless on purpose: a sketch is a run of (key int16, count int32) big-endian
 pairs, so the concatenation of two sketches is their merge. PostgreSQL builds and merges them with
 int2send/int4send and string_agg inside GROUP BY, and numpy decodes any number of them at once.
-Repeated keys are allowed; `merge` folds them.
+Repeated keys are allowed; `merge` folds them. Imports rely on that: they add new values to a
+rollup row by appending their pairs (analytics.rollups), folding only sketches grown long.
 
 Choosing this over a t-digest: merging here is adding bucket counts, so an hour merged into a year
 is exactly the year's own sketch, whatever the order, and SQL can build one in the same GROUP BY as
