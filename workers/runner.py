@@ -13,7 +13,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from webapp import jobs
 from webapp.db import session_factory
@@ -73,7 +73,8 @@ def run_job(
     client = get_redis()
     max_attempts = current_app.config.get("JOB_MAX_ATTEMPTS", 3)
     with make_session() as state_session, make_session() as work_session:
-        state_job = state_session.get(Job, uuid.UUID(job_id))
+        # The state session never reads the parameters (an import's hold its rows: megabytes).
+        state_job = state_session.get(Job, uuid.UUID(job_id), options=[defer(Job.params)])
         if state_job is None:
             log.warning("job=%s not found; dropping the task", job_id)
             return
