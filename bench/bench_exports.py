@@ -1,22 +1,29 @@
 """Export throughput and worker memory: each format beside bare COPY, for 100,000 and 1,000,000 tickets.
 
 Every run happens in a fresh child process, so its peak RSS is that run's alone. The export runs go
-through exports.write_export, the job's whole path: count, stream, fsync, sha256, rename. Two
-references run beside them: bare COPY of the same rows to a file (the ceiling), and csv.writer over
-rows fetched through a server-side cursor (what COPY replaces); `xlsxwriter` is the bare writer
+through exports.write_export, the job's whole path: REPEATABLE READ, formula guard, streaming with
+rows counted and sha256 taken on the way (XLSX: a count first, then a re-read for sha256), fsync,
+rename. Two references run beside them: bare COPY of the same rows to a file (the ceiling; its
+output must be byte for byte the CSV export's, which the run checks), and csv.writer over rows
+fetched through a server-side cursor (what COPY replaces); `xlsxwriter` is the bare writer
 library (XlsxWriter in constant-memory mode, write_row over the same rows from a server-side cursor,
 none of our job path: no count, progress, formula guard, metadata sheet, fsync, hash or rename), the
 reference for XLSX; `xlsx-openpyxl` is the XLSX writer not chosen, fed the same rows, for comparison.
 The targets are read off at the end: CSV >= 0.7x COPY's rows/s, XLSX >= 0.8x the bare writer's, and
 each format's peak RSS at the largest size within 1.2x of that at the smallest.
 
-    python -m bench.bench_exports [--sizes 100000,1000000] [--variants copy,csv,...] [--database-url URL]
+On a shared machine one run is one moment's load: `--repeat N` runs every variant N times at each
+size, interleaved (copy, csv, ..., copy, csv, ...), and the table keeps each variant's median run.
+
+    python -m bench.bench_exports [--sizes 100000,1000000] [--variants copy,csv,...] [--repeat N]
+                                  [--database-url URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import resource
 import subprocess
@@ -218,14 +225,69 @@ def run_one(variant: str, org_id: int, url: str, directory: Path) -> dict[str, A
     seconds = time.perf_counter() - started
     peak = _peak_rss()
     size = path.stat().st_size
+    digest = _sha256(path)  # after the clock and the peak: what was written, to compare variants
     path.unlink()
     return {
         "rows": rows,
         "seconds": round(seconds, 3),
         "rows_per_s": round(rows / seconds),
         "bytes": size,
+        "sha256": digest,
         "peak_rss_mb": round(peak / 2**20, 1),
         "rss_growth_mb": round((peak - baseline) / 2**20, 1),
+    }
+
+
+def _sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def same_output(results: dict[str, dict[str, Any]], sizes: list[int]) -> dict[str, bool]:
+    """Per size, whether the CSV export wrote exactly the bytes bare COPY did (like is compared with like).
+
+    They differ only if a seeded text started with a formula prefix, which the seed never writes.
+    """
+    out: dict[str, bool] = {}
+    for size in sizes:
+        copy, export = results.get(f"copy {size}"), results.get(f"csv {size}")
+        if copy is not None and export is not None:
+            out[f"{size}"] = copy["sha256"] == export["sha256"] and copy["rows"] == export["rows"]
+    return out
+
+
+def _run_child(url: str, variant: str, org_id: int, directory: str) -> dict[str, Any]:
+    """One run in a fresh process (see run_one)."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.bench_exports",
+            "--database-url",
+            url,
+            "--child",
+            variant,
+            str(org_id),
+            directory,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median time (the faster of the middle two), every run's seconds, the top peak RSS."""
+    chosen = sorted(runs, key=lambda run: run["seconds"])[(len(runs) - 1) // 2]
+    return {
+        **chosen,
+        "runs_seconds": [run["seconds"] for run in runs],
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "rss_growth_mb": max(run["rss_growth_mb"] for run in runs),
     }
 
 
@@ -273,6 +335,9 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each variant at each size (median kept)"
+    )
     parser.add_argument("--database-url", help="a migrated database to use instead of the scratch cluster")
     parser.add_argument("--child", nargs=3, metavar=("VARIANT", "ORG", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -287,48 +352,41 @@ def main() -> None:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     pg = None
     url = args.database_url
     if url is None:
         pg, url = scratch_postgres("bench_exports")
-    results: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     try:
         orgs = seed(url, sizes)
         with tempfile.TemporaryDirectory(prefix="bench-exports-") as directory:
             for size in sizes:
-                for variant in variants:
-                    child = subprocess.run(
-                        [
-                            sys.executable,
-                            "-m",
-                            "bench.bench_exports",
-                            "--database-url",
-                            url,
-                            "--child",
-                            variant,
-                            str(orgs[size]),
-                            directory,
-                        ],
-                        check=True,
-                        capture_output=True,
-                        text=True,
-                    )
-                    result = json.loads(child.stdout.strip().splitlines()[-1])
-                    results[f"{variant} {size}"] = {"variant": variant, "size": size, **result}
-                    print(
-                        f"{variant:>14} {size:>9,}: {result['rows_per_s']:>9,} rows/s, "
-                        f"peak RSS {result['peak_rss_mb']} MB",
-                        flush=True,
-                    )
+                # Interleaved, so that every variant meets the same spells of load from other work.
+                for _ in range(args.repeat):
+                    for variant in variants:
+                        result = _run_child(url, variant, orgs[size], directory)
+                        runs.setdefault(f"{variant} {size}", []).append(result)
+                        print(
+                            f"{variant:>14} {size:>9,}: {result['rows_per_s']:>9,} rows/s, "
+                            f"peak RSS {result['peak_rss_mb']} MB",
+                            flush=True,
+                        )
     finally:
         if pg is not None:
             pg.stop()
+    results = {
+        key: {"variant": key.split()[0], "size": int(key.split()[1]), **median_run(each)}
+        for key, each in runs.items()
+    }
 
-    headers = ["variant", "rows", "seconds", "rows/s", "MB written", "peak RSS MB", "RSS growth MB"]
+    headers = ["variant", "rows", "runs", "seconds", "rows/s", "MB written", "peak RSS MB", "RSS growth MB"]
     table = [
         [
             r["variant"],
             r["rows"],
+            len(r["runs_seconds"]),
             r["seconds"],
             r["rows_per_s"],
             round(r["bytes"] / 2**20, 1),
@@ -337,7 +395,13 @@ def main() -> None:
         ]
         for r in results.values()
     ]
-    print_table("Exports of the tickets dataset (13 columns), one child process per run", headers, table)
+    title = "Exports of the tickets dataset (13 columns), one child process per run, the median run shown"
+    print_table(title, headers, table)
+    identical = same_output(results, sizes)
+    for size, same in identical.items():
+        print(
+            f"\ncsv export byte for byte bare COPY's output at {int(size):,} rows: {'yes' if same else 'NO'}"
+        )
     targets = read_targets(results, sizes)
     print_table(
         "Targets",
@@ -347,7 +411,10 @@ def main() -> None:
             for t in targets
         ],
     )
-    path = write_results("exports", {"sizes": sizes, "tz": TZ, "results": results, "targets": targets})
+    path = write_results(
+        "exports",
+        {"sizes": sizes, "tz": TZ, "results": results, "targets": targets, "csv_same_as_copy": identical},
+    )
     print(f"\nwrote {path}")
 
 
