@@ -31,7 +31,7 @@ def pattern_delete(client: redis.Redis, org_id: int) -> int:
     """The baseline: find the organization's keys by pattern and delete them."""
     deleted = 0
     batch: list[bytes] = []
-    for key in client.scan_iter(match=f"an:{org_id}:*", count=10_000):
+    for key in client.scan_iter(match=f"{cache.ENTRY_PREFIX}{org_id}:*", count=10_000):
         batch.append(key)
         if len(batch) >= 10_000:
             deleted += client.unlink(*batch)

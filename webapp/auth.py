@@ -27,7 +27,8 @@ from webapp.api.errors import ApiError, error_response
 from webapp.db import get_session, session_factory
 from webapp.models import User
 from webapp.models.organizations import ROLES
-from webapp.redis_client import get_redis, get_wire
+from webapp.near_cache import MISSING, NearView
+from webapp.redis_client import get_leases, get_redis, get_wire, near_view
 from webapp.redis_wire import Command, round_trip
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,9 @@ def require_role(
     The route's request budget is spent only by callers with the role, after the token checks. A
     `read_only` route changes nothing, so the Redis part of the checks (revocation and budget) may
     ride along with its cache lookup (see `pending_admission`); they are settled before the lookup's
-    answer is used, and after the view at the latest, when it made no lookup.
+    answer is used, and after the view at the latest, when it made no lookup. On a `read_only` route
+    a remembered token's checks may also be answered from this process's near cache and budget
+    leases (g.near is the request's near-cache view), with no round trip at all.
     """
 
     def decorator(view: F) -> F:
@@ -210,14 +213,20 @@ def require_role(
                     _verified().remember(token, claims)
                 _check_role(claims, minimum)
                 _spend_budget(claims["org_id"])
-                admission = None
+                admission = near = None
             else:
-                admission = Admission(claims, minimum, _budget())
-                if not (read_only and revocation.nothing_pending()):
+                # A revocation this process has not yet written to Redis is checked in the database.
+                deferrable = read_only and revocation.nothing_pending()
+                near = near_view() if deferrable else None
+                admission = Admission(claims, minimum, _budget(), near, get_leases())
+                if not admission.commands():
+                    admission.settle([])  # known here: no round trip
+                elif not deferrable:
                     admission.run()
             g.principal = Principal(int(claims["sub"]), claims["org_id"], claims["role"])
             g.claims = claims
             g.admission = admission
+            g.near = near
             if admission is None or admission.settled:
                 return view(*args, **kwargs)
             try:
@@ -254,22 +263,42 @@ def _budget() -> tuple[str, int] | None:
 class Admission:
     """The checks of an already verified token that need Redis: revocation, then role, then budget.
 
-    Its commands go out in one round trip, on their own (`run`) or ahead of a cache lookup's
-    (`commands`, then `settle` with their replies). Settling raises the API error that refuses the request.
+    What this process knows already is not asked again: a revocation mark copied in the near cache
+    (`near`), a request admitted from a budget block it holds (`leases`). The rest goes out in one
+    round trip, on its own (`run`) or ahead of a cache lookup's (`commands`, then `settle` with their
+    replies). Settling raises the API error that refuses the request.
     """
 
-    def __init__(self, claims: dict[str, Any], minimum: str, budget: tuple[str, int] | None) -> None:
+    def __init__(
+        self,
+        claims: dict[str, Any],
+        minimum: str,
+        budget: tuple[str, int] | None,
+        near: NearView | None = None,
+        leases: ratelimit.Leases | None = None,
+    ) -> None:
         self.claims = claims
         self.minimum = minimum
         self.budget = budget
+        self.near = near
+        self.leases = leases or ratelimit.Leases()
+        self.revoked_key = revocation.key(claims["jti"])
+        self.revoked = MISSING if near is None else near.get(self.revoked_key)
         # Only callers with the role spend the budget.
         spends = budget is not None and ROLE_RANK[claims["role"]] >= ROLE_RANK[minimum]
         self.window = ratelimit.window(claims["org_id"], budget[0]) if spends and budget else None
+        # None: Redis must be asked; 0: admitted from a held block; n > 0: refused for n seconds.
+        self.wait = self.leases.take(self.window) if self.window is not None else 0
         self.settled = False
 
     def commands(self) -> list[Command]:
-        revoked: list[Command] = [("GET", revocation.key(self.claims["jti"]))]
-        return revoked + (self.window.commands() if self.window is not None else [])
+        """The commands still needed (their replies go to `settle` in this order)."""
+        out: list[Command] = []
+        if self.revoked is MISSING:
+            out.append(("GET", self.revoked_key))
+        if self.window is not None and self.wait is None and self.budget is not None:
+            out += self.leases.commands(self.window, self.budget[1])
+        return out
 
     def run(self) -> None:
         client = get_redis()
@@ -282,23 +311,37 @@ class Admission:
         self.settle(replies)
 
     def settle(self, replies: list[Any] | None) -> None:
+        """Decide with the replies to `commands()` (None: Redis could not be asked)."""
         self.settled = True
         if replies is not None and any(isinstance(reply, Exception) for reply in replies):
             replies = None
-        redis_up = replies is not None
-        if revocation.answer(
-            replies[0] if replies else None,
-            get_redis() if redis_up else None,
-            session_factory(),
-            jti=self.claims["jti"],
-            expires_at=datetime.fromtimestamp(self.claims["exp"], UTC),
-            negative_ttl=_negative_ttl(),
-        ):
+        rest = replies
+        revoked = self.revoked
+        if revoked is MISSING:
+            revoked = revocation.answer(
+                replies[0] if replies else None,
+                get_redis() if replies is not None else None,
+                session_factory(),
+                jti=self.claims["jti"],
+                expires_at=datetime.fromtimestamp(self.claims["exp"], UTC),
+                negative_ttl=_negative_ttl(),
+            )
+            if self.near is not None and replies is not None:
+                ttl = self.claims["exp"] - time.time() if revoked else _negative_ttl()
+                self.near.put(self.revoked_key, revoked, ttl=ttl)
+            rest = None if replies is None else replies[1:]
+        if revoked:
             raise ApiError(401, "token has been revoked", headers={"WWW-Authenticate": "Bearer"})
         _check_role(self.claims, self.minimum)
-        if self.window is not None and self.budget is not None and replies is not None:
-            group, limit = self.budget
-            _refuse_when_spent(group, limit, self.window.wait(replies[1], limit))
+        if self.window is None or self.budget is None:
+            return
+        group, limit = self.budget
+        wait = self.wait
+        if wait is None:
+            if rest is None:
+                return  # Redis unreachable: budgets protect capacity, they are not access control
+            wait = self.leases.settle(self.window, limit, rest[0])
+        _refuse_when_spent(group, limit, wait or None)
 
 
 def _spend_budget(org_id: int) -> None:

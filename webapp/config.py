@@ -88,6 +88,8 @@ def load() -> dict[str, Any]:
         "JWT_REFRESH_TOKEN_DAYS": env_int("JWT_REFRESH_TOKEN_DAYS", 30),
         "CACHE_TTL_SECONDS": env_int("CACHE_TTL_SECONDS", 3600),
         "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 0.5),
+        # Per web process: copies of cached answers kept coherent by Redis (0 turns it off).
+        "NEAR_CACHE_MAX_BYTES": env_int("NEAR_CACHE_MAX_BYTES", 64 * 1024 * 1024),
         "EXPORT_DIR": env("EXPORT_DIR", str(instance / "exports")),
         "EXPORT_RETENTION_DAYS": env_int("EXPORT_RETENTION_DAYS", 7),
         "EXPORT_LINK_TTL_SECONDS": env_int("EXPORT_LINK_TTL_SECONDS", 24 * 3600),

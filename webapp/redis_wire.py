@@ -29,21 +29,97 @@ from redis.connection import UnixDomainSocketConnection, parse_url
 Command = Sequence[str | bytes | int | float]
 
 
-class _Conn:
+class Connection:
+    """A blocking socket to Redis with its reply parser."""
+
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = hiredis.Reader(replyError=redis.exceptions.ResponseError)
         self.pid = os.getpid()
+
+    def send(self, commands: Sequence[Command]) -> None:
+        try:
+            self.sock.sendall(b"".join(hiredis.pack_command(tuple(command)) for command in commands))
+        except OSError as exc:
+            raise _error(exc) from exc
+
+    def read(self, count: int) -> list[Any]:
+        """The next `count` replies (an error reply is a ResponseError in the list)."""
+        replies: list[Any] = []
+        while len(replies) < count:
+            reply = self.reader.gets()
+            if reply is not False:
+                replies.append(reply)
+                continue
+            try:
+                data = self.sock.recv(65536)
+            except OSError as exc:  # EAGAIN when SO_RCVTIMEO expires, or a reset
+                raise _error(exc) from exc
+            if not data:
+                raise redis.ConnectionError("Redis closed the connection")
+            self.reader.feed(data)
+        return replies
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def url_options(url: str) -> dict[str, Any]:
+    """redis-py's reading of `url`; ValueError for what a plain socket cannot reach (TLS)."""
+    options = parse_url(url)
+    if options.get("connection_class") not in (None, UnixDomainSocketConnection):
+        raise ValueError("only plain TCP and Unix socket connections")
+    return options
+
+
+def connect(options: dict[str, Any], timeout: float) -> Connection:
+    """A connection to the Redis of `options` (from url_options), authenticated, on the URL's database.
+
+    Connecting, sending and receiving each give up after `timeout` seconds (redis.TimeoutError).
+    """
+    conn = Connection(_open(options, timeout))
+    setup: list[Command] = []
+    if options.get("password") is not None:
+        user = options.get("username")
+        setup.append(("AUTH", user, options["password"]) if user else ("AUTH", options["password"]))
+    if int(options.get("db", 0) or 0):
+        setup.append(("SELECT", int(options["db"])))
+    if not setup:
+        return conn
+    try:
+        conn.send(setup)
+        for reply in conn.read(len(setup)):
+            if isinstance(reply, redis.ResponseError):
+                raise redis.AuthenticationError(str(reply))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open(options: dict[str, Any], timeout: float) -> socket.socket:
+    try:
+        if "path" in options:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            sock.connect(options["path"])
+        else:
+            sock = socket.create_connection(
+                (options.get("host", "localhost"), int(options.get("port", 6379))), timeout=timeout
+            )
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:
+        raise _error(exc) from exc
+    _kernel_timeouts(sock, timeout)
+    return sock
 
 
 class Wire:
     """Pipelined round trips to the Redis at `url`, on one connection per thread."""
 
     def __init__(self, url: str, timeout: float) -> None:
-        options = parse_url(url)
-        if options.get("connection_class") not in (None, UnixDomainSocketConnection):
-            raise ValueError("only plain TCP and Unix socket connections")
-        self._options = options
+        self._options = url_options(url)
         self._timeout = timeout
         self._local = threading.local()
 
@@ -57,94 +133,33 @@ class Wire:
 
     def execute(self, commands: Sequence[Command]) -> list[Any]:
         """The replies to `commands`, sent together; an error reply is a ResponseError in the list."""
-        payload = b"".join(hiredis.pack_command(tuple(command)) for command in commands)
         try:
-            return self._round_trip(payload, len(commands))
+            return self._round_trip(commands)
         except redis.ConnectionError:
             # A connection Redis closed (a restart) fails on first use: one retry on a fresh one.
-            return self._round_trip(payload, len(commands))
+            return self._round_trip(commands)
 
-    def _round_trip(self, payload: bytes, count: int) -> list[Any]:
+    def _round_trip(self, commands: Sequence[Command]) -> list[Any]:
         conn = self._connection()
         try:
-            try:
-                conn.sock.sendall(payload)
-            except OSError as exc:
-                raise _error(exc) from exc
-            return self._read(conn, count)
+            conn.send(commands)
+            return conn.read(len(commands))
         except BaseException:
             self._drop(conn)  # its state is unknown: never reuse it
             raise
 
-    def _read(self, conn: _Conn, count: int) -> list[Any]:
-        replies: list[Any] = []
-        while len(replies) < count:
-            reply = conn.reader.gets()
-            if reply is not False:
-                replies.append(reply)
-                continue
-            try:
-                data = conn.sock.recv(65536)
-            except OSError as exc:  # EAGAIN when SO_RCVTIMEO expires, or a reset
-                raise _error(exc) from exc
-            if not data:
-                raise redis.ConnectionError("Redis closed the connection")
-            conn.reader.feed(data)
-        return replies
-
-    def _connection(self) -> _Conn:
-        conn: _Conn | None = getattr(self._local, "conn", None)
+    def _connection(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
         if conn is not None and conn.pid == os.getpid():
             return conn
-        conn = _Conn(self._open())
-        try:
-            self._prepare(conn)
-        except BaseException:
-            conn.sock.close()
-            raise
+        conn = connect(self._options, self._timeout)
         self._local.conn = conn
         return conn
 
-    def _open(self) -> socket.socket:
-        options = self._options
-        try:
-            if "path" in options:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self._timeout)
-                sock.connect(options["path"])
-            else:
-                sock = socket.create_connection(
-                    (options.get("host", "localhost"), int(options.get("port", 6379))), timeout=self._timeout
-                )
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            raise _error(exc) from exc
-        _kernel_timeouts(sock, self._timeout)
-        return sock
-
-    def _prepare(self, conn: _Conn) -> None:
-        options = self._options
-        setup: list[Command] = []
-        if options.get("password") is not None:
-            user = options.get("username")
-            setup.append(("AUTH", user, options["password"]) if user else ("AUTH", options["password"]))
-        if int(options.get("db", 0) or 0):
-            setup.append(("SELECT", int(options["db"])))
-        if not setup:
-            return
-        try:
-            conn.sock.sendall(b"".join(hiredis.pack_command(tuple(c)) for c in setup))
-        except OSError as exc:
-            raise _error(exc) from exc
-        for reply in self._read(conn, len(setup)):
-            if isinstance(reply, redis.ResponseError):
-                raise redis.AuthenticationError(str(reply))
-
-    def _drop(self, conn: _Conn) -> None:
+    def _drop(self, conn: Connection) -> None:
         if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
-        with contextlib.suppress(OSError):
-            conn.sock.close()
+        conn.close()
 
 
 def round_trip(client: redis.Redis, wire: Wire | None, commands: Sequence[Command]) -> list[Any]:

@@ -33,8 +33,11 @@ _pending: dict[str, datetime] = {}
 _pending_lock = threading.Lock()
 
 
+PREFIX = "an:revoked:"
+
+
 def key(jti: str) -> str:
-    return f"an:revoked:{jti}"
+    return f"{PREFIX}{jti}"
 
 
 def _seconds_left(expires_at: datetime) -> int:

@@ -127,7 +127,7 @@ def test_lock_is_released_only_by_its_holder(client, org_id):
     compute = Counter()
     cache.read_through(client, org_id, ["volume"], {"x": 1}, compute, ttl=60)
     key = cache.cache_key(org_id, ["volume"], [0], {"x": 1})
-    assert client.get(key + ":lock") is None
+    assert client.get(cache.lock_key(key)) is None
 
 
 def test_force_recomputes(client, org_id):
@@ -164,12 +164,14 @@ def test_failed_computation_releases_the_lock(client, org_id):
 def test_lookups_survive_a_script_flush(client, org_id, services, over):
     from webapp.redis_wire import Wire
 
-    wire = Wire(services.redis_url, timeout=1.0) if over == "wire" else None
+    shortcuts = cache.Shortcuts(wire=Wire(services.redis_url, timeout=1.0) if over == "wire" else None)
     compute = Counter({"v": 1})
-    cache.read_through(client, org_id, ["volume"], {"s": 1}, compute, ttl=60, wire=wire)
+    cache.read_through(client, org_id, ["volume"], {"s": 1}, compute, ttl=60, shortcuts=shortcuts)
     client.script_flush()  # as after a Redis restart: the lookup script is gone
-    value, meta = cache.read_through(client, org_id, ["volume"], {"s": 1}, compute, ttl=60, wire=wire)
+    value, meta = cache.read_through(
+        client, org_id, ["volume"], {"s": 1}, compute, ttl=60, shortcuts=shortcuts
+    )
     assert (value, meta.cache) == ({"v": 1}, "hit")
     assert compute.calls == 1
-    _, meta = cache.read_through(client, org_id, ["volume"], {"s": 1}, compute, ttl=60, wire=wire)
+    _, meta = cache.read_through(client, org_id, ["volume"], {"s": 1}, compute, ttl=60, shortcuts=shortcuts)
     assert meta.cache == "hit"

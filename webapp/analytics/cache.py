@@ -1,4 +1,8 @@
-"""Analytics cache: keys carry generation counters, so invalidation is one INCR per family."""
+"""Analytics cache: keys carry generation counters, so invalidation is one INCR per family.
+
+A web process may also hold copies of generations and entries (a near cache, kept coherent by
+Redis's invalidation messages), so that a hit costs no round trip at all.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from typing import Any, Protocol
 
 import redis
 
+from webapp.analytics.popular import Tally
+from webapp.near_cache import MISSING, NearView
 from webapp.redis_wire import Command, Wire, round_trip
 
 log = logging.getLogger(__name__)
@@ -55,13 +61,20 @@ FIELD_FAMILIES: dict[str, frozenset[str]] = {
 }
 
 LOCK_SECONDS = 30
+# The longest a near-cache copy is used without asking Redis again, whatever its messages say.
+NEAR_MAX_AGE = 30.0
 WAIT_SECONDS = 5.0
 # Compare-and-delete: release the lock only if it still holds our token.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
+GEN_PREFIX = "an:gen:"
+ENTRY_PREFIX = "an:c:"
+LOCK_PREFIX = "an:lock:"
+
+
 def gen_key(org_id: int, family: str) -> str:
-    return f"an:gen:{org_id}:{family}"
+    return f"{GEN_PREFIX}{org_id}:{family}"
 
 
 def families_for(event_types: Iterable[str], fields: Iterable[str] = ()) -> set[str]:
@@ -94,11 +107,23 @@ def canonical(params: dict[str, Any]) -> str:
 
 
 def cache_key(
-    org_id: int, families: Iterable[str], generations: Iterable[int], params: dict[str, Any]
+    org_id: int, families: Iterable[str], generations: Iterable[int | str], params: dict[str, Any]
 ) -> str:
-    digest = hashlib.sha256(canonical(params).encode()).hexdigest()
+    return _entry_key(org_id, families, generations, _digest(params))
+
+
+def _digest(params: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(params).encode()).hexdigest()
+
+
+def _entry_key(org_id: int, families: Iterable[str], generations: Iterable[int | str], digest: str) -> str:
     gens = ".".join(f"{f}{g}" for f, g in zip(families, generations, strict=True))
-    return f"an:{org_id}:{gens}:{digest}"
+    return f"{ENTRY_PREFIX}{org_id}:{gens}:{digest}"
+
+
+def lock_key(key: str) -> str:
+    """The stampede lock of entry `key` (outside the entries' prefix: taking it invalidates no copy)."""
+    return LOCK_PREFIX + key.removeprefix(ENTRY_PREFIX)
 
 
 class RawJson(str):
@@ -160,18 +185,37 @@ def decode_entry(stored: bytes) -> tuple[RawJson, CacheMeta] | None:
     return RawJson(body.decode()), CacheMeta("hit", header["computed_at"], header["about"])
 
 
+@dataclass(frozen=True)
+class Shortcuts:
+    """What a web process has for fast lookups: a raw wire to Redis, the request's view of the near
+    cache, and the tally counting requests served from that view (all optional)."""
+
+    wire: Wire | None = None
+    near: NearView | None = None
+    tally: Tally | None = None
+
+
 # One round trip for a lookup: read the generations, build the key as cache_key() does, count the
-# request in the popularity set (when asked) and GET the entry. KEYS: generation keys; ARGV: key
-# prefix, digest, popularity set, popularity member, then the family names in KEYS' order.
+# request in the popularity set (when asked), GET the entry and its remaining time to live, and
+# return the generations read (for a near cache). KEYS: generation keys; ARGV: key prefix, digest,
+# popularity set, popularity member, then the family names in KEYS' order.
 _LOOKUP = """
 local gens = redis.call('MGET', unpack(KEYS))
 local parts = {}
-for i = 1, #KEYS do parts[i] = ARGV[4 + i] .. (gens[i] or '0') end
+for i = 1, #KEYS do
+  gens[i] = gens[i] or '0'
+  parts[i] = ARGV[4 + i] .. gens[i]
+end
 local key = ARGV[1] .. table.concat(parts, '.') .. ':' .. ARGV[2]
 if ARGV[3] ~= '' then redis.call('ZINCRBY', ARGV[3], 1, ARGV[4]) end
-return {key, redis.call('GET', key)}
+local value = redis.call('GET', key)
+local ttl = -2
+if value then ttl = redis.call('PTTL', key) end
+return {key, value, ttl, gens}
 """
 _LOOKUP_SHA = hashlib.sha1(_LOOKUP.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts so
+
+Found = tuple[RawJson, CacheMeta]
 
 
 def _lookup(
@@ -181,40 +225,82 @@ def _lookup(
     params: dict[str, Any],
     count_in: tuple[str, str] | None,
     ride_along: RideAlong | None,
-    wire: Wire | None,
-) -> tuple[str, bytes | None]:
-    """The entry's key and stored bytes, in one round trip with the ride-along's commands."""
-    digest = hashlib.sha256(canonical(params).encode()).hexdigest()
-    zset, member = count_in or ("", "")
+    shortcuts: Shortcuts,
+) -> tuple[str, Found | None]:
+    """The entry's key and what it holds, with the ride-along's commands: from the near cache when it
+    has both the generations and the entry, otherwise in one round trip (which fills the near cache)."""
+    digest = _digest(params)
     gen_keys = [gen_key(org_id, f) for f in names]
     commands: list[Command] = ride_along.commands() if ride_along is not None else []
+    near = shortcuts.near
+    if near is not None:
+        gens = near.get_many(gen_keys)
+        if gens is not None:
+            key = _entry_key(org_id, names, gens, digest)
+            found = near.get(key)
+            if found is not MISSING:
+                if commands:
+                    # Settled from the database if Redis does not answer; the copy still holds.
+                    with contextlib.suppress(redis.RedisError):
+                        _settle(ride_along, lambda: round_trip(client, shortcuts.wire, commands))
+                if count_in is not None and shortcuts.tally is not None:
+                    _count_later(client, shortcuts, *count_in)
+                return key, found
     riders = len(commands)
+    zset, member = count_in or ("", "")
     if gen_keys:
-        args = (len(gen_keys), *gen_keys, f"an:{org_id}:", digest, zset, member, *names)
+        args = (len(gen_keys), *gen_keys, f"{ENTRY_PREFIX}{org_id}:", digest, zset, member, *names)
         commands.append(("EVALSHA", _LOOKUP_SHA, *args))
     else:
         # An answer that depends on no family has an empty generation list (EVAL needs a key to MGET).
-        key = f"an:{org_id}::{digest}"
+        key = _entry_key(org_id, (), (), digest)
         if zset:
             commands.append(("ZINCRBY", zset, 1, member))
-        commands.append(("GET", key))
+        commands += [("GET", key), ("PTTL", key)]
+    replies = _settle(ride_along, lambda: round_trip(client, shortcuts.wire, commands), riders)
+    if gen_keys:
+        reply = replies[-1]
+        if _no_script(reply):
+            reply = client.eval(_LOOKUP, *args)  # loads the script for the next lookups
+        if isinstance(reply, Exception):
+            raise reply
+        raw_key, stored, ttl_ms, gens = reply
+        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+    else:
+        stored, ttl_ms = replies[-2:]
+        gens = []
+    found = None if stored is None else decode_entry(stored)
+    if near is not None:
+        near.put_many([(k, g.decode()) for k, g in zip(gen_keys, gens, strict=True)], ttl=NEAR_MAX_AGE)
+        if found is not None and ttl_ms > 0:
+            near.put(key, found, ttl=min(ttl_ms / 1000, NEAR_MAX_AGE), size=len(stored))
+    return key, found
+
+
+def _settle(
+    ride_along: RideAlong | None, send: Callable[[], list[Any]], riders: int | None = None
+) -> list[Any]:
+    """Send the round trip and settle the ride-along with its replies (the first `riders`, or all)."""
     try:
-        replies = round_trip(client, wire, commands)
+        replies = send()
     except redis.RedisError:
         if ride_along is not None:
             ride_along.settle(None)
         raise
     if ride_along is not None:
-        ride_along.settle(replies[:riders])
-    found = replies[-1]
-    if _no_script(found):
-        found = client.eval(_LOOKUP, *args)  # loads the script for the next lookups
-    if isinstance(found, Exception):
-        raise found
-    if not gen_keys:
-        return key, found
-    stored_key, stored = found
-    return stored_key.decode() if isinstance(stored_key, bytes) else stored_key, stored
+        ride_along.settle(replies if riders is None else replies[:riders])
+    return replies
+
+
+def _count_later(client: redis.Redis, shortcuts: Shortcuts, zset: str, member: str) -> None:
+    """Count a request served from the near cache; send the counts once they are due."""
+    assert shortcuts.tally is not None
+    due = shortcuts.tally.add(zset, member)
+    if due:
+        try:
+            round_trip(client, shortcuts.wire, due)
+        except redis.RedisError as exc:
+            log.debug("popularity counts lost: %s", exc)
 
 
 def _no_script(reply: Any) -> bool:
@@ -240,7 +326,7 @@ def read_through(
     count_in: tuple[str, str] | None = None,
     ride_along: RideAlong | None = None,
     raw: bool = False,
-    wire: Wire | None = None,
+    shortcuts: Shortcuts | None = None,
 ) -> tuple[Any, CacheMeta]:
     """The cached answer for `params`, or compute it once (others wait) and store it for `ttl` seconds.
 
@@ -248,23 +334,22 @@ def read_through(
     `force` recomputes and overwrites whatever is cached (background refresh). `count_in`, a
     (sorted set, member) pair, counts the request there in the same round trip as the lookup, as
     `ride_along` sends its own commands. `compute` may return a `Computed` to store facts about the
-    answer (in the meta's `about`). With `raw` the answer is its JSON text (a `RawJson`). The
-    lookup's round trip goes over `wire` when given (same Redis as `client`).
+    answer (in the meta's `about`). With `raw` the answer is its JSON text (a `RawJson`).
+    `shortcuts` make the lookup faster: a raw wire to the same Redis, a near-cache view.
     """
     names = sorted(set(families))
     try:
-        key, stored = _lookup(client, org_id, names, params, count_in, ride_along, wire)
+        key, found = _lookup(client, org_id, names, params, count_in, ride_along, shortcuts or Shortcuts())
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
         return _computed(compute, "bypass", raw)
-    found = None if force or stored is None else decode_entry(stored)
-    if found is not None:
+    if found is not None and not force:
         return _answer(*found, raw)
 
     token = uuid.uuid4().hex
-    lock_key = key + ":lock"
+    lock = lock_key(key)
     try:
-        have_lock = bool(client.set(lock_key, token, nx=True, ex=LOCK_SECONDS))
+        have_lock = bool(client.set(lock, token, nx=True, ex=LOCK_SECONDS))
         if not have_lock:
             deadline = time.monotonic() + WAIT_SECONDS
             while time.monotonic() < deadline:
@@ -272,13 +357,13 @@ def read_through(
                 found = _stored(client, key)
                 if found is not None:
                     return _answer(*found, raw)
-                if not client.exists(lock_key):
-                    have_lock = bool(client.set(lock_key, token, nx=True, ex=LOCK_SECONDS))
+                if not client.exists(lock):
+                    have_lock = bool(client.set(lock, token, nx=True, ex=LOCK_SECONDS))
                     if have_lock:
                         # The holder may have stored the value just before releasing the lock.
                         found = _stored(client, key)
                         if found is not None:
-                            client.eval(_RELEASE, 1, lock_key, token)
+                            client.eval(_RELEASE, 1, lock, token)
                             return _answer(*found, raw)
                         break
     except redis.RedisError as exc:
@@ -293,7 +378,7 @@ def read_through(
         # Released even when compute() raises, so the next identical request need not wait it out.
         if have_lock:
             try:
-                client.eval(_RELEASE, 1, lock_key, token)
+                client.eval(_RELEASE, 1, lock, token)
             except redis.RedisError as exc:
                 log.warning("cache lock release failed org=%s: %s", org_id, exc)
     return _answer(RawJson(body), meta, raw)

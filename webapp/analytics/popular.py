@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import Counter
 from typing import Any
 
 import redis
 
 TOP_N = 20
+FLUSH_SECONDS = 5.0
 
 
 def popular_key(org_id: int) -> str:
@@ -22,3 +26,27 @@ def member(kind: str, params: dict[str, Any]) -> str:
 def top(client: redis.Redis, org_id: int, n: int = TOP_N) -> list[dict[str, Any]]:
     """The organization's `n` most requested queries, most requested first."""
     return [json.loads(member) for member in client.zrevrange(popular_key(org_id), 0, n - 1)]
+
+
+class Tally:
+    """Requests counted in this process and added to the popularity sets at most every `every` seconds.
+
+    For requests answered without a round trip to Redis: the counts ride on a later one.
+    """
+
+    def __init__(self, every: float = FLUSH_SECONDS) -> None:
+        self._every = every
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+        self._due_at = time.monotonic() + every
+
+    def add(self, zset: str, member: str) -> list[tuple[str, str, int, str]]:
+        """Count one request; the ZINCRBY commands to send now when the counts are due, else []."""
+        with self._lock:
+            self._counts[(zset, member)] += 1
+            now = time.monotonic()
+            if now < self._due_at:
+                return []
+            counts, self._counts = self._counts, Counter()
+            self._due_at = now + self._every
+        return [("ZINCRBY", zset, n, member) for (zset, member), n in counts.items()]

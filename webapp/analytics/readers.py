@@ -17,9 +17,8 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, popular, queries, reports, snapshots
 from webapp.analytics.buckets import make_buckets
-from webapp.analytics.cache import Computed, RideAlong, read_through
+from webapp.analytics.cache import Computed, RideAlong, Shortcuts, read_through
 from webapp.analytics.metrics import METRICS
-from webapp.redis_wire import Wire
 from webapp.timeutil import utcnow, zone
 
 # Answers that depend on the clock (SLA pending turns breached with no event) are cached briefly.
@@ -148,13 +147,13 @@ def read(
     force: bool = False,
     ride_along: RideAlong | None = None,
     raw: bool = False,
-    wire: Wire | None = None,
+    shortcuts: Shortcuts | None = None,
 ) -> tuple[Any, ReadMeta]:
     """The answer for `params` (whose "route" names the reader) through the cache.
 
     `session` may be a function returning one, so that a cache hit opens no database connection.
-    `ride_along`, `raw` and `wire` are read_through's: commands sent with the lookup, the answer as
-    JSON text, and the connection for the lookup.
+    `ride_along`, `raw` and `shortcuts` are read_through's: commands sent with the lookup, the answer
+    as JSON text, and what makes a hit cheaper (raw wire, near cache).
     """
     reader = READERS[params["route"]]
     counted = None if force else (popular.popular_key(org_id), popular.member("read", params))
@@ -176,6 +175,6 @@ def read(
         count_in=counted,
         ride_along=ride_along,
         raw=raw,
-        wire=wire,
+        shortcuts=shortcuts,
     )
     return value, ReadMeta(meta.cache, meta.computed_at, meta.about["source"], meta.about["approximate"])

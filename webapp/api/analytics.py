@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import aggregations, queries, readers, sla, snapshots
 from webapp.analytics.aggregations import QueryError
 from webapp.analytics.buckets import check_bucket_count, default_end, resolve_range, shift_days
-from webapp.analytics.cache import RawJson
+from webapp.analytics.cache import RawJson, Shortcuts
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.api.analytics_schemas import (
     Aggregation,
@@ -44,7 +44,7 @@ from webapp.auth import current_principal, pending_admission, require_role
 from webapp.db import get_session
 from webapp.dimensions import parse_filters
 from webapp.models import Organization
-from webapp.redis_client import get_redis, get_wire
+from webapp.redis_client import get_redis, get_tally, get_wire
 from webapp.timeutil import parse_datetime, utcnow, zone
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
@@ -148,7 +148,8 @@ def _echo(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dic
 def _read(org_id: int, params: dict[str, Any]) -> tuple[RawJson, dict[str, Any]]:
     """The answer through the cache as JSON text, and the meta block that says where it came from.
 
-    The request's pending token checks go to Redis with the lookup: a hit is one round trip.
+    The request's pending token checks go to Redis with the lookup: a hit is one round trip, or
+    none when the near cache holds what it needs.
     """
     value, meta = readers.read(
         _session,
@@ -158,7 +159,7 @@ def _read(org_id: int, params: dict[str, Any]) -> tuple[RawJson, dict[str, Any]]
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         ride_along=pending_admission(),
         raw=True,
-        wire=get_wire(),
+        shortcuts=Shortcuts(get_wire(), g.get("near"), get_tally()),
     )
     return value, meta.as_dict()
 
