@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -88,14 +89,93 @@ def families_for(event_types: Iterable[str], fields: Iterable[str] = ()) -> set[
 
 
 def bump(client: redis.Redis, org_id: int, families: Iterable[str]) -> None:
-    """Invalidate every cached answer that depends on `families`: one INCR each, whatever is cached."""
+    """Invalidate every cached answer that depends on `families`: one INCR each, whatever is cached.
+
+    When Redis cannot be reached the bump is owed: this process retries it in the background until
+    it lands, and meanwhile reads these families without the cache. The RedisError still propagates.
+    """
     names = sorted(set(families))
     if not names:
         return
+    try:
+        _incr(client, org_id, names)
+    except redis.RedisError:
+        _owed.add(client, org_id, names)
+        raise
+
+
+def _incr(client: redis.Redis, org_id: int, names: Iterable[str]) -> None:
     pipe = client.pipeline(transaction=False)
     for family in names:
         pipe.incr(gen_key(org_id, family))
     pipe.execute()
+
+
+class OwedBumps:
+    """Generation bumps that failed (Redis unreachable), retried every `every` seconds until they land.
+
+    A write committed in PostgreSQL whose bump is lost would leave answers cached before it to be
+    served after Redis returns; paying the bump as soon as Redis answers bounds that to `every`.
+    """
+
+    def __init__(self, every: float = 0.25) -> None:
+        self._every = every
+        # (organization, family) -> how many bumps had been owed when it was last owed
+        self._owed: dict[tuple[int, str], int] = {}
+        self._count = 0
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, client: redis.Redis, org_id: int, families: Iterable[str]) -> None:
+        with self._lock:
+            for family in families:
+                self._count += 1
+                self._owed[(org_id, family)] = self._count
+            self._client = client
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._pay, name="owed-cache-bumps", daemon=True)
+                self._thread.start()
+
+    def covers(self, org_id: int, families: Iterable[str]) -> bool:
+        """Whether a bump of any of `families` of the organization is still owed."""
+        return bool(self._owed) and any((org_id, family) in self._owed for family in families)
+
+    def pay(self, client: redis.Redis) -> bool:
+        """Make the owed bumps now; whether nothing is owed any more."""
+        with self._lock:
+            owed = dict(self._owed)
+        if not owed:
+            return True
+        by_org: dict[int, list[str]] = {}
+        for org_id, family in owed:
+            by_org.setdefault(org_id, []).append(family)
+        try:
+            for org_id, families in by_org.items():
+                _incr(client, org_id, sorted(families))
+        except redis.RedisError:
+            return False
+        with self._lock:
+            for item, count in owed.items():
+                # Owed again while this payment was on its way: paid on the next round.
+                if self._owed.get(item) == count:
+                    del self._owed[item]
+            done = not self._owed
+        log.info("owed generation bumps paid: %s", len(owed))
+        return done
+
+    def _pay(self) -> None:
+        while True:
+            time.sleep(self._every)
+            with self._lock:
+                if not self._owed or self._client is None:
+                    self._thread = None
+                    return
+                client = self._client
+            self.pay(client)
+
+
+_owed = OwedBumps()
 
 
 def bump_all(client: redis.Redis, org_id: int) -> None:
@@ -338,6 +418,8 @@ def read_through(
     `shortcuts` make the lookup faster: a raw wire to the same Redis, a near-cache view.
     """
     names = sorted(set(families))
+    if _owed.covers(org_id, names) and not _owed.pay(client):
+        return _computed(compute, "bypass", raw)  # a change this process made is not in Redis yet
     try:
         key, found = _lookup(client, org_id, names, params, count_in, ride_along, shortcuts or Shortcuts())
     except redis.RedisError as exc:
