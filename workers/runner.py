@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,8 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, defer
 
 from webapp import jobs
@@ -68,10 +71,53 @@ def run_job(
     work: Callable[[JobContext], dict[str, Any] | None],
     cleanup: Callable[[JobContext], None] | None = None,
 ) -> None:
-    """Run `work` for the job, moving it through running to a final state; safe to redeliver."""
+    """Run `work` for the job, moving it through running to a final state; safe to redeliver.
+
+    One delivery at a time: a second delivery of a job that another worker is running (the broker's
+    redelivery after a visibility timeout, or beat's requeue racing the original message) is dropped.
+    """
     make_session = session_factory()
     client = get_redis()
     max_attempts = current_app.config.get("JOB_MAX_ATTEMPTS", 3)
+    with _exclusive(current_app.extensions["db_engine"], job_id) as mine:
+        if not mine:
+            log.warning("job=%s is being run by another delivery; dropping this one", job_id)
+            return
+        _run(task, job_id, work, cleanup, make_session, client, max_attempts)
+
+
+@contextlib.contextmanager
+def _exclusive(engine: Engine, job_id: str) -> Iterator[bool]:
+    """Hold the job's advisory lock for as long as the block runs; whether this delivery got it.
+
+    A session-level lock on a connection of its own: PostgreSQL releases it when the connection ends,
+    so a worker that dies leaves nothing behind for the next delivery. (A one-bigint key: no clash
+    with the two-key locks of rollups and submissions.)
+    """
+    key = int.from_bytes(uuid.UUID(job_id).bytes[:8], "big", signed=True)
+    with engine.connect() as conn:
+        got = bool(conn.execute(select(func.pg_try_advisory_lock(key))).scalar())
+        conn.commit()
+        try:
+            yield got
+        finally:
+            if got:
+                try:
+                    conn.execute(select(func.pg_advisory_unlock(key)))
+                    conn.commit()
+                except sa_exc.DBAPIError:
+                    conn.invalidate()  # closed, not pooled: the server drops the lock with it
+
+
+def _run(
+    task: Task,
+    job_id: str,
+    work: Callable[[JobContext], dict[str, Any] | None],
+    cleanup: Callable[[JobContext], None] | None,
+    make_session: Any,
+    client: redis.Redis,
+    max_attempts: int,
+) -> None:
     with make_session() as state_session, make_session() as work_session:
         # The state session never reads the parameters (an import's hold its rows: megabytes).
         state_job = state_session.get(Job, uuid.UUID(job_id), options=[defer(Job.params)])

@@ -393,6 +393,28 @@ def test_killed_pool_process_mid_import_is_redelivered_and_imports_once(
     assert celery_worker.poll() is None
 
 
+def test_a_second_delivery_of_a_running_import_is_dropped(
+    celery_worker, make_live_tenant, post_import, engine, celery, services
+):
+    """The broker may deliver a task again while it runs (visibility timeout, a requeue racing the
+    original): the second delivery must not import the batch a second time."""
+    tenant = make_live_tenant()
+    with _locked(engine, "tickets"):  # the import starts, then waits to write
+        job_id = post_import(tenant.agent, _rows(300)).get_json()["job_id"]
+        _until(_running(engine, job_id, 1), what="import running")
+        celery.send_task("tickets.import", args=[job_id], queue="default")
+        log_path = TEST_INSTANCE / "worker.log"
+        _until(
+            lambda: f"job={job_id} is being run by another delivery" in log_path.read_text(errors="replace"),
+            what="the second delivery dropped",
+        )
+    done = wait_for_job(tenant.viewer, job_id, timeout=60)
+    assert (done["state"], done["attempts"], done["result"]["imported"]) == ("succeeded", 1, 300)
+    assert _tickets(engine, tenant.org_id) == 300
+    states = [e["state"] for e in _job_events(services, tenant.org_id, job_id)]
+    assert states.count("succeeded") == 1
+
+
 def test_an_import_committed_before_its_worker_died_is_not_written_again(
     celery_worker, make_live_tenant, live_app, engine
 ):
