@@ -19,9 +19,12 @@ def env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = env(name)
-    return int(value) if value is not None else default
+    number = int(value) if value is not None else default
+    if minimum is not None and number < minimum:
+        raise RuntimeError(f"{name} must be at least {minimum}, not {number}")
+    return number
 
 
 def env_float(name: str, default: float) -> float:
@@ -84,8 +87,8 @@ def load() -> dict[str, Any]:
         "REDIS_URL": r_url,
         "BROKER_URL": env("BROKER_URL", r_url),
         "JWT_SECRET_KEY": jwt_secret(instance),
-        "JWT_ACCESS_TOKEN_MINUTES": env_int("JWT_ACCESS_TOKEN_MINUTES", 60),
-        "JWT_REFRESH_TOKEN_DAYS": env_int("JWT_REFRESH_TOKEN_DAYS", 30),
+        "JWT_ACCESS_TOKEN_MINUTES": env_int("JWT_ACCESS_TOKEN_MINUTES", 60, minimum=1),
+        "JWT_REFRESH_TOKEN_DAYS": env_int("JWT_REFRESH_TOKEN_DAYS", 30, minimum=1),
         "CACHE_TTL_SECONDS": env_int("CACHE_TTL_SECONDS", 3600),
         "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 0.5),
         # Per web process: copies of cached answers kept coherent by Redis (0 turns it off).

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -22,7 +21,7 @@ import redis
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from webapp import events
+from webapp import events, strict_json
 from webapp.analytics import cache
 from webapp.analytics.metrics import metrics_changed_by
 from webapp.models import Organization
@@ -47,6 +46,7 @@ DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 # The report lists this many failing rows and counts the rest, so a broken file cannot bloat the job row.
 MAX_REPORTED_ERRORS = 500
 FIELDS = tuple(TicketCreate.model_fields)
+NUMERIC_FIELDS = frozenset({"sentiment_score"})
 # Tickets per chunk handed to the writer: the database starts on the first chunk early and writes
 # little after the last row is checked, with a few statements per chunk.
 WRITE_CHUNK = 1000
@@ -133,9 +133,9 @@ def _check_count(count: int, max_rows: int) -> None:
 
 def _json_rows(text: str, max_rows: int) -> list[Any]:
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ImportFormatError(f"the body is not valid JSON: {exc.msg}", line=exc.lineno) from exc
+        data = strict_json.loads(text)
+    except strict_json.JsonError as exc:
+        raise ImportFormatError(f"the body is not valid JSON: {exc}", line=exc.line) from exc
     if not isinstance(data, list):
         raise ImportFormatError("a JSON import must be an array of ticket objects")
     _check_count(len(data), max_rows)
@@ -149,14 +149,15 @@ def _ndjson_rows(text: str, max_rows: int) -> list[Any]:
             continue
         _check_count(len(rows) + 1, max_rows)
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ImportFormatError(f"line {number} is not valid JSON: {exc.msg}", line=number) from exc
+            rows.append(strict_json.loads(line))
+        except strict_json.JsonError as exc:
+            raise ImportFormatError(f"line {number} is not valid JSON: {exc}", line=number) from exc
     return rows
 
 
 def _csv_rows(text: str, max_rows: int) -> list[Any]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote left open at the end of the body is an error, not a field running to the end.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -179,12 +180,24 @@ def _csv_rows(text: str, max_rows: int) -> list[Any]:
                 rows.append({"__error__": f"the row has {len(cells)} cells but the header {len(names)}"})
                 continue
             # An empty cell means "not given", as an absent key does in JSON.
-            rows.append({name: cell for name, cell in zip(names, cells, strict=False) if cell != ""})
+            pairs = zip(names, cells, strict=False)
+            rows.append({name: _cell(name, cell) for name, cell in pairs if cell != ""})
     except csv.Error as exc:
         raise ImportFormatError(
             f"line {reader.line_num} is not valid CSV: {exc}", line=reader.line_num
         ) from exc
     return rows
+
+
+def _cell(name: str, text: str) -> Any:
+    """A CSV cell as the JSON value it stands for: numbers for numeric fields (text that is not a
+    number stays text, and validation says so)."""
+    if name in NUMERIC_FIELDS:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
 
 
 def parse_rows(body: bytes, fmt: str, *, max_rows: int = DEFAULT_MAX_ROWS) -> list[Any]:

@@ -23,7 +23,8 @@ class TicketFields(BaseModel):
     channel: Channel | None = None
     category: str | None = Field(default=None, min_length=1, max_length=100)
     assigned_to: str | None = Field(default=None, min_length=1, max_length=200)
-    sentiment_score: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False)
+    # Strict: true or "0.5" is not a score (a CSV import converts its text cells first).
+    sentiment_score: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False, strict=True)
     created_at: datetime | None = None
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None

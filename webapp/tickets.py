@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import rollups
 from webapp.models import Organization, Ticket, TicketEvent
 from webapp.models.tickets import DIMENSIONS, RESOLVED_STATUSES
-from webapp.timeutil import as_aware, hours_between, utcnow, zone
+from webapp.timeutil import as_aware, hours_between, in_calendar, utcnow, zone
 
 # Clocks of the clients drift; a timestamp this far ahead of ours is still "now".
 CLOCK_SKEW = timedelta(minutes=5)
@@ -53,7 +53,7 @@ def _times(org: Organization, fields: dict[str, Any], now: datetime) -> dict[str
         if value is None:
             continue
         try:
-            aware = as_aware(value, tz, name)
+            aware = in_calendar(as_aware(value, tz, name), name)
         except ValueError as exc:
             raise TicketError(str(exc), field=name) from exc
         if aware > now + CLOCK_SKEW:

@@ -10,6 +10,12 @@ class TimeError(ValueError):
     """A timestamp or time zone the platform cannot accept; the message says why."""
 
 
+# The instants the platform measures: far enough inside the calendar that bucket arithmetic, offsets
+# and "the period before" never leave it.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -20,7 +26,8 @@ def zone(name: str) -> ZoneInfo:
         raise TimeError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    # A folder of the database ("America") is an OSError (IsADirectoryError), not "not found".
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise TimeError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'") from exc
 
 
@@ -57,21 +64,44 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
     return naive.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
 
 
+def in_calendar(value: datetime, field: str) -> datetime:
+    """`value` (aware) if it lies in the years the platform measures, 1900 to 2199 (UTC), else TimeError."""
+    try:
+        inside = EARLIEST <= value <= LATEST
+    except OverflowError:  # an offset that moves a time at the calendar's edge off it
+        inside = False
+    if not inside:
+        raise _outside(field, value.isoformat())
+    return value
+
+
+def _outside(field: str, text: str) -> TimeError:
+    return TimeError(f"{field} {text} is outside the years 1900 to 2199 this platform measures")
+
+
 def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
-    """An ISO 8601 date or datetime; a date means local midnight, a naive time local wall-clock."""
+    """An ISO 8601 date or datetime in 1900..2199; a date means local midnight, a naive time local
+    wall-clock."""
     raw = text.strip()
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"
     try:
         if len(raw) == 10:
-            return local_midnight(date.fromisoformat(raw), tz)
+            day = date.fromisoformat(raw)
+            if not EARLIEST.year <= day.year < LATEST.year:
+                raise _outside(field, raw)
+            return local_midnight(day, tz)
         value = datetime.fromisoformat(raw)
+    except TimeError:
+        raise
     except ValueError as exc:
         raise TimeError(
             f"{field} {text!r} is not an ISO 8601 date or datetime "
             "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)"
         ) from exc
-    return as_aware(value, tz, field)
+    if not EARLIEST.year <= value.year < LATEST.year:
+        raise _outside(field, raw)
+    return in_calendar(as_aware(value, tz, field), field)
 
 
 def hours_between(start: datetime, end: datetime) -> float:

@@ -395,3 +395,108 @@ def test_a_client_that_stops_reading_is_dropped_without_delaying_others(
         pass
     assert slow_got < total
     fast.close()
+
+
+def _assert_error(ws) -> dict:
+    """The next error message, shaped like every server message."""
+    error, _ = _receive_until(ws, lambda m: m["type"] == "error")
+    assert set(error) >= {"type", "organization_id", "timestamp", "data", "id"}
+    assert error["data"]["message"]
+    return error
+
+
+def _assert_usable(ws) -> None:
+    ws.send(json.dumps({"type": "ping"}))
+    _receive_until(ws, lambda m: m["type"] == "pong")
+
+
+def test_malformed_messages_are_answered_and_the_socket_stays_open(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    ws, _ = _open(web_server, tenant)
+    for bad in [
+        json.dumps({"type": "unsubscribe", "metrics": [[1]]}),
+        json.dumps({"type": "unsubscribe", "metrics": [{"a": 1}]}),
+        "[" * 5000 + "]" * 5000,
+        json.dumps({"type": "resume", "last_event_id": "\u0661-\u0662"}),
+    ]:
+        ws.send(bad)
+        _assert_error(ws)
+        _assert_usable(ws)
+    ws.close()
+
+
+def test_an_unexpected_failure_is_logged_and_answered(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    ws, _ = _open(web_server, tenant)
+    # PostgreSQL refuses a NUL in a text value: the query fails where no check expects it.
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "filters": {"category": ["a\0b"]}}))
+    error = _assert_error(ws)
+    assert "HTTP/1" not in error["data"]["message"]
+    _assert_usable(ws)
+    ws.close()
+    time.sleep(0.3)
+    assert "Traceback" in web_server.log_text()
+
+
+def test_out_of_range_event_ids_are_refused_clearly(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    too_big = "99999999999999999999999-0"
+    ws, _ = _open(web_server, tenant, query=f"?last_event_id={too_big}")
+    error = _assert_error(ws)
+    assert "last_event_id" in error["data"]["message"]
+    _assert_usable(ws)
+    for bad in (too_big, "1-18446744073709551616", "-1-0", "1"):
+        ws.send(json.dumps({"type": "resume", "last_event_id": bad}))
+        error = _assert_error(ws)
+        assert "Redis" not in error["data"]["message"]
+        assert "last_event_id" in error["data"]["message"]
+        _assert_usable(ws)
+    # The largest id there is: nothing can follow it, and that is no error.
+    ws.send(json.dumps({"type": "resume", "last_event_id": "18446744073709551615-18446744073709551615"}))
+    ws.send(json.dumps({"type": "ping"}))
+    _, seen = _receive_until(ws, lambda m: m["type"] == "pong")
+    assert [m["type"] for m in seen] == ["pong"]
+    web_server.request("POST", "/api/v1/tickets", tenant.users["agent"]["token"], {})
+    _receive_until(ws, lambda m: m["type"] == "metric_update")
+    ws.close()
+
+
+@pytest.mark.parametrize("size", [70 * 1024, 1024 * 1024])
+def test_an_oversized_message_closes_cleanly_with_1009(web_server, make_live_tenant, size):
+    tenant = make_live_tenant()
+    ws, _ = _open(web_server, tenant)
+    ws.send("x" * size)
+    assert _close_code(ws, timeout=5) == 1009
+    ws.close()
+
+
+def test_logout_closes_open_sockets_of_the_token(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    token = tenant.users["viewer"]["token"]
+    ws, _ = _open(web_server, tenant)
+    status, _ = web_server.request("POST", "/api/v1/auth/logout", token)
+    assert status == 200
+    started = time.monotonic()
+    ws.settimeout(10)
+    while True:
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            assert json.loads(frame.data)["type"] != "metric_update"
+    assert int.from_bytes(frame.data[:2], "big") == 1008
+    assert b"revoked" in frame.data[2:]
+    assert time.monotonic() - started < 8
+    ws.close()
+
+
+def test_a_ticket_issued_before_logout_is_refused_after(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    token = tenant.users["viewer"]["token"]
+    status, body = web_server.request("POST", "/api/v1/ws/ticket", token)
+    assert status == 200
+    status, _ = web_server.request("POST", "/api/v1/auth/logout", token)
+    assert status == 200
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        _connect(web_server, body["url"])
+    assert refused.value.status_code == 401

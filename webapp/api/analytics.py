@@ -45,7 +45,7 @@ from webapp.db import get_session
 from webapp.dimensions import parse_filters
 from webapp.models import Organization
 from webapp.redis_client import get_redis, get_tally, get_wire
-from webapp.timeutil import parse_datetime, utcnow, zone
+from webapp.timeutil import EARLIEST, LATEST, parse_datetime, utcnow, zone
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
@@ -392,5 +392,11 @@ def request_snapshot() -> tuple[Response, int, dict[str, str]]:
         raise ApiError(
             400, f"date {body.date!r} is not an ISO 8601 date (YYYY-MM-DD)", details={"field": "date"}
         ) from exc
+    if not EARLIEST.year <= day.year < LATEST.year:
+        raise ApiError(
+            400,
+            f"date {body.date} is outside the years 1900 to 2199 this platform measures",
+            details={"field": "date"},
+        )
     first, _ = snapshots.snapshot_period(body.type, day)
     return submit_job("snapshot", {"snapshot_type": body.type, "snapshot_date": first.isoformat()})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from webapp.api.schemas import Strict
 
@@ -80,7 +80,7 @@ class AggregationRequest(Strict):
     end: str | None = Field(default=None, max_length=64, description=_END)
     tz: str | None = Field(default=None, max_length=64, description=_TZ)
     granularity: Granularity | None = None
-    percentiles: list[int] | None = Field(
+    percentiles: list[StrictInt] | None = Field(
         default=None,
         max_length=20,
         description=(
@@ -88,8 +88,9 @@ class AggregationRequest(Strict):
             "of measurements, above it merged from rollup sketches within 1% (meta.approximate)"
         ),
     )
-    exact: bool = Field(default=False, description=_EXACT)
-    async_: bool = Field(default=False, alias="async", description="run as a job and answer 202")
+    # Strict in a JSON body: "yes" or 1 is not a boolean, "50" not a percentile.
+    exact: StrictBool = Field(default=False, description=_EXACT)
+    async_: StrictBool = Field(default=False, alias="async", description="run as a job and answer 202")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

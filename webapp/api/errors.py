@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import psycopg
 from flask import Flask, Response, g, jsonify, request
@@ -110,12 +111,22 @@ def database_unreachable(exc: BaseException) -> bool:
     )
 
 
+def _check_query_encoding(raw: bytes) -> None:
+    """Refuse a query string that is not UTF-8 once percent-decoded (werkzeug would put U+FFFD in)."""
+    try:
+        unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "the query string is not valid UTF-8 once percent-decoded") from exc
+
+
 def init_app(app: Flask) -> None:
     """Register handlers so no error leaves as an HTML page."""
 
     @app.before_request
     def assign_request_id() -> None:
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        if request.query_string:
+            _check_query_encoding(request.query_string)
 
     @app.after_request
     def add_request_id(response: Response) -> Response:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel, ValidationError
 
+from webapp import strict_json
 from webapp.api.errors import ApiError, pydantic_details, pydantic_message
 
 M = TypeVar("M", bound=BaseModel)
@@ -102,9 +103,10 @@ def json_body() -> Any:
         raise ApiError(400, "a JSON body is required")
     if not request.is_json:
         raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(400, "the body is not valid JSON")
+    try:
+        data = strict_json.loads(request.get_data(cache=True))
+    except strict_json.JsonError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
     check_json_text(data, "the body")
     return data
 

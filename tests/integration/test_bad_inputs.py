@@ -1,0 +1,157 @@
+"""Inputs an outside audit found answered with 500 or silently accepted: each is a 4xx in the error
+shape now, and nothing of it is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+SERIES = "/api/v1/analytics/time-series/ticket_count?granularity=daily"
+
+
+def _error(response, status: int = 400) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["message"], body
+    return body["error"]
+
+
+def _tickets(api) -> int:
+    listed = api.get("/api/v1/tickets?limit=500")
+    assert listed.status_code == 200
+    return len(listed.get_json()["items"])
+
+
+def _post_raw(api, path: str, data: str | bytes, content_type: str = "application/json"):
+    return api.post(path, data=data, headers={"Content-Type": content_type})
+
+
+@pytest.mark.parametrize(
+    "moment",
+    ["0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00", "1899-12-31T23:59:59Z", "1850-06-01T12:00:00-05:00"],
+)
+def test_timestamps_before_1900_are_refused_and_nothing_is_written(tenant, moment):
+    before = _tickets(tenant.agent)
+    error = _error(tenant.agent.post("/api/v1/tickets", json={"subject": "ancient", "created_at": moment}))
+    assert "1900" in error["message"]
+    assert _tickets(tenant.agent) == before
+    ticket = tenant.agent.post("/api/v1/tickets", json={"subject": "now"}).get_json()
+    patched = tenant.agent.patch(f"/api/v1/tickets/{ticket['id']}", json={"first_response_at": moment})
+    assert patched.status_code == 400
+    assert tenant.agent.get(f"/api/v1/tickets/{ticket['id']}").status_code == 200
+
+
+@pytest.mark.parametrize("tz", ["America", "Etc", "Europe/", "America/../Europe/Berlin", "Not/AZone"])
+def test_time_zone_names_that_are_folders_or_nonsense_are_400(tenant, tz):
+    assert _error(tenant.viewer.get(f"{SERIES}&tz={tz}"))
+    for path in ("/api/v1/analytics/distribution/status", "/api/v1/analytics/performance"):
+        assert _error(tenant.viewer.get(f"{path}?tz={tz}"))
+    assert _error(tenant.viewer.get(f"/api/v1/analytics/dashboard?tz={tz}"))
+    body = {"metrics": ["ticket_count"], "tz": tz}
+    assert _error(tenant.viewer.post("/api/v1/analytics/aggregations", json=body))
+    export = {"format": "csv", "dataset": "tickets", "query": {"tz": tz}}
+    assert _error(tenant.viewer.post("/api/v1/analytics/export", json=export))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "start=0001-01-01T00:00:00Z&end=0001-02-01T00:00:00Z",
+        "start=9999-12-01&end=9999-12-31",
+        "start=1899-01-01&end=1900-01-02",
+    ],
+)
+def test_ranges_outside_the_supported_years_are_400_on_every_route(tenant, query):
+    for path in (
+        "/api/v1/analytics/time-series/ticket_count",
+        "/api/v1/analytics/distribution/status",
+        "/api/v1/analytics/performance",
+        "/api/v1/analytics/dashboard",
+    ):
+        assert "1900" in _error(tenant.viewer.get(f"{path}?{query}"))["message"], path
+
+
+@pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1899-12-31", "2200-01-01"])
+@pytest.mark.parametrize("kind", ["daily", "weekly", "monthly"])
+def test_snapshot_dates_outside_the_supported_years_are_400(tenant, kind, day):
+    assert _error(tenant.admin.post("/api/v1/analytics/snapshots", json={"type": kind, "date": day}))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[{"subject": "x", "sentiment_score": NaN}]',
+        '[{"subject": "x", "sentiment_score": Infinity}]',
+        '[{"subject": "x", "sentiment_score": -Infinity}]',
+        '[{"subject": "x", "sentiment_score": 1e400}]',
+        '[{"subject": "x", "sentiment_score": ' + "9" * 5000 + "}]",
+        "[" * 5000 + "]" * 5000,
+    ],
+)
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-ndjson"])
+def test_imports_with_numbers_or_nesting_json_cannot_hold_are_400(tenant, body, content_type):
+    if content_type == "application/x-ndjson":
+        body = body[1:-1] if body.startswith("[{") else body
+    error = _error(_post_raw(tenant.agent, "/api/v1/tickets/import", body, content_type))
+    assert "JSON" in error["message"]
+    assert tenant.agent.get("/api/v1/jobs?kind=import").get_json()["items"] == []
+
+
+def test_an_unterminated_csv_quote_is_400(tenant):
+    error = _error(_post_raw(tenant.agent, "/api/v1/tickets/import", 'subject\n"abc\n', "text/csv"))
+    assert "CSV" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/auth/login", "/api/v1/tickets", "/api/v1/analytics/aggregations", "/api/v1/analytics/export"],
+)
+def test_deeply_nested_json_bodies_are_400(tenant, path):
+    assert _error(_post_raw(tenant.admin, path, "[" * 5000 + "]" * 5000))
+    assert _error(_post_raw(tenant.admin, path, '{"a":' * 100 + "1" + "}" * 100))
+    assert _error(_post_raw(tenant.admin, path, '{"subject": NaN}'))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"subject": "x", "sentiment_score": True},
+        {"subject": "x", "sentiment_score": "0.5"},
+    ],
+)
+def test_a_ticket_field_of_the_wrong_json_type_is_400(tenant, body):
+    before = _tickets(tenant.agent)
+    error = _error(tenant.agent.post("/api/v1/tickets", json=body))
+    assert error["details"]["errors"][0]["field"] == "sentiment_score"
+    assert _tickets(tenant.agent) == before
+
+
+def test_csv_imports_still_read_scores_from_text(tenant):
+    accepted = _post_raw(
+        tenant.agent, "/api/v1/tickets/import", "subject,sentiment_score\na,0.25\nb,-1\n", "text/csv"
+    )
+    assert accepted.status_code == 202, accepted.get_json()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("percentiles", ["50"]),
+        ("percentiles", [True]),
+        ("percentiles", [50.5]),
+        ("async", "yes"),
+        ("exact", 1),
+    ],
+)
+def test_aggregation_fields_of_the_wrong_json_type_are_400(tenant, field, value):
+    body = {"metrics": ["response_time"], field: value}
+    error = _error(tenant.viewer.post("/api/v1/analytics/aggregations", json=body))
+    assert field in json.dumps(error)
+    assert tenant.viewer.get("/api/v1/jobs").get_json()["items"] == []
+
+
+@pytest.mark.parametrize("raw", ["category=%FF", "category=%ED%B3%BF", "status=open&x%C3=1"])
+def test_query_strings_that_are_not_utf8_are_400(tenant, raw):
+    assert "UTF-8" in _error(tenant.viewer.get(f"{SERIES}&{raw}"))["message"]
