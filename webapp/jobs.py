@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 from celery import Celery
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from webapp import events
@@ -328,3 +328,25 @@ def cancel(session: Session, client: redis.Redis, celery: Celery, job: Job) -> J
         celery.control.revoke(str(job.id))
         finish(session, client, job, "cancelled")
     return job
+
+
+def run_lock_key(job_id: uuid.UUID | str) -> int:
+    """The advisory lock (one bigint key) a worker holds while it runs the job: its liveness signal."""
+    value = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(job_id)
+    return int.from_bytes(value.bytes[:8], "big", signed=True)
+
+
+def orphaned(session: Session, candidates: list[Job]) -> list[Job]:
+    """The running jobs among `candidates` whose run lock nobody holds: their worker is gone."""
+    if not candidates:
+        return []
+    held = set(
+        session.scalars(
+            text(
+                "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks "
+                "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        )
+    )
+    return [job for job in candidates if job.state == "running" and run_lock_key(job.id) not in held]

@@ -94,7 +94,7 @@ def _exclusive(engine: Engine, job_id: str) -> Iterator[bool]:
     so a worker that dies leaves nothing behind for the next delivery. (A one-bigint key: no clash
     with the two-key locks of rollups and submissions.)
     """
-    key = int.from_bytes(uuid.UUID(job_id).bytes[:8], "big", signed=True)
+    key = jobs.run_lock_key(job_id)
     with engine.connect() as conn:
         got = bool(conn.execute(select(func.pg_try_advisory_lock(key))).scalar())
         conn.commit()

@@ -74,6 +74,15 @@ def connect(app: Flask, celery_app: Celery) -> None:
 
         threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
+    @worker_ready.connect(weak=False)
+    def recover_lost_jobs(sender: object = None, **_: object) -> None:
+        # A worker starting is often a killed one coming back: its running jobs need not wait for
+        # beat's next sweep (maintenance.requeue_lost_jobs).
+        try:
+            celery_app.send_task("maintenance.requeue_lost_jobs", expires=60)
+        except Exception as exc:
+            log.warning("could not ask for lost jobs to be sent again: %s", exc)
+
     @worker_shutdown.connect(weak=False)
     def stop_heartbeat(sender: object = None, **_: object) -> None:
         stop.set()

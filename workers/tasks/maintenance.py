@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from celery import shared_task
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from webapp import jobs, revocation
 from webapp.analytics import popular
@@ -96,18 +96,15 @@ def cleanup_revoked_tokens(now: str | None = None) -> dict[str, Any]:
     return {"deleted": deleted}
 
 
-# kombu's Redis transport keeps a queue's messages in one list per priority step, and the messages
-# workers hold (acks_late) in one hash until they are acknowledged.
+# kombu's Redis transport keeps a queue's messages in one list per priority step.
 _PRIORITY_SEPARATOR = "\x06\x16"
 _PRIORITY_STEPS = (0, 3, 6, 9)
-_UNACKED_KEY = "unacked"
 
 
-def _messages_in_broker(client: redis.Redis) -> bytes:
-    """Every message the broker holds (queued or unacknowledged), concatenated, to look task ids up in."""
+def _waiting_in_queues(client: redis.Redis) -> bytes:
+    """Every message waiting in a queue (not yet taken by a worker), concatenated, to look ids up in."""
     queues = {route.queue for route in jobs.TASKS.values()}
     pipe = client.pipeline(transaction=False)
-    pipe.hvals(_UNACKED_KEY)
     for queue in sorted(queues):
         for step in _PRIORITY_STEPS:
             pipe.lrange(f"{queue}{_PRIORITY_SEPARATOR}{step}" if step else queue, 0, -1)
@@ -119,12 +116,16 @@ def _messages_in_broker(client: redis.Redis) -> bytes:
 
 @shared_task(name="maintenance.requeue_lost_jobs", acks_late=True)
 def requeue_lost_jobs(older_than: int | None = None) -> dict[str, Any]:
-    """Send again the task of every job queued for longer than `older_than` s whose message is gone.
+    """Send again the task of every job a lost worker or a lost message would leave unfinished.
 
-    A Redis broker can lose a message: one a worker had popped but not yet recorded as unacknowledged
-    when the connection dropped. Its job would stay queued forever. Messages a lost worker left
-    unacknowledged are put back in their queues first, as kombu does. A job still queued has not
-    started, and a redelivered task of a finished job does nothing, so sending it again is safe.
+    - A running job whose run lock (webapp.jobs.run_lock_key) nobody holds: its worker died (a
+      killed worker's message would otherwise come back only after the broker's visibility timeout).
+    - A job queued for longer than `older_than` s whose message waits in no queue: the broker lost it
+      (one a worker had popped but not yet recorded when the connection dropped), or a dead worker
+      had reserved it.
+    Sending a task again is safe: a delivery of a finished job does nothing, and one that finds the
+    job being run by another delivery is dropped (workers/runner.py). Beat runs this every minute,
+    and every worker asks for it once when it starts, which is when a killed worker comes back.
     """
     config = current_app.config
     celery = current_app.extensions["celery"]
@@ -133,25 +134,40 @@ def requeue_lost_jobs(older_than: int | None = None) -> dict[str, Any]:
     with celery.connection_for_write() as connection:
         connection.default_channel.qos.restore_visible(num=None, interval=1)
     seconds = older_than if older_than is not None else config.get("JOB_REQUEUE_AFTER_SECONDS", 300)
-    cutoff = utcnow() - timedelta(seconds=seconds)
+    now = utcnow()
     broker = redis.Redis.from_url(config.get("BROKER_URL") or config["REDIS_URL"], socket_timeout=5)
     with session_scope() as session:
-        stale = list(
+        candidates = list(
             session.scalars(
                 select(Job)
-                .where(Job.state == "queued", Job.updated_at < cutoff)
+                .where(
+                    or_(
+                        and_(Job.state == "queued", Job.updated_at < now - timedelta(seconds=seconds)),
+                        # A worker takes the run lock before the job turns running and lets it go
+                        # after the job is final: running without the lock means its worker is gone.
+                        Job.state == "running",
+                    )
+                )
                 .order_by(Job.updated_at)
                 .limit(BATCH)
                 .with_for_update(skip_locked=True)
             )
         )
-        held = _messages_in_broker(broker) if stale else b""
-        lost = [job for job in stale if str(job.id).encode() not in held]
+        queued = [job for job in candidates if job.state == "queued"]
+        waiting = _waiting_in_queues(broker) if queued else b""
+        lost = [job for job in queued if str(job.id).encode() not in waiting]
+        lost += jobs.orphaned(session, [job for job in candidates if job.state == "running"])
         for job in lost:
             job.updated_at = utcnow()  # the next sweep waits its full period again
         session.commit()
         for job in lost:
-            log.warning("job=%s org=%s kind=%s message lost; sending it again", job.id, job.org_id, job.kind)
+            log.warning(
+                "job=%s org=%s kind=%s %s; sending it again",
+                job.id,
+                job.org_id,
+                job.kind,
+                "lost its worker" if job.state == "running" else "lost its message",
+            )
             jobs.enqueue(session, get_redis(), celery, job)
     broker.close()
     return {"requeued": [str(job.id) for job in lost]}
