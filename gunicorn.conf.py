@@ -6,10 +6,13 @@ plus concurrent requests of each worker.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import socket
 from typing import Any
 
+from gunicorn import util
 from gunicorn.glogging import Logger
 
 worker_class = "gthread"
@@ -49,3 +52,34 @@ def post_worker_init(worker: Any) -> None:
     """The application's log handlers (set up by create_app) redact too."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
+
+
+_ERROR_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    414: "uri_too_long",
+    417: "expectation_failed",
+    431: "request_header_fields_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
+
+
+def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to a request it cannot parse (too long, malformed), in the API's error shape.
+
+    gunicorn answers those itself, before the application sees them, with an HTML page; it calls
+    this function (util.write_error) for every one of them, so replacing it is all it takes.
+    """
+    message = mesg or reason
+    body = json.dumps(
+        {"error": {"code": _ERROR_CODES.get(status_int, "bad_request"), "message": message, "details": {}}}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+util.write_error = write_json_error
