@@ -155,3 +155,23 @@ def test_aggregation_fields_of_the_wrong_json_type_are_400(tenant, field, value)
 @pytest.mark.parametrize("raw", ["category=%FF", "category=%ED%B3%BF", "status=open&x%C3=1"])
 def test_query_strings_that_are_not_utf8_are_400(tenant, raw):
     assert "UTF-8" in _error(tenant.viewer.get(f"{SERIES}&{raw}"))["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/v1/users"),
+        ("delete", "/api/v1/analytics/cache"),
+        ("post", "/api/v1/analytics/refresh-cache"),
+        ("post", "/api/v1/ws/ticket"),
+        ("get", "/api/v1/jobs/00000000-0000-0000-0000-000000000000"),
+    ],
+)
+def test_routes_without_query_parameters_refuse_any(tenant, method, path):
+    error = _error(getattr(tenant.admin, method)(f"{path}?bogus=1"))
+    assert error["details"]["field"] == "bogus"
+
+
+def test_open_routes_ignore_query_parameters(client):
+    assert client.get("/api/v1/health?probe=1").status_code == 200
+    assert client.get("/api/v1/openapi.json?v=2").status_code == 200

@@ -16,6 +16,7 @@ def register_blueprints(app: Flask) -> None:
         imports,
         jobs,
         ping,
+        spec,
         tickets,
         users,
         ws,
@@ -26,3 +27,4 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(module.bp)
     app.register_blueprint(api)
     ws.init_app(app)
+    spec.refuse_undeclared_query(app)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from flask import request
+from flask import Flask, request
 from pydantic import BaseModel, ValidationError
 
 from webapp import strict_json
@@ -131,3 +131,22 @@ def parse_query(model: type[M]) -> M:
         check_text(key + values[0], f"query parameter {key!r}")
         args[key] = values[0]
     return _validate(model, args)
+
+
+def refuse_undeclared_query(app: Flask) -> None:
+    """A route whose document declares no query parameters refuses any (400), as the routes that
+    declare some refuse unknown ones; routes open to anyone (health, docs) and WebSocket handshakes
+    (ticket, token, last_event_id) are left alone."""
+
+    @app.before_request
+    def check() -> None:
+        if not request.args or request.headers.get("Upgrade", "").lower() == "websocket":
+            return
+        view = app.view_functions.get(request.endpoint or "")
+        doc: RouteDoc | None = getattr(view, "__route_doc__", None)
+        if doc is None or doc.query is not None or not doc.auth:
+            return
+        name = next(iter(request.args))
+        raise ApiError(
+            400, f"unknown query parameter {name!r}: this route takes none", details={"field": name}
+        )
