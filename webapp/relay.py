@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -32,6 +33,9 @@ QUEUE_LIMIT = 1000
 # A send blocked this long (the client stopped reading) drops the socket.
 SEND_TIMEOUT_SECONDS = 10.0
 REPLAY_BATCH = 500
+# A Redis stream id is two unsigned 64-bit integers, "<ms>-<seq>"; Redis refuses anything larger.
+_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_U64_MAX = 2**64 - 1
 
 Event = dict[str, Any]
 
@@ -110,8 +114,12 @@ class Connection:
         """Send the organization's events after `last_id` in stream order, skipping those already sent."""
         sent = 0
         cursor = last_id
+        # The newest event read: a live event up to it need not be sent again. Not `last_id` itself,
+        # which may lie past the stream's end (the live events after the end would then be skipped).
+        newest = self.last_sent_id
         low, high = _id_tuple(self.sent_from), _id_tuple(self.last_sent_id)
-        while self.alive:
+        # Nothing follows the largest id, and Redis refuses a range that starts after it.
+        while self.alive and _id_tuple(cursor) != (_U64_MAX, _U64_MAX):
             batch = events.read_since(client, self.org_id, cursor, count=REPLAY_BATCH)
             for event in batch:
                 cursor = event["id"]
@@ -120,13 +128,20 @@ class Connection:
                 if not self.send(event):
                     return sent
                 sent += 1
+            if batch and _id_tuple(cursor) > _id_tuple(newest):
+                newest = cursor
             if len(batch) < REPLAY_BATCH:
                 break
-        if _id_tuple(cursor) > _id_tuple(self.last_sent_id):
-            self.last_sent_id = cursor
+        self.last_sent_id = newest
         if _id_tuple(last_id) < low:
             self.sent_from = last_id
         return sent
+
+
+def valid_id(event_id: str) -> bool:
+    """Whether `event_id` is a stream id Redis accepts: "<ms>-<seq>", each below 2**64 (ASCII digits)."""
+    match = _ID.fullmatch(event_id)
+    return match is not None and all(int(part) <= _U64_MAX for part in match.groups())
 
 
 def _id_tuple(event_id: str) -> tuple[int, int]:

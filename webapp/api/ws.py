@@ -10,7 +10,7 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,12 +19,14 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_jwt_extended import decode_token
 from flask_sock import Sock
 from pydantic import BaseModel
+from simple_websocket import ConnectionClosed
 
+from webapp import strict_json
 from webapp.analytics import cache
 from webapp.analytics.live import current_values
 from webapp.analytics.metrics import METRICS
-from webapp.api.errors import error_response
-from webapp.api.spec import document
+from webapp.api.errors import ApiError, error_response
+from webapp.api.spec import check_json_text, document
 from webapp.auth import (
     REQUIRED_CLAIMS,
     ROLE_RANK,
@@ -37,7 +39,7 @@ from webapp.auth import (
 from webapp.db import session_factory
 from webapp.dimensions import FilterError, parse_filters
 from webapp.redis_client import get_redis
-from webapp.relay import Connection, get_relay
+from webapp.relay import Connection, get_relay, valid_id
 from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,16 @@ MIN_INTERVAL = 5
 MAX_INTERVAL = 3600
 MAX_MESSAGE_BYTES = 64 * 1024
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
+# How often an open socket asks whether its token was revoked (a logout ends the user's sockets).
+# One Redis GET per socket each time: the blocklist keeps the answer there.
+REVOCATION_CHECK_SECONDS = 5.0
+# After its close frame the server reads and discards what the client still sends, this long and
+# this much at most: closing with unread bytes (the rest of a too-big message) resets the connection
+# and the client loses the close frame.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 * 1024 * 1024
 # The live window rolls on; a cached value may lag it by at most this long.
 LIVE_TTL_SECONDS = 15
 
@@ -76,11 +87,14 @@ def _ticket_key(ticket: str) -> str:
 def issue_ticket() -> Response:
     principal = current_principal()
     ticket = secrets.token_urlsafe(32)
+    claims = current_claims()
+    # The token's jti too: a ticket redeemed after that token's logout is refused like the token.
     payload = {
         "user_id": principal.user_id,
         "org_id": principal.org_id,
         "role": principal.role,
-        "exp": current_claims()["exp"],
+        "exp": claims["exp"],
+        "jti": claims["jti"],
     }
     try:
         get_redis().set(_ticket_key(ticket), json.dumps(payload), ex=TICKET_SECONDS)
@@ -101,6 +115,13 @@ def issue_ticket() -> Response:
 class Identity:
     principal: Principal
     expires_at: float
+    # The token's id: the socket closes once a logout revokes it.
+    jti: str
+    next_revocation_check: float = 0.0
+
+    def revoked(self) -> bool:
+        """Whether the token was revoked (asks the blocklist; raises when Redis and the database are down)."""
+        return token_revoked({"jti": self.jti, "exp": self.expires_at})
 
 
 def _from_token(token: str) -> Identity | None:
@@ -114,7 +135,8 @@ def _from_token(token: str) -> Identity | None:
         return None
     if token_revoked(claims):
         return None
-    return Identity(Principal(int(claims["sub"]), claims["org_id"], claims["role"]), float(claims["exp"]))
+    principal = Principal(int(claims["sub"]), claims["org_id"], claims["role"])
+    return Identity(principal, float(claims["exp"]), claims["jti"])
 
 
 def _from_ticket(ticket: str) -> Identity | None:
@@ -125,7 +147,10 @@ def _from_ticket(ticket: str) -> Identity | None:
     if raw is None:
         return None
     data = json.loads(raw)
-    return Identity(Principal(data["user_id"], data["org_id"], data["role"]), float(data["exp"]))
+    # A ticket without a jti (issued before tickets kept it) counts as revoked, as a token would.
+    if token_revoked({"jti": data.get("jti"), "exp": data["exp"]}):
+        return None
+    return Identity(Principal(data["user_id"], data["org_id"], data["role"]), float(data["exp"]), data["jti"])
 
 
 def _origin_allowed() -> bool:
@@ -233,20 +258,17 @@ def _parse_subscribe(message: dict[str, Any]) -> tuple[set[str], dict[str, list[
     errors=(401, 403, 404),
 )
 def analytics_socket(ws: Any, org_id: int) -> None:
-    """The socket's own loop: client messages, relayed events, periodic updates and token expiry."""
+    """The socket's own loop: client messages, relayed events, periodic updates, token expiry, logout."""
     identity: Identity = g.ws_identity
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if identity.principal.org_id != org_id:
         ws.close(reason=POLICY_VIOLATION, message="organization does not match the token")
         return
     ws.sock = _OneWriter(ws.sock)
-    sub = Subscription()
     # simple-websocket sets `ws.event` when a message or the close arrives; the relay sets it too,
     # so this thread sleeps on one event for both.
     conn = Connection(org_id=org_id, send_raw=ws.send, wake=ws.event.set, abort=lambda: _abort(ws))
     relay = get_relay(app)
-    client = get_redis()
-    resume_from = request.args.get("last_event_id")
     try:
         relay.register(conn)
     except redis.RedisError:
@@ -254,44 +276,80 @@ def analytics_socket(ws: Any, org_id: int) -> None:
         ws.close(reason=TRY_AGAIN_LATER, message="live updates are unavailable; try again later")
         return
     try:
-        hello = {
-            "user_id": identity.principal.user_id,
-            "role": identity.principal.role,
-            "server_pid": os.getpid(),
-            "ping_interval": app.config["SOCK_SERVER_OPTIONS"].get("ping_interval"),
-        }
-        conn.send(_envelope(conn, "connected", hello))
-        if resume_from is not None and _valid_id(resume_from):
-            # Before any live event, so the missed ones arrive first and in order.
-            conn.replay(client, resume_from)
-
-        def augment(event: dict[str, Any]) -> dict[str, Any]:
-            extra = _fresh(app, org_id, sub, event["data"]) if event["type"] == "metric_update" else {}
-            # Unchanged, the event goes out as the JSON the relay made once for every socket.
-            return {**event, "data": {**event["data"], **extra}} if extra else event
-
-        while conn.alive:
-            now = time.time()
-            # Closing while registered: a close frame stuck behind a full buffer is swept like a send.
-            if now >= identity.expires_at:
-                conn.guarded(ws.close, POLICY_VIOLATION, "token expired")
-                return
-            if conn.dropped:
-                conn.guarded(ws.close, TRY_AGAIN_LATER, "too far behind; reconnect and resume")
-                return
-            timeout = identity.expires_at - now
-            if sub.metrics:
-                timeout = max(0.0, min(timeout, sub.next_due - now))
-            ws.event.wait(timeout)
-            raw = ws.receive(timeout=0)  # raises ConnectionClosed once the client is gone
-            if raw is not None:
-                _handle(conn, sub, raw, app, client)
-            conn.flush(augment)
-            if sub.metrics and time.time() >= sub.next_due:
-                sub.next_due = time.time() + sub.interval
-                _send_values(conn, sub, app, "periodic_update")
+        _serve(ws, conn, identity, app)
+    except ConnectionClosed:
+        raise  # the client left: flask-sock's business
+    except Exception:
+        # Escaping, it would reach Flask's 500 handler, whose HTTP response corrupts the upgraded socket.
+        log.exception("socket of org=%s failed", org_id)
+        conn.guarded(ws.close, INTERNAL_ERROR, "server error; reconnect and resume")
     finally:
         relay.unregister(conn)
+        if not ws.connected:
+            # gunicorn closes the socket once this returns: let simple-websocket's thread finish its
+            # lingering close first (see _OneWriter.close).
+            ws.thread.join(LINGER_SECONDS + 1)
+
+
+def _serve(ws: Any, conn: Connection, identity: Identity, app: Flask) -> None:
+    """Greet, replay from `?last_event_id=` if given, then serve until the socket ends."""
+    sub = Subscription()
+    client = get_redis()
+    hello = {
+        "user_id": identity.principal.user_id,
+        "role": identity.principal.role,
+        "server_pid": os.getpid(),
+        "ping_interval": app.config["SOCK_SERVER_OPTIONS"].get("ping_interval"),
+    }
+    conn.send(_envelope(conn, "connected", hello))
+    resume_from = request.args.get("last_event_id")
+    if resume_from is not None:
+        # Before any live event, so the missed ones arrive first and in order.
+        _resume(conn, client, resume_from)
+    identity.next_revocation_check = time.time() + REVOCATION_CHECK_SECONDS
+
+    def augment(event: dict[str, Any]) -> dict[str, Any]:
+        extra = _fresh(app, conn.org_id, sub, event["data"]) if event["type"] == "metric_update" else {}
+        # Unchanged, the event goes out as the JSON the relay made once for every socket.
+        return {**event, "data": {**event["data"], **extra}} if extra else event
+
+    while conn.alive:
+        ending = _ending(conn, identity)
+        if ending is not None:
+            # Closing while registered: a close frame stuck behind a full buffer is swept like a send.
+            conn.guarded(ws.close, *ending)
+            return
+        now = time.time()
+        timeout = min(identity.expires_at, identity.next_revocation_check) - now
+        if sub.metrics:
+            timeout = min(timeout, sub.next_due - now)
+        ws.event.wait(max(0.0, timeout))
+        raw = ws.receive(timeout=0)  # raises ConnectionClosed once the client is gone
+        if raw is not None:
+            _handle(conn, sub, raw, app, client)
+        conn.flush(augment)
+        if sub.metrics and time.time() >= sub.next_due:
+            sub.next_due = time.time() + sub.interval
+            _send_periodic(conn, sub, app)
+
+
+def _ending(conn: Connection, identity: Identity) -> tuple[int, str] | None:
+    """The close code and reason when the socket must end now, else None."""
+    now = time.time()
+    if now >= identity.expires_at:
+        return POLICY_VIOLATION, "token expired"
+    if conn.dropped:
+        return TRY_AGAIN_LATER, "too far behind; reconnect and resume"
+    if now >= identity.next_revocation_check:
+        identity.next_revocation_check = now + REVOCATION_CHECK_SECONDS
+        try:
+            if identity.revoked():
+                return POLICY_VIOLATION, "token revoked"
+        except Exception:
+            # Redis and the database both unreachable: keep the socket (its token still expires) and
+            # ask again at the next check rather than drop every socket in an outage.
+            log.warning("cannot check token revocation for a socket of org=%s", conn.org_id, exc_info=True)
+    return None
 
 
 def _fresh(app: Flask, org_id: int, sub: Subscription, data: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +365,7 @@ def _fresh(app: Flask, org_id: int, sub: Subscription, data: dict[str, Any]) -> 
 
 
 class _OneWriter:
-    """The socket with one write at a time.
+    """The socket with one write at a time, and a lingering close.
 
     simple-websocket's own thread writes too (pings, pongs, the close answer): two sends blocked on
     a full buffer would otherwise interleave their frames' bytes and corrupt the stream.
@@ -321,6 +379,28 @@ class _OneWriter:
         with self._lock:
             self._sock.sendall(data)
         return len(data)
+
+    def close(self) -> None:
+        """Close after the peer has read our close frame: FIN, then discard what it still sends.
+
+        simple-websocket closes from its own thread, e.g. right after answering a too-big message with
+        1009 while the rest of that message is still arriving; a plain close with those bytes unread
+        makes the kernel send a reset, and the client never sees the 1009.
+        """
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            drained = 0
+            while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                self._sock.settimeout(left)
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except OSError:
+            pass  # already closed or reset: nothing left to protect
+        finally:
+            self._sock.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -337,57 +417,94 @@ def _send_values(conn: Connection, sub: Subscription, app: Flask, kind: str) -> 
     conn.send(_envelope(conn, kind, {**data, "interval": sub.interval, "filters": sub.filters}))
 
 
+def _send_periodic(conn: Connection, sub: Subscription, app: Flask) -> None:
+    """A periodic update; when it fails the client is told, and the next one is tried as planned."""
+    try:
+        _send_values(conn, sub, app, "periodic_update")
+    except Exception:
+        log.exception("periodic update failed org=%s", conn.org_id)
+        _error(conn, f"the periodic update failed; the next one is due in {sub.interval:g} s")
+
+
 def _error(conn: Connection, message: str) -> None:
     conn.send(_envelope(conn, "error", {"message": message}))
 
 
 def _handle(conn: Connection, sub: Subscription, raw: str | bytes, app: Flask, client: redis.Redis) -> None:
+    """Answer one client message; whatever goes wrong, the client gets an error and the socket stays."""
     try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        _error(conn, "messages must be JSON objects")
+        _dispatch(conn, sub, raw, app, client)
+    except Exception:
+        # A bug or a failure no check foresaw: logged with its traceback, answered like any bad message.
+        log.exception("socket message failed org=%s", conn.org_id)
+        _error(conn, "the server failed to handle this message (the failure was logged)")
+
+
+def _dispatch(conn: Connection, sub: Subscription, raw: str | bytes, app: Flask, client: redis.Redis) -> None:
+    try:
+        # The platform's strict decoder: deep nesting is a JsonError, not a RecursionError.
+        message = strict_json.loads(raw)
+    except strict_json.JsonError as exc:
+        _error(conn, f"messages must be JSON objects: {exc}")
         return
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         _error(conn, "messages must be JSON objects with a type")
+        return
+    try:
+        # As in request bodies: text PostgreSQL cannot store would fail deep inside a query.
+        check_json_text(message, "the message")
+    except ApiError as exc:
+        _error(conn, exc.message)
         return
     kind = message["type"]
     if kind == "ping":
         conn.send(_envelope(conn, "pong", {}))
     elif kind == "subscribe":
-        try:
-            metrics, filters, interval = _parse_subscribe(message)
-        except ValueError as exc:
-            _error(conn, str(exc))
-            return
-        sub.metrics |= metrics
-        if "filters" in message:
-            sub.filters = filters
-        sub.interval = interval
-        sub.next_due = time.time() + interval
-        _send_values(conn, sub, app, "subscription_data")
+        _subscribe(conn, sub, message, app)
     elif kind == "unsubscribe":
         metrics = message.get("metrics")
-        if not isinstance(metrics, list):
-            _error(conn, "unsubscribe needs a list of metrics")
+        if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+            _error(conn, "unsubscribe needs a list of metric names")
             return
         sub.metrics -= set(metrics)
         conn.send(_envelope(conn, "unsubscribed", {"metrics": sorted(sub.metrics)}))
     elif kind == "resume":
-        last_id = message.get("last_event_id")
-        if not isinstance(last_id, str) or not _valid_id(last_id):
-            _error(conn, "resume needs last_event_id, the id of the last message received")
-            return
-        try:
-            conn.replay(client, last_id)
-        except redis.RedisError:
-            _error(conn, "resume is unavailable while Redis is down; try again")
+        _resume(conn, client, message.get("last_event_id"))
     else:
         _error(conn, f"unknown message type {kind!r}; allowed: subscribe, unsubscribe, ping, resume")
 
 
-def _valid_id(event_id: str) -> bool:
-    ms, _, seq = event_id.partition("-")
-    return ms.isdigit() and seq.isdigit()
+def _subscribe(conn: Connection, sub: Subscription, message: dict[str, Any], app: Flask) -> None:
+    """Add to the subscription and send its values; one that fails leaves the subscription as it was."""
+    try:
+        metrics, filters, interval = _parse_subscribe(message)
+    except ValueError as exc:
+        _error(conn, str(exc))
+        return
+    wanted = replace(
+        sub,
+        metrics=sub.metrics | metrics,
+        filters=filters if "filters" in message else sub.filters,
+        interval=interval,
+    )
+    _send_values(conn, wanted, app, "subscription_data")
+    sub.metrics, sub.filters, sub.interval = wanted.metrics, wanted.filters, wanted.interval
+    sub.next_due = time.time() + interval
+
+
+def _resume(conn: Connection, client: redis.Redis, last_id: Any) -> None:
+    """Send the events after `last_id`, or an error saying why not."""
+    if not isinstance(last_id, str) or not valid_id(last_id):
+        _error(
+            conn,
+            "resume needs last_event_id, the id of the last message received: "
+            '"<ms>-<seq>", two integers below 2**64',
+        )
+        return
+    try:
+        conn.replay(client, last_id)
+    except (redis.ConnectionError, redis.TimeoutError):
+        _error(conn, "resume is unavailable while Redis is down; try again")
 
 
 def init_app(app: Flask) -> None:
