@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
@@ -14,8 +14,8 @@ from psycopg import Connection, Copy, Cursor
 from psycopg.copy import FileWriter
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, object_session
 
 from webapp.analytics import rollups
 from webapp.models import Organization, Ticket, TicketEvent
@@ -53,7 +53,9 @@ def _times(org: Organization, fields: dict[str, Any], now: datetime) -> dict[str
         if value is None:
             continue
         try:
-            aware = in_calendar(as_aware(value, tz, name), name)
+            # In UTC: two times that share one zone object subtract as wall-clock times in Python,
+            # and a duration across a clock change would be an hour off.
+            aware = in_calendar(as_aware(value, tz, name), name).astimezone(UTC)
         except ValueError as exc:
             raise TicketError(str(exc), field=name) from exc
         if aware > now + CLOCK_SKEW:
@@ -564,6 +566,18 @@ def update_ticket(
     return Change(ticket, events)
 
 
+def _last_reopened(ticket: Ticket) -> datetime | None:
+    """When the ticket was last reopened (its newest reopened event)."""
+    session = object_session(ticket)
+    if session is None:
+        return None
+    return session.scalar(
+        select(func.max(TicketEvent.occurred_at)).where(
+            TicketEvent.ticket_id == ticket.id, TicketEvent.event_type == "reopened"
+        )
+    )
+
+
 def _status_change(
     ticket: Ticket, fields: dict[str, Any], times: dict[str, datetime], now: datetime
 ) -> list[TicketEvent]:
@@ -596,6 +610,13 @@ def _status_change(
     if not was_resolved and now_resolved:
         moment = resolved_at or max(now, ticket.created_at)
         _check_order(ticket.created_at, None, moment)
+        if resolved_at is not None and ticket.reopen_count:
+            reopened = _last_reopened(ticket)
+            if reopened is not None and resolved_at < reopened:
+                raise TicketError(
+                    f"resolved_at is before the ticket was last reopened ({reopened.isoformat()})",
+                    field="resolved_at",
+                )
         ticket.status = new_status
         ticket.resolved_at = moment
         events.append(_event(ticket, "status_changed", moment, detail={"from": previous, "to": new_status}))

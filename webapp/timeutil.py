@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -28,7 +29,15 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     # A folder of the database ("America") is an OSError (IsADirectoryError), not "not found".
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        canonical = _names_by_lower_case().get(name.lower())
+        if canonical is not None:
+            return ZoneInfo(canonical)  # "utc", "europe/berlin": one zone, however it is cased
         raise TimeError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'") from exc
+
+
+@functools.cache
+def _names_by_lower_case() -> dict[str, str]:
+    return {name.lower(): name for name in available_timezones()}
 
 
 def is_valid_zone(name: str) -> bool:
@@ -105,4 +114,5 @@ def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
 
 
 def hours_between(start: datetime, end: datetime) -> float:
-    return (end - start).total_seconds() / 3600.0
+    """Elapsed hours (in UTC: Python subtracts two times of one zone object as wall-clock times)."""
+    return (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() / 3600.0

@@ -99,7 +99,8 @@ class World:
 
 
 def hours(a: datetime, b: datetime) -> float:
-    return (b - a).total_seconds() / 3600.0
+    """Real elapsed hours (UTC: two times of one zone object subtract as wall-clock times)."""
+    return (b.astimezone(UTC) - a.astimezone(UTC)).total_seconds() / 3600.0
 
 
 def _in_empty(moment: datetime) -> bool:

@@ -198,6 +198,23 @@ def shift_days(moment: datetime, days: int, tz: ZoneInfo) -> datetime:
     return wall.replace(tzinfo=tz, fold=0).astimezone(UTC).astimezone(tz)
 
 
+def previous_period_start(start: datetime, end: datetime, tz: ZoneInfo) -> datetime:
+    """Where the period before [start, end) starts: as many local days earlier when the range is whole
+    local days (midnight to midnight, as a 23- or 25-hour day still is one day), else as long before."""
+    first_day, last_day = _midnight_date(start, tz), _midnight_date(end, tz)
+    if first_day is not None and last_day is not None:
+        return local_midnight(first_day - timedelta(days=(last_day - first_day).days), tz)
+    # In UTC: Python subtracts two times of one zone object as wall-clock times.
+    first, last = start.astimezone(UTC), end.astimezone(UTC)
+    return (first - (last - first)).astimezone(tz)
+
+
+def _midnight_date(moment: datetime, tz: ZoneInfo) -> date | None:
+    """The local date `moment` begins, if it is that date's first instant in `tz` (compared in UTC)."""
+    day = moment.astimezone(tz).date()
+    return day if local_midnight(day, tz).astimezone(UTC) == moment.astimezone(UTC) else None
+
+
 def default_end(now: datetime, tz: ZoneInfo) -> datetime:
     """The end of today in `tz`: ranges ending now cover today and stay the same all day (cacheable)."""
     return local_midnight(now.astimezone(tz).date() + timedelta(days=1), tz)

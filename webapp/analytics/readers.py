@@ -127,11 +127,21 @@ def _aggregation(session: Session, org_id: int, params: dict[str, Any]) -> Any:
     return aggregations.run_aggregation(session, org_id=org_id, params=params["query"])
 
 
+def _current_filters(params: dict[str, Any]) -> set[str]:
+    """The families of the dimensions a read filters on by the tickets' current values: a change of
+    any of them moves a ticket in or out of the answer (dist_<field> is bumped when <field> changes)."""
+    return {f"dist_{name}" for name in params.get("filters") or {}}
+
+
 READERS: dict[str, Reader] = {
     "time_series": Reader(lambda p: set(METRICS[p["metric"]].families), _time_series),
-    "distribution": Reader(lambda p: {f"dist_{p['field']}"}, _distribution),
-    "dashboard": Reader(lambda p: set(reports.DASHBOARD_FAMILIES), _dashboard, CLOCK_TTL_SECONDS),
-    "performance": Reader(lambda p: set(reports.PERFORMANCE_FAMILIES), _performance, CLOCK_TTL_SECONDS),
+    "distribution": Reader(lambda p: {f"dist_{p['field']}"} | _current_filters(p), _distribution),
+    "dashboard": Reader(
+        lambda p: set(reports.DASHBOARD_FAMILIES) | _current_filters(p), _dashboard, CLOCK_TTL_SECONDS
+    ),
+    "performance": Reader(
+        lambda p: set(reports.PERFORMANCE_FAMILIES) | _current_filters(p), _performance, CLOCK_TTL_SECONDS
+    ),
     "aggregations": Reader(lambda p: aggregations.families(p["query"]), _aggregation),
     "snapshots": Reader(lambda p: {"snapshots"}, _snapshots),
 }

@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, queries, readers, sla, snapshots
 from webapp.analytics.aggregations import QueryError
-from webapp.analytics.buckets import check_bucket_count, default_end, resolve_range, shift_days
+from webapp.analytics.buckets import (
+    check_bucket_count,
+    default_end,
+    previous_period_start,
+    resolve_range,
+    shift_days,
+)
 from webapp.analytics.cache import RawJson, Shortcuts
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.api.analytics_schemas import (
@@ -288,7 +294,7 @@ def dashboard() -> Response:
             previous_start = shift_days(start, -days, tz)
         else:
             _, start, end, _ = _window(query, org)
-            previous_start = start - (end - start)
+            previous_start = previous_period_start(start, end, tz)
         filters = parse_filters(query.model_dump())
         targets = sla.targets_for(org.sla_targets)
         params = {
