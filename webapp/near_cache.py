@@ -38,7 +38,9 @@ HEARTBEAT_SECONDS = 1.0
 # A ping unanswered this long means the connection can no longer be trusted to bring messages.
 DEAD_AFTER_SECONDS = 3.0
 RETRY_SECONDS = 1.0
-REFUSED_RETRY_SECONDS = 300.0
+REFUSED_RETRY_SECONDS = 60.0
+# Error replies that say "not now" rather than "not this server": Redis loading its data, busy, a replica.
+TRANSIENT_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "NOAUTH")
 # Reading more than this in one go means the process fell far behind: start over instead.
 MAX_BACKLOG_BYTES = 4 * 1024 * 1024
 # Keys named by messages, remembered so a fetch racing them is not kept; bounded.
@@ -236,6 +238,8 @@ class NearCache:
             conn = connect(self._options, self._timeout)
             conn.send([("CLIENT", "ID")])
             (client_id,) = conn.read(1)
+            if not isinstance(client_id, int):  # an error reply (LOADING while Redis starts, say)
+                raise client_id if isinstance(client_id, Exception) else redis.ResponseError(repr(client_id))
             prefixes = [part for prefix in self._prefixes for part in ("PREFIX", prefix)]
             conn.send(
                 [
@@ -248,15 +252,13 @@ class NearCache:
                 raise tracking
             if not isinstance(subscribed, list) or subscribed[:1] != [b"subscribe"]:
                 raise redis.ResponseError(f"unexpected answer to SUBSCRIBE: {subscribed!r}")
-        except (OSError, redis.RedisError) as exc:
+        except Exception as exc:
             if conn is not None:
                 conn.close()
-            # A server that refuses tracking (before Redis 6, or a proxy) will not change its mind soon.
-            refused = isinstance(exc, redis.ResponseError)
             log.warning("near cache off (no invalidation messages from Redis): %s", exc)
             with self._lock:
                 self._connecting = False
-                self._retry_at = time.monotonic() + (REFUSED_RETRY_SECONDS if refused else RETRY_SECONDS)
+                self._retry_at = time.monotonic() + _retry_after(exc)
             return
         with self._lock:
             self._connecting = False
@@ -266,6 +268,13 @@ class NearCache:
             self._forget_connection()
             self._conn = conn
             self._last_pong_at = time.monotonic()
+
+
+def _retry_after(exc: Exception) -> float:
+    """Seconds before the next try: a server that refuses tracking (before Redis 6, a proxy) will not
+    change its mind soon; anything else (a restart, LOADING) is worth another try in a second."""
+    refused = isinstance(exc, redis.ResponseError) and not str(exc).startswith(TRANSIENT_REPLIES)
+    return REFUSED_RETRY_SECONDS if refused else RETRY_SECONDS
 
 
 class NearView:
