@@ -640,11 +640,18 @@ def _status_change(
 MAX_ID = 2**63 - 1
 
 
-def get_ticket(session: Session, org_id: int, ticket_id: int) -> Ticket | None:
-    """The ticket with `ticket_id` if it belongs to `org_id` (None for ids no bigint can hold)."""
+def get_ticket(session: Session, org_id: int, ticket_id: int, *, for_update: bool = False) -> Ticket | None:
+    """The ticket with `ticket_id` if it belongs to `org_id` (None for ids no bigint can hold).
+
+    `for_update` locks its row until the transaction ends: changes of one ticket are made one after
+    another, each on the state the one before left (two PATCHes read together would both write).
+    """
     if not 0 < ticket_id <= MAX_ID:
         return None
-    return session.scalar(select(Ticket).where(Ticket.id == ticket_id, Ticket.org_id == org_id))
+    query = select(Ticket).where(Ticket.id == ticket_id, Ticket.org_id == org_id)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
 
 
 def list_tickets(

@@ -52,7 +52,7 @@ def _apply(fields: dict, creating: bool, ticket_id: int | None = None) -> tuple[
             change = ticket_domain.create_ticket(session, org, fields)
         else:
             assert ticket_id is not None
-            ticket = ticket_domain.get_ticket(session, org.id, ticket_id)
+            ticket = ticket_domain.get_ticket(session, org.id, ticket_id, for_update=True)
             if ticket is None:
                 raise not_found("ticket")
             change = ticket_domain.update_ticket(session, org, ticket, fields)
