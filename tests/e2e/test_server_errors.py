@@ -44,3 +44,37 @@ def test_requests_the_server_cannot_parse_get_json_errors(web_server, request_by
     error = json.loads(body)["error"]
     assert error["code"] == code
     assert error["message"]
+
+
+def _post(port: int, token: str, head: str, body: bytes, *, close_early: bool) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /api/v1/tickets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\n{head}\r\n".encode()
+            + body
+        )
+        if close_early:
+            sock.shutdown(socket.SHUT_WR)  # the client stops sending: the body is cut short
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    status_line, _, rest = data.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def test_a_body_cut_short_or_malformed_is_refused_and_nothing_is_written(web_server, make_live_tenant):
+    tenant = make_live_tenant("CutShort")
+    token = tenant.users["agent"]["token"]
+    whole = json.dumps({"subject": "whole ticket, sent in part"}).encode()
+    status, body = _post(
+        web_server.port, token, f"Content-Length: {len(whole)}\r\n", whole[:16], close_early=True
+    )
+    assert status == 400
+    assert "Content-Length" in json.loads(body)["error"]["message"]
+    status, body = _post(
+        web_server.port, token, "Transfer-Encoding: chunked\r\n", b"zz\r\n{}\r\n0\r\n\r\n", close_early=False
+    )
+    assert status == 400
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    listed = web_server.request("GET", "/api/v1/tickets", tenant.users["viewer"]["token"])
+    assert listed == (200, {"items": [], "next_cursor": None})

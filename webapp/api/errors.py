@@ -114,6 +114,29 @@ def database_unreachable(exc: BaseException) -> bool:
     )
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _read_whole_body() -> None:
+    """Read the body before any view runs, and refuse one that ended early or is malformed.
+
+    gunicorn marks its input as terminated, so a client that closes after part of the Content-Length
+    it announced would have its partial body read as the whole (and a cut import half-written).
+    """
+    try:
+        data = request.get_data(cache=True)
+    except HTTPException:
+        raise  # 413 and the like, answered as they are
+    except Exception as exc:  # gunicorn's errors for a malformed chunked body, a dropped connection
+        raise ApiError(400, f"the request body could not be read: {type(exc).__name__}") from exc
+    expected = request.content_length
+    if expected is not None and len(data) != expected:
+        raise ApiError(
+            400,
+            f"the body ended after {len(data)} of the {expected} bytes its Content-Length announced",
+        )
+
+
 def _check_query_encoding(raw: bytes) -> None:
     """Refuse a query string that is not UTF-8 once percent-decoded (werkzeug would put U+FFFD in)."""
     try:
@@ -130,6 +153,8 @@ def init_app(app: Flask) -> None:
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         if request.query_string:
             _check_query_encoding(request.query_string)
+        if request.method in BODY_METHODS and request.headers.get("Upgrade", "").lower() != "websocket":
+            _read_whole_body()
 
     @app.after_request
     def add_request_id(response: Response) -> Response:

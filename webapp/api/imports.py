@@ -42,8 +42,7 @@ def _body(max_bytes: int) -> bytes:
     )
     if request.content_length is not None and request.content_length > max_bytes:
         raise too_large
-    # Read one byte past the limit so a body without Content-Length is capped too.
-    body = request.stream.read(max_bytes + 1)
+    body = request.get_data(cache=True)  # read whole, and checked complete, before the view
     if len(body) > max_bytes:
         raise too_large
     return body
