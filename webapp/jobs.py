@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -10,11 +9,12 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import redis
 from celery import Celery
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from webapp import events
@@ -83,18 +83,19 @@ def publish(client: redis.Redis, job: Job) -> None:
     events.publish(client, job.org_id, "job_update", job_event(job))
 
 
+# An import that succeeded this recently answers an identical submission: two sends of one batch
+# (a retry after a timeout, a double click) import it once, even when the first was quick to finish.
+IMPORT_REPEAT_SECONDS = 60
+
+
 def find_active(session: Session, org_id: int, kind: str, digest: str) -> Job | None:
-    return session.scalar(
-        select(Job)
-        .where(
-            Job.org_id == org_id,
-            Job.kind == kind,
-            Job.params_hash == digest,
-            Job.state.in_(ACTIVE_STATES),
-        )
-        .order_by(Job.created_at)
-        .limit(1)
-    )
+    """An identical job still queued or running (for imports: or succeeded a moment ago)."""
+    same = (Job.org_id == org_id, Job.kind == kind, Job.params_hash == digest)
+    current = Job.state.in_(ACTIVE_STATES)
+    if kind == "import":
+        recent = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS)
+        current = or_(current, and_(Job.state == "succeeded", Job.finished_at >= recent))
+    return session.scalar(select(Job).where(*same, current).order_by(Job.created_at).limit(1))
 
 
 def count_active(session: Session, org_id: int, kind: str, *, lock: bool = False) -> int:
@@ -170,37 +171,31 @@ def _submit(
     done: Callable[[], bool] | None = None,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
-    lock = client.lock(f"an:joblock:{org_id}:{kind}:{digest}", timeout=10, blocking_timeout=5)
-    try:
-        acquired = lock.acquire()
-    except redis.RedisError as exc:
-        raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
-    try:
-        if dedup:
-            existing = find_active(session, org_id, kind, digest)
-            if existing is not None:
-                return existing, False
-        if done is not None and done():
-            return None, False
-        job = Job(
-            id=uuid.uuid4(),
-            org_id=org_id,
-            created_by=user_id,
-            kind=kind,
-            params=params,
-            params_hash=digest,
-            state="queued",
-            progress=0.0,
-            attempts=0,
-        )
-        session.add(job)
-        session.commit()
-        enqueue(session, client, celery, job)
-        return job, True
-    finally:
-        if acquired:
-            with contextlib.suppress(redis.RedisError):
-                lock.release()
+    # Identical submissions one at a time, until this transaction ends: the next one finds the job
+    # this one commits. (In PostgreSQL, so that it holds whatever Redis does.)
+    key = zlib.crc32(f"{kind}:{digest}".encode()) & 0x7FFFFFFF
+    session.execute(select(func.pg_advisory_xact_lock(org_id, key)))
+    if dedup:
+        existing = find_active(session, org_id, kind, digest)
+        if existing is not None:
+            return existing, False
+    if done is not None and done():
+        return None, False
+    job = Job(
+        id=uuid.uuid4(),
+        org_id=org_id,
+        created_by=user_id,
+        kind=kind,
+        params=params,
+        params_hash=digest,
+        state="queued",
+        progress=0.0,
+        attempts=0,
+    )
+    session.add(job)
+    session.commit()
+    enqueue(session, client, celery, job)
+    return job, True
 
 
 def enqueue(session: Session, client: redis.Redis, celery: Celery, job: Job) -> None:

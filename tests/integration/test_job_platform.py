@@ -304,6 +304,26 @@ def test_concurrent_identical_submissions_share_one_job(celery_worker, make_live
     wait_for_job(tenant.viewer, answers[0].get_json()["job_id"])
 
 
+def test_an_import_sent_twice_imports_once_even_when_the_first_finished(
+    celery_worker, make_live_tenant, post_import, engine
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    tenant = make_live_tenant()
+    rows = _rows(50)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: post_import(tenant.agent, rows), range(6)))
+    assert {a.status_code for a in answers} == {202}
+    job_ids = {a.get_json()["job_id"] for a in answers}
+    assert len(job_ids) == 1
+    done = wait_for_job(tenant.viewer, job_ids.pop())
+    assert done["state"] == "succeeded"
+    again = post_import(tenant.agent, rows)  # a retry after the first succeeded
+    assert again.get_json()["deduplicated"] is True
+    assert again.get_json()["job_id"] == done["id"]
+    assert _tickets(engine, tenant.org_id) == 50
+
+
 def test_aggregation_job(celery_worker, make_live_tenant, post_import):
     tenant = make_live_tenant()
     wait_for_job(tenant.viewer, post_import(tenant.agent, _rows(12)).get_json()["job_id"])
