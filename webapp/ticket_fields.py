@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Status = Literal["open", "pending", "on_hold", "resolved", "closed"]
 Priority = Literal["low", "normal", "high", "urgent"]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 Channel = Literal["email", "chat", "phone", "web", "social", "api"]
 
 
@@ -28,6 +30,16 @@ class TicketFields(BaseModel):
     created_at: datetime | None = None
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
+
+    @field_validator("created_at", "first_response_at", "resolved_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        # pydantic would read a number (or a string of digits) as Unix time: 0 became 1970.
+        if value is None or isinstance(value, datetime):
+            return value
+        if not isinstance(value, str) or not _ISO_DATE.match(value):
+            raise ValueError("must be an ISO 8601 date-time text, e.g. 2026-03-01T09:30:00+01:00")
+        return value
 
     @field_validator("category", "assigned_to")
     @classmethod

@@ -175,3 +175,9 @@ def test_routes_without_query_parameters_refuse_any(tenant, method, path):
 def test_open_routes_ignore_query_parameters(client):
     assert client.get("/api/v1/health?probe=1").status_code == 200
     assert client.get("/api/v1/openapi.json?v=2").status_code == 200
+
+
+@pytest.mark.parametrize("value", [1767225600, "1767225600", 0, -62135596800, True])
+def test_timestamps_must_be_iso_text_not_unix_numbers(tenant, value):
+    error = _error(tenant.agent.post("/api/v1/tickets", json={"subject": "x", "created_at": value}))
+    assert error["details"]["errors"][0]["field"] == "created_at"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -13,8 +14,20 @@ from webapp.api.schemas import Health
 from webapp.api.spec import document
 from webapp.db import get_session
 from webapp.redis_client import get_redis
+from webapp.timeutil import utcnow
 
 bp = Blueprint("health", __name__)
+
+BEAT_STALE_SECONDS = 90
+
+
+def _recent(moment: str | None, seconds: float) -> bool:
+    if moment is None:
+        return False
+    try:
+        return (utcnow() - datetime.fromisoformat(moment)).total_seconds() <= seconds
+    except ValueError:
+        return False
 
 
 def _timed(check: Any) -> dict[str, Any]:
@@ -61,7 +74,10 @@ def health() -> Response:
         except Exception as exc:
             workers = {"seen": [], "error": str(exc)}
     workers["count"] = len(workers["seen"])
-    healthy = database["ok"] and redis_state["ok"] and broker["ok"]
+    # Jobs wait while no worker is seen; schedules stop while beat is silent (it beats every 30 s).
+    workers["ok"] = workers["count"] > 0
+    beat["ok"] = _recent(beat["last_run"], BEAT_STALE_SECONDS)
+    healthy = database["ok"] and redis_state["ok"] and broker["ok"] and workers["ok"] and beat["ok"]
     return jsonify(
         {
             "status": "ok" if healthy else "degraded",
