@@ -25,19 +25,21 @@ def zone(name: str) -> ZoneInfo:
     """The IANA zone `name`, or TimeError naming where the allowed names come from."""
     if not name or name != name.strip() or name.startswith("/") or ".." in name:
         raise TimeError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'")
+    # Only the IANA names, matched whatever their case ("utc", "europe/berlin"): not the files beside
+    # them in a zone database (localtime is the host's zone, right/ counts leap seconds, Factory).
+    canonical = _iana_names().get(name.lower())
+    if canonical is None:
+        raise TimeError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'")
     try:
-        return ZoneInfo(name)
-    # A folder of the database ("America") is an OSError (IsADirectoryError), not "not found".
+        return ZoneInfo(canonical)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
-        canonical = _names_by_lower_case().get(name.lower())
-        if canonical is not None:
-            return ZoneInfo(canonical)  # "utc", "europe/berlin": one zone, however it is cased
         raise TimeError(f"unknown time zone {name!r}: use an IANA name such as 'Europe/Berlin'") from exc
 
 
 @functools.cache
-def _names_by_lower_case() -> dict[str, str]:
-    return {name.lower(): name for name in available_timezones()}
+def _iana_names() -> dict[str, str]:
+    names = {n for n in available_timezones() if not n.startswith(("right/", "posix/"))} | {"UTC"}
+    return {n.lower(): n for n in names - {"localtime", "Factory", "posixrules"}}
 
 
 def is_valid_zone(name: str) -> bool:

@@ -138,7 +138,15 @@ def test_the_previous_period_of_whole_local_days_is_as_many_days_however_written
             "2026-10-25T00:00:00-04:00",
             "2026-11-01T00:00:00-04:00",
         ), form
-    # A range that is not whole days: the same length of real time before it.
+    # A range that is not whole days, however written: the same length of real time before it. The
+    # week to 2026-11-02 14:30 EST began 2026-10-26 14:30 EDT, 169 hours earlier; 169 more hours back
+    # is 2026-10-19 13:30 EDT.
+    for form in (
+        "period=7d&end=2026-11-02T14:30:00-05:00",
+        "start=2026-10-26T14:30:00-04:00&end=2026-11-02T14:30:00-05:00",
+    ):
+        body = _get(tenant.viewer, f"/api/v1/analytics/dashboard?{form}")
+        assert body["previous_start"] == "2026-10-19T13:30:00-04:00", form
     body = _get(
         tenant.viewer, "/api/v1/analytics/dashboard?start=2026-11-01T06:00:00Z&end=2026-11-02T06:00:00Z"
     )

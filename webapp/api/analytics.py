@@ -291,7 +291,7 @@ def dashboard() -> Response:
             days = int((query.period or "30d")[:-1])
             end = parse_datetime(query.end, tz, "end") if query.end else default_end(utcnow(), tz)
             start = shift_days(end, -days, tz)
-            previous_start = shift_days(start, -days, tz)
+            previous_start = previous_period_start(start, end, tz)
         else:
             _, start, end, _ = _window(query, org)
             previous_start = previous_period_start(start, end, tz)
