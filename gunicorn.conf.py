@@ -48,6 +48,20 @@ class RedactingLogger(Logger):
 logger_class = RedactingLogger
 
 
+# A request whose client goes quiet while sending its body frees its thread after this long (the
+# threads are shared by every request and socket of the process; without it a few hundred stalled
+# uploads would hold them all). WebSockets keep their own pings instead.
+BODY_READ_TIMEOUT_SECONDS = 30.0
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Give the connection a receive timeout before the application reads the body."""
+    upgrade = any(name == "UPGRADE" and value.lower() == "websocket" for name, value in req.headers)
+    sock = getattr(req.unreader, "sock", None)
+    if not upgrade and sock is not None:
+        sock.settimeout(BODY_READ_TIMEOUT_SECONDS)
+
+
 def post_worker_init(worker: Any) -> None:
     """The application's log handlers (set up by create_app) redact too."""
     for handler in logging.getLogger().handlers:

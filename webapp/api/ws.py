@@ -180,8 +180,57 @@ def authenticate_socket() -> Response | None:
         identity = _from_token(request.args["token"])
     if identity is None or identity.expires_at <= time.time():
         return error_response(401, "a valid access token or one-time ticket is required")
+    refused = _slots.take(
+        identity.principal.org_id,
+        current_app.config.get("WS_MAX_SOCKETS_PER_PROCESS", 48),
+        current_app.config.get("WS_MAX_SOCKETS_PER_ORG", 32),
+    )
+    if refused is not None:
+        return error_response(*refused, headers={"Retry-After": "10"})
+    g.ws_slot = identity.principal.org_id
     g.ws_identity = identity
     return None
+
+
+class _Slots:
+    """Open sockets of this process, in all and per organization: each holds one of its threads, so
+    past a cap a new one is refused before the upgrade, and REST keeps threads to answer with."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._total = 0
+        self._per_org: dict[int, int] = {}
+
+    def take(self, org_id: int, max_total: int, max_org: int) -> tuple[int, str] | None:
+        """None when a slot was taken; else the status and message that refuse the socket."""
+        with self._lock:
+            if self._per_org.get(org_id, 0) >= max_org:
+                return 429, f"the organization has {max_org} sockets open on this server; close one first"
+            if self._total >= max_total:
+                return 503, "this server holds as many sockets as it can; try again shortly"
+            self._total += 1
+            self._per_org[org_id] = self._per_org.get(org_id, 0) + 1
+        return None
+
+    def give_back(self, org_id: int) -> None:
+        with self._lock:
+            self._total -= 1
+            left = self._per_org.get(org_id, 1) - 1
+            if left:
+                self._per_org[org_id] = left
+            else:
+                self._per_org.pop(org_id, None)
+
+
+_slots = _Slots()
+
+
+@bp.teardown_request
+def release_socket_slot(exc: BaseException | None = None) -> None:
+    """The socket's slot goes back when its request ends (the socket closed, or never opened)."""
+    org_id = g.pop("ws_slot", None)
+    if org_id is not None:
+        _slots.give_back(org_id)
 
 
 @dataclass
