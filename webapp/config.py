@@ -111,7 +111,7 @@ def load() -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 50 * 1024 * 1024),
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
         # A job still queued this long whose message the broker no longer holds is sent again.
-        "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 300),
+        "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
         "EXPORT_MAX_ACTIVE_PER_ORG": env_int("EXPORT_MAX_ACTIVE_PER_ORG", 3),
         "TOKEN_REVOCATION_CACHE_SECONDS": env_int("TOKEN_REVOCATION_CACHE_SECONDS", 10),
         "IMPORT_MAX_BYTES": env_int("IMPORT_MAX_BYTES", 5 * 1024 * 1024),

@@ -59,6 +59,8 @@ class Connection:
     alive: bool = True
     # Set by the relay when the queue overflowed: the socket's thread closes the socket.
     dropped: bool = False
+    # The relay lost Redis while following this socket: events of that time may never have been written.
+    interrupted: bool = False
     sending_since: float | None = None
     pending: deque[tuple[Event, str]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -201,10 +203,20 @@ class Relay:
                 # Redis down, or anything unexpected: keep the thread; positions resume where they were.
                 if isinstance(exc, redis.RedisError):
                     log.warning("event relay cannot read streams: %s", exc)
+                    self._interrupt()
                 else:
                     log.exception("event relay failed; retrying")
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    def _interrupt(self) -> None:
+        """Tell every socket its stream broke off: writes meanwhile publish nothing (Redis is down), so
+        a silent socket would miss them; closed with 1013, its client reconnects and reads afresh."""
+        with self.lock:
+            targets = [conn for group in self.connections.values() for conn in group]
+        for conn in targets:
+            conn.interrupted = True
+            conn.wake()
 
     def _read_once(self) -> None:
         with self.lock:

@@ -521,3 +521,21 @@ def test_a_ticket_issued_before_logout_is_refused_after(web_server, make_live_te
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         _connect(web_server, body["url"])
     assert refused.value.status_code == 401
+
+
+def test_sockets_are_told_when_redis_goes_away(web_server, make_live_tenant, stoppable_redis, services):
+    """Events written while Redis is down are never published: an open socket is closed with 1013
+    rather than left silent, so its client reconnects and reads afresh."""
+    from tests.conftest import wait_redis
+
+    tenant = make_live_tenant("RelayOutage")
+    ws, _ = _open(web_server, tenant)
+    stoppable_redis.stop()
+    try:
+        assert _close_code(ws, timeout=15) == 1013
+    finally:
+        stoppable_redis.start()
+        wait_redis(services.redis_url)
+    ws, hello = _open(web_server, tenant)  # and sockets open again once it is back
+    assert hello["type"] == "connected"
+    ws.close()

@@ -389,6 +389,8 @@ def _ending(conn: Connection, identity: Identity) -> tuple[int, str] | None:
         return POLICY_VIOLATION, "token expired"
     if conn.dropped:
         return TRY_AGAIN_LATER, "too far behind; reconnect and resume"
+    if conn.interrupted:
+        return TRY_AGAIN_LATER, "live updates broke off (Redis unavailable); reconnect and fetch afresh"
     if now >= identity.next_revocation_check:
         identity.next_revocation_check = now + REVOCATION_CHECK_SECONDS
         try:
