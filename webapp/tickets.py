@@ -512,6 +512,10 @@ def update_ticket(
 ) -> Change:
     """Apply a partial update and append an event for each change analytics measures."""
     now = now or utcnow()
+    for name in TIME_FIELDS:
+        if name in fields and fields[name] is None:
+            # A creation, first response or resolution happened; reopening is a status change.
+            raise TicketError(f"{name} cannot be cleared", field=name)
     times = _times(org, fields, now)
     events: list[TicketEvent] = []
 

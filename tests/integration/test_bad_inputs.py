@@ -194,3 +194,15 @@ def test_open_routes_ignore_query_parameters(client):
 def test_timestamps_must_be_iso_text_not_unix_numbers(tenant, value):
     error = _error(tenant.agent.post("/api/v1/tickets", json={"subject": "x", "created_at": value}))
     assert error["details"]["errors"][0]["field"] == "created_at"
+
+
+@pytest.mark.parametrize("name", ["created_at", "first_response_at", "resolved_at"])
+def test_a_ticket_time_cannot_be_cleared(tenant, name):
+    ticket = tenant.agent.post("/api/v1/tickets", json={"subject": "x"}).get_json()
+    error = _error(tenant.agent.patch(f"/api/v1/tickets/{ticket['id']}", json={name: None}))
+    assert error["details"]["field"] == name
+
+
+def test_async_is_spelled_async(tenant):
+    body = {"metrics": ["ticket_count"], "async_": True}
+    assert _error(tenant.viewer.post("/api/v1/analytics/aggregations", json=body))

@@ -92,7 +92,7 @@ class AggregationRequest(Strict):
     exact: StrictBool = Field(default=False, description=_EXACT)
     async_: StrictBool = Field(default=False, alias="async", description="run as a job and answer 202")
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 # --- responses --------------------------------------------------------------

@@ -87,6 +87,7 @@ class LogoutResponse(BaseModel):
     "Revoke the bearer access token (and the refresh token in the body, if given) until they expire",
     tag="auth",
     body=LogoutRequest,
+    body_optional=True,
     responses={200: LogoutResponse},
     errors=(400, 401, 503),
 )

@@ -60,7 +60,7 @@ def _operation(doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schem
         content = {ctype: {"schema": schemas.ref(doc.body)} for ctype in doc.body_content_types[:1]}
         for ctype in doc.body_content_types[1:]:
             content[ctype] = {"schema": {"type": "string"}}
-        op["requestBody"] = {"required": True, "content": content}
+        op["requestBody"] = {"required": not doc.body_optional, "content": content}
     responses: dict[str, Any] = {}
     for status, model in (doc.responses or {200: None}).items():
         entry: dict[str, Any] = {"description": CODES.get(status, "success") if status >= 400 else "success"}

@@ -25,6 +25,7 @@ class RouteDoc:
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     body_content_types: tuple[str, ...] = ("application/json",)
+    body_optional: bool = False
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     errors: tuple[int, ...] = DEFAULT_ERRORS
     auth: bool = True
@@ -40,6 +41,7 @@ def document(
     query: type[BaseModel] | None = None,
     body: type[BaseModel] | None = None,
     body_content_types: tuple[str, ...] = ("application/json",),
+    body_optional: bool = False,
     responses: dict[int, type[BaseModel] | None] | None = None,
     errors: tuple[int, ...] = DEFAULT_ERRORS,
     auth: bool = True,
@@ -55,6 +57,7 @@ def document(
             query=query,
             body=body,
             body_content_types=body_content_types,
+            body_optional=body_optional,
             responses=responses or {},
             errors=errors,
             auth=auth,
