@@ -171,6 +171,12 @@ def _submit(
     done: Callable[[], bool] | None = None,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
+    try:
+        # Fail fast while Redis is away (every job publishes its progress there; it is usually the
+        # broker too): a send to a broker that is down retries before it gives up.
+        client.ping()
+    except redis.RedisError as exc:
+        raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
     # Identical submissions one at a time, until this transaction ends: the next one finds the job
     # this one commits. (In PostgreSQL, so that it holds whatever Redis does.)
     key = zlib.crc32(f"{kind}:{digest}".encode()) & 0x7FFFFFFF
