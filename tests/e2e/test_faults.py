@@ -704,7 +704,10 @@ def test_postgres_restart_under_load_loses_no_acknowledged_write(own_postgres, o
         if outage_started + 0.5 < a.at < outage_ended - 0.5 and a.label != "GET /api/v1/health"
     ]
     assert during
-    assert all(a.status == 503 for a in during), {a.status for a in during}
+    # Refused, but for analytics answers a web process still holds (a cache hit needs no database).
+    cached = [a for a in during if a.status == 200 and (a.body.get("meta") or {}).get("cache") == "hit"]
+    assert all(a.status == 503 for a in during if a not in cached), {a.status for a in during}
+    assert any(a.status == 503 for a in during)
     writes = [a for a in answers if a.label.startswith("pg-fault")]
     assert {a.status for a in writes} <= {201, 503}
     acknowledged = {a.body["id"]: a.label for a in writes if a.status == 201}
