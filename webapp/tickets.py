@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import psycopg
@@ -47,6 +47,7 @@ class Change:
 
 def _times(org: Organization, fields: dict[str, Any], now: datetime) -> dict[str, datetime]:
     tz = zone(org.timezone)
+    latest = now + CLOCK_SKEW
     out: dict[str, datetime] = {}
     for name in TIME_FIELDS:
         value = fields.get(name)
@@ -55,10 +56,10 @@ def _times(org: Organization, fields: dict[str, Any], now: datetime) -> dict[str
         try:
             # In UTC: two times that share one zone object subtract as wall-clock times in Python,
             # and a duration across a clock change would be an hour off.
-            aware = in_calendar(as_aware(value, tz, name), name).astimezone(UTC)
+            aware = in_calendar(as_aware(value, tz, name), name)
         except ValueError as exc:
             raise TicketError(str(exc), field=name) from exc
-        if aware > now + CLOCK_SKEW:
+        if aware > latest:
             raise TicketError(f"{name} is in the future", field=name)
         out[name] = aware
     return out

@@ -76,14 +76,14 @@ def local_midnight(day: date, tz: ZoneInfo) -> datetime:
 
 
 def in_calendar(value: datetime, field: str) -> datetime:
-    """`value` (aware) if it lies in the years the platform measures, 1900 to 2199 (UTC), else TimeError."""
+    """`value` (aware) in UTC if it lies in the years the platform measures, 1900 to 2199, else TimeError."""
     try:
-        inside = EARLIEST <= value <= LATEST
+        utc = value.astimezone(UTC)
     except OverflowError:  # an offset that moves a time at the calendar's edge off it
-        inside = False
-    if not inside:
+        raise _outside(field, value.isoformat()) from None
+    if not EARLIEST <= utc <= LATEST:
         raise _outside(field, value.isoformat())
-    return value
+    return utc
 
 
 def _outside(field: str, text: str) -> TimeError:
@@ -112,9 +112,15 @@ def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
         ) from exc
     if not EARLIEST.year <= value.year < LATEST.year:
         raise _outside(field, raw)
-    return in_calendar(as_aware(value, tz, field), field)
+    aware = as_aware(value, tz, field)
+    in_calendar(aware, field)
+    return aware
 
 
 def hours_between(start: datetime, end: datetime) -> float:
     """Elapsed hours (in UTC: Python subtracts two times of one zone object as wall-clock times)."""
-    return (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() / 3600.0
+    if start.tzinfo is not UTC:
+        start = start.astimezone(UTC)
+    if end.tzinfo is not UTC:
+        end = end.astimezone(UTC)
+    return (end - start).total_seconds() / 3600.0
