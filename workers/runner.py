@@ -15,7 +15,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
 from webapp import jobs
@@ -79,32 +79,40 @@ def run_job(
     make_session = session_factory()
     client = get_redis()
     max_attempts = current_app.config.get("JOB_MAX_ATTEMPTS", 3)
-    with _exclusive(current_app.extensions["db_engine"], job_id) as mine:
-        if not mine:
+    engine = current_app.extensions["db_engine"]
+    with _exclusive(engine, job_id) as state_conn:
+        if state_conn is None:
             log.warning("job=%s is being run by another delivery; dropping this one", job_id)
             return
-        _run(task, job_id, work, cleanup, make_session, client, max_attempts)
+        # Each session keeps its one connection for the whole job: no pool checkout (with its
+        # liveness ping) at every commit. The state session's connection is the lock's, autocommit:
+        # every state change is a single statement, committed as it runs.
+        with (
+            engine.connect() as work_conn,
+            make_session(bind=state_conn) as state_session,
+            make_session(bind=work_conn) as work_session,
+        ):
+            _run(task, job_id, work, cleanup, state_session, work_session, client, max_attempts)
 
 
 @contextlib.contextmanager
-def _exclusive(engine: Engine, job_id: str) -> Iterator[bool]:
-    """Hold the job's advisory lock for as long as the block runs; whether this delivery got it.
+def _exclusive(engine: Engine, job_id: str) -> Iterator[Connection | None]:
+    """The job's run lock, held on the yielded connection while the block runs (None: another
+    delivery holds it).
 
     A session-level lock on a connection of its own: PostgreSQL releases it when the connection ends,
     so a worker that dies leaves nothing behind for the next delivery. (A one-bigint key: no clash
     with the two-key locks of rollups and submissions.)
     """
     key = jobs.run_lock_key(job_id)
-    with engine.connect() as conn:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         got = bool(conn.execute(select(func.pg_try_advisory_lock(key))).scalar())
-        conn.commit()
         try:
-            yield got
+            yield conn if got else None
         finally:
             if got:
                 try:
                     conn.execute(select(func.pg_advisory_unlock(key)))
-                    conn.commit()
                 except sa_exc.DBAPIError:
                     conn.invalidate()  # closed, not pooled: the server drops the lock with it
 
@@ -114,66 +122,62 @@ def _run(
     job_id: str,
     work: Callable[[JobContext], dict[str, Any] | None],
     cleanup: Callable[[JobContext], None] | None,
-    make_session: Any,
+    state_session: Session,
+    work_session: Session,
     client: redis.Redis,
     max_attempts: int,
 ) -> None:
-    with make_session() as state_session, make_session() as work_session:
-        # The state session never reads the parameters (an import's hold its rows: megabytes).
-        state_job = state_session.get(Job, uuid.UUID(job_id), options=[defer(Job.params)])
-        if state_job is None:
-            log.warning("job=%s not found; dropping the task", job_id)
-            return
-        tag = f"job={state_job.id} org={state_job.org_id} kind={state_job.kind}"
-        if state_job.state in FINAL_STATES:
-            log.info("%s already %s; nothing to do", tag, state_job.state)
-            return
-        if state_job.cancel_requested:
-            jobs.finish(state_session, client, state_job, "cancelled")
-            log.info("%s cancelled before it started", tag)
-            return
-        if state_job.attempts >= max_attempts:
-            jobs.finish(
-                state_session,
-                client,
-                state_job,
-                "failed",
-                error={
-                    "message": f"gave up after {state_job.attempts} attempts (the worker was lost each time)"
-                },
-            )
-            log.error("%s failed: too many attempts", tag)
-            return
-        jobs.start(state_session, client, state_job)
-        log.info("%s started attempt %s", tag, state_job.attempts)
-        work_job = work_session.get(Job, state_job.id)
-        assert work_job is not None
-        ctx = JobContext(work_session, work_job, client, state_session, state_job)
-        try:
-            result = work(ctx)
-            work_session.commit()
-        except Retry:
-            raise
-        except Exception as exc:
-            work_session.rollback()
-            if cleanup is not None:
-                cleanup(ctx)
-            if isinstance(exc, TRANSIENT) and state_job.attempts < max_attempts:
-                state_session.rollback()
-                jobs.requeue(
-                    state_session, client, state_job, f"transient error, retrying: {type(exc).__name__}"
-                )
-                log.warning("%s transient error, retrying: %s", tag, exc)
-                raise task.retry(countdown=2**state_job.attempts, max_retries=max_attempts, exc=exc) from exc
-            state, outcome = _outcome(exc)
-            if not isinstance(exc, EXPECTED):
-                log.exception("%s failed with an unexpected error", tag)
-            else:
-                log.warning("%s %s: %s", tag, state, outcome.get("error", {}).get("message", ""))
-            jobs.finish(state_session, client, state_job, state, **outcome)
-            return
-        jobs.finish(state_session, client, state_job, "succeeded", result=result or {})
-        log.info("%s succeeded", tag)
+    # The state session never reads the parameters (an import's hold its rows: megabytes).
+    state_job = state_session.get(Job, uuid.UUID(job_id), options=[defer(Job.params)])
+    if state_job is None:
+        log.warning("job=%s not found; dropping the task", job_id)
+        return
+    tag = f"job={state_job.id} org={state_job.org_id} kind={state_job.kind}"
+    if state_job.state in FINAL_STATES:
+        log.info("%s already %s; nothing to do", tag, state_job.state)
+        return
+    if state_job.cancel_requested:
+        jobs.finish(state_session, client, state_job, "cancelled")
+        log.info("%s cancelled before it started", tag)
+        return
+    if state_job.attempts >= max_attempts:
+        jobs.finish(
+            state_session,
+            client,
+            state_job,
+            "failed",
+            error={"message": f"gave up after {state_job.attempts} attempts (the worker was lost each time)"},
+        )
+        log.error("%s failed: too many attempts", tag)
+        return
+    jobs.start(state_session, client, state_job)
+    log.info("%s started attempt %s", tag, state_job.attempts)
+    work_job = work_session.get(Job, state_job.id)
+    assert work_job is not None
+    ctx = JobContext(work_session, work_job, client, state_session, state_job)
+    try:
+        result = work(ctx)
+        work_session.commit()
+    except Retry:
+        raise
+    except Exception as exc:
+        work_session.rollback()
+        if cleanup is not None:
+            cleanup(ctx)
+        if isinstance(exc, TRANSIENT) and state_job.attempts < max_attempts:
+            state_session.rollback()
+            jobs.requeue(state_session, client, state_job, f"transient error, retrying: {type(exc).__name__}")
+            log.warning("%s transient error, retrying: %s", tag, exc)
+            raise task.retry(countdown=2**state_job.attempts, max_retries=max_attempts, exc=exc) from exc
+        state, outcome = _outcome(exc)
+        if not isinstance(exc, EXPECTED):
+            log.exception("%s failed with an unexpected error", tag)
+        else:
+            log.warning("%s %s: %s", tag, state, outcome.get("error", {}).get("message", ""))
+        jobs.finish(state_session, client, state_job, state, **outcome)
+        return
+    jobs.finish(state_session, client, state_job, "succeeded", result=result or {})
+    log.info("%s succeeded", tag)
 
 
 # Outcomes a job can meet in normal operation: logged as a line, not with a traceback.
