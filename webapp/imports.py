@@ -124,6 +124,16 @@ def _text(body: bytes) -> str:
         raise ImportFormatError(f"the body is not UTF-8 (byte {exc.start} is invalid)") from exc
 
 
+def may_hide_text(body: bytes, fmt: str) -> bool:
+    """Whether a parsed string of `body` may hold a character its text does not (a NUL, a lone surrogate).
+
+    A body that decodes as UTF-8 holds neither of those as such, and CSV has no escapes; only a JSON
+    escape (\\u....) can make one, or a NUL byte in the body itself. Without either, the rows need no
+    check of every string.
+    """
+    return b"\x00" in body or (fmt != "csv" and b"\\u" in body)
+
+
 def _check_count(count: int, max_rows: int) -> None:
     if count > max_rows:
         raise ImportTooLarge(

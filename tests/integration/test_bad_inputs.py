@@ -141,6 +141,27 @@ def test_a_ticket_field_of_the_wrong_json_type_is_400(tenant, body):
     assert _tickets(tenant.agent) == before
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "problem"),
+    [
+        ('[{"subject": "a\\u0000b"}]', "application/json", "NUL"),
+        ('{"subject": "ok", "category": "x\\u0000"}', "application/x-ndjson", "NUL"),
+        ('[{"subject": "\\ud800"}]', "application/json", "surrogate"),
+        ('[{"subject": "ok", "assigned_to": "\\udfff x"}]', "application/json", "surrogate"),
+        ("subject,category\na\x00b,x\n", "text/csv", "NUL"),
+    ],
+)
+def test_imports_with_text_postgresql_cannot_store_are_400(tenant, body, content_type, problem):
+    error = _error(_post_raw(tenant.agent, "/api/v1/tickets/import", body.encode(), content_type))
+    assert problem in error["message"]
+    assert tenant.agent.get("/api/v1/jobs?kind=import").get_json()["items"] == []
+
+
+def test_imports_with_harmless_json_escapes_are_accepted(tenant):
+    accepted = _post_raw(tenant.agent, "/api/v1/tickets/import", '[{"subject": "caf\\u00e9 \\ud83d\\ude00"}]')
+    assert accepted.status_code == 202, accepted.get_json()
+
+
 def test_csv_imports_still_read_scores_from_text(tenant):
     accepted = _post_raw(
         tenant.agent, "/api/v1/tickets/import", "subject,sentiment_score\na,0.25\nb,-1\n", "text/csv"
