@@ -127,9 +127,9 @@ def _text(body: bytes) -> str:
 def may_hide_text(body: bytes, fmt: str) -> bool:
     """Whether a parsed string of `body` may hold a character its text does not (a NUL, a lone surrogate).
 
-    A body that decodes as UTF-8 holds neither of those as such, and CSV has no escapes; only a JSON
-    escape (\\u....) can make one, or a NUL byte in the body itself. Without either, the rows need no
-    check of every string.
+    Text decoded as UTF-8 holds no lone surrogate, and CSV has no escapes: only a NUL byte in the body
+    or a JSON escape (\\u....) can put either into a string. Without both, the rows need no check of
+    every string.
     """
     return b"\x00" in body or (fmt != "csv" and b"\\u" in body)
 
