@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import MetaData, create_engine
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -58,12 +62,31 @@ def get_session() -> Session:
     return g.db
 
 
+def close_quietly(session: Session) -> None:
+    """Close `session`; a connection the server dropped since its last statement is let go, not raised.
+
+    Closing rolls back the open transaction, and that rollback fails on a connection the server has
+    closed (a restart, a failover) after the request or task already had its answer. SQLAlchemy has
+    invalidated the connection by then, so the pool will not hand it out again; any other error is
+    raised as before.
+    """
+    try:
+        session.close()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("database connection lost while closing a session: %s", _first_line(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _close_session(exc: BaseException | None) -> None:
     session = g.pop("db", None)
     if session is not None:
-        if exc is not None:
-            session.rollback()
-        session.close()
+        close_quietly(session)  # closing rolls back whatever the request left open
 
 
 @contextmanager
@@ -74,7 +97,8 @@ def session_scope() -> Iterator[Session]:
         yield session
         session.commit()
     except BaseException:
-        session.rollback()
+        with suppress(DBAPIError):  # a lost connection must not hide the error that ended the block
+            session.rollback()
         raise
     finally:
-        session.close()
+        close_quietly(session)

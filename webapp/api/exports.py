@@ -21,7 +21,7 @@ from webapp.api.query_errors import client_errors
 from webapp.api.schemas import JobAccepted, Strict
 from webapp.api.spec import document, parse_body, parse_query
 from webapp.auth import current_principal, require_role
-from webapp.db import get_session, session_factory
+from webapp.db import close_quietly, get_session, session_factory
 from webapp.models import Organization
 from webapp.models.jobs import Export
 from webapp.timeutil import utcnow
@@ -165,7 +165,7 @@ def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
             handle = tempfile.TemporaryFile()  # noqa: SIM115 (send_file closes it)
             metadata = exports.describe(params, utcnow())
             exports.write_xlsx(table, handle, exports.Progress(table.total), metadata=metadata)
-            session.close()
+            close_quietly(session)
             handle.seek(0)
             response = send_file(
                 handle, mimetype=_media_type(fmt), as_attachment=True, download_name=filename
@@ -174,18 +174,18 @@ def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
             response.headers["Cache-Control"] = "private, no-store"
             return response
     except BaseException:
-        session.close()
+        close_quietly(session)
         raise
 
     def body() -> Iterator[bytes]:
         try:
             yield from exports.encode(fmt, table, exports.Progress(table.total))
         finally:
-            session.close()
+            close_quietly(session)
 
     response = Response(body(), content_type=exports.CONTENT_TYPES[fmt], headers=headers)
     # Closing a generator that never started skips its finally: the response closes the session too.
-    response.call_on_close(session.close)
+    response.call_on_close(lambda: close_quietly(session))
     return response
 
 

@@ -36,7 +36,7 @@ from webapp.auth import (
     require_role,
     token_revoked,
 )
-from webapp.db import session_factory
+from webapp.db import close_quietly, session_factory
 from webapp.dimensions import FilterError, parse_filters
 from webapp.redis_client import get_redis
 from webapp.relay import Connection, get_relay, valid_id
@@ -272,7 +272,7 @@ def _values(
             )
             return value
         finally:
-            session.close()
+            close_quietly(session)
 
 
 def _parse_subscribe(message: dict[str, Any]) -> tuple[set[str], dict[str, list[str | None]], float]:
