@@ -28,31 +28,42 @@ from webapp.db import Base
 SNAPSHOT_TYPES = ("daily", "weekly", "monthly")
 
 
+CELL_KEY = (
+    "org_id",
+    "metric",
+    "grain",
+    "bucket_start",
+    "status",
+    "priority",
+    "channel",
+    "category",
+    "assigned_to",
+)
+
+
 class AnalyticsMetric(Base):
-    """One UTC hour of one metric for one combination of dimension values."""
+    """One UTC hour of one metric for one combination of dimension values.
+
+    Partitioned by grain (migration 0005): the organization totals (grain 0) in
+    analytics_metrics_totals, with a covering index for index-only reads; every other grain in
+    analytics_metrics_by_dimension. Both partitions also index (org_id, metric, bucket_start).
+    """
 
     __tablename__ = "analytics_metrics"
     __table_args__ = (
         Index(
             "uq_analytics_metrics_cell",
-            "org_id",
-            "metric",
-            "grain",
-            "bucket_start",
-            "status",
-            "priority",
-            "channel",
-            "category",
-            "assigned_to",
+            *CELL_KEY,
             unique=True,
             postgresql_nulls_not_distinct=True,
         ),
-        Index("ix_analytics_metrics_org_metric_bucket", "org_id", "metric", "bucket_start"),
-        # Imports add to rows in place: room in each page keeps those updates HOT (no index changes).
-        {"postgresql_with": {"fillfactor": 50}},
+        # The partitions (made by the migration) keep free room in each page (fillfactor 50): imports
+        # add to rows in place, and room in the page keeps those updates HOT.
+        {"postgresql_partition_by": "LIST (grain)"},
     )
+    # The cell key is the row's identity (there is no surrogate id).
+    __mapper_args__ = {"primary_key": CELL_KEY}
 
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     metric: Mapped[str] = mapped_column(String(32))
     # Bit set of the dimensions the row keeps (31: all five; 0: the hour's total).
