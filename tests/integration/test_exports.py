@@ -409,6 +409,39 @@ def test_sync_mode_streams_small_exports_and_refuses_large_ones(live_app, data, 
     assert response.get_json()["error"]["details"] == {"max_rows": 5}
 
 
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_sync_export_whose_database_connection_dies_before_the_first_row_is_a_503(
+    live_app, data, db_engine, monkeypatch, fmt
+):
+    """The first block is made before the status line: a lost connection is a JSON 503, not a 500
+    from the server once the body has begun."""
+    original = exports.encode
+
+    def encode_on_a_lost_connection(fmt, table, progress):
+        pid = table._driver().info.backend_pid
+        with db_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+            while conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+            ).scalar():
+                time.sleep(0.02)
+        return original(fmt, table, progress)
+
+    monkeypatch.setattr(exports, "encode", encode_on_a_lost_connection)
+    body = {"format": fmt, "dataset": "tickets", "query": RANGE}
+    response = data.viewer.post("/api/v1/analytics/export?mode=sync", json=body)
+    assert response.status_code == 503, response.data[:300]
+    assert response.get_json()["error"]["code"] == "database_unavailable"
+    assert response.headers["Retry-After"]
+
+    monkeypatch.setattr(exports, "encode", original)
+    response = data.viewer.post("/api/v1/analytics/export?mode=sync", json=body)
+    assert response.status_code == 200
+    text_body = response.data.decode()
+    rows = list(csv.reader(io.StringIO(text_body))) if fmt == "csv" else text_body.splitlines()
+    assert len(rows) == 9 + (fmt == "csv")  # nine tickets (and the CSV header)
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -173,19 +173,29 @@ def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
             response.headers["X-Export-Rows"] = str(table.total)
             response.headers["Cache-Control"] = "private, no-store"
             return response
+        chunks = exports.encode(fmt, table, exports.Progress(table.total))
+        # The first block is made here, before the status line is sent: a database that fails the
+        # query is still answered with a 503 (past this point only the connection can be cut).
+        first = next(chunks, b"")
     except BaseException:
         close_quietly(session)
         raise
 
     def body() -> Iterator[bytes]:
         try:
-            yield from exports.encode(fmt, table, exports.Progress(table.total))
+            yield first
+            yield from chunks
         finally:
+            chunks.close()
             close_quietly(session)
 
+    def close() -> None:
+        # Closing a generator that never started skips its finally: the response closes both too.
+        chunks.close()
+        close_quietly(session)
+
     response = Response(body(), content_type=exports.CONTENT_TYPES[fmt], headers=headers)
-    # Closing a generator that never started skips its finally: the response closes the session too.
-    response.call_on_close(lambda: close_quietly(session))
+    response.call_on_close(close)
     return response
 
 
