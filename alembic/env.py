@@ -5,7 +5,7 @@ from sqlalchemy import pool
 import webapp.models  # noqa: F401  (registers every table on Base.metadata)
 from alembic import context
 from webapp import config as settings
-from webapp.db import Base, make_engine
+from webapp.infra.db import Base, make_engine
 
 target_metadata = Base.metadata
 

@@ -55,7 +55,7 @@ def _dsn(url: str) -> str:
 
 def seed(url: str, sizes: list[int]) -> dict[int, int]:
     """One organization per size, holding exactly that many tickets (and their events)."""
-    from webapp import seeding
+    from webapp.tickets import seeding
 
     orgs = {}
     with psycopg.connect(_dsn(url)) as conn:
@@ -80,7 +80,7 @@ def seed(url: str, sizes: list[int]) -> dict[int, int]:
 
 
 def _bare_copy(url: str, org_id: int, path: Path) -> int:
-    from webapp.analytics.exports import TICKET_COLUMNS
+    from webapp.exports.datasets import TICKET_COLUMNS
 
     columns = ", ".join(TICKET_COLUMNS)
     rows = -1
@@ -98,7 +98,7 @@ def _bare_copy(url: str, org_id: int, path: Path) -> int:
 
 
 def _csv_writer(url: str, org_id: int, path: Path) -> int:
-    from webapp.analytics.exports import TICKET_COLUMNS
+    from webapp.exports.datasets import TICKET_COLUMNS
 
     rows = 0
     with psycopg.connect(_dsn(url)) as conn, path.open("w", newline="") as out:
@@ -120,7 +120,7 @@ def _xlsxwriter(url: str, org_id: int, path: Path) -> int:
     """The bare writer library: XlsxWriter in constant-memory mode, write_row over a server-side cursor."""
     import xlsxwriter
 
-    from webapp.analytics.exports import TICKET_COLUMNS
+    from webapp.exports.datasets import TICKET_COLUMNS
 
     rows = 0
     workbook = xlsxwriter.Workbook(
@@ -150,7 +150,7 @@ def _openpyxl(session: Any, org_id: int, path: Path) -> int:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
-    from webapp.analytics import exports
+    from webapp.exports import datasets as exports
 
     params = exports.canonical_params(
         {"format": "xlsx", "dataset": "tickets", "query": QUERY}, default_tz=TZ, now=datetime.now(UTC)
@@ -199,7 +199,7 @@ def run_one(variant: str, org_id: int, url: str, directory: Path) -> dict[str, A
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
-    from webapp.analytics import exports
+    from webapp.exports import datasets as exports
 
     engine = create_engine(url)
     baseline = psutil.Process().memory_info().rss

@@ -32,7 +32,7 @@ import websocket
 
 from bench.common import Stack, platform_stack, print_table, write_results
 from webapp.analytics import rollups
-from webapp.ticket_fields import TicketCreate
+from webapp.tickets.fields import TicketCreate
 
 TARGET_TICKETS_PER_S = 5_000
 TARGET_LAG_S = 1.0

@@ -23,11 +23,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.common import print_table, scratch_postgres, write_results
-from webapp import seeding
 from webapp.analytics import queries, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.queries import ReadOptions
-from webapp.db import make_engine
+from webapp.infra.db import make_engine
+from webapp.tickets import seeding
 
 TZ = "Europe/Berlin"
 PERCENTILES = (50, 95, 99)

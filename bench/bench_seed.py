@@ -11,7 +11,7 @@ import numpy as np
 import psycopg
 
 from bench.common import print_table, scratch_postgres, write_results
-from webapp import seeding
+from webapp.tickets import seeding
 
 
 def format_only(tickets: int, seed: int, tz: str) -> float:

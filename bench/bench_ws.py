@@ -112,7 +112,7 @@ def connect_all(port: int, org_id: int, token: str, count: int) -> list[Client]:
 
 def relay_phase(redis_client: Any, org_id: int, phase: str, events_n: int, rate: float) -> None:
     """Publish `events_n` metric_update events straight to the stream, paced, each with its send time."""
-    from webapp import events
+    from webapp.live import events
 
     gap = 1 / rate
     due = time.perf_counter()

@@ -82,7 +82,7 @@ def scratch_postgres(database: str) -> tuple[Any, str]:
     import psycopg
 
     from devstack.postgres import EmbeddedPostgres
-    from webapp.migrations import upgrade
+    from webapp.infra.migrations import upgrade
 
     # A cluster per database, so that a benchmark stopping its server never stops another's.
     pg = EmbeddedPostgres(BENCH_INSTANCE / f"postgres-{database}", fast_unsafe=True)
@@ -209,11 +209,12 @@ def platform_stack(
     import psycopg
     from sqlalchemy.orm import Session
 
-    from webapp import config, create_app, seeding
+    from webapp import config, create_app
     from webapp.analytics import rollups
-    from webapp.auth import access_token_for, hash_password
-    from webapp.db import make_engine
+    from webapp.infra.db import make_engine
     from webapp.models import User
+    from webapp.security.auth import access_token_for, hash_password
+    from webapp.tickets import seeding
 
     instance = BENCH_INSTANCE / name
     instance.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from webapp import config, create_app
-from webapp.auth import access_token_for, hash_password
-from webapp.migrations import upgrade
+from webapp.infra.migrations import upgrade
 from webapp.models import Organization, User
+from webapp.security.auth import access_token_for, hash_password
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_INSTANCE = ROOT / "instance" / "test"

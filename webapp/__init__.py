@@ -10,9 +10,13 @@ from flask import Flask
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application: settings, database, Redis, Celery, auth, blueprints."""
-    from webapp import auth, broker, config, db, redis_client
-    from webapp.api import errors, register_blueprints
+    from webapp import config
+    from webapp.api import register_blueprints
+    from webapp.api.plumbing import errors
     from webapp.cli import register_commands
+    from webapp.infra import celery_app as broker
+    from webapp.infra import db, redis_client
+    from webapp.security import auth
 
     app = Flask(__name__, instance_path=str(config.instance_path()))
     if test_config is None:

@@ -13,11 +13,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.analytics import rollups
-from webapp.auth import access_token_for, hash_password
-from webapp.db import session_scope
+from webapp.core.timeutil import TimeError, utcnow, zone
+from webapp.infra.db import session_scope
 from webapp.models import Organization, User
 from webapp.models.organizations import ROLES
-from webapp.timeutil import TimeError, utcnow, zone
+from webapp.security.auth import access_token_for, hash_password
 
 
 def _fail(message: str) -> None:
@@ -83,7 +83,7 @@ def issue_token(email: str) -> None:
 @click.option("--seed", "rng_seed", type=int, default=0, show_default=True)
 def seed(org_id: int, tickets: int, days: int, rng_seed: int) -> None:
     """Insert synthetic tickets and their events (through COPY)."""
-    from webapp import seeding
+    from webapp.tickets import seeding
 
     with session_scope() as session:
         org = session.get(Organization, org_id)
@@ -139,7 +139,7 @@ def seed(org_id: int, tickets: int, days: int, rng_seed: int) -> None:
 @click.command("migrate")
 def migrate() -> None:
     """Apply every Alembic migration to the configured database."""
-    from webapp.migrations import upgrade
+    from webapp.infra.migrations import upgrade
 
     upgrade(current_app.config["SQLALCHEMY_DATABASE_URL"])
     click.echo("database is at the latest migration")

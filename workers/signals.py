@@ -10,7 +10,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from flask import Flask
 
-from webapp import heartbeat
+from webapp.infra import heartbeat
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 10

@@ -39,11 +39,12 @@ from sqlalchemy.engine import Engine
 
 from devstack.ports import free_port, port_open
 from tests.conftest import JWT_SECRET, ROOT, wait_for_job
-from webapp import jobs, seeding
-from webapp.auth import hash_password
-from webapp.migrations import upgrade
+from webapp.core.timeutil import utcnow
+from webapp.infra.migrations import upgrade
+from webapp.jobs import lifecycle as jobs
 from webapp.models import Job
-from webapp.timeutil import utcnow
+from webapp.security.auth import hash_password
+from webapp.tickets import seeding
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,10 @@ import websocket
 from flask_jwt_extended import create_access_token
 
 from tests.e2e.conftest import PING_INTERVAL
-from webapp import events, seeding
-from webapp.api import ws as ws_api
-from webapp.relay import Connection
+from webapp.api.ws import socket as ws_api
+from webapp.live import events
+from webapp.live.relay import Connection
+from webapp.tickets import seeding
 
 pytestmark = pytest.mark.worker
 

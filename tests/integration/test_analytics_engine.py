@@ -26,7 +26,7 @@ from sqlalchemy import delete
 from tests.conftest import Tenant, _make_tenant, wait_for_job
 from webapp.analytics.snapshots import compute_snapshot, upsert_snapshot
 from webapp.models import Organization
-from webapp.tickets import create_ticket, update_ticket
+from webapp.tickets.writes import create_ticket, update_ticket
 
 SEED = 20261125
 NY = ZoneInfo("America/New_York")

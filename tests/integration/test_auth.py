@@ -13,9 +13,9 @@ import redis
 from sqlalchemy import delete, select
 
 from tests.conftest import JWT_SECRET, wait_redis
-from webapp import revocation
-from webapp.api import ws
+from webapp.api.ws import socket as ws
 from webapp.models import RevokedToken
+from webapp.security import revocation
 
 
 def _b64(data: dict) -> str:

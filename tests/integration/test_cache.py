@@ -162,7 +162,7 @@ def test_failed_computation_releases_the_lock(client, org_id):
 
 @pytest.mark.parametrize("over", ["redis-py", "wire"])
 def test_lookups_survive_a_script_flush(client, org_id, services, over):
-    from webapp.redis_wire import Wire
+    from webapp.infra.redis_wire import Wire
 
     shortcuts = cache.Shortcuts(wire=Wire(services.redis_url, timeout=1.0) if over == "wire" else None)
     compute = Counter({"v": 1})

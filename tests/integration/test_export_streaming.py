@@ -20,8 +20,8 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import _make_tenant
-from webapp.analytics import exports
-from webapp.timeutil import utcnow
+from webapp.core.timeutil import utcnow
+from webapp.exports import datasets as exports
 
 RANGE = {"start": "2026-03-01", "end": "2026-03-08", "tz": "UTC"}
 # Text starting with each formula prefix, and with characters close to them that are not prefixes

@@ -23,9 +23,10 @@ from openpyxl.utils.escape import unescape
 from sqlalchemy import text
 
 from tests.conftest import Tenant, _make_tenant, wait_for_job
-from webapp import seeding, signing
-from webapp.analytics import exports
-from webapp.timeutil import utcnow
+from webapp.core.timeutil import utcnow
+from webapp.exports import datasets as exports
+from webapp.security import signing
+from webapp.tickets import seeding
 
 pytestmark = pytest.mark.worker
 

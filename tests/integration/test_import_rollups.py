@@ -26,10 +26,11 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import Tenant, _make_tenant, wait_for_job
 from tests.integration import rollup_cells
-from webapp import imports, tickets
 from webapp.analytics import rollups
 from webapp.models import Organization, Ticket
-from webapp.tickets import create_ticket, update_ticket
+from webapp.tickets import imports
+from webapp.tickets import writes as tickets
+from webapp.tickets.writes import create_ticket, update_ticket
 
 FIRST = datetime(2026, 2, 20, tzinfo=UTC)
 LAST = datetime(2026, 11, 10, tzinfo=UTC)

@@ -27,8 +27,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from tests.conftest import JWT_SECRET, ROOT, TEST_INSTANCE, Api, Services, db_scalar, wait_for_job
-from webapp import jobs
 from webapp.analytics import popular
+from webapp.jobs import lifecycle as jobs
 from webapp.models import Job
 from webapp.models.jobs import Export
 

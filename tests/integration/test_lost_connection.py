@@ -8,8 +8,8 @@ import time
 
 from sqlalchemy import text
 
-from webapp import tickets as domain
-from webapp.db import get_session
+from webapp.infra.db import get_session
+from webapp.tickets import writes as domain
 
 
 def _terminate(engine, pid: int) -> None:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 
-from webapp.migrations import downgrade, upgrade
+from webapp.infra.migrations import downgrade, upgrade
 
 TABLES = {
     "organizations",

@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from tests.conftest import wait_redis
-from webapp import near_cache
-from webapp.near_cache import MISSING, NearCache, NearView
-from webapp.redis_wire import connect, url_options
+from webapp.infra import near_cache
+from webapp.infra.near_cache import MISSING, NearCache, NearView
+from webapp.infra.redis_wire import connect, url_options
 
 PREFIX = "nctest:"
 

@@ -29,7 +29,7 @@ def test_budget_blocks_never_admit_more_than_the_limit(services):
 
     import redis
 
-    from webapp import ratelimit
+    from webapp.security import ratelimit
 
     client = redis.Redis.from_url(services.redis_url)
     limit = 5_000  # blocks of 5
@@ -62,7 +62,7 @@ def test_budget_blocks_never_admit_more_than_the_limit(services):
 
 
 def test_small_budgets_are_counted_one_by_one():
-    from webapp import ratelimit
+    from webapp.security import ratelimit
 
     assert [ratelimit.block_size(n) for n in (1, 300, 999, 1_000, 1_999, 2_000, 60_000, 10**9)] == [
         1,

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import wait_redis
-from webapp.redis_wire import Wire, round_trip
+from webapp.infra.redis_wire import Wire, round_trip
 
 
 @pytest.fixture

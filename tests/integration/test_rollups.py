@@ -29,7 +29,7 @@ from webapp.analytics import queries, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.queries import ReadOptions
 from webapp.models import Organization, Ticket
-from webapp.tickets import create_ticket, update_ticket
+from webapp.tickets.writes import create_ticket, update_ticket
 
 SEED = 9
 FIRST = datetime(2026, 2, 20, tzinfo=UTC)

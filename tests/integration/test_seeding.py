@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from webapp import seeding
+from webapp.tickets import seeding
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 TICKETS = 4000

@@ -11,7 +11,7 @@ def test_health_is_degraded_without_a_worker_or_with_a_silent_beat(client, servi
 
     import redis
 
-    from webapp import heartbeat
+    from webapp.infra import heartbeat
 
     store = redis.Redis.from_url(services.redis_url)
     saved_workers = store.zrange(heartbeat.WORKERS_KEY, 0, -1, withscores=True)

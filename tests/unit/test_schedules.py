@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from webapp.schedules import due_periods, latest_closed, period_of
+from webapp.analytics.periods import due_periods, latest_closed, period_of
 
 AUCKLAND = ZoneInfo("Pacific/Auckland")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")

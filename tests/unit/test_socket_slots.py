@@ -1,6 +1,6 @@
 """The WebSocket slots of a web process: caps in all and per organization, given back on close."""
 
-from webapp.api.ws import _Slots
+from webapp.api.ws.socket import _Slots
 
 
 def test_an_organization_past_its_cap_is_refused_and_others_go_on():

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from webapp.analytics import queries
 from webapp.analytics.buckets import GRANULARITIES, Buckets, make_buckets, resolve_range
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, GROUPABLE, METRICS, families_of
-from webapp.dimensions import parse_filters
-from webapp.timeutil import parse_datetime, zone
+from webapp.core.filters import parse_filters
+from webapp.core.timeutil import parse_datetime, zone
 
 MAX_ROWS = 100_000
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from webapp.timeutil import local_midnight
+from webapp.core.timeutil import local_midnight
 
 GRANULARITIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly")
 MAX_BUCKETS = 10_000

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import redis
 
 from webapp.analytics.popular import Tally
-from webapp.near_cache import MISSING, NearView
-from webapp.redis_wire import Command, Wire, round_trip
+from webapp.infra.near_cache import MISSING, NearView
+from webapp.infra.redis_wire import Command, Wire, round_trip
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from webapp.analytics import sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, GROUPABLE, METRICS, Metric
 from webapp.analytics.rollups import grain_for
-from webapp.dimensions import ENUMERATED
+from webapp.core.filters import ENUMERATED
+from webapp.core.timeutil import utcnow
 from webapp.models.tickets import RESOLVED_STATUSES, STATUSES
-from webapp.timeutil import utcnow
 
 Filters = dict[str, list[str | None]]
 # One aggregated cell: its group values (in group_by order) and its 0-based bucket index or None.

@@ -19,7 +19,7 @@ from webapp.analytics import aggregations, popular, queries, reports, snapshots
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.cache import Computed, RideAlong, Shortcuts, read_through
 from webapp.analytics.metrics import METRICS
-from webapp.timeutil import utcnow, zone
+from webapp.core.timeutil import utcnow, zone
 
 # Answers that depend on the clock (SLA pending turns breached with no event) are cached briefly.
 CLOCK_TTL_SECONDS = 60

@@ -40,8 +40,8 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import sketch
 from webapp.analytics.metrics import METRICS, Metric
+from webapp.core.timeutil import utcnow
 from webapp.models.tickets import DIMENSIONS
-from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

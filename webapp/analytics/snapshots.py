@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import queries, sla
 from webapp.analytics.buckets import next_period, period_start
+from webapp.core.timeutil import local_midnight, utcnow, zone
 from webapp.models import AnalyticsSnapshot, Organization
 from webapp.models.analytics import SNAPSHOT_TYPES
-from webapp.timeutil import local_midnight, utcnow, zone
 
 # Bumped whenever what a snapshot holds or how it is computed changes, so old rows can be told apart.
 DEFINITION_VERSION = 1

@@ -6,21 +6,9 @@ from flask import Blueprint, Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp.api import (
-        analytics,
-        auth,
-        cache,
-        docs,
-        exports,
-        health,
-        imports,
-        jobs,
-        ping,
-        spec,
-        tickets,
-        users,
-        ws,
-    )
+    from webapp.api import analytics, auth, cache, docs, exports, health, imports, jobs, ping, tickets, users
+    from webapp.api.plumbing import spec
+    from webapp.api.ws import socket as ws
 
     api = Blueprint("api", __name__, url_prefix="/api/v1")
     for module in (auth, users, imports, tickets, analytics, exports, jobs, cache, ws, health, ping, docs):

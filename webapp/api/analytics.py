@@ -24,7 +24,12 @@ from webapp.analytics.buckets import (
 )
 from webapp.analytics.cache import RawJson, Shortcuts
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
-from webapp.api.analytics_schemas import (
+from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.jobs_submit import submit_job
+from webapp.api.plumbing.query_errors import client_errors
+from webapp.api.plumbing.responses import json_object
+from webapp.api.plumbing.spec import document, parse_body, parse_query
+from webapp.api.schemas.analytics import (
     Aggregation,
     AggregationRequest,
     Dashboard,
@@ -40,18 +45,13 @@ from webapp.api.analytics_schemas import (
     TimeSeries,
     TimeSeriesQuery,
 )
-from webapp.api.errors import ApiError
-from webapp.api.jobs_submit import submit_job
-from webapp.api.query_errors import client_errors
-from webapp.api.responses import json_object
-from webapp.api.schemas import JobAccepted
-from webapp.api.spec import document, parse_body, parse_query
-from webapp.auth import current_principal, pending_admission, require_role
-from webapp.db import get_session
-from webapp.dimensions import parse_filters
+from webapp.api.schemas.common import JobAccepted
+from webapp.core.filters import parse_filters
+from webapp.core.timeutil import EARLIEST, LATEST, parse_datetime, utcnow, zone
+from webapp.infra.db import get_session
+from webapp.infra.redis_client import get_redis, get_tally, get_wire
 from webapp.models import Organization
-from webapp.redis_client import get_redis, get_tally, get_wire
-from webapp.timeutil import EARLIEST, LATEST, parse_datetime, utcnow, zone
+from webapp.security.auth import current_principal, pending_admission, require_role
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 

@@ -11,10 +11,12 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from webapp.api.errors import ApiError
-from webapp.api.schemas import LoginRequest, Strict, TokenResponse
-from webapp.api.spec import document, parse_body
-from webapp.auth import (
+from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.spec import document, parse_body
+from webapp.api.schemas.common import LoginRequest, Strict, TokenResponse
+from webapp.infra.db import get_session
+from webapp.models import User
+from webapp.security.auth import (
     access_token_for,
     current_claims,
     current_principal,
@@ -23,8 +25,6 @@ from webapp.auth import (
     revoke_token,
     verify_password,
 )
-from webapp.db import get_session
-from webapp.models import User
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 

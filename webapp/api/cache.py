@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from webapp.analytics import cache
-from webapp.api.errors import ApiError
-from webapp.api.jobs_submit import submit_job
-from webapp.api.schemas import JobAccepted
-from webapp.api.spec import document
-from webapp.auth import current_principal, require_role
-from webapp.redis_client import get_redis
+from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.jobs_submit import submit_job
+from webapp.api.plumbing.spec import document
+from webapp.api.schemas.common import JobAccepted
+from webapp.infra.redis_client import get_redis
+from webapp.security.auth import current_principal, require_role
 
 bp = Blueprint("cache", __name__, url_prefix="/analytics")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from webapp.api import openapi
-from webapp.api.spec import document
+from webapp.api.plumbing import openapi
+from webapp.api.plumbing.spec import document
 
 bp = Blueprint("docs", __name__)
 

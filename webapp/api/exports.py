@@ -12,19 +12,19 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from pydantic import BaseModel, Field
 from werkzeug.http import quote_header_value
 
-from webapp import jobs as job_domain
-from webapp import signing
-from webapp.analytics import exports
-from webapp.api.errors import ApiError, not_found
-from webapp.api.jobs_submit import submit_job
-from webapp.api.query_errors import client_errors
-from webapp.api.schemas import JobAccepted, Strict
-from webapp.api.spec import document, parse_body, parse_query
-from webapp.auth import current_principal, require_role
-from webapp.db import close_quietly, get_session, session_factory
+from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.jobs_submit import submit_job
+from webapp.api.plumbing.query_errors import client_errors
+from webapp.api.plumbing.spec import document, parse_body, parse_query
+from webapp.api.schemas.common import JobAccepted, Strict
+from webapp.core.timeutil import utcnow
+from webapp.exports import datasets as exports
+from webapp.infra.db import close_quietly, get_session, session_factory
+from webapp.jobs import lifecycle as job_domain
 from webapp.models import Organization
 from webapp.models.jobs import Export
-from webapp.timeutil import utcnow
+from webapp.security import signing
+from webapp.security.auth import current_principal, require_role
 
 bp = Blueprint("exports", __name__)
 

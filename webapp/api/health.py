@@ -9,12 +9,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
-from webapp import heartbeat
-from webapp.api.schemas import Health
-from webapp.api.spec import document
-from webapp.db import get_session
-from webapp.redis_client import get_redis
-from webapp.timeutil import utcnow
+from webapp.api.plumbing.spec import document
+from webapp.api.schemas.common import Health
+from webapp.core.timeutil import utcnow
+from webapp.infra import heartbeat
+from webapp.infra.db import get_session
+from webapp.infra.redis_client import get_redis
 
 bp = Blueprint("health", __name__)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 from pydantic import RootModel
 
-from webapp import imports
-from webapp.api.errors import ApiError
-from webapp.api.jobs_submit import submit_job
-from webapp.api.schemas import JobAccepted
-from webapp.api.spec import check_json_text, document
-from webapp.auth import require_role
-from webapp.ticket_fields import TicketCreate
+from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.jobs_submit import submit_job
+from webapp.api.plumbing.spec import check_json_text, document
+from webapp.api.schemas.common import JobAccepted
+from webapp.security.auth import require_role
+from webapp.tickets import imports
+from webapp.tickets.fields import TicketCreate
 
 bp = Blueprint("ticket_imports", __name__, url_prefix="/tickets")
 

@@ -7,7 +7,7 @@ from typing import Literal
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 
-from webapp.api.spec import document
+from webapp.api.plumbing.spec import document
 
 bp = Blueprint("ping", __name__)
 

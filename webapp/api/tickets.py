@@ -7,16 +7,16 @@ import binascii
 
 from flask import Blueprint, Response, jsonify, url_for
 
-from webapp import tickets as ticket_domain
-from webapp.api.errors import ApiError, not_found
-from webapp.api.schemas import Ticket, TicketList, TicketListQuery
-from webapp.api.spec import document, parse_body, parse_query
-from webapp.auth import current_principal, require_role
-from webapp.db import get_session
-from webapp.dimensions import FilterError, parse_filters
+from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.spec import document, parse_body, parse_query
+from webapp.api.schemas.common import Ticket, TicketList, TicketListQuery
+from webapp.core.filters import FilterError, parse_filters
+from webapp.infra.db import get_session
 from webapp.models import Organization
-from webapp.ticket_effects import after_ticket_change
-from webapp.ticket_fields import TicketCreate, TicketUpdate
+from webapp.security.auth import current_principal, require_role
+from webapp.tickets import writes as ticket_domain
+from webapp.tickets.effects import after_ticket_change
+from webapp.tickets.fields import TicketCreate, TicketUpdate
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 

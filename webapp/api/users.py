@@ -7,12 +7,12 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from webapp.api.errors import ApiError
-from webapp.api.schemas import Role, Strict
-from webapp.api.spec import document, parse_body
-from webapp.auth import current_principal, hash_password, require_role
-from webapp.db import get_session
+from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.spec import document, parse_body
+from webapp.api.schemas.common import Role, Strict
+from webapp.infra.db import get_session
 from webapp.models import User
+from webapp.security.auth import current_principal, hash_password, require_role
 
 
 class UserCreate(Strict):

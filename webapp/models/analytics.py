@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webapp.db import Base
+from webapp.infra.db import Base
 
 SNAPSHOT_TYPES = ("daily", "weekly", "monthly")
 

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webapp.db import Base
+from webapp.infra.db import Base
 from webapp.models.tickets import _in
 
 JOB_KINDS = ("aggregation", "snapshot", "export", "cache_refresh", "import")

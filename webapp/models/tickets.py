@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webapp.db import Base
+from webapp.infra.db import Base
 
 STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
 RESOLVED_STATUSES = ("resolved", "closed")

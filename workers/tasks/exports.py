@@ -8,10 +8,10 @@ from typing import Any
 from celery import Task, shared_task
 from flask import current_app
 
-from webapp import signing
-from webapp.analytics import exports
+from webapp.core.timeutil import utcnow
+from webapp.exports import datasets as exports
 from webapp.models.jobs import Export
-from webapp.timeutil import utcnow
+from webapp.security import signing
 from workers.runner import JobContext, run_job
 
 

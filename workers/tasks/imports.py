@@ -7,9 +7,9 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from webapp import imports
 from webapp.analytics import rollups
 from webapp.models import Organization
+from webapp.tickets import imports
 from workers.runner import JobContext, JobFailed, run_job
 
 

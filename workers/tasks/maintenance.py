@@ -13,13 +13,14 @@ from celery import shared_task
 from flask import current_app
 from sqlalchemy import and_, or_, select
 
-from webapp import jobs, revocation
 from webapp.analytics import popular
-from webapp.db import session_scope
+from webapp.core.timeutil import utcnow
+from webapp.infra.db import session_scope
+from webapp.infra.redis_client import get_redis
+from webapp.jobs import lifecycle as jobs
 from webapp.models import Job, Organization
 from webapp.models.jobs import Export
-from webapp.redis_client import get_redis
-from webapp.timeutil import utcnow
+from webapp.security import revocation
 
 log = logging.getLogger(__name__)
 

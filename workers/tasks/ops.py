@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from webapp import heartbeat
-from webapp.redis_client import get_redis
+from webapp.infra import heartbeat
+from webapp.infra.redis_client import get_redis
 
 
 @shared_task(name="ops.beat_heartbeat", ignore_result=True)

@@ -9,8 +9,8 @@ from celery import shared_task
 from sqlalchemy import text
 
 from webapp.analytics import rollups
-from webapp.db import session_scope
-from webapp.timeutil import utcnow
+from webapp.core.timeutil import utcnow
+from webapp.infra.db import session_scope
 
 RECONCILE_HOURS = 3
 RECENT_ORGS = text(

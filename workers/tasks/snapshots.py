@@ -13,13 +13,13 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from webapp import jobs
 from webapp.analytics import cache, snapshots
-from webapp.db import session_scope
+from webapp.analytics.periods import due_periods
+from webapp.core.timeutil import TimeError, utcnow, zone
+from webapp.infra.db import session_scope
+from webapp.infra.redis_client import get_redis
+from webapp.jobs import lifecycle as jobs
 from webapp.models import AnalyticsSnapshot, Organization
-from webapp.redis_client import get_redis
-from webapp.schedules import due_periods
-from webapp.timeutil import TimeError, utcnow, zone
 from workers.runner import JobContext, JobFailed, run_job
 
 log = logging.getLogger(__name__)

@@ -21,13 +21,14 @@ import redis
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from webapp import events, strict_json
 from webapp.analytics import cache
 from webapp.analytics.metrics import metrics_changed_by
+from webapp.core import strict_json
+from webapp.core.timeutil import utcnow
+from webapp.live import events
 from webapp.models import Organization
-from webapp.ticket_fields import TicketCreate
-from webapp.tickets import BulkWriter, PlannedTicket, TicketError, plan_ticket
-from webapp.timeutil import utcnow
+from webapp.tickets.fields import TicketCreate
+from webapp.tickets.writes import BulkWriter, PlannedTicket, TicketError, plan_ticket
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from flask import Flask, current_app
 
 from webapp.analytics.cache import ENTRY_PREFIX, GEN_PREFIX
 from webapp.analytics.popular import Tally
-from webapp.near_cache import NearCache, NearView
-from webapp.ratelimit import Leases
-from webapp.redis_wire import Wire
-from webapp.revocation import PREFIX as REVOKED_PREFIX
+from webapp.infra.near_cache import NearCache, NearView
+from webapp.infra.redis_wire import Wire
+from webapp.security.ratelimit import Leases
+from webapp.security.revocation import PREFIX as REVOKED_PREFIX
 
 # The keys a near cache copies: generations, cached answers, revocation marks.
 NEAR_PREFIXES = (GEN_PREFIX, ENTRY_PREFIX, REVOKED_PREFIX)

@@ -19,8 +19,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from webapp.core.timeutil import utcnow
 from webapp.models import RevokedToken
-from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

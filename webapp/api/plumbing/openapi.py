@@ -8,9 +8,9 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from webapp.api.errors import CODES
-from webapp.api.schemas import ErrorResponse
-from webapp.api.spec import RouteDoc
+from webapp.api.plumbing.errors import CODES
+from webapp.api.plumbing.spec import RouteDoc
+from webapp.api.schemas.common import ErrorResponse
 
 _PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>\w+)>")
 _CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"}}

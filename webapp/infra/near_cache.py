@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from webapp.redis_wire import Connection, connect, url_options
+from webapp.infra.redis_wire import Connection, connect, url_options
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from webapp.analytics.buckets import next_period, period_start
-from webapp.timeutil import local_midnight
+from webapp.core.timeutil import local_midnight
 
 PERIODS = ("daily", "weekly", "monthly")
 

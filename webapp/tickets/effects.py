@@ -8,11 +8,11 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import object_session
 
-from webapp import events
 from webapp.analytics import cache, rollups
 from webapp.analytics.metrics import metrics_changed_by
-from webapp.redis_client import get_redis
-from webapp.tickets import Change
+from webapp.infra.redis_client import get_redis
+from webapp.live import events
+from webapp.tickets.writes import Change
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from webapp.timeutil import utcnow
+from webapp.core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

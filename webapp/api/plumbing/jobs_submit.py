@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Response, current_app, jsonify, url_for
 
-from webapp import jobs as job_domain
-from webapp.api.errors import ApiError
-from webapp.auth import current_principal
-from webapp.db import get_session
-from webapp.redis_client import get_redis
+from webapp.api.plumbing.errors import ApiError
+from webapp.infra.db import get_session
+from webapp.infra.redis_client import get_redis
+from webapp.jobs import lifecycle as job_domain
+from webapp.security.auth import current_principal
 
 
 def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:

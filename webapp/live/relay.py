@@ -21,8 +21,8 @@ from typing import Any
 import redis
 from flask import Flask
 
-from webapp import events
-from webapp.redis_client import make_redis
+from webapp.infra.redis_client import make_redis
+from webapp.live import events
 
 log = logging.getLogger(__name__)
 

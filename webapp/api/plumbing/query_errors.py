@@ -10,9 +10,9 @@ from sqlalchemy.exc import OperationalError
 
 from webapp.analytics.aggregations import QueryError
 from webapp.analytics.buckets import BucketError
-from webapp.api.errors import ApiError
-from webapp.dimensions import FilterError
-from webapp.timeutil import TimeError
+from webapp.api.plumbing.errors import ApiError
+from webapp.core.filters import FilterError
+from webapp.core.timeutil import TimeError
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 
-from webapp.timeutil import utcnow
+from webapp.core.timeutil import utcnow
 
 WORKERS_KEY = "an:ops:workers"
 BEAT_KEY = "an:ops:beat_last_run"

@@ -22,9 +22,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 
+from webapp.core.timeutil import utcnow, zone
 from webapp.models.tickets import CHANNELS, EVENT_TYPES, PRIORITIES, STATUSES
-from webapp.tickets import skip_row_checks
-from webapp.timeutil import utcnow, zone
+from webapp.tickets.writes import skip_row_checks
 
 BATCH_TICKETS = 20_000
 QUANTUM = 36  # seconds in 0.01 h

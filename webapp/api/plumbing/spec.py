@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 from flask import Flask, request
 from pydantic import BaseModel, ValidationError
 
-from webapp import strict_json
-from webapp.api.errors import ApiError, pydantic_details, pydantic_message
+from webapp.api.plumbing.errors import ApiError, pydantic_details, pydantic_message
+from webapp.core import strict_json
 
 M = TypeVar("M", bound=BaseModel)
 F = TypeVar("F", bound=Callable[..., Any])

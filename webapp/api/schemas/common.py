@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from webapp.models.jobs import JOB_KINDS, JOB_STATES
-from webapp.ticket_fields import Channel, Priority, Status
+from webapp.tickets.fields import Channel, Priority, Status
 
 Role = Literal["viewer", "agent", "admin"]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import redis
 
-from webapp.redis_wire import round_trip
+from webapp.infra.redis_wire import round_trip
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,18 @@ from flask_sock import Sock
 from pydantic import BaseModel
 from simple_websocket import ConnectionClosed
 
-from webapp import strict_json
 from webapp.analytics import cache
-from webapp.analytics.live import current_values
 from webapp.analytics.metrics import METRICS
-from webapp.api.errors import ApiError, error_response
-from webapp.api.spec import check_json_text, document
-from webapp.auth import (
+from webapp.api.plumbing.errors import ApiError, error_response
+from webapp.api.plumbing.spec import check_json_text, document
+from webapp.core import strict_json
+from webapp.core.filters import FilterError, parse_filters
+from webapp.core.timeutil import utcnow
+from webapp.infra.db import close_quietly, session_factory
+from webapp.infra.redis_client import get_redis
+from webapp.live.relay import Connection, get_relay, valid_id
+from webapp.live.subscriptions import current_values
+from webapp.security.auth import (
     REQUIRED_CLAIMS,
     ROLE_RANK,
     Principal,
@@ -36,11 +41,6 @@ from webapp.auth import (
     require_role,
     token_revoked,
 )
-from webapp.db import close_quietly, session_factory
-from webapp.dimensions import FilterError, parse_filters
-from webapp.redis_client import get_redis
-from webapp.relay import Connection, get_relay, valid_id
-from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

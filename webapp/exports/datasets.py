@@ -38,9 +38,9 @@ from webapp.analytics import aggregations, queries
 from webapp.analytics.aggregations import QueryError
 from webapp.analytics.buckets import GRANULARITIES, make_buckets, resolve_range
 from webapp.analytics.metrics import GROUPABLE, METRICS
-from webapp.dimensions import parse_filters
+from webapp.core.filters import parse_filters
+from webapp.core.timeutil import parse_datetime, zone
 from webapp.models.jobs import Export
-from webapp.timeutil import parse_datetime, zone
 
 DATASETS = ("tickets", "time-series", "aggregations")
 FORMATS = ("csv", "json", "ndjson", "xlsx")

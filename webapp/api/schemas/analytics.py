@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from webapp.api.schemas import Strict
+from webapp.api.schemas.common import Strict
 
 Granularity = Literal["hourly", "daily", "weekly", "monthly", "quarterly", "yearly"]
 MetricName = Literal["ticket_count", "response_time", "resolution_time", "sentiment_score"]

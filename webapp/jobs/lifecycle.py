@@ -17,10 +17,10 @@ from celery import Celery
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from webapp import events
+from webapp.core.timeutil import utcnow
+from webapp.live import events
 from webapp.models import Job
 from webapp.models.jobs import ACTIVE_STATES, FINAL_STATES
-from webapp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

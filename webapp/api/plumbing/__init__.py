@@ -1,0 +1,1 @@
+"""What every resource module shares: the error shape, request parsing, OpenAPI, responses."""

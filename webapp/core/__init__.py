@@ -1,0 +1,1 @@
+"""Words and helpers every layer shares: time, strict JSON, dimension filters."""

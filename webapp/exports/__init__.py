@@ -1,0 +1,1 @@
+"""Export files: datasets streamed as CSV, JSON, NDJSON or XLSX, and their records."""

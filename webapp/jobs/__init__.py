@@ -1,0 +1,1 @@
+"""The job platform: job rows, enqueueing after commit, state transitions, cancellation."""

@@ -1,0 +1,1 @@
+"""The live path: per-organization event streams, the relay that fans them out, live metric values."""

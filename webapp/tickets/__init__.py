@@ -1,0 +1,1 @@
+"""The write side: ticket fields, single and bulk writes, what follows a write, imports, demo seeding."""
