@@ -12,6 +12,9 @@ import psycopg
 
 from bench.common import print_table, scratch_postgres, write_results
 from webapp.tickets import seeding
+from webapp.tickets.seeding import load
+from webapp.tickets.seeding.arrivals import created_times
+from webapp.tickets.seeding.rows import encode_batch
 
 
 def format_only(tickets: int, seed: int, tz: str) -> float:
@@ -19,10 +22,10 @@ def format_only(tickets: int, seed: int, tz: str) -> float:
     started = time.perf_counter()
     now_s = int(time.time())
     rng = np.random.default_rng(seed)
-    created, offsets = seeding._created_times(rng, tickets, now_s, 365, tz)
-    for b in range(math.ceil(tickets / seeding.BATCH_TICKETS)):
-        lo, hi = b * seeding.BATCH_TICKETS, (b + 1) * seeding.BATCH_TICKETS
-        seeding._batch(rng, created[lo:hi], offsets[lo:hi], 1 + lo, 1, now_s)
+    created, offsets = created_times(rng, tickets, now_s, 365, tz)
+    for b in range(math.ceil(tickets / load.BATCH_TICKETS)):
+        lo, hi = b * load.BATCH_TICKETS, (b + 1) * load.BATCH_TICKETS
+        encode_batch(rng, created[lo:hi], offsets[lo:hi], 1 + lo, 1, now_s)
     return time.perf_counter() - started
 
 
@@ -76,7 +79,7 @@ def main() -> None:
             "tickets": args.tickets,
             "seed": args.seed,
             "tz": args.tz,
-            "batch_tickets": seeding.BATCH_TICKETS,
+            "batch_tickets": load.BATCH_TICKETS,
             "results": results,
         },
     )

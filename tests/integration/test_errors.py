@@ -28,7 +28,7 @@ def test_body_too_large_is_413(client, tenant, app):
 
 
 def test_unexpected_exception_is_json_500_with_request_id(app, tenant, monkeypatch, caplog):
-    from webapp.tickets import writes as domain
+    from webapp.tickets import reads as domain
 
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")

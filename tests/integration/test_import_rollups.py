@@ -29,7 +29,11 @@ from tests.integration import rollup_cells
 from webapp.analytics import rollups
 from webapp.models import Organization, Ticket
 from webapp.tickets import imports
-from webapp.tickets import writes as tickets
+from webapp.tickets.bulk import create_tickets_bulk, insert_planned
+from webapp.tickets.bulk_writer import BULK_TABLES
+from webapp.tickets.plans import plan_ticket
+from webapp.tickets.row_checks import skip_row_checks
+from webapp.tickets.rules import TicketError
 from webapp.tickets.writes import create_ticket, update_ticket
 
 FIRST = datetime(2026, 2, 20, tzinfo=UTC)
@@ -463,7 +467,7 @@ def test_the_insert_trigger_skips_marking_only_inserts_under_the_setting(make_te
 
 def test_bulk_writes_turn_foreign_key_checks_back_on(make_tenant, db_session) -> None:
     org = db_session.get(Organization, make_tenant().org_id)
-    result = tickets.create_tickets_bulk(db_session, org, [{"subject": "one"}, {"subject": "two"}])
+    result = create_tickets_bulk(db_session, org, [{"subject": "one"}, {"subject": "two"}])
     assert len(result.ticket_ids) == 2
     assert db_session.scalar(text("SHOW session_replication_role")) == "origin"
     with pytest.raises(IntegrityError), db_session.begin_nested():
@@ -486,18 +490,18 @@ def test_row_checks_stay_on_when_the_tables_have_triggers_of_their_own(db_sessio
             " EXECUTE FUNCTION suppress_redundant_updates_trigger()"
         )
     )
-    assert tickets.skip_row_checks(conn, tickets.BULK_TABLES) is False
+    assert skip_row_checks(conn, BULK_TABLES) is False
     assert db_session.scalar(text("SHOW session_replication_role")) == "origin"
     nested.rollback()
-    assert tickets.skip_row_checks(conn, tickets.BULK_TABLES) is True
+    assert skip_row_checks(conn, BULK_TABLES) is True
     assert db_session.scalar(text("SHOW session_replication_role")) == "replica"
     db_session.execute(text("SET LOCAL session_replication_role = origin"))
 
 
 def test_a_bulk_write_for_an_organization_that_is_gone_is_refused(db_session) -> None:
-    planned = tickets.plan_ticket(Organization(id=-5, name="gone", timezone="UTC"), {}, _now())
-    with pytest.raises(tickets.TicketError, match="does not exist"):
-        tickets.insert_planned(db_session, [planned])
+    planned = plan_ticket(Organization(id=-5, name="gone", timezone="UTC"), {}, _now())
+    with pytest.raises(TicketError, match="does not exist"):
+        insert_planned(db_session, [planned])
 
 
 # --- the job -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import time
 from sqlalchemy import text
 
 from webapp.infra.db import get_session
-from webapp.tickets import writes as domain
+from webapp.tickets import reads as domain
 
 
 def _terminate(engine, pid: int) -> None:

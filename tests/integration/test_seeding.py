@@ -300,7 +300,7 @@ def test_same_seed_same_data(db_connection, make_org):
 
 
 def test_progress_after_each_batch_and_empty_seed(db_connection, make_org, monkeypatch):
-    monkeypatch.setattr(seeding, "BATCH_TICKETS", 400)
+    monkeypatch.setattr(seeding.load, "BATCH_TICKETS", 400)
     org = make_org()
     reported: list[int] = []
     stats = _seed(db_connection, org["id"], tickets=1000, progress=reported.append)

@@ -285,8 +285,9 @@ def _written(db_session, org_id):
 
 def test_bulk_create_writes_what_create_ticket_writes(make_tenant, db_session):
     from webapp.models import Organization
+    from webapp.tickets.bulk import create_tickets_bulk
     from webapp.tickets.imports import validate_row
-    from webapp.tickets.writes import create_ticket, create_tickets_bulk
+    from webapp.tickets.writes import create_ticket
 
     one_by_one = db_session.get(Organization, make_tenant(timezone="Europe/Berlin").org_id)
     in_bulk = db_session.get(Organization, make_tenant(timezone="Europe/Berlin").org_id)
@@ -326,7 +327,7 @@ def test_bulk_create_writes_what_create_ticket_writes(make_tenant, db_session):
 
 def test_bulk_create_rejects_the_whole_batch_naming_rows(make_tenant, db_session):
     from webapp.models import Organization
-    from webapp.tickets.writes import BulkRejected, create_tickets_bulk
+    from webapp.tickets.bulk import BulkRejected, create_tickets_bulk
 
     org = db_session.get(Organization, make_tenant().org_id)
     created = BULK_NOW - timedelta(days=1)

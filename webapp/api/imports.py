@@ -8,6 +8,8 @@ first import is still queued or running returns the same job instead of importin
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, current_app, request
 from pydantic import RootModel
 
@@ -16,7 +18,7 @@ from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.spec import check_json_text, document
 from webapp.api.schemas.common import JobAccepted
 from webapp.security.auth import require_role
-from webapp.tickets import imports
+from webapp.tickets import import_formats as formats
 from webapp.tickets.fields import TicketCreate
 
 bp = Blueprint("ticket_imports", __name__, url_prefix="/tickets")
@@ -26,12 +28,15 @@ class TicketImport(RootModel[list[TicketCreate]]):
     """A JSON array of tickets; NDJSON holds one such object a line, CSV one a row under a header."""
 
 
-def _limits() -> tuple[int, int]:
-    config = current_app.config
-    return (
-        config.get("IMPORT_MAX_BYTES", imports.DEFAULT_MAX_BYTES),
-        config.get("IMPORT_MAX_ROWS", imports.DEFAULT_MAX_ROWS),
-    )
+def _format() -> str:
+    fmt = formats.format_for(request.content_type)
+    if fmt is None:
+        raise ApiError(
+            415,
+            "send the tickets as application/json (an array), application/x-ndjson or text/csv",
+            details={"content_types": sorted(formats.MEDIA_TYPES)},
+        )
+    return fmt
 
 
 def _body(max_bytes: int) -> bytes:
@@ -48,6 +53,19 @@ def _body(max_bytes: int) -> bytes:
     return body
 
 
+def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
+    """The body's records, unvalidated: the job checks every row and reports each failing one."""
+    try:
+        rows = formats.parse_rows(body, fmt, max_rows=max_rows)
+    except formats.ImportTooLarge as exc:
+        raise ApiError(413, str(exc), details={"max_rows": max_rows}) from exc
+    except formats.ImportFormatError as exc:
+        raise ApiError(400, str(exc), details={"format": fmt, "line": exc.line}) from exc
+    if formats.may_hide_text(body, fmt):
+        check_json_text(rows, "the import")
+    return rows
+
+
 @bp.post("/import")
 @document(
     "Import tickets (JSON array, NDJSON or CSV) in a job: all or nothing, with a per-row error report",
@@ -59,21 +77,7 @@ def _body(max_bytes: int) -> bytes:
 )
 @require_role("agent")
 def create() -> tuple[Response, int, dict[str, str]]:
-    fmt = imports.format_for(request.content_type)
-    if fmt is None:
-        raise ApiError(
-            415,
-            "send the tickets as application/json (an array), application/x-ndjson or text/csv",
-            details={"content_types": sorted(imports.MEDIA_TYPES)},
-        )
-    max_bytes, max_rows = _limits()
-    body = _body(max_bytes)
-    try:
-        rows = imports.parse_rows(body, fmt, max_rows=max_rows)
-    except imports.ImportTooLarge as exc:
-        raise ApiError(413, str(exc), details={"max_rows": max_rows}) from exc
-    except imports.ImportFormatError as exc:
-        raise ApiError(400, str(exc), details={"format": fmt, "line": exc.line}) from exc
-    if imports.may_hide_text(body, fmt):
-        check_json_text(rows, "the import")
+    fmt = _format()
+    body = _body(current_app.config["IMPORT_MAX_BYTES"])
+    rows = _rows(body, fmt, current_app.config["IMPORT_MAX_ROWS"])
     return submit_job("import", {"format": fmt, "row_count": len(rows), "rows": rows})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, url_for
 
@@ -12,11 +13,13 @@ from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.schemas.common import Ticket, TicketList, TicketListQuery
 from webapp.core.filters import FilterError, parse_filters
 from webapp.infra.db import get_session
+from webapp.infra.redis_client import get_redis
 from webapp.models import Organization
 from webapp.security.auth import current_principal, require_role
-from webapp.tickets import writes as ticket_domain
+from webapp.tickets import reads, writes
 from webapp.tickets.effects import after_ticket_change
 from webapp.tickets.fields import TicketCreate, TicketUpdate
+from webapp.tickets.rules import TicketError
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 
@@ -37,32 +40,33 @@ def _decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = raw.partition(":")
         after_id = int(value)
-        if prefix != "t" or not 0 < after_id <= ticket_domain.MAX_ID:
+        if prefix != "t" or not 0 < after_id <= reads.MAX_ID:
             raise ValueError(raw)
         return after_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise ApiError(400, "cursor is not valid; use next_cursor from the previous page") from exc
 
 
-def _apply(fields: dict, creating: bool, ticket_id: int | None = None) -> tuple[dict, int]:
+def _refused(exc: TicketError) -> ApiError:
+    """The answer to a change the domain refused; nothing of it stays in the session."""
+    get_session().rollback()
+    return ApiError(exc.status, str(exc), details={"field": exc.field})
+
+
+def _committed(org_id: int, change: writes.Change, fields: dict[str, Any]) -> dict[str, Any]:
+    """Commit the change, then what follows it (rollups, cache, live clients); the ticket as JSON."""
     session = get_session()
-    org = _org()
-    try:
-        if creating:
-            change = ticket_domain.create_ticket(session, org, fields)
-        else:
-            assert ticket_id is not None
-            ticket = ticket_domain.get_ticket(session, org.id, ticket_id, for_update=True)
-            if ticket is None:
-                raise not_found("ticket")
-            change = ticket_domain.update_ticket(session, org, ticket, fields)
-    except ticket_domain.TicketError as exc:
-        session.rollback()
-        raise ApiError(exc.status, str(exc), details={"field": exc.field}) from exc
     body = change.ticket.to_dict()
     session.commit()
-    after_ticket_change(org.id, change, tuple(fields))
-    return body, 201 if creating else 200
+    after_ticket_change(session, get_redis(), org_id, change, tuple(fields))
+    return body
+
+
+def _filters(query: TicketListQuery) -> dict[str, list[str | None]]:
+    try:
+        return parse_filters(query.model_dump())
+    except FilterError as exc:
+        raise ApiError(400, str(exc), details={"field": exc.field}) from exc
 
 
 @bp.post("")
@@ -75,16 +79,20 @@ def _apply(fields: dict, creating: bool, ticket_id: int | None = None) -> tuple[
 @require_role("agent")
 def create() -> tuple[Response, int, dict[str, str]]:
     fields = parse_body(TicketCreate).model_dump(exclude_unset=True)
-    body, status = _apply(fields, creating=True)
-    location = url_for("api.tickets.get", ticket_id=body["id"])
-    return jsonify(body), status, {"Location": location}
+    org = _org()
+    try:
+        change = writes.create_ticket(get_session(), org, fields)
+    except TicketError as exc:
+        raise _refused(exc) from exc
+    body = _committed(org.id, change, fields)
+    return jsonify(body), 201, {"Location": url_for("api.tickets.get", ticket_id=body["id"])}
 
 
 @bp.get("/<int:ticket_id>")
 @document("One ticket", tag="tickets", responses={200: Ticket})
 @require_role("viewer")
 def get(ticket_id: int) -> Response:
-    ticket = ticket_domain.get_ticket(get_session(), current_principal().org_id, ticket_id)
+    ticket = reads.get_ticket(get_session(), current_principal().org_id, ticket_id)
     if ticket is None:
         raise not_found("ticket")
     return jsonify(ticket.to_dict())
@@ -102,8 +110,15 @@ def patch(ticket_id: int) -> tuple[Response, int]:
     fields = parse_body(TicketUpdate).model_dump(exclude_unset=True)
     if not fields:
         raise ApiError(400, "nothing to change: give at least one field")
-    body, status = _apply(fields, creating=False, ticket_id=ticket_id)
-    return jsonify(body), status
+    org = _org()
+    ticket = reads.get_ticket(get_session(), org.id, ticket_id, for_update=True)
+    if ticket is None:
+        raise not_found("ticket")
+    try:
+        change = writes.update_ticket(get_session(), org, ticket, fields)
+    except TicketError as exc:
+        raise _refused(exc) from exc
+    return jsonify(_committed(org.id, change, fields)), 200
 
 
 @bp.get("")
@@ -116,17 +131,12 @@ def patch(ticket_id: int) -> tuple[Response, int]:
 @require_role("viewer")
 def list_() -> Response:
     query = parse_query(TicketListQuery)
-    try:
-        filters = parse_filters(query.model_dump())
-    except FilterError as exc:
-        raise ApiError(400, str(exc), details={"field": exc.field}) from exc
-    after_id = _decode_cursor(query.cursor) if query.cursor else None
-    rows = ticket_domain.list_tickets(
+    rows = reads.list_tickets(
         get_session(),
         current_principal().org_id,
-        filters=filters,
+        filters=_filters(query),
         limit=query.limit + 1,
-        after_id=after_id,
+        after_id=_decode_cursor(query.cursor) if query.cursor else None,
     )
     page = rows[: query.limit]
     next_cursor = _encode_cursor(page[-1].id) if len(rows) > query.limit else None

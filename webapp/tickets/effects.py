@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 import redis
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session
 
 from webapp.analytics import cache, rollups
 from webapp.analytics.metrics import metrics_changed_by
-from webapp.infra.redis_client import get_redis
 from webapp.live import events
 from webapp.tickets.writes import Change
 
@@ -21,44 +22,47 @@ log = logging.getLogger(__name__)
 REFRESH_MAX_HOURS = 48
 
 
-def refresh_rollups(org_id: int, change: Change) -> None:
+def refresh_rollups(session: Session, org_id: int, *, max_hours: int | None = REFRESH_MAX_HOURS) -> None:
     """Rebuild the closed rollup hours the organization's writes marked, without waiting for a lock.
 
     Best effort: the marks are committed with the write, so until a refresh succeeds reads take
-    those hours from raw events and stay exact; a failure here only costs read speed.
+    those hours from raw events and stay exact; a failure here only costs read speed (beat's
+    periodic refresh tries again). A refresh that holds the lock is rebuilding those hours already.
     """
-    session = object_session(change.ticket)
-    if session is None:
-        return
     try:
-        rollups.refresh(session, org_id=org_id, max_hours=REFRESH_MAX_HOURS, wait=False)
+        rollups.refresh(session, org_id=org_id, max_hours=max_hours, wait=False)
         session.commit()
     except SQLAlchemyError as exc:
         session.rollback()
         log.warning("rollup refresh failed org=%s: %s", org_id, exc)
 
 
-def after_ticket_change(org_id: int, change: Change, fields: tuple[str, ...] = ()) -> None:
-    """Refresh rollups, bump the generations the change touches, tell live clients which metrics moved."""
-    refresh_rollups(org_id, change)
-    client = get_redis()
-    event_types = [event.event_type for event in change.events]
-    families = cache.families_for(event_types, fields)
+def announce(
+    client: redis.Redis, org_id: int, event_types: Iterable[str], fields: Iterable[str], about: dict[str, Any]
+) -> None:
+    """Bump the cache generations committed events touch and tell live clients which metrics moved.
+
+    `about` says what wrote them (a ticket id, an import job); one metric_update covers them all.
+    """
+    types, given = list(event_types), tuple(fields)
+    families = cache.families_for(types, given)
     try:
         cache.bump(client, org_id, families)
     except redis.RedisError as exc:
         # Reads bypass the cache while Redis is away, so no stale answer can be served.
-        log.warning("generation bump failed org=%s: %s", org_id, exc)
-    metrics = metrics_changed_by(event_types, fields)
+        log.warning("generation bump failed org=%s %s: %s", org_id, about, exc)
+    metrics = metrics_changed_by(types, given)
     if metrics:
-        events.publish(
-            client,
-            org_id,
-            "metric_update",
-            {
-                "ticket_id": change.ticket.id,
-                "events": event_types,
-                "metrics": sorted(metrics),
-                "families": sorted(families),
-            },
-        )
+        data = {**about, "events": types, "metrics": sorted(metrics), "families": sorted(families)}
+        events.publish(client, org_id, "metric_update", data)
+
+
+def after_ticket_change(
+    session: Session, client: redis.Redis, org_id: int, change: Change, fields: Iterable[str] = ()
+) -> None:
+    """Refresh rollups, bump the generations the change touches, tell live clients which metrics moved."""
+    # Read before the refresh: a rollback there would expire them, and reloading needs the database.
+    event_types = [event.event_type for event in change.events]
+    about = {"ticket_id": change.ticket.id}
+    refresh_rollups(session, org_id)
+    announce(client, org_id, event_types, fields, about)

@@ -1,0 +1,149 @@
+"""Import bodies read: a JSON array, NDJSON or CSV of ticket records, before any check of their fields."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from webapp.core import strict_json
+from webapp.tickets.fields import TicketCreate
+
+MEDIA_TYPES = {
+    "application/json": "json",
+    "application/x-ndjson": "ndjson",
+    "application/ndjson": "ndjson",
+    "application/jsonl": "ndjson",
+    "application/x-jsonlines": "ndjson",
+    "text/csv": "csv",
+    "application/csv": "csv",
+}
+FIELDS = tuple(TicketCreate.model_fields)
+NUMERIC_FIELDS = frozenset({"sentiment_score"})
+
+
+class ImportFormatError(ValueError):
+    """The body is not a well-formed JSON array, NDJSON or CSV of ticket objects."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class ImportTooLarge(ValueError):
+    """The body holds more rows than one import accepts."""
+
+
+def format_for(content_type: str | None) -> str | None:
+    """The import format a Content-Type names (parameters such as charset ignored), or None."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return MEDIA_TYPES.get(media)
+
+
+def _text(body: bytes) -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ImportFormatError(f"the body is not UTF-8 (byte {exc.start} is invalid)") from exc
+
+
+def may_hide_text(body: bytes, fmt: str) -> bool:
+    """Whether a parsed string of `body` may hold a character its text does not (a NUL, a lone surrogate).
+
+    Text decoded as UTF-8 holds no lone surrogate, and CSV has no escapes: only a NUL byte in the body
+    or a JSON escape (\\u....) can put either into a string. Without both, the rows need no check of
+    every string.
+    """
+    return b"\x00" in body or (fmt != "csv" and b"\\u" in body)
+
+
+def _check_count(count: int, max_rows: int) -> None:
+    if count > max_rows:
+        raise ImportTooLarge(
+            f"the body holds more than {max_rows} rows; split it into several imports of at most {max_rows}"
+        )
+
+
+def _json_rows(text: str, max_rows: int) -> list[Any]:
+    try:
+        data = strict_json.loads(text)
+    except strict_json.JsonError as exc:
+        raise ImportFormatError(f"the body is not valid JSON: {exc}", line=exc.line) from exc
+    if not isinstance(data, list):
+        raise ImportFormatError("a JSON import must be an array of ticket objects")
+    _check_count(len(data), max_rows)
+    return data
+
+
+def _ndjson_rows(text: str, max_rows: int) -> list[Any]:
+    rows: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        _check_count(len(rows) + 1, max_rows)
+        try:
+            rows.append(strict_json.loads(line))
+        except strict_json.JsonError as exc:
+            raise ImportFormatError(f"line {number} is not valid JSON: {exc}", line=number) from exc
+    return rows
+
+
+def _csv_rows(text: str, max_rows: int) -> list[Any]:
+    # strict: a quote left open at the end of the body is an error, not a field running to the end.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return []
+    except csv.Error as exc:
+        raise ImportFormatError(f"line 1 is not valid CSV: {exc}", line=1) from exc
+    names = [name.strip() for name in header]
+    unknown = [name for name in names if name not in FIELDS]
+    if unknown:
+        raise ImportFormatError(f"unknown CSV column {unknown[0]!r}; allowed: {', '.join(FIELDS)}", line=1)
+    if len(set(names)) != len(names):
+        raise ImportFormatError("a CSV column is named twice in the header", line=1)
+    rows: list[Any] = []
+    try:
+        for cells in reader:
+            if not any(cell.strip() for cell in cells):
+                continue
+            _check_count(len(rows) + 1, max_rows)
+            if len(cells) > len(names):
+                rows.append({"__error__": f"the row has {len(cells)} cells but the header {len(names)}"})
+                continue
+            # An empty cell means "not given", as an absent key does in JSON.
+            pairs = zip(names, cells, strict=False)
+            rows.append({name: _cell(name, cell) for name, cell in pairs if cell != ""})
+    except csv.Error as exc:
+        raise ImportFormatError(
+            f"line {reader.line_num} is not valid CSV: {exc}", line=reader.line_num
+        ) from exc
+    return rows
+
+
+def _cell(name: str, text: str) -> Any:
+    """A CSV cell as the JSON value it stands for: numbers for numeric fields (text that is not a
+    number stays text, and validation says so)."""
+    if name in NUMERIC_FIELDS:
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def parse_rows(body: bytes, fmt: str, *, max_rows: int) -> list[Any]:
+    """The records of an import body, unvalidated; raises ImportFormatError or ImportTooLarge."""
+    text = _text(body)
+    if fmt == "json":
+        rows = _json_rows(text, max_rows)
+    elif fmt == "ndjson":
+        rows = _ndjson_rows(text, max_rows)
+    elif fmt == "csv":
+        rows = _csv_rows(text, max_rows)
+    else:
+        raise ValueError(f"unknown import format {fmt!r}")
+    if not rows:
+        raise ImportFormatError("the body holds no tickets")
+    return rows

@@ -1,0 +1,153 @@
+"""seed_tickets: synthetic batches COPYed into tickets and ticket_events, formatted one batch ahead."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import psycopg
+
+from webapp.core.timeutil import utcnow
+from webapp.tickets.row_checks import restore_row_checks, skip_row_checks
+from webapp.tickets.seeding.arrivals import created_times
+from webapp.tickets.seeding.rows import encode_batch
+
+BATCH_TICKETS = 20_000
+
+TICKET_COPY = (
+    "COPY tickets (id, org_id, subject, status, priority, channel, category, assigned_to, "
+    "sentiment_score, created_at, updated_at, first_response_at, resolved_at, reopen_count) FROM STDIN"
+)
+EVENT_COPY = (
+    "COPY ticket_events (org_id, ticket_id, event_type, occurred_at, status, priority, channel, "
+    "category, assigned_to, value, detail) FROM STDIN"
+)
+
+Encoded = tuple[bytes, bytes, int, int]  # tickets, events, number of events, tickets done
+
+
+@dataclass(frozen=True)
+class SeedStats:
+    """What a seed run wrote."""
+
+    tickets: int
+    events: int
+    first_id: int | None
+    last_id: int | None
+    seconds: float
+
+
+def seed_tickets(
+    conn: psycopg.Connection,
+    *,
+    org_id: int,
+    tickets: int,
+    days: int = 365,
+    seed: int = 0,
+    tz: str = "UTC",
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SeedStats:
+    """COPY `tickets` synthetic tickets of `org_id` and their events, the same ones for the same seed."""
+    if tickets < 0:
+        raise ValueError("tickets must be >= 0")
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    if now is not None and now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    started = time.perf_counter()
+    now_s = math.floor((now or utcnow()).timestamp())
+    n_batches = math.ceil(tickets / BATCH_TICKETS)
+    streams = np.random.SeedSequence(seed).spawn(1 + n_batches)
+    created, utc_offset = created_times(np.random.default_rng(streams[0]), tickets, now_s, days, tz)
+    events = 0
+    first_id: int | None = None
+    # A savepoint inside the caller's transaction, or a transaction of its own: all or nothing.
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM organizations WHERE id = %s FOR KEY SHARE", (org_id,))
+        if cur.fetchone() is None:
+            raise ValueError(f"organization {org_id} does not exist")
+        if tickets:
+            first_id = _reserve_ids(cur, tickets)
+        # The per-row foreign-key triggers are half the cost of a seed and check nothing it does not
+        # guarantee already: the organization is locked above, every event's ticket written before it.
+        skipping_checks = skip_row_checks(conn, ("tickets", "ticket_events"))
+
+        def encode(batch: int) -> Encoded:
+            assert first_id is not None
+            lo, hi = batch * BATCH_TICKETS, min((batch + 1) * BATCH_TICKETS, tickets)
+            rng = np.random.default_rng(streams[1 + batch])
+            ticket_rows, event_rows, n_events = encode_batch(
+                rng, created[lo:hi], utc_offset[lo:hi], first_id + lo, org_id, now_s
+            )
+            return ticket_rows, event_rows, n_events, hi
+
+        for ticket_rows, event_rows, n_events, done in _prefetch(map(encode, range(n_batches))):
+            _copy(cur, TICKET_COPY, ticket_rows)
+            _copy(cur, EVENT_COPY, event_rows)
+            events += n_events
+            if progress is not None:
+                progress(done)
+        if skipping_checks:
+            restore_row_checks(conn)
+    last_id = None if first_id is None else first_id + tickets - 1
+    return SeedStats(tickets, events, first_id, last_id, time.perf_counter() - started)
+
+
+def _reserve_ids(cur: psycopg.Cursor, n: int) -> int:
+    # The lock keeps other inserts from drawing ids between our nextval and setval. It lasts until
+    # the caller's transaction ends, so live ticket writes wait for the seed (reads do not).
+    cur.execute("LOCK TABLE tickets IN SHARE ROW EXCLUSIVE MODE")
+    cur.execute("SELECT nextval(pg_get_serial_sequence('tickets', 'id'))")
+    row = cur.fetchone()
+    assert row is not None
+    first = int(row[0])
+    cur.execute("SELECT setval(pg_get_serial_sequence('tickets', 'id'), %s)", (first + n - 1,))
+    return first
+
+
+def _copy(cur: psycopg.Cursor, statement: str, data: bytes) -> None:
+    with cur.copy(statement) as copy:
+        # psycopg sends large buffers in slices; slices of a memoryview are not copies.
+        copy.write(memoryview(data))
+
+
+def _prefetch(items: Iterator[Encoded]) -> Iterator[Encoded]:
+    """Yield `items`, producing the next one in a thread while the caller handles the current one."""
+    ready: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                ready.put(("item", item))
+            ready.put(("end", None))
+        except BaseException as exc:  # re-raised in the consumer
+            ready.put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="seed-format", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, payload = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                assert isinstance(payload, BaseException)
+                raise payload
+            yield payload  # type: ignore[misc]
+    finally:
+        stop.set()
+        # Drain so a producer blocked on put() can see `stop` and finish.
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.05)
