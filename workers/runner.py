@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, defer
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as jobs
+from webapp.jobs import recovery
 from webapp.models import Job
 from webapp.models.jobs import FINAL_STATES
 
@@ -65,6 +66,17 @@ class JobContext:
         log.info("job=%s org=%s kind=%s " + message, self.job.id, self.job.org_id, self.job.kind, *args)
 
 
+@dataclass
+class _Delivery:
+    """One delivery of a job's task: its sessions (state changes, work) and its limits."""
+
+    task: Task
+    state_session: Session
+    work_session: Session
+    client: redis.Redis
+    max_attempts: int
+
+
 def run_job(
     task: Task,
     job_id: str,
@@ -77,8 +89,6 @@ def run_job(
     redelivery after a visibility timeout, or beat's requeue racing the original message) is dropped.
     """
     make_session = session_factory()
-    client = get_redis()
-    max_attempts = current_app.config.get("JOB_MAX_ATTEMPTS", 3)
     engine = current_app.extensions["db_engine"]
     with _exclusive(engine, job_id) as state_conn:
         if state_conn is None:
@@ -92,7 +102,11 @@ def run_job(
             make_session(bind=state_conn) as state_session,
             make_session(bind=work_conn) as work_session,
         ):
-            _run(task, job_id, work, cleanup, state_session, work_session, client, max_attempts)
+            max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
+            delivery = _Delivery(task, state_session, work_session, get_redis(), max_attempts)
+            state_job = _ready(delivery, job_id)
+            if state_job is not None:
+                _run(delivery, state_job, work, cleanup)
 
 
 @contextlib.contextmanager
@@ -104,7 +118,7 @@ def _exclusive(engine: Engine, job_id: str) -> Iterator[Connection | None]:
     so a worker that dies leaves nothing behind for the next delivery. (A one-bigint key: no clash
     with the two-key locks of rollups and submissions.)
     """
-    key = jobs.run_lock_key(job_id)
+    key = recovery.run_lock_key(job_id)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         got = bool(conn.execute(select(func.pg_try_advisory_lock(key))).scalar())
         try:
@@ -117,67 +131,76 @@ def _exclusive(engine: Engine, job_id: str) -> Iterator[Connection | None]:
                     conn.invalidate()  # closed, not pooled: the server drops the lock with it
 
 
+def _tag(job: Job) -> str:
+    return f"job={job.id} org={job.org_id} kind={job.kind}"
+
+
+def _ready(delivery: _Delivery, job_id: str) -> Job | None:
+    """The job to start now, or None when this delivery has nothing to do (the job is final, was
+    cancelled before it started, or lost its worker too often)."""
+    session, client = delivery.state_session, delivery.client
+    # The state session never reads the parameters (an import's hold its rows: megabytes).
+    job = session.get(Job, uuid.UUID(job_id), options=[defer(Job.params)])
+    if job is None:
+        log.warning("job=%s not found; dropping the task", job_id)
+        return None
+    if job.state in FINAL_STATES:
+        log.info("%s already %s; nothing to do", _tag(job), job.state)
+        return None
+    if job.cancel_requested:
+        jobs.finish(session, client, job, "cancelled")
+        log.info("%s cancelled before it started", _tag(job))
+        return None
+    if job.attempts >= delivery.max_attempts:
+        gave_up = f"gave up after {job.attempts} attempts (the worker was lost each time)"
+        jobs.finish(session, client, job, "failed", error={"message": gave_up})
+        log.error("%s failed: too many attempts", _tag(job))
+        return None
+    return job
+
+
 def _run(
-    task: Task,
-    job_id: str,
+    delivery: _Delivery,
+    state_job: Job,
     work: Callable[[JobContext], dict[str, Any] | None],
     cleanup: Callable[[JobContext], None] | None,
-    state_session: Session,
-    work_session: Session,
-    client: redis.Redis,
-    max_attempts: int,
 ) -> None:
-    # The state session never reads the parameters (an import's hold its rows: megabytes).
-    state_job = state_session.get(Job, uuid.UUID(job_id), options=[defer(Job.params)])
-    if state_job is None:
-        log.warning("job=%s not found; dropping the task", job_id)
-        return
-    tag = f"job={state_job.id} org={state_job.org_id} kind={state_job.kind}"
-    if state_job.state in FINAL_STATES:
-        log.info("%s already %s; nothing to do", tag, state_job.state)
-        return
-    if state_job.cancel_requested:
-        jobs.finish(state_session, client, state_job, "cancelled")
-        log.info("%s cancelled before it started", tag)
-        return
-    if state_job.attempts >= max_attempts:
-        jobs.finish(
-            state_session,
-            client,
-            state_job,
-            "failed",
-            error={"message": f"gave up after {state_job.attempts} attempts (the worker was lost each time)"},
-        )
-        log.error("%s failed: too many attempts", tag)
-        return
-    jobs.start(state_session, client, state_job)
-    log.info("%s started attempt %s", tag, state_job.attempts)
-    work_job = work_session.get(Job, state_job.id)
+    """Start the job, run `work` in the work session, and finish the job with what came of it."""
+    jobs.start(delivery.state_session, delivery.client, state_job)
+    log.info("%s started attempt %s", _tag(state_job), state_job.attempts)
+    work_job = delivery.work_session.get(Job, state_job.id)
     assert work_job is not None
-    ctx = JobContext(work_session, work_job, client, state_session, state_job)
+    ctx = JobContext(delivery.work_session, work_job, delivery.client, delivery.state_session, state_job)
     try:
         result = work(ctx)
-        work_session.commit()
+        delivery.work_session.commit()
     except Retry:
         raise
     except Exception as exc:
-        work_session.rollback()
+        delivery.work_session.rollback()
         if cleanup is not None:
             cleanup(ctx)
-        if isinstance(exc, TRANSIENT) and state_job.attempts < max_attempts:
-            state_session.rollback()
-            jobs.requeue(state_session, client, state_job, f"transient error, retrying: {type(exc).__name__}")
-            log.warning("%s transient error, retrying: %s", tag, exc)
-            raise task.retry(countdown=2**state_job.attempts, max_retries=max_attempts, exc=exc) from exc
-        state, outcome = _outcome(exc)
-        if not isinstance(exc, EXPECTED):
-            log.exception("%s failed with an unexpected error", tag)
-        else:
-            log.warning("%s %s: %s", tag, state, outcome.get("error", {}).get("message", ""))
-        jobs.finish(state_session, client, state_job, state, **outcome)
+        _failed(delivery, state_job, exc)
         return
-    jobs.finish(state_session, client, state_job, "succeeded", result=result or {})
-    log.info("%s succeeded", tag)
+    jobs.finish(delivery.state_session, delivery.client, state_job, "succeeded", result=result or {})
+    log.info("%s succeeded", _tag(state_job))
+
+
+def _failed(delivery: _Delivery, state_job: Job, exc: Exception) -> None:
+    """Retry a transient failure while attempts are left; otherwise finish the job as `exc` says."""
+    session, client, tag = delivery.state_session, delivery.client, _tag(state_job)
+    if isinstance(exc, TRANSIENT) and state_job.attempts < delivery.max_attempts:
+        session.rollback()
+        jobs.requeue(session, client, state_job, f"transient error, retrying: {type(exc).__name__}")
+        log.warning("%s transient error, retrying: %s", tag, exc)
+        countdown = 2**state_job.attempts
+        raise delivery.task.retry(countdown=countdown, max_retries=delivery.max_attempts, exc=exc) from exc
+    state, outcome = _outcome(exc)
+    if not isinstance(exc, EXPECTED):
+        log.exception("%s failed with an unexpected error", tag, exc_info=exc)
+    else:
+        log.warning("%s %s: %s", tag, state, outcome.get("error", {}).get("message", ""))
+    jobs.finish(session, client, state_job, state, **outcome)
 
 
 # Outcomes a job can meet in normal operation: logged as a line, not with a traceback.

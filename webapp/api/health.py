@@ -6,6 +6,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
@@ -39,35 +40,34 @@ def _timed(check: Any) -> dict[str, Any]:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-@bp.get("/health")
-@document(
-    "Database, Redis, broker, workers seen and beat's last run",
-    tag="operations",
-    responses={200: Health},
-    errors=(),
-    auth=False,
-)
-def health() -> Response:
+def _database() -> dict[str, Any]:
     session = get_session()
-    database = _timed(lambda: session.execute(text("SELECT 1")).scalar_one() and None)
+    state = _timed(lambda: session.execute(text("SELECT 1")).scalar_one() and None)
     session.rollback()
-    client = get_redis()
-    redis_state = _timed(lambda: client.ping() and None)
-    same_server = current_app.config.get("BROKER_URL") == current_app.config.get("REDIS_URL")
+    return state
 
-    def broker_check() -> dict[str, Any]:
-        if same_server:
-            if not redis_state["ok"]:
+
+def _broker(redis_ok: bool) -> dict[str, Any]:
+    """The broker's state: the Redis answer when it is the same server, else a connection of its own."""
+    config = current_app.config
+
+    def check() -> dict[str, Any]:
+        if config["BROKER_URL"] == config["REDIS_URL"]:
+            if not redis_ok:
                 raise ConnectionError("broker is the Redis server, which is unreachable")
             return {"url_scheme": "redis"}
         with current_app.extensions["celery"].connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=1)
         return {}
 
-    broker = _timed(broker_check)
+    return _timed(check)
+
+
+def _workers_and_beat(client: redis.Redis, redis_ok: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Workers seen and beat's last run, from their heartbeats in Redis."""
     workers: dict[str, Any] = {"seen": []}
     beat: dict[str, Any] = {"last_run": None}
-    if redis_state["ok"]:
+    if redis_ok:
         try:
             workers = {"seen": heartbeat.workers_seen(client)}
             beat = {"last_run": heartbeat.beat_last_run(client)}
@@ -77,14 +77,21 @@ def health() -> Response:
     # Jobs wait while no worker is seen; schedules stop while beat is silent (it beats every 30 s).
     workers["ok"] = workers["count"] > 0
     beat["ok"] = _recent(beat["last_run"], BEAT_STALE_SECONDS)
-    healthy = database["ok"] and redis_state["ok"] and broker["ok"] and workers["ok"] and beat["ok"]
-    return jsonify(
-        {
-            "status": "ok" if healthy else "degraded",
-            "database": database,
-            "redis": redis_state,
-            "broker": broker,
-            "workers": workers,
-            "beat": beat,
-        }
-    )
+    return workers, beat
+
+
+@bp.get("/health")
+@document(
+    "Database, Redis, broker, workers seen and beat's last run",
+    tag="operations",
+    responses={200: Health},
+    errors=(),
+    auth=False,
+)
+def health() -> Response:
+    client = get_redis()
+    parts = {"database": _database(), "redis": _timed(lambda: client.ping() and None)}
+    parts["broker"] = _broker(parts["redis"]["ok"])
+    parts["workers"], parts["beat"] = _workers_and_beat(client, parts["redis"]["ok"])
+    healthy = all(part["ok"] for part in parts.values())
+    return jsonify({"status": "ok" if healthy else "degraded", **parts})

@@ -1,1 +1,2 @@
-"""The job platform: job rows, enqueueing after commit, state transitions, cancellation."""
+"""The job platform: submission and every state transition (lifecycle), and the recovery of jobs a
+lost worker or message left unfinished (recovery)."""

@@ -10,11 +10,10 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import redis
-from celery import Celery
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import utcnow
@@ -27,8 +26,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TaskRoute:
+    """The task that runs a kind of job, and the queue it waits in."""
+
     name: str
     queue: str
+
+
+class Revoker(Protocol):
+    """Celery's control: revoking a task its workers have not started."""
+
+    def revoke(self, task_id: str) -> Any: ...
+
+
+class TaskQueue(Protocol):
+    """What the job platform asks of the task queue (a Celery app is one): send a task, revoke one."""
+
+    @property
+    def control(self) -> Revoker: ...
+
+    def send_task(self, name: str, **options: Any) -> Any: ...
 
 
 TASKS = {
@@ -49,7 +65,7 @@ class JobCancelled(Exception):
 
 
 class JobNotCancellable(ValueError):
-    pass
+    """The job is final already: nothing is left to cancel."""
 
 
 def params_hash(kind: str, params: dict[str, Any]) -> str:
@@ -65,6 +81,7 @@ MAX_EVENT_RESULT_BYTES = 32 * 1024
 
 
 def job_event(job: Job) -> dict[str, Any]:
+    """The data of the job's job_update event (a large result is left to REST)."""
     event = {
         "job_id": str(job.id),
         "kind": job.kind,
@@ -80,6 +97,7 @@ def job_event(job: Job) -> dict[str, Any]:
 
 
 def publish(client: redis.Redis, job: Job) -> None:
+    """Tell the organization's live clients where the job stands."""
     events.publish(client, job.org_id, "job_update", job_event(job))
 
 
@@ -117,7 +135,7 @@ def count_active(session: Session, org_id: int, kind: str, *, lock: bool = False
 def submit(
     session: Session,
     client: redis.Redis,
-    celery: Celery,
+    tasks: TaskQueue,
     *,
     org_id: int,
     user_id: int | None,
@@ -131,7 +149,7 @@ def submit(
     the row is then marked failed so nothing is left waiting for a task that never comes.
     """
     job, created = _submit(
-        session, client, celery, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup
+        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup
     )
     assert job is not None
     return job, created
@@ -140,7 +158,7 @@ def submit(
 def submit_unless(
     session: Session,
     client: redis.Redis,
-    celery: Celery,
+    tasks: TaskQueue,
     *,
     org_id: int,
     user_id: int | None,
@@ -154,14 +172,14 @@ def submit_unless(
     asked after the active check, a job that finished meanwhile has already written its result.
     """
     return _submit(
-        session, client, celery, org_id=org_id, user_id=user_id, kind=kind, params=params, done=done
+        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, done=done
     )
 
 
 def _submit(
     session: Session,
     client: redis.Redis,
-    celery: Celery,
+    tasks: TaskQueue,
     *,
     org_id: int,
     user_id: int | None,
@@ -200,15 +218,15 @@ def _submit(
     )
     session.add(job)
     session.commit()
-    enqueue(session, client, celery, job)
+    enqueue(session, client, tasks, job)
     return job, True
 
 
-def enqueue(session: Session, client: redis.Redis, celery: Celery, job: Job) -> None:
+def enqueue(session: Session, client: redis.Redis, tasks: TaskQueue, job: Job) -> None:
     """Hand a committed job to the broker, with the job id as the task id."""
     route = TASKS[job.kind]
     try:
-        celery.send_task(
+        tasks.send_task(
             route.name,
             args=[str(job.id)],
             task_id=str(job.id),
@@ -317,7 +335,7 @@ def requeue(session: Session, client: redis.Redis, job: Job, reason: str) -> Non
     publish(client, job)
 
 
-def cancel(session: Session, client: redis.Redis, celery: Celery, job: Job) -> Job:
+def cancel(session: Session, client: redis.Redis, tasks: TaskQueue, job: Job) -> Job:
     """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
     if job.state in FINAL_STATES:
         raise JobNotCancellable(f"job is already {job.state}")
@@ -326,28 +344,6 @@ def cancel(session: Session, client: redis.Redis, celery: Celery, job: Job) -> J
     if job.state == "queued":
         # Revoke only what has not started: a revoked running task redelivered after a crash would be
         # discarded by the worker unseen, leaving its job running forever; the checkpoint stops it.
-        celery.control.revoke(str(job.id))
+        tasks.control.revoke(str(job.id))
         finish(session, client, job, "cancelled")
     return job
-
-
-def run_lock_key(job_id: uuid.UUID | str) -> int:
-    """The advisory lock (one bigint key) a worker holds while it runs the job: its liveness signal."""
-    value = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(job_id)
-    return int.from_bytes(value.bytes[:8], "big", signed=True)
-
-
-def orphaned(session: Session, candidates: list[Job]) -> list[Job]:
-    """The running jobs among `candidates` whose run lock nobody holds: their worker is gone."""
-    if not candidates:
-        return []
-    held = set(
-        session.scalars(
-            text(
-                "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks "
-                "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
-                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            )
-        )
-    )
-    return [job for job in candidates if job.state == "running" and run_lock_key(job.id) not in held]

@@ -8,17 +8,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import redis
 from celery import shared_task
 from flask import current_app
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 
 from webapp.analytics import popular
 from webapp.core.timeutil import utcnow
+from webapp.infra import broker_queues
 from webapp.infra.db import session_scope
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as jobs
-from webapp.models import Job, Organization
+from webapp.jobs import recovery
+from webapp.models import Organization
 from webapp.models.jobs import Export
 from webapp.security import revocation
 
@@ -97,81 +98,27 @@ def cleanup_revoked_tokens(now: str | None = None) -> dict[str, Any]:
     return {"deleted": deleted}
 
 
-# kombu's Redis transport keeps a queue's messages in one list per priority step.
-_PRIORITY_SEPARATOR = "\x06\x16"
-_PRIORITY_STEPS = (0, 3, 6, 9)
-
-
-def _waiting_in_queues(client: redis.Redis) -> bytes:
-    """Every message waiting in a queue (not yet taken by a worker), concatenated, to look ids up in."""
-    queues = {route.queue for route in jobs.TASKS.values()}
-    pipe = client.pipeline(transaction=False)
-    for queue in sorted(queues):
-        for step in _PRIORITY_STEPS:
-            pipe.lrange(f"{queue}{_PRIORITY_SEPARATOR}{step}" if step else queue, 0, -1)
-    found: list[bytes] = []
-    for reply in pipe.execute():
-        found.extend(reply)
-    return b"\n".join(found)
-
-
 @shared_task(name="maintenance.requeue_lost_jobs", acks_late=True)
 def requeue_lost_jobs(older_than: int | None = None) -> dict[str, Any]:
     """Send again the task of every job a lost worker or a lost message would leave unfinished.
 
-    - A running job whose run lock (webapp.jobs.run_lock_key) nobody holds: its worker died (a
-      killed worker's message would otherwise come back only after the broker's visibility timeout).
-    - A job queued for longer than `older_than` s whose message waits in no queue: the broker lost it
-      (one a worker had popped but not yet recorded when the connection dropped), or a dead worker
-      had reserved it.
-    Sending a task again is safe: a delivery of a finished job does nothing, and one that finds the
-    job being run by another delivery is dropped (workers/runner.py). Beat runs this every minute,
-    and every worker asks for it once when it starts, which is when a killed worker comes back.
+    Jobs queued for `older_than` seconds (JOB_REQUEUE_AFTER_SECONDS) are checked against the queues
+    (webapp.jobs.recovery). Beat runs this every minute, and every worker asks for it once when it
+    starts, which is when a killed worker comes back.
     """
-    config = current_app.config
     celery = current_app.extensions["celery"]
-    # First kombu's own sweep (workers run it only every 100 s by default): messages unacknowledged
-    # for longer than the visibility timeout, whose worker is gone, go back to their queues.
-    with celery.connection_for_write() as connection:
-        connection.default_channel.qos.restore_visible(num=None, interval=1)
-    seconds = older_than if older_than is not None else config.get("JOB_REQUEUE_AFTER_SECONDS", 60)
-    now = utcnow()
-    broker = redis.Redis.from_url(config.get("BROKER_URL") or config["REDIS_URL"], socket_timeout=5)
+    seconds = older_than if older_than is not None else current_app.config["JOB_REQUEUE_AFTER_SECONDS"]
+    queues = {route.queue for route in jobs.TASKS.values()}
+    broker_queues.restore_unacknowledged(celery)
     with session_scope() as session:
-        candidates = list(
-            session.scalars(
-                select(Job)
-                .where(
-                    or_(
-                        and_(Job.state == "queued", Job.updated_at < now - timedelta(seconds=seconds)),
-                        # A worker takes the run lock before the job turns running and lets it go
-                        # after the job is final: running without the lock means its worker is gone.
-                        Job.state == "running",
-                    )
-                )
-                .order_by(Job.updated_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            )
+        lost = recovery.requeue_lost(
+            session,
+            get_redis(),
+            celery,
+            stale_after=timedelta(seconds=seconds),
+            waiting=lambda: broker_queues.waiting_messages(celery, queues),
         )
-        queued = [job for job in candidates if job.state == "queued"]
-        waiting = _waiting_in_queues(broker) if queued else b""
-        lost = [job for job in queued if str(job.id).encode() not in waiting]
-        lost += jobs.orphaned(session, [job for job in candidates if job.state == "running"])
-        for job in lost:
-            job.updated_at = utcnow()  # the next sweep waits its full period again
-        session.commit()
-        for job in lost:
-            log.warning(
-                "job=%s org=%s kind=%s %s; sending it again",
-                job.id,
-                job.org_id,
-                job.kind,
-                "lost its worker" if job.state == "running" else "lost its message",
-            )
-            jobs.enqueue(session, get_redis(), celery, job)
-    broker.close()
-    return {"requeued": [str(job.id) for job in lost]}
+        return {"requeued": [str(job.id) for job in lost]}
 
 
 @shared_task(name="cache.warm", acks_late=True)
