@@ -17,9 +17,9 @@ import websocket
 from flask_jwt_extended import create_access_token
 
 from tests.e2e.conftest import PING_INTERVAL
-from webapp.api.ws import socket as ws_api
+from webapp.api.ws import session as ws_session
 from webapp.live import events
-from webapp.live.relay import Connection
+from webapp.live.connection import Connection
 from webapp.tickets import seeding
 
 pytestmark = pytest.mark.worker
@@ -458,9 +458,9 @@ def test_a_failure_no_check_foresaw_is_logged_and_answered(monkeypatch, caplog):
     def broken(*args):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(ws_api, "_dispatch", broken)
-    with caplog.at_level(logging.ERROR, logger=ws_api.__name__):
-        ws_api._handle(conn, ws_api.Subscription(), json.dumps({"type": "ping"}), None, None)
+    monkeypatch.setattr(ws_session, "dispatch", broken)
+    with caplog.at_level(logging.ERROR, logger=ws_session.__name__):
+        ws_session.handle(ws_session.Peer(conn, stores=None), json.dumps({"type": "ping"}))
     assert conn.alive
     [answer] = [json.loads(text) for text in sent]
     assert answer["type"] == "error"

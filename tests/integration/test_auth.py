@@ -13,7 +13,7 @@ import redis
 from sqlalchemy import delete, select
 
 from tests.conftest import JWT_SECRET, wait_redis
-from webapp.api.ws import socket as ws
+from webapp.api.ws import admission as ws
 from webapp.models import RevokedToken
 from webapp.security import revocation
 
@@ -267,10 +267,10 @@ def test_revoked_token_stays_revoked_with_redis_stopped(client, tenant, stoppabl
 def test_a_revoked_token_cannot_open_the_websocket(app, client, tenant):
     tokens = _login(client, tenant.users["viewer"])
     with app.test_request_context():
-        assert ws._from_token(tokens["access_token"]) is not None
+        assert ws.from_token(tokens["access_token"]) is not None
     assert client.post("/api/v1/auth/logout", headers=_bearer(tokens["access_token"])).status_code == 200
     with app.test_request_context():
-        assert ws._from_token(tokens["access_token"]) is None
+        assert ws.from_token(tokens["access_token"]) is None
     upgrade = {
         "Upgrade": "websocket",
         "Connection": "Upgrade",

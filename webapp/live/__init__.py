@@ -1,1 +1,3 @@
-"""The live path: per-organization event streams, the relay that fans them out, live metric values."""
+"""The live path, without Flask: per-organization event streams (events), the relay that follows them
+in each web process (relay), each socket's queue of events and replay (connection), and live metric
+values (subscriptions)."""

@@ -1,0 +1,184 @@
+"""One socket's loop, on its request's thread: client messages, relayed events, periodic updates,
+token expiry and logout, each looked at whenever the loop wakes.
+
+The loop sleeps on one event, set both by simple-websocket (a message or the close arrived) and by
+the relay (an event was queued), so a socket needs no thread of its own beyond the request's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from simple_websocket import ConnectionClosed, Server
+
+from webapp.api.ws import subscriptions
+from webapp.api.ws.admission import Identity
+from webapp.api.ws.messages import (
+    INTERNAL_ERROR,
+    POLICY_VIOLATION,
+    TRY_AGAIN_LATER,
+    MessageError,
+    decode,
+    envelope,
+    send_error,
+)
+from webapp.api.ws.resume import resume
+from webapp.api.ws.subscriptions import Stores, Subscription
+from webapp.api.ws.wire import LINGER_SECONDS, SocketWire
+from webapp.live.connection import Connection
+from webapp.live.relay import Relay
+
+log = logging.getLogger(__name__)
+
+# How often an open socket asks whether its token was revoked (a logout ends the user's sockets).
+# One Redis GET per socket each time: the blocklist keeps the answer there.
+REVOCATION_CHECK_SECONDS = 5.0
+CLIENT_MESSAGES = ("subscribe", "unsubscribe", "ping", "resume")
+
+
+@dataclass(frozen=True)
+class Socket:
+    """An accepted socket: simple-websocket's end of it, the wire under it, and the event its loop
+    sleeps on (simple-websocket's own, see socket.init_app)."""
+
+    ws: Server
+    wire: SocketWire
+    wakeup: threading.Event
+
+
+@dataclass
+class Peer:
+    """What answering a client needs: its queue of live events, its subscription, where values come from."""
+
+    conn: Connection
+    stores: Stores
+    sub: Subscription = field(default_factory=Subscription)
+
+
+def run(
+    socket: Socket,
+    relay: Relay,
+    identity: Identity,
+    stores: Stores,
+    *,
+    hello: dict[str, Any],
+    resume_from: str | None,
+) -> None:
+    """Serve the socket until it ends, followed by the relay meanwhile; a failure closes it with 1011."""
+    ws = socket.ws
+    conn = Connection(
+        org_id=identity.principal.org_id, send_raw=ws.send, wake=socket.wakeup.set, abort=socket.wire.abort
+    )
+    try:
+        relay.register(conn)
+    except redis.RedisError:
+        log.warning("socket refused: cannot follow the events of org=%s", conn.org_id)
+        ws.close(reason=TRY_AGAIN_LATER, message="live updates are unavailable; try again later")
+        return
+    try:
+        _serve(socket, Peer(conn, stores), identity, hello, resume_from)
+    except ConnectionClosed:
+        raise  # the client left: flask-sock's business
+    except Exception:
+        # Escaping, it would reach Flask's 500 handler, whose HTTP response corrupts the upgraded socket.
+        log.exception("socket of org=%s failed", conn.org_id)
+        conn.guarded(ws.close, INTERNAL_ERROR, "server error; reconnect and resume")
+    finally:
+        relay.unregister(conn)
+        if not ws.connected:
+            # The server closes the socket once the view returns: let the lingering close finish first.
+            socket.wire.wait_closed(LINGER_SECONDS + 1)
+
+
+def _serve(
+    socket: Socket, peer: Peer, identity: Identity, hello: dict[str, Any], resume_from: str | None
+) -> None:
+    """Greet, replay from `resume_from` if given, then serve until the socket ends."""
+    conn, sub = peer.conn, peer.sub
+    conn.send(envelope(conn, "connected", hello))
+    if resume_from is not None:
+        # Before any live event, so the missed ones arrive first and in order.
+        try:
+            resume(conn, peer.stores.client, resume_from)
+        except MessageError as exc:
+            send_error(conn, str(exc))
+    identity.next_revocation_check = time.time() + REVOCATION_CHECK_SECONDS
+    while conn.alive:
+        ending = _ending(conn, identity)
+        if ending is not None:
+            # Closing while registered: a close frame stuck behind a full buffer is swept like a send.
+            conn.guarded(socket.ws.close, *ending)
+            return
+        socket.wakeup.wait(_sleep(identity, sub))
+        raw = socket.ws.receive(timeout=0)  # raises ConnectionClosed once the client is gone
+        if raw is not None:
+            handle(peer, raw)
+        conn.flush(lambda event: subscriptions.with_fresh_values(conn, sub, peer.stores, event))
+        subscriptions.send_periodic(conn, sub, peer.stores)
+
+
+def _sleep(identity: Identity, sub: Subscription) -> float:
+    """Seconds until the loop has something to do unless woken: expiry, revocation check, periodic update."""
+    now = time.time()
+    timeout = min(identity.expires_at, identity.next_revocation_check) - now
+    if sub.metrics:
+        timeout = min(timeout, sub.next_due - now)
+    return max(0.0, timeout)
+
+
+def _ending(conn: Connection, identity: Identity) -> tuple[int, str] | None:
+    """The close code and reason when the socket must end now, else None."""
+    now = time.time()
+    if now >= identity.expires_at:
+        return POLICY_VIOLATION, "token expired"
+    if conn.dropped:
+        return TRY_AGAIN_LATER, "too far behind; reconnect and resume"
+    if conn.interrupted:
+        return TRY_AGAIN_LATER, "live updates broke off (Redis unavailable); reconnect and fetch afresh"
+    if now >= identity.next_revocation_check:
+        identity.next_revocation_check = now + REVOCATION_CHECK_SECONDS
+        try:
+            if identity.revoked():
+                return POLICY_VIOLATION, "token revoked"
+        except Exception:
+            # Redis and the database both unreachable: keep the socket (its token still expires) and
+            # ask again at the next check rather than drop every socket in an outage.
+            log.warning("cannot check token revocation for a socket of org=%s", conn.org_id, exc_info=True)
+    return None
+
+
+def handle(peer: Peer, raw: str | bytes) -> None:
+    """Answer one client message; whatever goes wrong, the client gets an error and the socket stays."""
+    try:
+        dispatch(peer, raw)
+    except Exception:
+        # A bug or a failure no check foresaw: logged with its traceback, answered like any bad message.
+        log.exception("socket message failed org=%s", peer.conn.org_id)
+        send_error(peer.conn, "the server failed to handle this message (the failure was logged)")
+
+
+def dispatch(peer: Peer, raw: str | bytes) -> None:
+    """Decode one client message and answer it; a bad one gets an error."""
+    try:
+        _route(peer, decode(raw))
+    except MessageError as exc:
+        send_error(peer.conn, str(exc))
+
+
+def _route(peer: Peer, message: dict[str, Any]) -> None:
+    conn, kind = peer.conn, message["type"]
+    if kind == "ping":
+        conn.send(envelope(conn, "pong", {}))
+    elif kind == "subscribe":
+        subscriptions.subscribe(conn, peer.sub, peer.stores, message)
+    elif kind == "unsubscribe":
+        subscriptions.unsubscribe(conn, peer.sub, message)
+    elif kind == "resume":
+        resume(conn, peer.stores.client, message.get("last_event_id"))
+    else:
+        raise MessageError(f"unknown message type {kind!r}; allowed: {', '.join(CLIENT_MESSAGES)}")
