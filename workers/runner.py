@@ -56,6 +56,7 @@ class JobContext:
 
     @property
     def params(self) -> dict[str, Any]:
+        """The job's parameters (read by the work session only)."""
         return self.job.params
 
     def report(self, fraction: float) -> None:
@@ -63,6 +64,7 @@ class JobContext:
         jobs.progress(self._state_session, self.client, self._state_job, fraction)
 
     def log(self, message: str, *args: Any) -> None:
+        """Log `message` with the job, organization and kind in front."""
         log.info("job=%s org=%s kind=%s " + message, self.job.id, self.job.org_id, self.job.kind, *args)
 
 

@@ -89,6 +89,7 @@ def _workers_and_beat(client: redis.Redis, redis_ok: bool) -> tuple[dict[str, An
     auth=False,
 )
 def health() -> Response:
+    """Each part's state; `degraded` while any part fails."""
     client = get_redis()
     parts = {"database": _database(), "redis": _timed(lambda: client.ping() and None)}
     parts["broker"] = _broker(parts["redis"]["ok"])

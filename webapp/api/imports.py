@@ -77,6 +77,7 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
 )
 @require_role("agent")
 def create() -> tuple[Response, int, dict[str, str]]:
+    """Store the parsed rows with an import job and answer 202 with where to poll it."""
     fmt = _format()
     body = _body(current_app.config["IMPORT_MAX_BYTES"])
     rows = _rows(body, fmt, current_app.config["IMPORT_MAX_ROWS"])

@@ -58,6 +58,7 @@ def job_response(job: job_domain.Job, status: int = 200) -> tuple[Response, int,
 @document("One job: state, progress, result or error", tag="jobs", responses={200: Job})
 @require_role("viewer")
 def get(job_id: str) -> tuple[Response, int, dict[str, str]]:
+    """One job of the caller's organization."""
     job = job_domain.get_job(get_session(), current_principal().org_id, job_id)
     if job is None:
         raise not_found("job")
@@ -70,6 +71,7 @@ def get(job_id: str) -> tuple[Response, int, dict[str, str]]:
 )
 @require_role("viewer")
 def list_() -> Response:
+    """A page of the organization's jobs."""
     query = parse_query(JobListQuery)
     rows = job_domain.list_jobs(
         get_session(),
@@ -93,6 +95,7 @@ def list_() -> Response:
 )
 @require_role("agent")
 def cancel(job_id: str) -> tuple[Response, int, dict[str, str]]:
+    """Cancel a job that is not final yet (409 once it is)."""
     session = get_session()
     job = job_domain.get_job(session, current_principal().org_id, job_id)
     if job is None:

@@ -78,6 +78,7 @@ def _filters(query: TicketListQuery) -> dict[str, list[str | None]]:
 )
 @require_role("agent")
 def create() -> tuple[Response, int, dict[str, str]]:
+    """Create a ticket with its events; 201 with its Location."""
     fields = parse_body(TicketCreate).model_dump(exclude_unset=True)
     org = _org()
     try:
@@ -92,6 +93,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
 @document("One ticket", tag="tickets", responses={200: Ticket})
 @require_role("viewer")
 def get(ticket_id: int) -> Response:
+    """One ticket of the caller's organization."""
     ticket = reads.get_ticket(get_session(), current_principal().org_id, ticket_id)
     if ticket is None:
         raise not_found("ticket")
@@ -107,6 +109,7 @@ def get(ticket_id: int) -> Response:
 )
 @require_role("agent")
 def patch(ticket_id: int) -> tuple[Response, int]:
+    """Change a ticket (its row locked meanwhile) and append its events."""
     fields = parse_body(TicketUpdate).model_dump(exclude_unset=True)
     if not fields:
         raise ApiError(400, "nothing to change: give at least one field")
@@ -130,6 +133,7 @@ def patch(ticket_id: int) -> tuple[Response, int]:
 )
 @require_role("viewer")
 def list_() -> Response:
+    """A page of the organization's tickets, newest first."""
     query = parse_query(TicketListQuery)
     rows = reads.list_tickets(
         get_session(),

@@ -35,16 +35,19 @@ class TaskRoute:
 class Revoker(Protocol):
     """Celery's control: revoking a task its workers have not started."""
 
-    def revoke(self, task_id: str) -> Any: ...
+    def revoke(self, task_id: str) -> Any:
+        """Tell the workers to discard the task `task_id` unstarted."""
 
 
 class TaskQueue(Protocol):
     """What the job platform asks of the task queue (a Celery app is one): send a task, revoke one."""
 
     @property
-    def control(self) -> Revoker: ...
+    def control(self) -> Revoker:
+        """The workers' remote control."""
 
-    def send_task(self, name: str, **options: Any) -> Any: ...
+    def send_task(self, name: str, **options: Any) -> Any:
+        """Send the task `name` to the broker (Celery's options: args, task_id, queue, retry...)."""
 
 
 TASKS = {

@@ -17,6 +17,7 @@ STREAM_MAXLEN = 10_000
 
 
 def stream_key(org_id: int) -> str:
+    """The Redis stream of the organization's events."""
     return f"an:events:{org_id}"
 
 

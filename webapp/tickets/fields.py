@@ -50,8 +50,8 @@ class TicketFields(BaseModel):
 
 
 class TicketCreate(TicketFields):
-    pass
+    """The fields of a new ticket (POST /tickets, each imported row)."""
 
 
 class TicketUpdate(TicketFields):
-    pass
+    """The fields a PATCH changes; those it leaves out stay."""

@@ -35,6 +35,8 @@ WRITE_CHUNK = 1000
 
 @dataclass
 class RowError:
+    """One problem of one row (1-based), with the field it is about when there is one."""
+
     row: int
     field: str | None
     message: str
@@ -53,6 +55,7 @@ class ImportReport:
     _last_row: int = field(default=0, repr=False)
 
     def add_error(self, row: int, field_name: str | None, message: str) -> None:
+        """Count `row` as invalid (once) and list the problem while the list has room."""
         if row != self._last_row:
             self.invalid += 1
             self._last_row = row
@@ -62,6 +65,7 @@ class ImportReport:
             self.omitted += 1
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as the job's result holds it."""
         return {
             "rows": self.rows,
             "imported": self.imported,

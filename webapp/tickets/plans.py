@@ -53,6 +53,12 @@ def _status(fields: dict[str, Any], resolved: datetime | None) -> str:
     return status
 
 
+class _Moments(NamedTuple):
+    created: datetime
+    first_response: datetime | None
+    resolved: datetime | None
+
+
 def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> PlannedTicket:
     """The ticket and events creating `fields` writes, or TicketError; pure (no session, no ids).
 
@@ -61,13 +67,12 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
     """
     times = checked_times(org, fields, now)
     created = times.get("created_at", now)
-    first_response = times.get("first_response_at")
     resolved = times.get("resolved_at")
     status = _status(fields, resolved)
     if status in RESOLVED_STATUSES and resolved is None:
         resolved = max(now, created)
-    check_order(created, first_response, resolved)
-
+    moments = _Moments(created, times.get("first_response_at"), resolved)
+    check_order(*moments)
     ticket = {
         "org_id": org.id,
         "subject": fields.get("subject") or "",
@@ -77,12 +82,19 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
         "category": fields.get("category") or "general",
         "assigned_to": fields.get("assigned_to"),
         "sentiment_score": fields.get("sentiment_score"),
-        "created_at": created,
+        "created_at": moments.created,
         "updated_at": now,
-        "first_response_at": first_response,
-        "resolved_at": resolved,
+        "first_response_at": moments.first_response,
+        "resolved_at": moments.resolved,
         "reopen_count": 0,
     }
+    return PlannedTicket(ticket, _events(ticket, moments))
+
+
+def _events(ticket: dict[str, Any], moments: _Moments) -> list[dict[str, Any]]:
+    """The created event, and first_response / resolved events where the ticket has those times."""
+    created, first_response, resolved = moments
+    status = ticket["status"]
 
     def status_at(moment: datetime) -> str:
         # A ticket that was resolved later was still open before it.
@@ -92,15 +104,8 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
 
     events = [_event_values(ticket, "created", created, status=status_at(created))]
     if first_response is not None:
-        events.append(
-            _event_values(
-                ticket,
-                "first_response",
-                first_response,
-                value=hours_between(created, first_response),
-                status=status_at(first_response),
-            )
-        )
+        value, then = hours_between(created, first_response), status_at(first_response)
+        events.append(_event_values(ticket, "first_response", first_response, value=value, status=then))
     if resolved is not None:
         events.append(_event_values(ticket, "resolved", resolved, value=hours_between(created, resolved)))
-    return PlannedTicket(ticket, events)
+    return events

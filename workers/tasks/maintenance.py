@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 from celery import shared_task
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from webapp.analytics import popular
 from webapp.core.timeutil import utcnow
@@ -48,6 +50,38 @@ def _remove(path: Path, root: Path) -> bool:
     return True
 
 
+def _expire_rows(session: Session, cutoff: datetime, root: Path, moment: datetime) -> tuple[int, int]:
+    """Mark exports created before `cutoff` deleted and delete their files: (rows, files)."""
+    expired = files = 0
+    while True:
+        rows = session.scalars(
+            select(Export)
+            .where(Export.deleted_at.is_(None), Export.created_at < cutoff)
+            .order_by(Export.created_at)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for export in rows:
+            files += _remove(Path(export.path), root)
+            export.deleted_at = moment
+        session.commit()
+        expired += len(rows)
+        if len(rows) < BATCH:
+            return expired, files
+
+
+def _remove_strays(session: Session, cutoff: datetime, root: Path) -> int:
+    """Delete files under `root` older than `cutoff` that no live export row knows of."""
+    live = session.scalars(select(Export.path).where(Export.deleted_at.is_(None)))
+    known = {str(Path(path).resolve()) for path in live}
+    strays = 0
+    if root.is_dir():
+        for path in root.rglob("*"):
+            if path.is_file() and str(path) not in known and path.stat().st_mtime < cutoff.timestamp():
+                strays += _remove(path, root)
+    return strays
+
+
 @shared_task(name="maintenance.cleanup_exports", acks_late=True)
 def cleanup_exports(now: str | None = None) -> dict[str, Any]:
     """Delete export files older than EXPORT_RETENTION_DAYS and mark their rows deleted.
@@ -58,32 +92,9 @@ def cleanup_exports(now: str | None = None) -> dict[str, Any]:
     moment = datetime.fromisoformat(now) if now else utcnow()
     cutoff = moment - timedelta(days=current_app.config["EXPORT_RETENTION_DAYS"])
     root = Path(current_app.config["EXPORT_DIR"]).resolve()
-    expired = files = 0
     with session_scope() as session:
-        while True:
-            rows = session.scalars(
-                select(Export)
-                .where(Export.deleted_at.is_(None), Export.created_at < cutoff)
-                .order_by(Export.created_at)
-                .limit(BATCH)
-                .with_for_update(skip_locked=True)
-            ).all()
-            for export in rows:
-                files += _remove(Path(export.path), root)
-                export.deleted_at = moment
-            session.commit()
-            expired += len(rows)
-            if len(rows) < BATCH:
-                break
-        known = {
-            str(Path(p).resolve())
-            for p in session.scalars(select(Export.path).where(Export.deleted_at.is_(None)))
-        }
-    strays = 0
-    if root.is_dir():
-        for path in root.rglob("*"):
-            if path.is_file() and str(path) not in known and path.stat().st_mtime < cutoff.timestamp():
-                strays += _remove(path, root)
+        expired, files = _expire_rows(session, cutoff, root, moment)
+        strays = _remove_strays(session, cutoff, root)
     log.info("export cleanup: %s rows expired, %s files and %s strays deleted", expired, files, strays)
     return {"expired": expired, "files_deleted": files, "strays_deleted": strays}
 
@@ -121,11 +132,18 @@ def requeue_lost_jobs(older_than: int | None = None) -> dict[str, Any]:
         return {"requeued": [str(job.id) for job in lost]}
 
 
+def _with_popular_queries(client: redis.Redis, org_ids: list[int]) -> list[int]:
+    """The organizations among `org_ids` that have popular queries to warm."""
+    pipe = client.pipeline(transaction=False)
+    for org_id in org_ids:
+        pipe.zcard(popular.popular_key(org_id))
+    return [org_id for org_id, count in zip(org_ids, pipe.execute(), strict=True) if count]
+
+
 @shared_task(name="cache.warm", acks_late=True)
 def warm_cache(org_ids: list[int] | None = None) -> dict[str, Any]:
     """Submit a cache_refresh job for each organization that has popular queries (deduplicated)."""
-    client = get_redis()
-    celery = current_app.extensions["celery"]
+    client, celery = get_redis(), current_app.extensions["celery"]
     submitted: list[str] = []
     with session_scope() as session:
         query = select(Organization.id).order_by(Organization.id)
@@ -133,13 +151,7 @@ def warm_cache(org_ids: list[int] | None = None) -> dict[str, Any]:
             query = query.where(Organization.id.in_(org_ids))
         ids = list(session.scalars(query))
         for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
-            pipe = client.pipeline(transaction=False)
-            for org_id in chunk:
-                pipe.zcard(popular.popular_key(org_id))
-            for org_id, count in zip(chunk, pipe.execute(), strict=True):
-                if not count:
-                    continue
+            for org_id in _with_popular_queries(client, ids[start : start + BATCH]):
                 job, created = jobs.submit(
                     session, client, celery, org_id=org_id, user_id=None, kind="cache_refresh", params={}
                 )

@@ -51,6 +51,7 @@ class WsTicket(BaseModel):
 )
 @require_role("viewer")
 def issue_ticket() -> Response:
+    """A one-time ticket standing for the caller's token, and the socket URL that redeems it."""
     principal = current_principal()
     try:
         ticket = admission.issue_ticket(get_redis(), principal, current_claims())

@@ -56,12 +56,7 @@ def seed_tickets(
     progress: Callable[[int], None] | None = None,
 ) -> SeedStats:
     """COPY `tickets` synthetic tickets of `org_id` and their events, the same ones for the same seed."""
-    if tickets < 0:
-        raise ValueError("tickets must be >= 0")
-    if days < 1:
-        raise ValueError("days must be >= 1")
-    if now is not None and now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
+    _check_arguments(tickets, days, now)
     started = time.perf_counter()
     now_s = math.floor((now or utcnow()).timestamp())
     n_batches = math.ceil(tickets / BATCH_TICKETS)
@@ -99,6 +94,15 @@ def seed_tickets(
             restore_row_checks(conn)
     last_id = None if first_id is None else first_id + tickets - 1
     return SeedStats(tickets, events, first_id, last_id, time.perf_counter() - started)
+
+
+def _check_arguments(tickets: int, days: int, now: datetime | None) -> None:
+    if tickets < 0:
+        raise ValueError("tickets must be >= 0")
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    if now is not None and now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
 
 
 def _reserve_ids(cur: psycopg.Cursor, n: int) -> int:

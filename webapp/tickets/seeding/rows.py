@@ -180,25 +180,7 @@ def _ticket_text(
     n = len(created)
     every = np.arange(n)
     cut = q_last * 8 + 7
-    q_updated = np.zeros(n, np.int64)
-    changes = (
-        work.assignment,
-        work.escalation,
-        work.reassignment,
-        work.first_response,
-        work.resolution,
-        path.reopen,
-        path.re_resolution,
-        path.close,
-    )
-    for q_change in changes:
-        q_updated = np.maximum(q_updated, np.where(q_change <= q_last, q_change, 0))
-    resolved_q = np.where(
-        path.re_resolution <= q_last,
-        path.re_resolution,
-        np.where(path.reopen <= q_last, NEVER, work.resolution),
-    )
-    resolved_q = np.where(resolved_q <= q_last, resolved_q, NEVER)
+    q_updated, resolved_q = _last_change(batch, q_last), _resolution(batch, q_last)
     first_response = work.first_response
     return text.encode(
         [
@@ -223,3 +205,31 @@ def _ticket_text(
             [text.ints((path.reopen <= q_last).astype(np.int64))],
         ]
     )
+
+
+def _last_change(batch: Batch, q_last: np.ndarray) -> np.ndarray:
+    """Offset of each ticket's last change at or before `q_last` (0: none since its creation)."""
+    work, path = batch.work, batch.path
+    changes = (
+        work.assignment,
+        work.escalation,
+        work.reassignment,
+        work.first_response,
+        work.resolution,
+        path.reopen,
+        path.re_resolution,
+        path.close,
+    )
+    q_updated = np.zeros(len(work.resolution), np.int64)
+    for q_change in changes:
+        q_updated = np.maximum(q_updated, np.where(q_change <= q_last, q_change, 0))
+    return q_updated
+
+
+def _resolution(batch: Batch, q_last: np.ndarray) -> np.ndarray:
+    """Offset of each ticket's resolution as of `q_last`, NEVER while it is unresolved."""
+    work, path = batch.work, batch.path
+    # The re-resolution, else unresolved after a reopen, else the first resolution.
+    reopened_since = np.where(path.reopen <= q_last, NEVER, work.resolution)
+    resolved_q = np.where(path.re_resolution <= q_last, path.re_resolution, reopened_since)
+    return np.where(resolved_q <= q_last, resolved_q, NEVER)
