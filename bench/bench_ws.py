@@ -149,8 +149,14 @@ def rest_phase(port: int, token: str, tickets: int, rate: float) -> dict[int, fl
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or args.clients + 16
-    # gunicorn reads GUNICORN_CMD_ARGS after gunicorn.conf.py: only the thread count changes.
-    extra_env = {"GUNICORN_CMD_ARGS": f"--threads {threads}"}
+    # gunicorn reads GUNICORN_CMD_ARGS after gunicorn.conf.py: only the thread count changes. The
+    # socket caps rise with it: one web process may be handed every client of the one organization.
+    caps = str(args.clients)
+    extra_env = {
+        "GUNICORN_CMD_ARGS": f"--threads {threads}",
+        "WS_MAX_SOCKETS_PER_PROCESS": caps,
+        "WS_MAX_SOCKETS_PER_ORG": caps,
+    }
     with platform_stack("bench_ws", extra_env=extra_env) as stack:
         command = stack.start_web()
         started = time.perf_counter()

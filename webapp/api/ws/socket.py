@@ -108,7 +108,7 @@ def analytics_socket(ws: Server, org_id: int) -> None:
         "user_id": identity.principal.user_id,
         "role": identity.principal.role,
         "server_pid": os.getpid(),
-        "ping_interval": current_app.config["SOCK_SERVER_OPTIONS"].get("ping_interval"),
+        "ping_interval": current_app.config["SOCK_SERVER_OPTIONS"]["ping_interval"],
     }
     session.run(
         session.Socket(ws, g.ws_wire, g.ws_wakeup),
@@ -130,10 +130,10 @@ def relay_for(app: Flask) -> Relay:
         with _relay_lock:
             relay = app.extensions.get("relay")
             if relay is None or relay.pid != os.getpid():
+                # A client of its own: its blocking reads outlast the shared client's socket timeout.
                 timeout = live_relay.BLOCK_MS / 1000 + 5
-                relay = app.extensions["relay"] = Relay(
-                    make_redis(app.config["REDIS_URL"], socket_timeout=timeout)
-                )
+                client = make_redis(app.config["REDIS_URL"], socket_timeout=timeout)
+                relay = app.extensions["relay"] = Relay(client)
     return relay
 
 
@@ -144,11 +144,14 @@ def _request_wakeup() -> threading.Event:
 
 
 def init_app(app: Flask) -> None:
-    """Socket options for simple-websocket (pings, message cap, the loop's event) and the routes."""
-    options = {
+    """Socket options for simple-websocket (pings, message cap, the loop's event) and the routes.
+
+    flask-sock hands SOCK_SERVER_OPTIONS to every simple-websocket Server it accepts; the socket loop
+    depends on its event_class, so the options are set here, not taken from elsewhere.
+    """
+    app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["WS_PING_INTERVAL"],
         "max_message_size": MAX_MESSAGE_BYTES,
         "event_class": _request_wakeup,
     }
-    app.config.setdefault("SOCK_SERVER_OPTIONS", options)
     sock.init_app(app)
