@@ -78,7 +78,7 @@ def run_job(
     """
     make_session = session_factory()
     client = get_redis()
-    max_attempts = current_app.config.get("JOB_MAX_ATTEMPTS", 3)
+    max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
     engine = current_app.extensions["db_engine"]
     with _exclusive(engine, job_id) as state_conn:
         if state_conn is None:

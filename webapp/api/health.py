@@ -53,7 +53,7 @@ def health() -> Response:
     session.rollback()
     client = get_redis()
     redis_state = _timed(lambda: client.ping() and None)
-    same_server = current_app.config.get("BROKER_URL") == current_app.config.get("REDIS_URL")
+    same_server = current_app.config["BROKER_URL"] == current_app.config["REDIS_URL"]
 
     def broker_check() -> dict[str, Any]:
         if same_server:

@@ -29,8 +29,8 @@ class TicketImport(RootModel[list[TicketCreate]]):
 def _limits() -> tuple[int, int]:
     config = current_app.config
     return (
-        config.get("IMPORT_MAX_BYTES", imports.DEFAULT_MAX_BYTES),
-        config.get("IMPORT_MAX_ROWS", imports.DEFAULT_MAX_ROWS),
+        config["IMPORT_MAX_BYTES"],
+        config["IMPORT_MAX_ROWS"],
     )
 
 

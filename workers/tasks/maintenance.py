@@ -134,9 +134,9 @@ def requeue_lost_jobs(older_than: int | None = None) -> dict[str, Any]:
     # for longer than the visibility timeout, whose worker is gone, go back to their queues.
     with celery.connection_for_write() as connection:
         connection.default_channel.qos.restore_visible(num=None, interval=1)
-    seconds = older_than if older_than is not None else config.get("JOB_REQUEUE_AFTER_SECONDS", 60)
+    seconds = older_than if older_than is not None else config["JOB_REQUEUE_AFTER_SECONDS"]
     now = utcnow()
-    broker = redis.Redis.from_url(config.get("BROKER_URL") or config["REDIS_URL"], socket_timeout=5)
+    broker = redis.Redis.from_url(config["BROKER_URL"], socket_timeout=5)
     with session_scope() as session:
         candidates = list(
             session.scalars(

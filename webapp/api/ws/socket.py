@@ -157,7 +157,7 @@ def _origin_allowed() -> bool:
     origin = request.headers.get("Origin")
     if not origin:
         return True  # not a browser: Origin protects browsers' ambient credentials only
-    allowed = current_app.config.get("WS_ALLOWED_ORIGINS") or []
+    allowed = current_app.config["WS_ALLOWED_ORIGINS"]
     if origin in allowed or "*" in allowed:
         return True
     return urlsplit(origin).netloc == request.host
@@ -182,8 +182,8 @@ def authenticate_socket() -> Response | None:
         return error_response(401, "a valid access token or one-time ticket is required")
     refused = _slots.take(
         identity.principal.org_id,
-        current_app.config.get("WS_MAX_SOCKETS_PER_PROCESS", 48),
-        current_app.config.get("WS_MAX_SOCKETS_PER_ORG", 32),
+        current_app.config["WS_MAX_SOCKETS_PER_PROCESS"],
+        current_app.config["WS_MAX_SOCKETS_PER_ORG"],
     )
     if refused is not None:
         return error_response(*refused, headers={"Retry-After": "10"})
@@ -561,6 +561,6 @@ def _resume(conn: Connection, client: redis.Redis, last_id: Any) -> None:
 def init_app(app: Flask) -> None:
     app.config.setdefault(
         "SOCK_SERVER_OPTIONS",
-        {"ping_interval": app.config.get("WS_PING_INTERVAL", 25), "max_message_size": MAX_MESSAGE_BYTES},
+        {"ping_interval": app.config["WS_PING_INTERVAL"], "max_message_size": MAX_MESSAGE_BYTES},
     )
     sock.init_app(app)
