@@ -10,6 +10,8 @@ between it and the terminal:
 - Stopping sends SIGTERM to each program's main process only (gunicorn's master and Celery's main
   process stop their own children: Celery's pool processes must not get SIGTERM, or running tasks
   die instead of finishing), and SIGKILL to the program's whole process group after `grace` s.
+- What a dead program leaves behind (a worker of a killed gunicorn master, a Celery pool process)
+  comes to us, the child subreaper, and is killed: it may hold the port the restarted program needs.
 - supervisord runs in a process group of its own, so Ctrl-C reaches only us: the first one (or
   SIGTERM, SIGHUP) asks it to stop everything; a second one SIGKILLs every program's group at once.
   If we are killed outright, the kernel sends supervisord SIGTERM (Linux's parent-death signal), and
@@ -63,10 +65,10 @@ def procfile_processes(procfile: Path, *, port: int, env: Mapping[str, str]) -> 
     return processes
 
 
-def process_env(port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of every process: this interpreter's bin folder (the venv's) first on PATH,
-    PORT, the web port, and unbuffered Python output, so lines arrive as they are printed."""
-    env = dict(os.environ if base is None else base)
+def process_env(port: int) -> dict[str, str]:
+    """Our environment for every process, with this interpreter's bin folder (the venv's) first on
+    PATH, PORT, the web port, and unbuffered Python output, so lines arrive as they are printed."""
+    env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PORT"] = str(port)
     env["PYTHONUNBUFFERED"] = "1"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import psycopg
 import pytest
 
 from devstack.ports import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_INSTANCE
 from tests.e2e.test_supervisor import alive, wait_until
 
 pytestmark = pytest.mark.slow
@@ -107,19 +108,20 @@ class DevStack:
 
 
 @pytest.fixture(scope="module")
-def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
-    stack = DevStack(tmp_path_factory.mktemp("devstack") / "instance", free_port())
+def devstack() -> Iterator[DevStack]:
+    # Under the project's instance/test, not pytest's temporary folders: the embedded PostgreSQL runs as
+    # a user of its own when we are root, and pytest makes its folder private at each session start.
+    folder = TEST_INSTANCE / f"devstack-{os.getpid()}"
+    folder.mkdir(parents=True)
+    stack = DevStack(folder / "instance", free_port())
     yield stack
     if stack.proc is not None and stack.proc.poll() is None:
         stack.proc.send_signal(signal.SIGINT)
         stack.proc.send_signal(signal.SIGINT)
         stack.proc.wait(60)
-    subprocess.run(
-        [sys.executable, "-m", "devstack", "down"],
-        cwd=ROOT,
-        env=dict(os.environ, INSTANCE_PATH=str(stack.instance)),
-        check=False,
-    )
+    env = dict(os.environ, INSTANCE_PATH=str(stack.instance))
+    subprocess.run([sys.executable, "-m", "devstack", "down"], cwd=ROOT, env=env, check=False)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_ctrl_c_while_seeding_stops_everything_and_the_next_run_seeds_again(devstack: DevStack) -> None:
