@@ -21,9 +21,10 @@ run: install  ## web, worker and beat with demo data (embedded PostgreSQL and Re
 test: install lint  ## lint, then the whole suite against real PostgreSQL, Redis and a Celery worker
 	$(BIN)/python -m pytest
 
-lint: install
+lint: install  ## ruff (lint and format check), then the layer contracts in pyproject.toml
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff check --fix .

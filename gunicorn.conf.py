@@ -21,6 +21,9 @@ workers = 2
 threads = 64
 timeout = 120
 graceful_timeout = 10
+# gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), which every
+# instance and test server on the machine would take from each other; nothing here uses it.
+control_socket_disable = True
 
 accesslog = "-"
 # %(U)s is the path without the query string: `?token=` and `?ticket=` never reach the access log.

@@ -13,7 +13,7 @@ target_metadata = Base.metadata
 def _url() -> str:
     url = context.config.attributes.get("url") or context.config.get_main_option("sqlalchemy.url")
     if not url:
-        url = settings.database_url(settings.instance_path())
+        url = settings.database_url(settings.from_environment())
     if not url:
         raise RuntimeError("No database configured: set DATABASE_URL or run `make run` once.")
     return settings.normalize_database_url(url)

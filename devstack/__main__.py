@@ -1,176 +1,117 @@
-"""`python -m devstack up|down|run`: embedded PostgreSQL and Redis for development, and the whole stack."""
+"""`python -m devstack up|down|run|processes`: embedded PostgreSQL and Redis, the whole stack, or the
+Procfile's processes alone.
+
+- `run` (behind `make run`): the embedded servers (or DATABASE_URL / REDIS_URL), migrations, the demo
+  on the first run, then web, worker and beat under supervisord until Ctrl-C, which stops everything,
+  the embedded servers included, at any moment.
+- `processes [-f Procfile] [-p PORT]`: the Procfile's processes alone, restarted and stopped the same
+  way, against whatever servers DATABASE_URL and REDIS_URL name.
+- `up` / `down`: start or stop the embedded servers alone.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import secrets
-import signal
-import subprocess
 import sys
 from pathlib import Path
-from types import FrameType
 
-from devstack.supervisor import Supervisor, process_env, procfile_processes
+from devstack import processes, services
+from devstack.children import StepFailed, interrupts_ignored, interrupts_raise, run_step
+from devstack.demo import demo_login, flask_command
 from webapp import config
 
-DATABASE = "ticket_analytics"
-DEMO_EMAIL = "demo@example.com"
-DEMO_TICKETS = 100_000
 ROOT = Path(__file__).resolve().parent.parent
-# From SIGTERM to SIGKILL when stopping: gunicorn's graceful_timeout is 10 s, and a Celery warm
-# shutdown waits for running tasks (those still running after this are redelivered: late acks).
-STOP_GRACE_SECONDS = 25.0
 
 
-def _instance() -> Path:
-    path = config.instance_path()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def up() -> dict[str, str]:
-    """Start whatever is not configured by URL and record the URLs in instance/services.json."""
-    from devstack.postgres import EmbeddedPostgres
-    from devstack.redis import EmbeddedRedis
-
-    instance = _instance()
-    services: dict[str, str] = {}
-    if config.env("DATABASE_URL") is None:
-        pg = EmbeddedPostgres(instance / "postgres")
-        pg.start()
-        pg.wait_ready()
-        pg.ensure_database(DATABASE)
-        services["database_url"] = pg.url(DATABASE)
-        print(f"embedded PostgreSQL on 127.0.0.1:{pg.port} (data in {pg.pgdata})", flush=True)
-    if config.env("REDIS_URL") is None:
-        rd = EmbeddedRedis(instance / "redis")
-        rd.start()
-        services["redis_url"] = rd.url
-        print(f"embedded Redis on 127.0.0.1:{rd.port} (data in {rd.datadir})", flush=True)
-    (instance / config.SERVICES_FILE).write_text(json.dumps(services, indent=2))
-    return services
-
-
-def down() -> None:
-    """Stop the embedded servers (their data stays under instance/)."""
-    from devstack.postgres import EmbeddedPostgres
-    from devstack.redis import EmbeddedRedis
-
-    instance = _instance()
-    if (instance / "redis").exists():
-        EmbeddedRedis(instance / "redis").stop()
-    if (instance / "postgres" / "pgdata").exists():
-        EmbeddedPostgres(instance / "postgres").stop()
-    (instance / config.SERVICES_FILE).unlink(missing_ok=True)
-
-
-def _flask(*args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "webapp", *args],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    return result.stdout.strip()
-
-
-def bootstrap_demo() -> dict[str, str]:
-    """On the first run: a demo organization, its admin, and synthetic tickets."""
-    state_file = _instance() / "demo.json"
-    if state_file.exists():
-        return json.loads(state_file.read_text())
-    org = json.loads(_flask("create-org", "Demo Support", "--timezone", "America/New_York"))
-    password = secrets.token_urlsafe(12)
-    _flask(
-        "create-user",
-        "--org",
-        str(org["id"]),
-        "--email",
-        DEMO_EMAIL,
-        "--password",
-        password,
-        "--role",
-        "admin",
-    )
-    state = {"org_id": str(org["id"]), "email": DEMO_EMAIL, "password": password}
-    print(f"seeding {DEMO_TICKETS:,} demo tickets…", flush=True)
-    subprocess.run(
+def _banner(port: int, login: dict[str, str], token: str) -> str:
+    url = f"http://127.0.0.1:{port}"
+    return "\n".join(
         [
-            sys.executable,
-            "-m",
-            "flask",
-            "--app",
-            "webapp",
-            "seed",
-            "--org",
-            str(org["id"]),
-            "--tickets",
-            str(DEMO_TICKETS),
-            "--days",
-            "365",
-        ],
-        check=True,
+            "",
+            f"  Platform:   {url}   (API docs: {url}/api/v1/docs)",
+            f"  Demo login: {login['email']} / {login['password']}",
+            f"  Token:      {token}",
+            f"  Try:        curl -H 'Authorization: Bearer <token>' {url}/api/v1/tickets?limit=3",
+            "  Stop with Ctrl-C.",
+            "",
+        ]
     )
-    state_file.write_text(json.dumps(state, indent=2))
-    state_file.chmod(0o600)
-    return state
 
 
 def run() -> int:
-    """Services, migrations, demo data, then web, worker and beat until Ctrl-C."""
-    up()
+    """Services, migrations, demo data, then web, worker and beat until Ctrl-C; returns the exit code."""
+    settings = config.from_environment()
+    instance = Path(settings["INSTANCE_PATH"])
+    instance.mkdir(parents=True, exist_ok=True)
+    port = settings["PORT"]
+    policy = processes.Policy()
+    # Processes a killed run left behind would hold the port and keep using the servers.
+    processes.stop_leftover(instance, policy.grace + processes.STOP_MARGIN)
     try:
-        _flask("migrate")
-        demo = bootstrap_demo()
-        token = _flask("issue-token", "--email", demo["email"])
-        port = config.env_int("PORT", 8000)
-        url = f"http://127.0.0.1:{port}"
-        print(
-            "\n".join(
-                [
-                    "",
-                    f"  Platform:   {url}   (API docs: {url}/api/v1/docs)",
-                    f"  Demo login: {demo['email']} / {demo['password']}",
-                    f"  Token:      {token}",
-                    f"  Try:        curl -H 'Authorization: Bearer <token>' {url}/api/v1/tickets?limit=3",
-                    "  Stop with Ctrl-C.",
-                    "",
-                ]
-            ),
-            flush=True,
-        )
-        # Our own supervisor rather than honcho: honcho stops everything when one process exits, so a
-        # killed worker took the whole platform down; this one restarts it (devstack/supervisor.py).
-        env = process_env(port)
-        processes = procfile_processes(ROOT / "Procfile", port=port, env=env)
-        return Supervisor(processes, env=env, cwd=ROOT, grace=STOP_GRACE_SECONDS).run()
+        services.up(settings)
+        run_step(flask_command("migrate"), cwd=ROOT)
+        login = demo_login(instance, settings["DEMO_TICKETS"], ROOT)
+        token = run_step(flask_command("issue-token", "--email", login["email"]), cwd=ROOT, capture=True)
+        print(_banner(port, login, token.strip()), flush=True)
+        env = processes.process_env(port)
+        procs = processes.procfile_processes(ROOT / "Procfile", port=port, env=env)
+        return processes.run(procs, instance=instance, cwd=ROOT, env=env, policy=policy)
     finally:
-        down()
-        print("stopped.", flush=True)
+        with interrupts_ignored():
+            services.down(instance)
+            print("stopped.", flush=True)
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM before or after the supervisor runs (it handles SIGTERM itself while it does) unwinds
-    # like Ctrl-C, through run()'s `finally: down()`, instead of leaving the servers running.
-    raise SystemExit(128 + signum)
+def run_procfile(args: argparse.Namespace) -> int:
+    """The Procfile's processes alone, against the configured servers."""
+    settings = config.from_environment()
+    env = processes.process_env(args.port)
+    policy = processes.Policy(grace=args.grace, stable_after=args.stable_after, retries=args.retries)
+    return processes.run(
+        processes.procfile_processes(args.procfile, port=args.port, env=env),
+        instance=Path(settings["INSTANCE_PATH"]),
+        cwd=Path.cwd(),
+        env=env,
+        policy=policy,
+    )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack")
-    parser.add_argument("command", choices=("up", "down", "run"))
-    args = parser.parse_args()
-    if args.command == "up":
-        print(json.dumps(up()))
-        return 0
-    if args.command == "down":
-        down()
-        return 0
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        return run()
-    except KeyboardInterrupt:  # Ctrl-C before the processes started; run() has stopped the servers
-        return 130
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; a Ctrl-C, SIGTERM or SIGHUP stops whatever command runs."""
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start the embedded PostgreSQL and Redis")
+    commands.add_parser("down", help="stop them")
+    commands.add_parser("run", help="the whole stack, with demo data (make run)")
+    procfile = commands.add_parser("processes", help="the Procfile's processes against your servers")
+    defaults = processes.Policy()
+    procfile.add_argument("-f", "--procfile", type=Path, default=Path("Procfile"))
+    procfile.add_argument("-p", "--port", type=int, default=config.from_environment()["PORT"])
+    procfile.add_argument("--grace", type=float, default=defaults.grace, help="SIGTERM to SIGKILL, s")
+    procfile.add_argument(
+        "--stable-after", type=int, default=defaults.stable_after, help="uptime that resets the backoff, s"
+    )
+    procfile.add_argument(
+        "--retries", type=int, default=defaults.retries, help="quick exits in a row before giving up"
+    )
+    args = parser.parse_args(argv)
+    with interrupts_raise():
+        try:
+            if args.command == "up":
+                print(json.dumps(services.up(config.from_environment())))
+            elif args.command == "down":
+                services.down(Path(config.from_environment()["INSTANCE_PATH"]))
+            elif args.command == "run":
+                return run()
+            else:
+                return run_procfile(args)
+        except KeyboardInterrupt:
+            return 130
+        except StepFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ class EmbeddedPostgres:
         kwargs: dict = {}
         if self.user is not None:
             kwargs.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
+            # Again each time: a folder above may have lost the bit since (pytest makes its own 0700
+            # at every session start), and pg_ctl would then fail to stop or see a running server.
+            if self.datadir.exists():
+                _open_path_for(self.datadir)
         return subprocess.run(
             [str(self.bin / args[0]), *args[1:]],
             check=check,

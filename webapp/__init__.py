@@ -25,7 +25,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     app.json.sort_keys = False
     logging.basicConfig(
-        level=app.config.get("LOG_LEVEL", "INFO"),
+        level=app.config["LOG_LEVEL"],
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
 

@@ -1,16 +1,19 @@
-"""Flask commands: create-org, create-user, issue-token, seed, migrate."""
+"""Flask commands: create-org, create-user, issue-token, seed, demo, migrate."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import click
 from flask import Flask, current_app
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from webapp.analytics import rollups
 from webapp.core.timeutil import TimeError, utcnow, zone
@@ -18,6 +21,13 @@ from webapp.infra.db import session_scope
 from webapp.models import Organization, User
 from webapp.models.organizations import ROLES
 from webapp.security.auth import access_token_for, hash_password
+
+if TYPE_CHECKING:
+    from webapp.tickets.seeding import SeedStats
+
+DEMO_ORGANIZATION = "Demo Support"
+DEMO_TIMEZONE = "America/New_York"
+DEMO_EMAIL = "demo@example.com"
 
 
 def _fail(message: str) -> None:
@@ -76,50 +86,59 @@ def issue_token(email: str) -> None:
         click.echo(access_token_for(user))
 
 
+def _copy_tickets(
+    conn: Connection, *, org_id: int, tz: str, tickets: int, days: int, rng_seed: int
+) -> SeedStats:
+    """COPY synthetic tickets on `conn`, inside the transaction it has begun, with a progress bar."""
+    from webapp.tickets import seeding
+
+    with click.progressbar(length=tickets, label="seeding tickets", file=sys.stderr) as bar:
+        done = 0
+
+        def advance(total: int) -> None:
+            nonlocal done
+            bar.update(total - done)
+            done = total
+
+        # A savepoint of the caller's transaction: the connection has run a statement of it already.
+        return seeding.seed_tickets(
+            conn.connection.driver_connection,
+            org_id=org_id,
+            tickets=tickets,
+            days=days,
+            seed=rng_seed,
+            tz=tz,
+            progress=advance,
+        )
+
+
+def _build_rollups(session: Session, *, org_id: int, days: int) -> rollups.BuildStats:
+    """Closed hours of the seeded range come from rollups from the first read on."""
+    return rollups.build(session, org_id=org_id, start=utcnow() - timedelta(days=days, hours=1), end=utcnow())
+
+
 @click.command("seed")
 @click.option("--org", "org_id", type=int, required=True)
 @click.option("--tickets", type=click.IntRange(1, 50_000_000), default=100_000, show_default=True)
 @click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
 @click.option("--seed", "rng_seed", type=int, default=0, show_default=True)
 def seed(org_id: int, tickets: int, days: int, rng_seed: int) -> None:
-    """Insert synthetic tickets and their events (through COPY)."""
-    from webapp.tickets import seeding
-
-    with session_scope() as session:
-        org = session.get(Organization, org_id)
-        if org is None:
-            _fail(f"organization {org_id} does not exist")
-        assert org is not None
-        tz = org.timezone
+    """Insert synthetic tickets and their events (through COPY), then their rollups."""
     engine = current_app.extensions["db_engine"]
     started = time.perf_counter()
-    raw = engine.raw_connection()
-    try:
-        with click.progressbar(length=tickets, label="seeding tickets", file=sys.stderr) as bar:
-            done = 0
-
-            def advance(total: int) -> None:
-                nonlocal done
-                bar.update(total - done)
-                done = total
-
-            stats = seeding.seed_tickets(
-                raw.driver_connection,
-                org_id=org_id,
-                tickets=tickets,
-                days=days,
-                seed=rng_seed,
-                tz=tz,
-                progress=advance,
+    # Two transactions: ticket writes of every organization wait for the first (it reserves ids).
+    with engine.connect() as conn:
+        with conn.begin():
+            org = Session(bind=conn).get(Organization, org_id)
+            if org is None:
+                _fail(f"organization {org_id} does not exist")
+            assert org is not None
+            stats = _copy_tickets(
+                conn, org_id=org_id, tz=org.timezone, tickets=tickets, days=days, rng_seed=rng_seed
             )
-    finally:
-        raw.close()
-    seeded = time.perf_counter()
-    with session_scope() as session:
-        # Closed hours of the seeded range come from rollups from the first read on.
-        built = rollups.build(
-            session, org_id=org_id, start=utcnow() - timedelta(days=days, hours=1), end=utcnow()
-        )
+        seeded = time.perf_counter()
+        with conn.begin():
+            built = _build_rollups(Session(bind=conn), org_id=org_id, days=days)
     seed_seconds = seeded - started
     click.echo(
         json.dumps(
@@ -136,6 +155,38 @@ def seed(org_id: int, tickets: int, days: int, rng_seed: int) -> None:
     )
 
 
+@click.command("demo")
+@click.option("--tickets", type=click.IntRange(1, 50_000_000), default=100_000, show_default=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=365, show_default=True)
+def demo(tickets: int, days: int) -> None:
+    """Create the demo organization, its admin, tickets and rollups, and print the login as JSON.
+
+    All in one transaction: stopped halfway, it leaves nothing. When the demo admin exists already
+    (its login was lost), it gets a new password and nothing else changes.
+    """
+    password = secrets.token_urlsafe(12)
+    engine = current_app.extensions["db_engine"]
+    with engine.connect() as conn, conn.begin():
+        session = Session(bind=conn)
+        user = session.scalar(select(User).where(User.email == DEMO_EMAIL))
+        if user is not None:
+            user.password_hash = hash_password(password)
+            session.flush()
+            org_id = user.org_id
+        else:
+            org = Organization(name=DEMO_ORGANIZATION, timezone=DEMO_TIMEZONE)
+            session.add(org)
+            session.flush()
+            org_id = org.id
+            session.add(
+                User(org_id=org_id, email=DEMO_EMAIL, password_hash=hash_password(password), role="admin")
+            )
+            session.flush()
+            _copy_tickets(conn, org_id=org_id, tz=DEMO_TIMEZONE, tickets=tickets, days=days, rng_seed=0)
+            _build_rollups(session, org_id=org_id, days=days)
+    click.echo(json.dumps({"org_id": str(org_id), "email": DEMO_EMAIL, "password": password}))
+
+
 @click.command("migrate")
 def migrate() -> None:
     """Apply every Alembic migration to the configured database."""
@@ -146,5 +197,6 @@ def migrate() -> None:
 
 
 def register_commands(app: Flask) -> None:
-    for command in (create_org, create_user, issue_token, seed, migrate):
+    """Add every command above to `flask --app webapp`."""
+    for command in (create_org, create_user, issue_token, seed, demo, migrate):
         app.cli.add_command(command)

@@ -1,4 +1,9 @@
-"""Every setting of the platform, read from the environment here and only here."""
+"""Every setting of the platform and its default, read from the environment here and only here.
+
+`from_environment()` is the whole list and reads no file; `load()` completes it from instance/ (the
+URLs of the embedded servers `make run` started, the JWT secret generated on first use). Nothing here
+runs at import time.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
 SERVICES_FILE = "services.json"
+JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 (a file name, not a secret)
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -20,6 +26,7 @@ def env(name: str, default: str | None = None) -> str | None:
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """An integer environment variable, refused below `minimum`."""
     value = env(name)
     number = int(value) if value is not None else default
     if minimum is not None and number < minimum:
@@ -28,65 +35,27 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
 
 
 def env_float(name: str, default: float) -> float:
+    """A decimal environment variable."""
     value = env(name)
     return float(value) if value is not None else default
 
 
 def instance_path() -> Path:
+    """The folder of this instance's state (embedded servers, exports, beat's schedule, secrets)."""
     return Path(env("INSTANCE_PATH", str(DEFAULT_INSTANCE)))
 
 
-def embedded_services(instance: Path) -> dict[str, str]:
-    """URLs of the embedded PostgreSQL and Redis that `make run` started, if any."""
-    try:
-        return json.loads((instance / SERVICES_FILE).read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def jwt_secret(instance: Path) -> str:
-    """The signing secret: JWT_SECRET_KEY, or one generated once and kept under instance/."""
-    configured = env("JWT_SECRET_KEY")
-    if configured is not None:
-        if len(configured.encode()) < 32:
-            raise RuntimeError("JWT_SECRET_KEY must be at least 32 bytes long")
-        return configured
-    path = instance / "jwt-secret"
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
-
-
-def database_url(instance: Path) -> str | None:
-    return env("DATABASE_URL") or embedded_services(instance).get("database_url")
-
-
-def redis_url(instance: Path) -> str | None:
-    return env("REDIS_URL") or embedded_services(instance).get("redis_url")
-
-
-def normalize_database_url(url: str) -> str:
-    """SQLAlchemy URL using psycopg 3 whatever scheme the operator wrote."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def load() -> dict[str, Any]:
-    """The application settings from the environment (and instance/ in development)."""
+def from_environment() -> dict[str, Any]:
+    """Every setting from the environment, each with its default; reads no file."""
     instance = instance_path()
-    db_url = database_url(instance)
-    r_url = redis_url(instance)
     return {
         "INSTANCE_PATH": str(instance),
-        "SQLALCHEMY_DATABASE_URL": normalize_database_url(db_url) if db_url else None,
-        "REDIS_URL": r_url,
-        "BROKER_URL": env("BROKER_URL", r_url),
-        "JWT_SECRET_KEY": jwt_secret(instance),
+        # The operator's servers; when unset, load() takes the embedded ones `make run` started.
+        "DATABASE_URL": env("DATABASE_URL"),
+        "REDIS_URL": env("REDIS_URL"),
+        "BROKER_URL": env("BROKER_URL"),
+        # At least 32 bytes; when unset, load() generates one once into instance/.
+        "JWT_SECRET_KEY": env("JWT_SECRET_KEY"),
         "JWT_ACCESS_TOKEN_MINUTES": env_int("JWT_ACCESS_TOKEN_MINUTES", 60, minimum=1),
         "JWT_REFRESH_TOKEN_DAYS": env_int("JWT_REFRESH_TOKEN_DAYS", 30, minimum=1),
         "CACHE_TTL_SECONDS": env_int("CACHE_TTL_SECONDS", 3600),
@@ -122,6 +91,80 @@ def load() -> dict[str, Any]:
             "jobs": env_int("RATE_LIMIT_JOBS_PER_MINUTE", 1_200),
             "exports": env_int("RATE_LIMIT_EXPORTS_PER_MINUTE", 300),
         },
+        # Celery (celeryconfig.py turns these into its own names). Soft < hard < visibility timeout,
+        # checked when a worker starts.
+        "TASK_SOFT_TIME_LIMIT": env_int("TASK_SOFT_TIME_LIMIT", 1800),
+        "TASK_TIME_LIMIT": env_int("TASK_TIME_LIMIT", 1900),
+        "BROKER_VISIBILITY_TIMEOUT": env_int("BROKER_VISIBILITY_TIMEOUT", 3600),
+        # How often a worker looks for messages a dead worker left unacknowledged (Celery's default: 100 s).
+        "BROKER_RESTORE_INTERVAL": env_int("BROKER_RESTORE_INTERVAL", 10),
+        "CELERY_RESULT_EXPIRES": env_int("CELERY_RESULT_EXPIRES", 24 * 3600),
+        "SNAPSHOT_SCHEDULE_SECONDS": env_int("SNAPSHOT_SCHEDULE_SECONDS", 300, minimum=1),
+        "EXPORT_CLEANUP_SECONDS": env_int("EXPORT_CLEANUP_SECONDS", 3600, minimum=1),
+        "CACHE_WARM_SECONDS": env_int("CACHE_WARM_SECONDS", 900, minimum=1),
+        "ROLLUP_RECONCILE_SECONDS": env_int("ROLLUP_RECONCILE_SECONDS", 900, minimum=1),
         "LOG_LEVEL": env("LOG_LEVEL", "INFO"),
+        # The web port of the Procfile's `web` line under `make run`.
         "PORT": env_int("PORT", 8000),
+        # Synthetic tickets `make run` seeds into the demo organization on its first run.
+        "DEMO_TICKETS": env_int("DEMO_TICKETS", 100_000, minimum=1),
     }
+
+
+def embedded_services(instance: Path) -> dict[str, str]:
+    """URLs of the embedded PostgreSQL and Redis that `make run` started, if any."""
+    try:
+        return json.loads((instance / SERVICES_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def jwt_secret(instance: Path, configured: str | None) -> str:
+    """The signing secret: the configured one, or one generated once and kept under instance/."""
+    if configured is not None:
+        if len(configured.encode()) < 32:
+            raise RuntimeError("JWT_SECRET_KEY must be at least 32 bytes long")
+        return configured
+    path = instance / JWT_SECRET_FILE
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: web, worker and beat start together, and each must
+        # read the one complete secret that won, never a half-written file.
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+def normalize_database_url(url: str) -> str:
+    """SQLAlchemy URL using psycopg 3 whatever scheme the operator wrote."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def database_url(settings: dict[str, Any]) -> str | None:
+    """The configured database, else the embedded one, as a SQLAlchemy URL."""
+    url = settings["DATABASE_URL"] or embedded_services(Path(settings["INSTANCE_PATH"])).get("database_url")
+    return normalize_database_url(url) if url else None
+
+
+def load() -> dict[str, Any]:
+    """The application settings: from_environment(), completed from instance/ where the operator left
+    a URL or the secret unset."""
+    settings = from_environment()
+    instance = Path(settings["INSTANCE_PATH"])
+    settings["SQLALCHEMY_DATABASE_URL"] = database_url(settings)
+    del settings["DATABASE_URL"]
+    settings["REDIS_URL"] = settings["REDIS_URL"] or embedded_services(instance).get("redis_url")
+    settings["BROKER_URL"] = settings["BROKER_URL"] or settings["REDIS_URL"]
+    settings["JWT_SECRET_KEY"] = jwt_secret(instance, settings["JWT_SECRET_KEY"])
+    return settings

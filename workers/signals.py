@@ -27,7 +27,7 @@ def check_time_limits(conf: object, *, soft: float | None = None, hard: float | 
     """
     soft = soft if soft is not None else conf.task_soft_time_limit  # type: ignore[attr-defined]
     hard = hard if hard is not None else conf.task_time_limit  # type: ignore[attr-defined]
-    visibility = (conf.broker_transport_options or {}).get("visibility_timeout", 3600)  # type: ignore[attr-defined]
+    visibility = conf.broker_transport_options["visibility_timeout"]  # type: ignore[attr-defined]
     if not (soft and hard and soft < hard < visibility):
         raise ConfigurationError(
             f"time limits must satisfy soft < hard < broker visibility timeout, got soft={soft} "

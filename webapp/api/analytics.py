@@ -104,7 +104,7 @@ def _org() -> OrgSettings:
 def _session() -> Session:
     """The request's session with the analytics statement timeout for its transaction."""
     session = get_session()
-    timeout = current_app.config.get("ANALYTICS_STATEMENT_TIMEOUT_MS")
+    timeout = current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"]
     if timeout:
         session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(timeout))})
     return session
@@ -139,7 +139,7 @@ def _percentile_policy(params: dict[str, Any]) -> dict[str, Any]:
     """`params` allowing sketch percentiles above the configured number of measurements, unless exact."""
     if params.get("exact"):
         return params
-    return {**params, "approximate_above": current_app.config.get("ROLLUP_EXACT_PERCENTILE_MAX", 200_000)}
+    return {**params, "approximate_above": current_app.config["ROLLUP_EXACT_PERCENTILE_MAX"]}
 
 
 def _echo(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dict[str, Any]:

@@ -28,8 +28,6 @@ from webapp.security.auth import current_principal, require_role
 
 bp = Blueprint("exports", __name__)
 
-DEFAULT_SYNC_MAX_ROWS = 10_000
-DEFAULT_MAX_ACTIVE_PER_ORG = 3
 EXPORT_CAP_RETRY_AFTER = 10
 
 
@@ -113,7 +111,7 @@ def _check_active_cap(org_id: int, params: dict[str, Any]) -> None:
     The count is taken under a per-organization lock held until the new job row commits; a request
     identical to an active export is let through, as it is answered with that job.
     """
-    cap = current_app.config.get("EXPORT_MAX_ACTIVE_PER_ORG", DEFAULT_MAX_ACTIVE_PER_ORG)
+    cap = current_app.config["EXPORT_MAX_ACTIVE_PER_ORG"]
     session = get_session()
     active = job_domain.count_active(session, org_id, "export", lock=True)
     if active < cap:
@@ -132,7 +130,7 @@ def _check_active_cap(org_id: int, params: dict[str, Any]) -> None:
 
 def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
     """The export in the response body, streamed: CSV and JSON straight from COPY, XLSX via a temp file."""
-    cap = current_app.config.get("EXPORT_SYNC_MAX_ROWS", DEFAULT_SYNC_MAX_ROWS)
+    cap = current_app.config["EXPORT_SYNC_MAX_ROWS"]
     fmt = params["format"]
     # A session of its own: the response streams after the request's session is gone.
     session = session_factory()()
@@ -144,7 +142,7 @@ def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
                 dataset=params["dataset"],
                 query=params["query"],
                 limit=cap + 1,
-                statement_timeout_ms=current_app.config.get("ANALYTICS_STATEMENT_TIMEOUT_MS"),
+                statement_timeout_ms=current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"],
             )
         if table.total > cap:
             raise ApiError(

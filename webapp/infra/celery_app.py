@@ -7,9 +7,11 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
+from celeryconfig import celery_settings
+
 
 def celery_init_app(app: Flask) -> Celery:
-    """Create the Celery app from celeryconfig, with tasks that run in `app`'s context."""
+    """Create the Celery app from celeryconfig and `app`'s settings; tasks run in `app`'s context."""
 
     class FlaskTask(Task):
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -17,10 +19,7 @@ def celery_init_app(app: Flask) -> Celery:
                 return self.run(*args, **kwargs)
 
     celery_app = Celery(app.name, task_cls=FlaskTask)
-    celery_app.config_from_object("celeryconfig")
-    if app.config.get("BROKER_URL"):
-        celery_app.conf.broker_url = app.config["BROKER_URL"]
-        celery_app.conf.result_backend = app.config["REDIS_URL"]
+    celery_app.conf.update(celery_settings(app.config))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app

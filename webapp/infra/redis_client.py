@@ -41,7 +41,7 @@ def init_app(app: Flask) -> None:
             url,
             prefixes=NEAR_PREFIXES,
             timeout=app.config["REDIS_SOCKET_TIMEOUT"],
-            max_bytes=app.config.get("NEAR_CACHE_MAX_BYTES", 0),
+            max_bytes=app.config["NEAR_CACHE_MAX_BYTES"],
         )
         app.extensions["budget_leases"] = Leases()
         app.extensions["popular_tally"] = Tally()

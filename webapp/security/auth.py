@@ -134,7 +134,7 @@ def token_revoked(claims: dict[str, Any]) -> bool:
 
 
 def _negative_ttl() -> int:
-    return current_app.config.get("TOKEN_REVOCATION_CACHE_SECONDS", revocation.DEFAULT_NEGATIVE_TTL)
+    return current_app.config["TOKEN_REVOCATION_CACHE_SECONDS"]
 
 
 def revoke_token(claims: dict[str, Any]) -> None:

@@ -25,7 +25,6 @@ from workers.runner import JobContext, JobFailed, run_job
 log = logging.getLogger(__name__)
 
 # Events stamped just before midnight may commit just after it; wait this long past a period's end.
-DEFAULT_GRACE_MINUTES = 10
 
 
 def snapshot_params(snapshot_type: str, first_date: date) -> dict[str, str]:
@@ -88,7 +87,7 @@ def schedule_due(now: str | None = None, org_ids: list[int] | None = None) -> di
     Beat runs this every few minutes; `now` (ISO 8601) fixes the clock for a replay.
     """
     moment = datetime.fromisoformat(now) if now else utcnow()
-    grace = timedelta(minutes=current_app.config.get("SNAPSHOT_GRACE_MINUTES", DEFAULT_GRACE_MINUTES))
+    grace = timedelta(minutes=current_app.config["SNAPSHOT_GRACE_MINUTES"])
     client = get_redis()
     celery = current_app.extensions["celery"]
     submitted: list[str] = []

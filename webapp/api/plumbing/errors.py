@@ -177,7 +177,7 @@ def init_app(app: Flask) -> None:
         status = exc.code or 500
         message = exc.description or CODES.get(status, "error")
         if status == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
+            limit = app.config["MAX_CONTENT_LENGTH"]
             message = f"request body is larger than the limit of {limit} bytes"
         headers = {}
         if status == 405 and exc.valid_methods:
