@@ -92,6 +92,8 @@ beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    # Breaches are recorded within a tick (plus the sweep) of their instant: well inside a minute.
+    "sla-record-breaches": {"task": "sla.record_breaches", "schedule": 15.0, "options": {"expires": 15}},
     "cache-warm": {
         "task": "cache.warm",
         "schedule": float(_CACHE_WARM_EVERY),
