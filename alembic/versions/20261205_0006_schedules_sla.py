@@ -42,19 +42,20 @@ EVENT_TYPES = (
 )
 EVENT_CHECK = "ck_ticket_events_event_type"
 
+# Exact (numeric, to the microsecond) so that a duration equal to its target compares equal.
 BUSINESS_OPEN_SECONDS = """
-CREATE FUNCTION business_open_seconds(p_schedule bigint, p_at timestamptz) RETURNS double precision
+CREATE FUNCTION business_open_seconds(p_schedule bigint, p_at timestamptz) RETURNS numeric
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT coalesce((
-        SELECT (s.open_before_us + least(
-                    (extract(epoch FROM p_at) - extract(epoch FROM s.starts_at)) * 1000000,
-                    (extract(epoch FROM s.ends_at) - extract(epoch FROM s.starts_at)) * 1000000
-               )) / 1000000
+        SELECT (s.open_before_us
+                + least(extract(epoch FROM p_at) - extract(epoch FROM s.starts_at),
+                        extract(epoch FROM s.ends_at) - extract(epoch FROM s.starts_at)) * 1000000
+               ) / 1000000
         FROM schedule_spans s
         WHERE s.schedule_id = p_schedule AND s.starts_at <= p_at
         ORDER BY s.starts_at DESC
         LIMIT 1
-    ), 0)::double precision
+    ), 0)
 $$"""
 
 MARK_TICKETS = """

@@ -210,7 +210,11 @@ def test_every_change_bumps_the_schedules_cache_generation(tenant, services):
 
 def _sql_open_seconds(db_session, schedule_id, instants):
     return [
-        db_session.execute(text("SELECT business_open_seconds(:s, :t)"), {"s": schedule_id, "t": t}).scalar()
+        float(
+            db_session.execute(
+                text("SELECT business_open_seconds(:s, :t)"), {"s": schedule_id, "t": t}
+            ).scalar()
+        )
         for t in instants
     ]
 
