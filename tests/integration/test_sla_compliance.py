@@ -16,7 +16,7 @@ from webapp.clocks.policy import policy_for
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 START = datetime(2026, 11, 2, tzinfo=UTC)
-END = datetime(2026, 11, 14, tzinfo=UTC)
+END = datetime(2026, 11, 21, tzinfo=UTC)
 PRIORITIES = ("urgent", "high", "normal", "low")
 TARGETS = {
     "urgent": {"first_reply_hours": 1, "resolution_hours": 8},
@@ -44,10 +44,14 @@ def _history(rng: random.Random, created: datetime) -> list[tuple[datetime, str]
 def _seed(db_session, org_id: int) -> list[dict]:
     rng = random.Random(16)
     tickets = []
-    for _ in range(70):
-        created = START - timedelta(days=2) + timedelta(minutes=rng.randint(0, 60 * 24 * 15))
+    for index in range(70):
+        created = START - timedelta(days=2) + timedelta(minutes=rng.randint(0, 60 * 24 * 20 + 600))
+        if index >= 65:  # a few just before NOW, still waiting for a reply within their target
+            created = NOW - timedelta(minutes=rng.randint(5, 50))
         history = _history(rng, created)
-        answered = created + timedelta(minutes=rng.randint(1, 900)) if rng.random() < 0.7 else None
+        answered = (
+            created + timedelta(minutes=rng.randint(1, 900)) if rng.random() < 0.7 and index < 65 else None
+        )
         if answered is not None and answered > NOW:
             answered = None
         ticket = {
