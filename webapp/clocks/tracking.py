@@ -234,13 +234,13 @@ def _record(session: Session, breaches: Iterable[tuple[Loaded, Policy, Any]]) ->
         }
         for loaded, _, run in by_key.values()
     ]
+    # One statement for any number of rows (executemany), so its compiled form is cached.
     statement = (
         pg_insert(SlaBreach)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["ticket_id", "metric", "cycle_start"])
         .returning(SlaBreach.ticket_id, SlaBreach.metric, SlaBreach.cycle_start)
     )
-    new = [by_key[(row.ticket_id, row.metric, row.cycle_start)] for row in session.execute(statement)]
+    new = [by_key[(row.ticket_id, row.metric, row.cycle_start)] for row in session.execute(statement, rows)]
     recorded = []
     events = []
     for loaded, policy, run in new:
