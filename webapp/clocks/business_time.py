@@ -80,6 +80,7 @@ class Timeline:
 
     @property
     def nbytes(self) -> int:
+        """Memory the arrays hold (what the process cache counts)."""
         return self.starts.nbytes + self.ends.nbytes + self.before.nbytes
 
     def open_before(self, instants: np.ndarray | int) -> np.ndarray:

@@ -81,6 +81,7 @@ class Outcome:
     pairs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The answer's JSON shape; `pairs` only for next_reply."""
         out: dict[str, Any] = {
             "metric": self.metric,
             "state": self.state,
@@ -102,6 +103,7 @@ class Evaluation:
 
     @property
     def breached_runs(self) -> list[Run]:
+        """Runs that passed their target by the evaluation's `now`: the breaches to record."""
         return [run for run in self.runs if run.passed_at is not None]
 
     @property

@@ -45,12 +45,15 @@ class Policy:
 
     @property
     def clock_name(self) -> str:
+        """ "calendar", or "business" when a schedule's hours count."""
         return "calendar" if self.schedule_id is None else "business"
 
     def target(self, priority: str, metric: str) -> float | None:
+        """The target in hours of `metric` for tickets of `priority`; None: not measured."""
         return self.targets.get(priority, {}).get(TARGET_KEYS[metric])
 
     def to_dict(self) -> dict[str, Any]:
+        """The policy as GET /sla-policy answers it."""
         return {
             "schedule_id": self.schedule_id,
             "policy_clock": self.clock_name,
@@ -65,18 +68,24 @@ class Policy:
 class Clock(Protocol):
     """Where an instant lies on a clock (microseconds run since a fixed origin), and back."""
 
-    def position(self, instant: datetime) -> int: ...
+    def position(self, instant: datetime) -> int:
+        """Microseconds the clock has run at `instant`."""
+        ...
 
-    def passes(self, position: int) -> datetime | None: ...
+    def passes(self, position: int) -> datetime | None:
+        """The last instant at which the clock reads `position` (None: not before 2200)."""
+        ...
 
 
 class CalendarClock:
     """Every microsecond counts."""
 
     def position(self, instant: datetime) -> int:
+        """Microseconds since the Unix epoch."""
         return to_us(instant)
 
     def passes(self, position: int) -> datetime | None:
+        """The instant itself."""
         return from_us(position)
 
 
@@ -87,6 +96,7 @@ class BusinessClock:
         self.spans = spans
 
     def position(self, instant: datetime) -> int:
+        """Open microseconds before `instant`."""
         return int(self.spans.open_before(np.int64(to_us(instant))))
 
     def passes(self, position: int) -> datetime | None:

@@ -9,7 +9,6 @@ policy's schedule exists" hold under concurrent requests.
 
 from __future__ import annotations
 
-import io
 import itertools
 import re
 from dataclasses import dataclass
@@ -317,10 +316,6 @@ def write_spans(session: Session, schedule_id: int, spans: Timeline) -> None:
     rows["starts_at"] = spans.starts - _PG_EPOCH_US
     rows["ends_at"] = spans.ends - _PG_EPOCH_US
     rows["open_before_us"] = spans.before
-    data = io.BytesIO()
-    data.write(_COPY_HEADER)
-    data.write(rows.tobytes())
-    data.write(_COPY_TRAILER)
     connection = session.connection().connection.driver_connection
     with (
         connection.cursor() as cur,
@@ -328,4 +323,6 @@ def write_spans(session: Session, schedule_id: int, spans: Timeline) -> None:
             "COPY schedule_spans (schedule_id, starts_at, ends_at, open_before_us) FROM STDIN (FORMAT BINARY)"
         ) as copy,
     ):
-        copy.write(data.getvalue())
+        copy.write(_COPY_HEADER)
+        copy.write(rows.tobytes())
+        copy.write(_COPY_TRAILER)

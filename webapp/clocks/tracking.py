@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from webapp.clocks.evaluation import Evaluation, TicketFacts, evaluate
+from webapp.clocks.evaluation import Evaluation, Run, TicketFacts, evaluate
 from webapp.clocks.policy import Clock, Policy, clock_for, policy_for
 from webapp.models import SlaBreach, SlaClock, SlaPendingTicket, Ticket, TicketEvent
 from webapp.models.tickets import DIMENSIONS
@@ -52,6 +52,7 @@ class Recorded:
     policy_clock: str
 
     def data(self) -> dict[str, Any]:
+        """The sla_breach event's data."""
         return {
             "ticket_id": self.ticket_id,
             "metric": self.metric,
@@ -71,11 +72,14 @@ class Batch:
     recorded: list[Recorded] = field(default_factory=list)
 
     def to_push(self, now: datetime) -> list[Recorded]:
+        """The breaches fresh enough to be news for live clients."""
         return [r for r in self.recorded if now - r.breach_at <= PUSH_WINDOW]
 
 
 @dataclass(frozen=True)
 class Loaded:
+    """A ticket with what its evaluation reads."""
+
     ticket: Ticket
     facts: TicketFacts
     # (occurred_at, dimensions) of the ticket's events in time order.
@@ -189,7 +193,7 @@ def _work(session: Session, ticket_ids: Sequence[int], now: datetime) -> Batch:
     loaded = load(session, tickets)
     policies: dict[int, tuple[Policy, Clock]] = {}
     clocks: list[dict[str, Any]] = []
-    breaches: list[tuple[Loaded, Policy, Any]] = []
+    breaches: list[tuple[Loaded, Policy, Run]] = []
     for ticket in tickets:
         if ticket.org_id not in policies:
             policy = policy_for(session, ticket.org_id)
@@ -215,7 +219,7 @@ def _work(session: Session, ticket_ids: Sequence[int], now: datetime) -> Batch:
     return batch
 
 
-def _record(session: Session, breaches: Iterable[tuple[Loaded, Policy, Any]]) -> list[Recorded]:
+def _record(session: Session, breaches: Iterable[tuple[Loaded, Policy, Run]]) -> list[Recorded]:
     """Insert the breaches not recorded yet, each with its sla_breached event; the new ones."""
     by_key = {
         (loaded.ticket.id, run.metric, run.cycle_start): (loaded, policy, run)

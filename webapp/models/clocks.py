@@ -50,6 +50,7 @@ class Schedule(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     def to_dict(self) -> dict[str, Any]:
+        """The schedule as the API answers it."""
         return {
             "id": self.id,
             "name": self.name,
