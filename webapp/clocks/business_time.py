@@ -74,24 +74,24 @@ class Timeline:
     def __init__(self, starts: np.ndarray, ends: np.ndarray) -> None:
         self.starts = starts
         self.ends = ends
-        lengths = ends - starts
-        self.before = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-        self.total = int(lengths.sum())
+        self.lengths = ends - starts
+        self.before = np.concatenate(([0], np.cumsum(self.lengths)[:-1])).astype(np.int64)
+        self.total = int(self.lengths.sum())
 
     @property
     def nbytes(self) -> int:
         """Memory the arrays hold (what the process cache counts)."""
-        return self.starts.nbytes + self.ends.nbytes + self.before.nbytes
+        return self.starts.nbytes + self.ends.nbytes + self.lengths.nbytes + self.before.nbytes
 
     def open_before(self, instants: np.ndarray | int) -> np.ndarray:
         """C(t): open microseconds before each instant (microseconds since the epoch)."""
         t = np.asarray(instants, dtype=np.int64)
-        k = np.searchsorted(self.starts, t, side="right") - 1
         if not len(self.starts):
             return np.zeros_like(t)
-        safe = np.maximum(k, 0)
-        inside = np.minimum(t - self.starts[safe], self.ends[safe] - self.starts[safe])
-        return np.where(k < 0, 0, self.before[safe] + inside)
+        # The span starting last at or before t; before the first span (1899), the first one, whose
+        # part before t is then clipped to nothing.
+        k = np.maximum(np.searchsorted(self.starts, t, side="right") - 1, 0)
+        return self.before[k] + np.clip(t - self.starts[k], 0, self.lengths[k])
 
     def between(self, start: np.ndarray | int, end: np.ndarray | int) -> np.ndarray:
         """Open microseconds in [start, end) (negative when end is before start)."""
