@@ -79,4 +79,6 @@ def beat_schedule(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "revoked-tokens-cleanup": _every("maintenance.cleanup_revoked_tokens", 3600),
         "jobs-requeue-lost": _every("maintenance.requeue_lost_jobs", 60),
         "cache-warm": _every("cache.warm", settings["CACHE_WARM_SECONDS"]),
+        # SLA breaches are recorded within a minute of their instant.
+        "sla-record-breaches": _every("sla.record_breaches", 15),
     }

@@ -171,6 +171,9 @@ class Api:
     def post(self, path: str, json: Any = None, **kw: Any) -> Any:
         return self.client.post(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
 
+    def put(self, path: str, json: Any = None, **kw: Any) -> Any:
+        return self.client.put(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+
     def patch(self, path: str, json: Any = None, **kw: Any) -> Any:
         return self.client.patch(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
 

@@ -13,7 +13,7 @@ from tests.conftest import wait_for_job
 pytestmark = pytest.mark.worker
 
 # Path parameters that name an object of an organization, and the ones that do not.
-OBJECT_PARAMS = {"ticket_id", "job_id", "export_id", "org_id"}
+OBJECT_PARAMS = {"ticket_id", "job_id", "export_id", "org_id", "schedule_id"}
 VALUE_PARAMS = {"metric": "ticket_count", "field": "priority"}
 
 # Routes that create the caller's own objects or need no auth: they cannot reveal another tenant.
@@ -28,6 +28,7 @@ OWN_OR_PUBLIC = {
     ("POST", "/api/v1/tickets"),
     ("POST", "/api/v1/tickets/import"),
     ("POST", "/api/v1/users"),
+    ("POST", "/api/v1/schedules"),
     ("POST", "/api/v1/ws/ticket"),
     ("POST", "/api/v1/analytics/export"),
     ("POST", "/api/v1/analytics/refresh-cache"),
@@ -37,8 +38,11 @@ OWN_OR_PUBLIC = {
 # The socket can only be opened by a real WebSocket client: tests/e2e/test_websocket.py refuses it.
 SOCKET = ("GET", "/api/v1/ws/analytics/{org_id}")
 
+OFFICE = [{"day": "mon", "start": "09:00", "end": "17:00"}]
+SLA_TARGETS = {p: {"first_reply_hours": 1} for p in ("urgent", "high", "normal", "low")}
 BODIES = {
     ("PATCH", "/api/v1/tickets/{ticket_id}"): {"priority": "low"},
+    ("PATCH", "/api/v1/schedules/{schedule_id}"): {"name": "taken"},
     ("POST", "/api/v1/analytics/aggregations"): {
         "metrics": ["ticket_count", "response_time"],
         "group_by": ["priority"],
@@ -76,7 +80,16 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
     done = wait_for_job(victim.viewer, export_job["job_id"])
     assert done["state"] == "succeeded", done
     export_id = re.search(r"/exports/([^/?]+)", done["result"]["download_url"]).group(1)
+    schedule = victim.admin.post(
+        "/api/v1/schedules", json={"name": marker, "timezone": "UTC", "intervals": OFFICE}
+    ).get_json()
+    # The attacker's policy may not name the victim's schedule.
+    bodies = {
+        **BODIES,
+        ("PUT", "/api/v1/sla-policy"): {"schedule_id": schedule["id"], "targets": SLA_TARGETS},
+    }
     ids = {
+        "schedule_id": schedule["id"],
         "ticket_id": ticket["id"],
         "job_id": export_job["job_id"],
         "export_id": export_id,
@@ -97,12 +110,12 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
             # A valid signed link of the victim, presented with the attacker's token.
             url = done["result"]["download_url"]
         call = getattr(attacker.admin, method.lower())
-        kwargs = {"json": BODIES[(method, path)]} if (method, path) in BODIES else {}
+        kwargs = {"json": bodies[(method, path)]} if (method, path) in bodies else {}
         response = call(url, **kwargs)
         text = response.get_data(as_text=True)
         assert marker not in text, (method, path)
         assert "@victim.test" not in text, (method, path)
-        if params & OBJECT_PARAMS:
+        if params & OBJECT_PARAMS or (method, path) == ("PUT", "/api/v1/sla-policy"):
             assert response.status_code == 404, (method, path, response.status_code, text[:300])
         else:
             assert response.status_code < 500, (method, path, text[:300])
@@ -119,6 +132,8 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
     # The victim still sees all of it.
     assert victim.viewer.get(f"/api/v1/tickets/{ticket['id']}").status_code == 200
     assert victim.viewer.get(f"/api/v1/jobs/{export_job['job_id']}").status_code == 200
+    assert victim.viewer.get(f"/api/v1/schedules/{schedule['id']}").get_json()["name"] == marker
+    assert attacker.admin.get("/api/v1/sla-policy").get_json()["schedule_id"] is None
 
 
 ROLE_CASES = [
@@ -133,6 +148,10 @@ ROLE_CASES = [
     ("viewer", "GET", "/api/v1/tickets", None),
     ("viewer", "GET", "/api/v1/analytics/dashboard", None),
     ("viewer", "GET", "/api/v1/jobs", None),
+    ("admin", "POST", "/api/v1/schedules", {"name": "S", "timezone": "UTC", "intervals": OFFICE}),
+    ("admin", "PUT", "/api/v1/sla-policy", {"targets": SLA_TARGETS}),
+    ("viewer", "GET", "/api/v1/schedules", None),
+    ("viewer", "GET", "/api/v1/sla-policy", None),
 ]
 RANK = {"viewer": 0, "agent": 1, "admin": 2}
 

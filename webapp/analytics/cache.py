@@ -41,6 +41,8 @@ FAMILIES = (
     "dist_category",
     "dist_assigned_to",
     "snapshots",
+    # Business-hours schedules: answers counted on a schedule's clock.
+    "schedules",
 )
 DISTRIBUTIONS = ("dist_status", "dist_priority", "dist_channel", "dist_category", "dist_assigned_to")
 

@@ -1,6 +1,7 @@
 """The platform's tables, one module per area."""
 
 from webapp.models.analytics import AnalyticsMetric, AnalyticsSnapshot
+from webapp.models.clocks import Schedule, ScheduleSpan, SlaBreach, SlaClock, SlaPendingTicket, SlaPolicy
 from webapp.models.jobs import Export, Job
 from webapp.models.organizations import Organization, User
 from webapp.models.tickets import Ticket, TicketEvent
@@ -13,6 +14,12 @@ __all__ = [
     "Job",
     "Organization",
     "RevokedToken",
+    "Schedule",
+    "ScheduleSpan",
+    "SlaBreach",
+    "SlaClock",
+    "SlaPendingTicket",
+    "SlaPolicy",
     "Ticket",
     "TicketEvent",
     "User",

@@ -35,6 +35,7 @@ EVENT_TYPES = (
     "status_changed",
     "priority_changed",
     "assigned",
+    "sla_breached",
 )
 DIMENSIONS = ("status", "priority", "channel", "category", "assigned_to")
 

@@ -1,0 +1,1 @@
+"""Business hours and SLA policies: the clock a duration runs on, and the targets it is held to."""

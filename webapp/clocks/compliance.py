@@ -1,0 +1,163 @@
+"""SLA compliance over the tickets created in a range, under a policy, in SQL.
+
+Each ticket is held to its current priority's targets. first_reply is achieved when the first
+response came within the target on the policy's clock, breached when it came later or has not come
+and the target has passed by `now`, and pending otherwise. resolution counts only the time the
+ticket's status history (its created event, then each status change) spends in unsolved statuses
+that are not pause statuses, up to `now`: breached once that exceeds the target, achieved when the
+ticket is solved within it, pending otherwise (running or paused). Compliance is achieved / (achieved
++ breached), per target and over all of them. On a business clock each duration is the difference
+of business_open_seconds (migration 0006) at its two ends, one index lookup each.
+
+next_reply joins once replies exist (the replies issue); until then no ticket has a pair to hold.
+Definitions as in evaluation.py, which answers the same per ticket.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from webapp.analytics.queries import Filters, filter_sql
+from webapp.clocks.policy import UNSOLVED_STATUSES, Policy
+from webapp.models.tickets import PRIORITIES, RESOLVED_STATUSES
+
+GROUPS = ("assigned_to", "priority", "channel")
+MEASURED = ("first_reply", "resolution")
+# The history row made from the ticket's own status sorts after every event of its instant.
+_LAST = 2**63 - 1
+
+
+def _position(clock: str, instant: str) -> str:
+    """SQL for where `instant` lies on the clock, in seconds (numeric, exact to the microsecond)."""
+    if clock == "calendar":
+        return f"extract(epoch FROM {instant})"
+    return f"business_open_seconds(:schedule_id, {instant})"
+
+
+def _ratio(achieved: int, breached: int, pending: int) -> dict[str, Any]:
+    judged = achieved + breached
+    return {
+        "achieved": achieved,
+        "breached": breached,
+        "pending": pending,
+        "compliance": achieved / judged if judged else None,
+    }
+
+
+def compliance(
+    session: Session,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    policy: Policy,
+    now: datetime,
+    group_by: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per group (one row when `group_by` is None): achieved, breached, pending and compliance of each
+    measured target and of all of them together."""
+    if group_by is not None and group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
+    params: dict[str, Any] = {
+        "org_id": org_id,
+        "start": start,
+        "end": end,
+        "now": now,
+        "schedule_id": policy.schedule_id,
+        "priorities": list(PRIORITIES),
+        "first_reply": [policy.target(p, "first_reply") for p in PRIORITIES],
+        "resolution": [policy.target(p, "resolution") for p in PRIORITIES],
+        "running": [s for s in UNSOLVED_STATUSES if s not in policy.pause_statuses],
+        "solved": list(RESOLVED_STATUSES),
+        "last": _LAST,
+    }
+    at = _position(policy.clock_name, "{}")
+    group = f"t.{group_by}" if group_by else "NULL::text"
+    counts = []
+    for metric, verdicts in (
+        (
+            "first_reply",
+            {
+                "achieved": "t.first_response_at IS NOT NULL AND fr_elapsed <= t.first_reply * 3600",
+                "breached": "fr_elapsed > t.first_reply * 3600",
+                "pending": "t.first_response_at IS NULL AND fr_elapsed <= t.first_reply * 3600",
+            },
+        ),
+        (
+            "resolution",
+            {
+                "achieved": "t.status = ANY(CAST(:solved AS text[])) AND res_elapsed <= t.resolution * 3600",
+                "breached": "res_elapsed > t.resolution * 3600",
+                "pending": "t.status <> ALL(CAST(:solved AS text[])) AND res_elapsed <= t.resolution * 3600",
+            },
+        ),
+    ):
+        counts += [
+            f"count(*) FILTER (WHERE t.{metric} IS NOT NULL AND {condition}) AS {metric}_{verdict}"
+            for verdict, condition in verdicts.items()
+        ]
+    sql = text(
+        f"""
+        WITH t AS (
+            SELECT t.id, t.status, t.created_at, t.first_response_at, t.updated_at, {group} AS grp,
+                   s.first_reply, s.resolution
+            FROM tickets t
+            JOIN unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
+                        CAST(:resolution AS numeric[])) AS s(priority, first_reply, resolution)
+              ON s.priority = t.priority
+            WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end
+            {filter_sql("t", filters, params)}
+        ), history AS (
+            SELECT e.ticket_id, e.occurred_at AS at, e.id AS seq,
+                   CASE WHEN e.event_type IN ('created', 'resolved') THEN e.status
+                        ELSE e.detail ->> 'to' END AS status
+            FROM ticket_events e JOIN t ON t.id = e.ticket_id
+            WHERE e.event_type IN ('created', 'resolved')
+               OR (e.event_type IN ('status_changed', 'reopened') AND e.detail ? 'to')
+            UNION ALL
+            -- The ticket's status holds from its last write (see tracking.load).
+            SELECT t.id, greatest(t.updated_at, (
+                       SELECT max(e.occurred_at) FROM ticket_events e WHERE e.ticket_id = t.id
+                       AND e.event_type IN ('created', 'resolved', 'status_changed', 'reopened'))),
+                   :last, t.status
+            FROM t
+        ), segments AS (
+            SELECT ticket_id, status, at,
+                   coalesce(lead(at) OVER (PARTITION BY ticket_id ORDER BY at, seq), :now) AS until
+            FROM history
+        ), resolution AS (
+            SELECT ticket_id,
+                   coalesce(sum({at.format("greatest(until, at)")} - {at.format("at")})
+                            FILTER (WHERE status = ANY(CAST(:running AS text[]))), 0) AS elapsed
+            FROM segments GROUP BY ticket_id
+        )
+        SELECT grp, {", ".join(counts)}
+        FROM (
+            SELECT t.*, r.elapsed AS res_elapsed,
+                   {at.format("greatest(coalesce(t.first_response_at, :now), t.created_at)")}
+                   - {at.format("t.created_at")} AS fr_elapsed
+            FROM t JOIN resolution r ON r.ticket_id = t.id
+        ) t
+        GROUP BY grp ORDER BY grp NULLS FIRST
+        """
+    )
+    rows = []
+    for row in session.execute(sql, params):
+        values = row._mapping
+        out: dict[str, Any] = {"group": {group_by: row.grp} if group_by else {}}
+        totals = [0, 0, 0]
+        for metric in MEASURED:
+            triple = [int(values[f"{metric}_{v}"]) for v in ("achieved", "breached", "pending")]
+            out[metric] = _ratio(*triple)
+            totals = [a + b for a, b in zip(totals, triple, strict=True)]
+        out["all"] = _ratio(*totals)
+        rows.append(out)
+    if not rows and group_by is None:
+        zero = _ratio(0, 0, 0)
+        return [{"group": {}, **{metric: dict(zero) for metric in MEASURED}, "all": dict(zero)}]
+    return rows
