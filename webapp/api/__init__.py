@@ -6,12 +6,39 @@ from flask import Blueprint, Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp.api import analytics, auth, cache, docs, exports, health, imports, jobs, ping, tickets, users
+    from webapp.api import (
+        analytics,
+        auth,
+        cache,
+        docs,
+        embed,
+        exports,
+        health,
+        imports,
+        jobs,
+        ping,
+        tickets,
+        users,
+    )
     from webapp.api.plumbing import spec
     from webapp.api.ws import socket as ws
 
     api = Blueprint("api", __name__, url_prefix="/api/v1")
-    for module in (auth, users, imports, tickets, analytics, exports, jobs, cache, ws, health, ping, docs):
+    for module in (
+        auth,
+        users,
+        imports,
+        tickets,
+        analytics,
+        exports,
+        jobs,
+        cache,
+        embed,
+        ws,
+        health,
+        ping,
+        docs,
+    ):
         api.register_blueprint(module.bp)
     app.register_blueprint(api)
     ws.init_app(app)
