@@ -154,3 +154,13 @@ def test_an_import_cycle_or_a_missing_module_fails_at_startup(tmp_path):
     (tmp_path / "b.js").write_text('import "./c.js";\n')
     with pytest.raises(AssetError, match=r"c\.js"):
         Manifest(tmp_path)
+
+
+def test_the_api_document_is_revalidated_with_its_etag(client):
+    first = client.get("/api/v1/openapi.json")
+    assert first.status_code == 200
+    assert first.headers["Cache-Control"] == "no-cache"
+    again = client.get("/api/v1/openapi.json", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.get_data() == b""
+    assert first.get_json()["paths"]["/api/v1/embed-tokens"]["post"]["security"] == [{"bearerAuth": []}]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Blueprint, Response, jsonify
 
 from webapp.api.plumbing.errors import ApiError
@@ -41,14 +39,6 @@ def create_embed_token() -> tuple[Response, int]:
         metric=body.metric,
         filters=filters,
         frame_ancestors=tuple(dict.fromkeys(body.frame_ancestors)),
-        expires_at=(utcnow() + timedelta(seconds=body.expires_in)).replace(microsecond=0),
+        expires_at=embed_links.lasting(body.expires_in, utcnow()),
     )
-    answer = {
-        "url": embed_links.url_for(embed_links.sign(claims)),
-        "view": claims.view,
-        "metric": claims.metric,
-        "filters": claims.filters,
-        "frame_ancestors": list(claims.frame_ancestors),
-        "expires_at": claims.expires_at.isoformat(),
-    }
-    return jsonify(answer), 201
+    return jsonify(claims.answer()), 201

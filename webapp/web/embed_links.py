@@ -8,7 +8,7 @@ export link or any other token of this server never verifies as an embed link.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app, request
@@ -34,6 +34,22 @@ class EmbedClaims:
 
     def expired(self, now: datetime) -> bool:
         return now >= self.expires_at
+
+    def answer(self) -> dict[str, Any]:
+        """The link as POST /embed-tokens answers it: its URL and what it shows."""
+        return {
+            "url": url_for(sign(self)),
+            "view": self.view,
+            "metric": self.metric,
+            "filters": self.filters,
+            "frame_ancestors": list(self.frame_ancestors),
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+def lasting(seconds: int, now: datetime) -> datetime:
+    """The expiry `seconds` after `now`, in whole seconds as the token carries it."""
+    return (now + timedelta(seconds=seconds)).replace(microsecond=0)
 
 
 def _serializer() -> URLSafeSerializer:

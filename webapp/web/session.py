@@ -11,8 +11,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+import jwt as pyjwt
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_jwt_extended import decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
 from sqlalchemy import func, select
 
 from webapp.api.plumbing.errors import ApiError, error_response
@@ -92,18 +94,21 @@ def sign_in() -> Response:
     return response
 
 
+def _claims(token: str, kind: str) -> dict[str, Any] | None:
+    """The claims of a valid, unrevoked token of `kind` (access or refresh), else None."""
+    try:
+        claims = decode_token(token)
+    except (pyjwt.InvalidTokenError, JWTExtendedException):
+        return None
+    if any(name not in claims for name in REQUIRED_CLAIMS) or claims["type"] != kind:
+        return None
+    return None if token_revoked(claims) else claims
+
+
 def _cookie_claims() -> dict[str, Any] | None:
     """The claims of the cookie's refresh token, or None when it is missing, invalid, expired or revoked."""
     token = request.cookies.get(REFRESH_COOKIE)
-    if not token:
-        return None
-    try:
-        claims = decode_token(token)
-    except Exception:
-        return None
-    if any(name not in claims for name in REQUIRED_CLAIMS) or claims["type"] != "refresh":
-        return None
-    return None if token_revoked(claims) else claims
+    return _claims(token, "refresh") if token else None
 
 
 @bp.post("/refresh")
@@ -127,14 +132,10 @@ def sign_out() -> Response:
         revoke_token(claims)
         revoked.append("refresh")
     header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        try:
-            access = decode_token(header[7:])
-        except Exception:
-            access = None
-        if access is not None and access.get("type") == "access" and "jti" in access:
-            revoke_token(access)
-            revoked.append("access")
+    access = _claims(header[7:], "access") if header.startswith("Bearer ") else None
+    if access is not None:
+        revoke_token(access)
+        revoked.append("access")
     response = jsonify({"revoked": revoked})
     _clear(response)
     return response

@@ -10,6 +10,7 @@ const PRIORITY_ORDER = ["urgent", "high", "normal", "low"];
 /**
  * `source` answers dashboard(range), distribution(field, range, dashboard) and
  * series(metric, range, dashboard) with the API's shapes; `metrics` are those the API serves.
+ * The panels are laid out when `metrics` (or a promise of them) is known; the tiles at once.
  */
 export class OverviewView {
   #tiles = new Map();
@@ -20,6 +21,7 @@ export class OverviewView {
   constructor({ tiles, panels }, source, metrics, { onFirstPaint = null } = {}) {
     this.source = source;
     this.onFirstPaint = onFirstPaint;
+    this.laidOut = Promise.resolve(metrics).then((served) => this.#layOut(panels, served));
     for (const tile of TILES) {
       const value = h("div", { class: "tile-value" }, "…");
       const previous = h("div", { class: "tile-previous" });
@@ -28,6 +30,9 @@ export class OverviewView {
       tiles.append(el);
       this.#tiles.set(tile.id, { tile, el, value, previous });
     }
+  }
+
+  #layOut(panels, metrics) {
     for (const panel of availablePanels(metrics)) {
       const body = h("div", { class: panel.kind === "series" ? "chart" : "bars-host" });
       const title = h("h2", {}, panel.title);
@@ -40,7 +45,8 @@ export class OverviewView {
 
   /** Fetch and draw everything for `range`; resolves with the dashboard answer once all is drawn. */
   async load(range) {
-    const dashboard = await this.source.dashboard(range);
+    // The dashboard and the API document are fetched side by side.
+    const [dashboard] = await Promise.all([this.source.dashboard(range), this.laidOut]);
     this.#drawTiles(dashboard);
     const pending = [];
     for (const { panel, body } of this.#panels.values()) {

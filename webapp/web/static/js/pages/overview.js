@@ -25,17 +25,19 @@ async function main() {
   const specLoading = Spec.load();
   const page = await startPage("overview");
   if (!page) return;
-  const spec = await specLoading;
   let range = Range.fromUrl();
   const view = new OverviewView(
     { tiles: document.getElementById("tiles"), panels: document.getElementById("panels") },
     apiSource(page.api),
-    spec.seriesMetrics,
-    { onFirstPaint: () => performance.mark("dashboard-first-paint") },
+    specLoading.then((spec) => spec.seriesMetrics),
+    // Marked once the frame holding the tiles and the first chart has been rendered: the task after
+    // the next animation frame (the benchmark reads it).
+    { onFirstPaint: () => requestAnimationFrame(() => setTimeout(() => performance.mark("dashboard-first-paint"))) },
   );
   const draw = async () => {
     try {
       const dashboard = await view.load(range);
+      if (!performance.getEntriesByName("dashboard-complete").length) performance.mark("dashboard-complete");
       setText(document.getElementById("zone"), dashboard.timezone);
       setText(document.getElementById("range-note"),
         `${dashboard.start.slice(0, 10)} to ${dashboard.end.slice(0, 10)} (end excluded)`);
