@@ -154,6 +154,18 @@ def test_a_lost_socket_reconnects_and_resumes_from_its_last_event(desktop, fresh
     assert message["data"]["ticket_id"] == ticket["id"]
 
 
+def test_sign_out_ends_the_session(desktop, fresh, web_server):
+    page = _overview(desktop, fresh)
+    page.click("#signout")
+    page.wait_for_url("**/signin")
+    page.goto("/explorer")
+    page.wait_for_url("**/signin?next=%2Fexplorer")
+    # The browser holds no session cookie any more (the server's revocation of both tokens is
+    # tests/integration/test_web_session.py's).
+    assert not any(c["name"] == "dashboard_refresh" for c in desktop.context.cookies())
+    assert page.evaluate("() => document.cookie") == ""
+
+
 def test_a_filter_changes_the_chart_and_the_url(desktop, demo, db_engine):
     last = datetime.now(ZoneInfo(demo.timezone)).date()
     first = last - timedelta(days=59)
@@ -242,7 +254,8 @@ def test_layouts_fit_desktop_and_phone(request, size, viewport, demo):
     else:
         assert len(rows) >= 4  # two tiles a row at most
         assert len(panel_lefts) == 1  # panels stacked
-    screenshot(page, f"overview-{size}")
+    if size == "phone":
+        screenshot(page, "overview-phone")
 
 
 class _FramingPage(BaseHTTPRequestHandler):
