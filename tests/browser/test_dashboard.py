@@ -131,6 +131,25 @@ def test_a_ticket_created_through_the_api_updates_a_tile_live(desktop, fresh, we
     assert urgent != urgent_before
 
 
+def test_a_status_change_moves_the_status_panel_live(desktop, fresh, web_server):
+    status, ticket = web_server.request(
+        "POST", "/api/v1/tickets", fresh.users["agent"]["token"], {"subject": "s"}
+    )
+    assert status == 201
+    page = _overview(desktop, fresh)
+    on_hold = int(page.inner_text("#panel-status .bar-row[data-key=on_hold] .bar-value").split(" ")[0])
+    status, _ = web_server.request(
+        "PATCH", f"/api/v1/tickets/{ticket['id']}", fresh.users["agent"]["token"], {"status": "on_hold"}
+    )
+    assert status == 200
+    page.wait_for_function(
+        "n => document.querySelector('#panel-status .bar-row[data-key=on_hold] .bar-value')"
+        ".textContent.startsWith(n + ' ')",
+        arg=str(on_hold + 1),
+        timeout=LIVE_WITHIN_SECONDS * 1000,
+    )
+
+
 def test_a_lost_socket_reconnects_and_resumes_from_its_last_event(desktop, fresh, web_server):
     page = _overview(desktop, fresh)
     frames = _frames(page)

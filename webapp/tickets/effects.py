@@ -50,7 +50,9 @@ def after_ticket_change(org_id: int, change: Change, fields: tuple[str, ...] = (
         # Reads bypass the cache while Redis is away, so no stale answer can be served.
         log.warning("generation bump failed org=%s: %s", org_id, exc)
     metrics = metrics_changed_by(event_types, fields)
-    if metrics:
+    # A change that moves no metric may still move a distribution or the backlog (a status change):
+    # live pages redraw what the families name.
+    if metrics or families:
         events.publish(
             client,
             org_id,
