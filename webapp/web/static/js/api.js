@@ -1,4 +1,6 @@
-// The REST API as the pages call it: JSON in and out, one renewal of the access token on a 401.
+// The REST API as the pages call it: JSON in and out, one renewal of the access token on a 401,
+// and the sign-in page when the session itself is gone.
+import { goToSignIn } from "./session.js";
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -18,7 +20,8 @@ export class Api {
   async request(method, path, { query, body, raw = false } = {}) {
     const url = query ? `${path}?${new URLSearchParams(query)}` : path;
     let response = await this.#send(method, url, body);
-    if (response.status === 401 && this.session && (await this.session.renew())) {
+    if (response.status === 401 && this.session) {
+      if (!(await this.session.renew())) goToSignIn();
       response = await this.#send(method, url, body);
     }
     if (!response.ok) {

@@ -35,15 +35,13 @@ export class Jobs {
 
   /** Call `onUpdate(job)` as job `id` moves; resolves with the final job as GET /jobs/{id} answers it. */
   follow(id, onUpdate) {
-    return new Promise((resolve, reject) => {
-      let poll = null;
-      const watcher = (job) => {
+    let watcher = null;
+    let poll = null;
+    const settled = new Promise((resolve, reject) => {
+      watcher = (job) => {
         onUpdate(job);
-        if (!FINAL.has(job.state)) return;
-        this.#watchers.get(id).delete(watcher);
-        clearInterval(poll);
         // An event may leave a big result out: the final answer comes from the API.
-        this.#api.get(`/api/v1/jobs/${id}`).then(resolve, reject);
+        if (FINAL.has(job.state)) this.#api.get(`/api/v1/jobs/${id}`).then(resolve, reject);
       };
       if (!this.#watchers.has(id)) this.#watchers.set(id, new Set());
       this.#watchers.get(id).add(watcher);
@@ -52,6 +50,10 @@ export class Jobs {
       poll = setInterval(() => {
         if (this.#live.state !== "live") this.#ask(id).catch(() => null);
       }, POLL_MS);
+    });
+    return settled.finally(() => {
+      this.#watchers.get(id).delete(watcher);
+      clearInterval(poll);
     });
   }
 }

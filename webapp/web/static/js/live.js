@@ -1,5 +1,6 @@
 // One WebSocket per open page: it reconnects when lost and resumes from the last event id it saw,
 // and says which state it is in (connecting, live, reconnecting, offline).
+import { goToSignIn } from "./session.js";
 
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
 // The server pings at the protocol level, which a page cannot see; this checks the path both ways.
@@ -105,7 +106,10 @@ export class Live {
       return;
     }
     // 1008: the token expired or was revoked; a fresh one comes with the next ticket, or sign-in.
-    if (code === POLICY_VIOLATION) await this.#api.session?.renew();
+    if (code === POLICY_VIOLATION && !(await this.#api.session.renew())) {
+      goToSignIn();
+      return;
+    }
     this.#retry();
   }
 
