@@ -93,6 +93,7 @@ def measure(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Seed, serve, warm up, and time the overview's loads in every case."""
     budget = {"RATE_LIMIT_ANALYTICS_PER_MINUTE": str(10**9)}
     with platform_stack("bench_dashboard", seed_tickets=args.tickets, extra_env=budget) as stack:
         stack.start_web()
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
+    """Parse the options, run, print the table and write bench/results/dashboard.json."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

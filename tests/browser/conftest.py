@@ -49,12 +49,14 @@ PASSWORD = "s3cret-pass"
 
 @pytest.fixture(scope="session")
 def playwright() -> Iterator[Playwright]:
+    """The Playwright driver, for the whole session."""
     with sync_playwright() as driver:
         yield driver
 
 
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
+    """Debian's Chromium, started once."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make browser` (part of `make test`) installs Debian's chromium")
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -72,6 +74,7 @@ class Watched:
     allowed: list[str] = field(default_factory=list)
 
     def page(self) -> Page:
+        """A new tab, watched."""
         page = self.context.new_page()
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"uncaught: {error}"))
@@ -101,11 +104,13 @@ def _context(browser: Browser, web: Web, viewport: dict[str, int]) -> Iterator[W
 
 @pytest.fixture
 def desktop(browser: Browser, web_server: Web) -> Iterator[Watched]:  # noqa: F811
+    """A fresh browser context at 1280x800."""
     yield from _context(browser, web_server, DESKTOP)
 
 
 @pytest.fixture
 def phone(browser: Browser, web_server: Web) -> Iterator[Watched]:  # noqa: F811
+    """A fresh browser context at 390x844."""
     yield from _context(browser, web_server, PHONE)
 
 
@@ -148,6 +153,7 @@ def fresh(base_app: Flask, web_server: Web) -> Tenant:  # noqa: F811
 
 
 def screenshot(page: Page, name: str) -> Path:
+    """A full-page screenshot named `name`.png in SCREENSHOTS."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)

@@ -28,6 +28,7 @@ def _document() -> tuple[bytes, str]:
 @bp.get("/openapi.json")
 @document("This OpenAPI document", tag="operations", errors=(), auth=False)
 def spec() -> Response:
+    """The document, or 304 when the client holds this version."""
     body, etag = _document()
     response = Response(body, mimetype="application/json")
     response.set_etag(etag)
@@ -45,4 +46,5 @@ def spec() -> Response:
     binary={200: "text/html"},
 )
 def docs_page() -> Response:
+    """Swagger UI over /api/v1/openapi.json, from files of this server."""
     return headers.page(render_template("docs.html", page="docs"))

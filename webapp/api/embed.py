@@ -26,6 +26,7 @@ bp = Blueprint("embed_tokens", __name__)
 )
 @require_role("admin")
 def create_embed_token() -> tuple[Response, int]:
+    """Sign a link to the body's view for the caller's organization."""
     body = parse_body(EmbedTokenRequest)
     if (body.view == "time-series") != (body.metric is not None):
         raise ApiError(

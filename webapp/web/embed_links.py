@@ -25,6 +25,8 @@ class BadEmbedLink(Exception):
 
 @dataclass(frozen=True)
 class EmbedClaims:
+    """What a link shows: one view of one organization, its locked filters, who may frame it, until when."""
+
     org_id: int
     view: str
     metric: str | None
@@ -33,6 +35,7 @@ class EmbedClaims:
     expires_at: datetime
 
     def expired(self, now: datetime) -> bool:
+        """Whether the link no longer works at `now`."""
         return now >= self.expires_at
 
     def answer(self) -> dict[str, Any]:

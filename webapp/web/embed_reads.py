@@ -40,11 +40,13 @@ class Window:
 
     @classmethod
     def last(cls, period: str, tz: ZoneInfo) -> Window:
+        """The period (7d, 30d or 90d) ending with today in `tz`."""
         end = default_end(utcnow(), tz)
         start = shift_days(end, -PERIODS[period], tz)
         return cls(period, tz, start, end, previous_period_start(start, end, tz))
 
     def params(self, filters: Filters) -> dict[str, Any]:
+        """The range part of a read's cache parameters."""
         # UTC, as the API's views write them: one instant, one cache key.
         return {
             "tz": self.tz.key,
@@ -54,6 +56,7 @@ class Window:
         }
 
     def echo(self, filters: Filters) -> dict[str, Any]:
+        """The range as the API's answers repeat it, in the zone."""
         return {
             "timezone": self.tz.key,
             "start": self.start.astimezone(self.tz).isoformat(),
@@ -63,6 +66,7 @@ class Window:
 
 
 def organization(org_id: int) -> Organization | None:
+    """The link's organization (None once it is deleted)."""
     return get_session().get(Organization, org_id)
 
 
@@ -113,4 +117,5 @@ def time_series(
 
 
 def org_zone(org: Organization) -> ZoneInfo:
+    """The zone the organization's days are read in."""
     return zone(org.timezone)

@@ -12,6 +12,7 @@ bp = Blueprint("web", __name__, template_folder="templates")
 
 
 def manifest() -> Manifest:
+    """The static files this app serves, hashed when it was made."""
     return current_app.extensions["web_assets"]
 
 

@@ -24,6 +24,8 @@ Origin = Annotated[
 
 
 class EmbedTokenRequest(Strict):
+    """The view to show, its locked filters, how long the link works and who may frame it."""
+
     view: Literal["overview", "time-series"] = Field(
         description="overview: the dashboard's KPIs, charts and distributions; time-series: one metric"
     )
@@ -43,6 +45,8 @@ class EmbedTokenRequest(Strict):
 
 
 class EmbedToken(BaseModel):
+    """The link and what it shows."""
+
     url: str = Field(description="the embed page; the link is the credential, share it as such")
     view: Literal["overview", "time-series"]
     metric: MetricName | None
