@@ -6,40 +6,15 @@ from flask import Blueprint, Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from webapp.api import (
-        analytics,
-        auth,
-        cache,
-        docs,
-        embed,
-        exports,
-        health,
-        imports,
-        jobs,
-        ping,
-        tickets,
-        users,
-    )
+    from webapp.api import analytics, auth, cache, docs, exports, health, imports, jobs, ping, tickets, users
+    from webapp.api.embed import bp as embed_tokens
     from webapp.api.plumbing import spec
     from webapp.api.ws import socket as ws
 
     api = Blueprint("api", __name__, url_prefix="/api/v1")
-    for module in (
-        auth,
-        users,
-        imports,
-        tickets,
-        analytics,
-        exports,
-        jobs,
-        cache,
-        embed,
-        ws,
-        health,
-        ping,
-        docs,
-    ):
+    for module in (auth, users, imports, tickets, analytics, exports, jobs, cache, ws, health, ping, docs):
         api.register_blueprint(module.bp)
+    api.register_blueprint(embed_tokens)
     app.register_blueprint(api)
     ws.init_app(app)
     spec.refuse_undeclared_query(app)
