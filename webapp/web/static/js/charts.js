@@ -59,7 +59,7 @@ export class LineChart {
       scales: { x: { time: true } },
       axes: [{}, { values: (_, ticks) => ticks.map((v) => fmt.number(v, unit === "tickets" ? "count" : "")) }],
       series: [
-        { value: (_, ts) => (ts === null ? "" : fmt.bucket(new Date(ts * 1000).toISOString(), granularity)) },
+        { value: (_, ts) => (ts === null ? "" : fmt.instant(ts, zone, granularity)) },
         ...series.map((s, i) => ({
           label: s.label,
           stroke: COLORS[i % COLORS.length],

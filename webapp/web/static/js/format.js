@@ -27,3 +27,11 @@ export function change(pct) {
 export function bucket(iso, granularity = "daily") {
   return granularity === "hourly" ? iso.slice(0, 16).replace("T", " ") : iso.slice(0, 10);
 }
+
+/** An instant (seconds since the epoch) as a date, or date and hour, in the zone `zone`. */
+export function instant(seconds, zone, granularity = "daily") {
+  const options = { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" };
+  if (granularity === "hourly") Object.assign(options, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  // en-CA writes dates as YYYY-MM-DD.
+  return new Intl.DateTimeFormat("en-CA", options).format(new Date(seconds * 1000)).replace(",", "");
+}

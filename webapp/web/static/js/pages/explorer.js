@@ -112,7 +112,7 @@ function fromAggregation(answer, metric) {
   const stats = ["count", "avg", "min", "max", ...answer.percentiles.map((p) => `p${p}`)]
     .filter((name) => answer.rows.some((row) => name in (row[metric] || {})));
   const groupOf = (row) => Object.values(row.group).map((v) => v ?? "(none)").join(" · ") || "all";
-  const times = [...new Set(answer.rows.map((row) => row.bucket))].sort();
+  const times = [...new Set(answer.rows.map((row) => row.bucket))].sort((a, b) => Date.parse(a) - Date.parse(b));
   const counting = metric === "ticket_count";
   const lines = [];
   if (answer.group_by.length) {
