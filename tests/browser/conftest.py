@@ -24,8 +24,6 @@ from webapp.core.timeutil import utcnow
 from webapp.infra.db import session_scope
 from webapp.tickets import seeding
 
-pytestmark = pytest.mark.worker
-
 CHROMIUM = Path("/usr/bin/chromium")
 # Playwright's own browser download is not used: Debian's build, without the sandbox root lacks.
 CHROMIUM_ARGS = [

@@ -21,6 +21,8 @@ from playwright.sync_api import Page, WebSocket
 from tests.browser.conftest import DESKTOP, PASSWORD, PHONE, Watched, screenshot
 from tests.conftest import Tenant, db_scalar
 
+pytestmark = pytest.mark.worker
+
 LIVE_WITHIN_SECONDS = 2.0
 TILES = {
     "tickets": "ticket_count",
