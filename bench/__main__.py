@@ -19,6 +19,7 @@ ORDER = (
     "bench_jobs",
     "bench_ingest",
     "bench_exports",
+    "bench_dashboard",
     "bench_rollups",
 )
 

@@ -10,7 +10,7 @@ from flask import Flask
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application: settings, database, Redis, Celery, auth, blueprints."""
-    from webapp import config
+    from webapp import config, web
     from webapp.api import register_blueprints
     from webapp.api.plumbing import errors
     from webapp.cli import register_commands
@@ -35,5 +35,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     broker.celery_init_app(app)
     auth.init_app(app)
     register_blueprints(app)
+    web.init_app(app)
     register_commands(app)
     return app

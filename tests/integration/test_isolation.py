@@ -34,6 +34,7 @@ OWN_OR_PUBLIC = {
     ("POST", "/api/v1/analytics/refresh-cache"),
     ("POST", "/api/v1/analytics/snapshots"),
     ("DELETE", "/api/v1/analytics/cache"),
+    ("POST", "/api/v1/embed-tokens"),
 }
 # The socket can only be opened by a real WebSocket client: tests/e2e/test_websocket.py refuses it.
 SOCKET = ("GET", "/api/v1/ws/analytics/{org_id}")
@@ -144,6 +145,7 @@ ROLE_CASES = [
     ("admin", "POST", "/api/v1/analytics/refresh-cache", None),
     ("admin", "POST", "/api/v1/analytics/snapshots", {"type": "daily", "date": "2026-01-01"}),
     ("admin", "GET", "/api/v1/users", None),
+    ("admin", "POST", "/api/v1/embed-tokens", {"view": "overview", "expires_in": 600}),
     ("admin", "POST", "/api/v1/users", {"email": "new@example.test", "password": "long-enough-1"}),
     ("viewer", "GET", "/api/v1/tickets", None),
     ("viewer", "GET", "/api/v1/analytics/dashboard", None),

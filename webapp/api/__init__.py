@@ -21,6 +21,7 @@ def register_blueprints(app: Flask) -> None:
         tickets,
         users,
     )
+    from webapp.api.embed import bp as embed_tokens
     from webapp.api.plumbing import spec
     from webapp.api.ws import socket as ws
 
@@ -43,6 +44,7 @@ def register_blueprints(app: Flask) -> None:
     )
     for module in modules:
         api.register_blueprint(module.bp)
+    api.register_blueprint(embed_tokens)
     app.register_blueprint(api)
     ws.init_app(app)
     spec.refuse_undeclared_query(app)

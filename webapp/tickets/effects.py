@@ -52,7 +52,9 @@ def announce(
         # Reads bypass the cache while Redis is away, so no stale answer can be served.
         log.warning("generation bump failed org=%s %s: %s", org_id, about, exc)
     metrics = metrics_changed_by(types, given)
-    if metrics:
+    # A change that moves no metric may still move a distribution or the backlog (a status change):
+    # live pages redraw what the families name.
+    if metrics or families:
         data = {**about, "events": types, "metrics": sorted(metrics), "families": sorted(families)}
         events.publish(client, org_id, "metric_update", data)
 

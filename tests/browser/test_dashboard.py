@@ -1,0 +1,371 @@
+"""The dashboard in a real browser: sign-in, tiles against the API, live updates, the explorer, exports,
+layouts, the embed view and the API reference."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import Page, WebSocket
+
+from tests.browser.conftest import DESKTOP, PASSWORD, PHONE, Watched, screenshot
+from tests.conftest import Tenant, db_scalar
+
+pytestmark = pytest.mark.worker
+
+LIVE_WITHIN_SECONDS = 2.0
+TILES = {
+    "tickets": "ticket_count",
+    "response": "avg_response_time",
+    "resolution": "avg_resolution_time",
+    "sentiment": "avg_sentiment_score",
+}
+
+
+def _overview(watched: Watched, tenant: Tenant, role: str = "viewer") -> Page:
+    watched.sign_in(tenant.users[role]["email"])
+    page = watched.page()
+    page.goto("/")
+    page.wait_for_selector("body[data-loaded]")
+    page.wait_for_selector("#live[data-state=live]")
+    return page
+
+
+def _tile_number(page: Page, tile: str) -> int:
+    return int(page.inner_text(f"#tile-{tile} .tile-value").replace(",", ""))
+
+
+def _created_between(engine, org_id: int, start: datetime, end: datetime, **where: str) -> int:
+    """Tickets created in [start, end), counted from the creation events (the dimensions they had then)."""
+    sql = (
+        "SELECT count(*) FROM ticket_events WHERE org_id = :org AND event_type = 'created'"
+        " AND occurred_at >= :start AND occurred_at < :end"
+    )
+    for name in where:
+        sql += f" AND {name} = :{name}"
+    return db_scalar(engine, sql, org=org_id, start=start, end=end, **where)
+
+
+def _local_days(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
+    """[first 00:00, the day after last 00:00) in `tz`."""
+    zone = ZoneInfo(tz)
+    return (
+        datetime.combine(first, datetime.min.time(), zone),
+        datetime.combine(last + timedelta(days=1), datetime.min.time(), zone),
+    )
+
+
+def _frames(page: Page) -> list[tuple[str, dict]]:
+    """Every WebSocket message the page receives from now on, with its socket's URL."""
+    received: list[tuple[str, dict]] = []
+
+    def follow(ws: WebSocket) -> None:
+        ws.on("framereceived", lambda payload: received.append((ws.url, json.loads(payload))))
+
+    page.on("websocket", follow)
+    return received
+
+
+def test_sign_in_then_the_tiles_show_the_apis_numbers(desktop, demo, web_server, db_engine):
+    page = desktop.page()
+    page.goto("/")
+    page.wait_for_url("**/signin?next=%2F")
+    page.fill("#email", demo.users["viewer"]["email"])
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web_server.base_url}/")
+    page.wait_for_selector("body[data-loaded]")
+
+    status, api = web_server.request(
+        "GET", "/api/v1/analytics/dashboard?period=30d", demo.users["viewer"]["token"]
+    )
+    assert status == 200
+    for tile, kpi in TILES.items():
+        shown = page.get_attribute(f"#tile-{tile}", "data-value")
+        assert float(shown) == pytest.approx(api["kpis"][kpi]["value"]), tile
+    start, end = datetime.fromisoformat(api["start"]), datetime.fromisoformat(api["end"])
+    created = _created_between(db_engine, demo.org_id, start, end)
+    assert created > 100
+    assert _tile_number(page, "tickets") == created
+    previous = _created_between(db_engine, demo.org_id, datetime.fromisoformat(api["previous_start"]), start)
+    assert f"previous {previous:,}" in page.inner_text("#tile-tickets .tile-previous")
+    assert _tile_number(page, "backlog") == api["backlog"]["count"]
+    sla = api["sla"]["overall"]["first_response"]["compliance"]
+    assert float(page.get_attribute("#tile-sla-first", "data-value")) == pytest.approx(sla)
+    assert page.inner_text("#zone") == "America/New_York"
+    # The channel distribution comes from its own route; its bars add up to the tickets created.
+    channel_counts = page.eval_on_selector_all(
+        "#panel-channel .bar-value", "els => els.map(e => parseInt(e.textContent.replace(/,/g, '')))"
+    )
+    assert sum(channel_counts) == created
+    page.wait_for_selector("#live[data-state=live]")
+    screenshot(page, "overview")
+
+
+def test_a_ticket_created_through_the_api_updates_a_tile_live(desktop, fresh, web_server):
+    page = _overview(desktop, fresh)
+    page.evaluate("window.sameDocument = true")
+    before = _tile_number(page, "tickets")
+    urgent_before = page.inner_text("#panel-priority .bar-row[data-key=urgent] .bar-value")
+    started = time.monotonic()
+    status, _ = web_server.request(
+        "POST", "/api/v1/tickets", fresh.users["agent"]["token"], {"subject": "live", "priority": "urgent"}
+    )
+    assert status == 201
+    page.wait_for_function(
+        "n => document.querySelector('#tile-tickets .tile-value').textContent === n",
+        arg=f"{before + 1:,}",
+        timeout=LIVE_WITHIN_SECONDS * 1000,
+    )
+    assert time.monotonic() - started < LIVE_WITHIN_SECONDS
+    assert page.evaluate("window.sameDocument") is True  # no reload
+    urgent = page.inner_text("#panel-priority .bar-row[data-key=urgent] .bar-value")
+    assert urgent != urgent_before
+
+
+def test_a_status_change_moves_the_status_panel_live(desktop, fresh, web_server):
+    status, ticket = web_server.request(
+        "POST", "/api/v1/tickets", fresh.users["agent"]["token"], {"subject": "s"}
+    )
+    assert status == 201
+    page = _overview(desktop, fresh)
+    on_hold = int(page.inner_text("#panel-status .bar-row[data-key=on_hold] .bar-value").split(" ")[0])
+    status, _ = web_server.request(
+        "PATCH", f"/api/v1/tickets/{ticket['id']}", fresh.users["agent"]["token"], {"status": "on_hold"}
+    )
+    assert status == 200
+    page.wait_for_function(
+        "n => document.querySelector('#panel-status .bar-row[data-key=on_hold] .bar-value')"
+        ".textContent.startsWith(n + ' ')",
+        arg=str(on_hold + 1),
+        timeout=LIVE_WITHIN_SECONDS * 1000,
+    )
+
+
+def test_a_lost_socket_reconnects_and_resumes_from_its_last_event(desktop, fresh, web_server):
+    page = _overview(desktop, fresh)
+    frames = _frames(page)
+    before = _tile_number(page, "tickets")
+    desktop.context.set_offline(True)
+    page.wait_for_selector("#live[data-state=offline]")
+    status, ticket = web_server.request(
+        "POST", "/api/v1/tickets", fresh.users["agent"]["token"], {"subject": "while away"}
+    )
+    assert status == 201
+    desktop.context.set_offline(False)
+    page.wait_for_selector("#live[data-state=live]")
+    page.wait_for_function(
+        "n => document.querySelector('#tile-tickets .tile-value').textContent === n", arg=f"{before + 1:,}"
+    )
+    # The new socket asked to resume, and the event of the change made while away came through it.
+    resumed = [(url, m) for url, m in frames if m["type"] == "metric_update"]
+    assert resumed, frames
+    url, message = resumed[0]
+    assert parse_qs(urlsplit(url).query)["last_event_id"]
+    assert message["data"]["ticket_id"] == ticket["id"]
+
+
+def test_sign_out_ends_the_session(desktop, fresh, web_server):
+    page = _overview(desktop, fresh)
+    page.click("#signout")
+    page.wait_for_url("**/signin")
+    page.goto("/explorer")
+    page.wait_for_url("**/signin?next=%2Fexplorer")
+    # The browser holds no session cookie any more (the server's revocation of both tokens is
+    # tests/integration/test_web_session.py's).
+    assert not any(c["name"] == "dashboard_refresh" for c in desktop.context.cookies())
+    assert page.evaluate("() => document.cookie") == ""
+
+
+def test_a_filter_changes_the_chart_and_the_url(desktop, demo, db_engine):
+    last = datetime.now(ZoneInfo(demo.timezone)).date()
+    first = last - timedelta(days=59)
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    page.goto(f"/explorer?start={first}&end={last}")
+    page.wait_for_selector("body[data-loaded]")
+    start, end = _local_days(first, last, demo.timezone)
+    assert int(page.get_attribute("#chart", "data-total")) == _created_between(
+        db_engine, demo.org_id, start, end
+    )
+    assert page.get_attribute("#chart", "data-points") == "60"
+    assert page.locator("#table tbody tr").count() == 60
+
+    page.check("input[name=f-priority][value=high]")
+    page.wait_for_url("**priority=high**")
+    high = _created_between(db_engine, demo.org_id, start, end, priority="high")
+    page.wait_for_function("n => document.querySelector('#chart').dataset.total === n", arg=str(high))
+    assert "priority=high" in page.inner_text("#curl")
+    assert "$TOKEN" in page.inner_text("#curl")
+
+    # A reload of that URL shows the same query.
+    page.reload()
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_checked("input[name=f-priority][value=high]")
+    assert page.get_attribute("#chart", "data-total") == str(high)
+
+    page.goto(f"/explorer?metric=response_time&granularity=weekly&start={first}&end={last}&percentiles=50,90")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.locator("#table thead th").all_inner_texts()[:3] == ["bucket", "count", "avg"]
+    assert "p90" in page.locator("#table thead th").all_inner_texts()
+    screenshot(page, "explorer")
+
+
+def test_an_export_shows_progress_and_its_link_downloads(desktop, demo, db_engine):
+    last = datetime.now(ZoneInfo(demo.timezone)).date()
+    first = last - timedelta(days=13)
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    frames = _frames(page)
+    page.goto(f"/explorer?start={first}&end={last}&channel=email")
+    page.wait_for_selector("body[data-loaded]")
+    page.wait_for_selector("#live[data-state=live]")
+    page.select_option("#export-format", "csv")
+    page.click("#export-start")
+    page.wait_for_selector("#export-link:not([hidden])", timeout=30_000)
+    assert page.eval_on_selector("#export-progress", "p => p.value") == 1
+    updates = [m["data"] for _, m in frames if m["type"] == "job_update" and m["data"]["kind"] == "export"]
+    assert updates, "the progress came over the socket"
+    assert updates[-1]["state"] == "succeeded"
+
+    with page.expect_download() as download:
+        page.click("#export-link")
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    assert len(rows) == 14
+    start, end = _local_days(first, last, demo.timezone)
+    assert sum(int(row["count"]) for row in rows) == _created_between(
+        db_engine, demo.org_id, start, end, channel="email"
+    )
+
+
+@pytest.mark.parametrize(("size", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
+def test_layouts_fit_desktop_and_phone(request, size, viewport, demo):
+    watched: Watched = request.getfixturevalue(size)
+    watched.sign_in(demo.users["viewer"]["email"])
+    page = watched.page()
+    for path in ("/", "/explorer"):
+        page.goto(path)
+        page.wait_for_selector("body[data-loaded]")
+        assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"], path
+        for box in page.eval_on_selector_all(
+            ".panel, .tile", "els => els.map(e => e.getBoundingClientRect().right)"
+        ):
+            assert box <= viewport["width"], path
+    page.goto("/")
+    page.wait_for_selector("body[data-loaded]")
+    rows = {
+        round(top) for top in page.eval_on_selector_all("#tiles .tile", "els => els.map(e => e.offsetTop)")
+    }
+    panel_lefts = {
+        round(x) for x in page.eval_on_selector_all("#panels .panel", "els => els.map(e => e.offsetLeft)")
+    }
+    if size == "desktop":
+        assert len(rows) == 1  # every tile in one row
+        assert len(panel_lefts) == 2  # panels in two columns
+    else:
+        assert len(rows) >= 4  # two tiles a row at most
+        assert len(panel_lefts) == 1  # panels stacked
+    if size == "phone":
+        screenshot(page, "overview-phone")
+
+
+class _FramingPage(BaseHTTPRequestHandler):
+    """Another site's page that frames the URL in its `src` parameter."""
+
+    def do_GET(self) -> None:
+        src = parse_qs(urlsplit(self.path).query).get("src")
+        if src is None:  # the browser's /favicon.ico
+            self.send_response(204)
+            self.end_headers()
+            return
+        body = (
+            f'<!doctype html><iframe src="{html.escape(src[0])}" width="1000" height="600"></iframe>'.encode()
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def framing_site() -> Iterator[int]:
+    """A loopback web server of another origin (Chromium lets only loopback pages frame loopback ones)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FramingPage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_embed_view_keeps_its_filters_locked(desktop, demo, web_server, db_engine, framing_site):
+    # One server, two origins: the link allows the first only.
+    allowed, other = f"http://127.0.0.1:{framing_site}", f"http://localhost:{framing_site}"
+    status, link = web_server.request(
+        "POST",
+        "/api/v1/embed-tokens",
+        demo.users["admin"]["token"],
+        {
+            "view": "overview",
+            "filters": {"priority": "urgent"},
+            "expires_in": 600,
+            "frame_ancestors": [allowed],
+        },
+    )
+    assert status == 201, link
+    page = desktop.page()  # no session in this browser
+    page.goto(link["url"])
+    page.wait_for_selector("body[data-loaded]")
+    assert page.inner_text("#locked") == "priority: urgent"
+    status, api = web_server.request(
+        "GET", "/api/v1/analytics/dashboard?period=30d", demo.users["viewer"]["token"]
+    )
+    start, end = datetime.fromisoformat(api["start"]), datetime.fromisoformat(api["end"])
+    urgent = _created_between(db_engine, demo.org_id, start, end, priority="urgent")
+    assert _tile_number(page, "tickets") == urgent
+    assert page.locator("input[type=checkbox], input[type=text]").count() == 0
+
+    # Neither the page nor its reads accept another filter.
+    assert desktop.context.request.get(link["url"] + "?priority=low").status == 403
+    desktop.allowed.append("status of 403")
+    refused = page.evaluate("fetch(location.pathname + '/api/dashboard?priority=low').then(r => r.status)")
+    assert refused == 403
+    assert _tile_number(page, "tickets") == urgent
+
+    # Framed by the allowed origin it shows; by another, the browser refuses to draw it.
+    query = urlencode({"src": link["url"]})
+    page.goto(f"{allowed}/?{query}")
+    page.frame_locator("iframe").locator("body[data-loaded]").wait_for()
+    desktop.allowed.append("frame-ancestors")
+    page.goto(f"{other}/?{query}")
+    page.wait_for_timeout(1000)
+    assert page.frame_locator("iframe").locator("#tiles").count() == 0
+
+
+def test_the_api_reference_is_interactive(desktop, web_server):
+    page = desktop.page()
+    page.goto("/api/v1/docs")
+    page.wait_for_selector(".opblock")
+    status, spec = web_server.request("GET", "/api/v1/openapi.json")
+    assert status == 200
+    operations = sum(len(item) for item in spec["paths"].values())
+    assert page.locator(".opblock").count() == operations
+    page.click(".opblock-summary:has(.opblock-summary-path[data-path='/api/v1/ping'])")
+    page.click("button.try-out__btn")
+    page.click("button.execute")
+    page.wait_for_selector(".live-responses-table tbody .response-col_status")
+    assert "200" in page.inner_text(".live-responses-table tbody .response-col_status")

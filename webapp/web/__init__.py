@@ -1,0 +1,15 @@
+"""The pages, their static assets and the embed view."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Hash the static files once, and register the pages, the browser session and the embed view."""
+    from webapp.web import embed, pages, session
+    from webapp.web.assets import Manifest
+
+    app.extensions["web_assets"] = Manifest()
+    for blueprint in (pages.bp, session.bp, embed.bp):
+        app.register_blueprint(blueprint)

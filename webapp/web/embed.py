@@ -1,0 +1,139 @@
+"""The embed view: one read-only view of an organization, its filters locked by a signed link.
+
+The link is the only credential: the page and its reads need no session, and they answer only the
+view the link names, for its organization, with its filters. A request that tries to set a filter is
+refused (403), whatever the page's controls would allow.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
+from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.query_errors import client_errors
+from webapp.core.timeutil import utcnow
+from webapp.infra.redis_client import get_redis
+from webapp.models import Organization
+from webapp.models.tickets import DIMENSIONS
+from webapp.security import ratelimit
+from webapp.web import embed_links, embed_reads, headers
+from webapp.web.embed_links import BadEmbedLink, EmbedClaims
+
+bp = Blueprint("embed", __name__, url_prefix="/embed")
+
+# The series the overview draws over time (those the API serves today are shown).
+OVERVIEW_SERIES = ("ticket_count", "solved", "backlog")
+
+
+def _claims(token: str) -> EmbedClaims:
+    try:
+        claims = embed_links.verify(token)
+    except BadEmbedLink as exc:
+        raise ApiError(403, "the embed link is not valid") from exc
+    if claims.expired(utcnow()):
+        raise ApiError(410, "the embed link has expired; ask an admin of the organization for a new one")
+    return claims
+
+
+def _args(allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query's parameters among `allowed`; a filter is 403 (locked), anything else unknown 400."""
+    for name in request.args:
+        if name in DIMENSIONS:
+            raise ApiError(
+                403,
+                f"the filters of an embedded view are locked by its link; {name!r} cannot be set",
+                details={"field": name},
+            )
+        if name not in allowed:
+            raise ApiError(
+                400,
+                f"unknown query parameter {name!r}; allowed: {', '.join(allowed)}",
+                details={"field": name},
+            )
+        if len(request.args.getlist(name)) > 1:
+            raise ApiError(400, f"query parameter {name!r} is given more than once", details={"field": name})
+    return {name: request.args[name] for name in allowed if name in request.args}
+
+
+def _choice(args: dict[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = args.get(name, default)
+    if value not in allowed:
+        raise ApiError(
+            400, f"{name} must be one of {', '.join(allowed)}, not {value!r}", details={"field": name}
+        )
+    return value
+
+
+def _organization(claims: EmbedClaims) -> Organization:
+    """The link's organization, once it has spent one request of its analytics budget."""
+    org = embed_reads.organization(claims.org_id)
+    if org is None:
+        raise not_found("organization")
+    limit = current_app.config["RATE_LIMITS_PER_MINUTE"]["analytics"]
+    wait = ratelimit.spend(get_redis(), org.id, "analytics", limit)
+    if wait is not None:
+        raise ApiError(
+            429,
+            f"the organization's analytics budget of {limit} requests per minute is spent",
+            headers={"Retry-After": str(wait)},
+        )
+    return org
+
+
+def _window(org: Organization, args: dict[str, str]) -> embed_reads.Window:
+    period = _choice(args, "period", tuple(embed_reads.PERIODS), "30d")
+    return embed_reads.Window.last(period, embed_reads.org_zone(org))
+
+
+def _refuse_unless(allowed: bool) -> None:
+    if not allowed:
+        raise ApiError(403, "this embed link does not show that")
+
+
+@bp.get("/<token>")
+def page(token: str) -> Response:
+    """The embedded page, framable only by the origins the link names (else by this site alone)."""
+    claims = _claims(token)
+    _args(("period", "granularity"))
+    html = render_template("embed.html", page="embed", view=claims.view, metric=claims.metric)
+    return headers.page(html, frame_ancestors=claims.frame_ancestors or ("'self'",), referrer="no-referrer")
+
+
+@bp.get("/<token>/api/dashboard")
+def dashboard(token: str) -> Response:
+    """The dashboard of the link's organization with its locked filters."""
+    claims = _claims(token)
+    _refuse_unless(claims.view == "overview")
+    args = _args(("period",))
+    org = _organization(claims)
+    with client_errors():
+        return embed_reads.dashboard(org, _window(org, args), claims.filters)
+
+
+@bp.get("/<token>/api/distribution/<field>")
+def distribution(token: str, field: str) -> Response:
+    """One distribution of the overview."""
+    claims = _claims(token)
+    _refuse_unless(claims.view == "overview" and field in DISTRIBUTION_FIELDS)
+    args = _args(("period",))
+    org = _organization(claims)
+    with client_errors():
+        return embed_reads.distribution(org, _window(org, args), claims.filters, field)
+
+
+@bp.get("/<token>/api/time-series/<metric>")
+def time_series(token: str, metric: str) -> Response:
+    """The link's metric over time (time-series view), or one of the overview's daily series."""
+    claims = _claims(token)
+    if claims.view == "overview":
+        _refuse_unless(metric in OVERVIEW_SERIES and metric in METRICS)
+        granularities: tuple[str, ...] = ("daily",)
+    else:
+        _refuse_unless(metric == claims.metric)
+        granularities = embed_reads.GRANULARITIES
+    args = _args(("period", "granularity"))
+    granularity = _choice(args, "granularity", granularities, "daily")
+    org = _organization(claims)
+    with client_errors():
+        return embed_reads.time_series(org, _window(org, args), claims.filters, metric, granularity)

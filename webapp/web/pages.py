@@ -1,0 +1,63 @@
+"""The dashboard's pages (sign-in, overview, explorer) and the hashed static files they load."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, render_template, request
+
+from webapp.api.plumbing.errors import not_found
+from webapp.web import headers
+from webapp.web.assets import IMMUTABLE, URL_PREFIX, Manifest
+
+bp = Blueprint("web", __name__, template_folder="templates")
+
+
+def manifest() -> Manifest:
+    """The static files this app serves, hashed when it was made."""
+    return current_app.extensions["web_assets"]
+
+
+@bp.app_context_processor
+def asset_helpers() -> dict[str, object]:
+    """`asset(path)` and `preloads(path)` for templates: hashed URLs of static files."""
+    return {"asset": manifest().url, "preloads": manifest().preloads}
+
+
+@bp.get(URL_PREFIX + "<path:name>")
+def static_file(name: str) -> Response:
+    """A static file by its hashed name, cacheable for a year: its name changes with its content."""
+    asset = manifest().by_hashed.get(name)
+    if asset is None:
+        raise not_found("static file")
+    body = asset.body
+    compressed = asset.gzipped() if "gzip" in request.accept_encodings else None
+    response = Response(compressed or body, mimetype=asset.mimetype)
+    if compressed is not None:
+        response.headers["Content-Encoding"] = "gzip"
+    response.headers["Vary"] = "Accept-Encoding"
+    response.headers["Cache-Control"] = IMMUTABLE
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _page(template: str, page: str) -> Response:
+    # The session cookie is scoped to /web/session, out of the pages' sight: a page without a session
+    # learns so from its first refresh and moves to the sign-in page.
+    return headers.page(render_template(template, page=page))
+
+
+@bp.get("/")
+def overview() -> Response:
+    """KPIs against the previous period, volume, SLA by priority and distributions, live."""
+    return _page("overview.html", "overview")
+
+
+@bp.get("/explorer")
+def explorer() -> Response:
+    """Any metric by granularity, range, filters and group-by, as a chart, a table and a curl line."""
+    return _page("explorer.html", "explorer")
+
+
+@bp.get("/signin")
+def signin() -> Response:
+    """Email and password; the session then lives in an HttpOnly cookie, the access token in memory."""
+    return _page("signin.html", "signin")

@@ -1,0 +1,148 @@
+"""The browser's session: sign-in puts the refresh token in an HttpOnly cookie, pages get access tokens.
+
+The access token lives in the page's memory only (never localStorage); a reload exchanges the cookie
+for a new one. The cookie is SameSite=Strict and scoped to these routes, and every route here also
+demands a custom header, which a cross-site form cannot send and a cross-site script may not send
+without a CORS preflight this server never grants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt as pyjwt
+from flask import Blueprint, Response, current_app, jsonify, request
+from flask_jwt_extended import decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
+from sqlalchemy import func, select
+
+from webapp.api.plumbing.errors import ApiError, error_response
+from webapp.api.plumbing.spec import parse_body
+from webapp.api.schemas.common import LoginRequest
+from webapp.infra.db import get_session
+from webapp.models import User
+from webapp.security.auth import (
+    REQUIRED_CLAIMS,
+    access_token_for,
+    issue_tokens,
+    revoke_token,
+    token_revoked,
+    verify_password,
+)
+
+bp = Blueprint("web_session", __name__, url_prefix="/web/session")
+
+REFRESH_COOKIE = "dashboard_refresh"
+COOKIE_PATH = "/web/session"
+# Readable by the pages, and no credential: it tells them a session may exist, so that a page
+# opened without one goes to sign-in at once instead of through a refresh answered 401.
+HINT_COOKIE = "dashboard_session"
+CSRF_HEADER = "X-Requested-With"
+CSRF_VALUE = "dashboard"
+# An email and a password fit in far less; anything bigger is refused before it is parsed.
+MAX_BODY_BYTES = 4096
+
+
+@bp.before_request
+def refuse_cross_site() -> None:
+    """Only the dashboard's own scripts may call these routes."""
+    if request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+        raise ApiError(403, f"this route needs the header {CSRF_HEADER}: {CSRF_VALUE}")
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise ApiError(403, "cross-origin requests are refused")
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise ApiError(413, f"request body is larger than the limit of {MAX_BODY_BYTES} bytes")
+
+
+def _access_answer(user: User, access_token: str) -> dict[str, Any]:
+    return {
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": current_app.config["JWT_ACCESS_TOKEN_MINUTES"] * 60,
+        "user": {"id": user.id, "email": user.email, "role": user.role, "org_id": user.org_id},
+    }
+
+
+def _secure() -> bool:
+    base = current_app.config.get("PUBLIC_BASE_URL") or ""
+    return request.is_secure or base.startswith("https://")
+
+
+@bp.post("")
+def sign_in() -> Response:
+    """Email and password -> an access token in the answer, the refresh token in the cookie."""
+    data = parse_body(LoginRequest)
+    user = get_session().scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
+    if not verify_password(user, data.password):
+        raise ApiError(401, "wrong email or password")
+    assert user is not None
+    tokens = issue_tokens(user)
+    response = jsonify(_access_answer(user, tokens["access_token"]))
+    max_age = current_app.config["JWT_REFRESH_TOKEN_DAYS"] * 86400
+    response.set_cookie(
+        REFRESH_COOKIE,
+        tokens["refresh_token"],
+        max_age=max_age,
+        path=COOKIE_PATH,
+        secure=_secure(),
+        httponly=True,
+        samesite="Strict",
+    )
+    response.set_cookie(HINT_COOKIE, "1", max_age=max_age, path="/", secure=_secure(), samesite="Strict")
+    return response
+
+
+def _claims(token: str, kind: str) -> dict[str, Any] | None:
+    """The claims of a valid, unrevoked token of `kind` (access or refresh), else None."""
+    try:
+        claims = decode_token(token)
+    except (pyjwt.InvalidTokenError, JWTExtendedException):
+        return None
+    if any(name not in claims for name in REQUIRED_CLAIMS) or claims["type"] != kind:
+        return None
+    return None if token_revoked(claims) else claims
+
+
+def _cookie_claims() -> dict[str, Any] | None:
+    """The claims of the cookie's refresh token, or None when it is missing, invalid, expired or revoked."""
+    token = request.cookies.get(REFRESH_COOKIE)
+    return _claims(token, "refresh") if token else None
+
+
+@bp.post("/refresh")
+def refresh() -> Response:
+    """The cookie -> a new access token (a page load, or an access token about to expire)."""
+    claims = _cookie_claims()
+    user = get_session().get(User, int(claims["sub"])) if claims else None
+    if claims is None or user is None or user.org_id != claims["org_id"]:
+        response = error_response(401, "no valid session; sign in again")
+        _clear(response)
+        return response
+    return jsonify(_access_answer(user, access_token_for(user)))
+
+
+@bp.post("/logout")
+def sign_out() -> Response:
+    """Revoke the cookie's refresh token (and the bearer access token, if one is sent); drop the cookie."""
+    revoked = []
+    claims = _cookie_claims()
+    if claims is not None:
+        revoke_token(claims)
+        revoked.append("refresh")
+    header = request.headers.get("Authorization", "")
+    access = _claims(header[7:], "access") if header.startswith("Bearer ") else None
+    if access is not None:
+        revoke_token(access)
+        revoked.append("access")
+    response = jsonify({"revoked": revoked})
+    _clear(response)
+    return response
+
+
+def _clear(response: Response) -> None:
+    response.delete_cookie(
+        REFRESH_COOKIE, path=COOKIE_PATH, secure=_secure(), httponly=True, samesite="Strict"
+    )
+    response.delete_cookie(HINT_COOKIE, path="/", secure=_secure(), samesite="Strict")

@@ -1,0 +1,103 @@
+// Charts: uPlot (vendored, loaded before the modules) for lines over time; plain bars for categories.
+import { h, setText } from "./dom.js";
+import * as fmt from "./format.js";
+
+const COLORS = ["#2f6fdf", "#e07a1f", "#1b8a4b", "#9b3fc0", "#c23a32", "#11829a", "#7a6b20", "#5d6678"];
+const HEIGHT = 240;
+
+/** Lines over time in the organization's zone; `update` redraws, keeping the chart when the series stay. */
+export class LineChart {
+  #plot = null;
+  #shape = "";
+
+  constructor(container, { unit = "", zone = "UTC", granularity = "daily" } = {}) {
+    this.container = container;
+    this.unit = unit;
+    this.zone = zone;
+    this.granularity = granularity;
+    new ResizeObserver(() => this.#plot?.setSize(this.#size())).observe(container);
+  }
+
+  #size() {
+    return { width: Math.max(200, this.container.clientWidth), height: HEIGHT };
+  }
+
+  /** `times`: bucket starts (ISO); `series`: [{label, values}] aligned with them. */
+  update(times, series, { unit = this.unit, zone = this.zone, granularity = this.granularity } = {}) {
+    const shape = JSON.stringify([series.map((s) => s.label), unit, zone, granularity]);
+    const data = [times.map((t) => Date.parse(t) / 1000), ...series.map((s) => s.values)];
+    this.container.dataset.points = String(times.length);
+    this.container.dataset.total = String(
+      series.reduce((sum, s) => sum + s.values.reduce((a, v) => a + (v ?? 0), 0), 0),
+    );
+    if (!times.length || !series.length) {
+      this.#plot?.destroy();
+      this.#plot = null;
+      this.#shape = "";
+      this.container.replaceChildren(h("p", { class: "empty" }, "No data in this range"));
+      return;
+    }
+    if (this.#plot && shape === this.#shape) {
+      this.#plot.setData(data);
+      return;
+    }
+    this.unit = unit;
+    this.zone = zone;
+    this.granularity = granularity;
+    this.#plot?.destroy();
+    this.container.replaceChildren();
+    this.#shape = shape;
+    this.#plot = new window.uPlot(this.#options(series), data, this.container);
+  }
+
+  #options(series) {
+    const { unit, zone, granularity } = this;
+    return {
+      ...this.#size(),
+      tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), zone),
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true } },
+      axes: [{}, { values: (_, ticks) => ticks.map((v) => fmt.number(v, unit === "tickets" ? "count" : "")) }],
+      series: [
+        { value: (_, ts) => (ts === null ? "" : fmt.instant(ts, zone, granularity)) },
+        ...series.map((s, i) => ({
+          label: s.label,
+          stroke: COLORS[i % COLORS.length],
+          width: 2,
+          spanGaps: false,
+          points: { show: granularity !== "hourly" && granularity !== "daily" },
+          value: (_, v) => fmt.number(v, unit),
+        })),
+      ],
+    };
+  }
+}
+
+/** Horizontal bars for categories: rows of {label, value, text}, and an optional second value. */
+export function bars(container, rows, { legend = null } = {}) {
+  const max = Math.max(0, ...rows.flatMap((r) => [r.value ?? 0, r.second ?? 0]));
+  const children = [];
+  if (legend) {
+    children.push(h("div", { class: "legend" }, legend.map((label, i) => h("span", {},
+      h("span", { class: `swatch ${i ? "second" : "first"}` }), label))));
+  }
+  if (!rows.length) children.push(h("p", { class: "empty" }, "No tickets in this range"));
+  const list = h("div", { class: "bars" });
+  for (const row of rows) {
+    const track = h("div", { class: "bar-track" });
+    for (const [value, cls] of [[row.value, "bar-fill"], [row.second, "bar-fill second"]]) {
+      if (value === undefined) continue;
+      const fill = h("div", { class: cls });
+      // The CSSOM, not a style attribute: the Content-Security-Policy allows no inline style markup.
+      fill.style.width = `${max ? ((value ?? 0) / max) * 100 : 0}%`;
+      if (row.second !== undefined) fill.style.height = "50%";
+      track.append(fill);
+    }
+    const value = h("span", { class: "bar-value" });
+    setText(value, row.text);
+    list.append(h("div", { class: "bar-row", dataset: { key: row.label } },
+      h("span", { class: "bar-label", title: row.label }, row.label), track, value));
+  }
+  children.push(list);
+  container.replaceChildren(...children);
+}

@@ -1,0 +1,29 @@
+// Building the page: every value from the API goes in as text, never as HTML.
+
+/** An element with attributes and children; strings and numbers become text nodes. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name === "class") el.className = value;
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  el.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false).map(
+    (c) => (c instanceof Node ? c : document.createTextNode(String(c))),
+  ));
+  return el;
+}
+
+/** Set an element's text (and nothing else). */
+export function setText(el, value) {
+  el.textContent = value === null || value === undefined ? "" : String(value);
+}
+
+/** Show an error message in the page's alert line, or hide it with null. */
+export function showError(message) {
+  const el = document.getElementById("error");
+  if (!el) return;
+  el.hidden = !message;
+  setText(el, message || "");
+}

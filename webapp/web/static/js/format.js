@@ -1,0 +1,37 @@
+// How numbers read on the page: one place, so tiles, tables and tooltips agree.
+
+const integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+const decimal = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 2 });
+
+/** A value in its unit: tickets as integers, hours and scores with decimals, "–" when absent. */
+export function number(value, unit = "") {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  const text = unit === "tickets" || unit === "count" ? integer.format(value) : decimal.format(value);
+  return unit === "hours" ? `${text} h` : text;
+}
+
+/** A fraction 0..1 as a percentage. */
+export function percent(fraction) {
+  if (fraction === null || fraction === undefined) return "–";
+  return `${decimal.format(fraction * 100)} %`;
+}
+
+/** A change in percent with its sign, or "–" when there is nothing to compare with. */
+export function change(pct) {
+  if (pct === null || pct === undefined) return "–";
+  const sign = pct > 0 ? "+" : pct < 0 ? "−" : "±";
+  return `${sign}${decimal.format(Math.abs(pct))} %`;
+}
+
+/** A bucket's start as the page shows it: date, or date and hour for hourly buckets. */
+export function bucket(iso, granularity = "daily") {
+  return granularity === "hourly" ? iso.slice(0, 16).replace("T", " ") : iso.slice(0, 10);
+}
+
+/** An instant (seconds since the epoch) as a date, or date and hour, in the zone `zone`. */
+export function instant(seconds, zone, granularity = "daily") {
+  const options = { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" };
+  if (granularity === "hourly") Object.assign(options, { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  // en-CA writes dates as YYYY-MM-DD.
+  return new Intl.DateTimeFormat("en-CA", options).format(new Date(seconds * 1000)).replace(",", "");
+}

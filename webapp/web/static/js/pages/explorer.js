@@ -1,0 +1,267 @@
+// The explorer: any metric by granularity, range, filters, group-by, clock and percentiles, drawn as
+// a chart and a table, written as the curl line of the same request, and exported. The query lives
+// in the page's URL, so a view can be bookmarked and shared.
+import { LineChart } from "../charts.js";
+import { h, setText, showError } from "../dom.js";
+import * as fmt from "../format.js";
+import { Jobs, bindExport } from "../jobs.js";
+import { addDays } from "../range.js";
+import { debounce, startPage } from "../shell.js";
+import { Spec } from "../spec.js";
+
+const DEFAULT_DAYS = 30;
+const RERUN_AFTER_MS = 300;
+
+function today() {
+  const now = new Date();
+  return new Date(now.getTime() - now.getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+}
+
+/** The query the page shows: from the URL, with defaults. */
+function stateFromUrl(spec) {
+  const params = new URLSearchParams(location.search);
+  const end = params.get("end") || today();
+  const state = {
+    metric: params.get("metric") || "ticket_count",
+    granularity: params.get("granularity") || "daily",
+    start: params.get("start") || addDays(end, 1 - DEFAULT_DAYS),
+    end,
+    clock: params.get("clock") || "",
+    group_by: params.get("group_by") || "",
+    percentiles: params.get("percentiles") || "",
+    filters: {},
+  };
+  for (const dimension of spec.dimensions) {
+    if (params.get(dimension)) state.filters[dimension] = params.get(dimension);
+  }
+  return state;
+}
+
+function stateToSearch(state) {
+  const params = new URLSearchParams();
+  for (const name of ["metric", "granularity", "start", "end", "clock", "group_by", "percentiles"]) {
+    if (state[name]) params.set(name, state[name]);
+  }
+  for (const [dimension, values] of Object.entries(state.filters)) params.set(dimension, values);
+  return `?${params}`;
+}
+
+function percentileList(text) {
+  return text.split(",").map((p) => p.trim()).filter(Boolean).map(Number);
+}
+
+/** The API request for `state`: GET time-series, or POST aggregations for group-by and percentiles. */
+function buildRequest(state, spec) {
+  const end = addDays(state.end, 1);
+  const clock = state.clock ? { clock: state.clock } : {};
+  if (!state.group_by && !state.percentiles) {
+    return {
+      method: "GET",
+      path: `/api/v1/analytics/time-series/${state.metric}`,
+      query: { granularity: state.granularity, start: state.start, end, ...clock, ...state.filters },
+      dataset: "time-series",
+      exportQuery: {
+        metric: state.metric, granularity: state.granularity, start: state.start, end, filters: state.filters,
+      },
+    };
+  }
+  const body = {
+    metrics: [state.metric],
+    group_by: state.group_by ? [state.group_by] : [],
+    filters: state.filters,
+    start: state.start,
+    end,
+    granularity: state.granularity,
+  };
+  if (state.percentiles) body.percentiles = percentileList(state.percentiles);
+  if (state.clock && spec.aggregationTakes("clock")) body.clock = state.clock;
+  return { method: "POST", path: "/api/v1/analytics/aggregations", body, dataset: "aggregations", exportQuery: body };
+}
+
+function shellQuote(text) {
+  return `'${text.replaceAll("'", "'\\''")}'`;
+}
+
+/** The same request as a curl line; the token stays a variable, never the page's own. */
+function curlLine(request) {
+  const url = new URL(request.path, location.origin);
+  if (request.query) url.search = new URLSearchParams(request.query).toString();
+  // Double quotes: the shell fills in $TOKEN.
+  const parts = ["curl", "-H", '"Authorization: Bearer $TOKEN"'];
+  if (request.body) {
+    parts.push("-H", shellQuote("Content-Type: application/json"), "-d", shellQuote(JSON.stringify(request.body)));
+  }
+  parts.push(shellQuote(url.toString()));
+  return parts.join(" ");
+}
+
+/** Chart lines and table rows of a time-series answer. */
+function fromSeries(answer) {
+  const times = answer.points.map((p) => p.bucket);
+  return {
+    unit: answer.unit,
+    times,
+    lines: [{ label: answer.metric, values: answer.points.map((p) => p.value) }],
+    columns: ["bucket", "value", "count", "min", "max"],
+    rows: answer.points.map((p) => [fmt.bucket(p.bucket, answer.granularity), p.value, p.count, p.min, p.max]),
+  };
+}
+
+/** Chart lines (one per group, or avg and each percentile) and table rows of an aggregation answer. */
+function fromAggregation(answer, metric) {
+  const stats = ["count", "avg", "min", "max", ...answer.percentiles.map((p) => `p${p}`)]
+    .filter((name) => answer.rows.some((row) => name in (row[metric] || {})));
+  const groupOf = (row) => Object.values(row.group).map((v) => v ?? "(none)").join(" · ") || "all";
+  const times = [...new Set(answer.rows.map((row) => row.bucket))].sort((a, b) => Date.parse(a) - Date.parse(b));
+  const counting = metric === "ticket_count";
+  const lines = [];
+  if (answer.group_by.length) {
+    const groups = [...new Set(answer.rows.map(groupOf))];
+    for (const group of groups) {
+      const byTime = new Map(answer.rows.filter((r) => groupOf(r) === group)
+        .map((r) => [r.bucket, counting ? r[metric].count : r[metric].avg]));
+      lines.push({ label: group, values: times.map((t) => byTime.get(t) ?? null) });
+    }
+  } else {
+    for (const stat of counting ? ["count"] : stats.filter((s) => s !== "count" && s !== "min" && s !== "max")) {
+      const byTime = new Map(answer.rows.map((r) => [r.bucket, r[metric][stat] ?? null]));
+      lines.push({ label: stat, values: times.map((t) => byTime.get(t) ?? null) });
+    }
+  }
+  const rows = answer.rows.map((row) => [
+    ...(answer.group_by.length ? [groupOf(row)] : []),
+    fmt.bucket(row.bucket || "", answer.granularity),
+    ...stats.map((stat) => row[metric]?.[stat] ?? null),
+  ]);
+  return {
+    unit: counting ? "tickets" : "",
+    times,
+    lines,
+    columns: [...(answer.group_by.length ? ["group"] : []), "bucket", ...stats],
+    rows,
+  };
+}
+
+function drawTable(table, view) {
+  const head = h("tr", {}, view.columns.map((c) => h("th", { scope: "col" }, c)));
+  const body = view.rows.map((row) => h("tr", {}, row.map((cell) =>
+    h("td", {}, typeof cell === "number" ? fmt.number(cell, Number.isInteger(cell) ? "count" : "") : cell ?? "–"))));
+  table.replaceChildren(h("thead", {}, head), h("tbody", {}, body));
+}
+
+function option(value, label = value) {
+  return h("option", { value }, label);
+}
+
+/** The form's controls, built from the API document. */
+function buildForm(form, spec) {
+  form.metric.replaceChildren(...spec.seriesMetrics.map((m) => option(m)));
+  form.granularity.replaceChildren(...spec.granularities.map((g) => option(g)));
+  const clocks = spec.clocks;
+  document.getElementById("clock-field").hidden = !clocks.length;
+  form.clock.replaceChildren(option("", "(default)"), ...clocks.map((c) => option(c)));
+  form.group_by.replaceChildren(option("", "(none)"), ...spec.dimensions.map((d) => option(d)));
+  const fieldset = document.getElementById("filters");
+  for (const dimension of spec.dimensions) {
+    const values = spec.valuesOf(dimension);
+    const group = h("div", { class: "filter-group", dataset: { dimension } }, h("span", { class: "name" }, dimension));
+    if (values.length) {
+      for (const value of values) {
+        group.append(h("label", {}, h("input", { type: "checkbox", name: `f-${dimension}`, value }), value));
+      }
+    } else {
+      group.append(h("input", {
+        type: "text", name: `f-${dimension}`, placeholder: "comma-separated", size: 14,
+        "aria-label": `${dimension} filter`,
+      }));
+    }
+    fieldset.append(group);
+  }
+}
+
+function showState(form, state, spec) {
+  for (const name of ["metric", "granularity", "start", "end", "clock", "group_by", "percentiles"]) {
+    form[name].value = state[name];
+  }
+  for (const dimension of spec.dimensions) {
+    const chosen = (state.filters[dimension] || "").split(",").filter(Boolean);
+    for (const input of form.querySelectorAll(`[name="f-${dimension}"]`)) {
+      if (input.type === "checkbox") input.checked = chosen.includes(input.value);
+      else input.value = state.filters[dimension] || "";
+    }
+  }
+}
+
+function readState(form, spec) {
+  const state = {};
+  for (const name of ["metric", "granularity", "start", "end", "clock", "group_by", "percentiles"]) {
+    state[name] = form[name].value.trim();
+  }
+  state.filters = {};
+  for (const dimension of spec.dimensions) {
+    const inputs = [...form.querySelectorAll(`[name="f-${dimension}"]`)];
+    const values = inputs.filter((i) => i.type !== "checkbox" || i.checked).map((i) => i.value.trim())
+      .filter(Boolean);
+    if (values.length) state.filters[dimension] = values.join(",");
+  }
+  return state;
+}
+
+async function main() {
+  const specLoading = Spec.load();
+  const page = await startPage("explorer");
+  if (!page) return;
+  const spec = await specLoading;
+  const form = document.getElementById("query");
+  buildForm(form, spec);
+  let state = stateFromUrl(spec);
+  showState(form, state, spec);
+  const chartEl = document.getElementById("chart");
+  const chart = new LineChart(chartEl, {});
+  const jobs = new Jobs(page.api, page.live);
+  let request = buildRequest(state, spec);
+  bindExport(document.getElementById("export"), {
+    api: page.api,
+    jobs,
+    describe: () => ({ dataset: request.dataset, query: request.exportQuery }),
+  });
+
+  let generation = 0;
+  const run = async () => {
+    const mine = ++generation;
+    request = buildRequest(state, spec);
+    setText(document.getElementById("curl"), curlLine(request));
+    const grouped = request.method === "POST";
+    if (grouped && !spec.aggregationMetrics.includes(state.metric)) {
+      showError(`group-by and percentiles are not available for ${state.metric}`);
+      return;
+    }
+    try {
+      let answer = await page.api.request(request.method, request.path, { query: request.query, body: request.body });
+      if (answer.job_id) answer = (await jobs.follow(answer.job_id, () => null)).result;
+      if (mine !== generation) return;
+      const view = grouped ? fromAggregation(answer, state.metric) : fromSeries(answer);
+      setText(document.getElementById("zone"), answer.timezone);
+      setText(document.getElementById("chart-title"), `${state.metric}${view.unit ? ` (${view.unit})` : ""}`);
+      chart.update(view.times, view.lines, { unit: view.unit, zone: answer.timezone, granularity: state.granularity });
+      drawTable(document.getElementById("table"), view);
+      showError(null);
+      document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+    } catch (error) {
+      if (mine === generation) showError(error.message);
+    }
+  };
+  const rerun = debounce(run, RERUN_AFTER_MS);
+  form.addEventListener("change", () => {
+    state = readState(form, spec);
+    history.replaceState(null, "", stateToSearch(state));
+    run();
+  });
+  form.addEventListener("submit", (event) => event.preventDefault());
+  page.live.on("metric_update", (message) => {
+    if ((message.data.metrics || []).includes(state.metric)) rerun();
+  });
+  await run();
+}
+
+main();

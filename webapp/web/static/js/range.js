@@ -1,0 +1,70 @@
+// The overview's time range, kept in the page's URL: ?period=7d|30d|90d, or ?start=&end= (dates,
+// both days included).
+
+export const PERIODS = ["7d", "30d", "90d"];
+
+/** A local date `YYYY-MM-DD` plus `days`. */
+export function addDays(date, days) {
+  const moment = new Date(`${date}T00:00:00Z`);
+  moment.setUTCDate(moment.getUTCDate() + days);
+  return moment.toISOString().slice(0, 10);
+}
+
+export class Range {
+  constructor({ period = "30d", start = "", end = "" } = {}) {
+    this.custom = Boolean(start && end);
+    this.period = this.custom ? "custom" : PERIODS.includes(period) ? period : "30d";
+    this.start = start;
+    this.end = end;
+  }
+
+  static fromUrl() {
+    const params = new URLSearchParams(location.search);
+    return new Range({
+      period: params.get("period") || "30d",
+      start: params.get("start") || "",
+      end: params.get("end") || "",
+    });
+  }
+
+  /** The dashboard's query: a period, or [start, end + 1 day). */
+  query() {
+    return this.custom ? { start: this.start, end: addDays(this.end, 1) } : { period: this.period };
+  }
+
+  /** The URL's query string for this range. */
+  search() {
+    const params = this.custom ? { start: this.start, end: this.end } : { period: this.period };
+    return `?${new URLSearchParams(params)}`;
+  }
+}
+
+/** Wire the range form: it shows `range` and calls `onChange(newRange)` when the user picks another. */
+export function bindRangeForm(form, range, onChange) {
+  const period = form.querySelector("#period");
+  const start = form.querySelector("#start");
+  const end = form.querySelector("#end");
+  const show = (r) => {
+    period.value = r.period;
+    form.classList.toggle("is-custom", r.custom || r.period === "custom");
+    if (start) start.value = r.start;
+    if (end) end.value = r.end;
+  };
+  show(range);
+  period.addEventListener("change", () => {
+    if (period.value === "custom") {
+      form.classList.add("is-custom");
+      return;
+    }
+    const next = new Range({ period: period.value });
+    show(next);
+    onChange(next);
+  });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (period.value !== "custom" || !start.value || !end.value) return;
+    const next = new Range({ start: start.value, end: end.value });
+    show(next);
+    onChange(next);
+  });
+}

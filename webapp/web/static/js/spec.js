@@ -1,0 +1,83 @@
+// What the API serves, read from its OpenAPI document: new metrics and parameters appear on the
+// pages without a change here.
+
+const SERIES_PATH = "/api/v1/analytics/time-series/{metric}";
+const AGGREGATIONS_PATH = "/api/v1/analytics/aggregations";
+
+export class Spec {
+  constructor(document) {
+    this.document = document;
+    this.paths = document.paths || {};
+    this.schemas = document.components?.schemas || {};
+  }
+
+  static async load() {
+    const response = await fetch("/api/v1/openapi.json", { credentials: "same-origin" });
+    if (!response.ok) throw new Error(`the API document did not load (${response.status})`);
+    return new Spec(await response.json());
+  }
+
+  /** Whether the API has this path (and method). */
+  has(path, method = "get") {
+    return Boolean(this.paths[path]?.[method]);
+  }
+
+  #parameter(path, name) {
+    return (this.paths[path]?.get?.parameters || []).find((p) => p.name === name);
+  }
+
+  #resolve(schema) {
+    const ref = schema?.$ref;
+    return ref ? this.schemas[ref.split("/").pop()] : schema;
+  }
+
+  #enumOf(schema) {
+    const resolved = this.#resolve(schema) || {};
+    if (resolved.enum) return resolved.enum;
+    for (const option of resolved.anyOf || []) {
+      const values = this.#enumOf(option);
+      if (values.length) return values;
+    }
+    return [];
+  }
+
+  /** The metrics of time-series/{metric}. */
+  get seriesMetrics() {
+    return this.#enumOf(this.#parameter(SERIES_PATH, "metric")?.schema);
+  }
+
+  /** The granularities a time series takes. */
+  get granularities() {
+    return this.#enumOf(this.#parameter(SERIES_PATH, "granularity")?.schema);
+  }
+
+  /** The clocks a time series takes ([] while the API has no clock parameter). */
+  get clocks() {
+    return this.#enumOf(this.#parameter(SERIES_PATH, "clock")?.schema);
+  }
+
+  #aggregationField(name) {
+    const body = this.paths[AGGREGATIONS_PATH]?.post?.requestBody?.content?.["application/json"]?.schema;
+    return this.#resolve(body)?.properties?.[name];
+  }
+
+  /** Whether POST /analytics/aggregations takes the body field `name`. */
+  aggregationTakes(name) {
+    return Boolean(this.#aggregationField(name));
+  }
+
+  /** Metrics POST /analytics/aggregations takes (percentiles and group-by need one of these). */
+  get aggregationMetrics() {
+    return this.#enumOf(this.#aggregationField("metrics")?.items);
+  }
+
+  /** Dimensions to group and filter by. */
+  get dimensions() {
+    return this.#enumOf(this.#aggregationField("group_by")?.items);
+  }
+
+  /** The allowed values of a dimension with a fixed set (status, priority, channel), else []. */
+  valuesOf(dimension) {
+    return this.#enumOf(this.schemas.Ticket?.properties?.[dimension]);
+  }
+}
