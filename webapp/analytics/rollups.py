@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import sketch
 from webapp.analytics.metrics import METRICS, Metric
 from webapp.core.timeutil import utcnow
-from webapp.models.tickets import DIMENSIONS
+from webapp.core.vocabulary import DIMENSIONS
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics.queries import Filters, filter_sql
-from webapp.models.tickets import PRIORITIES
+from webapp.analytics.sql import filter_sql
+from webapp.core.filters import Filters
+from webapp.core.vocabulary import PRIORITIES
 
 log = logging.getLogger(__name__)
 

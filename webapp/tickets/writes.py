@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, object_session
 
 from webapp.analytics import rollups
 from webapp.core.timeutil import as_aware, hours_between, in_calendar, utcnow, zone
+from webapp.core.vocabulary import DIMENSIONS, RESOLVED_STATUSES
 from webapp.models import Organization, Ticket, TicketEvent
-from webapp.models.tickets import DIMENSIONS, RESOLVED_STATUSES
 
 # Clocks of the clients drift; a timestamp this far ahead of ours is still "now".
 CLOCK_SKEW = timedelta(minutes=5)

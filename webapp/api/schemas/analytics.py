@@ -1,17 +1,40 @@
-"""Request and response models of the analytics routes (they validate requests and describe OpenAPI)."""
+"""Request and response models of the analytics routes (they validate requests and describe OpenAPI).
+
+Their word lists come from the vocabulary and the metric registry, and filters are parsed as they
+are validated, so a request that passes is canonical; its methods turn it into the domain's query.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    WithJsonSchema,
+    create_model,
+)
 
-from webapp.api.schemas.common import Strict
+from webapp.analytics.aggregations import AggregationQuery
+from webapp.analytics.buckets import DEFAULT_RANGE_DAYS
+from webapp.analytics.metrics import METRICS
+from webapp.analytics.window import Window, canonical_window
+from webapp.api.schemas.common import Strict, refused
+from webapp.core.filters import FilterError, Filters, parse_filter, parse_filter_object
+from webapp.core.timeutil import EARLIEST, LATEST
+from webapp.core.vocabulary import DASHBOARD_PERIODS, DIMENSIONS, GRANULARITIES, SNAPSHOT_TYPES
 
-Granularity = Literal["hourly", "daily", "weekly", "monthly", "quarterly", "yearly"]
-MetricName = Literal["ticket_count", "response_time", "resolution_time", "sentiment_score"]
-Dimension = Literal["status", "priority", "channel", "category", "assigned_to"]
-SnapshotType = Literal["daily", "weekly", "monthly"]
+Granularity = Literal[GRANULARITIES]  # type: ignore[valid-type]
+MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
+Dimension = Literal[DIMENSIONS]  # type: ignore[valid-type]
+SnapshotType = Literal[SNAPSHOT_TYPES]  # type: ignore[valid-type]
+Period = Literal[tuple(DASHBOARD_PERIODS)]  # type: ignore[valid-type]
 
 _START = (
     "ISO 8601 date or datetime; a date is local midnight, a naive time local wall-clock "
@@ -20,24 +43,105 @@ _START = (
 _END = "exclusive end, as start (default: the end of today in the time zone)"
 _TZ = "IANA time zone buckets and dates are read in (default: the organization's)"
 _LIST = "comma-separated values; for assigned_to, `null` means unassigned"
+FILTERS_DOC = "dimension -> value list (or comma-separated string); null = unassigned"
 _EXACT = (
     "compute from raw events only: no rollups, and percentiles exact whatever the number of "
     "measurements (default false: rollups for closed hours, sketch percentiles above a size)"
 )
+_VALUES = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+    ]
+}
 
 
-class RangeQuery(Strict):
-    """The range, time zone and dimension filters common to the analytics routes."""
+_NULLABLE_TEXT = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+
+
+def _filter_param(name: str) -> Any:
+    """The query parameter filtering on dimension `name`, parsed into its values."""
+
+    def parse(raw: Any) -> list[str | None]:
+        try:
+            return parse_filter(name, raw)
+        except FilterError as exc:
+            raise refused(str(exc), exc.field) from exc
+
+    return Annotated[list[str | None] | None, PlainValidator(parse), WithJsonSchema(_NULLABLE_TEXT)]
+
+
+def _filter_object(raw: Any) -> Filters:
+    if not isinstance(raw, dict):
+        raise refused('filters must be an object, e.g. {"status": ["open"]}', "filters")
+    try:
+        return parse_filter_object(raw)
+    except FilterError as exc:
+        raise refused(str(exc), exc.field) from exc
+
+
+FilterObject = Annotated[
+    Filters,
+    PlainValidator(_filter_object),
+    WithJsonSchema(
+        {"type": "object", "properties": dict.fromkeys(DIMENSIONS, _VALUES), "additionalProperties": False}
+    ),
+]
+
+
+def _percentiles(values: list[int]) -> list[int]:
+    if not all(1 <= p <= 99 for p in values):
+        raise refused("percentiles must be integers from 1 to 99, e.g. [50, 95, 99]", "percentiles")
+    return values
+
+
+Percentile = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 99})]
+
+
+class RangeFields(Strict):
+    """The range and the time zone it is read in, as a request gives them."""
 
     start: str | None = Field(default=None, max_length=64, description=_START)
     end: str | None = Field(default=None, max_length=64, description=_END)
     tz: str | None = Field(default=None, max_length=64, description=_TZ)
-    status: str | None = Field(default=None, description=_LIST)
-    priority: str | None = Field(default=None, description=_LIST)
-    channel: str | None = Field(default=None, description=_LIST)
-    category: str | None = Field(default=None, description=_LIST)
-    assigned_to: str | None = Field(default=None, description=_LIST)
+
+    def window(
+        self,
+        *,
+        default_tz: str,
+        now: datetime,
+        granularity: str | None = None,
+        days: int = DEFAULT_RANGE_DAYS,
+    ) -> Window:
+        """The window the request asks for (see canonical_window)."""
+        return canonical_window(
+            self.start,
+            self.end,
+            tz=self.tz,
+            default_tz=default_tz,
+            now=now,
+            granularity=granularity,
+            days=days,
+        )
+
+
+# The range, time zone and one filter parameter per dimension.
+_Filtered: type[RangeFields] = create_model(  # type: ignore[call-overload]
+    "_Filtered",
+    __base__=RangeFields,
+    **{name: (_filter_param(name), Field(default=None, description=_LIST)) for name in DIMENSIONS},
+)
+
+
+class RangeQuery(_Filtered):  # type: ignore[valid-type,misc]
+    """The range, time zone and dimension filters common to the analytics routes."""
+
     exact: bool = Field(default=False, description=_EXACT)
+
+    @property
+    def filters(self) -> Filters:
+        """The filters given, dimension -> values."""
+        return {name: values for name in DIMENSIONS if (values := getattr(self, name)) is not None}
 
 
 class TimeSeriesQuery(RangeQuery):
@@ -53,7 +157,7 @@ class PerformanceQuery(RangeQuery):
 
 
 class DashboardQuery(RangeQuery):
-    period: Literal["7d", "30d", "90d"] | None = Field(
+    period: Period | None = Field(
         default=None, description="the last 7, 30 or 90 local days up to the end of today (instead of start)"
     )
 
@@ -64,23 +168,37 @@ class SnapshotQuery(Strict):
     end: str | None = Field(default=None, max_length=64, description="exclusive last period date, ISO 8601")
 
 
+def _iso_date(raw: Any) -> date:
+    text = raw if isinstance(raw, str) else repr(raw)
+    try:
+        day = date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise refused(f"date {text[:40]!r} is not an ISO 8601 date (YYYY-MM-DD)", "date")
+    if not EARLIEST.year <= day.year < LATEST.year:
+        raise refused(f"date {raw} is outside the years 1900 to 2199 this platform measures", "date")
+    return day
+
+
+IsoDate = Annotated[
+    date, PlainValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date", "maxLength": 10})
+]
+
+
 class SnapshotRequest(Strict):
     type: SnapshotType
-    date: str = Field(max_length=10, description="a date inside the period, ISO 8601 (YYYY-MM-DD)")
+    date: IsoDate = Field(description="a date inside the period, ISO 8601 (YYYY-MM-DD)")
 
 
-class AggregationRequest(Strict):
+class AggregationFields(RangeFields):
+    """What to aggregate: the body of POST /analytics/aggregations without `async`."""
+
     metrics: list[MetricName] = Field(min_length=1, max_length=4)
     group_by: list[Dimension] = Field(default_factory=list, max_length=5)
-    filters: dict[str, str | list[str | None]] = Field(
-        default_factory=dict,
-        description="dimension -> value list (or comma-separated string); null = unassigned",
-    )
-    start: str | None = Field(default=None, max_length=64, description=_START)
-    end: str | None = Field(default=None, max_length=64, description=_END)
-    tz: str | None = Field(default=None, max_length=64, description=_TZ)
+    filters: FilterObject = Field(default_factory=dict, description=FILTERS_DOC)
     granularity: Granularity | None = None
-    percentiles: list[StrictInt] | None = Field(
+    percentiles: Annotated[list[Percentile], AfterValidator(_percentiles)] | None = Field(
         default=None,
         max_length=20,
         description=(
@@ -90,6 +208,23 @@ class AggregationRequest(Strict):
     )
     # Strict in a JSON body: "yes" or 1 is not a boolean, "50" not a percentile.
     exact: StrictBool = Field(default=False, description=_EXACT)
+
+    def query(
+        self, *, default_tz: str, now: datetime, approximate_above: int | None = None
+    ) -> AggregationQuery:
+        """The aggregation asked for, its window canonical (see canonical_window)."""
+        return AggregationQuery.of(
+            metrics=self.metrics,
+            group_by=self.group_by,
+            window=self.window(default_tz=default_tz, now=now, granularity=self.granularity),
+            filters=self.filters,
+            percentiles=self.percentiles,
+            exact=self.exact,
+            approximate_above=approximate_above,
+        )
+
+
+class AggregationRequest(AggregationFields):
     async_: StrictBool = Field(default=False, alias="async", description="run as a job and answer 202")
 
     model_config = ConfigDict(extra="forbid")
