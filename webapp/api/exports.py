@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, send_file
 from sqlalchemy.orm import Session
@@ -191,6 +193,49 @@ def _export_or_404(export_id: str) -> Export:
     return export
 
 
+def _available(export: Export, now: datetime) -> Export:
+    """`export`, if its file can still be served (else 410)."""
+    if not records.is_available(export, _directory(), now):
+        raise ApiError(410, "the export file is no longer available; request a new export")
+    return export
+
+
+def _linked(export_id: str, token: str, now: datetime) -> Export:
+    """The export a download link opens: 403 for a link that is not valid for it, 404 for another
+    organization's (as unknown as a missing export, signed or not), 410 once expired or gone."""
+    try:
+        claims = signing.verify(token)
+    except signing.BadLink as exc:
+        raise ApiError(403, "the download link is not valid") from exc
+    if claims.export_id != export_id:
+        raise ApiError(403, "the download link is not valid")
+    if claims.org_id != current_principal().org_id:
+        raise not_found("export")
+    export = _export_or_404(export_id)
+    if claims.expired(now):
+        raise ApiError(410, f"the download link has expired; GET /api/v1/exports/{export_id} for a fresh one")
+    return _available(export, now)
+
+
+def _info(export: Export, now: datetime) -> dict[str, Any]:
+    """The export's file details, with a fresh signed link."""
+    url, link_expires_at = signing.download_link(export, now)
+    return {
+        "id": str(export.id),
+        "job_id": str(export.job_id),
+        "format": export.format,
+        "filename": export.filename,
+        "content_type": CONTENT_TYPES[export.format],
+        "rows": export.rows,
+        "bytes": export.bytes,
+        "sha256": export.sha256,
+        "created_at": export.created_at.isoformat(),
+        "expires_at": export.expires_at.isoformat(),
+        "download_url": url,
+        "link_expires_at": link_expires_at.isoformat(),
+    }
+
+
 @bp.get("/exports/<export_id>")
 @document(
     "An export's file details and a fresh signed download link",
@@ -200,27 +245,8 @@ def _export_or_404(export_id: str) -> Export:
 )
 @require_role("viewer")
 def get(export_id: str) -> Response:
-    export = _export_or_404(export_id)
     now = utcnow()
-    if not records.is_available(export, _directory(), now):
-        raise ApiError(410, "the export file is no longer available; request a new export")
-    url, link_expires_at = signing.download_link(export, now)
-    return jsonify(
-        {
-            "id": str(export.id),
-            "job_id": str(export.job_id),
-            "format": export.format,
-            "filename": export.filename,
-            "content_type": CONTENT_TYPES[export.format],
-            "rows": export.rows,
-            "bytes": export.bytes,
-            "sha256": export.sha256,
-            "created_at": export.created_at.isoformat(),
-            "expires_at": export.expires_at.isoformat(),
-            "download_url": url,
-            "link_expires_at": link_expires_at.isoformat(),
-        }
-    )
+    return jsonify(_info(_available(_export_or_404(export_id), now), now))
 
 
 @bp.get("/exports/<export_id>/download")
@@ -234,22 +260,7 @@ def get(export_id: str) -> Response:
 )
 @require_role("viewer")
 def download(export_id: str) -> Response:
-    token = parse_query(DownloadQuery).token
-    try:
-        claims = signing.verify(token)
-    except signing.BadLink as exc:
-        raise ApiError(403, "the download link is not valid") from exc
-    if claims.export_id != export_id:
-        raise ApiError(403, "the download link is not valid")
-    # Another organization's link is as unknown as a missing export, signed or not.
-    if claims.org_id != current_principal().org_id:
-        raise not_found("export")
-    export = _export_or_404(export_id)
-    now = utcnow()
-    if claims.expired(now):
-        raise ApiError(410, f"the download link has expired; GET /api/v1/exports/{export_id} for a fresh one")
-    if not records.is_available(export, _directory(), now):
-        raise ApiError(410, "the export file is no longer available; request a new export")
+    export = _linked(export_id, parse_query(DownloadQuery).token, utcnow())
     response = send_file(
         Path(export.path),
         mimetype=_media_type(export.format),

@@ -10,7 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from webapp.exports.files import Written
+from webapp.exports.files import Written, write_export
+from webapp.exports.progress import Report
+from webapp.exports.spec import ExportSpec
 from webapp.models.jobs import Export
 
 
@@ -38,6 +40,24 @@ def record(
     export = session.get(Export, export_id, populate_existing=True)
     assert export is not None
     return export
+
+
+def produce(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    org_id: int,
+    spec: ExportSpec,
+    directory: Path,
+    retention_days: int,
+    now: datetime,
+    report: Report | None = None,
+) -> Export:
+    """Write job `job_id`'s export file (see write_export) and its row, kept `retention_days`."""
+    written = write_export(
+        session, org_id=org_id, job_id=job_id, spec=spec, directory=directory, now=now, report=report
+    )
+    return record(session, written, job_id=job_id, org_id=org_id, retention_days=retention_days, now=now)
 
 
 def find(session: Session, *, job_id: uuid.UUID) -> Export | None:

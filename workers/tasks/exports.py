@@ -45,29 +45,17 @@ def _export(ctx: JobContext) -> dict[str, Any]:
         ctx.log("export %s already written; reusing it", existing.id)
         return result_of(existing)
     ctx.session.commit()  # the export reads its own REPEATABLE READ snapshot
-
-    def report(rows: int, total: int) -> None:
-        ctx.report(rows / total if total else 0.0)
-
-    now = utcnow()
-    written = files.write_export(
+    export = records.produce(
         ctx.session,
-        org_id=job.org_id,
         job_id=job.id,
+        org_id=job.org_id,
         spec=ExportSpec.from_params(ctx.params),
         directory=_directory(),
-        now=now,
-        report=report,
-    )
-    export = records.record(
-        ctx.session,
-        written,
-        job_id=job.id,
-        org_id=job.org_id,
         retention_days=current_app.config["EXPORT_RETENTION_DAYS"],
-        now=now,
+        now=utcnow(),
+        report=lambda rows, total: ctx.report(rows / total if total else 0.0),
     )
-    ctx.log("wrote %s rows, %s bytes of %s to %s", written.rows, written.bytes, written.format, written.path)
+    ctx.log("wrote %s rows, %s bytes of %s to %s", export.rows, export.bytes, export.format, export.path)
     return result_of(export)
 
 

@@ -6,130 +6,42 @@ are validated, so a request that passes is canonical; its methods turn it into t
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    StrictBool,
-    StrictInt,
-    WithJsonSchema,
-    create_model,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model
 
 from webapp.analytics.aggregations import AggregationQuery
-from webapp.analytics.buckets import DEFAULT_RANGE_DAYS
-from webapp.analytics.metrics import METRICS
-from webapp.analytics.window import Window, canonical_window
-from webapp.api.schemas.common import Strict, refused
-from webapp.core.filters import FilterError, Filters, parse_filter, parse_filter_object
-from webapp.core.timeutil import EARLIEST, LATEST
-from webapp.core.vocabulary import DASHBOARD_PERIODS, DIMENSIONS, GRANULARITIES, SNAPSHOT_TYPES
-
-Granularity = Literal[GRANULARITIES]  # type: ignore[valid-type]
-MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
-Dimension = Literal[DIMENSIONS]  # type: ignore[valid-type]
-SnapshotType = Literal[SNAPSHOT_TYPES]  # type: ignore[valid-type]
-Period = Literal[tuple(DASHBOARD_PERIODS)]  # type: ignore[valid-type]
-
-_START = (
-    "ISO 8601 date or datetime; a date is local midnight, a naive time local wall-clock "
-    "(default: 30 days before end)"
+from webapp.api.schemas.common import Strict
+from webapp.api.schemas.fields import (
+    FILTER_PARAM_DOC,
+    FILTERS_DOC,
+    Dimension,
+    FilterObject,
+    Granularity,
+    IsoDate,
+    MetricName,
+    Percentile,
+    Period,
+    RangeFields,
+    SnapshotType,
+    filter_param,
+    percentiles_in_range,
 )
-_END = "exclusive end, as start (default: the end of today in the time zone)"
-_TZ = "IANA time zone buckets and dates are read in (default: the organization's)"
-_LIST = "comma-separated values; for assigned_to, `null` means unassigned"
-FILTERS_DOC = "dimension -> value list (or comma-separated string); null = unassigned"
+from webapp.core.filters import Filters
+from webapp.core.vocabulary import DIMENSIONS
+
 _EXACT = (
     "compute from raw events only: no rollups, and percentiles exact whatever the number of "
     "measurements (default false: rollups for closed hours, sketch percentiles above a size)"
 )
-_VALUES = {
-    "anyOf": [
-        {"type": "string"},
-        {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
-    ]
-}
-
-
-_NULLABLE_TEXT = {"anyOf": [{"type": "string"}, {"type": "null"}]}
-
-
-def _filter_param(name: str) -> Any:
-    """The query parameter filtering on dimension `name`, parsed into its values."""
-
-    def parse(raw: Any) -> list[str | None]:
-        try:
-            return parse_filter(name, raw)
-        except FilterError as exc:
-            raise refused(str(exc), exc.field) from exc
-
-    return Annotated[list[str | None] | None, PlainValidator(parse), WithJsonSchema(_NULLABLE_TEXT)]
-
-
-def _filter_object(raw: Any) -> Filters:
-    if not isinstance(raw, dict):
-        raise refused('filters must be an object, e.g. {"status": ["open"]}', "filters")
-    try:
-        return parse_filter_object(raw)
-    except FilterError as exc:
-        raise refused(str(exc), exc.field) from exc
-
-
-FilterObject = Annotated[
-    Filters,
-    PlainValidator(_filter_object),
-    WithJsonSchema(
-        {"type": "object", "properties": dict.fromkeys(DIMENSIONS, _VALUES), "additionalProperties": False}
-    ),
-]
-
-
-def _percentiles(values: list[int]) -> list[int]:
-    if not all(1 <= p <= 99 for p in values):
-        raise refused("percentiles must be integers from 1 to 99, e.g. [50, 95, 99]", "percentiles")
-    return values
-
-
-Percentile = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 99})]
-
-
-class RangeFields(Strict):
-    """The range and the time zone it is read in, as a request gives them."""
-
-    start: str | None = Field(default=None, max_length=64, description=_START)
-    end: str | None = Field(default=None, max_length=64, description=_END)
-    tz: str | None = Field(default=None, max_length=64, description=_TZ)
-
-    def window(
-        self,
-        *,
-        default_tz: str,
-        now: datetime,
-        granularity: str | None = None,
-        days: int = DEFAULT_RANGE_DAYS,
-    ) -> Window:
-        """The window the request asks for (see canonical_window)."""
-        return canonical_window(
-            self.start,
-            self.end,
-            tz=self.tz,
-            default_tz=default_tz,
-            now=now,
-            granularity=granularity,
-            days=days,
-        )
 
 
 # The range, time zone and one filter parameter per dimension.
 _Filtered: type[RangeFields] = create_model(  # type: ignore[call-overload]
     "_Filtered",
     __base__=RangeFields,
-    **{name: (_filter_param(name), Field(default=None, description=_LIST)) for name in DIMENSIONS},
+    **{name: (filter_param(name), Field(default=None, description=FILTER_PARAM_DOC)) for name in DIMENSIONS},
 )
 
 
@@ -168,24 +80,6 @@ class SnapshotQuery(Strict):
     end: str | None = Field(default=None, max_length=64, description="exclusive last period date, ISO 8601")
 
 
-def _iso_date(raw: Any) -> date:
-    text = raw if isinstance(raw, str) else repr(raw)
-    try:
-        day = date.fromisoformat(raw) if isinstance(raw, str) and len(raw) == 10 else None
-    except ValueError:
-        day = None
-    if day is None:
-        raise refused(f"date {text[:40]!r} is not an ISO 8601 date (YYYY-MM-DD)", "date")
-    if not EARLIEST.year <= day.year < LATEST.year:
-        raise refused(f"date {raw} is outside the years 1900 to 2199 this platform measures", "date")
-    return day
-
-
-IsoDate = Annotated[
-    date, PlainValidator(_iso_date), WithJsonSchema({"type": "string", "format": "date", "maxLength": 10})
-]
-
-
 class SnapshotRequest(Strict):
     type: SnapshotType
     date: IsoDate = Field(description="a date inside the period, ISO 8601 (YYYY-MM-DD)")
@@ -198,7 +92,7 @@ class AggregationFields(RangeFields):
     group_by: list[Dimension] = Field(default_factory=list, max_length=5)
     filters: FilterObject = Field(default_factory=dict, description=FILTERS_DOC)
     granularity: Granularity | None = None
-    percentiles: Annotated[list[Percentile], AfterValidator(_percentiles)] | None = Field(
+    percentiles: Annotated[list[Percentile], AfterValidator(percentiles_in_range)] | None = Field(
         default=None,
         max_length=20,
         description=(

@@ -7,15 +7,9 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, Field, RootModel
 
-from webapp.api.schemas.analytics import (
-    FILTERS_DOC,
-    AggregationFields,
-    FilterObject,
-    Granularity,
-    MetricName,
-    RangeFields,
-)
+from webapp.api.schemas.analytics import AggregationFields
 from webapp.api.schemas.common import Strict
+from webapp.api.schemas.fields import FILTERS_DOC, FilterObject, Granularity, MetricName, RangeFields
 from webapp.core.vocabulary import EXPORT_FORMATS
 from webapp.exports.spec import TICKET_COLUMNS, ExportSpec, SeriesQuery, TicketQuery
 
