@@ -29,7 +29,6 @@ from webapp.core.timeutil import utcnow
 from webapp.exports import encoders, records, tables, xlsx
 from webapp.exports.progress import Progress
 from webapp.exports.spec import CONTENT_TYPES, MEDIA_TYPES, ExportSpec
-from webapp.exports.tables import Table
 from webapp.infra.db import close_quietly, get_session, session_factory
 from webapp.jobs import lifecycle as job_domain
 from webapp.models import Organization
@@ -113,7 +112,7 @@ def _check_active_cap(org_id: int, spec: ExportSpec) -> None:
     )
 
 
-def _sync_table(session: Session, org_id: int, spec: ExportSpec) -> Table:
+def _sync_table(session: Session, org_id: int, spec: ExportSpec) -> tables.Table:
     """The export's rows for mode=sync: counted up to one past the cap, 422 beyond it."""
     cap = current_app.config["EXPORT_SYNC_MAX_ROWS"]
     with client_errors():
@@ -134,7 +133,7 @@ def _sync_table(session: Session, org_id: int, spec: ExportSpec) -> Table:
     return table
 
 
-def _sync_xlsx(session: Session, spec: ExportSpec, table: Table) -> Response:
+def _sync_xlsx(session: Session, spec: ExportSpec, table: tables.Table) -> Response:
     """XLSX through a temporary file: a zip's directory comes last, so it cannot stream as it is made."""
     # The temp file is unlinked at once and vanishes when the response closes it.
     handle = tempfile.TemporaryFile()  # noqa: SIM115 (send_file closes it)
@@ -145,7 +144,7 @@ def _sync_xlsx(session: Session, spec: ExportSpec, table: Table) -> Response:
     return send_file(handle, mimetype=_media_type(spec.format), as_attachment=True, download_name=filename)
 
 
-def _streamed(session: Session, spec: ExportSpec, table: Table) -> Response:
+def _streamed(session: Session, spec: ExportSpec, table: tables.Table) -> Response:
     """CSV and JSON straight from COPY as the response body, closing the session when it ends."""
     chunks = encoders.encode(spec.format, table, Progress(table.total))
     # The first block is made here, before the status line is sent: a database that fails the
