@@ -4,13 +4,17 @@ filters accept and where Celery sends each job kind, and nothing else appears in
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import ROOT, process_env
 from webapp.analytics import rollups
 from webapp.analytics.metrics import METRICS
 from webapp.core import vocabulary as v
@@ -187,15 +191,23 @@ def test_export_formats_and_datasets(spec):
     assert _prop(spec, "ExportInfo", "format") == list(v.EXPORT_FORMATS)
 
 
-def test_job_kinds_states_and_routes(spec, base_app, celery_worker):
+def _worker_tasks(services: Any) -> set[str]:
+    """The tasks a worker process registers: its own app, loaded as `celery -A workers` loads it."""
+    listing = "import json, workers; print(json.dumps(sorted(workers.celery_app.tasks)))"
+    output = subprocess.run(
+        [sys.executable, "-c", listing], cwd=ROOT, env=process_env(services), capture_output=True, check=True
+    )
+    return set(json.loads(output.stdout.decode().splitlines()[-1]))
+
+
+def test_job_kinds_states_and_routes(spec, base_app, services):
     assert _prop(spec, "Job", "kind") == list(v.JOB_KINDS)
     assert _prop(spec, "Job", "state") == list(v.JOB_STATES)
     assert set(v.ACTIVE_STATES) | set(v.FINAL_STATES) == set(v.JOB_STATES)
     assert not set(v.ACTIVE_STATES) & set(v.FINAL_STATES)
     celery = base_app.extensions["celery"]
     assert {queue.name for queue in celery.conf.task_queues} == set(v.QUEUES)
-    # What the running worker has registered, and where Celery's router sends each job kind.
-    registered = set().union(*(celery.control.inspect(timeout=10).registered() or {}).values())
+    registered = _worker_tasks(services)
     for kind, route in v.JOB_ROUTES.items():
         assert route.name in registered, kind
         assert celery.amqp.router.route({}, route.name)["queue"].name == route.queue, kind
