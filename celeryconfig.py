@@ -9,15 +9,11 @@ from typing import Any
 
 from kombu import Queue
 
-QUEUES = ("default", "exports", "refresh")
+from webapp.core import vocabulary
 
-# The queue of each task, by the area its name starts with (`<area>.<verb>`). This table is the one
-# place routes are written, to be derived from the job kinds of webapp.core.vocabulary.
-TASK_ROUTES = {
-    "exports.*": {"queue": "exports"},
-    "cache.*": {"queue": "refresh"},
-    "rollups.*": {"queue": "refresh"},
-}
+# Queues and routes derive from the job kinds of the vocabulary: a new kind names its task and queue there.
+QUEUES = vocabulary.QUEUES
+TASK_ROUTES = vocabulary.task_routes()
 
 
 def celery_settings(settings: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def seed(url: str, sizes: list[int]) -> dict[int, int]:
 
 
 def _bare_copy(url: str, org_id: int, path: Path) -> int:
-    from webapp.exports.datasets import TICKET_COLUMNS
+    from webapp.exports.spec import TICKET_COLUMNS
 
     columns = ", ".join(TICKET_COLUMNS)
     rows = -1
@@ -98,7 +98,7 @@ def _bare_copy(url: str, org_id: int, path: Path) -> int:
 
 
 def _csv_writer(url: str, org_id: int, path: Path) -> int:
-    from webapp.exports.datasets import TICKET_COLUMNS
+    from webapp.exports.spec import TICKET_COLUMNS
 
     rows = 0
     with psycopg.connect(_dsn(url)) as conn, path.open("w", newline="") as out:
@@ -120,7 +120,7 @@ def _xlsxwriter(url: str, org_id: int, path: Path) -> int:
     """The bare writer library: XlsxWriter in constant-memory mode, write_row over a server-side cursor."""
     import xlsxwriter
 
-    from webapp.exports.datasets import TICKET_COLUMNS
+    from webapp.exports.spec import TICKET_COLUMNS
 
     rows = 0
     workbook = xlsxwriter.Workbook(
@@ -150,12 +150,13 @@ def _openpyxl(session: Any, org_id: int, path: Path) -> int:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
 
-    from webapp.exports import datasets as exports
+    from webapp.api.schemas.exports import ExportRequest
+    from webapp.exports.formulas import FORMULA_PREFIXES
+    from webapp.exports.tables import open_table
 
-    params = exports.canonical_params(
-        {"format": "xlsx", "dataset": "tickets", "query": QUERY}, default_tz=TZ, now=datetime.now(UTC)
-    )
-    table = exports.open_table(session, org_id=org_id, dataset="tickets", query=params["query"])
+    request = {"format": "xlsx", "dataset": "tickets", "query": QUERY}
+    spec = ExportRequest.model_validate(request).root.spec(default_tz=TZ, now=datetime.now(UTC))
+    table = open_table(session, org_id=org_id, query=spec.query)
     book = Workbook(write_only=True)
     sheet = book.create_sheet("data")
     sheet.freeze_panes = "A2"
@@ -167,7 +168,7 @@ def _openpyxl(session: Any, org_id: int, path: Path) -> int:
         for value, kind in zip(row, kinds, strict=True):
             if kind == "timestamp" and value is not None:
                 value = value.astimezone(table.tz).replace(tzinfo=None)
-            elif kind == "text" and value and value[0] in exports.FORMULA_PREFIXES:
+            elif kind == "text" and value and value[0] in FORMULA_PREFIXES:
                 cell = WriteOnlyCell(sheet, value=value)
                 cell.data_type = "s"
                 cell.quotePrefix = True
@@ -199,7 +200,8 @@ def run_one(variant: str, org_id: int, url: str, directory: Path) -> dict[str, A
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
-    from webapp.exports import datasets as exports
+    from webapp.api.schemas.exports import ExportRequest
+    from webapp.exports.files import write_export
 
     engine = create_engine(url)
     baseline = psutil.Process().memory_info().rss
@@ -222,11 +224,10 @@ def run_one(variant: str, org_id: int, url: str, directory: Path) -> dict[str, A
             rows = _openpyxl(session, org_id, path)
         else:
             now = datetime.now(UTC)
-            params = exports.canonical_params(
-                {"format": variant, "dataset": "tickets", "query": QUERY}, default_tz=TZ, now=now
-            )
-            written = exports.write_export(
-                session, org_id=org_id, job_id=uuid.uuid4(), params=params, directory=directory, now=now
+            request = {"format": variant, "dataset": "tickets", "query": QUERY}
+            spec = ExportRequest.model_validate(request).root.spec(default_tz=TZ, now=now)
+            written = write_export(
+                session, org_id=org_id, job_id=uuid.uuid4(), spec=spec, directory=directory, now=now
             )
             rows, path = written.rows, written.path
     seconds = time.perf_counter() - started

@@ -18,12 +18,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
+from webapp.core.vocabulary import FINAL_STATES
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as jobs
 from webapp.jobs import recovery
 from webapp.models import Job
-from webapp.models.jobs import FINAL_STATES
 
 log = logging.getLogger("workers.jobs")
 

@@ -20,8 +20,11 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import _make_tenant
+from webapp.api.schemas.exports import ExportRequest
 from webapp.core.timeutil import utcnow
-from webapp.exports import datasets as exports
+from webapp.exports import encoders, files, tables
+from webapp.exports.progress import Progress
+from webapp.exports.spec import ExportSpec
 
 RANGE = {"start": "2026-03-01", "end": "2026-03-08", "tz": "UTC"}
 # Text starting with each formula prefix, and with characters close to them that are not prefixes
@@ -106,9 +109,9 @@ def _db_rows(base_app: Flask, org_id: int) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in result]
 
 
-def _params(fmt: str) -> dict[str, Any]:
-    request = {"format": fmt, "dataset": "tickets", "query": {**RANGE, "columns": list(COLUMNS)}}
-    return exports.canonical_params(request, default_tz="UTC", now=utcnow())
+def _spec(fmt: str, **query: str) -> ExportSpec:
+    request = {"format": fmt, "dataset": "tickets", "query": {**RANGE, "columns": list(COLUMNS), **query}}
+    return ExportRequest.model_validate(request).root.spec(default_tz="UTC", now=utcnow())
 
 
 def _session(app: Flask) -> Session:
@@ -160,17 +163,17 @@ class Clock:
         return self.now
 
 
-@pytest.mark.parametrize("block_bytes", [1, 700, exports.BLOCK_BYTES])
+@pytest.mark.parametrize("block_bytes", [1, 700, encoders.BLOCK_BYTES])
 @pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
 def test_exports_read_back_as_the_database_whatever_the_block_size(
     live_app, org, tmp_path, monkeypatch, fmt, block_bytes
 ):
-    monkeypatch.setattr(exports, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(encoders, "BLOCK_BYTES", block_bytes)
     expected = _db_rows(live_app, org)
     assert len(expected) == TICKETS
     with _session(live_app) as session:
-        written = exports.write_export(
-            session, org_id=org, job_id="blocks", params=_params(fmt), directory=tmp_path, now=utcnow()
+        written = files.write_export(
+            session, org_id=org, job_id="blocks", spec=_spec(fmt), directory=tmp_path, now=utcnow()
         )
     body = written.path.read_bytes()
     assert written.rows == TICKETS
@@ -186,15 +189,10 @@ def test_exports_read_back_as_the_database_whatever_the_block_size(
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "ndjson"])
 def test_an_empty_range_is_a_header_or_an_empty_array(live_app, org, tmp_path, fmt):
-    params = _params(fmt)
-    params["query"] = {
-        **params["query"],
-        "start": "2020-01-01T00:00:00+00:00",
-        "end": "2020-01-02T00:00:00+00:00",
-    }
+    spec = _spec(fmt, start="2020-01-01T00:00:00+00:00", end="2020-01-02T00:00:00+00:00")
     with _session(live_app) as session:
-        written = exports.write_export(
-            session, org_id=org, job_id="empty", params=params, directory=tmp_path, now=utcnow()
+        written = files.write_export(
+            session, org_id=org, job_id="empty", spec=spec, directory=tmp_path, now=utcnow()
         )
     assert written.rows == 0
     body = written.path.read_bytes()
@@ -204,8 +202,8 @@ def test_an_empty_range_is_a_header_or_an_empty_array(live_app, org, tmp_path, f
 def test_stream_exports_count_as_they_write_and_report_the_exact_total_last(
     live_app, org, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(exports, "BLOCK_BYTES", 2000)
-    monkeypatch.setattr(exports, "monotonic", Clock())
+    monkeypatch.setattr(encoders, "BLOCK_BYTES", 2000)
+    monkeypatch.setattr("webapp.exports.progress.monotonic", Clock())
     statements: list[str] = []
 
     def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -216,11 +214,11 @@ def test_stream_exports_count_as_they_write_and_report_the_exact_total_last(
     reports: list[tuple[int, int]] = []
     try:
         with _session(live_app) as session:
-            written = exports.write_export(
+            written = files.write_export(
                 session,
                 org_id=org,
                 job_id="progress",
-                params=_params("csv"),
+                spec=_spec("csv"),
                 directory=tmp_path,
                 now=utcnow(),
                 report=lambda rows, total: reports.append((rows, total)),
@@ -240,14 +238,14 @@ def test_stream_exports_count_as_they_write_and_report_the_exact_total_last(
 
 
 def test_xlsx_exports_still_count_first(live_app, org, tmp_path, monkeypatch):
-    monkeypatch.setattr(exports, "monotonic", Clock())
+    monkeypatch.setattr("webapp.exports.progress.monotonic", Clock())
     reports: list[tuple[int, int]] = []
     with _session(live_app) as session:
-        exports.write_export(
+        files.write_export(
             session,
             org_id=org,
             job_id="xlsx",
-            params=_params("xlsx"),
+            spec=_spec("xlsx"),
             directory=tmp_path,
             now=utcnow(),
             report=lambda rows, total: reports.append((rows, total)),
@@ -257,9 +255,7 @@ def test_xlsx_exports_still_count_first(live_app, org, tmp_path, monkeypatch):
 
 def test_progress_against_an_estimate_stays_below_one_until_finished():
     reports: list[tuple[int, int]] = []
-    progress = exports.Progress(
-        10, lambda rows, total: reports.append((rows, total)), interval=0, exact=False
-    )
+    progress = Progress(10, lambda rows, total: reports.append((rows, total)), interval=0, exact=False)
     progress.update(5)  # within the estimate: the estimate is the total
     progress.update(99)  # past it: 99 rows are shown as 99 % at most
     progress.update(250)
@@ -268,7 +264,7 @@ def test_progress_against_an_estimate_stays_below_one_until_finished():
     assert reports == [(5, 10), (99, 100), (250, 253), (250, 250)]
 
     exact: list[tuple[int, int]] = []
-    progress = exports.Progress(300, lambda rows, total: exact.append((rows, total)), interval=0)
+    progress = Progress(300, lambda rows, total: exact.append((rows, total)), interval=0)
     progress.update(150)
     assert exact == [(150, 300)]
 
@@ -279,8 +275,8 @@ class Cancelled(Exception):
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_a_cancel_mid_stream_leaves_no_file_and_stops_the_copy(live_app, org, tmp_path, monkeypatch, fmt):
-    monkeypatch.setattr(exports, "BLOCK_BYTES", 1000)
-    monkeypatch.setattr(exports, "monotonic", Clock())
+    monkeypatch.setattr(encoders, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr("webapp.exports.progress.monotonic", Clock())
     calls: list[int] = []
 
     def report(rows: int, total: int) -> None:
@@ -290,11 +286,11 @@ def test_a_cancel_mid_stream_leaves_no_file_and_stops_the_copy(live_app, org, tm
 
     with _session(live_app) as session:
         with pytest.raises(Cancelled):
-            exports.write_export(
+            files.write_export(
                 session,
                 org_id=org,
                 job_id="cancel",
-                params=_params(fmt),
+                spec=_spec(fmt),
                 directory=tmp_path,
                 now=utcnow(),
                 report=report,
@@ -308,14 +304,13 @@ def test_a_cancel_mid_stream_leaves_no_file_and_stops_the_copy(live_app, org, tm
 
 def test_encode_hands_out_blocks_that_stay(live_app, org, monkeypatch):
     """What a streamed response gets: bytes of its own, good after the next block is made."""
-    monkeypatch.setattr(exports, "BLOCK_BYTES", 500)
+    monkeypatch.setattr(encoders, "BLOCK_BYTES", 500)
     expected = _db_rows(live_app, org)
     with _session(live_app) as session:
-        params = _params("csv")
-        table = exports.open_table(session, org_id=org, dataset="tickets", query=params["query"])
+        table = tables.open_table(session, org_id=org, query=_spec("csv").query)
         assert table.exact
         assert table.total == TICKETS
-        blocks = list(exports.encode("csv", table, exports.Progress(table.total)))
+        blocks = list(encoders.encode("csv", table, Progress(table.total)))
         session.rollback()
     assert len(blocks) > 10
     assert all(type(block) is bytes for block in blocks)
@@ -323,11 +318,10 @@ def test_encode_hands_out_blocks_that_stay(live_app, org, monkeypatch):
 
 
 def test_a_response_closed_early_stops_the_copy(live_app, org, monkeypatch):
-    monkeypatch.setattr(exports, "BLOCK_BYTES", 500)
+    monkeypatch.setattr(encoders, "BLOCK_BYTES", 500)
     with _session(live_app) as session:
-        params = _params("ndjson")
-        table = exports.open_table(session, org_id=org, dataset="tickets", query=params["query"])
-        stream = exports.encode("ndjson", table, exports.Progress(table.total))
+        table = tables.open_table(session, org_id=org, query=_spec("ndjson").query)
+        stream = encoders.encode("ndjson", table, Progress(table.total))
         first = next(stream)
         stream.close()
         assert json.loads(first.splitlines()[0])["id"] == _db_rows(live_app, org)[0]["id"]
@@ -353,6 +347,6 @@ class Trickle(io.RawIOBase):
 def test_partial_raw_writes_are_completed():
     out = Trickle()
     block = bytearray(b"0123456789" * 7 + b"x")
-    assert exports._write_all(out, block) == len(block)  # type: ignore[arg-type]
+    assert files._write_all(out, block) == len(block)  # type: ignore[arg-type]
     assert bytes(out.data) == bytes(block)
     block.clear()  # no view of the block is left behind

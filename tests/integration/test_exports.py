@@ -23,8 +23,11 @@ from openpyxl.utils.escape import unescape
 from sqlalchemy import text
 
 from tests.conftest import Tenant, _make_tenant, wait_for_job
+from webapp.api.schemas.exports import ExportRequest
 from webapp.core.timeutil import utcnow
-from webapp.exports import datasets as exports
+from webapp.exports import encoders, files
+from webapp.exports.formulas import FORMULA_PREFIXES
+from webapp.exports.spec import CONTENT_TYPES, TICKET_COLUMNS
 from webapp.security import signing
 from webapp.tickets import seeding
 
@@ -32,8 +35,8 @@ pytestmark = pytest.mark.worker
 
 TZ = ZoneInfo("Europe/Berlin")
 RANGE = {"start": "2026-01-01", "end": "2026-01-11", "tz": "Europe/Berlin"}
-PREFIXES = exports.FORMULA_PREFIXES
-DB_COLUMNS = list(exports.TICKET_COLUMNS)
+PREFIXES = FORMULA_PREFIXES
+DB_COLUMNS = list(TICKET_COLUMNS)
 
 
 def _ticket_bodies() -> list[dict[str, Any]]:
@@ -103,7 +106,7 @@ def _export(api: Any, body: dict[str, Any]) -> dict[str, Any]:
 def _download(api: Any, result: dict[str, Any]) -> bytes:
     response = api.get(result["download_url"])
     assert response.status_code == 200, response.data[:300]
-    assert response.headers["Content-Type"].startswith(exports.CONTENT_TYPES[result["format"]].split(";")[0])
+    assert response.headers["Content-Type"].startswith(CONTENT_TYPES[result["format"]].split(";")[0])
     assert response.headers["Content-Disposition"] == f"attachment; filename={result['filename']}"
     body = response.data
     assert len(body) == result["bytes"]
@@ -300,8 +303,8 @@ def test_aggregation_export_matches_the_analytics_api(data):
 
 
 def test_xlsx_continues_on_further_sheets_and_reruns_replace_the_file(live_app, data, db_engine, tmp_path):
-    params = exports.canonical_params(
-        {"format": "xlsx", "dataset": "tickets", "query": RANGE}, default_tz="UTC", now=utcnow()
+    spec = ExportRequest.model_validate({"format": "xlsx", "dataset": "tickets", "query": RANGE}).root.spec(
+        default_tz="UTC", now=utcnow()
     )
     job_id = uuid.uuid4()
     with live_app.app_context():
@@ -310,11 +313,11 @@ def test_xlsx_continues_on_further_sheets_and_reruns_replace_the_file(live_app, 
         for _ in range(2):
             with factory() as session:
                 written.append(
-                    exports.write_export(
+                    files.write_export(
                         session,
                         org_id=data.org_id,
                         job_id=job_id,
-                        params=params,
+                        spec=spec,
                         directory=tmp_path,
                         now=utcnow(),
                         sheet_rows=4,
@@ -416,7 +419,7 @@ def test_sync_export_whose_database_connection_dies_before_the_first_row_is_a_50
 ):
     """The first block is made before the status line: a lost connection is a JSON 503, not a 500
     from the server once the body has begun."""
-    original = exports.encode
+    original = encoders.encode
 
     def encode_on_a_lost_connection(fmt, table, progress):
         pid = table._driver().info.backend_pid
@@ -428,14 +431,14 @@ def test_sync_export_whose_database_connection_dies_before_the_first_row_is_a_50
                 time.sleep(0.02)
         return original(fmt, table, progress)
 
-    monkeypatch.setattr(exports, "encode", encode_on_a_lost_connection)
+    monkeypatch.setattr(encoders, "encode", encode_on_a_lost_connection)
     body = {"format": fmt, "dataset": "tickets", "query": RANGE}
     response = data.viewer.post("/api/v1/analytics/export?mode=sync", json=body)
     assert response.status_code == 503, response.data[:300]
     assert response.get_json()["error"]["code"] == "database_unavailable"
     assert response.headers["Retry-After"]
 
-    monkeypatch.setattr(exports, "encode", original)
+    monkeypatch.setattr(encoders, "encode", original)
     response = data.viewer.post("/api/v1/analytics/export?mode=sync", json=body)
     assert response.status_code == 200
     text_body = response.data.decode()

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import Tenant, _make_tenant, wait_for_job
 from tests.integration import rollup_cells
-from webapp.analytics import rollups
+from webapp.analytics import rollup_sql, rollups
 from webapp.models import Organization, Ticket
 from webapp.tickets import imports
 from webapp.tickets.bulk import create_tickets_bulk, insert_planned
@@ -288,7 +288,7 @@ def test_imports_add_exactly_what_a_build_from_raw_events_writes(
         stats = rollups.reconcile(
             session, org_id=history.org_id, start=FIRST - timedelta(days=3), end=_now() + timedelta(hours=1)
         )
-        assert (stats.written, stats.removed) == (len(rollups.GRAINS), 0)
+        assert (stats.written, stats.removed) == (len(rollup_sql.GRAINS), 0)
         session.rollback()
         # The other writer's hour is rebuilt by a refresh as usual, and then every hour is exact.
         assert rollups.refresh(session, org_id=history.org_id, now=_now() + timedelta(hours=2))
@@ -317,7 +317,7 @@ def test_long_sketches_are_folded_and_short_ones_concatenated(
     history: History, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Fold past 4 pairs: dense hours of the imports below fold, sparse ones keep repeated keys.
-    monkeypatch.setattr(rollups, "FOLD_SKETCH_BYTES", 4 * 6)
+    monkeypatch.setattr(rollup_sql, "FOLD_SKETCH_BYTES", 4 * 6)
     rng = random.Random(13)
     dense = datetime(2026, 5, 5, 14, tzinfo=UTC)
     for rows in (_rows(rng, 60, near=dense), _rows(rng, 60, near=dense), _rows(rng, 40)):

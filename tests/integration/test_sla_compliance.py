@@ -10,8 +10,8 @@ import pytest
 
 from tests.integration.sla_tickets import seed_ticket
 from tests.unit.test_business_time import Reference
+from webapp.analytics.sla_compliance import compliance
 from webapp.clocks.business_time import Interval, WeeklySchedule
-from webapp.clocks.compliance import compliance
 from webapp.clocks.policy import policy_for
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)

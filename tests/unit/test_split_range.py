@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from webapp.analytics.buckets import make_buckets
-from webapp.analytics.queries import split_range
+from webapp.analytics.coverage import split_range
 
 HOUR = timedelta(hours=1)
 ZONES = ("Europe/Berlin", "Asia/Kolkata", "Australia/Lord_Howe", "America/St_Johns", "UTC")

@@ -1,0 +1,1 @@
+"""The read side: metrics, windows and buckets, SQL over events and rollups, the cache, snapshots, SLA."""

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from webapp.core.timeutil import local_midnight
+from webapp.core.vocabulary import GRANULARITIES
 
-GRANULARITIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly")
 MAX_BUCKETS = 10_000
 # Months each calendar period spans (weeks and days are counted in days instead).
 _MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}

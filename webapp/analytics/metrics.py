@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from webapp.models.tickets import DIMENSIONS
+from webapp.core.vocabulary import DIMENSIONS
 
 
 @dataclass(frozen=True)

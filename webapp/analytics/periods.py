@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 
 from webapp.analytics.buckets import next_period, period_start
 from webapp.core.timeutil import local_midnight
-
-PERIODS = ("daily", "weekly", "monthly")
+from webapp.core.vocabulary import SNAPSHOT_TYPES
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ def latest_closed(snapshot_type: str, tz: ZoneInfo, now: datetime) -> Period:
 
 
 def due_periods(
-    tz: ZoneInfo, now: datetime, *, grace: timedelta = timedelta(0), types: tuple[str, ...] = PERIODS
+    tz: ZoneInfo, now: datetime, *, grace: timedelta = timedelta(0), types: tuple[str, ...] = SNAPSHOT_TYPES
 ) -> list[Period]:
     """The latest closed period of each type, counting a period closed only `grace` after its end.
 

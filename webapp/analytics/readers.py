@@ -1,25 +1,28 @@
-"""Every cached analytics read as a function of its canonical parameters.
+"""Every cached analytics read as an object: its cache key, the families it depends on, its answer.
 
-The views build the parameters and read through the cache; the refresh job recomputes the
-organization's most requested parameters with the same functions, so both always agree. What an
-answer was computed from (rollups, raw events, sketches) is cached with it, so a hit reports it too.
+The views build a read from the validated request and read it through the cache; the refresh job
+rebuilds the organization's most requested reads from their keys (`from_params`) and recomputes them
+with the same code, so both always agree. What an answer was computed from (rollups, raw events,
+sketches) is cached with it, so a hit reports it too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import date
+from typing import Any, ClassVar, Protocol
 
 import redis
 from sqlalchemy.orm import Session
 
-from webapp.analytics import aggregations, popular, queries, reports, snapshots
-from webapp.analytics.buckets import make_buckets
+from webapp.analytics import current, popular, queries, reports, snapshots
+from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.cache import Computed, RideAlong, Shortcuts, read_through
 from webapp.analytics.metrics import METRICS
-from webapp.core.timeutil import utcnow, zone
+from webapp.analytics.window import Window
+from webapp.core.filters import Filters
+from webapp.core.timeutil import utcnow
 
 # Answers that depend on the clock (SLA pending turns breached with no event) are cached briefly.
 CLOCK_TTL_SECONDS = 60
@@ -45,113 +48,274 @@ class ReadMeta:
         }
 
 
-def read_options(params: dict[str, Any]) -> queries.ReadOptions:
-    """The options `params` ask for: `exact` forces raw, `approximate_above` allows sketches."""
-    source = params.get("query", params)
-    if source.get("exact"):
-        return queries.ReadOptions(rollups=False)
-    return queries.ReadOptions(rollups=True, approximate_above=source.get("approximate_above"))
+class Read(Protocol):
+    """One cached read: `route` names it in its key, `ttl` caps how long its answer is kept."""
+
+    route: ClassVar[str]
+    ttl: ClassVar[int | None]
+
+    def params(self) -> dict[str, Any]: ...
+    def families(self) -> set[str]: ...
+    def options(self) -> queries.ReadOptions: ...
+    def compute(self, session: Session, org_id: int) -> Any: ...
+
+
+def _ranged(window: Window, filters: Filters, exact: bool) -> dict[str, Any]:
+    # `exact` only when asked, so the keys of ordinary requests stay as they were.
+    return {**window.params(), "filters": filters, **({"exact": True} if exact else {})}
+
+
+def _current_filters(filters: Filters) -> set[str]:
+    """The families of the dimensions a read filters on by the tickets' current values: a change of
+    any of them moves a ticket in or out of the answer (dist_<field> is bumped when <field> changes)."""
+    return {f"dist_{name}" for name in filters}
 
 
 @dataclass(frozen=True)
-class Reader:
-    families: Callable[[dict[str, Any]], set[str]]
-    compute: Callable[[Session, int, dict[str, Any]], Any]
-    ttl: int | None = None
+class TimeSeriesRead:
+    """One metric per bucket of the window, with a summary."""
+
+    route: ClassVar[str] = "time_series"
+    ttl: ClassVar[int | None] = None
+    metric: str
+    window: Window
+    filters: Filters
+    exact: bool = False
+
+    def params(self) -> dict[str, Any]:
+        return {"route": self.route, "metric": self.metric, **_ranged(self.window, self.filters, self.exact)}
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> TimeSeriesRead:
+        return cls(p["metric"], Window.from_params(p), p["filters"], bool(p.get("exact")))
+
+    def families(self) -> set[str]:
+        return set(METRICS[self.metric].families)
+
+    def options(self) -> queries.ReadOptions:
+        return queries.ReadOptions(rollups=not self.exact)
+
+    def compute(self, session: Session, org_id: int) -> Any:
+        window = self.window
+        return queries.time_series(
+            session,
+            org_id=org_id,
+            metric=self.metric,
+            buckets=window.buckets(),
+            start=window.start,
+            end=window.end,
+            filters=self.filters,
+        )
 
 
-def _range(params: dict[str, Any]) -> tuple[Any, datetime, datetime]:
-    return zone(params["tz"]), datetime.fromisoformat(params["start"]), datetime.fromisoformat(params["end"])
+@dataclass(frozen=True)
+class DistributionRead:
+    """Current values of one field over the tickets created in the window."""
+
+    route: ClassVar[str] = "distribution"
+    ttl: ClassVar[int | None] = None
+    field: str
+    window: Window
+    filters: Filters
+    exact: bool = False
+
+    def params(self) -> dict[str, Any]:
+        return {"route": self.route, "field": self.field, **_ranged(self.window, self.filters, self.exact)}
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> DistributionRead:
+        return cls(p["field"], Window.from_params(p), p["filters"], bool(p.get("exact")))
+
+    def families(self) -> set[str]:
+        return {f"dist_{self.field}"} | _current_filters(self.filters)
+
+    def options(self) -> queries.ReadOptions:
+        return queries.ReadOptions(rollups=not self.exact)
+
+    def compute(self, session: Session, org_id: int) -> Any:
+        return current.distribution(
+            session,
+            org_id=org_id,
+            field=self.field,
+            start=self.window.start,
+            end=self.window.end,
+            filters=self.filters,
+        )
 
 
-def _time_series(session: Session, org_id: int, params: dict[str, Any]) -> Any:
-    tz, start, end = _range(params)
-    buckets = make_buckets(params["granularity"], start, end, tz)
-    return queries.time_series(
-        session,
-        org_id=org_id,
-        metric=params["metric"],
-        buckets=buckets,
-        start=start,
-        end=end,
-        filters=params["filters"],
+@dataclass(frozen=True)
+class DashboardRead:
+    """KPIs of the window against the period before it, backlog, daily volume, mix and SLA."""
+
+    route: ClassVar[str] = "dashboard"
+    ttl: ClassVar[int | None] = CLOCK_TTL_SECONDS
+    window: Window
+    filters: Filters
+    targets: dict[str, dict[str, float]]
+    exact: bool = False
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "previous_start": self.window.previous_start().isoformat(),
+            "targets": self.targets,
+            **_ranged(self.window, self.filters, self.exact),
+        }
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> DashboardRead:
+        return cls(Window.from_params(p), p["filters"], p["targets"], bool(p.get("exact")))
+
+    def families(self) -> set[str]:
+        return set(reports.DASHBOARD_FAMILIES) | _current_filters(self.filters)
+
+    def options(self) -> queries.ReadOptions:
+        return queries.ReadOptions(rollups=not self.exact)
+
+    def compute(self, session: Session, org_id: int) -> Any:
+        return reports.dashboard(
+            session,
+            org_id=org_id,
+            window=self.window,
+            filters=self.filters,
+            targets=self.targets,
+            now=utcnow(),
+        )
+
+
+@dataclass(frozen=True)
+class PerformanceRead:
+    """Response and resolution time percentiles and SLA compliance over the window."""
+
+    route: ClassVar[str] = "performance"
+    ttl: ClassVar[int | None] = CLOCK_TTL_SECONDS
+    window: Window
+    filters: Filters
+    targets: dict[str, dict[str, float]]
+    exact: bool = False
+    approximate_above: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        params = {
+            "route": self.route,
+            "targets": self.targets,
+            **_ranged(self.window, self.filters, self.exact),
+        }
+        if self.approximate_above is not None and not self.exact:
+            params["approximate_above"] = self.approximate_above
+        return params
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> PerformanceRead:
+        return cls(
+            Window.from_params(p),
+            p["filters"],
+            p["targets"],
+            bool(p.get("exact")),
+            p.get("approximate_above"),
+        )
+
+    def families(self) -> set[str]:
+        return set(reports.PERFORMANCE_FAMILIES) | _current_filters(self.filters)
+
+    def options(self) -> queries.ReadOptions:
+        if self.exact:
+            return queries.ReadOptions(rollups=False)
+        return queries.ReadOptions(approximate_above=self.approximate_above)
+
+    def compute(self, session: Session, org_id: int) -> Any:
+        return reports.performance(
+            session,
+            org_id=org_id,
+            window=self.window,
+            filters=self.filters,
+            targets=self.targets,
+            now=utcnow(),
+        )
+
+
+@dataclass(frozen=True)
+class AggregationRead:
+    """An aggregation answered at once (a heavy or async one runs as a job instead)."""
+
+    route: ClassVar[str] = "aggregations"
+    ttl: ClassVar[int | None] = None
+    query: AggregationQuery
+
+    def params(self) -> dict[str, Any]:
+        return {"route": self.route, "query": self.query.params()}
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> AggregationRead:
+        return cls(AggregationQuery.from_params(p["query"]))
+
+    def families(self) -> set[str]:
+        return self.query.families()
+
+    def options(self) -> queries.ReadOptions:
+        return self.query.options()
+
+    def compute(self, session: Session, org_id: int) -> Any:
+        return run_aggregation(session, org_id=org_id, query=self.query)
+
+
+@dataclass(frozen=True)
+class SnapshotsRead:
+    """Stored snapshots of one type whose period starts in [first, last)."""
+
+    route: ClassVar[str] = "snapshots"
+    ttl: ClassVar[int | None] = None
+    snapshot_type: str
+    first: date
+    last: date
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "type": self.snapshot_type,
+            "start": self.first.isoformat(),
+            "end": self.last.isoformat(),
+        }
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> SnapshotsRead:
+        return cls(p["type"], date.fromisoformat(p["start"]), date.fromisoformat(p["end"]))
+
+    def families(self) -> set[str]:
+        return {"snapshots"}
+
+    def options(self) -> queries.ReadOptions:
+        return queries.ReadOptions()
+
+    def compute(self, session: Session, org_id: int) -> Any:
+        return snapshots.list_snapshots(
+            session, org_id=org_id, snapshot_type=self.snapshot_type, start=self.first, end=self.last
+        )
+
+
+READERS: dict[str, Callable[[Mapping[str, Any]], Read]] = {
+    reader.route: reader.from_params
+    for reader in (
+        TimeSeriesRead,
+        DistributionRead,
+        DashboardRead,
+        PerformanceRead,
+        AggregationRead,
+        SnapshotsRead,
     )
-
-
-def _distribution(session: Session, org_id: int, params: dict[str, Any]) -> Any:
-    _, start, end = _range(params)
-    return queries.distribution(
-        session, org_id=org_id, field=params["field"], start=start, end=end, filters=params["filters"]
-    )
-
-
-def _dashboard(session: Session, org_id: int, params: dict[str, Any]) -> Any:
-    tz, start, end = _range(params)
-    return reports.dashboard(
-        session,
-        org_id=org_id,
-        tz=tz,
-        start=start,
-        end=end,
-        previous_start=datetime.fromisoformat(params["previous_start"]),
-        filters=params["filters"],
-        targets=params["targets"],
-        now=utcnow(),
-    )
-
-
-def _performance(session: Session, org_id: int, params: dict[str, Any]) -> Any:
-    _, start, end = _range(params)
-    return reports.performance(
-        session,
-        org_id=org_id,
-        start=start,
-        end=end,
-        filters=params["filters"],
-        targets=params["targets"],
-        now=utcnow(),
-    )
-
-
-def _snapshots(session: Session, org_id: int, params: dict[str, Any]) -> Any:
-    return snapshots.list_snapshots(
-        session,
-        org_id=org_id,
-        snapshot_type=params["type"],
-        start=date.fromisoformat(params["start"]),
-        end=date.fromisoformat(params["end"]),
-    )
-
-
-def _aggregation(session: Session, org_id: int, params: dict[str, Any]) -> Any:
-    return aggregations.run_aggregation(session, org_id=org_id, params=params["query"])
-
-
-def _current_filters(params: dict[str, Any]) -> set[str]:
-    """The families of the dimensions a read filters on by the tickets' current values: a change of
-    any of them moves a ticket in or out of the answer (dist_<field> is bumped when <field> changes)."""
-    return {f"dist_{name}" for name in params.get("filters") or {}}
-
-
-READERS: dict[str, Reader] = {
-    "time_series": Reader(lambda p: set(METRICS[p["metric"]].families), _time_series),
-    "distribution": Reader(lambda p: {f"dist_{p['field']}"} | _current_filters(p), _distribution),
-    "dashboard": Reader(
-        lambda p: set(reports.DASHBOARD_FAMILIES) | _current_filters(p), _dashboard, CLOCK_TTL_SECONDS
-    ),
-    "performance": Reader(
-        lambda p: set(reports.PERFORMANCE_FAMILIES) | _current_filters(p), _performance, CLOCK_TTL_SECONDS
-    ),
-    "aggregations": Reader(lambda p: aggregations.families(p["query"]), _aggregation),
-    "snapshots": Reader(lambda p: {"snapshots"}, _snapshots),
 }
+
+
+def from_params(params: Mapping[str, Any]) -> Read:
+    """The read whose cache key is `params` (a popular query to refresh); KeyError for an unknown route."""
+    return READERS[params["route"]](params)
 
 
 def read(
     session: Session | Callable[[], Session],
     client: redis.Redis,
     org_id: int,
-    params: dict[str, Any],
+    request: Read,
     *,
     ttl: int,
     force: bool = False,
@@ -159,28 +323,28 @@ def read(
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
 ) -> tuple[Any, ReadMeta]:
-    """The answer for `params` (whose "route" names the reader) through the cache.
+    """The answer to `request` through the cache.
 
     `session` may be a function returning one, so that a cache hit opens no database connection.
     `ride_along`, `raw` and `shortcuts` are read_through's: commands sent with the lookup, the answer
     as JSON text, and what makes a hit cheaper (raw wire, near cache).
     """
-    reader = READERS[params["route"]]
+    params = request.params()
     counted = None if force else (popular.popular_key(org_id), popular.member("read", params))
 
     def compute() -> Computed:
         db = session() if callable(session) else session
-        with queries.reading(read_options(params)) as provenance:
-            value = reader.compute(db, org_id, params)
+        with queries.reading(request.options()) as provenance:
+            value = request.compute(db, org_id)
         return Computed(value, {"source": provenance.source, "approximate": provenance.approximate})
 
     value, meta = read_through(
         client,
         org_id,
-        reader.families(params),
+        request.families(),
         {**params, "cache_format": CACHE_FORMAT},
         compute,
-        ttl=min(reader.ttl, ttl) if reader.ttl else ttl,
+        ttl=min(request.ttl, ttl) if request.ttl else ttl,
         force=force,
         count_in=counted,
         ride_along=ride_along,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from webapp.analytics import queries, sla
-from webapp.analytics.buckets import make_buckets
-from webapp.analytics.queries import Filters
+from webapp.analytics import current, queries, sla
+from webapp.analytics.window import Window
+from webapp.core.filters import Filters
 
 PERFORMANCE_PERCENTILES = (50, 95, 99)
 # KPI name -> (metric, statistic).
@@ -48,30 +47,28 @@ def dashboard(
     session: Session,
     *,
     org_id: int,
-    tz: ZoneInfo,
-    start: datetime,
-    end: datetime,
-    previous_start: datetime,
+    window: Window,
     filters: Filters,
     targets: dict[str, dict[str, float]],
     now: datetime,
 ) -> dict[str, Any]:
     """KPIs against the previous period, backlog, a daily ticket_count series, distributions and SLA."""
+    start, end = window.start, window.end
     current_window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
-    previous_window = {"org_id": org_id, "start": previous_start, "end": start, "filters": filters}
+    previous_window = {"org_id": org_id, "start": window.previous_start(), "end": start, "filters": filters}
     kpis = {}
     for name, (metric, statistic) in KPIS.items():
         value = queries.measure(session, metric=metric, **current_window)[statistic]
         previous = queries.measure(session, metric=metric, **previous_window)[statistic]
         kpis[name] = {"value": value, "previous": previous, "change_pct": change_pct(value, previous)}
-    days = make_buckets("daily", start, end, tz)
+    days = window.buckets("daily")
     series = queries.time_series(session, metric="ticket_count", buckets=days, **current_window)
     return {
         "kpis": kpis,
-        "backlog": queries.backlog(session, org_id=org_id, end=end, filters=filters),
+        "backlog": current.backlog(session, org_id=org_id, end=end, filters=filters),
         "ticket_count_series": [{"bucket": p["bucket"], "count": p["count"]} for p in series["points"]],
         "distributions": {
-            field: queries.distribution(session, field=field, **current_window)
+            field: current.distribution(session, field=field, **current_window)
             for field in ("status", "priority")
         },
         "sla": sla.compliance(session, targets=targets, now=now, **current_window),
@@ -82,21 +79,20 @@ def performance(
     session: Session,
     *,
     org_id: int,
-    start: datetime,
-    end: datetime,
+    window: Window,
     filters: Filters,
     targets: dict[str, dict[str, float]],
     now: datetime,
 ) -> dict[str, Any]:
     """Percentiles, avg and count of response and resolution time; SLA compliance and the targets used."""
-    window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
+    ranged = {"org_id": org_id, "start": window.start, "end": window.end, "filters": filters}
     return {
         "response_time": queries.measure(
-            session, metric="response_time", percentiles=PERFORMANCE_PERCENTILES, **window
+            session, metric="response_time", percentiles=PERFORMANCE_PERCENTILES, **ranged
         ),
         "resolution_time": queries.measure(
-            session, metric="resolution_time", percentiles=PERFORMANCE_PERCENTILES, **window
+            session, metric="resolution_time", percentiles=PERFORMANCE_PERCENTILES, **ranged
         ),
-        "sla": sla.compliance(session, targets=targets, now=now, **window),
+        "sla": sla.compliance(session, targets=targets, now=now, **ranged),
         "targets": targets,
     }

@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from webapp.analytics import queries, sla
+from webapp.analytics import current, queries, sla
 from webapp.analytics.buckets import next_period, period_start
+from webapp.analytics.window import QueryError, canonical_window
 from webapp.core.timeutil import local_midnight, utcnow, zone
+from webapp.core.vocabulary import SNAPSHOT_TYPES
 from webapp.models import AnalyticsSnapshot, Organization
-from webapp.models.analytics import SNAPSHOT_TYPES
 
 # Bumped whenever what a snapshot holds or how it is computed changes, so old rows can be told apart.
 DEFINITION_VERSION = 1
 PERCENTILES = (50, 95, 99)
 MEASURED = ("response_time", "resolution_time", "sentiment_score")
+# How far back a listing without a start goes, per snapshot type: a month, half a year, a year.
+LISTING_DAYS = {"daily": 31, "weekly": 26 * 7, "monthly": 366}
+
+
+def job_params(snapshot_type: str, first_date: date) -> dict[str, str]:
+    """A snapshot job's params; the API and beat build them alike, so their jobs deduplicate."""
+    return {"snapshot_type": snapshot_type, "snapshot_date": first_date.isoformat()}
+
+
+def listing_range(
+    start: str | None, end: str | None, *, snapshot_type: str, tz: str, now: datetime
+) -> tuple[date, date]:
+    """The first and the exclusive last period date a listing asks for, read in the zone `tz`."""
+    window = canonical_window(start, end, tz=None, default_tz=tz, now=now, days=LISTING_DAYS[snapshot_type])
+    first, last = window.local_dates()
+    if first >= last:
+        raise QueryError(f"start ({first}) must be before end ({last})", "start")
+    return first, last
 
 
 def snapshot_period(snapshot_type: str, snapshot_date: date) -> tuple[date, date]:
@@ -50,8 +69,8 @@ def compute_snapshot(
     }
     for metric in MEASURED:
         data[metric] = queries.measure(session, metric=metric, percentiles=PERCENTILES, **window)
-    data["priority"] = queries.distribution(session, field="priority", **window)["values"]
-    data["status"] = queries.distribution(session, field="status", **window)["values"]
+    data["priority"] = current.distribution(session, field="priority", **window)["values"]
+    data["status"] = current.distribution(session, field="status", **window)["values"]
     data["sla"] = sla.compliance(session, targets=sla.targets_for(org.sla_targets), now=utcnow(), **window)
     return data
 

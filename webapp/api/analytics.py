@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import aggregations, queries, readers, sla, snapshots
-from webapp.analytics.aggregations import QueryError
-from webapp.analytics.buckets import (
-    check_bucket_count,
-    default_end,
-    previous_period_start,
-    resolve_range,
-    shift_days,
-)
+from webapp.analytics import aggregations, readers, sla, snapshots
+from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.cache import RawJson, Shortcuts
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
+from webapp.analytics.window import Window
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
@@ -38,7 +31,6 @@ from webapp.api.schemas.analytics import (
     DistributionResponse,
     Performance,
     PerformanceQuery,
-    RangeQuery,
     SnapshotList,
     SnapshotQuery,
     SnapshotRequest,
@@ -46,8 +38,8 @@ from webapp.api.schemas.analytics import (
     TimeSeriesQuery,
 )
 from webapp.api.schemas.common import JobAccepted
-from webapp.core.filters import parse_filters
-from webapp.core.timeutil import EARLIEST, LATEST, parse_datetime, utcnow, zone
+from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import DASHBOARD_PERIODS
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis, get_tally, get_wire
 from webapp.models import Organization
@@ -56,8 +48,7 @@ from webapp.security.auth import current_principal, pending_admission, require_r
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
 M = TypeVar("M", bound=BaseModel)
-Filters = queries.Filters
-SNAPSHOT_DEFAULT_DAYS = {"daily": 31, "weekly": 26 * 7, "monthly": 366}
+DEFAULT_PERIOD = "30d"
 ERRORS = (400, 401, 403, 503)
 
 
@@ -71,6 +62,14 @@ def _query(model: type[M]) -> M:
             details={"field": unknown[0]},
         )
     return parse_query(model)
+
+
+def _known(value: str, allowed: Sequence[str], name: str) -> None:
+    """A path parameter that names a kind of thing must be one of `allowed` (a 400 naming them)."""
+    if value not in allowed:
+        raise ApiError(
+            400, f"unknown {name} {value!r}; allowed: {', '.join(allowed)}", details={"field": name}
+        )
 
 
 @dataclass(frozen=True)
@@ -110,48 +109,12 @@ def _session() -> Session:
     return session
 
 
-def _window(query: RangeQuery, org: OrgSettings) -> tuple[ZoneInfo, datetime, datetime, Filters]:
-    """Time zone, [start, end) and filters of a range query (default: the last 30 local days)."""
-    tz = zone(query.tz or org.timezone)
-    start = parse_datetime(query.start, tz, "start") if query.start else None
-    end = parse_datetime(query.end, tz, "end") if query.end else None
-    start, end = resolve_range(start, end, tz, utcnow())
-    return tz, start, end, parse_filters(query.model_dump())
+def _approximate_above(exact: bool) -> int | None:
+    """Measurements above which percentiles may come from sketches (None: exact was asked for)."""
+    return None if exact else current_app.config["ROLLUP_EXACT_PERCENTILE_MAX"]
 
 
-def _range_params(
-    tz: ZoneInfo, start: datetime, end: datetime, filters: Filters, *, exact: bool = False
-) -> dict[str, Any]:
-    # UTC, so that one instant written with different offsets shares a cache entry.
-    params: dict[str, Any] = {
-        "tz": tz.key,
-        "start": start.astimezone(UTC).isoformat(),
-        "end": end.astimezone(UTC).isoformat(),
-        "filters": filters,
-    }
-    # Only when asked, so the cache keys of ordinary requests do not change.
-    if exact:
-        params["exact"] = True
-    return params
-
-
-def _percentile_policy(params: dict[str, Any]) -> dict[str, Any]:
-    """`params` allowing sketch percentiles above the configured number of measurements, unless exact."""
-    if params.get("exact"):
-        return params
-    return {**params, "approximate_above": current_app.config["ROLLUP_EXACT_PERCENTILE_MAX"]}
-
-
-def _echo(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dict[str, Any]:
-    return {
-        "timezone": tz.key,
-        "start": start.astimezone(tz).isoformat(),
-        "end": end.astimezone(tz).isoformat(),
-        "filters": filters,
-    }
-
-
-def _read(org_id: int, params: dict[str, Any]) -> tuple[RawJson, dict[str, Any]]:
+def _read(org_id: int, read: readers.Read) -> tuple[RawJson, dict[str, Any]]:
     """The answer through the cache as JSON text, and the meta block that says where it came from.
 
     The request's pending token checks go to Redis with the lookup: a hit is one round trip, or
@@ -161,13 +124,30 @@ def _read(org_id: int, params: dict[str, Any]) -> tuple[RawJson, dict[str, Any]]
         _session,
         get_redis(),
         org_id,
-        params,
+        read,
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         ride_along=pending_admission(),
         raw=True,
         shortcuts=Shortcuts(get_wire(), g.get("near"), get_tally()),
     )
     return value, meta.as_dict()
+
+
+def _heavy(org_id: int, query: AggregationQuery) -> bool:
+    """Whether the planner expects the aggregation to scan more rows than a request should wait for."""
+    cost = aggregations.estimated_cost(_session(), org_id=org_id, query=query)
+    return cost > current_app.config["AGGREGATION_ASYNC_THRESHOLD"]
+
+
+def _dashboard_head(query: DashboardQuery, window: Window) -> dict[str, Any]:
+    """What the dashboard answer says of its period and the one before it."""
+    return {
+        "period": query.period if query.start is None else None,
+        **window.echo(),
+        "filters": query.filters,
+        "previous_start": window.previous_start().astimezone(window.tz).isoformat(),
+        "previous_end": window.echo()["start"],
+    }
 
 
 @bp.get("/time-series/<metric>")
@@ -181,32 +161,14 @@ def _read(org_id: int, params: dict[str, Any]) -> tuple[RawJson, dict[str, Any]]
 )
 @require_role("viewer", read_only=True)
 def time_series(metric: str) -> Response:
-    if metric not in METRICS:
-        raise ApiError(
-            400, f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}", details={"field": "metric"}
-        )
+    _known(metric, tuple(METRICS), "metric")
     query = _query(TimeSeriesQuery)
     org = _org()
-    with client_errors():
-        tz, start, end, filters = _window(query, org)
-        check_bucket_count(query.granularity, start, end, tz)  # before any SQL or cache lookup
-        params = {
-            "route": "time_series",
-            "metric": metric,
-            "granularity": query.granularity,
-            **_range_params(tz, start, end, filters, exact=query.exact),
-        }
-        value, meta = _read(org.id, params)
-    return json_object(
-        {
-            "metric": metric,
-            "unit": METRICS[metric].unit,
-            "granularity": query.granularity,
-            **_echo(tz, start, end, filters),
-        },
-        value,
-        {"meta": meta},
-    )
+    with client_errors():  # the window is checked (bucket count too) before any SQL or cache lookup
+        window = query.window(default_tz=org.timezone, now=utcnow(), granularity=query.granularity)
+        value, meta = _read(org.id, readers.TimeSeriesRead(metric, window, query.filters, query.exact))
+    head = {"metric": metric, "unit": METRICS[metric].unit, "granularity": query.granularity}
+    return json_object({**head, **window.echo(), "filters": query.filters}, value, {"meta": meta})
 
 
 @bp.post("/aggregations")
@@ -223,18 +185,11 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
     body = parse_body(AggregationRequest)
     org = _org()
     with client_errors():
-        params = _percentile_policy(
-            aggregations.canonical_params(
-                body.model_dump(exclude={"async_"}), default_tz=org.timezone, now=utcnow()
-            )
-        )
-        session = _session()
-        if body.async_ or (
-            aggregations.estimated_cost(session, org_id=org.id, params=params)
-            > current_app.config["AGGREGATION_ASYNC_THRESHOLD"]
-        ):
-            return submit_job("aggregation", params)
-        value, meta = _read(org.id, {"route": "aggregations", "query": params})
+        approximate_above = _approximate_above(body.exact)
+        query = body.query(default_tz=org.timezone, now=utcnow(), approximate_above=approximate_above)
+        if body.async_ or _heavy(org.id, query):
+            return submit_job("aggregation", query.params())
+        value, meta = _read(org.id, readers.AggregationRead(query))
     return json_object(value, {"meta": meta})
 
 
@@ -249,25 +204,13 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
 )
 @require_role("viewer", read_only=True)
 def distribution(field: str) -> Response:
-    if field not in DISTRIBUTION_FIELDS:
-        raise ApiError(
-            400,
-            f"unknown field {field!r}; allowed: {', '.join(DISTRIBUTION_FIELDS)}",
-            details={"field": "field"},
-        )
+    _known(field, DISTRIBUTION_FIELDS, "field")
     query = _query(DistributionQuery)
     org = _org()
     with client_errors():
-        tz, start, end, filters = _window(query, org)
-        value, meta = _read(
-            org.id,
-            {
-                "route": "distribution",
-                "field": field,
-                **_range_params(tz, start, end, filters, exact=query.exact),
-            },
-        )
-    return json_object(value, {**_echo(tz, start, end, filters), "meta": meta})
+        window = query.window(default_tz=org.timezone, now=utcnow())
+        value, meta = _read(org.id, readers.DistributionRead(field, window, query.filters, query.exact))
+    return json_object(value, {**window.echo(), "filters": query.filters, "meta": meta})
 
 
 @bp.get("/dashboard")
@@ -284,36 +227,13 @@ def dashboard() -> Response:
     org = _org()
     if query.period is not None and query.start is not None:
         raise ApiError(400, "give period or start, not both", details={"field": "period"})
+    # A period is that many local days up to end; the previous period is as many days before it.
+    days = DASHBOARD_PERIODS[query.period or DEFAULT_PERIOD]
     with client_errors():
-        tz = zone(query.tz or org.timezone)
-        if query.start is None:
-            # A period (default 30d) is that many local days; the previous one is as many days before.
-            days = int((query.period or "30d")[:-1])
-            end = parse_datetime(query.end, tz, "end") if query.end else default_end(utcnow(), tz)
-            start = shift_days(end, -days, tz)
-            previous_start = previous_period_start(start, end, tz)
-        else:
-            _, start, end, _ = _window(query, org)
-            previous_start = previous_period_start(start, end, tz)
-        filters = parse_filters(query.model_dump())
+        window = query.window(default_tz=org.timezone, now=utcnow(), days=days)
         targets = sla.targets_for(org.sla_targets)
-        params = {
-            "route": "dashboard",
-            "previous_start": previous_start.astimezone(UTC).isoformat(),
-            "targets": targets,
-            **_range_params(tz, start, end, filters, exact=query.exact),
-        }
-        value, meta = _read(org.id, params)
-    return json_object(
-        {
-            "period": query.period if query.start is None else None,
-            **_echo(tz, start, end, filters),
-            "previous_start": previous_start.astimezone(tz).isoformat(),
-            "previous_end": start.astimezone(tz).isoformat(),
-        },
-        value,
-        {"meta": meta},
-    )
+        value, meta = _read(org.id, readers.DashboardRead(window, query.filters, targets, query.exact))
+    return json_object(_dashboard_head(query, window), value, {"meta": meta})
 
 
 @bp.get("/performance")
@@ -329,21 +249,12 @@ def performance() -> Response:
     query = _query(PerformanceQuery)
     org = _org()
     with client_errors():
-        tz, start, end, filters = _window(query, org)
+        window = query.window(default_tz=org.timezone, now=utcnow())
         targets = sla.targets_for(org.sla_targets)
-        params = _percentile_policy(
-            {
-                "route": "performance",
-                "targets": targets,
-                **_range_params(tz, start, end, filters, exact=query.exact),
-            }
-        )
-        value, meta = _read(org.id, params)
-    return json_object(_echo(tz, start, end, filters), value, {"meta": meta})
-
-
-def _local_date(raw: str, tz: ZoneInfo, field: str) -> date:
-    return parse_datetime(raw, tz, field).astimezone(tz).date()
+        approximate_above = _approximate_above(query.exact)
+        read = readers.PerformanceRead(window, query.filters, targets, query.exact, approximate_above)
+        value, meta = _read(org.id, read)
+    return json_object({**window.echo(), "filters": query.filters}, value, {"meta": meta})
 
 
 @bp.get("/snapshots")
@@ -359,26 +270,12 @@ def list_snapshots() -> Response:
     query = _query(SnapshotQuery)
     org = _org()
     with client_errors():
-        tz = zone(org.timezone)
-        end = (
-            _local_date(query.end, tz, "end")
-            if query.end
-            else utcnow().astimezone(tz).date() + timedelta(days=1)
+        first, last = snapshots.listing_range(
+            query.start, query.end, snapshot_type=query.type, tz=org.timezone, now=utcnow()
         )
-        start = (
-            _local_date(query.start, tz, "start")
-            if query.start
-            else end - timedelta(days=SNAPSHOT_DEFAULT_DAYS[query.type])
-        )
-        if start >= end:
-            raise QueryError(f"start ({start}) must be before end ({end})", "start")
-        items, meta = _read(
-            org.id,
-            {"route": "snapshots", "type": query.type, "start": start.isoformat(), "end": end.isoformat()},
-        )
-    return json_object(
-        {"type": query.type, "start": start.isoformat(), "end": end.isoformat(), "items": items, "meta": meta}
-    )
+        items, meta = _read(org.id, readers.SnapshotsRead(query.type, first, last))
+    head = {"type": query.type, "start": first.isoformat(), "end": last.isoformat()}
+    return json_object({**head, "items": items, "meta": meta})
 
 
 @bp.post("/snapshots")
@@ -392,17 +289,5 @@ def list_snapshots() -> Response:
 @require_role("admin")
 def request_snapshot() -> tuple[Response, int, dict[str, str]]:
     body = parse_body(SnapshotRequest)
-    try:
-        day = date.fromisoformat(body.date)
-    except ValueError as exc:
-        raise ApiError(
-            400, f"date {body.date!r} is not an ISO 8601 date (YYYY-MM-DD)", details={"field": "date"}
-        ) from exc
-    if not EARLIEST.year <= day.year < LATEST.year:
-        raise ApiError(
-            400,
-            f"date {body.date} is outside the years 1900 to 2199 this platform measures",
-            details={"field": "date"},
-        )
-    first, _ = snapshots.snapshot_period(body.type, day)
-    return submit_job("snapshot", {"snapshot_type": body.type, "snapshot_date": first.isoformat()})
+    first, _ = snapshots.snapshot_period(body.type, body.date)
+    return submit_job("snapshot", snapshots.job_params(body.type, first))

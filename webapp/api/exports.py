@@ -6,19 +6,29 @@ import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, send_file
-from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 from werkzeug.http import quote_header_value
 
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
-from webapp.api.plumbing.spec import document, parse_body, parse_query
-from webapp.api.schemas.common import JobAccepted, Strict
+from webapp.api.plumbing.spec import document, json_body, parse_model, parse_query
+from webapp.api.schemas.common import JobAccepted
+from webapp.api.schemas.exports import (
+    EXPORT_REQUESTS,
+    DatasetExport,
+    DownloadQuery,
+    ExportInfo,
+    ExportMode,
+    ExportRequest,
+)
 from webapp.core.timeutil import utcnow
-from webapp.exports import datasets as exports
+from webapp.exports import encoders, records, tables, xlsx
+from webapp.exports.progress import Progress
+from webapp.exports.spec import CONTENT_TYPES, MEDIA_TYPES, ExportSpec
 from webapp.infra.db import close_quietly, get_session, session_factory
 from webapp.jobs import lifecycle as job_domain
 from webapp.models import Organization
@@ -33,42 +43,7 @@ EXPORT_CAP_RETRY_AFTER = 10
 
 def _media_type(fmt: str) -> str:
     """The bare media type of a format: werkzeug adds the charset of text types itself."""
-    return exports.CONTENT_TYPES[fmt].split(";")[0]
-
-
-class ExportRequest(Strict):
-    format: Literal["csv", "json", "ndjson", "xlsx"]
-    dataset: Literal["tickets", "time-series", "aggregations"]
-    query: dict[str, Any] = Field(
-        default_factory=dict,
-        description="tickets: start, end, tz, filters, columns; time-series: metric, granularity, "
-        "start, end, tz, filters; aggregations: the body of POST /analytics/aggregations",
-    )
-
-
-class ExportMode(Strict):
-    mode: Literal["async", "sync"] = Field(
-        default="async", description="sync streams a small export in the response, up to a row cap"
-    )
-
-
-class DownloadQuery(Strict):
-    token: str = Field(min_length=1, max_length=1000, description="the signed token of the download_url")
-
-
-class ExportInfo(BaseModel):
-    id: str
-    job_id: str
-    format: str
-    filename: str
-    content_type: str
-    rows: int
-    bytes: int
-    sha256: str
-    created_at: datetime
-    expires_at: datetime
-    download_url: str
-    link_expires_at: datetime
+    return CONTENT_TYPES[fmt].split(";")[0]
 
 
 def _directory() -> Path:
@@ -79,6 +54,15 @@ def _disposition(filename: str) -> str:
     return f"attachment; filename={quote_header_value(filename)}"
 
 
+def _export_request() -> DatasetExport:
+    """The body, validated by the request model of the dataset it names; an unknown dataset is refused
+    by the model of every dataset (the 400 lists them)."""
+    body = json_body()
+    dataset = body.get("dataset")
+    model = EXPORT_REQUESTS.get(dataset) if isinstance(dataset, str) else None
+    return parse_model(model, body) if model is not None else parse_model(ExportRequest, body).root
+
+
 @bp.post("/analytics/export")
 @document(
     "Export tickets, a time series or an aggregation as CSV, JSON, NDJSON or XLSX: a job (202), "
@@ -87,25 +71,25 @@ def _disposition(filename: str) -> str:
     query=ExportMode,
     body=ExportRequest,
     responses={202: JobAccepted, 200: None},
-    binary={200: exports.MEDIA_TYPES},
+    binary={200: MEDIA_TYPES},
     errors=(400, 401, 403, 422, 429, 503),
 )
 @require_role("viewer")
 def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     mode = parse_query(ExportMode).mode
-    body = parse_body(ExportRequest)
+    body = _export_request()
     org = get_session().get(Organization, current_principal().org_id)
     if org is None:
         raise ApiError(401, "the token's organization no longer exists")
     with client_errors():
-        params = exports.canonical_params(body.model_dump(), default_tz=org.timezone, now=utcnow())
+        spec = body.spec(default_tz=org.timezone, now=utcnow())
     if mode == "async":
-        _check_active_cap(org.id, params)
-        return submit_job("export", params)
-    return _sync_export(org.id, params)
+        _check_active_cap(org.id, spec)
+        return submit_job("export", spec.params())
+    return _sync_export(org.id, spec)
 
 
-def _check_active_cap(org_id: int, params: dict[str, Any]) -> None:
+def _check_active_cap(org_id: int, spec: ExportSpec) -> None:
     """429 when the organization already has EXPORT_MAX_ACTIVE_PER_ORG exports queued or running.
 
     The count is taken under a per-organization lock held until the new job row commits; a request
@@ -116,7 +100,7 @@ def _check_active_cap(org_id: int, params: dict[str, Any]) -> None:
     active = job_domain.count_active(session, org_id, "export", lock=True)
     if active < cap:
         return
-    if job_domain.find_active(session, org_id, "export", job_domain.params_hash("export", params)):
+    if job_domain.find_active(session, org_id, "export", job_domain.params_hash("export", spec.params())):
         return
     raise ApiError(
         429,
@@ -128,56 +112,44 @@ def _check_active_cap(org_id: int, params: dict[str, Any]) -> None:
     )
 
 
-def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
-    """The export in the response body, streamed: CSV and JSON straight from COPY, XLSX via a temp file."""
+def _sync_table(session: Session, org_id: int, spec: ExportSpec) -> tables.Table:
+    """The export's rows for mode=sync: counted up to one past the cap, 422 beyond it."""
     cap = current_app.config["EXPORT_SYNC_MAX_ROWS"]
-    fmt = params["format"]
-    # A session of its own: the response streams after the request's session is gone.
-    session = session_factory()()
-    try:
-        with client_errors():
-            table = exports.open_table(
-                session,
-                org_id=org_id,
-                dataset=params["dataset"],
-                query=params["query"],
-                limit=cap + 1,
-                statement_timeout_ms=current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"],
-            )
-        if table.total > cap:
-            raise ApiError(
-                422,
-                f"the export has more than {cap} rows, the limit of mode=sync; request it without mode=sync",
-                code="export_too_large",
-                details={"max_rows": cap},
-            )
-        filename = f"{params['dataset']}-{utcnow().astimezone(table.tz):%Y%m%d-%H%M%S}.{fmt}"
-        headers = {
-            "Content-Disposition": _disposition(filename),
-            "X-Export-Rows": str(table.total),
-            "Cache-Control": "private, no-store",
-        }
-        if fmt == "xlsx":
-            # A zip's directory comes last, so XLSX cannot be streamed as it is made; the temp file
-            # is unlinked at once and vanishes when the response closes it.
-            handle = tempfile.TemporaryFile()  # noqa: SIM115 (send_file closes it)
-            metadata = exports.describe(params, utcnow())
-            exports.write_xlsx(table, handle, exports.Progress(table.total), metadata=metadata)
-            close_quietly(session)
-            handle.seek(0)
-            response = send_file(
-                handle, mimetype=_media_type(fmt), as_attachment=True, download_name=filename
-            )
-            response.headers["X-Export-Rows"] = str(table.total)
-            response.headers["Cache-Control"] = "private, no-store"
-            return response
-        chunks = exports.encode(fmt, table, exports.Progress(table.total))
-        # The first block is made here, before the status line is sent: a database that fails the
-        # query is still answered with a 503 (past this point only the connection can be cut).
-        first = next(chunks, b"")
-    except BaseException:
-        close_quietly(session)
-        raise
+    with client_errors():
+        table = tables.open_table(
+            session,
+            org_id=org_id,
+            query=spec.query,
+            limit=cap + 1,
+            statement_timeout_ms=current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"],
+        )
+    if table.total > cap:
+        raise ApiError(
+            422,
+            f"the export has more than {cap} rows, the limit of mode=sync; request it without mode=sync",
+            code="export_too_large",
+            details={"max_rows": cap},
+        )
+    return table
+
+
+def _sync_xlsx(session: Session, spec: ExportSpec, table: tables.Table) -> Response:
+    """XLSX through a temporary file: a zip's directory comes last, so it cannot stream as it is made."""
+    # The temp file is unlinked at once and vanishes when the response closes it.
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 (send_file closes it)
+    xlsx.write_xlsx(table, handle, Progress(table.total), metadata=spec.describe(utcnow()))
+    close_quietly(session)
+    handle.seek(0)
+    filename = spec.filename(utcnow())
+    return send_file(handle, mimetype=_media_type(spec.format), as_attachment=True, download_name=filename)
+
+
+def _streamed(session: Session, spec: ExportSpec, table: tables.Table) -> Response:
+    """CSV and JSON straight from COPY as the response body, closing the session when it ends."""
+    chunks = encoders.encode(spec.format, table, Progress(table.total))
+    # The first block is made here, before the status line is sent: a database that fails the
+    # query is still answered with a 503 (past this point only the connection can be cut).
+    first = next(chunks, b"")
 
     def body() -> Iterator[bytes]:
         try:
@@ -192,16 +164,75 @@ def _sync_export(org_id: int, params: dict[str, Any]) -> Response:
         chunks.close()
         close_quietly(session)
 
-    response = Response(body(), content_type=exports.CONTENT_TYPES[fmt], headers=headers)
+    response = Response(body(), content_type=CONTENT_TYPES[spec.format])
+    response.headers["Content-Disposition"] = _disposition(spec.filename(utcnow()))
     response.call_on_close(close)
     return response
 
 
+def _sync_export(org_id: int, spec: ExportSpec) -> Response:
+    """The export in the response body, streamed: CSV and JSON straight from COPY, XLSX via a temp file."""
+    # A session of its own: the response streams after the request's session is gone.
+    session = session_factory()()
+    try:
+        table = _sync_table(session, org_id, spec)
+        response = (_sync_xlsx if spec.format == "xlsx" else _streamed)(session, spec, table)
+    except BaseException:
+        close_quietly(session)
+        raise
+    response.headers["X-Export-Rows"] = str(table.total)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
 def _export_or_404(export_id: str) -> Export:
-    export = exports.get(get_session(), org_id=current_principal().org_id, export_id=export_id)
+    export = records.get(get_session(), org_id=current_principal().org_id, export_id=export_id)
     if export is None:
         raise not_found("export")
     return export
+
+
+def _available(export: Export, now: datetime) -> Export:
+    """`export`, if its file can still be served (else 410)."""
+    if not records.is_available(export, _directory(), now):
+        raise ApiError(410, "the export file is no longer available; request a new export")
+    return export
+
+
+def _linked(export_id: str, token: str, now: datetime) -> Export:
+    """The export a download link opens: 403 for a link that is not valid for it, 404 for another
+    organization's (as unknown as a missing export, signed or not), 410 once expired or gone."""
+    try:
+        claims = signing.verify(token)
+    except signing.BadLink as exc:
+        raise ApiError(403, "the download link is not valid") from exc
+    if claims.export_id != export_id:
+        raise ApiError(403, "the download link is not valid")
+    if claims.org_id != current_principal().org_id:
+        raise not_found("export")
+    export = _export_or_404(export_id)
+    if claims.expired(now):
+        raise ApiError(410, f"the download link has expired; GET /api/v1/exports/{export_id} for a fresh one")
+    return _available(export, now)
+
+
+def _info(export: Export, now: datetime) -> dict[str, Any]:
+    """The export's file details, with a fresh signed link."""
+    url, link_expires_at = signing.download_link(export, now)
+    return {
+        "id": str(export.id),
+        "job_id": str(export.job_id),
+        "format": export.format,
+        "filename": export.filename,
+        "content_type": CONTENT_TYPES[export.format],
+        "rows": export.rows,
+        "bytes": export.bytes,
+        "sha256": export.sha256,
+        "created_at": export.created_at.isoformat(),
+        "expires_at": export.expires_at.isoformat(),
+        "download_url": url,
+        "link_expires_at": link_expires_at.isoformat(),
+    }
 
 
 @bp.get("/exports/<export_id>")
@@ -213,27 +244,8 @@ def _export_or_404(export_id: str) -> Export:
 )
 @require_role("viewer")
 def get(export_id: str) -> Response:
-    export = _export_or_404(export_id)
     now = utcnow()
-    if not exports.is_available(export, _directory(), now):
-        raise ApiError(410, "the export file is no longer available; request a new export")
-    url, link_expires_at = signing.download_link(export, now)
-    return jsonify(
-        {
-            "id": str(export.id),
-            "job_id": str(export.job_id),
-            "format": export.format,
-            "filename": export.filename,
-            "content_type": exports.CONTENT_TYPES[export.format],
-            "rows": export.rows,
-            "bytes": export.bytes,
-            "sha256": export.sha256,
-            "created_at": export.created_at.isoformat(),
-            "expires_at": export.expires_at.isoformat(),
-            "download_url": url,
-            "link_expires_at": link_expires_at.isoformat(),
-        }
-    )
+    return jsonify(_info(_available(_export_or_404(export_id), now), now))
 
 
 @bp.get("/exports/<export_id>/download")
@@ -242,27 +254,12 @@ def get(export_id: str) -> Response:
     tag="exports",
     query=DownloadQuery,
     responses={200: None},
-    binary={200: exports.MEDIA_TYPES},
+    binary={200: MEDIA_TYPES},
     errors=(400, 401, 403, 404, 410),
 )
 @require_role("viewer")
 def download(export_id: str) -> Response:
-    token = parse_query(DownloadQuery).token
-    try:
-        claims = signing.verify(token)
-    except signing.BadLink as exc:
-        raise ApiError(403, "the download link is not valid") from exc
-    if claims.export_id != export_id:
-        raise ApiError(403, "the download link is not valid")
-    # Another organization's link is as unknown as a missing export, signed or not.
-    if claims.org_id != current_principal().org_id:
-        raise not_found("export")
-    export = _export_or_404(export_id)
-    now = utcnow()
-    if claims.expired(now):
-        raise ApiError(410, f"the download link has expired; GET /api/v1/exports/{export_id} for a fresh one")
-    if not exports.is_available(export, _directory(), now):
-        raise ApiError(410, "the export file is no longer available; request a new export")
+    export = _linked(export_id, parse_query(DownloadQuery).token, utcnow())
     response = send_file(
         Path(export.path),
         mimetype=_media_type(export.format),

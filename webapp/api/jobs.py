@@ -12,10 +12,10 @@ from flask import Blueprint, Response, current_app, jsonify
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.spec import document, parse_query
 from webapp.api.schemas.common import Job, JobList, JobListQuery
+from webapp.core.vocabulary import ACTIVE_STATES, JOB_KINDS, JOB_STATES
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as job_domain
-from webapp.models.jobs import ACTIVE_STATES, JOB_KINDS, JOB_STATES
 from webapp.security.auth import current_principal, require_role
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")

@@ -2,7 +2,7 @@
 
 An organization that never set one has the default policy: the per-priority first response and
 resolution targets of the first contract (organizations.sla_targets over the platform defaults, as
-webapp.analytics.sla reads them), next_reply not measured, the calendar clock, no pauses. The policy
+webapp.clocks.first_contract reads them), next_reply not measured, the calendar clock, no pauses. The policy
 in force when an evaluation runs is the one used.
 """
 
@@ -16,9 +16,9 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy.orm import Session
 
-from webapp.analytics.sla import targets_for
 from webapp.clocks import pending
 from webapp.clocks.business_time import NEVER, Timeline, from_us, to_us
+from webapp.clocks.first_contract import targets_for
 from webapp.clocks.schedules import ClockError, get_schedule, lock_organization, timeline
 from webapp.core.timeutil import utcnow
 from webapp.models import Organization, Schedule, SlaPolicy

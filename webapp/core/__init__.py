@@ -1,1 +1,1 @@
-"""Words and helpers every layer shares: time, strict JSON, dimension filters."""
+"""Words and helpers every layer shares: the vocabulary, time, strict JSON, dimension filters."""

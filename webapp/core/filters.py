@@ -1,17 +1,14 @@
-"""The dimensions tickets are filtered and grouped by, and the values each allows."""
+"""Dimension filters as clients write them, parsed and checked against the vocabulary."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from webapp.models.tickets import CHANNELS, DIMENSIONS, PRIORITIES, STATUSES
+from webapp.core.vocabulary import DIMENSION_VALUES, DIMENSIONS
 
-ENUMERATED: dict[str, tuple[str, ...]] = {
-    "status": STATUSES,
-    "priority": PRIORITIES,
-    "channel": CHANNELS,
-}
+# Parsed filters: dimension -> the values allowed (None: unassigned), sorted.
+Filters = dict[str, list[str | None]]
 # In a filter, this value of assigned_to stands for "unassigned".
 UNASSIGNED = "null"
 MAX_FILTER_VALUES = 100
@@ -19,6 +16,8 @@ MAX_VALUE_LENGTH = 200
 
 
 class FilterError(ValueError):
+    """A filter that names an unknown dimension or value; `field` is where."""
+
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
         self.field = field
@@ -38,7 +37,7 @@ def parse_filter(name: str, raw: Any) -> list[str | None]:
         raise FilterError(f"filter {name!r} has an empty value", name)
     if len(values) > MAX_FILTER_VALUES:
         raise FilterError(f"filter {name!r} has more than {MAX_FILTER_VALUES} values", name)
-    allowed = ENUMERATED.get(name)
+    allowed = DIMENSION_VALUES.get(name)
     out: list[str | None] = []
     for value in values:
         if value is None or (name == "assigned_to" and value == UNASSIGNED):
@@ -55,6 +54,14 @@ def parse_filter(name: str, raw: Any) -> list[str | None]:
     return sorted(set(out), key=lambda v: (v is None, v or ""))
 
 
-def parse_filters(source: Mapping[str, Any]) -> dict[str, list[str | None]]:
-    """The dimension filters present in `source` (query args or a JSON object)."""
+def parse_filters(source: Mapping[str, Any]) -> Filters:
+    """The dimension filters present in `source`, a mapping that may hold other parameters too."""
     return {name: parse_filter(name, source[name]) for name in DIMENSIONS if source.get(name) is not None}
+
+
+def parse_filter_object(source: Mapping[str, Any]) -> Filters:
+    """A JSON object of filters (dimension -> values), every key a dimension."""
+    unknown = [name for name in source if name not in DIMENSIONS]
+    if unknown:
+        raise FilterError(f"unknown filter {unknown[0]!r}; allowed: {', '.join(DIMENSIONS)}", "filters")
+    return parse_filters(source)

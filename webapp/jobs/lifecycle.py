@@ -8,7 +8,6 @@ import logging
 import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -17,19 +16,11 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import ACTIVE_STATES, FINAL_STATES, JOB_ROUTES
 from webapp.live import events
 from webapp.models import Job
-from webapp.models.jobs import ACTIVE_STATES, FINAL_STATES
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TaskRoute:
-    """The task that runs a kind of job, and the queue it waits in."""
-
-    name: str
-    queue: str
 
 
 class Revoker(Protocol):
@@ -50,13 +41,7 @@ class TaskQueue(Protocol):
         """Send the task `name` to the broker (Celery's options: args, task_id, queue, retry...)."""
 
 
-TASKS = {
-    "aggregation": TaskRoute("analytics.aggregate", "default"),
-    "snapshot": TaskRoute("snapshots.compute", "default"),
-    "export": TaskRoute("exports.run", "exports"),
-    "cache_refresh": TaskRoute("cache.refresh", "refresh"),
-    "import": TaskRoute("tickets.import", "default"),
-}
+TASKS = JOB_ROUTES
 
 
 class BrokerUnavailable(RuntimeError):

@@ -25,9 +25,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.infra.db import Base
 
-SNAPSHOT_TYPES = ("daily", "weekly", "monthly")
-
-
 CELL_KEY = (
     "org_id",
     "metric",

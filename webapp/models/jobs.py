@@ -22,21 +22,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from webapp.core.vocabulary import EXPORT_FORMATS, JOB_KINDS, JOB_STATES
 from webapp.infra.db import Base
-from webapp.models.tickets import _in
-
-JOB_KINDS = ("aggregation", "snapshot", "export", "cache_refresh", "import")
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-ACTIVE_STATES = ("queued", "running")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
-EXPORT_FORMATS = ("csv", "json", "xlsx", "ndjson")
+from webapp.models.tickets import one_of
 
 
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(_in("kind", JOB_KINDS), name="kind"),
-        CheckConstraint(_in("state", JOB_STATES), name="state"),
+        CheckConstraint(one_of("kind", JOB_KINDS), name="kind"),
+        CheckConstraint(one_of("state", JOB_STATES), name="state"),
         Index("ix_jobs_org_created", "org_id", "created_at"),
         Index("ix_jobs_org_hash_state", "org_id", "kind", "params_hash", "state"),
     )
@@ -87,7 +82,7 @@ class Job(Base):
 
 class Export(Base):
     __tablename__ = "exports"
-    __table_args__ = (CheckConstraint(_in("format", EXPORT_FORMATS), name="format"),)
+    __table_args__ = (CheckConstraint(one_of("format", EXPORT_FORMATS), name="format"),)
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     job_id: Mapped[uuid.UUID] = mapped_column(

@@ -9,9 +9,9 @@ from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Identity, String, 
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from webapp.core.vocabulary import ROLES
 from webapp.infra.db import Base
-
-ROLES = ("viewer", "agent", "admin")
+from webapp.models.tickets import one_of
 
 
 class Organization(Base):
@@ -35,7 +35,7 @@ class Organization(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(f"role IN {ROLES}", name="role"),)
+    __table_args__ = (CheckConstraint(one_of("role", ROLES), name="role"),)
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)

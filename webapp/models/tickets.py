@@ -21,35 +21,21 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from webapp.core.vocabulary import CHANNELS, DIMENSIONS, EVENT_TYPES, PRIORITIES, STATUSES
 from webapp.infra.db import Base
 
-STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
-RESOLVED_STATUSES = ("resolved", "closed")
-PRIORITIES = ("low", "normal", "high", "urgent")
-CHANNELS = ("email", "chat", "phone", "web", "social", "api")
-EVENT_TYPES = (
-    "created",
-    "first_response",
-    "resolved",
-    "reopened",
-    "status_changed",
-    "priority_changed",
-    "assigned",
-    "sla_breached",
-)
-DIMENSIONS = ("status", "priority", "channel", "category", "assigned_to")
 
-
-def _in(column: str, values: tuple[str, ...]) -> str:
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK constraint's text: `column` holds one of the words `values`."""
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Ticket(Base):
     __tablename__ = "tickets"
     __table_args__ = (
-        CheckConstraint(_in("status", STATUSES), name="status"),
-        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
-        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(one_of("status", STATUSES), name="status"),
+        CheckConstraint(one_of("priority", PRIORITIES), name="priority"),
+        CheckConstraint(one_of("channel", CHANNELS), name="channel"),
         CheckConstraint("sentiment_score BETWEEN -1 AND 1", name="sentiment"),
         Index("ix_tickets_org_created", "org_id", "created_at"),
         Index("ix_tickets_org_id_desc", "org_id", "id"),
@@ -99,7 +85,7 @@ class TicketEvent(Base):
 
     __tablename__ = "ticket_events"
     __table_args__ = (
-        CheckConstraint(_in("event_type", EVENT_TYPES), name="event_type"),
+        CheckConstraint(one_of("event_type", EVENT_TYPES), name="event_type"),
         Index("ix_ticket_events_org_occurred", "org_id", "occurred_at"),
         Index("ix_ticket_events_org_type_occurred", "org_id", "event_type", "occurred_at"),
         Index("ix_ticket_events_ticket", "ticket_id"),

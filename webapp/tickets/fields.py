@@ -8,10 +8,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Status = Literal["open", "pending", "on_hold", "resolved", "closed"]
-Priority = Literal["low", "normal", "high", "urgent"]
+from webapp.core.vocabulary import CHANNELS, PRIORITIES, STATUSES
+
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-Channel = Literal["email", "chat", "phone", "web", "social", "api"]
+Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 
 
 class TicketFields(BaseModel):

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import hours_between, utcnow
+from webapp.core.vocabulary import RESOLVED_STATUSES
 from webapp.models import Organization, Ticket, TicketEvent
-from webapp.models.tickets import RESOLVED_STATUSES
 from webapp.tickets.plans import plan_ticket
 from webapp.tickets.rules import TIME_FIELDS, TicketError, check_order, checked_times
 

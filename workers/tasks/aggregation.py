@@ -6,15 +6,18 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from webapp.analytics import aggregations
+from webapp.analytics.aggregations import AggregationQuery, run_aggregation
+from webapp.analytics.window import QueryError
+from webapp.core.vocabulary import JOB_ROUTES
 from workers.runner import JobContext, JobFailed, run_job
 
 
 def _aggregate(ctx: JobContext) -> dict[str, Any]:
     ctx.report(0.05)
     try:
-        result = aggregations.run_aggregation(ctx.session, org_id=ctx.job.org_id, params=ctx.params)
-    except (aggregations.QueryError, KeyError, ValueError) as exc:
+        query = AggregationQuery.from_params(ctx.params)
+        result = run_aggregation(ctx.session, org_id=ctx.job.org_id, query=query)
+    except (QueryError, KeyError, ValueError) as exc:
         # The API validated the params; this catches rows stored by an older definition.
         raise JobFailed(f"the aggregation cannot be computed: {exc}") from exc
     # A last checkpoint, so a cancel that arrived during the query leaves no result behind.
@@ -23,7 +26,7 @@ def _aggregate(ctx: JobContext) -> dict[str, Any]:
     return result
 
 
-@shared_task(name="analytics.aggregate", bind=True, acks_late=True)
+@shared_task(name=JOB_ROUTES["aggregation"].name, bind=True, acks_late=True)
 def aggregate(self: Task, job_id: str) -> None:
     """Run the job's aggregation and keep its answer as the job's result."""
     run_job(self, job_id, _aggregate)

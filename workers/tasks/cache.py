@@ -15,7 +15,8 @@ def _refresh(ctx: JobContext) -> dict[str, Any]:
     refreshed = 0
     for index, entry in enumerate(entries):
         if entry["params"].get("route") in readers.READERS:
-            readers.read(ctx.session, ctx.client, ctx.job.org_id, entry["params"], ttl=ttl, force=True)
+            read = readers.from_params(entry["params"])
+            readers.read(ctx.session, ctx.client, ctx.job.org_id, read, ttl=ttl, force=True)
             ctx.session.rollback()
             refreshed += 1
         ctx.report((index + 1) / max(len(entries), 1))

@@ -9,7 +9,9 @@ from celery import Task, shared_task
 from flask import current_app
 
 from webapp.core.timeutil import utcnow
-from webapp.exports import datasets as exports
+from webapp.core.vocabulary import JOB_ROUTES
+from webapp.exports import files, records
+from webapp.exports.spec import CONTENT_TYPES, ExportSpec
 from webapp.models.jobs import Export
 from webapp.security import signing
 from workers.runner import JobContext, run_job
@@ -27,7 +29,7 @@ def result_of(export: Export) -> dict[str, Any]:
         "sha256": export.sha256,
         "format": export.format,
         "filename": export.filename,
-        "content_type": exports.CONTENT_TYPES[export.format],
+        "content_type": CONTENT_TYPES[export.format],
     }
 
 
@@ -38,42 +40,30 @@ def _directory() -> Path:
 def _export(ctx: JobContext) -> dict[str, Any]:
     job = ctx.job
     # A redelivered job whose file was already written and recorded answers with that file.
-    existing = exports.find(ctx.session, job_id=job.id)
+    existing = records.find(ctx.session, job_id=job.id)
     if existing is not None:
         ctx.log("export %s already written; reusing it", existing.id)
         return result_of(existing)
     ctx.session.commit()  # the export reads its own REPEATABLE READ snapshot
-
-    def report(rows: int, total: int) -> None:
-        ctx.report(rows / total if total else 0.0)
-
-    now = utcnow()
-    written = exports.write_export(
+    export = records.produce(
         ctx.session,
-        org_id=job.org_id,
         job_id=job.id,
-        params=ctx.params,
+        org_id=job.org_id,
+        spec=ExportSpec.from_params(ctx.params),
         directory=_directory(),
-        now=now,
-        report=report,
-    )
-    export = exports.record(
-        ctx.session,
-        written,
-        job_id=job.id,
-        org_id=job.org_id,
         retention_days=current_app.config["EXPORT_RETENTION_DAYS"],
-        now=now,
+        now=utcnow(),
+        report=lambda rows, total: ctx.report(rows / total if total else 0.0),
     )
-    ctx.log("wrote %s rows, %s bytes of %s to %s", written.rows, written.bytes, written.format, written.path)
+    ctx.log("wrote %s rows, %s bytes of %s to %s", export.rows, export.bytes, export.format, export.path)
     return result_of(export)
 
 
 def _discard(ctx: JobContext) -> None:
-    exports.discard(_directory(), ctx.job.org_id, ctx.job.id, ctx.params["format"])
+    files.discard(_directory(), ctx.job.org_id, ctx.job.id, ctx.params["format"])
 
 
-@shared_task(name="exports.run", bind=True, acks_late=True)
+@shared_task(name=JOB_ROUTES["export"].name, bind=True, acks_late=True)
 def run(self: Task, job_id: str) -> None:
     """Write the export of job `job_id` (CSV, JSON, NDJSON or XLSX) to its file."""
     run_job(self, job_id, _export, _discard)

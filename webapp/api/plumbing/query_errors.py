@@ -8,8 +8,8 @@ from contextlib import contextmanager
 import psycopg
 from sqlalchemy.exc import OperationalError
 
-from webapp.analytics.aggregations import QueryError
 from webapp.analytics.buckets import BucketError
+from webapp.analytics.window import QueryError
 from webapp.api.plumbing.errors import ApiError
 from webapp.core.filters import FilterError
 from webapp.core.timeutil import TimeError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -69,11 +69,27 @@ def document(
     return decorator
 
 
-def _validate(model: type[M], data: Any) -> M:
+def _field(error: Mapping[str, Any]) -> str:
+    """The field a validation error is about: the one its message names, else the innermost name in
+    its location (for an unknown key, the object that refused it)."""
+    context = error.get("ctx") or {}
+    if "field" in context:
+        return str(context["field"])
+    if "discriminator" in context:
+        return str(context["discriminator"]).strip("'")
+    names = [part for part in error["loc"] if isinstance(part, str)]
+    if error["type"] == "extra_forbidden" and len(names) > 1:
+        return names[-2]
+    return names[-1] if names else "body"
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    """`data` validated by `model`, or a 400 naming the field (details.field) and every error."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(400, pydantic_message(exc), details=pydantic_details(exc)) from exc
+        field = _field(exc.errors(include_url=False)[0])
+        raise ApiError(400, pydantic_message(exc), details={"field": field, **pydantic_details(exc)}) from exc
 
 
 def check_text(value: str, where: str) -> None:
@@ -100,8 +116,8 @@ def check_json_text(data: Any, where: str) -> None:
             stack.extend(item)
 
 
-def json_body() -> Any:
-    """The request's JSON body, or a 400/415 that says what is wrong with it."""
+def json_body() -> dict[str, Any]:
+    """The request's JSON body, an object, or a 400/415 that says what is wrong with it."""
     if not request.data:
         raise ApiError(400, "a JSON body is required")
     if not request.is_json:
@@ -110,16 +126,15 @@ def json_body() -> Any:
         data = strict_json.loads(request.get_data(cache=True))
     except strict_json.JsonError as exc:
         raise ApiError(400, f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "the JSON body must be an object")
     check_json_text(data, "the body")
     return data
 
 
 def parse_body(model: type[M]) -> M:
     """Validate the JSON body against `model`."""
-    data = json_body()
-    if not isinstance(data, dict):
-        raise ApiError(400, "the JSON body must be an object")
-    return _validate(model, data)
+    return parse_model(model, json_body())
 
 
 def parse_query(model: type[M]) -> M:
@@ -133,7 +148,7 @@ def parse_query(model: type[M]) -> M:
             )
         check_text(key + values[0], f"query parameter {key!r}")
         args[key] = values[0]
-    return _validate(model, args)
+    return parse_model(model, args)
 
 
 def refuse_undeclared_query(app: Flask) -> None:

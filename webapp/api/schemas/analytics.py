@@ -1,43 +1,59 @@
-"""Request and response models of the analytics routes (they validate requests and describe OpenAPI)."""
+"""Request and response models of the analytics routes (they validate requests and describe OpenAPI).
+
+Their word lists come from the vocabulary and the metric registry, and filters are parsed as they
+are validated, so a request that passes is canonical; its methods turn it into the domain's query.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model
 
+from webapp.analytics.aggregations import AggregationQuery
 from webapp.api.schemas.common import Strict
-
-Granularity = Literal["hourly", "daily", "weekly", "monthly", "quarterly", "yearly"]
-MetricName = Literal["ticket_count", "response_time", "resolution_time", "sentiment_score"]
-Dimension = Literal["status", "priority", "channel", "category", "assigned_to"]
-SnapshotType = Literal["daily", "weekly", "monthly"]
-
-_START = (
-    "ISO 8601 date or datetime; a date is local midnight, a naive time local wall-clock "
-    "(default: 30 days before end)"
+from webapp.api.schemas.fields import (
+    FILTER_PARAM_DOC,
+    FILTERS_DOC,
+    Dimension,
+    FilterObject,
+    Granularity,
+    IsoDate,
+    MetricName,
+    Percentile,
+    Period,
+    RangeFields,
+    SnapshotType,
+    filter_param,
+    percentiles_in_range,
 )
-_END = "exclusive end, as start (default: the end of today in the time zone)"
-_TZ = "IANA time zone buckets and dates are read in (default: the organization's)"
-_LIST = "comma-separated values; for assigned_to, `null` means unassigned"
+from webapp.core.filters import Filters
+from webapp.core.vocabulary import DIMENSIONS
+
 _EXACT = (
     "compute from raw events only: no rollups, and percentiles exact whatever the number of "
     "measurements (default false: rollups for closed hours, sketch percentiles above a size)"
 )
 
 
-class RangeQuery(Strict):
+# The range, time zone and one filter parameter per dimension.
+_Filtered: type[RangeFields] = create_model(  # type: ignore[call-overload]
+    "_Filtered",
+    __base__=RangeFields,
+    **{name: (filter_param(name), Field(default=None, description=FILTER_PARAM_DOC)) for name in DIMENSIONS},
+)
+
+
+class RangeQuery(_Filtered):  # type: ignore[valid-type,misc]
     """The range, time zone and dimension filters common to the analytics routes."""
 
-    start: str | None = Field(default=None, max_length=64, description=_START)
-    end: str | None = Field(default=None, max_length=64, description=_END)
-    tz: str | None = Field(default=None, max_length=64, description=_TZ)
-    status: str | None = Field(default=None, description=_LIST)
-    priority: str | None = Field(default=None, description=_LIST)
-    channel: str | None = Field(default=None, description=_LIST)
-    category: str | None = Field(default=None, description=_LIST)
-    assigned_to: str | None = Field(default=None, description=_LIST)
     exact: bool = Field(default=False, description=_EXACT)
+
+    @property
+    def filters(self) -> Filters:
+        """The filters given, dimension -> values."""
+        return {name: values for name in DIMENSIONS if (values := getattr(self, name)) is not None}
 
 
 class TimeSeriesQuery(RangeQuery):
@@ -53,7 +69,7 @@ class PerformanceQuery(RangeQuery):
 
 
 class DashboardQuery(RangeQuery):
-    period: Literal["7d", "30d", "90d"] | None = Field(
+    period: Period | None = Field(
         default=None, description="the last 7, 30 or 90 local days up to the end of today (instead of start)"
     )
 
@@ -66,21 +82,17 @@ class SnapshotQuery(Strict):
 
 class SnapshotRequest(Strict):
     type: SnapshotType
-    date: str = Field(max_length=10, description="a date inside the period, ISO 8601 (YYYY-MM-DD)")
+    date: IsoDate = Field(description="a date inside the period, ISO 8601 (YYYY-MM-DD)")
 
 
-class AggregationRequest(Strict):
+class AggregationFields(RangeFields):
+    """What to aggregate: the body of POST /analytics/aggregations without `async`."""
+
     metrics: list[MetricName] = Field(min_length=1, max_length=4)
     group_by: list[Dimension] = Field(default_factory=list, max_length=5)
-    filters: dict[str, str | list[str | None]] = Field(
-        default_factory=dict,
-        description="dimension -> value list (or comma-separated string); null = unassigned",
-    )
-    start: str | None = Field(default=None, max_length=64, description=_START)
-    end: str | None = Field(default=None, max_length=64, description=_END)
-    tz: str | None = Field(default=None, max_length=64, description=_TZ)
+    filters: FilterObject = Field(default_factory=dict, description=FILTERS_DOC)
     granularity: Granularity | None = None
-    percentiles: list[StrictInt] | None = Field(
+    percentiles: Annotated[list[Percentile], AfterValidator(percentiles_in_range)] | None = Field(
         default=None,
         max_length=20,
         description=(
@@ -90,6 +102,23 @@ class AggregationRequest(Strict):
     )
     # Strict in a JSON body: "yes" or 1 is not a boolean, "50" not a percentile.
     exact: StrictBool = Field(default=False, description=_EXACT)
+
+    def query(
+        self, *, default_tz: str, now: datetime, approximate_above: int | None = None
+    ) -> AggregationQuery:
+        """The aggregation asked for, its window canonical (see canonical_window)."""
+        return AggregationQuery.of(
+            metrics=self.metrics,
+            group_by=self.group_by,
+            window=self.window(default_tz=default_tz, now=now, granularity=self.granularity),
+            filters=self.filters,
+            percentiles=self.percentiles,
+            exact=self.exact,
+            approximate_above=approximate_above,
+        )
+
+
+class AggregationRequest(AggregationFields):
     async_: StrictBool = Field(default=False, alias="async", description="run as a job and answer 202")
 
     model_config = ConfigDict(extra="forbid")

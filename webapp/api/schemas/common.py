@@ -6,11 +6,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-from webapp.models.jobs import JOB_KINDS, JOB_STATES
+from webapp.core.vocabulary import JOB_KINDS, JOB_STATES, ROLES
 from webapp.tickets.fields import Channel, Priority, Status
 
-Role = Literal["viewer", "agent", "admin"]
+Role = Literal[ROLES]  # type: ignore[valid-type]
 
 MAX_PAGE = 500
 
@@ -19,6 +20,11 @@ class Strict(BaseModel):
     """Unknown fields are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def refused(message: str, field: str) -> PydanticCustomError:
+    """A validation error with our own message, naming the field the 400 is about (details.field)."""
+    return PydanticCustomError("invalid_value", "{message}", {"message": message, "field": field})
 
 
 class ErrorBody(BaseModel):

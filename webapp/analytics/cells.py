@@ -1,0 +1,227 @@
+"""Count, sum, min, max (and sketches) of one metric per group and bucket: rollups plus raw events.
+
+One statement reads both sides. Its pieces CTE splits the range into the hours rollups may answer
+(coverage.split_range) and the rest; the raw part reads the rest from ticket_events, the rolled part
+reads analytics_metrics; each keys its rows by group (g0, g1, ...) and bucket index (idx), and the
+two are combined per key here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from webapp.analytics import sketch
+from webapp.analytics.coverage import split_range
+from webapp.analytics.metrics import GROUPABLE, Metric
+from webapp.analytics.rollups import grain_for
+from webapp.analytics.sql import bucket_index, column, count_sql, filter_sql, ticket_join, value_sql
+from webapp.core.filters import Filters
+from webapp.core.timeutil import utcnow
+
+# One aggregated cell: its group values (in group_by order) and its 0-based bucket index or None.
+CellKey = tuple[tuple[str | None, ...], int | None]
+
+# Dirty hours move from the covered side to the raw side inside the statement, so the marks,
+# the rollups and the raw events are all read from one snapshot.
+_PIECES = (
+    "WITH cov AS (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) AS mr"
+    " FROM unnest(CAST(:cov_lo AS timestamptz[]), CAST(:cov_hi AS timestamptz[])) AS u(lo, hi)),"
+    " unc AS (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) AS mr"
+    " FROM unnest(CAST(:unc_lo AS timestamptz[]), CAST(:unc_hi AS timestamptz[])) AS u(lo, hi)),"
+    " dirty AS (SELECT coalesce(range_agg(tstzrange(d.lo, d.hi)), '{}'::tstzmultirange) AS mr"
+    " FROM analytics_rollup_dirty d WHERE d.org_id = :org_id AND d.event_type = :event_type"
+    " AND d.lo < :cov_end AND d.hi > :cov_start),"
+    " split AS (SELECT cov.mr - dirty.mr AS rolled, unc.mr + (cov.mr * dirty.mr) AS raw"
+    " FROM cov, unc, dirty),"
+    " raw_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi FROM split, unnest(split.raw) AS r),"
+    " rolled_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi FROM split, unnest(split.rolled) AS r)"
+)
+# A sketch of raw values: one (key, count) pair per distinct key, as the rollups store theirs.
+_RAW_SKETCH = (
+    "string_agg(int2send(CAST(k AS int2)) || int4send(CAST(n AS int4)), ''::bytea)"
+    " FILTER (WHERE n > 0) AS sketch"
+)
+_NO_SKETCH = ", CAST(NULL AS bytea) AS sketch"
+
+
+@dataclass
+class Cell:
+    """count, sum, min, max (and sketches) of one group and bucket, gathered from raw and rollup parts."""
+
+    count: int = 0
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+    sketches: list[bytes] = field(default_factory=list)
+
+    def add(self, count: int, total: float | None, low: float | None, high: float | None) -> None:
+        """Fold in one part's count, sum, min and max."""
+        self.count += count
+        if total is not None:
+            self.sum = total if self.sum is None else self.sum + total
+        if low is not None:
+            self.min = low if self.min is None else min(self.min, low)
+        if high is not None:
+            self.max = high if self.max is None else max(self.max, high)
+
+    @property
+    def avg(self) -> float | None:
+        """The mean of the measurements (None without any)."""
+        return self.sum / self.count if self.count and self.sum is not None else None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What the statement selects: the metric, its group columns, and whether sketches come too."""
+
+    metric: Metric
+    groups: tuple[str, ...]
+    sketches: bool
+
+    @property
+    def key_list(self) -> str:
+        return ", ".join([*(f"g{i}" for i in range(len(self.groups))), "idx"])
+
+    def keys(self, alias: str, moment: str) -> str:
+        """The group columns of `alias` as g0, g1, ... and the bucket of its `moment` column as idx."""
+        named = [f"{alias}.{name} AS g{i}" for i, name in enumerate(self.groups)]
+        return ", ".join([*named, f"{bucket_index(f'{alias}.{moment}')} AS idx"])
+
+    @property
+    def measured_sketches(self) -> bool:
+        """Sketches of values exist only for measured metrics (a count has none)."""
+        return self.sketches and not self.metric.is_count
+
+
+def _raw_events(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str:
+    """FROM the events of the raw pieces, filtered."""
+    # LATERAL ... OFFSET 0 keeps each piece its own index range scan, whatever the statistics say.
+    return (
+        "FROM raw_pieces p CROSS JOIN LATERAL (SELECT e.* FROM ticket_events e"
+        " WHERE e.org_id = :org_id AND e.event_type = :event_type"
+        " AND e.occurred_at >= p.lo AND e.occurred_at < p.hi OFFSET 0) e"
+        f"{ticket_join(shape.metric)} WHERE true{filter_sql('e', filters, params)}"
+    )
+
+
+def _raw_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str:
+    """The raw side: one row per key with n_rows, n, s, lo, hi (and a sketch when asked)."""
+    keys, value, events = shape.key_list, value_sql(shape.metric), _raw_events(shape, filters, params)
+    count = count_sql(shape.metric)
+    if shape.measured_sketches:
+        # Raw values join the rollups' sketches: one (key, count) pair per distinct key of the cell.
+        return (
+            f"SELECT false AS rolled, {keys}, sum(n_rows) AS n_rows, sum(n) AS n, sum(s) AS s,"
+            f" min(lo) AS lo, max(hi) AS hi, {_RAW_SKETCH}"
+            f" FROM (SELECT {keys}, k, count(*) AS n_rows, {count} AS n, sum(v) AS s,"
+            " min(v) AS lo, max(v) AS hi"
+            f" FROM (SELECT {shape.keys('e', 'occurred_at')}, {value} AS v, {sketch.sql_key(value)} AS k"
+            f" {events}) r GROUP BY {keys}, k) x GROUP BY {keys}"
+        )
+    return (
+        f"SELECT false AS rolled, {keys}, count(*) AS n_rows, {count} AS n, sum(v) AS s,"
+        " min(v) AS lo, max(v) AS hi"
+        + (_NO_SKETCH if shape.sketches else "")
+        + f" FROM (SELECT {shape.keys('e', 'occurred_at')}, {value} AS v {events}) r GROUP BY {keys}"
+    )
+
+
+def _rolled_columns(shape: _Shape, filters: Filters) -> str:
+    """The rollup columns the read uses, and no others."""
+    # Only the columns the read uses: an unfiltered read is then answered from the organization
+    # totals' covering index alone (migration 0005), never from heap rows and their sketches.
+    dimensions = dict.fromkeys([*shape.groups, *(d for d in GROUPABLE if d in filters)])
+    names = ("bucket_start", "count", "sum", "min", "max", *dimensions)
+    return ", ".join(f"m.{name}" for name in (*names, *(["sketch"] if shape.measured_sketches else [])))
+
+
+def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str:
+    """The rollup side, in the raw side's columns."""
+    if shape.measured_sketches:
+        sketches = ", string_agg(m.sketch, ''::bytea) AS sketch"
+    else:
+        sketches = _NO_SKETCH if shape.sketches else ""
+    return (
+        f"SELECT true AS rolled, {shape.keys('m', 'bucket_start')}, count(*) AS n_rows,"
+        f" sum(m.count) AS n, sum(m.sum) AS s, min(m.min) AS lo, max(m.max) AS hi{sketches}"
+        f" FROM rolled_pieces p CROSS JOIN LATERAL (SELECT {_rolled_columns(shape, filters)}"
+        " FROM analytics_metrics m"
+        " WHERE m.org_id = :org_id AND m.metric = :metric AND m.grain = :grain"
+        " AND m.bucket_start >= p.lo AND m.bucket_start < p.hi OFFSET 0) m"
+        f" WHERE true{filter_sql('m', filters, params)} GROUP BY {shape.key_list}"
+    )
+
+
+def _piece_params(
+    metric: Metric,
+    *,
+    org_id: int,
+    edges: list[datetime],
+    grain: int | None,
+    start: datetime,
+    end: datetime,
+) -> dict[str, Any]:
+    """The statement's parameters: the bounds, and the covered and uncovered pieces of the range."""
+    if grain is None:
+        covered, uncovered = [], [(start, end)]
+    else:
+        covered, uncovered = split_range(edges, start, end, utcnow())
+    return {
+        "org_id": org_id,
+        "event_type": metric.event_type,
+        "metric": metric.name,
+        "grain": grain,
+        "bounds": edges,
+        "cov_lo": [lo for lo, _ in covered],
+        "cov_hi": [hi for _, hi in covered],
+        "unc_lo": [lo for lo, _ in uncovered],
+        "unc_hi": [hi for _, hi in uncovered],
+        "cov_start": covered[0][0] if covered else start,
+        "cov_end": covered[-1][1] if covered else start,
+    }
+
+
+def read_cells(
+    session: Session,
+    metric: Metric,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    group_by: Sequence[str],
+    bounds: Sequence[datetime] | None,
+    sketches: bool = False,
+) -> tuple[dict[CellKey, Cell], set[bool]]:
+    """Per group and bucket the cells from rollups plus the raw remainder, and which sides answered
+    (True: rollups, False: raw events). With `bounds` None the whole range is one cell of index None."""
+    edges = list(bounds) if bounds is not None else [start, end]
+    grain = grain_for([*filters, *group_by])
+    params = _piece_params(metric, org_id=org_id, edges=edges, grain=grain, start=start, end=end)
+    shape = _Shape(metric, tuple(column(name, GROUPABLE) for name in group_by), sketches)
+    raw, rolled = _raw_part(shape, filters, params), _rolled_part(shape, filters, params)
+    sql = text(f"{_PIECES} {raw} UNION ALL {rolled}")
+    cells: dict[CellKey, Cell] = {}
+    sources: set[bool] = set()
+    width = len(shape.groups)
+    # Rows are (rolled, g0.., idx, n_rows, n, s, lo, hi[, sketch]); read by position (a year of
+    # hours is thousands of rows).
+    for row in session.execute(sql, params):
+        idx, n_rows, n, total, low, high = row[1 + width : 7 + width]
+        if not n_rows:
+            continue
+        sources.add(row[0])
+        key = (tuple(row[1 : 1 + width]), idx - 1 if bounds is not None else None)
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = Cell()
+        cell.add(int(n or 0), total, low, high)
+        if sketches and row[7 + width]:
+            cell.sketches.append(bytes(row[7 + width]))
+    return cells, sources

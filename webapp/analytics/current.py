@@ -1,0 +1,58 @@
+"""Reads over the tickets' current values: distributions of a field, and the backlog."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from webapp.analytics.metrics import DISTRIBUTION_FIELDS
+from webapp.analytics.queries import note_raw
+from webapp.analytics.sql import column, filter_sql
+from webapp.core.filters import Filters
+from webapp.core.vocabulary import DIMENSION_VALUES, RESOLVED_STATUSES, STATUSES
+
+
+def distribution(
+    session: Session, *, org_id: int, field: str, start: datetime, end: datetime, filters: Filters
+) -> dict[str, Any]:
+    """Current values of `field` over the tickets created in [start, end), with count and share."""
+    name = column(field, DISTRIBUTION_FIELDS)
+    params: dict[str, Any] = {"org_id": org_id, "start": start, "end": end}
+    sql = text(
+        f"SELECT t.{name} AS value, count(*) AS n FROM tickets t"
+        " WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end"
+        f"{filter_sql('t', filters, params)} GROUP BY t.{name}"
+    )
+    note_raw()
+    counts: dict[str | None, int] = {row.value: int(row.n) for row in session.execute(sql, params)}
+    # Enumerated fields list every allowed (or filtered-for) value, so charts keep their legend.
+    for value in filters.get(field) or DIMENSION_VALUES.get(field, ()):
+        counts.setdefault(value, 0)
+    total = sum(counts.values())
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0] is None, item[0] or ""))
+    return {
+        "field": field,
+        "total": total,
+        "values": [
+            {"value": value, "count": count, "share": count / total if total else None}
+            for value, count in ordered
+        ],
+    }
+
+
+def backlog(session: Session, *, org_id: int, end: datetime, filters: Filters) -> dict[str, Any]:
+    """Tickets created before `end` that are not resolved or closed now, by current status."""
+    params: dict[str, Any] = {"org_id": org_id, "end": end, "done": list(RESOLVED_STATUSES)}
+    sql = text(
+        "SELECT t.status, count(*) AS n FROM tickets t"
+        " WHERE t.org_id = :org_id AND t.created_at < :end"
+        " AND NOT (t.status = ANY(CAST(:done AS text[])))"
+        f"{filter_sql('t', filters, params)} GROUP BY t.status"
+    )
+    by_status = {status: 0 for status in STATUSES if status not in RESOLVED_STATUSES}
+    for row in session.execute(sql, params):
+        by_status[row.status] = int(row.n)
+    return {"count": sum(by_status.values()), "by_status": by_status}

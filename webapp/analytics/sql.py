@@ -1,0 +1,76 @@
+"""SQL fragments every analytics statement is built from: allowlisted columns, filters, event sources.
+
+A column name reaches the SQL text only through `column`, which checks it against an allowlist;
+every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from webapp.analytics.metrics import GROUPABLE, Metric
+from webapp.core.filters import Filters
+
+# Tickets joined to their events, for metrics measured on the ticket's current values.
+TICKET_JOIN = " JOIN tickets t ON t.id = e.ticket_id AND t.org_id = e.org_id"
+
+
+def column(name: str, allowed: Sequence[str]) -> str:
+    """`name`, if the allowlist has it: the last line of defence, a name not in it never becomes SQL."""
+    if name not in allowed:
+        raise ValueError(f"{name!r} is not one of {', '.join(allowed)}")
+    return name
+
+
+def filter_sql(alias: str, filters: Filters, params: dict[str, Any]) -> str:
+    """` AND ...` clauses restricting `alias`'s dimension columns to the filter values (None = IS NULL)."""
+    clauses = []
+    for name in GROUPABLE:
+        values = filters.get(name)
+        if values is None:
+            continue
+        qualified = f"{alias}.{column(name, GROUPABLE)}"
+        present = [v for v in values if v is not None]
+        parts = []
+        if present:
+            key = f"f_{alias}_{name}"
+            params[key] = present
+            parts.append(f"{qualified} = ANY(CAST(:{key} AS text[]))")
+        if None in values:
+            parts.append(f"{qualified} IS NULL")
+        clauses.append(f" AND ({' OR '.join(parts) if parts else 'false'})")
+    return "".join(clauses)
+
+
+def ticket_join(metric: Metric) -> str:
+    """The join a metric measured on the ticket needs ('' for one measured on the event)."""
+    return TICKET_JOIN if metric.joins_ticket else ""
+
+
+def events_source(
+    metric: Metric, org_id: int, start: datetime, end: datetime, filters: Filters, params: dict[str, Any]
+) -> str:
+    """FROM and WHERE over the events that carry `metric` in [start, end)."""
+    params.update(org_id=org_id, event_type=metric.event_type, start=start, end=end)
+    return (
+        f"FROM ticket_events e{ticket_join(metric)}"
+        " WHERE e.org_id = :org_id AND e.event_type = :event_type"
+        " AND e.occurred_at >= :start AND e.occurred_at < :end" + filter_sql("e", filters, params)
+    )
+
+
+def value_sql(metric: Metric) -> str:
+    """The measured value `v` of one event (NULL for a pure count)."""
+    return metric.value_sql or "CAST(NULL AS double precision)"
+
+
+def count_sql(metric: Metric) -> str:
+    """A count metric counts events; a measured one counts measurements (NULL sentiment is skipped)."""
+    return "count(*)" if metric.is_count else "count(v)"
+
+
+def bucket_index(column_sql: str) -> str:
+    """The 1-based bucket of `column_sql` among the sorted boundaries bound as :bounds (a binary search)."""
+    return f"width_bucket({column_sql}, CAST(:bounds AS timestamptz[]))"

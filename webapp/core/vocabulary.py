@@ -1,0 +1,86 @@
+"""Every word list of the platform, defined once: schemas, CHECKs, allowlists and routes derive from it.
+
+Metric names are the one exception: each metric is written once, with its SQL, in analytics/metrics.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- tickets ----------------------------------------------------------------------------------
+
+STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
+# The statuses of a ticket that is done (solved): entering one is a resolution, leaving one a reopen.
+RESOLVED_STATUSES = ("resolved", "closed")
+PRIORITIES = ("low", "normal", "high", "urgent")
+CHANNELS = ("email", "chat", "phone", "web", "social", "api")
+EVENT_TYPES = (
+    "created",
+    "first_response",
+    "resolved",
+    "reopened",
+    "status_changed",
+    "priority_changed",
+    "assigned",
+    "sla_breached",
+)
+# What tickets are filtered, grouped and distributed by; each is a column of tickets and ticket_events.
+DIMENSIONS = ("status", "priority", "channel", "category", "assigned_to")
+# The dimensions whose values are a fixed list (category and assigned_to are free text).
+DIMENSION_VALUES: dict[str, tuple[str, ...]] = {
+    "status": STATUSES,
+    "priority": PRIORITIES,
+    "channel": CHANNELS,
+}
+
+# --- analytics --------------------------------------------------------------------------------
+
+GRANULARITIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly")
+SNAPSHOT_TYPES = ("daily", "weekly", "monthly")
+# Dashboard period name -> the local days it spans.
+DASHBOARD_PERIODS = {"7d": 7, "30d": 30, "90d": 90}
+
+# --- exports ----------------------------------------------------------------------------------
+
+EXPORT_FORMATS = ("csv", "json", "ndjson", "xlsx")
+EXPORT_DATASETS = ("tickets", "time-series", "aggregations")
+
+# --- jobs -------------------------------------------------------------------------------------
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+# The queues workers consume (the Procfile's worker takes all three).
+QUEUES = ("default", "exports", "refresh")
+
+
+@dataclass(frozen=True)
+class JobRoute:
+    """The Celery task a job kind runs as, and the queue it waits in."""
+
+    name: str
+    queue: str
+
+
+JOB_ROUTES: dict[str, JobRoute] = {
+    "aggregation": JobRoute("analytics.aggregate", "default"),
+    "snapshot": JobRoute("snapshots.compute", "default"),
+    "export": JobRoute("exports.run", "exports"),
+    "cache_refresh": JobRoute("cache.refresh", "refresh"),
+    "import": JobRoute("tickets.import", "default"),
+}
+JOB_KINDS = tuple(JOB_ROUTES)
+# Tasks that are not jobs (beat's periodic work), by name pattern, and the queue they run on.
+BACKGROUND_QUEUES = {"cache.*": "refresh", "rollups.*": "refresh"}
+
+
+def task_routes() -> dict[str, dict[str, str]]:
+    """Celery's task_routes: every job kind's task on its queue, then the background tasks by pattern."""
+    routes = {route.name: {"queue": route.queue} for route in JOB_ROUTES.values()}
+    routes.update({pattern: {"queue": queue} for pattern, queue in BACKGROUND_QUEUES.items()})
+    return routes
+
+
+# --- users ------------------------------------------------------------------------------------
+
+ROLES = ("viewer", "agent", "admin")

@@ -1,0 +1,85 @@
+"""The export rows: one per job's file, found again by job, by id, and checked before a download."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from webapp.exports.files import Written, write_export
+from webapp.exports.progress import Report
+from webapp.exports.spec import ExportSpec
+from webapp.models.jobs import Export
+
+
+def record(
+    session: Session, written: Written, *, job_id: uuid.UUID, org_id: int, retention_days: int, now: datetime
+) -> Export:
+    """The export row of the job (inserted, or updated by a rerun of the same job)."""
+    values = {
+        "format": written.format,
+        "path": str(written.path),
+        "filename": written.filename,
+        "rows": written.rows,
+        "bytes": written.bytes,
+        "sha256": written.sha256,
+        "expires_at": now + timedelta(days=retention_days),
+        "deleted_at": None,
+    }
+    statement = (
+        insert(Export)
+        .values(id=uuid.uuid4(), job_id=job_id, org_id=org_id, **values)
+        .on_conflict_do_update(index_elements=[Export.job_id], set_=values)
+        .returning(Export.id)
+    )
+    export_id = session.execute(statement).scalar_one()
+    export = session.get(Export, export_id, populate_existing=True)
+    assert export is not None
+    return export
+
+
+def produce(
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    org_id: int,
+    spec: ExportSpec,
+    directory: Path,
+    retention_days: int,
+    now: datetime,
+    report: Report | None = None,
+) -> Export:
+    """Write job `job_id`'s export file (see write_export) and its row, kept `retention_days`."""
+    written = write_export(
+        session, org_id=org_id, job_id=job_id, spec=spec, directory=directory, now=now, report=report
+    )
+    return record(session, written, job_id=job_id, org_id=org_id, retention_days=retention_days, now=now)
+
+
+def find(session: Session, *, job_id: uuid.UUID) -> Export | None:
+    """The live export of a job whose file is still there, if any (a redelivered job reuses it)."""
+    export = session.scalar(select(Export).where(Export.job_id == job_id, Export.deleted_at.is_(None)))
+    if export is None or not Path(export.path).is_file():
+        return None
+    return export
+
+
+def get(session: Session, *, org_id: int, export_id: str) -> Export | None:
+    """Export `export_id` of `org_id`, or None (also for ids that are not UUIDs)."""
+    try:
+        key = uuid.UUID(export_id)
+    except ValueError:
+        return None
+    return session.scalar(select(Export).where(Export.id == key, Export.org_id == org_id))
+
+
+def is_available(export: Export, directory: Path, now: datetime) -> bool:
+    """Whether the file can still be served: not past retention, not deleted, present under `directory`."""
+    if export.deleted_at is not None or export.expires_at <= now:
+        return False
+    path = Path(export.path).resolve()
+    return path.is_relative_to(directory.resolve()) and path.is_file()
