@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import rollups
 from webapp.core.timeutil import TimeError, utcnow, zone
+from webapp.core.vocabulary import ROLES
 from webapp.infra.db import session_scope
 from webapp.models import Organization, User
-from webapp.models.organizations import ROLES
 from webapp.security.auth import access_token_for, hash_password
 
 if TYPE_CHECKING:

@@ -21,9 +21,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics.queries import Filters, filter_sql
+from webapp.analytics.sql import filter_sql
 from webapp.clocks.policy import UNSOLVED_STATUSES, Policy
-from webapp.models.tickets import PRIORITIES, RESOLVED_STATUSES
+from webapp.core.filters import Filters
+from webapp.core.vocabulary import PRIORITIES, RESOLVED_STATUSES
 
 GROUPS = ("assigned_to", "priority", "channel")
 MEASURED = ("first_reply", "resolution")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.models.tickets import RESOLVED_STATUSES
+from webapp.core.vocabulary import RESOLVED_STATUSES
 
 # Tickets that may hold a running target: not solved (resolution), not answered (first reply), or
 # with a clock running now (a next_reply pair).

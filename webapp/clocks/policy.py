@@ -21,8 +21,8 @@ from webapp.clocks.business_time import NEVER, Timeline, from_us, to_us
 from webapp.clocks.first_contract import targets_for
 from webapp.clocks.schedules import ClockError, get_schedule, lock_organization, timeline
 from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import PRIORITIES, RESOLVED_STATUSES, STATUSES
 from webapp.models import Organization, Schedule, SlaPolicy
-from webapp.models.tickets import PRIORITIES, RESOLVED_STATUSES, STATUSES
 
 SLA_METRICS = ("first_reply", "next_reply", "resolution")
 SLA_STATES = ("achieved", "breached", "active", "paused")

@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from webapp.clocks.evaluation import Evaluation, Run, TicketFacts, evaluate
 from webapp.clocks.policy import Clock, Policy, clock_for, policy_for
+from webapp.core.vocabulary import DIMENSIONS
 from webapp.models import SlaBreach, SlaClock, SlaPendingTicket, Ticket, TicketEvent
-from webapp.models.tickets import DIMENSIONS
 
 BATCH = 200
 # A breach found later than this after its instant (a back-fill, a stricter policy, a sweep that was

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import cache
 from webapp.analytics.metrics import METRICS
 from webapp.core.timeutil import utcnow
-from webapp.models.tickets import DIMENSIONS
+from webapp.core.vocabulary import DIMENSIONS
 
 WINDOW = timedelta(hours=24)
 # The live window rolls on; a cached value may lag it by at most this long.

@@ -23,12 +23,12 @@ from flask_jwt_extended import (
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.api.plumbing.errors import ApiError, error_response
+from webapp.core.vocabulary import ROLES
 from webapp.infra.db import get_session, session_factory
 from webapp.infra.near_cache import MISSING, NearView
 from webapp.infra.redis_client import get_leases, get_redis, get_wire, near_view
 from webapp.infra.redis_wire import Command, round_trip
 from webapp.models import User
-from webapp.models.organizations import ROLES
 from webapp.security import ratelimit, revocation
 
 log = logging.getLogger(__name__)

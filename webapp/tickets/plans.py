@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from webapp.core.timeutil import hours_between
+from webapp.core.vocabulary import DIMENSIONS, RESOLVED_STATUSES
 from webapp.models import Organization
-from webapp.models.tickets import DIMENSIONS, RESOLVED_STATUSES
 from webapp.tickets.rules import TicketError, check_order, checked_times
 
 

@@ -13,9 +13,9 @@ from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import DIMENSIONS
 from webapp.infra.redis_client import get_redis
 from webapp.models import Organization
-from webapp.models.tickets import DIMENSIONS
 from webapp.security import ratelimit
 from webapp.web import embed_links, embed_reads, headers
 from webapp.web.embed_links import BadEmbedLink, EmbedClaims

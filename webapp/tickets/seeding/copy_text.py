@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from webapp.models.tickets import CHANNELS, EVENT_TYPES, PRIORITIES, STATUSES
+from webapp.core.vocabulary import CHANNELS, EVENT_TYPES, PRIORITIES, STATUSES
 from webapp.tickets.seeding.population import AGENTS, CATEGORIES, SUBJECTS
 
 # COPY text encoding. A piece is a byte matrix (one row per COPY row) and each row's length

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from webapp.models.tickets import EVENT_TYPES
+from webapp.core.vocabulary import EVENT_TYPES
 from webapp.tickets.seeding import copy_text as text
 from webapp.tickets.seeding.timeline import CLOSED, NEVER, OPEN, QUANTUM, RESOLVED, Batch, draw_batch
 

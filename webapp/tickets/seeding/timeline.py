@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from webapp.models.tickets import CHANNELS, PRIORITIES, STATUSES
+from webapp.core.vocabulary import CHANNELS, PRIORITIES, STATUSES
 from webapp.tickets.seeding.copy_text import SUBJECT_COUNT, SUBJECT_FIRST
 from webapp.tickets.seeding.population import (
     AGENT_LOAD,
