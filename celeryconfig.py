@@ -77,4 +77,10 @@ def beat_schedule(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "cache-warm": _every("cache.warm", settings["CACHE_WARM_SECONDS"]),
         # SLA breaches are recorded within a minute of their instant.
         "sla-record-breaches": _every("sla.record_breaches", 15),
+        # Every closed bucket of every alert rule is evaluated within a minute of its close.
+        "alerts-evaluate-due": _every("alerts.evaluate_due", 15),
+        # Due report schedules run, and runs whose export finished are delivered.
+        "reports-tick": _every("reports.tick", 15),
+        # Webhook deliveries whose message was lost, whose worker died, or whose retry is due.
+        "deliveries-send-due": _every("deliveries.send_due", 15),
     }

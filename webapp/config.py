@@ -40,6 +40,22 @@ def env_float(name: str, default: float) -> float:
     return float(value) if value is not None else default
 
 
+def env_flag(name: str) -> bool:
+    """A yes/no environment variable: 1, true, yes or on (any case) is yes; unset or anything else no."""
+    return (env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_floats(name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """A comma-separated list of non-negative numbers (e.g. seconds), refused when empty or negative."""
+    value = env(name)
+    if value is None:
+        return default
+    numbers = tuple(float(part) for part in value.split(","))
+    if not numbers or any(number < 0 for number in numbers):
+        raise RuntimeError(f"{name} must be a comma-separated list of numbers of at least 0, not {value!r}")
+    return numbers
+
+
 def instance_path() -> Path:
     """The folder of this instance's state (embedded servers, exports, beat's schedule, secrets)."""
     return Path(env("INSTANCE_PATH", str(DEFAULT_INSTANCE)))
@@ -103,6 +119,15 @@ def from_environment() -> dict[str, Any]:
         "EXPORT_CLEANUP_SECONDS": env_int("EXPORT_CLEANUP_SECONDS", 3600, minimum=1),
         "CACHE_WARM_SECONDS": env_int("CACHE_WARM_SECONDS", 900, minimum=1),
         "ROLLUP_RECONCILE_SECONDS": env_int("ROLLUP_RECONCILE_SECONDS", 900, minimum=1),
+        # Webhooks: a target that resolves to a private, loopback or link-local address is refused,
+        # when saved and again at each delivery, unless this is set (`make run` sets it, and says so).
+        "WEBHOOK_ALLOW_PRIVATE": env_flag("WEBHOOK_ALLOW_PRIVATE"),
+        # Seconds before each retry of a failed delivery (one retry per number, the same body each time).
+        "WEBHOOK_RETRY_DELAYS": env_floats("WEBHOOK_RETRY_DELAYS", (30.0, 120.0, 600.0, 3600.0, 21600.0)),
+        # Deliveries that failed (all their retries spent) in a row before the webhook is disabled.
+        "WEBHOOK_MAX_FAILURES": env_int("WEBHOOK_MAX_FAILURES", 10, minimum=1),
+        # An attempt with no answer by then has failed.
+        "WEBHOOK_TIMEOUT_SECONDS": env_float("WEBHOOK_TIMEOUT_SECONDS", 10.0),
         "LOG_LEVEL": env("LOG_LEVEL", "INFO"),
         # The web port of the Procfile's `web` line under `make run`.
         "PORT": env_int("PORT", 8000),

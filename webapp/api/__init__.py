@@ -7,6 +7,7 @@ from flask import Blueprint, Flask
 
 def register_blueprints(app: Flask) -> None:
     from webapp.api import (
+        alerts,
         analytics,
         auth,
         cache,
@@ -16,10 +17,12 @@ def register_blueprints(app: Flask) -> None:
         imports,
         jobs,
         ping,
+        report_schedules,
         schedules,
         sla,
         tickets,
         users,
+        webhooks,
     )
     from webapp.api.embed import bp as embed_tokens
     from webapp.api.plumbing import spec
@@ -37,6 +40,9 @@ def register_blueprints(app: Flask) -> None:
         exports,
         jobs,
         cache,
+        alerts,
+        webhooks,
+        report_schedules,
         ws,
         health,
         ping,

@@ -50,8 +50,9 @@ EXPORT_DATASETS = ("tickets", "time-series", "aggregations")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-# The queues workers consume (the Procfile's worker takes all three).
-QUEUES = ("default", "exports", "refresh")
+# The queues workers consume (the Procfile's worker takes all four). Webhook deliveries wait on a
+# receiver for up to its timeout, so they have a queue of their own that a separate worker may take.
+QUEUES = ("default", "exports", "refresh", "deliveries")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ JOB_ROUTES: dict[str, JobRoute] = {
 }
 JOB_KINDS = tuple(JOB_ROUTES)
 # Tasks that are not jobs (beat's periodic work), by name pattern, and the queue they run on.
-BACKGROUND_QUEUES = {"cache.*": "refresh", "rollups.*": "refresh"}
+BACKGROUND_QUEUES = {"cache.*": "refresh", "rollups.*": "refresh", "deliveries.*": "deliveries"}
 
 
 def task_routes() -> dict[str, dict[str, str]]:
@@ -80,6 +81,23 @@ def task_routes() -> dict[str, dict[str, str]]:
     routes.update({pattern: {"queue": queue} for pattern, queue in BACKGROUND_QUEUES.items()})
     return routes
 
+
+# --- alerts, webhooks and scheduled reports ---------------------------------------------------
+
+# The granularities an alert rule is evaluated at (every closed bucket of one of them).
+ALERT_GRANULARITIES = ("hourly", "daily", "weekly")
+ALERT_STATES = ("ok", "firing")
+ALERT_CONDITIONS = ("above", "below", "change_pct", "anomaly")
+CHANGE_DIRECTIONS = ("up", "down", "either")
+ALERT_CHANNELS = ("webhook", "websocket")
+# The `type` of a webhook delivery's body; an alert's transition into each state has its own.
+WEBHOOK_EVENTS = ("alert.firing", "alert.resolved", "report.ready", "webhook.test")
+ALERT_EVENT_TYPES = {"firing": "alert.firing", "ok": "alert.resolved"}
+DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
+# A report's relative range, resolved in its schedule's zone when it runs.
+REPORT_RANGES = ("last_7_days", "previous_week", "previous_month", "month_to_date", "previous_day")
+REPORT_TRIGGERS = ("schedule", "manual")
+REPORT_RUN_STATES = ("running", "delivered", "skipped", "failed")
 
 # --- users ------------------------------------------------------------------------------------
 

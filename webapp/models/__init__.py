@@ -1,18 +1,25 @@
 """The platform's tables, one module per area."""
 
+from webapp.models.alerts import AlertEvent, AlertRule
 from webapp.models.analytics import AnalyticsMetric, AnalyticsSnapshot
 from webapp.models.clocks import Schedule, ScheduleSpan, SlaBreach, SlaClock, SlaPendingTicket, SlaPolicy
 from webapp.models.jobs import Export, Job
 from webapp.models.organizations import Organization, User
+from webapp.models.reports import ReportRun, ReportSchedule
 from webapp.models.tickets import Ticket, TicketEvent
 from webapp.models.tokens import RevokedToken
+from webapp.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 
 __all__ = [
+    "AlertEvent",
+    "AlertRule",
     "AnalyticsMetric",
     "AnalyticsSnapshot",
     "Export",
     "Job",
     "Organization",
+    "ReportRun",
+    "ReportSchedule",
     "RevokedToken",
     "Schedule",
     "ScheduleSpan",
@@ -23,4 +30,7 @@ __all__ = [
     "Ticket",
     "TicketEvent",
     "User",
+    "Webhook",
+    "WebhookAttempt",
+    "WebhookDelivery",
 ]

@@ -1,3 +1,16 @@
 """Celery tasks: thin wrappers that pass ids to the domain and commit."""
 
-from workers.tasks import aggregation, cache, exports, imports, maintenance, ops, rollups, sla, snapshots  # noqa: F401
+from workers.tasks import (  # noqa: F401
+    aggregation,
+    alerts,
+    cache,
+    deliveries,
+    exports,
+    imports,
+    maintenance,
+    ops,
+    reports,
+    rollups,
+    sla,
+    snapshots,
+)

@@ -1,0 +1,24 @@
+"""PATCH bodies: the fields the client gave, each validated, none of them null."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.spec import parse_body
+
+
+def parse_patch(model: type[BaseModel]) -> dict[str, Any]:
+    """The given fields of the body (nested objects whole, with their defaults); 400 when none is given
+    or one is null (a PATCH changes fields, it clears none)."""
+    parsed = parse_body(model)
+    dumped = parsed.model_dump()
+    fields = {name: dumped[name] for name in parsed.model_fields_set}
+    if not fields:
+        raise ApiError(400, "nothing to change: give at least one field")
+    for name, value in fields.items():
+        if value is None:
+            raise ApiError(400, f"{name} cannot be null", details={"field": name})
+    return fields

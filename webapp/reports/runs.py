@@ -1,0 +1,204 @@
+"""Runs of report schedules: each makes its export as an ordinary export job, and once that job has
+finished delivers `report.ready` with the export's link to the schedule's webhook.
+
+A due schedule is taken under its row lock (FOR UPDATE SKIP LOCKED), and its next run is set to the
+cron's first time after now, in the same transaction as the run's export job and run row: runs missed
+while no worker ran collapse into the one run made when a worker returns. Beat's pass also finishes
+the runs whose export job has ended (in the transaction that makes the delivery), so a run is
+delivered once whatever crashes in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from webapp.analytics.window import Window, canonical_window
+from webapp.core.timeutil import zone
+from webapp.core.vocabulary import FINAL_STATES
+from webapp.exports.spec import ExportSpec
+from webapp.jobs import lifecycle as jobs
+from webapp.models import Job, ReportRun, ReportSchedule, Webhook
+from webapp.reports import ranges
+from webapp.reports.cron import next_run
+from webapp.reports.schedules import ReportError
+from webapp.webhooks import deliveries
+
+log = logging.getLogger(__name__)
+
+BATCH = 100
+
+
+def window_of(schedule: ReportSchedule, now: datetime) -> Window:
+    """The export's window for a run at `now`: its relative range resolved in the schedule's zone, or
+    its start and end read as an export request reads them at that moment."""
+    query = schedule.export.get("query") or {}
+    template = schedule.export_params["query"]
+    granularity = template.get("granularity")
+    if query.get("range"):
+        start, end = ranges.resolve(query["range"], zone(schedule.timezone), now)
+        return Window(start.astimezone(UTC), end.astimezone(UTC), zone(template["tz"]), granularity)
+    return canonical_window(
+        query.get("start"),
+        query.get("end"),
+        tz=query.get("tz"),
+        default_tz=schedule.timezone,
+        now=now,
+        granularity=granularity,
+    )
+
+
+def spec_of(schedule: ReportSchedule, now: datetime) -> ExportSpec:
+    """The export a run at `now` makes: the saved export with the run's window; ValueError when the
+    window cannot be made (too many buckets for this range, say)."""
+    window = window_of(schedule, now)
+    params = dict(schedule.export_params)
+    params["query"] = {**params["query"], **window.params()}
+    return ExportSpec.from_params(params)
+
+
+def start_run(
+    session: Session,
+    client: redis.Redis,
+    tasks: jobs.TaskQueue,
+    schedule: ReportSchedule,
+    *,
+    trigger: str,
+    now: datetime,
+    user_id: int | None = None,
+) -> Job:
+    """The run's export job and run row, committed with whatever the session holds, then enqueued.
+
+    Raises ReportError when the export cannot be made now, BrokerUnavailable when the queue refused
+    the job (which is then failed, and its run with it at the next pass).
+    """
+    try:
+        spec = spec_of(schedule, now)
+    except ValueError as exc:
+        raise ReportError(f"the report's export cannot be made now: {exc}", field="export") from exc
+    params = spec.params()
+    job = Job(
+        id=uuid.uuid4(),
+        org_id=schedule.org_id,
+        created_by=user_id,
+        kind="export",
+        params=params,
+        params_hash=jobs.params_hash("export", params),
+        state="queued",
+        progress=0.0,
+        attempts=0,
+    )
+    session.add(job)
+    session.flush()
+    session.add(
+        ReportRun(
+            schedule_id=schedule.id,
+            org_id=schedule.org_id,
+            job_id=job.id,
+            trigger=trigger,
+            state="running",
+            range_start=spec.window.start,
+            range_end=spec.window.end,
+            created_at=now,
+        )
+    )
+    session.commit()
+    jobs.enqueue(session, client, tasks, job)
+    log.info("job=%s org=%s kind=export report schedule=%s (%s)", job.id, job.org_id, schedule.id, trigger)
+    return job
+
+
+def due(session: Session, *, now: datetime, org_ids: Sequence[int] | None = None) -> list[int]:
+    """Enabled schedules whose next run has come, by id."""
+    query = select(ReportSchedule.id).where(ReportSchedule.enabled, ReportSchedule.next_run_at <= now)
+    if org_ids is not None:
+        query = query.where(ReportSchedule.org_id.in_(org_ids))
+    return list(session.scalars(query.order_by(ReportSchedule.next_run_at)))
+
+
+def run_due(
+    session: Session, client: redis.Redis, tasks: jobs.TaskQueue, schedule_id: int, *, now: datetime
+) -> Job | None:
+    """Run the schedule if it is due and no other pass holds it; its next run is the cron's next time
+    after `now` (however many were missed). None when there was nothing to run or it failed."""
+    schedule = session.scalar(
+        select(ReportSchedule)
+        .where(ReportSchedule.id == schedule_id, ReportSchedule.enabled, ReportSchedule.next_run_at <= now)
+        .with_for_update(skip_locked=True)
+    )
+    if schedule is None:
+        return None
+    schedule.next_run_at = next_run(schedule.cron, zone(schedule.timezone), now)
+    schedule.last_run_at = now
+    try:
+        return start_run(session, client, tasks, schedule, trigger="schedule", now=now)
+    except (ReportError, jobs.BrokerUnavailable) as exc:
+        log.error("report schedule=%s org=%s did not run: %s", schedule.id, schedule.org_id, exc)
+        session.commit()  # the next run stays where it was set: a failing export is not retried each pass
+        return None
+
+
+def _ready_data(schedule: ReportSchedule, run: ReportRun, result: dict[str, Any]) -> dict[str, Any]:
+    tz = zone(schedule.timezone)
+    return {
+        "schedule_id": schedule.id,
+        "name": schedule.name,
+        "export_id": result.get("export_id"),
+        "download_url": result.get("download_url"),
+        "expires_at": result.get("expires_at"),
+        "rows": result.get("rows"),
+        "format": result.get("format"),
+        "job_id": str(run.job_id),
+        "range_start": run.range_start.astimezone(tz).isoformat(),
+        "range_end": run.range_end.astimezone(tz).isoformat(),
+    }
+
+
+def finish_runs(session: Session, *, now: datetime, org_ids: Sequence[int] | None = None) -> list[uuid.UUID]:
+    """Deliver report.ready for each run whose export succeeded (or mark it skipped or failed); the
+    deliveries made, to send once the caller commits."""
+    query = (
+        select(ReportRun, Job)
+        .join(Job, Job.id == ReportRun.job_id)
+        .where(ReportRun.state == "running", Job.state.in_(FINAL_STATES))
+        .order_by(ReportRun.id)
+        .limit(BATCH)
+        .with_for_update(of=ReportRun, skip_locked=True)
+    )
+    if org_ids is not None:
+        query = query.where(ReportRun.org_id.in_(org_ids))
+    made: list[uuid.UUID] = []
+    for run, job in session.execute(query).all():
+        run.finished_at = now
+        schedule = session.get(ReportSchedule, run.schedule_id)
+        result = job.result or {}
+        if job.state != "succeeded" or schedule is None:
+            run.state = "failed"
+            run.error = str((job.error or {}).get("message", f"the export job was {job.state}"))[:500]
+            continue
+        if schedule.skip_if_empty and not result.get("rows"):
+            run.state = "skipped"
+            continue
+        webhook = session.get(Webhook, schedule.webhook_id)
+        delivery_id = None
+        if webhook is not None:
+            data = _ready_data(schedule, run, result)
+            delivery_id = deliveries.create(
+                session, webhook, "report.ready", data, now=now, source_key=f"report_run:{run.id}"
+            )
+        if delivery_id is None:
+            run.state = "failed"
+            run.error = "the webhook is disabled"
+            continue
+        run.state = "delivered"
+        run.delivery_id = delivery_id
+        made.append(delivery_id)
+    session.flush()
+    return made

@@ -1,0 +1,166 @@
+"""Report schedules of an organization: a cron expression in an IANA zone, an export, a webhook."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from webapp.core.timeutil import TimeError, zone
+from webapp.models import ReportRun, ReportSchedule, Webhook
+from webapp.reports.cron import CronError, check, next_run
+
+MAX_SCHEDULES = 50
+
+
+class ReportError(ValueError):
+    """A schedule the platform refuses; `status` is the HTTP status that fits it (404: no such webhook)."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+def _iso(value: datetime | None, tz_name: str) -> str | None:
+    return value.astimezone(zone(tz_name)).isoformat() if value is not None else None
+
+
+def as_dict(schedule: ReportSchedule, last_run: ReportRun | None = None) -> dict[str, Any]:
+    """The schedule as the API answers it (times in its own zone), with its latest run if given."""
+    tz = schedule.timezone
+    return {
+        "id": schedule.id,
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "timezone": tz,
+        "export": schedule.export,
+        "webhook_id": schedule.webhook_id,
+        "skip_if_empty": schedule.skip_if_empty,
+        "enabled": schedule.enabled,
+        "next_run_at": _iso(schedule.next_run_at, tz),
+        "last_run_at": _iso(schedule.last_run_at, tz),
+        "last_run": None
+        if last_run is None
+        else {
+            "job_id": str(last_run.job_id),
+            "trigger": last_run.trigger,
+            "state": last_run.state,
+            "range_start": _iso(last_run.range_start, tz),
+            "range_end": _iso(last_run.range_end, tz),
+            "delivery_id": str(last_run.delivery_id) if last_run.delivery_id else None,
+            "error": last_run.error,
+            "created_at": _iso(last_run.created_at, tz),
+        },
+        "created_at": _iso(schedule.created_at, tz),
+        "updated_at": _iso(schedule.updated_at, tz),
+    }
+
+
+def checked_timing(cron: str, timezone: str) -> tuple[str, str]:
+    """The cron expression (single-spaced) and the zone's canonical name; ReportError names the bad one."""
+    try:
+        tz_name = zone(timezone).key
+    except TimeError as exc:
+        raise ReportError(str(exc), field="timezone") from exc
+    try:
+        return check(cron), tz_name
+    except CronError as exc:
+        raise ReportError(str(exc), field="cron") from exc
+
+
+def _own_webhook(session: Session, org_id: int, webhook_id: int) -> int:
+    found = session.scalar(select(Webhook.id).where(Webhook.id == webhook_id, Webhook.org_id == org_id))
+    if found is None:
+        raise ReportError(f"webhook {webhook_id} not found", field="webhook_id", status=404)
+    return found
+
+
+def create_schedule(
+    session: Session,
+    org_id: int,
+    fields: Mapping[str, Any],
+    *,
+    export_params: dict[str, Any],
+    created_by: int | None,
+    now: datetime,
+) -> ReportSchedule:
+    """A new schedule (flushed) whose first run is the cron's next time after `now`.
+
+    `export_params` are the export's job params as checked now (the API builds them from `export`);
+    each run puts its own window in them.
+    """
+    count = session.scalar(select(func.count()).where(ReportSchedule.org_id == org_id)) or 0
+    if count >= MAX_SCHEDULES:
+        raise ReportError(f"an organization has at most {MAX_SCHEDULES} report schedules", status=409)
+    cron, tz_name = checked_timing(fields["cron"], fields["timezone"])
+    schedule = ReportSchedule(
+        org_id=org_id,
+        name=fields["name"],
+        cron=cron,
+        timezone=tz_name,
+        export=fields["export"],
+        export_params=export_params,
+        webhook_id=_own_webhook(session, org_id, fields["webhook_id"]),
+        skip_if_empty=fields.get("skip_if_empty", False),
+        enabled=fields.get("enabled", True),
+        next_run_at=next_run(cron, zone(tz_name), now),
+        created_by=created_by,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(schedule)
+    session.flush()
+    return schedule
+
+
+def update_schedule(
+    session: Session,
+    schedule: ReportSchedule,
+    fields: Mapping[str, Any],
+    *,
+    export_params: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Change the schedule and recompute its next run from `now`."""
+    cron, tz_name = checked_timing(
+        fields.get("cron", schedule.cron), fields.get("timezone", schedule.timezone)
+    )
+    if "webhook_id" in fields:
+        schedule.webhook_id = _own_webhook(session, schedule.org_id, fields["webhook_id"])
+    for name in ("name", "skip_if_empty", "enabled"):
+        if name in fields:
+            setattr(schedule, name, fields[name])
+    if export_params is not None:
+        schedule.export = fields["export"]
+        schedule.export_params = export_params
+    schedule.cron, schedule.timezone = cron, tz_name
+    schedule.next_run_at = next_run(cron, zone(tz_name), now)
+    schedule.updated_at = now
+    session.flush()
+
+
+def get_schedule(session: Session, org_id: int, schedule_id: int) -> ReportSchedule | None:
+    """The schedule `schedule_id` of `org_id` (None for another organization's)."""
+    return session.scalar(
+        select(ReportSchedule).where(ReportSchedule.id == schedule_id, ReportSchedule.org_id == org_id)
+    )
+
+
+def list_schedules(session: Session, org_id: int) -> list[ReportSchedule]:
+    """The organization's schedules, oldest first."""
+    query = select(ReportSchedule).where(ReportSchedule.org_id == org_id).order_by(ReportSchedule.id)
+    return list(session.scalars(query))
+
+
+def last_run(session: Session, schedule: ReportSchedule) -> ReportRun | None:
+    """The schedule's latest run."""
+    return session.scalar(
+        select(ReportRun)
+        .where(ReportRun.schedule_id == schedule.id)
+        .order_by(ReportRun.created_at.desc(), ReportRun.id.desc())
+        .limit(1)
+    )

@@ -1,0 +1,158 @@
+"""The organization's webhooks: made with a secret shown once, listed without it, changed, deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from webapp.models import AlertRule, ReportSchedule, Webhook
+from webapp.webhooks import signing
+from webapp.webhooks.targets import Resolver, TargetRefused, check_url
+
+MAX_WEBHOOKS = 50
+
+
+class WebhookError(ValueError):
+    """A webhook request the platform refuses; `status` is the HTTP status that fits it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        status: int = 400,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
+        self.details = details or {}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def as_dict(webhook: Webhook) -> dict[str, Any]:
+    """The webhook as the API lists it: never its secret."""
+    return {
+        "id": webhook.id,
+        "url": webhook.url,
+        "description": webhook.description,
+        "enabled": webhook.enabled,
+        "consecutive_failures": webhook.consecutive_failures,
+        "disabled_at": _iso(webhook.disabled_at),
+        "disabled_reason": webhook.disabled_reason,
+        "created_at": _iso(webhook.created_at),
+        "updated_at": _iso(webhook.updated_at),
+    }
+
+
+def _checked_url(url: str, allow_private: bool, resolver: Resolver | None) -> str:
+    try:
+        if resolver is None:
+            check_url(url, allow_private=allow_private)
+        else:
+            check_url(url, allow_private=allow_private, resolver=resolver)
+    except TargetRefused as exc:
+        raise WebhookError(str(exc), field="url") from exc
+    return url
+
+
+def create_webhook(
+    session: Session,
+    org_id: int,
+    *,
+    url: str,
+    description: str,
+    created_by: int | None,
+    allow_private: bool,
+    now: datetime,
+    resolver: Resolver | None = None,
+) -> Webhook:
+    """A new webhook with a fresh secret (flushed, not committed); WebhookError for a refused URL."""
+    count = len(session.scalars(select(Webhook.id).where(Webhook.org_id == org_id)).all())
+    if count >= MAX_WEBHOOKS:
+        raise WebhookError(f"an organization has at most {MAX_WEBHOOKS} webhooks", status=409)
+    webhook = Webhook(
+        org_id=org_id,
+        url=_checked_url(url, allow_private, resolver),
+        description=description,
+        secret=signing.new_secret(),
+        enabled=True,
+        consecutive_failures=0,
+        created_by=created_by,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(webhook)
+    session.flush()
+    return webhook
+
+
+def get_webhook(session: Session, org_id: int, webhook_id: int) -> Webhook | None:
+    """The webhook `webhook_id` of `org_id` (None for another organization's)."""
+    return session.scalar(select(Webhook).where(Webhook.id == webhook_id, Webhook.org_id == org_id))
+
+
+def list_webhooks(session: Session, org_id: int) -> list[Webhook]:
+    """The organization's webhooks, oldest first."""
+    return list(session.scalars(select(Webhook).where(Webhook.org_id == org_id).order_by(Webhook.id)))
+
+
+def update_webhook(
+    session: Session,
+    webhook: Webhook,
+    fields: Mapping[str, Any],
+    *,
+    allow_private: bool,
+    now: datetime,
+    resolver: Resolver | None = None,
+) -> None:
+    """Change the URL, description or enabled flag; enabling starts the failure count again."""
+    if "url" in fields:
+        webhook.url = _checked_url(fields["url"], allow_private, resolver)
+    if "description" in fields:
+        webhook.description = fields["description"]
+    if fields.get("enabled") is True and not webhook.enabled:
+        webhook.enabled = True
+        webhook.consecutive_failures = 0
+        webhook.disabled_at = None
+        webhook.disabled_reason = None
+    elif fields.get("enabled") is False and webhook.enabled:
+        webhook.enabled = False
+        webhook.disabled_at = now
+        webhook.disabled_reason = "disabled by an admin"
+    webhook.updated_at = now
+    session.flush()
+
+
+def users_of(session: Session, webhook: Webhook) -> dict[str, list[int]]:
+    """The alert rules and report schedules that deliver to the webhook, by kind."""
+    channel = [{"type": "webhook", "webhook_id": webhook.id}]
+    alerts = session.scalars(
+        select(AlertRule.id).where(AlertRule.org_id == webhook.org_id, AlertRule.channels.contains(channel))
+    )
+    schedules = session.scalars(
+        select(ReportSchedule.id).where(
+            ReportSchedule.org_id == webhook.org_id, ReportSchedule.webhook_id == webhook.id
+        )
+    )
+    return {"alert_ids": sorted(alerts), "report_schedule_ids": sorted(schedules)}
+
+
+def delete_webhook(session: Session, webhook: Webhook) -> None:
+    """Delete the webhook and its delivery log; 409 while an alert rule or a report schedule uses it."""
+    users = users_of(session, webhook)
+    if users["alert_ids"] or users["report_schedule_ids"]:
+        raise WebhookError(
+            "the webhook is in use; take it out of these alert rules and report schedules first",
+            status=409,
+            details=users,
+        )
+    session.delete(webhook)
+    session.flush()

@@ -1,0 +1,110 @@
+"""One webhook POST, sent to an address the SSRF check passed: no second lookup, no redirect followed,
+at most a few KiB of the answer read, and no answer within the timeout counts as a failure."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import urllib3
+from urllib3.exceptions import HTTPError
+
+from webapp.webhooks.targets import IPAddress, Target
+
+# Only the status decides an attempt; the start of the answer is kept for the delivery log.
+MAX_ANSWER_BYTES = 4096
+USER_AGENT = "ticket-analytics-webhooks/1"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one attempt came to: the status (None when there was no answer) or what went wrong."""
+
+    status: int | None
+    error: str | None
+    address: str | None
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer."""
+        return self.status is not None and 200 <= self.status < 300
+
+
+def _pool(target: Target, address: IPAddress, timeout: float) -> urllib3.HTTPConnectionPool:
+    options = {"timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
+    if target.scheme == "https":
+        # TLS is checked against the URL's host (SNI and certificate), though the socket goes to `address`.
+        return urllib3.HTTPSConnectionPool(
+            str(address),
+            target.port,
+            cert_reqs="CERT_REQUIRED",
+            assert_hostname=target.host,
+            server_hostname=target.host,
+            **options,
+        )
+    return urllib3.HTTPConnectionPool(str(address), target.port, **options)
+
+
+def _send(target: Target, address: IPAddress, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    pool = _pool(target, address, timeout)
+    try:
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers=headers,
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
+        try:
+            response.read(MAX_ANSWER_BYTES, decode_content=False)
+        finally:
+            response.release_conn()
+        return response.status
+    finally:
+        pool.close()
+
+
+def post(
+    target: Target,
+    addresses: Sequence[IPAddress],
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    timeout: float,
+) -> Answer:
+    """POST `body` to the first of `addresses` that answers, within `timeout` seconds in all."""
+    started = time.monotonic()
+    deadline = started + timeout
+    sent = {
+        **headers,
+        "Host": target.host_header,
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+    }
+    error = "no address to connect to"
+    tried: IPAddress | None = None
+    for address in addresses:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        tried = address
+        try:
+            status = _send(target, address, body, sent, remaining)
+        except HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            if isinstance(exc, urllib3.exceptions.NewConnectionError):
+                continue  # refused or unreachable: the next address may answer
+            break
+        return Answer(status, None, str(address), _elapsed_ms(started))
+    if time.monotonic() >= deadline:
+        error = f"no answer within {timeout:g} s"
+    return Answer(None, error, str(tried) if tried is not None else None, _elapsed_ms(started))
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
