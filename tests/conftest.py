@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from webapp import config, create_app
+from webapp.core.vocabulary import QUEUES
 from webapp.infra.migrations import upgrade
 from webapp.models import Organization, User
 from webapp.security.auth import access_token_for, hash_password
@@ -276,6 +277,11 @@ def process_env(services: Services, **extra: str) -> dict[str, str]:
         INSTANCE_PATH=str(TEST_INSTANCE),
         JWT_SECRET_KEY=JWT_SECRET,
         EXPORT_DIR=str(TEST_INSTANCE / "exports"),
+        # Webhook receivers in tests listen on 127.0.0.1; retries and give-ups fast enough to watch.
+        WEBHOOK_ALLOW_PRIVATE="1",
+        WEBHOOK_RETRY_DELAYS="0.5,1",
+        WEBHOOK_MAX_FAILURES="2",
+        WEBHOOK_TIMEOUT_SECONDS="3",
         **extra,
     )
 
@@ -299,7 +305,7 @@ def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Po
                 "--loglevel",
                 "INFO",
                 "--queues",
-                "default,exports,refresh",
+                ",".join(QUEUES),
                 "--concurrency",
                 "2",
                 "--hostname",

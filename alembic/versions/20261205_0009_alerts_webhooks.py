@@ -17,6 +17,7 @@ Create Date: 2026-12-05 12:00:00
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -33,7 +34,7 @@ def _id() -> sa.Column:
     return sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False)
 
 
-def _org(table: str) -> list[sa.SchemaItem]:
+def _org(table: str) -> list[Any]:
     return [
         sa.Column("org_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -45,8 +46,8 @@ def _org(table: str) -> list[sa.SchemaItem]:
     ]
 
 
-def _stamps(table: str, *, updated: bool = True) -> list[sa.SchemaItem]:
-    columns: list[sa.SchemaItem] = [
+def _stamps(table: str, *, updated: bool = True) -> list[Any]:
+    columns: list[Any] = [
         sa.Column("created_by", sa.Integer(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.ForeignKeyConstraint(
