@@ -17,7 +17,8 @@ from webapp.core.timeutil import TimeError, utcnow, zone
 from webapp.infra.db import session_scope
 from webapp.models import Organization, User
 from webapp.models.organizations import ROLES
-from webapp.security.auth import access_token_for, hash_password
+from webapp.security.passwords import hash_password
+from webapp.security.tokens import access_token_for
 
 
 def _fail(message: str) -> None:

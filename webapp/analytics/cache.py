@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 
@@ -72,6 +72,8 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 GEN_PREFIX = "an:gen:"
 ENTRY_PREFIX = "an:c:"
 LOCK_PREFIX = "an:lock:"
+# What a web process may copy in its near cache: generations and entries (never the locks).
+NEAR_PREFIXES = (GEN_PREFIX, ENTRY_PREFIX)
 
 
 def gen_key(org_id: int, family: str) -> str:
@@ -231,21 +233,6 @@ class CacheMeta:
         return {"cache": self.cache, "computed_at": self.computed_at}
 
 
-class RideAlong(Protocol):
-    """Redis commands of the caller sent in the lookup's round trip, answered before anything is computed.
-
-    The request's token checks use it: a cache hit then costs one round trip in all.
-    """
-
-    def commands(self) -> list[Command]:
-        """The commands to send first (one reply each)."""
-        ...
-
-    def settle(self, replies: list[Any] | None) -> None:
-        """Act on the replies (None: Redis could not be asked); may raise to stop the read."""
-        ...
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -304,14 +291,12 @@ def _lookup(
     names: list[str],
     params: dict[str, Any],
     count_in: tuple[str, str] | None,
-    ride_along: RideAlong | None,
     shortcuts: Shortcuts,
 ) -> tuple[str, Found | None]:
-    """The entry's key and what it holds, with the ride-along's commands: from the near cache when it
-    has both the generations and the entry, otherwise in one round trip (which fills the near cache)."""
+    """The entry's key and what it holds: from the near cache when it has both the generations and
+    the entry, otherwise in one round trip (which fills the near cache)."""
     digest = _digest(params)
     gen_keys = [gen_key(org_id, f) for f in names]
-    commands: list[Command] = ride_along.commands() if ride_along is not None else []
     near = shortcuts.near
     if near is not None:
         gens = near.get_many(gen_keys)
@@ -319,14 +304,10 @@ def _lookup(
             key = _entry_key(org_id, names, gens, digest)
             found = near.get(key)
             if found is not MISSING:
-                if commands:
-                    # Settled from the database if Redis does not answer; the copy still holds.
-                    with contextlib.suppress(redis.RedisError):
-                        _settle(ride_along, lambda: round_trip(client, shortcuts.wire, commands))
                 if count_in is not None and shortcuts.tally is not None:
                     _count_later(client, shortcuts, *count_in)
                 return key, found
-    riders = len(commands)
+    commands: list[Command] = []
     zset, member = count_in or ("", "")
     if gen_keys:
         args = (len(gen_keys), *gen_keys, f"{ENTRY_PREFIX}{org_id}:", digest, zset, member, *names)
@@ -337,7 +318,7 @@ def _lookup(
         if zset:
             commands.append(("ZINCRBY", zset, 1, member))
         commands += [("GET", key), ("PTTL", key)]
-    replies = _settle(ride_along, lambda: round_trip(client, shortcuts.wire, commands), riders)
+    replies = round_trip(client, shortcuts.wire, commands)
     if gen_keys:
         reply = replies[-1]
         if _no_script(reply):
@@ -355,21 +336,6 @@ def _lookup(
         if found is not None and ttl_ms > 0:
             near.put(key, found, ttl=min(ttl_ms / 1000, NEAR_MAX_AGE), size=len(stored))
     return key, found
-
-
-def _settle(
-    ride_along: RideAlong | None, send: Callable[[], list[Any]], riders: int | None = None
-) -> list[Any]:
-    """Send the round trip and settle the ride-along with its replies (the first `riders`, or all)."""
-    try:
-        replies = send()
-    except redis.RedisError:
-        if ride_along is not None:
-            ride_along.settle(None)
-        raise
-    if ride_along is not None:
-        ride_along.settle(replies if riders is None else replies[:riders])
-    return replies
 
 
 def _count_later(client: redis.Redis, shortcuts: Shortcuts, zset: str, member: str) -> None:
@@ -404,7 +370,6 @@ def read_through(
     ttl: int,
     force: bool = False,
     count_in: tuple[str, str] | None = None,
-    ride_along: RideAlong | None = None,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
 ) -> tuple[Any, CacheMeta]:
@@ -412,16 +377,16 @@ def read_through(
 
     When Redis is unreachable the answer is computed and returned with cache "bypass".
     `force` recomputes and overwrites whatever is cached (background refresh). `count_in`, a
-    (sorted set, member) pair, counts the request there in the same round trip as the lookup, as
-    `ride_along` sends its own commands. `compute` may return a `Computed` to store facts about the
-    answer (in the meta's `about`). With `raw` the answer is its JSON text (a `RawJson`).
-    `shortcuts` make the lookup faster: a raw wire to the same Redis, a near-cache view.
+    (sorted set, member) pair, counts the request there in the same round trip as the lookup.
+    `compute` may return a `Computed` to store facts about the answer (in the meta's `about`).
+    With `raw` the answer is its JSON text (a `RawJson`). `shortcuts` make the lookup faster: a raw
+    wire to the same Redis, a near-cache view, the tally of hits served from it.
     """
     names = sorted(set(families))
     if _owed.covers(org_id, names) and not _owed.pay(client):
         return _computed(compute, "bypass", raw)  # a change this process made is not in Redis yet
     try:
-        key, found = _lookup(client, org_id, names, params, count_in, ride_along, shortcuts or Shortcuts())
+        key, found = _lookup(client, org_id, names, params, count_in, shortcuts or Shortcuts())
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
         return _computed(compute, "bypass", raw)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, popular, queries, reports, snapshots
 from webapp.analytics.buckets import make_buckets
-from webapp.analytics.cache import Computed, RideAlong, Shortcuts, read_through
+from webapp.analytics.cache import Computed, Shortcuts, read_through
 from webapp.analytics.metrics import METRICS
 from webapp.core.timeutil import utcnow, zone
 
@@ -155,15 +155,14 @@ def read(
     *,
     ttl: int,
     force: bool = False,
-    ride_along: RideAlong | None = None,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
 ) -> tuple[Any, ReadMeta]:
     """The answer for `params` (whose "route" names the reader) through the cache.
 
     `session` may be a function returning one, so that a cache hit opens no database connection.
-    `ride_along`, `raw` and `shortcuts` are read_through's: commands sent with the lookup, the answer
-    as JSON text, and what makes a hit cheaper (raw wire, near cache).
+    `raw` and `shortcuts` are read_through's: the answer as JSON text, and what makes a hit cheaper
+    (raw wire, near cache).
     """
     reader = READERS[params["route"]]
     counted = None if force else (popular.popular_key(org_id), popular.member("read", params))
@@ -183,7 +182,6 @@ def read(
         ttl=min(reader.ttl, ttl) if reader.ttl else ttl,
         force=force,
         count_in=counted,
-        ride_along=ride_along,
         raw=raw,
         shortcuts=shortcuts,
     )

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -22,8 +22,9 @@ from webapp.analytics.buckets import (
     resolve_range,
     shift_days,
 )
-from webapp.analytics.cache import RawJson, Shortcuts
+from webapp.analytics.cache import RawJson
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
+from webapp.api.cache import cache_shortcuts
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
@@ -49,9 +50,9 @@ from webapp.api.schemas.common import JobAccepted
 from webapp.core.filters import parse_filters
 from webapp.core.timeutil import EARLIEST, LATEST, parse_datetime, utcnow, zone
 from webapp.infra.db import get_session
-from webapp.infra.redis_client import get_redis, get_tally, get_wire
+from webapp.infra.redis_client import get_redis
 from webapp.models import Organization
-from webapp.security.auth import current_principal, pending_admission, require_role
+from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
@@ -154,8 +155,7 @@ def _echo(tz: ZoneInfo, start: datetime, end: datetime, filters: Filters) -> dic
 def _read(org_id: int, params: dict[str, Any]) -> tuple[RawJson, dict[str, Any]]:
     """The answer through the cache as JSON text, and the meta block that says where it came from.
 
-    The request's pending token checks go to Redis with the lookup: a hit is one round trip, or
-    none when the near cache holds what it needs.
+    A hit is one round trip, or none when the near cache holds what it needs.
     """
     value, meta = readers.read(
         _session,
@@ -163,9 +163,8 @@ def _read(org_id: int, params: dict[str, Any]) -> tuple[RawJson, dict[str, Any]]
         org_id,
         params,
         ttl=current_app.config["CACHE_TTL_SECONDS"],
-        ride_along=pending_admission(),
         raw=True,
-        shortcuts=Shortcuts(get_wire(), g.get("near"), get_tally()),
+        shortcuts=cache_shortcuts(),
     )
     return value, meta.as_dict()
 

@@ -13,7 +13,7 @@ from webapp.api.schemas.common import Ticket, TicketList, TicketListQuery
 from webapp.core.filters import FilterError, parse_filters
 from webapp.infra.db import get_session
 from webapp.models import Organization
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 from webapp.tickets import writes as ticket_domain
 from webapp.tickets.effects import after_ticket_change
 from webapp.tickets.fields import TicketCreate, TicketUpdate

@@ -1,7 +1,7 @@
 """Process-local copies of hot Redis keys, kept coherent by Redis's own invalidation messages.
 
-A cache hit would otherwise cost a round trip to Redis for things that almost never change between
-two requests: the generation counters, the cached answer, the token's revocation mark. Redis 6+
+A request would otherwise cost a round trip to Redis for keys that almost never change between two
+requests; the owners of such keys name their prefixes (`watch`) when the app is built. Redis 6+
 tells a client which keys changed ("client-side caching": CLIENT TRACKING in broadcast mode), so
 each process keeps one connection subscribed to those messages for the key prefixes it copies. Before
 every use, the messages that have arrived are read without waiting (a non-blocking recv, no round
@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +103,8 @@ class NearCache:
         """A view for one request, after reading the messages that have arrived; None when the copies
         cannot be trusted now (no live connection), in which case Redis must be asked."""
         with self._lock:
+            if not self._prefixes:
+                return None  # nothing to copy: a connection would be told of every key instead
             if self._pid != os.getpid():
                 self._forget_connection()  # a forked child must not share the parent's socket
                 self._pid = os.getpid()
@@ -112,8 +115,15 @@ class NearCache:
             if self._connecting or time.monotonic() < self._retry_at:
                 return None
             self._connecting = True
-        self._reconnect()
+            prefixes = self._prefixes
+        self._reconnect(prefixes)
         return None  # this request takes the round trip; the next ones find the connection ready
+
+    def watch(self, prefixes: Iterable[str]) -> None:
+        """Copy keys under `prefixes` too (a connection open already is opened again to ask for them)."""
+        with self._lock:
+            self._prefixes = tuple(dict.fromkeys((*self._prefixes, *prefixes)))
+            self._forget_connection()
 
     def size(self) -> tuple[int, int]:
         """How many copies are held, and their bytes."""
@@ -231,8 +241,9 @@ class NearCache:
 
     # --- outside the lock ----------------------------------------------------------------------
 
-    def _reconnect(self) -> None:
-        """Open and subscribe the invalidation connection (one thread at a time, others go on)."""
+    def _reconnect(self, watched: tuple[str, ...]) -> None:
+        """Open and subscribe the invalidation connection for the `watched` prefixes (one thread at a
+        time, others go on)."""
         conn: Connection | None = None
         try:
             conn = connect(self._options, self._timeout)
@@ -240,7 +251,7 @@ class NearCache:
             (client_id,) = conn.read(1)
             if not isinstance(client_id, int):  # an error reply (LOADING while Redis starts, say)
                 raise client_id if isinstance(client_id, Exception) else redis.ResponseError(repr(client_id))
-            prefixes = [part for prefix in self._prefixes for part in ("PREFIX", prefix)]
+            prefixes = [part for prefix in watched for part in ("PREFIX", prefix)]
             conn.send(
                 [
                     ("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", *prefixes),
@@ -262,8 +273,8 @@ class NearCache:
             return
         with self._lock:
             self._connecting = False
-            if self._pid != os.getpid():
-                conn.close()
+            if self._pid != os.getpid() or watched != self._prefixes:
+                conn.close()  # a fork, or prefixes added meanwhile: the next request connects again
                 return
             self._forget_connection()
             self._conn = conn

@@ -32,15 +32,8 @@ from webapp.infra.db import close_quietly, session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.live.relay import Connection, get_relay, valid_id
 from webapp.live.subscriptions import current_values
-from webapp.security.auth import (
-    REQUIRED_CLAIMS,
-    ROLE_RANK,
-    Principal,
-    current_claims,
-    current_principal,
-    require_role,
-    token_revoked,
-)
+from webapp.security.admission import Principal, current_claims, current_principal, require_role
+from webapp.security.tokens import REQUIRED_CLAIMS, ROLE_RANK, token_revoked
 
 log = logging.getLogger(__name__)
 
