@@ -22,7 +22,6 @@ import redis
 
 from webapp.analytics.popular import Tally
 from webapp.infra.near_cache import MISSING, NearView
-from webapp.infra.redis_wire import Command, Wire, round_trip
 
 log = logging.getLogger(__name__)
 
@@ -254,10 +253,9 @@ def decode_entry(stored: bytes) -> tuple[RawJson, CacheMeta] | None:
 
 @dataclass(frozen=True)
 class Shortcuts:
-    """What a web process has for fast lookups: a raw wire to Redis, the request's view of the near
-    cache, and the tally counting requests served from that view (all optional)."""
+    """What a web process has for fast lookups: the request's view of the near cache, and the tally
+    counting requests served from that view (both optional)."""
 
-    wire: Wire | None = None
     near: NearView | None = None
     tally: Tally | None = None
 
@@ -307,28 +305,22 @@ def _lookup(
                 if count_in is not None and shortcuts.tally is not None:
                     _count_later(client, shortcuts, *count_in)
                 return key, found
-    commands: list[Command] = []
     zset, member = count_in or ("", "")
     if gen_keys:
         args = (len(gen_keys), *gen_keys, f"{ENTRY_PREFIX}{org_id}:", digest, zset, member, *names)
-        commands.append(("EVALSHA", _LOOKUP_SHA, *args))
+        try:
+            raw_key, stored, ttl_ms, gens = client.evalsha(_LOOKUP_SHA, *args)
+        except redis.exceptions.NoScriptError:
+            raw_key, stored, ttl_ms, gens = client.eval(_LOOKUP, *args)  # loads it for the next lookups
+        key = raw_key.decode()
     else:
         # An answer that depends on no family has an empty generation list (EVAL needs a key to MGET).
         key = _entry_key(org_id, (), (), digest)
+        pipe = client.pipeline(transaction=False)
         if zset:
-            commands.append(("ZINCRBY", zset, 1, member))
-        commands += [("GET", key), ("PTTL", key)]
-    replies = round_trip(client, shortcuts.wire, commands)
-    if gen_keys:
-        reply = replies[-1]
-        if _no_script(reply):
-            reply = client.eval(_LOOKUP, *args)  # loads the script for the next lookups
-        if isinstance(reply, Exception):
-            raise reply
-        raw_key, stored, ttl_ms, gens = reply
-        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-    else:
-        stored, ttl_ms = replies[-2:]
+            pipe.zincrby(zset, 1, member)
+        pipe.get(key).pttl(key)
+        *_, stored, ttl_ms = pipe.execute()
         gens = []
     found = None if stored is None else decode_entry(stored)
     if near is not None:
@@ -343,17 +335,13 @@ def _count_later(client: redis.Redis, shortcuts: Shortcuts, zset: str, member: s
     assert shortcuts.tally is not None
     due = shortcuts.tally.add(zset, member)
     if due:
+        pipe = client.pipeline(transaction=False)
+        for command in due:
+            pipe.execute_command(*command)
         try:
-            round_trip(client, shortcuts.wire, due)
+            pipe.execute()
         except redis.RedisError as exc:
             log.debug("popularity counts lost: %s", exc)
-
-
-def _no_script(reply: Any) -> bool:
-    """Whether `reply` says Redis does not hold the script (redis-py names it; the raw reply says so)."""
-    return isinstance(reply, redis.exceptions.NoScriptError) or (
-        isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("NOSCRIPT")
-    )
 
 
 def _answer(raw: RawJson, meta: CacheMeta, as_raw: bool) -> tuple[Any, CacheMeta]:
@@ -379,8 +367,8 @@ def read_through(
     `force` recomputes and overwrites whatever is cached (background refresh). `count_in`, a
     (sorted set, member) pair, counts the request there in the same round trip as the lookup.
     `compute` may return a `Computed` to store facts about the answer (in the meta's `about`).
-    With `raw` the answer is its JSON text (a `RawJson`). `shortcuts` make the lookup faster: a raw
-    wire to the same Redis, a near-cache view, the tally of hits served from it.
+    With `raw` the answer is its JSON text (a `RawJson`). `shortcuts` make the lookup faster: a
+    near-cache view, and the tally of hits served from it.
     """
     names = sorted(set(families))
     if _owed.covers(org_id, names) and not _owed.pay(client):

@@ -162,7 +162,7 @@ def read(
 
     `session` may be a function returning one, so that a cache hit opens no database connection.
     `raw` and `shortcuts` are read_through's: the answer as JSON text, and what makes a hit cheaper
-    (raw wire, near cache).
+    (the near cache).
     """
     reader = READERS[params["route"]]
     counted = None if force else (popular.popular_key(org_id), popular.member("read", params))

@@ -24,9 +24,8 @@ def init_app(app: Flask) -> None:
 
 
 def cache_shortcuts() -> cache.Shortcuts:
-    """What makes this request's cache lookups cheaper: the raw wire, a near-cache view, the tally."""
-    extensions = current_app.extensions
-    return cache.Shortcuts(extensions["redis_wire"], near_view(), extensions["popular_tally"])
+    """What makes this request's cache lookups cheaper: a near-cache view, and the tally of its hits."""
+    return cache.Shortcuts(near_view(), current_app.extensions["popular_tally"])
 
 
 @bp.delete("/cache")

@@ -25,8 +25,7 @@ from flask_jwt_extended import get_jwt, verify_jwt_in_request
 from webapp.core.errors import ApiError
 from webapp.infra.db import session_factory
 from webapp.infra.near_cache import MISSING, NearView
-from webapp.infra.redis_client import copy_near, get_redis, near_view, round_trip
-from webapp.infra.redis_wire import Command
+from webapp.infra.redis_client import Command, copy_near, get_redis, near_view, round_trip
 from webapp.security import ratelimit, revocation
 from webapp.security.tokens import ROLE_RANK, UNAUTHORIZED_HEADERS, negative_ttl, verified_tokens
 
