@@ -54,8 +54,10 @@ def get_redis() -> redis.Redis:
 def round_trip(commands: Sequence[Command]) -> list[Any]:
     """The replies to `commands`, sent together (error replies are exceptions in the list).
 
-    A redis-py pipeline: a bare socket saves some 25 us a round trip, which a request would not feel
-    (python -m bench wire), and most requests make none (the near cache).
+    A redis-py pipeline. A bare hiredis socket (the hand-written wire this replaced) would save some
+    30 us a round trip, 200 us with 8 threads sharing the pool (python -m bench wire); with the near
+    cache a hit makes 0.04 round trips, so that is under 0.01 ms of a 3 to 4 ms hit, and without it
+    two, at most 0.4 to 0.7 ms: nothing a user feels, for a second client to keep.
     """
     pipe = get_redis().pipeline(transaction=False)
     for command in commands:
