@@ -37,7 +37,7 @@ class LinkClaims:
 
 def _serializer() -> URLSafeSerializer:
     config = current_app.config
-    return URLSafeSerializer(config.get("EXPORT_SIGNING_KEY") or config["JWT_SECRET_KEY"], salt=SALT)
+    return URLSafeSerializer(config["EXPORT_SIGNING_KEY"] or config["JWT_SECRET_KEY"], salt=SALT)
 
 
 def sign(export_id: uuid.UUID | str, org_id: int, expires_at: datetime) -> str:
@@ -65,5 +65,5 @@ def download_link(export: Export, now: datetime) -> tuple[str, datetime]:
     # Whole seconds, as the token carries them, so the expiry we announce is the one we enforce.
     expires_at = expires_at.replace(microsecond=0)
     token = sign(export.id, export.org_id, expires_at)
-    base = (current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    base = (current_app.config["PUBLIC_BASE_URL"] or "").rstrip("/")
     return f"{base}/api/v1/exports/{export.id}/download?token={token}", expires_at
