@@ -183,8 +183,14 @@ class Client:
 
     def call(self, method: str, path: str, body: Tree | None = None) -> tuple[int, Tree]:
         payload = json.dumps(body) if body is not None else None
-        self.conn.request(method, path, body=payload, headers=self.headers)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=payload, headers=self.headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # gunicorn closes a connection idle past its keep-alive (while DuckDB ran): reconnect.
+            self.conn.close()
+            self.conn.request(method, path, body=payload, headers=self.headers)
+            response = self.conn.getresponse()
         raw = response.read()
         return response.status, json.loads(raw) if raw else {}
 
