@@ -15,6 +15,8 @@ from webapp.security.auth import access_token_for
 
 size = int(sys.argv[1]); only = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else ""
 explain = "--explain" in sys.argv
+profile = "--profile" in sys.argv
+import cProfile, pstats
 setup = prepare(size)
 redis_server = scratch_redis("peer_diag")
 settings = config.load()
@@ -52,6 +54,13 @@ try:
             if best is None or total < best[0]:
                 best = (total, sql, list(log))
         total, sql, stmts = best
+        if profile:
+            client.delete("/api/v1/analytics/cache", headers=headers)
+            prof = cProfile.Profile()
+            prof.enable()
+            client.open(path, method=method, json=body, headers=headers)
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(14)
         print(f"\n## {q.name}: total {total:.1f} ms, SQL {sql:.1f} ms in {len(stmts)} statements, rest (Python, HTTP stack, Redis) {total - sql:.1f} ms")
         for d, stmt, params in sorted(stmts, key=lambda x: -x[0])[:4]:
             print(f"   {d:8.1f} ms  {stmt[:150]!r}")
