@@ -17,6 +17,12 @@ for b in range(math.ceil(n / seeding.BATCH_TICKETS)):
     t, e, k = seeding._batch(np.random.default_rng(b), created[lo:hi], off[lo:hi], 1 + lo, 1, now_s)
     batches.append((t, e))
 events = sum(e.count(b"\n") for _, e in batches)
+if "--sorted" in sys.argv:  # each batch's events in (event_type, occurred_at) order, as the index keeps them
+    def by_time(buf):
+        lines = buf.split(b"\n")[:-1]
+        lines.sort(key=lambda l: (l.split(b"\t", 4)[2], l.split(b"\t", 4)[3]))
+        return b"\n".join(lines) + b"\n"
+    batches = [(t, by_time(e)) for t, e in batches]
 pg, url = scratch_postgres("peer_copyprof")
 try:
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
