@@ -61,14 +61,30 @@ if action == "build":
       FROM tickets GROUP BY GROUPING SETS ((1, status), (1, priority), (1, channel), (1, category), (1, assigned_to))""")
     timed("ticket_day_counts index", "CREATE INDEX ON proto_ticket_day_counts (day) INCLUDE (g, status, priority, channel, category, assigned_to, n)")
     timed("tickets_cover", "CREATE INDEX proto_tickets_cover ON tickets (org_id, created_at) INCLUDE (status, priority, channel, category, assigned_to, first_response_at, resolved_at)")
+    timed("tickets_unresolved (partial)", "CREATE INDEX proto_tickets_unresolved ON tickets (org_id, created_at) INCLUDE (status, priority)"
+          " WHERE status NOT IN ('resolved', 'closed')")
+    timed("tickets_unanswered (partial)", "CREATE INDEX proto_tickets_open_sla ON tickets (org_id, created_at) INCLUDE (priority, first_response_at, resolved_at)"
+          " WHERE first_response_at IS NULL OR resolved_at IS NULL")
+    timed("sla_day", f"""CREATE TABLE proto_sla_day AS
+      SELECT date_trunc('day', t.created_at, '{TZ}') AS day, t.priority,
+        count(*) FILTER (WHERE t.first_response_at <= t.created_at + s.fr) AS fr_met,
+        count(*) FILTER (WHERE t.first_response_at > t.created_at + s.fr) AS fr_late,
+        count(*) FILTER (WHERE t.resolved_at <= t.created_at + s.res) AS res_met,
+        count(*) FILTER (WHERE t.resolved_at > t.created_at + s.res) AS res_late
+      FROM tickets t JOIN (VALUES ('urgent', interval '1h', interval '4h'), ('high', interval '4h', interval '24h'),
+        ('normal', interval '8h', interval '48h'), ('low', interval '24h', interval '120h')) s(priority, fr, res) ON s.priority = t.priority
+      GROUP BY 1, 2""")
+    timed("sla_day index", "CREATE INDEX ON proto_sla_day (day) INCLUDE (priority, fr_met, fr_late, res_met, res_late)")
     timed("vacuum analyze", "VACUUM ANALYZE")
-    for t in ("proto_cube_hourly", "proto_cube_daily", "proto_total_daily", "proto_ticket_day_counts", "proto_tickets_cover"):
-        n = conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if not t.endswith("cover") else "-"
+    for t in ("proto_cube_hourly", "proto_cube_daily", "proto_total_daily", "proto_ticket_day_counts", "proto_sla_day",
+              "proto_tickets_cover", "proto_tickets_unresolved", "proto_tickets_open_sla"):
+        n = conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if t.startswith("proto_") and "tickets_" not in t else "-"
         print(f"  {t}: rows {n}, {conn.execute('SELECT pg_size_pretty(pg_total_relation_size(%s))', (t,)).fetchone()[0]}")
 elif action == "drop":
-    for t in ("proto_cube_hourly", "proto_cube_daily", "proto_total_daily", "proto_ticket_day_counts"):
+    for t in ("proto_cube_hourly", "proto_cube_daily", "proto_total_daily", "proto_ticket_day_counts", "proto_sla_day"):
         conn.execute(f"DROP TABLE IF EXISTS {t}")
-    conn.execute("DROP INDEX IF EXISTS proto_tickets_cover")
+    for i in ("proto_tickets_cover", "proto_tickets_unresolved", "proto_tickets_open_sla"):
+        conn.execute(f"DROP INDEX IF EXISTS {i}")
 elif action == "read":
     import json
     from datetime import datetime, timedelta
@@ -123,6 +139,11 @@ elif action == "read":
            " ('normal', interval '8h', interval '48h'), ('low', interval '24h', interval '120h')) s(priority, fr, res) ON s.priority = t.priority"
            " WHERE t.org_id = 1 AND t.created_at >= %(start)s AND t.created_at < %(end)s GROUP BY t.priority")
     bench("SLA 30d (covering index)", sla, win(30))
+    bench("backlog (partial index of unresolved tickets)", "SELECT status, count(*) FROM tickets WHERE org_id = 1 AND created_at < %(end)s AND status NOT IN ('resolved', 'closed') GROUP BY status", win(30))
+    sla_fast = ("SELECT priority, sum(fr_met), sum(fr_late), sum(res_met), sum(res_late), 0 AS open FROM proto_sla_day WHERE day >= %(start)s AND day < %(end)s GROUP BY priority"
+                " UNION ALL SELECT t.priority, 0, 0, 0, 0, count(*) FROM tickets t WHERE t.org_id = 1 AND t.created_at >= %(start)s AND t.created_at < %(end)s"
+                " AND (t.first_response_at IS NULL OR t.resolved_at IS NULL) GROUP BY t.priority")
+    bench("SLA 30d (day outcomes + open tickets by partial index)", sla_fast, win(30))
     conn.execute("SET max_parallel_workers_per_gather = 2")
     bench("SLA 30d (covering index, 2 parallel workers)", sla, win(30))
     bench("distribution category 90d (covering index, parallel)", "SELECT category, count(*) FROM tickets WHERE org_id = 1 AND created_at >= %(start)s AND created_at < %(end)s GROUP BY category", win(90))
