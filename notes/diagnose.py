@@ -39,7 +39,7 @@ headers = {"Authorization": f"Bearer {token}"}
 end_day = setup.now.astimezone(TZ).date() + timedelta(days=1)
 try:
     for q in QUESTIONS:
-        if only not in q.name:
+        if only and not any(part in q.name for part in only.split("|")):
             continue
         method, path, body = q.request(Window(end_day, datetime.now(UTC)))
         best = None
