@@ -1,37 +1,57 @@
 """Where each cold question's time goes: the whole request in-process (Flask test client, real
 PostgreSQL and Redis), the SQL statements it ran with their times, and EXPLAIN (ANALYZE, BUFFERS)
 of the slow ones. python notes/diagnose.py SIZE [SUBSTRING] [--explain]"""
-import sys, time, json, secrets
+
+import secrets
+import sys
+import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+
 sys.path.insert(0, ".")
 from sqlalchemy import event
-from bench.bench_peer import prepare, Setup
+
+from bench.bench_peer import prepare
 from bench.common import scratch_redis
 from bench.peer_questions import QUESTIONS, TZ, Window
 from webapp import config, create_app
 from webapp.models import User
 from webapp.security.auth import access_token_for
 
-size = int(sys.argv[1]); only = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else ""
+size = int(sys.argv[1])
+only = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else ""
 explain = "--explain" in sys.argv
 profile = "--profile" in sys.argv
-import cProfile, pstats
+import cProfile
+import pstats
+
 setup = prepare(size)
 redis_server = scratch_redis("peer_diag")
 settings = config.load()
-settings.update(INSTANCE_PATH=str(setup.home / "instance"), SQLALCHEMY_DATABASE_URL=setup.url, REDIS_URL=redis_server.url,
-                BROKER_URL=redis_server.url, JWT_SECRET_KEY=secrets.token_urlsafe(48), JWT_ACCESS_TOKEN_MINUTES=600,
-                AGGREGATION_ASYNC_THRESHOLD=10**12, RATE_LIMIT_ANALYTICS_PER_MINUTE=10**9)
+settings.update(
+    INSTANCE_PATH=str(setup.home / "instance"),
+    SQLALCHEMY_DATABASE_URL=setup.url,
+    REDIS_URL=redis_server.url,
+    BROKER_URL=redis_server.url,
+    JWT_SECRET_KEY=secrets.token_urlsafe(48),
+    JWT_ACCESS_TOKEN_MINUTES=600,
+    AGGREGATION_ASYNC_THRESHOLD=10**12,
+    RATE_LIMIT_ANALYTICS_PER_MINUTE=10**9,
+)
 app = create_app(settings)
 engine = app.extensions["db_engine"]
 log = []
+
+
 @event.listens_for(engine, "before_cursor_execute")
 def before(conn, cursor, statement, parameters, context, executemany):
     conn.info["t"] = time.perf_counter()
+
+
 @event.listens_for(engine, "after_cursor_execute")
 def after(conn, cursor, statement, parameters, context, executemany):
     log.append(((time.perf_counter() - conn.info["t"]) * 1000, statement, parameters))
+
+
 with app.app_context(), app.extensions["db_sessionmaker"]() as s:
     token = access_token_for(s.query(User).filter_by(email="admin@bench.test").one())
 client = app.test_client()
@@ -61,7 +81,9 @@ try:
             client.open(path, method=method, json=body, headers=headers)
             prof.disable()
             pstats.Stats(prof).sort_stats("tottime").print_stats(14)
-        print(f"\n## {q.name}: total {total:.1f} ms, SQL {sql:.1f} ms in {len(stmts)} statements, rest (Python, HTTP stack, Redis) {total - sql:.1f} ms")
+        print(
+            f"\n## {q.name}: total {total:.1f} ms, SQL {sql:.1f} ms in {len(stmts)} statements, rest (Python, HTTP stack, Redis) {total - sql:.1f} ms"
+        )
         for d, stmt, params in sorted(stmts, key=lambda x: -x[0])[:4]:
             print(f"   {d:8.1f} ms  {stmt[:150]!r}")
             if explain and d > 20:

@@ -1,10 +1,33 @@
 """Summarize a py-spy raw profile: busy samples (not waiting on sockets, locks or polls) by our function."""
+
 import sys
 from collections import Counter
-IDLE = ("_epoll.poll", "Condition.wait", "Connection._recv", "select", "socket.accept", "_wait_for_tstate_lock", "Event.wait", "sleep", "Queue.get", "poll (", "wait (selectors", "_recv (", "recv_into", "PGconn", "wait_c", "Selector")
-own = Counter(); incl = Counter(); busy = total = 0
+
+IDLE = (
+    "_epoll.poll",
+    "Condition.wait",
+    "Connection._recv",
+    "select",
+    "socket.accept",
+    "_wait_for_tstate_lock",
+    "Event.wait",
+    "sleep",
+    "Queue.get",
+    "poll (",
+    "wait (selectors",
+    "_recv (",
+    "recv_into",
+    "PGconn",
+    "wait_c",
+    "Selector",
+)
+own = Counter()
+incl = Counter()
+busy = total = 0
 for line in open(sys.argv[1]):
-    stack, n = line.rsplit(" ", 1); n = int(n); total += n
+    stack, n = line.rsplit(" ", 1)
+    n = int(n)
+    total += n
     frames = stack.split(";")
     if any(i in frames[-1] for i in IDLE):
         continue
