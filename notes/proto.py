@@ -164,10 +164,13 @@ elif action == "read":
     facts = json.loads(Path(f"instance/bench/peer-{size}/setup.json").read_text())
     tz = ZoneInfo(TZ)
     end_day = datetime.fromisoformat(facts["now"]).astimezone(tz).date() + timedelta(days=1)
+
     def mid(d):
         return datetime.combine(d, datetime.min.time(), tz)
+
     def win(days):
         return {"start": mid(end_day - timedelta(days=days)), "end": mid(end_day)}
+
     two = "AND priority = ANY('{high,urgent}') AND channel = ANY('{email}')"
     one = "AND priority = ANY('{high,urgent}')"
 
