@@ -61,6 +61,7 @@ class Setup:
 
     @property
     def now(self) -> datetime:
+        """The instant the tickets were seeded up to."""
         return datetime.fromisoformat(self.facts["now"])
 
 
@@ -182,6 +183,7 @@ class Client:
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def call(self, method: str, path: str, body: Tree | None = None) -> tuple[int, Tree]:
+        """One request: its status and JSON body."""
         payload = json.dumps(body) if body is not None else None
         try:
             self.conn.request(method, path, body=payload, headers=self.headers)
