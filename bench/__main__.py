@@ -16,6 +16,7 @@ ORDER = (
     "bench_seed",
     "bench_cache_invalidation",
     "bench_http",
+    "bench_wire",
     "bench_jobs",
     "bench_ingest",
     "bench_exports",

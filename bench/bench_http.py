@@ -99,7 +99,8 @@ def hammer(
 def serve(stack: Stack) -> tuple[list[str], bool]:
     """Start gunicorn as the Procfile does; if the app lacks /api/v1/ping, again with it added."""
     args = stack.start_web()
-    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=10)
+    # The port opens before the workers have built the app, which took over 10 s on a loaded guest.
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=120)
     status, _ = get(conn, PING, {})
     conn.close()
     if status == 200:

@@ -213,7 +213,8 @@ def platform_stack(
     from webapp.analytics import rollups
     from webapp.infra.db import make_engine
     from webapp.models import User
-    from webapp.security.auth import access_token_for, hash_password
+    from webapp.security.passwords import hash_password
+    from webapp.security.tokens import access_token_for
     from webapp.tickets import seeding
 
     instance = BENCH_INSTANCE / name

@@ -27,7 +27,8 @@ from webapp import config, create_app
 from webapp.core.vocabulary import QUEUES
 from webapp.infra.migrations import upgrade
 from webapp.models import Organization, User
-from webapp.security.auth import access_token_for, hash_password
+from webapp.security.passwords import hash_password
+from webapp.security.tokens import access_token_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_INSTANCE = ROOT / "instance" / "test"

@@ -11,12 +11,13 @@ from flask import Flask
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the application: settings, database, Redis, Celery, auth, blueprints."""
     from webapp import config, web
+    from webapp.api import cache as analytics_cache
     from webapp.api import register_blueprints
     from webapp.api.plumbing import errors
     from webapp.cli import register_commands
     from webapp.infra import celery_app as broker
     from webapp.infra import db, redis_client
-    from webapp.security import auth
+    from webapp.security import admission, tokens
 
     app = Flask(__name__, instance_path=str(config.instance_path()))
     if test_config is None:
@@ -33,7 +34,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     redis_client.init_app(app)
     broker.celery_init_app(app)
-    auth.init_app(app)
+    tokens.init_app(app)
+    admission.init_app(app)
+    analytics_cache.init_app(app)
     register_blueprints(app)
     web.init_app(app)
     register_commands(app)

@@ -20,7 +20,8 @@ from webapp.core.timeutil import TimeError, utcnow, zone
 from webapp.core.vocabulary import ROLES
 from webapp.infra.db import session_scope
 from webapp.models import Organization, User
-from webapp.security.auth import access_token_for, hash_password
+from webapp.security.passwords import hash_password
+from webapp.security.tokens import access_token_for
 
 if TYPE_CHECKING:
     from webapp.tickets.seeding import SeedStats

@@ -43,7 +43,7 @@ from webapp.core.timeutil import utcnow
 from webapp.infra.migrations import upgrade
 from webapp.jobs import lifecycle as jobs
 from webapp.models import Job
-from webapp.security.auth import hash_password
+from webapp.security.passwords import hash_password
 from webapp.tickets import seeding
 
 pytestmark = pytest.mark.slow

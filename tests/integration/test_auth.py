@@ -139,6 +139,33 @@ def test_missing_claims(client, tenant, claim):
     assert _call(client, token).status_code == 401
 
 
+def test_every_token_failure_is_the_one_error_shape_with_a_bearer_challenge(client, tenant):
+    expired = int((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    cases = {
+        "": "missing or malformed token: Missing Authorization Header",
+        "Bearer not.a.jwt": "invalid token: ",
+        f"Bearer {pyjwt.encode(_claims(tenant, exp=expired), JWT_SECRET, algorithm='HS256')}": (
+            "token has expired"
+        ),
+        f"Bearer {pyjwt.encode(_claims(tenant, role=None), JWT_SECRET, algorithm='HS256')}": (
+            "token is missing required claims"
+        ),
+    }
+    for header, message in cases.items():
+        response = client.get("/api/v1/tickets", headers={"Authorization": header} if header else {})
+        assert response.status_code == 401
+        assert response.mimetype == "application/json"
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        body = response.get_json()
+        assert list(body) == ["error"]
+        assert list(body["error"]) == ["code", "message", "details"]
+        assert (body["error"]["code"], body["error"]["details"]) == ("unauthorized", {})
+        if message.endswith(": "):
+            assert body["error"]["message"].startswith(message)
+        else:
+            assert body["error"]["message"] == message
+
+
 def test_garbage_token(client):
     assert _call(client, "not.a.jwt").status_code == 401
     response = client.get("/api/v1/tickets", headers={"Authorization": "Basic abc"})

@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from tests.conftest import wait_redis
+from tests.integration.redis_monitor import Monitor, lookups, warm
 from webapp.infra import near_cache
 from webapp.infra.near_cache import MISSING, NearCache, NearView
-from webapp.infra.redis_wire import connect, url_options
 
 PREFIX = "nctest:"
 
@@ -277,31 +277,6 @@ def _series_path() -> str:
     return SERIES.format(start=today - timedelta(days=3), end=today + timedelta(days=2))
 
 
-class Monitor:
-    """The commands Redis runs while it watches (MONITOR), whoever sends them."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.conn = connect(url_options(url), timeout=5.0)
-        self.conn.send([("MONITOR",)])
-        assert self.conn.read(1) == [b"OK"]
-
-    def lines(self) -> list[str]:
-        """What ran since the last call (up to a marker sent now, so nothing in flight is missed)."""
-        marker = f"monitor-mark-{secrets.token_hex(4)}"
-        redis.Redis.from_url(self.url).echo(marker)
-        out: list[str] = []
-        while True:
-            (line,) = self.conn.read(1)
-            text = line.decode(errors="replace") if isinstance(line, bytes) else str(line)
-            if marker in text:
-                return out
-            out.append(text)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 @pytest.fixture
 def monitor(services) -> Iterator[Monitor]:
     watching = Monitor(services.redis_url)
@@ -309,39 +284,18 @@ def monitor(services) -> Iterator[Monitor]:
     watching.close()
 
 
-def _lookups(lines: list[str]) -> list[str]:
-    """The commands among `lines` that read cached answers, generations or revocation marks."""
-    return [line for line in lines if '"EVALSHA"' in line or '"an:revoked:' in line or '"an:c:' in line]
-
-
-def _warm(api, path: str, monitor: Monitor) -> None:
-    """Ask until an answer comes without a lookup in Redis (the near cache holds what it needs)."""
-    monitor.lines()
-    asked = []
-    # For a few seconds: a near cache whose connection an earlier test broke is back a second later.
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        assert api.get(path).status_code == 200
-        asked.append(len(_lookups(monitor.lines())))
-        if asked[-1] == 0:
-            assert asked[0] > 0, "the first answer of a new organization must come from Redis"
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"every answer needed a lookup in Redis: {asked}")
-
-
 def test_cache_hits_make_no_round_trip(tenant, monitor):
     path = _series_path()
-    _warm(tenant.viewer, path, monitor)
+    warm(tenant.viewer, path, monitor)
     answers = [tenant.viewer.get(path) for _ in range(20)]
     assert {a.status_code for a in answers} == {200}
     assert {a.get_json()["meta"]["cache"] for a in answers} == {"hit"}
-    assert _lookups(monitor.lines()) == []
+    assert lookups(monitor.lines()) == []
 
 
 def test_a_ticket_change_is_seen_at_once(tenant, monitor):
     path = _series_path()
-    _warm(tenant.viewer, path, monitor)
+    warm(tenant.viewer, path, monitor)
     total = tenant.viewer.get(path).get_json()["summary"]["total_count"]
     for n in range(1, 6):
         created = tenant.agent.post("/api/v1/tickets", json={"subject": f"near {n}", "priority": "high"})

@@ -1,16 +1,19 @@
 """Token checks on analytics reads, where a verified token is remembered per process and its
-revocation and budget checks travel with the cache lookup: every check must still hold."""
+revocation mark and budget may be known without asking Redis: every check must still hold, before
+the view, whether the answer comes from the near cache or from a lookup in Redis."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import jwt as pyjwt
 import pytest
 
-from tests.conftest import JWT_SECRET, wait_redis
+from tests.conftest import JWT_SECRET, Api, wait_redis
+from tests.integration.redis_monitor import Monitor, lookups, warm
 
 SERIES = "/api/v1/analytics/time-series/ticket_count?granularity=daily&start=2026-01-01&end=2026-01-08"
 BAD_SERIES = "/api/v1/analytics/time-series/ticket_count?granularity=fortnightly"
@@ -135,3 +138,72 @@ def test_each_cached_read_spends_the_budget_once(app, make_tenant, monkeypatch, 
     if datetime.now(UTC).replace(second=0, microsecond=0) != window.replace(second=0, microsecond=0):
         pytest.skip("the requests straddled a budget window")
     assert statuses == [expected] * 4 + [429]
+
+
+# --- refused on a cache hit, whether the near cache holds the entry or the lookup asks Redis -------
+
+NEAR = ["near cache holds the entry", "no near cache"]
+
+
+@pytest.fixture
+def monitor(services) -> Iterator[Monitor]:
+    watching = Monitor(services.redis_url)
+    yield watching
+    watching.close()
+
+
+def _hits(app, monkeypatch, api, path: str, monitor: Monitor, near: str) -> int:
+    """Ask `path` until it is a hit served as `near` says: from the near cache (no lookup in Redis)
+    or, with the near cache turned off, from a lookup in Redis; how many requests that took."""
+    if near == "no near cache":
+        monkeypatch.setitem(app.extensions, "near_cache", None)
+        monitor.lines()
+        answers = [api.get(path) for _ in range(2)]
+        assert [a.get_json()["meta"]["cache"] for a in answers] == ["miss", "hit"]
+        assert sum('"EVALSHA"' in line for line in lookups(monitor.lines())) == 2
+        return 2
+    made = warm(api, path, monitor)
+    assert api.get(path).get_json()["meta"]["cache"] == "hit"
+    assert lookups(monitor.lines()) == []
+    return made + 1
+
+
+@pytest.mark.parametrize("near", NEAR)
+def test_a_revoked_token_is_refused_on_a_cache_hit(app, tenant, monitor, monkeypatch, near):
+    tokens = _login(app.test_client(), tenant.users["viewer"])
+    api = Api(app.test_client(), tokens["access_token"])
+    path = SERIES
+    _hits(app, monkeypatch, api, path, monitor, near)
+    assert api.post("/api/v1/auth/logout").status_code == 200
+
+    refused = api.get(path)
+    assert refused.status_code == 401
+    assert refused.get_json()["error"] == {
+        "code": "unauthorized",
+        "message": "token has been revoked",
+        "details": {},
+    }
+    assert refused.headers["WWW-Authenticate"] == "Bearer"
+    # The entry is still there for a token that was not revoked.
+    assert tenant.viewer.get(path).get_json()["meta"]["cache"] == "hit"
+
+
+@pytest.mark.parametrize("near", NEAR)
+def test_an_over_budget_token_is_refused_on_a_cache_hit(app, make_tenant, monitor, monkeypatch, near):
+    limit = 12
+    monkeypatch.setitem(app.config, "RATE_LIMITS_PER_MINUTE", {"analytics": limit, "jobs": 4, "exports": 4})
+    tenant = make_tenant()
+    path = SERIES
+    window = datetime.now(UTC)
+    made = _hits(app, monkeypatch, tenant.viewer, path, monitor, near)
+    assert made < limit
+    statuses = [tenant.viewer.get(path).status_code for _ in range(limit - made + 1)]
+    refused = tenant.viewer.get(path)
+    if datetime.now(UTC).replace(second=0, microsecond=0) != window.replace(second=0, microsecond=0):
+        pytest.skip("the requests straddled a budget window")
+    # The window admits `limit` requests in all, hits included, and refuses the next ones.
+    assert statuses == [200] * (limit - made) + [429]
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["details"]["limit"] == limit
+    assert 1 <= int(refused.headers["Retry-After"]) <= 61
+    assert tenant.admin.get(path).status_code == 429  # the organization's budget, whoever asks

@@ -16,13 +16,12 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 
 from webapp.analytics.popular import Tally
 from webapp.infra.near_cache import MISSING, NearView
-from webapp.infra.redis_wire import Command, Wire, round_trip
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +73,8 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 GEN_PREFIX = "an:gen:"
 ENTRY_PREFIX = "an:c:"
 LOCK_PREFIX = "an:lock:"
+# What a web process may copy in its near cache: generations and entries (never the locks).
+NEAR_PREFIXES = (GEN_PREFIX, ENTRY_PREFIX)
 
 
 def gen_key(org_id: int, family: str) -> str:
@@ -233,21 +234,6 @@ class CacheMeta:
         return {"cache": self.cache, "computed_at": self.computed_at}
 
 
-class RideAlong(Protocol):
-    """Redis commands of the caller sent in the lookup's round trip, answered before anything is computed.
-
-    The request's token checks use it: a cache hit then costs one round trip in all.
-    """
-
-    def commands(self) -> list[Command]:
-        """The commands to send first (one reply each)."""
-        ...
-
-    def settle(self, replies: list[Any] | None) -> None:
-        """Act on the replies (None: Redis could not be asked); may raise to stop the read."""
-        ...
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -269,10 +255,9 @@ def decode_entry(stored: bytes) -> tuple[RawJson, CacheMeta] | None:
 
 @dataclass(frozen=True)
 class Shortcuts:
-    """What a web process has for fast lookups: a raw wire to Redis, the request's view of the near
-    cache, and the tally counting requests served from that view (all optional)."""
+    """What a web process has for fast lookups: the request's view of the near cache, and the tally
+    counting requests served from that view (both optional)."""
 
-    wire: Wire | None = None
     near: NearView | None = None
     tally: Tally | None = None
 
@@ -306,14 +291,12 @@ def _lookup(
     names: list[str],
     params: dict[str, Any],
     count_in: tuple[str, str] | None,
-    ride_along: RideAlong | None,
     shortcuts: Shortcuts,
 ) -> tuple[str, Found | None]:
-    """The entry's key and what it holds, with the ride-along's commands: from the near cache when it
-    has both the generations and the entry, otherwise in one round trip (which fills the near cache)."""
+    """The entry's key and what it holds: from the near cache when it has both the generations and
+    the entry, otherwise in one round trip (which fills the near cache)."""
     digest = _digest(params)
     gen_keys = [gen_key(org_id, f) for f in names]
-    commands: list[Command] = ride_along.commands() if ride_along is not None else []
     near = shortcuts.near
     if near is not None:
         gens = near.get_many(gen_keys)
@@ -321,35 +304,25 @@ def _lookup(
             key = _entry_key(org_id, names, gens, digest)
             found = near.get(key)
             if found is not MISSING:
-                if commands:
-                    # Settled from the database if Redis does not answer; the copy still holds.
-                    with contextlib.suppress(redis.RedisError):
-                        _settle(ride_along, lambda: round_trip(client, shortcuts.wire, commands))
                 if count_in is not None and shortcuts.tally is not None:
                     _count_later(client, shortcuts, *count_in)
                 return key, found
-    riders = len(commands)
     zset, member = count_in or ("", "")
     if gen_keys:
         args = (len(gen_keys), *gen_keys, f"{ENTRY_PREFIX}{org_id}:", digest, zset, member, *names)
-        commands.append(("EVALSHA", _LOOKUP_SHA, *args))
+        try:
+            raw_key, stored, ttl_ms, gens = client.evalsha(_LOOKUP_SHA, *args)
+        except redis.exceptions.NoScriptError:
+            raw_key, stored, ttl_ms, gens = client.eval(_LOOKUP, *args)  # loads it for the next lookups
+        key = raw_key.decode()
     else:
         # An answer that depends on no family has an empty generation list (EVAL needs a key to MGET).
         key = _entry_key(org_id, (), (), digest)
+        pipe = client.pipeline(transaction=False)
         if zset:
-            commands.append(("ZINCRBY", zset, 1, member))
-        commands += [("GET", key), ("PTTL", key)]
-    replies = _settle(ride_along, lambda: round_trip(client, shortcuts.wire, commands), riders)
-    if gen_keys:
-        reply = replies[-1]
-        if _no_script(reply):
-            reply = client.eval(_LOOKUP, *args)  # loads the script for the next lookups
-        if isinstance(reply, Exception):
-            raise reply
-        raw_key, stored, ttl_ms, gens = reply
-        key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
-    else:
-        stored, ttl_ms = replies[-2:]
+            pipe.zincrby(zset, 1, member)
+        pipe.get(key).pttl(key)
+        *_, stored, ttl_ms = pipe.execute()
         gens = []
     found = None if stored is None else decode_entry(stored)
     if near is not None:
@@ -359,37 +332,18 @@ def _lookup(
     return key, found
 
 
-def _settle(
-    ride_along: RideAlong | None, send: Callable[[], list[Any]], riders: int | None = None
-) -> list[Any]:
-    """Send the round trip and settle the ride-along with its replies (the first `riders`, or all)."""
-    try:
-        replies = send()
-    except redis.RedisError:
-        if ride_along is not None:
-            ride_along.settle(None)
-        raise
-    if ride_along is not None:
-        ride_along.settle(replies if riders is None else replies[:riders])
-    return replies
-
-
 def _count_later(client: redis.Redis, shortcuts: Shortcuts, zset: str, member: str) -> None:
     """Count a request served from the near cache; send the counts once they are due."""
     assert shortcuts.tally is not None
     due = shortcuts.tally.add(zset, member)
     if due:
+        pipe = client.pipeline(transaction=False)
+        for command in due:
+            pipe.execute_command(*command)
         try:
-            round_trip(client, shortcuts.wire, due)
+            pipe.execute()
         except redis.RedisError as exc:
             log.debug("popularity counts lost: %s", exc)
-
-
-def _no_script(reply: Any) -> bool:
-    """Whether `reply` says Redis does not hold the script (redis-py names it; the raw reply says so)."""
-    return isinstance(reply, redis.exceptions.NoScriptError) or (
-        isinstance(reply, redis.exceptions.ResponseError) and str(reply).startswith("NOSCRIPT")
-    )
 
 
 def _answer(raw: RawJson, meta: CacheMeta, as_raw: bool) -> tuple[Any, CacheMeta]:
@@ -406,7 +360,6 @@ def read_through(
     ttl: int,
     force: bool = False,
     count_in: tuple[str, str] | None = None,
-    ride_along: RideAlong | None = None,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
 ) -> tuple[Any, CacheMeta]:
@@ -414,16 +367,16 @@ def read_through(
 
     When Redis is unreachable the answer is computed and returned with cache "bypass".
     `force` recomputes and overwrites whatever is cached (background refresh). `count_in`, a
-    (sorted set, member) pair, counts the request there in the same round trip as the lookup, as
-    `ride_along` sends its own commands. `compute` may return a `Computed` to store facts about the
-    answer (in the meta's `about`). With `raw` the answer is its JSON text (a `RawJson`).
-    `shortcuts` make the lookup faster: a raw wire to the same Redis, a near-cache view.
+    (sorted set, member) pair, counts the request there in the same round trip as the lookup.
+    `compute` may return a `Computed` to store facts about the answer (in the meta's `about`).
+    With `raw` the answer is its JSON text (a `RawJson`). `shortcuts` make the lookup faster: a
+    near-cache view, and the tally of hits served from it.
     """
     names = sorted(set(families))
     if _owed.covers(org_id, names) and not _owed.pay(client):
         return _computed(compute, "bypass", raw)  # a change this process made is not in Redis yet
     try:
-        key, found = _lookup(client, org_id, names, params, count_in, ride_along, shortcuts or Shortcuts())
+        key, found = _lookup(client, org_id, names, params, count_in, shortcuts or Shortcuts())
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
         return _computed(compute, "bypass", raw)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import current, popular, queries, reports, snapshots
 from webapp.analytics.aggregations import AggregationQuery, run_aggregation
-from webapp.analytics.cache import Computed, RideAlong, Shortcuts, read_through
+from webapp.analytics.cache import Computed, Shortcuts, read_through
 from webapp.analytics.metrics import METRICS
 from webapp.analytics.window import Window
 from webapp.core.filters import Filters
@@ -319,15 +319,14 @@ def read(
     *,
     ttl: int,
     force: bool = False,
-    ride_along: RideAlong | None = None,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
 ) -> tuple[Any, ReadMeta]:
     """The answer to `request` through the cache.
 
     `session` may be a function returning one, so that a cache hit opens no database connection.
-    `ride_along`, `raw` and `shortcuts` are read_through's: commands sent with the lookup, the answer
-    as JSON text, and what makes a hit cheaper (raw wire, near cache).
+    `raw` and `shortcuts` are read_through's: the answer as JSON text, and what makes a hit cheaper
+    (the near cache).
     """
     params = request.params()
     counted = None if force else (popular.popular_key(org_id), popular.member("read", params))
@@ -347,7 +346,6 @@ def read(
         ttl=min(request.ttl, ttl) if request.ttl else ttl,
         force=force,
         count_in=counted,
-        ride_along=ride_along,
         raw=raw,
         shortcuts=shortcuts,
     )

@@ -7,16 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, readers, sla, snapshots
 from webapp.analytics.aggregations import AggregationQuery
-from webapp.analytics.cache import RawJson, Shortcuts
+from webapp.analytics.cache import RawJson
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.analytics.window import Window
+from webapp.api.cache import cache_shortcuts
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
@@ -41,9 +42,9 @@ from webapp.api.schemas.common import JobAccepted
 from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import DASHBOARD_PERIODS
 from webapp.infra.db import get_session
-from webapp.infra.redis_client import get_redis, get_tally, get_wire
+from webapp.infra.redis_client import get_redis
 from webapp.models import Organization
-from webapp.security.auth import current_principal, pending_admission, require_role
+from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
@@ -117,8 +118,7 @@ def _approximate_above(exact: bool) -> int | None:
 def _read(org_id: int, read: readers.Read) -> tuple[RawJson, dict[str, Any]]:
     """The answer through the cache as JSON text, and the meta block that says where it came from.
 
-    The request's pending token checks go to Redis with the lookup: a hit is one round trip, or
-    none when the near cache holds what it needs.
+    A hit is one round trip, or none when the near cache holds what it needs.
     """
     value, meta = readers.read(
         _session,
@@ -126,9 +126,8 @@ def _read(org_id: int, read: readers.Read) -> tuple[RawJson, dict[str, Any]]:
         org_id,
         read,
         ttl=current_app.config["CACHE_TTL_SECONDS"],
-        ride_along=pending_admission(),
         raw=True,
-        shortcuts=Shortcuts(get_wire(), g.get("near"), get_tally()),
+        shortcuts=cache_shortcuts(),
     )
     return value, meta.as_dict()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import jwt as pyjwt
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from pydantic import BaseModel, Field
@@ -16,15 +16,9 @@ from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.schemas.common import LoginRequest, Strict, TokenResponse
 from webapp.infra.db import get_session
 from webapp.models import User
-from webapp.security.auth import (
-    access_token_for,
-    current_claims,
-    current_principal,
-    issue_tokens,
-    require_role,
-    revoke_token,
-    verify_password,
-)
+from webapp.security.admission import current_claims, current_principal, require_role
+from webapp.security.passwords import verify_password
+from webapp.security.tokens import access_token_for, issue_tokens, revoke_token
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -61,8 +55,6 @@ def refresh() -> Response:
     user = get_session().get(User, principal.user_id)
     if user is None or user.org_id != principal.org_id:
         raise ApiError(401, "token user no longer exists")
-    from flask import current_app
-
     return jsonify(
         {
             "access_token": access_token_for(user),

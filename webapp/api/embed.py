@@ -10,7 +10,7 @@ from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.schemas.embed import EmbedToken, EmbedTokenRequest
 from webapp.core.filters import parse_filters
 from webapp.core.timeutil import utcnow
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 from webapp.web import embed_links
 
 bp = Blueprint("embed_tokens", __name__)

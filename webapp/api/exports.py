@@ -34,7 +34,7 @@ from webapp.jobs import lifecycle as job_domain
 from webapp.models import Organization
 from webapp.models.jobs import Export
 from webapp.security import signing
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("exports", __name__)
 

@@ -17,7 +17,7 @@ from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.spec import check_json_text, document
 from webapp.api.schemas.common import JobAccepted
-from webapp.security.auth import require_role
+from webapp.security.admission import require_role
 from webapp.tickets import import_formats as formats
 from webapp.tickets.fields import TicketCreate
 

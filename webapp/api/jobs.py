@@ -16,7 +16,7 @@ from webapp.core.vocabulary import ACTIVE_STATES, JOB_KINDS, JOB_STATES
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as job_domain
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
 

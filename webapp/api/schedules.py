@@ -18,7 +18,7 @@ from webapp.clocks.schedules import ClockError
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import Schedule as ScheduleRow
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 
 log = logging.getLogger(__name__)
 bp = Blueprint("schedules", __name__, url_prefix="/schedules")

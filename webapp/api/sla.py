@@ -12,7 +12,7 @@ from webapp.clocks import policy as domain
 from webapp.clocks.tracking import ticket_sla
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("sla", __name__)
 

@@ -15,7 +15,7 @@ from webapp.core.filters import FilterError, parse_filters
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import Organization
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 from webapp.tickets import reads, writes
 from webapp.tickets.effects import after_ticket_change
 from webapp.tickets.fields import TicketCreate, TicketUpdate

@@ -12,7 +12,8 @@ from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.schemas.common import Role, Strict
 from webapp.infra.db import get_session
 from webapp.models import User
-from webapp.security.auth import current_principal, hash_password, require_role
+from webapp.security.admission import current_principal, require_role
+from webapp.security.passwords import hash_password
 
 
 class UserCreate(Strict):

@@ -1,1 +1,1 @@
-"""Connections to the outside world: PostgreSQL, Redis (wire, near cache), Celery, migrations, heartbeats."""
+"""Connections to the outside world: PostgreSQL, Redis (near cache), Celery, migrations, heartbeats."""

@@ -1,7 +1,7 @@
 """Process-local copies of hot Redis keys, kept coherent by Redis's own invalidation messages.
 
-A cache hit would otherwise cost a round trip to Redis for things that almost never change between
-two requests: the generation counters, the cached answer, the token's revocation mark. Redis 6+
+A request would otherwise cost a round trip to Redis for keys that almost never change between two
+requests; the owners of such keys name their prefixes (`watch`) when the app is built. Redis 6+
 tells a client which keys changed ("client-side caching": CLIENT TRACKING in broadcast mode), so
 each process keeps one connection subscribed to those messages for the key prefixes it copies. Before
 every use, the messages that have arrived are read without waiting (a non-blocking recv, no round
@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-
-from webapp.infra.redis_wire import Connection, connect, url_options
+from redis.connection import AbstractConnection, Connection, UnixDomainSocketConnection
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,8 @@ RETRY_SECONDS = 1.0
 REFUSED_RETRY_SECONDS = 60.0
 # Error replies that say "not now" rather than "not this server": Redis loading its data, busy, a replica.
 TRANSIENT_REPLIES = ("LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "NOAUTH")
-# Reading more than this in one go means the process fell far behind: start over instead.
-MAX_BACKLOG_BYTES = 4 * 1024 * 1024
+# Reading more than this in one go (some 4 MB) means the process fell far behind: start over instead.
+MAX_BACKLOG_MESSAGES = 50_000
 # Keys named by messages, remembered so a fetch racing them is not kept; bounded.
 MAX_TOUCHED = 10_000
 
@@ -66,12 +65,18 @@ class NearCache:
     """Copies of Redis keys under `prefixes`, for one process, bounded to `max_bytes` (least recent out)."""
 
     def __init__(self, url: str, *, prefixes: tuple[str, ...], timeout: float, max_bytes: int) -> None:
-        self._options = url_options(url)
+        # redis-py reads the URL and makes each connection: authenticated, on the URL's database,
+        # giving up after `timeout`; no health checks or client-info commands of its own. RESP2, where
+        # the invalidation messages arrive as messages of a subscribed channel, read like any reply.
+        self._pool = redis.ConnectionPool.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, driver_info=None, protocol=2
+        )
+        if self._pool.connection_class not in (Connection, UnixDomainSocketConnection):
+            raise ValueError("only plain TCP and Unix socket connections")
         self._prefixes = prefixes
-        self._timeout = timeout
         self._max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._conn: Connection | None = None
+        self._conn: AbstractConnection | None = None
         self._connecting = False
         self._retry_at = 0.0
         self._pid = os.getpid()
@@ -102,6 +107,8 @@ class NearCache:
         """A view for one request, after reading the messages that have arrived; None when the copies
         cannot be trusted now (no live connection), in which case Redis must be asked."""
         with self._lock:
+            if not self._prefixes:
+                return None  # nothing to copy: a connection would be told of every key instead
             if self._pid != os.getpid():
                 self._forget_connection()  # a forked child must not share the parent's socket
                 self._pid = os.getpid()
@@ -112,8 +119,15 @@ class NearCache:
             if self._connecting or time.monotonic() < self._retry_at:
                 return None
             self._connecting = True
-        self._reconnect()
+            prefixes = self._prefixes
+        self._reconnect(prefixes)
         return None  # this request takes the round trip; the next ones find the connection ready
+
+    def watch(self, prefixes: Iterable[str]) -> None:
+        """Copy keys under `prefixes` too (a connection open already is opened again to ask for them)."""
+        with self._lock:
+            self._prefixes = tuple(dict.fromkeys((*self._prefixes, *prefixes)))
+            self._forget_connection()
 
     def size(self) -> tuple[int, int]:
         """How many copies are held, and their bytes."""
@@ -169,20 +183,13 @@ class NearCache:
         assert conn is not None
         read = 0
         try:
-            while True:
-                try:
-                    data = conn.sock.recv(65536, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    break
-                if not data:
-                    raise ConnectionError("Redis closed the invalidation connection")
-                conn.reader.feed(data)
-                read += len(data)
-                if read > MAX_BACKLOG_BYTES:
-                    raise ConnectionError(f"more than {MAX_BACKLOG_BYTES} bytes of invalidations behind")
-                # No early break on a short read: a close that follows the data must be seen now.
-            while (message := conn.reader.gets()) is not False:
-                self._apply(message)
+            # Polls without waiting; raises once the messages before a close are read, so a close
+            # that follows the data is seen now.
+            while conn.can_read(timeout=0):
+                self._apply(conn.read_response())
+                read += 1
+                if read > MAX_BACKLOG_MESSAGES:
+                    raise ConnectionError(f"more than {MAX_BACKLOG_MESSAGES} invalidations behind")
             self._heartbeat(conn)
         except (OSError, redis.RedisError) as exc:
             log.warning("near cache off until its connection is back: %s", exc)
@@ -212,18 +219,18 @@ class NearCache:
             self._ping_sent_at = None
             self._last_pong_at = time.monotonic()
 
-    def _heartbeat(self, conn: Connection) -> None:
+    def _heartbeat(self, conn: AbstractConnection) -> None:
         now = time.monotonic()
         if self._ping_sent_at is not None:
             if now - self._ping_sent_at > DEAD_AFTER_SECONDS:
                 raise ConnectionError(f"no answer to a ping in {DEAD_AFTER_SECONDS} s")
         elif now - self._last_pong_at > HEARTBEAT_SECONDS:
-            conn.sock.send(b"*1\r\n$4\r\nPING\r\n", socket.MSG_DONTWAIT)
+            conn.send_command("PING")  # answered as a message, read by a later _sync
             self._ping_sent_at = now
 
     def _forget_connection(self) -> None:
-        if self._conn is not None and self._conn.pid == os.getpid():
-            self._conn.close()
+        if self._conn is not None:
+            self._conn.disconnect()  # closes without shutting down a socket a forked parent still uses
         self._conn = None
         self._clear()
         self._epoch += 1
@@ -231,30 +238,28 @@ class NearCache:
 
     # --- outside the lock ----------------------------------------------------------------------
 
-    def _reconnect(self) -> None:
-        """Open and subscribe the invalidation connection (one thread at a time, others go on)."""
-        conn: Connection | None = None
+    def _reconnect(self, watched: tuple[str, ...]) -> None:
+        """Open and subscribe the invalidation connection for the `watched` prefixes (one thread at a
+        time, others go on)."""
+        conn: AbstractConnection | None = None
         try:
-            conn = connect(self._options, self._timeout)
-            conn.send([("CLIENT", "ID")])
-            (client_id,) = conn.read(1)
-            if not isinstance(client_id, int):  # an error reply (LOADING while Redis starts, say)
-                raise client_id if isinstance(client_id, Exception) else redis.ResponseError(repr(client_id))
-            prefixes = [part for prefix in self._prefixes for part in ("PREFIX", prefix)]
-            conn.send(
-                [
-                    ("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", *prefixes),
-                    ("SUBSCRIBE", INVALIDATE_CHANNEL),
-                ]
-            )
-            tracking, subscribed = conn.read(2)
-            if isinstance(tracking, Exception):
-                raise tracking
+            conn = self._pool.make_connection()
+            conn.connect()
+            conn.send_command("CLIENT", "ID")
+            client_id = conn.read_response()  # raises an error reply (LOADING while Redis starts, say)
+            if not isinstance(client_id, int):
+                raise redis.ResponseError(f"unexpected answer to CLIENT ID: {client_id!r}")
+            prefixes = [part for prefix in watched for part in ("PREFIX", prefix)]
+            # Tracking on this very connection: its messages stop the moment it is gone.
+            conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", *prefixes)
+            conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+            conn.read_response()
+            subscribed = conn.read_response()
             if not isinstance(subscribed, list) or subscribed[:1] != [b"subscribe"]:
                 raise redis.ResponseError(f"unexpected answer to SUBSCRIBE: {subscribed!r}")
         except Exception as exc:
             if conn is not None:
-                conn.close()
+                conn.disconnect()
             log.warning("near cache off (no invalidation messages from Redis): %s", exc)
             with self._lock:
                 self._connecting = False
@@ -262,8 +267,8 @@ class NearCache:
             return
         with self._lock:
             self._connecting = False
-            if self._pid != os.getpid():
-                conn.close()
+            if self._pid != os.getpid() or watched != self._prefixes:
+                conn.disconnect()  # a fork, or prefixes added meanwhile: the next request connects again
                 return
             self._forget_connection()
             self._conn = conn

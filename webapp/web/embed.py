@@ -7,16 +7,16 @@ refused (403), whatever the page's controls would allow.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, render_template, request
 
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
+from webapp.analytics.window import Window
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.core.timeutil import utcnow
-from webapp.core.vocabulary import DIMENSIONS
-from webapp.infra.redis_client import get_redis
+from webapp.core.vocabulary import DASHBOARD_PERIODS, DIMENSIONS
 from webapp.models import Organization
-from webapp.security import ratelimit
+from webapp.security.admission import spend_budget
 from webapp.web import embed_links, embed_reads, headers
 from webapp.web.embed_links import BadEmbedLink, EmbedClaims
 
@@ -70,20 +70,13 @@ def _organization(claims: EmbedClaims) -> Organization:
     org = embed_reads.organization(claims.org_id)
     if org is None:
         raise not_found("organization")
-    limit = current_app.config["RATE_LIMITS_PER_MINUTE"]["analytics"]
-    wait = ratelimit.spend(get_redis(), org.id, "analytics", limit)
-    if wait is not None:
-        raise ApiError(
-            429,
-            f"the organization's analytics budget of {limit} requests per minute is spent",
-            headers={"Retry-After": str(wait)},
-        )
+    spend_budget(org.id, "analytics")
     return org
 
 
-def _window(org: Organization, args: dict[str, str]) -> embed_reads.Window:
-    period = _choice(args, "period", tuple(embed_reads.PERIODS), "30d")
-    return embed_reads.Window.last(period, embed_reads.org_zone(org))
+def _window(org: Organization, args: dict[str, str], granularity: str | None = None) -> Window:
+    period = _choice(args, "period", tuple(DASHBOARD_PERIODS), "30d")
+    return embed_reads.last_days(org, DASHBOARD_PERIODS[period], granularity)
 
 
 def _refuse_unless(allowed: bool) -> None:
@@ -108,7 +101,7 @@ def dashboard(token: str) -> Response:
     args = _args(("period",))
     org = _organization(claims)
     with client_errors():
-        return embed_reads.dashboard(org, _window(org, args), claims.filters)
+        return embed_reads.dashboard(org, _window(org, args), claims.filters, args.get("period", "30d"))
 
 
 @bp.get("/<token>/api/distribution/<field>")
@@ -136,4 +129,4 @@ def time_series(token: str, metric: str) -> Response:
     granularity = _choice(args, "granularity", granularities, "daily")
     org = _organization(claims)
     with client_errors():
-        return embed_reads.time_series(org, _window(org, args), claims.filters, metric, granularity)
+        return embed_reads.time_series(org, _window(org, args, granularity), claims.filters, metric)

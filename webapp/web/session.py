@@ -22,13 +22,13 @@ from webapp.api.plumbing.spec import parse_body
 from webapp.api.schemas.common import LoginRequest
 from webapp.infra.db import get_session
 from webapp.models import User
-from webapp.security.auth import (
+from webapp.security.passwords import verify_password
+from webapp.security.tokens import (
     REQUIRED_CLAIMS,
     access_token_for,
     issue_tokens,
     revoke_token,
     token_revoked,
-    verify_password,
 )
 
 bp = Blueprint("web_session", __name__, url_prefix="/web/session")

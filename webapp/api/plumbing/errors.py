@@ -1,4 +1,4 @@
-"""The one error shape of the API, and the handlers that make every failure JSON."""
+"""The handlers that make every failure JSON, in the one error shape (webapp.core.errors)."""
 
 from __future__ import annotations
 
@@ -13,46 +13,11 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from webapp.core.errors import CODES, ApiError, error_body
+
+__all__ = ["CODES", "ApiError", "error_response", "not_found"]
+
 log = logging.getLogger(__name__)
-
-CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    410: "gone",
-    413: "payload_too_large",
-    414: "uri_too_long",
-    415: "unsupported_media_type",
-    416: "range_not_satisfiable",
-    422: "unprocessable_entity",
-    429: "too_many_requests",
-    431: "request_header_fields_too_large",
-    500: "internal_error",
-    503: "service_unavailable",
-}
-
-
-class ApiError(Exception):
-    """An error answered to the client as JSON with `status`."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        code: str | None = None,
-        details: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code or CODES.get(status, "error")
-        self.details = details or {}
-        self.headers = headers or {}
 
 
 def error_response(
@@ -64,14 +29,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """`{"error": {code, message, details}}` with `status`."""
-    body = {
-        "error": {
-            "code": code or CODES.get(status, "error"),
-            "message": message,
-            "details": details or {},
-        }
-    }
-    response = jsonify(body)
+    response = jsonify(error_body(status, message, code=code, details=details))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value

@@ -10,7 +10,7 @@ from webapp.api.plumbing.errors import ApiError
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as job_domain
-from webapp.security.auth import current_principal
+from webapp.security.admission import current_principal
 
 
 def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:

@@ -18,7 +18,8 @@ import redis
 from flask_jwt_extended import decode_token
 
 from webapp.api.plumbing.errors import ApiError
-from webapp.security.auth import REQUIRED_CLAIMS, ROLE_RANK, Principal, token_revoked
+from webapp.security.admission import Principal
+from webapp.security.tokens import REQUIRED_CLAIMS, ROLE_RANK, token_revoked
 
 TICKET_SECONDS = 30
 

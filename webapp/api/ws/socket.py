@@ -26,7 +26,7 @@ from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis, make_redis
 from webapp.live import relay as live_relay
 from webapp.live.relay import Relay
-from webapp.security.auth import current_claims, current_principal, require_role
+from webapp.security.admission import current_claims, current_principal, require_role
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,457 @@
+"""The questions of the cold-read benchmark: each endpoint's request, the part of its answer compared,
+and the same question as DuckDB SQL over the exported tickets and events, in one comparable shape.
+
+A question is one call of a builder in QUESTIONS; a new metric is one entry of DUCK_METRICS. Bucketing
+follows the README: days are local days (timezone() and date_trunc in the organization's zone), and
+an hour is a UTC hour (Europe/Berlin's offsets are whole hours).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+TZ_NAME = "Europe/Berlin"
+TZ = ZoneInfo(TZ_NAME)
+PERCENTILES = (50, 95, 99)
+API = "/api/v1"
+
+# metric -> (the event that carries it, its value over events e and tickets t; None counts events).
+DUCK_METRICS: dict[str, tuple[str, str | None]] = {
+    "ticket_count": ("created", None),
+    "response_time": ("first_response", "e.value"),
+    "resolution_time": ("resolved", "e.value"),
+    "sentiment_score": ("created", "t.sentiment_score"),
+}
+# The README's default SLA targets, hours (first response, resolution) by priority.
+SLA_TARGETS = {"urgent": (1, 4), "high": (4, 24), "normal": (8, 48), "low": (24, 120)}
+Filters = dict[str, list[str]]
+Tree = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The local day the benchmark's ranges end on (the day after the seed's), and the clock for SLA."""
+
+    end_day: date
+    now: datetime
+
+    def bounds(self, days: int) -> tuple[datetime, datetime]:
+        """[start, end) of the `days` local days before end_day, as instants."""
+        return _midnight(self.end_day - timedelta(days=days)), _midnight(self.end_day)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), TZ)  # Berlin's midnight always exists
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question: the HTTP request, the comparable part of its answer, and the DuckDB side."""
+
+    name: str
+    request: Callable[[Window], tuple[str, str, Tree | None]]  # method, path, JSON body
+    answer: Callable[[Tree], Tree]
+    duck: Callable[[duckdb.DuckDBPyConnection, Window], Tree]
+
+
+def _epoch(label: str) -> str:
+    return str(int(datetime.fromisoformat(label).timestamp()))
+
+
+def _in(alias: str, filters: Filters) -> str:
+    return "".join(
+        f" AND {alias}.{d} IN ({', '.join(repr(v) for v in values)})" for d, values in filters.items()
+    )
+
+
+def _bucket(granularity: str | None) -> str:
+    """SQL of a measurement's bucket: its local date, its UTC hour (epoch seconds), or 0 (no buckets)."""
+    if granularity == "daily":  # the fastest of the spellings tried (date_trunc, time_bucket: 1.1x-2x)
+        return f"CAST(timezone('{TZ_NAME}', e.occurred_at) AS DATE)"
+    if granularity == "hourly":  # Berlin's offsets are whole hours: a local hour is a UTC hour
+        return "epoch(date_trunc('hour', e.occurred_at))"
+    assert granularity is None, granularity
+    return "0"
+
+
+def _key(bucket: Any) -> str:
+    """A DuckDB bucket as the epoch seconds of its start, as _epoch makes of the platform's label."""
+    if isinstance(bucket, date):
+        return str(int(_midnight(bucket).timestamp()))
+    return str(int(bucket))
+
+
+def _range(start: datetime, end: datetime) -> dict[str, str]:
+    return {"start": start.astimezone(UTC).isoformat(), "end": end.astimezone(UTC).isoformat()}
+
+
+def _measurements(metric: str, filters: Filters, *, columns: str = "") -> str:
+    """FROM-clause subquery: the measurements of `metric` in [$start, $end) with b (bucket) and v."""
+    event_type, value = DUCK_METRICS[metric]
+    join = " JOIN tickets t ON t.id = e.ticket_id" if value and value.startswith("t.") else ""
+    return (
+        f"(SELECT e.occurred_at{columns}, {value or 'NULL'} AS v FROM ticket_events e{join}"
+        f" WHERE e.event_type = '{event_type}' AND e.occurred_at >= CAST($start AS TIMESTAMPTZ)"
+        f" AND e.occurred_at < CAST($end AS TIMESTAMPTZ){_in('e', filters)}) e"
+    )
+
+
+def _query_string(days: int, window: Window, filters: Filters, **extra: Any) -> str:
+    start_day = window.end_day - timedelta(days=days)
+    query = {**extra, "start": start_day.isoformat(), "end": window.end_day.isoformat()}
+    return urlencode({**query, **{d: ",".join(v) for d, v in filters.items()}})
+
+
+def series(metric: str, granularity: str, days: int, filters: Filters | None = None) -> Question:
+    """GET /analytics/time-series/{metric}: every bucket's count (and mean, min, max) and the total."""
+    filters = filters or {}
+    counted = DUCK_METRICS[metric][1] is None
+    stats = ("count",) if counted else ("count", "value", "min", "max")
+
+    def request(w: Window) -> tuple[str, str, None]:
+        query = _query_string(days, w, filters, granularity=granularity)
+        return "GET", f"{API}/analytics/time-series/{metric}?{query}", None
+
+    def answer(body: Tree) -> Tree:
+        points = {_epoch(p["bucket"]): {s: p[s] for s in stats} for p in body["points"]}
+        total = body["summary"]
+        return {"points": points, "total": {s: total[s] for s in ("total_count", "avg", "min", "max")}}
+
+    def duck(con: duckdb.DuckDBPyConnection, w: Window) -> Tree:
+        count = "count(*)" if counted else "count(v)"
+        rows = con.execute(
+            f"SELECT GROUPING(b) AS total, b, {count}, avg(v), min(v), max(v) FROM"
+            f" (SELECT {_bucket(granularity)} AS b, v FROM {_measurements(metric, filters)})"
+            " GROUP BY GROUPING SETS ((b), ())",
+            _range(*w.bounds(days)),
+        ).fetchall()
+        points = {
+            _key(b): dict(zip(stats, (n, avg, lo, hi), strict=False))
+            for t, b, n, avg, lo, hi in rows
+            if not t
+        }
+        (n, avg, lo, hi) = next(r[2:] for r in rows if r[0])
+        if counted:  # the summary is over buckets, empty ones included
+            start, end = w.bounds(days)
+            buckets = (
+                days
+                if granularity == "daily"
+                else int((end.astimezone(UTC) - start.astimezone(UTC)).total_seconds()) // 3600
+            )
+            counts = [p["count"] for p in points.values()] + [0] * (buckets - len(points))
+            avg, lo, hi = n / buckets, min(counts), max(counts)
+        return {"points": points, "total": {"total_count": n, "avg": avg, "min": lo, "max": hi}}
+
+    label = f"series {metric} {days}d {granularity}" + "".join(
+        f" {d}={','.join(v)}" for d, v in filters.items()
+    )
+    return Question(label, request, answer, duck)
+
+
+def aggregation(
+    metrics: list[str], group_by: list[str], days: int, granularity: str | None = None
+) -> Question:
+    """POST /analytics/aggregations: per group (and bucket) count, avg, min, max and p50/p95/p99."""
+    assert all(DUCK_METRICS[m][1] in (None, "e.value") for m in metrics), "one scan of the events"
+
+    def request(w: Window) -> tuple[str, str, Tree]:
+        start, end = w.end_day - timedelta(days=days), w.end_day
+        body = {
+            "metrics": metrics,
+            "group_by": group_by,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "percentiles": list(PERCENTILES),
+            **({"granularity": granularity} if granularity else {}),
+        }
+        return "POST", f"{API}/analytics/aggregations", body
+
+    def answer(body: Tree) -> Tree:
+        out: Tree = {}
+        for row in body["rows"]:
+            key = json.dumps(
+                [*(row["group"][g] for g in group_by), _epoch(row["bucket"]) if granularity else "0"]
+            )
+            out[key] = {m: row[m] for m in metrics if row[m]["count"]}
+        return out
+
+    def duck(con: duckdb.DuckDBPyConnection, w: Window) -> Tree:
+        types = {DUCK_METRICS[m][0]: m for m in metrics}
+        groups = "".join(f", e.{g}" for g in group_by)
+        fractions = [p / 100 for p in PERCENTILES]
+        rows = con.execute(
+            f"SELECT e.event_type{groups}, {_bucket(granularity)} AS b, count(*), count(e.value),"
+            f" avg(e.value), min(e.value), max(e.value), quantile_cont(e.value, {fractions})"
+            f" FROM ticket_events e WHERE e.event_type IN ({', '.join(repr(t) for t in types)})"
+            " AND e.occurred_at >= CAST($start AS TIMESTAMPTZ) AND e.occurred_at < CAST($end AS TIMESTAMPTZ)"
+            " GROUP BY ALL",
+            _range(*w.bounds(days)),
+        ).fetchall()
+        out: Tree = {}
+        width = len(group_by)
+        for row in rows:
+            metric, key = types[row[0]], json.dumps([*row[1 : 1 + width], _key(row[1 + width])])
+            events, n, avg, lo, hi, pct = row[2 + width :]
+            if DUCK_METRICS[metric][1] is None:
+                stats: Tree = {"count": events}
+            else:
+                stats = {"count": n, "avg": avg, "min": lo, "max": hi}
+                stats.update({f"p{p}": v for p, v in zip(PERCENTILES, pct or [None] * 3, strict=True)})
+            out.setdefault(key, {})[metric] = stats
+        return out
+
+    by = "x".join(group_by) or "none"
+    label = f"aggregation {'+'.join(metrics)} by {by} {days}d" + (f" {granularity}" if granularity else "")
+    return Question(label, request, answer, duck)
+
+
+def _sla(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, now: datetime) -> Tree:
+    """Met, breached, pending and compliance of first response and resolution, overall and by priority."""
+    targets = ", ".join(
+        f"('{p}', {fr * 3600_000_000}, {res * 3600_000_000})" for p, (fr, res) in SLA_TARGETS.items()
+    )
+    kinds = {"first_response": ("first_response_at", "fr"), "resolution": ("resolved_at", "res")}
+    counts = []
+    for kind, (column, target) in kinds.items():
+        deadline = f"epoch_us(t.created_at) + s.{target}"
+        counts += [
+            f"count(*) FILTER (WHERE epoch_us(t.{column}) <= {deadline}) AS {kind}_met",
+            f"count(*) FILTER (WHERE epoch_us(t.{column}) > {deadline}"
+            f" OR (t.{column} IS NULL AND {deadline} < $now)) AS {kind}_breached",
+            f"count(*) FILTER (WHERE t.{column} IS NULL AND {deadline} >= $now) AS {kind}_pending",
+        ]
+    rows = con.execute(
+        f"SELECT t.priority, {', '.join(counts)} FROM tickets t"
+        f" JOIN (VALUES {targets}) s(priority, fr, res) ON s.priority = t.priority"
+        " WHERE t.created_at >= CAST($start AS TIMESTAMPTZ) AND t.created_at < CAST($end AS TIMESTAMPTZ)"
+        " GROUP BY t.priority",
+        {**_range(start, end), "now": int(now.timestamp() * 1_000_000)},
+    ).fetchall()
+
+    def outcome(met: int, breached: int, pending: int) -> Tree:
+        judged = met + breached
+        return {
+            "met": met,
+            "breached": breached,
+            "pending": pending,
+            "compliance": met / judged if judged else None,
+        }
+
+    by_priority = {
+        row[0]: {k: outcome(*row[1 + 3 * i : 4 + 3 * i]) for i, k in enumerate(kinds)} for row in rows
+    }
+    overall = {
+        k: outcome(*(sum(row[1 + 3 * i + j] for row in rows) for j in range(3))) for i, k in enumerate(kinds)
+    }
+    return {"overall": overall, "by_priority": by_priority}
+
+
+def _sla_answer(sla: Tree) -> Tree:
+    return {"overall": sla["overall"], "by_priority": sla["by_priority"]}
+
+
+def _durations(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> Tree:
+    """Count, avg, min, max and percentiles of response and resolution time in [start, end)."""
+    fractions = [p / 100 for p in PERCENTILES]
+    rows = con.execute(
+        "SELECT e.event_type, count(e.value), avg(e.value), min(e.value), max(e.value),"
+        f" quantile_cont(e.value, {fractions}) FROM ticket_events e"
+        " WHERE e.event_type IN ('first_response', 'resolved')"
+        " AND e.occurred_at >= CAST($start AS TIMESTAMPTZ) AND e.occurred_at < CAST($end AS TIMESTAMPTZ)"
+        " GROUP BY ALL",
+        _range(start, end),
+    ).fetchall()
+    names = {"first_response": "response_time", "resolved": "resolution_time"}
+    return {
+        names[t]: {
+            "count": n,
+            "avg": avg,
+            "min": lo,
+            "max": hi,
+            **dict(zip((f"p{p}" for p in PERCENTILES), pct, strict=True)),
+        }
+        for t, n, avg, lo, hi, pct in rows
+    }
+
+
+def performance(days: int) -> Question:
+    """GET /analytics/performance: percentiles, avg and count of both durations, and SLA compliance."""
+
+    def request(w: Window) -> tuple[str, str, None]:
+        return "GET", f"{API}/analytics/performance?{_query_string(days, w, {})}", None
+
+    def answer(body: Tree) -> Tree:
+        keep = ("count", "avg", "min", "max", *(f"p{p}" for p in PERCENTILES))
+        out = {m: {k: body[m][k] for k in keep} for m in ("response_time", "resolution_time")}
+        return {**out, "sla": _sla_answer(body["sla"])}
+
+    def duck(con: duckdb.DuckDBPyConnection, w: Window) -> Tree:
+        start, end = w.bounds(days)
+        return {**_durations(con, start, end), "sla": _sla(con, start, end, w.now)}
+
+    return Question(f"performance {days}d", request, answer, duck)
+
+
+def _distributions(con: duckdb.DuckDBPyConnection, fields: list[str], start: datetime, end: datetime) -> Tree:
+    """Per field: the current values of the tickets created in [start, end), counts and shares."""
+    sets = ", ".join(f"({f})" for f in fields)
+    rows = con.execute(
+        f"SELECT {', '.join(f'GROUPING({f})' for f in fields)}, {', '.join(fields)}, count(*) FROM tickets t"
+        " WHERE t.created_at >= CAST($start AS TIMESTAMPTZ) AND t.created_at < CAST($end AS TIMESTAMPTZ)"
+        f" GROUP BY GROUPING SETS ({sets})",
+        _range(start, end),
+    ).fetchall()
+    out: Tree = {}
+    width = len(fields)
+    for i, field in enumerate(fields):
+        mine = [(row[width + i], row[-1]) for row in rows if row[i] == 0]
+        total = sum(n for _, n in mine)
+        values = {str(v): {"count": n, "share": n / total} for v, n in mine}
+        out[field] = {"total": total, "values": values}
+    return out
+
+
+def _distribution_answer(body: Tree) -> Tree:
+    values = {str(v["value"]): {"count": v["count"], "share": v["share"]} for v in body["values"]}
+    return {"total": body["total"], "values": values}
+
+
+def distribution(field: str, days: int) -> Question:
+    """GET /analytics/distribution/{field}: current values over the tickets created in the range."""
+
+    def request(w: Window) -> tuple[str, str, None]:
+        return "GET", f"{API}/analytics/distribution/{field}?{_query_string(days, w, {})}", None
+
+    def duck(con: duckdb.DuckDBPyConnection, w: Window) -> Tree:
+        return _distributions(con, [field], *w.bounds(days))[field]
+
+    return Question(f"distribution {field} {days}d", request, _distribution_answer, duck)
+
+
+def dashboard(days: int) -> Question:
+    """GET /analytics/dashboard?period=Nd: KPIs against the period before, backlog, series, mix, SLA."""
+    kpis = {"ticket_count": "count", "avg_response_time": "avg", "avg_resolution_time": "avg"}
+
+    def request(w: Window) -> tuple[str, str, None]:
+        query = urlencode({"period": f"{days}d", "end": w.end_day.isoformat()})
+        return "GET", f"{API}/analytics/dashboard?{query}", None
+
+    def answer(body: Tree) -> Tree:
+        return {
+            "kpis": {k: body["kpis"][k] for k in (*kpis, "avg_sentiment_score")},
+            "backlog": body["backlog"],
+            "series": {_epoch(p["bucket"]): p["count"] for p in body["ticket_count_series"]},
+            "distributions": {f: _distribution_answer(d) for f, d in body["distributions"].items()},
+            "sla": _sla_answer(body["sla"]),
+        }
+
+    def duck(con: duckdb.DuckDBPyConnection, w: Window) -> Tree:
+        start, end = w.bounds(days)
+        previous = _midnight(w.end_day - timedelta(days=2 * days))
+        rows = con.execute(
+            "SELECT e.occurred_at >= CAST($start AS TIMESTAMPTZ) AS current, e.event_type,"
+            " count(*), avg(e.value) FROM ticket_events e"
+            " WHERE e.event_type IN ('created', 'first_response', 'resolved')"
+            " AND e.occurred_at >= CAST($previous AS TIMESTAMPTZ)"
+            " AND e.occurred_at < CAST($end AS TIMESTAMPTZ) GROUP BY ALL UNION ALL"
+            " SELECT t.created_at >= CAST($start AS TIMESTAMPTZ), 'sentiment', count(*),"
+            " avg(t.sentiment_score)"
+            " FROM tickets t WHERE t.created_at >= CAST($previous AS TIMESTAMPTZ)"
+            " AND t.created_at < CAST($end AS TIMESTAMPTZ) GROUP BY ALL",
+            {**_range(start, end), "previous": previous.astimezone(UTC).isoformat()},
+        ).fetchall()
+        got = {(current, kind): (n, avg) for current, kind, n, avg in rows}
+        sources = {
+            "ticket_count": ("created", 0),
+            "avg_response_time": ("first_response", 1),
+            "avg_resolution_time": ("resolved", 1),
+            "avg_sentiment_score": ("sentiment", 1),
+        }
+        out_kpis: Tree = {}
+        for name, (kind, column) in sources.items():
+            value, before = (got.get((c, kind), (0, None))[column] for c in (True, False))
+            change = (value - before) / abs(before) * 100 if value is not None and before else None
+            out_kpis[name] = {"value": value, "previous": before, "change_pct": change}
+        series = con.execute(
+            f"SELECT {_bucket('daily')}, count(*) FROM {_measurements('ticket_count', {})} GROUP BY ALL",
+            _range(start, end),
+        ).fetchall()
+        backlog = dict(
+            con.execute(
+                "SELECT status, count(*) FROM tickets WHERE created_at < CAST($end AS TIMESTAMPTZ)"
+                " AND status NOT IN ('resolved', 'closed') GROUP BY status",
+                {"end": end.astimezone(UTC).isoformat()},
+            ).fetchall()
+        )
+        return {
+            "kpis": out_kpis,
+            "backlog": {"count": sum(backlog.values()), "by_status": backlog},
+            "series": {_key(b): n for b, n in series},
+            "distributions": _distributions(con, ["status", "priority"], start, end),
+            "sla": _sla(con, start, end, w.now),
+        }
+
+    return Question(f"dashboard {days}d", request, answer, duck)
+
+
+TWO_FILTERS: Filters = {"priority": ["high", "urgent"], "channel": ["email"]}
+ONE_FILTER: Filters = {"priority": ["high", "urgent"]}
+QUESTIONS: list[Question] = [
+    dashboard(30),
+    *(
+        series(metric, granularity, days, filters)
+        for granularity, days in (("daily", 365), ("hourly", 90))
+        for metric in ("ticket_count", "response_time")
+        for filters in ({}, ONE_FILTER, TWO_FILTERS)
+    ),
+    aggregation(["ticket_count"], ["priority"], 365, "daily"),
+    aggregation(["ticket_count"], ["channel"], 90, "hourly"),
+    aggregation(["response_time", "resolution_time"], ["priority"], 90),
+    aggregation(["response_time", "resolution_time"], ["channel", "priority"], 90),
+    performance(30),
+    distribution("category", 90),
+    distribution("status", 30),
+]
+
+
+# --- comparing and timing ------------------------------------------------------------------------
+
+
+def flatten(tree: Tree, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Leaves by path; a zero or missing leaf is left out (empty buckets and groups on either side)."""
+    out: dict[tuple[str, ...], Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, (*prefix, str(key))))
+        elif value is not None and value != 0:
+            out[(*prefix, str(key))] = value
+    return out
+
+
+def _close(x: Any, a: Any, b: Any, stat: str) -> bool:
+    """x agrees with a or b or lies between them (b: the other side computed at a later clock)."""
+    if a is None or b is None or x is None:
+        return x in (a, b)
+    if all(isinstance(v, int) for v in (x, a, b)):
+        return min(a, b) <= x <= max(a, b)
+    tolerance = 0.01 if stat[0] == "p" and stat[1:].isdigit() else 1e-9
+    scale = max(abs(a), abs(b), 1e-300)
+    return min(a, b) - tolerance * scale <= x <= max(a, b) + tolerance * scale
+
+
+def differences(platform: Tree, early: Tree, late: Tree) -> list[str]:
+    """Where the platform's answer disagrees with DuckDB's (computed at the request's start and end)."""
+    ours, before, after = flatten(platform), flatten(early), flatten(late)
+    out = []
+    for key in sorted(set(ours) | set(before) | set(after)):
+        if not _close(ours.get(key), before.get(key), after.get(key), key[-1]):
+            out.append(f"{'.'.join(key)}: platform {ours.get(key)!r}, duckdb {before.get(key)!r}")
+    return out

@@ -1,0 +1,146 @@
+"""JWT setup, the tokens a login issues, a token's revocation, and the tokens this process verified."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Flask, current_app
+from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
+
+from webapp.core.errors import error_body
+from webapp.core.vocabulary import ROLES
+from webapp.infra.db import get_session, session_factory
+from webapp.infra.redis_client import get_redis
+from webapp.models import User
+from webapp.security import revocation
+
+jwt = JWTManager()
+
+ALGORITHM = "HS256"
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+REQUIRED_CLAIMS = ("sub", "org_id", "role", "type", "jti", "exp")
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
+
+
+def _claims(user: User) -> dict[str, Any]:
+    return {"org_id": user.org_id, "role": user.role}
+
+
+def issue_tokens(user: User) -> dict[str, Any]:
+    """The login answer: access and refresh tokens for `user`."""
+    return {
+        "access_token": access_token_for(user),
+        "refresh_token": create_refresh_token(str(user.id), additional_claims=_claims(user)),
+        "token_type": "Bearer",
+        "expires_in": current_app.config["JWT_ACCESS_TOKEN_MINUTES"] * 60,
+    }
+
+
+def access_token_for(user: User) -> str:
+    """A new access token carrying the user's organization and role."""
+    return create_access_token(str(user.id), additional_claims=_claims(user))
+
+
+def init_app(app: Flask) -> None:
+    """Pin the algorithm, read the secret from config, and answer every JWT failure as JSON 401."""
+    app.config.update(
+        JWT_ALGORITHM=ALGORITHM,
+        JWT_DECODE_ALGORITHMS=[ALGORITHM],
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=app.config["JWT_ACCESS_TOKEN_MINUTES"]),
+        JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=app.config["JWT_REFRESH_TOKEN_DAYS"]),
+        JWT_ERROR_MESSAGE_KEY="message",
+    )
+    jwt.init_app(app)
+    app.extensions["verified_tokens"] = VerifiedTokens()
+
+    def unauthorized(message: str) -> tuple[dict[str, Any], int, dict[str, str]]:
+        # Flask encodes the body as every other error of the API is encoded.
+        return error_body(401, message), 401, UNAUTHORIZED_HEADERS
+
+    jwt.unauthorized_loader(lambda reason: unauthorized(f"missing or malformed token: {reason}"))
+    jwt.invalid_token_loader(lambda reason: unauthorized(f"invalid token: {reason}"))
+    jwt.expired_token_loader(lambda header, payload: unauthorized("token has expired"))
+    jwt.revoked_token_loader(lambda header, payload: unauthorized("token has been revoked"))
+    jwt.token_verification_failed_loader(
+        lambda header, payload: unauthorized("token is missing required claims")
+    )
+    jwt.user_lookup_error_loader(lambda header, payload: unauthorized("token user no longer exists"))
+
+    @jwt.token_in_blocklist_loader
+    def in_blocklist(header: dict[str, Any], payload: dict[str, Any]) -> bool:
+        return token_revoked(payload)
+
+    @jwt.token_verification_loader
+    def has_required_claims(header: dict[str, Any], payload: dict[str, Any]) -> bool:
+        if any(claim not in payload for claim in REQUIRED_CLAIMS):
+            return False
+        return isinstance(payload["org_id"], int) and payload["role"] in ROLE_RANK
+
+
+def token_revoked(claims: dict[str, Any]) -> bool:
+    """Whether the decoded token `claims` was revoked by a logout (a token without jti counts as revoked)."""
+    jti, exp = claims.get("jti"), claims.get("exp")
+    if not isinstance(jti, str) or not isinstance(exp, int | float):
+        return True
+    return revocation.is_revoked(
+        get_redis(),
+        session_factory(),
+        jti=jti,
+        expires_at=datetime.fromtimestamp(exp, UTC),
+        negative_ttl=negative_ttl(),
+    )
+
+
+def negative_ttl() -> int:
+    """How long Redis may answer "not revoked" for a token before the database is asked again."""
+    return current_app.config["TOKEN_REVOCATION_CACHE_SECONDS"]
+
+
+def revoke_token(claims: dict[str, Any]) -> None:
+    """Revoke the decoded token `claims` until its expiry (Redis and the database)."""
+    revocation.revoke(
+        get_session(), get_redis(), jti=claims["jti"], expires_at=datetime.fromtimestamp(claims["exp"], UTC)
+    )
+
+
+class VerifiedTokens:
+    """Access tokens whose signature and claims this app verified: the token string -> its claims.
+
+    The same string always carries the same claims, so it needs no second signature check (which
+    costs as much as a small request); expiry, revocation and the role are still checked on every
+    request. Bounded: past `size` tokens the oldest is forgotten (and verified again if it returns).
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._claims: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, token: str, claims: dict[str, Any]) -> None:
+        """Keep `claims` as what `token` carries."""
+        with self._lock:
+            if len(self._claims) >= self._size:
+                del self._claims[next(iter(self._claims))]  # dicts keep insertion order
+            self._claims[token] = claims
+
+    def get(self, token: str | None) -> dict[str, Any] | None:
+        """The claims of `token` if it was verified before and has not expired since."""
+        if token is None:
+            return None
+        claims = self._claims.get(token)
+        if claims is None:
+            return None
+        if claims["exp"] <= time.time():
+            with self._lock:
+                self._claims.pop(token, None)  # the full check answers "token has expired"
+            return None
+        return claims
+
+
+def verified_tokens() -> VerifiedTokens:
+    """The process's memory of verified tokens."""
+    return current_app.extensions["verified_tokens"]
