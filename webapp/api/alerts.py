@@ -29,7 +29,7 @@ from webapp.api.schemas.alerts import (
 from webapp.core.timeutil import utcnow, zone
 from webapp.infra.db import get_session
 from webapp.models import AlertRule, Organization
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
 WRITE_ERRORS = (400, 401, 403, 404, 409, 429)

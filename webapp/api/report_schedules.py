@@ -29,7 +29,7 @@ from webapp.jobs import lifecycle as job_domain
 from webapp.models import ReportSchedule as ScheduleRow
 from webapp.reports import ranges, runs, schedules
 from webapp.reports.schedules import ReportError
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("report_schedules", __name__, url_prefix="/report-schedules")
 WRITE_ERRORS = (400, 401, 403, 404, 409, 429)

@@ -27,7 +27,7 @@ from webapp.api.schemas.webhooks import (
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.models import Webhook as WebhookRow
-from webapp.security.auth import current_principal, require_role
+from webapp.security.admission import current_principal, require_role
 from webapp.webhooks import deliveries, records
 from webapp.webhooks.records import WebhookError
 
