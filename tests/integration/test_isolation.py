@@ -13,7 +13,16 @@ from tests.conftest import wait_for_job
 pytestmark = pytest.mark.worker
 
 # Path parameters that name an object of an organization, and the ones that do not.
-OBJECT_PARAMS = {"ticket_id", "job_id", "export_id", "org_id", "schedule_id"}
+OBJECT_PARAMS = {
+    "ticket_id",
+    "job_id",
+    "export_id",
+    "org_id",
+    "schedule_id",
+    "alert_id",
+    "webhook_id",
+    "report_schedule_id",
+}
 VALUE_PARAMS = {"metric": "ticket_count", "field": "priority"}
 
 # Routes that create the caller's own objects or need no auth: they cannot reveal another tenant.
@@ -35,6 +44,7 @@ OWN_OR_PUBLIC = {
     ("POST", "/api/v1/analytics/snapshots"),
     ("DELETE", "/api/v1/analytics/cache"),
     ("POST", "/api/v1/embed-tokens"),
+    ("POST", "/api/v1/webhooks"),
 }
 # The socket can only be opened by a real WebSocket client: tests/e2e/test_websocket.py refuses it.
 SOCKET = ("GET", "/api/v1/ws/analytics/{org_id}")
@@ -44,11 +54,43 @@ SLA_TARGETS = {p: {"first_reply_hours": 1} for p in ("urgent", "high", "normal",
 BODIES = {
     ("PATCH", "/api/v1/tickets/{ticket_id}"): {"priority": "low"},
     ("PATCH", "/api/v1/schedules/{schedule_id}"): {"name": "taken"},
+    ("PATCH", "/api/v1/alerts/{alert_id}"): {"name": "taken"},
+    ("POST", "/api/v1/alerts/{alert_id}/simulate"): {"start": "2026-01-01", "end": "2026-01-02"},
+    ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"description": "taken"},
+    ("PATCH", "/api/v1/report-schedules/{report_schedule_id}"): {"name": "taken"},
     ("POST", "/api/v1/analytics/aggregations"): {
         "metrics": ["ticket_count", "response_time"],
         "group_by": ["priority"],
     },
 }
+
+
+# Routes whose body names an object of another organization (the victim's), answered 404.
+NAMING_ANOTHERS = {
+    ("PUT", "/api/v1/sla-policy"),
+    ("POST", "/api/v1/alerts"),
+    ("POST", "/api/v1/report-schedules"),
+}
+
+
+def _alert_body(webhook_id: int) -> dict[str, Any]:
+    return {
+        "name": "surge",
+        "metric": "ticket_count",
+        "granularity": "hourly",
+        "condition": {"type": "above", "value": 100},
+        "channels": [{"type": "webhook", "webhook_id": webhook_id}],
+    }
+
+
+def _report_body(webhook_id: int) -> dict[str, Any]:
+    return {
+        "name": "weekly",
+        "cron": "0 9 * * mon",
+        "timezone": "UTC",
+        "export": {"format": "csv", "dataset": "tickets", "query": {"range": "previous_week"}},
+        "webhook_id": webhook_id,
+    }
 
 
 def _operations(spec: dict[str, Any]) -> list[tuple[str, str]]:
@@ -84,12 +126,24 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
     schedule = victim.admin.post(
         "/api/v1/schedules", json={"name": marker, "timezone": "UTC", "intervals": OFFICE}
     ).get_json()
-    # The attacker's policy may not name the victim's schedule.
+    # A public address: nothing is ever sent to it (no delivery is made in this test).
+    webhook = victim.admin.post(
+        "/api/v1/webhooks", json={"url": "https://93.184.216.34/in", "description": marker}
+    )
+    webhook_id = webhook.get_json()["id"]
+    alert = victim.admin.post("/api/v1/alerts", json={**_alert_body(webhook_id), "name": marker}).get_json()
+    report = victim.admin.post("/api/v1/report-schedules", json={**_report_body(webhook_id), "name": marker})
+    # The attacker's policy may not name the victim's schedule, its alerts and reports not its webhook.
     bodies = {
         **BODIES,
         ("PUT", "/api/v1/sla-policy"): {"schedule_id": schedule["id"], "targets": SLA_TARGETS},
+        ("POST", "/api/v1/alerts"): _alert_body(webhook_id),
+        ("POST", "/api/v1/report-schedules"): _report_body(webhook_id),
     }
     ids = {
+        "alert_id": alert["id"],
+        "webhook_id": webhook_id,
+        "report_schedule_id": report.get_json()["id"],
         "schedule_id": schedule["id"],
         "ticket_id": ticket["id"],
         "job_id": export_job["job_id"],
@@ -116,7 +170,7 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
         text = response.get_data(as_text=True)
         assert marker not in text, (method, path)
         assert "@victim.test" not in text, (method, path)
-        if params & OBJECT_PARAMS or (method, path) == ("PUT", "/api/v1/sla-policy"):
+        if params & OBJECT_PARAMS or (method, path) in NAMING_ANOTHERS:
             assert response.status_code == 404, (method, path, response.status_code, text[:300])
         else:
             assert response.status_code < 500, (method, path, text[:300])
@@ -135,6 +189,13 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
     assert victim.viewer.get(f"/api/v1/jobs/{export_job['job_id']}").status_code == 200
     assert victim.viewer.get(f"/api/v1/schedules/{schedule['id']}").get_json()["name"] == marker
     assert attacker.admin.get("/api/v1/sla-policy").get_json()["schedule_id"] is None
+    assert victim.viewer.get(f"/api/v1/alerts/{alert['id']}").get_json()["name"] == marker
+    assert victim.admin.get(f"/api/v1/webhooks/{webhook_id}").get_json()["description"] == marker
+    assert (
+        victim.viewer.get(f"/api/v1/report-schedules/{ids['report_schedule_id']}").get_json()["name"]
+        == marker
+    )
+    assert attacker.admin.get("/api/v1/alerts").get_json()["items"] == []
 
 
 ROLE_CASES = [
@@ -154,6 +215,12 @@ ROLE_CASES = [
     ("admin", "PUT", "/api/v1/sla-policy", {"targets": SLA_TARGETS}),
     ("viewer", "GET", "/api/v1/schedules", None),
     ("viewer", "GET", "/api/v1/sla-policy", None),
+    ("admin", "POST", "/api/v1/alerts", {}),
+    ("viewer", "GET", "/api/v1/alerts", None),
+    ("admin", "POST", "/api/v1/webhooks", {"url": "https://93.184.216.34/in"}),
+    ("admin", "GET", "/api/v1/webhooks", None),
+    ("admin", "POST", "/api/v1/report-schedules", {}),
+    ("viewer", "GET", "/api/v1/report-schedules", None),
 ]
 RANK = {"viewer": 0, "agent": 1, "admin": 2}
 

@@ -144,6 +144,7 @@ def events(alert_id: int) -> Response:
     tag="alerts",
     body=SimulateRequest,
     responses={200: Simulation},
+    errors=(400, 401, 403, 404, 429, 503),
 )
 @require_role("viewer")
 def simulate(alert_id: int) -> Response:
