@@ -166,6 +166,8 @@ def update_rule(
 
 def get_rule(session: Session, org_id: int, rule_id: int) -> AlertRule | None:
     """The rule `rule_id` of `org_id` (None for another organization's)."""
+    if not 0 < rule_id < 2**63:  # no bigint holds it
+        return None
     return session.scalar(select(AlertRule).where(AlertRule.id == rule_id, AlertRule.org_id == org_id))
 
 

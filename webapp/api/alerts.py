@@ -13,9 +13,9 @@ from webapp.alerts import evaluation, rules
 from webapp.alerts.rules import RuleError
 from webapp.analytics.window import canonical_window
 from webapp.api.plumbing.errors import ApiError, not_found
-from webapp.api.plumbing.patches import parse_patch
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, parse_body, parse_query
+from webapp.api.plumbing.writes import no_content, parse_patch
 from webapp.api.schemas.alerts import (
     Alert,
     AlertCreate,
@@ -118,10 +118,10 @@ def patch(alert_id: int) -> Response:
     "Delete an alert rule and its events", tag="alerts", responses={204: None}, errors=(401, 403, 404, 429)
 )
 @require_role("admin")
-def delete(alert_id: int) -> tuple[str, int]:
+def delete(alert_id: int) -> Response:
     get_session().delete(_own(alert_id))
     get_session().commit()
-    return "", 204
+    return no_content()
 
 
 @bp.get("/<int:alert_id>/events")

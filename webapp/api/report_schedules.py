@@ -11,9 +11,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, url_for
 
 from webapp.api.plumbing.errors import ApiError, not_found
-from webapp.api.plumbing.patches import parse_patch
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model
+from webapp.api.plumbing.writes import no_content, parse_patch
 from webapp.api.schemas.common import JobAccepted
 from webapp.api.schemas.reports import (
     ReportExport,
@@ -145,10 +145,10 @@ def patch(report_schedule_id: int) -> Response:
 @bp.delete("/<int:report_schedule_id>")
 @document("Delete a report schedule", tag="reports", responses={204: None}, errors=(401, 403, 404, 429))
 @require_role("admin")
-def delete(report_schedule_id: int) -> tuple[str, int]:
+def delete(report_schedule_id: int) -> Response:
     get_session().delete(_own(report_schedule_id))
     get_session().commit()
-    return "", 204
+    return no_content()
 
 
 @bp.post("/<int:report_schedule_id>/run")

@@ -12,8 +12,8 @@ from datetime import datetime
 from flask import Blueprint, Response, current_app, jsonify, url_for
 
 from webapp.api.plumbing.errors import ApiError, not_found
-from webapp.api.plumbing.patches import parse_patch
 from webapp.api.plumbing.spec import document, parse_body, parse_query
+from webapp.api.plumbing.writes import no_content, parse_patch
 from webapp.api.schemas.webhooks import (
     DeliveriesQuery,
     DeliveryAccepted,
@@ -135,12 +135,12 @@ def patch(webhook_id: int) -> Response:
     errors=(401, 403, 404, 409, 429),
 )
 @require_role("admin")
-def delete(webhook_id: int) -> tuple[str, int]:
+def delete(webhook_id: int) -> Response:
     webhook = _own(webhook_id)
     with webhook_errors():
         records.delete_webhook(get_session(), webhook)
     get_session().commit()
-    return "", 204
+    return no_content()
 
 
 @bp.post("/<int:webhook_id>/test")

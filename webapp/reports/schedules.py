@@ -145,6 +145,8 @@ def update_schedule(
 
 def get_schedule(session: Session, org_id: int, schedule_id: int) -> ReportSchedule | None:
     """The schedule `schedule_id` of `org_id` (None for another organization's)."""
+    if not 0 < schedule_id < 2**63:  # no bigint holds it
+        return None
     return session.scalar(
         select(ReportSchedule).where(ReportSchedule.id == schedule_id, ReportSchedule.org_id == org_id)
     )

@@ -96,6 +96,8 @@ def create_webhook(
 
 def get_webhook(session: Session, org_id: int, webhook_id: int) -> Webhook | None:
     """The webhook `webhook_id` of `org_id` (None for another organization's)."""
+    if not 0 < webhook_id < 2**63:  # no bigint holds it
+        return None
     return session.scalar(select(Webhook).where(Webhook.id == webhook_id, Webhook.org_id == org_id))
 
 

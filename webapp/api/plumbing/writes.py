@@ -1,9 +1,10 @@
-"""PATCH bodies: the fields the client gave, each validated, none of them null."""
+"""Write routes: PATCH bodies (the fields given, each validated, none null) and empty answers."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import Response
 from pydantic import BaseModel
 
 from webapp.api.plumbing.errors import ApiError
@@ -22,3 +23,8 @@ def parse_patch(model: type[BaseModel]) -> dict[str, Any]:
         if value is None:
             raise ApiError(400, f"{name} cannot be null", details={"field": name})
     return fields
+
+
+def no_content() -> Response:
+    """204 for a delete, typed as the document says every answer is (JSON), with no body."""
+    return Response(status=204, mimetype="application/json")
