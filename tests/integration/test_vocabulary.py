@@ -33,6 +33,13 @@ CHECKED = {
     ("jobs", "kind"): v.JOB_KINDS,
     ("jobs", "state"): v.JOB_STATES,
     ("exports", "format"): v.EXPORT_FORMATS,
+    ("alert_rules", "granularity"): v.ALERT_GRANULARITIES,
+    ("alert_rules", "state"): v.ALERT_STATES,
+    ("alert_events", "state"): v.ALERT_STATES,
+    ("webhook_deliveries", "event_type"): v.WEBHOOK_EVENTS,
+    ("webhook_deliveries", "state"): v.DELIVERY_STATES,
+    ("report_runs", "trigger"): v.REPORT_TRIGGERS,
+    ("report_runs", "state"): v.REPORT_RUN_STATES,
 }
 
 
@@ -198,6 +205,23 @@ def _worker_tasks(services: Any) -> set[str]:
         [sys.executable, "-c", listing], cwd=ROOT, env=process_env(services), capture_output=True, check=True
     )
     return set(json.loads(output.stdout.decode().splitlines()[-1]))
+
+
+def test_alert_webhook_and_report_words_in_the_document(spec):
+    assert _prop(spec, "AlertCreate", "granularity") == list(v.ALERT_GRANULARITIES)
+    assert set(v.ALERT_GRANULARITIES) <= set(v.GRANULARITIES)
+    assert _prop(spec, "Alert", "state") == list(v.ALERT_STATES)
+    assert _prop(spec, "AlertCreate", "metric") == list(METRICS)
+    assert _prop(spec, "ChangeCondition", "direction") == list(v.CHANGE_DIRECTIONS)
+    conditions = _schema(spec, "AlertCreate")["properties"]["condition"]["discriminator"]["mapping"]
+    assert set(conditions) == set(v.ALERT_CONDITIONS)
+    channels = _schema(spec, "AlertCreate")["properties"]["channels"]["items"]["discriminator"]["mapping"]
+    assert set(channels) == set(v.ALERT_CHANNELS)
+    assert _prop(spec, "Delivery", "type") == list(v.WEBHOOK_EVENTS)
+    assert _prop(spec, "Delivery", "state") == list(v.DELIVERY_STATES)
+    assert set(v.ALERT_EVENT_TYPES.values()) <= set(v.WEBHOOK_EVENTS)
+    assert _prop(spec, "TicketsReportQuery", "range") == list(v.REPORT_RANGES)
+    assert _prop(spec, "ReportRunInfo", "state") == list(v.REPORT_RUN_STATES)
 
 
 def test_job_kinds_states_and_routes(spec, base_app, services):

@@ -87,7 +87,8 @@ def task_routes() -> dict[str, dict[str, str]]:
 # The granularities an alert rule is evaluated at (every closed bucket of one of them).
 ALERT_GRANULARITIES = ("hourly", "daily", "weekly")
 ALERT_STATES = ("ok", "firing")
-ALERT_CONDITIONS = ("above", "below", "change_pct", "anomaly")
+THRESHOLDS = ("above", "below")
+ALERT_CONDITIONS = (*THRESHOLDS, "change_pct", "anomaly")
 CHANGE_DIRECTIONS = ("up", "down", "either")
 ALERT_CHANNELS = ("webhook", "websocket")
 # The `type` of a webhook delivery's body; an alert's transition into each state has its own.

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from webapp.api.schemas.common import MAX_PAGE, Strict
 from webapp.api.schemas.fields import FILTERS_DOC, FilterObject, MetricName
-from webapp.core.vocabulary import ALERT_GRANULARITIES, ALERT_STATES, CHANGE_DIRECTIONS
+from webapp.core.vocabulary import ALERT_GRANULARITIES, ALERT_STATES, CHANGE_DIRECTIONS, THRESHOLDS
 
 AlertGranularity = Literal[ALERT_GRANULARITIES]  # type: ignore[valid-type]
 AlertState = Literal[ALERT_STATES]  # type: ignore[valid-type]
@@ -21,7 +21,7 @@ _ID = Field(ge=1, le=2**63 - 1)
 class ThresholdCondition(Strict):
     """`above`: the bucket's value is strictly greater than `value`; `below`: strictly less."""
 
-    type: Literal["above", "below"]
+    type: Literal[THRESHOLDS]  # type: ignore[valid-type]
     value: float = Field(allow_inf_nan=False)
 
 
