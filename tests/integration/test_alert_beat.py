@@ -1,0 +1,82 @@
+"""A real beat process sends the alert pass on its schedule: a closed bucket waiting for its rule is
+evaluated within a pass or two."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import text
+
+import celeryconfig
+from tests.conftest import ROOT, TEST_INSTANCE, process_env
+from webapp.core.timeutil import utcnow
+
+pytestmark = pytest.mark.worker
+
+
+def test_beat_evaluates_a_closed_bucket_within_a_minute(celery_worker, make_live_tenant, live_app, services):
+    entry = celeryconfig.beat_schedule(live_app.config)["alerts-evaluate-due"]
+    assert entry["schedule"] <= 15
+    tenant = make_live_tenant("Beat")
+    rule = tenant.admin.post(
+        "/api/v1/alerts",
+        json={
+            "name": "any ticket",
+            "metric": "ticket_count",
+            "granularity": "hourly",
+            "condition": {"type": "above", "value": 0},
+            "channels": [{"type": "websocket"}],
+        },
+    ).get_json()
+    last_hour = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    ticket = tenant.agent.post(
+        "/api/v1/tickets",
+        json={"subject": "late", "created_at": (last_hour + timedelta(minutes=1)).isoformat()},
+    )
+    assert ticket.status_code == 201
+    engine = live_app.extensions["db_engine"]
+    with engine.begin() as conn:
+        # As if the last pass had run just before that hour closed.
+        conn.execute(
+            text("UPDATE alert_rules SET evaluated_until = :at WHERE id = :id"),
+            {"at": last_hour, "id": rule["id"]},
+        )
+    schedule_file = TEST_INSTANCE / f"beat-alerts-{tenant.org_id}"
+    script = (
+        "import celeryconfig\n"
+        "from workers import celery_app, flask_app\n"
+        "entry = dict(celeryconfig.beat_schedule(flask_app.config)['alerts-evaluate-due'])\n"
+        f"entry['kwargs'] = {{'org_ids': [{tenant.org_id}]}}\n"
+        "celery_app.conf.beat_schedule = {'alerts-evaluate-due': entry}\n"
+        f"celery_app.Beat(schedule={str(schedule_file)!r}, loglevel='INFO').run()\n"
+    )
+    started = time.monotonic()
+    with open(TEST_INSTANCE / "beat-alerts.log", "ab") as log:
+        beat = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env=process_env(services),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            recorded = None
+            while time.monotonic() - started < 90 and recorded is None:
+                with engine.connect() as conn:
+                    recorded = conn.execute(
+                        text("SELECT state, bucket, value FROM alert_events WHERE rule_id = :id"),
+                        {"id": rule["id"]},
+                    ).first()
+                waited = time.monotonic() - started
+                time.sleep(0.5)
+        finally:
+            beat.terminate()
+            beat.wait(timeout=20)
+    assert recorded is not None, "beat evaluated nothing"
+    assert (recorded.state, recorded.bucket, recorded.value) == ("firing", last_hour, 1)
+    # Beat sends the pass every 15 s (its first at once): well within a minute of starting.
+    assert waited < 60
