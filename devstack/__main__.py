@@ -55,6 +55,10 @@ def run() -> int:
         token = run_step(flask_command("issue-token", "--email", login["email"]), cwd=ROOT, capture=True)
         print(_banner(port, login, token.strip()), flush=True)
         env = processes.process_env(port)
+        if config.env("WEBHOOK_ALLOW_PRIVATE") is None:
+            # A developer's stack: the webhook receivers it is tried with listen on this machine.
+            env["WEBHOOK_ALLOW_PRIVATE"] = "1"
+            print("  WEBHOOK_ALLOW_PRIVATE=1: webhooks may target private and loopback addresses", flush=True)
         procs = processes.procfile_processes(ROOT / "Procfile", port=port, env=env)
         return processes.run(procs, instance=instance, cwd=ROOT, env=env, policy=policy)
     finally:
