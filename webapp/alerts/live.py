@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from webapp.alerts.evaluation import GRACE, Transition, run
@@ -50,8 +50,13 @@ class Recorded:
 
 
 def rules_due(session: Session, *, now: datetime, org_ids: Sequence[int] | None = None) -> list[int]:
-    """Enabled rules that may have a bucket closed since their last pass, by id."""
-    query = select(AlertRule.id).where(AlertRule.enabled, AlertRule.evaluated_until <= now - GRACE - SHORTEST)
+    """Enabled rules that may have a bucket closed since their last pass (behind by at least their
+    granularity's shortest bucket), by id."""
+    shortest = case(
+        *((AlertRule.granularity == name, length) for name, length in SHORTEST.items()),
+        else_=min(SHORTEST.values()),
+    )
+    query = select(AlertRule.id).where(AlertRule.enabled, AlertRule.evaluated_until + shortest <= now - GRACE)
     if org_ids is not None:
         query = query.where(AlertRule.org_id.in_(org_ids))
     return list(session.scalars(query.order_by(AlertRule.id)))

@@ -22,8 +22,12 @@ LONGEST = {
     "daily": timedelta(hours=25),
     "weekly": timedelta(days=7, hours=1),
 }
-# The shortest (a rule whose evaluated_until is not this far behind has no closed bucket to evaluate).
-SHORTEST = timedelta(minutes=30)
+# The shortest: a rule whose evaluated_until is not this far behind has no closed bucket to evaluate.
+SHORTEST = {
+    "hourly": timedelta(minutes=30),
+    "daily": timedelta(hours=23),
+    "weekly": timedelta(days=7, hours=-1),
+}
 _DAYS_PER_PERIOD = 7
 
 

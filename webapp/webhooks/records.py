@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.models import AlertRule, ReportSchedule, Webhook
@@ -75,7 +75,7 @@ def create_webhook(
     resolver: Resolver | None = None,
 ) -> Webhook:
     """A new webhook with a fresh secret (flushed, not committed); WebhookError for a refused URL."""
-    count = len(session.scalars(select(Webhook.id).where(Webhook.org_id == org_id)).all())
+    count = session.scalar(select(func.count()).where(Webhook.org_id == org_id)) or 0
     if count >= MAX_WEBHOOKS:
         raise WebhookError(f"an organization has at most {MAX_WEBHOOKS} webhooks", status=409)
     webhook = Webhook(
