@@ -30,6 +30,8 @@ class Definition:
 
 @dataclass(frozen=True)
 class Point:
+    """A bucket's value (None: no measurement of an average) and how many it counted."""
+
     value: float | None
     count: int
 

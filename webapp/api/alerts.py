@@ -63,6 +63,7 @@ def _own(alert_id: int) -> AlertRule:
 @document("The organization's alert rules", tag="alerts", responses={200: AlertList})
 @require_role("viewer")
 def list_() -> Response:
+    """The organization's rules."""
     tz = _zone()
     items = rules.list_rules(get_session(), current_principal().org_id)
     return jsonify({"items": [rules.as_dict(rule, tz) for rule in items]})
@@ -78,6 +79,7 @@ def list_() -> Response:
 )
 @require_role("admin")
 def create() -> tuple[Response, int, dict[str, str]]:
+    """Create a rule (201 with its Location)."""
     fields = parse_body(AlertCreate).model_dump()
     principal, tz = current_principal(), _zone()
     with rule_errors():
@@ -92,6 +94,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
 @document("One alert rule and its state", tag="alerts", responses={200: Alert})
 @require_role("viewer")
 def get(alert_id: int) -> Response:
+    """One rule of the organization."""
     return jsonify(rules.as_dict(_own(alert_id), _zone()))
 
 
@@ -105,6 +108,7 @@ def get(alert_id: int) -> Response:
 )
 @require_role("admin")
 def patch(alert_id: int) -> Response:
+    """Change the given fields of a rule."""
     fields = parse_patch(AlertUpdate)
     rule, tz = _own(alert_id), _zone()
     with rule_errors():
@@ -119,6 +123,7 @@ def patch(alert_id: int) -> Response:
 )
 @require_role("admin")
 def delete(alert_id: int) -> Response:
+    """Delete a rule and its events."""
     get_session().delete(_own(alert_id))
     get_session().commit()
     return no_content()
@@ -133,6 +138,7 @@ def delete(alert_id: int) -> Response:
 )
 @require_role("viewer")
 def events(alert_id: int) -> Response:
+    """The rule's transitions, newest first."""
     limit = parse_query(AlertEventsQuery).limit
     rule, tz = _own(alert_id), _zone()
     return jsonify({"items": rules.events_of(get_session(), rule, tz, limit=limit)})
@@ -148,6 +154,7 @@ def events(alert_id: int) -> Response:
 )
 @require_role("viewer")
 def simulate(alert_id: int) -> Response:
+    """The rule's transitions over a past range, from ok, delivering nothing."""
     body = parse_body(SimulateRequest)
     rule, tz, now = _own(alert_id), _zone(), utcnow()
     definition = rules.definition_of(rule)

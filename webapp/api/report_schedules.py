@@ -81,6 +81,7 @@ def _answer(schedule: ScheduleRow) -> dict[str, Any]:
 @document("The organization's report schedules", tag="reports", responses={200: ReportScheduleList})
 @require_role("viewer")
 def list_() -> Response:
+    """The organization's report schedules."""
     items = schedules.list_schedules(get_session(), current_principal().org_id)
     return jsonify({"items": [_answer(schedule) for schedule in items]})
 
@@ -95,6 +96,7 @@ def list_() -> Response:
 )
 @require_role("admin")
 def create() -> tuple[Response, int, dict[str, str]]:
+    """Create a schedule (201 with its next run)."""
     body = parse_model(ReportScheduleCreate, json_body())
     principal, now = current_principal(), utcnow()
     fields = {**body.model_dump(), "export": json_body()["export"]}
@@ -117,6 +119,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
 @document("One report schedule, with its next and latest run", tag="reports", responses={200: ReportSchedule})
 @require_role("viewer")
 def get(report_schedule_id: int) -> Response:
+    """One schedule with its latest run."""
     return jsonify(_answer(_own(report_schedule_id)))
 
 
@@ -130,6 +133,7 @@ def get(report_schedule_id: int) -> Response:
 )
 @require_role("admin")
 def patch(report_schedule_id: int) -> Response:
+    """Change the given fields; the next run is computed again."""
     fields = parse_patch(ReportScheduleUpdate)
     schedule, now = _own(report_schedule_id), utcnow()
     params = None
@@ -146,6 +150,7 @@ def patch(report_schedule_id: int) -> Response:
 @document("Delete a report schedule", tag="reports", responses={204: None}, errors=(401, 403, 404, 429))
 @require_role("admin")
 def delete(report_schedule_id: int) -> Response:
+    """Delete a schedule and its runs."""
     get_session().delete(_own(report_schedule_id))
     get_session().commit()
     return no_content()
@@ -160,6 +165,7 @@ def delete(report_schedule_id: int) -> Response:
 )
 @require_role("admin")
 def run(report_schedule_id: int) -> tuple[Response, int, dict[str, str]]:
+    """Run the schedule now: its export job (202)."""
     schedule, principal = _own(report_schedule_id), current_principal()
     celery = current_app.extensions["celery"]
     try:

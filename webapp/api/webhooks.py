@@ -70,6 +70,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 @document("The organization's webhooks (never their secrets)", tag="webhooks", responses={200: WebhookList})
 @require_role("admin")
 def list_() -> Response:
+    """The organization's webhooks, without secrets."""
     items = records.list_webhooks(get_session(), current_principal().org_id)
     return jsonify({"items": [records.as_dict(webhook) for webhook in items]})
 
@@ -84,6 +85,7 @@ def list_() -> Response:
 )
 @require_role("admin")
 def create() -> tuple[Response, int, dict[str, str]]:
+    """Create a webhook; the answer holds its secret this once."""
     body = parse_body(WebhookCreate)
     principal = current_principal()
     with webhook_errors():
@@ -105,6 +107,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
 @document("One webhook (without its secret)", tag="webhooks", responses={200: Webhook})
 @require_role("admin")
 def get(webhook_id: int) -> Response:
+    """One webhook, without its secret."""
     return jsonify(records.as_dict(_own(webhook_id)))
 
 
@@ -118,6 +121,7 @@ def get(webhook_id: int) -> Response:
 )
 @require_role("admin")
 def patch(webhook_id: int) -> Response:
+    """Change a webhook's URL, description or enabled flag."""
     fields = parse_patch(WebhookUpdate)
     webhook = _own(webhook_id)
     with webhook_errors():
@@ -136,6 +140,7 @@ def patch(webhook_id: int) -> Response:
 )
 @require_role("admin")
 def delete(webhook_id: int) -> Response:
+    """Delete a webhook (409 while in use)."""
     webhook = _own(webhook_id)
     with webhook_errors():
         records.delete_webhook(get_session(), webhook)
@@ -152,6 +157,7 @@ def delete(webhook_id: int) -> Response:
 )
 @require_role("admin")
 def test(webhook_id: int) -> tuple[Response, int]:
+    """Make a webhook.test delivery and hand it to the workers (202)."""
     webhook, now = _own(webhook_id), utcnow()
     data = {"webhook_id": webhook.id, "message": "a test delivery of this webhook"}
     delivery_id = deliveries.create(get_session(), webhook, "webhook.test", data, now=now)
@@ -171,6 +177,7 @@ def test(webhook_id: int) -> tuple[Response, int]:
 )
 @require_role("admin")
 def list_deliveries(webhook_id: int) -> Response:
+    """A page of the webhook's delivery log."""
     query = parse_query(DeliveriesQuery)
     before = _decode_cursor(query.cursor) if query.cursor else None
     webhook = _own(webhook_id)
