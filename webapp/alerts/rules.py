@@ -17,6 +17,7 @@ from webapp.alerts.readings import Definition
 from webapp.analytics.metrics import METRICS
 from webapp.core.filters import FilterError, parse_filter_object
 from webapp.models import AlertEvent, AlertRule, Webhook
+from webapp.models.base import MAX_ID
 
 MAX_RULES = 100
 DEFINITION_FIELDS = ("metric", "filters", "granularity", "condition", "min_count")
@@ -166,7 +167,7 @@ def update_rule(
 
 def get_rule(session: Session, org_id: int, rule_id: int) -> AlertRule | None:
     """The rule `rule_id` of `org_id` (None for another organization's)."""
-    if not 0 < rule_id < 2**63:  # no bigint holds it
+    if not 0 < rule_id <= MAX_ID:
         return None
     return session.scalar(select(AlertRule).where(AlertRule.id == rule_id, AlertRule.org_id == org_id))
 

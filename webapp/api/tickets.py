@@ -15,6 +15,7 @@ from webapp.core.filters import FilterError, parse_filters
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import Organization
+from webapp.models.base import MAX_ID
 from webapp.security.admission import current_principal, require_role
 from webapp.tickets import reads, writes
 from webapp.tickets.effects import after_ticket_change
@@ -40,7 +41,7 @@ def _decode_cursor(cursor: str) -> int:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = raw.partition(":")
         after_id = int(value)
-        if prefix != "t" or not 0 < after_id <= reads.MAX_ID:
+        if prefix != "t" or not 0 < after_id <= MAX_ID:
             raise ValueError(raw)
         return after_id
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:

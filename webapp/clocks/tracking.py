@@ -29,6 +29,7 @@ from webapp.clocks.evaluation import Evaluation, Run, TicketFacts, evaluate
 from webapp.clocks.policy import Clock, Policy, clock_for, policy_for
 from webapp.core.vocabulary import DIMENSIONS
 from webapp.models import SlaBreach, SlaClock, SlaPendingTicket, Ticket, TicketEvent
+from webapp.models.base import MAX_ID
 
 BATCH = 200
 # A breach found later than this after its instant (a back-fill, a stricter policy, a sweep that was
@@ -135,6 +136,8 @@ def ticket_sla(
     session: Session, org_id: int, ticket_id: int, now: datetime
 ) -> tuple[Policy, Evaluation] | None:
     """The ticket's targets under the policy in force, or None when the organization has no such ticket."""
+    if not 0 < ticket_id <= MAX_ID:
+        return None
     ticket = session.scalar(select(Ticket).where(Ticket.id == ticket_id, Ticket.org_id == org_id))
     if ticket is None:
         return None

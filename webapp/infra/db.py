@@ -1,4 +1,4 @@
-"""Declarative base, engine, and one session per request or task."""
+"""The engine, and one session per request or task."""
 
 from __future__ import annotations
 
@@ -8,24 +8,12 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from flask import Flask, current_app, g
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

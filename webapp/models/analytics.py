@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webapp.infra.db import Base
+from webapp.models.base import Base
 
 CELL_KEY = (
     "org_id",

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webapp.infra.db import Base
+from webapp.models.base import Base
 
 
 class Schedule(Base):

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.core.vocabulary import EXPORT_FORMATS, JOB_KINDS, JOB_STATES
-from webapp.infra.db import Base
+from webapp.models.base import Base
 from webapp.models.tickets import one_of
 
 

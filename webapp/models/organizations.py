@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.core.vocabulary import ROLES
-from webapp.infra.db import Base
+from webapp.models.base import Base
 from webapp.models.tickets import one_of
 
 

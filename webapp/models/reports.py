@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.core.vocabulary import REPORT_RUN_STATES, REPORT_TRIGGERS
-from webapp.infra.db import Base
+from webapp.models.base import Base
 from webapp.models.tickets import one_of
 
 

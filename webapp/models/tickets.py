@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.core.vocabulary import CHANNELS, DIMENSIONS, EVENT_TYPES, PRIORITIES, STATUSES
-from webapp.infra.db import Base
+from webapp.models.base import Base
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webapp.infra.db import Base
+from webapp.models.base import Base
 
 
 class RevokedToken(Base):

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.core.vocabulary import DELIVERY_STATES, WEBHOOK_EVENTS
-from webapp.infra.db import Base
+from webapp.models.base import Base
 from webapp.models.tickets import one_of
 
 

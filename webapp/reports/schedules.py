@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import TimeError, zone
 from webapp.models import ReportRun, ReportSchedule, Webhook
+from webapp.models.base import MAX_ID
 from webapp.reports.cron import CronError, check, next_run
 
 MAX_SCHEDULES = 50
@@ -145,7 +146,7 @@ def update_schedule(
 
 def get_schedule(session: Session, org_id: int, schedule_id: int) -> ReportSchedule | None:
     """The schedule `schedule_id` of `org_id` (None for another organization's)."""
-    if not 0 < schedule_id < 2**63:  # no bigint holds it
+    if not 0 < schedule_id <= MAX_ID:
         return None
     return session.scalar(
         select(ReportSchedule).where(ReportSchedule.id == schedule_id, ReportSchedule.org_id == org_id)

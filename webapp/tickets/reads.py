@@ -6,8 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.models import Ticket
-
-MAX_ID = 2**63 - 1
+from webapp.models.base import MAX_ID
 
 
 def get_ticket(session: Session, org_id: int, ticket_id: int, *, for_update: bool = False) -> Ticket | None:

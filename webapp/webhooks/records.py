@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.models import AlertRule, ReportSchedule, Webhook
+from webapp.models.base import MAX_ID
 from webapp.webhooks import signing
 from webapp.webhooks.targets import Resolver, TargetRefused, check_url
 
@@ -96,7 +97,7 @@ def create_webhook(
 
 def get_webhook(session: Session, org_id: int, webhook_id: int) -> Webhook | None:
     """The webhook `webhook_id` of `org_id` (None for another organization's)."""
-    if not 0 < webhook_id < 2**63:  # no bigint holds it
+    if not 0 < webhook_id <= MAX_ID:
         return None
     return session.scalar(select(Webhook).where(Webhook.id == webhook_id, Webhook.org_id == org_id))
 

@@ -10,12 +10,13 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 from webapp.api.schemas.common import MAX_PAGE, Strict
 from webapp.api.schemas.fields import FILTERS_DOC, FilterObject, MetricName
 from webapp.core.vocabulary import ALERT_GRANULARITIES, ALERT_STATES, CHANGE_DIRECTIONS, THRESHOLDS
+from webapp.models.base import MAX_ID
 
 AlertGranularity = Literal[ALERT_GRANULARITIES]  # type: ignore[valid-type]
 AlertState = Literal[ALERT_STATES]  # type: ignore[valid-type]
 MAX_NAME = 200
 MAX_CHANNELS = 20
-_ID = Field(ge=1, le=2**63 - 1)
+_ID = Field(ge=1, le=MAX_ID)
 
 
 class ThresholdCondition(Strict):

@@ -18,6 +18,7 @@ from webapp.api.schemas.exports import (
     TimeSeriesExportQuery,
 )
 from webapp.core.vocabulary import REPORT_RANGES, REPORT_RUN_STATES, REPORT_TRIGGERS
+from webapp.models.base import MAX_ID
 
 ReportRange = Literal[REPORT_RANGES]  # type: ignore[valid-type]
 _RANGE = (
@@ -68,7 +69,7 @@ class ReportScheduleCreate(Strict):
     cron: str = Field(min_length=1, max_length=200, description=_CRON)
     timezone: str = Field(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Berlin")
     export: ReportExportUnion
-    webhook_id: StrictInt = Field(ge=1, le=2**63 - 1, description="where report.ready is delivered")
+    webhook_id: StrictInt = Field(ge=1, le=MAX_ID, description="where report.ready is delivered")
     skip_if_empty: StrictBool = Field(
         default=False, description="deliver nothing when the export has no rows"
     )
@@ -80,7 +81,7 @@ class ReportScheduleUpdate(Strict):
     cron: str | None = Field(default=None, min_length=1, max_length=200, description=_CRON)
     timezone: str | None = Field(default=None, min_length=1, max_length=64)
     export: ReportExportUnion | None = None
-    webhook_id: StrictInt | None = Field(default=None, ge=1, le=2**63 - 1)
+    webhook_id: StrictInt | None = Field(default=None, ge=1, le=MAX_ID)
     skip_if_empty: StrictBool | None = None
     enabled: StrictBool | None = None
 
