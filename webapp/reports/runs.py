@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,10 +83,41 @@ def start_run(
         spec = spec_of(schedule, now)
     except ValueError as exc:
         raise ReportError(f"the report's export cannot be made now: {exc}", field="export") from exc
-    params = spec.params()
+
+    def add_run(job: Job) -> None:
+        session.add(
+            ReportRun(
+                schedule_id=schedule.id,
+                org_id=schedule.org_id,
+                job_id=job.id,
+                trigger=trigger,
+                state="running",
+                range_start=spec.window.start,
+                range_end=spec.window.end,
+                created_at=now,
+            )
+        )
+
+    job = _submit_export(session, client, tasks, schedule.org_id, user_id, spec.params(), add_run)
+    log.info("job=%s org=%s kind=export report schedule=%s (%s)", job.id, job.org_id, schedule.id, trigger)
+    return job
+
+
+def _submit_export(
+    session: Session,
+    client: redis.Redis,
+    tasks: jobs.TaskQueue,
+    org_id: int,
+    user_id: int | None,
+    params: dict[str, Any],
+    on_create: Callable[[Job], None],
+) -> Job:
+    """A new export job, `on_create(job)` run in its transaction (the run row: the job exists if and only
+    if its run does), committed, then handed to the broker (which failing, the job is failed and
+    BrokerUnavailable raised, as every submission does)."""
     job = Job(
         id=uuid.uuid4(),
-        org_id=schedule.org_id,
+        org_id=org_id,
         created_by=user_id,
         kind="export",
         params=params,
@@ -97,21 +128,9 @@ def start_run(
     )
     session.add(job)
     session.flush()
-    session.add(
-        ReportRun(
-            schedule_id=schedule.id,
-            org_id=schedule.org_id,
-            job_id=job.id,
-            trigger=trigger,
-            state="running",
-            range_start=spec.window.start,
-            range_end=spec.window.end,
-            created_at=now,
-        )
-    )
+    on_create(job)
     session.commit()
     jobs.enqueue(session, client, tasks, job)
-    log.info("job=%s org=%s kind=export report schedule=%s (%s)", job.id, job.org_id, schedule.id, trigger)
     return job
 
 
