@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import queries
+from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
@@ -34,6 +35,8 @@ class AggregationQuery:
     exact: bool = False
     # Percentiles from merged sketches above this many measurements; None: always exact.
     approximate_above: int | None = None
+    # What the duration metrics are counted in.
+    clock: Clock = CALENDAR
 
     @classmethod
     def of(
@@ -46,6 +49,7 @@ class AggregationQuery:
         percentiles: Iterable[int] | None,
         exact: bool = False,
         approximate_above: int | None = None,
+        clock: Clock = CALENDAR,
     ) -> AggregationQuery:
         """The query of validated request values, in canonical form (each name once, percentiles sorted)."""
         return cls(
@@ -56,6 +60,7 @@ class AggregationQuery:
             percentiles=DEFAULT_PERCENTILES if percentiles is None else tuple(sorted(set(percentiles))),
             exact=exact,
             approximate_above=None if exact else approximate_above,
+            clock=clock,
         )
 
     def params(self) -> dict[str, Any]:
@@ -73,6 +78,7 @@ class AggregationQuery:
             params["exact"] = True
         if self.approximate_above is not None:
             params["approximate_above"] = self.approximate_above
+        params.update(self.clock.params())
         return params
 
     @classmethod
@@ -86,11 +92,12 @@ class AggregationQuery:
             percentiles=tuple(params["percentiles"]),
             exact=bool(params.get("exact")),
             approximate_above=params.get("approximate_above"),
+            clock=Clock.from_params(params),
         )
 
     def families(self) -> set[str]:
         """The cache families the answer depends on."""
-        return families_of(self.metrics)
+        return families_of(self.metrics) | self.clock.families()
 
     def options(self) -> queries.ReadOptions:
         """How the reads may be answered: `exact` forces raw events, else rollups and maybe sketches."""
@@ -120,6 +127,7 @@ def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -
             percentiles=() if METRICS[metric].is_count else query.percentiles,
             # A job runs this outside any request, so the options travel with the query.
             options=query.options(),
+            clock=query.clock,
         )
         for metric in query.metrics
     }
@@ -148,6 +156,7 @@ def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -
         "granularity": window.granularity,
         "percentiles": list(query.percentiles),
         **window.echo(),
+        **query.clock.echo(),
         "filters": query.filters,
         "rows": rows,
     }

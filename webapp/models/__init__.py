@@ -2,6 +2,7 @@
 
 from webapp.models.alerts import AlertEvent, AlertRule
 from webapp.models.analytics import AnalyticsMetric, AnalyticsSnapshot
+from webapp.models.business_rollups import BusinessMetric, BusinessRollup
 from webapp.models.clocks import Schedule, ScheduleSpan, SlaBreach, SlaClock, SlaPendingTicket, SlaPolicy
 from webapp.models.jobs import Export, Job
 from webapp.models.organizations import Organization, User
@@ -15,6 +16,8 @@ __all__ = [
     "AlertRule",
     "AnalyticsMetric",
     "AnalyticsSnapshot",
+    "BusinessMetric",
+    "BusinessRollup",
     "Export",
     "Job",
     "Organization",

@@ -20,7 +20,9 @@ def client_errors() -> Iterator[None]:
     """Validation errors as 400s that name the field and what is allowed; a query timeout as 503."""
     try:
         yield
-    except (FilterError, QueryError) as exc:
+    except QueryError as exc:
+        raise ApiError(exc.status, str(exc), details={"field": exc.field}) from exc
+    except FilterError as exc:
         raise ApiError(400, str(exc), details={"field": exc.field}) from exc
     except BucketError as exc:
         raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
