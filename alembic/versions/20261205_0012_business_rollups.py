@@ -6,9 +6,6 @@ the schedule as one more key. analytics_business_rollups says which version of e
 were built for; reads use them only while that is the schedule's version, and read raw events
 otherwise, so a changed schedule answers exactly from the moment it commits.
 
-business_open_us(schedule, t) is the open time before t in integer microseconds: the same lookup as
-business_open_seconds (0006) in bigint arithmetic, which costs a fraction of numeric's per row.
-
 Revision ID: 0012_business_rollups
 Revises: 0009_alerts_webhooks
 Create Date: 2026-12-05 14:00:00
@@ -29,24 +26,8 @@ depends_on: str | Sequence[str] | None = None
 DIMENSIONS = ("status", "priority", "channel", "category", "assigned_to")
 CELL_KEY = ("org_id", "schedule_id", "metric", "grain", "bucket_start", *DIMENSIONS)
 
-# An interval's microseconds are exact in date_part (double precision): spans are at most days long.
-BUSINESS_OPEN_US = """
-CREATE FUNCTION business_open_us(p_schedule bigint, p_at timestamptz) RETURNS bigint
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce((
-        SELECT s.open_before_us
-               + CAST(round(least(greatest(date_part('epoch', p_at - s.starts_at), 0),
-                                  date_part('epoch', s.ends_at - s.starts_at)) * 1000000) AS bigint)
-        FROM schedule_spans s
-        WHERE s.schedule_id = p_schedule AND s.starts_at <= p_at
-        ORDER BY s.starts_at DESC
-        LIMIT 1
-    ), 0)
-$$"""
-
 
 def upgrade() -> None:
-    op.execute(BUSINESS_OPEN_US)
     op.create_table(
         "analytics_business_metrics",
         sa.Column("org_id", sa.Integer(), nullable=False),
@@ -117,4 +98,3 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("analytics_business_rollups")
     op.drop_table("analytics_business_metrics")
-    op.execute("DROP FUNCTION business_open_us(bigint, timestamptz)")

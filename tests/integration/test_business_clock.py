@@ -513,3 +513,40 @@ def test_writes_keep_business_rollups_exact(make_tenant: Any, app: Flask, db_ses
         _close(stats["avg"], float(np.mean(expected)), f"refresh={refresh}")
         _close(stats["max"], max(expected), f"refresh={refresh}")
         assert provenance.rollup == refresh
+
+
+def test_a_duration_longer_than_the_carried_spans(make_tenant: Any, app: Flask, db_session: Session):
+    """A ticket created long before its event: the start of its interval lies before the spans a read
+    carries with its statement (clock.LOOKBACK) and is looked up in schedule_spans instead."""
+    tenant = make_tenant("Long", "America/New_York")
+    schedule = tenant.admin.post("/api/v1/schedules", json=schedule_body()).get_json()
+    org = db_session.get(Organization, tenant.org_id)
+    assert org is not None
+    created, solved = datetime(2025, 1, 6, 15, 7, tzinfo=UTC), datetime(2026, 3, 10, 19, 45, 30, tzinfo=UTC)
+    ticket = create_ticket(db_session, org, {"created_at": created, "category": "old"}, now=solved).ticket
+    update_ticket(db_session, org, ticket, {"status": "resolved", "resolved_at": solved}, now=solved)
+    spans = [
+        (_wall(day, start), _wall(day, end))
+        for day in (date(2025, 1, 1) + timedelta(days=n) for n in range(365))
+        if day not in HOLIDAYS
+        for start, end in INTERVALS.get(day.weekday(), [])
+    ]
+    expected = business_hours(created, solved, spans + SPANS)
+    read = {
+        "org_id": tenant.org_id,
+        "metric": "resolution_time",
+        "start": datetime(2026, 3, 1, tzinfo=UTC),
+        "end": datetime(2026, 4, 1, tzinfo=UTC),
+        "filters": {},
+        "clock": Clock(schedule["id"]),
+    }
+    with queries.reading(ReadOptions(rollups=False)):
+        raw = queries.measure(db_session, **read)
+    rollups.refresh(db_session, org_id=tenant.org_id)
+    rollups.build_business(db_session, org_id=tenant.org_id, schedule_id=schedule["id"])
+    with queries.reading(ReadOptions()) as provenance:
+        rolled = queries.measure(db_session, **read)
+    assert provenance.source == "rollup"
+    assert raw["count"] == rolled["count"] == 1
+    _close(raw["avg"], expected, "raw")
+    _close(rolled["avg"], expected, "rolled")

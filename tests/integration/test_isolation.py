@@ -183,6 +183,12 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
                         assert item["id"] != ticket["id"]
         covered.add((method, path))
     assert covered == set(_operations(spec))
+    # A read counted on another organization's schedule is a 404 as well.
+    on_victims_clock = f"clock=business&schedule_id={schedule['id']}"
+    for route in ("time-series/response_time", "performance", "dashboard"):
+        assert attacker.viewer.get(f"/api/v1/analytics/{route}?{on_victims_clock}").status_code == 404, route
+    body = {"metrics": ["response_time"], "clock": "business", "schedule_id": schedule["id"]}
+    assert attacker.viewer.post("/api/v1/analytics/aggregations", json=body).status_code == 404
 
     # The victim still sees all of it.
     assert victim.viewer.get(f"/api/v1/tickets/{ticket['id']}").status_code == 200

@@ -131,7 +131,17 @@ def test_dimensions_are_the_filters_the_groups_and_the_distributions(spec, db_en
     dims = list(v.DIMENSIONS)
     series_params = [p["name"] for p in _operation(spec, "/analytics/time-series/{metric}")["parameters"]]
     assert [name for name in series_params if name in dims] == dims
-    assert set(series_params) - set(dims) == {"metric", "start", "end", "tz", "exact", "granularity"}
+    assert set(series_params) - set(dims) == {
+        "metric",
+        "start",
+        "end",
+        "tz",
+        "exact",
+        "granularity",
+        "clock",
+        "schedule_id",
+    }
+    assert _parameter(spec, "/analytics/time-series/{metric}", "clock")["schema"]["enum"] == list(v.CLOCKS)
     assert set(_schema(spec, "AggregationRequest")["properties"]["filters"]["properties"]) == set(dims)
     assert _prop(spec, "AggregationRequest", "group_by") == dims
     assert _parameter(spec, "/analytics/distribution/{field}", "field")["schema"]["enum"] == dims

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import sketch
-from webapp.analytics.clock import business_hours_sql
+from webapp.analytics.clock import Clock, bind, value_sql
 from webapp.analytics.metrics import METRICS, Metric
 from webapp.analytics.rollup_sql import _grain_sql, _grouping_sets, _kept_dimensions_sql
 from webapp.core.vocabulary import DIMENSIONS
@@ -35,6 +35,8 @@ EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in DURATION_METRICS))
 CHUNK = timedelta(days=7)
 # Staged hours closer than this are rebuilt as one range.
 MERGE_GAP = timedelta(hours=24)
+# Any business clock: the statement's SQL is the same for every schedule (bound as :schedule_id).
+PROBE = Clock(0)
 
 _CURRENT = (
     "SELECT s.id FROM schedules s JOIN analytics_business_rollups b"
@@ -64,15 +66,14 @@ def _metrics(event_types: Iterable[str]) -> list[Metric]:
 
 
 def _build_sql(metrics: Sequence[Metric]) -> str:
-    """One statement inserting the cells of [:start, :end) for the schedules :schedules."""
+    """One statement inserting the cells of [:start, :end) for the schedule :schedule_id (bound)."""
     dims = ", ".join(DIMENSIONS)
     branches = []
-    value = business_hours_sql("e.occurred_at - e.value * interval '1 hour'", "e.occurred_at", "sch.id")
-    for i in range(len(metrics)):
+    for i, metric in enumerate(metrics):
         branches.append(
-            f"SELECT sch.id AS schedule_id, CAST(:metric_{i} AS text) AS metric,"
+            f"SELECT CAST(:schedule_id AS bigint) AS schedule_id, CAST(:metric_{i} AS text) AS metric,"
             f" date_trunc('hour', e.occurred_at, 'UTC') AS h, {', '.join(f'e.{d}' for d in DIMENSIONS)},"
-            f" {value} AS v FROM ticket_events e CROSS JOIN unnest(CAST(:schedules AS bigint[])) AS sch(id)"
+            f" {value_sql(metric, PROBE)} AS v FROM ticket_events e"
             f" WHERE e.org_id = :org_id AND e.event_type = :event_type_{i} AND e.value IS NOT NULL"
             " AND e.occurred_at >= :start AND e.occurred_at < :end"
         )
@@ -140,7 +141,10 @@ def build(
             ),
             window,
         )
-        written += session.execute(sql, window).rowcount or 0
+        for schedule_id in schedules:
+            statement = {**window}
+            bind(session, Clock(schedule_id), statement, start=lo, end=hi)
+            written += session.execute(sql, statement).rowcount or 0
         lo = hi
     return written
 

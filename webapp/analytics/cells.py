@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import sketch
-from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.clock import CALENDAR, Clock, bind
 from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
@@ -226,7 +226,7 @@ def read_cells(
     raw, rolled = _raw_part(shape, filters, params), _rolled_part(shape, filters, params)
     pieces = _PIECES.replace("{unbuilt}", _UNBUILT if clock.business else "")
     if clock.business:
-        params["schedule_id"] = clock.schedule_id
+        bind(session, clock, params, start=start, end=end)
     sql = text(f"{pieces} {raw} UNION ALL {rolled}")
     cells: dict[CellKey, Cell] = {}
     sources: set[bool] = set()

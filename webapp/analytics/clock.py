@@ -3,8 +3,8 @@
 A duration metric's value is the length of an interval that ends at its event (e.value hours, from
 the ticket's creation). On the calendar clock that length is the value itself; on a business clock it
 is the schedule's open time inside the same interval: C(end) - C(start), where C is the open time
-before an instant (business_open_us, migration 0012: one index lookup in schedule_spans). Bucketing
-does not change, a measurement stays in the bucket of its event; only its value is counted anew.
+before an instant (open_us_sql: one index lookup in schedule_spans). Bucketing does not change, a
+measurement stays in the bucket of its event; only its value is counted anew.
 
 A metric that is not a duration (a count, a score) reads the same on every clock, so its reads drop
 the clock (`for_metric`) and share the calendar answers and rollups.
@@ -14,17 +14,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.analytics.metrics import Metric
 from webapp.analytics.window import QueryError
-from webapp.clocks.schedules import default_schedule, get_schedule
+from webapp.clocks.business_time import from_us, to_us
+from webapp.clocks.schedules import default_schedule, get_schedule, timeline
 from webapp.core.vocabulary import CLOCKS
+from webapp.models import Schedule
 
 # The cache family of every answer counted on a schedule's clock: bumped by each schedule change.
 FAMILY = "schedules"
+# How far before a read's range the schedule's spans travel with its statement (about 800 spans of a
+# schedule open twice a day): durations longer than this cost an index lookup at their start.
+LOOKBACK = timedelta(days=400)
 
 
 @dataclass(frozen=True)
@@ -94,17 +102,70 @@ def resolve(session: Session, org_id: int, clock: str, schedule_id: int | None) 
 def value_sql(metric: Metric, clock: Clock) -> str:
     """The measured value `v` of one event `e` on `clock` (NULL for a pure count).
 
-    On a business clock the schedule is the bound parameter :schedule_id; the interval's start is
-    its end less e.value hours, exact to the microsecond.
+    On a business clock the SQL reads the parameters `bind` sets; the interval's start is its end
+    less e.value hours, exact to the microsecond.
     """
     if not clock.business or not metric.duration:
         return metric.value_sql or "CAST(NULL AS double precision)"
     return business_hours_sql("e.occurred_at - e.value * interval '1 hour'", "e.occurred_at")
 
 
-def business_hours_sql(start: str, end: str, schedule: str = ":schedule_id") -> str:
-    """SQL for the open hours of the schedule `schedule` in [start, end), as double precision."""
-    return (
-        f"CAST(business_open_us(CAST({schedule} AS bigint), {end})"
-        f" - business_open_us(CAST({schedule} AS bigint), {start}) AS double precision) / 3.6e9"
+def bind(session: Session, clock: Clock, params: dict[str, Any], *, start: datetime, end: datetime) -> None:
+    """Set the parameters value_sql's business SQL reads, for events in [start, end).
+
+    The schedule's open spans from LOOKBACK before `start` to `end` travel with the statement as
+    arrays, so that C(t) of most instants is a binary search in memory (width_bucket), not an index
+    lookup per row (about 10 us each, which made a business read of 50,000 raw measurements some
+    fifteen times slower than its calendar twin). An instant before the arrays (a ticket created
+    more than LOOKBACK before its event) is looked up in schedule_spans.
+    """
+    assert clock.schedule_id is not None
+    params["schedule_id"] = clock.schedule_id
+    row = session.scalar(
+        select(Schedule).where(Schedule.id == clock.schedule_id).execution_options(populate_existing=True)
     )
+    spans = timeline(row) if row is not None else None
+    lo, hi = to_us(start - LOOKBACK), to_us(end)
+    first = last = 0
+    if spans is not None and len(spans.starts):
+        first = max(int(np.searchsorted(spans.starts, lo, side="right")) - 1, 0)
+        last = max(int(np.searchsorted(spans.starts, hi, side="left")), first + 1)
+    if last <= first:  # nothing to carry: every instant is looked up
+        params.update(bs_first=from_us(hi), bs_starts=[from_us(hi)], bs_before=[0], bs_lengths=[0])
+        return
+    assert spans is not None
+    params.update(
+        bs_first=from_us(int(spans.starts[first])),
+        bs_starts=[from_us(int(t)) for t in spans.starts[first:last]],
+        bs_before=spans.before[first:last].tolist(),
+        bs_lengths=spans.lengths[first:last].tolist(),
+    )
+
+
+def business_hours_sql(start: str, end: str) -> str:
+    """SQL for the open hours of the bound schedule in [start, end), as double precision."""
+    return f"CAST({open_us_sql(end)} - {open_us_sql(start)} AS double precision) / 3.6e9"
+
+
+def open_us_sql(instant: str) -> str:
+    """SQL for C(instant): the bound schedule's open microseconds before `instant` (bigint).
+
+    The span starting last at or before the instant, its open time before, and the part of it
+    before the instant. From the bound arrays by binary search when the instant is at or after
+    their first span, else from schedule_spans (one index lookup; 0 before the first span).
+    Interval seconds are exact in double precision, spans being at most days long.
+    """
+    k = f"width_bucket({instant}, CAST(:bs_starts AS timestamptz[]))"
+    carried = (
+        f"(CAST(:bs_before AS bigint[]))[{k}] + least(greatest(CAST(round(date_part('epoch',"
+        f" {instant} - (CAST(:bs_starts AS timestamptz[]))[{k}]) * 1000000) AS bigint), 0),"
+        f" (CAST(:bs_lengths AS bigint[]))[{k}])"
+    )
+    looked_up = (
+        "coalesce((SELECT s.open_before_us + least(greatest(CAST(round(date_part('epoch',"
+        f" {instant} - s.starts_at) * 1000000) AS bigint), 0), CAST(round(date_part('epoch',"
+        " s.ends_at - s.starts_at) * 1000000) AS bigint)) FROM schedule_spans s"
+        f" WHERE s.schedule_id = CAST(:schedule_id AS bigint) AND s.starts_at <= {instant}"
+        " ORDER BY s.starts_at DESC LIMIT 1), 0)"
+    )
+    return f"(CASE WHEN {instant} >= CAST(:bs_first AS timestamptz) THEN {carried} ELSE {looked_up} END)"

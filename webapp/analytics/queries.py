@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.cells import Cell, CellKey, read_cells
-from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.clock import CALENDAR, Clock, bind
 from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.metrics import GROUPABLE, METRICS, Metric
 from webapp.analytics.sql import bucket_index, column, count_sql, events_source
@@ -145,13 +145,15 @@ def time_series(
     return _series(definition, buckets, cells, _Row(total.count, total.avg, total.min, total.max))
 
 
-def _value(definition: Metric, clock: Clock, params: dict[str, Any]) -> tuple[str, str]:
-    """The SQL of the measured value on `clock`, and what ends its subquery so that it is computed
-    once per event rather than once per aggregate that reads it (" OFFSET 0" for a business value)."""
+def _value(
+    session: Session, definition: Metric, clock: Clock, params: dict[str, Any], start: datetime, end: datetime
+) -> tuple[str, str]:
+    """The SQL of the measured value on `clock` (its parameters bound), and what ends its subquery so
+    that it is computed once per event, not once per aggregate reading it (" OFFSET 0" if business)."""
     clock = clock.for_metric(definition)
     if not clock.business:
         return clock_value_sql(definition, clock), ""
-    params["schedule_id"] = clock.schedule_id
+    bind(session, clock, params, start=start, end=end)
     return clock_value_sql(definition, clock), " OFFSET 0"
 
 
@@ -177,7 +179,7 @@ def _raw_time_series(
     """time_series computed from raw events alone."""
     params: dict[str, Any] = {"bounds": list(buckets.bounds)}
     source = events_source(definition, org_id, start, end, filters, params)
-    value, once = _value(definition, clock, params)
+    value, once = _value(session, definition, clock, params, start, end)
     sql = text(
         "SELECT GROUPING(idx) AS is_total, idx,"
         f" {count_sql(definition)} AS n, avg(v) AS avg, min(v) AS min, max(v) AS max"
@@ -314,7 +316,7 @@ def _raw_aggregate(
     _note(raw=True)
     params: dict[str, Any] = {}
     source = events_source(definition, org_id, start, end, filters, params)
-    value, once = _value(definition, clock, params)
+    value, once = _value(session, definition, clock, params, start, end)
     inner = [f"e.{column(name, GROUPABLE)} AS g{i}" for i, name in enumerate(group_by)]
     keys = [f"g{i}" for i in range(len(group_by))]
     if buckets is not None:

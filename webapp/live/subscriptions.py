@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import cache
-from webapp.analytics.clock import CALENDAR, Clock, value_sql
+from webapp.analytics.clock import CALENDAR, Clock, bind, value_sql
 from webapp.analytics.metrics import METRICS
 from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import DIMENSIONS
@@ -60,7 +60,7 @@ def current_values(
         else:
             measure, join = value_sql(metric, clock), ""
             if clock.business and metric.duration:
-                params["schedule_id"] = clock.schedule_id
+                bind(session, clock, params, start=start, end=now)
         row = session.execute(
             text(
                 f"SELECT count(*) AS n, count({measure}) AS m, avg({measure}) AS avg, "
