@@ -58,20 +58,15 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
     )
+    # Covering: a read of any grain without sketches is answered from the index alone (rows are
+    # replaced, never updated in place, so the included columns cost no HOT updates).
     op.create_index(
         "uq_analytics_business_metrics_cell",
         "analytics_business_metrics",
         list(CELL_KEY),
         unique=True,
         postgresql_nulls_not_distinct=True,
-    )
-    # Unfiltered reads (grain 0) from the index alone, as the calendar totals (0005).
-    op.create_index(
-        "ix_analytics_business_metrics_totals",
-        "analytics_business_metrics",
-        ["org_id", "schedule_id", "metric", "bucket_start"],
         postgresql_include=["count", "sum", "min", "max"],
-        postgresql_where=sa.text("grain = 0"),
     )
     op.create_table(
         "analytics_business_rollups",

@@ -14,7 +14,6 @@ from sqlalchemy import (
     SmallInteger,
     String,
     func,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -41,16 +40,11 @@ class BusinessMetric(Base):
     __tablename__ = "analytics_business_metrics"
     __table_args__ = (
         Index(
-            "uq_analytics_business_metrics_cell", *CELL_KEY, unique=True, postgresql_nulls_not_distinct=True
-        ),
-        Index(
-            "ix_analytics_business_metrics_totals",
-            "org_id",
-            "schedule_id",
-            "metric",
-            "bucket_start",
+            "uq_analytics_business_metrics_cell",
+            *CELL_KEY,
+            unique=True,
+            postgresql_nulls_not_distinct=True,
             postgresql_include=["count", "sum", "min", "max"],
-            postgresql_where=text("grain = 0"),
         ),
     )
     __mapper_args__ = {"primary_key": CELL_KEY}
