@@ -550,3 +550,33 @@ def test_sockets_are_told_when_redis_goes_away(web_server, make_live_tenant, sto
     ws, hello = _open(web_server, tenant)  # and sockets open again once it is back
     assert hello["type"] == "connected"
     ws.close()
+
+
+def test_a_subscription_on_the_business_clock(web_server, make_live_tenant):
+    tenant, other = make_live_tenant(), make_live_tenant()
+    ws, _ = _open(web_server, tenant)
+    business = {"type": "subscribe", "metrics": ["response_time"], "clock": "business"}
+    ws.send(json.dumps(business))
+    error, _ = _receive_until(ws, lambda m: m["type"] == "error")
+    assert "schedule" in error["data"]["message"]  # none yet
+    office = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu", "fri")]
+    admin = tenant.users["admin"]["token"]
+    status, schedule = web_server.request(
+        "POST", "/api/v1/schedules", admin, {"name": "Office", "timezone": "UTC", "intervals": office}
+    )
+    assert status == 201
+    status, foreign = web_server.request(
+        "POST",
+        "/api/v1/schedules",
+        other.users["admin"]["token"],
+        {"name": "O", "timezone": "UTC", "intervals": office},
+    )
+    ws.send(json.dumps({**business, "schedule_id": foreign["id"]}))
+    error, _ = _receive_until(ws, lambda m: m["type"] == "error")
+    assert "not found" in error["data"]["message"]
+    ws.send(json.dumps({**business, "schedule_id": schedule["id"]}))
+    data, _ = _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    assert data["data"]["clock"] == "business"
+    assert data["data"]["schedule_id"] == schedule["id"]
+    assert data["data"]["metrics"]["response_time"]["count"] == 0
+    ws.close()
