@@ -28,7 +28,7 @@ from flask import Flask
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
-from tests.conftest import Tenant, _make_tenant
+from tests.conftest import Tenant, _make_tenant, wait_for_job
 from webapp.analytics import queries, rollups
 from webapp.analytics.clock import Clock
 from webapp.analytics.queries import ReadOptions
@@ -550,3 +550,24 @@ def test_a_duration_longer_than_the_carried_spans(make_tenant: Any, app: Flask, 
     assert raw["count"] == rolled["count"] == 1
     _close(raw["avg"], expected, "raw")
     _close(rolled["avg"], expected, "rolled")
+
+
+@pytest.mark.worker
+def test_an_aggregation_job_keeps_its_clock(world: World, celery_worker: Any):
+    body = {
+        "metrics": ["resolution_time"],
+        "group_by": ["channel"],
+        "granularity": "weekly",
+        "start": "2026-02-23",
+        "end": "2026-03-23",
+        "clock": "business",
+    }
+    sync = world.tenant.viewer.post("/api/v1/analytics/aggregations", json=body).get_json()
+    accepted = world.tenant.viewer.post("/api/v1/analytics/aggregations", json={**body, "async": True})
+    assert accepted.status_code == 202, accepted.get_json()
+    done = wait_for_job(world.tenant.viewer, accepted.get_json()["job_id"], timeout=60)
+    assert done["state"] == "succeeded", done
+    assert done["result"]["rows"] == sync["rows"]
+    assert done["result"]["clock"] == "business"
+    calendar = world.tenant.viewer.post("/api/v1/analytics/aggregations", json={**body, "clock": "calendar"})
+    assert calendar.get_json()["rows"] != sync["rows"]
