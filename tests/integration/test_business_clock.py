@@ -35,6 +35,7 @@ from webapp.analytics.queries import ReadOptions
 from webapp.clocks.schedules import create_schedule
 from webapp.live.subscriptions import current_values
 from webapp.models import Organization
+from webapp.tickets import imports
 from webapp.tickets.writes import create_ticket, update_ticket
 
 ZONE = ZoneInfo("America/New_York")
@@ -571,3 +572,65 @@ def test_an_aggregation_job_keeps_its_clock(world: World, celery_worker: Any):
     assert done["result"]["clock"] == "business"
     calendar = world.tenant.viewer.post("/api/v1/analytics/aggregations", json={**body, "clock": "calendar"})
     assert calendar.get_json()["rows"] != sync["rows"]
+
+
+def test_an_import_adds_its_events_to_current_business_rollups(
+    make_tenant: Any, app: Flask, db_session: Session
+):
+    tenant = make_tenant("Imported", "America/New_York")
+    schedule = tenant.admin.post("/api/v1/schedules", json=schedule_body()).get_json()
+    org = db_session.get(Organization, tenant.org_id)
+    assert org is not None
+    measurements = _populate(db_session, org, random.Random(8), 30)
+    rollups.refresh(db_session, org_id=tenant.org_id)
+    rollups.build_business(db_session, org_id=tenant.org_id, schedule_id=schedule["id"])
+    rng = random.Random(9)
+    rows = []
+    for _ in range(60):
+        created = _moment(rng)
+        answered = created + timedelta(minutes=rng.uniform(1, 2000))
+        solved = answered + timedelta(minutes=rng.uniform(1, 5000))
+        rows.append(
+            {
+                "subject": "imported",
+                "status": "resolved",
+                "priority": rng.choice(PRIORITIES),
+                "channel": rng.choice(CHANNELS),
+                "category": "general",
+                "created_at": created.isoformat(),
+                "first_response_at": answered.isoformat(),
+                "resolved_at": solved.isoformat(),
+            }
+        )
+        measurements.append(Measurement("response_time", answered, created, "", ""))
+        measurements.append(Measurement("resolution_time", solved, created, "", ""))
+    report, _, _ = imports.import_rows(db_session, org, rows)
+    assert report.imported == len(rows)
+    assert not db_session.scalar(
+        text(
+            "SELECT count(*) FROM analytics_rollup_dirty"
+            " WHERE org_id = :o AND hi <= now() - interval '1 hour'"
+        ),
+        {"o": tenant.org_id},
+    )
+    for metric in ("response_time", "resolution_time"):
+        expected = [m.hours() for m in measurements if m.metric == metric]
+        with queries.reading(ReadOptions()) as provenance:
+            stats = queries.measure(
+                db_session,
+                org_id=tenant.org_id,
+                metric=metric,
+                start=datetime(2026, 1, 1, tzinfo=UTC),
+                end=datetime(2026, 12, 1, tzinfo=UTC),
+                filters={},
+                percentiles=(50,),
+                options=ReadOptions(approximate_above=0),
+                clock=Clock(schedule["id"]),
+            )
+        assert provenance.source == "rollup"
+        assert stats["count"] == len(expected)
+        _close(stats["avg"], float(np.mean(expected)), metric)
+        _close(stats["min"], min(expected), metric)
+        assert abs(stats["p50"] - float(np.percentile(expected, 50))) <= 0.011 * float(
+            np.percentile(expected, 50)
+        )

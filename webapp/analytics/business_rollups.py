@@ -7,8 +7,8 @@ measurement stays in the hour of its event, only its value is C(end) - C(start) 
 
 They follow the calendar rollups exactly, so the calendar's dirty marks say for both which hours are
 stale: every calendar build of a range rebuilds the same range here for the schedules whose rollups
-are current (rollups.build), and an import's merge rebuilds the hours its events touched
-(rollups.merge_new_events), in the same transaction and under the same organization lock.
+are current (rollups.build), and an import adds its new events to them as it adds them to the
+calendar's (rollups.merge_new_events), in the same transaction and under the same organization lock.
 
 A schedule's rollups are current while analytics_business_rollups holds its present version. A change
 of its hours bumps the version, so reads fall back to raw events at once (cells.py checks the version
@@ -27,14 +27,18 @@ from sqlalchemy.orm import Session
 from webapp.analytics import sketch
 from webapp.analytics.clock import Clock, bind, value_sql
 from webapp.analytics.metrics import METRICS, Metric
-from webapp.analytics.rollup_sql import _grain_sql, _grouping_sets, _kept_dimensions_sql
+from webapp.analytics.rollup_sql import (
+    FOLD_SKETCH_BYTES,
+    _fold_sql,
+    _grain_sql,
+    _grouping_sets,
+    _kept_dimensions_sql,
+)
 from webapp.core.vocabulary import DIMENSIONS
 
 DURATION_METRICS = tuple(m for m in METRICS.values() if m.duration)
 EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in DURATION_METRICS))
 CHUNK = timedelta(days=7)
-# Staged hours closer than this are rebuilt as one range.
-MERGE_GAP = timedelta(hours=24)
 # Any business clock: the statement's SQL is the same for every schedule (bound as :schedule_id).
 PROBE = Clock(0)
 
@@ -184,25 +188,61 @@ def rebuild_schedule(session: Session, *, org_id: int, schedule_id: int, end: da
     return written
 
 
-def merge_new_events(session: Session, *, org_id: int, events: str) -> int:
-    """Rebuild, for the current schedules, the hours the staged new events of `events` (a staging
-    table of the caller's, never input) touched. The caller holds the rollup lock."""
-    schedules = current_schedules(session, org_id)
-    if not schedules:
-        return 0
-    hours = list(
-        session.scalars(
-            text(
-                f"SELECT DISTINCT date_trunc('hour', occurred_at, 'UTC') AS h FROM {events}"
-                " WHERE org_id = :org_id AND event_type = ANY(CAST(:types AS text[])) ORDER BY h"
-            ),
-            {"org_id": org_id, "types": list(EVENT_TYPES)},
-        )
+def _merge_sql(metrics: Sequence[Metric], events: str) -> str:
+    """One statement adding the cells of the staged events in `events` to the bound schedule's rows."""
+    dims = ", ".join(DIMENSIONS)
+    branches = [
+        f"SELECT CAST(:schedule_id AS bigint) AS schedule_id, CAST(:metric_{i} AS text) AS metric,"
+        f" date_trunc('hour', e.occurred_at, 'UTC') AS h, {', '.join(f'e.{d}' for d in DIMENSIONS)},"
+        f" {value_sql(metric, PROBE)} AS v FROM {events} e"
+        f" WHERE e.org_id = :org_id AND e.event_type = :event_type_{i} AND e.value IS NOT NULL"
+        for i, metric in enumerate(metrics)
+    ]
+    fold = int(FOLD_SKETCH_BYTES)
+    both = "m.sketch || EXCLUDED.sketch"
+    return (
+        f"WITH ev AS (SELECT *, {sketch.sql_key('v')} AS k FROM ({' UNION ALL '.join(branches)} OFFSET 0) x),"
+        f" delta AS (SELECT schedule_id, metric, {_grain_sql()} AS grain, h AS bucket_start,"
+        f" {_kept_dimensions_sql()}, count(v) AS count, sum(v) AS sum, min(v) AS min, max(v) AS max,"
+        " string_agg(int2send(CAST(k AS int2)) || int4send(1), ''::bytea) FILTER (WHERE v IS NOT NULL)"
+        f" AS sketch FROM ev GROUP BY schedule_id, metric, h, GROUPING SETS ({_grouping_sets()}))"
+        f" INSERT INTO analytics_business_metrics AS m (org_id, schedule_id, metric, grain, bucket_start,"
+        f" {dims}, count, sum, min, max, sketch)"
+        f" SELECT :org_id, schedule_id, metric, grain, bucket_start, {dims}, count, sum, min, max,"
+        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END"
+        " FROM delta WHERE count > 0"
+        f" ON CONFLICT (org_id, schedule_id, metric, grain, bucket_start, {dims}) DO UPDATE SET"
+        " count = m.count + EXCLUDED.count, sum = m.sum + EXCLUDED.sum,"
+        " min = least(m.min, EXCLUDED.min), max = greatest(m.max, EXCLUDED.max),"
+        " sketch = CASE WHEN m.sketch IS NULL THEN EXCLUDED.sketch WHEN EXCLUDED.sketch IS NULL THEN m.sketch"
+        f" WHEN length(m.sketch) + length(EXCLUDED.sketch) <= {fold} THEN {both}"
+        f" ELSE {_fold_sql(both)} END"
     )
-    ranges: list[list[datetime]] = []
-    for hour in hours:
-        if ranges and hour <= ranges[-1][1] + MERGE_GAP:
-            ranges[-1][1] = hour + timedelta(hours=1)
-        else:
-            ranges.append([hour, hour + timedelta(hours=1)])
-    return sum(build(session, org_id=org_id, start=lo, end=hi, schedule_ids=schedules) for lo, hi in ranges)
+
+
+def merge_new_events(session: Session, *, org_id: int, events: str) -> int:
+    """Add the staged new events of `events` (a staging table of the caller's, never input) to the
+    current schedules' rows, as rollups.merge_new_events adds them to the calendar's: counts and sums
+    added, min and max widened, sketches merged. The caller holds the rollup lock."""
+    schedules = current_schedules(session, org_id)
+    metrics = list(DURATION_METRICS)
+    if not schedules or not metrics:
+        return 0
+    span = session.execute(
+        text(f"SELECT min(occurred_at) AS lo, max(occurred_at) AS hi FROM {events} WHERE org_id = :org_id"),
+        {"org_id": org_id},
+    ).one()
+    if span.lo is None:
+        return 0
+    params: dict[str, object] = {
+        "org_id": org_id,
+        **{f"metric_{i}": m.name for i, m in enumerate(metrics)},
+        **{f"event_type_{i}": m.event_type for i, m in enumerate(metrics)},
+    }
+    sql = text(_merge_sql(metrics, events))
+    written = 0
+    for schedule_id in schedules:
+        statement = dict(params)
+        bind(session, Clock(schedule_id), statement, start=span.lo, end=span.hi + timedelta(microseconds=1))
+        written += session.execute(sql, statement).rowcount or 0
+    return written
