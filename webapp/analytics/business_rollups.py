@@ -96,7 +96,9 @@ def _build_sql(metrics: Sequence[Metric]) -> str:
         f" INSERT INTO analytics_business_metrics (org_id, schedule_id, metric, grain, bucket_start, {dims},"
         " count, sum, min, max, sketch)"
         f" SELECT :org_id, schedule_id, metric, grain, bucket_start, {dims}, count, sum, min, max, sketch"
-        " FROM fresh WHERE count > 0"
+        # Written in key order: a week's totals (grain 0) share a few heap pages, as the calendar's
+        # do in their own partition, so reading their sketches touches few pages.
+        f" FROM fresh WHERE count > 0 ORDER BY metric, grain, bucket_start, {dims}"
     )
 
 
