@@ -13,6 +13,7 @@ the clock (`for_metric`) and share the calendar answers and rollups.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics.metrics import Metric
 from webapp.analytics.window import QueryError
-from webapp.clocks.business_time import Timeline, from_us, timelines, to_us
+from webapp.clocks.business_time import Timeline, WeeklySchedule, from_us, timelines, to_us
 from webapp.clocks.schedules import default_schedule, get_schedule, parse_definition
 from webapp.core.vocabulary import CLOCKS
 from webapp.models import Schedule
@@ -38,6 +39,9 @@ LOOKBACK = timedelta(days=400)
 # Array literals kept per (schedule, version, first span, last span): a read of the same range reuses
 # them until a span boundary passes.
 CARRIED_MAX = 256
+# How long a process trusts its copy of a schedule's version and definition.
+VERSION_SECONDS = 10.0
+_definitions: dict[int, tuple[float, int, WeeklySchedule]] = {}
 _carried: OrderedDict[tuple[int, int, int, int], dict[str, Any]] = OrderedDict()
 _lock = threading.Lock()
 
@@ -126,24 +130,21 @@ def bind(session: Session, clock: Clock, params: dict[str, Any], *, start: datet
     fifteen times slower than its calendar twin). An instant before the arrays (a ticket created
     more than LOOKBACK before its event) is looked up in schedule_spans. The arrays are sent as
     array literals (text): a list of 1,200 datetimes costs psycopg some 25 ms to send, its literal
-    0.2 ms; literals are kept per schedule version and span range.
+    0.2 ms; literals are kept per schedule version and span range, and the version is read again
+    only every VERSION_SECONDS, so a read usually makes no round trip for its clock.
     """
     assert clock.schedule_id is not None
     params["schedule_id"] = clock.schedule_id
-    row = session.execute(
-        select(Schedule.version, Schedule.timezone, Schedule.intervals, Schedule.holidays).where(
-            Schedule.id == clock.schedule_id
-        )
-    ).one_or_none()
-    if row is None:  # gone: every instant is looked up (and finds no span)
-        params.update(_literals(None, to_us(end), 0, 0))
+    known = _definition(session, clock.schedule_id)
+    if known is None:  # gone: every instant is looked up (and finds no span)
+        params.update(_literals(None, to_us(end), 0, 0), bs_version=-1)
         return
-    spans = timelines.get(
-        clock.schedule_id, row.version, parse_definition(row.timezone, row.intervals, row.holidays).weekly
-    )
+    version, weekly = known
+    params["bs_version"] = version
+    spans = timelines.get(clock.schedule_id, version, weekly)
     first = max(int(np.searchsorted(spans.starts, to_us(start - LOOKBACK), side="right")) - 1, 0)
     last = int(np.searchsorted(spans.starts, to_us(end), side="left"))
-    key = (clock.schedule_id, row.version, first, last)
+    key = (clock.schedule_id, version, first, last)
     with _lock:
         found = _carried.get(key)
     if found is None:
@@ -153,6 +154,29 @@ def bind(session: Session, clock: Clock, params: dict[str, Any], *, start: datet
             while len(_carried) > CARRIED_MAX:
                 _carried.popitem(last=False)
     params.update(found)
+
+
+def _definition(session: Session, schedule_id: int) -> tuple[int, WeeklySchedule] | None:
+    """The schedule's version and definition, read again once VERSION_SECONDS old (None: no such
+    schedule). A statement checks the version itself (_CURRENT), so a copy that a change made stale
+    costs lookups for those seconds, never a wrong answer."""
+    now = time.monotonic()
+    with _lock:
+        found = _definitions.get(schedule_id)
+    if found is not None and found[0] > now:
+        return found[1], found[2]
+    row = session.execute(
+        select(Schedule.version, Schedule.timezone, Schedule.intervals, Schedule.holidays).where(
+            Schedule.id == schedule_id
+        )
+    ).one_or_none()
+    with _lock:
+        if row is None:
+            _definitions.pop(schedule_id, None)
+            return None
+        weekly = parse_definition(row.timezone, row.intervals, row.holidays).weekly
+        _definitions[schedule_id] = (now + VERSION_SECONDS, row.version, weekly)
+    return row.version, weekly
 
 
 def _literals(spans: Timeline | None, end_us: int, first: int, last: int) -> dict[str, Any]:
@@ -176,6 +200,11 @@ def _literals(spans: Timeline | None, end_us: int, first: int, last: int) -> dic
 _STARTS = "(SELECT CAST(CAST(:bs_starts AS text) AS timestamptz[]))"
 _BEFORE = "(SELECT CAST(CAST(:bs_before AS text) AS bigint[]))"
 _LENGTHS = "(SELECT CAST(CAST(:bs_lengths AS text) AS bigint[]))"
+# Whether the carried spans are the schedule's present ones (evaluated once per statement too).
+_CURRENT = (
+    "(SELECT coalesce(bool_or(s.version = CAST(:bs_version AS integer)), false)"
+    " FROM schedules s WHERE s.id = CAST(:schedule_id AS bigint))"
+)
 
 
 def business_hours_sql(start: str, end: str) -> str:
@@ -188,7 +217,8 @@ def open_us_sql(instant: str) -> str:
 
     The span starting last at or before the instant, its open time before, and the part of it
     before the instant. From the bound arrays by binary search when the instant is at or after
-    their first span, else from schedule_spans (one index lookup; 0 before the first span).
+    their first span and they are of the schedule's present version, else from schedule_spans
+    (one index lookup; 0 before the first span).
     Interval seconds are exact in double precision, spans being at most days long.
     """
     k = f"width_bucket({instant}, {_STARTS})"
@@ -203,4 +233,7 @@ def open_us_sql(instant: str) -> str:
         f" WHERE s.schedule_id = CAST(:schedule_id AS bigint) AND s.starts_at <= {instant}"
         " ORDER BY s.starts_at DESC LIMIT 1), 0)"
     )
-    return f"(CASE WHEN {instant} >= CAST(:bs_first AS timestamptz) THEN {carried} ELSE {looked_up} END)"
+    return (
+        f"(CASE WHEN {instant} >= CAST(:bs_first AS timestamptz) AND {_CURRENT} THEN {carried}"
+        f" ELSE {looked_up} END)"
+    )
