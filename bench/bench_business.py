@@ -7,7 +7,7 @@ VACUUM ANALYZE. Then each read twice, clock=calendar and clock=business (the sch
 time (rollups plus the raw tail), and p50/p95/p99 of both over the year (merged sketches above
 ROLLUP_EXACT_PERCENTILE_MAX, as the API answers them) and over 30 days (exact, percentile_cont over
 raw events). The business rollup answers are checked against raw business answers. Target: every
-business read within 1.5x of the calendar one. Results: bench/results/business.json.
+business read within 1.5x of the calendar one. Results: bench/results/business_<tickets>.json.
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def main() -> None:
             ]
         ],
     )
-    path = write_results("business", result)
+    path = write_results(f"business_{result['tickets']}", result)
     print(f"\nwritten to {path}")
 
 
