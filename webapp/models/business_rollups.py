@@ -14,6 +14,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -45,6 +46,15 @@ class BusinessMetric(Base):
             unique=True,
             postgresql_nulls_not_distinct=True,
             postgresql_include=["count", "sum", "min", "max"],
+        ),
+        Index(
+            "ix_analytics_business_metrics_totals",
+            "org_id",
+            "schedule_id",
+            "metric",
+            "bucket_start",
+            postgresql_include=["count", "sum", "min", "max"],
+            postgresql_where=text("grain = 0"),
         ),
     )
     __mapper_args__ = {"primary_key": CELL_KEY}
