@@ -6,7 +6,7 @@ from webapp.models.clocks import Schedule, ScheduleSpan, SlaBreach, SlaClock, Sl
 from webapp.models.jobs import Export, Job
 from webapp.models.organizations import Organization, User
 from webapp.models.reports import ReportRun, ReportSchedule
-from webapp.models.tickets import Ticket, TicketEvent
+from webapp.models.tickets import Ticket, TicketEvent, TicketRating, TicketReply, TicketStatusChange
 from webapp.models.tokens import RevokedToken
 from webapp.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 
@@ -29,6 +29,9 @@ __all__ = [
     "SlaPolicy",
     "Ticket",
     "TicketEvent",
+    "TicketRating",
+    "TicketReply",
+    "TicketStatusChange",
     "User",
     "Webhook",
     "WebhookAttempt",
