@@ -8,7 +8,9 @@ status_changed and resolved event carries, consecutive repeats dropped. Their de
 (tickets.history: backlog steps of +1/-1, one solved event per solve with the hours spent in each
 unsolved status before it) are written from that history here, in SQL; they have no replies or
 ratings yet, so no next_reply or rated event, and every solve is a one-touch one (a first response
-counts as one agent reply). The insert trigger marks their hours, so the rollups are rebuilt.
+counts as one agent reply). The dirty-hour trigger now marks the event types of the new metrics too
+(reopened, backlog, solved, next_reply, rated), so the hours of the derived events written here, and
+of the reopens already there, are rebuilt into rollups by the next refresh.
 
 Revision ID: 0007_replies_metrics
 Revises: 0009_alerts_webhooks
@@ -33,6 +35,58 @@ OLD_EVENT_TYPES = (
 NEW_EVENT_TYPES = OLD_EVENT_TYPES + ", 'backlog', 'solved', 'next_reply', 'rated'"
 EVENT_CHECK = "ck_ticket_events_event_type"
 STATUSES = "'open', 'pending', 'on_hold', 'resolved', 'closed'"
+# The event types the rollups are built from: 0004's, and those of the support metrics.
+OLD_ROLLED = "('created', 'first_response', 'resolved')"
+NEW_ROLLED = (
+    "('created', 'first_response', 'resolved', 'reopened', 'backlog', 'solved', 'next_reply', 'rated')"
+)
+# 0004's marking of dirty hours, for the event types `rolled`.
+MARK_HOURS = """
+CREATE OR REPLACE FUNCTION analytics_mark_event_hours() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND current_setting('analytics.rollups_maintained', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        WITH hours AS (
+            SELECT org_id, event_type, date_trunc('hour', occurred_at, 'UTC') AS h
+            FROM new_rows WHERE event_type IN {rolled} GROUP BY 1, 2, 3
+        ), spans AS (
+            SELECT org_id, event_type, count(*) AS n, min(h) AS lo, max(h) AS hi FROM hours GROUP BY 1, 2
+        )
+        INSERT INTO analytics_rollup_dirty (org_id, event_type, lo, hi)
+        SELECT h.org_id, h.event_type, h.h, h.h + interval '1 hour'
+        FROM hours h JOIN spans s USING (org_id, event_type) WHERE s.n <= 64
+        UNION ALL
+        SELECT org_id, event_type, lo, hi + interval '1 hour' FROM spans WHERE n > 64;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        -- Events deleted with their organization leave nothing to rebuild.
+        WITH hours AS (
+            SELECT o.org_id, o.event_type, date_trunc('hour', o.occurred_at, 'UTC') AS h
+            FROM old_rows o
+            WHERE o.event_type IN {rolled} AND EXISTS (SELECT 1 FROM organizations g WHERE g.id = o.org_id)
+            GROUP BY 1, 2, 3
+        ), spans AS (
+            SELECT org_id, event_type, count(*) AS n, min(h) AS lo, max(h) AS hi FROM hours GROUP BY 1, 2
+        )
+        INSERT INTO analytics_rollup_dirty (org_id, event_type, lo, hi)
+        SELECT h.org_id, h.event_type, h.h, h.h + interval '1 hour'
+        FROM hours h JOIN spans s USING (org_id, event_type) WHERE s.n <= 64
+        UNION ALL
+        SELECT org_id, event_type, lo, hi + interval '1 hour' FROM spans WHERE n > 64;
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+# Reopens were not rolled up before: their hours are marked for the first refresh to build.
+MARK_REOPENS = """
+INSERT INTO analytics_rollup_dirty (org_id, event_type, lo, hi)
+SELECT org_id, 'reopened', date_trunc('hour', min(occurred_at), 'UTC'),
+       date_trunc('hour', max(occurred_at), 'UTC') + interval '1 hour'
+FROM ticket_events WHERE event_type = 'reopened' GROUP BY org_id
+"""
 
 HISTORY = """
 INSERT INTO ticket_status_changes (org_id, ticket_id, status, at)
@@ -166,6 +220,8 @@ def upgrade() -> None:
     )
     op.drop_constraint(op.f(EVENT_CHECK), "ticket_events", type_="check")
     op.create_check_constraint(op.f(EVENT_CHECK), "ticket_events", f"event_type IN ({NEW_EVENT_TYPES})")
+    op.execute(MARK_HOURS.format(rolled=NEW_ROLLED))
+    op.execute(MARK_REOPENS)
     op.execute(HISTORY)
     op.execute(SPANS)
     op.execute(BACKLOG)
@@ -174,6 +230,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(MARK_HOURS.format(rolled=OLD_ROLLED))
+    op.execute(
+        "DELETE FROM analytics_metrics WHERE metric IN ('backlog', 'solved', 'reopens', 'next_reply_time',"
+        " 'requester_wait_time', 'agent_wait_time', 'on_hold_time', 'csat', 'one_touch')"
+    )
+    op.execute("DELETE FROM analytics_rollup_dirty WHERE event_type NOT IN " + OLD_ROLLED)
     op.execute("DELETE FROM ticket_events WHERE event_type IN ('backlog', 'solved', 'next_reply', 'rated')")
     op.drop_constraint(op.f(EVENT_CHECK), "ticket_events", type_="check")
     op.create_check_constraint(op.f(EVENT_CHECK), "ticket_events", f"event_type IN ({OLD_EVENT_TYPES})")

@@ -38,13 +38,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics.metrics import METRICS, Metric
+from webapp.analytics.metrics import ROLLED_METRICS, Metric
 from webapp.analytics.rollup_sql import DIMENSION_BITS, build_sql, merge_sql, statement_params
 from webapp.core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-ROLLED_EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in METRICS.values()))
+ROLLED_EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in ROLLED_METRICS.values()))
 # pg_advisory_xact_lock(LOCK_CLASS, org_id): "ROLL".
 LOCK_CLASS = 0x524F4C4C
 HOUR = timedelta(hours=1)
@@ -115,7 +115,7 @@ def _metrics_of(event_types: Iterable[str]) -> list[Metric]:
         raise ValueError(
             f"no rollup is built from {sorted(unknown)}; allowed: {', '.join(ROLLED_EVENT_TYPES)}"
         )
-    return [m for m in METRICS.values() if m.event_type in types]
+    return [m for m in ROLLED_METRICS.values() if m.event_type in types]
 
 
 def build(
