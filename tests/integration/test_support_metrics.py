@@ -12,9 +12,9 @@ from ticket_events. The range spans New York's autumn DST change and two local d
 from __future__ import annotations
 
 import random
-from itertools import pairwise
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
