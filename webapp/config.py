@@ -92,6 +92,10 @@ def from_environment() -> dict[str, Any]:
         "WS_ALLOWED_ORIGINS": [o for o in (env("WS_ALLOWED_ORIGINS", "") or "").split(",") if o],
         "AGGREGATION_ASYNC_THRESHOLD": env_int("AGGREGATION_ASYNC_THRESHOLD", 2_000_000),
         "ROLLUP_EXACT_PERCENTILE_MAX": env_int("ROLLUP_EXACT_PERCENTILE_MAX", 200_000),
+        # Numbers (groups x buckets x statistics) an analytics answer may hold: about 4 MB of JSON.
+        "ANALYTICS_MAX_CELLS": env_int("ANALYTICS_MAX_CELLS", 200_000, minimum=1_000),
+        # Days an exact (raw events, no rollups) read may span; each 30 of them cost one more request.
+        "ANALYTICS_EXACT_MAX_DAYS": env_int("ANALYTICS_EXACT_MAX_DAYS", 366, minimum=1),
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
         # Request bodies, refused (413) before they are parsed: sign-in and token routes, and every
         # other route but imports (IMPORT_MAX_BYTES).
