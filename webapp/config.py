@@ -105,6 +105,10 @@ def from_environment() -> dict[str, Any]:
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
         "EXPORT_MAX_ACTIVE_PER_ORG": env_int("EXPORT_MAX_ACTIVE_PER_ORG", 3),
+        # Failed sign-ins (and refreshes, per address) within a sliding window before 429 with Retry-After.
+        "AUTH_THROTTLE_WINDOW_SECONDS": env_int("AUTH_THROTTLE_WINDOW_SECONDS", 300, minimum=1),
+        "AUTH_MAX_FAILURES_PER_EMAIL": env_int("AUTH_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
+        "AUTH_MAX_FAILURES_PER_ADDRESS": env_int("AUTH_MAX_FAILURES_PER_ADDRESS", 50, minimum=1),
         "TOKEN_REVOCATION_CACHE_SECONDS": env_int("TOKEN_REVOCATION_CACHE_SECONDS", 10),
         "IMPORT_MAX_BYTES": env_int("IMPORT_MAX_BYTES", 5 * 1024 * 1024),
         "IMPORT_MAX_ROWS": env_int("IMPORT_MAX_ROWS", 10_000),
