@@ -105,6 +105,13 @@ def from_environment() -> dict[str, Any]:
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
         "EXPORT_MAX_ACTIVE_PER_ORG": env_int("EXPORT_MAX_ACTIVE_PER_ORG", 3),
+        # Jobs of each other kind one organization may have queued or running at once (429 past it).
+        "JOB_MAX_ACTIVE_PER_ORG": {
+            "aggregation": env_int("JOB_MAX_ACTIVE_AGGREGATIONS_PER_ORG", 4, minimum=1),
+            "import": env_int("JOB_MAX_ACTIVE_IMPORTS_PER_ORG", 4, minimum=1),
+            "snapshot": env_int("JOB_MAX_ACTIVE_SNAPSHOTS_PER_ORG", 4, minimum=1),
+            "cache_refresh": env_int("JOB_MAX_ACTIVE_CACHE_REFRESHES_PER_ORG", 2, minimum=1),
+        },
         # Failed sign-ins (and refreshes, per address) within a sliding window before 429 with Retry-After.
         "AUTH_THROTTLE_WINDOW_SECONDS": env_int("AUTH_THROTTLE_WINDOW_SECONDS", 300, minimum=1),
         "AUTH_MAX_FAILURES_PER_EMAIL": env_int("AUTH_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
