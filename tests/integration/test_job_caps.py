@@ -37,7 +37,7 @@ def _jobs(db_session, org_id: int, kind: str) -> int:
 @pytest.fixture
 def queues(services):
     client = redis.Redis.from_url(services.redis_url)
-    yield client
+    return client
 
 
 def test_twelve_async_aggregations_are_four_202s_then_429s(make_tenant, app, db_session):
