@@ -89,6 +89,11 @@ def from_environment() -> dict[str, Any]:
         # Each open socket holds a thread of its web process (gunicorn.conf.py: 64): the rest serve REST.
         "WS_MAX_SOCKETS_PER_PROCESS": env_int("WS_MAX_SOCKETS_PER_PROCESS", 48, minimum=1),
         "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 32, minimum=1),
+        # subscribe and resume messages a socket may send: a burst, then so many a minute (more: an error).
+        "WS_COSTLY_MESSAGES_BURST": env_int("WS_COSTLY_MESSAGES_BURST", 10, minimum=1),
+        "WS_COSTLY_MESSAGES_PER_MINUTE": env_int("WS_COSTLY_MESSAGES_PER_MINUTE", 30, minimum=1),
+        # How far back a resume reaches (older events are not sent again; an error says so).
+        "WS_RESUME_MAX_SECONDS": env_int("WS_RESUME_MAX_SECONDS", 3600, minimum=1),
         "WS_ALLOWED_ORIGINS": [o for o in (env("WS_ALLOWED_ORIGINS", "") or "").split(",") if o],
         "AGGREGATION_ASYNC_THRESHOLD": env_int("AGGREGATION_ASYNC_THRESHOLD", 2_000_000),
         "ROLLUP_EXACT_PERCENTILE_MAX": env_int("ROLLUP_EXACT_PERCENTILE_MAX", 200_000),
