@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import queries
+from webapp.analytics import cost, queries
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
@@ -92,6 +92,16 @@ class AggregationQuery:
         """The cache families the answer depends on."""
         return families_of(self.metrics)
 
+    def estimate(self) -> cost.Estimate:
+        """The size of the answer, as far as it is known before any query."""
+        return cost.aggregation(
+            metrics=self.metrics,
+            group_by=self.group_by,
+            window=self.window,
+            filters=self.filters,
+            percentiles=self.percentiles,
+        )
+
     def options(self) -> queries.ReadOptions:
         """How the reads may be answered: `exact` forces raw events, else rollups and maybe sketches."""
         if self.exact:
@@ -103,8 +113,11 @@ def _sort_key(group: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((value is None, value or "") for value in group)
 
 
-def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -> dict[str, Any]:
-    """Compute `query` for `org_id`: one row per group (and bucket) with each metric's statistics."""
+def run_aggregation(
+    session: Session, *, org_id: int, query: AggregationQuery, max_cells: int | None = None
+) -> dict[str, Any]:
+    """Compute `query` for `org_id`: one row per group (and bucket) with each metric's statistics;
+    TooCostly once the groups are known when the answer would hold more than `max_cells` cells."""
     window = query.window
     buckets = window.buckets() if window.granularity else None
     per_metric = {
@@ -126,6 +139,11 @@ def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -
     # Without group_by there is one group; with it, the groups that had events in the range.
     groups = {group for cells in per_metric.values() for group, _ in cells} if query.group_by else {()}
     indexes: list[int | None] = list(range(len(buckets))) if buckets is not None else [None]
+    if max_cells is not None:
+        estimate = query.estimate()
+        cost.Estimate(len(groups), len(indexes), estimate.statistics, estimate.metrics).check(
+            max_cells, field="group_by"
+        )
     if len(groups) * len(indexes) > MAX_ROWS:
         raise QueryError(
             f"the answer would hold more than {MAX_ROWS} rows; use fewer group_by fields, "

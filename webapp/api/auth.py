@@ -16,6 +16,7 @@ from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.schemas.common import LoginRequest, Strict, TokenResponse
 from webapp.infra.db import get_session
 from webapp.models import User
+from webapp.security import throttle
 from webapp.security.admission import current_claims, current_principal, require_role
 from webapp.security.passwords import verify_password
 from webapp.security.tokens import access_token_for, issue_tokens, revoke_token
@@ -34,11 +35,14 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 )
 def login() -> Response:
     data = parse_body(LoginRequest)
+    throttle.check_login(data.email)  # before the password is hashed
     session = get_session()
     user = session.scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
     if not verify_password(user, data.password):
+        throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     assert user is not None
+    throttle.login_succeeded(data.email)
     return jsonify(issue_tokens(user))
 
 
@@ -47,7 +51,7 @@ def login() -> Response:
     "Exchange a refresh token (as the bearer token) for a new access token",
     tag="auth",
     responses={200: TokenResponse},
-    errors=(401,),
+    errors=(401, 429),
 )
 @require_role("viewer", refresh=True)
 def refresh() -> Response:

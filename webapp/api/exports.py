@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from sqlalchemy.orm import Session
 from werkzeug.http import quote_header_value
 
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
@@ -83,6 +84,7 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
         raise ApiError(401, "the token's organization no longer exists")
     with client_errors():
         spec = body.spec(default_tz=org.timezone, now=utcnow())
+        costs.check_export(spec, org.id)
     if mode == "async":
         _check_active_cap(org.id, spec)
         return submit_job("export", spec.params())

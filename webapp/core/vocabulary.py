@@ -61,7 +61,10 @@ ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 # The queues workers consume (the Procfile's worker takes all four). Webhook deliveries wait on a
 # receiver for up to its timeout, so they have a queue of their own that a separate worker may take.
-QUEUES = ("default", "exports", "refresh", "deliveries")
+# `overflow` holds the jobs an organization submits while it has others active (fair share: workers
+# take from each queue in turn).
+OVERFLOW_QUEUE = "overflow"
+QUEUES = ("default", "exports", "refresh", "deliveries", OVERFLOW_QUEUE)
 
 
 @dataclass(frozen=True)

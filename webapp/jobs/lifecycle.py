@@ -16,7 +16,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import utcnow
-from webapp.core.vocabulary import ACTIVE_STATES, FINAL_STATES, JOB_ROUTES
+from webapp.core.vocabulary import ACTIVE_STATES, FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.live import events
 from webapp.models import Job
 
@@ -54,6 +54,17 @@ class JobCancelled(Exception):
 
 class JobNotCancellable(ValueError):
     """The job is final already: nothing is left to cancel."""
+
+
+class TooManyActive(RuntimeError):
+    """The organization already has `cap` jobs of this kind queued or running; nothing was accepted."""
+
+    def __init__(self, kind: str, active: int, cap: int) -> None:
+        super().__init__(
+            f"the organization already has {active} {kind} jobs queued or running, the limit of {cap}; "
+            "retry once one has finished"
+        )
+        self.kind, self.active, self.cap = kind, active, cap
 
 
 def params_hash(kind: str, params: dict[str, Any]) -> str:
@@ -130,14 +141,16 @@ def submit(
     kind: str,
     params: dict[str, Any],
     dedup: bool = True,
+    cap: int | None = None,
 ) -> tuple[Job, bool]:
     """The job for this request: an identical active one, or a new one committed and enqueued.
 
-    Returns (job, created). Raises BrokerUnavailable when the task could not be enqueued;
-    the row is then marked failed so nothing is left waiting for a task that never comes.
+    Returns (job, created). Raises TooManyActive when the organization has `cap` jobs of the kind
+    active already (an identical one is still answered), BrokerUnavailable when the task could not
+    be enqueued; the row is then marked failed so nothing is left waiting for a task that never comes.
     """
     job, created = _submit(
-        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup
+        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup, cap=cap
     )
     assert job is not None
     return job, created
@@ -175,6 +188,7 @@ def _submit(
     params: dict[str, Any],
     dedup: bool = True,
     done: Callable[[], bool] | None = None,
+    cap: int | None = None,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
     try:
@@ -193,6 +207,15 @@ def _submit(
             return existing, False
     if done is not None and done():
         return None, False
+    if cap is not None:
+        active = count_active(session, org_id, kind, lock=True)
+        if active >= cap:
+            session.rollback()
+            raise TooManyActive(kind, active, cap)
+    # Fair share: an organization's first active job waits in its kind's queue; the ones it adds
+    # while that runs wait in the overflow queue, which workers take from in turn with the others,
+    # so one organization's flood is one queue among several, not a line in front of everyone.
+    overflow = session.scalar(select(func.count()).where(Job.org_id == org_id, Job.state.in_(ACTIVE_STATES)))
     job = Job(
         id=uuid.uuid4(),
         org_id=org_id,
@@ -206,19 +229,22 @@ def _submit(
     )
     session.add(job)
     session.commit()
-    enqueue(session, client, tasks, job)
+    enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if overflow else None)
     return job, True
 
 
-def enqueue(session: Session, client: redis.Redis, tasks: TaskQueue, job: Job) -> None:
-    """Hand a committed job to the broker, with the job id as the task id."""
+def enqueue(
+    session: Session, client: redis.Redis, tasks: TaskQueue, job: Job, *, queue: str | None = None
+) -> None:
+    """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
+    `queue`)."""
     route = TASKS[job.kind]
     try:
         tasks.send_task(
             route.name,
             args=[str(job.id)],
             task_id=str(job.id),
-            queue=route.queue,
+            queue=queue or route.queue,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         )

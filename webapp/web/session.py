@@ -22,6 +22,7 @@ from webapp.api.plumbing.spec import parse_body
 from webapp.api.schemas.common import LoginRequest
 from webapp.infra.db import get_session
 from webapp.models import User
+from webapp.security import throttle
 from webapp.security.passwords import verify_password
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
@@ -74,10 +75,13 @@ def _secure() -> bool:
 def sign_in() -> Response:
     """Email and password -> an access token in the answer, the refresh token in the cookie."""
     data = parse_body(LoginRequest)
+    throttle.check_login(data.email)  # before the password is hashed
     user = get_session().scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
     if not verify_password(user, data.password):
+        throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     assert user is not None
+    throttle.login_succeeded(data.email)
     tokens = issue_tokens(user)
     response = jsonify(_access_answer(user, tokens["access_token"]))
     max_age = current_app.config["JWT_REFRESH_TOKEN_DAYS"] * 86400
