@@ -50,7 +50,9 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 def _operation(doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schemas) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": doc.summary, "tags": [doc.tag], "parameters": list(path_params)}
-    if doc.auth:
+    if doc.auth == "optional":
+        op["security"] = [{}, {"bearerAuth": []}]
+    elif doc.auth:
         op["security"] = [{"bearerAuth": []}]
     else:
         op["security"] = []
