@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from werkzeug.http import quote_header_value
 
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model, parse_query
@@ -82,6 +83,7 @@ def _export_request() -> DatasetExport:
     errors=(400, 401, 403, 422, 429, 503),
 )
 @require_role("viewer")
+@idempotent
 def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     mode = parse_query(ExportMode).mode
     body = _export_request()

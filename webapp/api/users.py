@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.plumbing.writes import no_content
 from webapp.api.schemas.common import Role, Strict
@@ -62,6 +63,7 @@ def list_() -> Response:
     errors=(400, 401, 403, 409),
 )
 @require_role("admin")
+@idempotent
 def create() -> tuple[Response, int]:
     data = parse_body(UserCreate)
     session = get_session()

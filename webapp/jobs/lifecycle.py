@@ -130,14 +130,24 @@ def submit(
     kind: str,
     params: dict[str, Any],
     dedup: bool = True,
+    on_create: Callable[[Job], None] | None = None,
 ) -> tuple[Job, bool]:
     """The job for this request: an identical active one, or a new one committed and enqueued.
 
-    Returns (job, created). Raises BrokerUnavailable when the task could not be enqueued;
-    the row is then marked failed so nothing is left waiting for a task that never comes.
+    Returns (job, created). `on_create(job)` runs in the new job's transaction, before its commit.
+    Raises BrokerUnavailable when the task could not be enqueued; the row is then marked failed so
+    nothing is left waiting for a task that never comes.
     """
     job, created = _submit(
-        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup
+        session,
+        client,
+        tasks,
+        org_id=org_id,
+        user_id=user_id,
+        kind=kind,
+        params=params,
+        dedup=dedup,
+        on_create=on_create,
     )
     assert job is not None
     return job, created
@@ -175,6 +185,7 @@ def _submit(
     params: dict[str, Any],
     dedup: bool = True,
     done: Callable[[], bool] | None = None,
+    on_create: Callable[[Job], None] | None = None,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
     try:
@@ -205,6 +216,9 @@ def _submit(
         attempts=0,
     )
     session.add(job)
+    if on_create is not None:
+        session.flush()
+        on_create(job)
     session.commit()
     enqueue(session, client, tasks, job)
     return job, True
