@@ -20,6 +20,7 @@ from webapp.analytics.window import Window
 from webapp.api.cache import cache_shortcuts
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.responses import json_object
@@ -183,6 +184,7 @@ def time_series(metric: str) -> Response:
     errors=ERRORS,
 )
 @require_role("viewer")
+@idempotent
 def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
     body = parse_body(AggregationRequest)
     org = _org()
@@ -298,6 +300,7 @@ def list_snapshots() -> Response:
     errors=ERRORS,
 )
 @require_role("admin")
+@idempotent
 def request_snapshot() -> tuple[Response, int, dict[str, str]]:
     body = parse_body(SnapshotRequest)
     first, _ = snapshots.snapshot_period(body.type, body.date)

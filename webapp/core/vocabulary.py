@@ -115,3 +115,5 @@ REPORT_RUN_STATES = ("running", "delivered", "skipped", "failed")
 # --- users ------------------------------------------------------------------------------------
 
 ROLES = ("viewer", "agent", "admin")
+# The kinds of token a login issues (the JWT's `type` claim).
+TOKEN_TYPES = ("access", "refresh")

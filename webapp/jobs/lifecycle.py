@@ -142,15 +142,26 @@ def submit(
     params: dict[str, Any],
     dedup: bool = True,
     cap: int | None = None,
+    on_create: Callable[[Job], None] | None = None,
 ) -> tuple[Job, bool]:
     """The job for this request: an identical active one, or a new one committed and enqueued.
 
-    Returns (job, created). Raises TooManyActive when the organization has `cap` jobs of the kind
-    active already (an identical one is still answered), BrokerUnavailable when the task could not
-    be enqueued; the row is then marked failed so nothing is left waiting for a task that never comes.
+    Returns (job, created). `on_create(job)` runs in the new job's transaction, before its commit.
+    Raises TooManyActive when the organization has `cap` jobs of the kind active already (an
+    identical one is still answered), BrokerUnavailable when the task could not be enqueued; the row
+    is then marked failed so nothing is left waiting for a task that never comes.
     """
     job, created = _submit(
-        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup, cap=cap
+        session,
+        client,
+        tasks,
+        org_id=org_id,
+        user_id=user_id,
+        kind=kind,
+        params=params,
+        dedup=dedup,
+        cap=cap,
+        on_create=on_create,
     )
     assert job is not None
     return job, created
@@ -189,6 +200,7 @@ def _submit(
     dedup: bool = True,
     done: Callable[[], bool] | None = None,
     cap: int | None = None,
+    on_create: Callable[[Job], None] | None = None,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
     try:
@@ -228,6 +240,9 @@ def _submit(
         attempts=0,
     )
     session.add(job)
+    if on_create is not None:
+        session.flush()
+        on_create(job)
     session.commit()
     enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if overflow else None)
     return job, True
