@@ -90,6 +90,16 @@ def note_raw() -> None:
     _note(raw=True)
 
 
+def note_rollup() -> None:
+    """Record that the current reading answered (in part) from rollups."""
+    _note(rollup=True)
+
+
+def rollups_allowed() -> bool:
+    """Whether the current reading may answer from rollups (not when exact answers were asked for)."""
+    return _options.get().rollups
+
+
 def _cells(session: Session, definition: Metric, **read: Any) -> dict[CellKey, Cell]:
     """cells.read_cells, noting in the current reading which sides answered."""
     cells, sources = read_cells(session, definition, **read)
