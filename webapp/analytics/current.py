@@ -26,8 +26,10 @@ def distribution(
     name = column(field, DISTRIBUTION_FIELDS)
     counts: dict[str | None, int]
     if not filters and rollups_allowed():
-        counts = ticket_counts.counts(session, org_id=org_id, field=name, start=start, end=end)
+        counts, edges = ticket_counts.counts(session, org_id=org_id, field=name, start=start, end=end)
         note_rollup()
+        if edges:
+            note_raw()
     else:
         params: dict[str, Any] = {"org_id": org_id, "start": start, "end": end}
         sql = text(

@@ -58,7 +58,7 @@ def counts(
         f" GROUP BY t.{name}) parts GROUP BY value"
     )
     params = {"org_id": org_id, "field": name, "lo": lo, "hi": hi, "start": start, "end": end}
-    return {row.value: int(row.n) for row in session.execute(sql, params) if row.n}
+    return {row.value: int(row.n) for row in session.execute(sql, params) if row.n}, (lo, hi) != (start, end)
 
 
 def compact(session: Session, *, org_id: int) -> int:
