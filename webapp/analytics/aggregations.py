@@ -15,9 +15,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import cost, queries
+from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
+from webapp.analytics.planner import grain_for
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
+from webapp.core.timeutil import utcnow
 
 MAX_ROWS = 100_000
 
@@ -152,13 +155,17 @@ def run_aggregation(
         )
 
     rows = []
+    ordered = sorted(groups, key=_sort_key)
+    named = [dict(zip(query.group_by, group, strict=True)) for group in ordered]
+    empty = {metric: queries.empty_stats(metric, query.percentiles) for metric in query.metrics}
     for index in indexes:
-        for group in sorted(groups, key=_sort_key):
-            row: dict[str, Any] = {"group": dict(zip(query.group_by, group, strict=True))}
-            if buckets is not None and index is not None:
-                row["bucket"] = buckets.label(index)
+        label = buckets.label(index) if buckets is not None and index is not None else None
+        for group, names in zip(ordered, named, strict=True):
+            row: dict[str, Any] = {"group": names}
+            if label is not None:
+                row["bucket"] = label
             for metric, cells in per_metric.items():
-                row[metric] = cells.get((group, index)) or queries.empty_stats(metric, query.percentiles)
+                row[metric] = cells.get((group, index)) or empty[metric]
             rows.append(row)
     return {
         "metrics": list(query.metrics),
@@ -172,14 +179,43 @@ def run_aggregation(
 
 
 def estimated_cost(session: Session, *, org_id: int, query: AggregationQuery) -> int:
-    """The planner's estimate of the events an aggregation scans: cheap, no rows are read."""
-    sql = text(
-        "EXPLAIN (FORMAT JSON) SELECT 1 FROM ticket_events e WHERE e.org_id = :org_id"
-        " AND e.event_type = ANY(CAST(:types AS text[])) AND e.occurred_at >= :start AND e.occurred_at < :end"
+    """The planner's estimate of the rows an aggregation reads: cheap, no rows are read.
+
+    Raw events for an exact query or one no rollup grain answers. Otherwise the rollup rows of the
+    hours rollups may answer (planner.grain_for's grain) plus the raw events of the rest of the
+    range (bucket edges off the UTC hour, the open hour), prorated by time.
+    """
+    window = query.window
+    metrics = sorted(query.metrics)
+    types = sorted({METRICS[m].event_type for m in metrics})
+    raw = _plan_rows(
+        session,
+        "SELECT 1 FROM ticket_events e WHERE e.org_id = :org_id"
+        " AND e.event_type = ANY(CAST(:types AS text[]))"
+        " AND e.occurred_at >= :start AND e.occurred_at < :end",
+        {"org_id": org_id, "types": types, "start": window.start, "end": window.end},
     )
-    types = sorted({METRICS[m].event_type for m in query.metrics})
-    params = {"org_id": org_id, "types": types, "start": query.window.start, "end": query.window.end}
-    plan = session.execute(sql, params).scalar()
+    grain = grain_for([*query.filters, *query.group_by])
+    if query.exact or grain is None:
+        return raw
+    bounds = window.buckets().bounds if window.granularity else (window.start, window.end)
+    covered, _ = split_range(bounds, window.start, window.end, utcnow())
+    if not covered:
+        return raw
+    seconds = sum((hi - lo).total_seconds() for lo, hi in covered)
+    rolled = _plan_rows(
+        session,
+        "SELECT 1 FROM analytics_metrics m WHERE m.org_id = :org_id AND m.grain = :grain"
+        " AND m.metric = ANY(CAST(:metrics AS text[]))"
+        " AND m.bucket_start >= :start AND m.bucket_start < :end",
+        {"org_id": org_id, "grain": grain, "metrics": metrics, "start": covered[0][0], "end": covered[-1][1]},
+    )
+    return rolled + round(raw * (1 - seconds / (window.end - window.start).total_seconds()))
+
+
+def _plan_rows(session: Session, sql: str, params: dict[str, Any]) -> int:
+    """The rows PostgreSQL's planner expects `sql` to return."""
+    plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}"), params).scalar()
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])

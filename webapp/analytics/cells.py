@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import sketch
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
-from webapp.analytics.rollups import grain_for
+from webapp.analytics.planner import grain_for
 from webapp.analytics.sql import bucket_index, column, count_sql, filter_sql, ticket_join, value_sql
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow

@@ -91,10 +91,20 @@ def note_raw() -> None:
     _note(raw=True)
 
 
-def _cells(session: Session, definition: Metric, *, note: bool = True, **read: Any) -> dict[CellKey, Cell]:
-    """cells.read_cells, noting in the current reading which sides answered (unless not `note`)."""
+def note_rollup() -> None:
+    """Record that the current reading answered (in part) from rollups."""
+    _note(rollup=True)
+
+
+def rollups_allowed() -> bool:
+    """Whether the current reading may answer from rollups (not when exact answers were asked for)."""
+    return _options.get().rollups
+
+
+def _cells(session: Session, definition: Metric, **read: Any) -> dict[CellKey, Cell]:
+    """cells.read_cells, noting in the current reading which sides answered."""
     cells, sources = read_cells(session, definition, **read)
-    if note and sources:
+    if sources:
         _note(rollup=True in sources, raw=False in sources)
     return cells
 
@@ -296,14 +306,18 @@ def aggregate(
         return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
     bounds = buckets.bounds if buckets is not None else None
     wants_percentiles = bool(percentiles) and not definition.is_count
-    # With percentiles this first read only counts the measurements, to choose exact or sketches.
-    cells = _cells(session, definition, bounds=bounds, note=not wants_percentiles, **window)
+    if wants_percentiles and options.approximate_above is None:
+        return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+    # One read brings counts and sketches together: the counts choose exact or sketches afterwards.
+    cells, sources = read_cells(session, definition, bounds=bounds, sketches=wants_percentiles, **window)
     if wants_percentiles:
         measured = sum(cell.count for cell in cells.values())
-        if options.approximate_above is None or measured <= options.approximate_above:
+        assert options.approximate_above is not None
+        if measured <= options.approximate_above:
             return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
-        cells = _cells(session, definition, bounds=bounds, sketches=True, **window)
         _note(approximate=True)
+    if sources:
+        _note(rollup=True in sources, raw=False in sources)
     out: dict[CellKey, dict[str, Any]] = {}
     fractions = [p / 100 for p in percentiles]
     for key, cell in cells.items():
