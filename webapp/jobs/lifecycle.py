@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import redis
 from sqlalchemy import and_, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import DateTime, String, Uuid
@@ -255,9 +255,12 @@ def _insert_unless_active(
     and whether it is new."""
     new_id = uuid.uuid4()
     since = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS) if kind == "import" else None
-    statement = select(Job).from_statement(_SUBMIT)
+    if not session.in_transaction() and isinstance(session.bind, Engine):
+        # Nothing else rides on this transaction: the statement commits itself (the lock is released
+        # with it), so the submission is one round trip and the commit that follows sends nothing.
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     job = session.scalars(
-        statement,
+        select(Job).from_statement(_SUBMIT),
         {
             "id": new_id,
             "org_id": org_id,
