@@ -9,7 +9,7 @@ round trip. It is PL/pgSQL because each of its statements takes a fresh snapshot
 The states that count as active are passed in, so the vocabulary stays in one place.
 
 Revision ID: 0013_fast_writes
-Revises: 0009_alerts_webhooks
+Revises: 0012_business_rollups
 Create Date: 2026-12-05 03:00:00
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0013_fast_writes"
-down_revision: str | None = "0009_alerts_webhooks"
+down_revision: str | None = "0012_business_rollups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import cost, queries
+from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.planner import grain_for
@@ -37,6 +38,8 @@ class AggregationQuery:
     exact: bool = False
     # Percentiles from merged sketches above this many measurements; None: always exact.
     approximate_above: int | None = None
+    # What the duration metrics are counted in.
+    clock: Clock = CALENDAR
 
     @classmethod
     def of(
@@ -49,6 +52,7 @@ class AggregationQuery:
         percentiles: Iterable[int] | None,
         exact: bool = False,
         approximate_above: int | None = None,
+        clock: Clock = CALENDAR,
     ) -> AggregationQuery:
         """The query of validated request values, in canonical form (each name once, percentiles sorted)."""
         return cls(
@@ -59,6 +63,7 @@ class AggregationQuery:
             percentiles=DEFAULT_PERCENTILES if percentiles is None else tuple(sorted(set(percentiles))),
             exact=exact,
             approximate_above=None if exact else approximate_above,
+            clock=clock,
         )
 
     def params(self) -> dict[str, Any]:
@@ -76,6 +81,7 @@ class AggregationQuery:
             params["exact"] = True
         if self.approximate_above is not None:
             params["approximate_above"] = self.approximate_above
+        params.update(self.clock.params())
         return params
 
     @classmethod
@@ -89,11 +95,12 @@ class AggregationQuery:
             percentiles=tuple(params["percentiles"]),
             exact=bool(params.get("exact")),
             approximate_above=params.get("approximate_above"),
+            clock=Clock.from_params(params),
         )
 
     def families(self) -> set[str]:
         """The cache families the answer depends on."""
-        return families_of(self.metrics)
+        return families_of(self.metrics) | self.clock.families()
 
     def estimate(self) -> cost.Estimate:
         """The size of the answer, as far as it is known before any query."""
@@ -136,6 +143,7 @@ def run_aggregation(
             percentiles=() if METRICS[metric].is_count else query.percentiles,
             # A job runs this outside any request, so the options travel with the query.
             options=query.options(),
+            clock=query.clock,
         )
         for metric in query.metrics
     }
@@ -173,6 +181,7 @@ def run_aggregation(
         "granularity": window.granularity,
         "percentiles": list(query.percentiles),
         **window.echo(),
+        **query.clock.echo(),
         "filters": query.filters,
         "rows": rows,
     }

@@ -48,6 +48,8 @@ GRANULARITIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly")
 SNAPSHOT_TYPES = ("daily", "weekly", "monthly")
 # Dashboard period name -> the local days it spans.
 DASHBOARD_PERIODS = {"7d": 7, "30d": 30, "90d": 90}
+# What a duration is counted in: all elapsed time, or a schedule's open hours.
+CLOCKS = ("calendar", "business")
 
 # --- exports ----------------------------------------------------------------------------------
 

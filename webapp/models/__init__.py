@@ -2,6 +2,7 @@
 
 from webapp.models.alerts import AlertEvent, AlertRule
 from webapp.models.analytics import AnalyticsMetric, AnalyticsSnapshot
+from webapp.models.business_rollups import BusinessMetric, BusinessRollup
 from webapp.models.clocks import Schedule, ScheduleSpan, SlaBreach, SlaClock, SlaPendingTicket, SlaPolicy
 from webapp.models.idempotency import IdempotencyKey
 from webapp.models.jobs import Export, Job
@@ -16,6 +17,8 @@ __all__ = [
     "AlertRule",
     "AnalyticsMetric",
     "AnalyticsSnapshot",
+    "BusinessMetric",
+    "BusinessRollup",
     "Export",
     "IdempotencyKey",
     "IssuedToken",
