@@ -278,7 +278,17 @@ def test_a_live_alert_moves_a_rules_state_without_a_reload(
     assert [(e["state"], e["value"]) for e in events["items"]] == [("firing", expected)]
     row = page.locator(f"{card} .history tbody tr").first
     assert row.get_attribute("data-state") == "firing"
-    assert row.locator("td").nth(2).inner_text() == f"{expected:.1f}"
+    assert row.locator("td").nth(2).inner_text() == f"{expected:,}"
+    assert page.locator(f"{card} .history thead th").all_inner_texts() == [
+        "Bucket",
+        "State",
+        "Value",
+        "Recorded",
+    ]
+    # The card is the rule as the API has it now: evaluated.
+    page.wait_for_function(
+        "card => !document.querySelector(card + ' .rule-meta').textContent.endsWith('not yet')", arg=card
+    )
     news = page.inner_text("#alert-news")
     assert news.startswith(f"{RULE['name']} is firing"), news
     screenshot(page, "alerts")

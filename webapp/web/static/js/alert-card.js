@@ -27,13 +27,22 @@ function channelsText(channels) {
   return channels.map((c) => (c.type === "webhook" ? `webhook ${c.webhook_id}` : c.type)).join(", ") || "none";
 }
 
-function historyRow(event, granularity) {
-  return h("tr", { dataset: { state: event.state, bucket: event.bucket } },
-    h("td", {}, fmt.bucket(event.bucket, granularity)),
-    h("td", {}, h("span", { class: "state", dataset: { state: event.state } }, event.state)),
-    h("td", {}, fmt.number(event.value)),
-    h("td", {}, event.score === null || event.score === undefined ? "–" : fmt.number(event.score)),
-    h("td", {}, event.at ? event.at.slice(0, 19).replace("T", " ") : "–"));
+/** A measured value: whole numbers (counts) without decimals, the rest with. */
+function measured(value) {
+  return fmt.number(value, Number.isInteger(value) ? "count" : "");
+}
+
+/** The history's columns: what every transition has, and the score or change its rule's kind gives. */
+function historyColumns(condition) {
+  const columns = [
+    ["Bucket", (e, rule) => fmt.bucket(e.bucket, rule.granularity)],
+    ["State", (e) => h("span", { class: "state", dataset: { state: e.state } }, e.state)],
+    ["Value", (e) => measured(e.value)],
+  ];
+  if (condition.type === "anomaly") columns.push(["Score", (e) => measured(e.score)]);
+  if (condition.type === "change_pct") columns.push(["Change", (e) => fmt.change(e.change_pct)]);
+  columns.push(["Recorded", (e) => (e.at ? e.at.slice(0, 16).replace("T", " ") : "–")]);
+  return columns;
 }
 
 export class AlertCard {
@@ -103,18 +112,23 @@ export class AlertCard {
     this.#rule = { ...this.#rule, state };
   }
 
-  /** A live transition: the new state, and the history again when it is open. */
+  /** A live transition: the new state at once, then the rule and its open history as the API has them. */
   transition(data) {
     this.setState(data.state);
+    this.api.get(`/api/v1/alerts/${this.#rule.id}`).then((rule) => this.update(rule), () => null);
     if (this.#historyOpen) this.loadHistory();
   }
 
   async loadHistory() {
     try {
       const answer = await this.api.get(`/api/v1/alerts/${this.#rule.id}/events`, { limit: HISTORY_LIMIT });
-      const rows = answer.items.map((event) => historyRow(event, this.#rule.granularity));
-      const head = h("tr", {}, ["Bucket", "State", "Value", "Score", "Recorded"].map((c) => h("th", { scope: "col" }, c)));
-      const body = rows.length ? rows : [h("tr", {}, h("td", { colspan: 5, class: "empty" }, "No transitions yet"))];
+      const rule = this.#rule;
+      const columns = historyColumns(rule.condition);
+      const rows = answer.items.map((event) => h("tr", { dataset: { state: event.state, bucket: event.bucket } },
+        columns.map(([, cell]) => h("td", {}, cell(event, rule)))));
+      const head = h("tr", {}, columns.map(([label]) => h("th", { scope: "col" }, label)));
+      const empty = h("td", { colspan: columns.length, class: "empty" }, "No transitions yet");
+      const body = rows.length ? rows : [h("tr", {}, empty)];
       this.history.replaceChildren(h("table", { class: "data" }, h("thead", {}, head), h("tbody", {}, body)));
       this.history.dataset.loaded = String(answer.items.length);
     } catch (error) {

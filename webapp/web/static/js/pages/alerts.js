@@ -65,7 +65,7 @@ class RuleList {
 
 /** A live transition in words, for the line above the rules. */
 function news(data, granularity) {
-  const value = fmt.number(data.value);
+  const value = fmt.number(data.value, Number.isInteger(data.value) ? "count" : "");
   const score = data.score === null || data.score === undefined ? "" : `, score ${fmt.number(data.score)}`;
   return `${data.name} is ${data.state} (bucket ${fmt.bucket(data.bucket, granularity)}: ${value}${score})`;
 }
