@@ -122,8 +122,17 @@ def _posts_to_alerts(page: Page) -> list[str]:
 
 
 def test_an_admin_creates_a_rule_in_the_page_and_the_api_has_it(desktop, fresh, web_server):
+    status, hook = web_server.request(
+        "POST",
+        "/api/v1/webhooks",
+        fresh.users["admin"]["token"],
+        {"url": "https://93.184.216.34/hook", "description": "On-call"},
+    )
+    assert status == 201, hook
     page = _alerts(desktop, fresh, "admin")
     assert page.inner_text("#rules .empty") == "No alert rules yet"
+    page.check(f"#alert-webhooks input[value='{hook['id']}']")
+    assert page.inner_text("#alert-webhooks") == "On-call"
     _fill(
         page,
         {
@@ -148,7 +157,7 @@ def test_an_admin_creates_a_rule_in_the_page_and_the_api_has_it(desktop, fresh, 
     assert (rule["metric"], rule["granularity"], rule["min_count"]) == ("ticket_count", "hourly", 3)
     assert rule["condition"] == {"type": "change_pct", "direction": "up", "value": 50}
     assert rule["filters"] == {"priority": ["high", "urgent"]}
-    assert rule["channels"] == [{"type": "websocket"}]
+    assert rule["channels"] == [{"type": "websocket"}, {"type": "webhook", "webhook_id": hook["id"]}]
     assert rule["enabled"] is True
 
     card = f"#rule-{rule_id}"
@@ -156,6 +165,7 @@ def test_an_admin_creates_a_rule_in_the_page_and_the_api_has_it(desktop, fresh, 
     assert page.get_attribute(card, "data-state") == "ok"
     assert "change up 50 %" in page.inner_text(f"{card} .rule-what")
     assert "priority: high, urgent" in page.inner_text(f"{card} .rule-what")
+    assert f"via websocket, webhook {hook['id']}" in page.inner_text(f"{card} .rule-meta")
     # The form is ready for another rule; the new rule's history is empty.
     assert page.input_value("#alert-form [name=name]") == ""
     page.click(f"{card} .rule-actions button:text('History')")
@@ -215,6 +225,7 @@ def test_the_form_refuses_what_the_api_refuses_in_the_apis_words(desktop, fresh,
     assert status == 400
     assert "unknown priority 'whenever'" in answer["error"]["message"]
     assert page.inner_text("#form-error") == answer["error"]["message"]
+    assert page.get_attribute("#alert-form [name=filter-priority]", "aria-invalid") == "true"
     assert _rules(web_server, fresh) == []
 
 

@@ -127,8 +127,10 @@ export class AlertForm {
     this.error.hidden = !text;
     setText(this.error, text || "");
     for (const input of this.form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+    // The API names a field by its path ("condition.anomaly.score") or, for a filter, its dimension.
     const name = field ? String(field).split(".").at(-1) : null;
-    const input = name && this.form.querySelector(`[name="${CSS.escape(name)}"]`);
+    const input = name && (this.form.querySelector(`[name="${CSS.escape(name)}"]`)
+      || this.form.querySelector(`[name="filter-${CSS.escape(name)}"]`));
     if (input) input.setAttribute("aria-invalid", "true");
   }
 }
