@@ -334,3 +334,107 @@ def test_the_alerts_page_fits_desktop_and_phone(request, size, viewport, fresh, 
     assert len(lefts) == (2 if size == "desktop" else 1)
     if size == "phone":
         screenshot(page, "alerts-phone")
+
+
+def _rule_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {**RULE, "condition": dict(RULE["condition"])}
+    for name, value in changes.items():
+        if value is _ABSENT:
+            body.pop(name, None)
+        else:
+            body[name] = value
+    return body
+
+
+_ABSENT = object()
+# Bodies near every limit the document states, on both sides, and of the wrong shape.
+CHECKED_BODIES = [
+    _rule_body(),
+    _rule_body(name="n" * 200),
+    _rule_body(name="n" * 201),
+    _rule_body(name="é" * 200),
+    _rule_body(name="🚨" * 201),
+    _rule_body(name=""),
+    _rule_body(name=7),
+    _rule_body(name=_ABSENT),
+    _rule_body(metric="nope"),
+    _rule_body(metric=_ABSENT),
+    _rule_body(granularity="monthly"),
+    _rule_body(granularity="daily"),
+    _rule_body(condition={"type": "below", "value": -5.5}),
+    _rule_body(condition={"type": "above"}),
+    _rule_body(condition={"type": "between", "value": 1}),
+    _rule_body(condition={"value": 1}),
+    _rule_body(condition={"type": "above", "value": 1, "extra": 2}),
+    _rule_body(condition={"type": "change_pct", "direction": "up", "value": 1_000_000}),
+    _rule_body(condition={"type": "change_pct", "direction": "up", "value": 1_000_000.5}),
+    _rule_body(condition={"type": "change_pct", "direction": "sideways", "value": 5}),
+    _rule_body(condition={"type": "change_pct", "direction": "either", "value": 0}),
+    _rule_body(condition={"type": "change_pct", "value": 5}),
+    _rule_body(condition={"type": "anomaly"}),
+    _rule_body(condition={"type": "anomaly", "score": 1000, "baseline_periods": 52}),
+    _rule_body(condition={"type": "anomaly", "score": 1000.001}),
+    _rule_body(condition={"type": "anomaly", "score": 0}),
+    _rule_body(condition={"type": "anomaly", "baseline_periods": 53}),
+    _rule_body(condition={"type": "anomaly", "baseline_periods": 2}),
+    _rule_body(condition={"type": "anomaly", "baseline_periods": 1}),
+    _rule_body(condition={"type": "anomaly", "baseline_periods": 4.5}),
+    _rule_body(condition="above"),
+    _rule_body(min_count=0),
+    _rule_body(min_count=10**12),
+    _rule_body(min_count=10**12 + 1),
+    _rule_body(min_count=-1),
+    _rule_body(min_count=2.5),
+    _rule_body(min_count=True),
+    _rule_body(channels=[]),
+    _rule_body(channels=_ABSENT),
+    _rule_body(channels=[{"type": "email"}]),
+    _rule_body(channels=[{}]),
+    _rule_body(channels=[{"type": "websocket"}] * 20),
+    _rule_body(channels=[{"type": "websocket"}] * 21),
+    _rule_body(channels=[{"type": "webhook"}]),
+    _rule_body(channels=[{"type": "webhook", "webhook_id": 0}]),
+    _rule_body(channels="websocket"),
+    _rule_body(enabled=False),
+    _rule_body(enabled="yes"),
+    _rule_body(colour="red"),
+    _rule_body(filters={"priority": "urgent,high", "assigned_to": ["ana", None]}),
+]
+# Filter values are the server's to judge: the page sends them, and shows the API's refusal.
+SERVER_JUDGED = [
+    _rule_body(filters={"mood": "calm"}),
+    _rule_body(filters={"priority": 5}),
+    _rule_body(filters={"priority": "soon"}),
+    _rule_body(filters=[]),
+]
+
+# The check the form runs, from the page's own modules.
+CHECK_IN_PAGE = """async (bodies) => {
+  const links = [...document.querySelectorAll("link[rel=modulepreload]")].map((l) => l.href);
+  const { checkRule } = await import(links.find((href) => href.includes("/alert-form.")));
+  const { Spec } = await import(links.find((href) => href.includes("/spec.")));
+  const spec = await Spec.load();
+  return bodies.map((body) => checkRule(spec, body)?.text ?? null);
+}"""
+
+
+def test_the_pages_check_agrees_with_the_api_on_every_limit(desktop, fresh, web_server):
+    """The schema check the form runs, against the API's answer to the same body: the page lets through
+    exactly what the API accepts (201) and refuses the rest with the API's message."""
+    page = _alerts(desktop, fresh, "admin")
+    verdicts = page.evaluate(CHECK_IN_PAGE, CHECKED_BODIES)
+    token = fresh.users["admin"]["token"]
+    accepted = 0
+    for body, verdict in zip(CHECKED_BODIES, verdicts, strict=True):
+        status, answer = web_server.request("POST", "/api/v1/alerts", token, body)
+        if verdict is None:
+            assert status == 201, (body, answer)
+            assert web_server.request("DELETE", f"/api/v1/alerts/{answer['id']}", token)[0] == 204
+            accepted += 1
+        else:
+            assert status == 400, (body, verdict, answer)
+            assert verdict == answer["error"]["message"], body
+    assert 10 <= accepted < len(CHECKED_BODIES)
+    assert page.evaluate(CHECK_IN_PAGE, SERVER_JUDGED) == [None] * len(SERVER_JUDGED)
+    for body in SERVER_JUDGED:
+        assert web_server.request("POST", "/api/v1/alerts", token, body)[0] == 400

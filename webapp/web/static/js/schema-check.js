@@ -25,7 +25,7 @@ const TYPE_MESSAGES = {
   integer: "Input should be a valid integer",
   number: "Input should be a valid number",
   boolean: "Input should be a valid boolean",
-  object: "Input should be a valid dictionary or instance",
+  object: "Input should be a valid dictionary",
   array: "Input should be a valid list",
   null: "Input should be None",
 };
@@ -33,6 +33,14 @@ const TYPE_MESSAGES = {
 function fits(type, value) {
   const actual = typeOf(value);
   return actual === type || (type === "number" && actual === "integer");
+}
+
+/** A tagged union's tags in the order of its alternatives (the order the server lists them in). */
+export function tagsOf(schema) {
+  const { mapping } = schema.discriminator;
+  const order = (schema.oneOf || schema.anyOf || []).map((option) => option.$ref);
+  const rank = (tag) => order.indexOf(mapping[tag]);
+  return Object.keys(mapping).sort((a, b) => rank(a) - rank(b));
 }
 
 class Checker {
@@ -55,7 +63,10 @@ class Checker {
     if (resolved.enum && !resolved.enum.includes(value)) {
       return this.report(path, `Input should be ${choices(resolved.enum)}`);
     }
-    if (resolved.type && !fits(resolved.type, value)) return this.report(path, TYPE_MESSAGES[resolved.type]);
+    if (resolved.type && !fits(resolved.type, value)) {
+      const model = resolved.type === "object" && resolved.title;
+      return this.report(path, model ? `Input should be a valid dictionary or instance of ${model}` : TYPE_MESSAGES[resolved.type]);
+    }
     if (resolved.type === "object") return this.#object(resolved, value, path);
     if (resolved.type === "array") return this.#array(resolved, value, path);
     if (resolved.type === "string") return this.#string(resolved, value, path);
@@ -65,8 +76,10 @@ class Checker {
 
   #tagged(schema, value, path) {
     const name = schema.discriminator.propertyName;
-    const tags = Object.keys(schema.discriminator.mapping);
-    if (typeOf(value) !== "object") return this.report(path, TYPE_MESSAGES.object);
+    const tags = tagsOf(schema);
+    if (typeOf(value) !== "object") {
+      return this.report(path, "Input should be a valid dictionary or object to extract fields from");
+    }
     if (!(name in value)) {
       return this.report(path, `Unable to extract tag using discriminator '${name}'`);
     }
@@ -105,11 +118,12 @@ class Checker {
   }
 
   #array(schema, value, path) {
+    const count = (n) => `${n} item${n === 1 ? "" : "s"} after validation, not ${value.length}`;
     if (schema.minItems !== undefined && value.length < schema.minItems) {
-      this.report(path, `List should have at least ${schema.minItems} item${schema.minItems === 1 ? "" : "s"}`);
+      return this.report(path, `List should have at least ${count(schema.minItems)}`);
     }
     if (schema.maxItems !== undefined && value.length > schema.maxItems) {
-      this.report(path, `List should have at most ${schema.maxItems} items`);
+      return this.report(path, `List should have at most ${count(schema.maxItems)}`);
     }
     value.forEach((item, i) => this.check(schema.items, item, [...path, i]));
   }
@@ -141,10 +155,16 @@ class Checker {
   }
 }
 
-/** What is wrong with `value` against `schema` (a component of `spec`): [{field, message}], [] when fine. */
-export function problems(spec, schema, value) {
+/**
+ * What is wrong with `value` against `schema` (a component of `spec`): [{field, message}], [] when
+ * fine. The top-level properties in `skip` are left to the server.
+ */
+export function problems(spec, schema, value, { skip = [] } = {}) {
   const checker = new Checker(spec);
-  checker.check(schema, value, []);
+  const kept = typeOf(value) === "object"
+    ? Object.fromEntries(Object.entries(value).filter(([name]) => !skip.includes(name)))
+    : value;
+  checker.check(schema, kept, []);
   return checker.found;
 }
 
