@@ -34,7 +34,7 @@ function numberOf(input) {
 }
 
 export class AlertForm {
-  /** `form` holds the inputs of alerts.html; `webhooks` the organization's, for the channels. */
+  /** `form` holds the inputs of alerts.html; `onSubmit(body)` sends a body that passed the check. */
   constructor(form, spec, { onSubmit }) {
     this.form = form;
     this.spec = spec;
