@@ -7,7 +7,7 @@ were built for; reads use them only while that is the schedule's version, and re
 otherwise, so a changed schedule answers exactly from the moment it commits.
 
 Revision ID: 0012_business_rollups
-Revises: 0009_alerts_webhooks
+Revises: 0011_cube_rollups
 Create Date: 2026-12-05 14:00:00
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql
 from alembic import op
 
 revision: str = "0012_business_rollups"
-down_revision: str | None = "0009_alerts_webhooks"
+down_revision: str | None = "0011_cube_rollups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

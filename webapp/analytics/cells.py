@@ -21,7 +21,7 @@ from webapp.analytics.clock import CALENDAR, Clock, bind
 from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
-from webapp.analytics.rollups import grain_for
+from webapp.analytics.planner import grain_for
 from webapp.analytics.sql import bucket_index, column, count_sql, filter_sql, ticket_join
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow

@@ -264,6 +264,8 @@ class AggregationRead:
     route: ClassVar[str] = "aggregations"
     ttl: ClassVar[int | None] = None
     query: AggregationQuery
+    # Checked again once the groups are known (not part of the key: the answer is the same).
+    max_cells: int | None = None
 
     def params(self) -> dict[str, Any]:
         return {"route": self.route, "query": self.query.params()}
@@ -279,7 +281,7 @@ class AggregationRead:
         return self.query.options()
 
     def compute(self, session: Session, org_id: int) -> Any:
-        return run_aggregation(session, org_id=org_id, query=self.query)
+        return run_aggregation(session, org_id=org_id, query=self.query, max_cells=self.max_cells)
 
 
 @dataclass(frozen=True)

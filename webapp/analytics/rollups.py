@@ -14,11 +14,13 @@ every hour they touched from all of its events, old ones included.
 
 A row keeps some of the dimensions, named by its grain (a bit mask): 0 keeps none (one row per
 metric and hour, for unfiltered reads), a single bit keeps one dimension (filters or group-by on
-it). A dimension a row does not keep is '' (NULL for assigned_to, whose NULL means unassigned when
-kept); the grain in the unique index tells them apart. There is no grain with every dimension on
-purpose: the five together have about 12,000 combinations, more than the events of an hour even at
-10M tickets a year, so such rows would be as many as the raw events and no faster to read. A read
-that filters or groups on two or more dimensions is answered from raw events.
+it), and the cube (rollup_sql.CUBE_GRAIN) keeps status, priority and channel together, for any
+filter or group-by over those three. A dimension a row does not keep is '' (NULL for assigned_to,
+whose NULL means unassigned when kept); the grain in the unique index tells them apart. There is no
+grain with every dimension on purpose: the five together have about 12,000 combinations, more than
+the events of an hour even at 10M tickets a year, so such rows would be as many as the raw events
+and no faster to read. A read that filters or groups on category or assigned_to together with
+another dimension is answered from raw events; planner.grain_for picks the grain of the others.
 
 Builds and merges of one organization are serialized by a transaction-level advisory lock, so two
 refreshes never write rollups from different snapshots in the wrong order, and a merge never adds
@@ -39,13 +41,13 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import business_rollups
-from webapp.analytics.metrics import METRICS, Metric
-from webapp.analytics.rollup_sql import DIMENSION_BITS, build_sql, merge_sql, statement_params
+from webapp.analytics.metrics import ROLLED_METRICS, Metric
+from webapp.analytics.rollup_sql import build_sql, merge_sql, statement_params
 from webapp.core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-ROLLED_EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in METRICS.values()))
+ROLLED_EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in ROLLED_METRICS.values()))
 # pg_advisory_xact_lock(LOCK_CLASS, org_id): "ROLL".
 LOCK_CLASS = 0x524F4C4C
 HOUR = timedelta(hours=1)
@@ -57,16 +59,6 @@ MERGE_GAP = timedelta(hours=24)
 MAINTAINED_SETTING = "analytics.rollups_maintained"
 # Memory for the aggregations of one merge (PostgreSQL's work_mem syntax).
 MERGE_WORK_MEM = "256MB"
-
-
-def grain_for(dimensions: Iterable[str]) -> int | None:
-    """The coarsest grain that keeps every dimension in `dimensions`; None when no grain does."""
-    needed = set(dimensions)
-    if not needed:
-        return 0
-    if len(needed) == 1:
-        return DIMENSION_BITS[needed.pop()]
-    return None
 
 
 @dataclass
@@ -116,7 +108,7 @@ def _metrics_of(event_types: Iterable[str]) -> list[Metric]:
         raise ValueError(
             f"no rollup is built from {sorted(unknown)}; allowed: {', '.join(ROLLED_EVENT_TYPES)}"
         )
-    return [m for m in METRICS.values() if m.event_type in types]
+    return [m for m in ROLLED_METRICS.values() if m.event_type in types]
 
 
 def build(

@@ -12,14 +12,16 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import aggregations, readers, sla, snapshots
+from webapp.analytics import aggregations, cost, readers, sla, snapshots
 from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.cache import RawJson
 from webapp.analytics.clock import CALENDAR, Clock, resolve
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.analytics.window import Window
 from webapp.api.cache import cache_shortcuts
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.responses import json_object
@@ -176,6 +178,8 @@ def time_series(metric: str) -> Response:
     org = _org()
     with client_errors():  # the window is checked (bucket count too) before any SQL or cache lookup
         window = query.window(default_tz=org.timezone, now=utcnow(), granularity=query.granularity)
+        costs.check(cost.series(window))
+        costs.spend(org.id, window, query.exact)
         clock = _clock(org.id, query).for_metric(METRICS[metric])
         value, meta = _read(org.id, readers.TimeSeriesRead(metric, window, query.filters, query.exact, clock))
     head = {"metric": metric, "unit": METRICS[metric].unit, "granularity": query.granularity, **clock.echo()}
@@ -192,6 +196,7 @@ def time_series(metric: str) -> Response:
     errors=CLOCK_ERRORS,
 )
 @require_role("viewer")
+@idempotent
 def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
     body = parse_body(AggregationRequest)
     org = _org()
@@ -201,9 +206,13 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
         query = body.query(
             default_tz=org.timezone, now=utcnow(), approximate_above=approximate_above, clock=clock
         )
+        # async only lifts the wait, never the size of the answer: both are checked before any query.
+        costs.check(query.estimate())
+        costs.spend(org.id, query.window, query.exact)
         if body.async_ or _heavy(org.id, query):
             return submit_job("aggregation", query.params())
-        value, meta = _read(org.id, readers.AggregationRead(query))
+        max_cells = current_app.config["ANALYTICS_MAX_CELLS"]
+        value, meta = _read(org.id, readers.AggregationRead(query, max_cells))
     return json_object(value, {"meta": meta})
 
 
@@ -223,6 +232,7 @@ def distribution(field: str) -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
+        costs.spend(org.id, window, query.exact)
         value, meta = _read(org.id, readers.DistributionRead(field, window, query.filters, query.exact))
     return json_object(value, {**window.echo(), "filters": query.filters, "meta": meta})
 
@@ -245,6 +255,9 @@ def dashboard() -> Response:
     days = DASHBOARD_PERIODS[query.period or DEFAULT_PERIOD]
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow(), days=days)
+        # Its daily series is bucketed (and counted) here, so a range it cannot bucket runs no query.
+        costs.check(cost.series(window, granularity="daily"), field="start/end")
+        costs.spend(org.id, window, query.exact)
         targets = sla.targets_for(org.sla_targets)
         clock = _clock(org.id, query)
         value, meta = _read(org.id, readers.DashboardRead(window, query.filters, targets, query.exact, clock))
@@ -266,6 +279,7 @@ def performance() -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
+        costs.spend(org.id, window, query.exact)
         targets = sla.targets_for(org.sla_targets)
         approximate_above = _approximate_above(query.exact)
         clock = _clock(org.id, query)
@@ -306,6 +320,7 @@ def list_snapshots() -> Response:
     errors=ERRORS,
 )
 @require_role("admin")
+@idempotent
 def request_snapshot() -> tuple[Response, int, dict[str, str]]:
     body = parse_body(SnapshotRequest)
     first, _ = snapshots.snapshot_period(body.type, body.date)
