@@ -77,14 +77,19 @@ def create_user(org_id: int, email: str, password: str, role: str) -> None:
 
 @click.command("issue-token")
 @click.option("--email", required=True)
-def issue_token(email: str) -> None:
+@click.option("--org", "org_id", type=int, default=None, help="the organization, when several have the email")
+def issue_token(email: str, org_id: int | None) -> None:
     """Print an access token for a user."""
     with session_scope() as session:
-        user = session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
-        if user is None:
+        query = select(User).where(func.lower(User.email) == email.strip().lower())
+        if org_id is not None:
+            query = query.where(User.org_id == org_id)
+        users = session.scalars(query).all()
+        if not users:
             _fail(f"no user with email {email}")
-        assert user is not None
-        click.echo(access_token_for(user))
+        if len(users) > 1:
+            _fail(f"users of several organizations have the email {email}; name one with --org")
+        click.echo(access_token_for(users[0]))
 
 
 def _copy_tickets(

@@ -9,7 +9,6 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.spec import document, parse_body
@@ -18,7 +17,7 @@ from webapp.infra.db import get_session
 from webapp.models import User
 from webapp.security import throttle
 from webapp.security.admission import current_claims, current_principal, require_role
-from webapp.security.passwords import verify_password
+from webapp.security.passwords import authenticate
 from webapp.security.tokens import access_token_for, issue_tokens, revoke_token
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -36,9 +35,8 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 def login() -> Response:
     data = parse_body(LoginRequest)
     throttle.check_login(data.email)  # before the password is hashed
-    session = get_session()
-    user = session.scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
-    if not verify_password(user, data.password):
+    user = authenticate(get_session(), data.email, data.password)
+    if user is None:
         throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     assert user is not None

@@ -15,7 +15,6 @@ import jwt as pyjwt
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
-from sqlalchemy import func, select
 
 from webapp.api.plumbing.errors import ApiError, error_response
 from webapp.api.plumbing.spec import parse_body
@@ -23,7 +22,7 @@ from webapp.api.schemas.common import LoginRequest
 from webapp.infra.db import get_session
 from webapp.models import User
 from webapp.security import throttle
-from webapp.security.passwords import verify_password
+from webapp.security.passwords import authenticate
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
     access_token_for,
@@ -76,8 +75,8 @@ def sign_in() -> Response:
     """Email and password -> an access token in the answer, the refresh token in the cookie."""
     data = parse_body(LoginRequest)
     throttle.check_login(data.email)  # before the password is hashed
-    user = get_session().scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
-    if not verify_password(user, data.password):
+    user = authenticate(get_session(), data.email, data.password)
+    if user is None:
         throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     assert user is not None
