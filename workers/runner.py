@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
+from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import FINAL_STATES
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
@@ -107,8 +108,31 @@ def run_job(
             max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
             delivery = _Delivery(task, state_session, work_session, get_redis(), max_attempts)
             state_job = _ready(delivery, job_id)
+            if state_job is not None and _defer_for_fair_share(delivery, state_job):
+                raise task.retry(countdown=FAIR_SHARE_DEFER_SECONDS, max_retries=None)
             if state_job is not None:
                 _run(delivery, state_job, work, cleanup)
+
+
+# A job of an organization already running its share waits this long before it asks again.
+FAIR_SHARE_DEFER_SECONDS = 1
+
+
+def _defer_for_fair_share(delivery: _Delivery, job: Job) -> bool:
+    """Whether the job's organization already runs JOB_MAX_RUNNING_PER_ORG jobs: then this delivery
+    gives its worker slot back and the job waits (still queued, its wait recorded so that the lost-job
+    sweep does not take it for lost), so one organization cannot hold every slot while others wait."""
+    cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
+    session = delivery.state_session
+    running = session.scalar(
+        select(func.count()).where(Job.org_id == job.org_id, Job.state == "running", Job.id != job.id)
+    )
+    if (running or 0) < cap:
+        return False
+    job.updated_at = utcnow()
+    session.commit()
+    log.info("%s waits: its organization runs %s jobs already (JOB_MAX_RUNNING_PER_ORG)", _tag(job), running)
+    return True
 
 
 @contextlib.contextmanager
