@@ -490,7 +490,7 @@ def test_a_cancelled_job_whose_worker_dies_ends_cancelled(celery_worker, make_li
         _until(_running(engine, job_id, 1), what="snapshot running")
         # Past its last checkpoint, so only the redelivery can notice the cancel.
         _until(lambda: _blocked_writers(engine, "analytics_snapshots") > before, what="snapshot writing")
-        assert tenant.agent.delete(f"/api/v1/jobs/{job_id}").get_json()["state"] == "running"
+        assert tenant.admin.delete(f"/api/v1/jobs/{job_id}").get_json()["state"] == "running"
         os.kill(_pool_child(celery, celery_worker, job_id).pid, signal.SIGKILL)
         # The redelivered task sees the cancel before doing any work.
         done = wait_for_job(tenant.viewer, job_id)
