@@ -238,7 +238,8 @@ def dashboard() -> Response:
     days = DASHBOARD_PERIODS[query.period or DEFAULT_PERIOD]
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow(), days=days)
-        # Its daily series is bucketed (and counted) here, so a range it cannot bucket runs no query.
+        # Its daily series is counted here, so a range it cannot bucket runs no query.
+        cost.check_buckets(window, "daily")
         costs.check(cost.series(window, granularity="daily"), field="start/end")
         costs.spend(org.id, window, query.exact)
         targets = sla.targets_for(org.sla_targets)
