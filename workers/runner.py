@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
 from webapp.core.timeutil import utcnow
-from webapp.core.vocabulary import FINAL_STATES
+from webapp.core.vocabulary import FINAL_STATES, OVERFLOW_QUEUE
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as jobs
@@ -109,19 +109,29 @@ def run_job(
             delivery = _Delivery(task, state_session, work_session, get_redis(), max_attempts)
             state_job = _ready(delivery, job_id)
             if state_job is not None and _defer_for_fair_share(delivery, state_job):
-                raise task.retry(countdown=FAIR_SHARE_DEFER_SECONDS, max_retries=None)
+                # A new message rather than task.retry: waiting for a slot spends none of the retries
+                # a transient error is allowed.
+                task.app.send_task(
+                    task.name,
+                    args=[job_id],
+                    task_id=job_id,
+                    queue=OVERFLOW_QUEUE,
+                    countdown=FAIR_SHARE_DEFER_SECONDS,
+                )
+                return
             if state_job is not None:
                 _run(delivery, state_job, work, cleanup)
 
 
 # A job of an organization already running its share waits this long before it asks again.
-FAIR_SHARE_DEFER_SECONDS = 1
+FAIR_SHARE_DEFER_SECONDS = 2
 
 
 def _defer_for_fair_share(delivery: _Delivery, job: Job) -> bool:
     """Whether the job's organization already runs JOB_MAX_RUNNING_PER_ORG jobs: then this delivery
-    gives its worker slot back and the job waits (still queued, its wait recorded so that the lost-job
-    sweep does not take it for lost), so one organization cannot hold every slot while others wait."""
+    gives its worker slot back and the job waits FAIR_SHARE_DEFER_SECONDS in the overflow queue
+    (still queued, its wait recorded so that the lost-job sweep does not take it for lost), so one
+    organization cannot hold every slot while others wait."""
     cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
     session = delivery.state_session
     running = session.scalar(
