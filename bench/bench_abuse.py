@@ -68,14 +68,17 @@ class Client:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         headers = {**self.headers, **({"Content-Type": "application/json"} if data is not None else {})}
         started = time.perf_counter()
-        try:
-            self.conn.request(method, path, body=data, headers=headers)
-            response = self.conn.getresponse()
-            payload = response.read()
-        except (http.client.HTTPException, OSError):
-            self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-            return 0, None, (time.perf_counter() - started) * 1000
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more, anew
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                response = self.conn.getresponse()
+                payload = response.read()
+                break
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                if attempt == 2:
+                    return 0, None, (time.perf_counter() - started) * 1000
         elapsed = (time.perf_counter() - started) * 1000
         if response.getheader("Connection", "").lower() == "close":
             self.conn.close()

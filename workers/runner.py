@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
-from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import FINAL_STATES, OVERFLOW_QUEUE
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
@@ -108,7 +107,9 @@ def run_job(
             max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
             delivery = _Delivery(task, state_session, work_session, get_redis(), max_attempts)
             state_job = _ready(delivery, job_id)
-            if state_job is not None and _defer_for_fair_share(delivery, state_job):
+            cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
+            if state_job is not None and jobs.over_running_share(state_session, state_job, cap):
+                log.info("%s waits: its organization runs %s jobs already", _tag(state_job), cap)
                 # A new message rather than task.retry: waiting for a slot spends none of the retries
                 # a transient error is allowed.
                 task.app.send_task(
@@ -125,24 +126,6 @@ def run_job(
 
 # A job of an organization already running its share waits this long before it asks again.
 FAIR_SHARE_DEFER_SECONDS = 2
-
-
-def _defer_for_fair_share(delivery: _Delivery, job: Job) -> bool:
-    """Whether the job's organization already runs JOB_MAX_RUNNING_PER_ORG jobs: then this delivery
-    gives its worker slot back and the job waits FAIR_SHARE_DEFER_SECONDS in the overflow queue
-    (still queued, its wait recorded so that the lost-job sweep does not take it for lost), so one
-    organization cannot hold every slot while others wait."""
-    cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
-    session = delivery.state_session
-    running = session.scalar(
-        select(func.count()).where(Job.org_id == job.org_id, Job.state == "running", Job.id != job.id)
-    )
-    if (running or 0) < cap:
-        return False
-    job.updated_at = utcnow()
-    session.commit()
-    log.info("%s waits: its organization runs %s jobs already (JOB_MAX_RUNNING_PER_ORG)", _tag(job), running)
-    return True
 
 
 @contextlib.contextmanager

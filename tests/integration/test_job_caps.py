@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from webapp.core.vocabulary import OVERFLOW_QUEUE
+from webapp.jobs import lifecycle
 from webapp.models import Job
 
 AGG = "/api/v1/analytics/aggregations"
@@ -109,3 +110,23 @@ def test_jobs_added_while_others_are_active_wait_in_the_overflow_queue(make_tena
     waiting = {queue: b"".join(queues.lrange(queue, 0, -1)) for queue in ("default", OVERFLOW_QUEUE)}
     assert first.get_json()["job_id"].encode() in waiting["default"] + waiting[OVERFLOW_QUEUE]
     assert second.get_json()["job_id"].encode() in waiting[OVERFLOW_QUEUE]
+
+
+def test_a_delivery_past_the_running_share_gives_its_slot_back(db_session, make_tenant):
+    tenant, other = make_tenant("Busy"), make_tenant("Other")
+    _busy(db_session, tenant.org_id, "snapshot", 1)
+    waiting = Job(
+        id=uuid.uuid4(), org_id=tenant.org_id, kind="snapshot", params={}, params_hash="w", state="queued"
+    )
+    theirs = Job(
+        id=uuid.uuid4(), org_id=other.org_id, kind="snapshot", params={}, params_hash="t", state="queued"
+    )
+    db_session.add_all([waiting, theirs])
+    db_session.commit()
+    before = waiting.updated_at
+    assert lifecycle.over_running_share(db_session, waiting, 1) is True
+    assert lifecycle.over_running_share(db_session, theirs, 1) is False  # another organization's
+    assert lifecycle.over_running_share(db_session, waiting, 2) is False
+    db_session.refresh(waiting)
+    assert waiting.state == "queued"
+    assert waiting.updated_at >= before

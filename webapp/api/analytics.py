@@ -51,7 +51,7 @@ bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_PERIOD = "30d"
-ERRORS = (400, 401, 403, 503)
+ERRORS = (400, 401, 403, 429, 503)
 
 
 def _query(model: type[M]) -> M:

@@ -73,7 +73,7 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
     body=TicketImport,
     body_content_types=("application/json", "application/x-ndjson", "text/csv"),
     responses={202: JobAccepted},
-    errors=(400, 401, 403, 413, 415, 503),
+    errors=(400, 401, 403, 413, 415, 429, 503),
 )
 @require_role("agent")
 def create() -> tuple[Response, int, dict[str, str]]:
