@@ -18,11 +18,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
+from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import FINAL_STATES, OVERFLOW_QUEUE
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as jobs
-from webapp.jobs import recovery
+from webapp.jobs import recovery, share
 from webapp.models import Job
 
 log = logging.getLogger("workers.jobs")
@@ -107,21 +108,35 @@ def run_job(
             max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
             delivery = _Delivery(task, state_session, work_session, get_redis(), max_attempts)
             state_job = _ready(delivery, job_id)
-            cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
-            if state_job is not None and jobs.over_running_share(state_session, state_job, cap):
-                log.info("%s waits: its organization runs %s jobs already", _tag(state_job), cap)
-                # A new message rather than task.retry: waiting for a slot spends none of the retries
-                # a transient error is allowed.
-                task.app.send_task(
-                    task.name,
-                    args=[job_id],
-                    task_id=job_id,
-                    queue=OVERFLOW_QUEUE,
-                    countdown=FAIR_SHARE_DEFER_SECONDS,
-                )
+            if state_job is None:
                 return
-            if state_job is not None:
+            cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
+            slot = share.take_slot(state_conn, state_job.org_id, cap)
+            if slot is None:
+                _wait_for_share(delivery, state_job, job_id, cap)
+                return
+            try:
                 _run(delivery, state_job, work, cleanup)
+            finally:
+                with contextlib.suppress(sa_exc.DBAPIError):  # a lost connection gave it back already
+                    share.release_slot(state_conn, state_job.org_id, slot)
+
+
+def _wait_for_share(delivery: _Delivery, job: Job, job_id: str, cap: int) -> None:
+    """Give the worker slot back: the job stays queued (its wait recorded in updated_at, so that the
+    lost-job sweep does not take it for lost) and is sent again to the overflow queue shortly. A new
+    message rather than task.retry: waiting for a slot spends none of the retries a transient error
+    is allowed."""
+    log.info("%s waits: its organization runs %s jobs already (JOB_MAX_RUNNING_PER_ORG)", _tag(job), cap)
+    job.updated_at = utcnow()
+    delivery.state_session.commit()
+    delivery.task.app.send_task(
+        delivery.task.name,
+        args=[job_id],
+        task_id=job_id,
+        queue=OVERFLOW_QUEUE,
+        countdown=FAIR_SHARE_DEFER_SECONDS,
+    )
 
 
 # A job of an organization already running its share waits this long before it asks again.

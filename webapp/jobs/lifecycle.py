@@ -255,20 +255,6 @@ def enqueue(
     publish(client, job)
 
 
-def over_running_share(session: Session, job: Job, cap: int) -> bool:
-    """Whether the job's organization already runs `cap` other jobs: its delivery then gives the worker
-    slot back and the job waits, still queued (the wait recorded in updated_at, so that the lost-job
-    sweep does not take it for lost), and one organization cannot hold every slot while others wait."""
-    running = session.scalar(
-        select(func.count()).where(Job.org_id == job.org_id, Job.state == "running", Job.id != job.id)
-    )
-    if (running or 0) < cap:
-        return False
-    job.updated_at = utcnow()
-    session.commit()
-    return True
-
-
 def get_job(session: Session, org_id: int, job_id: str) -> Job | None:
     """The job `job_id` of `org_id`, or None (also for ids that are not UUIDs)."""
     try:
