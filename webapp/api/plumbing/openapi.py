@@ -79,7 +79,9 @@ def _operation(doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schem
             entry["content"] = {"application/json": {"schema": {"type": "object"}}}
         responses[str(status)] = entry
     error_ref = schemas.ref(ErrorResponse, mode="serialization")
-    for status in sorted({*doc.errors, 405, 500}):
+    # Every route with a body has a body limit (api.plumbing.body_limits): 413 past it.
+    body_limited = {413} if doc.body is not None else set()
+    for status in sorted({*doc.errors, *body_limited, 405, 500}):
         responses.setdefault(
             str(status),
             {
