@@ -377,6 +377,17 @@ def wait_for_job(
     raise AssertionError(f"job {job_id} still {body.get('state')} after {timeout}s")
 
 
+def running_pool_pid(celery: Any, job_id: str) -> int | None:
+    """The pid of the pool process running the task `job_id`, as its worker reports it (celery inspect
+    active; the tests run one worker, whose answer ends the wait), or None while no worker runs it. (Job
+    tasks keep no Celery result, so no STARTED state.)"""
+    for tasks in (celery.control.inspect(timeout=1.0, limit=1).active() or {}).values():
+        for task in tasks:
+            if task.get("id") == job_id and task.get("worker_pid"):
+                return int(task["worker_pid"])
+    return None
+
+
 def db_scalar(engine: Engine, sql: str, **params: Any) -> Any:
     with engine.connect() as conn:
         return conn.execute(text(sql), params).scalar()

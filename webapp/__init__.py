@@ -24,6 +24,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config.load())
     else:
         app.config.update(test_config)
+    app.config["LINK_SIGNING_KEY"] = config.link_key(
+        app.config["JWT_SECRET_KEY"], app.config.get("EXPORT_SIGNING_KEY")
+    )
     app.json.sort_keys = False
     logging.basicConfig(
         level=app.config["LOG_LEVEL"],

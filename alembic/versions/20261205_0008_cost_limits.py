@@ -5,7 +5,7 @@ are now unique within an organization only; sign-in checks the password against 
 email.
 
 Revision ID: 0008_cost_limits
-Revises: 0009_alerts_webhooks
+Revises: 0013_fast_writes
 Create Date: 2026-12-05 03:00:00
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0008_cost_limits"
-down_revision: str | None = "0009_alerts_webhooks"
+down_revision: str | None = "0013_fast_writes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -16,6 +16,7 @@ from webapp.analytics import cost
 from webapp.analytics.window import canonical_window
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.plumbing.writes import no_content, parse_patch
@@ -81,6 +82,7 @@ def list_() -> Response:
     errors=WRITE_ERRORS,
 )
 @require_role("admin")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a rule (201 with its Location)."""
     fields = parse_body(AlertCreate).model_dump()

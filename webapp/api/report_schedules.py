@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, url_for
 
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model
 from webapp.api.plumbing.writes import no_content, parse_patch
@@ -98,6 +99,7 @@ def list_() -> Response:
     errors=WRITE_ERRORS,
 )
 @require_role("admin")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a schedule (201 with its next run)."""
     body = parse_model(ReportScheduleCreate, json_body())
@@ -167,6 +169,7 @@ def delete(report_schedule_id: int) -> Response:
     errors=(400, 401, 403, 404, 429, 503),
 )
 @require_role("admin")
+@idempotent
 def run(report_schedule_id: int) -> tuple[Response, int, dict[str, str]]:
     """Run the schedule now: its export job (202)."""
     schedule, principal = _own(report_schedule_id), current_principal()

@@ -84,6 +84,18 @@ def is_admin() -> bool:
     return True
 
 
+def presented_principal() -> Principal | None:
+    """The principal of the request's bearer token when it sends an Authorization header (admitted as
+    require_role("viewer", read_only=True) admits it, 401 when not valid), else None: for routes whose
+    own credential is a signed link, where a token may still be sent."""
+    if "Authorization" not in request.headers:
+        return None
+    claims = _admit("viewer", refresh=False, read_only=True)
+    g.principal = Principal(int(claims["sub"]), claims["org_id"], claims["role"])
+    g.claims = claims
+    return g.principal
+
+
 def current_claims() -> dict[str, Any]:
     """The verified claims of the request's bearer token."""
     return g.claims

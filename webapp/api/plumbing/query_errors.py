@@ -23,7 +23,9 @@ def client_errors() -> Iterator[None]:
         yield
     except TooCostly as exc:
         raise ApiError(400, str(exc), code="too_costly", details={"field": exc.field, **exc.details}) from exc
-    except (FilterError, QueryError) as exc:
+    except QueryError as exc:
+        raise ApiError(exc.status, str(exc), details={"field": exc.field}) from exc
+    except FilterError as exc:
         raise ApiError(400, str(exc), details={"field": exc.field}) from exc
     except BucketError as exc:
         raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
