@@ -113,10 +113,12 @@ def get(ticket_id: int) -> Response:
 
 @bp.patch("/<int:ticket_id>")
 @document(
-    "Change a ticket; each change appends its events",
+    "Change a ticket; each change appends its events (409: a first response or resolution that is "
+    "already set cannot change)",
     tag="tickets",
     body=TicketUpdate,
     responses={200: Ticket},
+    errors=(400, 401, 403, 404, 409, 429),
 )
 @require_role("agent")
 def patch(ticket_id: int) -> tuple[Response, int]:
