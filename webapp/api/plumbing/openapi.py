@@ -64,6 +64,9 @@ IDEMPOTENCY_ERRORS = (409, 422)
 # 414, 431: gunicorn answers them before the application), a method it does not serve (405), a bug
 # (500), and the database or Redis out of reach (503, with Retry-After).
 ANY_ROUTE_ERRORS = (400, 405, 414, 431, 500, 503)
+# What a route that takes a token may answer too: no valid token (401), its organization's request
+# budget spent (429, with Retry-After).
+TOKEN_ERRORS = (401, 429)
 # What a route with a body may answer too: a body over its limit (413), of another media type (415).
 BODY_ERRORS = (413, 415)
 
@@ -108,6 +111,8 @@ def _operation(
         responses[str(status)] = entry
     error_ref = schemas.ref(ErrorResponse, mode="serialization")
     errors = {*doc.errors, *ANY_ROUTE_ERRORS, *(IDEMPOTENCY_ERRORS if idempotent else ())}
+    if doc.auth:
+        errors.update(TOKEN_ERRORS)
     if doc.body is not None:
         errors.update(BODY_ERRORS)
     for status in sorted(errors):
