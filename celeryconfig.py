@@ -71,6 +71,7 @@ def beat_schedule(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "snapshots-schedule-due": _every("snapshots.schedule_due", settings["SNAPSHOT_SCHEDULE_SECONDS"]),
         "exports-cleanup": _every("maintenance.cleanup_exports", settings["EXPORT_CLEANUP_SECONDS"]),
         "rollups-refresh-pending": _every("rollups.refresh_pending", 60),
+        "rollups-build-business": _every("rollups.build_business", 60),
         "rollups-reconcile-recent": _every("rollups.reconcile_recent", settings["ROLLUP_RECONCILE_SECONDS"]),
         "revoked-tokens-cleanup": _every("maintenance.cleanup_revoked_tokens", 3600),
         "idempotency-keys-cleanup": _every("maintenance.cleanup_idempotency_keys", 3600),

@@ -17,7 +17,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webapp.cli import register_commands
     from webapp.infra import celery_app as broker
     from webapp.infra import db, redis_client
-    from webapp.security import admission, tokens
+    from webapp.security import admission, throttle, tokens
 
     app = Flask(__name__, instance_path=str(config.instance_path()))
     if test_config is None:
@@ -39,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     broker.celery_init_app(app)
     tokens.init_app(app)
     admission.init_app(app)
+    throttle.init_app(app)
     analytics_cache.init_app(app)
     register_blueprints(app)
     web.init_app(app)

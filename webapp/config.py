@@ -93,18 +93,42 @@ def from_environment() -> dict[str, Any]:
         "EXPORT_SIGNING_KEY": env("EXPORT_SIGNING_KEY"),
         "PUBLIC_BASE_URL": env("PUBLIC_BASE_URL"),
         "WS_PING_INTERVAL": env_float("WS_PING_INTERVAL", 25.0),
-        # Each open socket holds a thread of its web process (gunicorn.conf.py: 64): the rest serve REST.
-        "WS_MAX_SOCKETS_PER_PROCESS": env_int("WS_MAX_SOCKETS_PER_PROCESS", 48, minimum=1),
-        "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 32, minimum=1),
+        # Open sockets one web process holds (each a greenlet, some tens of KiB; gunicorn.conf.py's
+        # worker_connections leaves REST room above it), lowered to what its open-files limit allows.
+        "WS_MAX_SOCKETS_PER_PROCESS": env_int("WS_MAX_SOCKETS_PER_PROCESS", 10_000, minimum=1),
+        "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 5_000, minimum=1),
+        # subscribe and resume messages a socket may send: a burst, then so many a minute (more: an error).
+        "WS_COSTLY_MESSAGES_BURST": env_int("WS_COSTLY_MESSAGES_BURST", 10, minimum=1),
+        "WS_COSTLY_MESSAGES_PER_MINUTE": env_int("WS_COSTLY_MESSAGES_PER_MINUTE", 30, minimum=1),
+        # How far back a resume reaches (older events are not sent again; an error says so).
+        "WS_RESUME_MAX_SECONDS": env_int("WS_RESUME_MAX_SECONDS", 3600, minimum=1),
         "WS_ALLOWED_ORIGINS": [o for o in (env("WS_ALLOWED_ORIGINS", "") or "").split(",") if o],
         "AGGREGATION_ASYNC_THRESHOLD": env_int("AGGREGATION_ASYNC_THRESHOLD", 2_000_000),
         "ROLLUP_EXACT_PERCENTILE_MAX": env_int("ROLLUP_EXACT_PERCENTILE_MAX", 200_000),
+        # Numbers (groups x buckets x statistics) an analytics answer may hold: about 4 MB of JSON.
+        "ANALYTICS_MAX_CELLS": env_int("ANALYTICS_MAX_CELLS", 200_000, minimum=1_000),
+        # Days an exact (raw events, no rollups) read may span; each 30 of them cost one more request.
+        "ANALYTICS_EXACT_MAX_DAYS": env_int("ANALYTICS_EXACT_MAX_DAYS", 366, minimum=1),
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
-        "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 50 * 1024 * 1024),
+        # Request bodies, refused (413) before they are parsed: sign-in and token routes, and every
+        # other route but imports (IMPORT_MAX_BYTES).
+        "AUTH_BODY_MAX_BYTES": env_int("AUTH_BODY_MAX_BYTES", 4 * 1024, minimum=1024),
+        "BODY_MAX_BYTES": env_int("BODY_MAX_BYTES", 256 * 1024, minimum=4 * 1024),
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
         "EXPORT_MAX_ACTIVE_PER_ORG": env_int("EXPORT_MAX_ACTIVE_PER_ORG", 3),
+        # Jobs of each other kind one organization may have queued or running at once (429 past it).
+        "JOB_MAX_ACTIVE_PER_ORG": {
+            "aggregation": env_int("JOB_MAX_ACTIVE_AGGREGATIONS_PER_ORG", 4, minimum=1),
+            "import": env_int("JOB_MAX_ACTIVE_IMPORTS_PER_ORG", 4, minimum=1),
+            "snapshot": env_int("JOB_MAX_ACTIVE_SNAPSHOTS_PER_ORG", 4, minimum=1),
+            "cache_refresh": env_int("JOB_MAX_ACTIVE_CACHE_REFRESHES_PER_ORG", 2, minimum=1),
+        },
+        # Failed sign-ins (and refreshes, per address) within a sliding window before 429 with Retry-After.
+        "AUTH_THROTTLE_WINDOW_SECONDS": env_int("AUTH_THROTTLE_WINDOW_SECONDS", 300, minimum=1),
+        "AUTH_MAX_FAILURES_PER_EMAIL": env_int("AUTH_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
+        "AUTH_MAX_FAILURES_PER_ADDRESS": env_int("AUTH_MAX_FAILURES_PER_ADDRESS", 50, minimum=1),
         "TOKEN_REVOCATION_CACHE_SECONDS": env_int("TOKEN_REVOCATION_CACHE_SECONDS", 10),
         # How long the first answer to a request with an Idempotency-Key is kept for its retries.
         "IDEMPOTENCY_KEY_HOURS": env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1),

@@ -8,7 +8,7 @@ idempotency_keys keep, per user and key, the digest of the first request and the
 day), written in the transaction of the write.
 
 Revision ID: 0010_auth_secrets
-Revises: 0009_alerts_webhooks
+Revises: 0007_replies_metrics
 Create Date: 2026-12-05 13:00:00
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from alembic import op
 
 revision: str = "0010_auth_secrets"
-down_revision: str | None = "0009_alerts_webhooks"
+down_revision: str | None = "0007_replies_metrics"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

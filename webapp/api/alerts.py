@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
@@ -11,7 +12,9 @@ from sqlalchemy import text
 
 from webapp.alerts import evaluation, rules
 from webapp.alerts.rules import RuleError
+from webapp.analytics import cost
 from webapp.analytics.window import canonical_window
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.query_errors import client_errors
@@ -166,6 +169,7 @@ def simulate(alert_id: int) -> Response:
     session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": timeout})
     with client_errors():
         window = canonical_window(body.start, body.end, tz=tz.key, default_tz=tz.key, now=now)
+        costs.check(cost.series(replace(window, granularity=definition.granularity)), field="end")
         try:
             found = evaluation.simulate(
                 session, rule.org_id, definition, tz, start=window.start, end=window.end, now=now

@@ -18,7 +18,7 @@ from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import User
-from webapp.security import families
+from webapp.security import families, throttle
 from webapp.security.admission import current_claims, current_principal, require_role
 from webapp.security.passwords import verify_password
 from webapp.security.tokens import UNAUTHORIZED_HEADERS, issue_tokens, revoke_token
@@ -37,13 +37,16 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 )
 def login() -> Response:
     data = parse_body(LoginRequest)
+    throttle.check_login(data.email)  # before the password is hashed
     session = get_session()
     user = session.scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
     if not verify_password(user, data.password):
+        throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     assert user is not None
     if user.disabled_at is not None:
         raise ApiError(401, "this user is disabled")
+    throttle.login_succeeded(data.email)
     tokens = issue_tokens(user)
     session.commit()
     return jsonify(tokens)
@@ -55,7 +58,7 @@ def login() -> Response:
     "the one sent is used up, and sending it again revokes every token of its login",
     tag="auth",
     responses={200: TokenResponse},
-    errors=(401,),
+    errors=(401, 429),
 )
 @require_role("viewer", refresh=True)
 def refresh() -> Response:

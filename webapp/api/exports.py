@@ -12,6 +12,8 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from sqlalchemy.orm import Session
 from werkzeug.http import quote_header_value
 
+from webapp.analytics.clock import CALENDAR, resolve
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
@@ -27,6 +29,7 @@ from webapp.api.schemas.exports import (
     ExportMode,
     ExportRequest,
 )
+from webapp.api.schemas.fields import ClockFields
 from webapp.core.timeutil import utcnow
 from webapp.exports import encoders, records, tables, xlsx
 from webapp.exports.progress import Progress
@@ -80,7 +83,7 @@ def _export_request() -> DatasetExport:
     body=ExportRequest,
     responses={202: JobAccepted, 200: None},
     binary={200: MEDIA_TYPES},
-    errors=(400, 401, 403, 422, 429, 503),
+    errors=(400, 401, 403, 404, 422, 429, 503),
 )
 @require_role("viewer")
 @idempotent
@@ -91,7 +94,12 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     if org is None:
         raise ApiError(401, "the token's organization no longer exists")
     with client_errors():
-        spec = body.spec(default_tz=org.timezone, now=utcnow())
+        query = body.query
+        clock = CALENDAR
+        if isinstance(query, ClockFields):
+            clock = resolve(get_session(), org.id, query.clock, query.schedule_id)
+        spec = body.spec(default_tz=org.timezone, now=utcnow(), clock=clock)
+        costs.check_export(spec, org.id)
     if mode == "async":
         _check_active_cap(org.id, spec)
         return submit_job("export", spec.params())

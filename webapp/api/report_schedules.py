@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
 
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.query_errors import client_errors
@@ -71,7 +72,9 @@ def export_params(export: dict[str, Any], timezone: str, now: datetime) -> dict[
         )
         model = model.model_copy(update={"query": resolved})
     with client_errors():
-        return model.spec(default_tz=tz_name, now=now).params()
+        spec = model.spec(default_tz=tz_name, now=now)
+        costs.check_export(spec)
+        return spec.params()
 
 
 def _answer(schedule: ScheduleRow) -> dict[str, Any]:

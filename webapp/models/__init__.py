@@ -2,12 +2,13 @@
 
 from webapp.models.alerts import AlertEvent, AlertRule
 from webapp.models.analytics import AnalyticsMetric, AnalyticsSnapshot
+from webapp.models.business_rollups import BusinessMetric, BusinessRollup
 from webapp.models.clocks import Schedule, ScheduleSpan, SlaBreach, SlaClock, SlaPendingTicket, SlaPolicy
 from webapp.models.idempotency import IdempotencyKey
 from webapp.models.jobs import Export, Job
 from webapp.models.organizations import Organization, User
 from webapp.models.reports import ReportRun, ReportSchedule
-from webapp.models.tickets import Ticket, TicketEvent
+from webapp.models.tickets import Ticket, TicketEvent, TicketRating, TicketReply, TicketStatusChange
 from webapp.models.tokens import IssuedToken, RevokedToken
 from webapp.models.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 
@@ -16,6 +17,8 @@ __all__ = [
     "AlertRule",
     "AnalyticsMetric",
     "AnalyticsSnapshot",
+    "BusinessMetric",
+    "BusinessRollup",
     "Export",
     "IdempotencyKey",
     "IssuedToken",
@@ -32,6 +35,9 @@ __all__ = [
     "SlaPolicy",
     "Ticket",
     "TicketEvent",
+    "TicketRating",
+    "TicketReply",
+    "TicketStatusChange",
     "User",
     "Webhook",
     "WebhookAttempt",

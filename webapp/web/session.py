@@ -24,7 +24,7 @@ from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import User
-from webapp.security import families
+from webapp.security import families, throttle
 from webapp.security.passwords import verify_password
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
@@ -76,12 +76,15 @@ def _secure() -> bool:
 def sign_in() -> Response:
     """Email and password -> an access token in the answer, the refresh token in the cookie."""
     data = parse_body(LoginRequest)
+    throttle.check_login(data.email)  # before the password is hashed
     user = get_session().scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
     if not verify_password(user, data.password):
+        throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     assert user is not None
     if user.disabled_at is not None:
         raise ApiError(401, "this user is disabled")
+    throttle.login_succeeded(data.email)
     tokens = issue_tokens(user)
     get_session().commit()
     response = jsonify(_access_answer(user, tokens["access_token"]))

@@ -14,6 +14,15 @@ from webapp.jobs import lifecycle as job_domain
 from webapp.models import Job
 from webapp.security.admission import current_principal
 
+CAP_RETRY_AFTER = 10
+
+
+def active_cap(kind: str) -> int:
+    """Jobs of `kind` one organization may have queued or running at once."""
+    if kind == "export":
+        return current_app.config["EXPORT_MAX_ACTIVE_PER_ORG"]
+    return current_app.config["JOB_MAX_ACTIVE_PER_ORG"][kind]
+
 
 def _accepted(job: Job, *, created: bool) -> tuple[dict[str, Any], dict[str, str]]:
     status_url = url_for("api.jobs.get", job_id=str(job.id))
@@ -38,8 +47,17 @@ def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[s
             user_id=principal.user_id,
             kind=kind,
             params=params,
+            cap=active_cap(kind),
             on_create=remember,
         )
+    except job_domain.TooManyActive as exc:
+        raise ApiError(
+            429,
+            str(exc),
+            code="too_many_active_jobs",
+            details={"kind": kind, "limit": exc.cap, "active": exc.active, "retry_after": CAP_RETRY_AFTER},
+            headers={"Retry-After": str(CAP_RETRY_AFTER)},
+        ) from exc
     except job_domain.BrokerUnavailable as exc:
         forget_answer()  # the job was failed: a retry with the key submits again
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from exc
