@@ -153,8 +153,9 @@ def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str
         f" FROM rolled_pieces p CROSS JOIN LATERAL (SELECT {_rolled_columns(shape, filters)}"
         " FROM analytics_metrics m"
         " WHERE m.org_id = :org_id AND m.metric = :metric AND m.grain = :grain"
-        " AND m.bucket_start >= p.lo AND m.bucket_start < p.hi OFFSET 0) m"
-        f" WHERE true{filter_sql('m', filters, params)} GROUP BY {shape.key_list}"
+        # The filters inside the subquery: the cube's index has its dimensions before bucket_start.
+        f" AND m.bucket_start >= p.lo AND m.bucket_start < p.hi{filter_sql('m', filters, params)} OFFSET 0) m"
+        f" GROUP BY {shape.key_list}"
     )
 
 
