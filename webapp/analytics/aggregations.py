@@ -177,7 +177,8 @@ def estimated_cost(session: Session, *, org_id: int, query: AggregationQuery) ->
         " AND e.occurred_at >= :start AND e.occurred_at < :end",
         {"org_id": org_id, "types": types, "start": window.start, "end": window.end},
     )
-    grain = grain_for([*query.filters, *query.group_by])
+    sketches = bool(query.percentiles) and not all(METRICS[m].is_count for m in metrics)
+    grain = grain_for([*query.filters, *query.group_by], sketches=sketches)
     if query.exact or grain is None:
         return raw
     bounds = window.buckets().bounds if window.granularity else (window.start, window.end)

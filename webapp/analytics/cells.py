@@ -20,7 +20,15 @@ from webapp.analytics import sketch
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.analytics.planner import grain_for
-from webapp.analytics.sql import bucket_index, column, count_sql, filter_sql, ticket_join, value_sql
+from webapp.analytics.sql import (
+    bucket_index,
+    column,
+    count_sql,
+    filter_sql,
+    instants,
+    ticket_join,
+    value_sql,
+)
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
 
@@ -178,11 +186,11 @@ def _piece_params(
         "event_type": metric.event_type,
         "metric": metric.name,
         "grain": grain,
-        "bounds": edges,
-        "cov_lo": [lo for lo, _ in covered],
-        "cov_hi": [hi for _, hi in covered],
-        "unc_lo": [lo for lo, _ in uncovered],
-        "unc_hi": [hi for _, hi in uncovered],
+        "bounds": instants(edges),
+        "cov_lo": instants([lo for lo, _ in covered]),
+        "cov_hi": instants([hi for _, hi in covered]),
+        "unc_lo": instants([lo for lo, _ in uncovered]),
+        "unc_hi": instants([hi for _, hi in uncovered]),
         "cov_start": covered[0][0] if covered else start,
         "cov_end": covered[-1][1] if covered else start,
     }
@@ -203,9 +211,9 @@ def read_cells(
     """Per group and bucket the cells from rollups plus the raw remainder, and which sides answered
     (True: rollups, False: raw events). With `bounds` None the whole range is one cell of index None."""
     edges = list(bounds) if bounds is not None else [start, end]
-    grain = grain_for([*filters, *group_by])
-    params = _piece_params(metric, org_id=org_id, edges=edges, grain=grain, start=start, end=end)
     shape = _Shape(metric, tuple(column(name, GROUPABLE) for name in group_by), sketches)
+    grain = grain_for([*filters, *group_by], sketches=shape.measured_sketches)
+    params = _piece_params(metric, org_id=org_id, edges=edges, grain=grain, start=start, end=end)
     raw, rolled = _raw_part(shape, filters, params), _rolled_part(shape, filters, params)
     sql = text(f"{_PIECES} {raw} UNION ALL {rolled}")
     cells: dict[CellKey, Cell] = {}
@@ -213,7 +221,7 @@ def read_cells(
     width = len(shape.groups)
     # Rows are (rolled, g0.., idx, n_rows, n, s, lo, hi[, sketch]); read by position (a year of
     # hours is thousands of rows).
-    for row in session.execute(sql, params):
+    for row in session.execute(sql, params).all():
         idx, n_rows, n, total, low, high = row[1 + width : 7 + width]
         if not n_rows:
             continue
