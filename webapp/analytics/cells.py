@@ -212,7 +212,7 @@ def read_cells(
     (True: rollups, False: raw events). With `bounds` None the whole range is one cell of index None."""
     edges = list(bounds) if bounds is not None else [start, end]
     shape = _Shape(metric, tuple(column(name, GROUPABLE) for name in group_by), sketches)
-    grain = grain_for([*filters, *group_by], sketches=shape.measured_sketches)
+    grain = grain_for([*filters, *group_by])
     params = _piece_params(metric, org_id=org_id, edges=edges, grain=grain, start=start, end=end)
     raw, rolled = _raw_part(shape, filters, params), _rolled_part(shape, filters, params)
     sql = text(f"{_PIECES} {raw} UNION ALL {rolled}")
