@@ -27,7 +27,7 @@ shared counter; beat folds each hour's deltas (analytics.ticket_counts.compact).
 The backlog (tickets not resolved or closed) reads a partial index holding only those tickets.
 
 Revision ID: 0011_cube_rollups
-Revises: 0009_alerts_webhooks
+Revises: 0010_auth_secrets
 Create Date: 2026-12-05 03:00:00
 """
 
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0011_cube_rollups"
-down_revision: str | None = "0009_alerts_webhooks"
+down_revision: str | None = "0010_auth_secrets"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import queries
+from webapp.analytics import cost, queries
+from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.planner import grain_for
 from webapp.analytics.rollups import floor_hour
@@ -38,6 +39,8 @@ class AggregationQuery:
     exact: bool = False
     # Percentiles from merged sketches above this many measurements; None: always exact.
     approximate_above: int | None = None
+    # What the duration metrics are counted in.
+    clock: Clock = CALENDAR
 
     @classmethod
     def of(
@@ -50,6 +53,7 @@ class AggregationQuery:
         percentiles: Iterable[int] | None,
         exact: bool = False,
         approximate_above: int | None = None,
+        clock: Clock = CALENDAR,
     ) -> AggregationQuery:
         """The query of validated request values, in canonical form (each name once, percentiles sorted)."""
         return cls(
@@ -60,6 +64,7 @@ class AggregationQuery:
             percentiles=DEFAULT_PERCENTILES if percentiles is None else tuple(sorted(set(percentiles))),
             exact=exact,
             approximate_above=None if exact else approximate_above,
+            clock=clock,
         )
 
     def params(self) -> dict[str, Any]:
@@ -77,6 +82,7 @@ class AggregationQuery:
             params["exact"] = True
         if self.approximate_above is not None:
             params["approximate_above"] = self.approximate_above
+        params.update(self.clock.params())
         return params
 
     @classmethod
@@ -90,11 +96,22 @@ class AggregationQuery:
             percentiles=tuple(params["percentiles"]),
             exact=bool(params.get("exact")),
             approximate_above=params.get("approximate_above"),
+            clock=Clock.from_params(params),
         )
 
     def families(self) -> set[str]:
         """The cache families the answer depends on."""
-        return families_of(self.metrics)
+        return families_of(self.metrics) | self.clock.families()
+
+    def estimate(self) -> cost.Estimate:
+        """The size of the answer, as far as it is known before any query."""
+        return cost.aggregation(
+            metrics=self.metrics,
+            group_by=self.group_by,
+            window=self.window,
+            filters=self.filters,
+            percentiles=self.percentiles,
+        )
 
     def options(self) -> queries.ReadOptions:
         """How the reads may be answered: `exact` forces raw events, else rollups and maybe sketches."""
@@ -107,8 +124,11 @@ def _sort_key(group: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((value is None, value or "") for value in group)
 
 
-def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -> dict[str, Any]:
-    """Compute `query` for `org_id`: one row per group (and bucket) with each metric's statistics."""
+def run_aggregation(
+    session: Session, *, org_id: int, query: AggregationQuery, max_cells: int | None = None
+) -> dict[str, Any]:
+    """Compute `query` for `org_id`: one row per group (and bucket) with each metric's statistics;
+    TooCostly once the groups are known when the answer would hold more than `max_cells` cells."""
     window = query.window
     buckets = window.buckets() if window.granularity else None
     per_metric = {
@@ -124,12 +144,18 @@ def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -
             percentiles=() if METRICS[metric].is_count else query.percentiles,
             # A job runs this outside any request, so the options travel with the query.
             options=query.options(),
+            clock=query.clock,
         )
         for metric in query.metrics
     }
     # Without group_by there is one group; with it, the groups that had events in the range.
     groups = {group for cells in per_metric.values() for group, _ in cells} if query.group_by else {()}
     indexes: list[int | None] = list(range(len(buckets))) if buckets is not None else [None]
+    if max_cells is not None:
+        estimate = query.estimate()
+        cost.Estimate(len(groups), len(indexes), estimate.statistics, estimate.metrics).check(
+            max_cells, field="group_by"
+        )
     if len(groups) * len(indexes) > MAX_ROWS:
         raise QueryError(
             f"the answer would hold more than {MAX_ROWS} rows; use fewer group_by fields, "
@@ -156,6 +182,7 @@ def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -
         "granularity": window.granularity,
         "percentiles": list(query.percentiles),
         **window.echo(),
+        **query.clock.echo(),
         "filters": query.filters,
         "rows": rows,
     }

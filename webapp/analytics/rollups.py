@@ -40,13 +40,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics.metrics import METRICS, Metric
+from webapp.analytics import business_rollups
+from webapp.analytics.metrics import ROLLED_METRICS, Metric
 from webapp.analytics.rollup_sql import build_sql, merge_sql, statement_params
 from webapp.core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-ROLLED_EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in METRICS.values()))
+ROLLED_EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in ROLLED_METRICS.values()))
 # pg_advisory_xact_lock(LOCK_CLASS, org_id): "ROLL".
 LOCK_CLASS = 0x524F4C4C
 HOUR = timedelta(hours=1)
@@ -107,7 +108,7 @@ def _metrics_of(event_types: Iterable[str]) -> list[Metric]:
         raise ValueError(
             f"no rollup is built from {sorted(unknown)}; allowed: {', '.join(ROLLED_EVENT_TYPES)}"
         )
-    return [m for m in METRICS.values() if m.event_type in types]
+    return [m for m in ROLLED_METRICS.values() if m.event_type in types]
 
 
 def build(
@@ -127,7 +128,8 @@ def build(
     dirty marks inside the range are cleared. `fold_sketches`: a sketch an import merged counts as
     unchanged when its buckets are (see rollup_sql.build_sql). The caller commits.
     """
-    metrics = _metrics_of(event_types)
+    types = set(event_types)
+    metrics = _metrics_of(types)
     if not metrics:
         return BuildStats()
     if not locked:
@@ -144,8 +146,23 @@ def build(
             hi = min(lo + BUILD_CHUNK, last)
             row = session.execute(sql, {**params, "start": lo, "end": hi}).one()
             stats += BuildStats(int(row.written), int(row.removed), int(row.cleared), int((hi - lo) / HOUR))
+            # The marks just cleared were the business rollups' too: rebuild the same hours there.
+            business_rollups.build(session, org_id=org_id, start=lo, end=hi, event_types=types)
             lo = hi
     return stats
+
+
+def build_business(
+    session: Session, *, org_id: int, schedule_id: int, now: datetime | None = None, wait: bool = True
+) -> int | None:
+    """Build a schedule's business rollups afresh (business_rollups.rebuild_schedule) under the
+    organization's lock; None when the schedule is gone or, not `wait`ing, the lock is busy."""
+    if not lock(session, org_id, wait=wait):
+        return None
+    with _planner_settings(session, enable_nestloop="off"):
+        return business_rollups.rebuild_schedule(
+            session, org_id=org_id, schedule_id=schedule_id, end=ceil_hour(now or utcnow())
+        )
 
 
 @contextmanager
@@ -210,6 +227,7 @@ def merge_new_events(
         result = session.execute(
             text(merge_sql(metrics, events=events, tickets=tickets)), statement_params(metrics, org_id)
         )
+        business_rollups.merge_new_events(session, org_id=org_id, events=events)
     return BuildStats(written=int(result.rowcount or 0))
 
 

@@ -1,4 +1,5 @@
-"""Beat's rollup upkeep: rebuild hours writes marked stale, and reconcile recent hours with raw events."""
+"""Beat's rollup upkeep: rebuild hours writes marked stale, build business-hours rollups of new or
+changed schedules, and reconcile recent hours with raw events."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy import text
 
-from webapp.analytics import rollups, ticket_counts
+from webapp.analytics import business_rollups, rollups, ticket_counts
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import session_scope
 
@@ -29,6 +30,22 @@ def refresh_pending() -> dict[str, Any]:
             if rollups.refresh(session, org_id=org_id, wait=False) is not None:
                 refreshed += 1
     return {"organizations": refreshed}
+
+
+@shared_task(name="rollups.build_business", acks_late=True, ignore_result=True)
+def build_business() -> dict[str, Any]:
+    """Build the business-hours rollups of every schedule whose rollups are missing or out of date."""
+    with session_scope() as session:
+        stale = business_rollups.stale_schedules(session)
+    built = 0
+    for org_id, schedule_id in stale:
+        with session_scope() as session:
+            if (
+                rollups.build_business(session, org_id=org_id, schedule_id=schedule_id, wait=False)
+                is not None
+            ):
+                built += 1
+    return {"schedules": built}
 
 
 def _recent_orgs(start: datetime, end: datetime) -> list[int]:
