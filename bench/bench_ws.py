@@ -215,8 +215,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             flush=True,
         )
 
-        # The hold: REST and job updates while every socket pings.
-        hold_started = time.monotonic()
+        # The hold: REST and job updates while every socket pings. First ten quiet seconds: what
+        # open sockets cost the web workers when nothing happens but their pings.
+        idle_cpu = web_cpu(workers)
+        time.sleep(10.0)
+        idle_cpu_s = web_cpu(workers) - idle_cpu
+        hold_started = time.monotonic() - 10.0
         job_thread = threading.Thread(
             target=publish_paced, args=(stack, jobs_org, "job_update", "job", args.jobs, 5.0), daemon=True
         )
@@ -294,6 +298,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "web_rss_mib_before": rss_before,
         "web_rss_mib_after": rss_after,
         "rss_kib_per_socket": per_socket_kib,
+        "web_idle_cpu_percent": idle_cpu_s * 10,
         "web_cpu_us_per_delivery": relay_cpu_s * 1e6 / max(1, opened * args.tickets_created),
         "client_cpu_us_per_receipt": client_cpu_s * 1e6 / max(1, opened * args.tickets_created),
         "tickets_created": len(rest_sent),
@@ -344,6 +349,7 @@ def main() -> None:
         f" server pings answered {out['server_pings_answered']}; close codes {out['close_codes']}"
         f"\nmemory: web RSS {out['web_rss_mib_before']:.0f} -> {out['web_rss_mib_after']:.0f} MiB,"
         f" {out['rss_kib_per_socket']:.1f} KiB per open socket"
+        f"\nweb CPU while the sockets only ping: {out['web_idle_cpu_percent']:.1f} % of one core"
         f"\nCPU per delivered event (XADD phase): web {out['web_cpu_us_per_delivery']:.1f} us,"
         f" clients {out['client_cpu_us_per_receipt']:.1f} us"
         f"\nmissing events {out['missing_events']}, short receipts {out['short_receipts']},"
