@@ -56,8 +56,9 @@ class SocketWire:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         # The OS socket under gevent's cooperative one (whose writes would wait for the event loop):
-        # a write with MSG_DONTWAIT on it returns at once, under gevent or threads alike.
-        self._raw = getattr(sock, "_sock", sock)
+        # a write with MSG_DONTWAIT on it returns at once, under gevent or threads alike. None under
+        # TLS, whose bytes only the TLS socket may write: every write then goes through `send`.
+        self._raw = None if hasattr(sock, "cipher") else getattr(sock, "_sock", sock)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         # The rest of a frame that send_now could write only in part: written before anything else.
@@ -77,7 +78,7 @@ class SocketWire:
         """Write `data` without waiting, if nothing else is being written and nothing is left over;
         True once it is written (what the socket's buffer could not take waits in `backlog` for the
         next write, which the caller must see to), False when nothing was written."""
-        if self.backlog or not self._lock.acquire(blocking=False):
+        if self._raw is None or self.backlog or not self._lock.acquire(blocking=False):
             return False
         try:
             try:
