@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import redis
@@ -50,19 +50,29 @@ def revoke(session: Session, client: redis.Redis, *, jti: str, expires_at: datet
 
     A database failure propagates (the logout did not happen durably); a Redis failure does not.
     """
-    ttl = _seconds_left(expires_at)
-    if ttl <= 0:
+    revoke_many(session, client, [(jti, expires_at)])
+
+
+def revoke_many(session: Session, client: redis.Redis, tokens: Sequence[tuple[str, datetime]]) -> None:
+    """Record each (jti, expires_at) as revoked, as revoke() does for one, in one round trip and one
+    commit."""
+    live = [(jti, expires_at) for jti, expires_at in tokens if _seconds_left(expires_at) > 0]
+    if not live:
+        session.commit()
         return  # already expired: refused as such
     try:
-        # A plain SET: it must overwrite a cached "not revoked" answer.
-        client.set(key(jti), REVOKED, ex=ttl)
+        # Plain SETs: they must overwrite a cached "not revoked" answer.
+        pipe = client.pipeline(transaction=False)
+        for jti, expires_at in live:
+            pipe.set(key(jti), REVOKED, ex=_seconds_left(expires_at))
+        pipe.execute()
     except redis.RedisError as exc:
-        log.warning("token %s revoked in the database only (Redis unreachable): %s", jti, exc)
+        log.warning("%s tokens revoked in the database only (Redis unreachable): %s", len(live), exc)
         with _pending_lock:
-            _pending[jti] = expires_at
+            _pending.update(live)
     session.execute(
         insert(RevokedToken)
-        .values(jti=jti, expires_at=expires_at)
+        .values([{"jti": jti, "expires_at": expires_at} for jti, expires_at in live])
         .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
     )
     session.commit()

@@ -19,6 +19,7 @@ from simple_websocket import ConnectionClosed, Server
 
 from webapp.api.ws import subscriptions
 from webapp.api.ws.admission import Identity
+from webapp.api.ws.budget import COSTLY, Limits, MessageBudget
 from webapp.api.ws.messages import (
     INTERNAL_ERROR,
     POLICY_VIOLATION,
@@ -82,7 +83,12 @@ class Peer:
 
     conn: Connection
     stores: Stores
+    limits: Limits
     sub: Subscription = field(default_factory=Subscription)
+    budget: MessageBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = MessageBudget(self.limits.burst, self.limits.per_minute)
 
 
 def run(
@@ -92,6 +98,7 @@ def run(
     identity: Identity,
     stores: Stores,
     *,
+    limits: Limits,
     hello: dict[str, Any],
     resume_from: str | None,
 ) -> None:
@@ -122,7 +129,7 @@ def run(
     watched = Watched(identity.jti, identity.expires_at, socket.wakeup.set)
     revocations.add(watched)
     try:
-        _serve(socket, Peer(conn, stores, sub), identity, watched, hello, resume_from)
+        _serve(socket, Peer(conn, stores, limits, sub), identity, watched, hello, resume_from)
     except ConnectionClosed:
         raise  # the client left: flask-sock's business
     except Exception:
@@ -151,7 +158,7 @@ def _serve(
     if resume_from is not None:
         # Before any live event, so the missed ones arrive first and in order.
         try:
-            resume(conn, peer.stores.client, resume_from)
+            resume(conn, peer.stores.client, resume_from, max_seconds=peer.limits.resume_max_seconds)
         except MessageError as exc:
             send_error(conn, str(exc))
     conn.busy = False
@@ -219,6 +226,13 @@ def dispatch(peer: Peer, raw: str | bytes) -> None:
 
 def _route(peer: Peer, message: dict[str, Any]) -> None:
     conn, kind = peer.conn, message["type"]
+    if kind in COSTLY:
+        wait = peer.budget.take()
+        if wait:
+            raise MessageError(
+                f"too many subscribe and resume messages (at most {peer.limits.per_minute} a minute "
+                f"after a burst of {peer.limits.burst}); this one was dropped, send it again in {wait:.1f} s"
+            )
     if kind == "ping":
         conn.send(envelope(conn, "pong", {}))
     elif kind == "subscribe":
@@ -226,6 +240,8 @@ def _route(peer: Peer, message: dict[str, Any]) -> None:
     elif kind == "unsubscribe":
         subscriptions.unsubscribe(conn, peer.sub, message)
     elif kind == "resume":
-        resume(conn, peer.stores.client, message.get("last_event_id"))
+        resume(
+            conn, peer.stores.client, message.get("last_event_id"), max_seconds=peer.limits.resume_max_seconds
+        )
     else:
         raise MessageError(f"unknown message type {kind!r}; allowed: {', '.join(CLIENT_MESSAGES)}")

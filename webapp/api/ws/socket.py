@@ -19,6 +19,7 @@ from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.spec import document
 from webapp.api.ws import admission, session, wire
 from webapp.api.ws.admission import TICKET_SECONDS, Identity
+from webapp.api.ws.budget import Limits
 from webapp.api.ws.messages import MAX_MESSAGE_BYTES, POLICY_VIOLATION
 from webapp.api.ws.revocations import RevocationWatch
 from webapp.api.ws.slots import SLOTS
@@ -124,6 +125,11 @@ def analytics_socket(ws: Server, org_id: int) -> None:
         revocations_for(current_app),
         identity,
         Stores(get_redis(), session_factory()),
+        limits=Limits(
+            current_app.config["WS_COSTLY_MESSAGES_BURST"],
+            current_app.config["WS_COSTLY_MESSAGES_PER_MINUTE"],
+            current_app.config["WS_RESUME_MAX_SECONDS"],
+        ),
         hello=hello,
         resume_from=request.args.get("last_event_id"),
     )
