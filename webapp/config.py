@@ -93,10 +93,11 @@ def from_environment() -> dict[str, Any]:
         "EXPORT_SIGNING_KEY": env("EXPORT_SIGNING_KEY"),
         "PUBLIC_BASE_URL": env("PUBLIC_BASE_URL"),
         "WS_PING_INTERVAL": env_float("WS_PING_INTERVAL", 25.0),
-        # Open sockets one web process holds (each a greenlet, some tens of KiB; gunicorn.conf.py's
-        # worker_connections leaves REST room above it), lowered to what its open-files limit allows.
+        # Open sockets one web process holds (each a greenlet, some 55 KiB; gunicorn.conf.py's
+        # worker_connections leaves REST room above it).
         "WS_MAX_SOCKETS_PER_PROCESS": env_int("WS_MAX_SOCKETS_PER_PROCESS", 10_000, minimum=1),
-        "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 5_000, minimum=1),
+        # Open sockets (dashboards) one organization may hold at once, across every web process.
+        "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 10_000, minimum=1),
         # subscribe and resume messages a socket may send: a burst, then so many a minute (more: an error).
         "WS_COSTLY_MESSAGES_BURST": env_int("WS_COSTLY_MESSAGES_BURST", 10, minimum=1),
         "WS_COSTLY_MESSAGES_PER_MINUTE": env_int("WS_COSTLY_MESSAGES_PER_MINUTE", 30, minimum=1),

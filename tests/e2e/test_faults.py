@@ -48,7 +48,7 @@ from webapp.tickets import seeding
 
 pytestmark = pytest.mark.slow
 
-GUNICORN = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1"]
+GUNICORN = [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1"]
 CELERY_WORKER = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel", "INFO"]
 QUEUES = "default,exports,refresh,overflow"
 FINAL = ("succeeded", "failed", "cancelled")
@@ -143,7 +143,7 @@ class Stack:
         port = free_port()
         with self._log("web") as log:
             proc = subprocess.Popen(
-                [*GUNICORN, "--threads", "32", "--bind", f"127.0.0.1:{port}", "webapp:create_app()"],
+                [*GUNICORN, "--bind", f"127.0.0.1:{port}", "webapp:create_app()"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
