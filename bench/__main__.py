@@ -22,6 +22,7 @@ ORDER = (
     "bench_exports",
     "bench_dashboard",
     "bench_business",
+    "bench_abuse",
     "bench_rollups",
 )
 
