@@ -1,5 +1,5 @@
-"""The overview's charts for the support metrics (CSAT, backlog over time, created against solved) in a
-real browser, against the API's answers and the ratings in the database."""
+"""The overview's charts and CSAT tile for the support metrics (CSAT, backlog over time, created against
+solved) in a real browser, against the API's answers and the ratings in the database."""
 
 from __future__ import annotations
 
@@ -122,3 +122,25 @@ def test_the_support_metric_charts_hold_the_apis_series(desktop, fresh, web_serv
     legend = page.locator("#panel-volume .u-legend .u-series th").all_inner_texts()
     assert [label.strip() for label in legend if label.strip()] == ["Time", "Created", "Solved"]
     screenshot(page, "overview-metrics")
+
+
+def test_the_csat_tile_is_the_share_of_good_ratings_against_the_period_before(
+    desktop, fresh, web_server, db_engine
+):
+    _rate(web_server, fresh)
+    dashboard = _dashboard(web_server, fresh)
+    if "csat_pct" not in dashboard["kpis"]:
+        pytest.skip("this server's dashboard has no csat_pct KPI")
+    page = _overview(desktop, fresh)
+    start, end = datetime.fromisoformat(dashboard["start"]), datetime.fromisoformat(dashboard["end"])
+    expected, _ = _good_share(db_engine, fresh.org_id, start, end)
+    assert float(page.get_attribute("#tile-csat", "data-value")) == pytest.approx(expected)
+    shown = page.inner_text("#tile-csat .tile-value")
+    assert shown.endswith(" %")
+    assert float(shown.removesuffix(" %")) == pytest.approx(expected, abs=0.005)
+    previous, _ = _good_share(
+        db_engine, fresh.org_id, datetime.fromisoformat(dashboard["previous_start"]), start
+    )
+    assert previous is not None, "the seeded tickets were rated in the period before too"
+    before = page.inner_text("#tile-csat .tile-previous").split()[1]
+    assert float(before) == pytest.approx(previous, abs=0.005)
