@@ -1,17 +1,155 @@
-"""The agents page in a real browser: a server without the agents report gets a clear "not available"
-state, whether its API document leaves the report out or the report's route answers 404."""
+"""The agents page in a real browser: the report as a table equal to the API's answer, sorted by any
+column, with the range picker and the minimum solved; both layouts; and a clear "not available" when a
+server's API document leaves the report out or the report's route answers 404."""
 
 from __future__ import annotations
+
+from datetime import date
+from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from playwright.sync_api import Page, Route
 
-from tests.browser.conftest import Watched
+from tests.browser.conftest import DESKTOP, PHONE, Watched, screenshot
 from tests.conftest import Tenant
+from tests.e2e.conftest import Web
 
 pytestmark = pytest.mark.worker
 
 REPORT = "/api/v1/analytics/agents"
+COLUMNS = [
+    "agent",
+    "solved",
+    "first_reply_p50",
+    "resolution_p50",
+    "sla_compliance_pct",
+    "csat_pct",
+    "one_touch_pct",
+    "reopen_rate",
+]
+
+
+@pytest.fixture
+def report_served(web_server: Web) -> None:
+    """The table's tests need the report: on a server whose API document lacks it they are skipped,
+    saying so (what the page shows there is the "not available" tests' below)."""
+    status, document = web_server.request("GET", "/api/v1/openapi.json")
+    assert status == 200
+    if REPORT not in document["paths"]:
+        pytest.skip(f"this server's API document has no {REPORT}")
+
+
+def _open(watched: Watched, tenant: Tenant, path: str) -> Page:
+    watched.sign_in(tenant.users["viewer"]["email"])
+    page = watched.page()
+    page.goto(path)
+    page.wait_for_selector("body[data-loaded]")
+    return page
+
+
+def _normal(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its numbers as floats, whether it came from the page's text or the API's JSON."""
+    return {key: row[key] if key == "agent" or row[key] is None else float(row[key]) for key in COLUMNS}
+
+
+def _shown(page: Page) -> list[dict[str, Any]]:
+    """The table's rows, each cell's raw value as the page holds it."""
+    rows = page.eval_on_selector_all(
+        "#agents tbody tr[data-agent]",
+        """rows => rows.map(row => Object.fromEntries([...row.querySelectorAll("td")].map(
+            td => [td.dataset.key, td.dataset.value === "" ? null : td.dataset.value])))""",
+    )
+    return [_normal(row) for row in rows]
+
+
+def _as_shown(row: dict[str, Any]) -> dict[str, Any]:
+    return _normal(row)
+
+
+def _report(page: Page, web: Web, tenant: Tenant) -> dict[str, Any]:
+    """The API's answer to the query the page made."""
+    query = page.get_attribute("body", "data-query")
+    status, answer = web.request("GET", f"{REPORT}?{query}", tenant.users["viewer"]["token"])
+    assert status == 200, answer
+    return answer
+
+
+def _sorted_by(rows: list[dict[str, Any]], key: str, descending: bool) -> list[str]:
+    """Agents in the order of `key`, absent values last either way (written from the page's promise)."""
+    present = [r for r in rows if r[key] is not None]
+    absent = [r for r in rows if r[key] is None]
+    number = key != "agent"
+    present.sort(key=lambda r: r[key] if number else r[key].lower(), reverse=descending)
+    return [r["agent"] for r in present + absent]
+
+
+@pytest.mark.usefixtures("report_served")
+def test_the_table_is_the_apis_report_and_sorts_by_any_column(desktop, demo, web_server):
+    page = _open(desktop, demo, "/agents?period=90d&min_tickets=1")
+    answer = _report(page, web_server, demo)
+    assert parse_qs(page.get_attribute("body", "data-query"))["min_tickets"] == ["1"]
+    assert len(answer["agents"]) >= 3
+    # The API's order first: most solved first.
+    assert _shown(page) == [_as_shown(row) for row in answer["agents"]]
+    assert page.inner_text("#zone") == demo.timezone
+    assert page.get_attribute("th:has(button[data-key=solved])", "aria-sort") == "descending"
+
+    rows = _shown(page)
+    # A new column starts with its largest (names A to Z); a second click on it turns the order.
+    for key, descending in (("agent", False), ("csat_pct", True), ("csat_pct", False), ("reopen_rate", True)):
+        page.click(f"button.sort[data-key={key}]")
+        assert [r["agent"] for r in _shown(page)] == _sorted_by(rows, key, descending), key
+        order = "descending" if descending else "ascending"
+        assert page.get_attribute(f"th:has(button[data-key={key}])", "aria-sort") == order
+    screenshot(page, "agents")
+
+    # A higher minimum drops the agents below it, in the page, its URL and the API alike.
+    least = sorted(row["solved"] for row in answer["agents"])[len(answer["agents"]) // 2]
+    page.fill("#min_tickets", str(least))
+    page.press("#min_tickets", "Enter")
+    page.wait_for_url(f"**min_tickets={least}**")
+    page.wait_for_function("n => document.body.dataset.query.includes('min_tickets=' + n)", arg=str(least))
+    fewer = _report(page, web_server, demo)
+    assert fewer["agents"] == [row for row in answer["agents"] if row["solved"] >= least]
+    assert _shown(page) != rows
+    assert sorted(r["agent"] for r in _shown(page)) == sorted(r["agent"] for r in fewer["agents"])
+
+
+@pytest.mark.usefixtures("report_served")
+def test_the_range_picker_changes_the_report(desktop, demo, web_server):
+    page = _open(desktop, demo, "/agents?min_tickets=1")
+    loads = int(page.get_attribute("body", "data-loaded"))
+    page.select_option("#period", "7d")
+    page.wait_for_function("n => Number(document.body.dataset.loaded) > n", arg=loads)
+    assert "period=7d" in page.url
+    week = _report(page, web_server, demo)
+    query = parse_qs(page.get_attribute("body", "data-query"))
+    start, end = query["start"][0], query["end"][0]
+    assert (date.fromisoformat(end) - date.fromisoformat(start)).days == 7
+    assert _shown(page) == [_as_shown(row) for row in week["agents"]]
+    assert page.inner_text("#range-note") == f"{start} to {end} (end excluded)"
+
+    page.select_option("#period", "custom")
+    page.fill("#start", "2026-01-01")
+    page.fill("#end", "2026-01-31")
+    page.click("#range button[type=submit]")
+    page.wait_for_url("**start=2026-01-01**")
+    page.wait_for_function("() => document.body.dataset.query.includes('end=2026-02-01')")
+    assert _shown(page) == [_as_shown(row) for row in _report(page, web_server, demo)["agents"]]
+
+
+@pytest.mark.usefixtures("report_served")
+@pytest.mark.parametrize(("size", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
+def test_the_agents_page_fits_desktop_and_phone(request, size, viewport, demo):
+    watched: Watched = request.getfixturevalue(size)
+    page = _open(watched, demo, "/agents?period=90d&min_tickets=1")
+    assert page.locator("#agents tbody tr[data-agent]").count() >= 3
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    right = page.eval_on_selector("#agents-panel", "el => el.getBoundingClientRect().right")
+    assert right <= viewport["width"]
+    if size == "phone":
+        screenshot(page, "agents-phone")
 
 
 def _document(route: Route, *, with_report: bool) -> None:

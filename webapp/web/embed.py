@@ -22,8 +22,8 @@ from webapp.web.embed_links import BadEmbedLink, EmbedClaims
 
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 
-# The series the overview draws over time (those the API serves today are shown).
-OVERVIEW_SERIES = ("ticket_count", "solved", "backlog")
+# The series the overview draws over time and in its tiles (panels.js; those the API serves are shown).
+OVERVIEW_SERIES = ("ticket_count", "solved", "backlog", "csat")
 
 
 def _claims(token: str) -> EmbedClaims:

@@ -3,7 +3,7 @@
 import { LineChart, bars } from "./charts.js";
 import { h, setText } from "./dom.js";
 import * as fmt from "./format.js";
-import { TILES, availablePanels, availableSeriesTiles } from "./panels.js";
+import { TILES, availablePanels } from "./panels.js";
 
 const PRIORITY_ORDER = ["urgent", "high", "normal", "low"];
 
@@ -14,7 +14,6 @@ const PRIORITY_ORDER = ["urgent", "high", "normal", "low"];
  */
 export class OverviewView {
   #tiles = new Map();
-  #seriesTiles = new Map();
   #panels = new Map();
   #charts = new Map();
   #painted = false;
@@ -22,21 +21,28 @@ export class OverviewView {
   constructor({ tiles, panels }, source, metrics, { onFirstPaint = null } = {}) {
     this.source = source;
     this.onFirstPaint = onFirstPaint;
-    this.laidOut = Promise.resolve(metrics).then((served) => this.#layOut(tiles, panels, served));
-    for (const tile of TILES) this.#tiles.set(tile.id, OverviewView.#tile(tiles, tile));
+    this.laidOut = Promise.resolve(metrics).then((served) => this.#layOut(panels, served));
+    this.tilesEl = tiles;
+    for (const tile of TILES) {
+      const value = h("div", { class: "tile-value" }, "…");
+      const previous = h("div", { class: "tile-previous" });
+      const el = h("div", { class: "tile", id: `tile-${tile.id}`, title: tile.note || false },
+        h("div", { class: "tile-label" }, tile.label), value, previous);
+      this.#tiles.set(tile.id, { tile, el, value, previous });
+    }
+    this.#showTiles(null);
   }
 
-  static #tile(tiles, tile) {
-    const value = h("div", { class: "tile-value" }, "…");
-    const previous = h("div", { class: "tile-previous" });
-    const el = h("div", { class: "tile", id: `tile-${tile.id}`, title: tile.note || false },
-      h("div", { class: "tile-label" }, tile.label), value, previous);
-    tiles.append(el);
-    return { tile, el, value, previous };
+  /** The tiles the answer can fill: an optional KPI it lacks (an older server) leaves its tile out. */
+  #showTiles(dashboard) {
+    const shown = [...this.#tiles.values()]
+      .filter(({ tile }) => !tile.optional || Boolean(dashboard && tile.kpi in dashboard.kpis))
+      .map(({ el }) => el);
+    const now = [...this.tilesEl.children];
+    if (shown.length !== now.length || shown.some((el, i) => el !== now[i])) this.tilesEl.replaceChildren(...shown);
   }
 
-  #layOut(tiles, panels, metrics) {
-    for (const tile of availableSeriesTiles(metrics)) this.#seriesTiles.set(tile.id, OverviewView.#tile(tiles, tile));
+  #layOut(panels, metrics) {
     for (const panel of availablePanels(metrics)) {
       const body = h("div", { class: panel.kind === "series" ? "chart" : "bars-host" });
       const title = h("h2", {}, panel.title);
@@ -52,18 +58,9 @@ export class OverviewView {
     // The dashboard and the API document are fetched side by side.
     const [dashboard] = await Promise.all([this.source.dashboard(range), this.laidOut]);
     this.#drawTiles(dashboard);
-    // A metric's series is asked for once per load, whether a tile, a panel or both show it.
-    const asked = new Map();
-    const series = (metric) => {
-      if (!asked.has(metric)) asked.set(metric, this.source.series(metric, range, dashboard));
-      return asked.get(metric);
-    };
     const pending = [];
-    for (const shown of this.#seriesTiles.values()) {
-      pending.push(series(shown.tile.metric).then((answer) => this.#drawSeriesTile(shown, answer)));
-    }
     for (const { panel, body } of this.#panels.values()) {
-      if (panel.kind === "series") pending.push(this.#drawSeries(panel, body, dashboard, series));
+      if (panel.kind === "series") pending.push(this.#drawSeries(panel, body, range, dashboard));
       else if (panel.kind === "sla") this.#drawSla(body, dashboard);
       else if (panel.fromDashboard) this.#drawDistribution(body, dashboard.distributions[panel.field]);
       else {
@@ -83,10 +80,12 @@ export class OverviewView {
   }
 
   #drawTiles(dashboard) {
+    this.#showTiles(dashboard);
     for (const { tile, el, value, previous } of this.#tiles.values()) {
+      if (tile.optional && !(tile.kpi in dashboard.kpis)) continue;
       const kpi = tile.kpi ? dashboard.kpis[tile.kpi] : null;
       const current = kpi ? kpi.value : tile.value(dashboard);
-      const text = tile.percent ? fmt.percent(current) : fmt.number(current, tile.unit);
+      const text = tile.percent ? fmt.percent(current) : tile.percentage ? fmt.percentage(current) : fmt.number(current, tile.unit);
       if (value.textContent !== "…" && value.textContent !== text) {
         el.classList.remove("flash");
         void el.offsetWidth; // restart the animation
@@ -103,7 +102,8 @@ export class OverviewView {
         const better = (kpi.change_pct > 0) !== Boolean(tile.lowerIsBetter);
         change.classList.add(better ? "up" : "down");
       }
-      previous.replaceChildren(`previous ${fmt.number(kpi.previous, tile.unit)} · `, change);
+      const before = tile.percentage ? fmt.percentage(kpi.previous) : fmt.number(kpi.previous, tile.unit);
+      previous.replaceChildren(`previous ${before} · `, change);
     }
   }
 
@@ -112,23 +112,16 @@ export class OverviewView {
     return this.#charts.get(panelId);
   }
 
-  #drawSeriesTile({ tile, el, value, previous }, answer) {
-    const current = tile.value(answer);
-    setText(value, tile.percentage ? fmt.percentage(current) : fmt.number(current, tile.unit));
-    el.dataset.value = current ?? "";
-    setText(previous, tile.note || "");
-  }
-
-  async #drawSeries(panel, body, dashboard, series) {
+  async #drawSeries(panel, body, range, dashboard) {
     const chart = this.#chart(panel.id, body, dashboard.timezone);
-    const own = panel.series.filter((s) => s.fromDashboard);
+    const own = panel.series.filter((s) => s.fromDashboard && dashboard[s.fromDashboard]);
     const days = dashboard.ticket_count_series.map((p) => p.bucket);
-    const drawn = own.map((s) => ({ label: s.label, values: dashboard.ticket_count_series.map((p) => p.count) }));
+    const drawn = own.map((s) => ({ label: s.label, values: dashboard[s.fromDashboard].map((p) => p.count) }));
     const unit = "tickets";
     if (drawn.length) chart.update(days, drawn, { unit, zone: dashboard.timezone });
-    const fetched = panel.series.filter((s) => !s.fromDashboard);
+    const fetched = panel.series.filter((s) => !own.includes(s));
     if (!fetched.length) return;
-    const answers = await Promise.all(fetched.map((s) => series(s.metric)));
+    const answers = await Promise.all(fetched.map((s) => this.source.series(s.metric, range, dashboard)));
     const times = days.length ? days : answers[0].points.map((p) => p.bucket);
     const lines = [...drawn];
     answers.forEach((answer, i) => {

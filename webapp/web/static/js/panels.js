@@ -1,8 +1,12 @@
 // What the overview shows, as tables: each tile and panel names where its numbers come from. A
 // panel whose metric the API does not serve yet is left out; when the metric appears in the API's
-// document, the panel appears with it.
+// document, the panel appears with it. A tile of a KPI the dashboard answer does not hold is left out.
 
-/** The tiles: a KPI of GET /analytics/dashboard (value, previous period, change) or one of its figures. */
+/**
+ * The tiles: a KPI of GET /analytics/dashboard (value, previous period, change) or one of its figures;
+ * `percent` for a fraction 0..1, `percentage` for a value already 0..100; an `optional` tile shows
+ * once an answer holds its KPI.
+ */
 export const TILES = [
   { id: "tickets", label: "Tickets created", kpi: "ticket_count", unit: "tickets" },
   { id: "response", label: "Avg first response", kpi: "avg_response_time", unit: "hours", lowerIsBetter: true },
@@ -14,36 +18,23 @@ export const TILES = [
     value: (d) => d.sla.overall.first_response.compliance },
   { id: "sla-resolution", label: "Resolution SLA", percent: true,
     value: (d) => d.sla.overall.resolution.compliance },
-];
-
-/** Share of good ratings among all of a series' ratings: each point's percentage weighted by its count. */
-function pooledPercentage(answer) {
-  const rated = answer.points.reduce((sum, p) => sum + (p.value === null ? 0 : p.count), 0);
-  if (!rated) return null;
-  return answer.points.reduce((sum, p) => sum + (p.value === null ? 0 : p.value * p.count), 0) / rated;
-}
-
-/**
- * Tiles over the whole range of a metric of GET /analytics/time-series (daily), shown when the API
- * document lists the metric; `value(answer)` is the tile's number.
- */
-export const SERIES_TILES = [
-  { id: "csat", label: "CSAT", metric: "csat", percentage: true, value: pooledPercentage,
+  { id: "csat", label: "CSAT", kpi: "csat_pct", percentage: true, optional: true,
     note: "good ratings (4 or 5) among ratings given" },
 ];
 
 /**
- * The panels. kind "series": daily lines, each series a metric of GET /analytics/time-series (or the
- * dashboard's own daily ticket_count); "sla": compliance by priority from the dashboard;
- * "distribution": a field's current values, from the dashboard or GET /analytics/distribution.
+ * The panels. kind "series": daily lines, each series a metric of GET /analytics/time-series, or the
+ * dashboard's own daily series named by `fromDashboard` when its answer holds it; "sla": compliance by
+ * priority from the dashboard; "distribution": a field's current values, from the dashboard or GET
+ * /analytics/distribution.
  */
 export const PANELS = [
   { id: "volume", kind: "series", title: "Tickets per day", series: [
-    { metric: "ticket_count", label: "Created", fromDashboard: true },
+    { metric: "ticket_count", label: "Created", fromDashboard: "ticket_count_series" },
     { metric: "solved", label: "Solved" },
   ] },
   { id: "backlog", kind: "series", title: "Backlog over time", series: [
-    { metric: "backlog", label: "Backlog" },
+    { metric: "backlog", label: "Backlog", fromDashboard: "backlog_series" },
   ] },
   { id: "csat", kind: "series", title: "Customer satisfaction (% good ratings)", series: [
     { metric: "csat", label: "CSAT" },
@@ -53,12 +44,6 @@ export const PANELS = [
   { id: "priority", kind: "distribution", field: "priority", title: "Priority", fromDashboard: true },
   { id: "channel", kind: "distribution", field: "channel", title: "Channel" },
 ];
-
-/** The series tiles the API can fill. */
-export function availableSeriesTiles(metrics) {
-  const served = new Set(metrics);
-  return SERIES_TILES.filter((tile) => served.has(tile.metric));
-}
 
 /** The panels the API can fill, each with only the series it serves. */
 export function availablePanels(metrics) {
