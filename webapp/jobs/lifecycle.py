@@ -134,14 +134,24 @@ def submit(
     kind: str,
     params: dict[str, Any],
     dedup: bool = True,
+    redis_answered: bool = False,
 ) -> tuple[Job, bool]:
     """The job for this request: an identical active one, or a new one committed and enqueued.
 
     Returns (job, created). Raises BrokerUnavailable when the task could not be enqueued;
     the row is then marked failed so nothing is left waiting for a task that never comes.
+    `redis_answered`: `client` answered the caller a moment ago (no need to check it is there).
     """
     job, created = _submit(
-        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup
+        session,
+        client,
+        tasks,
+        org_id=org_id,
+        user_id=user_id,
+        kind=kind,
+        params=params,
+        dedup=dedup,
+        redis_answered=redis_answered,
     )
     assert job is not None
     return job, created
@@ -179,12 +189,14 @@ def _submit(
     params: dict[str, Any],
     dedup: bool = True,
     done: Callable[[], bool] | None = None,
+    redis_answered: bool = False,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
     try:
         # Fail fast while Redis is away (every job publishes its progress there; it is usually the
         # broker too): a send to a broker that is down retries before it gives up.
-        client.ping()
+        if not redis_answered:
+            client.ping()
     except redis.RedisError as exc:
         raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
     # Identical submissions one at a time, until this transaction ends: the next one finds the job

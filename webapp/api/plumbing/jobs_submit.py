@@ -10,7 +10,7 @@ from webapp.api.plumbing.errors import ApiError
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as job_domain
-from webapp.security.admission import current_principal
+from webapp.security.admission import current_principal, redis_answered
 
 
 def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:
@@ -25,6 +25,7 @@ def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[s
             user_id=principal.user_id,
             kind=kind,
             params=params,
+            redis_answered=redis_answered(),
         )
     except job_domain.BrokerUnavailable as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from exc
