@@ -107,6 +107,9 @@ def app_config(services: Services) -> dict[str, Any]:
         BROKER_URL=services.redis_url,
         JWT_SECRET_KEY=JWT_SECRET,
         EXPORT_DIR=str(TEST_INSTANCE / "exports"),
+        # Every test client signs in from 127.0.0.1: its failures across the suite are no flood
+        # (tests/integration/test_auth_throttle.py sets its own limits).
+        AUTH_MAX_FAILURES_PER_ADDRESS=1_000_000,
     )
     return settings
 

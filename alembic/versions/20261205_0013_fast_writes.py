@@ -2,13 +2,14 @@
 
 job_submit(...) takes the transaction-scoped advisory lock that makes identical submissions one at a
 time, looks for an identical job still active (or, for imports, one that succeeded since a given
-instant), and inserts the new one when there is none: the job that answers the submission, in one
+instant), checks the organization's cap of active jobs of the kind (raising 'job cap reached' with
+the active count as its detail), and inserts the new one when there is none: the job that answers the submission, in one
 round trip. It is PL/pgSQL because each of its statements takes a fresh snapshot after the lock
 (one SQL statement would look for the duplicate in a snapshot taken before it waited for the lock).
 The states that count as active are passed in, so the vocabulary stays in one place.
 
 Revision ID: 0013_fast_writes
-Revises: 0009_alerts_webhooks
+Revises: 0012_business_rollups
 Create Date: 2026-12-05 03:00:00
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0013_fast_writes"
-down_revision: str | None = "0009_alerts_webhooks"
+down_revision: str | None = "0012_business_rollups"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -32,9 +33,13 @@ CREATE FUNCTION job_submit(
     p_lock_key integer,
     p_active_states text[],
     p_dedup boolean,
-    p_succeeded_since timestamptz
+    p_succeeded_since timestamptz,
+    p_cap integer,
+    p_cap_lock_key integer
 ) RETURNS SETOF jobs
 LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_active bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(p_org_id, p_lock_key);
     IF p_dedup THEN
@@ -48,6 +53,15 @@ BEGIN
             LIMIT 1;
         IF FOUND THEN
             RETURN;
+        END IF;
+    END IF;
+    IF p_cap IS NOT NULL THEN
+        -- Checks of one organization's cap for one kind go one at a time until the transaction ends.
+        PERFORM pg_advisory_xact_lock(p_org_id, p_cap_lock_key);
+        SELECT count(*) INTO v_active FROM jobs
+        WHERE org_id = p_org_id AND kind = p_kind AND state = ANY (p_active_states);
+        IF v_active >= p_cap THEN
+            RAISE EXCEPTION 'job cap reached' USING DETAIL = v_active::text;
         END IF;
     END IF;
     RETURN QUERY
@@ -67,5 +81,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         "DROP FUNCTION job_submit(uuid, integer, integer, text, jsonb, text, integer, text[], boolean, "
-        "timestamptz)"
+        "timestamptz, integer, integer)"
     )

@@ -1,4 +1,5 @@
-"""Tickets with a given status history, written as the write path writes them (ticket row and events)."""
+"""Tickets with a given status history, written as the write path writes them (ticket row, status
+history, events and the events derived from them)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import hours_between
-from webapp.models import Ticket, TicketEvent
+from webapp.models import Ticket, TicketEvent, TicketStatusChange
+from webapp.tickets.writes import sync_derived
 
 SOLVED = ("resolved", "closed")
 
@@ -80,5 +82,10 @@ def seed_ticket(
         if after in SOLVED and before not in SOLVED:
             events.append(event("resolved", at, after, value=hours_between(created, at)))
     session.add_all(events)
+    session.add_all(
+        TicketStatusChange(org_id=org_id, ticket_id=ticket.id, status=s, at=at) for at, s in history
+    )
+    session.flush()
+    sync_derived(session, ticket)
     session.commit()
     return ticket.id

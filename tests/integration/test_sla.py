@@ -277,3 +277,64 @@ def test_business_hours_and_a_breach_moved_past_holidays(tenant, db_session):
     running = reference.open_seconds(created, created + 2 * H) + reference.open_seconds(answered, now)
     assert targets["resolution"]["elapsed_hours"] == pytest.approx(running / 3600, abs=1e-6)
     assert targets["resolution"]["state"] == "breached"
+
+
+def _reply(api, ticket_id, author, at, public=True):
+    response = api.post(
+        f"/api/v1/tickets/{ticket_id}/replies",
+        json={"author": author, "at": at.isoformat(), "public": public},
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def test_replies_stop_first_reply_and_make_next_reply_pairs(tenant):
+    now = utcnow().replace(microsecond=0)
+    tenant.admin.put(
+        "/api/v1/sla-policy",
+        json={
+            "pause_statuses": ["pending", "on_hold"],
+            "targets": _targets(first=2, next_=3, resolution=100),
+        },
+    )
+    start = now - 30 * H
+    a = tenant.agent.post("/api/v1/tickets", json={"created_at": start.isoformat()}).get_json()
+    # A customer reply before any agent reply starts nothing; the first agent reply stops first_reply
+    # (and sets first_response_at); three customer replies in a row start one pair (2 h -> 6 h: 4 h,
+    # over the 3 h target); a private customer reply starts nothing; the next pair takes 1 h.
+    _reply(tenant.agent, a["id"], "customer", start + 0.5 * H)
+    first = _reply(tenant.agent, a["id"], "agent", start + H)
+    assert first["ticket"]["first_response_at"] == (start + H).isoformat()
+    for hours in (2, 2.5, 4):
+        _reply(tenant.agent, a["id"], "customer", start + hours * H)
+    _reply(tenant.agent, a["id"], "agent", start + 6 * H)
+    _reply(tenant.agent, a["id"], "customer", start + 6.5 * H, public=False)
+    _reply(tenant.agent, a["id"], "customer", start + 7 * H)
+    _reply(tenant.agent, a["id"], "agent", start + 8 * H)
+    # Paused and reopened: next_reply has no pause, resolution counts only running time.
+    tenant.agent.patch(f"/api/v1/tickets/{a['id']}", json={"status": "pending"})
+    _, targets = _sla(tenant.viewer, a["id"])
+    assert (targets["first_reply"]["state"], targets["first_reply"]["elapsed_hours"]) == ("achieved", 1.0)
+    assert targets["next_reply"]["state"] == "breached"
+    assert targets["next_reply"]["elapsed_hours"] == pytest.approx(1.0)  # the latest pair's
+    assert targets["next_reply"]["breach_at"] is None
+    assert targets["resolution"]["state"] == "paused"
+
+    b = tenant.agent.post("/api/v1/tickets", json={"created_at": (now - 5 * H).isoformat()}).get_json()
+    _reply(tenant.agent, b["id"], "agent", now - 4 * H)
+    _reply(tenant.agent, b["id"], "customer", now - 2 * H)
+    _reply(tenant.agent, b["id"], "customer", now - H)
+    tenant.agent.patch(f"/api/v1/tickets/{b['id']}", json={"status": "resolved"})
+    tenant.agent.patch(f"/api/v1/tickets/{b['id']}", json={"status": "open"})
+    _, targets = _sla(tenant.viewer, b["id"])
+    assert targets["next_reply"]["state"] == "active"
+    assert targets["next_reply"]["elapsed_hours"] == pytest.approx(2.0, abs=0.01)
+    assert _iso(targets["next_reply"]["breach_at"]) == now + H
+    # A back-filled agent reply before first_response_at stops first_reply there.
+    c = tenant.agent.post(
+        "/api/v1/tickets",
+        json={"created_at": (now - 10 * H).isoformat(), "first_response_at": (now - 2 * H).isoformat()},
+    ).get_json()
+    _reply(tenant.agent, c["id"], "agent", now - 9 * H)
+    _, targets = _sla(tenant.viewer, c["id"])
+    assert (targets["first_reply"]["state"], targets["first_reply"]["elapsed_hours"]) == ("achieved", 1.0)

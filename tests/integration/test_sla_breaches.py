@@ -325,3 +325,20 @@ def test_beat_records_a_breach_within_a_minute(celery_worker, make_live_tenant, 
     assert recorded, "beat recorded no breach"
     assert recorded[0].breach_at == breach_at
     assert recorded[0].recorded_at - breach_at < timedelta(seconds=60)
+
+
+def test_next_reply_breaches_are_recorded_from_replies(celery_worker, make_live_tenant, engine, sweep):
+    tenant = make_live_tenant()
+    now = utcnow()
+    targets = {"first_reply_hours": 8, "next_reply_hours": 1, "resolution_hours": 100}
+    tenant.admin.put("/api/v1/sla-policy", json={"targets": dict.fromkeys(PRIORITIES, targets)})
+    ticket = _ticket(tenant.agent, created_at=(now - 5 * H).isoformat())
+    for author, at in (("agent", now - 4 * H), ("customer", now - 3 * H), ("customer", now - 2.5 * H)):
+        response = tenant.agent.post(
+            f"/api/v1/tickets/{ticket['id']}/replies", json={"author": author, "at": at.isoformat()}
+        )
+        assert response.status_code == 201
+    assert sweep(tenant.org_id)["recorded"] == 1
+    # The pair started at the first of the two customer replies.
+    assert _breaches(engine, tenant.org_id) == {(ticket["id"], "next_reply"): now - 2 * H}
+    assert sweep(tenant.org_id)["recorded"] == 0

@@ -40,6 +40,10 @@ FAMILIES = (
     "dist_category",
     "dist_assigned_to",
     "snapshots",
+    # The support metrics: solves (and what they measure), next replies, satisfaction ratings.
+    "solves",
+    "replies",
+    "satisfaction",
     # Business-hours schedules: answers counted on a schedule's clock.
     "schedules",
 )
@@ -53,7 +57,11 @@ EVENT_FAMILIES: dict[str, frozenset[str]] = {
     "assigned": frozenset({"dist_assigned_to"}),
     "first_response": frozenset({"response", "performance", "sla"}),
     "resolved": frozenset({"resolution", "performance", "sla", "backlog"}),
-    "reopened": frozenset({"resolution", "performance", "sla", "backlog"}),
+    "reopened": frozenset({"resolution", "performance", "sla", "backlog", "solves"}),
+    "backlog": frozenset({"backlog"}),
+    "solved": frozenset({"solves"}),
+    "next_reply": frozenset({"replies"}),
+    "rated": frozenset({"satisfaction"}),
 }
 # Ticket fields whose change writes no event but still changes an answer.
 FIELD_FAMILIES: dict[str, frozenset[str]] = {

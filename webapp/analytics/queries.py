@@ -29,9 +29,12 @@ from sqlalchemy.orm import Session
 from webapp.analytics import sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.cells import Cell, CellKey, read_cells
+from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.metrics import GROUPABLE, METRICS, Metric
-from webapp.analytics.sql import bucket_index, column, count_sql, events_source, value_sql
+from webapp.analytics.sql import bucket_index, column, count_sql, events_source
 from webapp.core.filters import Filters
+from webapp.core.timeutil import EARLIEST
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,20 @@ def note_raw() -> None:
     _note(raw=True)
 
 
-def _cells(session: Session, definition: Metric, *, note: bool = True, **read: Any) -> dict[CellKey, Cell]:
-    """cells.read_cells, noting in the current reading which sides answered (unless not `note`)."""
+def note_rollup() -> None:
+    """Record that the current reading answered (in part) from rollups."""
+    _note(rollup=True)
+
+
+def rollups_allowed() -> bool:
+    """Whether the current reading may answer from rollups (not when exact answers were asked for)."""
+    return _options.get().rollups
+
+
+def _cells(session: Session, definition: Metric, **read: Any) -> dict[CellKey, Cell]:
+    """cells.read_cells, noting in the current reading which sides answered."""
     cells, sources = read_cells(session, definition, **read)
-    if note and sources:
+    if sources:
         _note(rollup=True in sources, raw=False in sources)
     return cells
 
@@ -107,9 +120,15 @@ def time_series(
     start: datetime,
     end: datetime,
     filters: Filters,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
-    """Every bucket's point (count 0, value None when empty) and the summary of `metric` in [start, end)."""
+    """Every bucket's point (count 0, value None when empty) and the summary of `metric` in [start, end),
+    a duration counted on `clock`."""
     definition = METRICS[metric]
+    if definition.kind in ("running", "difference"):
+        window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
+        cells = aggregate(session, metric=metric, buckets=buckets, **window)
+        return _counting_series(definition, buckets, cells)
     if not _options.get().rollups:
         return _raw_time_series(
             session,
@@ -119,6 +138,7 @@ def time_series(
             start=start,
             end=end,
             filters=filters,
+            clock=clock,
         )
     by_index = _cells(
         session,
@@ -129,6 +149,7 @@ def time_series(
         filters=filters,
         group_by=(),
         bounds=buckets.bounds,
+        clock=clock,
     )
     cells: dict[int, Any] = {}
     total = Cell()
@@ -137,6 +158,16 @@ def time_series(
         cells[index] = _Row(cell.count, cell.avg, cell.min, cell.max)
         total.add(cell.count, cell.sum, cell.min, cell.max)
     return _series(definition, buckets, cells, _Row(total.count, total.avg, total.min, total.max))
+
+
+def _value(definition: Metric, clock: Clock, params: dict[str, Any]) -> tuple[str, str]:
+    """The SQL of the measured value on `clock`, and what ends its subquery so that it is computed
+    once per event rather than once per aggregate that reads it (" OFFSET 0" for a business value)."""
+    clock = clock.for_metric(definition)
+    if not clock.business:
+        return clock_value_sql(definition, clock), ""
+    params["schedule_id"] = clock.schedule_id
+    return clock_value_sql(definition, clock), " OFFSET 0"
 
 
 @dataclass(frozen=True)
@@ -156,15 +187,17 @@ def _raw_time_series(
     start: datetime,
     end: datetime,
     filters: Filters,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
     """time_series computed from raw events alone."""
     params: dict[str, Any] = {"bounds": list(buckets.bounds)}
     source = events_source(definition, org_id, start, end, filters, params)
+    value, once = _value(definition, clock, params)
     sql = text(
         "SELECT GROUPING(idx) AS is_total, idx,"
         f" {count_sql(definition)} AS n, avg(v) AS avg, min(v) AS min, max(v) AS max"
         f" FROM (SELECT {bucket_index('e.occurred_at')} AS idx,"
-        f" {value_sql(definition)} AS v {source}) s"
+        f" {value} AS v {source}{once}) s"
         " GROUP BY GROUPING SETS ((idx), ())"
     )
     _note(raw=True)
@@ -181,6 +214,7 @@ def _raw_time_series(
 def _series(definition: Metric, buckets: Buckets, cells: dict[int, Any], total: Any) -> dict[str, Any]:
     """Points for every bucket and the summary, from per-bucket rows (n, avg, min, max) and the total."""
     points = []
+    percent = definition.kind == "percent"
     for index in range(len(buckets)):
         row = cells.get(index)
         count = int(row.n) if row is not None else 0
@@ -191,8 +225,8 @@ def _series(definition: Metric, buckets: Buckets, cells: dict[int, Any], total: 
                 "bucket": buckets.label(index),
                 "value": row.avg if row is not None and count else None,
                 "count": count,
-                "min": row.min if row is not None else None,
-                "max": row.max if row is not None else None,
+                "min": row.min if row is not None and not percent else None,
+                "max": row.max if row is not None and not percent else None,
             }
         points.append(point)
 
@@ -209,16 +243,53 @@ def _series(definition: Metric, buckets: Buckets, cells: dict[int, Any], total: 
         summary = {
             "total_count": count,
             "avg": total.avg if count else None,
-            "min": total.min if count else None,
-            "max": total.max if count else None,
+            "min": total.min if count and not percent else None,
+            "max": total.max if count and not percent else None,
         }
+    return {"points": points, "summary": summary}
+
+
+def _counting_series(
+    definition: Metric, buckets: Buckets, cells: dict[CellKey, dict[str, Any]]
+) -> dict[str, Any]:
+    """Points and summary of backlog or net_flow from their per-bucket cells (aggregate's).
+
+    backlog: value = count = the tickets in it at the bucket's end; the summary's total_count is the
+    last point. net_flow: value = created - solved, count = created + solved; total_count is the
+    range's net flow. For both, avg, min and max are over the points' values.
+    """
+    points = []
+    for index in range(len(buckets)):
+        stats = cells.get(((), index)) or {"count": 0, "value": 0}
+        points.append(
+            {
+                "bucket": buckets.label(index),
+                "value": stats["value"],
+                "count": stats["count"],
+                "min": None,
+                "max": None,
+            }
+        )
+    values = [p["value"] for p in points]
+    last = values[-1] if values else 0
+    summary = {
+        "total_count": last if definition.kind == "running" else sum(values),
+        "avg": sum(values) / len(values) if values else None,
+        "min": min(values) if values else None,
+        "max": max(values) if values else None,
+    }
     return {"points": points, "summary": summary}
 
 
 def empty_stats(metric: str, percentiles: Sequence[int]) -> dict[str, Any]:
     """The statistics of a cell with no measurements."""
-    if METRICS[metric].is_count:
+    definition = METRICS[metric]
+    if definition.is_count:
         return {"count": 0}
+    if definition.kind in ("running", "difference"):
+        return {"count": 0, "value": 0}
+    if definition.kind == "percent":
+        return {"count": 0, "avg": None, "min": None, "max": None}
     return {"count": 0, "avg": None, "min": None, "max": None, **{f"p{p}": None for p in percentiles}}
 
 
@@ -234,34 +305,55 @@ def aggregate(
     buckets: Buckets | None = None,
     percentiles: Sequence[int] = (),
     options: ReadOptions | None = None,
+    clock: Clock = CALENDAR,
 ) -> dict[CellKey, dict[str, Any]]:
-    """Count (and avg, min, max, percentiles) of `metric` per group and bucket with events.
+    """Count (and avg, min, max, percentiles) of `metric` per group and bucket with events, a duration
+    counted on `clock`.
 
     Percentiles are exact unless `options` (default: the current reading's) allow sketches and the
     measurements outnumber its threshold; then they are within sketch.ALPHA of exact.
     """
     options = options or _options.get()
     definition = METRICS[metric]
-    window = {"org_id": org_id, "start": start, "end": end, "filters": filters, "group_by": group_by}
+    window = {
+        "org_id": org_id,
+        "start": start,
+        "end": end,
+        "filters": filters,
+        "group_by": group_by,
+    }
+    if definition.kind == "running":
+        return _running(session, definition, buckets=buckets, options=options, **window)
+    if definition.kind == "difference":
+        return _difference(session, definition, buckets=buckets, options=options, **window)
+    if not definition.is_duration:
+        percentiles = ()
+    window["clock"] = clock
     if not options.rollups:
         return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
     bounds = buckets.bounds if buckets is not None else None
     wants_percentiles = bool(percentiles) and not definition.is_count
-    # With percentiles this first read only counts the measurements, to choose exact or sketches.
-    cells = _cells(session, definition, bounds=bounds, note=not wants_percentiles, **window)
+    if wants_percentiles and options.approximate_above is None:
+        return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+    # One read brings counts and sketches together: the counts choose exact or sketches afterwards.
+    cells, sources = read_cells(session, definition, bounds=bounds, sketches=wants_percentiles, **window)
     if wants_percentiles:
         measured = sum(cell.count for cell in cells.values())
-        if options.approximate_above is None or measured <= options.approximate_above:
+        assert options.approximate_above is not None
+        if measured <= options.approximate_above:
             return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
-        cells = _cells(session, definition, bounds=bounds, sketches=True, **window)
         _note(approximate=True)
+    if sources:
+        _note(rollup=True in sources, raw=False in sources)
     out: dict[CellKey, dict[str, Any]] = {}
     fractions = [p / 100 for p in percentiles]
     for key, cell in cells.items():
         if cell.count == 0 and (group_by or buckets is not None):
             continue
         stats: dict[str, Any] = {"count": cell.count}
-        if not definition.is_count:
+        if definition.kind == "percent":
+            stats.update(avg=cell.avg, min=None, max=None)
+        elif not definition.is_count:
             stats.update(avg=cell.avg, min=cell.min, max=cell.max)
             if wants_percentiles:
                 values = sketch.quantiles(cell.sketches, fractions, low=cell.min, high=cell.max)
@@ -281,18 +373,20 @@ def _raw_aggregate(
     group_by: Sequence[str] = (),
     buckets: Buckets | None = None,
     percentiles: Sequence[int] = (),
+    clock: Clock = CALENDAR,
 ) -> dict[CellKey, dict[str, Any]]:
     """aggregate computed from raw events alone, with exact percentiles."""
     _note(raw=True)
     params: dict[str, Any] = {}
     source = events_source(definition, org_id, start, end, filters, params)
+    value, once = _value(definition, clock, params)
     inner = [f"e.{column(name, GROUPABLE)} AS g{i}" for i, name in enumerate(group_by)]
     keys = [f"g{i}" for i in range(len(group_by))]
     if buckets is not None:
         params["bounds"] = list(buckets.bounds)
         inner.append(f"{bucket_index('e.occurred_at')} AS idx")
         keys.append("idx")
-    inner.append(f"{value_sql(definition)} AS v")
+    inner.append(f"{value} AS v")
     outer = [*keys, f"{count_sql(definition)} AS n"]
     if not definition.is_count:
         outer += ["avg(v) AS avg", "min(v) AS min", "max(v) AS max"]
@@ -303,7 +397,7 @@ def _raw_aggregate(
                 "percentile_cont(CAST(:fractions AS double precision[])) WITHIN GROUP (ORDER BY v) AS pct"
             )
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
-    sql = text(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} {source}) s{group}")
+    sql = text(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} {source}{once}) s{group}")
 
     cells: dict[CellKey, dict[str, Any]] = {}
     for row in session.execute(sql, params):
@@ -314,13 +408,83 @@ def _raw_aggregate(
         group_values = tuple(mapping[f"g{i}"] for i in range(len(group_by)))
         index = mapping["idx"] - 1 if buckets is not None else None
         stats: dict[str, Any] = {"count": count}
-        if not definition.is_count:
+        if definition.kind == "percent":
+            stats.update(avg=mapping["avg"], min=None, max=None)
+        elif not definition.is_count:
             stats.update(avg=mapping["avg"], min=mapping["min"], max=mapping["max"])
             values = mapping["pct"] if percentiles else None
             for i, p in enumerate(percentiles):
                 stats[f"p{p}"] = values[i] if values is not None else None
         cells[(group_values, index)] = stats
     return cells
+
+
+def _running(
+    session: Session,
+    definition: Metric,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    group_by: Sequence[str] = (),
+    buckets: Buckets | None = None,
+    options: ReadOptions,
+) -> dict[CellKey, dict[str, Any]]:
+    """backlog per group at each bucket's end (or at `end`): every step strictly before that instant.
+
+    The steps before `start` are one sum (hourly rollups of every closed hour, so no ticket is read),
+    then each bucket adds its own: a running sum, never a scan of the tickets' histories.
+    """
+    window = {"org_id": org_id, "filters": filters, "group_by": group_by}
+    before = _sums(session, definition, start=EARLIEST, end=start, buckets=None, options=options, **window)
+    steps = _sums(session, definition, start=start, end=end, buckets=buckets, options=options, **window)
+    groups = {group for group, _ in before} | {group for group, _ in steps}
+    indexes: list[int | None] = list(range(len(buckets))) if buckets is not None else [None]
+    out: dict[CellKey, dict[str, Any]] = {}
+    for group in groups:
+        level = before.get((group, None), 0)
+        for index in indexes:
+            level += steps.get((group, index), 0)
+            if level or not (group_by or buckets is not None):
+                out[(group, index)] = {"count": level, "value": level}
+    return out
+
+
+def _sums(
+    session: Session,
+    definition: Metric,
+    *,
+    options: ReadOptions,
+    **window: Any,
+) -> dict[CellKey, int]:
+    """The sum of the +1/-1 steps of `definition` per group and bucket, for cells that have steps."""
+    if not options.rollups:
+        _note(raw=True)
+        cells = _raw_aggregate(session, definition, **window)
+        return {key: round(stats["avg"] * stats["count"]) for key, stats in cells.items() if stats["count"]}
+    bounds = window["buckets"].bounds if window["buckets"] is not None else None
+    read = {k: v for k, v in window.items() if k != "buckets"}
+    found = _cells(session, definition, bounds=bounds, **read)
+    return {key: round(cell.sum or 0) for key, cell in found.items() if cell.count}
+
+
+def _difference(
+    session: Session,
+    definition: Metric,
+    *,
+    options: ReadOptions,
+    buckets: Buckets | None = None,
+    **window: Any,
+) -> dict[CellKey, dict[str, Any]]:
+    """net_flow per group and bucket: value = the signed sum of its parts' counts, count = their total."""
+    out: dict[CellKey, dict[str, Any]] = {}
+    for part, sign in definition.parts:
+        for key, stats in aggregate(session, metric=part, buckets=buckets, options=options, **window).items():
+            cell = out.setdefault(key, {"count": 0, "value": 0})
+            cell["count"] += stats["count"]
+            cell["value"] += sign * stats["count"]
+    return out
 
 
 def measure(
@@ -333,8 +497,9 @@ def measure(
     filters: Filters,
     percentiles: Sequence[int] = (),
     options: ReadOptions | None = None,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
-    """Count, avg, min, max (and percentiles) of `metric` over the whole of [start, end)."""
+    """Count, avg, min, max (and percentiles) of `metric` over the whole of [start, end), on `clock`."""
     cells = aggregate(
         session,
         org_id=org_id,
@@ -344,5 +509,6 @@ def measure(
         filters=filters,
         percentiles=percentiles,
         options=options,
+        clock=clock,
     )
     return cells.get(((), None)) or empty_stats(metric, percentiles)

@@ -8,9 +8,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, url_for
 
+from webapp import models
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import answer_before_commit, idempotent
 from webapp.api.plumbing.spec import document, parse_body, parse_query
-from webapp.api.schemas.common import Ticket, TicketList, TicketListQuery
+from webapp.api.schemas.common import Reply, Satisfaction, Ticket, TicketList, TicketListQuery
 from webapp.core.filters import FilterError, parse_filters
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
@@ -19,7 +21,7 @@ from webapp.models.base import MAX_ID
 from webapp.security.admission import current_principal, require_role
 from webapp.tickets import reads, writes
 from webapp.tickets.effects import after_ticket_change
-from webapp.tickets.fields import TicketCreate, TicketUpdate
+from webapp.tickets.fields import ReplyFields, SatisfactionFields, TicketCreate, TicketUpdate
 from webapp.tickets.rules import TicketError
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
@@ -54,10 +56,14 @@ def _refused(exc: TicketError) -> ApiError:
     return ApiError(exc.status, str(exc), details={"field": exc.field})
 
 
-def _committed(org_id: int, change: writes.Change, fields: dict[str, Any]) -> dict[str, Any]:
-    """Commit the change, then what follows it (rollups, cache, live clients); the ticket as JSON."""
+def _committed(
+    org_id: int, change: writes.Change, fields: dict[str, Any], *, status: int = 200
+) -> dict[str, Any]:
+    """Commit the change (with its answer, for an Idempotency-Key), then what follows it (rollups,
+    cache, live clients); the ticket as JSON."""
     session = get_session()
     body = change.ticket.to_dict()
+    answer_before_commit(status, body, _location(body) if status == 201 else None)
     session.commit()
     after_ticket_change(session, get_redis(), org_id, change, tuple(fields))
     return body
@@ -78,6 +84,7 @@ def _filters(query: TicketListQuery) -> dict[str, list[str | None]]:
     responses={201: Ticket},
 )
 @require_role("agent")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a ticket with its events; 201 with its Location."""
     fields = parse_body(TicketCreate).model_dump(exclude_unset=True)
@@ -86,8 +93,12 @@ def create() -> tuple[Response, int, dict[str, str]]:
         change = writes.create_ticket(get_session(), org, fields)
     except TicketError as exc:
         raise _refused(exc) from exc
-    body = _committed(org.id, change, fields)
-    return jsonify(body), 201, {"Location": url_for("api.tickets.get", ticket_id=body["id"])}
+    body = _committed(org.id, change, fields, status=201)
+    return jsonify(body), 201, _location(body)
+
+
+def _location(body: dict[str, Any]) -> dict[str, str]:
+    return {"Location": url_for("api.tickets.get", ticket_id=body["id"])}
 
 
 @bp.get("/<int:ticket_id>")
@@ -146,3 +157,56 @@ def list_() -> Response:
     page = rows[: query.limit]
     next_cursor = _encode_cursor(page[-1].id) if len(rows) > query.limit else None
     return jsonify({"items": [t.to_dict() for t in page], "next_cursor": next_cursor})
+
+
+def _locked_ticket(org: Organization, ticket_id: int) -> models.Ticket:
+    """The organization's ticket, its row locked until the commit, or 404."""
+    ticket = reads.get_ticket(get_session(), org.id, ticket_id, for_update=True)
+    if ticket is None:
+        raise not_found("ticket")
+    return ticket
+
+
+@bp.post("/<int:ticket_id>/replies")
+@document(
+    "Add a reply (now, or at `at` for back-fills); the first public agent reply sets first_response_at",
+    tag="tickets",
+    body=ReplyFields,
+    responses={201: Reply},
+)
+@require_role("agent")
+def add_reply(ticket_id: int) -> tuple[Response, int]:
+    """Record a reply on a ticket; it changes no status."""
+    fields = parse_body(ReplyFields).model_dump(exclude_unset=True)
+    org = _org()
+    ticket = _locked_ticket(org, ticket_id)
+    try:
+        reply, change = writes.add_reply(get_session(), ticket, org, fields)
+    except TicketError as exc:
+        raise _refused(exc) from exc
+    get_session().flush()
+    body = reply.to_dict()
+    body["ticket"] = _committed(org.id, change, ())
+    return jsonify(body), 201
+
+
+@bp.put("/<int:ticket_id>/satisfaction")
+@document(
+    "Rate a ticket 1 to 5 (4 and 5 are good); the rating with the latest `at` stands",
+    tag="tickets",
+    body=SatisfactionFields,
+    responses={200: Satisfaction},
+)
+@require_role("agent")
+def rate(ticket_id: int) -> tuple[Response, int]:
+    """Set the ticket's satisfaction rating (an older `at` than the standing one changes nothing)."""
+    fields = parse_body(SatisfactionFields).model_dump(exclude_unset=True)
+    org = _org()
+    ticket = _locked_ticket(org, ticket_id)
+    try:
+        rating, change = writes.set_rating(get_session(), ticket, org, fields)
+    except TicketError as exc:
+        raise _refused(exc) from exc
+    body = rating.to_dict()
+    _committed(org.id, change, ())
+    return jsonify(body), 200

@@ -1,8 +1,9 @@
 """One ticket's SLA targets under a policy: each target's state, elapsed time and breach instant. Pure.
 
 A target is held by runs of a clock. first_reply runs once, from creation to the first agent reply
-(first_response_at). resolution runs once, from creation to the solve, but only while the ticket's
-status is unsolved and not a pause status: a reopen continues the same run. next_reply runs once per
+(the first public one, or first_response_at if earlier). resolution runs once, from creation to
+the solve, but only while the ticket's status is unsolved and not a pause status: a reopen
+continues the same run. next_reply runs once per
 pair: the first public customer reply after a public agent reply starts it (later customer replies
 start no other), the next public agent reply stops it.
 
@@ -112,6 +113,14 @@ class Evaluation:
         return [run for run in self.runs if run.running and run.passed_at is None and run.breach_at]
 
 
+def first_agent_reply(facts: TicketFacts) -> datetime | None:
+    """When the first reply reached the customer: first_response_at or the first public agent reply."""
+    answers = [r.at for r in facts.replies if r.public and r.author == AGENT]
+    if facts.first_response_at is not None:
+        answers.append(facts.first_response_at)
+    return min(answers, default=None)
+
+
 def next_reply_pairs(replies: Sequence[Reply]) -> list[Segment]:
     """(customer reply, next agent reply or None) for each customer reply that follows an agent reply
     with no customer reply between them; public replies only, in time order."""
@@ -194,7 +203,7 @@ def evaluate(facts: TicketFacts, policy: Policy, clock: Clock, now: datetime) ->
     runs: list[Run] = []
     first_reply = policy.target(facts.priority, "first_reply")
     if first_reply is not None:
-        segment = (facts.created_at, facts.first_response_at)
+        segment = (facts.created_at, first_agent_reply(facts))
         held = [run("first_reply", facts.created_at, [segment], first_reply, clock, now)]
         outcomes.append(_outcome("first_reply", first_reply, held, paused=False))
         runs += held

@@ -10,7 +10,8 @@ ticket event at the breach instant carrying the ticket's dimensions of that inst
 A sweep locks the tickets it works on (FOR NO KEY UPDATE SKIP LOCKED, in id order): a ticket being
 written, or worked on by another sweep, is left for the next one, and its mark or clock stays.
 
-Replies arrive with the replies issue; until then tickets have none, so no next_reply pair runs.
+The status history is the ticket's ticket_status_changes, its replies ticket_replies: each public
+customer reply after a public agent reply starts a next_reply pair that the next one stops.
 """
 
 from __future__ import annotations
@@ -25,19 +26,24 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from webapp.clocks.evaluation import Evaluation, Run, TicketFacts, evaluate
+from webapp.clocks.evaluation import Evaluation, Reply, Run, TicketFacts, evaluate
 from webapp.clocks.policy import Clock, Policy, clock_for, policy_for
-from webapp.core.vocabulary import DIMENSIONS
-from webapp.models import SlaBreach, SlaClock, SlaPendingTicket, Ticket, TicketEvent
+from webapp.core.vocabulary import DERIVED_EVENT_TYPES, DIMENSIONS
+from webapp.models import (
+    SlaBreach,
+    SlaClock,
+    SlaPendingTicket,
+    Ticket,
+    TicketEvent,
+    TicketReply,
+    TicketStatusChange,
+)
 from webapp.models.base import MAX_ID
 
 BATCH = 200
 # A breach found later than this after its instant (a back-fill, a stricter policy, a sweep that was
 # down) is recorded but not pushed to live clients as news.
 PUSH_WINDOW = timedelta(minutes=10)
-# Events whose status is the ticket's status from then on.
-_STATUS_FROM_EVENT = ("created", "resolved")
-_STATUS_FROM_DETAIL = ("status_changed", "reopened")
 
 
 @dataclass(frozen=True)
@@ -98,27 +104,30 @@ class Loaded:
 
 
 def load(session: Session, tickets: Sequence[Ticket]) -> dict[int, Loaded]:
-    """Each ticket with its status history and events."""
+    """Each ticket with its status history, replies and events."""
     ids = [t.id for t in tickets]
     rows = session.execute(
-        select(
-            TicketEvent.ticket_id,
-            TicketEvent.event_type,
-            TicketEvent.occurred_at,
-            TicketEvent.detail["to"].astext.label("to_status"),
-            *(getattr(TicketEvent, d) for d in DIMENSIONS),
-        )
-        .where(TicketEvent.ticket_id.in_(ids))
+        select(TicketEvent.ticket_id, TicketEvent.occurred_at, *(getattr(TicketEvent, d) for d in DIMENSIONS))
+        .where(TicketEvent.ticket_id.in_(ids), TicketEvent.event_type.not_in(DERIVED_EVENT_TYPES))
         .order_by(TicketEvent.ticket_id, TicketEvent.occurred_at, TicketEvent.id)
     )
-    statuses: dict[int, list[tuple[datetime, str]]] = {i: [] for i in ids}
     events: dict[int, list[tuple[datetime, dict[str, Any]]]] = {i: [] for i in ids}
     for row in rows:
         events[row.ticket_id].append((row.occurred_at, {d: getattr(row, d) for d in DIMENSIONS}))
-        if row.event_type in _STATUS_FROM_EVENT:
-            statuses[row.ticket_id].append((row.occurred_at, row.status))
-        elif row.event_type in _STATUS_FROM_DETAIL and row.to_status:
-            statuses[row.ticket_id].append((row.occurred_at, row.to_status))
+    statuses: dict[int, list[tuple[datetime, str]]] = {i: [] for i in ids}
+    for row in session.execute(
+        select(TicketStatusChange.ticket_id, TicketStatusChange.at, TicketStatusChange.status)
+        .where(TicketStatusChange.ticket_id.in_(ids))
+        .order_by(TicketStatusChange.ticket_id, TicketStatusChange.at, TicketStatusChange.id)
+    ):
+        statuses[row.ticket_id].append((row.at, row.status))
+    replies: dict[int, list[Reply]] = {i: [] for i in ids}
+    for row in session.execute(
+        select(TicketReply.ticket_id, TicketReply.author, TicketReply.at, TicketReply.public)
+        .where(TicketReply.ticket_id.in_(ids))
+        .order_by(TicketReply.ticket_id, TicketReply.at, TicketReply.id)
+    ):
+        replies[row.ticket_id].append(Reply(row.author, row.at, row.public))
     out = {}
     for ticket in tickets:
         history = statuses[ticket.id]
@@ -127,7 +136,13 @@ def load(session: Session, tickets: Sequence[Ticket]) -> dict[int, Loaded]:
             # the history ending elsewhere than the ticket: its status holds from its last write.
             last = history[-1][0] if history else ticket.created_at
             history.append((max(last, ticket.updated_at), ticket.status))
-        facts = TicketFacts(ticket.created_at, ticket.priority, ticket.first_response_at, tuple(history))
+        facts = TicketFacts(
+            ticket.created_at,
+            ticket.priority,
+            ticket.first_response_at,
+            tuple(history),
+            tuple(replies[ticket.id]),
+        )
         out[ticket.id] = Loaded(ticket, facts, events[ticket.id])
     return out
 

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 STATUSES = ("open", "pending", "on_hold", "resolved", "closed")
 # The statuses of a ticket that is done (solved): entering one is a resolution, leaving one a reopen.
 RESOLVED_STATUSES = ("resolved", "closed")
+UNSOLVED_STATUSES = tuple(s for s in STATUSES if s not in RESOLVED_STATUSES)
+REPLY_AUTHORS = ("agent", "customer")
+# Satisfaction ratings run 1..5; these count as good.
+RATINGS = (1, 2, 3, 4, 5)
+GOOD_RATINGS = (4, 5)
 PRIORITIES = ("low", "normal", "high", "urgent")
 CHANNELS = ("email", "chat", "phone", "web", "social", "api")
 EVENT_TYPES = (
@@ -23,7 +28,11 @@ EVENT_TYPES = (
     "priority_changed",
     "assigned",
     "sla_breached",
+    *("backlog", "solved", "next_reply", "rated"),
 )
+# Events derived from a ticket's status history, replies and rating (tickets.history), written again
+# whenever one of those changes: +1/-1 backlog steps, each solve, each next reply, the standing rating.
+DERIVED_EVENT_TYPES = ("backlog", "solved", "next_reply", "rated")
 # What tickets are filtered, grouped and distributed by; each is a column of tickets and ticket_events.
 DIMENSIONS = ("status", "priority", "channel", "category", "assigned_to")
 # The dimensions whose values are a fixed list (category and assigned_to are free text).
@@ -39,6 +48,8 @@ GRANULARITIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly")
 SNAPSHOT_TYPES = ("daily", "weekly", "monthly")
 # Dashboard period name -> the local days it spans.
 DASHBOARD_PERIODS = {"7d": 7, "30d": 30, "90d": 90}
+# What a duration is counted in: all elapsed time, or a schedule's open hours.
+CLOCKS = ("calendar", "business")
 
 # --- exports ----------------------------------------------------------------------------------
 
@@ -52,7 +63,10 @@ ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 # The queues workers consume (the Procfile's worker takes all four). Webhook deliveries wait on a
 # receiver for up to its timeout, so they have a queue of their own that a separate worker may take.
-QUEUES = ("default", "exports", "refresh", "deliveries")
+# `overflow` holds the jobs an organization submits while it has others active (fair share: workers
+# take from each queue in turn).
+OVERFLOW_QUEUE = "overflow"
+QUEUES = ("default", "exports", "refresh", "deliveries", OVERFLOW_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -103,3 +117,5 @@ REPORT_RUN_STATES = ("running", "delivered", "skipped", "failed")
 # --- users ------------------------------------------------------------------------------------
 
 ROLES = ("viewer", "agent", "admin")
+# The kinds of token a login issues (the JWT's `type` claim).
+TOKEN_TYPES = ("access", "refresh")

@@ -15,12 +15,13 @@ import redis
 from sqlalchemy import and_, bindparam, func, or_, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import DateTime, String, Uuid
 
 from webapp.core.timeutil import utcnow
-from webapp.core.vocabulary import ACTIVE_STATES, FINAL_STATES, JOB_ROUTES
+from webapp.core.vocabulary import ACTIVE_STATES, FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.live import events
 from webapp.models import Job
 
@@ -58,6 +59,17 @@ class JobCancelled(Exception):
 
 class JobNotCancellable(ValueError):
     """The job is final already: nothing is left to cancel."""
+
+
+class TooManyActive(RuntimeError):
+    """The organization already has `cap` jobs of this kind queued or running; nothing was accepted."""
+
+    def __init__(self, kind: str, active: int, cap: int) -> None:
+        super().__init__(
+            f"the organization already has {active} {kind} jobs queued or running, the limit of {cap}; "
+            "retry once one has finished"
+        )
+        self.kind, self.active, self.cap = kind, active, cap
 
 
 def params_hash(kind: str, params: dict[str, Any]) -> str:
@@ -134,12 +146,16 @@ def submit(
     kind: str,
     params: dict[str, Any],
     dedup: bool = True,
+    cap: int | None = None,
+    on_create: Callable[[Job], None] | None = None,
     redis_answered: bool = False,
 ) -> tuple[Job, bool]:
     """The job for this request: an identical active one, or a new one committed and enqueued.
 
-    Returns (job, created). Raises BrokerUnavailable when the task could not be enqueued;
-    the row is then marked failed so nothing is left waiting for a task that never comes.
+    Returns (job, created). `on_create(job)` runs in the new job's transaction, before its commit.
+    Raises TooManyActive when the organization has `cap` jobs of the kind active already (an
+    identical one is still answered), BrokerUnavailable when the task could not be enqueued; the row
+    is then marked failed so nothing is left waiting for a task that never comes.
     `redis_answered`: `client` answered the caller a moment ago (no need to check it is there).
     """
     job, created = _submit(
@@ -151,6 +167,8 @@ def submit(
         kind=kind,
         params=params,
         dedup=dedup,
+        cap=cap,
+        on_create=on_create,
         redis_answered=redis_answered,
     )
     assert job is not None
@@ -189,6 +207,8 @@ def _submit(
     params: dict[str, Any],
     dedup: bool = True,
     done: Callable[[], bool] | None = None,
+    cap: int | None = None,
+    on_create: Callable[[Job], None] | None = None,
     redis_answered: bool = False,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
@@ -212,6 +232,7 @@ def _submit(
             digest=digest,
             key=key,
             dedup=dedup,
+            cap=cap,
         )
     else:
         session.execute(select(func.pg_advisory_xact_lock(org_id, key)))
@@ -220,6 +241,8 @@ def _submit(
             return existing, False
         if done():
             return None, False
+        if cap is not None:
+            _check_cap(session, org_id, kind, cap)
         job = Job(
             id=uuid.uuid4(),
             org_id=org_id,
@@ -233,23 +256,56 @@ def _submit(
         )
         session.add(job)
         created = True
+    if created and on_create is not None:
+        session.flush()
+        on_create(job)
     session.commit()
     if not created:
         return job, False
-    enqueue(session, client, tasks, job)
+    enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if _has_other_active(session, job) else None)
     return job, True
 
 
-# The lock, the look for an identical job and the insert in one round trip (migration 0013).
+def _check_cap(session: Session, org_id: int, kind: str, cap: int) -> None:
+    """Raise TooManyActive (rolling back) when `org_id` has `cap` active `kind` jobs; the (org, kind)
+    advisory lock it takes holds until the transaction ends, so checks and inserts go one at a time."""
+    active = count_active(session, org_id, kind, lock=True)
+    if active >= cap:
+        session.rollback()
+        raise TooManyActive(kind, active, cap)
+
+
+def _has_other_active(session: Session, job: Job) -> bool:
+    """Whether the job's organization had another job active when it was submitted.
+
+    Fair share: an organization's first active job waits in its kind's queue; the ones it adds while
+    that runs wait in the overflow queue, which workers take from in turn with the others, so one
+    organization's flood is one queue among several, not a line in front of everyone.
+    """
+    if not session.in_transaction() and isinstance(session.bind, Engine):
+        # One statement alone: autocommitted, it is one round trip (no BEGIN, no COMMIT).
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    other = session.scalar(
+        select(Job.id)
+        .where(Job.org_id == job.org_id, Job.id != job.id, Job.state.in_(ACTIVE_STATES))
+        .limit(1)
+    )
+    session.commit()
+    return other is not None
+
+
+# The lock, the look for an identical job, the cap and the insert in one round trip (migration 0013).
 _SUBMIT = text(
     "SELECT * FROM job_submit(:id, :org_id, :created_by, :kind, :params, :params_hash, :lock_key, "
-    ":active_states, :dedup, :succeeded_since)"
+    ":active_states, :dedup, :succeeded_since, :cap, :cap_lock_key)"
 ).bindparams(
     bindparam("id", type_=Uuid()),
     bindparam("params", type_=JSONB()),
     bindparam("active_states", type_=ARRAY(String())),
     bindparam("succeeded_since", type_=DateTime(timezone=True)),
 )
+# What job_submit raises when the cap is reached; the active count is the error's detail.
+CAP_REACHED = "job cap reached"
 
 
 def _insert_unless_active(
@@ -262,42 +318,55 @@ def _insert_unless_active(
     digest: str,
     key: int,
     dedup: bool,
+    cap: int | None,
 ) -> tuple[Job, bool]:
     """The identical active job (see find_active) or a new queued one inserted in this transaction,
-    and whether it is new."""
+    and whether it is new. Raises TooManyActive when a new one would pass `cap`."""
     new_id = uuid.uuid4()
     since = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS) if kind == "import" else None
     if not session.in_transaction() and isinstance(session.bind, Engine):
         # Nothing else rides on this transaction: the statement commits itself (the lock is released
         # with it), so the submission is one round trip and the commit that follows sends nothing.
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    job = session.scalars(
-        select(Job).from_statement(_SUBMIT),
-        {
-            "id": new_id,
-            "org_id": org_id,
-            "created_by": user_id,
-            "kind": kind,
-            "params": params,
-            "params_hash": digest,
-            "lock_key": key,
-            "active_states": list(ACTIVE_STATES),
-            "dedup": dedup,
-            "succeeded_since": since,
-        },
-    ).one()
+    try:
+        job = session.scalars(
+            select(Job).from_statement(_SUBMIT),
+            {
+                "id": new_id,
+                "org_id": org_id,
+                "created_by": user_id,
+                "kind": kind,
+                "params": params,
+                "params_hash": digest,
+                "lock_key": key,
+                "active_states": list(ACTIVE_STATES),
+                "dedup": dedup,
+                "succeeded_since": since,
+                "cap": cap,
+                "cap_lock_key": zlib.crc32(kind.encode()) & 0x7FFFFFFF,
+            },
+        ).one()
+    except DBAPIError as exc:
+        diag = getattr(exc.orig, "diag", None)
+        if diag is None or diag.message_primary != CAP_REACHED:
+            raise
+        session.rollback()
+        raise TooManyActive(kind, int(diag.message_detail or cap or 0), cap or 0) from exc
     return job, job.id == new_id
 
 
-def enqueue(session: Session, client: redis.Redis, tasks: TaskQueue, job: Job) -> None:
-    """Hand a committed job to the broker, with the job id as the task id."""
+def enqueue(
+    session: Session, client: redis.Redis, tasks: TaskQueue, job: Job, *, queue: str | None = None
+) -> None:
+    """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
+    `queue`)."""
     route = TASKS[job.kind]
     try:
         tasks.send_task(
             route.name,
             args=[str(job.id)],
             task_id=str(job.id),
-            queue=route.queue,
+            queue=queue or route.queue,
             # The job's row holds its state and result: Celery keeps none (no STARTED or result
             # entries in Redis, and the sender subscribes to no result channel).
             ignore_result=True,

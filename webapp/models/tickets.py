@@ -1,4 +1,5 @@
-"""Tickets (current state) and ticket_events (the append-only log analytics reads)."""
+"""Tickets (current state), ticket_events (the log analytics reads), and each ticket's status history,
+replies and satisfaction rating (what the derived events are computed from)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -14,6 +16,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     func,
@@ -21,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from webapp.core.vocabulary import CHANNELS, DIMENSIONS, EVENT_TYPES, PRIORITIES, STATUSES
+from webapp.core.vocabulary import CHANNELS, DIMENSIONS, EVENT_TYPES, PRIORITIES, REPLY_AUTHORS, STATUSES
 from webapp.models.base import Base
 
 
@@ -104,3 +107,74 @@ class TicketEvent(Base):
     value: Mapped[float | None] = mapped_column(Float)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TicketStatusChange(Base):
+    """One entry of a ticket's status history: from `at` on, until the next entry, it had `status`.
+
+    The first entry is at the ticket's creation; entries may arrive out of order (back-fills), so the
+    history is read ordered by (at, id).
+    """
+
+    __tablename__ = "ticket_status_changes"
+    __table_args__ = (
+        CheckConstraint(one_of("status", STATUSES), name="status"),
+        Index("ix_ticket_status_changes_ticket_at", "ticket_id", "at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tickets.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TicketReply(Base):
+    """A reply on a ticket by an agent or the customer; private ones start and stop no clock."""
+
+    __tablename__ = "ticket_replies"
+    __table_args__ = (
+        CheckConstraint(one_of("author", REPLY_AUTHORS), name="author"),
+        Index("ix_ticket_replies_ticket_at", "ticket_id", "at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    ticket_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("tickets.id", ondelete="CASCADE"))
+    author: Mapped[str] = mapped_column(String(16))
+    public: Mapped[bool] = mapped_column(Boolean, default=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ticket_id": self.ticket_id,
+            "author": self.author,
+            "public": self.public,
+            "at": self.at.isoformat(),
+        }
+
+
+class TicketRating(Base):
+    """A ticket's standing satisfaction rating: the one given with the latest `at`."""
+
+    __tablename__ = "ticket_ratings"
+    __table_args__ = (CheckConstraint("rating BETWEEN 1 AND 5", name="rating"),)
+
+    ticket_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("tickets.id", ondelete="CASCADE"), primary_key=True
+    )
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ticket_id": self.ticket_id,
+            "rating": self.rating,
+            "good": self.rating >= 4,
+            "comment": self.comment,
+            "at": self.at.isoformat(),
+        }

@@ -47,13 +47,24 @@ EVENT_COLUMNS = (
     "value",
     "detail",
 )
+# A ticket's status history, replies and rating go straight to their tables (no rollup reads them).
+STATUS_COLUMNS = ("org_id", "ticket_id", "status", "at")
+REPLY_COLUMNS = ("org_id", "ticket_id", "author", "public", "at")
+RATING_COLUMNS = ("ticket_id", "org_id", "rating", "comment", "at")
 # Scratch tables of a bulk write (temporary, dropped at the latest with the transaction).
 STAGED_TICKETS = "ticket_import"
 STAGED_EVENTS = "event_import"
 STAGED_TICKET_COLUMNS = ("id", *TICKET_COLUMNS)
 STAGED_EVENT_COLUMNS = (*EVENT_COLUMNS, "ordinal")
 # The tables a bulk write inserts into, whose foreign-key checks it may skip (skip_row_checks).
-BULK_TABLES = ("tickets", "ticket_events", "analytics_metrics")
+BULK_TABLES = (
+    "tickets",
+    "ticket_events",
+    "analytics_metrics",
+    "ticket_status_changes",
+    "ticket_replies",
+    "ticket_ratings",
+)
 
 
 class _Route(NamedTuple):
@@ -86,6 +97,8 @@ class _Staging:
     ids: list[int]
     ticket_types: list[int]
     event_types: list[int]
+    # Column types of ticket_status_changes, ticket_replies and ticket_ratings.
+    history_types: tuple[list[int], list[int], list[int]]
 
 
 class BulkWriter:
@@ -111,6 +124,7 @@ class BulkWriter:
         staging = _stage(self._conn, org_id, size)
         self._ids = staging.ids
         self._ticket_types, self._event_types = staging.ticket_types, staging.event_types
+        self._history_types = staging.history_types
         # Every ticket and event is written here right after its organization was checked and its
         # ticket inserted, so the per-row foreign-key triggers would only repeat that.
         self._checks_skipped = skip_row_checks(self._conn, BULK_TABLES)
@@ -155,7 +169,8 @@ class BulkWriter:
             ([ticket_id, *(plan.ticket[c] for c in TICKET_COLUMNS)] for ticket_id, plan in rows),
         )
         events = self._copy_data(self._event_types, self._event_rows(ids, planned))
-        self._pending.append(self._thread.submit(self._write, ids[0], tickets, first_event, events))
+        history = self._history_data(ids, planned)
+        self._pending.append(self._thread.submit(self._write, ids[0], tickets, first_event, events, history))
 
     def finish(self) -> BulkResult:
         """Wait for every chunk, add the rollups, drop the scratch tables; the caller commits."""
@@ -193,6 +208,30 @@ class BulkWriter:
                 self._events += 1
                 self._types.add(event["event_type"])
 
+    def _history_data(self, ids: Sequence[int], planned: Sequence[PlannedTicket]) -> list[tuple[str, bytes]]:
+        """COPY data of the status histories, replies and ratings of `planned`, per table that gets rows."""
+        statuses, replies, ratings = [], [], []
+        for ticket_id, plan in zip(ids, planned, strict=True):
+            statuses += [[self._org_id, ticket_id, status, at] for at, status in plan.statuses]
+            replies += [[self._org_id, ticket_id, r.author, r.public, r.at] for r in plan.replies]
+            if plan.rating is not None:
+                ratings.append([ticket_id, *(plan.rating[c] for c in RATING_COLUMNS[1:])])
+        out = []
+        tables = (
+            ("ticket_status_changes", STATUS_COLUMNS, statuses),
+            ("ticket_replies", REPLY_COLUMNS, replies),
+            ("ticket_ratings", RATING_COLUMNS, ratings),
+        )
+        for (table, columns, rows), types in zip(tables, self._history_types, strict=True):
+            if rows:
+                out.append(
+                    (
+                        f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)",
+                        self._copy_data(types, rows),
+                    )
+                )
+        return out
+
     def _copy_data(self, types: Sequence[int], rows: Iterable[Sequence[Any]]) -> bytes:
         """`rows` as binary COPY data of columns of `types` (oids); no server involved.
 
@@ -225,13 +264,18 @@ class BulkWriter:
         for future in self._pending:
             future.result()
 
-    def _write(self, first_id: int, tickets: bytes, first_event: int, events: bytes) -> None:
+    def _write(
+        self, first_id: int, tickets: bytes, first_event: int, events: bytes, history: list[tuple[str, bytes]]
+    ) -> None:
         if self._failed is not None:
             return  # the transaction is aborted: later chunks could only fail the same way
         try:
             with self._conn.cursor() as cur:
                 _move_in(cur, _TICKETS, first_id, tickets)
                 _move_in(cur, _EVENTS, first_event, events)
+                for statement, data in history:
+                    with cur.copy(statement) as copy:
+                        copy.write(data)
         except BaseException as exc:
             self._failed = exc
             raise
@@ -260,6 +304,11 @@ def _stage(conn: Connection[Any], org_id: int, size: int) -> _Staging:
             ids,
             _column_types(cur, STAGED_TICKETS, STAGED_TICKET_COLUMNS),
             _column_types(cur, STAGED_EVENTS, STAGED_EVENT_COLUMNS),
+            (
+                _column_types(cur, "ticket_status_changes", STATUS_COLUMNS),
+                _column_types(cur, "ticket_replies", REPLY_COLUMNS),
+                _column_types(cur, "ticket_ratings", RATING_COLUMNS),
+            ),
         )
 
 

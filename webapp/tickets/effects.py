@@ -64,7 +64,7 @@ def after_ticket_change(
 ) -> None:
     """Refresh rollups, bump the generations the change touches, tell live clients which metrics moved."""
     # Read before the refresh: a rollback there would expire them, and reloading needs the database.
-    event_types = [event.event_type for event in change.events]
+    event_types = change.event_types
     about = {"ticket_id": change.ticket.id}
     refresh_rollups(session, org_id)
     announce(client, org_id, event_types, fields, about)

@@ -8,12 +8,24 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from webapp.core.vocabulary import CHANNELS, PRIORITIES, STATUSES
+from webapp.core.vocabulary import CHANNELS, PRIORITIES, REPLY_AUTHORS, STATUSES
 
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
+Author = Literal[REPLY_AUTHORS]  # type: ignore[valid-type]
+# Replies and status changes one imported ticket may carry.
+MAX_ENTRIES = 1000
+
+
+def _iso_text(value: object) -> object:
+    """pydantic would read a number (or a string of digits) as Unix time: 0 became 1970."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be an ISO 8601 date-time text, e.g. 2026-03-01T09:30:00+01:00")
+    return value
 
 
 class TicketFields(BaseModel):
@@ -33,15 +45,7 @@ class TicketFields(BaseModel):
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
 
-    @field_validator("created_at", "first_response_at", "resolved_at", mode="before")
-    @classmethod
-    def _iso_text(cls, value: object) -> object:
-        # pydantic would read a number (or a string of digits) as Unix time: 0 became 1970.
-        if value is None or isinstance(value, datetime):
-            return value
-        if not isinstance(value, str) or not _ISO_DATE.match(value):
-            raise ValueError("must be an ISO 8601 date-time text, e.g. 2026-03-01T09:30:00+01:00")
-        return value
+    _times = field_validator("created_at", "first_response_at", "resolved_at", mode="before")(_iso_text)
 
     @field_validator("category", "assigned_to")
     @classmethod
@@ -53,6 +57,49 @@ class TicketFields(BaseModel):
 
 class TicketCreate(TicketFields):
     """The fields of a new ticket (POST /tickets, each imported row)."""
+
+
+class ReplyFields(BaseModel):
+    """A reply: by an agent or the customer, public unless said, at a given time for back-fills."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    author: Author
+    at: datetime | None = None
+    public: bool = Field(default=True, strict=True)
+
+    _times = field_validator("at", mode="before")(_iso_text)
+
+
+class SatisfactionFields(BaseModel):
+    """A satisfaction rating, 1 to 5 (4 and 5 are good); the one with the latest `at` stands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rating: int = Field(ge=1, le=5, strict=True)
+    comment: str | None = Field(default=None, max_length=2000)
+    at: datetime | None = None
+
+    _times = field_validator("at", mode="before")(_iso_text)
+
+
+class StatusEntry(BaseModel):
+    """One entry of an imported status history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    at: datetime
+
+    _times = field_validator("at", mode="before")(_iso_text)
+
+
+class TicketImport(TicketCreate):
+    """An imported row: a ticket's fields, and its replies, rating and status history if known."""
+
+    replies: list[ReplyFields] | None = Field(default=None, max_length=MAX_ENTRIES)
+    satisfaction: SatisfactionFields | None = None
+    status_history: list[StatusEntry] | None = Field(default=None, min_length=1, max_length=MAX_ENTRIES)
 
 
 class TicketUpdate(TicketFields):

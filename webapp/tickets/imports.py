@@ -22,7 +22,7 @@ from webapp.core.timeutil import utcnow
 from webapp.models import Organization
 from webapp.tickets.bulk_writer import BulkWriter
 from webapp.tickets.effects import announce
-from webapp.tickets.fields import TicketCreate
+from webapp.tickets.fields import TicketImport
 from webapp.tickets.plans import PlannedTicket, plan_ticket
 from webapp.tickets.rules import TicketError
 
@@ -85,13 +85,14 @@ class ImportRejected(Exception):
 
 
 def validate_row(raw: Any) -> tuple[dict[str, Any] | None, list[tuple[str | None, str]]]:
-    """The fields of one record as `POST /tickets` accepts them, or the (field, message) problems."""
+    """The fields of one record as `POST /tickets` accepts them (with replies, satisfaction and
+    status_history), or the (field, message) problems."""
     if not isinstance(raw, dict):
         return None, [(None, "each ticket must be an object")]
     if "__error__" in raw:
         return None, [(None, str(raw["__error__"]))]
     try:
-        return TicketCreate.model_validate(raw).model_dump(exclude_unset=True), []
+        return TicketImport.model_validate(raw).model_dump(exclude_unset=True), []
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False, include_context=False):

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from typing import Any, NamedTuple
 
+from webapp.clocks.evaluation import AGENT, Reply
 from webapp.core.timeutil import hours_between
-from webapp.core.vocabulary import DIMENSIONS, RESOLVED_STATUSES
+from webapp.core.vocabulary import DIMENSIONS, RESOLVED_STATUSES, UNSOLVED_STATUSES
 from webapp.models import Organization
-from webapp.tickets.rules import TicketError, check_order, checked_times
+from webapp.tickets.history import Facts, Rating, derive
+from webapp.tickets.rules import TicketError, check_order, checked_instant, checked_times
+
+DERIVED_DIMENSIONS = tuple(d for d in DIMENSIONS if d != "status")
 
 
 class PlannedTicket(NamedTuple):
-    """What creating one ticket writes: its column values and its events, all without ids."""
+    """What creating one ticket writes: its column values, events (derived ones included), status
+    history, replies and rating, all without ids."""
 
     ticket: dict[str, Any]
     events: list[dict[str, Any]]
+    statuses: list[tuple[datetime, str]] = []
+    replies: list[Reply] = []
+    rating: dict[str, Any] | None = None
 
 
 def _event_values(
@@ -63,15 +72,21 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
     """The ticket and events creating `fields` writes, or TicketError; pure (no session, no ids).
 
     Back-fills get first_response / resolved events at their times; a ticket resolved later was
-    still open before it, so its earlier events carry status open.
+    still open before it, so its earlier events carry status open. An import may also give the
+    ticket's replies, rating and status history (then its status and resolution follow from it).
     """
     times = checked_times(org, fields, now)
-    created = times.get("created_at", now)
+    history = _history(org, fields, times, now)
+    created = history[0][0] if history else times.get("created_at", now)
     resolved = times.get("resolved_at")
-    status = _status(fields, resolved)
+    status = _status(fields, resolved) if not history else history[-1][1]
     if status in RESOLVED_STATUSES and resolved is None:
-        resolved = max(now, created)
-    moments = _Moments(created, times.get("first_response_at"), resolved)
+        resolved = _last_solve(history) if history else max(now, created)
+    replies = _replies(org, fields, created, now)
+    first_response = times.get("first_response_at")
+    if first_response is None:
+        first_response = next((r.at for r in replies if r.public and r.author == AGENT), None)
+    moments = _Moments(created, first_response, resolved)
     check_order(*moments)
     ticket = {
         "org_id": org.id,
@@ -86,9 +101,135 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
         "updated_at": now,
         "first_response_at": moments.first_response,
         "resolved_at": moments.resolved,
-        "reopen_count": 0,
+        "reopen_count": sum(1 for _ in _reopens(history)),
     }
-    return PlannedTicket(ticket, _events(ticket, moments))
+    if not history:
+        history = [(created, "open"), (resolved, status)] if resolved is not None else [(created, status)]
+        events = _events(ticket, moments)
+    else:
+        events = _history_events(ticket, moments, history)
+    rating = _rating(org, fields, created, now)
+    facts = Facts(
+        org_id=org.id,
+        created_at=created,
+        first_response_at=first_response,
+        dimensions={d: ticket[d] for d in DERIVED_DIMENSIONS},
+        statuses=history,
+        replies=replies,
+        rating=Rating(rating["rating"], rating["at"]) if rating else None,
+    )
+    return PlannedTicket(ticket, events + derive(facts), history, replies, rating)
+
+
+def _history(
+    org: Organization, fields: dict[str, Any], times: dict[str, datetime], now: datetime
+) -> list[tuple[datetime, str]]:
+    """An imported status history, checked: ascending, the first at created_at, agreeing with the fields."""
+    given = fields.get("status_history")
+    if not given:
+        return []
+    history = [
+        (checked_instant(org, entry["at"], f"status_history.{i}.at", now), entry["status"])
+        for i, entry in enumerate(given)
+    ]
+    if any(b[0] < a[0] for a, b in pairwise(history)):
+        raise TicketError("status_history must be in ascending order of at", field="status_history")
+    created = times.get("created_at")
+    if created is not None and history[0][0] != created:
+        raise TicketError("status_history must begin at created_at", field="status_history")
+    last = history[-1][1]
+    if fields.get("status") is not None and fields["status"] != last:
+        raise TicketError(
+            f"status is {fields['status']!r} but status_history ends with {last!r}", field="status"
+        )
+    resolved = times.get("resolved_at")
+    if resolved is not None and (last not in RESOLVED_STATUSES or resolved != _last_solve(history)):
+        raise TicketError(
+            "resolved_at must be the time status_history last enters resolved or closed", field="resolved_at"
+        )
+    return history
+
+
+def _last_solve(history: list[tuple[datetime, str]]) -> datetime | None:
+    """When the history last went from unsolved (or nothing) to resolved or closed."""
+    last = None
+    before = None
+    for at, status in history:
+        if status in RESOLVED_STATUSES and before not in RESOLVED_STATUSES:
+            last = at
+        before = status
+    return last
+
+
+def _reopens(history: list[tuple[datetime, str]]) -> list[datetime]:
+    return [
+        at
+        for (_, before), (at, status) in pairwise(history)
+        if before in RESOLVED_STATUSES and status in UNSOLVED_STATUSES
+    ]
+
+
+def _replies(org: Organization, fields: dict[str, Any], created: datetime, now: datetime) -> list[Reply]:
+    """Imported replies, checked (not before the ticket, not in the future), in time order."""
+    out = []
+    for i, reply in enumerate(fields.get("replies") or ()):
+        name = f"replies.{i}.at"
+        if reply.get("at") is None:
+            raise TicketError("an imported reply needs its at", field=name)
+        at = checked_instant(org, reply["at"], name, now)
+        if at < created:
+            raise TicketError(f"{name} is before created_at", field=name)
+        out.append(Reply(reply["author"], at, reply.get("public", True)))
+    return sorted(out, key=lambda r: r.at)
+
+
+def _rating(
+    org: Organization, fields: dict[str, Any], created: datetime, now: datetime
+) -> dict[str, Any] | None:
+    given = fields.get("satisfaction")
+    if not given:
+        return None
+    at = checked_instant(org, given["at"], "satisfaction.at", now) if given.get("at") else max(now, created)
+    if at < created:
+        raise TicketError("satisfaction.at is before created_at", field="satisfaction.at")
+    return {"org_id": org.id, "rating": given["rating"], "comment": given.get("comment"), "at": at}
+
+
+def _history_events(
+    ticket: dict[str, Any], moments: _Moments, history: list[tuple[datetime, str]]
+) -> list[dict[str, Any]]:
+    """The events of a ticket imported with its status history: each change as the API writes it."""
+    created, first_response, _ = moments
+
+    def status_at(moment: datetime) -> str:
+        current = history[0][1]
+        for at, status in history:
+            if at > moment:
+                break
+            current = status
+        return current
+
+    events = [_event_values(ticket, "created", created, status=history[0][1])]
+    if first_response is not None:
+        value = hours_between(created, first_response)
+        events.append(
+            _event_values(
+                ticket, "first_response", first_response, value=value, status=status_at(first_response)
+            )
+        )
+    for (_, before), (at, status) in pairwise(history):
+        if before == status:
+            continue
+        change = {"from": before, "to": status}
+        if before in RESOLVED_STATUSES and status in UNSOLVED_STATUSES:
+            events.append({**_event_values(ticket, "reopened", at, status=status), "detail": dict(change)})
+        events.append({**_event_values(ticket, "status_changed", at, status=status), "detail": change})
+        if before not in RESOLVED_STATUSES and status in RESOLVED_STATUSES:
+            value = hours_between(created, at)
+            events.append(_event_values(ticket, "resolved", at, value=value, status=status))
+    if history[0][1] in RESOLVED_STATUSES:
+        events.append(_event_values(ticket, "resolved", created, value=0.0, status=history[0][1]))
+    return events
 
 
 def _events(ticket: dict[str, Any], moments: _Moments) -> list[dict[str, Any]]:

@@ -46,6 +46,17 @@ def checked_times(org: Organization, fields: dict[str, Any], now: datetime) -> d
     return out
 
 
+def checked_instant(org: Organization, value: datetime, name: str, now: datetime) -> datetime:
+    """One given time, aware (naive is the organization's wall clock) and in UTC; not in the future."""
+    try:
+        aware = in_calendar(as_aware(value, zone(org.timezone), name), name)
+    except ValueError as exc:
+        raise TicketError(str(exc), field=name) from exc
+    if aware > now + CLOCK_SKEW:
+        raise TicketError(f"{name} is in the future", field=name)
+    return aware
+
+
 def check_order(created: datetime, first_response: datetime | None, resolved: datetime | None) -> None:
     """Raise TicketError unless the first response and the resolution come after the creation."""
     if first_response is not None and first_response < created:

@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from webapp.clocks.evaluation import AGENT, Reply
 from webapp.core.timeutil import hours_between, utcnow
-from webapp.core.vocabulary import RESOLVED_STATUSES
-from webapp.models import Organization, Ticket, TicketEvent
-from webapp.tickets.plans import plan_ticket
-from webapp.tickets.rules import TIME_FIELDS, TicketError, check_order, checked_times
+from webapp.core.vocabulary import DERIVED_EVENT_TYPES, RESOLVED_STATUSES
+from webapp.models import Organization, Ticket, TicketEvent, TicketRating, TicketReply, TicketStatusChange
+from webapp.tickets.history import Facts, Rating, derive
+from webapp.tickets.plans import DERIVED_DIMENSIONS, plan_ticket
+from webapp.tickets.rules import TIME_FIELDS, TicketError, check_order, checked_instant, checked_times
 
 PLAIN_FIELDS = ("subject", "channel", "category", "sentiment_score")
 
 
 @dataclass
 class Change:
-    """What a write did: the ticket and the events it appended."""
+    """What a write did: the ticket, the events it appended, and the event types it rewrote or removed."""
 
     ticket: Ticket
     events: list[TicketEvent]
+    rewritten: set[str] = field(default_factory=set)
+
+    @property
+    def event_types(self) -> list[str]:
+        """Every event type the write touched, appended or derived again."""
+        return sorted({e.event_type for e in self.events} | self.rewritten)
 
 
 def create_ticket(
@@ -36,6 +44,16 @@ def create_ticket(
     session.flush()
     events = [TicketEvent(ticket_id=ticket.id, **values) for values in planned.events]
     session.add_all(events)
+    session.add_all(
+        TicketStatusChange(org_id=org.id, ticket_id=ticket.id, status=status, at=at)
+        for at, status in planned.statuses
+    )
+    session.add_all(
+        TicketReply(org_id=org.id, ticket_id=ticket.id, author=r.author, public=r.public, at=r.at)
+        for r in planned.replies
+    )
+    if planned.rating is not None:
+        session.add(TicketRating(ticket_id=ticket.id, **planned.rating))
     session.flush()
     return Change(ticket, events)
 
@@ -71,8 +89,146 @@ def update_ticket(
         raise TicketError("status cannot be null", field="status")
     ticket.updated_at = now
     session.add_all(events)
+    session.add_all(
+        TicketStatusChange(org_id=ticket.org_id, ticket_id=ticket.id, status=e.detail["to"], at=e.occurred_at)
+        for e in events
+        if e.event_type == "status_changed"
+    )
     session.flush()
-    return Change(ticket, events)
+    return Change(ticket, events, sync_derived(session, ticket))
+
+
+def add_reply(
+    session: Session, ticket: Ticket, org: Organization, fields: dict[str, Any], now: datetime | None = None
+) -> tuple[TicketReply, Change]:
+    """Record a reply (now, or at a back-filled `at`); the first public agent reply sets first_response_at.
+
+    A reply changes no status; its derived events (next replies, one-touch solves) are derived again.
+    """
+    now = now or utcnow()
+    at = (
+        checked_instant(org, fields["at"], "at", now)
+        if fields.get("at") is not None
+        else max(now, ticket.created_at)
+    )
+    if at < ticket.created_at:
+        raise TicketError("at is before the ticket was created", field="at")
+    reply = TicketReply(
+        org_id=ticket.org_id,
+        ticket_id=ticket.id,
+        author=fields["author"],
+        public=fields.get("public", True),
+        at=at,
+    )
+    session.add(reply)
+    events = []
+    if reply.public and reply.author == AGENT and ticket.first_response_at is None:
+        events = _first_response(ticket, {"first_response_at": at})
+        session.add_all(events)
+    ticket.updated_at = now
+    session.flush()
+    return reply, Change(ticket, events, sync_derived(session, ticket))
+
+
+def set_rating(
+    session: Session, ticket: Ticket, org: Organization, fields: dict[str, Any], now: datetime | None = None
+) -> tuple[TicketRating, Change]:
+    """Rate the ticket; the rating with the latest `at` stands (an older one given later changes nothing)."""
+    now = now or utcnow()
+    at = (
+        checked_instant(org, fields["at"], "at", now)
+        if fields.get("at") is not None
+        else max(now, ticket.created_at)
+    )
+    if at < ticket.created_at:
+        raise TicketError("at is before the ticket was created", field="at")
+    rating = session.get(TicketRating, ticket.id, with_for_update=True)
+    if rating is None:
+        rating = TicketRating(ticket_id=ticket.id, org_id=ticket.org_id, rating=fields["rating"], at=at)
+        session.add(rating)
+    if at >= rating.at:
+        rating.rating, rating.comment, rating.at = fields["rating"], fields.get("comment"), at
+    ticket.updated_at = now
+    session.flush()
+    return rating, Change(ticket, [], sync_derived(session, ticket))
+
+
+def facts_of(session: Session, ticket: Ticket) -> Facts:
+    """What the ticket's derived events are computed from, as stored now."""
+    statuses = [
+        (row.at, row.status)
+        for row in session.execute(
+            select(TicketStatusChange.at, TicketStatusChange.status)
+            .where(TicketStatusChange.ticket_id == ticket.id)
+            .order_by(TicketStatusChange.at, TicketStatusChange.id)
+        )
+    ] or [(ticket.created_at, ticket.status)]
+    replies = [
+        Reply(row.author, row.at, row.public)
+        for row in session.execute(
+            select(TicketReply.author, TicketReply.at, TicketReply.public)
+            .where(TicketReply.ticket_id == ticket.id)
+            .order_by(TicketReply.at, TicketReply.id)
+        )
+    ]
+    rated = session.execute(
+        select(TicketRating.rating, TicketRating.at).where(TicketRating.ticket_id == ticket.id)
+    ).first()
+    return Facts(
+        org_id=ticket.org_id,
+        created_at=ticket.created_at,
+        first_response_at=ticket.first_response_at,
+        dimensions={d: getattr(ticket, d) for d in DERIVED_DIMENSIONS},
+        statuses=statuses,
+        replies=replies,
+        rating=Rating(rated.rating, rated.at) if rated else None,
+    )
+
+
+def _key(values: dict[str, Any]) -> tuple[Any, ...]:
+    detail = values.get("detail")
+    rounded = {k: round(v, 9) for k, v in detail.items()} if isinstance(detail, dict) else detail
+    value = values.get("value")
+    return (
+        values["event_type"],
+        values["occurred_at"],
+        *(values[d] for d in ("status", *DERIVED_DIMENSIONS)),
+        None if value is None else round(value, 9),
+        repr(sorted(rounded.items())) if isinstance(rounded, dict) else rounded,
+    )
+
+
+def sync_derived(session: Session, ticket: Ticket) -> set[str]:
+    """Write the ticket's derived events again where they changed; the event types that did.
+
+    Only the events that differ are deleted and inserted, so only their hours are marked dirty.
+    """
+    session.flush()
+    wanted: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for values in derive(facts_of(session, ticket)):
+        wanted.setdefault(_key(values), []).append(values)
+    stale: list[int] = []
+    touched: set[str] = set()
+    columns = ("event_type", "occurred_at", "status", *DERIVED_DIMENSIONS, "value", "detail")
+    rows = session.execute(
+        select(TicketEvent.id, *(getattr(TicketEvent, c) for c in columns)).where(
+            TicketEvent.ticket_id == ticket.id, TicketEvent.event_type.in_(DERIVED_EVENT_TYPES)
+        )
+    )
+    for row in rows:
+        same = wanted.get(_key(row._mapping))
+        if same:
+            same.pop()
+        else:
+            stale.append(row.id)
+            touched.add(row.event_type)
+    if stale:
+        session.execute(delete(TicketEvent).where(TicketEvent.id.in_(stale)))
+    fresh = [TicketEvent(ticket_id=ticket.id, **v) for group in wanted.values() for v in group]
+    touched |= {e.event_type for e in fresh}
+    session.add_all(fresh)
+    session.flush()
+    return touched
 
 
 def _event(

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from webapp.core.vocabulary import JOB_KINDS, JOB_STATES, ROLES
-from webapp.tickets.fields import Channel, Priority, Status
+from webapp.tickets.fields import Author, Channel, Priority, Status
 
 Role = Literal[ROLES]  # type: ignore[valid-type]
 
@@ -69,6 +69,23 @@ class Ticket(BaseModel):
     first_response_at: datetime | None
     resolved_at: datetime | None
     reopen_count: int
+
+
+class Reply(BaseModel):
+    id: int
+    ticket_id: int
+    author: Author
+    public: bool
+    at: datetime
+    ticket: Ticket
+
+
+class Satisfaction(BaseModel):
+    ticket_id: int
+    rating: int
+    good: bool
+    comment: str | None
+    at: datetime
 
 
 class TicketListQuery(Strict):

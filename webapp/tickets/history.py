@@ -1,0 +1,164 @@
+"""A ticket's derived events, computed from its status history, replies and rating. Pure.
+
+The support metrics read events that follow from what happened to a ticket as a whole, so a
+back-filled reply or status change can move them anywhere in its past. They are derived here, in one
+place, and written again whenever one of their sources changes (writes.sync_derived, and plans for a
+new ticket):
+
+- `backlog`: +1 when the ticket enters an unsolved status, -1 when it leaves it (a change between
+  two unsolved statuses is both), each carrying that status. The backlog at an instant is the sum of
+  the steps strictly before it, so it needs no scan of the tickets.
+- `solved`: one per change from an unsolved status (or none, at creation) to resolved or closed;
+  value 100 when the ticket had at most one public agent reply by then, else 0 (one_touch); detail
+  the hours spent in each unsolved status from creation to that solve.
+- `next_reply`: one per stopped next-reply pair (clocks.evaluation.next_reply_pairs), at the agent
+  reply, valued the hours from the customer reply that started it.
+- `rated`: the standing rating at its time, valued 100 when good, else 0 (csat).
+
+Every derived event carries the ticket's current priority, channel, category and assignee, and the
+status it had at that instant (for backlog steps, the status entered or left). Durations are measured
+between instants by one function (`Measure`), so a clock other than the calendar can be applied to
+the same intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+from typing import Any
+
+from webapp.clocks.evaluation import AGENT, Reply, next_reply_pairs
+from webapp.core.timeutil import hours_between
+from webapp.core.vocabulary import GOOD_RATINGS, RESOLVED_STATUSES, UNSOLVED_STATUSES
+
+# Hours between two instants on some clock; the calendar's by default.
+Measure = Callable[[datetime, datetime], float]
+GOOD, BAD = 100.0, 0.0
+
+
+@dataclass(frozen=True)
+class Span:
+    """The ticket had `status` from `start` until `end` (None: still has it)."""
+
+    status: str
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class Rating:
+    rating: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the derived events of a ticket are computed from."""
+
+    org_id: int
+    created_at: datetime
+    first_response_at: datetime | None
+    # priority, channel, category, assigned_to as they are now.
+    dimensions: dict[str, Any]
+    # (at, status) in order, the first at creation.
+    statuses: Sequence[tuple[datetime, str]]
+    replies: Sequence[Reply] = ()
+    rating: Rating | None = None
+
+
+def spans(statuses: Sequence[tuple[datetime, str]]) -> list[Span]:
+    """The history as spans, each ending where the next entry starts."""
+    out = []
+    for i, (at, status) in enumerate(statuses):
+        end = statuses[i + 1][0] if i + 1 < len(statuses) else None
+        out.append(Span(status, at, end))
+    return out
+
+
+def solves(statuses: Sequence[tuple[datetime, str]]) -> list[tuple[datetime, str]]:
+    """(at, status) of every change into resolved or closed from an unsolved status (or at creation)."""
+    out = []
+    before: str | None = None
+    for at, status in statuses:
+        if status in RESOLVED_STATUSES and (before is None or before in UNSOLVED_STATUSES):
+            out.append((at, status))
+        before = status
+    return out
+
+
+def reopens(statuses: Sequence[tuple[datetime, str]]) -> list[tuple[datetime, str]]:
+    """(at, status) of every change from resolved or closed back to an unsolved status."""
+    out = []
+    for (_, before), (at, status) in pairwise(statuses):
+        if before in RESOLVED_STATUSES and status in UNSOLVED_STATUSES:
+            out.append((at, status))
+    return out
+
+
+def time_in_statuses(
+    statuses: Sequence[tuple[datetime, str]], until: datetime, measure: Measure = hours_between
+) -> dict[str, float]:
+    """Hours in each unsolved status from creation to `until`, on the clock `measure`."""
+    hours = dict.fromkeys(UNSOLVED_STATUSES, 0.0)
+    for span in spans(statuses):
+        if span.status not in hours or span.start >= until:
+            continue
+        end = until if span.end is None or span.end > until else span.end
+        hours[span.status] += measure(span.start, end)
+    return hours
+
+
+def status_at(statuses: Sequence[tuple[datetime, str]], instant: datetime) -> str:
+    """The status in force at `instant` (the last entry at or before it; the first before any)."""
+    current = statuses[0][1]
+    for at, status in statuses:
+        if at > instant:
+            break
+        current = status
+    return current
+
+
+def agent_replies_by(facts: Facts, instant: datetime) -> int:
+    """Public agent replies at or before `instant`; a first response given without one counts as one."""
+    count = sum(1 for r in facts.replies if r.public and r.author == AGENT and r.at <= instant)
+    if count == 0 and facts.first_response_at is not None and facts.first_response_at <= instant:
+        return 1
+    return count
+
+
+def derive(facts: Facts, measure: Measure = hours_between) -> list[dict[str, Any]]:
+    """The ticket's derived events as ticket_events values (without ticket_id), in time order."""
+    out: list[dict[str, Any]] = []
+
+    def event(kind: str, at: datetime, status: str, value: float, detail: Any = None) -> None:
+        out.append(
+            {
+                "org_id": facts.org_id,
+                "event_type": kind,
+                "occurred_at": at,
+                "status": status,
+                **facts.dimensions,
+                "value": value,
+                "detail": detail,
+            }
+        )
+
+    statuses = facts.statuses
+    for span in spans(statuses):
+        if span.status in UNSOLVED_STATUSES:
+            event("backlog", span.start, span.status, 1.0)
+            if span.end is not None:
+                event("backlog", span.end, span.status, -1.0)
+    for at, status in solves(statuses):
+        one_touch = GOOD if agent_replies_by(facts, at) <= 1 else BAD
+        event("solved", at, status, one_touch, time_in_statuses(statuses, at, measure))
+    for start, stop in next_reply_pairs(facts.replies):
+        if stop is not None:
+            event("next_reply", stop, status_at(statuses, stop), measure(start, stop))
+    if facts.rating is not None:
+        good = GOOD if facts.rating.rating in GOOD_RATINGS else BAD
+        event("rated", facts.rating.at, status_at(statuses, facts.rating.at), good)
+    out.sort(key=lambda e: e["occurred_at"])
+    return out
