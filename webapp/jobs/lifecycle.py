@@ -361,6 +361,8 @@ def enqueue(
     """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
     `queue`)."""
     route = TASKS[job.kind]
+    # Published before the task is sent: a worker that takes it at once publishes `running` after this.
+    publish(client, job)
     try:
         tasks.send_task(
             route.name,
@@ -377,7 +379,6 @@ def enqueue(
         log.warning("enqueue failed job=%s org=%s: %s", job.id, job.org_id, exc)
         finish(session, client, job, "failed", error={"message": "the job queue is unavailable"})
         raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
-    publish(client, job)
 
 
 def get_job(session: Session, org_id: int, job_id: str) -> Job | None:
