@@ -222,8 +222,9 @@ def _submit(
     # Identical submissions one at a time, until this transaction ends: the next one finds the job
     # this one commits. (In PostgreSQL, so that it holds whatever Redis does.)
     key = zlib.crc32(f"{kind}:{digest}".encode()) & 0x7FFFFFFF
+    others_active: bool | None = None
     if done is None:
-        job, created = _insert_unless_active(
+        job, created, others_active = _insert_unless_active(
             session,
             org_id=org_id,
             user_id=user_id,
@@ -262,7 +263,9 @@ def _submit(
     session.commit()
     if not created:
         return job, False
-    enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if _has_other_active(session, job) else None)
+    if others_active is None:
+        others_active = _has_other_active(session, job)
+    enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if others_active else None)
     return job, True
 
 
@@ -295,9 +298,13 @@ def _has_other_active(session: Session, job: Job) -> bool:
 
 
 # The lock, the look for an identical job, the cap and the insert in one round trip (migration 0013).
+# The outer select says whether the organization had another job active as the statement began
+# (fair share, see _has_other_active), so the submission needs no second round trip for it.
 _SUBMIT = text(
-    "SELECT * FROM job_submit(:id, :org_id, :created_by, :kind, :params, :params_hash, :lock_key, "
-    ":active_states, :dedup, :succeeded_since, :cap, :cap_lock_key)"
+    "SELECT j.*, EXISTS (SELECT 1 FROM jobs o WHERE o.org_id = j.org_id AND o.id <> j.id"
+    " AND o.state = ANY (:active_states)) AS others_active"
+    " FROM job_submit(:id, :org_id, :created_by, :kind, :params, :params_hash, :lock_key,"
+    " :active_states, :dedup, :succeeded_since, :cap, :cap_lock_key) AS j"
 ).bindparams(
     bindparam("id", type_=Uuid()),
     bindparam("params", type_=JSONB()),
@@ -319,9 +326,10 @@ def _insert_unless_active(
     key: int,
     dedup: bool,
     cap: int | None,
-) -> tuple[Job, bool]:
+) -> tuple[Job, bool, bool]:
     """The identical active job (see find_active) or a new queued one inserted in this transaction,
-    and whether it is new. Raises TooManyActive when a new one would pass `cap`."""
+    whether it is new, and whether the organization had another job active (_has_other_active).
+    Raises TooManyActive when a new one would pass `cap`."""
     new_id = uuid.uuid4()
     since = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS) if kind == "import" else None
     if not session.in_transaction() and isinstance(session.bind, Engine):
@@ -329,8 +337,8 @@ def _insert_unless_active(
         # with it), so the submission is one round trip and the commit that follows sends nothing.
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     try:
-        job = session.scalars(
-            select(Job).from_statement(_SUBMIT),
+        row = session.execute(
+            _SUBMIT,
             {
                 "id": new_id,
                 "org_id": org_id,
@@ -352,7 +360,10 @@ def _insert_unless_active(
             raise
         session.rollback()
         raise TooManyActive(kind, int(diag.message_detail or cap or 0), cap or 0) from exc
-    return job, job.id == new_id
+    values = dict(row._mapping)
+    others_active = bool(values.pop("others_active"))
+    job = session.merge(loaded_job(values), load=False)
+    return job, job.id == new_id, others_active
 
 
 def enqueue(
