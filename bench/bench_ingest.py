@@ -34,7 +34,7 @@ from bench.common import Stack, platform_stack, print_table, write_results
 from webapp.analytics import rollups
 from webapp.tickets.fields import TicketCreate
 
-TARGET_TICKETS_PER_S = 5_000
+TARGET_TICKETS_PER_S = 20_000
 TARGET_LAG_S = 1.0
 # The columns of an import CSV: every field a ticket is created with.
 FIELDS = tuple(TicketCreate.model_fields)

@@ -24,7 +24,7 @@ from celery import Celery
 
 from bench.common import Stack, latency_summary, platform_stack, print_table, write_results
 
-TARGET_RATIO = 4.0
+TARGET_RATIO = 2.0
 
 
 class JobClient:

@@ -177,8 +177,8 @@ def _claim_and_run(
             return
 
         def open_work_session() -> Session:
-            # The work session keeps one connection for the whole job: no pool checkout (with its
-            # liveness ping) at every commit.
+            # The work session keeps one connection for the whole job: no pool checkout at every
+            # commit.
             work_conn = stack.enter_context(engine.connect())
             return stack.enter_context(make_session(bind=work_conn))
 

@@ -316,10 +316,13 @@ def test_unknown_org_is_refused(db_connection):
 
 
 def _index_definitions(db_connection: Connection) -> set[tuple[str, str]]:
+    """The indexes and constraints of the seeded tables, as the catalog writes them."""
     rows = db_connection.execute(
         text(
             "SELECT indexname, indexdef FROM pg_indexes "
-            "WHERE schemaname = 'public' AND tablename IN ('tickets', 'ticket_events')"
+            "WHERE schemaname = 'public' AND tablename IN ('tickets', 'ticket_events') "
+            "UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid IN (CAST('tickets' AS regclass), CAST('ticket_events' AS regclass))"
         )
     )
     return {(name, definition) for name, definition in rows}

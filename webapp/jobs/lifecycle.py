@@ -148,6 +148,7 @@ def submit(
     dedup: bool = True,
     cap: int | None = None,
     on_create: Callable[[Job], None] | None = None,
+    redis_answered: bool = False,
 ) -> tuple[Job, bool]:
     """The job for this request: an identical active one, or a new one committed and enqueued.
 
@@ -155,6 +156,7 @@ def submit(
     Raises TooManyActive when the organization has `cap` jobs of the kind active already (an
     identical one is still answered), BrokerUnavailable when the task could not be enqueued; the row
     is then marked failed so nothing is left waiting for a task that never comes.
+    `redis_answered`: `client` answered the caller a moment ago (no need to check it is there).
     """
     job, created = _submit(
         session,
@@ -167,6 +169,7 @@ def submit(
         dedup=dedup,
         cap=cap,
         on_create=on_create,
+        redis_answered=redis_answered,
     )
     assert job is not None
     return job, created
@@ -206,19 +209,22 @@ def _submit(
     done: Callable[[], bool] | None = None,
     cap: int | None = None,
     on_create: Callable[[Job], None] | None = None,
+    redis_answered: bool = False,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
     try:
         # Fail fast while Redis is away (every job publishes its progress there; it is usually the
         # broker too): a send to a broker that is down retries before it gives up.
-        client.ping()
+        if not redis_answered:
+            client.ping()
     except redis.RedisError as exc:
         raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
     # Identical submissions one at a time, until this transaction ends: the next one finds the job
     # this one commits. (In PostgreSQL, so that it holds whatever Redis does.)
     key = zlib.crc32(f"{kind}:{digest}".encode()) & 0x7FFFFFFF
+    others_active: bool | None = None
     if done is None:
-        job, created = _insert_unless_active(
+        job, created, others_active = _insert_unless_active(
             session,
             org_id=org_id,
             user_id=user_id,
@@ -257,7 +263,9 @@ def _submit(
     session.commit()
     if not created:
         return job, False
-    enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if _has_other_active(session, job) else None)
+    if others_active is None:
+        others_active = _has_other_active(session, job)
+    enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if others_active else None)
     return job, True
 
 
@@ -277,6 +285,9 @@ def _has_other_active(session: Session, job: Job) -> bool:
     that runs wait in the overflow queue, which workers take from in turn with the others, so one
     organization's flood is one queue among several, not a line in front of everyone.
     """
+    if not session.in_transaction() and isinstance(session.bind, Engine):
+        # One statement alone: autocommitted, it is one round trip (no BEGIN, no COMMIT).
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     other = session.scalar(
         select(Job.id)
         .where(Job.org_id == job.org_id, Job.id != job.id, Job.state.in_(ACTIVE_STATES))
@@ -287,9 +298,13 @@ def _has_other_active(session: Session, job: Job) -> bool:
 
 
 # The lock, the look for an identical job, the cap and the insert in one round trip (migration 0013).
+# The outer select says whether the organization had another job active as the statement began
+# (fair share, see _has_other_active), so the submission needs no second round trip for it.
 _SUBMIT = text(
-    "SELECT * FROM job_submit(:id, :org_id, :created_by, :kind, :params, :params_hash, :lock_key, "
-    ":active_states, :dedup, :succeeded_since, :cap, :cap_lock_key)"
+    "SELECT j.*, EXISTS (SELECT 1 FROM jobs o WHERE o.org_id = j.org_id AND o.id <> j.id"
+    " AND o.state = ANY (:active_states)) AS others_active"
+    " FROM job_submit(:id, :org_id, :created_by, :kind, :params, :params_hash, :lock_key,"
+    " :active_states, :dedup, :succeeded_since, :cap, :cap_lock_key) AS j"
 ).bindparams(
     bindparam("id", type_=Uuid()),
     bindparam("params", type_=JSONB()),
@@ -311,9 +326,10 @@ def _insert_unless_active(
     key: int,
     dedup: bool,
     cap: int | None,
-) -> tuple[Job, bool]:
+) -> tuple[Job, bool, bool]:
     """The identical active job (see find_active) or a new queued one inserted in this transaction,
-    and whether it is new. Raises TooManyActive when a new one would pass `cap`."""
+    whether it is new, and whether the organization had another job active (_has_other_active).
+    Raises TooManyActive when a new one would pass `cap`."""
     new_id = uuid.uuid4()
     since = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS) if kind == "import" else None
     if not session.in_transaction() and isinstance(session.bind, Engine):
@@ -321,8 +337,8 @@ def _insert_unless_active(
         # with it), so the submission is one round trip and the commit that follows sends nothing.
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     try:
-        job = session.scalars(
-            select(Job).from_statement(_SUBMIT),
+        row = session.execute(
+            _SUBMIT,
             {
                 "id": new_id,
                 "org_id": org_id,
@@ -344,7 +360,10 @@ def _insert_unless_active(
             raise
         session.rollback()
         raise TooManyActive(kind, int(diag.message_detail or cap or 0), cap or 0) from exc
-    return job, job.id == new_id
+    values = dict(row._mapping)
+    others_active = bool(values.pop("others_active"))
+    job = session.merge(loaded_job(values), load=False)
+    return job, job.id == new_id, others_active
 
 
 def enqueue(
@@ -353,6 +372,8 @@ def enqueue(
     """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
     `queue`)."""
     route = TASKS[job.kind]
+    # Published before the task is sent: a worker that takes it at once publishes `running` after this.
+    publish(client, job)
     try:
         tasks.send_task(
             route.name,
@@ -369,7 +390,6 @@ def enqueue(
         log.warning("enqueue failed job=%s org=%s: %s", job.id, job.org_id, exc)
         finish(session, client, job, "failed", error={"message": "the job queue is unavailable"})
         raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc
-    publish(client, job)
 
 
 def get_job(session: Session, org_id: int, job_id: str) -> Job | None:

@@ -206,7 +206,13 @@ def _ask(commands: list[Command]) -> list[Any] | None:
     except redis.RedisError as exc:
         log.debug("token checks without Redis: %s", exc)
         return None
+    g.redis_answered = True
     return None if any(isinstance(reply, Exception) for reply in replies) else replies
+
+
+def redis_answered() -> bool:
+    """Whether Redis answered a round trip of this request's admission (a moment ago)."""
+    return bool(g.get("redis_answered"))
 
 
 def _revocation_answer(

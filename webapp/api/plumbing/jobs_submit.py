@@ -12,7 +12,7 @@ from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as job_domain
 from webapp.models import Job
-from webapp.security.admission import current_principal
+from webapp.security.admission import current_principal, redis_answered
 
 CAP_RETRY_AFTER = 10
 
@@ -49,6 +49,7 @@ def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[s
             params=params,
             cap=active_cap(kind),
             on_create=remember,
+            redis_answered=redis_answered(),
         )
     except job_domain.TooManyActive as exc:
         raise ApiError(

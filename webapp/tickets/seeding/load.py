@@ -134,8 +134,10 @@ def _deferred_indexes(cur: psycopg.Cursor, adding: dict[str, int]) -> list[str]:
     index upkeep is most of what the server does for a seed. Only where the table is small beside the
     seed: the build reads the rows already there too. Dropping takes the table's ACCESS EXCLUSIVE lock,
     so reads of a table seeded this way wait for the seed's transaction (a fresh or demo database
-    has no readers yet); a rollback puts the indexes back. Constraint indexes (primary keys, unique
-    ones) stay.
+    has no readers yet); a rollback puts the indexes back. A primary key or unique constraint goes
+    and comes back with its index unless a foreign key relies on it (the tickets' key stays). Partial
+    and expression indexes stay: built again from the catalog's text, their predicate or expression
+    would come back written differently, and the planner matches a partial index by how it is written.
     """
     statements: list[str] = []
     for table, rows in adding.items():
@@ -153,12 +155,23 @@ def _deferred_indexes(cur: psycopg.Cursor, adding: dict[str, int]) -> list[str]:
         cur.execute(
             "SELECT CAST(indexrelid AS regclass)::text, pg_get_indexdef(indexrelid) FROM pg_index "
             "WHERE indrelid = CAST(%s AS regclass) AND NOT indisprimary AND NOT indisunique "
-            "AND NOT indisexclusion ORDER BY indexrelid",
+            "AND NOT indisexclusion AND indpred IS NULL AND indexprs IS NULL ORDER BY indexrelid",
             (table,),
         )
         for name, definition in cur.fetchall():
             cur.execute(f"DROP INDEX {name}")
             statements.append(definition)
+        # A primary key or unique constraint no foreign key relies on is added back the same way.
+        cur.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint c "
+            "WHERE conrelid = CAST(%s AS regclass) AND contype IN ('p', 'u') AND NOT EXISTS ("
+            "SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.confrelid = c.conrelid "
+            "AND f.conindid = c.conindid) ORDER BY oid",
+            (table,),
+        )
+        for name, definition in cur.fetchall():
+            cur.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+            statements.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
     return statements
 
 
