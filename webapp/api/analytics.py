@@ -24,6 +24,8 @@ from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.responses import json_object
 from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.schemas.analytics import (
+    Agents,
+    AgentsQuery,
     Aggregation,
     AggregationRequest,
     Dashboard,
@@ -35,10 +37,14 @@ from webapp.api.schemas.analytics import (
     SnapshotList,
     SnapshotQuery,
     SnapshotRequest,
+    SupportQuery,
+    TimeInStatus,
+    TimeInStatusQuery,
     TimeSeries,
     TimeSeriesQuery,
 )
 from webapp.api.schemas.common import JobAccepted
+from webapp.clocks import schedules
 from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import DASHBOARD_PERIODS
 from webapp.infra.db import get_session
@@ -254,6 +260,67 @@ def performance() -> Response:
         read = readers.PerformanceRead(window, query.filters, targets, query.exact, approximate_above)
         value, meta = _read(org.id, read)
     return json_object({**window.echo(), "filters": query.filters}, value, {"meta": meta})
+
+
+def _schedule_of(org_id: int, query: SupportQuery) -> int | None:
+    """The schedule a clock=business read counts on (None: the calendar); 400 or 404 when there is none."""
+    if query.clock == "calendar":
+        if query.schedule_id is not None:
+            raise ApiError(400, "schedule_id is for clock=business", details={"field": "schedule_id"})
+        return None
+    if query.schedule_id is not None:
+        if schedules.get_schedule(_session(), org_id, query.schedule_id) is None:
+            raise ApiError(404, "schedule not found", details={"field": "schedule_id"})
+        return query.schedule_id
+    default = schedules.default_schedule(_session(), org_id)
+    if default is None:
+        raise ApiError(
+            400, "clock=business needs a schedule: create one or pass schedule_id", details={"field": "clock"}
+        )
+    return default.id
+
+
+@bp.get("/time-in-status")
+@document(
+    "Hours each ticket last solved in the range spent in open, pending and on_hold before that solve",
+    tag="analytics",
+    query=TimeInStatusQuery,
+    responses={200: TimeInStatus},
+    errors=(*ERRORS, 404),
+)
+@require_role("viewer", read_only=True)
+def time_in_status() -> Response:
+    query = _query(TimeInStatusQuery)
+    org = _org()
+    with client_errors():
+        window = query.window(default_tz=org.timezone, now=utcnow())
+        read = readers.TimeInStatusRead(window, query.filters, _schedule_of(org.id, query))
+        value, meta = _read(org.id, read)
+    head = {**window.echo(), "filters": query.filters, "clock": query.clock}
+    return json_object(head, value, {"meta": meta})
+
+
+@bp.get("/agents")
+@document(
+    "Per agent with at least min_tickets solved: solves, reply and resolution medians, SLA, csat, "
+    "one-touch and reopen rates",
+    tag="analytics",
+    query=AgentsQuery,
+    responses={200: Agents},
+    errors=(*ERRORS, 404),
+)
+@require_role("viewer", read_only=True)
+def agents() -> Response:
+    query = _query(AgentsQuery)
+    org = _org()
+    with client_errors():
+        window = query.window(default_tz=org.timezone, now=utcnow())
+        targets = sla.targets_for(org.sla_targets)
+        schedule_id = _schedule_of(org.id, query)
+        read = readers.AgentsRead(window, query.filters, targets, query.min_tickets, schedule_id)
+        value, meta = _read(org.id, read)
+    head = {**window.echo(), "filters": query.filters, "clock": query.clock, "min_tickets": query.min_tickets}
+    return json_object(head, value, {"meta": meta})
 
 
 @bp.get("/snapshots")

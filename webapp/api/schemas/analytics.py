@@ -30,6 +30,7 @@ from webapp.api.schemas.fields import (
 )
 from webapp.core.filters import Filters
 from webapp.core.vocabulary import DIMENSIONS
+from webapp.tickets.fields import Status
 
 _EXACT = (
     "compute from raw events only: no rollups, and percentiles exact whatever the number of "
@@ -66,6 +67,66 @@ class DistributionQuery(RangeQuery):
 
 class PerformanceQuery(RangeQuery):
     pass
+
+
+class SupportQuery(RangeQuery):
+    clock: Literal["calendar", "business"] = Field(
+        default="calendar", description="business: hours counted on a business-hours schedule"
+    )
+    schedule_id: int | None = Field(
+        default=None, ge=1, description="the schedule of clock=business (default: the organization's default)"
+    )
+
+
+class TimeInStatusQuery(SupportQuery):
+    pass
+
+
+class AgentsQuery(SupportQuery):
+    min_tickets: int = Field(
+        default=5, ge=1, le=1_000_000, description="fewest solved tickets an agent needs"
+    )
+
+
+class StatusTime(BaseModel):
+    status: Status
+    tickets: int = Field(description="tickets that spent any time in the status")
+    total_hours: float
+    avg_hours: float | None
+    p50: float | None
+    p90: float | None
+
+
+class TimeInStatus(BaseModel):
+    timezone: str
+    start: str
+    end: str
+    filters: dict[str, list[str | None]]
+    clock: str
+    statuses: list[StatusTime]
+    meta: Meta
+
+
+class AgentRow(BaseModel):
+    agent: str
+    solved: int
+    first_reply_p50: float | None
+    resolution_p50: float | None
+    sla_compliance_pct: float | None
+    csat_pct: float | None
+    one_touch_pct: float | None
+    reopen_rate: float | None
+
+
+class Agents(BaseModel):
+    timezone: str
+    start: str
+    end: str
+    filters: dict[str, list[str | None]]
+    clock: str
+    min_tickets: int
+    agents: list[AgentRow]
+    meta: Meta
 
 
 class DashboardQuery(RangeQuery):
@@ -168,11 +229,15 @@ class TimeSeries(BaseModel):
 
 
 class Stats(BaseModel):
-    """count for ticket_count; count, avg, min, max and one pNN per requested percentile otherwise."""
+    """count for the counting metrics (ticket_count, solved, reopens); count and value for backlog
+    (both the tickets in it) and net_flow (created plus solved, created minus solved); count and avg
+    (the percentage) for csat and one_touch; count, avg, min, max and one pNN per requested percentile
+    otherwise."""
 
     model_config = ConfigDict(extra="allow")
 
     count: int
+    value: float | None = None
     avg: float | None = None
     min: float | None = None
     max: float | None = None
