@@ -53,6 +53,8 @@ OFFICE = [{"day": "mon", "start": "09:00", "end": "17:00"}]
 SLA_TARGETS = {p: {"first_reply_hours": 1} for p in ("urgent", "high", "normal", "low")}
 BODIES = {
     ("PATCH", "/api/v1/tickets/{ticket_id}"): {"priority": "low"},
+    ("POST", "/api/v1/tickets/{ticket_id}/replies"): {"author": "agent"},
+    ("PUT", "/api/v1/tickets/{ticket_id}/satisfaction"): {"rating": 5},
     ("PATCH", "/api/v1/schedules/{schedule_id}"): {"name": "taken"},
     ("PATCH", "/api/v1/alerts/{alert_id}"): {"name": "taken"},
     ("POST", "/api/v1/alerts/{alert_id}/simulate"): {"start": "2026-01-01", "end": "2026-01-02"},
@@ -117,6 +119,8 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
     marker = "victim-secret-subject-7f3a"
     ticket = victim.agent.post("/api/v1/tickets", json={"subject": marker, "priority": "urgent"}).get_json()
     victim.agent.patch(f"/api/v1/tickets/{ticket['id']}", json={"first_response_at": ticket["created_at"]})
+    victim.agent.post(f"/api/v1/tickets/{ticket['id']}/replies", json={"author": "customer"})
+    victim.agent.put(f"/api/v1/tickets/{ticket['id']}/satisfaction", json={"rating": 5, "comment": marker})
     export_job = victim.viewer.post(
         "/api/v1/analytics/export", json={"format": "csv", "dataset": "tickets", "query": {}}
     ).get_json()
@@ -210,6 +214,10 @@ ROLE_CASES = [
     ("admin", "POST", "/api/v1/users", {"email": "new@example.test", "password": "long-enough-1"}),
     ("viewer", "GET", "/api/v1/tickets", None),
     ("viewer", "GET", "/api/v1/analytics/dashboard", None),
+    ("viewer", "GET", "/api/v1/analytics/time-in-status", None),
+    ("viewer", "GET", "/api/v1/analytics/agents", None),
+    ("agent", "POST", "/api/v1/tickets/1/replies", {"author": "agent"}),
+    ("agent", "PUT", "/api/v1/tickets/1/satisfaction", {"rating": 4}),
     ("viewer", "GET", "/api/v1/jobs", None),
     ("admin", "POST", "/api/v1/schedules", {"name": "S", "timezone": "UTC", "intervals": OFFICE}),
     ("admin", "PUT", "/api/v1/sla-policy", {"targets": SLA_TARGETS}),

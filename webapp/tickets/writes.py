@@ -187,13 +187,13 @@ def facts_of(session: Session, ticket: Ticket) -> Facts:
 
 def _key(values: dict[str, Any]) -> tuple[Any, ...]:
     detail = values.get("detail")
-    rounded = {k: round(v, 9) for k, v in detail.items()} if isinstance(detail, dict) else detail
+    rounded = {k: round(float(v), 9) for k, v in detail.items()} if isinstance(detail, dict) else detail
     value = values.get("value")
     return (
         values["event_type"],
         values["occurred_at"],
         *(values[d] for d in ("status", *DERIVED_DIMENSIONS)),
-        None if value is None else round(value, 9),
+        None if value is None else round(float(value), 9),
         repr(sorted(rounded.items())) if isinstance(rounded, dict) else rounded,
     )
 
