@@ -523,3 +523,32 @@ def test_support_reads_refuse_bad_clocks(world):
         assert viewer.get(path, query_string={"schedule_id": 1}).status_code == 400
         assert viewer.get(path, query_string={"clock": "business", "schedule_id": 999999}).status_code == 404
     assert viewer.get("/api/v1/analytics/agents", query_string={"min_tickets": 0}).status_code == 400
+
+
+def test_live_subscription_values_match_the_model(world, db_session):
+    from webapp.live.subscriptions import current_values
+
+    now = day_bounds()[-1] - timedelta(days=3)
+    start = now - timedelta(hours=24)
+    got = current_values(
+        db_session,
+        org_id=world.org.id,
+        metrics=["backlog", "solved", "csat", "requester_wait_time", "net_flow"],
+        filters={},
+        now=now,
+    )["metrics"]
+    models = world.models
+    backlog = sum(1 for m in models if (s := m.status_before(now)) is not None and s not in DONE)
+    assert got["backlog"]["value"] == backlog
+    solved = sum(1 for m in models for at in m.solves() if start <= at < now)
+    assert got["solved"]["value"] == solved
+    created = sum(1 for m in models if start <= m.created < now)
+    assert (got["net_flow"]["value"], got["net_flow"]["count"]) == (created - solved, created + solved)
+    flags = [r[0] >= 4 for m in models if (r := m.standing_rating()) and start <= r[1] < now]
+    assert got["csat"]["count"] == len(flags)
+    if flags:
+        assert got["csat"]["value"] == pytest.approx(100 * sum(flags) / len(flags))
+    waits = measurements(models, "requester_wait_time", start, now)
+    assert got["requester_wait_time"]["count"] == len(waits)
+    if waits:
+        assert got["requester_wait_time"]["value"] == pytest.approx(sum(waits) / len(waits))

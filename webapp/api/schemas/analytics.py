@@ -331,6 +331,9 @@ class Dashboard(BaseModel):
     kpis: dict[str, Kpi]
     backlog: Backlog
     ticket_count_series: list[CountPoint]
+    backlog_series: list[CountPoint] = Field(
+        default_factory=list, description="tickets in the backlog at each day's end (from the status history)"
+    )
     distributions: dict[str, Distribution]
     sla: Sla
     meta: Meta
