@@ -328,7 +328,7 @@ def test_seeded_derived_events_are_what_the_write_path_derives(db_connection, se
 
     from webapp.models import Ticket
     from webapp.tickets.history import derive
-    from webapp.tickets.writes import _key, facts_of
+    from webapp.tickets.writes import event_key, facts_of
 
     org_id, _ = seeded
     counts = dict(
@@ -345,7 +345,7 @@ def test_seeded_derived_events_are_what_the_write_path_derives(db_connection, se
     session = Session(bind=db_connection)
     tickets = session.scalars(select(Ticket).where(Ticket.org_id == org_id).order_by(Ticket.id).limit(400))
     for ticket in tickets:
-        wanted = sorted(_key(values) for values in derive(facts_of(session, ticket)))
+        wanted = sorted(event_key(values) for values in derive(facts_of(session, ticket)))
         rows = db_connection.execute(
             text(
                 "SELECT event_type, occurred_at, status, priority, channel, category, assigned_to,"
@@ -355,4 +355,4 @@ def test_seeded_derived_events_are_what_the_write_path_derives(db_connection, se
             ),
             {"t": ticket.id},
         )
-        assert sorted(_key(row._mapping) for row in rows) == wanted, ticket.id
+        assert sorted(event_key(row._mapping) for row in rows) == wanted, ticket.id
