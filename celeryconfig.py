@@ -71,8 +71,10 @@ def beat_schedule(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "snapshots-schedule-due": _every("snapshots.schedule_due", settings["SNAPSHOT_SCHEDULE_SECONDS"]),
         "exports-cleanup": _every("maintenance.cleanup_exports", settings["EXPORT_CLEANUP_SECONDS"]),
         "rollups-refresh-pending": _every("rollups.refresh_pending", 60),
+        "rollups-build-business": _every("rollups.build_business", 60),
         "rollups-reconcile-recent": _every("rollups.reconcile_recent", settings["ROLLUP_RECONCILE_SECONDS"]),
         "revoked-tokens-cleanup": _every("maintenance.cleanup_revoked_tokens", 3600),
+        "idempotency-keys-cleanup": _every("maintenance.cleanup_idempotency_keys", 3600),
         "jobs-requeue-lost": _every("maintenance.requeue_lost_jobs", 60),
         "cache-warm": _every("cache.warm", settings["CACHE_WARM_SECONDS"]),
         # SLA breaches are recorded within a minute of their instant.

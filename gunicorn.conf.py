@@ -1,7 +1,10 @@
 """gunicorn settings of the web process (`gunicorn -c gunicorn.conf.py`); command-line options win.
 
-A WebSocket holds one gthread thread for as long as it is open, so `threads` bounds the sockets
-plus concurrent requests of each worker.
+Workers are gevent workers: each request and each open WebSocket is a greenlet, so an open socket
+costs memory (some tens of KiB), not a thread. gevent patches the standard library (sockets, select,
+threading, time.sleep) before the application is imported, which makes Redis, psycopg (it waits
+with `select.poll`, patched) and the relay cooperative; `post_worker_init` checks that psycopg did
+pick a cooperative wait, since one C-level wait would stall every socket of the worker.
 """
 
 from __future__ import annotations
@@ -9,21 +12,38 @@ from __future__ import annotations
 import json
 import logging
 import re
+import resource
 import socket
+import sys
 from typing import Any
 
 from gunicorn import util
 from gunicorn.glogging import Logger
 
-worker_class = "gthread"
+worker_class = "gevent"
 workers = 2
-# Each open WebSocket holds a thread: 64 per worker leaves room for sockets and requests alike.
-threads = 64
+# Connections one worker serves at once (open sockets and requests in flight); past it a worker
+# stops accepting. Above WS_MAX_SOCKETS_PER_PROCESS (webapp/config.py), so that REST keeps room
+# when the sockets reach their cap and a socket past the cap gets its 503 rather than a hang.
+worker_connections = 12_000
 timeout = 120
 graceful_timeout = 10
 # gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl), which every
 # instance and test server on the machine would take from each other; nothing here uses it.
 control_socket_disable = True
+
+
+def raise_open_files_limit() -> int:
+    """Lift the soft limit of open files to the hard limit (workers inherit it): every socket is a
+    file descriptor, and the usual soft limit of 1024 would cap a worker far below its sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+raise_open_files_limit()
 
 accesslog = "-"
 # %(U)s is the path without the query string: `?token=` and `?ticket=` never reach the access log.
@@ -66,9 +86,16 @@ def pre_request(worker: Any, req: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """The application's log handlers (set up by create_app) redact too."""
+    """The application's log handlers (set up by create_app) redact too; under gevent, psycopg must
+    wait cooperatively (it chooses how when first imported: after the patching, it picks `poll`)."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
+    if "gevent.monkey" in sys.modules:
+        from psycopg import waiting
+
+        if waiting.wait is getattr(waiting, "wait_c", None):
+            worker.log.critical("psycopg was imported before gevent patched select: its waits would block")
+            sys.exit(3)  # gunicorn's worker-boot-error code: the arbiter stops rather than restart it
 
 
 _ERROR_CODES = {

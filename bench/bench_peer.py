@@ -91,12 +91,12 @@ def prepare(tickets: int) -> Setup:
 
 def _seed(pg: Any, url: str, name: str, tickets: int) -> dict[str, Any]:
     from sqlalchemy.orm import Session
-    from webapp.security.auth import hash_password
 
     from webapp.analytics import rollups
     from webapp.infra.db import make_engine
     from webapp.infra.migrations import upgrade
     from webapp.models import User
+    from webapp.security.passwords import hash_password
     from webapp.tickets import seeding
 
     with psycopg.connect(
@@ -268,10 +268,9 @@ def ask(question: Question, client: Client, con: duckdb.DuckDBPyConnection, end_
 
 def serve(setup: Setup, redis_url: str) -> Stack:
     """gunicorn and a worker as the Procfile runs them, on the seeded database, with an admin's token."""
-    from webapp.security.auth import access_token_for
-
     from webapp import config, create_app
     from webapp.models import User
+    from webapp.security.tokens import access_token_for
 
     instance = setup.home / "instance"
     instance.mkdir(exist_ok=True)

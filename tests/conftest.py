@@ -107,6 +107,9 @@ def app_config(services: Services) -> dict[str, Any]:
         BROKER_URL=services.redis_url,
         JWT_SECRET_KEY=JWT_SECRET,
         EXPORT_DIR=str(TEST_INSTANCE / "exports"),
+        # Every test client signs in from 127.0.0.1: its failures across the suite are no flood
+        # (tests/integration/test_auth_throttle.py sets its own limits).
+        AUTH_MAX_FAILURES_PER_ADDRESS=1_000_000,
     )
     return settings
 
@@ -372,6 +375,17 @@ def wait_for_job(
             return body
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} still {body.get('state')} after {timeout}s")
+
+
+def running_pool_pid(celery: Any, job_id: str) -> int | None:
+    """The pid of the pool process running the task `job_id`, as its worker reports it (celery inspect
+    active; the tests run one worker, whose answer ends the wait), or None while no worker runs it. (Job
+    tasks keep no Celery result, so no STARTED state.)"""
+    for tasks in (celery.control.inspect(timeout=1.0, limit=1).active() or {}).values():
+        for task in tasks:
+            if task.get("id") == job_id and task.get("worker_pid"):
+                return int(task["worker_pid"])
+    return None
 
 
 def db_scalar(engine: Engine, sql: str, **params: Any) -> Any:

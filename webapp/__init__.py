@@ -17,13 +17,16 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webapp.cli import register_commands
     from webapp.infra import celery_app as broker
     from webapp.infra import db, redis_client
-    from webapp.security import admission, tokens
+    from webapp.security import admission, throttle, tokens
 
     app = Flask(__name__, instance_path=str(config.instance_path()))
     if test_config is None:
         app.config.update(config.load())
     else:
         app.config.update(test_config)
+    app.config["LINK_SIGNING_KEY"] = config.link_key(
+        app.config["JWT_SECRET_KEY"], app.config.get("EXPORT_SIGNING_KEY")
+    )
     app.json.sort_keys = False
     logging.basicConfig(
         level=app.config["LOG_LEVEL"],
@@ -36,6 +39,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     broker.celery_init_app(app)
     tokens.init_app(app)
     admission.init_app(app)
+    throttle.init_app(app)
     analytics_cache.init_app(app)
     register_blueprints(app)
     web.init_app(app)

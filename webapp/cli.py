@@ -1,4 +1,4 @@
-"""Flask commands: create-org, create-user, issue-token, seed, demo, migrate."""
+"""Flask commands: create-org, create-user, disable-user, delete-user, issue-token, seed, demo, migrate."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from webapp.analytics import rollups
 from webapp.core.timeutil import TimeError, utcnow, zone
 from webapp.core.vocabulary import ROLES
 from webapp.infra.db import session_scope
+from webapp.infra.redis_client import get_redis
 from webapp.models import Organization, User
+from webapp.security import accounts
 from webapp.security.passwords import hash_password
 from webapp.security.tokens import access_token_for
 
@@ -75,15 +77,49 @@ def create_user(org_id: int, email: str, password: str, role: str) -> None:
         click.echo(json.dumps(user.to_dict()))
 
 
+def _user(session: Session, email: str) -> User:
+    user = session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    if user is None:
+        _fail(f"no user with email {email}")
+    assert user is not None
+    return user
+
+
+@click.command("disable-user")
+@click.option("--email", required=True)
+@click.option("--enable", is_flag=True, help="let a disabled user log in again instead")
+def disable_user(email: str, enable: bool) -> None:
+    """Disable a user (no login, every token revoked), or enable them again; print the user as JSON."""
+    with session_scope() as session:
+        user = _user(session, email)
+        if enable:
+            accounts.enable_user(session, user)
+        else:
+            revoked = accounts.disable_user(session, get_redis(), user, utcnow())
+            click.echo(f"{revoked} tokens revoked", err=True)
+        click.echo(json.dumps({**user.to_dict(), "disabled": user.disabled_at is not None}))
+
+
+@click.command("delete-user")
+@click.option("--email", required=True)
+def delete_user(email: str) -> None:
+    """Delete a user and revoke every token issued to them."""
+    with session_scope() as session:
+        user = _user(session, email)
+        answer = user.to_dict()
+        revoked = accounts.delete_user(session, get_redis(), user, utcnow())
+        click.echo(f"{revoked} tokens revoked", err=True)
+        click.echo(json.dumps(answer))
+
+
 @click.command("issue-token")
 @click.option("--email", required=True)
 def issue_token(email: str) -> None:
     """Print an access token for a user."""
     with session_scope() as session:
-        user = session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
-        if user is None:
-            _fail(f"no user with email {email}")
-        assert user is not None
+        user = _user(session, email)
+        if user.disabled_at is not None:
+            _fail(f"user {email} is disabled")
         click.echo(access_token_for(user))
 
 
@@ -199,5 +235,5 @@ def migrate() -> None:
 
 def register_commands(app: Flask) -> None:
     """Add every command above to `flask --app webapp`."""
-    for command in (create_org, create_user, issue_token, seed, demo, migrate):
+    for command in (create_org, create_user, disable_user, delete_user, issue_token, seed, demo, migrate):
         app.cli.add_command(command)

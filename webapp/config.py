@@ -7,6 +7,8 @@ runs at import time.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -17,6 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE = PROJECT_ROOT / "instance"
 SERVICES_FILE = "services.json"
 JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 (a file name, not a secret)
+LINK_KEY_PURPOSE = b"signed links (export downloads, embeds) v1"
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -74,6 +77,9 @@ def from_environment() -> dict[str, Any]:
         "JWT_SECRET_KEY": env("JWT_SECRET_KEY"),
         "JWT_ACCESS_TOKEN_MINUTES": env_int("JWT_ACCESS_TOKEN_MINUTES", 60, minimum=1),
         "JWT_REFRESH_TOKEN_DAYS": env_int("JWT_REFRESH_TOKEN_DAYS", 30, minimum=1),
+        # A refresh token is used once; sent again within this many seconds of its use (a client's
+        # concurrent or retried refresh) it is answered again, after that its whole login is revoked.
+        "REFRESH_REUSE_GRACE_SECONDS": env_int("REFRESH_REUSE_GRACE_SECONDS", 10, minimum=0),
         "CACHE_TTL_SECONDS": env_int("CACHE_TTL_SECONDS", 3600),
         "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 0.5),
         # Per web process: copies of cached answers kept coherent by Redis (0 turns it off).
@@ -82,23 +88,50 @@ def from_environment() -> dict[str, Any]:
         "EXPORT_RETENTION_DAYS": env_int("EXPORT_RETENTION_DAYS", 7),
         "EXPORT_LINK_TTL_SECONDS": env_int("EXPORT_LINK_TTL_SECONDS", 24 * 3600),
         "EXPORT_SYNC_MAX_ROWS": env_int("EXPORT_SYNC_MAX_ROWS", 10_000),
-        # Export links are signed with this key, or with JWT_SECRET_KEY when it is unset.
+        # Export and embed links are signed (HMAC-SHA256) with this key (at least 32 bytes); when
+        # unset, with one derived from JWT_SECRET_KEY for links alone (link_key, at app creation).
         "EXPORT_SIGNING_KEY": env("EXPORT_SIGNING_KEY"),
         "PUBLIC_BASE_URL": env("PUBLIC_BASE_URL"),
         "WS_PING_INTERVAL": env_float("WS_PING_INTERVAL", 25.0),
-        # Each open socket holds a thread of its web process (gunicorn.conf.py: 64): the rest serve REST.
-        "WS_MAX_SOCKETS_PER_PROCESS": env_int("WS_MAX_SOCKETS_PER_PROCESS", 48, minimum=1),
-        "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 32, minimum=1),
+        # Open sockets one web process holds (each a greenlet, some tens of KiB; gunicorn.conf.py's
+        # worker_connections leaves REST room above it), lowered to what its open-files limit allows.
+        "WS_MAX_SOCKETS_PER_PROCESS": env_int("WS_MAX_SOCKETS_PER_PROCESS", 10_000, minimum=1),
+        "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 5_000, minimum=1),
+        # subscribe and resume messages a socket may send: a burst, then so many a minute (more: an error).
+        "WS_COSTLY_MESSAGES_BURST": env_int("WS_COSTLY_MESSAGES_BURST", 10, minimum=1),
+        "WS_COSTLY_MESSAGES_PER_MINUTE": env_int("WS_COSTLY_MESSAGES_PER_MINUTE", 30, minimum=1),
+        # How far back a resume reaches (older events are not sent again; an error says so).
+        "WS_RESUME_MAX_SECONDS": env_int("WS_RESUME_MAX_SECONDS", 3600, minimum=1),
         "WS_ALLOWED_ORIGINS": [o for o in (env("WS_ALLOWED_ORIGINS", "") or "").split(",") if o],
         "AGGREGATION_ASYNC_THRESHOLD": env_int("AGGREGATION_ASYNC_THRESHOLD", 2_000_000),
         "ROLLUP_EXACT_PERCENTILE_MAX": env_int("ROLLUP_EXACT_PERCENTILE_MAX", 200_000),
+        # Numbers (groups x buckets x statistics) an analytics answer may hold: about 4 MB of JSON.
+        "ANALYTICS_MAX_CELLS": env_int("ANALYTICS_MAX_CELLS", 200_000, minimum=1_000),
+        # Days an exact (raw events, no rollups) read may span; each 30 of them cost one more request.
+        "ANALYTICS_EXACT_MAX_DAYS": env_int("ANALYTICS_EXACT_MAX_DAYS", 366, minimum=1),
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
-        "MAX_CONTENT_LENGTH": env_int("MAX_CONTENT_LENGTH", 50 * 1024 * 1024),
+        # Request bodies, refused (413) before they are parsed: sign-in and token routes, and every
+        # other route but imports (IMPORT_MAX_BYTES).
+        "AUTH_BODY_MAX_BYTES": env_int("AUTH_BODY_MAX_BYTES", 4 * 1024, minimum=1024),
+        "BODY_MAX_BYTES": env_int("BODY_MAX_BYTES", 256 * 1024, minimum=4 * 1024),
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
         "EXPORT_MAX_ACTIVE_PER_ORG": env_int("EXPORT_MAX_ACTIVE_PER_ORG", 3),
+        # Jobs of each other kind one organization may have queued or running at once (429 past it).
+        "JOB_MAX_ACTIVE_PER_ORG": {
+            "aggregation": env_int("JOB_MAX_ACTIVE_AGGREGATIONS_PER_ORG", 4, minimum=1),
+            "import": env_int("JOB_MAX_ACTIVE_IMPORTS_PER_ORG", 4, minimum=1),
+            "snapshot": env_int("JOB_MAX_ACTIVE_SNAPSHOTS_PER_ORG", 4, minimum=1),
+            "cache_refresh": env_int("JOB_MAX_ACTIVE_CACHE_REFRESHES_PER_ORG", 2, minimum=1),
+        },
+        # Failed sign-ins (and refreshes, per address) within a sliding window before 429 with Retry-After.
+        "AUTH_THROTTLE_WINDOW_SECONDS": env_int("AUTH_THROTTLE_WINDOW_SECONDS", 300, minimum=1),
+        "AUTH_MAX_FAILURES_PER_EMAIL": env_int("AUTH_MAX_FAILURES_PER_EMAIL", 5, minimum=1),
+        "AUTH_MAX_FAILURES_PER_ADDRESS": env_int("AUTH_MAX_FAILURES_PER_ADDRESS", 50, minimum=1),
         "TOKEN_REVOCATION_CACHE_SECONDS": env_int("TOKEN_REVOCATION_CACHE_SECONDS", 10),
+        # How long the first answer to a request with an Idempotency-Key is kept for its retries.
+        "IDEMPOTENCY_KEY_HOURS": env_int("IDEMPOTENCY_KEY_HOURS", 24, minimum=1),
         "IMPORT_MAX_BYTES": env_int("IMPORT_MAX_BYTES", 5 * 1024 * 1024),
         "IMPORT_MAX_ROWS": env_int("IMPORT_MAX_ROWS", 10_000),
         "SNAPSHOT_GRACE_MINUTES": env_int("SNAPSHOT_GRACE_MINUTES", 10),
@@ -144,28 +177,51 @@ def embedded_services(instance: Path) -> dict[str, str]:
         return {}
 
 
+def secret_file(path: Path) -> str:
+    """The secret kept in `path`, made there once if missing; every process racing to make it reads
+    the one that won.
+
+    The new secret is written whole into a file of this call's own (O_EXCL), which is then linked
+    into place (a link never replaces a file that exists): a reader sees no file or a complete one,
+    never a half-written one, and the one we read back is the one every process uses.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.link(draft, path)
+        except FileExistsError:
+            pass  # another process made it first: theirs is the secret
+        finally:
+            draft.unlink(missing_ok=True)
+    secret = path.read_text().strip()
+    if len(secret.encode()) < 32:
+        raise RuntimeError(f"{path} holds a secret shorter than 32 bytes; delete it to make a new one")
+    return secret
+
+
 def jwt_secret(instance: Path, configured: str | None) -> str:
     """The signing secret: the configured one, or one generated once and kept under instance/."""
     if configured is not None:
         if len(configured.encode()) < 32:
             raise RuntimeError("JWT_SECRET_KEY must be at least 32 bytes long")
         return configured
-    path = instance / JWT_SECRET_FILE
-    if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        # Written aside, then linked into place: web, worker and beat start together, and each must
-        # read the one complete secret that won, never a half-written file.
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(48))
-        try:
-            os.link(draft, path)
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return path.read_text().strip()
+    return secret_file(instance / JWT_SECRET_FILE)
+
+
+def link_key(jwt_key: str, configured: str | None) -> str:
+    """The key of signed links (exports, embeds): the configured one, else one derived from the JWT
+    secret for that purpose alone, so no link verifies as a token and no token as a link."""
+    if configured is not None:
+        if len(configured.encode()) < 32:
+            raise RuntimeError("EXPORT_SIGNING_KEY must be at least 32 bytes long")
+        return configured
+    return hmac.new(jwt_key.encode(), LINK_KEY_PURPOSE, hashlib.sha256).hexdigest()
 
 
 def normalize_database_url(url: str) -> str:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -44,19 +44,39 @@ class JobFailed(Exception):
         self.result = result
 
 
-@dataclass
 class JobContext:
-    """What a job's work function gets: its own session, the job, and a progress reporter."""
+    """What a job's work function gets: the job, its own session, and a progress reporter.
 
-    session: Session
-    job: Job
-    client: redis.Redis
-    _state_session: Session = field(repr=False)
-    _state_job: Job = field(repr=False)
+    The work session (and its connection) is opened when the work first asks for it: a job that
+    needs no database for its work makes no round trip for it. The job is attached to it then.
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        client: redis.Redis,
+        open_session: Callable[[], Session],
+        state_session: Session,
+        state_job: Job,
+    ) -> None:
+        self.job = job
+        self.client = client
+        self._open_session = open_session
+        self._session: Session | None = None
+        self._state_session = state_session
+        self._state_job = state_job
+
+    @property
+    def session(self) -> Session:
+        """The work session (opened on first use, with the job in it)."""
+        if self._session is None:
+            self._session = self._open_session()
+            self._session.add(self.job)
+        return self._session
 
     @property
     def params(self) -> dict[str, Any]:
-        """The job's parameters (read by the work session only)."""
+        """The job's parameters (read by the work side only)."""
         return self.job.params
 
     def report(self, fraction: float) -> None:
@@ -67,14 +87,24 @@ class JobContext:
         """Log `message` with the job, organization and kind in front."""
         log.info("job=%s org=%s kind=%s " + message, self.job.id, self.job.org_id, self.job.kind, *args)
 
+    def commit(self) -> None:
+        """Commit what the work wrote (nothing to do when it never opened its session)."""
+        if self._session is not None:
+            self._session.commit()
+
+    def rollback(self) -> None:
+        """Roll back what the work left uncommitted."""
+        if self._session is not None:
+            self._session.rollback()
+
 
 @dataclass
 class _Delivery:
-    """One delivery of a job's task: its sessions (state changes, work) and its limits."""
+    """One delivery of a job's task: its state session, where its work session comes from, and its limits."""
 
     task: Task
     state_session: Session
-    work_session: Session
+    open_work_session: Callable[[], Session]
     client: redis.Redis
     max_attempts: int
 
@@ -92,29 +122,49 @@ def run_job(
     """
     make_session = session_factory()
     engine = current_app.extensions["db_engine"]
-    with _exclusive(engine, job_id) as state_conn:
+    max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
+    with _claimed(engine, job_id, max_attempts) as (state_conn, started), contextlib.ExitStack() as stack:
         if state_conn is None:
             log.warning("job=%s is being run by another delivery; dropping this one", job_id)
             return
-        # Each session keeps its one connection for the whole job: no pool checkout (with its
-        # liveness ping) at every commit. The state session's connection is the lock's, autocommit:
-        # every state change is a single statement, committed as it runs.
-        with (
-            engine.connect() as work_conn,
-            make_session(bind=state_conn) as state_session,
-            make_session(bind=work_conn) as work_session,
-        ):
-            max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
-            delivery = _Delivery(task, state_session, work_session, get_redis(), max_attempts)
-            state_job = _ready(delivery, job_id)
-            if state_job is not None:
-                _run(delivery, state_job, work, cleanup)
+
+        def open_work_session() -> Session:
+            # The work session keeps one connection for the whole job: no pool checkout (with its
+            # liveness ping) at every commit.
+            work_conn = stack.enter_context(engine.connect())
+            return stack.enter_context(make_session(bind=work_conn))
+
+        # The state session's connection is the lock's, autocommit: every state change is a single
+        # statement, committed as it runs.
+        state_session = stack.enter_context(make_session(bind=state_conn))
+        delivery = _Delivery(task, state_session, open_work_session, get_redis(), max_attempts)
+        if started is not None:
+            _run(delivery, started, work, cleanup)
+            return
+        state_job = _ready(delivery, job_id)
+        if state_job is not None:
+            # Startable after all (it changed between the claim and this look): start it as before.
+            jobs.start(state_session, delivery.client, state_job)
+            work_job = jobs.loaded_job({**_columns(state_job), "params": _params(state_session, state_job)})
+            _work(delivery, state_job, work_job, work, cleanup)
+
+
+def _columns(job: Job) -> dict[str, Any]:
+    return {
+        column.key: getattr(job, column.key) for column in Job.__table__.columns if column.key != "params"
+    }
+
+
+def _params(session: Session, job: Job) -> dict[str, Any]:
+    return session.scalar(select(Job.params).where(Job.id == job.id)) or {}
 
 
 @contextlib.contextmanager
-def _exclusive(engine: Engine, job_id: str) -> Iterator[Connection | None]:
+def _claimed(
+    engine: Engine, job_id: str, max_attempts: int
+) -> Iterator[tuple[Connection | None, Job | None]]:
     """The job's run lock, held on the yielded connection while the block runs (None: another
-    delivery holds it).
+    delivery holds it), and the job started with it (None when it could not start: see _ready).
 
     A session-level lock on a connection of its own: PostgreSQL releases it when the connection ends,
     so a worker that dies leaves nothing behind for the next delivery. (A one-bigint key: no clash
@@ -122,11 +172,11 @@ def _exclusive(engine: Engine, job_id: str) -> Iterator[Connection | None]:
     """
     key = recovery.run_lock_key(job_id)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        got = bool(conn.execute(select(func.pg_try_advisory_lock(key))).scalar())
+        held, started = jobs.claim(conn, uuid.UUID(job_id), lock_key=key, max_attempts=max_attempts)
         try:
-            yield conn if got else None
+            yield (conn if held else None), started
         finally:
-            if got:
+            if held:
                 try:
                     conn.execute(select(func.pg_advisory_unlock(key)))
                 except sa_exc.DBAPIError:
@@ -138,8 +188,9 @@ def _tag(job: Job) -> str:
 
 
 def _ready(delivery: _Delivery, job_id: str) -> Job | None:
-    """The job to start now, or None when this delivery has nothing to do (the job is final, was
-    cancelled before it started, or lost its worker too often)."""
+    """With the run lock held, a job the claim did not start: None when this delivery has nothing to
+    do (the job is unknown or final, was cancelled before it started, or lost its worker too often),
+    otherwise the job (it became startable since)."""
     session, client = delivery.state_session, delivery.client
     # The state session never reads the parameters (an import's hold its rows: megabytes).
     job = session.get(Job, uuid.UUID(job_id), options=[defer(Job.params)])
@@ -163,23 +214,34 @@ def _ready(delivery: _Delivery, job_id: str) -> Job | None:
 
 def _run(
     delivery: _Delivery,
-    state_job: Job,
+    started: Job,
     work: Callable[[JobContext], dict[str, Any] | None],
     cleanup: Callable[[JobContext], None] | None,
 ) -> None:
-    """Start the job, run `work` in the work session, and finish the job with what came of it."""
-    jobs.start(delivery.state_session, delivery.client, state_job)
+    """Publish the start the claim made, then run `work` and finish the job with what came of it."""
+    # The state side's own copy of the job, without its parameters; the work side gets `started`.
+    state_job = jobs.loaded_job(_columns(started))
+    delivery.state_session.add(state_job)
+    jobs.publish(delivery.client, state_job)
+    _work(delivery, state_job, started, work, cleanup)
+
+
+def _work(
+    delivery: _Delivery,
+    state_job: Job,
+    work_job: Job,
+    work: Callable[[JobContext], dict[str, Any] | None],
+    cleanup: Callable[[JobContext], None] | None,
+) -> None:
     log.info("%s started attempt %s", _tag(state_job), state_job.attempts)
-    work_job = delivery.work_session.get(Job, state_job.id)
-    assert work_job is not None
-    ctx = JobContext(delivery.work_session, work_job, delivery.client, delivery.state_session, state_job)
+    ctx = JobContext(work_job, delivery.client, delivery.open_work_session, delivery.state_session, state_job)
     try:
         result = work(ctx)
-        delivery.work_session.commit()
+        ctx.commit()
     except Retry:
         raise
     except Exception as exc:
-        delivery.work_session.rollback()
+        ctx.rollback()
         if cleanup is not None:
             cleanup(ctx)
         _failed(delivery, state_job, exc)

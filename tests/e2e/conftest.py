@@ -1,4 +1,4 @@
-"""The real web process under gunicorn (threads, as the Procfile runs it), against the test services."""
+"""The real web process under gunicorn (gevent workers, as the Procfile says), against the test services."""
 
 from __future__ import annotations
 
@@ -75,8 +75,6 @@ def web_server(services, celery_worker) -> Iterator[Web]:
                 f"127.0.0.1:{port}",
                 "--workers",
                 "2",
-                "--threads",
-                "32",
                 # A socket a failed test left open would otherwise hold the shutdown for 10 s.
                 "--graceful-timeout",
                 "2",

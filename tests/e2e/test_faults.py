@@ -38,7 +38,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from devstack.ports import free_port, port_open
-from tests.conftest import JWT_SECRET, ROOT, wait_for_job
+from tests.conftest import JWT_SECRET, ROOT, running_pool_pid, wait_for_job
 from webapp.core.timeutil import utcnow
 from webapp.infra.migrations import upgrade
 from webapp.jobs import lifecycle as jobs
@@ -50,7 +50,7 @@ pytestmark = pytest.mark.slow
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1"]
 CELERY_WORKER = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel", "INFO"]
-QUEUES = "default,exports,refresh"
+QUEUES = "default,exports,refresh,overflow"
 FINAL = ("succeeded", "failed", "cancelled")
 UNAVAILABLE_CODES = ("service_unavailable", "database_unavailable")
 SERIES = "/api/v1/analytics/time-series/ticket_count?granularity=daily"
@@ -430,14 +430,11 @@ def test_worker_killed_mid_export_exports_exactly_once(
 
     def kill_pool_child(job_id: str) -> None:
         watched.append(job_id)
-        info = _until(
-            lambda: (lambda r: r.state == "STARTED" and r.info)(results.AsyncResult(job_id)),
-            what="the STARTED state naming the pool process",
-        )
+        pid = _until(lambda: running_pool_pid(results, job_id), what="the pool process running the job")
         assert stack.worker is not None
         children = {c.pid for c in psutil.Process(stack.worker.pid).children()}
-        assert info["pid"] in children, (info, children)
-        os.kill(info["pid"], signal.SIGKILL)
+        assert pid in children, (pid, children)
+        os.kill(pid, signal.SIGKILL)
 
     def kill_whole_worker(job_id: str) -> None:
         watched.append(job_id)

@@ -18,6 +18,7 @@ from flask_jwt_extended import create_access_token
 
 from tests.e2e.conftest import PING_INTERVAL
 from webapp.api.ws import session as ws_session
+from webapp.api.ws.budget import Limits
 from webapp.live import events
 from webapp.live.connection import Connection
 from webapp.tickets import seeding
@@ -460,7 +461,9 @@ def test_a_failure_no_check_foresaw_is_logged_and_answered(monkeypatch, caplog):
 
     monkeypatch.setattr(ws_session, "dispatch", broken)
     with caplog.at_level(logging.ERROR, logger=ws_session.__name__):
-        ws_session.handle(ws_session.Peer(conn, stores=None), json.dumps({"type": "ping"}))
+        ws_session.handle(
+            ws_session.Peer(conn, stores=None, limits=Limits(10, 30, 3600)), json.dumps({"type": "ping"})
+        )
     assert conn.alive
     [answer] = [json.loads(text) for text in sent]
     assert answer["type"] == "error"

@@ -10,11 +10,12 @@ from datetime import UTC, datetime, timedelta
 import jwt as pyjwt
 import pytest
 import redis
+from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy import delete, select
 
 from tests.conftest import JWT_SECRET, wait_redis
 from webapp.api.ws import admission as ws
-from webapp.models import RevokedToken
+from webapp.models import RevokedToken, User
 from webapp.security import revocation
 
 
@@ -223,13 +224,134 @@ def test_logout_revokes_the_access_and_refresh_tokens_and_no_other(client, tenan
     assert len(rows) == 2
 
 
-def test_logout_without_a_body_revokes_the_access_token_only(client, tenant):
+def test_logout_without_a_body_revokes_the_refresh_token_of_its_login_too(client, tenant):
     tokens = _login(client, tenant.users["viewer"])
+    other = _login(client, tenant.users["viewer"])
     response = client.post("/api/v1/auth/logout", headers=_bearer(tokens["access_token"]))
     assert response.status_code == 200
-    assert response.get_json() == {"revoked": ["access"]}
+    assert response.get_json() == {"revoked": ["access", "refresh"]}
     assert _call(client, tokens["access_token"]).status_code == 401
-    assert client.post("/api/v1/auth/refresh", headers=_bearer(tokens["refresh_token"])).status_code == 200
+    assert client.post("/api/v1/auth/refresh", headers=_bearer(tokens["refresh_token"])).status_code == 401
+    # Another login of the same user is another family.
+    assert _call(client, other["access_token"]).status_code == 200
+    assert client.post("/api/v1/auth/refresh", headers=_bearer(other["refresh_token"])).status_code == 200
+
+
+def _refresh(client, refresh_token: str):
+    return client.post("/api/v1/auth/refresh", headers=_bearer(refresh_token))
+
+
+def test_refresh_rotates_and_a_reused_refresh_token_revokes_its_whole_family(
+    app, client, tenant, monkeypatch
+):
+    monkeypatch.setitem(app.config, "REFRESH_REUSE_GRACE_SECONDS", 0)
+    first = _login(client, tenant.users["agent"])
+    bystander = _login(client, tenant.users["agent"])
+    second = _refresh(client, first["refresh_token"])
+    assert second.status_code == 200, second.get_json()
+    second = second.get_json()
+    assert second["refresh_token"] != first["refresh_token"]
+    claims = [
+        pyjwt.decode(t, JWT_SECRET, algorithms=["HS256"])
+        for t in (first["refresh_token"], second["refresh_token"])
+    ]
+    assert claims[0]["fam"] == claims[1]["fam"]
+    third = _refresh(client, second["refresh_token"]).get_json()
+    for tokens in (first, second, third):
+        assert _call(client, tokens["access_token"]).status_code == 200
+
+    # The first refresh token, used already, comes back (a copy of it was taken): the whole family goes.
+    reused = _refresh(client, first["refresh_token"])
+    assert reused.status_code == 401
+    assert "already used" in reused.get_json()["error"]["message"]
+    for tokens in (first, second, third):
+        assert _call(client, tokens["access_token"]).status_code == 401
+    assert _refresh(client, third["refresh_token"]).status_code == 401
+    # Another login is another family.
+    assert _call(client, bystander["access_token"]).status_code == 200
+    assert _refresh(client, bystander["refresh_token"]).status_code == 200
+
+
+def test_a_refresh_token_sent_again_within_the_grace_is_answered_again(app, client, tenant, monkeypatch):
+    monkeypatch.setitem(app.config, "REFRESH_REUSE_GRACE_SECONDS", 30)
+    first = _login(client, tenant.users["viewer"])
+    once = _refresh(client, first["refresh_token"])
+    twice = _refresh(client, first["refresh_token"])  # a client's retry of a refresh it never saw answered
+    assert (once.status_code, twice.status_code) == (200, 200)
+    assert _call(client, once.get_json()["access_token"]).status_code == 200
+    assert _call(client, twice.get_json()["access_token"]).status_code == 200
+
+
+def test_a_refresh_token_not_issued_here_is_refused(app, client, tenant):
+    with app.app_context():
+        forged = create_refresh_token(
+            str(tenant.users["viewer"]["id"]),
+            additional_claims={"org_id": tenant.org_id, "role": "viewer"},
+        )
+    response = _refresh(client, forged)
+    assert response.status_code == 401
+    assert "not known" in response.get_json()["error"]["message"]
+
+
+def test_a_disabled_users_tokens_are_refused_and_login_too(app, client, tenant):
+    viewer = tenant.users["viewer"]
+    tokens = _login(client, viewer)
+    assert _call(client, tokens["access_token"]).status_code == 200  # verified, and remembered
+    runner = app.test_cli_runner()
+
+    def cli(*args: str):
+        with app.app_context():
+            return runner.invoke(args=list(args))
+
+    result = cli("disable-user", "--email", viewer["email"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["disabled"] is True
+    for token in (tokens["access_token"], viewer["token"]):
+        refused = _call(client, token)
+        assert refused.status_code == 401
+        assert refused.get_json()["error"]["message"] == "token has been revoked"
+    assert _refresh(client, tokens["refresh_token"]).status_code == 401
+    login = client.post("/api/v1/auth/login", json={"email": viewer["email"], "password": viewer["password"]})
+    assert login.status_code == 401
+    assert cli("issue-token", "--email", viewer["email"]).exit_code == 2
+    # The other users are not touched; enabled again, the user logs in (old tokens stay revoked).
+    assert _call(client, tenant.users["admin"]["token"]).status_code == 200
+    assert cli("disable-user", "--email", viewer["email"], "--enable").exit_code == 0
+    again = _login(client, viewer)
+    assert _call(client, again["access_token"]).status_code == 200
+    assert _call(client, tokens["access_token"]).status_code == 401
+
+
+def test_a_deleted_users_tokens_are_refused(app, client, tenant, make_tenant):
+    agent = tenant.users["agent"]
+    tokens = _login(client, agent)
+    assert _call(client, tokens["access_token"]).status_code == 200
+    other = make_tenant("Other")
+    assert other.admin.delete(f"/api/v1/users/{agent['id']}").status_code == 404
+    assert tenant.admin.delete(f"/api/v1/users/{tenant.users['admin']['id']}").status_code == 400
+    assert tenant.agent.delete(f"/api/v1/users/{agent['id']}").status_code == 403
+    assert tenant.admin.delete(f"/api/v1/users/{2**40}").status_code == 404
+    response = tenant.admin.delete(f"/api/v1/users/{agent['id']}")
+    assert response.status_code == 204
+    for token in (tokens["access_token"], agent["token"]):
+        assert _call(client, token).status_code == 401
+    assert _refresh(client, tokens["refresh_token"]).status_code == 401
+    assert tenant.admin.delete(f"/api/v1/users/{agent['id']}").status_code == 404
+
+
+def test_a_token_never_recorded_is_refused_once_its_user_is_gone(app, client, tenant, db_session):
+    """A token made without a record (before records existed) is checked against its user when a
+    process first verifies it."""
+    viewer = tenant.users["viewer"]
+    with app.app_context():
+        token = create_access_token(
+            str(viewer["id"]), additional_claims={"org_id": tenant.org_id, "role": "viewer"}
+        )
+    db_session.execute(delete(User).where(User.id == viewer["id"]))
+    db_session.commit()
+    refused = _call(client, token)
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["message"] == "token user no longer exists"
 
 
 @pytest.mark.parametrize("which", ["access_token_in_body", "another_users_refresh", "garbage"])

@@ -20,7 +20,7 @@ def test_wrong_method_is_json_405(client):
 
 
 def test_body_too_large_is_413(client, tenant, app):
-    limit = app.config["MAX_CONTENT_LENGTH"]
+    limit = app.config["BODY_MAX_BYTES"]
     response = tenant.agent.post(
         "/api/v1/tickets", data=b"x" * (limit + 1), headers={"Content-Type": "application/json"}
     )

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import io
 import itertools
 import json
+import re
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import itsdangerous
 import openpyxl
 import psycopg
 import pytest
@@ -22,7 +25,7 @@ from flask import Flask
 from openpyxl.utils.escape import unescape
 from sqlalchemy import text
 
-from tests.conftest import Tenant, _make_tenant, wait_for_job
+from tests.conftest import Tenant, _make_tenant, db_scalar, wait_for_job
 from webapp.api.schemas.exports import ExportRequest
 from webapp.core.timeutil import utcnow
 from webapp.exports import encoders, files
@@ -67,6 +70,7 @@ def _ticket_bodies() -> list[dict[str, Any]]:
             "resolved_at": "2026-01-10T02:30:00+01:00",
         },
         {"subject": "outside the range", "category": "billing", "created_at": "2026-02-01T00:00:00Z"},
+        {"subject": "summer time", "category": "billing", "created_at": "2026-07-01T12:00:00.5+02:00"},
     ]
     return bodies
 
@@ -81,15 +85,16 @@ def data(base_app: Flask, celery_worker: Any) -> Tenant:
     return tenant
 
 
-def _db_tickets(engine: Any, org_id: int) -> list[dict[str, Any]]:
+def _db_tickets(
+    engine: Any, org_id: int, start: str = "2026-01-01T00:00:00+01:00", end: str = "2026-01-11T00:00:00+01:00"
+) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
                 f"SELECT {', '.join(DB_COLUMNS)} FROM tickets WHERE org_id = :org"
-                " AND created_at >= '2026-01-01T00:00:00+01:00' AND created_at < '2026-01-11T00:00:00+01:00'"
-                " ORDER BY created_at, id"
+                " AND created_at >= :start AND created_at < :end ORDER BY created_at, id"
             ),
-            {"org": org_id},
+            {"org": org_id, "start": start, "end": end},
         )
         return [dict(row._mapping) for row in rows]
 
@@ -177,16 +182,32 @@ def test_json_export_reads_back_as_the_database(data, db_engine, fmt):
             assert value == want[name], name
 
 
+def _offset(number_format: str) -> timedelta:
+    """The UTC offset a date cell's format shows after its time, as in yyyy-mm-dd hh:mm:ss"+01:00"."""
+    match = re.search(r'"([+-])(\d\d):(\d\d)"$', number_format)
+    assert match, number_format
+    sign = -1 if match[1] == "-" else 1
+    return sign * timedelta(hours=int(match[2]), minutes=int(match[3]))
+
+
 def test_xlsx_export_reads_back_as_the_database(data, db_engine):
-    result = _export(data.viewer, {"format": "xlsx", "dataset": "tickets", "query": RANGE})
+    # Winter and summer time in Berlin: each cell keeps its own offset.
+    query = {"start": "2026-01-01", "end": "2026-08-01", "tz": "Europe/Berlin"}
+    result = _export(data.viewer, {"format": "xlsx", "dataset": "tickets", "query": query})
     header, rows, book = _xlsx_rows(_download(data.viewer, result))
-    expected = _db_tickets(db_engine, data.org_id)
+    expected = _db_tickets(db_engine, data.org_id, "2026-01-01T00:00:00+01:00", "2026-08-01T00:00:00+02:00")
     assert header == DB_COLUMNS
     assert result["rows"] == len(rows) == len(expected)
+    assert {want["created_at"].astimezone(TZ).utcoffset() for want in expected} == {
+        timedelta(hours=1),
+        timedelta(hours=2),
+    }
     assert book.sheetnames == ["data", "metadata"]
     assert book["data"].freeze_panes == "A2"
-    for got, want in zip(rows, expected, strict=True):
+    cells = list(book["data"].iter_rows(min_row=2))
+    for got, want, line in zip(rows, expected, cells, strict=True):
         values = dict(zip(header, got, strict=True))
+        formats = {name: cell.number_format for name, cell in zip(header, line, strict=True)}
         assert isinstance(values["id"], int)
         assert values["id"] == want["id"]
         assert values["sentiment_score"] == want["sentiment_score"]
@@ -196,10 +217,13 @@ def test_xlsx_export_reads_back_as_the_database(data, db_engine):
             if want[name] is None:
                 assert values[name] is None
             else:
-                # Excel keeps wall-clock time in the export's zone, to the millisecond.
-                local = want[name].astimezone(TZ).replace(tzinfo=None)
+                # Excel keeps wall-clock time in the export's zone, to the millisecond, and the
+                # cell's format shows that time's UTC offset: together they are the instant.
                 assert isinstance(values[name], datetime)
-                assert abs(values[name] - local) <= timedelta(milliseconds=1), name
+                offset = _offset(formats[name])
+                assert offset == want[name].astimezone(TZ).utcoffset(), name
+                instant = values[name].replace(tzinfo=timezone(offset))
+                assert abs(instant - want[name]) <= timedelta(milliseconds=1), name
     meta = {row[0]: row[1] for row in book["metadata"].iter_rows(values_only=True)}
     assert meta["rows"] == len(expected)
     assert meta["time_zone"] == "Europe/Berlin"
@@ -366,6 +390,7 @@ def test_expired_link_is_410(live_app, data, link):
         token = signing.sign(export_id, data.org_id, utcnow() - timedelta(seconds=1))
     response = data.viewer.get(f"/api/v1/exports/{export_id}/download?token={token}")
     assert response.status_code == 410
+    assert data.viewer.client.get(f"/api/v1/exports/{export_id}/download?token={token}").status_code == 410
     assert response.get_json()["error"]["code"] == "gone"
     # A fresh link comes from the export itself.
     fresh = data.viewer.get(f"/api/v1/exports/{export_id}").get_json()
@@ -376,8 +401,65 @@ def test_link_of_another_organization_is_404(base_app, data, link):
     other = _make_tenant(base_app, "Other", "UTC")
     assert other.admin.get(link["download_url"]).status_code == 404
     assert other.admin.get(f"/api/v1/exports/{link['export_id']}").status_code == 404
-    anonymous = data.viewer.client.get(link["download_url"])
-    assert anonymous.status_code == 401
+    assert other.admin.delete(f"/api/v1/exports/{link['export_id']}").status_code == 404
+    assert data.viewer.get(link["download_url"]).status_code == 200
+
+
+def test_a_link_alone_downloads_the_file(data, link):
+    """No Authorization header: the signed link is the credential (a browser, a mail client, curl)."""
+    anonymous = data.viewer.client
+    response = anonymous.get(link["download_url"])
+    assert response.status_code == 200, response.get_json()
+    assert hashlib.sha256(response.data).hexdigest() == link["sha256"]
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    path, token = link["download_url"].split("?token=")
+    flipped = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    assert anonymous.get(f"{path}?token={flipped}").status_code == 403
+    # A token that is sent must be valid, even with a valid link.
+    bad = anonymous.get(link["download_url"], headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status_code == 401
+
+
+def test_links_are_signed_with_hmac_sha256_under_a_key_of_their_own(live_app, link):
+    """The link's signature is HMAC-SHA256 (32 bytes), and the JWT secret does not make one."""
+    token = link["download_url"].split("?token=")[1]
+    signature = token.rsplit(".", 1)[1]
+    assert len(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))) == 32
+    payload = token.rsplit(".", 1)[0]
+    forged = itsdangerous.URLSafeSerializer(
+        live_app.config["JWT_SECRET_KEY"], salt=signing.SALT, signer_kwargs={"digest_method": hashlib.sha256}
+    ).dumps(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    assert forged != token
+    with live_app.test_request_context():
+        with pytest.raises(signing.BadLink):
+            signing.verify(forged)
+        assert signing.verify(token).export_id == link["export_id"]
+
+
+def test_deleting_an_export_removes_its_file_and_revokes_its_links(base_app, data, db_engine):
+    result = _export(data.viewer, {"format": "csv", "dataset": "tickets", "query": RANGE})
+    export_id = result["export_id"]
+    path = Path(db_scalar(db_engine, "SELECT path FROM exports WHERE id = :id", id=export_id))
+    assert path.is_file()
+    fresh = data.viewer.get(f"/api/v1/exports/{export_id}").get_json()["download_url"]
+    # Only its maker or an admin deletes it.
+    assert data.agent.delete(f"/api/v1/exports/{export_id}").status_code == 403
+    response = data.viewer.delete(f"/api/v1/exports/{export_id}")
+    assert response.status_code == 204
+    assert response.data == b""
+    assert not path.exists()
+    assert db_scalar(db_engine, "SELECT count(*) FROM exports WHERE id = :id", id=export_id) == 0
+    for url in (result["download_url"], fresh):
+        assert data.viewer.client.get(url).status_code == 404
+        assert data.viewer.get(url).status_code == 404
+    assert data.viewer.get(f"/api/v1/exports/{export_id}").status_code == 404
+    assert data.viewer.delete(f"/api/v1/exports/{export_id}").status_code == 404
+    assert data.viewer.delete("/api/v1/exports/not-a-uuid").status_code == 404
+    # An admin deletes anyone's.
+    other = _export(data.agent, {"format": "json", "dataset": "tickets", "query": RANGE})
+    assert data.admin.delete(f"/api/v1/exports/{other['export_id']}").status_code == 204
+    assert data.viewer.client.get(other["download_url"]).status_code == 404
 
 
 def test_files_past_retention_are_removed_and_links_answer_410(base_app, data, db_engine):
@@ -392,6 +474,7 @@ def test_files_past_retention_are_removed_and_links_answer_410(base_app, data, d
     base_app.extensions["celery"].send_task("maintenance.cleanup_exports").get(timeout=20)
     assert not Path(path).exists()
     assert data.viewer.get(result["download_url"]).status_code == 410
+    assert data.viewer.client.get(result["download_url"]).status_code == 410
     assert data.viewer.get(f"/api/v1/exports/{result['export_id']}").status_code == 410
 
 

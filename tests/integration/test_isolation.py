@@ -22,6 +22,7 @@ OBJECT_PARAMS = {
     "alert_id",
     "webhook_id",
     "report_schedule_id",
+    "user_id",
 }
 VALUE_PARAMS = {"metric": "ticket_count", "field": "priority"}
 
@@ -153,6 +154,7 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
         "job_id": export_job["job_id"],
         "export_id": export_id,
         "org_id": victim.org_id,
+        "user_id": victim.users["viewer"]["id"],
     }
 
     spec = live_app.test_client().get("/api/v1/openapi.json").get_json()
@@ -200,6 +202,7 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
         == marker
     )
     assert attacker.admin.get("/api/v1/alerts").get_json()["items"] == []
+    assert victim.viewer.get("/api/v1/tickets").status_code == 200  # the victim's user was not deleted
 
 
 ROLE_CASES = [
@@ -212,6 +215,8 @@ ROLE_CASES = [
     ("admin", "GET", "/api/v1/users", None),
     ("admin", "POST", "/api/v1/embed-tokens", {"view": "overview", "expires_in": 600}),
     ("admin", "POST", "/api/v1/users", {"email": "new@example.test", "password": "long-enough-1"}),
+    ("admin", "DELETE", "/api/v1/users/2147483647", None),
+    ("viewer", "DELETE", "/api/v1/exports/00000000-0000-0000-0000-000000000000", None),
     ("viewer", "GET", "/api/v1/tickets", None),
     ("viewer", "GET", "/api/v1/analytics/dashboard", None),
     ("viewer", "GET", "/api/v1/analytics/time-in-status", None),

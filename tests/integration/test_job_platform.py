@@ -26,7 +26,16 @@ from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from tests.conftest import JWT_SECRET, ROOT, TEST_INSTANCE, Api, Services, db_scalar, wait_for_job
+from tests.conftest import (
+    JWT_SECRET,
+    ROOT,
+    TEST_INSTANCE,
+    Api,
+    Services,
+    db_scalar,
+    running_pool_pid,
+    wait_for_job,
+)
 from webapp.analytics import popular
 from webapp.jobs import lifecycle as jobs
 from webapp.models import Job
@@ -85,13 +94,11 @@ def _blocked_writers(engine: Engine, table: str) -> int:
 
 
 def _pool_child(celery: Celery, worker: subprocess.Popen[bytes], job_id: str) -> psutil.Process:
-    """The prefork child running the job: the pid its STARTED state names, among the worker's children."""
-    info = _until(
-        lambda: (lambda r: r.state == "STARTED" and r.info)(celery.AsyncResult(job_id)), what="STARTED meta"
-    )
+    """The prefork child running the job: the pid its worker reports, among the worker's children."""
+    pid = _until(lambda: running_pool_pid(celery, job_id), what="the pool process running the job")
     children = {child.pid: child for child in psutil.Process(worker.pid).children()}
-    assert info["pid"] in children, (info, list(children))
-    return children[info["pid"]]
+    assert pid in children, (pid, list(children))
+    return children[pid]
 
 
 def _job_events(services: Services, org_id: int, job_id: str) -> list[dict[str, Any]]:

@@ -356,3 +356,70 @@ def test_seeded_derived_events_are_what_the_write_path_derives(db_connection, se
             {"t": ticket.id},
         )
         assert sorted(event_key(row._mapping) for row in rows) == wanted, ticket.id
+
+
+def _index_definitions(db_connection: Connection) -> set[tuple[str, str]]:
+    rows = db_connection.execute(
+        text(
+            "SELECT indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = 'public' AND tablename IN ('tickets', 'ticket_events')"
+        )
+    )
+    return {(name, definition) for name, definition in rows}
+
+
+@pytest.fixture
+def dropped_indexes(db_connection: Connection, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The DROP INDEX statements the seeder runs from now on."""
+    dropped: list[str] = []
+    cursor_type = type(db_connection.connection.driver_connection.cursor())
+    real_execute = cursor_type.execute
+
+    def watching(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if str(query).startswith("DROP INDEX"):
+            dropped.append(str(query))
+        return real_execute(cursor, query, *args, **kwargs)
+
+    monkeypatch.setattr(cursor_type, "execute", watching)
+    return dropped
+
+
+def test_a_seed_larger_than_its_tables_builds_their_indexes_after_the_rows(
+    db_connection, make_org, dropped_indexes
+):
+    """Indexes dropped for the load come back the same, and hold every seeded row."""
+    before = _index_definitions(db_connection)
+    db_connection.execute(text("ANALYZE tickets, ticket_events"))
+    existing = _scalar(db_connection, "SELECT count(*) FROM ticket_events")
+    org = make_org()
+    tickets = max(2000, existing // 3)  # more events than the table holds
+    stats = _seed(db_connection, org["id"], tickets=tickets)
+    assert stats.events > existing
+    assert len(dropped_indexes) >= 3  # ticket_events' secondary indexes at least
+    assert _index_definitions(db_connection) == before
+    db_connection.execute(text("SET LOCAL enable_seqscan = off"))
+    by_index = _scalar(
+        db_connection,
+        "SELECT count(*) FROM ticket_events WHERE org_id = :o AND occurred_at > '1900-01-01'",
+        o=org["id"],
+    )
+    assert by_index == stats.events
+    by_ticket = _scalar(
+        db_connection,
+        "SELECT count(*) FROM ticket_events WHERE ticket_id BETWEEN :lo AND :hi",
+        lo=stats.first_id,
+        hi=stats.last_id,
+    )
+    assert by_ticket == stats.events
+
+
+def test_a_seed_smaller_than_its_tables_keeps_their_indexes(db_connection, make_org, dropped_indexes):
+    """Into a table that holds more than the seed adds, rows go through the indexes as they come."""
+    big = make_org()
+    _seed(db_connection, big["id"], tickets=3000)
+    db_connection.execute(text("ANALYZE tickets, ticket_events"))
+    dropped_indexes.clear()
+    small = make_org()
+    stats = _seed(db_connection, small["id"], tickets=100)
+    assert stats.tickets == 100
+    assert dropped_indexes == []

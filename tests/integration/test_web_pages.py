@@ -12,7 +12,7 @@ import pytest
 
 from webapp.web.assets import STATIC, AssetError, Manifest
 
-PAGES = ["/", "/explorer", "/signin", "/api/v1/docs"]
+PAGES = ["/", "/explorer", "/agents", "/alerts", "/signin", "/api/v1/docs"]
 
 
 class _Page(HTMLParser):

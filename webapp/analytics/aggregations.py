@@ -14,10 +14,14 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import queries
+from webapp.analytics import cost, queries
+from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
+from webapp.analytics.planner import grain_for
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
+from webapp.core.timeutil import utcnow
 
 MAX_ROWS = 100_000
 
@@ -34,6 +38,8 @@ class AggregationQuery:
     exact: bool = False
     # Percentiles from merged sketches above this many measurements; None: always exact.
     approximate_above: int | None = None
+    # What the duration metrics are counted in.
+    clock: Clock = CALENDAR
 
     @classmethod
     def of(
@@ -46,6 +52,7 @@ class AggregationQuery:
         percentiles: Iterable[int] | None,
         exact: bool = False,
         approximate_above: int | None = None,
+        clock: Clock = CALENDAR,
     ) -> AggregationQuery:
         """The query of validated request values, in canonical form (each name once, percentiles sorted)."""
         return cls(
@@ -56,6 +63,7 @@ class AggregationQuery:
             percentiles=DEFAULT_PERCENTILES if percentiles is None else tuple(sorted(set(percentiles))),
             exact=exact,
             approximate_above=None if exact else approximate_above,
+            clock=clock,
         )
 
     def params(self) -> dict[str, Any]:
@@ -73,6 +81,7 @@ class AggregationQuery:
             params["exact"] = True
         if self.approximate_above is not None:
             params["approximate_above"] = self.approximate_above
+        params.update(self.clock.params())
         return params
 
     @classmethod
@@ -86,11 +95,22 @@ class AggregationQuery:
             percentiles=tuple(params["percentiles"]),
             exact=bool(params.get("exact")),
             approximate_above=params.get("approximate_above"),
+            clock=Clock.from_params(params),
         )
 
     def families(self) -> set[str]:
         """The cache families the answer depends on."""
-        return families_of(self.metrics)
+        return families_of(self.metrics) | self.clock.families()
+
+    def estimate(self) -> cost.Estimate:
+        """The size of the answer, as far as it is known before any query."""
+        return cost.aggregation(
+            metrics=self.metrics,
+            group_by=self.group_by,
+            window=self.window,
+            filters=self.filters,
+            percentiles=self.percentiles,
+        )
 
     def options(self) -> queries.ReadOptions:
         """How the reads may be answered: `exact` forces raw events, else rollups and maybe sketches."""
@@ -103,8 +123,11 @@ def _sort_key(group: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((value is None, value or "") for value in group)
 
 
-def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -> dict[str, Any]:
-    """Compute `query` for `org_id`: one row per group (and bucket) with each metric's statistics."""
+def run_aggregation(
+    session: Session, *, org_id: int, query: AggregationQuery, max_cells: int | None = None
+) -> dict[str, Any]:
+    """Compute `query` for `org_id`: one row per group (and bucket) with each metric's statistics;
+    TooCostly once the groups are known when the answer would hold more than `max_cells` cells."""
     window = query.window
     buckets = window.buckets() if window.granularity else None
     per_metric = {
@@ -120,12 +143,18 @@ def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -
             percentiles=() if METRICS[metric].is_count else query.percentiles,
             # A job runs this outside any request, so the options travel with the query.
             options=query.options(),
+            clock=query.clock,
         )
         for metric in query.metrics
     }
     # Without group_by there is one group; with it, the groups that had events in the range.
     groups = {group for cells in per_metric.values() for group, _ in cells} if query.group_by else {()}
     indexes: list[int | None] = list(range(len(buckets))) if buckets is not None else [None]
+    if max_cells is not None:
+        estimate = query.estimate()
+        cost.Estimate(len(groups), len(indexes), estimate.statistics, estimate.metrics).check(
+            max_cells, field="group_by"
+        )
     if len(groups) * len(indexes) > MAX_ROWS:
         raise QueryError(
             f"the answer would hold more than {MAX_ROWS} rows; use fewer group_by fields, "
@@ -134,13 +163,17 @@ def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -
         )
 
     rows = []
+    ordered = sorted(groups, key=_sort_key)
+    named = [dict(zip(query.group_by, group, strict=True)) for group in ordered]
+    empty = {metric: queries.empty_stats(metric, query.percentiles) for metric in query.metrics}
     for index in indexes:
-        for group in sorted(groups, key=_sort_key):
-            row: dict[str, Any] = {"group": dict(zip(query.group_by, group, strict=True))}
-            if buckets is not None and index is not None:
-                row["bucket"] = buckets.label(index)
+        label = buckets.label(index) if buckets is not None and index is not None else None
+        for group, names in zip(ordered, named, strict=True):
+            row: dict[str, Any] = {"group": names}
+            if label is not None:
+                row["bucket"] = label
             for metric, cells in per_metric.items():
-                row[metric] = cells.get((group, index)) or queries.empty_stats(metric, query.percentiles)
+                row[metric] = cells.get((group, index)) or empty[metric]
             rows.append(row)
     return {
         "metrics": list(query.metrics),
@@ -148,20 +181,50 @@ def run_aggregation(session: Session, *, org_id: int, query: AggregationQuery) -
         "granularity": window.granularity,
         "percentiles": list(query.percentiles),
         **window.echo(),
+        **query.clock.echo(),
         "filters": query.filters,
         "rows": rows,
     }
 
 
 def estimated_cost(session: Session, *, org_id: int, query: AggregationQuery) -> int:
-    """The planner's estimate of the events an aggregation scans: cheap, no rows are read."""
-    sql = text(
-        "EXPLAIN (FORMAT JSON) SELECT 1 FROM ticket_events e WHERE e.org_id = :org_id"
-        " AND e.event_type = ANY(CAST(:types AS text[])) AND e.occurred_at >= :start AND e.occurred_at < :end"
+    """The planner's estimate of the rows an aggregation reads: cheap, no rows are read.
+
+    Raw events for an exact query or one no rollup grain answers. Otherwise the rollup rows of the
+    hours rollups may answer (planner.grain_for's grain) plus the raw events of the rest of the
+    range (bucket edges off the UTC hour, the open hour), prorated by time.
+    """
+    window = query.window
+    metrics = sorted(query.metrics)
+    types = sorted({METRICS[m].event_type for m in metrics})
+    raw = _plan_rows(
+        session,
+        "SELECT 1 FROM ticket_events e WHERE e.org_id = :org_id"
+        " AND e.event_type = ANY(CAST(:types AS text[]))"
+        " AND e.occurred_at >= :start AND e.occurred_at < :end",
+        {"org_id": org_id, "types": types, "start": window.start, "end": window.end},
     )
-    types = sorted({METRICS[m].event_type for m in query.metrics})
-    params = {"org_id": org_id, "types": types, "start": query.window.start, "end": query.window.end}
-    plan = session.execute(sql, params).scalar()
+    grain = grain_for([*query.filters, *query.group_by])
+    if query.exact or grain is None:
+        return raw
+    bounds = window.buckets().bounds if window.granularity else (window.start, window.end)
+    covered, _ = split_range(bounds, window.start, window.end, utcnow())
+    if not covered:
+        return raw
+    seconds = sum((hi - lo).total_seconds() for lo, hi in covered)
+    rolled = _plan_rows(
+        session,
+        "SELECT 1 FROM analytics_metrics m WHERE m.org_id = :org_id AND m.grain = :grain"
+        " AND m.metric = ANY(CAST(:metrics AS text[]))"
+        " AND m.bucket_start >= :start AND m.bucket_start < :end",
+        {"org_id": org_id, "grain": grain, "metrics": metrics, "start": covered[0][0], "end": covered[-1][1]},
+    )
+    return rolled + round(raw * (1 - seconds / (window.end - window.start).total_seconds()))
+
+
+def _plan_rows(session: Session, sql: str, params: dict[str, Any]) -> int:
+    """The rows PostgreSQL's planner expects `sql` to return."""
+    plan = session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}"), params).scalar()
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])

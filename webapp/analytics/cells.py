@@ -17,10 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import sketch
+from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
-from webapp.analytics.rollups import grain_for
-from webapp.analytics.sql import bucket_index, column, count_sql, filter_sql, ticket_join, value_sql
+from webapp.analytics.planner import grain_for
+from webapp.analytics.sql import bucket_index, column, count_sql, filter_sql, ticket_join
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
 
@@ -28,15 +30,16 @@ from webapp.core.timeutil import utcnow
 CellKey = tuple[tuple[str | None, ...], int | None]
 
 # Dirty hours move from the covered side to the raw side inside the statement, so the marks,
-# the rollups and the raw events are all read from one snapshot.
+# the rollups and the raw events are all read from one snapshot. On a business clock the whole
+# covered side is dirty unless the schedule's rollups are built for its present version.
 _PIECES = (
     "WITH cov AS (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) AS mr"
     " FROM unnest(CAST(:cov_lo AS timestamptz[]), CAST(:cov_hi AS timestamptz[])) AS u(lo, hi)),"
     " unc AS (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) AS mr"
     " FROM unnest(CAST(:unc_lo AS timestamptz[]), CAST(:unc_hi AS timestamptz[])) AS u(lo, hi)),"
     " dirty AS (SELECT coalesce(range_agg(tstzrange(d.lo, d.hi)), '{}'::tstzmultirange) AS mr"
-    " FROM analytics_rollup_dirty d WHERE d.org_id = :org_id AND d.event_type = :event_type"
-    " AND d.lo < :cov_end AND d.hi > :cov_start),"
+    " FROM (SELECT d.lo, d.hi FROM analytics_rollup_dirty d WHERE d.org_id = :org_id"
+    " AND d.event_type = :event_type AND d.lo < :cov_end AND d.hi > :cov_start{unbuilt}) d),"
     " split AS (SELECT cov.mr - dirty.mr AS rolled, unc.mr + (cov.mr * dirty.mr) AS raw"
     " FROM cov, unc, dirty),"
     " raw_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi FROM split, unnest(split.raw) AS r),"
@@ -48,6 +51,12 @@ _RAW_SKETCH = (
     " FILTER (WHERE n > 0) AS sketch"
 )
 _NO_SKETCH = ", CAST(NULL AS bytea) AS sketch"
+_UNBUILT = (
+    " UNION ALL SELECT CAST(:cov_start AS timestamptz), CAST(:cov_end AS timestamptz)"
+    " WHERE CAST(:cov_start AS timestamptz) < :cov_end AND NOT EXISTS (SELECT 1 FROM schedules s"
+    " JOIN analytics_business_rollups b ON b.schedule_id = s.id AND b.version = s.version"
+    " WHERE s.id = :schedule_id AND s.org_id = :org_id)"
+)
 
 
 @dataclass
@@ -83,6 +92,7 @@ class _Shape:
     metric: Metric
     groups: tuple[str, ...]
     sketches: bool
+    clock: Clock = CALENDAR
 
     @property
     def key_list(self) -> str:
@@ -112,17 +122,19 @@ def _raw_events(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str:
 
 def _raw_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str:
     """The raw side: one row per key with n_rows, n, s, lo, hi (and a sketch when asked)."""
-    keys, value, events = shape.key_list, value_sql(shape.metric), _raw_events(shape, filters, params)
+    keys, events = shape.key_list, _raw_events(shape, filters, params)
+    value = clock_value_sql(shape.metric, shape.clock)
     count = count_sql(shape.metric)
     if shape.measured_sketches:
         # Raw values join the rollups' sketches: one (key, count) pair per distinct key of the cell.
+        # OFFSET 0 computes each value once (a business value is two index lookups), then its key.
         return (
             f"SELECT false AS rolled, {keys}, sum(n_rows) AS n_rows, sum(n) AS n, sum(s) AS s,"
             f" min(lo) AS lo, max(hi) AS hi, {_RAW_SKETCH}"
             f" FROM (SELECT {keys}, k, count(*) AS n_rows, {count} AS n, sum(v) AS s,"
             " min(v) AS lo, max(v) AS hi"
-            f" FROM (SELECT {shape.keys('e', 'occurred_at')}, {value} AS v, {sketch.sql_key(value)} AS k"
-            f" {events}) r GROUP BY {keys}, k) x GROUP BY {keys}"
+            f" FROM (SELECT *, {sketch.sql_key('v')} AS k FROM (SELECT {shape.keys('e', 'occurred_at')},"
+            f" {value} AS v {events} OFFSET 0) r0) r GROUP BY {keys}, k) x GROUP BY {keys}"
         )
     return (
         f"SELECT false AS rolled, {keys}, count(*) AS n_rows, {count} AS n, sum(v) AS s,"
@@ -147,12 +159,15 @@ def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str
         sketches = ", string_agg(m.sketch, ''::bytea) AS sketch"
     else:
         sketches = _NO_SKETCH if shape.sketches else ""
+    if shape.clock.business:
+        table = "analytics_business_metrics m WHERE m.org_id = :org_id AND m.schedule_id = :schedule_id AND"
+    else:
+        table = "analytics_metrics m WHERE m.org_id = :org_id AND"
     return (
         f"SELECT true AS rolled, {shape.keys('m', 'bucket_start')}, count(*) AS n_rows,"
         f" sum(m.count) AS n, sum(m.sum) AS s, min(m.min) AS lo, max(m.max) AS hi{sketches}"
         f" FROM rolled_pieces p CROSS JOIN LATERAL (SELECT {_rolled_columns(shape, filters)}"
-        " FROM analytics_metrics m"
-        " WHERE m.org_id = :org_id AND m.metric = :metric AND m.grain = :grain"
+        f" FROM {table} m.metric = :metric AND m.grain = :grain"
         " AND m.bucket_start >= p.lo AND m.bucket_start < p.hi OFFSET 0) m"
         f" WHERE true{filter_sql('m', filters, params)} GROUP BY {shape.key_list}"
     )
@@ -198,15 +213,21 @@ def read_cells(
     group_by: Sequence[str],
     bounds: Sequence[datetime] | None,
     sketches: bool = False,
+    clock: Clock = CALENDAR,
 ) -> tuple[dict[CellKey, Cell], set[bool]]:
     """Per group and bucket the cells from rollups plus the raw remainder, and which sides answered
-    (True: rollups, False: raw events). With `bounds` None the whole range is one cell of index None."""
+    (True: rollups, False: raw events). With `bounds` None the whole range is one cell of index None.
+    A duration metric is counted on `clock`."""
     edges = list(bounds) if bounds is not None else [start, end]
     grain = grain_for([*filters, *group_by])
+    clock = clock.for_metric(metric)
     params = _piece_params(metric, org_id=org_id, edges=edges, grain=grain, start=start, end=end)
-    shape = _Shape(metric, tuple(column(name, GROUPABLE) for name in group_by), sketches)
+    shape = _Shape(metric, tuple(column(name, GROUPABLE) for name in group_by), sketches, clock)
     raw, rolled = _raw_part(shape, filters, params), _rolled_part(shape, filters, params)
-    sql = text(f"{_PIECES} {raw} UNION ALL {rolled}")
+    pieces = _PIECES.replace("{unbuilt}", _UNBUILT if clock.business else "")
+    if clock.business:
+        params["schedule_id"] = clock.schedule_id
+    sql = text(f"{pieces} {raw} UNION ALL {rolled}")
     cells: dict[CellKey, Cell] = {}
     sources: set[bool] = set()
     width = len(shape.groups)

@@ -27,13 +27,16 @@ class Metric:
     kind: str = "mean"
     # For a "difference": (metric, sign) of its parts; such a metric has no rollup rows of its own.
     parts: tuple[tuple[str, int], ...] = ()
+    # The value is the length in hours of the interval that ends at the event (e.value), so a
+    # business clock can count the same interval in open hours instead (analytics.clock).
+    duration: bool = False
 
     @property
     def is_count(self) -> bool:
         return self.value_sql is None and not self.parts
 
     @property
-    def is_duration(self) -> bool:
+    def has_percentiles(self) -> bool:
         """A measured metric whose statistics include percentiles."""
         return self.kind == "mean" and self.value_sql is not None
 
@@ -45,8 +48,12 @@ class Metric:
 
 METRICS: dict[str, Metric] = {
     "ticket_count": Metric("ticket_count", "tickets", "created", ("volume",)),
-    "response_time": Metric("response_time", "hours", "first_response", ("response",), "e.value"),
-    "resolution_time": Metric("resolution_time", "hours", "resolved", ("resolution",), "e.value"),
+    "response_time": Metric(
+        "response_time", "hours", "first_response", ("response",), "e.value", duration=True
+    ),
+    "resolution_time": Metric(
+        "resolution_time", "hours", "resolved", ("resolution",), "e.value", duration=True
+    ),
     # Sentiment is the ticket's current score: a later correction moves history, by definition.
     "sentiment_score": Metric(
         "sentiment_score", "score", "created", ("sentiment",), "t.sentiment_score", joins_ticket=True
@@ -65,7 +72,9 @@ METRICS: dict[str, Metric] = {
         parts=(("ticket_count", 1), ("solved", -1)),
     ),
     "reopens": Metric("reopens", "tickets", "reopened", ("solves",), kind="count"),
-    "next_reply_time": Metric("next_reply_time", "hours", "next_reply", ("replies",), "e.value"),
+    "next_reply_time": Metric(
+        "next_reply_time", "hours", "next_reply", ("replies",), "e.value", duration=True
+    ),
     "requester_wait_time": Metric(
         "requester_wait_time",
         "hours",

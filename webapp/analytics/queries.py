@@ -29,8 +29,10 @@ from sqlalchemy.orm import Session
 from webapp.analytics import sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.cells import Cell, CellKey, read_cells
+from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.metrics import GROUPABLE, METRICS, Metric
-from webapp.analytics.sql import bucket_index, column, count_sql, events_source, value_sql
+from webapp.analytics.sql import bucket_index, column, count_sql, events_source
 from webapp.core.filters import Filters
 from webapp.core.timeutil import EARLIEST
 
@@ -91,10 +93,20 @@ def note_raw() -> None:
     _note(raw=True)
 
 
-def _cells(session: Session, definition: Metric, *, note: bool = True, **read: Any) -> dict[CellKey, Cell]:
-    """cells.read_cells, noting in the current reading which sides answered (unless not `note`)."""
+def note_rollup() -> None:
+    """Record that the current reading answered (in part) from rollups."""
+    _note(rollup=True)
+
+
+def rollups_allowed() -> bool:
+    """Whether the current reading may answer from rollups (not when exact answers were asked for)."""
+    return _options.get().rollups
+
+
+def _cells(session: Session, definition: Metric, **read: Any) -> dict[CellKey, Cell]:
+    """cells.read_cells, noting in the current reading which sides answered."""
     cells, sources = read_cells(session, definition, **read)
-    if note and sources:
+    if sources:
         _note(rollup=True in sources, raw=False in sources)
     return cells
 
@@ -108,8 +120,10 @@ def time_series(
     start: datetime,
     end: datetime,
     filters: Filters,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
-    """Every bucket's point (count 0, value None when empty) and the summary of `metric` in [start, end)."""
+    """Every bucket's point (count 0, value None when empty) and the summary of `metric` in [start, end),
+    a duration counted on `clock`."""
     definition = METRICS[metric]
     if definition.kind in ("running", "difference"):
         window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
@@ -124,6 +138,7 @@ def time_series(
             start=start,
             end=end,
             filters=filters,
+            clock=clock,
         )
     by_index = _cells(
         session,
@@ -134,6 +149,7 @@ def time_series(
         filters=filters,
         group_by=(),
         bounds=buckets.bounds,
+        clock=clock,
     )
     cells: dict[int, Any] = {}
     total = Cell()
@@ -142,6 +158,16 @@ def time_series(
         cells[index] = _Row(cell.count, cell.avg, cell.min, cell.max)
         total.add(cell.count, cell.sum, cell.min, cell.max)
     return _series(definition, buckets, cells, _Row(total.count, total.avg, total.min, total.max))
+
+
+def _value(definition: Metric, clock: Clock, params: dict[str, Any]) -> tuple[str, str]:
+    """The SQL of the measured value on `clock`, and what ends its subquery so that it is computed
+    once per event rather than once per aggregate that reads it (" OFFSET 0" for a business value)."""
+    clock = clock.for_metric(definition)
+    if not clock.business:
+        return clock_value_sql(definition, clock), ""
+    params["schedule_id"] = clock.schedule_id
+    return clock_value_sql(definition, clock), " OFFSET 0"
 
 
 @dataclass(frozen=True)
@@ -161,15 +187,17 @@ def _raw_time_series(
     start: datetime,
     end: datetime,
     filters: Filters,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
     """time_series computed from raw events alone."""
     params: dict[str, Any] = {"bounds": list(buckets.bounds)}
     source = events_source(definition, org_id, start, end, filters, params)
+    value, once = _value(definition, clock, params)
     sql = text(
         "SELECT GROUPING(idx) AS is_total, idx,"
         f" {count_sql(definition)} AS n, avg(v) AS avg, min(v) AS min, max(v) AS max"
         f" FROM (SELECT {bucket_index('e.occurred_at')} AS idx,"
-        f" {value_sql(definition)} AS v {source}) s"
+        f" {value} AS v {source}{once}) s"
         " GROUP BY GROUPING SETS ((idx), ())"
     )
     _note(raw=True)
@@ -277,33 +305,46 @@ def aggregate(
     buckets: Buckets | None = None,
     percentiles: Sequence[int] = (),
     options: ReadOptions | None = None,
+    clock: Clock = CALENDAR,
 ) -> dict[CellKey, dict[str, Any]]:
-    """Count (and avg, min, max, percentiles) of `metric` per group and bucket with events.
+    """Count (and avg, min, max, percentiles) of `metric` per group and bucket with events, a duration
+    counted on `clock`.
 
     Percentiles are exact unless `options` (default: the current reading's) allow sketches and the
     measurements outnumber its threshold; then they are within sketch.ALPHA of exact.
     """
     options = options or _options.get()
     definition = METRICS[metric]
-    window = {"org_id": org_id, "start": start, "end": end, "filters": filters, "group_by": group_by}
+    window = {
+        "org_id": org_id,
+        "start": start,
+        "end": end,
+        "filters": filters,
+        "group_by": group_by,
+    }
     if definition.kind == "running":
         return _running(session, definition, buckets=buckets, options=options, **window)
     if definition.kind == "difference":
         return _difference(session, definition, buckets=buckets, options=options, **window)
-    if not definition.is_duration:
+    if not definition.has_percentiles:
         percentiles = ()
+    window["clock"] = clock
     if not options.rollups:
         return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
     bounds = buckets.bounds if buckets is not None else None
     wants_percentiles = bool(percentiles) and not definition.is_count
-    # With percentiles this first read only counts the measurements, to choose exact or sketches.
-    cells = _cells(session, definition, bounds=bounds, note=not wants_percentiles, **window)
+    if wants_percentiles and options.approximate_above is None:
+        return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+    # One read brings counts and sketches together: the counts choose exact or sketches afterwards.
+    cells, sources = read_cells(session, definition, bounds=bounds, sketches=wants_percentiles, **window)
     if wants_percentiles:
         measured = sum(cell.count for cell in cells.values())
-        if options.approximate_above is None or measured <= options.approximate_above:
+        assert options.approximate_above is not None
+        if measured <= options.approximate_above:
             return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
-        cells = _cells(session, definition, bounds=bounds, sketches=True, **window)
         _note(approximate=True)
+    if sources:
+        _note(rollup=True in sources, raw=False in sources)
     out: dict[CellKey, dict[str, Any]] = {}
     fractions = [p / 100 for p in percentiles]
     for key, cell in cells.items():
@@ -332,18 +373,20 @@ def _raw_aggregate(
     group_by: Sequence[str] = (),
     buckets: Buckets | None = None,
     percentiles: Sequence[int] = (),
+    clock: Clock = CALENDAR,
 ) -> dict[CellKey, dict[str, Any]]:
     """aggregate computed from raw events alone, with exact percentiles."""
     _note(raw=True)
     params: dict[str, Any] = {}
     source = events_source(definition, org_id, start, end, filters, params)
+    value, once = _value(definition, clock, params)
     inner = [f"e.{column(name, GROUPABLE)} AS g{i}" for i, name in enumerate(group_by)]
     keys = [f"g{i}" for i in range(len(group_by))]
     if buckets is not None:
         params["bounds"] = list(buckets.bounds)
         inner.append(f"{bucket_index('e.occurred_at')} AS idx")
         keys.append("idx")
-    inner.append(f"{value_sql(definition)} AS v")
+    inner.append(f"{value} AS v")
     outer = [*keys, f"{count_sql(definition)} AS n"]
     if not definition.is_count:
         outer += ["avg(v) AS avg", "min(v) AS min", "max(v) AS max"]
@@ -354,7 +397,7 @@ def _raw_aggregate(
                 "percentile_cont(CAST(:fractions AS double precision[])) WITHIN GROUP (ORDER BY v) AS pct"
             )
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
-    sql = text(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} {source}) s{group}")
+    sql = text(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} {source}{once}) s{group}")
 
     cells: dict[CellKey, dict[str, Any]] = {}
     for row in session.execute(sql, params):
@@ -454,8 +497,9 @@ def measure(
     filters: Filters,
     percentiles: Sequence[int] = (),
     options: ReadOptions | None = None,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
-    """Count, avg, min, max (and percentiles) of `metric` over the whole of [start, end)."""
+    """Count, avg, min, max (and percentiles) of `metric` over the whole of [start, end), on `clock`."""
     cells = aggregate(
         session,
         org_id=org_id,
@@ -465,5 +509,6 @@ def measure(
         filters=filters,
         percentiles=percentiles,
         options=options,
+        clock=clock,
     )
     return cells.get(((), None)) or empty_stats(metric, percentiles)

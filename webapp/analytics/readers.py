@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import current, popular, queries, reports, snapshots, support
 from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.cache import Computed, Shortcuts, read_through
+from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import METRICS
 from webapp.analytics.window import Window
 from webapp.core.filters import Filters
@@ -81,16 +82,24 @@ class TimeSeriesRead:
     window: Window
     filters: Filters
     exact: bool = False
+    clock: Clock = CALENDAR
 
     def params(self) -> dict[str, Any]:
-        return {"route": self.route, "metric": self.metric, **_ranged(self.window, self.filters, self.exact)}
+        return {
+            "route": self.route,
+            "metric": self.metric,
+            **_ranged(self.window, self.filters, self.exact),
+            **self.clock.params(),
+        }
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> TimeSeriesRead:
-        return cls(p["metric"], Window.from_params(p), p["filters"], bool(p.get("exact")))
+        return cls(
+            p["metric"], Window.from_params(p), p["filters"], bool(p.get("exact")), Clock.from_params(p)
+        )
 
     def families(self) -> set[str]:
-        return set(METRICS[self.metric].families)
+        return set(METRICS[self.metric].families) | self.clock.families()
 
     def options(self) -> queries.ReadOptions:
         return queries.ReadOptions(rollups=not self.exact)
@@ -105,6 +114,7 @@ class TimeSeriesRead:
             start=window.start,
             end=window.end,
             filters=self.filters,
+            clock=self.clock,
         )
 
 
@@ -153,6 +163,7 @@ class DashboardRead:
     filters: Filters
     targets: dict[str, dict[str, float]]
     exact: bool = False
+    clock: Clock = CALENDAR
 
     def params(self) -> dict[str, Any]:
         return {
@@ -160,14 +171,17 @@ class DashboardRead:
             "previous_start": self.window.previous_start().isoformat(),
             "targets": self.targets,
             **_ranged(self.window, self.filters, self.exact),
+            **self.clock.params(),
         }
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> DashboardRead:
-        return cls(Window.from_params(p), p["filters"], p["targets"], bool(p.get("exact")))
+        return cls(
+            Window.from_params(p), p["filters"], p["targets"], bool(p.get("exact")), Clock.from_params(p)
+        )
 
     def families(self) -> set[str]:
-        return set(reports.DASHBOARD_FAMILIES) | _current_filters(self.filters)
+        return set(reports.DASHBOARD_FAMILIES | reports.CLOCK_FAMILIES) | _current_filters(self.filters)
 
     def options(self) -> queries.ReadOptions:
         return queries.ReadOptions(rollups=not self.exact)
@@ -180,6 +194,7 @@ class DashboardRead:
             filters=self.filters,
             targets=self.targets,
             now=utcnow(),
+            clock=self.clock,
         )
 
 
@@ -194,15 +209,20 @@ class PerformanceRead:
     targets: dict[str, dict[str, float]]
     exact: bool = False
     approximate_above: int | None = None
+    clock: Clock = CALENDAR
+    group_by: str | None = None
 
     def params(self) -> dict[str, Any]:
         params = {
             "route": self.route,
             "targets": self.targets,
             **_ranged(self.window, self.filters, self.exact),
+            **self.clock.params(),
         }
         if self.approximate_above is not None and not self.exact:
             params["approximate_above"] = self.approximate_above
+        if self.group_by is not None:
+            params["group_by"] = self.group_by
         return params
 
     @classmethod
@@ -213,10 +233,12 @@ class PerformanceRead:
             p["targets"],
             bool(p.get("exact")),
             p.get("approximate_above"),
+            Clock.from_params(p),
+            p.get("group_by"),
         )
 
     def families(self) -> set[str]:
-        return set(reports.PERFORMANCE_FAMILIES) | _current_filters(self.filters)
+        return set(reports.PERFORMANCE_FAMILIES | reports.CLOCK_FAMILIES) | _current_filters(self.filters)
 
     def options(self) -> queries.ReadOptions:
         if self.exact:
@@ -229,8 +251,9 @@ class PerformanceRead:
             org_id=org_id,
             window=self.window,
             filters=self.filters,
-            targets=self.targets,
             now=utcnow(),
+            clock=self.clock,
+            group_by=self.group_by,
         )
 
 
@@ -241,6 +264,8 @@ class AggregationRead:
     route: ClassVar[str] = "aggregations"
     ttl: ClassVar[int | None] = None
     query: AggregationQuery
+    # Checked again once the groups are known (not part of the key: the answer is the same).
+    max_cells: int | None = None
 
     def params(self) -> dict[str, Any]:
         return {"route": self.route, "query": self.query.params()}
@@ -256,7 +281,7 @@ class AggregationRead:
         return self.query.options()
 
     def compute(self, session: Session, org_id: int) -> Any:
-        return run_aggregation(session, org_id=org_id, query=self.query)
+        return run_aggregation(session, org_id=org_id, query=self.query, max_cells=self.max_cells)
 
 
 @dataclass(frozen=True)

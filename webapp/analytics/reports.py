@@ -7,9 +7,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from webapp.analytics import current, queries, sla
+from webapp.analytics import current, queries, sla_compliance
+from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.window import Window
+from webapp.clocks.policy import policy_for
 from webapp.core.filters import Filters
+from webapp.core.vocabulary import PRIORITIES
 
 PERFORMANCE_PERCENTILES = (50, 95, 99)
 # KPI name -> (metric, statistic).
@@ -38,6 +41,8 @@ DASHBOARD_FAMILIES = frozenset(
     }
 )
 PERFORMANCE_FAMILIES = frozenset({"response", "resolution", "sla", "performance", "dist_priority"})
+# The SLA compliance of both runs on the policy's clock, which a schedule change moves.
+CLOCK_FAMILIES = frozenset({"schedules"})
 
 
 def change_pct(value: float | None, previous: float | None) -> float | None:
@@ -56,15 +61,18 @@ def dashboard(
     filters: Filters,
     targets: dict[str, dict[str, float]],
     now: datetime,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
-    """KPIs against the previous period, backlog, a daily ticket_count series, distributions and SLA."""
+    """KPIs (durations on `clock`) against the previous period, backlog, a daily ticket_count series,
+    distributions and SLA compliance under the policy in force. `targets` only key the cache: the
+    policy holds the targets."""
     start, end = window.start, window.end
     current_window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
     previous_window = {"org_id": org_id, "start": window.previous_start(), "end": start, "filters": filters}
     kpis = {}
     for name, (metric, statistic) in KPIS.items():
-        value = queries.measure(session, metric=metric, **current_window)[statistic]
-        previous = queries.measure(session, metric=metric, **previous_window)[statistic]
+        value = queries.measure(session, metric=metric, clock=clock, **current_window)[statistic]
+        previous = queries.measure(session, metric=metric, clock=clock, **previous_window)[statistic]
         kpis[name] = {"value": value, "previous": previous, "change_pct": change_pct(value, previous)}
     days = window.buckets("daily")
     series = queries.time_series(session, metric="ticket_count", buckets=days, **current_window)
@@ -79,7 +87,8 @@ def dashboard(
             field: current.distribution(session, field=field, **current_window)
             for field in ("status", "priority")
         },
-        "sla": sla.compliance(session, targets=targets, now=now, **current_window),
+        "sla": sla_compliance.report(session, now=now, **current_window),
+        **clock.echo(),
     }
 
 
@@ -89,18 +98,32 @@ def performance(
     org_id: int,
     window: Window,
     filters: Filters,
-    targets: dict[str, dict[str, float]],
     now: datetime,
+    clock: Clock = CALENDAR,
+    group_by: str | None = None,
 ) -> dict[str, Any]:
-    """Percentiles, avg and count of response and resolution time; SLA compliance and the targets used."""
+    """Percentiles, avg and count of response and resolution time on `clock`; SLA compliance under the
+    policy in force (its own clock), overall, by priority and by `group_by`, and the targets used."""
     ranged = {"org_id": org_id, "start": window.start, "end": window.end, "filters": filters}
+    report = sla_compliance.report(session, now=now, group_by=group_by, **ranged)
+    policy = policy_for(session, org_id)
     return {
+        **clock.echo(),
         "response_time": queries.measure(
-            session, metric="response_time", percentiles=PERFORMANCE_PERCENTILES, **ranged
+            session, metric="response_time", percentiles=PERFORMANCE_PERCENTILES, clock=clock, **ranged
         ),
         "resolution_time": queries.measure(
-            session, metric="resolution_time", percentiles=PERFORMANCE_PERCENTILES, **ranged
+            session, metric="resolution_time", percentiles=PERFORMANCE_PERCENTILES, clock=clock, **ranged
         ),
-        "sla": sla.compliance(session, targets=targets, now=now, **ranged),
-        "targets": targets,
+        "sla": report,
+        "targets": {
+            priority: {
+                # The first contract's names, then the policy's.
+                "first_response_hours": policy.target(priority, "first_reply"),
+                "resolution_hours": policy.target(priority, "resolution"),
+                "first_reply_hours": policy.target(priority, "first_reply"),
+                "next_reply_hours": policy.target(priority, "next_reply"),
+            }
+            for priority in PRIORITIES
+        },
     }

@@ -14,11 +14,13 @@ every hour they touched from all of its events, old ones included.
 
 A row keeps some of the dimensions, named by its grain (a bit mask): 0 keeps none (one row per
 metric and hour, for unfiltered reads), a single bit keeps one dimension (filters or group-by on
-it). A dimension a row does not keep is '' (NULL for assigned_to, whose NULL means unassigned when
-kept); the grain in the unique index tells them apart. There is no grain with every dimension on
-purpose: the five together have about 12,000 combinations, more than the events of an hour even at
-10M tickets a year, so such rows would be as many as the raw events and no faster to read. A read
-that filters or groups on two or more dimensions is answered from raw events.
+it), and the cube (rollup_sql.CUBE_GRAIN) keeps status, priority and channel together, for any
+filter or group-by over those three. A dimension a row does not keep is '' (NULL for assigned_to,
+whose NULL means unassigned when kept); the grain in the unique index tells them apart. There is no
+grain with every dimension on purpose: the five together have about 12,000 combinations, more than
+the events of an hour even at 10M tickets a year, so such rows would be as many as the raw events
+and no faster to read. A read that filters or groups on category or assigned_to together with
+another dimension is answered from raw events; planner.grain_for picks the grain of the others.
 
 Builds and merges of one organization are serialized by a transaction-level advisory lock, so two
 refreshes never write rollups from different snapshots in the wrong order, and a merge never adds
@@ -38,8 +40,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from webapp.analytics import business_rollups
 from webapp.analytics.metrics import ROLLED_METRICS, Metric
-from webapp.analytics.rollup_sql import DIMENSION_BITS, build_sql, merge_sql, statement_params
+from webapp.analytics.rollup_sql import build_sql, merge_sql, statement_params
 from webapp.core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -56,16 +59,6 @@ MERGE_GAP = timedelta(hours=24)
 MAINTAINED_SETTING = "analytics.rollups_maintained"
 # Memory for the aggregations of one merge (PostgreSQL's work_mem syntax).
 MERGE_WORK_MEM = "256MB"
-
-
-def grain_for(dimensions: Iterable[str]) -> int | None:
-    """The coarsest grain that keeps every dimension in `dimensions`; None when no grain does."""
-    needed = set(dimensions)
-    if not needed:
-        return 0
-    if len(needed) == 1:
-        return DIMENSION_BITS[needed.pop()]
-    return None
 
 
 @dataclass
@@ -135,7 +128,8 @@ def build(
     dirty marks inside the range are cleared. `fold_sketches`: a sketch an import merged counts as
     unchanged when its buckets are (see rollup_sql.build_sql). The caller commits.
     """
-    metrics = _metrics_of(event_types)
+    types = set(event_types)
+    metrics = _metrics_of(types)
     if not metrics:
         return BuildStats()
     if not locked:
@@ -152,8 +146,23 @@ def build(
             hi = min(lo + BUILD_CHUNK, last)
             row = session.execute(sql, {**params, "start": lo, "end": hi}).one()
             stats += BuildStats(int(row.written), int(row.removed), int(row.cleared), int((hi - lo) / HOUR))
+            # The marks just cleared were the business rollups' too: rebuild the same hours there.
+            business_rollups.build(session, org_id=org_id, start=lo, end=hi, event_types=types)
             lo = hi
     return stats
+
+
+def build_business(
+    session: Session, *, org_id: int, schedule_id: int, now: datetime | None = None, wait: bool = True
+) -> int | None:
+    """Build a schedule's business rollups afresh (business_rollups.rebuild_schedule) under the
+    organization's lock; None when the schedule is gone or, not `wait`ing, the lock is busy."""
+    if not lock(session, org_id, wait=wait):
+        return None
+    with _planner_settings(session, enable_nestloop="off"):
+        return business_rollups.rebuild_schedule(
+            session, org_id=org_id, schedule_id=schedule_id, end=ceil_hour(now or utcnow())
+        )
 
 
 @contextmanager
@@ -218,6 +227,7 @@ def merge_new_events(
         result = session.execute(
             text(merge_sql(metrics, events=events, tickets=tickets)), statement_params(metrics, org_id)
         )
+        business_rollups.merge_new_events(session, org_id=org_id, events=events)
     return BuildStats(written=int(result.rowcount or 0))
 
 

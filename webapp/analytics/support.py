@@ -3,7 +3,7 @@
 Both read the solved events tickets.history derives (one per solve, with the dimensions of the
 ticket), so filters apply as they do to the `solved` metric. Durations are measured by one SQL
 expression per clock (`_hours`): the calendar's, or a schedule's open time between two instants
-(business_open_seconds of migration 0006).
+(analytics.clock.business_hours_sql).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from webapp.analytics.clock import business_hours_sql
 from webapp.analytics.sql import filter_sql
 from webapp.core.filters import Filters
 from webapp.core.vocabulary import PRIORITIES, UNSOLVED_STATUSES
@@ -25,8 +26,7 @@ def _hours(start: str, end: str, schedule_id: int | None) -> str:
     """SQL for the hours between two instants: calendar time, or the schedule :schedule_id's open time."""
     if schedule_id is None:
         return f"(extract(epoch FROM ({end}) - ({start})) / 3600.0)"
-    opened = "business_open_seconds(:schedule_id, {})"
-    return f"(({opened.format(end)} - {opened.format(start)}) / 3600.0)"
+    return f"({business_hours_sql(start, end)})"
 
 
 def time_in_status(

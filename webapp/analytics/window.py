@@ -25,11 +25,12 @@ from webapp.core.timeutil import parse_datetime, zone
 
 
 class QueryError(ValueError):
-    """A request the analytics cannot answer as asked; `field` names the culprit."""
+    """A request the analytics cannot answer as asked; `field` names the culprit, `status` the answer."""
 
-    def __init__(self, message: str, field: str) -> None:
+    def __init__(self, message: str, field: str, status: int = 400) -> None:
         super().__init__(message)
         self.field = field
+        self.status = status
 
 
 @dataclass(frozen=True)

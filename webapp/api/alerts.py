@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
@@ -11,8 +12,11 @@ from sqlalchemy import text
 
 from webapp.alerts import evaluation, rules
 from webapp.alerts.rules import RuleError
+from webapp.analytics import cost
 from webapp.analytics.window import canonical_window
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.plumbing.writes import no_content, parse_patch
@@ -78,6 +82,7 @@ def list_() -> Response:
     errors=WRITE_ERRORS,
 )
 @require_role("admin")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a rule (201 with its Location)."""
     fields = parse_body(AlertCreate).model_dump()
@@ -164,6 +169,7 @@ def simulate(alert_id: int) -> Response:
     session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": timeout})
     with client_errors():
         window = canonical_window(body.start, body.end, tz=tz.key, default_tz=tz.key, now=now)
+        costs.check(cost.series(replace(window, granularity=definition.granularity)), field="end")
         try:
             found = evaluation.simulate(
                 session, rule.org_id, definition, tz, start=window.start, end=window.end, now=now

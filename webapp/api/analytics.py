@@ -12,13 +12,16 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import aggregations, readers, sla, snapshots
+from webapp.analytics import aggregations, cost, readers, sla, snapshots
 from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.cache import RawJson
+from webapp.analytics.clock import Clock, resolve
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
 from webapp.analytics.window import Window
 from webapp.api.cache import cache_shortcuts
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.responses import json_object
@@ -37,14 +40,13 @@ from webapp.api.schemas.analytics import (
     SnapshotList,
     SnapshotQuery,
     SnapshotRequest,
-    SupportQuery,
     TimeInStatus,
     TimeInStatusQuery,
     TimeSeries,
     TimeSeriesQuery,
 )
 from webapp.api.schemas.common import JobAccepted
-from webapp.clocks import schedules
+from webapp.api.schemas.fields import ClockFields
 from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import DASHBOARD_PERIODS
 from webapp.infra.db import get_session
@@ -57,6 +59,8 @@ bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_PERIOD = "30d"
 ERRORS = (400, 401, 403, 503)
+# Reads that take clock and schedule_id: a schedule the organization does not have is a 404.
+CLOCK_ERRORS = (400, 401, 403, 404, 503)
 
 
 def _query(model: type[M]) -> M:
@@ -144,6 +148,13 @@ def _heavy(org_id: int, query: AggregationQuery) -> bool:
     return cost > current_app.config["AGGREGATION_ASYNC_THRESHOLD"]
 
 
+def _clock(org_id: int, query: ClockFields) -> Clock:
+    """The clock the request asks for (inside client_errors: a 400, or 404 for a foreign schedule)."""
+    if query.clock == "calendar" and query.schedule_id is None:
+        return resolve(get_session(), org_id, "calendar", None)  # no database round trip
+    return resolve(_session(), org_id, query.clock, query.schedule_id)
+
+
 def _dashboard_head(query: DashboardQuery, window: Window) -> dict[str, Any]:
     """What the dashboard answer says of its period and the one before it."""
     return {
@@ -162,7 +173,7 @@ def _dashboard_head(query: DashboardQuery, window: Window) -> dict[str, Any]:
     query=TimeSeriesQuery,
     responses={200: TimeSeries},
     path_enums={"metric": tuple(METRICS)},
-    errors=ERRORS,
+    errors=CLOCK_ERRORS,
 )
 @require_role("viewer", read_only=True)
 def time_series(metric: str) -> Response:
@@ -171,8 +182,11 @@ def time_series(metric: str) -> Response:
     org = _org()
     with client_errors():  # the window is checked (bucket count too) before any SQL or cache lookup
         window = query.window(default_tz=org.timezone, now=utcnow(), granularity=query.granularity)
-        value, meta = _read(org.id, readers.TimeSeriesRead(metric, window, query.filters, query.exact))
-    head = {"metric": metric, "unit": METRICS[metric].unit, "granularity": query.granularity}
+        costs.check(cost.series(window))
+        costs.spend(org.id, window, query.exact)
+        clock = _clock(org.id, query).for_metric(METRICS[metric])
+        value, meta = _read(org.id, readers.TimeSeriesRead(metric, window, query.filters, query.exact, clock))
+    head = {"metric": metric, "unit": METRICS[metric].unit, "granularity": query.granularity, **clock.echo()}
     return json_object({**head, **window.echo(), "filters": query.filters}, value, {"meta": meta})
 
 
@@ -183,18 +197,26 @@ def time_series(metric: str) -> Response:
     tag="analytics",
     body=AggregationRequest,
     responses={200: Aggregation, 202: JobAccepted},
-    errors=ERRORS,
+    errors=CLOCK_ERRORS,
 )
 @require_role("viewer")
+@idempotent
 def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
     body = parse_body(AggregationRequest)
     org = _org()
     with client_errors():
         approximate_above = _approximate_above(body.exact)
-        query = body.query(default_tz=org.timezone, now=utcnow(), approximate_above=approximate_above)
+        clock = _clock(org.id, body)
+        query = body.query(
+            default_tz=org.timezone, now=utcnow(), approximate_above=approximate_above, clock=clock
+        )
+        # async only lifts the wait, never the size of the answer: both are checked before any query.
+        costs.check(query.estimate())
+        costs.spend(org.id, query.window, query.exact)
         if body.async_ or _heavy(org.id, query):
             return submit_job("aggregation", query.params())
-        value, meta = _read(org.id, readers.AggregationRead(query))
+        max_cells = current_app.config["ANALYTICS_MAX_CELLS"]
+        value, meta = _read(org.id, readers.AggregationRead(query, max_cells))
     return json_object(value, {"meta": meta})
 
 
@@ -214,6 +236,7 @@ def distribution(field: str) -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
+        costs.spend(org.id, window, query.exact)
         value, meta = _read(org.id, readers.DistributionRead(field, window, query.filters, query.exact))
     return json_object(value, {**window.echo(), "filters": query.filters, "meta": meta})
 
@@ -224,7 +247,7 @@ def distribution(field: str) -> Response:
     tag="analytics",
     query=DashboardQuery,
     responses={200: Dashboard},
-    errors=ERRORS,
+    errors=CLOCK_ERRORS,
 )
 @require_role("viewer", read_only=True)
 def dashboard() -> Response:
@@ -236,18 +259,23 @@ def dashboard() -> Response:
     days = DASHBOARD_PERIODS[query.period or DEFAULT_PERIOD]
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow(), days=days)
+        # Its daily series is bucketed (and counted) here, so a range it cannot bucket runs no query.
+        costs.check(cost.series(window, granularity="daily"), field="start/end")
+        costs.spend(org.id, window, query.exact)
         targets = sla.targets_for(org.sla_targets)
-        value, meta = _read(org.id, readers.DashboardRead(window, query.filters, targets, query.exact))
+        clock = _clock(org.id, query)
+        value, meta = _read(org.id, readers.DashboardRead(window, query.filters, targets, query.exact, clock))
     return json_object(_dashboard_head(query, window), value, {"meta": meta})
 
 
 @bp.get("/performance")
 @document(
-    "p50/p95/p99/avg/count of response and resolution time, SLA compliance overall and by priority",
+    "p50/p95/p99/avg/count of response and resolution time (on clock), SLA compliance under the policy "
+    "overall, by priority and by group_by",
     tag="analytics",
     query=PerformanceQuery,
     responses={200: Performance},
-    errors=ERRORS,
+    errors=CLOCK_ERRORS,
 )
 @require_role("viewer", read_only=True)
 def performance() -> Response:
@@ -255,29 +283,15 @@ def performance() -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
+        costs.spend(org.id, window, query.exact)
         targets = sla.targets_for(org.sla_targets)
         approximate_above = _approximate_above(query.exact)
-        read = readers.PerformanceRead(window, query.filters, targets, query.exact, approximate_above)
+        clock = _clock(org.id, query)
+        read = readers.PerformanceRead(
+            window, query.filters, targets, query.exact, approximate_above, clock, query.group_by
+        )
         value, meta = _read(org.id, read)
     return json_object({**window.echo(), "filters": query.filters}, value, {"meta": meta})
-
-
-def _schedule_of(org_id: int, query: SupportQuery) -> int | None:
-    """The schedule a clock=business read counts on (None: the calendar); 400 or 404 when there is none."""
-    if query.clock == "calendar":
-        if query.schedule_id is not None:
-            raise ApiError(400, "schedule_id is for clock=business", details={"field": "schedule_id"})
-        return None
-    if query.schedule_id is not None:
-        if schedules.get_schedule(_session(), org_id, query.schedule_id) is None:
-            raise ApiError(404, "schedule not found", details={"field": "schedule_id"})
-        return query.schedule_id
-    default = schedules.default_schedule(_session(), org_id)
-    if default is None:
-        raise ApiError(
-            400, "clock=business needs a schedule: create one or pass schedule_id", details={"field": "clock"}
-        )
-    return default.id
 
 
 @bp.get("/time-in-status")
@@ -294,9 +308,10 @@ def time_in_status() -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
-        read = readers.TimeInStatusRead(window, query.filters, _schedule_of(org.id, query))
+        clock = _clock(org.id, query)
+        read = readers.TimeInStatusRead(window, query.filters, clock.schedule_id)
         value, meta = _read(org.id, read)
-    head = {**window.echo(), "filters": query.filters, "clock": query.clock}
+    head = {**window.echo(), "filters": query.filters, **clock.echo()}
     return json_object(head, value, {"meta": meta})
 
 
@@ -316,10 +331,10 @@ def agents() -> Response:
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
         targets = sla.targets_for(org.sla_targets)
-        schedule_id = _schedule_of(org.id, query)
-        read = readers.AgentsRead(window, query.filters, targets, query.min_tickets, schedule_id)
+        clock = _clock(org.id, query)
+        read = readers.AgentsRead(window, query.filters, targets, query.min_tickets, clock.schedule_id)
         value, meta = _read(org.id, read)
-    head = {**window.echo(), "filters": query.filters, "clock": query.clock, "min_tickets": query.min_tickets}
+    head = {**window.echo(), "filters": query.filters, **clock.echo(), "min_tickets": query.min_tickets}
     return json_object(head, value, {"meta": meta})
 
 
@@ -353,6 +368,7 @@ def list_snapshots() -> Response:
     errors=ERRORS,
 )
 @require_role("admin")
+@idempotent
 def request_snapshot() -> tuple[Response, int, dict[str, str]]:
     body = parse_body(SnapshotRequest)
     first, _ = snapshots.snapshot_period(body.type, body.date)

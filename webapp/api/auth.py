@@ -14,11 +14,14 @@ from sqlalchemy import func, select
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.schemas.common import LoginRequest, Strict, TokenResponse
+from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
+from webapp.infra.redis_client import get_redis
 from webapp.models import User
+from webapp.security import families, throttle
 from webapp.security.admission import current_claims, current_principal, require_role
 from webapp.security.passwords import verify_password
-from webapp.security.tokens import access_token_for, issue_tokens, revoke_token
+from webapp.security.tokens import UNAUTHORIZED_HEADERS, issue_tokens, revoke_token
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -34,34 +37,50 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 )
 def login() -> Response:
     data = parse_body(LoginRequest)
+    throttle.check_login(data.email)  # before the password is hashed
     session = get_session()
     user = session.scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
     if not verify_password(user, data.password):
+        throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     assert user is not None
-    return jsonify(issue_tokens(user))
+    if user.disabled_at is not None:
+        raise ApiError(401, "this user is disabled")
+    throttle.login_succeeded(data.email)
+    tokens = issue_tokens(user)
+    session.commit()
+    return jsonify(tokens)
 
 
 @bp.post("/refresh")
 @document(
-    "Exchange a refresh token (as the bearer token) for a new access token",
+    "Exchange a refresh token (as the bearer token) for a new access token and a new refresh token; "
+    "the one sent is used up, and sending it again revokes every token of its login",
     tag="auth",
     responses={200: TokenResponse},
-    errors=(401,),
+    errors=(401, 429),
 )
 @require_role("viewer", refresh=True)
 def refresh() -> Response:
     principal = current_principal()
-    user = get_session().get(User, principal.user_id)
-    if user is None or user.org_id != principal.org_id:
-        raise ApiError(401, "token user no longer exists")
-    return jsonify(
-        {
-            "access_token": access_token_for(user),
-            "token_type": "Bearer",
-            "expires_in": current_app.config["JWT_ACCESS_TOKEN_MINUTES"] * 60,
-        }
-    )
+    session = get_session()
+    user = session.get(User, principal.user_id)
+    if user is None or user.org_id != principal.org_id or user.disabled_at is not None:
+        raise ApiError(401, "token user no longer exists", headers=UNAUTHORIZED_HEADERS)
+    try:
+        family = families.use_refresh(
+            session,
+            get_redis(),
+            jti=current_claims()["jti"],
+            user_id=user.id,
+            now=utcnow(),
+            grace_seconds=current_app.config["REFRESH_REUSE_GRACE_SECONDS"],
+        )
+    except families.RefreshRefused as exc:
+        raise ApiError(401, str(exc), headers=UNAUTHORIZED_HEADERS) from exc
+    tokens = issue_tokens(user, family=family)
+    session.commit()
+    return jsonify(tokens)
 
 
 class LogoutRequest(Strict):
@@ -76,7 +95,8 @@ class LogoutResponse(BaseModel):
 
 @bp.post("/logout")
 @document(
-    "Revoke the bearer access token (and the refresh token in the body, if given) until they expire",
+    "Revoke the bearer access token and every token of its login (its refresh tokens too), and the "
+    "refresh token in the body, if given, with its login's tokens",
     tag="auth",
     body=LogoutRequest,
     body_optional=True,
@@ -85,13 +105,15 @@ class LogoutResponse(BaseModel):
 )
 @require_role("viewer")
 def logout() -> Response:
-    # The body is optional: a bare POST revokes the access token alone.
+    # The body is optional: the access token's family holds the refresh tokens of its login.
     refresh_token = parse_body(LogoutRequest).refresh_token if request.data else None
     refresh_claims = _refresh_claims(refresh_token) if refresh_token else None
-    revoke_token(current_claims())
+    claims = current_claims()
+    revoke_token(claims)
     revoked = ["access"]
     if refresh_claims is not None:
         revoke_token(refresh_claims)
+    if refresh_claims is not None or "fam" in claims:
         revoked.append("refresh")
     return jsonify({"revoked": revoked})
 

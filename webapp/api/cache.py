@@ -8,6 +8,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify
 from webapp.analytics import cache
 from webapp.analytics.popular import Tally
 from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.spec import document
 from webapp.api.schemas.common import JobAccepted
@@ -47,5 +48,6 @@ def invalidate() -> Response:
     errors=(401, 403, 503),
 )
 @require_role("admin")
+@idempotent
 def refresh() -> tuple[Response, int, dict[str, str]]:
     return submit_job("cache_refresh", {})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.schemas.embed import EmbedToken, EmbedTokenRequest
@@ -25,6 +26,7 @@ bp = Blueprint("embed_tokens", __name__)
     errors=(400, 401, 403, 429),
 )
 @require_role("admin")
+@idempotent
 def create_embed_token() -> tuple[Response, int]:
     """Sign a link to the body's view for the caller's organization."""
     body = parse_body(EmbedTokenRequest)

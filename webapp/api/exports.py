@@ -12,10 +12,14 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from sqlalchemy.orm import Session
 from werkzeug.http import quote_header_value
 
+from webapp.analytics.clock import CALENDAR, resolve
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model, parse_query
+from webapp.api.plumbing.writes import no_content
 from webapp.api.schemas.common import JobAccepted
 from webapp.api.schemas.exports import (
     EXPORT_REQUESTS,
@@ -25,6 +29,7 @@ from webapp.api.schemas.exports import (
     ExportMode,
     ExportRequest,
 )
+from webapp.api.schemas.fields import ClockFields
 from webapp.core.timeutil import utcnow
 from webapp.exports import encoders, records, tables, xlsx
 from webapp.exports.progress import Progress
@@ -32,9 +37,15 @@ from webapp.exports.spec import CONTENT_TYPES, MEDIA_TYPES, ExportSpec
 from webapp.infra.db import close_quietly, get_session, session_factory
 from webapp.jobs import lifecycle as job_domain
 from webapp.models import Organization
-from webapp.models.jobs import Export
+from webapp.models.jobs import Export, Job
 from webapp.security import signing
-from webapp.security.admission import current_principal, require_role
+from webapp.security.admission import (
+    Principal,
+    current_principal,
+    presented_principal,
+    require_role,
+    spend_budget,
+)
 
 bp = Blueprint("exports", __name__)
 
@@ -72,9 +83,10 @@ def _export_request() -> DatasetExport:
     body=ExportRequest,
     responses={202: JobAccepted, 200: None},
     binary={200: MEDIA_TYPES},
-    errors=(400, 401, 403, 422, 429, 503),
+    errors=(400, 401, 403, 404, 422, 429, 503),
 )
 @require_role("viewer")
+@idempotent
 def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     mode = parse_query(ExportMode).mode
     body = _export_request()
@@ -82,7 +94,12 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     if org is None:
         raise ApiError(401, "the token's organization no longer exists")
     with client_errors():
-        spec = body.spec(default_tz=org.timezone, now=utcnow())
+        query = body.query
+        clock = CALENDAR
+        if isinstance(query, ClockFields):
+            clock = resolve(get_session(), org.id, query.clock, query.schedule_id)
+        spec = body.spec(default_tz=org.timezone, now=utcnow(), clock=clock)
+        costs.check_export(spec, org.id)
     if mode == "async":
         _check_active_cap(org.id, spec)
         return submit_job("export", spec.params())
@@ -185,8 +202,8 @@ def _sync_export(org_id: int, spec: ExportSpec) -> Response:
     return response
 
 
-def _export_or_404(export_id: str) -> Export:
-    export = records.get(get_session(), org_id=current_principal().org_id, export_id=export_id)
+def _export_or_404(export_id: str, org_id: int, *, lock: bool = False) -> Export:
+    export = records.get(get_session(), org_id=org_id, export_id=export_id, lock=lock)
     if export is None:
         raise not_found("export")
     return export
@@ -199,18 +216,22 @@ def _available(export: Export, now: datetime) -> Export:
     return export
 
 
-def _linked(export_id: str, token: str, now: datetime) -> Export:
-    """The export a download link opens: 403 for a link that is not valid for it, 404 for another
-    organization's (as unknown as a missing export, signed or not), 410 once expired or gone."""
+def _linked(export_id: str, token: str, now: datetime, principal: Principal | None) -> Export:
+    """The export a download link opens: 403 for a link that is not valid for it, 404 for a deleted
+    export or (with a bearer token) another organization's, 410 once expired or gone.
+
+    The link is the credential: without a token it spends its organization's export budget."""
     try:
         claims = signing.verify(token)
     except signing.BadLink as exc:
         raise ApiError(403, "the download link is not valid") from exc
     if claims.export_id != export_id:
         raise ApiError(403, "the download link is not valid")
-    if claims.org_id != current_principal().org_id:
+    if principal is None:
+        spend_budget(claims.org_id, "exports")
+    elif claims.org_id != principal.org_id:
         raise not_found("export")
-    export = _export_or_404(export_id)
+    export = _export_or_404(export_id, claims.org_id)
     if claims.expired(now):
         raise ApiError(410, f"the download link has expired; GET /api/v1/exports/{export_id} for a fresh one")
     return _available(export, now)
@@ -245,21 +266,43 @@ def _info(export: Export, now: datetime) -> dict[str, Any]:
 @require_role("viewer")
 def get(export_id: str) -> Response:
     now = utcnow()
-    return jsonify(_info(_available(_export_or_404(export_id), now), now))
+    return jsonify(_info(_available(_export_or_404(export_id, current_principal().org_id), now), now))
+
+
+@bp.delete("/exports/<export_id>")
+@document(
+    "Delete an export (its maker's or, for an admin, any of the organization's): the file is removed "
+    "and every download link of it answers 404 from then on",
+    tag="exports",
+    responses={204: None},
+    errors=(401, 403, 404, 429),
+)
+@require_role("viewer")
+def delete(export_id: str) -> Response:
+    principal = current_principal()
+    session = get_session()
+    export = _export_or_404(export_id, principal.org_id, lock=True)
+    job = session.get(Job, export.job_id)
+    if principal.role != "admin" and (job is None or job.created_by != principal.user_id):
+        raise ApiError(403, "only the export's maker or an admin may delete it")
+    records.remove(session, export, _directory())
+    return no_content()
 
 
 @bp.get("/exports/<export_id>/download")
 @document(
-    "Download an export file through its signed link (with the bearer token of the same organization)",
+    "Download an export file through its signed link, which is credential enough until it expires "
+    "or the export is deleted; a bearer token, if sent, must be of the same organization",
     tag="exports",
     query=DownloadQuery,
     responses={200: None},
     binary={200: MEDIA_TYPES},
-    errors=(400, 401, 403, 404, 410),
+    errors=(400, 401, 403, 404, 410, 429),
+    auth="optional",
 )
-@require_role("viewer")
 def download(export_id: str) -> Response:
-    export = _linked(export_id, parse_query(DownloadQuery).token, utcnow())
+    token = parse_query(DownloadQuery).token
+    export = _linked(export_id, token, utcnow(), presented_principal())
     response = send_file(
         Path(export.path),
         mimetype=_media_type(export.format),

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, request
 from pydantic import RootModel
 
 from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.spec import check_json_text, document
 from webapp.api.schemas.common import JobAccepted
@@ -76,6 +77,7 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
     errors=(400, 401, 403, 413, 415, 503),
 )
 @require_role("agent")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     """Store the parsed rows with an import job and answer 202 with where to poll it."""
     fmt = _format()

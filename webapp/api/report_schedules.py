@@ -10,7 +10,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
 
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model
 from webapp.api.plumbing.writes import no_content, parse_patch
@@ -70,7 +72,9 @@ def export_params(export: dict[str, Any], timezone: str, now: datetime) -> dict[
         )
         model = model.model_copy(update={"query": resolved})
     with client_errors():
-        return model.spec(default_tz=tz_name, now=now).params()
+        spec = model.spec(default_tz=tz_name, now=now)
+        costs.check_export(spec)
+        return spec.params()
 
 
 def _answer(schedule: ScheduleRow) -> dict[str, Any]:
@@ -95,6 +99,7 @@ def list_() -> Response:
     errors=WRITE_ERRORS,
 )
 @require_role("admin")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a schedule (201 with its next run)."""
     body = parse_model(ReportScheduleCreate, json_body())
@@ -164,6 +169,7 @@ def delete(report_schedule_id: int) -> Response:
     errors=(400, 401, 403, 404, 429, 503),
 )
 @require_role("admin")
+@idempotent
 def run(report_schedule_id: int) -> tuple[Response, int, dict[str, str]]:
     """Run the schedule now: its export job (202)."""
     schedule, principal = _own(report_schedule_id), current_principal()

@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, url_for
 
 from webapp.analytics import cache
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.schemas.schedules import Schedule, ScheduleCreate, ScheduleList, ScheduleUpdate
 from webapp.clocks import schedules as domain
@@ -69,6 +70,7 @@ def list_() -> Response:
     errors=WRITE_ERRORS,
 )
 @require_role("admin")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     fields = parse_body(ScheduleCreate).model_dump()
     org_id = current_principal().org_id

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, url_for
 
 from webapp import models
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import answer_before_commit, idempotent
 from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.schemas.common import Reply, Satisfaction, Ticket, TicketList, TicketListQuery
 from webapp.core.filters import FilterError, parse_filters
@@ -55,10 +56,14 @@ def _refused(exc: TicketError) -> ApiError:
     return ApiError(exc.status, str(exc), details={"field": exc.field})
 
 
-def _committed(org_id: int, change: writes.Change, fields: dict[str, Any]) -> dict[str, Any]:
-    """Commit the change, then what follows it (rollups, cache, live clients); the ticket as JSON."""
+def _committed(
+    org_id: int, change: writes.Change, fields: dict[str, Any], *, status: int = 200
+) -> dict[str, Any]:
+    """Commit the change (with its answer, for an Idempotency-Key), then what follows it (rollups,
+    cache, live clients); the ticket as JSON."""
     session = get_session()
     body = change.ticket.to_dict()
+    answer_before_commit(status, body, _location(body) if status == 201 else None)
     session.commit()
     after_ticket_change(session, get_redis(), org_id, change, tuple(fields))
     return body
@@ -79,6 +84,7 @@ def _filters(query: TicketListQuery) -> dict[str, list[str | None]]:
     responses={201: Ticket},
 )
 @require_role("agent")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a ticket with its events; 201 with its Location."""
     fields = parse_body(TicketCreate).model_dump(exclude_unset=True)
@@ -87,8 +93,12 @@ def create() -> tuple[Response, int, dict[str, str]]:
         change = writes.create_ticket(get_session(), org, fields)
     except TicketError as exc:
         raise _refused(exc) from exc
-    body = _committed(org.id, change, fields)
-    return jsonify(body), 201, {"Location": url_for("api.tickets.get", ticket_id=body["id"])}
+    body = _committed(org.id, change, fields, status=201)
+    return jsonify(body), 201, _location(body)
+
+
+def _location(body: dict[str, Any]) -> dict[str, str]:
+    return {"Location": url_for("api.tickets.get", ticket_id=body["id"])}
 
 
 @bp.get("/<int:ticket_id>")

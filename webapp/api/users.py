@@ -1,4 +1,4 @@
-"""Users of the caller's organization: admins list and create them."""
+"""Users of the caller's organization: admins list, create and delete them."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.spec import document, parse_body
+from webapp.api.plumbing.writes import no_content
 from webapp.api.schemas.common import Role, Strict
+from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
+from webapp.infra.redis_client import get_redis
 from webapp.models import User
+from webapp.security import accounts
 from webapp.security.admission import current_principal, require_role
 from webapp.security.passwords import hash_password
 
@@ -35,6 +40,9 @@ class UserList(BaseModel):
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
+# User ids are integers: a larger one names no user (and would be a database error).
+MAX_USER_ID = 2**31 - 1
+
 
 @bp.get("")
 @document("The organization's users", tag="users", responses={200: UserList})
@@ -55,6 +63,7 @@ def list_() -> Response:
     errors=(400, 401, 403, 409),
 )
 @require_role("admin")
+@idempotent
 def create() -> tuple[Response, int]:
     data = parse_body(UserCreate)
     session = get_session()
@@ -74,3 +83,23 @@ def create() -> tuple[Response, int]:
         session.rollback()
         raise ApiError(409, "a user with this email already exists", details={"field": "email"}) from exc
     return jsonify(user.to_dict()), 201
+
+
+@bp.delete("/<int:user_id>")
+@document(
+    "Delete a user of the organization: every token issued to them is refused from the next request on",
+    tag="users",
+    responses={204: None},
+    errors=(400, 401, 403, 404, 429),
+)
+@require_role("admin")
+def delete(user_id: int) -> Response:
+    principal = current_principal()
+    session = get_session()
+    user = session.get(User, user_id) if user_id <= MAX_USER_ID else None
+    if user is None or user.org_id != principal.org_id:
+        raise not_found("user")
+    if user.id == principal.user_id:
+        raise ApiError(400, "an admin cannot delete themselves", details={"field": "user_id"})
+    accounts.delete_user(session, get_redis(), user, utcnow())
+    return no_content()

@@ -12,6 +12,7 @@ from datetime import datetime
 from flask import Blueprint, Response, current_app, jsonify, url_for
 
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.plumbing.writes import no_content, parse_patch
 from webapp.api.schemas.webhooks import (
@@ -84,6 +85,7 @@ def list_() -> Response:
     errors=WRITE_ERRORS,
 )
 @require_role("admin")
+@idempotent
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a webhook; the answer holds its secret this once."""
     body = parse_body(WebhookCreate)
@@ -156,6 +158,7 @@ def delete(webhook_id: int) -> Response:
     errors=(401, 403, 404, 409, 429),
 )
 @require_role("admin")
+@idempotent
 def test(webhook_id: int) -> tuple[Response, int]:
     """Make a webhook.test delivery and hand it to the workers (202)."""
     webhook, now = _own(webhook_id), utcnow()

@@ -1,4 +1,5 @@
-"""JSON as the platform accepts it from clients: standard JSON, finite numbers, bounded nesting.
+"""JSON as the platform accepts it from clients: standard JSON, finite numbers, bounded nesting,
+element count and string length.
 
 Python's json module takes NaN and Infinity, turns 1e400 into infinity, and recurses once per
 nesting level (a deep enough document raises RecursionError, not a ValueError). None of those can be
@@ -12,6 +13,11 @@ import math
 from typing import Any
 
 MAX_DEPTH = 64
+# Arrays' items and objects' values in one document: an import of IMPORT_MAX_ROWS tickets (10,000 of
+# about 14 each) fits; a body of `[{},{},...]` past it is refused before pydantic sees any of it.
+MAX_ELEMENTS = 200_000
+# Characters in one string (keys too): no field the platform stores is longer.
+MAX_STRING_CHARS = 65_536
 
 
 class JsonError(ValueError):
@@ -33,8 +39,9 @@ def _finite(text: str) -> float:
     return value
 
 
-def loads(text: str | bytes) -> Any:
-    """The decoded document, or JsonError saying what is wrong with it."""
+def loads(text: str | bytes, *, max_elements: int = MAX_ELEMENTS, max_string: int = MAX_STRING_CHARS) -> Any:
+    """The decoded document, or JsonError saying what is wrong with it (nesting past MAX_DEPTH, more
+    than `max_elements` values, a string longer than `max_string` characters)."""
     try:
         value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except JsonError:
@@ -46,23 +53,33 @@ def loads(text: str | bytes) -> Any:
         raise JsonError(f"the document nests deeper than {MAX_DEPTH} levels") from exc
     except ValueError as exc:  # an integer of thousands of digits, say
         raise JsonError(str(exc)) from exc
-    if _deeper_than(value, MAX_DEPTH):
-        raise JsonError(f"the document nests deeper than {MAX_DEPTH} levels")
+    _check_shape(value, max_elements=max_elements, max_string=max_string)
     return value
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether arrays and objects nest more than `limit` levels (walked without recursion)."""
+def _check_shape(value: Any, *, max_elements: int, max_string: int) -> None:
+    """Refuse nesting past MAX_DEPTH, more than `max_elements` values, or a string (a key too) longer
+    than `max_string` characters (walked without recursion)."""
     stack = [(value, 1)]
+    elements = 0
     while stack:
         item, depth = stack.pop()
+        if isinstance(item, str):
+            if len(item) > max_string:
+                raise JsonError(f"a string is longer than {max_string} characters")
+            continue
         if isinstance(item, dict):
             children: Any = item.values()
+            for key in item:
+                if len(key) > max_string:
+                    raise JsonError(f"a key is longer than {max_string} characters")
         elif isinstance(item, list):
             children = item
         else:
             continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
+        if depth > MAX_DEPTH:
+            raise JsonError(f"the document nests deeper than {MAX_DEPTH} levels")
+        elements += len(children)
+        if elements > max_elements:
+            raise JsonError(f"the document holds more than {max_elements} values")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | str))

@@ -48,6 +48,8 @@ GRANULARITIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly")
 SNAPSHOT_TYPES = ("daily", "weekly", "monthly")
 # Dashboard period name -> the local days it spans.
 DASHBOARD_PERIODS = {"7d": 7, "30d": 30, "90d": 90}
+# What a duration is counted in: all elapsed time, or a schedule's open hours.
+CLOCKS = ("calendar", "business")
 
 # --- exports ----------------------------------------------------------------------------------
 
@@ -61,7 +63,10 @@ ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 # The queues workers consume (the Procfile's worker takes all four). Webhook deliveries wait on a
 # receiver for up to its timeout, so they have a queue of their own that a separate worker may take.
-QUEUES = ("default", "exports", "refresh", "deliveries")
+# `overflow` holds the jobs an organization submits while it has others active (fair share: workers
+# take from each queue in turn).
+OVERFLOW_QUEUE = "overflow"
+QUEUES = ("default", "exports", "refresh", "deliveries", OVERFLOW_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -112,3 +117,5 @@ REPORT_RUN_STATES = ("running", "delivered", "skipped", "failed")
 # --- users ------------------------------------------------------------------------------------
 
 ROLES = ("viewer", "agent", "admin")
+# The kinds of token a login issues (the JWT's `type` claim).
+TOKEN_TYPES = ("access", "refresh")

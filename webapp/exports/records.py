@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from webapp.exports.files import Written, write_export
+from webapp.exports.files import Written, discard, write_export
 from webapp.exports.progress import Report
 from webapp.exports.spec import ExportSpec
 from webapp.models.jobs import Export
@@ -68,13 +68,28 @@ def find(session: Session, *, job_id: uuid.UUID) -> Export | None:
     return export
 
 
-def get(session: Session, *, org_id: int, export_id: str) -> Export | None:
-    """Export `export_id` of `org_id`, or None (also for ids that are not UUIDs)."""
+def get(session: Session, *, org_id: int, export_id: str, lock: bool = False) -> Export | None:
+    """Export `export_id` of `org_id`, or None (also for ids that are not UUIDs); `lock` takes its row
+    lock until the transaction ends."""
     try:
         key = uuid.UUID(export_id)
     except ValueError:
         return None
-    return session.scalar(select(Export).where(Export.id == key, Export.org_id == org_id))
+    query = select(Export).where(Export.id == key, Export.org_id == org_id)
+    return session.scalar(query.with_for_update() if lock else query)
+
+
+def remove(session: Session, export: Export, directory: Path) -> None:
+    """Delete the export's row and commit, then its file: from then on the export is unknown (404),
+    to its links too.
+
+    The row goes first: a download that found it may still be sending the file (an open file
+    outlives its unlink), one that comes after finds nothing.
+    """
+    org_id, job_id, fmt = export.org_id, export.job_id, export.format
+    session.delete(export)
+    session.commit()
+    discard(directory, org_id, job_id, fmt)
 
 
 def is_available(export: Export, directory: Path, now: datetime) -> bool:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from webapp.analytics.aggregations import AggregationQuery
+from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.window import Window
 from webapp.core.filters import Filters
 
@@ -63,13 +64,14 @@ class SeriesQuery:
     metric: str
     window: Window
     filters: Filters
+    clock: Clock = CALENDAR
 
     def params(self) -> dict[str, Any]:
-        return {"metric": self.metric, **self.window.params(), "filters": self.filters}
+        return {"metric": self.metric, **self.window.params(), "filters": self.filters, **self.clock.params()}
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SeriesQuery:
-        return cls(params["metric"], Window.from_params(params), params["filters"])
+        return cls(params["metric"], Window.from_params(params), params["filters"], Clock.from_params(params))
 
 
 DatasetQuery = TicketQuery | SeriesQuery | AggregationQuery

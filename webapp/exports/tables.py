@@ -159,6 +159,7 @@ def _time_series_table(session: Session, org_id: int, query: SeriesQuery) -> Mem
         start=window.start,
         end=window.end,
         filters=query.filters,
+        clock=query.clock,
     )
     if definition.is_count:
         columns = [Column("bucket", "timestamp"), Column("value", "int"), Column("count", "int")]

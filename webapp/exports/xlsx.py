@@ -6,6 +6,7 @@ import json
 import tempfile
 import threading
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,7 +34,8 @@ def write_xlsx(
     """XLSX at `target`: typed cells, a frozen header, more sheets past `sheet_rows`, then metadata.
 
     XlsxWriter's constant-memory mode flushes each row to a temporary file as the next one starts,
-    so memory stays flat whatever the row count. Timestamps become Excel dates in the table's zone.
+    so memory stays flat whatever the row count. Timestamps become Excel dates in the table's zone,
+    each shown with its UTC offset (Excel's dates have none: the offset is in the cell's format).
     """
     # Constant-memory mode keeps each sheet's rows in a temporary file until close(); a directory of
     # our own makes sure they go away with an interrupted export too.
@@ -75,6 +77,32 @@ def _close(workbook: xlsxwriter.Workbook, progress: Progress) -> None:
         raise failure[0]
 
 
+class _OffsetFormats:
+    """The date format of each UTC offset met (a zone has one or two): local time, then the offset."""
+
+    def __init__(self, workbook: xlsxwriter.Workbook) -> None:
+        self._workbook = workbook
+        self._formats: dict[timedelta | None, Any] = {}
+
+    def of(self, local: datetime) -> Any:
+        """The format of a cell holding `local` (an aware time in the table's zone)."""
+        offset = local.utcoffset()
+        found = self._formats.get(offset)
+        if found is None:
+            found = self._workbook.add_format(
+                {"num_format": f'yyyy-mm-dd hh:mm:ss.000"{offset_text(local)}"'}
+            )
+            self._formats[offset] = found
+        return found
+
+
+def offset_text(local: datetime) -> str:
+    """The UTC offset of `local` as isoformat() writes it: +01:00, -03:30, +00:00 (+00:19:32 for the
+    odd offsets of some zones before 1940)."""
+    offset = local.strftime("%z")
+    return ":".join((offset[:3], *(offset[i : i + 2] for i in range(3, len(offset), 2))))
+
+
 def _fill_workbook(
     workbook: xlsxwriter.Workbook,
     table: Table,
@@ -85,7 +113,7 @@ def _fill_workbook(
 ) -> int:
     bold = workbook.add_format({"bold": True})
     quoted = workbook.add_format({"quote_prefix": True})
-    dated = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    dated = _OffsetFormats(workbook)
     tz = table.tz
     names = [c.name for c in table.columns]
     kinds = list(enumerate(c.kind for c in table.columns))
@@ -117,7 +145,8 @@ def _fill_workbook(
                 else:
                     sheet.write_string(line, index, value)
             elif kind == "timestamp":
-                sheet.write_datetime(line, index, value.astimezone(tz).replace(tzinfo=None), dated)
+                local = value.astimezone(tz)
+                sheet.write_datetime(line, index, local.replace(tzinfo=None), dated.of(local))
             else:
                 sheet.write_number(line, index, value)
         line += 1

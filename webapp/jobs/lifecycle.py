@@ -12,11 +12,16 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import redis
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, func, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.types import DateTime, String, Uuid
 
 from webapp.core.timeutil import utcnow
-from webapp.core.vocabulary import ACTIVE_STATES, FINAL_STATES, JOB_ROUTES
+from webapp.core.vocabulary import ACTIVE_STATES, FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.live import events
 from webapp.models import Job
 
@@ -54,6 +59,17 @@ class JobCancelled(Exception):
 
 class JobNotCancellable(ValueError):
     """The job is final already: nothing is left to cancel."""
+
+
+class TooManyActive(RuntimeError):
+    """The organization already has `cap` jobs of this kind queued or running; nothing was accepted."""
+
+    def __init__(self, kind: str, active: int, cap: int) -> None:
+        super().__init__(
+            f"the organization already has {active} {kind} jobs queued or running, the limit of {cap}; "
+            "retry once one has finished"
+        )
+        self.kind, self.active, self.cap = kind, active, cap
 
 
 def params_hash(kind: str, params: dict[str, Any]) -> str:
@@ -130,14 +146,27 @@ def submit(
     kind: str,
     params: dict[str, Any],
     dedup: bool = True,
+    cap: int | None = None,
+    on_create: Callable[[Job], None] | None = None,
 ) -> tuple[Job, bool]:
     """The job for this request: an identical active one, or a new one committed and enqueued.
 
-    Returns (job, created). Raises BrokerUnavailable when the task could not be enqueued;
-    the row is then marked failed so nothing is left waiting for a task that never comes.
+    Returns (job, created). `on_create(job)` runs in the new job's transaction, before its commit.
+    Raises TooManyActive when the organization has `cap` jobs of the kind active already (an
+    identical one is still answered), BrokerUnavailable when the task could not be enqueued; the row
+    is then marked failed so nothing is left waiting for a task that never comes.
     """
     job, created = _submit(
-        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, dedup=dedup
+        session,
+        client,
+        tasks,
+        org_id=org_id,
+        user_id=user_id,
+        kind=kind,
+        params=params,
+        dedup=dedup,
+        cap=cap,
+        on_create=on_create,
     )
     assert job is not None
     return job, created
@@ -175,6 +204,8 @@ def _submit(
     params: dict[str, Any],
     dedup: bool = True,
     done: Callable[[], bool] | None = None,
+    cap: int | None = None,
+    on_create: Callable[[Job], None] | None = None,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
     try:
@@ -186,39 +217,151 @@ def _submit(
     # Identical submissions one at a time, until this transaction ends: the next one finds the job
     # this one commits. (In PostgreSQL, so that it holds whatever Redis does.)
     key = zlib.crc32(f"{kind}:{digest}".encode()) & 0x7FFFFFFF
-    session.execute(select(func.pg_advisory_xact_lock(org_id, key)))
-    if dedup:
+    if done is None:
+        job, created = _insert_unless_active(
+            session,
+            org_id=org_id,
+            user_id=user_id,
+            kind=kind,
+            params=params,
+            digest=digest,
+            key=key,
+            dedup=dedup,
+            cap=cap,
+        )
+    else:
+        session.execute(select(func.pg_advisory_xact_lock(org_id, key)))
         existing = find_active(session, org_id, kind, digest)
         if existing is not None:
             return existing, False
-    if done is not None and done():
-        return None, False
-    job = Job(
-        id=uuid.uuid4(),
-        org_id=org_id,
-        created_by=user_id,
-        kind=kind,
-        params=params,
-        params_hash=digest,
-        state="queued",
-        progress=0.0,
-        attempts=0,
-    )
-    session.add(job)
+        if done():
+            return None, False
+        if cap is not None:
+            _check_cap(session, org_id, kind, cap)
+        job = Job(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            created_by=user_id,
+            kind=kind,
+            params=params,
+            params_hash=digest,
+            state="queued",
+            progress=0.0,
+            attempts=0,
+        )
+        session.add(job)
+        created = True
+    if created and on_create is not None:
+        session.flush()
+        on_create(job)
     session.commit()
-    enqueue(session, client, tasks, job)
+    if not created:
+        return job, False
+    enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if _has_other_active(session, job) else None)
     return job, True
 
 
-def enqueue(session: Session, client: redis.Redis, tasks: TaskQueue, job: Job) -> None:
-    """Hand a committed job to the broker, with the job id as the task id."""
+def _check_cap(session: Session, org_id: int, kind: str, cap: int) -> None:
+    """Raise TooManyActive (rolling back) when `org_id` has `cap` active `kind` jobs; the (org, kind)
+    advisory lock it takes holds until the transaction ends, so checks and inserts go one at a time."""
+    active = count_active(session, org_id, kind, lock=True)
+    if active >= cap:
+        session.rollback()
+        raise TooManyActive(kind, active, cap)
+
+
+def _has_other_active(session: Session, job: Job) -> bool:
+    """Whether the job's organization had another job active when it was submitted.
+
+    Fair share: an organization's first active job waits in its kind's queue; the ones it adds while
+    that runs wait in the overflow queue, which workers take from in turn with the others, so one
+    organization's flood is one queue among several, not a line in front of everyone.
+    """
+    other = session.scalar(
+        select(Job.id)
+        .where(Job.org_id == job.org_id, Job.id != job.id, Job.state.in_(ACTIVE_STATES))
+        .limit(1)
+    )
+    session.commit()
+    return other is not None
+
+
+# The lock, the look for an identical job, the cap and the insert in one round trip (migration 0013).
+_SUBMIT = text(
+    "SELECT * FROM job_submit(:id, :org_id, :created_by, :kind, :params, :params_hash, :lock_key, "
+    ":active_states, :dedup, :succeeded_since, :cap, :cap_lock_key)"
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("params", type_=JSONB()),
+    bindparam("active_states", type_=ARRAY(String())),
+    bindparam("succeeded_since", type_=DateTime(timezone=True)),
+)
+# What job_submit raises when the cap is reached; the active count is the error's detail.
+CAP_REACHED = "job cap reached"
+
+
+def _insert_unless_active(
+    session: Session,
+    *,
+    org_id: int,
+    user_id: int | None,
+    kind: str,
+    params: dict[str, Any],
+    digest: str,
+    key: int,
+    dedup: bool,
+    cap: int | None,
+) -> tuple[Job, bool]:
+    """The identical active job (see find_active) or a new queued one inserted in this transaction,
+    and whether it is new. Raises TooManyActive when a new one would pass `cap`."""
+    new_id = uuid.uuid4()
+    since = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS) if kind == "import" else None
+    if not session.in_transaction() and isinstance(session.bind, Engine):
+        # Nothing else rides on this transaction: the statement commits itself (the lock is released
+        # with it), so the submission is one round trip and the commit that follows sends nothing.
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    try:
+        job = session.scalars(
+            select(Job).from_statement(_SUBMIT),
+            {
+                "id": new_id,
+                "org_id": org_id,
+                "created_by": user_id,
+                "kind": kind,
+                "params": params,
+                "params_hash": digest,
+                "lock_key": key,
+                "active_states": list(ACTIVE_STATES),
+                "dedup": dedup,
+                "succeeded_since": since,
+                "cap": cap,
+                "cap_lock_key": zlib.crc32(kind.encode()) & 0x7FFFFFFF,
+            },
+        ).one()
+    except DBAPIError as exc:
+        diag = getattr(exc.orig, "diag", None)
+        if diag is None or diag.message_primary != CAP_REACHED:
+            raise
+        session.rollback()
+        raise TooManyActive(kind, int(diag.message_detail or cap or 0), cap or 0) from exc
+    return job, job.id == new_id
+
+
+def enqueue(
+    session: Session, client: redis.Redis, tasks: TaskQueue, job: Job, *, queue: str | None = None
+) -> None:
+    """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
+    `queue`)."""
     route = TASKS[job.kind]
     try:
         tasks.send_task(
             route.name,
             args=[str(job.id)],
             task_id=str(job.id),
-            queue=route.queue,
+            queue=queue or route.queue,
+            # The job's row holds its state and result: Celery keeps none (no STARTED or result
+            # entries in Redis, and the sender subscribes to no result channel).
+            ignore_result=True,
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         )
@@ -261,6 +404,58 @@ def list_jobs(
     return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
 
 
+# The run lock a worker holds while it runs the job, and the job's start, in one statement: the job
+# turns running (one more attempt) only when the lock was free and the job may start (active, no
+# cancel asked for, attempts left). The row comes back with its parameters, for the work to read.
+_CLAIM = text(
+    "WITH run_lock AS MATERIALIZED (SELECT pg_try_advisory_lock(:lock_key) AS held), "
+    "started AS ("
+    "UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, "
+    "started_at = coalesce(jobs.started_at, :now), updated_at = :now "
+    "FROM run_lock WHERE run_lock.held AND jobs.id = :id AND jobs.state = ANY (:active_states) "
+    "AND NOT jobs.cancel_requested AND jobs.attempts < :max_attempts RETURNING jobs.*) "
+    "SELECT run_lock.held, started.* FROM run_lock LEFT JOIN started ON true"
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("active_states", type_=ARRAY(String())),
+)
+
+
+def claim(
+    conn: Connection, job_id: uuid.UUID, *, lock_key: int, max_attempts: int
+) -> tuple[bool, Job | None]:
+    """Try the run lock `lock_key` on `conn` (an autocommit connection) and start the job with it.
+
+    Returns (whether the lock is now held on `conn`, the started job or None). A job that could not
+    start while the lock was taken (unknown, final, cancel asked for, out of attempts) comes back as
+    None: the caller looks at it with the lock held. The job is detached, its attributes loaded.
+    """
+    row = conn.execute(
+        _CLAIM,
+        {
+            "lock_key": lock_key,
+            "id": job_id,
+            "now": utcnow(),
+            "active_states": list(ACTIVE_STATES),
+            "max_attempts": max_attempts,
+        },
+    ).one()
+    values = dict(row._mapping)
+    held = bool(values.pop("held"))
+    if not held or values["id"] is None:
+        return held, None
+    return held, loaded_job(values)
+
+
+def loaded_job(values: dict[str, Any]) -> Job:
+    """A detached Job holding `values` as if loaded from its row (attributes not given are expired):
+    added to a session it is persistent at once, with nothing to flush and no query made."""
+    job = Job(**values)
+    make_transient_to_detached(job)
+    return job
+
+
 def start(session: Session, client: redis.Redis, job: Job) -> None:
     """Mark the job running and count the attempt."""
     now = utcnow()
@@ -272,15 +467,39 @@ def start(session: Session, client: redis.Redis, job: Job) -> None:
     publish(client, job)
 
 
+# A checkpoint: record progress unless a cancel was asked for (then nothing changes and no row returns).
+_PROGRESS = text(
+    "UPDATE jobs SET progress = greatest(progress, :value), updated_at = :now "
+    "WHERE id = :id AND NOT cancel_requested AND state <> 'cancelled' "
+    "RETURNING progress, updated_at"
+).bindparams(bindparam("id", type_=Uuid()), bindparam("now", type_=DateTime(timezone=True)))
+
+
 def progress(session: Session, client: redis.Redis, job: Job, value: float) -> None:
     """Record progress (0..1); raise JobCancelled if a cancel was requested meanwhile."""
-    session.refresh(job, ["cancel_requested", "state"])
-    if job.cancel_requested or job.state == "cancelled":
-        raise JobCancelled(str(job.id))
-    job.progress = max(job.progress, min(1.0, round(value, 4)))
-    job.updated_at = utcnow()
+    value = min(1.0, round(value, 4))
+    row = session.execute(_PROGRESS, {"id": job.id, "value": value, "now": utcnow()}).first()
     session.commit()
+    if row is None:
+        raise JobCancelled(str(job.id))
+    _loaded(job, row)
     publish(client, job)
+
+
+# A final state once: only an active job moves, and the row's new values come back in the same statement.
+_FINISH = text(
+    "UPDATE jobs SET state = :state, result = :result, error = :error, "
+    "progress = CASE WHEN :succeeded THEN 1.0 ELSE progress END, "
+    "finished_at = :now, updated_at = :now "
+    "WHERE id = :id AND state = ANY (:active_states) "
+    "RETURNING state, progress, result, error, finished_at, updated_at"
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("result", type_=JSONB(none_as_null=True)),
+    bindparam("error", type_=JSONB(none_as_null=True)),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("active_states", type_=ARRAY(String())),
+)
 
 
 def finish(
@@ -295,23 +514,34 @@ def finish(
     """Move the job to a final state (once: a final job stays as it is)."""
     if state not in FINAL_STATES:
         raise ValueError(f"{state} is not a final state")
-    now = utcnow()
-    updated = session.execute(
-        update(Job)
-        .where(Job.id == job.id, Job.state.in_(ACTIVE_STATES))
-        .values(
-            state=state,
-            result=result,
-            error=error,
-            progress=1.0 if state == "succeeded" else Job.progress,
-            finished_at=now,
-            updated_at=now,
-        )
-    )
+    row = session.execute(
+        _FINISH,
+        {
+            "id": job.id,
+            "state": state,
+            "succeeded": state == "succeeded",
+            "result": result,
+            "error": error,
+            "now": utcnow(),
+            "active_states": list(ACTIVE_STATES),
+        },
+    ).first()
     session.commit()
-    session.refresh(job)
-    if updated.rowcount:
-        publish(client, job)
+    if row is None:
+        # Final already (another delivery, a cancel): the caller sees what the row says.
+        session.refresh(job, list(_FINAL_FIELDS))
+        return
+    _loaded(job, row)
+    publish(client, job)
+
+
+_FINAL_FIELDS = ("state", "progress", "result", "error", "finished_at", "updated_at")
+
+
+def _loaded(job: Job, row: Row[Any]) -> None:
+    """Set `job`'s attributes to what the database returned, as if loaded (nothing to flush)."""
+    for name, value in row._mapping.items():
+        set_committed_value(job, name, value)
 
 
 def requeue(session: Session, client: redis.Redis, job: Job, reason: str) -> None:

@@ -95,6 +95,8 @@ class Connection:
         for event, text in batch:
             if id_order(event["id"]) <= id_order(self.last_sent_id):
                 continue  # a replay sent it already
+            if sent:
+                pause()
             message = augment(event)
             if not self.send(message, text if message is event else None):
                 break
@@ -117,6 +119,8 @@ class Connection:
                 cursor = event["id"]
                 if low < id_order(cursor) <= high:
                     continue
+                if sent:
+                    pause()
                 if not self.send(event):
                     return sent
                 sent += 1
@@ -128,6 +132,14 @@ class Connection:
         if id_order(last_id) < low:
             self.sent_from = last_id
         return sent
+
+
+def pause() -> None:
+    """Let the socket's other writer in between two messages of a batch: simple-websocket's own thread
+    sends pings and answers through the same wire, one write at a time, and a ping held back past the
+    next one's time closes the socket ("Ping/Pong timeout"). A thread switch, or under gevent a turn
+    of the event loop (a write that does not block never yields on its own)."""
+    time.sleep(0)
 
 
 def valid_id(event_id: str) -> bool:

@@ -48,8 +48,14 @@ class Relay:
         return _text(newest[0][0]) if newest else "0-0"
 
     def register(self, conn: Connection) -> str:
-        """Start relaying the organization's events to `conn`; raises RedisError when Redis is down."""
-        end = self.stream_end(conn.org_id)  # outside the lock: Redis may be slow
+        """Start relaying the organization's events to `conn`; raises RedisError when Redis is down.
+
+        An organization already followed is joined where the relay stands, with no round trip; the
+        first socket of an organization asks Redis for the stream's end.
+        """
+        with self.lock:
+            position = self.positions.get(conn.org_id)
+        end = position if position is not None else self.stream_end(conn.org_id)  # Redis: outside the lock
         with self.lock:
             position = self.positions.setdefault(conn.org_id, end)
             self.connections.setdefault(conn.org_id, set()).add(conn)

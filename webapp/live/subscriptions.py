@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import cache, queries
+from webapp.analytics.clock import CALENDAR, Clock, value_sql
 from webapp.analytics.metrics import METRICS
 from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import DIMENSIONS
@@ -43,8 +44,9 @@ def current_values(
     metrics: list[str],
     filters: dict[str, list[str | None]],
     now: datetime,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
-    """Count, mean, min and max of each metric over the 24 hours before `now`."""
+    """Count, mean, min and max of each metric over the 24 hours before `now`, durations on `clock`."""
     start = now - WINDOW
     out: dict[str, Any] = {}
     for name in metrics:
@@ -59,7 +61,9 @@ def current_values(
         elif name == "ticket_count":
             measure, join = "NULL::float8", ""
         else:
-            measure, join = "e.value", ""
+            measure, join = value_sql(metric, clock), ""
+            if clock.business and metric.duration:
+                params["schedule_id"] = clock.schedule_id
         row = session.execute(
             text(
                 f"SELECT count(*) AS n, count({measure}) AS m, avg({measure}) AS avg, "
@@ -116,13 +120,16 @@ def cached_values(
     org_id: int,
     metrics: list[str],
     filters: dict[str, list[str | None]],
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
     """current_values now, through the cache: one computation per distinct subscription at a time."""
-    families = {family for name in metrics for family in METRICS[name].families}
-    params = {"kind": "live", "metrics": sorted(metrics), "filters": filters}
+    families = {family for name in metrics for family in METRICS[name].families} | clock.families()
+    params = {"kind": "live", "metrics": sorted(metrics), "filters": filters, **clock.params()}
 
     def compute() -> dict[str, Any]:
-        return current_values(session, org_id=org_id, metrics=sorted(metrics), filters=filters, now=utcnow())
+        return current_values(
+            session, org_id=org_id, metrics=sorted(metrics), filters=filters, now=utcnow(), clock=clock
+        )
 
     value, _ = cache.read_through(client, org_id, families, params, compute, ttl=LIVE_TTL_SECONDS)
     return value

@@ -72,6 +72,18 @@ def require_role(
     return decorator
 
 
+def presented_principal() -> Principal | None:
+    """The principal of the request's bearer token when it sends an Authorization header (admitted as
+    require_role("viewer", read_only=True) admits it, 401 when not valid), else None: for routes whose
+    own credential is a signed link, where a token may still be sent."""
+    if "Authorization" not in request.headers:
+        return None
+    claims = _admit("viewer", refresh=False, read_only=True)
+    g.principal = Principal(int(claims["sub"]), claims["org_id"], claims["role"])
+    g.claims = claims
+    return g.principal
+
+
 def current_claims() -> dict[str, Any]:
     """The verified claims of the request's bearer token."""
     return g.claims
@@ -142,12 +154,20 @@ def _decide(claims: dict[str, Any], minimum: str, *, revoked: Any, near: NearVie
         raise _spent(group, limit, wait)
 
 
-def spend_budget(org_id: int, group: str) -> None:
-    """Spend one request of the organization's `group` budget, for routes a token does not admit
-    (embed links); 429 when it is spent, admitted when Redis cannot say."""
+def spend_budget(org_id: int, group: str, units: int = 1) -> None:
+    """Spend `units` requests of the organization's `group` budget: one for routes a token does not
+    admit (embed links), more for an expensive read on top of the one its admission spent; 429 when
+    it is spent, admitted when Redis cannot say."""
     limit = current_app.config["RATE_LIMITS_PER_MINUTE"][group]
     leases: ratelimit.Leases = current_app.extensions["budget_leases"]
     window = ratelimit.window(org_id, group)
+    if units > 1:
+        # Counted in Redis at once (where the blocks the processes hold are counted too).
+        replies = _ask([("INCRBY", window.key, units), ("EXPIRE", window.key, ratelimit.WINDOW_SECONDS + 1)])
+        if replies is not None and replies[0] > limit:
+            wait = max(1, int(window.ends_at - time.time()) + 1)
+            raise _spent(group, limit, wait, units)
+        return
     wait = leases.take(window)
     if wait is None:
         replies = _ask(leases.commands(window, limit))
@@ -156,11 +176,12 @@ def spend_budget(org_id: int, group: str) -> None:
         raise _spent(group, limit, wait)
 
 
-def _spent(group: str, limit: int, wait: int) -> ApiError:
+def _spent(group: str, limit: int, wait: int, units: int = 1) -> ApiError:
+    cost = f" (this request costs {units})" if units > 1 else ""
     return ApiError(
         429,
-        f"the organization's {group} budget of {limit} requests per minute is spent",
-        details={"limit": limit, "group": group, "retry_after": wait},
+        f"the organization's {group} budget of {limit} requests per minute is spent{cost}",
+        details={"limit": limit, "group": group, "retry_after": wait, "units": units},
         headers={"Retry-After": str(wait)},
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import redis
@@ -49,19 +50,29 @@ def revoke(session: Session, client: redis.Redis, *, jti: str, expires_at: datet
 
     A database failure propagates (the logout did not happen durably); a Redis failure does not.
     """
-    ttl = _seconds_left(expires_at)
-    if ttl <= 0:
+    revoke_many(session, client, [(jti, expires_at)])
+
+
+def revoke_many(session: Session, client: redis.Redis, tokens: Sequence[tuple[str, datetime]]) -> None:
+    """Record each (jti, expires_at) as revoked, as revoke() does for one, in one round trip and one
+    commit."""
+    live = [(jti, expires_at) for jti, expires_at in tokens if _seconds_left(expires_at) > 0]
+    if not live:
+        session.commit()
         return  # already expired: refused as such
     try:
-        # A plain SET: it must overwrite a cached "not revoked" answer.
-        client.set(key(jti), REVOKED, ex=ttl)
+        # Plain SETs: they must overwrite a cached "not revoked" answer.
+        pipe = client.pipeline(transaction=False)
+        for jti, expires_at in live:
+            pipe.set(key(jti), REVOKED, ex=_seconds_left(expires_at))
+        pipe.execute()
     except redis.RedisError as exc:
-        log.warning("token %s revoked in the database only (Redis unreachable): %s", jti, exc)
+        log.warning("%s tokens revoked in the database only (Redis unreachable): %s", len(live), exc)
         with _pending_lock:
-            _pending[jti] = expires_at
+            _pending.update(live)
     session.execute(
         insert(RevokedToken)
-        .values(jti=jti, expires_at=expires_at)
+        .values([{"jti": jti, "expires_at": expires_at} for jti, expires_at in live])
         .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
     )
     session.commit()
@@ -117,6 +128,66 @@ def answer(
         except redis.RedisError:
             pass
     return revoked
+
+
+# Tokens asked about in one MGET (and one database query for those Redis holds no answer for).
+BATCH = 1000
+
+
+def revoked_among(
+    client: redis.Redis,
+    make_session: sessionmaker[Session],
+    tokens: Mapping[str, datetime],
+    *,
+    negative_ttl: int = DEFAULT_NEGATIVE_TTL,
+) -> set[str]:
+    """Which of `tokens` (jti -> expiry) were revoked, as `is_revoked` answers for each, in a round
+    trip and at most one query per BATCH tokens; raises when the database is needed and down."""
+    revoked: set[str] = set()
+    jtis = list(tokens)
+    for start in range(0, len(jtis), BATCH):
+        revoked |= _revoked_batch(client, make_session, jtis[start : start + BATCH], tokens, negative_ttl)
+    return revoked
+
+
+def _revoked_batch(
+    client: redis.Redis,
+    make_session: sessionmaker[Session],
+    jtis: list[str],
+    tokens: Mapping[str, datetime],
+    negative_ttl: int,
+) -> set[str]:
+    reachable: redis.Redis | None = client
+    try:
+        flush_pending(client)
+        cached = client.mget([key(jti) for jti in jtis])
+    except redis.RedisError:
+        cached, reachable = [None] * len(jtis), None
+    revoked = {jti for jti, value in zip(jtis, cached, strict=True) if value == REVOKED}
+    unknown = [jti for jti, value in zip(jtis, cached, strict=True) if value is None]
+    if not unknown:
+        return revoked
+    with make_session() as session:
+        found = set(
+            session.scalars(
+                select(RevokedToken.jti).where(
+                    RevokedToken.jti.in_(unknown), RevokedToken.expires_at > utcnow()
+                )
+            )
+        )
+    if reachable is not None:
+        try:
+            pipe = reachable.pipeline(transaction=False)
+            for jti in unknown:
+                if jti in found:
+                    pipe.set(key(jti), REVOKED, ex=max(1, _seconds_left(tokens[jti])))
+                else:
+                    # NX: never overwrite a revocation written since the database was read.
+                    pipe.set(key(jti), NOT_REVOKED, ex=negative_ttl, nx=True)
+            pipe.execute()
+        except redis.RedisError:
+            pass
+    return revoked | found
 
 
 def nothing_pending() -> bool:

@@ -1,13 +1,15 @@
 """Signed, expiring download links for export files.
 
 A link's token carries the export id, the organization and the expiry, signed with HMAC-SHA256
-(itsdangerous) under a key of its own purpose, so a token of another kind never verifies here.
-The download view still requires the caller's bearer token: a valid link works only for the
-organization that made it.
+(itsdangerous) under the link key (EXPORT_SIGNING_KEY, by default derived from the JWT secret, so a
+link never verifies as a token nor a token as a link) and a salt of its own, so a signed token of
+another kind (an embed link) never verifies here. A link is a capability: it downloads the file with
+no other credential until it expires or the export is deleted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from webapp.models.jobs import Export
 
-SALT = "export-download-link-v1"
+SALT = "export-download-link-v2"
 
 
 class BadLink(Exception):
@@ -35,9 +37,15 @@ class LinkClaims:
         return now >= self.expires_at
 
 
+def serializer(salt: str) -> URLSafeSerializer:
+    """Signs and verifies the links of one purpose (`salt`) with HMAC-SHA256 under the link key."""
+    return URLSafeSerializer(
+        current_app.config["LINK_SIGNING_KEY"], salt=salt, signer_kwargs={"digest_method": hashlib.sha256}
+    )
+
+
 def _serializer() -> URLSafeSerializer:
-    config = current_app.config
-    return URLSafeSerializer(config["EXPORT_SIGNING_KEY"] or config["JWT_SECRET_KEY"], salt=SALT)
+    return serializer(SALT)
 
 
 def sign(export_id: uuid.UUID | str, org_id: int, expires_at: datetime) -> str:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
+from sqlalchemy import select
+from sqlalchemy.orm import object_session
 
 from webapp.core.errors import error_body
 from webapp.core.vocabulary import ROLES
 from webapp.infra.db import get_session, session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.models import User
-from webapp.security import revocation
+from webapp.security import families, revocation
 
 jwt = JWTManager()
 
@@ -25,23 +28,44 @@ REQUIRED_CLAIMS = ("sub", "org_id", "role", "type", "jti", "exp")
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
-def _claims(user: User) -> dict[str, Any]:
-    return {"org_id": user.org_id, "role": user.role}
+def issue_tokens(user: User, *, family: str | None = None) -> dict[str, Any]:
+    """The login answer: access and refresh tokens for `user`, of a new family or (a refresh) `family`.
 
-
-def issue_tokens(user: User) -> dict[str, Any]:
-    """The login answer: access and refresh tokens for `user`."""
+    Both are recorded in the user's session (committed by the caller)."""
+    family = family or uuid.uuid4().hex
     return {
-        "access_token": access_token_for(user),
-        "refresh_token": create_refresh_token(str(user.id), additional_claims=_claims(user)),
+        "access_token": _token(user, "access", family),
+        "refresh_token": _token(user, "refresh", family),
         "token_type": "Bearer",
         "expires_in": current_app.config["JWT_ACCESS_TOKEN_MINUTES"] * 60,
     }
 
 
 def access_token_for(user: User) -> str:
-    """A new access token carrying the user's organization and role."""
-    return create_access_token(str(user.id), additional_claims=_claims(user))
+    """A new access token carrying the user's organization and role, of no family (the CLI's)."""
+    return _token(user, "access", None)
+
+
+def _token(user: User, kind: str, family: str | None) -> str:
+    """A signed token of `kind`, recorded in the user's session when it has one."""
+    config = current_app.config
+    lifetime = config["JWT_ACCESS_TOKEN_EXPIRES"] if kind == "access" else config["JWT_REFRESH_TOKEN_EXPIRES"]
+    expires_at = (datetime.now(UTC) + lifetime).replace(microsecond=0)
+    jti = str(uuid.uuid4())
+    claims: dict[str, Any] = {
+        "org_id": user.org_id,
+        "role": user.role,
+        "jti": jti,
+        "exp": int(expires_at.timestamp()),
+    }
+    if family is not None:
+        claims["fam"] = family
+    create = create_access_token if kind == "access" else create_refresh_token
+    token = create(str(user.id), additional_claims=claims)
+    session = object_session(user)
+    if session is not None:
+        families.record(session, jti=jti, user_id=user.id, family=family, type=kind, expires_at=expires_at)
+    return token
 
 
 def init_app(app: Flask) -> None:
@@ -74,6 +98,16 @@ def init_app(app: Flask) -> None:
     def in_blocklist(header: dict[str, Any], payload: dict[str, Any]) -> bool:
         return token_revoked(payload)
 
+    @jwt.user_lookup_loader
+    def active_user(header: dict[str, Any], payload: dict[str, Any]) -> int | None:
+        # Once per token and process (then VerifiedTokens answers): a token of a user deleted or
+        # disabled since is refused even when it was never recorded (those recorded are revoked then).
+        return get_session().scalar(
+            select(User.id).where(
+                User.id == int(payload["sub"]), User.org_id == payload["org_id"], User.disabled_at.is_(None)
+            )
+        )
+
     @jwt.token_verification_loader
     def has_required_claims(header: dict[str, Any], payload: dict[str, Any]) -> bool:
         if any(claim not in payload for claim in REQUIRED_CLAIMS):
@@ -101,10 +135,14 @@ def negative_ttl() -> int:
 
 
 def revoke_token(claims: dict[str, Any]) -> None:
-    """Revoke the decoded token `claims` until its expiry (Redis and the database)."""
+    """Revoke the decoded token `claims` until its expiry (Redis and the database), and every token of
+    its family (the login it descends from) with it."""
     revocation.revoke(
         get_session(), get_redis(), jti=claims["jti"], expires_at=datetime.fromtimestamp(claims["exp"], UTC)
     )
+    family = claims.get("fam")
+    if isinstance(family, str):
+        families.revoke_family(get_session(), get_redis(), family, datetime.now(UTC))
 
 
 class VerifiedTokens:

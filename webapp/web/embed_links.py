@@ -14,7 +14,9 @@ from typing import Any
 from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
-SALT = "embed-view-v1"
+from webapp.security import signing
+
+SALT = "embed-view-v2"
 VIEWS = ("overview", "time-series")
 PATH_PREFIX = "/embed/"
 
@@ -56,7 +58,7 @@ def lasting(seconds: int, now: datetime) -> datetime:
 
 
 def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["JWT_SECRET_KEY"], salt=SALT)
+    return signing.serializer(SALT)
 
 
 def sign(claims: EmbedClaims) -> str:

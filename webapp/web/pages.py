@@ -1,4 +1,4 @@
-"""The dashboard's pages (sign-in, overview, explorer) and the hashed static files they load."""
+"""The dashboard's pages (sign-in, overview, explorer, agents, alerts) and their hashed static files."""
 
 from __future__ import annotations
 
@@ -55,6 +55,18 @@ def overview() -> Response:
 def explorer() -> Response:
     """Any metric by granularity, range, filters and group-by, as a chart, a table and a curl line."""
     return _page("explorer.html", "explorer")
+
+
+@bp.get("/agents")
+def agents() -> Response:
+    """Each agent's solved tickets, reply and resolution times, SLA, CSAT, one-touch and reopens."""
+    return _page("agents.html", "agents")
+
+
+@bp.get("/alerts")
+def alerts() -> Response:
+    """The alert rules with their live state and history; admins create and delete them."""
+    return _page("alerts.html", "alerts")
 
 
 @bp.get("/signin")

@@ -20,12 +20,14 @@ from sqlalchemy import func, select
 from webapp.api.plumbing.errors import ApiError, error_response
 from webapp.api.plumbing.spec import parse_body
 from webapp.api.schemas.common import LoginRequest
+from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
+from webapp.infra.redis_client import get_redis
 from webapp.models import User
+from webapp.security import families, throttle
 from webapp.security.passwords import verify_password
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
-    access_token_for,
     issue_tokens,
     revoke_token,
     token_revoked,
@@ -74,16 +76,27 @@ def _secure() -> bool:
 def sign_in() -> Response:
     """Email and password -> an access token in the answer, the refresh token in the cookie."""
     data = parse_body(LoginRequest)
+    throttle.check_login(data.email)  # before the password is hashed
     user = get_session().scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
     if not verify_password(user, data.password):
+        throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     assert user is not None
+    if user.disabled_at is not None:
+        raise ApiError(401, "this user is disabled")
+    throttle.login_succeeded(data.email)
     tokens = issue_tokens(user)
+    get_session().commit()
     response = jsonify(_access_answer(user, tokens["access_token"]))
+    _set_cookies(response, tokens["refresh_token"])
+    return response
+
+
+def _set_cookies(response: Response, refresh_token: str) -> None:
     max_age = current_app.config["JWT_REFRESH_TOKEN_DAYS"] * 86400
     response.set_cookie(
         REFRESH_COOKIE,
-        tokens["refresh_token"],
+        refresh_token,
         max_age=max_age,
         path=COOKIE_PATH,
         secure=_secure(),
@@ -91,7 +104,6 @@ def sign_in() -> Response:
         samesite="Strict",
     )
     response.set_cookie(HINT_COOKIE, "1", max_age=max_age, path="/", secure=_secure(), samesite="Strict")
-    return response
 
 
 def _claims(token: str, kind: str) -> dict[str, Any] | None:
@@ -113,26 +125,49 @@ def _cookie_claims() -> dict[str, Any] | None:
 
 @bp.post("/refresh")
 def refresh() -> Response:
-    """The cookie -> a new access token (a page load, or an access token about to expire)."""
+    """The cookie -> a new access token (a page load, or an access token about to expire), and the
+    cookie's refresh token rotated (used up, its successor in the cookie)."""
     claims = _cookie_claims()
-    user = get_session().get(User, int(claims["sub"])) if claims else None
-    if claims is None or user is None or user.org_id != claims["org_id"]:
-        response = error_response(401, "no valid session; sign in again")
-        _clear(response)
-        return response
-    return jsonify(_access_answer(user, access_token_for(user)))
+    session = get_session()
+    user = session.get(User, int(claims["sub"])) if claims else None
+    if claims is None or user is None or user.org_id != claims["org_id"] or user.disabled_at is not None:
+        return _no_session()
+    try:
+        family = families.use_refresh(
+            session,
+            get_redis(),
+            jti=claims["jti"],
+            user_id=user.id,
+            now=utcnow(),
+            grace_seconds=current_app.config["REFRESH_REUSE_GRACE_SECONDS"],
+        )
+    except families.RefreshRefused:
+        return _no_session()
+    tokens = issue_tokens(user, family=family)
+    session.commit()
+    response = jsonify(_access_answer(user, tokens["access_token"]))
+    _set_cookies(response, tokens["refresh_token"])
+    return response
+
+
+def _no_session() -> Response:
+    response = error_response(401, "no valid session; sign in again")
+    _clear(response)
+    return response
 
 
 @bp.post("/logout")
 def sign_out() -> Response:
-    """Revoke the cookie's refresh token (and the bearer access token, if one is sent); drop the cookie."""
-    revoked = []
+    """Revoke the cookie's refresh token and the tokens of its login (and the bearer access token, if
+    one is sent, with its login's); drop the cookie."""
+    # Both read before either is revoked: revoking one revokes its login's family, often the other.
     claims = _cookie_claims()
+    header = request.headers.get("Authorization", "")
+    access = _claims(header[7:], "access") if header.startswith("Bearer ") else None
+    revoked = []
     if claims is not None:
         revoke_token(claims)
         revoked.append("refresh")
-    header = request.headers.get("Authorization", "")
-    access = _claims(header[7:], "access") if header.startswith("Bearer ") else None
     if access is not None:
         revoke_token(access)
         revoked.append("access")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Task, shared_task
+from flask import current_app
 
 from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.window import QueryError
@@ -16,7 +17,8 @@ def _aggregate(ctx: JobContext) -> dict[str, Any]:
     ctx.report(0.05)
     try:
         query = AggregationQuery.from_params(ctx.params)
-        result = run_aggregation(ctx.session, org_id=ctx.job.org_id, query=query)
+        max_cells = current_app.config["ANALYTICS_MAX_CELLS"]
+        result = run_aggregation(ctx.session, org_id=ctx.job.org_id, query=query, max_cells=max_cells)
     except (QueryError, KeyError, ValueError) as exc:
         # The API validated the params; this catches rows stored by an older definition.
         raise JobFailed(f"the aggregation cannot be computed: {exc}") from exc

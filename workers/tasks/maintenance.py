@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from celery import shared_task
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from webapp.analytics import popular
@@ -21,9 +21,9 @@ from webapp.infra.db import session_scope
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as jobs
 from webapp.jobs import recovery
-from webapp.models import Organization
+from webapp.models import IdempotencyKey, Organization
 from webapp.models.jobs import Export
-from webapp.security import revocation
+from webapp.security import families, revocation
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,23 @@ def cleanup_exports(now: str | None = None) -> dict[str, Any]:
 
 @shared_task(name="maintenance.cleanup_revoked_tokens", acks_late=True)
 def cleanup_revoked_tokens(now: str | None = None) -> dict[str, Any]:
-    """Delete revocations of tokens past their expiry (such tokens are refused as expired anyway)."""
+    """Delete revocations and records of tokens past their expiry (refused as expired anyway)."""
     moment = datetime.fromisoformat(now) if now else utcnow()
     with session_scope() as session:
         deleted = revocation.delete_expired(session, moment)
-    log.info("revoked-token cleanup: %s expired rows deleted", deleted)
-    return {"deleted": deleted}
+        issued = families.delete_expired(session, moment)
+    log.info("token cleanup: %s expired revocations and %s expired issued tokens deleted", deleted, issued)
+    return {"deleted": deleted, "issued_deleted": issued}
+
+
+@shared_task(name="maintenance.cleanup_idempotency_keys", acks_late=True)
+def cleanup_idempotency_keys(now: str | None = None) -> dict[str, Any]:
+    """Delete the stored answers of Idempotency-Keys past IDEMPOTENCY_KEY_HOURS."""
+    moment = datetime.fromisoformat(now) if now else utcnow()
+    with session_scope() as session:
+        deleted = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= moment)).rowcount
+    log.info("idempotency-key cleanup: %s expired keys deleted", deleted)
+    return {"deleted": deleted or 0}
 
 
 @shared_task(name="maintenance.requeue_lost_jobs", acks_late=True)

@@ -1,4 +1,5 @@
-"""Beat's rollup upkeep: rebuild hours writes marked stale, and reconcile recent hours with raw events."""
+"""Beat's rollup upkeep: rebuild hours writes marked stale, build business-hours rollups of new or
+changed schedules, and reconcile recent hours with raw events."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy import text
 
-from webapp.analytics import rollups
+from webapp.analytics import business_rollups, rollups, ticket_counts
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import session_scope
 
@@ -31,6 +32,22 @@ def refresh_pending() -> dict[str, Any]:
     return {"organizations": refreshed}
 
 
+@shared_task(name="rollups.build_business", acks_late=True, ignore_result=True)
+def build_business() -> dict[str, Any]:
+    """Build the business-hours rollups of every schedule whose rollups are missing or out of date."""
+    with session_scope() as session:
+        stale = business_rollups.stale_schedules(session)
+    built = 0
+    for org_id, schedule_id in stale:
+        with session_scope() as session:
+            if (
+                rollups.build_business(session, org_id=org_id, schedule_id=schedule_id, wait=False)
+                is not None
+            ):
+                built += 1
+    return {"schedules": built}
+
+
 def _recent_orgs(start: datetime, end: datetime) -> list[int]:
     with session_scope() as session:
         return list(session.scalars(RECENT_ORGS, {"start": start, "end": end}))
@@ -38,12 +55,15 @@ def _recent_orgs(start: datetime, end: datetime) -> list[int]:
 
 @shared_task(name="rollups.reconcile_recent", acks_late=True, ignore_result=True)
 def reconcile_recent() -> dict[str, Any]:
-    """Rebuild the last few closed hours of organizations with recent events, and log any drift."""
+    """Rebuild the last few closed hours of organizations with recent events, and log any drift;
+    fold the ticket-count deltas their writes left."""
     end = rollups.floor_hour(utcnow())
     start = end - timedelta(hours=RECONCILE_HOURS)
-    drifted = 0
+    drifted = folded = 0
     for org_id in _recent_orgs(start, end):
         with session_scope() as session:
             stats = rollups.reconcile(session, org_id=org_id, start=start, end=end)
             drifted += stats.written + stats.removed
-    return {"drifted_rows": drifted}
+        with session_scope() as session:
+            folded += ticket_counts.compact(session, org_id=org_id)
+    return {"drifted_rows": drifted, "folded_hours": folded}

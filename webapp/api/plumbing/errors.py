@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from webapp.api.plumbing import body_limits
 from webapp.core.errors import CODES, ApiError, error_body
 
 __all__ = ["CODES", "ApiError", "error_response", "not_found"]
@@ -75,12 +76,14 @@ def database_unreachable(exc: BaseException) -> bool:
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _read_whole_body() -> None:
-    """Read the body before any view runs, and refuse one that ended early or is malformed.
+def _read_whole_body(config: Any) -> None:
+    """Read the body before any view runs (within the route's limit), and refuse one that is too
+    large, ended early or is malformed.
 
     gunicorn marks its input as terminated, so a client that closes after part of the Content-Length
     it announced would have its partial body read as the whole (and a cut import half-written).
     """
+    body_limits.enforce(config)
     try:
         data = request.get_data(cache=True)
     except HTTPException:
@@ -112,7 +115,7 @@ def init_app(app: Flask) -> None:
         if request.query_string:
             _check_query_encoding(request.query_string)
         if request.method in BODY_METHODS and request.headers.get("Upgrade", "").lower() != "websocket":
-            _read_whole_body()
+            _read_whole_body(app.config)
 
     @app.after_request
     def add_request_id(response: Response) -> Response:
@@ -134,9 +137,10 @@ def init_app(app: Flask) -> None:
     def handle_http(exc: HTTPException) -> Response:
         status = exc.code or 500
         message = exc.description or CODES.get(status, "error")
-        if status == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"]
-            message = f"request body is larger than the limit of {limit} bytes"
+        if status == 413:  # a body without Content-Length read past the route's limit
+            return handle_api_error(
+                body_limits.too_large(*body_limits.limit_for(request.endpoint, app.config))
+            )
         headers = {}
         if status == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)

@@ -7,15 +7,37 @@ from typing import Any
 from flask import Response, current_app, jsonify, url_for
 
 from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.idempotency import answer_before_commit, forget_answer
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as job_domain
+from webapp.models import Job
 from webapp.security.admission import current_principal
+
+CAP_RETRY_AFTER = 10
+
+
+def active_cap(kind: str) -> int:
+    """Jobs of `kind` one organization may have queued or running at once."""
+    if kind == "export":
+        return current_app.config["EXPORT_MAX_ACTIVE_PER_ORG"]
+    return current_app.config["JOB_MAX_ACTIVE_PER_ORG"][kind]
+
+
+def _accepted(job: Job, *, created: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    status_url = url_for("api.jobs.get", job_id=str(job.id))
+    body = {"job_id": str(job.id), "status_url": status_url, "state": job.state, "deduplicated": not created}
+    return body, {"Location": status_url, "Retry-After": "1"}
 
 
 def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:
-    """Create (or reuse an identical active) job and answer 202 with where to poll it."""
+    """Create (or reuse an identical active) job and answer 202 with where to poll it; a new job's
+    answer is stored with it for the request's Idempotency-Key."""
     principal = current_principal()
+
+    def remember(job: Job) -> None:
+        answer_before_commit(202, *_accepted(job, created=True))
+
     try:
         job, created = job_domain.submit(
             get_session(),
@@ -25,9 +47,19 @@ def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[s
             user_id=principal.user_id,
             kind=kind,
             params=params,
+            cap=active_cap(kind),
+            on_create=remember,
         )
+    except job_domain.TooManyActive as exc:
+        raise ApiError(
+            429,
+            str(exc),
+            code="too_many_active_jobs",
+            details={"kind": kind, "limit": exc.cap, "active": exc.active, "retry_after": CAP_RETRY_AFTER},
+            headers={"Retry-After": str(CAP_RETRY_AFTER)},
+        ) from exc
     except job_domain.BrokerUnavailable as exc:
+        forget_answer()  # the job was failed: a retry with the key submits again
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from exc
-    status_url = url_for("api.jobs.get", job_id=str(job.id))
-    body = {"job_id": str(job.id), "status_url": status_url, "state": job.state, "deduplicated": not created}
-    return jsonify(body), 202, {"Location": status_url, "Retry-After": "1"}
+    body, headers = _accepted(job, created=created)
+    return jsonify(body), 202, headers

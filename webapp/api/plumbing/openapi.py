@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
+from webapp.api.plumbing import idempotency
 from webapp.api.plumbing.errors import CODES
 from webapp.api.plumbing.spec import RouteDoc
 from webapp.api.schemas.common import ErrorResponse
@@ -48,9 +49,28 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return params
 
 
-def _operation(doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schemas) -> dict[str, Any]:
+IDEMPOTENCY_PARAMETER = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "a retry with the same key and request within IDEMPOTENCY_KEY_HOURS (24) gets the first "
+    "answer again (with Idempotent-Replayed: true) and writes nothing; the same key with another request "
+    "is 422",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]{1,255}$"},
+}
+# The answers a key adds: its request carried out but the answer lost (409), the key reused (422).
+IDEMPOTENCY_ERRORS = (409, 422)
+
+
+def _operation(
+    doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schemas, *, idempotent: bool = False
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": doc.summary, "tags": [doc.tag], "parameters": list(path_params)}
-    if doc.auth:
+    if idempotent:
+        op["parameters"].append(IDEMPOTENCY_PARAMETER)
+    if doc.auth == "optional":
+        op["security"] = [{}, {"bearerAuth": []}]
+    elif doc.auth:
         op["security"] = [{"bearerAuth": []}]
     else:
         op["security"] = []
@@ -79,7 +99,7 @@ def _operation(doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schem
             entry["content"] = {"application/json": {"schema": {"type": "object"}}}
         responses[str(status)] = entry
     error_ref = schemas.ref(ErrorResponse, mode="serialization")
-    for status in sorted({*doc.errors, 405, 500}):
+    for status in sorted({*doc.errors, *(IDEMPOTENCY_ERRORS if idempotent else ()), 405, 500}):
         responses.setdefault(
             str(status),
             {
@@ -118,7 +138,9 @@ def build(app: Flask, prefix: str = "/api/v1") -> dict[str, Any]:
             )
         path = _PARAM.sub(lambda m: "{" + m["name"] + "}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
-            operation = _operation(doc, path_params, schemas)
+            operation = _operation(
+                doc, path_params, schemas, idempotent=getattr(view, "__idempotent__", False)
+            )
             operation["operationId"] = f"{rule.endpoint.replace('.', '_')}_{method.lower()}"
             paths.setdefault(path, {})[method.lower()] = operation
     return {

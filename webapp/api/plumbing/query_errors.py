@@ -9,6 +9,7 @@ import psycopg
 from sqlalchemy.exc import OperationalError
 
 from webapp.analytics.buckets import BucketError
+from webapp.analytics.cost import TooCostly
 from webapp.analytics.window import QueryError
 from webapp.api.plumbing.errors import ApiError
 from webapp.core.filters import FilterError
@@ -20,7 +21,11 @@ def client_errors() -> Iterator[None]:
     """Validation errors as 400s that name the field and what is allowed; a query timeout as 503."""
     try:
         yield
-    except (FilterError, QueryError) as exc:
+    except TooCostly as exc:
+        raise ApiError(400, str(exc), code="too_costly", details={"field": exc.field, **exc.details}) from exc
+    except QueryError as exc:
+        raise ApiError(exc.status, str(exc), details={"field": exc.field}) from exc
+    except FilterError as exc:
         raise ApiError(400, str(exc), details={"field": exc.field}) from exc
     except BucketError as exc:
         raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc

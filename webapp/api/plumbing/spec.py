@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from flask import Flask, request
 from pydantic import BaseModel, ValidationError
@@ -28,7 +28,8 @@ class RouteDoc:
     body_optional: bool = False
     responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
     errors: tuple[int, ...] = DEFAULT_ERRORS
-    auth: bool = True
+    # "optional": the route's own credential is a signed link, a bearer token may still be sent.
+    auth: bool | Literal["optional"] = True
     binary: dict[int, str | tuple[str, ...]] = field(default_factory=dict)
     # Allowed values of path parameters that name a kind of thing rather than an object.
     path_enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -44,7 +45,7 @@ def document(
     body_optional: bool = False,
     responses: dict[int, type[BaseModel] | None] | None = None,
     errors: tuple[int, ...] = DEFAULT_ERRORS,
-    auth: bool = True,
+    auth: bool | Literal["optional"] = True,
     binary: dict[int, str | tuple[str, ...]] | None = None,
     path_enums: dict[str, tuple[str, ...]] | None = None,
 ) -> Callable[[F], F]:

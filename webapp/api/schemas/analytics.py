@@ -12,10 +12,14 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model
 
 from webapp.analytics.aggregations import AggregationQuery
+from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.sla_compliance import GROUPS
 from webapp.api.schemas.common import Strict
 from webapp.api.schemas.fields import (
     FILTER_PARAM_DOC,
     FILTERS_DOC,
+    ClockFields,
+    ClockName,
     Dimension,
     FilterObject,
     Granularity,
@@ -32,6 +36,7 @@ from webapp.core.filters import Filters
 from webapp.core.vocabulary import DIMENSIONS
 from webapp.tickets.fields import Status
 
+SlaGroup = Literal[GROUPS]  # type: ignore[valid-type]
 _EXACT = (
     "compute from raw events only: no rollups, and percentiles exact whatever the number of "
     "measurements (default false: rollups for closed hours, sketch percentiles above a size)"
@@ -57,7 +62,7 @@ class RangeQuery(_Filtered):  # type: ignore[valid-type,misc]
         return {name: values for name in DIMENSIONS if (values := getattr(self, name)) is not None}
 
 
-class TimeSeriesQuery(RangeQuery):
+class TimeSeriesQuery(RangeQuery, ClockFields):
     granularity: Granularity = "daily"
 
 
@@ -65,17 +70,14 @@ class DistributionQuery(RangeQuery):
     pass
 
 
-class PerformanceQuery(RangeQuery):
+class PerformanceQuery(RangeQuery, ClockFields):
+    group_by: SlaGroup | None = Field(
+        default=None, description="SLA compliance also per value of this field (sla.groups)"
+    )
+
+
+class SupportQuery(RangeQuery, ClockFields):
     pass
-
-
-class SupportQuery(RangeQuery):
-    clock: Literal["calendar", "business"] = Field(
-        default="calendar", description="business: hours counted on a business-hours schedule"
-    )
-    schedule_id: int | None = Field(
-        default=None, ge=1, description="the schedule of clock=business (default: the organization's default)"
-    )
 
 
 class TimeInStatusQuery(SupportQuery):
@@ -129,7 +131,7 @@ class Agents(BaseModel):
     meta: Meta
 
 
-class DashboardQuery(RangeQuery):
+class DashboardQuery(RangeQuery, ClockFields):
     period: Period | None = Field(
         default=None, description="the last 7, 30 or 90 local days up to the end of today (instead of start)"
     )
@@ -146,7 +148,7 @@ class SnapshotRequest(Strict):
     date: IsoDate = Field(description="a date inside the period, ISO 8601 (YYYY-MM-DD)")
 
 
-class AggregationFields(RangeFields):
+class AggregationFields(RangeFields, ClockFields):
     """What to aggregate: the body of POST /analytics/aggregations without `async`."""
 
     metrics: list[MetricName] = Field(min_length=1, max_length=4)
@@ -165,9 +167,15 @@ class AggregationFields(RangeFields):
     exact: StrictBool = Field(default=False, description=_EXACT)
 
     def query(
-        self, *, default_tz: str, now: datetime, approximate_above: int | None = None
+        self,
+        *,
+        default_tz: str,
+        now: datetime,
+        approximate_above: int | None = None,
+        clock: Clock = CALENDAR,
     ) -> AggregationQuery:
-        """The aggregation asked for, its window canonical (see canonical_window)."""
+        """The aggregation asked for, its window canonical (see canonical_window), on `clock` (resolved
+        from clock and schedule_id by the caller)."""
         return AggregationQuery.of(
             metrics=self.metrics,
             group_by=self.group_by,
@@ -176,6 +184,7 @@ class AggregationFields(RangeFields):
             percentiles=self.percentiles,
             exact=self.exact,
             approximate_above=approximate_above,
+            clock=clock,
         )
 
 
@@ -215,7 +224,12 @@ class Summary(BaseModel):
     max: float | None
 
 
-class TimeSeries(BaseModel):
+class ClockEcho(BaseModel):
+    clock: ClockName = Field(default="calendar", description="what the durations are counted in")
+    schedule_id: int | None = Field(default=None, description="the schedule of clock=business")
+
+
+class TimeSeries(ClockEcho):
     metric: MetricName
     unit: str
     granularity: Granularity
@@ -252,7 +266,7 @@ class AggregationRow(BaseModel):
     bucket: str | None = None
 
 
-class Aggregation(BaseModel):
+class Aggregation(ClockEcho):
     metrics: list[MetricName]
     group_by: list[Dimension]
     granularity: Granularity | None
@@ -300,19 +314,31 @@ class Backlog(BaseModel):
 
 class Outcome(BaseModel):
     met: int
+    achieved: int | None = Field(default=None, description="the same as met, in the SLA policy's word")
     breached: int
     pending: int
-    compliance: float | None
+    compliance: float | None = Field(description="achieved / (achieved + breached); null when both are 0")
 
 
 class SlaOutcomes(BaseModel):
-    first_response: Outcome
+    first_response: Outcome = Field(description="the policy's first_reply target")
     resolution: Outcome
+    next_reply: Outcome | None = Field(
+        default=None, description="tickets with at least one customer reply after an agent reply"
+    )
+
+
+class SlaGroupOutcomes(SlaOutcomes):
+    group: dict[str, str | None]
 
 
 class Sla(BaseModel):
     overall: SlaOutcomes
     by_priority: dict[str, SlaOutcomes]
+    next_reply: Outcome | None = None
+    policy_clock: ClockName | None = Field(default=None, description="the SLA policy's clock")
+    schedule_id: int | None = Field(default=None, description="the SLA policy's schedule")
+    groups: list[SlaGroupOutcomes] | None = Field(default=None, description="per value of group_by")
 
 
 class CountPoint(BaseModel):
@@ -320,7 +346,7 @@ class CountPoint(BaseModel):
     count: int
 
 
-class Dashboard(BaseModel):
+class Dashboard(ClockEcho):
     period: str | None
     timezone: str
     start: str
@@ -340,11 +366,13 @@ class Dashboard(BaseModel):
 
 
 class Target(BaseModel):
-    first_response_hours: float
-    resolution_hours: float
+    first_response_hours: float | None
+    resolution_hours: float | None
+    first_reply_hours: float | None = None
+    next_reply_hours: float | None = None
 
 
-class Performance(BaseModel):
+class Performance(ClockEcho):
     timezone: str
     start: str
     end: str

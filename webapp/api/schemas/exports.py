@@ -7,9 +7,18 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, Field, RootModel
 
+from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.metrics import METRICS
 from webapp.api.schemas.analytics import AggregationFields
 from webapp.api.schemas.common import Strict
-from webapp.api.schemas.fields import FILTERS_DOC, FilterObject, Granularity, MetricName, RangeFields
+from webapp.api.schemas.fields import (
+    FILTERS_DOC,
+    ClockFields,
+    FilterObject,
+    Granularity,
+    MetricName,
+    RangeFields,
+)
 from webapp.core.vocabulary import EXPORT_FORMATS
 from webapp.exports.spec import TICKET_COLUMNS, ExportSpec, SeriesQuery, TicketQuery
 
@@ -24,7 +33,7 @@ class TicketsExportQuery(RangeFields):
     columns: list[TicketColumn] | None = Field(default=None, description="default: every column")
 
 
-class TimeSeriesExportQuery(RangeFields):
+class TimeSeriesExportQuery(RangeFields, ClockFields):
     """One metric per bucket, as GET /analytics/time-series/{metric} answers it."""
 
     metric: MetricName
@@ -37,8 +46,8 @@ class TicketsExport(Strict):
     dataset: Literal["tickets"]
     query: TicketsExportQuery = Field(default_factory=TicketsExportQuery)
 
-    def spec(self, *, default_tz: str, now: datetime) -> ExportSpec:
-        """The export asked for, its window canonical."""
+    def spec(self, *, default_tz: str, now: datetime, clock: Clock = CALENDAR) -> ExportSpec:
+        """The export asked for, its window canonical (tickets have no clock)."""
         q = self.query
         columns = tuple(dict.fromkeys(q.columns or TICKET_COLUMNS))
         return ExportSpec.of(
@@ -51,11 +60,13 @@ class TimeSeriesExport(Strict):
     dataset: Literal["time-series"]
     query: TimeSeriesExportQuery
 
-    def spec(self, *, default_tz: str, now: datetime) -> ExportSpec:
-        """The export asked for, its window canonical (and its buckets counted before any job)."""
+    def spec(self, *, default_tz: str, now: datetime, clock: Clock = CALENDAR) -> ExportSpec:
+        """The export asked for, its window canonical (and its buckets counted before any job), its
+        durations on `clock` (resolved from the query's clock and schedule_id by the caller)."""
         q = self.query
         window = q.window(default_tz=default_tz, now=now, granularity=q.granularity)
-        return ExportSpec.of(self.format, SeriesQuery(q.metric, window, q.filters))
+        metric_clock = clock.for_metric(METRICS[q.metric])
+        return ExportSpec.of(self.format, SeriesQuery(q.metric, window, q.filters, metric_clock))
 
 
 class AggregationsExport(Strict):
@@ -63,9 +74,9 @@ class AggregationsExport(Strict):
     dataset: Literal["aggregations"]
     query: AggregationFields = Field(description="the body of POST /analytics/aggregations, without async")
 
-    def spec(self, *, default_tz: str, now: datetime) -> ExportSpec:
-        """The export asked for: the aggregation, its window canonical."""
-        return ExportSpec.of(self.format, self.query.query(default_tz=default_tz, now=now))
+    def spec(self, *, default_tz: str, now: datetime, clock: Clock = CALENDAR) -> ExportSpec:
+        """The export asked for: the aggregation, its window canonical, on `clock`."""
+        return ExportSpec.of(self.format, self.query.query(default_tz=default_tz, now=now, clock=clock))
 
 
 DatasetExport = TicketsExport | TimeSeriesExport | AggregationsExport

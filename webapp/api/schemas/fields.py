@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainValidator, StrictInt, WithJsonSchema
+from pydantic import BaseModel, Field, PlainValidator, StrictInt, WithJsonSchema
 
 from webapp.analytics.buckets import DEFAULT_RANGE_DAYS
 from webapp.analytics.metrics import METRICS
@@ -14,13 +14,14 @@ from webapp.analytics.window import Window, canonical_window
 from webapp.api.schemas.common import Strict, refused
 from webapp.core.filters import FilterError, Filters, parse_filter, parse_filter_object
 from webapp.core.timeutil import EARLIEST, LATEST
-from webapp.core.vocabulary import DASHBOARD_PERIODS, DIMENSIONS, GRANULARITIES, SNAPSHOT_TYPES
+from webapp.core.vocabulary import CLOCKS, DASHBOARD_PERIODS, DIMENSIONS, GRANULARITIES, SNAPSHOT_TYPES
 
 Granularity = Literal[GRANULARITIES]  # type: ignore[valid-type]
 MetricName = Literal[tuple(METRICS)]  # type: ignore[valid-type]
 Dimension = Literal[DIMENSIONS]  # type: ignore[valid-type]
 SnapshotType = Literal[SNAPSHOT_TYPES]  # type: ignore[valid-type]
 Period = Literal[tuple(DASHBOARD_PERIODS)]  # type: ignore[valid-type]
+ClockName = Literal[CLOCKS]  # type: ignore[valid-type]
 
 _START = (
     "ISO 8601 date or datetime; a date is local midnight, a naive time local wall-clock "
@@ -77,6 +78,20 @@ def percentiles_in_range(values: list[int]) -> list[int]:
 
 
 Percentile = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 99})]
+
+
+_CLOCK = (
+    "what durations are counted in: calendar (all elapsed time, the default) or business (the open "
+    "hours of schedule_id, or of the organization's default schedule). Buckets do not change"
+)
+_SCHEDULE_ID = "the schedule whose open hours count with clock=business (default: the default schedule)"
+
+
+class ClockFields(BaseModel):
+    """The clock duration metrics and statistics are counted on."""
+
+    clock: ClockName = Field(default="calendar", description=_CLOCK)
+    schedule_id: int | None = Field(default=None, description=_SCHEDULE_ID)
 
 
 class RangeFields(Strict):

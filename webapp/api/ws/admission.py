@@ -26,16 +26,12 @@ TICKET_SECONDS = 30
 
 @dataclass
 class Identity:
-    """Who holds a socket, until when, and the token's id (the socket closes once a logout revokes it)."""
+    """Who holds a socket, until when, and the token's id (the socket closes once a logout revokes it,
+    see revocations)."""
 
     principal: Principal
     expires_at: float
     jti: str
-    next_revocation_check: float = 0.0
-
-    def revoked(self) -> bool:
-        """Whether the token was revoked (asks the blocklist; raises when Redis and the database are down)."""
-        return token_revoked({"jti": self.jti, "exp": self.expires_at})
 
 
 def _ticket_key(ticket: str) -> str:

@@ -11,6 +11,7 @@ from webapp.api.plumbing.spec import check_json_text
 from webapp.core import strict_json
 from webapp.core.filters import FilterError, parse_filters
 from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import CLOCKS
 from webapp.live.connection import Connection, valid_id
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -74,6 +75,17 @@ def subscription(message: dict[str, Any]) -> tuple[set[str], Filters, float]:
     if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
         raise MessageError(f"interval must be between {MIN_INTERVAL} and {MAX_INTERVAL} seconds")
     return set(metrics), _filters(message.get("filters") or {}), float(interval)
+
+
+def subscription_clock(message: dict[str, Any]) -> tuple[str, int | None]:
+    """The clock (calendar | business) and schedule_id a subscribe message asks for."""
+    name = message.get("clock", "calendar")
+    if name not in CLOCKS:
+        raise MessageError(f"clock must be one of {', '.join(CLOCKS)}")
+    schedule_id = message.get("schedule_id")
+    if schedule_id is not None and (not isinstance(schedule_id, int) or isinstance(schedule_id, bool)):
+        raise MessageError("schedule_id must be an integer")
+    return name, schedule_id
 
 
 def _filters(raw: Any) -> Filters:

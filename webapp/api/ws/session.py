@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from simple_websocket import ConnectionClosed, Server
 
 from webapp.api.ws import subscriptions
 from webapp.api.ws.admission import Identity
+from webapp.api.ws.budget import COSTLY, Limits, MessageBudget
 from webapp.api.ws.messages import (
     INTERNAL_ERROR,
     POLICY_VIOLATION,
@@ -28,16 +30,14 @@ from webapp.api.ws.messages import (
     send_error,
 )
 from webapp.api.ws.resume import resume
+from webapp.api.ws.revocations import RevocationWatch, Watched
 from webapp.api.ws.subscriptions import Stores, Subscription
-from webapp.api.ws.wire import LINGER_SECONDS, SocketWire
+from webapp.api.ws.wire import LINGER_SECONDS, SocketWire, text_frame
 from webapp.live.connection import Connection
 from webapp.live.relay import Relay
 
 log = logging.getLogger(__name__)
 
-# How often an open socket asks whether its token was revoked (a logout ends the user's sockets).
-# One Redis GET per socket each time: the blocklist keeps the answer there.
-REVOCATION_CHECK_SECONDS = 5.0
 CLIENT_MESSAGES = ("subscribe", "unsubscribe", "ping", "resume")
 
 
@@ -50,6 +50,23 @@ class Socket:
     wire: SocketWire
     wakeup: threading.Event
 
+    def send_text(self, text: str) -> None:
+        """Send one text message (its frame made once per text, see wire.text_frame); raises
+        ConnectionClosed once the socket is closing, as simple-websocket's own send does."""
+        if not self.ws.connected:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        self.wire.send(text_frame(text))
+
+    def client_messages(self) -> Iterator[str | bytes]:
+        """The client's messages that have arrived, without waiting; raises ConnectionClosed once the
+        client is gone. (Asking simple-websocket with nothing buffered would wait a full turn of the
+        event loop even with timeout=0.)"""
+        while self.ws.input_buffer or not self.ws.connected:
+            raw = self.ws.receive(timeout=0)
+            if raw is None:
+                return
+            yield raw
+
 
 @dataclass
 class Peer:
@@ -57,31 +74,44 @@ class Peer:
 
     conn: Connection
     stores: Stores
+    limits: Limits
     sub: Subscription = field(default_factory=Subscription)
+    budget: MessageBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = MessageBudget(self.limits.burst, self.limits.per_minute)
 
 
 def run(
     socket: Socket,
     relay: Relay,
+    revocations: RevocationWatch,
     identity: Identity,
     stores: Stores,
     *,
+    limits: Limits,
     hello: dict[str, Any],
     resume_from: str | None,
 ) -> None:
-    """Serve the socket until it ends, followed by the relay meanwhile; a failure closes it with 1011."""
+    """Serve the socket until it ends, followed by the relay and its token watched meanwhile; a
+    failure closes it with 1011."""
     ws = socket.ws
     conn = Connection(
-        org_id=identity.principal.org_id, send_raw=ws.send, wake=socket.wakeup.set, abort=socket.wire.abort
+        org_id=identity.principal.org_id,
+        send_raw=socket.send_text,
+        wake=socket.wakeup.set,
+        abort=socket.wire.abort,
     )
     try:
         relay.register(conn)
-    except redis.RedisError:
-        log.warning("socket refused: cannot follow the events of org=%s", conn.org_id)
+    except redis.RedisError as exc:
+        log.warning("socket refused: cannot follow the events of org=%s: %s", conn.org_id, exc)
         ws.close(reason=TRY_AGAIN_LATER, message="live updates are unavailable; try again later")
         return
+    watched = Watched(identity.jti, identity.expires_at, socket.wakeup.set)
+    revocations.add(watched)
     try:
-        _serve(socket, Peer(conn, stores), identity, hello, resume_from)
+        _serve(socket, Peer(conn, stores, limits), identity, watched, hello, resume_from)
     except ConnectionClosed:
         raise  # the client left: flask-sock's business
     except Exception:
@@ -89,6 +119,7 @@ def run(
         log.exception("socket of org=%s failed", conn.org_id)
         conn.guarded(ws.close, INTERNAL_ERROR, "server error; reconnect and resume")
     finally:
+        revocations.remove(watched)
         relay.unregister(conn)
         if not ws.connected:
             # The server closes the socket once the view returns: let the lingering close finish first.
@@ -96,7 +127,12 @@ def run(
 
 
 def _serve(
-    socket: Socket, peer: Peer, identity: Identity, hello: dict[str, Any], resume_from: str | None
+    socket: Socket,
+    peer: Peer,
+    identity: Identity,
+    watched: Watched,
+    hello: dict[str, Any],
+    resume_from: str | None,
 ) -> None:
     """Greet, replay from `resume_from` if given, then serve until the socket ends."""
     conn, sub = peer.conn, peer.sub
@@ -104,51 +140,44 @@ def _serve(
     if resume_from is not None:
         # Before any live event, so the missed ones arrive first and in order.
         try:
-            resume(conn, peer.stores.client, resume_from)
+            resume(conn, peer.stores.client, resume_from, max_seconds=peer.limits.resume_max_seconds)
         except MessageError as exc:
             send_error(conn, str(exc))
-    identity.next_revocation_check = time.time() + REVOCATION_CHECK_SECONDS
     while conn.alive:
-        ending = _ending(conn, identity)
+        ending = _ending(conn, identity, watched)
         if ending is not None:
             # Closing while registered: a close frame stuck behind a full buffer is swept like a send.
             conn.guarded(socket.ws.close, *ending)
             return
         socket.wakeup.wait(_sleep(identity, sub))
-        raw = socket.ws.receive(timeout=0)  # raises ConnectionClosed once the client is gone
-        if raw is not None:
+        # Whatever set the event (a message, the close, the relay) did its part before: all of it
+        # is looked at below, and anything after the clear sets the event again.
+        socket.wakeup.clear()
+        for raw in socket.client_messages():
             handle(peer, raw)
         conn.flush(lambda event: subscriptions.with_fresh_values(conn, sub, peer.stores, event))
         subscriptions.send_periodic(conn, sub, peer.stores)
 
 
 def _sleep(identity: Identity, sub: Subscription) -> float:
-    """Seconds until the loop has something to do unless woken: expiry, revocation check, periodic update."""
+    """Seconds until the loop has something to do unless woken: expiry, periodic update."""
     now = time.time()
-    timeout = min(identity.expires_at, identity.next_revocation_check) - now
+    timeout = identity.expires_at - now
     if sub.metrics:
         timeout = min(timeout, sub.next_due - now)
     return max(0.0, timeout)
 
 
-def _ending(conn: Connection, identity: Identity) -> tuple[int, str] | None:
+def _ending(conn: Connection, identity: Identity, watched: Watched) -> tuple[int, str] | None:
     """The close code and reason when the socket must end now, else None."""
-    now = time.time()
-    if now >= identity.expires_at:
+    if time.time() >= identity.expires_at:
         return POLICY_VIOLATION, "token expired"
+    if watched.revoked:
+        return POLICY_VIOLATION, "token revoked"
     if conn.dropped:
         return TRY_AGAIN_LATER, "too far behind; reconnect and resume"
     if conn.interrupted:
         return TRY_AGAIN_LATER, "live updates broke off (Redis unavailable); reconnect and fetch afresh"
-    if now >= identity.next_revocation_check:
-        identity.next_revocation_check = now + REVOCATION_CHECK_SECONDS
-        try:
-            if identity.revoked():
-                return POLICY_VIOLATION, "token revoked"
-        except Exception:
-            # Redis and the database both unreachable: keep the socket (its token still expires) and
-            # ask again at the next check rather than drop every socket in an outage.
-            log.warning("cannot check token revocation for a socket of org=%s", conn.org_id, exc_info=True)
     return None
 
 
@@ -172,6 +201,13 @@ def dispatch(peer: Peer, raw: str | bytes) -> None:
 
 def _route(peer: Peer, message: dict[str, Any]) -> None:
     conn, kind = peer.conn, message["type"]
+    if kind in COSTLY:
+        wait = peer.budget.take()
+        if wait:
+            raise MessageError(
+                f"too many subscribe and resume messages (at most {peer.limits.per_minute} a minute "
+                f"after a burst of {peer.limits.burst}); this one was dropped, send it again in {wait:.1f} s"
+            )
     if kind == "ping":
         conn.send(envelope(conn, "pong", {}))
     elif kind == "subscribe":
@@ -179,6 +215,8 @@ def _route(peer: Peer, message: dict[str, Any]) -> None:
     elif kind == "unsubscribe":
         subscriptions.unsubscribe(conn, peer.sub, message)
     elif kind == "resume":
-        resume(conn, peer.stores.client, message.get("last_event_id"))
+        resume(
+            conn, peer.stores.client, message.get("last_event_id"), max_seconds=peer.limits.resume_max_seconds
+        )
     else:
         raise MessageError(f"unknown message type {kind!r}; allowed: {', '.join(CLIENT_MESSAGES)}")

@@ -19,7 +19,9 @@ from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.spec import document
 from webapp.api.ws import admission, session, wire
 from webapp.api.ws.admission import TICKET_SECONDS, Identity
+from webapp.api.ws.budget import Limits
 from webapp.api.ws.messages import MAX_MESSAGE_BYTES, POLICY_VIOLATION
+from webapp.api.ws.revocations import RevocationWatch
 from webapp.api.ws.slots import SLOTS
 from webapp.api.ws.subscriptions import Stores
 from webapp.infra.db import session_factory
@@ -27,6 +29,7 @@ from webapp.infra.redis_client import get_redis, make_redis
 from webapp.live import relay as live_relay
 from webapp.live.relay import Relay
 from webapp.security.admission import current_claims, current_principal, require_role
+from webapp.security.tokens import negative_ttl
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,10 @@ def admit_socket() -> None:
     if refused is not None:
         raise ApiError(*refused, headers={"Retry-After": "10"})
     g.ws_slot, g.ws_identity = org_id, identity
+    # No per-message compression: it would give each socket a zlib context (hundreds of KiB) and a
+    # compression per message, for events of a few hundred bytes. simple-websocket accepts the
+    # extension whenever the client offers it, and it reads the offer from here.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     g.ws_wire, g.ws_wakeup = wire.adopt(request.environ), threading.Event()
 
 
@@ -113,8 +120,14 @@ def analytics_socket(ws: Server, org_id: int) -> None:
     session.run(
         session.Socket(ws, g.ws_wire, g.ws_wakeup),
         relay_for(current_app),
+        revocations_for(current_app),
         identity,
         Stores(get_redis(), session_factory()),
+        limits=Limits(
+            current_app.config["WS_COSTLY_MESSAGES_BURST"],
+            current_app.config["WS_COSTLY_MESSAGES_PER_MINUTE"],
+            current_app.config["WS_RESUME_MAX_SECONDS"],
+        ),
         hello=hello,
         resume_from=request.args.get("last_event_id"),
     )
@@ -135,6 +148,18 @@ def relay_for(app: Flask) -> Relay:
                 client = make_redis(app.config["REDIS_URL"], socket_timeout=timeout)
                 relay = app.extensions["relay"] = Relay(client)
     return relay
+
+
+def revocations_for(app: Flask) -> RevocationWatch:
+    """The process's watch over its sockets' tokens, created on first use (and again in a forked child)."""
+    watch = app.extensions.get("ws_revocations")
+    if watch is None or watch.pid != os.getpid():
+        with _relay_lock:
+            watch = app.extensions.get("ws_revocations")
+            if watch is None or watch.pid != os.getpid():
+                watch = RevocationWatch(get_redis(), session_factory(), negative_ttl())
+                app.extensions["ws_revocations"] = watch
+    return watch
 
 
 def _request_wakeup() -> threading.Event:

@@ -11,6 +11,8 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from webapp.analytics.clock import CALENDAR, Clock, resolve
+from webapp.analytics.window import QueryError
 from webapp.api.ws import messages
 from webapp.api.ws.messages import Filters, envelope, send_error
 from webapp.infra.db import close_quietly
@@ -28,6 +30,7 @@ class Subscription:
     filters: Filters = field(default_factory=dict)
     interval: float = 30.0
     next_due: float = 0.0
+    clock: Clock = CALENDAR
 
 
 @dataclass(frozen=True)
@@ -38,31 +41,54 @@ class Stores:
     client: redis.Redis
     sessions: sessionmaker[Session]
 
-    def values(self, org_id: int, metrics: list[str], filters: Filters) -> dict[str, Any]:
-        """Current values of `metrics`, through the cache."""
+    def values(
+        self, org_id: int, metrics: list[str], filters: Filters, clock: Clock = CALENDAR
+    ) -> dict[str, Any]:
+        """Current values of `metrics` (durations on `clock`), through the cache."""
         session = self.sessions()
         try:
-            return cached_values(session, self.client, org_id=org_id, metrics=metrics, filters=filters)
+            return cached_values(
+                session, self.client, org_id=org_id, metrics=metrics, filters=filters, clock=clock
+            )
+        finally:
+            close_quietly(session)
+
+    def clock(self, org_id: int, name: str, schedule_id: int | None) -> Clock:
+        """The clock a subscribe message asks for; MessageError names what is wrong with it."""
+        if name == "calendar" and schedule_id is None:
+            return CALENDAR
+        session = self.sessions()
+        try:
+            return resolve(session, org_id, name, schedule_id)
+        except QueryError as exc:
+            raise messages.MessageError(str(exc)) from exc
         finally:
             close_quietly(session)
 
 
 def _send_values(conn: Connection, sub: Subscription, stores: Stores, kind: str) -> None:
-    data = stores.values(conn.org_id, sorted(sub.metrics), sub.filters)
-    conn.send(envelope(conn, kind, {**data, "interval": sub.interval, "filters": sub.filters}))
+    data = stores.values(conn.org_id, sorted(sub.metrics), sub.filters, sub.clock)
+    conn.send(
+        envelope(conn, kind, {**data, "interval": sub.interval, "filters": sub.filters, **sub.clock.echo()})
+    )
 
 
 def subscribe(conn: Connection, sub: Subscription, stores: Stores, message: dict[str, Any]) -> None:
     """Add to the subscription and send its values; one that fails leaves the subscription as it was."""
     metrics, filters, interval = messages.subscription(message)
+    clock = sub.clock
+    if "clock" in message or "schedule_id" in message:
+        clock = stores.clock(conn.org_id, *messages.subscription_clock(message))
     wanted = replace(
         sub,
         metrics=sub.metrics | metrics,
         filters=filters if "filters" in message else sub.filters,
         interval=interval,
+        clock=clock,
     )
     _send_values(conn, wanted, stores, "subscription_data")
     sub.metrics, sub.filters, sub.interval = wanted.metrics, wanted.filters, wanted.interval
+    sub.clock = wanted.clock
     sub.next_due = time.time() + interval
 
 
@@ -93,7 +119,7 @@ def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event
     if not wanted:
         return event
     try:
-        values = stores.values(conn.org_id, wanted, sub.filters)["metrics"]
+        values = stores.values(conn.org_id, wanted, sub.filters, sub.clock)["metrics"]
     except Exception:
         log.exception("fresh values failed org=%s", conn.org_id)
         return event

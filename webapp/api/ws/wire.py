@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import MutableMapping
+from functools import lru_cache
 from typing import Any
 
 # After its close frame the server reads and discards what the client still sends, this long and
@@ -25,6 +26,27 @@ LINGER_BYTES = 4 * 1024 * 1024
 # Where the servers simple-websocket supports with a plain socket (Werkzeug's development server,
 # gunicorn) put the connection's socket in the WSGI environ, in the order simple-websocket looks.
 _ENVIRON_SOCKETS = ("werkzeug.socket", "gunicorn.socket")
+_OPCODE_TEXT_FIN = 0x81
+
+
+@lru_cache(maxsize=64)
+def text_frame(text: str) -> bytes:
+    """`text` as one final, unmasked text frame (RFC 6455 5.2), as a server sends it.
+
+    A relayed event is one string object offered to every socket of the organization, so its frame
+    is made once for all of them (a str caches its hash: the lookup is cheap). No extension is ever
+    negotiated (socket.admit_socket removes the client's offer), so the frame is the same on every
+    socket, and no per-socket state of simple-websocket's is involved in sending a whole message.
+    """
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        head = bytes((_OPCODE_TEXT_FIN, n))
+    elif n < 65536:
+        head = bytes((_OPCODE_TEXT_FIN, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((_OPCODE_TEXT_FIN, 127)) + n.to_bytes(8, "big")
+    return head + payload
 
 
 class SocketWire:

@@ -22,6 +22,10 @@ from webapp.tickets.seeding.derived import derive_seeded
 from webapp.tickets.seeding.rows import EncodedBatch, encode_batch
 
 BATCH_TICKETS = 20_000
+# Events a ticket has on average (for deciding how to maintain the indexes, see _deferred_indexes).
+EVENTS_PER_TICKET = 6
+# Memory for building the deferred indexes: the sort of a large seed's keys stays in memory.
+INDEX_BUILD_MEMORY = "512MB"
 
 TICKET_COPY = (
     "COPY tickets (id, org_id, subject, status, priority, channel, category, assigned_to, "
@@ -78,6 +82,7 @@ def seed_tickets(
         skipping_checks = skip_row_checks(
             conn, ("tickets", "ticket_events", "ticket_replies", "ticket_ratings", "ticket_status_changes")
         )
+        deferred = _deferred_indexes(cur, {"tickets": tickets, "ticket_events": tickets * EVENTS_PER_TICKET})
 
         def encode(batch: int) -> Encoded:
             assert first_id is not None
@@ -95,8 +100,13 @@ def seed_tickets(
             if progress is not None:
                 progress(done)
         if tickets:
-            # The status history and the events derived from it, from the replies and the ratings.
+            # The status history and the events derived from it, from the replies and the ratings
+            # (before the deferred indexes come back: they are built once, over these rows too).
             events += derive_seeded(cur, org_id=org_id, first=first_id, last=first_id + tickets - 1)
+        if deferred:
+            cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
+            for definition in deferred:
+                cur.execute(definition)
         if skipping_checks:
             restore_row_checks(conn)
     last_id = None if first_id is None else first_id + tickets - 1
@@ -122,6 +132,42 @@ def _reserve_ids(cur: psycopg.Cursor, n: int) -> int:
     first = int(row[0])
     cur.execute("SELECT setval(pg_get_serial_sequence('tickets', 'id'), %s)", (first + n - 1,))
     return first
+
+
+def _deferred_indexes(cur: psycopg.Cursor, adding: dict[str, int]) -> list[str]:
+    """Drop the secondary indexes of each table the seed adds more rows to than it holds; return the
+    statements that build them again (run once the rows are in).
+
+    Building an index once over every row is several times cheaper than updating it row by row, and
+    index upkeep is most of what the server does for a seed. Only where the table is small beside the
+    seed: the build reads the rows already there too. Dropping takes the table's ACCESS EXCLUSIVE lock,
+    so reads of a table seeded this way wait for the seed's transaction (a fresh or demo database
+    has no readers yet); a rollback puts the indexes back. Constraint indexes (primary keys, unique
+    ones) stay.
+    """
+    statements: list[str] = []
+    for table, rows in adding.items():
+        cur.execute(
+            "SELECT reltuples, relpages FROM pg_class WHERE oid = CAST(%s AS regclass)",
+            (table,),
+        )
+        found = cur.fetchone()
+        assert found is not None
+        estimate, pages = found
+        # reltuples is -1 until the table was first vacuumed or analyzed: then judge by its pages.
+        existing = estimate if estimate >= 0 else (0 if pages == 0 else rows)
+        if rows <= max(existing, 0):
+            continue
+        cur.execute(
+            "SELECT CAST(indexrelid AS regclass)::text, pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indrelid = CAST(%s AS regclass) AND NOT indisprimary AND NOT indisunique "
+            "AND NOT indisexclusion ORDER BY indexrelid",
+            (table,),
+        )
+        for name, definition in cur.fetchall():
+            cur.execute(f"DROP INDEX {name}")
+            statements.append(definition)
+    return statements
 
 
 def _copy(cur: psycopg.Cursor, statement: str, data: bytes) -> None:

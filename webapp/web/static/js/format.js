@@ -16,6 +16,12 @@ export function percent(fraction) {
   return `${decimal.format(fraction * 100)} %`;
 }
 
+/** A percentage already on 0..100 (the API's `_pct` fields). */
+export function percentage(value) {
+  if (value === null || value === undefined) return "–";
+  return `${decimal.format(value)} %`;
+}
+
 /** A change in percent with its sign, or "–" when there is nothing to compare with. */
 export function change(pct) {
   if (pct === null || pct === undefined) return "–";

@@ -3,7 +3,7 @@
 import { LineChart, bars } from "./charts.js";
 import { h, setText } from "./dom.js";
 import * as fmt from "./format.js";
-import { TILES, availablePanels } from "./panels.js";
+import { TILES, availablePanels, availableSeriesTiles } from "./panels.js";
 
 const PRIORITY_ORDER = ["urgent", "high", "normal", "low"];
 
@@ -14,6 +14,7 @@ const PRIORITY_ORDER = ["urgent", "high", "normal", "low"];
  */
 export class OverviewView {
   #tiles = new Map();
+  #seriesTiles = new Map();
   #panels = new Map();
   #charts = new Map();
   #painted = false;
@@ -21,18 +22,21 @@ export class OverviewView {
   constructor({ tiles, panels }, source, metrics, { onFirstPaint = null } = {}) {
     this.source = source;
     this.onFirstPaint = onFirstPaint;
-    this.laidOut = Promise.resolve(metrics).then((served) => this.#layOut(panels, served));
-    for (const tile of TILES) {
-      const value = h("div", { class: "tile-value" }, "…");
-      const previous = h("div", { class: "tile-previous" });
-      const el = h("div", { class: "tile", id: `tile-${tile.id}`, title: tile.note || false },
-        h("div", { class: "tile-label" }, tile.label), value, previous);
-      tiles.append(el);
-      this.#tiles.set(tile.id, { tile, el, value, previous });
-    }
+    this.laidOut = Promise.resolve(metrics).then((served) => this.#layOut(tiles, panels, served));
+    for (const tile of TILES) this.#tiles.set(tile.id, OverviewView.#tile(tiles, tile));
   }
 
-  #layOut(panels, metrics) {
+  static #tile(tiles, tile) {
+    const value = h("div", { class: "tile-value" }, "…");
+    const previous = h("div", { class: "tile-previous" });
+    const el = h("div", { class: "tile", id: `tile-${tile.id}`, title: tile.note || false },
+      h("div", { class: "tile-label" }, tile.label), value, previous);
+    tiles.append(el);
+    return { tile, el, value, previous };
+  }
+
+  #layOut(tiles, panels, metrics) {
+    for (const tile of availableSeriesTiles(metrics)) this.#seriesTiles.set(tile.id, OverviewView.#tile(tiles, tile));
     for (const panel of availablePanels(metrics)) {
       const body = h("div", { class: panel.kind === "series" ? "chart" : "bars-host" });
       const title = h("h2", {}, panel.title);
@@ -48,9 +52,18 @@ export class OverviewView {
     // The dashboard and the API document are fetched side by side.
     const [dashboard] = await Promise.all([this.source.dashboard(range), this.laidOut]);
     this.#drawTiles(dashboard);
+    // A metric's series is asked for once per load, whether a tile, a panel or both show it.
+    const asked = new Map();
+    const series = (metric) => {
+      if (!asked.has(metric)) asked.set(metric, this.source.series(metric, range, dashboard));
+      return asked.get(metric);
+    };
     const pending = [];
+    for (const shown of this.#seriesTiles.values()) {
+      pending.push(series(shown.tile.metric).then((answer) => this.#drawSeriesTile(shown, answer)));
+    }
     for (const { panel, body } of this.#panels.values()) {
-      if (panel.kind === "series") pending.push(this.#drawSeries(panel, body, range, dashboard));
+      if (panel.kind === "series") pending.push(this.#drawSeries(panel, body, dashboard, series));
       else if (panel.kind === "sla") this.#drawSla(body, dashboard);
       else if (panel.fromDashboard) this.#drawDistribution(body, dashboard.distributions[panel.field]);
       else {
@@ -99,7 +112,14 @@ export class OverviewView {
     return this.#charts.get(panelId);
   }
 
-  async #drawSeries(panel, body, range, dashboard) {
+  #drawSeriesTile({ tile, el, value, previous }, answer) {
+    const current = tile.value(answer);
+    setText(value, tile.percentage ? fmt.percentage(current) : fmt.number(current, tile.unit));
+    el.dataset.value = current ?? "";
+    setText(previous, tile.note || "");
+  }
+
+  async #drawSeries(panel, body, dashboard, series) {
     const chart = this.#chart(panel.id, body, dashboard.timezone);
     const own = panel.series.filter((s) => s.fromDashboard);
     const days = dashboard.ticket_count_series.map((p) => p.bucket);
@@ -108,7 +128,7 @@ export class OverviewView {
     if (drawn.length) chart.update(days, drawn, { unit, zone: dashboard.timezone });
     const fetched = panel.series.filter((s) => !s.fromDashboard);
     if (!fetched.length) return;
-    const answers = await Promise.all(fetched.map((s) => this.source.series(s.metric, range, dashboard)));
+    const answers = await Promise.all(fetched.map((s) => series(s.metric)));
     const times = days.length ? days : answers[0].points.map((p) => p.bucket);
     const lines = [...drawn];
     answers.forEach((answer, i) => {

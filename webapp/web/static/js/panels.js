@@ -16,6 +16,22 @@ export const TILES = [
     value: (d) => d.sla.overall.resolution.compliance },
 ];
 
+/** Share of good ratings among all of a series' ratings: each point's percentage weighted by its count. */
+function pooledPercentage(answer) {
+  const rated = answer.points.reduce((sum, p) => sum + (p.value === null ? 0 : p.count), 0);
+  if (!rated) return null;
+  return answer.points.reduce((sum, p) => sum + (p.value === null ? 0 : p.value * p.count), 0) / rated;
+}
+
+/**
+ * Tiles over the whole range of a metric of GET /analytics/time-series (daily), shown when the API
+ * document lists the metric; `value(answer)` is the tile's number.
+ */
+export const SERIES_TILES = [
+  { id: "csat", label: "CSAT", metric: "csat", percentage: true, value: pooledPercentage,
+    note: "good ratings (4 or 5) among ratings given" },
+];
+
 /**
  * The panels. kind "series": daily lines, each series a metric of GET /analytics/time-series (or the
  * dashboard's own daily ticket_count); "sla": compliance by priority from the dashboard;
@@ -29,11 +45,20 @@ export const PANELS = [
   { id: "backlog", kind: "series", title: "Backlog over time", series: [
     { metric: "backlog", label: "Backlog" },
   ] },
+  { id: "csat", kind: "series", title: "Customer satisfaction (% good ratings)", series: [
+    { metric: "csat", label: "CSAT" },
+  ] },
   { id: "sla", kind: "sla", title: "SLA compliance by priority" },
   { id: "status", kind: "distribution", field: "status", title: "Status", fromDashboard: true },
   { id: "priority", kind: "distribution", field: "priority", title: "Priority", fromDashboard: true },
   { id: "channel", kind: "distribution", field: "channel", title: "Channel" },
 ];
+
+/** The series tiles the API can fill. */
+export function availableSeriesTiles(metrics) {
+  const served = new Set(metrics);
+  return SERIES_TILES.filter((tile) => served.has(tile.metric));
+}
 
 /** The panels the API can fill, each with only the series it serves. */
 export function availablePanels(metrics) {

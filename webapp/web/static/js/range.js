@@ -10,6 +10,12 @@ export function addDays(date, days) {
   return moment.toISOString().slice(0, 10);
 }
 
+/** Today's date in the browser's zone, `YYYY-MM-DD`. */
+export function today() {
+  const now = new Date();
+  return new Date(now.getTime() - now.getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+}
+
 export class Range {
   constructor({ period = "30d", start = "", end = "" } = {}) {
     this.custom = Boolean(start && end);
@@ -30,6 +36,13 @@ export class Range {
   /** The dashboard's query: a period, or [start, end + 1 day). */
   query() {
     return this.custom ? { start: this.start, end: addDays(this.end, 1) } : { period: this.period };
+  }
+
+  /** [start, end) as dates, for routes that take no period: a period is that many days up to `day`. */
+  dates(day = today()) {
+    if (this.custom) return { start: this.start, end: addDays(this.end, 1) };
+    const days = Number.parseInt(this.period, 10);
+    return { start: addDays(day, 1 - days), end: addDays(day, 1) };
   }
 
   /** The URL's query string for this range. */

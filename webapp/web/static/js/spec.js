@@ -26,13 +26,29 @@ export class Spec {
     return (this.paths[path]?.get?.parameters || []).find((p) => p.name === name);
   }
 
-  #resolve(schema) {
+  /** A schema with its `$ref` followed (one level: the document's references point at components). */
+  resolve(schema) {
     const ref = schema?.$ref;
     return ref ? this.schemas[ref.split("/").pop()] : schema;
   }
 
+  /** The component schema `name` (the request bodies' models: AlertCreate, ...). */
+  schema(name) {
+    return this.schemas[name];
+  }
+
+  /** The allowed values of a GET route's query parameter ([] when it has none or takes any). */
+  parameterValues(path, name) {
+    return this.#enumOf(this.#parameter(path, name)?.schema);
+  }
+
+  /** The allowed values of a schema: its enum, or the first enum among its alternatives. */
+  enumOf(schema) {
+    return this.#enumOf(schema);
+  }
+
   #enumOf(schema) {
-    const resolved = this.#resolve(schema) || {};
+    const resolved = this.resolve(schema) || {};
     if (resolved.enum) return resolved.enum;
     for (const option of resolved.anyOf || []) {
       const values = this.#enumOf(option);
@@ -58,7 +74,7 @@ export class Spec {
 
   #aggregationField(name) {
     const body = this.paths[AGGREGATIONS_PATH]?.post?.requestBody?.content?.["application/json"]?.schema;
-    return this.#resolve(body)?.properties?.[name];
+    return this.resolve(body)?.properties?.[name];
   }
 
   /** Whether POST /analytics/aggregations takes the body field `name`. */

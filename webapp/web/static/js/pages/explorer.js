@@ -5,17 +5,12 @@ import { LineChart } from "../charts.js";
 import { h, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
 import { Jobs, bindExport } from "../jobs.js";
-import { addDays } from "../range.js";
+import { addDays, today } from "../range.js";
 import { debounce, startPage } from "../shell.js";
 import { Spec } from "../spec.js";
 
 const DEFAULT_DAYS = 30;
 const RERUN_AFTER_MS = 300;
-
-function today() {
-  const now = new Date();
-  return new Date(now.getTime() - now.getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
-}
 
 /** The query the page shows: from the URL, with defaults. */
 function stateFromUrl(spec) {

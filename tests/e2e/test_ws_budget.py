@@ -1,0 +1,63 @@
+"""A socket may send subscribe and resume at a bounded rate (a burst, then so many a minute), and a
+resume reaches back a bounded time; past either the client is told, and the socket stays open."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from tests.e2e.test_websocket import _drain, _open, _receive_until
+from webapp.api.ws.budget import MessageBudget
+from webapp.config import from_environment
+from webapp.live import events
+
+pytestmark = pytest.mark.worker
+
+SETTINGS = from_environment()  # what the web process under test runs with
+
+
+def test_a_subscribe_flood_is_answered_with_errors_after_the_burst(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    ws, _ = _open(web_server, tenant)
+    burst = SETTINGS["WS_COSTLY_MESSAGES_BURST"]
+    for i in range(burst + 5):
+        ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 30 + i}))
+    answers = [m for m in _drain(ws, 2.0) if m["type"] in ("subscription_data", "error")]
+    assert [m["type"] for m in answers] == ["subscription_data"] * burst + ["error"] * 5
+    assert "too many subscribe and resume messages" in answers[-1]["data"]["message"]
+    ws.send(json.dumps({"type": "ping"}))
+    _receive_until(ws, lambda m: m["type"] == "pong")
+    ws.close()
+
+
+def test_a_resume_from_the_beginning_reaches_back_a_bounded_time(web_server, make_live_tenant, services):
+    tenant = make_live_tenant()
+    client = redis.Redis.from_url(services.redis_url)
+    old_ms = int((time.time() - SETTINGS["WS_RESUME_MAX_SECONDS"] - 600) * 1000)
+    old_id = client.xadd(
+        events.stream_key(tenant.org_id),
+        {"type": "metric_update", "data": json.dumps({"ticket_id": -1})},
+        id=f"{old_ms}-0",
+    )
+    web_server.request("POST", "/api/v1/tickets", tenant.users["agent"]["token"], {})
+    ws, _ = _open(web_server, tenant)
+    ws.send(json.dumps({"type": "resume", "last_event_id": "0-0"}))
+    seen = _drain(ws, 1.5)
+    assert seen[0]["type"] == "error"
+    assert "WS_RESUME_MAX_SECONDS" in seen[0]["data"]["message"]
+    replayed = [m for m in seen if m["type"] == "metric_update"]
+    assert len(replayed) == 1
+    assert replayed[0]["id"] != old_id.decode()
+    ws.close()
+
+
+def test_the_budget_refills_at_its_rate():
+    budget = MessageBudget(burst=2, per_minute=600)  # one every 0.1 s
+    assert budget.take() == 0
+    assert budget.take() == 0
+    assert 0 < budget.take() <= 0.1
+    time.sleep(0.12)
+    assert budget.take() == 0

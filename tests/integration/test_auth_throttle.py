@@ -1,0 +1,136 @@
+"""Failed sign-ins and refreshes are throttled per email and per client address (a sliding window in
+Redis): 429 with Retry-After, decided before the password is hashed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from tests.conftest import wait_redis
+from webapp.security import passwords, throttle
+
+LOGIN = "/api/v1/auth/login"
+
+
+@pytest.fixture
+def limits(app, monkeypatch, services):
+    monkeypatch.setitem(app.config, "AUTH_THROTTLE_WINDOW_SECONDS", 300)
+    monkeypatch.setitem(app.config, "AUTH_MAX_FAILURES_PER_EMAIL", 5)
+    monkeypatch.setitem(app.config, "AUTH_MAX_FAILURES_PER_ADDRESS", 12)
+    client = redis.Redis.from_url(services.redis_url)
+    for key in client.keys(throttle.PREFIX + "*"):
+        client.delete(key)
+    yield client
+    for key in client.keys(throttle.PREFIX + "*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def hashes(monkeypatch):
+    """Counts the password hashes computed."""
+    calls = []
+    real = passwords.check_password_hash
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(passwords, "check_password_hash", counting)
+    return calls
+
+
+def _login(client, email, password, address="10.0.0.1"):
+    return client.post(
+        LOGIN, json={"email": email, "password": password}, environ_base={"REMOTE_ADDR": address}
+    )
+
+
+def test_thirty_wrong_passwords_are_five_401s_then_429s_that_hash_nothing(client, tenant, limits, hashes):
+    email = tenant.users["viewer"]["email"]
+    answers = [_login(client, email, f"wrong-{i}") for i in range(30)]
+    assert [r.status_code for r in answers] == [401] * 5 + [429] * 25
+    assert len(hashes) == 5
+    refused = answers[-1]
+    assert refused.get_json()["error"]["code"] == "too_many_failures"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 301
+    # The right password too waits: a guesser cannot tell it found it.
+    assert _login(client, email, tenant.users["viewer"]["password"]).status_code == 429
+    assert len(hashes) == 5
+    # Another user from another address signs in.
+    other = tenant.users["agent"]
+    assert _login(client, other["email"], other["password"], "10.0.0.2").status_code == 200
+
+
+def test_the_window_slides(client, tenant, app, limits, monkeypatch):
+    monkeypatch.setitem(app.config, "AUTH_THROTTLE_WINDOW_SECONDS", 2)
+    email = tenant.users["viewer"]["email"]
+    assert [_login(client, email, "nope").status_code for _ in range(6)] == [401] * 5 + [429]
+    time.sleep(2.2)
+    assert _login(client, email, tenant.users["viewer"]["password"]).status_code == 200
+
+
+def test_a_right_password_clears_the_emails_failures(client, tenant, limits):
+    user = tenant.users["viewer"]
+    for _ in range(4):
+        assert _login(client, user["email"], "nope").status_code == 401
+    assert _login(client, user["email"], user["password"]).status_code == 200
+    assert [_login(client, user["email"], "nope").status_code for _ in range(5)] == [401] * 5
+
+
+def test_one_address_guessing_many_emails_is_throttled(client, tenant, limits, hashes):
+    codes = [_login(client, f"user{i}@nowhere.test", "guess", "10.9.9.9").status_code for i in range(20)]
+    assert codes == [401] * 12 + [429] * 8
+    assert len(hashes) == 12
+    # Other addresses are not.
+    assert _login(client, "someone@nowhere.test", "guess", "10.9.9.10").status_code == 401
+
+
+def test_the_browser_sign_in_shares_the_throttle(client, tenant, limits, hashes):
+    email = tenant.users["viewer"]["email"]
+    for i in range(5):
+        assert _login(client, email, f"wrong-{i}").status_code == 401
+    response = client.post(
+        "/web/session",
+        json={"email": email, "password": "again"},
+        headers={"X-Requested-With": "dashboard"},
+        environ_base={"REMOTE_ADDR": "10.0.0.7"},
+    )
+    assert response.status_code == 429
+    assert len(hashes) == 5
+
+
+def test_failed_refreshes_throttle_their_address(client, tenant, limits):
+    bad = {"Authorization": "Bearer not-a-token"}
+    codes = [
+        client.post("/api/v1/auth/refresh", headers=bad, environ_base={"REMOTE_ADDR": "10.1.1.1"}).status_code
+        for _ in range(14)
+    ]
+    assert codes == [401] * 12 + [429] * 2
+    # A valid refresh token from that address waits too; from another it works.
+    login = _login(client, tenant.users["viewer"]["email"], tenant.users["viewer"]["password"], "10.1.1.2")
+    good = {"Authorization": f"Bearer {login.get_json()['refresh_token']}"}
+    assert (
+        client.post(
+            "/api/v1/auth/refresh", headers=good, environ_base={"REMOTE_ADDR": "10.1.1.1"}
+        ).status_code
+        == 429
+    )
+    assert (
+        client.post(
+            "/api/v1/auth/refresh", headers=good, environ_base={"REMOTE_ADDR": "10.1.1.2"}
+        ).status_code
+        == 200
+    )
+
+
+def test_without_redis_sign_in_still_works(client, tenant, limits, stoppable_redis, services):
+    user = tenant.users["viewer"]
+    stoppable_redis.stop()
+    try:
+        assert _login(client, user["email"], "nope").status_code == 401
+        assert _login(client, user["email"], user["password"]).status_code == 200
+    finally:
+        stoppable_redis.start()
+    wait_redis(services.redis_url)

@@ -1,0 +1,118 @@
+"""Each route has its own body limit, refused with 413 before the body is parsed; the strict JSON
+decoder refuses documents with too many values or too long a string."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from webapp.core import strict_json
+
+HOSTILE_LOGIN = b"[" + b"{}," * (4 * 1024 * 1024 // 3) + b"{}]"  # the outside client's 4 MiB body
+
+
+def _error(response, status: int) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    return response.get_json()["error"]
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """Counts the JSON documents the strict decoder is asked to parse."""
+    calls = []
+    real = strict_json.loads
+
+    def counting(text, **kw):
+        calls.append(len(text))
+        return real(text, **kw)
+
+    monkeypatch.setattr(strict_json, "loads", counting)
+    return calls
+
+
+def test_a_4_mib_login_body_is_413_before_parsing(client, app, parses):
+    response = client.post("/api/v1/auth/login", data=HOSTILE_LOGIN, content_type="application/json")
+    error = _error(response, 413)
+    assert error["details"] == {
+        "max_bytes": app.config["AUTH_BODY_MAX_BYTES"],
+        "setting": "AUTH_BODY_MAX_BYTES",
+    }
+    assert "AUTH_BODY_MAX_BYTES" in error["message"]
+    assert parses == []
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/nowhere"])
+def test_token_routes_and_unknown_paths_take_the_auth_limit(client, app, path, parses):
+    body = b"x" * (app.config["AUTH_BODY_MAX_BYTES"] + 1)
+    assert (
+        _error(client.post(path, data=body, content_type="application/json"), 413)["details"]["max_bytes"]
+        == (app.config["AUTH_BODY_MAX_BYTES"])
+    )
+    assert parses == []
+
+
+def test_an_unannounced_chunked_body_is_cut_at_the_limit(client, app, parses):
+    limit = app.config["AUTH_BODY_MAX_BYTES"]
+    response = client.post(
+        "/api/v1/auth/login",
+        input_stream=io.BytesIO(b"[" + b"{}," * limit + b"{}]"),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert _error(response, 413)["details"]["max_bytes"] == limit
+    assert parses == []
+
+
+def test_ordinary_routes_take_body_max_bytes_and_nothing_is_written(tenant, app, db_session):
+    limit = app.config["BODY_MAX_BYTES"]
+    subject = "x" * (limit + 10)
+    response = tenant.agent.post("/api/v1/tickets", json={"subject": subject})
+    assert _error(response, 413)["details"] == {"max_bytes": limit, "setting": "BODY_MAX_BYTES"}
+    assert tenant.agent.get("/api/v1/tickets").get_json()["items"] == []
+
+
+def test_imports_take_import_max_bytes(tenant, app, monkeypatch):
+    monkeypatch.setitem(app.config, "IMPORT_MAX_BYTES", 300 * 1024)
+    rows = b'[{"subject": "padded"}]'
+    within = rows + b" " * (280 * 1024)  # past BODY_MAX_BYTES, within the import limit
+    assert len(within) > app.config["BODY_MAX_BYTES"]
+    response = tenant.agent.post("/api/v1/tickets/import", data=within, content_type="application/json")
+    assert response.status_code == 202, response.get_json()
+    too_big = tenant.agent.post(
+        "/api/v1/tickets/import", data=rows + b" " * (300 * 1024), content_type="application/json"
+    )
+    assert _error(too_big, 413)["details"] == {"max_bytes": 300 * 1024, "setting": "IMPORT_MAX_BYTES"}
+
+
+def test_a_small_login_still_works(client, tenant):
+    email = tenant.users["viewer"]["email"]
+    response = client.post(
+        "/api/v1/auth/login", json={"email": email, "password": tenant.users["viewer"]["password"]}
+    )
+    assert response.status_code == 200
+
+
+def test_the_decoder_refuses_too_many_values():
+    strict_json.loads("[" + ",".join(["1"] * 1000) + "]", max_elements=1000)
+    with pytest.raises(strict_json.JsonError, match="more than 1000 values"):
+        strict_json.loads("[" + ",".join(["{}"] * 1001) + "]", max_elements=1000)
+    with pytest.raises(strict_json.JsonError, match="more than 10 values"):
+        strict_json.loads('{"a": [1, 2, 3, 4, 5], "b": {"c": [1, 2, 3, 4]}}', max_elements=10)
+
+
+def test_the_decoder_refuses_long_strings_and_keys():
+    strict_json.loads('["' + "a" * 100 + '"]', max_string=100)
+    with pytest.raises(strict_json.JsonError, match="string is longer than 100"):
+        strict_json.loads('["' + "a" * 101 + '"]', max_string=100)
+    with pytest.raises(strict_json.JsonError, match="key is longer than 100"):
+        strict_json.loads('{"' + "k" * 101 + '": 1}', max_string=100)
+    with pytest.raises(strict_json.JsonError, match="string is longer"):
+        strict_json.loads('"' + "a" * (strict_json.MAX_STRING_CHARS + 1) + '"')
+
+
+def test_a_json_body_with_too_many_values_is_a_400(tenant, app, monkeypatch):
+    body = b'{"subject": "x", "junk": [' + b",".join([b"0"] * (strict_json.MAX_ELEMENTS + 1)) + b"]}"
+    monkeypatch.setitem(app.config, "BODY_MAX_BYTES", len(body) + 1)
+    error = _error(tenant.agent.post("/api/v1/tickets", data=body, content_type="application/json"), 400)
+    assert f"more than {strict_json.MAX_ELEMENTS} values" in error["message"]

@@ -1,0 +1,244 @@
+"""Analytics answers too large to compute are refused with a 400 naming the estimate and the limit,
+before any query: nothing is computed, cached, counted as popular or queued. Exact reads over long
+ranges are refused, and shorter ones spend more of the organization's budget.
+
+Expected estimates are computed here from the contract's definition (groups x buckets x statistics),
+with the vocabulary's value counts written out by hand."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from webapp.models import Job
+
+AGG = "/api/v1/analytics/aggregations"
+ALL_METRICS = ["ticket_count", "response_time", "resolution_time", "sentiment_score"]
+TWENTY = list(range(4, 100, 5))  # 4, 9, ..., 99: twenty percentiles
+HOURS = 4166
+CHANNELS, PRIORITIES = 6, 4  # email chat phone web social api; low normal high urgent
+
+
+@pytest.fixture
+def redis_client(services):
+    return redis.Redis.from_url(services.redis_url)
+
+
+def _keys(client) -> set[bytes]:
+    """Every Redis key but what admission writes (request budgets, tokens' revocation marks)."""
+    return {key for key in client.keys("*") if not key.startswith((b"an:rl:", b"an:revoked:"))}
+
+
+def _too_costly(response) -> dict:
+    assert response.status_code == 400, response.get_data(as_text=True)[:400]
+    error = response.get_json()["error"]
+    assert error["code"] == "too_costly", error
+    return error
+
+
+def _hourly_body(**extra):
+    return {
+        "metrics": ALL_METRICS,
+        "group_by": ["channel", "priority"],
+        "granularity": "hourly",
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-06-23T14:00:00Z",  # 173 days and 14 hours: 4,166 hours
+        "percentiles": TWENTY,
+        **extra,
+    }
+
+
+def test_the_outside_clients_aggregation_is_refused_naming_estimate_and_limit(
+    tenant, app, redis_client, db_session
+):
+    before = _keys(redis_client)
+    for extra in ({}, {"async": True}):
+        error = _too_costly(tenant.viewer.post(AGG, json=_hourly_body(**extra)))
+        statistics = 1 + 3 * (4 + 20)  # ticket_count: count; the others count, avg, min, max, 20 pNN
+        expected = CHANNELS * PRIORITIES * HOURS * statistics
+        assert error["details"]["estimate"] == expected == 7_298_832
+        assert error["details"]["limit"] == app.config["ANALYTICS_MAX_CELLS"]
+        assert f"{expected:,}" in error["message"]
+        assert "ANALYTICS_MAX_CELLS" in error["message"]
+    assert _keys(redis_client) == before
+    assert db_session.query(Job).filter_by(org_id=tenant.org_id).count() == 0
+
+
+def test_the_same_request_within_the_limit_is_answered(tenant, app, monkeypatch):
+    body = _hourly_body(percentiles=[50], group_by=["channel"], metrics=["ticket_count", "response_time"])
+    expected = CHANNELS * HOURS * (1 + 5)
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", expected)
+    assert tenant.viewer.post(AGG, json=body).status_code == 200
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", expected - 1)
+    assert _too_costly(tenant.viewer.post(AGG, json=body))["details"]["estimate"] == expected
+
+
+def test_filters_narrow_the_estimated_groups(tenant, app, monkeypatch):
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 500)
+    body = {
+        "metrics": ["ticket_count"],
+        "group_by": ["channel", "status"],
+        "granularity": "daily",
+        "start": "2026-01-01",
+        "end": "2026-01-31",
+    }
+    assert _too_costly(tenant.viewer.post(AGG, json=body))["details"]["estimate"] == 6 * 5 * 30
+    narrowed = tenant.viewer.post(AGG, json=body | {"filters": {"channel": ["email", "chat"]}})
+    assert narrowed.status_code == 200, narrowed.get_json()  # 2 x 5 x 30 = 300
+
+
+def test_free_text_groups_are_checked_once_known_before_any_row_is_built(tenant, app, monkeypatch):
+    for category in ("a", "b", "c", "d"):
+        created = tenant.agent.post("/api/v1/tickets", json={"subject": "x", "category": category})
+        assert created.status_code == 201
+    # The default range: the 30 local days up to the end of today, which hold the four tickets.
+    body = {"metrics": ["ticket_count", "response_time"], "group_by": ["category"], "granularity": "daily"}
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 500)
+    statistics = 1 + 4 + 3  # default percentiles 50, 95, 99
+    # Before the query the categories are unknown (1 group: 240 cells); once known, 4 groups: 960.
+    error = _too_costly(tenant.viewer.post(AGG, json=body))
+    assert error["details"]["groups"] == 4
+    assert error["details"]["estimate"] == 4 * 30 * statistics
+
+
+def test_series_and_exports_share_the_limit(tenant, app, monkeypatch, db_session, redis_client):
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 1_000)
+    before = _keys(redis_client)
+    series = tenant.viewer.get(
+        "/api/v1/analytics/time-series/ticket_count?granularity=hourly&start=2026-01-01&end=2026-01-12&tz=UTC"
+    )
+    assert _too_costly(series)["details"]["estimate"] == 11 * 24 * 4
+    for mode in ("async", "sync"):
+        export = tenant.viewer.post(
+            f"/api/v1/analytics/export?mode={mode}",
+            json={
+                "format": "csv",
+                "dataset": "time-series",
+                "query": {
+                    "metric": "ticket_count",
+                    "granularity": "hourly",
+                    "start": "2026-01-01",
+                    "end": "2026-01-12",
+                    "tz": "UTC",
+                },
+            },
+        )
+        assert _too_costly(export)["details"]["estimate"] == 11 * 24 * 4
+        aggregation = tenant.viewer.post(
+            f"/api/v1/analytics/export?mode={mode}",
+            json={
+                "format": "json",
+                "dataset": "aggregations",
+                "query": {
+                    "metric": None,
+                    "metrics": ["response_time"],
+                    "granularity": "daily",
+                    "percentiles": TWENTY,
+                    "start": "2026-01-01",
+                    "end": "2026-03-01",
+                    "tz": "UTC",
+                }
+                | {},
+            },
+        )
+        assert aggregation.status_code == 400
+    assert _keys(redis_client) == before
+    assert db_session.query(Job).filter_by(org_id=tenant.org_id).count() == 0
+
+
+def test_export_percentiles_are_capped(tenant):
+    body = {
+        "format": "csv",
+        "dataset": "aggregations",
+        "query": {"metrics": ["response_time"], "percentiles": list(range(1, 100))},
+    }
+    for mode in ("async", "sync"):
+        response = tenant.viewer.post(f"/api/v1/analytics/export?mode={mode}", json=body)
+        assert response.status_code == 400
+        assert response.get_json()["error"]["details"]["field"] == "percentiles"
+
+
+def test_the_dashboard_refuses_a_range_it_cannot_bucket_before_any_query(tenant, redis_client):
+    before = _keys(redis_client)
+    response = tenant.viewer.get("/api/v1/analytics/dashboard?start=1900-01-01&end=2199-01-01")
+    assert response.status_code == 400, response.get_json()
+    assert "bucket" in response.get_json()["error"]["message"]
+    assert _keys(redis_client) == before
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda api: api.get(
+            "/api/v1/analytics/time-series/ticket_count?granularity=yearly&start=1900-01-01&end=2199-01-01&exact=true"
+        ),
+        lambda api: api.get(
+            "/api/v1/analytics/distribution/status?start=1900-01-01&end=2199-01-01&exact=true"
+        ),
+        lambda api: api.get("/api/v1/analytics/performance?start=1900-01-01&end=2199-01-01&exact=true"),
+        lambda api: api.post(
+            AGG,
+            json={
+                "metrics": ["response_time"],
+                "start": "1900-01-01",
+                "end": "2199-01-01",
+                "exact": True,
+                "async": True,
+            },
+        ),
+        lambda api: api.post(
+            "/api/v1/analytics/export",
+            json={
+                "format": "csv",
+                "dataset": "aggregations",
+                "query": {
+                    "metrics": ["response_time"],
+                    "start": "1900-01-01",
+                    "end": "2199-01-01",
+                    "exact": True,
+                },
+            },
+        ),
+    ],
+)
+def test_exact_over_centuries_is_refused_everywhere(tenant, app, call, db_session, redis_client):
+    before = _keys(redis_client)
+    error = _too_costly(call(tenant.viewer))
+    assert error["details"]["field"] == "exact"
+    assert error["details"]["limit"] == app.config["ANALYTICS_EXACT_MAX_DAYS"]
+    assert "ANALYTICS_EXACT_MAX_DAYS" in error["message"]
+    assert _keys(redis_client) == before
+    assert db_session.query(Job).filter_by(org_id=tenant.org_id).count() == 0
+
+
+def test_an_exact_read_spends_one_more_request_per_30_days(tenant, app, monkeypatch):
+    monkeypatch.setitem(app.config["RATE_LIMITS_PER_MINUTE"], "analytics", 20)
+    if time.time() % 60 > 55:  # both requests in one budget window
+        time.sleep(60 - time.time() % 60 + 0.1)
+    url = "/api/v1/analytics/time-series/ticket_count?start=2026-01-01&end=2026-10-28&tz=UTC&exact=true"
+    # 300 days: 1 for the request, 10 for its raw scan.
+    assert tenant.viewer.get(url).status_code == 200
+    refused = tenant.viewer.get(url)
+    assert refused.status_code == 429, refused.get_json()
+    assert refused.get_json()["error"]["details"]["units"] == 10
+    assert int(refused.headers["Retry-After"]) >= 1
+
+
+def test_alert_simulation_shares_the_limit(tenant, app, monkeypatch):
+    rule = tenant.admin.post(
+        "/api/v1/alerts",
+        json={
+            "name": "volume",
+            "metric": "ticket_count",
+            "granularity": "hourly",
+            "condition": {"type": "above", "value": 5},
+            "channels": [{"type": "websocket"}],
+        },
+    ).get_json()
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 1_000)
+    simulated = tenant.viewer.post(
+        f"/api/v1/alerts/{rule['id']}/simulate", json={"start": "2026-01-01", "end": "2026-02-01"}
+    )
+    assert _too_costly(simulated)["details"]["estimate"] == 31 * 24 * 4

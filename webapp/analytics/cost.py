@@ -1,0 +1,130 @@
+"""What an analytics answer costs, known before any query: its cells, and the budget a read spends.
+
+A cell is one number of the answer: groups x buckets x (for each metric) its statistics. An answer
+costs memory in the web process, bytes on the wire and a copy in the cache in proportion to its
+cells, so every path that computes one (the REST reads, exports, subscriptions, alert simulations,
+report schedules) refuses, with the same words, an estimate above the limit before it reads a row.
+
+Groups of a free-text dimension (category, assigned_to) are not known before the query: the estimate
+counts its filtered values, or 1, and the aggregation checks the limit again once it knows its groups,
+before it builds a row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from webapp.analytics.metrics import METRICS
+from webapp.analytics.window import QueryError, Window
+from webapp.core.filters import Filters
+from webapp.core.vocabulary import DIMENSION_VALUES
+
+# A point of a series: its value, count, min and max (the bucket label is not counted).
+POINT_STATISTICS = 4
+# Days of raw events one unit of the analytics budget pays for when `exact` skips the rollups.
+EXACT_DAYS_PER_UNIT = 30
+
+
+class TooCostly(QueryError):
+    """The answer would hold more cells than the limit, or an exact read would scan too long a range."""
+
+    def __init__(self, message: str, field: str, details: dict[str, int | str]) -> None:
+        super().__init__(message, field)
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The size of an answer before it is computed."""
+
+    groups: int
+    buckets: int
+    statistics: int  # summed over the metrics
+    metrics: int
+
+    @property
+    def cells(self) -> int:
+        return self.groups * self.buckets * self.statistics
+
+    def check(self, limit: int, *, field: str = "granularity") -> None:
+        """TooCostly naming the estimate and the limit when the answer would hold more than `limit` cells."""
+        if self.cells <= limit:
+            return
+        raise TooCostly(
+            f"the answer would hold about {self.cells:,} cells ({self.groups} groups x {self.buckets} "
+            f"buckets x {self.statistics} statistics over {self.metrics} metrics), more than the limit "
+            f"of {limit:,} (ANALYTICS_MAX_CELLS); use fewer metrics, percentiles or group_by fields, "
+            "a coarser granularity or a narrower range",
+            field,
+            {
+                "estimate": self.cells,
+                "limit": limit,
+                "groups": self.groups,
+                "buckets": self.buckets,
+                "statistics": self.statistics,
+                "metrics": self.metrics,
+            },
+        )
+
+
+def statistics(metric: str, percentiles: Sequence[int]) -> int:
+    """The numbers an aggregation gives of one metric: count, or count, avg, min, max and each pNN."""
+    return 1 if METRICS[metric].is_count else 4 + len(percentiles)
+
+
+def groups(group_by: Iterable[str], filters: Filters) -> int:
+    """The groups a group_by can make, as far as is known before a query (see the module's note)."""
+    total = 1
+    for dimension in group_by:
+        if dimension in filters:
+            total *= max(1, len(filters[dimension]))
+        else:
+            total *= len(DIMENSION_VALUES.get(dimension, ())) or 1
+    return total
+
+
+def bucket_count(window: Window, granularity: str | None = None) -> int:
+    """The buckets of the window at its granularity (or `granularity`), 1 without one."""
+    if (granularity or window.granularity) is None:
+        return 1
+    return len(window.buckets(granularity))
+
+
+def aggregation(
+    *,
+    metrics: Sequence[str],
+    group_by: Sequence[str],
+    window: Window,
+    filters: Filters,
+    percentiles: Sequence[int],
+) -> Estimate:
+    """The size of an aggregation's answer."""
+    return Estimate(
+        groups=groups(group_by, filters),
+        buckets=bucket_count(window),
+        statistics=sum(statistics(metric, percentiles) for metric in metrics),
+        metrics=len(metrics),
+    )
+
+
+def series(window: Window, *, metrics: int = 1, granularity: str | None = None) -> Estimate:
+    """The size of `metrics` series over the window's buckets."""
+    return Estimate(1, bucket_count(window, granularity), POINT_STATISTICS * metrics, metrics)
+
+
+def exact_units(window: Window, exact: bool, *, max_days: int) -> int:
+    """The analytics budget units a read spends: 1, or for `exact` (raw events, no rollups) one more
+    per EXACT_DAYS_PER_UNIT days of range; TooCostly when an exact range is longer than `max_days`."""
+    if not exact:
+        return 1
+    days = (window.end - window.start).total_seconds() / 86400
+    if days > max_days:
+        raise TooCostly(
+            f"exact=true reads raw events and may span at most {max_days} days "
+            f"(ANALYTICS_EXACT_MAX_DAYS), not {math.ceil(days)}; narrow the range or drop exact",
+            "exact",
+            {"estimate": math.ceil(days), "limit": max_days},
+        )
+    return 1 + math.ceil(days / EXACT_DAYS_PER_UNIT)

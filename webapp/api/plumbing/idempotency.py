@@ -1,0 +1,207 @@
+"""The `Idempotency-Key` header of create routes: a retry with the same key and request gets the first
+answer again and writes nothing; the same key with another request is 422.
+
+The first answer is stored in the transaction of the write itself: the view hands it over just before
+its commit (`answer_before_commit`), so a write acknowledged with an error because the connection
+dropped after the commit still answers its retry with what it wrote. A view that does not hand it over
+has a placeholder written with its first commit and its answer stored just after; should that second
+step be lost, the retry is told so (409) instead of writing again. Requests with one key take turns
+(a transaction-level advisory lock), so a retry sent while the first is still running waits for it.
+Keys are kept IDEMPOTENCY_KEY_HOURS (24) and are per user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Response, current_app, g, make_response, request
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.orm import Session
+
+from webapp.api.plumbing.errors import ApiError
+from webapp.core.timeutil import utcnow
+from webapp.infra.db import get_session
+from webapp.models import IdempotencyKey
+from webapp.security.admission import current_principal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+# Printable ASCII without spaces: a UUID, a ULID, or any client's own scheme.
+KEY_PATTERN = re.compile(r"[!-~]{1,255}")
+# The answer of a write whose commit carried no answer: stored right after the view returns.
+PLACEHOLDER = 0
+KEPT_HEADERS = ("Location", "Retry-After")
+# The answers that say something was made or done (an answer with a body read from data is not kept).
+CREATED = (201, 202, 204)
+
+
+@dataclass
+class Pending:
+    """A key being answered for the first time."""
+
+    user_id: int
+    org_id: int
+    key: str
+    request_hash: str
+    row: IdempotencyKey | None = None
+
+
+def idempotent(view: F) -> F:
+    """Honour the request's `Idempotency-Key` (under require_role, which names the user)."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = request.headers.get(HEADER)
+        if key is None:
+            return view(*args, **kwargs)
+        if not KEY_PATTERN.fullmatch(key):
+            raise ApiError(
+                400,
+                f"{HEADER} must be 1 to 255 printable ASCII characters without spaces",
+                details={"field": HEADER},
+            )
+        principal = current_principal()
+        pending = Pending(principal.user_id, principal.org_id, key, _fingerprint())
+        session = get_session()
+        stored = _take_turn(session, pending)
+        if stored is not None:
+            return _replay(stored, pending)
+        g.idempotency = pending
+
+        def placeholder(committing: Session) -> None:
+            if pending.row is None:
+                _add(committing, pending, PLACEHOLDER, None, {})
+
+        event.listen(session, "before_commit", placeholder)
+        try:
+            response = make_response(view(*args, **kwargs))
+        finally:
+            event.remove(session, "before_commit", placeholder)
+            g.pop("idempotency", None)
+        # A write's answer, or what answered a view that wrote (a read made nothing to keep).
+        if pending.row is not None or response.status_code in CREATED:
+            _complete(session, pending, response)
+        return response
+
+    wrapper.__idempotent__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def answer_before_commit(status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    """Store the answer of the request's key (if it sent one) in the session, to commit with the write."""
+    pending: Pending | None = g.get("idempotency")
+    if pending is not None and pending.row is None:
+        _add(get_session(), pending, status, body, _kept(headers or {}))
+
+
+def forget_answer() -> None:
+    """Drop the answer stored for the request's key (committed): the write it answered was undone."""
+    pending: Pending | None = g.get("idempotency")
+    if pending is not None and pending.row is not None:
+        session = get_session()
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.user_id == pending.user_id, IdempotencyKey.key == pending.key
+            )
+        )
+        session.commit()
+        pending.row = None
+
+
+def _fingerprint() -> str:
+    """What makes two requests the same: method, path, query string and body bytes."""
+    digest = hashlib.sha256()
+    for part in (request.method, request.path, request.query_string.decode("latin-1")):
+        digest.update(part.encode() + b"\0")
+    digest.update(request.get_data(cache=True))
+    return digest.hexdigest()
+
+
+def _take_turn(session: Session, pending: Pending) -> IdempotencyKey | None:
+    """Wait for the key's turn, then its stored answer (None: this request is the first)."""
+    lock = int.from_bytes(
+        hashlib.sha256(f"{pending.user_id}:{pending.key}".encode()).digest()[:8], "big", signed=True
+    )
+    session.execute(select(func.pg_advisory_xact_lock(lock)))
+    now = utcnow()
+    stored = session.scalar(
+        select(IdempotencyKey)
+        .where(IdempotencyKey.user_id == pending.user_id, IdempotencyKey.key == pending.key)
+        .execution_options(populate_existing=True)
+    )
+    if stored is not None and stored.expires_at <= now:
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.user_id == pending.user_id, IdempotencyKey.key == pending.key
+            )
+        )
+        return None
+    return stored
+
+
+def _replay(stored: IdempotencyKey, pending: Pending) -> Response:
+    if stored.request_hash != pending.request_hash:
+        raise ApiError(
+            422,
+            f"this {HEADER} was used for another request (another route or body) in the last "
+            f"{_hours()} hours; use a new key",
+            code="idempotency_key_reused",
+            details={"field": HEADER},
+        )
+    if stored.status == PLACEHOLDER:
+        raise ApiError(
+            409,
+            f"the request with this {HEADER} was carried out, but its answer was lost; "
+            "look the result up instead of sending it again",
+            code="idempotency_answer_lost",
+            details={"field": HEADER},
+        )
+    body = "" if stored.body is None else json.dumps(stored.body)
+    response = Response(body, status=stored.status, mimetype="application/json")
+    response.headers.update(stored.headers or {})
+    response.headers[REPLAYED_HEADER] = "true"
+    return response
+
+
+def _add(session: Session, pending: Pending, status: int, body: Any, headers: dict[str, str]) -> None:
+    pending.row = IdempotencyKey(
+        user_id=pending.user_id,
+        key=pending.key,
+        org_id=pending.org_id,
+        request_hash=pending.request_hash,
+        status=status,
+        body=body,
+        headers=headers,
+        expires_at=utcnow() + timedelta(hours=_hours()),
+    )
+    session.add(pending.row)
+
+
+def _complete(session: Session, pending: Pending, response: Response) -> None:
+    """The answer of a view that handed none over before its commit (or made none), stored now."""
+    row = pending.row
+    if (row is not None and row.status != PLACEHOLDER) or response.status_code >= 400 or response.is_streamed:
+        return
+    body = response.get_json(silent=True) if response.get_data() else None
+    if row is None:
+        _add(session, pending, response.status_code, body, _kept(response.headers))
+    else:
+        row.status, row.body, row.headers = response.status_code, body, _kept(response.headers)
+    session.commit()
+
+
+def _kept(headers: Any) -> dict[str, str]:
+    return {name: headers[name] for name in KEPT_HEADERS if name in headers}
+
+
+def _hours() -> int:
+    return current_app.config["IDEMPOTENCY_KEY_HOURS"]

@@ -1,0 +1,169 @@
+// The agents report: per agent, tickets solved, median first reply and resolution, SLA, CSAT,
+// one-touch and reopen rate over a range, as a table sorted by any column. A server without the
+// report (not in its API document, or a 404) gets a clear "not available" instead of a table.
+import { h, setText, showError } from "../dom.js";
+import * as fmt from "../format.js";
+import { Range, bindRangeForm } from "../range.js";
+import { debounce, startPage } from "../shell.js";
+import { Spec } from "../spec.js";
+
+const PATH = "/api/v1/analytics/agents";
+const DEFAULT_MIN_TICKETS = "5";
+// A burst of ticket changes is one reload.
+const RELOAD_AFTER_MS = 1000;
+
+/** The table's columns: the report's fields, in the contract's order. */
+const COLUMNS = [
+  { key: "agent", label: "Agent", text: true },
+  { key: "solved", label: "Solved", show: (v) => fmt.number(v, "count") },
+  { key: "first_reply_p50", label: "First reply p50", show: (v) => fmt.number(v, "hours") },
+  { key: "resolution_p50", label: "Resolution p50", show: (v) => fmt.number(v, "hours") },
+  { key: "sla_compliance_pct", label: "SLA", show: fmt.percentage },
+  { key: "csat_pct", label: "CSAT", show: fmt.percentage },
+  { key: "one_touch_pct", label: "One-touch", show: fmt.percentage },
+  { key: "reopen_rate", label: "Reopen rate", show: fmt.percentage },
+];
+
+/** The page's query from its URL: the range, the minimum solved and the clock. */
+function fromUrl() {
+  const params = new URLSearchParams(location.search);
+  return {
+    range: Range.fromUrl(),
+    minTickets: params.get("min_tickets") ?? DEFAULT_MIN_TICKETS,
+    clock: params.get("clock") || "",
+  };
+}
+
+function toSearch({ range, minTickets, clock }) {
+  const params = new URLSearchParams(range.search());
+  if (minTickets !== DEFAULT_MIN_TICKETS) params.set("min_tickets", minTickets);
+  if (clock) params.set("clock", clock);
+  return `?${params}`;
+}
+
+/** Rows in the order of `sort` ({key, descending}); an absent value sorts last either way. */
+function sorted(rows, { key, descending }) {
+  const column = COLUMNS.find((c) => c.key === key);
+  const sign = descending ? -1 : 1;
+  return [...rows].sort((a, b) => {
+    const x = a[key];
+    const y = b[key];
+    if (x === null || x === undefined) return y === null || y === undefined ? 0 : 1;
+    if (y === null || y === undefined) return -1;
+    return sign * (column.text ? String(x).localeCompare(String(y)) : x - y);
+  });
+}
+
+class AgentsTable {
+  #rows = [];
+  // The API's own order first: solved, most first.
+  #sort = { key: "solved", descending: true };
+
+  constructor(table) {
+    this.table = table;
+  }
+
+  show(rows) {
+    this.#rows = rows;
+    this.#draw();
+  }
+
+  #header(column) {
+    const active = this.#sort.key === column.key;
+    const button = h("button", { type: "button", class: "sort", dataset: { key: column.key } }, column.label);
+    button.addEventListener("click", () => {
+      // A new column starts with its largest (or A to Z for names); the same column flips.
+      this.#sort = active
+        ? { key: column.key, descending: !this.#sort.descending }
+        : { key: column.key, descending: !column.text };
+      this.#draw();
+    });
+    const order = this.#sort.descending ? "descending" : "ascending";
+    return h("th", { scope: "col", "aria-sort": active ? order : "none" }, button);
+  }
+
+  #draw() {
+    const head = h("tr", {}, COLUMNS.map((column) => this.#header(column)));
+    const body = sorted(this.#rows, this.#sort).map((row) => h("tr", { dataset: { agent: row.agent ?? "" } },
+      COLUMNS.map((column) => {
+        const value = row[column.key];
+        const text = column.text ? value ?? "(unassigned)" : column.show(value);
+        return h("td", { dataset: { key: column.key, value: value ?? "" } }, text);
+      })));
+    if (!body.length) {
+      body.push(h("tr", {}, h("td", { colspan: COLUMNS.length, class: "empty" }, "No agent solved enough tickets in this range")));
+    }
+    this.table.replaceChildren(h("thead", {}, head), h("tbody", {}, body));
+  }
+}
+
+function unavailable() {
+  document.getElementById("unavailable").hidden = false;
+  document.getElementById("agents").hidden = true;
+  document.body.dataset.unavailable = "true";
+  document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+}
+
+async function main() {
+  const specLoading = Spec.load();
+  const page = await startPage("agents");
+  if (!page) return;
+  const spec = await specLoading;
+  if (!spec.has(PATH)) {
+    unavailable();
+    return;
+  }
+  const state = fromUrl();
+  const form = document.getElementById("range");
+  const minTickets = document.getElementById("min_tickets");
+  minTickets.value = state.minTickets;
+  const clocks = spec.parameterValues(PATH, "clock");
+  document.getElementById("clock-field").hidden = !clocks.length;
+  const clock = document.getElementById("clock");
+  clock.replaceChildren(h("option", { value: "" }, "(default)"), ...clocks.map((c) => h("option", { value: c }, c)));
+  clock.value = state.clock;
+  const table = new AgentsTable(document.getElementById("agents"));
+
+  let generation = 0;
+  const load = async () => {
+    const mine = ++generation;
+    const { start, end } = state.range.dates();
+    const query = { start, end };
+    if (state.minTickets !== "") query.min_tickets = state.minTickets;
+    if (state.clock) query.clock = state.clock;
+    try {
+      const answer = await page.api.get(PATH, query);
+      if (mine !== generation) return;
+      table.show(answer.agents);
+      if (answer.timezone) setText(document.getElementById("zone"), answer.timezone);
+      setText(document.getElementById("range-note"), `${start} to ${end} (end excluded)`);
+      document.body.dataset.query = new URLSearchParams(query).toString();
+      showError(null);
+      document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
+    } catch (error) {
+      if (mine !== generation) return;
+      if (error.status === 404) unavailable();
+      else showError(error.message);
+    }
+  };
+  const changed = () => {
+    history.replaceState(null, "", toSearch(state));
+    load();
+  };
+  bindRangeForm(form, state.range, (next) => {
+    state.range = next;
+    changed();
+  });
+  minTickets.addEventListener("change", () => {
+    state.minTickets = minTickets.value.trim();
+    changed();
+  });
+  clock.addEventListener("change", () => {
+    state.clock = clock.value;
+    changed();
+  });
+  page.live.on("metric_update", debounce(load, RELOAD_AFTER_MS));
+  await load();
+}
+
+main();

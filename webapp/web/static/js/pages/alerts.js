@@ -1,0 +1,115 @@
+// The alerts page: the organization's rules with their state, each one's history, live `alert`
+// messages moving a rule's state without a reload, and for admins the form that creates a rule.
+import { AlertCard } from "../alert-card.js";
+import { AlertForm } from "../alert-form.js";
+import { h, setText, showError } from "../dom.js";
+import * as fmt from "../format.js";
+import { startPage } from "../shell.js";
+import { Spec } from "../spec.js";
+
+const ADMIN = "admin";
+
+class RuleList {
+  #cards = new Map();
+
+  constructor(root, { api, admin }) {
+    this.root = root;
+    this.api = api;
+    this.admin = admin;
+  }
+
+  async load() {
+    const answer = await this.api.get("/api/v1/alerts");
+    const ids = new Set(answer.items.map((rule) => rule.id));
+    for (const [id, card] of this.#cards) {
+      if (!ids.has(id)) {
+        card.el.remove();
+        this.#cards.delete(id);
+      }
+    }
+    for (const rule of answer.items) this.add(rule);
+    this.#empty();
+  }
+
+  /** Show `rule` (a new card, or the card it has brought up to date). */
+  add(rule) {
+    const card = this.#cards.get(rule.id);
+    if (card) {
+      card.update(rule);
+      return card;
+    }
+    const made = new AlertCard(rule, {
+      api: this.api,
+      admin: this.admin,
+      onChange: () => {
+        this.#cards.delete(rule.id);
+        this.#empty();
+      },
+    });
+    this.#cards.set(rule.id, made);
+    this.root.append(made.el);
+    this.#empty();
+    return made;
+  }
+
+  card(id) {
+    return this.#cards.get(id);
+  }
+
+  #empty() {
+    const note = this.root.querySelector(".empty");
+    if (this.#cards.size && note) note.remove();
+    if (!this.#cards.size && !note) this.root.append(h("p", { class: "empty" }, "No alert rules yet"));
+  }
+}
+
+/** A live transition in words, for the line above the rules. */
+function news(data, granularity) {
+  const value = fmt.number(data.value, Number.isInteger(data.value) ? "count" : "");
+  const score = data.score === null || data.score === undefined ? "" : `, score ${fmt.number(data.score)}`;
+  return `${data.name} is ${data.state} (bucket ${fmt.bucket(data.bucket, granularity)}: ${value}${score})`;
+}
+
+async function main() {
+  const specLoading = Spec.load();
+  const page = await startPage("alerts");
+  if (!page) return;
+  const admin = page.session.user?.role === ADMIN;
+  const rules = new RuleList(document.getElementById("rules"), { api: page.api, admin });
+  page.live.on("alert", (message) => {
+    const card = rules.card(message.data.alert_id);
+    if (card) card.transition(message.data);
+    else rules.load().catch((error) => showError(error.message));
+    const line = document.getElementById("alert-news");
+    line.hidden = false;
+    line.dataset.state = message.data.state;
+    setText(line, news(message.data, card?.rule.granularity ?? "hourly"));
+  });
+  // Transitions made while the socket was away come with the resume; the list is read again anyway.
+  page.live.on("connected", (message) => {
+    if (message.resumed) rules.load().catch((error) => showError(error.message));
+  });
+  document.getElementById("viewer-note").hidden = admin;
+  if (admin) {
+    const formEl = document.getElementById("alert-form");
+    const form = new AlertForm(formEl, await specLoading, {
+      onSubmit: async (body) => {
+        const rule = await page.api.post("/api/v1/alerts", body);
+        rules.add(rule).el.scrollIntoView({ block: "nearest" });
+        formEl.dataset.created = String(rule.id);
+      },
+    });
+    formEl.hidden = false;
+    page.api.get("/api/v1/webhooks").then((answer) => form.setWebhooks(answer.items),
+      (error) => form.showError(error.message));
+  }
+  try {
+    await rules.load();
+    showError(null);
+    document.body.dataset.loaded = "1";
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+main();
