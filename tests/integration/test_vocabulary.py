@@ -31,6 +31,7 @@ CHECKED = {
     ("ticket_events", "event_type"): v.EVENT_TYPES,
     ("ticket_status_changes", "status"): v.STATUSES,
     ("ticket_replies", "author"): v.REPLY_AUTHORS,
+    ("issued_tokens", "type"): v.TOKEN_TYPES,
     ("users", "role"): v.ROLES,
     ("jobs", "kind"): v.JOB_KINDS,
     ("jobs", "state"): v.JOB_STATES,
@@ -145,7 +146,16 @@ def test_dimensions_are_the_filters_the_groups_and_the_distributions(spec, db_en
     dims = list(v.DIMENSIONS)
     series_params = [p["name"] for p in _operation(spec, "/analytics/time-series/{metric}")["parameters"]]
     assert [name for name in series_params if name in dims] == dims
-    assert set(series_params) - set(dims) == {"metric", "start", "end", "tz", "exact", "granularity"}
+    assert set(series_params) - set(dims) == {
+        "metric",
+        "start",
+        "end",
+        "tz",
+        "exact",
+        "granularity",
+        "clock",
+        "schedule_id",
+    }
     assert set(_schema(spec, "AggregationRequest")["properties"]["filters"]["properties"]) == set(dims)
     assert _prop(spec, "AggregationRequest", "group_by") == dims
     assert _parameter(spec, "/analytics/distribution/{field}", "field")["schema"]["enum"] == dims
