@@ -552,3 +552,28 @@ def test_live_subscription_values_match_the_model(world, db_session):
     assert got["requester_wait_time"]["count"] == len(waits)
     if waits:
         assert got["requester_wait_time"]["value"] == pytest.approx(sum(waits) / len(waits))
+
+
+def test_a_business_clock_open_around_the_clock_counts_calendar_hours(world):
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    always = [{"day": d, "start": "00:00", "end": "24:00"} for d in days]
+    created = world.tenant.admin.post(
+        "/api/v1/schedules", json={"name": "always", "timezone": "UTC", "intervals": always}
+    )
+    assert created.status_code == 201, created.get_json()
+    query = {"start": FIRST_DAY.isoformat(), "end": LAST_DAY.isoformat()}
+    for path in ("/api/v1/analytics/time-in-status", "/api/v1/analytics/agents"):
+        calendar = world.tenant.viewer.get(path, query_string=query).get_json()
+        business = world.tenant.viewer.get(path, query_string={**query, "clock": "business"}).get_json()
+        assert business["clock"] == "business"
+        assert business["schedule_id"] == created.get_json()["id"]
+        key = "statuses" if "statuses" in calendar else "agents"
+        assert len(business[key]) == len(calendar[key])
+        for a, b in zip(calendar[key], business[key], strict=True):
+            for name, value in a.items():
+                same = (
+                    _close(b[name], value)
+                    if not isinstance(value, float)
+                    else b[name] == pytest.approx(value)
+                )
+                assert same, (path, name, a, b)

@@ -26,7 +26,8 @@ def _hours(start: str, end: str, schedule_id: int | None) -> str:
     """SQL for the hours between two instants: calendar time, or the schedule :schedule_id's open time."""
     if schedule_id is None:
         return f"(extract(epoch FROM ({end}) - ({start})) / 3600.0)"
-    return f"({business_hours_sql(start, end)})"
+    # An instant that is not there (no first response) has no duration on any clock.
+    return f"(CASE WHEN ({end}) IS NULL THEN NULL ELSE {business_hours_sql(start, end)} END)"
 
 
 def time_in_status(
