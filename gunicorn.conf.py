@@ -71,9 +71,9 @@ class RedactingLogger(Logger):
 logger_class = RedactingLogger
 
 
-# A request whose client goes quiet while sending its body frees its thread after this long (the
-# threads are shared by every request and socket of the process; without it a few hundred stalled
-# uploads would hold them all). WebSockets keep their own pings instead.
+# A request whose client goes quiet while sending its body is dropped after this long (without it,
+# stalled uploads would hold their connections, and a worker's worker_connections, for ever).
+# WebSockets keep their own pings instead.
 BODY_READ_TIMEOUT_SECONDS = 30.0
 
 

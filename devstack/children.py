@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import resource
 import shlex
 import signal
 import subprocess
@@ -40,6 +41,16 @@ def become_subreaper() -> None:
     """Adopt our descendants whose parent dies (Linux), instead of leaving them to init."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def raise_open_files_limit() -> int:
+    """Lift our soft limit of open files to the hard limit, for every process we start (a web worker
+    holds a socket per open dashboard; the usual soft limit of 1024 would cap it far below that)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

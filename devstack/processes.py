@@ -37,7 +37,7 @@ from pathlib import Path
 
 import psutil
 
-from devstack.children import become_subreaper, die_with_parent, interrupts_raise
+from devstack.children import become_subreaper, die_with_parent, interrupts_raise, raise_open_files_limit
 from devstack.procfile import command_args, read_procfile
 
 GROUP = "platform"  # every program in one supervisord group, so that all are stopped at once
@@ -203,6 +203,7 @@ def run(
     conf.write_text(supervisord_conf(processes, instance=instance, cwd=cwd, policy=policy, color=color))
     sys.stdout.flush()
     become_subreaper()
+    raise_open_files_limit()  # supervisord and the processes inherit it
     supervisord = subprocess.Popen(
         [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)],
         cwd=cwd,

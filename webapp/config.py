@@ -93,10 +93,11 @@ def from_environment() -> dict[str, Any]:
         "EXPORT_SIGNING_KEY": env("EXPORT_SIGNING_KEY"),
         "PUBLIC_BASE_URL": env("PUBLIC_BASE_URL"),
         "WS_PING_INTERVAL": env_float("WS_PING_INTERVAL", 25.0),
-        # Open sockets one web process holds (each a greenlet, some tens of KiB; gunicorn.conf.py's
-        # worker_connections leaves REST room above it), lowered to what its open-files limit allows.
+        # Open sockets one web process holds (each a greenlet, some 55 KiB; gunicorn.conf.py's
+        # worker_connections leaves REST room above it).
         "WS_MAX_SOCKETS_PER_PROCESS": env_int("WS_MAX_SOCKETS_PER_PROCESS", 10_000, minimum=1),
-        "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 5_000, minimum=1),
+        # Open sockets (dashboards) one organization may hold at once, across every web process.
+        "WS_MAX_SOCKETS_PER_ORG": env_int("WS_MAX_SOCKETS_PER_ORG", 10_000, minimum=1),
         # subscribe and resume messages a socket may send: a burst, then so many a minute (more: an error).
         "WS_COSTLY_MESSAGES_BURST": env_int("WS_COSTLY_MESSAGES_BURST", 10, minimum=1),
         "WS_COSTLY_MESSAGES_PER_MINUTE": env_int("WS_COSTLY_MESSAGES_PER_MINUTE", 30, minimum=1),
@@ -117,6 +118,13 @@ def from_environment() -> dict[str, Any]:
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
+        # Jobs of one organization running at once; more wait (queued) so that others get worker slots.
+        # The Procfile's worker has 2 slots: 1 keeps one for other organizations.
+        "JOB_MAX_RUNNING_PER_ORG": env_int("JOB_MAX_RUNNING_PER_ORG", 2, minimum=1),
+        # Finished jobs (with their params and results) are deleted this long after they finished.
+        "JOB_RETENTION_DAYS": env_int("JOB_RETENTION_DAYS", 30, minimum=1),
+        # Bytes of export files one organization may keep; a new export past it is 429 at submit.
+        "EXPORT_QUOTA_BYTES": env_int("EXPORT_QUOTA_BYTES", 1024**3, minimum=1),
         "EXPORT_MAX_ACTIVE_PER_ORG": env_int("EXPORT_MAX_ACTIVE_PER_ORG", 3),
         # Jobs of each other kind one organization may have queued or running at once (429 past it).
         "JOB_MAX_ACTIVE_PER_ORG": {

@@ -31,7 +31,6 @@ CHECKED = {
     ("ticket_events", "event_type"): v.EVENT_TYPES,
     ("ticket_status_changes", "status"): v.STATUSES,
     ("ticket_replies", "author"): v.REPLY_AUTHORS,
-    ("issued_tokens", "type"): v.TOKEN_TYPES,
     ("users", "role"): v.ROLES,
     ("jobs", "kind"): v.JOB_KINDS,
     ("jobs", "state"): v.JOB_STATES,
@@ -43,6 +42,7 @@ CHECKED = {
     ("webhook_deliveries", "state"): v.DELIVERY_STATES,
     ("report_runs", "trigger"): v.REPORT_TRIGGERS,
     ("report_runs", "state"): v.REPORT_RUN_STATES,
+    ("issued_tokens", "type"): v.TOKEN_TYPES,
 }
 
 

@@ -13,16 +13,26 @@ from webapp.infra.near_cache import NearCache, NearView
 Command = Sequence[str | bytes | int | float]
 
 
+# Connections one client opens at most. Under the gevent web worker thousands of greenlets (every
+# socket and request) share a client; past this many commands in flight they wait for a connection
+# (a few times the socket timeout at most) instead of each opening one, or failing: redis-py's
+# ordinary pool refuses a 101st connection outright.
+MAX_CONNECTIONS = 64
+
+
 def make_redis(url: str, socket_timeout: float = 0.5) -> redis.Redis:
     """A redis-py client for `url` that gives up after `socket_timeout` seconds."""
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=4 * socket_timeout,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=15,
         retry_on_timeout=False,
         decode_responses=False,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def init_app(app: Flask) -> None:

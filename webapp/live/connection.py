@@ -1,8 +1,10 @@
 """One socket's side of the relay: a bounded queue of live events, sent in stream order, and replay.
 
-The relay's reader thread never writes to a socket: it appends each event to the socket's queue and
-wakes whoever serves the socket, which sends. A slow or stuck client therefore delays nobody else;
-one that falls too far behind, or whose send is stuck, is dropped and can reconnect and resume.
+The relay's reader thread never waits on a socket. An event for a socket that is idle (nothing
+queued, nothing being sent) and wants it as it is goes out at once through `direct`, a write that
+never waits; otherwise the event is appended to the socket's queue and whoever serves the socket is
+woken, and sends. A slow or stuck client therefore delays nobody else; one that falls too far
+behind, or whose send is stuck, is dropped and can reconnect and resume.
 """
 
 from __future__ import annotations
@@ -52,13 +54,29 @@ class Connection:
     # The relay lost Redis while following this socket: events of that time may never have been written.
     interrupted: bool = False
     sending_since: float | None = None
+    # Writes an event (its JSON) to the socket without waiting, if the socket wants it unchanged;
+    # False when it did not. None: every event goes through the queue.
+    direct: Callable[[Event, str], bool] | None = None
+    # The socket's loop is sending a batch (flush, replay): live events wait in the queue behind it.
+    busy: bool = False
     pending: deque[tuple[Event, str]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def offer(self, event: Event, text: str) -> None:
-        """Queue a live event (and its JSON, made once for every socket) for the socket's thread."""
+        """Send a live event (and its JSON, made once for every socket) at once if the socket is idle,
+        else queue it for the socket's thread."""
         with self.lock:
             if not self.alive or self.dropped:
+                return
+            if (
+                self.direct is not None
+                and not self.pending
+                and not self.busy
+                and self.sending_since is None
+                and id_order(event["id"]) > id_order(self.last_sent_id)
+                and self.direct(event, text)
+            ):
+                self.last_sent_id = event["id"]
                 return
             if len(self.pending) >= QUEUE_LIMIT:
                 self.dropped = True
@@ -89,23 +107,36 @@ class Connection:
     def flush(self, augment: Callable[[Event], Event]) -> int:
         """Send the queued live events not sent yet, in stream order; `augment` may add to each."""
         with self.lock:
+            if not self.pending:
+                return 0
             batch = list(self.pending)
             self.pending.clear()
+            self.busy = True
         sent = 0
-        for event, text in batch:
-            if id_order(event["id"]) <= id_order(self.last_sent_id):
-                continue  # a replay sent it already
-            if sent:
-                pause()
-            message = augment(event)
-            if not self.send(message, text if message is event else None):
-                break
-            self.last_sent_id = event["id"]
-            sent += 1
+        try:
+            for event, text in batch:
+                if id_order(event["id"]) <= id_order(self.last_sent_id):
+                    continue  # a replay sent it already
+                if sent:
+                    pause()
+                message = augment(event)
+                if not self.send(message, text if message is event else None):
+                    break
+                self.last_sent_id = event["id"]
+                sent += 1
+        finally:
+            self.busy = False
         return sent
 
     def replay(self, client: redis.Redis, last_id: str) -> int:
         """Send the organization's events after `last_id` in stream order, skipping those already sent."""
+        self.busy = True
+        try:
+            return self._replay(client, last_id)
+        finally:
+            self.busy = False
+
+    def _replay(self, client: redis.Redis, last_id: str) -> int:
         sent = 0
         cursor = last_id
         # The newest event read: a live event up to it need not be sent again. Not `last_id` itself,

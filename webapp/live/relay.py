@@ -16,7 +16,7 @@ import time
 import redis
 
 from webapp.live import events
-from webapp.live.connection import REPLAY_BATCH, Connection, id_order
+from webapp.live.connection import REPLAY_BATCH, Connection, id_order, pause
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 BLOCK_MS = 200
 # A send blocked this long (the client stopped reading) drops the socket.
 SEND_TIMEOUT_SECONDS = 10.0
+# Sockets offered an event between two yields to the rest of the process.
+FAIR_SHARE = 500
 
 
 def _text(value: bytes | str) -> str:
@@ -123,8 +125,10 @@ class Relay:
                     targets = list(self.connections.get(org_id, ()))
                 if event is not None and targets:
                     text = json.dumps(event, default=str)
-                    for conn in targets:
+                    for n, conn in enumerate(targets, 1):
                         conn.offer(event, text)
+                        if n % FAIR_SHARE == 0:
+                            pause()  # thousands of sockets: let requests in between
 
     def _sweep(self) -> None:
         """Drop sockets whose send has been stuck too long (their own thread cannot notice)."""

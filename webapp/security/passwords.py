@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from webapp.infra.offload import off_loop
 from webapp.models import User
 
 # A real hash of a random password, so that an unknown email costs as much as a wrong password.
@@ -12,12 +15,24 @@ _DUMMY_HASH = generate_password_hash("no-such-user-password")
 
 def hash_password(password: str) -> str:
     """The stored form of `password` (salted, slow)."""
-    return generate_password_hash(password)
+    return off_loop(generate_password_hash, password)
 
 
 def verify_password(user: User | None, password: str) -> bool:
     """Constant-cost password check; False for a missing user."""
     if user is None:
-        check_password_hash(_DUMMY_HASH, password)
+        off_loop(check_password_hash, _DUMMY_HASH, password)
         return False
-    return check_password_hash(user.password_hash, password)
+    return off_loop(check_password_hash, user.password_hash, password)
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    """The user with this email whose password it is (emails are unique per organization only, so
+    each user with the email is tried), or None; an unknown email costs one hash like a known one."""
+    users = session.scalars(
+        select(User).where(func.lower(User.email) == email.strip().lower()).order_by(User.id)
+    ).all()
+    if not users:
+        verify_password(None, password)
+        return None
+    return next((user for user in users if verify_password(user, password)), None)

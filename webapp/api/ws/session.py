@@ -33,7 +33,7 @@ from webapp.api.ws.resume import resume
 from webapp.api.ws.revocations import RevocationWatch, Watched
 from webapp.api.ws.subscriptions import Stores, Subscription
 from webapp.api.ws.wire import LINGER_SECONDS, SocketWire, text_frame
-from webapp.live.connection import Connection
+from webapp.live.connection import Connection, Event
 from webapp.live.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,15 @@ class Socket:
         if not self.ws.connected:
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
         self.wire.send(text_frame(text))
+
+    def send_now(self, text: str) -> bool:
+        """Send one text message if it can go without waiting (see wire.SocketWire.send_now); the rest
+        of a frame written in part is left to the socket's loop, woken for it."""
+        if not self.ws.connected or not self.wire.send_now(text_frame(text)):
+            return False
+        if self.wire.backlog:
+            self.wakeup.set()
+        return True
 
     def client_messages(self) -> Iterator[str | bytes]:
         """The client's messages that have arrived, without waiting; raises ConnectionClosed once the
@@ -96,11 +105,20 @@ def run(
     """Serve the socket until it ends, followed by the relay and its token watched meanwhile; a
     failure closes it with 1011."""
     ws = socket.ws
+    sub = Subscription()
+
+    def direct(event: Event, text: str) -> bool:
+        # An event this socket sends as the relay made it goes out from the relay, without waiting.
+        return not subscriptions.needs_values(sub, event) and socket.send_now(text)
+
     conn = Connection(
         org_id=identity.principal.org_id,
         send_raw=socket.send_text,
         wake=socket.wakeup.set,
         abort=socket.wire.abort,
+        direct=direct,
+        # Until the loop runs, live events wait in the queue: the greeting and a replay come first.
+        busy=True,
     )
     try:
         relay.register(conn)
@@ -111,7 +129,7 @@ def run(
     watched = Watched(identity.jti, identity.expires_at, socket.wakeup.set)
     revocations.add(watched)
     try:
-        _serve(socket, Peer(conn, stores, limits), identity, watched, hello, resume_from)
+        _serve(socket, Peer(conn, stores, limits, sub), identity, watched, hello, resume_from)
     except ConnectionClosed:
         raise  # the client left: flask-sock's business
     except Exception:
@@ -143,6 +161,11 @@ def _serve(
             resume(conn, peer.stores.client, resume_from, max_seconds=peer.limits.resume_max_seconds)
         except MessageError as exc:
             send_error(conn, str(exc))
+    conn.busy = False
+
+    def augment(event: Event) -> Event:
+        return subscriptions.with_fresh_values(conn, sub, peer.stores, event)
+
     while conn.alive:
         ending = _ending(conn, identity, watched)
         if ending is not None:
@@ -153,9 +176,11 @@ def _serve(
         # Whatever set the event (a message, the close, the relay) did its part before: all of it
         # is looked at below, and anything after the clear sets the event again.
         socket.wakeup.clear()
+        if socket.wire.backlog:
+            conn.guarded(socket.wire.drain)  # the rest of a frame the relay wrote in part
         for raw in socket.client_messages():
             handle(peer, raw)
-        conn.flush(lambda event: subscriptions.with_fresh_values(conn, sub, peer.stores, event))
+        conn.flush(augment)
         subscriptions.send_periodic(conn, sub, peer.stores)
 
 

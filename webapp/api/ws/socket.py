@@ -80,7 +80,9 @@ def admit_socket() -> None:
         allowed_origins=config["WS_ALLOWED_ORIGINS"],
     )
     org_id = identity.principal.org_id
-    refused = SLOTS.take(org_id, config["WS_MAX_SOCKETS_PER_PROCESS"], config["WS_MAX_SOCKETS_PER_ORG"])
+    refused = SLOTS.take(
+        get_redis(), org_id, config["WS_MAX_SOCKETS_PER_PROCESS"], config["WS_MAX_SOCKETS_PER_ORG"]
+    )
     if refused is not None:
         raise ApiError(*refused, headers={"Retry-After": "10"})
     g.ws_slot, g.ws_identity = org_id, identity
@@ -96,7 +98,7 @@ def release_socket_slot(exc: BaseException | None = None) -> None:
     """The socket's slot goes back when its request ends (the socket closed, or never opened)."""
     org_id = g.pop("ws_slot", None)
     if org_id is not None:
-        SLOTS.give_back(org_id)
+        SLOTS.give_back(get_redis(), org_id)
 
 
 @sock.route("/analytics/<int:org_id>", bp=bp)

@@ -110,12 +110,21 @@ def send_periodic(conn: Connection, sub: Subscription, stores: Stores) -> None:
         send_error(conn, f"the periodic update failed; the next one is due in {sub.interval:g} s")
 
 
+def needs_values(sub: Subscription, event: Event) -> bool:
+    """Whether this socket sends `event` with values added (with_fresh_values), not as relayed."""
+    return bool(sub.metrics) and event["type"] == "metric_update" and _changed(sub, event)
+
+
+def _changed(sub: Subscription, event: Event) -> list[str]:
+    return sorted(sub.metrics & set(event["data"].get("metrics", [])))
+
+
 def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event: Event) -> Event:
     """A relayed event as this socket sends it: a metric_update gets fresh values of the changed
     metrics it subscribed to. Unchanged, the event goes out as the JSON the relay made once."""
     if event["type"] != "metric_update":
         return event
-    wanted = sorted(sub.metrics & set(event["data"].get("metrics", [])))
+    wanted = _changed(sub, event)
     if not wanted:
         return event
     try:

@@ -50,19 +50,51 @@ def text_frame(text: str) -> bytes:
 
 
 class SocketWire:
-    """The socket with one write at a time, a lingering close and an abort; anything else passes through."""
+    """The socket with one write at a time, a write that never waits, a lingering close and an abort;
+    anything else passes through."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
+        # The OS socket under gevent's cooperative one (whose writes would wait for the event loop):
+        # a write with MSG_DONTWAIT on it returns at once, under gevent or threads alike. None under
+        # TLS, whose bytes only the TLS socket may write: every write then goes through `send`.
+        self._raw = None if hasattr(sock, "cipher") else getattr(sock, "_sock", sock)
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        # The rest of a frame that send_now could write only in part: written before anything else.
+        self.backlog = b""
 
     def send(self, data: bytes) -> int:
-        """Write all of `data`: two sends blocked on a full buffer would otherwise interleave their
-        frames' bytes and corrupt the stream."""
+        """Write all of `data` (after the backlog): two sends blocked on a full buffer would otherwise
+        interleave their frames' bytes and corrupt the stream."""
         with self._lock:
+            if self.backlog:
+                self._sock.sendall(self.backlog)
+                self.backlog = b""
             self._sock.sendall(data)
         return len(data)
+
+    def send_now(self, data: bytes) -> bool:
+        """Write `data` without waiting, if nothing else is being written and nothing is left over;
+        True once it is written (what the socket's buffer could not take waits in `backlog` for the
+        next write, which the caller must see to), False when nothing was written."""
+        if self._raw is None or self.backlog or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            try:
+                written = self._raw.send(data, socket.MSG_DONTWAIT)
+            except OSError:
+                return False  # the buffer is full, or the connection is gone: the socket's loop sees to it
+            if written < len(data):
+                self.backlog = data[written:]
+            return True
+        finally:
+            self._lock.release()
+
+    def drain(self) -> None:
+        """Write the backlog, waiting as long as it takes (the relay's sweep aborts a stuck one)."""
+        if self.backlog:
+            self.send(b"")
 
     def close(self) -> None:
         """Close after the peer has read our close frame: FIN, then discard what it still sends.
