@@ -12,6 +12,10 @@ counts as one agent reply). The dirty-hour trigger now marks the event types of 
 (reopened, backlog, solved, next_reply, rated), so the hours of the derived events written here, and
 of the reopens already there, are rebuilt into rollups by the next refresh.
 
+analytics_snapshots get their period as instants and a `stale` flag that a trigger on ticket_events
+sets when a write of events reaches a stored period (a back-fill, an import, a late change); beat's
+snapshot pass asks for stale snapshots again.
+
 Revision ID: 0007_replies_metrics
 Revises: 0009_alerts_webhooks
 Create Date: 2026-12-05 14:00:00
@@ -80,6 +84,28 @@ BEGIN
 END
 $$
 """
+# A stored snapshot whose period a write of events reaches is stale until recomputed (beat asks for
+# it again). Per statement: the span of the written (or removed) events of each organization.
+MARK_SNAPSHOTS = """
+CREATE FUNCTION analytics_mark_stale_snapshots() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        UPDATE analytics_snapshots s SET stale = true
+        FROM (SELECT org_id, min(occurred_at) AS lo, max(occurred_at) AS hi FROM new_rows GROUP BY 1) w
+        WHERE s.org_id = w.org_id AND NOT s.stale AND s.period_start <= w.hi AND s.period_end > w.lo;
+    ELSE
+        UPDATE analytics_snapshots s SET stale = true
+        FROM (SELECT org_id, min(occurred_at) AS lo, max(occurred_at) AS hi FROM old_rows GROUP BY 1) w
+        WHERE s.org_id = w.org_id AND NOT s.stale AND s.period_start <= w.hi AND s.period_end > w.lo;
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+SNAPSHOT_TRIGGERS = (
+    ("analytics_snapshots_stale_inserted", "INSERT", "NEW TABLE AS new_rows"),
+    ("analytics_snapshots_stale_deleted", "DELETE", "OLD TABLE AS old_rows"),
+)
 # Reopens were not rolled up before: their hours are marked for the first refresh to build.
 MARK_REOPENS = """
 INSERT INTO analytics_rollup_dirty (org_id, event_type, lo, hi)
@@ -220,6 +246,24 @@ def upgrade() -> None:
     )
     op.drop_constraint(op.f(EVENT_CHECK), "ticket_events", type_="check")
     op.create_check_constraint(op.f(EVENT_CHECK), "ticket_events", f"event_type IN ({NEW_EVENT_TYPES})")
+    op.add_column("analytics_snapshots", sa.Column("period_start", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("analytics_snapshots", sa.Column("period_end", sa.DateTime(timezone=True), nullable=True))
+    op.add_column(
+        "analytics_snapshots",
+        sa.Column("stale", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
+    op.execute(
+        "UPDATE analytics_snapshots SET period_start = CAST(data->>'start' AS timestamptz),"
+        " period_end = CAST(data->>'end' AS timestamptz)"
+    )
+    op.create_index("ix_analytics_snapshots_org_period", "analytics_snapshots", ["org_id", "period_start"])
+    op.execute(MARK_SNAPSHOTS)
+    for name, operation, referencing in SNAPSHOT_TRIGGERS:
+        op.execute(
+            f"CREATE TRIGGER {name} AFTER {operation} ON ticket_events REFERENCING {referencing}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION analytics_mark_stale_snapshots()"
+        )
+        op.execute(f"ALTER TABLE ticket_events ENABLE ALWAYS TRIGGER {name}")
     op.execute(MARK_HOURS.format(rolled=NEW_ROLLED))
     op.execute(MARK_REOPENS)
     op.execute(HISTORY)
@@ -230,6 +274,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for name, _, _ in SNAPSHOT_TRIGGERS:
+        op.execute(f"DROP TRIGGER {name} ON ticket_events")
+    op.execute("DROP FUNCTION analytics_mark_stale_snapshots()")
+    op.drop_index("ix_analytics_snapshots_org_period", "analytics_snapshots")
+    for column in ("stale", "period_end", "period_start"):
+        op.drop_column("analytics_snapshots", column)
     op.execute(MARK_HOURS.format(rolled=OLD_ROLLED))
     op.execute(
         "DELETE FROM analytics_metrics WHERE metric IN ('backlog', 'solved', 'reopens', 'next_reply_time',"

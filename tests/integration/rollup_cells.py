@@ -90,7 +90,7 @@ def marked(session: Session, org_id: int) -> list[tuple[str, datetime, datetime]
 
 def covered_by(marks: list[tuple[str, datetime, datetime]]) -> Callable[[CellKey], bool]:
     """Whether a cell's hour is dirty for its metric's event type (reads take it from raw events)."""
-    metric_event = {m.name: m.event_type for m in METRICS.values()}
+    metric_event = {m.name: m.event_type for m in METRICS.values() if m.rolled}
 
     def covered(key: CellKey) -> bool:
         event_type, hour = metric_event[key[0]], key[2]

@@ -67,7 +67,11 @@ def test_parameter_order_does_not_matter(client, org_id):
         ("assigned", {"dist_assigned_to"}),
         ("first_response", {"response", "performance", "sla"}),
         ("resolved", {"resolution", "performance", "sla", "backlog"}),
-        ("reopened", {"resolution", "performance", "sla", "backlog"}),
+        ("reopened", {"resolution", "performance", "sla", "backlog", "solves"}),
+        ("backlog", {"backlog"}),
+        ("solved", {"solves"}),
+        ("next_reply", {"replies"}),
+        ("rated", {"satisfaction"}),
     ],
 )
 def test_each_event_invalidates_exactly_its_families(client, org_id, event_type, expected):

@@ -582,3 +582,32 @@ def test_cancelled_running_export_leaves_no_file(base_app, celery_worker, servic
     assert not folder.exists() or list(folder.iterdir()) == []
     with psycopg.connect(services.database_url.replace("+psycopg", "")) as conn:
         assert conn.execute("SELECT count(*) FROM exports WHERE job_id = %s", (job_id,)).fetchone() == (0,)
+
+
+def test_support_metric_exports_match_the_analytics_api(data):
+    for metric in ("backlog", "csat", "net_flow"):
+        query = {**RANGE, "metric": metric, "granularity": "daily"}
+        result = _export(data.viewer, {"format": "json", "dataset": "time-series", "query": query})
+        rows = json.loads(_download(data.viewer, result))
+        api = data.viewer.get(
+            f"/api/v1/analytics/time-series/{metric}?start={RANGE['start']}&end={RANGE['end']}"
+            f"&tz={RANGE['tz']}&granularity=daily"
+        ).get_json()
+        got = [(_parse_ts(r["bucket"]), r["value"], r["count"]) for r in rows]
+        assert got == [(_parse_ts(p["bucket"]), p["value"], p["count"]) for p in api["points"]]
+
+    query = {**RANGE, "metrics": ["backlog", "one_touch"], "group_by": ["category"]}
+    api = data.viewer.post("/api/v1/analytics/aggregations", json=query).get_json()
+    want = [
+        (
+            row["group"]["category"],
+            row["backlog"]["value"],
+            row["one_touch"]["count"],
+            row["one_touch"]["avg"],
+        )
+        for row in api["rows"]
+    ]
+    result = _export(data.viewer, {"format": "json", "dataset": "aggregations", "query": query})
+    rows = json.loads(_download(data.viewer, result))
+    got = [(r["category"], r["backlog_value"], r["one_touch_count"], r["one_touch_avg"]) for r in rows]
+    assert got == want

@@ -120,6 +120,8 @@ def test_another_organizations_objects_are_404_on_every_route(celery_worker, mak
     marker = "victim-secret-subject-7f3a"
     ticket = victim.agent.post("/api/v1/tickets", json={"subject": marker, "priority": "urgent"}).get_json()
     victim.agent.patch(f"/api/v1/tickets/{ticket['id']}", json={"first_response_at": ticket["created_at"]})
+    victim.agent.post(f"/api/v1/tickets/{ticket['id']}/replies", json={"author": "customer"})
+    victim.agent.put(f"/api/v1/tickets/{ticket['id']}/satisfaction", json={"rating": 5, "comment": marker})
     export_job = victim.viewer.post(
         "/api/v1/analytics/export", json={"format": "csv", "dataset": "tickets", "query": {}}
     ).get_json()
@@ -223,6 +225,10 @@ ROLE_CASES = [
     ("viewer", "DELETE", "/api/v1/exports/00000000-0000-0000-0000-000000000000", None),
     ("viewer", "GET", "/api/v1/tickets", None),
     ("viewer", "GET", "/api/v1/analytics/dashboard", None),
+    ("viewer", "GET", "/api/v1/analytics/time-in-status", None),
+    ("viewer", "GET", "/api/v1/analytics/agents", None),
+    ("agent", "POST", "/api/v1/tickets/1/replies", {"author": "agent"}),
+    ("agent", "PUT", "/api/v1/tickets/1/satisfaction", {"rating": 4}),
     ("viewer", "GET", "/api/v1/jobs", None),
     ("admin", "POST", "/api/v1/schedules", {"name": "S", "timezone": "UTC", "intervals": OFFICE}),
     ("admin", "PUT", "/api/v1/sla-policy", {"targets": SLA_TARGETS}),

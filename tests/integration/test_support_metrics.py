@@ -53,6 +53,8 @@ class Model:
     replies: list[tuple[str, datetime, bool]] = field(default_factory=list)
     ratings: list[tuple[int, datetime]] = field(default_factory=list)
     id: int = 0
+    # Set by the first public agent reply while unset (a later back-fill before it does not move it).
+    first_response: datetime | None = None
 
     def solves(self) -> list[datetime]:
         out = []
@@ -194,6 +196,7 @@ def world(make_tenant, db_session) -> World:
     ).all()
     for model, ticket_id in zip(models, ids, strict=True):
         model.id = ticket_id
+        model.first_response = model.first_reply()
     db_session.commit()
     # Back-fills through the API: replies landing among earlier ones, ratings replaced (a later one
     # stands, an older one given afterwards does not).
@@ -205,6 +208,8 @@ def world(make_tenant, db_session) -> World:
         )
         assert answer.status_code == 201, answer.get_json()
         model.replies.append((author, at, True))
+        if author == "agent" and model.first_response is None:
+            model.first_response = at
     for model in models[::11]:
         at = _time(rng, model.created, model.history[-1][0] + timedelta(hours=2))
         rating = rng.randint(1, 5)
@@ -296,8 +301,8 @@ def _series(tenant, metric: str, **extra: str) -> dict[str, Any]:
 
 
 def _close(actual: Any, expected: Any) -> bool:
-    if expected is None or actual is None:
-        return actual is expected
+    if expected is None or actual is None or isinstance(expected, str):
+        return actual == expected
     return actual == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
@@ -439,3 +444,136 @@ def test_derived_events_follow_a_backfilled_reply(world, db_session):
     ).all()
     assert solved[0].occurred_at == solve
     assert solved[0].value == 0.0
+
+
+def test_time_in_status_matches_the_model(world):
+    query = {"start": FIRST_DAY.isoformat(), "end": LAST_DAY.isoformat()}
+    answer = world.tenant.viewer.get("/api/v1/analytics/time-in-status", query_string=query)
+    assert answer.status_code == 200, answer.get_json()
+    body = answer.get_json()
+    assert body["clock"] == "calendar"
+    lo, hi = day_bounds()[0], day_bounds()[-1]
+    got = {row["status"]: row for row in body["statuses"]}
+    assert set(got) == set(UNSOLVED)
+    for status in UNSOLVED:
+        spent = []
+        for m in world.models:
+            solves = m.solves()
+            if solves and lo <= solves[-1] < hi and (h := m.hours_in((status,), solves[-1])) > 0:
+                spent.append(h)
+        row = got[status]
+        assert row["tickets"] == len(spent)
+        assert row["total_hours"] == pytest.approx(sum(spent))
+        assert row["avg_hours"] == pytest.approx(sum(spent) / len(spent))
+        assert row["p50"] == pytest.approx(float(np.percentile(spent, 50)))
+        assert row["p90"] == pytest.approx(float(np.percentile(spent, 90)))
+
+
+TARGETS = {"urgent": (1, 4), "high": (4, 24), "normal": (8, 48), "low": (24, 120)}
+
+
+def test_agents_report_matches_the_model(world):
+    query = {"start": FIRST_DAY.isoformat(), "end": LAST_DAY.isoformat(), "min_tickets": 3}
+    answer = world.tenant.viewer.get("/api/v1/analytics/agents", query_string=query)
+    assert answer.status_code == 200, answer.get_json()
+    got = answer.get_json()["agents"]
+    lo, hi = day_bounds()[0], day_bounds()[-1]
+    expected = []
+    for agent in AGENTS[:-1]:
+        mine = [m for m in world.models if m.assigned_to == agent]
+        solved = [
+            (m, max(at for at in m.solves() if lo <= at < hi))
+            for m in mine
+            if any(lo <= at < hi for at in m.solves())
+        ]
+        if len(solved) < 3:
+            continue
+        firsts = [hours(m.created, m.first_response) for m, _ in solved if m.first_response is not None]
+        achieved = sum(
+            (m.first_response is not None and hours(m.created, m.first_response) <= TARGETS[m.priority][0])
+            + (hours(m.created, at) <= TARGETS[m.priority][1])
+            for m, at in solved
+        )
+        ratings = [r for m in mine if (r := m.standing_rating()) and lo <= r[1] < hi]
+        touch = [m.agent_replies_by(at) <= 1 for m, at in solved]
+        expected.append(
+            {
+                "agent": agent,
+                "solved": len(solved),
+                "first_reply_p50": float(np.percentile(firsts, 50)) if firsts else None,
+                "resolution_p50": float(np.percentile([hours(m.created, at) for m, at in solved], 50)),
+                "sla_compliance_pct": 100 * achieved / (2 * len(solved)),
+                "csat_pct": 100 * sum(r[0] >= 4 for r in ratings) / len(ratings) if ratings else None,
+                "one_touch_pct": 100 * sum(touch) / len(solved),
+                "reopen_rate": 100 * sum(1 for m, _ in solved if m.reopens()) / len(solved),
+            }
+        )
+    expected.sort(key=lambda row: (-row["solved"], row["agent"]))
+    assert [row["agent"] for row in got] == [row["agent"] for row in expected]
+    for row, want in zip(got, expected, strict=True):
+        for name, value in want.items():
+            assert _close(row[name], value), (name, row, want)
+
+
+def test_support_reads_refuse_bad_clocks(world):
+    viewer = world.tenant.viewer
+    for path in ("/api/v1/analytics/time-in-status", "/api/v1/analytics/agents"):
+        assert viewer.get(path, query_string={"clock": "business"}).status_code == 400
+        assert viewer.get(path, query_string={"clock": "sundial"}).status_code == 400
+        assert viewer.get(path, query_string={"schedule_id": 1}).status_code == 400
+        assert viewer.get(path, query_string={"clock": "business", "schedule_id": 999999}).status_code == 404
+    assert viewer.get("/api/v1/analytics/agents", query_string={"min_tickets": 0}).status_code == 400
+
+
+def test_live_subscription_values_match_the_model(world, db_session):
+    from webapp.live.subscriptions import current_values
+
+    now = day_bounds()[-1] - timedelta(days=3)
+    start = now - timedelta(hours=24)
+    got = current_values(
+        db_session,
+        org_id=world.org.id,
+        metrics=["backlog", "solved", "csat", "requester_wait_time", "net_flow"],
+        filters={},
+        now=now,
+    )["metrics"]
+    models = world.models
+    backlog = sum(1 for m in models if (s := m.status_before(now)) is not None and s not in DONE)
+    assert got["backlog"]["value"] == backlog
+    solved = sum(1 for m in models for at in m.solves() if start <= at < now)
+    assert got["solved"]["value"] == solved
+    created = sum(1 for m in models if start <= m.created < now)
+    assert (got["net_flow"]["value"], got["net_flow"]["count"]) == (created - solved, created + solved)
+    flags = [r[0] >= 4 for m in models if (r := m.standing_rating()) and start <= r[1] < now]
+    assert got["csat"]["count"] == len(flags)
+    if flags:
+        assert got["csat"]["value"] == pytest.approx(100 * sum(flags) / len(flags))
+    waits = measurements(models, "requester_wait_time", start, now)
+    assert got["requester_wait_time"]["count"] == len(waits)
+    if waits:
+        assert got["requester_wait_time"]["value"] == pytest.approx(sum(waits) / len(waits))
+
+
+def test_a_business_clock_open_around_the_clock_counts_calendar_hours(world):
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    always = [{"day": d, "start": "00:00", "end": "24:00"} for d in days]
+    created = world.tenant.admin.post(
+        "/api/v1/schedules", json={"name": "always", "timezone": "UTC", "intervals": always}
+    )
+    assert created.status_code == 201, created.get_json()
+    query = {"start": FIRST_DAY.isoformat(), "end": LAST_DAY.isoformat()}
+    for path in ("/api/v1/analytics/time-in-status", "/api/v1/analytics/agents"):
+        calendar = world.tenant.viewer.get(path, query_string=query).get_json()
+        business = world.tenant.viewer.get(path, query_string={**query, "clock": "business"}).get_json()
+        assert business["clock"] == "business"
+        assert business["schedule_id"] == created.get_json()["id"]
+        key = "statuses" if "statuses" in calendar else "agents"
+        assert len(business[key]) == len(calendar[key])
+        for a, b in zip(calendar[key], business[key], strict=True):
+            for name, value in a.items():
+                same = (
+                    _close(b[name], value)
+                    if not isinstance(value, float)
+                    else b[name] == pytest.approx(value)
+                )
+                assert same, (path, name, a, b)

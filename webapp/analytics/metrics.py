@@ -36,7 +36,7 @@ class Metric:
         return self.value_sql is None and not self.parts
 
     @property
-    def is_duration(self) -> bool:
+    def has_percentiles(self) -> bool:
         """A measured metric whose statistics include percentiles."""
         return self.kind == "mean" and self.value_sql is not None
 
@@ -72,7 +72,9 @@ METRICS: dict[str, Metric] = {
         parts=(("ticket_count", 1), ("solved", -1)),
     ),
     "reopens": Metric("reopens", "tickets", "reopened", ("solves",), kind="count"),
-    "next_reply_time": Metric("next_reply_time", "hours", "next_reply", ("replies",), "e.value"),
+    "next_reply_time": Metric(
+        "next_reply_time", "hours", "next_reply", ("replies",), "e.value", duration=True
+    ),
     "requester_wait_time": Metric(
         "requester_wait_time",
         "hours",

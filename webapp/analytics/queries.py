@@ -328,7 +328,7 @@ def aggregate(
         return _running(session, definition, buckets=buckets, options=options, **window)
     if definition.kind == "difference":
         return _difference(session, definition, buckets=buckets, options=options, **window)
-    if not definition.is_duration:
+    if not definition.has_percentiles:
         percentiles = ()
     window["clock"] = clock
     if not options.rollups:

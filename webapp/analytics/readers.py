@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 import redis
 from sqlalchemy.orm import Session
 
-from webapp.analytics import current, popular, queries, reports, snapshots
+from webapp.analytics import current, popular, queries, reports, snapshots, support
 from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.cache import Computed, Shortcuts, read_through
 from webapp.analytics.clock import CALENDAR, Clock
@@ -320,6 +320,92 @@ class SnapshotsRead:
         )
 
 
+@dataclass(frozen=True)
+class TimeInStatusRead:
+    """Hours in each unsolved status before the last solve, over the tickets last solved in the window."""
+
+    route: ClassVar[str] = "time_in_status"
+    ttl: ClassVar[int | None] = None
+    window: Window
+    filters: Filters
+    schedule_id: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "schedule_id": self.schedule_id,
+            **_ranged(self.window, self.filters, False),
+        }
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> TimeInStatusRead:
+        return cls(Window.from_params(p), p["filters"], p.get("schedule_id"))
+
+    def families(self) -> set[str]:
+        return {"solves", "schedules"}
+
+    def options(self) -> queries.ReadOptions:
+        return queries.ReadOptions(rollups=False)
+
+    def compute(self, session: Session, org_id: int) -> Any:
+        queries.note_raw()
+        statuses = support.time_in_status(
+            session,
+            org_id=org_id,
+            start=self.window.start,
+            end=self.window.end,
+            filters=self.filters,
+            schedule_id=self.schedule_id,
+        )
+        return {"statuses": statuses}
+
+
+@dataclass(frozen=True)
+class AgentsRead:
+    """Per assignee: solves, reply and resolution medians, SLA, csat, one-touch and reopen rates."""
+
+    route: ClassVar[str] = "agents"
+    ttl: ClassVar[int | None] = None
+    window: Window
+    filters: Filters
+    targets: dict[str, dict[str, float]]
+    min_tickets: int = 5
+    schedule_id: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "route": self.route,
+            "targets": self.targets,
+            "min_tickets": self.min_tickets,
+            "schedule_id": self.schedule_id,
+            **_ranged(self.window, self.filters, False),
+        }
+
+    @classmethod
+    def from_params(cls, p: Mapping[str, Any]) -> AgentsRead:
+        return cls(Window.from_params(p), p["filters"], p["targets"], p["min_tickets"], p.get("schedule_id"))
+
+    def families(self) -> set[str]:
+        return {"solves", "satisfaction", "response", "sla", "schedules", "dist_assigned_to"}
+
+    def options(self) -> queries.ReadOptions:
+        return queries.ReadOptions(rollups=False)
+
+    def compute(self, session: Session, org_id: int) -> Any:
+        queries.note_raw()
+        rows = support.agents(
+            session,
+            org_id=org_id,
+            start=self.window.start,
+            end=self.window.end,
+            filters=self.filters,
+            targets=self.targets,
+            min_tickets=self.min_tickets,
+            schedule_id=self.schedule_id,
+        )
+        return {"agents": rows}
+
+
 READERS: dict[str, Callable[[Mapping[str, Any]], Read]] = {
     reader.route: reader.from_params
     for reader in (
@@ -329,6 +415,8 @@ READERS: dict[str, Callable[[Mapping[str, Any]], Read]] = {
         PerformanceRead,
         AggregationRead,
         SnapshotsRead,
+        TimeInStatusRead,
+        AgentsRead,
     )
 }
 

@@ -21,6 +21,9 @@ KPIS = {
     "avg_response_time": ("response_time", "avg"),
     "avg_resolution_time": ("resolution_time", "avg"),
     "avg_sentiment_score": ("sentiment_score", "avg"),
+    "solved": ("solved", "count"),
+    "csat_pct": ("csat", "avg"),
+    "one_touch_pct": ("one_touch", "avg"),
 }
 DASHBOARD_FAMILIES = frozenset(
     {
@@ -33,6 +36,8 @@ DASHBOARD_FAMILIES = frozenset(
         "dist_priority",
         "sla",
         "dashboard",
+        "solves",
+        "satisfaction",
     }
 )
 PERFORMANCE_FAMILIES = frozenset({"response", "resolution", "sla", "performance", "dist_priority"})
@@ -71,10 +76,13 @@ def dashboard(
         kpis[name] = {"value": value, "previous": previous, "change_pct": change_pct(value, previous)}
     days = window.buckets("daily")
     series = queries.time_series(session, metric="ticket_count", buckets=days, **current_window)
+    # The backlog at each day's end (the status history's running sum), for "tickets and backlog over time".
+    backlog = queries.time_series(session, metric="backlog", buckets=days, **current_window)
     return {
         "kpis": kpis,
         "backlog": current.backlog(session, org_id=org_id, end=end, filters=filters),
         "ticket_count_series": [{"bucket": p["bucket"], "count": p["count"]} for p in series["points"]],
+        "backlog_series": [{"bucket": p["bucket"], "count": p["count"]} for p in backlog["points"]],
         "distributions": {
             field: current.distribution(session, field=field, **current_window)
             for field in ("status", "priority")

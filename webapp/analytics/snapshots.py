@@ -93,6 +93,9 @@ def upsert_snapshot(
         data=data,
         definition_version=definition_version,
         computed_at=func.now(),
+        period_start=datetime.fromisoformat(data["start"]),
+        period_end=datetime.fromisoformat(data["end"]),
+        stale=False,
     )
     statement = statement.on_conflict_do_update(
         index_elements=["org_id", "snapshot_type", "snapshot_date"],
@@ -100,9 +103,34 @@ def upsert_snapshot(
             "data": statement.excluded.data,
             "definition_version": statement.excluded.definition_version,
             "computed_at": statement.excluded.computed_at,
+            "period_start": statement.excluded.period_start,
+            "period_end": statement.excluded.period_end,
+            "stale": False,
         },
     )
     session.execute(statement)
+
+
+def stale_snapshots(session: Session, *, org_id: int) -> list[tuple[str, date]]:
+    """(type, first date) of the organization's stored snapshots a later write of events reached."""
+    rows = session.execute(
+        select(AnalyticsSnapshot.snapshot_type, AnalyticsSnapshot.snapshot_date)
+        .where(AnalyticsSnapshot.org_id == org_id, AnalyticsSnapshot.stale)
+        .order_by(AnalyticsSnapshot.snapshot_date)
+    )
+    return [(row.snapshot_type, row.snapshot_date) for row in rows]
+
+
+def is_fresh(session: Session, org_id: int, snapshot_type: str, first_date: date) -> bool:
+    """Whether the stored snapshot of this period is no longer stale (recomputed since, or gone)."""
+    stale = session.scalar(
+        select(AnalyticsSnapshot.stale).where(
+            AnalyticsSnapshot.org_id == org_id,
+            AnalyticsSnapshot.snapshot_type == snapshot_type,
+            AnalyticsSnapshot.snapshot_date == first_date,
+        )
+    )
+    return not stale
 
 
 def list_snapshots(

@@ -27,6 +27,8 @@ from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.responses import json_object
 from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.schemas.analytics import (
+    Agents,
+    AgentsQuery,
     Aggregation,
     AggregationRequest,
     Dashboard,
@@ -38,6 +40,8 @@ from webapp.api.schemas.analytics import (
     SnapshotList,
     SnapshotQuery,
     SnapshotRequest,
+    TimeInStatus,
+    TimeInStatusQuery,
     TimeSeries,
     TimeSeriesQuery,
 )
@@ -289,6 +293,50 @@ def performance() -> Response:
         )
         value, meta = _read(org.id, read)
     return json_object({**window.echo(), "filters": query.filters}, value, {"meta": meta})
+
+
+@bp.get("/time-in-status")
+@document(
+    "Hours each ticket last solved in the range spent in open, pending and on_hold before that solve",
+    tag="analytics",
+    query=TimeInStatusQuery,
+    responses={200: TimeInStatus},
+    errors=(*ERRORS, 404),
+)
+@require_role("viewer", read_only=True)
+def time_in_status() -> Response:
+    query = _query(TimeInStatusQuery)
+    org = _org()
+    with client_errors():
+        window = query.window(default_tz=org.timezone, now=utcnow())
+        clock = _clock(org.id, query)
+        read = readers.TimeInStatusRead(window, query.filters, clock.schedule_id)
+        value, meta = _read(org.id, read)
+    head = {**window.echo(), "filters": query.filters, **clock.echo()}
+    return json_object(head, value, {"meta": meta})
+
+
+@bp.get("/agents")
+@document(
+    "Per agent with at least min_tickets solved: solves, reply and resolution medians, SLA, csat, "
+    "one-touch and reopen rates",
+    tag="analytics",
+    query=AgentsQuery,
+    responses={200: Agents},
+    errors=(*ERRORS, 404),
+)
+@require_role("viewer", read_only=True)
+def agents() -> Response:
+    query = _query(AgentsQuery)
+    org = _org()
+    with client_errors():
+        window = query.window(default_tz=org.timezone, now=utcnow())
+        targets = sla.targets_for(org.sla_targets)
+        clock = _clock(org.id, query)
+        read = readers.AgentsRead(window, query.filters, targets, query.min_tickets, clock.schedule_id)
+        value, meta = _read(org.id, read)
+    head = {**window.echo(), "filters": query.filters, **clock.echo(), "min_tickets": query.min_tickets}
+    return json_object(head, value, {"meta": meta})
 
 
 @bp.get("/snapshots")

@@ -1,11 +1,10 @@
 """One ticket's SLA targets under a policy: each target's state, elapsed time and breach instant. Pure.
 
 A target is held by runs of a clock. first_reply runs once, from creation to the first agent reply
-(the first public one, or first_response_at if earlier). resolution runs once, from creation to
-the solve, but only while the ticket's status is unsolved and not a pause status: a reopen
-continues the same run. next_reply runs once per
-pair: the first public customer reply after a public agent reply starts it (later customer replies
-start no other), the next public agent reply stops it.
+(the first public one, or first_response_at if earlier). resolution runs once, from creation to the
+solve, but only while the ticket's status is unsolved and not a pause status: a reopen continues
+the same run. next_reply runs once per pair: the first public customer reply after a public agent
+reply starts it (later customer replies start no other), the next public agent reply stops it.
 
 A run breaches once its elapsed time exceeds the target; it is achieved when it stops within it (a
 stop exactly at the target is in time). `breach_at` of a running target is the last instant at which

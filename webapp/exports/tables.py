@@ -187,9 +187,16 @@ def _aggregation_table(session: Session, org_id: int, query: AggregationQuery) -
         columns.append(Column("bucket", "timestamp"))
     stats: list[tuple[str, str]] = []
     for metric in result["metrics"]:
-        if METRICS[metric].is_count:
+        definition = METRICS[metric]
+        if definition.is_count:
             columns.append(Column(metric, "int"))
             stats.append((metric, "count"))
+            continue
+        if definition.kind in ("running", "difference", "percent"):
+            # backlog and net_flow: count and value; csat and one_touch: count and the percentage.
+            second = "avg" if definition.kind == "percent" else "value"
+            columns += [Column(f"{metric}_count", "int"), Column(f"{metric}_{second}", "float")]
+            stats += [(metric, "count"), (metric, second)]
             continue
         for stat in ("count", "avg", "min", "max", *(f"p{p}" for p in result["percentiles"])):
             columns.append(Column(f"{metric}_{stat}", "int" if stat == "count" else "float"))

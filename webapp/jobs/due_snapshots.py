@@ -1,5 +1,5 @@
 """Snapshots that are due: the latest closed day, week and month of each organization not yet stored,
-asked for as snapshot jobs."""
+and stored ones a later write of events made stale, asked for as snapshot jobs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.analytics.periods import due_periods
-from webapp.analytics.snapshots import job_params
+from webapp.analytics.snapshots import is_fresh, job_params, stale_snapshots
 from webapp.core.timeutil import TimeError, zone
 from webapp.jobs import lifecycle as jobs
 from webapp.models import AnalyticsSnapshot, Organization
@@ -31,11 +31,14 @@ class Scheduled:
     submitted: list[str] = field(default_factory=list)
     already_queued: int = 0
     already_stored: int = 0
+    # Jobs asked for stored snapshots that a later write made stale.
+    recomputed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "now": self.now.isoformat(),
             "submitted": self.submitted,
+            "recomputed": self.recomputed,
             "already_queued": self.already_queued,
             "already_stored": self.already_stored,
         }
@@ -78,7 +81,36 @@ def schedule_due(
         scheduled.already_stored += len(periods) - len(missing)
         for period in missing:
             _submit(session, client, celery, org_id, period.snapshot_type, period.first_date, scheduled)
+        for snapshot_type, first_date in stale_snapshots(session, org_id=org_id):
+            _recompute(session, client, celery, org_id, snapshot_type, first_date, scheduled)
     return scheduled
+
+
+def _recompute(
+    session: Session,
+    client: redis.Redis,
+    celery: jobs.TaskQueue,
+    org_id: int,
+    snapshot_type: str,
+    first_date: date,
+    scheduled: Scheduled,
+) -> None:
+    """Ask for a stale snapshot again (a back-fill or an import reached its period)."""
+    job, created = jobs.submit_unless(
+        session,
+        client,
+        celery,
+        org_id=org_id,
+        user_id=None,
+        kind="snapshot",
+        params=job_params(snapshot_type, first_date),
+        done=partial(is_fresh, session, org_id, snapshot_type, first_date),
+    )
+    if job is not None and created:
+        scheduled.recomputed.append(str(job.id))
+        log.info(
+            "job=%s org=%s kind=snapshot recomputing stale %s %s", job.id, org_id, snapshot_type, first_date
+        )
 
 
 def _submit(

@@ -9,7 +9,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import cache
+from webapp.analytics import cache, queries
 from webapp.analytics.clock import CALENDAR, Clock, bind, value_sql
 from webapp.analytics.metrics import METRICS
 from webapp.core.timeutil import utcnow
@@ -51,6 +51,9 @@ def current_values(
     out: dict[str, Any] = {}
     for name in metrics:
         metric = METRICS[name]
+        if metric.kind != "mean" or metric.value_sql not in (None, "e.value", "t.sentiment_score"):
+            out[name] = _measured(session, org_id=org_id, name=name, filters=filters, start=start, end=now)
+            continue
         params: dict[str, Any] = {"org": org_id, "start": start, "end": now, "etype": metric.event_type}
         where = _filter_sql(filters, params)
         if name == "sentiment_score":
@@ -82,6 +85,32 @@ def current_values(
                 "unit": metric.unit,
             }
     return {"window": {"start": start.isoformat(), "end": now.isoformat()}, "metrics": out}
+
+
+def _measured(
+    session: Session,
+    *,
+    org_id: int,
+    name: str,
+    filters: dict[str, list[str | None]],
+    start: datetime,
+    end: datetime,
+) -> dict[str, Any]:
+    """A support metric over the window as the time series measure it: backlog at `end`, net_flow,
+    the percentages (csat, one_touch) and the waits measured at solves."""
+    metric = METRICS[name]
+    stats = queries.measure(session, org_id=org_id, metric=name, start=start, end=end, filters=filters)
+    if metric.kind in ("running", "difference"):
+        return {"value": stats["value"], "count": stats["count"], "unit": metric.unit}
+    if metric.is_count:
+        return {"value": stats["count"], "count": stats["count"], "unit": metric.unit}
+    return {
+        "value": stats["avg"],
+        "count": stats["count"],
+        "min": stats["min"],
+        "max": stats["max"],
+        "unit": metric.unit,
+    }
 
 
 def cached_values(

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -83,7 +85,10 @@ class AnalyticsSnapshot(Base):
     """The KPIs of one day, week or month of one organization, upserted on recompute."""
 
     __tablename__ = "analytics_snapshots"
-    __table_args__ = (UniqueConstraint("org_id", "snapshot_type", "snapshot_date"),)
+    __table_args__ = (
+        UniqueConstraint("org_id", "snapshot_type", "snapshot_date"),
+        Index("ix_analytics_snapshots_org_period", "org_id", "period_start"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -92,6 +97,11 @@ class AnalyticsSnapshot(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)
     definition_version: Mapped[int] = mapped_column(Integer, default=1)
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The period as instants, and whether a write of events has reached it since it was computed
+    # (set by a trigger on ticket_events, migration 0007; beat asks for stale snapshots again).
+    period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AnalyticsRollupDirty(Base):

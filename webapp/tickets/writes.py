@@ -185,15 +185,16 @@ def facts_of(session: Session, ticket: Ticket) -> Facts:
     )
 
 
-def _key(values: dict[str, Any]) -> tuple[Any, ...]:
+def event_key(values: Any) -> tuple[Any, ...]:
+    """What tells two derived events apart (values rounded, detail in key order), for comparing."""
     detail = values.get("detail")
-    rounded = {k: round(v, 9) for k, v in detail.items()} if isinstance(detail, dict) else detail
+    rounded = {k: round(float(v), 9) for k, v in detail.items()} if isinstance(detail, dict) else detail
     value = values.get("value")
     return (
         values["event_type"],
         values["occurred_at"],
         *(values[d] for d in ("status", *DERIVED_DIMENSIONS)),
-        None if value is None else round(value, 9),
+        None if value is None else round(float(value), 9),
         repr(sorted(rounded.items())) if isinstance(rounded, dict) else rounded,
     )
 
@@ -206,7 +207,7 @@ def sync_derived(session: Session, ticket: Ticket) -> set[str]:
     session.flush()
     wanted: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for values in derive(facts_of(session, ticket)):
-        wanted.setdefault(_key(values), []).append(values)
+        wanted.setdefault(event_key(values), []).append(values)
     stale: list[int] = []
     touched: set[str] = set()
     columns = ("event_type", "occurred_at", "status", *DERIVED_DIMENSIONS, "value", "detail")
@@ -216,7 +217,7 @@ def sync_derived(session: Session, ticket: Ticket) -> set[str]:
         )
     )
     for row in rows:
-        same = wanted.get(_key(row._mapping))
+        same = wanted.get(event_key(row._mapping))
         if same:
             same.pop()
         else:

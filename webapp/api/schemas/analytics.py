@@ -34,6 +34,7 @@ from webapp.api.schemas.fields import (
 )
 from webapp.core.filters import Filters
 from webapp.core.vocabulary import DIMENSIONS
+from webapp.tickets.fields import Status
 
 SlaGroup = Literal[GROUPS]  # type: ignore[valid-type]
 _EXACT = (
@@ -73,6 +74,61 @@ class PerformanceQuery(RangeQuery, ClockFields):
     group_by: SlaGroup | None = Field(
         default=None, description="SLA compliance also per value of this field (sla.groups)"
     )
+
+
+class SupportQuery(RangeQuery, ClockFields):
+    pass
+
+
+class TimeInStatusQuery(SupportQuery):
+    pass
+
+
+class AgentsQuery(SupportQuery):
+    min_tickets: int = Field(
+        default=5, ge=1, le=1_000_000, description="fewest solved tickets an agent needs"
+    )
+
+
+class StatusTime(BaseModel):
+    status: Status
+    tickets: int = Field(description="tickets that spent any time in the status")
+    total_hours: float
+    avg_hours: float | None
+    p50: float | None
+    p90: float | None
+
+
+class TimeInStatus(BaseModel):
+    timezone: str
+    start: str
+    end: str
+    filters: dict[str, list[str | None]]
+    clock: str
+    statuses: list[StatusTime]
+    meta: Meta
+
+
+class AgentRow(BaseModel):
+    agent: str
+    solved: int
+    first_reply_p50: float | None
+    resolution_p50: float | None
+    sla_compliance_pct: float | None
+    csat_pct: float | None
+    one_touch_pct: float | None
+    reopen_rate: float | None
+
+
+class Agents(BaseModel):
+    timezone: str
+    start: str
+    end: str
+    filters: dict[str, list[str | None]]
+    clock: str
+    min_tickets: int
+    agents: list[AgentRow]
+    meta: Meta
 
 
 class DashboardQuery(RangeQuery, ClockFields):
@@ -187,11 +243,15 @@ class TimeSeries(ClockEcho):
 
 
 class Stats(BaseModel):
-    """count for ticket_count; count, avg, min, max and one pNN per requested percentile otherwise."""
+    """count for the counting metrics (ticket_count, solved, reopens); count and value for backlog
+    (both the tickets in it) and net_flow (created plus solved, created minus solved); count and avg
+    (the percentage) for csat and one_touch; count, avg, min, max and one pNN per requested percentile
+    otherwise."""
 
     model_config = ConfigDict(extra="allow")
 
     count: int
+    value: float | None = None
     avg: float | None = None
     min: float | None = None
     max: float | None = None
@@ -297,6 +357,9 @@ class Dashboard(ClockEcho):
     kpis: dict[str, Kpi]
     backlog: Backlog
     ticket_count_series: list[CountPoint]
+    backlog_series: list[CountPoint] = Field(
+        default_factory=list, description="tickets in the backlog at each day's end (from the status history)"
+    )
     distributions: dict[str, Distribution]
     sla: Sla
     meta: Meta

@@ -17,7 +17,9 @@ import psycopg
 from webapp.core.timeutil import utcnow
 from webapp.tickets.row_checks import restore_row_checks, skip_row_checks
 from webapp.tickets.seeding.arrivals import created_times
-from webapp.tickets.seeding.rows import encode_batch
+from webapp.tickets.seeding.conversation import RATING_COPY, REPLY_COPY
+from webapp.tickets.seeding.derived import derive_seeded
+from webapp.tickets.seeding.rows import EncodedBatch, encode_batch
 
 BATCH_TICKETS = 20_000
 # Events a ticket has on average (for deciding how to maintain the indexes, see _deferred_indexes).
@@ -34,7 +36,7 @@ EVENT_COPY = (
     "category, assigned_to, value, detail) FROM STDIN"
 )
 
-Encoded = tuple[bytes, bytes, int, int]  # tickets, events, number of events, tickets done
+Encoded = tuple[EncodedBatch, int]  # the batch's COPY text, tickets done
 
 
 @dataclass(frozen=True)
@@ -77,24 +79,30 @@ def seed_tickets(
             first_id = _reserve_ids(cur, tickets)
         # The per-row foreign-key triggers are half the cost of a seed and check nothing it does not
         # guarantee already: the organization is locked above, every event's ticket written before it.
-        skipping_checks = skip_row_checks(conn, ("tickets", "ticket_events"))
+        skipping_checks = skip_row_checks(
+            conn, ("tickets", "ticket_events", "ticket_replies", "ticket_ratings", "ticket_status_changes")
+        )
         deferred = _deferred_indexes(cur, {"tickets": tickets, "ticket_events": tickets * EVENTS_PER_TICKET})
 
         def encode(batch: int) -> Encoded:
             assert first_id is not None
             lo, hi = batch * BATCH_TICKETS, min((batch + 1) * BATCH_TICKETS, tickets)
             rng = np.random.default_rng(streams[1 + batch])
-            ticket_rows, event_rows, n_events = encode_batch(
-                rng, created[lo:hi], utc_offset[lo:hi], first_id + lo, org_id, now_s
-            )
-            return ticket_rows, event_rows, n_events, hi
+            encoded = encode_batch(rng, created[lo:hi], utc_offset[lo:hi], first_id + lo, org_id, now_s)
+            return encoded, hi
 
-        for ticket_rows, event_rows, n_events, done in _prefetch(map(encode, range(n_batches))):
-            _copy(cur, TICKET_COPY, ticket_rows)
-            _copy(cur, EVENT_COPY, event_rows)
-            events += n_events
+        for encoded, done in _prefetch(map(encode, range(n_batches))):
+            _copy(cur, TICKET_COPY, encoded.tickets)
+            _copy(cur, EVENT_COPY, encoded.events)
+            _copy(cur, REPLY_COPY, encoded.replies)
+            _copy(cur, RATING_COPY, encoded.ratings)
+            events += encoded.n_events
             if progress is not None:
                 progress(done)
+        if tickets:
+            # The status history and the events derived from it, from the replies and the ratings
+            # (before the deferred indexes come back: they are built once, over these rows too).
+            events += derive_seeded(cur, org_id=org_id, first=first_id, last=first_id + tickets - 1)
         if deferred:
             cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
             for definition in deferred:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from webapp.core.vocabulary import EVENT_TYPES
 from webapp.tickets.seeding import copy_text as text
+from webapp.tickets.seeding.conversation import conversation_text
 from webapp.tickets.seeding.timeline import CLOSED, NEVER, OPEN, QUANTUM, RESOLVED, Batch, draw_batch
 
 # A change's key is offset * 8 + rank: one update writes priority, then assignment, then first
@@ -53,6 +55,16 @@ class Events:
     detail: np.ndarray
 
 
+class EncodedBatch(NamedTuple):
+    """COPY text of one batch: tickets, events, replies and ratings, and how many events."""
+
+    tickets: bytes
+    events: bytes
+    n_events: int
+    replies: bytes
+    ratings: bytes
+
+
 def encode_batch(
     rng: np.random.Generator,
     created: np.ndarray,
@@ -60,15 +72,17 @@ def encode_batch(
     first_id: int,
     org_id: int,
     now_s: int,
-) -> tuple[bytes, bytes, int]:
-    """COPY text of one batch of tickets and of their events, and the number of events."""
+) -> EncodedBatch:
+    """COPY text of one batch of tickets, their events, replies and ratings."""
     batch = draw_batch(rng, created, utc_offset)
     history = _history(batch)
     # The last offset whose instant is before now.
     q_last = (now_s - 1 - created) // QUANTUM
     events = _events(batch, q_last)
     tickets = _ticket_text(batch, history, created, q_last, first_id, org_id)
-    return tickets, _event_text(batch, history, events, created, first_id, org_id), len(events.ix)
+    replies, ratings, _, _ = conversation_text(rng, batch, created, q_last, first_id, org_id)
+    event_rows = _event_text(batch, history, events, created, first_id, org_id)
+    return EncodedBatch(tickets, event_rows, len(events.ix), replies, ratings)
 
 
 def _key(offset: np.ndarray, rank: int) -> np.ndarray:
