@@ -36,9 +36,17 @@ def _jobs(db_session, org_id: int, kind: str) -> int:
 
 
 @pytest.fixture
-def queues(services):
+def queues(services, app):
+    """The broker's queues, with any running test worker told to stop taking from the queues this
+    file inspects until the test ends (a worker started by an earlier test would drain them)."""
+    celery = app.extensions["celery"]
+    watched = ("default", OVERFLOW_QUEUE)
+    for queue in watched:
+        celery.control.cancel_consumer(queue, reply=True, timeout=2.0)
     client = redis.Redis.from_url(services.redis_url)
-    return client
+    yield client
+    for queue in watched:
+        celery.control.add_consumer(queue, reply=True, timeout=2.0)
 
 
 def test_twelve_async_aggregations_are_four_202s_then_429s(make_tenant, app, db_session):
