@@ -124,6 +124,20 @@ def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: st
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     util.write_nonblock(sock, head.encode("latin-1") + body)
+    _linger(sock)
+
+
+def _linger(sock: socket.socket, *, max_bytes: int = 1 << 20, seconds: float = 1.0) -> None:
+    """Read what the client already sent before gunicorn closes the socket: closing with unread
+    bytes makes the kernel send a reset, and a reset can make the client drop the answer unread."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(seconds)
+        read = 0
+        while read < max_bytes and (chunk := sock.recv(65536)):
+            read += len(chunk)
+    except OSError:
+        pass
 
 
 util.write_error = write_json_error
