@@ -74,6 +74,7 @@ def beat_schedule(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "rollups-build-business": _every("rollups.build_business", 60),
         "rollups-reconcile-recent": _every("rollups.reconcile_recent", settings["ROLLUP_RECONCILE_SECONDS"]),
         "revoked-tokens-cleanup": _every("maintenance.cleanup_revoked_tokens", 3600),
+        "jobs-purge": _every("maintenance.purge_jobs", 3600),
         "idempotency-keys-cleanup": _every("maintenance.cleanup_idempotency_keys", 3600),
         "jobs-requeue-lost": _every("maintenance.requeue_lost_jobs", 60),
         "cache-warm": _every("cache.warm", settings["CACHE_WARM_SECONDS"]),

@@ -21,6 +21,7 @@ ORDER = (
     "bench_ingest",
     "bench_exports",
     "bench_dashboard",
+    "bench_abuse",
     "bench_rollups",
 )
 

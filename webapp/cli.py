@@ -77,12 +77,17 @@ def create_user(org_id: int, email: str, password: str, role: str) -> None:
         click.echo(json.dumps(user.to_dict()))
 
 
-def _user(session: Session, email: str) -> User:
-    user = session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
-    if user is None:
+def _user(session: Session, email: str, org_id: int | None = None) -> User:
+    """The one user with `email` (of organization `org_id`, needed when several have it)."""
+    query = select(User).where(func.lower(User.email) == email.strip().lower())
+    if org_id is not None:
+        query = query.where(User.org_id == org_id)
+    users = session.scalars(query).all()
+    if not users:
         _fail(f"no user with email {email}")
-    assert user is not None
-    return user
+    if len(users) > 1:
+        _fail(f"users of several organizations have the email {email}; name one with --org")
+    return users[0]
 
 
 @click.command("disable-user")
@@ -114,10 +119,11 @@ def delete_user(email: str) -> None:
 
 @click.command("issue-token")
 @click.option("--email", required=True)
-def issue_token(email: str) -> None:
+@click.option("--org", "org_id", type=int, default=None, help="the organization, when several have the email")
+def issue_token(email: str, org_id: int | None) -> None:
     """Print an access token for a user."""
     with session_scope() as session:
-        user = _user(session, email)
+        user = _user(session, email, org_id)
         if user.disabled_at is not None:
             _fail(f"user {email} is disabled")
         click.echo(access_token_for(user))

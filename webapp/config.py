@@ -118,6 +118,13 @@ def from_environment() -> dict[str, Any]:
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
+        # Jobs of one organization running at once; more wait (queued) so that others get worker slots.
+        # The Procfile's worker has 2 slots: 1 keeps one for other organizations.
+        "JOB_MAX_RUNNING_PER_ORG": env_int("JOB_MAX_RUNNING_PER_ORG", 2, minimum=1),
+        # Finished jobs (with their params and results) are deleted this long after they finished.
+        "JOB_RETENTION_DAYS": env_int("JOB_RETENTION_DAYS", 30, minimum=1),
+        # Bytes of export files one organization may keep; a new export past it is 429 at submit.
+        "EXPORT_QUOTA_BYTES": env_int("EXPORT_QUOTA_BYTES", 1024**3, minimum=1),
         "EXPORT_MAX_ACTIVE_PER_ORG": env_int("EXPORT_MAX_ACTIVE_PER_ORG", 3),
         # Jobs of each other kind one organization may have queued or running at once (429 past it).
         "JOB_MAX_ACTIVE_PER_ORG": {

@@ -14,15 +14,16 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
-from webapp.core.vocabulary import FINAL_STATES
+from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import FINAL_STATES, OVERFLOW_QUEUE
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as jobs
-from webapp.jobs import recovery
+from webapp.jobs import recovery, share
 from webapp.models import Job
 
 log = logging.getLogger("workers.jobs")
@@ -120,8 +121,55 @@ def run_job(
     One delivery at a time: a second delivery of a job that another worker is running (the broker's
     redelivery after a visibility timeout, or beat's requeue racing the original message) is dropped.
     """
-    make_session = session_factory()
     engine = current_app.extensions["db_engine"]
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as share_conn:
+        slot = _share_slot(task, share_conn, job_id)
+        if slot is False:
+            return
+        try:
+            _claim_and_run(task, engine, job_id, work, cleanup)
+        finally:
+            if slot is not None:
+                with contextlib.suppress(sa_exc.DBAPIError):  # a lost connection gave it back already
+                    share.release_slot(share_conn, *slot)
+
+
+# A queued job of an organization already running its share waits this long before it asks again.
+FAIR_SHARE_DEFER_SECONDS = 2
+
+
+def _share_slot(task: Task, conn: Connection, job_id: str) -> tuple[int, int] | bool | None:
+    """One of its organization's JOB_MAX_RUNNING_PER_ORG slots for a queued job, held on `conn` while
+    it runs: (org_id, slot); None when the job is not queued (nothing to share: the claim decides);
+    False when every slot is held: the job stays queued (its wait recorded in updated_at, so that the
+    lost-job sweep does not take it for lost) and is sent again to the overflow queue shortly, giving
+    this worker slot to another organization. A new message rather than task.retry: waiting for a
+    slot spends none of the retries a transient error is allowed."""
+    key = uuid.UUID(job_id)
+    row = conn.execute(select(Job.org_id, Job.state).where(Job.id == key)).first()
+    if row is None or row.state != "queued":
+        return None
+    cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
+    slot = share.take_slot(conn, row.org_id, cap)
+    if slot is not None:
+        return row.org_id, slot
+    log.info("job=%s org=%s waits: its organization runs %s jobs already", job_id, row.org_id, cap)
+    conn.execute(update(Job).where(Job.id == key, Job.state == "queued").values(updated_at=utcnow()))
+    task.app.send_task(
+        task.name, args=[job_id], task_id=job_id, queue=OVERFLOW_QUEUE, countdown=FAIR_SHARE_DEFER_SECONDS
+    )
+    return False
+
+
+def _claim_and_run(
+    task: Task,
+    engine: Engine,
+    job_id: str,
+    work: Callable[[JobContext], dict[str, Any] | None],
+    cleanup: Callable[[JobContext], None] | None,
+) -> None:
+    """Claim the job under its run lock and run it (see run_job)."""
+    make_session = session_factory()
     max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
     with _claimed(engine, job_id, max_attempts) as (state_conn, started), contextlib.ExitStack() as stack:
         if state_conn is None:

@@ -8,9 +8,11 @@ per hour and metric, so any filter or group-by over them reads some 24 rows an h
 every event. Category and assigned_to are free text, and their combinations with the others would
 be about as many as the events; reads on them with another dimension stay raw.
 
-The rows live in analytics_metrics_cube, with a covering index on (org_id, metric, bucket_start)
-INCLUDE (status, priority, channel, count, sum, min, max): a count or mean over any filter on the
-three is an index-only scan of the range. The same build and merge statements write every grain,
+The rows live in analytics_metrics_cube, with a covering index on (org_id, metric, priority,
+channel, status, bucket_start) INCLUDE (grain, count, sum, min, max): a count or mean over any
+filter on the three is an index-only scan of the matching combinations' ranges (PostgreSQL 18 skips
+over a dimension left unfiltered). At 1M tickets a year, a two-filter year of counts reads 181
+pages in 12 ms this way, against 15,000 heap pages and 125 ms through the cell key. The same build and merge statements write every grain,
 so nothing else changes for writers but one more grouping set.
 
 Existing events: every hour holding some is marked dirty, so reads stay exact (raw for those hours)
@@ -99,8 +101,9 @@ def upgrade() -> None:
         f" WITH ({OPTIONS})"
     )
     op.execute(
-        "CREATE INDEX ix_analytics_metrics_cube_read ON analytics_metrics_cube (org_id, metric, bucket_start)"
-        " INCLUDE (status, priority, channel, count, sum, min, max)"
+        "CREATE INDEX ix_analytics_metrics_cube_read"
+        " ON analytics_metrics_cube (org_id, metric, priority, channel, status, bucket_start)"
+        " INCLUDE (grain, count, sum, min, max)"
     )
     op.execute(
         "INSERT INTO analytics_rollup_dirty (org_id, event_type, lo, hi)"
@@ -130,9 +133,9 @@ def upgrade() -> None:
         " SELECT t.org_id, date_trunc('hour', t.created_at, 'UTC'), f.field, f.value, count(*)"
         f" FROM tickets t {_unpivot('t')} GROUP BY 1, 2, 3, 4"
     )
+    # Status alone in it: a change of priority, channel, category or assignee stays a HOT update.
     op.execute(
-        "CREATE INDEX ix_tickets_unresolved ON tickets (org_id, created_at)"
-        f" INCLUDE (status, priority, channel, category, assigned_to) WHERE status NOT IN {DONE}"
+        f"CREATE INDEX ix_tickets_unresolved ON tickets (org_id, created_at) INCLUDE (status) WHERE status NOT IN {DONE}"
     )
 
 

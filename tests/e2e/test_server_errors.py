@@ -25,6 +25,12 @@ def _raw(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
     ("request_bytes", "status", "code"),
     [
         (b"GET /api/v1/health?" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        # A download link with a long token: 414, as the document lists for every operation.
+        (
+            b"GET /api/v1/exports/e/download?token=" + b"t" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            414,
+            "uri_too_long",
+        ),
         (
             b"GET /api/v1/tickets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
             + b"a" * 10_000

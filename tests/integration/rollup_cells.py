@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import rollups
+from webapp.analytics.metrics import METRICS
 
 CellKey = tuple[Any, ...]
 
@@ -89,7 +90,7 @@ def marked(session: Session, org_id: int) -> list[tuple[str, datetime, datetime]
 
 def covered_by(marks: list[tuple[str, datetime, datetime]]) -> Callable[[CellKey], bool]:
     """Whether a cell's hour is dirty for its metric's event type (reads take it from raw events)."""
-    metric_event = {m.name: m.event_type for m in rollups.METRICS.values()}
+    metric_event = {m.name: m.event_type for m in METRICS.values()}
 
     def covered(key: CellKey) -> bool:
         event_type, hour = metric_event[key[0]], key[2]

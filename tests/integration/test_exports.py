@@ -575,7 +575,7 @@ def test_cancelled_running_export_leaves_no_file(base_app, celery_worker, servic
     assert max(b[0] - a[0] for a, b in itertools.pairwise(updates)) <= 1000
     assert updates[-1][1] < 1.0
 
-    assert tenant.agent.delete(f"/api/v1/jobs/{job_id}").status_code == 200
+    assert tenant.admin.delete(f"/api/v1/jobs/{job_id}").status_code == 200
     done = wait_for_job(tenant.viewer, job_id)
     assert done["state"] == "cancelled"
     folder = Path(base_app.config["EXPORT_DIR"]) / str(tenant.org_id)

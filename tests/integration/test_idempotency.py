@@ -214,3 +214,20 @@ def test_the_document_names_the_header_on_every_create_route(client):
     } <= keyed
     for method, path in keyed:
         assert {"409", "422"} <= set(spec["paths"][path][method.lower()]["responses"]), (method, path)
+
+
+def test_a_reply_is_added_once(tenant, db_session):
+    ticket = tenant.agent.post("/api/v1/tickets", json={"subject": "replied"}).get_json()
+    key = _key()
+    body = {"author": "agent"}
+    first = tenant.agent.post(f"/api/v1/tickets/{ticket['id']}/replies", json=body, headers=key)
+    assert first.status_code == 201, first.get_json()
+    again = tenant.agent.post(f"/api/v1/tickets/{ticket['id']}/replies", json=body, headers=key)
+    assert again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    assert first.get_json()["ticket"]["id"] == ticket["id"]
+    count = db_session.execute(
+        text("SELECT count(*) FROM ticket_replies WHERE ticket_id = :t"), {"t": ticket["id"]}
+    ).scalar()
+    assert count == 1

@@ -54,6 +54,8 @@ OFFICE = [{"day": "mon", "start": "09:00", "end": "17:00"}]
 SLA_TARGETS = {p: {"first_reply_hours": 1} for p in ("urgent", "high", "normal", "low")}
 BODIES = {
     ("PATCH", "/api/v1/tickets/{ticket_id}"): {"priority": "low"},
+    ("POST", "/api/v1/tickets/{ticket_id}/replies"): {"author": "agent"},
+    ("PUT", "/api/v1/tickets/{ticket_id}/satisfaction"): {"rating": 5},
     ("PATCH", "/api/v1/schedules/{schedule_id}"): {"name": "taken"},
     ("PATCH", "/api/v1/alerts/{alert_id}"): {"name": "taken"},
     ("POST", "/api/v1/alerts/{alert_id}/simulate"): {"start": "2026-01-01", "end": "2026-01-02"},

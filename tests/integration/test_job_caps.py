@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from webapp.core.vocabulary import OVERFLOW_QUEUE
+from webapp.jobs import share
 from webapp.models import Job
 
 AGG = "/api/v1/analytics/aggregations"
@@ -109,3 +110,25 @@ def test_jobs_added_while_others_are_active_wait_in_the_overflow_queue(make_tena
     waiting = {queue: b"".join(queues.lrange(queue, 0, -1)) for queue in ("default", OVERFLOW_QUEUE)}
     assert first.get_json()["job_id"].encode() in waiting["default"] + waiting[OVERFLOW_QUEUE]
     assert second.get_json()["job_id"].encode() in waiting[OVERFLOW_QUEUE]
+
+
+def test_an_organizations_running_share_is_held_as_slots(db_engine):
+    """Two workers' connections: with a share of 1 the second delivery of one organization finds no
+    slot until the first gives it back; another organization's finds its own."""
+    with db_engine.connect() as first, db_engine.connect() as second:
+        assert share.take_slot(first, 901, 1) == 0
+        assert share.take_slot(second, 901, 1) is None
+        assert share.take_slot(second, 902, 1) == 0
+        assert share.take_slot(second, 901, 2) == 1
+        share.release_slot(second, 901, 1)
+        share.release_slot(first, 901, 0)
+        assert share.take_slot(second, 901, 1) == 0
+        share.release_slot(second, 901, 0)
+        share.release_slot(second, 902, 0)
+    # A connection that ends (a dead worker) gives its slots back.
+    with db_engine.connect() as dying:
+        assert share.take_slot(dying, 903, 1) == 0
+        dying.invalidate()
+    with db_engine.connect() as later:
+        assert share.take_slot(later, 903, 1) == 0
+        share.release_slot(later, 903, 0)

@@ -224,20 +224,26 @@ def test_import_is_all_or_nothing_with_a_row_report(celery_worker, make_live_ten
     tenant = make_live_tenant()
     rows = _rows(6)
     rows[1]["priority"] = "whenever"
-    rows[3]["resolved_at"] = "2001-01-01T00:00:00+00:00"  # before created_at: refused by create_ticket
     rows[4] = ["not", "an", "object"]
+    # Rows that are not tickets as the document describes them are refused at submit, every one named.
+    refused = post_import(tenant.agent, rows)
+    assert refused.status_code == 400
+    details = refused.get_json()["error"]["details"]
+    assert (details["rows"], details["invalid"]) == (6, 2)
+    assert [(e["row"], e["field"]) for e in details["errors"]] == [(2, "priority"), (5, None)]
+    assert post_import(tenant.agent, [[None, None]]).status_code == 400
+
+    # The rules between fields are the job's: one failing row, and nothing of the batch is written.
+    rows = _rows(6)
+    rows[3]["resolved_at"] = "2001-01-01T00:00:00+00:00"  # before created_at: refused by create_ticket
     job_id = post_import(tenant.agent, rows).get_json()["job_id"]
     done = wait_for_job(tenant.viewer, job_id)
     assert done["state"] == "failed"
-    assert "3 of 6 rows are invalid" in done["error"]["message"]
+    assert "1 of 6 rows are invalid" in done["error"]["message"]
     report = done["result"]
     assert report["imported"] == 0
-    assert report["invalid"] == 3
-    assert [(e["row"], e["field"]) for e in report["errors"]] == [
-        (2, "priority"),
-        (4, "resolved_at"),
-        (5, None),
-    ]
+    assert report["invalid"] == 1
+    assert [(e["row"], e["field"]) for e in report["errors"]] == [(4, "resolved_at")]
     assert _tickets(engine, tenant.org_id) == 0
 
 
@@ -497,7 +503,7 @@ def test_a_cancelled_job_whose_worker_dies_ends_cancelled(celery_worker, make_li
         _until(_running(engine, job_id, 1), what="snapshot running")
         # Past its last checkpoint, so only the redelivery can notice the cancel.
         _until(lambda: _blocked_writers(engine, "analytics_snapshots") > before, what="snapshot writing")
-        assert tenant.agent.delete(f"/api/v1/jobs/{job_id}").get_json()["state"] == "running"
+        assert tenant.admin.delete(f"/api/v1/jobs/{job_id}").get_json()["state"] == "running"
         os.kill(_pool_child(celery, celery_worker, job_id).pid, signal.SIGKILL)
         # The redelivered task sees the cancel before doing any work.
         done = wait_for_job(tenant.viewer, job_id)

@@ -50,3 +50,21 @@ def test_docs_page(client):
     response = client.get("/api/v1/docs")
     assert response.status_code == 200
     assert "openapi.json" in response.get_data(as_text=True)
+
+
+def test_every_operation_lists_what_any_route_may_answer(client):
+    """Answers a route gives whatever it does: a request line or headers the server refuses before the
+    application (400, 414, 431), an unserved method (405), the database out of reach (503); and with a
+    body, one too large (413) or of another type (415); 204 has no content."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            statuses = set(operation["responses"])
+            assert {"400", "405", "414", "431", "500", "503"} <= statuses, (path, method)
+            if "requestBody" in operation:
+                assert {"413", "415"} <= statuses, (path, method)
+            if "204" in statuses:
+                assert "content" not in operation["responses"]["204"], (path, method)
+    assert "409" in spec["paths"]["/api/v1/tickets/{ticket_id}"]["patch"]["responses"]
+    download = spec["paths"]["/api/v1/exports/{export_id}/download"]["get"]
+    assert download["security"] == [{}, {"bearerAuth": []}]  # the link alone, or with a token

@@ -1,12 +1,34 @@
-def test_health_answers(client):
-    response = client.get("/api/v1/health")
+def test_health_answers(client, tenant):
+    response = tenant.admin.get("/api/v1/health")
     assert response.status_code == 200
     body = response.get_json()
     assert body["database"]["ok"] is True
     assert body["redis"]["ok"] is True
 
 
-def test_health_is_degraded_without_a_worker_or_with_a_silent_beat(client, services):
+def test_health_tells_only_an_admin_more_than_up_or_degraded(client, tenant, services):
+    import redis
+
+    from webapp.infra import heartbeat
+
+    store = redis.Redis.from_url(services.redis_url)
+    heartbeat.worker_beat(store, "secret-host@internal")
+    try:
+        for api in (client, tenant.viewer, tenant.agent):
+            response = api.get("/api/v1/health")
+            assert response.status_code == 200
+            assert set(response.get_json()) == {"status"}
+        for header in ("Bearer garbage", "Basic abc"):
+            answer = client.get("/api/v1/health", headers={"Authorization": header}).get_json()
+            assert set(answer) == {"status"}
+        assert "secret-host@internal" not in client.get("/api/v1/health").get_data(as_text=True)
+        assert "secret-host@internal" in tenant.admin.get("/api/v1/health").get_data(as_text=True)
+    finally:
+        store.zrem(heartbeat.WORKERS_KEY, "secret-host@internal")
+
+
+def test_health_is_degraded_without_a_worker_or_with_a_silent_beat(tenant, services):
+    client = tenant.admin
     from datetime import UTC, datetime, timedelta
 
     import redis

@@ -42,6 +42,7 @@ CHECKED = {
     ("webhook_deliveries", "state"): v.DELIVERY_STATES,
     ("report_runs", "trigger"): v.REPORT_TRIGGERS,
     ("report_runs", "state"): v.REPORT_RUN_STATES,
+    ("issued_tokens", "type"): v.TOKEN_TYPES,
 }
 
 

@@ -16,14 +16,15 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import cost, queries
 from webapp.analytics.clock import CALENDAR, Clock
-from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.planner import grain_for
+from webapp.analytics.rollups import floor_hour
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
 
 MAX_ROWS = 100_000
+HOUR_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -207,19 +208,23 @@ def estimated_cost(session: Session, *, org_id: int, query: AggregationQuery) ->
     grain = grain_for([*query.filters, *query.group_by])
     if query.exact or grain is None:
         return raw
+    # Rollups answer every closed UTC hour that lies inside one bucket: the raw rest is at most an
+    # hour on each side of a bound off the UTC hour (Asia/Kolkata's), and the hours not yet closed.
     bounds = window.buckets().bounds if window.granularity else (window.start, window.end)
-    covered, _ = split_range(bounds, window.start, window.end, utcnow())
-    if not covered:
+    off_hour = sum(1 for bound in bounds if bound.minute or bound.second or bound.microsecond)
+    closed = floor_hour(utcnow())
+    total = (window.end - window.start).total_seconds()
+    raw_seconds = min(total, 2 * HOUR_SECONDS * off_hour + max(0.0, (window.end - closed).total_seconds()))
+    if raw_seconds >= total:
         return raw
-    seconds = sum((hi - lo).total_seconds() for lo, hi in covered)
     rolled = _plan_rows(
         session,
         "SELECT 1 FROM analytics_metrics m WHERE m.org_id = :org_id AND m.grain = :grain"
         " AND m.metric = ANY(CAST(:metrics AS text[]))"
         " AND m.bucket_start >= :start AND m.bucket_start < :end",
-        {"org_id": org_id, "grain": grain, "metrics": metrics, "start": covered[0][0], "end": covered[-1][1]},
+        {"org_id": org_id, "grain": grain, "metrics": metrics, "start": window.start, "end": window.end},
     )
-    return rolled + round(raw * (1 - seconds / (window.end - window.start).total_seconds()))
+    return rolled + round(raw * raw_seconds / total)
 
 
 def _plan_rows(session: Session, sql: str, params: dict[str, Any]) -> int:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, time, timedelta
 
+from webapp.analytics.buckets import MAX_BUCKETS, BucketError
 from webapp.analytics.metrics import METRICS
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
@@ -86,10 +88,41 @@ def groups(group_by: Iterable[str], filters: Filters) -> int:
 
 
 def bucket_count(window: Window, granularity: str | None = None) -> int:
-    """The buckets of the window at its granularity (or `granularity`), 1 without one."""
-    if (granularity or window.granularity) is None:
+    """The buckets of the window at its granularity (or `granularity`), 1 without one: counted by
+    calendar arithmetic in the window's zone, never by building them (4,000 hourly bucket bounds
+    cost more CPU than refusing the request should). Exact, but across a change of less than an hour
+    (Australia/Lord_Howe) where hourly may count one more."""
+    chosen = granularity or window.granularity
+    if chosen is None:
         return 1
-    return len(window.buckets(granularity))
+    start, end = window.start.astimezone(window.tz), window.end.astimezone(window.tz)
+    if chosen == "hourly":  # real hours from the local whole hour holding start
+        floor = start.replace(minute=0, second=0, microsecond=0)
+        return max(1, math.ceil((window.end - floor).total_seconds() / 3600))
+    first = start.date()
+    last = end.date() + (timedelta(days=1) if end.time() != time(0) else timedelta(0))  # exclusive
+    if chosen == "daily":
+        return max(1, (last - first).days)
+    if chosen == "weekly":
+        monday = first - timedelta(days=first.weekday())
+        return max(1, math.ceil((last - monday).days / 7))
+    months = {"monthly": 1, "quarterly": 3, "yearly": 12}[chosen]
+
+    def period(day: date) -> int:
+        return (day.year * 12 + day.month - 1) // months
+
+    return max(1, period(last - timedelta(days=1)) - period(first) + 1)
+
+
+def check_buckets(window: Window, granularity: str) -> None:
+    """BucketError when the window holds more `granularity` buckets than a series may (counted, not
+    built), for a read that buckets a window it did not check itself (the dashboard's daily series)."""
+    count = bucket_count(window, granularity)
+    if count > MAX_BUCKETS:
+        raise BucketError(
+            f"the range holds about {count} {granularity} buckets, more than the {MAX_BUCKETS} a series "
+            "may have; narrow the range"
+        )
 
 
 def aggregation(

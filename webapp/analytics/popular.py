@@ -12,6 +12,15 @@ import redis
 
 TOP_N = 20
 FLUSH_SECONDS = 5.0
+# A set keeps its KEEP most requested members (a flood of distinct one-off queries pushes out only
+# other one-offs) and goes away when nothing was counted in it for TTL_SECONDS.
+KEEP = 10 * TOP_N
+TTL_SECONDS = 7 * 24 * 3600
+
+
+def upkeep(zset: str) -> list[tuple[str, str, int] | tuple[str, str, int, int]]:
+    """The commands that bound a popularity set after counting in it: trim to KEEP, expire."""
+    return [("ZREMRANGEBYRANK", zset, 0, -KEEP - 1), ("EXPIRE", zset, TTL_SECONDS)]
 
 
 def popular_key(org_id: int) -> str:
@@ -40,7 +49,7 @@ class Tally:
         self._lock = threading.Lock()
         self._due_at = time.monotonic() + every
 
-    def add(self, zset: str, member: str) -> list[tuple[str, str, int, str]]:
+    def add(self, zset: str, member: str) -> list[tuple[Any, ...]]:
         """Count one request; the ZINCRBY commands to send now when the counts are due, else []."""
         with self._lock:
             self._counts[(zset, member)] += 1
@@ -49,4 +58,9 @@ class Tally:
                 return []
             counts, self._counts = self._counts, Counter()
             self._due_at = now + self._every
-        return [("ZINCRBY", zset, n, member) for (zset, member), n in counts.items()]
+        commands: list[tuple[Any, ...]] = [
+            ("ZINCRBY", zset, n, member) for (zset, member), n in counts.items()
+        ]
+        for zset in {zset for zset, _ in counts}:
+            commands += upkeep(zset)
+        return commands

@@ -32,7 +32,7 @@ from webapp.analytics.cells import Cell, CellKey, read_cells
 from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.metrics import GROUPABLE, METRICS, Metric
-from webapp.analytics.sql import bucket_index, column, count_sql, events_source
+from webapp.analytics.sql import bucket_index, column, count_sql, events_source, instants
 from webapp.core.filters import Filters
 from webapp.core.timeutil import EARLIEST
 
@@ -190,7 +190,7 @@ def _raw_time_series(
     clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
     """time_series computed from raw events alone."""
-    params: dict[str, Any] = {"bounds": list(buckets.bounds)}
+    params: dict[str, Any] = {"bounds": instants(buckets.bounds)}
     source = events_source(definition, org_id, start, end, filters, params)
     value, once = _value(definition, clock, params)
     sql = text(
@@ -203,7 +203,7 @@ def _raw_time_series(
     _note(raw=True)
     cells: dict[int, Any] = {}
     total = None
-    for row in session.execute(sql, params):
+    for row in session.execute(sql, params).all():
         if row.is_total:
             total = row
         else:
@@ -383,7 +383,7 @@ def _raw_aggregate(
     inner = [f"e.{column(name, GROUPABLE)} AS g{i}" for i, name in enumerate(group_by)]
     keys = [f"g{i}" for i in range(len(group_by))]
     if buckets is not None:
-        params["bounds"] = list(buckets.bounds)
+        params["bounds"] = instants(buckets.bounds)
         inner.append(f"{bucket_index('e.occurred_at')} AS idx")
         keys.append("idx")
     inner.append(f"{value} AS v")
@@ -400,7 +400,7 @@ def _raw_aggregate(
     sql = text(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} {source}{once}) s{group}")
 
     cells: dict[CellKey, dict[str, Any]] = {}
-    for row in session.execute(sql, params):
+    for row in session.execute(sql, params).all():
         mapping = row._mapping
         count = int(mapping["n"])
         if count == 0 and keys:

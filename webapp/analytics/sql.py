@@ -7,7 +7,7 @@ every value is a bound parameter.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from webapp.analytics.metrics import GROUPABLE, Metric
@@ -74,3 +74,12 @@ def count_sql(metric: Metric) -> str:
 def bucket_index(column_sql: str) -> str:
     """The 1-based bucket of `column_sql` among the sorted boundaries bound as :bounds (a binary search)."""
     return f"width_bucket({column_sql}, CAST(:bounds AS timestamptz[]))"
+
+
+def instants(values: Sequence[datetime]) -> str:
+    """`values` as the text of a timestamptz[] literal, for a parameter the SQL casts to one.
+
+    PostgreSQL parses the literal in C; binding the list instead has psycopg adapt each datetime in
+    Python, which was 39 ms of a 90-day hourly read's (2,161 bounds, profiled).
+    """
+    return "{" + ",".join(value.astimezone(UTC).isoformat() for value in values) + "}"

@@ -54,9 +54,9 @@ bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
 M = TypeVar("M", bound=BaseModel)
 DEFAULT_PERIOD = "30d"
-ERRORS = (400, 401, 403, 503)
+ERRORS = (400, 401, 403, 429, 503)
 # Reads that take clock and schedule_id: a schedule the organization does not have is a 404.
-CLOCK_ERRORS = (400, 401, 403, 404, 503)
+CLOCK_ERRORS = (400, 401, 403, 404, 429, 503)
 
 
 def _query(model: type[M]) -> M:
@@ -255,7 +255,8 @@ def dashboard() -> Response:
     days = DASHBOARD_PERIODS[query.period or DEFAULT_PERIOD]
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow(), days=days)
-        # Its daily series is bucketed (and counted) here, so a range it cannot bucket runs no query.
+        # Its daily series is counted here, so a range it cannot bucket runs no query.
+        cost.check_buckets(window, "daily")
         costs.check(cost.series(window, granularity="daily"), field="start/end")
         costs.spend(org.id, window, query.exact)
         targets = sla.targets_for(org.sla_targets)

@@ -9,7 +9,6 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
 
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.spec import document, parse_body
@@ -20,7 +19,7 @@ from webapp.infra.redis_client import get_redis
 from webapp.models import User
 from webapp.security import families, throttle
 from webapp.security.admission import current_claims, current_principal, require_role
-from webapp.security.passwords import verify_password
+from webapp.security.passwords import authenticate
 from webapp.security.tokens import UNAUTHORIZED_HEADERS, issue_tokens, revoke_token
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -39,11 +38,10 @@ def login() -> Response:
     data = parse_body(LoginRequest)
     throttle.check_login(data.email)  # before the password is hashed
     session = get_session()
-    user = session.scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
-    if not verify_password(user, data.password):
+    user = authenticate(session, data.email, data.password)
+    if user is None:
         throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
-    assert user is not None
     if user.disabled_at is not None:
         raise ApiError(401, "this user is disabled")
     throttle.login_succeeded(data.email)

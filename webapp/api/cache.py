@@ -45,7 +45,7 @@ def invalidate() -> Response:
     "Recompute the organization's most requested queries in a job",
     tag="cache",
     responses={202: JobAccepted},
-    errors=(401, 403, 503),
+    errors=(401, 403, 429, 503),
 )
 @require_role("admin")
 @idempotent

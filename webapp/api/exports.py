@@ -50,6 +50,7 @@ from webapp.security.admission import (
 bp = Blueprint("exports", __name__)
 
 EXPORT_CAP_RETRY_AFTER = 10
+EXPORT_QUOTA_RETRY_AFTER = 3600
 
 
 def _media_type(fmt: str) -> str:
@@ -101,9 +102,27 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
         spec = body.spec(default_tz=org.timezone, now=utcnow(), clock=clock)
         costs.check_export(spec, org.id)
     if mode == "async":
+        _check_quota(org.id)
         _check_active_cap(org.id, spec)
         return submit_job("export", spec.params())
     return _sync_export(org.id, spec)
+
+
+def _check_quota(org_id: int) -> None:
+    """429 while the organization's export files hold EXPORT_QUOTA_BYTES or more (files are never
+    removed early to make room: one being downloaded stays until it expires or is deleted)."""
+    quota = current_app.config["EXPORT_QUOTA_BYTES"]
+    stored = records.stored_bytes(get_session(), org_id, utcnow())
+    if stored < quota:
+        return
+    raise ApiError(
+        429,
+        f"the organization's export files hold {stored} bytes, the quota of {quota} (EXPORT_QUOTA_BYTES); "
+        "delete exports or wait for them to expire",
+        code="export_quota_exceeded",
+        details={"quota_bytes": quota, "stored_bytes": stored, "retry_after": EXPORT_QUOTA_RETRY_AFTER},
+        headers={"Retry-After": str(EXPORT_QUOTA_RETRY_AFTER)},
+    )
 
 
 def _check_active_cap(org_id: int, spec: ExportSpec) -> None:

@@ -16,6 +16,7 @@ from webapp.core.timeutil import utcnow
 from webapp.infra import heartbeat
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
+from webapp.security.admission import is_admin
 
 bp = Blueprint("health", __name__)
 
@@ -82,17 +83,19 @@ def _workers_and_beat(client: redis.Redis, redis_ok: bool) -> tuple[dict[str, An
 
 @bp.get("/health")
 @document(
-    "Database, Redis, broker, workers seen and beat's last run",
+    "ok or degraded; with an admin's bearer token also the database, Redis, broker, workers seen and "
+    "beat's last run",
     tag="operations",
     responses={200: Health},
     errors=(),
     auth=False,
 )
 def health() -> Response:
-    """Each part's state; `degraded` while any part fails."""
+    """`degraded` while any part fails; each part's state (host names, errors) only for an admin."""
     client = get_redis()
     parts = {"database": _database(), "redis": _timed(lambda: client.ping() and None)}
     parts["broker"] = _broker(parts["redis"]["ok"])
     parts["workers"], parts["beat"] = _workers_and_beat(client, parts["redis"]["ok"])
     healthy = all(part["ok"] for part in parts.values())
-    return jsonify({"status": "ok" if healthy else "degraded", **parts})
+    status = {"status": "ok" if healthy else "degraded"}
+    return jsonify({**status, **parts} if is_admin() else status)

@@ -20,6 +20,7 @@ from webapp.api.plumbing.spec import check_json_text, document
 from webapp.api.schemas.common import JobAccepted
 from webapp.security.admission import require_role
 from webapp.tickets import import_formats as formats
+from webapp.tickets import imports
 from webapp.tickets.fields import TicketCreate
 
 bp = Blueprint("ticket_imports", __name__, url_prefix="/tickets")
@@ -55,7 +56,9 @@ def _body(max_bytes: int) -> bytes:
 
 
 def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
-    """The body's records, unvalidated: the job checks every row and reports each failing one."""
+    """The body's records, each checked as POST /tickets checks its body (400 naming every failing row,
+    nothing submitted): what the document says of each item holds at submit. The job checks the rules
+    between fields and rows (the order of times) and reports each failing row."""
     try:
         rows = formats.parse_rows(body, fmt, max_rows=max_rows)
     except formats.ImportTooLarge as exc:
@@ -64,6 +67,14 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
         raise ApiError(400, str(exc), details={"format": fmt, "line": exc.line}) from exc
     if formats.may_hide_text(body, fmt):
         check_json_text(rows, "the import")
+    report = imports.check_rows(rows)
+    if report.invalid:
+        raise ApiError(
+            400,
+            f"{report.invalid} of {report.rows} rows are not tickets as POST /tickets takes them; "
+            "nothing was submitted",
+            details={"field": "body", **report.to_dict()},
+        )
     return rows
 
 
@@ -74,7 +85,7 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
     body=TicketImport,
     body_content_types=("application/json", "application/x-ndjson", "text/csv"),
     responses={202: JobAccepted},
-    errors=(400, 401, 403, 413, 415, 503),
+    errors=(400, 401, 403, 413, 415, 429, 503),
 )
 @require_role("agent")
 @idempotent

@@ -88,18 +88,22 @@ def list_() -> Response:
 
 @bp.delete("/<job_id>")
 @document(
-    "Cancel a job: a queued one at once, a running one at its next progress checkpoint",
+    "Cancel a job (its creator or an admin): a queued one at once, a running one at its next progress "
+    "checkpoint",
     tag="jobs",
     responses={200: Job},
     errors=(400, 401, 403, 404, 409),
 )
 @require_role("agent")
 def cancel(job_id: str) -> tuple[Response, int, dict[str, str]]:
-    """Cancel a job that is not final yet (409 once it is)."""
+    """Cancel a job that is not final yet (409 once it is); only its creator or an admin may."""
     session = get_session()
-    job = job_domain.get_job(session, current_principal().org_id, job_id)
+    principal = current_principal()
+    job = job_domain.get_job(session, principal.org_id, job_id)
     if job is None:
         raise not_found("job")
+    if principal.role != "admin" and job.created_by != principal.user_id:
+        raise ApiError(403, "only the job's creator or an admin may cancel it")
     try:
         job_domain.cancel(session, get_redis(), current_app.extensions["celery"], job)
     except job_domain.JobNotCancellable as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, url_for
@@ -57,13 +58,20 @@ def _refused(exc: TicketError) -> ApiError:
 
 
 def _committed(
-    org_id: int, change: writes.Change, fields: dict[str, Any], *, status: int = 200
+    org_id: int,
+    change: writes.Change,
+    fields: Iterable[str],
+    *,
+    status: int = 200,
+    answer: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Commit the change (with its answer, for an Idempotency-Key), then what follows it (rollups,
-    cache, live clients); the ticket as JSON."""
+    """Commit the change (with the route's answer, for an Idempotency-Key), then what follows it
+    (rollups, cache, live clients); the answer: `answer(ticket)`, or the ticket as JSON."""
     session = get_session()
-    body = change.ticket.to_dict()
-    answer_before_commit(status, body, _location(body) if status == 201 else None)
+    ticket = change.ticket.to_dict()
+    body = answer(ticket) if answer is not None else ticket
+    answer_before_commit(status, body, headers)
     session.commit()
     after_ticket_change(session, get_redis(), org_id, change, tuple(fields))
     return body
@@ -93,12 +101,9 @@ def create() -> tuple[Response, int, dict[str, str]]:
         change = writes.create_ticket(get_session(), org, fields)
     except TicketError as exc:
         raise _refused(exc) from exc
-    body = _committed(org.id, change, fields, status=201)
-    return jsonify(body), 201, _location(body)
-
-
-def _location(body: dict[str, Any]) -> dict[str, str]:
-    return {"Location": url_for("api.tickets.get", ticket_id=body["id"])}
+    location = {"Location": url_for("api.tickets.get", ticket_id=change.ticket.id)}
+    body = _committed(org.id, change, fields, status=201, headers=location)
+    return jsonify(body), 201, location
 
 
 @bp.get("/<int:ticket_id>")
@@ -114,10 +119,12 @@ def get(ticket_id: int) -> Response:
 
 @bp.patch("/<int:ticket_id>")
 @document(
-    "Change a ticket; each change appends its events",
+    "Change a ticket; each change appends its events (409: a first response or resolution that is "
+    "already set cannot change)",
     tag="tickets",
     body=TicketUpdate,
     responses={200: Ticket},
+    errors=(400, 401, 403, 404, 409, 429),
 )
 @require_role("agent")
 def patch(ticket_id: int) -> tuple[Response, int]:
@@ -175,6 +182,7 @@ def _locked_ticket(org: Organization, ticket_id: int) -> models.Ticket:
     responses={201: Reply},
 )
 @require_role("agent")
+@idempotent
 def add_reply(ticket_id: int) -> tuple[Response, int]:
     """Record a reply on a ticket; it changes no status."""
     fields = parse_body(ReplyFields).model_dump(exclude_unset=True)
@@ -185,8 +193,8 @@ def add_reply(ticket_id: int) -> tuple[Response, int]:
     except TicketError as exc:
         raise _refused(exc) from exc
     get_session().flush()
-    body = reply.to_dict()
-    body["ticket"] = _committed(org.id, change, ())
+    reply_body = reply.to_dict()
+    body = _committed(org.id, change, (), status=201, answer=lambda ticket: {**reply_body, "ticket": ticket})
     return jsonify(body), 201
 
 

@@ -68,10 +68,12 @@ def create() -> tuple[Response, int]:
     data = parse_body(UserCreate)
     session = get_session()
     email = data.email.strip().lower()
-    if session.scalar(select(User.id).where(func.lower(User.email) == email)) is not None:
+    org_id = current_principal().org_id
+    # Only this organization's users are looked at: another's are none of the caller's business.
+    if session.scalar(select(User.id).where(User.org_id == org_id, func.lower(User.email) == email)):
         raise ApiError(409, "a user with this email already exists", details={"field": "email"})
     user = User(
-        org_id=current_principal().org_id,
+        org_id=org_id,
         email=email,
         password_hash=hash_password(data.password),
         role=data.role,

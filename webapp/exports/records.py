@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -98,3 +98,13 @@ def is_available(export: Export, directory: Path, now: datetime) -> bool:
         return False
     path = Path(export.path).resolve()
     return path.is_relative_to(directory.resolve()) and path.is_file()
+
+
+def stored_bytes(session: Session, org_id: int, now: datetime) -> int:
+    """The bytes of the organization's export files still kept (not deleted, not expired)."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Export.bytes), 0)).where(
+            Export.org_id == org_id, Export.deleted_at.is_(None), Export.expires_at > now
+        )
+    )
+    return int(total or 0)

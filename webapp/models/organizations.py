@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Identity, String, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Identity, String, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,11 +35,16 @@ class Organization(Base):
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint(one_of("role", ROLES), name="role"),)
+    # An email is unique within its organization only (stored lower-case): another organization's
+    # users are not revealed by a refused creation.
+    __table_args__ = (
+        CheckConstraint(one_of("role", ROLES), name="role"),
+        UniqueConstraint("org_id", "email"),
+    )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
-    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     # A disabled user cannot log in, and every token issued to them was revoked when it was set.

@@ -72,6 +72,18 @@ def require_role(
     return decorator
 
 
+def is_admin() -> bool:
+    """Whether the request carries a valid, unrevoked admin token; a missing, invalid or lesser one is
+    False, never an error (for routes open to anyone that tell an admin more)."""
+    if request.headers.get("Authorization") is None:
+        return False
+    try:
+        _admit("admin", refresh=False, read_only=True)
+    except Exception:  # any refusal: 401, 403, a token the JWT library cannot read
+        return False
+    return True
+
+
 def presented_principal() -> Principal | None:
     """The principal of the request's bearer token when it sends an Authorization header (admitted as
     require_role("viewer", read_only=True) admits it, 401 when not valid), else None: for routes whose

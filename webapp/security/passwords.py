@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from webapp.infra.offload import off_loop
@@ -22,3 +24,15 @@ def verify_password(user: User | None, password: str) -> bool:
         off_loop(check_password_hash, _DUMMY_HASH, password)
         return False
     return off_loop(check_password_hash, user.password_hash, password)
+
+
+def authenticate(session: Session, email: str, password: str) -> User | None:
+    """The user with this email whose password it is (emails are unique per organization only, so
+    each user with the email is tried), or None; an unknown email costs one hash like a known one."""
+    users = session.scalars(
+        select(User).where(func.lower(User.email) == email.strip().lower()).order_by(User.id)
+    ).all()
+    if not users:
+        verify_password(None, password)
+        return None
+    return next((user for user in users if verify_password(user, password)), None)

@@ -84,6 +84,15 @@ class ImportRejected(Exception):
         self.report = report
 
 
+def check_rows(rows: list[Any]) -> ImportReport:
+    """Each record checked alone (validate_row): the report of those that are not tickets."""
+    report = ImportReport(rows=len(rows))
+    for number, raw in enumerate(rows, start=1):
+        for field_name, message in validate_row(raw)[1]:
+            report.add_error(number, field_name, message)
+    return report
+
+
 def validate_row(raw: Any) -> tuple[dict[str, Any] | None, list[tuple[str | None, str]]]:
     """The fields of one record as `POST /tickets` accepts them (with replies, satisfaction and
     status_history), or the (field, message) problems."""

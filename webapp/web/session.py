@@ -15,7 +15,6 @@ import jwt as pyjwt
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
-from sqlalchemy import func, select
 
 from webapp.api.plumbing.errors import ApiError, error_response
 from webapp.api.plumbing.spec import parse_body
@@ -25,7 +24,7 @@ from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import User
 from webapp.security import families, throttle
-from webapp.security.passwords import verify_password
+from webapp.security.passwords import authenticate
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
     issue_tokens,
@@ -77,11 +76,10 @@ def sign_in() -> Response:
     """Email and password -> an access token in the answer, the refresh token in the cookie."""
     data = parse_body(LoginRequest)
     throttle.check_login(data.email)  # before the password is hashed
-    user = get_session().scalar(select(User).where(func.lower(User.email) == data.email.strip().lower()))
-    if not verify_password(user, data.password):
+    user = authenticate(get_session(), data.email, data.password)
+    if user is None:
         throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
-    assert user is not None
     if user.disabled_at is not None:
         raise ApiError(401, "this user is disabled")
     throttle.login_succeeded(data.email)

@@ -1,5 +1,5 @@
-"""Beat's housekeeping: export file retention, expired token revocations, jobs whose message was lost,
-warming the cache."""
+"""Beat's housekeeping: export file retention, job retention, expired token revocations, jobs whose
+message was lost, warming the cache."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from webapp.infra import broker_queues
 from webapp.infra.db import session_scope
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import lifecycle as jobs
-from webapp.jobs import recovery
+from webapp.jobs import recovery, retention
 from webapp.models import IdempotencyKey, Organization
 from webapp.models.jobs import Export
 from webapp.security import families, revocation
@@ -97,6 +97,18 @@ def cleanup_exports(now: str | None = None) -> dict[str, Any]:
         strays = _remove_strays(session, cutoff, root)
     log.info("export cleanup: %s rows expired, %s files and %s strays deleted", expired, files, strays)
     return {"expired": expired, "files_deleted": files, "strays_deleted": strays}
+
+
+@shared_task(name="maintenance.purge_jobs", acks_late=True)
+def purge_jobs(now: str | None = None) -> dict[str, Any]:
+    """Strip finished imports' rows, and delete finished jobs older than JOB_RETENTION_DAYS."""
+    moment = datetime.fromisoformat(now) if now else utcnow()
+    with session_scope() as session:
+        stripped, deleted = retention.purge(
+            session, now=moment, retention_days=current_app.config["JOB_RETENTION_DAYS"]
+        )
+    log.info("job purge: %s import payloads stripped, %s jobs deleted", stripped, deleted)
+    return {"payloads_stripped": stripped, "jobs_deleted": deleted}
 
 
 @shared_task(name="maintenance.cleanup_revoked_tokens", acks_late=True)

@@ -165,8 +165,11 @@ def _replay(stored: IdempotencyKey, pending: Pending) -> Response:
             code="idempotency_answer_lost",
             details={"field": HEADER},
         )
-    body = "" if stored.body is None else json.dumps(stored.body)
-    response = Response(body, status=stored.status, mimetype="application/json")
+    if stored.body is None:
+        response = Response(status=stored.status)
+        del response.headers["Content-Type"]
+    else:
+        response = Response(json.dumps(stored.body), status=stored.status, mimetype="application/json")
     response.headers.update(stored.headers or {})
     response.headers[REPLAYED_HEADER] = "true"
     return response

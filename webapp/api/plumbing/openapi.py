@@ -60,6 +60,15 @@ IDEMPOTENCY_PARAMETER = {
 }
 # The answers a key adds: its request carried out but the answer lost (409), the key reused (422).
 IDEMPOTENCY_ERRORS = (409, 422)
+# What any route may answer whatever it does: a request line or headers the server cannot take (400,
+# 414, 431: gunicorn answers them before the application), a method it does not serve (405), a bug
+# (500), and the database or Redis out of reach (503, with Retry-After).
+ANY_ROUTE_ERRORS = (400, 405, 414, 431, 500, 503)
+# What a route that takes a token may answer too: no valid token (401), its organization's request
+# budget spent (429, with Retry-After).
+TOKEN_ERRORS = (401, 429)
+# What a route with a body may answer too: a body over its limit (413), of another media type (415).
+BODY_ERRORS = (413, 415)
 
 
 def _operation(
@@ -84,7 +93,9 @@ def _operation(
     responses: dict[str, Any] = {}
     for status, model in (doc.responses or {200: None}).items():
         entry: dict[str, Any] = {"description": CODES.get(status, "success") if status >= 400 else "success"}
-        if model is not None:
+        if status == 204:
+            entry["description"] = "done; no content"
+        elif model is not None:
             entry["content"] = {"application/json": {"schema": schemas.ref(model, mode="serialization")}}
         elif status in doc.binary:
             types = doc.binary[status]
@@ -99,7 +110,12 @@ def _operation(
             entry["content"] = {"application/json": {"schema": {"type": "object"}}}
         responses[str(status)] = entry
     error_ref = schemas.ref(ErrorResponse, mode="serialization")
-    for status in sorted({*doc.errors, *(IDEMPOTENCY_ERRORS if idempotent else ()), 405, 500}):
+    errors = {*doc.errors, *ANY_ROUTE_ERRORS, *(IDEMPOTENCY_ERRORS if idempotent else ())}
+    if doc.auth:
+        errors.update(TOKEN_ERRORS)
+    if doc.body is not None:
+        errors.update(BODY_ERRORS)
+    for status in sorted(errors):
         responses.setdefault(
             str(status),
             {

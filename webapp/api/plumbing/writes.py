@@ -26,5 +26,7 @@ def parse_patch(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def no_content() -> Response:
-    """204 for a delete, typed as the document says every answer is (JSON), with no body."""
-    return Response(status=204, mimetype="application/json")
+    """204 for a delete: no body, so no Content-Type either (as the document says)."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response

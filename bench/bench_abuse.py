@@ -1,0 +1,472 @@
+"""Abuse: a normal client keeps its latency while a hostile client of another organization runs every
+attack at its worst allowed size, and every refused attack is answered at once.
+
+gunicorn (the Procfile's web line) and one Celery worker (the Procfile's worker line, 2 slots) run
+against scratch PostgreSQL and Redis, with JOB_MAX_RUNNING_PER_ORG=1 (one slot per organization of
+the two). Both organizations hold --tickets seeded tickets. The normal client (an admin of the first)
+asks for a cached daily series over 90 days, one request after another, and in another thread runs
+small jobs (POST /analytics/refresh-cache, waited for on the WebSocket) one after another. First for
+--idle seconds with nothing else running, then for --attack seconds while the hostile organization
+runs each attack from a thread of its own, one request after another:
+
+- a 4 MiB `[{},{},...]` body at POST /auth/login (413), and wrong passwords (401, then 429);
+- the outside client's aggregation (all metrics, two group-bys, hourly over 4,166 hours, 20
+  percentiles: 400) and exact aggregations over 1900-2199 (400);
+- the largest aggregation jobs allowed: exact, all metrics by channel, daily over 365 days (202 up
+  to the cap of active aggregations, then 429), and ticket exports (202 up to the export cap, 429);
+- a series read with a new range each time (a cache miss and a popularity count every time);
+- a WebSocket sending subscribe as fast as it can (answered with errors past its budget).
+
+Targets: the normal client's p99 under attack within 3x of its idle p99 (series and job), no process
+of the platform over 1 GiB RSS, each refused attack answered in under 100 ms (p99).
+Results: bench/results/abuse.json.
+
+    python -m bench.bench_abuse [--tickets 50000] [--idle 20] [--attack 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+import websocket
+
+from bench.common import ROOT, Stack, latency_summary, platform_stack, print_table, write_results
+
+LATENCY_RATIO = 3.0
+RSS_LIMIT = 1024**3
+REFUSAL_MS = 100.0
+HOSTILE_EMAIL = "hostile@abuse.test"
+HOSTILE_PASSWORD = "hostile-password"  # noqa: S105 (a scratch user's)
+FOUR_MIB_LOGIN = b"[" + b"{}," * (4 * 1024 * 1024 // 3) + b"{}]"
+ALL_METRICS = ["ticket_count", "response_time", "resolution_time", "sentiment_score"]
+
+
+class Client:
+    """One bearer token's persistent HTTP connection (reopened when the server closes it)."""
+
+    def __init__(self, port: int, token: str | None) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def call(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None
+    ) -> tuple[int, Any, float]:
+        """(status, parsed body, milliseconds)."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        headers = {**self.headers, **({"Content-Type": "application/json"} if data is not None else {})}
+        started = time.perf_counter()
+        for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more, anew
+            try:
+                self.conn.request(method, path, body=data, headers=headers)
+                response = self.conn.getresponse()
+                payload = response.read()
+                break
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                if attempt == 2:
+                    return 0, None, (time.perf_counter() - started) * 1000
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.getheader("Connection", "").lower() == "close":
+            self.conn.close()
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = None
+        return response.status, parsed, elapsed
+
+
+def _flask(stack: Stack, *args: str) -> str:
+    """Run the CLI against the stack's servers; its output."""
+    command = [sys.executable, "-m", "flask", "--app", "webapp", *args]
+    done = subprocess.run(command, cwd=ROOT, env=stack.env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def hostile_org(stack: Stack, tickets: int) -> tuple[int, str]:
+    """A second organization with an admin and `tickets` seeded tickets: (org id, token)."""
+    import psycopg
+
+    from webapp.tickets import seeding
+
+    org_id = int(json.loads(_flask(stack, "create-org", "Hostile", "--timezone", "UTC"))["id"])
+    _flask(
+        stack,
+        "create-user",
+        "--org",
+        str(org_id),
+        "--email",
+        HOSTILE_EMAIL,
+        "--password",
+        HOSTILE_PASSWORD,
+        "--role",
+        "admin",
+    )
+    with psycopg.connect(stack.database_url.replace("+psycopg", "")) as conn:
+        seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=2, tz="UTC")
+        conn.commit()
+    return org_id, _flask(stack, "issue-token", "--email", HOSTILE_EMAIL)
+
+
+# --- the normal client ---------------------------------------------------------------------------
+
+
+def series_path(start: datetime) -> str:
+    end = start + timedelta(days=90)
+    query = f"granularity=daily&start={start:%Y-%m-%d}&end={end:%Y-%m-%d}"
+    return f"/api/v1/analytics/time-series/ticket_count?{query}"
+
+
+class Normal:
+    """The normal client's two loops: a cached series, and small jobs waited for on the WebSocket."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.path = series_path(datetime.now(UTC) - timedelta(days=100))
+        self.http = Client(stack.port, stack.admin_token)
+        self.jobs_http = Client(stack.port, stack.admin_token)
+        status, _, _ = self.http.call("GET", self.path)
+        assert status == 200, status
+        self.ws = websocket.create_connection(
+            f"ws://127.0.0.1:{stack.port}/api/v1/ws/analytics/{stack.org_id}",
+            header=[f"Authorization: Bearer {stack.admin_token}"],
+            timeout=60,
+        )
+        assert json.loads(self.ws.recv())["type"] == "connected"
+
+    def series(self, stop: threading.Event, out: list[float], errors: Counter[int]) -> None:
+        while not stop.is_set():
+            status, _, ms = self.http.call("GET", self.path)
+            if status == 200:
+                out.append(ms)
+            else:
+                errors[status] += 1
+            time.sleep(0.01)
+
+    def jobs(self, stop: threading.Event, out: list[float], errors: Counter[int]) -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            status, body, _ = self.jobs_http.call("POST", "/api/v1/analytics/refresh-cache")
+            if status != 202:
+                errors[status] += 1
+                time.sleep(0.2)
+                continue
+            while True:
+                message = json.loads(self.ws.recv())
+                data = message.get("data", {})
+                mine = message["type"] == "job_update" and data.get("job_id") == body["job_id"]
+                if mine and data["state"] in ("succeeded", "failed", "cancelled"):
+                    break
+            if data["state"] == "succeeded":
+                out.append((time.perf_counter() - started) * 1000)
+            else:
+                errors[-1] += 1
+
+    def measure(self, seconds: float) -> dict[str, Any]:
+        stop = threading.Event()
+        series: list[float] = []
+        jobs: list[float] = []
+        errors: Counter[int] = Counter()
+        threads = [
+            threading.Thread(target=self.series, args=(stop, series, errors)),
+            threading.Thread(target=self.jobs, args=(stop, jobs, errors)),
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(seconds)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        return {"series": latency_summary(series), "job": latency_summary(jobs), "errors": dict(errors)}
+
+
+# --- the hostile client --------------------------------------------------------------------------
+
+
+def _attacks(port: int, org_id: int, token: str) -> dict[str, Callable[[Client, int], tuple[int, float]]]:
+    """Each attack: one request of it (the i-th), answering (status, ms)."""
+
+    def login_4mib(c: Client, i: int) -> tuple[int, float]:
+        # As a client that announces 4 MiB and sends its first 64 KiB: the answer must not wait for more.
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            head = (
+                "POST /api/v1/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(FOUR_MIB_LOGIN)}\r\n\r\n"
+            )
+            sock.sendall(head.encode() + FOUR_MIB_LOGIN[: 64 * 1024])
+            answer = sock.recv(4096)
+        ms = (time.perf_counter() - started) * 1000
+        return (int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0), ms
+
+    def wrong_passwords(c: Client, i: int) -> tuple[int, float]:
+        status, _, ms = c.call(
+            "POST", "/api/v1/auth/login", {"email": HOSTILE_EMAIL, "password": f"guess-{i}"}
+        )
+        return status, ms
+
+    def huge_aggregation(c: Client, i: int) -> tuple[int, float]:
+        body = {
+            "metrics": ALL_METRICS,
+            "group_by": ["channel", "priority"],
+            "granularity": "hourly",
+            "start": "2026-01-01T00:00:00Z",
+            "end": "2026-06-23T14:00:00Z",
+            "percentiles": list(range(4, 100, 5)),
+            "async": i % 2 == 1,
+        }
+        status, _, ms = c.call("POST", "/api/v1/analytics/aggregations", body)
+        return status, ms
+
+    def exact_centuries(c: Client, i: int) -> tuple[int, float]:
+        body = {
+            "metrics": ["response_time"],
+            "start": "1900-01-01",
+            "end": "2199-01-01",
+            "exact": True,
+            "async": True,
+        }
+        status, _, ms = c.call("POST", "/api/v1/analytics/aggregations", body)
+        return status, ms
+
+    def aggregation_jobs(c: Client, i: int) -> tuple[int, float]:
+        end = datetime.now(UTC).date()
+        body = {
+            "metrics": ALL_METRICS,
+            "group_by": ["channel"],
+            "granularity": "daily",
+            "start": (end - timedelta(days=365)).isoformat(),
+            "end": end.isoformat(),
+            "percentiles": [50, 90, 1 + i % 98],
+            "exact": True,
+            "async": True,
+        }
+        status, _, ms = c.call("POST", "/api/v1/analytics/aggregations", body)
+        time.sleep(0.05)
+        return status, ms
+
+    def export_jobs(c: Client, i: int) -> tuple[int, float]:
+        body = {
+            "format": ("csv", "json", "ndjson", "xlsx")[i % 4],
+            "dataset": "tickets",
+            "query": {"start": f"2025-{1 + i % 12:02d}-01"},
+        }
+        status, _, ms = c.call("POST", "/api/v1/analytics/export", body)
+        time.sleep(0.05)
+        return status, ms
+
+    def distinct_series(c: Client, i: int) -> tuple[int, float]:
+        status, _, ms = c.call("GET", series_path(datetime(2020, 1, 1) + timedelta(days=i)))
+        return status, ms
+
+    return {
+        "4 MiB login body": login_4mib,
+        "wrong passwords": wrong_passwords,
+        "oversized aggregation": huge_aggregation,
+        "exact over 1900-2199": exact_centuries,
+        "largest aggregation jobs": aggregation_jobs,
+        "export jobs": export_jobs,
+        "a new series each time": distinct_series,
+    }
+
+
+def _run_attack(
+    port: int,
+    token: str | None,
+    attack: Callable[[Client, int], tuple[int, float]],
+    stop: threading.Event,
+    out: list[tuple[int, float]],
+) -> None:
+    client = Client(port, token)
+    i = 0
+    while not stop.is_set():
+        out.append(attack(client, i))
+        i += 1
+
+
+def _ws_flood(
+    port: int, org_id: int, token: str, stop: threading.Event, out: list[tuple[int, float]]
+) -> None:
+    """Subscribe as fast as the socket takes it; each answer counted (200 data, 429 an error)."""
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{port}/api/v1/ws/analytics/{org_id}",
+        header=[f"Authorization: Bearer {token}"],
+        timeout=30,
+    )
+    ws.recv()
+    i = 0
+    while not stop.is_set():
+        started = time.perf_counter()
+        ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 5 + i % 100}))
+        while True:
+            message = json.loads(ws.recv())
+            if message["type"] in ("subscription_data", "error"):
+                break
+        out.append(
+            (200 if message["type"] == "subscription_data" else 429, (time.perf_counter() - started) * 1000)
+        )
+        i += 1
+    ws.close()
+
+
+class RssWatch:
+    """The largest RSS each platform process (and its children) reached, sampled every 0.2 s."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.roots = {
+            name: psutil.Process(p.pid) for name, p in zip(("worker", "web"), stack.processes, strict=True)
+        }
+        self.peak: dict[str, int] = Counter()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for name, root in self.roots.items():
+                try:
+                    for proc in [root, *root.children(recursive=True)]:
+                        label = f"{name} {'parent' if proc.pid == root.pid else 'child'}"
+                        self.peak[label] = max(self.peak[label], proc.memory_info().rss)
+                except psutil.Error:
+                    continue
+            time.sleep(0.2)
+
+    def __enter__(self) -> RssWatch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    extra = {"JOB_MAX_RUNNING_PER_ORG": "1"}
+    with platform_stack("bench_abuse", seed_tickets=args.tickets, extra_env=extra) as stack:
+        hostile_id, hostile_token = hostile_org(stack, args.tickets)
+        worker_command = stack.start_worker()
+        web_command = stack.start_web()
+        normal = Normal(stack)
+        with RssWatch(stack) as rss:
+            idle = normal.measure(args.idle)
+            stop = threading.Event()
+            outcomes: dict[str, list[tuple[int, float]]] = {}
+            threads = []
+            for name, attack in _attacks(stack.port, hostile_id, hostile_token).items():
+                outcomes[name] = []
+                token = None if name in ("4 MiB login body", "wrong passwords") else hostile_token
+                threads.append(
+                    threading.Thread(
+                        target=_run_attack, args=(stack.port, token, attack, stop, outcomes[name])
+                    )
+                )
+            outcomes["WebSocket subscribe flood"] = []
+            threads.append(
+                threading.Thread(
+                    target=_ws_flood,
+                    args=(stack.port, hostile_id, hostile_token, stop, outcomes["WebSocket subscribe flood"]),
+                )
+            )
+            for thread in threads:
+                thread.start()
+            time.sleep(2)  # the attacks reach their caps
+            attacked = normal.measure(args.attack)
+            stop.set()
+            for thread in threads:
+                thread.join()
+        peak = dict(rss.peak)
+    attacks = {}
+    for name, answers in outcomes.items():
+        refused = [ms for status, ms in answers if status >= 400]
+        attacks[name] = {
+            "requests": len(answers),
+            "answers": dict(sorted(Counter(status for status, _ in answers).items())),
+            "refused_p99_ms": latency_summary(refused)["p99_ms"] if refused else None,
+        }
+    ratios = {what: attacked[what]["p99_ms"] / idle[what]["p99_ms"] for what in ("series", "job")}
+    refusals_ok = all(
+        a["refused_p99_ms"] is None or a["refused_p99_ms"] < REFUSAL_MS for a in attacks.values()
+    )
+    return {
+        "tickets_per_org": args.tickets,
+        "idle_seconds": args.idle,
+        "attack_seconds": args.attack,
+        "web_command": web_command,
+        "worker_command": worker_command,
+        "settings": extra,
+        "idle": idle,
+        "under_attack": attacked,
+        "p99_ratios": ratios,
+        "attacks": attacks,
+        "peak_rss_bytes": peak,
+        "targets": {"p99_ratio": LATENCY_RATIO, "rss_bytes": RSS_LIMIT, "refused_p99_ms": REFUSAL_MS},
+        "passed": {
+            "latency": all(r <= LATENCY_RATIO for r in ratios.values()),
+            "rss": max(peak.values()) <= RSS_LIMIT,
+            "refusals": refusals_ok,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tickets", type=int, default=50_000)
+    parser.add_argument("--idle", type=float, default=20.0)
+    parser.add_argument("--attack", type=float, default=40.0)
+    result = run(parser.parse_args())
+    rows = [
+        (
+            what,
+            result["idle"][what]["n"],
+            result["idle"][what]["p99_ms"],
+            result["under_attack"][what]["n"],
+            result["under_attack"][what]["p99_ms"],
+            result["p99_ratios"][what],
+            LATENCY_RATIO,
+        )
+        for what in ("series", "job")
+    ]
+    print_table(
+        "Normal client, p99 ms: idle and under attack",
+        ["request", "idle n", "idle p99", "attacked n", "attacked p99", "ratio", "target"],
+        rows,
+    )
+    print_table(
+        "Hostile client, each attack from its own thread",
+        ["attack", "requests", "answers", "refused p99 ms"],
+        [
+            (
+                name,
+                a["requests"],
+                " ".join(f"{k}:{v}" for k, v in a["answers"].items()),
+                a["refused_p99_ms"] or "-",
+            )
+            for name, a in result["attacks"].items()
+        ],
+    )
+    print_table(
+        "Peak RSS, MiB",
+        ["process", "MiB"],
+        [(name, round(rss / 2**20, 1)) for name, rss in sorted(result["peak_rss_bytes"].items())],
+    )
+    print(f"\npassed: {result['passed']}")
+    print(f"results: {write_results('abuse', result)}")
+
+
+if __name__ == "__main__":
+    main()

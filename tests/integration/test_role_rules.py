@@ -1,0 +1,70 @@
+"""Only a job's creator or an admin cancels it; creating a user reveals nothing of other
+organizations' users; signing in works for an email used in several organizations."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from tests.conftest import Api
+from webapp.models import Job, User
+from webapp.security.passwords import hash_password
+from webapp.security.tokens import access_token_for
+
+SNAPSHOT = {"type": "daily", "date": "2026-03-01"}
+
+
+def _second_agent(app, db_session, tenant) -> Api:
+    user = User(
+        org_id=tenant.org_id, email="agent2@acme.test", password_hash=hash_password("x" * 10), role="agent"
+    )
+    db_session.add(user)
+    db_session.commit()
+    with app.app_context():
+        token = access_token_for(user)
+    return Api(app.test_client(), token)
+
+
+def test_an_agent_cannot_cancel_an_admins_or_another_agents_job(app, db_session, tenant):
+    other_agent = _second_agent(app, db_session, tenant)
+    admins = tenant.admin.post("/api/v1/analytics/snapshots", json=SNAPSHOT).get_json()["job_id"]
+    agents = tenant.agent.post("/api/v1/tickets/import", json=[{"subject": "one"}]).get_json()["job_id"]
+    for api, job_id in ((tenant.agent, admins), (other_agent, admins), (other_agent, agents)):
+        refused = api.delete(f"/api/v1/jobs/{job_id}")
+        assert refused.status_code == 403, refused.get_json()
+        assert "creator or an admin" in refused.get_json()["error"]["message"]
+    db_session.expire_all()
+    assert {db_session.get(Job, j).state for j in (admins, agents)} == {"queued"}
+    assert all(not db_session.get(Job, j).cancel_requested for j in (admins, agents))
+    # The creator cancels their own; an admin cancels anyone's.
+    assert tenant.agent.delete(f"/api/v1/jobs/{agents}").status_code == 200
+    assert tenant.admin.delete(f"/api/v1/jobs/{admins}").status_code == 200
+
+
+def test_a_viewer_still_cannot_cancel_its_own_job(tenant):
+    job_id = tenant.viewer.post(
+        "/api/v1/analytics/aggregations", json={"metrics": ["ticket_count"], "async": True}
+    )
+    assert tenant.viewer.delete(f"/api/v1/jobs/{job_id.get_json()['job_id']}").status_code == 403
+
+
+def test_creating_a_user_does_not_reveal_another_organizations_email(client, make_tenant):
+    acme, other = make_tenant("Acme"), make_tenant("Other")
+    taken = other.users["agent"]["email"]
+    created = acme.admin.post(
+        "/api/v1/users", json={"email": taken, "password": "another-pass", "role": "viewer"}
+    )
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["org_id"] == acme.org_id
+    # Within the organization an email is still unique.
+    again = acme.admin.post("/api/v1/users", json={"email": taken.upper(), "password": "another-pass"})
+    assert again.status_code == 409
+    # Each signs in with their own password, into their own organization.
+    for password, org_id in (("another-pass", acme.org_id), (other.users["agent"]["password"], other.org_id)):
+        response = client.post("/api/v1/auth/login", json={"email": taken, "password": password})
+        assert response.status_code == 200
+        token = response.get_json()["access_token"]
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert claims["org_id"] == org_id
+    assert client.post("/api/v1/auth/login", json={"email": taken, "password": "neither"}).status_code == 401
