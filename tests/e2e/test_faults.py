@@ -743,3 +743,48 @@ def test_postgres_restart_under_load_loses_no_acknowledged_write(own_postgres, o
         f"postgres restart: {len(acknowledged)} acknowledged writes all stored, {len(unavailable)} answers "
         f"503 during the outage, {len(answers)} calls, no other 5xx"
     )
+
+
+def test_a_socket_upgrade_answers_503_while_postgres_is_down_and_opens_once_it_is_back(
+    own_postgres, own_redis, stacks
+):
+    """The upgrade asks the database about a token Redis holds no answer for: 503 with
+    database_unavailable while PostgreSQL is down, never 500, and the socket opens once it is back."""
+    import websocket
+
+    pg, url = own_postgres
+    tenant = _tenant_in(url)
+    web = stacks(url, own_redis.url).start_web()
+    login = web.call(
+        "POST", "/api/v1/auth/login", body={"email": tenant["users"]["viewer"], "password": "s3cret-pass"}
+    )
+    assert login.status == 200, login.body
+    token = login.body["access_token"]
+    socket_url = web.base_url.replace("http://", "ws://") + f"/api/v1/ws/analytics/{tenant['org_id']}"
+
+    def upgrade() -> websocket.WebSocket:
+        return websocket.create_connection(socket_url, header=[f"Authorization: Bearer {token}"], timeout=20)
+
+    redis.Redis.from_url(own_redis.url).flushall()  # no cached answer: the database must be asked
+    pg.stop()
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            upgrade()
+        assert refused.value.status_code == 503
+        assert json.loads(refused.value.resp_body)["error"]["code"] == "database_unavailable"
+    finally:
+        pg.start()
+        pg.wait_ready()
+    deadline = time.monotonic() + 20
+    statuses = []
+    while True:
+        try:
+            ws = upgrade()
+            break
+        except websocket.WebSocketBadStatusException as exc:
+            statuses.append(exc.status_code)
+        assert set(statuses) <= {503}, statuses
+        assert time.monotonic() < deadline, "the socket did not open once PostgreSQL was back"
+        time.sleep(0.5)
+    assert json.loads(ws.recv())["type"] == "connected"
+    ws.close()

@@ -7,6 +7,7 @@ every request below shares one process and one event loop: whatever blocked it w
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 import websocket
 
 from devstack.ports import free_port, port_open
@@ -30,16 +32,16 @@ WAITING_ON_A_LOCK = (
 )
 
 
-@pytest.fixture(scope="module")
-def one_worker(services: Services) -> Iterator[Web]:
-    """gunicorn as the Procfile runs it, with one worker."""
+def _start_worker(services: Services, log_name: str, launcher: tuple[str, ...] = ()) -> tuple[Web, Any]:
+    """gunicorn as the Procfile runs it, with one worker (started through `launcher`, if given)."""
     port = free_port()
-    log_path = TEST_INSTANCE / "web-one-worker.log"
+    log_path = TEST_INSTANCE / log_name
     with open(log_path, "ab") as log:
         log_start = log.tell()
         proc = subprocess.Popen(
             [
-                *(sys.executable, "-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")),
+                *(launcher or (sys.executable,)),
+                *("-m", "gunicorn", "--config", str(ROOT / "gunicorn.conf.py")),
                 *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--graceful-timeout", "2"),
                 "webapp:create_app()",
             ],
@@ -55,12 +57,50 @@ def one_worker(services: Services) -> Iterator[Web]:
             proc.kill()
             raise RuntimeError(f"gunicorn did not start; see {log_path}")
         time.sleep(0.1)
-    yield web
+    return web, proc
+
+
+def _stop(proc: Any) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def one_worker(services: Services) -> Iterator[Web]:
+    """gunicorn as the Procfile runs it, with one worker."""
+    web, proc = _start_worker(services, "web-one-worker.log")
+    yield web
+    _stop(proc)
+
+
+# Past FD_SETSIZE: a worker holding this many sockets opens its database connections above 1024.
+CROWDED_FDS = 1100
+
+
+# Takes the descriptors 3 to CROWDED_FDS + 2, then runs the rest of its command line as Python does.
+TAKE_DESCRIPTORS = textwrap.dedent(
+    """
+    import os
+    import sys
+
+    for _ in range(int(sys.argv[1])):
+        os.set_inheritable(os.open(os.devnull, os.O_RDONLY), True)
+    os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def crowded_worker(services: Services) -> Iterator[Web]:
+    """One gevent worker whose lowest CROWDED_FDS descriptors are taken, as a worker holding that
+    many sockets has them: every database connection it opens gets a descriptor above 1024."""
+    launcher = (sys.executable, "-c", TAKE_DESCRIPTORS, str(CROWDED_FDS))
+    web, proc = _start_worker(services, "web-crowded-worker.log", launcher)
+    yield web
+    _stop(proc)
 
 
 def _open(web: Web, org_id: int, token: str) -> tuple[websocket.WebSocket, dict[str, Any]]:
@@ -148,7 +188,7 @@ def test_a_request_waiting_on_the_database_stalls_neither_requests_nor_sockets(
         held_from = time.monotonic()
         for _ in range(10):
             started = time.monotonic()
-            status, health = one_worker.request("GET", "/api/v1/health")
+            status, health = one_worker.request("GET", "/api/v1/health", tenant.users["admin"]["token"])
             assert status in (200, 503), health
             assert health["database"]["ok"], health
             assert time.monotonic() - started < 1.0
@@ -216,3 +256,97 @@ def test_psycopg_waits_cooperatively_under_gevent(services):
     assert float(slept) >= 1.5
     # About 150 ticks of 10 ms while the query sleeps; a blocking wait would allow none.
     assert int(ticks) >= 50, out.stdout
+
+
+HIGH_DESCRIPTOR_POOL = textwrap.dedent(
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import os
+    import sys
+    import time
+
+    import psycopg
+    from sqlalchemy import text
+
+    from webapp.infra.db import make_engine
+
+    taken = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # as a worker's sockets take them
+    engine = make_engine(sys.argv[1], pool_size=1, max_overflow=0)
+    with engine.connect() as conn:
+        fd = conn.connection.dbapi_connection.fileno()
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    with engine.connect() as conn:  # the pooled connection, checked at checkout
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == pid
+    with psycopg.connect(sys.argv[1].replace("+psycopg", ""), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))  # while pooled: discarded, replaced
+    time.sleep(0.2)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    print(fd)
+    """
+)
+
+
+def test_pooled_connections_above_fd_setsize_are_checked_out_under_gevent(services):
+    """A connection whose descriptor is past select()'s FD_SETSIZE is checked out, not refused twice
+    ("This connection is closed"), and one the server ended is still replaced."""
+    out = subprocess.run(
+        [sys.executable, "-c", HIGH_DESCRIPTOR_POOL, services.database_url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout) >= 1024
+
+
+def _claims(token: str) -> dict[str, Any]:
+    import jwt
+
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def test_a_worker_with_its_database_connections_above_fd_setsize_admits_and_revokes_sockets(
+    crowded_worker, make_live_tenant, services
+):
+    """The upgrade asks the database whether a token Redis knows nothing about was revoked, and
+    the watch over open sockets asks it every few seconds: neither fails when the worker's database
+    connections have descriptors above 1024 (as they do in a worker holding a thousand sockets)."""
+    tenant = make_live_tenant()
+    token = tenant.users["viewer"]["token"]
+    client = redis.Redis.from_url(services.redis_url)
+    claims = _claims(token)
+    key = f"an:revoked:{claims['jti']}"
+    client.delete(key)  # nothing cached: the upgrade asks the database
+    ws, hello = _open(crowded_worker, tenant.org_id, token)
+    assert len(os.listdir(f"/proc/{hello['data']['server_pid']}/fd")) > CROWDED_FDS
+
+    # Revoked in the database only (the cached answer gone): the watch finds it there, and closes.
+    with psycopg.connect(services.database_url.replace("+psycopg", "")) as conn:
+        conn.execute(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES (%s, to_timestamp(%s))",
+            (claims["jti"], claims["exp"]),
+        )
+    client.delete(key)
+    deadline = time.monotonic() + 15
+    while True:
+        assert time.monotonic() < deadline, "the socket outlived its revoked token"
+        ws.settimeout(max(0.05, deadline - time.monotonic()))
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+    assert int.from_bytes(frame.data[:2], "big") == 1008
+    ws.close()
+
+    # A revoked token is refused (401) at the upgrade, from the database, not answered 500.
+    client.delete(key)
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        _open(crowded_worker, tenant.org_id, token)
+    assert refused.value.status_code == 401
+    log = crowded_worker.log_text()
+    assert "This connection is closed" not in log
+    assert "cannot check token revocation" not in log

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import select
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -44,7 +45,7 @@ def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
     if dbapi_connection.closed:
         raise DisconnectionError("the connection is closed")
     try:
-        readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+        readable = _has_input(dbapi_connection.fileno())
     except (OSError, ValueError) as exc:
         raise DisconnectionError(str(exc)) from exc
     if not readable:
@@ -54,6 +55,33 @@ def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         dbapi_connection.rollback()
     except Exception as exc:
         raise DisconnectionError(f"the server closed the connection: {exc}") from exc
+
+
+_INPUT = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+
+
+def _has_input(fd: int) -> bool:
+    """Whether socket `fd` has something to read (or was hung up), without waiting; OSError if it is
+    not open.
+
+    poll(2), not select(2): select refuses descriptors from FD_SETSIZE (1024) on, and a web worker
+    holding thousands of WebSockets opens its database connections above that. The system's poll,
+    not gevent's: a zero timeout never blocks, and gevent's poll would switch greenlets for nothing.
+    """
+    poller = _system_poll()()
+    poller.register(fd, _INPUT)
+    events = poller.poll(0)
+    if any(flags & select.POLLNVAL for _, flags in events):
+        raise OSError(f"file descriptor {fd} is not open")
+    return bool(events)
+
+
+def _system_poll() -> Callable[[], Any]:
+    """select.poll as the system has it, also where gevent has patched the select module."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("select"):
+        return monkey.get_original("select", "poll")
+    return select.poll
 
 
 def init_app(app: Flask) -> None:
