@@ -242,3 +242,17 @@ def test_alert_simulation_shares_the_limit(tenant, app, monkeypatch):
         f"/api/v1/alerts/{rule['id']}/simulate", json={"start": "2026-01-01", "end": "2026-02-01"}
     )
     assert _too_costly(simulated)["details"]["estimate"] == 31 * 24 * 4
+
+
+@pytest.mark.parametrize("route", ["/api/v1/analytics/agents", "/api/v1/analytics/time-in-status"])
+def test_reads_of_raw_rows_spend_one_more_request_per_30_days(tenant, app, monkeypatch, route):
+    monkeypatch.setitem(app.config["RATE_LIMITS_PER_MINUTE"], "analytics", 20)
+    if time.time() % 60 > 55:  # both requests in one budget window
+        time.sleep(60 - time.time() % 60 + 0.1)
+    url = f"{route}?start=2026-01-01&end=2026-10-28&tz=UTC"
+    # 300 days: 1 for the request, 10 for its read of raw rows.
+    first = tenant.viewer.get(url)
+    assert first.status_code == 200, first.get_json()
+    refused = tenant.viewer.get(url)
+    assert refused.status_code == 429, refused.get_json()
+    assert refused.get_json()["error"]["details"]["units"] == 10

@@ -147,6 +147,14 @@ def series(window: Window, *, metrics: int = 1, granularity: str | None = None) 
     return Estimate(1, bucket_count(window, granularity), POINT_STATISTICS * metrics, metrics)
 
 
+def raw_units(window: Window) -> int:
+    """The analytics budget units a read answered from raw rows alone spends (time in status, the
+    agents report): one more per EXACT_DAYS_PER_UNIT days of range, as an exact read, with no cap
+    on the range (their answers are one row per status or per agent, whatever the range)."""
+    days = max((window.end - window.start).total_seconds() / 86400, 0.0)
+    return 1 + math.ceil(days / EXACT_DAYS_PER_UNIT)
+
+
 def exact_units(window: Window, exact: bool, *, max_days: int) -> int:
     """The analytics budget units a read spends: 1, or for `exact` (raw events, no rollups) one more
     per EXACT_DAYS_PER_UNIT days of range; TooCostly when an exact range is longer than `max_days`."""

@@ -309,6 +309,7 @@ def time_in_status() -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
+        costs.spend_raw(org.id, window)
         clock = _clock(org.id, query)
         read = readers.TimeInStatusRead(window, query.filters, clock.schedule_id)
         value, meta = _read(org.id, read)
@@ -331,6 +332,7 @@ def agents() -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
+        costs.spend_raw(org.id, window)
         targets = sla.targets_for(org.sla_targets)
         clock = _clock(org.id, query)
         read = readers.AgentsRead(window, query.filters, targets, query.min_tickets, clock.schedule_id)

@@ -25,6 +25,14 @@ def spend(org_id: int, window: Window, exact: bool) -> None:
         spend_budget(org_id, "analytics", units - 1)
 
 
+def spend_raw(org_id: int, window: Window) -> None:
+    """Spend the analytics budget a read of raw rows over `window` costs beyond the request its
+    admission spent (429 when it is spent), before the read."""
+    units = cost.raw_units(window)
+    if units > 1:
+        spend_budget(org_id, "analytics", units - 1)
+
+
 def check_export(spec: ExportSpec, org_id: int | None = None) -> None:
     """The limits of the analytics answer an export writes (a series, an aggregation), before any
     query; with `org_id`, the budget an exact one costs is spent too (a report schedule spends none
