@@ -226,12 +226,13 @@ def open_us_sql(instant: str) -> str:
         f"{_BEFORE}[{k}] + least(greatest(CAST(round(date_part('epoch',"
         f" {instant} - {_STARTS}[{k}]) * 1000000) AS bigint), 0), {_LENGTHS}[{k}])"
     )
+    # The span's alias is one no caller uses, since `instant` may name the caller's own aliases.
     looked_up = (
-        "coalesce((SELECT s.open_before_us + least(greatest(CAST(round(date_part('epoch',"
-        f" {instant} - s.starts_at) * 1000000) AS bigint), 0), CAST(round(date_part('epoch',"
-        " s.ends_at - s.starts_at) * 1000000) AS bigint)) FROM schedule_spans s"
-        f" WHERE s.schedule_id = CAST(:schedule_id AS bigint) AND s.starts_at <= {instant}"
-        " ORDER BY s.starts_at DESC LIMIT 1), 0)"
+        "coalesce((SELECT bspan.open_before_us + least(greatest(CAST(round(date_part('epoch',"
+        f" {instant} - bspan.starts_at) * 1000000) AS bigint), 0), CAST(round(date_part('epoch',"
+        " bspan.ends_at - bspan.starts_at) * 1000000) AS bigint)) FROM schedule_spans bspan"
+        f" WHERE bspan.schedule_id = CAST(:schedule_id AS bigint) AND bspan.starts_at <= {instant}"
+        " ORDER BY bspan.starts_at DESC LIMIT 1), 0)"
     )
     return (
         f"(CASE WHEN {instant} >= CAST(:bs_first AS timestamptz) AND {_CURRENT} THEN {carried}"

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics.clock import business_hours_sql
+from webapp.analytics.clock import Clock, bind, business_hours_sql
 from webapp.analytics.sql import filter_sql
 from webapp.core.filters import Filters
 from webapp.core.vocabulary import PRIORITIES, UNSOLVED_STATUSES
@@ -49,6 +49,8 @@ def time_in_status(
         "statuses": list(UNSOLVED_STATUSES),
         "fractions": list(PERCENTILES),
     }
+    if schedule_id is not None:  # the schedule's spans the business SQL reads
+        bind(session, Clock(schedule_id), params, start=start, end=end)
     span = _hours("h.at", "least(coalesce(h.next_at, s.solved_at), s.solved_at)", schedule_id)
     sql = text(
         "WITH solves AS (SELECT e.ticket_id, e.occurred_at AS solved_at FROM ticket_events e"
@@ -118,6 +120,8 @@ def agents(
         "first_targets": [targets[p]["first_response_hours"] for p in PRIORITIES],
         "resolution_targets": [targets[p]["resolution_hours"] for p in PRIORITIES],
     }
+    if schedule_id is not None:  # the schedule's spans the business SQL reads
+        bind(session, Clock(schedule_id), params, start=start, end=end)
     solved_filters = filter_sql("e", filters, params)
     first = _hours("t.created_at", "t.first_response_at", schedule_id)
     resolution = _hours("t.created_at", "s.solved_at", schedule_id)
