@@ -205,10 +205,13 @@ def test_events_carry_the_dimensions_of_their_moment(db_connection, seeded):
     org_id, _ = seeded
     # A change event records the value it changed to, and a status change starts from the status
     # the ticket's previous event saw (a reopen writes reopened, then status_changed, both "open").
+    # Derived events are left out: a backlog step out of a status carries the status it leaves and
+    # shares its instant with the change, so where it falls among them depends on the insert's plan.
     bad = _violations(
         db_connection,
         "SELECT id FROM (SELECT e.*, lag(status) OVER w AS prev_status, lag(event_type) OVER w AS prev_type "
         "FROM ticket_events e WHERE e.org_id = :o "
+        "AND e.event_type NOT IN ('backlog', 'solved', 'next_reply', 'rated') "
         "WINDOW w AS (PARTITION BY ticket_id ORDER BY occurred_at, id)) e "
         "WHERE (event_type IN ('status_changed', 'reopened') AND detail->>'to' <> status) "
         "OR (event_type = 'assigned' AND detail->>'to' IS DISTINCT FROM assigned_to) "
