@@ -22,8 +22,8 @@ from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import FINAL_STATES, OVERFLOW_QUEUE
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import lifecycle as jobs
 from webapp.jobs import recovery, share
+from webapp.jobs import transitions as jobs
 from webapp.models import Job
 
 log = logging.getLogger("workers.jobs")

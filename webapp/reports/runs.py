@@ -24,7 +24,7 @@ from webapp.analytics.window import Window, canonical_window
 from webapp.core.timeutil import zone
 from webapp.core.vocabulary import FINAL_STATES
 from webapp.exports.spec import ExportSpec
-from webapp.jobs import lifecycle as jobs
+from webapp.jobs import submission as jobs
 from webapp.models import Job, ReportRun, ReportSchedule, Webhook
 from webapp.reports import ranges
 from webapp.reports.cron import next_run
