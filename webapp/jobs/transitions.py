@@ -1,16 +1,15 @@
-"""A job's state changes once it exists: the worker's claim (queued to running), progress, the final
-state, a requeue before a retry, a cancel; each published to the organization's live clients."""
+"""A job's state changes once it exists (the worker's claim, queued to running, is in `claim`): progress,
+the final state, a requeue before a retry, a cancel; each published to the organization's live clients."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any, Protocol
 
 import redis
 from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.types import DateTime, String, Uuid
@@ -70,50 +69,6 @@ def job_event(job: Job) -> dict[str, Any]:
 def publish(client: redis.Redis, job: Job) -> None:
     """Tell the organization's live clients where the job stands."""
     events.publish(client, job.org_id, "job_update", job_event(job))
-
-
-# The run lock a worker holds while it runs the job, and the job's start, in one statement: the job
-# turns running (one more attempt) only when the lock was free and the job may start (active, no
-# cancel asked for, attempts left). The row comes back with its parameters, for the work to read.
-_CLAIM = text(
-    "WITH run_lock AS MATERIALIZED (SELECT pg_try_advisory_lock(:lock_key) AS held), "
-    "started AS ("
-    "UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, "
-    "started_at = coalesce(jobs.started_at, :now), updated_at = :now "
-    "FROM run_lock WHERE run_lock.held AND jobs.id = :id AND jobs.state = ANY (:active_states) "
-    "AND NOT jobs.cancel_requested AND jobs.attempts < :max_attempts RETURNING jobs.*) "
-    "SELECT run_lock.held, started.* FROM run_lock LEFT JOIN started ON true"
-).bindparams(
-    bindparam("id", type_=Uuid()),
-    bindparam("now", type_=DateTime(timezone=True)),
-    bindparam("active_states", type_=ARRAY(String())),
-)
-
-
-def claim(
-    conn: Connection, job_id: uuid.UUID, *, lock_key: int, max_attempts: int
-) -> tuple[bool, Job | None]:
-    """Try the run lock `lock_key` on `conn` (an autocommit connection) and start the job with it.
-
-    Returns (whether the lock is now held on `conn`, the started job or None). A job that could not
-    start while the lock was taken (unknown, final, cancel asked for, out of attempts) comes back as
-    None: the caller looks at it with the lock held. The job is detached, its attributes loaded.
-    """
-    row = conn.execute(
-        _CLAIM,
-        {
-            "lock_key": lock_key,
-            "id": job_id,
-            "now": utcnow(),
-            "active_states": list(ACTIVE_STATES),
-            "max_attempts": max_attempts,
-        },
-    ).one()
-    values = dict(row._mapping)
-    held = bool(values.pop("held"))
-    if not held or values["id"] is None:
-        return held, None
-    return held, loaded_job(values)
 
 
 def loaded_job(values: dict[str, Any]) -> Job:
