@@ -23,6 +23,7 @@ from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import claim, recovery
 from webapp.jobs import transitions as jobs
+from webapp.live import events
 from webapp.models import Job
 
 log = logging.getLogger("workers.jobs")
@@ -58,6 +59,7 @@ class JobContext:
         open_session: Callable[[], Session],
         state_session: Session,
         state_job: Job,
+        started: events.Sent | None = None,
     ) -> None:
         self.job = job
         self.client = client
@@ -65,6 +67,7 @@ class JobContext:
         self._session: Session | None = None
         self._state_session = state_session
         self._state_job = state_job
+        self._started = started
 
     @property
     def session(self) -> Session:
@@ -81,7 +84,15 @@ class JobContext:
 
     def report(self, fraction: float) -> None:
         """Record progress; raises JobCancelled once a cancel was requested."""
+        self.settle()
         jobs.progress(self._state_session, self.client, self._state_job, fraction)
+
+    def settle(self) -> None:
+        """Read the reply to the job's `running` event (sent as the work began, its round trip overlapping
+        the work's first steps): every later event of the job is published after it."""
+        if self._started is not None:
+            started, self._started = self._started, None
+            started.done()
 
     def log(self, message: str, *args: Any) -> None:
         """Log `message` with the job, organization and kind in front."""
@@ -242,8 +253,8 @@ def _run(
     # The state side's own copy of the job, without its parameters; the work side gets `started`.
     state_job = jobs.loaded_job(_columns(started))
     delivery.state_session.add(state_job)
-    jobs.publish(delivery.client, state_job)
-    _work(delivery, state_job, started, work, cleanup)
+    running = jobs.send_update(delivery.client, state_job)
+    _work(delivery, state_job, started, work, cleanup, running)
 
 
 def _work(
@@ -252,12 +263,18 @@ def _work(
     work_job: Job,
     work: Callable[[JobContext], dict[str, Any] | None],
     cleanup: Callable[[JobContext], None] | None,
+    running: events.Sent | None = None,
 ) -> None:
     log.info("%s started attempt %s", _tag(state_job), state_job.attempts)
-    ctx = JobContext(work_job, delivery.client, delivery.open_work_session, delivery.state_session, state_job)
+    ctx = JobContext(
+        work_job, delivery.client, delivery.open_work_session, delivery.state_session, state_job, running
+    )
     try:
-        result = work(ctx)
-        ctx.commit()
+        try:
+            result = work(ctx)
+            ctx.commit()
+        finally:
+            ctx.settle()
     except Retry:
         raise
     except Exception as exc:

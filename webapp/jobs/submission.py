@@ -22,7 +22,7 @@ from sqlalchemy.types import DateTime, String, Uuid
 
 from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import ACTIVE_STATES, JOB_ROUTES, OVERFLOW_QUEUE
-from webapp.jobs.transitions import TaskQueue, finish, loaded_job, publish
+from webapp.jobs.transitions import TaskQueue, finish, loaded_job, send_update
 from webapp.models import Job
 
 log = logging.getLogger(__name__)
@@ -314,26 +314,39 @@ def _insert_unless_active(
     return job, job.id == new_id, others_active
 
 
+# A send to a broker that does not answer is tried twice more within about half a second, then refused.
+SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+
+
 def enqueue(
     session: Session, client: redis.Redis, tasks: TaskQueue, job: Job, *, queue: str | None = None
 ) -> None:
     """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
     `queue`)."""
     route = TASKS[job.kind]
-    # Published before the task is sent: a worker that takes it at once publishes `running` after this.
-    publish(client, job)
+    # Sent before the task is: a worker that takes it at once publishes `running` after this. The
+    # event's reply is read once the task is sent, so the two round trips overlap.
+    queued = send_update(client, job)
     try:
-        tasks.send_task(
-            route.name,
-            args=[str(job.id)],
-            task_id=str(job.id),
-            queue=queue or route.queue,
-            # The job's row holds its state and result: Celery keeps none (no STARTED or result
-            # entries in Redis, and the sender subscribes to no result channel).
-            ignore_result=True,
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
-        )
+        try:
+            tasks.send_task(
+                route.name,
+                args=[str(job.id)],
+                task_id=str(job.id),
+                queue=queue or route.queue,
+                # The job's row holds its state and result: Celery keeps none (no STARTED or result
+                # entries in Redis, and the sender subscribes to no result channel).
+                ignore_result=True,
+                retry=True,
+                retry_policy={
+                    "max_retries": 2,
+                    "interval_start": 0,
+                    "interval_step": 0.2,
+                    "interval_max": 0.5,
+                },
+            )
+        finally:
+            queued.done()
     except Exception as exc:  # kombu raises several connection error types
         log.warning("enqueue failed job=%s org=%s: %s", job.id, job.org_id, exc)
         finish(session, client, job, "failed", error={"message": "the job queue is unavailable"})

@@ -71,6 +71,11 @@ def publish(client: redis.Redis, job: Job) -> None:
     events.publish(client, job.org_id, "job_update", job_event(job))
 
 
+def send_update(client: redis.Redis, job: Job) -> events.Sent:
+    """Like publish, with the reply read later (`done()` on what this returns): see events.send."""
+    return events.send(client, job.org_id, "job_update", job_event(job))
+
+
 def loaded_job(values: dict[str, Any]) -> Job:
     """A detached Job holding `values` as if loaded from its row (attributes not given are expired):
     added to a session it is persistent at once, with nothing to flush and no query made."""
