@@ -33,3 +33,22 @@ def test_a_send_to_a_redis_that_is_away_is_none_and_holds_no_connection():
     sent = events.send(client, 1, "job_update", {"state": "queued"})
     assert sent.done() is None
     assert len(client.connection_pool._in_use_connections) == 0
+
+
+def test_a_send_on_a_connection_the_server_dropped_goes_out_on_a_fresh_one(services):
+    client = redis.Redis.from_url(services.redis_url)
+    org_id = 91_002
+    client.delete(events.stream_key(org_id))
+    client.ping()
+    # The server drops the pooled connection (as a restart would): killed from another client.
+    conn = client.connection_pool.get_connection()
+    conn.send_command("CLIENT", "ID")
+    client_id = conn.read_response()
+    client.connection_pool.release(conn)
+    assert redis.Redis.from_url(services.redis_url).client_kill_filter(_id=client_id) == 1
+    sent = events.send(client, org_id, "job_update", {"state": "queued"})
+    event_id = sent.done()
+    assert event_id is not None
+    assert [e["id"] for e in events.read_since(client, org_id, "0-0")] == [event_id]
+    assert len(client.connection_pool._in_use_connections) == 0
+    client.delete(events.stream_key(org_id))

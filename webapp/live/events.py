@@ -98,11 +98,15 @@ def send(client: redis.Redis, org_id: int, event_type: str, data: dict[str, Any]
     except redis.RedisError as exc:
         log.warning("event not published org=%s type=%s: %s", org_id, event_type, exc)
         return Sent(None, None, org_id, event_type)
-    try:
-        conn.send_command(*args)
-    except redis.RedisError as exc:
-        conn.disconnect()
-        pool.release(conn)
-        log.warning("event not published org=%s type=%s: %s", org_id, event_type, exc)
-        return Sent(None, None, org_id, event_type)
-    return Sent(pool, conn, org_id, event_type)
+    for attempt in (1, 2):
+        try:
+            conn.send_command(*args)
+            return Sent(pool, conn, org_id, event_type)
+        except redis.RedisError as exc:
+            # A connection the server dropped since its last use: once more on a fresh one.
+            conn.disconnect()
+            if attempt == 2 or not isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                pool.release(conn)
+                log.warning("event not published org=%s type=%s: %s", org_id, event_type, exc)
+                break
+    return Sent(None, None, org_id, event_type)
