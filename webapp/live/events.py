@@ -84,9 +84,10 @@ class Sent:
 def send(client: redis.Redis, org_id: int, event_type: str, data: dict[str, Any]) -> Sent:
     """Like publish, but only send the XADD: its reply is read by `done()` on what this returns.
 
-    Whatever the caller then sends to the same Redis, on any connection, Redis runs after this event
-    (its bytes arrived first, and Redis serves what is readable in order before it waits again), so a
-    task sent meanwhile cannot make its worker publish ahead of it, and the two round trips overlap.
+    The event's bytes reach Redis before anything the caller sends after it, on any connection, and
+    Redis runs everything readable before it waits again: so the event is in the stream by the time a
+    task sent meanwhile reaches its worker, which then cannot publish ahead of it, and the two round
+    trips overlap. Events that must follow this one in the stream are published after `done()`.
     """
     fields = _fields(org_id, event_type, data)
     args: list[Any] = ["XADD", stream_key(org_id), "MAXLEN", "~", STREAM_MAXLEN, "*"]
