@@ -36,7 +36,7 @@ from webapp.exports import encoders, records, room, tables, xlsx
 from webapp.exports.progress import Progress
 from webapp.exports.spec import CONTENT_TYPES, MEDIA_TYPES, ExportSpec
 from webapp.infra.db import close_quietly, get_session, session_factory
-from webapp.jobs import lifecycle as job_domain
+from webapp.jobs import submission as job_domain
 from webapp.models import Organization
 from webapp.models.jobs import Export, Job
 from webapp.security import signing

@@ -29,7 +29,7 @@ from webapp.core.timeutil import TimeError, utcnow, zone
 from webapp.exports.room import ExportLimits
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import lifecycle as job_domain
+from webapp.jobs import submission as job_domain
 from webapp.models import ReportSchedule as ScheduleRow
 from webapp.reports import ranges, runs, schedules
 from webapp.reports.schedules import ReportError

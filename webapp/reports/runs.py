@@ -26,7 +26,7 @@ from webapp.core.vocabulary import FINAL_STATES
 from webapp.exports import room
 from webapp.exports.room import ExportLimits, NoRoom
 from webapp.exports.spec import ExportSpec
-from webapp.jobs import lifecycle as jobs
+from webapp.jobs import submission as jobs
 from webapp.models import Job, ReportRun, ReportSchedule, Webhook
 from webapp.reports import ranges
 from webapp.reports.cron import next_run
