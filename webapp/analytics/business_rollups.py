@@ -36,7 +36,7 @@ from webapp.analytics.rollup_sql import (
 )
 from webapp.core.vocabulary import DIMENSIONS
 
-DURATION_METRICS = tuple(m for m in METRICS.values() if m.duration)
+DURATION_METRICS = tuple(m for m in METRICS.values() if m.clocked)
 EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in DURATION_METRICS))
 CHUNK = timedelta(days=7)
 # Any business clock: the statement's SQL is the same for every schedule (bound as :schedule_id).
