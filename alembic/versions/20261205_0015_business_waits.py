@@ -11,12 +11,19 @@ which the next refresh rebuilds to the same numbers.
 The business rollups did not hold these metrics: every schedule's are marked out of date, so reads
 count the raw events (exactly) until beat's business build has rebuilt them with the waits.
 
+analytics_business_values holds, per schedule, each duration measurement's business value (with the
+event's instant and dimensions), built and kept with the business rollups (same hours, same dirty
+marks): an exact percentile on a business clock reads the values instead of counting open hours
+event by event, which made it two to three times slower than the same calendar read.
+
 Revision ID: 0015_business_waits
 Revises: 0008_cost_limits
 Create Date: 2026-12-05 06:00:00
 """
 
 from collections.abc import Sequence
+
+import sqlalchemy as sa
 
 from alembic import op
 
@@ -43,9 +50,42 @@ WHERE e.event_type = 'solved' AND jsonb_typeof(e.detail) = 'object' AND e.detail
 def upgrade() -> None:
     op.execute(SPANS)
     op.execute("DELETE FROM analytics_business_rollups")
+    op.create_table(
+        "analytics_business_values",
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("schedule_id", sa.BigInteger(), nullable=False),
+        sa.Column("metric", sa.String(length=32), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("value", sa.Float(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("priority", sa.String(length=16), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("category", sa.String(length=100), nullable=False),
+        sa.Column("assigned_to", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_analytics_business_values_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["schedule_id"],
+            ["schedules.id"],
+            name=op.f("fk_analytics_business_values_schedule_id_schedules"),
+            ondelete="CASCADE",
+        ),
+    )
+    # Covering: an unfiltered exact read is an index-only scan of (instant, value).
+    op.create_index(
+        "ix_analytics_business_values_read",
+        "analytics_business_values",
+        ["org_id", "schedule_id", "metric", "occurred_at"],
+        postgresql_include=["value"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("analytics_business_values")
     op.execute(
         "UPDATE ticket_events SET detail = detail - 'spans'"
         " WHERE event_type = 'solved' AND jsonb_typeof(detail) = 'object' AND detail ? 'spans'"

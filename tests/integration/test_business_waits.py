@@ -452,9 +452,9 @@ def test_time_in_status_on_the_business_clock(world: World):
 
 
 def _measure(
-    session: Session, org_id: int, metric: str, schedule_id: int, **options: Any
+    session: Session, org_id: int, metric: str, schedule_id: int, percentiles: tuple[int, ...] = ()
 ) -> tuple[dict[str, Any], str]:
-    with queries.reading(ReadOptions(**options)) as provenance:
+    with queries.reading(ReadOptions()) as provenance:
         stats = queries.measure(
             session,
             org_id=org_id,
@@ -462,12 +462,17 @@ def _measure(
             start=datetime(2026, 2, 1, tzinfo=UTC),
             end=datetime(2026, 12, 1, tzinfo=UTC),
             filters={},
+            percentiles=percentiles,
             clock=Clock(schedule_id),
         )
     return stats, provenance.source
 
 
-def _check(session: Session, org_id: int, schedule_id: int, waits: list[Wait], source: str) -> None:
+def _check(
+    session: Session, org_id: int, schedule_id: int, waits: list[Wait], source: str, exact: str | None = None
+) -> None:
+    """Count, avg and max from rollups (`source`); and exact percentiles from the stored business
+    values (`exact`: where they came from, by default `source` too)."""
     for metric in METRICS:
         expected = [w.hours for w in waits if w.metric == metric]
         stats, answered = _measure(session, org_id, metric, schedule_id)
@@ -477,6 +482,12 @@ def _check(session: Session, org_id: int, schedule_id: int, waits: list[Wait], s
         assert answered == source, metric
         _close(stats["avg"], float(np.mean(expected)), metric)
         _close(stats["max"], max(expected), metric)
+        stats, answered = _measure(session, org_id, metric, schedule_id, (50, 95))
+        assert answered == (exact or source), metric
+        assert stats["count"] == len(expected), metric
+        _close(stats["avg"], float(np.mean(expected)), metric)
+        for p in (50, 95):
+            _close(stats[f"p{p}"], float(np.percentile(expected, p)), f"{metric} p{p}")
 
 
 def test_business_rollups_stay_exact_after_writes_imports_and_schedule_changes(
@@ -512,6 +523,8 @@ def test_business_rollups_stay_exact_after_writes_imports_and_schedule_changes(
             change_status(db_session, org, ticket, before, status, at)
             model.history.append((at, status))
     db_session.commit()
+    # Before any refresh: the hours the writes marked are counted from raw events in the same read.
+    _check(db_session, tenant.org_id, schedule["id"], waits_of(models), "mixed")
     assert rollups.refresh(db_session, org_id=tenant.org_id) is not None
     db_session.commit()
     _check(db_session, tenant.org_id, schedule["id"], waits_of(models), "rollup")
