@@ -193,12 +193,15 @@ def run(tickets: int, runs: int) -> dict[str, Any]:
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE analytics_metrics")
             conn.execute("VACUUM ANALYZE analytics_business_metrics")
+            conn.execute("VACUUM ANALYZE analytics_business_values")
         with Session(engine) as session:
             rows = session.execute(
                 text(
                     "SELECT (SELECT count(*) FROM analytics_metrics) AS calendar,"
                     " (SELECT count(*) FROM analytics_business_metrics) AS business,"
-                    " pg_total_relation_size('analytics_business_metrics') AS business_bytes"
+                    " pg_total_relation_size('analytics_business_metrics') AS business_bytes,"
+                    " (SELECT count(*) FROM analytics_business_values) AS values,"
+                    " pg_total_relation_size('analytics_business_values') AS values_bytes"
                 )
             ).one()
             reads = _reads(session, org_id, Clock(schedule_id), now, runs)
@@ -213,6 +216,8 @@ def run(tickets: int, runs: int) -> dict[str, Any]:
             "business_rollup_rows": int(rows.business),
             "business_rows_written": written,
             "business_rollup_bytes": int(rows.business_bytes),
+            "business_values": int(rows.values),
+            "business_values_bytes": int(rows.values_bytes),
             "reads_ms": reads,
         }
     finally:
@@ -255,6 +260,8 @@ def main() -> None:
             "calendar rows",
             "business rows",
             "business MB",
+            "values",
+            "values MB",
         ],
         [
             [
@@ -266,6 +273,8 @@ def main() -> None:
                 result["calendar_rollup_rows"],
                 result["business_rollup_rows"],
                 result["business_rollup_bytes"] / 2**20,
+                result["business_values"],
+                result["business_values_bytes"] / 2**20,
             ]
         ],
     )
