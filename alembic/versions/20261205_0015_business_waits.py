@@ -17,7 +17,7 @@ marks): an exact percentile on a business clock reads the values instead of coun
 event by event, which made it two to three times slower than the same calendar read.
 
 Revision ID: 0015_business_waits
-Revises: 0008_cost_limits
+Revises: 0016_job_claim
 Create Date: 2026-12-05 06:00:00
 """
 
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_business_waits"
-down_revision: str | None = "0008_cost_limits"
+down_revision: str | None = "0016_job_claim"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -42,7 +42,7 @@ def database_url(services):
 
 
 def test_solves_get_their_spans_and_lose_them_on_downgrade(database_url):
-    upgrade(database_url, "0008_cost_limits")
+    upgrade(database_url, "0016_job_claim")
     plain = database_url.replace("+psycopg", "")
     with psycopg.connect(plain, autocommit=True) as conn:
         org = conn.execute(
@@ -79,7 +79,7 @@ def test_solves_get_their_spans_and_lose_them_on_downgrade(database_url):
             assert detail == {**time_in_statuses(HISTORY, solve), "spans": unsolved_spans(HISTORY, solve)}
         assert len(details[1]["spans"]) == 4
 
-    downgrade(database_url, "0008_cost_limits")
+    downgrade(database_url, "0016_job_claim")
     with psycopg.connect(plain, autocommit=True) as conn:
         rows = conn.execute("SELECT occurred_at, detail FROM ticket_events ORDER BY occurred_at").fetchall()
         assert [(at, detail) for at, detail in rows] == [(s, time_in_statuses(HISTORY, s)) for s in SOLVES]
