@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import sketch
+from webapp.analytics import business_values, sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.cells import Cell, CellKey, read_cells
 from webapp.analytics.clock import CALENDAR, Clock, bind
@@ -336,14 +336,14 @@ def aggregate(
     bounds = buckets.bounds if buckets is not None else None
     wants_percentiles = bool(percentiles) and not definition.is_count
     if wants_percentiles and options.approximate_above is None:
-        return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+        return _exact(session, definition, buckets=buckets, percentiles=percentiles, **window)
     # One read brings counts and sketches together: the counts choose exact or sketches afterwards.
     cells, sources = read_cells(session, definition, bounds=bounds, sketches=wants_percentiles, **window)
     if wants_percentiles:
         measured = sum(cell.count for cell in cells.values())
         assert options.approximate_above is not None
         if measured <= options.approximate_above:
-            return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+            return _exact(session, definition, buckets=buckets, percentiles=percentiles, **window)
         _note(approximate=True)
     if sources:
         _note(rollup=True in sources, raw=False in sources)
@@ -362,6 +362,19 @@ def aggregate(
                 stats.update({f"p{p}": v for p, v in zip(percentiles, values, strict=True)})
         out[key] = stats
     return out
+
+
+def _exact(
+    session: Session, definition: Metric, *, clock: Clock, **window: Any
+) -> dict[CellKey, dict[str, Any]]:
+    """Exact percentiles: on a business clock from the stored business values where they hold (and raw
+    events elsewhere), else from raw events."""
+    clock = clock.for_metric(definition)
+    if not clock.business:
+        return _raw_aggregate(session, definition, clock=clock, **window)
+    cells, sources = business_values.exact_aggregate(session, definition, clock, **window)
+    _note(rollup=True in sources, raw=False in sources or not sources)
+    return cells
 
 
 def _raw_aggregate(

@@ -188,7 +188,11 @@ def facts_of(session: Session, ticket: Ticket) -> Facts:
 def event_key(values: Any) -> tuple[Any, ...]:
     """What tells two derived events apart (values rounded, detail in key order), for comparing."""
     detail = values.get("detail")
-    rounded = {k: round(float(v), 9) for k, v in detail.items()} if isinstance(detail, dict) else detail
+    rounded = (
+        {k: v if isinstance(v, list) else round(float(v), 9) for k, v in detail.items()}
+        if isinstance(detail, dict)
+        else detail
+    )
     value = values.get("value")
     return (
         values["event_type"],

@@ -2,7 +2,8 @@
 
 The same definitions as tickets.history, set-wise over a range of ticket ids: the history is the
 status each created, status_changed and resolved event carries (repeats dropped); backlog steps and
-solves follow from it; next replies from the public replies; the rated event from the rating.
+solves follow from it (each solve with its spans in unsolved statuses); next replies from the public
+replies; the rated event from the rating.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ _STATUS_AT = """coalesce(
      ORDER BY s.n DESC LIMIT 1),
     (SELECT s.status FROM seed_spans s WHERE s.ticket_id = {ticket} AND s.n = 1))"""
 
+# An instant as microseconds since the Unix epoch (the solve's spans, as tickets.history writes them).
+_US = "CAST(round(extract(epoch FROM {at}) * 1000000) AS bigint)"
+
 BACKLOG = f"""
 {_INSERT}
 SELECT s.org_id, s.ticket_id, 'backlog', step.at, s.status, {_DIMENSIONS}, step.delta, NULL
@@ -64,9 +68,14 @@ SELECT x.org_id, x.ticket_id, 'solved', x.starts, x.status, {_DIMENSIONS},
            (SELECT count(*) FROM ticket_replies r WHERE r.ticket_id = x.ticket_id AND r.author = 'agent'
               AND r.public AND r.at <= x.starts),
            CASE WHEN t.first_response_at <= x.starts THEN 1 ELSE 0 END) <= 1 THEN 100.0 ELSE 0.0 END,
-       jsonb_build_object('open', x.open_h, 'pending', x.pending_h, 'on_hold', x.on_hold_h)
+       jsonb_build_object('open', x.open_h, 'pending', x.pending_h, 'on_hold', x.on_hold_h, 'spans',
+           (SELECT coalesce(jsonb_agg(el ORDER BY i), '[]'::jsonb)
+            FROM jsonb_array_elements(x.spans) WITH ORDINALITY AS a(el, i)
+            WHERE CAST(el->>1 AS bigint) < {_US.format(at="x.starts")}))
 FROM (
     SELECT s.org_id, s.ticket_id, s.status, s.starts, s.before,
+           jsonb_agg(jsonb_build_array(s.status, {_US.format(at="s.starts")}, {_US.format(at="s.ends")}))
+               FILTER (WHERE s.status IN ('open', 'pending', 'on_hold')) OVER w AS spans,
            coalesce(sum(extract(epoch FROM s.ends - s.starts) / 3600.0) FILTER (WHERE s.status = 'open')
                OVER w, 0) AS open_h,
            coalesce(sum(extract(epoch FROM s.ends - s.starts) / 3600.0) FILTER (WHERE s.status = 'pending')
