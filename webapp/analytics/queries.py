@@ -98,6 +98,11 @@ def note_rollup() -> None:
     _note(rollup=True)
 
 
+def note_approximate() -> None:
+    """Record that the current reading's percentiles came (in part) from sketches."""
+    _note(approximate=True)
+
+
 def rollups_allowed() -> bool:
     """Whether the current reading may answer from rollups (not when exact answers were asked for)."""
     return _options.get().rollups
