@@ -88,15 +88,28 @@ EDGES = (
     " AND (m.at < :d0_at OR m.at >= :d1_at OR (:partial AND m.next_day = :d1)))"
     " OR (m.ratings = 1 AND ((m.at >= :start AND m.at < :d0_at) OR (m.at >= :d1_at AND m.at < :end)))"
 )
-SOLVE_SCOPE = (
-    "AND e.ticket_id IN (SELECT x.ticket_id FROM ticket_events x WHERE x.org_id = :org_id"
-    " AND x.event_type = 'solved' AND ((x.occurred_at >= :start AND x.occurred_at < :d0_at)"
-    " OR (x.occurred_at >= :d1_at AND x.occurred_at < :tail_end)))"
+# The tickets solved in the head or on the tail's day: their solves (all of them, for the next one).
+EDGE_TICKETS = (
+    "SELECT DISTINCT ticket_id FROM ticket_events WHERE org_id = :org_id AND event_type = 'solved'"
+    " AND ((occurred_at >= :start AND occurred_at < :d0_at)"
+    " OR (occurred_at >= :d1_at AND occurred_at < :tail_end))"
 )
+SOLVE_SCOPE = "AND e.ticket_id = ANY(CAST(:edge_tickets AS bigint[]))"
 RATING_SCOPE = (
     "AND ((e.occurred_at >= :start AND e.occurred_at < :d0_at)"
     " OR (e.occurred_at >= :d1_at AND e.occurred_at < :end))"
 )
+
+
+def _edges(session: Session, params: dict[str, Any], cut: Split, start: datetime) -> Any:
+    """The raw part of the answer: measures of the head, the tail and whole-day solves whose next
+    solve is on the tail's day at or after the end. None to read for a range of whole days."""
+    if cut.d0_at == start and not cut.partial:
+        return []
+    tickets = list(session.scalars(text(EDGE_TICKETS), params))
+    queries.note_raw()
+    edges = f"WITH {measures_sql(SOLVE_SCOPE, RATING_SCOPE)}{EDGES}"
+    return session.execute(text(edges), {**params, "edge_tickets": tickets})
 
 
 def agents(
@@ -151,8 +164,7 @@ def agents(
         for c in COUNTERS:
             totals[row.agent][c] += int(row._mapping[c])
     edge_values: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
-    edges = f"WITH {measures_sql(SOLVE_SCOPE, RATING_SCOPE)}{EDGES}"
-    for row in session.execute(text(edges), params):
+    for row in _edges(session, params, cut, start):
         for c in COUNTERS:
             totals[row.agent][c] += int(row._mapping[c])
         if row.first_h is not None:
@@ -178,21 +190,25 @@ def agents(
         )
     }
     out = []
-    for agent in chosen:
+
+    def groups(side: int) -> list[list[bytes | None]]:
+        values = [edge_values[agent][side] for agent in chosen]
+        return [
+            [blobs.get(agent, (None, None))[side], sketch.from_values(v) if v else None]
+            for agent, v in zip(chosen, values, strict=True)
+        ]
+
+    first_p50 = sketch.quantiles_of_groups(groups(0), 0.5)
+    resolution_p50 = sketch.quantiles_of_groups(groups(1), 0.5)
+    for i, agent in enumerate(chosen):
         t = totals[agent]
-        first_blob, resolution_blob = blobs.get(agent, (None, None))
-        firsts, resolutions = edge_values[agent]
-        first_p50 = sketch.quantiles([first_blob, sketch.from_values(firsts) if firsts else None], [0.5])[0]
-        resolution_p50 = sketch.quantiles(
-            [resolution_blob, sketch.from_values(resolutions) if resolutions else None], [0.5]
-        )[0]
         solved = t["solved"]
         out.append(
             {
                 "agent": agent,
                 "solved": solved,
-                "first_reply_p50": first_p50,
-                "resolution_p50": resolution_p50,
+                "first_reply_p50": first_p50[i],
+                "resolution_p50": resolution_p50[i],
                 "sla_compliance_pct": 100 * t["achieved"] / (2 * solved),
                 "csat_pct": 100 * t["good"] / t["ratings"] if t["ratings"] else None,
                 "one_touch_pct": 100 * t["one_touch"] / solved,
