@@ -94,7 +94,9 @@ EDGE_TICKETS = (
     " AND ((occurred_at >= :start AND occurred_at < :d0_at)"
     " OR (occurred_at >= :d1_at AND occurred_at < :tail_end))"
 )
-SOLVE_SCOPE = "AND e.ticket_id = ANY(CAST(:edge_tickets AS bigint[]))"
+# Every event of those tickets, then their solves: OFFSET 0 keeps the planner from intersecting the
+# ticket lookup with the organization's whole (org_id, event_type) index range.
+EDGE_EVENTS = "(SELECT * FROM ticket_events WHERE ticket_id = ANY(CAST(:edge_tickets AS bigint[])) OFFSET 0)"
 RATING_SCOPE = (
     "AND ((e.occurred_at >= :start AND e.occurred_at < :d0_at)"
     " OR (e.occurred_at >= :d1_at AND e.occurred_at < :end))"
@@ -108,7 +110,7 @@ def _edges(session: Session, params: dict[str, Any], cut: Split, start: datetime
         return []
     tickets = list(session.scalars(text(EDGE_TICKETS), params))
     queries.note_raw()
-    edges = f"WITH {measures_sql(SOLVE_SCOPE, RATING_SCOPE)}{EDGES}"
+    edges = f"WITH {measures_sql('', RATING_SCOPE, EDGE_EVENTS)}{EDGES}"
     return session.execute(text(edges), {**params, "edge_tickets": tickets})
 
 

@@ -61,10 +61,11 @@ class State:
     targets: dict[str, dict[str, float]]
 
 
-def measures_sql(solve_scope: str, rating_scope: str) -> str:
-    """CTEs ending in `measures`: one row per solve (`solve_scope` limits the solved events e) and
-    per rating (`rating_scope`), with its agent, local day, next solve (at, next_at, next_day) and
-    the values it adds. Shared by every writer, the rebuild and the report's raw edges."""
+def measures_sql(solve_scope: str, rating_scope: str, events: str = "ticket_events") -> str:
+    """CTEs ending in `measures`: one row per solve (`solve_scope` limits the solved events e, read
+    from `events`) and per rating (`rating_scope`), with its agent, local day, next solve (at,
+    next_at, next_day) and the values it adds. Shared by every writer, the rebuild and the report's
+    raw edges."""
     first_h = "extract(epoch FROM t.first_response_at - t.created_at) / 3600.0"
     resolution_h = "extract(epoch FROM s.at - t.created_at) / 3600.0"
     return (
@@ -74,7 +75,7 @@ def measures_sql(solve_scope: str, rating_scope: str) -> str:
         " solves AS (SELECT e.ticket_id, e.assigned_to AS agent, e.occurred_at AS at,"
         " e.value > 0 AS one_touch,"
         " lead(e.occurred_at) OVER (PARTITION BY e.ticket_id, e.assigned_to ORDER BY e.occurred_at, e.id)"
-        " AS next_at FROM ticket_events e WHERE e.org_id = :org_id AND e.event_type = 'solved'"
+        f" AS next_at FROM {events} e WHERE e.org_id = :org_id AND e.event_type = 'solved'"
         f" AND e.assigned_to IS NOT NULL {solve_scope}),"
         " measures AS (SELECT s.agent, s.at, s.next_at, CAST(s.at AT TIME ZONE :tz AS date) AS day,"
         " coalesce(CAST(s.next_at AT TIME ZONE :tz AS date), CAST(:never AS date)) AS next_day,"
