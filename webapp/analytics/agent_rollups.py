@@ -141,12 +141,13 @@ def _merged(column: str) -> str:
     )
 
 
-def apply_sql(solve_scope: str, rating_scope: str) -> str:
-    """One statement: add :sign times the contributions of the scoped solves and ratings to the rows."""
+def apply_sql(solve_scope: str, rating_scope: str, events: str = "ticket_events") -> str:
+    """One statement: add :sign times the contributions of the scoped solves (of `events`) and
+    ratings to the rows."""
     counters = ", ".join(f"sum({c}) * :sign AS {c}" for c in COUNTERS)
     cell = "grain, bucket, next_day, agent"
     return (
-        f"WITH {measures_sql(solve_scope, rating_scope)},"
+        f"WITH {measures_sql(solve_scope, rating_scope, events)},"
         " expanded AS (SELECT g.grain, CASE WHEN g.grain = 1 THEN m.day"
         " ELSE CAST(date_trunc('month', m.day) AS date) END AS bucket, m.*"
         " FROM measures m CROSS JOIN (VALUES (1), (2)) AS g(grain)),"
@@ -182,28 +183,38 @@ def current_state(org: Organization) -> State:
     return State(org.timezone, targets_for(org.sla_targets))
 
 
-def _apply_tickets(session: Session, org_id: int, scope: str, params: dict[str, Any], sign: int) -> None:
+# One ticket's events, read by ticket id alone (OFFSET 0: never intersected with the organization's
+# whole range of solves in the (org_id, event_type, occurred_at) index).
+ONE_TICKET = "(SELECT * FROM ticket_events WHERE ticket_id = :ticket_id OFFSET 0)"
+
+
+def _apply_tickets(session: Session, org_id: int, statement: str, params: dict[str, Any], sign: int) -> None:
     lock(session, org_id, shared=True)
     state = state_of(session, org_id)
     if state is None:  # never built: reads go raw until a rebuild, which reads every event
         return
-    session.execute(text(apply_sql(scope, scope)), {**params_of(org_id, state), **params, "sign": sign})
+    session.execute(text(statement), {**params_of(org_id, state), **params, "sign": sign})
+
+
+def _one_ticket_sql() -> str:
+    return apply_sql("", "AND e.ticket_id = :ticket_id", ONE_TICKET)
 
 
 def forget_ticket(session: Session, org_id: int, ticket_id: int) -> None:
     """Subtract the ticket's contributions as stored now (before a write changes the ticket)."""
-    _apply_tickets(session, org_id, "AND e.ticket_id = :ticket_id", {"ticket_id": ticket_id}, -1)
+    _apply_tickets(session, org_id, _one_ticket_sql(), {"ticket_id": ticket_id}, -1)
 
 
 def add_ticket(session: Session, org_id: int, ticket_id: int) -> None:
     """Add the ticket's contributions as stored now (after the write, its derived events written)."""
     session.flush()
-    _apply_tickets(session, org_id, "AND e.ticket_id = :ticket_id", {"ticket_id": ticket_id}, 1)
+    _apply_tickets(session, org_id, _one_ticket_sql(), {"ticket_id": ticket_id}, 1)
 
 
 def add_tickets(session: Session, org_id: int, tickets: str) -> None:
     """Add the contributions of the new tickets listed (column id) in the caller's table `tickets`."""
-    _apply_tickets(session, org_id, f"AND e.ticket_id IN (SELECT id FROM {tickets})", {}, 1)
+    scope = f"AND e.ticket_id IN (SELECT id FROM {tickets})"
+    _apply_tickets(session, org_id, apply_sql(scope, scope), {}, 1)
 
 
 def rebuild(session: Session, org: Organization) -> int:
