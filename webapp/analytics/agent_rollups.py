@@ -15,14 +15,17 @@ in [start, end) exactly when its next solve is at or after `end`: for a range of
 that is next_day >= the end's date, so summing the rows of the range's buckets with that condition
 counts each ticket once (agent_report does that, and reads the edges of other ranges raw).
 
-Writers keep the rows current in their own transaction, with one statement that adds or subtracts a
-set of tickets' contributions (`apply`): a single-ticket write subtracts the ticket's contributions
-before it changes anything (`forget_ticket`) and adds them back after its derived events are
-written (`add_ticket`); an import adds its new tickets (`add_tickets`). Sketches get (key, -1)
-pairs to subtract, which sketch.merge sums like any other pair; a row's sketch is folded (repeated
-keys summed, zero counts dropped) once it grows past FOLD_BYTES. A rebuild (`rebuild`) replaces an
-organization's rows from raw events and records the zone and SLA targets it used in
-agent_rollup_state; writers and reads use the rows only while that state is the organization's.
+Writers keep the rows current in their own transaction: a single-ticket write reads the ticket's
+contributions before it changes anything (`forget_ticket`) and again after its derived events are
+written (`add_ticket`), and upserts the difference in one statement, rows in primary-key order, so
+two writers never wait on each other's rows in opposite orders; a write that moved nothing writes
+nothing. An import adds its new tickets' contributions in one statement (`add_tickets`). Sketches
+get (key, -1) pairs to subtract, which sketch.merge sums like any other pair; a row's sketch is
+folded (repeated keys summed, zero counts dropped) once it grows past FOLD_BYTES.
+
+A rebuild (`rebuild`) replaces an organization's rows from raw events and records the zone and SLA
+targets it used in agent_rollup_state; writers and reads use the rows only while that state is the
+organization's.
 
 Writers take the organization's agent-rollup lock shared, a rebuild takes it exclusive, so a
 rebuild never replaces rows from a snapshot that misses a delta a writer already applied to them.
@@ -141,9 +144,9 @@ def _merged(column: str) -> str:
     )
 
 
-def apply_sql(solve_scope: str, rating_scope: str, events: str = "ticket_events") -> str:
-    """One statement: add :sign times the contributions of the scoped solves (of `events`) and
-    ratings to the rows."""
+def cells_sql(solve_scope: str, rating_scope: str, events: str = "ticket_events") -> str:
+    """The cells (grain, bucket, next_day, agent, counters, first and resolution sketches) of the
+    scoped solves (of `events`) and ratings, times :sign."""
     counters = ", ".join(f"sum({c}) * :sign AS {c}" for c in COUNTERS)
     cell = "grain, bucket, next_day, agent"
     return (
@@ -152,16 +155,34 @@ def apply_sql(solve_scope: str, rating_scope: str, events: str = "ticket_events"
         " ELSE CAST(date_trunc('month', m.day) AS date) END AS bucket, m.*"
         " FROM measures m CROSS JOIN (VALUES (1), (2)) AS g(grain)),"
         f" counted AS (SELECT {cell}, {counters} FROM expanded GROUP BY {cell})"
-        f" INSERT INTO agent_rollups AS a (org_id, {cell}, {', '.join(COUNTERS)},"
-        " first_sketch, resolution_sketch)"
-        f" SELECT :org_id, c.grain, c.bucket, c.next_day, c.agent, {', '.join('c.' + x for x in COUNTERS)},"
-        " f.blob, r.blob FROM counted c"
+        f" SELECT c.grain, c.bucket, c.next_day, c.agent, {', '.join('c.' + x for x in COUNTERS)},"
+        " f.blob AS first_sketch, r.blob AS resolution_sketch FROM counted c"
         f" LEFT JOIN {_sketch_sql('first_h')} f USING ({cell})"
         f" LEFT JOIN {_sketch_sql('resolution_h')} r USING ({cell})"
-        " ON CONFLICT (org_id, grain, bucket, agent, next_day) DO UPDATE SET "
-        + ", ".join(f"{c} = a.{c} + EXCLUDED.{c}" for c in COUNTERS)
-        + f", {_merged('first_sketch')}, {_merged('resolution_sketch')}"
     )
+
+
+COLUMNS = ("grain", "bucket", "next_day", "agent", *COUNTERS, "first_sketch", "resolution_sketch")
+# Rows are upserted in the order of the primary key, so two writers lock shared rows in one order.
+UPSERT = (
+    f"INSERT INTO agent_rollups AS a (org_id, {', '.join(COLUMNS)}) SELECT :org_id, {', '.join(COLUMNS)}"
+    " FROM ({cells}) AS cells ORDER BY grain, bucket, agent, next_day"
+    " ON CONFLICT (org_id, grain, bucket, agent, next_day) DO UPDATE SET "
+    + ", ".join(f"{c} = a.{c} + EXCLUDED.{c}" for c in COUNTERS)
+    + f", {_merged('first_sketch')}, {_merged('resolution_sketch')}"
+)
+TYPES = ("smallint", "date", "date", "text", *(["bigint"] * len(COUNTERS)), "bytea", "bytea")
+# The cells of a delta computed in Python, one array per column.
+DELTA = (
+    "SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(COLUMNS, TYPES, strict=True))
+    + f") AS d({', '.join(COLUMNS)})"
+)
+
+
+def apply_sql(solve_scope: str, rating_scope: str, events: str = "ticket_events") -> str:
+    """One statement: add :sign times the contributions of the scoped solves and ratings to the rows."""
+    return UPSERT.replace("{cells}", cells_sql(solve_scope, rating_scope, events))
 
 
 def lock(session: Session, org_id: int, *, shared: bool) -> None:
@@ -186,35 +207,63 @@ def current_state(org: Organization) -> State:
 # One ticket's events, read by ticket id alone (OFFSET 0: never intersected with the organization's
 # whole range of solves in the (org_id, event_type, occurred_at) index).
 ONE_TICKET = "(SELECT * FROM ticket_events WHERE ticket_id = :ticket_id OFFSET 0)"
+ONE_TICKET_CELLS = cells_sql("", "AND e.ticket_id = :ticket_id", ONE_TICKET)
+# session.info key: per (org_id, ticket_id), the state and the cells a write started from (signed -1).
+PENDING = "agent_rollups.pending"
+Cells = dict[tuple[Any, ...], Any]
 
 
-def _apply_tickets(session: Session, org_id: int, statement: str, params: dict[str, Any], sign: int) -> None:
+def _locked_state(session: Session, org_id: int) -> State | None:
     lock(session, org_id, shared=True)
-    state = state_of(session, org_id)
-    if state is None:  # never built: reads go raw until a rebuild, which reads every event
-        return
-    session.execute(text(statement), {**params_of(org_id, state), **params, "sign": sign})
+    return state_of(session, org_id)
 
 
-def _one_ticket_sql() -> str:
-    return apply_sql("", "AND e.ticket_id = :ticket_id", ONE_TICKET)
+def _ticket_cells(session: Session, org_id: int, state: State, ticket_id: int, sign: int) -> Cells:
+    params = {**params_of(org_id, state), "ticket_id": ticket_id, "sign": sign}
+    return {tuple(row[:4]): row for row in session.execute(text(ONE_TICKET_CELLS), params)}
 
 
 def forget_ticket(session: Session, org_id: int, ticket_id: int) -> None:
-    """Subtract the ticket's contributions as stored now (before a write changes the ticket)."""
-    _apply_tickets(session, org_id, _one_ticket_sql(), {"ticket_id": ticket_id}, -1)
+    """Note the ticket's contributions as stored now, before a write changes the ticket (add_ticket
+    applies the difference). Nothing is written yet: each write upserts rows in one statement."""
+    state = _locked_state(session, org_id)
+    pending = session.info.setdefault(PENDING, {})
+    if state is None:  # never built: reads go raw until a rebuild, which reads every event
+        pending.pop((org_id, ticket_id), None)
+        return
+    pending[(org_id, ticket_id)] = (state, _ticket_cells(session, org_id, state, ticket_id, -1))
 
 
 def add_ticket(session: Session, org_id: int, ticket_id: int) -> None:
-    """Add the ticket's contributions as stored now (after the write, its derived events written)."""
+    """Apply the difference the write made to the ticket's contributions (all of them for a new one)."""
     session.flush()
-    _apply_tickets(session, org_id, _one_ticket_sql(), {"ticket_id": ticket_id}, 1)
+    noted = session.info.get(PENDING, {}).pop((org_id, ticket_id), None)
+    state, before = noted if noted is not None else (_locked_state(session, org_id), {})
+    if state is None:
+        return
+    after = _ticket_cells(session, org_id, state, ticket_id, 1)
+    columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    for key in sorted(before.keys() | after.keys(), key=lambda k: (k[0], k[1], k[3], k[2])):
+        old, new = before.get(key), after.get(key)
+        counters = [sum(int(row._mapping[c]) for row in (old, new) if row is not None) for c in COUNTERS]
+        sketches = []
+        for name in ("first_sketch", "resolution_sketch"):
+            keys, counts = sketch.merge([row._mapping[name] for row in (old, new) if row is not None])
+            sketches.append(sketch.encode(keys, counts) if len(keys) else None)
+        if any(counters) or any(sketches):
+            for column, value in zip(COLUMNS, (*key, *counters, *sketches), strict=True):
+                columns[column].append(value)
+    if columns["grain"]:
+        session.execute(text(UPSERT.replace("{cells}", DELTA)), {"org_id": org_id, **columns})
 
 
 def add_tickets(session: Session, org_id: int, tickets: str) -> None:
     """Add the contributions of the new tickets listed (column id) in the caller's table `tickets`."""
+    state = _locked_state(session, org_id)
+    if state is None:
+        return
     scope = f"AND e.ticket_id IN (SELECT id FROM {tickets})"
-    _apply_tickets(session, org_id, apply_sql(scope, scope), {}, 1)
+    session.execute(text(apply_sql(scope, scope)), {**params_of(org_id, state), "sign": 1})
 
 
 def rebuild(session: Session, org: Organization) -> int:

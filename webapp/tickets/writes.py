@@ -72,7 +72,7 @@ def update_ticket(
     each event carries the dimensions the ticket had once its own change was made.
     """
     now = now or utcnow()
-    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # added back once changed
+    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # see _recounted
     for name in TIME_FIELDS:
         if name in fields and fields[name] is None:
             # A creation, first response or resolution happened; reopening is a status change.
@@ -108,7 +108,7 @@ def add_reply(
     A reply changes no status; its derived events (next replies, one-touch solves) are derived again.
     """
     now = now or utcnow()
-    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # added back once changed
+    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # see _recounted
     at = (
         checked_instant(org, fields["at"], "at", now)
         if fields.get("at") is not None
@@ -138,7 +138,7 @@ def set_rating(
 ) -> tuple[TicketRating, Change]:
     """Rate the ticket; the rating with the latest `at` stands (an older one given later changes nothing)."""
     now = now or utcnow()
-    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # added back once changed
+    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # see _recounted
     at = (
         checked_instant(org, fields["at"], "at", now)
         if fields.get("at") is not None
@@ -158,8 +158,8 @@ def set_rating(
 
 
 def _recounted(session: Session, change: Change) -> Change:
-    """Add the changed ticket's contributions to the agent rollups (update, reply and rating writes
-    subtracted them before changing anything: agent_rollups.forget_ticket)."""
+    """Bring the agent rollups up to the changed ticket: the difference from its contributions as
+    update, reply and rating writes noted them before changing anything (agent_rollups.forget_ticket)."""
     agent_rollups.add_ticket(session, change.ticket.org_id, change.ticket.id)
     return change
 
