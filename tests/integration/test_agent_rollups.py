@@ -11,12 +11,15 @@ replaced) and through an import; the maintained rows must then also equal a rebu
 from __future__ import annotations
 
 import random
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
+from tests.conftest import Api
 from tests.integration.test_support_metrics import (
     AGENTS,
     FIRST_DAY,
@@ -191,3 +194,52 @@ def test_the_api_answers_from_rollups_when_measurements_are_many(make_tenant, db
     db_session.commit()
     assert org.id not in agent_rollups.stale_orgs(db_session)
     _compare(db_session, org, _local(0), _local(15))
+
+
+def test_concurrent_writes_of_one_agents_tickets_keep_the_rows_exact(live_app, make_live_tenant):
+    """Eight writers solving, reopening, reassigning and rating tickets of the same agents in the same
+    month at once: none fails (no deadlock on shared rows), and the rows equal a rebuild."""
+    tenant = make_live_tenant("Agents concurrent")
+    token = tenant.users["agent"]["token"]
+    tickets = [
+        tenant.agent.post("/api/v1/tickets", json={"subject": f"t{i}", "assigned_to": "ana"}).get_json()["id"]
+        for i in range(16)
+    ]
+    engine = live_app.extensions["db_engine"]
+    with Session(engine) as session:
+        org = session.get(Organization, tenant.org_id)
+        agent_rollups.rebuild(session, org)
+        session.commit()
+    codes: list[int] = []
+    guard = threading.Lock()
+
+    def work(worker: int) -> None:
+        api = Api(live_app.test_client(), token)
+        rng = random.Random(worker)
+        for n in range(12):
+            ticket = tickets[rng.randrange(len(tickets))]
+            change: dict[str, Any] = {"status": ("resolved", "open", "closed", "pending")[(worker + n) % 4]}
+            if rng.random() < 0.3:
+                change["assigned_to"] = rng.choice(("ana", "ben"))
+            answers = [api.patch(f"/api/v1/tickets/{ticket}", json=change)]
+            if rng.random() < 0.3:
+                answers.append(
+                    api.put(f"/api/v1/tickets/{ticket}/satisfaction", json={"rating": rng.randint(1, 5)})
+                )
+            with guard:
+                codes.extend(a.status_code for a in answers)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(codes) <= {200, 409, 422}, sorted(set(codes))
+    assert 200 in codes
+    with Session(engine) as session:
+        maintained = _rows(session, tenant.org_id)
+        assert maintained
+        org = session.get(Organization, tenant.org_id)
+        agent_rollups.rebuild(session, org)
+        session.commit()
+        assert _rows(session, tenant.org_id) == maintained
