@@ -19,7 +19,7 @@ run: install  ## web, worker and beat with demo data (embedded PostgreSQL and Re
 	$(BIN)/python -m devstack run
 
 test: install lint browser  ## lint, then the whole suite against real PostgreSQL, Redis and a Celery worker
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 browser:  ## Debian's Chromium for tests/browser, installed when missing (Playwright's own download is not used)
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }

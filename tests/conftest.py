@@ -3,6 +3,8 @@ clients with tokens of fresh organizations, and a real Celery worker for job tes
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import secrets
 import shutil
@@ -20,7 +22,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from webapp import config, create_app
@@ -31,8 +33,11 @@ from webapp.security.passwords import hash_password
 from webapp.security.tokens import access_token_for
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_INSTANCE = ROOT / "instance" / "test"
+# Each pytest-xdist worker (`make test` runs two) has servers, a Celery worker, logs and files of its own.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+TEST_INSTANCE = ROOT / "instance" / (f"test-{_XDIST_WORKER}" if _XDIST_WORKER else "test")
 JWT_SECRET = secrets.token_urlsafe(48)
+PASSWORD = "s3cret-pass"
 
 
 @dataclass
@@ -208,6 +213,13 @@ class Tenant:
         return self.apis["viewer"]
 
 
+@functools.cache
+def _password_hash() -> str:
+    """The stored form of every test user's password: hashed once (a scrypt hash costs a tenth of a
+    second of CPU, three users a tenant), a real hash that signing in checks as any other."""
+    return hash_password(PASSWORD)
+
+
 def _make_tenant(flask_app: Flask, name: str, timezone: str) -> Tenant:
     session = flask_app.extensions["db_sessionmaker"]()
     suffix = secrets.token_hex(4)
@@ -219,11 +231,11 @@ def _make_tenant(flask_app: Flask, name: str, timezone: str) -> Tenant:
     with flask_app.app_context():
         for role in ("viewer", "agent", "admin"):
             email = f"{role}-{suffix}@{name.lower().replace(' ', '-')}.test"
-            user = User(org_id=org.id, email=email, password_hash=hash_password("s3cret-pass"), role=role)
+            user = User(org_id=org.id, email=email, password_hash=_password_hash(), role=role)
             session.add(user)
             session.flush()
             token = access_token_for(user)
-            users[role] = {"id": user.id, "email": email, "password": "s3cret-pass", "token": token}
+            users[role] = {"id": user.id, "email": email, "password": PASSWORD, "token": token}
             apis[role] = Api(flask_app.test_client(), token)
     session.commit()
     session.close()
@@ -269,6 +281,25 @@ def make_org(app: Flask) -> Any:
         return {"id": tenant.org_id, "timezone": timezone, "tenant": tenant}
 
     return factory
+
+
+@contextlib.contextmanager
+def scratch_database(services: Services, label: str) -> Iterator[str]:
+    """The URL of a new, empty database on the suite's server, dropped afterwards (named by the run's
+    pid, so two runs on one server never share it)."""
+    url = make_url(services.database_url)
+    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
+    if url.password:
+        admin += f" password={url.password}"
+    name = f"analytics_{label}_{os.getpid()}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def process_env(services: Services, **extra: str) -> dict[str, str]:

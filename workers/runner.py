@@ -14,16 +14,16 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
-from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import FINAL_STATES, OVERFLOW_QUEUE
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import lifecycle as jobs
-from webapp.jobs import recovery, share
+from webapp.jobs import claim, recovery
+from webapp.jobs import transitions as jobs
+from webapp.live import events
 from webapp.models import Job
 
 log = logging.getLogger("workers.jobs")
@@ -59,6 +59,7 @@ class JobContext:
         open_session: Callable[[], Session],
         state_session: Session,
         state_job: Job,
+        started: events.Sent | None = None,
     ) -> None:
         self.job = job
         self.client = client
@@ -66,6 +67,7 @@ class JobContext:
         self._session: Session | None = None
         self._state_session = state_session
         self._state_job = state_job
+        self._started = started
 
     @property
     def session(self) -> Session:
@@ -82,7 +84,15 @@ class JobContext:
 
     def report(self, fraction: float) -> None:
         """Record progress; raises JobCancelled once a cancel was requested."""
+        self.settle()
         jobs.progress(self._state_session, self.client, self._state_job, fraction)
+
+    def settle(self) -> None:
+        """Read the reply to the job's `running` event (sent as the work began, its round trip overlapping
+        the work's first steps): every later event of the job is published after it."""
+        if self._started is not None:
+            started, self._started = self._started, None
+            started.done()
 
     def log(self, message: str, *args: Any) -> None:
         """Log `message` with the job, organization and kind in front."""
@@ -122,56 +132,12 @@ def run_job(
     redelivery after a visibility timeout, or beat's requeue racing the original message) is dropped.
     """
     engine = current_app.extensions["db_engine"]
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as share_conn:
-        slot = _share_slot(task, share_conn, job_id)
-        if slot is False:
-            return
-        try:
-            _claim_and_run(task, engine, job_id, work, cleanup)
-        finally:
-            if slot is not None:
-                with contextlib.suppress(sa_exc.DBAPIError):  # a lost connection gave it back already
-                    share.release_slot(share_conn, *slot)
-
-
-# A queued job of an organization already running its share waits this long before it asks again.
-FAIR_SHARE_DEFER_SECONDS = 2
-
-
-def _share_slot(task: Task, conn: Connection, job_id: str) -> tuple[int, int] | bool | None:
-    """One of its organization's JOB_MAX_RUNNING_PER_ORG slots for a queued job, held on `conn` while
-    it runs: (org_id, slot); None when the job is not queued (nothing to share: the claim decides);
-    False when every slot is held: the job stays queued (its wait recorded in updated_at, so that the
-    lost-job sweep does not take it for lost) and is sent again to the overflow queue shortly, giving
-    this worker slot to another organization. A new message rather than task.retry: waiting for a
-    slot spends none of the retries a transient error is allowed."""
-    key = uuid.UUID(job_id)
-    row = conn.execute(select(Job.org_id, Job.state).where(Job.id == key)).first()
-    if row is None or row.state != "queued":
-        return None
-    cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
-    slot = share.take_slot(conn, row.org_id, cap)
-    if slot is not None:
-        return row.org_id, slot
-    log.info("job=%s org=%s waits: its organization runs %s jobs already", job_id, row.org_id, cap)
-    conn.execute(update(Job).where(Job.id == key, Job.state == "queued").values(updated_at=utcnow()))
-    task.app.send_task(
-        task.name, args=[job_id], task_id=job_id, queue=OVERFLOW_QUEUE, countdown=FAIR_SHARE_DEFER_SECONDS
-    )
-    return False
-
-
-def _claim_and_run(
-    task: Task,
-    engine: Engine,
-    job_id: str,
-    work: Callable[[JobContext], dict[str, Any] | None],
-    cleanup: Callable[[JobContext], None] | None,
-) -> None:
-    """Claim the job under its run lock and run it (see run_job)."""
     make_session = session_factory()
     max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
-    with _claimed(engine, job_id, max_attempts) as (state_conn, started), contextlib.ExitStack() as stack:
+    with _claimed(engine, job_id, max_attempts) as (taken, state_conn), contextlib.ExitStack() as stack:
+        if taken.waits:
+            _wait_for_slot(task, job_id, taken)
+            return
         if state_conn is None:
             log.warning("job=%s is being run by another delivery; dropping this one", job_id)
             return
@@ -186,8 +152,8 @@ def _claim_and_run(
         # statement, committed as it runs.
         state_session = stack.enter_context(make_session(bind=state_conn))
         delivery = _Delivery(task, state_session, open_work_session, get_redis(), max_attempts)
-        if started is not None:
-            _run(delivery, started, work, cleanup)
+        if taken.started is not None:
+            _run(delivery, taken.started, work, cleanup)
             return
         state_job = _ready(delivery, job_id)
         if state_job is not None:
@@ -195,6 +161,23 @@ def _claim_and_run(
             jobs.start(state_session, delivery.client, state_job)
             work_job = jobs.loaded_job({**_columns(state_job), "params": _params(state_session, state_job)})
             _work(delivery, state_job, work_job, work, cleanup)
+
+
+# A queued job of an organization already running its share waits this long before it asks again.
+FAIR_SHARE_DEFER_SECONDS = 2
+
+
+def _wait_for_slot(task: Task, job_id: str, taken: claim.Claim) -> None:
+    """Every one of its organization's JOB_MAX_RUNNING_PER_ORG slots is held: the job stays queued (the
+    claim wrote its wait to updated_at, so that the lost-job sweep does not take it for lost) and is
+    sent again to the overflow queue shortly, giving this worker slot to another organization. A new
+    message rather than task.retry: waiting for a slot spends none of the retries a transient error
+    is allowed."""
+    cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
+    log.info("job=%s org=%s waits: its organization runs %s jobs already", job_id, taken.org_id, cap)
+    task.app.send_task(
+        task.name, args=[job_id], task_id=job_id, queue=OVERFLOW_QUEUE, countdown=FAIR_SHARE_DEFER_SECONDS
+    )
 
 
 def _columns(job: Job) -> dict[str, Any]:
@@ -210,25 +193,25 @@ def _params(session: Session, job: Job) -> dict[str, Any]:
 @contextlib.contextmanager
 def _claimed(
     engine: Engine, job_id: str, max_attempts: int
-) -> Iterator[tuple[Connection | None, Job | None]]:
-    """The job's run lock, held on the yielded connection while the block runs (None: another
-    delivery holds it), and the job started with it (None when it could not start: see _ready).
+) -> Iterator[tuple[claim.Claim, Connection | None]]:
+    """The delivery's claim (see claim.claim) and the connection that holds its run lock and share
+    slot while the block runs (None: another delivery holds the run lock, or the job waits for a slot).
 
-    A session-level lock on a connection of its own: PostgreSQL releases it when the connection ends,
-    so a worker that dies leaves nothing behind for the next delivery. (A one-bigint key: no clash
-    with the two-key locks of rollups and submissions.)
+    Session-level locks on a connection of their own: PostgreSQL releases them when the connection
+    ends, so a worker that dies leaves nothing behind for the next delivery. (The run lock's one-bigint
+    key does not clash with the two-key locks of rollups, submissions and slots.)
     """
     key = recovery.run_lock_key(job_id)
+    slots = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        held, started = jobs.claim(conn, uuid.UUID(job_id), lock_key=key, max_attempts=max_attempts)
+        taken = claim.claim(conn, uuid.UUID(job_id), lock_key=key, slots=slots, max_attempts=max_attempts)
         try:
-            yield (conn if held else None), started
+            yield taken, (conn if taken.held else None)
         finally:
-            if held:
-                try:
-                    conn.execute(select(func.pg_advisory_unlock(key)))
-                except sa_exc.DBAPIError:
-                    conn.invalidate()  # closed, not pooled: the server drops the lock with it
+            try:
+                claim.release(conn, taken, key)
+            except sa_exc.DBAPIError:
+                conn.invalidate()  # closed, not pooled: the server drops the locks with it
 
 
 def _tag(job: Job) -> str:
@@ -270,8 +253,8 @@ def _run(
     # The state side's own copy of the job, without its parameters; the work side gets `started`.
     state_job = jobs.loaded_job(_columns(started))
     delivery.state_session.add(state_job)
-    jobs.publish(delivery.client, state_job)
-    _work(delivery, state_job, started, work, cleanup)
+    running = jobs.send_update(delivery.client, state_job)
+    _work(delivery, state_job, started, work, cleanup, running)
 
 
 def _work(
@@ -280,12 +263,18 @@ def _work(
     work_job: Job,
     work: Callable[[JobContext], dict[str, Any] | None],
     cleanup: Callable[[JobContext], None] | None,
+    running: events.Sent | None = None,
 ) -> None:
     log.info("%s started attempt %s", _tag(state_job), state_job.attempts)
-    ctx = JobContext(work_job, delivery.client, delivery.open_work_session, delivery.state_session, state_job)
+    ctx = JobContext(
+        work_job, delivery.client, delivery.open_work_session, delivery.state_session, state_job, running
+    )
     try:
-        result = work(ctx)
-        ctx.commit()
+        try:
+            result = work(ctx)
+            ctx.commit()
+        finally:
+            ctx.settle()
     except Retry:
         raise
     except Exception as exc:

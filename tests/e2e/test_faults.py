@@ -41,7 +41,7 @@ from devstack.ports import free_port, port_open
 from tests.conftest import JWT_SECRET, ROOT, running_pool_pid, wait_for_job
 from webapp.core.timeutil import utcnow
 from webapp.infra.migrations import upgrade
-from webapp.jobs import lifecycle as jobs
+from webapp.jobs import submission as jobs
 from webapp.models import Job
 from webapp.security.passwords import hash_password
 from webapp.tickets import seeding

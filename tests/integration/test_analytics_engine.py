@@ -269,7 +269,7 @@ def world(base_app: Flask) -> Iterator[World]:
     rng = random.Random(SEED)
     tickets = {}
     try:
-        for tenant, tz, count in ((ny, NY, 2000), (berlin, BERLIN, 500)):
+        for tenant, tz, count in ((ny, NY, 1000), (berlin, BERLIN, 300)):
             org = session.get(Organization, tenant.org_id)
             if tenant is ny:
                 org.sla_targets = SLA_OVERRIDES

@@ -4,13 +4,16 @@ queue, which workers take from in turn with the others."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 import redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from webapp.core.vocabulary import OVERFLOW_QUEUE
-from webapp.jobs import share
+from webapp.jobs import claim, recovery
 from webapp.models import Job
 
 AGG = "/api/v1/analytics/aggregations"
@@ -41,8 +44,16 @@ def queues(services, app):
     file inspects until the test ends (a worker started by an earlier test would drain them)."""
     celery = app.extensions["celery"]
     watched = ("default", OVERFLOW_QUEUE)
-    for queue in watched:
-        celery.control.cancel_consumer(queue, reply=True, timeout=2.0)
+    # A loaded worker may answer the control message late: ask until none says it consumes them.
+    deadline = time.monotonic() + 30
+    while True:
+        for queue in watched:
+            celery.control.cancel_consumer(queue, reply=True, timeout=2.0)
+        active = celery.control.inspect(timeout=2.0).active_queues() or {}
+        consumed = {q["name"] for queues in active.values() for q in queues} & set(watched)
+        if not consumed:
+            break
+        assert time.monotonic() < deadline, f"the test worker still consumes {consumed}"
     client = redis.Redis.from_url(services.redis_url)
     yield client
     for queue in watched:
@@ -120,23 +131,95 @@ def test_jobs_added_while_others_are_active_wait_in_the_overflow_queue(make_tena
     assert second.get_json()["job_id"].encode() in waiting[OVERFLOW_QUEUE]
 
 
-def test_an_organizations_running_share_is_held_as_slots(db_engine):
-    """Two workers' connections: with a share of 1 the second delivery of one organization finds no
-    slot until the first gives it back; another organization's finds its own."""
-    with db_engine.connect() as first, db_engine.connect() as second:
-        assert share.take_slot(first, 901, 1) == 0
-        assert share.take_slot(second, 901, 1) is None
-        assert share.take_slot(second, 902, 1) == 0
-        assert share.take_slot(second, 901, 2) == 1
-        share.release_slot(second, 901, 1)
-        share.release_slot(first, 901, 0)
-        assert share.take_slot(second, 901, 1) == 0
-        share.release_slot(second, 901, 0)
-        share.release_slot(second, 902, 0)
-    # A connection that ends (a dead worker) gives its slots back.
-    with db_engine.connect() as dying:
-        assert share.take_slot(dying, 903, 1) == 0
+def _queued(db_session, org_id: int, count: int) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in range(count)]
+    db_session.add_all(
+        Job(id=key, org_id=org_id, kind="snapshot", params={}, params_hash=f"q-{key}", state="queued")
+        for key in ids
+    )
+    db_session.commit()
+    return ids
+
+
+def _claim(conn, job_id: uuid.UUID, slots: int) -> claim.Claim:
+    return claim.claim(conn, job_id, lock_key=recovery.run_lock_key(job_id), slots=slots, max_attempts=3)
+
+
+def _row(db_session, job_id: uuid.UUID) -> Job:
+    db_session.expire_all()
+    return db_session.get(Job, job_id)
+
+
+def _free_slots(conn, org_id: int, slots: int) -> list[int]:
+    """The slots nobody else holds (taken and given back at once, outside the code under test)."""
+    free = []
+    for slot in range(slots):
+        if conn.execute(text("SELECT pg_try_advisory_lock(:o, :k)"), {"o": org_id, "k": -1 - slot}).scalar():
+            conn.execute(text("SELECT pg_advisory_unlock(:o, :k)"), {"o": org_id, "k": -1 - slot})
+            free.append(slot)
+    return free
+
+
+def test_an_organizations_running_share_is_held_as_slots(make_live_tenant, db_engine):
+    """Workers' connections: with a share of 1 the second queued job of one organization waits (nothing
+    held, its wait written) until the first gives its slot back; another organization's finds its
+    own; a delivery without the run lock keeps no slot; a connection that ends gives its slots back."""
+    first_org, second_org = make_live_tenant().org_id, make_live_tenant().org_id
+    db_session = Session(db_engine)  # committed rows: the workers' connections see them
+    a1, a2, a3 = _queued(db_session, first_org, 3)
+    (b1,) = _queued(db_session, second_org, 1)
+    autocommit = {"isolation_level": "AUTOCOMMIT"}
+    with (
+        db_engine.connect().execution_options(**autocommit) as first,
+        db_engine.connect().execution_options(**autocommit) as second,
+        db_engine.connect().execution_options(**autocommit) as third,
+    ):
+        one = _claim(first, a1, 1)
+        assert (one.held, one.waits, one.org_id, one.slot) == (True, False, first_org, 0)
+        assert one.started is not None
+        assert (one.started.state, one.started.attempts) == ("running", 1)
+        assert _row(db_session, a1).state == "running"
+
+        waited_since = _row(db_session, a2).updated_at
+        waiting = _claim(second, a2, 1)
+        assert (waiting.held, waiting.waits, waiting.slot, waiting.started) == (False, True, None, None)
+        row = _row(db_session, a2)
+        assert (row.state, row.attempts) == ("queued", 0)
+        assert row.updated_at > waited_since
+        assert _free_slots(third, first_org, 2) == [1]  # the waiting delivery holds nothing
+
+        other = _claim(second, b1, 1)
+        assert (other.held, other.slot) == (True, 0)
+        assert other.started is not None
+        claim.release(second, other, recovery.run_lock_key(b1))
+        assert _free_slots(third, second_org, 1) == [0]
+
+        two = _claim(second, a2, 2)
+        assert (two.held, two.slot) == (True, 1)
+        assert two.started is not None
+
+        # Another delivery of the running job: the claim decides, no slot is taken.
+        again = _claim(third, a1, 3)
+        assert (again.held, again.waits, again.slot, again.started) == (False, False, None, None)
+        # A queued job whose run lock another delivery holds: the slot it took is given back at once.
+        third.execute(text("SELECT pg_advisory_lock(:k)"), {"k": recovery.run_lock_key(a3)})
+        with db_engine.connect().execution_options(**autocommit) as fourth:
+            blocked = _claim(fourth, a3, 3)
+            assert (blocked.held, blocked.waits, blocked.slot, blocked.started) == (False, False, None, None)
+            assert _free_slots(fourth, first_org, 3) == [2]
+        third.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": recovery.run_lock_key(a3)})
+
+        claim.release(first, one, recovery.run_lock_key(a1))
+        claim.release(second, two, recovery.run_lock_key(a2))
+        assert _free_slots(third, first_org, 3) == [0, 1, 2]
+    # A connection that ends (a dead worker) gives its slot and run lock back.
+    (c1,) = _queued(db_session, second_org, 1)
+    with db_engine.connect().execution_options(**autocommit) as dying:
+        assert _claim(dying, c1, 1).slot == 0
         dying.invalidate()
-    with db_engine.connect() as later:
-        assert share.take_slot(later, 903, 1) == 0
-        share.release_slot(later, 903, 0)
+    with db_engine.connect().execution_options(**autocommit) as later:
+        assert _free_slots(later, second_org, 1) == [0]
+        run_lock = {"k": recovery.run_lock_key(c1)}
+        assert later.execute(text("SELECT pg_try_advisory_lock(:k)"), run_lock).scalar()
+        later.execute(text("SELECT pg_advisory_unlock(:k)"), run_lock)
+    db_session.close()

@@ -38,7 +38,7 @@ from tests.conftest import (
 )
 from webapp.analytics import popular
 from webapp.core.vocabulary import DERIVED_EVENT_TYPES
-from webapp.jobs import lifecycle as jobs
+from webapp.jobs import submission as jobs
 from webapp.models import Job
 from webapp.models.jobs import Export
 

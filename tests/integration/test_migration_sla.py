@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
+from tests.conftest import scratch_database
 from webapp.infra.migrations import downgrade, upgrade
 
 
 @pytest.fixture
 def database_url(services):
-    url = make_url(services.database_url)
-    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
-    name = "analytics_migration_sla"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(services, "migration_sla") as url:
+        yield url
 
 
 TICKETS = {

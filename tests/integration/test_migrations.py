@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import make_url
 
+from tests.conftest import scratch_database
 from webapp.infra.migrations import downgrade, upgrade
 
 TABLES = {
@@ -23,15 +23,8 @@ TABLES = {
 
 @pytest.fixture
 def empty_database_url(services):
-    url = make_url(services.database_url)
-    admin = f"host={url.host} port={url.port} user={url.username} dbname=postgres"
-    name = "analytics_migration_check"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(services, "migration_check") as url:
+        yield url
 
 
 def test_upgrade_then_downgrade(empty_database_url):

@@ -103,7 +103,7 @@ def world(base_app: Flask) -> Iterator[World]:
     try:
         org = session.get(Organization, tenant.org_id)
         assert org is not None
-        ids = _populate(session, org, random.Random(SEED), 1500)
+        ids = _populate(session, org, random.Random(SEED), 800)
         session.commit()
         rollups.build(session, org_id=tenant.org_id, start=FIRST - timedelta(days=3), end=datetime.now(UTC))
         session.commit()

@@ -9,7 +9,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from webapp.analytics.cache import gen_key
+from webapp.analytics.generations import gen_key
 from webapp.clocks.business_time import Interval, WeeklySchedule, build, to_us
 
 OFFICE = [{"day": d, "start": "08:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu", "fri")]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
 
+from tests.conftest import scratch_database
+from webapp.infra.migrations import upgrade
 from webapp.tickets import seeding
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -390,33 +394,53 @@ def dropped_indexes(db_connection: Connection, monkeypatch: pytest.MonkeyPatch) 
     return dropped
 
 
-def test_a_seed_larger_than_its_tables_builds_their_indexes_after_the_rows(
-    db_connection, make_org, dropped_indexes
-):
-    """Indexes dropped for the load come back the same, and hold every seeded row."""
-    before = _index_definitions(db_connection)
-    db_connection.execute(text("ANALYZE tickets, ticket_events"))
-    existing = _scalar(db_connection, "SELECT count(*) FROM ticket_events")
-    org = make_org()
-    tickets = max(2000, existing // 3)  # more events than the table holds
-    stats = _seed(db_connection, org["id"], tickets=tickets)
-    assert stats.events > existing
+@pytest.fixture
+def fresh_tables(services: Any) -> Iterator[Connection]:
+    """A connection (in a transaction) to a newly migrated database, whose tables hold only what a
+    test adds: a seed larger than its tables stays small, whatever the rest of the suite wrote."""
+    with scratch_database(services, "seed_check") as url:
+        upgrade(url)
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn, conn.begin():
+                yield conn
+        finally:
+            engine.dispose()
+
+
+def _scratch_org(conn: Connection) -> int:
+    return conn.execute(
+        text("INSERT INTO organizations (name, timezone) VALUES ('Scratch', 'UTC') RETURNING id")
+    ).scalar_one()
+
+
+def test_a_seed_larger_than_its_tables_builds_their_indexes_after_the_rows(fresh_tables, dropped_indexes):
+    """Indexes dropped for the load come back the same, and hold every seeded row, old and new."""
+    conn = fresh_tables
+    _seed(conn, _scratch_org(conn), tickets=300)
+    dropped_indexes.clear()
+    before = _index_definitions(conn)
+    conn.execute(text("ANALYZE tickets, ticket_events"))
+    existing = _scalar(conn, "SELECT count(*) FROM ticket_events")
+    org_id = _scratch_org(conn)
+    stats = _seed(conn, org_id, tickets=2000)
+    assert stats.events > existing  # more events than the table held
     assert len(dropped_indexes) >= 3  # ticket_events' secondary indexes at least
-    assert _index_definitions(db_connection) == before
-    db_connection.execute(text("SET LOCAL enable_seqscan = off"))
+    assert _index_definitions(conn) == before
+    conn.execute(text("SET LOCAL enable_seqscan = off"))
     by_index = _scalar(
-        db_connection,
-        "SELECT count(*) FROM ticket_events WHERE org_id = :o AND occurred_at > '1900-01-01'",
-        o=org["id"],
+        conn, "SELECT count(*) FROM ticket_events WHERE org_id = :o AND occurred_at > '1900-01-01'", o=org_id
     )
     assert by_index == stats.events
     by_ticket = _scalar(
-        db_connection,
+        conn,
         "SELECT count(*) FROM ticket_events WHERE ticket_id BETWEEN :lo AND :hi",
         lo=stats.first_id,
         hi=stats.last_id,
     )
     assert by_ticket == stats.events
+    everything = _scalar(conn, "SELECT count(*) FROM ticket_events WHERE occurred_at > '1900-01-01'")
+    assert everything == existing + stats.events
 
 
 def test_a_seed_smaller_than_its_tables_keeps_their_indexes(db_connection, make_org, dropped_indexes):

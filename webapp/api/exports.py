@@ -15,6 +15,7 @@ from werkzeug.http import quote_header_value
 from webapp.analytics.clock import CALENDAR, resolve
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.export_room import room_errors
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
@@ -31,11 +32,11 @@ from webapp.api.schemas.exports import (
 )
 from webapp.api.schemas.fields import ClockFields
 from webapp.core.timeutil import utcnow
-from webapp.exports import encoders, records, tables, xlsx
+from webapp.exports import encoders, records, room, tables, xlsx
 from webapp.exports.progress import Progress
 from webapp.exports.spec import CONTENT_TYPES, MEDIA_TYPES, ExportSpec
 from webapp.infra.db import close_quietly, get_session, session_factory
-from webapp.jobs import lifecycle as job_domain
+from webapp.jobs import submission as job_domain
 from webapp.models import Organization
 from webapp.models.jobs import Export, Job
 from webapp.security import signing
@@ -48,9 +49,6 @@ from webapp.security.admission import (
 )
 
 bp = Blueprint("exports", __name__)
-
-EXPORT_CAP_RETRY_AFTER = 10
-EXPORT_QUOTA_RETRY_AFTER = 3600
 
 
 def _media_type(fmt: str) -> str:
@@ -102,50 +100,24 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
         spec = body.spec(default_tz=org.timezone, now=utcnow(), clock=clock)
         costs.check_export(spec, org.id)
     if mode == "async":
-        _check_quota(org.id)
-        _check_active_cap(org.id, spec)
+        _check_room(org.id, spec)
         return submit_job("export", spec.params())
     return _sync_export(org.id, spec)
 
 
-def _check_quota(org_id: int) -> None:
-    """429 while the organization's export files hold EXPORT_QUOTA_BYTES or more (files are never
-    removed early to make room: one being downloaded stays until it expires or is deleted)."""
-    quota = current_app.config["EXPORT_QUOTA_BYTES"]
-    stored = records.stored_bytes(get_session(), org_id, utcnow())
-    if stored < quota:
-        return
-    raise ApiError(
-        429,
-        f"the organization's export files hold {stored} bytes, the quota of {quota} (EXPORT_QUOTA_BYTES); "
-        "delete exports or wait for them to expire",
-        code="export_quota_exceeded",
-        details={"quota_bytes": quota, "stored_bytes": stored, "retry_after": EXPORT_QUOTA_RETRY_AFTER},
-        headers={"Retry-After": str(EXPORT_QUOTA_RETRY_AFTER)},
-    )
-
-
-def _check_active_cap(org_id: int, spec: ExportSpec) -> None:
-    """429 when the organization already has EXPORT_MAX_ACTIVE_PER_ORG exports queued or running.
-
-    The count is taken under a per-organization lock held until the new job row commits; a request
-    identical to an active export is let through, as it is answered with that job.
-    """
-    cap = current_app.config["EXPORT_MAX_ACTIVE_PER_ORG"]
+def _check_room(org_id: int, spec: ExportSpec) -> None:
+    """429 when the organization's export files hold the quota, or it already has the most exports
+    queued or running (a request identical to an active export is let through: it is answered with
+    that job). The count is taken under a per-organization lock held until the new job row commits."""
+    limits = room.ExportLimits.from_settings(current_app.config)
     session = get_session()
-    active = job_domain.count_active(session, org_id, "export", lock=True)
-    if active < cap:
-        return
-    if job_domain.find_active(session, org_id, "export", job_domain.params_hash("export", spec.params())):
-        return
-    raise ApiError(
-        429,
-        f"the organization already has {active} exports queued or running, the limit of "
-        f"{cap} (EXPORT_MAX_ACTIVE_PER_ORG); retry once one has finished",
-        code="too_many_active_exports",
-        details={"limit": cap, "active": active, "retry_after": EXPORT_CAP_RETRY_AFTER},
-        headers={"Retry-After": str(EXPORT_CAP_RETRY_AFTER)},
-    )
+    with room_errors():
+        room.check_quota(session, org_id, limits, utcnow())
+        active = job_domain.count_active(session, org_id, "export", lock=True)
+        digest = job_domain.params_hash("export", spec.params())
+        if active >= limits.max_active and job_domain.find_active(session, org_id, "export", digest):
+            return
+        room.check_active(active, limits)
 
 
 def _sync_table(session: Session, org_id: int, spec: ExportSpec) -> tables.Table:

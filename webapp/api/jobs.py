@@ -15,7 +15,8 @@ from webapp.api.schemas.common import Job, JobList, JobListQuery
 from webapp.core.vocabulary import ACTIVE_STATES, JOB_KINDS, JOB_STATES
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import lifecycle as job_domain
+from webapp.jobs import lookup, transitions
+from webapp.models import Job as JobRow
 from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("jobs", __name__, url_prefix="/jobs")
@@ -48,7 +49,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ApiError(400, "cursor is not valid; use next_cursor from the previous page") from exc
 
 
-def job_response(job: job_domain.Job, status: int = 200) -> tuple[Response, int, dict[str, str]]:
+def job_response(job: JobRow, status: int = 200) -> tuple[Response, int, dict[str, str]]:
     """A job as JSON, with Retry-After while it is not finished."""
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if job.state in ACTIVE_STATES else {}
     return jsonify(job.to_dict()), status, headers
@@ -59,7 +60,7 @@ def job_response(job: job_domain.Job, status: int = 200) -> tuple[Response, int,
 @require_role("viewer")
 def get(job_id: str) -> tuple[Response, int, dict[str, str]]:
     """One job of the caller's organization."""
-    job = job_domain.get_job(get_session(), current_principal().org_id, job_id)
+    job = lookup.get_job(get_session(), current_principal().org_id, job_id)
     if job is None:
         raise not_found("job")
     return job_response(job)
@@ -73,7 +74,7 @@ def get(job_id: str) -> tuple[Response, int, dict[str, str]]:
 def list_() -> Response:
     """A page of the organization's jobs."""
     query = parse_query(JobListQuery)
-    rows = job_domain.list_jobs(
+    rows = lookup.list_jobs(
         get_session(),
         current_principal().org_id,
         state=_choices("state", query.state, JOB_STATES),
@@ -99,13 +100,13 @@ def cancel(job_id: str) -> tuple[Response, int, dict[str, str]]:
     """Cancel a job that is not final yet (409 once it is); only its creator or an admin may."""
     session = get_session()
     principal = current_principal()
-    job = job_domain.get_job(session, principal.org_id, job_id)
+    job = lookup.get_job(session, principal.org_id, job_id)
     if job is None:
         raise not_found("job")
     if principal.role != "admin" and job.created_by != principal.user_id:
         raise ApiError(403, "only the job's creator or an admin may cancel it")
     try:
-        job_domain.cancel(session, get_redis(), current_app.extensions["celery"], job)
-    except job_domain.JobNotCancellable as exc:
+        transitions.cancel(session, get_redis(), current_app.extensions["celery"], job)
+    except transitions.JobNotCancellable as exc:
         raise ApiError(409, str(exc)) from exc
     return job_response(job)

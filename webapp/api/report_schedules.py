@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, url_for
 
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
+from webapp.api.plumbing.export_room import room_errors
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model
@@ -25,9 +26,10 @@ from webapp.api.schemas.reports import (
     ReportScheduleUpdate,
 )
 from webapp.core.timeutil import TimeError, utcnow, zone
+from webapp.exports.room import ExportLimits
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import lifecycle as job_domain
+from webapp.jobs import submission as job_domain
 from webapp.models import ReportSchedule as ScheduleRow
 from webapp.reports import ranges, runs, schedules
 from webapp.reports.schedules import ReportError
@@ -175,7 +177,7 @@ def run(report_schedule_id: int) -> tuple[Response, int, dict[str, str]]:
     schedule, principal = _own(report_schedule_id), current_principal()
     celery = current_app.extensions["celery"]
     try:
-        with report_errors():
+        with report_errors(), room_errors():
             job = runs.start_run(
                 get_session(),
                 get_redis(),
@@ -183,6 +185,7 @@ def run(report_schedule_id: int) -> tuple[Response, int, dict[str, str]]:
                 schedule,
                 trigger="manual",
                 now=utcnow(),
+                limits=ExportLimits.from_settings(current_app.config),
                 user_id=principal.user_id,
             )
     except job_domain.BrokerUnavailable as exc:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import redis
 from flask import Blueprint, Response, jsonify, url_for
 
-from webapp.analytics import cache
+from webapp.analytics import generations
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.spec import document, parse_body
@@ -41,7 +41,7 @@ def committed(org_id: int, sla_changed: bool) -> None:
     get_session().commit()
     families = {"schedules", "sla"} if sla_changed else {"schedules"}
     try:
-        cache.bump(get_redis(), org_id, families)
+        generations.bump(get_redis(), org_id, families)
     except redis.RedisError as exc:  # bump() owes it and retries; reads skip the cache meanwhile
         log.warning("generation bump failed org=%s: %s", org_id, exc)
 

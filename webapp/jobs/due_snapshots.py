@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics.periods import due_periods
 from webapp.analytics.snapshots import is_fresh, job_params, stale_snapshots
 from webapp.core.timeutil import TimeError, zone
-from webapp.jobs import lifecycle as jobs
+from webapp.jobs import submission as jobs
 from webapp.models import AnalyticsSnapshot, Organization
 
 log = logging.getLogger(__name__)

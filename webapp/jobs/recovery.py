@@ -16,7 +16,7 @@ from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import utcnow
-from webapp.jobs.lifecycle import TaskQueue, enqueue
+from webapp.jobs.submission import TaskQueue, enqueue
 from webapp.models import Job
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from webapp.core.vocabulary import FINAL_STATES
 
 BATCH = 1000
 # A finished import's rows serve nothing once an identical resubmission no longer joins it
-# (lifecycle.IMPORT_REPEAT_SECONDS) and nobody retries it: its row_count and report remain.
+# (submission.IMPORT_REPEAT_SECONDS) and nobody retries it: its row_count and report remain.
 IMPORT_PAYLOAD_HOURS = 1
 
 _STRIP = text(

@@ -21,14 +21,18 @@ def stream_key(org_id: int) -> str:
     return f"an:events:{org_id}"
 
 
-def publish(client: redis.Redis, org_id: int, event_type: str, data: dict[str, Any]) -> str | None:
-    """Append an event to the organization's stream; its id, or None when Redis is unreachable."""
-    fields = {
+def _fields(org_id: int, event_type: str, data: dict[str, Any]) -> dict[str, str]:
+    return {
         "type": event_type,
         "organization_id": str(org_id),
         "timestamp": utcnow().isoformat(),
         "data": json.dumps(data, default=str),
     }
+
+
+def publish(client: redis.Redis, org_id: int, event_type: str, data: dict[str, Any]) -> str | None:
+    """Append an event to the organization's stream; its id, or None when Redis is unreachable."""
+    fields = _fields(org_id, event_type, data)
     try:
         event_id = client.xadd(stream_key(org_id), fields, maxlen=STREAM_MAXLEN, approximate=True)
     except redis.RedisError as exc:
@@ -53,3 +57,57 @@ def read_since(client: redis.Redis, org_id: int, last_id: str, count: int = 1000
     """Events of the organization after `last_id`, oldest first."""
     entries = client.xrange(stream_key(org_id), min=f"({last_id}", count=count)
     return [decode(event_id, fields) for event_id, fields in entries]
+
+
+class Sent:
+    """An event whose XADD is sent and whose reply is not read yet (see send)."""
+
+    def __init__(self, pool: redis.ConnectionPool | None, conn: Any, org_id: int, event_type: str) -> None:
+        self._pool, self._conn, self._org_id, self._type = pool, conn, org_id, event_type
+
+    def done(self) -> str | None:
+        """The event's id once Redis answered, or None when it could not be published. Call it once."""
+        if self._pool is None:
+            return None
+        pool, conn, self._pool = self._pool, self._conn, None
+        try:
+            event_id = conn.read_response()
+        except redis.RedisError as exc:
+            conn.disconnect()
+            log.warning("event not published org=%s type=%s: %s", self._org_id, self._type, exc)
+            return None
+        finally:
+            pool.release(conn)
+        return event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+
+
+def send(client: redis.Redis, org_id: int, event_type: str, data: dict[str, Any]) -> Sent:
+    """Like publish, but only send the XADD: its reply is read by `done()` on what this returns.
+
+    The event's bytes reach Redis before anything the caller sends after it, on any connection, and
+    Redis runs everything readable before it waits again: so the event is in the stream by the time a
+    task sent meanwhile reaches its worker, which then cannot publish ahead of it, and the two round
+    trips overlap. Events that must follow this one in the stream are published after `done()`.
+    """
+    fields = _fields(org_id, event_type, data)
+    args: list[Any] = ["XADD", stream_key(org_id), "MAXLEN", "~", STREAM_MAXLEN, "*"]
+    for name, value in fields.items():
+        args += [name, value]
+    pool = client.connection_pool
+    try:
+        conn = pool.get_connection()
+    except redis.RedisError as exc:
+        log.warning("event not published org=%s type=%s: %s", org_id, event_type, exc)
+        return Sent(None, None, org_id, event_type)
+    for attempt in (1, 2):
+        try:
+            conn.send_command(*args)
+            return Sent(pool, conn, org_id, event_type)
+        except redis.RedisError as exc:
+            # A connection the server dropped since its last use: once more on a fresh one.
+            conn.disconnect()
+            if attempt == 2 or not isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                pool.release(conn)
+                log.warning("event not published org=%s type=%s: %s", org_id, event_type, exc)
+                break
+    return Sent(None, None, org_id, event_type)

@@ -23,8 +23,10 @@ from sqlalchemy.orm import Session
 from webapp.analytics.window import Window, canonical_window
 from webapp.core.timeutil import zone
 from webapp.core.vocabulary import FINAL_STATES
+from webapp.exports import room
+from webapp.exports.room import ExportLimits, NoRoom
 from webapp.exports.spec import ExportSpec
-from webapp.jobs import lifecycle as jobs
+from webapp.jobs import submission as jobs
 from webapp.models import Job, ReportRun, ReportSchedule, Webhook
 from webapp.reports import ranges
 from webapp.reports.cron import next_run
@@ -72,17 +74,22 @@ def start_run(
     *,
     trigger: str,
     now: datetime,
+    limits: ExportLimits,
     user_id: int | None = None,
 ) -> Job:
     """The run's export job and run row, committed with whatever the session holds, then enqueued.
 
-    Raises ReportError when the export cannot be made now, BrokerUnavailable when the queue refused
+    Raises ReportError when the export cannot be made now, NoRoom when the organization's exports
+    are at their quota or cap (as any export request is), BrokerUnavailable when the queue refused
     the job (which is then failed, and its run with it at the next pass).
     """
     try:
         spec = spec_of(schedule, now)
     except ValueError as exc:
         raise ReportError(f"the report's export cannot be made now: {exc}", field="export") from exc
+    room.check_quota(session, schedule.org_id, limits, now)
+    # Counted under the organization's export lock, held until the job row commits.
+    room.check_active(jobs.count_active(session, schedule.org_id, "export", lock=True), limits)
 
     def add_run(job: Job) -> None:
         session.add(
@@ -143,7 +150,13 @@ def due(session: Session, *, now: datetime, org_ids: Sequence[int] | None = None
 
 
 def run_due(
-    session: Session, client: redis.Redis, tasks: jobs.TaskQueue, schedule_id: int, *, now: datetime
+    session: Session,
+    client: redis.Redis,
+    tasks: jobs.TaskQueue,
+    schedule_id: int,
+    *,
+    now: datetime,
+    limits: ExportLimits,
 ) -> Job | None:
     """Run the schedule if it is due and no other pass holds it; its next run is the cron's next time
     after `now` (however many were missed). None when there was nothing to run or it failed."""
@@ -157,8 +170,8 @@ def run_due(
     schedule.next_run_at = next_run(schedule.cron, zone(schedule.timezone), now)
     schedule.last_run_at = now
     try:
-        return start_run(session, client, tasks, schedule, trigger="schedule", now=now)
-    except (ReportError, jobs.BrokerUnavailable) as exc:
+        return start_run(session, client, tasks, schedule, trigger="schedule", now=now, limits=limits)
+    except (ReportError, NoRoom, jobs.BrokerUnavailable) as exc:
         log.error("report schedule=%s org=%s did not run: %s", schedule.id, schedule.org_id, exc)
         session.commit()  # the next run stays where it was set: a failing export is not retried each pass
         return None

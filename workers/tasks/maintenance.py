@@ -19,8 +19,8 @@ from webapp.core.timeutil import utcnow
 from webapp.infra import broker_queues
 from webapp.infra.db import session_scope
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import lifecycle as jobs
 from webapp.jobs import recovery, retention
+from webapp.jobs import submission as jobs
 from webapp.models import IdempotencyKey, Organization
 from webapp.models.jobs import Export
 from webapp.security import families, revocation

@@ -10,6 +10,7 @@ from celery import shared_task
 from flask import current_app
 
 from webapp.core.timeutil import utcnow
+from webapp.exports.room import ExportLimits
 from webapp.infra.db import session_scope
 from webapp.infra.redis_client import get_redis
 from webapp.reports import runs
@@ -26,12 +27,13 @@ def tick(now: str | None = None, org_ids: list[int] | None = None) -> dict[str, 
     """
     moment = datetime.fromisoformat(now) if now else utcnow()
     celery, client = current_app.extensions["celery"], get_redis()
+    limits = ExportLimits.from_settings(current_app.config)
     with session_scope() as session:
         due = runs.due(session, now=moment, org_ids=org_ids)
     started = []
     for schedule_id in due:
         with session_scope() as session:
-            job = runs.run_due(session, client, celery, schedule_id, now=moment)
+            job = runs.run_due(session, client, celery, schedule_id, now=moment, limits=limits)
         if job is not None:
             started.append(str(job.id))
     with session_scope() as session:

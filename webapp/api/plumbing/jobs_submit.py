@@ -10,7 +10,7 @@ from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.idempotency import answer_before_commit, forget_answer
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import lifecycle as job_domain
+from webapp.jobs import submission as job_domain
 from webapp.models import Job
 from webapp.security.admission import current_principal, redis_answered
 

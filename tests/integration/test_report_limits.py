@@ -1,0 +1,124 @@
+"""A report's runs make export files like any export request, so they meet the same limits: the
+organization's export quota and its cap on active exports refuse a manual run (429, nothing created)
+and hold back a scheduled one (no job, the schedule moves on to its next time)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from webapp.core.timeutil import utcnow
+from webapp.exports.room import ExportLimits
+from webapp.infra.redis_client import get_redis
+from webapp.models import Export, Job, ReportRun, ReportSchedule
+from webapp.reports import runs
+
+EXPORT = {"format": "csv", "dataset": "tickets", "query": {"range": "month_to_date"}}
+
+
+@pytest.fixture
+def schedule(make_tenant: Any, app: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, int]:
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", True)
+    tenant = make_tenant("Reports")
+    hook = tenant.admin.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/in"}).get_json()["id"]
+    body = {"name": "daily", "cron": "0 7 * * *", "timezone": "UTC", "export": EXPORT, "webhook_id": hook}
+    created = tenant.admin.post("/api/v1/report-schedules", json=body)
+    assert created.status_code == 201, created.get_json()
+    return tenant, created.get_json()["id"]
+
+
+def _busy_exports(db_session: Any, org_id: int, n: int) -> None:
+    db_session.add_all(
+        Job(
+            id=uuid.uuid4(),
+            org_id=org_id,
+            kind="export",
+            params={"n": i},
+            params_hash=f"b{i}",
+            state="running",
+        )
+        for i in range(n)
+    )
+    db_session.commit()
+
+
+def _counts(db_session: Any, org_id: int) -> tuple[int, int]:
+    jobs = db_session.scalar(select(func.count()).select_from(Job).where(Job.org_id == org_id))
+    made = db_session.scalar(select(func.count()).select_from(ReportRun).where(ReportRun.org_id == org_id))
+    return jobs, made
+
+
+def test_a_manual_run_at_the_export_cap_is_429_and_creates_nothing(schedule, db_session, app, monkeypatch):
+    tenant, schedule_id = schedule
+    monkeypatch.setitem(app.config, "EXPORT_MAX_ACTIVE_PER_ORG", 2)
+    _busy_exports(db_session, tenant.org_id, 2)
+    before = _counts(db_session, tenant.org_id)
+    refused = tenant.admin.post(f"/api/v1/report-schedules/{schedule_id}/run")
+    assert refused.status_code == 429, refused.get_json()
+    error = refused.get_json()["error"]
+    assert error["code"] == "too_many_active_exports"
+    assert "EXPORT_MAX_ACTIVE_PER_ORG" in error["message"]
+    assert int(refused.headers["Retry-After"]) > 0
+    assert _counts(db_session, tenant.org_id) == before
+
+
+def test_a_manual_run_at_the_quota_is_429_and_creates_nothing(schedule, db_session, app, monkeypatch):
+    tenant, schedule_id = schedule
+    monkeypatch.setitem(app.config, "EXPORT_QUOTA_BYTES", 500)
+    job = Job(
+        id=uuid.uuid4(), org_id=tenant.org_id, kind="export", params={}, params_hash="q", state="succeeded"
+    )
+    db_session.add(job)
+    db_session.flush()
+    db_session.add(
+        Export(
+            job_id=job.id,
+            org_id=tenant.org_id,
+            format="csv",
+            path="/kept.csv",
+            filename="kept.csv",
+            rows=1,
+            bytes=500,
+            sha256="0" * 64,
+            expires_at=utcnow() + timedelta(days=1),
+        )
+    )
+    db_session.commit()
+    before = _counts(db_session, tenant.org_id)
+    refused = tenant.admin.post(f"/api/v1/report-schedules/{schedule_id}/run")
+    assert refused.status_code == 429, refused.get_json()
+    assert refused.get_json()["error"]["code"] == "export_quota_exceeded"
+    assert _counts(db_session, tenant.org_id) == before
+
+
+def test_a_scheduled_run_at_the_cap_makes_no_job_and_waits_for_its_next_time(schedule, db_session, app):
+    tenant, schedule_id = schedule
+    with app.app_context():
+        _scheduled_runs_meet_the_cap(tenant, schedule_id, db_session, app)
+
+
+def _scheduled_runs_meet_the_cap(tenant: Any, schedule_id: int, db_session: Any, app: Any) -> None:
+    _busy_exports(db_session, tenant.org_id, 1)
+    row = db_session.get(ReportSchedule, schedule_id)
+    now = row.next_run_at + timedelta(minutes=1)
+    before = _counts(db_session, tenant.org_id)
+    limits = ExportLimits(quota_bytes=10**9, max_active=1)
+    job = runs.run_due(db_session, get_redis(), app.extensions["celery"], schedule_id, now=now, limits=limits)
+    assert job is None
+    assert _counts(db_session, tenant.org_id) == before
+    db_session.expire_all()
+    row = db_session.get(ReportSchedule, schedule_id)
+    assert row.next_run_at > now  # not retried at every pass
+    # With room, the next due run makes its export job and run row.
+    later = row.next_run_at + timedelta(minutes=1)
+    roomy = ExportLimits(quota_bytes=10**9, max_active=5)
+    job = runs.run_due(
+        db_session, get_redis(), app.extensions["celery"], schedule_id, now=later, limits=roomy
+    )
+    assert job is not None
+    assert job.kind == "export"
+    assert _counts(db_session, tenant.org_id) == (before[0] + 1, before[1] + 1)

@@ -1,0 +1,95 @@
+"""A worker's claim of a job: its organization's share slot, its run lock and its start, in one statement.
+
+At most JOB_MAX_RUNNING_PER_ORG jobs of one organization run at once. A running job holds one of its
+organization's share slots: a session advisory lock (org_id, -1 - i) on the connection that holds its
+run lock (a session advisory lock on recovery.run_lock_key), which is the worker's state connection.
+A dead worker's slot and run lock go with its connection, and two deliveries cannot both take the last
+slot: the lock decides, not a count each read before either ran. (Submissions lock (org_id, n) with
+n >= 0, so the keys never meet.) `job_claim(...)` (PL/pgSQL, migration 0016) takes both and starts
+the job in one round trip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+from sqlalchemy.types import DateTime, String, Uuid
+
+from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import ACTIVE_STATES
+from webapp.jobs.transitions import loaded_job
+from webapp.models import Job
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a delivery got: whether it holds the run lock, whether the job waits for a slot (nothing
+    held then), the job's organization (None for an unknown job), the share slot held if any, and the
+    job if it started."""
+
+    held: bool
+    waits: bool
+    org_id: int | None
+    slot: int | None
+    started: Job | None
+
+
+_CLAIM = text(
+    "SELECT c.held, c.waits, c.org_id AS slot_org_id, c.slot, (c.job).* "
+    "FROM job_claim(:id, :lock_key, :slots, :now, :active_states, :max_attempts) AS c"
+).bindparams(
+    bindparam("id", type_=Uuid()),
+    bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("active_states", type_=ARRAY(String())),
+)
+
+
+def claim(conn: Connection, job_id: uuid.UUID, *, lock_key: int, slots: int, max_attempts: int) -> Claim:
+    """On `conn` (an autocommit connection): for a queued job, one of its organization's `slots` share
+    slots; then the run lock `lock_key`; then the job's start, when it is active, no cancel was asked
+    for and fewer than `max_attempts` attempts were made.
+
+    A queued job whose organization holds every slot waits (its wait written to updated_at; nothing
+    held). Without the run lock (another delivery runs the job) no slot is kept either. A job that
+    could not start with the lock taken (unknown, final, cancel asked for, out of attempts) comes
+    back as None: the caller looks at it with the lock held. The started job is detached, its
+    attributes (parameters included) loaded.
+    """
+    row = conn.execute(
+        _CLAIM,
+        {
+            "id": job_id,
+            "lock_key": lock_key,
+            "slots": slots,
+            "now": utcnow(),
+            "active_states": list(ACTIVE_STATES),
+            "max_attempts": max_attempts,
+        },
+    ).one()
+    values = dict(row._mapping)
+    held, waits = bool(values.pop("held")), bool(values.pop("waits"))
+    org_id, slot = values.pop("slot_org_id"), values.pop("slot")
+    started = loaded_job(values) if held and values["id"] is not None else None
+    return Claim(held, waits, org_id, slot, started)
+
+
+_RELEASE = text("SELECT pg_advisory_unlock(:lock_key)")
+_RELEASE_WITH_SLOT = text(
+    "SELECT pg_advisory_unlock(:lock_key), "
+    "pg_advisory_unlock(CAST(:org_id AS integer), -1 - CAST(:slot AS integer))"
+)
+
+
+def release(conn: Connection, taken: Claim, lock_key: int) -> None:
+    """Give back the run lock and slot `taken` holds on `conn`, in one statement (ending the connection
+    gives them back too). A claim without the run lock holds nothing."""
+    if not taken.held:
+        return
+    if taken.slot is None:
+        conn.execute(_RELEASE, {"lock_key": lock_key})
+    else:
+        conn.execute(_RELEASE_WITH_SLOT, {"lock_key": lock_key, "org_id": taken.org_id, "slot": taken.slot})
