@@ -98,6 +98,11 @@ def note_rollup() -> None:
     _note(rollup=True)
 
 
+def note_approximate() -> None:
+    """Record that the current reading's percentiles came (in part) from sketches."""
+    _note(approximate=True)
+
+
 def rollups_allowed() -> bool:
     """Whether the current reading may answer from rollups (not when exact answers were asked for)."""
     return _options.get().rollups
@@ -452,8 +457,15 @@ def _running(
     then each bucket adds its own: a running sum, never a scan of the tickets' histories.
     """
     window = {"org_id": org_id, "filters": filters, "group_by": group_by}
-    before = _sums(session, definition, start=EARLIEST, end=start, buckets=None, options=options, **window)
-    steps = _sums(session, definition, start=start, end=end, buckets=buckets, options=options, **window)
+    if options.rollups:
+        before, steps = _prefix_and_steps(
+            session, definition, start=start, end=end, buckets=buckets, **window
+        )
+    else:
+        before = _sums(
+            session, definition, start=EARLIEST, end=start, buckets=None, options=options, **window
+        )
+        steps = _sums(session, definition, start=start, end=end, buckets=buckets, options=options, **window)
     groups = {group for group, _ in before} | {group for group, _ in steps}
     indexes: list[int | None] = list(range(len(buckets))) if buckets is not None else [None]
     out: dict[CellKey, dict[str, Any]] = {}
@@ -464,6 +476,31 @@ def _running(
             if level or not (group_by or buckets is not None):
                 out[(group, index)] = {"count": level, "value": level}
     return out
+
+
+def _prefix_and_steps(
+    session: Session,
+    definition: Metric,
+    *,
+    start: datetime,
+    end: datetime,
+    buckets: Buckets | None,
+    **window: Any,
+) -> tuple[dict[CellKey, int], dict[CellKey, int]]:
+    """_sums before `start` (index None) and per bucket of [start, end), in one read of the cells:
+    the steps before the range are one more bucket in front, [EARLIEST, start)."""
+    bounds = [EARLIEST, *(buckets.bounds if buckets is not None else (start, end))]
+    found = _cells(session, definition, start=EARLIEST, end=end, bounds=bounds, **window)
+    before: dict[CellKey, int] = {}
+    steps: dict[CellKey, int] = {}
+    for (group, index), cell in found.items():
+        if not cell.count:
+            continue
+        if index == 0:
+            before[(group, None)] = round(cell.sum or 0)
+        else:
+            steps[(group, index - 1 if buckets is not None else None)] = round(cell.sum or 0)
+    return before, steps
 
 
 def _sums(
