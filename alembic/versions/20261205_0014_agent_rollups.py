@@ -8,7 +8,7 @@ agent_rollup_state says for which zone and SLA targets an organization's rows we
 writers use them only while those are the organization's, and read raw events otherwise.
 
 Revision ID: 0014_agent_rollups
-Revises: 0016_job_claim
+Revises: 0015_business_waits
 Create Date: 2026-12-06 05:50:00
 """
 
@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql
 from alembic import op
 
 revision: str = "0014_agent_rollups"
-down_revision: str | None = "0016_job_claim"
+down_revision: str | None = "0015_business_waits"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
