@@ -47,17 +47,20 @@ def queues(services, app):
     # A loaded worker may answer the control message late: ask until none says it consumes them.
     deadline = time.monotonic() + 30
     while True:
-        for queue in watched:
-            celery.control.cancel_consumer(queue, reply=True, timeout=2.0)
-        active = celery.control.inspect(timeout=2.0).active_queues() or {}
+        # A connection of its own: a pooled one may predate a Redis restart of an earlier test.
+        with celery.connection_for_write() as conn:
+            for queue in watched:
+                celery.control.cancel_consumer(queue, reply=True, timeout=2.0, connection=conn)
+            active = celery.control.inspect(timeout=2.0, connection=conn).active_queues() or {}
         consumed = {q["name"] for queues in active.values() for q in queues} & set(watched)
         if not consumed:
             break
         assert time.monotonic() < deadline, f"the test worker still consumes {consumed}"
     client = redis.Redis.from_url(services.redis_url)
     yield client
-    for queue in watched:
-        celery.control.add_consumer(queue, reply=True, timeout=2.0)
+    with celery.connection_for_write() as conn:
+        for queue in watched:
+            celery.control.add_consumer(queue, reply=True, timeout=2.0, connection=conn)
 
 
 def test_twelve_async_aggregations_are_four_202s_then_429s(make_tenant, app, db_session):
