@@ -31,7 +31,7 @@ from bench.common import print_table, scratch_postgres, write_results
 from webapp.analytics import queries, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.clock import CALENDAR, Clock
-from webapp.analytics.queries import ReadOptions
+from webapp.analytics.provenance import ReadOptions, reading
 from webapp.clocks.schedules import create_schedule
 from webapp.config import from_environment
 from webapp.infra.db import make_engine
@@ -78,7 +78,7 @@ def _median_ms(run: Callable[[], Any], runs: int) -> float:
 def _series(
     session: Session, org_id: int, metric: str, buckets: Any, clock: Clock, options: ReadOptions
 ) -> Any:
-    with queries.reading(options):
+    with reading(options):
         return queries.time_series(
             session,
             org_id=org_id,
@@ -150,7 +150,7 @@ def _reads(
                 )
                 for clock_name, clock in (("calendar", CALENDAR), ("business", business))
             }
-            with queries.reading(options) as provenance:
+            with reading(options) as provenance:
                 stats = _measure(session, org_id, metric, start, now, business, options)
             out[f"{name} {metric}"] = {
                 **timings,

@@ -27,9 +27,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.common import print_table, scratch_postgres, write_results
-from webapp.analytics import agent_report, agent_rollups, queries, rollups, support
+from webapp.analytics import agent_report, agent_rollups, provenance, queries, rollups, support
 from webapp.analytics.buckets import make_buckets
-from webapp.analytics.queries import ReadOptions
+from webapp.analytics.provenance import ReadOptions
 from webapp.clocks.first_contract import targets_for
 from webapp.core.vocabulary import PRIORITIES, STATUSES
 from webapp.infra.db import make_engine
@@ -52,7 +52,7 @@ def _median_ms(run: Callable[[], Any], runs: int) -> float:
 
 
 def _series(session: Session, org_id: int, metric: str, buckets: Any, options: ReadOptions) -> Any:
-    with queries.reading(options):
+    with provenance.reading(options):
         return queries.time_series(
             session,
             org_id=org_id,

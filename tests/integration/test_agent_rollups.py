@@ -31,7 +31,8 @@ from tests.integration.test_support_metrics import (
     generate,
     row_of,
 )
-from webapp.analytics import agent_report, agent_rollups, queries, sketch, support
+from webapp.analytics import agent_report, agent_rollups, sketch, support
+from webapp.analytics.provenance import ReadOptions, reading
 from webapp.analytics.sla import targets_for
 from webapp.models import Organization
 from webapp.tickets.imports import import_rows
@@ -63,7 +64,7 @@ def _compare(session: Any, org: Organization, start: datetime, end: datetime) ->
         "min_tickets": 1,
     }
     raw = support.agents(session, **common)
-    with queries.reading(queries.ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         rolled = agent_report.agents(session, **common, approximate_above=0)
     whole_days = agent_report.split(start, end, NY) is not None
     assert provenance.rollup == whole_days, (start, end)
@@ -187,7 +188,7 @@ def test_the_api_answers_from_rollups_when_measurements_are_many(make_tenant, db
     db_session.commit()
     assert org.id in agent_rollups.stale_orgs(db_session)
     window = {"org_id": org.id, "start": _local(0), "end": _local(15), "filters": {}, "min_tickets": 1}
-    with queries.reading(queries.ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         agent_report.agents(db_session, **window, targets=targets_for(org.sla_targets), approximate_above=0)
     assert (provenance.raw, provenance.rollup) == (True, False)
     agent_rollups.rebuild(db_session, org)

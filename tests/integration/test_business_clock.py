@@ -32,7 +32,7 @@ from tests.conftest import Tenant, _make_tenant, wait_for_job
 from webapp.analytics import queries, rollups
 from webapp.analytics.clock import Clock
 from webapp.analytics.planner import grain_for
-from webapp.analytics.queries import ReadOptions
+from webapp.analytics.provenance import ReadOptions, reading
 from webapp.clocks.schedules import create_schedule
 from webapp.live.subscriptions import current_values
 from webapp.models import Organization
@@ -310,7 +310,7 @@ def test_aggregations_with_percentiles_by_priority(world: World):
 
 def test_sketch_percentiles_from_business_rollups(world: World, session: Session):
     values = np.array([m.hours() for m in world.measurements if m.metric == "resolution_time"])
-    with queries.reading(ReadOptions(approximate_above=0)) as provenance:
+    with reading(ReadOptions(approximate_above=0)) as provenance:
         stats = queries.measure(
             session,
             org_id=world.tenant.org_id,
@@ -340,9 +340,9 @@ def test_rollup_answers_equal_raw_answers(world: World, session: Session, group_
         "clock": Clock(world.schedule_id),
     }
     for metric in ("response_time", "resolution_time"):
-        with queries.reading(ReadOptions()) as provenance:
+        with reading(ReadOptions()) as provenance:
             rolled = queries.aggregate(session, metric=metric, **read)
-        with queries.reading(ReadOptions(rollups=False)):
+        with reading(ReadOptions(rollups=False)):
             raw = queries.aggregate(session, metric=metric, **read)
         # Rollups answer whatever grain keeps the dimensions (the cube keeps status, priority, channel).
         assert provenance.rollup == (grain_for([*read["filters"], *group_by]) is not None)
@@ -472,7 +472,7 @@ def test_a_changed_schedule_changes_every_answer(make_tenant: Any, app: Flask, d
     assert after["summary"]["avg"] != before["summary"]["avg"]
 
     rollups.build_business(db_session, org_id=tenant.org_id, schedule_id=schedule["id"])
-    with queries.reading(ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         again = queries.measure(
             db_session,
             org_id=tenant.org_id,
@@ -510,7 +510,7 @@ def test_writes_keep_business_rollups_exact(make_tenant: Any, app: Flask, db_ses
             assert not db_session.scalar(
                 text("SELECT count(*) FROM analytics_rollup_dirty WHERE org_id = :o"), {"o": tenant.org_id}
             )
-        with queries.reading(ReadOptions()) as provenance:
+        with reading(ReadOptions()) as provenance:
             stats = queries.measure(db_session, **read)
         assert stats["count"] == len(expected)
         _close(stats["avg"], float(np.mean(expected)), f"refresh={refresh}")
@@ -543,11 +543,11 @@ def test_a_duration_longer_than_the_carried_spans(make_tenant: Any, app: Flask, 
         "filters": {},
         "clock": Clock(schedule["id"]),
     }
-    with queries.reading(ReadOptions(rollups=False)):
+    with reading(ReadOptions(rollups=False)):
         raw = queries.measure(db_session, **read)
     rollups.refresh(db_session, org_id=tenant.org_id)
     rollups.build_business(db_session, org_id=tenant.org_id, schedule_id=schedule["id"])
-    with queries.reading(ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         rolled = queries.measure(db_session, **read)
     assert provenance.source == "rollup"
     assert raw["count"] == rolled["count"] == 1
@@ -617,7 +617,7 @@ def test_an_import_adds_its_events_to_current_business_rollups(
     )
     for metric in ("response_time", "resolution_time"):
         expected = [m.hours() for m in measurements if m.metric == metric]
-        with queries.reading(ReadOptions()) as provenance:
+        with reading(ReadOptions()) as provenance:
             stats = queries.measure(
                 db_session,
                 org_id=tenant.org_id,

@@ -42,7 +42,7 @@ from tests.integration.test_business_clock import (
 )
 from webapp.analytics import queries, rollups
 from webapp.analytics.clock import Clock
-from webapp.analytics.queries import ReadOptions
+from webapp.analytics.provenance import ReadOptions, reading
 from webapp.clocks.schedules import create_schedule
 from webapp.live.subscriptions import current_values
 from webapp.models import Organization, Ticket
@@ -355,9 +355,9 @@ def test_rollup_answers_equal_raw_answers(world: World, session: Session, group_
         "clock": Clock(world.schedule_id),
     }
     for metric in METRICS:
-        with queries.reading(ReadOptions()):
+        with reading(ReadOptions()):
             rolled = queries.aggregate(session, metric=metric, **read)
-        with queries.reading(ReadOptions(rollups=False)):
+        with reading(ReadOptions(rollups=False)):
             raw = queries.aggregate(session, metric=metric, **read)
         assert rolled.keys() == raw.keys()
         for key in raw:
@@ -368,7 +368,7 @@ def test_rollup_answers_equal_raw_answers(world: World, session: Session, group_
 
 def test_sketch_percentiles_from_business_rollups(world: World, session: Session):
     values = np.array([w.hours for w in world.waits if w.metric == "requester_wait_time"])
-    with queries.reading(ReadOptions(approximate_above=0)) as provenance:
+    with reading(ReadOptions(approximate_above=0)) as provenance:
         stats = queries.measure(
             session,
             org_id=world.tenant.org_id,
@@ -454,7 +454,7 @@ def test_time_in_status_on_the_business_clock(world: World):
 def _measure(
     session: Session, org_id: int, metric: str, schedule_id: int, percentiles: tuple[int, ...] = ()
 ) -> tuple[dict[str, Any], str]:
-    with queries.reading(ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         stats = queries.measure(
             session,
             org_id=org_id,

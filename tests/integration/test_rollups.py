@@ -28,7 +28,7 @@ from tests.conftest import Tenant, _make_tenant
 from webapp.analytics import queries, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.planner import grain_for
-from webapp.analytics.queries import ReadOptions
+from webapp.analytics.provenance import ReadOptions, reading
 from webapp.models import Organization, Ticket
 from webapp.tickets.writes import create_ticket, update_ticket
 
@@ -135,9 +135,9 @@ def _close(actual: float | None, expected: float | None, what: str) -> None:
 
 def _both(call: Any) -> tuple[Any, Any, str]:
     """(rollup-backed answer, raw answer, source of the rollup-backed one)."""
-    with queries.reading(ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         rolled = call()
-    with queries.reading(ReadOptions(rollups=False)) as raw_provenance:
+    with reading(ReadOptions(rollups=False)) as raw_provenance:
         raw = call()
     assert raw_provenance.source == "raw"
     return rolled, raw, provenance.source

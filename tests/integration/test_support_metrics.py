@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 
 from webapp.analytics import queries, rollups
 from webapp.analytics.buckets import make_buckets
+from webapp.analytics.provenance import ReadOptions, reading
 from webapp.models import Organization, TicketEvent
 from webapp.tickets.imports import import_rows
 
@@ -389,9 +390,9 @@ def _raw_and_rolled(db_session, org_id: int, metric: str) -> tuple[Any, Any]:
         "end": day_bounds()[-1],
         "filters": {},
     }
-    with queries.reading(queries.ReadOptions(rollups=False)):
+    with reading(ReadOptions(rollups=False)):
         raw = queries.time_series(db_session, **window)
-    with queries.reading(queries.ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         rolled = queries.time_series(db_session, **window)
     return raw, (rolled, provenance)
 

@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from tests.conftest import Tenant, _make_tenant
 from tests.integration.test_rollups import _populate
-from webapp.analytics import current, queries, ticket_counts
-from webapp.analytics.queries import ReadOptions
+from webapp.analytics import current, ticket_counts
+from webapp.analytics.provenance import ReadOptions, reading
 from webapp.models import Organization, Ticket
 
 ZONES = ("UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe")
@@ -68,7 +68,7 @@ def check_all(session: Session, org_id: int) -> None:
         for first, last in RANGES:
             start, end = first.replace(tzinfo=zone), last.replace(tzinfo=zone)
             for field in FIELDS:
-                with queries.reading(ReadOptions()) as provenance:
+                with reading(ReadOptions()) as provenance:
                     answer = current.distribution(
                         session, org_id=org_id, field=field, start=start, end=end, filters={}
                     )
@@ -132,13 +132,13 @@ def test_distributions_equal_the_tickets_after_every_kind_of_write(tenant: Tenan
 def test_exact_and_filtered_distributions_read_the_tickets(tenant: Tenant, session: Session):
     zone = ZoneInfo("Asia/Kolkata")
     window = {"start": datetime(2026, 2, 1, tzinfo=zone), "end": datetime(2026, 12, 1, tzinfo=zone)}
-    with queries.reading(ReadOptions(rollups=False)) as provenance:
+    with reading(ReadOptions(rollups=False)) as provenance:
         exact = current.distribution(session, org_id=tenant.org_id, field="channel", filters={}, **window)
     assert provenance.source == "raw"
-    with queries.reading(ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         rolled = current.distribution(session, org_id=tenant.org_id, field="channel", filters={}, **window)
     assert rolled == exact
-    with queries.reading(ReadOptions()) as provenance:
+    with reading(ReadOptions()) as provenance:
         current.distribution(
             session, org_id=tenant.org_id, field="channel", filters={"priority": ["high"]}, **window
         )

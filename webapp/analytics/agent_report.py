@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import queries, sketch, support
+from webapp.analytics import provenance, sketch, support
 from webapp.analytics.agent_rollups import COUNTERS, DAY, MONTH, measures_sql, params_of, state_of
 from webapp.core.filters import Filters
 
@@ -109,7 +109,7 @@ def _edges(session: Session, params: dict[str, Any], cut: Split, start: datetime
     if cut.d0_at == start and not cut.partial:
         return []
     tickets = list(session.scalars(text(EDGE_TICKETS), params))
-    queries.note_raw()
+    provenance.note_raw()
     edges = f"WITH {measures_sql('', RATING_SCOPE, EDGE_EVENTS)}{EDGES}"
     return session.execute(text(edges), {**params, "edge_tickets": tickets})
 
@@ -129,7 +129,7 @@ def agents(
     """support.agents' answer, from the rows where they can give it (see the module's doc)."""
 
     def raw() -> list[dict[str, Any]]:
-        queries.note_raw()
+        provenance.note_raw()
         return support.agents(
             session,
             org_id=org_id,
@@ -182,8 +182,8 @@ def agents(
             edge_values[row.agent][1].append(float(row.resolution_h))
     if sum(t["solved"] for t in totals.values()) <= approximate_above:
         return raw()  # few enough measurements for exact medians, which only raw events give
-    queries.note_rollup()
-    queries.note_approximate()
+    provenance.note_rollup()
+    provenance.note_approximate()
     chosen = sorted(
         (a for a, t in totals.items() if t["solved"] >= min_tickets), key=lambda a: (-totals[a]["solved"], a)
     )

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import cost, queries
+from webapp.analytics import cost, provenance, queries
 from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.planner import grain_for
@@ -113,11 +113,11 @@ class AggregationQuery:
             percentiles=self.percentiles,
         )
 
-    def options(self) -> queries.ReadOptions:
+    def options(self) -> provenance.ReadOptions:
         """How the reads may be answered: `exact` forces raw events, else rollups and maybe sketches."""
         if self.exact:
-            return queries.ReadOptions(rollups=False)
-        return queries.ReadOptions(approximate_above=self.approximate_above)
+            return provenance.ReadOptions(rollups=False)
+        return provenance.ReadOptions(approximate_above=self.approximate_above)
 
 
 def _sort_key(group: tuple[str | None, ...]) -> tuple[tuple[bool, str], ...]:

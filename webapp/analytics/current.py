@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import ticket_counts
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS
-from webapp.analytics.queries import note_raw, note_rollup, rollups_allowed
+from webapp.analytics.provenance import note_raw, note_rollup, rollups_allowed
 from webapp.analytics.sql import column, filter_sql
 from webapp.core.filters import Filters
 from webapp.core.vocabulary import DIMENSION_VALUES, RESOLVED_STATUSES, STATUSES

@@ -16,9 +16,7 @@ the caller allows sketches above a number of measurements.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,93 +24,23 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import business_values, sketch
+from webapp.analytics import business_values, provenance, sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.cells import Cell, CellKey, read_cells
 from webapp.analytics.clock import CALENDAR, Clock, bind
 from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.metrics import GROUPABLE, METRICS, Metric
+from webapp.analytics.provenance import ReadOptions
 from webapp.analytics.sql import bucket_index, column, count_sql, events_source, instants
 from webapp.core.filters import Filters
 from webapp.core.timeutil import EARLIEST
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How metric reads may be answered: from rollups at all, and percentiles from sketches when."""
-
-    rollups: bool = True
-    # Percentiles come from merged sketches (approximate) when the measurements exceed this; None: never.
-    approximate_above: int | None = None
-
-
-@dataclass
-class Provenance:
-    """What the metric reads of one answer were computed from."""
-
-    rollup: bool = False
-    raw: bool = False
-    approximate: bool = False
-
-    @property
-    def source(self) -> str:
-        """rollup, raw or mixed (an answer that read nothing counts as raw)."""
-        if self.rollup:
-            return "mixed" if self.raw else "rollup"
-        return "raw"
-
-
-DEFAULT_OPTIONS = ReadOptions()
-_options: ContextVar[ReadOptions] = ContextVar("analytics_read_options", default=DEFAULT_OPTIONS)
-_provenance: ContextVar[Provenance | None] = ContextVar("analytics_provenance", default=None)
-
-
-@contextmanager
-def reading(options: ReadOptions) -> Iterator[Provenance]:
-    """Run the reads inside with `options`, recording where their answers came from."""
-    provenance = Provenance()
-    options_token = _options.set(options)
-    provenance_token = _provenance.set(provenance)
-    try:
-        yield provenance
-    finally:
-        _options.reset(options_token)
-        _provenance.reset(provenance_token)
-
-
-def _note(*, rollup: bool = False, raw: bool = False, approximate: bool = False) -> None:
-    provenance = _provenance.get()
-    if provenance is not None:
-        provenance.rollup |= rollup
-        provenance.raw |= raw
-        provenance.approximate |= approximate
-
-
-def note_raw() -> None:
-    """Record that the current reading answered (in part) from raw rows."""
-    _note(raw=True)
-
-
-def note_rollup() -> None:
-    """Record that the current reading answered (in part) from rollups."""
-    _note(rollup=True)
-
-
-def note_approximate() -> None:
-    """Record that the current reading's percentiles came (in part) from sketches."""
-    _note(approximate=True)
-
-
-def rollups_allowed() -> bool:
-    """Whether the current reading may answer from rollups (not when exact answers were asked for)."""
-    return _options.get().rollups
 
 
 def _cells(session: Session, definition: Metric, **read: Any) -> dict[CellKey, Cell]:
     """cells.read_cells, noting in the current reading which sides answered."""
     cells, sources = read_cells(session, definition, **read)
     if sources:
-        _note(rollup=True in sources, raw=False in sources)
+        provenance.note(rollup=True in sources, raw=False in sources)
     return cells
 
 
@@ -134,7 +62,7 @@ def time_series(
         window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
         cells = aggregate(session, metric=metric, buckets=buckets, **window)
         return _counting_series(definition, buckets, cells)
-    if not _options.get().rollups:
+    if not provenance.current_options().rollups:
         return _raw_time_series(
             session,
             org_id=org_id,
@@ -207,7 +135,7 @@ def _raw_time_series(
         f" {value} AS v {source}{once}) s"
         " GROUP BY GROUPING SETS ((idx), ())"
     )
-    _note(raw=True)
+    provenance.note(raw=True)
     cells: dict[int, Any] = {}
     total = None
     for row in session.execute(sql, params).all():
@@ -320,7 +248,7 @@ def aggregate(
     Percentiles are exact unless `options` (default: the current reading's) allow sketches and the
     measurements outnumber its threshold; then they are within sketch.ALPHA of exact.
     """
-    options = options or _options.get()
+    options = options or provenance.current_options()
     definition = METRICS[metric]
     window = {
         "org_id": org_id,
@@ -349,9 +277,9 @@ def aggregate(
         assert options.approximate_above is not None
         if measured <= options.approximate_above:
             return _exact(session, definition, buckets=buckets, percentiles=percentiles, **window)
-        _note(approximate=True)
+        provenance.note(approximate=True)
     if sources:
-        _note(rollup=True in sources, raw=False in sources)
+        provenance.note(rollup=True in sources, raw=False in sources)
     out: dict[CellKey, dict[str, Any]] = {}
     fractions = [p / 100 for p in percentiles]
     for key, cell in cells.items():
@@ -378,7 +306,7 @@ def _exact(
     if not clock.business:
         return _raw_aggregate(session, definition, clock=clock, **window)
     cells, sources = business_values.exact_aggregate(session, definition, clock, **window)
-    _note(rollup=True in sources, raw=False in sources or not sources)
+    provenance.note(rollup=True in sources, raw=False in sources or not sources)
     return cells
 
 
@@ -396,7 +324,7 @@ def _raw_aggregate(
     clock: Clock = CALENDAR,
 ) -> dict[CellKey, dict[str, Any]]:
     """aggregate computed from raw events alone, with exact percentiles."""
-    _note(raw=True)
+    provenance.note(raw=True)
     params: dict[str, Any] = {}
     source = events_source(definition, org_id, start, end, filters, params)
     value, once = _value(session, definition, clock, params, start, end)
@@ -512,7 +440,7 @@ def _sums(
 ) -> dict[CellKey, int]:
     """The sum of the +1/-1 steps of `definition` per group and bucket, for cells that have steps."""
     if not options.rollups:
-        _note(raw=True)
+        provenance.note(raw=True)
         cells = _raw_aggregate(session, definition, **window)
         return {key: round(stats["avg"] * stats["count"]) for key, stats in cells.items() if stats["count"]}
     bounds = window["buckets"].bounds if window["buckets"] is not None else None

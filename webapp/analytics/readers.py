@@ -18,11 +18,12 @@ from typing import Any, ClassVar, Protocol
 import redis
 from sqlalchemy.orm import Session
 
-from webapp.analytics import agent_report, current, popular, queries, reports, snapshots, support
+from webapp.analytics import agent_report, current, popular, provenance, queries, reports, snapshots, support
 from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.cache import Computed, Shortcuts, read_through
 from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import METRICS
+from webapp.analytics.provenance import reading
 from webapp.analytics.window import Window
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
@@ -59,7 +60,7 @@ class Read(Protocol):
 
     def params(self) -> dict[str, Any]: ...
     def families(self) -> set[str]: ...
-    def options(self) -> queries.ReadOptions: ...
+    def options(self) -> provenance.ReadOptions: ...
     def compute(self, session: Session, org_id: int) -> Any: ...
 
 
@@ -103,8 +104,8 @@ class TimeSeriesRead:
     def families(self) -> set[str]:
         return set(METRICS[self.metric].families) | self.clock.families()
 
-    def options(self) -> queries.ReadOptions:
-        return queries.ReadOptions(rollups=not self.exact)
+    def options(self) -> provenance.ReadOptions:
+        return provenance.ReadOptions(rollups=not self.exact)
 
     def compute(self, session: Session, org_id: int) -> Any:
         window = self.window
@@ -141,8 +142,8 @@ class DistributionRead:
     def families(self) -> set[str]:
         return {f"dist_{self.field}"} | _current_filters(self.filters)
 
-    def options(self) -> queries.ReadOptions:
-        return queries.ReadOptions(rollups=not self.exact)
+    def options(self) -> provenance.ReadOptions:
+        return provenance.ReadOptions(rollups=not self.exact)
 
     def compute(self, session: Session, org_id: int) -> Any:
         return current.distribution(
@@ -185,8 +186,8 @@ class DashboardRead:
     def families(self) -> set[str]:
         return set(reports.DASHBOARD_FAMILIES | reports.CLOCK_FAMILIES) | _current_filters(self.filters)
 
-    def options(self) -> queries.ReadOptions:
-        return queries.ReadOptions(rollups=not self.exact)
+    def options(self) -> provenance.ReadOptions:
+        return provenance.ReadOptions(rollups=not self.exact)
 
     def compute(self, session: Session, org_id: int) -> Any:
         return reports.dashboard(
@@ -242,10 +243,10 @@ class PerformanceRead:
     def families(self) -> set[str]:
         return set(reports.PERFORMANCE_FAMILIES | reports.CLOCK_FAMILIES) | _current_filters(self.filters)
 
-    def options(self) -> queries.ReadOptions:
+    def options(self) -> provenance.ReadOptions:
         if self.exact:
-            return queries.ReadOptions(rollups=False)
-        return queries.ReadOptions(approximate_above=self.approximate_above)
+            return provenance.ReadOptions(rollups=False)
+        return provenance.ReadOptions(approximate_above=self.approximate_above)
 
     def compute(self, session: Session, org_id: int) -> Any:
         return reports.performance(
@@ -279,7 +280,7 @@ class AggregationRead:
     def families(self) -> set[str]:
         return self.query.families()
 
-    def options(self) -> queries.ReadOptions:
+    def options(self) -> provenance.ReadOptions:
         return self.query.options()
 
     def compute(self, session: Session, org_id: int) -> Any:
@@ -311,8 +312,8 @@ class SnapshotsRead:
     def families(self) -> set[str]:
         return {"snapshots"}
 
-    def options(self) -> queries.ReadOptions:
-        return queries.ReadOptions()
+    def options(self) -> provenance.ReadOptions:
+        return provenance.ReadOptions()
 
     def compute(self, session: Session, org_id: int) -> Any:
         return snapshots.list_snapshots(
@@ -344,11 +345,11 @@ class TimeInStatusRead:
     def families(self) -> set[str]:
         return {"solves", "schedules"}
 
-    def options(self) -> queries.ReadOptions:
-        return queries.ReadOptions(rollups=False)
+    def options(self) -> provenance.ReadOptions:
+        return provenance.ReadOptions(rollups=False)
 
     def compute(self, session: Session, org_id: int) -> Any:
-        queries.note_raw()
+        provenance.note_raw()
         statuses = support.time_in_status(
             session,
             org_id=org_id,
@@ -398,8 +399,8 @@ class AgentsRead:
     def families(self) -> set[str]:
         return {"solves", "satisfaction", "response", "sla", "schedules", "dist_assigned_to"}
 
-    def options(self) -> queries.ReadOptions:
-        return queries.ReadOptions(rollups=False)
+    def options(self) -> provenance.ReadOptions:
+        return provenance.ReadOptions(rollups=False)
 
     def compute(self, session: Session, org_id: int) -> Any:
         rows = agent_report.agents(
@@ -476,7 +477,7 @@ def read(
 
     def compute() -> Computed:
         db = session() if callable(session) else session
-        with queries.reading(request.options()) as provenance, collection_paused():
+        with reading(request.options()) as provenance, collection_paused():
             value = request.compute(db, org_id)
         return Computed(value, {"source": provenance.source, "approximate": provenance.approximate})
 
