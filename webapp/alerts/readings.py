@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from webapp.alerts.conditions import Anomaly, Change, Condition, Reading
 from webapp.alerts.periods import Bucket, baseline_start, bucket_containing, previous_start
-from webapp.analytics.readers import TimeSeriesRead
+from webapp.analytics.metric_reads import TimeSeriesRead
 from webapp.analytics.window import Window
 from webapp.core.filters import Filters
 

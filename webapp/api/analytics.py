@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import aggregations, cost, readers, sla, snapshots
+from webapp.analytics import aggregations, cost, metric_reads, readers, sla, snapshots, support_reads
 from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.cache import RawJson
 from webapp.analytics.clock import CALENDAR, Clock, resolve
@@ -185,7 +185,9 @@ def time_series(metric: str) -> Response:
         costs.check(cost.series(window))
         costs.spend(org.id, window, query.exact)
         clock = _clock(org.id, query).for_metric(METRICS[metric])
-        value, meta = _read(org.id, readers.TimeSeriesRead(metric, window, query.filters, query.exact, clock))
+        value, meta = _read(
+            org.id, metric_reads.TimeSeriesRead(metric, window, query.filters, query.exact, clock)
+        )
     head = {"metric": metric, "unit": METRICS[metric].unit, "granularity": query.granularity, **clock.echo()}
     return json_object({**head, **window.echo(), "filters": query.filters}, value, {"meta": meta})
 
@@ -216,7 +218,7 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
         if body.async_ or _heavy(org.id, query):
             return submit_job("aggregation", query.params())
         max_cells = current_app.config["ANALYTICS_MAX_CELLS"]
-        value, meta = _read(org.id, readers.AggregationRead(query, max_cells))
+        value, meta = _read(org.id, metric_reads.AggregationRead(query, max_cells))
     return json_object(value, {"meta": meta})
 
 
@@ -237,7 +239,7 @@ def distribution(field: str) -> Response:
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
         costs.spend(org.id, window, query.exact)
-        value, meta = _read(org.id, readers.DistributionRead(field, window, query.filters, query.exact))
+        value, meta = _read(org.id, metric_reads.DistributionRead(field, window, query.filters, query.exact))
     return json_object(value, {**window.echo(), "filters": query.filters, "meta": meta})
 
 
@@ -265,7 +267,9 @@ def dashboard() -> Response:
         costs.spend(org.id, window, query.exact)
         targets = sla.targets_for(org.sla_targets)
         clock = _clock(org.id, query)
-        value, meta = _read(org.id, readers.DashboardRead(window, query.filters, targets, query.exact, clock))
+        value, meta = _read(
+            org.id, metric_reads.DashboardRead(window, query.filters, targets, query.exact, clock)
+        )
     return json_object(_dashboard_head(query, window), value, {"meta": meta})
 
 
@@ -288,7 +292,7 @@ def performance() -> Response:
         targets = sla.targets_for(org.sla_targets)
         approximate_above = _approximate_above(query.exact)
         clock = _clock(org.id, query)
-        read = readers.PerformanceRead(
+        read = metric_reads.PerformanceRead(
             window, query.filters, targets, query.exact, approximate_above, clock, query.group_by
         )
         value, meta = _read(org.id, read)
@@ -311,7 +315,7 @@ def time_in_status() -> Response:
         window = query.window(default_tz=org.timezone, now=utcnow())
         costs.spend_raw(org.id, window)
         clock = _clock(org.id, query)
-        read = readers.TimeInStatusRead(window, query.filters, clock.schedule_id)
+        read = support_reads.TimeInStatusRead(window, query.filters, clock.schedule_id)
         value, meta = _read(org.id, read)
     head = {**window.echo(), "filters": query.filters, **clock.echo()}
     return json_object(head, value, {"meta": meta})
@@ -335,7 +339,7 @@ def agents() -> Response:
         costs.spend_raw(org.id, window)
         targets = sla.targets_for(org.sla_targets)
         clock = _clock(org.id, query)
-        read = readers.AgentsRead(
+        read = support_reads.AgentsRead(
             window, query.filters, targets, query.min_tickets, clock.schedule_id, _approximate_above(False)
         )
         value, meta = _read(org.id, read)
@@ -359,7 +363,7 @@ def list_snapshots() -> Response:
         first, last = snapshots.listing_range(
             query.start, query.end, snapshot_type=query.type, tz=org.timezone, now=utcnow()
         )
-        items, meta = _read(org.id, readers.SnapshotsRead(query.type, first, last))
+        items, meta = _read(org.id, metric_reads.SnapshotsRead(query.type, first, last))
     head = {"type": query.type, "start": first.isoformat(), "end": last.isoformat()}
     return json_object({**head, "items": items, "meta": meta})
 

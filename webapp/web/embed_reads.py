@@ -11,7 +11,7 @@ from typing import Any
 from flask import Response, current_app
 from sqlalchemy import text
 
-from webapp.analytics import readers, sla
+from webapp.analytics import metric_reads, readers, sla
 from webapp.analytics.metrics import METRICS
 from webapp.analytics.window import Window, canonical_window
 from webapp.api.cache import cache_shortcuts
@@ -56,7 +56,7 @@ def _read(org_id: int, read: readers.Read) -> tuple[Any, dict[str, Any]]:
 
 def dashboard(org: Organization, window: Window, filters: Filters, period: str) -> Response:
     """The API's dashboard answer for the window."""
-    read = readers.DashboardRead(window, filters, sla.targets_for(org.sla_targets))
+    read = metric_reads.DashboardRead(window, filters, sla.targets_for(org.sla_targets))
     value, meta = _read(org.id, read)
     echo = {
         "period": period,
@@ -70,12 +70,12 @@ def dashboard(org: Organization, window: Window, filters: Filters, period: str) 
 
 def distribution(org: Organization, window: Window, filters: Filters, field: str) -> Response:
     """The API's distribution answer of `field` for the window."""
-    value, meta = _read(org.id, readers.DistributionRead(field, window, filters))
+    value, meta = _read(org.id, metric_reads.DistributionRead(field, window, filters))
     return json_object(value, {**window.echo(), "filters": filters, "meta": meta})
 
 
 def time_series(org: Organization, window: Window, filters: Filters, metric: str) -> Response:
     """The API's time series of `metric` for the window (at its granularity)."""
-    value, meta = _read(org.id, readers.TimeSeriesRead(metric, window, filters))
+    value, meta = _read(org.id, metric_reads.TimeSeriesRead(metric, window, filters))
     head = {"metric": metric, "unit": METRICS[metric].unit, "granularity": window.granularity}
     return json_object({**head, **window.echo(), "filters": filters}, value, {"meta": meta})
