@@ -16,6 +16,7 @@ evaluation.py, which answers the same per ticket.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -117,20 +118,26 @@ def compliance(
               ON s.priority = t.priority
             WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end
             {filter_sql("t", filters, params)}
+        ), events AS (
+            -- Each ticket's status events by its index (OFFSET 0 keeps the planner from turning this
+            -- into a join that scans every event of the table: the range's tickets are a small part).
+            SELECT t.id AS ticket_id, e.at, e.seq, e.status
+            FROM t CROSS JOIN LATERAL (
+                SELECT e.occurred_at AS at, e.id AS seq,
+                       CASE WHEN e.event_type IN ('created', 'resolved') THEN e.status
+                            WHEN e.detail ? 'to' THEN e.detail ->> 'to' END AS status
+                FROM ticket_events e
+                WHERE e.ticket_id = t.id
+                  AND e.event_type IN ('created', 'resolved', 'status_changed', 'reopened')
+                OFFSET 0
+            ) e
         ), history AS (
-            SELECT e.ticket_id, e.occurred_at AS at, e.id AS seq,
-                   CASE WHEN e.event_type IN ('created', 'resolved') THEN e.status
-                        ELSE e.detail ->> 'to' END AS status
-            FROM ticket_events e JOIN t ON t.id = e.ticket_id
-            WHERE e.event_type IN ('created', 'resolved')
-               OR (e.event_type IN ('status_changed', 'reopened') AND e.detail ? 'to')
+            SELECT ticket_id, at, seq, status FROM events WHERE status IS NOT NULL
             UNION ALL
             -- The ticket's status holds from its last write (see tracking.load).
-            SELECT t.id, greatest(t.updated_at, (
-                       SELECT max(e.occurred_at) FROM ticket_events e WHERE e.ticket_id = t.id
-                       AND e.event_type IN ('created', 'resolved', 'status_changed', 'reopened'))),
-                   :last, t.status
-            FROM t
+            SELECT t.id, greatest(t.updated_at, m.last), :last, t.status
+            FROM t LEFT JOIN (SELECT ticket_id, max(at) AS last FROM events GROUP BY ticket_id) m
+              ON m.ticket_id = t.id
         ), segments AS (
             SELECT ticket_id, status, at,
                    coalesce(lead(at) OVER (PARTITION BY ticket_id ORDER BY at, seq), :now) AS until
@@ -182,18 +189,19 @@ def next_reply(
     policy: Policy,
     clock: Clock,
     now: datetime,
-    group_by: str | None = None,
-) -> dict[str | None, list[int]]:
-    """Per group: [achieved, breached, pending] of next_reply over the tickets created in the range that
-    have at least one pair, each ticket as clocks.evaluation judges it (pending: a pair still runs).
+    fields: Sequence[str] = (),
+) -> dict[tuple[str | None, ...], list[int]]:
+    """Per combination of the tickets' `fields` (one key, (), with none): [achieved, breached, pending]
+    of next_reply over the tickets created in the range that have at least one pair, each ticket as
+    clocks.evaluation judges it (pending: a pair still runs).
 
     Counted ticket by ticket through the one evaluation GET /tickets/{id}/sla answers with; only
-    tickets of priorities whose next_reply target is set are read at all.
+    tickets of priorities whose next_reply target is set are read at all, each once.
     """
-    if group_by is not None and group_by not in GROUPS:
+    if any(field not in GROUPS for field in fields):
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
     measured = [p for p in PRIORITIES if policy.target(p, "next_reply") is not None]
-    counts: dict[str | None, list[int]] = {}
+    counts: dict[tuple[str | None, ...], list[int]] = {}
     if not measured:
         return counts
     params: dict[str, Any] = {"org_id": org_id, "start": start, "end": end, "priorities": measured}
@@ -210,7 +218,7 @@ def next_reply(
             runs = [r for r in evaluate(loaded.facts, policy, clock, now).runs if r.metric == "next_reply"]
             if not runs:
                 continue
-            key = getattr(loaded.ticket, group_by) if group_by else None
+            key = tuple(getattr(loaded.ticket, field) for field in fields)
             triple = counts.setdefault(key, [0, 0, 0])
             if any(r.passed_at is not None for r in runs):
                 triple[1] += 1
@@ -249,23 +257,50 @@ def report(
         out["next_reply"] = {"met": (replies or [0])[0], **_ratio(*(replies or [0, 0, 0]))}
         return out
 
-    overall = compliance(session, **window)[0]
-    replies = next_reply(session, clock=clock, **window)
+    # Every ticket has one priority: the whole is the sum of the priorities' rows, so each statement
+    # and each ticket's next_reply evaluation runs once.
     by_priority_rows = {
         row["group"]["priority"]: row for row in compliance(session, group_by="priority", **window)
     }
-    replies_by_priority = next_reply(session, clock=clock, group_by="priority", **window)
+    fields = ("priority",) if group_by in (None, "priority") else ("priority", group_by)
+    replies = next_reply(session, clock=clock, fields=fields, **window)
+    replies_by_priority = _merged(replies, 0)
     answer: dict[str, Any] = {
         "policy_clock": policy.clock_name,
         "schedule_id": policy.schedule_id,
-        "overall": outcomes(overall, replies.get(None)),
+        "overall": outcomes(_summed(list(by_priority_rows.values())), _merged(replies, None).get(None)),
         "by_priority": {p: outcomes(by_priority_rows.get(p), replies_by_priority.get(p)) for p in PRIORITIES},
     }
     answer["next_reply"] = answer["overall"]["next_reply"]
     if group_by is not None:
-        grouped = next_reply(session, clock=clock, group_by=group_by, **window)
+        rows = (
+            list(by_priority_rows.values())
+            if group_by == "priority"
+            else compliance(session, group_by=group_by, **window)
+        )
+        grouped = _merged(replies, fields.index(group_by))
         answer["groups"] = [
-            {"group": row["group"], **outcomes(row, grouped.get(row["group"][group_by]))}
-            for row in compliance(session, group_by=group_by, **window)
+            {"group": row["group"], **outcomes(row, grouped.get(row["group"][group_by]))} for row in rows
         ]
     return answer
+
+
+def _summed(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One row of compliance counting what `rows` count together."""
+    out: dict[str, Any] = {"group": {}}
+    for part in (*MEASURED, "all"):
+        triple = [sum(row[part][v] for row in rows) for v in ("achieved", "breached", "pending")]
+        out[part] = _ratio(*triple)
+    return out
+
+
+def _merged(
+    counts: dict[tuple[str | None, ...], list[int]], position: int | None
+) -> dict[str | None, list[int]]:
+    """next_reply's counts by the field at `position` of their keys (None: all of them together)."""
+    out: dict[str | None, list[int]] = {}
+    for key, triple in counts.items():
+        total = out.setdefault(key[position] if position is not None else None, [0, 0, 0])
+        for i, n in enumerate(triple):
+            total[i] += n
+    return out
