@@ -453,3 +453,49 @@ def test_a_seed_smaller_than_its_tables_keeps_their_indexes(db_connection, make_
     stats = _seed(db_connection, small["id"], tickets=100)
     assert stats.tickets == 100
     assert dropped_indexes == []
+
+
+def test_every_rolled_event_lies_in_a_dirty_mark(db_connection, seeded):
+    """The seed marks its hours once per event type instead of per COPY; every hour it wrote a rolled
+    event into is among them, and the trigger's switch is back as it was."""
+    from webapp.analytics.rollups import MAINTAINED_SETTING, ROLLED_EVENT_TYPES
+
+    org_id, _ = seeded
+    marked = db_connection.execute(
+        text("SELECT event_type, lo, hi FROM analytics_rollup_dirty WHERE org_id = :o"), {"o": org_id}
+    ).all()
+    assert {m.event_type for m in marked} == set(ROLLED_EVENT_TYPES)
+    events = db_connection.execute(
+        text("SELECT event_type, occurred_at FROM ticket_events WHERE org_id = :o"), {"o": org_id}
+    ).all()
+    rolled = [e for e in events if e.event_type in ROLLED_EVENT_TYPES]
+    assert {e.event_type for e in rolled} == set(ROLLED_EVENT_TYPES)
+    uncovered = [
+        e
+        for e in rolled
+        if not any(m.event_type == e.event_type and m.lo <= e.occurred_at < m.hi for m in marked)
+    ]
+    assert uncovered == []
+    setting = _scalar(db_connection, f"SELECT current_setting('{MAINTAINED_SETTING}', true)")
+    assert setting in (None, "", "off")
+
+
+def test_ticket_counts_are_the_seeded_tickets(db_connection, seeded):
+    """The tickets' count trigger fired for the COPY: per UTC hour, field and value, as counted here."""
+    from collections import Counter
+
+    org_id, _ = seeded
+    fields = ("status", "priority", "channel", "category", "assigned_to")
+    wanted: Counter[tuple[Any, ...]] = Counter()
+    for row in db_connection.execute(
+        text(f"SELECT created_at, {', '.join(fields)} FROM tickets WHERE org_id = :o"), {"o": org_id}
+    ):
+        hour = row.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        for field in fields:
+            wanted[(hour, field, getattr(row, field))] += 1
+    stored: Counter[tuple[Any, ...]] = Counter()
+    for hour, field, value, count in db_connection.execute(
+        text("SELECT hour, field, value, count FROM analytics_ticket_counts WHERE org_id = :o"), {"o": org_id}
+    ):
+        stored[(hour.astimezone(UTC), field, value)] += count
+    assert +stored == wanted
