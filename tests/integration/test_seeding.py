@@ -350,7 +350,10 @@ def test_seeded_derived_events_are_what_the_write_path_derives(db_connection, se
     assert set(counts) == {"backlog", "solved", "next_reply", "rated"}
     assert _scalar(db_connection, "SELECT count(*) FROM ticket_replies WHERE org_id = :o", o=org_id) > TICKETS
     session = Session(bind=db_connection)
-    tickets = session.scalars(select(Ticket).where(Ticket.org_id == org_id).order_by(Ticket.id).limit(400))
+    # Every fifth ticket: old ones long closed as well as the newest, cut by `now` mid-way.
+    tickets = session.scalars(
+        select(Ticket).where(Ticket.org_id == org_id, Ticket.id % 5 == 0).order_by(Ticket.id)
+    )
     for ticket in tickets:
         wanted = sorted(event_key(values) for values in derive(facts_of(session, ticket)))
         rows = db_connection.execute(
@@ -499,3 +502,32 @@ def test_ticket_counts_are_the_seeded_tickets(db_connection, seeded):
     ):
         stored[(hour.astimezone(UTC), field, value)] += count
     assert +stored == wanted
+
+
+def test_status_history_is_what_the_events_carry(db_connection, seeded):
+    """ticket_status_changes (COPYed with the batch) holds, ticket by ticket, the status each created,
+    status_changed and resolved event carries in time order, repeats dropped."""
+    org_id, _ = seeded
+    carried: dict[int, list[tuple[Any, str]]] = {}
+    for ticket_id, at, event_type, status, detail in db_connection.execute(
+        text(
+            "SELECT ticket_id, occurred_at, event_type, status, detail FROM ticket_events WHERE org_id = :o"
+            " AND event_type IN ('created', 'status_changed', 'resolved') ORDER BY ticket_id, occurred_at, id"
+        ),
+        {"o": org_id},
+    ):
+        entries = carried.setdefault(ticket_id, [])
+        now_status = detail["to"] if event_type == "status_changed" else status
+        if not entries or entries[-1][1] != now_status:
+            entries.append((at, now_status))
+    stored: dict[int, list[tuple[Any, str]]] = {}
+    for ticket_id, at, status in db_connection.execute(
+        text(
+            "SELECT ticket_id, at, status FROM ticket_status_changes WHERE org_id = :o"
+            " ORDER BY ticket_id, at, id"
+        ),
+        {"o": org_id},
+    ):
+        stored.setdefault(ticket_id, []).append((at, status))
+    assert len(carried) == TICKETS
+    assert stored == carried

@@ -19,6 +19,7 @@ from webapp.tickets.row_checks import restore_row_checks, skip_row_checks
 from webapp.tickets.seeding.arrivals import created_times
 from webapp.tickets.seeding.conversation import RATING_COPY, REPLY_COPY
 from webapp.tickets.seeding.derived import derive_seeded
+from webapp.tickets.seeding.history_rows import STATUS_CHANGE_COPY
 from webapp.tickets.seeding.marks import hours_marked_once
 from webapp.tickets.seeding.rows import EncodedBatch, encode_batch
 
@@ -111,12 +112,13 @@ def seed_tickets(
                 _copy(cur, EVENT_COPY, encoded.events)
                 _copy(cur, REPLY_COPY, encoded.replies)
                 _copy(cur, RATING_COPY, encoded.ratings)
+                _copy(cur, STATUS_CHANGE_COPY, encoded.status_changes)
                 events += encoded.n_events
                 if progress is not None:
                     progress(done)
             if tickets:
-                # The status history and the events derived from it, from the replies and the ratings
-                # (before the deferred indexes come back: they are built once, over these rows too).
+                # The solves, from the status history (before the deferred indexes come back: they
+                # are built once, over these rows too).
                 events += derive_seeded(cur, org_id=org_id, first=first_id, last=first_id + tickets - 1)
         if deferred:
             cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
