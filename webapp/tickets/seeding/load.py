@@ -26,6 +26,7 @@ from webapp.tickets.seeding.rows import EncodedBatch, encode_batch
 BATCH_TICKETS = 20_000
 # Events a ticket has on average (for deciding how to maintain the indexes, see _deferred_indexes).
 EVENTS_PER_TICKET = 6
+STATUSES_PER_TICKET = 3
 # Memory for building the deferred indexes: the sort of a large seed's keys stays in memory.
 INDEX_BUILD_MEMORY = "512MB"
 
@@ -91,6 +92,8 @@ def seed_tickets(
                 "ticket_events": tickets * EVENTS_PER_TICKET,
                 # The tickets' insert trigger writes about one count a ticket (hour, field, value).
                 "analytics_ticket_counts": tickets,
+                # About three statuses a ticket (read by the solves' derivation in one sequential pass).
+                "ticket_status_changes": tickets * STATUSES_PER_TICKET,
             },
         )
 
