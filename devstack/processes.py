@@ -42,6 +42,7 @@ from devstack.procfile import command_args, read_procfile
 
 GROUP = "platform"  # every program in one supervisord group, so that all are stopped at once
 LISTENER = "output"
+LISTENER_MODULE = "devstack.logprefix"
 # Beyond supervisord's own SIGKILL deadline, how long we wait before SIGKILLing what is left ourselves.
 STOP_MARGIN = 15.0
 
@@ -85,7 +86,7 @@ def supervisord_conf(
 ) -> str:
     """supervisord's configuration for `processes`, its pid file under `instance`."""
     names = list(processes)
-    listener = [sys.executable, "-m", "devstack.logprefix", *(["--color"] if color else []), *names]
+    listener = [sys.executable, "-m", LISTENER_MODULE, *(["--color"] if color else []), *names]
     lines = [
         "[supervisord]",
         "nodaemon = true",
@@ -156,8 +157,12 @@ def stop_leftover(instance: Path, timeout: float) -> bool:
 
 def _kill_programs(supervisord: subprocess.Popen[bytes]) -> None:
     # Each program leads its own process group (supervisord makes it so), which holds its children.
+    # The output listener is spared: it prints the programs' exits, and supervisord stops it last.
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(supervisord.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if LISTENER_MODULE in child.cmdline():
+                    continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
 

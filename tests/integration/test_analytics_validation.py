@@ -85,6 +85,8 @@ BASE = {"metrics": ["response_time"], "start": "2026-01-01", "end": "2026-02-01"
         ({**BASE, "start": "01/02/2026"}, ("ISO 8601",)),
         ({**BASE, "tz": "Europe/Atlantis"}, ("unknown time zone",)),
         ({**BASE, "order_by": "count"}, ("order_by",)),
+        ({**BASE, "filters": {"status": None}}, ("filters.status", "not null")),
+        ({**BASE, "filters": {"assigned_to": None}}, ("filters.assigned_to", "not null")),
     ],
 )
 def test_bad_aggregation_bodies_are_400(ny: Any, body: dict[str, Any], fragments):

@@ -4,6 +4,7 @@ queue, which workers take from in turn with the others."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -43,8 +44,16 @@ def queues(services, app):
     file inspects until the test ends (a worker started by an earlier test would drain them)."""
     celery = app.extensions["celery"]
     watched = ("default", OVERFLOW_QUEUE)
-    for queue in watched:
-        celery.control.cancel_consumer(queue, reply=True, timeout=2.0)
+    # A loaded worker may answer the control message late: ask until none says it consumes them.
+    deadline = time.monotonic() + 30
+    while True:
+        for queue in watched:
+            celery.control.cancel_consumer(queue, reply=True, timeout=2.0)
+        active = celery.control.inspect(timeout=2.0).active_queues() or {}
+        consumed = {q["name"] for queues in active.values() for q in queues} & set(watched)
+        if not consumed:
+            break
+        assert time.monotonic() < deadline, f"the test worker still consumes {consumed}"
     client = redis.Redis.from_url(services.redis_url)
     yield client
     for queue in watched:

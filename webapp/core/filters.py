@@ -64,4 +64,12 @@ def parse_filter_object(source: Mapping[str, Any]) -> Filters:
     unknown = [name for name in source if name not in DIMENSIONS]
     if unknown:
         raise FilterError(f"unknown filter {unknown[0]!r}; allowed: {', '.join(DIMENSIONS)}", "filters")
+    for name, raw in source.items():
+        # A bare null would read as "no filter" here and as "unassigned" to some: it is neither.
+        if raw is None:
+            raise FilterError(
+                f"filters.{name} must be a list of values or a comma-separated string, not null "
+                '(leave it out for no filter; unassigned is ["null"] or [null])',
+                f"filters.{name}",
+            )
     return parse_filters(source)
