@@ -502,6 +502,13 @@ def test_ticket_counts_are_the_seeded_tickets(db_connection, seeded):
     ):
         stored[(hour.astimezone(UTC), field, value)] += count
     assert +stored == wanted
+    # The seed writes them with the tickets' count trigger off; it is on again (ALWAYS) after.
+    enabled = _scalar(
+        db_connection,
+        "SELECT tgenabled FROM pg_trigger WHERE tgrelid = CAST('tickets' AS regclass)"
+        " AND tgname = 'analytics_tickets_inserted'",
+    )
+    assert enabled == "A"
 
 
 def test_status_history_is_what_the_events_carry(db_connection, seeded):

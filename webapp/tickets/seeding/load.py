@@ -22,6 +22,7 @@ from webapp.tickets.seeding.derived import derive_seeded
 from webapp.tickets.seeding.history_rows import STATUS_CHANGE_COPY
 from webapp.tickets.seeding.marks import hours_marked_once
 from webapp.tickets.seeding.rows import EncodedBatch, encode_batch
+from webapp.tickets.seeding.ticket_counts import COUNT_COPY, counted_by_seed
 
 BATCH_TICKETS = 20_000
 # Events a ticket has on average (for deciding how to maintain the indexes, see _deferred_indexes).
@@ -109,9 +110,12 @@ def seed_tickets(
             if tickets
             else contextlib.nullcontext()
         )
-        with marking:
+        counted = counted_by_seed(cur) if tickets else contextlib.nullcontext(False)
+        with marking, counted as counting:
             for encoded, done in _prefetch(map(encode, range(n_batches))):
                 _copy(cur, TICKET_COPY, encoded.tickets)
+                if counting:
+                    _copy(cur, COUNT_COPY, encoded.ticket_counts)
                 _copy(cur, EVENT_COPY, encoded.events)
                 _copy(cur, REPLY_COPY, encoded.replies)
                 _copy(cur, RATING_COPY, encoded.ratings)

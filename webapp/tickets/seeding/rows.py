@@ -11,6 +11,7 @@ from webapp.core.vocabulary import EVENT_TYPES
 from webapp.tickets.seeding import copy_text as text
 from webapp.tickets.seeding.conversation import conversation_text
 from webapp.tickets.seeding.history_rows import derived_text, history_text, status_entries
+from webapp.tickets.seeding.ticket_counts import counts_text
 from webapp.tickets.seeding.timeline import CLOSED, NEVER, OPEN, QUANTUM, RESOLVED, Batch, draw_batch
 
 # A change's key is offset * 8 + rank: one update writes priority, then assignment, then first
@@ -66,6 +67,7 @@ class EncodedBatch(NamedTuple):
     replies: bytes
     ratings: bytes
     status_changes: bytes
+    ticket_counts: bytes  # analytics_ticket_counts' rows for these tickets (ticket_counts.py)
 
 
 def encode_batch(
@@ -96,7 +98,21 @@ def encode_batch(
     )
     derived, n_derived = derived_text(q, status, talk, now_in, created, first_id, org_id, history.status_at)
     statuses = history_text(q, status, created, first_id, org_id)
-    return EncodedBatch(tickets, event_rows + derived, len(events.ix) + n_derived, replies, ratings, statuses)
+    priority, channel, category, agent = now_in
+    counts = counts_text(
+        created,
+        {
+            "status": (history.status_at(every, cut), text.STATUS),
+            "priority": (priority, text.PRIORITY),
+            "channel": (channel, text.CHANNEL),
+            "category": (category, text.CATEGORY),
+            "assigned_to": (agent, text.AGENT),
+        },
+        org_id,
+    )
+    return EncodedBatch(
+        tickets, event_rows + derived, len(events.ix) + n_derived, replies, ratings, statuses, counts
+    )
 
 
 def _key(offset: np.ndarray, rank: int) -> np.ndarray:
