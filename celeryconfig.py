@@ -72,6 +72,7 @@ def beat_schedule(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "exports-cleanup": _every("maintenance.cleanup_exports", settings["EXPORT_CLEANUP_SECONDS"]),
         "rollups-refresh-pending": _every("rollups.refresh_pending", 60),
         "rollups-build-business": _every("rollups.build_business", 60),
+        "rollups-build-agents": _every("rollups.build_agents", 300),
         "rollups-reconcile-recent": _every("rollups.reconcile_recent", settings["ROLLUP_RECONCILE_SECONDS"]),
         "revoked-tokens-cleanup": _every("maintenance.cleanup_revoked_tokens", 3600),
         "jobs-purge": _every("maintenance.purge_jobs", 3600),

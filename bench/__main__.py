@@ -23,6 +23,7 @@ ORDER = (
     "bench_dashboard",
     "bench_business",
     "bench_abuse",
+    "bench_agents",
     "bench_rollups",
 )
 

@@ -4,10 +4,11 @@ A fresh database, seed_tickets over one year (COPY, Europe/Berlin), a split-shif
 holidays in the same zone, one calendar rollup build and one business-hours build of the schedule,
 VACUUM ANALYZE. Then each read twice, clock=calendar and clock=business (the schedule), median of
 --runs runs after one warm-up: one-year daily and 90-day hourly series of response and resolution
-time (rollups plus the raw tail), and p50/p95/p99 of both over the year (merged sketches above
-ROLLUP_EXACT_PERCENTILE_MAX, as the API answers them) and over 30 days (exact, percentile_cont over
-raw events). The business rollup answers are checked against raw business answers. Target: every
-business read within 1.5x of the calendar one. Results: bench/results/business_<tickets>.json.
+time and requester wait (rollups plus the raw tail), and p50/p95/p99 of each over the year (merged
+sketches above ROLLUP_EXACT_PERCENTILE_MAX, as the API answers them) and over 30 days (exact,
+percentile_cont over raw events). The business rollup answers are checked against raw business
+answers. Target: every business read within 1.5x of the calendar one.
+Results: bench/results/business_<tickets>.json.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from webapp.tickets import seeding
 
 TZ = "Europe/Berlin"
 PERCENTILES = (50, 95, 99)
+# Durations ending at their event, and a time in statuses (the solve's spans).
+METRICS = ("response_time", "resolution_time", "requester_wait_time")
 TARGET = 1.5
 SCHEDULE = {
     "name": "Split shifts",
@@ -128,7 +131,7 @@ def _reads(
     out: dict[str, dict[str, Any]] = {}
     for name, (granularity, days) in {"1y daily": ("daily", 365), "90d hourly": ("hourly", 90)}.items():
         buckets = make_buckets(granularity, end - timedelta(days=days), end, tz)
-        for metric in ("response_time", "resolution_time"):
+        for metric in METRICS:
             timings = {
                 clock_name: _median_ms(
                     partial(_series, session, org_id, metric, buckets, clock, ReadOptions()), runs
@@ -140,7 +143,7 @@ def _reads(
             out[f"{name} series {metric}"] = {**timings, "rollup_equals_raw": _same_series(rolled, raw)}
     for name, days, options in (("1y p50/p95/p99", 365, approximate), ("30d p50/p95/p99", 30, approximate)):
         start = now - timedelta(days=days)
-        for metric in ("response_time", "resolution_time"):
+        for metric in METRICS:
             timings = {
                 clock_name: _median_ms(
                     partial(_measure, session, org_id, metric, start, now, clock, options), runs
@@ -190,12 +193,15 @@ def run(tickets: int, runs: int) -> dict[str, Any]:
         with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE analytics_metrics")
             conn.execute("VACUUM ANALYZE analytics_business_metrics")
+            conn.execute("VACUUM ANALYZE analytics_business_values")
         with Session(engine) as session:
             rows = session.execute(
                 text(
                     "SELECT (SELECT count(*) FROM analytics_metrics) AS calendar,"
                     " (SELECT count(*) FROM analytics_business_metrics) AS business,"
-                    " pg_total_relation_size('analytics_business_metrics') AS business_bytes"
+                    " pg_total_relation_size('analytics_business_metrics') AS business_bytes,"
+                    " (SELECT count(*) FROM analytics_business_values) AS values,"
+                    " pg_total_relation_size('analytics_business_values') AS values_bytes"
                 )
             ).one()
             reads = _reads(session, org_id, Clock(schedule_id), now, runs)
@@ -210,6 +216,8 @@ def run(tickets: int, runs: int) -> dict[str, Any]:
             "business_rollup_rows": int(rows.business),
             "business_rows_written": written,
             "business_rollup_bytes": int(rows.business_bytes),
+            "business_values": int(rows.values),
+            "business_values_bytes": int(rows.values_bytes),
             "reads_ms": reads,
         }
     finally:
@@ -252,6 +260,8 @@ def main() -> None:
             "calendar rows",
             "business rows",
             "business MB",
+            "values",
+            "values MB",
         ],
         [
             [
@@ -263,6 +273,8 @@ def main() -> None:
                 result["calendar_rollup_rows"],
                 result["business_rollup_rows"],
                 result["business_rollup_bytes"] / 2**20,
+                result["business_values"],
+                result["business_values_bytes"] / 2**20,
             ]
         ],
     )

@@ -9,7 +9,7 @@ import time
 import redis
 
 from bench.common import print_table, scratch_redis, write_results
-from webapp.analytics import cache
+from webapp.analytics import cache, generations
 
 SIZES = (10, 10_000, 1_000_000)
 REPEATS = 5
@@ -17,11 +17,11 @@ REPEATS = 5
 
 def fill(client: redis.Redis, org_id: int, n: int) -> None:
     """`n` cached answers of one organization, shaped like the real keys."""
-    gens = [int(g or 0) for g in client.mget([cache.gen_key(org_id, f) for f in cache.FAMILIES])]
+    gens = [int(g or 0) for g in client.mget([generations.gen_key(org_id, f) for f in generations.FAMILIES])]
     value = b'{"value": {"points": []}, "computed_at": "2026-01-01T00:00:00+00:00"}'
     pipe = client.pipeline(transaction=False)
     for i in range(n):
-        pipe.set(cache.cache_key(org_id, cache.FAMILIES, gens, {"i": i}), value, ex=3600)
+        pipe.set(cache.cache_key(org_id, generations.FAMILIES, gens, {"i": i}), value, ex=3600)
         if i % 10_000 == 9_999:
             pipe.execute()
     pipe.execute()
@@ -50,7 +50,7 @@ def measure(client: redis.Redis, sizes: tuple[int, ...]) -> list[dict[str, float
         bumps = []
         for _ in range(REPEATS):
             started = time.perf_counter()
-            cache.bump_all(client, org_id)
+            generations.bump_all(client, org_id)
             bumps.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         deleted = pattern_delete(client, org_id)

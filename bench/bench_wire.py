@@ -35,7 +35,7 @@ import redis
 
 from bench.bench_http import PING, get, hammer, series_path, serve
 from bench.common import latency_summary, platform_stack, print_table, scratch_redis, write_results
-from webapp.analytics import cache
+from webapp.analytics import cache, generations
 from webapp.infra.redis_client import make_redis
 
 Command = Sequence[str | bytes | int]
@@ -80,7 +80,7 @@ def hot_path_commands(client: redis.Redis) -> dict[str, list[Command]]:
     org_id, family = 1, "volume"
     jti = os.urandom(16).hex()
     client.set(f"an:revoked:{jti}", b"0", ex=3600)
-    gen = cache.gen_key(org_id, family)
+    gen = generations.gen_key(org_id, family)
     client.set(gen, 7)
     params = {"route": "time_series", "metric": "ticket_count", "granularity": "daily"}
     point = '{"bucket":"2026-01-01T00:00:00+01:00","value":12,"count":12,"min":null,"max":null}'

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from webapp.analytics import rollups
+from webapp.analytics import agent_rollups, rollups
 from webapp.core.timeutil import TimeError, utcnow, zone
 from webapp.core.vocabulary import ROLES
 from webapp.infra.db import session_scope
@@ -156,8 +156,15 @@ def _copy_tickets(
 
 
 def _build_rollups(session: Session, *, org_id: int, days: int) -> rollups.BuildStats:
-    """Closed hours of the seeded range come from rollups from the first read on."""
-    return rollups.build(session, org_id=org_id, start=utcnow() - timedelta(days=days, hours=1), end=utcnow())
+    """Closed hours of the seeded range come from rollups from the first read on, and the agents
+    report from its per-agent rollups."""
+    stats = rollups.build(
+        session, org_id=org_id, start=utcnow() - timedelta(days=days, hours=1), end=utcnow()
+    )
+    org = session.get(Organization, org_id)
+    assert org is not None
+    agent_rollups.rebuild(session, org)
+    return stats
 
 
 @click.command("seed")

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from webapp.analytics import cache
+from webapp.analytics import cache, generations
 
 _orgs = itertools.count(900_000)
 
@@ -61,7 +61,7 @@ def test_parameter_order_does_not_matter(client, org_id):
 @pytest.mark.parametrize(
     ("event_type", "expected"),
     [
-        ("created", {"volume", "sentiment", "dashboard", "backlog", *cache.DISTRIBUTIONS}),
+        ("created", {"volume", "sentiment", "dashboard", "backlog", *generations.DISTRIBUTIONS}),
         ("status_changed", {"dist_status", "resolution", "backlog"}),
         ("priority_changed", {"dist_priority", "sla"}),
         ("assigned", {"dist_assigned_to"}),
@@ -75,12 +75,12 @@ def test_parameter_order_does_not_matter(client, org_id):
     ],
 )
 def test_each_event_invalidates_exactly_its_families(client, org_id, event_type, expected):
-    computes = {family: Counter() for family in cache.FAMILIES}
-    for family in cache.FAMILIES:
+    computes = {family: Counter() for family in generations.FAMILIES}
+    for family in generations.FAMILIES:
         cache.read_through(client, org_id, [family], {"f": family}, computes[family], ttl=60)
-    cache.bump(client, org_id, cache.families_for([event_type]))
+    generations.bump(client, org_id, generations.families_for([event_type]))
     invalidated = set()
-    for family in cache.FAMILIES:
+    for family in generations.FAMILIES:
         _, meta = cache.read_through(client, org_id, [family], {"f": family}, computes[family], ttl=60)
         if meta.cache == "miss":
             invalidated.add(family)
@@ -96,12 +96,12 @@ def test_invalidation_is_one_incr_per_family_whatever_is_cached(client, org_id):
     for i in range(500):
         cache.read_through(client, org_id, ["volume"], {"i": i}, Counter(), ttl=60)
     before = _command_calls(client)
-    cache.bump_all(client, org_id)
+    generations.bump_all(client, org_id)
     after = _command_calls(client)
     changed = {
         name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)
     }
-    assert changed.get("incrby") == len(cache.FAMILIES)
+    assert changed.get("incrby") == len(generations.FAMILIES)
     assert not {"keys", "scan", "del", "unlink"} & set(changed)
     _, meta = cache.read_through(client, org_id, ["volume"], {"i": 1}, Counter(), ttl=60)
     assert meta.cache == "miss"

@@ -8,7 +8,7 @@ import time
 import redis
 
 from tests.conftest import wait_redis
-from webapp.analytics import cache
+from webapp.analytics import generations
 
 
 def test_redis_down_then_back(live_app, make_live_tenant, stoppable_redis, services):
@@ -74,7 +74,7 @@ def test_a_change_made_while_redis_was_away_is_not_hidden_by_answers_cached_befo
     # ...and in Redis for every process, as soon as the owed bump has landed.
     time.sleep(1.0)
     client = redis.Redis.from_url(services.redis_url)
-    assert int(client.get(cache.gen_key(tenant.org_id, "volume")) or 0) >= 2
+    assert int(client.get(generations.gen_key(tenant.org_id, "volume")) or 0) >= 2
     answers = [tenant.viewer.get(series).get_json() for _ in range(2)]
     assert [a["summary"]["total_count"] for a in answers] == [2, 2]
     assert answers[-1]["meta"]["cache"] == "hit"

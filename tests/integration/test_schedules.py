@@ -9,7 +9,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from webapp.analytics.cache import gen_key
+from webapp.analytics.generations import gen_key
 from webapp.clocks.business_time import Interval, WeeklySchedule, build, to_us
 
 OFFICE = [{"day": d, "start": "08:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu", "fri")]
@@ -35,7 +35,7 @@ def test_the_first_schedule_is_the_default_and_default_moves(tenant):
     ]
     moved = tenant.admin.patch(f"/api/v1/schedules/{second['id']}", json={"default": True})
     assert moved.status_code == 200
-    assert moved.get_json()["version"] == 2
+    assert moved.get_json()["version"] == 1  # the default moved, business time did not
     defaults = [s["id"] for s in tenant.viewer.get("/api/v1/schedules").get_json()["items"] if s["default"]]
     assert defaults == [second["id"]]
     unset = tenant.admin.patch(f"/api/v1/schedules/{second['id']}", json={"default": False})
@@ -198,13 +198,34 @@ def test_an_organization_holds_at_most_twenty_schedules(tenant):
     assert "at most 20" in refused.get_json()["error"]["message"]
 
 
-def test_every_change_bumps_the_schedules_cache_generation(tenant, services):
+def test_every_change_of_business_time_bumps_the_schedules_cache_generation(tenant, services, db_session):
     client = redis.Redis.from_url(services.redis_url)
     key = gen_key(tenant.org_id, "schedules")
     before = int(client.get(key) or 0)
     schedule = _create(tenant.admin).get_json()
-    tenant.admin.patch(f"/api/v1/schedules/{schedule['id']}", json={"name": "Renamed"})
-    tenant.admin.delete(f"/api/v1/schedules/{schedule['id']}")
+    url = f"/api/v1/schedules/{schedule['id']}"
+    db_session.execute(
+        text("INSERT INTO analytics_business_rollups (schedule_id, org_id, version) VALUES (:s, :o, 1)"),
+        {"s": schedule["id"], "o": tenant.org_id},
+    )
+    db_session.commit()
+    # A new name: no answer on the schedule changes, its rollups stay current.
+    renamed = tenant.admin.patch(url, json={"name": "Renamed"})
+    assert (renamed.status_code, renamed.get_json()["version"]) == (200, 1)
+    assert int(client.get(key)) == before + 1
+    stale = text(
+        "SELECT count(*) FROM schedules s JOIN analytics_business_rollups b"
+        " ON b.schedule_id = s.id AND b.version = s.version WHERE s.id = :s"
+    )
+    assert db_session.execute(stale, {"s": schedule["id"]}).scalar() == 1
+    db_session.commit()
+    # New hours: answers and rollups move on.
+    moved = tenant.admin.patch(url, json={"holidays": [{"date": "2026-12-25", "name": "Christmas"}]})
+    assert (moved.status_code, moved.get_json()["version"]) == (200, 2)
+    assert int(client.get(key)) == before + 2
+    assert db_session.execute(stale, {"s": schedule["id"]}).scalar() == 0
+    db_session.commit()
+    tenant.admin.delete(url)
     assert int(client.get(key)) == before + 3
 
 

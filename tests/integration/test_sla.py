@@ -9,7 +9,7 @@ import redis
 
 from tests.integration.sla_tickets import seed_ticket
 from tests.unit.test_business_time import Reference
-from webapp.analytics.cache import gen_key
+from webapp.analytics.generations import gen_key
 from webapp.clocks.business_time import Interval, WeeklySchedule
 from webapp.core.timeutil import utcnow
 from webapp.models import Organization

@@ -66,3 +66,22 @@ def test_encoding_is_six_bytes_a_bucket_and_empty_input_has_no_quantiles():
     assert sketch.quantiles([None, b""], [0.5, 0.9]) == [None, None]
     with pytest.raises(ValueError, match="6-byte pairs"):
         sketch.merge([b"\x00\x01\x02"])
+
+
+def test_quantiles_of_groups_equal_each_groups_own_and_subtracted_pairs_cancel():
+    rng = np.random.default_rng(11)
+    groups: list[list[bytes | None]] = []
+    for _ in range(60):
+        parts = [sketch.from_values(rng.lognormal(1, 2, int(rng.integers(1, 40)))) for _ in range(3)]
+        groups.append([*parts[: int(rng.integers(0, 4))], None])
+    groups.append([sketch.from_values(np.array([0.0, 0.0, 5.0]))])
+    values = rng.lognormal(0, 1, 30)
+    # A sketch with some values added and then taken away again (count -1): as if never added.
+    taken = sketch.encode(sketch.keys_of(values[:10]), -np.ones(10, dtype=np.int64))
+    groups.append([sketch.from_values(values), taken])
+    expected = [sketch.quantiles(group, [0.5])[0] for group in groups]
+    expected[-1] = sketch.quantiles([sketch.from_values(values[10:])], [0.5])[0]
+    got = sketch.quantiles_of_groups(groups, 0.5)
+    for a, b in zip(got, expected, strict=True):
+        assert (a is None and b is None) or a == pytest.approx(b, rel=1e-12)
+    assert sketch.quantiles_of_groups([[None], []], 0.5) == [None, None]

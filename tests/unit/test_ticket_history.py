@@ -66,7 +66,22 @@ def test_replies_make_next_replies_and_decide_one_touch():
     assert [(e["occurred_at"], e["value"]) for e in by_type["next_reply"]] == [(T0 + 4.5 * H, 3.0)]
     # Two public agent replies by the first solve: not one-touch; three by the second.
     assert [e["value"] for e in by_type["solved"]] == [0.0, 0.0]
-    assert by_type["solved"][0]["detail"] == {"open": 2.0, "pending": 3.0, "on_hold": 1.0}
+    # The hours per status, and the spans themselves (microseconds since the Unix epoch), cut at the
+    # solve, so another clock can count them again; the second solve's reach back to creation.
+    us = int(T0.timestamp()) * 10**6
+    hour = 3600 * 10**6
+    assert by_type["solved"][0]["detail"] == {
+        "open": 2.0,
+        "pending": 3.0,
+        "on_hold": 1.0,
+        "spans": [
+            ["open", us, us + 2 * hour],
+            ["pending", us + 2 * hour, us + 5 * hour],
+            ["on_hold", us + 5 * hour, us + 6 * hour],
+        ],
+    }
+    assert by_type["solved"][1]["detail"]["spans"][-1] == ["open", us + 10 * hour, us + 11 * hour]
+    assert len(by_type["solved"][1]["detail"]["spans"]) == 4
     assert [(e["occurred_at"], e["status"], e["value"]) for e in by_type["rated"]] == [
         (T0 + 7 * H, "resolved", 100.0)
     ]

@@ -36,7 +36,7 @@ from webapp.analytics.rollup_sql import (
 )
 from webapp.core.vocabulary import DIMENSIONS
 
-DURATION_METRICS = tuple(m for m in METRICS.values() if m.duration)
+DURATION_METRICS = tuple(m for m in METRICS.values() if m.clocked)
 EVENT_TYPES = tuple(dict.fromkeys(m.event_type for m in DURATION_METRICS))
 CHUNK = timedelta(days=7)
 # Any business clock: the statement's SQL is the same for every schedule (bound as :schedule_id).
@@ -64,6 +64,15 @@ def stale_schedules(session: Session) -> list[tuple[int, int]]:
     return [(int(row.org_id), int(row.id)) for row in rows]
 
 
+# Each measurement's value too (analytics_business_values), from the same computed rows: a
+# data-modifying WITH runs to completion whether or not the statement reads it.
+_VALUES = (
+    f" vals AS (INSERT INTO analytics_business_values (org_id, schedule_id, metric, occurred_at, value,"
+    f" {', '.join(DIMENSIONS)}) SELECT :org_id, schedule_id, metric, at, v, {', '.join(DIMENSIONS)}"
+    " FROM ev WHERE v IS NOT NULL),"
+)
+
+
 def _metrics(event_types: Iterable[str]) -> list[Metric]:
     types = set(event_types)
     return [m for m in DURATION_METRICS if m.event_type in types]
@@ -76,15 +85,16 @@ def _build_sql(metrics: Sequence[Metric]) -> str:
     for i, metric in enumerate(metrics):
         branches.append(
             f"SELECT CAST(:schedule_id AS bigint) AS schedule_id, CAST(:metric_{i} AS text) AS metric,"
-            f" date_trunc('hour', e.occurred_at, 'UTC') AS h, {', '.join(f'e.{d}' for d in DIMENSIONS)},"
-            f" {value_sql(metric, PROBE)} AS v FROM ticket_events e"
+            f" e.occurred_at AS at, date_trunc('hour', e.occurred_at, 'UTC') AS h,"
+            f" {', '.join(f'e.{d}' for d in DIMENSIONS)}, {value_sql(metric, PROBE)} AS v"
+            " FROM ticket_events e"
             f" WHERE e.org_id = :org_id AND e.event_type = :event_type_{i} AND e.value IS NOT NULL"
             " AND e.occurred_at >= :start AND e.occurred_at < :end"
         )
     # OFFSET 0: each value is computed once (two index lookups), not again inside the sketch key.
     measured = f"SELECT *, {sketch.sql_key('v')} AS k FROM ({' UNION ALL '.join(branches)} OFFSET 0) x"
     return (
-        f"WITH ev AS ({measured}),"
+        f"WITH ev AS ({measured}),{_VALUES}"
         f" cells AS (SELECT schedule_id, metric, h, {_grain_sql()} AS grain, {dims}, k,"
         " count(v) AS n, sum(v) AS s, min(v) AS lo, max(v) AS hi"
         f" FROM ev GROUP BY schedule_id, metric, h, k, GROUPING SETS ({_grouping_sets()})),"
@@ -147,6 +157,15 @@ def build(
             ),
             window,
         )
+        session.execute(
+            text(
+                "DELETE FROM analytics_business_values WHERE org_id = :org_id"
+                " AND schedule_id = ANY(CAST(:schedules AS bigint[]))"
+                " AND metric = ANY(CAST(:metrics AS text[]))"
+                " AND occurred_at >= :start AND occurred_at < :end"
+            ),
+            window,
+        )
         for schedule_id in schedules:
             statement = {**window}
             bind(session, Clock(schedule_id), statement, start=lo, end=hi)
@@ -164,9 +183,8 @@ def rebuild_schedule(session: Session, *, org_id: int, schedule_id: int, end: da
     )
     if version is None:
         return None
-    session.execute(
-        text("DELETE FROM analytics_business_metrics WHERE schedule_id = :id"), {"id": schedule_id}
-    )
+    for table in ("analytics_business_metrics", "analytics_business_values"):
+        session.execute(text(f"DELETE FROM {table} WHERE schedule_id = :id"), {"id": schedule_id})
     first = session.scalar(
         text(
             "SELECT min(occurred_at) FROM ticket_events WHERE org_id = :org_id"
@@ -195,8 +213,8 @@ def _merge_sql(metrics: Sequence[Metric], events: str) -> str:
     dims = ", ".join(DIMENSIONS)
     branches = [
         f"SELECT CAST(:schedule_id AS bigint) AS schedule_id, CAST(:metric_{i} AS text) AS metric,"
-        f" date_trunc('hour', e.occurred_at, 'UTC') AS h, {', '.join(f'e.{d}' for d in DIMENSIONS)},"
-        f" {value_sql(metric, PROBE)} AS v FROM {events} e"
+        f" e.occurred_at AS at, date_trunc('hour', e.occurred_at, 'UTC') AS h,"
+        f" {', '.join(f'e.{d}' for d in DIMENSIONS)}, {value_sql(metric, PROBE)} AS v FROM {events} e"
         f" WHERE e.org_id = :org_id AND e.event_type = :event_type_{i} AND e.value IS NOT NULL"
         for i, metric in enumerate(metrics)
     ]
@@ -204,7 +222,7 @@ def _merge_sql(metrics: Sequence[Metric], events: str) -> str:
     both = "m.sketch || EXCLUDED.sketch"
     return (
         f"WITH ev AS (SELECT *, {sketch.sql_key('v')} AS k FROM ({' UNION ALL '.join(branches)} OFFSET 0) x),"
-        f" delta AS (SELECT schedule_id, metric, {_grain_sql()} AS grain, h AS bucket_start,"
+        f"{_VALUES} delta AS (SELECT schedule_id, metric, {_grain_sql()} AS grain, h AS bucket_start,"
         f" {_kept_dimensions_sql()}, count(v) AS count, sum(v) AS sum, min(v) AS min, max(v) AS max,"
         " string_agg(int2send(CAST(k AS int2)) || int4send(1), ''::bytea) FILTER (WHERE v IS NOT NULL)"
         f" AS sketch FROM ev GROUP BY schedule_id, metric, h, GROUPING SETS ({_grouping_sets()}))"

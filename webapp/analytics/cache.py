@@ -1,4 +1,5 @@
-"""Analytics cache: keys carry generation counters, so invalidation is one INCR per family.
+"""Analytics cache: keys carry generation counters (analytics.generations), so invalidation is one
+INCR per family.
 
 A web process may also hold copies of generations and entries (a near cache, kept coherent by
 Redis's invalidation messages), so that a hit costs no round trip at all.
@@ -10,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -22,55 +22,11 @@ import pydantic_core
 import redis
 
 from webapp.analytics import popular
+from webapp.analytics.generations import GEN_PREFIX, gen_key, owed_bumps
 from webapp.analytics.popular import Tally
 from webapp.infra.near_cache import MISSING, NearView
 
 log = logging.getLogger(__name__)
-
-FAMILIES = (
-    "volume",
-    "sentiment",
-    "response",
-    "resolution",
-    "backlog",
-    "sla",
-    "performance",
-    "dashboard",
-    "dist_status",
-    "dist_priority",
-    "dist_channel",
-    "dist_category",
-    "dist_assigned_to",
-    "snapshots",
-    # The support metrics: solves (and what they measure), next replies, satisfaction ratings.
-    "solves",
-    "replies",
-    "satisfaction",
-    # Business-hours schedules: answers counted on a schedule's clock.
-    "schedules",
-)
-DISTRIBUTIONS = ("dist_status", "dist_priority", "dist_channel", "dist_category", "dist_assigned_to")
-
-# Which cached answers a ticket event can change.
-EVENT_FAMILIES: dict[str, frozenset[str]] = {
-    "created": frozenset({"volume", "sentiment", "dashboard", "backlog", *DISTRIBUTIONS}),
-    "status_changed": frozenset({"dist_status", "resolution", "backlog"}),
-    "priority_changed": frozenset({"dist_priority", "sla"}),
-    "assigned": frozenset({"dist_assigned_to"}),
-    "first_response": frozenset({"response", "performance", "sla"}),
-    "resolved": frozenset({"resolution", "performance", "sla", "backlog"}),
-    "reopened": frozenset({"resolution", "performance", "sla", "backlog", "solves"}),
-    "backlog": frozenset({"backlog"}),
-    "solved": frozenset({"solves"}),
-    "next_reply": frozenset({"replies"}),
-    "rated": frozenset({"satisfaction"}),
-}
-# Ticket fields whose change writes no event but still changes an answer.
-FIELD_FAMILIES: dict[str, frozenset[str]] = {
-    "sentiment_score": frozenset({"sentiment", "dashboard"}),
-    "channel": frozenset({"dist_channel"}),
-    "category": frozenset({"dist_category"}),
-}
 
 LOCK_SECONDS = 30
 # The longest a near-cache copy is used without asking Redis again, whatever its messages say.
@@ -80,119 +36,10 @@ WAIT_SECONDS = 5.0
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
-GEN_PREFIX = "an:gen:"
 ENTRY_PREFIX = "an:c:"
 LOCK_PREFIX = "an:lock:"
 # What a web process may copy in its near cache: generations and entries (never the locks).
 NEAR_PREFIXES = (GEN_PREFIX, ENTRY_PREFIX)
-
-
-def gen_key(org_id: int, family: str) -> str:
-    return f"{GEN_PREFIX}{org_id}:{family}"
-
-
-def families_for(event_types: Iterable[str], fields: Iterable[str] = ()) -> set[str]:
-    """The families a change with these event types and changed fields invalidates."""
-    out: set[str] = set()
-    for event_type in event_types:
-        out |= EVENT_FAMILIES.get(event_type, frozenset())
-    for name in fields:
-        out |= FIELD_FAMILIES.get(name, frozenset())
-    return out
-
-
-def bump(client: redis.Redis, org_id: int, families: Iterable[str]) -> None:
-    """Invalidate every cached answer that depends on `families`: one INCR each, whatever is cached.
-
-    When Redis cannot be reached the bump is owed: this process retries it in the background until
-    it lands, and meanwhile reads these families without the cache. The RedisError still propagates.
-    """
-    names = sorted(set(families))
-    if not names:
-        return
-    try:
-        _incr(client, org_id, names)
-    except redis.RedisError:
-        _owed.add(client, org_id, names)
-        raise
-
-
-def _incr(client: redis.Redis, org_id: int, names: Iterable[str]) -> None:
-    pipe = client.pipeline(transaction=False)
-    for family in names:
-        pipe.incr(gen_key(org_id, family))
-    pipe.execute()
-
-
-class OwedBumps:
-    """Generation bumps that failed (Redis unreachable), retried every `every` seconds until they land.
-
-    A write committed in PostgreSQL whose bump is lost would leave answers cached before it to be
-    served after Redis returns; paying the bump as soon as Redis answers bounds that to `every`.
-    """
-
-    def __init__(self, every: float = 0.25) -> None:
-        self._every = every
-        # (organization, family) -> how many bumps had been owed when it was last owed
-        self._owed: dict[tuple[int, str], int] = {}
-        self._count = 0
-        self._client: redis.Redis | None = None
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def add(self, client: redis.Redis, org_id: int, families: Iterable[str]) -> None:
-        with self._lock:
-            for family in families:
-                self._count += 1
-                self._owed[(org_id, family)] = self._count
-            self._client = client
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._pay, name="owed-cache-bumps", daemon=True)
-                self._thread.start()
-
-    def covers(self, org_id: int, families: Iterable[str]) -> bool:
-        """Whether a bump of any of `families` of the organization is still owed."""
-        return bool(self._owed) and any((org_id, family) in self._owed for family in families)
-
-    def pay(self, client: redis.Redis) -> bool:
-        """Make the owed bumps now; whether nothing is owed any more."""
-        with self._lock:
-            owed = dict(self._owed)
-        if not owed:
-            return True
-        by_org: dict[int, list[str]] = {}
-        for org_id, family in owed:
-            by_org.setdefault(org_id, []).append(family)
-        try:
-            for org_id, families in by_org.items():
-                _incr(client, org_id, sorted(families))
-        except redis.RedisError:
-            return False
-        with self._lock:
-            for item, count in owed.items():
-                # Owed again while this payment was on its way: paid on the next round.
-                if self._owed.get(item) == count:
-                    del self._owed[item]
-            done = not self._owed
-        log.info("owed generation bumps paid: %s", len(owed))
-        return done
-
-    def _pay(self) -> None:
-        while True:
-            time.sleep(self._every)
-            with self._lock:
-                if not self._owed or self._client is None:
-                    self._thread = None
-                    return
-                client = self._client
-            self.pay(client)
-
-
-_owed = OwedBumps()
-
-
-def bump_all(client: redis.Redis, org_id: int) -> None:
-    bump(client, org_id, FAMILIES)
 
 
 def canonical(params: dict[str, Any]) -> str:
@@ -390,7 +237,7 @@ def read_through(
     near-cache view, and the tally of hits served from it.
     """
     names = sorted(set(families))
-    if _owed.covers(org_id, names) and not _owed.pay(client):
+    if owed_bumps.covers(org_id, names) and not owed_bumps.pay(client):
         return _computed(compute, "bypass", raw)  # a change this process made is not in Redis yet
     try:
         key, found = _lookup(client, org_id, names, params, count_in, shortcuts or Shortcuts())

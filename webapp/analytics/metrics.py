@@ -30,6 +30,14 @@ class Metric:
     # The value is the length in hours of the interval that ends at the event (e.value), so a
     # business clock can count the same interval in open hours instead (analytics.clock).
     duration: bool = False
+    # The value is the hours the ticket spent in these statuses from its creation to the event: the
+    # solve's detail per status on the calendar, its status spans (detail "spans") on another clock.
+    in_statuses: tuple[str, ...] = ()
+
+    @property
+    def clocked(self) -> bool:
+        """Whether the value is a duration that a business clock counts anew (duration or in_statuses)."""
+        return self.duration or bool(self.in_statuses)
 
     @property
     def is_count(self) -> bool:
@@ -81,12 +89,23 @@ METRICS: dict[str, Metric] = {
         "solved",
         ("solves",),
         "CAST(e.detail->>'open' AS double precision) + CAST(e.detail->>'on_hold' AS double precision)",
+        in_statuses=("open", "on_hold"),
     ),
     "agent_wait_time": Metric(
-        "agent_wait_time", "hours", "solved", ("solves",), "CAST(e.detail->>'pending' AS double precision)"
+        "agent_wait_time",
+        "hours",
+        "solved",
+        ("solves",),
+        "CAST(e.detail->>'pending' AS double precision)",
+        in_statuses=("pending",),
     ),
     "on_hold_time": Metric(
-        "on_hold_time", "hours", "solved", ("solves",), "CAST(e.detail->>'on_hold' AS double precision)"
+        "on_hold_time",
+        "hours",
+        "solved",
+        ("solves",),
+        "CAST(e.detail->>'on_hold' AS double precision)",
+        in_statuses=("on_hold",),
     ),
     "csat": Metric("csat", "percent", "rated", ("satisfaction",), "e.value", kind="percent"),
     "one_touch": Metric("one_touch", "percent", "solved", ("solves",), "e.value", kind="percent"),

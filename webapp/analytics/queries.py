@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import sketch
+from webapp.analytics import business_values, sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.cells import Cell, CellKey, read_cells
 from webapp.analytics.clock import CALENDAR, Clock, bind
@@ -96,6 +96,11 @@ def note_raw() -> None:
 def note_rollup() -> None:
     """Record that the current reading answered (in part) from rollups."""
     _note(rollup=True)
+
+
+def note_approximate() -> None:
+    """Record that the current reading's percentiles came (in part) from sketches."""
+    _note(approximate=True)
 
 
 def rollups_allowed() -> bool:
@@ -336,14 +341,14 @@ def aggregate(
     bounds = buckets.bounds if buckets is not None else None
     wants_percentiles = bool(percentiles) and not definition.is_count
     if wants_percentiles and options.approximate_above is None:
-        return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+        return _exact(session, definition, buckets=buckets, percentiles=percentiles, **window)
     # One read brings counts and sketches together: the counts choose exact or sketches afterwards.
     cells, sources = read_cells(session, definition, bounds=bounds, sketches=wants_percentiles, **window)
     if wants_percentiles:
         measured = sum(cell.count for cell in cells.values())
         assert options.approximate_above is not None
         if measured <= options.approximate_above:
-            return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+            return _exact(session, definition, buckets=buckets, percentiles=percentiles, **window)
         _note(approximate=True)
     if sources:
         _note(rollup=True in sources, raw=False in sources)
@@ -362,6 +367,19 @@ def aggregate(
                 stats.update({f"p{p}": v for p, v in zip(percentiles, values, strict=True)})
         out[key] = stats
     return out
+
+
+def _exact(
+    session: Session, definition: Metric, *, clock: Clock, **window: Any
+) -> dict[CellKey, dict[str, Any]]:
+    """Exact percentiles: on a business clock from the stored business values where they hold (and raw
+    events elsewhere), else from raw events."""
+    clock = clock.for_metric(definition)
+    if not clock.business:
+        return _raw_aggregate(session, definition, clock=clock, **window)
+    cells, sources = business_values.exact_aggregate(session, definition, clock, **window)
+    _note(rollup=True in sources, raw=False in sources or not sources)
+    return cells
 
 
 def _raw_aggregate(
@@ -439,8 +457,15 @@ def _running(
     then each bucket adds its own: a running sum, never a scan of the tickets' histories.
     """
     window = {"org_id": org_id, "filters": filters, "group_by": group_by}
-    before = _sums(session, definition, start=EARLIEST, end=start, buckets=None, options=options, **window)
-    steps = _sums(session, definition, start=start, end=end, buckets=buckets, options=options, **window)
+    if options.rollups:
+        before, steps = _prefix_and_steps(
+            session, definition, start=start, end=end, buckets=buckets, **window
+        )
+    else:
+        before = _sums(
+            session, definition, start=EARLIEST, end=start, buckets=None, options=options, **window
+        )
+        steps = _sums(session, definition, start=start, end=end, buckets=buckets, options=options, **window)
     groups = {group for group, _ in before} | {group for group, _ in steps}
     indexes: list[int | None] = list(range(len(buckets))) if buckets is not None else [None]
     out: dict[CellKey, dict[str, Any]] = {}
@@ -451,6 +476,31 @@ def _running(
             if level or not (group_by or buckets is not None):
                 out[(group, index)] = {"count": level, "value": level}
     return out
+
+
+def _prefix_and_steps(
+    session: Session,
+    definition: Metric,
+    *,
+    start: datetime,
+    end: datetime,
+    buckets: Buckets | None,
+    **window: Any,
+) -> tuple[dict[CellKey, int], dict[CellKey, int]]:
+    """_sums before `start` (index None) and per bucket of [start, end), in one read of the cells:
+    the steps before the range are one more bucket in front, [EARLIEST, start)."""
+    bounds = [EARLIEST, *(buckets.bounds if buckets is not None else (start, end))]
+    found = _cells(session, definition, start=EARLIEST, end=end, bounds=bounds, **window)
+    before: dict[CellKey, int] = {}
+    steps: dict[CellKey, int] = {}
+    for (group, index), cell in found.items():
+        if not cell.count:
+            continue
+        if index == 0:
+            before[(group, None)] = round(cell.sum or 0)
+        else:
+            steps[(group, index - 1 if buckets is not None else None)] = round(cell.sum or 0)
+    return before, steps
 
 
 def _sums(

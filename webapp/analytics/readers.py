@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Protocol
 import redis
 from sqlalchemy.orm import Session
 
-from webapp.analytics import current, popular, queries, reports, snapshots, support
+from webapp.analytics import agent_report, current, popular, queries, reports, snapshots, support
 from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.cache import Computed, Shortcuts, read_through
 from webapp.analytics.clock import CALENDAR, Clock
@@ -371,6 +371,8 @@ class AgentsRead:
     targets: dict[str, dict[str, float]]
     min_tickets: int = 5
     schedule_id: int | None = None
+    # Medians from sketches above this many solves (agent_report); None: always exact.
+    approximate_above: int | None = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -378,12 +380,20 @@ class AgentsRead:
             "targets": self.targets,
             "min_tickets": self.min_tickets,
             "schedule_id": self.schedule_id,
+            "approximate_above": self.approximate_above,
             **_ranged(self.window, self.filters, False),
         }
 
     @classmethod
     def from_params(cls, p: Mapping[str, Any]) -> AgentsRead:
-        return cls(Window.from_params(p), p["filters"], p["targets"], p["min_tickets"], p.get("schedule_id"))
+        return cls(
+            Window.from_params(p),
+            p["filters"],
+            p["targets"],
+            p["min_tickets"],
+            p.get("schedule_id"),
+            p.get("approximate_above"),
+        )
 
     def families(self) -> set[str]:
         return {"solves", "satisfaction", "response", "sla", "schedules", "dist_assigned_to"}
@@ -392,8 +402,7 @@ class AgentsRead:
         return queries.ReadOptions(rollups=False)
 
     def compute(self, session: Session, org_id: int) -> Any:
-        queries.note_raw()
-        rows = support.agents(
+        rows = agent_report.agents(
             session,
             org_id=org_id,
             start=self.window.start,
@@ -402,6 +411,7 @@ class AgentsRead:
             targets=self.targets,
             min_tickets=self.min_tickets,
             schedule_id=self.schedule_id,
+            approximate_above=self.approximate_above,
         )
         return {"agents": rows}
 

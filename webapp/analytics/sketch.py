@@ -33,6 +33,8 @@ MAX_K = 16383
 # |v| at or below gamma^-MAX_K (about 1e-71) counts as zero.
 MIN_INDEXABLE = GAMMA ** (-MAX_K)
 PAIR = np.dtype([("key", ">i2"), ("count", ">i4")])
+# Sketches of at most this many pairs in all are merged by sorting, more into a dense array.
+SMALL_MERGE = 4096
 
 # The same mapping in SQL, for a float8 expression in place of {v}; NULL stays NULL.
 SQL_KEY = (
@@ -94,6 +96,12 @@ def merge(blobs: Iterable[bytes | None]) -> tuple[np.ndarray, np.ndarray]:
     if not len(pairs):
         return np.empty(0, np.int16), np.empty(0, np.int64)
     keys = pairs["key"].astype(np.int32)
+    if len(pairs) <= SMALL_MERGE:
+        # Few pairs: sorting them is cheaper than clearing and scanning the dense array below.
+        unique, inverse = np.unique(keys, return_inverse=True)
+        summed = np.bincount(inverse, weights=pairs["count"].astype(np.float64), minlength=len(unique))
+        present = np.flatnonzero(summed)
+        return unique[present].astype(np.int16), summed[present].astype(np.int64)
     # The key space is only 65,535 wide: counting into a dense array beats sorting.
     dense = np.bincount(keys + 32768, weights=pairs["count"].astype(np.float64), minlength=65536)
     present = np.flatnonzero(dense)
@@ -139,3 +147,42 @@ def quantiles(
             estimate = min(estimate, high)
         out.append(estimate)
     return out
+
+
+# Groups times key span up to which quantiles_of_groups counts into one dense array.
+DENSE_CELLS = 16_000_000
+
+
+def quantiles_of_groups(groups: Sequence[Iterable[bytes | None]], fraction: float) -> list[float | None]:
+    """quantiles(group, [fraction])[0] for each group of sketches, all groups in one pass.
+
+    The pairs of every group are counted into one dense array (a row per group, a column per key present),
+    so hundreds of groups cost about what one merge of all their pairs does.
+    """
+    raws = [b"".join(blob for blob in group if blob) for group in groups]
+    if any(len(raw) % PAIR.itemsize for raw in raws):
+        raise ValueError("a sketch is a whole number of 6-byte pairs")
+    sizes = np.array([len(raw) // PAIR.itemsize for raw in raws], dtype=np.int64)
+    pairs = np.frombuffer(b"".join(raws), dtype=PAIR)
+    if not len(pairs):
+        return [None for _ in groups]
+    keys = pairs["key"].astype(np.int64)
+    low_key, span = int(keys.min()), int(keys.max() - keys.min()) + 1
+    if len(groups) * span > DENSE_CELLS:
+        return [quantiles(group, [fraction])[0] for group in groups]
+    owner = np.repeat(np.arange(len(groups), dtype=np.int64), sizes)
+    dense = np.bincount(
+        owner * span + (keys - low_key),
+        weights=pairs["count"].astype(np.float64),
+        minlength=len(groups) * span,
+    ).reshape(len(groups), span)
+    cumulative = np.cumsum(dense, axis=1)
+    totals = cumulative[:, -1].astype(np.int64)
+    position = fraction * (totals - 1)
+    below = np.floor(position)
+    above = np.minimum(below + 1, totals - 1)
+    # The value at rank r is the first key whose cumulative count exceeds r.
+    lower = representatives(low_key + (cumulative > below[:, None]).argmax(axis=1))
+    upper = representatives(low_key + (cumulative > above[:, None]).argmax(axis=1))
+    estimates = lower + (position - below) * (upper - lower)
+    return [float(v) if total > 0 else None for v, total in zip(estimates, totals, strict=True)]

@@ -335,7 +335,9 @@ def agents() -> Response:
         costs.spend_raw(org.id, window)
         targets = sla.targets_for(org.sla_targets)
         clock = _clock(org.id, query)
-        read = readers.AgentsRead(window, query.filters, targets, query.min_tickets, clock.schedule_id)
+        read = readers.AgentsRead(
+            window, query.filters, targets, query.min_tickets, clock.schedule_id, _approximate_above(False)
+        )
         value, meta = _read(org.id, read)
     head = {**window.echo(), "filters": query.filters, **clock.echo(), "min_tickets": query.min_tickets}
     return json_object(head, value, {"meta": meta})

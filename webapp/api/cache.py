@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
-from webapp.analytics import cache
+from webapp.analytics import cache, generations
 from webapp.analytics.popular import Tally
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.idempotency import idempotent
@@ -34,10 +34,10 @@ def cache_shortcuts() -> cache.Shortcuts:
 @require_role("admin")
 def invalidate() -> Response:
     try:
-        cache.bump_all(get_redis(), current_principal().org_id)
+        generations.bump_all(get_redis(), current_principal().org_id)
     except redis.RedisError as exc:
         raise ApiError(503, "the cache is unavailable; nothing cached can be served meanwhile") from exc
-    return jsonify({"invalidated": True, "families": list(cache.FAMILIES)})
+    return jsonify({"invalidated": True, "families": list(generations.FAMILIES)})
 
 
 @bp.post("/refresh-cache")

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import redis
 from flask import Blueprint, Response, jsonify, url_for
 
-from webapp.analytics import cache
+from webapp.analytics import generations
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.spec import document, parse_body
@@ -36,12 +36,15 @@ def clock_errors() -> Iterator[None]:
         raise ApiError(exc.status, str(exc), details={"field": exc.field} if exc.field else None) from exc
 
 
-def committed(org_id: int, sla_changed: bool) -> None:
-    """Commit, then invalidate the answers that depend on the organization's clocks."""
+def committed(org_id: int, sla_changed: bool, clock_changed: bool = True) -> None:
+    """Commit, then invalidate the answers that depend on the organization's clocks (none when no
+    business time changed: a new name or default, whose answers name the schedule by id)."""
     get_session().commit()
+    if not clock_changed:
+        return
     families = {"schedules", "sla"} if sla_changed else {"schedules"}
     try:
-        cache.bump(get_redis(), org_id, families)
+        generations.bump(get_redis(), org_id, families)
     except redis.RedisError as exc:  # bump() owes it and retries; reads skip the cache meanwhile
         log.warning("generation bump failed org=%s: %s", org_id, exc)
 
@@ -105,7 +108,7 @@ def patch(schedule_id: int) -> Response:
     with clock_errors():
         clock_changed = domain.update_schedule(get_session(), schedule.org_id, schedule, fields)
     body = schedule.to_dict()
-    committed(schedule.org_id, sla_changed=clock_changed)
+    committed(schedule.org_id, sla_changed=clock_changed, clock_changed=clock_changed)
     return jsonify(body)
 
 

@@ -246,7 +246,10 @@ def update_schedule(session: Session, org_id: int, schedule: Schedule, fields: d
     if fields.get("default") and not schedule.is_default:
         _clear_default(session, org_id)
         schedule.is_default = True
-    schedule.version += 1
+    # The version is the business time's: a new name or default leaves every answer and rollup on
+    # this schedule as it was, so only a change of zone, intervals or holidays moves it on.
+    if definition is not None:
+        schedule.version += 1
     schedule.updated_at = utcnow()
     session.flush()
     if definition is not None:

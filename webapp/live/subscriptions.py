@@ -52,7 +52,9 @@ def current_values(
     for name in metrics:
         metric = METRICS[name]
         if metric.kind != "mean" or metric.value_sql not in (None, "e.value", "t.sentiment_score"):
-            out[name] = _measured(session, org_id=org_id, name=name, filters=filters, start=start, end=now)
+            out[name] = _measured(
+                session, org_id=org_id, name=name, filters=filters, start=start, end=now, clock=clock
+            )
             continue
         params: dict[str, Any] = {"org": org_id, "start": start, "end": now, "etype": metric.event_type}
         where = _filter_sql(filters, params)
@@ -62,7 +64,7 @@ def current_values(
             measure, join = "NULL::float8", ""
         else:
             measure, join = value_sql(metric, clock), ""
-            if clock.business and metric.duration:
+            if clock.business and metric.clocked:
                 bind(session, clock, params, start=start, end=now)
         row = session.execute(
             text(
@@ -95,11 +97,20 @@ def _measured(
     filters: dict[str, list[str | None]],
     start: datetime,
     end: datetime,
+    clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
     """A support metric over the window as the time series measure it: backlog at `end`, net_flow,
-    the percentages (csat, one_touch) and the waits measured at solves."""
+    the percentages (csat, one_touch) and the waits measured at solves (on `clock`)."""
     metric = METRICS[name]
-    stats = queries.measure(session, org_id=org_id, metric=name, start=start, end=end, filters=filters)
+    stats = queries.measure(
+        session,
+        org_id=org_id,
+        metric=name,
+        start=start,
+        end=end,
+        filters=filters,
+        clock=clock.for_metric(metric),
+    )
     if metric.kind in ("running", "difference"):
         return {"value": stats["value"], "count": stats["count"], "unit": metric.unit}
     if metric.is_count:

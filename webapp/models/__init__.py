@@ -2,7 +2,7 @@
 
 from webapp.models.alerts import AlertEvent, AlertRule
 from webapp.models.analytics import AnalyticsMetric, AnalyticsSnapshot
-from webapp.models.business_rollups import BusinessMetric, BusinessRollup
+from webapp.models.business_rollups import BusinessMetric, BusinessRollup, BusinessValue
 from webapp.models.clocks import Schedule, ScheduleSpan, SlaBreach, SlaClock, SlaPendingTicket, SlaPolicy
 from webapp.models.idempotency import IdempotencyKey
 from webapp.models.jobs import Export, Job
@@ -19,6 +19,7 @@ __all__ = [
     "AnalyticsSnapshot",
     "BusinessMetric",
     "BusinessRollup",
+    "BusinessValue",
     "Export",
     "IdempotencyKey",
     "IssuedToken",

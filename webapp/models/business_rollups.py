@@ -76,6 +76,35 @@ class BusinessMetric(Base):
     sketch: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
+class BusinessValue(Base):
+    """One duration measurement counted in one schedule's open hours, at its event's instant and with
+    its dimensions: what an exact business read takes instead of counting open hours per event."""
+
+    __tablename__ = "analytics_business_values"
+    __table_args__ = (
+        Index(
+            "ix_analytics_business_values_read",
+            "org_id",
+            "schedule_id",
+            "metric",
+            "occurred_at",
+            postgresql_include=["value"],
+        ),
+    )
+    __mapper_args__ = {"primary_key": ("org_id", "schedule_id", "metric", "occurred_at")}
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    schedule_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("schedules.id", ondelete="CASCADE"))
+    metric: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    value: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(100))
+    assigned_to: Mapped[str | None] = mapped_column(String(200))
+
+
 class BusinessRollup(Base):
     """The schedule version a schedule's business rollups were built for (reads trust them only then)."""
 

@@ -14,7 +14,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
-from webapp.analytics import rollups
+from webapp.analytics import agent_rollups, rollups
 from webapp.tickets.plans import PlannedTicket
 from webapp.tickets.row_checks import restore_row_checks, skip_row_checks
 from webapp.tickets.rules import TicketError
@@ -178,6 +178,7 @@ class BulkWriter:
         rollups.merge_new_events(
             self._session, org_id=self._org_id, events=STAGED_EVENTS, tickets=STAGED_TICKETS
         )
+        agent_rollups.add_tickets(self._session, self._org_id, STAGED_TICKETS)
         self._conn.execute(f"DROP TABLE {STAGED_EVENTS}, {STAGED_TICKETS}")
         self._restore()
         return BulkResult(self._ids[: self._added], self._events, self._types)

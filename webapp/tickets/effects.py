@@ -10,7 +10,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from webapp.analytics import cache, rollups
+from webapp.analytics import generations, rollups
 from webapp.analytics.metrics import metrics_changed_by
 from webapp.live import events
 from webapp.tickets.writes import Change
@@ -45,9 +45,9 @@ def announce(
     `about` says what wrote them (a ticket id, an import job); one metric_update covers them all.
     """
     types, given = list(event_types), tuple(fields)
-    families = cache.families_for(types, given)
+    families = generations.families_for(types, given)
     try:
-        cache.bump(client, org_id, families)
+        generations.bump(client, org_id, families)
     except redis.RedisError as exc:
         # Reads bypass the cache while Redis is away, so no stale answer can be served.
         log.warning("generation bump failed org=%s %s: %s", org_id, about, exc)

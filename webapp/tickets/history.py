@@ -10,7 +10,9 @@ new ticket):
   the steps strictly before it, so it needs no scan of the tickets.
 - `solved`: one per change from an unsolved status (or none, at creation) to resolved or closed;
   value 100 when the ticket had at most one public agent reply by then, else 0 (one_touch); detail
-  the hours spent in each unsolved status from creation to that solve.
+  the hours spent in each unsolved status from creation to that solve, and those spans themselves
+  (`spans`: [status, start, end] in microseconds since the Unix epoch, cut at the solve), so that a
+  business clock can count the same spans in open hours from the event alone.
 - `next_reply`: one per stopped next-reply pair (clocks.evaluation.next_reply_pairs), at the agent
   reply, valued the hours from the customer reply that started it.
 - `rated`: the standing rating at its time, valued 100 when good, else 0 (csat).
@@ -29,6 +31,7 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
+from webapp.clocks.business_time import to_us
 from webapp.clocks.evaluation import AGENT, Reply, next_reply_pairs
 from webapp.core.timeutil import hours_between
 from webapp.core.vocabulary import GOOD_RATINGS, RESOLVED_STATUSES, UNSOLVED_STATUSES
@@ -110,6 +113,18 @@ def time_in_statuses(
     return hours
 
 
+def unsolved_spans(statuses: Sequence[tuple[datetime, str]], until: datetime) -> list[list[Any]]:
+    """[status, start, end] (microseconds since the Unix epoch) of every span in an unsolved status
+    from creation to `until`, cut there: what time_in_statuses measures."""
+    out: list[list[Any]] = []
+    for span in spans(statuses):
+        if span.status not in UNSOLVED_STATUSES or span.start >= until:
+            continue
+        end = until if span.end is None or span.end > until else span.end
+        out.append([span.status, to_us(span.start), to_us(end)])
+    return out
+
+
 def status_at(statuses: Sequence[tuple[datetime, str]], instant: datetime) -> str:
     """The status in force at `instant` (the last entry at or before it; the first before any)."""
     current = statuses[0][1]
@@ -153,7 +168,9 @@ def derive(facts: Facts, measure: Measure = hours_between) -> list[dict[str, Any
                 event("backlog", span.end, span.status, -1.0)
     for at, status in solves(statuses):
         one_touch = GOOD if agent_replies_by(facts, at) <= 1 else BAD
-        event("solved", at, status, one_touch, time_in_statuses(statuses, at, measure))
+        detail: dict[str, Any] = {**time_in_statuses(statuses, at, measure)}
+        detail["spans"] = unsolved_spans(statuses, at)
+        event("solved", at, status, one_touch, detail)
     for start, stop in next_reply_pairs(facts.replies):
         if stop is not None:
             event("next_reply", stop, status_at(statuses, stop), measure(start, stop))

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from webapp.analytics import agent_rollups
 from webapp.clocks.evaluation import AGENT, Reply
 from webapp.core.timeutil import hours_between, utcnow
 from webapp.core.vocabulary import DERIVED_EVENT_TYPES, RESOLVED_STATUSES
@@ -55,7 +56,7 @@ def create_ticket(
     if planned.rating is not None:
         session.add(TicketRating(ticket_id=ticket.id, **planned.rating))
     session.flush()
-    return Change(ticket, events)
+    return _recounted(session, Change(ticket, events))
 
 
 def update_ticket(
@@ -71,6 +72,7 @@ def update_ticket(
     each event carries the dimensions the ticket had once its own change was made.
     """
     now = now or utcnow()
+    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # see _recounted
     for name in TIME_FIELDS:
         if name in fields and fields[name] is None:
             # A creation, first response or resolution happened; reopening is a status change.
@@ -95,7 +97,7 @@ def update_ticket(
         if e.event_type == "status_changed"
     )
     session.flush()
-    return Change(ticket, events, sync_derived(session, ticket))
+    return _recounted(session, Change(ticket, events, sync_derived(session, ticket)))
 
 
 def add_reply(
@@ -106,6 +108,7 @@ def add_reply(
     A reply changes no status; its derived events (next replies, one-touch solves) are derived again.
     """
     now = now or utcnow()
+    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # see _recounted
     at = (
         checked_instant(org, fields["at"], "at", now)
         if fields.get("at") is not None
@@ -127,7 +130,7 @@ def add_reply(
         session.add_all(events)
     ticket.updated_at = now
     session.flush()
-    return reply, Change(ticket, events, sync_derived(session, ticket))
+    return reply, _recounted(session, Change(ticket, events, sync_derived(session, ticket)))
 
 
 def set_rating(
@@ -135,6 +138,7 @@ def set_rating(
 ) -> tuple[TicketRating, Change]:
     """Rate the ticket; the rating with the latest `at` stands (an older one given later changes nothing)."""
     now = now or utcnow()
+    agent_rollups.forget_ticket(session, ticket.org_id, ticket.id)  # see _recounted
     at = (
         checked_instant(org, fields["at"], "at", now)
         if fields.get("at") is not None
@@ -150,7 +154,14 @@ def set_rating(
         rating.rating, rating.comment, rating.at = fields["rating"], fields.get("comment"), at
     ticket.updated_at = now
     session.flush()
-    return rating, Change(ticket, [], sync_derived(session, ticket))
+    return rating, _recounted(session, Change(ticket, [], sync_derived(session, ticket)))
+
+
+def _recounted(session: Session, change: Change) -> Change:
+    """Bring the agent rollups up to the changed ticket: the difference from its contributions as
+    update, reply and rating writes noted them before changing anything (agent_rollups.forget_ticket)."""
+    agent_rollups.add_ticket(session, change.ticket.org_id, change.ticket.id)
+    return change
 
 
 def facts_of(session: Session, ticket: Ticket) -> Facts:
@@ -188,7 +199,11 @@ def facts_of(session: Session, ticket: Ticket) -> Facts:
 def event_key(values: Any) -> tuple[Any, ...]:
     """What tells two derived events apart (values rounded, detail in key order), for comparing."""
     detail = values.get("detail")
-    rounded = {k: round(float(v), 9) for k, v in detail.items()} if isinstance(detail, dict) else detail
+    rounded = (
+        {k: v if isinstance(v, list) else round(float(v), 9) for k, v in detail.items()}
+        if isinstance(detail, dict)
+        else detail
+    )
     value = values.get("value")
     return (
         values["event_type"],

@@ -1,5 +1,6 @@
 """Beat's rollup upkeep: rebuild hours writes marked stale, build business-hours rollups of new or
-changed schedules, and reconcile recent hours with raw events."""
+changed schedules and agent rollups of organizations without current ones, and reconcile recent
+hours with raw events."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy import text
 
-from webapp.analytics import business_rollups, rollups, ticket_counts
+from webapp.analytics import agent_rollups, business_rollups, rollups, ticket_counts
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import session_scope
+from webapp.models import Organization
 
 RECONCILE_HOURS = 3
 RECENT_ORGS = text(
@@ -46,6 +48,20 @@ def build_business() -> dict[str, Any]:
             ):
                 built += 1
     return {"schedules": built}
+
+
+@shared_task(name="rollups.build_agents", acks_late=True, ignore_result=True)
+def build_agents() -> dict[str, Any]:
+    """Rebuild the agent rollups of every organization whose rows are missing or were built for
+    another zone or other SLA targets (the agents report reads raw events meanwhile)."""
+    with session_scope() as session:
+        stale = agent_rollups.stale_orgs(session)
+    for org_id in stale:
+        with session_scope() as session:
+            org = session.get(Organization, org_id)
+            if org is not None:
+                agent_rollups.rebuild(session, org)
+    return {"organizations": len(stale)}
 
 
 def _recent_orgs(start: datetime, end: datetime) -> list[int]:

@@ -9,7 +9,7 @@ import redis
 from celery import Task, shared_task
 from flask import current_app
 
-from webapp.analytics import cache, snapshots
+from webapp.analytics import generations, snapshots
 from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import JOB_ROUTES
 from webapp.infra.db import session_scope
@@ -35,7 +35,7 @@ def _compute(ctx: JobContext) -> dict[str, Any]:
     )
     ctx.session.commit()
     try:
-        cache.bump(ctx.client, ctx.job.org_id, {"snapshots"})
+        generations.bump(ctx.client, ctx.job.org_id, {"snapshots"})
     except redis.RedisError as exc:
         ctx.log("snapshot cache not invalidated: %s", exc)
     ctx.log("%s snapshot of %s stored", snapshot_type, data["snapshot_date"])

@@ -1,6 +1,7 @@
 """The solved events of seeded tickets, written in SQL from the status history COPYed with them.
 
-The same definition as tickets.history, set-wise over a range of ticket ids (the history itself
+The same definition as tickets.history, set-wise over a range of ticket ids: one per change to a
+solved status, each with the hours and the spans in unsolved statuses before it (the history itself
 and the other derived events come with the batch's rows: history_rows).
 """
 
@@ -24,6 +25,9 @@ _INSERT = (
     "INSERT INTO ticket_events (org_id, ticket_id, event_type, occurred_at, status, priority, channel,"
     " category, assigned_to, value, detail)"
 )
+# An instant as microseconds since the Unix epoch (the solve's spans, as tickets.history writes them).
+_US = "CAST(round(extract(epoch FROM {at}) * 1000000) AS bigint)"
+
 SOLVED = f"""
 {_INSERT}
 SELECT x.org_id, x.ticket_id, 'solved', x.starts, x.status, {_DIMENSIONS},
@@ -31,9 +35,14 @@ SELECT x.org_id, x.ticket_id, 'solved', x.starts, x.status, {_DIMENSIONS},
            (SELECT count(*) FROM ticket_replies r WHERE r.ticket_id = x.ticket_id AND r.author = 'agent'
               AND r.public AND r.at <= x.starts),
            CASE WHEN t.first_response_at <= x.starts THEN 1 ELSE 0 END) <= 1 THEN 100.0 ELSE 0.0 END,
-       jsonb_build_object('open', x.open_h, 'pending', x.pending_h, 'on_hold', x.on_hold_h)
+       jsonb_build_object('open', x.open_h, 'pending', x.pending_h, 'on_hold', x.on_hold_h, 'spans',
+           (SELECT coalesce(jsonb_agg(el ORDER BY i), '[]'::jsonb)
+            FROM jsonb_array_elements(x.spans) WITH ORDINALITY AS a(el, i)
+            WHERE CAST(el->>1 AS bigint) < {_US.format(at="x.starts")}))
 FROM (
     SELECT s.org_id, s.ticket_id, s.status, s.starts, s.before,
+           jsonb_agg(jsonb_build_array(s.status, {_US.format(at="s.starts")}, {_US.format(at="s.ends")}))
+               FILTER (WHERE s.status IN ('open', 'pending', 'on_hold')) OVER w AS spans,
            coalesce(sum(extract(epoch FROM s.ends - s.starts) / 3600.0) FILTER (WHERE s.status = 'open')
                OVER w, 0) AS open_h,
            coalesce(sum(extract(epoch FROM s.ends - s.starts) / 3600.0) FILTER (WHERE s.status = 'pending')
