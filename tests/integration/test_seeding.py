@@ -350,7 +350,10 @@ def test_seeded_derived_events_are_what_the_write_path_derives(db_connection, se
     assert set(counts) == {"backlog", "solved", "next_reply", "rated"}
     assert _scalar(db_connection, "SELECT count(*) FROM ticket_replies WHERE org_id = :o", o=org_id) > TICKETS
     session = Session(bind=db_connection)
-    tickets = session.scalars(select(Ticket).where(Ticket.org_id == org_id).order_by(Ticket.id).limit(400))
+    # Every fifth ticket: old ones long closed as well as the newest, cut by `now` mid-way.
+    tickets = session.scalars(
+        select(Ticket).where(Ticket.org_id == org_id, Ticket.id % 5 == 0).order_by(Ticket.id)
+    )
     for ticket in tickets:
         wanted = sorted(event_key(values) for values in derive(facts_of(session, ticket)))
         rows = db_connection.execute(
@@ -453,3 +456,85 @@ def test_a_seed_smaller_than_its_tables_keeps_their_indexes(db_connection, make_
     stats = _seed(db_connection, small["id"], tickets=100)
     assert stats.tickets == 100
     assert dropped_indexes == []
+
+
+def test_every_rolled_event_lies_in_a_dirty_mark(db_connection, seeded):
+    """The seed marks its hours once per event type instead of per COPY; every hour it wrote a rolled
+    event into is among them, and the trigger's switch is back as it was."""
+    from webapp.analytics.rollups import MAINTAINED_SETTING, ROLLED_EVENT_TYPES
+
+    org_id, _ = seeded
+    marked = db_connection.execute(
+        text("SELECT event_type, lo, hi FROM analytics_rollup_dirty WHERE org_id = :o"), {"o": org_id}
+    ).all()
+    assert {m.event_type for m in marked} == set(ROLLED_EVENT_TYPES)
+    events = db_connection.execute(
+        text("SELECT event_type, occurred_at FROM ticket_events WHERE org_id = :o"), {"o": org_id}
+    ).all()
+    rolled = [e for e in events if e.event_type in ROLLED_EVENT_TYPES]
+    assert {e.event_type for e in rolled} == set(ROLLED_EVENT_TYPES)
+    uncovered = [
+        e
+        for e in rolled
+        if not any(m.event_type == e.event_type and m.lo <= e.occurred_at < m.hi for m in marked)
+    ]
+    assert uncovered == []
+    setting = _scalar(db_connection, f"SELECT current_setting('{MAINTAINED_SETTING}', true)")
+    assert setting in (None, "", "off")
+
+
+def test_ticket_counts_are_the_seeded_tickets(db_connection, seeded):
+    """The tickets' count trigger fired for the COPY: per UTC hour, field and value, as counted here."""
+    from collections import Counter
+
+    org_id, _ = seeded
+    fields = ("status", "priority", "channel", "category", "assigned_to")
+    wanted: Counter[tuple[Any, ...]] = Counter()
+    for row in db_connection.execute(
+        text(f"SELECT created_at, {', '.join(fields)} FROM tickets WHERE org_id = :o"), {"o": org_id}
+    ):
+        hour = row.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        for field in fields:
+            wanted[(hour, field, getattr(row, field))] += 1
+    stored: Counter[tuple[Any, ...]] = Counter()
+    for hour, field, value, count in db_connection.execute(
+        text("SELECT hour, field, value, count FROM analytics_ticket_counts WHERE org_id = :o"), {"o": org_id}
+    ):
+        stored[(hour.astimezone(UTC), field, value)] += count
+    assert +stored == wanted
+    # The seed writes them with the tickets' count trigger off; it is on again (ALWAYS) after.
+    enabled = _scalar(
+        db_connection,
+        "SELECT tgenabled FROM pg_trigger WHERE tgrelid = CAST('tickets' AS regclass)"
+        " AND tgname = 'analytics_tickets_inserted'",
+    )
+    assert enabled == "A"
+
+
+def test_status_history_is_what_the_events_carry(db_connection, seeded):
+    """ticket_status_changes (COPYed with the batch) holds, ticket by ticket, the status each created,
+    status_changed and resolved event carries in time order, repeats dropped."""
+    org_id, _ = seeded
+    carried: dict[int, list[tuple[Any, str]]] = {}
+    for ticket_id, at, event_type, status, detail in db_connection.execute(
+        text(
+            "SELECT ticket_id, occurred_at, event_type, status, detail FROM ticket_events WHERE org_id = :o"
+            " AND event_type IN ('created', 'status_changed', 'resolved') ORDER BY ticket_id, occurred_at, id"
+        ),
+        {"o": org_id},
+    ):
+        entries = carried.setdefault(ticket_id, [])
+        now_status = detail["to"] if event_type == "status_changed" else status
+        if not entries or entries[-1][1] != now_status:
+            entries.append((at, now_status))
+    stored: dict[int, list[tuple[Any, str]]] = {}
+    for ticket_id, at, status in db_connection.execute(
+        text(
+            "SELECT ticket_id, at, status FROM ticket_status_changes WHERE org_id = :o"
+            " ORDER BY ticket_id, at, id"
+        ),
+        {"o": org_id},
+    ):
+        stored.setdefault(ticket_id, []).append((at, status))
+    assert len(carried) == TICKETS
+    assert stored == carried

@@ -7,6 +7,8 @@ rated, better when the ticket went well (its sentiment). Only what happens befor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from webapp.core.vocabulary import REPLY_AUTHORS
@@ -27,6 +29,16 @@ REPLY_COPY = "COPY ticket_replies (org_id, ticket_id, author, public, at) FROM S
 RATING_COPY = "COPY ticket_ratings (ticket_id, org_id, rating, at) FROM STDIN"
 
 
+@dataclass(frozen=True)
+class Conversation:
+    """What the derived events need of a batch's replies and ratings (offsets, NEVER: none)."""
+
+    asked: np.ndarray  # the first customer reply after the first response
+    answered: np.ndarray  # the agent's public answer to it, if written
+    rating: np.ndarray
+    rated: np.ndarray  # when the rating came, if written
+
+
 def _quanta(hours: np.ndarray) -> np.ndarray:
     return np.maximum(1, np.rint(hours * 100)).astype(np.int64)
 
@@ -38,8 +50,8 @@ def conversation_text(
     q_last: np.ndarray,
     first_id: int,
     org_id: int,
-) -> tuple[bytes, bytes, int, int]:
-    """COPY text of the batch's replies and ratings, and how many of each."""
+) -> tuple[bytes, bytes, Conversation]:
+    """COPY text of the batch's replies and ratings, and what the derived events need of them."""
     work, path = batch.work, batch.path
     n = len(created)
     first = work.first_response
@@ -90,4 +102,10 @@ def conversation_text(
             [text.timestamps(created[rated] + QUANTUM * rated_q[rated])],
         ]
     )
-    return reply_rows, rating_rows, len(ix), len(rated)
+    written = Conversation(
+        asked,
+        np.where(answered <= q_last, answered, NEVER),
+        rating,
+        np.where(rated_q <= q_last, rated_q, NEVER),
+    )
+    return reply_rows, rating_rows, written

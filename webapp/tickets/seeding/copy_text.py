@@ -40,11 +40,20 @@ def const(text: str, n: int) -> Piece:
     return np.broadcast_to(raw, (n, len(raw))), None
 
 
+_POWERS = 10 ** np.arange(19, dtype=np.int64)
+
+
 def ints(values: np.ndarray) -> Piece:
-    """Non-negative integers in decimal."""
+    """Non-negative integers in decimal (digit arithmetic: several times cheaper than a cast to bytes)."""
+    values = np.asarray(values, dtype=np.int64)
     width = len(str(int(values.max()))) if len(values) else 1
-    raw = values.astype(f"S{width}")
-    return raw.view(np.uint8).reshape(len(values), width), np.strings.str_len(raw)
+    lengths = np.ones(len(values), dtype=np.int64)
+    for k in range(1, width):
+        lengths += values >= _POWERS[k]
+    # Digit j of a number of n digits is its (n - 1 - j)-th power of ten; places past n are masked.
+    places = np.maximum(lengths[:, None] - 1 - np.arange(width), 0)
+    digits = (values[:, None] // _POWERS[places] % 10 + ord("0")).astype(np.uint8)
+    return digits, lengths
 
 
 def hundredths(values: np.ndarray) -> list[Piece]:

@@ -19,11 +19,15 @@ from webapp.tickets.row_checks import restore_row_checks, skip_row_checks
 from webapp.tickets.seeding.arrivals import created_times
 from webapp.tickets.seeding.conversation import RATING_COPY, REPLY_COPY
 from webapp.tickets.seeding.derived import derive_seeded
+from webapp.tickets.seeding.history_rows import STATUS_CHANGE_COPY
+from webapp.tickets.seeding.marks import hours_marked_once
 from webapp.tickets.seeding.rows import EncodedBatch, encode_batch
+from webapp.tickets.seeding.ticket_counts import COUNT_COPY, counted_by_seed
 
 BATCH_TICKETS = 20_000
 # Events a ticket has on average (for deciding how to maintain the indexes, see _deferred_indexes).
 EVENTS_PER_TICKET = 6
+STATUSES_PER_TICKET = 3
 # Memory for building the deferred indexes: the sort of a large seed's keys stays in memory.
 INDEX_BUILD_MEMORY = "512MB"
 
@@ -82,7 +86,17 @@ def seed_tickets(
         skipping_checks = skip_row_checks(
             conn, ("tickets", "ticket_events", "ticket_replies", "ticket_ratings", "ticket_status_changes")
         )
-        deferred = _deferred_indexes(cur, {"tickets": tickets, "ticket_events": tickets * EVENTS_PER_TICKET})
+        deferred = _deferred_indexes(
+            cur,
+            {
+                "tickets": tickets,
+                "ticket_events": tickets * EVENTS_PER_TICKET,
+                # The tickets' insert trigger writes about one count a ticket (hour, field, value).
+                "analytics_ticket_counts": tickets,
+                # About three statuses a ticket (read by the solves' derivation in one sequential pass).
+                "ticket_status_changes": tickets * STATUSES_PER_TICKET,
+            },
+        )
 
         def encode(batch: int) -> Encoded:
             assert first_id is not None
@@ -91,18 +105,28 @@ def seed_tickets(
             encoded = encode_batch(rng, created[lo:hi], utc_offset[lo:hi], first_id + lo, org_id, now_s)
             return encoded, hi
 
-        for encoded, done in _prefetch(map(encode, range(n_batches))):
-            _copy(cur, TICKET_COPY, encoded.tickets)
-            _copy(cur, EVENT_COPY, encoded.events)
-            _copy(cur, REPLY_COPY, encoded.replies)
-            _copy(cur, RATING_COPY, encoded.ratings)
-            events += encoded.n_events
-            if progress is not None:
-                progress(done)
-        if tickets:
-            # The status history and the events derived from it, from the replies and the ratings
-            # (before the deferred indexes come back: they are built once, over these rows too).
-            events += derive_seeded(cur, org_id=org_id, first=first_id, last=first_id + tickets - 1)
+        marking = (
+            hours_marked_once(cur, org_id=org_id, first_s=int(created.min()), last_s=now_s - 1)
+            if tickets
+            else contextlib.nullcontext()
+        )
+        counted = counted_by_seed(cur) if tickets else contextlib.nullcontext(False)
+        with marking, counted as counting:
+            for encoded, done in _prefetch(map(encode, range(n_batches))):
+                _copy(cur, TICKET_COPY, encoded.tickets)
+                if counting:
+                    _copy(cur, COUNT_COPY, encoded.ticket_counts)
+                _copy(cur, EVENT_COPY, encoded.events)
+                _copy(cur, REPLY_COPY, encoded.replies)
+                _copy(cur, RATING_COPY, encoded.ratings)
+                _copy(cur, STATUS_CHANGE_COPY, encoded.status_changes)
+                events += encoded.n_events
+                if progress is not None:
+                    progress(done)
+            if tickets:
+                # The solves, from the status history (before the deferred indexes come back: they
+                # are built once, over these rows too).
+                events += derive_seeded(cur, org_id=org_id, first=first_id, last=first_id + tickets - 1)
         if deferred:
             cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
             for definition in deferred:

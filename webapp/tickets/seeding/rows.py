@@ -10,6 +10,8 @@ import numpy as np
 from webapp.core.vocabulary import EVENT_TYPES
 from webapp.tickets.seeding import copy_text as text
 from webapp.tickets.seeding.conversation import conversation_text
+from webapp.tickets.seeding.history_rows import derived_text, history_text, status_entries
+from webapp.tickets.seeding.ticket_counts import counts_text
 from webapp.tickets.seeding.timeline import CLOSED, NEVER, OPEN, QUANTUM, RESOLVED, Batch, draw_batch
 
 # A change's key is offset * 8 + rank: one update writes priority, then assignment, then first
@@ -56,13 +58,16 @@ class Events:
 
 
 class EncodedBatch(NamedTuple):
-    """COPY text of one batch: tickets, events, replies and ratings, and how many events."""
+    """COPY text of one batch: tickets, events (derived ones but the solves included), how many
+    events, replies, ratings and the status history."""
 
     tickets: bytes
     events: bytes
     n_events: int
     replies: bytes
     ratings: bytes
+    status_changes: bytes
+    ticket_counts: bytes  # analytics_ticket_counts' rows for these tickets (ticket_counts.py)
 
 
 def encode_batch(
@@ -80,9 +85,34 @@ def encode_batch(
     q_last = (now_s - 1 - created) // QUANTUM
     events = _events(batch, q_last)
     tickets = _ticket_text(batch, history, created, q_last, first_id, org_id)
-    replies, ratings, _, _ = conversation_text(rng, batch, created, q_last, first_id, org_id)
+    replies, ratings, talk = conversation_text(rng, batch, created, q_last, first_id, org_id)
     event_rows = _event_text(batch, history, events, created, first_id, org_id)
-    return EncodedBatch(tickets, event_rows, len(events.ix), replies, ratings)
+    # The status history and the events derived from it, but for the solves (derived.py).
+    q, status = status_entries(batch, q_last)
+    every, cut = np.arange(len(created)), q_last * 8 + 7
+    now_in = (
+        history.priority_at(every, cut),
+        batch.people.channel,
+        batch.people.category,
+        history.agent_at(every, cut),
+    )
+    derived, n_derived = derived_text(q, status, talk, now_in, created, first_id, org_id, history.status_at)
+    statuses = history_text(q, status, created, first_id, org_id)
+    priority, channel, category, agent = now_in
+    counts = counts_text(
+        created,
+        {
+            "status": (history.status_at(every, cut), text.STATUS),
+            "priority": (priority, text.PRIORITY),
+            "channel": (channel, text.CHANNEL),
+            "category": (category, text.CATEGORY),
+            "assigned_to": (agent, text.AGENT),
+        },
+        org_id,
+    )
+    return EncodedBatch(
+        tickets, event_rows + derived, len(events.ix) + n_derived, replies, ratings, statuses, counts
+    )
 
 
 def _key(offset: np.ndarray, rank: int) -> np.ndarray:
