@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from webapp.analytics import agent_rollups, rollups
+from webapp.clocks.schedules import create_schedule
 from webapp.core.timeutil import TimeError, utcnow, zone
 from webapp.core.vocabulary import ROLES
 from webapp.infra.db import session_scope
@@ -31,6 +32,25 @@ if TYPE_CHECKING:
 DEMO_ORGANIZATION = "Demo Support"
 DEMO_TIMEZONE = "America/New_York"
 DEMO_EMAIL = "demo@example.com"
+# The demo's default business-hours schedule, so clock=business answers on a fresh start: weekdays
+# 09:00-17:00 with a lunch break, in the demo's zone, and the year's US holidays.
+DEMO_SCHEDULE = {
+    "name": "Support hours",
+    "timezone": DEMO_TIMEZONE,
+    "intervals": [
+        {"day": day, "start": start, "end": end}
+        for day in ("mon", "tue", "wed", "thu", "fri")
+        for start, end in (("09:00", "12:30"), ("13:30", "17:00"))
+    ],
+    "holidays": [
+        {"date": "2026-01-01", "name": "New Year's Day"},
+        {"date": "2026-05-25", "name": "Memorial Day"},
+        {"date": "2026-07-03", "name": "Independence Day (observed)"},
+        {"date": "2026-09-07", "name": "Labor Day"},
+        {"date": "2026-11-26", "name": "Thanksgiving"},
+        {"date": "2026-12-25", "name": "Christmas Day"},
+    ],
+}
 
 
 def _fail(message: str) -> None:
@@ -234,6 +254,9 @@ def demo(tickets: int, days: int) -> None:
             session.flush()
             _copy_tickets(conn, org_id=org_id, tz=DEMO_TIMEZONE, tickets=tickets, days=days, rng_seed=0)
             _build_rollups(session, org_id=org_id, days=days)
+            # Its business-hours rollups are built by beat's next pass; until then reads count raw events.
+            create_schedule(session, org_id, DEMO_SCHEDULE)
+            session.flush()
     click.echo(json.dumps({"org_id": str(org_id), "email": DEMO_EMAIL, "password": password}))
 
 

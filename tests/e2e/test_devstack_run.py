@@ -154,6 +154,17 @@ def test_ctrl_c_while_seeding_stops_everything_and_the_next_run_seeds_again(devs
     )
     assert status == 200, body
     assert body["total"] == DEMO_TICKETS
+    # The demo has a default business-hours schedule, so the business clock answers at once.
+    status, schedules = devstack.request("GET", "/schedules", token=tokens["access_token"])
+    assert status == 200, schedules
+    assert [s["default"] for s in schedules["items"]] == [True]
+    status, body = devstack.request(
+        "GET",
+        "/analytics/time-series/response_time?granularity=weekly&clock=business",
+        token=tokens["access_token"],
+    )
+    assert status == 200, body
+    assert body["clock"] == "business"
     database = json.loads((devstack.instance / "services.json").read_text())["database_url"]
     with psycopg.connect(database.replace("postgresql+psycopg://", "postgresql://")) as conn:
         [(organizations,)] = conn.execute("SELECT count(*) FROM organizations").fetchall()
