@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,40 +20,19 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.bench_rollups import TZ, _agents, _first_and_median_ms, _median_ms
+from bench.bench_rollups import TZ, _agents, agents_report_timings
 from bench.common import print_table, scratch_postgres, write_results
-from webapp.analytics import agent_report, agent_rollups, support
-from webapp.clocks.first_contract import targets_for
+from webapp.analytics import agent_rollups
 from webapp.infra.db import make_engine
 from webapp.models import Organization
 from webapp.tickets import seeding
 
 
-def _reads(engine: Any, org_id: int, now: datetime, runs: int) -> dict[str, float]:
+def _reads(engine: Any, org_id: int, now: datetime, runs: int) -> dict[str, Any]:
     tz = ZoneInfo(TZ)
     end = datetime.combine(now.astimezone(tz).date() + timedelta(days=1), datetime.min.time(), tz)
-    start = end - timedelta(days=90)
-    window = {"org_id": org_id, "filters": {}, "targets": targets_for(None), "min_tickets": 5}
-    out: dict[str, float] = {}
     with Session(engine) as session:
-        rolled = partial(agent_report.agents, session, start=start, end=end, approximate_above=0, **window)
-        out["cold"], out["warm"] = _first_and_median_ms(rolled, runs)
-        edged = partial(
-            agent_report.agents,
-            session,
-            start=start + timedelta(hours=13, minutes=17),
-            end=end - timedelta(hours=9, minutes=40),
-            approximate_above=0,
-            **window,
-        )
-        out["mid-day edges"] = _median_ms(edged, runs)
-        raw = partial(support.agents, session, start=start, end=end, **window)
-        out["raw"] = _median_ms(raw, max(1, runs // 2))
-        got, want = rolled(), raw()
-        assert [(r["agent"], r["solved"], r["reopen_rate"], r["sla_compliance_pct"]) for r in got] == [
-            (r["agent"], r["solved"], r["reopen_rate"], r["sla_compliance_pct"]) for r in want
-        ]
-        out["agents"] = len(got)
+        out = agents_report_timings(session, org_id, end, runs)
         out["rows"] = session.execute(text("SELECT count(*) FROM agent_rollups")).scalar_one()
     return out
 
