@@ -19,6 +19,7 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.glogging import Logger
+from gunicorn.http import wsgi
 
 worker_class = "gevent"
 workers = 2
@@ -141,3 +142,39 @@ def _linger(sock: socket.socket, *, max_bytes: int = 1 << 20, seconds: float = 1
 
 
 util.write_error = write_json_error
+
+
+class _Gathered:
+    """Stands in for the client socket while gunicorn writes a response's head and first body bytes."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.parts.append(bytes(data))
+
+
+_write_response = wsgi.Response.write
+
+
+def write_head_with_body(self: wsgi.Response, arg: bytes) -> None:
+    """gunicorn's Response.write, with the head and the first body bytes sent in one write.
+
+    gunicorn sends the status line and headers, then the body, with a write each: two packets, and a
+    client that reads the head first wakes twice for one answer. The head is gathered with the first
+    body bytes instead (gunicorn's own framing and length checks apply unchanged), and goes out in one
+    sendall.
+    """
+    if self.headers_sent or not isinstance(arg, bytes) or not arg:
+        _write_response(self, arg)
+        return
+    sock, gathered = self.sock, _Gathered()
+    self.sock = gathered
+    try:
+        _write_response(self, arg)
+    finally:
+        self.sock = sock
+    sock.sendall(b"".join(gathered.parts))
+
+
+wsgi.Response.write = write_head_with_body  # type: ignore[method-assign]

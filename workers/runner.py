@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
-from webapp.core.vocabulary import FINAL_STATES, OVERFLOW_QUEUE
+from webapp.core.vocabulary import FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import claim, recovery
@@ -163,8 +163,10 @@ def run_job(
             _work(delivery, state_job, work_job, work, cleanup)
 
 
-# A queued job of an organization already running its share waits this long before it asks again.
-FAIR_SHARE_DEFER_SECONDS = 2
+# A queued job of an organization already running its share asks again this long after (a job that
+# ends hands its slot to the organization's oldest waiting job at once: this is the fallback, for a
+# slot given back by a worker that died).
+FAIR_SHARE_DEFER_SECONDS = 10
 
 
 def _wait_for_slot(task: Task, job_id: str, taken: claim.Claim) -> None:
@@ -203,15 +205,33 @@ def _claimed(
     """
     key = recovery.run_lock_key(job_id)
     slots = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        taken = claim.claim(conn, uuid.UUID(job_id), lock_key=key, slots=slots, max_attempts=max_attempts)
-        try:
-            yield taken, (conn if taken.held else None)
-        finally:
+    waiting: claim.Waiting | None = None
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            taken = claim.claim(conn, uuid.UUID(job_id), lock_key=key, slots=slots, max_attempts=max_attempts)
             try:
-                claim.release(conn, taken, key)
-            except sa_exc.DBAPIError:
-                conn.invalidate()  # closed, not pooled: the server drops the locks with it
+                yield taken, (conn if taken.held else None)
+            finally:
+                try:
+                    waiting = claim.release(conn, taken, key, uuid.UUID(job_id))
+                except sa_exc.DBAPIError:
+                    conn.invalidate()  # closed, not pooled: the server drops the locks with it
+    finally:
+        if waiting is not None:
+            _hand_over(waiting)
+
+
+def _hand_over(waiting: claim.Waiting) -> None:
+    """Send again, now, the organization's job that waits for the share slot this delivery gave back
+    (its own delivery would ask again only FAIR_SHARE_DEFER_SECONDS after its last try). A second
+    delivery of a job is harmless: the claim lets one run it."""
+    route = JOB_ROUTES[waiting.kind]
+    try:
+        current_app.extensions["celery"].send_task(
+            route.name, args=[str(waiting.id)], task_id=str(waiting.id), queue=OVERFLOW_QUEUE
+        )
+    except Exception as exc:  # kombu raises several connection error types; its own retry comes later
+        log.warning("job=%s could not be handed the slot given back: %s", waiting.id, exc)
 
 
 def _tag(job: Job) -> str:

@@ -230,3 +230,46 @@ def test_an_organizations_running_share_is_held_as_slots(make_live_tenant, db_en
         assert later.execute(text("SELECT pg_try_advisory_lock(:k)"), run_lock).scalar()
         later.execute(text("SELECT pg_advisory_unlock(:k)"), run_lock)
     db_session.close()
+
+
+def test_a_slot_given_back_goes_to_the_oldest_job_that_waits_for_one(make_live_tenant, db_engine):
+    """The statement that gives a share slot back names the organization's oldest job whose delivery
+    waited for a slot (not one never delivered yet, not one whose cancel was asked for, not another
+    organization's); without a slot it names none."""
+    org, other_org = make_live_tenant().org_id, make_live_tenant().org_id
+    db_session = Session(db_engine)
+    running, cancelled, oldest, younger, undelivered = _queued(db_session, org, 5)
+    (elsewhere,) = _queued(db_session, other_org, 1)
+    autocommit = {"isolation_level": "AUTOCOMMIT"}
+    with (
+        db_engine.connect().execution_options(**autocommit) as first,
+        db_engine.connect().execution_options(**autocommit) as second,
+    ):
+        taken = _claim(first, running, 1)
+        assert taken.slot == 0
+        for job_id in (cancelled, oldest, younger):
+            assert _claim(second, job_id, 1).waits
+        db_session.execute(text("UPDATE jobs SET cancel_requested = true WHERE id = :id"), {"id": cancelled})
+        db_session.commit()
+        other = _claim(second, elsewhere, 1)
+        assert other.slot == 0
+        assert claim.release(second, other, recovery.run_lock_key(elsewhere), elsewhere) is None
+
+        handed = claim.release(first, taken, recovery.run_lock_key(running), running)
+        assert handed == claim.Waiting(oldest, "snapshot")
+        assert _free_slots(second, org, 1) == [0]
+
+        # The next holder of the slot hands it to the next one that waited; the never-delivered
+        # job is left to its own message.
+        then = _claim(first, oldest, 1)
+        assert then.slot == 0
+        assert claim.release(first, then, recovery.run_lock_key(oldest), oldest) == claim.Waiting(
+            younger, "snapshot"
+        )
+        assert _row(db_session, undelivered).state == "queued"
+        # A claim that held no slot (another delivery of a running job) hands nothing over.
+        assert _claim(second, younger, 1).slot == 0
+        duplicate = _claim(first, younger, 1)
+        assert (duplicate.held, duplicate.slot) == (False, None)
+        assert claim.release(first, duplicate, recovery.run_lock_key(younger), younger) is None
+    db_session.close()

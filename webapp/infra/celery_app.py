@@ -8,6 +8,7 @@ from celery import Celery, Task
 from flask import Flask
 
 from celeryconfig import celery_settings
+from webapp.infra.broker import JobQueue
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -22,4 +23,6 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.conf.update(celery_settings(app.config))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+    # Jobs submitted by requests: their queued event and their task go in one round trip.
+    app.extensions["job_queue"] = JobQueue(celery_app, app.extensions.get("redis"))
     return celery_app

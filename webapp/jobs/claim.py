@@ -77,19 +77,44 @@ def claim(conn: Connection, job_id: uuid.UUID, *, lock_key: int, slots: int, max
     return Claim(held, waits, org_id, slot, started)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A queued job of an organization whose delivery found every share slot held (it waits)."""
+
+    id: uuid.UUID
+    kind: str
+
+
 _RELEASE = text("SELECT pg_advisory_unlock(:lock_key)")
+# With the slot: both locks given back, and the organization's oldest job that has waited for a slot
+# (its wait written to updated_at by job_claim), in the same statement (index ix_jobs_org_queued).
 _RELEASE_WITH_SLOT = text(
     "SELECT pg_advisory_unlock(:lock_key), "
-    "pg_advisory_unlock(CAST(:org_id AS integer), -1 - CAST(:slot AS integer))"
-)
+    "pg_advisory_unlock(CAST(:org_id AS integer), -1 - CAST(:slot AS integer)), w.id, w.kind "
+    "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
+    " SELECT j.id, j.kind FROM jobs j WHERE j.org_id = :org_id AND j.state = 'queued'"
+    " AND NOT j.cancel_requested AND j.updated_at > j.created_at AND j.id <> :job_id"
+    " ORDER BY j.created_at LIMIT 1) AS w ON true"
+).bindparams(bindparam("job_id", type_=Uuid()))
 
 
-def release(conn: Connection, taken: Claim, lock_key: int) -> None:
+def release(conn: Connection, taken: Claim, lock_key: int, job_id: uuid.UUID | None = None) -> Waiting | None:
     """Give back the run lock and slot `taken` holds on `conn`, in one statement (ending the connection
-    gives them back too). A claim without the run lock holds nothing."""
+    gives them back too). A claim without the run lock holds nothing.
+
+    With a slot given back: the organization's oldest job (other than `job_id`) waiting for one, if
+    any, to be sent again now rather than when its own delivery asks again.
+    """
     if not taken.held:
-        return
+        return None
     if taken.slot is None:
         conn.execute(_RELEASE, {"lock_key": lock_key})
-    else:
-        conn.execute(_RELEASE_WITH_SLOT, {"lock_key": lock_key, "org_id": taken.org_id, "slot": taken.slot})
+        return None
+    row = conn.execute(
+        _RELEASE_WITH_SLOT,
+        {"lock_key": lock_key, "org_id": taken.org_id, "slot": taken.slot, "job_id": job_id or _NO_JOB},
+    ).one()
+    return None if row.id is None else Waiting(row.id, row.kind)
+
+
+_NO_JOB = uuid.UUID(int=0)

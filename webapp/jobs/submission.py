@@ -22,7 +22,15 @@ from sqlalchemy.types import DateTime, String, Uuid
 
 from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import ACTIVE_STATES, JOB_ROUTES, OVERFLOW_QUEUE
-from webapp.jobs.transitions import TaskQueue, finish, loaded_job, send_update
+from webapp.jobs.transitions import (
+    SendsWithCommands,
+    TaskQueue,
+    finish,
+    loaded_job,
+    send_update,
+    update_command,
+)
+from webapp.live import events
 from webapp.models import Job
 
 log = logging.getLogger(__name__)
@@ -322,29 +330,28 @@ def enqueue(
     session: Session, client: redis.Redis, tasks: TaskQueue, job: Job, *, queue: str | None = None
 ) -> None:
     """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
-    `queue`)."""
+    `queue`), its `queued` event published just before."""
     route = TASKS[job.kind]
-    # Sent before the task is: a worker that takes it at once publishes `running` after this. The
-    # event's reply is read once the task is sent, so the two round trips overlap.
-    queued = send_update(client, job)
+    options: dict[str, Any] = {
+        "args": [str(job.id)],
+        "task_id": str(job.id),
+        "queue": queue or route.queue,
+        # The job's row holds its state and result: Celery keeps none (no STARTED or result entries
+        # in Redis, and the sender subscribes to no result channel).
+        "ignore_result": True,
+    }
     try:
+        if isinstance(tasks, SendsWithCommands):
+            # The event and the task in one round trip, the event first.
+            replies = tasks.send_task_after([update_command(job)], route.name, **options)
+            if replies is not None:
+                events.event_id(replies[0], job.org_id, "job_update")
+                return
+        # Sent before the task is: a worker that takes it at once publishes `running` after this. The
+        # event's reply is read once the task is sent, so the two round trips overlap.
+        queued = send_update(client, job)
         try:
-            tasks.send_task(
-                route.name,
-                args=[str(job.id)],
-                task_id=str(job.id),
-                queue=queue or route.queue,
-                # The job's row holds its state and result: Celery keeps none (no STARTED or result
-                # entries in Redis, and the sender subscribes to no result channel).
-                ignore_result=True,
-                retry=True,
-                retry_policy={
-                    "max_retries": 2,
-                    "interval_start": 0,
-                    "interval_step": 0.2,
-                    "interval_max": 0.5,
-                },
-            )
+            tasks.send_task(route.name, retry=True, retry_policy=SEND_RETRY_POLICY, **options)
         finally:
             queued.done()
     except Exception as exc:  # kombu raises several connection error types

@@ -4,7 +4,8 @@ the final state, a requeue before a retry, a cancel; each published to the organ
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import redis
 from sqlalchemy import bindparam, text
@@ -46,6 +47,16 @@ class TaskQueue(Protocol):
         """Send the task `name` to the broker (Celery's options: args, task_id, queue, retry...)."""
 
 
+@runtime_checkable
+class SendsWithCommands(Protocol):
+    """A task queue that can send Redis commands and a task in one round trip (its broker is Redis)."""
+
+    def send_task_after(self, before: Sequence[Sequence[Any]], name: str, **options: Any) -> list[Any] | None:
+        """Run the Redis commands `before`, then send the task `name`, in one round trip: their
+        replies (an error reply is an exception). None when it cannot (nothing was sent then);
+        raises when the task could not be sent."""
+
+
 # A job_update goes through a capped stream to every live client: a bigger result is fetched over REST.
 MAX_EVENT_RESULT_BYTES = 32 * 1024
 
@@ -69,6 +80,11 @@ def job_event(job: Job) -> dict[str, Any]:
 def publish(client: redis.Redis, job: Job) -> None:
     """Tell the organization's live clients where the job stands."""
     events.publish(client, job.org_id, "job_update", job_event(job))
+
+
+def update_command(job: Job) -> list[Any]:
+    """The Redis command that publishes the job's job_update (see events.xadd_command)."""
+    return events.xadd_command(job.org_id, "job_update", job_event(job))
 
 
 def send_update(client: redis.Redis, job: Job) -> events.Sent:

@@ -59,6 +59,22 @@ def read_since(client: redis.Redis, org_id: int, last_id: str, count: int = 1000
     return [decode(event_id, fields) for event_id, fields in entries]
 
 
+def xadd_command(org_id: int, event_type: str, data: dict[str, Any]) -> list[Any]:
+    """The XADD that publishes the event (as publish does), for a caller that sends it itself."""
+    args: list[Any] = ["XADD", stream_key(org_id), "MAXLEN", "~", STREAM_MAXLEN, "*"]
+    for name, value in _fields(org_id, event_type, data).items():
+        args += [name, value]
+    return args
+
+
+def event_id(reply: Any, org_id: int, event_type: str) -> str | None:
+    """The id in the reply to an xadd_command, or None (logged) when the reply is an error."""
+    if isinstance(reply, Exception):
+        log.warning("event not published org=%s type=%s: %s", org_id, event_type, reply)
+        return None
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 class Sent:
     """An event whose XADD is sent and whose reply is not read yet (see send)."""
 
@@ -89,10 +105,7 @@ def send(client: redis.Redis, org_id: int, event_type: str, data: dict[str, Any]
     task sent meanwhile reaches its worker, which then cannot publish ahead of it, and the two round
     trips overlap. Events that must follow this one in the stream are published after `done()`.
     """
-    fields = _fields(org_id, event_type, data)
-    args: list[Any] = ["XADD", stream_key(org_id), "MAXLEN", "~", STREAM_MAXLEN, "*"]
-    for name, value in fields.items():
-        args += [name, value]
+    args = xadd_command(org_id, event_type, data)
     pool = client.connection_pool
     try:
         conn = pool.get_connection()

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -34,6 +35,8 @@ class Job(Base):
         CheckConstraint(one_of("state", JOB_STATES), name="state"),
         Index("ix_jobs_org_created", "org_id", "created_at"),
         Index("ix_jobs_org_hash_state", "org_id", "kind", "params_hash", "state"),
+        # An organization's queued jobs, oldest first: the one a freed share slot goes to.
+        Index("ix_jobs_org_queued", "org_id", "created_at", postgresql_where=text("state = 'queued'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)

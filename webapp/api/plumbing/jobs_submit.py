@@ -42,7 +42,7 @@ def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[s
         job, created = job_domain.submit(
             get_session(),
             get_redis(),
-            current_app.extensions["celery"],
+            current_app.extensions["job_queue"],
             org_id=principal.org_id,
             user_id=principal.user_id,
             kind=kind,
