@@ -154,7 +154,8 @@ class _Gathered:
         self.parts.append(bytes(data))
 
 
-_write_response = wsgi.Response.write
+# gunicorn's own (this file may be read again, e.g. by a test: the write is installed once).
+_write_response = getattr(wsgi.Response.write, "gunicorn_write", wsgi.Response.write)
 
 
 def write_head_with_body(self: wsgi.Response, arg: bytes) -> None:
@@ -177,4 +178,5 @@ def write_head_with_body(self: wsgi.Response, arg: bytes) -> None:
     sock.sendall(b"".join(gathered.parts))
 
 
+write_head_with_body.gunicorn_write = _write_response  # type: ignore[attr-defined]
 wsgi.Response.write = write_head_with_body  # type: ignore[method-assign]
