@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import provenance, sketch, support
 from webapp.analytics.agent_rollups import COUNTERS, DAY, MONTH, measures_sql, params_of, state_of
+from webapp.analytics.sql import binary_rows
 from webapp.core.filters import Filters
 
 
@@ -174,8 +175,8 @@ def agents(
         f"SELECT agent, {sums}, string_agg(first_sketch, ''::bytea) AS first,"
         f" string_agg(resolution_sketch, ''::bytea) AS resolution{ROWS_WHERE} GROUP BY agent"
     )
-    for row in session.execute(text(read), params):
-        totals[row.agent].update({c: int(row._mapping[c]) for c in COUNTERS})
+    for row in binary_rows(session, read, params):
+        totals[row.agent].update({c: int(getattr(row, c)) for c in COUNTERS})
         blobs[row.agent] = (row.first, row.resolution)
     edge_values: dict[str, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for row in _edges(session, params, cut, start):
