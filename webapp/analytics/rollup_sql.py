@@ -161,28 +161,45 @@ def _fold_sql(blob: str) -> str:
     )
 
 
-def merge_sql(metrics: Sequence[Metric], *, events: str, tickets: str) -> str:
-    """One statement: add the rollup rows of the staged new events to analytics_metrics.
+def merge_delta_sql(metrics: Sequence[Metric], *, events: str, tickets: str, into: str) -> str:
+    """One statement: the rollup rows of the staged new events, one per cell, into the temporary
+    table `into` (dropped at commit); merge_upsert_sql then adds them to analytics_metrics.
 
     One aggregation straight from the measurements to the rows (a build aggregates per sketch key
     first, to fold repeated keys): a sketch of new values is one (key, 1) pair per value, folded
     only past FOLD_SKETCH_BYTES. Folding every sketch here would cost as much as the rest.
+    Materialized apart from the upsert: the server spends about a tenth less on the two than on the
+    same aggregation feeding the upsert in one statement (3.1 s against 3.4 s of CPU, alternated
+    four times, for 10,000 imported tickets into hours that held 20,000).
     """
-    dims = ", ".join(DIMENSIONS)
     fold = int(FOLD_SKETCH_BYTES)
-    both = "m.sketch || EXCLUDED.sketch"
     return (
-        f"WITH ev AS ({_events_sql(metrics, events=events, tickets=tickets, window=False)}),"
+        f"CREATE TEMP TABLE {into} ON COMMIT DROP AS"
+        f" WITH ev AS ({_events_sql(metrics, events=events, tickets=tickets, window=False)}),"
         f" delta AS (SELECT metric, {_grain_sql()} AS grain, h AS bucket_start, {_kept_dimensions_sql()},"
         " CASE WHEN metric = ANY(CAST(:count_metrics AS text[])) THEN count(*) ELSE count(v) END AS count,"
         " sum(v) AS sum, min(v) AS min, max(v) AS max,"
         " string_agg(int2send(CAST(k AS int2)) || int4send(1), ''::bytea) FILTER (WHERE v IS NOT NULL)"
         f" AS sketch FROM ev GROUP BY metric, h, GROUPING SETS ({_grouping_sets()}))"
-        f" INSERT INTO analytics_metrics AS m (org_id, metric, grain, bucket_start, {dims},"
-        " count, sum, min, max, sketch, updated_at)"
-        f" SELECT :org_id, metric, grain, bucket_start, {dims}, count, sum, min, max,"
-        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END, now()"
+        f" SELECT metric, grain, bucket_start, {', '.join(DIMENSIONS)}, count, sum, min, max,"
+        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END AS sketch"
         " FROM delta WHERE count > 0"
+    )
+
+
+def merge_upsert_sql(*, delta: str) -> str:
+    """One statement: add the rows of `delta` (merge_delta_sql's table) to analytics_metrics.
+
+    Counts and sums added, min and max widened, sketches concatenated (folded past FOLD_SKETCH_BYTES).
+    """
+    dims = ", ".join(DIMENSIONS)
+    fold = int(FOLD_SKETCH_BYTES)
+    both = "m.sketch || EXCLUDED.sketch"
+    return (
+        f"INSERT INTO analytics_metrics AS m (org_id, metric, grain, bucket_start, {dims},"
+        " count, sum, min, max, sketch, updated_at)"
+        f" SELECT :org_id, metric, grain, bucket_start, {dims}, count, sum, min, max, sketch, now()"
+        f" FROM {delta}"
         f" ON CONFLICT (org_id, metric, grain, bucket_start, {dims}) DO UPDATE SET"
         " count = m.count + EXCLUDED.count,"
         " sum = CASE WHEN m.sum IS NULL THEN EXCLUDED.sum WHEN EXCLUDED.sum IS NULL THEN m.sum"

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import business_rollups
 from webapp.analytics.metrics import ROLLED_METRICS, Metric
-from webapp.analytics.rollup_sql import build_sql, merge_sql, statement_params
+from webapp.analytics.rollup_sql import build_sql, merge_delta_sql, merge_upsert_sql, statement_params
 from webapp.core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ MERGE_GAP = timedelta(hours=24)
 MAINTAINED_SETTING = "analytics.rollups_maintained"
 # Memory for the aggregations of one merge (PostgreSQL's work_mem syntax).
 MERGE_WORK_MEM = "256MB"
+# The temporary table a merge puts its rows in before adding them (rollup_sql.merge_delta_sql).
+MERGE_DELTA = "rollup_merge_delta"
 
 
 @dataclass
@@ -223,10 +225,13 @@ def merge_new_events(
         lock(session, org_id)
     # Staging tables have no statistics: the planner would guess a handful of rows and join them in
     # nested loops (quadratic), and size the aggregation, a sketch per row being written, too small.
+    params = statement_params(metrics, org_id)
     with _planner_settings(session, enable_nestloop="off", work_mem=MERGE_WORK_MEM):
-        result = session.execute(
-            text(merge_sql(metrics, events=events, tickets=tickets)), statement_params(metrics, org_id)
+        session.execute(
+            text(merge_delta_sql(metrics, events=events, tickets=tickets, into=MERGE_DELTA)), params
         )
+        result = session.execute(text(merge_upsert_sql(delta=MERGE_DELTA)), {"org_id": org_id})
+        session.execute(text(f"DROP TABLE {MERGE_DELTA}"))
         business_rollups.merge_new_events(session, org_id=org_id, events=events)
     return BuildStats(written=int(result.rowcount or 0))
 
