@@ -426,6 +426,52 @@ def test_marks_another_writer_commits_during_an_import_survive_it(history: Histo
     history.assert_rollups_are_a_build(skip_dirty=True)
 
 
+def test_an_import_counts_its_tickets_for_the_distributions_once_for_the_batch(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks of 37: without the batch's own count the trigger would count each chunk apart.
+    monkeypatch.setattr(imports, "WRITE_CHUNK", 37)
+    fields = ("status", "priority", "channel", "category", "assigned_to")
+    count_rows = text(
+        "SELECT hour, field, value, count FROM analytics_ticket_counts WHERE org_id = :o"
+        " ORDER BY hour, field, value, count"
+    )
+    with history.session() as session:
+        before = session.execute(count_rows, {"o": history.org_id}).all()
+        report = history.import_rows(session, _rows(random.Random(19), 400))
+        # Later inserts of the same transaction are counted by the trigger again.
+        session.execute(
+            text(
+                "INSERT INTO tickets (org_id, subject, status, priority, channel, category, created_at,"
+                " updated_at, reopen_count) VALUES (:o, 'by hand', 'open', 'low', 'web', 'bug',"
+                " '2025-01-05T05:05:00Z', now(), 0)"
+            ),
+            {"o": history.org_id},
+        )
+        session.commit()
+        assert report.imported == 402
+        added = [row for row in session.execute(count_rows, {"o": history.org_id}) if row not in before]
+        # The batch's rows: one per hour, field and value (summed over its chunks), beside the trigger's.
+        by_hand = datetime(2025, 1, 5, 5, tzinfo=UTC)
+        assert sorted((row.field, row.count) for row in added if row.hour == by_hand) == [
+            (field, 1) for field in sorted(fields)
+        ]
+        batch = [row for row in added if row.hour != by_hand]
+        assert len({(row.hour, row.field, row.value) for row in batch}) == len(batch)
+        expected: dict[tuple[datetime, str, str | None], int] = {}
+        for ticket in session.query(Ticket).filter(Ticket.org_id == history.org_id):
+            hour = ticket.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            for field in fields:
+                key = (hour, field, getattr(ticket, field))
+                expected[key] = expected.get(key, 0) + 1
+        summed: dict[tuple[datetime, str, str | None], int] = {}
+        for row in session.execute(count_rows, {"o": history.org_id}):
+            summed[(row.hour, row.field, row.value)] = (
+                summed.get((row.hour, row.field, row.value), 0) + row.count
+            )
+        assert {k: v for k, v in summed.items() if v} == expected
+
+
 # --- failures and the safety switches ---------------------------------------------------------------
 
 
