@@ -1,11 +1,17 @@
-"""The agents report from agent rollups against raw events, at sizes the full rollups benchmark
-cannot reach in a short run.
+"""The agents report and the backlog at sizes the full rollups benchmark cannot reach in a short run.
 
 For each size: a fresh database, seed_tickets over one year (COPY) with the tickets spread over
---agents assignees (as bench_rollups seeds them), ANALYZE, one build of the agent rollups only (not
-the hourly ones), then the agents report over 90 local days: from the rows (medians from sketches)
-cold (the first call on a fresh connection) and warm, with both edges mid-day, and from raw events
-(support.agents). The solved counts and rates of both must agree. Results: bench/results/agents.json.
+--agents assignees (as bench_rollups seeds them), ANALYZE, one build of the agent rollups and of
+the hourly rollups of the two event types the backlog and ticket_count read (created, backlog; not
+the others), then:
+- the agents report over 90 local days: from the rows (medians from sketches) cold (the first call
+  on a fresh connection) and warm, with both edges mid-day, and from raw events (support.agents);
+  the solved counts and rates of both must agree;
+- a one-year daily backlog series against the same ticket_count read (the issue's "within 2x"), the
+  backlog checked point by point against raw events up to --check-max tickets.
+`--keep` leaves the seeded database in place (instance/bench/postgres-bench_agents_<size>) and
+reuses it on the next run, so a large size is seeded once and measured on a quiet machine later.
+Results: bench/results/agents.json.
 """
 
 from __future__ import annotations
@@ -20,68 +26,126 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.bench_rollups import TZ, _agents, agents_report_timings
+from bench.bench_rollups import TZ, _agents, _median_ms, _series, agents_report_timings
 from bench.common import print_table, scratch_postgres, write_results
-from webapp.analytics import agent_rollups
+from webapp.analytics import agent_rollups, rollups
+from webapp.analytics.buckets import make_buckets
+from webapp.analytics.provenance import ReadOptions
 from webapp.infra.db import make_engine
 from webapp.models import Organization
 from webapp.tickets import seeding
 
 
-def _reads(engine: Any, org_id: int, now: datetime, runs: int) -> dict[str, Any]:
+def _end(now: datetime) -> datetime:
     tz = ZoneInfo(TZ)
-    end = datetime.combine(now.astimezone(tz).date() + timedelta(days=1), datetime.min.time(), tz)
+    return datetime.combine(now.astimezone(tz).date() + timedelta(days=1), datetime.min.time(), tz)
+
+
+def _reads(engine: Any, org_id: int, now: datetime, runs: int) -> dict[str, Any]:
     with Session(engine) as session:
-        out = agents_report_timings(session, org_id, end, runs)
+        out = agents_report_timings(session, org_id, _end(now), runs)
         out["rows"] = session.execute(text("SELECT count(*) FROM agent_rollups")).scalar_one()
     return out
 
 
-def run_size(tickets: int, runs: int, agents: int) -> dict[str, Any]:
-    """Seed `tickets` into a fresh database, build the agent rollups, and time the report."""
+def _backlog_reads(engine: Any, org_id: int, now: datetime, runs: int, check: bool) -> dict[str, Any]:
+    """One-year daily backlog and ticket_count series from rollups (median of `runs` after a warm-up),
+    the backlog's first call on a fresh connection, and, if `check`, the backlog against raw events."""
+    end = _end(now)
+    year = make_buckets("daily", end - timedelta(days=365), end, ZoneInfo(TZ))
+    out: dict[str, Any] = {}
+    with Session(engine) as session:
+        started = time.perf_counter()
+        rolled = _series(session, org_id, "backlog", year, ReadOptions())
+        out["backlog cold"] = (time.perf_counter() - started) * 1000
+        for metric in ("ticket_count", "backlog"):
+            out[f"1y daily {metric}"] = _median_ms(
+                lambda m=metric: _series(session, org_id, m, year, ReadOptions()), runs
+            )
+        out["backlog / ticket_count"] = out["1y daily backlog"] / out["1y daily ticket_count"]
+        out["backlog checked"] = check
+        if check:
+            raw = _series(session, org_id, "backlog", year, ReadOptions(rollups=False))
+            assert [p["value"] for p in rolled["points"]] == [p["value"] for p in raw["points"]]
+    return out
+
+
+def _seed(url: str, tickets: int, agents: int) -> tuple[int, datetime, dict[str, float]]:
+    """Seed, ANALYZE and build the agent rollups and the created/backlog hourly rollups; the
+    organization, the seed's `now` and the setup's counts and seconds (kept in bench_meta)."""
+    now = datetime.now(UTC)
+    setup: dict[str, float] = {}
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        row = conn.execute(
+            "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
+        ).fetchone()
+        assert row is not None
+        org_id = int(row[0])
+        conn.commit()
+        with _agents(agents):
+            seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
+        conn.commit()
+        setup["events"], setup["seed_s"] = seeded.events, seeded.seconds
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE tickets")
+        conn.execute("VACUUM ANALYZE ticket_events")
+    engine = make_engine(url)
+    with Session(engine) as session:
+        org = session.get(Organization, org_id)
+        assert org is not None
+        started = time.perf_counter()
+        agent_rollups.rebuild(session, org)
+        session.commit()
+        setup["build_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        rollups.build(
+            session,
+            org_id=org_id,
+            start=now - timedelta(days=367),
+            end=now,
+            event_types=("created", "backlog"),
+        )
+        session.commit()
+        setup["hourly_build_s"] = time.perf_counter() - started
+    engine.dispose()
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE agent_rollups")
+        conn.execute("VACUUM ANALYZE analytics_metrics")
+        conn.execute("CREATE TABLE bench_meta (org_id int, now timestamptz, setup jsonb)")
+        conn.execute(
+            "INSERT INTO bench_meta VALUES (%s, %s, %s)", (org_id, now, psycopg.types.json.Jsonb(setup))
+        )
+    return org_id, now, setup
+
+
+def _seeded(url: str) -> tuple[int, datetime, dict[str, float]] | None:
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        if conn.execute("SELECT to_regclass('bench_meta')").fetchone() == (None,):
+            return None
+        row = conn.execute("SELECT org_id, now, setup FROM bench_meta").fetchone()
+        return None if row is None else (int(row[0]), row[1], dict(row[2]))
+
+
+def run_size(tickets: int, runs: int, agents: int, *, keep: bool = False, check_max: int) -> dict[str, Any]:
+    """Seed `tickets` into a fresh database (or reuse the kept one), build, and time the reads."""
     database = f"bench_agents_{tickets}"
-    pg, url = scratch_postgres(database)
+    pg, url = scratch_postgres(database, reuse=keep)
     try:
-        now = datetime.now(UTC)
-        with psycopg.connect(url.replace("+psycopg", "")) as conn:
-            row = conn.execute(
-                "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
-            ).fetchone()
-            assert row is not None
-            org_id = int(row[0])
-            conn.commit()
-            with _agents(agents):
-                seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
-            conn.commit()
-            conn.autocommit = True
-            conn.execute("VACUUM ANALYZE tickets")
-            conn.execute("VACUUM ANALYZE ticket_events")
-        engine = make_engine(url)
-        with Session(engine) as session:
-            org = session.get(Organization, org_id)
-            assert org is not None
-            started = time.perf_counter()
-            agent_rollups.rebuild(session, org)
-            session.commit()
-            build_s = time.perf_counter() - started
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE agent_rollups")
-        engine.dispose()
+        kept = _seeded(url) if keep else None
+        org_id, now, setup = kept or _seed(url, tickets, agents)
         engine = make_engine(url)  # a fresh pool: the first call is a cold one
         reads = _reads(engine, org_id, now, runs)
         engine.dispose()
-        return {
-            "tickets": tickets,
-            "events": seeded.events,
-            "seed_s": seeded.seconds,
-            "build_s": build_s,
-            **reads,
-        }
+        engine = make_engine(url)
+        backlog = _backlog_reads(engine, org_id, now, runs, check=tickets <= check_max)
+        engine.dispose()
+        return {"tickets": tickets, "reused": kept is not None, **setup, **reads, **backlog}
     finally:
-        with psycopg.connect(
-            f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", autocommit=True
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if not keep:
+            with psycopg.connect(
+                f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", autocommit=True
+            ) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         pg.stop()
 
 
@@ -90,8 +154,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000", help="comma-separated ticket counts")
     parser.add_argument("--agents", type=int, default=200, help="assignees the tickets are spread over")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per read (median)")
+    parser.add_argument("--keep", action="store_true", help="keep the seeded databases and reuse them")
+    parser.add_argument(
+        "--check-max", type=int, default=2_000_000, help="check the backlog against raw up to this size"
+    )
     args = parser.parse_args()
-    results = [run_size(int(size), args.runs, args.agents) for size in args.sizes.split(",") if size]
+    results = [
+        run_size(int(size), args.runs, args.agents, keep=args.keep, check_max=args.check_max)
+        for size in args.sizes.split(",")
+        if size
+    ]
     print_table(
         "Agents report over 90 days (ms)",
         ["tickets", "agents", "cold", "warm", "mid-day edges", "raw", "rows", "build s"],
@@ -109,6 +181,28 @@ def main() -> None:
             for r in results
         ],
     )
+    print_table(
+        "One-year daily series from rollups (ms)",
+        ["tickets", "ticket_count", "backlog", "ratio", "backlog cold", "checked", "hourly build s"],
+        [
+            [
+                f"{r['tickets']:,}",
+                r["1y daily ticket_count"],
+                r["1y daily backlog"],
+                r["backlog / ticket_count"],
+                r["backlog cold"],
+                "yes" if r["backlog checked"] else "no",
+                r["hourly_build_s"],
+            ]
+            for r in results
+        ],
+    )
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        print(
+            f"\nbacklog at {last['tickets']:,} over {first['tickets']:,}: "
+            f"{last['1y daily backlog'] / first['1y daily backlog']:.2f}x"
+        )
     path = write_results("agents", {"sizes": results})
     print(f"\nwritten to {path}")
 

@@ -7,7 +7,8 @@ VACUUM ANALYZE. Then each read twice, clock=calendar and clock=business (the sch
 time and requester wait (rollups plus the raw tail), and p50/p95/p99 of each over the year (merged
 sketches above ROLLUP_EXACT_PERCENTILE_MAX, as the API answers them) and over 30 days (exact,
 percentile_cont over raw events). The business rollup answers are checked against raw business
-answers. Target: every business read within 1.5x of the calendar one.
+answers. Target: every business read within 1.5x of the calendar one. `--keep` leaves the seeded database in
+place and reuses it on the next run (seed and build once, measure on a quiet machine later).
 Results: bench/results/business_<tickets>.json.
 """
 
@@ -160,71 +161,97 @@ def _reads(
     return out
 
 
-def run(tickets: int, runs: int) -> dict[str, Any]:
-    """Seed `tickets`, build both rollups, and time each read on both clocks."""
+def _setup(url: str, tickets: int) -> tuple[int, int, datetime, dict[str, Any]]:
+    """Seed, build both rollups and VACUUM ANALYZE: the organization, the schedule, the seed's `now`
+    and the setup's counts and seconds (kept in bench_meta for --keep)."""
+    now = datetime.now(UTC)
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        row = conn.execute(
+            "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
+        ).fetchone()
+        assert row is not None
+        org_id = int(row[0])
+        conn.commit()
+        seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
+        conn.commit()
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE tickets")
+        conn.execute("VACUUM ANALYZE ticket_events")
+    engine = make_engine(url)
+    with Session(engine) as session:
+        schedule_id = create_schedule(session, org_id, SCHEDULE).id
+        session.commit()
+        started = time.perf_counter()
+        rollups.build(session, org_id=org_id, start=now - timedelta(days=366), end=now)
+        session.commit()
+        calendar_build_s = time.perf_counter() - started
+        started = time.perf_counter()
+        written = rollups.build_business(session, org_id=org_id, schedule_id=schedule_id, now=now)
+        session.commit()
+        business_build_s = time.perf_counter() - started
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE analytics_metrics")
+        conn.execute("VACUUM ANALYZE analytics_business_metrics")
+        conn.execute("VACUUM ANALYZE analytics_business_values")
+    with Session(engine) as session:
+        rows = session.execute(
+            text(
+                "SELECT (SELECT count(*) FROM analytics_metrics) AS calendar,"
+                " (SELECT count(*) FROM analytics_business_metrics) AS business,"
+                " pg_total_relation_size('analytics_business_metrics') AS business_bytes,"
+                " (SELECT count(*) FROM analytics_business_values) AS values,"
+                " pg_total_relation_size('analytics_business_values') AS values_bytes"
+            )
+        ).one()
+    engine.dispose()
+    setup = {
+        "events": seeded.events,
+        "seed_s": seeded.seconds,
+        "calendar_build_s": calendar_build_s,
+        "business_build_s": business_build_s,
+        "calendar_rollup_rows": int(rows.calendar),
+        "business_rollup_rows": int(rows.business),
+        "business_rows_written": written,
+        "business_rollup_bytes": int(rows.business_bytes),
+        "business_values": int(rows.values),
+        "business_values_bytes": int(rows.values_bytes),
+    }
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_meta (org_id int, schedule_id int, now timestamptz, setup jsonb)")
+        conn.execute(
+            "INSERT INTO bench_meta VALUES (%s, %s, %s, %s)",
+            (org_id, schedule_id, now, psycopg.types.json.Jsonb(setup)),
+        )
+    return org_id, schedule_id, now, setup
+
+
+def _kept(url: str) -> tuple[int, int, datetime, dict[str, Any]] | None:
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        if conn.execute("SELECT to_regclass('bench_meta')").fetchone() == (None,):
+            return None
+        row = conn.execute("SELECT org_id, schedule_id, now, setup FROM bench_meta").fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), row[2], dict(row[3]))
+
+
+def run(tickets: int, runs: int, *, keep: bool = False) -> dict[str, Any]:
+    """Seed `tickets` and build both rollups (or reuse the kept database), and time each read on both
+    clocks."""
     database = f"bench_business_{tickets}"
-    pg, url = scratch_postgres(database)
+    pg, url = scratch_postgres(database, reuse=keep)
     try:
-        now = datetime.now(UTC)
-        with psycopg.connect(url.replace("+psycopg", "")) as conn:
-            row = conn.execute(
-                "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
-            ).fetchone()
-            assert row is not None
-            org_id = int(row[0])
-            conn.commit()
-            seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
-            conn.commit()
-            conn.autocommit = True
-            conn.execute("VACUUM ANALYZE tickets")
-            conn.execute("VACUUM ANALYZE ticket_events")
+        kept = _kept(url) if keep else None
+        org_id, schedule_id, now, setup = kept or _setup(url, tickets)
         engine = make_engine(url)
         with Session(engine) as session:
-            schedule_id = create_schedule(session, org_id, SCHEDULE).id
-            session.commit()
-            started = time.perf_counter()
-            rollups.build(session, org_id=org_id, start=now - timedelta(days=366), end=now)
-            session.commit()
-            calendar_build_s = time.perf_counter() - started
-            started = time.perf_counter()
-            written = rollups.build_business(session, org_id=org_id, schedule_id=schedule_id, now=now)
-            session.commit()
-            business_build_s = time.perf_counter() - started
-        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE analytics_metrics")
-            conn.execute("VACUUM ANALYZE analytics_business_metrics")
-            conn.execute("VACUUM ANALYZE analytics_business_values")
-        with Session(engine) as session:
-            rows = session.execute(
-                text(
-                    "SELECT (SELECT count(*) FROM analytics_metrics) AS calendar,"
-                    " (SELECT count(*) FROM analytics_business_metrics) AS business,"
-                    " pg_total_relation_size('analytics_business_metrics') AS business_bytes,"
-                    " (SELECT count(*) FROM analytics_business_values) AS values,"
-                    " pg_total_relation_size('analytics_business_values') AS values_bytes"
-                )
-            ).one()
             reads = _reads(session, org_id, Clock(schedule_id), now, runs)
         engine.dispose()
-        return {
-            "tickets": tickets,
-            "events": seeded.events,
-            "seed_s": seeded.seconds,
-            "calendar_build_s": calendar_build_s,
-            "business_build_s": business_build_s,
-            "calendar_rollup_rows": int(rows.calendar),
-            "business_rollup_rows": int(rows.business),
-            "business_rows_written": written,
-            "business_rollup_bytes": int(rows.business_bytes),
-            "business_values": int(rows.values),
-            "business_values_bytes": int(rows.values_bytes),
-            "reads_ms": reads,
-        }
+        return {"tickets": tickets, "reused": kept is not None, **setup, "reads_ms": reads}
     finally:
-        with psycopg.connect(
-            f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", autocommit=True
-        ) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        if not keep:
+            with psycopg.connect(
+                f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", autocommit=True
+            ) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         pg.stop()
 
 
@@ -232,9 +259,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tickets", type=int, default=1_000_000, help="tickets over one year (default 1M)")
     parser.add_argument("--runs", type=int, default=7, help="timed runs per read (median)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the seeded database and reuse it (seed once, measure later)"
+    )
     args = parser.parse_args()
     print(f"seeding {args.tickets:,} tickets and building both rollups ...", flush=True)
-    result = run(args.tickets, args.runs)
+    result = run(args.tickets, args.runs, keep=args.keep)
     rows = []
     for name, timing in result["reads_ms"].items():
         ratio = timing["business"] / timing["calendar"]

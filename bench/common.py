@@ -77,8 +77,11 @@ def scratch_redis(name: str | None = None) -> Any:
     return server
 
 
-def scratch_postgres(database: str) -> tuple[Any, str]:
-    """A PostgreSQL cluster of this database's own and a fresh, migrated database in it."""
+def scratch_postgres(database: str, *, reuse: bool = False) -> tuple[Any, str]:
+    """A PostgreSQL cluster of this database's own and a fresh, migrated database in it.
+
+    `reuse`: keep the database if it exists (a benchmark that seeds once and measures later).
+    """
     import psycopg
 
     from devstack.postgres import EmbeddedPostgres
@@ -91,8 +94,10 @@ def scratch_postgres(database: str) -> tuple[Any, str]:
     with psycopg.connect(
         f"host=127.0.0.1 port={pg.port} user=postgres dbname=postgres", autocommit=True
     ) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{database}"')
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+        if not (reuse and exists):
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{database}"')
     url = pg.url(database)
     upgrade(url)
     return pg, url

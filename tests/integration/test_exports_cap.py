@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+import zlib
 
 import pytest
+from sqlalchemy import text
 
 from webapp.models import Job
 
@@ -84,3 +86,24 @@ def test_the_cap_follows_the_setting(make_tenant, db_session, app, monkeypatch):
     refused = tenant.viewer.post("/api/v1/analytics/export", json=BODY | {"format": "json"})
     assert refused.status_code == 429
     assert "limit of 1" in refused.get_json()["error"]["message"]
+
+
+def test_a_full_organization_is_refused_without_waiting_for_the_cap_lock(
+    make_tenant, db_session, db_connection, db_engine, cap
+):
+    """A flood of refused exports must not line up behind a submission that holds the (org, export)
+    lock while it commits: the full organization is refused after one look, with no lock taken."""
+    tenant = make_tenant()
+    _active_exports(db_session, tenant.org_id, ["running"] * 3)
+    key = zlib.crc32(b"export") & 0x7FFFFFFF
+    # Any wait for the lock fails at once instead of hanging the test.
+    db_connection.execute(text("SET LOCAL lock_timeout = '500ms'"))
+    with db_engine.connect() as other:
+        other.execute(text("SELECT pg_advisory_lock(:org, :key)"), {"org": tenant.org_id, "key": key})
+        try:
+            refused = tenant.viewer.post("/api/v1/analytics/export", json=BODY)
+        finally:
+            other.execute(text("SELECT pg_advisory_unlock(:org, :key)"), {"org": tenant.org_id, "key": key})
+            other.commit()
+    assert refused.status_code == 429, refused.get_json()
+    assert refused.get_json()["error"]["code"] == "too_many_active_exports"

@@ -108,13 +108,14 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
 def _check_room(org_id: int, spec: ExportSpec) -> None:
     """429 when the organization's export files hold the quota, or it already has the most exports
     queued or running (a request identical to an active export is let through: it is answered with
-    that job). The count is taken under a per-organization lock held until the new job row commits."""
+    that job). A full organization is refused after one look; one with room is counted again under a
+    per-organization lock held until the new job row commits."""
     limits = room.ExportLimits.from_settings(current_app.config)
     session = get_session()
+    digest = job_domain.params_hash("export", spec.params())
     with room_errors():
-        room.check_quota(session, org_id, limits, utcnow())
+        room.refuse_if_full(session, org_id, limits, utcnow(), digest)
         active = job_domain.count_active(session, org_id, "export", lock=True)
-        digest = job_domain.params_hash("export", spec.params())
         if active >= limits.max_active and job_domain.find_active(session, org_id, "export", digest):
             return
         room.check_active(active, limits)

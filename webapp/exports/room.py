@@ -7,9 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
+from webapp.core.vocabulary import ACTIVE_STATES
 from webapp.exports.records import stored_bytes
+from webapp.models import Export, Job
 
 # How long a refused client is told to wait: a running export ends in seconds, files expire in hours.
 ACTIVE_RETRY_AFTER = 10
@@ -42,7 +45,11 @@ class NoRoom(Exception):
 def check_quota(session: Session, org_id: int, limits: ExportLimits, now: datetime) -> None:
     """NoRoom while the organization's export files hold the quota or more (files are never removed
     early to make room: one being downloaded stays until it expires or is deleted)."""
-    stored = stored_bytes(session, org_id, now)
+    check_stored(stored_bytes(session, org_id, now), limits)
+
+
+def check_stored(stored: int, limits: ExportLimits) -> None:
+    """NoRoom when `stored` bytes of export files reach the quota."""
     if stored < limits.quota_bytes:
         return
     raise NoRoom(
@@ -65,3 +72,42 @@ def check_active(active: int, limits: ExportLimits) -> None:
         ACTIVE_RETRY_AFTER,
         {"limit": limits.max_active, "active": active, "retry_after": ACTIVE_RETRY_AFTER},
     )
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    """What an organization's exports hold at one snapshot: stored bytes, queued or running export
+    jobs, and whether one of those is identical to the request at hand."""
+
+    stored_bytes: int
+    active: int
+    identical_active: bool
+
+
+def occupancy(session: Session, org_id: int, now: datetime, digest: str | None = None) -> Occupancy:
+    """Occupancy in one statement, with no lock: the cheap first look of `refuse_if_full`."""
+    active_export = and_(Job.org_id == org_id, Job.kind == "export", Job.state.in_(ACTIVE_STATES))
+    stored = (
+        select(func.coalesce(func.sum(Export.bytes), 0))
+        .where(Export.org_id == org_id, Export.deleted_at.is_(None), Export.expires_at > now)
+        .scalar_subquery()
+    )
+    active = select(func.count()).select_from(Job).where(active_export).scalar_subquery()
+    identical = exists().where(active_export, Job.params_hash == (digest or ""))
+    row = session.execute(select(stored, active, identical)).one()
+    return Occupancy(int(row[0]), int(row[1]), bool(row[2]) and digest is not None)
+
+
+def refuse_if_full(
+    session: Session, org_id: int, limits: ExportLimits, now: datetime, digest: str | None = None
+) -> None:
+    """NoRoom at once when the organization's exports are already full (one statement, no lock), so a
+    flood of refused requests costs one look each and never queues behind the cap's lock. An
+    identical active export (`digest`) is not refused: the request is answered with that job.
+
+    Room seen here is not a promise: the caller still counts under the lock before it adds a job.
+    """
+    seen = occupancy(session, org_id, now, digest)
+    check_stored(seen.stored_bytes, limits)
+    if not seen.identical_active:
+        check_active(seen.active, limits)

@@ -87,8 +87,8 @@ def start_run(
         spec = spec_of(schedule, now)
     except ValueError as exc:
         raise ReportError(f"the report's export cannot be made now: {exc}", field="export") from exc
-    room.check_quota(session, schedule.org_id, limits, now)
-    # Counted under the organization's export lock, held until the job row commits.
+    room.refuse_if_full(session, schedule.org_id, limits, now)
+    # Counted again under the organization's export lock, held until the job row commits.
     room.check_active(jobs.count_active(session, schedule.org_id, "export", lock=True), limits)
 
     def add_run(job: Job) -> None:
