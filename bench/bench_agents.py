@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from bench.bench_rollups import TZ, _agents, _median_ms, _series, agents_report_timings
-from bench.common import print_table, scratch_postgres, write_results
+from bench.common import print_table, scratch_postgres, settle, write_results
 from webapp.analytics import agent_rollups, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.provenance import ReadOptions
@@ -109,8 +109,7 @@ def _seed(url: str, tickets: int, agents: int) -> tuple[int, datetime, dict[str,
         setup["hourly_build_s"] = time.perf_counter() - started
     engine.dispose()
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE agent_rollups")
-        conn.execute("VACUUM ANALYZE analytics_metrics")
+        settle(conn, "agent_rollups", "analytics_metrics")
         conn.execute("CREATE TABLE bench_meta (org_id int, now timestamptz, setup jsonb)")
         conn.execute(
             "INSERT INTO bench_meta VALUES (%s, %s, %s)", (org_id, now, psycopg.types.json.Jsonb(setup))
@@ -133,6 +132,8 @@ def run_size(tickets: int, runs: int, agents: int, *, keep: bool = False, check_
     try:
         kept = _seeded(url) if keep else None
         org_id, now, setup = kept or _seed(url, tickets, agents)
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            settle(conn, "agent_rollups", "analytics_metrics")
         engine = make_engine(url)  # a fresh pool: the first call is a cold one
         reads = _reads(engine, org_id, now, runs)
         engine.dispose()
