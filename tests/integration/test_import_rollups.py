@@ -626,4 +626,14 @@ def test_an_import_job_has_the_rollups_current_when_it_succeeds(celery_worker, h
     with history.session() as session:
         closed = rollups.floor_hour(_now())
         assert rollups.pending(session, org_id=history.org_id, before=closed) == []
+        assert history.org_id in rollups.delta_orgs(session)
+    history.assert_rollups_are_a_build()
+    # Beat's refresh folds the import's deltas into the rows.
+    history.app.extensions["celery"].send_task("rollups.refresh_pending")
+    deadline = time.monotonic() + 60
+    with history.session() as session:
+        while history.org_id in rollups.delta_orgs(session):
+            session.rollback()
+            assert time.monotonic() < deadline, "the deltas were not folded"
+            time.sleep(0.1)
     history.assert_rollups_are_a_build()
