@@ -1,14 +1,14 @@
 """SLA compliance over the tickets created in a range, under a policy, in SQL.
 
 Each ticket is held to its current priority's targets. first_reply is achieved when the first
-response came within the target on the policy's clock, breached when it came later or has not come
-and the target has passed by `now`, and pending otherwise. resolution counts only the time the
-ticket's status history spends in unsolved statuses that are not pause statuses, up to `now` (summed
-from the ticket's backlog steps, which tickets.history derives from that history): breached once
-that exceeds the target, achieved when the ticket is solved within it, pending otherwise (running or
-paused). Compliance is achieved / (achieved + breached), per target and over all of them. On a
-business clock each duration is the difference of business_open_seconds (migration 0006) at its two
-ends, one index lookup each.
+response (first_response_at, or an earlier public agent reply) came within the target on the
+policy's clock, breached when it came later or has not come and the target has passed by `now`, and
+pending otherwise. resolution counts only the time the ticket's status history spends in unsolved
+statuses that are not pause statuses, up to `now` (summed from the ticket's backlog steps, which
+tickets.history derives from that history): breached once that exceeds the target, achieved when the
+ticket is solved within it, pending otherwise (running or paused). Compliance is achieved /
+(achieved + breached), per target and over all of them. On a business clock each duration is the
+difference of business_open_seconds (migration 0006) at its two ends, one index lookup each.
 
 next_reply is counted by the per-ticket evaluation itself (next_reply below): a ticket counts once
 it has a pair (a customer reply after an agent reply), which needs its replies. Definitions as in
@@ -98,9 +98,9 @@ def compliance(
         (
             "first_reply",
             {
-                "achieved": "t.first_response_at IS NOT NULL AND fr_elapsed <= t.first_reply",
+                "achieved": "t.answered_at IS NOT NULL AND fr_elapsed <= t.first_reply",
                 "breached": "fr_elapsed > t.first_reply",
-                "pending": "t.first_response_at IS NULL AND fr_elapsed <= t.first_reply",
+                "pending": "t.answered_at IS NULL AND fr_elapsed <= t.first_reply",
             },
         ),
         (
@@ -119,7 +119,14 @@ def compliance(
     sql = text(
         f"""
         WITH t AS (
-            SELECT t.id, t.status, t.created_at, t.first_response_at, t.updated_at, {group} AS grp,
+            -- The first reply reached the customer at first_response_at or at the first public
+            -- agent reply, whichever came first (a back-filled reply can be earlier than the
+            -- first_response_at an earlier-written reply set).
+            SELECT t.id, t.status, t.created_at, t.updated_at, {group} AS grp,
+                   least(t.first_response_at, (
+                       SELECT r.at FROM ticket_replies r
+                       WHERE r.ticket_id = t.id AND r.author = 'agent' AND r.public
+                       ORDER BY r.at LIMIT 1)) AS answered_at,
                    s.first_reply, s.resolution
             FROM tickets t
             JOIN unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
@@ -149,7 +156,7 @@ def compliance(
             SELECT t.*,
                    coalesce(s.closed, 0) + CASE WHEN s.open > 0
                        THEN {at.format("greatest(:now, s.entered)")} ELSE 0 END AS res_elapsed,
-                   {at.format("greatest(coalesce(t.first_response_at, :now), t.created_at)")}
+                   {at.format("greatest(coalesce(t.answered_at, :now), t.created_at)")}
                    - {at.format("t.created_at")} AS fr_elapsed
             FROM t LEFT JOIN steps s ON s.ticket_id = t.id
         ) t
