@@ -201,8 +201,9 @@ def main() -> None:
             _print(recorder.phases, "")
             _print(recorder.statements, "SQL ")
         with engine.connect() as conn:
-            grains = conn.execute(text("SELECT grain, count(*) FROM analytics_metrics GROUP BY 1 ORDER BY 1"))
-            print("\nanalytics_metrics rows per grain:", ", ".join(f"{g}: {n:,}" for g, n in grains))
+            for table in ("analytics_metrics", "analytics_metric_deltas"):
+                grains = conn.execute(text(f"SELECT grain, count(*) FROM {table} GROUP BY 1 ORDER BY 1"))
+                print(f"\n{table} rows per grain:", ", ".join(f"{g}: {n:,}" for g, n in grains))
         for name, plan in recorder.plans:
             print(f"\n--- {name}\n{plan}")
     finally:
