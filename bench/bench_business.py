@@ -2,14 +2,14 @@
 
 A fresh database, seed_tickets over one year (COPY, Europe/Berlin), a split-shift schedule with
 holidays in the same zone, one calendar rollup build and one business-hours build of the schedule,
-VACUUM ANALYZE. Then each read twice, clock=calendar and clock=business (the schedule), median of
---runs runs after one warm-up: one-year daily and 90-day hourly series of response and resolution
-time and requester wait (rollups plus the raw tail), and p50/p95/p99 of each over the year (merged
-sketches above ROLLUP_EXACT_PERCENTILE_MAX, as the API answers them) and over 30 days (exact,
-percentile_cont over raw events). The business rollup answers are checked against raw business
-answers. Target: every business read within 1.5x of the calendar one. `--keep` leaves the seeded database in
-place and reuses it on the next run (seed and build once, measure on a quiet machine later).
-Results: bench/results/business_<tickets>.json.
+VACUUM ANALYZE until every page is all-visible. Then each read twice, clock=calendar and
+clock=business (the schedule), median of --runs runs after one warm-up: one-year daily and 90-day
+hourly series of response and resolution time and requester wait (rollups plus the raw tail), and
+p50/p95/p99 of each over the year (merged sketches above ROLLUP_EXACT_PERCENTILE_MAX, as the API
+answers them) and over 30 days (exact, percentile_cont over raw events). The business rollup answers
+are checked against raw business answers. Target: every business read within 1.5x of the calendar
+one. `--keep` leaves the seeded database in place and reuses it on the next run (seed and build
+once, measure on a quiet machine later). Results: bench/results/business_<tickets>.json.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.common import print_table, scratch_postgres, write_results
+from bench.common import print_table, scratch_postgres, settle, write_results
 from webapp.analytics import queries, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.clock import CALENDAR, Clock
@@ -190,9 +190,7 @@ def _setup(url: str, tickets: int) -> tuple[int, int, datetime, dict[str, Any]]:
         session.commit()
         business_build_s = time.perf_counter() - started
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE analytics_metrics")
-        conn.execute("VACUUM ANALYZE analytics_business_metrics")
-        conn.execute("VACUUM ANALYZE analytics_business_values")
+        settle(conn, "analytics_metrics", "analytics_business_metrics", "analytics_business_values")
     with Session(engine) as session:
         rows = session.execute(
             text(
@@ -241,6 +239,8 @@ def run(tickets: int, runs: int, *, keep: bool = False) -> dict[str, Any]:
     try:
         kept = _kept(url) if keep else None
         org_id, schedule_id, now, setup = kept or _setup(url, tickets)
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            settle(conn, "analytics_metrics", "analytics_business_metrics", "analytics_business_values")
         engine = make_engine(url)
         with Session(engine) as session:
             reads = _reads(session, org_id, Clock(schedule_id), now, runs)

@@ -47,19 +47,55 @@ def decode_sketch(blob: bytes | None) -> tuple[Counter[int], int]:
     return counts, len(blob) // 6
 
 
-def cells(session: Session, org_id: int) -> dict[CellKey, Cell]:
-    """Every rollup row of `org_id`, by cell."""
+def cells(session: Session, org_id: int, *, table: str = "analytics_metrics") -> dict[CellKey, Cell]:
+    """Every rollup row of `org_id` in `table`, by cell."""
     rows = session.execute(
         text(
             "SELECT metric, grain, bucket_start, status, priority, channel, category, assigned_to,"
-            " count, sum, min, max, sketch FROM analytics_metrics WHERE org_id = :o"
+            f" count, sum, min, max, sketch FROM {table} WHERE org_id = :o"
         ),
         {"o": org_id},
     )
     out: dict[CellKey, Cell] = {}
     for row in rows:
         sketch, pairs = decode_sketch(row.sketch)
-        out[tuple(row[:8])] = Cell(int(row.count), row.sum, row.min, row.max, sketch, pairs)
+        key = tuple(row[:8])
+        assert key not in out, f"two rows of one cell in {table}: {key}"
+        out[key] = Cell(int(row.count), row.sum, row.min, row.max, sketch, pairs)
+    return out
+
+
+def _widest(a: float | None, b: float | None, pick: Callable[[float, float], float]) -> float | None:
+    return b if a is None else a if b is None else pick(a, b)
+
+
+def answered(session: Session, org_id: int) -> dict[CellKey, Cell]:
+    """What readers see of each cell: its row plus the imports' deltas not folded into it yet
+    (counts and sums added, min and max widened, bucket counts added), added here in Python."""
+    out = cells(session, org_id)
+    rows = session.execute(
+        text(
+            "SELECT metric, grain, bucket_start, status, priority, channel, category, assigned_to,"
+            " count, sum, min, max, sketch FROM analytics_metric_deltas WHERE org_id = :o"
+        ),
+        {"o": org_id},
+    )
+    for row in rows:
+        key = tuple(row[:8])
+        sketch, pairs = decode_sketch(row.sketch)
+        cell = out.get(key)
+        if cell is None:
+            out[key] = Cell(int(row.count), row.sum, row.min, row.max, sketch, pairs)
+            continue
+        total = None if cell.sum is None and row.sum is None else (cell.sum or 0.0) + (row.sum or 0.0)
+        out[key] = Cell(
+            cell.count + int(row.count),
+            total,
+            _widest(cell.min, row.min, min),
+            _widest(cell.max, row.max, max),
+            cell.sketch + sketch,
+            cell.pairs + pairs,
+        )
     return out
 
 

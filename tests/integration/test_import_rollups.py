@@ -158,12 +158,19 @@ class History:
             if not skip_dirty:
                 assert marks == []
             skip = rollup_cells.covered_by(marks) if skip_dirty else (lambda key: False)
-            actual = rollup_cells.cells(session, self.org_id)
+            # What readers see: the rows plus the imports' deltas.
+            actual = rollup_cells.answered(session, self.org_id)
             built = rollup_cells.built_from_raw(
                 session, self.org_id, FIRST - timedelta(days=3), _now() + timedelta(hours=1)
             )
             compared = rollup_cells.assert_same_cells(actual, built, skip=skip)
             _assert_hourly_totals_are_raw_sql(session, self.org_id, actual, skip)
+            # Folded into the rows (then undone), the deltas leave the same cells and none of theirs.
+            nested = session.begin_nested()
+            rollups.fold_deltas(session, org_id=self.org_id)
+            assert rollup_cells.cells(session, self.org_id, table="analytics_metric_deltas") == {}
+            rollup_cells.assert_same_cells(rollup_cells.cells(session, self.org_id), built, skip=skip)
+            nested.rollback()
             session.rollback()
         return compared
 
@@ -288,7 +295,7 @@ def test_imports_add_exactly_what_a_build_from_raw_events_writes(
     history.change_sentiment(0, -0.75)
     with history.session() as session:
         before = rollup_cells.marked(session, history.org_id)
-        cells_before = len(rollup_cells.cells(session, history.org_id))
+        cells_before = len(rollup_cells.answered(session, history.org_id))
     assert len(before) == 1
 
     for batch in (_rows(rng, 300), _rows(rng, 250), _rows(rng, 80, near=DST[1])):
@@ -300,7 +307,7 @@ def test_imports_add_exactly_what_a_build_from_raw_events_writes(
         history.assert_rollups_are_a_build(skip_dirty=True)
 
     with history.session() as session:
-        assert len(rollup_cells.cells(session, history.org_id)) > cells_before
+        assert len(rollup_cells.answered(session, history.org_id)) > cells_before
         # A reconcile rebuilds from raw events and counts the rows that differed: only the dirty
         # hour's sentiment, one row per grain holding the changed ticket.
         stats = rollups.reconcile(
@@ -346,6 +353,8 @@ def test_long_sketches_are_folded_and_short_ones_concatenated(
             session.commit()
     history.assert_rollups_are_a_build()
     with history.session() as session:
+        rollups.fold_deltas(session, org_id=history.org_id)
+        session.commit()
         stored = rollup_cells.cells(session, history.org_id)
     long = [cell for cell in stored.values() if cell.pairs > 4]
     assert long
@@ -426,6 +435,84 @@ def test_marks_another_writer_commits_during_an_import_survive_it(history: Histo
     history.assert_rollups_are_a_build(skip_dirty=True)
 
 
+def test_deltas_fold_into_the_rows_and_a_build_drops_those_of_its_range(history: History) -> None:
+    rng = random.Random(20)
+    deltas = text("SELECT count(*), min(bucket_start) FROM analytics_metric_deltas WHERE org_id = :o")
+    with history.session() as session:
+        history.import_rows(session, _rows(rng, 200))
+        session.commit()
+        appended, _ = session.execute(deltas, {"o": history.org_id}).one()
+        assert appended > 200
+        assert history.org_id in rollups.delta_orgs(session)
+    history.assert_rollups_are_a_build()
+    with history.session() as session:
+        assert rollups.fold_deltas(session, org_id=history.org_id) > 0
+        session.commit()
+        assert session.execute(deltas, {"o": history.org_id}).one()[0] == 0
+        assert history.org_id not in rollups.delta_orgs(session)
+        assert rollups.fold_deltas(session, org_id=history.org_id) == 0
+    history.assert_rollups_are_a_build()
+
+    # A build of the first half of the range replaces its rows from raw events and drops its deltas;
+    # the second half's deltas stay, still added by readers.
+    middle = datetime(2026, 6, 15, tzinfo=UTC)
+    with history.session() as session:
+        history.import_rows(session, _rows(rng, 200))
+        session.commit()
+        rollups.build(session, org_id=history.org_id, start=FIRST - timedelta(days=3), end=middle)
+        session.commit()
+        left, first = session.execute(deltas, {"o": history.org_id}).one()
+        assert left > 0
+        assert first >= middle
+    history.assert_rollups_are_a_build()
+
+
+def test_an_import_counts_its_tickets_for_the_distributions_once_for_the_batch(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Chunks of 37: without the batch's own count the trigger would count each chunk apart.
+    monkeypatch.setattr(imports, "WRITE_CHUNK", 37)
+    fields = ("status", "priority", "channel", "category", "assigned_to")
+    count_rows = text(
+        "SELECT hour, field, value, count FROM analytics_ticket_counts WHERE org_id = :o"
+        " ORDER BY hour, field, value, count"
+    )
+    with history.session() as session:
+        before = session.execute(count_rows, {"o": history.org_id}).all()
+        report = history.import_rows(session, _rows(random.Random(19), 400))
+        # Later inserts of the same transaction are counted by the trigger again.
+        session.execute(
+            text(
+                "INSERT INTO tickets (org_id, subject, status, priority, channel, category, created_at,"
+                " updated_at, reopen_count) VALUES (:o, 'by hand', 'open', 'low', 'web', 'bug',"
+                " '2025-01-05T05:05:00Z', now(), 0)"
+            ),
+            {"o": history.org_id},
+        )
+        session.commit()
+        assert report.imported == 402
+        added = [row for row in session.execute(count_rows, {"o": history.org_id}) if row not in before]
+        # The batch's rows: one per hour, field and value (summed over its chunks), beside the trigger's.
+        by_hand = datetime(2025, 1, 5, 5, tzinfo=UTC)
+        assert sorted((row.field, row.count) for row in added if row.hour == by_hand) == [
+            (field, 1) for field in sorted(fields)
+        ]
+        batch = [row for row in added if row.hour != by_hand]
+        assert len({(row.hour, row.field, row.value) for row in batch}) == len(batch)
+        expected: dict[tuple[datetime, str, str | None], int] = {}
+        for ticket in session.query(Ticket).filter(Ticket.org_id == history.org_id):
+            hour = ticket.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            for field in fields:
+                key = (hour, field, getattr(ticket, field))
+                expected[key] = expected.get(key, 0) + 1
+        summed: dict[tuple[datetime, str, str | None], int] = {}
+        for row in session.execute(count_rows, {"o": history.org_id}):
+            summed[(row.hour, row.field, row.value)] = (
+                summed.get((row.hour, row.field, row.value), 0) + row.count
+            )
+        assert {k: v for k, v in summed.items() if v} == expected
+
+
 # --- failures and the safety switches ---------------------------------------------------------------
 
 
@@ -436,14 +523,17 @@ def test_a_rejected_import_leaves_no_ticket_rollup_or_mark(
     rows = _rows(random.Random(17), 200)
     rows[180]["priority"] = "whenever"  # after several chunks were written
     with history.session() as session:
-        before = (rollup_cells.cells(session, history.org_id), rollup_cells.marked(session, history.org_id))
+        before = (
+            rollup_cells.answered(session, history.org_id),
+            rollup_cells.marked(session, history.org_id),
+        )
         count = session.scalar(text("SELECT count(*) FROM tickets WHERE org_id = :o"), {"o": history.org_id})
         with pytest.raises(imports.ImportRejected) as caught:
             history.import_rows(session, rows)
         assert caught.value.report.invalid == 1
         session.rollback()
         assert session.scalar(text("SHOW session_replication_role")) == "origin"
-        after = (rollup_cells.cells(session, history.org_id), rollup_cells.marked(session, history.org_id))
+        after = (rollup_cells.answered(session, history.org_id), rollup_cells.marked(session, history.org_id))
         assert after == before
         assert (
             session.scalar(text("SELECT count(*) FROM tickets WHERE org_id = :o"), {"o": history.org_id})
@@ -536,4 +626,14 @@ def test_an_import_job_has_the_rollups_current_when_it_succeeds(celery_worker, h
     with history.session() as session:
         closed = rollups.floor_hour(_now())
         assert rollups.pending(session, org_id=history.org_id, before=closed) == []
+        assert history.org_id in rollups.delta_orgs(session)
+    history.assert_rollups_are_a_build()
+    # Beat's refresh folds the import's deltas into the rows.
+    history.app.extensions["celery"].send_task("rollups.refresh_pending")
+    deadline = time.monotonic() + 60
+    with history.session() as session:
+        while history.org_id in rollups.delta_orgs(session):
+            session.rollback()
+            assert time.monotonic() < deadline, "the deltas were not folded"
+            time.sleep(0.1)
     history.assert_rollups_are_a_build()

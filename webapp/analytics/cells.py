@@ -22,6 +22,7 @@ from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.analytics.planner import grain_for
+from webapp.analytics.rollup_sql import DELTAS
 from webapp.analytics.sql import bucket_index, column, count_sql, filter_sql, instants, ticket_join
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
@@ -163,17 +164,25 @@ def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str
         # The grain as a literal (an int of grain_for), so the totals' partial index (migration
         # 0012) is provably usable whatever plan the statement gets.
         grain = f"{int(params['grain'])}" if params["grain"] is not None else ":grain"
-        table = "analytics_business_metrics m WHERE m.org_id = :org_id AND m.schedule_id = :schedule_id AND"
+        tables = [
+            "analytics_business_metrics m WHERE m.org_id = :org_id AND m.schedule_id = :schedule_id AND"
+        ]
     else:
         grain = ":grain"
-        table = "analytics_metrics m WHERE m.org_id = :org_id AND"
+        # Cells imports appended and no fold has moved into the rows yet: added like another row.
+        tables = [f"{table} m WHERE m.org_id = :org_id AND" for table in ("analytics_metrics", DELTAS)]
+    # The filters inside the subquery: the cube's index has its dimensions before bucket_start.
+    where = (
+        f" m.metric = :metric AND m.grain = {grain}"
+        f" AND m.bucket_start >= p.lo AND m.bucket_start < p.hi{filter_sql('m', filters, params)}"
+    )
+    selects = " UNION ALL ".join(
+        f"SELECT {_rolled_columns(shape, filters)} FROM {table}{where}" for table in tables
+    )
     return (
         f"SELECT true AS rolled, {shape.keys('m', 'bucket_start')}, count(*) AS n_rows,"
         f" sum(m.count) AS n, sum(m.sum) AS s, min(m.min) AS lo, max(m.max) AS hi{sketches}"
-        f" FROM rolled_pieces p CROSS JOIN LATERAL (SELECT {_rolled_columns(shape, filters)}"
-        f" FROM {table} m.metric = :metric AND m.grain = {grain}"
-        # The filters inside the subquery: the cube's index has its dimensions before bucket_start.
-        f" AND m.bucket_start >= p.lo AND m.bucket_start < p.hi{filter_sql('m', filters, params)} OFFSET 0) m"
+        f" FROM rolled_pieces p CROSS JOIN LATERAL ({selects} OFFSET 0) m"
         f" GROUP BY {shape.key_list}"
     )
 

@@ -22,6 +22,8 @@ GRAINS = (0, *DIMENSION_BITS.values(), CUBE_GRAIN)
 # A sketch a merge writes has its repeated keys folded once it is longer than this (bytes; 256
 # pairs): below it a few repeats cost less than folding every sketch, above it they would pile up.
 FOLD_SKETCH_BYTES = 256 * sketch.PAIR.itemsize
+# Cells imports append, added by readers to the rows of analytics_metrics until folded into them.
+DELTAS = "analytics_metric_deltas"
 
 
 def statement_params(metrics: Sequence[Metric], org_id: int) -> dict[str, object]:
@@ -127,6 +129,10 @@ def build_sql(metrics: Sequence[Metric], *, fold_sketches: bool = False) -> str:
         " OR abs(m.sum - EXCLUDED.sum) > 1e-9 * greatest(abs(m.sum), abs(EXCLUDED.sum), 1e-300)"
         + sketch_changed
         + " RETURNING 1),"
+        # The range's deltas (imports') are in the raw events the fresh rows were computed from.
+        f" dropped AS (DELETE FROM {DELTAS} d WHERE d.org_id = :org_id"
+        " AND d.metric = ANY(CAST(:metrics AS text[])) AND d.bucket_start >= :start AND d.bucket_start < :end"
+        " RETURNING 1),"
         " removed AS (DELETE FROM analytics_metrics m WHERE m.org_id = :org_id"
         " AND m.metric = ANY(CAST(:metrics AS text[])) AND m.bucket_start >= :start AND m.bucket_start < :end"
         f" AND NOT EXISTS (SELECT 1 FROM kept f WHERE {same_cell}) RETURNING 1),"
@@ -141,7 +147,7 @@ def build_sql(metrics: Sequence[Metric], *, fold_sketches: bool = False) -> str:
         " AND d.event_type = ANY(CAST(:event_types AS text[])) AND d.lo < :start AND d.hi > :start"
         " AND d.hi <= :end RETURNING 1)"
         " SELECT (SELECT count(*) FROM written) AS written, (SELECT count(*) FROM removed) AS removed,"
-        " (SELECT count(*) FROM cleared) AS cleared"
+        " (SELECT count(*) FROM cleared) AS cleared, (SELECT count(*) FROM dropped) AS dropped"
     )
 
 
@@ -161,28 +167,70 @@ def _fold_sql(blob: str) -> str:
     )
 
 
-def merge_sql(metrics: Sequence[Metric], *, events: str, tickets: str) -> str:
-    """One statement: add the rollup rows of the staged new events to analytics_metrics.
+def merge_delta_sql(metrics: Sequence[Metric], *, events: str, tickets: str, into: str) -> str:
+    """One statement: the rollup rows of the staged new events, one per cell, into the temporary
+    table `into` (dropped at commit); merge_append_sql then appends them to the deltas.
 
     One aggregation straight from the measurements to the rows (a build aggregates per sketch key
     first, to fold repeated keys): a sketch of new values is one (key, 1) pair per value, folded
     only past FOLD_SKETCH_BYTES. Folding every sketch here would cost as much as the rest.
     """
-    dims = ", ".join(DIMENSIONS)
     fold = int(FOLD_SKETCH_BYTES)
-    both = "m.sketch || EXCLUDED.sketch"
     return (
-        f"WITH ev AS ({_events_sql(metrics, events=events, tickets=tickets, window=False)}),"
+        f"CREATE TEMP TABLE {into} ON COMMIT DROP AS"
+        f" WITH ev AS ({_events_sql(metrics, events=events, tickets=tickets, window=False)}),"
         f" delta AS (SELECT metric, {_grain_sql()} AS grain, h AS bucket_start, {_kept_dimensions_sql()},"
         " CASE WHEN metric = ANY(CAST(:count_metrics AS text[])) THEN count(*) ELSE count(v) END AS count,"
         " sum(v) AS sum, min(v) AS min, max(v) AS max,"
         " string_agg(int2send(CAST(k AS int2)) || int4send(1), ''::bytea) FILTER (WHERE v IS NOT NULL)"
         f" AS sketch FROM ev GROUP BY metric, h, GROUPING SETS ({_grouping_sets()}))"
+        f" SELECT metric, grain, bucket_start, {', '.join(DIMENSIONS)}, count, sum, min, max,"
+        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END AS sketch"
+        " FROM delta WHERE count > 0"
+    )
+
+
+def merge_append_sql(*, delta: str) -> str:
+    """One statement: append the rows of `delta` (merge_delta_sql's table) to the deltas."""
+    columns = f"metric, grain, bucket_start, {', '.join(DIMENSIONS)}, count, sum, min, max, sketch"
+    return (
+        f"INSERT INTO {DELTAS} (org_id, {columns}, updated_at) SELECT :org_id, {columns}, now() FROM {delta}"
+    )
+
+
+def fold_sql() -> str:
+    """One statement: move the organization's deltas into its rows of analytics_metrics.
+
+    The deltas it deletes are the ones it adds (RETURNING), one row per cell summed, so deltas an
+    import commits meanwhile stay for the next fold.
+    """
+    dims = ", ".join(DIMENSIONS)
+    fold = int(FOLD_SKETCH_BYTES)
+    return (
+        f"WITH gone AS (DELETE FROM {DELTAS} WHERE org_id = :org_id"
+        f" RETURNING metric, grain, bucket_start, {dims}, count, sum, min, max, sketch),"
+        f" delta AS (SELECT metric, grain, bucket_start, {dims}, sum(count) AS count, sum(sum) AS sum,"
+        " min(min) AS min, max(max) AS max, string_agg(sketch, ''::bytea) AS raw_sketch"
+        f" FROM gone GROUP BY metric, grain, bucket_start, {dims}),"
+        f" cells AS (SELECT metric, grain, bucket_start, {dims}, count, sum, min, max,"
+        f" CASE WHEN length(raw_sketch) > {fold} THEN {_fold_sql('raw_sketch')} ELSE raw_sketch END AS sketch"
+        " FROM delta)" + merge_upsert_sql(delta="cells")
+    )
+
+
+def merge_upsert_sql(*, delta: str) -> str:
+    """One statement: add the rows of `delta` (a table or CTE of cells) to analytics_metrics.
+
+    Counts and sums added, min and max widened, sketches concatenated (folded past FOLD_SKETCH_BYTES).
+    """
+    dims = ", ".join(DIMENSIONS)
+    fold = int(FOLD_SKETCH_BYTES)
+    both = "m.sketch || EXCLUDED.sketch"
+    return (
         f" INSERT INTO analytics_metrics AS m (org_id, metric, grain, bucket_start, {dims},"
         " count, sum, min, max, sketch, updated_at)"
-        f" SELECT :org_id, metric, grain, bucket_start, {dims}, count, sum, min, max,"
-        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END, now()"
-        " FROM delta WHERE count > 0"
+        f" SELECT :org_id, metric, grain, bucket_start, {dims}, count, sum, min, max, sketch, now()"
+        f" FROM {delta}"
         f" ON CONFLICT (org_id, metric, grain, bucket_start, {dims}) DO UPDATE SET"
         " count = m.count + EXCLUDED.count,"
         " sum = CASE WHEN m.sum IS NULL THEN EXCLUDED.sum WHEN EXCLUDED.sum IS NULL THEN m.sum"

@@ -7,10 +7,14 @@ wrote the events: the API, a COPY seed, SQL by hand. A refresh rebuilds marked h
 and deletes the marks it saw, in the same statement, so a mark committed while it ran survives.
 
 Bulk writes (imports) only insert tickets with their events, so they keep the rollups current
-themselves: in the transaction that inserts the events they add those events' counts, sums,
-minimum, maximum and sketch buckets to the rows of their cells (merge_new_events), and the insert
-trigger marks nothing for them (the setting of migration 0004). A refresh would instead rebuild
-every hour they touched from all of its events, old ones included.
+themselves: in the transaction that inserts the events they append one row per cell of those events
+(count, sum, minimum, maximum, sketch) to analytics_metric_deltas (merge_new_events), and the insert
+trigger marks nothing for them (the setting of migration 0004). Readers add a cell's deltas to its
+row as they add the hours of a bucket, so answers are exact at the import's commit; fold_deltas
+(beat's refresh) moves them into the rows, and a build of a range drops the range's deltas with the
+rows it replaces, in the same statement. Appending costs a tenth of updating rows in place: about
+215,000 cells for 10,000 tickets, most of them existing. A refresh would instead rebuild every hour
+they touched from all of its events, old ones included.
 
 A row keeps some of the dimensions, named by its grain (a bit mask): 0 keeps none (one row per
 metric and hour, for unfiltered reads), a single bit keeps one dimension (filters or group-by on
@@ -22,9 +26,9 @@ the events of an hour even at 10M tickets a year, so such rows would be as many 
 and no faster to read. A read that filters or groups on category or assigned_to together with
 another dimension is answered from raw events; planner.grain_for picks the grain of the others.
 
-Builds and merges of one organization are serialized by a transaction-level advisory lock, so two
-refreshes never write rollups from different snapshots in the wrong order, and a merge never adds
-to a row a build is replacing from a snapshot that lacks the merged events (or already has them).
+Builds, merges and folds of one organization are serialized by a transaction-level advisory lock,
+so two refreshes never write rollups from different snapshots in the wrong order, and a fold never
+adds to a row a build is replacing from a snapshot that lacks the folded events (or already has them).
 They must run at READ COMMITTED: the build statement has to see everything committed before the
 lock was granted.
 """
@@ -42,7 +46,14 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import business_rollups
 from webapp.analytics.metrics import ROLLED_METRICS, Metric
-from webapp.analytics.rollup_sql import build_sql, merge_sql, statement_params
+from webapp.analytics.rollup_sql import (
+    DELTAS,
+    build_sql,
+    fold_sql,
+    merge_append_sql,
+    merge_delta_sql,
+    statement_params,
+)
 from webapp.core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -59,6 +70,8 @@ MERGE_GAP = timedelta(hours=24)
 MAINTAINED_SETTING = "analytics.rollups_maintained"
 # Memory for the aggregations of one merge (PostgreSQL's work_mem syntax).
 MERGE_WORK_MEM = "256MB"
+# The temporary table a merge puts its rows in before adding them (rollup_sql.merge_delta_sql).
+MERGE_DELTA = "rollup_merge_delta"
 
 
 @dataclass
@@ -207,12 +220,14 @@ def marks_suppressed(session: Session) -> Iterator[None]:
 def merge_new_events(
     session: Session, *, org_id: int, events: str, tickets: str, locked: bool = False
 ) -> BuildStats:
-    """Add the rollups of new events to analytics_metrics, in the caller's transaction.
+    """Add the rollups of new events, in the caller's transaction: one row per cell appended to the
+    deltas (analytics_metric_deltas), which readers add to the cell's row until fold_deltas moves
+    them into it. Appending costs a tenth of updating the rows in place.
 
     `events` names a table holding events of `org_id` that this transaction inserted into
     ticket_events with marks suppressed (suppress_marks), and `tickets` one holding their tickets (for values
     read from the ticket, such as sentiment). Both are the caller's own staging tables, never input.
-    Each cell gets count and sum added, min and max widened, sketch merged, and no hour is marked.
+    No hour is marked.
 
     The organization's rollup lock is held until the transaction ends (taken here unless `locked`):
     a build that ran before it read none of these events, so adding them on top of its rows is
@@ -223,12 +238,37 @@ def merge_new_events(
         lock(session, org_id)
     # Staging tables have no statistics: the planner would guess a handful of rows and join them in
     # nested loops (quadratic), and size the aggregation, a sketch per row being written, too small.
+    params = statement_params(metrics, org_id)
     with _planner_settings(session, enable_nestloop="off", work_mem=MERGE_WORK_MEM):
-        result = session.execute(
-            text(merge_sql(metrics, events=events, tickets=tickets)), statement_params(metrics, org_id)
+        session.execute(
+            text(merge_delta_sql(metrics, events=events, tickets=tickets, into=MERGE_DELTA)), params
         )
+        result = session.execute(text(merge_append_sql(delta=MERGE_DELTA)), {"org_id": org_id})
+        session.execute(text(f"DROP TABLE {MERGE_DELTA}"))
         business_rollups.merge_new_events(session, org_id=org_id, events=events)
     return BuildStats(written=int(result.rowcount or 0))
+
+
+def fold_deltas(session: Session, *, org_id: int, locked: bool = False) -> int:
+    """Move the organization's deltas into its rows of analytics_metrics (counts and sums added,
+    min and max widened, sketches merged); the rows written. The caller commits.
+
+    Under the organization's rollup lock (taken here unless `locked`), like every writer of its rows.
+    """
+    if not session.execute(
+        text(f"SELECT EXISTS (SELECT 1 FROM {DELTAS} WHERE org_id = :org_id)"), {"org_id": org_id}
+    ).scalar():
+        return 0
+    if not locked:
+        lock(session, org_id)
+    with _planner_settings(session, enable_nestloop="off", work_mem=MERGE_WORK_MEM):
+        result = session.execute(text(fold_sql()), {"org_id": org_id})
+    return int(result.rowcount or 0)
+
+
+def delta_orgs(session: Session) -> list[int]:
+    """Organizations with deltas to fold."""
+    return list(session.scalars(text(f"SELECT DISTINCT org_id FROM {DELTAS} ORDER BY org_id")))
 
 
 @dataclass(frozen=True)
@@ -316,7 +356,10 @@ def reconcile(session: Session, *, org_id: int, start: datetime, end: datetime) 
     nothing; it is the safety net for writes that bypassed the triggers (a disabled trigger, a
     restored backup). The caller commits.
     """
-    stats = build(session, org_id=org_id, start=start, end=end, fold_sketches=True)
+    # Folded first: a build compares its rows with the stored ones, which lack the deltas.
+    lock(session, org_id)
+    fold_deltas(session, org_id=org_id, locked=True)
+    stats = build(session, org_id=org_id, start=start, end=end, fold_sketches=True, locked=True)
     if stats.written or stats.removed:
         log.info(
             "rollups reconciled org=%s %s..%s: %s rows written, %s removed",

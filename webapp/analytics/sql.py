@@ -10,6 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg.rows import namedtuple_row
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.core.filters import Filters
 
@@ -83,3 +87,20 @@ def instants(values: Sequence[datetime]) -> str:
     Python, which was 39 ms of a 90-day hourly read's (2,161 bounds, profiled).
     """
     return "{" + ",".join(value.astimezone(UTC).isoformat() for value in values) + "}"
+
+
+def binary_rows(session: Session, sql: str, params: dict[str, Any]) -> list[Any]:
+    """The rows of `sql` (named :params, as text() takes them) fetched in PostgreSQL's binary format,
+    as named tuples, on the session's connection and transaction.
+
+    For answers carrying many sketch bytes: as text, bytea travels hex-encoded (twice its size) and
+    is decoded in Python; binary halves the transfer (the agents report's 11 MB of sketches at 10M
+    tickets: 70 ms to 45 ms).
+    """
+    connection = session.connection()
+    compiled = text(sql).compile(dialect=connection.dialect)
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor(binary=True, row_factory=namedtuple_row) as cursor:
+        cursor.execute(str(compiled), compiled.construct_params(params))
+        return cursor.fetchall()

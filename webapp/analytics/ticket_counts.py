@@ -8,6 +8,10 @@ transaction, whoever writes (the API, an import, a COPY seed, SQL by hand). Rows
 inserted by writers, so concurrent writers never wait on one another's counters, and a read sums
 the deltas: exact at any snapshot, with no dirty marks and no rebuild to wait for.
 
+A bulk writer (an import) that inserts its tickets in several statements switches the trigger's
+counting off in its transaction (suppress_counts) and counts them all in one statement from its
+staging table (add_tickets): the same deltas, summed over the whole batch rather than per chunk.
+
 `compact` folds each hour's deltas into one row per value (beat runs it); `rebuild` recounts an
 organization from its tickets. Both are one statement, so one snapshot: deltas that writers commit
 meanwhile are left alone, and so are the tickets they changed, which keeps the sum exact.
@@ -29,6 +33,8 @@ from webapp.analytics.sql import column
 _HOUR = timedelta(hours=1)
 # One row per (field, value) of every ticket: the trigger's and the rebuild's unpivot.
 UNPIVOT = ", ".join(f"('{name}', {{t}}.{name})" for name in DISTRIBUTION_FIELDS)
+# The transaction-local setting that tells the tickets' insert trigger (migration 0017) not to count.
+WRITTEN_SETTING = "analytics.ticket_counts_written"
 
 
 def _floor(moment: datetime) -> datetime:
@@ -59,6 +65,29 @@ def counts(
     )
     params = {"org_id": org_id, "field": name, "lo": lo, "hi": hi, "start": start, "end": end}
     return {row.value: int(row.n) for row in session.execute(sql, params) if row.n}, (lo, hi) != (start, end)
+
+
+def suppress_counts(session: Session, on: bool) -> None:
+    """Whether tickets this transaction inserts from now on are left uncounted by the trigger.
+
+    Only for a writer that counts them itself (add_tickets) in the same transaction.
+    """
+    session.execute(
+        text("SELECT set_config(:name, :value, true)"),
+        {"name": WRITTEN_SETTING, "value": "on" if on else "off"},
+    )
+
+
+def add_tickets(session: Session, *, org_id: int, tickets: str) -> int:
+    """Count the new tickets of `org_id` held in `tickets` (the caller's staging table, never input),
+    which this transaction inserted with counting suppressed; the rows written."""
+    sql = text(
+        "INSERT INTO analytics_ticket_counts (org_id, hour, field, value, count)"
+        " SELECT :org_id, date_trunc('hour', t.created_at, 'UTC'), f.field, f.value, count(*)"
+        f" FROM {tickets} t CROSS JOIN LATERAL (VALUES {UNPIVOT.format(t='t')}) AS f(field, value)"
+        " WHERE t.org_id = :org_id GROUP BY 2, 3, 4"
+    )
+    return int(session.execute(sql, {"org_id": org_id}).rowcount or 0)
 
 
 def compact(session: Session, *, org_id: int) -> int:

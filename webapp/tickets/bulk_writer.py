@@ -14,7 +14,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
-from webapp.analytics import agent_rollups, rollups
+from webapp.analytics import agent_rollups, rollups, ticket_counts
 from webapp.tickets.plans import PlannedTicket
 from webapp.tickets.row_checks import restore_row_checks, skip_row_checks
 from webapp.tickets.rules import TicketError
@@ -112,8 +112,10 @@ class BulkWriter:
 
     finish() adds the new events' rollups to analytics_metrics from the scratch tables, in the same
     transaction (rollups.merge_new_events): their hours are never marked dirty, and no refresh has to
-    rebuild them from every event of those hours. close() (or leaving the with block) without
-    finish() waits for the thread and leaves the partial write to the caller's rollback.
+    rebuild them from every event of those hours. It counts the new tickets for the distributions
+    there as well (ticket_counts.add_tickets), once for the batch instead of per chunk. close() (or
+    leaving the with block) without finish() waits for the thread and leaves the partial write to
+    the caller's rollback.
     """
 
     def __init__(self, session: Session, org_id: int, size: int) -> None:
@@ -131,6 +133,9 @@ class BulkWriter:
         # finish() adds the events to the rollups: the insert trigger must not mark them. Nothing
         # else uses the transaction until then (one setting for all chunks: fewer round trips).
         rollups.suppress_marks(session, True)
+        # finish() counts the tickets for the distributions in one statement too: the insert trigger
+        # would count each chunk apart (five rows a ticket, most of the tickets' insert time).
+        ticket_counts.suppress_counts(session, True)
         self._restored = False
         self._formatting = self._conn.cursor()
         self._added = 0
@@ -179,6 +184,7 @@ class BulkWriter:
             self._session, org_id=self._org_id, events=STAGED_EVENTS, tickets=STAGED_TICKETS
         )
         agent_rollups.add_tickets(self._session, self._org_id, STAGED_TICKETS)
+        ticket_counts.add_tickets(self._session, org_id=self._org_id, tickets=STAGED_TICKETS)
         self._conn.execute(f"DROP TABLE {STAGED_EVENTS}, {STAGED_TICKETS}")
         self._restore()
         return BulkResult(self._ids[: self._added], self._events, self._types)
@@ -246,8 +252,10 @@ class BulkWriter:
         return buffer.getvalue()
 
     def _restore(self) -> None:
-        """Events mark their hours and foreign keys are checked again, for the rest of the transaction."""
+        """Events mark their hours, tickets are counted and foreign keys are checked again, for the rest
+        of the transaction."""
         rollups.suppress_marks(self._session, False)
+        ticket_counts.suppress_counts(self._session, False)
         if self._checks_skipped:
             restore_row_checks(self._conn)
         self._checks_skipped = False

@@ -5,8 +5,8 @@ organization's oldest job waiting for one (workers/runner.py); the look-up rides
 that gives the slot back. The index holds queued jobs only, so it stays small whatever an
 organization's history, and the look-up reads a row or two of it.
 
-Revision ID: 0017_job_waits
-Revises: 0014_agent_rollups
+Revision ID: 0019_job_waits
+Revises: 0018_rollup_deltas
 Create Date: 2026-12-05 08:30:00
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0017_job_waits"
-down_revision: str | None = "0014_agent_rollups"
+revision: str = "0019_job_waits"
+down_revision: str | None = "0018_rollup_deltas"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
