@@ -115,9 +115,6 @@ def app_config(services: Services) -> dict[str, Any]:
         # Every test client signs in from 127.0.0.1: its failures across the suite are no flood
         # (tests/integration/test_auth_throttle.py sets its own limits).
         AUTH_MAX_FAILURES_PER_ADDRESS=1_000_000,
-        # Suites ask hundreds of new questions a minute of one organization
-        # (tests/integration/test_miss_cost.py sets its own).
-        ANALYTICS_MISS_COST=1,
     )
     return settings
 

@@ -111,9 +111,6 @@ def from_environment() -> dict[str, Any]:
         # Days an exact (raw events, no rollups) read may span; each 30 of them cost one more request.
         "ANALYTICS_EXACT_MAX_DAYS": env_int("ANALYTICS_EXACT_MAX_DAYS", 366, minimum=1),
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
-        # Requests of the analytics budget a question the cache cannot answer costs (a hit costs one):
-        # at the default budget, 600 new questions a minute per organization.
-        "ANALYTICS_MISS_COST": env_int("ANALYTICS_MISS_COST", 100, minimum=1),
         # Request bodies, refused (413) before they are parsed: sign-in and token routes, and every
         # other route but imports (IMPORT_MAX_BYTES).
         "AUTH_BODY_MAX_BYTES": env_int("AUTH_BODY_MAX_BYTES", 4 * 1024, minimum=1024),

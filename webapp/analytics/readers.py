@@ -112,21 +112,17 @@ def read(
     force: bool = False,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
-    before_compute: Callable[[], None] | None = None,
 ) -> tuple[Any, ReadMeta]:
     """The answer to `request` through the cache.
 
     `session` may be a function returning one, so that a cache hit opens no database connection.
     `raw` and `shortcuts` are read_through's: the answer as JSON text, and what makes a hit cheaper
-    (the near cache). `before_compute` runs before an answer is computed (not for a hit): where the
-    caller charges a miss, or refuses it.
+    (the near cache).
     """
     params = request.params()
     counted = None if force else (popular.popular_key(org_id), popular.member("read", params))
 
     def compute() -> Computed:
-        if before_compute is not None:
-            before_compute()
         db = session() if callable(session) else session
         with reading(request.options()) as provenance, collection_paused():
             value = request.compute(db, org_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, request
@@ -53,7 +52,7 @@ from webapp.core.vocabulary import DASHBOARD_PERIODS
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import Organization
-from webapp.security.admission import current_principal, require_role, spend_budget
+from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics")
 
@@ -139,18 +138,8 @@ def _read(org_id: int, read: readers.Read) -> tuple[RawJson, dict[str, Any]]:
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         raw=True,
         shortcuts=cache_shortcuts(),
-        before_compute=partial(_charge_miss, org_id),
     )
     return value, meta.as_dict()
-
-
-def _charge_miss(org_id: int) -> None:
-    """A question the cache cannot answer costs ANALYTICS_MISS_COST requests of the organization's
-    analytics budget (its admission spent one): 429 before any query once it is spent, so one
-    organization asking a new question each time cannot take the database from the others."""
-    units = current_app.config["ANALYTICS_MISS_COST"]
-    if units > 1:
-        spend_budget(org_id, "analytics", units - 1)
 
 
 def _heavy(org_id: int, query: AggregationQuery) -> bool:
