@@ -112,3 +112,46 @@ def test_compliance_agrees_with_each_tickets_own_evaluation(tenant: Any):
         "breached",
         "pending",
     }
+
+
+def test_targets_met_at_their_edge(tenant: Any):
+    """A reply or resolution exactly at the target is achieved; a millisecond later (the instants'
+    precision through the API) it is breached, also for a target that is no whole number of
+    microseconds (0.1234567891 hours: 444,444,440.76)."""
+    policy = {
+        "schedule_id": None,
+        "pause_statuses": [],
+        "targets": {
+            p: {"first_reply_hours": 0.1234567891, "next_reply_hours": None, "resolution_hours": 2}
+            for p in PRIORITIES
+        },
+    }
+    assert tenant.admin.put("/api/v1/sla-policy", json=policy).status_code == 200
+    created = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    first = timedelta(milliseconds=444_444)
+    cases = [
+        (first, timedelta(hours=2)),
+        (first + timedelta(milliseconds=1), timedelta(hours=2, milliseconds=1)),
+    ]
+    for answered, resolved in cases:
+        body = {
+            "subject": "edge",
+            "priority": "normal",
+            "created_at": _iso(created),
+            "first_response_at": _iso(created + answered),
+            "status": "resolved",
+            "resolved_at": _iso(created + resolved),
+        }
+        made = tenant.agent.post("/api/v1/tickets", json=body)
+        assert made.status_code == 201, made.get_json()
+        states = {
+            t["metric"]: t["state"]
+            for t in tenant.viewer.get(f"/api/v1/tickets/{made.get_json()['id']}/sla").get_json()["targets"]
+        }
+        # Each ticket's own evaluation agrees: the first achieved both, the second breached both.
+        assert set(states.values()) == ({"achieved"} if answered == first else {"breached"}), states
+    sla = tenant.viewer.get("/api/v1/analytics/performance?start=2026-03-01&end=2026-03-03").get_json()[
+        "sla"
+    ]["overall"]
+    assert (sla["first_response"]["achieved"], sla["first_response"]["breached"]) == (1, 1)
+    assert (sla["resolution"]["achieved"], sla["resolution"]["breached"]) == (1, 1)
