@@ -27,7 +27,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.bench_rollups import TZ, _agents, _median_ms, _series, agents_report_timings
+from bench.bench_rollups import TZ, _median_ms, _series, agents_report_timings, seed_year
 from bench.common import print_table, scratch_postgres, settle, write_results
 from webapp.analytics import agent_report, agent_rollups, rollups
 from webapp.analytics.buckets import make_buckets
@@ -35,7 +35,6 @@ from webapp.analytics.provenance import ReadOptions
 from webapp.clocks.first_contract import targets_for
 from webapp.infra.db import make_engine
 from webapp.models import Organization
-from webapp.tickets import seeding
 
 
 def _end(now: datetime) -> datetime:
@@ -95,20 +94,8 @@ def _seed(url: str, tickets: int, agents: int) -> tuple[int, datetime, dict[str,
     organization, the seed's `now` and the setup's counts and seconds (kept in bench_meta)."""
     now = datetime.now(UTC)
     setup: dict[str, float] = {}
-    with psycopg.connect(url.replace("+psycopg", "")) as conn:
-        row = conn.execute(
-            "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
-        ).fetchone()
-        assert row is not None
-        org_id = int(row[0])
-        conn.commit()
-        with _agents(agents):
-            seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
-        conn.commit()
-        setup["events"], setup["seed_s"] = seeded.events, seeded.seconds
-        conn.autocommit = True
-        conn.execute("VACUUM ANALYZE tickets")
-        conn.execute("VACUUM ANALYZE ticket_events")
+    org_id, seeded, _ = seed_year(url, tickets, now, agents)
+    setup["events"], setup["seed_s"] = seeded.events, seeded.seconds
     engine = make_engine(url)
     with Session(engine) as session:
         org = session.get(Organization, org_id)

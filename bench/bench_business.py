@@ -28,6 +28,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from bench.bench_rollups import TZ, seed_year
 from bench.common import print_table, scratch_postgres, settle, write_results
 from webapp.analytics import queries, rollups
 from webapp.analytics.buckets import make_buckets
@@ -36,9 +37,7 @@ from webapp.analytics.provenance import ReadOptions, reading
 from webapp.clocks.schedules import create_schedule
 from webapp.config import from_environment
 from webapp.infra.db import make_engine
-from webapp.tickets import seeding
 
-TZ = "Europe/Berlin"
 PERCENTILES = (50, 95, 99)
 # Durations ending at their event, and a time in statuses (the solve's spans).
 METRICS = ("response_time", "resolution_time", "requester_wait_time")
@@ -165,18 +164,7 @@ def _setup(url: str, tickets: int) -> tuple[int, int, datetime, dict[str, Any]]:
     """Seed, build both rollups and VACUUM ANALYZE: the organization, the schedule, the seed's `now`
     and the setup's counts and seconds (kept in bench_meta for --keep)."""
     now = datetime.now(UTC)
-    with psycopg.connect(url.replace("+psycopg", "")) as conn:
-        row = conn.execute(
-            "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
-        ).fetchone()
-        assert row is not None
-        org_id = int(row[0])
-        conn.commit()
-        seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
-        conn.commit()
-        conn.autocommit = True
-        conn.execute("VACUUM ANALYZE tickets")
-        conn.execute("VACUUM ANALYZE ticket_events")
+    org_id, seeded, _ = seed_year(url, tickets, now)
     engine = make_engine(url)
     with Session(engine) as session:
         schedule_id = create_schedule(session, org_id, SCHEDULE).id

@@ -16,7 +16,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -216,26 +216,33 @@ def _agents(count: int) -> Iterator[None]:
         (timeline.AGENTS, timeline.AGENT_LOAD, copy_text.AGENTS, copy_text.AGENT, copy_text.DETAIL) = saved
 
 
+def seed_year(url: str, tickets: int, now: datetime, agents: int | None = None) -> tuple[int, Any, float]:
+    """A new organization (TZ) with `tickets` seeded over the year before `now` (COPY), spread over
+    `agents` assignees when given, then VACUUM ANALYZE: the organization, the seed's result and the
+    seconds of the VACUUM ANALYZE."""
+    with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        row = conn.execute(
+            "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
+        ).fetchone()
+        assert row is not None
+        org_id = int(row[0])
+        conn.commit()
+        with _agents(agents) if agents else nullcontext():
+            seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
+        conn.commit()
+        conn.autocommit = True
+        started = time.perf_counter()
+        conn.execute("VACUUM ANALYZE tickets")
+        conn.execute("VACUUM ANALYZE ticket_events")
+        return org_id, seeded, time.perf_counter() - started
+
+
 def run_size(tickets: int, runs: int, agents: int = 200) -> dict[str, Any]:
     """Seed `tickets` into a fresh database, build rollups, and measure the reads."""
     pg, url = scratch_postgres(f"bench_rollups_{tickets}")
     try:
         now = datetime.now(UTC)
-        with psycopg.connect(url.replace("+psycopg", "")) as conn:
-            row = conn.execute(
-                "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
-            ).fetchone()
-            assert row is not None
-            org_id = int(row[0])
-            conn.commit()
-            with _agents(agents):
-                seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)
-            conn.commit()
-            conn.autocommit = True
-            started = time.perf_counter()
-            conn.execute("VACUUM ANALYZE tickets")
-            conn.execute("VACUUM ANALYZE ticket_events")
-            analyze_s = time.perf_counter() - started
+        org_id, seeded, analyze_s = seed_year(url, tickets, now, agents)
         engine = make_engine(url)
         with Session(engine) as session:
             started = time.perf_counter()

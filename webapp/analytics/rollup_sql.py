@@ -167,34 +167,27 @@ def _fold_sql(blob: str) -> str:
     )
 
 
-def merge_delta_sql(metrics: Sequence[Metric], *, events: str, tickets: str, into: str) -> str:
-    """One statement: the rollup rows of the staged new events, one per cell, into the temporary
-    table `into` (dropped at commit); merge_append_sql then appends them to the deltas.
+def merge_sql(metrics: Sequence[Metric], *, events: str, tickets: str) -> str:
+    """One statement: append the rollup rows of the staged new events, one per cell, to the deltas.
 
     One aggregation straight from the measurements to the rows (a build aggregates per sketch key
     first, to fold repeated keys): a sketch of new values is one (key, 1) pair per value, folded
     only past FOLD_SKETCH_BYTES. Folding every sketch here would cost as much as the rest.
     """
+    dims = ", ".join(DIMENSIONS)
     fold = int(FOLD_SKETCH_BYTES)
     return (
-        f"CREATE TEMP TABLE {into} ON COMMIT DROP AS"
+        f"INSERT INTO {DELTAS} (org_id, metric, grain, bucket_start, {dims}, count, sum, min, max, sketch,"
+        " updated_at)"
         f" WITH ev AS ({_events_sql(metrics, events=events, tickets=tickets, window=False)}),"
         f" delta AS (SELECT metric, {_grain_sql()} AS grain, h AS bucket_start, {_kept_dimensions_sql()},"
         " CASE WHEN metric = ANY(CAST(:count_metrics AS text[])) THEN count(*) ELSE count(v) END AS count,"
         " sum(v) AS sum, min(v) AS min, max(v) AS max,"
         " string_agg(int2send(CAST(k AS int2)) || int4send(1), ''::bytea) FILTER (WHERE v IS NOT NULL)"
         f" AS sketch FROM ev GROUP BY metric, h, GROUPING SETS ({_grouping_sets()}))"
-        f" SELECT metric, grain, bucket_start, {', '.join(DIMENSIONS)}, count, sum, min, max,"
-        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END AS sketch"
+        f" SELECT :org_id, metric, grain, bucket_start, {dims}, count, sum, min, max,"
+        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END, now()"
         " FROM delta WHERE count > 0"
-    )
-
-
-def merge_append_sql(*, delta: str) -> str:
-    """One statement: append the rows of `delta` (merge_delta_sql's table) to the deltas."""
-    columns = f"metric, grain, bucket_start, {', '.join(DIMENSIONS)}, count, sum, min, max, sketch"
-    return (
-        f"INSERT INTO {DELTAS} (org_id, {columns}, updated_at) SELECT :org_id, {columns}, now() FROM {delta}"
     )
 
 

@@ -50,10 +50,10 @@ from webapp.analytics.rollup_sql import (
     DELTAS,
     build_sql,
     fold_sql,
-    merge_append_sql,
-    merge_delta_sql,
+    merge_sql,
     statement_params,
 )
+from webapp.analytics.sql import set_local
 from webapp.core.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,6 @@ MERGE_GAP = timedelta(hours=24)
 MAINTAINED_SETTING = "analytics.rollups_maintained"
 # Memory for the aggregations of one merge (PostgreSQL's work_mem syntax).
 MERGE_WORK_MEM = "256MB"
-# The temporary table a merge puts its rows in before adding them (rollup_sql.merge_delta_sql).
-MERGE_DELTA = "rollup_merge_delta"
 
 
 @dataclass
@@ -189,10 +187,10 @@ def _planner_settings(session: Session, **values: str) -> Iterator[None]:
         for name in values
     }
     for name, value in values.items():
-        session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+        set_local(session, name, value)
     yield
     for name, value in previous.items():
-        session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+        set_local(session, name, value)
 
 
 def suppress_marks(session: Session, on: bool) -> None:
@@ -201,10 +199,7 @@ def suppress_marks(session: Session, on: bool) -> None:
     Only for a writer that adds those events to the rollups itself (merge_new_events) in the same
     transaction: the insert trigger skips marking while the transaction-local setting is on.
     """
-    session.execute(
-        text("SELECT set_config(:name, :value, true)"),
-        {"name": MAINTAINED_SETTING, "value": "on" if on else "off"},
-    )
+    set_local(session, MAINTAINED_SETTING, "on" if on else "off")
 
 
 @contextmanager
@@ -240,11 +235,7 @@ def merge_new_events(
     # nested loops (quadratic), and size the aggregation, a sketch per row being written, too small.
     params = statement_params(metrics, org_id)
     with _planner_settings(session, enable_nestloop="off", work_mem=MERGE_WORK_MEM):
-        session.execute(
-            text(merge_delta_sql(metrics, events=events, tickets=tickets, into=MERGE_DELTA)), params
-        )
-        result = session.execute(text(merge_append_sql(delta=MERGE_DELTA)), {"org_id": org_id})
-        session.execute(text(f"DROP TABLE {MERGE_DELTA}"))
+        result = session.execute(text(merge_sql(metrics, events=events, tickets=tickets)), params)
         business_rollups.merge_new_events(session, org_id=org_id, events=events)
     return BuildStats(written=int(result.rowcount or 0))
 

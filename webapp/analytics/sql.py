@@ -104,3 +104,8 @@ def binary_rows(session: Session, sql: str, params: dict[str, Any]) -> list[Any]
     with raw.cursor(binary=True, row_factory=namedtuple_row) as cursor:
         cursor.execute(str(compiled), compiled.construct_params(params))
         return cursor.fetchall()
+
+
+def set_local(session: Session, name: str, value: str) -> None:
+    """Set the setting `name` for the rest of the session's transaction (SET LOCAL, with bound values)."""
+    session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS
-from webapp.analytics.sql import column
+from webapp.analytics.sql import column, set_local
 
 _HOUR = timedelta(hours=1)
 # One row per (field, value) of every ticket: the trigger's and the rebuild's unpivot.
@@ -72,10 +72,7 @@ def suppress_counts(session: Session, on: bool) -> None:
 
     Only for a writer that counts them itself (add_tickets) in the same transaction.
     """
-    session.execute(
-        text("SELECT set_config(:name, :value, true)"),
-        {"name": WRITTEN_SETTING, "value": "on" if on else "off"},
-    )
+    set_local(session, WRITTEN_SETTING, "on" if on else "off")
 
 
 def add_tickets(session: Session, *, org_id: int, tickets: str) -> int:
