@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, defer
 from webapp.core.vocabulary import FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import claim, recovery
+from webapp.jobs import claim, recovery, submission
 from webapp.jobs import transitions as jobs
 from webapp.live import events
 from webapp.models import Job
@@ -178,7 +178,7 @@ def _wait_for_slot(task: Task, job_id: str, taken: claim.Claim) -> None:
     cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
     log.info("job=%s org=%s waits: its organization runs %s jobs already", job_id, taken.org_id, cap)
     task.app.send_task(
-        task.name, args=[job_id], task_id=job_id, queue=OVERFLOW_QUEUE, countdown=FAIR_SHARE_DEFER_SECONDS
+        task.name, countdown=FAIR_SHARE_DEFER_SECONDS, **submission.task_options(job_id, OVERFLOW_QUEUE)
     )
 
 
@@ -228,7 +228,7 @@ def _hand_over(waiting: claim.Waiting) -> None:
     route = JOB_ROUTES[waiting.kind]
     try:
         current_app.extensions["celery"].send_task(
-            route.name, args=[str(waiting.id)], task_id=str(waiting.id), queue=OVERFLOW_QUEUE
+            route.name, **submission.task_options(str(waiting.id), OVERFLOW_QUEUE)
         )
     except Exception as exc:  # kombu raises several connection error types; its own retry comes later
         log.warning("job=%s could not be handed the slot given back: %s", waiting.id, exc)

@@ -326,20 +326,26 @@ def _insert_unless_active(
 SEND_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 
+def task_options(job_id: str, queue: str) -> dict[str, Any]:
+    """Celery's send options for a delivery of the job `job_id` on `queue`: every send of a job (its
+    first, a wait for its organization's slot, a slot handed over) uses these."""
+    return {
+        "args": [job_id],
+        "task_id": job_id,
+        "queue": queue,
+        # The job's row holds its state and result: Celery keeps none (no STARTED or result entries
+        # in Redis, and the sender subscribes to no result channel).
+        "ignore_result": True,
+    }
+
+
 def enqueue(
     session: Session, client: redis.Redis, tasks: TaskQueue, job: Job, *, queue: str | None = None
 ) -> None:
     """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
     `queue`), its `queued` event published just before."""
     route = TASKS[job.kind]
-    options: dict[str, Any] = {
-        "args": [str(job.id)],
-        "task_id": str(job.id),
-        "queue": queue or route.queue,
-        # The job's row holds its state and result: Celery keeps none (no STARTED or result entries
-        # in Redis, and the sender subscribes to no result channel).
-        "ignore_result": True,
-    }
+    options = task_options(str(job.id), queue or route.queue)
     try:
         if isinstance(tasks, SendsWithCommands):
             # The event and the task in one round trip, the event first.
