@@ -122,7 +122,7 @@ def compliance(
             -- The first reply reached the customer at first_response_at or at the first public
             -- agent reply, whichever came first (a back-filled reply can be earlier than the
             -- first_response_at an earlier-written reply set).
-            SELECT t.id, t.status, t.created_at, t.updated_at, {group} AS grp,
+            SELECT t.id, t.status, t.created_at, {group} AS grp,
                    least(t.first_response_at, (
                        SELECT r.at FROM ticket_replies r
                        WHERE r.ticket_id = t.id AND r.author = 'agent' AND r.public
