@@ -9,6 +9,7 @@ pick a cooperative wait, since one C-level wait would stall every socket of the 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -97,6 +98,10 @@ def post_worker_init(worker: Any) -> None:
         if waiting.wait is getattr(waiting, "wait_c", None):
             worker.log.critical("psycopg was imported before gevent patched select: its waits would block")
             sys.exit(3)  # gunicorn's worker-boot-error code: the arbiter stops rather than restart it
+    # The loaded application (some 130,000 objects that live as long as the process) leaves the
+    # cyclic collector's view: a full collection walked all of them, some 20 ms during which every
+    # request and socket of the worker waited, and a busy worker makes one every few seconds.
+    gc.freeze()
 
 
 _ERROR_CODES = {

@@ -5,7 +5,7 @@ gunicorn (the Procfile's web line) and one Celery worker (the Procfile's worker 
 against scratch PostgreSQL and Redis, with JOB_MAX_RUNNING_PER_ORG=1 (one slot per organization of
 the two). Both organizations hold --tickets seeded tickets. The normal client (an admin of the first)
 asks for a cached daily series over 90 days, one request after another, and in another thread runs
-small jobs (POST /analytics/refresh-cache, waited for on the WebSocket) one after another. First for
+small jobs (POST /analytics/refresh-cache, waited for on the WebSocket) at most five a second. First for
 --idle seconds with nothing else running, then for --attack seconds while the hostile organization
 (a client process of its own at the lowest CPU priority, as an outside attacker's client runs
 elsewhere) runs each attack from a thread of its own, one request after another:
@@ -50,6 +50,7 @@ from bench.common import ROOT, Stack, latency_summary, platform_stack, print_tab
 LATENCY_RATIO = 3.0
 RSS_LIMIT = 1024**3
 REFUSAL_MS = 100.0
+JOB_PERIOD = 0.2
 HOSTILE_EMAIL = "hostile@abuse.test"
 HOSTILE_PASSWORD = "hostile-password"  # noqa: S105 (a scratch user's)
 FOUR_MIB_LOGIN = b"[" + b"{}," * (4 * 1024 * 1024 // 3) + b"{}]"
@@ -149,26 +150,33 @@ class Normal:
             timeout=60,
         )
         assert json.loads(self.ws.recv())["type"] == "connected"
+        self.received: Counter[str] = Counter()
+        self.timeline: list[tuple[float, float]] = []  # (wall clock, ms) of every series answer
+        self.last_job = 0.0
 
     def series(self, stop: threading.Event, out: list[float], errors: Counter[int]) -> None:
         while not stop.is_set():
             status, _, ms = self.http.call("GET", self.path)
             if status == 200:
                 out.append(ms)
+                self.timeline.append((round(time.time(), 4), round(ms, 2)))
             else:
                 errors[status] += 1
             time.sleep(0.01)
 
     def jobs(self, stop: threading.Event, out: list[float], errors: Counter[int]) -> None:
         while not stop.is_set():
-            started = time.perf_counter()
+            # One job every JOB_PERIOD at most: a person's pace, well inside the organization's budget
+            # of jobs a minute (a quiet machine runs one in 30 ms; back to back they would exceed it).
+            time.sleep(max(0.0, JOB_PERIOD - (time.perf_counter() - self.last_job)))
+            self.last_job = started = time.perf_counter()
             status, body, _ = self.jobs_http.call("POST", "/api/v1/analytics/refresh-cache")
             if status != 202:
                 errors[status] += 1
-                time.sleep(0.2)
                 continue
             while True:
                 message = json.loads(self.ws.recv())
+                self.received[message["type"]] += 1
                 data = message.get("data", {})
                 mine = message["type"] == "job_update" and data.get("job_id") == body["job_id"]
                 if mine and data["state"] in ("succeeded", "failed", "cancelled"):
@@ -183,6 +191,7 @@ class Normal:
         series: list[float] = []
         jobs: list[float] = []
         errors: Counter[int] = Counter()
+        self.timeline = []
         threads = [
             threading.Thread(target=self.series, args=(stop, series, errors)),
             threading.Thread(target=self.jobs, args=(stop, jobs, errors)),
@@ -193,7 +202,16 @@ class Normal:
         stop.set()
         for thread in threads:
             thread.join()
-        return {"series": latency_summary(series), "job": latency_summary(jobs), "errors": dict(errors)}
+        if not series or not jobs:
+            raise RuntimeError(f"the normal client went unanswered: {dict(errors)}, socket {self.received}")
+        return {
+            "series": latency_summary(series),
+            "job": latency_summary(jobs),
+            "errors": dict(errors),
+            "socket_messages": dict(self.received),
+            # The slowest answers, with when they came (to line them up with the server's logs).
+            "slowest_series": sorted(self.timeline, key=lambda sample: -sample[1])[:20],
+        }
 
 
 # --- the hostile client --------------------------------------------------------------------------
@@ -412,12 +430,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 target=_hostile, args=(stack.port, hostile_id, hostile_token, ready, stop, results)
             )
             hostile.start()
-            ready.wait(60)
-            time.sleep(2)  # the attacks reach their caps
-            attacked = normal.measure(args.attack)
-            stop.set()
-            outcomes = results.get(timeout=120)
-            hostile.join(30)
+            try:
+                ready.wait(60)
+                time.sleep(2)  # the attacks reach their caps
+                attacked = normal.measure(args.attack)
+                stop.set()
+                outcomes = results.get(timeout=120)
+                hostile.join(30)
+            finally:
+                # Whatever went wrong here, the attacker's process must not outlive the run (it would
+                # keep a CPU busy through the next one).
+                if hostile.is_alive():
+                    hostile.kill()
         peak = dict(rss.peak)
     attacks = {}
     for name, answers in outcomes.items():

@@ -116,6 +116,10 @@ def from_environment() -> dict[str, Any]:
         "AUTH_BODY_MAX_BYTES": env_int("AUTH_BODY_MAX_BYTES", 4 * 1024, minimum=1024),
         "BODY_MAX_BYTES": env_int("BODY_MAX_BYTES", 256 * 1024, minimum=4 * 1024),
         "JOB_MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
+        # A job still running after this long runs on at JOB_NICENESS, its database backends too where
+        # the server is a process of this machine (JOB_NICENESS 0: never). See infra/priority.py.
+        "JOB_DEMOTE_AFTER_SECONDS": env_float("JOB_DEMOTE_AFTER_SECONDS", 0.5),
+        "JOB_NICENESS": min(env_int("JOB_NICENESS", 10, minimum=0), 19),
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
         # Jobs of one organization running at once; more wait (queued) so that others get worker slots.

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
 from webapp.core.vocabulary import FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
+from webapp.infra import priority
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import claim, recovery, submission
@@ -142,10 +143,18 @@ def run_job(
             log.warning("job=%s is being run by another delivery; dropping this one", job_id)
             return
 
+        # A job still running after JOB_DEMOTE_AFTER_SECONDS yields the CPUs to requests.
+        demotion = stack.enter_context(
+            priority.Demotion(
+                current_app.config["JOB_DEMOTE_AFTER_SECONDS"], current_app.config["JOB_NICENESS"]
+            )
+        )
+
         def open_work_session() -> Session:
             # The work session keeps one connection for the whole job: no pool checkout at every
-            # commit.
+            # commit. Its backend follows the job's priority (put back before the pool has it again).
             work_conn = stack.enter_context(engine.connect())
+            stack.enter_context(demotion.backend(work_conn.connection.dbapi_connection))
             return stack.enter_context(make_session(bind=work_conn))
 
         # The state session's connection is the lock's, autocommit: every state change is a single

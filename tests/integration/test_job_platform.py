@@ -313,6 +313,35 @@ def test_snapshot_dedup_and_upsert(celery_worker, make_live_tenant, engine, serv
     assert [s["snapshot_date"] for s in listed["items"]] == [today]
 
 
+def test_a_long_job_yields_the_cpus_and_gets_them_back(
+    celery_worker, make_live_tenant, engine, celery, live_app
+):
+    """A job still running after JOB_DEMOTE_AFTER_SECONDS runs on at JOB_NICENESS, the backend its
+    work waits on too; once it ends, its process and that backend are back at their priority."""
+    niceness = live_app.config["JOB_NICENESS"]
+    tenant = make_live_tenant()
+    today = datetime.now(UTC).date().isoformat()
+    with _locked(engine, "analytics_snapshots"):
+        job_id = tenant.admin.post(
+            "/api/v1/analytics/snapshots", json={"type": "daily", "date": today}
+        ).get_json()["job_id"]
+        child = _pool_child(celery, celery_worker, job_id)
+        backend = _until(
+            lambda: db_scalar(
+                engine,
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database() AND query ILIKE '%INSERT INTO analytics_snapshots%'",
+            ),
+            what="the job's work blocked on the lock",
+        )
+        _until(lambda: child.nice() == niceness, what="the job's demotion")
+        assert os.getpriority(os.PRIO_PROCESS, backend) == niceness
+    assert wait_for_job(tenant.viewer, job_id)["state"] == "succeeded"
+    _until(lambda: child.nice() == 0, what="the process's priority back")
+    # Put back before the pool hands the connection out again (or closed where it cannot be).
+    assert not psutil.pid_exists(backend) or os.getpriority(os.PRIO_PROCESS, backend) == 0
+
+
 def test_concurrent_identical_submissions_share_one_job(celery_worker, make_live_tenant, engine):
     from concurrent.futures import ThreadPoolExecutor
 

@@ -1,0 +1,122 @@
+"""A job still running after a short while yields the CPUs: its thread and its database backends
+drop to a lower priority, and get it back when it ends (webapp/infra/priority.py).
+
+The test servers are processes of this machine (the embedded PostgreSQL), so the backend serving a
+connection can be looked at with the operating system's own priority call. The whole platform on a
+real worker is in test_job_platform.py (test_a_long_job_yields_the_cpus_and_gets_them_back).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from webapp.infra import priority
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no process priorities here")
+
+
+def _niceness(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+def _until(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _in_thread(body: Any) -> None:
+    """Run `body` in a thread of its own (the test's own thread keeps its priority) and re-raise."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            body()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    if failures:
+        raise failures[0]
+
+
+def test_a_long_run_is_demoted_and_put_back(base_app: Flask) -> None:
+    engine = base_app.extensions["db_engine"]
+
+    def body() -> None:
+        me = threading.get_native_id()
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            backend = raw.info.backend_pid
+            with priority.Demotion(0.05, 10) as run, run.backend(raw):
+                assert (_niceness(me), _niceness(backend)) == (0, 0)
+                _until(lambda: run.demoted)
+                assert (_niceness(me), _niceness(backend)) == (10, 10)
+            assert _niceness(me) == 0
+            # Back at its priority before the pool has it again (or closed, where it cannot be).
+            assert raw.closed or _niceness(backend) == 0
+
+    _in_thread(body)
+
+
+def test_a_backend_registered_after_the_demotion_is_lowered_at_once(base_app: Flask) -> None:
+    engine = base_app.extensions["db_engine"]
+
+    def body() -> None:
+        with priority.Demotion(0.0, 7) as run:
+            _until(lambda: run.demoted)
+            with engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                with run.backend(raw):
+                    assert _niceness(raw.info.backend_pid) == 7
+                assert raw.closed or _niceness(raw.info.backend_pid) == 0
+
+    _in_thread(body)
+
+
+def test_a_short_run_keeps_its_priority(base_app: Flask) -> None:
+    engine = base_app.extensions["db_engine"]
+
+    def body() -> None:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            with priority.Demotion(5.0, 10) as run, run.backend(raw):
+                time.sleep(0.05)
+            assert not run.demoted
+            assert _niceness(threading.get_native_id()) == 0
+            assert _niceness(raw.info.backend_pid) == 0
+
+    _in_thread(body)
+
+
+def test_niceness_zero_never_demotes() -> None:
+    def body() -> None:
+        with priority.Demotion(0.0, 0) as run:
+            time.sleep(0.05)
+            assert not run.demoted
+            assert _niceness(threading.get_native_id()) == 0
+
+    _in_thread(body)
+
+
+def test_a_process_not_the_servers_is_never_reniced() -> None:
+    # The guard against a server elsewhere whose backend id names some process of this machine.
+    class Info:
+        host = "127.0.0.1"
+        backend_pid = os.getpid()
+
+    class Connection:
+        info = Info()
+
+    assert priority._local_backend(Connection()) is None
+    Info.host, Info.backend_pid = "db.example.com", 1
+    assert priority._local_backend(Connection()) is None

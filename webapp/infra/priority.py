@@ -1,0 +1,175 @@
+"""Long jobs at a lower CPU priority than the requests people wait on.
+
+A job's Python (an export writing its file) and its statements (an exact aggregation over a year,
+an export's scan) can keep a CPU busy for seconds. On a machine whose CPUs the web processes share
+with the worker (and with the database, when it runs here), such a job would slow every request
+while it runs. So a job that is still running after a short while is demoted, as an operating
+system's scheduler demotes a process that keeps using its time slices: the thread running it, and
+each database backend its work runs statements on, get a higher niceness. When the CPUs are short
+the web processes and the requests' backends go first and the long job takes what they leave (all
+of it when they leave all of it: nothing is slower on an idle machine). A short job (a cache
+refresh, a small report) ends before it would be demoted and runs at full priority throughout.
+
+At the job's end both are put back. Where the operating system does not let this process raise a
+priority again (an unprivileged user), a demoted backend's connection is closed instead of going
+back to the pool, and the thread keeps the lower priority (logged once).
+
+Only a backend known to be the server's own process on this machine is touched: the connection
+reached the server on a loopback address or a Unix socket, and the process of that id is named
+`postgres`. A server elsewhere keeps its backends' priority; its CPUs are its own to share.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
+_warned: set[str] = set()
+
+
+class Demotion:
+    """One job's run: after `after` seconds its thread and its backends drop to `niceness`.
+
+    Enter it in the thread that runs the job; `backend` registers each database connection the work
+    runs on (from any point of the run). Exiting puts everything back.
+    """
+
+    def __init__(self, after: float, niceness: int) -> None:
+        self.after = after
+        self.niceness = niceness
+        self.enabled = niceness > 0 and hasattr(os, "setpriority")
+        self.demoted = False
+        self._thread = threading.get_native_id()
+        self._thread_niceness = 0
+        self._backends: set[int] = set()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Demotion:
+        if self.enabled:
+            self._thread_niceness = os.getpriority(os.PRIO_PROCESS, self._thread)
+            _timer().arm(self, time.monotonic() + self.after)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.enabled:
+            return
+        _timer().disarm(self)
+        with self._lock:
+            demoted, self.demoted = self.demoted, False
+        if demoted and not _set(self._thread, self._thread_niceness):
+            _warn("thread", "a demoted job's worker process keeps its lower CPU priority")
+
+    def demote(self) -> None:
+        """Lower the thread and every registered backend (the timer calls this)."""
+        with self._lock:
+            if self.demoted:
+                return
+            self.demoted = True
+            _set(self._thread, max(self.niceness, self._thread_niceness))
+            for pid in self._backends:
+                _set(pid, self.niceness)
+
+    @contextmanager
+    def backend(self, dbapi_connection: Any) -> Iterator[None]:
+        """While the block runs, the backend of `dbapi_connection` (a psycopg connection) follows the
+        job's priority; at its end it is put back, or the connection is closed if it cannot be."""
+        pid = _local_backend(dbapi_connection) if self.enabled else None
+        if pid is None:
+            yield
+            return
+        with self._lock:
+            self._backends.add(pid)
+            if self.demoted:
+                _set(pid, self.niceness)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._backends.discard(pid)
+                lowered = self.demoted
+            if lowered and not _set(pid, 0):
+                _warn("backend", "demoted database backends are closed, not pooled")
+                dbapi_connection.close()
+
+
+class _Timer:
+    """One thread per process that demotes each run whose time is up."""
+
+    def __init__(self) -> None:
+        self._due: dict[Demotion, float] = {}
+        self._changed = threading.Condition()
+        thread = threading.Thread(target=self._run, name="job-demotion", daemon=True)
+        thread.start()
+
+    def arm(self, run: Demotion, deadline: float) -> None:
+        with self._changed:
+            self._due[run] = deadline
+            self._changed.notify()
+
+    def disarm(self, run: Demotion) -> None:
+        with self._changed:
+            self._due.pop(run, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [run for run, deadline in self._due.items() if deadline <= now]
+                for run in due:
+                    del self._due[run]
+                if not due:
+                    self._changed.wait(min(self._due.values(), default=now + 60) - now)
+                    continue
+            for run in due:
+                run.demote()
+
+
+_timers: dict[int, _Timer] = {}
+_timers_lock = threading.Lock()
+
+
+def _timer() -> _Timer:
+    """This process's timer (a forked child starts its own: threads do not survive a fork)."""
+    with _timers_lock:
+        timer = _timers.get(os.getpid())
+        if timer is None:
+            timer = _timers[os.getpid()] = _Timer()
+        return timer
+
+
+def _local_backend(dbapi_connection: Any) -> int | None:
+    """The process id of the connection's backend when it runs on this machine, else None."""
+    info = dbapi_connection.info
+    host = info.host or ""
+    if not (host.startswith("/") or host in _LOCAL_HOSTS):
+        return None
+    pid = info.backend_pid
+    try:
+        is_postgres = Path(f"/proc/{pid}/comm").read_text().strip() == "postgres"
+    except OSError:
+        is_postgres = False
+    return pid if is_postgres else None
+
+
+def _set(pid: int, niceness: int) -> bool:
+    """Set the niceness of process or thread `pid`; False where the system refuses it."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except OSError:
+        return False
+    return True
+
+
+def _warn(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.info("%s (the operating system refuses to raise a priority here)", message)
