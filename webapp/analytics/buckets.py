@@ -44,7 +44,12 @@ class Buckets:
 
     def label(self, index: int) -> str:
         """Bucket `index`'s start as ISO 8601 with the zone's offset at that instant."""
-        return self.bounds[index].astimezone(self.tz).isoformat()
+        return self.labels[index]
+
+    @functools.cached_property
+    def labels(self) -> tuple[str, ...]:
+        """Every bucket's label (made once: make_buckets keeps recent Buckets for later requests)."""
+        return tuple(start.astimezone(self.tz).isoformat() for start in self.starts)
 
     def index_of(self, moment: datetime) -> int | None:
         """The bucket holding `moment`, or None outside the range (a reference for tests)."""
@@ -86,6 +91,11 @@ def _hour_floor(moment: datetime, tz: ZoneInfo) -> datetime:
 def _next_hour(moment: datetime, tz: ZoneInfo) -> datetime:
     """The first instant after `moment` where the local clock reads hh:00:00 (at most one real hour on)."""
     local = moment.astimezone(tz)
+    if local.minute == local.second == local.microsecond == 0:
+        # On the hour, and the offset the same an hour on (every hour but a transition's): one hour on.
+        candidate = moment + _HOUR
+        if candidate.astimezone(tz).utcoffset() == local.utcoffset():
+            return candidate
     step = _HOUR - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
     candidate = (moment + step).astimezone(UTC)
     if candidate.astimezone(tz).utcoffset() == local.utcoffset() and _on_the_hour(candidate, tz):

@@ -47,6 +47,20 @@ def split_range(
     covered: list[list[int]] = []
     uncovered: list[list[int]] = []
     edges = [_micros(b) for b in bounds]
+    if all(edge % _HOUR_US == 0 for edge in edges[1:-1]):
+        # Every inner edge a whole UTC hour (a zone of whole-hour offsets, or daily and coarser
+        # buckets in one): the covered hours of adjacent buckets join up into one piece.
+        lo, hi = max(edges[0], first_us), min(edges[-1], end_us)
+        if lo < hi:
+            first = -(-lo // _HOUR_US) * _HOUR_US
+            last = min(hi // _HOUR_US * _HOUR_US, closed)
+            if first < last:
+                _append(uncovered, lo, first)
+                _append(covered, first, last)
+                _append(uncovered, last, hi)
+            else:
+                _append(uncovered, lo, hi)
+        edges = []
     for left, right in itertools.pairwise(edges):
         lo, hi = max(left, first_us), min(right, end_us)
         if lo >= hi:
