@@ -120,3 +120,17 @@ def test_a_process_not_the_servers_is_never_reniced() -> None:
     assert priority._local_backend(Connection()) is None
     Info.host, Info.backend_pid = "db.example.com", 1
     assert priority._local_backend(Connection()) is None
+
+
+def test_a_run_that_ended_is_never_demoted_late() -> None:
+    # The timer may take a run just before it ends: the demotion that follows must not touch a
+    # thread that has gone on to other work.
+    def body() -> None:
+        me = threading.get_native_id()
+        with priority.Demotion(60.0, 10) as run:
+            pass
+        run.demote()  # as the timer would, having taken the run just before its end
+        assert not run.demoted
+        assert _niceness(me) == 0
+
+    _in_thread(body)

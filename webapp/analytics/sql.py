@@ -109,3 +109,10 @@ def binary_rows(session: Session, sql: str, params: dict[str, Any]) -> list[Any]
 def set_local(session: Session, name: str, value: str) -> None:
     """Set the setting `name` for the rest of the session's transaction (SET LOCAL, with bound values)."""
     session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+
+
+def statement_timeout(session: Session, milliseconds: int | None) -> None:
+    """Cancel any statement of the rest of the session's transaction that runs past `milliseconds`
+    (None or 0: no limit of its own)."""
+    if milliseconds:
+        set_local(session, "statement_timeout", str(int(milliseconds)))

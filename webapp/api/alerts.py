@@ -8,11 +8,11 @@ from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
-from sqlalchemy import text
 
 from webapp.alerts import evaluation, rules
 from webapp.alerts.rules import RuleError
 from webapp.analytics import cost
+from webapp.analytics.sql import statement_timeout
 from webapp.analytics.window import canonical_window
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
@@ -165,8 +165,7 @@ def simulate(alert_id: int) -> Response:
     definition = rules.definition_of(rule)
     session = get_session()
     # As every analytics read: a statement past the time limit is a 503, not a held connection.
-    timeout = str(int(current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"]))
-    session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": timeout})
+    statement_timeout(session, current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"])
     with client_errors():
         window = canonical_window(body.start, body.end, tz=tz.key, default_tz=tz.key, now=now)
         costs.check(cost.series(replace(window, granularity=definition.granularity)), field="end")

@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import aggregations, cost, metric_reads, readers, sla, snapshots, support_reads
@@ -17,6 +16,7 @@ from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.cache import RawJson
 from webapp.analytics.clock import CALENDAR, Clock, resolve
 from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
+from webapp.analytics.sql import statement_timeout
 from webapp.analytics.window import Window
 from webapp.api.cache import cache_shortcuts
 from webapp.api.plumbing import costs
@@ -114,9 +114,7 @@ def _org() -> OrgSettings:
 def _session() -> Session:
     """The request's session with the analytics statement timeout for its transaction."""
     session = get_session()
-    timeout = current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"]
-    if timeout:
-        session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(timeout))})
+    statement_timeout(session, current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"])
     return session
 
 

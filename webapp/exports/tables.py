@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import queries
 from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.metrics import METRICS
-from webapp.analytics.sql import filter_sql
+from webapp.analytics.sql import filter_sql, statement_timeout
 from webapp.exports.formulas import neutralised_sql
 from webapp.exports.spec import TICKET_COLUMNS, DatasetQuery, Kind, SeriesQuery, TicketQuery
 
@@ -229,10 +229,7 @@ def open_table(
     if session.in_transaction():
         raise RuntimeError("open_table needs a session outside a transaction")
     session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-    if statement_timeout_ms:
-        session.execute(
-            text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(statement_timeout_ms))}
-        )
+    statement_timeout(session, statement_timeout_ms)
     if isinstance(query, TicketQuery):
         return TicketTable(session, org_id=org_id, query=query, limit=limit, count=count)
     if isinstance(query, SeriesQuery):

@@ -48,6 +48,7 @@ class Demotion:
         self.niceness = niceness
         self.enabled = niceness > 0 and hasattr(os, "setpriority")
         self.demoted = False
+        self.ended = False
         self._thread = threading.get_native_id()
         self._thread_niceness = 0
         self._backends: set[int] = set()
@@ -64,6 +65,9 @@ class Demotion:
             return
         _timer().disarm(self)
         with self._lock:
+            # The timer may have taken this run just before the disarm: `ended` keeps it from
+            # demoting a thread that has gone on to other work.
+            self.ended = True
             demoted, self.demoted = self.demoted, False
         if demoted and not _set(self._thread, self._thread_niceness):
             _warn("thread", "a demoted job's worker process keeps its lower CPU priority")
@@ -71,7 +75,7 @@ class Demotion:
     def demote(self) -> None:
         """Lower the thread and every registered backend (the timer calls this)."""
         with self._lock:
-            if self.demoted:
+            if self.demoted or self.ended:
                 return
             self.demoted = True
             _set(self._thread, max(self.niceness, self._thread_niceness))

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, current_app
-from sqlalchemy import text
 
 from webapp.analytics import metric_reads, readers, sla
 from webapp.analytics.metrics import METRICS
+from webapp.analytics.sql import statement_timeout
 from webapp.analytics.window import Window, canonical_window
 from webapp.api.cache import cache_shortcuts
 from webapp.api.plumbing.responses import json_object
@@ -39,9 +39,7 @@ def last_days(org: Organization, days: int, granularity: str | None = None) -> W
 
 def _read(org_id: int, read: readers.Read) -> tuple[Any, dict[str, Any]]:
     session = get_session()
-    timeout = current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"]
-    if timeout:
-        session.execute(text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(int(timeout))})
+    statement_timeout(session, current_app.config["ANALYTICS_STATEMENT_TIMEOUT_MS"])
     value, meta = readers.read(
         session,
         get_redis(),
