@@ -274,16 +274,28 @@ def read_through(
 
     try:
         body, meta = _encoded(compute, "miss")
-        with contextlib.suppress(redis.RedisError):
-            client.set(key, encode_entry(body, meta.computed_at, meta.about), ex=ttl)
-    finally:
-        # Released even when compute() raises, so the next identical request need not wait it out.
+    except BaseException:
+        # Released when compute() raises, so the next identical request need not wait it out.
         if have_lock:
-            try:
-                client.eval(_RELEASE, 1, lock, token)
-            except redis.RedisError as exc:
-                log.warning("cache lock release failed org=%s: %s", org_id, exc)
+            _release(client, org_id, lock, token)
+        raise
+    # The answer stored and the lock released in one round trip.
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, encode_entry(body, meta.computed_at, meta.about), ex=ttl)
+    if have_lock:
+        pipe.eval(_RELEASE, 1, lock, token)
+    try:
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("cache store or lock release failed org=%s: %s", org_id, exc)
     return _answer(RawJson(body), meta, raw)
+
+
+def _release(client: redis.Redis, org_id: int, lock: str, token: str) -> None:
+    try:
+        client.eval(_RELEASE, 1, lock, token)
+    except redis.RedisError as exc:
+        log.warning("cache lock release failed org=%s: %s", org_id, exc)
 
 
 def _stored(client: redis.Redis, key: str) -> tuple[RawJson, CacheMeta] | None:
