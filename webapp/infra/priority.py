@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -46,7 +47,8 @@ class Demotion:
     def __init__(self, after: float, niceness: int) -> None:
         self.after = after
         self.niceness = niceness
-        self.enabled = niceness > 0 and hasattr(os, "setpriority")
+        # Linux alone gives a thread a niceness of its own (setpriority on its thread id).
+        self.enabled = niceness > 0 and sys.platform.startswith("linux")
         self.demoted = False
         self.ended = False
         self._thread = threading.get_native_id()
