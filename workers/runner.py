@@ -154,7 +154,8 @@ def run_job(
             # The work session keeps one connection for the whole job: no pool checkout at every
             # commit. Its backend follows the job's priority (put back before the pool has it again).
             work_conn = stack.enter_context(engine.connect())
-            stack.enter_context(demotion.backend(work_conn.connection.dbapi_connection))
+            # (invalidate: closed and dropped from the pool where the backend cannot be put back)
+            stack.enter_context(demotion.backend(work_conn.connection.dbapi_connection, work_conn.invalidate))
             return stack.enter_context(make_session(bind=work_conn))
 
         # The state session's connection is the lock's, autocommit: every state change is a single

@@ -58,13 +58,13 @@ def test_a_long_run_is_demoted_and_put_back(base_app: Flask) -> None:
         with engine.connect() as conn:
             raw = conn.connection.dbapi_connection
             backend = raw.info.backend_pid
-            with priority.Demotion(0.05, 10) as run, run.backend(raw):
+            with priority.Demotion(0.05, 10) as run, run.backend(raw, conn.invalidate):
                 assert (_niceness(me), _niceness(backend)) == (0, 0)
                 _until(lambda: run.demoted)
                 assert (_niceness(me), _niceness(backend)) == (10, 10)
             assert _niceness(me) == 0
-            # Back at its priority before the pool has it again (or closed, where it cannot be).
-            assert raw.closed or _niceness(backend) == 0
+            # Back at its priority before the pool has it again (or dropped, where it cannot be).
+            assert conn.invalidated or _niceness(backend) == 0
 
     _in_thread(body)
 
@@ -77,9 +77,9 @@ def test_a_backend_registered_after_the_demotion_is_lowered_at_once(base_app: Fl
             _until(lambda: run.demoted)
             with engine.connect() as conn:
                 raw = conn.connection.dbapi_connection
-                with run.backend(raw):
+                with run.backend(raw, conn.invalidate):
                     assert _niceness(raw.info.backend_pid) == 7
-                assert raw.closed or _niceness(raw.info.backend_pid) == 0
+                assert conn.invalidated or _niceness(raw.info.backend_pid) == 0
 
     _in_thread(body)
 
@@ -90,7 +90,7 @@ def test_a_short_run_keeps_its_priority(base_app: Flask) -> None:
     def body() -> None:
         with engine.connect() as conn:
             raw = conn.connection.dbapi_connection
-            with priority.Demotion(5.0, 10) as run, run.backend(raw):
+            with priority.Demotion(5.0, 10) as run, run.backend(raw, conn.invalidate):
                 time.sleep(0.05)
             assert not run.demoted
             assert _niceness(threading.get_native_id()) == 0
@@ -133,5 +133,26 @@ def test_a_run_that_ended_is_never_demoted_late() -> None:
         run.demote()  # as the timer would, having taken the run just before its end
         assert not run.demoted
         assert _niceness(me) == 0
+
+    _in_thread(body)
+
+
+def test_a_backend_that_cannot_be_put_back_is_dropped_from_the_pool(base_app: Flask, monkeypatch) -> None:
+    # As for an unprivileged user, whom the system lets lower a priority but not raise it again.
+    lower_only = priority._set
+    monkeypatch.setattr(priority, "_set", lambda pid, niceness: niceness > 0 and lower_only(pid, niceness))
+    engine = base_app.extensions["db_engine"]
+
+    def body() -> None:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            backend = raw.info.backend_pid
+            with priority.Demotion(0.0, 10) as run, run.backend(raw, conn.invalidate):
+                _until(lambda: run.demoted)
+                assert _niceness(backend) == 10
+            assert conn.invalidated  # closed; the pool opens a new connection in its place
+            assert raw.closed
+        with engine.connect() as fresh:
+            assert _niceness(fresh.connection.dbapi_connection.info.backend_pid) == 0
 
     _in_thread(body)

@@ -26,7 +26,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,9 +85,10 @@ class Demotion:
                 _set(pid, self.niceness)
 
     @contextmanager
-    def backend(self, dbapi_connection: Any) -> Iterator[None]:
+    def backend(self, dbapi_connection: Any, discard: Callable[[], None]) -> Iterator[None]:
         """While the block runs, the backend of `dbapi_connection` (a psycopg connection) follows the
-        job's priority; at its end it is put back, or the connection is closed if it cannot be."""
+        job's priority; at its end it is put back, or `discard` is called (it must close the
+        connection and keep its pool from handing it out again) if it cannot be."""
         pid = _local_backend(dbapi_connection) if self.enabled else None
         if pid is None:
             yield
@@ -104,7 +105,7 @@ class Demotion:
                 lowered = self.demoted
             if lowered and not _set(pid, 0):
                 _warn("backend", "demoted database backends are closed, not pooled")
-                dbapi_connection.close()
+                discard()
 
 
 class _Timer:
