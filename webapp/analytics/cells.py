@@ -23,7 +23,15 @@ from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.analytics.planner import grain_for
 from webapp.analytics.rollup_sql import DELTAS
-from webapp.analytics.sql import bucket_index, column, count_sql, filter_sql, instants, ticket_join
+from webapp.analytics.sql import (
+    bound_list,
+    bucket_index,
+    column,
+    count_sql,
+    filter_sql,
+    instants,
+    ticket_join,
+)
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
 
@@ -206,7 +214,7 @@ def _piece_params(
         "event_type": metric.event_type,
         "metric": metric.name,
         "grain": grain,
-        "bounds": instants(edges),
+        "bounds": bound_list(edges),
         "cov_lo": instants([lo for lo, _ in covered]),
         "cov_hi": instants([hi for _, hi in covered]),
         "unc_lo": instants([lo for lo, _ in uncovered]),

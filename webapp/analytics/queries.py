@@ -31,7 +31,7 @@ from webapp.analytics.clock import CALENDAR, Clock, bind
 from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.metrics import GROUPABLE, METRICS, Metric
 from webapp.analytics.provenance import ReadOptions
-from webapp.analytics.sql import bucket_index, column, count_sql, events_source, instants
+from webapp.analytics.sql import bound_list, bucket_index, column, count_sql, events_source
 from webapp.core.filters import Filters
 from webapp.core.timeutil import EARLIEST
 
@@ -125,7 +125,7 @@ def _raw_time_series(
     clock: Clock = CALENDAR,
 ) -> dict[str, Any]:
     """time_series computed from raw events alone."""
-    params: dict[str, Any] = {"bounds": instants(buckets.bounds)}
+    params: dict[str, Any] = {"bounds": bound_list(buckets.bounds)}
     source = events_source(definition, org_id, start, end, filters, params)
     value, once = _value(session, definition, clock, params, start, end)
     sql = text(
@@ -331,7 +331,7 @@ def _raw_aggregate(
     inner = [f"e.{column(name, GROUPABLE)} AS g{i}" for i, name in enumerate(group_by)]
     keys = [f"g{i}" for i in range(len(group_by))]
     if buckets is not None:
-        params["bounds"] = instants(buckets.bounds)
+        params["bounds"] = bound_list(buckets.bounds)
         inner.append(f"{bucket_index('e.occurred_at')} AS idx")
         keys.append("idx")
     inner.append(f"{value} AS v")
