@@ -156,3 +156,23 @@ def test_a_backend_that_cannot_be_put_back_is_dropped_from_the_pool(base_app: Fl
             assert _niceness(fresh.connection.dbapi_connection.info.backend_pid) == 0
 
     _in_thread(body)
+
+
+def test_a_backend_goes_back_to_the_priority_it_had(base_app: Flask) -> None:
+    # A server started at a niceness of its own keeps it: the run puts back what it found.
+    engine = base_app.extensions["db_engine"]
+
+    def body() -> None:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            backend = raw.info.backend_pid
+            os.setpriority(os.PRIO_PROCESS, backend, 3)
+            try:
+                with priority.Demotion(0.0, 10) as run, run.backend(raw, conn.invalidate):
+                    _until(lambda: run.demoted)
+                    assert _niceness(backend) == 10
+                assert conn.invalidated or _niceness(backend) == 3
+            finally:
+                conn.invalidate()  # not back to the pool at niceness 3
+
+    _in_thread(body)

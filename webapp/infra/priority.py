@@ -53,7 +53,7 @@ class Demotion:
         self.ended = False
         self._thread = threading.get_native_id()
         self._thread_niceness = 0
-        self._backends: set[int] = set()
+        self._backends: dict[int, int] = {}  # backend pid -> its niceness before the run
         self._lock = threading.Lock()
 
     def __enter__(self) -> Demotion:
@@ -81,8 +81,8 @@ class Demotion:
                 return
             self.demoted = True
             _set(self._thread, max(self.niceness, self._thread_niceness))
-            for pid in self._backends:
-                _set(pid, self.niceness)
+            for pid, before in self._backends.items():
+                _set(pid, max(self.niceness, before))
 
     @contextmanager
     def backend(self, dbapi_connection: Any, discard: Callable[[], None]) -> Iterator[None]:
@@ -90,20 +90,21 @@ class Demotion:
         job's priority; at its end it is put back, or `discard` is called (it must close the
         connection and keep its pool from handing it out again) if it cannot be."""
         pid = _local_backend(dbapi_connection) if self.enabled else None
-        if pid is None:
+        before = _niceness(pid) if pid is not None else None
+        if pid is None or before is None:
             yield
             return
         with self._lock:
-            self._backends.add(pid)
+            self._backends[pid] = before
             if self.demoted:
-                _set(pid, self.niceness)
+                _set(pid, max(self.niceness, before))
         try:
             yield
         finally:
             with self._lock:
-                self._backends.discard(pid)
+                del self._backends[pid]
                 lowered = self.demoted
-            if lowered and not _set(pid, 0):
+            if lowered and not _set(pid, before):
                 _warn("backend", "demoted database backends are closed, not pooled")
                 discard()
 
@@ -165,6 +166,13 @@ def _local_backend(dbapi_connection: Any) -> int | None:
     except OSError:
         is_postgres = False
     return pid if is_postgres else None
+
+
+def _niceness(pid: int) -> int | None:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, pid)
+    except OSError:
+        return None
 
 
 def _set(pid: int, niceness: int) -> bool:
