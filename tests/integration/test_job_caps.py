@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -135,10 +136,22 @@ def test_jobs_added_while_others_are_active_wait_in_the_overflow_queue(make_tena
 
 
 def _queued(db_session, org_id: int, count: int) -> list[uuid.UUID]:
+    """`count` queued jobs, oldest first: a millisecond apart (one transaction's now() would tie them,
+    and the oldest of a tie is whichever row the scan meets first)."""
     ids = [uuid.uuid4() for _ in range(count)]
+    base = datetime.now(UTC) - timedelta(seconds=1)
     db_session.add_all(
-        Job(id=key, org_id=org_id, kind="snapshot", params={}, params_hash=f"q-{key}", state="queued")
-        for key in ids
+        Job(
+            id=key,
+            org_id=org_id,
+            kind="snapshot",
+            params={},
+            params_hash=f"q-{key}",
+            state="queued",
+            created_at=base + timedelta(milliseconds=i),
+            updated_at=base + timedelta(milliseconds=i),
+        )
+        for i, key in enumerate(ids)
     )
     db_session.commit()
     return ids

@@ -94,7 +94,7 @@ _RELEASE_WITH_SLOT = text(
     "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
     " SELECT j.id, j.kind FROM jobs j WHERE j.org_id = :org_id AND j.state = 'queued'"
     " AND NOT j.cancel_requested AND j.updated_at > j.created_at AND j.id <> :job_id"
-    " ORDER BY j.created_at LIMIT 1) AS w ON true"
+    " ORDER BY j.created_at, j.id LIMIT 1) AS w ON true"
 ).bindparams(bindparam("job_id", type_=Uuid()))
 
 
