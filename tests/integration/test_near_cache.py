@@ -286,11 +286,11 @@ def monitor(services) -> Iterator[Monitor]:
 
 def test_cache_hits_make_no_round_trip(tenant, monitor):
     path = _series_path()
-    warm(tenant.viewer, path, monitor)
+    warm(tenant.viewer, path, monitor, tenant.org_id)
     answers = [tenant.viewer.get(path) for _ in range(20)]
     assert {a.status_code for a in answers} == {200}
     assert {a.get_json()["meta"]["cache"] for a in answers} == {"hit"}
-    assert lookups(monitor.lines()) == []
+    assert lookups(monitor.lines(), tenant.org_id) == []
 
 
 def test_a_ticket_change_is_seen_at_once(tenant, monitor):
