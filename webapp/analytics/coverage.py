@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+
+from webapp.core.timeutil import epoch_micros, from_epoch_micros
 
 
 def _floor_hour(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _HOUR_US = 3_600_000_000
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-def _instant(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _append(pieces: list[list[int]], lo: int, hi: int) -> None:
@@ -42,25 +34,15 @@ def split_range(
     so zones whose offset is not a whole hour leave each bucket's edges to the raw events. Adjacent
     pieces are merged. (Worked in integer microseconds: a 90-day hourly series has 2,161 bounds.)
     """
-    closed = _micros(_floor_hour(now))
-    first_us, end_us = _micros(start), _micros(end)
+    closed = epoch_micros(_floor_hour(now))
+    first_us, end_us = epoch_micros(start), epoch_micros(end)
     covered: list[list[int]] = []
     uncovered: list[list[int]] = []
-    edges = [_micros(b) for b in bounds]
+    edges = [epoch_micros(b) for b in bounds]
     if all(edge % _HOUR_US == 0 for edge in edges[1:-1]):
-        # Every inner edge a whole UTC hour (a zone of whole-hour offsets, or daily and coarser
-        # buckets in one): the covered hours of adjacent buckets join up into one piece.
-        lo, hi = max(edges[0], first_us), min(edges[-1], end_us)
-        if lo < hi:
-            first = -(-lo // _HOUR_US) * _HOUR_US
-            last = min(hi // _HOUR_US * _HOUR_US, closed)
-            if first < last:
-                _append(uncovered, lo, first)
-                _append(covered, first, last)
-                _append(uncovered, last, hi)
-            else:
-                _append(uncovered, lo, hi)
-        edges = []
+        # No whole UTC hour straddles an inner edge (a zone of whole-hour offsets, or daily and coarser
+        # buckets in one): as far as rollups go the range is one bucket, and its covered hours one piece.
+        edges = [edges[0], edges[-1]]
     for left, right in itertools.pairwise(edges):
         lo, hi = max(left, first_us), min(right, end_us)
         if lo >= hi:
@@ -74,6 +56,6 @@ def split_range(
         else:
             _append(uncovered, lo, hi)
     return (
-        [(_instant(lo), _instant(hi)) for lo, hi in covered],
-        [(_instant(lo), _instant(hi)) for lo, hi in uncovered],
+        [(from_epoch_micros(lo), from_epoch_micros(hi)) for lo, hi in covered],
+        [(from_epoch_micros(lo), from_epoch_micros(hi)) for lo, hi in uncovered],
     )

@@ -7,7 +7,7 @@ every value is a bound parameter.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.rows import namedtuple_row
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.core.filters import Filters
+from webapp.core.timeutil import epoch_micros
 
 # Tickets joined to their events, for metrics measured on the ticket's current values.
 TICKET_JOIN = " JOIN tickets t ON t.id = e.ticket_id AND t.org_id = e.org_id"
@@ -81,8 +82,6 @@ _BOUNDS = (
     "(SELECT array_agg(timestamptz 'epoch' + b * interval '1 microsecond' ORDER BY i)"
     " FROM unnest(CAST(:bounds AS bigint[])) WITH ORDINALITY AS u(b, i))"
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 def bucket_index(column_sql: str) -> str:
@@ -94,7 +93,7 @@ def bound_list(values: Sequence[datetime]) -> str:
     """Bucket boundaries as the text of a bigint[] literal of microseconds since the epoch (exact),
     for :bounds. Integers are written three times as fast as ISO 8601 instants (a 90-day hourly
     series has 2,161 boundaries), and PostgreSQL reads them faster too."""
-    return "{" + ",".join([str((value - _EPOCH) // _MICROSECOND) for value in values]) + "}"
+    return "{" + ",".join([str(epoch_micros(value)) for value in values]) + "}"
 
 
 def instants(values: Sequence[datetime]) -> str:
@@ -103,7 +102,7 @@ def instants(values: Sequence[datetime]) -> str:
     PostgreSQL parses the literal in C; binding the list instead has psycopg adapt each datetime in
     Python, which was 39 ms of a 90-day hourly read's (2,161 bounds, profiled).
     """
-    return "{" + ",".join((v if v.tzinfo is UTC else v.astimezone(UTC)).isoformat() for v in values) + "}"
+    return "{" + ",".join(value.astimezone(UTC).isoformat() for value in values) + "}"
 
 
 def binary_rows(session: Session, sql: str, params: dict[str, Any]) -> list[Any]:

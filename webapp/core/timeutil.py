@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 
@@ -15,6 +15,18 @@ class TimeError(ValueError):
 # and "the period before" never leave it.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """`moment` (aware) as whole microseconds since the Unix epoch: exact, as datetimes are."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_epoch_micros(micros: int) -> datetime:
+    """The UTC instant `micros` microseconds after the Unix epoch (epoch_micros's inverse)."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def utcnow() -> datetime:
