@@ -39,7 +39,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from bench.common import print_table, scratch_postgres, write_results
+from bench.common import insert_org, print_table, scratch_postgres, write_results
 
 VARIANTS = ("copy", "csv.writer", "csv", "json", "ndjson", "xlsxwriter", "xlsx", "xlsx-openpyxl")
 FORMATS = ("csv", "json", "ndjson", "xlsx")
@@ -60,17 +60,13 @@ def seed(url: str, sizes: list[int]) -> dict[int, int]:
     orgs = {}
     with psycopg.connect(_dsn(url)) as conn:
         for size in sizes:
-            row = conn.execute(
-                "INSERT INTO organizations (name, timezone) VALUES (%s, %s) RETURNING id",
-                (f"Bench {size}", TZ),
-            ).fetchone()
-            assert row is not None
+            org_id = insert_org(conn, TZ, f"Bench {size}")
             conn.commit()
             started = time.perf_counter()
-            seeding.seed_tickets(conn, org_id=row[0], tickets=size, days=365, seed=size, tz=TZ)
+            seeding.seed_tickets(conn, org_id=org_id, tickets=size, days=365, seed=size, tz=TZ)
             conn.commit()
             print(f"seeded {size:,} tickets in {time.perf_counter() - started:.1f}s", flush=True)
-            orgs[size] = row[0]
+            orgs[size] = org_id
         conn.execute("ANALYZE tickets")
         conn.commit()
     return orgs

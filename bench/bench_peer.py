@@ -37,7 +37,7 @@ from typing import Any
 import duckdb
 import psycopg
 
-from bench.common import BENCH_INSTANCE, Stack, print_table, scratch_redis, write_results
+from bench.common import BENCH_INSTANCE, Stack, insert_org, print_table, scratch_redis, write_results
 from bench.peer_questions import API, QUESTIONS, TZ, TZ_NAME, Question, Tree, Window, differences, flatten
 
 EVENT_COLUMNS = "ticket_id, event_type, occurred_at, status, priority, channel, category, assigned_to, value"
@@ -107,11 +107,7 @@ def _seed(pg: Any, url: str, name: str, tickets: int) -> dict[str, Any]:
     upgrade(url)
     now = datetime.now(UTC).replace(microsecond=0)
     with psycopg.connect(_conninfo(url)) as conn:
-        row = conn.execute(
-            "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ_NAME,)
-        ).fetchone()
-        assert row is not None
-        org_id = int(row[0])
+        org_id = insert_org(conn, TZ_NAME)
         conn.commit()
         seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ_NAME, now=now)
         conn.commit()

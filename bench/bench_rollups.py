@@ -26,7 +26,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from bench.common import print_table, scratch_postgres, write_results
+from bench.common import insert_org, print_table, scratch_postgres, write_results
 from webapp.analytics import agent_report, agent_rollups, provenance, queries, rollups, support
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.provenance import ReadOptions
@@ -221,11 +221,7 @@ def seed_year(url: str, tickets: int, now: datetime, agents: int | None = None) 
     `agents` assignees when given, then VACUUM ANALYZE: the organization, the seed's result and the
     seconds of the VACUUM ANALYZE."""
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
-        row = conn.execute(
-            "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (TZ,)
-        ).fetchone()
-        assert row is not None
-        org_id = int(row[0])
+        org_id = insert_org(conn, TZ)
         conn.commit()
         with _agents(agents) if agents else nullcontext():
             seeded = seeding.seed_tickets(conn, org_id=org_id, tickets=tickets, seed=1, tz=TZ, now=now)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from bench.common import print_table, scratch_postgres, write_results
+from bench.common import insert_org, print_table, scratch_postgres, write_results
 from webapp.tickets import seeding
 from webapp.tickets.seeding import load
 from webapp.tickets.seeding.arrivals import created_times
@@ -55,17 +55,14 @@ def main() -> None:
     pg, url = scratch_postgres("bench_seed")
     try:
         with psycopg.connect(url.replace("+psycopg", "")) as conn:
-            row = conn.execute(
-                "INSERT INTO organizations (name, timezone) VALUES ('Bench', %s) RETURNING id", (args.tz,)
-            ).fetchone()
-            assert row is not None
+            org_id = insert_org(conn, args.tz)
             conn.commit()
             backend = conn.info.backend_pid
             server_cpu = backend_cpu_seconds(backend)
             client_cpu = time.process_time()
             started = time.perf_counter()
             stats = seeding.seed_tickets(
-                conn, org_id=row[0], tickets=args.tickets, seed=args.seed, tz=args.tz
+                conn, org_id=org_id, tickets=args.tickets, seed=args.seed, tz=args.tz
             )
             conn.commit()
             seconds = time.perf_counter() - started

@@ -66,6 +66,15 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def insert_org(conn: Any, tz: str, name: str = "Bench") -> int:
+    """A new organization in `tz` on psycopg connection `conn` (not committed): its id."""
+    row = conn.execute(
+        "INSERT INTO organizations (name, timezone) VALUES (%s, %s) RETURNING id", (name, tz)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def scratch_redis(name: str | None = None) -> Any:
     """A throwaway embedded Redis for one benchmark run, kept apart from other benchmarks' servers."""
     from devstack.redis import EmbeddedRedis
@@ -247,11 +256,7 @@ def platform_stack(
     stack: Stack | None = None
     try:
         with psycopg.connect(url.replace("+psycopg", "")) as conn:
-            row = conn.execute(
-                "INSERT INTO organizations (name, timezone) VALUES ('Bench', 'Europe/Berlin') RETURNING id"
-            ).fetchone()
-            assert row is not None
-            org_id = int(row[0])
+            org_id = insert_org(conn, "Europe/Berlin")
             conn.commit()
             if seed_tickets:
                 seeding.seed_tickets(conn, org_id=org_id, tickets=seed_tickets, seed=1, tz="Europe/Berlin")
