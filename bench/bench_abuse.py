@@ -382,6 +382,51 @@ def _hostile(
     results.put(outcomes)
 
 
+class CpuUse:
+    """CPU seconds each kind of process on the machine used between two samples (every process of the
+    machine, grouped: the platform's web and worker processes, PostgreSQL, Redis, the hostile client,
+    this benchmark, the rest). A process that ended between the samples is not counted."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.roots = {name: p.pid for name, p in zip(("worker", "web"), stack.processes, strict=True)}
+        self.hostile_pid: int | None = None
+        self.before = self._sample()
+
+    def _group(self, proc: psutil.Process) -> str:
+        if proc.pid == os.getpid():
+            return "benchmark (normal client)"
+        if proc.pid == self.hostile_pid:
+            return "hostile client"
+        for name, root in self.roots.items():
+            if proc.pid == root or root in {parent.pid for parent in proc.parents()}:
+                return name
+        name = proc.name()
+        if name.startswith("postgres"):
+            return "postgres"
+        if name.startswith("redis"):
+            return "redis"
+        return "other"
+
+    def _sample(self) -> dict[int, tuple[str, float]]:
+        out = {}
+        for proc in psutil.process_iter():
+            try:
+                times = proc.cpu_times()
+                out[proc.pid] = (self._group(proc), times.user + times.system)
+            except psutil.Error:
+                continue
+        return out
+
+    def used(self) -> dict[str, float]:
+        """Seconds of CPU per group since the last call (or since this was made)."""
+        after = self._sample()
+        spent: dict[str, float] = Counter()
+        for pid, (group, seconds) in after.items():
+            spent[group] += seconds - self.before.get(pid, (group, 0.0))[1]
+        self.before = after
+        return {group: round(seconds, 2) for group, seconds in sorted(spent.items())}
+
+
 class RssWatch:
     """The largest RSS each platform process (and its children) reached, sampled every 0.2 s."""
 
@@ -421,7 +466,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         web_command = stack.start_web()
         normal = Normal(stack)
         with RssWatch(stack) as rss:
+            cpu = CpuUse(stack)
             idle = normal.measure(args.idle)
+            cpu_idle = cpu.used()
             # The hostile client runs in a process of its own, as an outside attacker would: in this
             # one its threads would hold the interpreter the normal client's timings are taken in.
             context = multiprocessing.get_context("spawn")
@@ -430,10 +477,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 target=_hostile, args=(stack.port, hostile_id, hostile_token, ready, stop, results)
             )
             hostile.start()
+            cpu.hostile_pid = hostile.pid
             try:
                 ready.wait(60)
                 time.sleep(2)  # the attacks reach their caps
+                cpu.used()
                 attacked = normal.measure(args.attack)
+                cpu_attacked = cpu.used()
                 stop.set()
                 outcomes = results.get(timeout=120)
                 hostile.join(30)
@@ -467,6 +517,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "p99_ratios": ratios,
         "attacks": attacks,
         "peak_rss_bytes": peak,
+        # Where the machine's CPU went in each phase (two CPUs: at most 2 s a second).
+        "cpu_seconds": {"idle": cpu_idle, "under_attack": cpu_attacked},
         "targets": {"p99_ratio": LATENCY_RATIO, "rss_bytes": RSS_LIMIT, "refused_p99_ms": REFUSAL_MS},
         "passed": {
             "latency": all(r <= LATENCY_RATIO for r in ratios.values()),
@@ -518,6 +570,15 @@ def main() -> None:
         "Peak RSS, MiB",
         ["process", "MiB"],
         [(name, round(rss / 2**20, 1)) for name, rss in sorted(result["peak_rss_bytes"].items())],
+    )
+    spent, idle_s, attack_s = result["cpu_seconds"], result["idle_seconds"], result["attack_seconds"]
+    print_table(
+        f"CPU seconds by process ({idle_s:g} s idle, {attack_s:g} s attacked)",
+        ["process", "idle", "under attack"],
+        [
+            (group, spent["idle"].get(group, 0.0), spent["under_attack"].get(group, 0.0))
+            for group in sorted(set(spent["idle"]) | set(spent["under_attack"]))
+        ],
     )
     print(f"\npassed: {result['passed']}")
     print(f"results: {write_results('abuse', result)}")

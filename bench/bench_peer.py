@@ -82,6 +82,12 @@ def prepare(tickets: int) -> Setup:
     url = pg.url(name)
     done = home / "setup.json"
     if done.exists():
+        from webapp.infra.migrations import upgrade
+
+        # A kept cluster follows the code's migrations (a new one backfills what it adds).
+        started = time.perf_counter()
+        upgrade(url)
+        print(f"kept cluster migrated in {time.perf_counter() - started:.1f} s")
         return Setup(pg, url, home, json.loads(done.read_text()))
     facts = _seed(pg, url, name, tickets)
     facts.update(_export(url, home, facts["org_id"]))
