@@ -214,23 +214,39 @@ def aggregation(
 
 
 def _sla(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime, now: datetime) -> Tree:
-    """Met, breached, pending and compliance of first response and resolution, overall and by priority."""
+    """Met, breached, pending and compliance of first response and resolution, overall and by priority.
+
+    As the contract defines them under the default policy (calendar, no pauses): the first response
+    within its target of creation; resolution counts the time the ticket spent in unsolved statuses,
+    so a reopen continues the clock from where the solve stopped it (summed from the backlog steps,
+    +1 entering an unsolved status and -1 leaving it, with the span still open counted up to now).
+    """
     targets = ", ".join(
         f"('{p}', {fr * 3600_000_000}, {res * 3600_000_000})" for p, (fr, res) in SLA_TARGETS.items()
     )
-    kinds = {"first_response": ("first_response_at", "fr"), "resolution": ("resolved_at", "res")}
-    counts = []
-    for kind, (column, target) in kinds.items():
-        deadline = f"epoch_us(t.created_at) + s.{target}"
-        counts += [
-            f"count(*) FILTER (WHERE epoch_us(t.{column}) <= {deadline}) AS {kind}_met",
-            f"count(*) FILTER (WHERE epoch_us(t.{column}) > {deadline}"
-            f" OR (t.{column} IS NULL AND {deadline} < $now)) AS {kind}_breached",
-            f"count(*) FILTER (WHERE t.{column} IS NULL AND {deadline} >= $now) AS {kind}_pending",
-        ]
+    solved = "t.status IN ('resolved', 'closed')"
+    elapsed = (
+        "coalesce(b.closed, 0) + CASE WHEN b.open > 0 THEN greatest($now, epoch_us(b.entered)) ELSE 0 END"
+    )
+    answered = "epoch_us(t.first_response_at) - epoch_us(t.created_at)"
+    waited = "$now - epoch_us(t.created_at)"
+    counts = [
+        f"count(*) FILTER (WHERE {answered} <= s.fr) AS first_response_met",
+        f"count(*) FILTER (WHERE {answered} > s.fr OR (t.first_response_at IS NULL AND {waited} > s.fr))"
+        " AS first_response_breached",
+        f"count(*) FILTER (WHERE t.first_response_at IS NULL AND {waited} <= s.fr) AS first_response_pending",
+        f"count(*) FILTER (WHERE {solved} AND {elapsed} <= s.res) AS resolution_met",
+        f"count(*) FILTER (WHERE {elapsed} > s.res) AS resolution_breached",
+        f"count(*) FILTER (WHERE NOT {solved} AND {elapsed} <= s.res) AS resolution_pending",
+    ]
+    kinds = ("first_response", "resolution")
     rows = con.execute(
         f"SELECT t.priority, {', '.join(counts)} FROM tickets t"
         f" JOIN (VALUES {targets}) s(priority, fr, res) ON s.priority = t.priority"
+        " LEFT JOIN (SELECT ticket_id, sum(-value * epoch_us(occurred_at)) AS closed, sum(value) AS open,"
+        " max(occurred_at) FILTER (WHERE value > 0) AS entered FROM ticket_events"
+        " WHERE event_type = 'backlog' AND occurred_at >= CAST($start AS TIMESTAMPTZ) GROUP BY ticket_id) b"
+        " ON b.ticket_id = t.id"
         " WHERE t.created_at >= CAST($start AS TIMESTAMPTZ) AND t.created_at < CAST($end AS TIMESTAMPTZ)"
         " GROUP BY t.priority",
         {**_range(start, end), "now": int(now.timestamp() * 1_000_000)},
