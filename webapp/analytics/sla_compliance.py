@@ -17,15 +17,16 @@ evaluation.py, which answers the same per ticket.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from webapp.analytics.sql import filter_sql
+from webapp.analytics.sql import filter_sql, parallel_costs
 from webapp.clocks.evaluation import evaluate
 from webapp.clocks.policy import UNSOLVED_STATUSES, Clock, Policy, clock_for, policy_for
 from webapp.clocks.tracking import load
@@ -60,12 +61,6 @@ def _whole(hours: float | None) -> int | None:
     """The target's whole microseconds (None: not measured)."""
     micros = _micros(hours)
     return None if micros is None else int(micros)
-
-
-def _span(hours: float | None) -> timedelta | None:
-    """The target's whole microseconds as a span of time (None: not measured)."""
-    micros = _whole(hours)
-    return None if micros is None else timedelta(microseconds=micros)
 
 
 def _ratio(achieved: int, breached: int, pending: int) -> dict[str, Any]:
@@ -112,7 +107,7 @@ def compliance(
         # The same in whole microseconds (an elapsed time of whole microseconds is within a target
         # exactly when it is within the target's whole microseconds): the calendar's facts compare
         # as bigint and intervals, several times faster than as numeric.
-        "first_reply_spans": [_span(policy.target(p, "first_reply")) for p in PRIORITIES],
+        "first_reply_us": [_whole(policy.target(p, "first_reply")) for p in PRIORITIES],
         "resolution_us": [_whole(policy.target(p, "resolution")) for p in PRIORITIES],
         "running": [s for s in UNSOLVED_STATUSES if s not in policy.pause_statuses],
         "solved": list(RESOLVED_STATUSES),
@@ -128,15 +123,18 @@ def compliance(
                s.first_reply AS first_reply_target, s.resolution AS resolution_target,
                s.first_reply_span, s.resolution_us
         FROM tickets t
-        JOIN unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
-                    CAST(:resolution AS numeric[]), CAST(:first_reply_spans AS interval[]),
-                    CAST(:resolution_us AS bigint[]))
-             AS s(priority, first_reply, resolution, first_reply_span, resolution_us)
-          ON s.priority = t.priority
+        JOIN (
+            SELECT s.*, s.first_reply_us * interval '1 microsecond' AS first_reply_span
+            FROM unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
+                        CAST(:resolution AS numeric[]), CAST(:first_reply_us AS bigint[]),
+                        CAST(:resolution_us AS bigint[]))
+                 AS s(priority, first_reply, resolution, first_reply_us, resolution_us)
+        ) s ON s.priority = t.priority
         WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end
         {filter_sql("t", filters, params)}
     """
-    if policy.clock_name == "calendar" and not from_steps:
+    parallel = policy.clock_name == "calendar" and not from_steps
+    if parallel:
         source = _from_facts(tickets, policy)
         params["now_us"] = epoch_micros(now)
     else:
@@ -144,8 +142,10 @@ def compliance(
     columns = ", ".join(counts)
     # OFFSET 0 keeps each ticket's verdicts a column computed once, not an expression per count.
     sql = text(f"SELECT grp, {columns} FROM ({source} OFFSET 0) t GROUP BY grp ORDER BY grp NULLS FIRST")
+    with parallel_costs(session) if parallel else contextlib.nullcontext():
+        result = session.execute(sql, params).all()
     rows = []
-    for row in session.execute(sql, params):
+    for row in result:
         values = row._mapping
         out: dict[str, Any] = {"group": {group_by: row.grp} if group_by else {}}
         totals = [0, 0, 0]
@@ -165,6 +165,12 @@ def _from_steps(tickets: str, policy: Policy) -> str:
     """The range's tickets with fr_elapsed and res_elapsed on the policy's clock, summed from their
     backlog steps and replies."""
     at = _position(policy.clock_name, "{}")
+    verdicts = _verdicts(
+        "t.first_reply_target",
+        "fr_elapsed > t.first_reply_target",
+        "t.resolution_target",
+        "res_elapsed > t.resolution_target",
+    )
     return f"""
         WITH t AS (
             -- The first reply reached the customer at first_response_at or at the first public
@@ -192,7 +198,7 @@ def _from_steps(tickets: str, policy: Policy) -> str:
               AND e.ticket_id IN (SELECT id FROM t)
             GROUP BY e.ticket_id
         )
-        SELECT grp, {_verdicts("fr_elapsed", "res_elapsed", "t.first_reply_target", "t.resolution_target")}
+        SELECT grp, {verdicts}
         FROM (
             SELECT t.*,
                    coalesce(s.closed, 0) + CASE WHEN s.open > 0
@@ -215,25 +221,35 @@ def _from_facts(tickets: str, policy: Policy) -> str:
     running = [s for s in UNSOLVED_STATUSES if s not in policy.pause_statuses]
     closed = " + ".join(f"f.{s}_us" for s in running) or "0"
     opened = " + ".join(f"f.{s}_open" for s in running) or "0"
+    # Over the first reply's target when answered (or still waiting now) after creation plus the
+    # target: the span has no day part, so the sum is plain microseconds whatever the time zone.
+    verdicts = _verdicts(
+        "t.first_reply_span",
+        "coalesce(t.answered_at, :now) > t.created_at + t.first_reply_span",
+        "t.resolution_us",
+        "t.res > t.resolution_us",
+    )
     return f"""
-        SELECT t.grp, {_verdicts("fr", "res", "t.first_reply_span", "t.resolution_us")}
+        SELECT t.grp, {verdicts}
         FROM (
             SELECT t.*, least(t.first_response_at, f.first_agent_reply_at) AS answered_at,
                    coalesce({closed}, 0)
                    + CASE WHEN {opened} > 0 THEN greatest(:now_us, f.entered_us) ELSE 0 END AS res
             FROM ({tickets}) t LEFT JOIN ticket_sla_facts f ON f.ticket_id = t.id
-        ) t, LATERAL (SELECT greatest(coalesce(t.answered_at, :now), t.created_at) - t.created_at AS fr) e
+             -- The facts of the same range, read by the same (org_id, created_at) range.
+             AND f.org_id = :org_id AND f.created_at >= :start AND f.created_at < :end
+        ) t
     """
 
 
-def _verdicts(fr: str, res: str, fr_target: str, res_target: str) -> str:
-    """first_reply and resolution: each ticket's verdict code (VERDICTS; NULL: not measured) from its
-    elapsed times and targets."""
+def _verdicts(fr_target: str, fr_over: str, res_target: str, res_over: str) -> str:
+    """first_reply and resolution: each ticket's verdict code (VERDICTS; NULL: not measured), from
+    whether its elapsed time is over each target."""
     achieved, breached, pending = (VERDICTS[v] for v in ("achieved", "breached", "pending"))
     return f"""
-        CASE WHEN {fr_target} IS NULL THEN NULL WHEN {fr} > {fr_target} THEN {breached}
+        CASE WHEN {fr_target} IS NULL THEN NULL WHEN {fr_over} THEN {breached}
              WHEN t.answered_at IS NULL THEN {pending} ELSE {achieved} END AS first_reply,
-        CASE WHEN {res_target} IS NULL THEN NULL WHEN {res} > {res_target} THEN {breached}
+        CASE WHEN {res_target} IS NULL THEN NULL WHEN {res_over} THEN {breached}
              WHEN t.status = ANY(CAST(:solved AS text[])) THEN {achieved} ELSE {pending} END AS resolution
     """
 

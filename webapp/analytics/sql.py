@@ -6,7 +6,8 @@ every value is a bound parameter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,3 +133,25 @@ def statement_timeout(session: Session, milliseconds: int | None) -> None:
     (None or 0: no limit of its own)."""
     if milliseconds:
         set_local(session, "statement_timeout", str(int(milliseconds)))
+
+
+# Planner costs under which a scan of tens of thousands of rows is split across parallel workers.
+# PostgreSQL's defaults (1,000 and 0.1) keep such a statement on one process; at 1M tickets the SLA
+# compliance of 30 days (92,000 tickets joined to their facts) takes 0.13 s in parallel against
+# 0.20 s on one process.
+PARALLEL_COSTS = {"parallel_setup_cost": "10", "parallel_tuple_cost": "0.001"}
+
+
+@contextmanager
+def parallel_costs(session: Session) -> Iterator[None]:
+    """Run the statements inside with PARALLEL_COSTS, then put the transaction's own values back."""
+    names = list(PARALLEL_COSTS)
+    settings = ", ".join(f"current_setting(:n{i})" for i in range(len(names)))
+    before = session.execute(text(f"SELECT {settings}"), {f"n{i}": n for i, n in enumerate(names)}).one()
+    for name, value in PARALLEL_COSTS.items():
+        set_local(session, name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, before, strict=True):
+            set_local(session, name, value)
