@@ -390,24 +390,45 @@ class CpuUse:
     def __init__(self, stack: Stack) -> None:
         self.roots = {name: p.pid for name, p in zip(("worker", "web"), stack.processes, strict=True)}
         self.hostile_pid: int | None = None
+        self.clients: dict[int, str] = {}
         self.before = self._sample()
+
+    def _platform_group(self, proc: psutil.Process) -> str | None:
+        for name, root in self.roots.items():
+            if proc.pid == root or root in {parent.pid for parent in proc.parents()}:
+                return name
+        return None
 
     def _group(self, proc: psutil.Process) -> str:
         if proc.pid == os.getpid():
             return "benchmark (normal client)"
         if proc.pid == self.hostile_pid:
             return "hostile client"
-        for name, root in self.roots.items():
-            if proc.pid == root or root in {parent.pid for parent in proc.parents()}:
-                return name
+        platform = self._platform_group(proc)
+        if platform:
+            return platform
         name = proc.name()
         if name.startswith("postgres"):
-            return "postgres"
+            # A backend's title names its client's address: whose connection it serves.
+            title = " ".join(proc.cmdline())
+            port = title.rsplit("(", 1)[-1].split(")", 1)[0] if "127.0.0.1(" in title else ""
+            client = self.clients.get(int(port)) if port.isdigit() else None
+            return f"postgres for {client}" if client else "postgres (other)"
         if name.startswith("redis"):
             return "redis"
         return "other"
 
     def _sample(self) -> dict[int, tuple[str, float]]:
+        # Which platform process holds each local TCP port (the client ends of database connections).
+        self.clients: dict[int, str] = {}
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.pid and conn.laddr:
+                try:
+                    group = self._platform_group(psutil.Process(conn.pid))
+                except psutil.Error:
+                    continue
+                if group:
+                    self.clients[conn.laddr.port] = group
         out = {}
         for proc in psutil.process_iter():
             try:

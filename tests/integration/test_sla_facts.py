@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from flask import Flask
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
+from tests.conftest import _make_tenant
 from tests.integration.test_rollups import _populate
 from tests.integration.test_support_metrics import generate, row_of
 from webapp.analytics.sla_compliance import GROUPS, compliance
@@ -142,13 +145,30 @@ def _write_everything(session: Session, org: Organization) -> None:
     session.execute(text("ANALYZE tickets, ticket_events, ticket_replies, ticket_sla_facts"))
 
 
+@pytest.fixture(scope="module")
+def written(base_app: Flask) -> Iterator[Organization]:
+    """One organization written through every writer, committed once for the module's tests."""
+    tenant = _make_tenant(base_app, "SLA facts", "Australia/Lord_Howe")
+    session = base_app.extensions["db_sessionmaker"]()
+    try:
+        org = session.get(Organization, tenant.org_id)
+        assert org is not None
+        _write_everything(session, org)
+        session.commit()
+        yield org
+    finally:
+        session.rollback()
+        session.execute(delete(Organization).where(Organization.id == tenant.org_id))
+        session.commit()
+        session.close()
+
+
 @pytest.fixture
-def written(make_tenant, db_session) -> Organization:
-    tenant = make_tenant("SLA facts", "Australia/Lord_Howe")
-    org = db_session.get(Organization, tenant.org_id)
-    assert org is not None
-    _write_everything(db_session, org)
-    return org
+def db_session(base_app: Flask) -> Iterator[Session]:
+    session = base_app.extensions["db_sessionmaker"]()
+    yield session
+    session.rollback()
+    session.close()
 
 
 def test_the_facts_equal_a_recount_after_every_kind_of_write(written, db_session):
