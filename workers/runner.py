@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from webapp.core.vocabulary import FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.infra import priority
 from webapp.infra.db import session_factory
 from webapp.infra.redis_client import get_redis
-from webapp.jobs import claim, recovery, submission
+from webapp.jobs import claim, recovery, submission, worker_time
 from webapp.jobs import transitions as jobs
 from webapp.live import events
 from webapp.models import Job
@@ -143,6 +144,9 @@ def run_job(
             log.warning("job=%s is being run by another delivery; dropping this one", job_id)
             return
 
+        # The run's time on this slot counts against its organization's worker-time budget.
+        if taken.org_id is not None:
+            stack.callback(_charge, taken.org_id, time.monotonic())
         # A job still running after JOB_DEMOTE_AFTER_SECONDS yields the CPUs to requests.
         demotion = stack.enter_context(
             priority.Demotion(
@@ -171,6 +175,10 @@ def run_job(
             jobs.start(state_session, delivery.client, state_job)
             work_job = jobs.loaded_job({**_columns(state_job), "params": _params(state_session, state_job)})
             _work(delivery, state_job, work_job, work, cleanup)
+
+
+def _charge(org_id: int, started: float) -> None:
+    worker_time.charge(get_redis(), org_id, time.monotonic() - started)
 
 
 # A queued job of an organization already running its share asks again this long after (a job that

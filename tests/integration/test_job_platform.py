@@ -39,6 +39,7 @@ from tests.conftest import (
 from webapp.analytics import popular
 from webapp.core.vocabulary import DERIVED_EVENT_TYPES
 from webapp.jobs import submission as jobs
+from webapp.jobs import worker_time
 from webapp.models import Job
 from webapp.models.jobs import Export
 
@@ -340,6 +341,9 @@ def test_a_long_job_yields_the_cpus_and_gets_them_back(
     _until(lambda: child.nice() == 0, what="the process's priority back")
     # Put back before the pool hands the connection out again (or closed where it cannot be).
     assert not psutil.pid_exists(backend) or os.getpriority(os.PRIO_PROCESS, backend) == 0
+    # Its run (blocked past the demotion) counts against its organization's worker-time budget.
+    client = redis.Redis.from_url(live_app.config["REDIS_URL"])
+    _until(lambda: worker_time.spent(client, tenant.org_id).seconds >= 0.5, what="the run's charge")
 
 
 def test_concurrent_identical_submissions_share_one_job(celery_worker, make_live_tenant, engine):

@@ -11,6 +11,7 @@ from webapp.api.plumbing.idempotency import answer_before_commit, forget_answer
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.jobs import submission as job_domain
+from webapp.jobs import worker_time
 from webapp.models import Job
 from webapp.security.admission import current_principal, redis_answered
 
@@ -30,10 +31,35 @@ def _accepted(job: Job, *, created: bool) -> tuple[dict[str, Any], dict[str, str
     return body, {"Location": status_url, "Retry-After": "1"}
 
 
+def _within_worker_time(org_id: int) -> None:
+    """429 while the organization's jobs ran JOB_WORKER_SECONDS_PER_MINUTE or more over the last
+    minute (0: no such budget)."""
+    budget = current_app.config["JOB_WORKER_SECONDS_PER_MINUTE"]
+    if not budget:
+        return
+    spent = worker_time.spent(get_redis(), org_id)
+    if spent.seconds < budget:
+        return
+    raise ApiError(
+        429,
+        f"the organization's jobs ran {spent.seconds:.1f} s of worker time over the last minute, "
+        f"the limit of {budget:g} s; retry in {spent.retry_after} s",
+        code="worker_time_budget",
+        details={
+            "spent_seconds": round(spent.seconds, 3),
+            "limit_seconds": budget,
+            "retry_after": spent.retry_after,
+        },
+        headers={"Retry-After": str(spent.retry_after)},
+    )
+
+
 def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:
     """Create (or reuse an identical active) job and answer 202 with where to poll it; a new job's
-    answer is stored with it for the request's Idempotency-Key."""
+    answer is stored with it for the request's Idempotency-Key. Refused with 429 past the
+    organization's worker-time budget (worker_time)."""
     principal = current_principal()
+    _within_worker_time(principal.org_id)
 
     def remember(job: Job) -> None:
         answer_before_commit(202, *_accepted(job, created=True))

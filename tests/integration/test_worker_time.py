@@ -1,0 +1,61 @@
+"""An organization's worker time: its jobs' runs charged by the minute in Redis, and new jobs refused
+with 429 and Retry-After while the last minute's time is at JOB_WORKER_SECONDS_PER_MINUTE, nothing
+stored; other organizations unaffected."""
+
+from __future__ import annotations
+
+import redis
+
+from webapp.jobs import worker_time
+from webapp.models import Job
+
+REFRESH = "/api/v1/analytics/refresh-cache"
+
+
+def _jobs(db_session, org_id: int) -> int:
+    return db_session.query(Job).filter_by(org_id=org_id).count()
+
+
+def test_the_last_minute_slides_over_two_windows(services, make_tenant):
+    client = redis.Redis.from_url(services.redis_url)
+    org_id = make_tenant().org_id
+    start = 1_800_000_000.0 - 1_800_000_000.0 % 60  # the start of a window
+    worker_time.charge(client, org_id, 40.0, now=start + 10)
+    worker_time.charge(client, org_id, 2.5, now=start + 50)
+    assert worker_time.spent(client, org_id, now=start + 55).seconds == 42.5
+    # 15 s into the next window, a quarter of the last one has left the minute.
+    later = worker_time.spent(client, org_id, now=start + 75)
+    assert later.seconds == 42.5 * 0.75
+    assert later.retry_after == 45
+    worker_time.charge(client, org_id, 1.0, now=start + 75)
+    assert worker_time.spent(client, org_id, now=start + 75).seconds == 42.5 * 0.75 + 1.0
+    assert worker_time.spent(client, org_id, now=start + 125).seconds == 1.0 * (1 - 5 / 60)
+    assert worker_time.spent(client, org_id, now=start + 185).seconds == 0.0
+
+
+def test_an_organization_past_its_worker_time_gets_429_and_nothing_is_stored(
+    services, make_tenant, app, db_session, monkeypatch
+):
+    monkeypatch.setitem(app.config, "JOB_WORKER_SECONDS_PER_MINUTE", 30.0)
+    client = redis.Redis.from_url(services.redis_url)
+    busy, other = make_tenant("Busy"), make_tenant("Other")
+    worker_time.charge(client, busy.org_id, 31.0)
+    refused = busy.admin.post(REFRESH)
+    assert refused.status_code == 429
+    error = refused.get_json()["error"]
+    assert error["code"] == "worker_time_budget"
+    assert error["details"]["limit_seconds"] == 30.0
+    assert error["details"]["spent_seconds"] >= 30.0
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert error["details"]["retry_after"] == int(refused.headers["Retry-After"])
+    # Every kind of job goes through the same budget.
+    assert busy.agent.post("/api/v1/tickets/import", json=[{"subject": "one"}]).status_code == 429
+    assert (
+        busy.viewer.post("/api/v1/analytics/export", json={"format": "csv", "dataset": "tickets"}).status_code
+        == 429
+    )
+    assert _jobs(db_session, busy.org_id) == 0
+    assert other.admin.post(REFRESH).status_code == 202
+    # Without a budget the same organization is taken.
+    monkeypatch.setitem(app.config, "JOB_WORKER_SECONDS_PER_MINUTE", 0.0)
+    assert busy.admin.post(REFRESH).status_code == 202

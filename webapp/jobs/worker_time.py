@@ -1,0 +1,65 @@
+"""Worker time per organization: what its jobs ran, counted in Redis by the minute, and the budget a
+new job must fit in.
+
+A job's run is charged to its organization when the run ends, whatever its outcome: the seconds it
+held a worker slot (and the database backend working for it), added to the current one-minute
+window. A submission is refused while the organization's worker time over the last minute is at
+JOB_WORKER_SECONDS_PER_MINUTE or more: the current window plus the share of the previous one still
+inside the last minute (a sliding estimate, two keys read in one round trip). So an organization
+whose jobs keep a worker busy back to back gets on average no more than its budget of the workers and
+the database, whatever the caps on active jobs let it queue; expensive jobs (an exact aggregation
+over years, a large export) cost more of it than cheap ones. A run still going is charged when it
+ends, so one long job can take an organization over its budget for the minutes after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import redis
+
+log = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+
+
+def _key(org_id: int, index: int) -> str:
+    return f"an:jt:{org_id}:{index}"
+
+
+def charge(client: redis.Redis, org_id: int, seconds: float, now: float | None = None) -> None:
+    """Add `seconds` of worker time to the organization's current window (best effort: a Redis
+    that does not answer loses the charge, it never fails the job)."""
+    if seconds <= 0:
+        return
+    index = int((time.time() if now is None else now) // WINDOW_SECONDS)
+    key = _key(org_id, index)
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.incrbyfloat(key, round(seconds, 6))
+        pipe.expire(key, 3 * WINDOW_SECONDS)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("worker time of org=%s not charged (%.3f s): %s", org_id, seconds, exc)
+
+
+@dataclass(frozen=True)
+class Spent:
+    """An organization's worker time over the last minute, and when a new job may come if over."""
+
+    seconds: float
+    retry_after: int
+
+
+def spent(client: redis.Redis, org_id: int, now: float | None = None) -> Spent:
+    """The organization's worker seconds over the last minute (sliding estimate over two windows)."""
+    moment = time.time() if now is None else now
+    index = int(moment // WINDOW_SECONDS)
+    into = moment - index * WINDOW_SECONDS
+    current, previous = client.mget(_key(org_id, index), _key(org_id, index - 1))
+    seconds = float(current or 0) + float(previous or 0) * (1 - into / WINDOW_SECONDS)
+    # The previous window's share is gone when the current one ends: the latest a retry must wait.
+    return Spent(seconds, max(1, math.ceil(WINDOW_SECONDS - into)))
