@@ -21,7 +21,7 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
+from sqlalchemy import delete, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -240,6 +240,25 @@ def _make_tenant(flask_app: Flask, name: str, timezone: str) -> Tenant:
     session.commit()
     session.close()
     return Tenant(org.id, timezone, users, apis)
+
+
+@contextlib.contextmanager
+def committed_tenant(
+    flask_app: Flask, name: str, timezone: str
+) -> Iterator[tuple[Tenant, Organization, Session]]:
+    """A tenant whose data a module writes and commits once (through the session yielded with it),
+    and which is deleted, with everything of its organization, when the block ends."""
+    tenant = _make_tenant(flask_app, name, timezone)
+    session = flask_app.extensions["db_sessionmaker"]()
+    try:
+        org = session.get(Organization, tenant.org_id)
+        assert org is not None
+        yield tenant, org, session
+    finally:
+        session.rollback()
+        session.execute(delete(Organization).where(Organization.id == tenant.org_id))
+        session.commit()
+        session.close()
 
 
 @pytest.fixture

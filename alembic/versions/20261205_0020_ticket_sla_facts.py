@@ -52,8 +52,15 @@ def _sums(rows: str) -> str:
     return ", ".join(items)
 
 
-_COLUMNS = ", ".join(f"{s}_us, {s}_open" for s in UNSOLVED)
-_ADDED = ", ".join(f"{c} = f.{c} + excluded.{c}" for s in UNSOLVED for c in (f"{s}_us", f"{s}_open"))
+_STEP_COLUMNS = [c for s in UNSOLVED for c in (f"{s}_us", f"{s}_open")]
+_COLUMNS = ", ".join(_STEP_COLUMNS)
+
+
+def _applied(sign: str, source: str) -> str:
+    """SET items adding (or taking off) `source`'s step sums to each facts row's."""
+    return ", ".join(f"{c} = f.{c} {sign} {source}.{c}" for c in _STEP_COLUMNS)
+
+
 _LATEST_ENTRY = (
     f"(SELECT max({_US.format('e.occurred_at')}) FROM ticket_events e WHERE e.ticket_id = f.ticket_id"
     " AND e.event_type = 'backlog' AND e.value > 0)"
@@ -73,9 +80,9 @@ BEGIN
               FROM new_rows n WHERE n.event_type = 'backlog' GROUP BY n.ticket_id) g
         JOIN tickets t ON t.id = g.ticket_id
         ON CONFLICT (ticket_id) DO UPDATE SET
-            entered_us = greatest(f.entered_us, excluded.entered_us), {_ADDED};
+            entered_us = greatest(f.entered_us, excluded.entered_us), {_applied("+", "excluded")};
     ELSE
-        UPDATE ticket_sla_facts AS f SET {", ".join(f"{c} = f.{c} - g.{c}" for s in UNSOLVED for c in (f"{s}_us", f"{s}_open"))},
+        UPDATE ticket_sla_facts AS f SET {_applied("-", "g")},
             entered_us = {_LATEST_ENTRY}
         FROM (SELECT o.ticket_id, {_sums("o")} FROM old_rows o WHERE o.event_type = 'backlog'
               GROUP BY o.ticket_id) g

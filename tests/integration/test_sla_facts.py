@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from tests.conftest import _make_tenant
+from tests.conftest import committed_tenant
 from tests.integration.test_rollups import _populate
 from tests.integration.test_support_metrics import generate, row_of
 from webapp.analytics.sla_compliance import GROUPS, compliance
@@ -148,19 +148,10 @@ def _write_everything(session: Session, org: Organization) -> None:
 @pytest.fixture(scope="module")
 def written(base_app: Flask) -> Iterator[Organization]:
     """One organization written through every writer, committed once for the module's tests."""
-    tenant = _make_tenant(base_app, "SLA facts", "Australia/Lord_Howe")
-    session = base_app.extensions["db_sessionmaker"]()
-    try:
-        org = session.get(Organization, tenant.org_id)
-        assert org is not None
+    with committed_tenant(base_app, "SLA facts", "Australia/Lord_Howe") as (_, org, session):
         _write_everything(session, org)
         session.commit()
         yield org
-    finally:
-        session.rollback()
-        session.execute(delete(Organization).where(Organization.id == tenant.org_id))
-        session.commit()
-        session.close()
 
 
 @pytest.fixture

@@ -18,14 +18,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from tests.conftest import Tenant, _make_tenant
+from tests.conftest import Tenant, committed_tenant
 from tests.integration.test_rollups import _populate
 from webapp.analytics import current, ticket_counts
 from webapp.analytics.provenance import ReadOptions, reading
-from webapp.models import Organization, Ticket
+from webapp.models import Ticket
 
 ZONES = ("UTC", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe")
 FIELDS = ("status", "priority", "channel", "category", "assigned_to")
@@ -34,19 +34,10 @@ RANGES = ((datetime(2026, 2, 1), datetime(2026, 12, 1)), (datetime(2026, 3, 7), 
 
 @pytest.fixture(scope="module")
 def tenant(base_app: Flask) -> Iterator[Tenant]:
-    tenant = _make_tenant(base_app, "Counts", "Asia/Kolkata")
-    session = base_app.extensions["db_sessionmaker"]()
-    try:
-        org = session.get(Organization, tenant.org_id)
-        assert org is not None
+    with committed_tenant(base_app, "Counts", "Asia/Kolkata") as (tenant, org, session):
         _populate(session, org, random.Random(21), 600)
         session.commit()
         yield tenant
-    finally:
-        session.rollback()
-        session.execute(delete(Organization).where(Organization.id == tenant.org_id))
-        session.commit()
-        session.close()
 
 
 @pytest.fixture

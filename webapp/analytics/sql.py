@@ -125,7 +125,16 @@ def binary_rows(session: Session, sql: str, params: dict[str, Any]) -> list[Any]
 
 def set_local(session: Session, name: str, value: str) -> None:
     """Set the setting `name` for the rest of the session's transaction (SET LOCAL, with bound values)."""
-    session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+    set_locals(session, {name: value})
+
+
+def set_locals(session: Session, settings: dict[str, str]) -> None:
+    """set_local for each of `settings`, in one round trip."""
+    calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(settings)))
+    params = {}
+    for i, (name, value) in enumerate(settings.items()):
+        params[f"n{i}"], params[f"v{i}"] = name, value
+    session.execute(text(f"SELECT {calls}"), params)
 
 
 def statement_timeout(session: Session, milliseconds: int | None) -> None:
@@ -148,10 +157,8 @@ def parallel_costs(session: Session) -> Iterator[None]:
     names = list(PARALLEL_COSTS)
     settings = ", ".join(f"current_setting(:n{i})" for i in range(len(names)))
     before = session.execute(text(f"SELECT {settings}"), {f"n{i}": n for i, n in enumerate(names)}).one()
-    for name, value in PARALLEL_COSTS.items():
-        set_local(session, name, value)
+    set_locals(session, PARALLEL_COSTS)
     try:
         yield
     finally:
-        for name, value in zip(names, before, strict=True):
-            set_local(session, name, value)
+        set_locals(session, dict(zip(names, before, strict=True)))

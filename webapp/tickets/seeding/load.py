@@ -176,13 +176,18 @@ def _reserve_ids(cur: psycopg.Cursor, n: int) -> int:
     return first
 
 
-def _estimated_rows(cur: psycopg.Cursor, table: str) -> float:
-    """The planner's row estimate of `table` (its pages' worth before it was first analyzed)."""
+def _size(cur: psycopg.Cursor, table: str) -> tuple[float, int]:
+    """The planner's row estimate of `table` (-1 until it was first vacuumed or analyzed) and its pages."""
     cur.execute("SELECT reltuples, relpages FROM pg_class WHERE oid = CAST(%s AS regclass)", (table,))
     found = cur.fetchone()
     assert found is not None
-    estimate, pages = found
-    return float(estimate) if estimate >= 0 else float(pages)
+    return float(found[0]), int(found[1])
+
+
+def _estimated_rows(cur: psycopg.Cursor, table: str) -> float:
+    """The planner's row estimate of `table` (its pages' worth before it was first analyzed)."""
+    estimate, pages = _size(cur, table)
+    return estimate if estimate >= 0 else float(pages)
 
 
 def _deferred_indexes(cur: psycopg.Cursor, adding: dict[str, int]) -> list[str]:
@@ -200,13 +205,7 @@ def _deferred_indexes(cur: psycopg.Cursor, adding: dict[str, int]) -> list[str]:
     """
     statements: list[str] = []
     for table, rows in adding.items():
-        cur.execute(
-            "SELECT reltuples, relpages FROM pg_class WHERE oid = CAST(%s AS regclass)",
-            (table,),
-        )
-        found = cur.fetchone()
-        assert found is not None
-        estimate, pages = found
+        estimate, pages = _size(cur, table)
         # reltuples is -1 until the table was first vacuumed or analyzed: then judge by its pages.
         existing = estimate if estimate >= 0 else (0 if pages == 0 else rows)
         if rows <= max(existing, 0):
