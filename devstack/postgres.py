@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import pwd
@@ -16,6 +17,8 @@ import psycopg
 from devstack.ports import free_port, port_open
 
 SERVICE_USER = "pgembed"
+# Every process of the machine must find the same lock file.
+USERADD_LOCK = "/tmp/pgembed-useradd.lock"
 
 
 def _bin_dir() -> Path:
@@ -38,12 +41,20 @@ def _service_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SERVICE_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-            check=True,
-            capture_output=True,
-        )
-        return pwd.getpwnam(SERVICE_USER)
+        pass
+    # Processes starting together (pytest's workers on a fresh machine) would each create the user,
+    # and one initdb then looked up a user id another useradd had just replaced: one at a time.
+    with open(USERADD_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SERVICE_USER],
+                check=True,
+                capture_output=True,
+            )
+            return pwd.getpwnam(SERVICE_USER)
 
 
 def _open_path_for(path: Path) -> None:
@@ -74,14 +85,14 @@ class EmbeddedPostgres:
             # at every session start), and pg_ctl would then fail to stop or see a running server.
             if self.datadir.exists():
                 _open_path_for(self.datadir)
-        return subprocess.run(
-            [str(self.bin / args[0]), *args[1:]],
-            check=check,
-            capture_output=True,
-            text=True,
-            cwd="/",
-            **kwargs,
+        done = subprocess.run(
+            [str(self.bin / args[0]), *args[1:]], capture_output=True, text=True, cwd="/", **kwargs
         )
+        if check and done.returncode != 0:
+            # What the tool printed is the reason: say it (a CalledProcessError shows only the command).
+            said = done.stderr.strip() or done.stdout.strip()
+            raise RuntimeError(f"{args[0]} exited with {done.returncode}: {said}")
+        return done
 
     def _chown(self, path: Path) -> None:
         if self.user is not None:
