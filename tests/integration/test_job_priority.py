@@ -12,12 +12,15 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 
 from webapp.infra import priority
+
+AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="thread priorities are Linux's")
 
@@ -50,6 +53,13 @@ def _in_thread(body: Any) -> None:
         raise failures[0]
 
 
+def _group_niceness(pid: int) -> int | None:
+    """The niceness of the autogroup `pid` leads, read from /proc; None where there is none."""
+    if os.getsid(pid) != pid or AUTOGROUP.read_text().strip() != "1":
+        return None
+    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+
+
 def test_a_long_run_is_demoted_and_put_back(base_app: Flask) -> None:
     engine = base_app.extensions["db_engine"]
 
@@ -67,6 +77,35 @@ def test_a_long_run_is_demoted_and_put_back(base_app: Flask) -> None:
             assert conn.invalidated or _niceness(backend) == 0
 
     _in_thread(body)
+
+
+@pytest.mark.skipif(
+    not AUTOGROUP.exists() or AUTOGROUP.read_text().strip() != "1",
+    reason="Linux schedules by autogroup here only",
+)
+def test_under_autogroups_a_backends_own_group_is_demoted_too(base_app: Flask) -> None:
+    # PostgreSQL puts each backend in a session, so an autogroup, of its own: its niceness alone
+    # would rank it only against itself, and the group's niceness is what yields the CPUs.
+    engine = base_app.extensions["db_engine"]
+
+    def body() -> None:
+        with engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            backend = raw.info.backend_pid
+            assert _group_niceness(backend) == 0
+            with priority.Demotion(0.0, 10) as run, run.backend(raw, conn.invalidate):
+                _until(lambda: run.demoted)
+                assert _group_niceness(backend) == 10
+            assert conn.invalidated or _group_niceness(backend) == 0
+
+    _in_thread(body)
+
+
+def test_a_process_in_a_shared_session_keeps_its_groups_priority() -> None:
+    # Its autogroup is its session's: setting that group's niceness would demote every process of it.
+    if os.getsid(0) == os.getpid():
+        pytest.skip("this process leads its session")
+    assert priority.backend_priority(os.getpid()) == priority.Priority(_niceness(os.getpid()), None)
 
 
 def test_a_backend_registered_after_the_demotion_is_lowered_at_once(base_app: Flask) -> None:

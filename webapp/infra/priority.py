@@ -14,6 +14,12 @@ At the job's end both are put back. Where the operating system does not let this
 priority again (an unprivileged user), a demoted backend's connection is closed instead of going
 back to the pool, and the thread keeps the lower priority (logged once).
 
+Where Linux schedules by autogroup (kernel.sched_autogroup_enabled), a process's niceness only ranks
+it among the processes of its own session, and each session's group gets an equal share of the CPUs
+against the others. PostgreSQL starts every backend in a session of its own, so there the niceness of
+a backend changes nothing: the group's niceness is set too (/proc/<pid>/autogroup), for a backend that
+leads its own session.
+
 Only a backend known to be the server's own process on this machine is touched: the connection
 reached the server on a loopback address or a Unix socket, and the process of that id is named
 `postgres`. A server elsewhere keeps its backends' priority; its CPUs are its own to share.
@@ -21,6 +27,7 @@ reached the server on a loopback address or a Unix socket, and the process of th
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -28,12 +35,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _LOCAL_HOSTS = ("127.0.0.1", "::1", "localhost")
+_AUTOGROUP_ENABLED = Path("/proc/sys/kernel/sched_autogroup_enabled")
 _warned: set[str] = set()
 
 
@@ -53,7 +62,7 @@ class Demotion:
         self.ended = False
         self._thread = threading.get_native_id()
         self._thread_niceness = 0
-        self._backends: dict[int, int] = {}  # backend pid -> its niceness before the run
+        self._backends: dict[int, Priority] = {}  # backend pid -> its priority before the run
         self._lock = threading.Lock()
 
     def __enter__(self) -> Demotion:
@@ -82,7 +91,7 @@ class Demotion:
             self.demoted = True
             _set(self._thread, max(self.niceness, self._thread_niceness))
             for pid, before in self._backends.items():
-                _set(pid, max(self.niceness, before))
+                _set_backend(pid, before.lowered(self.niceness))
 
     @contextmanager
     def backend(self, dbapi_connection: Any, discard: Callable[[], None]) -> Iterator[None]:
@@ -90,21 +99,21 @@ class Demotion:
         job's priority; at its end it is put back, or `discard` is called (it must close the
         connection and keep its pool from handing it out again) if it cannot be."""
         pid = _local_backend(dbapi_connection) if self.enabled else None
-        before = _niceness(pid) if pid is not None else None
+        before = backend_priority(pid) if pid is not None else None
         if pid is None or before is None:
             yield
             return
         with self._lock:
             self._backends[pid] = before
             if self.demoted:
-                _set(pid, max(self.niceness, before))
+                _set_backend(pid, before.lowered(self.niceness))
         try:
             yield
         finally:
             with self._lock:
                 del self._backends[pid]
                 lowered = self.demoted
-            if lowered and not _set(pid, before):
+            if lowered and not _set_backend(pid, before):
                 _warn("backend", "demoted database backends are closed, not pooled")
                 discard()
 
@@ -168,11 +177,64 @@ def _local_backend(dbapi_connection: Any) -> int | None:
     return pid if is_postgres else None
 
 
-def _niceness(pid: int) -> int | None:
+@dataclass(frozen=True)
+class Priority:
+    """A backend's niceness, and its autogroup's where that group is its own (else None)."""
+
+    niceness: int
+    group: int | None
+
+    def lowered(self, niceness: int) -> Priority:
+        group = None if self.group is None else max(niceness, self.group)
+        return Priority(max(niceness, self.niceness), group)
+
+
+def backend_priority(pid: int) -> Priority | None:
+    """What `pid` runs at now; None where it cannot be read."""
     try:
-        return os.getpriority(os.PRIO_PROCESS, pid)
+        niceness = os.getpriority(os.PRIO_PROCESS, pid)
     except OSError:
         return None
+    path = _own_autogroup(pid)
+    return Priority(niceness, None if path is None else _group_niceness(path))
+
+
+def _own_autogroup(pid: int) -> Path | None:
+    """/proc/<pid>/autogroup when Linux schedules by autogroup and `pid` leads its own session (the
+    group is then its alone: a session's group is made when its leader calls setsid), else None."""
+    try:
+        if os.getsid(pid) != pid or _AUTOGROUP_ENABLED.read_text().strip() != "1":
+            return None
+    except OSError:
+        return None
+    path = Path(f"/proc/{pid}/autogroup")
+    return path if path.exists() else None
+
+
+def _group_niceness(path: Path) -> int | None:
+    """The niceness in an autogroup file ("/autogroup-12 nice 0")."""
+    try:
+        return int(path.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _set_backend(pid: int, wanted: Priority) -> bool:
+    """Set a backend's niceness and its own autogroup's; False where either is refused."""
+    done = _set(pid, wanted.niceness)
+    path = _own_autogroup(pid) if wanted.group is not None else None
+    if path is not None:
+        for attempt in (1, 2):
+            try:
+                path.write_text(str(wanted.group))
+                break
+            except OSError as exc:
+                # Without CAP_SYS_ADMIN, Linux takes one autogroup change per 100 ms machine-wide.
+                if exc.errno != errno.EAGAIN or attempt == 2:
+                    done = False
+                    break
+                time.sleep(0.1)
+    return done
 
 
 def _set(pid: int, niceness: int) -> bool:
