@@ -13,7 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webapp import config, web
     from webapp.api import cache as analytics_cache
     from webapp.api import register_blueprints
-    from webapp.api.plumbing import errors
+    from webapp.api.plumbing import errors, refusal_pace
     from webapp.cli import register_commands
     from webapp.infra import celery_app as broker
     from webapp.infra import db, redis_client
@@ -34,6 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
 
     errors.init_app(app)
+    refusal_pace.init_app(app)
     db.init_app(app)
     redis_client.init_app(app)
     broker.celery_init_app(app)

@@ -151,6 +151,10 @@ def from_environment() -> dict[str, Any]:
         "IMPORT_MAX_BYTES": env_int("IMPORT_MAX_BYTES", 5 * 1024 * 1024),
         "IMPORT_MAX_ROWS": env_int("IMPORT_MAX_ROWS", 10_000),
         "SNAPSHOT_GRACE_MINUTES": env_int("SNAPSHOT_GRACE_MINUTES", 10),
+        # A caller refused more than this many times within a second (in one web process) has each
+        # further refusal held this long before it is sent (api/plumbing/refusal_pace.py; 0 ms: never).
+        "REFUSAL_PACE_FREE": env_int("REFUSAL_PACE_FREE", 10, minimum=0),
+        "REFUSAL_PACE_MS": env_int("REFUSAL_PACE_MS", 25, minimum=0),
         "RATE_LIMITS_PER_MINUTE": {
             "analytics": env_int("RATE_LIMIT_ANALYTICS_PER_MINUTE", 60_000),
             "jobs": env_int("RATE_LIMIT_JOBS_PER_MINUTE", 1_200),

@@ -33,6 +33,23 @@ def test_a_subscribe_flood_is_answered_with_errors_after_the_burst(web_server, m
     ws.close()
 
 
+def test_past_the_budget_each_refused_message_holds_the_sockets_next_read(web_server, make_live_tenant):
+    # A client flooding subscribe is slowed to the pace of its refusals (REFUSAL_PACE_MS each).
+    hold = SETTINGS["REFUSAL_PACE_MS"] / 1000
+    tenant = make_live_tenant()
+    ws, _ = _open(web_server, tenant)
+    burst = SETTINGS["WS_COSTLY_MESSAGES_BURST"]
+    refused = 6
+    for i in range(burst + refused):
+        ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 30 + i}))
+    errors_at = []
+    while len(errors_at) < refused:
+        _receive_until(ws, lambda m: m["type"] == "error")
+        errors_at.append(time.monotonic())
+    assert errors_at[-1] - errors_at[0] >= (refused - 1) * hold * 0.9
+    ws.close()
+
+
 def test_a_resume_from_the_beginning_reaches_back_a_bounded_time(web_server, make_live_tenant, services):
     tenant = make_live_tenant()
     client = redis.Redis.from_url(services.redis_url)

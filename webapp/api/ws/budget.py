@@ -17,6 +17,9 @@ class Limits:
     burst: int
     per_minute: int
     resume_max_seconds: int
+    # How long a message refused for the budget holds the socket's next read: a client sending in a
+    # tight loop is slowed to the pace of its refusals instead of spinning the worker (REFUSAL_PACE_MS).
+    refusal_hold_seconds: float = 0.0
 
 
 @dataclass

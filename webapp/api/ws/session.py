@@ -229,6 +229,7 @@ def _route(peer: Peer, message: dict[str, Any]) -> None:
     if kind in COSTLY:
         wait = peer.budget.take()
         if wait:
+            time.sleep(peer.limits.refusal_hold_seconds)  # under gevent, this socket's greenlet alone
             raise MessageError(
                 f"too many subscribe and resume messages (at most {peer.limits.per_minute} a minute "
                 f"after a burst of {peer.limits.burst}); this one was dropped, send it again in {wait:.1f} s"

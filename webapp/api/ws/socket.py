@@ -129,6 +129,7 @@ def analytics_socket(ws: Server, org_id: int) -> None:
             current_app.config["WS_COSTLY_MESSAGES_BURST"],
             current_app.config["WS_COSTLY_MESSAGES_PER_MINUTE"],
             current_app.config["WS_RESUME_MAX_SECONDS"],
+            current_app.config["REFUSAL_PACE_MS"] / 1000,
         ),
         hello=hello,
         resume_from=request.args.get("last_event_id"),
