@@ -137,11 +137,16 @@ def set_locals(session: Session, settings: dict[str, str]) -> None:
     session.execute(text(f"SELECT {calls}"), params)
 
 
+# Where a session keeps the statement timeout set on it (side_by_side gives its sessions the same).
+TIMEOUT_KEY = "statement_timeout_ms"
+
+
 def statement_timeout(session: Session, milliseconds: int | None) -> None:
     """Cancel any statement of the rest of the session's transaction that runs past `milliseconds`
     (None or 0: no limit of its own)."""
     if milliseconds:
         set_local(session, "statement_timeout", str(int(milliseconds)))
+        session.info[TIMEOUT_KEY] = int(milliseconds)
 
 
 # Planner costs under which a scan of tens of thousands of rows is split across parallel workers.

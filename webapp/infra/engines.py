@@ -1,0 +1,79 @@
+"""Engines with the pool settings every process of the platform uses (no Flask here: the domain
+packages make engines of their own too)."""
+
+from __future__ import annotations
+
+import select
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url` with the pool settings every process of the platform uses.
+
+    A pooled connection is checked at checkout without a round trip while it can be: see _checkout.
+    """
+    options: dict[str, Any] = {}
+    if "poolclass" not in kwargs:
+        options.update(pool_size=10, max_overflow=20)
+    options.update(kwargs)
+    engine = create_engine(url, **options)
+    if not options.get("pool_pre_ping"):
+        event.listen(engine, "checkout", _checkout)
+    return engine
+
+
+def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Refuse a pooled connection the server has closed, making a round trip only when in doubt.
+
+    An idle connection has nothing to read: the server sends nothing unasked. One whose socket has
+    something (the server's goodbye and end of stream after a restart or a terminated backend, or
+    a notice) is pinged; a failed ping, or a connection closed here, makes the pool discard it and
+    check out another (DisconnectionError). Every request and task checks a connection out, so
+    the usual case, nothing to read, costs a system call instead of a round trip to the server.
+    """
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection is closed")
+    try:
+        readable = _has_input(dbapi_connection.fileno())
+    except (OSError, ValueError) as exc:
+        raise DisconnectionError(str(exc)) from exc
+    if not readable:
+        return
+    try:
+        dbapi_connection.execute("SELECT 1")
+        dbapi_connection.rollback()
+    except Exception as exc:
+        raise DisconnectionError(f"the server closed the connection: {exc}") from exc
+
+
+_INPUT = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+
+
+def _has_input(fd: int) -> bool:
+    """Whether socket `fd` has something to read (or was hung up), without waiting; OSError if it is
+    not open.
+
+    poll(2), not select(2): select refuses descriptors from FD_SETSIZE (1024) on, and a web worker
+    holding thousands of WebSockets opens its database connections above that. The system's poll,
+    not gevent's: a zero timeout never blocks, and gevent's poll would switch greenlets for nothing.
+    """
+    poller = _system_poll()()
+    poller.register(fd, _INPUT)
+    events = poller.poll(0)
+    if any(flags & select.POLLNVAL for _, flags in events):
+        raise OSError(f"file descriptor {fd} is not open")
+    return bool(events)
+
+
+def _system_poll() -> Callable[[], Any]:
+    """select.poll as the system has it, also where gevent has patched the select module."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("select"):
+        return monkey.get_original("select", "poll")
+    return select.poll
