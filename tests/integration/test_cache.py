@@ -127,6 +127,50 @@ def test_concurrent_misses_compute_once(client, org_id):
     assert sorted(meta.cache for _, meta in results).count("miss") == 1
 
 
+def test_a_miss_makes_two_round_trips_its_lock_taken_by_the_lookup(client, org_id, monkeypatch):
+    # The lookup (generations, entry, and on a miss the entry's lock), then the store with the
+    # lock's release: no round trip of its own for the lock.
+    trips: list[str] = []
+    single, pipelined = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def one(self, *args, **kwargs):
+        trips.append(str(args[0]))
+        return single(self, *args, **kwargs)
+
+    def many(self, *args, **kwargs):
+        trips.append("pipeline")
+        return pipelined(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", one)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", many)
+    _, meta = cache.read_through(client, org_id, ["volume"], {"trips": 1}, Counter(), ttl=60)
+    assert meta.cache == "miss"
+    assert trips == ["EVALSHA", "pipeline"]
+    key = cache.cache_key(org_id, ["volume"], [0], {"trips": 1})
+    assert client.get(cache.lock_key(key)) is None  # released with the store
+    trips.clear()
+    _, meta = cache.read_through(client, org_id, ["volume"], {"trips": 1}, Counter(), ttl=60)
+    assert meta.cache == "hit"
+    assert trips == ["EVALSHA"]
+
+
+def test_a_held_lock_found_by_the_lookup_makes_the_reader_wait_for_the_answer(client, org_id):
+    key = cache.cache_key(org_id, ["volume"], [0], {"held": 1})
+    client.set(cache.lock_key(key), "another-process", ex=5)
+    compute = Counter({"mine": True})
+
+    def holder_stores() -> None:
+        time.sleep(0.2)
+        client.set(key, cache.encode_entry('{"theirs": true}', cache._now(), {}), ex=60)
+        client.delete(cache.lock_key(key))
+
+    threading.Thread(target=holder_stores).start()
+    value, meta = cache.read_through(client, org_id, ["volume"], {"held": 1}, compute, ttl=60)
+    assert value == {"theirs": True}
+    assert compute.calls == 0
+    assert meta.cache == "hit"
+
+
 def test_lock_is_released_only_by_its_holder(client, org_id):
     compute = Counter()
     cache.read_through(client, org_id, ["volume"], {"x": 1}, compute, ttl=60)

@@ -125,14 +125,16 @@ class Shortcuts:
 # return the generations read (for a near cache). KEYS: generation keys; ARGV: key prefix, digest,
 # popularity set, popularity member, then the family names in KEYS' order. The set is trimmed and
 # given its time to live as it is counted in (popular.upkeep).
-_LOOKUP = """
+_LOOKUP = (
+    """
 local gens = redis.call('MGET', unpack(KEYS))
 local parts = {}
 for i = 1, #KEYS do
   gens[i] = gens[i] or '0'
-  parts[i] = ARGV[4 + i] .. gens[i]
+  parts[i] = ARGV[7 + i] .. gens[i]
 end
-local key = ARGV[1] .. table.concat(parts, '.') .. ':' .. ARGV[2]
+local tail = table.concat(parts, '.') .. ':' .. ARGV[2]
+local key = ARGV[1] .. tail
 if ARGV[3] ~= '' then
   redis.call('ZINCRBY', ARGV[3], 1, ARGV[4])
   redis.call('ZREMRANGEBYRANK', ARGV[3], 0, -@KEEP@ - 1)
@@ -141,8 +143,15 @@ end
 local value = redis.call('GET', key)
 local ttl = -2
 if value then ttl = redis.call('PTTL', key) end
-return {key, value, ttl, gens}
-""".replace("@KEEP@", str(popular.KEEP)).replace("@TTL@", str(popular.TTL_SECONDS))
+local locked = 0
+if ARGV[6] ~= '' and (not value or ARGV[7] == '1') then
+  if redis.call('SET', ARGV[5] .. tail, ARGV[6], 'NX', 'EX', @LOCK@) then locked = 1 end
+end
+return {key, value, ttl, gens, locked}
+""".replace("@KEEP@", str(popular.KEEP))
+    .replace("@TTL@", str(popular.TTL_SECONDS))
+    .replace("@LOCK@", str(LOCK_SECONDS))
+)
 _LOOKUP_SHA = hashlib.sha1(_LOOKUP.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts so
 
 Found = tuple[RawJson, CacheMeta]
@@ -155,9 +164,13 @@ def _lookup(
     params: dict[str, Any],
     count_in: tuple[str, str] | None,
     shortcuts: Shortcuts,
-) -> tuple[str, Found | None]:
-    """The entry's key and what it holds: from the near cache when it has both the generations and
-    the entry, otherwise in one round trip (which fills the near cache)."""
+    lock: tuple[str, bool] | None = None,
+) -> tuple[str, Found | None, bool | None]:
+    """The entry's key, what it holds, and whether its stampede lock was taken: from the near cache
+    when it has both the generations and the entry, otherwise in one round trip (which fills the near
+    cache). With `lock` (a token, and whether to take it even over a stored entry: a forced refresh)
+    that round trip also takes the entry's lock when the entry is missing: True or False then, None
+    where the lock was not tried (the caller takes it itself)."""
     digest = _digest(params)
     gen_keys = [gen_key(org_id, f) for f in names]
     near = shortcuts.near
@@ -169,15 +182,32 @@ def _lookup(
             if found is not MISSING:
                 if count_in is not None and shortcuts.tally is not None:
                     _count_later(client, shortcuts, *count_in)
-                return key, found
+                return key, found, None
     zset, member = count_in or ("", "")
+    have_lock: bool | None = None
     if gen_keys:
-        args = (len(gen_keys), *gen_keys, f"{ENTRY_PREFIX}{org_id}:", digest, zset, member, *names)
+        token, force = lock or ("", False)
+        args = (
+            len(gen_keys),
+            *gen_keys,
+            f"{ENTRY_PREFIX}{org_id}:",
+            digest,
+            zset,
+            member,
+            f"{LOCK_PREFIX}{org_id}:",
+            token,
+            "1" if force else "0",
+            *names,
+        )
         try:
-            raw_key, stored, ttl_ms, gens = client.evalsha(_LOOKUP_SHA, *args)
+            raw_key, stored, ttl_ms, gens, locked = client.evalsha(_LOOKUP_SHA, *args)
         except redis.exceptions.NoScriptError:
-            raw_key, stored, ttl_ms, gens = client.eval(_LOOKUP, *args)  # loads it for the next lookups
+            raw_key, stored, ttl_ms, gens, locked = client.eval(
+                _LOOKUP, *args
+            )  # loads it for the next lookups
         key = raw_key.decode()
+        if token:
+            have_lock = bool(locked)
     else:
         # An answer that depends on no family has an empty generation list (EVAL needs a key to MGET).
         key = _entry_key(org_id, (), (), digest)
@@ -194,7 +224,7 @@ def _lookup(
         near.put_many([(k, g.decode()) for k, g in zip(gen_keys, gens, strict=True)], ttl=NEAR_MAX_AGE)
         if found is not None and ttl_ms > 0:
             near.put(key, found, ttl=min(ttl_ms / 1000, NEAR_MAX_AGE), size=len(stored))
-    return key, found
+    return key, found, have_lock
 
 
 def _count_later(client: redis.Redis, shortcuts: Shortcuts, zset: str, member: str) -> None:
@@ -240,18 +270,21 @@ def read_through(
     names = sorted(set(families))
     if owed_bumps.covers(org_id, names) and not owed_bumps.pay(client):
         return _computed(compute, "bypass", raw)  # a change this process made is not in Redis yet
+    token = uuid.uuid4().hex
     try:
-        key, found = _lookup(client, org_id, names, params, count_in, shortcuts or Shortcuts())
+        # A miss takes the entry's lock in the lookup's round trip.
+        key, found, tried = _lookup(
+            client, org_id, names, params, count_in, shortcuts or Shortcuts(), lock=(token, force)
+        )
     except redis.RedisError as exc:
         log.warning("cache unavailable org=%s: %s", org_id, exc)
         return _computed(compute, "bypass", raw)
     if found is not None and not force:
         return _answer(*found, raw)
 
-    token = uuid.uuid4().hex
     lock = lock_key(key)
     try:
-        have_lock = bool(client.set(lock, token, nx=True, ex=LOCK_SECONDS))
+        have_lock = tried if tried is not None else bool(client.set(lock, token, nx=True, ex=LOCK_SECONDS))
         if not have_lock:
             deadline = time.monotonic() + WAIT_SECONDS
             while time.monotonic() < deadline:
