@@ -119,6 +119,9 @@ def from_environment() -> dict[str, Any]:
         # A job still running after this long runs on at JOB_NICENESS, its database backends too where
         # the server is a process of this machine (JOB_NICENESS 0: never). See infra/priority.py.
         "JOB_DEMOTE_AFTER_SECONDS": env_float("JOB_DEMOTE_AFTER_SECONDS", 0.5),
+        # An organization whose jobs ran this many seconds of the last minute has its next runs
+        # demoted from their start (0: never); half a worker slot's worth by default.
+        "JOB_DEMOTE_BUSY_SECONDS": env_float("JOB_DEMOTE_BUSY_SECONDS", 30.0),
         "JOB_NICENESS": min(env_int("JOB_NICENESS", 10, minimum=0), 19),
         # Worker seconds one organization's jobs may run over a minute before new jobs get 429 with
         # Retry-After (0: no budget): one worker slot's worth on average, while JOB_MAX_RUNNING_PER_ORG

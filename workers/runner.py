@@ -147,10 +147,16 @@ def run_job(
         # The run's time on this slot counts against its organization's worker-time budget.
         if taken.org_id is not None:
             stack.callback(_charge, taken.org_id, time.monotonic())
-        # A job still running after JOB_DEMOTE_AFTER_SECONDS yields the CPUs to requests.
+        # A job still running after JOB_DEMOTE_AFTER_SECONDS yields the CPUs to requests; so does
+        # every job from its start while its organization's jobs keep a worker busy.
         demotion = stack.enter_context(
             priority.Demotion(
-                current_app.config["JOB_DEMOTE_AFTER_SECONDS"], current_app.config["JOB_NICENESS"]
+                worker_time.demotion_delay(
+                    taken.org_id,
+                    current_app.config["JOB_DEMOTE_AFTER_SECONDS"],
+                    current_app.config["JOB_DEMOTE_BUSY_SECONDS"],
+                ),
+                current_app.config["JOB_NICENESS"],
             )
         )
 

@@ -33,6 +33,34 @@ def test_the_last_minute_slides_over_two_windows(services, make_tenant):
     assert worker_time.spent(client, org_id, now=start + 185).seconds == 0.0
 
 
+def test_a_busy_organization_is_known_from_the_last_charge_without_a_round_trip(services, make_tenant):
+    client = redis.Redis.from_url(services.redis_url)
+    busy_org, quiet_org = make_tenant("Busy").org_id, make_tenant("Quiet").org_id
+    start = 1_800_000_000.0 - 1_800_000_000.0 % 60
+    worker_time.charge(client, busy_org, 25.0, now=start + 5)
+    assert not worker_time.busy(busy_org, 30.0, now=start + 6)
+    worker_time.charge(client, busy_org, 6.0, now=start + 30)  # Redis answers the window's total: 31
+    assert worker_time.busy(busy_org, 30.0, now=start + 31)
+    assert not worker_time.busy(busy_org, 0.0, now=start + 31)  # 0: never busy
+    # The previous window fades out of the last minute as `spent` counts it.
+    assert worker_time.busy(busy_org, 30.0, now=start + 61)
+    assert not worker_time.busy(busy_org, 30.0, now=start + 90)
+    assert not worker_time.busy(busy_org, 30.0, now=start + 130)
+    worker_time.charge(client, quiet_org, 0.5, now=start + 31)
+    assert not worker_time.busy(quiet_org, 30.0, now=start + 31)
+
+
+def test_the_runs_of_a_busy_organization_are_demoted_from_their_start(services, make_tenant):
+    client = redis.Redis.from_url(services.redis_url)
+    busy_org, quiet_org = make_tenant("Busy").org_id, make_tenant("Quiet").org_id
+    worker_time.charge(client, busy_org, 45.0)
+    worker_time.charge(client, quiet_org, 2.0)
+    assert worker_time.demotion_delay(busy_org, 0.5, 30.0) == 0.0
+    assert worker_time.demotion_delay(quiet_org, 0.5, 30.0) == 0.5
+    assert worker_time.demotion_delay(None, 0.5, 30.0) == 0.5
+    assert worker_time.demotion_delay(busy_org, 0.5, 0.0) == 0.5  # 0: never from the start
+
+
 def test_an_organization_past_its_worker_time_gets_429_and_nothing_is_stored(
     services, make_tenant, app, db_session, monkeypatch
 ):

@@ -41,9 +41,33 @@ def charge(client: redis.Redis, org_id: int, seconds: float, now: float | None =
         pipe = client.pipeline(transaction=False)
         pipe.incrbyfloat(key, round(seconds, 6))
         pipe.expire(key, 3 * WINDOW_SECONDS)
-        pipe.execute()
+        total, _ = pipe.execute()
     except redis.RedisError as exc:
         log.warning("worker time of org=%s not charged (%.3f s): %s", org_id, seconds, exc)
+        return
+    _seen[org_id] = (index, float(total))
+
+
+# Per process: each organization's window total as Redis answered this process's last charge of it.
+_seen: dict[int, tuple[int, float]] = {}
+
+
+def busy(org_id: int, threshold: float, now: float | None = None) -> bool:
+    """Whether the organization's jobs ran `threshold` seconds or more over the last minute, as far as
+    this process's last charge of it told (no round trip: the total Redis answered that charge, the
+    previous window's share fading as in `spent`). False with a threshold of 0."""
+    seen = _seen.get(org_id)
+    if threshold <= 0 or seen is None:
+        return False
+    moment = time.time() if now is None else now
+    index = int(moment // WINDOW_SECONDS)
+    window, total = seen
+    if window == index:
+        return total >= threshold
+    if window == index - 1:
+        into = moment - index * WINDOW_SECONDS
+        return total * (1 - into / WINDOW_SECONDS) >= threshold
+    return False
 
 
 @dataclass(frozen=True)
@@ -63,3 +87,12 @@ def spent(client: redis.Redis, org_id: int, now: float | None = None) -> Spent:
     seconds = float(current or 0) + float(previous or 0) * (1 - into / WINDOW_SECONDS)
     # The previous window's share is gone when the current one ends: the latest a retry must wait.
     return Spent(seconds, max(1, math.ceil(WINDOW_SECONDS - into)))
+
+
+def demotion_delay(org_id: int | None, after: float, busy_seconds: float) -> float:
+    """Seconds a run keeps its priority: `after`, or none at all while its organization's jobs ran
+    `busy_seconds` or more of the last minute (a stream of jobs each shorter than `after` would
+    otherwise hold a worker slot and a database backend at full priority throughout)."""
+    if org_id is not None and busy(org_id, busy_seconds):
+        return 0.0
+    return after
