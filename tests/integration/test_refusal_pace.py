@@ -30,15 +30,14 @@ def _timed(call):
 
 def test_a_tight_loop_of_refusals_is_slowed_and_answered_the_same(app, make_tenant, monkeypatch):
     hold = 0.2
-    monkeypatch.setitem(app.extensions, "refusal_pace", Pace(free=2, hold_seconds=hold))
+    # One second throughout (a fixed clock): exactly the first two refusals go at once.
+    monkeypatch.setitem(app.extensions, "refusal_pace", Pace(free=2, hold_seconds=hold, clock=lambda: 100.0))
     alpha, beta = make_tenant("Alpha"), make_tenant("Beta")
     answers = [_timed(lambda: alpha.viewer.get(BAD_SERIES)) for _ in range(8)]
     assert {response.status_code for response, _ in answers} == {400}
     assert len({response.get_data() for response, _ in answers}) == 1
     assert answers[0][1] < hold  # the first refusals of a second go at once
-    # Each second lets two go at once; eight refusals take under two seconds.
-    held = [seconds for _, seconds in answers if seconds >= hold]
-    assert len(held) >= 8 - 2 * 2
+    assert [seconds >= hold for _, seconds in answers] == [False] * 2 + [True] * 6
     # Another organization's first refusal, and alpha's own accepted requests, are not held.
     _, seconds = _timed(lambda: beta.viewer.get(BAD_SERIES))
     assert seconds < hold
@@ -49,7 +48,7 @@ def test_a_tight_loop_of_refusals_is_slowed_and_answered_the_same(app, make_tena
 
 def test_callers_without_a_token_are_paced_by_address(app, client, monkeypatch):
     hold = 0.2
-    monkeypatch.setitem(app.extensions, "refusal_pace", Pace(free=1, hold_seconds=hold))
+    monkeypatch.setitem(app.extensions, "refusal_pace", Pace(free=1, hold_seconds=hold, clock=lambda: 100.0))
     answers = [_timed(lambda: client.post("/api/v1/auth/login", json={"email": "x"})) for _ in range(5)]
     assert {response.status_code for response, _ in answers} == {400}
-    assert len([seconds for _, seconds in answers if seconds >= hold]) >= 5 - 2
+    assert [seconds >= hold for _, seconds in answers] == [False] + [True] * 4

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from flask import Flask, Response, current_app, g, request
 
@@ -22,9 +23,10 @@ REFUSALS = range(400, 500)
 class Pace:
     """Refusals per caller in the current second, in this process."""
 
-    def __init__(self, free: int, hold_seconds: float) -> None:
+    def __init__(self, free: int, hold_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.free = free
         self.hold_seconds = hold_seconds
+        self.clock = clock
         self._second = 0
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -33,7 +35,7 @@ class Pace:
         """Count one refusal of `caller`; the seconds to hold it (0 within the free ones)."""
         if self.hold_seconds <= 0:
             return 0.0
-        second = int(time.monotonic() if now is None else now)
+        second = int(self.clock() if now is None else now)
         with self._lock:
             if second != self._second:
                 self._second, self._counts = second, {}
