@@ -52,3 +52,24 @@ def test_callers_without_a_token_are_paced_by_address(app, client, monkeypatch):
     answers = [_timed(lambda: client.post("/api/v1/auth/login", json={"email": "x"})) for _ in range(5)]
     assert {response.status_code for response, _ in answers} == {400}
     assert [seconds >= hold for _, seconds in answers] == [False] + [True] * 4
+
+
+def test_a_held_refusal_gives_its_database_connection_back_before_it_waits(app, make_tenant, monkeypatch):
+    # A refusal that read the database (another organization's ticket: 404) waits without its
+    # connection: a flood of held refusals cannot take the pool's connections.
+    from webapp.api.plumbing import refusal_pace
+
+    alpha, beta = make_tenant("Alpha"), make_tenant("Beta")
+    ticket = beta.agent.post("/api/v1/tickets", json={"subject": "theirs"}).get_json()
+    monkeypatch.setitem(app.extensions, "refusal_pace", Pace(free=0, hold_seconds=0.01, clock=lambda: 100.0))
+    sessions_at_wait = []
+
+    def sleep(seconds: float) -> None:
+        from flask import g
+
+        sessions_at_wait.append("db" in g)
+
+    monkeypatch.setattr(refusal_pace.time, "sleep", sleep)
+    response = alpha.viewer.get(f"/api/v1/tickets/{ticket['id']}")
+    assert response.status_code == 404
+    assert sessions_at_wait == [False]

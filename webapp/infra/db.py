@@ -64,6 +64,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _close_session(exc: BaseException | None) -> None:
+    release_session()
+
+
+def release_session() -> None:
+    """Close the request's session now, if it opened one (its connection goes back to the pool)."""
     session = g.pop("db", None)
     if session is not None:
         close_quietly(session)  # closing rolls back whatever the request left open

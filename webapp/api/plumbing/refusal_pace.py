@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from flask import Flask, Response, current_app, g, request
 
+from webapp.infra.db import release_session
+
 REFUSALS = range(400, 500)
 
 
@@ -60,5 +62,8 @@ def init_app(app: Flask) -> None:
         if response.status_code in REFUSALS:
             hold = current_app.extensions["refusal_pace"].hold_for(_caller())
             if hold:
+                # The request's database connection goes back to the pool first: a flood of held
+                # refusals must not hold the pool's connections while they wait.
+                release_session()
                 time.sleep(hold)  # under gevent, a wait of this greenlet alone
         return response
