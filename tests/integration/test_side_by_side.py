@@ -6,6 +6,7 @@ read reaches the caller."""
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -114,3 +115,28 @@ def test_on_a_connection_the_reads_run_in_turn_on_it(base_app):
 
     with engine.connect() as conn, Session(bind=conn) as session:
         assert len(set(side_by_side.run(session, [backend, backend]))) == 1
+
+
+def test_with_the_side_pool_busy_the_reads_run_in_turn_without_waiting(base_app):
+    # Every side connection is taken (other answers' side reads): this answer's reads neither wait
+    # for one nor fail; they run on the caller's session.
+    engine = base_app.extensions["db_engine"]
+    side = side_by_side._side_engine(engine)
+
+    def backend(session: Session) -> int:
+        return session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+    held = [side.connect() for _ in range(side_by_side.SIDE_POOL_SIZE)]
+    try:
+        with Session(bind=engine) as session:
+            started = time.monotonic()
+            pids = side_by_side.run(session, [backend, backend, backend])
+            assert time.monotonic() - started < 1.0
+        assert len(set(pids)) == 1
+        held.pop().close()  # one free: the second read goes beside, the third in turn
+        with Session(bind=engine) as session:
+            first, beside, in_turn = side_by_side.run(session, [backend, backend, backend])
+        assert first == in_turn != beside
+    finally:
+        for connection in held:
+            connection.close()
