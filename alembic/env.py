@@ -5,7 +5,7 @@ from sqlalchemy import pool
 import webapp.models  # noqa: F401  (registers every table on Base.metadata)
 from alembic import context
 from webapp import config as settings
-from webapp.infra.db import make_engine
+from webapp.infra.engines import make_engine
 from webapp.models.base import Base
 
 target_metadata = Base.metadata

@@ -33,7 +33,7 @@ from webapp.analytics import agent_report, agent_rollups, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.provenance import ReadOptions
 from webapp.clocks.first_contract import targets_for
-from webapp.infra.db import make_engine
+from webapp.infra.engines import make_engine
 from webapp.models import Organization
 
 

@@ -36,7 +36,7 @@ from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.provenance import ReadOptions, reading
 from webapp.clocks.schedules import create_schedule
 from webapp.config import from_environment
-from webapp.infra.db import make_engine
+from webapp.infra.engines import make_engine
 
 PERCENTILES = (50, 95, 99)
 # Durations ending at their event, and a time in statuses (the solve's spans).

@@ -99,7 +99,7 @@ def _seed(pg: Any, url: str, name: str, tickets: int) -> dict[str, Any]:
     from sqlalchemy.orm import Session
 
     from webapp.analytics import rollups
-    from webapp.infra.db import make_engine
+    from webapp.infra.engines import make_engine
     from webapp.infra.migrations import upgrade
     from webapp.models import User
     from webapp.security.passwords import hash_password

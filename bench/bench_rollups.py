@@ -32,7 +32,7 @@ from webapp.analytics.buckets import make_buckets
 from webapp.analytics.provenance import ReadOptions
 from webapp.clocks.first_contract import targets_for
 from webapp.core.vocabulary import PRIORITIES, STATUSES
-from webapp.infra.db import make_engine
+from webapp.infra.engines import make_engine
 from webapp.models import Organization
 from webapp.tickets import seeding
 from webapp.tickets.seeding import copy_text, timeline

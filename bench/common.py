@@ -243,7 +243,7 @@ def platform_stack(
 
     from webapp import config, create_app
     from webapp.analytics import rollups
-    from webapp.infra.db import make_engine
+    from webapp.infra.engines import make_engine
     from webapp.models import User
     from webapp.security.passwords import hash_password
     from webapp.security.tokens import access_token_for

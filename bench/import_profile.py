@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from bench.bench_ingest import tickets
 from bench.common import scratch_postgres
 from webapp.analytics import agent_rollups, business_rollups, rollups
-from webapp.infra.db import make_engine
+from webapp.infra.engines import make_engine
 from webapp.models import Organization
 from webapp.tickets import bulk_writer, imports
 

@@ -220,7 +220,7 @@ COOPERATIVE_PG_SLEEP = textwrap.dedent(
     import gevent
     from sqlalchemy import text
 
-    from webapp.infra.db import make_engine
+    from webapp.infra.engines import make_engine
 
     engine = make_engine(sys.argv[1])
     with engine.connect() as conn:
@@ -271,7 +271,7 @@ HIGH_DESCRIPTOR_POOL = textwrap.dedent(
     import psycopg
     from sqlalchemy import text
 
-    from webapp.infra.db import make_engine
+    from webapp.infra.engines import make_engine
 
     taken = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]  # as a worker's sockets take them
     engine = make_engine(sys.argv[1], pool_size=1, max_overflow=0)

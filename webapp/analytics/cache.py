@@ -121,10 +121,12 @@ class Shortcuts:
 
 
 # One round trip for a lookup: read the generations, build the key as cache_key() does, count the
-# request in the popularity set (when asked), GET the entry and its remaining time to live, and
-# return the generations read (for a near cache). KEYS: generation keys; ARGV: key prefix, digest,
-# popularity set, popularity member, then the family names in KEYS' order. The set is trimmed and
-# given its time to live as it is counted in (popular.upkeep).
+# request in the popularity set (when asked), GET the entry and its remaining time to live, take the
+# entry's stampede lock (lock_key()) when asked and the entry is missing (or always, for a forced
+# refresh), and return the generations read (for a near cache). KEYS: generation keys; ARGV: key
+# prefix, digest, popularity set, popularity member, lock prefix, lock token ('' : no lock), '1' to
+# lock even over a stored entry, then the family names in KEYS' order. The set is trimmed and given
+# its time to live as it is counted in (popular.upkeep).
 _LOOKUP = (
     """
 local gens = redis.call('MGET', unpack(KEYS))
@@ -202,9 +204,8 @@ def _lookup(
         try:
             raw_key, stored, ttl_ms, gens, locked = client.evalsha(_LOOKUP_SHA, *args)
         except redis.exceptions.NoScriptError:
-            raw_key, stored, ttl_ms, gens, locked = client.eval(
-                _LOOKUP, *args
-            )  # loads it for the next lookups
+            # EVAL loads the script for the next lookups.
+            raw_key, stored, ttl_ms, gens, locked = client.eval(_LOOKUP, *args)
         key = raw_key.decode()
         if token:
             have_lock = bool(locked)

@@ -12,8 +12,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from webapp.infra.engines import make_engine
 
-__all__ = ["make_engine"]
-
 log = logging.getLogger(__name__)
 
 

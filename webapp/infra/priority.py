@@ -28,6 +28,7 @@ reached the server on a loopback address or a Unix socket, and the process of th
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import sys
@@ -199,11 +200,22 @@ def backend_priority(pid: int) -> Priority | None:
     return Priority(niceness, None if path is None else _group_niceness(path))
 
 
+@functools.cache
+def _autogroups() -> bool:
+    """Whether Linux schedules by autogroup here (read once a process)."""
+    try:
+        return _AUTOGROUP_ENABLED.read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def _own_autogroup(pid: int) -> Path | None:
     """/proc/<pid>/autogroup when Linux schedules by autogroup and `pid` leads its own session (the
     group is then its alone: a session's group is made when its leader calls setsid), else None."""
+    if not _autogroups():
+        return None
     try:
-        if os.getsid(pid) != pid or _AUTOGROUP_ENABLED.read_text().strip() != "1":
+        if os.getsid(pid) != pid:
             return None
     except OSError:
         return None
@@ -222,8 +234,9 @@ def _group_niceness(path: Path) -> int | None:
 def _set_backend(pid: int, wanted: Priority) -> bool:
     """Set a backend's niceness and its own autogroup's; False where either is refused."""
     done = _set(pid, wanted.niceness)
-    path = _own_autogroup(pid) if wanted.group is not None else None
-    if path is not None:
+    # A group was read (backend_priority) only where the backend leads its own autogroup.
+    if wanted.group is not None:
+        path = Path(f"/proc/{pid}/autogroup")
         for attempt in (1, 2):
             try:
                 path.write_text(str(wanted.group))

@@ -30,12 +30,20 @@ def _key(org_id: int, index: int) -> str:
     return f"an:jt:{org_id}:{index}"
 
 
+def _window(now: float | None) -> tuple[int, float]:
+    """The index of the one-minute window holding `now` (default: the time now), and the share of
+    the previous window still inside the last minute."""
+    moment = time.time() if now is None else now
+    index = int(moment // WINDOW_SECONDS)
+    return index, 1 - (moment - index * WINDOW_SECONDS) / WINDOW_SECONDS
+
+
 def charge(client: redis.Redis, org_id: int, seconds: float, now: float | None = None) -> None:
     """Add `seconds` of worker time to the organization's current window (best effort: a Redis
     that does not answer loses the charge, it never fails the job)."""
     if seconds <= 0:
         return
-    index = int((time.time() if now is None else now) // WINDOW_SECONDS)
+    index, _ = _window(now)
     key = _key(org_id, index)
     try:
         pipe = client.pipeline(transaction=False)
@@ -59,15 +67,11 @@ def busy(org_id: int, threshold: float, now: float | None = None) -> bool:
     seen = _seen.get(org_id)
     if threshold <= 0 or seen is None:
         return False
-    moment = time.time() if now is None else now
-    index = int(moment // WINDOW_SECONDS)
+    index, previous_share = _window(now)
     window, total = seen
     if window == index:
         return total >= threshold
-    if window == index - 1:
-        into = moment - index * WINDOW_SECONDS
-        return total * (1 - into / WINDOW_SECONDS) >= threshold
-    return False
+    return window == index - 1 and total * previous_share >= threshold
 
 
 @dataclass(frozen=True)
@@ -80,13 +84,11 @@ class Spent:
 
 def spent(client: redis.Redis, org_id: int, now: float | None = None) -> Spent:
     """The organization's worker seconds over the last minute (sliding estimate over two windows)."""
-    moment = time.time() if now is None else now
-    index = int(moment // WINDOW_SECONDS)
-    into = moment - index * WINDOW_SECONDS
+    index, previous_share = _window(now)
     current, previous = client.mget(_key(org_id, index), _key(org_id, index - 1))
-    seconds = float(current or 0) + float(previous or 0) * (1 - into / WINDOW_SECONDS)
+    seconds = float(current or 0) + float(previous or 0) * previous_share
     # The previous window's share is gone when the current one ends: the latest a retry must wait.
-    return Spent(seconds, max(1, math.ceil(WINDOW_SECONDS - into)))
+    return Spent(seconds, max(1, math.ceil(WINDOW_SECONDS * previous_share)))
 
 
 def demotion_delay(org_id: int | None, after: float, busy_seconds: float) -> float:
