@@ -1,5 +1,6 @@
-"""ticket_sla_facts (migration 0020) equal a recount from each ticket's events and replies whoever wrote
-them, and SLA compliance read from them equals compliance summed from the steps themselves.
+"""ticket_sla_facts (migrations 0020 and 0022) equal a recount from each ticket's events and replies
+whoever wrote them, every ticket has its row with its own columns copied, and SLA compliance read
+from them alone equals compliance summed from the steps themselves.
 
 Tickets come through every writer: an import with status histories and replies, the domain functions
 (priority changes, resolutions, reopens, pauses, back-filled replies earlier than the first response,
@@ -138,6 +139,24 @@ def _write_everything(session: Session, org: Organization) -> None:
         text("UPDATE tickets SET created_at = created_at - interval '95 minutes' WHERE id = ANY(:ids)"),
         {"ids": ids[1::4]},
     )
+    session.execute(
+        text(
+            "UPDATE tickets SET channel = 'phone', category = 'moved', assigned_to = NULL,"
+            " first_response_at = created_at + interval '30 minutes' WHERE id = ANY(:ids)"
+        ),
+        {"ids": ids[2::5]},
+    )
+    # Tickets written already solved, with no step and no reply: counted all the same.
+    session.execute(
+        text(
+            "INSERT INTO tickets (org_id, subject, status, priority, channel, category, created_at,"
+            " updated_at, first_response_at, reopen_count)"
+            " SELECT :o, 'written solved', 'closed', p, 'email', 'bare', now() - n * interval '1 day',"
+            " now(), CASE WHEN n % 2 = 0 THEN now() - n * interval '1 day' + interval '3 hours' END, 0"
+            " FROM unnest(CAST(:priorities AS text[])) AS p, generate_series(1, 8) AS n"
+        ),
+        {"o": org.id, "priorities": list(PRIORITIES)},
+    )
     session.flush()
     raw = session.connection().connection.driver_connection
     seeding.seed_tickets(raw, org_id=org.id, tickets=1500, days=40, seed=3, tz=org.timezone)
@@ -177,6 +196,36 @@ def test_the_facts_equal_a_recount_after_every_kind_of_write(written, db_session
     assert moved == 0
 
 
+def test_every_ticket_has_one_facts_row_with_its_columns(written, db_session):
+    """Whoever wrote the ticket (and changed it since), its row holds what a compliance read filters
+    and counts on, so the read needs no join to tickets (migration 0022)."""
+    copied = ("org_id", "created_at", "status", "priority", "channel", "category", "assigned_to")
+    rows = db_session.execute(
+        text(
+            f"SELECT t.id, {', '.join(f't.{c}' for c in (*copied, 'first_response_at'))},"
+            f" {', '.join(f'f.{c}' for c in (*copied, 'first_response_at'))}"
+            " FROM tickets t LEFT JOIN ticket_sla_facts f ON f.ticket_id = t.id WHERE t.org_id = :o"
+        ),
+        {"o": written.id},
+    ).all()
+    width = len(copied) + 1
+    differing = [row[0] for row in rows if tuple(row[1 : 1 + width]) != tuple(row[1 + width :])]
+    assert len(rows) > 1500
+    assert differing == []
+    orphans = db_session.execute(
+        text(
+            "SELECT count(*) FROM ticket_sla_facts f WHERE f.org_id = :o"
+            " AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = f.ticket_id)"
+        ),
+        {"o": written.id},
+    ).scalar()
+    assert orphans == 0
+    bare = db_session.execute(
+        text("SELECT count(*) FROM tickets WHERE org_id = :o AND category = 'bare'"), {"o": written.id}
+    ).scalar()
+    assert bare == 8 * len(PRIORITIES)
+
+
 def test_compliance_from_the_facts_equals_compliance_from_the_steps(written, db_session):
     first, last = db_session.execute(
         text("SELECT min(created_at), max(created_at) FROM tickets WHERE org_id = :o"), {"o": written.id}
@@ -197,6 +246,17 @@ def test_compliance_from_the_facts_equals_compliance_from_the_steps(written, db_
                 assert facts == steps, (policy.pause_statuses, start, now, group_by, filters)
                 compared += sum(r["all"]["achieved"] + r["all"]["breached"] for r in facts)
     assert compared > 10_000
+    # Filters on every column the facts copy, changed behind the application's back included.
+    for group_by, filters in [
+        ("channel", {"category": ["moved", "bare"]}),
+        ("priority", {"assigned_to": [None]}),
+        ("assigned_to", {"status": ["closed", "open"], "channel": ["phone"]}),
+    ]:
+        args = {"policy": POLICIES[1], "now": instants[0], "group_by": group_by, "filters": filters}
+        window = {"org_id": written.id, "start": first, "end": last + timedelta(seconds=1)}
+        facts = compliance(db_session, **args, **window)
+        assert facts == compliance(db_session, from_steps=True, **args, **window), filters
+        assert sum(r["all"]["achieved"] + r["all"]["breached"] + r["all"]["pending"] for r in facts) > 0
 
 
 def test_the_parallel_costs_last_for_the_compliance_statement_only(written, db_session):

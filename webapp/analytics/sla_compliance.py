@@ -37,6 +37,14 @@ from webapp.models import Ticket
 
 GROUPS = ("assigned_to", "priority", "channel")
 MEASURED = ("first_reply", "resolution")
+# What a facts row holds beside its ticket's own columns: the first reply and the backlog steps' sums.
+FACT_COLUMNS = ", ".join(
+    [
+        "f.first_agent_reply_at",
+        "f.entered_us",
+        *(f"f.{s}_{n}" for s in UNSOLVED_STATUSES for n in ("us", "open")),
+    ]
+)
 # A ticket's verdict on a target, as the SQL codes it.
 VERDICTS = {"achieved": 0, "breached": 1, "pending": 2}
 
@@ -88,9 +96,10 @@ def compliance(
     """Per group (one row when `group_by` is None): achieved, breached, pending and compliance of each
     measured target and of all of them together.
 
-    On the calendar clock each ticket's elapsed times come from its ticket_sla_facts row (one scan of
-    the range's tickets); on a business clock, or with `from_steps`, from its backlog steps and
-    replies themselves (the two agree: tests hold them to it).
+    On the calendar clock each ticket's elapsed times come from its ticket_sla_facts row, which also
+    holds the ticket's columns read here (one scan of the range's facts, no join); on a business
+    clock, or with `from_steps`, from its backlog steps and replies themselves (the two agree: tests
+    hold them to it).
     """
     if group_by is not None and group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
@@ -112,33 +121,18 @@ def compliance(
         "running": [s for s in UNSOLVED_STATUSES if s not in policy.pause_statuses],
         "solved": list(RESOLVED_STATUSES),
     }
-    group = f"t.{group_by}" if group_by else "NULL::text"
     counts = [
         f"count(*) FILTER (WHERE t.{metric} = {code}) AS {metric}_{verdict}"
         for metric in MEASURED
         for verdict, code in VERDICTS.items()
     ]
-    tickets = f"""
-        SELECT t.id, t.status, t.created_at, t.first_response_at, {group} AS grp,
-               s.first_reply AS first_reply_target, s.resolution AS resolution_target,
-               s.first_reply_span, s.resolution_us
-        FROM tickets t
-        JOIN (
-            SELECT s.*, s.first_reply_us * interval '1 microsecond' AS first_reply_span
-            FROM unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
-                        CAST(:resolution AS numeric[]), CAST(:first_reply_us AS bigint[]),
-                        CAST(:resolution_us AS bigint[]))
-                 AS s(priority, first_reply, resolution, first_reply_us, resolution_us)
-        ) s ON s.priority = t.priority
-        WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end
-        {filter_sql("t", filters, params)}
-    """
     parallel = policy.clock_name == "calendar" and not from_steps
     if parallel:
-        source = _from_facts(tickets, policy)
+        facts = _range("ticket_sla_facts f", "f.ticket_id", FACT_COLUMNS, group_by, filters, params)
+        source = _from_facts(facts, policy)
         params["now_us"] = epoch_micros(now)
     else:
-        source = _from_steps(tickets, policy)
+        source = _from_steps(_range("tickets t", "t.id", "", group_by, filters, params), policy)
     columns = ", ".join(counts)
     # OFFSET 0 keeps each ticket's verdicts a column computed once, not an expression per count.
     sql = text(f"SELECT grp, {columns} FROM ({source} OFFSET 0) t GROUP BY grp ORDER BY grp NULLS FIRST")
@@ -159,6 +153,31 @@ def compliance(
         zero = _ratio(0, 0, 0)
         return [{"group": {}, **{metric: dict(zero) for metric in MEASURED}, "all": dict(zero)}]
     return rows
+
+
+def _range(
+    table: str, ticket_id: str, extra: str, group_by: str | None, filters: Filters, params: dict[str, Any]
+) -> str:
+    """The rows of `table` (tickets, or the facts that hold the same columns) of the tickets created
+    in the range and passing the filters: id, status, created_at, first_response_at, grp, their
+    priority's targets, and the `extra` columns."""
+    alias = table.split()[1]
+    group = f"{alias}.{group_by}" if group_by else "NULL::text"
+    return f"""
+        SELECT {ticket_id} AS id, {alias}.status, {alias}.created_at, {alias}.first_response_at,
+               {group} AS grp, s.first_reply AS first_reply_target, s.resolution AS resolution_target,
+               s.first_reply_span, s.resolution_us{", " + extra if extra else ""}
+        FROM {table}
+        JOIN (
+            SELECT s.*, s.first_reply_us * interval '1 microsecond' AS first_reply_span
+            FROM unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
+                        CAST(:resolution AS numeric[]), CAST(:first_reply_us AS bigint[]),
+                        CAST(:resolution_us AS bigint[]))
+                 AS s(priority, first_reply, resolution, first_reply_us, resolution_us)
+        ) s ON s.priority = {alias}.priority
+        WHERE {alias}.org_id = :org_id AND {alias}.created_at >= :start AND {alias}.created_at < :end
+        {filter_sql(alias, filters, params)}
+    """
 
 
 def _from_steps(tickets: str, policy: Policy) -> str:
@@ -210,17 +229,18 @@ def _from_steps(tickets: str, policy: Policy) -> str:
     """
 
 
-def _from_facts(tickets: str, policy: Policy) -> str:
-    """Each of the range's tickets' verdicts on the calendar, from ticket_sla_facts (migration 0020):
-    the same sums over the same steps, kept per ticket as they are written.
+def _from_facts(facts: str, policy: Policy) -> str:
+    """Each of the range's tickets' verdicts on the calendar, from their ticket_sla_facts rows
+    (migrations 0020 and 0022), which hold the same sums over the same steps, kept per ticket as they
+    are written, and the ticket's own columns: one scan of the range's facts, no join.
 
     In whole microseconds as bigint and timestamps, which compare far faster than numeric positions:
     an elapsed time of whole microseconds is within a target exactly when it is within the target's
     whole microseconds.
     """
     running = [s for s in UNSOLVED_STATUSES if s not in policy.pause_statuses]
-    closed = " + ".join(f"f.{s}_us" for s in running) or "0"
-    opened = " + ".join(f"f.{s}_open" for s in running) or "0"
+    closed = " + ".join(f"t.{s}_us" for s in running) or "0"
+    opened = " + ".join(f"t.{s}_open" for s in running) or "0"
     # Over the first reply's target when answered (or still waiting now) after creation plus the
     # target: the span has no day part, so the sum is plain microseconds whatever the time zone.
     verdicts = _verdicts(
@@ -232,12 +252,9 @@ def _from_facts(tickets: str, policy: Policy) -> str:
     return f"""
         SELECT t.grp, {verdicts}
         FROM (
-            SELECT t.*, least(t.first_response_at, f.first_agent_reply_at) AS answered_at,
-                   coalesce({closed}, 0)
-                   + CASE WHEN {opened} > 0 THEN greatest(:now_us, f.entered_us) ELSE 0 END AS res
-            FROM ({tickets}) t LEFT JOIN ticket_sla_facts f ON f.ticket_id = t.id
-             -- The facts of the same range, read by the same (org_id, created_at) range.
-             AND f.org_id = :org_id AND f.created_at >= :start AND f.created_at < :end
+            SELECT t.*, least(t.first_response_at, t.first_agent_reply_at) AS answered_at,
+                   {closed} + CASE WHEN {opened} > 0 THEN greatest(:now_us, t.entered_us) ELSE 0 END AS res
+            FROM ({facts}) t
         ) t
     """
 
