@@ -499,7 +499,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with RssWatch(stack) as rss:
             # Warmed up first: the first jobs and reads of fresh processes (imports, connections,
             # the worker's first task) are not the idle baseline a running platform has.
-            normal.measure(args.warmup)
+            if args.warmup > 0:
+                normal.measure(args.warmup)
             cpu = CpuUse(stack)
             idle = normal.measure(args.idle)
             cpu_idle = cpu.used()
