@@ -44,7 +44,6 @@ def _revision_0020() -> ModuleType:
 
 _0020 = _revision_0020()
 _US = _0020._US
-_STEP_COLUMNS = _0020._STEP_COLUMNS
 
 # The ticket's columns each facts row holds, with their types (as tickets has them).
 COPIED = {
