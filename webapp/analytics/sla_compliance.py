@@ -1,14 +1,9 @@
 """SLA compliance over the tickets created in a range, under a policy, in SQL.
 
-Each ticket is held to its current priority's targets. first_reply is achieved when the first
-response (first_response_at, or an earlier public agent reply) came within the target on the
-policy's clock, breached when it came later or has not come and the target has passed by `now`, and
-pending otherwise. resolution counts only the time the ticket's status history spends in unsolved
-statuses that are not pause statuses, up to `now` (summed from the ticket's backlog steps, which
-tickets.history derives from that history): breached once that exceeds the target, achieved when the
-ticket is solved within it, pending otherwise (running or paused). Compliance is achieved /
-(achieved + breached), per target and over all of them. On a business clock each duration is the
-difference of business_open_seconds (migration 0006) at its two ends, one index lookup each.
+Each ticket's verdicts (first_reply and resolution: achieved, breached or pending) are defined in
+sla_verdicts. Compliance is achieved / (achieved + breached), per target and over all of them. On
+the calendar clock, whole UTC days whose verdicts were counted ahead and still stand (sla_days) are
+summed from their counts, and only the rest of the range is judged ticket by ticket from the facts.
 
 next_reply is counted by the per-ticket evaluation itself (next_reply below): a ticket counts once
 it has a pair (a customer reply after an agent reply), which needs its replies. Definitions as in
@@ -20,55 +15,22 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from webapp.analytics import sla_days, sla_verdicts
 from webapp.analytics.sql import filter_sql, parallel_costs
 from webapp.clocks.evaluation import evaluate
-from webapp.clocks.policy import UNSOLVED_STATUSES, Clock, Policy, clock_for, policy_for
+from webapp.clocks.policy import Clock, Policy, clock_for, policy_for
 from webapp.clocks.tracking import load
 from webapp.core.filters import Filters
-from webapp.core.timeutil import epoch_micros
-from webapp.core.vocabulary import PRIORITIES, RESOLVED_STATUSES
+from webapp.core.vocabulary import PRIORITIES
 from webapp.models import Ticket
 
 GROUPS = ("assigned_to", "priority", "channel")
-MEASURED = ("first_reply", "resolution")
-# What a facts row holds beside its ticket's own columns: the first reply and the backlog steps' sums.
-FACT_COLUMNS = ", ".join(
-    [
-        "f.first_agent_reply_at",
-        "f.entered_us",
-        *(f"f.{s}_{n}" for s in UNSOLVED_STATUSES for n in ("us", "open")),
-    ]
-)
-# A ticket's verdict on a target, as the SQL codes it.
-VERDICTS = {"achieved": 0, "breached": 1, "pending": 2}
-
-
-def _position(clock: str, instant: str) -> str:
-    """SQL for where `instant` lies on the clock, in microseconds (exact: whole microseconds on the
-    calendar, as bigint, which sum and compare several times faster than numeric seconds)."""
-    if clock == "calendar":
-        return f"CAST(round(date_part('epoch', {instant}) * 1000000) AS bigint)"
-    return f"(business_open_seconds(:schedule_id, {instant}) * 1000000)"
-
-
-# Target hours to the positions' microseconds.
-_HOUR_US = 3_600_000_000
-
-
-def _micros(hours: float | None) -> Decimal | None:
-    return None if hours is None else Decimal(str(hours)) * _HOUR_US
-
-
-def _whole(hours: float | None) -> int | None:
-    """The target's whole microseconds (None: not measured)."""
-    micros = _micros(hours)
-    return None if micros is None else int(micros)
+MEASURED = sla_verdicts.MEASURED
 
 
 def _ratio(achieved: int, breached: int, pending: int) -> dict[str, Any]:
@@ -92,52 +54,61 @@ def compliance(
     now: datetime,
     group_by: str | None = None,
     from_steps: bool = False,
+    counted_days: bool = True,
 ) -> list[dict[str, Any]]:
     """Per group (one row when `group_by` is None): achieved, breached, pending and compliance of each
     measured target and of all of them together.
 
     On the calendar clock each ticket's elapsed times come from its ticket_sla_facts row, which also
-    holds the ticket's columns read here (one scan of the range's facts, no join); on a business
-    clock, or with `from_steps`, from its backlog steps and replies themselves (the two agree: tests
+    holds the ticket's columns read here (one scan of the range's facts, no join), except on the whole
+    UTC days whose counts stand at `now` (sla_days; not with `counted_days` False); on a business
+    clock, or with `from_steps`, from its backlog steps and replies themselves (the three agree: tests
     hold them to it).
     """
     if group_by is not None and group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
-    params: dict[str, Any] = {
-        "org_id": org_id,
-        "start": start,
-        "end": end,
-        "now": now,
-        "schedule_id": policy.schedule_id,
-        "priorities": list(PRIORITIES),
-        # Targets in microseconds, as the positions are (exact: hours as decimals, not floats).
-        "first_reply": [_micros(policy.target(p, "first_reply")) for p in PRIORITIES],
-        "resolution": [_micros(policy.target(p, "resolution")) for p in PRIORITIES],
-        # The same in whole microseconds (an elapsed time of whole microseconds is within a target
-        # exactly when it is within the target's whole microseconds): the calendar's facts compare
-        # as bigint and intervals, several times faster than as numeric.
-        "first_reply_us": [_whole(policy.target(p, "first_reply")) for p in PRIORITIES],
-        "resolution_us": [_whole(policy.target(p, "resolution")) for p in PRIORITIES],
-        "running": [s for s in UNSOLVED_STATUSES if s not in policy.pause_statuses],
-        "solved": list(RESOLVED_STATUSES),
-    }
-    counts = [
-        f"count(*) FILTER (WHERE t.{metric} = {code}) AS {metric}_{verdict}"
-        for metric in MEASURED
-        for verdict, code in VERDICTS.items()
-    ]
-    parallel = policy.clock_name == "calendar" and not from_steps
-    if parallel:
-        facts = _range("ticket_sla_facts f", "f.ticket_id", FACT_COLUMNS, group_by, filters, params)
-        source = _from_facts(facts, policy)
-        params["now_us"] = epoch_micros(now)
+    params = sla_verdicts.params(policy, org_id=org_id, now=now)
+    params.update(start=start, end=end)
+    calendar = policy.clock_name == "calendar" and not from_steps
+    plan = sla_days.Plan(live=[(start, end)])
+    if calendar and counted_days and sla_days.applies(filters, group_by):
+        plan = sla_days.plan(session, org_id=org_id, start=start, end=end, policy=policy, now=now)
+    parts = []
+    if calendar:
+        if plan.live:
+            # One interval is a plain range; several are one index range each.
+            facts = sla_verdicts.tickets_range(
+                "ticket_sla_facts f",
+                "f.ticket_id",
+                sla_verdicts.FACT_COLUMNS,
+                group_by,
+                filters,
+                params,
+                pieces=plan.live if len(plan.live) > 1 else None,
+            )
+            params["start"], params["end"] = plan.live[0][0], plan.live[-1][1]
+            parts.append(sla_verdicts.from_facts(facts, policy))
     else:
-        source = _from_steps(_range("tickets t", "t.id", "", group_by, filters, params), policy)
-    columns = ", ".join(counts)
+        tickets = sla_verdicts.tickets_range("tickets t", "t.id", "", group_by, filters, params)
+        parts.append(sla_verdicts.from_steps(tickets, policy))
     # OFFSET 0 keeps each ticket's verdicts a column computed once, not an expression per count.
-    sql = text(f"SELECT grp, {columns} FROM ({source} OFFSET 0) t GROUP BY grp ORDER BY grp NULLS FIRST")
+    judged = [f"SELECT grp, {sla_verdicts.counts()} FROM ({part} OFFSET 0) t GROUP BY grp" for part in parts]
+    if plan.counted:
+        params["days"] = plan.counted
+        judged.append(sla_days.counted_rows(group_by, filters, params))
+    if not judged:
+        return _rows([], group_by)
+    sums = ", ".join(f"sum(u.{c}) AS {c}" for c in sla_verdicts.COUNTED)
+    union = " UNION ALL ".join(f"({part})" for part in judged)
+    sql = text(f"SELECT grp, {sums} FROM ({union}) u GROUP BY grp ORDER BY grp NULLS FIRST")
+    # Many tickets judged live are split across parallel workers; a few days' worth are not worth it.
+    parallel = calendar and not plan.counted
     with parallel_costs(session) if parallel else contextlib.nullcontext():
         result = session.execute(sql, params).all()
+    return _rows(result, group_by)
+
+
+def _rows(result: Sequence[Any], group_by: str | None) -> list[dict[str, Any]]:
     rows = []
     for row in result:
         values = row._mapping
@@ -153,122 +124,6 @@ def compliance(
         zero = _ratio(0, 0, 0)
         return [{"group": {}, **{metric: dict(zero) for metric in MEASURED}, "all": dict(zero)}]
     return rows
-
-
-def _range(
-    table: str, ticket_id: str, extra: str, group_by: str | None, filters: Filters, params: dict[str, Any]
-) -> str:
-    """The rows of `table` (tickets, or the facts that hold the same columns) of the tickets created
-    in the range and passing the filters: id, status, created_at, first_response_at, grp, their
-    priority's targets, and the `extra` columns."""
-    alias = table.split()[1]
-    group = f"{alias}.{group_by}" if group_by else "NULL::text"
-    return f"""
-        SELECT {ticket_id} AS id, {alias}.status, {alias}.created_at, {alias}.first_response_at,
-               {group} AS grp, s.first_reply AS first_reply_target, s.resolution AS resolution_target,
-               s.first_reply_span, s.resolution_us{", " + extra if extra else ""}
-        FROM {table}
-        JOIN (
-            SELECT s.*, s.first_reply_us * interval '1 microsecond' AS first_reply_span
-            FROM unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
-                        CAST(:resolution AS numeric[]), CAST(:first_reply_us AS bigint[]),
-                        CAST(:resolution_us AS bigint[]))
-                 AS s(priority, first_reply, resolution, first_reply_us, resolution_us)
-        ) s ON s.priority = {alias}.priority
-        WHERE {alias}.org_id = :org_id AND {alias}.created_at >= :start AND {alias}.created_at < :end
-        {filter_sql(alias, filters, params)}
-    """
-
-
-def _from_steps(tickets: str, policy: Policy) -> str:
-    """The range's tickets with fr_elapsed and res_elapsed on the policy's clock, summed from their
-    backlog steps and replies."""
-    at = _position(policy.clock_name, "{}")
-    verdicts = _verdicts(
-        "t.first_reply_target",
-        "fr_elapsed > t.first_reply_target",
-        "t.resolution_target",
-        "res_elapsed > t.resolution_target",
-    )
-    return f"""
-        WITH t AS (
-            -- The first reply reached the customer at first_response_at or at the first public
-            -- agent reply, whichever came first (a back-filled reply can be earlier than the
-            -- first_response_at an earlier-written reply set).
-            SELECT t.*, least(t.first_response_at, (
-                       SELECT r.at FROM ticket_replies r
-                       WHERE r.ticket_id = t.id AND r.author = 'agent' AND r.public
-                       ORDER BY r.at LIMIT 1)) AS answered_at
-            FROM ({tickets}) t
-        ), steps AS (
-            -- The ticket's backlog steps (tickets.history): +1 entering an unsolved status, -1
-            -- leaving it, each with that status. Over the running statuses, the time elapsed is
-            -- the sum of -step x position of each step, plus the position of `now` (or of the
-            -- step that opened it, if later) for the span still open: one scan of the steps since
-            -- the range's start (a ticket's events never come before its creation), no history
-            -- rebuilt per ticket.
-            SELECT e.ticket_id,
-                   sum(-CAST(e.value AS bigint) * {at.format("e.occurred_at")}) AS closed,
-                   sum(e.value) AS open,
-                   max(e.occurred_at) FILTER (WHERE e.value > 0) AS entered
-            FROM ticket_events e
-            WHERE e.org_id = :org_id AND e.event_type = 'backlog' AND e.occurred_at >= :start
-              AND e.status = ANY(CAST(:running AS text[]))
-              AND e.ticket_id IN (SELECT id FROM t)
-            GROUP BY e.ticket_id
-        )
-        SELECT grp, {verdicts}
-        FROM (
-            SELECT t.*,
-                   coalesce(s.closed, 0) + CASE WHEN s.open > 0
-                       THEN {at.format("greatest(:now, s.entered)")} ELSE 0 END AS res_elapsed,
-                   {at.format("greatest(coalesce(t.answered_at, :now), t.created_at)")}
-                   - {at.format("t.created_at")} AS fr_elapsed
-            FROM t LEFT JOIN steps s ON s.ticket_id = t.id
-        ) t
-    """
-
-
-def _from_facts(facts: str, policy: Policy) -> str:
-    """Each of the range's tickets' verdicts on the calendar, from their ticket_sla_facts rows
-    (migrations 0020 and 0022), which hold the same sums over the same steps, kept per ticket as they
-    are written, and the ticket's own columns: one scan of the range's facts, no join.
-
-    In whole microseconds as bigint and timestamps, which compare far faster than numeric positions:
-    an elapsed time of whole microseconds is within a target exactly when it is within the target's
-    whole microseconds.
-    """
-    running = [s for s in UNSOLVED_STATUSES if s not in policy.pause_statuses]
-    closed = " + ".join(f"t.{s}_us" for s in running) or "0"
-    opened = " + ".join(f"t.{s}_open" for s in running) or "0"
-    # Over the first reply's target when answered (or still waiting now) after creation plus the
-    # target: the span has no day part, so the sum is plain microseconds whatever the time zone.
-    verdicts = _verdicts(
-        "t.first_reply_span",
-        "coalesce(t.answered_at, :now) > t.created_at + t.first_reply_span",
-        "t.resolution_us",
-        "t.res > t.resolution_us",
-    )
-    return f"""
-        SELECT t.grp, {verdicts}
-        FROM (
-            SELECT t.*, least(t.first_response_at, t.first_agent_reply_at) AS answered_at,
-                   {closed} + CASE WHEN {opened} > 0 THEN greatest(:now_us, t.entered_us) ELSE 0 END AS res
-            FROM ({facts}) t
-        ) t
-    """
-
-
-def _verdicts(fr_target: str, fr_over: str, res_target: str, res_over: str) -> str:
-    """first_reply and resolution: each ticket's verdict code (VERDICTS; NULL: not measured), from
-    whether its elapsed time is over each target."""
-    achieved, breached, pending = (VERDICTS[v] for v in ("achieved", "breached", "pending"))
-    return f"""
-        CASE WHEN {fr_target} IS NULL THEN NULL WHEN {fr_over} THEN {breached}
-             WHEN t.answered_at IS NULL THEN {pending} ELSE {achieved} END AS first_reply,
-        CASE WHEN {res_target} IS NULL THEN NULL WHEN {res_over} THEN {breached}
-             WHEN t.status = ANY(CAST(:solved AS text[])) THEN {achieved} ELSE {pending} END AS resolution
-    """
 
 
 # Tickets evaluated per round trip when next_reply is counted ticket by ticket.

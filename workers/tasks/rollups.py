@@ -1,6 +1,6 @@
 """Beat's rollup upkeep: rebuild hours writes marked stale, build business-hours rollups of new or
-changed schedules and agent rollups of organizations without current ones, and reconcile recent
-hours with raw events."""
+changed schedules and agent rollups of organizations without current ones, count settled days' SLA
+verdicts ahead, and reconcile recent hours with raw events."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy import text
 
-from webapp.analytics import agent_rollups, business_rollups, rollups, ticket_counts
+from webapp.analytics import agent_rollups, business_rollups, rollups, sla_days, ticket_counts
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import session_scope
 from webapp.models import Organization
@@ -68,6 +68,21 @@ def build_agents() -> dict[str, Any]:
             if org is not None:
                 agent_rollups.rebuild(session, org)
     return {"organizations": len(stale)}
+
+
+@shared_task(name="rollups.count_sla_days", acks_late=True, ignore_result=True)
+def count_sla_days() -> dict[str, Any]:
+    """Count ahead the SLA verdicts of every organization's settled days that are due (missing,
+    written to, past their valid_until, or counted under another policy)."""
+    now = utcnow()
+    with session_scope() as session:
+        forgotten = sla_days.forget_orphans(session)
+        org_ids = sla_days.due_orgs(session, now=now)
+    counted = 0
+    for org_id in org_ids:
+        with session_scope() as session:
+            counted += sla_days.count_days(session, org_id=org_id, now=now) or 0
+    return {"organizations": len(org_ids), "days": counted, "orphan_marks": forgotten}
 
 
 def _recent_orgs(start: datetime, end: datetime) -> list[int]:

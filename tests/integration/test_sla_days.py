@@ -1,0 +1,311 @@
+"""SLA verdicts counted ahead per UTC day (sla_days, migration 0024) answer as the live read does,
+and stop standing for it the moment they would not: a write to a day's tickets, a deadline passing,
+another policy, an instant before they were counted.
+
+Every expected answer comes from compliance summed from the tickets' steps and replies themselves
+(from_steps), which tests in test_sla_compliance hold to a plain Python count; the live facts read
+(counted_days off) must agree too. Windows start and end at local midnights of zones with odd offsets
+and DST (so their ends cut UTC days), and at arbitrary instants.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from tests.conftest import committed_tenant
+from webapp.analytics import sla_days
+from webapp.analytics.sla_compliance import compliance
+from webapp.clocks.policy import policy_for, put_policy
+from webapp.clocks.schedules import create_schedule
+from webapp.models import Organization, Ticket
+from webapp.tickets import seeding
+from webapp.tickets.writes import add_reply, update_ticket
+
+TARGETS = {
+    "urgent": {"first_reply_hours": 1, "resolution_hours": 8, "next_reply_hours": None},
+    "high": {"first_reply_hours": 4, "resolution_hours": 24, "next_reply_hours": None},
+    # Long targets: some tickets of settled days are still pending when counted, so days get a
+    # valid_until.
+    "normal": {"first_reply_hours": 60, "resolution_hours": 400, "next_reply_hours": None},
+    "low": {"first_reply_hours": None, "resolution_hours": 900, "next_reply_hours": None},
+}
+ZONES = ("UTC", "Asia/Kathmandu", "America/St_Johns", "Australia/Lord_Howe")
+SHAPES = [
+    (None, {}),
+    ("priority", {}),
+    ("channel", {}),
+    ("assigned_to", {}),
+    (None, {"channel": ["email", "chat"], "priority": ["high", "urgent", "normal"]}),
+    ("assigned_to", {"assigned_to": ["agent-1", "agent-2", None]}),
+]
+
+
+def _policy(session: Session, org_id: int, pauses: list[str]) -> None:
+    put_policy(session, org_id, schedule_id=None, pause_statuses=pauses, targets=TARGETS)
+    session.commit()
+
+
+@pytest.fixture(scope="module")
+def org(base_app: Flask) -> Iterator[Organization]:
+    """An organization with 45 days of seeded tickets, some changed since through the domain."""
+    with committed_tenant(base_app, "SLA days", "America/St_Johns") as (_, org, session):
+        raw = session.connection().connection.driver_connection
+        seeding.seed_tickets(raw, org_id=org.id, tickets=2500, days=45, seed=11, tz=org.timezone)
+        session.commit()
+        rng = random.Random(4)
+        now = datetime.now(UTC)
+        ids = list(
+            session.scalars(text("SELECT id FROM tickets WHERE org_id = :o ORDER BY id"), {"o": org.id})
+        )
+        for ticket in session.scalars(select(Ticket).where(Ticket.id.in_(rng.sample(ids, 120)))):
+            at = max(ticket.created_at, ticket.first_response_at or ticket.created_at) + timedelta(hours=1)
+            if at >= now:
+                continue
+            update_ticket(session, org, ticket, {"status": "on_hold"}, now=at)
+            add_reply(
+                session, ticket, org, {"author": "agent", "at": ticket.created_at + timedelta(minutes=3)}
+            )
+        session.execute(text("ANALYZE tickets, ticket_events, ticket_replies, ticket_sla_facts"))
+        _policy(session, org.id, ["on_hold"])
+        yield org
+
+
+@pytest.fixture
+def db_session(base_app: Flask) -> Iterator[Session]:
+    session = base_app.extensions["db_sessionmaker"]()
+    yield session
+    session.rollback()
+    session.close()
+
+
+def _windows(now: datetime) -> list[tuple[datetime, datetime]]:
+    """Local-midnight windows in each zone (30 days to today's midnight, and 10 days ending at an odd
+    instant), and the last 30 days to `now`."""
+    out = []
+    for name in ZONES:
+        tz = ZoneInfo(name)
+        today = datetime.combine(now.astimezone(tz).date(), datetime.min.time(), tz)
+        out.append((today - timedelta(days=30), today))
+        out.append((today - timedelta(days=19), today - timedelta(days=9, hours=5, minutes=17)))
+    out.append((now - timedelta(days=30), now))
+    return out
+
+
+def _same_three_ways(session: Session, org_id: int, now: datetime, start: datetime, end: datetime) -> int:
+    """Assert counted == live == from the steps for every shape; the days the counts stood for."""
+    policy = policy_for(session, org_id)
+    plan = sla_days.plan(session, org_id=org_id, start=start, end=end, policy=policy, now=now)
+    for group_by, filters in SHAPES:
+        args = {"org_id": org_id, "start": start, "end": end, "filters": filters, "policy": policy}
+        args.update(now=now, group_by=group_by)
+        counted = compliance(session, **args)
+        assert counted == compliance(session, counted_days=False, **args), (start, end, group_by, filters)
+        assert counted == compliance(session, from_steps=True, **args), (start, end, group_by, filters)
+    return len(plan.counted)
+
+
+def test_counted_days_answer_as_the_live_read(org, db_session):
+    now = datetime.now(UTC)
+    assert sla_days.count_days(db_session, org_id=org.id, now=now) >= 40
+    judged = db_session.execute(
+        text(
+            "SELECT sum(first_reply_achieved + first_reply_breached + resolution_breached)"
+            " FROM sla_verdict_days WHERE org_id = :o"
+        ),
+        {"o": org.id},
+    ).scalar()
+    assert judged > 1500
+    used = [_same_three_ways(db_session, org.id, now + timedelta(seconds=1), s, e) for s, e in _windows(now)]
+    # Every window but the short odd one far back takes most of its days from the counts.
+    assert min(used) >= 8, used
+    assert max(used) >= 27, used
+    # A filter on a dimension the counts do not keep: the whole range is read live, and agrees.
+    policy = policy_for(db_session, org.id)
+    args = {"org_id": org.id, "start": now - timedelta(days=30), "end": now, "policy": policy, "now": now}
+    assert not sla_days.applies({"category": ["billing"]}, None)
+    assert compliance(db_session, filters={"category": ["billing"]}, **args) == compliance(
+        db_session, filters={"category": ["billing"]}, from_steps=True, **args
+    )
+
+
+def _counted_day(session: Session, org_id: int) -> datetime:
+    day = session.execute(
+        text("SELECT min(day) FROM sla_verdict_day_builds WHERE org_id = :o AND valid_until IS NULL"),
+        {"o": org_id},
+    ).scalar()
+    assert day is not None
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
+@pytest.mark.worker
+def test_a_write_keeps_its_day_live_until_counted_again(org, db_session, celery_worker, live_app):
+    now = datetime.now(UTC)
+    sla_days.count_days(db_session, org_id=org.id, now=now)
+    midnight = _counted_day(db_session, org.id)
+    start, end = midnight - timedelta(days=3), midnight + timedelta(days=4)
+    policy = policy_for(db_session, org.id)
+    before = sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=now)
+    assert midnight.date() in before.counted
+    # Reopen a solved ticket of that day: its resolution turns pending again.
+    ticket = db_session.scalars(
+        select(Ticket).where(
+            Ticket.org_id == org.id,
+            Ticket.created_at >= midnight,
+            Ticket.created_at < midnight + timedelta(days=1),
+            Ticket.status.in_(["resolved", "closed"]),
+        )
+    ).first()
+    assert ticket is not None
+    update_ticket(db_session, org, ticket, {"status": "open"}, now=now)
+    db_session.commit()
+    later = datetime.now(UTC)
+    after = sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=later)
+    assert midnight.date() not in after.counted
+    assert set(after.counted) == set(before.counted) - {midnight.date()}
+    _same_three_ways(db_session, org.id, later, start, end)
+    # Counted again by beat's task on a worker, the day stands for the live read once more.
+    live_app.extensions["celery"].send_task("rollups.count_sla_days")
+    deadline = time.monotonic() + 60
+    while True:
+        db_session.rollback()
+        again = datetime.now(UTC)
+        plan = sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=again)
+        if midnight.date() in plan.counted:
+            break
+        assert time.monotonic() < deadline, "the worker did not count the day again"
+        time.sleep(0.3)
+    _same_three_ways(db_session, org.id, again, start, end)
+
+
+def test_counts_stand_only_between_their_count_and_their_first_deadline(org, db_session):
+    now = datetime.now(UTC)
+    sla_days.count_days(db_session, org_id=org.id, now=now)
+    day, counted_at, until = db_session.execute(
+        text(
+            "SELECT day, counted_at, valid_until FROM sla_verdict_day_builds"
+            " WHERE org_id = :o AND valid_until IS NOT NULL ORDER BY valid_until LIMIT 1"
+        ),
+        {"o": org.id},
+    ).one()
+    midnight = datetime.combine(day, datetime.min.time(), UTC)
+    start, end = midnight - timedelta(hours=7), midnight + timedelta(days=2, hours=3)
+    policy = policy_for(db_session, org.id)
+
+    def counted(at: datetime) -> bool:
+        return (
+            day
+            in sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=at).counted
+        )
+
+    just_before = until - timedelta(microseconds=1)
+    assert counted(counted_at)
+    assert counted(just_before)
+    assert not counted(until)
+    assert not counted(until + timedelta(days=3))
+    assert not counted(counted_at - timedelta(microseconds=1))
+    # Each side of the deadline, the answer is the live one at that instant.
+    for at in (just_before, until, until + timedelta(hours=30), counted_at - timedelta(hours=2)):
+        _same_three_ways(db_session, org.id, at, start, end)
+
+
+def test_another_policy_reads_live_until_counted_under_it(org, db_session):
+    now = datetime.now(UTC)
+    sla_days.count_days(db_session, org_id=org.id, now=now)
+    start, end = now - timedelta(days=20), now
+    _policy(db_session, org.id, ["pending", "on_hold"])
+    try:
+        policy = policy_for(db_session, org.id)
+        later = datetime.now(UTC)
+        assert (
+            sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=later).counted
+            == []
+        )
+        _same_three_ways(db_session, org.id, later, start, end)
+        assert sla_days.count_days(db_session, org_id=org.id, now=later) >= 17
+        assert _same_three_ways(db_session, org.id, datetime.now(UTC), start, end) >= 17
+    finally:
+        _policy(db_session, org.id, ["on_hold"])
+        sla_days.count_days(db_session, org_id=org.id, now=datetime.now(UTC))
+
+
+def test_a_write_committed_after_the_counts_snapshot_keeps_its_mark(org, base_app, db_session):
+    """The count deletes only the marks its snapshot sees: a write that commits while it counts keeps
+    its day live."""
+    now = datetime.now(UTC)
+    sla_days.count_days(db_session, org_id=org.id, now=now)
+    midnight = _counted_day(db_session, org.id)
+    policy = policy_for(db_session, org.id)
+    ticket_id = db_session.scalar(
+        select(Ticket.id).where(
+            Ticket.org_id == org.id,
+            Ticket.created_at >= midnight,
+            Ticket.created_at < midnight + timedelta(days=1),
+        )
+    )
+    # Mark the day, then count it in a REPEATABLE READ transaction whose snapshot is taken before a
+    # second write commits.
+    db_session.execute(text("UPDATE tickets SET priority = 'low' WHERE id = :t"), {"t": ticket_id})
+    db_session.commit()
+    counting = base_app.extensions["db_sessionmaker"]()
+    writer = base_app.extensions["db_sessionmaker"]()
+    try:
+        counting.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        counting.execute(text("SELECT 1"))  # the snapshot
+        writer.execute(text("UPDATE tickets SET priority = 'urgent' WHERE id = :t"), {"t": ticket_id})
+        writer.commit()
+        key = sla_days.policy_key(policy)
+        assert key is not None
+        sla_days._count_chunk(
+            counting, org_id=org.id, days=[midnight.date()], policy=policy, key=key, now=now
+        )
+        counting.commit()
+    finally:
+        counting.close()
+        writer.close()
+    later = datetime.now(UTC)
+    window = {"start": midnight - timedelta(hours=1), "end": midnight + timedelta(days=1, hours=1)}
+    assert sla_days.plan(db_session, org_id=org.id, policy=policy, now=later, **window).counted == []
+    _same_three_ways(db_session, org.id, later, **window)
+    sla_days.count_days(db_session, org_id=org.id, now=later)
+    assert sla_days.plan(db_session, org_id=org.id, policy=policy, now=later, **window).counted == [
+        midnight.date()
+    ]
+    _same_three_ways(db_session, org.id, later, **window)
+
+
+def test_young_days_are_left_live_and_a_business_clock_drops_the_counts(org, db_session):
+    now = datetime.now(UTC)
+    sla_days.count_days(db_session, org_id=org.id, now=now)
+    youngest = db_session.execute(
+        text("SELECT max(day) FROM sla_verdict_day_builds WHERE org_id = :o"), {"o": org.id}
+    ).scalar()
+    assert youngest == now.date() - timedelta(days=sla_days.SETTLE_DAYS)
+    schedule = create_schedule(
+        db_session,
+        org.id,
+        {
+            "name": "Office",
+            "timezone": "UTC",
+            "intervals": [{"day": "mon", "start": "09:00", "end": "17:00"}],
+        },
+    ).id
+    db_session.commit()
+    try:
+        put_policy(db_session, org.id, schedule_id=schedule, pause_statuses=[], targets=TARGETS)
+        db_session.commit()
+        assert sla_days.count_days(db_session, org_id=org.id, now=now) is None
+        left = db_session.execute(
+            text("SELECT count(*) FROM sla_verdict_day_builds WHERE org_id = :o"), {"o": org.id}
+        ).scalar()
+        assert left == 0
+    finally:
+        _policy(db_session, org.id, ["on_hold"])

@@ -1,0 +1,254 @@
+"""SLA verdicts counted ahead per UTC day of creation (migration 0024), and which days of a range a
+compliance read may take from them.
+
+A day's counts (per priority, channel and assignee: achieved, breached and pending on first_reply
+and resolution) stand for the live answer while all of these hold:
+- they were counted under the policy in force (its key: calendar targets and pause statuses);
+- no write has touched the facts of the day's tickets since (no mark: the facts' triggers leave one
+  in the writer's transaction);
+- `now` lies between the instant they were counted at and the earliest instant at which one of the
+  day's pending verdicts turns by time alone (valid_until).
+
+Any other day, and the partial days at a range's ends, are read live from the facts. Days are
+counted by `count_days` (beat, every minute; `bench peer` after its rollups) once they are at least
+SETTLE_DAYS old: younger days change too often to be worth it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from webapp.analytics import sla_verdicts
+from webapp.analytics.sql import filter_sql
+from webapp.clocks.policy import Policy, policy_for
+from webapp.clocks.schedules import ClockError
+from webapp.core.filters import Filters
+
+# Bump when a verdict's definition changes: every day is counted again.
+DEFINITION = 1
+# The dimensions a day's counts keep: compliance with filters on, or grouped by, only these.
+KEPT = ("priority", "channel", "assigned_to")
+# Days counted per transaction; days younger than SETTLE_DAYS (UTC) are left to live reads.
+CHUNK_DAYS = 31
+SETTLE_DAYS = 2
+LOCK_CLASS = zlib.crc32(b"sla_verdict_days") & 0x7FFFFFFF
+DAY = timedelta(days=1)
+
+
+def policy_key(policy: Policy) -> str | None:
+    """What a day's counts depend on of the policy (None: a business clock, never counted ahead)."""
+    if policy.clock_name != "calendar":
+        return None
+    data = {
+        "definition": DEFINITION,
+        "pauses": sorted(policy.pause_statuses),
+        "targets": sla_verdicts.whole_targets(policy),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def applies(filters: Filters, group_by: str | None) -> bool:
+    """Whether counted days can answer a read with these filters and grouping."""
+    return set(filters) <= set(KEPT) and (group_by is None or group_by in KEPT)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A range's days taken from their counts, and the intervals read live (the rest of it)."""
+
+    counted: list[date] = field(default_factory=list)
+    live: list[tuple[datetime, datetime]] = field(default_factory=list)
+
+
+_USABLE = text(
+    "SELECT b.day FROM sla_verdict_day_builds b"
+    " WHERE b.org_id = :org_id AND b.day >= :first AND b.day < :last AND b.policy_key = :key"
+    " AND b.counted_at <= :now AND (b.valid_until IS NULL OR :now < b.valid_until)"
+    " AND NOT EXISTS (SELECT 1 FROM sla_verdict_day_marks m WHERE m.org_id = b.org_id AND m.day = b.day)"
+    " ORDER BY b.day"
+)
+
+
+def plan(
+    session: Session, *, org_id: int, start: datetime, end: datetime, policy: Policy, now: datetime
+) -> Plan:
+    """Which whole UTC days of [start, end) have counts that stand at `now`, and the rest as
+    intervals (in order, disjoint, adjacent ones joined)."""
+    key = policy_key(policy)
+    start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+    first = start_utc.date() + (DAY if start_utc.time() != time() else timedelta())
+    last = end_utc.date()
+    if key is None or first >= last:
+        return Plan(live=[(start, end)] if start < end else [])
+    counted = list(
+        session.scalars(_USABLE, {"org_id": org_id, "first": first, "last": last, "key": key, "now": now})
+    )
+    live: list[tuple[datetime, datetime]] = []
+    cursor = start
+    for day in counted:
+        if cursor < _midnight(day):
+            live.append((cursor, _midnight(day)))
+        cursor = _midnight(day) + DAY
+    if cursor < end:
+        live.append((cursor, end))
+    return Plan(counted=counted, live=live)
+
+
+def counted_rows(group_by: str | None, filters: Filters, bound: dict[str, Any]) -> str:
+    """SQL of the counted days' (:days) sums per grp, with the compliance columns."""
+    group = f"d.{group_by}" if group_by else "NULL::text"
+    sums = ", ".join(f"sum(d.{c}) AS {c}" for c in sla_verdicts.COUNTED)
+    return (
+        f"SELECT {group} AS grp, {sums} FROM sla_verdict_days d"
+        " WHERE d.org_id = :org_id AND d.day = ANY(CAST(:days AS date[]))"
+        f" {filter_sql('d', filters, bound)} GROUP BY 1"
+    )
+
+
+# --- counting ahead ---------------------------------------------------------------------------------
+
+_DUE = text(
+    "SELECT day FROM sla_verdict_day_marks WHERE org_id = :org_id AND day < :settled"
+    " UNION SELECT day FROM sla_verdict_day_builds WHERE org_id = :org_id"
+    " AND (policy_key <> :key OR (valid_until IS NOT NULL AND valid_until <= :now))"
+    " ORDER BY 1"
+)
+
+
+def due_days(session: Session, *, org_id: int, key: str, now: datetime) -> list[date]:
+    """Days old enough to count whose counts are missing, touched by a write, counted under another
+    policy, or past their valid_until."""
+    return list(session.scalars(_DUE, {"org_id": org_id, "settled": _settled(now), "key": key, "now": now}))
+
+
+_ORGS = text(
+    "SELECT o.id FROM organizations o WHERE EXISTS"
+    " (SELECT 1 FROM sla_verdict_day_marks m WHERE m.org_id = o.id AND m.day < :settled)"
+    " OR EXISTS (SELECT 1 FROM sla_verdict_day_builds b WHERE b.org_id = o.id) ORDER BY 1"
+)
+
+
+def due_orgs(session: Session, *, now: datetime) -> list[int]:
+    """Organizations that may have days due: marked ones old enough, and any with counted days
+    (their policy may have changed, or a valid_until passed)."""
+    return list(session.scalars(_ORGS, {"settled": _settled(now)}))
+
+
+def _settled(now: datetime) -> date:
+    """The first UTC day too young to count at `now`."""
+    return now.astimezone(UTC).date() - timedelta(days=SETTLE_DAYS - 1)
+
+
+def count_days(session: Session, *, org_id: int, now: datetime) -> int | None:
+    """Count the organization's due days at `now`, CHUNK_DAYS per transaction (each committed); the
+    days counted, or None when another transaction is counting them, the organization is gone, or its
+    policy runs on business hours (its counts are then dropped: no read would take them).
+
+    Each chunk runs REPEATABLE READ: it deletes the marks its snapshot sees and counts the facts of
+    the same snapshot, so a write committed later keeps its mark (its day stays live).
+    """
+    try:
+        policy = policy_for(session, org_id)
+    except ClockError:  # deleted since it was found due
+        return None
+    key = policy_key(policy)
+    if key is None:
+        session.execute(text("DELETE FROM sla_verdict_day_builds WHERE org_id = :o"), {"o": org_id})
+        session.execute(text("DELETE FROM sla_verdict_days WHERE org_id = :o"), {"o": org_id})
+        session.commit()
+        return None
+    days = due_days(session, org_id=org_id, key=key, now=now)
+    session.commit()
+    done = 0
+    for first in range(0, len(days), CHUNK_DAYS):
+        chunk = days[first : first + CHUNK_DAYS]
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        locked = session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:cls, :org)"), {"cls": LOCK_CLASS, "org": org_id}
+        ).scalar()
+        if not locked:
+            session.rollback()
+            return None
+        _count_chunk(session, org_id=org_id, days=chunk, policy=policy, key=key, now=now)
+        session.commit()
+        done += len(chunk)
+    return done
+
+
+def _pieces(days: Sequence[date]) -> list[tuple[datetime, datetime]]:
+    """Runs of consecutive days (in order) as [lo, hi) instants."""
+    out: list[tuple[datetime, datetime]] = []
+    for day in days:
+        if out and out[-1][1] == _midnight(day):
+            out[-1] = (out[-1][0], _midnight(day) + DAY)
+        else:
+            out.append((_midnight(day), _midnight(day) + DAY))
+    return out
+
+
+def _count_chunk(
+    session: Session, *, org_id: int, days: Sequence[date], policy: Policy, key: str, now: datetime
+) -> None:
+    bound = sla_verdicts.params(policy, org_id=org_id, now=now)
+    bound.update(days=list(days), key=key)
+    dims = "t.priority, t.channel, t.assigned_to"
+    facts = sla_verdicts.tickets_range(
+        "ticket_sla_facts f",
+        "f.ticket_id",
+        f"{sla_verdicts.FACT_COLUMNS}, f.channel, f.assigned_to, f.priority",
+        None,
+        {},
+        bound,
+        pieces=_pieces(days),
+    )
+    verdicts = sla_verdicts.from_facts(
+        facts, policy, keep=f"CAST(t.created_at AT TIME ZONE 'UTC' AS date) AS day, {dims}", changes=True
+    )
+    columns = ", ".join(sla_verdicts.COUNTED)
+    for table in ("sla_verdict_days", "sla_verdict_day_builds", "sla_verdict_day_marks"):
+        session.execute(
+            text(f"DELETE FROM {table} WHERE org_id = :org_id AND day = ANY(CAST(:days AS date[]))"), bound
+        )
+    session.execute(
+        text(
+            f"""
+            WITH v AS (
+                SELECT day, priority, channel, assigned_to, {sla_verdicts.counts()},
+                       min(changes_at) AS changes_at
+                FROM ({verdicts} OFFSET 0) t
+                GROUP BY day, priority, channel, assigned_to
+            ), written AS (
+                INSERT INTO sla_verdict_days (org_id, day, priority, channel, assigned_to, {columns})
+                SELECT :org_id, day, priority, channel, assigned_to, {columns} FROM v
+            )
+            INSERT INTO sla_verdict_day_builds (org_id, day, policy_key, counted_at, valid_until)
+            SELECT :org_id, d.day, :key, :now, (SELECT min(v.changes_at) FROM v WHERE v.day = d.day)
+            FROM unnest(CAST(:days AS date[])) AS d(day)
+            """
+        ),
+        bound,
+    )
+
+
+def forget_orphans(session: Session) -> int:
+    """Delete the marks of organizations that no longer exist (their tickets' deletion left them)."""
+    result = session.execute(
+        text(
+            "DELETE FROM sla_verdict_day_marks m"
+            " WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = m.org_id)"
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
