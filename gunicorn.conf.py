@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import re
 import resource
 import socket
@@ -46,6 +47,14 @@ def raise_open_files_limit() -> int:
 
 
 raise_open_files_limit()
+
+
+def on_starting(server: Any) -> None:
+    """In the master, before any worker loads the app: the web's database connections start with the
+    analytics statement timeout (DB_STATEMENT_TIMEOUT_MS in webapp/config.py), so an analytics read
+    makes no round trip to set it; the operator's value wins, and workers and beat keep none."""
+    os.environ.setdefault("DB_STATEMENT_TIMEOUT_MS", "analytics")
+
 
 accesslog = "-"
 # %(U)s is the path without the query string: `?token=` and `?ticket=` never reach the access log.

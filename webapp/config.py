@@ -64,6 +64,13 @@ def instance_path() -> Path:
     return Path(env("INSTANCE_PATH", str(DEFAULT_INSTANCE)))
 
 
+def connection_timeout_ms(analytics_ms: int) -> int:
+    """DB_STATEMENT_TIMEOUT_MS: milliseconds, or "analytics" for `analytics_ms`."""
+    if (env("DB_STATEMENT_TIMEOUT_MS") or "").strip().lower() == "analytics":
+        return analytics_ms
+    return env_int("DB_STATEMENT_TIMEOUT_MS", 0, minimum=0)
+
+
 def from_environment() -> dict[str, Any]:
     """Every setting from the environment, each with its default; reads no file."""
     instance = instance_path()
@@ -111,6 +118,11 @@ def from_environment() -> dict[str, Any]:
         # Days an exact (raw events, no rollups) read may span; each 30 of them cost one more request.
         "ANALYTICS_EXACT_MAX_DAYS": env_int("ANALYTICS_EXACT_MAX_DAYS", 366, minimum=1),
         "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
+        # The statement timeout every database connection of this process starts with, in ms (0:
+        # the server's), or "analytics" for ANALYTICS_STATEMENT_TIMEOUT_MS: gunicorn.conf.py gives
+        # the web that, so an analytics read sets nothing per transaction; workers, beat and the CLI
+        # keep 0 (rollup builds and imports run long).
+        "DB_STATEMENT_TIMEOUT_MS": connection_timeout_ms(env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000)),
         # Request bodies, refused (413) before they are parsed: sign-in and token routes, and every
         # other route but imports (IMPORT_MAX_BYTES).
         "AUTH_BODY_MAX_BYTES": env_int("AUTH_BODY_MAX_BYTES", 4 * 1024, minimum=1024),

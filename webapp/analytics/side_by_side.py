@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from webapp.analytics import sql
-from webapp.infra.engines import make_engine
+from webapp.infra.engines import connection_timeout, make_engine
 
 SIDE_POOL_SIZE = 4
 
@@ -85,6 +85,10 @@ def _side_engine(engine: Engine) -> Engine:
         if side is None:
             # No waiting for a connection: a read that finds none free runs on the caller's session.
             side = _side_engines[engine] = make_engine(
-                engine.url, pool_size=SIDE_POOL_SIZE, max_overflow=0, pool_timeout=0
+                engine.url,
+                statement_timeout_ms=connection_timeout(engine),
+                pool_size=SIDE_POOL_SIZE,
+                max_overflow=0,
+                pool_timeout=0,
             )
         return side

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.core.filters import Filters
 from webapp.core.timeutil import epoch_micros
+from webapp.infra.engines import connection_timeout
 
 # Tickets joined to their events, for metrics measured on the ticket's current values.
 TICKET_JOIN = " JOIN tickets t ON t.id = e.ticket_id AND t.org_id = e.org_id"
@@ -144,9 +145,15 @@ TIMEOUT_KEY = "statement_timeout_ms"
 def statement_timeout(session: Session, milliseconds: int | None) -> None:
     """Cancel any statement of the rest of the session's transaction that runs past `milliseconds`
     (None or 0: no limit of its own)."""
-    if milliseconds:
-        set_local(session, "statement_timeout", str(int(milliseconds)))
-        session.info[TIMEOUT_KEY] = int(milliseconds)
+    if not milliseconds:
+        return
+    wanted = int(milliseconds)
+    bind = session.get_bind()
+    # Connections that start with this timeout (the web's) need no round trip to set it, unless this
+    # session set another before.
+    if not (session.info.get(TIMEOUT_KEY) in (None, wanted) and connection_timeout(bind) == wanted):
+        set_local(session, "statement_timeout", str(wanted))
+    session.info[TIMEOUT_KEY] = wanted
 
 
 # Planner costs under which a scan of tens of thousands of rows is split across parallel workers.

@@ -23,7 +23,7 @@ def init_app(app: Flask) -> None:
             "No database configured: set DATABASE_URL, or start the embedded one with `make run`."
         )
     if "db_sessionmaker" not in app.extensions:
-        engine = make_engine(url)
+        engine = make_engine(url, statement_timeout_ms=app.config.get("DB_STATEMENT_TIMEOUT_MS", 0))
         app.extensions["db_engine"] = engine
         app.extensions["db_sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
     app.teardown_appcontext(_close_session)

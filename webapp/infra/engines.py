@@ -5,27 +5,44 @@ from __future__ import annotations
 
 import select
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DisconnectionError
 
+# The statement timeout (ms) each engine's connections start with, for connection_timeout.
+_TIMEOUTS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+
+def make_engine(url: Any, *, statement_timeout_ms: int = 0, **kwargs: Any) -> Engine:
     """An engine for `url` with the pool settings every process of the platform uses.
 
     A pooled connection is checked at checkout without a round trip while it can be: see _checkout.
+    With `statement_timeout_ms`, every connection starts with that statement timeout (set when it
+    connects, so a transaction that wants it needs no SET of its own: see connection_timeout).
     """
     options: dict[str, Any] = {}
     if "poolclass" not in kwargs:
         options.update(pool_size=10, max_overflow=20)
     options.update(kwargs)
+    if statement_timeout_ms:
+        connect_args = dict(options.get("connect_args") or {})
+        given = connect_args.get("options", "")
+        connect_args["options"] = f"{given} -c statement_timeout={int(statement_timeout_ms)}".strip()
+        options["connect_args"] = connect_args
     engine = create_engine(url, **options)
+    _TIMEOUTS[engine] = int(statement_timeout_ms)
     if not options.get("pool_pre_ping"):
         event.listen(engine, "checkout", _checkout)
     return engine
+
+
+def connection_timeout(bind: Engine | Connection) -> int:
+    """The statement timeout (ms) the connections of `bind` start with (0: the server's default)."""
+    return _TIMEOUTS.get(bind.engine, 0)
 
 
 def _checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
