@@ -96,11 +96,29 @@ def prepare(tickets: int) -> Setup:
         counted, seconds = count_sla_days(url, kept["org_id"])
         print(f"SLA verdicts of {counted} due days counted in {seconds:.1f} s")
         return Setup(pg, url, home, kept)
+    _check_disk(home, tickets)
     facts = _seed(pg, url, name, tickets)
     facts["sla_days"], facts["sla_days_s"] = count_sla_days(url, facts["org_id"])
     facts.update(_export(url, home, facts["org_id"]))
     done.write_text(json.dumps(facts, indent=2))
     return Setup(pg, url, home, facts)
+
+
+# Disk a seeded ticket takes: the cluster with its rollups and indexes, and the CSV exports (10M
+# tickets took 47 GB and 9.3 GB); a quarter more for the rollup build's temporary files and WAL.
+BYTES_PER_TICKET = 5_600 * 5 // 4
+
+
+def _check_disk(home: Path, tickets: int) -> None:
+    """Refuse to start a seed the disk cannot hold (a full disk fails it an hour in)."""
+    needed = tickets * BYTES_PER_TICKET
+    free = shutil.disk_usage(home).free
+    if free < needed:
+        raise SystemExit(
+            f"seeding {tickets:,} tickets needs about {needed / 1e9:.0f} GB of disk and"
+            f" {free / 1e9:.0f} GB are free under {home}; free some (old clusters under"
+            f" {BENCH_INSTANCE}) or ask for fewer tickets"
+        )
 
 
 def _seed(pg: Any, url: str, name: str, tickets: int) -> dict[str, Any]:
