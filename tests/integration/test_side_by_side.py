@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from tests.conftest import Tenant, committed_tenant
 from tests.integration.test_rollups import _populate
 from webapp.analytics import reports, side_by_side, sql
+from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.provenance import ReadOptions, reading
 from webapp.analytics.window import Window
 from webapp.core.filters import Filters
@@ -78,6 +79,27 @@ def test_the_performance_report_side_by_side_equals_it_in_order(base_app, tenant
     side, in_order = _both(base_app, compute)
     assert side == in_order
     assert side["response_time"]["count"] > 0
+
+
+@pytest.mark.parametrize(("group_by", "granularity"), [((), None), (("channel", "priority"), "daily")])
+def test_an_aggregations_metrics_side_by_side_equal_them_in_order(base_app, tenant, group_by, granularity):
+    zone = ZoneInfo("America/New_York")
+    window = Window(datetime(2026, 3, 1, tzinfo=zone), datetime(2026, 11, 20, tzinfo=zone), zone, granularity)
+    query = AggregationQuery.of(
+        metrics=["ticket_count", "response_time", "resolution_time", "csat"],
+        group_by=group_by,
+        window=window,
+        filters=Filters(),
+        percentiles=[50, 90],
+        approximate_above=10,
+    )
+
+    def compute(session: Session):
+        return run_aggregation(session, org_id=tenant.org_id, query=query)
+
+    side, in_order = _both(base_app, compute)
+    assert side == in_order
+    assert sum(row["response_time"]["count"] for row in side["rows"]) > 0
 
 
 def test_side_sessions_carry_the_statement_timeout_and_return_their_connections(base_app):

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import cost, provenance, queries
+from webapp.analytics import cost, provenance, queries, side_by_side
+from webapp.analytics.cells import CellKey
 from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.planner import grain_for
@@ -131,23 +132,30 @@ def run_aggregation(
     TooCostly once the groups are known when the answer would hold more than `max_cells` cells."""
     window = query.window
     buckets = window.buckets() if window.granularity else None
-    per_metric = {
-        metric: queries.aggregate(
-            session,
-            org_id=org_id,
-            metric=metric,
-            start=window.start,
-            end=window.end,
-            filters=query.filters,
-            group_by=query.group_by,
-            buckets=buckets,
-            percentiles=() if METRICS[metric].is_count else query.percentiles,
-            # A job runs this outside any request, so the options travel with the query.
-            options=query.options(),
-            clock=query.clock,
-        )
-        for metric in query.metrics
-    }
+
+    def read(metric: str) -> side_by_side.Read:
+        def aggregate(s: Session) -> dict[CellKey, dict[str, Any]]:
+            return queries.aggregate(
+                s,
+                org_id=org_id,
+                metric=metric,
+                start=window.start,
+                end=window.end,
+                filters=query.filters,
+                group_by=query.group_by,
+                buckets=buckets,
+                percentiles=() if METRICS[metric].is_count else query.percentiles,
+                # A job runs this outside any request, so the options travel with the query.
+                options=query.options(),
+                clock=query.clock,
+            )
+
+        return aggregate
+
+    # Side by side: each metric is a statement of its own (two durations with percentiles at 10M
+    # tickets: 180 ms one after the other).
+    answers = side_by_side.run(session, [read(metric) for metric in query.metrics])
+    per_metric = dict(zip(query.metrics, answers, strict=True))
     # Without group_by there is one group; with it, the groups that had events in the range.
     groups = {group for cells in per_metric.values() for group, _ in cells} if query.group_by else {()}
     indexes: list[int | None] = list(range(len(buckets))) if buckets is not None else [None]
