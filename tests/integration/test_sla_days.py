@@ -309,3 +309,35 @@ def test_young_days_are_left_live_and_a_business_clock_drops_the_counts(org, db_
         assert left == 0
     finally:
         _policy(db_session, org.id, ["on_hold"])
+
+
+def test_the_marks_of_days_too_young_to_count_fold_into_one_a_day(org, db_session):
+    now = datetime.now(UTC)
+    today = now.date()
+    for _ in range(5):  # five statements, each marking today
+        db_session.execute(
+            text(
+                "INSERT INTO tickets (org_id, subject, status, priority, channel, category, created_at,"
+                " updated_at, reopen_count) VALUES (:o, 'young', 'open', 'high', 'email', 'x', :at, :at, 0)"
+            ),
+            {"o": org.id, "at": now - timedelta(minutes=5)},
+        )
+        db_session.commit()
+
+    def marks(day) -> int:
+        return db_session.execute(
+            text("SELECT count(*) FROM sla_verdict_day_marks WHERE org_id = :o AND day = :d"),
+            {"o": org.id, "d": day},
+        ).scalar()
+
+    assert marks(today) >= 5
+    assert org.id in sla_days.due_orgs(db_session)
+    sla_days.count_days(db_session, org_id=org.id, now=now)
+    assert marks(today) == 1
+    # Still found due once the day is old enough, and counted then.
+    later = now + timedelta(days=sla_days.SETTLE_DAYS)
+    assert today in sla_days.due_days(
+        db_session, org_id=org.id, key=sla_days.policy_key(policy_for(db_session, org.id)), now=later
+    )
+    db_session.execute(text("DELETE FROM tickets WHERE org_id = :o AND subject = 'young'"), {"o": org.id})
+    db_session.commit()

@@ -135,16 +135,22 @@ def due_days(session: Session, *, org_id: int, key: str, now: datetime) -> list[
 
 
 _ORGS = text(
-    "SELECT o.id FROM organizations o WHERE EXISTS"
-    " (SELECT 1 FROM sla_verdict_day_marks m WHERE m.org_id = o.id AND m.day < :settled)"
+    "SELECT o.id FROM organizations o"
+    " WHERE EXISTS (SELECT 1 FROM sla_verdict_day_marks m WHERE m.org_id = o.id)"
     " OR EXISTS (SELECT 1 FROM sla_verdict_day_builds b WHERE b.org_id = o.id) ORDER BY 1"
+)
+# The marks of days too young to count say only that the day has tickets: one a day is kept.
+_COLLAPSE = text(
+    "WITH gone AS (DELETE FROM sla_verdict_day_marks WHERE org_id = :org_id AND day >= :settled"
+    " RETURNING day)"
+    " INSERT INTO sla_verdict_day_marks (org_id, day) SELECT DISTINCT :org_id, day FROM gone"
 )
 
 
-def due_orgs(session: Session, *, now: datetime) -> list[int]:
-    """Organizations that may have days due: marked ones old enough, and any with counted days
-    (their policy may have changed, or a valid_until passed)."""
-    return list(session.scalars(_ORGS, {"settled": _settled(now)}))
+def due_orgs(session: Session) -> list[int]:
+    """Organizations that may have days due or marks to collapse: any with marks, and any with
+    counted days (their policy may have changed, or a valid_until passed)."""
+    return list(session.scalars(_ORGS))
 
 
 def _settled(now: datetime) -> date:
@@ -170,6 +176,9 @@ def count_days(session: Session, *, org_id: int, now: datetime) -> int | None:
         session.execute(text("DELETE FROM sla_verdict_days WHERE org_id = :o"), {"o": org_id})
         session.commit()
         return None
+    # A busy day's writes leave a mark each until the day is old enough to count; no counts of it
+    # exist for them to guard, so they are folded into one (the day is still found due later).
+    session.execute(_COLLAPSE, {"org_id": org_id, "settled": _settled(now)})
     days = due_days(session, org_id=org_id, key=key, now=now)
     session.commit()
     done = 0

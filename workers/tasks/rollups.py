@@ -77,7 +77,7 @@ def count_sla_days() -> dict[str, Any]:
     now = utcnow()
     with session_scope() as session:
         forgotten = sla_days.forget_orphans(session)
-        org_ids = sla_days.due_orgs(session, now=now)
+        org_ids = sla_days.due_orgs(session)
     counted = 0
     for org_id in org_ids:
         with session_scope() as session:
