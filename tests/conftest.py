@@ -163,6 +163,16 @@ def db_session(app: Flask) -> Iterator[Session]:
     session.close()
 
 
+@pytest.fixture
+def real_session(base_app: Flask) -> Iterator[Session]:
+    """A session on the database itself (not inside a rolled-back outer transaction), for tests over
+    a module's committed tenant; what it leaves uncommitted is rolled back."""
+    session = base_app.extensions["db_sessionmaker"]()
+    yield session
+    session.rollback()
+    session.close()
+
+
 class Api:
     """A test client that sends one user's bearer token and JSON bodies."""
 

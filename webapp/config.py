@@ -74,6 +74,7 @@ def connection_timeout_ms(analytics_ms: int) -> int:
 def from_environment() -> dict[str, Any]:
     """Every setting from the environment, each with its default; reads no file."""
     instance = instance_path()
+    analytics_timeout_ms = env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000)
     return {
         "INSTANCE_PATH": str(instance),
         # The operator's servers; when unset, load() takes the embedded ones `make run` started.
@@ -117,12 +118,12 @@ def from_environment() -> dict[str, Any]:
         "ANALYTICS_MAX_CELLS": env_int("ANALYTICS_MAX_CELLS", 200_000, minimum=1_000),
         # Days an exact (raw events, no rollups) read may span; each 30 of them cost one more request.
         "ANALYTICS_EXACT_MAX_DAYS": env_int("ANALYTICS_EXACT_MAX_DAYS", 366, minimum=1),
-        "ANALYTICS_STATEMENT_TIMEOUT_MS": env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000),
+        "ANALYTICS_STATEMENT_TIMEOUT_MS": analytics_timeout_ms,
         # The statement timeout every database connection of this process starts with, in ms (0:
         # the server's), or "analytics" for ANALYTICS_STATEMENT_TIMEOUT_MS: gunicorn.conf.py gives
         # the web that, so an analytics read sets nothing per transaction; workers, beat and the CLI
         # keep 0 (rollup builds and imports run long).
-        "DB_STATEMENT_TIMEOUT_MS": connection_timeout_ms(env_int("ANALYTICS_STATEMENT_TIMEOUT_MS", 30_000)),
+        "DB_STATEMENT_TIMEOUT_MS": connection_timeout_ms(analytics_timeout_ms),
         # Request bodies, refused (413) before they are parsed: sign-in and token routes, and every
         # other route but imports (IMPORT_MAX_BYTES).
         "AUTH_BODY_MAX_BYTES": env_int("AUTH_BODY_MAX_BYTES", 4 * 1024, minimum=1024),

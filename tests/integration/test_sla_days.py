@@ -79,14 +79,6 @@ def org(base_app: Flask) -> Iterator[Organization]:
         yield org
 
 
-@pytest.fixture
-def db_session(base_app: Flask) -> Iterator[Session]:
-    session = base_app.extensions["db_sessionmaker"]()
-    yield session
-    session.rollback()
-    session.close()
-
-
 def _windows(now: datetime) -> list[tuple[datetime, datetime]]:
     """Local-midnight windows in each zone (30 days to today's midnight, and 10 days ending at an odd
     instant), and the last 30 days to `now`."""
@@ -113,10 +105,10 @@ def _same_three_ways(session: Session, org_id: int, now: datetime, start: dateti
     return len(plan.counted)
 
 
-def test_counted_days_answer_as_the_live_read(org, db_session):
+def test_counted_days_answer_as_the_live_read(org, real_session):
     now = datetime.now(UTC)
-    assert sla_days.count_days(db_session, org_id=org.id, now=now) >= 40
-    judged = db_session.execute(
+    assert sla_days.count_days(real_session, org_id=org.id, now=now) >= 40
+    judged = real_session.execute(
         text(
             "SELECT sum(first_reply_achieved + first_reply_breached + resolution_breached)"
             " FROM sla_verdict_days WHERE org_id = :o"
@@ -124,16 +116,18 @@ def test_counted_days_answer_as_the_live_read(org, db_session):
         {"o": org.id},
     ).scalar()
     assert judged > 1500
-    used = [_same_three_ways(db_session, org.id, now + timedelta(seconds=1), s, e) for s, e in _windows(now)]
+    used = [
+        _same_three_ways(real_session, org.id, now + timedelta(seconds=1), s, e) for s, e in _windows(now)
+    ]
     # Every window but the short odd one far back takes most of its days from the counts.
     assert min(used) >= 8, used
     assert max(used) >= 27, used
     # A filter on a dimension the counts do not keep: the whole range is read live, and agrees.
-    policy = policy_for(db_session, org.id)
+    policy = policy_for(real_session, org.id)
     args = {"org_id": org.id, "start": now - timedelta(days=30), "end": now, "policy": policy, "now": now}
     assert not sla_days.applies({"category": ["billing"]}, None)
-    assert compliance(db_session, filters={"category": ["billing"]}, **args) == compliance(
-        db_session, filters={"category": ["billing"]}, from_steps=True, **args
+    assert compliance(real_session, filters={"category": ["billing"]}, **args) == compliance(
+        real_session, filters={"category": ["billing"]}, from_steps=True, **args
     )
 
 
@@ -147,16 +141,16 @@ def _counted_day(session: Session, org_id: int) -> datetime:
 
 
 @pytest.mark.worker
-def test_a_write_keeps_its_day_live_until_counted_again(org, db_session, celery_worker, live_app):
+def test_a_write_keeps_its_day_live_until_counted_again(org, real_session, celery_worker, live_app):
     now = datetime.now(UTC)
-    sla_days.count_days(db_session, org_id=org.id, now=now)
-    midnight = _counted_day(db_session, org.id)
+    sla_days.count_days(real_session, org_id=org.id, now=now)
+    midnight = _counted_day(real_session, org.id)
     start, end = midnight - timedelta(days=3), midnight + timedelta(days=4)
-    policy = policy_for(db_session, org.id)
-    before = sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=now)
+    policy = policy_for(real_session, org.id)
+    before = sla_days.plan(real_session, org_id=org.id, start=start, end=end, policy=policy, now=now)
     assert midnight.date() in before.counted
     # Reopen a solved ticket of that day: its resolution turns pending again.
-    ticket = db_session.scalars(
+    ticket = real_session.scalars(
         select(Ticket).where(
             Ticket.org_id == org.id,
             Ticket.created_at >= midnight,
@@ -165,31 +159,31 @@ def test_a_write_keeps_its_day_live_until_counted_again(org, db_session, celery_
         )
     ).first()
     assert ticket is not None
-    update_ticket(db_session, org, ticket, {"status": "open"}, now=now)
-    db_session.commit()
+    update_ticket(real_session, org, ticket, {"status": "open"}, now=now)
+    real_session.commit()
     later = datetime.now(UTC)
-    after = sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=later)
+    after = sla_days.plan(real_session, org_id=org.id, start=start, end=end, policy=policy, now=later)
     assert midnight.date() not in after.counted
     assert set(after.counted) == set(before.counted) - {midnight.date()}
-    _same_three_ways(db_session, org.id, later, start, end)
+    _same_three_ways(real_session, org.id, later, start, end)
     # Counted again by beat's task on a worker, the day stands for the live read once more.
     live_app.extensions["celery"].send_task("rollups.count_sla_days")
     deadline = time.monotonic() + 60
     while True:
-        db_session.rollback()
+        real_session.rollback()
         again = datetime.now(UTC)
-        plan = sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=again)
+        plan = sla_days.plan(real_session, org_id=org.id, start=start, end=end, policy=policy, now=again)
         if midnight.date() in plan.counted:
             break
         assert time.monotonic() < deadline, "the worker did not count the day again"
         time.sleep(0.3)
-    _same_three_ways(db_session, org.id, again, start, end)
+    _same_three_ways(real_session, org.id, again, start, end)
 
 
-def test_counts_stand_only_between_their_count_and_their_first_deadline(org, db_session):
+def test_counts_stand_only_between_their_count_and_their_first_deadline(org, real_session):
     now = datetime.now(UTC)
-    sla_days.count_days(db_session, org_id=org.id, now=now)
-    day, counted_at, until = db_session.execute(
+    sla_days.count_days(real_session, org_id=org.id, now=now)
+    day, counted_at, until = real_session.execute(
         text(
             "SELECT day, counted_at, valid_until FROM sla_verdict_day_builds"
             " WHERE org_id = :o AND valid_until IS NOT NULL ORDER BY valid_until LIMIT 1"
@@ -198,12 +192,12 @@ def test_counts_stand_only_between_their_count_and_their_first_deadline(org, db_
     ).one()
     midnight = datetime.combine(day, datetime.min.time(), UTC)
     start, end = midnight - timedelta(hours=7), midnight + timedelta(days=2, hours=3)
-    policy = policy_for(db_session, org.id)
+    policy = policy_for(real_session, org.id)
 
     def counted(at: datetime) -> bool:
         return (
             day
-            in sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=at).counted
+            in sla_days.plan(real_session, org_id=org.id, start=start, end=end, policy=policy, now=at).counted
         )
 
     just_before = until - timedelta(microseconds=1)
@@ -214,37 +208,37 @@ def test_counts_stand_only_between_their_count_and_their_first_deadline(org, db_
     assert not counted(counted_at - timedelta(microseconds=1))
     # Each side of the deadline, the answer is the live one at that instant.
     for at in (just_before, until, until + timedelta(hours=30), counted_at - timedelta(hours=2)):
-        _same_three_ways(db_session, org.id, at, start, end)
+        _same_three_ways(real_session, org.id, at, start, end)
 
 
-def test_another_policy_reads_live_until_counted_under_it(org, db_session):
+def test_another_policy_reads_live_until_counted_under_it(org, real_session):
     now = datetime.now(UTC)
-    sla_days.count_days(db_session, org_id=org.id, now=now)
+    sla_days.count_days(real_session, org_id=org.id, now=now)
     start, end = now - timedelta(days=20), now
-    _policy(db_session, org.id, ["pending", "on_hold"])
+    _policy(real_session, org.id, ["pending", "on_hold"])
     try:
-        policy = policy_for(db_session, org.id)
+        policy = policy_for(real_session, org.id)
         later = datetime.now(UTC)
         assert (
-            sla_days.plan(db_session, org_id=org.id, start=start, end=end, policy=policy, now=later).counted
+            sla_days.plan(real_session, org_id=org.id, start=start, end=end, policy=policy, now=later).counted
             == []
         )
-        _same_three_ways(db_session, org.id, later, start, end)
-        assert sla_days.count_days(db_session, org_id=org.id, now=later) >= 17
-        assert _same_three_ways(db_session, org.id, datetime.now(UTC), start, end) >= 17
+        _same_three_ways(real_session, org.id, later, start, end)
+        assert sla_days.count_days(real_session, org_id=org.id, now=later) >= 17
+        assert _same_three_ways(real_session, org.id, datetime.now(UTC), start, end) >= 17
     finally:
-        _policy(db_session, org.id, ["on_hold"])
-        sla_days.count_days(db_session, org_id=org.id, now=datetime.now(UTC))
+        _policy(real_session, org.id, ["on_hold"])
+        sla_days.count_days(real_session, org_id=org.id, now=datetime.now(UTC))
 
 
-def test_a_write_committed_after_the_counts_snapshot_keeps_its_mark(org, base_app, db_session):
+def test_a_write_committed_after_the_counts_snapshot_keeps_its_mark(org, base_app, real_session):
     """The count deletes only the marks its snapshot sees: a write that commits while it counts keeps
     its day live."""
     now = datetime.now(UTC)
-    sla_days.count_days(db_session, org_id=org.id, now=now)
-    midnight = _counted_day(db_session, org.id)
-    policy = policy_for(db_session, org.id)
-    ticket_id = db_session.scalar(
+    sla_days.count_days(real_session, org_id=org.id, now=now)
+    midnight = _counted_day(real_session, org.id)
+    policy = policy_for(real_session, org.id)
+    ticket_id = real_session.scalar(
         select(Ticket.id).where(
             Ticket.org_id == org.id,
             Ticket.created_at >= midnight,
@@ -253,8 +247,8 @@ def test_a_write_committed_after_the_counts_snapshot_keeps_its_mark(org, base_ap
     )
     # Mark the day, then count it in a REPEATABLE READ transaction whose snapshot is taken before a
     # second write commits.
-    db_session.execute(text("UPDATE tickets SET priority = 'low' WHERE id = :t"), {"t": ticket_id})
-    db_session.commit()
+    real_session.execute(text("UPDATE tickets SET priority = 'low' WHERE id = :t"), {"t": ticket_id})
+    real_session.commit()
     counting = base_app.extensions["db_sessionmaker"]()
     writer = base_app.extensions["db_sessionmaker"]()
     try:
@@ -273,24 +267,24 @@ def test_a_write_committed_after_the_counts_snapshot_keeps_its_mark(org, base_ap
         writer.close()
     later = datetime.now(UTC)
     window = {"start": midnight - timedelta(hours=1), "end": midnight + timedelta(days=1, hours=1)}
-    assert sla_days.plan(db_session, org_id=org.id, policy=policy, now=later, **window).counted == []
-    _same_three_ways(db_session, org.id, later, **window)
-    sla_days.count_days(db_session, org_id=org.id, now=later)
-    assert sla_days.plan(db_session, org_id=org.id, policy=policy, now=later, **window).counted == [
+    assert sla_days.plan(real_session, org_id=org.id, policy=policy, now=later, **window).counted == []
+    _same_three_ways(real_session, org.id, later, **window)
+    sla_days.count_days(real_session, org_id=org.id, now=later)
+    assert sla_days.plan(real_session, org_id=org.id, policy=policy, now=later, **window).counted == [
         midnight.date()
     ]
-    _same_three_ways(db_session, org.id, later, **window)
+    _same_three_ways(real_session, org.id, later, **window)
 
 
-def test_young_days_are_left_live_and_a_business_clock_drops_the_counts(org, db_session):
+def test_young_days_are_left_live_and_a_business_clock_drops_the_counts(org, real_session):
     now = datetime.now(UTC)
-    sla_days.count_days(db_session, org_id=org.id, now=now)
-    youngest = db_session.execute(
+    sla_days.count_days(real_session, org_id=org.id, now=now)
+    youngest = real_session.execute(
         text("SELECT max(day) FROM sla_verdict_day_builds WHERE org_id = :o"), {"o": org.id}
     ).scalar()
     assert youngest == now.date() - timedelta(days=sla_days.SETTLE_DAYS)
     schedule = create_schedule(
-        db_session,
+        real_session,
         org.id,
         {
             "name": "Office",
@@ -298,46 +292,46 @@ def test_young_days_are_left_live_and_a_business_clock_drops_the_counts(org, db_
             "intervals": [{"day": "mon", "start": "09:00", "end": "17:00"}],
         },
     ).id
-    db_session.commit()
+    real_session.commit()
     try:
-        put_policy(db_session, org.id, schedule_id=schedule, pause_statuses=[], targets=TARGETS)
-        db_session.commit()
-        assert sla_days.count_days(db_session, org_id=org.id, now=now) is None
-        left = db_session.execute(
+        put_policy(real_session, org.id, schedule_id=schedule, pause_statuses=[], targets=TARGETS)
+        real_session.commit()
+        assert sla_days.count_days(real_session, org_id=org.id, now=now) is None
+        left = real_session.execute(
             text("SELECT count(*) FROM sla_verdict_day_builds WHERE org_id = :o"), {"o": org.id}
         ).scalar()
         assert left == 0
     finally:
-        _policy(db_session, org.id, ["on_hold"])
+        _policy(real_session, org.id, ["on_hold"])
 
 
-def test_the_marks_of_days_too_young_to_count_fold_into_one_a_day(org, db_session):
+def test_the_marks_of_days_too_young_to_count_fold_into_one_a_day(org, real_session):
     now = datetime.now(UTC)
     today = now.date()
     for _ in range(5):  # five statements, each marking today
-        db_session.execute(
+        real_session.execute(
             text(
                 "INSERT INTO tickets (org_id, subject, status, priority, channel, category, created_at,"
                 " updated_at, reopen_count) VALUES (:o, 'young', 'open', 'high', 'email', 'x', :at, :at, 0)"
             ),
             {"o": org.id, "at": now - timedelta(minutes=5)},
         )
-        db_session.commit()
+        real_session.commit()
 
     def marks(day) -> int:
-        return db_session.execute(
+        return real_session.execute(
             text("SELECT count(*) FROM sla_verdict_day_marks WHERE org_id = :o AND day = :d"),
             {"o": org.id, "d": day},
         ).scalar()
 
     assert marks(today) >= 5
-    assert org.id in sla_days.due_orgs(db_session)
-    sla_days.count_days(db_session, org_id=org.id, now=now)
+    assert org.id in sla_days.due_orgs(real_session)
+    sla_days.count_days(real_session, org_id=org.id, now=now)
     assert marks(today) == 1
     # Still found due once the day is old enough, and counted then.
     later = now + timedelta(days=sla_days.SETTLE_DAYS)
     assert today in sla_days.due_days(
-        db_session, org_id=org.id, key=sla_days.policy_key(policy_for(db_session, org.id)), now=later
+        real_session, org_id=org.id, key=sla_days.policy_key(policy_for(real_session, org.id)), now=later
     )
-    db_session.execute(text("DELETE FROM tickets WHERE org_id = :o AND subject = 'young'"), {"o": org.id})
-    db_session.commit()
+    real_session.execute(text("DELETE FROM tickets WHERE org_id = :o AND subject = 'young'"), {"o": org.id})
+    real_session.commit()

@@ -173,20 +173,12 @@ def written(base_app: Flask) -> Iterator[Organization]:
         yield org
 
 
-@pytest.fixture
-def db_session(base_app: Flask) -> Iterator[Session]:
-    session = base_app.extensions["db_sessionmaker"]()
-    yield session
-    session.rollback()
-    session.close()
-
-
-def test_the_facts_equal_a_recount_after_every_kind_of_write(written, db_session):
-    expected = _recount(db_session, written.id)
+def test_the_facts_equal_a_recount_after_every_kind_of_write(written, real_session):
+    expected = _recount(real_session, written.id)
     assert len(expected) > 1500
-    assert _kept(db_session, written.id) == expected
+    assert _kept(real_session, written.id) == expected
     # Each ticket's facts carry its organization and creation instant (moved with it).
-    moved = db_session.execute(
+    moved = real_session.execute(
         text(
             "SELECT count(*) FROM ticket_sla_facts f JOIN tickets t ON t.id = f.ticket_id"
             " WHERE t.org_id = :o AND (f.org_id <> t.org_id OR f.created_at <> t.created_at)"
@@ -196,11 +188,11 @@ def test_the_facts_equal_a_recount_after_every_kind_of_write(written, db_session
     assert moved == 0
 
 
-def test_every_ticket_has_one_facts_row_with_its_columns(written, db_session):
+def test_every_ticket_has_one_facts_row_with_its_columns(written, real_session):
     """Whoever wrote the ticket (and changed it since), its row holds what a compliance read filters
     and counts on, so the read needs no join to tickets (migration 0022)."""
     copied = ("org_id", "created_at", "status", "priority", "channel", "category", "assigned_to")
-    rows = db_session.execute(
+    rows = real_session.execute(
         text(
             f"SELECT t.id, {', '.join(f't.{c}' for c in (*copied, 'first_response_at'))},"
             f" {', '.join(f'f.{c}' for c in (*copied, 'first_response_at'))}"
@@ -212,7 +204,7 @@ def test_every_ticket_has_one_facts_row_with_its_columns(written, db_session):
     differing = [row[0] for row in rows if tuple(row[1 : 1 + width]) != tuple(row[1 + width :])]
     assert len(rows) > 1500
     assert differing == []
-    orphans = db_session.execute(
+    orphans = real_session.execute(
         text(
             "SELECT count(*) FROM ticket_sla_facts f WHERE f.org_id = :o"
             " AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.id = f.ticket_id)"
@@ -220,14 +212,14 @@ def test_every_ticket_has_one_facts_row_with_its_columns(written, db_session):
         {"o": written.id},
     ).scalar()
     assert orphans == 0
-    bare = db_session.execute(
+    bare = real_session.execute(
         text("SELECT count(*) FROM tickets WHERE org_id = :o AND category = 'bare'"), {"o": written.id}
     ).scalar()
     assert bare == 8 * len(PRIORITIES)
 
 
-def test_compliance_from_the_facts_equals_compliance_from_the_steps(written, db_session):
-    first, last = db_session.execute(
+def test_compliance_from_the_facts_equals_compliance_from_the_steps(written, real_session):
+    first, last = real_session.execute(
         text("SELECT min(created_at), max(created_at) FROM tickets WHERE org_id = :o"), {"o": written.id}
     ).one()
     windows = [(first, last + timedelta(seconds=1)), (last - timedelta(days=9), last - timedelta(days=2))]
@@ -241,8 +233,8 @@ def test_compliance_from_the_facts_equals_compliance_from_the_steps(written, db_
                 group_by, filters = shapes[(4 * i + 2 * j + k) % len(shapes)]
                 window = {"org_id": written.id, "start": start, "end": end, "filters": filters}
                 args = {"policy": policy, "now": now, "group_by": group_by, **window}
-                facts = compliance(db_session, **args)
-                steps = compliance(db_session, from_steps=True, **args)
+                facts = compliance(real_session, **args)
+                steps = compliance(real_session, from_steps=True, **args)
                 assert facts == steps, (policy.pause_statuses, start, now, group_by, filters)
                 compared += sum(r["all"]["achieved"] + r["all"]["breached"] for r in facts)
     assert compared > 10_000
@@ -254,17 +246,17 @@ def test_compliance_from_the_facts_equals_compliance_from_the_steps(written, db_
     ]:
         args = {"policy": POLICIES[1], "now": instants[0], "group_by": group_by, "filters": filters}
         window = {"org_id": written.id, "start": first, "end": last + timedelta(seconds=1)}
-        facts = compliance(db_session, **args, **window)
-        assert facts == compliance(db_session, from_steps=True, **args, **window), filters
+        facts = compliance(real_session, **args, **window)
+        assert facts == compliance(real_session, from_steps=True, **args, **window), filters
         assert sum(r["all"]["achieved"] + r["all"]["breached"] + r["all"]["pending"] for r in facts) > 0
 
 
-def test_the_parallel_costs_last_for_the_compliance_statement_only(written, db_session):
-    before = db_session.execute(text("SELECT current_setting('parallel_setup_cost')")).scalar()
+def test_the_parallel_costs_last_for_the_compliance_statement_only(written, real_session):
+    before = real_session.execute(text("SELECT current_setting('parallel_setup_cost')")).scalar()
     now = datetime.now(UTC)
     window = {"org_id": written.id, "start": now - timedelta(days=30), "end": now, "filters": {}}
-    compliance(db_session, policy=POLICIES[0], now=now, **window)
-    assert db_session.execute(text("SELECT current_setting('parallel_setup_cost')")).scalar() == before
-    with parallel_costs(db_session):
-        assert db_session.execute(text("SELECT current_setting('parallel_setup_cost')")).scalar() == "10"
-    assert db_session.execute(text("SELECT current_setting('parallel_setup_cost')")).scalar() == before
+    compliance(real_session, policy=POLICIES[0], now=now, **window)
+    assert real_session.execute(text("SELECT current_setting('parallel_setup_cost')")).scalar() == before
+    with parallel_costs(real_session):
+        assert real_session.execute(text("SELECT current_setting('parallel_setup_cost')")).scalar() == "10"
+    assert real_session.execute(text("SELECT current_setting('parallel_setup_cost')")).scalar() == before
