@@ -75,6 +75,7 @@ def beat_schedule(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         "rollups-build-agents": _every("rollups.build_agents", 300),
         # Settled days' SLA verdicts are counted ahead within a minute of a write or a deadline.
         "rollups-count-sla-days": _every("rollups.count_sla_days", 60),
+        "rollups-sum-metric-days": _every("rollups.sum_metric_days", 60),
         "rollups-reconcile-recent": _every("rollups.reconcile_recent", settings["ROLLUP_RECONCILE_SECONDS"]),
         "revoked-tokens-cleanup": _every("maintenance.cleanup_revoked_tokens", 3600),
         "jobs-purge": _every("maintenance.purge_jobs", 3600),

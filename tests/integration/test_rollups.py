@@ -25,7 +25,7 @@ from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
 from tests.conftest import Tenant, _make_tenant
-from webapp.analytics import queries, rollups
+from webapp.analytics import metric_days, queries, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.planner import grain_for
 from webapp.analytics.provenance import ReadOptions, reading
@@ -107,6 +107,10 @@ def world(base_app: Flask) -> Iterator[World]:
         session.commit()
         rollups.build(session, org_id=tenant.org_id, start=FIRST - timedelta(days=3), end=datetime.now(UTC))
         session.commit()
+        # Days summed too: reads of the organization's days (New York's) take them where they can.
+        assert metric_days.sum_days(
+            session, org_id=tenant.org_id, tz_name="America/New_York", now=datetime.now(UTC)
+        )
         yield World(tenant, base_app, ids)
     finally:
         session.rollback()

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics.buckets import Buckets
-from webapp.analytics.cells import _PIECES, _UNBUILT, CellKey, _piece_params
+from webapp.analytics.cells import CellKey, _piece_params, pieces_sql
 from webapp.analytics.clock import Clock, bind, value_sql
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.analytics.sql import bucket_index, column, filter_sql
@@ -79,7 +79,7 @@ def exact_aggregate(
             "percentile_cont(CAST(:fractions AS double precision[])) WITHIN GROUP (ORDER BY v) AS pct"
         )
     group = f" GROUP BY {', '.join(keys)}" if keys else ""
-    pieces = _PIECES.replace("{unbuilt}", _UNBUILT)
+    pieces = pieces_sql(business=True)
     sql = text(f"{pieces} SELECT {', '.join(outer)} FROM ({raw} UNION ALL {stored}) s{group}")
     cells: dict[CellKey, dict[str, Any]] = {}
     sources: set[bool] = set()

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import sketch
+from webapp.analytics import metric_days, sketch
 from webapp.analytics.clock import CALENDAR, Clock, bind
 from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.coverage import split_range
@@ -52,8 +52,22 @@ _PIECES = (
     " split AS (SELECT cov.mr - dirty.mr AS rolled, unc.mr + (cov.mr * dirty.mr) AS raw"
     " FROM cov, unc, dirty),"
     " raw_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi FROM split, unnest(split.raw) AS r),"
-    " rolled_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi FROM split, unnest(split.rolled) AS r)"
+    "{days}"
+    " rolled_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi"
+    " FROM split, unnest(split.rolled{less_days}) AS r)"
 )
+# Summed days (metric_days) lying in one bucket's span and wholly in the rolled hours (so no dirty
+# hour), with no mark since they were summed, are read from their day rows instead of their hours.
+_DAYS = (
+    " day_pieces AS (SELECT b.day_start AS lo, b.day_end AS hi"
+    " FROM unnest(CAST(:span_lo AS timestamptz[]), CAST(:span_hi AS timestamptz[])) AS s(lo, hi)"
+    " JOIN analytics_metric_day_builds b ON b.org_id = :org_id AND b.day_start >= s.lo"
+    " AND b.day_start < s.hi AND b.day_end <= s.hi"
+    " CROSS JOIN split WHERE split.rolled @> tstzrange(b.day_start, b.day_end)"
+    " AND NOT EXISTS (SELECT 1 FROM analytics_metric_day_marks k WHERE k.org_id = :org_id"
+    " AND k.lo < b.day_end AND k.hi > b.day_start)),"
+)
+_LESS_DAYS = " - (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) FROM day_pieces)"
 # A sketch of raw values: one (key, count) pair per distinct key, as the rollups store theirs.
 _RAW_SKETCH = (
     "string_agg(int2send(CAST(k AS int2)) || int4send(CAST(n AS int4)), ''::bytea)"
@@ -66,6 +80,15 @@ _UNBUILT = (
     " JOIN analytics_business_rollups b ON b.schedule_id = s.id AND b.version = s.version"
     " WHERE s.id = :schedule_id AND s.org_id = :org_id)"
 )
+
+
+def pieces_sql(*, business: bool, days: bool = False) -> str:
+    """The pieces CTE: raw_pieces and rolled_pieces (and day_pieces with `days`)."""
+    return (
+        _PIECES.replace("{unbuilt}", _UNBUILT if business else "")
+        .replace("{days}", _DAYS if days else "")
+        .replace("{less_days}", _LESS_DAYS if days else "")
+    )
 
 
 @dataclass
@@ -162,8 +185,8 @@ def _rolled_columns(shape: _Shape, filters: Filters) -> str:
     return ", ".join(f"m.{name}" for name in (*names, *(["sketch"] if shape.measured_sketches else [])))
 
 
-def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str:
-    """The rollup side, in the raw side's columns."""
+def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any], *, days: bool = False) -> str:
+    """The rollup side, in the raw side's columns; with `days`, summed days answer the day_pieces."""
     if shape.measured_sketches:
         sketches = ", string_agg(m.sketch, ''::bytea) AS sketch"
     else:
@@ -184,14 +207,18 @@ def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str
         f" m.metric = :metric AND m.grain = {grain}"
         f" AND m.bucket_start >= p.lo AND m.bucket_start < p.hi{filter_sql('m', filters, params)}"
     )
-    selects = " UNION ALL ".join(
-        f"SELECT {_rolled_columns(shape, filters)} FROM {table}{where}" for table in tables
-    )
+    columns = _rolled_columns(shape, filters)
+    selects = " UNION ALL ".join(f"SELECT {columns} FROM {table}{where}" for table in tables)
+    rows = f"SELECT m.* FROM rolled_pieces p CROSS JOIN LATERAL ({selects} OFFSET 0) m"
+    if days:
+        rows += (
+            f" UNION ALL SELECT m.* FROM day_pieces p CROSS JOIN LATERAL (SELECT {columns}"
+            f" FROM analytics_metric_days m WHERE m.org_id = :org_id AND{where} OFFSET 0) m"
+        )
     return (
         f"SELECT true AS rolled, {shape.keys('m', 'bucket_start')}, count(*) AS n_rows,"
         f" sum(m.count) AS n, sum(m.sum) AS s, min(m.min) AS lo, max(m.max) AS hi{sketches}"
-        f" FROM rolled_pieces p CROSS JOIN LATERAL ({selects} OFFSET 0) m"
-        f" GROUP BY {shape.key_list}"
+        f" FROM ({rows}) m GROUP BY {shape.key_list}"
     )
 
 
@@ -221,6 +248,7 @@ def _piece_params(
         "unc_hi": instants([hi for _, hi in uncovered]),
         "cov_start": covered[0][0] if covered else start,
         "cov_end": covered[-1][1] if covered else start,
+        "covered": covered,
     }
 
 
@@ -245,8 +273,16 @@ def read_cells(
     clock = clock.for_metric(metric)
     params = _piece_params(metric, org_id=org_id, edges=edges, grain=grain, start=start, end=end)
     shape = _Shape(metric, tuple(column(name, GROUPABLE) for name in group_by), sketches, clock)
-    raw, rolled = _raw_part(shape, filters, params), _rolled_part(shape, filters, params)
-    pieces = _PIECES.replace("{unbuilt}", _UNBUILT if clock.business else "")
+    # Summed days answer the calendar clock's hours only (business hours have rollups of their own).
+    covered = params.pop("covered")
+    spans = [] if clock.business else metric_days.spans(covered, edges)
+    if spans:
+        params["span_lo"], params["span_hi"] = (
+            instants([lo for lo, _ in spans]),
+            instants([hi for _, hi in spans]),
+        )
+    raw, rolled = _raw_part(shape, filters, params), _rolled_part(shape, filters, params, days=bool(spans))
+    pieces = pieces_sql(business=clock.business, days=bool(spans))
     if clock.business:
         bind(session, clock, params, start=start, end=end)
     rows = session.execute(text(f"{pieces} {raw} UNION ALL {rolled}"), params).all()

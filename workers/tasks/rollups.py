@@ -10,7 +10,7 @@ from typing import Any
 from celery import shared_task
 from sqlalchemy import text
 
-from webapp.analytics import agent_rollups, business_rollups, rollups, sla_days, ticket_counts
+from webapp.analytics import agent_rollups, business_rollups, metric_days, rollups, sla_days, ticket_counts
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import session_scope
 from webapp.models import Organization
@@ -83,6 +83,21 @@ def count_sla_days() -> dict[str, Any]:
         with session_scope() as session:
             counted += sla_days.count_days(session, org_id=org_id, now=now) or 0
     return {"organizations": len(org_ids), "days": counted, "orphan_marks": forgotten}
+
+
+@shared_task(name="rollups.sum_metric_days", acks_late=True, ignore_result=True)
+def sum_metric_days() -> dict[str, Any]:
+    """Sum the hourly rollups of every organization's ended local days that are missing or marked
+    since (long reads then merge days, not hours)."""
+    now = utcnow()
+    with session_scope() as session:
+        forgotten = metric_days.forget_orphans(session)
+        orgs = metric_days.orgs(session)
+    summed = 0
+    for org_id, tz_name in orgs:
+        with session_scope() as session:
+            summed += metric_days.sum_days(session, org_id=org_id, tz_name=tz_name, now=now) or 0
+    return {"organizations": len(orgs), "days": summed, "orphan_marks": forgotten}
 
 
 def _recent_orgs(start: datetime, end: datetime) -> list[int]:

@@ -1,0 +1,233 @@
+"""Hourly rollups summed per local day of the organization's zone (migration 0025), and which days
+of a read may take them.
+
+A day's rows stand for the sum of its hours (rows plus imports' deltas) while no mark overlaps it:
+the triggers of migration 0025 leave one, in the writer's transaction, for every dirty hour marked,
+every delta appended and every rollup row written or removed. A read takes a day only when it lies
+wholly inside one bucket and inside the hours rollups answer (cells.read_cells), so an answer from
+days is the answer from hours, row for row.
+
+Days are local midnights of the organization's zone, as the default zone's daily buckets are; a day
+whose bounds are not whole UTC hours (Asia/Kolkata's) is never summed, since hours cannot make it.
+A read in another zone whose days happen to have the same bounds (Europe/Paris for
+Europe/Berlin) takes them as well. `sum_days` (beat, every minute; `bench peer` after its rollups)
+sums the ended days that are missing or marked.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import zlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from webapp.analytics.metrics import ROLLED_METRICS
+from webapp.analytics.rollup_sql import DELTAS, GRAINS, _fold_sql
+from webapp.core.timeutil import local_midnight, zone
+from webapp.core.vocabulary import DIMENSIONS
+
+Day = tuple[datetime, datetime]
+
+# Days summed per transaction (one statement).
+CHUNK_DAYS = 7
+LOCK_CLASS = zlib.crc32(b"analytics_metric_days") & 0x7FFFFFFF
+_SHORTEST_DAY = timedelta(hours=23)
+_DAY = timedelta(days=1)
+
+
+def _whole_hours(moment: datetime) -> bool:
+    return moment.minute == 0 and moment.second == 0 and moment.microsecond == 0
+
+
+def local_days(tz: ZoneInfo, start: datetime, end: datetime) -> list[Day]:
+    """The local days of `tz` lying wholly in [start, end), as UTC instants, those whose bounds are
+    whole UTC hours only."""
+    days: list[Day] = []
+    day = start.astimezone(tz).date()
+    lo = local_midnight(day, tz).astimezone(UTC)
+    while lo < end:
+        day += _DAY
+        hi = local_midnight(day, tz).astimezone(UTC)
+        if lo >= start and hi <= end and _whole_hours(lo) and _whole_hours(hi):
+            days.append((lo, hi))
+        lo = hi
+    return days
+
+
+def spans(covered: Sequence[Day], edges: Sequence[datetime]) -> list[Day]:
+    """The parts of the covered pieces (closed hours rollups answer) between bucket edges that are
+    long enough to hold a day (23 hours): a read takes the summed days lying wholly in one of them."""
+    inner = sorted(edges[1:-1])
+    out: list[Day] = []
+    for lo, hi in covered:
+        if hi - lo < _SHORTEST_DAY:
+            continue
+        cuts = [lo, *inner[bisect.bisect_right(inner, lo) : bisect.bisect_left(inner, hi)], hi]
+        out.extend((a, b) for a, b in itertools.pairwise(cuts) if b - a >= _SHORTEST_DAY)
+    return out
+
+
+# --- summing ahead ----------------------------------------------------------------------------------
+
+_METRICS = sorted(ROLLED_METRICS)
+_FIRST_HOUR = text(
+    "SELECT min(first) FROM ("
+    " SELECT (SELECT min(m.bucket_start) FROM analytics_metrics m WHERE m.org_id = :org_id"
+    " AND m.metric = x.metric AND m.grain = 0) AS first FROM unnest(CAST(:metrics AS text[])) AS x(metric)"
+    f" UNION ALL SELECT min(bucket_start) FROM {DELTAS} WHERE org_id = :org_id) f"
+)
+_BUILT = text(
+    "SELECT day_start, day_end FROM analytics_metric_day_builds WHERE org_id = :org_id ORDER BY day_start"
+)
+_MARKS = text("SELECT lo, hi FROM analytics_metric_day_marks WHERE org_id = :org_id")
+_DIRTY = text("SELECT lo, hi FROM analytics_rollup_dirty WHERE org_id = :org_id")
+# Marks that overlap no summed day guard nothing: a day summed later sums what is there then.
+_FORGET_UNGUARDING = text(
+    "DELETE FROM analytics_metric_day_marks k WHERE k.org_id = :org_id AND NOT EXISTS ("
+    "SELECT 1 FROM analytics_metric_day_builds b WHERE b.org_id = k.org_id"
+    " AND b.day_start < k.hi AND b.day_end > k.lo)"
+)
+_ORGS = text(
+    "SELECT o.id, o.timezone FROM organizations o WHERE EXISTS (SELECT 1 FROM analytics_metrics_totals m"
+    " WHERE m.org_id = o.id) OR EXISTS (SELECT 1 FROM analytics_metric_day_builds b WHERE b.org_id = o.id)"
+    " ORDER BY 1"
+)
+
+
+def orgs(session: Session) -> list[tuple[int, str]]:
+    """Organizations with rollups or summed days, with their zones."""
+    return [(int(org_id), str(tz)) for org_id, tz in session.execute(_ORGS)]
+
+
+def _overlaps(day: Day, ranges: Sequence[Day]) -> bool:
+    return any(lo < day[1] and hi > day[0] for lo, hi in ranges)
+
+
+def due_days(session: Session, *, org_id: int, tz: ZoneInfo, now: datetime) -> list[Day]:
+    """The organization's ended local days, from its first rollup hour, that are not summed (or were
+    summed with other bounds) or are marked since."""
+    first = session.execute(_FIRST_HOUR, {"org_id": org_id, "metrics": _METRICS}).scalar()
+    if first is None:
+        return []
+    closed = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    built = dict(session.execute(_BUILT, {"org_id": org_id}).all())
+    marks = [(lo, hi) for lo, hi in session.execute(_MARKS, {"org_id": org_id})]
+    return [
+        day
+        for day in local_days(tz, local_midnight(first.astimezone(tz).date(), tz), closed)
+        if built.get(day[0]) != day[1] or _overlaps(day, marks)
+    ]
+
+
+def sum_days(session: Session, *, org_id: int, tz_name: str, now: datetime) -> int | None:
+    """Sum the organization's due days at `now`, CHUNK_DAYS per transaction (each committed); the days
+    summed, or None when another transaction is summing them.
+
+    Each chunk runs REPEATABLE READ: it sums the hours and deltas its snapshot sees and deletes the
+    marks that snapshot sees (keeping their parts outside the chunk's days), so a change committed
+    later keeps its mark and its day is read from hours. Days with dirty hours wait for the rollup
+    refresh.
+    """
+    tz = zone(tz_name)
+    days = due_days(session, org_id=org_id, tz=tz, now=now)
+    session.commit()
+    done = 0
+    first_chunk = True
+    for i in range(0, max(len(days), 1), CHUNK_DAYS):
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        locked = session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:cls, :org)"), {"cls": LOCK_CLASS, "org": org_id}
+        ).scalar()
+        if not locked:
+            session.rollback()
+            return None
+        if first_chunk:
+            session.execute(_FORGET_UNGUARDING, {"org_id": org_id})
+            first_chunk = False
+        dirty = [(lo, hi) for lo, hi in session.execute(_DIRTY, {"org_id": org_id})]
+        chunk = [day for day in days[i : i + CHUNK_DAYS] if not _overlaps(day, dirty)]
+        if chunk:
+            _sum_chunk(session, org_id=org_id, days=chunk, now=now)
+        session.commit()
+        done += len(chunk)
+    return done
+
+
+_DIMS = ", ".join(DIMENSIONS)
+_SOURCE = (
+    "SELECT metric, grain, {dims}, count, sum, min, max, sketch FROM {table} m"
+    " WHERE m.org_id = :org_id AND m.metric = ANY(CAST(:metrics AS text[]))"
+    " AND m.grain = ANY(CAST(:grains AS smallint[])) AND m.bucket_start >= d.lo AND m.bucket_start < d.hi"
+)
+_SUM = text(
+    f"""
+    WITH replaced AS (
+        -- Days summed with other bounds (the zone changed) that overlap these; these are upserted.
+        DELETE FROM analytics_metric_day_builds b WHERE b.org_id = :org_id
+        AND EXISTS (SELECT 1 FROM unnest(CAST(:lo AS timestamptz[]), CAST(:hi AS timestamptz[])) AS d(lo, hi)
+                    WHERE b.day_start < d.hi AND b.day_end > d.lo)
+        AND b.day_start <> ALL(CAST(:lo AS timestamptz[]))
+        RETURNING day_start
+    ), removed AS (
+        DELETE FROM analytics_metric_days r WHERE r.org_id = :org_id
+        AND (r.bucket_start IN (SELECT day_start FROM replaced)
+             OR r.bucket_start = ANY(CAST(:lo AS timestamptz[])))
+    ), gone AS (
+        DELETE FROM analytics_metric_day_marks k WHERE k.org_id = :org_id
+        AND tstzrange(k.lo, k.hi) && ANY(SELECT tstzrange(lo, hi)
+            FROM unnest(CAST(:lo AS timestamptz[]), CAST(:hi AS timestamptz[])) AS d(lo, hi))
+        RETURNING lo, hi
+    ), kept AS (
+        INSERT INTO analytics_metric_day_marks (org_id, lo, hi)
+        SELECT :org_id, lower(r), upper(r) FROM gone,
+        unnest(tstzmultirange(tstzrange(gone.lo, gone.hi)) - (SELECT range_agg(tstzrange(lo, hi))
+            FROM unnest(CAST(:lo AS timestamptz[]), CAST(:hi AS timestamptz[])) AS d(lo, hi))) AS r
+    ), summed AS (
+        SELECT d.lo AS bucket_start, s.metric, s.grain, {_DIMS}, sum(s.count) AS count, sum(s.sum) AS sum,
+               min(s.min) AS min, max(s.max) AS max, string_agg(s.sketch, ''::bytea) AS sketch
+        FROM unnest(CAST(:lo AS timestamptz[]), CAST(:hi AS timestamptz[])) AS d(lo, hi)
+        CROSS JOIN LATERAL ({_SOURCE.format(dims=_DIMS, table="analytics_metrics")}
+                            UNION ALL {_SOURCE.format(dims=_DIMS, table=DELTAS)}) s
+        GROUP BY d.lo, s.metric, s.grain, {_DIMS}
+    ), written AS (
+        INSERT INTO analytics_metric_days (org_id, metric, grain, bucket_start, {_DIMS},
+                                           count, sum, min, max, sketch, updated_at)
+        SELECT :org_id, metric, grain, bucket_start, {_DIMS}, count, sum, min, max,
+               CASE WHEN sketch IS NULL THEN NULL ELSE {_fold_sql("sketch")} END, :now
+        FROM summed WHERE count > 0
+    )
+    INSERT INTO analytics_metric_day_builds (org_id, day_start, day_end, built_at)
+    SELECT :org_id, lo, hi, :now
+    FROM unnest(CAST(:lo AS timestamptz[]), CAST(:hi AS timestamptz[])) AS d(lo, hi)
+    ON CONFLICT (org_id, day_start) DO UPDATE SET day_end = EXCLUDED.day_end, built_at = EXCLUDED.built_at
+    """
+)
+
+
+def _sum_chunk(session: Session, *, org_id: int, days: Sequence[Day], now: datetime) -> None:
+    params: dict[str, Any] = {
+        "org_id": org_id,
+        "lo": [lo for lo, _ in days],
+        "hi": [hi for _, hi in days],
+        "metrics": _METRICS,
+        "grains": list(GRAINS),
+        "now": now,
+    }
+    session.execute(_SUM, params)
+
+
+def forget_orphans(session: Session) -> int:
+    """Delete the marks of organizations that no longer exist (their rows' deletion left them)."""
+    result = session.execute(
+        text(
+            "DELETE FROM analytics_metric_day_marks m"
+            " WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = m.org_id)"
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
