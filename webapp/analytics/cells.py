@@ -56,18 +56,22 @@ _PIECES = (
     " rolled_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi"
     " FROM split, unnest(split.rolled{less_days}) AS r)"
 )
-# Summed days (metric_days) lying in one bucket's span and wholly in the rolled hours (so no dirty
-# hour), with no mark since they were summed, are read from their day rows instead of their hours.
+# Summed days (metric_days) between :days_lo and :days_hi, wholly in the rolled hours (so no dirty
+# hour) and in one bucket (their first and last instants' buckets are one), with no mark since they
+# were summed, are read from their day rows instead of their hours: contiguous ones as one range.
+_DAY_LAST = "b.day_end - interval '1 microsecond'"
 _DAYS = (
-    " day_pieces AS (SELECT b.day_start AS lo, b.day_end AS hi"
-    " FROM unnest(CAST(:span_lo AS timestamptz[]), CAST(:span_hi AS timestamptz[])) AS s(lo, hi)"
-    " JOIN analytics_metric_day_builds b ON b.org_id = :org_id AND b.day_start >= s.lo"
-    " AND b.day_start < s.hi AND b.day_end <= s.hi"
-    " CROSS JOIN split WHERE split.rolled @> tstzrange(b.day_start, b.day_end)"
+    " day_list AS (SELECT b.day_start AS lo, b.day_end AS hi"
+    " FROM analytics_metric_day_builds b CROSS JOIN split"
+    " WHERE b.org_id = :org_id AND b.day_start >= :days_lo AND b.day_start < :days_hi"
+    " AND split.rolled @> tstzrange(b.day_start, b.day_end)"
+    f" AND {bucket_index('b.day_start')} = {bucket_index(_DAY_LAST)}"
     " AND NOT EXISTS (SELECT 1 FROM analytics_metric_day_marks k WHERE k.org_id = :org_id"
     " AND k.lo < b.day_end AND k.hi > b.day_start)),"
+    " days AS (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) AS mr FROM day_list),"
+    " day_pieces AS (SELECT lower(r) AS lo, upper(r) AS hi FROM days, unnest(days.mr) AS r),"
 )
-_LESS_DAYS = " - (SELECT coalesce(range_agg(tstzrange(lo, hi)), '{}'::tstzmultirange) FROM day_pieces)"
+_LESS_DAYS = " - (SELECT mr FROM days)"
 # A sketch of raw values: one (key, count) pair per distinct key, as the rollups store theirs.
 _RAW_SKETCH = (
     "string_agg(int2send(CAST(k AS int2)) || int4send(CAST(n AS int4)), ''::bytea)"
@@ -275,14 +279,14 @@ def read_cells(
     shape = _Shape(metric, tuple(column(name, GROUPABLE) for name in group_by), sketches, clock)
     # Summed days answer the calendar clock's hours only (business hours have rollups of their own).
     covered = params.pop("covered")
-    spans = [] if clock.business else metric_days.spans(covered, edges)
-    if spans:
-        params["span_lo"], params["span_hi"] = (
-            instants([lo for lo, _ in spans]),
-            instants([hi for _, hi in spans]),
-        )
-    raw, rolled = _raw_part(shape, filters, params), _rolled_part(shape, filters, params, days=bool(spans))
-    pieces = pieces_sql(business=clock.business, days=bool(spans))
+    days = None if clock.business else metric_days.read_params(covered, edges)
+    if days is not None:
+        params.update(days)
+    raw, rolled = (
+        _raw_part(shape, filters, params),
+        _rolled_part(shape, filters, params, days=days is not None),
+    )
+    pieces = pieces_sql(business=clock.business, days=days is not None)
     if clock.business:
         bind(session, clock, params, start=start, end=end)
     rows = session.execute(text(f"{pieces} {raw} UNION ALL {rolled}"), params).all()

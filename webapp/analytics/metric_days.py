@@ -73,6 +73,15 @@ def spans(covered: Sequence[Day], edges: Sequence[datetime]) -> list[Day]:
     return out
 
 
+def read_params(covered: Sequence[Day], edges: Sequence[datetime]) -> dict[str, Any] | None:
+    """The bound values of a read's day pieces (cells._DAYS), or None when no day can be taken: the
+    first and last instants a day may lie in."""
+    found = spans(covered, edges)
+    if not found:
+        return None
+    return {"days_lo": found[0][0], "days_hi": found[-1][1]}
+
+
 # --- summing ahead ----------------------------------------------------------------------------------
 
 _METRICS = sorted(ROLLED_METRICS)
