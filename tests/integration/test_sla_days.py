@@ -133,7 +133,7 @@ def test_counted_days_answer_as_the_live_read(org, real_session):
 
 def _counted_day(session: Session, org_id: int) -> datetime:
     day = session.execute(
-        text("SELECT min(day) FROM sla_verdict_day_builds WHERE org_id = :o AND valid_until IS NULL"),
+        text("SELECT min(day) FROM sla_verdict_day_builds WHERE org_id = :o"),
         {"o": org_id},
     ).scalar()
     assert day is not None
@@ -180,35 +180,55 @@ def test_a_write_keeps_its_day_live_until_counted_again(org, real_session, celer
     _same_three_ways(real_session, org.id, again, start, end)
 
 
-def test_counts_stand_only_between_their_count_and_their_first_deadline(org, real_session):
+def test_counts_stand_from_their_count_on_while_unsettled_tickets_turn_live(org, real_session):
+    """A day's unsettled tickets (a first reply waiting, a running status open) are judged live: the
+    counts stand from the instant they were counted at, however many deadlines pass after it."""
     now = datetime.now(UTC)
     sla_days.count_days(real_session, org_id=org.id, now=now)
-    day, counted_at, until = real_session.execute(
+    day, counted_at, unsettled = real_session.execute(
         text(
-            "SELECT day, counted_at, valid_until FROM sla_verdict_day_builds"
-            " WHERE org_id = :o AND valid_until IS NOT NULL ORDER BY valid_until LIMIT 1"
+            "SELECT b.day, b.counted_at, count(u.ticket_id) FROM sla_verdict_day_builds b"
+            " JOIN sla_verdict_day_unsettled u ON u.org_id = b.org_id AND u.day = b.day"
+            " WHERE b.org_id = :o GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 1"
         ),
         {"o": org.id},
     ).one()
+    assert unsettled > 0
+    # The settled tickets alone are counted: the counts and the listed ids together are the day.
+    counted = real_session.execute(
+        text(
+            "SELECT sum(resolution_achieved + resolution_breached + resolution_pending)"
+            " FROM sla_verdict_days WHERE org_id = :o AND day = :d"
+        ),
+        {"o": org.id, "d": day},
+    ).scalar()
     midnight = datetime.combine(day, datetime.min.time(), UTC)
+    created = real_session.execute(
+        text("SELECT count(*) FROM tickets WHERE org_id = :o AND created_at >= :lo AND created_at < :hi"),
+        {"o": org.id, "lo": midnight, "hi": midnight + timedelta(days=1)},
+    ).scalar()
+    assert (counted or 0) + unsettled == created
     start, end = midnight - timedelta(hours=7), midnight + timedelta(days=2, hours=3)
     policy = policy_for(real_session, org.id)
 
-    def counted(at: datetime) -> bool:
+    def stands(at: datetime) -> bool:
         return (
             day
             in sla_days.plan(real_session, org_id=org.id, start=start, end=end, policy=policy, now=at).counted
         )
 
-    just_before = until - timedelta(microseconds=1)
-    assert counted(counted_at)
-    assert counted(just_before)
-    assert not counted(until)
-    assert not counted(until + timedelta(days=3))
-    assert not counted(counted_at - timedelta(microseconds=1))
-    # Each side of the deadline, the answer is the live one at that instant.
-    for at in (just_before, until, until + timedelta(hours=30), counted_at - timedelta(hours=2)):
+    assert stands(counted_at)
+    assert stands(counted_at + timedelta(days=40))
+    assert not stands(counted_at - timedelta(microseconds=1))
+    # Deadlines of the unsettled tickets pass between these instants: answers move, and each is the
+    # live one at its instant.
+    answers = []
+    for at in (counted_at, counted_at + timedelta(hours=30), counted_at + timedelta(days=40)):
         _same_three_ways(real_session, org.id, at, start, end)
+        args = {"org_id": org.id, "start": start, "end": end, "filters": {}, "policy": policy, "now": at}
+        answers.append(compliance(real_session, **args))
+    assert answers[0] != answers[-1]
+    assert _same_three_ways(real_session, org.id, counted_at - timedelta(hours=2), start, end) == 0
 
 
 def test_another_policy_reads_live_until_counted_under_it(org, real_session):

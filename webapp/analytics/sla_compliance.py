@@ -96,6 +96,18 @@ def compliance(
     if plan.counted:
         params["days"] = plan.counted
         judged.append(sla_days.counted_rows(group_by, filters, params))
+        # The counted days' unsettled tickets, judged live by id.
+        unsettled = sla_verdicts.tickets_range(
+            "ticket_sla_facts f",
+            "f.ticket_id",
+            sla_verdicts.FACT_COLUMNS,
+            group_by,
+            filters,
+            params,
+            ids=sla_days.unsettled_ids(),
+        )
+        part = sla_verdicts.from_facts(unsettled, policy)
+        judged.append(f"SELECT grp, {sla_verdicts.counts()} FROM ({part} OFFSET 0) t GROUP BY grp")
     if not judged:
         return _rows([], group_by)
     sums = ", ".join(f"sum(u.{c}) AS {c}" for c in sla_verdicts.COUNTED)

@@ -2,12 +2,14 @@
 compliance read may take from them.
 
 A day's counts (per priority, channel and assignee: achieved, breached and pending on first_reply
-and resolution) stand for the live answer while all of these hold:
+and resolution) hold its settled tickets: those whose verdicts no longer turn by time alone (no first
+reply waiting, no running status open) when counted (migration 0026). The day's other tickets are
+listed in sla_verdict_day_unsettled and judged live by id. Together they stand for the live answer
+while all of these hold:
 - they were counted under the policy in force (its key: calendar targets and pause statuses);
 - no write has touched the facts of the day's tickets since (no mark: the facts' triggers leave one
   in the writer's transaction);
-- `now` lies between the instant they were counted at and the earliest instant at which one of the
-  day's pending verdicts turns by time alone (valid_until).
+- `now` is at or after the instant they were counted at.
 
 Any other day, and the partial days at a range's ends, are read live from the facts. Days are
 counted by `count_days` (beat, every minute; `bench peer` after its rollups) once they are at least
@@ -34,7 +36,7 @@ from webapp.clocks.schedules import ClockError
 from webapp.core.filters import Filters
 
 # Bump when a verdict's definition changes: every day is counted again.
-DEFINITION = 1
+DEFINITION = 2
 # The dimensions a day's counts keep: compliance with filters on, or grouped by, only these.
 KEPT = ("priority", "channel", "assigned_to")
 # Days counted per transaction; days younger than SETTLE_DAYS (UTC) are left to live reads.
@@ -76,7 +78,7 @@ class Plan:
 _USABLE = text(
     "SELECT b.day FROM sla_verdict_day_builds b"
     " WHERE b.org_id = :org_id AND b.day >= :first AND b.day < :last AND b.policy_key = :key"
-    " AND b.counted_at <= :now AND (b.valid_until IS NULL OR :now < b.valid_until)"
+    " AND b.counted_at <= :now"
     " AND NOT EXISTS (SELECT 1 FROM sla_verdict_day_marks m WHERE m.org_id = b.org_id AND m.day = b.day)"
     " ORDER BY b.day"
 )
@@ -107,6 +109,14 @@ def plan(
     return Plan(counted=counted, live=live)
 
 
+def unsettled_ids() -> str:
+    """SQL of the ids of the counted days' (:days) unsettled tickets, judged live by the reader."""
+    return (
+        "SELECT u.ticket_id FROM sla_verdict_day_unsettled u"
+        " WHERE u.org_id = :org_id AND u.day = ANY(CAST(:days AS date[]))"
+    )
+
+
 def counted_rows(group_by: str | None, filters: Filters, bound: dict[str, Any]) -> str:
     """SQL of the counted days' (:days) sums per grp, with the compliance columns."""
     group = f"d.{group_by}" if group_by else "NULL::text"
@@ -122,16 +132,15 @@ def counted_rows(group_by: str | None, filters: Filters, bound: dict[str, Any]) 
 
 _DUE = text(
     "SELECT day FROM sla_verdict_day_marks WHERE org_id = :org_id AND day < :settled"
-    " UNION SELECT day FROM sla_verdict_day_builds WHERE org_id = :org_id"
-    " AND (policy_key <> :key OR (valid_until IS NOT NULL AND valid_until <= :now))"
+    " UNION SELECT day FROM sla_verdict_day_builds WHERE org_id = :org_id AND policy_key <> :key"
     " ORDER BY 1"
 )
 
 
 def due_days(session: Session, *, org_id: int, key: str, now: datetime) -> list[date]:
-    """Days old enough to count whose counts are missing, touched by a write, counted under another
-    policy, or past their valid_until."""
-    return list(session.scalars(_DUE, {"org_id": org_id, "settled": _settled(now), "key": key, "now": now}))
+    """Days old enough to count whose counts are missing, touched by a write, or counted under another
+    policy."""
+    return list(session.scalars(_DUE, {"org_id": org_id, "settled": _settled(now), "key": key}))
 
 
 _ORGS = text(
@@ -149,7 +158,7 @@ _COLLAPSE = text(
 
 def due_orgs(session: Session) -> list[int]:
     """Organizations that may have days due or marks to collapse: any with marks, and any with
-    counted days (their policy may have changed, or a valid_until passed)."""
+    counted days (their policy may have changed)."""
     return list(session.scalars(_ORGS))
 
 
@@ -172,8 +181,8 @@ def count_days(session: Session, *, org_id: int, now: datetime) -> int | None:
         return None
     key = policy_key(policy)
     if key is None:
-        session.execute(text("DELETE FROM sla_verdict_day_builds WHERE org_id = :o"), {"o": org_id})
-        session.execute(text("DELETE FROM sla_verdict_days WHERE org_id = :o"), {"o": org_id})
+        for table in _COUNTED_TABLES[:-1]:
+            session.execute(text(f"DELETE FROM {table} WHERE org_id = :o"), {"o": org_id})
         session.commit()
         return None
     # A busy day's writes leave a mark each until the day is old enough to count; no counts of it
@@ -224,32 +233,43 @@ def _count_chunk(
         pieces=_pieces(days),
     )
     verdicts = sla_verdicts.from_facts(
-        facts, policy, keep=f"CAST(t.created_at AT TIME ZONE 'UTC' AS date) AS day, {dims}", changes=True
+        facts,
+        policy,
+        keep=f"t.id, CAST(t.created_at AT TIME ZONE 'UTC' AS date) AS day, {dims}",
+        changes=True,
     )
     columns = ", ".join(sla_verdicts.COUNTED)
-    for table in ("sla_verdict_days", "sla_verdict_day_builds", "sla_verdict_day_marks"):
+    for table in _COUNTED_TABLES:
         session.execute(
             text(f"DELETE FROM {table} WHERE org_id = :org_id AND day = ANY(CAST(:days AS date[]))"), bound
         )
+    # Settled tickets are counted; the others (a verdict can still turn by time alone) are listed.
     session.execute(
         text(
             f"""
-            WITH v AS (
-                SELECT day, priority, channel, assigned_to, {sla_verdicts.counts()},
-                       min(changes_at) AS changes_at
-                FROM ({verdicts} OFFSET 0) t
-                GROUP BY day, priority, channel, assigned_to
-            ), written AS (
+            WITH v AS MATERIALIZED ({verdicts}), written AS (
                 INSERT INTO sla_verdict_days (org_id, day, priority, channel, assigned_to, {columns})
-                SELECT :org_id, day, priority, channel, assigned_to, {columns} FROM v
+                SELECT :org_id, day, priority, channel, assigned_to, {sla_verdicts.counts()}
+                FROM v t WHERE t.changes_at IS NULL
+                GROUP BY day, priority, channel, assigned_to
+            ), listed AS (
+                INSERT INTO sla_verdict_day_unsettled (org_id, day, ticket_id)
+                SELECT :org_id, day, id FROM v WHERE changes_at IS NOT NULL
             )
-            INSERT INTO sla_verdict_day_builds (org_id, day, policy_key, counted_at, valid_until)
-            SELECT :org_id, d.day, :key, :now, (SELECT min(v.changes_at) FROM v WHERE v.day = d.day)
-            FROM unnest(CAST(:days AS date[])) AS d(day)
+            INSERT INTO sla_verdict_day_builds (org_id, day, policy_key, counted_at)
+            SELECT :org_id, d.day, :key, :now FROM unnest(CAST(:days AS date[])) AS d(day)
             """
         ),
         bound,
     )
+
+
+_COUNTED_TABLES = (
+    "sla_verdict_days",
+    "sla_verdict_day_unsettled",
+    "sla_verdict_day_builds",
+    "sla_verdict_day_marks",
+)
 
 
 def forget_orphans(session: Session) -> int:

@@ -96,17 +96,21 @@ def tickets_range(
     bound: dict[str, Any],
     *,
     pieces: Sequence[tuple[datetime, datetime]] | None = None,
+    ids: str | None = None,
 ) -> str:
     """The rows of `table` (tickets, or the facts that hold the same columns) of the tickets created
     in the range and passing the filters: id, status, created_at, first_response_at, grp, their
     priority's targets, and the `extra` columns.
 
     The range is [:start, :end), or with `pieces` the union of those intervals (disjoint), each bound
-    here as :lo<i> and :hi<i>, and read by the (org_id, created_at) index on its own.
+    here as :lo<i> and :hi<i>, and read by the (org_id, created_at) index on its own; with `ids`
+    (SQL selecting ticket ids), the tickets it selects instead, looked up by id.
     """
     alias = table.split()[1]
     group = f"{alias}.{group_by}" if group_by else "NULL::text"
-    if pieces is None:
+    if ids is not None:
+        where = f"AND {ticket_id} IN ({ids})"
+    elif pieces is None:
         where = f"AND {alias}.created_at >= :start AND {alias}.created_at < :end"
     else:
         ranges = []
