@@ -14,7 +14,8 @@ row per group and day wherever a whole day lies inside one bucket.
   a dirty hour marked, a delta appended, a rollup row written or removed. Marks are UTC ranges, so
   they hold whatever zone the days are in. A read takes a day's rows only while no mark overlaps it.
 
-A mark is a new row each time: the summing transaction, REPEATABLE READ, deletes exactly the marks
+Every UTC day that has rollups when this runs is marked, so the first pass sums them all. A mark is
+a new row each time: the summing transaction, REPEATABLE READ, deletes exactly the marks
 its snapshot sees, so a change committed after that snapshot keeps its mark, and its day is read
 from the hours until summed again.
 
@@ -96,6 +97,12 @@ def upgrade() -> None:
             f" FOR EACH STATEMENT EXECUTE FUNCTION analytics_metric_day_marks_{kind}()"
         )
         op.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}")
+    # Every UTC day that has rollups now is marked, so the first pass sums them all.
+    op.execute(
+        "INSERT INTO analytics_metric_day_marks (org_id, lo, hi)"
+        f" SELECT org_id, {_UTC_DAY}, {_UTC_DAY} + interval '1 day' FROM analytics_metrics_totals"
+        f" GROUP BY org_id, {_UTC_DAY}"
+    )
 
 
 def downgrade() -> None:

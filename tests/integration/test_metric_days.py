@@ -311,12 +311,15 @@ def test_a_change_to_a_days_hours_reads_it_from_hours_until_summed_again(org, re
     answers = _check_against_raw(real_session, org.id)
     moved = {p[:10] for p in _moved(answers, _poisoned(real_session, org.id), what)}
     assert {_day_of(imported), _day_of(written)} <= moved
-    assert (
-        real_session.execute(
-            text("SELECT count(*) FROM analytics_metric_day_marks WHERE org_id = :o"), {"o": org.id}
-        ).scalar()
-        == 0
-    )
+    # What marks are left (folded into ranges) cover only the day not ended yet.
+    overlapping = real_session.execute(
+        text(
+            "SELECT count(*) FROM analytics_metric_day_marks k JOIN analytics_metric_day_builds b"
+            " ON b.org_id = k.org_id AND b.day_start < k.hi AND b.day_end > k.lo WHERE k.org_id = :o"
+        ),
+        {"o": org.id},
+    ).scalar()
+    assert overlapping == 0
 
 
 def test_a_change_committed_while_a_day_is_summed_keeps_its_mark(org, real_session, base_app):
@@ -372,3 +375,43 @@ def test_days_not_on_whole_hours_are_never_summed(base_app, real_session):
         session.commit()
         assert metric_days.sum_days(session, org_id=org.id, tz_name=org.timezone, now=now) == 0
         assert _builds(session, org.id) == []
+
+
+def test_only_changed_days_are_summed_and_a_new_zone_sums_them_again(base_app, real_session):
+    with committed_tenant(base_app, "Sparse days", "America/New_York") as (_, org, session):
+        now = datetime.now(UTC)
+        for created in (datetime(1950, 6, 1, 15, tzinfo=UTC), now - timedelta(days=10)):
+            create_ticket(session, org, {"created_at": created, "priority": "high"}, now=now)
+        session.commit()
+        rollups.refresh(session, org_id=org.id)
+        session.commit()
+        # A day in 1950 and one ten days ago: the two local days each UTC day's mark overlaps are
+        # summed, not the 27,000 days between them.
+        assert metric_days.sum_days(session, org_id=org.id, tz_name=org.timezone, now=now) == 4
+        york = _builds(session, org.id)
+        assert york[0] == (datetime(1950, 5, 31, 4, tzinfo=UTC), datetime(1950, 6, 1, 4, tzinfo=UTC))
+        assert {hi - lo for lo, hi in york} == {timedelta(hours=24)}
+        assert metric_days.sum_days(session, org_id=org.id, tz_name=org.timezone, now=now) == 0
+        # The zone changes: the same days are summed again with Berlin's bounds.
+        session.execute(
+            text("UPDATE organizations SET timezone = 'Europe/Berlin' WHERE id = :o"), {"o": org.id}
+        )
+        session.commit()
+        assert metric_days.sum_days(session, org_id=org.id, tz_name="Europe/Berlin", now=now) >= 2
+        berlin = _builds(session, org.id)
+        # Berlin's days over New York's: from its May 31 (CET) on.
+        assert berlin[0][0] == datetime(1950, 5, 30, 23, tzinfo=UTC)
+        assert len(berlin) <= 6
+        tz = ZoneInfo("Europe/Berlin")
+        assert all(
+            lo.astimezone(tz).time() == time() and hi.astimezone(tz).time() == time() for lo, hi in berlin
+        )
+        days = (
+            session.execute(
+                text("SELECT DISTINCT bucket_start FROM analytics_metric_days WHERE org_id = :o ORDER BY 1"),
+                {"o": org.id},
+            )
+            .scalars()
+            .all()
+        )
+        assert set(days) <= {lo for lo, _ in berlin}

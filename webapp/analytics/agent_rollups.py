@@ -119,7 +119,7 @@ def _sketch_sql(column: str) -> str:
     )
 
 
-def _fold_sql(blob: str) -> str:
+def folded_sketch_sql(blob: str) -> str:
     """SQL for the sketch `blob` with repeated keys summed and zero counts dropped (NULL when empty)."""
     key = "get_byte(b, i) * 256 + get_byte(b, i + 1) - CASE WHEN get_byte(b, i) >= 128 THEN 65536 ELSE 0 END"
     count = (
@@ -140,7 +140,7 @@ def _merged(column: str) -> str:
         f"{column} = CASE WHEN a.{column} IS NULL THEN EXCLUDED.{column}"
         f" WHEN EXCLUDED.{column} IS NULL THEN a.{column}"
         f" WHEN length(a.{column}) + length(EXCLUDED.{column}) <= {FOLD_BYTES} THEN {both}"
-        f" ELSE {_fold_sql(both)} END"
+        f" ELSE {folded_sketch_sql(both)} END"
     )
 
 

@@ -29,10 +29,10 @@ from webapp.analytics.clock import Clock, bind, value_sql
 from webapp.analytics.metrics import METRICS, Metric
 from webapp.analytics.rollup_sql import (
     FOLD_SKETCH_BYTES,
-    _fold_sql,
     _grain_sql,
     _grouping_sets,
     _kept_dimensions_sql,
+    folded_sketch_sql,
 )
 from webapp.core.vocabulary import DIMENSIONS
 
@@ -229,14 +229,14 @@ def _merge_sql(metrics: Sequence[Metric], events: str) -> str:
         f" INSERT INTO analytics_business_metrics AS m (org_id, schedule_id, metric, grain, bucket_start,"
         f" {dims}, count, sum, min, max, sketch)"
         f" SELECT :org_id, schedule_id, metric, grain, bucket_start, {dims}, count, sum, min, max,"
-        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END"
+        f" CASE WHEN length(sketch) > {fold} THEN {folded_sketch_sql('sketch')} ELSE sketch END"
         " FROM delta WHERE count > 0"
         f" ON CONFLICT (org_id, schedule_id, metric, grain, bucket_start, {dims}) DO UPDATE SET"
         " count = m.count + EXCLUDED.count, sum = m.sum + EXCLUDED.sum,"
         " min = least(m.min, EXCLUDED.min), max = greatest(m.max, EXCLUDED.max),"
         " sketch = CASE WHEN m.sketch IS NULL THEN EXCLUDED.sketch WHEN EXCLUDED.sketch IS NULL THEN m.sketch"
         f" WHEN length(m.sketch) + length(EXCLUDED.sketch) <= {fold} THEN {both}"
-        f" ELSE {_fold_sql(both)} END"
+        f" ELSE {folded_sketch_sql(both)} END"
     )
 
 

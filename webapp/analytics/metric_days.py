@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics.metrics import ROLLED_METRICS
-from webapp.analytics.rollup_sql import DELTAS, GRAINS, _fold_sql
+from webapp.analytics.rollup_sql import DELTAS, GRAINS, folded_sketch_sql
 from webapp.core.timeutil import local_midnight, zone
 from webapp.core.vocabulary import DIMENSIONS
 
@@ -84,33 +84,30 @@ def read_params(covered: Sequence[Day], edges: Sequence[datetime]) -> dict[str, 
 
 # --- summing ahead ----------------------------------------------------------------------------------
 
-_METRICS = sorted(ROLLED_METRICS)
-_FIRST_HOUR = text(
-    "SELECT min(first) FROM ("
-    " SELECT (SELECT min(m.bucket_start) FROM analytics_metrics m WHERE m.org_id = :org_id"
-    " AND m.metric = x.metric AND m.grain = 0) AS first FROM unnest(CAST(:metrics AS text[])) AS x(metric)"
-    f" UNION ALL SELECT min(bucket_start) FROM {DELTAS} WHERE org_id = :org_id) f"
+_BUILT_LAST = text(
+    "SELECT day_start, day_end FROM analytics_metric_day_builds WHERE org_id = :org_id"
+    " ORDER BY day_start DESC LIMIT 1"
 )
-_BUILT = text(
-    "SELECT day_start, day_end FROM analytics_metric_day_builds WHERE org_id = :org_id ORDER BY day_start"
+_BUILT = text("SELECT day_start, day_end FROM analytics_metric_day_builds WHERE org_id = :org_id")
+# Marks folded into the fewest ranges covering them: every write statement leaves one, and those of a
+# day not yet ended (or never summable) wait, so they would pile up. One statement: none is lost.
+_COLLAPSE = text(
+    "WITH gone AS (DELETE FROM analytics_metric_day_marks WHERE org_id = :org_id RETURNING lo, hi)"
+    " INSERT INTO analytics_metric_day_marks (org_id, lo, hi)"
+    " SELECT :org_id, lower(r), upper(r) FROM unnest((SELECT range_agg(tstzrange(lo, hi)) FROM gone)) AS r"
+    " RETURNING lo, hi"
 )
-_MARKS = text("SELECT lo, hi FROM analytics_metric_day_marks WHERE org_id = :org_id")
 _DIRTY = text("SELECT lo, hi FROM analytics_rollup_dirty WHERE org_id = :org_id")
-# Marks that overlap no summed day guard nothing: a day summed later sums what is there then.
-_FORGET_UNGUARDING = text(
-    "DELETE FROM analytics_metric_day_marks k WHERE k.org_id = :org_id AND NOT EXISTS ("
-    "SELECT 1 FROM analytics_metric_day_builds b WHERE b.org_id = k.org_id"
-    " AND b.day_start < k.hi AND b.day_end > k.lo)"
-)
 _ORGS = text(
-    "SELECT o.id, o.timezone FROM organizations o WHERE EXISTS (SELECT 1 FROM analytics_metrics_totals m"
-    " WHERE m.org_id = o.id) OR EXISTS (SELECT 1 FROM analytics_metric_day_builds b WHERE b.org_id = o.id)"
-    " ORDER BY 1"
+    "SELECT o.id, o.timezone FROM organizations o"
+    " WHERE EXISTS (SELECT 1 FROM analytics_metric_day_marks k WHERE k.org_id = o.id)"
+    " OR EXISTS (SELECT 1 FROM analytics_metric_day_builds b WHERE b.org_id = o.id) ORDER BY 1"
 )
+_METRICS = sorted(ROLLED_METRICS)
 
 
 def orgs(session: Session) -> list[tuple[int, str]]:
-    """Organizations with rollups or summed days, with their zones."""
+    """Organizations with marks or summed days, with their zones."""
     return [(int(org_id), str(tz)) for org_id, tz in session.execute(_ORGS)]
 
 
@@ -118,25 +115,34 @@ def _overlaps(day: Day, ranges: Sequence[Day]) -> bool:
     return any(lo < day[1] and hi > day[0] for lo, hi in ranges)
 
 
+def _days_over(tz: ZoneInfo, ranges: Sequence[Day], closed: datetime) -> list[Day]:
+    """The ended local days (before `closed`) that overlap `ranges`, in order, each once."""
+    found: dict[datetime, Day] = {}
+    for lo, hi in ranges:
+        first = local_midnight(lo.astimezone(tz).date(), tz)
+        for day in local_days(tz, first, min(hi + 2 * _DAY, closed)):
+            if day[0] < hi and day[1] > lo:
+                found.setdefault(day[0], day)
+    return [found[key] for key in sorted(found)]
+
+
 def due_days(session: Session, *, org_id: int, tz: ZoneInfo, now: datetime) -> list[Day]:
-    """The organization's ended local days, from its first rollup hour, that are not summed (or were
-    summed with other bounds) or are marked since."""
-    first = session.execute(_FIRST_HOUR, {"org_id": org_id, "metrics": _METRICS}).scalar()
-    if first is None:
-        return []
+    """The organization's ended local days with a change since they were summed (or never summed):
+    those its marks overlap (every rollup write leaves one), after folding the marks into the fewest
+    ranges. If the zone's days are not the ones summed (the zone changed), the days over every summed
+    one too."""
     closed = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    built = dict(session.execute(_BUILT, {"org_id": org_id}).all())
-    marks = [(lo, hi) for lo, hi in session.execute(_MARKS, {"org_id": org_id})]
-    return [
-        day
-        for day in local_days(tz, local_midnight(first.astimezone(tz).date(), tz), closed)
-        if built.get(day[0]) != day[1] or _overlaps(day, marks)
-    ]
+    marks = [(lo, hi) for lo, hi in session.execute(_COLLAPSE, {"org_id": org_id})]
+    last = session.execute(_BUILT_LAST, {"org_id": org_id}).first()
+    if last is not None and local_days(tz, last[0], last[1]) != [(last[0], last[1])]:
+        marks.extend((lo, hi) for lo, hi in session.execute(_BUILT, {"org_id": org_id}))
+    return _days_over(tz, marks, closed)
 
 
 def sum_days(session: Session, *, org_id: int, tz_name: str, now: datetime) -> int | None:
-    """Sum the organization's due days at `now`, CHUNK_DAYS per transaction (each committed); the days
-    summed, or None when another transaction is summing them.
+    """Sum the organization's due days at `now`, CHUNK_DAYS per transaction (the session's own is
+    committed first, and each chunk's); the days summed, or None when another transaction is summing
+    them.
 
     Each chunk runs REPEATABLE READ: it sums the hours and deltas its snapshot sees and deletes the
     marks that snapshot sees (keeping their parts outside the chunk's days), so a change committed
@@ -144,11 +150,11 @@ def sum_days(session: Session, *, org_id: int, tz_name: str, now: datetime) -> i
     refresh.
     """
     tz = zone(tz_name)
-    days = due_days(session, org_id=org_id, tz=tz, now=now)
-    session.commit()
+    session.commit()  # each chunk is a transaction of its own, from a snapshot taken at its start
     done = 0
-    first_chunk = True
-    for i in range(0, max(len(days), 1), CHUNK_DAYS):
+    days: list[Day] | None = None
+    i = 0
+    while days is None or i < len(days):
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         locked = session.execute(
             text("SELECT pg_try_advisory_xact_lock(:cls, :org)"), {"cls": LOCK_CLASS, "org": org_id}
@@ -156,15 +162,15 @@ def sum_days(session: Session, *, org_id: int, tz_name: str, now: datetime) -> i
         if not locked:
             session.rollback()
             return None
-        if first_chunk:
-            session.execute(_FORGET_UNGUARDING, {"org_id": org_id})
-            first_chunk = False
+        if days is None:
+            days = due_days(session, org_id=org_id, tz=tz, now=now)
         dirty = [(lo, hi) for lo, hi in session.execute(_DIRTY, {"org_id": org_id})]
         chunk = [day for day in days[i : i + CHUNK_DAYS] if not _overlaps(day, dirty)]
         if chunk:
             _sum_chunk(session, org_id=org_id, days=chunk, now=now)
         session.commit()
         done += len(chunk)
+        i += CHUNK_DAYS
     return done
 
 
@@ -208,7 +214,7 @@ _SUM = text(
         INSERT INTO analytics_metric_days (org_id, metric, grain, bucket_start, {_DIMS},
                                            count, sum, min, max, sketch, updated_at)
         SELECT :org_id, metric, grain, bucket_start, {_DIMS}, count, sum, min, max,
-               CASE WHEN sketch IS NULL THEN NULL ELSE {_fold_sql("sketch")} END, :now
+               CASE WHEN sketch IS NULL THEN NULL ELSE {folded_sketch_sql("sketch")} END, :now
         FROM summed WHERE count > 0
     )
     INSERT INTO analytics_metric_day_builds (org_id, day_start, day_end, built_at)

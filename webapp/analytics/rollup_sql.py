@@ -100,7 +100,9 @@ def build_sql(metrics: Sequence[Metric], *, fold_sketches: bool = False) -> str:
     )
     sketch_changed = " OR m.sketch IS DISTINCT FROM EXCLUDED.sketch"
     if fold_sketches:
-        sketch_changed += f" AND {_fold_sql('m.sketch')} IS DISTINCT FROM {_fold_sql('EXCLUDED.sketch')}"
+        sketch_changed += (
+            f" AND {folded_sketch_sql('m.sketch')} IS DISTINCT FROM {folded_sketch_sql('EXCLUDED.sketch')}"
+        )
     cells = (
         f"WITH ev AS ({_events_sql(metrics, events='ticket_events', tickets='tickets', window=True)}),"
         f" cells AS (SELECT metric, h, {_grain_sql()} AS grain, {dims}, k, count(*) AS events,"
@@ -151,7 +153,7 @@ def build_sql(metrics: Sequence[Metric], *, fold_sketches: bool = False) -> str:
     )
 
 
-def _fold_sql(blob: str) -> str:
+def folded_sketch_sql(blob: str) -> str:
     """SQL for the sketch `blob` with repeated keys folded into one pair each (keys ascending)."""
     # get_byte is unsigned: the key's high byte carries the sign of the int16; a count is positive.
     key = "get_byte(b, i) * 256 + get_byte(b, i + 1) - CASE WHEN get_byte(b, i) >= 128 THEN 65536 ELSE 0 END"
@@ -186,7 +188,7 @@ def merge_sql(metrics: Sequence[Metric], *, events: str, tickets: str) -> str:
         " string_agg(int2send(CAST(k AS int2)) || int4send(1), ''::bytea) FILTER (WHERE v IS NOT NULL)"
         f" AS sketch FROM ev GROUP BY metric, h, GROUPING SETS ({_grouping_sets()}))"
         f" SELECT :org_id, metric, grain, bucket_start, {dims}, count, sum, min, max,"
-        f" CASE WHEN length(sketch) > {fold} THEN {_fold_sql('sketch')} ELSE sketch END, now()"
+        f" CASE WHEN length(sketch) > {fold} THEN {folded_sketch_sql('sketch')} ELSE sketch END, now()"
         " FROM delta WHERE count > 0"
     )
 
@@ -206,7 +208,8 @@ def fold_sql() -> str:
         " min(min) AS min, max(max) AS max, string_agg(sketch, ''::bytea) AS raw_sketch"
         f" FROM gone GROUP BY metric, grain, bucket_start, {dims}),"
         f" cells AS (SELECT metric, grain, bucket_start, {dims}, count, sum, min, max,"
-        f" CASE WHEN length(raw_sketch) > {fold} THEN {_fold_sql('raw_sketch')} ELSE raw_sketch END AS sketch"
+        f" CASE WHEN length(raw_sketch) > {fold} THEN {folded_sketch_sql('raw_sketch')}"
+        " ELSE raw_sketch END AS sketch"
         " FROM delta)" + merge_upsert_sql(delta="cells")
     )
 
@@ -235,6 +238,6 @@ def merge_upsert_sql(*, delta: str) -> str:
         # FOLD_SKETCH_BYTES is folded, which bounds what repeated imports into one hour leave.
         " sketch = CASE WHEN m.sketch IS NULL THEN EXCLUDED.sketch WHEN EXCLUDED.sketch IS NULL THEN m.sketch"
         f" WHEN length(m.sketch) + length(EXCLUDED.sketch) <= {fold} THEN {both}"
-        f" ELSE {_fold_sql(both)} END,"
+        f" ELSE {folded_sketch_sql(both)} END,"
         " updated_at = EXCLUDED.updated_at"
     )
