@@ -328,13 +328,15 @@ def test_young_days_are_left_live_and_a_business_clock_drops_the_counts(org, rea
 def test_the_marks_of_days_too_young_to_count_fold_into_one_a_day(org, real_session):
     now = datetime.now(UTC)
     today = now.date()
+    # Five minutes ago, or this UTC day's first second (right after midnight).
+    at = max(now - timedelta(minutes=5), datetime.combine(today, datetime.min.time(), UTC))
     for _ in range(5):  # five statements, each marking today
         real_session.execute(
             text(
                 "INSERT INTO tickets (org_id, subject, status, priority, channel, category, created_at,"
                 " updated_at, reopen_count) VALUES (:o, 'young', 'open', 'high', 'email', 'x', :at, :at, 0)"
             ),
-            {"o": org.id, "at": now - timedelta(minutes=5)},
+            {"o": org.id, "at": at},
         )
         real_session.commit()
 
