@@ -280,15 +280,18 @@ def aggregate(
         provenance.note(approximate=True)
     if sources:
         provenance.note(rollup=True in sources, raw=False in sources)
+    keep_empty = not (group_by or buckets is not None)
+    if definition.is_count:  # the common hourly case: one small dict a cell, nothing else to do
+        return {key: {"count": cell.count} for key, cell in cells.items() if cell.count or keep_empty}
     out: dict[CellKey, dict[str, Any]] = {}
     fractions = [p / 100 for p in percentiles]
     for key, cell in cells.items():
-        if cell.count == 0 and (group_by or buckets is not None):
+        if cell.count == 0 and not keep_empty:
             continue
         stats: dict[str, Any] = {"count": cell.count}
         if definition.kind == "percent":
             stats.update(avg=cell.avg, min=None, max=None)
-        elif not definition.is_count:
+        else:
             stats.update(avg=cell.avg, min=cell.min, max=cell.max)
             if wants_percentiles:
                 values = sketch.quantiles(cell.sketches, fractions, low=cell.min, high=cell.max)
