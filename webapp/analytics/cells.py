@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import metric_days, sketch
@@ -24,6 +23,7 @@ from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.analytics.planner import grain_for
 from webapp.analytics.rollup_sql import DELTAS
 from webapp.analytics.sql import (
+    binary_rows,
     bound_list,
     bucket_index,
     column,
@@ -289,7 +289,7 @@ def read_cells(
     pieces = pieces_sql(business=clock.business, days=days is not None)
     if clock.business:
         bind(session, clock, params, start=start, end=end)
-    rows = session.execute(text(f"{pieces} {raw} UNION ALL {rolled}"), params).all()
+    rows = binary_rows(session, f"{pieces} {raw} UNION ALL {rolled}", params, named=False)
     sources: set[bool] = {bool(row[0]) for row in rows}
     width = len(shape.groups)
     # Rows are (rolled, g0.., idx, n_rows, n, s, lo, hi[, sketch]), read by position. Each side has

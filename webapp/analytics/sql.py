@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg.rows import namedtuple_row
+from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -107,9 +107,9 @@ def instants(values: Sequence[datetime]) -> str:
     return "{" + ",".join(value.astimezone(UTC).isoformat() for value in values) + "}"
 
 
-def binary_rows(session: Session, sql: str, params: dict[str, Any]) -> list[Any]:
+def binary_rows(session: Session, sql: str, params: dict[str, Any], *, named: bool = True) -> list[Any]:
     """The rows of `sql` (named :params, as text() takes them) fetched in PostgreSQL's binary format,
-    as named tuples, on the session's connection and transaction.
+    as named tuples (plain ones when not `named`), on the session's connection and transaction.
 
     For answers carrying many sketch bytes: as text, bytea travels hex-encoded (twice its size) and
     is decoded in Python; binary halves the transfer (the agents report's 11 MB of sketches at 10M
@@ -119,7 +119,7 @@ def binary_rows(session: Session, sql: str, params: dict[str, Any]) -> list[Any]
     compiled = text(sql).compile(dialect=connection.dialect)
     raw = connection.connection.dbapi_connection
     assert raw is not None
-    with raw.cursor(binary=True, row_factory=namedtuple_row) as cursor:
+    with raw.cursor(binary=True, row_factory=namedtuple_row if named else tuple_row) as cursor:
         cursor.execute(str(compiled), compiled.construct_params(params))
         return cursor.fetchall()
 
