@@ -167,6 +167,10 @@ def _settled(now: datetime) -> date:
     return now.astimezone(UTC).date() - timedelta(days=SETTLE_DAYS - 1)
 
 
+# What a day's count writes (its marks are deleted with them).
+_COUNTS = ("sla_verdict_days", "sla_verdict_day_unsettled", "sla_verdict_day_builds")
+
+
 def count_days(session: Session, *, org_id: int, now: datetime) -> int | None:
     """Count the organization's due days at `now`, CHUNK_DAYS per transaction (each committed); the
     days counted, or None when another transaction is counting them, the organization is gone, or its
@@ -181,7 +185,7 @@ def count_days(session: Session, *, org_id: int, now: datetime) -> int | None:
         return None
     key = policy_key(policy)
     if key is None:
-        for table in _COUNTED_TABLES[:-1]:
+        for table in _COUNTS:
             session.execute(text(f"DELETE FROM {table} WHERE org_id = :o"), {"o": org_id})
         session.commit()
         return None
@@ -239,7 +243,7 @@ def _count_chunk(
         changes=True,
     )
     columns = ", ".join(sla_verdicts.COUNTED)
-    for table in _COUNTED_TABLES:
+    for table in (*_COUNTS, "sla_verdict_day_marks"):
         session.execute(
             text(f"DELETE FROM {table} WHERE org_id = :org_id AND day = ANY(CAST(:days AS date[]))"), bound
         )
@@ -262,14 +266,6 @@ def _count_chunk(
         ),
         bound,
     )
-
-
-_COUNTED_TABLES = (
-    "sla_verdict_days",
-    "sla_verdict_day_unsettled",
-    "sla_verdict_day_builds",
-    "sla_verdict_day_marks",
-)
 
 
 def forget_orphans(session: Session) -> int:
