@@ -45,7 +45,7 @@ def exact_aggregate(
     assert definition.clocked
     edges = list(buckets.bounds) if buckets is not None else [start, end]
     # Every dimension is kept with each value, so any filter and group is served (grain 0: covered).
-    params = _piece_params(definition, org_id=org_id, edges=edges, grain=0, start=start, end=end)
+    params, _ = _piece_params(definition, org_id=org_id, edges=edges, grain=0, start=start, end=end)
     bind(session, clock, params, start=start, end=end)
     groups = [column(name, GROUPABLE) for name in group_by]
     keys = [f"g{i}" for i in range(len(groups))] + (["idx"] if buckets is not None else [])

@@ -234,8 +234,9 @@ def _piece_params(
     grain: int | None,
     start: datetime,
     end: datetime,
-) -> dict[str, Any]:
-    """The statement's parameters: the bounds, and the covered and uncovered pieces of the range."""
+) -> tuple[dict[str, Any], list[tuple[datetime, datetime]]]:
+    """The statement's parameters (the bounds, and the covered and uncovered pieces of the range),
+    and the covered pieces themselves."""
     if grain is None:
         covered, uncovered = [], [(start, end)]
     else:
@@ -252,8 +253,7 @@ def _piece_params(
         "unc_hi": instants([hi for _, hi in uncovered]),
         "cov_start": covered[0][0] if covered else start,
         "cov_end": covered[-1][1] if covered else start,
-        "covered": covered,
-    }
+    }, covered
 
 
 def read_cells(
@@ -275,10 +275,9 @@ def read_cells(
     edges = list(bounds) if bounds is not None else [start, end]
     grain = grain_for([*filters, *group_by])
     clock = clock.for_metric(metric)
-    params = _piece_params(metric, org_id=org_id, edges=edges, grain=grain, start=start, end=end)
+    params, covered = _piece_params(metric, org_id=org_id, edges=edges, grain=grain, start=start, end=end)
     shape = _Shape(metric, tuple(column(name, GROUPABLE) for name in group_by), sketches, clock)
     # Summed days answer the calendar clock's hours only (business hours have rollups of their own).
-    covered = params.pop("covered")
     days = None if clock.business else metric_days.read_params(covered, edges)
     if days is not None:
         params.update(days)
