@@ -33,8 +33,8 @@ from webapp.tickets.writes import add_reply, update_ticket
 TARGETS = {
     "urgent": {"first_reply_hours": 1, "resolution_hours": 8, "next_reply_hours": None},
     "high": {"first_reply_hours": 4, "resolution_hours": 24, "next_reply_hours": None},
-    # Long targets: some tickets of settled days are still pending when counted, so days get a
-    # valid_until.
+    # Long targets: some tickets of counted days are still pending when counted, so days list
+    # unsettled tickets.
     "normal": {"first_reply_hours": 60, "resolution_hours": 400, "next_reply_hours": None},
     "low": {"first_reply_hours": None, "resolution_hours": 900, "next_reply_hours": None},
 }
