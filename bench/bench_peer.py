@@ -3,8 +3,8 @@
 One organization (Europe/Berlin) gets --tickets synthetic tickets over a year from the project's own
 seeding, its rollups built as production builds them, then VACUUM ANALYZE as autovacuum would leave
 it; the SLA verdicts of its settled days are counted and its hours summed per local day, as beat
-does every minute. The same tickets and events are exported with COPY and loaded into an in-memory DuckDB, sorted by
-time as a user would load them. gunicorn runs as the Procfile says (with a worker for aggregations
+does every minute. The same tickets and events are exported with COPY and loaded into an in-memory
+DuckDB, sorted by time as a user would load them. gunicorn runs as the Procfile says (with a worker for aggregations
 that become jobs). Each question is asked over HTTP with the organization's analytics cache emptied
 before every request (DELETE /analytics/cache, not timed), so each answer is a cache miss, what a
 dashboard's first load feels; and as DuckDB SQL with the same time-zone bucketing and metric
