@@ -1,16 +1,16 @@
 """Cold reads over HTTP against DuckDB on the same tickets: each question of an endpoint, timed and compared.
 
 One organization (Europe/Berlin) gets --tickets synthetic tickets over a year from the project's own
-seeding, its rollups built as production builds them, then VACUUM ANALYZE as autovacuum would leave
-it; the SLA verdicts of its settled days are counted and its hours summed per local day, as beat
-does every minute. The same tickets and events are exported with COPY and loaded into an in-memory
-DuckDB, sorted by time as a user would load them. gunicorn runs as the Procfile says (with a worker for aggregations
+seeding, its rollups built as production builds them, then VACUUM ANALYZE as autovacuum would leave it;
+the SLA verdicts of its settled days are counted and its hours summed per local day, as beat does every
+minute. The same tickets and events are exported with COPY and loaded into an in-memory DuckDB, sorted
+by time as a user would load them. gunicorn runs as the Procfile says (with a worker for aggregations
 that become jobs). Each question is asked over HTTP with the organization's analytics cache emptied
 before every request (DELETE /analytics/cache, not timed), so each answer is a cache miss, what a
 dashboard's first load feels; and as DuckDB SQL with the same time-zone bucketing and metric
-definitions. Both sides run --runs times after a warm-up (p50). The answers are compared: counts
-exact, averages, minima, maxima and shares to 1e-9 relative, percentiles within 1% (the platform
-merges sketches above ROLLUP_EXACT_PERCENTILE_MAX measurements). Results: bench/results/peer_<N>.json.
+definitions. Both sides run --runs times after a warm-up (p50). The answers are compared: counts exact,
+averages, minima, maxima and shares to 1e-9 relative, percentiles within 1% (the platform merges
+sketches above ROLLUP_EXACT_PERCENTILE_MAX measurements). Results: bench/results/peer_<N>.json.
 
 The questions, and how each is asked of DuckDB, are in bench/peer_questions.py.
 
