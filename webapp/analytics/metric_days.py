@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics.metrics import ROLLED_METRICS
 from webapp.analytics.rollup_sql import DELTAS, GRAINS, folded_sketch_sql
+from webapp.analytics.sql import forget_orphan_marks
 from webapp.core.timeutil import local_midnight, zone
 from webapp.core.vocabulary import DIMENSIONS
 
@@ -239,10 +240,4 @@ def _sum_chunk(session: Session, *, org_id: int, days: Sequence[Day], now: datet
 
 def forget_orphans(session: Session) -> int:
     """Delete the marks of organizations that no longer exist (their rows' deletion left them)."""
-    result = session.execute(
-        text(
-            "DELETE FROM analytics_metric_day_marks m"
-            " WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = m.org_id)"
-        )
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return forget_orphan_marks(session, "analytics_metric_day_marks")

@@ -75,8 +75,8 @@ def compliance(
         plan = sla_days.plan(session, org_id=org_id, start=start, end=end, policy=policy, now=now)
     parts = []
     if calendar:
-        if plan.live:
-            # One interval is a plain range; several are one index range each.
+
+        def facts_of(**where: Any) -> str:
             facts = sla_verdicts.tickets_range(
                 "ticket_sla_facts f",
                 "f.ticket_id",
@@ -84,30 +84,25 @@ def compliance(
                 group_by,
                 filters,
                 params,
-                pieces=plan.live if len(plan.live) > 1 else None,
+                **where,
             )
+            return sla_verdicts.from_facts(facts, policy)
+
+        if plan.live:
+            # One interval is a plain range; several are one index range each.
+            parts.append(facts_of(pieces=plan.live if len(plan.live) > 1 else None))
             params["start"], params["end"] = plan.live[0][0], plan.live[-1][1]
-            parts.append(sla_verdicts.from_facts(facts, policy))
+        if plan.counted:
+            # The counted days' unsettled tickets, judged live by id.
+            params["days"] = plan.counted
+            parts.append(facts_of(ids=sla_days.unsettled_ids()))
     else:
         tickets = sla_verdicts.tickets_range("tickets t", "t.id", "", group_by, filters, params)
         parts.append(sla_verdicts.from_steps(tickets, policy))
     # OFFSET 0 keeps each ticket's verdicts a column computed once, not an expression per count.
     judged = [f"SELECT grp, {sla_verdicts.counts()} FROM ({part} OFFSET 0) t GROUP BY grp" for part in parts]
     if plan.counted:
-        params["days"] = plan.counted
         judged.append(sla_days.counted_rows(group_by, filters, params))
-        # The counted days' unsettled tickets, judged live by id.
-        unsettled = sla_verdicts.tickets_range(
-            "ticket_sla_facts f",
-            "f.ticket_id",
-            sla_verdicts.FACT_COLUMNS,
-            group_by,
-            filters,
-            params,
-            ids=sla_days.unsettled_ids(),
-        )
-        part = sla_verdicts.from_facts(unsettled, policy)
-        judged.append(f"SELECT grp, {sla_verdicts.counts()} FROM ({part} OFFSET 0) t GROUP BY grp")
     if not judged:
         return _rows([], group_by)
     sums = ", ".join(f"sum(u.{c}) AS {c}" for c in sla_verdicts.COUNTED)

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import sla_verdicts
-from webapp.analytics.sql import filter_sql
+from webapp.analytics.sql import filter_sql, forget_orphan_marks
 from webapp.clocks.policy import Policy, policy_for
 from webapp.clocks.schedules import ClockError
 from webapp.core.filters import Filters
@@ -270,10 +270,4 @@ def _count_chunk(
 
 def forget_orphans(session: Session) -> int:
     """Delete the marks of organizations that no longer exist (their tickets' deletion left them)."""
-    result = session.execute(
-        text(
-            "DELETE FROM sla_verdict_day_marks m"
-            " WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = m.org_id)"
-        )
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return forget_orphan_marks(session, "sla_verdict_day_marks")

@@ -174,3 +174,12 @@ def parallel_costs(session: Session) -> Iterator[None]:
         yield
     finally:
         set_locals(session, dict(zip(names, before, strict=True)))
+
+
+def forget_orphan_marks(session: Session, table: str) -> int:
+    """Delete the rows of the marks `table` whose organization no longer exists (triggers wrote them
+    while its rows were deleted with it); how many."""
+    result = session.execute(
+        text(f"DELETE FROM {table} m WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = m.org_id)")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
