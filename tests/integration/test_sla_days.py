@@ -231,6 +231,56 @@ def test_counts_stand_from_their_count_on_while_unsettled_tickets_turn_live(org,
     assert _same_three_ways(real_session, org.id, counted_at - timedelta(hours=2), start, end) == 0
 
 
+def test_a_day_is_counted_again_once_its_unsettled_tickets_had_their_time(org, real_session):
+    """recount_at is the last instant a listed ticket's verdict turns by time alone: the day is due
+    from then on, and counting it then keeps only the tickets still unsettled, with answers that are
+    the live ones. (Counted in a transaction rolled back: the module's counts stay as they were.)"""
+    now = datetime.now(UTC)
+    sla_days.count_days(real_session, org_id=org.id, now=now)
+    day, counted_at, recount_at = real_session.execute(
+        text(
+            "SELECT b.day, b.counted_at, b.recount_at FROM sla_verdict_day_builds b"
+            " WHERE b.org_id = :o AND b.recount_at IS NOT NULL ORDER BY b.recount_at DESC LIMIT 1"
+        ),
+        {"o": org.id},
+    ).one()
+    assert recount_at > counted_at
+
+    def listed() -> set[int]:
+        return set(
+            real_session.scalars(
+                text("SELECT ticket_id FROM sla_verdict_day_unsettled WHERE org_id = :o AND day = :d"),
+                {"o": org.id, "d": day},
+            )
+        )
+
+    before = listed()
+    assert before
+    policy = policy_for(real_session, org.id)
+    key = sla_days.policy_key(policy)
+    assert key is not None
+
+    def due(at: datetime) -> bool:
+        return day in sla_days.due_days(real_session, org_id=org.id, key=key, now=at)
+
+    assert not due(recount_at - timedelta(microseconds=1))
+    assert due(recount_at)
+    try:
+        sla_days._count_chunk(real_session, org_id=org.id, days=[day], policy=policy, key=key, now=recount_at)
+        after = listed()
+        assert after < before
+        midnight = datetime.combine(day, datetime.min.time(), UTC)
+        start, end = midnight - timedelta(hours=5), midnight + timedelta(days=1, hours=5)
+        later = recount_at + timedelta(seconds=1)
+        plan = sla_days.plan(real_session, org_id=org.id, start=start, end=end, policy=policy, now=later)
+        assert plan.counted == [day]
+        _same_three_ways(real_session, org.id, later, start, end)
+        _same_three_ways(real_session, org.id, later + timedelta(days=60), start, end)
+    finally:
+        real_session.rollback()
+    assert listed() == before
+
+
 def test_another_policy_reads_live_until_counted_under_it(org, real_session):
     now = datetime.now(UTC)
     sla_days.count_days(real_session, org_id=org.id, now=now)

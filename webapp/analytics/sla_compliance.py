@@ -76,9 +76,9 @@ def compliance(
     parts = []
     if calendar:
 
-        def facts_of(**where: Any) -> str:
+        def facts_of(table: str = "ticket_sla_facts f", **where: Any) -> str:
             facts = sla_verdicts.tickets_range(
-                "ticket_sla_facts f",
+                table,
                 "f.ticket_id",
                 sla_verdicts.FACT_COLUMNS,
                 group_by,
@@ -93,9 +93,9 @@ def compliance(
             parts.append(facts_of(pieces=plan.live if len(plan.live) > 1 else None))
             params["start"], params["end"] = plan.live[0][0], plan.live[-1][1]
         if plan.counted:
-            # The counted days' unsettled tickets, judged live by id.
+            # The counted days' unsettled tickets, judged live from the copies of their facts.
             params["days"] = plan.counted
-            parts.append(facts_of(ids=sla_days.unsettled_ids()))
+            parts.append(facts_of(sla_days.UNSETTLED_TABLE, where=sla_days.UNSETTLED_ROWS))
     else:
         tickets = sla_verdicts.tickets_range("tickets t", "t.id", "", group_by, filters, params)
         parts.append(sla_verdicts.from_steps(tickets, policy))

@@ -3,9 +3,10 @@ compliance read may take from them.
 
 A day's counts (per priority, channel and assignee: achieved, breached and pending on first_reply
 and resolution) hold its settled tickets: those whose verdicts no longer turn by time alone (no first
-reply waiting, no running status open) when counted (migration 0026). The day's other tickets are
-listed in sla_verdict_day_unsettled and judged live by id. Together they stand for the live answer
-while all of these hold:
+reply waiting, no running status open) when counted (migration 0026). The day's other tickets'
+ticket_sla_facts rows are copied to sla_verdict_day_unsettled (migration 0027), which a read judges
+live as one index range a day, as it judges the facts of the days it reads live. Together they stand
+for the live answer while all of these hold:
 - they were counted under the policy in force (its key: calendar targets and pause statuses);
 - no write has touched the facts of the day's tickets since (no mark: the facts' triggers leave one
   in the writer's transaction);
@@ -13,7 +14,9 @@ while all of these hold:
 
 Any other day, and the partial days at a range's ends, are read live from the facts. Days are
 counted by `count_days` (beat, every minute; `bench peer` after its rollups) once they are at least
-SETTLE_DAYS old: younger days change too often to be worth it.
+SETTLE_DAYS old: younger days change too often to be worth it. A counted day is counted again once
+the last of its unsettled tickets' verdicts has had its time to turn (recount_at), so its list keeps
+only the tickets still unsettled.
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import sla_verdicts
 from webapp.analytics.sql import filter_sql, forget_orphan_marks
-from webapp.clocks.policy import Policy, policy_for
+from webapp.clocks.policy import UNSOLVED_STATUSES, Policy, policy_for
 from webapp.clocks.schedules import ClockError
 from webapp.core.filters import Filters
 
 # Bump when a verdict's definition changes: every day is counted again.
-DEFINITION = 2
+DEFINITION = 3
 # The dimensions a day's counts keep: compliance with filters on, or grouped by, only these.
 KEPT = ("priority", "channel", "assigned_to")
 # Days counted per transaction; days younger than SETTLE_DAYS (UTC) are left to live reads.
@@ -109,12 +112,9 @@ def plan(
     return Plan(counted=counted, live=live)
 
 
-def unsettled_ids() -> str:
-    """SQL of the ids of the counted days' (:days) unsettled tickets, judged live by the reader."""
-    return (
-        "SELECT u.ticket_id FROM sla_verdict_day_unsettled u"
-        " WHERE u.org_id = :org_id AND u.day = ANY(CAST(:days AS date[]))"
-    )
+# The copies of the counted days' (:days) unsettled tickets' facts, judged live by the reader.
+UNSETTLED_TABLE = "sla_verdict_day_unsettled f"
+UNSETTLED_ROWS = "f.day = ANY(CAST(:days AS date[]))"
 
 
 def counted_rows(group_by: str | None, filters: Filters, bound: dict[str, Any]) -> str:
@@ -132,15 +132,16 @@ def counted_rows(group_by: str | None, filters: Filters, bound: dict[str, Any]) 
 
 _DUE = text(
     "SELECT day FROM sla_verdict_day_marks WHERE org_id = :org_id AND day < :settled"
-    " UNION SELECT day FROM sla_verdict_day_builds WHERE org_id = :org_id AND policy_key <> :key"
+    " UNION SELECT day FROM sla_verdict_day_builds WHERE org_id = :org_id"
+    " AND (policy_key <> :key OR recount_at <= :now)"
     " ORDER BY 1"
 )
 
 
 def due_days(session: Session, *, org_id: int, key: str, now: datetime) -> list[date]:
-    """Days old enough to count whose counts are missing, touched by a write, or counted under another
-    policy."""
-    return list(session.scalars(_DUE, {"org_id": org_id, "settled": _settled(now), "key": key}))
+    """Days old enough to count whose counts are missing, touched by a write, counted under another
+    policy, or whose unsettled tickets have all had their time to settle."""
+    return list(session.scalars(_DUE, {"org_id": org_id, "settled": _settled(now), "key": key, "now": now}))
 
 
 _ORGS = text(
@@ -169,6 +170,23 @@ def _settled(now: datetime) -> date:
 
 # What a day's count writes (its marks are deleted with them).
 _COUNTS = ("sla_verdict_days", "sla_verdict_day_unsettled", "sla_verdict_day_builds")
+# The columns of ticket_sla_facts an unsettled ticket's copy holds (all of them, as of migration 0027).
+_FACTS = ", ".join(
+    [
+        "ticket_id",
+        "org_id",
+        "created_at",
+        "status",
+        "priority",
+        "channel",
+        "category",
+        "assigned_to",
+        "first_response_at",
+        "first_agent_reply_at",
+        "entered_us",
+        *(f"{s}_{n}" for s in UNSOLVED_STATUSES for n in ("us", "open")),
+    ]
+)
 
 
 def count_days(session: Session, *, org_id: int, now: datetime) -> int | None:
@@ -247,7 +265,9 @@ def _count_chunk(
         session.execute(
             text(f"DELETE FROM {table} WHERE org_id = :org_id AND day = ANY(CAST(:days AS date[]))"), bound
         )
-    # Settled tickets are counted; the others (a verdict can still turn by time alone) are listed.
+    # Settled tickets are counted; the facts of the others (a verdict can still turn by time alone)
+    # are copied as this snapshot holds them, and the day is counted again once the last of them
+    # has had its time to turn.
     session.execute(
         text(
             f"""
@@ -257,11 +277,15 @@ def _count_chunk(
                 FROM v t WHERE t.changes_at IS NULL
                 GROUP BY day, priority, channel, assigned_to
             ), listed AS (
-                INSERT INTO sla_verdict_day_unsettled (org_id, day, ticket_id)
-                SELECT :org_id, day, id FROM v WHERE changes_at IS NOT NULL
+                INSERT INTO sla_verdict_day_unsettled (day, {_FACTS})
+                SELECT v.day, {", ".join(f"f.{c}" for c in _FACTS.split(", "))}
+                FROM v JOIN ticket_sla_facts f ON f.ticket_id = v.id
+                WHERE v.changes_at IS NOT NULL
             )
-            INSERT INTO sla_verdict_day_builds (org_id, day, policy_key, counted_at)
-            SELECT :org_id, d.day, :key, :now FROM unnest(CAST(:days AS date[])) AS d(day)
+            INSERT INTO sla_verdict_day_builds (org_id, day, policy_key, counted_at, recount_at)
+            SELECT :org_id, d.day, :key, :now,
+                   (SELECT max(v.changes_at) FROM v WHERE v.day = d.day)
+            FROM unnest(CAST(:days AS date[])) AS d(day)
             """
         ),
         bound,

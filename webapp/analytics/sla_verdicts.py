@@ -96,28 +96,28 @@ def tickets_range(
     bound: dict[str, Any],
     *,
     pieces: Sequence[tuple[datetime, datetime]] | None = None,
-    ids: str | None = None,
+    where: str | None = None,
 ) -> str:
     """The rows of `table` (tickets, or the facts that hold the same columns) of the tickets created
     in the range and passing the filters: id, status, created_at, first_response_at, grp, their
     priority's targets, and the `extra` columns.
 
     The range is [:start, :end), or with `pieces` the union of those intervals (disjoint), each bound
-    here as :lo<i> and :hi<i>, and read by the (org_id, created_at) index on its own; with `ids`
-    (SQL selecting ticket ids), the tickets it selects instead, looked up by id.
+    here as :lo<i> and :hi<i>, and read by the (org_id, created_at) index on its own; with `where`
+    (an SQL condition on the rows of `table`), the rows it selects instead.
     """
     alias = table.split()[1]
     group = f"{alias}.{group_by}" if group_by else "NULL::text"
-    if ids is not None:
-        where = f"AND {ticket_id} IN ({ids})"
+    if where is not None:
+        rows = f"AND {where}"
     elif pieces is None:
-        where = f"AND {alias}.created_at >= :start AND {alias}.created_at < :end"
+        rows = f"AND {alias}.created_at >= :start AND {alias}.created_at < :end"
     else:
         ranges = []
         for i, (lo, hi) in enumerate(pieces):
             bound[f"lo{i}"], bound[f"hi{i}"] = lo, hi
             ranges.append(f"({alias}.created_at >= :lo{i} AND {alias}.created_at < :hi{i})")
-        where = f"AND ({' OR '.join(ranges) or 'false'})"
+        rows = f"AND ({' OR '.join(ranges) or 'false'})"
     return f"""
         SELECT {ticket_id} AS id, {alias}.status, {alias}.created_at, {alias}.first_response_at,
                {group} AS grp, s.first_reply AS first_reply_target, s.resolution AS resolution_target,
@@ -130,7 +130,7 @@ def tickets_range(
                         CAST(:resolution_us AS bigint[]))
                  AS s(priority, first_reply, resolution, first_reply_us, resolution_us)
         ) s ON s.priority = {alias}.priority
-        WHERE {alias}.org_id = :org_id {where}
+        WHERE {alias}.org_id = :org_id {rows}
         {filter_sql(alias, filters, bound)}
     """
 
