@@ -1,6 +1,6 @@
 """A job's queued event and its task in one round trip (infra.broker.JobQueue): the event lands in the
-stream ahead of the task's message, the message is the one Celery's own send pushes, and a broker
-elsewhere falls back to the usual send."""
+stream ahead of the task's message, the message is the one Celery's own send pushes (made on the spot
+or ahead, on a helper thread), and a broker elsewhere falls back to the usual send."""
 
 from __future__ import annotations
 
@@ -71,6 +71,30 @@ def test_the_event_and_the_task_go_in_one_pipeline_the_event_first(services):
     assert ours["headers"]["task"] == "cache.refresh"
     assert ours["decoded"][0] == [task_id]
     client.delete(events.stream_key(org_id), QUEUE)
+    celery.close()
+
+
+def test_a_message_made_ahead_is_the_one_made_on_the_spot(services):
+    client = redis.Redis.from_url(services.redis_url)
+    celery = _celery(services.redis_url)
+    queue = JobQueue(celery, client)
+    task_id = str(uuid.uuid4())
+    options = {"args": [task_id], "task_id": task_id, "queue": QUEUE, "ignore_result": True}
+    client.delete(QUEUE)
+    prepared = queue.prepare("cache.refresh", **options)
+    assert prepared is not None
+    assert queue.send_task_after([["PING"]], "cache.refresh", prepared=prepared, **options) == [True]
+    assert queue.send_task_after([["PING"]], "cache.refresh", **options) == [True]
+    on_the_spot, ahead = (_message(raw) for raw in client.lrange(QUEUE, 0, -1))  # LPUSH: newest first
+    # But for the delivery tag, and reply_to: the sending thread's own id, which no job reads (jobs
+    # keep no Celery result).
+    for message in (on_the_spot, ahead):
+        del message["properties"]["delivery_tag"], message["properties"]["reply_to"]
+    assert ahead == on_the_spot
+    assert ahead["headers"]["id"] == task_id
+    # No message is made ahead for a broker the pipeline cannot reach.
+    assert JobQueue(_celery("memory://"), client).prepare("cache.refresh", **options) is None
+    client.delete(QUEUE)
     celery.close()
 
 

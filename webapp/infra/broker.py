@@ -13,7 +13,10 @@ it. Any other broker, or a kombu that gives no command to keep, sends the usual 
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -102,6 +105,20 @@ def send_with(
     return replies[: len(before)]
 
 
+# The threads that make task messages ahead (JobQueue.prepare), per process: a forked child (a
+# gunicorn or Celery worker) starts its own.
+_MAKERS: tuple[int, ThreadPoolExecutor] | None = None
+_MAKERS_LOCK = threading.Lock()
+
+
+def _makers() -> ThreadPoolExecutor:
+    global _MAKERS
+    with _MAKERS_LOCK:
+        if _MAKERS is None or _MAKERS[0] != os.getpid():
+            _MAKERS = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="task-messages"))
+        return _MAKERS[1]
+
+
 class JobQueue:
     """The Celery app as the job platform's task queue (jobs.transitions.TaskQueue), which also sends
     Redis commands and a task in one round trip when the broker is the application's Redis."""
@@ -120,13 +137,29 @@ class JobQueue:
         """Celery's send_task."""
         return self.app.send_task(name, **options)
 
-    def send_task_after(self, before: Sequence[Command], name: str, **options: Any) -> list[Any] | None:
-        """The replies of the Redis commands `before`, run with the task's own in one pipeline, the
-        task's last; None when the broker is elsewhere (nothing sent). Raises when the task's own
-        commands failed or Redis could not be reached (redis-py's retries of a lost connection apply)."""
+    def prepare(self, name: str, **options: Any) -> Future[list[tuple[str, tuple[Any, ...]]] | None] | None:
+        """Start making the task's commands (task_commands) on a helper thread, so that Celery's
+        building of the message (about 0.8 ms of Python) runs while the caller waits for the
+        database; None when the broker is elsewhere."""
         if not self.together or self.client is None:
             return None
-        commands = task_commands(self.app, name, **options)
+        return _makers().submit(task_commands, self.app, name, **options)
+
+    def send_task_after(
+        self,
+        before: Sequence[Command],
+        name: str,
+        *,
+        prepared: Future[list[tuple[str, tuple[Any, ...]]] | None] | None = None,
+        **options: Any,
+    ) -> list[Any] | None:
+        """The replies of the Redis commands `before`, run with the task's own in one pipeline, the
+        task's last; None when the broker is elsewhere (nothing sent). `prepared`: the same task's
+        commands from `prepare`. Raises when the task's own commands failed or Redis could not be
+        reached (redis-py's retries of a lost connection apply)."""
+        if not self.together or self.client is None:
+            return None
+        commands = prepared.result() if prepared is not None else task_commands(self.app, name, **options)
         if commands is None:
             return None
         return send_with(self.client, before, commands)

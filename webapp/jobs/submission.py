@@ -179,9 +179,17 @@ def _submit(
     # this one commits. (In PostgreSQL, so that it holds whatever Redis does.)
     key = zlib.crc32(f"{kind}:{digest}".encode()) & 0x7FFFFFFF
     others_active: bool | None = None
+    prepared: Any = None
     if done is None:
+        # The new job's task message is made while the insert's round trip runs (unused when an
+        # identical job answers, or the job goes to the overflow queue).
+        new_id = uuid.uuid4()
+        route = TASKS[kind]
+        if isinstance(tasks, SendsWithCommands):
+            prepared = tasks.prepare(route.name, **task_options(str(new_id), route.queue))
         job, created, others_active = _insert_unless_active(
             session,
+            new_id=new_id,
             org_id=org_id,
             user_id=user_id,
             kind=kind,
@@ -221,7 +229,10 @@ def _submit(
         return job, False
     if others_active is None:
         others_active = _has_other_active(session, job)
-    enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE if others_active else None)
+    if others_active:
+        enqueue(session, client, tasks, job, queue=OVERFLOW_QUEUE)
+    else:
+        enqueue(session, client, tasks, job, prepared=prepared)
     return job, True
 
 
@@ -274,6 +285,7 @@ CAP_REACHED = "job cap reached"
 def _insert_unless_active(
     session: Session,
     *,
+    new_id: uuid.UUID,
     org_id: int,
     user_id: int | None,
     kind: str,
@@ -286,7 +298,6 @@ def _insert_unless_active(
     """The identical active job (see find_active) or a new queued one inserted in this transaction,
     whether it is new, and whether the organization had another job active (_has_other_active).
     Raises TooManyActive when a new one would pass `cap`."""
-    new_id = uuid.uuid4()
     since = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS) if kind == "import" else None
     if not session.in_transaction() and isinstance(session.bind, Engine):
         # Nothing else rides on this transaction: the statement commits itself (the lock is released
@@ -340,16 +351,23 @@ def task_options(job_id: str, queue: str) -> dict[str, Any]:
 
 
 def enqueue(
-    session: Session, client: redis.Redis, tasks: TaskQueue, job: Job, *, queue: str | None = None
+    session: Session,
+    client: redis.Redis,
+    tasks: TaskQueue,
+    job: Job,
+    *,
+    queue: str | None = None,
+    prepared: Any = None,
 ) -> None:
     """Hand a committed job to the broker, with the job id as the task id, on its kind's queue (or
-    `queue`), its `queued` event published just before."""
+    `queue`), its `queued` event published just before. `prepared`: the message of this very
+    delivery (SendsWithCommands.prepare)."""
     route = TASKS[job.kind]
     options = task_options(str(job.id), queue or route.queue)
     try:
         if isinstance(tasks, SendsWithCommands):
             # The event and the task in one round trip, the event first.
-            replies = tasks.send_task_after([update_command(job)], route.name, **options)
+            replies = tasks.send_task_after([update_command(job)], route.name, prepared=prepared, **options)
             if replies is not None:
                 events.event_id(replies[0], job.org_id, "job_update")
                 return

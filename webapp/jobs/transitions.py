@@ -51,10 +51,17 @@ class TaskQueue(Protocol):
 class SendsWithCommands(Protocol):
     """A task queue that can send Redis commands and a task in one round trip (its broker is Redis)."""
 
-    def send_task_after(self, before: Sequence[Sequence[Any]], name: str, **options: Any) -> list[Any] | None:
-        """Run the Redis commands `before`, then send the task `name`, in one round trip: their
-        replies (an error reply is an exception). None when it cannot (nothing was sent then);
-        raises when the task could not be sent."""
+    def prepare(self, name: str, **options: Any) -> Any:
+        """Start making the message of the task `name` with `options` beside the caller's own work
+        (its wait for the database): pass it to send_task_after as `prepared` (None: nothing made)."""
+
+    def send_task_after(
+        self, before: Sequence[Sequence[Any]], name: str, *, prepared: Any = None, **options: Any
+    ) -> list[Any] | None:
+        """Run the Redis commands `before`, then send the task `name` (its message made by `prepare`
+        with the same name and options, when given), in one round trip: their replies (an error
+        reply is an exception). None when it cannot (nothing was sent then); raises when the task
+        could not be sent."""
 
 
 # A job_update goes through a capped stream to every live client: a bigger result is fetched over REST.
