@@ -1,6 +1,7 @@
 """Migrations 0025 to 0027 on a database with data: every UTC day with rollups is marked for summing,
 rollup writes mark their days from then on, SLA day counts lose valid_until and gain the unsettled
-list, then its facts copies and recount_at, and the downgrades take what they added away."""
+list, then trade it for the turns of their pending verdicts, and the downgrades take what they added
+away."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def test_rollup_days_are_marked_and_sla_counts_change_shape(database_url):
         assert triggers == set()
 
 
-def test_unsettled_lists_become_facts_copies_and_back(database_url):
+def test_unsettled_lists_give_way_to_turns_and_back(database_url):
     upgrade(database_url, "0026_sla_unsettled_tickets")
     plain = database_url.replace("+psycopg", "")
     with psycopg.connect(plain, autocommit=True) as conn:
@@ -109,11 +110,7 @@ def test_unsettled_lists_become_facts_copies_and_back(database_url):
             " VALUES (%s, '2026-11-03', 'k', now())",
             (org,),
         )
-        conn.execute(
-            "INSERT INTO sla_verdict_day_unsettled (org_id, day, ticket_id) VALUES (%s, '2026-11-03', 1)",
-            (org,),
-        )
-    upgrade(database_url, "0027_sla_unsettled_facts")
+    upgrade(database_url, "0027_sla_verdict_turns")
 
     def columns(conn: psycopg.Connection, table: str) -> list[str]:
         return [
@@ -126,26 +123,13 @@ def test_unsettled_lists_become_facts_copies_and_back(database_url):
         ]
 
     with psycopg.connect(plain, autocommit=True) as conn:
-        # Every column of ticket_sla_facts, after the day; the old id lists are gone.
-        assert columns(conn, "sla_verdict_day_unsettled") == ["day", *columns(conn, "ticket_sla_facts")]
-        assert conn.execute("SELECT count(*) FROM sla_verdict_day_unsettled").fetchone()[0] == 0
-        assert "recount_at" in columns(conn, "sla_verdict_day_builds")
-        # The organization's deletion takes its copies with it.
-        other = conn.execute(
-            "INSERT INTO organizations (name, timezone) VALUES ('gone', 'UTC') RETURNING id"
-        ).fetchone()[0]
-        conn.execute(
-            "INSERT INTO sla_verdict_day_unsettled (day, ticket_id, org_id, created_at, status, priority,"
-            " channel, category) VALUES ('2026-11-03', 7, %s, now(), 'open', 'high', 'email', 'x')",
-            (other,),
-        )
-        conn.execute("DELETE FROM organizations WHERE id = %s", (other,))
-        assert conn.execute("SELECT count(*) FROM sla_verdict_day_unsettled").fetchone()[0] == 0
+        assert columns(conn, "sla_verdict_day_unsettled") == []
+        assert columns(conn, "sla_verdict_days")[-2:] == ["first_reply_turns", "resolution_turns"]
     downgrade(database_url, "0026_sla_unsettled_tickets")
     with psycopg.connect(plain, autocommit=True) as conn:
         assert columns(conn, "sla_verdict_day_unsettled") == ["org_id", "day", "ticket_id"]
-        assert "recount_at" not in columns(conn, "sla_verdict_day_builds")
-        # The counts made with copies are dropped, and their days marked for 0026's code to count.
+        assert "first_reply_turns" not in columns(conn, "sla_verdict_days")
+        # The counts of every ticket are dropped, and their days marked for 0026's code to count.
         assert conn.execute("SELECT count(*) FROM sla_verdict_day_builds").fetchone()[0] == 0
         marked = [r[0].isoformat() for r in conn.execute("SELECT day FROM sla_verdict_day_marks")]
         assert marked == ["2026-11-03"]

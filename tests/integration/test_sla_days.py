@@ -28,13 +28,13 @@ from webapp.clocks.policy import policy_for, put_policy
 from webapp.clocks.schedules import create_schedule
 from webapp.models import Organization, Ticket
 from webapp.tickets import seeding
-from webapp.tickets.writes import add_reply, update_ticket
+from webapp.tickets.writes import add_reply, create_ticket, update_ticket
 
 TARGETS = {
     "urgent": {"first_reply_hours": 1, "resolution_hours": 8, "next_reply_hours": None},
     "high": {"first_reply_hours": 4, "resolution_hours": 24, "next_reply_hours": None},
-    # Long targets: some tickets of counted days are still pending when counted, so days list
-    # unsettled tickets.
+    # Long targets: some tickets of counted days are still pending when counted, so days keep the
+    # instants their verdicts turn.
     "normal": {"first_reply_hours": 60, "resolution_hours": 400, "next_reply_hours": None},
     "low": {"first_reply_hours": None, "resolution_hours": 900, "next_reply_hours": None},
 }
@@ -180,21 +180,24 @@ def test_a_write_keeps_its_day_live_until_counted_again(org, real_session, celer
     _same_three_ways(real_session, org.id, again, start, end)
 
 
-def test_counts_stand_from_their_count_on_while_unsettled_tickets_turn_live(org, real_session):
-    """A day's unsettled tickets (a first reply waiting, a running status open) are judged live: the
-    counts stand from the instant they were counted at, however many deadlines pass after it."""
+def test_counts_stand_from_their_count_on_while_pending_verdicts_turn(org, real_session):
+    """A day's counts hold every ticket as it stood when counted, and the instants its pending
+    verdicts turn breached by time alone (a first reply waiting, a running status open): they stand
+    from the instant they were counted at, however many deadlines pass after it."""
     now = datetime.now(UTC)
     sla_days.count_days(real_session, org_id=org.id, now=now)
-    day, counted_at, unsettled = real_session.execute(
+    day, counted_at, turns = real_session.execute(
         text(
-            "SELECT b.day, b.counted_at, count(u.ticket_id) FROM sla_verdict_day_builds b"
-            " JOIN sla_verdict_day_unsettled u ON u.org_id = b.org_id AND u.day = b.day"
+            "SELECT b.day, b.counted_at,"
+            " sum(coalesce(cardinality(d.first_reply_turns), 0)"
+            " + coalesce(cardinality(d.resolution_turns), 0))"
+            " FROM sla_verdict_day_builds b JOIN sla_verdict_days d ON d.org_id = b.org_id AND d.day = b.day"
             " WHERE b.org_id = :o GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 1"
         ),
         {"o": org.id},
     ).one()
-    assert unsettled > 0
-    # The settled tickets alone are counted: the counts and the listed ids together are the day.
+    assert turns > 0
+    # Every ticket of the day is counted once.
     counted = real_session.execute(
         text(
             "SELECT sum(resolution_achieved + resolution_breached + resolution_pending)"
@@ -207,7 +210,7 @@ def test_counts_stand_from_their_count_on_while_unsettled_tickets_turn_live(org,
         text("SELECT count(*) FROM tickets WHERE org_id = :o AND created_at >= :lo AND created_at < :hi"),
         {"o": org.id, "lo": midnight, "hi": midnight + timedelta(days=1)},
     ).scalar()
-    assert (counted or 0) + unsettled == created
+    assert counted == created
     start, end = midnight - timedelta(hours=7), midnight + timedelta(days=2, hours=3)
     policy = policy_for(real_session, org.id)
 
@@ -220,8 +223,8 @@ def test_counts_stand_from_their_count_on_while_unsettled_tickets_turn_live(org,
     assert stands(counted_at)
     assert stands(counted_at + timedelta(days=40))
     assert not stands(counted_at - timedelta(microseconds=1))
-    # Deadlines of the unsettled tickets pass between these instants: answers move, and each is the
-    # live one at its instant.
+    # Deadlines of the day's pending tickets pass between these instants: answers move, and each is
+    # the live one at its instant.
     answers = []
     for at in (counted_at, counted_at + timedelta(hours=30), counted_at + timedelta(days=40)):
         _same_three_ways(real_session, org.id, at, start, end)
@@ -231,54 +234,44 @@ def test_counts_stand_from_their_count_on_while_unsettled_tickets_turn_live(org,
     assert _same_three_ways(real_session, org.id, counted_at - timedelta(hours=2), start, end) == 0
 
 
-def test_a_day_is_counted_again_once_its_unsettled_tickets_had_their_time(org, real_session):
-    """recount_at is the last instant a listed ticket's verdict turns by time alone: the day is due
-    from then on, and counting it then keeps only the tickets still unsettled, with answers that are
-    the live ones. (Counted in a transaction rolled back: the module's counts stay as they were.)"""
+def test_a_turn_counts_from_the_microsecond_after_it(org, real_session):
+    """At a first reply's deadline the verdict is still pending, a microsecond later breached (the
+    live read's `now > deadline`); the same for a resolution's turn. Counted, live and from the steps
+    agree at both instants."""
+    # A normal ticket waiting for its first reply (60 h), open (running) toward its resolution (400 h),
+    # created on the youngest day old enough to count, in its last minute: both turns lie ahead.
     now = datetime.now(UTC)
-    sla_days.count_days(real_session, org_id=org.id, now=now)
-    day, counted_at, recount_at = real_session.execute(
-        text(
-            "SELECT b.day, b.counted_at, b.recount_at FROM sla_verdict_day_builds b"
-            " WHERE b.org_id = :o AND b.recount_at IS NOT NULL ORDER BY b.recount_at DESC LIMIT 1"
-        ),
-        {"o": org.id},
-    ).one()
-    assert recount_at > counted_at
-
-    def listed() -> set[int]:
-        return set(
-            real_session.scalars(
-                text("SELECT ticket_id FROM sla_verdict_day_unsettled WHERE org_id = :o AND day = :d"),
-                {"o": org.id, "d": day},
-            )
-        )
-
-    before = listed()
-    assert before
-    policy = policy_for(real_session, org.id)
-    key = sla_days.policy_key(policy)
-    assert key is not None
-
-    def due(at: datetime) -> bool:
-        return day in sla_days.due_days(real_session, org_id=org.id, key=key, now=at)
-
-    assert not due(recount_at - timedelta(microseconds=1))
-    assert due(recount_at)
-    try:
-        sla_days._count_chunk(real_session, org_id=org.id, days=[day], policy=policy, key=key, now=recount_at)
-        after = listed()
-        assert after < before
+    youngest = datetime.combine(now.date() - timedelta(days=sla_days.SETTLE_DAYS), datetime.min.time(), UTC)
+    fields = {"created_at": youngest + timedelta(hours=23, minutes=59), "priority": "normal"}
+    fields.update(channel="email", category="general", status="open")
+    ticket = create_ticket(real_session, org, fields, now=now).ticket
+    real_session.commit()
+    sla_days.count_days(real_session, org_id=org.id, now=datetime.now(UTC))
+    for column in ("first_reply_turns", "resolution_turns"):
+        day, turn = real_session.execute(
+            text(
+                f"SELECT d.day, d.{column}[1] FROM sla_verdict_days d"
+                " JOIN sla_verdict_day_builds b ON b.org_id = d.org_id AND b.day = d.day"
+                f" WHERE d.org_id = :o AND d.{column} IS NOT NULL ORDER BY d.{column}[1] DESC LIMIT 1"
+            ),
+            {"o": org.id},
+        ).one()
         midnight = datetime.combine(day, datetime.min.time(), UTC)
-        start, end = midnight - timedelta(hours=5), midnight + timedelta(days=1, hours=5)
-        later = recount_at + timedelta(seconds=1)
-        plan = sla_days.plan(real_session, org_id=org.id, start=start, end=end, policy=policy, now=later)
-        assert plan.counted == [day]
-        _same_three_ways(real_session, org.id, later, start, end)
-        _same_three_ways(real_session, org.id, later + timedelta(days=60), start, end)
-    finally:
-        real_session.rollback()
-    assert listed() == before
+        start, end = midnight - timedelta(hours=3), midnight + timedelta(days=1, hours=3)
+        at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=turn)
+        policy = policy_for(real_session, org.id)
+        answers = []
+        for instant in (at, at + timedelta(microseconds=1)):
+            assert _same_three_ways(real_session, org.id, instant, start, end) >= 1
+            args = {"org_id": org.id, "start": start, "end": end, "filters": {}, "policy": policy}
+            answers.append(compliance(real_session, now=instant, **args)[0])
+        metric = column.removesuffix("_turns")
+        before, after = answers[0][metric], answers[1][metric]
+        moved = before["pending"] - after["pending"]
+        assert moved >= 1, (column, before, after)
+        assert after["breached"] - before["breached"] == moved
+    real_session.delete(ticket)
+    real_session.commit()
 
 
 def test_another_policy_reads_live_until_counted_under_it(org, real_session):

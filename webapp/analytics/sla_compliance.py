@@ -75,27 +75,21 @@ def compliance(
         plan = sla_days.plan(session, org_id=org_id, start=start, end=end, policy=policy, now=now)
     parts = []
     if calendar:
-
-        def facts_of(table: str = "ticket_sla_facts f", **where: Any) -> str:
+        if plan.live:
+            # One interval is a plain range; several are one index range each.
             facts = sla_verdicts.tickets_range(
-                table,
+                "ticket_sla_facts f",
                 "f.ticket_id",
                 sla_verdicts.FACT_COLUMNS,
                 group_by,
                 filters,
                 params,
-                **where,
+                pieces=plan.live if len(plan.live) > 1 else None,
             )
-            return sla_verdicts.from_facts(facts, policy)
-
-        if plan.live:
-            # One interval is a plain range; several are one index range each.
-            parts.append(facts_of(pieces=plan.live if len(plan.live) > 1 else None))
+            parts.append(sla_verdicts.from_facts(facts, policy))
             params["start"], params["end"] = plan.live[0][0], plan.live[-1][1]
         if plan.counted:
-            # The counted days' unsettled tickets, judged live from the copies of their facts.
             params["days"] = plan.counted
-            parts.append(facts_of(sla_days.UNSETTLED_TABLE, where=sla_days.UNSETTLED_ROWS))
     else:
         tickets = sla_verdicts.tickets_range("tickets t", "t.id", "", group_by, filters, params)
         parts.append(sla_verdicts.from_steps(tickets, policy))

@@ -2,11 +2,12 @@
 compliance read may take from them.
 
 A day's counts (per priority, channel and assignee: achieved, breached and pending on first_reply
-and resolution) hold its settled tickets: those whose verdicts no longer turn by time alone (no first
-reply waiting, no running status open) when counted (migration 0026). The day's other tickets'
-ticket_sla_facts rows are copied to sla_verdict_day_unsettled (migration 0027), which a read judges
-live as one index range a day, as it judges the facts of the days it reads live. Together they stand
-for the live answer while all of these hold:
+and resolution) hold every ticket of the day as it stood when counted, and each row keeps the sorted
+instants at which its pending verdicts turn breached by time alone (migration 0027): a first reply's
+deadline while it waits, and the instant a resolution's elapsed time passes its target while a
+running status is open. Nothing else turns a verdict but a write. A read at `now` moves the turns
+before `now` from pending to breached (a binary search of each row's arrays), so the counts stand for
+the live answer, with no ticket judged, while all of these hold:
 - they were counted under the policy in force (its key: calendar targets and pause statuses);
 - no write has touched the facts of the day's tickets since (no mark: the facts' triggers leave one
   in the writer's transaction);
@@ -14,9 +15,9 @@ for the live answer while all of these hold:
 
 Any other day, and the partial days at a range's ends, are read live from the facts. Days are
 counted by `count_days` (beat, every minute; `bench peer` after its rollups) once they are at least
-SETTLE_DAYS old: younger days change too often to be worth it. A counted day is counted again once
-the last of its unsettled tickets' verdicts has had its time to turn (recount_at), so its list keeps
-only the tickets still unsettled.
+SETTLE_DAYS old: younger days change too often to be worth it. A day with a resolution achieved
+while a running status is still open (facts no domain write leaves; time would turn it breached) is
+left uncounted.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import sla_verdicts
 from webapp.analytics.sql import filter_sql, forget_orphan_marks
-from webapp.clocks.policy import UNSOLVED_STATUSES, Policy, policy_for
+from webapp.clocks.policy import Policy, policy_for
 from webapp.clocks.schedules import ClockError
 from webapp.core.filters import Filters
 
@@ -112,15 +113,20 @@ def plan(
     return Plan(counted=counted, live=live)
 
 
-# The copies of the counted days' (:days) unsettled tickets' facts, judged live by the reader.
-UNSETTLED_TABLE = "sla_verdict_day_unsettled f"
-UNSETTLED_ROWS = "f.day = ANY(CAST(:days AS date[]))"
+def _at_now(column: str) -> str:
+    """A counted row's `column` (a COUNTED one) as it stands at :now_us: the turns before it moved
+    from pending to breached."""
+    metric, verdict = column.rsplit("_", 1)
+    if verdict == "achieved":
+        return f"d.{column}"
+    turned = f"coalesce(width_bucket(CAST(:now_us AS bigint) - 1, d.{metric}_turns), 0)"
+    return f"d.{column} {'+' if verdict == 'breached' else '-'} {turned}"
 
 
 def counted_rows(group_by: str | None, filters: Filters, bound: dict[str, Any]) -> str:
-    """SQL of the counted days' (:days) sums per grp, with the compliance columns."""
+    """SQL of the counted days' (:days) sums per grp at :now_us, with the compliance columns."""
     group = f"d.{group_by}" if group_by else "NULL::text"
-    sums = ", ".join(f"sum(d.{c}) AS {c}" for c in sla_verdicts.COUNTED)
+    sums = ", ".join(f"sum({_at_now(c)}) AS {c}" for c in sla_verdicts.COUNTED)
     return (
         f"SELECT {group} AS grp, {sums} FROM sla_verdict_days d"
         " WHERE d.org_id = :org_id AND d.day = ANY(CAST(:days AS date[]))"
@@ -132,16 +138,15 @@ def counted_rows(group_by: str | None, filters: Filters, bound: dict[str, Any]) 
 
 _DUE = text(
     "SELECT day FROM sla_verdict_day_marks WHERE org_id = :org_id AND day < :settled"
-    " UNION SELECT day FROM sla_verdict_day_builds WHERE org_id = :org_id"
-    " AND (policy_key <> :key OR recount_at <= :now)"
+    " UNION SELECT day FROM sla_verdict_day_builds WHERE org_id = :org_id AND policy_key <> :key"
     " ORDER BY 1"
 )
 
 
 def due_days(session: Session, *, org_id: int, key: str, now: datetime) -> list[date]:
-    """Days old enough to count whose counts are missing, touched by a write, counted under another
-    policy, or whose unsettled tickets have all had their time to settle."""
-    return list(session.scalars(_DUE, {"org_id": org_id, "settled": _settled(now), "key": key, "now": now}))
+    """Days old enough to count whose counts are missing, touched by a write, or counted under another
+    policy."""
+    return list(session.scalars(_DUE, {"org_id": org_id, "settled": _settled(now), "key": key}))
 
 
 _ORGS = text(
@@ -169,24 +174,7 @@ def _settled(now: datetime) -> date:
 
 
 # What a day's count writes (its marks are deleted with them).
-_COUNTS = ("sla_verdict_days", "sla_verdict_day_unsettled", "sla_verdict_day_builds")
-# The columns of ticket_sla_facts an unsettled ticket's copy holds (all of them, as of migration 0027).
-_FACTS = ", ".join(
-    [
-        "ticket_id",
-        "org_id",
-        "created_at",
-        "status",
-        "priority",
-        "channel",
-        "category",
-        "assigned_to",
-        "first_response_at",
-        "first_agent_reply_at",
-        "entered_us",
-        *(f"{s}_{n}" for s in UNSOLVED_STATUSES for n in ("us", "open")),
-    ]
-)
+_COUNTS = ("sla_verdict_days", "sla_verdict_day_builds")
 
 
 def count_days(session: Session, *, org_id: int, now: datetime) -> int | None:
@@ -258,34 +246,32 @@ def _count_chunk(
         facts,
         policy,
         keep=f"t.id, CAST(t.created_at AT TIME ZONE 'UTC' AS date) AS day, {dims}",
-        changes=True,
+        turns=True,
     )
     columns = ", ".join(sla_verdicts.COUNTED)
     for table in (*_COUNTS, "sla_verdict_day_marks"):
         session.execute(
             text(f"DELETE FROM {table} WHERE org_id = :org_id AND day = ANY(CAST(:days AS date[]))"), bound
         )
-    # Settled tickets are counted; the facts of the others (a verdict can still turn by time alone)
-    # are copied as this snapshot holds them, and the day is counted again once the last of them
-    # has had its time to turn.
+    # Every ticket is counted as it stands; the instants its pending verdicts turn are kept sorted per
+    # row. A day holding an odd ticket (see sla_verdicts.from_facts) gets no build: it stays live.
+    turns = ", ".join(
+        f"array_agg(t.{m}_turn ORDER BY t.{m}_turn) FILTER (WHERE t.{m}_turn IS NOT NULL)"
+        for m in sla_verdicts.MEASURED
+    )
     session.execute(
         text(
             f"""
             WITH v AS MATERIALIZED ({verdicts}), written AS (
-                INSERT INTO sla_verdict_days (org_id, day, priority, channel, assigned_to, {columns})
-                SELECT :org_id, day, priority, channel, assigned_to, {sla_verdicts.counts()}
-                FROM v t WHERE t.changes_at IS NULL
+                INSERT INTO sla_verdict_days (org_id, day, priority, channel, assigned_to, {columns},
+                                              {", ".join(f"{m}_turns" for m in sla_verdicts.MEASURED)})
+                SELECT :org_id, day, priority, channel, assigned_to, {sla_verdicts.counts()}, {turns}
+                FROM v t
                 GROUP BY day, priority, channel, assigned_to
-            ), listed AS (
-                INSERT INTO sla_verdict_day_unsettled (day, {_FACTS})
-                SELECT v.day, {", ".join(f"f.{c}" for c in _FACTS.split(", "))}
-                FROM v JOIN ticket_sla_facts f ON f.ticket_id = v.id
-                WHERE v.changes_at IS NOT NULL
             )
-            INSERT INTO sla_verdict_day_builds (org_id, day, policy_key, counted_at, recount_at)
-            SELECT :org_id, d.day, :key, :now,
-                   (SELECT max(v.changes_at) FROM v WHERE v.day = d.day)
-            FROM unnest(CAST(:days AS date[])) AS d(day)
+            INSERT INTO sla_verdict_day_builds (org_id, day, policy_key, counted_at)
+            SELECT :org_id, d.day, :key, :now FROM unnest(CAST(:days AS date[])) AS d(day)
+            WHERE NOT EXISTS (SELECT 1 FROM v WHERE v.day = d.day AND v.odd)
             """
         ),
         bound,

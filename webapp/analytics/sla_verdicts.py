@@ -96,21 +96,17 @@ def tickets_range(
     bound: dict[str, Any],
     *,
     pieces: Sequence[tuple[datetime, datetime]] | None = None,
-    where: str | None = None,
 ) -> str:
     """The rows of `table` (tickets, or the facts that hold the same columns) of the tickets created
     in the range and passing the filters: id, status, created_at, first_response_at, grp, their
     priority's targets, and the `extra` columns.
 
     The range is [:start, :end), or with `pieces` the union of those intervals (disjoint), each bound
-    here as :lo<i> and :hi<i>, and read by the (org_id, created_at) index on its own; with `where`
-    (an SQL condition on the rows of `table`), the rows it selects instead.
+    here as :lo<i> and :hi<i>, and read by the (org_id, created_at) index on its own.
     """
     alias = table.split()[1]
     group = f"{alias}.{group_by}" if group_by else "NULL::text"
-    if where is not None:
-        rows = f"AND {where}"
-    elif pieces is None:
+    if pieces is None:
         rows = f"AND {alias}.created_at >= :start AND {alias}.created_at < :end"
     else:
         ranges = []
@@ -184,7 +180,7 @@ def from_steps(tickets: str, policy: Policy) -> str:
     """
 
 
-def from_facts(facts: str, policy: Policy, *, keep: str = "t.grp", changes: bool = False) -> str:
+def from_facts(facts: str, policy: Policy, *, keep: str = "t.grp", turns: bool = False) -> str:
     """Each of the range's tickets' `keep` columns and verdicts on the calendar, from their
     ticket_sla_facts rows (migrations 0020 and 0022), which hold the same sums over the same steps,
     kept per ticket as they are written, and the ticket's own columns: one scan of the range's facts,
@@ -194,10 +190,12 @@ def from_facts(facts: str, policy: Policy, *, keep: str = "t.grp", changes: bool
     an elapsed time of whole microseconds is within a target exactly when it is within the target's
     whole microseconds.
 
-    With `changes`, also `changes_at`: the earliest instant after which a pending verdict of the
-    ticket turns breached by time alone (NULL: none will, until a write changes the ticket): the
-    first reply's deadline while it waits, and, while a running status is open, the instant its
-    elapsed time passes the resolution target.
+    With `turns`, also when each pending verdict turns breached by time alone, in whole microseconds
+    since the epoch (it is breached at `now` exactly when the turn is before `now`; NULL: it does
+    not turn until a write changes the ticket): `first_reply_turn`, the first reply's deadline
+    while it waits; `resolution_turn`, while a running status is open, the instant its elapsed time
+    passes the resolution target. And `odd`: a resolution achieved with a running status still open
+    (facts no domain write leaves), which time alone would turn from achieved to breached.
     """
     running = [s for s in UNSOLVED_STATUSES if s not in policy.pause_statuses]
     closed = " + ".join(f"t.{s}_us" for s in running) or "0"
@@ -211,16 +209,18 @@ def from_facts(facts: str, policy: Policy, *, keep: str = "t.grp", changes: bool
         "t.res > t.resolution_us",
     )
     change = ""
-    if changes:
-        pending, breached = VERDICTS["pending"], VERDICTS["breached"]
-        # Elapsed = closed + now while open: it passes the target once now > target - closed (a
-        # microsecond earlier here, against the float's rounding).
+    if turns:
+        achieved, pending = VERDICTS["achieved"], VERDICTS["pending"]
+        # Breached once now > created + target while waiting. Elapsed = closed + greatest(now,
+        # entered) while open, and a pending one has entered <= target - closed: it passes the
+        # target once now > target - closed. Both exact in microseconds.
         change = f""",
-            least(
-                CASE WHEN t.first_reply = {pending} THEN t.created_at + t.first_reply_span END,
-                CASE WHEN t.resolution <> {breached} AND t.running_open
-                     THEN to_timestamp((t.resolution_us - t.closed - 1) / 1000000.0) END
-            ) AS changes_at"""
+            CASE WHEN t.first_reply = {pending}
+                 THEN CAST(round(date_part('epoch', t.created_at + t.first_reply_span) * 1000000) AS bigint)
+            END AS first_reply_turn,
+            CASE WHEN t.resolution = {pending} AND t.running_open THEN t.resolution_us - t.closed
+            END AS resolution_turn,
+            coalesce(t.resolution = {achieved} AND t.running_open, false) AS odd"""
     return f"""
         SELECT {keep}, t.first_reply, t.resolution{change}
         FROM (
