@@ -64,6 +64,41 @@ def test_an_unannounced_chunked_body_is_cut_at_the_limit(client, app, parses):
     assert parses == []
 
 
+def _chunked(client, path: str, body: bytes, content_type: str = "application/json"):
+    """POST `body` chunked: no length announced, its end told by the server (gunicorn's input)."""
+    return client.post(
+        path,
+        input_stream=io.BytesIO(body),
+        content_type=content_type,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_an_unannounced_body_past_the_limit_is_refused_not_cut(tenant, app):
+    """Cut at the limit, this body would still be a valid document (its padding is what goes): it is
+    refused whole, and nothing is written. One of exactly the limit is taken."""
+    limit = app.config["BODY_MAX_BYTES"]
+    document = b'{"subject": "padded"}'
+    over = document + b" " * (limit + 1 - len(document))
+    assert _error(_chunked(tenant.agent, "/api/v1/tickets", over), 413)["details"] == {
+        "max_bytes": limit,
+        "setting": "BODY_MAX_BYTES",
+    }
+    assert tenant.agent.get("/api/v1/tickets").get_json()["items"] == []
+    at_limit = document + b" " * (limit - len(document))
+    assert _chunked(tenant.agent, "/api/v1/tickets", at_limit).status_code == 201
+
+
+def test_an_unannounced_import_past_its_limit_imports_nothing(tenant, app, monkeypatch):
+    monkeypatch.setitem(app.config, "IMPORT_MAX_BYTES", 64 * 1024)
+    line = b'{"subject": "row"}\n'
+    body = line * (64 * 1024 // len(line) + 10)  # whole rows up to the limit and past it
+    response = _chunked(tenant.agent, "/api/v1/tickets/import", body, "application/x-ndjson")
+    assert _error(response, 413)["details"] == {"max_bytes": 64 * 1024, "setting": "IMPORT_MAX_BYTES"}
+    assert tenant.agent.get("/api/v1/jobs").get_json()["items"] == []
+
+
 def test_ordinary_routes_take_body_max_bytes_and_nothing_is_written(tenant, app, db_session):
     limit = app.config["BODY_MAX_BYTES"]
     subject = "x" * (limit + 10)

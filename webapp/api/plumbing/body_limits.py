@@ -7,6 +7,7 @@ IMPORT_MAX_BYTES; every other route BODY_MAX_BYTES.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,10 +47,46 @@ def too_large(limit: int, setting: str) -> ApiError:
     )
 
 
-def enforce(config: Mapping[str, Any]) -> None:
+def enforce(config: Mapping[str, Any]) -> tuple[int, str]:
     """Refuse a body announced larger than the route's limit, and cap what is read of one that is not
-    announced (chunked): werkzeug stops at the limit with a 413 instead of reading on."""
+    announced (chunked) at one byte past the limit; the route's limit and its setting.
+
+    werkzeug stops reading an unannounced body at `max_content_length` and answers 413 only when
+    asked for more: a body read whole ends at the cap as if it ended there. So the cap is one byte
+    past the limit, and the caller refuses a body that reaches it (checked_length)."""
     limit, setting = limit_for(request.endpoint, config)
     if request.content_length is not None and request.content_length > limit:
         raise too_large(limit, setting)
-    request.max_content_length = limit
+    request.max_content_length = limit + 1
+    return limit, setting
+
+
+# What is read and dropped of an unannounced body past its limit before the 413 goes out, so that
+# the client, still sending, reads the answer instead of a reset connection: as much again as the
+# limit (1 MiB at least), for 2 s at most. A longer body is cut off by closing the connection.
+DRAIN_SECONDS = 2.0
+DRAIN_MIN_BYTES = 1024 * 1024
+
+
+def checked_length(data: bytes, limit: int, setting: str) -> bytes:
+    """`data`, the whole body as read; 413 when it passes the route's limit (an unannounced body
+    read up to the cap of enforce), after draining what is left of it within DRAIN_*."""
+    if len(data) > limit:
+        _drain(max(limit, DRAIN_MIN_BYTES))
+        raise too_large(limit, setting)
+    return data
+
+
+def _drain(budget: int) -> None:
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    deadline = time.monotonic() + DRAIN_SECONDS
+    try:
+        while budget > 0 and time.monotonic() < deadline:
+            chunk = stream.read(min(budget, 64 * 1024))
+            if not chunk:
+                return
+            budget -= len(chunk)
+    except Exception:  # noqa: S110 (a client gone or a malformed chunk: the 413 goes out all the same)
+        return

@@ -83,13 +83,14 @@ def _read_whole_body(config: Any) -> None:
     gunicorn marks its input as terminated, so a client that closes after part of the Content-Length
     it announced would have its partial body read as the whole (and a cut import half-written).
     """
-    body_limits.enforce(config)
+    limit, setting = body_limits.enforce(config)
     try:
         data = request.get_data(cache=True)
     except HTTPException:
         raise  # 413 and the like, answered as they are
     except Exception as exc:  # gunicorn's errors for a malformed chunked body, a dropped connection
         raise ApiError(400, f"the request body could not be read: {type(exc).__name__}") from exc
+    body_limits.checked_length(data, limit, setting)
     expected = request.content_length
     if expected is not None and len(data) != expected:
         raise ApiError(
