@@ -88,5 +88,5 @@ def _drain(budget: int) -> None:
             if not chunk:
                 return
             budget -= len(chunk)
-    except Exception:  # noqa: S110 (a client gone or a malformed chunk: the 413 goes out all the same)
+    except Exception:  # a client gone or a malformed chunk: the 413 goes out all the same
         return
