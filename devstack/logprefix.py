@@ -9,6 +9,7 @@ the unfinished tail of each program's output waits for the rest of its line, or 
 from __future__ import annotations
 
 import argparse
+import codecs
 import sys
 import time
 from typing import BinaryIO
@@ -21,6 +22,23 @@ COLORS = ("36", "33", "32", "35", "34", "31")  # cyan, yellow, green, magenta, b
 def _fields(line: bytes) -> dict[str, str]:
     """`key:value key:value` as a dict (the shape of the event header and of the payload's first line)."""
     return dict(field.decode().split(":", 1) for field in line.split())
+
+
+def _read_characters(stream: BinaryIO, count: int) -> bytes:
+    """The next `count` characters of UTF-8 on `stream`, as bytes: supervisord's `len` counts the
+    characters of the payload it writes as UTF-8, so a line with an é is longer in bytes than `len`
+    (read as bytes, the rest of it was taken for the next header)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    parts: list[str] = []
+    read = 0
+    while read < count:
+        chunk = stream.read(count - read)  # every character left takes a byte at least
+        if not chunk:
+            break
+        text = decoder.decode(chunk)
+        parts.append(text)
+        read += len(text)
+    return "".join(parts).encode()
 
 
 class Printer:
@@ -64,7 +82,7 @@ def listen(printer: Printer, events: BinaryIO, answers: BinaryIO) -> None:
         header = events.readline()
         if not header:
             return
-        payload = events.read(int(_fields(header)["len"]))
+        payload = _read_characters(events, int(_fields(header)["len"]))
         first, _, data = payload.partition(b"\n")
         about = _fields(first)
         if _fields(header)["eventname"].startswith("PROCESS_LOG"):
