@@ -10,7 +10,10 @@ from devstack.logprefix import Printer, listen
 def _event(name: str, text: str) -> bytes:
     """A PROCESS_LOG_STDOUT event as supervisord writes it: `len` counts the payload's characters."""
     payload = f"processname:{name} groupname:{name} pid:7 channel:stdout\n{text}"
-    header = f"ver:3.0 server:supervisor serial:1 pool:output poolserial:1 eventname:PROCESS_LOG_STDOUT len:{len(payload)}\n"
+    header = (
+        "ver:3.0 server:supervisor serial:1 pool:output poolserial:1"
+        f" eventname:PROCESS_LOG_STDOUT len:{len(payload)}\n"
+    )
     return (header + payload).encode()
 
 
