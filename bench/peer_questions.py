@@ -412,9 +412,10 @@ def dashboard(days: int) -> Question:
         ).fetchall()
         backlog = dict(
             con.execute(
-                "SELECT status, count(*) FROM tickets WHERE created_at < CAST($end AS TIMESTAMPTZ)"
+                "SELECT status, count(*) FROM tickets WHERE created_at >= CAST($start AS TIMESTAMPTZ)"
+                " AND created_at < CAST($end AS TIMESTAMPTZ)"
                 " AND status NOT IN ('resolved', 'closed') GROUP BY status",
-                {"end": end.astimezone(UTC).isoformat()},
+                _range(start, end),
             ).fetchall()
         )
         return {

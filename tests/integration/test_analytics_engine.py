@@ -921,7 +921,11 @@ def test_dashboard_kpis_backlog_series_distributions_and_sla(world: World, query
 
     open_by_status = {"open": 0, "pending": 0, "on_hold": 0}
     for ticket in world.tickets[org_id]:
-        if ticket.created_at < end and ticket.dims["status"] not in DONE and matches(ticket.dims, filters):
+        if (
+            start <= ticket.created_at < end
+            and ticket.dims["status"] not in DONE
+            and matches(ticket.dims, filters)
+        ):
             open_by_status[ticket.dims["status"]] += 1
     assert body["backlog"] == {"count": sum(open_by_status.values()), "by_status": open_by_status}
 

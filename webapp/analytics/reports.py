@@ -86,7 +86,7 @@ def dashboard(
         # The backlog at each day's end (the status history's running sum): "tickets and backlog over time".
         backlog = queries.time_series(s, metric="backlog", buckets=days, **current_window)
         return {
-            "backlog": current.backlog(s, org_id=org_id, end=end, filters=filters),
+            "backlog": current.backlog(s, org_id=org_id, start=start, end=end, filters=filters),
             "ticket_count_series": [{"bucket": p["bucket"], "count": p["count"]} for p in series["points"]],
             "backlog_series": [{"bucket": p["bucket"], "count": p["count"]} for p in backlog["points"]],
             "distributions": {
