@@ -94,6 +94,13 @@ def _windows(now: datetime) -> list[tuple[datetime, datetime]]:
 
 def _same_three_ways(session: Session, org_id: int, now: datetime, start: datetime, end: datetime) -> int:
     """Assert counted == live == from the steps for every shape; the days the counts stood for."""
+    return len(_plan_checked(session, org_id, now, start, end).counted)
+
+
+def _plan_checked(
+    session: Session, org_id: int, now: datetime, start: datetime, end: datetime
+) -> sla_days.Plan:
+    """_same_three_ways's check; the plan the counted reads followed."""
     policy = policy_for(session, org_id)
     plan = sla_days.plan(session, org_id=org_id, start=start, end=end, policy=policy, now=now)
     for group_by, filters in SHAPES:
@@ -102,7 +109,7 @@ def _same_three_ways(session: Session, org_id: int, now: datetime, start: dateti
         counted = compliance(session, **args)
         assert counted == compliance(session, counted_days=False, **args), (start, end, group_by, filters)
         assert counted == compliance(session, from_steps=True, **args), (start, end, group_by, filters)
-    return len(plan.counted)
+    return plan
 
 
 def test_counted_days_answer_as_the_live_read(org, real_session):
@@ -116,12 +123,14 @@ def test_counted_days_answer_as_the_live_read(org, real_session):
         {"o": org.id},
     ).scalar()
     assert judged > 1500
-    used = [
-        _same_three_ways(real_session, org.id, now + timedelta(seconds=1), s, e) for s, e in _windows(now)
-    ]
-    # Every window but the short odd one far back takes most of its days from the counts.
+    plans = [_plan_checked(real_session, org.id, now + timedelta(seconds=1), s, e) for s, e in _windows(now)]
+    used = [len(p.counted) for p in plans]
+    # Every window but the short odd one far back takes most of its days from the counts; windows
+    # between local midnights take the UTC days they cut at their ends from the counts, less the
+    # tickets outside them.
     assert min(used) >= 8, used
     assert max(used) >= 27, used
+    assert sum(1 for p in plans if p.outside) >= 4, [p.outside for p in plans]
     # A filter on a dimension the counts do not keep: the whole range is read live, and agrees.
     policy = policy_for(real_session, org.id)
     args = {"org_id": org.id, "start": now - timedelta(days=30), "end": now, "policy": policy, "now": now}

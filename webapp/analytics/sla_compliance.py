@@ -73,10 +73,10 @@ def compliance(
     plan = sla_days.Plan(live=[(start, end)])
     if calendar and counted_days and sla_days.applies(filters, group_by):
         plan = sla_days.plan(session, org_id=org_id, start=start, end=end, policy=policy, now=now)
-    parts = []
+    parts: list[tuple[str, bool]] = []  # (verdicts, taken off)
     if calendar:
-        if plan.live:
-            # One interval is a plain range; several are one index range each.
+
+        def facts_of(pieces: list[tuple[datetime, datetime]] | None, tag: str = "") -> str:
             facts = sla_verdicts.tickets_range(
                 "ticket_sla_facts f",
                 "f.ticket_id",
@@ -84,17 +84,28 @@ def compliance(
                 group_by,
                 filters,
                 params,
-                pieces=plan.live if len(plan.live) > 1 else None,
+                pieces=pieces,
+                tag=tag,
             )
-            parts.append(sla_verdicts.from_facts(facts, policy))
+            return sla_verdicts.from_facts(facts, policy)
+
+        if plan.live:
+            # One interval is a plain range; several are one index range each.
+            parts.append((facts_of(plan.live if len(plan.live) > 1 else None), False))
             params["start"], params["end"] = plan.live[0][0], plan.live[-1][1]
         if plan.counted:
             params["days"] = plan.counted
+        if plan.outside:
+            # The counted days' tickets outside the range, taken off their counts.
+            parts.append((facts_of(plan.outside, tag="out_"), True))
     else:
         tickets = sla_verdicts.tickets_range("tickets t", "t.id", "", group_by, filters, params)
-        parts.append(sla_verdicts.from_steps(tickets, policy))
+        parts.append((sla_verdicts.from_steps(tickets, policy), False))
     # OFFSET 0 keeps each ticket's verdicts a column computed once, not an expression per count.
-    judged = [f"SELECT grp, {sla_verdicts.counts()} FROM ({part} OFFSET 0) t GROUP BY grp" for part in parts]
+    judged = [
+        f"SELECT grp, {sla_verdicts.counts(negated=off)} FROM ({part} OFFSET 0) t GROUP BY grp"
+        for part, off in parts
+    ]
     if plan.counted:
         judged.append(sla_days.counted_rows(group_by, filters, params))
     if not judged:

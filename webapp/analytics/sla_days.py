@@ -45,7 +45,7 @@ DEFINITION = 3
 KEPT = ("priority", "channel", "assigned_to")
 # Days counted per transaction; days younger than SETTLE_DAYS (UTC) are left to live reads.
 CHUNK_DAYS = 31
-SETTLE_DAYS = 2
+SETTLE_DAYS = 1
 LOCK_CLASS = zlib.crc32(b"sla_verdict_days") & 0x7FFFFFFF
 DAY = timedelta(days=1)
 
@@ -73,15 +73,17 @@ def _midnight(day: date) -> datetime:
 
 @dataclass(frozen=True)
 class Plan:
-    """A range's days taken from their counts, and the intervals read live (the rest of it)."""
+    """A range's days taken from their counts, the intervals read live (the rest of the range), and
+    the intervals read live to be taken off the counts (the parts of counted days outside it)."""
 
     counted: list[date] = field(default_factory=list)
     live: list[tuple[datetime, datetime]] = field(default_factory=list)
+    outside: list[tuple[datetime, datetime]] = field(default_factory=list)
 
 
 _USABLE = text(
     "SELECT b.day FROM sla_verdict_day_builds b"
-    " WHERE b.org_id = :org_id AND b.day >= :first AND b.day < :last AND b.policy_key = :key"
+    " WHERE b.org_id = :org_id AND b.day >= :first AND b.day <= :last AND b.policy_key = :key"
     " AND b.counted_at <= :now"
     " AND NOT EXISTS (SELECT 1 FROM sla_verdict_day_marks m WHERE m.org_id = b.org_id AND m.day = b.day)"
     " ORDER BY b.day"
@@ -91,26 +93,38 @@ _USABLE = text(
 def plan(
     session: Session, *, org_id: int, start: datetime, end: datetime, policy: Policy, now: datetime
 ) -> Plan:
-    """Which whole UTC days of [start, end) have counts that stand at `now`, and the rest as
-    intervals (in order, disjoint, adjacent ones joined)."""
+    """Which UTC days of [start, end) have counts that stand at `now`, and the rest as intervals (in
+    order, disjoint, adjacent ones joined).
+
+    A day the range holds more than half of is taken from its counts too, less its tickets outside
+    the range (`outside`, judged live): a range between local midnights cuts the UTC days at its
+    ends, and reading the hours outside it is cheaper than reading those inside."""
     key = policy_key(policy)
-    start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
-    first = start_utc.date() + (DAY if start_utc.time() != time() else timedelta())
-    last = end_utc.date()
-    if key is None or first >= last:
+    if key is None or start >= end:
         return Plan(live=[(start, end)] if start < end else [])
-    counted = list(
-        session.scalars(_USABLE, {"org_id": org_id, "first": first, "last": last, "key": key, "now": now})
-    )
+    first = start.astimezone(UTC).date()
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    bound = {"org_id": org_id, "first": first, "last": last, "key": key, "now": now}
+    usable = session.scalars(_USABLE, bound)
+    counted: list[date] = []
+    outside: list[tuple[datetime, datetime]] = []
+    for day in usable:
+        lo, hi = _midnight(day), _midnight(day) + DAY
+        if (min(hi, end) - max(lo, start)) * 2 <= DAY:
+            continue
+        counted.append(day)
+        outside += [(lo, start)] if lo < start else []
+        outside += [(end, hi)] if end < hi else []
     live: list[tuple[datetime, datetime]] = []
     cursor = start
     for day in counted:
-        if cursor < _midnight(day):
-            live.append((cursor, _midnight(day)))
-        cursor = _midnight(day) + DAY
+        lo, hi = max(_midnight(day), start), min(_midnight(day) + DAY, end)
+        if cursor < lo:
+            live.append((cursor, lo))
+        cursor = hi
     if cursor < end:
         live.append((cursor, end))
-    return Plan(counted=counted, live=live)
+    return Plan(counted=counted, live=live, outside=outside)
 
 
 def _at_now(column: str) -> str:

@@ -96,13 +96,14 @@ def tickets_range(
     bound: dict[str, Any],
     *,
     pieces: Sequence[tuple[datetime, datetime]] | None = None,
+    tag: str = "",
 ) -> str:
     """The rows of `table` (tickets, or the facts that hold the same columns) of the tickets created
     in the range and passing the filters: id, status, created_at, first_response_at, grp, their
     priority's targets, and the `extra` columns.
 
     The range is [:start, :end), or with `pieces` the union of those intervals (disjoint), each bound
-    here as :lo<i> and :hi<i>, and read by the (org_id, created_at) index on its own.
+    here as :<tag>lo<i> and :<tag>hi<i>, and read by the (org_id, created_at) index on its own.
     """
     alias = table.split()[1]
     group = f"{alias}.{group_by}" if group_by else "NULL::text"
@@ -111,8 +112,8 @@ def tickets_range(
     else:
         ranges = []
         for i, (lo, hi) in enumerate(pieces):
-            bound[f"lo{i}"], bound[f"hi{i}"] = lo, hi
-            ranges.append(f"({alias}.created_at >= :lo{i} AND {alias}.created_at < :hi{i})")
+            bound[f"{tag}lo{i}"], bound[f"{tag}hi{i}"] = lo, hi
+            ranges.append(f"({alias}.created_at >= :{tag}lo{i} AND {alias}.created_at < :{tag}hi{i})")
         rows = f"AND ({' OR '.join(ranges) or 'false'})"
     return f"""
         SELECT {ticket_id} AS id, {alias}.status, {alias}.created_at, {alias}.first_response_at,
@@ -248,10 +249,12 @@ def _verdicts(fr_target: str, fr_over: str, res_target: str, res_over: str) -> s
     """
 
 
-def counts(alias: str = "t") -> str:
-    """Select items counting the verdicts of `alias`'s rows: first_reply_achieved, ..."""
+def counts(alias: str = "t", *, negated: bool = False) -> str:
+    """Select items counting the verdicts of `alias`'s rows: first_reply_achieved, ... (each count
+    negated with `negated`, for rows to be taken off a sum)."""
+    sign = "-" if negated else ""
     return ", ".join(
-        f"count(*) FILTER (WHERE {alias}.{metric} = {code}) AS {metric}_{verdict}"
+        f"{sign}count(*) FILTER (WHERE {alias}.{metric} = {code}) AS {metric}_{verdict}"
         for metric in MEASURED
         for verdict, code in VERDICTS.items()
     )
