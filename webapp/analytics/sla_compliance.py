@@ -5,9 +5,9 @@ sla_verdicts. Compliance is achieved / (achieved + breached), per target and ove
 the calendar clock, whole UTC days whose verdicts were counted ahead and still stand (sla_days) are
 summed from their counts, and only the rest of the range is judged ticket by ticket from the facts.
 
-next_reply is counted by the per-ticket evaluation itself (next_reply below): a ticket counts once
-it has a pair (a customer reply after an agent reply), which needs its replies. Definitions as in
-evaluation.py, which answers the same per ticket.
+next_reply is counted from the replies in one statement (next_reply below): a ticket counts once it
+has a pair (a customer reply after an agent reply), judged as clocks.evaluation judges it for
+GET /tickets/{id}/sla (tests hold the two to the same answers).
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics import sla_days, sla_verdicts
 from webapp.analytics.sql import filter_sql, parallel_costs
-from webapp.clocks.evaluation import evaluate
-from webapp.clocks.policy import Clock, Policy, clock_for, policy_for
-from webapp.clocks.tracking import load
+from webapp.clocks.evaluation import HOUR_US
+from webapp.clocks.policy import Policy, policy_for
 from webapp.core.filters import Filters
 from webapp.core.vocabulary import PRIORITIES
-from webapp.models import Ticket
 
 GROUPS = ("assigned_to", "priority", "channel")
 MEASURED = sla_verdicts.MEASURED
@@ -138,10 +136,6 @@ def _rows(result: Sequence[Any], group_by: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-# Tickets evaluated per round trip when next_reply is counted ticket by ticket.
-NEXT_REPLY_CHUNK = 2000
-
-
 def next_reply(
     session: Session,
     *,
@@ -150,16 +144,17 @@ def next_reply(
     end: datetime,
     filters: Filters,
     policy: Policy,
-    clock: Clock,
     now: datetime,
     fields: Sequence[str] = (),
 ) -> dict[tuple[str | None, ...], list[int]]:
     """Per combination of the tickets' `fields` (one key, (), with none): [achieved, breached, pending]
     of next_reply over the tickets created in the range that have at least one pair, each ticket as
-    clocks.evaluation judges it (pending: a pair still runs).
+    clocks.evaluation judges it (breached if any pair ran over the target, else pending while the
+    last pair runs, else achieved), in one statement on the policy's clock.
 
-    Counted ticket by ticket through the one evaluation GET /tickets/{id}/sla answers with; only
-    tickets of priorities whose next_reply target is set are read at all, each once.
+    A pair starts at a public customer reply whose previous public reply (by time, then id) is an
+    agent's, and stops at the next public agent reply (running at `now` without one); only tickets
+    of priorities whose next_reply target is set are read at all.
     """
     if any(field not in GROUPS for field in fields):
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}")
@@ -167,28 +162,63 @@ def next_reply(
     counts: dict[tuple[str | None, ...], list[int]] = {}
     if not measured:
         return counts
-    params: dict[str, Any] = {"org_id": org_id, "start": start, "end": end, "priorities": measured}
-    where = (
-        "t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end"
-        " AND t.priority = ANY(CAST(:priorities AS text[]))" + filter_sql("t", filters, params)
-    )
-    ids = list(session.scalars(text(f"SELECT t.id FROM tickets t WHERE {where} ORDER BY t.id"), params))
-    for first in range(0, len(ids), NEXT_REPLY_CHUNK):
-        tickets = list(
-            session.scalars(select(Ticket).where(Ticket.id.in_(ids[first : first + NEXT_REPLY_CHUNK])))
+    params: dict[str, Any] = {
+        "org_id": org_id,
+        "start": start,
+        "end": end,
+        "now": now,
+        "schedule_id": policy.schedule_id,
+        "priorities": measured,
+        # In whole microseconds as clocks.evaluation.run rounds them.
+        "targets": [round(float(policy.target(p, "next_reply") or 0) * HOUR_US) for p in measured],
+    }
+    at = sla_verdicts.position(policy.clock_name, "{}")
+    keys = "".join(f", t.{field}" for field in fields)
+    sql = text(
+        f"""
+        WITH t AS (
+            SELECT t.id, s.target_us{keys}
+            FROM tickets t
+            JOIN unnest(CAST(:priorities AS text[]), CAST(:targets AS bigint[])) AS s(priority, target_us)
+              ON s.priority = t.priority
+            WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end
+            {filter_sql("t", filters, params)}
+        ), r AS (
+            -- Each public reply with the author of the one before it, in (at, id) order.
+            SELECT r.id, r.ticket_id, r.author, r.at,
+                   lag(r.author) OVER (PARTITION BY r.ticket_id ORDER BY r.at, r.id) AS before
+            FROM t CROSS JOIN LATERAL (
+                -- (OFFSET 0: one index range a ticket, not a scan of every reply of the org)
+                SELECT r.id, r.ticket_id, r.author, r.at FROM ticket_replies r
+                WHERE r.ticket_id = t.id AND r.public OFFSET 0
+            ) r
+        ), pairs AS MATERIALIZED (
+            -- A pair from each customer reply right after an agent's to the next agent reply.
+            SELECT r.ticket_id, r.at, (
+                       SELECT a.at FROM ticket_replies a
+                       WHERE a.ticket_id = r.ticket_id AND a.public AND a.author = 'agent'
+                         AND (a.at, a.id) > (r.at, r.id)
+                       ORDER BY a.at, a.id LIMIT 1) AS answered
+            FROM r WHERE r.author = 'customer' AND r.before = 'agent'
+        ), judged AS (
+            SELECT p.ticket_id,
+                   bool_or({at.format("greatest(coalesce(p.answered, :now), p.at)")}
+                           - {at.format("p.at")} > t.target_us) AS breached,
+                   bool_or(p.answered IS NULL) AS running
+            FROM pairs p JOIN t ON t.id = p.ticket_id
+            GROUP BY p.ticket_id
         )
-        for loaded in load(session, tickets).values():
-            runs = [r for r in evaluate(loaded.facts, policy, clock, now).runs if r.metric == "next_reply"]
-            if not runs:
-                continue
-            key = tuple(getattr(loaded.ticket, field) for field in fields)
-            triple = counts.setdefault(key, [0, 0, 0])
-            if any(r.passed_at is not None for r in runs):
-                triple[1] += 1
-            elif any(r.running for r in runs):
-                triple[2] += 1
-            else:
-                triple[0] += 1
+        SELECT count(*) FILTER (WHERE NOT j.breached AND NOT j.running) AS achieved,
+               count(*) FILTER (WHERE j.breached) AS breached,
+               count(*) FILTER (WHERE NOT j.breached AND j.running) AS pending{keys}
+        FROM judged j JOIN t ON t.id = j.ticket_id
+        {"GROUP BY " + keys.removeprefix(", ") if keys else ""}
+        """
+    )
+    for row in session.execute(sql, params):
+        triple = [int(row.achieved), int(row.breached), int(row.pending)]
+        if any(triple):
+            counts[tuple(row[3:])] = triple
     return counts
 
 
@@ -209,7 +239,6 @@ def report(
     first contract's names stay: first_response is first_reply.
     """
     policy = policy_for(session, org_id)
-    clock = clock_for(session, org_id, policy)
     window = {"org_id": org_id, "start": start, "end": end, "filters": filters, "policy": policy, "now": now}
 
     def outcomes(row: dict[str, Any] | None, replies: list[int] | None) -> dict[str, Any]:
@@ -226,7 +255,7 @@ def report(
         row["group"]["priority"]: row for row in compliance(session, group_by="priority", **window)
     }
     fields = ("priority",) if group_by in (None, "priority") else ("priority", group_by)
-    replies = next_reply(session, clock=clock, fields=fields, **window)
+    replies = next_reply(session, fields=fields, **window)
     replies_by_priority = _merged(replies, 0)
     answer: dict[str, Any] = {
         "policy_clock": policy.clock_name,

@@ -42,7 +42,7 @@ FACT_COLUMNS = ", ".join(
 _HOUR_US = 3_600_000_000
 
 
-def _position(clock: str, instant: str) -> str:
+def position(clock: str, instant: str) -> str:
     """SQL for where `instant` lies on the clock, in microseconds (exact: whole microseconds on the
     calendar, as bigint, which sum and compare several times faster than numeric seconds)."""
     if clock == "calendar":
@@ -135,7 +135,7 @@ def tickets_range(
 def from_steps(tickets: str, policy: Policy) -> str:
     """The range's tickets' grp and verdicts on the policy's clock, with fr_elapsed and res_elapsed
     summed from their backlog steps and replies."""
-    at = _position(policy.clock_name, "{}")
+    at = position(policy.clock_name, "{}")
     verdicts = _verdicts(
         "t.first_reply_target",
         "fr_elapsed > t.first_reply_target",
