@@ -68,10 +68,13 @@ def procfile_processes(procfile: Path, *, port: int, env: Mapping[str, str]) -> 
 
 def process_env(port: int) -> dict[str, str]:
     """Our environment for every process, with this interpreter's bin folder (the venv's) first on
-    PATH, PORT, the web port, and unbuffered Python output, so lines arrive as they are printed."""
+    PATH, PORT, the web port, LOCAL_BASE_URL, the web's address on this machine (links sent out of
+    the platform are absolute on it when PUBLIC_BASE_URL is not set), and unbuffered Python output, so
+    lines arrive as they are printed."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PORT"] = str(port)
+    env["LOCAL_BASE_URL"] = f"http://127.0.0.1:{port}"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -100,6 +100,9 @@ def from_environment() -> dict[str, Any]:
         # unset, with one derived from JWT_SECRET_KEY for links alone (link_key, at app creation).
         "EXPORT_SIGNING_KEY": env("EXPORT_SIGNING_KEY"),
         "PUBLIC_BASE_URL": env("PUBLIC_BASE_URL"),
+        # Where this machine's web process answers (`make run` sets it): the base of links sent
+        # out of the platform (a report's webhook) when PUBLIC_BASE_URL is not set.
+        "LOCAL_BASE_URL": env("LOCAL_BASE_URL"),
         "WS_PING_INTERVAL": env_float("WS_PING_INTERVAL", 25.0),
         # Open sockets one web process holds (each a greenlet, some 55 KiB; gunicorn.conf.py's
         # worker_connections leaves REST room above it).

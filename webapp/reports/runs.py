@@ -177,13 +177,18 @@ def run_due(
         return None
 
 
-def _ready_data(schedule: ReportSchedule, run: ReportRun, result: dict[str, Any]) -> dict[str, Any]:
+def _ready_data(
+    schedule: ReportSchedule, run: ReportRun, result: dict[str, Any], base_url: str
+) -> dict[str, Any]:
     tz = zone(schedule.timezone)
+    link = result.get("download_url")
+    if link and link.startswith("/"):  # made with no base to make it absolute with: the receiver needs one
+        link = base_url.rstrip("/") + link
     return {
         "schedule_id": schedule.id,
         "name": schedule.name,
         "export_id": result.get("export_id"),
-        "download_url": result.get("download_url"),
+        "download_url": link,
         "expires_at": result.get("expires_at"),
         "rows": result.get("rows"),
         "format": result.get("format"),
@@ -193,9 +198,12 @@ def _ready_data(schedule: ReportSchedule, run: ReportRun, result: dict[str, Any]
     }
 
 
-def finish_runs(session: Session, *, now: datetime, org_ids: Sequence[int] | None = None) -> list[uuid.UUID]:
+def finish_runs(
+    session: Session, *, now: datetime, org_ids: Sequence[int] | None = None, base_url: str = ""
+) -> list[uuid.UUID]:
     """Deliver report.ready for each run whose export succeeded (or mark it skipped or failed); the
-    deliveries made, to send once the caller commits."""
+    deliveries made, to send once the caller commits. A relative download link is made absolute on
+    `base_url` (the webhook's receiver cannot resolve it against anything)."""
     query = (
         select(ReportRun, Job)
         .join(Job, Job.id == ReportRun.job_id)
@@ -221,7 +229,7 @@ def finish_runs(session: Session, *, now: datetime, org_ids: Sequence[int] | Non
         webhook = session.get(Webhook, schedule.webhook_id)
         delivery_id = None
         if webhook is not None:
-            data = _ready_data(schedule, run, result)
+            data = _ready_data(schedule, run, result, base_url)
             delivery_id = deliveries.create(
                 session, webhook, "report.ready", data, now=now, source_key=f"report_run:{run.id}"
             )

@@ -37,6 +37,7 @@ def tick(now: str | None = None, org_ids: list[int] | None = None) -> dict[str, 
         if job is not None:
             started.append(str(job.id))
     with session_scope() as session:
-        made = runs.finish_runs(session, now=moment, org_ids=org_ids)
+        base_url = current_app.config["PUBLIC_BASE_URL"] or current_app.config["LOCAL_BASE_URL"] or ""
+        made = runs.finish_runs(session, now=moment, org_ids=org_ids, base_url=base_url)
     deliveries.enqueue(celery, made)
     return {"started": started, "delivered": [str(delivery_id) for delivery_id in made]}
