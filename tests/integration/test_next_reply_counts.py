@@ -35,7 +35,7 @@ def _iso(moment: datetime) -> str:
 
 def _write(tenant: Any, rng: random.Random, now: datetime) -> list[int]:
     ids = []
-    for _ in range(70):
+    for _ in range(45):
         created = now - timedelta(minutes=rng.randint(60, 60 * 60))
         body = {
             "subject": "replies",
