@@ -96,13 +96,14 @@ def dashboard(
         series = queries.time_series(s, metric="ticket_count", buckets=days, **current_window)
         # The backlog at each day's end (the status history's running sum): "tickets and backlog over time".
         backlog = queries.time_series(s, metric="backlog", buckets=days, **current_window)
+        statuses = current.distribution(s, field="status", **current_window)
         return {
-            "backlog": current.backlog(s, org_id=org_id, start=start, end=end, filters=filters),
+            "backlog": current.backlog(statuses),
             "ticket_count_series": [{"bucket": p["bucket"], "count": p["count"]} for p in series["points"]],
             "backlog_series": [{"bucket": p["bucket"], "count": p["count"]} for p in backlog["points"]],
             "distributions": {
-                field: current.distribution(s, field=field, **current_window)
-                for field in ("status", "priority")
+                "status": statuses,
+                "priority": current.distribution(s, field="priority", **current_window),
             },
         }
 
