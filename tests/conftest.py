@@ -391,9 +391,7 @@ def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Po
     else:
         proc.terminate()
         raise RuntimeError(f"worker did not become ready; see {log_path}")
-    _WORKERS.append(proc)
     yield proc
-    _WORKERS.remove(proc)
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -401,34 +399,13 @@ def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Po
         proc.kill()
 
 
-# The session's Celery worker while it runs (celery_worker): a Redis restart waits for it.
-_WORKERS: list[subprocess.Popen[bytes]] = []
-
-
 @pytest.fixture
 def stoppable_redis(services: Services) -> Iterator[Any]:
-    """The embedded Redis, which a test may stop; started again afterwards whatever happened, and
-    not handed on until the session's worker (if it runs) takes tasks again: the tests after this
-    one share it, and its consumer reconnects on its own time."""
+    """The embedded Redis, which a test may stop; started again afterwards whatever happened."""
     if services.redis_server is None:
         pytest.skip("needs the embedded Redis, which the tests can stop and start")
     yield services.redis_server
     services.redis_server.start()
-    if any(proc.poll() is None for proc in _WORKERS):
-        wait_redis(services.redis_url)
-        _worker_takes_tasks(services.redis_url)
-
-
-def _worker_takes_tasks(url: str, timeout: float = 120) -> None:
-    """Wait until a worker runs a no-op task sent now (its consumer is back on the broker)."""
-    from celery import Celery
-
-    client = Celery(broker=url, backend=url)
-    client.conf.update(task_default_queue="default", task_serializer="json", accept_content=["json"])
-    try:
-        assert client.send_task("ops.noop").get(timeout=timeout) is True
-    finally:
-        client.close()
 
 
 def wait_redis(url: str, timeout: float = 10) -> None:
