@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_business_clock import schedule_body
+from tests.integration.test_sla_compliance_writes import _iso
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 TARGETS = {
@@ -27,10 +28,6 @@ TARGETS = {
     "low": {"first_reply_hours": None, "next_reply_hours": None, "resolution_hours": 40},
 }
 OUTCOME = {"achieved": "achieved", "breached": "breached", "active": "pending"}
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _write(tenant: Any, rng: random.Random, now: datetime) -> list[int]:

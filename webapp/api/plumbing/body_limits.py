@@ -68,13 +68,12 @@ DRAIN_SECONDS = 2.0
 DRAIN_MIN_BYTES = 1024 * 1024
 
 
-def checked_length(data: bytes, limit: int, setting: str) -> bytes:
-    """`data`, the whole body as read; 413 when it passes the route's limit (an unannounced body
-    read up to the cap of enforce), after draining what is left of it within DRAIN_*."""
+def checked_length(data: bytes, limit: int, setting: str) -> None:
+    """413 when `data`, the whole body as read, passes the route's limit (an unannounced body read
+    up to the cap of enforce), after draining what is left of it within DRAIN_*."""
     if len(data) > limit:
         _drain(max(limit, DRAIN_MIN_BYTES))
         raise too_large(limit, setting)
-    return data
 
 
 def _drain(budget: int) -> None:
