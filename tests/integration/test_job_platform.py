@@ -35,6 +35,7 @@ from tests.conftest import (
     db_scalar,
     running_pool_pid,
     wait_for_job,
+    wait_redis,
 )
 from webapp.analytics import popular
 from webapp.core.vocabulary import DERIVED_EVENT_TYPES
@@ -762,3 +763,24 @@ def test_snapshot_dates_round_to_their_period(celery_worker, make_live_tenant):
     answer = tenant.admin.post("/api/v1/analytics/snapshots", json={"type": "weekly", "date": "2026-03-05"})
     done = wait_for_job(tenant.viewer, answer.get_json()["job_id"])
     assert done["result"]["snapshot_date"] == date(2026, 3, 2).isoformat()
+
+
+def test_the_worker_takes_jobs_again_after_redis_restarts_under_a_running_one(
+    celery_worker, make_live_tenant, post_import, engine, stoppable_redis, services, live_app
+):
+    """Redis restarts while a job runs (an import waiting on a lock), twice: each time the worker
+    keeps taking new jobs, and the import is run to its end once."""
+    tenant = make_live_tenant()
+    for restart in (1, 2):
+        with _locked(engine, "tickets"):
+            job_id = post_import(tenant.agent, _rows(5)).get_json()["job_id"]
+            _until(_running(engine, job_id, 1), what="import running")
+            stoppable_redis.stop()
+            time.sleep(1)
+            stoppable_redis.start()
+            wait_redis(services.redis_url)
+        fresh = tenant.admin.post("/api/v1/analytics/refresh-cache")
+        assert fresh.status_code == 202, fresh.get_json()
+        assert wait_for_job(tenant.viewer, fresh.get_json()["job_id"], timeout=30)["state"] == "succeeded"
+        assert wait_for_job(tenant.viewer, job_id, timeout=30)["state"] == "succeeded"
+        assert _tickets(engine, tenant.org_id) == 5 * restart
