@@ -171,18 +171,20 @@ def run_aggregation(
             "group_by",
         )
 
-    rows = []
     ordered = sorted(groups, key=_sort_key)
-    named = [dict(zip(query.group_by, group, strict=True)) for group in ordered]
-    empty = {metric: queries.empty_stats(metric, query.percentiles) for metric in query.metrics}
+    pairs = [(group, dict(zip(query.group_by, group, strict=True))) for group in ordered]
+    lookups = [
+        (metric, cells.get, queries.empty_stats(metric, query.percentiles))
+        for metric, cells in per_metric.items()
+    ]
+    rows: list[dict[str, Any]] = []
     for index in indexes:
         label = buckets.label(index) if buckets is not None and index is not None else None
-        for group, names in zip(ordered, named, strict=True):
-            row: dict[str, Any] = {"group": names}
-            if label is not None:
-                row["bucket"] = label
-            for metric, cells in per_metric.items():
-                row[metric] = cells.get((group, index)) or empty[metric]
+        for group, names in pairs:
+            key = (group, index)
+            row = {"group": names} if label is None else {"group": names, "bucket": label}
+            for metric, get, empty in lookups:
+                row[metric] = get(key) or empty
             rows.append(row)
     return {
         "metrics": list(query.metrics),

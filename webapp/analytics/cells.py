@@ -220,8 +220,9 @@ def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any], *, day
             f" FROM analytics_metric_days m WHERE m.org_id = :org_id AND{where} OFFSET 0) m"
         )
     return (
+        # The count summed as bigint, not numeric: read as an int (a Decimal costs a conversion a cell).
         f"SELECT true AS rolled, {shape.keys('m', 'bucket_start')}, count(*) AS n_rows,"
-        f" sum(m.count) AS n, sum(m.sum) AS s, min(m.min) AS lo, max(m.max) AS hi{sketches}"
+        f" CAST(sum(m.count) AS bigint) AS n, sum(m.sum) AS s, min(m.min) AS lo, max(m.max) AS hi{sketches}"
         f" FROM ({rows}) m GROUP BY {shape.key_list}"
     )
 
@@ -256,7 +257,7 @@ def _piece_params(
     }, covered
 
 
-def read_cells(
+def _read_rows(
     session: Session,
     metric: Metric,
     *,
@@ -266,12 +267,10 @@ def read_cells(
     filters: Filters,
     group_by: Sequence[str],
     bounds: Sequence[datetime] | None,
-    sketches: bool = False,
-    clock: Clock = CALENDAR,
-) -> tuple[dict[CellKey, Cell], set[bool]]:
-    """Per group and bucket the cells from rollups plus the raw remainder, and which sides answered
-    (True: rollups, False: raw events). With `bounds` None the whole range is one cell of index None.
-    A duration metric is counted on `clock`."""
+    sketches: bool,
+    clock: Clock,
+) -> list[Any]:
+    """The statement's rows: (rolled, g0.., idx, n_rows, n, s, lo, hi[, sketch]), one per key a side."""
     edges = list(bounds) if bounds is not None else [start, end]
     grain = grain_for([*filters, *group_by])
     clock = clock.for_metric(metric)
@@ -288,13 +287,35 @@ def read_cells(
     pieces = pieces_sql(business=clock.business, days=days is not None)
     if clock.business:
         bind(session, clock, params, start=start, end=end)
-    rows = binary_rows(session, f"{pieces} {raw} UNION ALL {rolled}", params, named=False)
+    return binary_rows(session, f"{pieces} {raw} UNION ALL {rolled}", params, named=False)
+
+
+def read_cells(
+    session: Session,
+    metric: Metric,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    group_by: Sequence[str],
+    bounds: Sequence[datetime] | None,
+    sketches: bool = False,
+    clock: Clock = CALENDAR,
+) -> tuple[dict[CellKey, Cell], set[bool]]:
+    """Per group and bucket the cells from rollups plus the raw remainder, and which sides answered
+    (True: rollups, False: raw events). With `bounds` None the whole range is one cell of index None.
+    A duration metric is counted on `clock`."""
+    rows = _read_rows(
+        session, metric, org_id=org_id, start=start, end=end, filters=filters, group_by=group_by,
+        bounds=bounds, sketches=sketches, clock=clock,
+    )  # fmt: skip
     sources: set[bool] = {bool(row[0]) for row in rows}
-    width = len(shape.groups)
-    # Rows are (rolled, g0.., idx, n_rows, n, s, lo, hi[, sketch]), read by position. Each side has
-    # one row per key, so a key is new but where the raw edges of a bucket meet its rolled hours: a
-    # cell is made in one step, and only those few are added to (a 90-day hourly read by channel is
-    # 13,000 cells; combining the sides in SQL instead cost a sort of them all).
+    width = len(group_by)
+    # Rows are read by position. Each side has one row per key, so a key is new but where the raw
+    # edges of a bucket meet its rolled hours: a cell is made in one step, and only those few are
+    # added to (a 90-day hourly read by channel is 13,000 cells; combining the sides in SQL instead
+    # cost a sort of them all).
     idx, n = 1 + width, 3 + width
     cells: dict[CellKey, Cell] = {}
     for row in rows:
@@ -310,3 +331,37 @@ def read_cells(
             if blob:
                 cell.sketches.append(bytes(blob))
     return cells, sources
+
+
+def read_counts(
+    session: Session,
+    metric: Metric,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    group_by: Sequence[str],
+    bounds: Sequence[datetime] | None,
+    clock: Clock = CALENDAR,
+) -> tuple[dict[CellKey, int], set[bool]]:
+    """read_cells' counts alone (for a count metric, whose cells hold nothing else): an int a key
+    instead of a Cell, a third of the Python time of a 90-day hourly count by channel."""
+    rows = _read_rows(
+        session, metric, org_id=org_id, start=start, end=end, filters=filters, group_by=group_by,
+        bounds=bounds, sketches=False, clock=clock,
+    )  # fmt: skip
+    sources: set[bool] = {row[0] for row in rows}
+    idx, n = 1 + len(group_by), 3 + len(group_by)
+    counts: dict[CellKey, int] = {}
+    get = counts.get
+    # Both sides' counts are bigint (never NULL): ints as they come.
+    if bounds is None:
+        for row in rows:
+            key = (row[1:idx], None)
+            counts[key] = get(key, 0) + row[n]
+    else:
+        for row in rows:
+            key = (row[1:idx], row[idx] - 1)
+            counts[key] = get(key, 0) + row[n]
+    return counts, sources

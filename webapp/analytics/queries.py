@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import business_values, provenance, sketch
 from webapp.analytics.buckets import Buckets
-from webapp.analytics.cells import Cell, CellKey, read_cells
+from webapp.analytics.cells import Cell, CellKey, read_cells, read_counts
 from webapp.analytics.clock import CALENDAR, Clock, bind
 from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.metrics import GROUPABLE, METRICS, Metric
@@ -270,6 +270,12 @@ def aggregate(
     wants_percentiles = bool(percentiles) and not definition.is_count
     if wants_percentiles and options.approximate_above is None:
         return _exact(session, definition, buckets=buckets, percentiles=percentiles, **window)
+    keep_empty = not (group_by or buckets is not None)
+    if definition.is_count:  # the common hourly case: one small dict a cell, nothing else to do
+        counts, sources = read_counts(session, definition, bounds=bounds, **window)
+        if sources:
+            provenance.note(rollup=True in sources, raw=False in sources)
+        return {key: {"count": count} for key, count in counts.items() if count or keep_empty}
     # One read brings counts and sketches together: the counts choose exact or sketches afterwards.
     cells, sources = read_cells(session, definition, bounds=bounds, sketches=wants_percentiles, **window)
     if wants_percentiles:
@@ -280,9 +286,6 @@ def aggregate(
         provenance.note(approximate=True)
     if sources:
         provenance.note(rollup=True in sources, raw=False in sources)
-    keep_empty = not (group_by or buckets is not None)
-    if definition.is_count:  # the common hourly case: one small dict a cell, nothing else to do
-        return {key: {"count": cell.count} for key, cell in cells.items() if cell.count or keep_empty}
     out: dict[CellKey, dict[str, Any]] = {}
     fractions = [p / 100 for p in percentiles]
     for key, cell in cells.items():
