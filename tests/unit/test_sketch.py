@@ -85,3 +85,24 @@ def test_quantiles_of_groups_equal_each_groups_own_and_subtracted_pairs_cancel()
     for a, b in zip(got, expected, strict=True):
         assert (a is None and b is None) or a == pytest.approx(b, rel=1e-12)
     assert sketch.quantiles_of_groups([[None], []], 0.5) == [None, None]
+
+
+@pytest.mark.parametrize("dense_cells", [sketch.DENSE_CELLS, 1])
+def test_quantiles_by_group_equal_each_groups_own_with_their_extremes(monkeypatch, dense_cells: int):
+    """Every group's estimates equal quantiles() of its own sketches with its own exact minimum and
+    maximum: groups of one value, of negatives and zeros, empty ones, and groups in chunks of one."""
+    monkeypatch.setattr(sketch, "DENSE_CELLS", dense_cells)
+    rng = np.random.default_rng(7)
+    groups, lows, highs = [], [], []
+    for i in range(40):
+        n = int(rng.integers(0, 300)) if i % 7 else (0 if i % 14 == 0 else 1)
+        values = rng.lognormal(0, 2, n) * rng.choice([-1.0, 0.0, 1.0, 1.0], n)
+        parts = np.array_split(values, int(rng.integers(1, 5)))
+        groups.append([sketch.from_values(part) if len(part) else None for part in parts])
+        known = n and i % 3
+        lows.append(float(values.min()) if known else None)
+        highs.append(float(values.max()) if known else None)
+    fractions = [0.0, 0.01, 0.5, 0.95, 0.99, 1.0]
+    got = sketch.quantiles_by_group(groups, fractions, lows, highs)
+    for group, low, high, estimates in zip(groups, lows, highs, got, strict=True):
+        assert estimates == sketch.quantiles(group, fractions, low=low, high=high)

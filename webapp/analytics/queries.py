@@ -287,18 +287,23 @@ def aggregate(
     if sources:
         provenance.note(rollup=True in sources, raw=False in sources)
     out: dict[CellKey, dict[str, Any]] = {}
-    fractions = [p / 100 for p in percentiles]
-    for key, cell in cells.items():
-        if cell.count == 0 and not keep_empty:
-            continue
+    kept = [(key, cell) for key, cell in cells.items() if cell.count or keep_empty]
+    if wants_percentiles and definition.kind != "percent":
+        # Every cell's sketches merged in one pass (a dense array of groups by keys).
+        estimates = sketch.quantiles_by_group(
+            [cell.sketches for _, cell in kept],
+            [p / 100 for p in percentiles],
+            lows=[cell.min for _, cell in kept],
+            highs=[cell.max for _, cell in kept],
+        )
+    for i, (key, cell) in enumerate(kept):
         stats: dict[str, Any] = {"count": cell.count}
         if definition.kind == "percent":
             stats.update(avg=cell.avg, min=None, max=None)
         else:
             stats.update(avg=cell.avg, min=cell.min, max=cell.max)
             if wants_percentiles:
-                values = sketch.quantiles(cell.sketches, fractions, low=cell.min, high=cell.max)
-                stats.update({f"p{p}": v for p, v in zip(percentiles, values, strict=True)})
+                stats.update({f"p{p}": v for p, v in zip(percentiles, estimates[i], strict=True)})
         out[key] = stats
     return out
 

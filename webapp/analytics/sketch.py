@@ -149,40 +149,93 @@ def quantiles(
     return out
 
 
-# Groups times key span up to which quantiles_of_groups counts into one dense array.
-DENSE_CELLS = 16_000_000
+# Groups times key span counted into one dense array at a time (8 bytes a cell: 16 MB).
+DENSE_CELLS = 2_000_000
 
 
 def quantiles_of_groups(groups: Sequence[Iterable[bytes | None]], fraction: float) -> list[float | None]:
-    """quantiles(group, [fraction])[0] for each group of sketches, all groups in one pass.
+    """quantiles(group, [fraction])[0] for each group of sketches, all groups in one pass."""
+    return [values[0] for values in quantiles_by_group(groups, [fraction])]
 
-    The pairs of every group are counted into one dense array (a row per group, a column per key present),
-    so hundreds of groups cost about what one merge of all their pairs does.
+
+def quantiles_by_group(
+    groups: Sequence[Iterable[bytes | None]],
+    fractions: Sequence[float],
+    lows: Sequence[float | None] | None = None,
+    highs: Sequence[float | None] | None = None,
+) -> list[list[float | None]]:
+    """quantiles(group, fractions, low=lows[i], high=highs[i]) for each group i, counted together.
+
+    The pairs of every group are counted into one dense array (a row per group, a column per key
+    between the smallest and the largest present), so dozens of groups cost about what one merge of
+    all their pairs does: a 90-day aggregation by channel and priority merged 24 groups of 90 days'
+    sketches a metric in 15 ms one by one. Groups go in chunks of at most DENSE_CELLS cells.
     """
     raws = [b"".join(blob for blob in group if blob) for group in groups]
     if any(len(raw) % PAIR.itemsize for raw in raws):
         raise ValueError("a sketch is a whole number of 6-byte pairs")
+    lows = list(lows) if lows is not None else [None] * len(raws)
+    highs = list(highs) if highs is not None else [None] * len(raws)
+    out: list[list[float | None]] = []
+    start = 0
+    while start < len(raws):
+        # As many groups as fit DENSE_CELLS with the key span they share (one group at least).
+        end, low_key, high_key = start, None, None
+        while end < len(raws):
+            keys = np.frombuffer(raws[end], dtype=PAIR)["key"]
+            lo, hi = low_key, high_key
+            if len(keys):
+                lo = int(keys.min()) if lo is None else min(lo, int(keys.min()))
+                hi = int(keys.max()) if hi is None else max(hi, int(keys.max()))
+            span = 1 if lo is None or hi is None else hi - lo + 1
+            if end > start and (end - start + 1) * span > DENSE_CELLS:
+                break
+            low_key, high_key, end = lo, hi, end + 1
+        out.extend(_dense_quantiles(raws[start:end], fractions, lows[start:end], highs[start:end]))
+        start = end
+    return out
+
+
+def _dense_quantiles(
+    raws: Sequence[bytes],
+    fractions: Sequence[float],
+    lows: Sequence[float | None],
+    highs: Sequence[float | None],
+) -> list[list[float | None]]:
+    """quantiles_by_group over one chunk of groups, their pairs counted into one dense array."""
     sizes = np.array([len(raw) // PAIR.itemsize for raw in raws], dtype=np.int64)
     pairs = np.frombuffer(b"".join(raws), dtype=PAIR)
     if not len(pairs):
-        return [None for _ in groups]
+        return [[None for _ in fractions] for _ in raws]
     keys = pairs["key"].astype(np.int64)
     low_key, span = int(keys.min()), int(keys.max() - keys.min()) + 1
-    if len(groups) * span > DENSE_CELLS:
-        return [quantiles(group, [fraction])[0] for group in groups]
-    owner = np.repeat(np.arange(len(groups), dtype=np.int64), sizes)
+    owner = np.repeat(np.arange(len(raws), dtype=np.int64), sizes)
     dense = np.bincount(
-        owner * span + (keys - low_key),
-        weights=pairs["count"].astype(np.float64),
-        minlength=len(groups) * span,
-    ).reshape(len(groups), span)
+        owner * span + (keys - low_key), weights=pairs["count"].astype(np.float64), minlength=len(raws) * span
+    ).reshape(len(raws), span)
     cumulative = np.cumsum(dense, axis=1)
     totals = cumulative[:, -1].astype(np.int64)
-    position = fraction * (totals - 1)
-    below = np.floor(position)
-    above = np.minimum(below + 1, totals - 1)
-    # The value at rank r is the first key whose cumulative count exceeds r.
-    lower = representatives(low_key + (cumulative > below[:, None]).argmax(axis=1))
-    upper = representatives(low_key + (cumulative > above[:, None]).argmax(axis=1))
-    estimates = lower + (position - below) * (upper - lower)
-    return [float(v) if total > 0 else None for v, total in zip(estimates, totals, strict=True)]
+    low = np.array([np.nan if v is None else v for v in lows], dtype=np.float64)
+    high = np.array([np.nan if v is None else v for v in highs], dtype=np.float64)
+    last = np.maximum(totals - 1, 0)
+
+    def at_rank(ranks: np.ndarray) -> np.ndarray:
+        # The value at rank r is the first key whose cumulative count exceeds r; the extreme ranks
+        # take the exact minimum and maximum where they are known.
+        values = representatives(low_key + (cumulative > ranks[:, None]).argmax(axis=1))
+        values = np.where((ranks == last) & ~np.isnan(high), high, values)
+        return np.where((ranks == 0) & ~np.isnan(low), low, values)
+
+    columns = []
+    for fraction in fractions:
+        position = fraction * last
+        below = np.floor(position)
+        above = np.minimum(below + 1, last)
+        lower, upper = at_rank(below), at_rank(above)
+        estimate = lower + (position - below) * (upper - lower)
+        estimate = np.where(np.isnan(low), estimate, np.maximum(estimate, low))
+        columns.append(np.where(np.isnan(high), estimate, np.minimum(estimate, high)))
+    return [
+        [float(column[i]) for column in columns] if totals[i] > 0 else [None for _ in fractions]
+        for i in range(len(raws))
+    ]
