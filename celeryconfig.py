@@ -20,12 +20,6 @@ def celery_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Celery's settings for an application with `settings` (webapp.config.load())."""
     return {
         "broker_url": settings["BROKER_URL"],
-        # kombu's Redis transport, with a released connection failing as a lost one (see the module).
-        "broker_transport": (
-            "webapp.infra.broker_transport:Transport"
-            if str(settings["BROKER_URL"]).startswith("redis://")
-            else None
-        ),
         "result_backend": settings["REDIS_URL"],
         "result_expires": settings["CELERY_RESULT_EXPIRES"],
         # Beat's record of when each entry last ran lives with the rest of the instance's state, so two

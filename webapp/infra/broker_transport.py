@@ -11,14 +11,16 @@ Here a channel of a released connection raises redis's ConnectionError instead, 
 code ignores. The unacknowledged messages stay in Redis's unacked set, where the transport's restore
 (on the visibility timeout, or the next channel's restore) finds them, as after any lost connection.
 
-Used for `redis://` brokers (celeryconfig.celery_settings): `rediss://` keeps kombu's own transport,
-whose TLS defaults depend on the scheme's name.
+`install()` (called where the Celery app is made) points kombu's `redis` and `rediss` schemes at this
+transport, so it is used whatever sets the broker's URL (BROKER_URL, CELERY_BROKER_URL, `celery -b`,
+a failover URL); the scheme's name is kept, and with it kombu's TLS defaults for `rediss`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import kombu.transport
 import redis
 from kombu.transport import redis as kombu_redis
 
@@ -35,3 +37,12 @@ class Transport(kombu_redis.Transport):
 
 
 PATH = f"{__name__}:Transport"
+SCHEMES = ("redis", "rediss")
+
+
+def install() -> None:
+    """Make kombu resolve the `redis` and `rediss` schemes to this transport (again: no harm)."""
+    for scheme in SCHEMES:
+        kombu.transport.TRANSPORT_ALIASES[scheme] = PATH
+        # kombu caches what a name resolved to; a name resolved before this would keep its class.
+        kombu.transport._transport_cache.pop(scheme, None)

@@ -8,6 +8,7 @@ from celery import Celery, Task
 from flask import Flask
 
 from celeryconfig import celery_settings
+from webapp.infra import broker_transport
 from webapp.infra.broker import JobQueue
 
 
@@ -19,6 +20,8 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    # kombu's Redis transport, with a released connection failing as a lost one (see the module).
+    broker_transport.install()
     celery_app = Celery(app.name, task_cls=FlaskTask)
     celery_app.conf.update(celery_settings(app.config))
     celery_app.set_default()
