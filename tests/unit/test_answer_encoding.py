@@ -43,6 +43,13 @@ def test_the_same_values_as_the_standard_library():
     assert "\n" not in text  # the cache's entry keeps its header on the first line
 
 
+def test_sets_and_numpy_numbers_are_written_as_json_values():
+    import numpy as np
+
+    text = encode_answer({"tags": {"a"}, "n": np.int64(3), "avg": np.float64(1.5), "ok": np.bool_(True)})
+    assert json.loads(text) == {"tags": ["a"], "n": 3, "avg": 1.5, "ok": True}
+
+
 def test_not_a_number_is_null_and_a_huge_integer_is_written_whole():
     assert json.loads(encode_answer({"avg": math.nan, "max": math.inf})) == {"avg": None, "max": None}
     assert json.loads(encode_answer({"n": 2**70})) == {"n": 2**70}

@@ -338,16 +338,28 @@ def _stored(client: redis.Redis, key: str) -> tuple[RawJson, CacheMeta] | None:
 
 
 def encode_answer(value: Any) -> str:
-    """`value` as compact JSON text: what the standard library would write (other types as str()),
-    but NaN and infinities as null.
+    """`value` as compact JSON text, with NaN and infinities as null; instants in ISO 8601, sets as
+    lists, numpy numbers as numbers, anything else orjson cannot write as its str().
 
-    orjson writes a 13,000-row hourly aggregation (1.2 MB) in 2.6 ms, against 13 ms for pydantic's
-    encoder and 34 ms for the standard library's.
+    orjson writes a 13,000-row hourly aggregation (1.2 MB) in about 3 to 5 ms, against 13 ms for
+    pydantic's encoder and 34 ms for the standard library's. An integer past 64 bits, which orjson
+    refuses, sends the whole answer through the standard library (which writes NaN as NaN).
     """
     try:
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except TypeError:  # an integer past 64 bits, which orjson refuses: the standard library writes any
-        return json.dumps(value, separators=(",", ":"), default=str)
+        return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value, separators=(",", ":"), default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    item = getattr(value, "item", None)  # a numpy scalar
+    if callable(item) and type(value).__module__ == "numpy":
+        return item()
+    return str(value)
 
 
 def _encoded(compute: Callable[[], Any], verdict: str) -> tuple[str, CacheMeta]:
