@@ -322,7 +322,7 @@ def test_imports_add_exactly_what_a_build_from_raw_events_writes(
 
 
 def test_rollup_backed_reads_equal_raw_reads_after_imports(history: History) -> None:
-    from tests.integration.test_rollups import _assert_series_equal, series
+    from tests.integration.test_rollups import _aggregate, _assert_cells_equal, _assert_series_equal, series
 
     with history.session() as session:
         history.import_rows(session, _rows(random.Random(12), 400))
@@ -335,6 +335,12 @@ def test_rollup_backed_reads_equal_raw_reads_after_imports(history: History) -> 
                 sources.add(source)
             rolled, raw, _ = series(session, history.org_id, metric, "weekly", ZONE, {"assigned_to": [None]})
             _assert_series_equal(rolled, raw, f"{metric} unassigned")
+        # Hourly by the grain's own dimensions: each rollup row and each unfolded delta comes as it
+        # is (no GROUP BY), and the rows of one hour are added up in Python.
+        for metric in ("ticket_count", "response_time"):
+            for group_by in ((), ("channel",)):
+                rolled, raw, _ = _aggregate(session, history.org_id, metric, group_by, "hourly", "UTC")
+                _assert_cells_equal(rolled, raw, f"{metric} hourly by {group_by} after imports")
         assert "mixed" in sources
 
 

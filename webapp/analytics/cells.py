@@ -8,9 +8,10 @@ two are combined per key here.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,7 +22,7 @@ from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.analytics.planner import grain_for
-from webapp.analytics.rollup_sql import DELTAS
+from webapp.analytics.rollup_sql import DELTAS, DIMENSION_BITS
 from webapp.analytics.sql import (
     binary_rows,
     bound_list,
@@ -33,7 +34,9 @@ from webapp.analytics.sql import (
     ticket_join,
 )
 from webapp.core.filters import Filters
-from webapp.core.timeutil import utcnow
+from webapp.core.timeutil import epoch_micros, utcnow
+
+HOUR = timedelta(hours=1)
 
 # One aggregated cell: its group values (in group_by order) and its 0-based bucket index or None.
 CellKey = tuple[tuple[str | None, ...], int | None]
@@ -189,8 +192,16 @@ def _rolled_columns(shape: _Shape, filters: Filters) -> str:
     return ", ".join(f"m.{name}" for name in (*names, *(["sketch"] if shape.measured_sketches else [])))
 
 
-def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any], *, days: bool = False) -> str:
-    """The rollup side, in the raw side's columns; with `days`, summed days answer the day_pieces."""
+def _rolled_part(
+    shape: _Shape, filters: Filters, params: dict[str, Any], *, days: bool = False, grouped: bool = True
+) -> str:
+    """The rollup side, in the raw side's columns; with `days`, summed days answer the day_pieces.
+
+    Not `grouped`, each rollup row comes as it is, one row a key or more: the caller adds rows of
+    one key together either way. For reads whose every rollup row is a cell of its own (one hour a
+    bucket, the grain's dimensions those grouped by), grouping them in SQL is only cost: a hash
+    aggregate of 12,440 rows for a 90-day hourly read by channel.
+    """
     if shape.measured_sketches:
         sketches = ", string_agg(m.sketch, ''::bytea) AS sketch"
     else:
@@ -218,6 +229,12 @@ def _rolled_part(shape: _Shape, filters: Filters, params: dict[str, Any], *, day
         rows += (
             f" UNION ALL SELECT m.* FROM day_pieces p CROSS JOIN LATERAL (SELECT {columns}"
             f" FROM analytics_metric_days m WHERE m.org_id = :org_id AND{where} OFFSET 0) m"
+        )
+    if not grouped:
+        sketch = ", m.sketch" if shape.measured_sketches else sketches
+        return (
+            f"SELECT true AS rolled, {shape.keys('m', 'bucket_start')}, 1 AS n_rows, m.count AS n,"
+            f" m.sum AS s, m.min AS lo, m.max AS hi{sketch} FROM ({rows}) m"
         )
     return (
         # The count summed as bigint, not numeric: read as an int (a Decimal costs a conversion a cell).
@@ -257,6 +274,16 @@ def _piece_params(
     }, covered
 
 
+def _cell_per_row(edges: Sequence[datetime], grain: int | None, group_by: Sequence[str]) -> bool:
+    """Whether every rollup row of a read is a cell of its own: each bucket one whole UTC hour, and
+    the grain keeping exactly the dimensions grouped by (filters on others take a wider grain)."""
+    if grain is None or grain != sum(DIMENSION_BITS[name] for name in set(group_by)) or len(edges) < 2:
+        return False
+    return epoch_micros(edges[0]) % 3_600_000_000 == 0 and all(
+        later - earlier == HOUR for earlier, later in itertools.pairwise(edges)
+    )
+
+
 def _read_rows(
     session: Session,
     metric: Metric,
@@ -282,7 +309,9 @@ def _read_rows(
         params.update(days)
     raw, rolled = (
         _raw_part(shape, filters, params),
-        _rolled_part(shape, filters, params, days=days is not None),
+        _rolled_part(
+            shape, filters, params, days=days is not None, grouped=not _cell_per_row(edges, grain, group_by)
+        ),
     )
     pieces = pieces_sql(business=clock.business, days=days is not None)
     if clock.business:
