@@ -297,7 +297,9 @@ def _read_rows(
     sketches: bool,
     clock: Clock,
 ) -> list[Any]:
-    """The statement's rows: (rolled, g0.., idx, n_rows, n, s, lo, hi[, sketch]), one per key a side."""
+    """The statement's rows: (rolled, g0.., idx, n_rows, n, s, lo, hi[, sketch]); the raw side has one
+    row a key, the rollup side one a key or, when each of its rows is a cell (_cell_per_row), a row
+    a rollup row. The callers add rows of one key together."""
     edges = list(bounds) if bounds is not None else [start, end]
     grain = grain_for([*filters, *group_by])
     clock = clock.for_metric(metric)
