@@ -343,10 +343,9 @@ def read_cells(
     )  # fmt: skip
     sources: set[bool] = {bool(row[0]) for row in rows}
     width = len(group_by)
-    # Rows are read by position. Each side has one row per key, so a key is new but where the raw
-    # edges of a bucket meet its rolled hours: a cell is made in one step, and only those few are
-    # added to (a 90-day hourly read by channel is 13,000 cells; combining the sides in SQL instead
-    # cost a sort of them all).
+    # Rows are read by position. A key mostly comes once: twice where the raw edges of a bucket meet
+    # its rolled hours, or where an import's unfolded delta meets its rollup row. A cell is made in
+    # one step and only those few are added to (combining the sides in SQL instead cost a sort).
     idx, n = 1 + width, 3 + width
     cells: dict[CellKey, Cell] = {}
     for row in rows:
