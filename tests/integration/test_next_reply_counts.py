@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_business_clock import schedule_body
-from tests.integration.test_sla_compliance_writes import _iso
+from tests.integration.test_sla_compliance_writes import _iso, performance_sla
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 TARGETS = {
@@ -88,11 +88,7 @@ def test_next_reply_counts_agree_with_each_tickets_evaluation(tenant, clock):
     assert tenant.admin.put("/api/v1/sla-policy", json=policy).status_code == 200
     now = datetime.now(UTC)
     ids = _write(tenant, random.Random(17), now)
-    start, end = now - timedelta(days=4), now + timedelta(hours=1)
-    query = f"start={_iso(start)}&end={_iso(end)}&group_by=assigned_to"
-    answer = tenant.viewer.get(f"/api/v1/analytics/performance?{query}")
-    assert answer.status_code == 200, answer.get_json()
-    sla = answer.get_json()["sla"]
+    sla = performance_sla(tenant, now - timedelta(days=4), now + timedelta(hours=1), "assigned_to")
     expected = _expected(tenant, ids, "assigned_to")
 
     assert _counted(sla["overall"]["next_reply"]) == expected[None, None]

@@ -70,16 +70,20 @@ def _write_tickets(tenant: Any, rng: random.Random, now: datetime) -> list[int]:
     return ids
 
 
+def performance_sla(tenant: Any, start: datetime, end: datetime, group_by: str) -> dict[str, Any]:
+    """The performance report's sla block for [start, end) grouped by `group_by`, as a viewer reads it."""
+    query = f"start={_iso(start)}&end={_iso(end)}&group_by={group_by}"
+    answer = tenant.viewer.get(f"/api/v1/analytics/performance?{query}")
+    assert answer.status_code == 200, answer.get_json()
+    return answer.get_json()["sla"]
+
+
 def test_compliance_agrees_with_each_tickets_own_evaluation(tenant: Any):
     assert tenant.admin.put("/api/v1/sla-policy", json=POLICY).status_code == 200
     now = datetime.now(UTC)
     ids = _write_tickets(tenant, random.Random(2026), now)
 
-    start, end = now - timedelta(days=3), now + timedelta(hours=1)
-    query = f"start={_iso(start)}&end={_iso(end)}"
-    answer = tenant.viewer.get(f"/api/v1/analytics/performance?{query}&group_by=priority")
-    assert answer.status_code == 200, answer.get_json()
-    sla = answer.get_json()["sla"]
+    sla = performance_sla(tenant, now - timedelta(days=3), now + timedelta(hours=1), "priority")
 
     expected: dict[str | None, Counter] = {}
     for ticket_id in ids:

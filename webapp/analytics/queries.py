@@ -27,11 +27,11 @@ from sqlalchemy.orm import Session
 from webapp.analytics import business_values, provenance, sketch
 from webapp.analytics.buckets import Buckets
 from webapp.analytics.cells import Cell, CellKey, read_cells, read_counts
-from webapp.analytics.clock import CALENDAR, Clock, bind
-from webapp.analytics.clock import value_sql as clock_value_sql
-from webapp.analytics.metrics import GROUPABLE, METRICS, Metric
+from webapp.analytics.clock import CALENDAR, Clock
+from webapp.analytics.metrics import METRICS, Metric
 from webapp.analytics.provenance import ReadOptions
-from webapp.analytics.sql import bound_list, bucket_index, column, count_sql, events_source
+from webapp.analytics.raw_reads import measured_value, raw_aggregate
+from webapp.analytics.sql import bound_list, bucket_index, count_sql, events_source
 from webapp.core.filters import Filters
 from webapp.core.timeutil import EARLIEST
 
@@ -93,18 +93,6 @@ def time_series(
     return _series(definition, buckets, cells, _Row(total.count, total.avg, total.min, total.max))
 
 
-def _value(
-    session: Session, definition: Metric, clock: Clock, params: dict[str, Any], start: datetime, end: datetime
-) -> tuple[str, str]:
-    """The SQL of the measured value on `clock` (its parameters bound), and what ends its subquery so
-    that it is computed once per event, not once per aggregate reading it (" OFFSET 0" if business)."""
-    clock = clock.for_metric(definition)
-    if not clock.business:
-        return clock_value_sql(definition, clock), ""
-    bind(session, clock, params, start=start, end=end)
-    return clock_value_sql(definition, clock), " OFFSET 0"
-
-
 @dataclass(frozen=True)
 class _Row:
     n: int
@@ -127,7 +115,7 @@ def _raw_time_series(
     """time_series computed from raw events alone."""
     params: dict[str, Any] = {"bounds": bound_list(buckets.bounds)}
     source = events_source(definition, org_id, start, end, filters, params)
-    value, once = _value(session, definition, clock, params, start, end)
+    value, once = measured_value(session, definition, clock, params, start, end)
     sql = text(
         "SELECT GROUPING(idx) AS is_total, idx,"
         f" {count_sql(definition)} AS n, avg(v) AS avg, min(v) AS min, max(v) AS max"
@@ -265,7 +253,7 @@ def aggregate(
         percentiles = ()
     window["clock"] = clock
     if not options.rollups:
-        return _raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
+        return raw_aggregate(session, definition, buckets=buckets, percentiles=percentiles, **window)
     bounds = buckets.bounds if buckets is not None else None
     wants_percentiles = bool(percentiles) and not definition.is_count
     if wants_percentiles and options.approximate_above is None:
@@ -315,66 +303,9 @@ def _exact(
     events elsewhere), else from raw events."""
     clock = clock.for_metric(definition)
     if not clock.business:
-        return _raw_aggregate(session, definition, clock=clock, **window)
+        return raw_aggregate(session, definition, clock=clock, **window)
     cells, sources = business_values.exact_aggregate(session, definition, clock, **window)
     provenance.note(rollup=True in sources, raw=False in sources or not sources)
-    return cells
-
-
-def _raw_aggregate(
-    session: Session,
-    definition: Metric,
-    *,
-    org_id: int,
-    start: datetime,
-    end: datetime,
-    filters: Filters,
-    group_by: Sequence[str] = (),
-    buckets: Buckets | None = None,
-    percentiles: Sequence[int] = (),
-    clock: Clock = CALENDAR,
-) -> dict[CellKey, dict[str, Any]]:
-    """aggregate computed from raw events alone, with exact percentiles."""
-    provenance.note(raw=True)
-    params: dict[str, Any] = {}
-    source = events_source(definition, org_id, start, end, filters, params)
-    value, once = _value(session, definition, clock, params, start, end)
-    inner = [f"e.{column(name, GROUPABLE)} AS g{i}" for i, name in enumerate(group_by)]
-    keys = [f"g{i}" for i in range(len(group_by))]
-    if buckets is not None:
-        params["bounds"] = bound_list(buckets.bounds)
-        inner.append(f"{bucket_index('e.occurred_at')} AS idx")
-        keys.append("idx")
-    inner.append(f"{value} AS v")
-    outer = [*keys, f"{count_sql(definition)} AS n"]
-    if not definition.is_count:
-        outer += ["avg(v) AS avg", "min(v) AS min", "max(v) AS max"]
-        if percentiles:
-            # percentile_cont interpolates linearly between closest ranks, as numpy's default does.
-            params["fractions"] = [p / 100 for p in percentiles]
-            outer.append(
-                "percentile_cont(CAST(:fractions AS double precision[])) WITHIN GROUP (ORDER BY v) AS pct"
-            )
-    group = f" GROUP BY {', '.join(keys)}" if keys else ""
-    sql = text(f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} {source}{once}) s{group}")
-
-    cells: dict[CellKey, dict[str, Any]] = {}
-    for row in session.execute(sql, params).all():
-        mapping = row._mapping
-        count = int(mapping["n"])
-        if count == 0 and keys:
-            continue
-        group_values = tuple(mapping[f"g{i}"] for i in range(len(group_by)))
-        index = mapping["idx"] - 1 if buckets is not None else None
-        stats: dict[str, Any] = {"count": count}
-        if definition.kind == "percent":
-            stats.update(avg=mapping["avg"], min=None, max=None)
-        elif not definition.is_count:
-            stats.update(avg=mapping["avg"], min=mapping["min"], max=mapping["max"])
-            values = mapping["pct"] if percentiles else None
-            for i, p in enumerate(percentiles):
-                stats[f"p{p}"] = values[i] if values is not None else None
-        cells[(group_values, index)] = stats
     return cells
 
 
@@ -452,7 +383,7 @@ def _sums(
     """The sum of the +1/-1 steps of `definition` per group and bucket, for cells that have steps."""
     if not options.rollups:
         provenance.note(raw=True)
-        cells = _raw_aggregate(session, definition, **window)
+        cells = raw_aggregate(session, definition, **window)
         return {key: round(stats["avg"] * stats["count"]) for key, stats in cells.items() if stats["count"]}
     bounds = window["buckets"].bounds if window["buckets"] is not None else None
     read = {k: v for k, v in window.items() if k != "buckets"}
