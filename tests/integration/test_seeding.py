@@ -559,3 +559,23 @@ def test_a_seed_larger_than_a_tenth_of_the_tickets_leaves_statistics_of_what_it_
         "SELECT reltuples FROM pg_class WHERE oid = CAST('ticket_sla_facts' AS regclass)",
     )
     assert facts >= tickets * 0.9
+
+
+def test_sla_facts_are_written_once_as_the_triggers_would_leave_them(db_connection, seeded):
+    """The seed writes each ticket's SLA facts itself, with the three insert triggers off: one row a
+    ticket, equal to a recount from its steps and replies, and the triggers on (ALWAYS) again after."""
+    from tests.integration.test_sla_facts import _kept, _recount
+
+    org_id, stats = seeded
+    rows = _scalar(db_connection, "SELECT count(*) FROM ticket_sla_facts WHERE org_id = :o", o=org_id)
+    assert rows == stats.tickets
+    expected = _recount(db_connection, org_id)  # type: ignore[arg-type]
+    assert len(expected) == stats.tickets
+    assert _kept(db_connection, org_id) == expected  # type: ignore[arg-type]
+    enabled = db_connection.execute(
+        text(
+            "SELECT tgname, tgenabled FROM pg_trigger WHERE tgname IN ('ticket_sla_facts_ticket_inserted',"
+            " 'ticket_sla_facts_steps_inserted', 'ticket_sla_facts_replies_inserted')"
+        )
+    ).all()
+    assert sorted(state for _, state in enabled) == ["A", "A", "A"]

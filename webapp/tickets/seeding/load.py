@@ -22,6 +22,7 @@ from webapp.tickets.seeding.derived import derive_seeded
 from webapp.tickets.seeding.history_rows import STATUS_CHANGE_COPY
 from webapp.tickets.seeding.marks import hours_marked_once
 from webapp.tickets.seeding.rows import EncodedBatch, encode_batch
+from webapp.tickets.seeding.sla_facts import facts_by_seed, write_facts
 from webapp.tickets.seeding.ticket_counts import COUNT_COPY, counted_by_seed
 
 BATCH_TICKETS = 20_000
@@ -108,6 +109,8 @@ def seed_tickets(
                 "analytics_ticket_counts": tickets,
                 # About three statuses a ticket (read by the solves' derivation in one sequential pass).
                 "ticket_status_changes": tickets * STATUSES_PER_TICKET,
+                # One a ticket, written once at the end where the seed writes them (sla_facts).
+                "ticket_sla_facts": tickets,
             },
         )
 
@@ -124,7 +127,8 @@ def seed_tickets(
             else contextlib.nullcontext()
         )
         counted = counted_by_seed(cur) if tickets else contextlib.nullcontext(False)
-        with marking, counted as counting:
+        facts = facts_by_seed(cur) if tickets else contextlib.nullcontext(False)
+        with marking, counted as counting, facts as writing_facts:
             for encoded, done in _prefetch(map(encode, range(n_batches))):
                 _copy(cur, TICKET_COPY, encoded.tickets)
                 if counting:
@@ -140,6 +144,9 @@ def seed_tickets(
                 # The solves, from the status history (before the deferred indexes come back: they
                 # are built once, over these rows too).
                 events += derive_seeded(cur, org_id=org_id, first=first_id, last=first_id + tickets - 1)
+            if writing_facts:
+                assert first_id is not None
+                write_facts(cur, org_id=org_id, first=first_id, last=first_id + tickets - 1)
         if deferred:
             cur.execute(f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'")
             for definition in deferred:

@@ -10,13 +10,13 @@ on and the seed writes none.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import numpy as np
 import psycopg
 
 from webapp.tickets.seeding import copy_text as text
+from webapp.tickets.seeding.switched_off import switched_off
 
 COUNT_COPY = "COPY analytics_ticket_counts (org_id, hour, field, value, count) FROM STDIN"
 TRIGGER = "analytics_tickets_inserted"
@@ -47,24 +47,8 @@ def counts_text(
     return b"".join(parts)
 
 
-@contextmanager
-def counted_by_seed(cur: psycopg.Cursor) -> Iterator[bool]:
+def counted_by_seed(cur: psycopg.Cursor) -> AbstractContextManager[bool]:
     """Switch the tickets' insert count trigger off for the statements inside, if it is on (enabled
     ALWAYS, as migration 0011 leaves it) and the role may; yields whether the seed must write the
     counts. The trigger is enabled ALWAYS again after (transactional: a rollback undoes both)."""
-    cur.execute(
-        "SELECT tgenabled FROM pg_trigger WHERE tgrelid = CAST('tickets' AS regclass) AND tgname = %s",
-        (TRIGGER,),
-    )
-    row = cur.fetchone()
-    switched = False
-    if row is not None and row[0] == "A":
-        try:
-            with cur.connection.transaction():
-                cur.execute(f"ALTER TABLE tickets DISABLE TRIGGER {TRIGGER}")
-            switched = True
-        except psycopg.errors.InsufficientPrivilege:
-            switched = False
-    yield switched
-    if switched:
-        cur.execute(f"ALTER TABLE tickets ENABLE ALWAYS TRIGGER {TRIGGER}")
+    return switched_off(cur, [("tickets", TRIGGER)])
