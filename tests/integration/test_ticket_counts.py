@@ -70,6 +70,24 @@ def check_all(session: Session, org_id: int) -> None:
                 assert answer["total"] == sum(expected.values())
 
 
+def _days_equal_their_hours(session: Session, org_id: int) -> int:
+    """The day sums (migration 0028) hold each UTC day's hourly counts; how many days there are."""
+    hours: Counter = Counter()
+    for hour, field, value, count in session.execute(
+        text("SELECT hour, field, value, count FROM analytics_ticket_counts WHERE org_id = :o"), {"o": org_id}
+    ):
+        hours[(hour.astimezone(UTC).date(), field, value)] += count
+    days: Counter = Counter()
+    for day, field, value, count in session.execute(
+        text("SELECT day, field, value, count FROM analytics_ticket_count_days WHERE org_id = :o"),
+        {"o": org_id},
+    ):
+        assert day.astimezone(UTC).time() == datetime.min.time()
+        days[(day.astimezone(UTC).date(), field, value)] += count
+    assert +days == +hours
+    return len({day for day, _, _ in +days})
+
+
 def test_distributions_equal_the_tickets_after_every_kind_of_write(tenant: Tenant, session: Session):
     org_id = tenant.org_id
     check_all(session, org_id)
@@ -95,6 +113,7 @@ def test_distributions_equal_the_tickets_after_every_kind_of_write(tenant: Tenan
             copy.write_row((org_id, "copied", "open", "high", "web", "bulk", None, at, 0))
     session.commit()
     check_all(session, org_id)
+    assert _days_equal_their_hours(session, org_id) > 30
 
     before = session.execute(
         text("SELECT count(*) FROM analytics_ticket_counts WHERE org_id = :o"), {"o": org_id}
@@ -109,6 +128,15 @@ def test_distributions_equal_the_tickets_after_every_kind_of_write(tenant: Tenan
         {"o": org_id},
     ).one()
     assert after[0] == after[1] < before  # one row per hour and value
+    days = session.execute(
+        text(
+            "SELECT count(*), count(DISTINCT (day, field, value)) FROM analytics_ticket_count_days"
+            " WHERE org_id = :o"
+        ),
+        {"o": org_id},
+    ).one()
+    assert days[0] == days[1]  # and per day and value
+    _days_equal_their_hours(session, org_id)
     check_all(session, org_id)
     assert ticket_counts.compact(session, org_id=org_id) == 0
 
@@ -117,6 +145,7 @@ def test_distributions_equal_the_tickets_after_every_kind_of_write(tenant: Tenan
     )
     ticket_counts.rebuild(session, org_id=org_id)
     session.commit()
+    _days_equal_their_hours(session, org_id)
     check_all(session, org_id)
 
 

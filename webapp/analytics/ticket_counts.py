@@ -12,9 +12,15 @@ A bulk writer (an import) that inserts its tickets in several statements switche
 counting off in its transaction (suppress_counts) and counts them all in one statement from its
 staging table (add_tickets): the same deltas, summed over the whole batch rather than per chunk.
 
-`compact` folds each hour's deltas into one row per value (beat runs it); `rebuild` recounts an
-organization from its tickets. Both are one statement, so one snapshot: deltas that writers commit
-meanwhile are left alone, and so are the tickets they changed, which keeps the sum exact.
+analytics_ticket_count_days holds the same deltas summed per UTC day (migration 0028): a trigger on
+the hourly table adds each written hour's count to its day in the same transaction, so a read takes
+the whole UTC days of its range from one row per day and value, and only the hours at its ends from
+the hourly table.
+
+`compact` folds each hour's deltas into one row per value, then each day's (beat runs it); `rebuild`
+recounts an organization from its tickets. Each is one statement per table, so one snapshot: deltas
+that writers commit meanwhile are left alone, and so are the tickets they changed, which keeps the
+sum exact.
 
 A range whose ends are not on a UTC hour (Asia/Kolkata's midnight) reads its two partial hours from
 the tickets themselves, in the same statement.
@@ -31,10 +37,14 @@ from webapp.analytics.metrics import DISTRIBUTION_FIELDS
 from webapp.analytics.sql import column, set_local
 
 _HOUR = timedelta(hours=1)
+_DAY = timedelta(days=1)
 # One row per (field, value) of every ticket: the trigger's and the rebuild's unpivot.
 UNPIVOT = ", ".join(f"('{name}', {{t}}.{name})" for name in DISTRIBUTION_FIELDS)
 # The transaction-local setting that tells the tickets' insert trigger (migration 0017) not to count.
 WRITTEN_SETTING = "analytics.ticket_counts_written"
+# The transaction-local setting that tells the hourly table's trigger (migration 0028) that what a
+# statement writes leaves every hour's sum, hence every day's, as it was.
+DAYS_KEPT_SETTING = "analytics.ticket_count_days_kept"
 
 
 def _floor(moment: datetime) -> datetime:
@@ -46,24 +56,53 @@ def _ceil(moment: datetime) -> datetime:
     return floor if floor == moment else floor + _HOUR
 
 
+def _day_floor(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _day_ceil(moment: datetime) -> datetime:
+    floor = _day_floor(moment)
+    return floor if floor == moment else floor + _DAY
+
+
 def counts(
     session: Session, *, org_id: int, field: str, start: datetime, end: datetime
-) -> dict[str | None, int]:
-    """Tickets created in [start, end) by the current value of `field` (values with none left out)."""
+) -> tuple[dict[str | None, int], bool]:
+    """Tickets created in [start, end) by the current value of `field` (values with none left out),
+    and whether any of them were read from the tickets (the range's ends are not whole UTC hours).
+
+    Whole UTC days [day_lo, day_hi) come from the day sums, the whole hours around them [lo, day_lo)
+    and [day_hi, hi) from the hourly counts, and what is left at each end from the tickets."""
     name = column(field, DISTRIBUTION_FIELDS)
     lo, hi = _ceil(start), _floor(end)
     if lo >= hi:
         lo = hi = start  # no whole hour inside: every ticket of the range is read from the table
+    day_lo, day_hi = _day_ceil(lo), _day_floor(hi)
+    if day_lo >= day_hi:
+        day_lo = day_hi = lo  # no whole day inside: every hour is read from the hourly counts
     sql = text(
         "SELECT value, sum(n) AS n FROM ("
-        " SELECT c.value, sum(c.count) AS n FROM analytics_ticket_counts c"
-        " WHERE c.org_id = :org_id AND c.field = :field AND c.hour >= :lo AND c.hour < :hi GROUP BY c.value"
+        " SELECT d.value, sum(d.count) AS n FROM analytics_ticket_count_days d"
+        " WHERE d.org_id = :org_id AND d.field = :field AND d.day >= :day_lo AND d.day < :day_hi"
+        " GROUP BY d.value"
+        " UNION ALL SELECT c.value, sum(c.count) FROM analytics_ticket_counts c"
+        " WHERE c.org_id = :org_id AND c.field = :field"
+        " AND ((c.hour >= :lo AND c.hour < :day_lo) OR (c.hour >= :day_hi AND c.hour < :hi)) GROUP BY c.value"
         f" UNION ALL SELECT t.{name}, count(*) FROM tickets t WHERE t.org_id = :org_id"
         " AND ((t.created_at >= :start AND t.created_at < :lo)"
         " OR (t.created_at >= :hi AND t.created_at < :end))"
         f" GROUP BY t.{name}) parts GROUP BY value"
     )
-    params = {"org_id": org_id, "field": name, "lo": lo, "hi": hi, "start": start, "end": end}
+    params = {
+        "org_id": org_id,
+        "field": name,
+        "lo": lo,
+        "hi": hi,
+        "day_lo": day_lo,
+        "day_hi": day_hi,
+        "start": start,
+        "end": end,
+    }
     return {row.value: int(row.n) for row in session.execute(sql, params) if row.n}, (lo, hi) != (start, end)
 
 
@@ -88,8 +127,10 @@ def add_tickets(session: Session, *, org_id: int, tickets: str) -> int:
 
 
 def compact(session: Session, *, org_id: int) -> int:
-    """Fold the organization's hours that hold several deltas of one value into one row each; how many
-    hours were folded. The caller commits."""
+    """Fold the organization's hours that hold several deltas of one value into one row each, then
+    its days the same way; how many hours were folded. The caller commits."""
+    # A fold keeps every hour's sum: the day sums' trigger has nothing to add for it.
+    set_local(session, DAYS_KEPT_SETTING, "on")
     sql = text(
         "WITH hours AS (SELECT DISTINCT hour FROM (SELECT hour FROM analytics_ticket_counts"
         " WHERE org_id = :org_id GROUP BY hour, field, value HAVING count(*) > 1) d),"
@@ -100,11 +141,27 @@ def compact(session: Session, *, org_id: int) -> int:
         " HAVING sum(count) <> 0 RETURNING 1)"
         " SELECT (SELECT count(*) FROM hours) AS hours, (SELECT count(*) FROM folded) AS folded"
     )
-    return int(session.execute(sql, {"org_id": org_id}).one().hours)
+    hours = int(session.execute(sql, {"org_id": org_id}).one().hours)
+    set_local(session, DAYS_KEPT_SETTING, "off")
+    session.execute(
+        text(
+            "WITH days AS (SELECT DISTINCT day FROM (SELECT day FROM analytics_ticket_count_days"
+            " WHERE org_id = :org_id GROUP BY day, field, value HAVING count(*) > 1) d),"
+            " gone AS (DELETE FROM analytics_ticket_count_days c USING days d"
+            " WHERE c.org_id = :org_id AND c.day = d.day RETURNING c.day, c.field, c.value, c.count)"
+            " INSERT INTO analytics_ticket_count_days (org_id, day, field, value, count)"
+            " SELECT :org_id, day, field, value, sum(count) FROM gone GROUP BY day, field, value"
+            " HAVING sum(count) <> 0"
+        ),
+        {"org_id": org_id},
+    )
+    return hours
 
 
 def rebuild(session: Session, *, org_id: int) -> int:
-    """Count the organization's tickets again from scratch; the rows written. The caller commits."""
+    """Count the organization's tickets again from scratch, hours then days; the hourly rows written.
+    The caller commits."""
+    set_local(session, DAYS_KEPT_SETTING, "on")
     sql = text(
         "WITH gone AS (DELETE FROM analytics_ticket_counts WHERE org_id = :org_id RETURNING 1),"
         " fresh AS (INSERT INTO analytics_ticket_counts (org_id, hour, field, value, count)"
@@ -113,4 +170,16 @@ def rebuild(session: Session, *, org_id: int) -> int:
         " WHERE t.org_id = :org_id GROUP BY 2, 3, 4 RETURNING 1)"
         " SELECT (SELECT count(*) FROM gone) AS gone, (SELECT count(*) FROM fresh) AS fresh"
     )
-    return int(session.execute(sql, {"org_id": org_id}).one().fresh)
+    fresh = int(session.execute(sql, {"org_id": org_id}).one().fresh)
+    set_local(session, DAYS_KEPT_SETTING, "off")
+    session.execute(
+        text(
+            "WITH gone AS (DELETE FROM analytics_ticket_count_days WHERE org_id = :org_id RETURNING 1)"
+            " INSERT INTO analytics_ticket_count_days (org_id, day, field, value, count)"
+            " SELECT :org_id, date_trunc('day', c.hour, 'UTC'), c.field, c.value, sum(c.count)"
+            " FROM analytics_ticket_counts c WHERE c.org_id = :org_id"
+            " GROUP BY 2, 3, 4 HAVING sum(c.count) <> 0"
+        ),
+        {"org_id": org_id},
+    )
+    return fresh

@@ -42,6 +42,7 @@ ANALYZED = (
     "ticket_status_changes",
     "ticket_sla_facts",
     "analytics_ticket_counts",
+    "analytics_ticket_count_days",
 )
 
 TICKET_COPY = (
