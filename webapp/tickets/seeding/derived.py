@@ -2,7 +2,9 @@
 
 The same definition as tickets.history, set-wise over a range of ticket ids: one per change to a
 solved status, each with the hours and the spans in unsolved statuses before it (the history itself
-and the other derived events come with the batch's rows: history_rows).
+and the other derived events come with the batch's rows: history_rows). A solve is one-touch (valued
+100) when at most one public agent reply came at or before it: when the ticket's second such reply,
+if any, came after it (a first response counts one touch at most, so alone it never makes two).
 """
 
 from __future__ import annotations
@@ -31,10 +33,7 @@ _US = "CAST(round(extract(epoch FROM {at}) * 1000000) AS bigint)"
 SOLVED = f"""
 {_INSERT}
 SELECT x.org_id, x.ticket_id, 'solved', x.starts, x.status, {_DIMENSIONS},
-       CASE WHEN greatest(
-           (SELECT count(*) FROM ticket_replies r WHERE r.ticket_id = x.ticket_id AND r.author = 'agent'
-              AND r.public AND r.at <= x.starts),
-           CASE WHEN t.first_response_at <= x.starts THEN 1 ELSE 0 END) <= 1 THEN 100.0 ELSE 0.0 END,
+       CASE WHEN a.second_at IS NULL OR a.second_at > x.starts THEN 100.0 ELSE 0.0 END,
        jsonb_build_object('open', x.open_h, 'pending', x.pending_h, 'on_hold', x.on_hold_h, 'spans',
            (SELECT coalesce(jsonb_agg(el ORDER BY i), '[]'::jsonb)
             FROM jsonb_array_elements(x.spans) WITH ORDINALITY AS a(el, i)
@@ -53,6 +52,10 @@ FROM (
     WINDOW w AS (PARTITION BY s.ticket_id ORDER BY s.n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 ) x
 JOIN tickets t ON t.id = x.ticket_id
+LEFT JOIN (
+    SELECT r.ticket_id, (array_agg(r.at ORDER BY r.at))[2] AS second_at FROM ticket_replies r
+    WHERE r.{_TICKETS} AND r.author = 'agent' AND r.public GROUP BY r.ticket_id
+) a ON a.ticket_id = x.ticket_id
 WHERE x.status IN ('resolved', 'closed') AND (x.before IS NULL OR x.before IN ('open', 'pending', 'on_hold'))
 """
 
@@ -62,7 +65,13 @@ def derive_seeded(cur: psycopg.Cursor, *, org_id: int, first: int, last: int) ->
     params = {"org_id": org_id, "first": first, "last": last}
     cur.execute(SPANS, params)
     cur.execute("ANALYZE seed_spans")
+    # Hash joins only: the replies were just written, with no statistics yet (see sla_facts).
+    cur.execute("SELECT current_setting('enable_nestloop')")
+    row = cur.fetchone()
+    assert row is not None
+    cur.execute("SELECT set_config('enable_nestloop', 'off', true)")
     cur.execute(SOLVED, params)
     written = cur.rowcount
+    cur.execute("SELECT set_config('enable_nestloop', %s, true)", (row[0],))
     cur.execute("DROP TABLE seed_spans")
     return written
