@@ -33,6 +33,7 @@ from webapp.analytics import agent_report, agent_rollups, rollups
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.provenance import ReadOptions
 from webapp.clocks.first_contract import targets_for
+from webapp.clocks.policy import policy_for
 from webapp.infra.engines import make_engine
 from webapp.models import Organization
 
@@ -61,6 +62,8 @@ def _server_cold(engine: Any, org_id: int, now: datetime) -> float:
             end=end,
             filters={},
             targets=targets_for(None),
+            policy=policy_for(session, org_id),
+            now=datetime.now(UTC),
             min_tickets=5,
             approximate_above=0,
         )

@@ -31,6 +31,7 @@ from webapp.analytics import agent_report, agent_rollups, provenance, queries, r
 from webapp.analytics.buckets import make_buckets
 from webapp.analytics.provenance import ReadOptions
 from webapp.clocks.first_contract import targets_for
+from webapp.clocks.policy import policy_for
 from webapp.core.vocabulary import PRIORITIES, STATUSES
 from webapp.infra.engines import make_engine
 from webapp.models import Organization
@@ -142,9 +143,12 @@ def agents_report_timings(session: Session, org_id: int, end: datetime, runs: in
     and warm, over whole local days and with both edges mid-day (read raw), and from raw events; the
     counts and rates of both must agree."""
     start = end - timedelta(days=90)
-    window = {"org_id": org_id, "filters": {}, "targets": targets_for(None), "min_tickets": 5}
+    window = {"org_id": org_id, "filters": {}, "min_tickets": 5}
+    judged = {"targets": targets_for(None), "policy": policy_for(session, org_id), "now": datetime.now(UTC)}
     out: dict[str, Any] = {}
-    rolled = partial(agent_report.agents, session, start=start, end=end, approximate_above=0, **window)
+    rolled = partial(
+        agent_report.agents, session, start=start, end=end, approximate_above=0, **window, **judged
+    )
     out["cold"], out["warm"] = _first_and_median_ms(rolled, runs)
     edged = partial(
         agent_report.agents,
@@ -153,9 +157,12 @@ def agents_report_timings(session: Session, org_id: int, end: datetime, runs: in
         end=end - timedelta(hours=9, minutes=40),
         approximate_above=0,
         **window,
+        **judged,
     )
     out["mid-day edges"] = _median_ms(edged, runs)
-    raw = partial(support.agents, session, start=start, end=end, **window)
+    raw = partial(
+        agent_report.agents, session, start=start, end=end, approximate_above=None, **window, **judged
+    )
     out["raw"] = _median_ms(raw, max(1, runs // 2))
     got, want = rolled(), raw()
     assert [(r["agent"], r["solved"], r["reopen_rate"], r["sla_compliance_pct"]) for r in got] == [

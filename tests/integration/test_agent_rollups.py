@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -31,9 +31,10 @@ from tests.integration.test_support_metrics import (
     generate,
     row_of,
 )
-from webapp.analytics import agent_report, agent_rollups, sketch, support
+from webapp.analytics import agent_report, agent_rollups, sketch
 from webapp.analytics.provenance import ReadOptions, reading
 from webapp.analytics.sla import targets_for
+from webapp.clocks.policy import policy_for
 from webapp.models import Organization
 from webapp.tickets.imports import import_rows
 
@@ -61,9 +62,11 @@ def _compare(session: Any, org: Organization, start: datetime, end: datetime) ->
         "end": end,
         "filters": {},
         "targets": targets,
+        "policy": policy_for(session, org.id),
+        "now": datetime.now(UTC),
         "min_tickets": 1,
     }
-    raw = support.agents(session, **common)
+    raw = agent_report.agents(session, **common, approximate_above=None)  # support.agents, all raw
     with reading(ReadOptions()) as provenance:
         rolled = agent_report.agents(session, **common, approximate_above=0)
     whole_days = agent_report.split(start, end, NY) is not None
@@ -189,7 +192,14 @@ def test_the_api_answers_from_rollups_when_measurements_are_many(make_tenant, db
     assert org.id in agent_rollups.stale_orgs(db_session)
     window = {"org_id": org.id, "start": _local(0), "end": _local(15), "filters": {}, "min_tickets": 1}
     with reading(ReadOptions()) as provenance:
-        agent_report.agents(db_session, **window, targets=targets_for(org.sla_targets), approximate_above=0)
+        agent_report.agents(
+            db_session,
+            **window,
+            targets=targets_for(org.sla_targets),
+            policy=policy_for(db_session, org.id),
+            now=datetime.now(UTC),
+            approximate_above=0,
+        )
     assert (provenance.raw, provenance.rollup) == (True, False)
     agent_rollups.rebuild(db_session, org)
     db_session.commit()

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from webapp.analytics import provenance, sketch, support
 from webapp.analytics.agent_rollups import COUNTERS, DAY, MONTH, measures_sql, params_of, state_of
 from webapp.analytics.sql import binary_rows
+from webapp.clocks.policy import Policy
 from webapp.core.filters import Filters
 
 
@@ -128,12 +129,36 @@ def agents(
     end: datetime,
     filters: Filters,
     targets: dict[str, dict[str, float]],
+    policy: Policy,
+    now: datetime,
     min_tickets: int,
     schedule_id: int | None = None,
     approximate_above: int | None = None,
 ) -> list[dict[str, Any]]:
-    """support.agents' answer, from the rows where they can give it (see the module's doc)."""
+    """support.agents' answer, from the rows where they can give it (see the module's doc), with
+    each agent's SLA compliance under `policy` at `now` (support.agents_sla, from the solved tickets'
+    verdicts: it depends on the policy in force and on `now`, which no row can hold). `targets`: the
+    first contract's targets the rows were built for."""
+    rows = _agents(session, org_id, start, end, filters, targets, min_tickets, schedule_id, approximate_above)
+    if rows:
+        window = {"org_id": org_id, "start": start, "end": end, "filters": filters}
+        compliance = support.agents_sla(session, policy=policy, now=now, **window)
+        for row in rows:
+            row["sla_compliance_pct"] = compliance.get(row["agent"])
+    return rows
 
+
+def _agents(
+    session: Session,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    targets: dict[str, dict[str, float]],
+    min_tickets: int,
+    schedule_id: int | None,
+    approximate_above: int | None,
+) -> list[dict[str, Any]]:
     def raw() -> list[dict[str, Any]]:
         provenance.note_raw()
         return support.agents(
@@ -142,7 +167,6 @@ def agents(
             start=start,
             end=end,
             filters=filters,
-            targets=targets,
             min_tickets=min_tickets,
             schedule_id=schedule_id,
         )
@@ -213,7 +237,7 @@ def agents(
                 "solved": solved,
                 "first_reply_p50": first_p50[i],
                 "resolution_p50": resolution_p50[i],
-                "sla_compliance_pct": 100 * t["achieved"] / (2 * solved),
+                "sla_compliance_pct": None,  # agents_sla's
                 "csat_pct": 100 * t["good"] / t["ratings"] if t["ratings"] else None,
                 "one_touch_pct": 100 * t["one_touch"] / solved,
                 "reopen_rate": 100 * t["reopened"] / solved,

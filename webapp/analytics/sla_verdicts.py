@@ -87,6 +87,16 @@ def params(policy: Policy, *, org_id: int, now: datetime) -> dict[str, Any]:
     }
 
 
+# Each priority's targets (params' values), as rows to join a ticket's priority to.
+TARGETS = """
+    SELECT s.*, s.first_reply_us * interval '1 microsecond' AS first_reply_span
+    FROM unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
+                CAST(:resolution AS numeric[]), CAST(:first_reply_us AS bigint[]),
+                CAST(:resolution_us AS bigint[]))
+         AS s(priority, first_reply, resolution, first_reply_us, resolution_us)
+"""
+
+
 def tickets_range(
     table: str,
     ticket_id: str,
@@ -120,21 +130,16 @@ def tickets_range(
                {group} AS grp, s.first_reply AS first_reply_target, s.resolution AS resolution_target,
                s.first_reply_span, s.resolution_us{", " + extra if extra else ""}
         FROM {table}
-        JOIN (
-            SELECT s.*, s.first_reply_us * interval '1 microsecond' AS first_reply_span
-            FROM unnest(CAST(:priorities AS text[]), CAST(:first_reply AS numeric[]),
-                        CAST(:resolution AS numeric[]), CAST(:first_reply_us AS bigint[]),
-                        CAST(:resolution_us AS bigint[]))
-                 AS s(priority, first_reply, resolution, first_reply_us, resolution_us)
-        ) s ON s.priority = {alias}.priority
+        JOIN ({TARGETS}) s ON s.priority = {alias}.priority
         WHERE {alias}.org_id = :org_id {rows}
         {filter_sql(alias, filters, bound)}
     """
 
 
-def from_steps(tickets: str, policy: Policy) -> str:
+def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
     """The range's tickets' grp and verdicts on the policy's clock, with fr_elapsed and res_elapsed
-    summed from their backlog steps and replies."""
+    summed from their backlog steps and replies. `since`: SQL for an instant no ticket of `tickets`
+    was created before (their steps are read from there)."""
     at = position(policy.clock_name, "{}")
     verdicts = _verdicts(
         "t.first_reply_target",
@@ -164,7 +169,7 @@ def from_steps(tickets: str, policy: Policy) -> str:
                    sum(e.value) AS open,
                    max(e.occurred_at) FILTER (WHERE e.value > 0) AS entered
             FROM ticket_events e
-            WHERE e.org_id = :org_id AND e.event_type = 'backlog' AND e.occurred_at >= :start
+            WHERE e.org_id = :org_id AND e.event_type = 'backlog' AND e.occurred_at >= {since}
               AND e.status = ANY(CAST(:running AS text[]))
               AND e.ticket_id IN (SELECT id FROM t)
             GROUP BY e.ticket_id

@@ -8,16 +8,21 @@ expression per clock (`_hours`): the calendar's, or a schedule's open time betwe
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from webapp.analytics import sla_verdicts
 from webapp.analytics.clock import Clock, bind, business_hours_sql
 from webapp.analytics.sql import filter_sql
+from webapp.clocks.policy import Policy
 from webapp.core.filters import Filters
-from webapp.core.vocabulary import PRIORITIES, UNSOLVED_STATUSES
+from webapp.core.vocabulary import UNSOLVED_STATUSES
+
+# No ticket was created before this: where the steps of solved tickets are read from.
+_BEFORE_ANY = datetime(1, 1, 2, tzinfo=UTC)
 
 PERCENTILES = (0.5, 0.9)
 
@@ -96,18 +101,15 @@ def agents(
     start: datetime,
     end: datetime,
     filters: Filters,
-    targets: dict[str, dict[str, float]],
     min_tickets: int,
     schedule_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per assignee with at least `min_tickets` solved in [start, end): solved, first reply and
-    resolution p50 (hours), SLA compliance, csat, one-touch and reopen rate (percentages), most
-    solved first.
+    resolution p50 (hours), csat, one-touch and reopen rate (percentages), most solved first; the
+    SLA compliance is agents_sla's (None here).
 
     solved counts the tickets solved in the range (once each, at their last solve in it); their
-    first reply is creation to first response, their resolution creation to that solve. SLA
-    compliance is over those tickets' first-response and resolution targets (`targets`, per
-    priority, as GET /analytics/performance counts them): achieved / (achieved + breached). csat is
+    first reply is creation to first response, their resolution creation to that solve. csat is
     over the ratings given in the range to the assignee's tickets.
     """
     params: dict[str, Any] = {
@@ -116,9 +118,6 @@ def agents(
         "end": end,
         "schedule_id": schedule_id,
         "min_tickets": min_tickets,
-        "priorities": list(PRIORITIES),
-        "first_targets": [targets[p]["first_response_hours"] for p in PRIORITIES],
-        "resolution_targets": [targets[p]["resolution_hours"] for p in PRIORITIES],
     }
     if schedule_id is not None:  # the schedule's spans the business SQL reads
         bind(session, Clock(schedule_id), params, start=start, end=end)
@@ -126,25 +125,16 @@ def agents(
     first = _hours("t.created_at", "t.first_response_at", schedule_id)
     resolution = _hours("t.created_at", "s.solved_at", schedule_id)
     sql = text(
-        "WITH goals AS (SELECT * FROM unnest(CAST(:priorities AS text[]),"
-        " CAST(:first_targets AS double precision[]), CAST(:resolution_targets AS double precision[]))"
-        " AS g(priority, first_hours, resolution_hours)),"
-        " solves AS (SELECT e.ticket_id, e.assigned_to AS agent, max(e.occurred_at) AS solved_at,"
+        "WITH solves AS (SELECT e.ticket_id, e.assigned_to AS agent, max(e.occurred_at) AS solved_at,"
         " bool_and(e.value > 0) AS one_touch FROM ticket_events e"
         " WHERE e.org_id = :org_id AND e.event_type = 'solved' AND e.assigned_to IS NOT NULL"
         " AND e.occurred_at >= :start AND e.occurred_at < :end" + solved_filters + " GROUP BY 1, 2),"
         f" measured AS (SELECT s.agent, s.one_touch, t.reopen_count > 0 AS reopened, {first} AS first_h,"
-        f" {resolution} AS resolution_h, g.first_hours, g.resolution_hours,"
-        " extract(epoch FROM s.solved_at - t.created_at) / 3600.0 AS elapsed_h"
-        " FROM solves s JOIN tickets t ON t.id = s.ticket_id JOIN goals g ON g.priority = t.priority),"
+        f" {resolution} AS resolution_h"
+        " FROM solves s JOIN tickets t ON t.id = s.ticket_id),"
         " per_agent AS (SELECT agent, count(*) AS solved,"
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY first_h) AS first_reply_p50,"
         " percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_h) AS resolution_p50,"
-        # A first response within the target is achieved; none, or a later one, is breached (the
-        # ticket is solved, so its wait is over); resolution likewise.
-        " count(*) FILTER (WHERE first_h IS NOT NULL AND first_h <= first_hours)"
-        " + count(*) FILTER (WHERE resolution_h <= resolution_hours) AS achieved,"
-        " 2 * count(*) AS judged,"
         " count(*) FILTER (WHERE one_touch) AS one_touch, count(*) FILTER (WHERE reopened) AS reopened"
         " FROM measured GROUP BY agent HAVING count(*) >= :min_tickets),"
         " rated AS (SELECT e.assigned_to AS agent, count(*) AS ratings, sum(e.value) / 100 AS good"
@@ -165,10 +155,62 @@ def agents(
                 "solved": solved,
                 "first_reply_p50": None if row.first_reply_p50 is None else float(row.first_reply_p50),
                 "resolution_p50": None if row.resolution_p50 is None else float(row.resolution_p50),
-                "sla_compliance_pct": 100 * int(row.achieved) / int(row.judged),
+                "sla_compliance_pct": None,
                 "csat_pct": 100 * float(row.good) / int(row.ratings) if row.ratings else None,
                 "one_touch_pct": 100 * int(row.one_touch) / solved,
                 "reopen_rate": 100 * int(row.reopened) / solved,
             }
         )
+    return out
+
+
+def agents_sla(
+    session: Session,
+    *,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    filters: Filters,
+    policy: Policy,
+    now: datetime,
+) -> dict[str, float | None]:
+    """Per assignee, the SLA compliance (0-100) of the tickets solved in [start, end) (the solves
+    `agents` counts): each ticket judged at `now` under `policy` (its clock, pauses and the targets of
+    the ticket's priority) exactly as GET /analytics/performance judges it (sla_verdicts), over its
+    first-reply and resolution targets; achieved / (achieved + breached), pending left out (None when
+    nothing is judged yet)."""
+    params: dict[str, Any] = sla_verdicts.params(policy, org_id=org_id, now=now)
+    params.update(start=start, end=end, before_any=_BEFORE_ANY)
+    solves = (
+        "SELECT e.ticket_id, e.assigned_to AS agent FROM ticket_events e"
+        " WHERE e.org_id = :org_id AND e.event_type = 'solved' AND e.assigned_to IS NOT NULL"
+        " AND e.occurred_at >= :start AND e.occurred_at < :end"
+        + filter_sql("e", filters, params)
+        + " GROUP BY 1, 2"
+    )
+    columns = (
+        "{a}.status, {a}.created_at, {a}.first_response_at, s.agent AS grp,"
+        " g.first_reply AS first_reply_target, g.resolution AS resolution_target,"
+        " g.first_reply_span, g.resolution_us"
+    )
+    if policy.clock_name == "calendar":
+        facts = (
+            f"SELECT f.ticket_id AS id, {columns.format(a='f')}, {sla_verdicts.FACT_COLUMNS}"
+            f" FROM ({solves}) s JOIN ticket_sla_facts f ON f.ticket_id = s.ticket_id"
+            f" JOIN ({sla_verdicts.TARGETS}) g ON g.priority = f.priority"
+        )
+        verdicts = sla_verdicts.from_facts(facts, policy)
+    else:
+        tickets = (
+            f"SELECT t.id, {columns.format(a='t')} FROM ({solves}) s JOIN tickets t ON t.id = s.ticket_id"
+            f" JOIN ({sla_verdicts.TARGETS}) g ON g.priority = t.priority"
+        )
+        verdicts = sla_verdicts.from_steps(tickets, policy, since=":before_any")
+    sql = text(f"SELECT grp, {sla_verdicts.counts()} FROM ({verdicts} OFFSET 0) t GROUP BY grp")
+    out: dict[str, float | None] = {}
+    for row in session.execute(sql, params):
+        values = row._mapping
+        achieved = sum(int(values[f"{m}_achieved"]) for m in sla_verdicts.MEASURED)
+        breached = sum(int(values[f"{m}_breached"]) for m in sla_verdicts.MEASURED)
+        out[row.grp] = 100 * achieved / (achieved + breached) if achieved + breached else None
     return out

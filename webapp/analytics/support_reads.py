@@ -9,9 +9,11 @@ from typing import Any, ClassVar
 from sqlalchemy.orm import Session
 
 from webapp.analytics import agent_report, provenance, support
-from webapp.analytics.metric_reads import ranged
+from webapp.analytics.metric_reads import CLOCK_TTL_SECONDS, ranged
 from webapp.analytics.window import Window
+from webapp.clocks.policy import policy_for
 from webapp.core.filters import Filters
+from webapp.core.timeutil import utcnow
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ class AgentsRead:
     """Per assignee: solves, reply and resolution medians, SLA, csat, one-touch and reopen rates."""
 
     route: ClassVar[str] = "agents"
-    ttl: ClassVar[int | None] = None
+    # Its SLA verdicts are judged at the time of the read: pending ones turn breached as time passes.
+    ttl: ClassVar[int | None] = CLOCK_TTL_SECONDS
     window: Window
     filters: Filters
     targets: dict[str, dict[str, float]]
@@ -103,6 +106,8 @@ class AgentsRead:
             end=self.window.end,
             filters=self.filters,
             targets=self.targets,
+            policy=policy_for(session, org_id),
+            now=utcnow(),
             min_tickets=self.min_tickets,
             schedule_id=self.schedule_id,
             approximate_above=self.approximate_above,
