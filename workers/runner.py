@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
+from webapp.analytics.window import QueryError
 from webapp.core.vocabulary import FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.infra import priority
 from webapp.infra.db import session_factory
@@ -349,7 +350,9 @@ def _failed(delivery: _Delivery, state_job: Job, exc: Exception) -> None:
 
 
 # Outcomes a job can meet in normal operation: logged as a line, not with a traceback.
-EXPECTED = (jobs.JobCancelled, SoftTimeLimitExceeded, JobFailed, *TRANSIENT)
+# A QueryError is the request's own limit met while the job ran (a free-text group_by larger than
+# its estimate): said to the client as it is, like a JobFailed.
+EXPECTED = (jobs.JobCancelled, SoftTimeLimitExceeded, JobFailed, QueryError, *TRANSIENT)
 
 
 def _outcome(exc: Exception) -> tuple[str, dict[str, Any]]:
@@ -360,6 +363,8 @@ def _outcome(exc: Exception) -> tuple[str, dict[str, Any]]:
         return "failed", {"error": {"message": "the job exceeded its time limit"}}
     if isinstance(exc, JobFailed):
         return "failed", {"result": exc.result, "error": {"message": str(exc), **exc.details}}
+    if isinstance(exc, QueryError):
+        return "failed", {"error": {"message": str(exc)[:500]}}
     if isinstance(exc, TRANSIENT):
         return "failed", {"error": {"message": f"transient error: {exc}"[:500]}}
     return "failed", {"error": {"message": f"{type(exc).__name__}: {exc}"[:500]}}

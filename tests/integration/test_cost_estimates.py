@@ -103,6 +103,30 @@ def test_free_text_groups_are_checked_once_known_before_any_row_is_built(tenant,
     assert error["details"]["estimate"] == 4 * 30 * statistics
 
 
+def test_free_text_groups_refuse_async_and_export_requests_at_submit(tenant, app, monkeypatch, db_session):
+    """The values a free-text group_by can take are counted from the tickets before any job is
+    queued: async: true and exports are refused with the same 400, and no job row is written."""
+    for category in ("a", "b", "c", "d"):
+        created = tenant.agent.post("/api/v1/tickets", json={"subject": "x", "category": category})
+        assert created.status_code == 201
+    query = {"metrics": ["ticket_count", "response_time"], "group_by": ["category"], "granularity": "daily"}
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 500)
+    statistics = 1 + 4 + 3
+    error = _too_costly(tenant.viewer.post(AGG, json={**query, "async": True}))
+    assert error["details"]["groups"] == 4
+    assert error["details"]["estimate"] == 4 * 30 * statistics
+    for mode in ("async", "sync"):
+        export = tenant.viewer.post(
+            f"/api/v1/analytics/export?mode={mode}",
+            json={"format": "csv", "dataset": "aggregations", "query": query},
+        )
+        assert _too_costly(export)["details"]["groups"] == 4
+    assert db_session.query(Job).filter_by(org_id=tenant.org_id).count() == 0
+    # Within the limit the job is queued.
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 4 * 30 * statistics)
+    assert tenant.viewer.post(AGG, json={**query, "async": True}).status_code == 202
+
+
 def test_series_and_exports_share_the_limit(tenant, app, monkeypatch, db_session, redis_client):
     monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 1_000)
     before = _keys(redis_client)

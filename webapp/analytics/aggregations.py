@@ -23,6 +23,7 @@ from webapp.analytics.rollups import floor_hour
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import DIMENSION_VALUES
 
 MAX_ROWS = 100_000
 HOUR_SECONDS = 3600
@@ -104,15 +105,20 @@ class AggregationQuery:
         """The cache families the answer depends on."""
         return families_of(self.metrics) | self.clock.families()
 
-    def estimate(self) -> cost.Estimate:
-        """The size of the answer, as far as it is known before any query."""
+    def estimate(self, known: Mapping[str, int] | None = None) -> cost.Estimate:
+        """The size of the answer, as far as it is known before any query (`known`: cost.groups)."""
         return cost.aggregation(
             metrics=self.metrics,
             group_by=self.group_by,
             window=self.window,
             filters=self.filters,
             percentiles=self.percentiles,
+            known=known,
         )
+
+    def free_text(self) -> list[str]:
+        """The group_by dimensions whose values are only known from the data (no filter lists them)."""
+        return [d for d in self.group_by if d not in DIMENSION_VALUES and d not in self.filters]
 
     def options(self) -> provenance.ReadOptions:
         """How the reads may be answered: `exact` forces raw events, else rollups and maybe sketches."""

@@ -6,14 +6,15 @@ cells, so every path that computes one (the REST reads, exports, subscriptions, 
 report schedules) refuses, with the same words, an estimate above the limit before it reads a row.
 
 Groups of a free-text dimension (category, assigned_to) are not known before the query: the estimate
-counts its filtered values, or 1, and the aggregation checks the limit again once it knows its groups,
-before it builds a row.
+counts its filtered values, or the values the organization's tickets hold (`known`, from the
+distribution counts: one index read, no scan of events), or 1, and the aggregation checks the limit
+again once it knows its groups, before it builds a row.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 
@@ -76,14 +77,15 @@ def statistics(metric: str, percentiles: Sequence[int]) -> int:
     return 1 if METRICS[metric].is_count else 4 + len(percentiles)
 
 
-def groups(group_by: Iterable[str], filters: Filters) -> int:
-    """The groups a group_by can make, as far as is known before a query (see the module's note)."""
+def groups(group_by: Iterable[str], filters: Filters, known: Mapping[str, int] | None = None) -> int:
+    """The groups a group_by can make, as far as is known before a query (see the module's note):
+    `known` gives how many values a free-text dimension has."""
     total = 1
     for dimension in group_by:
         if dimension in filters:
             total *= max(1, len(filters[dimension]))
         else:
-            total *= len(DIMENSION_VALUES.get(dimension, ())) or 1
+            total *= len(DIMENSION_VALUES.get(dimension, ())) or (known or {}).get(dimension, 1) or 1
     return total
 
 
@@ -132,10 +134,11 @@ def aggregation(
     window: Window,
     filters: Filters,
     percentiles: Sequence[int],
+    known: Mapping[str, int] | None = None,
 ) -> Estimate:
-    """The size of an aggregation's answer."""
+    """The size of an aggregation's answer (`known`: see groups)."""
     return Estimate(
-        groups=groups(group_by, filters),
+        groups=groups(group_by, filters, known),
         buckets=bucket_count(window),
         statistics=sum(statistics(metric, percentiles) for metric in metrics),
         metrics=len(metrics),

@@ -211,7 +211,7 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
             default_tz=org.timezone, now=utcnow(), approximate_above=approximate_above, clock=clock
         )
         # async only lifts the wait, never the size of the answer: both are checked before any query.
-        costs.check(query.estimate())
+        costs.check_aggregation(query, org.id)
         costs.spend(org.id, query.window, query.exact)
         if body.async_ or _heavy(org.id, query):
             return submit_job("aggregation", query.params())
