@@ -392,9 +392,15 @@ def test_expired_link_is_410(live_app, data, link):
     assert response.status_code == 410
     assert data.viewer.client.get(f"/api/v1/exports/{export_id}/download?token={token}").status_code == 410
     assert response.get_json()["error"]["code"] == "gone"
-    # A fresh link comes from the export itself.
+    # A fresh link comes from the export itself, with expires_at the instant it stops working (as in
+    # the job's result); the file stays until file_expires_at.
     fresh = data.viewer.get(f"/api/v1/exports/{export_id}").get_json()
     assert data.viewer.get(fresh["download_url"]).status_code == 200
+    with live_app.app_context():
+        claims = signing.verify(fresh["download_url"].split("?token=")[1])
+    assert datetime.fromisoformat(fresh["expires_at"]) == claims.expires_at
+    assert fresh["link_expires_at"] == fresh["expires_at"]
+    assert datetime.fromisoformat(fresh["file_expires_at"]) >= claims.expires_at
 
 
 def test_link_of_another_organization_is_404(base_app, data, link):

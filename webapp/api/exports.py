@@ -242,9 +242,11 @@ def _info(export: Export, now: datetime) -> dict[str, Any]:
         "bytes": export.bytes,
         "sha256": export.sha256,
         "created_at": export.created_at.isoformat(),
-        "expires_at": export.expires_at.isoformat(),
+        # As in the job's result: when download_url stops working (the file may stay longer).
+        "expires_at": link_expires_at.isoformat(),
         "download_url": url,
         "link_expires_at": link_expires_at.isoformat(),
+        "file_expires_at": export.expires_at.isoformat(),
     }
 
 

@@ -112,6 +112,7 @@ class ExportInfo(BaseModel):
     bytes: int
     sha256: str
     created_at: datetime
-    expires_at: datetime
+    expires_at: datetime = Field(description="when download_url stops working, as in the job's result")
     download_url: str
-    link_expires_at: datetime
+    link_expires_at: datetime = Field(description="the same instant as expires_at (an earlier name)")
+    file_expires_at: datetime = Field(description="when the file itself is deleted (EXPORT_RETENTION_DAYS)")
