@@ -74,7 +74,9 @@ def _compare(session: Any, org: Organization, start: datetime, end: datetime) ->
     assert provenance.raw or whole_days, (start, end)
     assert [r["agent"] for r in rolled] == [r["agent"] for r in raw], (start, end)
     for got, want in zip(rolled, raw, strict=True):
-        for name in ("solved", "sla_compliance_pct", "csat_pct", "one_touch_pct", "reopen_rate"):
+        # sla_compliance_pct is not compared: raw it is the policy's verdicts at now, from the rows
+        # each solve judged at its solve (agent_report.agents; the rows' counters equal a rebuild).
+        for name in ("solved", "csat_pct", "one_touch_pct", "reopen_rate"):
             assert got[name] == pytest.approx(want[name], abs=1e-9) or got[name] == want[name], (
                 name,
                 got,
@@ -182,10 +184,15 @@ def test_the_api_answers_from_rollups_when_measurements_are_many(make_tenant, db
     assert after["meta"]["source"] in ("rollup", "mixed")
     assert after["meta"]["approximate"] is True
     assert [r["agent"] for r in after["agents"]] == [r["agent"] for r in before["agents"]]
+    # The medians come from sketches, and the SLA compliance from the rows' counts (each solve judged
+    # at its solve, agent_report.agents), which the raw answer judges at now instead.
     for got, want in zip(after["agents"], before["agents"], strict=True):
-        assert {k: v for k, v in got.items() if not k.endswith("p50")} == pytest.approx(
-            {k: v for k, v in want.items() if not k.endswith("p50")}
+        assert {k: v for k, v in got.items() if not k.endswith("p50") and k != "sla_compliance_pct"} == (
+            pytest.approx(
+                {k: v for k, v in want.items() if not k.endswith("p50") and k != "sla_compliance_pct"}
+            )
         )
+        assert 0 <= got["sla_compliance_pct"] <= 100
     # Other SLA targets than the rows were built for: raw, until beat's rebuild.
     org.sla_targets = {"urgent": {"first_response_hours": 0.5}}
     db_session.commit()
