@@ -261,6 +261,10 @@ def test_rules_through_the_api(make_tenant):
         "filters": {"filters": {"priority": ["whenever"]}},
         "extra": {"colour": "red"},
         "nan": {"condition": {"type": "above", "value": "NaN"}},
+        # Numbers are numbers, as in the SLA policy: a string is not taken for one.
+        "string": {"condition": {"type": "above", "value": "5"}},
+        "string change": {"condition": {"type": "change_pct", "direction": "up", "value": "5"}},
+        "string score": {"condition": {"type": "anomaly", "score": "3"}},
     }
     for name, fields in bad.items():
         response = tenant.admin.post(

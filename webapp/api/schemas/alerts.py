@@ -23,7 +23,7 @@ class ThresholdCondition(Strict):
     """`above`: the bucket's value is strictly greater than `value`; `below`: strictly less."""
 
     type: Literal[THRESHOLDS]  # type: ignore[valid-type]
-    value: float = Field(allow_inf_nan=False)
+    value: float = Field(strict=True, allow_inf_nan=False)
 
 
 class ChangeCondition(Strict):
@@ -32,7 +32,7 @@ class ChangeCondition(Strict):
 
     type: Literal["change_pct"]
     direction: Literal[CHANGE_DIRECTIONS]  # type: ignore[valid-type]
-    value: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+    value: float = Field(gt=0, le=1_000_000, strict=True, allow_inf_nan=False)
 
 
 class AnomalyCondition(Strict):
@@ -41,7 +41,7 @@ class AnomalyCondition(Strict):
     weekly: the weeks before). No score (not met) when MAD is 0 or B has fewer values."""
 
     type: Literal["anomaly"]
-    score: float = Field(default=3.0, gt=0, le=1000, allow_inf_nan=False)
+    score: float = Field(default=3.0, gt=0, le=1000, strict=True, allow_inf_nan=False)
     baseline_periods: StrictInt = Field(default=4, ge=2, le=52)
 
 
