@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, defer
 
+from webapp.analytics.cost import TooCostly
 from webapp.analytics.window import QueryError
 from webapp.core.vocabulary import FINAL_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.infra import priority
@@ -364,7 +365,10 @@ def _outcome(exc: Exception) -> tuple[str, dict[str, Any]]:
     if isinstance(exc, JobFailed):
         return "failed", {"result": exc.result, "error": {"message": str(exc), **exc.details}}
     if isinstance(exc, QueryError):
-        return "failed", {"error": {"message": str(exc)[:500]}}
+        error: dict[str, Any] = {"message": str(exc)[:500]}
+        if isinstance(exc, TooCostly):  # as the REST answer names it: the estimate and the limit
+            error.update(code="too_costly", details=exc.details)
+        return "failed", {"error": error}
     if isinstance(exc, TRANSIENT):
         return "failed", {"error": {"message": f"transient error: {exc}"[:500]}}
     return "failed", {"error": {"message": f"{type(exc).__name__}: {exc}"[:500]}}

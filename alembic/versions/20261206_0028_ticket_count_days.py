@@ -64,6 +64,9 @@ def upgrade() -> None:
         " REFERENCES organizations (id) ON DELETE CASCADE,"
         " day timestamptz NOT NULL, field text NOT NULL, value text, count bigint NOT NULL)"
     )
+    # Writers of hours wait from here to the commit: none can land between the fill's snapshot and
+    # the trigger that keeps the days from then on.
+    op.execute("LOCK TABLE analytics_ticket_counts IN SHARE ROW EXCLUSIVE MODE")
     op.execute(
         "INSERT INTO analytics_ticket_count_days (org_id, day, field, value, count)"
         f" SELECT c.org_id, {_DAY.format('c')}, c.field, c.value, sum(c.count)"

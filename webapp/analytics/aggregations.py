@@ -20,6 +20,7 @@ from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.planner import grain_for
 from webapp.analytics.rollups import floor_hour
+from webapp.analytics.sql import filter_sql
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
@@ -105,15 +106,16 @@ class AggregationQuery:
         """The cache families the answer depends on."""
         return families_of(self.metrics) | self.clock.families()
 
-    def estimate(self, known: Mapping[str, int] | None = None) -> cost.Estimate:
-        """The size of the answer, as far as it is known before any query (`known`: cost.groups)."""
+    def estimate(self, free_text_groups: int | None = None) -> cost.Estimate:
+        """The size of the answer, as far as it is known before any query (`free_text_groups`:
+        cost.groups)."""
         return cost.aggregation(
             metrics=self.metrics,
             group_by=self.group_by,
             window=self.window,
             filters=self.filters,
             percentiles=self.percentiles,
-            known=known,
+            free_text_groups=free_text_groups,
         )
 
     def free_text(self) -> list[str]:
@@ -249,3 +251,18 @@ def _plan_rows(session: Session, sql: str, params: dict[str, Any]) -> int:
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def free_text_groups(session: Session, *, org_id: int, query: AggregationQuery) -> int:
+    """How many combinations of the query's unfiltered free-text group_by dimensions the tickets
+    created in its range (and passing its filters) hold: one read of the range's tickets, counted
+    before a job is queued (cost.groups)."""
+    dimensions = query.free_text()
+    params: dict[str, Any] = {"org_id": org_id, "start": query.window.start, "end": query.window.end}
+    sql = text(
+        f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(f't.{d}' for d in dimensions)} FROM tickets t"
+        " WHERE t.org_id = :org_id AND t.created_at >= :start AND t.created_at < :end"
+        + filter_sql("t", query.filters, params)
+        + ") g"
+    )
+    return int(session.execute(sql, params).scalar_one())

@@ -6,15 +6,16 @@ cells, so every path that computes one (the REST reads, exports, subscriptions, 
 report schedules) refuses, with the same words, an estimate above the limit before it reads a row.
 
 Groups of a free-text dimension (category, assigned_to) are not known before the query: the estimate
-counts its filtered values, or the values the organization's tickets hold (`known`, from the
-distribution counts: one index read, no scan of events), or 1, and the aggregation checks the limit
-again once it knows its groups, before it builds a row.
+counts its filtered values, or 1, and the aggregation checks the limit again once it knows its
+groups, before it builds a row. Before a job is queued for one (async, heavy, an export), the
+combinations the tickets created in the range hold are counted (`free_text_groups`), so that a job
+is not queued for an answer its own check would refuse.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, time, timedelta
 
@@ -77,15 +78,21 @@ def statistics(metric: str, percentiles: Sequence[int]) -> int:
     return 1 if METRICS[metric].is_count else 4 + len(percentiles)
 
 
-def groups(group_by: Iterable[str], filters: Filters, known: Mapping[str, int] | None = None) -> int:
+def groups(group_by: Iterable[str], filters: Filters, free_text_groups: int | None = None) -> int:
     """The groups a group_by can make, as far as is known before a query (see the module's note):
-    `known` gives how many values a free-text dimension has."""
+    `free_text_groups`, when counted, is how many combinations its unfiltered free-text dimensions
+    make together."""
     total = 1
+    free_text = False
     for dimension in group_by:
         if dimension in filters:
             total *= max(1, len(filters[dimension]))
+        elif dimension in DIMENSION_VALUES:
+            total *= len(DIMENSION_VALUES[dimension]) or 1
         else:
-            total *= len(DIMENSION_VALUES.get(dimension, ())) or (known or {}).get(dimension, 1) or 1
+            free_text = True
+    if free_text and free_text_groups is not None:
+        total *= max(1, free_text_groups)
     return total
 
 
@@ -134,11 +141,11 @@ def aggregation(
     window: Window,
     filters: Filters,
     percentiles: Sequence[int],
-    known: Mapping[str, int] | None = None,
+    free_text_groups: int | None = None,
 ) -> Estimate:
-    """The size of an aggregation's answer (`known`: see groups)."""
+    """The size of an aggregation's answer (`free_text_groups`: see groups)."""
     return Estimate(
-        groups=groups(group_by, filters, known),
+        groups=groups(group_by, filters, free_text_groups),
         buckets=bucket_count(window),
         statistics=sum(statistics(metric, percentiles) for metric in metrics),
         metrics=len(metrics),

@@ -8,7 +8,7 @@ expression per clock (`_hours`): the calendar's, or a schedule's open time betwe
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -20,9 +20,6 @@ from webapp.analytics.sql import filter_sql
 from webapp.clocks.policy import Policy
 from webapp.core.filters import Filters
 from webapp.core.vocabulary import UNSOLVED_STATUSES
-
-# No ticket was created before this: where the steps of solved tickets are read from.
-_BEFORE_ANY = datetime(1, 1, 2, tzinfo=UTC)
 
 PERCENTILES = (0.5, 0.9)
 
@@ -180,7 +177,7 @@ def agents_sla(
     first-reply and resolution targets; achieved / (achieved + breached), pending left out (None when
     nothing is judged yet)."""
     params: dict[str, Any] = sla_verdicts.params(policy, org_id=org_id, now=now)
-    params.update(start=start, end=end, before_any=_BEFORE_ANY)
+    params.update(start=start, end=end)
     solves = (
         "SELECT e.ticket_id, e.assigned_to AS agent FROM ticket_events e"
         " WHERE e.org_id = :org_id AND e.event_type = 'solved' AND e.assigned_to IS NOT NULL"
@@ -205,7 +202,8 @@ def agents_sla(
             f"SELECT t.id, {columns.format(a='t')} FROM ({solves}) s JOIN tickets t ON t.id = s.ticket_id"
             f" JOIN ({sla_verdicts.TARGETS}) g ON g.priority = t.priority"
         )
-        verdicts = sla_verdicts.from_steps(tickets, policy, since=":before_any")
+        # The steps from the earliest creation among them (`t` is from_steps' own CTE of `tickets`).
+        verdicts = sla_verdicts.from_steps(tickets, policy, since="(SELECT min(t.created_at) FROM t)")
     sql = text(f"SELECT grp, {sla_verdicts.counts()} FROM ({verdicts} OFFSET 0) t GROUP BY grp")
     out: dict[str, float | None] = {}
     for row in session.execute(sql, params):

@@ -28,7 +28,6 @@ the tickets themselves, in the same statement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -184,17 +183,3 @@ def rebuild(session: Session, *, org_id: int) -> int:
         {"org_id": org_id},
     )
     return fresh
-
-
-def distinct_values(session: Session, *, org_id: int, fields: Sequence[str]) -> dict[str, int]:
-    """How many values each of `fields` has among the organization's tickets (no value counting as
-    one), from the day sums: what a group_by of that field could make, before reading an event."""
-    out: dict[str, int] = {}
-    for field in fields:
-        name = column(field, DISTRIBUTION_FIELDS)
-        sql = text(
-            "SELECT count(*) FROM (SELECT DISTINCT value FROM analytics_ticket_count_days"
-            " WHERE org_id = :org_id AND field = :field) v"
-        )
-        out[field] = int(session.execute(sql, {"org_id": org_id, "field": name}).scalar_one())
-    return out

@@ -214,6 +214,7 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
         costs.check_aggregation(query, org.id)
         costs.spend(org.id, query.window, query.exact)
         if body.async_ or _heavy(org.id, query):
+            costs.check_aggregation(query, org.id, queued=True)
             return submit_job("aggregation", query.params())
         max_cells = current_app.config["ANALYTICS_MAX_CELLS"]
         value, meta = _read(org.id, metric_reads.AggregationRead(query, max_cells))

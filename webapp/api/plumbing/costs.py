@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from webapp.analytics import cost, ticket_counts
+from webapp.analytics import aggregations, cost
 from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.window import Window
 from webapp.exports.spec import ExportSpec, SeriesQuery
@@ -18,15 +18,15 @@ def check(estimate: cost.Estimate, *, field: str = "granularity") -> None:
     estimate.check(current_app.config["ANALYTICS_MAX_CELLS"], field=field)
 
 
-def check_aggregation(query: AggregationQuery, org_id: int | None) -> None:
-    """check() for an aggregation: with `org_id`, a free-text group_by counts the values the
-    organization's tickets hold (one index read, no event read), so neither a job nor an export is
-    queued for an answer its own check would refuse."""
-    free = query.free_text()
-    known = None
-    if free and org_id is not None:
-        known = ticket_counts.distinct_values(get_session(), org_id=org_id, fields=free)
-    check(query.estimate(known))
+def check_aggregation(query: AggregationQuery, org_id: int | None, *, queued: bool = False) -> None:
+    """check() for an aggregation. `queued` (a job is about to be queued for it: async, heavy, an
+    export) with `org_id`: a free-text group_by first counts the combinations the range's tickets
+    hold, so no job is queued for an answer its own check would refuse. An answer computed at once
+    checks its groups once known instead, before it builds a row (no extra read on a cache hit)."""
+    counted = None
+    if queued and org_id is not None and query.free_text():
+        counted = aggregations.free_text_groups(get_session(), org_id=org_id, query=query)
+    check(query.estimate(counted))
 
 
 def spend(org_id: int, window: Window, exact: bool) -> None:
@@ -51,7 +51,7 @@ def check_export(spec: ExportSpec, org_id: int | None = None) -> None:
     when it is saved)."""
     query = spec.query
     if isinstance(query, AggregationQuery):
-        check_aggregation(query, org_id)
+        check_aggregation(query, org_id, queued=True)
         if org_id is None:
             cost.exact_units(
                 query.window, query.exact, max_days=current_app.config["ANALYTICS_EXACT_MAX_DAYS"]
