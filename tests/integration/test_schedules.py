@@ -181,7 +181,9 @@ def test_deleting_the_default_or_the_policys_schedule_is_409(tenant):
     assert used.status_code == 409
     assert "SLA policy" in used.get_json()["error"]["message"]
     tenant.admin.put("/api/v1/sla-policy", json={"schedule_id": None, "targets": targets})
-    assert tenant.admin.delete(f"/api/v1/schedules/{second['id']}").status_code == 204
+    deleted = tenant.admin.delete(f"/api/v1/schedules/{second['id']}")
+    assert deleted.status_code == 204
+    assert "Content-Type" not in deleted.headers  # no body, so no type (not text/html)
     # The only schedule left may go, default or not: the organization then has none.
     assert tenant.admin.delete(f"/api/v1/schedules/{first['id']}").status_code == 204
     assert tenant.viewer.get("/api/v1/schedules").get_json()["items"] == []

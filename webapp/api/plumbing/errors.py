@@ -122,6 +122,9 @@ def init_app(app: Flask) -> None:
     def add_request_id(response: Response) -> Response:
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
+        if response.status_code == 204:
+            # No content, so no type: Flask would otherwise call the empty body text/html.
+            response.headers.pop("Content-Type", None)
         return response
 
     @app.errorhandler(ApiError)
