@@ -203,16 +203,18 @@ def _dense_quantiles(
     highs: Sequence[float | None],
 ) -> list[list[float | None]]:
     """quantiles_by_group over one chunk of groups, their pairs counted into one dense array."""
-    sizes = np.array([len(raw) // PAIR.itemsize for raw in raws], dtype=np.int64)
-    pairs = np.frombuffer(b"".join(raws), dtype=PAIR)
-    if not len(pairs):
+    groups = [np.frombuffer(raw, dtype=PAIR) for raw in raws]
+    present = [pairs["key"] for pairs in groups if len(pairs)]
+    if not present:
         return [[None for _ in fractions] for _ in raws]
-    keys = pairs["key"].astype(np.int64)
-    low_key, span = int(keys.min()), int(keys.max() - keys.min()) + 1
-    owner = np.repeat(np.arange(len(raws), dtype=np.int64), sizes)
-    dense = np.bincount(
-        owner * span + (keys - low_key), weights=pairs["count"].astype(np.float64), minlength=len(raws) * span
-    ).reshape(len(raws), span)
+    low_key = min(int(keys.min()) for keys in present)
+    span = max(int(keys.max()) for keys in present) - low_key + 1
+    # A row per group, counted from the group's own pairs (no copy of every pair joined together).
+    dense = np.zeros((len(raws), span), dtype=np.float64)
+    for row, pairs in zip(dense, groups, strict=True):
+        if len(pairs):
+            keys = pairs["key"].astype(np.int64) - low_key
+            row += np.bincount(keys, weights=pairs["count"], minlength=span)
     cumulative = np.cumsum(dense, axis=1)
     totals = cumulative[:, -1].astype(np.int64)
     low = np.array([np.nan if v is None else v for v in lows], dtype=np.float64)
