@@ -62,7 +62,7 @@ def test_the_outside_clients_aggregation_is_refused_naming_estimate_and_limit(
         assert error["details"]["limit"] == app.config["ANALYTICS_MAX_CELLS"]
         assert f"{expected:,}" in error["message"]
         assert "ANALYTICS_MAX_CELLS" in error["message"]
-    assert _keys(redis_client) == before
+    assert _keys(redis_client) - before == set()  # nothing written (a key may go: a worker acks)
     assert db_session.query(Job).filter_by(org_id=tenant.org_id).count() == 0
 
 
@@ -168,7 +168,7 @@ def test_series_and_exports_share_the_limit(tenant, app, monkeypatch, db_session
             },
         )
         assert aggregation.status_code == 400
-    assert _keys(redis_client) == before
+    assert _keys(redis_client) - before == set()  # nothing written (a key may go: a worker acks)
     assert db_session.query(Job).filter_by(org_id=tenant.org_id).count() == 0
 
 
@@ -189,7 +189,7 @@ def test_the_dashboard_refuses_a_range_it_cannot_bucket_before_any_query(tenant,
     response = tenant.viewer.get("/api/v1/analytics/dashboard?start=1900-01-01&end=2199-01-01")
     assert response.status_code == 400, response.get_json()
     assert "bucket" in response.get_json()["error"]["message"]
-    assert _keys(redis_client) == before
+    assert _keys(redis_client) - before == set()  # nothing written (a key may go: a worker acks)
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_exact_over_centuries_is_refused_everywhere(tenant, app, call, db_sessio
     assert error["details"]["field"] == "exact"
     assert error["details"]["limit"] == app.config["ANALYTICS_EXACT_MAX_DAYS"]
     assert "ANALYTICS_EXACT_MAX_DAYS" in error["message"]
-    assert _keys(redis_client) == before
+    assert _keys(redis_client) - before == set()  # nothing written (a key may go: a worker acks)
     assert db_session.query(Job).filter_by(org_id=tenant.org_id).count() == 0
 
 
