@@ -143,9 +143,10 @@ def agents(
     Where the rows answer (more solves than `approximate_above`, so the medians come from sketches
     too) and the organization has set no policy of its own, the compliance is the rows' count
     instead: each solve judged at its solve against those targets on the calendar, a first reply
-    never given counting as breached. It differs from the verdicts only for tickets still within
-    their first-reply target and for tickets reopened since; judging a quarter of solves ticket by
-    ticket at 10M tickets takes tens of seconds.
+    never given counting as breached, the first response being first_response_at alone. It differs
+    from the verdicts for tickets still within their first-reply target, tickets reopened or
+    reprioritized since, and back-filled public agent replies earlier than first_response_at;
+    judging a quarter of solves ticket by ticket at 10M tickets takes tens of seconds.
     """
     rows, from_rows = _agents(
         session, org_id, start, end, filters, targets, min_tickets, schedule_id, approximate_above
