@@ -24,7 +24,6 @@ from webapp.analytics.sql import filter_sql
 from webapp.analytics.window import QueryError, Window
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
-from webapp.core.vocabulary import DIMENSION_VALUES
 
 MAX_ROWS = 100_000
 HOUR_SECONDS = 3600
@@ -119,8 +118,8 @@ class AggregationQuery:
         )
 
     def free_text(self) -> list[str]:
-        """The group_by dimensions whose values are only known from the data (no filter lists them)."""
-        return [d for d in self.group_by if d not in DIMENSION_VALUES and d not in self.filters]
+        """The group_by dimensions whose values only the data knows (cost.free_text)."""
+        return cost.free_text(self.group_by, self.filters)
 
     def options(self) -> provenance.ReadOptions:
         """How the reads may be answered: `exact` forces raw events, else rollups and maybe sketches."""

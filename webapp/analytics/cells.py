@@ -137,7 +137,7 @@ class _Shape:
     def key_list(self) -> str:
         return ", ".join([*(f"g{i}" for i in range(len(self.groups))), "idx"])
 
-    def keys(self, alias: str, moment: str) -> str:
+    def key_columns(self, alias: str, moment: str) -> str:
         """The group columns of `alias` as g0, g1, ... and the bucket of its `moment` column as idx."""
         named = [f"{alias}.{name} AS g{i}" for i, name in enumerate(self.groups)]
         return ", ".join([*named, f"{bucket_index(f'{alias}.{moment}')} AS idx"])
@@ -172,14 +172,15 @@ def _raw_part(shape: _Shape, filters: Filters, params: dict[str, Any]) -> str:
             f" min(lo) AS lo, max(hi) AS hi, {_RAW_SKETCH}"
             f" FROM (SELECT {keys}, k, count(*) AS n_rows, {count} AS n, sum(v) AS s,"
             " min(v) AS lo, max(v) AS hi"
-            f" FROM (SELECT *, {sketch.sql_key('v')} AS k FROM (SELECT {shape.keys('e', 'occurred_at')},"
-            f" {value} AS v {events} OFFSET 0) r0) r GROUP BY {keys}, k) x GROUP BY {keys}"
+            f" FROM (SELECT *, {sketch.sql_key('v')} AS k FROM (SELECT"
+            f" {shape.key_columns('e', 'occurred_at')}, {value} AS v {events} OFFSET 0) r0) r"
+            f" GROUP BY {keys}, k) x GROUP BY {keys}"
         )
     return (
         f"SELECT false AS rolled, {keys}, count(*) AS n_rows, {count} AS n, sum(v) AS s,"
         " min(v) AS lo, max(v) AS hi"
         + (_NO_SKETCH if shape.sketches else "")
-        + f" FROM (SELECT {shape.keys('e', 'occurred_at')}, {value} AS v {events}) r GROUP BY {keys}"
+        + f" FROM (SELECT {shape.key_columns('e', 'occurred_at')}, {value} AS v {events}) r GROUP BY {keys}"
     )
 
 
@@ -233,12 +234,12 @@ def _rolled_part(
     if not grouped:
         sketch = ", m.sketch" if shape.measured_sketches else sketches
         return (
-            f"SELECT true AS rolled, {shape.keys('m', 'bucket_start')}, 1 AS n_rows, m.count AS n,"
+            f"SELECT true AS rolled, {shape.key_columns('m', 'bucket_start')}, 1 AS n_rows, m.count AS n,"
             f" m.sum AS s, m.min AS lo, m.max AS hi{sketch} FROM ({rows}) m"
         )
     return (
         # The count summed as bigint, not numeric: read as an int (a Decimal costs a conversion a cell).
-        f"SELECT true AS rolled, {shape.keys('m', 'bucket_start')}, count(*) AS n_rows,"
+        f"SELECT true AS rolled, {shape.key_columns('m', 'bucket_start')}, count(*) AS n_rows,"
         f" CAST(sum(m.count) AS bigint) AS n, sum(m.sum) AS s, min(m.min) AS lo, max(m.max) AS hi{sketches}"
         f" FROM ({rows}) m GROUP BY {shape.key_list}"
     )

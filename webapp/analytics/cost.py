@@ -83,17 +83,19 @@ def groups(group_by: Iterable[str], filters: Filters, free_text_groups: int | No
     `free_text_groups`, when counted, is how many combinations its unfiltered free-text dimensions
     make together."""
     total = 1
-    free_text = False
     for dimension in group_by:
         if dimension in filters:
             total *= max(1, len(filters[dimension]))
-        elif dimension in DIMENSION_VALUES:
-            total *= len(DIMENSION_VALUES[dimension]) or 1
         else:
-            free_text = True
-    if free_text and free_text_groups is not None:
+            total *= len(DIMENSION_VALUES.get(dimension, ())) or 1
+    if free_text_groups is not None and free_text(group_by, filters):
         total *= max(1, free_text_groups)
     return total
+
+
+def free_text(group_by: Iterable[str], filters: Filters) -> list[str]:
+    """The group_by dimensions whose values only the data knows (free text, no filter listing them)."""
+    return [d for d in group_by if d not in DIMENSION_VALUES and d not in filters]
 
 
 def bucket_count(window: Window, granularity: str | None = None) -> int:

@@ -91,6 +91,16 @@ def time_in_status(
     return out
 
 
+def _solved_events(filters: Filters, params: dict[str, Any]) -> str:
+    """FROM and WHERE of the assigned solves in [:start, :end) passing `filters`: the solves both
+    `agents` and `agents_sla` count."""
+    return (
+        "FROM ticket_events e WHERE e.org_id = :org_id AND e.event_type = 'solved'"
+        " AND e.assigned_to IS NOT NULL AND e.occurred_at >= :start AND e.occurred_at < :end"
+        + filter_sql("e", filters, params)
+    )
+
+
 def agents(
     session: Session,
     *,
@@ -118,14 +128,11 @@ def agents(
     }
     if schedule_id is not None:  # the schedule's spans the business SQL reads
         bind(session, Clock(schedule_id), params, start=start, end=end)
-    solved_filters = filter_sql("e", filters, params)
     first = _hours("t.created_at", "t.first_response_at", schedule_id)
     resolution = _hours("t.created_at", "s.solved_at", schedule_id)
     sql = text(
         "WITH solves AS (SELECT e.ticket_id, e.assigned_to AS agent, max(e.occurred_at) AS solved_at,"
-        " bool_and(e.value > 0) AS one_touch FROM ticket_events e"
-        " WHERE e.org_id = :org_id AND e.event_type = 'solved' AND e.assigned_to IS NOT NULL"
-        " AND e.occurred_at >= :start AND e.occurred_at < :end" + solved_filters + " GROUP BY 1, 2),"
+        f" bool_and(e.value > 0) AS one_touch {_solved_events(filters, params)} GROUP BY 1, 2),"
         f" measured AS (SELECT s.agent, s.one_touch, t.reopen_count > 0 AS reopened, {first} AS first_h,"
         f" {resolution} AS resolution_h"
         " FROM solves s JOIN tickets t ON t.id = s.ticket_id),"
@@ -178,13 +185,7 @@ def agents_sla(
     nothing is judged yet)."""
     params: dict[str, Any] = sla_verdicts.params(policy, org_id=org_id, now=now)
     params.update(start=start, end=end)
-    solves = (
-        "SELECT e.ticket_id, e.assigned_to AS agent FROM ticket_events e"
-        " WHERE e.org_id = :org_id AND e.event_type = 'solved' AND e.assigned_to IS NOT NULL"
-        " AND e.occurred_at >= :start AND e.occurred_at < :end"
-        + filter_sql("e", filters, params)
-        + " GROUP BY 1, 2"
-    )
+    solves = f"SELECT e.ticket_id, e.assigned_to AS agent {_solved_events(filters, params)} GROUP BY 1, 2"
     columns = (
         "{a}.status, {a}.created_at, {a}.first_response_at, s.agent AS grp,"
         " g.first_reply AS first_reply_target, g.resolution AS resolution_target,"

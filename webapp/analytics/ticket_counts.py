@@ -126,35 +126,31 @@ def add_tickets(session: Session, *, org_id: int, tickets: str) -> int:
     return int(session.execute(sql, {"org_id": org_id}).rowcount or 0)
 
 
+def _fold_sql(table: str, unit: str) -> str:
+    """One statement folding the organization's `unit`s (hour, day) of `table` that hold several
+    deltas of one value into one row each; it answers how many units it folded."""
+    return (
+        f"WITH units AS (SELECT DISTINCT {unit} FROM (SELECT {unit} FROM {table}"
+        f" WHERE org_id = :org_id GROUP BY {unit}, field, value HAVING count(*) > 1) d),"
+        f" gone AS (DELETE FROM {table} c USING units u"
+        f" WHERE c.org_id = :org_id AND c.{unit} = u.{unit} RETURNING c.{unit}, c.field, c.value, c.count),"
+        f" folded AS (INSERT INTO {table} (org_id, {unit}, field, value, count)"
+        f" SELECT :org_id, {unit}, field, value, sum(count) FROM gone GROUP BY {unit}, field, value"
+        " HAVING sum(count) <> 0 RETURNING 1)"
+        " SELECT count(*) FROM units"
+    )
+
+
 def compact(session: Session, *, org_id: int) -> int:
     """Fold the organization's hours that hold several deltas of one value into one row each, then
     its days the same way; how many hours were folded. The caller commits."""
     # A fold keeps every hour's sum: the day sums' trigger has nothing to add for it.
     set_local(session, DAYS_KEPT_SETTING, "on")
-    sql = text(
-        "WITH hours AS (SELECT DISTINCT hour FROM (SELECT hour FROM analytics_ticket_counts"
-        " WHERE org_id = :org_id GROUP BY hour, field, value HAVING count(*) > 1) d),"
-        " gone AS (DELETE FROM analytics_ticket_counts c USING hours h"
-        " WHERE c.org_id = :org_id AND c.hour = h.hour RETURNING c.hour, c.field, c.value, c.count),"
-        " folded AS (INSERT INTO analytics_ticket_counts (org_id, hour, field, value, count)"
-        " SELECT :org_id, hour, field, value, sum(count) FROM gone GROUP BY hour, field, value"
-        " HAVING sum(count) <> 0 RETURNING 1)"
-        " SELECT (SELECT count(*) FROM hours) AS hours, (SELECT count(*) FROM folded) AS folded"
+    hours = int(
+        session.execute(text(_fold_sql("analytics_ticket_counts", "hour")), {"org_id": org_id}).scalar_one()
     )
-    hours = int(session.execute(sql, {"org_id": org_id}).one().hours)
     set_local(session, DAYS_KEPT_SETTING, "off")
-    session.execute(
-        text(
-            "WITH days AS (SELECT DISTINCT day FROM (SELECT day FROM analytics_ticket_count_days"
-            " WHERE org_id = :org_id GROUP BY day, field, value HAVING count(*) > 1) d),"
-            " gone AS (DELETE FROM analytics_ticket_count_days c USING days d"
-            " WHERE c.org_id = :org_id AND c.day = d.day RETURNING c.day, c.field, c.value, c.count)"
-            " INSERT INTO analytics_ticket_count_days (org_id, day, field, value, count)"
-            " SELECT :org_id, day, field, value, sum(count) FROM gone GROUP BY day, field, value"
-            " HAVING sum(count) <> 0"
-        ),
-        {"org_id": org_id},
-    )
+    session.execute(text(_fold_sql("analytics_ticket_count_days", "day")), {"org_id": org_id})
     return hours
 
 

@@ -122,8 +122,12 @@ def init_app(app: Flask) -> None:
     def add_request_id(response: Response) -> Response:
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
+        return response
+
+    @app.after_request
+    def no_type_without_content(response: Response) -> Response:
+        # No content, so no type: Flask would otherwise call an empty 204 text/html.
         if response.status_code == 204:
-            # No content, so no type: Flask would otherwise call the empty body text/html.
             response.headers.pop("Content-Type", None)
         return response
 

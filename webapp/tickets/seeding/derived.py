@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import psycopg
 
+from webapp.tickets.seeding.switched_off import nested_loops_off
+
 _TICKETS = "org_id = %(org_id)s AND ticket_id BETWEEN %(first)s AND %(last)s"
 
 SPANS = f"""
@@ -65,13 +67,8 @@ def derive_seeded(cur: psycopg.Cursor, *, org_id: int, first: int, last: int) ->
     params = {"org_id": org_id, "first": first, "last": last}
     cur.execute(SPANS, params)
     cur.execute("ANALYZE seed_spans")
-    # Hash joins only: the replies were just written, with no statistics yet (see sla_facts).
-    cur.execute("SELECT current_setting('enable_nestloop')")
-    row = cur.fetchone()
-    assert row is not None
-    cur.execute("SELECT set_config('enable_nestloop', 'off', true)")
-    cur.execute(SOLVED, params)
-    written = cur.rowcount
-    cur.execute("SELECT set_config('enable_nestloop', %s, true)", (row[0],))
+    with nested_loops_off(cur):  # the replies were just written
+        cur.execute(SOLVED, params)
+        written = cur.rowcount
     cur.execute("DROP TABLE seed_spans")
     return written

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 import psycopg
 
 from webapp.core.vocabulary import UNSOLVED_STATUSES
-from webapp.tickets.seeding.switched_off import switched_off
+from webapp.tickets.seeding.switched_off import nested_loops_off, switched_off
 
 TRIGGERS = (
     ("tickets", "ticket_sla_facts_ticket_inserted"),
@@ -63,14 +63,7 @@ def facts_by_seed(cur: psycopg.Cursor) -> AbstractContextManager[bool]:
 
 
 def write_facts(cur: psycopg.Cursor, *, org_id: int, first: int, last: int) -> None:
-    """The facts rows of tickets `first`..`last` of `org_id`, from their steps and replies.
-
-    Hash joins only: the rows were just written, so the planner has no statistics of them yet and
-    would take each aggregate for one row, then run it again for every ticket of a nested loop.
-    """
-    cur.execute("SELECT current_setting('enable_nestloop')")
-    row = cur.fetchone()
-    assert row is not None
-    cur.execute("SELECT set_config('enable_nestloop', 'off', true)")
-    cur.execute(WRITE_FACTS, {"org_id": org_id, "first": first, "last": last})
-    cur.execute("SELECT set_config('enable_nestloop', %s, true)", (row[0],))
+    """The facts rows of tickets `first`..`last` of `org_id`, from their steps and replies (hash
+    joins only: the rows were just written)."""
+    with nested_loops_off(cur):
+        cur.execute(WRITE_FACTS, {"org_id": org_id, "first": first, "last": last})
