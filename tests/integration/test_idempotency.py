@@ -60,6 +60,39 @@ def test_a_retry_gets_the_first_answer_and_writes_nothing(tenant, db_session):
     assert count == 3
 
 
+def test_a_retry_that_writes_the_same_json_otherwise_is_the_same_request(tenant, db_session):
+    key = _key()
+    first = tenant.agent.post(
+        "/api/v1/tickets",
+        data='{"subject": "reordered", "priority": "high", "category": "billing"}',
+        content_type="application/json",
+        headers=key,
+    )
+    assert first.status_code == 201, first.get_json()
+    # Keys in another order, other spacing: the same object, so the first answer again.
+    again = tenant.agent.post(
+        "/api/v1/tickets",
+        data='{"category":"billing","priority":"high","subject":"reordered"}',
+        content_type="application/json",
+        headers=key,
+    )
+    assert again.status_code == 201, again.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
+    # Another value is another request.
+    swapped = tenant.agent.post(
+        "/api/v1/tickets",
+        data='{"category": "billing ", "priority": "high", "subject": "reordered"}',
+        content_type="application/json",
+        headers=key,
+    )
+    assert swapped.status_code == 422
+    count = db_session.execute(
+        text("SELECT count(*) FROM tickets WHERE org_id = :o AND subject = 'reordered'"), {"o": tenant.org_id}
+    ).scalar()
+    assert count == 1
+
+
 @pytest.mark.parametrize("key", ["", "has space", "x" * 256, "tab\there", "ünï"])
 def test_a_malformed_key_is_400(tenant, key):
     response = tenant.agent.post("/api/v1/tickets", json={"subject": "k"}, headers={"Idempotency-Key": key})

@@ -112,10 +112,7 @@ class TicketTable(Table):
 
     def copy(self, fmt: str) -> Iterator[Any] | None:
         if fmt == "csv":
-            select_list = ", ".join(
-                neutralised_sql(f"t.{c.name}", c.name) if c.kind == "text" else f"t.{c.name}"
-                for c in self.columns
-            )
+            select_list = ", ".join(_csv_column_sql(c) for c in self.columns)
             query = f"SELECT {select_list} FROM tickets t WHERE {self._where} {self._order}"
             options = "FORMAT csv, HEADER true"
         elif fmt in ("json", "ndjson"):
@@ -235,3 +232,18 @@ def open_table(
     if isinstance(query, SeriesQuery):
         return _time_series_table(session, org_id, query)
     return _aggregation_table(session, org_id, query)
+
+
+def _csv_column_sql(column: Column) -> str:
+    """A raw ticket column as the CSV writes it; times as Python's isoformat(sep=" ") does (the
+    offset with its minutes, fractions only when there are some), not PostgreSQL's text (`-04`)."""
+    name = f"t.{column.name}"
+    if column.kind == "text":
+        return neutralised_sql(name, column.name)
+    if column.kind == "timestamp":
+        return (
+            f"CASE WHEN date_trunc('second', {name}) = {name}"
+            f" THEN to_char({name}, 'YYYY-MM-DD HH24:MI:SSTZH:TZM')"
+            f" ELSE to_char({name}, 'YYYY-MM-DD HH24:MI:SS.USTZH:TZM') END AS {column.name}"
+        )
+    return name

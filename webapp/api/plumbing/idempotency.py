@@ -26,6 +26,7 @@ from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import Session
 
 from webapp.api.plumbing.errors import ApiError
+from webapp.core import strict_json
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.models import IdempotencyKey
@@ -42,6 +43,8 @@ PLACEHOLDER = 0
 KEPT_HEADERS = ("Location", "Retry-After")
 # The answers that say something was made or done (an answer with a body read from data is not kept).
 CREATED = (201, 202, 204)
+# JSON bodies up to this size are compared by content (an import's larger body by its bytes).
+CANONICAL_JSON_BYTES = 1 << 20
 
 
 @dataclass
@@ -118,12 +121,28 @@ def forget_answer() -> None:
 
 
 def _fingerprint() -> str:
-    """What makes two requests the same: method, path, query string and body bytes."""
+    """What makes two requests the same: method, path, query arguments and body.
+
+    A JSON body counts by what it says, not how it is written: a retry that serializes the same object
+    with its keys in another order or other spacing is the same request. Other bodies (CSV, NDJSON, a
+    JSON body too large to parse twice or not JSON at all) count by their bytes.
+    """
     digest = hashlib.sha256()
-    for part in (request.method, request.path, request.query_string.decode("latin-1")):
+    query = sorted(request.args.items(multi=True))
+    for part in (request.method, request.path, json.dumps(query)):
         digest.update(part.encode() + b"\0")
-    digest.update(request.get_data(cache=True))
+    digest.update(_canonical_body(request.get_data(cache=True)))
     return digest.hexdigest()
+
+
+def _canonical_body(body: bytes) -> bytes:
+    if not body or not request.is_json or len(body) > CANONICAL_JSON_BYTES:
+        return body
+    try:
+        parsed = strict_json.loads(body)
+    except strict_json.JsonError:
+        return body
+    return b"json:" + json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _take_turn(session: Session, pending: Pending) -> IdempotencyKey | None:
