@@ -444,11 +444,20 @@ def test_time_in_status_on_the_business_clock(world: World):
     body = answer.get_json()
     assert body["clock"] == "business"
     got = {row["status"]: row for row in body["statuses"]}
+    zero_hours = 0
     for status in UNSOLVED:
-        spent = [h for m in world.models if m.solves() and (h := m.hours_in((status,), m.solves()[-1])) > 0]
+        # The tickets that spent any time in the status (calendar time), each with its open hours
+        # there: 0 for a ticket that spent it all out of hours, still counted.
+        spent = [
+            m.hours_in((status,), m.solves()[-1])
+            for m in world.models
+            if m.solves() and m.calendar_hours_in((status,), m.solves()[-1]) > 0
+        ]
+        zero_hours += spent.count(0.0)
         assert got[status]["tickets"] == len(spent)
         _close(got[status]["total_hours"], sum(spent), status)
         _close(got[status]["p50"], float(np.percentile(spent, 50)), status)
+    assert zero_hours, "no ticket spent a status wholly out of hours: the case is not covered"
 
 
 def _measure(

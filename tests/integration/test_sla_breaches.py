@@ -237,11 +237,11 @@ def test_policy_and_schedule_changes_move_running_clocks(celery_worker, make_liv
     body = {"schedule_id": schedule["id"], "pause_statuses": ["pending"], "targets": targets}
     assert tenant.admin.put("/api/v1/sla-policy", json=body).status_code == 200
     sweep(tenant.org_id)
-    # On an hour a day, the same 300 hours take some 300 days; the clock passes them at the last
-    # instant its 300 hours are complete.
+    # On an hour a day, the same 300 hours take some 300 days; the clock reaches them at the first
+    # instant its 300 hours are complete: the clock was running in the second before it.
     business = _clocks(engine, tenant.org_id)[(ticket["id"], "resolution")]
     assert _noon_hours(reopened, business, 60) == 300 * 3600
-    assert _noon_hours(business, business + timedelta(seconds=1), 60) == 1
+    assert _noon_hours(business - timedelta(seconds=1), business, 60) == 1
     # Narrowing the schedule to half an hour a day moves the running clock again.
     narrowed = [{"day": d, "start": "12:00", "end": "12:30"} for d in every_day]
     tenant.admin.patch(f"/api/v1/schedules/{schedule['id']}", json={"intervals": narrowed})

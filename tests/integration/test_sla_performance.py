@@ -94,9 +94,31 @@ def _random(rng: random.Random, count: int) -> list[dict[str, Any]]:
     return tickets
 
 
-def _verdict(elapsed: float, target: float, done: bool) -> int:
+def _micros(a: datetime, b: datetime) -> int:
+    return round(business_hours(a, b) * 3600 * 1_000_000)
+
+
+def _passed(segments: list[tuple[datetime, datetime]], target_hours: float) -> bool:
+    """Whether the clock, running over `segments`, ran on past the instant it reached the target:
+    more open time than the target, or a segment going on (out of hours) after reaching it."""
+    target = round(target_hours * 3600 * 1_000_000)
+    used = 0
+    for a, b in segments:
+        if b <= a:
+            continue
+        if used >= target:  # reached where an earlier segment stopped: this one runs on past it
+            return True
+        used += _micros(a, b)
+        if used > target:
+            return True
+        if used == target and _micros(b - timedelta(microseconds=1), b) == 0:
+            return True  # reached before b, in open time; the clock stood still from there to b
+    return False
+
+
+def _verdict(segments: list[tuple[datetime, datetime]], target: float, done: bool) -> int:
     """0 achieved, 1 breached, 2 pending."""
-    if elapsed > target:
+    if _passed(segments, target):
         return 1
     return 0 if done else 2
 
@@ -113,15 +135,15 @@ def _expected(
         created = ticket["history"][0][0]
         if targets["first_reply_hours"] is not None:
             answered = ticket["answered"]
-            elapsed = business_hours(created, answered or now)
-            group["first_reply"][_verdict(elapsed, targets["first_reply_hours"], answered is not None)] += 1
+            waited = [(created, answered or now)]
+            group["first_reply"][_verdict(waited, targets["first_reply_hours"], answered is not None)] += 1
         if targets["resolution_hours"] is not None:
             history = ticket["history"]
-            running = sum(
-                business_hours(at, until)
+            running = [
+                (at, until)
                 for (at, status), (until, _) in zip(history, [*history[1:], (now, "")], strict=True)
                 if status not in SOLVED and status not in PAUSES
-            )
+            ]
             done = history[-1][1] in SOLVED
             group["resolution"][_verdict(running, targets["resolution_hours"], done)] += 1
     return counts

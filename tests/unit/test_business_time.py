@@ -147,7 +147,8 @@ def test_random_pairs_match_the_minute_walk(zone_name: str, intervals: tuple[Int
 
 @pytest.mark.parametrize("zone_name", ZONES)
 def test_the_clock_passes_a_target_where_the_walk_reaches_it(zone_name: str) -> None:
-    """passes(a, x) is an open instant at which exactly x open seconds have run since a."""
+    """passes(a, x) is the first instant at which exactly x open seconds have run since a: the
+    clock was running just before it (a span's end when x runs out at closing time)."""
     schedule = WeeklySchedule(zone_name, SHIFTS, HOLIDAYS)
     timeline = build(schedule)
     reference = Reference(schedule)
@@ -157,8 +158,13 @@ def test_the_clock_passes_a_target_where_the_walk_reaches_it(zone_name: str) -> 
         target = rng.choice((0, 60, 5 * 60, H, 4 * H, 9 * H, 20 * H)) + rng.randint(0, 59)
         at = timeline.passes(a, target)
         assert at is not None
-        assert reference.is_open(at), (a, target, at)
         assert reference.open_seconds(a, at) == pytest.approx(target, abs=1e-6), (a, target, at)
+        if target:
+            just_before = at - timedelta(microseconds=1)
+            assert reference.is_open(just_before), (a, target, at)
+            assert reference.open_seconds(a, just_before) < target, (a, target, at)
+        else:
+            assert at == a
 
 
 def test_friday_evening_to_monday_morning_is_ten_minutes() -> None:
@@ -171,13 +177,18 @@ def test_friday_evening_to_monday_morning_is_ten_minutes() -> None:
     assert timeline.passes(friday, 6 * 60) == datetime(2026, 3, 9, 8, 1, tzinfo=tz)
 
 
-def test_a_target_used_up_at_closing_time_is_passed_when_the_office_opens() -> None:
+def test_a_target_used_up_at_closing_time_is_reached_at_closing_time() -> None:
     tz = ZoneInfo("Europe/Berlin")
     timeline = build(WeeklySchedule("Europe/Berlin", OFFICE))
     friday = datetime(2026, 5, 15, 16, 0, tzinfo=tz)
-    # One open hour is left at 16:00; reaching it exactly at 17:00 is not yet running past it.
-    assert timeline.passes(friday, H) == datetime(2026, 5, 18, 8, 0, tzinfo=tz)
+    # One open hour is left at 16:00: the clock reaches it at 17:00, not when the office opens again.
+    assert timeline.passes(friday, H) == datetime(2026, 5, 15, 17, 0, tzinfo=tz)
     assert timeline.passes(friday, H - 1) == datetime(2026, 5, 15, 16, 59, 59, tzinfo=tz)
+    assert timeline.passes(friday, H + 1) == datetime(2026, 5, 18, 8, 0, 1, tzinfo=tz)
+    # From closing time on, the next open second is Monday's first.
+    evening = datetime(2026, 5, 15, 20, 0, tzinfo=tz)
+    assert timeline.passes(evening, 0) == evening
+    assert timeline.passes(evening, 1) == datetime(2026, 5, 18, 8, 0, 1, tzinfo=tz)
 
 
 def test_change_days_give_intervals_their_real_length() -> None:
@@ -201,7 +212,7 @@ def test_a_wall_clock_edge_in_the_spring_gap_takes_the_offset_before_the_change(
     timeline = build(WeeklySchedule("America/New_York", (Interval(6, 2 * H + 30 * 60, 5 * H),)))
     day = datetime(2026, 3, 8, tzinfo=tz)
     assert timeline.seconds_between(day, day + timedelta(days=1)) == 1.5 * H
-    assert timeline.passes(day, 0) == datetime(2026, 3, 8, 3, 30, tzinfo=tz)
+    assert timeline.passes(day, 1) == datetime(2026, 3, 8, 3, 30, 1, tzinfo=tz)
 
 
 def test_a_holiday_closes_its_whole_local_date_and_no_other() -> None:

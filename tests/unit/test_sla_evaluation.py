@@ -178,6 +178,50 @@ def test_a_calendar_breach_on_a_holiday_moves_to_the_next_open_hours():
     ]
 
 
+def test_a_target_used_up_at_closing_time_is_reached_then_and_passed_by_waiting_on():
+    office = BusinessClock(build(OFFICE))
+    sunday = datetime(2026, 12, 6, 10, 0, tzinfo=BERLIN)
+    closing = datetime(2026, 12, 7, 17, 0, tzinfo=BERLIN)  # Monday: 8 open hours since Sunday
+    policy = _policy(first=8.0, resolution=16.0, schedule_id=1)
+    facts = TicketFacts(sunday, "normal", None, ((sunday, "open"),))
+
+    def first_reply(now, facts=facts):
+        return _by_metric(evaluate(facts, policy, office, now))["first_reply"]
+
+    # Before closing time: active, reaching its target at 17:00, not when the office opens again.
+    before = first_reply(datetime(2026, 12, 7, 16, 0, tzinfo=BERLIN))
+    assert (before.state, before.breach_at) == ("active", closing)
+    assert _by_metric(evaluate(facts, policy, office, closing))["resolution"].breach_at == datetime(
+        2026, 12, 8, 17, 0, tzinfo=BERLIN
+    )
+    # Waiting on after 17:00 passes it, at 17:00, though the clock stands still until Tuesday.
+    evening = datetime(2026, 12, 7, 18, 0, tzinfo=BERLIN)
+    after = first_reply(evening)
+    assert (after.state, after.elapsed_hours) == ("breached", 8.0)
+    assert [r.passed_at for r in evaluate(facts, policy, office, evening).breached_runs] == [closing]
+    # A reply at 17:00 exactly is in time; one at 17:30 came after the target was reached.
+    for replied, state in ((closing, "achieved"), (closing + timedelta(minutes=30), "breached")):
+        answered = TicketFacts(sunday, "normal", replied, ((sunday, "open"),))
+        assert first_reply(evening, answered).state == state, replied
+
+
+def test_a_resolution_paused_right_at_its_target_is_passed_by_running_again_out_of_hours():
+    office = BusinessClock(build(OFFICE))
+    monday = datetime(2026, 12, 7, 9, 0, tzinfo=BERLIN)
+    closing = datetime(2026, 12, 7, 17, 0, tzinfo=BERLIN)
+    policy = _policy(resolution=8.0, pauses=("pending",), schedule_id=1)
+    paused = ((monday, "open"), (closing, "pending"))
+    now = datetime(2026, 12, 7, 22, 0, tzinfo=BERLIN)
+    # Paused exactly as the target is reached: not passed.
+    outcome = _by_metric(evaluate(TicketFacts(monday, "high", None, paused), policy, office, now))
+    assert outcome["resolution"].state == "paused"
+    # Open again at 20:00 (closed hours): the clock stands at the target and the run goes on past it.
+    reopened = (*paused, (datetime(2026, 12, 7, 20, 0, tzinfo=BERLIN), "open"))
+    evaluation = evaluate(TicketFacts(monday, "high", None, reopened), policy, office, now)
+    assert _by_metric(evaluation)["resolution"].state == "breached"
+    assert [r.passed_at for r in evaluation.breached_runs] == [datetime(2026, 12, 7, 20, 0, tzinfo=BERLIN)]
+
+
 def _random_history(rng: random.Random, start: datetime, now: datetime) -> list[tuple[datetime, str]]:
     history = [(start, rng.choice(["open", "open", "pending"]))]
     at = start
@@ -212,25 +256,46 @@ def test_random_histories_against_the_minute_walk(zone_name):
         elapsed = sum(reference.open_seconds(a, b) for a, b in running)
         assert outcome.elapsed_hours == pytest.approx(elapsed / 3600, abs=1e-9)
         last = history[-1][1]
-        if elapsed > target * 3600:
+        reached, passed = _reach(reference, running, target * 3600)
+        assert passed or elapsed <= target * 3600
+        if passed:
             assert outcome.state == "breached"
-            # It ran past the target at an open instant where exactly the target had elapsed.
-            passed = evaluation.breached_runs[0].passed_at
-            assert reference.is_open(passed)
-            used = sum(reference.open_seconds(a, min(b, passed)) for a, b in running if a < passed)
-            assert used == pytest.approx(target * 3600, abs=1e-6)
+            # The target is passed at the instant the clock reached it: open time ran up to it.
+            at = evaluation.breached_runs[0].passed_at
+            assert abs((at - reached).total_seconds()) < 1e-5, (at, reached)
         elif last in ("resolved", "closed"):
             assert outcome.state == "achieved"
         elif last in pauses:
             assert outcome.state == "paused"
         else:
             assert outcome.state == "active"
-            # From `now`, the target is used up exactly at breach_at, an open instant.
+            # From `now`, the target is used up exactly at breach_at, where the clock was running.
             left = target * 3600 - elapsed
-            assert reference.is_open(outcome.breach_at)
             assert reference.open_seconds(now, outcome.breach_at) == pytest.approx(left, abs=1e-6)
+            if left > 0:
+                assert reference.is_open(outcome.breach_at - timedelta(microseconds=1))
         states.add(outcome.state)
     assert states == {"achieved", "breached", "paused", "active"}
+
+
+def _reach(reference, spans, target_s):
+    """Walking the running spans minute by minute: the first instant their open time reaches
+    `target_s`, and whether a span runs on past it (the target is passed)."""
+    used = 0.0
+    for a, b in spans:
+        if used >= target_s:  # reached exactly where an earlier span stopped: passed as this one runs
+            return a, a < b
+        t = a
+        while t < b:
+            step_end = min(b, (t + timedelta(minutes=1)).replace(second=0, microsecond=0))
+            if reference.is_open(t):
+                length = (step_end - t).total_seconds()
+                if used + length >= target_s:
+                    at = t + timedelta(seconds=target_s - used)
+                    return at, at < b
+                used += length
+            t = step_end
+    return None, False
 
 
 def _facts_at(created, history):

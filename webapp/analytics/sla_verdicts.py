@@ -141,12 +141,21 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
     summed from their backlog steps and replies. `since`: SQL for an instant no ticket of `tickets`
     was created before (their steps are read from there)."""
     at = position(policy.clock_name, "{}")
-    verdicts = _verdicts(
-        "t.first_reply_target",
-        "fr_elapsed > t.first_reply_target",
-        "t.resolution_target",
-        "res_elapsed > t.resolution_target",
-    )
+    fr_over = "fr_elapsed > t.first_reply_target"
+    res_over = "res_elapsed > t.resolution_target"
+    if policy.clock_name != "calendar":
+        # A business clock stands still out of hours: a target used up exactly at closing time is
+        # reached then, and passed if its span runs on past that instant (the clock did not run in
+        # the last microsecond before the span's end), as clocks.evaluation judges it.
+        fr_over += (
+            " OR (fr_elapsed = t.first_reply_target AND fr_end > t.created_at"
+            f" AND {_stood_still(at, 'fr_end')})"
+        )
+        res_over += (
+            " OR (res_elapsed = t.resolution_target AND res_end IS NOT NULL"
+            f" AND {_stood_still(at, 'res_end')})"
+        )
+    verdicts = _verdicts("t.first_reply_target", fr_over, "t.resolution_target", res_over)
     return f"""
         WITH t AS (
             -- The first reply reached the customer at first_response_at or at the first public
@@ -167,7 +176,8 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
             SELECT e.ticket_id,
                    sum(-CAST(e.value AS bigint) * {at.format("e.occurred_at")}) AS closed,
                    sum(e.value) AS open,
-                   max(e.occurred_at) FILTER (WHERE e.value > 0) AS entered
+                   max(e.occurred_at) FILTER (WHERE e.value > 0) AS entered,
+                   max(e.occurred_at) FILTER (WHERE e.value < 0) AS left_at
             FROM ticket_events e
             WHERE e.org_id = :org_id AND e.event_type = 'backlog' AND e.occurred_at >= {since}
               AND e.status = ANY(CAST(:running AS text[]))
@@ -180,10 +190,20 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
                    coalesce(s.closed, 0) + CASE WHEN s.open > 0
                        THEN {at.format("greatest(:now, s.entered)")} ELSE 0 END AS res_elapsed,
                    {at.format("greatest(coalesce(t.answered_at, :now), t.created_at)")}
-                   - {at.format("t.created_at")} AS fr_elapsed
+                   - {at.format("t.created_at")} AS fr_elapsed,
+                   greatest(coalesce(t.answered_at, :now), t.created_at) AS fr_end,
+                   -- Where the last running span ends: now while one is open.
+                   CASE WHEN s.open > 0 THEN greatest(:now, s.entered) ELSE s.left_at END AS res_end
             FROM t LEFT JOIN steps s ON s.ticket_id = t.id
         ) t
     """
+
+
+def _stood_still(at: str, instant: str) -> str:
+    """SQL: the clock (`at`, a position with a {} for the instant) did not run in the microsecond
+    before `instant`."""
+    before = at.format(f"{instant} - interval '1 microsecond'")
+    return f"{before} = {at.format(instant)}"
 
 
 def from_facts(facts: str, policy: Policy, *, keep: str = "t.grp", turns: bool = False) -> str:

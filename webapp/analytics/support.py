@@ -42,7 +42,8 @@ def time_in_status(
     schedule_id: int | None = None,
 ) -> list[dict[str, Any]]:
     """Per unsolved status, over the tickets whose last solve is in [start, end): the time each spent
-    in it from creation to that solve (tickets with any, total, average, p50, p90 in hours)."""
+    in it from creation to that solve (tickets that spent any calendar time in it, total, average,
+    p50, p90 in hours on the clock)."""
     params: dict[str, Any] = {
         "org_id": org_id,
         "start": start,
@@ -53,7 +54,11 @@ def time_in_status(
     }
     if schedule_id is not None:  # the schedule's spans the business SQL reads
         bind(session, Clock(schedule_id), params, start=start, end=end)
-    span = _hours("h.at", "least(coalesce(h.next_at, s.solved_at), s.solved_at)", schedule_id)
+    until = "least(coalesce(h.next_at, s.solved_at), s.solved_at)"
+    span = _hours("h.at", until, schedule_id)
+    # Which tickets spent time in a status is a matter of calendar time; the clock only measures it
+    # (on a business clock, a weekend spent pending counts the ticket, with 0 hours).
+    spent = f"h.at < {until}"
     sql = text(
         "WITH solves AS (SELECT e.ticket_id, e.occurred_at AS solved_at FROM ticket_events e"
         " WHERE e.org_id = :org_id AND e.event_type = 'solved'"
@@ -61,7 +66,8 @@ def time_in_status(
         + filter_sql("e", filters, params)
         + " AND NOT EXISTS (SELECT 1 FROM ticket_events later WHERE later.ticket_id = e.ticket_id"
         " AND later.event_type = 'solved' AND later.occurred_at > e.occurred_at)),"
-        " spans AS (SELECT s.ticket_id, h.status, sum(" + span + ") AS hours"
+        " spans AS (SELECT s.ticket_id, h.status, sum(" + span + ") AS hours,"
+        f" bool_or({spent}) AS spent"
         " FROM solves s CROSS JOIN LATERAL (SELECT c.status, c.at,"
         " lead(c.at) OVER (ORDER BY c.at, c.id) AS next_at FROM ticket_status_changes c"
         " WHERE c.ticket_id = s.ticket_id) h"
@@ -69,7 +75,7 @@ def time_in_status(
         " GROUP BY s.ticket_id, h.status)"
         " SELECT status, count(*) AS tickets, sum(hours) AS total,"
         " percentile_cont(CAST(:fractions AS double precision[])) WITHIN GROUP (ORDER BY hours) AS pct"
-        " FROM spans WHERE hours > 0 GROUP BY status"
+        " FROM spans WHERE spent GROUP BY status"
     )
     found = {row.status: row for row in session.execute(sql, params)}
     out = []

@@ -98,27 +98,28 @@ class Timeline:
         return self.open_before(end) - self.open_before(start)
 
     def reach(self, open_us: np.ndarray | int) -> np.ndarray:
-        """The last instant at which C still equals each value: where a clock reaching it runs past.
+        """The first instant at which C equals each value: where a clock running on reaches it.
 
-        Reached inside a span, that is the instant of reaching; reached exactly at a span's end, the
-        start of the next span (until then no open time passes). NEVER where the value is at least
-        the whole open time of the platform's years.
+        Reached inside a span, that is the instant of reaching; reached exactly at a span's end, that
+        end (closing time: the clock has reached the value and stays there until the next span opens).
+        NEVER where the value is beyond the whole open time of the platform's years.
         """
         x = np.asarray(open_us, dtype=np.int64)
         if not len(self.starts):
             return np.full_like(x, NEVER)
-        k = np.maximum(np.searchsorted(self.before, x, side="right") - 1, 0)
+        k = np.maximum(np.searchsorted(self.before, x, side="left") - 1, 0)
         at = self.starts[k] + (x - self.before[k])
-        return np.where(x >= self.total, NEVER, at)
+        return np.where(x > self.total, NEVER, at)
 
     def seconds_between(self, start: datetime, end: datetime) -> float:
         """Business seconds between two aware datetimes."""
         return int(self.between(to_us(start), to_us(end))) / US
 
     def passes(self, start: datetime, seconds: float) -> datetime | None:
-        """When a clock running from `start` passes `seconds` of open time (None: not before 2200)."""
-        at = int(self.reach(int(self.open_before(to_us(start))) + round(seconds * US)))
-        return None if at == NEVER else from_us(at)
+        """When a clock running from `start` reaches `seconds` of open time (None: not before 2200)."""
+        begin = to_us(start)
+        at = int(self.reach(int(self.open_before(begin)) + round(seconds * US)))
+        return None if at == NEVER else from_us(max(at, begin))
 
 
 def build(schedule: WeeklySchedule) -> Timeline:

@@ -6,10 +6,11 @@ solve, but only while the ticket's status is unsolved and not a pause status: a 
 the same run. next_reply runs once per pair: the first public customer reply after a public agent
 reply starts it (later customer replies start no other), the next public agent reply stops it.
 
-A run breaches once its elapsed time exceeds the target; it is achieved when it stops within it (a
-stop exactly at the target is in time). `breach_at` of a running target is the last instant at which
-its elapsed time is still the target: on the business clock, a target used up exactly at closing
-time is passed when the schedule opens again. A breached target stays breached.
+`breach_at` of a running target is the instant its clock reaches the target (on the business clock,
+a target used up exactly at closing time is reached at closing time). A run breaches once it runs on
+past that instant, whether its clock still counts there or not (a ticket left waiting after closing
+time with its target used up is breached, as the sla_breached event recorded at that instant says);
+it is achieved when it stops at or before it. A breached target stays breached.
 
 next_reply's state is over all its pairs: breached if any pair breached, else active while a pair
 runs, else achieved, which holds with no pair at all (nothing was late; `pairs` says 0). Its
@@ -161,18 +162,24 @@ def run(
     elapsed = 0
     passed_at: datetime | None = None
     last_from = last_elapsed = 0
+    last_start = cycle_start
     for start, stop in segments:
         end = now if stop is None else stop
         a = clock.position(start)
         b = clock.position(max(end, start))
-        if passed_at is None and elapsed + (b - a) > target:
-            passed_at = clock.passes(a + target - elapsed)
-        last_from, last_elapsed = a, elapsed
+        if passed_at is None and elapsed + (b - a) >= target:
+            # The target is reached in this segment (or was, exactly, when it began): passed if
+            # the segment runs on after that instant.
+            reached = clock.reaches(a + target - elapsed)
+            if reached is not None and max(reached, start) < end:
+                passed_at = max(reached, start)
+        last_from, last_start, last_elapsed = a, start, elapsed
         elapsed += b - a
     running = bool(segments) and segments[-1][1] is None
     breach_at = None
     if running and passed_at is None:
-        breach_at = clock.passes(last_from + target - last_elapsed)
+        reached = clock.reaches(last_from + target - last_elapsed)
+        breach_at = None if reached is None else max(reached, last_start)
     return Run(metric, cycle_start, target_hours, elapsed, running, passed_at, breach_at)
 
 

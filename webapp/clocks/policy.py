@@ -72,8 +72,8 @@ class Clock(Protocol):
         """Microseconds the clock has run at `instant`."""
         ...
 
-    def passes(self, position: int) -> datetime | None:
-        """The last instant at which the clock reads `position` (None: not before 2200)."""
+    def reaches(self, position: int) -> datetime | None:
+        """The first instant at which the clock reads `position` (None: not before 2200)."""
         ...
 
 
@@ -84,7 +84,7 @@ class CalendarClock:
         """Microseconds since the Unix epoch."""
         return to_us(instant)
 
-    def passes(self, position: int) -> datetime | None:
+    def reaches(self, position: int) -> datetime | None:
         """The instant itself."""
         return from_us(position)
 
@@ -99,8 +99,9 @@ class BusinessClock:
         """Open microseconds before `instant`."""
         return int(self.spans.open_before(np.int64(to_us(instant))))
 
-    def passes(self, position: int) -> datetime | None:
-        """The last instant the clock reads `position` (None: not before 2200)."""
+    def reaches(self, position: int) -> datetime | None:
+        """The first instant the clock reads `position`: at a span's end when it is reached exactly
+        at closing time (None: not before 2200)."""
         at = int(self.spans.reach(np.int64(position)))
         return None if at == NEVER else from_us(at)
 
