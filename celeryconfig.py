@@ -38,7 +38,10 @@ def celery_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         # export never sits reserved behind another on a busy process. Give exports their own workers
         # to isolate them: `celery -A workers worker -Q exports --prefetch-multiplier 1`.
         "worker_prefetch_multiplier": 1,
-        "task_track_started": True,
+        # A job's state lives in its row and its events; Celery's own record of it (STARTED, then the
+        # return value) would be two more Redis writes per job that nothing reads. Jobs ignore their
+        # results (ignore_result on their tasks); maintenance tasks keep theirs for whoever awaits them.
+        "task_track_started": False,
         "task_soft_time_limit": settings["TASK_SOFT_TIME_LIMIT"],
         "task_time_limit": settings["TASK_TIME_LIMIT"],
         "broker_transport_options": {

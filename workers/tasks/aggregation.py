@@ -28,7 +28,7 @@ def _aggregate(ctx: JobContext) -> dict[str, Any]:
     return result
 
 
-@shared_task(name=JOB_ROUTES["aggregation"].name, bind=True, acks_late=True)
+@shared_task(name=JOB_ROUTES["aggregation"].name, bind=True, acks_late=True, ignore_result=True)
 def aggregate(self: Task, job_id: str) -> None:
     """Run the job's aggregation and keep its answer as the job's result."""
     run_job(self, job_id, _aggregate)

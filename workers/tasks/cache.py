@@ -24,7 +24,7 @@ def _refresh(ctx: JobContext) -> dict[str, Any]:
     return {"queries": len(entries), "refreshed": refreshed}
 
 
-@shared_task(name="cache.refresh", bind=True, acks_late=True)
+@shared_task(name="cache.refresh", bind=True, acks_late=True, ignore_result=True)
 def refresh(self: Task, job_id: str) -> None:
     """Recompute popular queries of the job's organization."""
     run_job(self, job_id, _refresh)

@@ -63,7 +63,7 @@ def _discard(ctx: JobContext) -> None:
     files.discard(_directory(), ctx.job.org_id, ctx.job.id, ctx.params["format"])
 
 
-@shared_task(name=JOB_ROUTES["export"].name, bind=True, acks_late=True)
+@shared_task(name=JOB_ROUTES["export"].name, bind=True, acks_late=True, ignore_result=True)
 def run(self: Task, job_id: str) -> None:
     """Write the export of job `job_id` (CSV, JSON, NDJSON or XLSX) to its file."""
     run_job(self, job_id, _export, _discard)

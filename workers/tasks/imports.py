@@ -55,7 +55,7 @@ def _import(ctx: JobContext) -> dict[str, Any]:
     return done
 
 
-@shared_task(name="tickets.import", bind=True, acks_late=True)
+@shared_task(name="tickets.import", bind=True, acks_late=True, ignore_result=True)
 def import_tickets(self: Task, job_id: str) -> None:
     """Create every ticket of the job's batch, or none of them with a per-row error report."""
     run_job(self, job_id, _import)

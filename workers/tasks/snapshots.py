@@ -48,7 +48,7 @@ def _compute(ctx: JobContext) -> dict[str, Any]:
     }
 
 
-@shared_task(name=JOB_ROUTES["snapshot"].name, bind=True, acks_late=True)
+@shared_task(name=JOB_ROUTES["snapshot"].name, bind=True, acks_late=True, ignore_result=True)
 def compute(self: Task, job_id: str) -> None:
     """Compute and upsert one period snapshot: a rerun replaces the row, never adds one."""
     run_job(self, job_id, _compute)
