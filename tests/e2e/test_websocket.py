@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import logging
 import threading
@@ -194,6 +196,47 @@ def test_refusals(web_server, make_live_tenant):
     frame = ws.recv_data_frame(control_frame=True)[1]
     assert frame.opcode == websocket.ABNF.OPCODE_CLOSE
     assert int.from_bytes(frame.data[:2], "big") == 1008
+    ws.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "field"),
+    [
+        ({"Sec-WebSocket-Version": "8"}, 426, "Sec-WebSocket-Version"),
+        ({"Sec-WebSocket-Version": None}, 426, "Sec-WebSocket-Version"),
+        ({"Sec-WebSocket-Key": None}, 400, "Sec-WebSocket-Key"),
+        ({"Sec-WebSocket-Key": "not base64!"}, 400, "Sec-WebSocket-Key"),
+        ({"Sec-WebSocket-Key": base64.b64encode(b"short").decode()}, 400, "Sec-WebSocket-Key"),
+        ({"Connection": "keep-alive"}, 400, None),
+        ({"Upgrade": None, "Connection": None}, 400, None),
+    ],
+)
+def test_a_handshake_rfc_6455_does_not_allow_is_a_4xx(web_server, make_live_tenant, change, status, field):
+    tenant = make_live_tenant()
+    headers = {
+        "Authorization": f"Bearer {tenant.users['viewer']['token']}",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": base64.b64encode(b"0123456789abcdef").decode(),
+        "Sec-WebSocket-Version": "13",
+    }
+    for name, value in change.items():
+        headers.pop(name)
+        if value is not None:
+            headers[name] = value
+    conn = http.client.HTTPConnection("127.0.0.1", web_server.port, timeout=10)
+    try:
+        conn.request("GET", f"/api/v1/ws/analytics/{tenant.org_id}", headers=headers)
+        answer = conn.getresponse()
+        body = json.loads(answer.read())
+    finally:
+        conn.close()
+    assert answer.status == status, body
+    assert body["error"]["details"].get("field") == field
+    if status == 426 and field:
+        assert answer.getheader("Sec-WebSocket-Version") == "13"
+    # The refusal kept no socket slot: the organization's socket opens as before.
+    ws, _ = _open(web_server, tenant)
     ws.close()
 
 

@@ -289,9 +289,10 @@ def delete(export_id: str) -> Response:
     "or the export is deleted; a bearer token, if sent, must be of the same organization",
     tag="exports",
     query=DownloadQuery,
-    responses={200: None},
-    binary={200: MEDIA_TYPES},
-    errors=(400, 401, 403, 404, 410, 429),
+    # Range requests get their part (206), conditional ones 304 when the file is unchanged.
+    responses={200: None, 206: None, 304: None},
+    binary={200: MEDIA_TYPES, 206: MEDIA_TYPES},
+    errors=(400, 401, 403, 404, 410, 416, 429),
     auth="optional",
 )
 def download(export_id: str) -> Response:

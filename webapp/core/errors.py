@@ -16,6 +16,7 @@ CODES = {
     414: "uri_too_long",
     415: "unsupported_media_type",
     416: "range_not_satisfiable",
+    426: "upgrade_required",
     422: "unprocessable_entity",
     429: "too_many_requests",
     431: "request_header_fields_too_large",

@@ -61,9 +61,10 @@ IDEMPOTENCY_PARAMETER = {
 # The answers a key adds: its request carried out but the answer lost (409), the key reused (422).
 IDEMPOTENCY_ERRORS = (409, 422)
 # What any route may answer whatever it does: a request line or headers the server cannot take (400,
-# 414, 431: gunicorn answers them before the application), a method it does not serve (405), a bug
-# (500), and the database or Redis out of reach (503, with Retry-After).
-ANY_ROUTE_ERRORS = (400, 405, 414, 431, 500, 503)
+# 414, 431: gunicorn answers them before the application), a method it does not serve (405), a body
+# over the route's limit, sent even where the route reads none (413), a bug (500), and the database or
+# Redis out of reach (503, with Retry-After).
+ANY_ROUTE_ERRORS = (400, 405, 413, 414, 431, 500, 503)
 # What a route that takes a token may answer too: no valid token (401), its organization's request
 # budget spent (429, with Retry-After).
 TOKEN_ERRORS = (401, 429)
@@ -95,6 +96,10 @@ def _operation(
         entry: dict[str, Any] = {"description": CODES.get(status, "success") if status >= 400 else "success"}
         if status == 204:
             entry["description"] = "done; no content"
+        elif status == 304:
+            entry["description"] = "not modified; no content"
+        elif status == 101:
+            entry["description"] = "switching protocols: the WebSocket is open"
         elif model is not None:
             entry["content"] = {"application/json": {"schema": schemas.ref(model, mode="serialization")}}
         elif status in doc.binary:

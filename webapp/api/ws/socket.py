@@ -5,9 +5,12 @@ The socket's loop is in session; the protocol's messages in messages; the socket
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
 import threading
+from collections.abc import Mapping
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -34,6 +37,8 @@ from webapp.security.tokens import negative_ttl
 log = logging.getLogger(__name__)
 
 bp = Blueprint("ws", __name__, url_prefix="/ws")
+# The one version of RFC 6455 (Sec-WebSocket-Version).
+WEBSOCKET_VERSION = "13"
 sock = Sock()
 
 
@@ -79,6 +84,7 @@ def admit_socket() -> None:
         host=request.host,
         allowed_origins=config["WS_ALLOWED_ORIGINS"],
     )
+    check_handshake(request.headers)
     org_id = identity.principal.org_id
     refused = SLOTS.take(
         get_redis(), org_id, config["WS_MAX_SOCKETS_PER_PROCESS"], config["WS_MAX_SOCKETS_PER_ORG"]
@@ -93,6 +99,31 @@ def admit_socket() -> None:
     g.ws_wire, g.ws_wakeup = wire.adopt(request.environ), threading.Event()
 
 
+def check_handshake(headers: Mapping[str, str]) -> None:
+    """Refuse an upgrade request RFC 6455 does not allow, before the socket library reads it: 426 for
+    a protocol version other than 13 (naming 13), 400 for a missing or malformed key or no Connection:
+    Upgrade. (A request without Upgrade: websocket matches no socket route: routing answers it 400.)"""
+    if "upgrade" not in {token.strip().lower() for token in headers.get("Connection", "").split(",")}:
+        raise ApiError(400, "a WebSocket upgrade needs the header Connection: Upgrade")
+    if headers.get("Sec-WebSocket-Version", "").strip() != WEBSOCKET_VERSION:
+        raise ApiError(
+            426,
+            f"only version {WEBSOCKET_VERSION} of the WebSocket protocol is spoken here",
+            details={"field": "Sec-WebSocket-Version"},
+            headers={"Sec-WebSocket-Version": WEBSOCKET_VERSION},
+        )
+    try:
+        key = base64.b64decode(headers.get("Sec-WebSocket-Key", "").strip(), validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 16:
+        raise ApiError(
+            400,
+            "Sec-WebSocket-Key must be 16 random bytes in base64",
+            details={"field": "Sec-WebSocket-Key"},
+        )
+
+
 @bp.teardown_request
 def release_socket_slot(exc: BaseException | None = None) -> None:
     """The socket's slot goes back when its request ends (the socket closed, or never opened)."""
@@ -105,7 +136,8 @@ def release_socket_slot(exc: BaseException | None = None) -> None:
 @document(
     "WebSocket (upgrade): job_update and metric_update of the organization, subscriptions, resume",
     tag="live",
-    errors=(401, 403, 404),
+    responses={101: None},
+    errors=(400, 401, 403, 404, 426, 429, 503),
 )
 def analytics_socket(ws: Server, org_id: int) -> None:
     """The socket of an organization the token is for, served until it ends (see session)."""
