@@ -41,11 +41,20 @@ def test_an_agent_cannot_cancel_an_admins_or_another_agents_job(app, db_session,
     assert tenant.admin.delete(f"/api/v1/jobs/{admins}").status_code == 200
 
 
-def test_a_viewer_still_cannot_cancel_its_own_job(tenant):
-    job_id = tenant.viewer.post(
+def test_a_viewer_cancels_its_own_jobs_and_no_one_elses(tenant, db_session):
+    """A viewer may start reads as jobs (async aggregations, exports), so it may cancel them."""
+    own = tenant.viewer.post(
         "/api/v1/analytics/aggregations", json={"metrics": ["ticket_count"], "async": True}
-    )
-    assert tenant.viewer.delete(f"/api/v1/jobs/{job_id.get_json()['job_id']}").status_code == 403
+    ).get_json()["job_id"]
+    agents = tenant.agent.post("/api/v1/tickets/import", json=[{"subject": "one"}]).get_json()["job_id"]
+    refused = tenant.viewer.delete(f"/api/v1/jobs/{agents}")
+    assert refused.status_code == 403
+    assert "creator or an admin" in refused.get_json()["error"]["message"]
+    cancelled = tenant.viewer.delete(f"/api/v1/jobs/{own}")
+    assert cancelled.status_code == 200, cancelled.get_json()
+    db_session.expire_all()
+    assert db_session.get(Job, own).cancel_requested or db_session.get(Job, own).state == "cancelled"
+    assert not db_session.get(Job, agents).cancel_requested
 
 
 def test_creating_a_user_does_not_reveal_another_organizations_email(client, make_tenant):
@@ -68,3 +77,26 @@ def test_creating_a_user_does_not_reveal_another_organizations_email(client, mak
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         assert claims["org_id"] == org_id
     assert client.post("/api/v1/auth/login", json={"email": taken, "password": "neither"}).status_code == 401
+
+
+def test_an_email_and_password_of_several_organizations_signs_in_where_org_id_says(client, make_tenant):
+    acme, other = make_tenant("Acme"), make_tenant("Other")
+    login = {"email": other.users["agent"]["email"], "password": other.users["agent"]["password"]}
+    created = acme.admin.post("/api/v1/users", json={**login, "role": "viewer"})
+    assert created.status_code == 201, created.get_json()
+    # Both accounts take the password: no organization is picked silently.
+    ambiguous = client.post("/api/v1/auth/login", json=login)
+    assert ambiguous.status_code == 409
+    error = ambiguous.get_json()["error"]
+    assert error["details"]["field"] == "org_id"
+    assert error["details"]["org_ids"] == sorted([acme.org_id, other.org_id])
+    for org_id, role in ((acme.org_id, "viewer"), (other.org_id, "agent")):
+        chosen = client.post("/api/v1/auth/login", json={**login, "org_id": org_id})
+        assert chosen.status_code == 200, chosen.get_json()
+        payload = chosen.get_json()["access_token"].split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert (claims["org_id"], claims["role"]) == (org_id, role)
+    # An organization without the user is a wrong login, as any.
+    third = make_tenant("Third")
+    assert client.post("/api/v1/auth/login", json={**login, "org_id": third.org_id}).status_code == 401
+    assert client.post("/api/v1/auth/login", json={**login, "org_id": 0}).status_code == 400

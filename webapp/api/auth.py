@@ -11,15 +11,15 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from pydantic import BaseModel, Field
 
 from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.sign_in import signed_in_user
 from webapp.api.plumbing.spec import document, parse_body
 from webapp.api.schemas.common import LoginRequest, Strict, TokenResponse
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import User
-from webapp.security import families, throttle
+from webapp.security import families
 from webapp.security.admission import current_claims, current_principal, require_role
-from webapp.security.passwords import authenticate
 from webapp.security.tokens import UNAUTHORIZED_HEADERS, issue_tokens, revoke_token
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
@@ -31,20 +31,12 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
     tag="auth",
     body=LoginRequest,
     responses={200: TokenResponse},
-    errors=(400, 401, 429),
+    errors=(400, 401, 409, 429),
     auth=False,
 )
 def login() -> Response:
-    data = parse_body(LoginRequest)
-    throttle.check_login(data.email)  # before the password is hashed
+    user = signed_in_user(parse_body(LoginRequest))
     session = get_session()
-    user = authenticate(session, data.email, data.password)
-    if user is None:
-        throttle.login_failed(data.email)
-        raise ApiError(401, "wrong email or password")
-    if user.disabled_at is not None:
-        raise ApiError(401, "this user is disabled")
-    throttle.login_succeeded(data.email)
     tokens = issue_tokens(user)
     session.commit()
     return jsonify(tokens)

@@ -95,7 +95,7 @@ def list_() -> Response:
     responses={200: Job},
     errors=(400, 401, 403, 404, 409),
 )
-@require_role("agent")
+@require_role("viewer")
 def cancel(job_id: str) -> tuple[Response, int, dict[str, str]]:
     """Cancel a job that is not final yet (409 once it is); only its creator or an admin may."""
     session = get_session()

@@ -26,13 +26,15 @@ def verify_password(user: User | None, password: str) -> bool:
     return off_loop(check_password_hash, user.password_hash, password)
 
 
-def authenticate(session: Session, email: str, password: str) -> User | None:
-    """The user with this email whose password it is (emails are unique per organization only, so
-    each user with the email is tried), or None; an unknown email costs one hash like a known one."""
-    users = session.scalars(
-        select(User).where(func.lower(User.email) == email.strip().lower()).order_by(User.id)
-    ).all()
+def authenticate(session: Session, email: str, password: str, org_id: int | None = None) -> list[User]:
+    """The users with this email whose password it is, in the organization `org_id` if given (emails
+    are unique per organization only, so each user with the email is tried); an unknown email costs
+    one hash like a known one. More than one: the caller must ask which organization."""
+    query = select(User).where(func.lower(User.email) == email.strip().lower())
+    if org_id is not None:
+        query = query.where(User.org_id == org_id)
+    users = session.scalars(query.order_by(User.id)).all()
     if not users:
         verify_password(None, password)
-        return None
-    return next((user for user in users if verify_password(user, password)), None)
+        return []
+    return [user for user in users if verify_password(user, password)]

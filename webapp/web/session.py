@@ -17,14 +17,14 @@ from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 
 from webapp.api.plumbing.errors import ApiError, error_response
+from webapp.api.plumbing.sign_in import signed_in_user
 from webapp.api.plumbing.spec import parse_body
 from webapp.api.schemas.common import LoginRequest
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import User
-from webapp.security import families, throttle
-from webapp.security.passwords import authenticate
+from webapp.security import families
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
     issue_tokens,
@@ -74,15 +74,7 @@ def _secure() -> bool:
 @bp.post("")
 def sign_in() -> Response:
     """Email and password -> an access token in the answer, the refresh token in the cookie."""
-    data = parse_body(LoginRequest)
-    throttle.check_login(data.email)  # before the password is hashed
-    user = authenticate(get_session(), data.email, data.password)
-    if user is None:
-        throttle.login_failed(data.email)
-        raise ApiError(401, "wrong email or password")
-    if user.disabled_at is not None:
-        raise ApiError(401, "this user is disabled")
-    throttle.login_succeeded(data.email)
+    user = signed_in_user(parse_body(LoginRequest))
     tokens = issue_tokens(user)
     get_session().commit()
     response = jsonify(_access_answer(user, tokens["access_token"]))

@@ -43,6 +43,8 @@ class ErrorResponse(BaseModel):
 class LoginRequest(Strict):
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
+    # Only where users of several organizations share the email and the password (409 without it).
+    org_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 class TokenResponse(BaseModel):

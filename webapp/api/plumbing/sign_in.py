@@ -1,0 +1,33 @@
+"""Email and password to the one user they sign in, for the API's login and the dashboard's sign-in."""
+
+from __future__ import annotations
+
+from webapp.api.plumbing.errors import ApiError
+from webapp.api.schemas.common import LoginRequest
+from webapp.infra.db import get_session
+from webapp.models import User
+from webapp.security import throttle
+from webapp.security.passwords import authenticate
+
+
+def signed_in_user(data: LoginRequest) -> User:
+    """The user `data` signs in, or 401 (wrong, disabled), 429 (throttled) or 409: users of several
+    organizations have the email and the password, and `org_id` does not say which."""
+    throttle.check_login(data.email)  # before the password is hashed
+    users = authenticate(get_session(), data.email, data.password, data.org_id)
+    if not users:
+        throttle.login_failed(data.email)
+        raise ApiError(401, "wrong email or password")
+    if len(users) > 1:
+        # Whoever sent the password may sign in to each; which one is theirs to say.
+        raise ApiError(
+            409,
+            "users of several organizations have this email and password; send org_id to choose one",
+            code="organization_ambiguous",
+            details={"field": "org_id", "org_ids": sorted(user.org_id for user in users)},
+        )
+    user = users[0]
+    if user.disabled_at is not None:
+        raise ApiError(401, "this user is disabled")
+    throttle.login_succeeded(data.email)
+    return user
