@@ -215,12 +215,38 @@ def test_schedules_through_the_api(make_tenant, app, monkeypatch):
             == 404
         )
 
-    # A webhook in use cannot be deleted; the schedule can, and then the webhook.
-    in_use = tenant.admin.delete(f"/api/v1/webhooks/{mine}")
-    assert in_use.status_code == 409
-    assert in_use.get_json()["error"]["details"]["report_schedule_ids"] == [created["id"]]
     assert tenant.viewer.get("/api/v1/report-schedules").get_json()["items"][0]["id"] == created["id"]
     assert tenant.agent.post(f"/api/v1/report-schedules/{created['id']}/run").status_code == 403
     assert other.admin.get(f"/api/v1/report-schedules/{created['id']}").status_code == 404
-    assert tenant.admin.delete(f"/api/v1/report-schedules/{created['id']}").status_code == 204
+
+    # A webhook in use is deleted all the same (204); its schedule stays, disabled, with no webhook.
+    rule = tenant.admin.post(
+        "/api/v1/alerts",
+        json={
+            "name": "hooked",
+            "metric": "ticket_count",
+            "granularity": "hourly",
+            "condition": {"type": "above", "value": 5},
+            "channels": [{"type": "webhook", "webhook_id": mine}, {"type": "websocket"}],
+        },
+    )
+    assert rule.status_code == 201, rule.get_json()
     assert tenant.admin.delete(f"/api/v1/webhooks/{mine}").status_code == 204
+    assert tenant.admin.get(f"/api/v1/webhooks/{mine}").status_code == 404
+    kept = tenant.admin.get(f"/api/v1/report-schedules/{created['id']}").get_json()
+    assert (kept["webhook_id"], kept["enabled"], kept["cron"]) == (None, False, "30 6 * * *")
+    # The alert rule delivers over its other channels only.
+    channels = tenant.admin.get(f"/api/v1/alerts/{rule.get_json()['id']}").get_json()["channels"]
+    assert channels == [{"type": "websocket"}]
+    # Neither run nor enabled again until it has a webhook.
+    refused = tenant.admin.post(f"/api/v1/report-schedules/{created['id']}/run")
+    assert refused.status_code == 409
+    assert refused.get_json()["error"]["details"]["field"] == "webhook_id"
+    path = f"/api/v1/report-schedules/{created['id']}"
+    assert tenant.admin.patch(path, json={"enabled": True}).status_code == 409
+    assert tenant.admin.get(path).get_json()["enabled"] is False
+    another = tenant.admin.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/in"}).get_json()["id"]
+    back = tenant.admin.patch(path, json={"enabled": True, "webhook_id": another})
+    assert back.status_code == 200, back.get_json()
+    assert (back.get_json()["webhook_id"], back.get_json()["enabled"]) == (another, True)
+    assert tenant.admin.delete(f"/api/v1/report-schedules/{created['id']}").status_code == 204

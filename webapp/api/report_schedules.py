@@ -168,7 +168,7 @@ def delete(report_schedule_id: int) -> Response:
     "Run the report now: its export job (202), delivered as report.ready once it succeeds",
     tag="reports",
     responses={202: JobAccepted},
-    errors=(400, 401, 403, 404, 429, 503),
+    errors=(400, 401, 403, 404, 409, 429, 503),
 )
 @require_role("admin")
 @idempotent

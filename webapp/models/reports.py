@@ -44,8 +44,8 @@ class ReportSchedule(Base):
     export: Mapped[dict[str, Any]] = mapped_column(JSONB)
     # The export's job params as checked when saved; each run puts its own window in (reports.runs).
     export_params: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    # A webhook in use by a schedule cannot be deleted (409).
-    webhook_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("webhooks.id"))
+    # None once its webhook was deleted: the schedule is disabled then until it is given another.
+    webhook_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("webhooks.id", ondelete="SET NULL"))
     skip_if_empty: Mapped[bool] = mapped_column(Boolean, default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     next_run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -83,6 +83,12 @@ def start_run(
     are at their quota or cap (as any export request is), BrokerUnavailable when the queue refused
     the job (which is then failed, and its run with it at the next pass).
     """
+    if schedule.webhook_id is None:
+        raise ReportError(
+            "the schedule's webhook was deleted; give it a webhook_id to run it",
+            field="webhook_id",
+            status=409,
+        )
     try:
         spec = spec_of(schedule, now)
     except ValueError as exc:
@@ -226,7 +232,7 @@ def finish_runs(
         if schedule.skip_if_empty and not result.get("rows"):
             run.state = "skipped"
             continue
-        webhook = session.get(Webhook, schedule.webhook_id)
+        webhook = session.get(Webhook, schedule.webhook_id) if schedule.webhook_id is not None else None
         delivery_id = None
         if webhook is not None:
             data = _ready_data(schedule, run, result, base_url)
@@ -235,7 +241,7 @@ def finish_runs(
             )
         if delivery_id is None:
             run.state = "failed"
-            run.error = "the webhook is disabled"
+            run.error = "the webhook is disabled" if webhook is not None else "the webhook was deleted"
             continue
         run.state = "delivered"
         run.delivery_id = delivery_id

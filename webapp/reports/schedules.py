@@ -135,6 +135,12 @@ def update_schedule(
     for name in ("name", "skip_if_empty", "enabled"):
         if name in fields:
             setattr(schedule, name, fields[name])
+    if schedule.enabled and schedule.webhook_id is None:
+        raise ReportError(
+            "the schedule's webhook was deleted; give it a webhook_id to enable it",
+            field="webhook_id",
+            status=409,
+        )
     if export_params is not None:
         schedule.export = fields["export"]
         schedule.export_params = export_params

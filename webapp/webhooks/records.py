@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from webapp.core.timeutil import utcnow
 from webapp.models import AlertRule, ReportSchedule, Webhook
 from webapp.models.base import MAX_ID
 from webapp.webhooks import signing
@@ -148,14 +149,19 @@ def users_of(session: Session, webhook: Webhook) -> dict[str, list[int]]:
     return {"alert_ids": sorted(alerts), "report_schedule_ids": sorted(schedules)}
 
 
-def delete_webhook(session: Session, webhook: Webhook) -> None:
-    """Delete the webhook and its delivery log; 409 while an alert rule or a report schedule uses it."""
+def delete_webhook(session: Session, webhook: Webhook) -> dict[str, list[int]]:
+    """Delete the webhook and its delivery log, whoever uses it: alert rules drop it from their
+    channels, report schedules that delivered to it are disabled with no webhook (until given
+    another). The alert rules and report schedules that used it, by kind."""
     users = users_of(session, webhook)
-    if users["alert_ids"] or users["report_schedule_ids"]:
-        raise WebhookError(
-            "the webhook is in use; take it out of these alert rules and report schedules first",
-            status=409,
-            details=users,
-        )
+    gone = {"type": "webhook", "webhook_id": webhook.id}
+    for rule in session.scalars(select(AlertRule).where(AlertRule.id.in_(users["alert_ids"]))):
+        rule.channels = [channel for channel in rule.channels if channel != gone]
+    session.execute(
+        update(ReportSchedule)
+        .where(ReportSchedule.id.in_(users["report_schedule_ids"]))
+        .values(webhook_id=None, enabled=False, updated_at=utcnow())
+    )
     session.delete(webhook)
     session.flush()
+    return users

@@ -103,7 +103,7 @@ class ReportSchedule(BaseModel):
     cron: str
     timezone: str
     export: dict[str, Any]
-    webhook_id: int
+    webhook_id: int | None = Field(description="null once the webhook was deleted (the schedule is disabled)")
     skip_if_empty: bool
     enabled: bool
     next_run_at: datetime
