@@ -78,6 +78,54 @@ def test_backfill_writes_events_at_their_times(tenant, db_session):
     assert by_type["resolved"].status == "closed"
 
 
+@pytest.mark.parametrize("status", ["resolved", "closed"])
+def test_a_backfill_solved_at_its_creation_or_first_response_was_open_there(tenant, db_session, status):
+    """Open at creation and first response, the imported status at resolution: also where those
+    instants are the resolution's own."""
+    at = datetime(2016, 2, 10, 12, 0, tzinfo=UTC)
+    answered_then = tenant.agent.post(
+        "/api/v1/tickets",
+        json={
+            "status": status,
+            "created_at": at.isoformat(),
+            "first_response_at": at.isoformat(),
+            "resolved_at": at.isoformat(),
+        },
+    )
+    later = at + timedelta(hours=2)
+    answered_at_solve = tenant.agent.post(
+        "/api/v1/tickets",
+        json={
+            "status": status,
+            "created_at": at.isoformat(),
+            "first_response_at": later.isoformat(),
+            "resolved_at": later.isoformat(),
+        },
+    )
+    for response in (answered_then, answered_at_solve):
+        assert response.status_code == 201, response.get_json()
+        by_type = {e.event_type: e.status for e in _events(db_session, response.get_json()["id"])}
+        assert by_type == {"created": "open", "first_response": "open", "resolved": status}
+
+
+def test_a_resolution_back_filled_before_the_last_status_change_is_refused(tenant, db_session):
+    created = datetime(2017, 11, 1, 12, 0, tzinfo=UTC)
+    ticket = tenant.agent.post("/api/v1/tickets", json={"created_at": created.isoformat()}).get_json()
+    path = f"/api/v1/tickets/{ticket['id']}"
+    assert tenant.agent.patch(path, json={"status": "pending"}).status_code == 200  # now
+    refused = tenant.agent.patch(
+        path, json={"status": "resolved", "resolved_at": (created + timedelta(days=2)).isoformat()}
+    )
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["details"]["field"] == "resolved_at"
+    assert "last status change (pending" in refused.get_json()["error"]["message"]
+    # Nothing was written: still pending, no solve among its events.
+    assert tenant.agent.get(path).get_json()["status"] == "pending"
+    assert "resolved" not in {e.event_type for e in _events(db_session, ticket["id"])}
+    # Resolved now (or at a back-filled instant after the change), it is solved.
+    assert tenant.agent.patch(path, json={"status": "resolved"}).status_code == 200
+
+
 def test_naive_timestamps_are_read_in_the_org_time_zone(make_tenant, db_session):
     tenant = make_tenant(timezone="America/New_York")
     response = tenant.agent.post("/api/v1/tickets", json={"created_at": "2026-01-15T09:00:00"})

@@ -237,16 +237,13 @@ def _events(ticket: dict[str, Any], moments: _Moments) -> list[dict[str, Any]]:
     created, first_response, resolved = moments
     status = ticket["status"]
 
-    def status_at(moment: datetime) -> str:
-        # A ticket that was resolved later was still open before it.
-        if status in RESOLVED_STATUSES and resolved is not None and moment < resolved:
-            return "open"
-        return status
-
-    events = [_event_values(ticket, "created", created, status=status_at(created))]
+    # A solved ticket was open at its creation and first response, even where they share the
+    # resolution's instant; an unsolved one had its own status (pending, on_hold) all along.
+    before = "open" if status in RESOLVED_STATUSES else status
+    events = [_event_values(ticket, "created", created, status=before)]
     if first_response is not None:
-        value, then = hours_between(created, first_response), status_at(first_response)
-        events.append(_event_values(ticket, "first_response", first_response, value=value, status=then))
+        value = hours_between(created, first_response)
+        events.append(_event_values(ticket, "first_response", first_response, value=value, status=before))
     if resolved is not None:
         events.append(_event_values(ticket, "resolved", resolved, value=hours_between(created, resolved)))
     return events

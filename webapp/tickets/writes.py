@@ -317,6 +317,17 @@ def _last_reopened(session: Session, ticket: Ticket) -> datetime | None:
     )
 
 
+def _last_status_change(session: Session, ticket: Ticket) -> tuple[datetime, str] | None:
+    """The ticket's newest status history entry: when, and the status it entered."""
+    row = session.execute(
+        select(TicketStatusChange.at, TicketStatusChange.status)
+        .where(TicketStatusChange.ticket_id == ticket.id)
+        .order_by(TicketStatusChange.at.desc(), TicketStatusChange.id.desc())
+        .limit(1)
+    ).first()
+    return (row.at, row.status) if row is not None else None
+
+
 def _status_change(
     session: Session, ticket: Ticket, fields: dict[str, Any], times: dict[str, datetime], now: datetime
 ) -> list[TicketEvent]:
@@ -365,6 +376,14 @@ def _resolve(
         if reopened is not None and resolved_at < reopened:
             raise TicketError(
                 f"resolved_at is before the ticket was last reopened ({reopened.isoformat()})",
+                field="resolved_at",
+            )
+    if resolved_at is not None:
+        # A solve back-filled before a later status change would leave the history unsolved after it.
+        last = _last_status_change(session, ticket)
+        if last is not None and resolved_at < last[0]:
+            raise TicketError(
+                f"resolved_at is before the ticket's last status change ({last[1]} at {last[0].isoformat()})",
                 field="resolved_at",
             )
     previous = ticket.status
