@@ -17,8 +17,11 @@ new ticket):
   reply, valued the hours from the customer reply that started it.
 - `rated`: the standing rating at its time, valued 100 when good, else 0 (csat).
 
-Every derived event carries the ticket's current priority, channel, category and assignee, and the
-status it had at that instant (for backlog steps, the status entered or left). Durations are measured
+Every derived event carries the priority, channel, category and assignee the ticket had at its
+instant (as its own events there say: `dimension_history`), and the status it had then (for backlog
+steps, the status entered or left). A backlog span whose dimensions change while it lasts is stepped
+out under the old ones and in under the new ones at the change, so each step's +1 and -1 meet in one
+group whatever the ticket is grouped by. Durations are measured
 between instants by one function (`Measure`), so a clock other than the calendar can be applied to
 the same intervals.
 """
@@ -69,6 +72,21 @@ class Facts:
     statuses: Sequence[tuple[datetime, str]]
     replies: Sequence[Reply] = ()
     rating: Rating | None = None
+    # (at, dimensions in force from then) in time order, the first at creation; none: `dimensions`
+    # held all along (a new ticket).
+    dimension_history: Sequence[tuple[datetime, dict[str, Any]]] = ()
+
+    def dimensions_at(self, instant: datetime, *, before: bool = False) -> dict[str, Any]:
+        """The dimensions in force at `instant` (the last entry at it or before; with `before`, the
+        last strictly before: what a span ending there had), the first entry's before any."""
+        if not self.dimension_history:
+            return self.dimensions
+        current = self.dimension_history[0][1]
+        for at, dims in self.dimension_history:
+            if at > instant or (before and at == instant):
+                break
+            current = dims
+        return current
 
 
 def spans(statuses: Sequence[tuple[datetime, str]]) -> list[Span]:
@@ -135,6 +153,20 @@ def status_at(statuses: Sequence[tuple[datetime, str]], instant: datetime) -> st
     return current
 
 
+def _dimension_changes(facts: Facts, span: Span) -> list[datetime]:
+    """The instants strictly inside `span` at which the ticket's dimensions changed."""
+    out: list[datetime] = []
+    for at, _ in facts.dimension_history[1:]:
+        inside = at > span.start and (span.end is None or at < span.end)
+        if (
+            inside
+            and (not out or out[-1] != at)
+            and facts.dimensions_at(at) != facts.dimensions_at(at, before=True)
+        ):
+            out.append(at)
+    return out
+
+
 def agent_replies_by(facts: Facts, instant: datetime) -> int:
     """Public agent replies at or before `instant`; a first response given without one counts as one."""
     count = sum(1 for r in facts.replies if r.public and r.author == AGENT and r.at <= instant)
@@ -147,14 +179,16 @@ def derive(facts: Facts, measure: Measure = hours_between) -> list[dict[str, Any
     """The ticket's derived events as ticket_events values (without ticket_id), in time order."""
     out: list[dict[str, Any]] = []
 
-    def event(kind: str, at: datetime, status: str, value: float, detail: Any = None) -> None:
+    def event(
+        kind: str, at: datetime, status: str, value: float, detail: Any = None, *, before: bool = False
+    ) -> None:
         out.append(
             {
                 "org_id": facts.org_id,
                 "event_type": kind,
                 "occurred_at": at,
                 "status": status,
-                **facts.dimensions,
+                **facts.dimensions_at(at, before=before),
                 "value": value,
                 "detail": detail,
             }
@@ -164,8 +198,11 @@ def derive(facts: Facts, measure: Measure = hours_between) -> list[dict[str, Any
     for span in spans(statuses):
         if span.status in UNSOLVED_STATUSES:
             event("backlog", span.start, span.status, 1.0)
+            for at in _dimension_changes(facts, span):
+                event("backlog", at, span.status, -1.0, before=True)
+                event("backlog", at, span.status, 1.0)
             if span.end is not None:
-                event("backlog", span.end, span.status, -1.0)
+                event("backlog", span.end, span.status, -1.0, before=True)
     for at, status in solves(statuses):
         one_touch = GOOD if agent_replies_by(facts, at) <= 1 else BAD
         detail: dict[str, Any] = {**time_in_statuses(statuses, at, measure)}

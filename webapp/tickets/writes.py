@@ -164,6 +164,19 @@ def _recounted(session: Session, change: Change) -> Change:
     return change
 
 
+# The events a write records with the dimensions the ticket had then (derived ones are derived from
+# these; sla_breached is recorded when a sweep gets to it, with the dimensions of that moment).
+DIMENSION_SOURCES = (
+    "created",
+    "first_response",
+    "resolved",
+    "reopened",
+    "status_changed",
+    "priority_changed",
+    "assigned",
+)
+
+
 def facts_of(session: Session, ticket: Ticket) -> Facts:
     """What the ticket's derived events are computed from, as stored now."""
     statuses = [
@@ -185,6 +198,15 @@ def facts_of(session: Session, ticket: Ticket) -> Facts:
     rated = session.execute(
         select(TicketRating.rating, TicketRating.at).where(TicketRating.ticket_id == ticket.id)
     ).first()
+    dimension_history: list[tuple[datetime, dict[str, Any]]] = []
+    for row in session.execute(
+        select(TicketEvent.occurred_at, *(getattr(TicketEvent, d) for d in DERIVED_DIMENSIONS))
+        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.event_type.in_(DIMENSION_SOURCES))
+        .order_by(TicketEvent.occurred_at, TicketEvent.id)
+    ):
+        dims = {d: getattr(row, d) for d in DERIVED_DIMENSIONS}
+        if not dimension_history or dimension_history[-1][1] != dims:
+            dimension_history.append((row.occurred_at, dims))
     return Facts(
         org_id=ticket.org_id,
         created_at=ticket.created_at,
@@ -193,6 +215,7 @@ def facts_of(session: Session, ticket: Ticket) -> Facts:
         statuses=statuses,
         replies=replies,
         rating=Rating(rated.rating, rated.at) if rated else None,
+        dimension_history=dimension_history,
     )
 
 

@@ -24,6 +24,8 @@ WHERE h.{_TICKETS}
 WINDOW w AS (PARTITION BY h.ticket_id ORDER BY h.at, h.id)
 """
 
+# The ticket's dimensions now are those it had at each solve: a seeded ticket's escalation and
+# reassignment come before its first resolution (timeline), and nothing changes them after.
 _DIMENSIONS = "t.priority, t.channel, t.category, t.assigned_to"
 _INSERT = (
     "INSERT INTO ticket_events (org_id, ticket_id, event_type, occurred_at, status, priority, channel,"

@@ -96,7 +96,11 @@ def encode_batch(
         batch.people.category,
         history.agent_at(every, cut),
     )
-    derived, n_derived = derived_text(q, status, talk, now_in, created, first_id, org_id, history.status_at)
+    work = batch.work
+    changes = np.stack([work.escalation, work.assignment, work.reassignment], axis=1)
+    changes = np.where(changes <= q_last[:, None], changes, NEVER)
+    fixed = (batch.people.channel, batch.people.category)
+    derived, n_derived = derived_text(q, status, talk, fixed, history, changes, created, first_id, org_id)
     statuses = history_text(q, status, created, first_id, org_id)
     priority, channel, category, agent = now_in
     counts = counts_text(
