@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -146,13 +147,12 @@ def import_app(live_app: Flask) -> Flask:
 
 @pytest.fixture
 def post_import(import_app: Flask) -> Callable[..., Any]:
-    def post(api: Api, body: Any, content_type: str = "application/json") -> Any:
+    def post(api: Api, body: Any, content_type: str = "application/json", key: str | None = None) -> Any:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
         client = Api(import_app.test_client(), api.token)
+        headers = {"Authorization": f"Bearer {api.token}", "Content-Type": content_type}
         return client.client.post(
-            "/api/v1/tickets/import",
-            data=data,
-            headers={"Authorization": f"Bearer {api.token}", "Content-Type": content_type},
+            "/api/v1/tickets/import", data=data, headers=headers | ({"Idempotency-Key": key} if key else {})
         )
 
     return post
@@ -362,24 +362,35 @@ def test_concurrent_identical_submissions_share_one_job(celery_worker, make_live
     wait_for_job(tenant.viewer, answers[0].get_json()["job_id"])
 
 
-def test_an_import_sent_twice_imports_once_even_when_the_first_finished(
+def test_an_import_is_written_each_time_it_is_sent_and_once_under_one_key(
     celery_worker, make_live_tenant, post_import, engine
 ):
+    """Imports are writes: two sends of one body import it twice, as two POSTs of a ticket would;
+    the contract's Idempotency-Key is what makes a retry safe, even one sent while the first runs."""
     from concurrent.futures import ThreadPoolExecutor
 
     tenant = make_live_tenant()
     rows = _rows(50)
+    twice = [post_import(tenant.agent, rows) for _ in range(2)]
+    assert [a.status_code for a in twice] == [202, 202]
+    assert len({a.get_json()["job_id"] for a in twice}) == 2
+    assert not any(a.get_json()["deduplicated"] for a in twice)
+    for answer in twice:
+        assert wait_for_job(tenant.viewer, answer.get_json()["job_id"])["state"] == "succeeded"
+    assert _tickets(engine, tenant.org_id) == 100
+
+    key = str(uuid.uuid4())
     with ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda _: post_import(tenant.agent, rows), range(6)))
+        answers = list(pool.map(lambda _: post_import(tenant.agent, rows, key=key), range(6)))
     assert {a.status_code for a in answers} == {202}
     job_ids = {a.get_json()["job_id"] for a in answers}
     assert len(job_ids) == 1
     done = wait_for_job(tenant.viewer, job_ids.pop())
     assert done["state"] == "succeeded"
-    again = post_import(tenant.agent, rows)  # a retry after the first succeeded
-    assert again.get_json()["deduplicated"] is True
+    again = post_import(tenant.agent, rows, key=key)  # a retry after the first succeeded
     assert again.get_json()["job_id"] == done["id"]
-    assert _tickets(engine, tenant.org_id) == 50
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert _tickets(engine, tenant.org_id) == 150
 
 
 def test_aggregation_job(celery_worker, make_live_tenant, post_import):

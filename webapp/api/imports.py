@@ -94,4 +94,5 @@ def create() -> tuple[Response, int, dict[str, str]]:
     fmt = _format()
     body = _body(current_app.config["IMPORT_MAX_BYTES"])
     rows = _rows(body, fmt, current_app.config["IMPORT_MAX_ROWS"])
-    return submit_job("import", {"format": fmt, "row_count": len(rows), "rows": rows})
+    # A write: every send imports its rows (a retry that must not is what Idempotency-Key is for).
+    return submit_job("import", {"format": fmt, "row_count": len(rows), "rows": rows}, dedup=False)

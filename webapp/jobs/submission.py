@@ -9,18 +9,16 @@ import logging
 import uuid
 import zlib
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import and_, bindparam, func, or_, select, text
+from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import DateTime, String, Uuid
 
-from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import ACTIVE_STATES, JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.jobs.transitions import (
     SendsWithCommands,
@@ -61,18 +59,10 @@ def params_hash(kind: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# An import that succeeded this recently answers an identical submission: two sends of one batch
-# (a retry after a timeout, a double click) import it once, even when the first was quick to finish.
-IMPORT_REPEAT_SECONDS = 60
-
-
 def find_active(session: Session, org_id: int, kind: str, digest: str) -> Job | None:
-    """An identical job still queued or running (for imports: or succeeded a moment ago)."""
+    """An identical job still queued or running."""
     same = (Job.org_id == org_id, Job.kind == kind, Job.params_hash == digest)
     current = Job.state.in_(ACTIVE_STATES)
-    if kind == "import":
-        recent = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS)
-        current = or_(current, and_(Job.state == "succeeded", Job.finished_at >= recent))
     return session.scalar(select(Job).where(*same, current).order_by(Job.created_at).limit(1))
 
 
@@ -298,7 +288,7 @@ def _insert_unless_active(
     """The identical active job (see find_active) or a new queued one inserted in this transaction,
     whether it is new, and whether the organization had another job active (_has_other_active).
     Raises TooManyActive when a new one would pass `cap`."""
-    since = utcnow() - timedelta(seconds=IMPORT_REPEAT_SECONDS) if kind == "import" else None
+    since = None  # (job_submit can also answer with a job that succeeded since then: unused)
     if not session.in_transaction() and isinstance(session.bind, Engine):
         # Nothing else rides on this transaction: the statement commits itself (the lock is released
         # with it), so the submission is one round trip and the commit that follows sends nothing.

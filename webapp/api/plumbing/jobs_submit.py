@@ -58,9 +58,11 @@ def _within_worker_time(org_id: int) -> None:
     )
 
 
-def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[str, str]]:
-    """Create (or reuse an identical active) job and answer 202 with where to poll it; a new job's
-    answer is stored with it for the request's Idempotency-Key. Refused with 429 past the
+def submit_job(
+    kind: str, params: dict[str, Any], *, dedup: bool = True
+) -> tuple[Response, int, dict[str, str]]:
+    """Create (or, with `dedup`, reuse an identical active) job and answer 202 with where to poll it;
+    a new job's answer is stored with it for the request's Idempotency-Key. Refused with 429 past the
     organization's worker-time budget (worker_time)."""
     principal = current_principal()
     _within_worker_time(principal.org_id)
@@ -77,6 +79,7 @@ def submit_job(kind: str, params: dict[str, Any]) -> tuple[Response, int, dict[s
             user_id=principal.user_id,
             kind=kind,
             params=params,
+            dedup=dedup,
             cap=active_cap(kind),
             on_create=remember,
             redis_answered=redis_answered(),
