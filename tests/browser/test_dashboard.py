@@ -112,6 +112,41 @@ def test_sign_in_then_the_tiles_show_the_apis_numbers(desktop, demo, web_server,
     screenshot(page, "overview")
 
 
+def test_an_email_of_two_organizations_signs_in_where_the_reader_chooses(
+    desktop, fresh, make_live_tenant, web_server
+):
+    other = make_live_tenant("Browser Other")
+    email = f"shared-{fresh.org_id}@example.test"
+    for tenant, role in ((fresh, "viewer"), (other, "agent")):
+        body = {"email": email, "password": PASSWORD, "role": role}
+        status, created = web_server.request("POST", "/api/v1/users", tenant.users["admin"]["token"], body)
+        assert status == 201, created
+    desktop.allowed.append("status of 409")  # the browser logs the sign-in's answer that asks
+    page = desktop.page()
+    page.goto("/signin")
+    assert page.is_hidden("#organization")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    # Both accounts take the password: the page asks which organization, naming their ids.
+    page.wait_for_selector("#organization:not([hidden])")
+    assert "several organizations" in page.inner_text("#error")
+    options = page.eval_on_selector_all("#org_id option", "options => options.map(o => o.value)")
+    assert options == [str(i) for i in sorted((fresh.org_id, other.org_id))]
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.select_option("#org_id", str(other.org_id))
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{web_server.base_url}/")
+    page.wait_for_selector("body[data-loaded]")
+    # Signed in to the organization chosen: its live socket is the one opened.
+    deadline = time.monotonic() + 10
+    while not sockets and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert sockets
+    assert all(f"/ws/analytics/{other.org_id}" in url for url in sockets), sockets
+
+
 def test_a_ticket_created_through_the_api_updates_a_tile_live(desktop, fresh, web_server):
     page = _overview(desktop, fresh)
     page.evaluate("window.sameDocument = true")

@@ -19,16 +19,22 @@ export class Session {
     return this.#token ? `Bearer ${this.#token}` : null;
   }
 
-  /** Email and password: true once signed in, else the server's message. */
-  async signIn(email, password) {
+  /**
+   * Email and password (and the organization, where users of several share them): true once signed
+   * in, else the server's message and, when it asks which organization, their ids.
+   */
+  async signIn(email, password, orgId = null) {
     const response = await fetch(ROUTES.signIn, {
       method: "POST",
       credentials: "same-origin",
       headers: { ...CSRF, "Content-Type": "application/json" },
-      body: JSON.stringify({ email, password }),
+      body: JSON.stringify(orgId === null ? { email, password } : { email, password, org_id: orgId }),
     });
     const body = await response.json().catch(() => null);
-    if (!response.ok) return body?.error?.message || `sign-in failed (${response.status})`;
+    if (!response.ok) {
+      const message = body?.error?.message || `sign-in failed (${response.status})`;
+      return { message, orgIds: body?.error?.details?.org_ids ?? null };
+    }
     this.#accept(body);
     return true;
   }

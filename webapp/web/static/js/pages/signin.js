@@ -15,14 +15,27 @@ async function main() {
     return;
   }
   const form = document.getElementById("signin");
+  const choice = document.getElementById("organization");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const button = form.querySelector("button");
     button.disabled = true;
-    const outcome = await session.signIn(form.email.value, form.password.value);
+    const orgId = choice.hidden ? null : Number(form.org_id.value);
+    const outcome = await session.signIn(form.email.value, form.password.value, orgId);
     button.disabled = false;
-    if (outcome === true) location.replace(nextPath());
-    else showError(outcome);
+    if (outcome === true) {
+      location.replace(nextPath());
+      return;
+    }
+    if (outcome.orgIds) {
+      // Users of several organizations have this email and password: which one is the reader's.
+      form.org_id.replaceChildren(
+        ...outcome.orgIds.map((id) => Object.assign(document.createElement("option"), { value: id, textContent: `Organization ${id}` })),
+      );
+      choice.hidden = false;
+      form.org_id.focus();
+    }
+    showError(outcome.message);
   });
 }
 
