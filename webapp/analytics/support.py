@@ -201,6 +201,9 @@ def agents_sla(
         facts = (
             f"SELECT f.ticket_id AS id, {columns.format(a='f')}, {sla_verdicts.FACT_COLUMNS}"
             f" FROM ({solves}) s JOIN ticket_sla_facts f ON f.ticket_id = s.ticket_id"
+            # The organization's facts of tickets created before the range ends (its index): no
+            # other organization's rows are read.
+            " AND f.org_id = :org_id AND f.created_at < :end"
             f" JOIN ({sla_verdicts.TARGETS}) g ON g.priority = f.priority"
         )
         verdicts = sla_verdicts.from_facts(facts, policy)
