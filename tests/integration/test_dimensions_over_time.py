@@ -121,3 +121,23 @@ def test_the_agents_report_credits_each_solve_to_whoever_had_the_ticket(tenant):
     assert solved(date(2017, 8, 1), date(2017, 8, 5)) == {"ana": 1}
     today = datetime.now(UTC).date()
     assert solved(today - timedelta(days=1), today + timedelta(days=1)) == {"bob": 1}
+
+
+def test_a_back_filled_time_written_with_a_new_priority_keeps_the_old_one_at_its_instant(tenant):
+    """One PATCH that sets a priority and back-fills a first response or a resolution: the back-filled
+    events are the ticket's as it was then (low), the change itself is today's."""
+    answered = _ticket(tenant.agent, priority="low", created_at="2017-06-01T12:00:00Z")
+    _patch(tenant.agent, answered, status="pending")  # now
+    _patch(tenant.agent, answered, priority="urgent", first_response_at="2017-06-02T12:00:00Z")
+    solved = _ticket(tenant.agent, priority="low", created_at="2017-06-01T12:00:00Z")
+    _patch(tenant.agent, solved, priority="urgent", status="resolved", resolved_at="2017-06-03T12:00:00Z")
+
+    window = ("priority", "2017-06-01", "2017-06-10")
+    rows = _groups(tenant.viewer, *window, ["ticket_count", "response_time", "resolution_time", "solved"])
+    more = _groups(tenant.viewer, *window, ["backlog"])
+    assert set(rows) == set(more) == {"low"}, (rows, more)
+    low = {**rows["low"], **more["low"]}
+    assert (low["ticket_count"]["count"], low["response_time"]["count"]) == (2, 1)
+    assert (low["resolution_time"]["count"], low["solved"]["count"]) == (1, 1)
+    # At the range's end (2017-06-10) the answered ticket is still in the backlog, as a low one.
+    assert low["backlog"]["count"] == 1

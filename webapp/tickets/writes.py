@@ -90,6 +90,7 @@ def update_ticket(
     if "status" in fields and fields["status"] is None:
         raise TicketError("status cannot be null", field="status")
     ticket.updated_at = now
+    _stamp_back_filled(session, ticket, events, now)
     session.add_all(events)
     session.add_all(
         TicketStatusChange(org_id=ticket.org_id, ticket_id=ticket.id, status=e.detail["to"], at=e.occurred_at)
@@ -127,6 +128,7 @@ def add_reply(
     events = []
     if reply.public and reply.author == AGENT and ticket.first_response_at is None:
         events = _first_response(ticket, {"first_response_at": at})
+        _stamp_back_filled(session, ticket, events, now)
         session.add_all(events)
     ticket.updated_at = now
     session.flush()
@@ -164,17 +166,49 @@ def _recounted(session: Session, change: Change) -> Change:
     return change
 
 
-# The events a write records with the dimensions the ticket had then (derived ones are derived from
-# these; sla_breached is recorded when a sweep gets to it, with the dimensions of that moment).
-DIMENSION_SOURCES = (
-    "created",
-    "first_response",
-    "resolved",
-    "reopened",
-    "status_changed",
-    "priority_changed",
-    "assigned",
-)
+# The events that say what a ticket's priority and assignee were from their instant on: its creation
+# and each change of them (made at the time of the write, never back-filled). Channel and category
+# changes are recorded by no event: they are the ticket's current ones throughout.
+DIMENSION_SOURCES = ("created", "priority_changed", "assigned")
+TRACKED_DIMENSIONS = ("priority", "assigned_to")
+
+
+def tracked_history(session: Session, ticket: Ticket) -> list[tuple[datetime, dict[str, Any]]]:
+    """(instant, {priority, assigned_to} from then on) in time order, the first at creation; empty for
+    a ticket with no events yet."""
+    history: list[tuple[datetime, dict[str, Any]]] = []
+    for row in session.execute(
+        select(TicketEvent.occurred_at, *(getattr(TicketEvent, d) for d in TRACKED_DIMENSIONS))
+        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.event_type.in_(DIMENSION_SOURCES))
+        .order_by(TicketEvent.occurred_at, TicketEvent.id)
+    ):
+        values = {d: getattr(row, d) for d in TRACKED_DIMENSIONS}
+        if not history or history[-1][1] != values:
+            history.append((row.occurred_at, values))
+    return history
+
+
+def _tracked_at(history: list[tuple[datetime, dict[str, Any]]], instant: datetime) -> dict[str, Any]:
+    current = history[0][1]
+    for at, values in history:
+        if at > instant:
+            break
+        current = values
+    return current
+
+
+def _stamp_back_filled(session: Session, ticket: Ticket, events: list[TicketEvent], now: datetime) -> None:
+    """Give events placed before `now` (a back-filled first response or resolution) the priority and
+    assignee the ticket had at their instant, not the ones this write may have just set."""
+    past = [e for e in events if e.occurred_at < now and e.event_type not in DIMENSION_SOURCES]
+    if not past:
+        return
+    history = tracked_history(session, ticket)
+    if not history:
+        return
+    for event in past:
+        for name, value in _tracked_at(history, event.occurred_at).items():
+            setattr(event, name, value)
 
 
 def facts_of(session: Session, ticket: Ticket) -> Facts:
@@ -198,20 +232,13 @@ def facts_of(session: Session, ticket: Ticket) -> Facts:
     rated = session.execute(
         select(TicketRating.rating, TicketRating.at).where(TicketRating.ticket_id == ticket.id)
     ).first()
-    dimension_history: list[tuple[datetime, dict[str, Any]]] = []
-    for row in session.execute(
-        select(TicketEvent.occurred_at, *(getattr(TicketEvent, d) for d in DERIVED_DIMENSIONS))
-        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.event_type.in_(DIMENSION_SOURCES))
-        .order_by(TicketEvent.occurred_at, TicketEvent.id)
-    ):
-        dims = {d: getattr(row, d) for d in DERIVED_DIMENSIONS}
-        if not dimension_history or dimension_history[-1][1] != dims:
-            dimension_history.append((row.occurred_at, dims))
+    current = {d: getattr(ticket, d) for d in DERIVED_DIMENSIONS}
+    dimension_history = [(at, {**current, **values}) for at, values in tracked_history(session, ticket)]
     return Facts(
         org_id=ticket.org_id,
         created_at=ticket.created_at,
         first_response_at=ticket.first_response_at,
-        dimensions={d: getattr(ticket, d) for d in DERIVED_DIMENSIONS},
+        dimensions=current,
         statuses=statuses,
         replies=replies,
         rating=Rating(rated.rating, rated.at) if rated else None,
