@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -241,3 +242,32 @@ def test_group_by_is_checked(tenant: Any):
     for field in ("assigned_to", "priority", "channel"):
         body = tenant.viewer.get(f"/api/v1/analytics/performance?group_by={field}").get_json()
         assert isinstance(body["sla"]["groups"], list)
+
+
+def test_a_span_entered_and_left_at_one_instant_passes_no_target(tenant, db_session):
+    """Resolution used up exactly (8 h) at 09:30, then open and resolved at one instant over lunch
+    (closed): that span ran no time, so the ticket's own SLA and the performance report both say
+    achieved."""
+    schedule = tenant.admin.post("/api/v1/schedules", json=schedule_body()).get_json()
+    targets = {
+        p: {"first_reply_hours": 2, "next_reply_hours": None, "resolution_hours": 8} for p in PRIORITIES
+    }
+    policy = {"schedule_id": schedule["id"], "pause_statuses": ["pending"], "targets": targets}
+    assert tenant.admin.put("/api/v1/sla-policy", json=policy).status_code == 200
+    history = [
+        (ny(2026, 3, 3, 9), "open"),
+        (ny(2026, 3, 3, 17, 30), "pending"),  # 7.5 open hours
+        (ny(2026, 3, 4, 9), "open"),
+        (ny(2026, 3, 4, 9, 30), "pending"),  # 8 hours exactly
+        (ny(2026, 3, 4, 12, 30), "open"),  # lunch: closed
+        (ny(2026, 3, 4, 12, 30), "resolved"),  # the same instant
+    ]
+    assert _verdict([(a, b) for (a, s), (b, _) in pairwise(history) if s == "open"], 8, True) == 0
+    ticket_id = seed_ticket(
+        db_session, tenant.org_id, history, priority="urgent", first_response_at=ny(2026, 3, 3, 9, 30)
+    )
+    own = tenant.viewer.get(f"/api/v1/tickets/{ticket_id}/sla").get_json()
+    assert {t["metric"]: t["state"] for t in own["targets"]}["resolution"] == "achieved"
+    report = tenant.viewer.get("/api/v1/analytics/performance?start=2026-03-01&end=2026-03-10").get_json()
+    resolution = report["sla"]["overall"]["resolution"]
+    assert (resolution["achieved"], resolution["breached"]) == (1, 0)

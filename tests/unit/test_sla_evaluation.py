@@ -283,8 +283,10 @@ def _reach(reference, spans, target_s):
     `target_s`, and whether a span runs on past it (the target is passed)."""
     used = 0.0
     for a, b in spans:
+        if b <= a:  # a span that ran no time passes nothing
+            continue
         if used >= target_s:  # reached exactly where an earlier span stopped: passed as this one runs
-            return a, a < b
+            return a, True
         t = a
         while t < b:
             step_end = min(b, (t + timedelta(minutes=1)).replace(second=0, microsecond=0))

@@ -156,6 +156,23 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
             f" AND {_stood_still(at, 'res_end')})"
         )
     verdicts = _verdicts("t.first_reply_target", fr_over, "t.resolution_target", res_over)
+    steps = (
+        "ticket_events e WHERE e.org_id = :org_id AND e.event_type = 'backlog'"
+        f" AND e.occurred_at >= {since} AND e.status = ANY(CAST(:running AS text[]))"
+        " AND e.ticket_id IN (SELECT id FROM t)"
+    )
+    if policy.clock_name == "calendar":
+        running_steps = f"(SELECT e.ticket_id, e.value, e.occurred_at FROM {steps})"
+        left_at = "NULL::timestamptz"
+    else:
+        # Where the last running span of some length ended: a span entered and left at one instant
+        # (its steps' net 0 there) ran no time, and passes nothing (clocks.evaluation).
+        running_steps = (
+            "(SELECT e.ticket_id, e.value, e.occurred_at,"
+            " sum(e.value) OVER (PARTITION BY e.ticket_id, e.status, e.occurred_at) AS net"
+            f" FROM {steps})"
+        )
+        left_at = "max(e.occurred_at) FILTER (WHERE e.value < 0 AND e.net < 0)"
     return f"""
         WITH t AS (
             -- The first reply reached the customer at first_response_at or at the first public
@@ -177,11 +194,8 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
                    sum(-CAST(e.value AS bigint) * {at.format("e.occurred_at")}) AS closed,
                    sum(e.value) AS open,
                    max(e.occurred_at) FILTER (WHERE e.value > 0) AS entered,
-                   max(e.occurred_at) FILTER (WHERE e.value < 0) AS left_at
-            FROM ticket_events e
-            WHERE e.org_id = :org_id AND e.event_type = 'backlog' AND e.occurred_at >= {since}
-              AND e.status = ANY(CAST(:running AS text[]))
-              AND e.ticket_id IN (SELECT id FROM t)
+                   {left_at} AS left_at
+            FROM {running_steps} e
             GROUP BY e.ticket_id
         )
         SELECT grp, {verdicts}
