@@ -240,6 +240,23 @@ def test_a_handshake_rfc_6455_does_not_allow_is_a_4xx(web_server, make_live_tena
     ws.close()
 
 
+def test_a_refused_handshake_leaves_its_one_time_ticket_usable(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    status, issued = web_server.request("POST", "/api/v1/ws/ticket", tenant.users["viewer"]["token"])
+    assert status == 200, issued
+    conn = http.client.HTTPConnection("127.0.0.1", web_server.port, timeout=10)
+    try:
+        headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8"}
+        headers["Sec-WebSocket-Key"] = base64.b64encode(b"0123456789abcdef").decode()
+        conn.request("GET", issued["url"], headers=headers)
+        assert conn.getresponse().status == 426
+    finally:
+        conn.close()
+    ws = _connect(web_server, issued["url"])
+    assert json.loads(ws.recv())["type"] == "connected"
+    ws.close()
+
+
 def _close_code(ws, timeout: float) -> int:
     """Read frames (answering pings) until the server's close frame; its status code."""
     deadline = time.monotonic() + timeout

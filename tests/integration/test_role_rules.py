@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 
 from tests.conftest import Api
 from webapp.models import Job, User
@@ -100,3 +101,16 @@ def test_an_email_and_password_of_several_organizations_signs_in_where_org_id_sa
     third = make_tenant("Third")
     assert client.post("/api/v1/auth/login", json={**login, "org_id": third.org_id}).status_code == 401
     assert client.post("/api/v1/auth/login", json={**login, "org_id": 0}).status_code == 400
+
+
+def test_a_disabled_account_does_not_make_a_login_ambiguous(client, make_tenant, db_session):
+    acme, other = make_tenant("Acme"), make_tenant("Other")
+    login = {"email": other.users["agent"]["email"], "password": other.users["agent"]["password"]}
+    created = acme.admin.post("/api/v1/users", json={**login, "role": "viewer"}).get_json()
+    user = db_session.get(User, created["id"])
+    user.disabled_at = datetime.now(UTC)
+    db_session.commit()
+    answer = client.post("/api/v1/auth/login", json=login)
+    assert answer.status_code == 200, answer.get_json()
+    payload = answer.get_json()["access_token"].split(".")[1]
+    assert json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["org_id"] == other.org_id

@@ -149,7 +149,9 @@ def _submit_export(
 
 def due(session: Session, *, now: datetime, org_ids: Sequence[int] | None = None) -> list[int]:
     """Enabled schedules whose next run has come, by id."""
-    query = select(ReportSchedule.id).where(ReportSchedule.enabled, ReportSchedule.next_run_at <= now)
+    query = select(ReportSchedule.id).where(
+        ReportSchedule.enabled, ReportSchedule.webhook_id.is_not(None), ReportSchedule.next_run_at <= now
+    )
     if org_ids is not None:
         query = query.where(ReportSchedule.org_id.in_(org_ids))
     return list(session.scalars(query.order_by(ReportSchedule.next_run_at)))

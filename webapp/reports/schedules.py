@@ -135,6 +135,8 @@ def update_schedule(
     for name in ("name", "skip_if_empty", "enabled"):
         if name in fields:
             setattr(schedule, name, fields[name])
+    if schedule.webhook_id is None and not fields.get("enabled"):
+        schedule.enabled = False  # a schedule whose webhook went runs nowhere
     if schedule.enabled and schedule.webhook_id is None:
         raise ReportError(
             "the schedule's webhook was deleted; give it a webhook_id to enable it",

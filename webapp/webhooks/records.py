@@ -153,6 +153,12 @@ def delete_webhook(session: Session, webhook: Webhook) -> dict[str, list[int]]:
     """Delete the webhook and its delivery log, whoever uses it: alert rules drop it from their
     channels, report schedules that delivered to it are disabled with no webhook (until given
     another). The alert rules and report schedules that used it, by kind."""
+    # The organization's schedules and rules are locked first, so none is pointed at the webhook
+    # between this read and its deletion.
+    session.execute(
+        select(ReportSchedule.id).where(ReportSchedule.org_id == webhook.org_id).with_for_update()
+    )
+    session.execute(select(AlertRule.id).where(AlertRule.org_id == webhook.org_id).with_for_update())
     users = users_of(session, webhook)
     gone = {"type": "webhook", "webhook_id": webhook.id}
     for rule in session.scalars(select(AlertRule).where(AlertRule.id.in_(users["alert_ids"]))):

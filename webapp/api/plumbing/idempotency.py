@@ -135,6 +135,16 @@ def _fingerprint() -> str:
     return digest.hexdigest()
 
 
+def _byte_fingerprint() -> str:
+    """The fingerprint keys stored before JSON bodies were compared by content had: method, path,
+    query string and body bytes (a retry across that change is still the same request)."""
+    digest = hashlib.sha256()
+    for part in (request.method, request.path, request.query_string.decode("latin-1")):
+        digest.update(part.encode() + b"\0")
+    digest.update(request.get_data(cache=True))
+    return digest.hexdigest()
+
+
 def _canonical_body(body: bytes) -> bytes:
     if not body or not request.is_json or len(body) > CANONICAL_JSON_BYTES:
         return body
@@ -168,7 +178,7 @@ def _take_turn(session: Session, pending: Pending) -> IdempotencyKey | None:
 
 
 def _replay(stored: IdempotencyKey, pending: Pending) -> Response:
-    if stored.request_hash != pending.request_hash:
+    if stored.request_hash not in (pending.request_hash, _byte_fingerprint()):
         raise ApiError(
             422,
             f"this {HEADER} was used for another request (another route or body) in the last "

@@ -19,6 +19,9 @@ def signed_in_user(data: LoginRequest) -> User:
         throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     if len(users) > 1:
+        # A disabled account signs in nowhere: it does not make the login ambiguous.
+        users = [user for user in users if user.disabled_at is None] or users[:1]
+    if len(users) > 1:
         # Whoever sent the password may sign in to each; which one is theirs to say.
         raise ApiError(
             409,

@@ -77,6 +77,8 @@ def admit_socket() -> None:
     if request.endpoint != "api.ws.analytics_socket":
         return
     config = current_app.config
+    # Before the token or ticket is read: a refused handshake does not use up a one-time ticket.
+    check_handshake(request.headers)
     identity = admission.identify(
         get_redis(),
         request.headers,
@@ -84,7 +86,6 @@ def admit_socket() -> None:
         host=request.host,
         allowed_origins=config["WS_ALLOWED_ORIGINS"],
     )
-    check_handshake(request.headers)
     org_id = identity.principal.org_id
     refused = SLOTS.take(
         get_redis(), org_id, config["WS_MAX_SOCKETS_PER_PROCESS"], config["WS_MAX_SOCKETS_PER_ORG"]

@@ -16,6 +16,10 @@ async function main() {
   }
   const form = document.getElementById("signin");
   const choice = document.getElementById("organization");
+  // Another email is another question: which organization, if any, is asked again.
+  form.email.addEventListener("input", () => {
+    choice.hidden = true;
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const button = form.querySelector("button");
