@@ -147,6 +147,24 @@ def test_an_email_of_two_organizations_signs_in_where_the_reader_chooses(
     assert all(f"/ws/analytics/{other.org_id}" in url for url in sockets), sockets
 
 
+@pytest.mark.parametrize(
+    "next_",
+    [
+        "%2F%09%2Fexample.org%2Fphish",
+        "%2F%2Fexample.org",
+        "%2F%5Cexample.org",
+        "https%3A%2F%2Fexample.org",
+        "%2F%0A%2Fexample.org",
+    ],
+)
+def test_sign_in_never_sends_the_browser_to_another_site(desktop, fresh, web_server, next_):
+    desktop.sign_in(fresh.users["viewer"]["email"])
+    page = desktop.page()
+    page.goto(f"/signin?next={next_}")
+    page.wait_for_url(lambda url: "/signin" not in url)
+    assert page.url.startswith(web_server.base_url + "/"), page.url
+
+
 def test_a_ticket_created_through_the_api_updates_a_tile_live(desktop, fresh, web_server):
     page = _overview(desktop, fresh)
     page.evaluate("window.sameDocument = true")

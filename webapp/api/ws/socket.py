@@ -39,6 +39,15 @@ log = logging.getLogger(__name__)
 bp = Blueprint("ws", __name__, url_prefix="/ws")
 # The one version of RFC 6455 (Sec-WebSocket-Version).
 WEBSOCKET_VERSION = "13"
+# The headers the socket library parses as it accepts the socket (RFC 6455 allows only ASCII there).
+HANDSHAKE_HEADERS = (
+    "Connection",
+    "Upgrade",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Protocol",
+    "Sec-WebSocket-Extensions",
+)
 sock = Sock()
 
 
@@ -104,6 +113,9 @@ def check_handshake(headers: Mapping[str, str]) -> None:
     """Refuse an upgrade request RFC 6455 does not allow, before the socket library reads it: 426 for
     a protocol version other than 13 (naming 13), 400 for a missing or malformed key or no Connection:
     Upgrade. (A request without Upgrade: websocket matches no socket route: routing answers it 400.)"""
+    for name in HANDSHAKE_HEADERS:
+        if not headers.get(name, "").isascii():
+            raise ApiError(400, f"{name} must be ASCII", details={"field": name})
     if "upgrade" not in {token.strip().lower() for token in headers.get("Connection", "").split(",")}:
         raise ApiError(400, "a WebSocket upgrade needs the header Connection: Upgrade")
     if headers.get("Sec-WebSocket-Version", "").strip() != WEBSOCKET_VERSION:
@@ -115,7 +127,7 @@ def check_handshake(headers: Mapping[str, str]) -> None:
         )
     try:
         key = base64.b64decode(headers.get("Sec-WebSocket-Key", "").strip(), validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):
         key = b""
     if len(key) != 16:
         raise ApiError(

@@ -2,10 +2,21 @@
 import { showError } from "../dom.js";
 import { Session } from "../session.js";
 
-/** Only a path of this site: `next` comes from the URL, and must not send the browser elsewhere. */
+/**
+ * Only a path of this site: `next` comes from the URL, and must not send the browser elsewhere. It is
+ * resolved as the browser would resolve it (which drops tabs and newlines and reads "\\" as "/"), and
+ * kept only when that lands on this origin.
+ */
 function nextPath() {
   const next = new URLSearchParams(location.search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : "/";
+  if (!next.startsWith("/")) return "/";
+  let target;
+  try {
+    target = new URL(next, location.origin);
+  } catch {
+    return "/";
+  }
+  return target.origin === location.origin ? target.pathname + target.search + target.hash : "/";
 }
 
 async function main() {
