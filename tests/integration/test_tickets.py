@@ -126,6 +126,41 @@ def test_a_resolution_back_filled_before_the_last_status_change_is_refused(tenan
     assert tenant.agent.patch(path, json={"status": "resolved"}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("history", "answered_in"),
+    [
+        ([("open", "09:00"), ("resolved", "10:00")], "open"),
+        ([("open", "09:00"), ("pending", "09:30"), ("resolved", "10:00")], "pending"),
+    ],
+)
+def test_an_imported_history_solved_at_the_first_response_was_answered_before_the_solve(
+    tenant, db_session, history, answered_in
+):
+    from webapp.models import Organization
+    from webapp.tickets.imports import import_rows
+
+    def at(hhmm: str) -> str:
+        return f"2026-11-16T{hhmm}:00Z"
+
+    row = {
+        "subject": "history",
+        "status": "resolved",
+        "created_at": at("09:00"),
+        "first_response_at": at("10:00"),
+        "resolved_at": at("10:00"),
+        "status_history": [{"status": status, "at": at(hhmm)} for status, hhmm in history],
+    }
+    report, _, _ = import_rows(db_session, db_session.get(Organization, tenant.org_id), [row])
+    assert report.imported == 1
+    ticket_id = db_session.scalar(text("SELECT max(id) FROM tickets WHERE org_id = :o"), {"o": tenant.org_id})
+    by_type = {e.event_type: e.status for e in _events(db_session, ticket_id)}
+    assert (by_type["created"], by_type["first_response"], by_type["resolved"]) == (
+        "open",
+        answered_in,
+        "resolved",
+    )
+
+
 def test_naive_timestamps_are_read_in_the_org_time_zone(make_tenant, db_session):
     tenant = make_tenant(timezone="America/New_York")
     response = tenant.agent.post("/api/v1/tickets", json={"created_at": "2026-01-15T09:00:00"})

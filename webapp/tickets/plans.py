@@ -202,9 +202,13 @@ def _history_events(
     created, first_response, _ = moments
 
     def status_at(moment: datetime) -> str:
+        # A solve at the first response's own instant comes after it: the ticket was answered while
+        # it was still unsolved (open, or the status it had).
         current = history[0][1]
         for at, status in history:
-            if at > moment:
+            if at > moment or (
+                at == moment and status in RESOLVED_STATUSES and current not in RESOLVED_STATUSES
+            ):
                 break
             current = status
         return current
