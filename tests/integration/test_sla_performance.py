@@ -271,3 +271,34 @@ def test_a_span_entered_and_left_at_one_instant_passes_no_target(tenant, db_sess
     report = tenant.viewer.get("/api/v1/analytics/performance?start=2026-03-01&end=2026-03-10").get_json()
     resolution = report["sla"]["overall"]["resolution"]
     assert (resolution["achieved"], resolution["breached"]) == (1, 0)
+
+
+def test_a_next_reply_target_used_up_at_closing_time_and_answered_next_morning_is_breached(tenant):
+    office = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu", "fri")]
+    schedule = tenant.admin.post(
+        "/api/v1/schedules", json={"name": "Office", "timezone": "America/New_York", "intervals": office}
+    ).get_json()
+    targets = {p: {"first_reply_hours": 8, "next_reply_hours": 2, "resolution_hours": 40} for p in PRIORITIES}
+    policy = {"schedule_id": schedule["id"], "pause_statuses": [], "targets": targets}
+    assert tenant.admin.put("/api/v1/sla-policy", json=policy).status_code == 200
+    ticket = tenant.agent.post(
+        "/api/v1/tickets", json={"priority": "high", "created_at": ny(2026, 11, 2, 9).isoformat()}
+    ).get_json()
+    # Agent, then the customer at 15:00: two open hours are left, used up at 17:00; answered at 09:00.
+    for author, at in (
+        ("agent", ny(2026, 11, 2, 9, 30)),
+        ("customer", ny(2026, 11, 2, 15)),
+        ("agent", ny(2026, 11, 3, 9)),
+    ):
+        reply = tenant.agent.post(
+            f"/api/v1/tickets/{ticket['id']}/replies", json={"author": author, "at": at.isoformat()}
+        )
+        assert reply.status_code == 201, reply.get_json()
+    own = tenant.viewer.get(f"/api/v1/tickets/{ticket['id']}/sla").get_json()
+    next_reply = {t["metric"]: t for t in own["targets"]}["next_reply"]
+    assert (next_reply["state"], next_reply["elapsed_hours"]) == ("breached", 2.0)
+    for query in ("", "&group_by=priority"):
+        report = tenant.viewer.get(f"/api/v1/analytics/performance?start=2026-11-01&end=2026-12-01{query}")
+        assert report.status_code == 200, report.get_json()
+        counted = report.get_json()["sla"]["overall"]["next_reply"]
+        assert (counted["achieved"], counted["breached"]) == (0, 1), counted

@@ -173,6 +173,15 @@ def next_reply(
         "targets": [round(float(policy.target(p, "next_reply") or 0) * HOUR_US) for p in measured],
     }
     at = sla_verdicts.position(policy.clock_name, "{}")
+    end = "greatest(coalesce(p.answered, :now), p.at)"
+    over = f"{at.format(end)} - {at.format('p.at')} > t.target_us"
+    if policy.clock_name != "calendar":
+        # Used up exactly at closing time and still waiting (or answered) after it: passed, as
+        # clocks.evaluation judges a tie (see sla_verdicts.from_steps).
+        over = (
+            f"({over} OR ({at.format(end)} - {at.format('p.at')} = t.target_us"
+            f" AND {end} > p.at AND {sla_verdicts.stood_still(at, end)}))"
+        )
     keys = "".join(f", t.{field}" for field in fields)
     sql = text(
         f"""
@@ -202,8 +211,7 @@ def next_reply(
             FROM r WHERE r.author = 'customer' AND r.before = 'agent'
         ), judged AS (
             SELECT p.ticket_id,
-                   bool_or({at.format("greatest(coalesce(p.answered, :now), p.at)")}
-                           - {at.format("p.at")} > t.target_us) AS breached,
+                   bool_or({over}) AS breached,
                    bool_or(p.answered IS NULL) AS running
             FROM pairs p JOIN t ON t.id = p.ticket_id
             GROUP BY p.ticket_id

@@ -149,11 +149,11 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
         # the last microsecond before the span's end), as clocks.evaluation judges it.
         fr_over += (
             " OR (fr_elapsed = t.first_reply_target AND fr_end > t.created_at"
-            f" AND {_stood_still(at, 'fr_end')})"
+            f" AND {stood_still(at, 'fr_end')})"
         )
         res_over += (
             " OR (res_elapsed = t.resolution_target AND res_end IS NOT NULL"
-            f" AND {_stood_still(at, 'res_end')})"
+            f" AND {stood_still(at, 'res_end')})"
         )
     verdicts = _verdicts("t.first_reply_target", fr_over, "t.resolution_target", res_over)
     steps = (
@@ -213,7 +213,7 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
     """
 
 
-def _stood_still(at: str, instant: str) -> str:
+def stood_still(at: str, instant: str) -> str:
     """SQL: the clock (`at`, a position with a {} for the instant) did not run in the microsecond
     before `instant`."""
     before = at.format(f"{instant} - interval '1 microsecond'")
