@@ -4,9 +4,10 @@ server's API document leaves the report out or the report's route answers 404.""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import Page, Route
@@ -195,3 +196,25 @@ def test_a_report_answering_404_shows_not_available(desktop, fresh, web_server):
     assert page.is_visible("#unavailable")
     assert page.is_hidden("#agents")
     assert page.is_hidden("#error")
+
+
+@pytest.mark.parametrize("browser_zone", ["Pacific/Kiritimati", "Pacific/Pago_Pago"])
+def test_the_last_days_are_the_organizations_days_whatever_the_browsers_zone(
+    browser, web_server, demo, report_served, browser_zone
+):
+    """A browser far ahead of (or behind) the organization asks for the organization's last 7 days."""
+    context = browser.new_context(base_url=web_server.base_url, timezone_id=browser_zone)
+    try:
+        watched = Watched(context, web_server.base_url)
+        page = _open(watched, demo, "/agents?period=7d")
+        page.wait_for_function("() => Number(document.body.dataset.loaded) >= 1")
+        status, answer = web_server.request("GET", f"{REPORT}?min_tickets=1", demo.users["viewer"]["token"])
+        assert status == 200, answer
+        zone = ZoneInfo(answer["timezone"])
+        org_today = datetime.now(zone).date()
+        query = parse_qs(page.get_attribute("body", "data-query"))
+        assert query["end"] == [(org_today + timedelta(days=1)).isoformat()], (query, zone)
+        assert query["start"] == [(org_today - timedelta(days=6)).isoformat()]
+        assert not watched.problems, watched.problems
+    finally:
+        context.close()

@@ -74,8 +74,9 @@ export class LineChart {
 }
 
 /** Horizontal bars for categories: rows of {label, value, text}, and an optional second value. */
-export function bars(container, rows, { legend = null } = {}) {
-  const max = Math.max(0, ...rows.flatMap((r) => [r.value ?? 0, r.second ?? 0]));
+export function bars(container, rows, { legend = null, scale = null } = {}) {
+  // `scale`: the value a full bar stands for (100 for percentages); by default the largest row's.
+  const max = scale ?? Math.max(0, ...rows.flatMap((r) => [r.value ?? 0, r.second ?? 0]));
   const children = [];
   if (legend) {
     children.push(h("div", { class: "legend" }, legend.map((label, i) => h("span", {},

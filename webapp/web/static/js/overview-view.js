@@ -144,7 +144,7 @@ export class OverviewView {
         text: `${fmt.percent(first.compliance)} / ${fmt.percent(resolution.compliance)}`,
       };
     });
-    bars(body, rows, { legend: ["First response", "Resolution"] });
+    bars(body, rows, { legend: ["First response", "Resolution"], scale: 100 });
   }
 
   #drawDistribution(body, distribution) {

@@ -13,7 +13,7 @@ export const TILES = [
   { id: "resolution", label: "Avg resolution", kpi: "avg_resolution_time", unit: "hours", lowerIsBetter: true },
   { id: "sentiment", label: "Avg sentiment", kpi: "avg_sentiment_score", unit: "score" },
   { id: "backlog", label: "Open backlog", unit: "tickets", value: (d) => d.backlog.count,
-    note: "open, pending or on hold now" },
+    note: "created in the range, open, pending or on hold now" },
   { id: "sla-first", label: "First-response SLA", percent: true,
     value: (d) => d.sla.overall.first_response.compliance },
   { id: "sla-resolution", label: "Resolution SLA", percent: true,

@@ -10,10 +10,16 @@ export function addDays(date, days) {
   return moment.toISOString().slice(0, 10);
 }
 
-/** Today's date in the browser's zone, `YYYY-MM-DD`. */
-export function today() {
-  const now = new Date();
-  return new Date(now.getTime() - now.getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+/** Today's date in the IANA `zone` (the organization's, once an answer has told it; else the
+ * browser's), `YYYY-MM-DD`. */
+export function today(zone = undefined) {
+  try {
+    const parts = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" });
+    return parts.format(new Date());
+  } catch {
+    const now = new Date();
+    return new Date(now.getTime() - now.getTimezoneOffset() * 60_000).toISOString().slice(0, 10);
+  }
 }
 
 export class Range {

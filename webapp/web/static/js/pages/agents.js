@@ -3,7 +3,7 @@
 // report (not in its API document, or a 404) gets a clear "not available" instead of a table.
 import { h, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
-import { Range, bindRangeForm } from "../range.js";
+import { Range, bindRangeForm, today } from "../range.js";
 import { debounce, startPage } from "../shell.js";
 import { Spec } from "../spec.js";
 
@@ -125,15 +125,24 @@ async function main() {
   const table = new AgentsTable(document.getElementById("agents"));
 
   let generation = 0;
+  // The organization's zone, from the first answer: "the last 7 days" are its days, not the browser's.
+  let zone;
   const load = async () => {
     const mine = ++generation;
-    const { start, end } = state.range.dates();
+    const { start, end } = state.range.dates(today(zone));
     const query = { start, end };
     if (state.minTickets !== "") query.min_tickets = state.minTickets;
     if (state.clock) query.clock = state.clock;
     try {
       const answer = await page.api.get(PATH, query);
       if (mine !== generation) return;
+      if (answer.timezone && answer.timezone !== zone) {
+        zone = answer.timezone;
+        if (state.range.dates(today(zone)).end !== end) {
+          load(); // the organization's today is not the browser's: ask for its own days
+          return;
+        }
+      }
       table.show(answer.agents);
       if (answer.timezone) setText(document.getElementById("zone"), answer.timezone);
       setText(document.getElementById("range-note"), `${start} to ${end} (end excluded)`);

@@ -56,7 +56,7 @@ function buildRequest(state, spec) {
       query: { granularity: state.granularity, start: state.start, end, ...clock, ...state.filters },
       dataset: "time-series",
       exportQuery: {
-        metric: state.metric, granularity: state.granularity, start: state.start, end, filters: state.filters,
+        metric: state.metric, granularity: state.granularity, start: state.start, end, filters: state.filters, ...clock,
       },
     };
   }
