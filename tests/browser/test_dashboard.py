@@ -165,6 +165,24 @@ def test_sign_in_never_sends_the_browser_to_another_site(desktop, fresh, web_ser
     assert page.url.startswith(web_server.base_url + "/"), page.url
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/explorer?end=garbage",
+        "/explorer?start=2026-02-30&end=2026-03-01",
+        "/agents?start=xx&end=yy",
+        "/?start=abc&end=def",
+        "/?start=2026-05-01&end=2026-04-01",
+    ],
+)
+def test_a_url_with_dates_that_are_none_shows_the_default_range(desktop, fresh, path):
+    desktop.sign_in(fresh.users["viewer"]["email"])
+    page = desktop.page()
+    page.goto(path)
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_hidden("#error") or not page.inner_text("#error").strip()
+
+
 def test_a_ticket_created_through_the_api_updates_a_tile_live(desktop, fresh, web_server):
     page = _overview(desktop, fresh)
     page.evaluate("window.sameDocument = true")

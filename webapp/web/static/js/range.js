@@ -3,6 +3,13 @@
 
 export const PERIODS = ["7d", "30d", "90d"];
 
+/** `text` when it is a real calendar date `YYYY-MM-DD`, else "" (a hand-edited URL's dates). */
+export function validDate(text) {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(text || "")) return "";
+  const moment = new Date(`${text}T00:00:00Z`);
+  return !Number.isNaN(moment.getTime()) && moment.toISOString().slice(0, 10) === text ? text : "";
+}
+
 /** A local date `YYYY-MM-DD` plus `days`. */
 export function addDays(date, days) {
   const moment = new Date(`${date}T00:00:00Z`);
@@ -32,10 +39,14 @@ export class Range {
 
   static fromUrl() {
     const params = new URLSearchParams(location.search);
+    const start = validDate(params.get("start"));
+    const end = validDate(params.get("end"));
+    // A range the URL gets wrong (a date that is none, or an end before its start) is the default one.
+    const custom = start && end && start <= end;
     return new Range({
       period: params.get("period") || "30d",
-      start: params.get("start") || "",
-      end: params.get("end") || "",
+      start: custom ? start : "",
+      end: custom ? end : "",
     });
   }
 

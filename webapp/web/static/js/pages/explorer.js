@@ -5,7 +5,7 @@ import { LineChart } from "../charts.js";
 import { h, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
 import { Jobs, bindExport } from "../jobs.js";
-import { addDays, today } from "../range.js";
+import { addDays, today, validDate } from "../range.js";
 import { debounce, startPage } from "../shell.js";
 import { Spec } from "../spec.js";
 
@@ -15,11 +15,13 @@ const RERUN_AFTER_MS = 300;
 /** The query the page shows: from the URL, with defaults. */
 function stateFromUrl(spec) {
   const params = new URLSearchParams(location.search);
-  const end = params.get("end") || today();
+  // Dates the URL gets wrong are left out: the default range stands in for them.
+  const end = validDate(params.get("end")) || today();
+  const start = validDate(params.get("start"));
   const state = {
     metric: params.get("metric") || "ticket_count",
     granularity: params.get("granularity") || "daily",
-    start: params.get("start") || addDays(end, 1 - DEFAULT_DAYS),
+    start: start && start <= end ? start : addDays(end, 1 - DEFAULT_DAYS),
     end,
     clock: params.get("clock") || "",
     group_by: params.get("group_by") || "",
