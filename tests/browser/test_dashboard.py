@@ -183,6 +183,19 @@ def test_a_url_with_dates_that_are_none_shows_the_default_range(desktop, fresh, 
     assert page.is_hidden("#error") or not page.inner_text("#error").strip()
 
 
+def test_a_one_day_range_draws_its_day(desktop, demo):
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    day = (date.today() - timedelta(days=3)).isoformat()
+    page.goto(f"/?start={day}&end={day}")
+    page.wait_for_selector("body[data-loaded]")
+    page.wait_for_selector(".u-over")
+    # One bucket on the time axis: a day around it, not years.
+    spans = page.eval_on_selector_all("[data-span]", "charts => charts.map(c => Number(c.dataset.span))")
+    assert spans
+    assert all(0 < span <= 2 * 86_400 for span in spans), spans
+
+
 def test_a_ticket_created_through_the_api_updates_a_tile_live(desktop, fresh, web_server):
     page = _overview(desktop, fresh)
     page.evaluate("window.sameDocument = true")

@@ -39,6 +39,7 @@ export class LineChart {
     }
     if (this.#plot && shape === this.#shape) {
       this.#plot.setData(data);
+      this.#oneBucket(data[0]);
       return;
     }
     this.unit = unit;
@@ -48,6 +49,12 @@ export class LineChart {
     this.container.replaceChildren();
     this.#shape = shape;
     this.#plot = new window.uPlot(this.#options(series), data, this.container);
+    this.#oneBucket(data[0]);
+  }
+
+  /** One bucket (a one-day range): half a day either side of it, not uPlot's guess of a span (years). */
+  #oneBucket(times) {
+    if (times.length === 1) this.#plot.setScale("x", { min: times[0] - 43_200, max: times[0] + 43_200 });
   }
 
   #options(series) {
@@ -56,6 +63,12 @@ export class LineChart {
       ...this.#size(),
       tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), zone),
       cursor: { drag: { x: false, y: false } },
+      // The seconds the time axis spans, on the container (what a test can read of a canvas).
+      hooks: {
+        setScale: [(u, key) => {
+          if (key === "x") this.container.dataset.span = String(u.scales.x.max - u.scales.x.min);
+        }],
+      },
       scales: { x: { time: true } },
       axes: [{}, { values: (_, ticks) => ticks.map((v) => fmt.number(v, unit === "tickets" ? "count" : "")) }],
       series: [
@@ -65,7 +78,8 @@ export class LineChart {
           stroke: COLORS[i % COLORS.length],
           width: 2,
           spanGaps: false,
-          points: { show: granularity !== "hourly" && granularity !== "daily" },
+          // A line needs two buckets: alone, a bucket is drawn as a point.
+          points: { show: (u) => (granularity !== "hourly" && granularity !== "daily") || u.data[0].length < 3 },
           value: (_, v) => fmt.number(v, unit),
         })),
       ],
