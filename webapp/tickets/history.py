@@ -32,13 +32,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 from webapp.clocks.business_time import to_us
 from webapp.clocks.evaluation import AGENT, Reply, next_reply_pairs
 from webapp.core.timeutil import hours_between
 from webapp.core.vocabulary import GOOD_RATINGS, RESOLVED_STATUSES, UNSOLVED_STATUSES
 
+T = TypeVar("T")
 # Hours between two instants on some clock; the calendar's by default.
 Measure = Callable[[datetime, datetime], float]
 GOOD, BAD = 100.0, 0.0
@@ -81,12 +82,7 @@ class Facts:
         last strictly before: what a span ending there had), the first entry's before any."""
         if not self.dimension_history:
             return self.dimensions
-        current = self.dimension_history[0][1]
-        for at, dims in self.dimension_history:
-            if at > instant or (before and at == instant):
-                break
-            current = dims
-        return current
+        return in_force_at(self.dimension_history, instant, before=before)
 
 
 def spans(statuses: Sequence[tuple[datetime, str]]) -> list[Span]:
@@ -143,14 +139,20 @@ def unsolved_spans(statuses: Sequence[tuple[datetime, str]], until: datetime) ->
     return out
 
 
+def in_force_at(entries: Sequence[tuple[datetime, T]], instant: datetime, *, before: bool = False) -> T:
+    """The value of time-ordered (at, value) `entries` in force at `instant`: the last entry at or
+    before it (with `before`, strictly before it), the first entry's before any."""
+    current = entries[0][1]
+    for at, value in entries:
+        if at > instant or (before and at == instant):
+            break
+        current = value
+    return current
+
+
 def status_at(statuses: Sequence[tuple[datetime, str]], instant: datetime) -> str:
     """The status in force at `instant` (the last entry at or before it; the first before any)."""
-    current = statuses[0][1]
-    for at, status in statuses:
-        if at > instant:
-            break
-        current = status
-    return current
+    return in_force_at(statuses, instant)
 
 
 def _dimension_changes(facts: Facts, span: Span) -> list[datetime]:

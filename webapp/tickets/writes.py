@@ -14,6 +14,7 @@ from webapp.clocks.evaluation import AGENT, Reply
 from webapp.core.timeutil import hours_between, utcnow
 from webapp.core.vocabulary import DERIVED_EVENT_TYPES, RESOLVED_STATUSES
 from webapp.models import Organization, Ticket, TicketEvent, TicketRating, TicketReply, TicketStatusChange
+from webapp.tickets.dimension_history import stamp_back_filled, tracked_history
 from webapp.tickets.history import Facts, Rating, derive
 from webapp.tickets.plans import DERIVED_DIMENSIONS, plan_ticket
 from webapp.tickets.rules import TIME_FIELDS, TicketError, check_order, checked_instant, checked_times
@@ -90,7 +91,7 @@ def update_ticket(
     if "status" in fields and fields["status"] is None:
         raise TicketError("status cannot be null", field="status")
     ticket.updated_at = now
-    _stamp_back_filled(session, ticket, events, now)
+    stamp_back_filled(session, ticket, events, now)
     session.add_all(events)
     session.add_all(
         TicketStatusChange(org_id=ticket.org_id, ticket_id=ticket.id, status=e.detail["to"], at=e.occurred_at)
@@ -128,7 +129,7 @@ def add_reply(
     events = []
     if reply.public and reply.author == AGENT and ticket.first_response_at is None:
         events = _first_response(ticket, {"first_response_at": at})
-        _stamp_back_filled(session, ticket, events, now)
+        stamp_back_filled(session, ticket, events, now)
         session.add_all(events)
     ticket.updated_at = now
     session.flush()
@@ -164,51 +165,6 @@ def _recounted(session: Session, change: Change) -> Change:
     update, reply and rating writes noted them before changing anything (agent_rollups.forget_ticket)."""
     agent_rollups.add_ticket(session, change.ticket.org_id, change.ticket.id)
     return change
-
-
-# The events that say what a ticket's priority and assignee were from their instant on: its creation
-# and each change of them (made at the time of the write, never back-filled). Channel and category
-# changes are recorded by no event: they are the ticket's current ones throughout.
-DIMENSION_SOURCES = ("created", "priority_changed", "assigned")
-TRACKED_DIMENSIONS = ("priority", "assigned_to")
-
-
-def tracked_history(session: Session, ticket: Ticket) -> list[tuple[datetime, dict[str, Any]]]:
-    """(instant, {priority, assigned_to} from then on) in time order, the first at creation; empty for
-    a ticket with no events yet."""
-    history: list[tuple[datetime, dict[str, Any]]] = []
-    for row in session.execute(
-        select(TicketEvent.occurred_at, *(getattr(TicketEvent, d) for d in TRACKED_DIMENSIONS))
-        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.event_type.in_(DIMENSION_SOURCES))
-        .order_by(TicketEvent.occurred_at, TicketEvent.id)
-    ):
-        values = {d: getattr(row, d) for d in TRACKED_DIMENSIONS}
-        if not history or history[-1][1] != values:
-            history.append((row.occurred_at, values))
-    return history
-
-
-def _tracked_at(history: list[tuple[datetime, dict[str, Any]]], instant: datetime) -> dict[str, Any]:
-    current = history[0][1]
-    for at, values in history:
-        if at > instant:
-            break
-        current = values
-    return current
-
-
-def _stamp_back_filled(session: Session, ticket: Ticket, events: list[TicketEvent], now: datetime) -> None:
-    """Give events placed before `now` (a back-filled first response or resolution) the priority and
-    assignee the ticket had at their instant, not the ones this write may have just set."""
-    past = [e for e in events if e.occurred_at < now and e.event_type not in DIMENSION_SOURCES]
-    if not past:
-        return
-    history = tracked_history(session, ticket)
-    if not history:
-        return
-    for event in past:
-        for name, value in _tracked_at(history, event.occurred_at).items():
-            setattr(event, name, value)
 
 
 def facts_of(session: Session, ticket: Ticket) -> Facts:

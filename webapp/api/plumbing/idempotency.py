@@ -127,21 +127,21 @@ def _fingerprint() -> str:
     with its keys in another order or other spacing is the same request. Other bodies (CSV, NDJSON, a
     JSON body too large to parse twice or not JSON at all) count by their bytes.
     """
-    digest = hashlib.sha256()
-    query = sorted(request.args.items(multi=True))
-    for part in (request.method, request.path, json.dumps(query)):
-        digest.update(part.encode() + b"\0")
-    digest.update(_canonical_body(request.get_data(cache=True)))
-    return digest.hexdigest()
+    query = json.dumps(sorted(request.args.items(multi=True)))
+    return _digest(query, _canonical_body(request.get_data(cache=True)))
 
 
 def _byte_fingerprint() -> str:
     """The fingerprint keys stored before JSON bodies were compared by content had: method, path,
     query string and body bytes (a retry across that change is still the same request)."""
+    return _digest(request.query_string.decode("latin-1"), request.get_data(cache=True))
+
+
+def _digest(query: str, body: bytes) -> str:
     digest = hashlib.sha256()
-    for part in (request.method, request.path, request.query_string.decode("latin-1")):
+    for part in (request.method, request.path, query):
         digest.update(part.encode() + b"\0")
-    digest.update(request.get_data(cache=True))
+    digest.update(body)
     return digest.hexdigest()
 
 

@@ -1,0 +1,48 @@
+"""A ticket's priority and assignee over time, as its own events record them: what derived events and
+back-filled events are stamped with (tickets.history, tickets.writes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from webapp.models import Ticket, TicketEvent
+from webapp.tickets.history import in_force_at
+
+# The events that say what a ticket's priority and assignee were from their instant on: its creation
+# and each change of them (made at the time of the write, never back-filled). Channel and category
+# changes are recorded by no event: they are the ticket's current ones throughout.
+DIMENSION_SOURCES = ("created", "priority_changed", "assigned")
+TRACKED_DIMENSIONS = ("priority", "assigned_to")
+
+
+def tracked_history(session: Session, ticket: Ticket) -> list[tuple[datetime, dict[str, Any]]]:
+    """(instant, {priority, assigned_to} from then on) in time order, the first at creation; empty for
+    a ticket with no events yet."""
+    history: list[tuple[datetime, dict[str, Any]]] = []
+    for row in session.execute(
+        select(TicketEvent.occurred_at, *(getattr(TicketEvent, d) for d in TRACKED_DIMENSIONS))
+        .where(TicketEvent.ticket_id == ticket.id, TicketEvent.event_type.in_(DIMENSION_SOURCES))
+        .order_by(TicketEvent.occurred_at, TicketEvent.id)
+    ):
+        values = {d: getattr(row, d) for d in TRACKED_DIMENSIONS}
+        if not history or history[-1][1] != values:
+            history.append((row.occurred_at, values))
+    return history
+
+
+def stamp_back_filled(session: Session, ticket: Ticket, events: list[TicketEvent], now: datetime) -> None:
+    """Give events placed before `now` (a back-filled first response or resolution) the priority and
+    assignee the ticket had at their instant, not the ones this write may have just set."""
+    past = [e for e in events if e.occurred_at < now and e.event_type not in DIMENSION_SOURCES]
+    if not past:
+        return
+    history = tracked_history(session, ticket)
+    if not history:
+        return
+    for event in past:
+        for name, value in in_force_at(history, event.occurred_at).items():
+            setattr(event, name, value)
