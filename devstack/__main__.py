@@ -51,7 +51,7 @@ def run() -> int:
     try:
         services.up(settings)
         run_step(flask_command("migrate"), cwd=ROOT)
-        login = demo_login(instance, settings["DEMO_TICKETS"], ROOT)
+        login = demo_login(instance, settings["DEMO_TICKETS"], settings["DEMO_DAYS"], ROOT)
         token = run_step(flask_command("issue-token", "--email", login["email"]), cwd=ROOT, capture=True)
         print(_banner(port, login, token.strip()), flush=True)
         env = processes.process_env(port)

@@ -17,7 +17,7 @@ def flask_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "flask", "--app", "webapp", *args]
 
 
-def demo_login(instance: Path, tickets: int, cwd: Path) -> dict[str, str]:
+def demo_login(instance: Path, tickets: int, days: int, cwd: Path) -> dict[str, str]:
     """The demo's login from instance/demo.json, or from `flask demo` when there is none yet.
 
     `flask demo` makes the organization, its admin and every ticket and rollup in one transaction,
@@ -29,8 +29,13 @@ def demo_login(instance: Path, tickets: int, cwd: Path) -> dict[str, str]:
         return json.loads(state_file.read_text())
     except (FileNotFoundError, ValueError):
         pass
-    print(f"seeding {tickets:,} demo tickets (Ctrl-C stops; the next run starts over)…", flush=True)
-    output = run_step(flask_command("demo", "--tickets", str(tickets)), cwd=cwd, capture=True)
+    print(
+        f"seeding {tickets:,} demo tickets over {days:,} days (Ctrl-C stops; the next run starts over)…",
+        flush=True,
+    )
+    output = run_step(
+        flask_command("demo", "--tickets", str(tickets), "--days", str(days)), cwd=cwd, capture=True
+    )
     state = json.loads(output.strip().splitlines()[-1])
     draft = state_file.with_name(f".{DEMO_FILE}")
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -205,6 +205,8 @@ def from_environment() -> dict[str, Any]:
         "PORT": env_int("PORT", 8000),
         # Synthetic tickets `make run` seeds into the demo organization on its first run.
         "DEMO_TICKETS": env_int("DEMO_TICKETS", 100_000, minimum=1),
+        # The days before today they are spread over (the rollups' build time grows with them).
+        "DEMO_DAYS": env_int("DEMO_DAYS", 365, minimum=1),
     }
 
 

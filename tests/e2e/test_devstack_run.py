@@ -27,8 +27,10 @@ from tests.e2e.test_supervisor import alive, wait_until
 
 pytestmark = pytest.mark.slow
 
-# Enough that seeding the demo takes seconds on this machine, so a Ctrl-C lands in the middle of it.
+# Enough that seeding the demo takes seconds on this machine, so a Ctrl-C lands in the middle of it;
+# a month of them, as a year's rollups alone take half a minute to build.
 DEMO_TICKETS = 20_000
+DEMO_DAYS = 30
 
 
 @dataclass
@@ -45,7 +47,12 @@ class DevStack:
         self.runs += 1
         self.log = self.instance.parent / f"run-{self.runs}.log"
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "BROKER_URL"}}
-        env.update(INSTANCE_PATH=str(self.instance), PORT=str(self.port), DEMO_TICKETS=str(DEMO_TICKETS))
+        env.update(
+            INSTANCE_PATH=str(self.instance),
+            PORT=str(self.port),
+            DEMO_TICKETS=str(DEMO_TICKETS),
+            DEMO_DAYS=str(DEMO_DAYS),
+        )
         env.pop("JWT_SECRET_KEY", None)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

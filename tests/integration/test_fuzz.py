@@ -113,7 +113,6 @@ def test_every_operation_survives_generated_requests(base_app):
     assert not failures, "\n\n".join(f"{label}\n{text}" for label, text in failures.items())
 
 
-@pytest.mark.slow
 @contextlib.contextmanager
 def _stopped_by_a_changed_database() -> Iterator[None]:
     """Let Hypothesis stop where the live database led a replay elsewhere (FlakyStrategyDefinition,
@@ -127,6 +126,7 @@ def _stopped_by_a_changed_database() -> Iterator[None]:
             raise
 
 
+@pytest.mark.slow
 def test_sequences_of_operations_survive(base_app):
     """The stateful phase: operations chained through the links schemathesis infers (an id a POST
     answers, used by the GET, PATCH and DELETE of that object), every check on every step."""
