@@ -85,12 +85,59 @@ def test_fractional_offsets_align_hours_and_days_to_local_clock(tz, offset):
     ]
 
 
-def test_half_hour_dst_shift_of_lord_howe_keeps_on_the_hour_boundaries():
-    # Clocks go from 02:00 to 02:30 on 2026-10-04; every boundary still reads hh:00 locally.
+def test_half_hour_spring_forward_of_lord_howe_leaves_a_30_minute_bucket():
+    # Clocks go from 02:00 to 02:30 on 2026-10-04: the 01:00 bucket is a real hour, and the 02:00
+    # bucket, whose first half the clock skips, runs from the change to 03:00 (30 real minutes).
     b = make_buckets("hourly", local(LORD_HOWE, 2026, 10, 4), local(LORD_HOWE, 2026, 10, 4, 6), LORD_HOWE)
-    for i in range(len(b)):
-        assert ":00:00+" in b.label(i)
+    assert len(b) == 6
+    assert b.label(1) == "2026-10-04T01:00:00+10:30"
+    assert b.label(2) == "2026-10-04T02:30:00+11:00"
+    assert b.bounds[2] == utc(2026, 10, 3, 15, 30)
+    assert durations(b)[1:3] == [timedelta(hours=1), timedelta(minutes=30)]
     assert local(LORD_HOWE, 2026, 10, 4, 3) in b.bounds
+
+
+def test_half_hour_fall_back_of_lord_howe_leaves_a_90_minute_bucket():
+    # Clocks go from 02:00 back to 01:30 on 2026-04-05: the 01:00 bucket holds both passes of 01:30.
+    b = make_buckets("hourly", local(LORD_HOWE, 2026, 4, 5), local(LORD_HOWE, 2026, 4, 5, 6), LORD_HOWE)
+    assert len(b) == 6
+    assert b.label(1) == "2026-04-05T01:00:00+11:00"
+    assert b.label(2) == "2026-04-05T02:00:00+10:30"
+    assert durations(b)[1] == timedelta(minutes=90)
+
+
+def _wall_clock_hour(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The reference: the local time truncated to its hour, read back as zoneinfo reads a wall time
+    (the same pass of a repeated hour; a skipped one at the offset before the change), as PostgreSQL's
+    date_trunc('hour', moment, tz) does."""
+    return moment.astimezone(tz).replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    ("tz", "day"),
+    [
+        (LORD_HOWE, date(2026, 10, 4)),
+        (LORD_HOWE, date(2026, 4, 5)),
+        (NY, date(2026, 3, 8)),
+        (NY, date(2026, 11, 1)),
+        (BERLIN, date(2026, 3, 29)),
+        (BERLIN, date(2026, 10, 25)),
+        (KATHMANDU, date(2026, 6, 1)),
+        (ZoneInfo("America/St_Johns"), date(2026, 3, 8)),
+    ],
+)
+def test_every_instant_falls_in_the_bucket_of_its_wall_clock_hour(tz: ZoneInfo, day: date) -> None:
+    start = datetime(day.year, day.month, day.day, tzinfo=tz) - timedelta(hours=3)
+    end = start + timedelta(hours=30)
+    b = make_buckets("hourly", start, end, tz)
+    moment = start.astimezone(UTC)
+    while moment < end:
+        index = b.index_of(moment)
+        assert index is not None
+        assert b.bounds[index] == max(_wall_clock_hour(moment, tz), b.bounds[0]), moment
+        moment += timedelta(minutes=7, seconds=13)
+    # Every bucket holds an instant of its own hour: no empty bucket.
+    assert all(a < z for a, z in zip(b.bounds, b.bounds[1:], strict=False))
 
 
 def test_weeks_start_on_monday_and_first_bucket_contains_start():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -75,7 +76,7 @@ def _on_the_hour(moment: datetime, tz: ZoneInfo) -> bool:
     return local.minute == 0 and local.second == 0 and local.microsecond == 0
 
 
-def _hour_floor(moment: datetime, tz: ZoneInfo) -> datetime:
+def _on_the_hour_before(moment: datetime, tz: ZoneInfo) -> datetime:
     """The last instant at or before `moment` where the local clock reads hh:00:00."""
     local = moment.astimezone(tz)
     candidate = moment - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
@@ -88,7 +89,7 @@ def _hour_floor(moment: datetime, tz: ZoneInfo) -> datetime:
     return probe
 
 
-def _next_hour(moment: datetime, tz: ZoneInfo) -> datetime:
+def _on_the_hour_after(moment: datetime, tz: ZoneInfo) -> datetime:
     """The first instant after `moment` where the local clock reads hh:00:00 (at most one real hour on)."""
     local = moment.astimezone(tz)
     if local.minute == local.second == local.microsecond == 0:
@@ -105,6 +106,49 @@ def _next_hour(moment: datetime, tz: ZoneInfo) -> datetime:
     while not _on_the_hour(probe, tz):
         probe += _MINUTE
     return probe
+
+
+def _skipped_hour_start(after: datetime, until: datetime, tz: ZoneInfo) -> datetime | None:
+    """The instant in (after, until] where the clock springs forward from a whole hour to a time that
+    is not one (Australia/Lord_Howe: 02:00 to 02:30), or None.
+
+    The rest of that local hour (02:30 to 03:00) is a bucket of its own, starting at the change: the
+    hour 02:00, which the clock never reads, stands for the instant it would have, as PostgreSQL's
+    date_trunc and Python's zoneinfo (fold=0) read it. Hence the contract's "90 or 30 real minutes".
+    """
+    before, later = after.astimezone(tz).utcoffset(), until.astimezone(tz).utcoffset()
+    if before is None or later is None or later <= before:
+        return None
+    # The first whole second holding the later offset (changes fall on whole seconds).
+    lo, hi = math.floor(after.timestamp()), math.ceil(until.timestamp())
+    while hi - lo > 1:
+        middle = (lo + hi) // 2
+        if datetime.fromtimestamp(middle, UTC).astimezone(tz).utcoffset() == later:
+            hi = middle
+        else:
+            lo = middle
+    change = datetime.fromtimestamp(hi, UTC)
+    wall_before = (change + before).replace(tzinfo=None)
+    if not (after < change <= until) or _on_the_hour(change, tz):
+        return None
+    if wall_before.minute or wall_before.second:
+        return None
+    return change
+
+
+def _hour_floor(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The start of the hourly bucket holding `moment`: the last instant at or before it where the
+    local clock reads hh:00:00, or a spring-forward change after that instant (_skipped_hour_start)."""
+    floor = _on_the_hour_before(moment, tz)
+    return _skipped_hour_start(floor, moment, tz) or floor
+
+
+def _next_hour(moment: datetime, tz: ZoneInfo) -> datetime:
+    """The start of the hourly bucket after the one starting at `moment`: the first instant after it
+    where the local clock reads hh:00:00, or a spring-forward change before that (_skipped_hour_start)."""
+    following = _on_the_hour_after(moment, tz)
+    skipped = _skipped_hour_start(moment, following, tz)
+    return skipped if skipped is not None and skipped < following else following
 
 
 def period_start(granularity: str, day: date) -> date:
