@@ -45,7 +45,9 @@ def login() -> Response:
 @bp.post("/refresh")
 @document(
     "Exchange a refresh token (as the bearer token) for a new access token and a new refresh token; "
-    "the one sent is used up, and sending it again revokes every token of its login",
+    "the one sent is used up: sent again within REFRESH_REUSE_GRACE_SECONDS (10) of its use, a "
+    "client's concurrent or retried refresh, it is exchanged again within the same login; sent "
+    "again later, it revokes every token of its login, the ones issued in that grace included",
     tag="auth",
     responses={200: TokenResponse},
     errors=(401, 429),

@@ -6,7 +6,8 @@ its commit (`answer_before_commit`), so a write acknowledged with an error becau
 dropped after the commit still answers its retry with what it wrote. A view that does not hand it over
 has a placeholder written with its first commit and its answer stored just after; should that second
 step be lost, the retry is told so (409) instead of writing again. Requests with one key take turns
-(a transaction-level advisory lock), so a retry sent while the first is still running waits for it.
+(a transaction-level advisory lock), so a retry sent while the first is still running waits for it,
+and one that comes between those two steps waits a few seconds for the answer.
 Keys are kept IDEMPOTENCY_KEY_HOURS (24) and are per user.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,6 +45,10 @@ PLACEHOLDER = 0
 KEPT_HEADERS = ("Location", "Retry-After")
 # The answers that say something was made or done (an answer with a body read from data is not kept).
 CREATED = (201, 202, 204)
+# A retry that finds the first request's placeholder waits this long for its answer, reading again
+# every poll; the placeholder left after that was lost with its request (409).
+PLACEHOLDER_WAIT_SECONDS = 5.0
+PLACEHOLDER_POLL_SECONDS = 0.05
 # JSON bodies up to this size are compared by content (an import's larger body by its bytes).
 CANONICAL_JSON_BYTES = 1 << 20
 
@@ -76,6 +82,13 @@ def idempotent(view: F) -> F:
         pending = Pending(principal.user_id, principal.org_id, key, _fingerprint())
         session = get_session()
         stored = _take_turn(session, pending)
+        deadline = time.monotonic() + PLACEHOLDER_WAIT_SECONDS
+        while stored is not None and stored.status == PLACEHOLDER and time.monotonic() < deadline:
+            # The first request committed its write and is storing its answer just now: wait for it
+            # (its turn ended with its commit), rather than tell the client the answer was lost.
+            session.rollback()
+            time.sleep(PLACEHOLDER_POLL_SECONDS)
+            stored = _take_turn(session, pending)
         if stored is not None:
             return _replay(stored, pending)
         g.idempotency = pending
