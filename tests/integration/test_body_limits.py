@@ -151,3 +151,14 @@ def test_a_json_body_with_too_many_values_is_a_400(tenant, app, monkeypatch):
     monkeypatch.setitem(app.config, "BODY_MAX_BYTES", len(body) + 1)
     error = _error(tenant.agent.post("/api/v1/tickets", data=body, content_type="application/json"), 400)
     assert f"more than {strict_json.MAX_ELEMENTS} values" in error["message"]
+
+
+def test_a_get_announcing_a_body_past_the_limit_is_413_and_a_small_one_is_ignored(tenant, app):
+    limit = app.config["BODY_MAX_BYTES"]
+    # The body is never read: the announced length alone decides.
+    big = tenant.viewer.get(
+        "/api/v1/tickets", data=b"x" * (limit + 1), headers={"Content-Type": "application/json"}
+    )
+    assert _error(big, 413)["details"]["max_bytes"] == limit
+    small = tenant.viewer.get("/api/v1/tickets", data=b"{}", headers={"Content-Type": "application/json"})
+    assert small.status_code == 200

@@ -117,6 +117,9 @@ def init_app(app: Flask) -> None:
             _check_query_encoding(request.query_string)
         if request.method in BODY_METHODS and request.headers.get("Upgrade", "").lower() != "websocket":
             _read_whole_body(app.config)
+        else:
+            # Never read, but announced past the route's limit: 413 too, as for any other method.
+            body_limits.enforce(app.config)
 
     @app.after_request
     def add_request_id(response: Response) -> Response:
