@@ -128,6 +128,22 @@ def test_deeply_nested_json_bodies_are_400(tenant, path):
 
 
 @pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/tickets", '{"subject": "a", "subject": "b"}'),
+        ("/api/v1/tickets/import", '[{"subject": "a", "priority": "low", "priority": "high"}]'),
+        ("/api/v1/schedules", '{"name": "x", "timezone": "UTC", "intervals": [], "name": "y"}'),
+        ("/api/v1/auth/login", '{"email": "a@b.test", "password": "x", "password": "y"}'),
+    ],
+)
+def test_a_key_repeated_in_one_json_object_is_400_and_nothing_is_written(tenant, path, body):
+    before = _tickets(tenant.admin)
+    error = _error(_post_raw(tenant.admin, path, body))
+    assert "more than once" in error["message"]
+    assert _tickets(tenant.admin) == before
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"subject": "x", "sentiment_score": True},

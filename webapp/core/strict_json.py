@@ -1,5 +1,5 @@
-"""JSON as the platform accepts it from clients: standard JSON, finite numbers, bounded nesting,
-element count and string length.
+"""JSON as the platform accepts it from clients: standard JSON, finite numbers, keys unique in each
+object, bounded nesting, element count and string length.
 
 Python's json module takes NaN and Infinity, turns 1e400 into infinity, and recurses once per
 nesting level (a deep enough document raises RecursionError, not a ValueError). None of those can be
@@ -39,11 +39,24 @@ def _finite(text: str) -> float:
     return value
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: a repeated key would be read differently by another
+    parser (the first or the last value), so it is refused rather than silently resolved."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise JsonError(f"the key {repeated[:100]!r} appears more than once in one object")
+    return value
+
+
 def loads(text: str | bytes, *, max_elements: int = MAX_ELEMENTS, max_string: int = MAX_STRING_CHARS) -> Any:
     """The decoded document, or JsonError saying what is wrong with it (nesting past MAX_DEPTH, more
     than `max_elements` values, a string longer than `max_string` characters)."""
     try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        value = json.loads(
+            text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys
+        )
     except JsonError:
         raise
     except json.JSONDecodeError as exc:
