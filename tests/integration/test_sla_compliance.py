@@ -193,7 +193,7 @@ def test_no_tickets_is_one_row_of_zeros(tenant, db_session):
         {
             "group": {},
             **{
-                key: {"achieved": 0, "breached": 0, "pending": 0, "compliance": None}
+                key: {"achieved": 0, "breached": 0, "pending": 0, "compliance": None, "compliance_pct": None}
                 for key in ("first_reply", "resolution", "all")
             },
         }

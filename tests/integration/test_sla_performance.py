@@ -162,6 +162,10 @@ def _check(actual: dict[str, Any], expected: dict[str, list[int]], what: str) ->
         ), (what, name)
         judged = achieved + breached
         assert got["compliance"] == (achieved / judged if judged else None), (what, name)
+        assert got["compliance_pct"] == (pytest.approx(100 * achieved / judged) if judged else None), (
+            what,
+            name,
+        )
 
 
 @pytest.fixture
@@ -219,7 +223,14 @@ def test_performance_sla_under_a_business_hours_policy(tenant: Any, seeded: dict
     assert _expected(tickets[2:3], now, None)[None]["resolution"] == [0, 1, 0]
     assert _expected(tickets[3:4], now, None)[None]["first_reply"] == [1, 0, 0]
     # Replies are what next_reply is held on: with none yet, no ticket has a pair.
-    assert sla["next_reply"] == {"met": 0, "achieved": 0, "breached": 0, "pending": 0, "compliance": None}
+    assert sla["next_reply"] == {
+        "met": 0,
+        "achieved": 0,
+        "breached": 0,
+        "pending": 0,
+        "compliance": None,
+        "compliance_pct": None,
+    }
     targets = answer.get_json()["targets"]
     assert targets["urgent"]["next_reply_hours"] == 1
     assert targets["low"]["first_reply_hours"] is None

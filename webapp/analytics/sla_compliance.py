@@ -38,6 +38,7 @@ def _ratio(achieved: int, breached: int, pending: int) -> dict[str, Any]:
         "breached": breached,
         "pending": pending,
         "compliance": achieved / judged if judged else None,
+        "compliance_pct": 100 * achieved / judged if judged else None,
     }
 
 

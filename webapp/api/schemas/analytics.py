@@ -318,6 +318,9 @@ class Outcome(BaseModel):
     breached: int
     pending: int
     compliance: float | None = Field(description="achieved / (achieved + breached); null when both are 0")
+    compliance_pct: float | None = Field(
+        default=None, description="the same as a percentage (0-100), as every other percentage is"
+    )
 
 
 class SlaOutcomes(BaseModel):
