@@ -108,6 +108,49 @@ def test_a_backfill_solved_at_its_creation_or_first_response_was_open_there(tena
         assert by_type == {"created": "open", "first_response": "open", "resolved": status}
 
 
+def test_a_first_reply_back_dated_onto_a_solved_ticket_carries_the_status_of_its_instant(tenant, db_session):
+    """Answered while open, though written once the ticket was solved: by a reply or by a PATCH, on a
+    ticket created resolved or resolved by a later PATCH; a reply after the solve was made solved."""
+    created = datetime(2026, 5, 5, 10, 0, tzinfo=UTC)
+    solved = created + timedelta(days=1)
+
+    def first_response_status(ticket_id: int) -> str:
+        [status] = [e.status for e in _events(db_session, ticket_id) if e.event_type == "first_response"]
+        return status
+
+    def resolved_ticket() -> int:
+        body = {"status": "resolved", "created_at": created.isoformat(), "resolved_at": solved.isoformat()}
+        response = tenant.agent.post("/api/v1/tickets", json=body)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["id"]
+
+    by_reply = resolved_ticket()
+    reply = {"author": "agent", "at": (created + timedelta(hours=2)).isoformat()}
+    assert tenant.agent.post(f"/api/v1/tickets/{by_reply}/replies", json=reply).status_code == 201
+    assert first_response_status(by_reply) == "open"
+
+    by_patch = resolved_ticket()
+    patch = {"first_response_at": (created + timedelta(hours=3)).isoformat()}
+    assert tenant.agent.patch(f"/api/v1/tickets/{by_patch}", json=patch).status_code == 200
+    assert first_response_status(by_patch) == "open"
+
+    pending_then_solved = tenant.agent.post(
+        "/api/v1/tickets", json={"status": "pending", "created_at": created.isoformat()}
+    ).get_json()["id"]
+    assert (
+        tenant.agent.patch(f"/api/v1/tickets/{pending_then_solved}", json={"status": "resolved"}).status_code
+        == 200
+    )
+    reply = {"author": "agent", "at": (created + timedelta(hours=1)).isoformat()}
+    assert tenant.agent.post(f"/api/v1/tickets/{pending_then_solved}/replies", json=reply).status_code == 201
+    assert first_response_status(pending_then_solved) == "pending"
+
+    after_the_solve = resolved_ticket()
+    reply = {"author": "agent", "at": (solved + timedelta(hours=1)).isoformat()}
+    assert tenant.agent.post(f"/api/v1/tickets/{after_the_solve}/replies", json=reply).status_code == 201
+    assert first_response_status(after_the_solve) == "resolved"
+
+
 def test_a_resolution_back_filled_before_the_last_status_change_is_refused(tenant, db_session):
     created = datetime(2017, 11, 1, 12, 0, tzinfo=UTC)
     ticket = tenant.agent.post("/api/v1/tickets", json={"created_at": created.isoformat()}).get_json()

@@ -1,5 +1,6 @@
 """A ticket's priority and assignee over time, as its own events record them: what derived events and
-back-filled events are stamped with (tickets.history, tickets.writes)."""
+back-filled events are stamped with (tickets.history, tickets.writes); and the status a back-filled
+first response is stamped with, from the ticket's status history."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from webapp.models import Ticket, TicketEvent
+from webapp.core.vocabulary import RESOLVED_STATUSES
+from webapp.models import Ticket, TicketEvent, TicketStatusChange
 from webapp.tickets.history import in_force_at
 
 # The events that say what a ticket's priority and assignee were from their instant on: its creation
@@ -46,3 +48,32 @@ def stamp_back_filled(session: Session, ticket: Ticket, events: list[TicketEvent
     for event in past:
         for name, value in in_force_at(history, event.occurred_at).items():
             setattr(event, name, value)
+
+
+def stamp_first_response_status(
+    session: Session, ticket: Ticket, events: list[TicketEvent], now: datetime
+) -> None:
+    """Give a back-filled first response (a reply or PATCH placing it before `now`) the status the
+    ticket had at its instant, by its status history and this write's own changes, not its status
+    now: a ticket resolved today whose first reply was yesterday was answered while open. A solve at
+    the very instant counts after it (the answer came first), as in a back-filled ticket's plan."""
+    answered = [e for e in events if e.event_type == "first_response" and e.occurred_at < now]
+    if not answered:
+        return
+    statuses = [
+        (row.at, row.status)
+        for row in session.execute(
+            select(TicketStatusChange.at, TicketStatusChange.status)
+            .where(TicketStatusChange.ticket_id == ticket.id)
+            .order_by(TicketStatusChange.at, TicketStatusChange.id)
+        )
+    ]
+    statuses += [(e.occurred_at, e.detail["to"]) for e in events if e.event_type == "status_changed"]
+    if not statuses:
+        return
+    statuses.sort(key=lambda entry: entry[0])
+    for event in answered:
+        status = in_force_at(statuses, event.occurred_at)
+        if status in RESOLVED_STATUSES:
+            status = in_force_at(statuses, event.occurred_at, before=True)
+        event.status = status

@@ -14,7 +14,7 @@ from webapp.clocks.evaluation import AGENT, Reply
 from webapp.core.timeutil import hours_between, utcnow
 from webapp.core.vocabulary import DERIVED_EVENT_TYPES, RESOLVED_STATUSES
 from webapp.models import Organization, Ticket, TicketEvent, TicketRating, TicketReply, TicketStatusChange
-from webapp.tickets.dimension_history import stamp_back_filled, tracked_history
+from webapp.tickets.dimension_history import stamp_back_filled, stamp_first_response_status, tracked_history
 from webapp.tickets.history import Facts, Rating, derive
 from webapp.tickets.plans import DERIVED_DIMENSIONS, plan_ticket
 from webapp.tickets.rules import TIME_FIELDS, TicketError, check_order, checked_instant, checked_times
@@ -92,6 +92,7 @@ def update_ticket(
         raise TicketError("status cannot be null", field="status")
     ticket.updated_at = now
     stamp_back_filled(session, ticket, events, now)
+    stamp_first_response_status(session, ticket, events, now)
     session.add_all(events)
     session.add_all(
         TicketStatusChange(org_id=ticket.org_id, ticket_id=ticket.id, status=e.detail["to"], at=e.occurred_at)
@@ -130,6 +131,7 @@ def add_reply(
     if reply.public and reply.author == AGENT and ticket.first_response_at is None:
         events = _first_response(ticket, {"first_response_at": at})
         stamp_back_filled(session, ticket, events, now)
+        stamp_first_response_status(session, ticket, events, now)
         session.add_all(events)
     ticket.updated_at = now
     session.flush()
