@@ -259,6 +259,23 @@ def test_import_is_all_or_nothing_with_a_row_report(celery_worker, make_live_ten
     assert [(e["row"], e["field"]) for e in report["errors"]] == [(4, "resolved_at")]
     assert _tickets(engine, tenant.org_id) == 0
 
+    # A first_response_at after the row's first public agent reply contradicts it (response time and
+    # the SLA's first reply would each take another instant); before it or equal to it, it stands.
+    created = datetime.now(UTC) - timedelta(days=2)
+    rows = [{"subject": f"replied {i}", "created_at": created.isoformat()} for i in range(3)]
+    rows[0] |= {
+        "first_response_at": created.isoformat(),
+        "replies": [{"author": "agent", "at": created.isoformat()}],
+    }
+    later = (created + timedelta(hours=1)).isoformat()
+    rows[1] |= {"first_response_at": later, "replies": [{"author": "customer", "at": created.isoformat()}]}
+    rows[2] |= {"first_response_at": later, "replies": [{"author": "agent", "at": created.isoformat()}]}
+    done = wait_for_job(tenant.viewer, post_import(tenant.agent, rows).get_json()["job_id"])
+    assert done["state"] == "failed"
+    assert [(e["row"], e["field"]) for e in done["result"]["errors"]] == [(3, "first_response_at")]
+    assert "after the first public agent reply" in done["result"]["errors"][0]["message"]
+    assert _tickets(engine, tenant.org_id) == 0
+
 
 def test_import_request_errors(live_app, make_live_tenant, post_import, import_app, monkeypatch):
     tenant = make_live_tenant()

@@ -83,9 +83,16 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
     if status in RESOLVED_STATUSES and resolved is None:
         resolved = _last_solve(history) if history else max(now, created)
     replies = _replies(org, fields, created, now)
-    first_response = times.get("first_response_at")
-    if first_response is None:
-        first_response = next((r.at for r in replies if r.public and r.author == AGENT), None)
+    first_reply = next((r.at for r in replies if r.public and r.author == AGENT), None)
+    first_response = times.get("first_response_at") or first_reply
+    if first_reply is not None and first_response > first_reply:
+        # The first public agent reply is the first response: a later first_response_at contradicts
+        # the replies, and response time and the SLA's first reply would each take another.
+        raise TicketError(
+            f"first_response_at {first_response.isoformat()} is after the first public agent reply "
+            f"({first_reply.isoformat()}); leave it out or make it that reply's time",
+            field="first_response_at",
+        )
     moments = _Moments(created, first_response, resolved)
     check_order(*moments)
     ticket = {
