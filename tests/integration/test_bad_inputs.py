@@ -4,6 +4,8 @@ shape now, and nothing of it is written."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -90,6 +92,22 @@ def test_ranges_outside_the_supported_years_are_400_on_every_route(tenant, query
 @pytest.mark.parametrize("kind", ["daily", "weekly", "monthly"])
 def test_snapshot_dates_outside_the_supported_years_are_400(tenant, kind, day):
     assert _error(tenant.admin.post("/api/v1/analytics/snapshots", json={"type": kind, "date": day}))
+
+
+@pytest.mark.parametrize("kind", ["daily", "weekly", "monthly"])
+def test_a_snapshot_of_a_period_not_begun_is_400_and_one_begun_today_a_job(make_tenant, kind):
+    # Pacific/Kiritimati (UTC+14) is a day ahead of UTC for ten hours of every day: its today counts.
+    tenant = make_tenant("Ahead", "Pacific/Kiritimati")
+    today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+    after = {"daily": today + timedelta(days=1), "weekly": today + timedelta(days=7 - today.weekday())}
+    after["monthly"] = (today.replace(day=28) + timedelta(days=4)).replace(day=1)
+    error = _error(
+        tenant.admin.post("/api/v1/analytics/snapshots", json={"type": kind, "date": str(after[kind])})
+    )
+    assert error["details"]["field"] == "date"
+    assert "has not begun" in error["message"]
+    begun = tenant.admin.post("/api/v1/analytics/snapshots", json={"type": kind, "date": str(today)})
+    assert begun.status_code == 202, begun.get_json()
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,18 @@ def snapshot_period(snapshot_type: str, snapshot_date: date) -> tuple[date, date
     return first, next_period(snapshot_type, first)
 
 
+def requested_period(snapshot_type: str, snapshot_date: date, *, tz: str, now: datetime) -> date:
+    """The first local date of the period a client asks to snapshot; QueryError (400) for one that
+    has not begun in the zone `tz` (its snapshot would be all zeros, listed as if it were data)."""
+    first, _ = snapshot_period(snapshot_type, snapshot_date)
+    today = now.astimezone(zone(tz)).date()
+    if first > today:
+        raise QueryError(
+            f"the {snapshot_type} period starting {first} has not begun (today is {today} in {tz})", "date"
+        )
+    return first
+
+
 def compute_snapshot(
     session: Session, *, org_id: int, snapshot_type: str, snapshot_date: date
 ) -> dict[str, Any]:

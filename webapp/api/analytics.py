@@ -379,5 +379,6 @@ def list_snapshots() -> Response:
 @idempotent
 def request_snapshot() -> tuple[Response, int, dict[str, str]]:
     body = parse_body(SnapshotRequest)
-    first, _ = snapshots.snapshot_period(body.type, body.date)
+    with client_errors():
+        first = snapshots.requested_period(body.type, body.date, tz=_org().timezone, now=utcnow())
     return submit_job("snapshot", snapshots.job_params(body.type, first))
