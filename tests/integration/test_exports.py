@@ -432,6 +432,32 @@ def test_a_link_alone_downloads_the_file(data, link):
     assert bad.status_code == 401
 
 
+def test_a_link_answers_one_byte_range_and_ignores_ranges_it_cannot_serve(data, link):
+    """One byte range: 206 with that part; past the end: 416. Another unit, a malformed range or several
+    ranges: the whole file with 200 (RFC 9110 has a server ignore what it does not serve)."""
+    anonymous = data.viewer.client
+    whole = anonymous.get(link["download_url"]).data
+    size = len(whole)
+    assert size > 12
+
+    def get(header: str):
+        return anonymous.get(link["download_url"], headers={"Range": header})
+
+    first = get("bytes=0-9")
+    assert first.status_code == 206
+    assert first.data == whole[:10]
+    assert first.headers["Content-Range"] == f"bytes 0-9/{size}"
+    assert get("bytes=-5").data == whole[-5:]
+    assert get("bytes=3-").data == whole[3:]
+    assert get(f"bytes={size + 10}-").status_code == 416
+    for ignored in ("bytes=0-1,5-6", "items=0-3", "bytes=5-2", "bytes=x-y"):
+        response = get(ignored)
+        assert response.status_code == 200, ignored
+        assert response.data == whole, ignored
+    unchanged = anonymous.get(link["download_url"], headers={"If-None-Match": f'"{link["sha256"]}"'})
+    assert unchanged.status_code == 304
+
+
 def test_links_are_signed_with_hmac_sha256_under_a_key_of_their_own(live_app, link):
     """The link's signature is HMAC-SHA256 (32 bytes), and the JWT secret does not make one."""
     token = link["download_url"].split("?token=")[1]

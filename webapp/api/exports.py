@@ -19,6 +19,7 @@ from webapp.api.plumbing.export_room import room_errors
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
+from webapp.api.plumbing.ranges import ignore_unservable_range
 from webapp.api.plumbing.spec import document, json_body, parse_model, parse_query
 from webapp.api.plumbing.writes import no_content
 from webapp.api.schemas.common import JobAccepted
@@ -298,6 +299,7 @@ def delete(export_id: str) -> Response:
 def download(export_id: str) -> Response:
     token = parse_query(DownloadQuery).token
     export = _linked(export_id, token, utcnow(), presented_principal())
+    ignore_unservable_range()
     response = send_file(
         Path(export.path),
         mimetype=_media_type(export.format),
