@@ -162,14 +162,14 @@ def test_csv_export_reads_back_as_the_database(data, db_engine):
         assert (float(got["sentiment_score"]) if got["sentiment_score"] else None) == want["sentiment_score"]
         for name in ("created_at", "updated_at", "first_response_at", "resolved_at"):
             assert _parse_ts(got[name]) == want[name], name
-            # Written as isoformat(sep=" ") in the export's zone: the offset with its minutes,
+            # Written as isoformat() in the export's zone: the offset with its minutes,
             # fractions of a second only where there are some.
             berlin = want[name].astimezone(ZoneInfo("Europe/Berlin")) if want[name] else None
-            assert got[name] == (berlin.isoformat(sep=" ") if berlin else ""), name
+            assert got[name] == (berlin.isoformat() if berlin else ""), name
         assert int(got["reopen_count"]) == want["reopen_count"]
     # Timestamps carry the export's zone (Berlin in January: +01:00).
-    assert rows[0]["created_at"] == "2026-01-01 09:10:07.123456+01:00"
-    assert rows[-1]["first_response_at"] == "2026-01-10 01:00:00+01:00"
+    assert rows[0]["created_at"] == "2026-01-01T09:10:07.123456+01:00"
+    assert rows[-1]["first_response_at"] == "2026-01-10T01:00:00+01:00"
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson"])

@@ -92,7 +92,7 @@ def _csv_text(value: Any, kind: Kind) -> Any:
     if kind == "text":
         return neutralise(value)
     if kind == "timestamp":
-        return value.isoformat(sep=" ")
+        return value.isoformat()
     return value
 
 

@@ -235,15 +235,16 @@ def open_table(
 
 
 def _csv_column_sql(column: Column) -> str:
-    """A raw ticket column as the CSV writes it; times as Python's isoformat(sep=" ") does (the
-    offset with its minutes, fractions only when there are some), not PostgreSQL's text (`-04`)."""
+    """A raw ticket column as the CSV writes it; times as Python's isoformat() does (ISO 8601 with
+    the T, the offset with its minutes, fractions only when there are some), not PostgreSQL's text
+    (`2026-11-25 05:09:00-04`)."""
     name = f"t.{column.name}"
     if column.kind == "text":
         return neutralised_sql(name, column.name)
     if column.kind == "timestamp":
         return (
             f"CASE WHEN date_trunc('second', {name}) = {name}"
-            f" THEN to_char({name}, 'YYYY-MM-DD HH24:MI:SSTZH:TZM')"
-            f" ELSE to_char({name}, 'YYYY-MM-DD HH24:MI:SS.USTZH:TZM') END AS {column.name}"
+            f" THEN to_char({name}, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM')"
+            f" ELSE to_char({name}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM') END AS {column.name}"
         )
     return name
