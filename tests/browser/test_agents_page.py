@@ -202,7 +202,7 @@ def test_the_last_days_are_the_organizations_days_whatever_the_browsers_zone(
     browser, web_server, demo, report_served
 ):
     """A browser 14 hours ahead of UTC (a day ahead of the organization most of the time) asks for
-    the organization's last 7 days."""
+    the organization's last 7 days, and the explorer's default 30 are the organization's too."""
     context = browser.new_context(base_url=web_server.base_url, timezone_id="Pacific/Kiritimati")
     try:
         watched = Watched(context, web_server.base_url)
@@ -215,6 +215,11 @@ def test_the_last_days_are_the_organizations_days_whatever_the_browsers_zone(
         query = parse_qs(page.get_attribute("body", "data-query"))
         assert query["end"] == [(org_today + timedelta(days=1)).isoformat()], (query, zone)
         assert query["start"] == [(org_today - timedelta(days=6)).isoformat()]
+        # The explorer's default range ends on the organization's today too.
+        page.goto("/explorer")
+        page.wait_for_selector("body[data-loaded]")
+        assert page.input_value("#end") == org_today.isoformat()
+        assert page.input_value("#start") == (org_today - timedelta(days=29)).isoformat()
         assert not watched.problems, watched.problems
     finally:
         context.close()

@@ -102,6 +102,20 @@ def test_sign_in_then_the_tiles_show_the_apis_numbers(desktop, demo, web_server,
     assert _tile_number(page, "backlog") == api["backlog"]["count"]
     sla = api["sla"]["overall"]["first_response"]["compliance"]
     assert float(page.get_attribute("#tile-sla-first", "data-value")) == pytest.approx(sla)
+    # Each priority's bars are as long as its compliance: 100 % fills the track.
+    widths = page.eval_on_selector_all(
+        "#panel-sla .bar-row",
+        "rows => rows.map(r => [r.dataset.key,"
+        " ...Array.from(r.querySelectorAll('.bar-fill'), f => f.style.width)])",
+    )
+    assert widths
+    for priority, first_width, resolution_width in widths:
+        outcome = api["sla"]["by_priority"][priority]
+        for width, kind in ((first_width, "first_response"), (resolution_width, "resolution")):
+            assert float(width.rstrip("%")) == pytest.approx(outcome[kind]["compliance_pct"] or 0), (
+                priority,
+                kind,
+            )
     assert page.inner_text("#zone") == "America/New_York"
     # The channel distribution comes from its own route; its bars add up to the tickets created.
     channel_counts = page.eval_on_selector_all(

@@ -37,6 +37,7 @@ def test_sign_in_sets_an_http_only_strict_cookie_and_answers_an_access_token(cli
         "email": tenant.users["viewer"]["email"],
         "role": "viewer",
         "org_id": tenant.org_id,
+        "timezone": tenant.timezone,
     }
     cookies = _set_cookies(response)
     refresh = cookies["dashboard_refresh"]

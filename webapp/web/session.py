@@ -23,7 +23,7 @@ from webapp.api.schemas.common import LoginRequest
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
-from webapp.models import User
+from webapp.models import Organization, User
 from webapp.security import families
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
@@ -58,11 +58,19 @@ def refuse_cross_site() -> None:
 
 
 def _access_answer(user: User, access_token: str) -> dict[str, Any]:
+    # The organization's zone: the pages' default ranges are its days, not the browser's.
+    org = get_session().get(Organization, user.org_id)
     return {
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": current_app.config["JWT_ACCESS_TOKEN_MINUTES"] * 60,
-        "user": {"id": user.id, "email": user.email, "role": user.role, "org_id": user.org_id},
+        "user": {
+            "id": user.id,
+            "email": user.email,
+            "role": user.role,
+            "org_id": user.org_id,
+            "timezone": org.timezone if org is not None else None,
+        },
     }
 
 

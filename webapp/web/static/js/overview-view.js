@@ -137,11 +137,15 @@ export class OverviewView {
       .concat(Object.keys(byPriority).filter((p) => !PRIORITY_ORDER.includes(p)));
     const rows = priorities.map((priority) => {
       const { first_response: first, resolution } = byPriority[priority];
+      // compliance_pct is 0..100, so a full bar is 100 %; compliance (0..1) is the first contract's.
+      const firstPct = first.compliance_pct ?? (first.compliance == null ? null : 100 * first.compliance);
+      const resolutionPct = resolution.compliance_pct
+        ?? (resolution.compliance == null ? null : 100 * resolution.compliance);
       return {
         label: priority,
-        value: first.compliance,
-        second: resolution.compliance,
-        text: `${fmt.percent(first.compliance)} / ${fmt.percent(resolution.compliance)}`,
+        value: firstPct,
+        second: resolutionPct,
+        text: `${fmt.percentage(firstPct)} / ${fmt.percentage(resolutionPct)}`,
       };
     });
     bars(body, rows, { legend: ["First response", "Resolution"], scale: 100 });

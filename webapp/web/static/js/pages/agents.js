@@ -125,8 +125,9 @@ async function main() {
   const table = new AgentsTable(document.getElementById("agents"));
 
   let generation = 0;
-  // The organization's zone, from the first answer: "the last 7 days" are its days, not the browser's.
-  let zone;
+  // The organization's zone (the session's, else the first answer's): "the last 7 days" are its days,
+  // not the browser's.
+  let zone = page.session.user?.timezone;
   const load = async () => {
     const mine = ++generation;
     const { start, end } = state.range.dates(today(zone));

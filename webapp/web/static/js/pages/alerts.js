@@ -8,6 +8,9 @@ import { startPage } from "../shell.js";
 import { Spec } from "../spec.js";
 
 const ADMIN = "admin";
+// The rules are read again this often while the page is shown: a rule without the WebSocket channel
+// sends no live message, yet its state and last evaluation change with every pass of beat.
+const REREAD_MS = 30_000;
 
 class RuleList {
   #cards = new Map();
@@ -103,6 +106,9 @@ async function main() {
     page.api.get("/api/v1/webhooks").then((answer) => form.setWebhooks(answer.items),
       (error) => form.showError(error.message));
   }
+  setInterval(() => {
+    if (!document.hidden) rules.load().catch((error) => showError(error.message));
+  }, REREAD_MS);
   try {
     await rules.load();
     showError(null);

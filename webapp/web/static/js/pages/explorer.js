@@ -12,11 +12,11 @@ import { Spec } from "../spec.js";
 const DEFAULT_DAYS = 30;
 const RERUN_AFTER_MS = 300;
 
-/** The query the page shows: from the URL, with defaults. */
-function stateFromUrl(spec) {
+/** The query the page shows: from the URL, with defaults (the last days of the organization's zone). */
+function stateFromUrl(spec, zone) {
   const params = new URLSearchParams(location.search);
   // Dates the URL gets wrong are left out: the default range stands in for them.
-  const end = validDate(params.get("end")) || today();
+  const end = validDate(params.get("end")) || today(zone);
   const start = validDate(params.get("start"));
   const state = {
     metric: params.get("metric") || "ticket_count",
@@ -211,7 +211,7 @@ async function main() {
   const spec = await specLoading;
   const form = document.getElementById("query");
   buildForm(form, spec);
-  let state = stateFromUrl(spec);
+  let state = stateFromUrl(spec, page.session.user?.timezone);
   showState(form, state, spec);
   const chartEl = document.getElementById("chart");
   const chart = new LineChart(chartEl, {});
