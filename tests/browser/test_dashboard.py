@@ -191,6 +191,28 @@ def test_a_url_with_dates_that_are_none_shows_the_default_range(desktop, demo):
         assert page.is_hidden("#error") or not page.inner_text("#error").strip(), path
 
 
+def test_back_and_forward_step_through_the_ranges_chosen(desktop, demo):
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    for path in ("/", "/agents"):
+        page.goto(path)
+        page.wait_for_selector("body[data-loaded]")
+        page.select_option("#period", "7d")
+        page.wait_for_url("**period=7d**")
+        page.wait_for_function("() => Number(document.body.dataset.loaded) >= 2")
+        week = page.inner_text("#range-note")
+        page.go_back()
+        page.wait_for_function("() => Number(document.body.dataset.loaded) >= 3")
+        assert "period=7d" not in page.url, path
+        assert page.input_value("#period") == "30d", path
+        month = page.inner_text("#range-note")
+        assert month != week, path
+        page.go_forward()
+        page.wait_for_function("() => Number(document.body.dataset.loaded) >= 4")
+        assert page.input_value("#period") == "7d", path
+        assert page.inner_text("#range-note") == week, path
+
+
 def test_a_one_day_range_draws_its_day(desktop, demo):
     desktop.sign_in(demo.users["viewer"]["email"])
     page = desktop.page()

@@ -69,7 +69,8 @@ export class Range {
   }
 }
 
-/** Wire the range form: it shows `range` and calls `onChange(newRange)` when the user picks another. */
+/** Wire the range form: it shows `range` and calls `onChange(newRange)` when the user picks another;
+ * returns the function that shows another range in it (after Back or Forward). */
 export function bindRangeForm(form, range, onChange) {
   const period = form.querySelector("#period");
   const start = form.querySelector("#start");
@@ -97,4 +98,5 @@ export function bindRangeForm(form, range, onChange) {
     show(next);
     onChange(next);
   });
+  return show;
 }

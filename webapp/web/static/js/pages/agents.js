@@ -156,13 +156,21 @@ async function main() {
       else showError(error.message);
     }
   };
+  // Each change is a step of the browser's history: Back shows the table before it.
   const changed = () => {
-    history.replaceState(null, "", toSearch(state));
+    history.pushState(null, "", toSearch(state));
     load();
   };
-  bindRangeForm(form, state.range, (next) => {
+  const showRange = bindRangeForm(form, state.range, (next) => {
     state.range = next;
     changed();
+  });
+  window.addEventListener("popstate", () => {
+    Object.assign(state, fromUrl());
+    showRange(state.range);
+    minTickets.value = state.minTickets;
+    clock.value = state.clock;
+    load();
   });
   minTickets.addEventListener("change", () => {
     state.minTickets = minTickets.value.trim();

@@ -47,9 +47,15 @@ async function main() {
       showError(error.message);
     }
   };
-  bindRangeForm(document.getElementById("range"), range, (next) => {
+  // Each range chosen is a step of the browser's history: Back shows the range before it.
+  const showRange = bindRangeForm(document.getElementById("range"), range, (next) => {
     range = next;
-    history.replaceState(null, "", range.search());
+    history.pushState(null, "", range.search());
+    draw();
+  });
+  window.addEventListener("popstate", () => {
+    range = Range.fromUrl();
+    showRange(range);
     draw();
   });
   const redraw = debounce(draw, REDRAW_AFTER_MS);
