@@ -246,3 +246,24 @@ def test_cheap_bucket_check_agrees_with_counting(granularity):
             else:
                 with pytest.raises(BucketError):
                     check_bucket_count(granularity, start, end, tz, max_buckets=limit)
+
+
+@pytest.mark.parametrize(
+    ("tz", "start", "end"),
+    [
+        # Offsets with seconds, whose whole hours lie between whole UTC minutes.
+        ("Africa/Monrovia", datetime(1972, 1, 7, 0, 44, 30, tzinfo=UTC), datetime(1972, 1, 7, 3, tzinfo=UTC)),
+        ("Africa/Monrovia", datetime(1972, 1, 6, 22, tzinfo=UTC), datetime(1972, 1, 7, 3, tzinfo=UTC)),
+        ("Europe/Amsterdam", datetime(1937, 6, 30, 20, tzinfo=UTC), datetime(1937, 7, 1, 3, tzinfo=UTC)),
+        ("America/Santiago", datetime(1916, 7, 1, 2, tzinfo=UTC), datetime(1916, 7, 1, 8, tzinfo=UTC)),
+    ],
+)
+def test_offsets_with_seconds_are_bucketed_at_once_by_their_wall_clock_hours(tz, start, end):
+    # Each of these walked whole UTC minutes for ever (a request held its worker's CPU).
+    zone = ZoneInfo(tz)
+    b = make_buckets("hourly", start, end, zone)
+    assert all(a < z for a, z in zip(b.bounds, b.bounds[1:], strict=False))
+    moment = start
+    while moment < end:
+        assert b.bounds[b.index_of(moment)] == max(_wall_clock_hour(moment, zone), b.bounds[0]), moment
+        moment += timedelta(minutes=3, seconds=11)

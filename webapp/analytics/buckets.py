@@ -16,7 +16,6 @@ MAX_BUCKETS = 10_000
 # Months each calendar period spans (weeks and days are counted in days instead).
 _MONTHS = {"monthly": 1, "quarterly": 3, "yearly": 12}
 _HOUR = timedelta(hours=1)
-_MINUTE = timedelta(minutes=1)
 
 
 class BucketError(ValueError):
@@ -76,17 +75,28 @@ def _on_the_hour(moment: datetime, tz: ZoneInfo) -> bool:
     return local.minute == 0 and local.second == 0 and local.microsecond == 0
 
 
+def _whole_hours_near(moment: datetime, tz: ZoneInfo, before: int, after: int) -> Iterator[datetime]:
+    """The instants at which the local clock reads a whole hour from `before` hours before the local
+    hour holding `moment` to `after` hours after it: each wall time read with both folds, kept where
+    it reads back as itself (a skipped one does not). Exact for offsets with seconds (Africa/Monrovia's
+    -0:44:30, the local mean times of old), which no walk over whole UTC minutes ever meets."""
+    wall = moment.astimezone(tz).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    for hours in range(-before, after + 1):
+        hour = wall + timedelta(hours=hours)
+        for fold in (0, 1):
+            instant = hour.replace(tzinfo=tz, fold=fold).astimezone(UTC)
+            if instant.astimezone(tz).replace(tzinfo=None) == hour:
+                yield instant
+
+
 def _on_the_hour_before(moment: datetime, tz: ZoneInfo) -> datetime:
     """The last instant at or before `moment` where the local clock reads hh:00:00."""
     local = moment.astimezone(tz)
     candidate = moment - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
     if candidate.astimezone(tz).utcoffset() == local.utcoffset():
         return candidate.astimezone(UTC)
-    # An offset change inside this hour (zones that shift by 30 or 45 minutes): walk back by minutes.
-    probe = moment.astimezone(UTC).replace(second=0, microsecond=0)
-    while not _on_the_hour(probe, tz):
-        probe -= _MINUTE
-    return probe
+    # An offset change inside this hour (zones that shift by 30 or 45 minutes, or by seconds).
+    return max(t for t in _whole_hours_near(moment, tz, before=4, after=2) if t <= moment)
 
 
 def _on_the_hour_after(moment: datetime, tz: ZoneInfo) -> datetime:
@@ -101,11 +111,8 @@ def _on_the_hour_after(moment: datetime, tz: ZoneInfo) -> datetime:
     candidate = (moment + step).astimezone(UTC)
     if candidate.astimezone(tz).utcoffset() == local.utcoffset() and _on_the_hour(candidate, tz):
         return candidate
-    # The offset changed before the candidate; the next on-the-hour instant must be found by minutes.
-    probe = moment.astimezone(UTC).replace(second=0, microsecond=0) + _MINUTE
-    while not _on_the_hour(probe, tz):
-        probe += _MINUTE
-    return probe
+    # The offset changed before the candidate (by part of an hour, or by seconds).
+    return min(t for t in _whole_hours_near(moment, tz, before=2, after=4) if t > moment)
 
 
 def _skipped_hour_start(after: datetime, until: datetime, tz: ZoneInfo) -> datetime | None:
