@@ -101,8 +101,9 @@ def free_text(group_by: Iterable[str], filters: Filters) -> list[str]:
 def bucket_count(window: Window, granularity: str | None = None) -> int:
     """The buckets of the window at its granularity (or `granularity`), 1 without one: counted by
     calendar arithmetic in the window's zone, never by building them (4,000 hourly bucket bounds
-    cost more CPU than refusing the request should). Exact, but across a fall-back of less than an
-    hour (Australia/Lord_Howe's 90-minute bucket) where hourly counts one more."""
+    cost more CPU than refusing the request should). Exact, but across a change of less than an
+    hour (Australia/Lord_Howe) where hourly may count one more (the autumn 90-minute bucket) or one
+    fewer (the spring 30-minute one); the bucket limit itself is checked on the buckets built."""
     chosen = granularity or window.granularity
     if chosen is None:
         return 1

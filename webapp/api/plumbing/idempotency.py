@@ -83,7 +83,7 @@ def idempotent(view: F) -> F:
         session = get_session()
         stored = _take_turn(session, pending)
         deadline = time.monotonic() + PLACEHOLDER_WAIT_SECONDS
-        while stored is not None and stored.status == PLACEHOLDER and time.monotonic() < deadline:
+        while _answer_coming(stored, pending) and time.monotonic() < deadline:
             # The first request committed its write and is storing its answer just now: wait for it
             # (its turn ended with its commit), rather than tell the client the answer was lost.
             session.rollback()
@@ -188,6 +188,15 @@ def _take_turn(session: Session, pending: Pending) -> IdempotencyKey | None:
         )
         return None
     return stored
+
+
+def _answer_coming(stored: IdempotencyKey | None, pending: Pending) -> bool:
+    """Whether `stored` is the placeholder of this same request written moments ago, whose answer is
+    being stored now (another request's key is 422 at once; an old placeholder was lost)."""
+    if stored is None or stored.status != PLACEHOLDER or stored.request_hash != pending.request_hash:
+        return False
+    written = stored.expires_at - timedelta(hours=_hours())
+    return utcnow() - written < timedelta(seconds=PLACEHOLDER_WAIT_SECONDS)
 
 
 def _replay(stored: IdempotencyKey, pending: Pending) -> Response:
