@@ -14,6 +14,7 @@ const REREAD_MS = 30_000;
 
 class RuleList {
   #cards = new Map();
+  #generation = 0;
 
   constructor(root, { api, admin }) {
     this.root = root;
@@ -21,8 +22,11 @@ class RuleList {
     this.admin = admin;
   }
 
+  /** Read the rules again; an answer overtaken by a later read is dropped (reads may overlap). */
   async load() {
+    const mine = ++this.#generation;
     const answer = await this.api.get("/api/v1/alerts");
+    if (mine !== this.#generation) return;
     const ids = new Set(answer.items.map((rule) => rule.id));
     for (const [id, card] of this.#cards) {
       if (!ids.has(id)) {
@@ -106,9 +110,6 @@ async function main() {
     page.api.get("/api/v1/webhooks").then((answer) => form.setWebhooks(answer.items),
       (error) => form.showError(error.message));
   }
-  setInterval(() => {
-    if (!document.hidden) rules.load().catch((error) => showError(error.message));
-  }, REREAD_MS);
   try {
     await rules.load();
     showError(null);
@@ -116,6 +117,10 @@ async function main() {
   } catch (error) {
     showError(error.message);
   }
+  setInterval(() => {
+    if (document.hidden) return;
+    rules.load().then(() => showError(null), (error) => showError(error.message));
+  }, REREAD_MS);
 }
 
 main();
