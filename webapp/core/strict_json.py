@@ -9,6 +9,7 @@ stored (PostgreSQL's jsonb refuses non-finite numbers) or answered as anything b
 from __future__ import annotations
 
 import json
+from collections import Counter
 import math
 from typing import Any
 
@@ -44,8 +45,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     parser (the first or the last value), so it is refused rather than silently resolved."""
     value = dict(pairs)
     if len(value) != len(pairs):
-        seen: set[str] = set()
-        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        repeated = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
         raise JsonError(f"the key {repeated[:100]!r} appears more than once in one object")
     return value
 

@@ -50,6 +50,18 @@ def stamp_back_filled(session: Session, ticket: Ticket, events: list[TicketEvent
             setattr(event, name, value)
 
 
+def status_history(session: Session, ticket_id: int) -> list[tuple[datetime, str]]:
+    """(instant, status entered) of the ticket's stored status history, in time order."""
+    return [
+        (row.at, row.status)
+        for row in session.execute(
+            select(TicketStatusChange.at, TicketStatusChange.status)
+            .where(TicketStatusChange.ticket_id == ticket_id)
+            .order_by(TicketStatusChange.at, TicketStatusChange.id)
+        )
+    ]
+
+
 def stamp_first_response_status(
     session: Session, ticket: Ticket, events: list[TicketEvent], now: datetime
 ) -> None:
@@ -60,14 +72,7 @@ def stamp_first_response_status(
     answered = [e for e in events if e.event_type == "first_response" and e.occurred_at < now]
     if not answered:
         return
-    statuses = [
-        (row.at, row.status)
-        for row in session.execute(
-            select(TicketStatusChange.at, TicketStatusChange.status)
-            .where(TicketStatusChange.ticket_id == ticket.id)
-            .order_by(TicketStatusChange.at, TicketStatusChange.id)
-        )
-    ]
+    statuses = status_history(session, ticket.id)
     statuses += [(e.occurred_at, e.detail["to"]) for e in events if e.event_type == "status_changed"]
     if not statuses:
         return

@@ -14,7 +14,12 @@ from webapp.clocks.evaluation import AGENT, Reply
 from webapp.core.timeutil import hours_between, utcnow
 from webapp.core.vocabulary import DERIVED_EVENT_TYPES, RESOLVED_STATUSES
 from webapp.models import Organization, Ticket, TicketEvent, TicketRating, TicketReply, TicketStatusChange
-from webapp.tickets.dimension_history import stamp_back_filled, stamp_first_response_status, tracked_history
+from webapp.tickets.dimension_history import (
+    stamp_back_filled,
+    stamp_first_response_status,
+    status_history,
+    tracked_history,
+)
 from webapp.tickets.history import Facts, Rating, derive
 from webapp.tickets.plans import DERIVED_DIMENSIONS, plan_ticket
 from webapp.tickets.rules import TIME_FIELDS, TicketError, check_order, checked_instant, checked_times
@@ -171,14 +176,7 @@ def _recounted(session: Session, change: Change) -> Change:
 
 def facts_of(session: Session, ticket: Ticket) -> Facts:
     """What the ticket's derived events are computed from, as stored now."""
-    statuses = [
-        (row.at, row.status)
-        for row in session.execute(
-            select(TicketStatusChange.at, TicketStatusChange.status)
-            .where(TicketStatusChange.ticket_id == ticket.id)
-            .order_by(TicketStatusChange.at, TicketStatusChange.id)
-        )
-    ] or [(ticket.created_at, ticket.status)]
+    statuses = status_history(session, ticket.id) or [(ticket.created_at, ticket.status)]
     replies = [
         Reply(row.author, row.at, row.public)
         for row in session.execute(
