@@ -9,8 +9,8 @@ stored (PostgreSQL's jsonb refuses non-finite numbers) or answered as anything b
 from __future__ import annotations
 
 import json
-from collections import Counter
 import math
+from collections import Counter
 from typing import Any
 
 MAX_DEPTH = 64
