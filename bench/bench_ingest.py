@@ -106,13 +106,14 @@ UNION ALL SELECT 'sentiment_score', date_trunc('hour', e.occurred_at, 'UTC'), co
 FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id
 WHERE e.org_id = %(org)s AND e.event_type = 'created' GROUP BY 2 HAVING count(t.sentiment_score) > 0
 """
-# Rows and the imports' deltas not folded into them yet, added as readers add them.
+# Rows and the imports' deltas not folded into them yet (kept at every dimension: grain 31), added
+# as readers add them.
 ROLLED_HOURLY = (
     "SELECT metric, bucket_start, sum(count), sum(sum), min(min), max(max) FROM"
     " (SELECT metric, bucket_start, count, sum, min, max FROM analytics_metrics"
     " WHERE org_id = %(org)s AND grain = 0 UNION ALL"
     " SELECT metric, bucket_start, count, sum, min, max FROM analytics_metric_deltas"
-    " WHERE org_id = %(org)s AND grain = 0) m"
+    " WHERE org_id = %(org)s AND grain = 31) m"
     " WHERE metric IN ('ticket_count', 'response_time', 'resolution_time', 'sentiment_score')"
     " GROUP BY metric, bucket_start"
 )

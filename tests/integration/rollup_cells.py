@@ -14,15 +14,31 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import rollups
+from webapp.analytics import rollup_sql, rollups
 from webapp.analytics.metrics import METRICS
 
 CellKey = tuple[Any, ...]
+
+
+class _Delta(NamedTuple):
+    metric: str
+    grain: int
+    bucket_start: datetime
+    status: str
+    priority: str
+    channel: str
+    category: str
+    assigned_to: str | None
+    count: int
+    sum: float | None
+    min: float | None
+    max: float | None
+    sketch: bytes | None
 
 
 @dataclass(frozen=True)
@@ -71,15 +87,28 @@ def _widest(a: float | None, b: float | None, pick: Callable[[float, float], flo
 
 def answered(session: Session, org_id: int) -> dict[CellKey, Cell]:
     """What readers see of each cell: its row plus the imports' deltas not folded into it yet
-    (counts and sums added, min and max widened, bucket counts added), added here in Python."""
+    (counts and sums added, min and max widened, bucket counts added), added here in Python.
+
+    A delta keeps all five dimensions (grain 31): it adds to the cell of every grain its dimensions
+    fall in, a dimension the grain does not keep being '' (NULL for assigned_to)."""
     out = cells(session, org_id)
-    rows = session.execute(
+    deltas = session.execute(
         text(
             "SELECT metric, grain, bucket_start, status, priority, channel, category, assigned_to,"
             " count, sum, min, max, sketch FROM analytics_metric_deltas WHERE org_id = :o"
         ),
         {"o": org_id},
-    )
+    ).all()
+    names = ("status", "priority", "channel", "category", "assigned_to")
+    rows = []
+    for delta in deltas:
+        assert delta.grain == 31, "deltas keep every dimension"
+        for grain in rollup_sql.GRAINS:
+            dims = [
+                value if grain & (1 << i) else (None if name == "assigned_to" else "")
+                for i, (name, value) in enumerate(zip(names, delta[3:8], strict=True))
+            ]
+            rows.append(_Delta(delta.metric, grain, delta.bucket_start, *dims, *delta[8:]))
     for row in rows:
         key = tuple(row[:8])
         sketch, pairs = decode_sketch(row.sketch)

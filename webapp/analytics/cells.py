@@ -22,7 +22,7 @@ from webapp.analytics.clock import value_sql as clock_value_sql
 from webapp.analytics.coverage import split_range
 from webapp.analytics.metrics import GROUPABLE, Metric
 from webapp.analytics.planner import grain_for
-from webapp.analytics.rollup_sql import DELTAS, DIMENSION_BITS
+from webapp.analytics.rollup_sql import DELTA_GRAIN, DELTAS, DIMENSION_BITS
 from webapp.analytics.sql import (
     binary_rows,
     bound_list,
@@ -212,19 +212,27 @@ def _rolled_part(
         # 0012) is provably usable whatever plan the statement gets.
         grain = f"{int(params['grain'])}" if params["grain"] is not None else ":grain"
         tables = [
-            "analytics_business_metrics m WHERE m.org_id = :org_id AND m.schedule_id = :schedule_id AND"
+            (
+                "analytics_business_metrics m WHERE m.org_id = :org_id AND m.schedule_id = :schedule_id AND",
+                grain,
+            )
         ]
     else:
         grain = ":grain"
-        # Cells imports appended and no fold has moved into the rows yet: added like another row.
-        tables = [f"{table} m WHERE m.org_id = :org_id AND" for table in ("analytics_metrics", DELTAS)]
+        # Cells imports appended and no fold has moved into the rows yet, kept at every dimension:
+        # each is added like another row of the cell its dimensions fall in.
+        tables = [
+            ("analytics_metrics m WHERE m.org_id = :org_id AND", grain),
+            (f"{DELTAS} m WHERE m.org_id = :org_id AND", str(DELTA_GRAIN)),
+        ]
     # The filters inside the subquery: the cube's index has its dimensions before bucket_start.
-    where = (
-        f" m.metric = :metric AND m.grain = {grain}"
-        f" AND m.bucket_start >= p.lo AND m.bucket_start < p.hi{filter_sql('m', filters, params)}"
-    )
+    rest = f" AND m.bucket_start >= p.lo AND m.bucket_start < p.hi{filter_sql('m', filters, params)}"
+    where = f" m.metric = :metric AND m.grain = {grain}{rest}"
     columns = _rolled_columns(shape, filters)
-    selects = " UNION ALL ".join(f"SELECT {columns} FROM {table}{where}" for table in tables)
+    selects = " UNION ALL ".join(
+        f"SELECT {columns} FROM {table} m.metric = :metric AND m.grain = {table_grain}{rest}"
+        for table, table_grain in tables
+    )
     rows = f"SELECT m.* FROM rolled_pieces p CROSS JOIN LATERAL ({selects} OFFSET 0) m"
     if days:
         rows += (

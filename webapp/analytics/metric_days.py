@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from webapp.analytics.metrics import ROLLED_METRICS
-from webapp.analytics.rollup_sql import DELTAS, GRAINS, folded_sketch_sql
+from webapp.analytics.rollup_sql import DELTA_GRAIN, DELTAS, GRAINS, expanded_deltas_sql, folded_sketch_sql
 from webapp.analytics.sql import forget_orphan_marks
 from webapp.core.timeutil import local_midnight, zone
 from webapp.core.vocabulary import DIMENSIONS
@@ -181,6 +181,11 @@ _SOURCE = (
     " WHERE m.org_id = :org_id AND m.metric = ANY(CAST(:metrics AS text[]))"
     " AND m.grain = ANY(CAST(:grains AS smallint[])) AND m.bucket_start >= d.lo AND m.bucket_start < d.hi"
 )
+# Imports' deltas keep every dimension: summed up to each grain's cells of the day.
+_DELTAS_SOURCE = expanded_deltas_sql(
+    f"{DELTAS} m WHERE m.org_id = :org_id AND m.metric = ANY(CAST(:metrics AS text[]))"
+    f" AND m.grain = {DELTA_GRAIN} AND m.bucket_start >= d.lo AND m.bucket_start < d.hi"
+)
 _SUM = text(
     f"""
     WITH replaced AS (
@@ -209,7 +214,7 @@ _SUM = text(
                min(s.min) AS min, max(s.max) AS max, string_agg(s.sketch, ''::bytea) AS sketch
         FROM unnest(CAST(:lo AS timestamptz[]), CAST(:hi AS timestamptz[])) AS d(lo, hi)
         CROSS JOIN LATERAL ({_SOURCE.format(dims=_DIMS, table="analytics_metrics")}
-                            UNION ALL {_SOURCE.format(dims=_DIMS, table=DELTAS)}) s
+                            UNION ALL {_DELTAS_SOURCE}) s
         GROUP BY d.lo, s.metric, s.grain, {_DIMS}
     ), written AS (
         INSERT INTO analytics_metric_days (org_id, metric, grain, bucket_start, {_DIMS},

@@ -24,6 +24,8 @@ GRAINS = (0, *DIMENSION_BITS.values(), CUBE_GRAIN)
 FOLD_SKETCH_BYTES = 256 * sketch.PAIR.itemsize
 # Cells imports append, added by readers to the rows of analytics_metrics until folded into them.
 DELTAS = "analytics_metric_deltas"
+# The grain of every delta: all five dimensions kept, so any grain's cell is a sum of deltas.
+DELTA_GRAIN = ALL_DIMENSIONS
 
 
 def statement_params(metrics: Sequence[Metric], org_id: int) -> dict[str, object]:
@@ -170,11 +172,13 @@ def folded_sketch_sql(blob: str) -> str:
 
 
 def merge_sql(metrics: Sequence[Metric], *, events: str, tickets: str) -> str:
-    """One statement: append the rollup rows of the staged new events, one per cell, to the deltas.
+    """One statement: append the staged new events' measurements to the deltas, at DELTA_GRAIN.
 
-    One aggregation straight from the measurements to the rows (a build aggregates per sketch key
-    first, to fold repeated keys): a sketch of new values is one (key, 1) pair per value, folded
-    only past FOLD_SKETCH_BYTES. Folding every sketch here would cost as much as the rest.
+    A row per cell of all five dimensions and hour (a single measurement, mostly: an import spread
+    over months has about one event per cell), not a row per cell of every grain: readers and the
+    fold sum them up to the grain they need (expanded_deltas_sql). Two and a half times fewer rows
+    than the grains' cells, and no grouping sets: the grains' rows cost most of an import's time.
+    A sketch of new values is one (key, 1) pair per value, folded only past FOLD_SKETCH_BYTES.
     """
     dims = ", ".join(DIMENSIONS)
     fold = int(FOLD_SKETCH_BYTES)
@@ -182,34 +186,47 @@ def merge_sql(metrics: Sequence[Metric], *, events: str, tickets: str) -> str:
         f"INSERT INTO {DELTAS} (org_id, metric, grain, bucket_start, {dims}, count, sum, min, max, sketch,"
         " updated_at)"
         f" WITH ev AS ({_events_sql(metrics, events=events, tickets=tickets, window=False)}),"
-        f" delta AS (SELECT metric, {_grain_sql()} AS grain, h AS bucket_start, {_kept_dimensions_sql()},"
+        f" delta AS (SELECT metric, h AS bucket_start, {_kept_dimensions_sql()},"
         " CASE WHEN metric = ANY(CAST(:count_metrics AS text[])) THEN count(*) ELSE count(v) END AS count,"
         " sum(v) AS sum, min(v) AS min, max(v) AS max,"
         " string_agg(int2send(CAST(k AS int2)) || int4send(1), ''::bytea) FILTER (WHERE v IS NOT NULL)"
-        f" AS sketch FROM ev GROUP BY metric, h, GROUPING SETS ({_grouping_sets()}))"
-        f" SELECT :org_id, metric, grain, bucket_start, {dims}, count, sum, min, max,"
+        f" AS sketch FROM ev GROUP BY metric, h, {dims})"
+        f" SELECT :org_id, metric, CAST({DELTA_GRAIN} AS smallint), bucket_start, {dims},"
+        " count, sum, min, max,"
         f" CASE WHEN length(sketch) > {fold} THEN {folded_sketch_sql('sketch')} ELSE sketch END, now()"
         " FROM delta WHERE count > 0"
+    )
+
+
+def expanded_deltas_sql(source: str, *, keys: str = "") -> str:
+    """The cells of every grain (GRAINS) that the DELTA_GRAIN rows of `source` (a table or CTE,
+    with its alias and WHERE) add up to, one row per cell and value of `keys` (columns, comma
+    separated, or none): metric, grain, `keys`, the kept dimensions, count, sum, min, max and the
+    concatenated sketch."""
+    keyed = f"{keys}, " if keys else ""
+    return (
+        f"SELECT metric, {_grain_sql()} AS grain, {keyed}{_kept_dimensions_sql()},"
+        " sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max,"
+        " string_agg(sketch, ''::bytea) AS sketch"
+        f" FROM {source} GROUP BY metric, {keyed}GROUPING SETS ({_grouping_sets()})"
     )
 
 
 def fold_sql() -> str:
     """One statement: move the organization's deltas into its rows of analytics_metrics.
 
-    The deltas it deletes are the ones it adds (RETURNING), one row per cell summed, so deltas an
-    import commits meanwhile stay for the next fold.
+    The deltas it deletes are the ones it adds (RETURNING), summed up to every grain's cells, so
+    deltas an import commits meanwhile stay for the next fold.
     """
     dims = ", ".join(DIMENSIONS)
     fold = int(FOLD_SKETCH_BYTES)
     return (
         f"WITH gone AS (DELETE FROM {DELTAS} WHERE org_id = :org_id"
-        f" RETURNING metric, grain, bucket_start, {dims}, count, sum, min, max, sketch),"
-        f" delta AS (SELECT metric, grain, bucket_start, {dims}, sum(count) AS count, sum(sum) AS sum,"
-        " min(min) AS min, max(max) AS max, string_agg(sketch, ''::bytea) AS raw_sketch"
-        f" FROM gone GROUP BY metric, grain, bucket_start, {dims}),"
+        f" RETURNING metric, bucket_start, {dims}, count, sum, min, max, sketch),"
+        f" delta AS ({expanded_deltas_sql('gone', keys='bucket_start')}),"
         f" cells AS (SELECT metric, grain, bucket_start, {dims}, count, sum, min, max,"
-        f" CASE WHEN length(raw_sketch) > {fold} THEN {folded_sketch_sql('raw_sketch')}"
-        " ELSE raw_sketch END AS sketch"
+        f" CASE WHEN length(sketch) > {fold} THEN {folded_sketch_sql('sketch')}"
+        " ELSE sketch END AS sketch"
         " FROM delta)" + merge_upsert_sql(delta="cells")
     )
 
