@@ -23,7 +23,9 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # The event types rolled up when this was written (rollups.ROLLED_EVENT_TYPES).
-EVENT_TYPES = "'created', 'first_response', 'resolved', 'backlog', 'solved', 'reopened', 'next_reply', 'rated'"
+EVENT_TYPES = (
+    "'created', 'first_response', 'resolved', 'backlog', 'solved', 'reopened', 'next_reply', 'rated'"
+)
 
 
 def _drop(condition: str) -> None:
