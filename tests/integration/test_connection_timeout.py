@@ -87,3 +87,18 @@ def test_only_the_web_process_gets_the_analytics_timeout(monkeypatch):
     monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "700")
     module.on_starting(SimpleNamespace())  # the operator's value wins
     assert config.from_environment()["DB_STATEMENT_TIMEOUT_MS"] == 700
+
+
+def test_every_engines_connections_start_without_jit(base_app, web_engine: Engine) -> None:
+    # A rollup merge with nested loops off costs past jit_above_cost on paper alone, and a server
+    # built with LLVM then compiles for seconds: every connection starts with jit off, whatever else
+    # it starts with.
+    plain = make_engine(base_app.extensions["db_engine"].url)
+    try:
+        for engine in (plain, web_engine, base_app.extensions["db_engine"]):
+            with Session(engine) as session:
+                assert session.execute(text("SHOW jit")).scalar_one() == "off"
+        with Session(web_engine) as session:
+            assert _shown(session) == "4321ms"
+    finally:
+        plain.dispose()
