@@ -6,6 +6,8 @@ table a job writes, so the job is running and cannot finish until the test lets 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -231,6 +233,68 @@ def test_import_ndjson_and_csv(celery_worker, make_live_tenant, post_import, eng
     # A naive time is wall-clock time in the organization's zone (CET in March).
     assert ticket["created_at"].startswith("2026-03-01T08:30:00")
     assert _tickets(engine, tenant.org_id) == 5
+
+
+def test_csv_rows_carry_replies_rating_and_history_as_json_cells(
+    celery_worker, make_live_tenant, post_import, engine
+):
+    tenant = make_live_tenant()
+    created = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+
+    def at(hours: float) -> str:
+        return (created + timedelta(hours=hours)).isoformat()
+
+    history = [{"status": "open", "at": at(0)}, {"status": "pending", "at": at(1)}]
+    history.append({"status": "resolved", "at": at(5)})
+    replies = [{"author": "agent", "at": at(0.5)}, {"author": "customer", "at": at(2), "public": True}]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["subject", "created_at", "replies", "satisfaction", "status_history"])
+    writer.writerow(
+        ["rich", at(0), json.dumps(replies), json.dumps({"rating": 2, "at": at(6)}), json.dumps(history)]
+    )
+    writer.writerow(["plain", at(1), "", "", ""])
+    done = wait_for_job(
+        tenant.viewer, post_import(tenant.agent, out.getvalue(), "text/csv").get_json()["job_id"]
+    )
+    assert done["state"] == "succeeded", done
+    assert done["result"]["imported"] == 2
+
+    def rows(sql: str) -> list[Any]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql), {"o": tenant.org_id})]
+
+    rich = "(SELECT id FROM tickets WHERE org_id = :o AND subject = 'rich')"
+    assert rows(f"SELECT status FROM tickets WHERE id = {rich}") == [("resolved",)]
+    assert rows(f"SELECT author, at FROM ticket_replies WHERE ticket_id = {rich} ORDER BY at") == [
+        ("agent", created + timedelta(hours=0.5)),
+        ("customer", created + timedelta(hours=2)),
+    ]
+    assert rows(f"SELECT rating, at FROM ticket_ratings WHERE ticket_id = {rich}") == [
+        (2, created + timedelta(hours=6))
+    ]
+    assert rows(f"SELECT status FROM ticket_status_changes WHERE ticket_id = {rich} ORDER BY at") == [
+        ("open",),
+        ("pending",),
+        ("resolved",),
+    ]
+
+    # A JSON cell that does not parse, and a row cut short, are row errors: nothing is imported.
+    short = (
+        "subject,status,created_at,resolved_at\nSHORT,resolved\n"
+        "FULL,resolved,2026-11-01T00:00:00Z,2026-11-02T00:00:00Z\n"
+    )
+    bad_json = 'subject,replies\nok,\nbad,"[{""author"": ""agent"",]"\n'
+    for body, row, problem in (
+        (short, 1, "2 cells but the header 4"),
+        (bad_json, 2, "replies cell is not valid JSON"),
+    ):
+        refused = post_import(tenant.agent, body, "text/csv")
+        assert refused.status_code == 400, refused.get_json()
+        errors = refused.get_json()["error"]["details"]["errors"]
+        assert [e["row"] for e in errors] == [row]
+        assert problem in errors[0]["message"]
+    assert _tickets(engine, tenant.org_id) == 2
 
 
 def test_import_is_all_or_nothing_with_a_row_report(celery_worker, make_live_tenant, post_import, engine):

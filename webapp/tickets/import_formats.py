@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from webapp.core import strict_json
-from webapp.tickets.fields import TicketCreate
+from webapp.tickets.fields import TicketImport
 
 MEDIA_TYPES = {
     "application/json": "json",
@@ -18,8 +18,10 @@ MEDIA_TYPES = {
     "text/csv": "csv",
     "application/csv": "csv",
 }
-FIELDS = tuple(TicketCreate.model_fields)
+FIELDS = tuple(TicketImport.model_fields)
 NUMERIC_FIELDS = frozenset({"sentiment_score"})
+# Columns whose cells hold JSON (a list or an object), as the same keys of a JSON row would.
+JSON_FIELDS = frozenset({"replies", "satisfaction", "status_history"})
 
 
 class ImportFormatError(ValueError):
@@ -109,17 +111,33 @@ def _csv_rows(text: str, max_rows: int) -> list[Any]:
             if not any(cell.strip() for cell in cells):
                 continue
             _check_count(len(rows) + 1, max_rows)
-            if len(cells) > len(names):
+            if len(cells) != len(names):
+                # A row cut short is as suspect as one too long: its missing cells are not "not given".
                 rows.append({"__error__": f"the row has {len(cells)} cells but the header {len(names)}"})
                 continue
-            # An empty cell means "not given", as an absent key does in JSON.
-            pairs = zip(names, cells, strict=False)
-            rows.append({name: _cell(name, cell) for name, cell in pairs if cell != ""})
+            rows.append(_row(names, cells))
     except csv.Error as exc:
         raise ImportFormatError(
             f"line {reader.line_num} is not valid CSV: {exc}", line=reader.line_num
         ) from exc
     return rows
+
+
+def _row(names: list[str], cells: list[str]) -> dict[str, Any]:
+    """A CSV row as the JSON row it stands for; an empty cell means "not given", as an absent key
+    does in JSON. A JSON cell that does not parse makes the row an error row."""
+    row: dict[str, Any] = {}
+    for name, cell in zip(names, cells, strict=True):
+        if cell == "":
+            continue
+        if name in JSON_FIELDS:
+            try:
+                row[name] = strict_json.loads(cell)
+            except strict_json.JsonError as exc:
+                return {"__error__": f"the {name} cell is not valid JSON: {exc}"}
+        else:
+            row[name] = _cell(name, cell)
+    return row
 
 
 def _cell(name: str, text: str) -> Any:
