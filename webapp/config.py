@@ -178,6 +178,9 @@ def from_environment() -> dict[str, Any]:
             "analytics": env_int("RATE_LIMIT_ANALYTICS_PER_MINUTE", 60_000),
             "jobs": env_int("RATE_LIMIT_JOBS_PER_MINUTE", 1_200),
             "exports": env_int("RATE_LIMIT_EXPORTS_PER_MINUTE", 300),
+            # Per download link's export, for downloads without a token: a link in the open can
+            # use up its own budget, never its organization's.
+            "downloads": env_int("RATE_LIMIT_DOWNLOADS_PER_MINUTE", 120),
         },
         # Celery (celeryconfig.py turns these into its own names). Soft < hard < visibility timeout,
         # checked when a worker starts.

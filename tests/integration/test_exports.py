@@ -31,7 +31,9 @@ from webapp.core.timeutil import utcnow
 from webapp.exports import encoders, files
 from webapp.exports.formulas import FORMULA_PREFIXES
 from webapp.exports.spec import CONTENT_TYPES, TICKET_COLUMNS
-from webapp.security import signing
+from webapp.infra.db import get_session as get_db_session
+from webapp.models.jobs import Export
+from webapp.security import ratelimit, signing
 from webapp.tickets import seeding
 
 pytestmark = pytest.mark.worker
@@ -449,13 +451,50 @@ def test_a_link_answers_one_byte_range_and_ignores_ranges_it_cannot_serve(data, 
     assert first.headers["Content-Range"] == f"bytes 0-9/{size}"
     assert get("bytes=-5").data == whole[-5:]
     assert get("bytes=3-").data == whole[3:]
-    assert get(f"bytes={size + 10}-").status_code == 416
+    past = get(f"bytes={size + 10}-")
+    assert past.status_code == 416
+    assert past.headers["Content-Range"] == f"bytes */{size}"
+    assert past.get_json()["error"]["code"] == "range_not_satisfiable"
     for ignored in ("bytes=0-1,5-6", "items=0-3", "bytes=5-2", "bytes=x-y"):
         response = get(ignored)
         assert response.status_code == 200, ignored
         assert response.data == whole, ignored
     unchanged = anonymous.get(link["download_url"], headers={"If-None-Match": f'"{link["sha256"]}"'})
     assert unchanged.status_code == 304
+
+
+def test_a_link_evaluates_preconditions_before_any_range(data, link):
+    """RFC 9110 13.2.2: If-Match (or If-Unmodified-Since) failing is 412 with the error body and no
+    file; If-None-Match matching (or If-Modified-Since not passed) is 304 even with a Range."""
+    anonymous = data.viewer.client
+    whole = anonymous.get(link["download_url"])
+    etag = f'"{link["sha256"]}"'
+    modified = whole.headers["Last-Modified"]
+
+    def get(**headers: str):
+        return anonymous.get(link["download_url"], headers=headers)
+
+    for failing in ({"If-Match": '"nope"'}, {"If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}):
+        refused = get(**failing)
+        assert refused.status_code == 412, failing
+        assert refused.mimetype == "application/json"
+        assert refused.get_json()["error"]["code"] == "precondition_failed"
+        assert len(refused.data) < 500
+    for passing in ({"If-Match": etag}, {"If-Match": "*"}, {"If-Unmodified-Since": modified}):
+        assert get(**passing).data == whole.data, passing
+    assert get(**{"If-Match": etag, "Range": "bytes=0-4"}).data == whole.data[:5]
+    for current in (
+        {"If-None-Match": etag, "Range": "bytes=0-9"},
+        {"If-None-Match": f"W/{etag}", "Range": "bytes=0-9"},
+        {"If-Modified-Since": modified, "Range": "bytes=0-9"},
+    ):
+        answer = get(**current)
+        assert answer.status_code == 304, current
+        assert answer.data == b""
+        assert answer.headers["ETag"] == etag
+    # If-None-Match not matching wins over an If-Modified-Since that would say unchanged.
+    assert get(**{"If-None-Match": '"other"', "If-Modified-Since": modified}).status_code == 200
+    assert get(**{"If-None-Match": '"other"', "Range": "bytes=0-9"}).status_code == 206
 
 
 def test_links_are_signed_with_hmac_sha256_under_a_key_of_their_own(live_app, link):
@@ -649,3 +688,59 @@ def test_support_metric_exports_match_the_analytics_api(data):
     rows = json.loads(_download(data.viewer, result))
     got = [(r["category"], r["backlog_value"], r["one_touch_count"], r["one_touch_avg"]) for r in rows]
     assert got == want
+
+
+def test_links_are_absolute_on_the_public_the_requested_or_the_local_address(base_app, data, link, db_engine):
+    """A link works on its own (a mail client, curl -O): absolute on PUBLIC_BASE_URL, else on the
+    address the request came to (GET /exports/{id}), else on LOCAL_BASE_URL (a worker's job result)."""
+    with base_app.app_context():
+        export = get_db_session().get(Export, link["export_id"])
+        now = utcnow()
+        config = base_app.config
+        saved = {name: config.get(name) for name in ("PUBLIC_BASE_URL", "LOCAL_BASE_URL")}
+        try:
+            config.update(PUBLIC_BASE_URL=None, LOCAL_BASE_URL="http://127.0.0.1:8123")
+            assert signing.download_link(export, now)[0].startswith("http://127.0.0.1:8123/api/v1/exports/")
+            with base_app.test_request_context(base_url="https://support.example:8443/"):
+                url = signing.download_link(export, now)[0]
+                assert url.startswith(
+                    f"https://support.example:8443/api/v1/exports/{export.id}/download?token="
+                )
+            config.update(PUBLIC_BASE_URL="https://analytics.example/")
+            with base_app.test_request_context(base_url="https://support.example:8443/"):
+                assert signing.download_link(export, now)[0].startswith("https://analytics.example/api/v1/")
+            config.update(PUBLIC_BASE_URL=None, LOCAL_BASE_URL=None)
+            assert signing.download_link(export, now)[0].startswith("/api/v1/exports/")
+        finally:
+            config.update(saved)
+    fresh = data.viewer.get(f"/api/v1/exports/{link['export_id']}").get_json()["download_url"]
+    assert fresh.startswith("http://localhost/api/v1/exports/")
+    assert data.viewer.client.get(fresh).status_code == 200
+
+
+def test_downloads_without_a_token_spend_the_links_budget_not_the_organizations(base_app, data, monkeypatch):
+    """A link in the open can throttle its own downloads, never its organization's other requests."""
+    monkeypatch.setitem(base_app.config["RATE_LIMITS_PER_MINUTE"], "downloads", 3)
+    link = _export(
+        data.viewer, {"format": "json", "dataset": "tickets", "query": {**RANGE, "columns": ["subject"]}}
+    )
+    other = _export(
+        data.viewer, {"format": "json", "dataset": "tickets", "query": {**RANGE, "columns": ["id"]}}
+    )
+    if time.time() % 60 > 55:  # one budget window for the whole test
+        time.sleep(61 - time.time() % 60)
+    client = redis.Redis.from_url(base_app.config["REDIS_URL"])
+    spent = ratelimit.window(data.org_id, "exports").key
+    before = client.get(spent)
+    anonymous = data.viewer.client
+    statuses = [anonymous.get(link["download_url"]).status_code for _ in range(6)]
+    assert statuses == [200, 200, 200, 429, 429, 429]
+    assert client.get(spent) == before
+    refused = anonymous.get(link["download_url"])
+    assert refused.status_code == 429
+    assert "this link's downloads budget of 3" in refused.get_json()["error"]["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 61
+    # The organization's own requests, and another export's link, are untouched.
+    assert anonymous.get(other["download_url"]).status_code == 200
+    assert data.viewer.get(link["download_url"]).status_code == 200
+    assert data.viewer.get(f"/api/v1/exports/{link['export_id']}").status_code == 200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,10 @@ from webapp.analytics.clock import CALENDAR, resolve
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.export_room import room_errors
+from webapp.api.plumbing.file_requests import check_preconditions, ignore_unservable_range
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
 from webapp.api.plumbing.query_errors import client_errors
-from webapp.api.plumbing.ranges import ignore_unservable_range
 from webapp.api.plumbing.spec import document, json_body, parse_model, parse_query
 from webapp.api.plumbing.writes import no_content
 from webapp.api.schemas.common import JobAccepted
@@ -213,7 +213,8 @@ def _linked(export_id: str, token: str, now: datetime, principal: Principal | No
     """The export a download link opens: 403 for a link that is not valid for it, 404 for a deleted
     export or (with a bearer token) another organization's, 410 once expired or gone.
 
-    The link is the credential: without a token it spends its organization's export budget."""
+    The link is the credential: without a token it spends the export's own download budget (a link
+    passed around can throttle its own downloads, never the organization's other requests)."""
     try:
         claims = signing.verify(token)
     except signing.BadLink as exc:
@@ -221,7 +222,7 @@ def _linked(export_id: str, token: str, now: datetime, principal: Principal | No
     if claims.export_id != export_id:
         raise ApiError(403, "the download link is not valid")
     if principal is None:
-        spend_budget(claims.org_id, "exports")
+        spend_budget(claims.org_id, "downloads", scope=claims.export_id)
     elif claims.org_id != principal.org_id:
         raise not_found("export")
     export = _export_or_404(export_id, claims.org_id)
@@ -290,18 +291,21 @@ def delete(export_id: str) -> Response:
     "or the export is deleted; a bearer token, if sent, must be of the same organization",
     tag="exports",
     query=DownloadQuery,
-    # Range requests get their part (206), conditional ones 304 when the file is unchanged.
+    # Range requests get their part (206), conditional ones 304 when the file is unchanged (a Range
+    # or not) and 412 when If-Match or If-Unmodified-Since fails.
     responses={200: None, 206: None, 304: None},
     binary={200: MEDIA_TYPES, 206: MEDIA_TYPES},
-    errors=(400, 401, 403, 404, 410, 416, 429),
+    errors=(400, 401, 403, 404, 410, 412, 416, 429),
     auth="optional",
 )
 def download(export_id: str) -> Response:
     token = parse_query(DownloadQuery).token
     export = _linked(export_id, token, utcnow(), presented_principal())
+    path = Path(export.path)
+    current = check_preconditions(export.sha256, datetime.fromtimestamp(path.stat().st_mtime, UTC))
     ignore_unservable_range()
-    response = send_file(
-        Path(export.path),
+    response = current or send_file(
+        path,
         mimetype=_media_type(export.format),
         as_attachment=True,
         download_name=export.filename,

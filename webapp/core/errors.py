@@ -12,6 +12,7 @@ CODES = {
     405: "method_not_allowed",
     409: "conflict",
     410: "gone",
+    412: "precondition_failed",
     413: "payload_too_large",
     414: "uri_too_long",
     415: "unsupported_media_type",

@@ -166,33 +166,35 @@ def _decide(claims: dict[str, Any], minimum: str, *, revoked: Any, near: NearVie
         raise _spent(group, limit, wait)
 
 
-def spend_budget(org_id: int, group: str, units: int = 1) -> None:
+def spend_budget(org_id: int, group: str, units: int = 1, *, scope: str | None = None) -> None:
     """Spend `units` requests of the organization's `group` budget: one for routes a token does not
     admit (embed links), more for an expensive read on top of the one its admission spent; 429 when
-    it is spent, admitted when Redis cannot say."""
+    it is spent, admitted when Redis cannot say. With `scope`, a budget of that one object's own
+    (a download link's export): whoever spends it, the organization's other budgets stay whole."""
     limit = current_app.config["RATE_LIMITS_PER_MINUTE"][group]
     leases: ratelimit.Leases = current_app.extensions["budget_leases"]
-    window = ratelimit.window(org_id, group)
+    window = ratelimit.window(org_id, group if scope is None else f"{group}:{scope}")
     if units > 1:
         # Counted in Redis at once (where the blocks the processes hold are counted too).
         replies = _ask([("INCRBY", window.key, units), ("EXPIRE", window.key, ratelimit.WINDOW_SECONDS + 1)])
         if replies is not None and replies[0] > limit:
             wait = max(1, int(window.ends_at - time.time()) + 1)
-            raise _spent(group, limit, wait, units)
+            raise _spent(group, limit, wait, units, scoped=scope is not None)
         return
     wait = leases.take(window)
     if wait is None:
         replies = _ask(leases.commands(window, limit))
         wait = None if replies is None else leases.settle(window, limit, replies[0])
     if wait:
-        raise _spent(group, limit, wait)
+        raise _spent(group, limit, wait, scoped=scope is not None)
 
 
-def _spent(group: str, limit: int, wait: int, units: int = 1) -> ApiError:
+def _spent(group: str, limit: int, wait: int, units: int = 1, *, scoped: bool = False) -> ApiError:
     cost = f" (this request costs {units})" if units > 1 else ""
+    whose = "this link's" if scoped else "the organization's"
     return ApiError(
         429,
-        f"the organization's {group} budget of {limit} requests per minute is spent{cost}",
+        f"{whose} {group} budget of {limit} requests per minute is spent{cost}",
         details={"limit": limit, "group": group, "retry_after": wait, "units": units},
         headers={"Retry-After": str(wait)},
     )

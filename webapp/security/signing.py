@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from webapp.models.jobs import Export
@@ -67,11 +67,21 @@ def verify(token: str) -> LinkClaims:
 
 
 def download_link(export: Export, now: datetime) -> tuple[str, datetime]:
-    """A fresh download URL for `export` and when it expires (never after the file's own expiry)."""
+    """A fresh download URL for `export` and when it expires (never after the file's own expiry).
+
+    Absolute, so that it works on its own (a mail client, `curl -O`): on PUBLIC_BASE_URL; where it
+    is not set, on the address the request came to, or outside a request (a worker's job result)
+    on LOCAL_BASE_URL (`make run` sets it); relative only when none is known.
+    """
     ttl = timedelta(seconds=current_app.config["EXPORT_LINK_TTL_SECONDS"])
     expires_at = min(now + ttl, export.expires_at)
     # Whole seconds, as the token carries them, so the expiry we announce is the one we enforce.
     expires_at = expires_at.replace(microsecond=0)
     token = sign(export.id, export.org_id, expires_at)
-    base = (current_app.config["PUBLIC_BASE_URL"] or "").rstrip("/")
-    return f"{base}/api/v1/exports/{export.id}/download?token={token}", expires_at
+    return f"{_base_url()}/api/v1/exports/{export.id}/download?token={token}", expires_at
+
+
+def _base_url() -> str:
+    config = current_app.config
+    base = config.get("PUBLIC_BASE_URL") or (request.host_url if has_request_context() else None)
+    return (base or config.get("LOCAL_BASE_URL") or "").rstrip("/")

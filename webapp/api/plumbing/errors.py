@@ -11,7 +11,7 @@ import psycopg
 from flask import Flask, Response, g, jsonify, request
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
 
 from webapp.api.plumbing import body_limits
 from webapp.core.errors import CODES, ApiError, error_body
@@ -155,6 +155,9 @@ def init_app(app: Flask) -> None:
         headers = {}
         if status == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(exc.valid_methods)
+        if isinstance(exc, RequestedRangeNotSatisfiable) and exc.length is not None:
+            # The length a satisfiable range must fall within (RFC 9110, 15.5.17).
+            headers["Content-Range"] = f"{exc.units} */{exc.length}"
         return error_response(status, message, headers=headers)
 
     @app.errorhandler(sa_exc.DBAPIError)
