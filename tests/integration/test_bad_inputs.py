@@ -94,6 +94,17 @@ def test_snapshot_dates_outside_the_supported_years_are_400(tenant, kind, day):
     assert _error(tenant.admin.post("/api/v1/analytics/snapshots", json={"type": kind, "date": day}))
 
 
+def test_a_daily_snapshot_of_a_date_the_clock_skipped_is_400_and_its_week_a_job(make_tenant):
+    tenant = make_tenant("Skipped", "Pacific/Apia")
+    error = _error(
+        tenant.admin.post("/api/v1/analytics/snapshots", json={"type": "daily", "date": "2011-12-30"})
+    )
+    assert error["details"]["field"] == "date"
+    assert "skipped" in error["message"]
+    week = tenant.admin.post("/api/v1/analytics/snapshots", json={"type": "weekly", "date": "2011-12-30"})
+    assert week.status_code == 202, week.get_json()
+
+
 @pytest.mark.parametrize("kind", ["daily", "weekly", "monthly"])
 def test_a_snapshot_of_a_period_not_begun_is_400_and_one_begun_today_a_job(make_tenant, kind):
     # Pacific/Kiritimati (UTC+14) is a day ahead of UTC for ten hours of every day: its today counts.

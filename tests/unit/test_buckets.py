@@ -124,6 +124,9 @@ def _wall_clock_hour(moment: datetime, tz: ZoneInfo) -> datetime:
         (BERLIN, date(2026, 10, 25)),
         (KATHMANDU, date(2026, 6, 1)),
         (ZoneInfo("America/St_Johns"), date(2026, 3, 8)),
+        # Whole local days the clock skipped (the zones crossed the date line eastwards).
+        (ZoneInfo("Pacific/Apia"), date(2011, 12, 30)),
+        (ZoneInfo("Pacific/Kiritimati"), date(1994, 12, 31)),
     ],
 )
 def test_every_instant_falls_in_the_bucket_of_its_wall_clock_hour(tz: ZoneInfo, day: date) -> None:
@@ -267,3 +270,35 @@ def test_offsets_with_seconds_are_bucketed_at_once_by_their_wall_clock_hours(tz,
     while moment < end:
         assert b.bounds[b.index_of(moment)] == max(_wall_clock_hour(moment, zone), b.bounds[0]), moment
         moment += timedelta(minutes=3, seconds=11)
+
+
+@pytest.mark.parametrize(
+    ("tz", "skipped"),
+    [(ZoneInfo("Pacific/Apia"), date(2011, 12, 30)), (ZoneInfo("Pacific/Kiritimati"), date(1994, 12, 31))],
+)
+@pytest.mark.parametrize("granularity", ["hourly", "daily", "weekly", "monthly"])
+def test_a_skipped_local_day_has_no_bucket_and_no_instant_is_lost(tz, skipped, granularity):
+    # From two days before the skipped date to two days after, in real time.
+    start = datetime.combine(skipped - timedelta(days=2), datetime.min.time(), tz).astimezone(UTC)
+    end = start + timedelta(days=3)
+    b = make_buckets(granularity, start, end, tz)
+    assert all(a < z for a, z in zip(b.bounds, b.bounds[1:], strict=False))
+    labels = b.labels
+    assert len(set(labels)) == len(labels)
+    assert not any(label.startswith(skipped.isoformat()) for label in labels)
+    moment = start
+    while moment < end:
+        index = b.index_of(moment)
+        assert index is not None
+        wall, bucket_wall = moment.astimezone(tz), b.bounds[index].astimezone(tz)
+        if granularity == "hourly":
+            assert bucket_wall.replace(tzinfo=None) == wall.replace(
+                minute=0, second=0, microsecond=0, tzinfo=None
+            )
+        else:
+            assert bucket_wall.date() == max(
+                period_start(granularity, wall.date()), b.bounds[0].astimezone(tz).date()
+            )
+        moment += timedelta(minutes=23)
+    if granularity == "daily":
+        assert len(b) == 3  # the days before, the day after it, and the one after that: 72 real hours

@@ -5,6 +5,7 @@ Expected days are written out by hand from each zone's rules (DST dates of 2026)
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -64,3 +65,18 @@ def test_spans_are_the_covered_parts_between_bucket_edges_long_enough_for_a_day(
     }
     # A covered piece shorter than a day (a short range, or a day cut by dirty hours) has no span.
     assert metric_days.spans([(utc(2026, 5, 1), utc(2026, 5, 1, 22))], whole) == []
+
+
+def test_a_date_the_clock_skipped_is_no_day():
+    apia = ZoneInfo("Pacific/Apia")
+    start = datetime(2011, 12, 28, tzinfo=apia).astimezone(UTC)
+    end = datetime(2012, 1, 2, tzinfo=apia).astimezone(UTC)
+    days = metric_days.local_days(apia, start, end)
+    assert [lo.astimezone(apia).date().isoformat() for lo, _ in days] == [
+        "2011-12-28",
+        "2011-12-29",
+        "2011-12-31",
+        "2012-01-01",
+    ]
+    assert all(lo < hi for lo, hi in days)
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(days))

@@ -111,8 +111,14 @@ def _on_the_hour_after(moment: datetime, tz: ZoneInfo) -> datetime:
     candidate = (moment + step).astimezone(UTC)
     if candidate.astimezone(tz).utcoffset() == local.utcoffset() and _on_the_hour(candidate, tz):
         return candidate
-    # The offset changed before the candidate (by part of an hour, or by seconds).
-    return min(t for t in _whole_hours_near(moment, tz, before=2, after=4) if t > moment)
+    # The offset changed before the candidate (by part of an hour, or by seconds), or the clock
+    # skipped whole days (Pacific/Apia's 2011-12-30, Pacific/Kiritimati's 1994-12-31): then the next
+    # whole hour it reads is a day or more of wall hours on.
+    for after in (4, 52):
+        later = [t for t in _whole_hours_near(moment, tz, before=2, after=after) if t > moment]
+        if later:
+            return min(later)
+    raise BucketError(f"no whole local hour of {tz.key} follows {moment.isoformat()} within two days")
 
 
 def _skipped_hour_start(after: datetime, until: datetime, tz: ZoneInfo) -> datetime | None:
@@ -239,6 +245,10 @@ def make_buckets(
         for moment in _starts(granularity, start, tz):
             if moment >= end:
                 break
+            if bounds and moment <= bounds[-1]:
+                # A local date the clock skipped (Pacific/Apia's 2011-12-30) begins where the next
+                # one does: no bucket of no time.
+                continue
             if len(bounds) == max_buckets:
                 raise BucketError(
                     f"the range holds more than {max_buckets} {granularity} buckets; "

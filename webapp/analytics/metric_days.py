@@ -55,7 +55,8 @@ def local_days(tz: ZoneInfo, start: datetime, end: datetime) -> list[Day]:
     while lo < end:
         day += _DAY
         hi = local_midnight(day, tz).astimezone(UTC)
-        if lo >= start and hi <= end and _whole_hours(lo) and _whole_hours(hi):
+        # lo == hi: a date the clock skipped (Pacific/Apia's 2011-12-30), no day at all.
+        if start <= lo < hi <= end and _whole_hours(lo) and _whole_hours(hi):
             days.append((lo, hi))
         lo = hi
     return days

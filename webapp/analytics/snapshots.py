@@ -50,13 +50,16 @@ def snapshot_period(snapshot_type: str, snapshot_date: date) -> tuple[date, date
 
 def requested_period(snapshot_type: str, snapshot_date: date, *, tz: str, now: datetime) -> date:
     """The first local date of the period a client asks to snapshot; QueryError (400) for one that
-    has not begun in the zone `tz` (its snapshot would be all zeros, listed as if it were data)."""
-    first, _ = snapshot_period(snapshot_type, snapshot_date)
+    has not begun in the zone `tz` (its snapshot would be all zeros, listed as if it were data), or
+    a day the zone's clock skipped (Pacific/Apia's 2011-12-30: no time at all)."""
+    first, after = snapshot_period(snapshot_type, snapshot_date)
     today = now.astimezone(zone(tz)).date()
     if first > today:
         raise QueryError(
             f"the {snapshot_type} period starting {first} has not begun (today is {today} in {tz})", "date"
         )
+    if local_midnight(first, zone(tz)) == local_midnight(after, zone(tz)):
+        raise QueryError(f"the day {first} never came in {tz}: its clock skipped it", "date")
     return first
 
 
