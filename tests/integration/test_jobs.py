@@ -96,3 +96,30 @@ def test_refresh_recomputes_the_popular_queries(celery_worker, make_live_tenant)
     assert again["meta"]["cache"] == "hit"
     assert again["meta"]["computed_at"] > first["meta"]["computed_at"]
     assert again["summary"] == first["summary"]
+
+
+def test_a_refresh_drops_popular_queries_that_are_refused_and_warms_the_rest(
+    live_app, celery_worker, make_live_tenant
+):
+    """A request is counted as popular before it is answered: one the platform refuses must not fail
+    every later refresh of its organization."""
+    tenant = make_live_tenant()
+    tenant.agent.post("/api/v1/tickets", json={})
+    path = "/api/v1/analytics/time-series/ticket_count?granularity=daily"
+    assert tenant.viewer.get(path).status_code == 200
+    client = redis.Redis.from_url(live_app.config["REDIS_URL"])
+    key = f"an:popular:{tenant.org_id}"
+    (good,) = client.zrange(key, 0, -1)
+    entry = json.loads(good)
+    # Hourly over ten years: more buckets than any read builds (refused as the API refuses it).
+    entry["params"] |= {"granularity": "hourly", "start": "2016-01-01T00:00:00+00:00"}
+    refused = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    unknown = json.dumps({"kind": "read", "params": {"route": "no_such_route"}})
+    client.zadd(key, {refused: 50, unknown: 40})
+    job_id = tenant.admin.post("/api/v1/analytics/refresh-cache").get_json()["job_id"]
+    done = wait_for_job(tenant.viewer, job_id)
+    assert done["state"] == "succeeded", done
+    assert done["result"] == {"queries": 3, "refreshed": 1, "dropped": 2}
+    assert client.zrange(key, 0, -1) == [good]
+    again = tenant.admin.post("/api/v1/analytics/refresh-cache").get_json()["job_id"]
+    assert wait_for_job(tenant.viewer, again)["result"] == {"queries": 1, "refreshed": 1, "dropped": 0}

@@ -37,6 +37,16 @@ def top(client: redis.Redis, org_id: int, n: int = TOP_N) -> list[dict[str, Any]
     return [json.loads(member) for member in client.zrevrange(popular_key(org_id), 0, n - 1)]
 
 
+def top_members(client: redis.Redis, org_id: int, n: int = TOP_N) -> list[tuple[bytes, dict[str, Any]]]:
+    """`top` with each query's member as stored (what `forget` takes)."""
+    return [(member, json.loads(member)) for member in client.zrevrange(popular_key(org_id), 0, n - 1)]
+
+
+def forget(client: redis.Redis, org_id: int, member: bytes) -> None:
+    """Drop one query from the organization's popularity set (one refused when asked again)."""
+    client.zrem(popular_key(org_id), member)
+
+
 class Tally:
     """Requests counted in this process and added to the popularity sets at most every `every` seconds.
 

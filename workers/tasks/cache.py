@@ -5,23 +5,25 @@ from typing import Any
 from celery import Task, shared_task
 from flask import current_app
 
-from webapp.analytics import popular, readers
+from webapp.analytics import warming
 from workers.runner import JobContext, run_job
 
 
 def _refresh(ctx: JobContext) -> dict[str, Any]:
-    entries = [e for e in popular.top(ctx.client, ctx.job.org_id) if e.get("kind") == "read"]
-    ttl = current_app.config["CACHE_TTL_SECONDS"]
-    refreshed = 0
-    for index, entry in enumerate(entries):
-        if entry["params"].get("route") in readers.READERS:
-            read = readers.from_params(entry["params"])
-            readers.read(ctx.session, ctx.client, ctx.job.org_id, read, ttl=ttl, force=True)
-            ctx.session.rollback()
-            refreshed += 1
-        ctx.report((index + 1) / max(len(entries), 1))
-    ctx.log("refreshed %s of %s popular queries", refreshed, len(entries))
-    return {"queries": len(entries), "refreshed": refreshed}
+    warmed = warming.refresh_popular(
+        ctx.session,
+        ctx.client,
+        ctx.job.org_id,
+        ttl=current_app.config["CACHE_TTL_SECONDS"],
+        on_progress=ctx.report,
+    )
+    ctx.log(
+        "refreshed %s of %s popular queries (%s refused, dropped)",
+        warmed.refreshed,
+        warmed.queries,
+        warmed.dropped,
+    )
+    return {"queries": warmed.queries, "refreshed": warmed.refreshed, "dropped": warmed.dropped}
 
 
 @shared_task(name="cache.refresh", bind=True, acks_late=True, ignore_result=True)

@@ -1,0 +1,63 @@
+"""Warming the cache: an organization's most requested queries computed afresh (a refresh job's work).
+
+A request is counted in the popularity set as it is looked up, before it is answered, so a query
+the platform refuses (a range it cannot bucket, a filter it does not know) may be counted too. Such
+a query is refused again here: it is dropped from the set and the others are warmed, so one bad
+request never fails every later refresh of its organization.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.orm import Session
+
+from webapp.analytics import popular, readers
+from webapp.analytics.buckets import BucketError
+from webapp.analytics.window import QueryError
+from webapp.core.filters import FilterError
+from webapp.core.timeutil import TimeError
+
+log = logging.getLogger(__name__)
+
+# What a read raises for a query the API answers 400 (api/plumbing/query_errors.py), and KeyError
+# for a member naming no reader (one counted by an older version).
+REFUSED = (QueryError, FilterError, BucketError, TimeError, OverflowError, KeyError)
+
+
+@dataclass(frozen=True)
+class Warmed:
+    """What a refresh did: popular queries seen, computed afresh, and dropped as refused."""
+
+    queries: int
+    refreshed: int
+    dropped: int
+
+
+def refresh_popular(
+    session: Session,
+    client: redis.Redis,
+    org_id: int,
+    *,
+    ttl: int,
+    on_progress: Callable[[float], None] = lambda fraction: None,
+) -> Warmed:
+    """Compute the organization's most requested reads afresh into the cache (popular.TOP_N)."""
+    entries = [(m, e) for m, e in popular.top_members(client, org_id) if e.get("kind") == "read"]
+    refreshed = dropped = 0
+    for index, (member, entry) in enumerate(entries):
+        try:
+            read = readers.from_params(entry["params"])
+            readers.read(session, client, org_id, read, ttl=ttl, force=True)
+            refreshed += 1
+        except REFUSED as exc:
+            log.info("popular query of org=%s refused, dropped: %s", org_id, exc)
+            popular.forget(client, org_id, member)
+            dropped += 1
+        finally:
+            session.rollback()
+        on_progress((index + 1) / len(entries))
+    return Warmed(len(entries), refreshed, dropped)
