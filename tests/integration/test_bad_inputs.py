@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from urllib.parse import quote as requests_quote
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -272,3 +273,27 @@ def test_a_ticket_time_cannot_be_cleared(tenant, name):
 def test_async_is_spelled_async(tenant):
     body = {"metrics": ["ticket_count"], "async_": True}
     assert _error(tenant.viewer.post("/api/v1/analytics/aggregations", json=body))
+
+
+def test_a_filter_value_holding_a_comma_is_written_in_double_quotes(make_tenant):
+    tenant = make_tenant("Commas", "UTC")
+    for category in ("returns, damaged", "returns", "damaged", 'say "hi"', "billing"):
+        assert tenant.agent.post("/api/v1/tickets", json={"category": category}).status_code == 201
+    series = "/api/v1/analytics/time-series/ticket_count?granularity=daily"
+    expected = {
+        '"returns, damaged"': ["returns, damaged"],
+        '"returns, damaged",billing': ["billing", "returns, damaged"],
+        ' "returns, damaged" , "billing"': ["billing", "returns, damaged"],
+        "returns,damaged": ["damaged", "returns"],
+        '"say ""hi"""': ['say "hi"'],
+    }
+    for raw, values in expected.items():
+        quoted = requests_quote(raw)
+        answer = tenant.viewer.get(f"{series}&category={quoted}").get_json()
+        assert answer["filters"]["category"] == values, raw
+        assert answer["summary"]["total_count"] == len(values), raw
+        listed = tenant.viewer.get(f"/api/v1/tickets?category={quoted}").get_json()["items"]
+        assert sorted(t["category"] for t in listed) == values, raw
+    unclosed = requests_quote('"open')
+    error = _error(tenant.viewer.get(f"{series}&category={unclosed}"))
+    assert error["details"]["field"] == "category"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +24,28 @@ class FilterError(ValueError):
         self.field = field
 
 
+def split_values(raw: str, name: str) -> list[str]:
+    """A comma-separated list of values; a value holding a comma (or a quote) is written in double
+    quotes, a quote inside doubled, as in CSV: `"returns, damaged",billing`."""
+    if '"' not in raw:
+        return [part.strip() for part in raw.split(",")]
+    # Quotes come in pairs (one inside a value is doubled): an odd count leaves a value open.
+    if raw.count('"') % 2:
+        raise FilterError(
+            f'filter {name!r} opens a double-quoted value it does not close ("a, b" in double quotes is one'
+            " value, a quote inside it doubled)",
+            name,
+        )
+    (cells,) = csv.reader([raw], skipinitialspace=True)
+    return [cell.strip() for cell in cells]
+
+
 def parse_filter(name: str, raw: Any) -> list[str | None]:
     """One filter: a comma-separated string or a list, each value checked against the allowlist."""
     if name not in DIMENSIONS:
         raise FilterError(f"unknown filter {name!r}; allowed: {', '.join(DIMENSIONS)}", name)
     if isinstance(raw, str):
-        values = [part.strip() for part in raw.split(",")]
+        values = split_values(raw, name)
     elif isinstance(raw, list) and all(isinstance(v, str) or v is None for v in raw):
         values = [v.strip() if isinstance(v, str) else v for v in raw]
     else:

@@ -29,7 +29,10 @@ _START = (
 )
 _END = "exclusive end, as start (default: the end of today in the time zone)"
 _TZ = "IANA time zone buckets and dates are read in (default: the organization's)"
-FILTER_PARAM_DOC = "comma-separated values; for assigned_to, `null` means unassigned"
+FILTER_PARAM_DOC = (
+    'comma-separated values (one holding a comma in double quotes, as in CSV: `"returns, damaged",billing`);'
+    " for assigned_to, `null` means unassigned"
+)
 FILTERS_DOC = "dimension -> value list (or comma-separated string); null = unassigned"
 _VALUES = {
     "anyOf": [
