@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from webapp.core.patch_schema import patch_body
 from webapp.core.vocabulary import CHANNELS, PRIORITIES, REPLY_AUTHORS, STATUSES
 
 Status = Literal[STATUSES]  # type: ignore[valid-type]
@@ -103,4 +104,9 @@ class TicketImport(TicketCreate):
 
 
 class TicketUpdate(TicketFields):
-    """The fields a PATCH changes; those it leaves out stay."""
+    """The fields a PATCH changes; those it leaves out stay. Null clears the subject, the assignee or
+    the sentiment and is refused for the others."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra=patch_body(nullable=("subject", "assigned_to", "sentiment_score"))
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from webapp.api.schemas.common import MAX_PAGE, Strict
 from webapp.api.schemas.fields import FILTERS_DOC, FilterObject, MetricName
+from webapp.core.patch_schema import patch_body
 from webapp.core.vocabulary import ALERT_GRANULARITIES, ALERT_STATES, CHANGE_DIRECTIONS, THRESHOLDS
 from webapp.models.base import MAX_ID
 
@@ -74,6 +75,8 @@ class AlertCreate(Strict):
 
 
 class AlertUpdate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_body())
+
     name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     metric: MetricName | None = None
     filters: FilterObject | None = Field(default=None, description=FILTERS_DOC)

@@ -91,11 +91,11 @@ class Satisfaction(BaseModel):
 
 
 class TicketListQuery(Strict):
-    status: str | None = None
-    priority: str | None = None
-    channel: str | None = None
-    category: str | None = None
-    assigned_to: str | None = None
+    status: str | None = Field(default=None, min_length=1)
+    priority: str | None = Field(default=None, min_length=1)
+    channel: str | None = Field(default=None, min_length=1)
+    category: str | None = Field(default=None, min_length=1)
+    assigned_to: str | None = Field(default=None, min_length=1)
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
     cursor: str | None = Field(default=None, max_length=200)
 
@@ -130,8 +130,8 @@ class JobAccepted(BaseModel):
 
 
 class JobListQuery(Strict):
-    state: str | None = None
-    kind: str | None = None
+    state: str | None = Field(default=None, min_length=1)
+    kind: str | None = Field(default=None, min_length=1)
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
     cursor: str | None = Field(default=None, max_length=200)
 

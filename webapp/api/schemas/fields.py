@@ -40,7 +40,15 @@ _VALUES = {
         {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
     ]
 }
-_NULLABLE_TEXT = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+_NULLABLE_TEXT = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}]}
+# What start and end look like (a date, or a date and time with an optional offset), for the document
+# only: the parser says what is wrong with anything else (a 30th of February, a year out of range).
+ISO_PATTERN = {
+    "pattern": (
+        r"^(19|2[01])\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+        r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$"
+    )
+}
 
 
 def filter_param(name: str) -> Any:
@@ -100,8 +108,8 @@ class ClockFields(BaseModel):
 class RangeFields(Strict):
     """The range and the time zone it is read in, as a request gives them."""
 
-    start: str | None = Field(default=None, max_length=64, description=_START)
-    end: str | None = Field(default=None, max_length=64, description=_END)
+    start: str | None = Field(default=None, max_length=64, description=_START, json_schema_extra=ISO_PATTERN)
+    end: str | None = Field(default=None, max_length=64, description=_END, json_schema_extra=ISO_PATTERN)
     tz: str | None = Field(default=None, max_length=64, description=_TZ)
 
     def window(

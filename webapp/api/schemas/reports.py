@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, RootModel, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictBool, StrictInt
 
 from webapp.api.schemas.analytics import AggregationFields
 from webapp.api.schemas.common import Strict
@@ -17,6 +17,7 @@ from webapp.api.schemas.exports import (
     TimeSeriesExport,
     TimeSeriesExportQuery,
 )
+from webapp.core.patch_schema import patch_body
 from webapp.core.vocabulary import REPORT_RANGES, REPORT_RUN_STATES, REPORT_TRIGGERS
 from webapp.models.base import MAX_ID
 
@@ -77,6 +78,8 @@ class ReportScheduleCreate(Strict):
 
 
 class ReportScheduleUpdate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_body())
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
     cron: str | None = Field(default=None, min_length=1, max_length=200, description=_CRON)
     timezone: str | None = Field(default=None, min_length=1, max_length=64)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from webapp.api.schemas.common import Strict
 from webapp.clocks.schedules import MAX_HOLIDAYS, MAX_INTERVALS, MAX_NAME
+from webapp.core.patch_schema import patch_body
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _TIME = "wall-clock time HH:MM in the schedule's zone"
@@ -36,6 +37,8 @@ class ScheduleCreate(Strict):
 
 
 class ScheduleUpdate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_body())
+
     name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     timezone: str | None = Field(default=None, min_length=1, max_length=64)
     intervals: list[IntervalIn] | None = Field(default=None, min_length=1, max_length=MAX_INTERVALS)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from webapp.api.schemas.common import MAX_PAGE, Strict
+from webapp.core.patch_schema import patch_body
 from webapp.core.vocabulary import DELIVERY_STATES, WEBHOOK_EVENTS
 from webapp.webhooks.targets import MAX_URL_LENGTH
 
@@ -23,6 +24,8 @@ class WebhookCreate(Strict):
 
 
 class WebhookUpdate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_body())
+
     url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH, description=_URL)
     description: str | None = Field(default=None, max_length=500)
     enabled: StrictBool | None = Field(
