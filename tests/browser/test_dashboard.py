@@ -483,3 +483,104 @@ def test_the_api_reference_is_interactive(desktop, web_server):
     page.click("button.execute")
     page.wait_for_selector(".live-responses-table tbody .response-col_status")
     assert "200" in page.inner_text(".live-responses-table tbody .response-col_status")
+
+
+def test_a_late_answer_for_an_earlier_range_never_replaces_the_range_chosen_since(desktop, demo):
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    page.goto("/")
+    page.wait_for_selector("body[data-loaded]")
+    held = []
+    # The 90-day answer is held back until the 7-day one has been drawn.
+    page.route("**/api/v1/analytics/dashboard?period=90d*", lambda route: held.append(route))
+    page.select_option("#period", "90d")
+    page.wait_for_function("() => true")
+    deadline = time.monotonic() + 5
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the 90-day request was not made"
+    page.select_option("#period", "7d")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 2")
+    week_note, week_tickets = page.inner_text("#range-note"), page.inner_text("#tile-tickets .tile-value")
+    held[0].continue_()
+    page.wait_for_timeout(1500)  # time for the late answer to arrive (and, before, to be drawn)
+    assert page.input_value("#period") == "7d"
+    assert page.inner_text("#range-note") == week_note
+    assert page.inner_text("#tile-tickets .tile-value") == week_tickets
+    assert page.evaluate("document.body.dataset.loaded") == "2"
+
+
+def _assert_in_view(page: Page, selector: str) -> None:
+    box = page.locator(selector).bounding_box()
+    assert box is not None
+    assert box["y"] + box["height"] <= DESKTOP["height"], box
+
+
+def test_a_failed_request_is_said_under_the_controls_and_dims_the_older_results(desktop, demo):
+    desktop.allowed.append("the server responded with a status of 400")
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    page.goto("/?period=7d")
+    page.wait_for_selector("body[data-loaded]")
+    # A custom range that ends before it starts: said at once, and no step in the history.
+    page.select_option("#period", "custom")
+    page.fill("#start", "2026-11-26")
+    page.fill("#end", "2026-11-20")
+    page.click("#range button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "must be on or before" in page.inner_text("#error")
+    assert "period=7d" in page.url
+    _assert_in_view(page, "#error")
+    # A request the server refuses: its message under the controls, the older results dimmed.
+    page.route(
+        "**/api/v1/analytics/dashboard?period=30d*",
+        lambda route: route.fulfill(
+            status=400,
+            content_type="application/json",
+            body=json.dumps({"error": {"code": "bad_request", "message": "refused here", "details": {}}}),
+        ),
+    )
+    page.select_option("#period", "30d")
+    page.wait_for_function("() => document.querySelector('#error').textContent === 'refused here'")
+    assert page.evaluate("document.querySelector('main').classList.contains('stale')")
+    _assert_in_view(page, "#error")
+    page.unroute("**/api/v1/analytics/dashboard?period=30d*")
+    page.select_option("#period", "7d")
+    page.wait_for_selector("#error", state="hidden")
+    assert not page.evaluate("document.querySelector('main').classList.contains('stale')")
+
+
+def test_a_pushed_sla_breach_redraws_the_sla_figures(desktop, fresh, web_server, base_app):
+    policy_status, policy = web_server.request("GET", "/api/v1/sla-policy", fresh.users["admin"]["token"])
+    assert policy_status == 200, policy
+    target = timedelta(hours=policy["targets"]["urgent"]["first_reply_hours"])
+    page = _overview(desktop, fresh)
+    # An urgent ticket whose first-reply target runs out two seconds from now.
+    status, _ = web_server.request(
+        "POST",
+        "/api/v1/tickets",
+        fresh.users["agent"]["token"],
+        {
+            "subject": "about to breach",
+            "priority": "urgent",
+            "created_at": (datetime.now(ZoneInfo("UTC")) - target + timedelta(seconds=2)).isoformat(),
+        },
+    )
+    assert status == 201
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 2")
+    before = page.inner_text("#tile-sla-first .tile-value")
+    time.sleep(2.5)
+    # Beat's sweep, run now on the worker.
+    sweep = base_app.extensions["celery"].send_task("sla.record_breaches", kwargs={"org_ids": [fresh.org_id]})
+    assert sweep.get(timeout=60)["pushed"] >= 1
+    page.wait_for_function(
+        "before => document.querySelector('#tile-sla-first .tile-value').textContent !== before",
+        arg=before,
+        timeout=5000,
+    )
+    status, answer = web_server.request(
+        "GET", "/api/v1/analytics/dashboard?period=30d", fresh.users["viewer"]["token"]
+    )
+    assert status == 200
+    shown = float(page.get_attribute("#tile-sla-first", "data-value"))
+    assert shown == pytest.approx(answer["sla"]["overall"]["first_response"]["compliance"])

@@ -53,6 +53,8 @@ EVENT_FAMILIES: dict[str, frozenset[str]] = {
     "solved": frozenset({"solves"}),
     "next_reply": frozenset({"replies"}),
     "rated": frozenset({"satisfaction"}),
+    # A target passing its limit: SLA outcomes move from pending to breached with no ticket written.
+    "sla_breached": frozenset({"sla", "performance"}),
 }
 # Ticket fields whose change writes no event but still changes an answer.
 FIELD_FAMILIES: dict[str, frozenset[str]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from celery import shared_task
@@ -12,6 +13,7 @@ from webapp.core.timeutil import utcnow
 from webapp.infra.db import session_scope
 from webapp.infra.redis_client import get_redis
 from webapp.live import events
+from webapp.tickets import effects
 
 # Beat sends this every 15 s; a sweep stops taking new batches after this long (the next goes on).
 BUDGET_SECONDS = 10.0
@@ -30,6 +32,9 @@ def record_breaches(org_ids: list[int] | None = None) -> dict[str, Any]:
             for breach in batch.to_push(now):
                 events.publish(get_redis(), breach.org_id, "sla_breach", breach.data())
                 totals["pushed"] += 1
+            # Cached SLA answers are stale from the breach on: invalidated, and live pages told once.
+            for org_id, count in Counter(r.org_id for r in batch.recorded).items():
+                effects.announce(get_redis(), org_id, ["sla_breached"], (), {"sla_breaches": count})
             totals["worked"] += len(batch.worked_ids)
             totals["recorded"] += len(batch.recorded)
             if batch.claimed < tracking.BATCH:

@@ -39,16 +39,23 @@ export class Api {
     return this.request("POST", path, { body, query });
   }
 
-  #send(method, url, body) {
+  async #send(method, url, body) {
     const headers = {};
     const authorization = this.session?.authorization;
     if (authorization) headers.Authorization = authorization;
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    return fetch(url, {
-      method,
-      headers,
-      credentials: "same-origin",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    try {
+      return await fetch(url, {
+        method,
+        headers,
+        credentials: "same-origin",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      if (error?.name === "AbortError") throw error;
+      // fetch's own words ("Failed to fetch") say nothing a reader can act on.
+      throw new ApiError(0, { error: { code: "unreachable", message:
+        "the server could not be reached: check the connection; the page updates once it is back" } });
+    }
   }
 }

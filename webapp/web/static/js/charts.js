@@ -2,6 +2,9 @@
 import { h, setText } from "./dom.js";
 import * as fmt from "./format.js";
 
+// Gridline steps of a count axis: 1, 2, 5, 10, 20, 50, ... (uPlot picks the first that spaces them).
+const WHOLE_STEPS = Array.from({ length: 10 }, (_, e) => [1, 2, 5].map((m) => m * 10 ** e)).flat();
+
 const COLORS = ["#2f6fdf", "#e07a1f", "#1b8a4b", "#9b3fc0", "#c23a32", "#11829a", "#7a6b20", "#5d6678"];
 const HEIGHT = 240;
 
@@ -70,7 +73,10 @@ export class LineChart {
         }],
       },
       scales: { x: { time: true } },
-      axes: [{}, { values: (_, ticks) => ticks.map((v) => fmt.number(v, unit === "tickets" ? "count" : "")) }],
+      // Counts are whole: their gridlines only at whole steps, so no label is a rounded 2.5.
+      axes: [{}, unit === "tickets"
+        ? { incrs: WHOLE_STEPS, values: (_, ticks) => ticks.map((v) => fmt.number(v, "count")) }
+        : { values: (_, ticks) => ticks.map((v) => fmt.number(v, "")) }],
       series: [
         { value: (_, ts) => (ts === null ? "" : fmt.instant(ts, zone, granularity)) },
         ...series.map((s, i) => ({

@@ -20,9 +20,11 @@ export function setText(el, value) {
   el.textContent = value === null || value === undefined ? "" : String(value);
 }
 
-/** Show an error message in the page's alert line, or hide it with null. */
-export function showError(message) {
+/** Show an error message in the page's alert line, or hide it with null. With `stale`, the results
+ * on the page are dimmed until the next message (or null): they answer an earlier request. */
+export function showError(message, { stale = false } = {}) {
   const el = document.getElementById("error");
+  document.querySelector("main")?.classList.toggle("stale", Boolean(message) && stale);
   if (!el) return;
   el.hidden = !message;
   setText(el, message || "");

@@ -53,24 +53,27 @@ export class OverviewView {
     }
   }
 
-  /** Fetch and draw everything for `range`; resolves with the dashboard answer once all is drawn. */
-  async load(range) {
+  /** Fetch and draw everything for `range`; resolves with the dashboard answer once all is drawn,
+   * or with null when `current()` says another load has begun since (nothing of this one is drawn
+   * after that: a late answer for an earlier range never overwrites the range chosen since). */
+  async load(range, current = () => true) {
     // The dashboard and the API document are fetched side by side.
     const [dashboard] = await Promise.all([this.source.dashboard(range), this.laidOut]);
+    if (!current()) return null;
     this.#drawTiles(dashboard);
     const pending = [];
     for (const { panel, body } of this.#panels.values()) {
-      if (panel.kind === "series") pending.push(this.#drawSeries(panel, body, range, dashboard));
+      if (panel.kind === "series") pending.push(this.#drawSeries(panel, body, range, dashboard, current));
       else if (panel.kind === "sla") this.#drawSla(body, dashboard);
       else if (panel.fromDashboard) this.#drawDistribution(body, dashboard.distributions[panel.field]);
       else {
         pending.push(this.source.distribution(panel.field, range, dashboard)
-          .then((answer) => this.#drawDistribution(body, answer)));
+          .then((answer) => current() && this.#drawDistribution(body, answer)));
       }
     }
     this.#firstPaint();
     await Promise.all(pending);
-    return dashboard;
+    return current() ? dashboard : null;
   }
 
   #firstPaint() {
@@ -112,7 +115,7 @@ export class OverviewView {
     return this.#charts.get(panelId);
   }
 
-  async #drawSeries(panel, body, range, dashboard) {
+  async #drawSeries(panel, body, range, dashboard, current) {
     const chart = this.#chart(panel.id, body, dashboard.timezone);
     const own = panel.series.filter((s) => s.fromDashboard && dashboard[s.fromDashboard]);
     const days = dashboard.ticket_count_series.map((p) => p.bucket);
@@ -122,6 +125,7 @@ export class OverviewView {
     const fetched = panel.series.filter((s) => !own.includes(s));
     if (!fetched.length) return;
     const answers = await Promise.all(fetched.map((s) => this.source.series(s.metric, range, dashboard)));
+    if (!current()) return;
     const times = days.length ? days : answers[0].points.map((p) => p.bucket);
     const lines = [...drawn];
     answers.forEach((answer, i) => {

@@ -1,5 +1,6 @@
 // The overview's time range, kept in the page's URL: ?period=7d|30d|90d, or ?start=&end= (dates,
 // both days included).
+import { showError } from "./dom.js";
 
 export const PERIODS = ["7d", "30d", "90d"];
 
@@ -94,6 +95,11 @@ export function bindRangeForm(form, range, onChange) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (period.value !== "custom" || !start.value || !end.value) return;
+    if (start.value > end.value) {
+      // Said at once, next to the dates, and no history step for a range that is none.
+      showError(`"From" (${start.value}) must be on or before "To" (${end.value})`);
+      return;
+    }
     const next = new Range({ start: start.value, end: end.value });
     show(next);
     onChange(next);

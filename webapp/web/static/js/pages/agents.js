@@ -153,7 +153,7 @@ async function main() {
     } catch (error) {
       if (mine !== generation) return;
       if (error.status === 404) unavailable();
-      else showError(error.message);
+      else showError(error.message, { stale: true });
     }
   };
   // Each change is a step of the browser's history: Back shows the table before it.

@@ -36,31 +36,36 @@ async function main() {
       },
       spec.seriesMetrics,
     );
-    draw = () => overview.load();
+    draw = (current) => overview.load(undefined, current);
   } else {
     form.querySelector(".granularity").hidden = false;
     const title = h("h2", {}, metric);
     const chartEl = h("div", { class: "chart", id: "chart" });
     document.getElementById("panels").append(h("section", { class: "panel wide" }, title, chartEl));
     const chart = new LineChart(chartEl, {});
-    draw = async () => {
+    draw = async (current) => {
       const granularity = form.granularity.value;
       const answer = await api.get(`${base}/time-series/${metric}`, { ...choice(), granularity });
+      if (!current()) return null;
       setText(title, `${answer.metric} (${answer.unit})`);
       chart.update(answer.points.map((p) => p.bucket), [{ label: answer.metric, values: answer.points.map((p) => p.value) }],
         { unit: answer.unit, zone: answer.timezone, granularity });
       return answer;
     };
   }
+  // Only the latest redraw's answer is shown (a slow one for an earlier choice is dropped).
+  let generation = 0;
   const redraw = async () => {
+    const mine = ++generation;
     try {
-      const answer = await draw();
+      const answer = await draw(() => mine === generation);
+      if (!answer || mine !== generation) return;
       lockedChips(answer.filters);
       setText(document.getElementById("zone"), answer.timezone);
       showError(null);
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (error) {
-      showError(error.message);
+      if (mine === generation) showError(error.message, { stale: true });
     }
   };
   form.addEventListener("change", () => {

@@ -230,7 +230,7 @@ async function main() {
     setText(document.getElementById("curl"), curlLine(request));
     const grouped = request.method === "POST";
     if (grouped && !spec.aggregationMetrics.includes(state.metric)) {
-      showError(`group-by and percentiles are not available for ${state.metric}`);
+      showError(`group-by and percentiles are not available for ${state.metric}`, { stale: true });
       return;
     }
     try {
@@ -245,7 +245,7 @@ async function main() {
       showError(null);
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (error) {
-      if (mine === generation) showError(error.message);
+      if (mine === generation) showError(error.message, { stale: true });
     }
   };
   const rerun = debounce(run, RERUN_AFTER_MS);
