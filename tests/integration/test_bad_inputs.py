@@ -195,6 +195,8 @@ def test_a_ticket_field_of_the_wrong_json_type_is_400(tenant, body):
         ('[{"subject": "\\ud800"}]', "application/json", "surrogate"),
         ('[{"subject": "ok", "assigned_to": "\\udfff x"}]', "application/json", "surrogate"),
         ("subject,category\na\x00b,x\n", "text/csv", "NUL"),
+        # A CSV import's JSON cells have JSON's escapes.
+        ('subject,satisfaction\nhi,"{""rating"": 5, ""comment"": ""a\\u0000b""}"\n', "text/csv", "NUL"),
     ],
 )
 def test_imports_with_text_postgresql_cannot_store_are_400(tenant, body, content_type, problem):
@@ -277,7 +279,7 @@ def test_async_is_spelled_async(tenant):
 
 def test_a_filter_value_holding_a_comma_is_written_in_double_quotes(make_tenant):
     tenant = make_tenant("Commas", "UTC")
-    for category in ("returns, damaged", "returns", "damaged", 'say "hi"', "billing"):
+    for category in ("returns, damaged", "returns", "damaged", 'say "hi"', "billing", '24" monitors'):
         assert tenant.agent.post("/api/v1/tickets", json={"category": category}).status_code == 201
     series = "/api/v1/analytics/time-series/ticket_count?granularity=daily"
     expected = {
@@ -286,6 +288,8 @@ def test_a_filter_value_holding_a_comma_is_written_in_double_quotes(make_tenant)
         ' "returns, damaged" , "billing"': ["billing", "returns, damaged"],
         "returns,damaged": ["damaged", "returns"],
         '"say ""hi"""': ['say "hi"'],
+        # A quote that does not begin a value is an ordinary character.
+        '24" monitors,billing': ['24" monitors', "billing"],
     }
     for raw, values in expected.items():
         quoted = requests_quote(raw)

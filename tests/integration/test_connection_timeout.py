@@ -102,3 +102,19 @@ def test_every_engines_connections_start_without_jit(base_app, web_engine: Engin
             assert _shown(session) == "4321ms"
     finally:
         plain.dispose()
+
+
+def test_jit_off_is_added_to_the_options_the_url_or_pgoptions_give(base_app, monkeypatch) -> None:
+    url = base_app.extensions["db_engine"].url
+    with_options = url.update_query_dict({"options": "-c application_name=from-url"})
+    for engine_url, env in ((with_options, None), (url, "-c application_name=from-env")):
+        if env:
+            monkeypatch.setenv("PGOPTIONS", env)
+        engine = make_engine(engine_url)
+        try:
+            with Session(engine) as session:
+                assert session.execute(text("SHOW jit")).scalar_one() == "off"
+                name = session.execute(text("SHOW application_name")).scalar_one()
+                assert name == ("from-env" if env else "from-url")
+        finally:
+            engine.dispose()

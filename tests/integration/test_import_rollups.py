@@ -643,3 +643,28 @@ def test_an_import_job_has_the_rollups_current_when_it_succeeds(celery_worker, h
             assert time.monotonic() < deadline, "the deltas were not folded"
             time.sleep(0.1)
     history.assert_rollups_are_a_build()
+
+
+def test_a_fold_marks_the_hours_of_deltas_of_another_grain_dirty_instead_of_adding_them(
+    make_tenant, db_session
+) -> None:
+    """Deltas of the grains before migration 0030 (a process still running that code) are never
+    summed up as if they kept every dimension: dropped, their hours read from raw events."""
+    org = db_session.get(Organization, make_tenant().org_id)
+    hour = datetime(2026, 4, 2, 8, tzinfo=UTC)
+    db_session.execute(text("DELETE FROM analytics_rollup_dirty WHERE org_id = :o"), {"o": org.id})
+    db_session.execute(
+        text(
+            "INSERT INTO analytics_metric_deltas (org_id, metric, grain, bucket_start, status, priority,"
+            " channel, category, assigned_to, count, updated_at)"
+            " VALUES (:o, 'ticket_count', 0, :h, '', '', '', '', NULL, 3, now())"
+        ),
+        {"o": org.id, "h": hour},
+    )
+    rollups.fold_deltas(db_session, org_id=org.id)
+    left = text("SELECT count(*) FROM analytics_metric_deltas WHERE org_id = :o")
+    assert db_session.execute(left, {"o": org.id}).scalar() == 0
+    assert rollup_cells.cells(db_session, org.id) == {}
+    assert set(rollup_cells.marked(db_session, org.id)) == {
+        (event_type, hour, hour + timedelta(hours=1)) for event_type in rollups.ROLLED_EVENT_TYPES
+    }

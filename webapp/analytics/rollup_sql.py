@@ -221,13 +221,27 @@ def fold_sql() -> str:
     dims = ", ".join(DIMENSIONS)
     fold = int(FOLD_SKETCH_BYTES)
     return (
-        f"WITH gone AS (DELETE FROM {DELTAS} WHERE org_id = :org_id"
+        f"WITH gone AS (DELETE FROM {DELTAS} WHERE org_id = :org_id AND grain = {DELTA_GRAIN}"
         f" RETURNING metric, bucket_start, {dims}, count, sum, min, max, sketch),"
         f" delta AS ({expanded_deltas_sql('gone', keys='bucket_start')}),"
         f" cells AS (SELECT metric, grain, bucket_start, {dims}, count, sum, min, max,"
         f" CASE WHEN length(sketch) > {fold} THEN {folded_sketch_sql('sketch')}"
         " ELSE sketch END AS sketch"
         " FROM delta)" + merge_upsert_sql(delta="cells")
+    )
+
+
+def drop_stray_deltas_sql(event_types: Sequence[str]) -> str:
+    """One statement: the organization's deltas of any other grain than DELTA_GRAIN (appended by a
+    process still running the code before migration 0030) deleted, their hours marked dirty for
+    `event_types` (every rolled one), so reads take those hours from raw events until a refresh."""
+    types = ", ".join(f"'{t}'" for t in event_types)
+    return (
+        f"WITH stray AS (DELETE FROM {DELTAS} WHERE org_id = :org_id AND grain <> {DELTA_GRAIN}"
+        " RETURNING bucket_start)"
+        " INSERT INTO analytics_rollup_dirty (org_id, event_type, lo, hi)"
+        " SELECT DISTINCT :org_id, t.event_type, s.bucket_start, s.bucket_start + interval '1 hour'"
+        f" FROM stray s CROSS JOIN unnest(ARRAY[{types}]) AS t(event_type)"
     )
 
 

@@ -50,6 +50,7 @@ from webapp.analytics.metrics import ROLLED_METRICS, Metric
 from webapp.analytics.rollup_sql import (
     DELTAS,
     build_sql,
+    drop_stray_deltas_sql,
     fold_sql,
     merge_sql,
     statement_params,
@@ -253,6 +254,7 @@ def fold_deltas(session: Session, *, org_id: int, locked: bool = False) -> int:
         return 0
     if not locked:
         lock(session, org_id)
+    session.execute(text(drop_stray_deltas_sql(ROLLED_EVENT_TYPES)), {"org_id": org_id})
     with _planner_settings(session, enable_nestloop="off", work_mem=MERGE_WORK_MEM):
         result = session.execute(text(fold_sql()), {"org_id": org_id})
     return int(result.rowcount or 0)

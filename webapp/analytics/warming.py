@@ -12,20 +12,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psycopg
 import redis
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from webapp.analytics import popular, readers
-from webapp.analytics.buckets import BucketError
-from webapp.analytics.window import QueryError
-from webapp.core.filters import FilterError
-from webapp.core.timeutil import TimeError
 
 log = logging.getLogger(__name__)
 
-# What a read raises for a query the API answers 400 (api/plumbing/query_errors.py), and KeyError
-# for a member naming no reader (one counted by an older version).
-REFUSED = (QueryError, FilterError, BucketError, TimeError, OverflowError, KeyError)
+# What a read raises for a query the API answers 400 (api/plumbing/query_errors.py: QueryError,
+# FilterError, BucketError and TimeError are ValueErrors), and what reading a member of another
+# version's shape raises (a reader it names no more, parameters it lacks or has of another type).
+REFUSED = (ValueError, OverflowError, KeyError, TypeError)
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,11 @@ def refresh_popular(
             log.info("popular query of org=%s refused, dropped: %s", org_id, exc)
             popular.forget(client, org_id, member)
             dropped += 1
+        except OperationalError as exc:
+            if not isinstance(exc.orig, psycopg.errors.QueryCanceled):
+                raise
+            # Past the statement timeout: kept (it may fit another time), the others still warmed.
+            log.warning("popular query of org=%s timed out: %s", org_id, str(exc).splitlines()[0])
         finally:
             session.rollback()
         on_progress((index + 1) / len(entries))

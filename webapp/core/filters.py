@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,19 +24,45 @@ class FilterError(ValueError):
 
 
 def split_values(raw: str, name: str) -> list[str]:
-    """A comma-separated list of values; a value holding a comma (or a quote) is written in double
-    quotes, a quote inside doubled, as in CSV: `"returns, damaged",billing`."""
+    """A comma-separated list of values. A value that begins with a double quote runs to the quote
+    that closes it, commas included, a quote inside it doubled, as in CSV: `"returns, damaged",billing`;
+    a quote anywhere else is an ordinary character (`24" monitors`). Spaces around values are dropped."""
     if '"' not in raw:
         return [part.strip() for part in raw.split(",")]
-    # Quotes come in pairs (one inside a value is doubled): an odd count leaves a value open.
-    if raw.count('"') % 2:
-        raise FilterError(
-            f'filter {name!r} opens a double-quoted value it does not close ("a, b" in double quotes is one'
-            " value, a quote inside it doubled)",
-            name,
-        )
-    (cells,) = csv.reader([raw], skipinitialspace=True)
-    return [cell.strip() for cell in cells]
+    values: list[str] = []
+    i, n = 0, len(raw)
+    while True:
+        while i < n and raw[i] == " ":
+            i += 1
+        if i < n and raw[i] == '"':
+            text: list[str] = []
+            i += 1
+            while True:
+                close = raw.find('"', i)
+                if close < 0:
+                    raise FilterError(
+                        f"filter {name!r} opens a double-quoted value it does not close"
+                        ' ("a, b" in double quotes is one value, a quote inside it doubled)',
+                        name,
+                    )
+                text.append(raw[i:close])
+                if raw.startswith('""', close):
+                    text.append('"')
+                    i = close + 2
+                    continue
+                i = close + 1
+                break
+            comma = raw.find(",", i)
+            rest = raw[i:] if comma < 0 else raw[i:comma]
+            if rest.strip():
+                raise FilterError(f"filter {name!r} has text after a quoted value: {rest.strip()!r}", name)
+            values.append("".join(text))
+        else:
+            comma = raw.find(",", i)
+            values.append((raw[i:] if comma < 0 else raw[i:comma]).strip())
+        if comma < 0:
+            return values
+        i = comma + 1
 
 
 def parse_filter(name: str, raw: Any) -> list[str | None]:

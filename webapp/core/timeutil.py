@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -102,10 +103,23 @@ def _outside(field: str, text: str) -> TimeError:
     return TimeError(f"{field} {text} is outside the years 1900 to 2199 this platform measures")
 
 
+# The ISO 8601 forms a range's bounds are written in (the API document's pattern says the same):
+# an extended date, or a date and a time to the hour, minute, second or microsecond, with an optional
+# offset (Z, +HH, +HHMM or +HH:MM). Week dates, ordinal dates and the basic format are refused.
+ISO_BOUND = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?", re.ASCII
+)
+
+
 def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
-    """An ISO 8601 date or datetime in 1900..2199; a date means local midnight, a naive time local
-    wall-clock."""
-    raw = text.strip()
+    """An ISO 8601 date or datetime (ISO_BOUND) in 1900..2199; a date means local midnight, a naive
+    time local wall-clock."""
+    if not ISO_BOUND.fullmatch(text):
+        raise TimeError(
+            f"{field} {text!r} is not an ISO 8601 date or datetime "
+            "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)"
+        )
+    raw = text
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"
     try:

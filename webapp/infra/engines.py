@@ -3,6 +3,7 @@ packages make engines of their own too)."""
 
 from __future__ import annotations
 
+import os
 import select
 import sys
 import weakref
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 
 # Every connection starts without JIT compilation. The statements that turn nested loops off (rollup
@@ -36,7 +37,11 @@ def make_engine(url: Any, *, statement_timeout_ms: int = 0, **kwargs: Any) -> En
         options.update(pool_size=10, max_overflow=20)
     options.update(kwargs)
     connect_args = dict(options.get("connect_args") or {})
-    settings = [connect_args.get("options", ""), JIT_OFF]
+    # Added to the options the URL or PGOPTIONS give (libpq reads PGOPTIONS only without any).
+    given = (
+        connect_args.get("options") or make_url(url).query.get("options") or os.environ.get("PGOPTIONS", "")
+    )
+    settings = [given if isinstance(given, str) else " ".join(given), JIT_OFF]
     if statement_timeout_ms:
         settings.append(f"-c statement_timeout={int(statement_timeout_ms)}")
     connect_args["options"] = " ".join(part for part in settings if part)

@@ -52,11 +52,11 @@ def _text(body: bytes) -> str:
 def may_hide_text(body: bytes, fmt: str) -> bool:
     """Whether a parsed string of `body` may hold a character its text does not (a NUL, a lone surrogate).
 
-    Text decoded as UTF-8 holds no lone surrogate, and CSV has no escapes: only a NUL byte in the body
-    or a JSON escape (\\u....) can put either into a string. Without both, the rows need no check of
-    every string.
+    Text decoded as UTF-8 holds no lone surrogate: only a NUL byte in the body or a JSON escape
+    (\\u....) can put either into a string, in any format (a CSV import's replies, satisfaction and
+    status_history cells are JSON). Without both, the rows need no check of every string.
     """
-    return b"\x00" in body or (fmt != "csv" and b"\\u" in body)
+    return b"\x00" in body or b"\\u" in body
 
 
 def _check_count(count: int, max_rows: int) -> None:

@@ -41,12 +41,12 @@ _VALUES = {
     ]
 }
 _NULLABLE_TEXT = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "null"}]}
-# What start and end look like (a date, or a date and time with an optional offset), for the document
-# only: the parser says what is wrong with anything else (a 30th of February, a year out of range).
+# What start and end look like (timeutil.ISO_BOUND, with the digits each place allows and the years
+# 1900 to 2199), for the document: the parser says what is wrong with a 30th of February.
 ISO_PATTERN = {
     "pattern": (
         r"^(19|2[01])\d\d-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
-        r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?)?$"
+        r"([T ]([01]\d|2[0-3])(:[0-5]\d(:[0-5]\d(\.\d{1,6})?)?)?([Zz]|[+-]([01]\d|2[0-3])(:?[0-5]\d)?)?)?$"
     )
 }
 

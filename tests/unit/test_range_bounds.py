@@ -1,0 +1,54 @@
+"""A range's start and end: the forms the server reads are the forms the API document's pattern
+admits (schemathesis checks both ways: what the document allows is accepted, what it forbids refused)."""
+
+from __future__ import annotations
+
+import re
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from webapp.api.schemas.fields import ISO_PATTERN
+from webapp.core.timeutil import TimeError, parse_datetime
+
+DOCUMENTED = re.compile(ISO_PATTERN["pattern"])
+READ = [
+    "2026-03-01",
+    "2026-03-01T09",
+    "2026-03-01 09:30",
+    "2026-03-01T09:30:00",
+    "2026-03-01T09:30:00.5Z",
+    "2026-03-01T09:30:00.123456+01:00",
+    "2026-03-01T09:30:00+0100",
+    "2026-03-01T09:30:00-03",
+    "2026-03-01T09:30:00z",
+    "1900-01-01",
+    "2199-12-31T23:59:59+00:00",
+]
+REFUSED = [
+    "20260301",
+    "2026-W09-1",
+    "2026-060",
+    " 2026-03-01",
+    "2026-03-01 ",
+    "2026-03-01T09:30:00.1234567",
+    "2026-03-01T24:00",
+    "2026-03-01T09:30+1",
+    "1899-12-31",
+    "2200-01-01",
+    "tomorrow",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", READ)
+def test_what_the_server_reads_the_document_admits(text):
+    assert DOCUMENTED.fullmatch(text)
+    parse_datetime(text, ZoneInfo("Europe/Berlin"), "start")
+
+
+@pytest.mark.parametrize("text", REFUSED)
+def test_what_the_document_forbids_the_server_refuses(text):
+    assert not DOCUMENTED.fullmatch(text)
+    with pytest.raises(TimeError):
+        parse_datetime(text, ZoneInfo("Europe/Berlin"), "start")
