@@ -876,3 +876,56 @@ def test_the_worker_takes_jobs_again_after_redis_restarts_under_a_running_one(
         assert wait_for_job(tenant.viewer, fresh.get_json()["job_id"], timeout=30)["state"] == "succeeded"
         assert wait_for_job(tenant.viewer, job_id, timeout=30)["state"] == "succeeded"
         assert _tickets(engine, tenant.org_id) == 5 * restart
+
+
+def test_a_channel_or_category_change_regroups_a_tickets_metrics_from_its_instant_only(
+    celery_worker, make_live_tenant, post_import
+):
+    """Before the change every metric of the ticket is the old value's, after it the new one's, as for
+    a priority change: expected values written out from the contract's definitions."""
+    tenant = make_live_tenant(timezone="UTC")
+    row = {
+        "subject": "moved",
+        "channel": "email",
+        "category": "catA",
+        "created_at": "2026-11-29T12:00:00Z",
+        "status": "resolved",
+        "resolved_at": "2026-11-30T15:00:00Z",
+        "status_history": [
+            {"status": "open", "at": "2026-11-29T12:00:00Z"},
+            {"status": "resolved", "at": "2026-11-30T10:00:00Z"},
+            {"status": "open", "at": "2026-11-30T11:00:00Z"},
+            {"status": "resolved", "at": "2026-11-30T15:00:00Z"},
+        ],
+        "satisfaction": {"rating": 5, "at": "2026-11-30T16:00:00Z"},
+    }
+    open_row = {
+        "subject": "open",
+        "channel": "email",
+        "category": "catA",
+        "created_at": "2026-11-29T13:00:00Z",
+    }
+    done = wait_for_job(tenant.viewer, post_import(tenant.agent, [row, open_row]).get_json()["job_id"])
+    assert done["state"] == "succeeded", done
+    ids = {t["subject"]: t["id"] for t in tenant.viewer.get("/api/v1/tickets").get_json()["items"]}
+    assert tenant.agent.patch(f"/api/v1/tickets/{ids['moved']}", json={"channel": "chat"}).status_code == 200
+    assert tenant.agent.patch(f"/api/v1/tickets/{ids['open']}", json={"category": "catB"}).status_code == 200
+
+    def series(metric: str, **filters: str) -> list[Any]:
+        query = "&".join(f"{k}={v}" for k, v in filters.items())
+        window = "start=2026-11-29&end=2026-12-02&granularity=daily"
+        path = f"/api/v1/analytics/time-series/{metric}?{window}&{query}"
+        answer = tenant.viewer.get(path).get_json()
+        return [p["value"] for p in answer["points"]]
+
+    # Everything of the moved ticket happened while it was an email ticket.
+    assert series("ticket_count", channel="email") == [2, 0, 0]
+    assert series("solved", channel="email") == [0, 2, 0]
+    assert series("reopens", channel="email") == [0, 1, 0]
+    assert series("csat", channel="email") == [None, 100.0, None]
+    assert series("solved", channel="chat") == [0, 0, 0]
+    assert series("csat", channel="chat") == [None, None, None]
+    # The open ticket was in catA at the end of each of these days (its change came later).
+    assert series("backlog", category="catA") == [2, 1, 1]
+    assert series("backlog", category="catB") == [0, 0, 0]
+    assert series("ticket_count", category="catB") == [0, 0, 0]

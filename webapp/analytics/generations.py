@@ -46,6 +46,8 @@ EVENT_FAMILIES: dict[str, frozenset[str]] = {
     "status_changed": frozenset({"dist_status", "resolution", "backlog"}),
     "priority_changed": frozenset({"dist_priority", "sla"}),
     "assigned": frozenset({"dist_assigned_to"}),
+    "channel_changed": frozenset({"dist_channel"}),
+    "category_changed": frozenset({"dist_category"}),
     "first_response": frozenset({"response", "performance", "sla"}),
     "resolved": frozenset({"resolution", "performance", "sla", "backlog"}),
     "reopened": frozenset({"resolution", "performance", "sla", "backlog", "solves"}),

@@ -27,6 +27,8 @@ EVENT_TYPES = (
     "status_changed",
     "priority_changed",
     "assigned",
+    "channel_changed",
+    "category_changed",
     "sla_breached",
     *("backlog", "solved", "next_reply", "rated"),
 )

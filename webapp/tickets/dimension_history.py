@@ -1,6 +1,6 @@
-"""A ticket's priority and assignee over time, as its own events record them: what derived events and
-back-filled events are stamped with (tickets.history, tickets.writes); and the status a back-filled
-first response is stamped with, from the ticket's status history."""
+"""A ticket's priority, assignee, channel and category over time, as its own events record them: what
+derived events and back-filled events are stamped with (tickets.history, tickets.writes); and the
+status a back-filled first response is stamped with, from the ticket's status history."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ from webapp.core.vocabulary import RESOLVED_STATUSES
 from webapp.models import Ticket, TicketEvent, TicketStatusChange
 from webapp.tickets.history import in_force_at
 
-# The events that say what a ticket's priority and assignee were from their instant on: its creation
-# and each change of them (made at the time of the write, never back-filled). Channel and category
-# changes are recorded by no event: they are the ticket's current ones throughout.
-DIMENSION_SOURCES = ("created", "priority_changed", "assigned")
-TRACKED_DIMENSIONS = ("priority", "assigned_to")
+# The events that say what a ticket's priority, assignee, channel and category were from their
+# instant on: its creation and each change of them (made at the time of the write, never
+# back-filled). A channel or category changed before those changes had events of their own (before
+# migration 0031) stays what its creation event says, as its stored events do.
+DIMENSION_SOURCES = ("created", "priority_changed", "assigned", "channel_changed", "category_changed")
+TRACKED_DIMENSIONS = ("priority", "assigned_to", "channel", "category")
 
 
 def tracked_history(session: Session, ticket: Ticket) -> list[tuple[datetime, dict[str, Any]]]:
-    """(instant, {priority, assigned_to} from then on) in time order, the first at creation; empty for
-    a ticket with no events yet."""
+    """(instant, {priority, assigned_to, channel, category} from then on) in time order, the first at
+    creation; empty for a ticket with no events yet."""
     history: list[tuple[datetime, dict[str, Any]]] = []
     for row in session.execute(
         select(TicketEvent.occurred_at, *(getattr(TicketEvent, d) for d in TRACKED_DIMENSIONS))
@@ -37,8 +38,9 @@ def tracked_history(session: Session, ticket: Ticket) -> list[tuple[datetime, di
 
 
 def stamp_back_filled(session: Session, ticket: Ticket, events: list[TicketEvent], now: datetime) -> None:
-    """Give events placed before `now` (a back-filled first response or resolution) the priority and
-    assignee the ticket had at their instant, not the ones this write may have just set."""
+    """Give events placed before `now` (a back-filled first response or resolution) the priority,
+    assignee, channel and category the ticket had at their instant, not the ones this write may have
+    just set."""
     past = [e for e in events if e.occurred_at < now and e.event_type not in DIMENSION_SOURCES]
     if not past:
         return

@@ -86,8 +86,10 @@ def update_ticket(
     times = checked_times(org, fields, now)
     if "created_at" in times and times["created_at"] != ticket.created_at:
         raise TicketError("created_at cannot change after a ticket is created", field="created_at")
+    events = _dimension_changes(ticket, fields, now)
     _set_plain_fields(ticket, fields)
     events = [
+        *events,
         *_priority_change(ticket, fields, now),
         *_assignment(ticket, fields, now),
         *_first_response(ticket, times),
@@ -273,12 +275,28 @@ def _event(
 
 
 def _set_plain_fields(ticket: Ticket, fields: dict[str, Any]) -> None:
-    """Fields no metric follows through events: subject, channel, category, sentiment."""
+    """Fields set as they are: subject, sentiment, and channel and category (whose changes
+    _dimension_changes records)."""
     for name in PLAIN_FIELDS:
         if name in fields:
             if name in ("channel", "category") and fields[name] is None:
                 raise TicketError(f"{name} cannot be null", field=name)
             setattr(ticket, name, fields[name] if name != "subject" else (fields[name] or ""))
+
+
+def _dimension_changes(ticket: Ticket, fields: dict[str, Any], now: datetime) -> list[TicketEvent]:
+    """A channel_changed or category_changed event for each of them this write changes: from its
+    instant on the ticket's metrics are grouped under the new value, before it under the old one, as
+    for a priority or assignee change (tickets.dimension_history)."""
+    events = []
+    for name in ("channel", "category"):
+        if name in fields and fields[name] is not None and fields[name] != getattr(ticket, name):
+            previous = getattr(ticket, name)
+            setattr(ticket, name, fields[name])
+            events.append(
+                _event(ticket, f"{name}_changed", now, detail={"from": previous, "to": fields[name]})
+            )
+    return events
 
 
 def _priority_change(ticket: Ticket, fields: dict[str, Any], now: datetime) -> list[TicketEvent]:
