@@ -313,3 +313,37 @@ def test_a_next_reply_target_used_up_at_closing_time_and_answered_next_morning_i
         assert report.status_code == 200, report.get_json()
         counted = report.get_json()["sla"]["overall"]["next_reply"]
         assert (counted["achieved"], counted["breached"]) == (0, 1), counted
+
+
+def test_a_backfilled_agent_reply_before_the_first_response_becomes_it(tenant):
+    """One first response a ticket: the response time and the SLA's first reply take the same instant.
+    An urgent ticket (first reply target 1 h) answered at 02:00, then a reply at 00:30 recorded."""
+    created = datetime(2026, 11, 10, tzinfo=UTC)
+    ticket = tenant.agent.post(
+        "/api/v1/tickets", json={"priority": "urgent", "category": "cF", "created_at": created.isoformat()}
+    ).get_json()
+    path = f"/api/v1/tickets/{ticket['id']}"
+
+    def reply(author: str, hours: float, public: bool = True) -> dict[str, Any]:
+        at = (created + timedelta(hours=hours)).isoformat()
+        answer = tenant.agent.post(f"{path}/replies", json={"author": author, "at": at, "public": public})
+        assert answer.status_code == 201, answer.get_json()
+        return tenant.viewer.get(path).get_json()
+
+    assert reply("agent", 2)["first_response_at"] == (created + timedelta(hours=2)).isoformat()
+    # A private note or a customer's reply earlier is no response; a later agent reply moves nothing.
+    assert (
+        reply("agent", 0.25, public=False)["first_response_at"] == (created + timedelta(hours=2)).isoformat()
+    )
+    assert reply("customer", 0.4)["first_response_at"] == (created + timedelta(hours=2)).isoformat()
+    assert reply("agent", 3)["first_response_at"] == (created + timedelta(hours=2)).isoformat()
+    assert reply("agent", 0.5)["first_response_at"] == (created + timedelta(hours=0.5)).isoformat()
+    first = {t["metric"]: t for t in tenant.viewer.get(f"{path}/sla").get_json()["targets"]}["first_reply"]
+    assert (first["state"], first["elapsed_hours"]) == ("achieved", 0.5)
+    window = "start=2026-11-10&end=2026-11-11&category=cF"
+    series = tenant.viewer.get(f"/api/v1/analytics/time-series/response_time?{window}&granularity=daily")
+    assert series.get_json()["summary"]["avg"] == 0.5
+    report = tenant.viewer.get(f"/api/v1/analytics/performance?{window}").get_json()
+    assert report["sla"]["overall"]["first_response"]["achieved"] == 1
+    assert report["sla"]["overall"]["first_response"]["breached"] == 0
+    assert report["response_time"]["avg"] == 0.5

@@ -113,7 +113,8 @@ def update_ticket(
 def add_reply(
     session: Session, ticket: Ticket, org: Organization, fields: dict[str, Any], now: datetime | None = None
 ) -> tuple[TicketReply, Change]:
-    """Record a reply (now, or at a back-filled `at`); the first public agent reply sets first_response_at.
+    """Record a reply (now, or at a back-filled `at`); the first public agent reply sets first_response_at
+    (a back-filled one before it moves it there).
 
     A reply changes no status; its derived events (next replies, one-touch solves) are derived again.
     """
@@ -135,7 +136,12 @@ def add_reply(
     )
     session.add(reply)
     events = []
-    if reply.public and reply.author == AGENT and ticket.first_response_at is None:
+    answered = ticket.first_response_at
+    if reply.public and reply.author == AGENT and (answered is None or at < answered):
+        if answered is not None:
+            # A back-filled reply before the recorded first response is the first response: one
+            # instant for the response time and the SLA's first reply, as an import requires.
+            _forget_first_response(session, ticket)
         events = _first_response(ticket, {"first_response_at": at})
         stamp_back_filled(session, ticket, events, now)
         stamp_first_response_status(session, ticket, events, now)
@@ -330,6 +336,14 @@ def _first_response(ticket: Ticket, times: dict[str, datetime]) -> list[TicketEv
     ticket.first_response_at = answered
     value = hours_between(ticket.created_at, answered)
     return [_event(ticket, "first_response", answered, value=value)]
+
+
+def _forget_first_response(session: Session, ticket: Ticket) -> None:
+    """Delete the ticket's first_response event and unset first_response_at (an earlier one follows)."""
+    session.execute(
+        delete(TicketEvent).where(TicketEvent.ticket_id == ticket.id, TicketEvent.event_type == "first_response")
+    )
+    ticket.first_response_at = None
 
 
 def _last_reopened(session: Session, ticket: Ticket) -> datetime | None:
