@@ -341,7 +341,9 @@ def _first_response(ticket: Ticket, times: dict[str, datetime]) -> list[TicketEv
 def _forget_first_response(session: Session, ticket: Ticket) -> None:
     """Delete the ticket's first_response event and unset first_response_at (an earlier one follows)."""
     session.execute(
-        delete(TicketEvent).where(TicketEvent.ticket_id == ticket.id, TicketEvent.event_type == "first_response")
+        delete(TicketEvent).where(
+            TicketEvent.ticket_id == ticket.id, TicketEvent.event_type == "first_response"
+        )
     )
     ticket.first_response_at = None
 
