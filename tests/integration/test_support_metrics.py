@@ -209,7 +209,8 @@ def world(make_tenant, db_session) -> World:
         )
         assert answer.status_code == 201, answer.get_json()
         model.replies.append((author, at, True))
-        if author == "agent" and model.first_response is None:
+        # A public agent reply is the first response unless an earlier one is recorded.
+        if author == "agent" and (model.first_response is None or at < model.first_response):
             model.first_response = at
     for model in models[::11]:
         at = _time(rng, model.created, model.history[-1][0] + timedelta(hours=2))
