@@ -308,3 +308,59 @@ def test_rules_through_the_api(make_tenant):
     assert simulate.status_code == 400
     assert tenant.admin.delete(f"/api/v1/alerts/{created['id']}").status_code == 204
     assert tenant.viewer.get(f"/api/v1/alerts/{created['id']}").status_code == 404
+
+
+def _evaluate_since(db_session: Any, rule_id: int, since: datetime, now: datetime) -> live.Recorded | None:
+    db_session.execute(
+        text("UPDATE alert_rules SET evaluated_until = :at WHERE id = :id"), {"at": since, "id": rule_id}
+    )
+    return live.evaluate_rule(db_session, rule_id, now=now)
+
+
+def test_a_rule_moved_to_a_coarser_granularity_judges_the_bucket_in_progress(make_tenant, db_session):
+    """Hourly until 10:30, then daily: the day holding those hours is still judged (as a day), and its
+    event may share a start with an hourly one of the same rule."""
+    bangkok = ZoneInfo("Asia/Bangkok")
+    tenant = make_tenant("Coarser", "Asia/Bangkok")
+    org = db_session.get(Organization, tenant.org_id)
+    day = date(2026, 4, 1)
+    midnight = datetime.combine(day, datetime.min.time()).replace(tzinfo=bangkok)
+    create_tickets_bulk(
+        db_session,
+        org,
+        [{"subject": "early", "created_at": midnight + timedelta(minutes=20)}],
+        now=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    db_session.flush()
+    rule = _rule(tenant.admin, granularity="hourly", condition={"type": "above", "value": 0})
+    db_session.commit()
+    # Judged hourly from local midnight to 10:00: the 00:00 hour fires, the 01:00 one resolves.
+    recorded = _evaluate_since(db_session, rule["id"], midnight, midnight + timedelta(hours=10, minutes=1))
+    assert recorded is not None
+    assert [(t["state"], t["bucket"]) for t in recorded.transitions] == [
+        ("firing", midnight.isoformat()),
+        ("ok", (midnight + timedelta(hours=1)).isoformat()),
+    ]
+    db_session.commit()
+    # The API moves a rule as of the clock: judged hourly up to this hour, then moved to daily, it
+    # starts at today's local midnight, before what it judged (the passes below run in 2026-04).
+    now = datetime.now(bangkok)
+    _evaluate_since(db_session, rule["id"], now.replace(minute=0, second=0, microsecond=0), now)
+    db_session.commit()
+    moved = tenant.admin.patch(f"/api/v1/alerts/{rule['id']}", json={"granularity": "daily"})
+    assert moved.status_code == 200, moved.get_json()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert datetime.fromisoformat(moved.get_json()["evaluated_until"]) == today
+    db_session.expire_all()
+    recorded = _evaluate_since(db_session, rule["id"], midnight, midnight + timedelta(days=1, minutes=1))
+    assert recorded is not None
+    assert [(t["state"], t["bucket"]) for t in recorded.transitions] == [("firing", midnight.isoformat())]
+    db_session.commit()
+    events = tenant.viewer.get(f"/api/v1/alerts/{rule['id']}/events").get_json()["items"]
+    assert sorted((e["state"], e["bucket"], e["bucket_end"]) for e in events) == sorted(
+        [
+            ("firing", midnight.isoformat(), (midnight + timedelta(hours=1)).isoformat()),
+            ("ok", (midnight + timedelta(hours=1)).isoformat(), (midnight + timedelta(hours=2)).isoformat()),
+            ("firing", midnight.isoformat(), (midnight + timedelta(days=1)).isoformat()),
+        ]
+    )

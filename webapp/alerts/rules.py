@@ -148,17 +148,21 @@ def update_rule(
 ) -> None:
     """Change the rule; the next closed bucket is judged by its new definition, from the state it has.
 
-    A rule enabled again, or moved to another granularity, starts at the bucket in progress: the
-    buckets it was off for, or already judged at another granularity, are not evaluated.
+    A rule enabled again starts at the bucket in progress: the buckets it was off for are not
+    evaluated. A rule moved to another granularity starts at the bucket in progress at that
+    granularity, even where that begins before what it judged at the old one (a day holding the hours
+    judged already): that bucket was never judged as such, and a rule moved from hourly to daily at
+    noon still judges today.
     """
     checked = _checked(session, rule.org_id, fields)
-    restart = (checked.get("enabled") is True and not rule.enabled) or (
-        "granularity" in checked and checked["granularity"] != rule.granularity
-    )
+    moved = "granularity" in checked and checked["granularity"] != rule.granularity
+    enabled_again = checked.get("enabled") is True and not rule.enabled
     for name, value in checked.items():
         setattr(rule, name, value)
-    if restart:
-        current = bucket_containing(rule.granularity, tz, now).start
+    current = bucket_containing(rule.granularity, tz, now).start
+    if moved:
+        rule.evaluated_until = current
+    elif enabled_again:
         # Never back: each (rule, bucket) is evaluated once.
         rule.evaluated_until = max(rule.evaluated_until, current)
     rule.updated_at = now

@@ -60,12 +60,14 @@ class AlertRule(Base):
 
 
 class AlertEvent(Base):
-    """One transition of a rule (into `state`) at the bucket that made it; one per rule and bucket."""
+    """One transition of a rule (into `state`) at the bucket that made it; one per rule and bucket
+    (its start and end)."""
 
     __tablename__ = "alert_events"
     __table_args__ = (
         CheckConstraint(one_of("state", ALERT_STATES), name="state"),
-        UniqueConstraint("rule_id", "bucket"),
+        # A start two granularities share (an hour and its day, after the rule moved): ends differ.
+        UniqueConstraint("rule_id", "bucket", "bucket_end"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
