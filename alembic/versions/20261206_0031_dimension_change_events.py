@@ -7,7 +7,8 @@ showed resolutions with no solves. The change is now a `channel_changed` or `cat
 event at its instant, and derived events take the values in force at theirs (dimension_history).
 
 The check constraint admits the two types; it is added NOT VALID, since every stored row passes the
-narrower one it replaces (no scan of the events). Downgrade deletes the two types' events first.
+narrower one it replaces (no scan of the events). A ticket changed before this migration gets its
+change event at its last write. Downgrade deletes the two types' events first.
 
 Revision ID: 0031_dimension_change_events
 Revises: 0030_deltas_every_dimension
@@ -36,8 +37,29 @@ def _check(types: str) -> None:
     op.execute(f"ALTER TABLE ticket_events ADD CONSTRAINT {CHECK} CHECK (event_type IN ({types})) NOT VALID")
 
 
+# A ticket whose channel or category was changed before this migration has no event saying so: its
+# last created/priority_changed/assigned event holds the value before. One change event each, at the
+# ticket's last write (the change happened then or before), with the values it has now, so its
+# history reads the old value before and the current one after (its derived events follow at its
+# next write).
+BACKFILL = """
+INSERT INTO ticket_events (org_id, ticket_id, event_type, occurred_at, status, priority, channel,
+                           category, assigned_to, detail)
+SELECT t.org_id, t.id, '{name}_changed', t.updated_at, t.status, t.priority, t.channel, t.category,
+       t.assigned_to, jsonb_build_object('from', l.{name}, 'to', t.{name})
+FROM tickets t
+JOIN (SELECT DISTINCT ON (e.ticket_id) e.ticket_id, e.channel, e.category
+      FROM ticket_events e
+      WHERE e.event_type IN ('created', 'priority_changed', 'assigned')
+      ORDER BY e.ticket_id, e.occurred_at DESC, e.id DESC) l ON l.ticket_id = t.id
+WHERE l.{name} IS DISTINCT FROM t.{name}
+"""
+
+
 def upgrade() -> None:
     _check(NEW_TYPES)
+    for name in ("channel", "category"):
+        op.execute(BACKFILL.format(name=name))
 
 
 def downgrade() -> None:

@@ -186,7 +186,7 @@ def events_of(session: Session, rule: AlertRule, tz: ZoneInfo, *, limit: int) ->
     rows = session.scalars(
         select(AlertEvent)
         .where(AlertEvent.rule_id == rule.id)
-        .order_by(AlertEvent.bucket.desc())
+        .order_by(AlertEvent.bucket.desc(), AlertEvent.bucket_end.desc(), AlertEvent.id.desc())
         .limit(limit)
     )
     return [

@@ -201,7 +201,13 @@ class PerformanceRead:
         )
 
     def families(self) -> set[str]:
-        return set(reports.PERFORMANCE_FAMILIES | reports.CLOCK_FAMILIES) | current_filters(self.filters)
+        # SLA groups read the tickets' current values: a change of the grouped dimension moves them.
+        grouped = {f"dist_{self.group_by}"} if self.group_by else set()
+        return (
+            set(reports.PERFORMANCE_FAMILIES | reports.CLOCK_FAMILIES)
+            | current_filters(self.filters)
+            | grouped
+        )
 
     def options(self) -> provenance.ReadOptions:
         if self.exact:

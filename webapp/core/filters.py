@@ -26,7 +26,8 @@ class FilterError(ValueError):
 def split_values(raw: str, name: str) -> list[str]:
     """A comma-separated list of values. A value that begins with a double quote runs to the quote
     that closes it, commas included, a quote inside it doubled, as in CSV: `"returns, damaged",billing`;
-    a quote anywhere else is an ordinary character (`24" monitors`). Spaces around values are dropped."""
+    a quote anywhere else is an ordinary character (`24" monitors`). Spaces around values, quoted or
+    not, are dropped (categories and assignees are stored without)."""
     if '"' not in raw:
         return [part.strip() for part in raw.split(",")]
     values: list[str] = []
@@ -56,7 +57,7 @@ def split_values(raw: str, name: str) -> list[str]:
             rest = raw[i:] if comma < 0 else raw[i:comma]
             if rest.strip():
                 raise FilterError(f"filter {name!r} has text after a quoted value: {rest.strip()!r}", name)
-            values.append("".join(text))
+            values.append("".join(text).strip())
         else:
             comma = raw.find(",", i)
             values.append((raw[i:] if comma < 0 else raw[i:comma]).strip())

@@ -104,22 +104,29 @@ def _outside(field: str, text: str) -> TimeError:
 
 
 # The ISO 8601 forms a range's bounds are written in (the API document's pattern says the same):
-# an extended date, or a date and a time to the hour, minute, second or microsecond, with an optional
-# offset (Z, +HH, +HHMM or +HH:MM). Week dates, ordinal dates and the basic format are refused.
+# an extended date, or a date and a time to the hour, minute, second or a fraction of one (digits past
+# the sixth, as .NET and Go write them, are cut: the platform keeps microseconds), with an optional
+# offset (Z, +HH, +HHMM, +HH:MM, or +HH:MM:SS as Python writes old local mean times). Spaces around
+# are ignored. Week dates, ordinal dates and the basic format are refused.
 ISO_BOUND = re.compile(
-    r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,6})?)?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?", re.ASCII
+    r"(?P<date>\d{4}-\d{2}-\d{2})(?P<time>[T ]\d{2}(:\d{2}(:\d{2}(?P<fraction>\.\d+)?)?)?)?"
+    r"(?P<offset>[Zz]|[+-]\d{2}(:?\d{2}(:\d{2})?)?)?",
+    re.ASCII,
 )
 
 
 def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
     """An ISO 8601 date or datetime (ISO_BOUND) in 1900..2199; a date means local midnight, a naive
     time local wall-clock."""
-    if not ISO_BOUND.fullmatch(text):
+    match = ISO_BOUND.fullmatch(text.strip())
+    if match is None or (match["offset"] and not match["time"]):
         raise TimeError(
             f"{field} {text!r} is not an ISO 8601 date or datetime "
             "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)"
         )
-    raw = text
+    raw = text.strip()
+    if match["fraction"] and len(match["fraction"]) > 7:
+        raw = raw.replace(match["fraction"], match["fraction"][:7], 1)
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"
     try:

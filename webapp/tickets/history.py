@@ -17,10 +17,10 @@ new ticket):
   reply, valued the hours from the customer reply that started it.
 - `rated`: the standing rating at its time, valued 100 when good, else 0 (csat).
 
-Every derived event carries the priority and assignee the ticket had at its instant (its creation
-and each change of them: `dimension_history`), its current channel and category, and the status it
-had then (for backlog steps, the status entered or left). A backlog span whose priority or assignee
-changes while it lasts is stepped out under the old ones and in under the new ones at the change, so
+Every derived event carries the priority, assignee, channel and category the ticket had at its
+instant (its creation and each change of them: `dimension_history`), and the status it had then (for
+backlog steps, the status entered or left). A backlog span whose priority, assignee, channel or
+category changes while it lasts is stepped out under the old ones and in under the new ones at the change, so
 each step's +1 and -1 meet in one group whatever the ticket is grouped by. Durations are measured
 between instants by one function (`Measure`), so a clock other than the calendar can be applied to
 the same intervals.

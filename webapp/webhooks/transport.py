@@ -68,7 +68,9 @@ def _cut_off(pool: urllib3.HTTPConnectionPool, timeout: float) -> threading.Time
     def shut() -> None:
         for sock in sockets:
             with contextlib.suppress(OSError):  # closed already
-                sock.shutdown(socket.SHUT_RDWR)
+                # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would unwrap the TLS
+                # object under a read in progress in the other thread.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     timer = threading.Timer(timeout, shut)
     timer.daemon = True
