@@ -32,14 +32,15 @@ def member(kind: str, params: dict[str, Any]) -> str:
     return json.dumps({"kind": kind, "params": params}, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def top_members(client: redis.Redis, org_id: int, n: int = TOP_N) -> list[tuple[bytes, dict[str, Any]]]:
+    """The organization's `n` most requested queries, most requested first, each with its member as
+    stored (what `forget` takes)."""
+    return [(member, json.loads(member)) for member in client.zrevrange(popular_key(org_id), 0, n - 1)]
+
+
 def top(client: redis.Redis, org_id: int, n: int = TOP_N) -> list[dict[str, Any]]:
     """The organization's `n` most requested queries, most requested first."""
-    return [json.loads(member) for member in client.zrevrange(popular_key(org_id), 0, n - 1)]
-
-
-def top_members(client: redis.Redis, org_id: int, n: int = TOP_N) -> list[tuple[bytes, dict[str, Any]]]:
-    """`top` with each query's member as stored (what `forget` takes)."""
-    return [(member, json.loads(member)) for member in client.zrevrange(popular_key(org_id), 0, n - 1)]
+    return [query for _, query in top_members(client, org_id, n)]
 
 
 def forget(client: redis.Redis, org_id: int, member: bytes) -> None:

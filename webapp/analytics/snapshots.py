@@ -53,12 +53,13 @@ def requested_period(snapshot_type: str, snapshot_date: date, *, tz: str, now: d
     has not begun in the zone `tz` (its snapshot would be all zeros, listed as if it were data), or
     a day the zone's clock skipped (Pacific/Apia's 2011-12-30: no time at all)."""
     first, after = snapshot_period(snapshot_type, snapshot_date)
-    today = now.astimezone(zone(tz)).date()
+    zone_info = zone(tz)
+    today = now.astimezone(zone_info).date()
     if first > today:
         raise QueryError(
             f"the {snapshot_type} period starting {first} has not begun (today is {today} in {tz})", "date"
         )
-    if local_midnight(first, zone(tz)) == local_midnight(after, zone(tz)):
+    if local_midnight(first, zone_info) == local_midnight(after, zone_info):
         raise QueryError(f"the day {first} never came in {tz}: its clock skipped it", "date")
     return first
 

@@ -118,13 +118,13 @@ ISO_BOUND = re.compile(
 def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
     """An ISO 8601 date or datetime (ISO_BOUND) in 1900..2199; a date means local midnight, a naive
     time local wall-clock."""
-    match = ISO_BOUND.fullmatch(text.strip())
+    raw = text.strip()
+    match = ISO_BOUND.fullmatch(raw)
     if match is None or (match["offset"] and not match["time"]):
         raise TimeError(
             f"{field} {text!r} is not an ISO 8601 date or datetime "
             "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)"
         )
-    raw = text.strip()
     if match["fraction"] and len(match["fraction"]) > 7:
         raw = raw.replace(match["fraction"], match["fraction"][:7], 1)
     if raw.endswith(("Z", "z")):

@@ -108,5 +108,5 @@ class TicketUpdate(TicketFields):
     the sentiment and is refused for the others."""
 
     model_config = ConfigDict(
-        extra="forbid", json_schema_extra=patch_body(nullable=("subject", "assigned_to", "sentiment_score"))
+        json_schema_extra=patch_body(nullable=("subject", "assigned_to", "sentiment_score"))
     )

@@ -24,7 +24,7 @@ from webapp.tickets.history import Facts, Rating, derive
 from webapp.tickets.plans import DERIVED_DIMENSIONS, plan_ticket
 from webapp.tickets.rules import TIME_FIELDS, TicketError, check_order, checked_instant, checked_times
 
-PLAIN_FIELDS = ("subject", "channel", "category", "sentiment_score")
+PLAIN_FIELDS = ("subject", "sentiment_score")
 
 
 @dataclass
@@ -86,10 +86,9 @@ def update_ticket(
     times = checked_times(org, fields, now)
     if "created_at" in times and times["created_at"] != ticket.created_at:
         raise TicketError("created_at cannot change after a ticket is created", field="created_at")
-    events = _dimension_changes(ticket, fields, now)
     _set_plain_fields(ticket, fields)
     events = [
-        *events,
+        *_dimension_changes(ticket, fields, now),
         *_priority_change(ticket, fields, now),
         *_assignment(ticket, fields, now),
         *_first_response(ticket, times),
@@ -281,12 +280,9 @@ def _event(
 
 
 def _set_plain_fields(ticket: Ticket, fields: dict[str, Any]) -> None:
-    """Fields set as they are: subject, sentiment, and channel and category (whose changes
-    _dimension_changes records)."""
+    """Fields no event follows: subject and sentiment."""
     for name in PLAIN_FIELDS:
         if name in fields:
-            if name in ("channel", "category") and fields[name] is None:
-                raise TicketError(f"{name} cannot be null", field=name)
             setattr(ticket, name, fields[name] if name != "subject" else (fields[name] or ""))
 
 
@@ -296,7 +292,11 @@ def _dimension_changes(ticket: Ticket, fields: dict[str, Any], now: datetime) ->
     for a priority or assignee change (tickets.dimension_history)."""
     events = []
     for name in ("channel", "category"):
-        if name in fields and fields[name] is not None and fields[name] != getattr(ticket, name):
+        if name not in fields:
+            continue
+        if fields[name] is None:
+            raise TicketError(f"{name} cannot be null", field=name)
+        if fields[name] != getattr(ticket, name):
             previous = getattr(ticket, name)
             setattr(ticket, name, fields[name])
             events.append(

@@ -75,7 +75,7 @@ class AlertCreate(Strict):
 
 
 class AlertUpdate(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_body())
+    model_config = ConfigDict(json_schema_extra=patch_body())
 
     name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     metric: MetricName | None = None

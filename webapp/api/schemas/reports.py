@@ -78,7 +78,7 @@ class ReportScheduleCreate(Strict):
 
 
 class ReportScheduleUpdate(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_body())
+    model_config = ConfigDict(json_schema_extra=patch_body())
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     cron: str | None = Field(default=None, min_length=1, max_length=200, description=_CRON)

@@ -37,7 +37,7 @@ class ScheduleCreate(Strict):
 
 
 class ScheduleUpdate(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_body())
+    model_config = ConfigDict(json_schema_extra=patch_body())
 
     name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     timezone: str | None = Field(default=None, min_length=1, max_length=64)

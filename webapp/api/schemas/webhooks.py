@@ -24,7 +24,7 @@ class WebhookCreate(Strict):
 
 
 class WebhookUpdate(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=patch_body())
+    model_config = ConfigDict(json_schema_extra=patch_body())
 
     url: str | None = Field(default=None, min_length=1, max_length=MAX_URL_LENGTH, description=_URL)
     description: str | None = Field(default=None, max_length=500)

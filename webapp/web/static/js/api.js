@@ -59,3 +59,13 @@ export class Api {
     }
   }
 }
+
+/** Requests of which only the latest counts (a read overtaken by a later one must not draw): each
+ * call of the returned `begin()` starts one and gives its `current()`, true until the next begins. */
+export function latestOnly() {
+  let latest = 0;
+  return () => {
+    const mine = ++latest;
+    return () => mine === latest;
+  };
+}

@@ -1,6 +1,7 @@
 // The agents report: per agent, tickets solved, median first reply and resolution, SLA, CSAT,
 // one-touch and reopen rate over a range, as a table sorted by any column. A server without the
 // report (not in its API document, or a 404) gets a clear "not available" instead of a table.
+import { latestOnly } from "../api.js";
 import { h, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
 import { Range, bindRangeForm, today } from "../range.js";
@@ -124,19 +125,19 @@ async function main() {
   clock.value = state.clock;
   const table = new AgentsTable(document.getElementById("agents"));
 
-  let generation = 0;
+  const begin = latestOnly();
   // The organization's zone (the session's, else the first answer's): "the last 7 days" are its days,
   // not the browser's.
   let zone = page.session.user?.timezone;
   const load = async () => {
-    const mine = ++generation;
+    const current = begin();
     const { start, end } = state.range.dates(today(zone));
     const query = { start, end };
     if (state.minTickets !== "") query.min_tickets = state.minTickets;
     if (state.clock) query.clock = state.clock;
     try {
       const answer = await page.api.get(PATH, query);
-      if (mine !== generation) return;
+      if (!current()) return;
       if (answer.timezone && answer.timezone !== zone) {
         zone = answer.timezone;
         if (state.range.dates(today(zone)).end !== end) {
@@ -151,7 +152,7 @@ async function main() {
       showError(null);
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (error) {
-      if (mine !== generation) return;
+      if (!current()) return;
       if (error.status === 404) unavailable();
       else showError(error.message, { stale: true });
     }

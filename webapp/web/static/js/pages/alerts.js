@@ -1,5 +1,6 @@
 // The alerts page: the organization's rules with their state, each one's history, live `alert`
 // messages moving a rule's state without a reload, and for admins the form that creates a rule.
+import { latestOnly } from "../api.js";
 import { AlertCard } from "../alert-card.js";
 import { AlertForm } from "../alert-form.js";
 import { h, setText, showError } from "../dom.js";
@@ -14,7 +15,7 @@ const REREAD_MS = 30_000;
 
 class RuleList {
   #cards = new Map();
-  #generation = 0;
+  #begin = latestOnly();
 
   constructor(root, { api, admin }) {
     this.root = root;
@@ -24,9 +25,9 @@ class RuleList {
 
   /** Read the rules again; an answer overtaken by a later read is dropped (reads may overlap). */
   async load() {
-    const mine = ++this.#generation;
+    const current = this.#begin();
     const answer = await this.api.get("/api/v1/alerts");
-    if (mine !== this.#generation) return;
+    if (!current()) return;
     const ids = new Set(answer.items.map((rule) => rule.id));
     for (const [id, card] of this.#cards) {
       if (!ids.has(id)) {

@@ -1,6 +1,6 @@
 // The embedded view: read-only, its filters locked by the link (the server refuses any other), drawn
 // from the link's own reads; it redraws every minute, as it holds no session for a live socket.
-import { Api } from "../api.js";
+import { Api, latestOnly } from "../api.js";
 import { LineChart } from "../charts.js";
 import { h, setText, showError } from "../dom.js";
 import { OverviewView } from "../overview-view.js";
@@ -54,18 +54,18 @@ async function main() {
     };
   }
   // Only the latest redraw's answer is shown (a slow one for an earlier choice is dropped).
-  let generation = 0;
+  const begin = latestOnly();
   const redraw = async () => {
-    const mine = ++generation;
+    const current = begin();
     try {
-      const answer = await draw(() => mine === generation);
-      if (!answer || mine !== generation) return;
+      const answer = await draw(current);
+      if (!answer || !current()) return;
       lockedChips(answer.filters);
       setText(document.getElementById("zone"), answer.timezone);
       showError(null);
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (error) {
-      if (mine === generation) showError(error.message, { stale: true });
+      if (current()) showError(error.message, { stale: true });
     }
   };
   form.addEventListener("change", () => {

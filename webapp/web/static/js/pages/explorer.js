@@ -1,6 +1,7 @@
 // The explorer: any metric by granularity, range, filters, group-by, clock and percentiles, drawn as
 // a chart and a table, written as the curl line of the same request, and exported. The query lives
 // in the page's URL, so a view can be bookmarked and shared.
+import { latestOnly } from "../api.js";
 import { LineChart } from "../charts.js";
 import { h, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
@@ -223,9 +224,9 @@ async function main() {
     describe: () => ({ dataset: request.dataset, query: request.exportQuery }),
   });
 
-  let generation = 0;
+  const begin = latestOnly();
   const run = async () => {
-    const mine = ++generation;
+    const current = begin();
     request = buildRequest(state, spec);
     setText(document.getElementById("curl"), curlLine(request));
     const grouped = request.method === "POST";
@@ -236,7 +237,7 @@ async function main() {
     try {
       let answer = await page.api.request(request.method, request.path, { query: request.query, body: request.body });
       if (answer.job_id) answer = (await jobs.follow(answer.job_id, () => null)).result;
-      if (mine !== generation) return;
+      if (!current()) return;
       const view = grouped ? fromAggregation(answer, state.metric) : fromSeries(answer);
       setText(document.getElementById("zone"), answer.timezone);
       setText(document.getElementById("chart-title"), `${state.metric}${view.unit ? ` (${view.unit})` : ""}`);
@@ -245,7 +246,7 @@ async function main() {
       showError(null);
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (error) {
-      if (mine === generation) showError(error.message, { stale: true });
+      if (current()) showError(error.message, { stale: true });
     }
   };
   const rerun = debounce(run, RERUN_AFTER_MS);

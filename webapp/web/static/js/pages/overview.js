@@ -1,5 +1,6 @@
 // The overview: KPI tiles against the previous period, volume, SLA by priority and distributions,
 // redrawn when a live event says a ticket changed.
+import { latestOnly } from "../api.js";
 import { showError, setText } from "../dom.js";
 import { OverviewView } from "../overview-view.js";
 import { Range, bindRangeForm } from "../range.js";
@@ -35,10 +36,9 @@ async function main() {
     { onFirstPaint: () => requestAnimationFrame(() => setTimeout(() => performance.mark("dashboard-first-paint"))) },
   );
   // Each draw supersedes those before it: only the latest one's answers are drawn or reported.
-  let generation = 0;
+  const begin = latestOnly();
   const draw = async () => {
-    const mine = ++generation;
-    const current = () => mine === generation;
+    const current = begin();
     try {
       const dashboard = await view.load(range, current);
       if (!dashboard) return;
