@@ -7,7 +7,7 @@ import logging
 import threading
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import beat_init, worker_init, worker_process_init, worker_ready, worker_shutdown
 from flask import Flask
 
 from webapp.infra import heartbeat
@@ -82,6 +82,14 @@ def connect(app: Flask, celery_app: Celery) -> None:
             celery_app.send_task("maintenance.requeue_lost_jobs", expires=60)
         except Exception as exc:
             log.warning("could not ask for lost jobs to be sent again: %s", exc)
+
+    @beat_init.connect(weak=False)
+    def first_heartbeat(**_: object) -> None:
+        # Beat's schedule sends its heartbeat 30 s after start; health would say "degraded" until then.
+        try:
+            celery_app.send_task("ops.beat_heartbeat", expires=30)
+        except Exception as exc:
+            log.warning("could not send beat's first heartbeat: %s", exc)
 
     @worker_shutdown.connect(weak=False)
     def stop_heartbeat(sender: object = None, **_: object) -> None:

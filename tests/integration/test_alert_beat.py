@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -83,3 +83,36 @@ def test_beat_evaluates_a_closed_bucket_within_a_minute(celery_worker, make_live
     assert (recorded.state, recorded.bucket, recorded.value) == ("firing", last_hour, 1)
     # Beat sends the pass every 2 s here: well within the minute the real 15 s interval promises.
     assert waited < 60
+
+
+def test_beat_says_it_runs_as_it_starts_not_an_interval_later(celery_worker, live_app, services):
+    # Health is "degraded" while beat's heartbeat is missing; its schedule sends the first one only
+    # 30 s after start, so beat sends one as it starts. Here its schedule is empty: only that one.
+    from webapp.infra import heartbeat
+
+    store = live_app.extensions["redis"]
+    started = utcnow()
+    script = (
+        "from workers import celery_app\n"
+        "celery_app.conf.beat_schedule = {}\n"
+        f"celery_app.Beat(schedule={str(TEST_INSTANCE / 'beat-first')!r}, loglevel='INFO').run()\n"
+    )
+    with open(TEST_INSTANCE / "beat-first.log", "ab") as log:
+        beat = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env=process_env(services),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            seen = None
+            while seen is None and (utcnow() - started).total_seconds() < 25:
+                last = heartbeat.beat_last_run(store)
+                if last is not None and datetime.fromisoformat(last) >= started:
+                    seen = last
+                time.sleep(0.2)
+        finally:
+            beat.terminate()
+            beat.wait(timeout=20)
+    assert seen is not None, "beat's first heartbeat did not come before its 30 s interval"
