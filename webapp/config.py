@@ -140,14 +140,15 @@ def from_environment() -> dict[str, Any]:
         "JOB_DEMOTE_BUSY_SECONDS": env_float("JOB_DEMOTE_BUSY_SECONDS", 30.0),
         "JOB_NICENESS": min(env_int("JOB_NICENESS", 10, minimum=0), 19),
         # Worker seconds one organization's jobs may run over a minute before new jobs get 429 with
-        # Retry-After (0: no budget): one worker slot's worth on average, while JOB_MAX_RUNNING_PER_ORG
-        # lets it use two at once. See jobs/worker_time.py.
+        # Retry-After (0: no budget): one worker slot's worth on average, whatever JOB_MAX_RUNNING_PER_ORG
+        # lets it run at once. See jobs/worker_time.py.
         "JOB_WORKER_SECONDS_PER_MINUTE": env_float("JOB_WORKER_SECONDS_PER_MINUTE", 60.0),
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
         # Jobs of one organization running at once; more wait (queued) so that others get worker slots.
-        # The Procfile's worker has 2 slots: 1 keeps one for other organizations.
-        "JOB_MAX_RUNNING_PER_ORG": env_int("JOB_MAX_RUNNING_PER_ORG", 2, minimum=1),
+        # Unset: half of each worker's slots, at least one (workers.signals sets it as the worker
+        # starts), so the Procfile's worker of 2 slots always keeps one for other organizations.
+        "JOB_MAX_RUNNING_PER_ORG": env_int("JOB_MAX_RUNNING_PER_ORG", 0, minimum=0) or None,
         # Finished jobs (with their params and results) are deleted this long after they finished.
         "JOB_RETENTION_DAYS": env_int("JOB_RETENTION_DAYS", 30, minimum=1),
         # Bytes of export files one organization may keep; a new export past it is 429 at submit.

@@ -201,7 +201,7 @@ def _wait_for_slot(task: Task, job_id: str, taken: claim.Claim) -> None:
     sent again to the overflow queue shortly, giving this worker slot to another organization. A new
     message rather than task.retry: waiting for a slot spends none of the retries a transient error
     is allowed."""
-    cap = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
+    cap = _share()
     log.info("job=%s org=%s waits: its organization runs %s jobs already", job_id, taken.org_id, cap)
     task.app.send_task(
         task.name, countdown=FAIR_SHARE_DEFER_SECONDS, **submission.task_options(job_id, OVERFLOW_QUEUE)
@@ -230,7 +230,7 @@ def _claimed(
     key does not clash with the two-key locks of rollups, submissions and slots.)
     """
     key = recovery.run_lock_key(job_id)
-    slots = current_app.config["JOB_MAX_RUNNING_PER_ORG"]
+    slots = _share()
     waiting: claim.Waiting | None = None
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -245,6 +245,15 @@ def _claimed(
     finally:
         if waiting is not None:
             _hand_over(waiting)
+
+
+def _share() -> int:
+    """JOB_MAX_RUNNING_PER_ORG, or half of the worker's slots where it is unset (a worker sets it as it
+    starts; this covers a run outside one)."""
+    celery_app = current_app.extensions["celery"]
+    return claim.running_share(
+        current_app.config.get("JOB_MAX_RUNNING_PER_ORG"), celery_app.conf.worker_concurrency
+    )
 
 
 def _hand_over(waiting: claim.Waiting) -> None:

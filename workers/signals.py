@@ -11,6 +11,7 @@ from celery.signals import beat_init, worker_init, worker_process_init, worker_r
 from flask import Flask
 
 from webapp.infra import heartbeat
+from webapp.jobs import claim
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 10
@@ -53,6 +54,14 @@ def connect(app: Flask, celery_app: Celery) -> None:
             log.critical("the worker refuses to start: %s", exc)
             # SystemExit passes through Celery's signal dispatch, which swallows ordinary exceptions.
             raise SystemExit(1) from exc
+
+    @worker_init.connect(weak=False)
+    def share_of_the_slots(sender: object = None, **_: object) -> None:
+        # Before the pool forks, so every pool process reads it.
+        slots = getattr(sender, "concurrency", None) or celery_app.conf.worker_concurrency
+        app.config["JOB_MAX_RUNNING_PER_ORG"] = claim.running_share(
+            app.config.get("JOB_MAX_RUNNING_PER_ORG"), slots
+        )
 
     @worker_process_init.connect(weak=False)
     def dispose_inherited_pool(**_: object) -> None:
