@@ -90,6 +90,20 @@ def _locked(engine: Engine, table: str) -> Iterator[None]:
             conn.rollback()
 
 
+@contextmanager
+def _share_held(engine: Engine, org_id: int, slots: int = 4) -> Iterator[None]:
+    """Hold the organization's share slots (jobs.claim's advisory locks): its jobs stay queued, each
+    delivery sent again FAIR_SHARE_DEFER_SECONDS later, until the block ends."""
+    with engine.connect() as conn:
+        for slot in range(slots):
+            conn.execute(text("SELECT pg_advisory_lock(:o, :k)"), {"o": org_id, "k": -1 - slot})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock_all()"))
+            conn.rollback()
+
+
 def _blocked_writers(engine: Engine, table: str) -> int:
     return db_scalar(
         engine,
@@ -375,7 +389,7 @@ def test_snapshot_dedup_and_upsert(celery_worker, make_live_tenant, engine, serv
     tenant.agent.post("/api/v1/tickets", json={"subject": "today", "channel": "chat"})
     today = datetime.now(UTC).date().isoformat()
     body = {"type": "daily", "date": today}
-    with _locked(engine, "analytics_snapshots"):
+    with _share_held(engine, tenant.org_id):
         first = tenant.admin.post("/api/v1/analytics/snapshots", json=body)
         second = tenant.admin.post("/api/v1/analytics/snapshots", json=body)
         assert first.status_code == second.status_code == 202
@@ -433,7 +447,7 @@ def test_concurrent_identical_submissions_share_one_job(celery_worker, make_live
 
     tenant = make_live_tenant()
     body = {"type": "weekly", "date": "2026-01-07"}
-    with _locked(engine, "analytics_snapshots"):
+    with _share_held(engine, tenant.org_id):
         with ThreadPoolExecutor(4) as pool:
             answers = list(
                 pool.map(lambda _: tenant.admin.post("/api/v1/analytics/snapshots", json=body), range(4))
@@ -441,6 +455,22 @@ def test_concurrent_identical_submissions_share_one_job(celery_worker, make_live
         assert {a.status_code for a in answers} == {202}
         assert len({a.get_json()["job_id"] for a in answers}) == 1
     wait_for_job(tenant.viewer, answers[0].get_json()["job_id"])
+
+
+def test_a_running_job_does_not_answer_an_identical_submission(celery_worker, make_live_tenant, engine):
+    """Once a job runs it may have read before a write the client has seen acknowledged since (an
+    import that succeeded): an identical submission then gets a job of its own, which reads after it.
+    (Here the first job is held at its snapshot's write; a ticket write would wait there too.)"""
+    tenant = make_live_tenant()
+    body = {"type": "daily", "date": "2026-03-04"}
+    with _locked(engine, "analytics_snapshots"):
+        first = tenant.admin.post("/api/v1/analytics/snapshots", json=body).get_json()
+        _until(lambda: _blocked_writers(engine, "analytics_snapshots"), what="the first job writing")
+        second = tenant.admin.post("/api/v1/analytics/snapshots", json=body).get_json()
+        assert second["job_id"] != first["job_id"]
+        assert not second["deduplicated"]
+    for job in (first, second):
+        assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
 
 
 def test_an_import_is_written_each_time_it_is_sent_and_once_under_one_key(
@@ -499,12 +529,14 @@ def test_cancel_a_queued_job(celery_worker, make_live_tenant, post_import, engin
     tenant = make_live_tenant()
     processes = len(psutil.Process(celery_worker.pid).children())
     with _locked(engine, "analytics_snapshots"):
-        # One stuck snapshot job per pool process, so the import has to stay in the queue.
+        # One stuck snapshot job per pool process, so the import has to stay in the queue (each of
+        # another organization: one organization runs at most half of the pool's slots at once).
+        owners = [tenant] + [make_live_tenant(f"Busy {n}") for n in range(1, processes)]
         busy = [
-            tenant.admin.post(
+            owner.admin.post(
                 "/api/v1/analytics/snapshots", json={"type": "daily", "date": f"2026-01-{day:02d}"}
             ).get_json()
-            for day in range(1, processes + 1)
+            for day, owner in enumerate(owners, start=1)
         ]
         for job in busy:
             # (A loaded machine's pool may still be finishing an earlier test's work.)
@@ -515,8 +547,8 @@ def test_cancel_a_queued_job(celery_worker, make_live_tenant, post_import, engin
         cancelled = tenant.agent.delete(f"/api/v1/jobs/{queued}")
         assert cancelled.status_code == 200
         assert cancelled.get_json()["state"] == "cancelled"
-    for job in busy:
-        assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
+    for owner, job in zip(owners, busy, strict=True):
+        assert wait_for_job(owner.viewer, job["job_id"])["state"] == "succeeded"
     time.sleep(0.5)
     row = _row(engine, queued)
     assert (row["state"], row["attempts"], row["result"]) == ("cancelled", 0, None)

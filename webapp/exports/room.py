@@ -77,7 +77,7 @@ def check_active(active: int, limits: ExportLimits) -> None:
 @dataclass(frozen=True)
 class Occupancy:
     """What an organization's exports hold at one snapshot: stored bytes, queued or running export
-    jobs, and whether one of those is identical to the request at hand."""
+    jobs, and whether a queued one is identical to the request at hand."""
 
     stored_bytes: int
     active: int
@@ -93,7 +93,8 @@ def occupancy(session: Session, org_id: int, now: datetime, digest: str | None =
         .scalar_subquery()
     )
     active = select(func.count()).select_from(Job).where(active_export).scalar_subquery()
-    identical = exists().where(active_export, Job.params_hash == (digest or ""))
+    # Only a queued identical export answers the request (jobs.submission.REUSABLE_STATE).
+    identical = exists().where(active_export, Job.state == "queued", Job.params_hash == (digest or ""))
     row = session.execute(select(stored, active, identical)).one()
     return Occupancy(int(row[0]), int(row[1]), bool(row[2]) and digest is not None)
 
@@ -103,7 +104,7 @@ def refuse_if_full(
 ) -> None:
     """NoRoom at once when the organization's exports are already full (one statement, no lock), so a
     flood of refused requests costs one look each and never queues behind the cap's lock. An
-    identical active export (`digest`) is not refused: the request is answered with that job.
+    identical queued export (`digest`) is not refused: the request is answered with that job.
 
     Room seen here is not a promise: the caller still counts under the lock before it adds a job.
     """

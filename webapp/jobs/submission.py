@@ -59,10 +59,15 @@ def params_hash(kind: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# An identical job answers a new submission only while queued (as job_submit, migration 0033): once it
+# runs it may have read before a write the client has seen acknowledged since.
+REUSABLE_STATE = "queued"
+
+
 def find_active(session: Session, org_id: int, kind: str, digest: str) -> Job | None:
-    """An identical job still queued or running."""
+    """An identical job that may answer a new submission: one still queued (REUSABLE_STATE)."""
     same = (Job.org_id == org_id, Job.kind == kind, Job.params_hash == digest)
-    current = Job.state.in_(ACTIVE_STATES)
+    current = Job.state == REUSABLE_STATE
     return session.scalar(select(Job).where(*same, current).order_by(Job.created_at).limit(1))
 
 
