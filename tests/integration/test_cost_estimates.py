@@ -103,6 +103,35 @@ def test_free_text_groups_are_checked_once_known_before_any_row_is_built(tenant,
     assert error["details"]["estimate"] == 4 * 30 * statistics
 
 
+def test_rows_only_the_data_knows_are_checked_once_known(tenant, app, monkeypatch, redis_client):
+    """Performance grouped by assignee, a distribution of assignees and the agents report grow with the
+    organization's agents: past the limit, 400 naming the estimate, and nothing cached."""
+    agents = [f"agent {n}" for n in range(12)]
+    for agent in agents:
+        for _ in range(2):
+            created = tenant.agent.post(
+                "/api/v1/tickets", json={"subject": "x", "assigned_to": agent, "status": "resolved"}
+            )
+            assert created.status_code == 201, created.get_json()
+    before = _keys(redis_client)
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 30)
+    # Per row: SLA groups 3 targets x 6 numbers; a distribution's value, count and share; an agent's 8.
+    for path, per_row in (
+        ("/api/v1/analytics/performance?group_by=assigned_to", 18),
+        ("/api/v1/analytics/distribution/assigned_to", 3),
+        ("/api/v1/analytics/agents?min_tickets=1", 8),
+    ):
+        error = _too_costly(tenant.viewer.get(path))
+        assert (error["details"]["groups"], error["details"]["estimate"]) == (12, 12 * per_row), path
+        assert error["details"]["limit"] == 30
+    assert _keys(redis_client) - before == set()
+    # Under the limit the same reads are answered.
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 12 * 18)
+    assert tenant.viewer.get("/api/v1/analytics/performance?group_by=assigned_to").status_code == 200
+    assert tenant.viewer.get("/api/v1/analytics/distribution/assigned_to").status_code == 200
+    assert tenant.viewer.get("/api/v1/analytics/agents?min_tickets=1").status_code == 200
+
+
 def test_free_text_groups_refuse_async_and_export_requests_at_submit(tenant, app, monkeypatch, db_session):
     """The values a free-text group_by can take are counted from the tickets before any job is
     queued: async: true and exports are refused with the same 400, and no job row is written."""

@@ -73,6 +73,22 @@ class Estimate:
         )
 
 
+# The numbers of one row of a grouped answer whose rows only the data knows: a performance SLA group
+# (first response, resolution and next reply, each met, achieved, breached, pending, compliance and
+# compliance_pct), a distribution's value (value, count, share), an agent (its eight fields).
+PERFORMANCE_GROUP_STATISTICS = 18
+DISTRIBUTION_VALUE_STATISTICS = 3
+AGENT_ROW_STATISTICS = 8
+
+
+def check_rows(rows: int, statistics: int, metrics: int, max_cells: int | None) -> None:
+    """TooCostly once an answer's rows are known (groups of a free-text dimension, a distribution's
+    values, agents), before the answer is built, cached or sent: the same limit and words as every
+    estimate. None: no limit (a job or a caller that checked already)."""
+    if max_cells is not None:
+        Estimate(rows, 1, statistics, metrics).check(max_cells, field="group_by")
+
+
 def statistics(metric: str, percentiles: Sequence[int]) -> int:
     """The numbers an aggregation gives of one metric: count, or count, avg, min, max and each pNN."""
     return 1 if METRICS[metric].is_count else 4 + len(percentiles)

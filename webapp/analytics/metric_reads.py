@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
-from webapp.analytics import current, provenance, queries, reports, snapshots
+from webapp.analytics import cost, current, provenance, queries, reports, snapshots
 from webapp.analytics.aggregations import AggregationQuery, run_aggregation
 from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import METRICS
@@ -91,6 +91,8 @@ class DistributionRead:
     window: Window
     filters: Filters
     exact: bool = False
+    # Checked once the values are known (not part of the key: the answer is the same).
+    max_cells: int | None = None
 
     def params(self) -> dict[str, Any]:
         return {"route": self.route, "field": self.field, **ranged(self.window, self.filters, self.exact)}
@@ -106,7 +108,7 @@ class DistributionRead:
         return provenance.ReadOptions(rollups=not self.exact)
 
     def compute(self, session: Session, org_id: int) -> Any:
-        return current.distribution(
+        answer = current.distribution(
             session,
             org_id=org_id,
             field=self.field,
@@ -114,6 +116,8 @@ class DistributionRead:
             end=self.window.end,
             filters=self.filters,
         )
+        cost.check_rows(len(answer["values"]), cost.DISTRIBUTION_VALUE_STATISTICS, 1, self.max_cells)
+        return answer
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,8 @@ class PerformanceRead:
     approximate_above: int | None = None
     clock: Clock = CALENDAR
     group_by: str | None = None
+    # Checked once the groups are known (not part of the key: the answer is the same).
+    max_cells: int | None = None
 
     def params(self) -> dict[str, Any]:
         params = {
@@ -215,7 +221,7 @@ class PerformanceRead:
         return provenance.ReadOptions(approximate_above=self.approximate_above)
 
     def compute(self, session: Session, org_id: int) -> Any:
-        return reports.performance(
+        answer = reports.performance(
             session,
             org_id=org_id,
             window=self.window,
@@ -224,6 +230,9 @@ class PerformanceRead:
             clock=self.clock,
             group_by=self.group_by,
         )
+        groups = len(answer["sla"].get("groups") or ())
+        cost.check_rows(groups, cost.PERFORMANCE_GROUP_STATISTICS, 3, self.max_cells)
+        return answer
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import popular, provenance
 from webapp.analytics.cache import Computed, Shortcuts, read_through
+from webapp.analytics.cost import TooCostly
 from webapp.analytics.metric_reads import (
     AggregationRead,
     DashboardRead,
@@ -108,16 +109,22 @@ def read(
             value = request.compute(db, org_id)
         return Computed(value, {"source": provenance.source, "approximate": provenance.approximate})
 
-    value, meta = read_through(
-        client,
-        org_id,
-        request.families(),
-        {**params, "cache_format": CACHE_FORMAT},
-        compute,
-        ttl=min(request.ttl, ttl) if request.ttl else ttl,
-        force=force,
-        count_in=counted,
-        raw=raw,
-        shortcuts=shortcuts,
-    )
+    try:
+        value, meta = read_through(
+            client,
+            org_id,
+            request.families(),
+            {**params, "cache_format": CACHE_FORMAT},
+            compute,
+            ttl=min(request.ttl, ttl) if request.ttl else ttl,
+            force=force,
+            count_in=counted,
+            raw=raw,
+            shortcuts=shortcuts,
+        )
+    except TooCostly:
+        # Counted as it was looked up, refused once its rows were known: not a query to warm.
+        if counted is not None:
+            popular.forget(client, org_id, counted[1].encode())
+        raise
     return value, ReadMeta(meta.cache, meta.computed_at, meta.about["source"], meta.about["approximate"])

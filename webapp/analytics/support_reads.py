@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
-from webapp.analytics import agent_report, provenance, support
+from webapp.analytics import agent_report, cost, provenance, support
 from webapp.analytics.metric_reads import CLOCK_TTL_SECONDS, ranged
 from webapp.analytics.window import Window
 from webapp.clocks.policy import policy_for
@@ -70,6 +70,8 @@ class AgentsRead:
     schedule_id: int | None = None
     # Medians from sketches above this many solves (agent_report); None: always exact.
     approximate_above: int | None = None
+    # Checked once the agents are known (not part of the key: the answer is the same).
+    max_cells: int | None = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -112,4 +114,5 @@ class AgentsRead:
             schedule_id=self.schedule_id,
             approximate_above=self.approximate_above,
         )
+        cost.check_rows(len(rows), cost.AGENT_ROW_STATISTICS, 1, self.max_cells)
         return {"agents": rows}

@@ -118,6 +118,11 @@ def _session() -> Session:
     return session
 
 
+def _max_cells() -> int:
+    """ANALYTICS_MAX_CELLS, which reads whose rows only the data knows check once they know them."""
+    return int(current_app.config["ANALYTICS_MAX_CELLS"])
+
+
 def _approximate_above(exact: bool) -> int | None:
     """Measurements above which percentiles may come from sketches (None: exact was asked for)."""
     return None if exact else current_app.config["ROLLUP_EXACT_PERCENTILE_MAX"]
@@ -216,8 +221,7 @@ def aggregate() -> Response | tuple[Response, int, dict[str, str]]:
         if body.async_ or _heavy(org.id, query):
             costs.check_aggregation(query, org.id, queued=True)
             return submit_job("aggregation", query.params())
-        max_cells = current_app.config["ANALYTICS_MAX_CELLS"]
-        value, meta = _read(org.id, metric_reads.AggregationRead(query, max_cells))
+        value, meta = _read(org.id, metric_reads.AggregationRead(query, _max_cells()))
     return json_object(value, {"meta": meta})
 
 
@@ -238,7 +242,8 @@ def distribution(field: str) -> Response:
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
         costs.spend(org.id, window, query.exact)
-        value, meta = _read(org.id, metric_reads.DistributionRead(field, window, query.filters, query.exact))
+        read = metric_reads.DistributionRead(field, window, query.filters, query.exact, _max_cells())
+        value, meta = _read(org.id, read)
     return json_object(value, {**window.echo(), "filters": query.filters, "meta": meta})
 
 
@@ -292,7 +297,14 @@ def performance() -> Response:
         approximate_above = _approximate_above(query.exact)
         clock = _clock(org.id, query)
         read = metric_reads.PerformanceRead(
-            window, query.filters, targets, query.exact, approximate_above, clock, query.group_by
+            window,
+            query.filters,
+            targets,
+            query.exact,
+            approximate_above,
+            clock,
+            query.group_by,
+            _max_cells(),
         )
         value, meta = _read(org.id, read)
     return json_object({**window.echo(), "filters": query.filters}, value, {"meta": meta})
@@ -339,7 +351,13 @@ def agents() -> Response:
         targets = sla.targets_for(org.sla_targets)
         clock = _clock(org.id, query)
         read = support_reads.AgentsRead(
-            window, query.filters, targets, query.min_tickets, clock.schedule_id, _approximate_above(False)
+            window,
+            query.filters,
+            targets,
+            query.min_tickets,
+            clock.schedule_id,
+            _approximate_above(False),
+            _max_cells(),
         )
         value, meta = _read(org.id, read)
     head = {**window.echo(), "filters": query.filters, **clock.echo(), "min_tickets": query.min_tickets}

@@ -68,7 +68,8 @@ def dashboard(org: Organization, window: Window, filters: Filters, period: str) 
 
 def distribution(org: Organization, window: Window, filters: Filters, field: str) -> Response:
     """The API's distribution answer of `field` for the window."""
-    value, meta = _read(org.id, metric_reads.DistributionRead(field, window, filters))
+    max_cells = int(current_app.config["ANALYTICS_MAX_CELLS"])
+    value, meta = _read(org.id, metric_reads.DistributionRead(field, window, filters, max_cells=max_cells))
     return json_object(value, {**window.echo(), "filters": filters, "meta": meta})
 
 
