@@ -131,6 +131,31 @@ def test_failed_refreshes_throttle_their_address(client, tenant, limits):
     )
 
 
+def test_failed_refreshes_of_one_email_throttle_it_from_any_address(client, tenant, limits):
+    """A refresh token used up (here by a logout) sent again from ever new addresses: its email's
+    failures count as a wrong password's do, so the sixth is 429 and the email's login waits too."""
+    user = tenant.users["viewer"]
+    tokens = _login(client, user["email"], user["password"], "10.2.0.1").get_json()
+    assert (
+        client.post(
+            "/api/v1/auth/logout", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        ).status_code
+        == 200
+    )
+    used = {"Authorization": f"Bearer {tokens['refresh_token']}"}
+    codes = [
+        client.post(
+            "/api/v1/auth/refresh", headers=used, environ_base={"REMOTE_ADDR": f"10.2.1.{n}"}
+        ).status_code
+        for n in range(1, 9)
+    ]
+    assert codes == [401] * 5 + [429] * 3
+    assert _login(client, user["email"], user["password"], "10.2.2.1").status_code == 429
+    # Another user's email is untouched; a forged token names no email (its address alone counts).
+    other = tenant.users["agent"]
+    assert _login(client, other["email"], other["password"], "10.2.2.2").status_code == 200
+
+
 def test_without_redis_sign_in_still_works(client, tenant, limits, stoppable_redis, services):
     user = tenant.users["viewer"]
     stoppable_redis.stop()

@@ -103,6 +103,52 @@ def test_an_email_and_password_of_several_organizations_signs_in_where_org_id_sa
     assert client.post("/api/v1/auth/login", json={**login, "org_id": 0}).status_code == 400
 
 
+def test_an_admin_cannot_test_another_organizations_password_faster_than_by_guessing(
+    client, make_tenant, app, monkeypatch, services
+):
+    """An admin who adds a user with another organization's user's email could try passwords on their
+    own user and read the answer (200: not the other's password; 409: it is). Such sign-ins, tried
+    against several organizations' users, count like failures, and a sign-in of one of them does not
+    clear the email's failures: after AUTH_MAX_FAILURES_PER_EMAIL of them, 429."""
+    import redis
+
+    from webapp.security import throttle
+
+    monkeypatch.setitem(app.config, "AUTH_MAX_FAILURES_PER_EMAIL", 5)
+    acme, other = make_tenant("Acme"), make_tenant("Other")
+    email = other.users["agent"]["email"]
+    redis.Redis.from_url(services.redis_url).delete(throttle.email_key(email))
+    answers = []
+    for n in range(7):
+        guess = f"guess-number-{n}"
+        user = acme.admin.post("/api/v1/users", json={"email": email, "password": guess, "role": "viewer"})
+        assert user.status_code == 201, user.get_json()
+        answers.append(
+            client.post(
+                "/api/v1/auth/login",
+                json={"email": email, "password": guess},
+                environ_base={"REMOTE_ADDR": f"10.9.0.{n}"},
+            ).status_code
+        )
+        assert acme.admin.delete(f"/api/v1/users/{user.get_json()['id']}").status_code == 204
+    assert answers == [200] * 5 + [429] * 2
+    # Guesses at the other organization's user, then the admin's own user signing in with org_id:
+    # the email's failures stay.
+    redis.Redis.from_url(services.redis_url).delete(throttle.email_key(email))
+    mine = acme.admin.post(
+        "/api/v1/users", json={"email": email, "password": "mine-all-mine", "role": "viewer"}
+    )
+    assert mine.status_code == 201
+    for n in range(4):
+        wrong = {"email": email, "password": f"wrong-{n}", "org_id": other.org_id}
+        assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
+    own = {"email": email, "password": "mine-all-mine", "org_id": acme.org_id}
+    assert client.post("/api/v1/auth/login", json=own).status_code == 200
+    wrong = {"email": email, "password": "wrong-again", "org_id": other.org_id}
+    # The fifth failure is answered, the sixth waits (had the sign-in cleared them, both 401).
+    assert [client.post("/api/v1/auth/login", json=wrong).status_code for _ in range(2)] == [401, 429]
+
+
 def test_a_disabled_account_does_not_make_a_login_ambiguous(client, make_tenant, db_session):
     acme, other = make_tenant("Acme"), make_tenant("Other")
     login = {"email": other.users["agent"]["email"], "password": other.users["agent"]["password"]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -26,15 +28,24 @@ def verify_password(user: User | None, password: str) -> bool:
     return off_loop(check_password_hash, user.password_hash, password)
 
 
-def authenticate(session: Session, email: str, password: str, org_id: int | None = None) -> list[User]:
+@dataclass(frozen=True)
+class Attempt:
+    """What a sign-in found: the users whose password it is, how many users it tried (those with the
+    email, in `org_id` when given), and how many users have the email in any organization."""
+
+    users: list[User]
+    tried: int
+    holders: int
+
+
+def authenticate(session: Session, email: str, password: str, org_id: int | None = None) -> Attempt:
     """The users with this email whose password it is, in the organization `org_id` if given (emails
     are unique per organization only, so each user with the email is tried); an unknown email costs
     one hash like a known one. More than one: the caller must ask which organization."""
     query = select(User).where(func.lower(User.email) == email.strip().lower())
-    if org_id is not None:
-        query = query.where(User.org_id == org_id)
-    users = session.scalars(query.order_by(User.id)).all()
+    holders = session.scalars(query.order_by(User.id)).all()
+    users = [user for user in holders if org_id is None or user.org_id == org_id]
     if not users:
         verify_password(None, password)
-        return []
-    return [user for user in users if verify_password(user, password)]
+        return Attempt([], 0, len(holders))
+    return Attempt([user for user in users if verify_password(user, password)], len(users), len(holders))

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, current_app, request
+from flask_jwt_extended import decode_token
 
 from webapp.core.errors import ApiError
 from webapp.infra.redis_client import get_redis
@@ -26,13 +27,26 @@ from webapp.infra.redis_client import get_redis
 log = logging.getLogger(__name__)
 
 PREFIX = "an:auth:fail:"
-# Routes that exchange a refresh token: a 401 from one is a failure of its client address.
+# Routes that exchange a refresh token, and the cookie that carries it where no bearer token does: a
+# 401 from one is a failure of its client address, and of the token's email when its signature holds.
 REFRESH_ENDPOINTS = frozenset({"api.auth.refresh", "web_session.refresh"})
+REFRESH_COOKIE = "dashboard_refresh"
+# The claim of a refresh token naming its email's throttle (email_digest): no address in the token.
+EMAIL_CLAIM = "eml"
+
+
+def email_digest(email: str) -> str:
+    """What names one email's failures (hashed: keys name no address book)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
 
 
 def email_key(email: str) -> str:
-    """The failures of one email (hashed: keys name no address book)."""
-    return PREFIX + "email:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+    """The failures of one email."""
+    return _email_key_of(email_digest(email))
+
+
+def _email_key_of(digest: str) -> str:
+    return PREFIX + "email:" + digest
 
 
 def address_key(address: str | None) -> str:
@@ -111,21 +125,47 @@ def login_failed(email: str) -> None:
 
 
 def login_succeeded(email: str) -> None:
-    """A right password clears its email's failures (the address keeps its own)."""
+    """A right password clears its email's failures (the address keeps its own). Only for an email
+    of one user: where other organizations' users have it too they keep their guard, or a user of one
+    organization could clear the failures of guesses at another's with their own password."""
     with contextlib.suppress(redis.RedisError):
         get_redis().delete(email_key(email))
 
 
+def _refresh_email_key() -> str | None:
+    """The email throttle named by the refresh token the request presents, when its signature and
+    expiry hold (a forged or expired token names none: only its address counts)."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(REFRESH_COOKIE)
+    if not token:
+        return None
+    try:
+        claims = decode_token(token, allow_expired=False)
+    except Exception:  # any undecodable token: the address alone counts it
+        return None
+    digest = claims.get(EMAIL_CLAIM) if claims.get("type") == "refresh" else None
+    return _email_key_of(digest) if isinstance(digest, str) and digest.isalnum() else None
+
+
+def _refresh_keys(app: Flask) -> dict[str, int]:
+    keys = {address_key(request.remote_addr): app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]}
+    email = _refresh_email_key()
+    if email is not None:
+        keys[email] = app.config["AUTH_MAX_FAILURES_PER_EMAIL"]
+    return keys
+
+
 def init_app(app: Flask) -> None:
-    """Refresh routes: checked by client address before their token is read, a 401 counted after."""
+    """Refresh routes: checked by client address and by the token's email before the token is used,
+    a 401 counted against both after (a refresh token used up, revoked, or of a disabled user)."""
 
     @app.before_request
     def check_refresh() -> None:
         if request.endpoint in REFRESH_ENDPOINTS:
-            check({address_key(request.remote_addr): app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]})
+            check(_refresh_keys(app))
 
     @app.after_request
     def count_refresh_failure(response: Response) -> Response:
         if request.endpoint in REFRESH_ENDPOINTS and response.status_code == 401:
-            record_failure([address_key(request.remote_addr)])
+            record_failure(list(_refresh_keys(app)))
         return response

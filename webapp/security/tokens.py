@@ -18,7 +18,7 @@ from webapp.core.vocabulary import ROLES
 from webapp.infra.db import get_session, session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.models import User
-from webapp.security import families, revocation
+from webapp.security import families, revocation, throttle
 
 jwt = JWTManager()
 
@@ -60,6 +60,9 @@ def _token(user: User, kind: str, family: str | None) -> str:
     }
     if family is not None:
         claims["fam"] = family
+    if kind == "refresh":
+        # Failed refreshes count against the email's sign-in throttle too (throttle.init_app).
+        claims[throttle.EMAIL_CLAIM] = throttle.email_digest(user.email)
     create = create_access_token if kind == "access" else create_refresh_token
     token = create(str(user.id), additional_claims=claims)
     session = object_session(user)

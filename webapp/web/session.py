@@ -24,7 +24,7 @@ from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import Organization, User
-from webapp.security import families
+from webapp.security import families, throttle
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
     issue_tokens,
@@ -34,7 +34,7 @@ from webapp.security.tokens import (
 
 bp = Blueprint("web_session", __name__, url_prefix="/web/session")
 
-REFRESH_COOKIE = "dashboard_refresh"
+REFRESH_COOKIE = throttle.REFRESH_COOKIE
 COOKIE_PATH = "/web/session"
 # Readable by the pages, and no credential: it tells them a session may exist, so that a page
 # opened without one goes to sign-in at once instead of through a refresh answered 401.

@@ -14,9 +14,14 @@ def signed_in_user(data: LoginRequest) -> User:
     """The user `data` signs in, or 401 (wrong, disabled), 429 (throttled) or 409: users of several
     organizations have the email and the password, and `org_id` does not say which."""
     throttle.check_login(data.email)  # before the password is hashed
-    users = authenticate(get_session(), data.email, data.password, data.org_id)
-    if not users:
+    attempt = authenticate(get_session(), data.email, data.password, data.org_id)
+    users = attempt.users
+    if not users or attempt.tried > 1:
+        # Tried against several organizations' users, the answer (one user, or 409 naming several)
+        # would tell whether the password is another organization's user's too: counted like a
+        # failure, so it is no faster an oracle than a wrong password. (org_id tries one user.)
         throttle.login_failed(data.email)
+    if not users:
         raise ApiError(401, "wrong email or password")
     if len(users) > 1:
         # A disabled account signs in nowhere: it does not make the login ambiguous.
@@ -32,5 +37,6 @@ def signed_in_user(data: LoginRequest) -> User:
     user = users[0]
     if user.disabled_at is not None:
         raise ApiError(401, "this user is disabled")
-    throttle.login_succeeded(data.email)
+    if attempt.holders == 1:
+        throttle.login_succeeded(data.email)
     return user
