@@ -42,14 +42,52 @@ def test_a_4_mib_login_body_is_413_before_parsing(client, app, parses):
     assert parses == []
 
 
-@pytest.mark.parametrize("path", ["/api/v1/auth/refresh", "/api/v1/auth/logout", "/api/v1/nowhere"])
-def test_token_routes_and_unknown_paths_take_the_auth_limit(client, app, path, parses):
+@pytest.mark.parametrize("path", ["/api/v1/auth/refresh", "/api/v1/auth/logout"])
+def test_token_routes_take_the_auth_limit(client, app, path, parses):
     body = b"x" * (app.config["AUTH_BODY_MAX_BYTES"] + 1)
     assert (
         _error(client.post(path, data=body, content_type="application/json"), 413)["details"]["max_bytes"]
         == (app.config["AUTH_BODY_MAX_BYTES"])
     )
     assert parses == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("POST", "/api/v1/nowhere", 404),
+        ("PATCH", "/api/v1/schedules/1.5e-38", 404),
+        ("PUT", "/api/v1/health", 405),
+    ],
+)
+def test_a_path_no_route_serves_is_404_or_405_whatever_its_body(client, app, method, path, status, parses):
+    body = b"x" * (app.config["BODY_MAX_BYTES"] + 1)
+    _error(client.open(path, method=method, data=body, content_type="application/json"), status)
+    assert parses == []
+
+
+def test_a_compressed_body_is_415_naming_the_encoding(tenant):
+    import gzip
+
+    body = gzip.compress(b'{"subject": "zipped"}')
+    response = tenant.agent.post(
+        "/api/v1/tickets", data=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    )
+    error = _error(response, 415)
+    assert "gzip" in error["message"]
+    assert error["details"] == {"field": "Content-Encoding"}
+    # identity is no encoding at all
+    plain = tenant.agent.post(
+        "/api/v1/tickets", json={"subject": "plain"}, headers={"Content-Encoding": "identity"}
+    )
+    assert plain.status_code == 201
+
+
+def test_a_plain_request_to_the_socket_path_is_426_naming_websocket(client, tenant):
+    path = f"/api/v1/ws/analytics/{tenant.org_id}"
+    for response in (client.get(path), tenant.viewer.get(path)):
+        assert _error(response, 426)["code"] == "upgrade_required"
+        assert response.headers["Upgrade"] == "websocket"
 
 
 def test_an_unannounced_chunked_body_is_cut_at_the_limit(client, app, parses):

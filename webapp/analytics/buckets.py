@@ -19,7 +19,33 @@ _HOUR = timedelta(hours=1)
 
 
 class BucketError(ValueError):
-    """A granularity or range the bucketing cannot serve; the message says what is allowed."""
+    """A granularity or range the bucketing cannot serve; the message says what is allowed, and
+    `details` the numbers behind it (a range with too many buckets: about how many, and the limit)."""
+
+    def __init__(self, message: str, details: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or {}
+
+
+# A bucket's usual length, for saying about how many buckets an over-long range holds.
+_NOMINAL = {
+    "hourly": timedelta(hours=1),
+    "daily": timedelta(days=1),
+    "weekly": timedelta(days=7),
+    "monthly": timedelta(days=30.436875),
+    "quarterly": timedelta(days=91.310625),
+    "yearly": timedelta(days=365.2425),
+}
+
+
+def too_many_buckets(granularity: str, start: datetime, end: datetime, max_buckets: int) -> BucketError:
+    """The error of a range holding more than `max_buckets` buckets, naming about how many it holds."""
+    about = math.ceil((end - start) / _NOMINAL[granularity])
+    return BucketError(
+        f"the range holds about {about:,} {granularity} buckets, more than the limit of {max_buckets:,}; "
+        "narrow the range or use a coarser granularity",
+        {"estimate": about, "limit": max_buckets},
+    )
 
 
 @dataclass(frozen=True)
@@ -250,10 +276,7 @@ def make_buckets(
                 # one does: no bucket of no time.
                 continue
             if len(bounds) == max_buckets:
-                raise BucketError(
-                    f"the range holds more than {max_buckets} {granularity} buckets; "
-                    "narrow the range or use a coarser granularity"
-                )
+                raise too_many_buckets(granularity, start, end, max_buckets)
             bounds.append(moment)
     except (OverflowError, ValueError) as exc:
         if isinstance(exc, BucketError):

@@ -148,8 +148,9 @@ def check_buckets(window: Window, granularity: str) -> None:
     count = bucket_count(window, granularity)
     if count > MAX_BUCKETS:
         raise BucketError(
-            f"the range holds about {count} {granularity} buckets, more than the {MAX_BUCKETS} a series "
-            "may have; narrow the range"
+            f"the range holds about {count:,} {granularity} buckets, more than the limit of "
+            f"{MAX_BUCKETS:,} a series may have; narrow the range",
+            {"estimate": count, "limit": MAX_BUCKETS},
         )
 
 

@@ -15,7 +15,7 @@ from flask import request
 
 from webapp.core.errors import ApiError
 
-# The routes anyone may call with a body: the tiny limit. So does a path no route matches.
+# The routes anyone may call with a body: the tiny limit. (A path no route matches reads no body.)
 AUTH_ENDPOINTS = frozenset(
     {
         "api.auth.login",

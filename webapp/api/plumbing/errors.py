@@ -12,6 +12,7 @@ from flask import Flask, Response, g, jsonify, request
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
+from werkzeug.routing.exceptions import WebsocketMismatch
 
 from webapp.api.plumbing import body_limits
 from webapp.core.errors import CODES, ApiError, error_body
@@ -91,6 +92,14 @@ def _read_whole_body(config: Any) -> None:
     except Exception as exc:  # gunicorn's errors for a malformed chunked body, a dropped connection
         raise ApiError(400, f"the request body could not be read: {type(exc).__name__}") from exc
     body_limits.checked_length(data, limit, setting)
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if data and encoding not in ("", "identity"):
+        # Read as it came, a compressed body would be refused as malformed JSON or UTF-8.
+        raise ApiError(
+            415,
+            f"Content-Encoding {encoding} is not accepted: send the body uncompressed",
+            details={"field": "Content-Encoding"},
+        )
     expected = request.content_length
     if expected is not None and len(data) != expected:
         raise ApiError(
@@ -115,6 +124,10 @@ def init_app(app: Flask) -> None:
         g.request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
         if request.query_string:
             _check_query_encoding(request.query_string)
+        if request.routing_exception is not None:
+            # No route: its 404 (or 405) is the answer, whatever the body; none of it is read.
+            request.max_content_length = 0
+            return
         if request.method in BODY_METHODS and request.headers.get("Upgrade", "").lower() != "websocket":
             _read_whole_body(app.config)
         else:
@@ -146,6 +159,13 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def handle_http(exc: HTTPException) -> Response:
+        if isinstance(exc, WebsocketMismatch):
+            # A plain request to the socket's path (RFC 6455 4.2.2: 426 names the protocol to upgrade to).
+            return error_response(
+                426,
+                "this path speaks WebSocket only: send a GET with Upgrade: websocket",
+                headers={"Upgrade": "websocket", "Sec-WebSocket-Version": "13"},
+            )
         status = exc.code or 500
         message = exc.description or CODES.get(status, "error")
         if status == 413:  # a body without Content-Length read past the route's limit

@@ -28,7 +28,7 @@ def client_errors() -> Iterator[None]:
     except FilterError as exc:
         raise ApiError(400, str(exc), details={"field": exc.field}) from exc
     except BucketError as exc:
-        raise ApiError(400, str(exc), details={"field": "start/end/granularity"}) from exc
+        raise ApiError(400, str(exc), details={"field": "start/end/granularity", **exc.details}) from exc
     except TimeError as exc:
         raise ApiError(400, str(exc)) from exc
     except OverflowError as exc:
