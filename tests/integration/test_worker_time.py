@@ -27,10 +27,31 @@ def test_the_last_minute_slides_over_two_windows(services, make_tenant):
     later = worker_time.spent(client, org_id, now=start + 75)
     assert later.seconds == 42.5 * 0.75
     assert later.retry_after == 45
+    # Under a budget of 30: the previous window's 42.5 fades to 30 at 42.5 x (1 - t / 60) = 30, t = 17.6.
+    assert worker_time.spent(client, org_id, now=start + 75, budget=30.0).retry_after == 3
     worker_time.charge(client, org_id, 1.0, now=start + 75)
     assert worker_time.spent(client, org_id, now=start + 75).seconds == 42.5 * 0.75 + 1.0
     assert worker_time.spent(client, org_id, now=start + 125).seconds == 1.0 * (1 - 5 / 60)
     assert worker_time.spent(client, org_id, now=start + 185).seconds == 0.0
+
+
+def test_retry_after_is_when_the_last_minute_falls_under_the_budget(services, make_tenant):
+    """Waiting Retry-After seconds is enough, and not much more, with nothing else charged (found
+    from outside: a Retry-After of 28 s was still refused after 28 s, then with 60)."""
+    client = redis.Redis.from_url(services.redis_url)
+    start = 1_800_000_000.0 - 1_800_000_000.0 % 60
+    alone, both = make_tenant("Alone").org_id, make_tenant("Both").org_id
+    worker_time.charge(client, alone, 80.0, now=start + 20)  # one long run, over the budget by itself
+    worker_time.charge(client, both, 50.0, now=start - 30)  # the window before, then this one
+    worker_time.charge(client, both, 30.0, now=start + 5)
+    for org_id, moments in ((alone, (30, 59, 61, 70)), (both, (1, 10, 20))):
+        for moment in moments:
+            now = start + moment
+            seen = worker_time.spent(client, org_id, now=now, budget=60.0)
+            assert seen.seconds >= 60.0, (org_id, moment)
+            wait = seen.retry_after
+            assert worker_time.spent(client, org_id, now=now + wait).seconds < 60.0, (org_id, moment)
+            assert worker_time.spent(client, org_id, now=now + wait - 1.5).seconds >= 60.0, (org_id, moment)
 
 
 def test_a_busy_organization_is_known_from_the_last_charge_without_a_round_trip(services, make_tenant):

@@ -82,13 +82,30 @@ class Spent:
     retry_after: int
 
 
-def spent(client: redis.Redis, org_id: int, now: float | None = None) -> Spent:
-    """The organization's worker seconds over the last minute (sliding estimate over two windows)."""
+def spent(client: redis.Redis, org_id: int, now: float | None = None, budget: float | None = None) -> Spent:
+    """The organization's worker seconds over the last minute (sliding estimate over two windows),
+    and the seconds until they fall under `budget` with nothing more charged (until the previous
+    window has left the minute, without one)."""
     index, previous_share = _window(now)
     current, previous = client.mget(_key(org_id, index), _key(org_id, index - 1))
-    seconds = float(current or 0) + float(previous or 0) * previous_share
-    # The previous window's share is gone when the current one ends: the latest a retry must wait.
-    return Spent(seconds, max(1, math.ceil(WINDOW_SECONDS * previous_share)))
+    now_total, before = float(current or 0), float(previous or 0)
+    seconds = now_total + before * previous_share
+    return Spent(seconds, max(1, math.ceil(_until_under(now_total, before, previous_share, budget))))
+
+
+def _until_under(current: float, previous: float, previous_share: float, budget: float | None) -> float:
+    """Seconds until the sliding total (current + previous x its fading share, then the current one
+    fading in its turn once its window ends) is under `budget`."""
+    to_window_end = WINDOW_SECONDS * previous_share
+    if budget is None:
+        return to_window_end
+    if current + previous * previous_share < budget:
+        return 0.0
+    if current < budget:
+        # Within this window: the previous one's share fades by previous / WINDOW_SECONDS a second.
+        return (current + previous * previous_share - budget) * WINDOW_SECONDS / previous + 1e-9
+    # Then this window's total fades over the next one.
+    return to_window_end + WINDOW_SECONDS * (1 - budget / current) + 1e-9
 
 
 def demotion_delay(org_id: int | None, after: float, busy_seconds: float) -> float:

@@ -39,7 +39,7 @@ def _within_worker_time(org_id: int) -> None:
     if not budget:
         return
     try:
-        spent = worker_time.spent(get_redis(), org_id)
+        spent = worker_time.spent(get_redis(), org_id, budget=budget)
     except redis.RedisError:
         return  # Redis is away: the submission answers 503 when it finds the queue down
     if spent.seconds < budget:
