@@ -191,7 +191,7 @@ def from_environment() -> dict[str, Any]:
         # How often a worker looks for messages a dead worker left unacknowledged (Celery's default: 100 s).
         "BROKER_RESTORE_INTERVAL": env_int("BROKER_RESTORE_INTERVAL", 10),
         "CELERY_RESULT_EXPIRES": env_int("CELERY_RESULT_EXPIRES", 24 * 3600),
-        "SNAPSHOT_SCHEDULE_SECONDS": env_int("SNAPSHOT_SCHEDULE_SECONDS", 300, minimum=1),
+        "SNAPSHOT_SCHEDULE_SECONDS": env_int("SNAPSHOT_SCHEDULE_SECONDS", 60, minimum=1),
         "EXPORT_CLEANUP_SECONDS": env_int("EXPORT_CLEANUP_SECONDS", 3600, minimum=1),
         "CACHE_WARM_SECONDS": env_int("CACHE_WARM_SECONDS", 900, minimum=1),
         "ROLLUP_RECONCILE_SECONDS": env_int("ROLLUP_RECONCILE_SECONDS", 900, minimum=1),

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import wait_for_job
+from webapp.analytics import snapshots
 
 pytestmark = pytest.mark.worker
 
@@ -38,7 +39,9 @@ def _recompute(live_app, tenant) -> None:
         assert wait_for_job(tenant.viewer, job_id)["state"] == "succeeded"
 
 
-def test_a_backfill_into_a_stored_period_recomputes_its_snapshot(celery_worker, make_live_tenant, live_app):
+def test_a_backfill_into_a_stored_period_recomputes_its_snapshot(
+    celery_worker, make_live_tenant, live_app, monkeypatch
+):
     engine = live_app.extensions["db_engine"]
     tenant = make_live_tenant("Snapshots")
     first = tenant.agent.post("/api/v1/tickets", json={"created_at": f"{DAY}T10:00:00Z"}).get_json()
@@ -55,6 +58,16 @@ def test_a_backfill_into_a_stored_period_recomputes_its_snapshot(celery_worker, 
     assert answer.status_code == 201
     tenant.agent.post("/api/v1/tickets", json={"created_at": f"{DAY}T15:00:00Z"})
     assert _snapshot(engine, tenant.org_id).stale is True
+    # Listed before beat comes round, the stale snapshot is computed afresh for the answer.
+    listed = tenant.viewer.get(
+        f"/api/v1/analytics/snapshots?type=daily&start={DAY}&end=2026-11-04"
+    ).get_json()
+    [item] = listed["items"]
+    assert (item["data"]["ticket_count"], item["data"]["response_time"]["count"], item["stale"]) == (
+        2,
+        1,
+        False,
+    )
     _recompute(live_app, tenant)
     stored = _snapshot(engine, tenant.org_id)
     assert (stored.data["ticket_count"], stored.stale) == (2, False)
@@ -68,6 +81,12 @@ def test_a_backfill_into_a_stored_period_recomputes_its_snapshot(celery_worker, 
     )
     assert wait_for_job(tenant.viewer, submitted.get_json()["job_id"])["state"] == "succeeded"
     assert _snapshot(engine, tenant.org_id).stale is True
+    # Past the listing's share of fresh computations, a stale one is listed as stored, and says so.
+    monkeypatch.setattr(snapshots, "FRESHENED_PER_LISTING", 0)
+    listed = tenant.viewer.get(
+        f"/api/v1/analytics/snapshots?type=daily&start={DAY}&end=2026-11-04"
+    ).get_json()
+    assert [(i["data"]["ticket_count"], i["stale"]) for i in listed["items"]] == [(2, True)]
     _recompute(live_app, tenant)
     stored = _snapshot(engine, tenant.org_id)
     assert (stored.data["ticket_count"], stored.data["resolution_time"]["count"]) == (3, 1)

@@ -285,7 +285,8 @@ class SnapshotsRead:
         return cls(p["type"], date.fromisoformat(p["start"]), date.fromisoformat(p["end"]))
 
     def families(self) -> set[str]:
-        return {"snapshots"}
+        # A write into a stored period makes it stale, and the listing computes it afresh.
+        return {"snapshots"} | reports.DASHBOARD_FAMILIES | reports.CLOCK_FAMILIES
 
     def options(self) -> provenance.ReadOptions:
         return provenance.ReadOptions()

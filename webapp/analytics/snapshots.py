@@ -150,10 +150,18 @@ def is_fresh(session: Session, org_id: int, snapshot_type: str, first_date: date
     return not stale
 
 
+# Stale snapshots a listing computes afresh as it answers (the first ones, oldest first); any more
+# are listed as stored, with `stale: true`, until beat's snapshot pass recomputes them.
+FRESHENED_PER_LISTING = 10
+
+
 def list_snapshots(
     session: Session, *, org_id: int, snapshot_type: str, start: date, end: date
 ) -> list[dict[str, Any]]:
-    """The org's snapshots of `snapshot_type` whose period starts in [start, end), oldest first."""
+    """The org's snapshots of `snapshot_type` whose period starts in [start, end), oldest first.
+
+    A snapshot a later write reached (an import back-filling its day) is computed afresh for the
+    answer, up to FRESHENED_PER_LISTING of them (stored again by beat's pass, not by a read)."""
     rows = session.scalars(
         select(AnalyticsSnapshot)
         .where(
@@ -164,13 +172,24 @@ def list_snapshots(
         )
         .order_by(AnalyticsSnapshot.snapshot_date)
     )
-    return [
-        {
-            "snapshot_type": row.snapshot_type,
-            "snapshot_date": row.snapshot_date.isoformat(),
-            "data": row.data,
-            "definition_version": row.definition_version,
-            "computed_at": row.computed_at.isoformat(),
-        }
-        for row in rows
-    ]
+    listed = []
+    freshened = 0
+    for row in rows:
+        data, computed_at, stale = row.data, row.computed_at, row.stale
+        if stale and freshened < FRESHENED_PER_LISTING:
+            computed_at = utcnow()
+            data = compute_snapshot(
+                session, org_id=org_id, snapshot_type=row.snapshot_type, snapshot_date=row.snapshot_date
+            )
+            freshened, stale = freshened + 1, False
+        listed.append(
+            {
+                "snapshot_type": row.snapshot_type,
+                "snapshot_date": row.snapshot_date.isoformat(),
+                "data": data,
+                "definition_version": DEFINITION_VERSION if data is not row.data else row.definition_version,
+                "computed_at": computed_at.isoformat(),
+                "stale": stale,
+            }
+        )
+    return listed

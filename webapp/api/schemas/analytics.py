@@ -393,6 +393,10 @@ class Snapshot(BaseModel):
     data: dict[str, Any]
     definition_version: int
     computed_at: str
+    stale: bool = Field(
+        description="a later write reached the period and the listing did not compute it afresh (more "
+        "than 10 such in one listing): beat's snapshot pass recomputes it within SNAPSHOT_SCHEDULE_SECONDS"
+    )
 
 
 class SnapshotList(BaseModel):
