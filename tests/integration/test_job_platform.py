@@ -761,6 +761,17 @@ def test_cleanup_exports_past_retention(celery_worker, make_live_tenant, live_ap
     for path in (old_file, new_file, stray_old, stray_new):
         path.write_text("id\n1\n")
     os.utime(stray_old, (long_ago, long_ago))
+    # What a killed writer leaves: a temporary file and an XLSX scratch folder, from hours ago or now.
+    hours_ago = (now - timedelta(seconds=2 * live_app.config["TASK_TIME_LIMIT"] + 60)).timestamp()
+    part_old, part_new = root / ".killed.csv.part", root / ".writing.csv.part"
+    scratch_old, scratch_new = root / ".xlsx-killed", root / ".xlsx-writing"
+    for folder in (scratch_old, scratch_new):
+        folder.mkdir()
+        (folder / "sheet1.xml").write_text("<rows/>")
+    for path in (part_old, part_new):
+        path.write_text("id\n")
+    for path in (part_old, scratch_old):
+        os.utime(path, (hours_ago, hours_ago))
     session = live_app.extensions["db_sessionmaker"]()
     ids = {}
     for name, path, created in (("old", old_file, now - timedelta(days=30)), ("new", new_file, now)):
@@ -792,6 +803,9 @@ def test_cleanup_exports_past_retention(celery_worker, make_live_tenant, live_ap
     assert not stray_old.exists()
     assert new_file.exists()
     assert stray_new.exists()
+    assert outcome["scratch_deleted"] >= 2
+    assert (part_old.exists(), scratch_old.exists()) == (False, False)
+    assert (part_new.exists(), scratch_new.exists()) == (True, True)
     session.expire_all()
     assert session.get(Export, ids["old"]).deleted_at is not None
     assert session.get(Export, ids["new"]).deleted_at is None

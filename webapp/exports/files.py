@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import uuid
 from collections.abc import Generator
 from contextlib import closing
@@ -138,3 +139,27 @@ def discard(directory: Path, org_id: int, job_id: uuid.UUID | str, fmt: str) -> 
     """Remove whatever a job wrote (after a cancel or a failure)."""
     for path in file_paths(directory, org_id, job_id, fmt):
         path.unlink(missing_ok=True)
+
+
+def remove_scratch(directory: Path, older_than: datetime) -> int:
+    """Delete what killed writers left under `directory` and last changed before `older_than`: the
+    temporary files of exports (`.<job>.<fmt>.part`) and the XLSX writer's scratch folders
+    (`.xlsx-*`), which no export row names. How many were deleted."""
+    if not directory.is_dir():
+        return 0
+    cutoff = older_than.timestamp()
+    removed = 0
+    for path in list(directory.rglob(".*")):
+        try:
+            if path.stat().st_mtime >= cutoff:
+                continue
+            if path.is_dir() and path.name.startswith(".xlsx-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.is_file() and path.name.endswith(".part"):
+                path.unlink(missing_ok=True)
+            else:
+                continue
+        except FileNotFoundError:
+            continue
+        removed += 1
+    return removed

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import popular
 from webapp.core.timeutil import utcnow
+from webapp.exports import files as export_files
 from webapp.infra import broker_queues
 from webapp.infra.db import session_scope
 from webapp.infra.redis_client import get_redis
@@ -95,8 +96,18 @@ def cleanup_exports(now: str | None = None) -> dict[str, Any]:
     with session_scope() as session:
         expired, files = _expire_rows(session, cutoff, root, moment)
         strays = _remove_strays(session, cutoff, root)
-    log.info("export cleanup: %s rows expired, %s files and %s strays deleted", expired, files, strays)
-    return {"expired": expired, "files_deleted": files, "strays_deleted": strays}
+    # No writer runs longer than a task may: what one left behind longer ago was killed with it.
+    scratch = export_files.remove_scratch(
+        root, moment - timedelta(seconds=2 * current_app.config["TASK_TIME_LIMIT"])
+    )
+    log.info(
+        "export cleanup: %s rows expired, %s files, %s strays and %s scratch deleted",
+        expired,
+        files,
+        strays,
+        scratch,
+    )
+    return {"expired": expired, "files_deleted": files, "strays_deleted": strays, "scratch_deleted": scratch}
 
 
 @shared_task(name="maintenance.purge_jobs", acks_late=True)
