@@ -208,7 +208,8 @@ def test_refusals(web_server, make_live_tenant):
         ({"Sec-WebSocket-Key": "not base64!"}, 400, "Sec-WebSocket-Key"),
         ({"Sec-WebSocket-Key": base64.b64encode(b"short").decode()}, 400, "Sec-WebSocket-Key"),
         ({"Connection": "keep-alive"}, 400, None),
-        ({"Upgrade": None, "Connection": None}, 400, None),
+        # No upgrade asked for at all: 426 naming the protocol (RFC 6455 4.2.2).
+        ({"Upgrade": None, "Connection": None}, 426, None),
         ({"Sec-WebSocket-Key": "\xe9AAAAAAAAAAAAAAAAAAAA=="}, 400, "Sec-WebSocket-Key"),
         ({"Connection": "Upgrade, \xe9"}, 400, "Connection"),
         ({"Sec-WebSocket-Protocol": "\xe9"}, 400, "Sec-WebSocket-Protocol"),
@@ -238,6 +239,8 @@ def test_a_handshake_rfc_6455_does_not_allow_is_a_4xx(web_server, make_live_tena
     assert body["error"]["details"].get("field") == field
     if status == 426 and field:
         assert answer.getheader("Sec-WebSocket-Version") == "13"
+    if status == 426 and not field:
+        assert answer.getheader("Upgrade") == "websocket"
     # The refusal kept no socket slot: the organization's socket opens as before.
     ws, _ = _open(web_server, tenant)
     ws.close()

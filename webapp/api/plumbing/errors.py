@@ -160,6 +160,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def handle_http(exc: HTTPException) -> Response:
         if isinstance(exc, WebsocketMismatch):
+            if request.headers.get("Upgrade", "").strip().lower() == "websocket":
+                return error_response(400, "a WebSocket upgrade needs the header Connection: Upgrade")
             # A plain request to the socket's path (RFC 6455 4.2.2: 426 names the protocol to upgrade to).
             return error_response(
                 426,
