@@ -58,9 +58,9 @@ def connect(app: Flask, celery_app: Celery) -> None:
     @worker_init.connect(weak=False)
     def share_of_the_slots(sender: object = None, **_: object) -> None:
         # Before the pool forks, so every pool process reads it.
-        slots = getattr(sender, "concurrency", None) or celery_app.conf.worker_concurrency
         app.config["JOB_MAX_RUNNING_PER_ORG"] = claim.running_share(
-            app.config.get("JOB_MAX_RUNNING_PER_ORG"), slots
+            app.config.get("JOB_MAX_RUNNING_PER_ORG"),
+            claim.worker_slots(sender, celery_app.conf.worker_concurrency),
         )
 
     @worker_process_init.connect(weak=False)

@@ -156,6 +156,37 @@ def test_failed_refreshes_of_one_email_throttle_it_from_any_address(client, tena
     assert _login(client, other["email"], other["password"], "10.2.2.2").status_code == 200
 
 
+def test_a_replayed_session_cookie_counts_against_its_email_whatever_other_headers_come(app, tenant, limits):
+    """The dashboard's refresh reads its cookie alone: an Authorization header sent beside it must not
+    hide the cookie's email from the throttle."""
+    user = tenant.users["agent"]
+    browser = app.test_client()
+    signed_in = browser.post(
+        "/web/session",
+        json={"email": user["email"], "password": user["password"]},
+        headers={"X-Requested-With": "dashboard"},
+        environ_base={"REMOTE_ADDR": "10.3.0.1"},
+    )
+    assert signed_in.status_code == 200
+    cookie = browser.get_cookie("dashboard_refresh", path="/web/session").value
+    assert browser.post("/web/session/logout", headers={"X-Requested-With": "dashboard"}).status_code in (
+        200,
+        204,
+    )
+    codes = []
+    for n in range(1, 9):
+        replay = app.test_client()
+        replay.set_cookie("dashboard_refresh", cookie, path="/web/session")
+        codes.append(
+            replay.post(
+                "/web/session/refresh",
+                headers={"X-Requested-With": "dashboard", "Authorization": "Bearer junk"},
+                environ_base={"REMOTE_ADDR": f"10.3.1.{n}"},
+            ).status_code
+        )
+    assert codes == [401] * 5 + [429] * 3
+
+
 def test_without_redis_sign_in_still_works(client, tenant, limits, stoppable_redis, services):
     user = tenant.users["viewer"]
     stoppable_redis.stop()

@@ -200,3 +200,9 @@ def test_a_get_announcing_a_body_past_the_limit_is_413_and_a_small_one_is_ignore
     assert _error(big, 413)["details"]["max_bytes"] == limit
     small = tenant.viewer.get("/api/v1/tickets", data=b"{}", headers={"Content-Type": "application/json"})
     assert small.status_code == 200
+
+
+def test_a_socket_asked_of_a_path_that_serves_none_says_so(client):
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade"}
+    error = _error(client.get("/api/v1/health", headers=upgrade), 400)
+    assert "not a WebSocket" in error["message"]

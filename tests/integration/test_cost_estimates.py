@@ -132,6 +132,37 @@ def test_rows_only_the_data_knows_are_checked_once_known(tenant, app, monkeypatc
     assert tenant.viewer.get("/api/v1/analytics/agents?min_tickets=1").status_code == 200
 
 
+def test_warming_refuses_a_popular_read_grown_past_the_limit_and_caches_nothing(
+    tenant, app, monkeypatch, redis_client, db_session
+):
+    from webapp.analytics import warming
+
+    def add(agents):
+        for agent in agents:
+            created = tenant.agent.post("/api/v1/tickets", json={"subject": "x", "assigned_to": agent})
+            assert created.status_code == 201
+
+    path = "/api/v1/analytics/distribution/assigned_to"
+    add(["a1", "a2", "a3"])
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 12)  # four values of three numbers
+    assert tenant.viewer.get(path).status_code == 200  # counted as popular, cached
+    add(["a4", "a5", "a6"])  # the organization grows past the limit
+    warmed = warming.refresh_popular(db_session, redis_client, tenant.org_id, ttl=60, max_cells=12)
+    assert (warmed.refreshed, warmed.dropped) == (0, 1)
+    assert _too_costly(tenant.viewer.get(path))["details"]["groups"] == 6
+
+
+def test_a_refusal_once_rows_are_known_stays_a_400_without_redis(tenant, app, monkeypatch, stoppable_redis):
+    for agent in ("ana", "ben", "chen"):
+        assert (
+            tenant.agent.post("/api/v1/tickets", json={"subject": "x", "assigned_to": agent}).status_code
+            == 201
+        )
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 5)
+    stoppable_redis.stop()
+    _too_costly(tenant.viewer.get("/api/v1/analytics/distribution/assigned_to"))
+
+
 def test_free_text_groups_refuse_async_and_export_requests_at_submit(tenant, app, monkeypatch, db_session):
     """The values a free-text group_by can take are counted from the tickets before any job is
     queued: async: true and exports are refused with the same 400, and no job row is written."""

@@ -5,6 +5,7 @@ and another organization's small job runs while the flood is still queued."""
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -60,3 +61,17 @@ def test_a_flood_of_one_organization_leaves_a_slot_to_another(celery_worker, mak
     assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans)), spans
     # The small job did not wait for the flood to drain.
     assert datetime.fromisoformat(done["finished_at"]) < spans[-1][0], (done, spans)
+
+
+def test_a_worker_counts_its_slots_as_celery_reads_its_options():
+    from types import SimpleNamespace
+
+    def worker(concurrency=None, **options):
+        return SimpleNamespace(concurrency=concurrency, options=options)
+
+    assert claim.worker_slots(worker(2)) == 2
+    assert claim.worker_slots(worker(8, autoscale="4,1")) == 4  # the autoscale maximum, not --concurrency
+    assert claim.worker_slots(worker(2, autoscale=[16, 2])) == 16
+    assert claim.worker_slots(worker(None), configured=3) == 3
+    assert claim.worker_slots(worker("auto")) == (os.cpu_count() or 1)
+    assert claim.worker_slots(worker("6")) == 6

@@ -762,11 +762,14 @@ def test_cleanup_exports_past_retention(celery_worker, make_live_tenant, live_ap
         path.write_text("id\n1\n")
     os.utime(stray_old, (long_ago, long_ago))
     # What a killed writer leaves: a temporary file and an XLSX scratch folder, from hours ago or now.
-    hours_ago = (now - timedelta(seconds=2 * live_app.config["TASK_TIME_LIMIT"] + 60)).timestamp()
+    from webapp.exports.files import SCRATCH_MIN_AGE
+
+    scratch_age = max(timedelta(seconds=2 * live_app.config["TASK_TIME_LIMIT"]), SCRATCH_MIN_AGE)
+    hours_ago = (now - scratch_age - timedelta(minutes=1)).timestamp()
     part_old, part_new = root / ".killed.csv.part", root / ".writing.csv.part"
     scratch_old, scratch_new = root / ".xlsx-killed", root / ".xlsx-writing"
     for folder in (scratch_old, scratch_new):
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         (folder / "sheet1.xml").write_text("<rows/>")
     for path in (part_old, part_new):
         path.write_text("id\n")

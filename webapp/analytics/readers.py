@@ -8,6 +8,7 @@ sketches) is cached with it, so a hit reports it too.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -125,6 +126,7 @@ def read(
     except TooCostly:
         # Counted as it was looked up, refused once its rows were known: not a query to warm.
         if counted is not None:
-            popular.forget(client, org_id, counted[1].encode())
+            with contextlib.suppress(redis.RedisError):
+                popular.forget(client, org_id, counted[1].encode())
         raise
     return value, ReadMeta(meta.cache, meta.computed_at, meta.about["source"], meta.about["approximate"])

@@ -152,7 +152,7 @@ def is_fresh(session: Session, org_id: int, snapshot_type: str, first_date: date
 
 # Stale snapshots a listing computes afresh as it answers (the first ones, oldest first); any more
 # are listed as stored, with `stale: true`, until beat's snapshot pass recomputes them.
-FRESHENED_PER_LISTING = 10
+FRESHENED_PER_LISTING = 5
 
 
 def list_snapshots(

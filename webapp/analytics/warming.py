@@ -8,6 +8,7 @@ request never fails every later refresh of its organization.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,14 +43,19 @@ def refresh_popular(
     org_id: int,
     *,
     ttl: int,
+    max_cells: int | None = None,
     on_progress: Callable[[float], None] = lambda fraction: None,
 ) -> Warmed:
-    """Compute the organization's most requested reads afresh into the cache (popular.TOP_N)."""
+    """Compute the organization's most requested reads afresh into the cache (popular.TOP_N), each
+    under the cells limit the API applies (`max_cells`: reads whose rows only the data knows check
+    it once they know them; one past it now is refused and dropped, never cached)."""
     entries = [(m, e) for m, e in popular.top_members(client, org_id) if e.get("kind") == "read"]
     refreshed = dropped = 0
     for index, (member, entry) in enumerate(entries):
         try:
             read = readers.from_params(entry["params"])
+            if max_cells is not None and any(f.name == "max_cells" for f in dataclasses.fields(read)):
+                read = dataclasses.replace(read, max_cells=max_cells)
             readers.read(session, client, org_id, read, ttl=ttl, force=True)
             refreshed += 1
         except REFUSED as exc:

@@ -108,7 +108,7 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
 
 def _check_room(org_id: int, spec: ExportSpec) -> None:
     """429 when the organization's export files hold the quota, or it already has the most exports
-    queued or running (a request identical to an active export is let through: it is answered with
+    queued or running (a request identical to a queued export is let through: it is answered with
     that job). A full organization is refused after one look; one with room is counted again under a
     per-organization lock held until the new job row commits."""
     limits = room.ExportLimits.from_settings(current_app.config)

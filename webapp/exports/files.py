@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Generator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -139,6 +139,10 @@ def discard(directory: Path, org_id: int, job_id: uuid.UUID | str, fmt: str) -> 
     """Remove whatever a job wrote (after a cancel or a failure)."""
     for path in file_paths(directory, org_id, job_id, fmt):
         path.unlink(missing_ok=True)
+
+
+# What killed export writers left is deleted once at least this old (and twice the task time limit).
+SCRATCH_MIN_AGE = timedelta(hours=6)
 
 
 def remove_scratch(directory: Path, older_than: datetime) -> int:

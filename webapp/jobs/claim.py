@@ -11,6 +11,8 @@ the job in one round trip.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -32,6 +34,22 @@ def running_share(configured: int | None, worker_slots: int | None) -> int:
     if configured:
         return configured
     return max(1, (worker_slots or 1) // 2)
+
+
+def worker_slots(worker: object, configured: object = None) -> int:
+    """The most pool processes a starting worker runs: the maximum of --autoscale when given, else
+    --concurrency (or the configured one), a number or "auto" (the CPUs), as Celery reads them."""
+    options = getattr(worker, "options", None) or {}
+    autoscale = options.get("autoscale") if isinstance(options, dict) else None
+    if autoscale:
+        most = autoscale.partition(",")[0] if isinstance(autoscale, str) else autoscale[0]
+        with contextlib.suppress(TypeError, ValueError):
+            return max(1, int(most))
+    for value in (getattr(worker, "concurrency", None), configured):
+        with contextlib.suppress(TypeError, ValueError):
+            if value:
+                return max(1, int(value))  # type: ignore[call-overload]
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,9 @@ def _recompute(
     first_date: date,
     scheduled: Scheduled,
 ) -> None:
-    """Ask for a stale snapshot again (a back-fill or an import reached its period)."""
+    """Ask for a stale snapshot again (a back-fill or an import reached its period): a queued identical
+    job answers, a running one does not (it may have read before the write that made the row stale;
+    its upsert would mark data without that write fresh), so at most one more runs after it."""
     job, created = jobs.submit_unless(
         session,
         client,
@@ -122,9 +124,9 @@ def _submit(
     first_date: date,
     scheduled: Scheduled,
 ) -> None:
-    # Under submit's lock: an identical active job is reused (a run that fires twice, or a manual
-    # request), else a stored row means done; a job finishing between the two checks has already
-    # committed its row, so the period is never computed twice.
+    # Under submit's lock: an identical active job is reused, running too (a run that fires twice, or
+    # a manual request), else a stored row means done; a job finishing between the two checks has
+    # already committed its row, so the period is never computed twice.
     job, created = jobs.submit_unless(
         session,
         client,
@@ -134,6 +136,7 @@ def _submit(
         kind="snapshot",
         params=job_params(snapshot_type, first_date),
         done=partial(is_stored, session, org_id, snapshot_type, first_date),
+        reuse_running=True,
     )
     if job is None:
         scheduled.already_stored += 1

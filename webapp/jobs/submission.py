@@ -1,4 +1,4 @@
-"""Submitting a job: the one answer for identical submissions (idempotent while active), the caps,
+"""Submitting a job: the one answer for identical submissions (idempotent while queued), the caps,
 the queue it waits in (fair share), and its hand-over to the broker after the commit."""
 
 from __future__ import annotations
@@ -64,10 +64,13 @@ def params_hash(kind: str, params: dict[str, Any]) -> str:
 REUSABLE_STATE = "queued"
 
 
-def find_active(session: Session, org_id: int, kind: str, digest: str) -> Job | None:
-    """An identical job that may answer a new submission: one still queued (REUSABLE_STATE)."""
+def find_active(
+    session: Session, org_id: int, kind: str, digest: str, *, reuse_running: bool = False
+) -> Job | None:
+    """An identical job that may answer a new submission: one still queued (REUSABLE_STATE), or with
+    `reuse_running` one running too (beat's first request of a period, which no write went before)."""
     same = (Job.org_id == org_id, Job.kind == kind, Job.params_hash == digest)
-    current = Job.state == REUSABLE_STATE
+    current = Job.state.in_(ACTIVE_STATES) if reuse_running else Job.state == REUSABLE_STATE
     return session.scalar(select(Job).where(*same, current).order_by(Job.created_at).limit(1))
 
 
@@ -101,7 +104,7 @@ def submit(
     on_create: Callable[[Job], None] | None = None,
     redis_answered: bool = False,
 ) -> tuple[Job, bool]:
-    """The job for this request: an identical active one, or a new one committed and enqueued.
+    """The job for this request: an identical queued one, or a new one committed and enqueued.
 
     Returns (job, created). `on_create(job)` runs in the new job's transaction, before its commit.
     Raises TooManyActive when the organization has `cap` jobs of the kind active already (an
@@ -136,14 +139,24 @@ def submit_unless(
     kind: str,
     params: dict[str, Any],
     done: Callable[[], bool],
+    reuse_running: bool = False,
 ) -> tuple[Job | None, bool]:
-    """Like submit, but when no identical job is active asks `done()` under the same lock first.
+    """Like submit, but when no identical job answers asks `done()` under the same lock first.
 
     (None, False) when `done()` says the work is already there (e.g. the snapshot row is stored):
     asked after the active check, a job that finished meanwhile has already written its result.
+    `reuse_running`: an identical running job answers too (see find_active).
     """
     return _submit(
-        session, client, tasks, org_id=org_id, user_id=user_id, kind=kind, params=params, done=done
+        session,
+        client,
+        tasks,
+        org_id=org_id,
+        user_id=user_id,
+        kind=kind,
+        params=params,
+        done=done,
+        reuse_running=reuse_running,
     )
 
 
@@ -161,6 +174,7 @@ def _submit(
     cap: int | None = None,
     on_create: Callable[[Job], None] | None = None,
     redis_answered: bool = False,
+    reuse_running: bool = False,
 ) -> tuple[Job | None, bool]:
     digest = params_hash(kind, params)
     try:
@@ -196,7 +210,7 @@ def _submit(
         )
     else:
         session.execute(select(func.pg_advisory_xact_lock(org_id, key)))
-        existing = find_active(session, org_id, kind, digest)
+        existing = find_active(session, org_id, kind, digest, reuse_running=reuse_running)
         if existing is not None:
             return existing, False
         if done():
@@ -290,7 +304,7 @@ def _insert_unless_active(
     dedup: bool,
     cap: int | None,
 ) -> tuple[Job, bool, bool]:
-    """The identical active job (see find_active) or a new queued one inserted in this transaction,
+    """The identical queued job (see find_active) or a new queued one inserted in this transaction,
     whether it is new, and whether the organization had another job active (_has_other_active).
     Raises TooManyActive when a new one would pass `cap`."""
     since = None  # (job_submit can also answer with a job that succeeded since then: unused)

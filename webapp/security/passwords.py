@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -38,13 +39,23 @@ class Attempt:
     holders: int
 
 
-def authenticate(session: Session, email: str, password: str, org_id: int | None = None) -> Attempt:
+def authenticate(
+    session: Session,
+    email: str,
+    password: str,
+    org_id: int | None = None,
+    *,
+    before_hashing: Callable[[int], None] | None = None,
+) -> Attempt:
     """The users with this email whose password it is, in the organization `org_id` if given (emails
     are unique per organization only, so each user with the email is tried); an unknown email costs
-    one hash like a known one. More than one: the caller must ask which organization."""
+    one hash like a known one. More than one: the caller must ask which organization.
+    `before_hashing(n)` is told how many users are to be tried before any hash (it may refuse)."""
     query = select(User).where(func.lower(User.email) == email.strip().lower())
     holders = session.scalars(query.order_by(User.id)).all()
     users = [user for user in holders if org_id is None or user.org_id == org_id]
+    if before_hashing is not None:
+        before_hashing(len(users))
     if not users:
         verify_password(None, password)
         return Attempt([], 0, len(holders))

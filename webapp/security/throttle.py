@@ -27,10 +27,12 @@ from webapp.infra.redis_client import get_redis
 log = logging.getLogger(__name__)
 
 PREFIX = "an:auth:fail:"
-# Routes that exchange a refresh token, and the cookie that carries it where no bearer token does: a
-# 401 from one is a failure of its client address, and of the token's email when its signature holds.
-REFRESH_ENDPOINTS = frozenset({"api.auth.refresh", "web_session.refresh"})
+# Routes that exchange a refresh token: a 401 from one is a failure of its client address, and of the
+# token's email when its signature holds. The API's takes it as the bearer token, the dashboard's
+# session route from its cookie (and from nowhere else: another header must not hide the cookie's).
 REFRESH_COOKIE = "dashboard_refresh"
+API_REFRESH, WEB_REFRESH = "api.auth.refresh", "web_session.refresh"
+REFRESH_ENDPOINTS = frozenset({API_REFRESH, WEB_REFRESH})
 # The claim of a refresh token naming its email's throttle (email_digest): no address in the token.
 EMAIL_CLAIM = "eml"
 
@@ -124,6 +126,27 @@ def login_failed(email: str) -> None:
     record_failure(list(login_keys(email)))
 
 
+def _ambiguous_key(email: str) -> str:
+    return PREFIX + "ambiguous:" + email_digest(email)
+
+
+def check_ambiguous(email: str) -> None:
+    """Before any hash: 429 while the email's sign-ins without org_id tried against several
+    organizations' users reach AUTH_MAX_FAILURES_PER_EMAIL in the window; org_id still signs in."""
+    try:
+        check({_ambiguous_key(email): current_app.config["AUTH_MAX_FAILURES_PER_EMAIL"]})
+    except ApiError as exc:
+        exc.message = (
+            "too many sign-ins without org_id for an email of several organizations; send org_id, or "
+            f"try again in {exc.headers['Retry-After']} s"
+        )
+        raise
+
+
+def record_ambiguous(email: str) -> None:
+    record_failure([_ambiguous_key(email)])
+
+
 def login_succeeded(email: str) -> None:
     """A right password clears its email's failures (the address keeps its own). Only for an email
     of one user: where other organizations' users have it too they keep their guard, or a user of one
@@ -135,8 +158,11 @@ def login_succeeded(email: str) -> None:
 def _refresh_email_key() -> str | None:
     """The email throttle named by the refresh token the request presents, when its signature and
     expiry hold (a forged or expired token names none: only its address counts)."""
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(REFRESH_COOKIE)
+    if request.endpoint == WEB_REFRESH:
+        token = request.cookies.get(REFRESH_COOKIE)
+    else:
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else None
     if not token:
         return None
     try:

@@ -15,6 +15,7 @@ def _refresh(ctx: JobContext) -> dict[str, Any]:
         ctx.client,
         ctx.job.org_id,
         ttl=current_app.config["CACHE_TTL_SECONDS"],
+        max_cells=current_app.config["ANALYTICS_MAX_CELLS"],
         on_progress=ctx.report,
     )
     ctx.log(

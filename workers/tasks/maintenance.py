@@ -96,10 +96,12 @@ def cleanup_exports(now: str | None = None) -> dict[str, Any]:
     with session_scope() as session:
         expired, files = _expire_rows(session, cutoff, root, moment)
         strays = _remove_strays(session, cutoff, root)
-    # No writer runs longer than a task may: what one left behind longer ago was killed with it.
-    scratch = export_files.remove_scratch(
-        root, moment - timedelta(seconds=2 * current_app.config["TASK_TIME_LIMIT"])
+    # No writer runs longer than a task may: what one left behind longer ago was killed with it (at
+    # least SCRATCH_MIN_AGE, for a worker started with a --time-limit of its own).
+    scratch_age = max(
+        timedelta(seconds=2 * current_app.config["TASK_TIME_LIMIT"]), export_files.SCRATCH_MIN_AGE
     )
+    scratch = export_files.remove_scratch(root, moment - scratch_age)
     log.info(
         "export cleanup: %s rows expired, %s files, %s strays and %s scratch deleted",
         expired,

@@ -161,6 +161,13 @@ def init_app(app: Flask) -> None:
     def handle_http(exc: HTTPException) -> Response:
         if isinstance(exc, WebsocketMismatch):
             if request.headers.get("Upgrade", "").strip().lower() == "websocket":
+                connection = {
+                    token.strip().lower() for token in request.headers.get("Connection", "").split(",")
+                }
+                if "upgrade" in connection:  # a socket asked of a path that serves none
+                    return error_response(
+                        400, "this path is not a WebSocket: only /api/v1/ws/analytics/{org_id} is"
+                    )
                 return error_response(400, "a WebSocket upgrade needs the header Connection: Upgrade")
             # A plain request to the socket's path (RFC 6455 4.2.2: 426 names the protocol to upgrade to).
             return error_response(

@@ -14,14 +14,22 @@ def signed_in_user(data: LoginRequest) -> User:
     """The user `data` signs in, or 401 (wrong, disabled), 429 (throttled) or 409: users of several
     organizations have the email and the password, and `org_id` does not say which."""
     throttle.check_login(data.email)  # before the password is hashed
-    attempt = authenticate(get_session(), data.email, data.password, data.org_id)
-    users = attempt.users
-    if not users or attempt.tried > 1:
+
+    def across_organizations(tried: int) -> None:
         # Tried against several organizations' users, the answer (one user, or 409 naming several)
-        # would tell whether the password is another organization's user's too: counted like a
-        # failure, so it is no faster an oracle than a wrong password. (org_id tries one user.)
-        throttle.login_failed(data.email)
+        # tells whether the password is another organization's user's too: such sign-ins have a
+        # budget of their own per email (as many as its failures), so it is no faster an oracle than
+        # guessing; past it, org_id still signs in (one user tried).
+        if tried > 1:
+            throttle.check_ambiguous(data.email)
+            throttle.record_ambiguous(data.email)
+
+    attempt = authenticate(
+        get_session(), data.email, data.password, data.org_id, before_hashing=across_organizations
+    )
+    users = attempt.users
     if not users:
+        throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     if len(users) > 1:
         # A disabled account signs in nowhere: it does not make the login ambiguous.

@@ -395,7 +395,7 @@ class Snapshot(BaseModel):
     computed_at: str
     stale: bool = Field(
         description="a later write reached the period and the listing did not compute it afresh (more "
-        "than 10 such in one listing): beat's snapshot pass recomputes it within SNAPSHOT_SCHEDULE_SECONDS"
+        "than 5 such in one listing): beat's snapshot pass recomputes it within SNAPSHOT_SCHEDULE_SECONDS"
     )
 
 
