@@ -156,6 +156,26 @@ def test_resume_replays_exactly_the_missed_events(web_server, make_live_tenant):
     ws.close()
 
 
+def test_a_resumed_greeting_carries_the_resume_point_not_the_stream_end(web_server, make_live_tenant):
+    """A socket opened with ?last_event_id= greets before it replays: a client that loses it right after
+    the greeting and resumes from the greeting's id must still get the missed events."""
+    tenant = make_live_tenant()
+    agent = tenant.users["agent"]["token"]
+    ws, _ = _open(web_server, tenant)
+    web_server.request("POST", "/api/v1/tickets", agent, {})
+    first, _ = _receive_until(ws, lambda m: m["type"] == "metric_update")
+    ws.close()
+    missed = [web_server.request("POST", "/api/v1/tickets", agent, {})[1]["id"] for _ in range(3)]
+
+    ws, hello = _open(web_server, tenant, query=f"?last_event_id={first['id']}")
+    assert hello["id"] == first["id"]
+    ws.close()  # lost before the replay was read
+    ws, hello = _open(web_server, tenant, query=f"?last_event_id={hello['id']}")
+    replayed = [m for m in _drain(ws, 1.0) if m["type"] == "metric_update"]
+    assert [m["data"]["ticket_id"] for m in replayed] == missed
+    ws.close()
+
+
 def test_one_time_ticket_and_legacy_token(web_server, make_live_tenant):
     tenant = make_live_tenant()
     status, body = web_server.request("POST", "/api/v1/ws/ticket", tenant.users["viewer"]["token"])

@@ -71,6 +71,21 @@ def test_a_resume_from_the_beginning_reaches_back_a_bounded_time(web_server, mak
     ws.close()
 
 
+def test_a_resume_from_an_old_id_with_nothing_missed_says_nothing_is_lost(web_server, make_live_tenant):
+    """An empty stream's 0-0 (or an id from before an hour of quiet) lies before the window, but no event
+    falls between it and the window: the events after it come, with no error."""
+    tenant = make_live_tenant()
+    ws, hello = _open(web_server, tenant)
+    assert hello["id"] == "0-0"
+    ws.close()
+    web_server.request("POST", "/api/v1/tickets", tenant.users["agent"]["token"], {})
+    ws, _ = _open(web_server, tenant)
+    ws.send(json.dumps({"type": "resume", "last_event_id": "0-0"}))
+    seen = _drain(ws, 1.5)
+    assert [m["type"] for m in seen if m["type"] != "pong"] == ["metric_update"], seen
+    ws.close()
+
+
 def test_the_budget_refills_at_its_rate():
     budget = MessageBudget(burst=2, per_minute=600)  # one every 0.1 s
     assert budget.take() == 0

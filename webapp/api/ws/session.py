@@ -7,6 +7,7 @@ the relay (an event was queued), so a socket needs no thread of its own beyond t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from webapp.api.ws.messages import (
     MessageError,
     decode,
     envelope,
+    event_id,
     send_error,
 )
 from webapp.api.ws.resume import resume
@@ -154,7 +156,13 @@ def _serve(
 ) -> None:
     """Greet, replay from `resume_from` if given, then serve until the socket ends."""
     conn, sub = peer.conn, peer.sub
-    conn.send(envelope(conn, "connected", hello))
+    greeting = envelope(conn, "connected", hello)
+    if resume_from is not None:
+        # Until the replay below has come, the client has what it had: resuming from the greeting's
+        # id must not skip the events the replay is about to send.
+        with contextlib.suppress(MessageError):
+            greeting["id"] = event_id(resume_from)
+    conn.send(greeting)
     if resume_from is not None:
         # Before any live event, so the missed ones arrive first and in order.
         try:
