@@ -335,6 +335,31 @@ def test_a_filter_changes_the_chart_and_the_url(desktop, demo, db_engine):
     screenshot(page, "explorer")
 
 
+def test_hourly_rows_of_a_repeated_hour_say_their_offsets_and_a_reversed_range_its_dates(desktop, demo):
+    """America/New_York's 2026-11-01 holds 01:00 twice: the explorer's table tells the two apart by
+    their UTC offsets, as the API's buckets do; To before From is said in the user's own dates."""
+    assert demo.timezone == "America/New_York"
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    page.goto("/explorer?granularity=hourly&start=2026-11-01&end=2026-11-01")
+    page.wait_for_selector("body[data-loaded]")
+    labels = page.locator("#table tbody tr td:first-child").all_inner_texts()
+    assert len(labels) == 25
+    minus = "\N{MINUS SIGN}"
+    assert labels[1:3] == [f"2026-11-01 01:00 {minus}04:00", f"2026-11-01 01:00 {minus}05:00"]
+    assert len(set(labels)) == 25
+
+    # Each page has one heading for screen readers, and the keyboard's first stop skips to it.
+    assert page.locator("h1").all_inner_texts() == ["Explorer"]
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+    page.fill("input[name=start]", "2026-11-05")
+    page.dispatch_event("input[name=start]", "change")
+    page.wait_for_selector("#error:not([hidden])")
+    assert '"From" (2026-11-05) must be on or before "To" (2026-11-01)' in page.inner_text("#error")
+
+
 def test_an_export_shows_progress_and_its_link_downloads(desktop, demo, db_engine):
     last = datetime.now(ZoneInfo(demo.timezone)).date()
     first = last - timedelta(days=13)

@@ -29,9 +29,13 @@ export function change(pct) {
   return `${sign}${decimal.format(Math.abs(pct))} %`;
 }
 
-/** A bucket's start as the page shows it: date, or date and hour for hourly buckets. */
+/** A bucket's start as the page shows it: date, or for hourly buckets date, hour and UTC offset (the
+ * repeated hour of an autumn change is two buckets with the same local hour, told apart by it). */
 export function bucket(iso, granularity = "daily") {
-  return granularity === "hourly" ? iso.slice(0, 16).replace("T", " ") : iso.slice(0, 10);
+  if (granularity !== "hourly") return iso.slice(0, 10);
+  const offset = /([+-]\d\d:\d\d|Z)$/.exec(iso);
+  const local = iso.slice(0, 16).replace("T", " ");
+  return offset ? `${local} ${offset[1] === "Z" ? "UTC" : offset[1].replace("-", "−")}` : local;
 }
 
 /** An instant (seconds since the epoch) as a date, or date and hour, in the zone `zone`. */

@@ -230,6 +230,11 @@ async function main() {
     request = buildRequest(state, spec);
     setText(document.getElementById("curl"), curlLine(request));
     const grouped = request.method === "POST";
+    if (state.start && state.end && state.start > state.end) {
+      // Said in the dates the user chose (the request's end is the day after "To").
+      showError(`"From" (${state.start}) must be on or before "To" (${state.end})`, { stale: true });
+      return;
+    }
     if (grouped && !spec.aggregationMetrics.includes(state.metric)) {
       showError(`group-by and percentiles are not available for ${state.metric}`, { stale: true });
       return;
