@@ -399,6 +399,32 @@ def celery_worker(services: Services, base_app: Flask) -> Iterator[subprocess.Po
         proc.kill()
 
 
+@contextlib.contextmanager
+def beat_process(services: Services, name: str, schedule: str) -> Iterator[None]:
+    """A real Celery beat process while the block runs: `schedule` is Python that sets
+    celery_app.conf.beat_schedule (celeryconfig, celery_app and flask_app are imported); its schedule
+    file and log are named `name` under the test instance."""
+    script = (
+        "import celeryconfig\n"
+        "from workers import celery_app, flask_app\n"
+        f"{schedule}"
+        f"celery_app.Beat(schedule={str(TEST_INSTANCE / name)!r}, loglevel='INFO').run()\n"
+    )
+    with open(TEST_INSTANCE / f"{name}.log", "ab") as log:
+        beat = subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env=process_env(services),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        finally:
+            beat.terminate()
+            beat.wait(timeout=20)
+
+
 @pytest.fixture
 def stoppable_redis(services: Services) -> Iterator[Any]:
     """The embedded Redis, which a test may stop; started again afterwards whatever happened."""

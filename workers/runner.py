@@ -251,9 +251,8 @@ def _share() -> int:
     """JOB_MAX_RUNNING_PER_ORG, or half of the worker's slots where it is unset (a worker sets it as it
     starts; this covers a run outside one)."""
     celery_app = current_app.extensions["celery"]
-    return claim.running_share(
-        current_app.config.get("JOB_MAX_RUNNING_PER_ORG"), celery_app.conf.worker_concurrency
-    )
+    slots = claim.worker_slots(None, celery_app.conf.worker_concurrency)
+    return claim.running_share(current_app.config.get("JOB_MAX_RUNNING_PER_ORG"), slots)
 
 
 def _hand_over(waiting: claim.Waiting) -> None:

@@ -130,18 +130,20 @@ def test_other_organization_receives_nothing(web_server, make_live_tenant):
     ws_beta.close()
 
 
-def test_resume_replays_exactly_the_missed_events(web_server, make_live_tenant):
-    tenant = make_live_tenant()
+def _seen_then_missed(web_server, tenant) -> tuple[dict, list[int]]:
+    """A socket's last metric_update before it closed, and the tickets written while it was away."""
     agent = tenant.users["agent"]["token"]
     ws, _ = _open(web_server, tenant)
     web_server.request("POST", "/api/v1/tickets", agent, {})
     first, _ = _receive_until(ws, lambda m: m["type"] == "metric_update")
     ws.close()
+    return first, [web_server.request("POST", "/api/v1/tickets", agent, {})[1]["id"] for _ in range(3)]
 
-    missed = []
-    for _ in range(3):
-        _, ticket = web_server.request("POST", "/api/v1/tickets", agent, {})
-        missed.append(ticket["id"])
+
+def test_resume_replays_exactly_the_missed_events(web_server, make_live_tenant):
+    tenant = make_live_tenant()
+    agent = tenant.users["agent"]["token"]
+    first, missed = _seen_then_missed(web_server, tenant)
 
     ws, _ = _open(web_server, tenant)
     ws.send(json.dumps({"type": "resume", "last_event_id": first["id"]}))
@@ -160,12 +162,7 @@ def test_a_resumed_greeting_carries_the_resume_point_not_the_stream_end(web_serv
     """A socket opened with ?last_event_id= greets before it replays: a client that loses it right after
     the greeting and resumes from the greeting's id must still get the missed events."""
     tenant = make_live_tenant()
-    agent = tenant.users["agent"]["token"]
-    ws, _ = _open(web_server, tenant)
-    web_server.request("POST", "/api/v1/tickets", agent, {})
-    first, _ = _receive_until(ws, lambda m: m["type"] == "metric_update")
-    ws.close()
-    missed = [web_server.request("POST", "/api/v1/tickets", agent, {})[1]["id"] for _ in range(3)]
+    first, missed = _seen_then_missed(web_server, tenant)
 
     ws, hello = _open(web_server, tenant, query=f"?last_event_id={first['id']}")
     assert hello["id"] == first["id"]

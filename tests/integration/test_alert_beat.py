@@ -3,8 +3,6 @@ evaluated within a pass or two."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 
@@ -12,7 +10,7 @@ import pytest
 from sqlalchemy import text
 
 import celeryconfig
-from tests.conftest import ROOT, TEST_INSTANCE, process_env
+from tests.conftest import beat_process
 from webapp.core.timeutil import utcnow
 
 pytestmark = pytest.mark.worker
@@ -45,40 +43,25 @@ def test_beat_evaluates_a_closed_bucket_within_a_minute(celery_worker, make_live
             text("UPDATE alert_rules SET evaluated_until = :at WHERE id = :id"),
             {"at": last_hour, "id": rule["id"]},
         )
-    schedule_file = TEST_INSTANCE / f"beat-alerts-{tenant.org_id}"
-    script = (
-        "import celeryconfig\n"
-        "from workers import celery_app, flask_app\n"
+    schedule = (
         "entry = dict(celeryconfig.beat_schedule(flask_app.config)['alerts-evaluate-due'])\n"
         f"entry['kwargs'] = {{'org_ids': [{tenant.org_id}]}}\n"
         # Beat's first send comes one interval after it starts: a short one here (the real one is
         # checked above), so the test waits seconds, not the interval.
         "entry['schedule'] = 2\n"
         "celery_app.conf.beat_schedule = {'alerts-evaluate-due': entry}\n"
-        f"celery_app.Beat(schedule={str(schedule_file)!r}, loglevel='INFO').run()\n"
     )
     started = time.monotonic()
-    with open(TEST_INSTANCE / "beat-alerts.log", "ab") as log:
-        beat = subprocess.Popen(
-            [sys.executable, "-c", script],
-            cwd=ROOT,
-            env=process_env(services),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            recorded = None
-            while time.monotonic() - started < 90 and recorded is None:
-                with engine.connect() as conn:
-                    recorded = conn.execute(
-                        text("SELECT state, bucket, value FROM alert_events WHERE rule_id = :id"),
-                        {"id": rule["id"]},
-                    ).first()
-                waited = time.monotonic() - started
-                time.sleep(0.5)
-        finally:
-            beat.terminate()
-            beat.wait(timeout=20)
+    with beat_process(services, f"beat-alerts-{tenant.org_id}", schedule):
+        recorded = None
+        while time.monotonic() - started < 90 and recorded is None:
+            with engine.connect() as conn:
+                recorded = conn.execute(
+                    text("SELECT state, bucket, value FROM alert_events WHERE rule_id = :id"),
+                    {"id": rule["id"]},
+                ).first()
+            waited = time.monotonic() - started
+            time.sleep(0.5)
     assert recorded is not None, "beat evaluated nothing"
     assert (recorded.state, recorded.bucket, recorded.value) == ("firing", last_hour, 1)
     # Beat sends the pass every 2 s here: well within the minute the real 15 s interval promises.
@@ -92,27 +75,11 @@ def test_beat_says_it_runs_as_it_starts_not_an_interval_later(celery_worker, liv
 
     store = live_app.extensions["redis"]
     started = utcnow()
-    script = (
-        "from workers import celery_app\n"
-        "celery_app.conf.beat_schedule = {}\n"
-        f"celery_app.Beat(schedule={str(TEST_INSTANCE / 'beat-first')!r}, loglevel='INFO').run()\n"
-    )
-    with open(TEST_INSTANCE / "beat-first.log", "ab") as log:
-        beat = subprocess.Popen(
-            [sys.executable, "-c", script],
-            cwd=ROOT,
-            env=process_env(services),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            seen = None
-            while seen is None and (utcnow() - started).total_seconds() < 25:
-                last = heartbeat.beat_last_run(store)
-                if last is not None and datetime.fromisoformat(last) >= started:
-                    seen = last
-                time.sleep(0.2)
-        finally:
-            beat.terminate()
-            beat.wait(timeout=20)
+    with beat_process(services, "beat-first", "celery_app.conf.beat_schedule = {}\n"):
+        seen = None
+        while seen is None and (utcnow() - started).total_seconds() < 25:
+            last = heartbeat.beat_last_run(store)
+            if last is not None and datetime.fromisoformat(last) >= started:
+                seen = last
+            time.sleep(0.2)
     assert seen is not None, "beat's first heartbeat did not come before its 30 s interval"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +11,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
-from tests.conftest import ROOT, TEST_INSTANCE, process_env, wait_for_job
+from tests.conftest import beat_process, wait_for_job
 from webapp.core.timeutil import utcnow
 
 pytestmark = pytest.mark.worker
@@ -294,27 +292,15 @@ def test_beat_records_a_breach_within_a_minute(celery_worker, make_live_tenant, 
         tenant.agent, priority="urgent", created_at=(utcnow() - H + timedelta(seconds=5)).isoformat()
     )
     breach_at = datetime.fromisoformat(ticket["created_at"]) + H
-    schedule_file = TEST_INSTANCE / f"beat-sla-{tenant.org_id}"
-    script = (
-        "import celeryconfig\n"
-        "from workers import celery_app, flask_app\n"
+    schedule = (
         "entry = dict(celeryconfig.beat_schedule(flask_app.config)['sla-record-breaches'])\n"
         f"entry['kwargs'] = {{'org_ids': [{tenant.org_id}]}}\n"
         # Beat's first send comes one interval after it starts: a short one here (the real one is
         # checked above), so the test waits seconds, not the interval.
         "entry['schedule'] = 2\n"
         "celery_app.conf.beat_schedule = {'sla-record-breaches': entry}\n"
-        f"celery_app.Beat(schedule={str(schedule_file)!r}, loglevel='INFO').run()\n"
     )
-    log = open(TEST_INSTANCE / "beat-sla.log", "ab")  # noqa: SIM115 (closed below)
-    beat = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=process_env(services),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with beat_process(services, f"beat-sla-{tenant.org_id}", schedule):
         deadline = time.monotonic() + 120
         recorded = []
         while time.monotonic() < deadline and not recorded:
@@ -322,10 +308,6 @@ def test_beat_records_a_breach_within_a_minute(celery_worker, make_live_tenant, 
                 engine, "SELECT breach_at, recorded_at FROM sla_breaches WHERE ticket_id = :t", t=ticket["id"]
             )
             time.sleep(0.5)
-    finally:
-        beat.terminate()
-        beat.wait(timeout=20)
-        log.close()
     assert recorded, "beat recorded no breach"
     assert recorded[0].breach_at == breach_at
     assert recorded[0].recorded_at - breach_at < timedelta(seconds=60)

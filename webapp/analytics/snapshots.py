@@ -175,9 +175,9 @@ def list_snapshots(
     listed = []
     freshened = 0
     for row in rows:
-        data, computed_at, stale = row.data, row.computed_at, row.stale
+        data, version, computed_at, stale = row.data, row.definition_version, row.computed_at, row.stale
         if stale and freshened < FRESHENED_PER_LISTING:
-            computed_at = utcnow()
+            computed_at, version = utcnow(), DEFINITION_VERSION
             data = compute_snapshot(
                 session, org_id=org_id, snapshot_type=row.snapshot_type, snapshot_date=row.snapshot_date
             )
@@ -187,7 +187,7 @@ def list_snapshots(
                 "snapshot_type": row.snapshot_type,
                 "snapshot_date": row.snapshot_date.isoformat(),
                 "data": data,
-                "definition_version": DEFINITION_VERSION if data is not row.data else row.definition_version,
+                "definition_version": version,
                 "computed_at": computed_at.isoformat(),
                 "stale": stale,
             }

@@ -27,13 +27,13 @@ from webapp.jobs.transitions import loaded_job
 from webapp.models import Job
 
 
-def running_share(configured: int | None, worker_slots: int | None) -> int:
+def running_share(configured: int | None, slots: int | None) -> int:
     """Jobs one organization may run at once: JOB_MAX_RUNNING_PER_ORG when set, else half of the
-    worker's slots, at least one, so that one organization's flood always leaves slots to the others
-    (the Procfile's worker of 2 keeps 1)."""
+    worker's `slots` (see worker_slots), at least one, so that one organization's flood always leaves
+    slots to the others (the Procfile's worker of 2 keeps 1)."""
     if configured:
         return configured
-    return max(1, (worker_slots or 1) // 2)
+    return max(1, (slots or 1) // 2)
 
 
 def worker_slots(worker: object, configured: object = None) -> int:

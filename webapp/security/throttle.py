@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import decode_token
 
 from webapp.core.errors import ApiError
@@ -70,8 +70,9 @@ def _wait(times: list[float], limit: int, window: int, now: float) -> int:
     return max(1, int(times[len(times) - limit] + window - now) + 1)
 
 
-def check(keys: Mapping[str, int]) -> None:
-    """429 with Retry-After while any of `keys` (key -> its limit) holds its limit of failures."""
+def check(keys: Mapping[str, int], what: str = "too many failed sign-ins") -> None:
+    """429 with Retry-After while any of `keys` (key -> its limit) holds its limit of failures; the
+    message starts with `what`."""
     window = current_app.config["AUTH_THROTTLE_WINDOW_SECONDS"]
     now = time.time()
     try:
@@ -91,7 +92,7 @@ def check(keys: Mapping[str, int]) -> None:
     if wait:
         raise ApiError(
             429,
-            f"too many failed sign-ins; try again in {wait} s",
+            f"{what}; try again in {wait} s",
             code="too_many_failures",
             details={"retry_after": wait, "window_seconds": window},
             headers={"Retry-After": str(wait)},
@@ -133,14 +134,10 @@ def _ambiguous_key(email: str) -> str:
 def check_ambiguous(email: str) -> None:
     """Before any hash: 429 while the email's sign-ins without org_id tried against several
     organizations' users reach AUTH_MAX_FAILURES_PER_EMAIL in the window; org_id still signs in."""
-    try:
-        check({_ambiguous_key(email): current_app.config["AUTH_MAX_FAILURES_PER_EMAIL"]})
-    except ApiError as exc:
-        exc.message = (
-            "too many sign-ins without org_id for an email of several organizations; send org_id, or "
-            f"try again in {exc.headers['Retry-After']} s"
-        )
-        raise
+    check(
+        {_ambiguous_key(email): current_app.config["AUTH_MAX_FAILURES_PER_EMAIL"]},
+        "too many sign-ins without org_id for an email of several organizations; send org_id",
+    )
 
 
 def record_ambiguous(email: str) -> None:
@@ -174,11 +171,14 @@ def _refresh_email_key() -> str | None:
 
 
 def _refresh_keys(app: Flask) -> dict[str, int]:
-    keys = {address_key(request.remote_addr): app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]}
-    email = _refresh_email_key()
-    if email is not None:
-        keys[email] = app.config["AUTH_MAX_FAILURES_PER_EMAIL"]
-    return keys
+    """The throttles of this refresh request (decoded once, checked before and counted after)."""
+    if "refresh_throttles" not in g:
+        keys = {address_key(request.remote_addr): app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]}
+        email = _refresh_email_key()
+        if email is not None:
+            keys[email] = app.config["AUTH_MAX_FAILURES_PER_EMAIL"]
+        g.refresh_throttles = keys
+    return g.refresh_throttles
 
 
 def init_app(app: Flask) -> None:
