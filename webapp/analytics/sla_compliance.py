@@ -5,9 +5,10 @@ sla_verdicts. Compliance is achieved / (achieved + breached), per target and ove
 the calendar clock, whole UTC days whose verdicts were counted ahead and still stand (sla_days) are
 summed from their counts, and only the rest of the range is judged ticket by ticket from the facts.
 
-next_reply is counted from the replies in one statement (next_reply below): a ticket counts once it
-has a pair (a customer reply after an agent reply), judged as clocks.evaluation judges it for
-GET /tickets/{id}/sla (tests hold the two to the same answers).
+next_reply is counted from the replies in one statement (next_reply below): every ticket of a
+priority with a next_reply target counts, judged as clocks.evaluation judges it for
+GET /tickets/{id}/sla (tests hold the two to the same answers); one without a pair (a customer reply
+after an agent reply) is achieved there, so it is here.
 """
 
 from __future__ import annotations
@@ -149,9 +150,9 @@ def next_reply(
     fields: Sequence[str] = (),
 ) -> dict[tuple[str | None, ...], list[int]]:
     """Per combination of the tickets' `fields` (one key, (), with none): [achieved, breached, pending]
-    of next_reply over the tickets created in the range that have at least one pair, each ticket as
-    clocks.evaluation judges it (breached if any pair ran over the target, else pending while the
-    last pair runs, else achieved), in one statement on the policy's clock.
+    of next_reply over the tickets created in the range, each ticket as clocks.evaluation judges it
+    (breached if any pair ran over the target, else pending while the last pair runs, else achieved,
+    with no pair too), in one statement on the policy's clock.
 
     A pair starts at a public customer reply whose previous public reply (by time, then id) is an
     agent's, and stops at the next public agent reply (running at `now` without one); only tickets
@@ -211,11 +212,12 @@ def next_reply(
                        ORDER BY a.at, a.id LIMIT 1) AS answered
             FROM r WHERE r.author = 'customer' AND r.before = 'agent'
         ), judged AS (
-            SELECT p.ticket_id,
-                   bool_or({over}) AS breached,
-                   bool_or(p.answered IS NULL) AS running
-            FROM pairs p JOIN t ON t.id = p.ticket_id
-            GROUP BY p.ticket_id
+            -- A ticket without a pair is achieved, as its own evaluation says (nothing was late).
+            SELECT t.id AS ticket_id,
+                   coalesce(bool_or(p.at IS NOT NULL AND ({over})), false) AS breached,
+                   coalesce(bool_or(p.at IS NOT NULL AND p.answered IS NULL), false) AS running
+            FROM t LEFT JOIN pairs p ON p.ticket_id = t.id
+            GROUP BY t.id
         )
         SELECT count(*) FILTER (WHERE NOT j.breached AND NOT j.running) AS achieved,
                count(*) FILTER (WHERE j.breached) AS breached,
