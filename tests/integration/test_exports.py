@@ -434,6 +434,19 @@ def test_a_link_alone_downloads_the_file(data, link):
     assert bad.status_code == 401
 
 
+def test_a_link_ignores_parameters_a_mail_client_or_tracker_adds(data, link):
+    anonymous = data.viewer.client
+    url = link["download_url"]
+    path, token = url.split("?token=")
+    for tracked in (f"{url}&utm_source=mail&utm_medium=email", f"{path}?fbclid=x&token={token}"):
+        response = anonymous.get(tracked)
+        assert response.status_code == 200, (tracked, response.get_json())
+        assert hashlib.sha256(response.data).hexdigest() == link["sha256"]
+    # The token is still required, and still checked.
+    assert anonymous.get(f"{path}?utm_source=mail").status_code == 400
+    assert anonymous.get(f"{path}?utm_source=mail&token=not-a-token").status_code == 403
+
+
 def test_a_link_answers_one_byte_range_and_ignores_ranges_it_cannot_serve(data, link):
     """One byte range: 206 with that part; past the end: 416. Another unit, a malformed range or several
     ranges: the whole file with 200 (RFC 9110 has a server ignore what it does not serve)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.metrics import METRICS
@@ -98,7 +98,12 @@ class ExportMode(Strict):
     )
 
 
-class DownloadQuery(Strict):
+class DownloadQuery(BaseModel):
+    """A link's query: its token. Other parameters are ignored, as mail clients and link trackers
+    add their own (utm_source=...) to a link they pass on."""
+
+    model_config = ConfigDict(extra="ignore")
+
     token: str = Field(min_length=1, max_length=1000, description="the signed token of the download_url")
 
 
