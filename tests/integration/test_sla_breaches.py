@@ -122,10 +122,16 @@ def test_breaches_are_recorded_once_at_their_instant_and_fresh_ones_pushed(
         (calm["id"], "first_reply"): created[calm["id"]] + 24 * H,
         (calm["id"], "resolution"): created[calm["id"]] + 120 * H,
     }
-    # Only the breach of a minute ago is news on the socket's stream; the one of two hours ago is not.
+    # Both are news on the socket's stream: the breach of a minute ago, and the one of two hours ago
+    # whose ticket still waits for its first reply (found late: the ticket was written back-dated).
     pushed = _stream(services, tenant.org_id, "sla_breach")
-    assert [(p["ticket_id"], p["metric"]) for p in pushed] == [(fresh["id"], "first_reply")]
-    assert datetime.fromisoformat(pushed[0]["breach_at"]) == created[fresh["id"]] + H
+    assert sorted((p["ticket_id"], p["metric"]) for p in pushed) == [
+        (old["id"], "first_reply"),
+        (fresh["id"], "first_reply"),
+    ]
+    by_ticket = {p["ticket_id"]: p for p in pushed}
+    assert datetime.fromisoformat(by_ticket[fresh["id"]]["breach_at"]) == created[fresh["id"]] + H
+    assert datetime.fromisoformat(by_ticket[old["id"]]["breach_at"]) == created[old["id"]] + H
 
     # Nothing is recorded twice, however often the sweep runs.
     assert sweep(tenant.org_id)["recorded"] == 0
@@ -136,6 +142,40 @@ def test_breaches_are_recorded_once_at_their_instant_and_fresh_ones_pushed(
     }
     assert targets["first_reply"]["state"] == "breached"
     assert datetime.fromisoformat(targets["resolution"]["breach_at"]) == created[old["id"]] + 4 * H
+
+
+def test_a_late_breach_is_pushed_while_its_target_runs_and_history_is_not(
+    celery_worker, make_live_tenant, engine, sweep, services
+):
+    tenant = make_live_tenant()
+    now = utcnow()
+    # Normal: first reply within 8 hours. Made urgent (1 hour) after two hours of waiting, its target
+    # is passed at once, an hour ago: recorded at that instant and pushed, as it still waits.
+    waiting = _ticket(tenant.agent, priority="normal", created_at=(now - 2 * H).isoformat())
+    assert sweep(tenant.org_id)["recorded"] == 0
+    made_urgent = tenant.agent.patch(f"/api/v1/tickets/{waiting['id']}", json={"priority": "urgent"})
+    assert made_urgent.status_code == 200, made_urgent.get_json()
+    # History written all at once: answered late three hours ago, then solved. Its breach is recorded
+    # but is no news.
+    history = _ticket(
+        tenant.agent,
+        priority="urgent",
+        created_at=(now - 6 * H).isoformat(),
+        first_response_at=(now - 3 * H).isoformat(),
+        status="closed",
+        resolved_at=(now - 3 * H).isoformat(),
+    )
+    assert sweep(tenant.org_id)["recorded"] == 2
+    created = datetime.fromisoformat(waiting["created_at"])
+    assert _breaches(engine, tenant.org_id) == {
+        (waiting["id"], "first_reply"): created + H,
+        (history["id"], "first_reply"): datetime.fromisoformat(history["created_at"]) + H,
+    }
+    pushed = _stream(services, tenant.org_id, "sla_breach")
+    assert [(p["ticket_id"], p["metric"], p["priority"]) for p in pushed] == [
+        (waiting["id"], "first_reply", "urgent")
+    ]
+    assert datetime.fromisoformat(pushed[0]["breach_at"]) == created + H
 
 
 def test_concurrent_sweeps_record_each_breach_once(celery_worker, make_live_tenant, engine, live_app):

@@ -17,6 +17,7 @@ customer reply after a public agent reply starts a next_reply pair that the next
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,9 +42,14 @@ from webapp.models import (
 from webapp.models.base import MAX_ID
 
 BATCH = 200
-# A breach found later than this after its instant (a back-fill, a stricter policy, a sweep that was
-# down) is recorded but not pushed to live clients as news.
+# A breach is news for live clients when it is found within this of its instant, or found later (a
+# priority or policy change, a back-dated ticket, a sweep that was down) with its target still
+# running: the ticket waits past its target now. One whose run stopped long before it was found (a
+# back-fill of history) is recorded but not pushed.
 PUSH_WINDOW = timedelta(minutes=10)
+# At most this many late breaches pushed per organization per sweep step (an import of old open
+# tickets records thousands at once; the sla_breached announcement refreshes pages anyway).
+LATE_PUSHES = 50
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Recorded:
     target_hours: float
     priority: str
     policy_clock: str
+    running: bool = False  # the target's run still ran when the breach was found
 
     def data(self) -> dict[str, Any]:
         """The sla_breach event's data."""
@@ -79,8 +86,17 @@ class Batch:
     recorded: list[Recorded] = field(default_factory=list)
 
     def to_push(self, now: datetime) -> list[Recorded]:
-        """The breaches fresh enough to be news for live clients."""
-        return [r for r in self.recorded if now - r.breach_at <= PUSH_WINDOW]
+        """The breaches that are news for live clients: fresh ones, and late ones of targets still
+        running (at most LATE_PUSHES per organization)."""
+        late: Counter[int] = Counter()
+        out = []
+        for r in self.recorded:
+            if now - r.breach_at <= PUSH_WINDOW:
+                out.append(r)
+            elif r.running and late[r.org_id] < LATE_PUSHES:
+                late[r.org_id] += 1
+                out.append(r)
+        return out
 
 
 @dataclass(frozen=True)
@@ -292,6 +308,7 @@ def _record(session: Session, breaches: Iterable[tuple[Loaded, Policy, Run]]) ->
                 run.target_hours,
                 ticket.priority,
                 policy.clock_name,
+                run.running,
             )
         )
     if events:
