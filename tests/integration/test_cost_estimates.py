@@ -11,6 +11,7 @@ import time
 
 import pytest
 import redis
+from sqlalchemy import event
 
 from webapp.models import Job
 
@@ -105,7 +106,8 @@ def test_free_text_groups_are_checked_once_known_before_any_row_is_built(tenant,
 
 def test_rows_only_the_data_knows_are_checked_once_known(tenant, app, monkeypatch, redis_client):
     """Performance grouped by assignee, a distribution of assignees and the agents report grow with the
-    organization's agents: past the limit, 400 naming the estimate, and nothing cached."""
+    organization's agents: past the limit, 400 naming the estimate; the answer is not cached, the
+    refusal is (a few hundred bytes), so a client repeating it is refused without a read."""
     agents = [f"agent {n}" for n in range(12)]
     for agent in agents:
         for _ in range(2):
@@ -115,16 +117,34 @@ def test_rows_only_the_data_knows_are_checked_once_known(tenant, app, monkeypatc
             assert created.status_code == 201, created.get_json()
     before = _keys(redis_client)
     monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 30)
-    # Per row: SLA groups 3 targets x 6 numbers; a distribution's value, count and share; an agent's 8.
-    for path, per_row in (
+    paths = (
         ("/api/v1/analytics/performance?group_by=assigned_to", 18),
         ("/api/v1/analytics/distribution/assigned_to", 3),
         ("/api/v1/analytics/agents?min_tickets=1", 8),
-    ):
+    )
+    # Per row: SLA groups 3 targets x 6 numbers; a distribution's value, count and share; an agent's 8.
+    for path, per_row in paths:
         error = _too_costly(tenant.viewer.get(path))
         assert (error["details"]["groups"], error["details"]["estimate"]) == (12, 12 * per_row), path
         assert error["details"]["limit"] == 30
-    assert _keys(redis_client) - before == set()
+    stored = _keys(redis_client) - before
+    assert stored
+    assert all(key.startswith(b"an:c:") for key in stored), stored
+    assert all(len(redis_client.get(key) or b"") < 1_500 for key in stored)
+    # Asked again: the same refusal, and not one statement reads tickets or their events.
+    statements: list[str] = []
+    engine = app.extensions["db_engine"]
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for path, per_row in paths:
+            assert _too_costly(tenant.viewer.get(path))["details"]["estimate"] == 12 * per_row
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert not [s for s in statements if "ticket" in s or "analytics" in s], statements
     # Under the limit the same reads are answered.
     monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 12 * 18)
     assert tenant.viewer.get("/api/v1/analytics/performance?group_by=assigned_to").status_code == 200

@@ -84,6 +84,14 @@ def from_params(params: Mapping[str, Any]) -> Read:
     return READERS[params["route"]](params)
 
 
+# The key of a cached refusal's facts (cache meta `about`): its message, field and details.
+REFUSED = "refused"
+
+
+def _refusal(exc: TooCostly) -> dict[str, Any]:
+    return {"message": str(exc), "field": exc.field, "details": exc.details}
+
+
 def read(
     session: Session | Callable[[], Session],
     client: redis.Redis,
@@ -107,11 +115,19 @@ def read(
     def compute() -> Computed:
         db = session() if callable(session) else session
         with reading(request.options()) as provenance:
-            value = request.compute(db, org_id)
+            try:
+                value = request.compute(db, org_id)
+            except TooCostly as exc:
+                # Refused once its rows were known: the refusal is cached as the answer would be (the
+                # same key, families and ttl), so a client repeating it is refused at a hit's cost
+                # until the data changes, instead of paying the read each time.
+                return Computed(
+                    None, {"source": provenance.source, "approximate": False, REFUSED: _refusal(exc)}
+                )
         return Computed(value, {"source": provenance.source, "approximate": provenance.approximate})
 
-    try:
-        value, meta = read_through(
+    def through(force: bool) -> tuple[Any, Any]:
+        return read_through(
             client,
             org_id,
             request.families(),
@@ -123,6 +139,16 @@ def read(
             raw=raw,
             shortcuts=shortcuts,
         )
+
+    try:
+        value, meta = through(force)
+        refused = meta.about.get(REFUSED)
+        if refused is not None and refused["details"].get("limit") != getattr(request, "max_cells", None):
+            # Refused under another limit (the setting changed): judged again under this one.
+            value, meta = through(True)
+            refused = meta.about.get(REFUSED)
+        if refused is not None:
+            raise TooCostly(refused["message"], refused["field"], refused["details"])
     except TooCostly:
         # Counted as it was looked up, refused once its rows were known: not a query to warm.
         if counted is not None:

@@ -48,7 +48,8 @@ def refresh_popular(
 ) -> Warmed:
     """Compute the organization's most requested reads afresh into the cache (popular.TOP_N), each
     under the cells limit the API applies (`max_cells`: reads whose rows only the data knows check
-    it once they know them; one past it now is refused and dropped, never cached)."""
+    it once they know them; one past it now is refused and dropped from the popular set, its
+    refusal cached as a client's would be)."""
     entries = [(m, e) for m, e in popular.top_members(client, org_id) if e.get("kind") == "read"]
     refreshed = dropped = 0
     for index, (member, entry) in enumerate(entries):
