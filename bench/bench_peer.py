@@ -42,7 +42,19 @@ import duckdb
 import psycopg
 
 from bench.common import BENCH_INSTANCE, Stack, insert_org, print_table, scratch_redis, write_results
-from bench.peer_questions import API, QUESTIONS, TZ, TZ_NAME, Question, Tree, Window, differences, flatten
+from bench.peer_questions import (
+    API,
+    QUESTIONS,
+    SCHEDULE,
+    TZ,
+    TZ_NAME,
+    Question,
+    Tree,
+    Window,
+    differences,
+    flatten,
+    schedule_spans,
+)
 
 EVENT_COLUMNS = "ticket_id, event_type, occurred_at, status, priority, channel, category, assigned_to, value"
 TICKET_COLUMNS = (
@@ -101,11 +113,15 @@ def prepare(tickets: int) -> Setup:
         print(f"SLA verdicts of {counted} due days counted in {seconds:.1f} s")
         summed, seconds = sum_metric_days(url, kept["org_id"])
         print(f"rollups of {summed} due days summed in {seconds:.1f} s")
+        if "schedule_id" not in kept:  # kept from before the business-hours questions
+            kept.update(add_schedule(url, kept["org_id"], datetime.fromisoformat(kept["now"])))
+            done.write_text(json.dumps(kept, indent=2))
         return Setup(pg, url, home, kept)
     _check_disk(home, tickets)
     facts = _seed(pg, url, name, tickets)
     facts["sla_days"], facts["sla_days_s"] = count_sla_days(url, facts["org_id"])
     facts["metric_days"], facts["metric_days_s"] = sum_metric_days(url, facts["org_id"])
+    facts.update(add_schedule(url, facts["org_id"], datetime.fromisoformat(facts["now"])))
     facts.update(_export(url, home, facts["org_id"]))
     done.write_text(json.dumps(facts, indent=2))
     return Setup(pg, url, home, facts)
@@ -180,6 +196,30 @@ def _seed(pg: Any, url: str, name: str, tickets: int) -> dict[str, Any]:
     }
 
 
+def add_schedule(url: str, org_id: int, now: datetime) -> dict[str, Any]:
+    """The organization's default schedule (peer_questions.SCHEDULE) with its business rollups built
+    as beat builds them for a new schedule, then analyzed: its id and the build's seconds."""
+    from sqlalchemy.orm import Session
+
+    from webapp.analytics import rollups
+    from webapp.clocks.schedules import create_schedule
+    from webapp.infra.engines import make_engine
+
+    engine = make_engine(url)
+    with Session(engine) as session:
+        schedule_id = create_schedule(session, org_id, {**SCHEDULE, "default": True}).id
+        session.commit()
+        started = time.perf_counter()
+        rollups.build_business(session, org_id=org_id, schedule_id=schedule_id, now=now)
+        session.commit()
+        seconds = time.perf_counter() - started
+    engine.dispose()
+    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE analytics_business_metrics, analytics_business_values")
+    print(f"schedule {schedule_id}: business rollups built in {seconds:.1f} s", flush=True)
+    return {"schedule_id": schedule_id, "business_build_s": seconds}
+
+
 def count_sla_days(url: str, org_id: int) -> tuple[int, float]:
     """Count ahead the SLA verdicts of the organization's settled days, as beat does every minute:
     the days counted and the seconds it took."""
@@ -237,8 +277,9 @@ def _export(url: str, home: Path, org_id: int) -> dict[str, Any]:
     return {"export_s": time.perf_counter() - started}
 
 
-def load_duckdb(home: Path) -> tuple[duckdb.DuckDBPyConnection, float]:
-    """An in-memory DuckDB holding the exported tickets and events, each sorted by its time."""
+def load_duckdb(home: Path, now: datetime) -> tuple[duckdb.DuckDBPyConnection, float]:
+    """An in-memory DuckDB holding the exported tickets and events, each sorted by its time, and the
+    schedule's open spans of the seeded year (with the days around it) for the business-hours questions."""
     started = time.perf_counter()
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
@@ -253,6 +294,12 @@ def load_duckdb(home: Path) -> tuple[duckdb.DuckDBPyConnection, float]:
             f"CREATE TABLE {table} AS SELECT * FROM read_csv('{home / (table + '.csv')}',"
             f" header = false, columns = {{{spec}}}) ORDER BY {order}"
         )
+    day = now.astimezone(TZ).date()
+    con.execute("CREATE TABLE spans (start_us BIGINT, len BIGINT, before BIGINT)")
+    con.executemany(
+        "INSERT INTO spans VALUES (?, ?, ?)",
+        schedule_spans(day - timedelta(days=400), day + timedelta(days=2)),
+    )
     return con, time.perf_counter() - started
 
 
@@ -454,7 +501,7 @@ def run(args: argparse.Namespace) -> Tree:
     stack: Stack | None = None
     try:
         print(f"loading {args.tickets:,} tickets into DuckDB ...", flush=True)
-        con, load_s = load_duckdb(setup.home)
+        con, load_s = load_duckdb(setup.home, setup.now)
         con.execute(f"SET threads = {os.cpu_count()}")
         stack = serve(setup, redis_server.url)
         client = Client(stack.port, stack.admin_token)

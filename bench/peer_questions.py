@@ -429,6 +429,174 @@ def dashboard(days: int) -> Question:
     return Question(f"dashboard {days}d", request, answer, duck)
 
 
+# --- the support metrics: backlog, satisfaction, one-touch, and durations in business hours -------
+
+# The organization's default schedule (bench_peer creates it and builds its rollups): weekdays with a
+# lunch break, Saturday mornings, and Berlin's public holidays of the seeded year.
+SCHEDULE: Tree = {
+    "name": "Office hours",
+    "timezone": TZ_NAME,
+    "intervals": [
+        *({"day": d, "start": "09:00", "end": "12:30"} for d in ("mon", "tue", "wed", "thu", "fri")),
+        *({"day": d, "start": "13:30", "end": "17:30"} for d in ("mon", "tue", "wed", "thu", "fri")),
+        {"day": "sat", "start": "10:00", "end": "14:00"},
+    ],
+    "holidays": [
+        {"date": d, "name": "closed"}
+        for d in (
+            "2025-12-25", "2025-12-26", "2026-01-01", "2026-04-03", "2026-04-06", "2026-05-01",
+            "2026-05-14", "2026-05-25", "2026-10-03", "2026-12-25", "2026-12-26",
+        )
+    ],
+}  # fmt: skip
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def schedule_spans(first: date, last: date) -> list[tuple[int, int, int]]:
+    """The schedule's open spans on the local days first..last, from its definition alone (zoneinfo
+    for the offsets): (start, length, open time before it), microseconds since the epoch."""
+    closed = {h["date"] for h in SCHEDULE["holidays"]}
+    spans: list[tuple[int, int]] = []
+    day = first
+    while day <= last:
+        if day.isoformat() not in closed:
+            for interval in SCHEDULE["intervals"]:
+                if interval["day"] == _DAYS[day.weekday()]:
+                    start, end = (
+                        datetime.combine(day, datetime.strptime(interval[k], "%H:%M").time(), TZ)
+                        for k in ("start", "end")
+                    )
+                    spans.append((int(start.timestamp()) * 1_000_000, int(end.timestamp()) * 1_000_000))
+        day += timedelta(days=1)
+    spans.sort()
+    out, before = [], 0
+    for start, end in spans:
+        out.append((start, end - start, before))
+        before += end - start
+    return out
+
+
+def _open_before(alias: str, instant: str) -> str:
+    """SQL of C(instant): open microseconds before it, from the ASOF-joined span `alias`."""
+    return f"({alias}.before + least(greatest({instant} - {alias}.start_us, 0), {alias}.len))"
+
+
+def _percent_or_count_points(body: Tree) -> Tree:
+    return {_epoch(p["bucket"]): {"count": p["count"], "value": p["value"]} for p in body["points"]}
+
+
+def backlog(days: int) -> Question:
+    """GET /analytics/time-series/backlog daily: at each local day's end, the tickets created before it
+    whose status then is unsolved (the sum of the +1/-1 backlog steps before that instant)."""
+
+    def request(w: Window) -> tuple[str, str, None]:
+        return (
+            "GET",
+            f"{API}/analytics/time-series/backlog?{_query_string(days, w, {}, granularity='daily')}",
+            None,
+        )
+
+    def answer(body: Tree) -> Tree:
+        total = body["summary"]
+        return {
+            "points": _percent_or_count_points(body),
+            "total": {s: total[s] for s in ("total_count", "avg", "min", "max")},
+        }
+
+    def duck(con: duckdb.DuckDBPyConnection, w: Window) -> Tree:
+        end = w.bounds(days)[1]
+        rows = con.execute(
+            f"SELECT {_bucket('daily')} AS b, sum(e.value) FROM ticket_events e"
+            " WHERE e.event_type = 'backlog' AND e.occurred_at < CAST($end AS TIMESTAMPTZ) GROUP BY b",
+            {"end": end.astimezone(UTC).isoformat()},
+        ).fetchall()
+        steps = dict(rows)
+        first = w.end_day - timedelta(days=days)
+        running = round(sum(v for b, v in steps.items() if b < first))
+        points: Tree = {}
+        values = []
+        for offset in range(days):
+            day = first + timedelta(days=offset)
+            running += round(steps.get(day, 0))
+            points[_key(day)] = {"count": running, "value": running}
+            values.append(running)
+        total = {"total_count": values[-1], "avg": sum(values) / days, "min": min(values), "max": max(values)}
+        return {"points": points, "total": total}
+
+    return Question(f"series backlog {days}d daily", request, answer, duck)
+
+
+# A percentage metric: the event it is read at (valued 100 or 0).
+PERCENT_EVENTS = {"csat": "rated", "one_touch": "solved"}
+
+
+def percent(metric: str, days: int) -> Question:
+    """GET /analytics/time-series/{csat|one_touch} daily: per local day the events counted and the
+    percentage of them valued good (100)."""
+
+    def request(w: Window) -> tuple[str, str, None]:
+        query = _query_string(days, w, {}, granularity="daily")
+        return "GET", f"{API}/analytics/time-series/{metric}?{query}", None
+
+    def answer(body: Tree) -> Tree:
+        return {"points": _percent_or_count_points(body), "total": body["summary"]["total_count"]}
+
+    def duck(con: duckdb.DuckDBPyConnection, w: Window) -> Tree:
+        rows = con.execute(
+            f"SELECT {_bucket('daily')} AS b, count(*), avg(e.value) FROM ticket_events e"
+            f" WHERE e.event_type = '{PERCENT_EVENTS[metric]}'"
+            " AND e.occurred_at >= CAST($start AS TIMESTAMPTZ) AND e.occurred_at < CAST($end AS TIMESTAMPTZ)"
+            " GROUP BY b",
+            _range(*w.bounds(days)),
+        ).fetchall()
+        points = {_key(b): {"count": n, "value": v} for b, n, v in rows}
+        return {"points": points, "total": sum(n for _, n, _ in rows)}
+
+    return Question(f"series {metric} {days}d daily", request, answer, duck)
+
+
+def business(metric: str, granularity: str, days: int) -> Question:
+    """GET /analytics/time-series/{duration}?clock=business: each measurement in its event's bucket,
+    its value the schedule's open hours from the ticket's creation to the event, C(event) - C(created),
+    C from the open spans (schedule_spans) by an ASOF join."""
+    event_type = DUCK_METRICS[metric][0]
+
+    def request(w: Window) -> tuple[str, str, None]:
+        query = _query_string(days, w, {}, granularity=granularity, clock="business")
+        return "GET", f"{API}/analytics/time-series/{metric}?{query}", None
+
+    def answer(body: Tree) -> Tree:
+        stats = ("count", "value", "min", "max")
+        points = {_epoch(p["bucket"]): {s: p[s] for s in stats} for p in body["points"]}
+        total = body["summary"]
+        return {"points": points, "total": {s: total[s] for s in ("total_count", "avg", "min", "max")}}
+
+    def duck(con: duckdb.DuckDBPyConnection, w: Window) -> Tree:
+        rows = con.execute(
+            "SELECT GROUPING(b) AS total, b, count(*), avg(v), min(v), max(v) FROM ("
+            f" SELECT m.b, (m.c_event - {_open_before('sc', 'm.created_us')}) / 3600e6 AS v FROM ("
+            f"  SELECT m.b, m.created_us, {_open_before('se', 'm.event_us')} AS c_event FROM ("
+            f"   SELECT {_bucket(granularity)} AS b, epoch_us(e.occurred_at) AS event_us,"
+            "    epoch_us(t.created_at) AS created_us"
+            "    FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id"
+            f"    WHERE e.event_type = '{event_type}' AND e.occurred_at >= CAST($start AS TIMESTAMPTZ)"
+            "    AND e.occurred_at < CAST($end AS TIMESTAMPTZ)) m"
+            "  ASOF JOIN spans se ON m.event_us >= se.start_us) m"
+            " ASOF JOIN spans sc ON m.created_us >= sc.start_us)"
+            " GROUP BY GROUPING SETS ((b), ())",
+            _range(*w.bounds(days)),
+        ).fetchall()
+        points = {
+            _key(b): {"count": n, "value": avg, "min": lo, "max": hi}
+            for t, b, n, avg, lo, hi in rows
+            if not t
+        }
+        (n, avg, lo, hi) = next(r[2:] for r in rows if r[0])
+        return {"points": points, "total": {"total_count": n, "avg": avg, "min": lo, "max": hi}}
+
+    return Question(f"series {metric} {days}d {granularity} clock=business", request, answer, duck)
+
+
 TWO_FILTERS: Filters = {"priority": ["high", "urgent"], "channel": ["email"]}
 ONE_FILTER: Filters = {"priority": ["high", "urgent"]}
 QUESTIONS: list[Question] = [
@@ -446,6 +614,11 @@ QUESTIONS: list[Question] = [
     performance(30),
     distribution("category", 90),
     distribution("status", 30),
+    backlog(365),
+    percent("csat", 90),
+    percent("one_touch", 90),
+    business("response_time", "daily", 365),
+    business("resolution_time", "daily", 90),
 ]
 
 
