@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from webapp.core.vocabulary import ACTIVE_STATES
 from webapp.exports.records import stored_bytes
+from webapp.jobs.submission import REUSABLE_STATE
 from webapp.models import Export, Job
 
 # How long a refused client is told to wait: a running export ends in seconds, files expire in hours.
@@ -93,8 +94,8 @@ def occupancy(session: Session, org_id: int, now: datetime, digest: str | None =
         .scalar_subquery()
     )
     active = select(func.count()).select_from(Job).where(active_export).scalar_subquery()
-    # Only a queued identical export answers the request (jobs.submission.REUSABLE_STATE).
-    identical = exists().where(active_export, Job.state == "queued", Job.params_hash == (digest or ""))
+    # Only a queued identical export answers the request, as job_submit reuses one.
+    identical = exists().where(active_export, Job.state == REUSABLE_STATE, Job.params_hash == (digest or ""))
     row = session.execute(select(stored, active, identical)).one()
     return Occupancy(int(row[0]), int(row[1]), bool(row[2]) and digest is not None)
 

@@ -22,6 +22,12 @@ __all__ = ["CODES", "ApiError", "error_response", "not_found"]
 log = logging.getLogger(__name__)
 
 
+def asks_upgrade(headers: Any) -> bool:
+    """Whether the request's Connection header lists the token "upgrade" (RFC 7230: comma-separated,
+    case-insensitive)."""
+    return "upgrade" in {token.strip().lower() for token in headers.get("Connection", "").split(",")}
+
+
 def error_response(
     status: int,
     message: str,
@@ -161,10 +167,7 @@ def init_app(app: Flask) -> None:
     def handle_http(exc: HTTPException) -> Response:
         if isinstance(exc, WebsocketMismatch):
             if request.headers.get("Upgrade", "").strip().lower() == "websocket":
-                connection = {
-                    token.strip().lower() for token in request.headers.get("Connection", "").split(",")
-                }
-                if "upgrade" in connection:  # a socket asked of a path that serves none
+                if asks_upgrade(request.headers):  # a socket asked of a path that serves none
                     return error_response(
                         400, "this path is not a WebSocket: only /api/v1/ws/analytics/{org_id} is"
                     )

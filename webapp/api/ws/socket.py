@@ -18,7 +18,7 @@ from flask_sock import Sock
 from pydantic import BaseModel
 from simple_websocket import Server
 
-from webapp.api.plumbing.errors import ApiError
+from webapp.api.plumbing.errors import ApiError, asks_upgrade
 from webapp.api.plumbing.spec import document
 from webapp.api.ws import admission, session, wire
 from webapp.api.ws.admission import TICKET_SECONDS, Identity
@@ -116,7 +116,7 @@ def check_handshake(headers: Mapping[str, str]) -> None:
     for name in HANDSHAKE_HEADERS:
         if not headers.get(name, "").isascii():
             raise ApiError(400, f"{name} must be ASCII", details={"field": name})
-    if "upgrade" not in {token.strip().lower() for token in headers.get("Connection", "").split(",")}:
+    if not asks_upgrade(headers):
         raise ApiError(400, "a WebSocket upgrade needs the header Connection: Upgrade")
     if headers.get("Sec-WebSocket-Version", "").strip() != WEBSOCKET_VERSION:
         raise ApiError(
