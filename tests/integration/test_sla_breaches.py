@@ -275,12 +275,14 @@ def test_policy_and_schedule_changes_move_running_clocks(celery_worker, make_liv
     body = {"schedule_id": schedule["id"], "pause_statuses": ["pending"], "targets": targets}
     assert tenant.admin.put("/api/v1/sla-policy", json=body).status_code == 200
     sweep(tenant.org_id)
-    # On an hour a day, the same 300 hours take some 300 days; the clock reaches them at the first
-    # instant its 300 hours are complete: the clock was running in the second before it.
+    # On an hour a day, the same 300 hours take some 300 days; the sweep looks again at the first
+    # instant after which more than 300 hours have run: the clock runs in the second after it (the
+    # hours, whole, are complete at a closing time, so that is the next day's opening).
     business = _clocks(engine, tenant.org_id)[(ticket["id"], "resolution")]
     # (float seconds summed over some 300 days: equal to a microsecond)
     assert _noon_hours(reopened, business, 60) == pytest.approx(300 * 3600, abs=1e-3)
-    assert _noon_hours(business - timedelta(seconds=1), business, 60) == pytest.approx(1, abs=1e-6)
+    assert _noon_hours(business, business + timedelta(seconds=1), 60) == pytest.approx(1, abs=1e-6)
+    assert (business.hour, business.minute) == (12, 0)
     # Narrowing the schedule to half an hour a day moves the running clock again.
     narrowed = [{"day": d, "start": "12:00", "end": "12:30"} for d in every_day]
     tenant.admin.patch(f"/api/v1/schedules/{schedule['id']}", json={"intervals": narrowed})

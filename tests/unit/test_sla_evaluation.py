@@ -178,10 +178,15 @@ def test_a_calendar_breach_on_a_holiday_moves_to_the_next_open_hours():
     ]
 
 
-def test_a_target_used_up_at_closing_time_is_reached_then_and_passed_by_waiting_on():
+def test_a_target_used_up_at_closing_time_is_reached_then_and_passed_when_the_office_opens():
+    """Met "within the target's hours": elapsed time at most the target. A target used up exactly at
+    closing time is reached then (breach_at), but the clock stands still overnight: a reply before the
+    office opens again, or as it opens, is in time; one still waiting after that is breached, dated at
+    closing time, and the sweep looks again at the opening (due_at)."""
     office = BusinessClock(build(OFFICE))
     sunday = datetime(2026, 12, 6, 10, 0, tzinfo=BERLIN)
     closing = datetime(2026, 12, 7, 17, 0, tzinfo=BERLIN)  # Monday: 8 open hours since Sunday
+    opening = datetime(2026, 12, 8, 9, 0, tzinfo=BERLIN)  # Tuesday
     policy = _policy(first=8.0, resolution=16.0, schedule_id=1)
     facts = TicketFacts(sunday, "normal", None, ((sunday, "open"),))
 
@@ -194,32 +199,53 @@ def test_a_target_used_up_at_closing_time_is_reached_then_and_passed_by_waiting_
     assert _by_metric(evaluate(facts, policy, office, closing))["resolution"].breach_at == datetime(
         2026, 12, 8, 17, 0, tzinfo=BERLIN
     )
-    # Waiting on after 17:00 passes it, at 17:00, though the clock stands still until Tuesday.
+    # Waiting overnight: the elapsed time equals the target, so not passed yet; the sweep's next look
+    # is at the opening.
     evening = datetime(2026, 12, 7, 18, 0, tzinfo=BERLIN)
-    after = first_reply(evening)
-    assert (after.state, after.elapsed_hours) == ("breached", 8.0)
-    assert [r.passed_at for r in evaluate(facts, policy, office, evening).breached_runs] == [closing]
-    # A reply at 17:00 exactly is in time; one at 17:30 came after the target was reached.
-    for replied, state in ((closing, "achieved"), (closing + timedelta(minutes=30), "breached")):
+    waiting = first_reply(evening)
+    assert (waiting.state, waiting.elapsed_hours, waiting.breach_at) == ("active", 8.0, closing)
+    (watched,) = [
+        r for r in evaluate(facts, policy, office, evening).running_runs if r.metric == "first_reply"
+    ]
+    assert watched.due_at == opening
+    assert evaluate(facts, policy, office, opening).breached_runs == []
+    # Past the opening: breached, dated where the clock reached the target.
+    later = opening + timedelta(minutes=1)
+    assert (first_reply(later).state, first_reply(later).elapsed_hours) == ("breached", 8.0 + 1 / 60)
+    assert [r.passed_at for r in evaluate(facts, policy, office, later).breached_runs] == [closing]
+    # Replies at closing time, overnight and as the office opens are in time; a minute later is not.
+    for replied, state in (
+        (closing, "achieved"),
+        (closing + timedelta(minutes=30), "achieved"),
+        (opening, "achieved"),
+        (opening + timedelta(minutes=1), "breached"),
+    ):
         answered = TicketFacts(sunday, "normal", replied, ((sunday, "open"),))
-        assert first_reply(evening, answered).state == state, replied
+        assert first_reply(opening + timedelta(hours=2), answered).state == state, replied
 
 
-def test_a_resolution_paused_right_at_its_target_is_passed_by_running_again_out_of_hours():
+def test_a_resolution_paused_right_at_its_target_runs_past_it_only_in_open_hours():
     office = BusinessClock(build(OFFICE))
     monday = datetime(2026, 12, 7, 9, 0, tzinfo=BERLIN)
     closing = datetime(2026, 12, 7, 17, 0, tzinfo=BERLIN)
+    opening = datetime(2026, 12, 8, 9, 0, tzinfo=BERLIN)
     policy = _policy(resolution=8.0, pauses=("pending",), schedule_id=1)
     paused = ((monday, "open"), (closing, "pending"))
     now = datetime(2026, 12, 7, 22, 0, tzinfo=BERLIN)
     # Paused exactly as the target is reached: not passed.
     outcome = _by_metric(evaluate(TicketFacts(monday, "high", None, paused), policy, office, now))
     assert outcome["resolution"].state == "paused"
-    # Open again at 20:00 (closed hours): the clock stands at the target and the run goes on past it.
+    # Open again at 20:00 (closed hours): the clock stands at the target until Tuesday's opening.
     reopened = (*paused, (datetime(2026, 12, 7, 20, 0, tzinfo=BERLIN), "open"))
     evaluation = evaluate(TicketFacts(monday, "high", None, reopened), policy, office, now)
-    assert _by_metric(evaluation)["resolution"].state == "breached"
-    assert [r.passed_at for r in evaluation.breached_runs] == [datetime(2026, 12, 7, 20, 0, tzinfo=BERLIN)]
+    assert _by_metric(evaluation)["resolution"].state == "active"
+    assert [r.due_at for r in evaluation.running_runs if r.metric == "resolution"] == [opening]
+    # Past the opening it is breached, from where the run began again.
+    later = evaluate(
+        TicketFacts(monday, "high", None, reopened), policy, office, opening + timedelta(seconds=1)
+    )
+    assert _by_metric(later)["resolution"].state == "breached"
+    assert [r.passed_at for r in later.breached_runs] == [datetime(2026, 12, 7, 20, 0, tzinfo=BERLIN)]
 
 
 def _random_history(rng: random.Random, start: datetime, now: datetime) -> list[tuple[datetime, str]]:

@@ -176,14 +176,8 @@ def next_reply(
     }
     at = sla_verdicts.position(policy.clock_name, "{}")
     end = "greatest(coalesce(p.answered, :now), p.at)"
+    # Passed once the pair's elapsed time exceeds the target, as clocks.evaluation judges it.
     over = f"{at.format(end)} - {at.format('p.at')} > t.target_us"
-    if policy.clock_name != "calendar":
-        # Used up exactly at closing time and still waiting (or answered) after it: passed, as
-        # clocks.evaluation judges a tie (see sla_verdicts.from_steps).
-        over = (
-            f"({over} OR ({at.format(end)} - {at.format('p.at')} = t.target_us"
-            f" AND {end} > p.at AND {sla_verdicts.stood_still(at, end)}))"
-        )
     keys = "".join(f", t.{field}" for field in fields)
     sql = text(
         f"""

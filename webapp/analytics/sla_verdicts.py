@@ -141,38 +141,16 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
     summed from their backlog steps and replies. `since`: SQL for an instant no ticket of `tickets`
     was created before (their steps are read from there)."""
     at = position(policy.clock_name, "{}")
+    # Breached once the elapsed time exceeds the target, on either clock: a business target used up
+    # exactly at closing time is not passed while the clock stands still (clocks.evaluation).
     fr_over = "fr_elapsed > t.first_reply_target"
     res_over = "res_elapsed > t.resolution_target"
-    if policy.clock_name != "calendar":
-        # A business clock stands still out of hours: a target used up exactly at closing time is
-        # reached then, and passed if its span runs on past that instant (the clock did not run in
-        # the last microsecond before the span's end), as clocks.evaluation judges it.
-        fr_over += (
-            " OR (fr_elapsed = t.first_reply_target AND fr_end > t.created_at"
-            f" AND {stood_still(at, 'fr_end')})"
-        )
-        res_over += (
-            " OR (res_elapsed = t.resolution_target AND res_end IS NOT NULL"
-            f" AND {stood_still(at, 'res_end')})"
-        )
     verdicts = _verdicts("t.first_reply_target", fr_over, "t.resolution_target", res_over)
     steps = (
         "ticket_events e WHERE e.org_id = :org_id AND e.event_type = 'backlog'"
         f" AND e.occurred_at >= {since} AND e.status = ANY(CAST(:running AS text[]))"
         " AND e.ticket_id IN (SELECT id FROM t)"
     )
-    if policy.clock_name == "calendar":
-        running_steps = f"(SELECT e.ticket_id, e.value, e.occurred_at FROM {steps})"
-        left_at = "NULL::timestamptz"
-    else:
-        # Where the last running span of some length ended: a span entered and left at one instant
-        # (its steps' net 0 there) ran no time, and passes nothing (clocks.evaluation).
-        running_steps = (
-            "(SELECT e.ticket_id, e.value, e.occurred_at,"
-            " sum(e.value) OVER (PARTITION BY e.ticket_id, e.status, e.occurred_at) AS net"
-            f" FROM {steps})"
-        )
-        left_at = "max(e.occurred_at) FILTER (WHERE e.value < 0 AND e.net < 0)"
     return f"""
         WITH t AS (
             -- The first reply reached the customer at first_response_at or at the first public
@@ -193,9 +171,8 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
             SELECT e.ticket_id,
                    sum(-CAST(e.value AS bigint) * {at.format("e.occurred_at")}) AS closed,
                    sum(e.value) AS open,
-                   max(e.occurred_at) FILTER (WHERE e.value > 0) AS entered,
-                   {left_at} AS left_at
-            FROM {running_steps} e
+                   max(e.occurred_at) FILTER (WHERE e.value > 0) AS entered
+            FROM {steps}
             GROUP BY e.ticket_id
         )
         SELECT grp, {verdicts}
@@ -204,20 +181,10 @@ def from_steps(tickets: str, policy: Policy, *, since: str = ":start") -> str:
                    coalesce(s.closed, 0) + CASE WHEN s.open > 0
                        THEN {at.format("greatest(:now, s.entered)")} ELSE 0 END AS res_elapsed,
                    {at.format("greatest(coalesce(t.answered_at, :now), t.created_at)")}
-                   - {at.format("t.created_at")} AS fr_elapsed,
-                   greatest(coalesce(t.answered_at, :now), t.created_at) AS fr_end,
-                   -- Where the last running span ends: now while one is open.
-                   CASE WHEN s.open > 0 THEN greatest(:now, s.entered) ELSE s.left_at END AS res_end
+                   - {at.format("t.created_at")} AS fr_elapsed
             FROM t LEFT JOIN steps s ON s.ticket_id = t.id
         ) t
     """
-
-
-def stood_still(at: str, instant: str) -> str:
-    """SQL: the clock (`at`, a position with a {} for the instant) did not run in the microsecond
-    before `instant`."""
-    before = at.format(f"{instant} - interval '1 microsecond'")
-    return f"{before} = {at.format(instant)}"
 
 
 def from_facts(facts: str, policy: Policy, *, keep: str = "t.grp", turns: bool = False) -> str:

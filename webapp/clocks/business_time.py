@@ -97,17 +97,18 @@ class Timeline:
         """Open microseconds in [start, end) (negative when end is before start)."""
         return self.open_before(end) - self.open_before(start)
 
-    def reach(self, open_us: np.ndarray | int) -> np.ndarray:
+    def reach(self, open_us: np.ndarray | int, *, after: bool = False) -> np.ndarray:
         """The first instant at which C equals each value: where a clock running on reaches it.
 
         Reached inside a span, that is the instant of reaching; reached exactly at a span's end, that
-        end (closing time: the clock has reached the value and stays there until the next span opens).
+        end (closing time: the clock has reached the value and stays there until the next span opens),
+        or with `after` the next span's start (the first instant after which C is greater).
         NEVER where the value is beyond the whole open time of the platform's years.
         """
         x = np.asarray(open_us, dtype=np.int64)
         if not len(self.starts):
             return np.full_like(x, NEVER)
-        k = np.maximum(np.searchsorted(self.before, x, side="left") - 1, 0)
+        k = np.maximum(np.searchsorted(self.before, x, side="right" if after else "left") - 1, 0)
         at = self.starts[k] + (x - self.before[k])
         return np.where(x > self.total, NEVER, at)
 

@@ -6,11 +6,13 @@ solve, but only while the ticket's status is unsolved and not a pause status: a 
 the same run. next_reply runs once per pair: the first public customer reply after a public agent
 reply starts it (later customer replies start no other), the next public agent reply stops it.
 
-`breach_at` of a running target is the instant its clock reaches the target (on the business clock,
-a target used up exactly at closing time is reached at closing time). A run breaches once it runs on
-past that instant, whether its clock still counts there or not (a ticket left waiting after closing
-time with its target used up is breached, as the sla_breached event recorded at that instant says);
-it is achieved when it stops at or before it. A breached target stays breached.
+A run breaches when its elapsed time on the clock exceeds the target ("within the target's hours");
+it is achieved when it stops with its elapsed time at most the target. `breach_at` of a running
+target is the instant its clock reaches the target; a breach is recorded at that instant. On the
+business clock a target used up exactly at closing time is reached then, but not passed until the
+clock runs again: a ticket answered overnight, or as the office opens, is in time (its elapsed time
+equals the target), and one still waiting is breached from the first open instant on (`due_at`, when
+the sweep looks again), its breach dated at closing time. A breached target stays breached.
 
 next_reply's state is over all its pairs: breached if any pair breached, else active while a pair
 runs, else achieved, which holds with no pair at all (nothing was late; `pairs` says 0). Its
@@ -64,10 +66,13 @@ class Run:
     target_hours: float
     elapsed_us: int
     running: bool
-    # The instant it ran past the target (a breach), or None.
+    # Where the clock reached the target of a run that went on past it (a breach), or None.
     passed_at: datetime | None
-    # While running within the target: when it will run past it (None: not before 2200).
+    # While running within the target: when its clock reaches the target (None: not before 2200).
     breach_at: datetime | None
+    # While running within the target: the first instant after which it is past the target, when a
+    # breach sweep must look again (breach_at, or the next opening when that is closing time).
+    due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ class Evaluation:
     @property
     def running_runs(self) -> list[Run]:
         """Runs still within their target and running: the ones a breach sweep must watch."""
-        return [run for run in self.runs if run.running and run.passed_at is None and run.breach_at]
+        return [run for run in self.runs if run.running and run.passed_at is None and run.due_at]
 
 
 def first_agent_reply(facts: TicketFacts) -> datetime | None:
@@ -167,20 +172,21 @@ def run(
         end = now if stop is None else stop
         a = clock.position(start)
         b = clock.position(max(end, start))
-        if passed_at is None and elapsed + (b - a) >= target:
-            # The target is reached in this segment (or was, exactly, when it began): passed if
-            # the segment runs on after that instant.
+        if passed_at is None and elapsed + (b - a) > target:
+            # The clock runs past the target in this segment: breached where it reached it (not
+            # before the segment began, when an earlier one stopped exactly at the target).
             reached = clock.reaches(a + target - elapsed)
-            if reached is not None and max(reached, start) < end:
-                passed_at = max(reached, start)
+            passed_at = start if reached is None else max(reached, start)
         last_from, last_start, last_elapsed = a, start, elapsed
         elapsed += b - a
     running = bool(segments) and segments[-1][1] is None
-    breach_at = None
+    breach_at = due_at = None
     if running and passed_at is None:
-        reached = clock.reaches(last_from + target - last_elapsed)
+        position = last_from + target - last_elapsed
+        reached, due = clock.reaches(position), clock.passes(position)
         breach_at = None if reached is None else max(reached, last_start)
-    return Run(metric, cycle_start, target_hours, elapsed, running, passed_at, breach_at)
+        due_at = None if due is None else max(due, last_start)
+    return Run(metric, cycle_start, target_hours, elapsed, running, passed_at, breach_at, due_at)
 
 
 def _outcome(metric: str, target_hours: float, runs: Sequence[Run], paused: bool) -> Outcome:

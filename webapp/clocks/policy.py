@@ -76,6 +76,10 @@ class Clock(Protocol):
         """The first instant at which the clock reads `position` (None: not before 2200)."""
         ...
 
+    def passes(self, position: int) -> datetime | None:
+        """The first instant after which the clock reads more than `position` (None: not before 2200)."""
+        ...
+
 
 class CalendarClock:
     """Every microsecond counts."""
@@ -86,6 +90,10 @@ class CalendarClock:
 
     def reaches(self, position: int) -> datetime | None:
         """The instant itself."""
+        return from_us(position)
+
+    def passes(self, position: int) -> datetime | None:
+        """The instant itself: the clock runs on from every instant."""
         return from_us(position)
 
 
@@ -103,6 +111,12 @@ class BusinessClock:
         """The first instant the clock reads `position`: at a span's end when it is reached exactly
         at closing time (None: not before 2200)."""
         at = int(self.spans.reach(np.int64(position)))
+        return None if at == NEVER else from_us(at)
+
+    def passes(self, position: int) -> datetime | None:
+        """Where the clock reaches `position`, or the next opening when that is closing time (the
+        clock stands still until then) (None: not before 2200)."""
+        at = int(self.spans.reach(np.int64(position), after=True))
         return None if at == NEVER else from_us(at)
 
 

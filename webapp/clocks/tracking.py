@@ -240,7 +240,8 @@ def _work(session: Session, ticket_ids: Sequence[int], now: datetime) -> Batch:
                 "metric": r.metric,
                 "org_id": ticket.org_id,
                 "cycle_start": r.cycle_start,
-                "breach_at": r.breach_at,
+                # When the sweep must look again: the clock is past its target from then on.
+                "breach_at": r.due_at,
             }
             for r in evaluation.running_runs
         ]
