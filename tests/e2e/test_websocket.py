@@ -666,3 +666,39 @@ def test_a_subscription_on_the_business_clock(web_server, make_live_tenant):
     assert data["data"]["schedule_id"] == schedule["id"]
     assert data["data"]["metrics"]["response_time"]["count"] == 0
     ws.close()
+
+
+def test_each_subscribe_keeps_its_own_filters_and_interval(web_server, make_live_tenant):
+    """A second subscribe with other filters does not re-filter the first one's metrics: each metric's
+    values (at once, in metric_update and periodically) are under the filters it was subscribed with."""
+    tenant = make_live_tenant()
+    agent = tenant.users["agent"]["token"]
+    for category in ("billing", "billing", "shipping"):
+        status, _ = web_server.request("POST", "/api/v1/tickets", agent, {"category": category})
+        assert status == 201
+    ws, _ = _open(web_server, tenant)
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 5}))
+    first, _ = _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    assert first["data"]["metrics"]["ticket_count"]["value"] == 3
+    billing = {"category": ["billing"]}
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["backlog"], "interval": 60, "filters": billing}))
+    second, _ = _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    assert set(second["data"]["metrics"]) == {"backlog"}
+    assert (second["data"]["filters"], second["data"]["interval"]) == (billing, 60)
+    assert second["data"]["metrics"]["backlog"]["value"] == 2
+    # A new ticket outside billing moves the unfiltered count only.
+    status, _ = web_server.request("POST", "/api/v1/tickets", agent, {"category": "shipping"})
+    assert status == 201
+    update, _ = _receive_until(ws, lambda m: m["type"] == "metric_update" and "values" in m["data"])
+    values = update["data"]["values"]
+    assert values["ticket_count"]["value"] == 4
+    assert values.get("backlog", {"value": 2})["value"] == 2
+    # The first subscription's periodic update keeps its interval and no filters.
+    periodic, _ = _receive_until(ws, lambda m: m["type"] == "periodic_update", timeout=8.0)
+    assert (periodic["data"]["filters"], periodic["data"]["interval"]) == ({}, 5)
+    assert set(periodic["data"]["metrics"]) == {"ticket_count"}
+    # Subscribing a metric again moves it: unsubscribing leaves the rest.
+    ws.send(json.dumps({"type": "unsubscribe", "metrics": ["ticket_count"]}))
+    left, _ = _receive_until(ws, lambda m: m["type"] == "unsubscribed")
+    assert left["data"]["metrics"] == ["backlog"]
+    ws.close()

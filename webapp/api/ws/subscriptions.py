@@ -1,11 +1,17 @@
-"""A socket's subscription: its metrics' values sent at once, then every interval, and fresh values
-added to each metric_update that moves one of them."""
+"""A socket's subscriptions: each subscribe message's metrics with its own filters, interval and clock,
+their values sent at once, then every interval, and fresh values added to each metric_update that
+moves one of them.
+
+A subscribe message sets the filters (none when it names none), interval and clock of the metrics it
+names, which leave any earlier subscription of the socket; the other metrics keep theirs. Messages
+with the same filters and clock share one group (the latest interval)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -23,14 +29,34 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Subscription:
-    """What a socket subscribed to, and when its next periodic update is due (time.time())."""
+class Group:
+    """Metrics subscribed with the same filters and clock, and when their next periodic update is due
+    (time.time())."""
 
     metrics: set[str] = field(default_factory=set)
     filters: Filters = field(default_factory=dict)
     interval: float = 30.0
     next_due: float = 0.0
     clock: Clock = CALENDAR
+
+    def key(self) -> str:
+        return json.dumps([self.filters, self.clock.params()], sort_keys=True)
+
+
+@dataclass
+class Subscription:
+    """What a socket subscribed to: its groups, each metric in one."""
+
+    groups: list[Group] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> set[str]:
+        return set().union(*(g.metrics for g in self.groups))
+
+    @property
+    def next_due(self) -> float:
+        """When the first group's periodic update is due (inf with none)."""
+        return min((g.next_due for g in self.groups), default=float("inf"))
 
 
 @dataclass(frozen=True)
@@ -66,53 +92,61 @@ class Stores:
             close_quietly(session)
 
 
-def _send_values(conn: Connection, sub: Subscription, stores: Stores, kind: str) -> None:
-    data = stores.values(conn.org_id, sorted(sub.metrics), sub.filters, sub.clock)
+def _send_values(conn: Connection, group: Group, stores: Stores, kind: str) -> None:
+    data = stores.values(conn.org_id, sorted(group.metrics), group.filters, group.clock)
     conn.send(
-        envelope(conn, kind, {**data, "interval": sub.interval, "filters": sub.filters, **sub.clock.echo()})
+        envelope(
+            conn, kind, {**data, "interval": group.interval, "filters": group.filters, **group.clock.echo()}
+        )
     )
 
 
 def subscribe(conn: Connection, sub: Subscription, stores: Stores, message: dict[str, Any]) -> None:
-    """Add to the subscription and send its values; one that fails leaves the subscription as it was."""
+    """Subscribe the named metrics with the message's filters, interval and clock, and send the values
+    of their group; one that fails leaves the subscriptions as they were."""
     metrics, filters, interval = messages.subscription(message)
-    clock = sub.clock
+    clock = CALENDAR
     if "clock" in message or "schedule_id" in message:
         clock = stores.clock(conn.org_id, *messages.subscription_clock(message))
-    wanted = replace(
-        sub,
-        metrics=sub.metrics | metrics,
-        filters=filters if "filters" in message else sub.filters,
-        interval=interval,
-        clock=clock,
-    )
+    wanted = Group(set(metrics), filters, interval, clock=clock)
+    same = next((g for g in sub.groups if g.key() == wanted.key()), None)
+    if same is not None:
+        wanted.metrics |= same.metrics
     _send_values(conn, wanted, stores, "subscription_data")
-    sub.metrics, sub.filters, sub.interval = wanted.metrics, wanted.filters, wanted.interval
-    sub.clock = wanted.clock
-    sub.next_due = time.time() + interval
+    wanted.next_due = time.time() + interval
+    others = [g for g in sub.groups if g is not same]
+    for group in others:
+        group.metrics -= metrics
+    sub.groups = [g for g in others if g.metrics] + [wanted]
 
 
 def unsubscribe(conn: Connection, sub: Subscription, message: dict[str, Any]) -> None:
     """Drop the named metrics and answer with those left."""
-    sub.metrics -= messages.unsubscribed_metrics(message)
+    dropped = messages.unsubscribed_metrics(message)
+    for group in sub.groups:
+        group.metrics -= dropped
+    sub.groups = [g for g in sub.groups if g.metrics]
     conn.send(envelope(conn, "unsubscribed", {"metrics": sorted(sub.metrics)}))
 
 
 def send_periodic(conn: Connection, sub: Subscription, stores: Stores) -> None:
-    """The periodic update, when due; one that fails is reported, and the next is tried as planned."""
-    if not sub.metrics or time.time() < sub.next_due:
-        return
-    sub.next_due = time.time() + sub.interval
-    try:
-        _send_values(conn, sub, stores, "periodic_update")
-    except Exception:
-        log.exception("periodic update failed org=%s", conn.org_id)
-        send_error(conn, f"the periodic update failed; the next one is due in {sub.interval:g} s")
+    """Each group's periodic update, when due; one that fails is reported, and the next is tried as
+    planned."""
+    now = time.time()
+    for group in sub.groups:
+        if now < group.next_due:
+            continue
+        group.next_due = now + group.interval
+        try:
+            _send_values(conn, group, stores, "periodic_update")
+        except Exception:
+            log.exception("periodic update failed org=%s", conn.org_id)
+            send_error(conn, f"the periodic update failed; the next one is due in {group.interval:g} s")
 
 
 def needs_values(sub: Subscription, event: Event) -> bool:
     """Whether this socket sends `event` with values added (with_fresh_values), not as relayed."""
-    return bool(sub.metrics) and event["type"] == "metric_update" and _changed(sub, event)
+    return bool(sub.groups) and event["type"] == "metric_update" and bool(_changed(sub, event))
 
 
 def _changed(sub: Subscription, event: Event) -> list[str]:
@@ -121,15 +155,20 @@ def _changed(sub: Subscription, event: Event) -> list[str]:
 
 def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event: Event) -> Event:
     """A relayed event as this socket sends it: a metric_update gets fresh values of the changed
-    metrics it subscribed to. Unchanged, the event goes out as the JSON the relay made once."""
+    metrics it subscribed to, each under its own subscription's filters and clock. Unchanged, the
+    event goes out as the JSON the relay made once."""
     if event["type"] != "metric_update":
         return event
-    wanted = _changed(sub, event)
-    if not wanted:
-        return event
-    try:
-        values = stores.values(conn.org_id, wanted, sub.filters, sub.clock)["metrics"]
-    except Exception:
-        log.exception("fresh values failed org=%s", conn.org_id)
+    changed = set(event["data"].get("metrics", []))
+    values: dict[str, Any] = {}
+    for group in sub.groups:
+        wanted = sorted(group.metrics & changed)
+        if not wanted:
+            continue
+        try:
+            values.update(stores.values(conn.org_id, wanted, group.filters, group.clock)["metrics"])
+        except Exception:
+            log.exception("fresh values failed org=%s", conn.org_id)
+    if not values:
         return event
     return {**event, "data": {**event["data"], "values": values}}
