@@ -85,6 +85,28 @@ def test_a_test_delivery_is_signed_sent_by_a_worker_and_logged(
     ]
 
 
+def test_tests_on_their_way_are_capped_per_webhook(
+    celery_worker, make_live_tenant, receiver, private_allowed
+):
+    """A loop of tests must not fill the deliveries queue every organization shares: past
+    TESTS_IN_FLIGHT unfinished tests of a webhook, 429 with Retry-After, and no delivery is made."""
+    tenant = make_live_tenant("Test loop")
+    hook = _webhook(tenant.admin, receiver.url, receiver)
+    receiver.script = [4.0] * 20  # no answer within the timeout: each test stays on its way for seconds
+    for _ in range(deliveries.TESTS_IN_FLIGHT):
+        assert tenant.admin.post(f"/api/v1/webhooks/{hook['id']}/test").status_code == 202
+    refused = tenant.admin.post(f"/api/v1/webhooks/{hook['id']}/test")
+    assert refused.status_code == 429, refused.get_json()
+    assert refused.headers["Retry-After"] == "5"
+    assert refused.get_json()["error"]["details"]["limit"] == deliveries.TESTS_IN_FLIGHT
+    logged = tenant.admin.get(f"/api/v1/webhooks/{hook['id']}/deliveries").get_json()["items"]
+    assert len(logged) == deliveries.TESTS_IN_FLIGHT
+    # Once they have finished, tests are accepted again.
+    receiver.script = []
+    _log(tenant.admin, hook["id"], until=deliveries.TESTS_IN_FLIGHT, timeout=60)
+    assert tenant.admin.post(f"/api/v1/webhooks/{hook['id']}/test").status_code == 202
+
+
 def test_a_failed_attempt_is_retried_with_the_same_id(
     celery_worker, make_live_tenant, receiver, private_allowed
 ):

@@ -79,6 +79,30 @@ def body_of(delivery_id: uuid.UUID, event_type: str, org_id: int, data: Any, now
     return json.dumps(document, separators=(",", ":"), default=str)
 
 
+# Test deliveries of one webhook still on their way (pending, or being sent and retried) before a new
+# test is refused: a test costs the deliveries queue every organization shares a worker's attempt, and
+# a slow receiver holds it for its timeout, so a loop of tests must not fill that queue.
+TESTS_IN_FLIGHT = 3
+
+
+def tests_in_flight(session: Session, webhook: Webhook) -> int:
+    """The webhook's test deliveries not finished yet, its row locked so that concurrent tests count
+    each other."""
+    session.execute(select(Webhook.id).where(Webhook.id == webhook.id).with_for_update())
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(
+                WebhookDelivery.webhook_id == webhook.id,
+                WebhookDelivery.event_type == "webhook.test",
+                WebhookDelivery.state.in_(("pending", "sending")),
+            )
+        )
+        or 0
+    )
+
+
 def create(
     session: Session,
     webhook: Webhook,
