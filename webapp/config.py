@@ -86,7 +86,8 @@ def from_environment() -> dict[str, Any]:
         "JWT_ACCESS_TOKEN_MINUTES": env_int("JWT_ACCESS_TOKEN_MINUTES", 60, minimum=1),
         "JWT_REFRESH_TOKEN_DAYS": env_int("JWT_REFRESH_TOKEN_DAYS", 30, minimum=1),
         # A refresh token is used once; sent again within this many seconds of its use (a client's
-        # concurrent or retried refresh) it is answered again, after that its whole login is revoked.
+        # concurrent or retried refresh) it is answered again with the same successor, after that its
+        # whole login is revoked.
         "REFRESH_REUSE_GRACE_SECONDS": env_int("REFRESH_REUSE_GRACE_SECONDS", 10, minimum=0),
         "CACHE_TTL_SECONDS": env_int("CACHE_TTL_SECONDS", 3600),
         "REDIS_SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 0.5),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -278,8 +279,46 @@ def test_a_refresh_token_sent_again_within_the_grace_is_answered_again(app, clie
     once = _refresh(client, first["refresh_token"])
     twice = _refresh(client, first["refresh_token"])  # a client's retry of a refresh it never saw answered
     assert (once.status_code, twice.status_code) == (200, 200)
-    assert _call(client, once.get_json()["access_token"]).status_code == 200
-    assert _call(client, twice.get_json()["access_token"]).status_code == 200
+    once, twice = once.get_json(), twice.get_json()
+    assert _call(client, once["access_token"]).status_code == 200
+    assert _call(client, twice["access_token"]).status_code == 200
+    # The retry gets the same successor, not a second one: one chain lives on, not two.
+    assert twice["refresh_token"] == once["refresh_token"]
+    family = pyjwt.decode(first["refresh_token"], JWT_SECRET, algorithms=["HS256"])["fam"]
+    for token in (once["access_token"], twice["access_token"], twice["refresh_token"]):
+        assert pyjwt.decode(token, JWT_SECRET, algorithms=["HS256"])["fam"] == family
+
+    third = _refresh(client, once["refresh_token"])
+    assert third.status_code == 200
+    third = third.get_json()
+    # Past the grace (0 from now on), the successor sent again is a copy: the whole family goes.
+    monkeypatch.setitem(app.config, "REFRESH_REUSE_GRACE_SECONDS", 0)
+    reused = _refresh(client, twice["refresh_token"])
+    assert reused.status_code == 401
+    assert "already used" in reused.get_json()["error"]["message"]
+    for tokens in (first, once, twice, third):
+        assert _call(client, tokens["access_token"]).status_code == 401
+    assert _refresh(client, third["refresh_token"]).status_code == 401
+
+
+def test_concurrent_refreshes_of_one_token_get_one_successor(live_app, make_live_tenant):
+    tenant = make_live_tenant("Refreshing")
+    first = _login(live_app.test_client(), tenant.users["viewer"])
+    answers: list = []
+    start = threading.Barrier(6)
+
+    def send() -> None:
+        client = live_app.test_client()
+        start.wait()
+        answers.append(_refresh(client, first["refresh_token"]))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [a.status_code for a in answers] == [200] * 6, [a.get_json() for a in answers]
+    assert len({a.get_json()["refresh_token"] for a in answers}) == 1
 
 
 def test_a_refresh_token_not_issued_here_is_refused(app, client, tenant):

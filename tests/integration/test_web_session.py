@@ -95,6 +95,17 @@ def test_refresh_exchanges_the_cookie_for_a_new_access_token(client, tenant):
     assert created.status_code == 201
 
 
+def test_two_tabs_refreshing_with_one_cookie_get_the_same_next_cookie(client, tenant):
+    signed_in = _set_cookies(_sign_in(client, tenant))["dashboard_refresh"].value
+    first = client.post("/web/session/refresh", headers=CSRF)
+    # The second tab still sends the cookie the first tab's refresh used up (within the grace).
+    client.set_cookie("dashboard_refresh", signed_in, path="/web/session")
+    second = client.post("/web/session/refresh", headers=CSRF)
+    assert (first.status_code, second.status_code) == (200, 200)
+    rotated = [_set_cookies(r)["dashboard_refresh"].value for r in (first, second)]
+    assert rotated[0] == rotated[1] != signed_in
+
+
 def test_refresh_without_a_session_is_401_and_clears_the_cookies(client):
     response = client.post("/web/session/refresh", headers=CSRF)
     assert response.status_code == 401

@@ -20,7 +20,7 @@ from webapp.infra.redis_client import get_redis
 from webapp.models import User
 from webapp.security import families
 from webapp.security.admission import current_claims, current_principal, require_role
-from webapp.security.tokens import UNAUTHORIZED_HEADERS, issue_tokens, revoke_token
+from webapp.security.tokens import UNAUTHORIZED_HEADERS, issue_tokens, refreshed_tokens, revoke_token
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 
@@ -46,8 +46,8 @@ def login() -> Response:
 @document(
     "Exchange a refresh token (as the bearer token) for a new access token and a new refresh token; "
     "the one sent is used up: sent again within REFRESH_REUSE_GRACE_SECONDS (10) of its use, a "
-    "client's concurrent or retried refresh, it is exchanged again within the same login; sent "
-    "again later, it revokes every token of its login, the ones issued in that grace included",
+    "client's concurrent or retried refresh, it is answered with the same new refresh token and a "
+    "new access token of the same login; sent again later, it revokes every token of its login",
     tag="auth",
     responses={200: TokenResponse},
     errors=(401, 429),
@@ -60,7 +60,7 @@ def refresh() -> Response:
     if user is None or user.org_id != principal.org_id or user.disabled_at is not None:
         raise ApiError(401, "token user no longer exists", headers=UNAUTHORIZED_HEADERS)
     try:
-        family = families.use_refresh(
+        use = families.use_refresh(
             session,
             get_redis(),
             jti=current_claims()["jti"],
@@ -70,7 +70,7 @@ def refresh() -> Response:
         )
     except families.RefreshRefused as exc:
         raise ApiError(401, str(exc), headers=UNAUTHORIZED_HEADERS) from exc
-    tokens = issue_tokens(user, family=family)
+    tokens = refreshed_tokens(user, use)
     session.commit()
     return jsonify(tokens)
 

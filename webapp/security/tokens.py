@@ -33,9 +33,29 @@ def issue_tokens(user: User, *, family: str | None = None) -> dict[str, Any]:
 
     Both are recorded in the user's session (committed by the caller)."""
     family = family or uuid.uuid4().hex
+    return _answer(_token(user, "access", family), _token(user, "refresh", family))
+
+
+def refreshed_tokens(user: User, use: families.RefreshUse) -> dict[str, Any]:
+    """The refresh answer: a new access token of the used token's family, and its successor.
+
+    The successor is issued (and recorded) by the first use; a retry within the grace gets the same
+    token again, signed anew from its record (same claims, same bytes), so one chain lives on."""
+    access = _token(user, "access", use.family)
+    if use.successor is None:
+        refresh = _token(user, "refresh", use.family, jti=use.successor_jti)
+    else:
+        refresh = _signed(
+            user, "refresh", use.family, jti=use.successor_jti, expires_at=use.successor.expires_at
+        )
+    return _answer(access, refresh)
+
+
+def _answer(access_token: str, refresh_token: str) -> dict[str, Any]:
+    """The body a login or a refresh answers (TokenResponse)."""
     return {
-        "access_token": _token(user, "access", family),
-        "refresh_token": _token(user, "refresh", family),
+        "access_token": access_token,
+        "refresh_token": refresh_token,
         "token_type": "Bearer",
         "expires_in": current_app.config["JWT_ACCESS_TOKEN_MINUTES"] * 60,
     }
@@ -46,16 +66,27 @@ def access_token_for(user: User) -> str:
     return _token(user, "access", None)
 
 
-def _token(user: User, kind: str, family: str | None) -> str:
-    """A signed token of `kind`, recorded in the user's session when it has one."""
-    config = current_app.config
-    lifetime = config["JWT_ACCESS_TOKEN_EXPIRES"] if kind == "access" else config["JWT_REFRESH_TOKEN_EXPIRES"]
-    expires_at = (datetime.now(UTC) + lifetime).replace(microsecond=0)
-    jti = str(uuid.uuid4())
+def _token(user: User, kind: str, family: str | None, *, jti: str | None = None) -> str:
+    """A signed token of `kind` (a new jti unless given), recorded in the user's session if it has one."""
+    expires_at = (datetime.now(UTC) + _lifetime(kind)).replace(microsecond=0)
+    jti = jti or str(uuid.uuid4())
+    token = _signed(user, kind, family, jti=jti, expires_at=expires_at)
+    session = object_session(user)
+    if session is not None:
+        families.record(session, jti=jti, user_id=user.id, family=family, type=kind, expires_at=expires_at)
+    return token
+
+
+def _signed(user: User, kind: str, family: str | None, *, jti: str, expires_at: datetime) -> str:
+    """The token of `kind` with this jti and expiry: every claim follows from them and the user (its
+    issue time too, expiry less lifetime), so signing it again gives the same token."""
+    issued_at = int((expires_at - _lifetime(kind)).timestamp())
     claims: dict[str, Any] = {
         "org_id": user.org_id,
         "role": user.role,
         "jti": jti,
+        "iat": issued_at,
+        "nbf": issued_at,
         "exp": int(expires_at.timestamp()),
     }
     if family is not None:
@@ -64,11 +95,13 @@ def _token(user: User, kind: str, family: str | None) -> str:
         # Failed refreshes count against the email's sign-in throttle too (throttle.init_app).
         claims[throttle.EMAIL_CLAIM] = throttle.email_digest(user.email)
     create = create_access_token if kind == "access" else create_refresh_token
-    token = create(str(user.id), additional_claims=claims)
-    session = object_session(user)
-    if session is not None:
-        families.record(session, jti=jti, user_id=user.id, family=family, type=kind, expires_at=expires_at)
-    return token
+    return create(str(user.id), additional_claims=claims)
+
+
+def _lifetime(kind: str) -> timedelta:
+    """How long a token of `kind` lasts: a token's issue time is its expiry less this."""
+    config = current_app.config
+    return config["JWT_ACCESS_TOKEN_EXPIRES"] if kind == "access" else config["JWT_REFRESH_TOKEN_EXPIRES"]
 
 
 def init_app(app: Flask) -> None:
@@ -80,6 +113,10 @@ def init_app(app: Flask) -> None:
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=app.config["JWT_ACCESS_TOKEN_MINUTES"]),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=app.config["JWT_REFRESH_TOKEN_DAYS"]),
         JWT_ERROR_MESSAGE_KEY="message",
+        # Tokens are read from headers only (the browser's refresh cookie has its own CSRF defence):
+        # a random csrf claim would only keep a refresh retry's successor from being signed again
+        # byte for byte.
+        JWT_COOKIE_CSRF_PROTECT=False,
     )
     jwt.init_app(app)
     app.extensions["verified_tokens"] = VerifiedTokens()

@@ -28,6 +28,7 @@ from webapp.security import families, throttle
 from webapp.security.tokens import (
     REQUIRED_CLAIMS,
     issue_tokens,
+    refreshed_tokens,
     revoke_token,
     token_revoked,
 )
@@ -131,7 +132,7 @@ def refresh() -> Response:
     if claims is None or user is None or user.org_id != claims["org_id"] or user.disabled_at is not None:
         return _no_session()
     try:
-        family = families.use_refresh(
+        use = families.use_refresh(
             session,
             get_redis(),
             jti=claims["jti"],
@@ -141,7 +142,7 @@ def refresh() -> Response:
         )
     except families.RefreshRefused:
         return _no_session()
-    tokens = issue_tokens(user, family=family)
+    tokens = refreshed_tokens(user, use)
     session.commit()
     response = jsonify(_access_answer(user, tokens["access_token"]))
     _set_cookies(response, tokens["refresh_token"])
