@@ -104,19 +104,27 @@ def _user(session: Session, email: str, org_id: int | None = None) -> User:
         query = query.where(User.org_id == org_id)
     users = session.scalars(query).all()
     if not users:
-        _fail(f"no user with email {email}")
+        _fail(f"no user with email {email}" + (f" in organization {org_id}" if org_id is not None else ""))
     if len(users) > 1:
         _fail(f"users of several organizations have the email {email}; name one with --org")
     return users[0]
 
 
+# Emails are unique per organization only: the commands that find a user by email take this option,
+# which _user's refusal of an email several organizations have names.
+org_option = click.option(
+    "--org", "org_id", type=int, default=None, help="the organization, when several have the email"
+)
+
+
 @click.command("disable-user")
 @click.option("--email", required=True)
+@org_option
 @click.option("--enable", is_flag=True, help="let a disabled user log in again instead")
-def disable_user(email: str, enable: bool) -> None:
+def disable_user(email: str, org_id: int | None, enable: bool) -> None:
     """Disable a user (no login, every token revoked), or enable them again; print the user as JSON."""
     with session_scope() as session:
-        user = _user(session, email)
+        user = _user(session, email, org_id)
         if enable:
             accounts.enable_user(session, user)
         else:
@@ -127,10 +135,11 @@ def disable_user(email: str, enable: bool) -> None:
 
 @click.command("delete-user")
 @click.option("--email", required=True)
-def delete_user(email: str) -> None:
+@org_option
+def delete_user(email: str, org_id: int | None) -> None:
     """Delete a user and revoke every token issued to them."""
     with session_scope() as session:
-        user = _user(session, email)
+        user = _user(session, email, org_id)
         answer = user.to_dict()
         revoked = accounts.delete_user(session, get_redis(), user, utcnow())
         click.echo(f"{revoked} tokens revoked", err=True)
@@ -139,7 +148,7 @@ def delete_user(email: str) -> None:
 
 @click.command("issue-token")
 @click.option("--email", required=True)
-@click.option("--org", "org_id", type=int, default=None, help="the organization, when several have the email")
+@org_option
 def issue_token(email: str, org_id: int | None) -> None:
     """Print an access token for a user."""
     with session_scope() as session:
