@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 
+import pytest
 from openapi_spec_validator import validate
+
+from tests.integration.documented_operations import BODY_METHODS, example_path, operations
 
 
 def _routes(app):
@@ -54,8 +59,9 @@ def test_docs_page(client):
 
 def test_every_operation_lists_what_any_route_may_answer(client):
     """Answers a route gives whatever it does: a request line or headers the server refuses before the
-    application (400, 414, 431), an unserved method (405), the database out of reach (503); and with a
-    body, one too large (413) or of another type (415); 204 has no content."""
+    application (400, 414, 431), an unserved method (405), the database out of reach (503); with a
+    body, one too large (413) or of another type (415); with a method that may carry a body, a
+    compressed one (415) even where none is read; 204 has no content."""
     spec = client.get("/api/v1/openapi.json").get_json()
     for path, item in spec["paths"].items():
         for method, operation in item.items():
@@ -63,8 +69,36 @@ def test_every_operation_lists_what_any_route_may_answer(client):
             assert {"400", "405", "414", "431", "500", "503"} <= statuses, (path, method)
             if "requestBody" in operation:
                 assert {"413", "415"} <= statuses, (path, method)
+            if method in BODY_METHODS:
+                assert "415" in statuses, (path, method)
             if "204" in statuses:
                 assert "content" not in operation["responses"]["204"], (path, method)
     assert "409" in spec["paths"]["/api/v1/tickets/{ticket_id}"]["patch"]["responses"]
     download = spec["paths"]["/api/v1/exports/{export_id}/download"]["get"]
     assert download["security"] == [{}, {"bearerAuth": []}]  # the link alone, or with a token
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"), [("gzip", gzip.compress), ("deflate", zlib.compress)], ids=["gzip", "deflate"]
+)
+def test_a_compressed_body_is_415_wherever_one_may_be_sent_and_documented_there(
+    client, tenant, encoding, compress
+):
+    """A body with a Content-Encoding is refused before any view, whatever the route reads (even none):
+    every operation of a method that may carry a body answers 415, and its document lists it."""
+    token = {"Authorization": f"Bearer {tenant.users['admin']['token']}"}
+    refused = []
+    for method, path, operation in operations(client):
+        if method not in BODY_METHODS:
+            continue
+        response = client.open(
+            example_path(path, operation),
+            method=method.upper(),
+            data=compress(b"{}"),
+            headers={**token, "Content-Type": "application/json", "Content-Encoding": encoding},
+        )
+        assert response.status_code == 415, (method, path, response.get_json())
+        assert "415" in operation["responses"], (method, path)
+        refused.append((method, path))
+    assert ("post", "/api/v1/auth/refresh") in refused
+    assert ("delete", "/api/v1/jobs/{job_id}") in refused

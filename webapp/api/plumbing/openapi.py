@@ -9,7 +9,7 @@ from flask import Flask
 from pydantic import BaseModel
 
 from webapp.api.plumbing import idempotency
-from webapp.api.plumbing.errors import CODES
+from webapp.api.plumbing.errors import BODY_METHODS, CODES
 from webapp.api.plumbing.spec import RouteDoc
 from webapp.api.schemas.common import ErrorResponse
 
@@ -70,10 +70,19 @@ ANY_ROUTE_ERRORS = (400, 405, 413, 414, 431, 500, 503)
 TOKEN_ERRORS = (401, 429)
 # What a route with a body may answer too: a body over its limit (413), of another media type (415).
 BODY_ERRORS = (413, 415)
+# What an operation whose method may carry a body (BODY_METHODS) may answer whatever it reads: every
+# such body is read before the view (errors._read_whole_body), and one with a Content-Encoding (gzip,
+# deflate) is refused, 415, even where the route reads no body.
+ENCODED_BODY_ERRORS = (415,)
 
 
 def _operation(
-    doc: RouteDoc, path_params: list[dict[str, Any]], schemas: _Schemas, *, idempotent: bool = False
+    doc: RouteDoc,
+    path_params: list[dict[str, Any]],
+    schemas: _Schemas,
+    *,
+    method: str,
+    idempotent: bool = False,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": doc.summary, "tags": [doc.tag], "parameters": list(path_params)}
     if idempotent:
@@ -120,6 +129,8 @@ def _operation(
         errors.update(TOKEN_ERRORS)
     if doc.body is not None:
         errors.update(BODY_ERRORS)
+    if method in BODY_METHODS:
+        errors.update(ENCODED_BODY_ERRORS)
     for status in sorted(errors):
         responses.setdefault(
             str(status),
@@ -160,7 +171,7 @@ def build(app: Flask, prefix: str = "/api/v1") -> dict[str, Any]:
         path = _PARAM.sub(lambda m: "{" + m["name"] + "}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             operation = _operation(
-                doc, path_params, schemas, idempotent=getattr(view, "__idempotent__", False)
+                doc, path_params, schemas, method=method, idempotent=getattr(view, "__idempotent__", False)
             )
             operation["operationId"] = f"{rule.endpoint.replace('.', '_')}_{method.lower()}"
             paths.setdefault(path, {})[method.lower()] = operation
