@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.integration.documented_operations import declares_query, example_path, operations
+
 SERIES = "/api/v1/analytics/time-series/ticket_count?granularity=daily"
 
 
@@ -254,9 +256,43 @@ def test_routes_without_query_parameters_refuse_any(tenant, method, path):
     assert error["details"]["field"] == "bogus"
 
 
+# The routes open without a token, which ignore query parameters they do not declare (a health probe's
+# or a docs link's cache-buster is no mistake to refuse); SECURITY.md names the same ones.
+OPEN_ROUTES = {
+    ("get", "/api/v1/health"),
+    ("get", "/api/v1/ping"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/docs"),
+    ("post", "/api/v1/auth/login"),
+}
+
+
 def test_open_routes_ignore_query_parameters(client):
     assert client.get("/api/v1/health?probe=1").status_code == 200
+    assert client.get("/api/v1/ping?probe=1").status_code == 200
     assert client.get("/api/v1/openapi.json?v=2").status_code == 200
+    assert client.get("/api/v1/docs?v=2").status_code == 200
+
+
+def test_every_route_without_query_parameters_refuses_any_but_the_open_ones(client, tenant):
+    """SECURITY.md's rule, over the whole document: an operation that declares no query parameter
+    answers 400 naming an unknown one, unless it is open without a token (OPEN_ROUTES), where the
+    parameter changes nothing, or is the WebSocket handshake."""
+    token = {"Authorization": f"Bearer {tenant.users['admin']['token']}"}
+    ignoring = set()
+    for method, path, operation in operations(client):
+        if declares_query(operation) or "101" in operation["responses"]:
+            continue  # the WebSocket handshake takes its ticket or token there (test_websocket.py)
+        url = example_path(path, operation)
+        answer = client.open(f"{url}?bogus=1", method=method.upper(), headers=token)
+        if operation["security"] == []:
+            plain = client.open(url, method=method.upper(), headers=token)
+            assert answer.status_code == plain.status_code, (method, path)
+            ignoring.add((method, path))
+        else:
+            assert answer.status_code == 400, (method, path, answer.status_code)
+            assert answer.get_json()["error"]["details"]["field"] == "bogus", (method, path)
+    assert ignoring == OPEN_ROUTES
 
 
 @pytest.mark.parametrize("value", [1767225600, "1767225600", 0, -62135596800, True])

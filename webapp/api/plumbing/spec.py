@@ -154,8 +154,9 @@ def parse_query(model: type[M]) -> M:
 
 def refuse_undeclared_query(app: Flask) -> None:
     """A route whose document declares no query parameters refuses any (400), as the routes that
-    declare some refuse unknown ones; routes open to anyone (health, docs) and WebSocket handshakes
-    (ticket, token, last_event_id) are left alone."""
+    declare some refuse unknown ones; routes open to anyone (health, ping, the document and its page,
+    login: a probe's or a link's cache-buster is no mistake) and WebSocket handshakes (ticket, token,
+    last_event_id) are left alone. SECURITY.md names them; test_bad_inputs.py holds the two equal."""
 
     @app.before_request
     def check() -> None:
