@@ -51,6 +51,13 @@ def _email_key_of(digest: str) -> str:
     return PREFIX + "email:" + digest
 
 
+def _refresh_key_of(digest: str) -> str:
+    """The failed refreshes of one email: a budget apart from its sign-ins', so that someone guessing
+    its password does not stop its signed-in sessions from refreshing, nor a replayed dead token its
+    sign-in."""
+    return PREFIX + "refresh:" + digest
+
+
 def address_key(address: str | None) -> str:
     return PREFIX + "addr:" + (address or "unknown")
 
@@ -167,7 +174,7 @@ def _refresh_email_key() -> str | None:
     except Exception:  # any undecodable token: the address alone counts it
         return None
     digest = claims.get(EMAIL_CLAIM) if claims.get("type") == "refresh" else None
-    return _email_key_of(digest) if isinstance(digest, str) and digest.isalnum() else None
+    return _refresh_key_of(digest) if isinstance(digest, str) and digest.isalnum() else None
 
 
 def _refresh_keys(app: Flask) -> dict[str, int]:
