@@ -17,7 +17,8 @@ def ny(make_tenant: Any) -> Any:
 def assert_400(response: Any, *fragments: str) -> dict[str, Any]:
     assert response.status_code == 400, response.get_json()
     error = response.get_json()["error"]
-    assert error["code"] == "bad_request"
+    # A cost limit (too many buckets) is too_costly; every other refusal here a plain bad request.
+    assert error["code"] == ("too_costly" if "estimate" in error["details"] else "bad_request"), error
     for fragment in fragments:
         assert fragment in error["message"], error["message"]
     return error
@@ -61,6 +62,18 @@ def assert_400(response: Any, *fragments: str) -> dict[str, Any]:
 )
 def test_bad_queries_are_400_naming_what_is_allowed(ny: Any, path: str, query: dict[str, str], fragments):
     assert_400(ny.viewer.get(path, query_string=query), *fragments)
+
+
+def test_too_many_buckets_is_a_cost_refusal_naming_the_estimate_and_the_limit(ny: Any):
+    query = {"granularity": "hourly", "start": "2020-01-01", "end": "2026-01-01"}
+    error = ny.viewer.get(TS, query_string=query).get_json()["error"]
+    assert error["code"] == "too_costly"
+    assert (error["details"]["estimate"], error["details"]["limit"]) == (52_608, 10_000)
+    # A granularity it does not know is a plain bad request.
+    assert (
+        ny.viewer.get(TS, query_string={"granularity": "minutely"}).get_json()["error"]["code"]
+        == "bad_request"
+    )
 
 
 def test_a_repeated_query_parameter_is_refused(ny: Any):

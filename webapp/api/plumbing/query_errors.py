@@ -28,7 +28,10 @@ def client_errors() -> Iterator[None]:
     except FilterError as exc:
         raise ApiError(400, str(exc), details={"field": exc.field}) from exc
     except BucketError as exc:
-        raise ApiError(400, str(exc), details={"field": "start/end/granularity", **exc.details}) from exc
+        # Too many buckets is a cost limit, answered as the cells limit is (an estimate and a limit).
+        code = "too_costly" if "estimate" in exc.details else None
+        details = {"field": "start/end/granularity", **exc.details}
+        raise ApiError(400, str(exc), code=code, details=details) from exc
     except TimeError as exc:
         raise ApiError(400, str(exc)) from exc
     except OverflowError as exc:
