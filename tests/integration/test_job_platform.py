@@ -324,18 +324,16 @@ def test_import_is_all_or_nothing_with_a_row_report(celery_worker, make_live_ten
     assert [(e["row"], e["field"]) for e in details["errors"]] == [(2, "priority"), (5, None)]
     assert post_import(tenant.agent, [[None, None]]).status_code == 400
 
-    # The rules between fields are the job's: one failing row, and nothing of the batch is written.
+    # The rules between fields (the order of times) are checked at submit too, as POST /tickets
+    # checks them: the failing row is named and no job is made.
     rows = _rows(6)
     rows[3]["resolved_at"] = "2001-01-01T00:00:00+00:00"  # before created_at: refused by create_ticket
-    job_id = post_import(tenant.agent, rows).get_json()["job_id"]
-    done = wait_for_job(tenant.viewer, job_id)
-    assert done["state"] == "failed"
-    assert "1 of 6 rows are invalid" in done["error"]["message"]
-    report = done["result"]
-    assert report["imported"] == 0
-    assert report["invalid"] == 1
-    assert [(e["row"], e["field"]) for e in report["errors"]] == [(4, "resolved_at")]
-    assert _tickets(engine, tenant.org_id) == 0
+    refused = post_import(tenant.agent, rows)
+    assert refused.status_code == 400, refused.get_json()
+    details = refused.get_json()["error"]["details"]
+    assert (details["rows"], details["invalid"]) == (6, 1)
+    assert [(e["row"], e["field"]) for e in details["errors"]] == [(4, "resolved_at")]
+    assert tenant.viewer.get("/api/v1/jobs?kind=import").get_json()["items"] == []
 
     # A first_response_at after the row's first public agent reply contradicts it (response time and
     # the SLA's first reply would each take another instant); before it or equal to it, it stands.
@@ -348,11 +346,14 @@ def test_import_is_all_or_nothing_with_a_row_report(celery_worker, make_live_ten
     later = (created + timedelta(hours=1)).isoformat()
     rows[1] |= {"first_response_at": later, "replies": [{"author": "customer", "at": created.isoformat()}]}
     rows[2] |= {"first_response_at": later, "replies": [{"author": "agent", "at": created.isoformat()}]}
-    done = wait_for_job(tenant.viewer, post_import(tenant.agent, rows).get_json()["job_id"])
-    assert done["state"] == "failed"
-    assert [(e["row"], e["field"]) for e in done["result"]["errors"]] == [(3, "first_response_at")]
-    assert "after the first public agent reply" in done["result"]["errors"][0]["message"]
-    assert _tickets(engine, tenant.org_id) == 0
+    refused = post_import(tenant.agent, rows)
+    assert refused.status_code == 400, refused.get_json()
+    errors = refused.get_json()["error"]["details"]["errors"]
+    assert [(e["row"], e["field"]) for e in errors] == [(3, "first_response_at")]
+    assert "after the first public agent reply" in errors[0]["message"]
+    done = wait_for_job(tenant.viewer, post_import(tenant.agent, rows[:2]).get_json()["job_id"])
+    assert (done["state"], done["result"]["imported"]) == ("succeeded", 2)
+    assert _tickets(engine, tenant.org_id) == 2
 
 
 def test_import_request_errors(live_app, make_live_tenant, post_import, import_app, monkeypatch):

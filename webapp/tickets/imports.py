@@ -4,7 +4,9 @@ Each row goes through the same schema as `POST /tickets` and through `plans.plan
 logic of `writes.create_ticket`, so an imported ticket and its events are exactly what the API
 would have written; the batch is written in bulk (`bulk_writer.BulkWriter`) while it is being
 checked. One request is one batch: every row is validated, and if any row fails nothing is written
-and the report lists each failing row. (Reading the body: import_formats.)
+and the report lists each failing row. The same rules run at submit (`check_rows`, through
+`plans.check_ticket`), so a batch the job would refuse never becomes a job; the job checks again,
+as every write does. (Reading the body: import_formats.)
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from webapp.models import Organization
 from webapp.tickets.bulk_writer import BulkWriter
 from webapp.tickets.effects import announce
 from webapp.tickets.fields import TicketImport
-from webapp.tickets.plans import PlannedTicket, plan_ticket
+from webapp.tickets.plans import PlannedTicket, check_ticket, plan_ticket
 from webapp.tickets.rules import TicketError
 
 # The report lists this many failing rows and counts the rest, so a broken file cannot bloat the job row.
@@ -84,13 +86,29 @@ class ImportRejected(Exception):
         self.report = report
 
 
-def check_rows(rows: list[Any]) -> ImportReport:
-    """Each record checked alone (validate_row): the report of those that are not tickets."""
+def check_rows(org: Organization, rows: list[Any], now: datetime | None = None) -> ImportReport:
+    """Each record checked alone, as POST /tickets checks its body: its fields (validate_row), then
+    every rule between them that needs no database (plans.check_ticket: times in the organization's
+    zone, their order, the status history). The report names the rows that fail, so an import that
+    the job would refuse is refused at submit and holds no job slot."""
+    now = now or utcnow()
     report = ImportReport(rows=len(rows))
     for number, raw in enumerate(rows, start=1):
-        for field_name, message in validate_row(raw)[1]:
+        for field_name, message in _row_problems(org, raw, now):
             report.add_error(number, field_name, message)
     return report
+
+
+def _row_problems(org: Organization, raw: Any, now: datetime) -> list[tuple[str | None, str]]:
+    """The (field, message) problems of one record: its fields', else the first rule it breaks."""
+    fields, problems = validate_row(raw)
+    if fields is None:
+        return problems
+    try:
+        check_ticket(org, fields, now)
+    except TicketError as exc:
+        return [(exc.field, str(exc))]
+    return []
 
 
 def validate_row(raw: Any) -> tuple[dict[str, Any] | None, list[tuple[str | None, str]]]:

@@ -68,12 +68,24 @@ class _Moments(NamedTuple):
     resolved: datetime | None
 
 
-def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> PlannedTicket:
-    """The ticket and events creating `fields` writes, or TicketError; pure (no session, no ids).
+class CheckedTicket(NamedTuple):
+    """A new ticket's fields once every rule holds: its moments, status, history, replies and rating."""
 
-    Back-fills get first_response / resolved events at their times; a ticket resolved later was
-    still open before it, so its earlier events carry status open. An import may also give the
-    ticket's replies, rating and status history (then its status and resolution follow from it).
+    moments: _Moments
+    status: str
+    history: list[tuple[datetime, str]]
+    replies: list[Reply]
+    rating: dict[str, Any] | None
+
+
+def check_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> CheckedTicket:
+    """Every rule creating `fields` must meet, or TicketError naming the field; pure and cheap (no
+    events built), so an import's rows are checked by it at submit as POST /tickets checks its body.
+
+    Times are the organization's wall clock unless they carry an offset (a time its clocks skip or
+    repeat is refused), none in the future; the first response and the resolution not before the
+    creation; a status history ascending and agreeing with the fields; replies and rating not before
+    the creation; a first_response_at not after the first public agent reply.
     """
     times = checked_times(org, fields, now)
     history = _history(org, fields, times, now)
@@ -95,6 +107,19 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
         )
     moments = _Moments(created, first_response, resolved)
     check_order(*moments)
+    return CheckedTicket(moments, status, history, replies, _rating(org, fields, created, now))
+
+
+def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> PlannedTicket:
+    """The ticket and events creating `fields` writes, or TicketError (check_ticket); pure (no session,
+    no ids).
+
+    Back-fills get first_response / resolved events at their times; a ticket resolved later was
+    still open before it, so its earlier events carry status open. An import may also give the
+    ticket's replies, rating and status history (then its status and resolution follow from it).
+    """
+    moments, status, history, replies, rating = check_ticket(org, fields, now)
+    created, first_response, resolved = moments
     ticket = {
         "org_id": org.id,
         "subject": fields.get("subject") or "",
@@ -104,10 +129,10 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
         "category": fields.get("category") or "general",
         "assigned_to": fields.get("assigned_to"),
         "sentiment_score": fields.get("sentiment_score"),
-        "created_at": moments.created,
+        "created_at": created,
         "updated_at": now,
-        "first_response_at": moments.first_response,
-        "resolved_at": moments.resolved,
+        "first_response_at": first_response,
+        "resolved_at": resolved,
         "reopen_count": sum(1 for _ in _reopens(history)),
     }
     if not history:
@@ -115,7 +140,6 @@ def plan_ticket(org: Organization, fields: dict[str, Any], now: datetime) -> Pla
         events = _events(ticket, moments)
     else:
         events = _history_events(ticket, moments, history)
-    rating = _rating(org, fields, created, now)
     facts = Facts(
         org_id=org.id,
         created_at=created,
