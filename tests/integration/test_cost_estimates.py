@@ -8,6 +8,7 @@ with the vocabulary's value counts written out by hand."""
 from __future__ import annotations
 
 import time
+from datetime import date
 
 import pytest
 import redis
@@ -282,6 +283,8 @@ def test_the_dashboard_refuses_a_range_it_cannot_bucket_before_any_query(tenant,
             "/api/v1/analytics/distribution/status?start=1900-01-01&end=2199-01-01&exact=true"
         ),
         lambda api: api.get("/api/v1/analytics/performance?start=1900-01-01&end=2199-01-01&exact=true"),
+        lambda api: api.get("/api/v1/analytics/agents?start=1900-01-01&end=2199-01-01&exact=true"),
+        lambda api: api.get("/api/v1/analytics/time-in-status?start=1900-01-01&end=2199-01-01&exact=true"),
         lambda api: api.post(
             AGG,
             json={
@@ -312,6 +315,7 @@ def test_exact_over_centuries_is_refused_everywhere(tenant, app, call, db_sessio
     error = _too_costly(call(tenant.viewer))
     assert error["details"]["field"] == "exact"
     assert error["details"]["limit"] == app.config["ANALYTICS_EXACT_MAX_DAYS"]
+    assert error["details"]["estimate"] == (date(2199, 1, 1) - date(1900, 1, 1)).days  # in UTC, whole days
     assert "ANALYTICS_EXACT_MAX_DAYS" in error["message"]
     assert _keys(redis_client) - before == set()  # nothing written (a key may go: a worker acks)
     assert db_session.query(Job).filter_by(org_id=tenant.org_id).count() == 0

@@ -180,7 +180,8 @@ def series(window: Window, *, metrics: int = 1, granularity: str | None = None) 
 def raw_units(window: Window) -> int:
     """The analytics budget units a read answered from raw rows alone spends (time in status, the
     agents report): one more per EXACT_DAYS_PER_UNIT days of range, as an exact read, with no cap
-    on the range (their answers are one row per status or per agent, whatever the range)."""
+    on the range (their answers are one row per status or per agent, whatever the range) unless
+    exact=true is asked, which exact_units caps there as everywhere."""
     days = max((window.end - window.start).total_seconds() / 86400, 0.0)
     return 1 + math.ceil(days / EXACT_DAYS_PER_UNIT)
 

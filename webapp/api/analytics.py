@@ -324,7 +324,7 @@ def time_in_status() -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
-        costs.spend_raw(org.id, window)
+        costs.spend_raw(org.id, window, query.exact)
         clock = _clock(org.id, query)
         read = support_reads.TimeInStatusRead(window, query.filters, clock.schedule_id)
         value, meta = _read(org.id, read)
@@ -347,7 +347,7 @@ def agents() -> Response:
     org = _org()
     with client_errors():
         window = query.window(default_tz=org.timezone, now=utcnow())
-        costs.spend_raw(org.id, window)
+        costs.spend_raw(org.id, window, query.exact)
         targets = sla.targets_for(org.sla_targets)
         clock = _clock(org.id, query)
         read = support_reads.AgentsRead(

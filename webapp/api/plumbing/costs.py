@@ -37,9 +37,12 @@ def spend(org_id: int, window: Window, exact: bool) -> None:
         spend_budget(org_id, "analytics", units - 1)
 
 
-def spend_raw(org_id: int, window: Window) -> None:
-    """Spend the analytics budget a read of raw rows over `window` costs beyond the request its
-    admission spent (429 when it is spent), before the read."""
+def spend_raw(org_id: int, window: Window, exact: bool) -> None:
+    """Refuse an exact read over more than ANALYTICS_EXACT_MAX_DAYS, as every route taking exact=true
+    does (TooCostly, before any query: a read of raw rows is no cheaper for being asked exact), and
+    spend the analytics budget a read of raw rows over `window` costs beyond the request its admission
+    spent (429 when it is spent)."""
+    cost.exact_units(window, exact, max_days=current_app.config["ANALYTICS_EXACT_MAX_DAYS"])
     units = cost.raw_units(window)
     if units > 1:
         spend_budget(org_id, "analytics", units - 1)
