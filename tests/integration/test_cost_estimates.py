@@ -8,7 +8,8 @@ with the vocabulary's value counts written out by hand."""
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -350,6 +351,34 @@ def test_alert_simulation_shares_the_limit(tenant, app, monkeypatch):
         f"/api/v1/alerts/{rule['id']}/simulate", json={"start": "2026-01-01", "end": "2026-02-01"}
     )
     assert _too_costly(simulated)["details"]["estimate"] == 31 * 24 * 4
+
+
+def test_a_simulation_over_too_many_buckets_names_its_estimate_and_limit(make_tenant):
+    tenant = make_tenant(timezone="America/New_York")
+    rule = tenant.admin.post(
+        "/api/v1/alerts",
+        json={
+            "name": "volume",
+            "metric": "ticket_count",
+            "granularity": "hourly",
+            "condition": {"type": "above", "value": 5},
+            "channels": [{"type": "websocket"}],
+        },
+    ).get_json()
+    simulated = tenant.viewer.post(
+        f"/api/v1/alerts/{rule['id']}/simulate", json={"start": "2025-01-01", "end": "2026-01-01"}
+    )
+    assert simulated.status_code == 400, simulated.get_json()
+    error = simulated.get_json()["error"]
+    # The real hours between the two local midnights (in UTC: Python subtracts times of one zone as
+    # wall-clock times), a spring hour short and an autumn hour long.
+    zone = ZoneInfo("America/New_York")
+    start, end = (datetime(year, 1, 1, tzinfo=zone).astimezone(UTC) for year in (2025, 2026))
+    hours = int((end - start).total_seconds() // 3600)
+    limit = 5000  # the most buckets a simulation evaluates (alerts.evaluation)
+    assert error["details"] == {"field": "end", "estimate": hours, "limit": limit}
+    assert f"{hours:,}" in error["message"]
+    assert f"{limit:,}" in error["message"]
 
 
 @pytest.mark.parametrize("route", ["/api/v1/analytics/agents", "/api/v1/analytics/time-in-status"])

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session
 from webapp.alerts.conditions import Reading, judge
 from webapp.alerts.periods import LONGEST, Bucket, bucket_containing, closed_buckets
 from webapp.alerts.readings import Definition, read
+from webapp.analytics import cost
+from webapp.analytics.window import Window
 
 # A bucket is evaluated this long after it closes: a write stamped just before its end commits a
 # moment later, and must be in it. Beat's pass runs every 15 s, so a bucket is evaluated 10 to 25 s
@@ -23,7 +25,16 @@ MAX_SIMULATED_BUCKETS = 5000
 
 
 class RangeTooLong(ValueError):
-    """A simulation over more buckets than MAX_SIMULATED_BUCKETS."""
+    """A simulation over more buckets than MAX_SIMULATED_BUCKETS: like every cost refusal it names
+    about how many the range holds and the limit, in its message and its `details`, so a client
+    knows how far to narrow it."""
+
+    def __init__(self, granularity: str, estimate: int, limit: int = MAX_SIMULATED_BUCKETS) -> None:
+        super().__init__(
+            f"the range holds about {estimate:,} {granularity} buckets, more than the limit of "
+            f"{limit:,} a simulation evaluates; narrow it"
+        )
+        self.details = {"estimate": estimate, "limit": limit}
 
 
 @dataclass(frozen=True)
@@ -105,8 +116,13 @@ def simulate(
     found = closed_buckets(rule.granularity, tz, since=first, until=until, limit=MAX_SIMULATED_BUCKETS + 1)
     buckets = [bucket for bucket in found if bucket.start < end]
     if len(buckets) > MAX_SIMULATED_BUCKETS:
-        raise RangeTooLong(
-            f"the range holds more than {MAX_SIMULATED_BUCKETS} {rule.granularity} buckets; narrow it"
-        )
+        raise RangeTooLong(rule.granularity, _bucket_estimate(rule.granularity, tz, first, min(end, until)))
     transitions, _ = run(session, org_id, rule, tz, buckets, "ok")
     return Simulated(transitions, len(buckets))
+
+
+def _bucket_estimate(granularity: str, tz: ZoneInfo, first: datetime, last: datetime) -> int:
+    """About how many buckets [first, last) holds, counted by calendar arithmetic (the buckets built
+    stop one past the limit); never at or under the limit it was found to exceed."""
+    counted = cost.bucket_count(Window(first, last, tz, granularity))
+    return max(counted, MAX_SIMULATED_BUCKETS + 1)
