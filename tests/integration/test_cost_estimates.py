@@ -370,6 +370,7 @@ def test_a_simulation_over_too_many_buckets_names_its_estimate_and_limit(make_te
     )
     assert simulated.status_code == 400, simulated.get_json()
     error = simulated.get_json()["error"]
+    assert error["code"] == "too_costly"
     # The real hours between the two local midnights (in UTC: Python subtracts times of one zone as
     # wall-clock times), a spring hour short and an autumn hour long.
     zone = ZoneInfo("America/New_York")

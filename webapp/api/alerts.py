@@ -174,6 +174,6 @@ def simulate(alert_id: int) -> Response:
                 session, rule.org_id, definition, tz, start=window.start, end=window.end, now=now
             )
         except evaluation.RangeTooLong as exc:
-            raise ApiError(400, str(exc), details={"field": "end", **exc.details}) from exc
+            raise ApiError(400, str(exc), code="too_costly", details={"field": "end", **exc.details}) from exc
     transitions = [t.as_dict(tz, t.bucket.end) for t in found.transitions]
     return jsonify({"transitions": transitions, "buckets": found.buckets})
