@@ -76,6 +76,23 @@ def test_too_many_buckets_is_a_cost_refusal_naming_the_estimate_and_the_limit(ny
     )
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        TS,
+        "/api/v1/analytics/agents",
+        "/api/v1/analytics/time-in-status",
+        "/api/v1/analytics/distribution/channel",
+        "/api/v1/analytics/performance",
+        "/api/v1/analytics/dashboard",
+    ],
+)
+@pytest.mark.parametrize("name", ["start", "end", "tz"])
+def test_an_empty_bound_or_zone_is_refused_not_taken_as_left_out(ny: Any, path: str, name: str):
+    response = ny.viewer.get(path, query_string={name: ""})
+    assert response.status_code == 400, (path, name, response.get_json())
+
+
 def test_a_repeated_query_parameter_is_refused(ny: Any):
     assert_400(ny.viewer.get(f"{TS}?priority=low&priority=high"), "more than once")
 

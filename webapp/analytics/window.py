@@ -100,9 +100,10 @@ def canonical_window(
     """The window of a request: its zone (else `default_tz`) and range (default: the `days` local days
     up to the end of today), refused with TimeError or BucketError when it cannot be read, before any
     query: a bad time, start not before end, or more buckets than a series may have."""
-    zone_info = zone(tz or default_tz)
-    first = parse_datetime(start, zone_info, "start") if start else None
-    last = parse_datetime(end, zone_info, "end") if end else None
+    zone_info = zone(tz if tz is not None else default_tz)
+    # Given empty ("start="), a bound is refused as any other bad time, not taken as left out.
+    first = parse_datetime(start, zone_info, "start") if start is not None else None
+    last = parse_datetime(end, zone_info, "end") if end is not None else None
     first, last = resolve_range(first, last, zone_info, now, days=days)
     if granularity is not None:
         check_bucket_count(granularity, first, last, zone_info)
