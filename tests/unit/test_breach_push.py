@@ -9,8 +9,11 @@ from webapp.clocks.tracking import LATE_PUSHES, PUSH_WINDOW, Batch, Recorded
 NOW = datetime(2026, 12, 6, 12, tzinfo=UTC)
 
 
-def _breach(org_id: int, ticket_id: int, ago: timedelta, running: bool) -> Recorded:
-    return Recorded(org_id, ticket_id, "first_reply", NOW - ago, 1.0, "urgent", "calendar", running)
+def _breach(
+    org_id: int, ticket_id: int, ago: timedelta, running: bool, seen_ago: timedelta | None = None
+) -> Recorded:
+    seen = None if seen_ago is None else NOW - seen_ago
+    return Recorded(org_id, ticket_id, "first_reply", NOW - ago, 1.0, "urgent", "calendar", running, seen)
 
 
 def test_fresh_breaches_and_late_ones_of_running_targets_are_pushed():
@@ -33,3 +36,17 @@ def test_late_pushes_are_capped_per_organization_but_fresh_ones_are_not():
     assert sum(1 for r in pushed if r.org_id == 2) == LATE_PUSHES
     assert sum(1 for r in pushed if r.org_id == 1 and r.ticket_id < 10_000) == LATE_PUSHES
     assert sum(1 for r in pushed if r.ticket_id >= 10_000) == LATE_PUSHES + 5
+
+
+def test_a_business_breach_dated_at_closing_is_news_when_the_office_opens():
+    """A target that ran out at closing time is past it only from the next opening: found a minute
+    after that, its breach (dated 16 hours earlier) is fresh, whether the ticket still waits or was
+    answered in between, and is not held to the late cap."""
+    overnight = timedelta(hours=16)
+    batch = Batch(
+        recorded=[
+            _breach(1, n, overnight, running=n % 2 == 0, seen_ago=timedelta(minutes=1))
+            for n in range(LATE_PUSHES + 10)
+        ]
+    )
+    assert len(batch.to_push(NOW)) == LATE_PUSHES + 10

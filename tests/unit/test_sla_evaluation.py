@@ -213,6 +213,8 @@ def test_a_target_used_up_at_closing_time_is_reached_then_and_passed_when_the_of
     later = opening + timedelta(minutes=1)
     assert (first_reply(later).state, first_reply(later).elapsed_hours) == ("breached", 8.0 + 1 / 60)
     assert [r.passed_at for r in evaluate(facts, policy, office, later).breached_runs] == [closing]
+    # It could first be seen at the opening: that is when the sweep finds it, and it is news then.
+    assert [r.over_at for r in evaluate(facts, policy, office, later).breached_runs] == [opening]
     # Replies at closing time, overnight and as the office opens are in time; a minute later is not.
     for replied, state in (
         (closing, "achieved"),

@@ -73,6 +73,9 @@ class Run:
     # While running within the target: the first instant after which it is past the target, when a
     # breach sweep must look again (breach_at, or the next opening when that is closing time).
     due_at: datetime | None = None
+    # For a breach: the first instant after which the run was past its target, when the breach could
+    # first be seen (passed_at, or the next opening when the target ran out at closing time).
+    over_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ def run(
     target = round(target_hours * HOUR_US)
     elapsed = 0
     passed_at: datetime | None = None
+    over_at: datetime | None = None
     last_from = last_elapsed = 0
     last_start = cycle_start
     for start, stop in segments:
@@ -175,8 +179,9 @@ def run(
         if passed_at is None and elapsed + (b - a) > target:
             # The clock runs past the target in this segment: breached where it reached it (not
             # before the segment began, when an earlier one stopped exactly at the target).
-            reached = clock.reaches(a + target - elapsed)
+            reached, over = clock.reaches(a + target - elapsed), clock.passes(a + target - elapsed)
             passed_at = start if reached is None else max(reached, start)
+            over_at = start if over is None else max(over, start)
         last_from, last_start, last_elapsed = a, start, elapsed
         elapsed += b - a
     running = bool(segments) and segments[-1][1] is None
@@ -186,7 +191,7 @@ def run(
         reached, due = clock.reaches(position), clock.passes(position)
         breach_at = None if reached is None else max(reached, last_start)
         due_at = None if due is None else max(due, last_start)
-    return Run(metric, cycle_start, target_hours, elapsed, running, passed_at, breach_at, due_at)
+    return Run(metric, cycle_start, target_hours, elapsed, running, passed_at, breach_at, due_at, over_at)
 
 
 def _outcome(metric: str, target_hours: float, runs: Sequence[Run], paused: bool) -> Outcome:

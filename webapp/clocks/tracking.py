@@ -42,10 +42,11 @@ from webapp.models import (
 from webapp.models.base import MAX_ID
 
 BATCH = 200
-# A breach is news for live clients when it is found within this of its instant, or found later (a
-# priority or policy change, a back-dated ticket, a sweep that was down) with its target still
-# running: the ticket waits past its target now. One whose run stopped long before it was found (a
-# back-fill of history) is recorded but not pushed.
+# A breach is news for live clients when it is found within this of the instant it could first be
+# seen (its instant, or on a business clock the opening after a target that ran out at closing), or
+# later (a priority or policy change, a back-dated ticket, a sweep that was down) with its target
+# still running: the ticket waits past its target now. One whose run stopped long before it was
+# found (a back-fill of history) is recorded but not pushed.
 PUSH_WINDOW = timedelta(minutes=10)
 # At most this many late breaches pushed per organization per sweep step (an import of old open
 # tickets records thousands at once; the sla_breached announcement refreshes pages anyway).
@@ -64,6 +65,9 @@ class Recorded:
     priority: str
     policy_clock: str
     running: bool = False  # the target's run still ran when the breach was found
+    # When the breach could first be seen: breach_at, or on a business clock whose target ran out at
+    # closing time the next opening (the run is past its target only from then on).
+    seen_at: datetime | None = None
 
     def data(self) -> dict[str, Any]:
         """The sla_breach event's data."""
@@ -91,7 +95,7 @@ class Batch:
         late: Counter[int] = Counter()
         out = []
         for r in self.recorded:
-            if now - r.breach_at <= PUSH_WINDOW:
+            if now - (r.seen_at or r.breach_at) <= PUSH_WINDOW:
                 out.append(r)
             elif r.running and late[r.org_id] < LATE_PUSHES:
                 late[r.org_id] += 1
@@ -310,6 +314,7 @@ def _record(session: Session, breaches: Iterable[tuple[Loaded, Policy, Run]]) ->
                 ticket.priority,
                 policy.clock_name,
                 run.running,
+                run.over_at,
             )
         )
     if events:
