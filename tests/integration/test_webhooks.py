@@ -107,6 +107,40 @@ def test_tests_on_their_way_are_capped_per_webhook(
     assert tenant.admin.post(f"/api/v1/webhooks/{hook['id']}/test").status_code == 202
 
 
+def test_tests_waiting_between_retries_do_not_hold_new_ones(
+    live_app, make_live_tenant, receiver, private_allowed
+):
+    """Retries of a receiver that is down wait for up to hours: an admin testing it meanwhile is not
+    refused; a disabled webhook says so before any count."""
+    from webapp.models import Webhook, WebhookDelivery
+
+    tenant = make_live_tenant("Retrying")
+    hook = _webhook(tenant.admin, receiver.url, receiver)
+    with live_app.app_context(), live_app.extensions["db_sessionmaker"]() as session:
+        for _ in range(deliveries.TESTS_IN_FLIGHT + 2):
+            session.add(
+                WebhookDelivery(
+                    org_id=tenant.org_id,
+                    webhook_id=hook["id"],
+                    event_type="webhook.test",
+                    body="{}",
+                    state="pending",
+                    attempts=1,
+                    next_attempt_at=utcnow() + timedelta(hours=1),
+                    created_at=utcnow(),
+                )
+            )
+        session.commit()
+        webhook = session.get(Webhook, hook["id"])
+        assert webhook is not None
+        assert deliveries.tests_in_flight(session, webhook) == 0
+        session.rollback()
+    assert tenant.admin.post(f"/api/v1/webhooks/{hook['id']}/test").status_code == 202
+    disabled = tenant.admin.patch(f"/api/v1/webhooks/{hook['id']}", json={"enabled": False})
+    assert disabled.status_code == 200, disabled.get_json()
+    assert tenant.admin.post(f"/api/v1/webhooks/{hook['id']}/test").status_code == 409
+
+
 def test_a_failed_attempt_is_retried_with_the_same_id(
     celery_worker, make_live_tenant, receiver, private_allowed
 ):

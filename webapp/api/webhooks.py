@@ -163,22 +163,28 @@ def delete(webhook_id: int) -> Response:
 def test(webhook_id: int) -> tuple[Response, int]:
     """Make a webhook.test delivery and hand it to the workers (202)."""
     webhook, now = _own(webhook_id), utcnow()
+    if not webhook.enabled:
+        raise _disabled()
     if deliveries.tests_in_flight(get_session(), webhook) >= deliveries.TESTS_IN_FLIGHT:
         raise ApiError(
             429,
-            f"{deliveries.TESTS_IN_FLIGHT} test deliveries of this webhook are still on their way (see its"
-            " deliveries); send another once one has finished",
+            f"{deliveries.TESTS_IN_FLIGHT} test deliveries of this webhook are waiting for or in their"
+            " first attempt (see its deliveries); send another in a few seconds",
             code="too_many_tests",
             details={"limit": deliveries.TESTS_IN_FLIGHT, "retry_after": 5},
             headers={"Retry-After": "5"},
         )
     data = {"webhook_id": webhook.id, "message": "a test delivery of this webhook"}
     delivery_id = deliveries.create(get_session(), webhook, "webhook.test", data, now=now)
-    if delivery_id is None:
-        raise ApiError(409, "the webhook is disabled; enable it with PATCH first", code="webhook_disabled")
+    if delivery_id is None:  # disabled since it was read
+        raise _disabled()
     get_session().commit()
     deliveries.enqueue(current_app.extensions["celery"], [delivery_id])
     return jsonify({"delivery_id": str(delivery_id)}), 202
+
+
+def _disabled() -> ApiError:
+    return ApiError(409, "the webhook is disabled; enable it with PATCH first", code="webhook_disabled")
 
 
 @bp.get("/<int:webhook_id>/deliveries")

@@ -79,15 +79,17 @@ def body_of(delivery_id: uuid.UUID, event_type: str, org_id: int, data: Any, now
     return json.dumps(document, separators=(",", ":"), default=str)
 
 
-# Test deliveries of one webhook still on their way (pending, or being sent and retried) before a new
-# test is refused: a test costs the deliveries queue every organization shares a worker's attempt, and
-# a slow receiver holds it for its timeout, so a loop of tests must not fill that queue.
+# Test deliveries of one webhook waiting for their first attempt or being sent before a new test is
+# refused: a test costs the deliveries queue every organization shares a worker's attempt, and a slow
+# receiver holds it for its timeout, so a loop of tests must not fill that queue. Tests waiting
+# between retries (up to hours) do not count: an admin debugging a receiver that is down may go on
+# testing it.
 TESTS_IN_FLIGHT = 3
 
 
 def tests_in_flight(session: Session, webhook: Webhook) -> int:
-    """The webhook's test deliveries not finished yet, its row locked so that concurrent tests count
-    each other."""
+    """The webhook's test deliveries not attempted yet or being sent, its row locked so that
+    concurrent tests count each other."""
     session.execute(select(Webhook.id).where(Webhook.id == webhook.id).with_for_update())
     return (
         session.scalar(
@@ -96,7 +98,10 @@ def tests_in_flight(session: Session, webhook: Webhook) -> int:
             .where(
                 WebhookDelivery.webhook_id == webhook.id,
                 WebhookDelivery.event_type == "webhook.test",
-                WebhookDelivery.state.in_(("pending", "sending")),
+                or_(
+                    WebhookDelivery.state == "sending",
+                    and_(WebhookDelivery.state == "pending", WebhookDelivery.attempts == 0),
+                ),
             )
         )
         or 0
