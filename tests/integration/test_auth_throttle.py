@@ -131,11 +131,12 @@ def test_failed_refreshes_throttle_their_address(client, tenant, limits):
     )
 
 
-def test_failed_refreshes_of_one_email_throttle_it_from_any_address(client, tenant, limits):
-    """A refresh token used up (here by a logout) sent again from ever new addresses: its email's
+def test_failed_refreshes_of_one_login_throttle_it_from_any_address(client, tenant, limits):
+    """A refresh token used up (here by a logout) sent again from ever new addresses: its login's
     failed refreshes are counted, so the sixth is 429, in a budget apart from the email's sign-ins
-    (which stay open)."""
+    (which stay open) and from the user's other logins (which go on refreshing)."""
     user = tenant.users["viewer"]
+    other_login = _login(client, user["email"], user["password"], "10.2.0.2").get_json()
     tokens = _login(client, user["email"], user["password"], "10.2.0.1").get_json()
     assert (
         client.post(
@@ -152,6 +153,12 @@ def test_failed_refreshes_of_one_email_throttle_it_from_any_address(client, tena
     ]
     assert codes == [401] * 5 + [429] * 3
     assert _login(client, user["email"], user["password"], "10.2.2.1").status_code == 200
+    live = client.post(
+        "/api/v1/auth/refresh",
+        headers={"Authorization": f"Bearer {other_login['refresh_token']}"},
+        environ_base={"REMOTE_ADDR": "10.2.0.2"},
+    )
+    assert live.status_code == 200, live.get_json()
     # Another user's email is untouched; a forged token names no email (its address alone counts).
     other = tenant.users["agent"]
     assert _login(client, other["email"], other["password"], "10.2.2.2").status_code == 200
@@ -170,9 +177,9 @@ def test_someone_guessing_a_password_does_not_stop_its_sessions_refreshing(clien
     assert refreshed.status_code == 200, refreshed.get_json()
 
 
-def test_a_replayed_session_cookie_counts_against_its_email_whatever_other_headers_come(app, tenant, limits):
+def test_a_replayed_session_cookie_counts_against_its_login_whatever_other_headers_come(app, tenant, limits):
     """The dashboard's refresh reads its cookie alone: an Authorization header sent beside it must not
-    hide the cookie's email from the throttle."""
+    hide the cookie's login from the throttle."""
     user = tenant.users["agent"]
     browser = app.test_client()
     signed_in = browser.post(

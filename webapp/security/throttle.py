@@ -33,8 +33,8 @@ PREFIX = "an:auth:fail:"
 REFRESH_COOKIE = "dashboard_refresh"
 API_REFRESH, WEB_REFRESH = "api.auth.refresh", "web_session.refresh"
 REFRESH_ENDPOINTS = frozenset({API_REFRESH, WEB_REFRESH})
-# The claim of a refresh token naming its email's throttle (email_digest): no address in the token.
-EMAIL_CLAIM = "eml"
+# The claim of a refresh token naming its login (token family): its failed refreshes' throttle.
+FAMILY_CLAIM = "fam"
 
 
 def email_digest(email: str) -> str:
@@ -51,11 +51,12 @@ def _email_key_of(digest: str) -> str:
     return PREFIX + "email:" + digest
 
 
-def _refresh_key_of(digest: str) -> str:
-    """The failed refreshes of one email: a budget apart from its sign-ins', so that someone guessing
-    its password does not stop its signed-in sessions from refreshing, nor a replayed dead token its
-    sign-in."""
-    return PREFIX + "refresh:" + digest
+def _refresh_key_of(family: str) -> str:
+    """The failed refreshes of one login (its token family): a replayed dead token, from however many
+    addresses, spends its own login's budget, never its email's sign-ins' nor the user's other
+    sessions' (someone guessing the password, or holding a logged-out token, stops no live session
+    from refreshing)."""
+    return PREFIX + "refresh:" + family
 
 
 def address_key(address: str | None) -> str:
@@ -159,8 +160,8 @@ def login_succeeded(email: str) -> None:
         get_redis().delete(email_key(email))
 
 
-def _refresh_email_key() -> str | None:
-    """The email throttle named by the refresh token the request presents, when its signature and
+def _refresh_login_key() -> str | None:
+    """The login throttle named by the refresh token the request presents, when its signature and
     expiry hold (a forged or expired token names none: only its address counts)."""
     if request.endpoint == WEB_REFRESH:
         token = request.cookies.get(REFRESH_COOKIE)
@@ -173,23 +174,23 @@ def _refresh_email_key() -> str | None:
         claims = decode_token(token, allow_expired=False)
     except Exception:  # any undecodable token: the address alone counts it
         return None
-    digest = claims.get(EMAIL_CLAIM) if claims.get("type") == "refresh" else None
-    return _refresh_key_of(digest) if isinstance(digest, str) and digest.isalnum() else None
+    family = claims.get(FAMILY_CLAIM) if claims.get("type") == "refresh" else None
+    return _refresh_key_of(family) if isinstance(family, str) and family.isalnum() else None
 
 
 def _refresh_keys(app: Flask) -> dict[str, int]:
     """The throttles of this refresh request (decoded once, checked before and counted after)."""
     if "refresh_throttles" not in g:
         keys = {address_key(request.remote_addr): app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]}
-        email = _refresh_email_key()
-        if email is not None:
-            keys[email] = app.config["AUTH_MAX_FAILURES_PER_EMAIL"]
+        login = _refresh_login_key()
+        if login is not None:
+            keys[login] = app.config["AUTH_MAX_FAILURES_PER_EMAIL"]
         g.refresh_throttles = keys
     return g.refresh_throttles
 
 
 def init_app(app: Flask) -> None:
-    """Refresh routes: checked by client address and by the token's email before the token is used,
+    """Refresh routes: checked by client address and by the token's login before the token is used,
     a 401 counted against both after (a refresh token used up, revoked, or of a disabled user)."""
 
     @app.before_request

@@ -18,7 +18,7 @@ from webapp.core.vocabulary import ROLES
 from webapp.infra.db import get_session, session_factory
 from webapp.infra.redis_client import get_redis
 from webapp.models import User
-from webapp.security import families, revocation, throttle
+from webapp.security import families, revocation
 
 jwt = JWTManager()
 
@@ -28,11 +28,12 @@ REQUIRED_CLAIMS = ("sub", "org_id", "role", "type", "jti", "exp")
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": "Bearer"}
 
 
-def issue_tokens(user: User, *, family: str | None = None) -> dict[str, Any]:
-    """The login answer: access and refresh tokens for `user`, of a new family or (a refresh) `family`.
+def issue_tokens(user: User) -> dict[str, Any]:
+    """The login answer: access and refresh tokens for `user`, of a new family (refreshes keep theirs:
+    refreshed_tokens).
 
     Both are recorded in the user's session (committed by the caller)."""
-    family = family or uuid.uuid4().hex
+    family = uuid.uuid4().hex
     return _answer(_token(user, "access", family), _token(user, "refresh", family))
 
 
@@ -91,9 +92,6 @@ def _signed(user: User, kind: str, family: str | None, *, jti: str, expires_at: 
     }
     if family is not None:
         claims["fam"] = family
-    if kind == "refresh":
-        # Failed refreshes count against the email's sign-in throttle too (throttle.init_app).
-        claims[throttle.EMAIL_CLAIM] = throttle.email_digest(user.email)
     create = create_access_token if kind == "access" else create_refresh_token
     return create(str(user.id), additional_claims=claims)
 
