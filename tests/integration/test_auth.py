@@ -291,6 +291,11 @@ def test_a_refresh_token_sent_again_within_the_grace_is_answered_again(app, clie
     third = _refresh(client, once["refresh_token"])
     assert third.status_code == 200
     third = third.get_json()
+    # Within the grace still, the first token again: its successor is used now, so it is no answer
+    # (a used token whose next use would revoke the login); refused, and nothing is revoked.
+    late_retry = _refresh(client, first["refresh_token"])
+    assert late_retry.status_code == 401
+    assert _call(client, third["access_token"]).status_code == 200
     # Past the grace (0 from now on), the successor sent again is a copy: the whole family goes.
     monkeypatch.setitem(app.config, "REFRESH_REUSE_GRACE_SECONDS", 0)
     reused = _refresh(client, twice["refresh_token"])

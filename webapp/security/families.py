@@ -85,8 +85,9 @@ def use_refresh(
         row.used_at = now
         return RefreshUse(family=row.family, successor_jti=successor, successor=None)
     issued = session.get(IssuedToken, successor)
-    if issued is None or issued.family != row.family:
-        # Used before successors were derived (or the successor is gone): nothing to answer again.
+    if issued is None or issued.family != row.family or issued.used_at is not None:
+        # Used before successors were derived, the successor gone, or used itself already (answered
+        # again, it would be a used token whose next use revokes the login): nothing to answer again.
         raise RefreshRefused("the refresh token was already used; log in again")
     return RefreshUse(family=row.family, successor_jti=successor, successor=issued)
 
