@@ -184,6 +184,10 @@ def test_the_api_answers_from_rollups_when_measurements_are_many(make_tenant, db
     assert after["meta"]["source"] in ("rollup", "mixed")
     assert after["meta"]["approximate"] is True
     assert [r["agent"] for r in after["agents"]] == [r["agent"] for r in before["agents"]]
+    # exact=true is honoured: the medians from every measurement, as before the rows were built.
+    exact = tenant.viewer.get("/api/v1/analytics/agents", query_string={**query, "exact": "true"}).get_json()
+    assert exact["meta"]["approximate"] is False
+    assert exact["agents"] == before["agents"]
     # The medians come from sketches, and the SLA compliance from the rows' counts (each solve judged
     # at its solve, agent_report.agents), which the raw answer judges at now instead.
     for got, want in zip(after["agents"], before["agents"], strict=True):

@@ -356,7 +356,7 @@ def agents() -> Response:
             targets,
             query.min_tickets,
             clock.schedule_id,
-            _approximate_above(False),
+            _approximate_above(query.exact),
             _max_cells(),
         )
         value, meta = _read(org.id, read)

@@ -154,7 +154,8 @@ def parse_query(model: type[M]) -> M:
 
 def refuse_undeclared_query(app: Flask) -> None:
     """A route whose document declares no query parameters refuses any (400), as the routes that
-    declare some refuse unknown ones; routes open to anyone (health, ping, the document and its page,
+    declare some refuse unknown ones (but a download link, which ignores what mail clients add);
+    routes open to anyone (health, ping, the document and its page,
     login: a probe's or a link's cache-buster is no mistake) and WebSocket handshakes (ticket, token,
     last_event_id) are left alone. SECURITY.md names them; test_bad_inputs.py holds the two equal."""
 
