@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app, has_request_context, request
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadData, BadSignature, URLSafeSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from webapp.models.jobs import Export
 
@@ -37,9 +38,26 @@ class LinkClaims:
         return now >= self.expires_at
 
 
+class _CanonicalSerializer(URLSafeSerializer):
+    """URLSafeSerializer that also refuses a signature not written as it signs one: base64 of a
+    32-byte HMAC leaves 2 spare bits in its last character, which decoding ignores, so changing that
+    character could otherwise leave a link valid (a tampered link must be refused)."""
+
+    def loads(self, s: str | bytes, salt: str | bytes | None = None, **kwargs: Any) -> Any:
+        text = s.decode("ascii", "replace") if isinstance(s, bytes) else s
+        signature = text.rsplit(".", 1)[-1]
+        try:
+            canonical = base64_encode(base64_decode(signature)).decode("ascii") == signature
+        except BadData:
+            canonical = False
+        if not canonical:
+            raise BadSignature("the signature is not in its canonical form")
+        return super().loads(s, salt, **kwargs)
+
+
 def serializer(salt: str) -> URLSafeSerializer:
     """Signs and verifies the links of one purpose (`salt`) with HMAC-SHA256 under the link key."""
-    return URLSafeSerializer(
+    return _CanonicalSerializer(
         current_app.config["LINK_SIGNING_KEY"], salt=salt, signer_kwargs={"digest_method": hashlib.sha256}
     )
 
