@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
-import string
 import io
 import itertools
 import json
 import re
+import string
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
