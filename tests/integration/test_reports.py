@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -250,3 +251,66 @@ def test_schedules_through_the_api(make_tenant, app, monkeypatch):
     assert back.status_code == 200, back.get_json()
     assert (back.get_json()["webhook_id"], back.get_json()["enabled"]) == (another, True)
     assert tenant.admin.delete(f"/api/v1/report-schedules/{created['id']}").status_code == 204
+
+
+def test_a_business_hours_report_counts_on_the_schedule(
+    celery_worker, make_live_tenant, receiver, private_allowed, live_app
+):
+    """clock=business in a report's export is resolved as an export request's: the run's job reads on
+    the organization's schedule, and its file holds the numbers the API answers on that clock."""
+    tenant = make_live_tenant("Business report", "UTC")
+    export = {
+        "format": "json",
+        "dataset": "time-series",
+        "query": {
+            "metric": "response_time",
+            "granularity": "daily",
+            "clock": "business",
+            "range": "previous_month",
+        },
+    }
+    # Without a schedule, refused as an export request is.
+    refused = tenant.admin.post(
+        "/api/v1/report-schedules",
+        json={
+            "name": "r",
+            "cron": "0 7 * * *",
+            "timezone": "UTC",
+            "export": export,
+            "webhook_id": _hook(tenant.admin, receiver),
+        },
+    )
+    assert refused.status_code == 400, refused.get_json()
+    office = [
+        {"day": d, "start": "09:00", "end": "17:00"}
+        for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    ]
+    made = tenant.admin.post(
+        "/api/v1/schedules", json={"name": "Office", "timezone": "UTC", "intervals": office}
+    )
+    assert made.status_code == 201, made.get_json()
+    this_month = utcnow().replace(day=1, hour=8, minute=0, second=0, microsecond=0)
+    day = (this_month - timedelta(days=1)).replace(day=1)  # the first of the previous month, 08:00
+    for hours in (2, 5):
+        created = tenant.agent.post(
+            "/api/v1/tickets",
+            json={
+                "created_at": day.isoformat(),
+                "first_response_at": (day + timedelta(hours=hours)).isoformat(),
+            },
+        )
+        assert created.status_code == 201, created.get_json()
+    schedule = _schedule(tenant.admin, _hook(tenant.admin, receiver), timezone="UTC", export=export)
+    accepted = tenant.admin.post(f"/api/v1/report-schedules/{schedule['id']}/run")
+    assert accepted.status_code == 202, accepted.get_json()
+    job = wait_for_job(tenant.viewer, accepted.get_json()["job_id"])
+    assert job["state"] == "succeeded", job
+    assert (job["params"]["query"]["clock"], job["params"]["query"]["schedule_id"]) == (
+        "business",
+        made.get_json()["id"],
+    )
+    rows = json.loads(_download(tenant.viewer, job["result"]["download_url"]).get_data(as_text=True))
+    rows = rows if isinstance(rows, list) else rows.get("rows", rows.get("points"))
+    first = next(r for r in rows if (r.get("count") or 0) > 0)
+    # Created at 08:00, answered at 10:00 and 13:00: 1 and 4 open hours (the office opens at 09:00).
+    assert (first["count"], first["value"]) == (2, 2.5)

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
 
+from webapp.analytics.clock import CALENDAR, resolve
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.export_room import room_errors
@@ -18,6 +19,7 @@ from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model
 from webapp.api.plumbing.writes import no_content, parse_patch
 from webapp.api.schemas.common import JobAccepted
+from webapp.api.schemas.fields import ClockFields
 from webapp.api.schemas.reports import (
     ReportExport,
     ReportSchedule,
@@ -56,9 +58,11 @@ def _own(report_schedule_id: int) -> ScheduleRow:
     return schedule
 
 
-def export_params(export: dict[str, Any], timezone: str, now: datetime) -> dict[str, Any]:
+def export_params(export: dict[str, Any], timezone: str, now: datetime, org_id: int) -> dict[str, Any]:
     """The export's job params as a run now would make them: checked as an export request is (400s
-    name the field), its relative range resolved in `timezone`."""
+    name the field), its relative range resolved in `timezone`, its clock resolved as an export
+    request's is (business hours: the schedule named, else the organization's default; 400 without
+    one, 404 for another organization's)."""
     model = parse_model(ReportExport, export).root
     query = model.query
     if query.range is not None and (query.start is not None or query.end is not None):
@@ -74,7 +78,10 @@ def export_params(export: dict[str, Any], timezone: str, now: datetime) -> dict[
         )
         model = model.model_copy(update={"query": resolved})
     with client_errors():
-        spec = model.spec(default_tz=tz_name, now=now)
+        clock = CALENDAR
+        if isinstance(model.query, ClockFields):
+            clock = resolve(get_session(), org_id, model.query.clock, model.query.schedule_id)
+        spec = model.spec(default_tz=tz_name, now=now, clock=clock)
         costs.check_export(spec)
         return spec.params()
 
@@ -107,7 +114,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
     body = parse_model(ReportScheduleCreate, json_body())
     principal, now = current_principal(), utcnow()
     fields = {**body.model_dump(), "export": json_body()["export"]}
-    params = export_params(fields["export"], body.timezone, now)
+    params = export_params(fields["export"], body.timezone, now, principal.org_id)
     with report_errors():
         schedule = schedules.create_schedule(
             get_session(),
@@ -146,7 +153,9 @@ def patch(report_schedule_id: int) -> Response:
     params = None
     if "export" in fields or "timezone" in fields:
         fields["export"] = json_body().get("export", schedule.export)
-        params = export_params(fields["export"], fields.get("timezone", schedule.timezone), now)
+        params = export_params(
+            fields["export"], fields.get("timezone", schedule.timezone), now, schedule.org_id
+        )
     with report_errors():
         schedules.update_schedule(get_session(), schedule, fields, export_params=params, now=now)
     get_session().commit()
