@@ -176,6 +176,24 @@ def test_a_late_breach_is_pushed_while_its_target_runs_and_history_is_not(
         (waiting["id"], "first_reply", "urgent")
     ]
     assert datetime.fromisoformat(pushed[0]["breach_at"]) == created + H
+    # A paused ticket's resolution: on hold, then made urgent (4 hours to resolve after 6 open ones):
+    # breached at once though its clock stands still, and news, as the ticket waits unsolved.
+    held = _ticket(
+        tenant.agent,
+        priority="low",
+        created_at=(now - 6 * H).isoformat(),
+        first_response_at=(now - 6 * H + timedelta(minutes=5)).isoformat(),
+    )
+    targets = {p: {"first_reply_hours": 24, "resolution_hours": 120} for p in PRIORITIES}
+    targets["urgent"] = {"first_reply_hours": 1, "resolution_hours": 4}
+    put = tenant.admin.put("/api/v1/sla-policy", json={"pause_statuses": ["on_hold"], "targets": targets})
+    assert put.status_code == 200, put.get_json()
+    assert tenant.agent.patch(f"/api/v1/tickets/{held['id']}", json={"status": "on_hold"}).status_code == 200
+    sweep(tenant.org_id)
+    assert tenant.agent.patch(f"/api/v1/tickets/{held['id']}", json={"priority": "urgent"}).status_code == 200
+    sweep(tenant.org_id)
+    late = [p for p in _stream(services, tenant.org_id, "sla_breach") if p["ticket_id"] == held["id"]]
+    assert [(p["metric"], p["priority"]) for p in late] == [("resolution", "urgent")]
 
 
 def test_concurrent_sweeps_record_each_breach_once(celery_worker, make_live_tenant, engine, live_app):

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from webapp.clocks.evaluation import Evaluation, Reply, Run, TicketFacts, evaluate
 from webapp.clocks.policy import Clock, Policy, clock_for, policy_for
-from webapp.core.vocabulary import DERIVED_EVENT_TYPES, DIMENSIONS
+from webapp.core.vocabulary import DERIVED_EVENT_TYPES, DIMENSIONS, RESOLVED_STATUSES
 from webapp.models import (
     SlaBreach,
     SlaClock,
@@ -45,8 +45,8 @@ BATCH = 200
 # A breach is news for live clients when it is found within this of the instant it could first be
 # seen (its instant, or on a business clock the opening after a target that ran out at closing), or
 # later (a priority or policy change, a back-dated ticket, a sweep that was down) with its target
-# still running: the ticket waits past its target now. One whose run stopped long before it was
-# found (a back-fill of history) is recorded but not pushed.
+# still running or its ticket unsolved (paused): the ticket waits past its target now. One of a
+# ticket solved long before it was found (a back-fill of history) is recorded but not pushed.
 PUSH_WINDOW = timedelta(minutes=10)
 # At most this many late breaches pushed per organization per sweep step (an import of old open
 # tickets records thousands at once; the sla_breached announcement refreshes pages anyway).
@@ -64,7 +64,8 @@ class Recorded:
     target_hours: float
     priority: str
     policy_clock: str
-    running: bool = False  # the target's run still ran when the breach was found
+    # The target's run still ran when the breach was found, or its ticket waited unsolved (paused).
+    live: bool = False
     # When the breach could first be seen: breach_at, or on a business clock whose target ran out at
     # closing time the next opening (the run is past its target only from then on).
     seen_at: datetime | None = None
@@ -91,13 +92,13 @@ class Batch:
 
     def to_push(self, now: datetime) -> list[Recorded]:
         """The breaches that are news for live clients: fresh ones, and late ones of targets still
-        running (at most LATE_PUSHES per organization)."""
+        running or waiting (at most LATE_PUSHES per organization)."""
         late: Counter[int] = Counter()
         out = []
         for r in self.recorded:
             if now - (r.seen_at or r.breach_at) <= PUSH_WINDOW:
                 out.append(r)
-            elif r.running and late[r.org_id] < LATE_PUSHES:
+            elif r.live and late[r.org_id] < LATE_PUSHES:
                 late[r.org_id] += 1
                 out.append(r)
         return out
@@ -313,7 +314,7 @@ def _record(session: Session, breaches: Iterable[tuple[Loaded, Policy, Run]]) ->
                 run.target_hours,
                 ticket.priority,
                 policy.clock_name,
-                run.running,
+                run.running or ticket.status not in RESOLVED_STATUSES,
                 run.over_at,
             )
         )
