@@ -72,6 +72,14 @@ def test_urls_refused_without_the_setting(url):
         check_url(url, allow_private=False)
 
 
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_port_zero_is_refused_whatever_the_setting(allow_private):
+    with pytest.raises(TargetRefused, match="port"):
+        parse_url("http://127.0.0.1:0/hook")
+    with pytest.raises(TargetRefused, match="port"):
+        check_url("https://example.com:0/", allow_private=allow_private)
+
+
 def test_url_parts():
     target = parse_url("https://Hooks.Example.com:8443/in/x?y=1#frag")
     assert (target.scheme, target.host, target.port, target.path) == (

@@ -63,6 +63,8 @@ def parse_url(url: str) -> Target:
         raise TargetRefused("the URL may not carry credentials (user:password@); put a token in its path")
     if not parts.hostname:
         raise TargetRefused("the URL has no host")
+    if port == 0:
+        raise TargetRefused("the URL's port must be 1 to 65535")
     try:
         host = (
             parts.hostname.encode("idna").decode("ascii")
