@@ -17,6 +17,7 @@ from webapp.analytics.window import canonical_window
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import idempotent
+from webapp.api.plumbing.organization import current_organization
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.plumbing.writes import no_content, parse_patch
@@ -32,7 +33,7 @@ from webapp.api.schemas.alerts import (
 )
 from webapp.core.timeutil import utcnow, zone
 from webapp.infra.db import get_session
-from webapp.models import AlertRule, Organization
+from webapp.models import AlertRule
 from webapp.security.admission import current_principal, require_role
 
 bp = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -50,10 +51,7 @@ def rule_errors() -> Iterator[None]:
 
 
 def _zone() -> ZoneInfo:
-    org = get_session().get(Organization, current_principal().org_id)
-    if org is None:
-        raise ApiError(401, "the token's organization no longer exists")
-    return zone(org.timezone)
+    return zone(current_organization().timezone)
 
 
 def _own(alert_id: int) -> AlertRule:

@@ -12,13 +12,13 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from sqlalchemy.orm import Session
 from werkzeug.http import quote_header_value
 
-from webapp.analytics.clock import CALENDAR, resolve
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.export_room import room_errors
 from webapp.api.plumbing.file_requests import check_preconditions, ignore_unservable_range
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
+from webapp.api.plumbing.organization import current_organization, requested_clock
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model, parse_query
 from webapp.api.plumbing.writes import no_content
@@ -31,14 +31,12 @@ from webapp.api.schemas.exports import (
     ExportMode,
     ExportRequest,
 )
-from webapp.api.schemas.fields import ClockFields
 from webapp.core.timeutil import utcnow
 from webapp.exports import encoders, records, room, tables, xlsx
 from webapp.exports.progress import Progress
 from webapp.exports.spec import CONTENT_TYPES, MEDIA_TYPES, ExportSpec
 from webapp.infra.db import close_quietly, get_session, session_factory
 from webapp.jobs import submission as job_domain
-from webapp.models import Organization
 from webapp.models.jobs import Export, Job
 from webapp.security import signing
 from webapp.security.admission import (
@@ -90,14 +88,9 @@ def _export_request() -> DatasetExport:
 def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     mode = parse_query(ExportMode).mode
     body = _export_request()
-    org = get_session().get(Organization, current_principal().org_id)
-    if org is None:
-        raise ApiError(401, "the token's organization no longer exists")
+    org = current_organization()
     with client_errors():
-        query = body.query
-        clock = CALENDAR
-        if isinstance(query, ClockFields):
-            clock = resolve(get_session(), org.id, query.clock, query.schedule_id)
+        clock = requested_clock(org.id, body.query)
         spec = body.spec(default_tz=org.timezone, now=utcnow(), clock=clock)
         costs.check_export(spec, org.id)
     if mode == "async":

@@ -16,11 +16,10 @@ from pydantic import RootModel
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.jobs_submit import submit_job
+from webapp.api.plumbing.organization import current_organization
 from webapp.api.plumbing.spec import check_json_text, document
 from webapp.api.schemas.common import JobAccepted
-from webapp.infra.db import get_session
-from webapp.models import Organization
-from webapp.security.admission import current_principal, require_role
+from webapp.security.admission import require_role
 from webapp.tickets import import_formats as formats
 from webapp.tickets import imports
 from webapp.tickets.fields import TicketCreate
@@ -57,14 +56,6 @@ def _body(max_bytes: int) -> bytes:
     return body
 
 
-def _org() -> Organization:
-    """The caller's organization: its zone is what a row's wall-clock times are read in."""
-    org = get_session().get(Organization, current_principal().org_id)
-    if org is None:
-        raise ApiError(401, "the token's organization no longer exists")
-    return org
-
-
 def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
     """The body's records, each checked as POST /tickets checks its body (400 naming every failing row,
     nothing submitted): its fields, and every rule between them that needs no database (times in the
@@ -78,7 +69,7 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
         raise ApiError(400, str(exc), details={"format": fmt, "line": exc.line}) from exc
     if formats.may_hide_text(body, fmt):
         check_json_text(rows, "the import")
-    report = imports.check_rows(_org(), rows)
+    report = imports.check_rows(current_organization(), rows)
     if report.invalid:
         raise ApiError(
             400,

@@ -10,16 +10,15 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, url_for
 
-from webapp.analytics.clock import CALENDAR, resolve
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.export_room import room_errors
 from webapp.api.plumbing.idempotency import idempotent
+from webapp.api.plumbing.organization import requested_clock
 from webapp.api.plumbing.query_errors import client_errors
 from webapp.api.plumbing.spec import document, json_body, parse_model
 from webapp.api.plumbing.writes import no_content, parse_patch
 from webapp.api.schemas.common import JobAccepted
-from webapp.api.schemas.fields import ClockFields
 from webapp.api.schemas.reports import (
     ReportExport,
     ReportSchedule,
@@ -78,10 +77,7 @@ def export_params(export: dict[str, Any], timezone: str, now: datetime, org_id: 
         )
         model = model.model_copy(update={"query": resolved})
     with client_errors():
-        clock = CALENDAR
-        if isinstance(model.query, ClockFields):
-            clock = resolve(get_session(), org_id, model.query.clock, model.query.schedule_id)
-        spec = model.spec(default_tz=tz_name, now=now, clock=clock)
+        spec = model.spec(default_tz=tz_name, now=now, clock=requested_clock(org_id, model.query))
         costs.check_export(spec)
         return spec.params()
 

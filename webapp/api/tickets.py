@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, url_for
 from webapp import models
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import answer_before_commit, idempotent
+from webapp.api.plumbing.organization import current_organization
 from webapp.api.plumbing.spec import document, parse_body, parse_query
 from webapp.api.schemas.common import Reply, Satisfaction, Ticket, TicketList, TicketListQuery
 from webapp.core.filters import FilterError, parse_filters
@@ -26,13 +27,6 @@ from webapp.tickets.fields import ReplyFields, SatisfactionFields, TicketCreate,
 from webapp.tickets.rules import TicketError
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
-
-
-def _org() -> Organization:
-    org = get_session().get(Organization, current_principal().org_id)
-    if org is None:
-        raise ApiError(401, "the token's organization no longer exists")
-    return org
 
 
 def _encode_cursor(ticket_id: int) -> str:
@@ -96,7 +90,7 @@ def _filters(query: TicketListQuery) -> dict[str, list[str | None]]:
 def create() -> tuple[Response, int, dict[str, str]]:
     """Create a ticket with its events; 201 with its Location."""
     fields = parse_body(TicketCreate).model_dump(exclude_unset=True)
-    org = _org()
+    org = current_organization()
     try:
         change = writes.create_ticket(get_session(), org, fields)
     except TicketError as exc:
@@ -132,7 +126,7 @@ def patch(ticket_id: int) -> tuple[Response, int]:
     fields = parse_body(TicketUpdate).model_dump(exclude_unset=True)
     if not fields:
         raise ApiError(400, "nothing to change: give at least one field")
-    org = _org()
+    org = current_organization()
     ticket = reads.get_ticket(get_session(), org.id, ticket_id, for_update=True)
     if ticket is None:
         raise not_found("ticket")
@@ -186,7 +180,7 @@ def _locked_ticket(org: Organization, ticket_id: int) -> models.Ticket:
 def add_reply(ticket_id: int) -> tuple[Response, int]:
     """Record a reply on a ticket; it changes no status."""
     fields = parse_body(ReplyFields).model_dump(exclude_unset=True)
-    org = _org()
+    org = current_organization()
     ticket = _locked_ticket(org, ticket_id)
     try:
         reply, change = writes.add_reply(get_session(), ticket, org, fields)
@@ -209,7 +203,7 @@ def add_reply(ticket_id: int) -> tuple[Response, int]:
 def rate(ticket_id: int) -> tuple[Response, int]:
     """Set the ticket's satisfaction rating (an older `at` than the standing one changes nothing)."""
     fields = parse_body(SatisfactionFields).model_dump(exclude_unset=True)
-    org = _org()
+    org = current_organization()
     ticket = _locked_ticket(org, ticket_id)
     try:
         rating, change = writes.set_rating(get_session(), ticket, org, fields)
