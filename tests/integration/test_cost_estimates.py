@@ -335,8 +335,9 @@ def test_an_exact_read_spends_one_more_request_per_30_days(tenant, app, monkeypa
     assert int(refused.headers["Retry-After"]) >= 1
 
 
-def test_alert_simulation_shares_the_limit(tenant, app, monkeypatch):
-    rule = tenant.admin.post(
+def _hourly_rule(tenant) -> dict:
+    """An hourly ticket_count rule of the tenant's, as its admin made it."""
+    return tenant.admin.post(
         "/api/v1/alerts",
         json={
             "name": "volume",
@@ -346,6 +347,10 @@ def test_alert_simulation_shares_the_limit(tenant, app, monkeypatch):
             "channels": [{"type": "websocket"}],
         },
     ).get_json()
+
+
+def test_alert_simulation_shares_the_limit(tenant, app, monkeypatch):
+    rule = _hourly_rule(tenant)
     monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 1_000)
     simulated = tenant.viewer.post(
         f"/api/v1/alerts/{rule['id']}/simulate", json={"start": "2026-01-01", "end": "2026-02-01"}
@@ -355,16 +360,7 @@ def test_alert_simulation_shares_the_limit(tenant, app, monkeypatch):
 
 def test_a_simulation_over_too_many_buckets_names_its_estimate_and_limit(make_tenant):
     tenant = make_tenant(timezone="America/New_York")
-    rule = tenant.admin.post(
-        "/api/v1/alerts",
-        json={
-            "name": "volume",
-            "metric": "ticket_count",
-            "granularity": "hourly",
-            "condition": {"type": "above", "value": 5},
-            "channels": [{"type": "websocket"}],
-        },
-    ).get_json()
+    rule = _hourly_rule(tenant)
     simulated = tenant.viewer.post(
         f"/api/v1/alerts/{rule['id']}/simulate", json={"start": "2025-01-01", "end": "2026-01-01"}
     )
