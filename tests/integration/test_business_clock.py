@@ -555,6 +555,40 @@ def test_a_duration_longer_than_the_carried_spans(make_tenant: Any, app: Flask, 
     _close(rolled["avg"], expected, "rolled")
 
 
+@pytest.mark.parametrize("end", ["2026-03-03", "2026-03-04T10:00:00-05:00", "2026-03-05", "2026-04-01"])
+def test_a_first_reply_after_the_range_is_measured_whole(make_tenant: Any, end: str):
+    """The agents report counts a ticket solved in the range with its first reply from creation to
+    the first response, on the clock, wherever the range ends: a reply after `end` lies past the
+    spans the read carries and is measured from schedule_spans."""
+    tenant = make_tenant("Late reply", "America/New_York")
+    schedule = tenant.admin.post("/api/v1/schedules", json=schedule_body()).get_json()
+    created = datetime(2026, 3, 2, 9, 0, tzinfo=ZONE)  # a Monday, as the office opens
+    replied = datetime(2026, 3, 4, 9, 30, tzinfo=ZONE)  # Wednesday
+    body = {
+        "subject": "late",
+        "assigned_to": "zed",
+        "status": "resolved",
+        "created_at": created.isoformat(),
+        "resolved_at": (created + timedelta(hours=2)).isoformat(),
+        "first_response_at": replied.isoformat(),
+    }
+    assert tenant.admin.post("/api/v1/tickets", json=body).status_code == 201
+    answer = tenant.admin.get(
+        "/api/v1/analytics/agents",
+        query_string={
+            "start": "2026-03-02",
+            "end": end,
+            "min_tickets": 1,
+            "clock": "business",
+            "schedule_id": schedule["id"],
+        },
+    )
+    assert answer.status_code == 200, answer.get_json()
+    (row,) = answer.get_json()["agents"]
+    _close(row["first_reply_p50"], business_hours(created, replied), f"first reply, end {end}")
+    _close(row["resolution_p50"], business_hours(created, created + timedelta(hours=2)), "resolution")
+
+
 @pytest.mark.worker
 def test_an_aggregation_job_keeps_its_clock(world: World, celery_worker: Any):
     body = {

@@ -152,10 +152,13 @@ def bind(session: Session, clock: Clock, params: dict[str, Any], *, start: datet
     params["schedule_id"] = clock.schedule_id
     known = _definition(session, clock.schedule_id)
     if known is None:  # gone: every instant is looked up (and finds no span)
-        params.update(_literals(None, to_us(end), 0, 0), bs_version=-1)
+        params.update(_literals(None, to_us(end), 0, 0), bs_version=-1, bs_until=end)
         return
     version, weekly = known
     params["bs_version"] = version
+    # The arrays hold every span starting before `end`: an instant at or after it (a first reply
+    # after the range, as the agents report measures) may lie past spans they lack, and is looked up.
+    params["bs_until"] = end
     spans = timelines.get(clock.schedule_id, version, weekly)
     first = max(int(np.searchsorted(spans.starts, to_us(start - LOOKBACK), side="right")) - 1, 0)
     last = int(np.searchsorted(spans.starts, to_us(end), side="left"))
@@ -234,7 +237,8 @@ def open_us_sql(instant: str) -> str:
 
     The span starting last at or before the instant, its open time before, and the part of it
     before the instant. From the bound arrays by binary search when the instant is at or after
-    their first span and they are of the schedule's present version, else from schedule_spans
+    their first span and before the end they were bound for, and they are of the schedule's present
+    version, else from schedule_spans
     (one index lookup; 0 before the first span).
     Interval seconds are exact in double precision, spans being at most days long.
     """
@@ -252,6 +256,7 @@ def open_us_sql(instant: str) -> str:
         " ORDER BY bspan.starts_at DESC LIMIT 1), 0)"
     )
     return (
-        f"(CASE WHEN {instant} >= CAST(:bs_first AS timestamptz) AND {_CURRENT} THEN {carried}"
+        f"(CASE WHEN {instant} >= CAST(:bs_first AS timestamptz)"
+        f" AND {instant} < CAST(:bs_until AS timestamptz) AND {_CURRENT} THEN {carried}"
         f" ELSE {looked_up} END)"
     )

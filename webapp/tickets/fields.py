@@ -105,7 +105,9 @@ class TicketImport(TicketCreate):
 
 class TicketUpdate(TicketFields):
     """The fields a PATCH changes; those it leaves out stay. Null clears the subject, the assignee or
-    the sentiment and is refused for the others."""
+    the sentiment and is refused for the others. `created_at` may be sent only with the ticket's own
+    value: a ticket's creation is fixed once it exists (every measurement runs from it), so another
+    value is a 400."""
 
     model_config = ConfigDict(
         json_schema_extra=patch_body(nullable=("subject", "assigned_to", "sentiment_score"))
