@@ -4,10 +4,12 @@ decoder refuses documents with too many values or too long a string."""
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
 from webapp.core import strict_json
+from webapp.models import Job
 
 HOSTILE_LOGIN = b"[" + b"{}," * (4 * 1024 * 1024 // 3) + b"{}]"  # the outside client's 4 MiB body
 
@@ -189,6 +191,20 @@ def test_a_json_body_with_too_many_values_is_a_400(tenant, app, monkeypatch):
     monkeypatch.setitem(app.config, "BODY_MAX_BYTES", len(body) + 1)
     error = _error(tenant.agent.post("/api/v1/tickets", data=body, content_type="application/json"), 400)
     assert f"more than {strict_json.MAX_ELEMENTS} values" in error["message"]
+
+
+def test_an_import_of_many_replies_is_bounded_by_its_size_and_rows_not_by_values(tenant, app, db_session):
+    """A JSON array whose rows carry many replies holds more values than MAX_ELEMENTS within the
+    import's byte and row limits: accepted, as the same rows in NDJSON are (found from outside)."""
+    replies = [{"author": "agent", "at": "2026-03-02T10:00:00+00:00"}] * 60
+    row = {"subject": "chatty", "created_at": "2026-03-02T09:00:00+00:00", "replies": replies}
+    body = json.dumps([row] * (strict_json.MAX_ELEMENTS // 180 + 1)).encode()
+    assert len(body) < app.config["IMPORT_MAX_BYTES"]
+    with pytest.raises(strict_json.JsonError, match="values"):  # past what any other body may hold
+        strict_json.loads(body)
+    response = tenant.agent.post("/api/v1/tickets/import", data=body, content_type="application/json")
+    assert response.status_code == 202, response.get_json()
+    assert db_session.get(Job, response.get_json()["job_id"]) is not None
 
 
 def test_a_get_announcing_a_body_past_the_limit_is_413_and_a_small_one_is_ignored(tenant, app):

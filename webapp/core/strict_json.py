@@ -14,8 +14,8 @@ from collections import Counter
 from typing import Any
 
 MAX_DEPTH = 64
-# Arrays' items and objects' values in one document: an import of IMPORT_MAX_ROWS tickets (10,000 of
-# about 14 each) fits; a body of `[{},{},...]` past it is refused before pydantic sees any of it.
+# Arrays' items and objects' values in one document: a body of `[{},{},...]` past it is refused before
+# pydantic sees any of it. Imports are bounded by their size and row count instead (import_formats).
 MAX_ELEMENTS = 200_000
 # Characters in one string (keys too): no field the platform stores is longer.
 MAX_STRING_CHARS = 65_536

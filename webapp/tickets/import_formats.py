@@ -67,8 +67,11 @@ def _check_count(count: int, max_rows: int) -> None:
 
 
 def _json_rows(text: str, max_rows: int) -> list[Any]:
+    # The array is bounded by the body's size (IMPORT_MAX_BYTES) and its row count, as an NDJSON
+    # body's lines are: no cap on values beside them (a value takes a character at least), so rows
+    # with many replies are accepted in either format.
     try:
-        data = strict_json.loads(text)
+        data = strict_json.loads(text, max_elements=max(strict_json.MAX_ELEMENTS, len(text)))
     except strict_json.JsonError as exc:
         raise ImportFormatError(f"the body is not valid JSON: {exc}", line=exc.line) from exc
     if not isinstance(data, list):
