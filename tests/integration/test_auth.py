@@ -65,6 +65,32 @@ def test_login_returns_tokens_that_work(client, tenant):
     )
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_read_in_any_case(client, tenant, scheme):
+    """Scheme names are case-insensitive (RFC 9110 11.1); found from outside: 'bearer' was a 401."""
+    admin = tenant.users["admin"]
+    tokens = _login(client, admin)
+    listed = client.get("/api/v1/tickets", headers={"Authorization": f"{scheme} {tokens['access_token']}"})
+    assert listed.status_code == 200, listed.get_json()
+    refreshed = client.post(
+        "/api/v1/auth/refresh", headers={"Authorization": f"{scheme} {tokens['refresh_token']}"}
+    )
+    assert refreshed.status_code == 200, refreshed.get_json()
+
+
+@pytest.mark.parametrize("org_id", ["ORG", 2.0, True, " 1 "])
+def test_login_takes_org_id_as_an_integer_only(client, tenant, org_id):
+    """Numbers are not converted from other types in any body (found from outside: "2", 2.0 and
+    true were taken, true as organization 1, and spent a failure of the email)."""
+    admin = tenant.users["admin"]
+    value = str(tenant.org_id) if org_id == "ORG" else org_id
+    response = client.post(
+        "/api/v1/auth/login", json={"email": admin["email"], "password": admin["password"], "org_id": value}
+    )
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["details"]["field"] == "org_id"
+
+
 def test_access_token_is_not_a_refresh_token(client, tenant):
     response = client.post(
         "/api/v1/auth/refresh", headers={"Authorization": f"Bearer {tenant.users['admin']['token']}"}

@@ -3,7 +3,9 @@ Redis): 429 with Retry-After, decided before the password is hashed."""
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -15,7 +17,8 @@ LOGIN = "/api/v1/auth/login"
 
 
 @pytest.fixture
-def limits(app, monkeypatch, services):
+def limits(base_app, monkeypatch, services):
+    app = base_app  # the same object as the `app` fixture's, which tests that need one take
     monkeypatch.setitem(app.config, "AUTH_THROTTLE_WINDOW_SECONDS", 300)
     monkeypatch.setitem(app.config, "AUTH_MAX_FAILURES_PER_EMAIL", 5)
     monkeypatch.setitem(app.config, "AUTH_MAX_FAILURES_PER_ADDRESS", 12)
@@ -61,6 +64,47 @@ def test_thirty_wrong_passwords_are_five_401s_then_429s_that_hash_nothing(client
     # Another user from another address signs in.
     other = tenant.users["agent"]
     assert _login(client, other["email"], other["password"], "10.0.0.2").status_code == 200
+
+
+def test_wrong_passwords_sent_at_once_get_no_more_guesses(live_app, make_live_tenant, limits, hashes):
+    """Attempts sent together are counted as they are admitted, not after their hash: twelve at once
+    are five 401s and seven 429s, five hashes (found from outside: all twelve were checked)."""
+    email = make_live_tenant("Guessed").users["viewer"]["email"]
+    start = threading.Barrier(12)
+
+    def attempt(i: int) -> int:
+        client = live_app.test_client()
+        start.wait()
+        return _login(client, email, f"wrong-{i}").status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        codes = sorted(pool.map(attempt, range(12)))
+    assert codes == [401] * 5 + [429] * 7
+    assert len(hashes) == 5
+
+
+def test_right_passwords_sent_at_once_all_sign_in(live_app, make_live_tenant, limits):
+    """Sign-ins in flight fill the budget while their hashes run: the others wait for them rather
+    than being refused, and twelve right passwords at once all sign in."""
+    user = make_live_tenant("Busy").users["viewer"]
+    start = threading.Barrier(12)
+
+    def attempt(_: int) -> int:
+        client = live_app.test_client()
+        start.wait()
+        return _login(client, user["email"], user["password"]).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        assert list(pool.map(attempt, range(12))) == [200] * 12
+
+
+def test_right_passwords_count_against_nothing(client, tenant, limits):
+    """An attempt is a failure until its password proves right: sign-ins past the address's limit of
+    failures all succeed, and leave no mark."""
+    user = tenant.users["viewer"]
+    codes = [_login(client, user["email"], user["password"], "10.3.3.3").status_code for _ in range(15)]
+    assert codes == [200] * 15
+    assert limits.zcard(throttle.address_key("10.3.3.3")) == 0
 
 
 def test_the_window_slides(client, tenant, limits):

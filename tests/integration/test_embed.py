@@ -57,6 +57,8 @@ def test_only_admins_make_links(tenant):
         ({"frame_ancestors": ["https://ok.example/path"]}, "frame_ancestors.0"),
         ({"frame_ancestors": ["javascript:alert(1)"]}, "frame_ancestors.0"),
         ({"frame_ancestors": ["https://x.example; script-src *"]}, "frame_ancestors.0"),
+        ({"frame_ancestors": ["https://a.example:99999"]}, "frame_ancestors.0"),
+        ({"frame_ancestors": ["https://a.example:0"]}, "frame_ancestors.0"),
         ({"extra": 1}, "extra"),
     ],
 )

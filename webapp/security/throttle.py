@@ -3,8 +3,15 @@ client address, within a sliding window answer 429 with Retry-After before any p
 
 Each email and address has a sorted set of its failures' times in Redis (`an:auth:fail:...`), trimmed
 to the window at every check; the check and the trim are one round trip, as is recording a failure.
-A throttled attempt records nothing, so a set never holds more than its limit. Without Redis the
-throttle is open: it protects capacity and guesses, the password still decides.
+A throttled attempt records nothing, so a set never holds more than its limit.
+
+A sign-in is admitted (`admit`) in one atomic step that also marks it in flight (a second set per
+key, `...:pending`): failures and sign-ins in flight together stay within the limit, so passwords
+sent at once get no more guesses than passwords sent one after another. One that finds the budget
+taken only by sign-ins in flight waits for them (their outcome decides) rather than being refused;
+`settle` takes the mark back and counts a failure. Failed refreshes are counted after the fact
+(`check`, `record_failure`): a refresh token is not guessed, and a browser's tabs refresh at once.
+Without Redis the throttle is open: it protects capacity and guesses, the password still decides.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import random
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -126,30 +135,125 @@ def login_keys(email: str) -> dict[str, int]:
     return {email_key(email): per_email, address_key(request.remote_addr): per_address}
 
 
-def check_login(email: str) -> None:
-    """Before the password is hashed: 429 while the email or the client address is throttled."""
-    check(login_keys(email))
+# How long a sign-in waits for others of its email or address in flight before a 429, and how long a
+# mark in flight counts at most (a process that died mid-sign-in leaves one).
+ADMIT_WAIT_SECONDS = 10.0
+PENDING_SECONDS = 30
+# Per key (KEYS: failures, then in flight, each key's pair): trim both to their spans; if a key holds
+# its limit of failures answer {1, wait}; if failures and marks in flight reach it answer {2, 0}; else
+# mark this sign-in in flight in every key and answer {0, 0}. ARGV: now, window, the sign-in's member,
+# PENDING_SECONDS, then each key's limit.
+_ADMIT = """
+local now, window, member, pending = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local busy, wait = false, 0
+for i = 1, #KEYS, 2 do
+  local limit = tonumber(ARGV[4 + (i + 1) / 2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, now - window)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], 0, now - pending)
+  local failures = redis.call('ZCARD', KEYS[i])
+  if failures >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[i], failures - limit, failures - limit, 'WITHSCORES')
+    wait = math.max(wait, math.max(1, math.floor(tonumber(oldest[2]) + window - now) + 1))
+  elseif failures + redis.call('ZCARD', KEYS[i + 1]) >= limit then
+    busy = true
+  end
+end
+if wait > 0 then return {1, wait} end
+if busy then return {2, 0} end
+for i = 1, #KEYS, 2 do
+  redis.call('ZADD', KEYS[i + 1], now, member)
+  redis.call('EXPIRE', KEYS[i + 1], pending + 1)
+end
+return {0, 0}
+"""
 
 
-def login_failed(email: str) -> None:
-    record_failure(list(login_keys(email)))
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in admitted and in flight: its mark in each key's set of sign-ins in flight."""
+
+    member: str
+    keys: tuple[str, ...]
+
+
+def _pending_key(key: str) -> str:
+    return key + ":pending"
+
+
+def _refused(what: str, wait: int) -> ApiError:
+    return ApiError(
+        429,
+        f"{what}; try again in {wait} s",
+        code="too_many_failures",
+        details={"retry_after": wait, "window_seconds": current_app.config["AUTH_THROTTLE_WINDOW_SECONDS"]},
+        headers={"Retry-After": str(wait)},
+    )
+
+
+def admit(keys: Mapping[str, int], what: str = "too many failed sign-ins") -> Attempt | None:
+    """Admit one sign-in against `keys` (key -> its limit) and mark it in flight, or 429 with
+    Retry-After (the message starting with `what`) while a key holds its limit of failures. While
+    failures and sign-ins in flight fill a budget, wait for those to settle (up to
+    ADMIT_WAIT_SECONDS, then 429). None without Redis (nothing counted)."""
+    window = current_app.config["AUTH_THROTTLE_WINDOW_SECONDS"]
+    names = [name for key in keys for name in (key, _pending_key(key))]
+    deadline = time.monotonic() + ADMIT_WAIT_SECONDS
+    pause = 0.02
+    while True:
+        now = time.time()
+        member = f"{now:.6f}:{uuid.uuid4().hex[:8]}"
+        try:
+            verdict, wait = get_redis().eval(
+                _ADMIT, len(names), *names, now, window, member, PENDING_SECONDS, *keys.values()
+            )
+        except redis.RedisError as exc:
+            log.debug("sign-in throttle without Redis: %s", exc)
+            return None
+        if verdict == 0:
+            return Attempt(member, tuple(keys))
+        if verdict == 1:
+            raise _refused(what, int(wait))
+        if time.monotonic() >= deadline:
+            raise _refused("too many sign-ins at once", 1)
+        time.sleep(pause * random.uniform(0.5, 1.5))  # under gevent, a wait of this greenlet alone
+        pause = min(pause * 1.5, 0.2)
+
+
+def settle(attempt: Attempt | None, *, failed: bool) -> None:
+    """The sign-in is over: take its marks in flight back, and count a failure if it was one."""
+    if attempt is None:
+        return
+    window = current_app.config["AUTH_THROTTLE_WINDOW_SECONDS"]
+    now = time.time()
+    try:
+        pipe = get_redis().pipeline(transaction=True)
+        for key in attempt.keys:
+            if failed:
+                pipe.zadd(key, {attempt.member: now})
+                pipe.expire(key, window + 1)
+            pipe.zrem(_pending_key(key), attempt.member)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.debug("sign-in not settled without Redis: %s", exc)
+
+
+def admit_login(email: str) -> Attempt | None:
+    """Before the password is hashed: 429 while the email or the client address is throttled, else
+    the sign-in, in flight until settled."""
+    return admit(login_keys(email))
 
 
 def _ambiguous_key(email: str) -> str:
     return PREFIX + "ambiguous:" + email_digest(email)
 
 
-def check_ambiguous(email: str) -> None:
+def admit_ambiguous(email: str) -> None:
     """Before any hash: 429 while the email's sign-ins without org_id tried against several
-    organizations' users reach AUTH_MAX_FAILURES_PER_EMAIL in the window; org_id still signs in."""
-    check(
-        {_ambiguous_key(email): current_app.config["AUTH_MAX_FAILURES_PER_EMAIL"]},
-        "too many sign-ins without org_id for an email of several organizations; send org_id",
-    )
-
-
-def record_ambiguous(email: str) -> None:
-    record_failure([_ambiguous_key(email)])
+    organizations' users reach AUTH_MAX_FAILURES_PER_EMAIL in the window; else count this one (it is
+    settled at once: what it may learn is the answer's, not a hash's). org_id still signs in."""
+    limit = current_app.config["AUTH_MAX_FAILURES_PER_EMAIL"]
+    what = "too many sign-ins without org_id for an email of several organizations; send org_id"
+    settle(admit({_ambiguous_key(email): limit}, what), failed=True)
 
 
 def login_succeeded(email: str) -> None:

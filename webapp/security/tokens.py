@@ -102,8 +102,24 @@ def _lifetime(kind: str) -> timedelta:
     return config["JWT_ACCESS_TOKEN_EXPIRES"] if kind == "access" else config["JWT_REFRESH_TOKEN_EXPIRES"]
 
 
+def any_case_bearer(wsgi_app: Any) -> Any:
+    """The WSGI app `wsgi_app` with the Authorization header's scheme written `Bearer` however the
+    client spelled it: scheme names are case-insensitive (RFC 9110 11.1), and every reader of the
+    header (the JWT extension's included) then sees one spelling."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        header = environ.get("HTTP_AUTHORIZATION")
+        if header and header[:7].lower() == "bearer " and not header.startswith("Bearer "):
+            environ["HTTP_AUTHORIZATION"] = "Bearer " + header[7:]
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def init_app(app: Flask) -> None:
-    """Pin the algorithm, read the secret from config, and answer every JWT failure as JSON 401."""
+    """Pin the algorithm, read the secret from config, and answer every JWT failure as JSON 401;
+    the bearer scheme is read in any case (any_case_bearer)."""
+    app.wsgi_app = any_case_bearer(app.wsgi_app)  # type: ignore[method-assign]
     app.config.update(
         JWT_ALGORITHM=ALGORITHM,
         JWT_DECODE_ALGORITHMS=[ALGORITHM],

@@ -13,7 +13,8 @@ from webapp.security.passwords import authenticate
 def signed_in_user(data: LoginRequest) -> User:
     """The user `data` signs in, or 401 (wrong, disabled), 429 (throttled) or 409: users of several
     organizations have the email and the password, and `org_id` does not say which."""
-    throttle.check_login(data.email)  # before the password is hashed
+    # Before the password is hashed; in flight (counted against the budgets) until settled.
+    attempt = throttle.admit_login(data.email)
 
     def across_organizations(tried: int) -> None:
         # Tried against several organizations' users, the answer (one user, or 409 naming several)
@@ -21,15 +22,18 @@ def signed_in_user(data: LoginRequest) -> User:
         # budget of their own per email (as many as its failures), so it is no faster an oracle than
         # guessing; past it, org_id still signs in (one user tried).
         if tried > 1:
-            throttle.check_ambiguous(data.email)
-            throttle.record_ambiguous(data.email)
+            throttle.admit_ambiguous(data.email)
 
-    attempt = authenticate(
-        get_session(), data.email, data.password, data.org_id, before_hashing=across_organizations
-    )
-    users = attempt.users
+    try:
+        checked = authenticate(
+            get_session(), data.email, data.password, data.org_id, before_hashing=across_organizations
+        )
+    except BaseException:  # throttled before any hash (across_organizations), or an error: no guess
+        throttle.settle(attempt, failed=False)
+        raise
+    users = checked.users
+    throttle.settle(attempt, failed=not users)
     if not users:
-        throttle.login_failed(data.email)
         raise ApiError(401, "wrong email or password")
     if len(users) > 1:
         # A disabled account signs in nowhere: it does not make the login ambiguous.
@@ -45,6 +49,6 @@ def signed_in_user(data: LoginRequest) -> User:
     user = users[0]
     if user.disabled_at is not None:
         raise ApiError(401, "this user is disabled")
-    if attempt.holders == 1:
+    if checked.holders == 1:
         throttle.login_succeeded(data.email)
     return user

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic_core import PydanticCustomError
 
 from webapp.core.vocabulary import JOB_KINDS, JOB_STATES, ROLES
@@ -44,7 +44,7 @@ class LoginRequest(Strict):
     email: str = Field(min_length=3, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
     # Only where users of several organizations share the email and the password (409 without it).
-    org_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    org_id: StrictInt | None = Field(default=None, ge=1, le=2**31 - 1)  # no "2", 2.0 or true
 
 
 class TokenResponse(BaseModel):

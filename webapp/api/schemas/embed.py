@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
 from webapp.api.schemas.analytics import Dimension, MetricName
 from webapp.api.schemas.common import Strict
@@ -13,13 +14,23 @@ MIN_SECONDS = 60
 MAX_SECONDS = 90 * 86400
 MAX_ORIGINS = 10
 
+
+def _port_in_range(origin: str) -> str:
+    """An origin's port, when it names one, is a TCP port (1 to 65535)."""
+    port = re.search(r":([0-9]+)$", origin)  # an IPv6 host ends in "]": its colons end nothing
+    if port and not 1 <= int(port.group(1)) <= 65535:
+        raise ValueError(f"the port {port.group(1)} of {origin!r} is not a TCP port (1 to 65535)")
+    return origin
+
+
 Origin = Annotated[
     str,
     Field(
         max_length=200,
         pattern=r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$",
-        description="scheme://host[:port], nothing after it",
+        description="scheme://host[:port], nothing after it; a port is 1 to 65535",
     ),
+    AfterValidator(_port_in_range),
 ]
 
 
