@@ -87,6 +87,16 @@ def _wait(times: list[float], limit: int, window: int, now: float) -> int:
     return max(1, int(times[len(times) - limit] + window - now) + 1)
 
 
+def _refused(what: str, wait: int) -> ApiError:
+    return ApiError(
+        429,
+        f"{what}; try again in {wait} s",
+        code="too_many_failures",
+        details={"retry_after": wait, "window_seconds": current_app.config["AUTH_THROTTLE_WINDOW_SECONDS"]},
+        headers={"Retry-After": str(wait)},
+    )
+
+
 def check(keys: Mapping[str, int], what: str = "too many failed sign-ins") -> None:
     """429 with Retry-After while any of `keys` (key -> its limit) holds its limit of failures; the
     message starts with `what`."""
@@ -107,13 +117,7 @@ def check(keys: Mapping[str, int], what: str = "too many failed sign-ins") -> No
     ]
     wait = max(waits)
     if wait:
-        raise ApiError(
-            429,
-            f"{what}; try again in {wait} s",
-            code="too_many_failures",
-            details={"retry_after": wait, "window_seconds": window},
-            headers={"Retry-After": str(wait)},
-        )
+        raise _refused(what, wait)
 
 
 def record_failure(keys: list[str]) -> None:
@@ -178,16 +182,6 @@ class Attempt:
 
 def _pending_key(key: str) -> str:
     return key + ":pending"
-
-
-def _refused(what: str, wait: int) -> ApiError:
-    return ApiError(
-        429,
-        f"{what}; try again in {wait} s",
-        code="too_many_failures",
-        details={"retry_after": wait, "window_seconds": current_app.config["AUTH_THROTTLE_WINDOW_SECONDS"]},
-        headers={"Retry-After": str(wait)},
-    )
 
 
 def admit(keys: Mapping[str, int], what: str = "too many failed sign-ins") -> Attempt | None:
