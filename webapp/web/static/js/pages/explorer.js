@@ -105,23 +105,37 @@ function fromSeries(answer) {
   };
 }
 
+/** A cell's value, as a time series' point has it: a counting metric's own `value` when the cell has
+ * one (backlog, net_flow: not the number of events counted), else its count (ticket_count, solved,
+ * reopens); a measured metric's mean (durations, scores, percentages). */
+function cellValue(stats) {
+  if (!stats) return null;
+  if ("value" in stats) return stats.value;
+  if ("avg" in stats) return stats.avg;
+  return stats.count ?? null;
+}
+
 /** Chart lines (one per group, or avg and each percentile) and table rows of an aggregation answer. */
 function fromAggregation(answer, metric) {
   const stats = ["count", "avg", "min", "max", ...answer.percentiles.map((p) => `p${p}`)]
     .filter((name) => answer.rows.some((row) => name in (row[metric] || {})));
   const groupOf = (row) => Object.values(row.group).map((v) => v ?? "(none)").join(" · ") || "all";
   const times = [...new Set(answer.rows.map((row) => row.bucket))].sort((a, b) => Date.parse(a) - Date.parse(b));
-  const counting = metric === "ticket_count";
+  // A counting metric's cells have no mean: its value is a number of tickets (the "value" column).
+  const counting = !answer.rows.some((row) => "avg" in (row[metric] || {}));
   const lines = [];
   if (answer.group_by.length) {
     const groups = [...new Set(answer.rows.map(groupOf))];
     for (const group of groups) {
       const byTime = new Map(answer.rows.filter((r) => groupOf(r) === group)
-        .map((r) => [r.bucket, counting ? r[metric].count : r[metric].avg]));
+        .map((r) => [r.bucket, cellValue(r[metric])]));
       lines.push({ label: group, values: times.map((t) => byTime.get(t) ?? null) });
     }
+  } else if (counting) {
+    const byTime = new Map(answer.rows.map((r) => [r.bucket, cellValue(r[metric])]));
+    lines.push({ label: "value", values: times.map((t) => byTime.get(t) ?? null) });
   } else {
-    for (const stat of counting ? ["count"] : stats.filter((s) => s !== "count" && s !== "min" && s !== "max")) {
+    for (const stat of stats.filter((s) => s !== "count" && s !== "min" && s !== "max")) {
       const byTime = new Map(answer.rows.map((r) => [r.bucket, r[metric][stat] ?? null]));
       lines.push({ label: stat, values: times.map((t) => byTime.get(t) ?? null) });
     }
@@ -129,13 +143,14 @@ function fromAggregation(answer, metric) {
   const rows = answer.rows.map((row) => [
     ...(answer.group_by.length ? [groupOf(row)] : []),
     fmt.bucket(row.bucket || "", answer.granularity),
+    ...(counting ? [cellValue(row[metric])] : []),
     ...stats.map((stat) => row[metric]?.[stat] ?? null),
   ]);
   return {
     unit: counting ? "tickets" : "",
     times,
     lines,
-    columns: [...(answer.group_by.length ? ["group"] : []), "bucket", ...stats],
+    columns: [...(answer.group_by.length ? ["group"] : []), "bucket", ...(counting ? ["value"] : []), ...stats],
     rows,
   };
 }
