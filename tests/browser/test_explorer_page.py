@@ -1,5 +1,6 @@
 """The explorer in a real browser: a group-by draws every metric's value per group and bucket (as the
-ungrouped view does)."""
+ungrouped view does), and a range that is none, from the URL or the form, is said, asks nothing and
+leaves no chart, table or curl line of another range under it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, Request
 
+from tests.browser.conftest import Watched
 from tests.conftest import Tenant
 from tests.e2e.conftest import Web
 
@@ -40,6 +42,17 @@ def _table(page: Page) -> tuple[list[str], list[list[str]]]:
         "#table tbody tr", "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.textContent))"
     )
     return head, rows
+
+
+def _analytics_requests(page: Page) -> list[str]:
+    made: list[str] = []
+
+    def seen(request: Request) -> None:
+        if "/api/v1/analytics/" in request.url:
+            made.append(request.url)
+
+    page.on("request", seen)
+    return made
 
 
 def test_a_group_by_draws_each_metrics_value_per_group_and_bucket(desktop, demo: Tenant, web_server: Web):
@@ -133,3 +146,72 @@ def test_the_repro_of_net_flow_by_priority_shows_its_value_not_its_events(
         assert priority in legend
     total = sum(row["net_flow"]["value"] for row in answer["rows"])
     assert float(page.get_attribute("#chart", "data-total")) == total
+
+
+def _assert_refused(page: Page, message: str, made: list[str]) -> None:
+    assert page.is_visible("#error")
+    assert page.inner_text("#error") == message
+    assert page.inner_text("#curl") == ""
+    assert page.locator("#table tbody tr").count() == 0
+    assert page.locator("#chart .u-over").count() == 0
+    assert page.get_attribute("#chart", "data-points") == "0"
+    assert not made, made
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "metric=ticket_count&granularity=daily&start=2026-12-05&end=2026-11-01",
+            '"From" (2026-12-05) must be on or before "To" (2026-11-01)',
+        ),
+        ("metric=ticket_count&start=garbage&end=2026-11-01", '"From" (garbage) is not a date (YYYY-MM-DD)'),
+        ("start=garbage", '"From" (garbage) is not a date (YYYY-MM-DD)'),
+        ("end=garbage", '"To" (garbage) is not a date (YYYY-MM-DD)'),
+        ("start=2026-02-30&end=2026-03-01", '"From" (2026-02-30) is not a date (YYYY-MM-DD)'),
+    ],
+)
+def test_a_bad_range_in_the_url_is_said_and_asks_nothing(desktop: Watched, demo: Tenant, query, message):
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    made = _analytics_requests(page)
+    page.goto(f"/explorer?{query}")
+    # Drawn (some range) or refused (this one): either way, what the page did is there to read.
+    page.wait_for_selector("body[data-loaded], body[data-refused]")
+    _assert_refused(page, message, made)
+    # The URL is the user's own: nothing else is shown under it.
+    assert page.url.endswith(f"/explorer?{query}")
+    # An export of a range that is none is refused in the same words, before any request.
+    page.click("#export-start")
+    page.wait_for_function("m => document.querySelector('#export-state').textContent === m", arg=message)
+    assert not made, made
+
+
+def test_a_bad_range_from_the_form_is_said_as_from_the_url_and_clears_the_older_results(
+    desktop: Watched, demo: Tenant
+):
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    good = "/explorer?metric=ticket_count&granularity=daily&start=2026-11-01&end=2026-11-10"
+    page.goto(good)
+    page.wait_for_selector("body[data-loaded]")
+    assert page.locator("#table tbody tr").count() == 10
+    curl = page.inner_text("#curl")
+    assert "start=2026-11-01" in curl
+    made = _analytics_requests(page)
+    page.fill("input[name=start]", "2026-12-05")
+    page.dispatch_event("input[name=start]", "change")
+    page.wait_for_selector("#error:not([hidden])")
+    _assert_refused(page, '"From" (2026-12-05) must be on or before "To" (2026-11-10)', made)
+    # The bad range is not written into the URL: it keeps the last query shown.
+    assert page.url.endswith(good)
+    assert not page.evaluate("document.querySelector('main').classList.contains('stale')")
+    # A good range again: asked, drawn, and in the URL and the curl line.
+    page.fill("input[name=start]", "2026-11-03")
+    page.dispatch_event("input[name=start]", "change")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 2")
+    assert page.is_hidden("#error")
+    assert page.locator("#table tbody tr").count() == 8
+    assert "start=2026-11-03" in page.url
+    assert "start=2026-11-03" in page.inner_text("#curl")
+    assert made

@@ -34,10 +34,7 @@ export class LineChart {
       series.reduce((sum, s) => sum + s.values.reduce((a, v) => a + (v ?? 0), 0), 0),
     );
     if (!times.length || !series.length) {
-      this.#plot?.destroy();
-      this.#plot = null;
-      this.#shape = "";
-      this.container.replaceChildren(h("p", { class: "empty" }, "No data in this range"));
+      this.clear("No data in this range");
       return;
     }
     if (this.#plot && shape === this.#shape) {
@@ -53,6 +50,16 @@ export class LineChart {
     this.#shape = shape;
     this.#plot = new window.uPlot(this.#options(series), data, this.container);
     this.#oneBucket(data[0]);
+  }
+
+  /** No chart, and `message` in its place (no data, or no range to draw). */
+  clear(message) {
+    this.#plot?.destroy();
+    this.#plot = null;
+    this.#shape = "";
+    this.container.dataset.points = "0";
+    this.container.dataset.total = "0";
+    this.container.replaceChildren(h("p", { class: "empty" }, message));
   }
 
   /** One bucket (a one-day range): half a day either side of it, not uPlot's guess of a span (years). */

@@ -13,16 +13,17 @@ import { Spec } from "../spec.js";
 const DEFAULT_DAYS = 30;
 const RERUN_AFTER_MS = 300;
 
-/** The query the page shows: from the URL, with defaults (the last days of the organization's zone). */
+/** The query the page shows: from the URL, with defaults (the last days of the organization's zone). A
+ * date the URL names is kept as written, even one that is none: the page says what is wrong with it
+ * (rangeProblem) rather than show another range under that URL. */
 function stateFromUrl(spec, zone) {
   const params = new URLSearchParams(location.search);
-  // Dates the URL gets wrong are left out: the default range stands in for them.
-  const end = validDate(params.get("end")) || today(zone);
-  const start = validDate(params.get("start"));
+  const end = params.get("end") || today(zone);
+  const start = params.get("start") || addDays(validDate(end) || today(zone), 1 - DEFAULT_DAYS);
   const state = {
     metric: params.get("metric") || "ticket_count",
     granularity: params.get("granularity") || "daily",
-    start: start && start <= end ? start : addDays(end, 1 - DEFAULT_DAYS),
+    start,
     end,
     clock: params.get("clock") || "",
     group_by: params.get("group_by") || "",
@@ -42,6 +43,20 @@ function stateToSearch(state) {
   }
   for (const [dimension, values] of Object.entries(state.filters)) params.set(dimension, values);
   return `?${params}`;
+}
+
+/** What is wrong with the range of `state` (in the dates the user chose), or null when it is one. The
+ * same words whether the range came from the URL or the form. */
+function rangeProblem(state) {
+  for (const [name, label] of [["start", "From"], ["end", "To"]]) {
+    const text = state[name];
+    if (!validDate(text)) {
+      return text ? `"${label}" (${text}) is not a date (YYYY-MM-DD)` : `"${label}" needs a date (YYYY-MM-DD)`;
+    }
+  }
+  // Said in the dates the user chose (the request's end is the day after "To").
+  if (state.start > state.end) return `"From" (${state.start}) must be on or before "To" (${state.end})`;
+  return null;
 }
 
 function percentileList(text) {
@@ -232,24 +247,38 @@ async function main() {
   const chartEl = document.getElementById("chart");
   const chart = new LineChart(chartEl, {});
   const jobs = new Jobs(page.api, page.live);
-  let request = buildRequest(state, spec);
+  // None while the range is none (rangeProblem): nothing to ask, show or export.
+  let request = rangeProblem(state) ? null : buildRequest(state, spec);
   bindExport(document.getElementById("export"), {
     api: page.api,
     jobs,
-    describe: () => ({ dataset: request.dataset, query: request.exportQuery }),
+    describe: () => {
+      const problem = rangeProblem(state);
+      if (problem) throw new Error(problem);
+      return { dataset: request.dataset, query: request.exportQuery };
+    },
   });
+  const table = document.getElementById("table");
+  const curl = document.getElementById("curl");
 
   const begin = latestOnly();
   const run = async () => {
     const current = begin();
-    request = buildRequest(state, spec);
-    setText(document.getElementById("curl"), curlLine(request));
-    const grouped = request.method === "POST";
-    if (state.start && state.end && state.start > state.end) {
-      // Said in the dates the user chose (the request's end is the day after "To").
-      showError(`"From" (${state.start}) must be on or before "To" (${state.end})`, { stale: true });
+    const problem = rangeProblem(state);
+    if (problem) {
+      // A range that is none, from the URL or the form: said, nothing asked, and no chart, table or
+      // curl line of another range left under it.
+      showError(problem);
+      request = null;
+      setText(curl, "");
+      chart.clear(`No chart: ${problem}`);
+      table.replaceChildren();
+      document.body.dataset.refused = String(Number(document.body.dataset.refused || 0) + 1);
       return;
     }
+    request = buildRequest(state, spec);
+    setText(curl, curlLine(request));
+    const grouped = request.method === "POST";
     if (grouped && !spec.aggregationMetrics.includes(state.metric)) {
       showError(`group-by and percentiles are not available for ${state.metric}`, { stale: true });
       return;
@@ -262,7 +291,7 @@ async function main() {
       setText(document.getElementById("zone"), answer.timezone);
       setText(document.getElementById("chart-title"), `${state.metric}${view.unit ? ` (${view.unit})` : ""}`);
       chart.update(view.times, view.lines, { unit: view.unit, zone: answer.timezone, granularity: state.granularity });
-      drawTable(document.getElementById("table"), view);
+      drawTable(table, view);
       showError(null);
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (error) {
@@ -272,7 +301,8 @@ async function main() {
   const rerun = debounce(run, RERUN_AFTER_MS);
   form.addEventListener("change", () => {
     state = readState(form, spec);
-    history.replaceState(null, "", stateToSearch(state));
+    // A range that is none is said, not written into the URL: the URL keeps the last query shown.
+    if (!rangeProblem(state)) history.replaceState(null, "", stateToSearch(state));
     run();
   });
   form.addEventListener("submit", (event) => event.preventDefault());
