@@ -223,3 +223,25 @@ def test_the_last_days_are_the_organizations_days_whatever_the_browsers_zone(
         assert not watched.problems, watched.problems
     finally:
         context.close()
+
+
+@pytest.mark.usefixtures("report_served")
+def test_the_keyboard_sorts_and_the_focus_stays_on_the_column_sorted(desktop, demo, web_server):
+    page = _open(desktop, demo, "/agents?period=90d&min_tickets=1")
+    rows = _shown(page)
+    assert len(rows) >= 3
+    focused = "() => [document.activeElement.tagName, document.activeElement.dataset.key]"
+    page.focus("button.sort[data-key=solved]")
+    # Solved is the order already (most first): Enter turns it, Enter again and Space turn it back and forth.
+    for key, descending in (("Enter", False), ("Enter", True), (" ", False)):
+        page.keyboard.press(key)
+        assert page.evaluate(focused) == ["BUTTON", "solved"], key
+        order = "descending" if descending else "ascending"
+        assert page.get_attribute("th:has(button[data-key=solved])", "aria-sort") == order, key
+        assert [r["agent"] for r in _shown(page)] == _sorted_by(rows, "solved", descending), key
+    # Tab goes on to the next column's button, whose Enter sorts by it, keeping the focus there.
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == ["BUTTON", "first_reply_p50"]
+    page.keyboard.press("Enter")
+    assert page.evaluate(focused) == ["BUTTON", "first_reply_p50"]
+    assert [r["agent"] for r in _shown(page)] == _sorted_by(rows, "first_reply_p50", True)

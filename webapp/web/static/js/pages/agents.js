@@ -77,13 +77,15 @@ class AgentsTable {
       this.#sort = active
         ? { key: column.key, descending: !this.#sort.descending }
         : { key: column.key, descending: !column.text };
-      this.#draw();
+      this.#draw(column.key);
     });
     const order = this.#sort.descending ? "descending" : "ascending";
     return h("th", { scope: "col", "aria-sort": active ? order : "none" }, button);
   }
 
-  #draw() {
+  /** Draw the table; the header button of `focusKey` (else the one that had the focus) keeps it, so
+   * the keyboard can sort again (Enter or Space on it turns the order). */
+  #draw(focusKey = this.#focusedKey()) {
     const head = h("tr", {}, COLUMNS.map((column) => this.#header(column)));
     const body = sorted(this.#rows, this.#sort).map((row) => h("tr", { dataset: { agent: row.agent ?? "" } },
       COLUMNS.map((column) => {
@@ -95,6 +97,13 @@ class AgentsTable {
       body.push(h("tr", {}, h("td", { colspan: COLUMNS.length, class: "empty" }, "No agent solved enough tickets in this range")));
     }
     this.table.replaceChildren(h("thead", {}, head), h("tbody", {}, body));
+    if (focusKey) this.table.querySelector(`button.sort[data-key="${focusKey}"]`)?.focus();
+  }
+
+  /** The key of the header button that has the focus, if one has. */
+  #focusedKey() {
+    const focused = document.activeElement;
+    return focused?.matches?.("button.sort") && this.table.contains(focused) ? focused.dataset.key : null;
   }
 }
 
