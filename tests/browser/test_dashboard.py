@@ -609,3 +609,14 @@ def test_a_pushed_sla_breach_redraws_the_sla_figures(desktop, fresh, web_server,
     assert status == 200
     shown = float(page.get_attribute("#tile-sla-first", "data-value"))
     assert shown == pytest.approx(answer["sla"]["overall"]["first_response"]["compliance"])
+
+
+def test_the_header_shows_the_organizations_zone_for_every_role_on_every_page(desktop, demo):
+    for role in ("viewer", "agent", "admin"):
+        desktop.sign_in(demo.users[role]["email"])
+        for path in ("/", "/explorer", "/agents", "/alerts"):
+            page = desktop.page()
+            page.goto(path)
+            page.wait_for_selector("body[data-loaded]")
+            assert page.inner_text("header #zone") == demo.timezone, (role, path)
+            page.close()

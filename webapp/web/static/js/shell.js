@@ -22,6 +22,9 @@ export async function startPage(page) {
     goToSignIn();
     return null;
   }
+  // The organization's zone, for every role on every page (a page's answers may name it again).
+  const zone = document.getElementById("zone");
+  if (zone && session.user?.timezone) setText(zone, session.user.timezone);
   const api = new Api(session);
   const live = new Live(api);
   const badge = document.getElementById("live");
