@@ -547,7 +547,10 @@ def test_cancel_a_queued_job(celery_worker, make_live_tenant, post_import, engin
         assert _row(engine, queued)["state"] == "queued"
         cancelled = tenant.agent.delete(f"/api/v1/jobs/{queued}")
         assert cancelled.status_code == 200
-        assert cancelled.get_json()["state"] == "cancelled"
+        assert (cancelled.get_json()["state"], cancelled.get_json()["cancel_requested"]) == (
+            "cancelled",
+            True,
+        )
     for owner, job in zip(owners, busy, strict=True):
         assert wait_for_job(owner.viewer, job["job_id"])["state"] == "succeeded"
     time.sleep(0.5)
@@ -564,7 +567,7 @@ def test_cancel_a_running_job_leaves_nothing(celery_worker, make_live_tenant, po
         _until(lambda: _blocked_writers(engine, "tickets"), what="import waiting on the lock")
         response = tenant.agent.delete(f"/api/v1/jobs/{job_id}")
         assert response.status_code == 200
-        assert response.get_json()["state"] == "running"
+        assert (response.get_json()["state"], response.get_json()["cancel_requested"]) == ("running", True)
     done = wait_for_job(tenant.viewer, job_id)
     assert done["state"] == "cancelled"
     assert done["result"] is None

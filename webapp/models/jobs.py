@@ -69,6 +69,8 @@ class Job(Base):
             "result": self.result,
             "error": self.error,
             "attempts": self.attempts,
+            # A cancel asked of a running job: it stops at its next checkpoint, or ends as it would.
+            "cancel_requested": bool(self.cancel_requested),
             "created_at": iso(self.created_at),
             "started_at": iso(self.started_at),
             "finished_at": iso(self.finished_at),

@@ -117,6 +117,10 @@ class Job(BaseModel):
     result: dict[str, Any] | None
     error: dict[str, Any] | None
     attempts: int
+    cancel_requested: bool = Field(
+        description="a cancel was asked (DELETE): a queued job is cancelled at once, a running one stops"
+        " at its next checkpoint, or ends as it would when none is left"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
