@@ -91,6 +91,18 @@ def test_a_status_line_trickled_past_the_timeout_is_no_answer(receiver):
 
 
 @pytest.mark.parametrize(
+    "receiver", [lambda conn: (conn.sendall(STATUS), _trickle(b"X-A: b\r\n" * 40, 0.1)(conn))], indirect=True
+)
+def test_a_status_whose_headers_trickle_past_the_timeout_is_no_answer(receiver):
+    """Found from outside: a status line in time, then a header line a second, never ending, was
+    logged as a 200 (the socket the timeout shut ended the headers) and never retried."""
+    started = time.monotonic()
+    answer = _post(receiver, timeout=1.5)
+    assert (answer.status, answer.error) == (None, "no answer within 1.5 s")
+    assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize(
     "receiver",
     [lambda conn: (conn.sendall(STATUS + REST[:-2]), _trickle(b"ok" * 20, 0.25)(conn))],
     indirect=True,

@@ -1,6 +1,6 @@
 """One webhook POST, sent to an address the SSRF check passed: no second lookup, no redirect followed,
-at most a few KiB of the answer read, and no answer (a status) within the timeout, counted over the
-whole exchange, is a failure."""
+at most a few KiB of the answer read, and no answer (a status line and its headers, whole) within the
+timeout, counted over the whole exchange, is a failure."""
 
 from __future__ import annotations
 
@@ -51,56 +51,93 @@ def _pool(target: Target, address: IPAddress, timeout: float) -> urllib3.HTTPCon
     return urllib3.HTTPConnectionPool(str(address), target.port, **options)
 
 
-def _cut_off(pool: urllib3.HTTPConnectionPool, timeout: float) -> threading.Timer:
-    """A timer that shuts the pool's sockets down once `timeout` seconds have passed: urllib3's
-    timeouts bound each read, so a receiver sending a byte every few seconds would hold the attempt
-    (and the worker) as long as it likes. The read blocked on the socket then ends at once."""
-    sockets: list[socket.socket] = []
-    base = pool.ConnectionCls
+class CutOff(Exception):
+    """The timeout came before the answer's status line and headers were whole: no answer."""
 
-    class Watched(base):  # type: ignore[misc,valid-type]
-        def connect(self) -> None:
-            super().connect()
-            sockets.append(self.sock)
 
-    pool.ConnectionCls = Watched
+class _Cutter:
+    """Shuts the pool's sockets down once `timeout` seconds have passed: urllib3's timeouts bound each
+    read, so a receiver sending a byte every few seconds would hold the attempt (and the worker) as
+    long as it likes. The read blocked on the socket then ends at once, and what it read so far (a
+    status line, some headers: http.client takes the closed socket for their end) is no answer."""
 
-    def shut() -> None:
-        for sock in sockets:
+    def __init__(self, pool: urllib3.HTTPConnectionPool, timeout: float) -> None:
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._over = self._fired = False
+        sockets = self._sockets
+        base = pool.ConnectionCls
+
+        class Watched(base):  # type: ignore[misc,valid-type]
+            def connect(self) -> None:
+                super().connect()
+                sockets.append(self.sock)
+
+        pool.ConnectionCls = Watched
+        self._timer = threading.Timer(timeout, self._shut)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _shut(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self._fired = True
+        for sock in self._sockets:
             with contextlib.suppress(OSError):  # closed already
                 # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would unwrap the TLS
                 # object under a read in progress in the other thread.
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
-    timer = threading.Timer(timeout, shut)
-    timer.daemon = True
-    timer.start()
-    return timer
+    def stop(self) -> None:
+        """The exchange is over, however it went: the timer shuts nothing any more."""
+        self._timer.cancel()
+        with self._lock:
+            self._over = True
+
+    def head_in_time(self) -> bool:
+        """Whether the answer's status line and headers came whole before the timeout: read up to a
+        socket the timeout shut, they may have been cut short (http.client takes the end of the
+        stream for the end of the headers). What comes after them only goes to the delivery log."""
+        with self._lock:
+            return not self._fired
+
+    @property
+    def fired(self) -> bool:
+        with self._lock:
+            return self._fired
 
 
 def _send(target: Target, address: IPAddress, body: bytes, headers: dict[str, str], timeout: float) -> int:
     pool = _pool(target, address, timeout)
-    timer = _cut_off(pool, timeout)
+    cutter = _Cutter(pool, timeout)
     try:
-        response = pool.urlopen(
-            "POST",
-            target.path,
-            body=body,
-            headers=headers,
-            redirect=False,
-            retries=False,
-            preload_content=False,
-            assert_same_host=False,
-        )
+        try:
+            response = pool.urlopen(
+                "POST",
+                target.path,
+                body=body,
+                headers=headers,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                assert_same_host=False,
+            )
+        except HTTPError:
+            if cutter.fired:  # cut off by the timeout: that, not the broken exchange, is what happened
+                raise CutOff from None
+            raise
+        if not cutter.head_in_time():
+            raise CutOff
         try:
             response.read(MAX_ANSWER_BYTES, decode_content=False)
         except HTTPError:
-            pass  # the status came in time; the rest of the answer only goes to the delivery log
+            pass  # the status and headers came in time; the rest only goes to the delivery log
         finally:
             response.release_conn()
         return response.status
     finally:
-        timer.cancel()
+        cutter.stop()
         pool.close()
 
 
@@ -130,6 +167,9 @@ def post(
         tried = address
         try:
             status = _send(target, address, body, sent, remaining)
+        except CutOff:
+            error = f"no answer within {timeout:g} s"
+            break
         except HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
             if isinstance(exc, urllib3.exceptions.NewConnectionError):
