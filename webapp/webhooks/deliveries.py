@@ -30,6 +30,9 @@ from webapp.webhooks.targets import Resolver, TargetRefused, checked_addresses, 
 log = logging.getLogger(__name__)
 
 SEND_TASK = "deliveries.send"
+# The log's word for an attempt whose answer was never recorded: being made now, or its worker stopped
+# (the delivery is attempted again, with the same id, once its lease runs out).
+NO_OUTCOME = "no answer recorded: being sent, or its worker stopped while sending it"
 # An attempt holds its delivery this long: the timeout, plus time to record the answer.
 LEASE = timedelta(seconds=60)
 # Retries due within this long wait in the broker (countdown); longer ones are the sweep's to send.
@@ -195,6 +198,19 @@ def claim(session: Session, delivery_id: uuid.UUID, *, now: datetime) -> Claimed
         _finish(session, delivery_id, "failed", now, error="the webhook is disabled")
         session.commit()
         return None
+    # The attempt is logged before it is made: if its worker stops before recording the answer, the
+    # log still shows an attempt the receiver may have had (the retry repeats its id).
+    session.add(
+        WebhookAttempt(
+            delivery_id=delivery_id,
+            number=row.attempts,
+            started_at=now,
+            duration_ms=0,
+            address=None,
+            status_code=None,
+            error=NO_OUTCOME,
+        )
+    )
     session.commit()
     return Claimed(
         delivery_id, row.org_id, row.webhook_id, row.attempts, row.body, webhook.url, webhook.secret
@@ -235,15 +251,23 @@ def record(
 ) -> Outcome:
     """Log the attempt and move the delivery on (committed): done, retried later, or failed for good."""
     started = now - timedelta(milliseconds=answer.duration_ms)
-    session.add(
-        WebhookAttempt(
-            delivery_id=claimed.id,
-            number=claimed.number,
-            started_at=started,
-            duration_ms=answer.duration_ms,
-            address=answer.address,
-            status_code=answer.status,
-            error=answer.error if answer.error is None else answer.error[:1000],
+    logged = insert(WebhookAttempt).values(
+        delivery_id=claimed.id,
+        number=claimed.number,
+        started_at=started,
+        duration_ms=answer.duration_ms,
+        address=answer.address,
+        status_code=answer.status,
+        error=answer.error if answer.error is None else answer.error[:1000],
+    )
+    # The row the claim wrote (outcome unknown until now) takes the answer.
+    session.execute(
+        logged.on_conflict_do_update(
+            index_elements=["delivery_id", "number"],
+            set_={
+                name: logged.excluded[name]
+                for name in ("started_at", "duration_ms", "address", "status_code", "error")
+            },
         )
     )
     if answer.ok:

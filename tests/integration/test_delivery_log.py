@@ -1,0 +1,54 @@
+"""The delivery log lists every attempt a receiver may have had: an attempt is logged as it is claimed,
+so one whose worker stopped before recording the answer stays in the log (found from outside: a
+worker killed mid-attempt left the receiver's first POST out of the log, which began at attempt 2)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from webapp.core.timeutil import utcnow
+from webapp.models import Webhook
+from webapp.webhooks import deliveries, transport
+
+SETTINGS = deliveries.Settings(False, (1.0,), 10, 3.0)
+
+
+def test_an_attempt_whose_worker_stopped_stays_in_the_log(make_tenant, db_session):
+    tenant = make_tenant("Lost attempt")
+    hook = Webhook(
+        org_id=tenant.org_id,
+        url="https://hooks.example.com/in",
+        secret="whsec_x",
+        enabled=True,
+        consecutive_failures=0,
+    )
+    db_session.add(hook)
+    db_session.flush()
+    now = utcnow()
+    delivery_id = deliveries.create(db_session, hook, "webhook.test", {"hello": 1}, now=now)
+    db_session.commit()
+    assert delivery_id is not None
+
+    first = deliveries.claim(db_session, delivery_id, now=now)
+    assert first is not None
+    assert first.number == 1
+    (sending,) = deliveries.log_of(db_session, hook.id, limit=10)
+    assert sending["state"] == "sending"
+    assert [(a["number"], a["status_code"], a["error"]) for a in sending["attempts"]] == [
+        (1, None, deliveries.NO_OUTCOME)
+    ]
+
+    # Its worker stops before recording an answer; once the lease runs out another claims it.
+    later = now + deliveries.LEASE + timedelta(seconds=1)
+    second = deliveries.claim(db_session, delivery_id, now=later)
+    assert second is not None
+    assert second.number == 2
+    answer = transport.Answer(200, None, "203.0.113.7", 120)
+    deliveries.record(db_session, second, answer, SETTINGS, now=later + timedelta(milliseconds=120))
+
+    (done,) = deliveries.log_of(db_session, hook.id, limit=10)
+    assert done["state"] == "succeeded"
+    attempts = [(a["number"], a["status_code"], a["address"], a["error"]) for a in done["attempts"]]
+    assert attempts == [(1, None, None, deliveries.NO_OUTCOME), (2, 200, "203.0.113.7", None)]
+    assert done["attempts"][1]["duration_ms"] == 120
+    assert done["attempts"][1]["at"] == later.isoformat()
