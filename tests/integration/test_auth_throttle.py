@@ -104,7 +104,8 @@ def test_right_passwords_count_against_nothing(client, tenant, limits):
     user = tenant.users["viewer"]
     codes = [_login(client, user["email"], user["password"], "10.3.3.3").status_code for _ in range(15)]
     assert codes == [200] * 15
-    assert limits.zcard(throttle.address_key("10.3.3.3")) == 0
+    for key in (throttle.address_key("10.3.3.3"), throttle.email_key(user["email"])):
+        assert limits.zcard(key) == limits.zcard(key + ":pending") == 0
 
 
 def test_the_window_slides(client, tenant, limits):

@@ -176,6 +176,16 @@ def test_the_decoder_refuses_too_many_values():
         strict_json.loads('{"a": [1, 2, 3, 4, 5], "b": {"c": [1, 2, 3, 4]}}', max_elements=10)
 
 
+def test_the_decoder_counts_an_arrays_items_before_walking_its_values(monkeypatch):
+    """An import of too many rows is refused on its row count, before a value is walked."""
+    walked = []
+    monkeypatch.setattr(strict_json, "_check_shape", lambda *args, **kwargs: walked.append(1))
+    with pytest.raises(strict_json.TooManyItems, match="more than 3 items"):
+        strict_json.loads("[{}, {}, {}, {}]", max_items=3)
+    assert walked == []
+    assert strict_json.loads("[{}, {}, {}]", max_items=3) == [{}, {}, {}]
+
+
 def test_the_decoder_refuses_long_strings_and_keys():
     strict_json.loads('["' + "a" * 100 + '"]', max_string=100)
     with pytest.raises(strict_json.JsonError, match="string is longer than 100"):

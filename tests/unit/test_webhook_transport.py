@@ -94,7 +94,7 @@ def test_a_status_line_trickled_past_the_timeout_is_no_answer(receiver):
     "receiver", [lambda conn: (conn.sendall(STATUS), _trickle(b"X-A: b\r\n" * 40, 0.1)(conn))], indirect=True
 )
 def test_a_status_whose_headers_trickle_past_the_timeout_is_no_answer(receiver):
-    """Found from outside: a status line in time, then a header line a second, never ending, was
+    """Found from outside: a status line in time, then header lines trickled past the timeout, was
     logged as a 200 (the socket the timeout shut ended the headers) and never retried."""
     started = time.monotonic()
     answer = _post(receiver, timeout=1.5)

@@ -50,9 +50,20 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
-def loads(text: str | bytes, *, max_elements: int = MAX_ELEMENTS, max_string: int = MAX_STRING_CHARS) -> Any:
+class TooManyItems(JsonError):
+    """The document is an array of more than the items asked for (loads' `max_items`)."""
+
+
+def loads(
+    text: str | bytes,
+    *,
+    max_elements: int = MAX_ELEMENTS,
+    max_string: int = MAX_STRING_CHARS,
+    max_items: int | None = None,
+) -> Any:
     """The decoded document, or JsonError saying what is wrong with it (nesting past MAX_DEPTH, more
-    than `max_elements` values, a string longer than `max_string` characters)."""
+    than `max_elements` values, a string longer than `max_string` characters); TooManyItems for an
+    array of more than `max_items` items, found before any value is walked."""
     try:
         value = json.loads(
             text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys
@@ -66,6 +77,8 @@ def loads(text: str | bytes, *, max_elements: int = MAX_ELEMENTS, max_string: in
         raise JsonError(f"the document nests deeper than {MAX_DEPTH} levels") from exc
     except ValueError as exc:  # an integer of thousands of digits, say
         raise JsonError(str(exc)) from exc
+    if max_items is not None and isinstance(value, list) and len(value) > max_items:
+        raise TooManyItems(f"the array holds more than {max_items} items")
     _check_shape(value, max_elements=max_elements, max_string=max_string)
     return value
 

@@ -142,7 +142,7 @@ def login_keys(email: str) -> dict[str, int]:
 # How long a sign-in waits for others of its email or address in flight before a 429, and how long a
 # mark in flight counts at most (a process that died mid-sign-in leaves one).
 ADMIT_WAIT_SECONDS = 10.0
-PENDING_SECONDS = 30
+PENDING_SECONDS = 8  # a hash takes well under a second; below ADMIT_WAIT_SECONDS, so a waiter outlives it
 # Per key (KEYS: failures, then in flight, each key's pair): trim both to their spans; if a key holds
 # its limit of failures answer {1, wait}; if failures and marks in flight reach it answer {2, 0}; else
 # mark this sign-in in flight in every key and answer {0, 0}. ARGV: now, window, the sign-in's member,
@@ -156,6 +156,7 @@ for i = 1, #KEYS, 2 do
   redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], 0, now - pending)
   local failures = redis.call('ZCARD', KEYS[i])
   if failures >= limit then
+    -- As _wait computes it: when the oldest failure of the last `limit` leaves the window.
     local oldest = redis.call('ZRANGE', KEYS[i], failures - limit, failures - limit, 'WITHSCORES')
     wait = math.max(wait, math.max(1, math.floor(tonumber(oldest[2]) + window - now) + 1))
   elseif failures + redis.call('ZCARD', KEYS[i + 1]) >= limit then

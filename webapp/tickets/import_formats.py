@@ -59,19 +59,27 @@ def may_hide_text(body: bytes, fmt: str) -> bool:
     return b"\x00" in body or b"\\u" in body
 
 
+def _too_many(max_rows: int) -> ImportTooLarge:
+    return ImportTooLarge(
+        f"the body holds more than {max_rows} rows; split it into several imports of at most {max_rows}"
+    )
+
+
 def _check_count(count: int, max_rows: int) -> None:
     if count > max_rows:
-        raise ImportTooLarge(
-            f"the body holds more than {max_rows} rows; split it into several imports of at most {max_rows}"
-        )
+        raise _too_many(max_rows)
 
 
 def _json_rows(text: str, max_rows: int) -> list[Any]:
-    # The array is bounded by the body's size (IMPORT_MAX_BYTES) and its row count, as an NDJSON
-    # body's lines are: no cap on values beside them (a value takes a character at least), so rows
-    # with many replies are accepted in either format.
+    # The array is bounded by the body's size (IMPORT_MAX_BYTES) and its row count (checked before
+    # its values are walked), as an NDJSON body's lines are: no cap on values beside them (a value
+    # takes a character at least), so rows with many replies are accepted in either format.
     try:
-        data = strict_json.loads(text, max_elements=max(strict_json.MAX_ELEMENTS, len(text)))
+        data = strict_json.loads(
+            text, max_elements=max(strict_json.MAX_ELEMENTS, len(text)), max_items=max_rows
+        )
+    except strict_json.TooManyItems as exc:
+        raise _too_many(max_rows) from exc
     except strict_json.JsonError as exc:
         raise ImportFormatError(f"the body is not valid JSON: {exc}", line=exc.line) from exc
     if not isinstance(data, list):

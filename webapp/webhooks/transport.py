@@ -64,30 +64,43 @@ class _Cutter:
     def __init__(self, pool: urllib3.HTTPConnectionPool, timeout: float) -> None:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._over = self._fired = False
-        sockets = self._sockets
+        self._over = False
+        self.fired_at: float | None = None
+        cutter = self
         base = pool.ConnectionCls
 
         class Watched(base):  # type: ignore[misc,valid-type]
             def connect(self) -> None:
                 super().connect()
-                sockets.append(self.sock)
+                cutter._watch(self.sock)
 
         pool.ConnectionCls = Watched
         self._timer = threading.Timer(timeout, self._shut)
         self._timer.daemon = True
         self._timer.start()
 
+    def _watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            late = self.fired_at is not None and not self._over
+        if late:  # connected as the timeout came: shut at once
+            self._shut_down(sock)
+
+    @staticmethod
+    def _shut_down(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # closed already
+            # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would unwrap the TLS
+            # object under a read in progress in the other thread.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
     def _shut(self) -> None:
         with self._lock:
             if self._over:
                 return
-            self._fired = True
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):  # closed already
-                # The plain socket's shutdown, also under TLS: SSLSocket.shutdown would unwrap the TLS
-                # object under a read in progress in the other thread.
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            self.fired_at = time.monotonic()
+            sockets = list(self._sockets)
+        for sock in sockets:
+            self._shut_down(sock)
 
     def stop(self) -> None:
         """The exchange is over, however it went: the timer shuts nothing any more."""
@@ -95,17 +108,11 @@ class _Cutter:
         with self._lock:
             self._over = True
 
-    def head_in_time(self) -> bool:
-        """Whether the answer's status line and headers came whole before the timeout: read up to a
-        socket the timeout shut, they may have been cut short (http.client takes the end of the
-        stream for the end of the headers). What comes after them only goes to the delivery log."""
+    def cut_before(self, instant: float) -> bool:
+        """Whether the timeout shut the sockets before `instant` (monotonic): what was read until then
+        may have been cut short."""
         with self._lock:
-            return not self._fired
-
-    @property
-    def fired(self) -> bool:
-        with self._lock:
-            return self._fired
+            return self.fired_at is not None and self.fired_at <= instant
 
 
 def _send(target: Target, address: IPAddress, body: bytes, headers: dict[str, str], timeout: float) -> int:
@@ -124,10 +131,12 @@ def _send(target: Target, address: IPAddress, body: bytes, headers: dict[str, st
                 assert_same_host=False,
             )
         except HTTPError:
-            if cutter.fired:  # cut off by the timeout: that, not the broken exchange, is what happened
+            if cutter.cut_before(time.monotonic()):  # the timeout, not the broken exchange, is what happened
                 raise CutOff from None
             raise
-        if not cutter.head_in_time():
+        # The status line and headers came whole only if the sockets were not shut while they were read
+        # (a shut socket ends them as if they were done); what follows only goes to the delivery log.
+        if cutter.cut_before(time.monotonic()):
             raise CutOff
         try:
             response.read(MAX_ANSWER_BYTES, decode_content=False)
