@@ -150,15 +150,15 @@ def bind(session: Session, clock: Clock, params: dict[str, Any], *, start: datet
     """
     assert clock.schedule_id is not None
     params["schedule_id"] = clock.schedule_id
-    known = _definition(session, clock.schedule_id)
-    if known is None:  # gone: every instant is looked up (and finds no span)
-        params.update(_literals(None, to_us(end), 0, 0), bs_version=-1, bs_until=end)
-        return
-    version, weekly = known
-    params["bs_version"] = version
     # The arrays hold every span starting before `end`: an instant at or after it (a first reply
     # after the range, as the agents report measures) may lie past spans they lack, and is looked up.
     params["bs_until"] = end
+    known = _definition(session, clock.schedule_id)
+    if known is None:  # gone: every instant is looked up (and finds no span)
+        params.update(_literals(None, to_us(end), 0, 0), bs_version=-1)
+        return
+    version, weekly = known
+    params["bs_version"] = version
     spans = timelines.get(clock.schedule_id, version, weekly)
     first = max(int(np.searchsorted(spans.starts, to_us(start - LOOKBACK), side="right")) - 1, 0)
     last = int(np.searchsorted(spans.starts, to_us(end), side="left"))

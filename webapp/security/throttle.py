@@ -266,7 +266,7 @@ def _refresh_login_key() -> str | None:
         token = request.cookies.get(REFRESH_COOKIE)
     else:
         header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else None
+        token = header[7:].strip() if header.startswith("Bearer ") else None  # any case: any_case_bearer
     if not token:
         return None
     try:

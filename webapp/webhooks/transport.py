@@ -64,8 +64,7 @@ class _Cutter:
     def __init__(self, pool: urllib3.HTTPConnectionPool, timeout: float) -> None:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._over = False
-        self.fired_at: float | None = None
+        self._over = self._fired = False
         cutter = self
         base = pool.ConnectionCls
 
@@ -82,7 +81,7 @@ class _Cutter:
     def _watch(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.append(sock)
-            late = self.fired_at is not None and not self._over
+            late = self._fired and not self._over
         if late:  # connected as the timeout came: shut at once
             self._shut_down(sock)
 
@@ -97,7 +96,7 @@ class _Cutter:
         with self._lock:
             if self._over:
                 return
-            self.fired_at = time.monotonic()
+            self._fired = True
             sockets = list(self._sockets)
         for sock in sockets:
             self._shut_down(sock)
@@ -108,11 +107,11 @@ class _Cutter:
         with self._lock:
             self._over = True
 
-    def cut_before(self, instant: float) -> bool:
-        """Whether the timeout shut the sockets before `instant` (monotonic): what was read until then
-        may have been cut short."""
+    @property
+    def fired(self) -> bool:
+        """Whether the timeout shut the sockets: what was read until now may have been cut short."""
         with self._lock:
-            return self.fired_at is not None and self.fired_at <= instant
+            return self._fired
 
 
 def _send(target: Target, address: IPAddress, body: bytes, headers: dict[str, str], timeout: float) -> int:
@@ -131,12 +130,12 @@ def _send(target: Target, address: IPAddress, body: bytes, headers: dict[str, st
                 assert_same_host=False,
             )
         except HTTPError:
-            if cutter.cut_before(time.monotonic()):  # the timeout, not the broken exchange, is what happened
+            if cutter.fired:  # the timeout, not the broken exchange, is what happened
                 raise CutOff from None
             raise
         # The status line and headers came whole only if the sockets were not shut while they were read
         # (a shut socket ends them as if they were done); what follows only goes to the delivery log.
-        if cutter.cut_before(time.monotonic()):
+        if cutter.fired:
             raise CutOff
         try:
             response.read(MAX_ANSWER_BYTES, decode_content=False)
