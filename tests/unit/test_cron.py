@@ -109,11 +109,37 @@ def test_day_of_month_and_weekday_fire_on_either():
 
 @pytest.mark.parametrize(
     "expression",
-    ["@daily", "* * * *", "0 0 * * * *", "61 * * * *", "0 25 * * *", "0 0 30 2 *", "x * * * *", ""],
+    [
+        "@daily",
+        "* * * *",
+        "0 0 * * * *",
+        "61 * * * *",
+        "0 25 * * *",
+        "0 0 30 2 *",
+        "x * * * *",
+        "",
+        # cronsim's extensions, which standard cron does not read
+        "0 9 L * *",
+        "0 9 15W * *",
+        "0 9 * * mon#2",
+        "0 9 * * 5L",
+        "0 9 ? * mon",
+        # names only in their own fields
+        "0 9 * mon *",
+        "0 9 * * jan",
+        "0 9 mon * *",
+    ],
 )
 def test_bad_expressions_are_refused(expression):
     with pytest.raises(CronError):
         check(expression)
+
+
+@pytest.mark.parametrize(
+    "expression", ["*/15 9-17 1,15 jan-mar,JUL mon-fri", "0 0 * * 0,7", "5 4 * * SUN", "0 22 * * 1-5/2"]
+)
+def test_standard_expressions_are_accepted(expression):
+    assert check(expression) == expression
 
 
 def test_fields_are_single_spaced():

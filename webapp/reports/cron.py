@@ -9,6 +9,7 @@ The wall-clock times come from cronsim walked without a zone, and each is placed
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,6 +20,13 @@ MAX_LENGTH = 200
 # The walk of wall-clock times starts this far before `after`'s own: a gap's times lie before the wall
 # time of its end (02:30 fires at 03:00), and a repeated hour's first occurrence before its second.
 LOOK_BACK = timedelta(hours=3)
+# Standard cron: numbers, `*`, ranges, steps and lists, and names in the month and day-of-week fields
+# only. cronsim also reads extensions (`L`, `W`, `#`, `?`) that standard cron does not: refused.
+_FIELD_CHARACTERS = re.compile(r"[0-9A-Za-z*,/-]+")
+_MONTHS = frozenset(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"))
+_WEEKDAYS = frozenset(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))
+_FIELD_NAMES = ("minute", "hour", "day-of-month", "month", "day-of-week")
+_NAMES_ALLOWED = (frozenset(), frozenset(), frozenset(), _MONTHS, _WEEKDAYS)
 
 
 class CronError(ValueError):
@@ -32,6 +40,13 @@ def check(expression: str) -> str:
         raise CronError(
             "cron must have five fields: minute hour day-of-month month day-of-week, e.g. '0 9 * * mon'"
         )
+    for name, field, allowed in zip(_FIELD_NAMES, fields, _NAMES_ALLOWED, strict=True):
+        words = re.findall(r"[A-Za-z]+", field)
+        if not _FIELD_CHARACTERS.fullmatch(field) or any(word.lower() not in allowed for word in words):
+            raise CronError(
+                f"cron {expression!r}: the {name} field {field!r} is not standard cron (numbers, *, ranges,"
+                " steps and lists; month and weekday names in their own fields)"
+            )
     normalized = " ".join(fields)
     try:
         CronSim(normalized, datetime(2026, 1, 1, tzinfo=UTC))
