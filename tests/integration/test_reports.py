@@ -314,3 +314,10 @@ def test_a_business_hours_report_counts_on_the_schedule(
     first = next(r for r in rows if (r.get("count") or 0) > 0)
     # Created at 08:00, answered at 10:00 and 13:00: 1 and 4 open hours (the office opens at 09:00).
     assert (first["count"], first["value"]) == (2, 2.5)
+    # The report counts on that schedule, so the schedule stays until the report changes (409): its
+    # runs would otherwise count on business hours that are gone.
+    refused = tenant.admin.delete(f"/api/v1/schedules/{made.get_json()['id']}")
+    assert refused.status_code == 409, refused.get_json()
+    assert f"report schedule(s) {schedule['id']}" in refused.get_json()["error"]["message"]
+    assert tenant.admin.delete(f"/api/v1/report-schedules/{schedule['id']}").status_code == 204
+    assert tenant.admin.delete(f"/api/v1/schedules/{made.get_json()['id']}").status_code == 204

@@ -30,7 +30,7 @@ from webapp.clocks.business_time import (
     timelines,
 )
 from webapp.core.timeutil import EARLIEST, LATEST, TimeError, utcnow, zone
-from webapp.models import Schedule, ScheduleSpan, SlaPolicy
+from webapp.models import ReportSchedule, Schedule, ScheduleSpan, SlaPolicy
 
 MAX_INTERVALS = 50
 MAX_HOLIDAYS = 1000
@@ -260,13 +260,30 @@ def update_schedule(session: Session, org_id: int, schedule: Schedule, fields: d
 
 
 def delete_schedule(session: Session, org_id: int, schedule: Schedule) -> None:
-    """Remove a schedule that neither the SLA policy uses nor is the default of several (409 otherwise)."""
+    """Remove a schedule that neither the SLA policy nor a report schedule uses and that is not the
+    default of several (409 otherwise)."""
     lock_organization(session, org_id)
     session.refresh(schedule)
     used = session.scalar(select(SlaPolicy.org_id).where(SlaPolicy.schedule_id == schedule.id))
     if used is not None:
         raise ClockError(
             "the SLA policy counts business hours on this schedule; give the policy another clock first",
+            status=409,
+        )
+    # A report's saved export names the schedule its business hours are counted on (resolved when it
+    # was saved): its runs would count them on a schedule that is gone.
+    reports = session.scalars(
+        select(ReportSchedule.id)
+        .where(
+            ReportSchedule.org_id == org_id,
+            ReportSchedule.export_params["query"]["schedule_id"].as_integer() == schedule.id,
+        )
+        .order_by(ReportSchedule.id)
+    ).all()
+    if reports:
+        names = ", ".join(str(report) for report in reports[:10])
+        raise ClockError(
+            f"report schedule(s) {names} count business hours on this schedule; change or delete them first",
             status=409,
         )
     others = session.scalar(
