@@ -58,6 +58,23 @@ def test_a_viewer_cancels_its_own_jobs_and_no_one_elses(tenant, db_session):
     assert not db_session.get(Job, agents).cancel_requested
 
 
+def test_identical_jobs_of_two_users_are_two_jobs_each_its_creators(tenant, db_session):
+    """An identical queued job answers a repeat of the same user's request only: another user's
+    identical request gets a job of its own, which that user may cancel and the first may not."""
+    body = {"metrics": ["ticket_count"], "async": True}
+    first = tenant.viewer.post("/api/v1/analytics/aggregations", json=body).get_json()
+    again = tenant.viewer.post("/api/v1/analytics/aggregations", json=body).get_json()
+    assert (again["job_id"], again["deduplicated"]) == (first["job_id"], True)
+    agents = tenant.agent.post("/api/v1/analytics/aggregations", json=body).get_json()
+    assert agents["job_id"] != first["job_id"]
+    assert agents["deduplicated"] is False
+    assert tenant.viewer.delete(f"/api/v1/jobs/{agents['job_id']}").status_code == 403
+    assert tenant.agent.delete(f"/api/v1/jobs/{first['job_id']}").status_code == 403
+    assert tenant.agent.delete(f"/api/v1/jobs/{agents['job_id']}").status_code == 200
+    db_session.expire_all()
+    assert not db_session.get(Job, first["job_id"]).cancel_requested
+
+
 def test_creating_a_user_does_not_reveal_another_organizations_email(client, make_tenant):
     acme, other = make_tenant("Acme"), make_tenant("Other")
     taken = other.users["agent"]["email"]

@@ -106,7 +106,7 @@ def _check_room(org_id: int, spec: ExportSpec) -> None:
     per-organization lock held until the new job row commits."""
     limits = room.ExportLimits.from_settings(current_app.config)
     session = get_session()
-    digest = job_domain.params_hash("export", spec.params())
+    digest = job_domain.params_hash("export", spec.params(), current_principal().user_id)
     with room_errors():
         room.refuse_if_full(session, org_id, limits, utcnow(), digest)
         active = job_domain.count_active(session, org_id, "export", lock=True)

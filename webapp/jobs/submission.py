@@ -51,11 +51,14 @@ class TooManyActive(RuntimeError):
         self.kind, self.active, self.cap = kind, active, cap
 
 
-def params_hash(kind: str, params: dict[str, Any]) -> str:
-    """Hash of the canonical form of a job's parameters: same request, same hash."""
-    canonical = json.dumps(
-        {"kind": kind, "params": params}, sort_keys=True, separators=(",", ":"), default=str
-    )
+def params_hash(kind: str, params: dict[str, Any], user_id: int | None = None) -> str:
+    """Hash of the canonical form of a job's parameters and its creator: same request of the same user
+    (or of the platform, `user_id` None), same hash. Identical requests of two users are two jobs, so
+    the one a user waits on is one they may cancel and no one else but an admin may."""
+    body: dict[str, Any] = {"kind": kind, "params": params}
+    if user_id is not None:
+        body["user"] = user_id
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -176,7 +179,7 @@ def _submit(
     redis_answered: bool = False,
     reuse_running: bool = False,
 ) -> tuple[Job | None, bool]:
-    digest = params_hash(kind, params)
+    digest = params_hash(kind, params, user_id)
     try:
         # Fail fast while Redis is away (every job publishes its progress there; it is usually the
         # broker too): a send to a broker that is down retries before it gives up.

@@ -134,7 +134,7 @@ def _submit_export(
         created_by=user_id,
         kind="export",
         params=params,
-        params_hash=jobs.params_hash("export", params),
+        params_hash=jobs.params_hash("export", params, user_id),
         state="queued",
         progress=0.0,
         attempts=0,
