@@ -262,3 +262,23 @@ def test_without_redis_sign_in_still_works(client, tenant, limits, stoppable_red
     finally:
         stoppable_redis.start()
     wait_redis(services.redis_url)
+
+
+def test_a_flood_from_an_address_does_not_lock_out_the_users_who_signed_in_there(
+    client, tenant, limits, hashes
+):
+    """The address's budget stops one client guessing across emails; an email that signed in from the
+    address before spends only its own budget there, so its user still signs in (and guesses at its
+    password stay within its email's five)."""
+    known, unknown = tenant.users["viewer"], tenant.users["agent"]
+    assert _login(client, known["email"], known["password"], "10.7.7.7").status_code == 200
+    codes = [_login(client, f"user{i}@nowhere.test", "guess", "10.7.7.7").status_code for i in range(14)]
+    assert codes == [401] * 12 + [429] * 2
+    assert _login(client, unknown["email"], unknown["password"], "10.7.7.7").status_code == 429
+    assert _login(client, known["email"], known["password"], "10.7.7.7").status_code == 200
+    before = len(hashes)
+    guesses = [_login(client, known["email"], f"wrong-{i}", "10.7.7.7").status_code for i in range(7)]
+    assert guesses == [401] * 5 + [429] * 2
+    assert len(hashes) == before + 5
+    # Known at that address only: elsewhere it is one more email of the address's budget.
+    assert limits.zscore(throttle.known_key("10.7.7.8"), throttle.email_digest(known["email"])) is None

@@ -9,7 +9,8 @@ A sign-in is admitted (`admit`) in one atomic step that also marks it in flight 
 key, `...:pending`): failures and sign-ins in flight together stay within the limit, so passwords
 sent at once get no more guesses than passwords sent one after another. One that finds the budget
 taken only by sign-ins in flight waits for them (their outcome decides) rather than being refused;
-`settle` takes the mark back and counts a failure. Failed refreshes are counted after the fact
+`settle` takes the mark back and counts a failure. An email that signed in from an address before
+spends only its own budget there (`known_here`). Failed refreshes are counted after the fact
 (`check`, `record_failure`): a refresh token is not guessed, and a browser's tabs refresh at once.
 Without Redis the throttle is open: it protects capacity and guesses, the password still decides.
 """
@@ -135,8 +136,52 @@ def record_failure(keys: list[str]) -> None:
 
 
 def login_keys(email: str) -> dict[str, int]:
+    """The budgets a sign-in spends: its email's, and its client address's unless the email signed
+    in from that address before (`known_here`)."""
     _, per_email, per_address = _limits(current_app.config)
-    return {email_key(email): per_email, address_key(request.remote_addr): per_address}
+    keys = {email_key(email): per_email}
+    if not known_here(email):
+        keys[address_key(request.remote_addr)] = per_address
+    return keys
+
+
+# Emails that signed in from an address (`an:auth:known:<address>`, a sorted set of email digests by
+# the time of their last sign-in there): the address's budget is there to stop one client guessing
+# across many emails, and a user who signed in from it before is not that client. Such a user is
+# still held to their email's budget, so guesses at their password are no faster; and a flood of
+# guesses from behind a shared address (an office, a proxy) does not lock out its known users.
+KNOWN_PREFIX = "an:auth:known:"
+KNOWN_SECONDS = 30 * 86400
+KNOWN_MAX = 1000  # emails remembered per address, the most recent kept
+
+
+def known_key(address: str | None) -> str:
+    return KNOWN_PREFIX + (address or "unknown")
+
+
+def known_here(email: str) -> bool:
+    """Whether `email` signed in from this request's client address within KNOWN_SECONDS."""
+    try:
+        score = get_redis().zscore(known_key(request.remote_addr), email_digest(email))
+    except redis.RedisError:
+        return False
+    return score is not None and float(score) > time.time() - KNOWN_SECONDS
+
+
+def remember_sign_in(email: str) -> None:
+    """`email` signed in from this request's client address: its later sign-ins there spend only the
+    email's budget (login_keys)."""
+    now = time.time()
+    key = known_key(request.remote_addr)
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.zadd(key, {email_digest(email): now})
+        pipe.zremrangebyscore(key, 0, now - KNOWN_SECONDS)
+        pipe.zremrangebyrank(key, 0, -(KNOWN_MAX + 1))
+        pipe.expire(key, KNOWN_SECONDS)
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.debug("sign-in address not remembered without Redis: %s", exc)
 
 
 # How long a sign-in waits for others of its email or address in flight before a 429, and how long a

@@ -51,4 +51,5 @@ def signed_in_user(data: LoginRequest) -> User:
         raise ApiError(401, "this user is disabled")
     if checked.holders == 1:
         throttle.login_succeeded(data.email)
+    throttle.remember_sign_in(data.email)
     return user
