@@ -168,3 +168,34 @@ def test_tampered_expired_and_foreign_tokens(client, tenant, app):
     assert response.status_code == 410
     assert response.get_json()["error"]["code"] == "gone"
     assert client.get(f"/embed/{export_token}").status_code == 403
+
+
+def test_a_browser_opening_a_dead_link_gets_a_page_saying_why(client, app, tenant):
+    """In an iframe a JSON error would show as raw text: a browser (asking for HTML first) gets a page
+    with the same status and message, framable where the link allowed; other clients keep the JSON."""
+    browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+    with app.test_request_context():
+        expired = embed_links.sign(
+            embed_links.EmbedClaims(
+                org_id=tenant.org_id,
+                view="overview",
+                metric=None,
+                filters={},
+                frame_ancestors=("https://intranet.example",),
+                expires_at=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
+    page = client.get(f"/embed/{expired}", headers=browser)
+    assert page.status_code == 410
+    assert page.mimetype == "text/html"
+    assert "has expired" in page.get_data(as_text=True)
+    assert "frame-ancestors https://intranet.example" in page.headers["Content-Security-Policy"]
+    assert "<script" not in page.get_data(as_text=True)
+    bad = client.get("/embed/not-a-token", headers=browser)
+    assert bad.status_code == 403
+    assert bad.mimetype == "text/html"
+    assert "frame-ancestors 'self'" in bad.headers["Content-Security-Policy"]
+    for accept in ({}, {"Accept": "*/*"}, {"Accept": "application/json"}):
+        answer = client.get(f"/embed/{expired}", headers=accept)
+        assert answer.status_code == 410
+        assert answer.get_json()["error"]["code"] == "gone"

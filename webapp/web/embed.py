@@ -86,11 +86,36 @@ def _refuse_unless(allowed: bool) -> None:
 
 @bp.get("/<token>")
 def page(token: str) -> Response:
-    """The embedded page, framable only by the origins the link names (else by this site alone)."""
-    claims = _claims(token)
-    _args(("period", "granularity"))
+    """The embedded page, framable only by the origins the link names (else by this site alone).
+
+    A browser (which asks for HTML first) is told why a link does not open on a page of its own, with
+    the same status, inside the frame the link allows; any other client gets the JSON error."""
+    try:
+        claims = _claims(token)
+        _args(("period", "granularity"))
+    except ApiError as exc:
+        if not _prefers_html():
+            raise
+        return _error_page(token, exc)
     html = render_template("embed.html", page="embed", view=claims.view, metric=claims.metric)
     return headers.page(html, frame_ancestors=claims.frame_ancestors or ("'self'",), referrer="no-referrer")
+
+
+def _prefers_html() -> bool:
+    accepted = request.accept_mimetypes
+    return accepted["text/html"] > accepted["application/json"]
+
+
+def _error_page(token: str, error: ApiError) -> Response:
+    """`error` as a page, framable by the origins a link whose signature holds names (an expired one)."""
+    try:
+        ancestors = embed_links.verify(token).frame_ancestors
+    except BadEmbedLink:
+        ancestors = ()
+    html = render_template("embed_error.html", message=error.message)
+    response = headers.page(html, frame_ancestors=ancestors or ("'self'",), referrer="no-referrer")
+    response.status_code = error.status
+    return response
 
 
 @bp.get("/<token>/api/dashboard")
