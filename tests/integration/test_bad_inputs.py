@@ -337,3 +337,16 @@ def test_a_filter_value_holding_a_comma_is_written_in_double_quotes(make_tenant)
     unclosed = requests_quote('"open')
     error = _error(tenant.viewer.get(f"{series}&category={unclosed}"))
     assert error["details"]["field"] == "category"
+
+
+def test_an_assignee_named_null_is_filtered_in_double_quotes(make_tenant):
+    """`assigned_to=null` is the unassigned tickets; `"null"` in double quotes the assignee of that name."""
+    tenant = make_tenant("Null agent", "UTC")
+    for assignee in ("null", None, "ana"):
+        assert tenant.agent.post("/api/v1/tickets", json={"assigned_to": assignee}).status_code == 201
+    series = "/api/v1/analytics/time-series/ticket_count?granularity=daily"
+    expected = {"null": [None], '"null"': ["null"], '"null",null': ["null", None], "ana,null": ["ana", None]}
+    for raw, values in expected.items():
+        answer = tenant.viewer.get(f"{series}&assigned_to={requests_quote(raw)}").get_json()
+        assert answer["filters"]["assigned_to"] == values, raw
+        assert answer["summary"]["total_count"] == len(values), raw

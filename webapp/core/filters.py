@@ -9,7 +9,8 @@ from webapp.core.vocabulary import DIMENSION_VALUES, DIMENSIONS
 
 # Parsed filters: dimension -> the values allowed (None: unassigned), sorted.
 Filters = dict[str, list[str | None]]
-# In a filter, this value of assigned_to stands for "unassigned".
+# In a filter, this value of assigned_to stands for "unassigned" (in double quotes, a query string's
+# `"null"` is an assignee of that name).
 UNASSIGNED = "null"
 MAX_FILTER_VALUES = 100
 MAX_VALUE_LENGTH = 200
@@ -23,11 +24,18 @@ class FilterError(ValueError):
         self.field = field
 
 
+class Quoted(str):
+    """A value written in double quotes: taken as written (`"null"` is an assignee named null)."""
+
+    __slots__ = ()
+
+
 def split_values(raw: str, name: str) -> list[str]:
     """A comma-separated list of values. A value that begins with a double quote runs to the quote
     that closes it, commas included, a quote inside it doubled, as in CSV: `"returns, damaged",billing`;
     a quote anywhere else is an ordinary character (`24" monitors`). Spaces around values, quoted or
-    not, are dropped (categories and assignees are stored without)."""
+    not, are dropped (categories and assignees are stored without). Quoted values come back as
+    `Quoted`."""
     if '"' not in raw:
         return [part.strip() for part in raw.split(",")]
     values: list[str] = []
@@ -57,7 +65,7 @@ def split_values(raw: str, name: str) -> list[str]:
             rest = raw[i:] if comma < 0 else raw[i:comma]
             if rest.strip():
                 raise FilterError(f"filter {name!r} has text after a quoted value: {rest.strip()!r}", name)
-            values.append("".join(text).strip())
+            values.append(Quoted("".join(text).strip()))
         else:
             comma = raw.find(",", i)
             values.append((raw[i:] if comma < 0 else raw[i:comma]).strip())
@@ -83,7 +91,7 @@ def parse_filter(name: str, raw: Any) -> list[str | None]:
     allowed = DIMENSION_VALUES.get(name)
     out: list[str | None] = []
     for value in values:
-        if value is None or (name == "assigned_to" and value == UNASSIGNED):
+        if value is None or (name == "assigned_to" and value == UNASSIGNED and not isinstance(value, Quoted)):
             if name != "assigned_to":
                 raise FilterError(f"filter {name!r} cannot be null", name)
             out.append(None)
@@ -92,7 +100,7 @@ def parse_filter(name: str, raw: Any) -> list[str | None]:
             raise FilterError(f"a value of filter {name!r} is longer than {MAX_VALUE_LENGTH}", name)
         if allowed is not None and value not in allowed:
             raise FilterError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}", name)
-        out.append(value)
+        out.append(str(value))
     # Sorted (unassigned last), so every spelling of one filter is one cache key.
     return sorted(set(out), key=lambda v: (v is None, v or ""))
 
