@@ -13,8 +13,8 @@ from webapp.webhooks import deliveries, transport
 SETTINGS = deliveries.Settings(False, (1.0,), 10, 3.0)
 
 
-def test_an_attempt_whose_worker_stopped_stays_in_the_log(make_tenant, db_session):
-    tenant = make_tenant("Lost attempt")
+def _hook(make_tenant, db_session, name):
+    tenant = make_tenant(name)
     hook = Webhook(
         org_id=tenant.org_id,
         url="https://hooks.example.com/in",
@@ -28,6 +28,11 @@ def test_an_attempt_whose_worker_stopped_stays_in_the_log(make_tenant, db_sessio
     delivery_id = deliveries.create(db_session, hook, "webhook.test", {"hello": 1}, now=now)
     db_session.commit()
     assert delivery_id is not None
+    return hook, delivery_id, now
+
+
+def test_an_attempt_whose_worker_stopped_stays_in_the_log(make_tenant, db_session):
+    hook, delivery_id, now = _hook(make_tenant, db_session, "Lost attempt")
 
     first = deliveries.claim(db_session, delivery_id, now=now)
     assert first is not None
@@ -52,3 +57,32 @@ def test_an_attempt_whose_worker_stopped_stays_in_the_log(make_tenant, db_sessio
     assert attempts == [(1, None, None, deliveries.NO_OUTCOME), (2, 200, "203.0.113.7", None)]
     assert done["attempts"][1]["duration_ms"] == 120
     assert done["attempts"][1]["at"] == later.isoformat()
+
+
+def test_a_stalled_attempt_does_not_overwrite_the_newer_attempts_delivery(make_tenant, db_session):
+    """A worker that stalls past its lease records its answer late: the attempt is logged, but the
+    delivery stays as the newer attempt's claim and outcome leave it."""
+    hook, delivery_id, now = _hook(make_tenant, db_session, "Stalled attempt")
+    first = deliveries.claim(db_session, delivery_id, now=now)
+    later = now + deliveries.LEASE + timedelta(seconds=1)
+    second = deliveries.claim(db_session, delivery_id, now=later)
+    assert (first.number, second.number) == (1, 2)
+    # The stalled first attempt fails late: no retry is scheduled over the newer claim, nothing counted.
+    late = later + timedelta(seconds=2)
+    deliveries.record(
+        db_session, first, transport.Answer(500, None, "203.0.113.7", 70_000), SETTINGS, now=late
+    )
+    (sending,) = deliveries.log_of(db_session, hook.id, limit=10)
+    assert sending["state"] == "sending"
+    assert [(a["number"], a["status_code"]) for a in sending["attempts"]] == [(1, 500), (2, None)]
+    db_session.refresh(hook)
+    assert hook.consecutive_failures == 0
+    # The newer attempt's answer decides.
+    deliveries.record(db_session, second, transport.Answer(200, None, "203.0.113.7", 90), SETTINGS, now=late)
+    (done,) = deliveries.log_of(db_session, hook.id, limit=10)
+    assert done["state"] == "succeeded"
+    assert [(a["number"], a["status_code"]) for a in done["attempts"]] == [(1, 500), (2, 200)]
+    # A stalled success recorded after the delivery finished changes nothing but its own row.
+    deliveries.record(db_session, first, transport.Answer(200, None, "203.0.113.7", 10), SETTINGS, now=late)
+    (still,) = deliveries.log_of(db_session, hook.id, limit=10)
+    assert (still["state"], still["attempts"][1]["status_code"]) == ("succeeded", 200)

@@ -271,10 +271,10 @@ def record(
         )
     )
     if answer.ok:
-        _finish(session, claimed.id, "succeeded", now, status=answer.status)
-        session.execute(
-            update(Webhook).where(Webhook.id == claimed.webhook_id).values(consecutive_failures=0)
-        )
+        if _finish(session, claimed.id, "succeeded", now, status=answer.status, number=claimed.number):
+            session.execute(
+                update(Webhook).where(Webhook.id == claimed.webhook_id).values(consecutive_failures=0)
+            )
         session.commit()
         return Outcome("succeeded")
     error = answer.error or f"answered {answer.status}"
@@ -282,7 +282,7 @@ def record(
         delay = settings.retry_delays[claimed.number - 1]
         session.execute(
             update(WebhookDelivery)
-            .where(WebhookDelivery.id == claimed.id)
+            .where(*_still_held(claimed))
             .values(
                 state="pending",
                 next_attempt_at=now + timedelta(seconds=delay),
@@ -293,10 +293,22 @@ def record(
         )
         session.commit()
         return Outcome("pending", retry_in=delay)
-    _finish(session, claimed.id, "failed", now, status=answer.status, error=error)
-    disabled = _count_failure(session, claimed.webhook_id, settings.max_failures, now)
+    disabled = False
+    if _finish(session, claimed.id, "failed", now, status=answer.status, error=error, number=claimed.number):
+        disabled = _count_failure(session, claimed.webhook_id, settings.max_failures, now)
     session.commit()
     return Outcome("failed", disabled=disabled)
+
+
+def _still_held(claimed: Claimed) -> tuple[Any, ...]:
+    """The delivery as this attempt's claim left it: a worker that stalled past its lease finds a
+    newer attempt's claim (or its outcome) there instead, which its own outcome must not overwrite
+    (its attempt is still logged)."""
+    return (
+        WebhookDelivery.id == claimed.id,
+        WebhookDelivery.state == "sending",
+        WebhookDelivery.attempts == claimed.number,
+    )
 
 
 def _finish(
@@ -307,10 +319,15 @@ def _finish(
     *,
     status: int | None = None,
     error: str | None = None,
-) -> None:
-    session.execute(
+    number: int | None = None,
+) -> bool:
+    """Finish the delivery (only while attempt `number`'s claim holds it, when given); whether it did."""
+    where = [WebhookDelivery.id == delivery_id]
+    if number is not None:
+        where += [WebhookDelivery.state == "sending", WebhookDelivery.attempts == number]
+    result = session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id)
+        .where(*where)
         .values(
             state=state,
             finished_at=now,
@@ -320,6 +337,7 @@ def _finish(
             last_error=error,
         )
     )
+    return bool(result.rowcount)
 
 
 def _count_failure(session: Session, webhook_id: int, max_failures: int, now: datetime) -> bool:
