@@ -83,19 +83,22 @@ def _workers_and_beat(client: redis.Redis, redis_ok: bool) -> tuple[dict[str, An
 
 @bp.get("/health")
 @document(
-    "ok or degraded; with an admin's bearer token also the database, Redis, broker, workers seen and "
-    "beat's last run",
+    "ok or degraded, and whether each part (database, Redis, broker, workers, beat) is ok; with an "
+    "admin's bearer token also each part's details (latency, workers seen, beat's last run, errors)",
     tag="operations",
     responses={200: Health},
     errors=(),
     auth=False,
 )
 def health() -> Response:
-    """`degraded` while any part fails; each part's state (host names, errors) only for an admin."""
+    """`degraded` while any part fails, and each part's `ok` (the contract's parts, for any client);
+    the details (host names, latencies, errors) only for an admin."""
     client = get_redis()
     parts = {"database": _database(), "redis": _timed(lambda: client.ping() and None)}
     parts["broker"] = _broker(parts["redis"]["ok"])
     parts["workers"], parts["beat"] = _workers_and_beat(client, parts["redis"]["ok"])
     healthy = all(part["ok"] for part in parts.values())
     status = {"status": "ok" if healthy else "degraded"}
-    return jsonify({**status, **parts} if is_admin() else status)
+    if is_admin():
+        return jsonify({**status, **parts})
+    return jsonify({**status, **{name: {"ok": part["ok"]} for name, part in parts.items()}})

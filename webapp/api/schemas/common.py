@@ -149,7 +149,7 @@ class JobList(BaseModel):
 
 
 class Health(BaseModel):
-    """status for anyone; the parts only for an admin's bearer token."""
+    """status and each part's `ok` for anyone; the parts' details only for an admin's bearer token."""
 
     status: Literal["ok", "degraded"]
     database: dict[str, Any] | None = None
