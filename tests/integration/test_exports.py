@@ -668,7 +668,9 @@ def test_cancelled_running_export_leaves_no_file(base_app, celery_worker, servic
         time.sleep(0.1)
     assert len(updates) >= 3, updates
     assert all(b[1] > a[1] for a, b in itertools.pairwise(updates))
-    assert max(b[0] - a[0] for a, b in itertools.pairwise(updates)) <= 1000
+    # Reported every 0.5 s of writing; a machine whose CPUs the rest of the suite fills stretches that
+    # (1.14 s seen with three test workers on two CPUs), so the bound is twice the product's second.
+    assert max(b[0] - a[0] for a, b in itertools.pairwise(updates)) <= 2000
     assert updates[-1][1] < 1.0
 
     assert tenant.admin.delete(f"/api/v1/jobs/{job_id}").status_code == 200
