@@ -38,6 +38,8 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+# The narrowest phone screen the pages are made for.
+NARROWEST = 320
 # Where the screenshots go; DASHBOARD_SCREENSHOTS=docs/screenshots refreshes the README's.
 SCREENSHOTS = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or TEST_INSTANCE / "screenshots")
 DEMO_TICKETS = 3_000
@@ -156,3 +158,22 @@ def screenshot(page: Page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def assert_table_scrolls_sideways(page: Page, wrap: str, width: int = NARROWEST) -> None:
+    """At `width` px the page fits and the table in `wrap` scrolls in its own region, which a keyboard
+    reaches (a named, focusable region) and moves with the arrow keys."""
+    page.set_viewport_size({"width": width, "height": PHONE["height"]})
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    region = page.locator(wrap)
+    assert region.get_attribute("role") == "region"
+    assert region.get_attribute("aria-label")
+    assert region.get_attribute("tabindex") == "0"
+    box = region.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0, box
+    assert box["x"] + box["width"] <= width, box
+    assert region.evaluate("el => el.scrollWidth > el.clientWidth"), "the table fits: nothing to scroll"
+    region.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("el => el.scrollLeft > 0", arg=region.element_handle())

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Page, Route
 
-from tests.browser.conftest import DESKTOP, PHONE, Watched, screenshot
+from tests.browser.conftest import DESKTOP, PHONE, Watched, assert_table_scrolls_sideways, screenshot
 from tests.conftest import Tenant
 from tests.e2e.conftest import Web
 
@@ -151,6 +151,7 @@ def test_the_agents_page_fits_desktop_and_phone(request, size, viewport, demo):
     assert right <= viewport["width"]
     if size == "phone":
         screenshot(page, "agents-phone")
+        assert_table_scrolls_sideways(page, "#agents-wrap")
 
 
 def _document(route: Route, *, with_report: bool) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from tests.browser.conftest import DESKTOP, PHONE, Watched, screenshot
 from tests.conftest import Tenant, db_scalar
 from tests.e2e.conftest import Web
+from webapp.core.filters import split_values
 from webapp.core.timeutil import utcnow
 
 pytestmark = pytest.mark.worker
@@ -101,7 +102,13 @@ def _body(fields: dict[str, str]) -> dict[str, Any]:
     }
     if _number(typed["min_count"]) is not None:
         body["min_count"] = _number(typed["min_count"])
-    filters = {k.removeprefix("filter-"): v for k, v in typed.items() if k.startswith("filter-") and v}
+    # A filter box reads as a query string's list (the server's own parser), sent as a JSON list.
+    filters = {
+        name: [str(v) for v in split_values(v, name)]
+        for k, v in typed.items()
+        if k.startswith("filter-") and v
+        for name in [k.removeprefix("filter-")]
+    }
     if filters:
         body["filters"] = filters
     return body
@@ -144,6 +151,7 @@ def test_an_admin_creates_a_rule_in_the_page_and_the_api_has_it(desktop, fresh, 
             "value": "50",
             "min_count": "3",
             "filter-priority": "urgent,high",
+            "filter-category": '"returns, damaged", billing',
         },
     )
     page.click("#alert-form button[type=submit]")
@@ -156,7 +164,7 @@ def test_an_admin_creates_a_rule_in_the_page_and_the_api_has_it(desktop, fresh, 
     assert rule["name"] == "Urgent surge"
     assert (rule["metric"], rule["granularity"], rule["min_count"]) == ("ticket_count", "hourly", 3)
     assert rule["condition"] == {"type": "change_pct", "direction": "up", "value": 50}
-    assert rule["filters"] == {"priority": ["high", "urgent"]}
+    assert rule["filters"] == {"priority": ["high", "urgent"], "category": ["billing", "returns, damaged"]}
     assert rule["channels"] == [{"type": "websocket"}, {"type": "webhook", "webhook_id": hook["id"]}]
     assert rule["enabled"] is True
 
@@ -165,6 +173,8 @@ def test_an_admin_creates_a_rule_in_the_page_and_the_api_has_it(desktop, fresh, 
     assert page.get_attribute(card, "data-state") == "ok"
     assert "change up 50 %" in page.inner_text(f"{card} .rule-what")
     assert "priority: high, urgent" in page.inner_text(f"{card} .rule-what")
+    # A value holding a comma is shown quoted: one value never reads as two.
+    assert 'category: billing, "returns, damaged"' in page.inner_text(f"{card} .rule-what")
     assert f"via websocket, webhook {hook['id']}" in page.inner_text(f"{card} .rule-meta")
     # The form is ready for another rule; the new rule's history is empty.
     assert page.input_value("#alert-form [name=name]") == ""

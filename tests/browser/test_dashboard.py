@@ -18,7 +18,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Page, WebSocket
 
-from tests.browser.conftest import DESKTOP, PASSWORD, PHONE, Watched, screenshot
+from tests.browser.conftest import (
+    DESKTOP,
+    PASSWORD,
+    PHONE,
+    Watched,
+    assert_table_scrolls_sideways,
+    screenshot,
+)
 from tests.conftest import Tenant, db_scalar
 
 pytestmark = pytest.mark.worker
@@ -93,6 +100,12 @@ def test_sign_in_then_the_tiles_show_the_apis_numbers(desktop, demo, web_server,
     for tile, kpi in TILES.items():
         shown = page.get_attribute(f"#tile-{tile}", "data-value")
         assert float(shown) == pytest.approx(api["kpis"][kpi]["value"]), tile
+    # A signed score's change is its difference: a percentage of a score near zero means nothing.
+    sentiment = api["kpis"]["avg_sentiment_score"]
+    change = page.inner_text("#tile-sentiment .tile-previous .change")
+    assert "%" not in change
+    difference = float(change.replace("\N{MINUS SIGN}", "-").replace("\N{PLUS-MINUS SIGN}", ""))
+    assert difference == pytest.approx(sentiment["value"] - sentiment["previous"], abs=0.006)
     start, end = datetime.fromisoformat(api["start"]), datetime.fromisoformat(api["end"])
     created = _created_between(db_engine, demo.org_id, start, end)
     assert created > 100
@@ -179,19 +192,36 @@ def test_sign_in_never_sends_the_browser_to_another_site(desktop, demo, web_serv
         assert page.url.startswith(web_server.base_url + "/"), (next_, page.url)
 
 
-def test_a_url_with_dates_that_are_none_shows_the_default_range(desktop, demo):
-    """On the overview and the agents page (a period stands in); the explorer says what is wrong with
-    its URL's dates instead (tests/browser/test_explorer_page.py)."""
+def test_a_url_with_a_range_that_is_none(desktop, demo):
+    """The agents page shows its default range (a period stands in); the overview says what is wrong,
+    asks nothing and shows no figures, as the explorer does (tests/browser/test_explorer_page.py)."""
     desktop.sign_in(demo.users["viewer"]["email"])
     page = desktop.page()
-    for path in (
-        "/agents?start=xx&end=yy",
-        "/?start=abc&end=def",
-        "/?start=2026-05-01&end=2026-04-01",
+    page.goto("/agents?start=xx&end=yy")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_hidden("#error") or not page.inner_text("#error").strip()
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/v1/analytics/" in r.url else None)
+    for path, message in (
+        ("/?start=abc&end=def", '"From" (abc) is not a date (YYYY-MM-DD)'),
+        ("/?start=2026-10-31&end=2026-10-01", '"From" (2026-10-31) must be on or before "To" (2026-10-01)'),
+        ("/?period=bogus", '"Period" (bogus) is not one of 7d, 30d, 90d'),
     ):
         page.goto(path)
-        page.wait_for_selector("body[data-loaded]")
-        assert page.is_hidden("#error") or not page.inner_text("#error").strip(), path
+        page.wait_for_selector("body[data-refused], body[data-loaded]")
+        assert page.is_visible("#error[role=alert]"), path
+        assert page.inner_text("#error") == message
+        assert page.url.endswith(path)
+        assert page.inner_text("#range-note") == ""
+        assert set(page.locator(".tile-value").all_inner_texts()) == {"\N{EN DASH}"}
+        assert page.locator("#panels .u-over").count() == 0
+        assert page.locator("#panels .bar-row").count() == 0
+        assert not asked, asked
+    # A range chosen in the form is one: asked and drawn.
+    page.select_option("#period", "7d")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_hidden("#error")
+    assert page.inner_text("#range-note")
 
 
 def test_back_and_forward_step_through_the_ranges_chosen(desktop, demo):
@@ -220,8 +250,19 @@ def test_a_one_day_range_draws_its_day(desktop, demo):
     desktop.sign_in(demo.users["viewer"]["email"])
     page = desktop.page()
     day = (date.today() - timedelta(days=3)).isoformat()
+
+    def near_zero_sentiment(route) -> None:
+        answer = route.fetch().json()
+        kpi = {"value": -0.0004, "previous": -0.00003, "change_pct": -1302.76}
+        answer["kpis"]["avg_sentiment_score"] = kpi
+        route.fulfill(json=answer)
+
+    page.route("**/api/v1/analytics/dashboard?*", near_zero_sentiment)
     page.goto(f"/?start={day}&end={day}")
     page.wait_for_selector("body[data-loaded]")
+    # Scores that round to zero read 0.0, never -0.0, and their change is a difference, not a percentage.
+    assert page.inner_text("#tile-sentiment .tile-value") == "0.0"
+    assert page.inner_text("#tile-sentiment .tile-previous") == "previous 0.0 · \N{PLUS-MINUS SIGN}0.0"
     page.wait_for_selector(".u-over")
     # One bucket on the time axis: a day around it, not years.
     spans = page.eval_on_selector_all("[data-span]", "charts => charts.map(c => Number(c.dataset.span))")
@@ -331,10 +372,29 @@ def test_a_filter_changes_the_chart_and_the_url(desktop, demo, db_engine):
     assert page.is_checked("input[name=f-priority][value=high]")
     assert page.get_attribute("#chart", "data-total") == str(high)
 
-    page.goto(f"/explorer?metric=response_time&granularity=weekly&start={first}&end={last}&percentiles=50,90")
+    # A filter box reads as a query string's list (README): a value holding a comma in double quotes
+    # is one value, and the JSON body has the list, as the curl line shows.
+    category = urlencode({"category": '"returns, damaged",billing'})
+    with page.expect_request(lambda r: r.url.endswith("/analytics/aggregations")) as asked:
+        page.goto(
+            f"/explorer?metric=response_time&granularity=weekly&start={first}&end={last}&percentiles=50,90&{category}"
+        )
+    assert asked.value.post_data_json["filters"] == {"category": ["returns, damaged", "billing"]}
     page.wait_for_selector("body[data-loaded]")
     assert page.locator("#table thead th").all_inner_texts()[:3] == ["bucket", "count", "avg"]
     assert "p90" in page.locator("#table thead th").all_inner_texts()
+    assert '"category":["returns, damaged","billing"]' in page.inner_text("#curl")
+    box = "input[name=f-category]"
+    assert page.input_value(box) == '"returns, damaged",billing'
+    assert page.is_visible("#filters-hint")
+    assert "double quotes" in page.inner_text("#filters-hint")
+    assert page.get_attribute(box, "aria-describedby") == "filters-hint"
+    with page.expect_request(lambda r: r.url.endswith("/analytics/aggregations")) as asked:
+        page.fill(box, 'returns, "a ""b"", c"')
+        page.dispatch_event(box, "change")
+    assert asked.value.post_data_json["filters"] == {"category": ["returns", 'a "b", c']}
+    page.wait_for_function("() => document.querySelector('#curl').textContent.includes('returns')")
+    assert '"category":["returns","a \\"b\\", c"]' in page.inner_text("#curl")
     screenshot(page, "explorer")
 
 
@@ -417,8 +477,18 @@ def test_layouts_fit_desktop_and_phone(request, size, viewport, demo):
     else:
         assert len(rows) >= 4  # two tiles a row at most
         assert len(panel_lefts) == 1  # panels stacked
+    # Each chart is an image with words (a canvas says nothing to a screen reader), as the explorer's.
+    charts = page.eval_on_selector_all(
+        "#panels .chart", "els => els.map(e => [e.getAttribute('role'), e.getAttribute('aria-label')])"
+    )
+    assert charts
+    assert all(role == "img" for role, _ in charts), charts
+    assert ["img", "Tickets per day: daily line chart of Created, Solved"] in charts
     if size == "phone":
         screenshot(page, "overview-phone")
+        page.goto("/explorer?granularity=hourly")
+        page.wait_for_selector("body[data-loaded]")
+        assert_table_scrolls_sideways(page, "#table-wrap")
 
 
 class _FramingPage(BaseHTTPRequestHandler):
@@ -544,8 +614,9 @@ def _assert_in_view(page: Page, selector: str) -> None:
     assert box["y"] + box["height"] <= DESKTOP["height"], box
 
 
-def test_a_failed_request_is_said_under_the_controls_and_dims_the_older_results(desktop, demo):
+def test_a_failed_request_is_said_under_the_controls_and_dims_the_older_results(desktop, demo, web_server):
     desktop.allowed.append("the server responded with a status of 400")
+    desktop.allowed.append("the server responded with a status of 401")
     desktop.sign_in(demo.users["viewer"]["email"])
     page = desktop.page()
     page.goto("/?period=7d")
@@ -576,6 +647,24 @@ def test_a_failed_request_is_said_under_the_controls_and_dims_the_older_results(
     page.select_option("#period", "7d")
     page.wait_for_selector("#error", state="hidden")
     assert not page.evaluate("document.querySelector('main').classList.contains('stale')")
+    # An access token expired under the page: the session is renewed, the request asked again and
+    # the new range's answer drawn, never the older numbers under the new label.
+    week_note, loaded = page.inner_text("#range-note"), int(page.evaluate("document.body.dataset.loaded"))
+    expired = json.dumps({"error": {"code": "token_expired", "message": "token has expired", "details": {}}})
+    page.route(
+        "**/api/v1/analytics/dashboard?period=30d*",
+        lambda route: route.fulfill(status=401, content_type="application/json", body=expired),
+        times=1,
+    )
+    with page.expect_response("**/web/session/refresh") as refreshed:
+        page.select_option("#period", "30d")
+    assert refreshed.value.status == 200
+    page.wait_for_function("n => Number(document.body.dataset.loaded) > n", arg=loaded, timeout=5000)
+    token = demo.users["viewer"]["token"]
+    month = web_server.request("GET", "/api/v1/analytics/dashboard?period=30d", token)[1]
+    assert page.inner_text("#range-note").startswith(month["start"][:10]), week_note
+    assert page.get_attribute("#tile-tickets", "data-value") == str(month["kpis"]["ticket_count"]["value"])
+    assert page.is_hidden("#error")
 
 
 def test_a_pushed_sla_breach_redraws_the_sla_figures(desktop, fresh, web_server, base_app):

@@ -1,6 +1,7 @@
 // One alert rule on the page: what it watches, its state (ok or firing), its history of transitions
 // on demand, and for admins the pause and delete actions. Every value goes in as text.
 import { h, setText } from "./dom.js";
+import { showValues } from "./filters.js";
 import * as fmt from "./format.js";
 
 const HISTORY_LIMIT = 50;
@@ -19,7 +20,8 @@ export function conditionText(condition) {
 
 function filtersText(filters) {
   return Object.entries(filters || {})
-    .map(([name, values]) => `${name}: ${values.map((v) => v ?? "(none)").join(", ")}`)
+    // A value holding a comma is shown quoted: one value never reads as two.
+    .map(([name, values]) => `${name}: ${showValues(values)}`)
     .join(" · ");
 }
 

@@ -2,6 +2,7 @@
 // granularities, condition types and directions), its body is checked against the document's
 // AlertCreate schema before it is sent, and the API's own refusal is shown as the API words it.
 import { h, setText } from "./dom.js";
+import { bodyFilter, parseValues } from "./filters.js";
 import { message, problems, tagsOf } from "./schema-check.js";
 
 const BODY = "AlertCreate";
@@ -51,7 +52,7 @@ export class AlertForm {
       const allowed = spec.valuesOf(dimension);
       filters.append(h("label", {}, dimension, h("input", {
         type: "text", name: `filter-${dimension}`, dataset: { dimension },
-        placeholder: allowed.length ? allowed.join(",") : "comma-separated",
+        placeholder: allowed.length ? allowed.join(", ") : 'a, b, "c, d"',
       })));
     }
     this.#field("condition").addEventListener("change", () => this.#showConditionFields());
@@ -110,8 +111,10 @@ export class AlertForm {
       if (value !== undefined) condition[name] = value;
     }
     const filters = {};
+    // Read as the explorer reads its boxes (a value holding a comma in double quotes), sent as a list.
     for (const input of form.querySelectorAll("[data-dimension]")) {
-      if (input.value.trim()) filters[input.dataset.dimension] = input.value.trim();
+      const values = parseValues(input.value);
+      if (values.length) filters[input.dataset.dimension] = bodyFilter(values);
     }
     const channels = [];
     if (this.#field("websocket").checked) channels.push({ type: "websocket" });

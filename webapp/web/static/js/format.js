@@ -1,7 +1,16 @@
 // How numbers read on the page: one place, so tiles, tables and tooltips agree.
 
-const integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-const decimal = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 2 });
+// signDisplay "negative": a value that rounds to zero reads "0.0", never "-0.0" (a sign with no number).
+const integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0, signDisplay: "negative" });
+const decimal = new Intl.NumberFormat("en-US", {
+  minimumFractionDigits: 1, maximumFractionDigits: 2, signDisplay: "negative",
+});
+
+/** The sign of `value` as `decimal` shows it: "±" for one that rounds to zero. */
+function sign(value) {
+  const shown = Number(decimal.format(Math.abs(value)).replaceAll(",", ""));
+  return shown === 0 ? "±" : value > 0 ? "+" : "−";
+}
 
 /** A value in its unit: tickets as integers, hours and scores with decimals, "–" when absent. */
 export function number(value, unit = "") {
@@ -25,8 +34,21 @@ export function percentage(value) {
 /** A change in percent with its sign, or "–" when there is nothing to compare with. */
 export function change(pct) {
   if (pct === null || pct === undefined) return "–";
-  const sign = pct > 0 ? "+" : pct < 0 ? "−" : "±";
-  return `${sign}${decimal.format(Math.abs(pct))} %`;
+  return `${sign(pct)}${decimal.format(Math.abs(pct))} %`;
+}
+
+/** A difference of two values with its sign ("+0.05"), for a signed score, whose change in percent
+ * means nothing near zero; "–" when either is absent. */
+export function difference(value, previous) {
+  if (value === null || value === undefined || previous === null || previous === undefined) return "–";
+  const delta = value - previous;
+  return `${sign(delta)}${decimal.format(Math.abs(delta))}`;
+}
+
+/** -1, 0 or 1: the direction of a change as the page shows it (0 when it rounds to nothing). */
+export function direction(delta) {
+  if (delta === null || delta === undefined || Number.isNaN(delta)) return 0;
+  return { "+": 1, "−": -1, "±": 0 }[sign(delta)];
 }
 
 /** A bucket's start as the page shows it: date, or for hourly buckets date, hour and UTC offset (the

@@ -7,6 +7,11 @@ import { TILES, availablePanels } from "./panels.js";
 
 const PRIORITY_ORDER = ["urgent", "high", "normal", "low"];
 
+/** What a series panel's chart shows, in words: "Tickets per day: daily line chart of Created, Solved". */
+function chartLabel(panel) {
+  return `${panel.title}: daily line chart of ${panel.series.map((s) => s.label).join(", ")}`;
+}
+
 /**
  * `source` answers dashboard(range), distribution(field, range, dashboard) and
  * series(metric, range, dashboard) with the API's shapes; `metrics` are those the API serves.
@@ -44,7 +49,11 @@ export class OverviewView {
 
   #layOut(panels, metrics) {
     for (const panel of availablePanels(metrics)) {
-      const body = h("div", { class: panel.kind === "series" ? "chart" : "bars-host" });
+      // A chart is a canvas: as the explorer's, an image with words a screen reader says.
+      const chart = panel.kind === "series"
+        ? { class: "chart", role: "img", "aria-label": chartLabel(panel) }
+        : { class: "bars-host" };
+      const body = h("div", chart);
       const title = h("h2", {}, panel.title);
       const el = h("section", { class: "panel", id: `panel-${panel.id}`, dataset: { kind: panel.kind } },
         title, body);
@@ -76,6 +85,21 @@ export class OverviewView {
     return current() ? dashboard : null;
   }
 
+  /** Nothing drawn: the tiles empty, the charts and bars replaced by `message` (a range that is none). */
+  async clear(message) {
+    this.#showTiles(null);
+    for (const { el, value, previous } of this.#tiles.values()) {
+      setText(value, "–");
+      setText(previous, "");
+      el.dataset.value = "";
+    }
+    await this.laidOut;
+    for (const { panel, body } of this.#panels.values()) {
+      if (panel.kind === "series") this.#chart(panel.id, body).clear(message);
+      else body.replaceChildren(h("p", { class: "empty" }, message));
+    }
+  }
+
   #firstPaint() {
     if (this.#painted) return;
     this.#painted = true;
@@ -100,11 +124,12 @@ export class OverviewView {
         setText(previous, tile.note || "");
         continue;
       }
-      const change = h("span", { class: "change" }, fmt.change(kpi.change_pct));
-      if (kpi.change_pct) {
-        const better = (kpi.change_pct > 0) !== Boolean(tile.lowerIsBetter);
-        change.classList.add(better ? "up" : "down");
-      }
+      const compared = kpi.value !== null && kpi.previous !== null;
+      const delta = tile.signed ? (compared ? kpi.value - kpi.previous : null) : kpi.change_pct;
+      const words = tile.signed ? fmt.difference(kpi.value, kpi.previous) : fmt.change(kpi.change_pct);
+      const change = h("span", { class: "change" }, words);
+      const moved = fmt.direction(delta);
+      if (moved) change.classList.add((moved > 0) !== Boolean(tile.lowerIsBetter) ? "up" : "down");
       const before = tile.percentage ? fmt.percentage(kpi.previous) : fmt.number(kpi.previous, tile.unit);
       previous.replaceChildren(`previous ${before} · `, change);
     }

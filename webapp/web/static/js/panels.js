@@ -4,14 +4,15 @@
 
 /**
  * The tiles: a KPI of GET /analytics/dashboard (value, previous period, change) or one of its figures;
- * `percent` for a fraction 0..1, `percentage` for a value already 0..100; an `optional` tile shows
- * once an answer holds its KPI.
+ * `percent` for a fraction 0..1, `percentage` for a value already 0..100; `signed` for a score of
+ * -1..1, whose change is shown as a difference (a percentage of a score near zero means nothing); an
+ * `optional` tile shows once an answer holds its KPI.
  */
 export const TILES = [
   { id: "tickets", label: "Tickets created", kpi: "ticket_count", unit: "tickets" },
   { id: "response", label: "Avg first response", kpi: "avg_response_time", unit: "hours", lowerIsBetter: true },
   { id: "resolution", label: "Avg resolution", kpi: "avg_resolution_time", unit: "hours", lowerIsBetter: true },
-  { id: "sentiment", label: "Avg sentiment", kpi: "avg_sentiment_score", unit: "score" },
+  { id: "sentiment", label: "Avg sentiment", kpi: "avg_sentiment_score", unit: "score", signed: true },
   { id: "backlog", label: "Open backlog", unit: "tickets", value: (d) => d.backlog.count,
     note: "created in the range, open, pending or on hold now" },
   { id: "sla-first", label: "First-response SLA", percent: true,

@@ -30,6 +30,25 @@ export function today(zone = undefined) {
   }
 }
 
+/** What is wrong with the range the URL names (a period that is none, a date that is none, an end
+ * before its start), in the explorer's words; null when it names a range or none at all. */
+export function urlRangeProblem() {
+  const params = new URLSearchParams(location.search);
+  const period = params.get("period");
+  if (period !== null && !PERIODS.includes(period)) {
+    return `"Period" (${period}) is not one of ${PERIODS.join(", ")}`;
+  }
+  if (!params.has("start") && !params.has("end")) return null;
+  for (const [name, label] of [["start", "From"], ["end", "To"]]) {
+    const text = params.get(name);
+    if (!validDate(text)) {
+      return text ? `"${label}" (${text}) is not a date (YYYY-MM-DD)` : `"${label}" needs a date (YYYY-MM-DD)`;
+    }
+  }
+  const [start, end] = [params.get("start"), params.get("end")];
+  return start > end ? `"From" (${start}) must be on or before "To" (${end})` : null;
+}
+
 export class Range {
   constructor({ period = "30d", start = "", end = "" } = {}) {
     this.custom = Boolean(start && end);

@@ -1,9 +1,12 @@
 // The explorer: any metric by granularity, range, filters, group-by, clock and percentiles, drawn as
 // a chart and a table, written as the curl line of the same request, and exported. The query lives
-// in the page's URL, so a view can be bookmarked and shared.
+// in the page's URL, so a view can be bookmarked and shared; each query run is a step of the
+// browser's history (Back shows the one before). A filter is kept as a query string writes it
+// (`"returns, damaged",billing`) and sent in a JSON body as the list it reads as.
 import { latestOnly } from "../api.js";
 import { LineChart } from "../charts.js";
 import { h, setText, showError } from "../dom.js";
+import { bodyFilter, parseValues, writeValues } from "../filters.js";
 import * as fmt from "../format.js";
 import { Jobs, bindExport } from "../jobs.js";
 import { addDays, today, validDate } from "../range.js";
@@ -31,7 +34,8 @@ function stateFromUrl(spec, zone) {
     filters: {},
   };
   for (const dimension of spec.dimensions) {
-    if (params.get(dimension)) state.filters[dimension] = params.get(dimension);
+    const values = parseValues(params.get(dimension) || "");
+    if (values.length) state.filters[dimension] = writeValues(values);
   }
   return state;
 }
@@ -63,6 +67,11 @@ function percentileList(text) {
   return text.split(",").map((p) => p.trim()).filter(Boolean).map(Number);
 }
 
+/** The filters of `state` as a JSON body takes them: lists of values. */
+function bodyFilters(filters) {
+  return Object.fromEntries(Object.entries(filters).map(([name, text]) => [name, bodyFilter(parseValues(text))]));
+}
+
 /** The API request for `state`: GET time-series, or POST aggregations for group-by and percentiles. */
 function buildRequest(state, spec) {
   const end = addDays(state.end, 1);
@@ -74,14 +83,15 @@ function buildRequest(state, spec) {
       query: { granularity: state.granularity, start: state.start, end, ...clock, ...state.filters },
       dataset: "time-series",
       exportQuery: {
-        metric: state.metric, granularity: state.granularity, start: state.start, end, filters: state.filters, ...clock,
+        metric: state.metric, granularity: state.granularity, start: state.start, end,
+        filters: bodyFilters(state.filters), ...clock,
       },
     };
   }
   const body = {
     metrics: [state.metric],
     group_by: state.group_by ? [state.group_by] : [],
-    filters: state.filters,
+    filters: bodyFilters(state.filters),
     start: state.start,
     end,
     granularity: state.granularity,
@@ -199,8 +209,8 @@ function buildForm(form, spec) {
       }
     } else {
       group.append(h("input", {
-        type: "text", name: `f-${dimension}`, placeholder: "comma-separated", size: 14,
-        "aria-label": `${dimension} filter`,
+        type: "text", name: `f-${dimension}`, placeholder: 'a, b, "c, d"', size: 14,
+        "aria-label": `${dimension} filter`, "aria-describedby": "filters-hint",
       }));
     }
     fieldset.append(group);
@@ -212,7 +222,7 @@ function showState(form, state, spec) {
     form[name].value = state[name];
   }
   for (const dimension of spec.dimensions) {
-    const chosen = (state.filters[dimension] || "").split(",").filter(Boolean);
+    const chosen = parseValues(state.filters[dimension] || "").map(String);
     for (const input of form.querySelectorAll(`[name="f-${dimension}"]`)) {
       if (input.type === "checkbox") input.checked = chosen.includes(input.value);
       else input.value = state.filters[dimension] || "";
@@ -228,9 +238,9 @@ function readState(form, spec) {
   state.filters = {};
   for (const dimension of spec.dimensions) {
     const inputs = [...form.querySelectorAll(`[name="f-${dimension}"]`)];
-    const values = inputs.filter((i) => i.type !== "checkbox" || i.checked).map((i) => i.value.trim())
-      .filter(Boolean);
-    if (values.length) state.filters[dimension] = values.join(",");
+    // A checkbox is one value as it stands; a box is a list as a query string writes one.
+    const values = inputs.flatMap((i) => (i.type === "checkbox" ? (i.checked ? [i.value] : []) : parseValues(i.value)));
+    if (values.length) state.filters[dimension] = writeValues(values);
   }
   return state;
 }
@@ -299,13 +309,25 @@ async function main() {
     }
   };
   const rerun = debounce(run, RERUN_AFTER_MS);
-  form.addEventListener("change", () => {
+  // A query run from the form is a step of the history; Enter in a box runs it too (submit).
+  const query = () => {
     state = readState(form, spec);
     // A range that is none is said, not written into the URL: the URL keeps the last query shown.
-    if (!rangeProblem(state)) history.replaceState(null, "", stateToSearch(state));
+    const search = stateToSearch(state);
+    if (!rangeProblem(state) && search !== location.search) history.pushState(null, "", search);
+    run();
+  };
+  form.addEventListener("change", query);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    query();
+  });
+  // Back and Forward: the controls and results of the query of that step.
+  window.addEventListener("popstate", () => {
+    state = stateFromUrl(spec, page.session.user?.timezone);
+    showState(form, state, spec);
     run();
   });
-  form.addEventListener("submit", (event) => event.preventDefault());
   page.live.on("metric_update", (message) => {
     if ((message.data.metrics || []).includes(state.metric)) rerun();
   });

@@ -3,7 +3,7 @@
 import { latestOnly } from "../api.js";
 import { showError, setText } from "../dom.js";
 import { OverviewView } from "../overview-view.js";
-import { Range, bindRangeForm } from "../range.js";
+import { Range, bindRangeForm, urlRangeProblem } from "../range.js";
 import { debounce, startPage } from "../shell.js";
 import { Spec } from "../spec.js";
 
@@ -27,6 +27,9 @@ async function main() {
   const page = await startPage("overview");
   if (!page) return;
   let range = Range.fromUrl();
+  // A range the URL gets wrong is said, as the explorer says it, rather than another range shown
+  // under that URL; a range chosen in the form is always one.
+  let problem = urlRangeProblem();
   const view = new OverviewView(
     { tiles: document.getElementById("tiles"), panels: document.getElementById("panels") },
     apiSource(page.api),
@@ -39,6 +42,14 @@ async function main() {
   const begin = latestOnly();
   const draw = async () => {
     const current = begin();
+    if (problem) {
+      // Nothing asked, and no figures of another range left under the error.
+      showError(problem);
+      setText(document.getElementById("range-note"), "");
+      await view.clear(`No data: ${problem}`);
+      document.body.dataset.refused = String(Number(document.body.dataset.refused || 0) + 1);
+      return;
+    }
     try {
       const dashboard = await view.load(range, current);
       if (!dashboard) return;
@@ -56,11 +67,13 @@ async function main() {
   // Each range chosen is a step of the browser's history: Back shows the range before it.
   const showRange = bindRangeForm(document.getElementById("range"), range, (next) => {
     range = next;
+    problem = null;
     history.pushState(null, "", range.search());
     draw();
   });
   window.addEventListener("popstate", () => {
     range = Range.fromUrl();
+    problem = urlRangeProblem();
     showRange(range);
     draw();
   });
