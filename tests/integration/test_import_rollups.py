@@ -298,13 +298,16 @@ def test_imports_add_exactly_what_a_build_from_raw_events_writes(
         cells_before = len(rollup_cells.answered(session, history.org_id))
     assert len(before) == 1
 
-    for batch in (_rows(rng, 300), _rows(rng, 250), _rows(rng, 80, near=DST[1])):
+    batches = (_rows(rng, 300), _rows(rng, 250), _rows(rng, 80, near=DST[1]))
+    for number, batch in enumerate(batches, start=1):
         with history.session() as session:
             report = history.import_rows(session, batch)
             session.commit()
             assert report.imported == len(batch)
             assert rollup_cells.marked(session, history.org_id) == before
-        history.assert_rollups_are_a_build(skip_dirty=True)
+        # After the first import and after the last (the whole comparison is the test's main cost).
+        if number in (1, len(batches)):
+            history.assert_rollups_are_a_build(skip_dirty=True)
 
     with history.session() as session:
         assert len(rollup_cells.answered(session, history.org_id)) > cells_before
