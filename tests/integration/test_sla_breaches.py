@@ -340,6 +340,41 @@ def test_imported_tickets_get_clocks_and_breaches(celery_worker, make_live_tenan
     assert set(breaches.values()) == {created + H, created + 4 * H}
 
 
+def test_an_import_of_old_open_tickets_pushes_a_few_late_breaches_per_sweep(
+    celery_worker, make_live_tenant, engine, sweep, live_app, services
+):
+    """Found from outside: 5,000 old open tickets imported pushed 1,250 sla_breach messages in 10 s
+    (the late cap held per batch of the sweep, not per sweep). Every breach is recorded; a sweep
+    pushes at most LATE_PUSHES late ones per organization, however many batches it takes."""
+    from webapp.clocks.tracking import BATCH, LATE_PUSHES
+
+    tenant = make_live_tenant()
+    created = (utcnow() - timedelta(days=30)).replace(microsecond=0)
+    count = 3 * BATCH  # several batches of the sweep; a first reply and a resolution breach each
+    rows = [
+        {
+            "subject": f"old {n}",
+            "priority": "low",
+            "created_at": (created + n * timedelta(minutes=3)).isoformat(),
+        }
+        for n in range(count)
+    ]
+    response = live_app.test_client().post(
+        "/api/v1/tickets/import",
+        data=json.dumps(rows),
+        headers={"Authorization": f"Bearer {tenant.agent.token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 202, response.get_json()
+    assert wait_for_job(tenant.viewer, response.get_json()["job_id"])["state"] == "succeeded"
+    results = [sweep(tenant.org_id)]
+    while len(_breaches(engine, tenant.org_id)) < 2 * count and len(results) < 5:
+        results.append(sweep(tenant.org_id))
+    assert len(_breaches(engine, tenant.org_id)) == 2 * count
+    assert results[0]["recorded"] > BATCH  # one sweep worked several batches
+    assert all(result["pushed"] <= LATE_PUSHES for result in results), results
+    assert len(_stream(services, tenant.org_id, "sla_breach")) == sum(r["pushed"] for r in results)
+
+
 def test_beat_records_a_breach_within_a_minute(celery_worker, make_live_tenant, engine, services, live_app):
     """A real beat process sends the sweep on its schedule: the breach is recorded soon after its instant."""
     import celeryconfig

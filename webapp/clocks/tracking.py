@@ -48,8 +48,9 @@ BATCH = 200
 # still running or its ticket unsolved (paused): the ticket waits past its target now. One of a
 # ticket solved long before it was found (a back-fill of history) is recorded but not pushed.
 PUSH_WINDOW = timedelta(minutes=10)
-# At most this many late breaches pushed per organization per sweep step (an import of old open
-# tickets records thousands at once; the sla_breached announcement refreshes pages anyway).
+# At most this many late breaches pushed per organization per sweep (all its steps: an import of
+# old open tickets records thousands, batch after batch; the sla_breached announcement refreshes
+# pages anyway).
 LATE_PUSHES = 50
 
 
@@ -90,10 +91,11 @@ class Batch:
     worked_ids: list[int] = field(default_factory=list)
     recorded: list[Recorded] = field(default_factory=list)
 
-    def to_push(self, now: datetime) -> list[Recorded]:
+    def to_push(self, now: datetime, late: Counter[int] | None = None) -> list[Recorded]:
         """The breaches that are news for live clients: fresh ones, and late ones of targets still
-        running or waiting (at most LATE_PUSHES per organization)."""
-        late: Counter[int] = Counter()
+        running or waiting, while the organization's count in `late` (the sweep's, shared by its
+        steps; this step's alone when not given) is under LATE_PUSHES."""
+        late = Counter() if late is None else late
         out = []
         for r in self.recorded:
             if now - (r.seen_at or r.breach_at) <= PUSH_WINDOW:

@@ -24,12 +24,13 @@ def record_breaches(org_ids: list[int] | None = None) -> dict[str, Any]:
     """Record due breaches first, then work off marked tickets; push fresh breaches as sla_breach."""
     deadline = time.monotonic() + BUDGET_SECONDS
     totals = {"worked": 0, "recorded": 0, "pushed": 0}
+    late_pushed: Counter[int] = Counter()  # per organization, for the whole sweep (LATE_PUSHES)
     for step in (tracking.sweep_due, tracking.sweep_pending):
         while time.monotonic() < deadline:
             now = utcnow()
             with session_scope() as session:
                 batch = step(session, now=now, org_ids=org_ids)
-            for breach in batch.to_push(now):
+            for breach in batch.to_push(now, late_pushed):
                 events.publish(get_redis(), breach.org_id, "sla_breach", breach.data())
                 totals["pushed"] += 1
             # Cached SLA answers are stale from the breach on: invalidated, and live pages told once.
