@@ -265,13 +265,18 @@ def test_without_redis_sign_in_still_works(client, tenant, limits, stoppable_red
 
 
 def test_a_flood_from_an_address_does_not_lock_out_the_users_who_signed_in_there(
-    client, tenant, limits, hashes
+    client, tenant, make_tenant, limits, hashes
 ):
     """The address's budget stops one client guessing across emails; an email that signed in from the
-    address before spends only its own budget there, so its user still signs in (and guesses at its
-    password stay within its email's five)."""
+    address before spends a second budget of it, which guesses at unknown emails cannot use up, so its
+    user still signs in; guesses at its password stay within its email's five; and known emails
+    together are held to that second budget (making emails known at most doubles an address's
+    guesses)."""
     known, unknown = tenant.users["viewer"], tenant.users["agent"]
-    assert _login(client, known["email"], known["password"], "10.7.7.7").status_code == 200
+    # Users of other organizations, with emails of their choosing, signed in once each.
+    others = [make_tenant(f"Known {n}").users["admin"] for n in range(2)]
+    for user in (known, *others):
+        assert _login(client, user["email"], user["password"], "10.7.7.7").status_code == 200
     codes = [_login(client, f"user{i}@nowhere.test", "guess", "10.7.7.7").status_code for i in range(14)]
     assert codes == [401] * 12 + [429] * 2
     assert _login(client, unknown["email"], unknown["password"], "10.7.7.7").status_code == 429
@@ -282,3 +287,10 @@ def test_a_flood_from_an_address_does_not_lock_out_the_users_who_signed_in_there
     assert len(hashes) == before + 5
     # Known at that address only: elsewhere it is one more email of the address's budget.
     assert limits.zscore(throttle.known_key("10.7.7.8"), throttle.email_digest(known["email"])) is None
+    # The known emails share the second budget: 12 failures in all, then 429 before any hash.
+    spent = 5  # the first known email's failures above
+    answers = [
+        _login(client, o["email"], f"nope-{i}", "10.7.7.7").status_code for o in others for i in range(5)
+    ]
+    assert answers.count(401) == 12 - spent
+    assert answers.count(429) == 10 - (12 - spent)

@@ -10,7 +10,8 @@ key, `...:pending`): failures and sign-ins in flight together stay within the li
 sent at once get no more guesses than passwords sent one after another. One that finds the budget
 taken only by sign-ins in flight waits for them (their outcome decides) rather than being refused;
 `settle` takes the mark back and counts a failure. An email that signed in from an address before
-spends only its own budget there (`known_here`). Failed refreshes are counted after the fact
+spends a second budget of that address, apart from the one guesses at other emails use up
+(`known_here`). Failed refreshes are counted after the fact
 (`check`, `record_failure`): a refresh token is not guessed, and a browser's tabs refresh at once.
 Without Redis the throttle is open: it protects capacity and guesses, the password still decides.
 """
@@ -136,20 +137,29 @@ def record_failure(keys: list[str]) -> None:
 
 
 def login_keys(email: str) -> dict[str, int]:
-    """The budgets a sign-in spends: its email's, and its client address's unless the email signed
-    in from that address before (`known_here`)."""
+    """The budgets a sign-in spends: its email's, and its client address's; an email that signed in
+    from that address before (`known_here`) spends the address's budget for known emails instead."""
     _, per_email, per_address = _limits(current_app.config)
-    keys = {email_key(email): per_email}
-    if not known_here(email):
-        keys[address_key(request.remote_addr)] = per_address
-    return keys
+    address = request.remote_addr
+    return {
+        email_key(email): per_email,
+        (known_address_key(address) if known_here(email) else address_key(address)): per_address,
+    }
+
+
+def known_address_key(address: str | None) -> str:
+    """The failures, from one address, of emails that signed in from it before."""
+    return PREFIX + "addr-known:" + (address or "unknown")
 
 
 # Emails that signed in from an address (`an:auth:known:<address>`, a sorted set of email digests by
-# the time of their last sign-in there): the address's budget is there to stop one client guessing
-# across many emails, and a user who signed in from it before is not that client. Such a user is
-# still held to their email's budget, so guesses at their password are no faster; and a flood of
-# guesses from behind a shared address (an office, a proxy) does not lock out its known users.
+# the time of their last sign-in there). The address's budget is there to stop one client guessing
+# across many emails; a user who signed in from it before is likely not that client, so their
+# sign-ins spend a second budget of the address, which guesses at unknown emails cannot use up: a
+# flood from behind a shared address (an office, a proxy) does not lock out its known users. Known
+# emails are still held to their own budget, and together to the second one (as large as the first),
+# so making emails known (a user of another organization given a victim's email, say) at most
+# doubles what one address may guess in a window.
 KNOWN_PREFIX = "an:auth:known:"
 KNOWN_SECONDS = 30 * 86400
 KNOWN_MAX = 1000  # emails remembered per address, the most recent kept
