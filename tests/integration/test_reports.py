@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import wait_for_job
 from tests.integration.webhook_receiver import Receiver
@@ -152,6 +153,28 @@ def test_missed_runs_collapse_into_one(celery_worker, make_live_tenant, receiver
     _tick(live_app, tenant.org_id, late)
     (got,) = receiver.wait_for(1)
     assert got.body["data"]["job_id"] == started[0]
+
+
+def test_a_schedule_saved_with_a_cron_now_refused_can_still_be_changed(
+    make_tenant, app, monkeypatch, db_session
+):
+    """Cron extensions were accepted before the rules tightened: such a schedule keeps its expression,
+    and a change of anything else is not refused for it; a new expression is checked."""
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", True)
+    tenant = make_tenant("Old cron", "UTC")
+    hook = tenant.admin.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/in"}).get_json()["id"]
+    created = _schedule(tenant.admin, hook)
+    db_session.execute(
+        text("UPDATE report_schedules SET cron = '0 9 L * *' WHERE id = :id"), {"id": created["id"]}
+    )
+    db_session.commit()
+    url = f"/api/v1/report-schedules/{created['id']}"
+    renamed = tenant.admin.patch(url, json={"name": "month end", "timezone": "Asia/Tokyo"})
+    assert renamed.status_code == 200, renamed.get_json()
+    assert (renamed.get_json()["cron"], renamed.get_json()["name"]) == ("0 9 L * *", "month end")
+    refused = tenant.admin.patch(url, json={"cron": "0 9 * * mon#2"})
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["details"]["field"] == "cron"
 
 
 def test_schedules_through_the_api(make_tenant, app, monkeypatch):

@@ -61,12 +61,16 @@ def as_dict(schedule: ReportSchedule, last_run: ReportRun | None = None) -> dict
     }
 
 
-def checked_timing(cron: str, timezone: str) -> tuple[str, str]:
-    """The cron expression (single-spaced) and the zone's canonical name; ReportError names the bad one."""
+def checked_timing(cron: str, timezone: str, *, check_cron: bool = True) -> tuple[str, str]:
+    """The cron expression (single-spaced) and the zone's canonical name; ReportError names the bad one.
+    Without `check_cron` the expression is a stored one, kept as it is (one saved before the rules
+    tightened still runs, and a change of anything else must not be refused for it)."""
     try:
         tz_name = zone(timezone).key
     except TimeError as exc:
         raise ReportError(str(exc), field="timezone") from exc
+    if not check_cron:
+        return cron, tz_name
     try:
         return check(cron), tz_name
     except CronError as exc:
@@ -128,7 +132,9 @@ def update_schedule(
 ) -> None:
     """Change the schedule and recompute its next run from `now`."""
     cron, tz_name = checked_timing(
-        fields.get("cron", schedule.cron), fields.get("timezone", schedule.timezone)
+        fields.get("cron", schedule.cron),
+        fields.get("timezone", schedule.timezone),
+        check_cron="cron" in fields,
     )
     if "webhook_id" in fields:
         schedule.webhook_id = _own_webhook(session, schedule.org_id, fields["webhook_id"])
