@@ -75,6 +75,21 @@ def test_identical_jobs_of_two_users_are_two_jobs_each_its_creators(tenant, db_s
     assert not db_session.get(Job, first["job_id"]).cancel_requested
 
 
+def test_the_organizations_own_jobs_stay_shared_by_whoever_asks(tenant, db_session):
+    """A snapshot is stored for the organization: an identical one queued by anyone (beat included,
+    which asks as no user) answers the request, as a refresh of its cache does."""
+    from webapp.core.vocabulary import JOB_KINDS
+    from webapp.jobs.submission import PERSONAL_KINDS, params_hash
+
+    assert PERSONAL_KINDS <= set(JOB_KINDS)
+    first = tenant.admin.post("/api/v1/analytics/snapshots", json=SNAPSHOT).get_json()
+    other_admin = tenant.admin.post("/api/v1/analytics/snapshots", json=SNAPSHOT).get_json()
+    assert (other_admin["job_id"], other_admin["deduplicated"]) == (first["job_id"], True)
+    job = db_session.get(Job, first["job_id"])
+    assert job.params_hash == params_hash("snapshot", job.params)  # what beat's submission looks up
+    assert job.params_hash == params_hash("snapshot", job.params, tenant.users["admin"]["id"])
+
+
 def test_creating_a_user_does_not_reveal_another_organizations_email(client, make_tenant):
     acme, other = make_tenant("Acme"), make_tenant("Other")
     taken = other.users["agent"]["email"]

@@ -51,12 +51,18 @@ class TooManyActive(RuntimeError):
         self.kind, self.active, self.cap = kind, active, cap
 
 
+# Jobs whose answer goes to the one who asked (an export's file and link, an aggregation's rows):
+# identical requests of two users are two jobs, so the one a user waits on is one they may cancel and
+# no one else but an admin may. The others' work is the organization's (a snapshot stored for it, its
+# cache refreshed) and is shared by whoever asks, beat included.
+PERSONAL_KINDS = frozenset({"export", "aggregation"})
+
+
 def params_hash(kind: str, params: dict[str, Any], user_id: int | None = None) -> str:
-    """Hash of the canonical form of a job's parameters and its creator: same request of the same user
-    (or of the platform, `user_id` None), same hash. Identical requests of two users are two jobs, so
-    the one a user waits on is one they may cancel and no one else but an admin may."""
+    """Hash of the canonical form of a job's parameters, and of its creator for PERSONAL_KINDS: same
+    request (of the same user, for those), same hash."""
     body: dict[str, Any] = {"kind": kind, "params": params}
-    if user_id is not None:
+    if user_id is not None and kind in PERSONAL_KINDS:
         body["user"] = user_id
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
