@@ -280,3 +280,65 @@ def test_stored_spans_give_the_sql_business_time_of_python(tenant, db_session):
     wednesdays = build(WeeklySchedule("Europe/Berlin", (Interval(2, 8 * 3600, 17 * 3600),)))
     expected = [int(wednesdays.open_before(to_us(t))) / 1e6 for t in instants]
     assert _sql_open_seconds(db_session, schedule["id"], instants) == expected
+
+
+def test_a_report_saved_as_its_schedule_is_deleted_keeps_the_schedule(make_live_tenant, base_app):
+    """A report being saved on a schedule holds the schedule's row until it commits; a deletion that
+    comes meanwhile waits, then finds the report and answers 409 (it used to delete the schedule
+    from under the report)."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from webapp.clocks import schedules as clocks
+    from webapp.core.timeutil import utcnow
+    from webapp.models import Webhook
+    from webapp.reports import schedules as reports
+
+    tenant = make_live_tenant("Race", "UTC")
+    made = _create(tenant.admin).get_json()
+    # Sessions on connections of their own (the app fixture's sessions share one).
+    engine = base_app.extensions["db_engine"]
+    saving, deleting = Session(bind=engine), Session(bind=engine)
+    try:
+        hook = Webhook(
+            org_id=tenant.org_id, url="https://hooks.example.com/in", secret="whsec_x", enabled=True
+        )
+        hook.consecutive_failures = 0
+        saving.add(hook)
+        saving.flush()
+        fields = {"name": "r", "cron": "0 7 * * *", "timezone": "UTC", "export": {}, "webhook_id": hook.id}
+        reports.create_schedule(
+            saving,
+            tenant.org_id,
+            fields,
+            export_params={"query": {"clock": "business", "schedule_id": made["id"]}},
+            created_by=None,
+            now=utcnow(),
+        )
+        outcome: list[BaseException | None] = []
+
+        def delete() -> None:
+            try:
+                clocks.delete_schedule(
+                    deleting, tenant.org_id, clocks.get_schedule(deleting, tenant.org_id, made["id"])
+                )
+                deleting.commit()
+                outcome.append(None)
+            except BaseException as exc:
+                deleting.rollback()
+                outcome.append(exc)
+
+        thread = threading.Thread(target=delete)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive(), ("the deletion did not wait for the report being saved", outcome)
+        saving.commit()
+        thread.join(10)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], clocks.ClockError), outcome
+        assert outcome[0].status == 409
+    finally:
+        saving.close()
+        deleting.close()
+    assert tenant.viewer.get(f"/api/v1/schedules/{made['id']}").status_code == 200

@@ -264,6 +264,9 @@ def delete_schedule(session: Session, org_id: int, schedule: Schedule) -> None:
     default of several (409 otherwise)."""
     lock_organization(session, org_id)
     session.refresh(schedule)
+    # The row itself, before looking for its users: a report being saved on it holds it (FOR KEY SHARE,
+    # reports.schedules) until it commits, and is then found below.
+    session.execute(select(Schedule.id).where(Schedule.id == schedule.id).with_for_update())
     used = session.scalar(select(SlaPolicy.org_id).where(SlaPolicy.schedule_id == schedule.id))
     if used is not None:
         raise ClockError(

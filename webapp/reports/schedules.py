@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import TimeError, zone
-from webapp.models import ReportRun, ReportSchedule, Webhook
+from webapp.models import ReportRun, ReportSchedule, Schedule, Webhook
 from webapp.models.base import MAX_ID
 from webapp.reports.cron import CronError, check, next_run
 
@@ -84,6 +84,22 @@ def _own_webhook(session: Session, org_id: int, webhook_id: int) -> int:
     return found
 
 
+def _hold_business_hours(session: Session, org_id: int, export_params: Mapping[str, Any]) -> None:
+    """Keep the business-hours schedule the export counts on (when it names one) until this transaction
+    commits: a deletion of it waits, then finds this report and refuses (clocks.delete_schedule). 404
+    when it was deleted since it was looked up."""
+    schedule_id = export_params.get("query", {}).get("schedule_id")
+    if schedule_id is None:
+        return
+    held = session.scalar(
+        select(Schedule.id)
+        .where(Schedule.id == schedule_id, Schedule.org_id == org_id)
+        .with_for_update(key_share=True)
+    )
+    if held is None:
+        raise ReportError(f"schedule {schedule_id} not found", field="export", status=404)
+
+
 def create_schedule(
     session: Session,
     org_id: int,
@@ -102,6 +118,7 @@ def create_schedule(
     if count >= MAX_SCHEDULES:
         raise ReportError(f"an organization has at most {MAX_SCHEDULES} report schedules", status=409)
     cron, tz_name = checked_timing(fields["cron"], fields["timezone"])
+    _hold_business_hours(session, org_id, export_params)
     schedule = ReportSchedule(
         org_id=org_id,
         name=fields["name"],
@@ -150,6 +167,7 @@ def update_schedule(
             status=409,
         )
     if export_params is not None:
+        _hold_business_hours(session, schedule.org_id, export_params)
         schedule.export = fields["export"]
         schedule.export_params = export_params
     schedule.cron, schedule.timezone = cron, tz_name
