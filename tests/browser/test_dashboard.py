@@ -222,6 +222,11 @@ def test_a_url_with_a_range_that_is_none(desktop, demo):
     page.wait_for_selector("body[data-loaded]")
     assert page.is_hidden("#error")
     assert page.inner_text("#range-note")
+    # The form's own fields in a URL (a submit without scripts, an old bookmark) are a range.
+    page.goto("/?period=custom&start=2026-10-01&end=2026-10-31")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_hidden("#error")
+    assert "2026-10-01" in page.inner_text("#range-note")
 
 
 def test_back_and_forward_step_through_the_ranges_chosen(desktop, demo):

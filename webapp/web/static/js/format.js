@@ -1,10 +1,14 @@
 // How numbers read on the page: one place, so tiles, tables and tooltips agree.
 
-// signDisplay "negative": a value that rounds to zero reads "0.0", never "-0.0" (a sign with no number).
-const integer = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0, signDisplay: "negative" });
-const decimal = new Intl.NumberFormat("en-US", {
-  minimumFractionDigits: 1, maximumFractionDigits: 2, signDisplay: "negative",
-});
+/** `format` with a value that rounds to zero read "0.0", never "-0.0" (a sign with no number). By
+ * hand rather than with signDisplay "negative", which browsers before 2023 refuse (a RangeError at
+ * load would break every page). */
+function unsignedZero(format) {
+  return { format: (value) => format.format(value).replace(/^-(0(\.0+)?)$/, "$1") };
+}
+
+const integer = unsignedZero(new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 }));
+const decimal = unsignedZero(new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 2 }));
 
 /** The sign of `value` as `decimal` shows it: "±" for one that rounds to zero. */
 function sign(value) {

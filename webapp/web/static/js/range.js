@@ -35,7 +35,8 @@ export function today(zone = undefined) {
 export function urlRangeProblem() {
   const params = new URLSearchParams(location.search);
   const period = params.get("period");
-  if (period !== null && !PERIODS.includes(period)) {
+  // "custom" is the form's own choice (a submit without scripts, an old bookmark): its dates decide.
+  if (period !== null && period !== "custom" && !PERIODS.includes(period)) {
     return `"Period" (${period}) is not one of ${PERIODS.join(", ")}`;
   }
   if (!params.has("start") && !params.has("end")) return null;
