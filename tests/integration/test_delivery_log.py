@@ -69,9 +69,10 @@ def test_a_stalled_attempt_does_not_overwrite_the_newer_attempts_delivery(make_t
     assert (first.number, second.number) == (1, 2)
     # The stalled first attempt fails late: no retry is scheduled over the newer claim, nothing counted.
     late = later + timedelta(seconds=2)
-    deliveries.record(
+    outcome = deliveries.record(
         db_session, first, transport.Answer(500, None, "203.0.113.7", 70_000), SETTINGS, now=late
     )
+    assert outcome == deliveries.SUPERSEDED  # so its worker schedules no retry
     (sending,) = deliveries.log_of(db_session, hook.id, limit=10)
     assert sending["state"] == "sending"
     assert [(a["number"], a["status_code"]) for a in sending["attempts"]] == [(1, 500), (2, None)]
@@ -83,6 +84,7 @@ def test_a_stalled_attempt_does_not_overwrite_the_newer_attempts_delivery(make_t
     assert done["state"] == "succeeded"
     assert [(a["number"], a["status_code"]) for a in done["attempts"]] == [(1, 500), (2, 200)]
     # A stalled success recorded after the delivery finished changes nothing but its own row.
-    deliveries.record(db_session, first, transport.Answer(200, None, "203.0.113.7", 10), SETTINGS, now=late)
+    late_success = transport.Answer(200, None, "203.0.113.7", 10)
+    assert deliveries.record(db_session, first, late_success, SETTINGS, now=late) == deliveries.SUPERSEDED
     (still,) = deliveries.log_of(db_session, hook.id, limit=10)
     assert (still["state"], still["attempts"][1]["status_code"]) == ("succeeded", 200)

@@ -195,7 +195,9 @@ def test_a_browser_opening_a_dead_link_gets_a_page_saying_why(client, app, tenan
     assert bad.status_code == 403
     assert bad.mimetype == "text/html"
     assert "frame-ancestors 'self'" in bad.headers["Content-Security-Policy"]
+    assert page.headers["Vary"] == "Accept"
     for accept in ({}, {"Accept": "*/*"}, {"Accept": "application/json"}):
         answer = client.get(f"/embed/{expired}", headers=accept)
         assert answer.status_code == 410
         assert answer.get_json()["error"]["code"] == "gone"
+        assert (answer.headers["Vary"], answer.headers["Cache-Control"]) == ("Accept", "no-store")

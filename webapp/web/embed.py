@@ -95,6 +95,8 @@ def page(token: str) -> Response:
         _args(("period", "granularity"))
     except ApiError as exc:
         if not _prefers_html():
+            # The same URL answers a browser with a page: a cache between must not mix the two.
+            exc.headers = {**exc.headers, "Vary": "Accept", "Cache-Control": "no-store"}
             raise
         return _error_page(token, exc)
     html = render_template("embed.html", page="embed", view=claims.view, metric=claims.metric)
@@ -115,6 +117,7 @@ def _error_page(token: str, error: ApiError) -> Response:
     html = render_template("embed_error.html", message=error.message)
     response = headers.page(html, frame_ancestors=ancestors or ("'self'",), referrer="no-referrer")
     response.status_code = error.status
+    response.headers["Vary"] = "Accept"
     return response
 
 

@@ -271,16 +271,18 @@ def record(
         )
     )
     if answer.ok:
-        if _finish(session, claimed.id, "succeeded", now, status=answer.status, number=claimed.number):
-            session.execute(
-                update(Webhook).where(Webhook.id == claimed.webhook_id).values(consecutive_failures=0)
-            )
+        if not _finish(session, claimed.id, "succeeded", now, status=answer.status, number=claimed.number):
+            session.commit()
+            return SUPERSEDED
+        session.execute(
+            update(Webhook).where(Webhook.id == claimed.webhook_id).values(consecutive_failures=0)
+        )
         session.commit()
         return Outcome("succeeded")
     error = answer.error or f"answered {answer.status}"
     if claimed.number <= len(settings.retry_delays):
         delay = settings.retry_delays[claimed.number - 1]
-        session.execute(
+        moved = session.execute(
             update(WebhookDelivery)
             .where(*_still_held(claimed))
             .values(
@@ -292,12 +294,19 @@ def record(
             )
         )
         session.commit()
-        return Outcome("pending", retry_in=delay)
-    disabled = False
-    if _finish(session, claimed.id, "failed", now, status=answer.status, error=error, number=claimed.number):
-        disabled = _count_failure(session, claimed.webhook_id, settings.max_failures, now)
+        return Outcome("pending", retry_in=delay) if moved.rowcount else SUPERSEDED
+    if not _finish(
+        session, claimed.id, "failed", now, status=answer.status, error=error, number=claimed.number
+    ):
+        session.commit()
+        return SUPERSEDED
+    disabled = _count_failure(session, claimed.webhook_id, settings.max_failures, now)
     session.commit()
     return Outcome("failed", disabled=disabled)
+
+
+# What a stalled attempt's record returns: its answer is logged, the delivery is a newer attempt's.
+SUPERSEDED = Outcome("superseded")
 
 
 def _still_held(claimed: Claimed) -> tuple[Any, ...]:
