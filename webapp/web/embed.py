@@ -92,7 +92,11 @@ def page(token: str) -> Response:
     the same status, inside the frame the link allows; any other client gets the JSON error."""
     try:
         claims = _claims(token)
-        _args(("period", "granularity"))
+        # What the page's reads would refuse, refused by the page itself (not a page of errors).
+        args = _args(("period", "granularity"))
+        _choice(args, "period", tuple(DASHBOARD_PERIODS), "30d")
+        if claims.view != "overview":
+            _choice(args, "granularity", embed_reads.GRANULARITIES, "daily")
     except ApiError as exc:
         if not _prefers_html():
             # The same URL answers a browser with a page: a cache between must not mix the two.
