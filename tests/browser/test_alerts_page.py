@@ -1,6 +1,6 @@
 """The alerts page in a real browser: rules with their state, a rule created in the page reaching the
 API, the form refusing what the API refuses in the API's words, a live `alert` moving a rule's state,
-what a viewer sees, both layouts."""
+a rule edited in place keeping its history, what a viewer sees, both layouts."""
 
 from __future__ import annotations
 
@@ -114,6 +114,17 @@ def _body(fields: dict[str, str]) -> dict[str, Any]:
     return body
 
 
+def _focused(page: Page) -> str:
+    """The focused element as `#rule-<id> <action>` or `form <name>`."""
+    return page.evaluate(
+        """() => {
+          const el = document.activeElement;
+          const rule = el.closest(".rule");
+          return rule ? `#${rule.id} ${el.dataset.action}` : `form ${el.name}`;
+        }"""
+    )
+
+
 def _posts_to_alerts(page: Page) -> list[str]:
     """The bodies of every POST /api/v1/alerts the page sends from now on."""
     sent: list[str] = []
@@ -176,6 +187,34 @@ def test_an_admin_creates_a_rule_in_the_page_and_the_api_has_it(desktop, fresh, 
     # A value holding a comma is shown quoted: one value never reads as two.
     assert 'category: billing, "returns, damaged"' in page.inner_text(f"{card} .rule-what")
     assert f"via websocket, webhook {hook['id']}" in page.inner_text(f"{card} .rule-meta")
+    # Edit opens the form on the rule as the API has it, a value holding a comma still one value.
+    page.click(f"{card} [data-action=edit]")
+    assert page.inner_text("#alert-form-title") == "Edit alert rule: Urgent surge"
+    assert page.inner_text("#alert-form button[type=submit]") == "Save changes"
+    assert _focused(page) == "form name"
+    prefilled = {"name": "Urgent surge", "condition": "change_pct", "direction": "up", "value": "50"}
+    prefilled |= {
+        "min_count": "3",
+        "filter-priority": "high,urgent",
+        "filter-category": 'billing,"returns, damaged"',
+    }
+    for name, value in prefilled.items():
+        assert page.input_value(f"#alert-form [name={name}]") == value, name
+    assert page.is_checked(f"#alert-webhooks input[value='{hook['id']}']")
+    assert page.is_checked("#alert-form [name=websocket]")
+    # Cancel: the form creates again, the focus back on the card.
+    page.click("#alert-form [data-role=cancel]")
+    assert page.inner_text("#alert-form-title") == "New alert rule"
+    assert page.is_hidden("#alert-form [data-role=cancel]")
+    assert _focused(page) == f"{card} edit"
+    # Saved unchanged, the rule reads back the same: what the form wrote back is what it read.
+    page.click(f"{card} [data-action=edit]")
+    page.click("#alert-form button[type=submit]")
+    page.wait_for_selector(f"#alert-form[data-saved='{rule_id}'][data-mode=create]")
+    again = _rules(web_server, fresh)[0]
+    assert {k: v for k, v in again.items() if k != "updated_at"} == {
+        k: v for k, v in rule.items() if k != "updated_at"
+    }
     # The form is ready for another rule; the new rule's history is empty.
     assert page.input_value("#alert-form [name=name]") == ""
     page.click(f"{card} .rule-actions button:text('History')")
@@ -314,6 +353,52 @@ def test_a_live_alert_moves_a_rules_state_without_a_reload(
     assert news.startswith(f"{RULE['name']} is firing"), news
     screenshot(page, "alerts")
 
+    # Edited in the page: the same rule (same id) with the new name and threshold, its history kept.
+    page.click(f"{card} [data-action=edit]")
+    assert page.input_value("#alert-form [name=value]") == "0"
+    page.fill("#alert-form [name=name]", "Many tickets this hour")
+    page.fill("#alert-form [name=value]", "5")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#alert-form[data-saved='{rule['id']}'][data-mode=create]")
+    status, edited = web_server.request("GET", f"/api/v1/alerts/{rule['id']}", fresh.users["viewer"]["token"])
+    assert status == 200, edited
+    assert (edited["name"], edited["condition"]) == ("Many tickets this hour", {"type": "above", "value": 5})
+    assert (edited["state"], edited["channels"], edited["filters"]) == ("firing", RULE["channels"], {})
+    status, kept = web_server.request(
+        "GET", f"/api/v1/alerts/{rule['id']}/events", fresh.users["viewer"]["token"]
+    )
+    assert kept["items"] == events["items"]
+    # The card is updated in place, and has the focus back.
+    assert page.locator("#rules .rule").count() == 1
+    assert page.inner_text(f"{card} h3") == "Many tickets this hour"
+    assert "above 5" in page.inner_text(f"{card} .rule-what")
+    assert _focused(page) == f"{card} edit"
+    assert page.evaluate("window.sameDocument") is True
+
+    # An edit the server refuses shows its message as it words it; Escape leaves the edit unsaved.
+    desktop.allowed.append("status of 400")
+    page.click(f"{card} [data-action=edit]")
+    page.fill("#alert-form [name=filter-priority]", "whenever")
+    page.click("#alert-form button[type=submit]")
+    page.wait_for_selector("#form-error:not([hidden])")
+    refused = {k: edited[k] for k in ("name", "metric", "granularity", "condition", "min_count", "channels")}
+    refused |= {"enabled": True, "filters": {"priority": ["whenever"]}}
+    status, answer = web_server.request(
+        "PATCH", f"/api/v1/alerts/{rule['id']}", fresh.users["admin"]["token"], refused
+    )
+    assert status == 400, answer
+    assert "unknown priority 'whenever'" in answer["error"]["message"]
+    assert page.inner_text("#form-error") == answer["error"]["message"]
+    assert page.get_attribute("#alert-form [name=filter-priority]", "aria-invalid") == "true"
+    page.keyboard.press("Escape")
+    assert page.get_attribute("#alert-form", "data-mode") == "create"
+    assert page.is_hidden("#form-error")
+    assert _focused(page) == f"{card} edit"
+    status, unchanged = web_server.request(
+        "GET", f"/api/v1/alerts/{rule['id']}", fresh.users["viewer"]["token"]
+    )
+    assert unchanged == edited
+
 
 def test_a_viewer_sees_the_rules_but_no_admin_actions(desktop, fresh, web_server):
     status, rule = web_server.request("POST", "/api/v1/alerts", fresh.users["admin"]["token"], RULE)
@@ -324,6 +409,7 @@ def test_a_viewer_sees_the_rules_but_no_admin_actions(desktop, fresh, web_server
         assert page.is_hidden("#alert-form")
         assert page.is_visible("#viewer-note")
         assert page.locator("[data-action]").count() == 0
+        assert page.get_by_role("button", name="Edit").count() == 0
         page.close()
 
 

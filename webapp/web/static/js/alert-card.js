@@ -1,5 +1,5 @@
 // One alert rule on the page: what it watches, its state (ok or firing), its history of transitions
-// on demand, and for admins the pause and delete actions. Every value goes in as text.
+// on demand, and for admins the edit, pause and delete actions. Every value goes in as text.
 import { h, setText } from "./dom.js";
 import { showValues } from "./filters.js";
 import * as fmt from "./format.js";
@@ -51,8 +51,9 @@ export class AlertCard {
   #rule;
   #historyOpen = false;
 
-  /** `admin`: the pause and delete buttons are shown; `onChange()` after a delete. */
-  constructor(rule, { api, admin, onChange }) {
+  /** `admin`: the edit, pause and delete buttons are shown; `onEdit(card)` on Edit; `onChange()` after
+   * a delete. */
+  constructor(rule, { api, admin, onEdit, onChange }) {
     this.api = api;
     this.onChange = onChange;
     this.state = h("span", { class: "state", role: "status" });
@@ -64,11 +65,13 @@ export class AlertCard {
     historyButton.addEventListener("click", () => this.#toggleHistory(historyButton));
     const actions = h("div", { class: "rule-actions" }, historyButton);
     if (admin) {
+      this.editButton = h("button", { type: "button", class: "secondary", dataset: { action: "edit" } }, "Edit");
+      this.editButton.addEventListener("click", () => onEdit?.(this));
       this.pause = h("button", { type: "button", class: "secondary", dataset: { action: "pause" } });
       this.pause.addEventListener("click", () => this.#setEnabled(!this.#rule.enabled));
       const remove = h("button", { type: "button", class: "danger", dataset: { action: "delete" } }, "Delete");
       remove.addEventListener("click", () => this.#remove(remove));
-      actions.append(this.pause, remove);
+      actions.append(this.editButton, this.pause, remove);
     }
     this.message = h("p", { class: "error", role: "alert", hidden: true });
     this.el = h("article", { class: "rule", id: `rule-${rule.id}`, dataset: { id: rule.id } },
@@ -78,6 +81,11 @@ export class AlertCard {
 
   get rule() {
     return this.#rule;
+  }
+
+  /** Focus back on the card after its edit (its Edit button, where the edit began). */
+  focus() {
+    this.editButton?.focus();
   }
 
   /** Show the rule as the API answers it. */

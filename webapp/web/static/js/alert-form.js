@@ -1,8 +1,8 @@
-// The form that creates an alert rule: its choices come from the API document (metrics,
+// The form that creates an alert rule, or edits one: its choices come from the API document (metrics,
 // granularities, condition types and directions), its body is checked against the document's
 // AlertCreate schema before it is sent, and the API's own refusal is shown as the API words it.
 import { h, setText } from "./dom.js";
-import { bodyFilter, parseValues } from "./filters.js";
+import { bodyFilter, boxValues, parseValues } from "./filters.js";
 import { message, problems, tagsOf } from "./schema-check.js";
 
 const BODY = "AlertCreate";
@@ -12,6 +12,11 @@ const CONDITION_FIELDS = {
   below: ["value"],
   change_pct: ["direction", "value"],
   anomaly: ["score", "baseline_periods"],
+};
+// The form's heading and button in each of its two modes.
+const MODES = {
+  create: { title: () => "New alert rule", submit: "Create rule" },
+  edit: { title: (rule) => `Edit alert rule: ${rule.name}`, submit: "Save changes" },
 };
 
 // Judged by the server alone: its document describes the filters' shape, but the values (and the
@@ -35,11 +40,19 @@ function numberOf(input) {
 }
 
 export class AlertForm {
-  /** `form` holds the inputs of alerts.html; `onSubmit(body)` sends a body that passed the check. */
-  constructor(form, spec, { onSubmit }) {
+  // The rule being edited, or null while the form creates one.
+  #editing = null;
+
+  /** `form` holds the inputs of alerts.html; `onSubmit(body)` sends a body that passed the check for a
+   * new rule, `onEdit(rule, body)` for the rule being edited; `onDone(rule)` when an edit is saved or
+   * cancelled (the rule it was on). */
+  constructor(form, spec, { onSubmit, onEdit, onDone }) {
     this.form = form;
     this.spec = spec;
+    this.onDone = onDone;
     this.error = form.querySelector("#form-error");
+    this.title = form.querySelector("#alert-form-title");
+    this.cancel = form.querySelector("[data-role=cancel]");
     const create = spec.schema(BODY);
     const condition = spec.resolve(create.properties.condition);
     this.#field("metric").replaceChildren(...spec.enumOf(create.properties.metric).map((m) => option(m)));
@@ -57,8 +70,14 @@ export class AlertForm {
     }
     this.#field("condition").addEventListener("change", () => this.#showConditionFields());
     this.#showConditionFields();
+    this.cancel.addEventListener("click", () => this.#finishEdit());
+    // Escape leaves an edit as Cancel does: the keyboard's way out of the form.
+    form.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.#editing) this.#finishEdit();
+    });
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      const editing = this.#editing;
       const body = this.body();
       const refused = checkRule(spec, body);
       if (refused) {
@@ -69,14 +88,21 @@ export class AlertForm {
       const button = form.querySelector("button[type=submit]");
       button.disabled = true;
       try {
-        await onSubmit(body);
-        form.reset();
-        this.#showConditionFields();
+        if (editing) {
+          await onEdit(editing, body);
+          this.#finishEdit();
+        } else {
+          await onSubmit(body);
+          this.#reset();
+        }
       } catch (error) {
         this.showError(error.message, error.details?.field);
       } finally {
         button.disabled = false;
       }
+      // Disabling the focused button dropped the focus out of the form: a refusal brings it back to
+      // the field named (or the button), where the keyboard goes on (and Escape leaves an edit).
+      if (!this.error.hidden) (this.form.querySelector("[aria-invalid=true]") || button).focus();
     });
   }
 
@@ -85,12 +111,79 @@ export class AlertForm {
     return this.form.elements.namedItem(name);
   }
 
-  /** Offer the organization's webhooks as channels beside the WebSocket. */
+  /** Offer the organization's webhooks as channels beside the WebSocket (a rule opened for editing
+   * before they arrived keeps its ticks). */
   setWebhooks(webhooks) {
     const list = this.form.querySelector("#alert-webhooks");
-    list.replaceChildren(...webhooks.map((hook) => h("label", {},
-      h("input", { type: "checkbox", name: "webhook", value: hook.id }),
-      hook.description || hook.url)));
+    const ticked = new Set([...list.querySelectorAll("input:checked")].map((box) => box.value));
+    list.replaceChildren(...webhooks.map((hook) => {
+      const box = h("input", { type: "checkbox", name: "webhook", value: hook.id });
+      // The property, not the attribute: a reset of the form unticks it.
+      box.checked = ticked.has(box.value);
+      return h("label", {}, box, hook.description || hook.url);
+    }));
+  }
+
+  /** The checkbox of webhook `id`; one of its own when the list lacks it (not read yet), so that a
+   * rule's channel is not dropped by saving its edit. */
+  #webhookBox(id) {
+    const list = this.form.querySelector("#alert-webhooks");
+    const found = list.querySelector(`input[value="${CSS.escape(String(id))}"]`);
+    if (found) return found;
+    const box = h("input", { type: "checkbox", name: "webhook", value: id });
+    list.append(h("label", {}, box, `webhook ${id}`));
+    return box;
+  }
+
+  /** Open `rule` in the form to be changed: every field as the rule has it, focus on its name. */
+  edit(rule) {
+    this.#reset();
+    this.#editing = rule;
+    this.#showMode("edit", rule);
+    this.#field("name").value = rule.name;
+    this.#field("metric").value = rule.metric;
+    this.#field("granularity").value = rule.granularity;
+    this.#field("condition").value = rule.condition.type;
+    for (const name of ["value", "direction", "score", "baseline_periods"]) {
+      if (rule.condition[name] !== undefined) this.#field(name).value = String(rule.condition[name]);
+    }
+    this.#showConditionFields();
+    this.#field("min_count").value = String(rule.min_count);
+    // Written as a box reads them: a value holding a comma stays one value.
+    for (const input of this.form.querySelectorAll("[data-dimension]")) {
+      input.value = boxValues(rule.filters?.[input.dataset.dimension] || []);
+    }
+    this.#field("websocket").checked = rule.channels.some((c) => c.type === "websocket");
+    for (const channel of rule.channels) {
+      if (channel.type === "webhook") this.#webhookBox(channel.webhook_id).checked = true;
+    }
+    this.#field("enabled").checked = rule.enabled;
+    this.form.scrollIntoView({ block: "nearest" });
+    this.#field("name").focus();
+  }
+
+  /** Back to creating a rule, telling `onDone` which rule the edit was on. */
+  #finishEdit() {
+    const rule = this.#editing;
+    this.#reset();
+    if (rule) this.onDone?.(rule);
+  }
+
+  /** An empty form that creates a rule. */
+  #reset() {
+    this.#editing = null;
+    this.form.reset();
+    this.showError(null);
+    this.#showConditionFields();
+    this.#showMode("create");
+  }
+
+  #showMode(mode, rule = null) {
+    const { title, submit } = MODES[mode];
+    setText(this.title, title(rule));
+    setText(this.form.querySelector("button[type=submit]"), submit);
+    this.cancel.hidden = mode !== "edit";
+    this.form.dataset.mode = mode;
   }
 
   #showConditionFields() {
@@ -131,7 +224,8 @@ export class AlertForm {
     };
     const minCount = numberOf(this.#field("min_count"));
     if (minCount !== undefined) body.min_count = minCount;
-    if (Object.keys(filters).length) body.filters = filters;
+    // An edit sends its filters even when none is left: emptied boxes clear the rule's filters.
+    if (Object.keys(filters).length || this.#editing) body.filters = filters;
     return body;
   }
 

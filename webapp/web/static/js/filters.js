@@ -57,6 +57,13 @@ export function writeValues(values) {
   return values.map(writeValue).join(",");
 }
 
+/** Values of an answer as a box holds them, to be read back by parseValues as the same values: the
+ * unassigned (null) bare, an assignee named null (the string "null") quoted, a value holding a comma
+ * quoted. */
+export function boxValues(values) {
+  return writeValues(values.map((v) => (v === null ? "null" : v === "null" ? new Quoted(v) : v)));
+}
+
 /** Values of an answer as the page shows them: one after the other, a value holding a comma quoted, as
  * is an assignee named null (the string "null"); the unassigned (null) as "(none)". */
 export function showValues(values) {

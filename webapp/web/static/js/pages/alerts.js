@@ -1,5 +1,5 @@
 // The alerts page: the organization's rules with their state, each one's history, live `alert`
-// messages moving a rule's state without a reload, and for admins the form that creates a rule.
+// messages moving a rule's state without a reload, and for admins the form that creates or edits a rule.
 import { latestOnly } from "../api.js";
 import { AlertCard } from "../alert-card.js";
 import { AlertForm } from "../alert-form.js";
@@ -16,6 +16,8 @@ const REREAD_MS = 30_000;
 class RuleList {
   #cards = new Map();
   #begin = latestOnly();
+  // `onEdit(card)`: an admin asked to edit the card's rule. Set once the form is made, after the list.
+  onEdit = null;
 
   constructor(root, { api, admin }) {
     this.root = root;
@@ -49,6 +51,7 @@ class RuleList {
     const made = new AlertCard(rule, {
       api: this.api,
       admin: this.admin,
+      onEdit: (card) => this.onEdit?.(card),
       onChange: () => {
         this.#cards.delete(rule.id);
         this.#empty();
@@ -106,7 +109,20 @@ async function main() {
         rules.add(rule).el.scrollIntoView({ block: "nearest" });
         formEl.dataset.created = String(rule.id);
       },
+      // The same rule changed in place: its id, and so its history, are kept.
+      onEdit: async (rule, body) => {
+        const changed = await page.api.request("PATCH", `/api/v1/alerts/${rule.id}`, { body });
+        rules.add(changed);
+        formEl.dataset.saved = String(changed.id);
+      },
+      onDone: (rule) => {
+        const card = rules.card(rule.id);
+        card?.el.scrollIntoView({ block: "nearest" });
+        card?.focus();
+      },
     });
+    // The list is made before the form (a viewer has none): its cards reach the form through it.
+    rules.onEdit = (card) => form.edit(card.rule);
     formEl.hidden = false;
     page.api.get("/api/v1/webhooks").then((answer) => form.setWebhooks(answer.items),
       (error) => form.showError(error.message));
