@@ -251,6 +251,40 @@ def test_cheap_bucket_check_agrees_with_counting(granularity):
                     check_bucket_count(granularity, start, end, tz, max_buckets=limit)
 
 
+@pytest.mark.parametrize("granularity", ["hourly", "daily", "weekly", "monthly", "quarterly", "yearly"])
+@pytest.mark.parametrize("zone_name", ["Pacific/Apia", "Australia/Lord_Howe", "Europe/Berlin"])
+def test_a_range_far_past_the_limit_is_refused_without_building_buckets(granularity, zone_name, monkeypatch):
+    """Refused from the longest a bucket can be, before any bound is built; and that bound never
+    refuses a range that fits (Apia skipped a whole day in 2011, its longest buckets)."""
+    from webapp.analytics import buckets
+    from webapp.analytics.buckets import check_bucket_count
+
+    tz = ZoneInfo(zone_name)
+    start = datetime(2011, 12, 1, tzinfo=tz)
+    for limit in (3, 50, 400):
+        for span in (timedelta(days=2), timedelta(days=60), timedelta(days=800)):
+            end = start + span
+            try:
+                count = len(make_buckets(granularity, start, end, tz, max_buckets=100_000).bounds) - 1
+            except BucketError:
+                continue
+            if count <= limit:
+                check_bucket_count(granularity, start, end, tz, max_buckets=limit)
+
+    def built(*args, **kwargs):
+        raise AssertionError("buckets were built for a range far past the limit")
+
+    if granularity not in ("hourly", "daily", "weekly"):
+        return  # 249 years of months, quarters or years are under the limit
+    monkeypatch.setattr(buckets, "make_buckets", built)
+    with pytest.raises(BucketError) as refused:
+        check_bucket_count(
+            granularity, datetime(1950, 1, 1, tzinfo=UTC), datetime(2199, 1, 1, tzinfo=UTC), tz
+        )
+    assert refused.value.details["limit"] == buckets.MAX_BUCKETS
+    assert refused.value.details["estimate"] > buckets.MAX_BUCKETS
+
+
 @pytest.mark.parametrize(
     ("tz", "start", "end"),
     [
