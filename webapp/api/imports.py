@@ -15,7 +15,7 @@ from pydantic import RootModel
 
 from webapp.api.plumbing.errors import ApiError
 from webapp.api.plumbing.idempotency import idempotent
-from webapp.api.plumbing.jobs_submit import submit_job
+from webapp.api.plumbing.jobs_submit import refuse_if_full, submit_job
 from webapp.api.plumbing.organization import current_organization
 from webapp.api.plumbing.spec import check_json_text, document
 from webapp.api.schemas.common import JobAccepted
@@ -94,6 +94,7 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
 def create() -> tuple[Response, int, dict[str, str]]:
     """Store the parsed rows with an import job and answer 202 with where to poll it."""
     fmt = _format()
+    refuse_if_full("import")  # before the body is read, parsed and checked
     body = _body(current_app.config["IMPORT_MAX_BYTES"])
     rows = _rows(body, fmt, current_app.config["IMPORT_MAX_ROWS"])
     # A write: every send imports its rows (a retry that must not is what Idempotency-Key is for).

@@ -58,6 +58,30 @@ def _within_worker_time(org_id: int) -> None:
     )
 
 
+def _too_many(kind: str, active: int, cap: int, cause: Exception | None = None) -> ApiError:
+    message = str(cause) if cause is not None else str(job_domain.TooManyActive(kind, active, cap))
+    return ApiError(
+        429,
+        message,
+        code="too_many_active_jobs",
+        details={"kind": kind, "limit": cap, "active": active, "retry_after": CAP_RETRY_AFTER},
+        headers={"Retry-After": str(CAP_RETRY_AFTER)},
+    )
+
+
+def refuse_if_full(kind: str) -> None:
+    """429 at once while the organization has its cap of active `kind` jobs, or has spent its worker
+    time: a cheap look (one count, no lock) before a costly body is read and checked (an import of
+    10,000 rows was parsed and validated for 0.6 to 0.9 s before its 429). The submission counts again
+    under its lock."""
+    principal = current_principal()
+    _within_worker_time(principal.org_id)
+    cap = active_cap(kind)
+    active = job_domain.count_active(get_session(), principal.org_id, kind)
+    if active >= cap:
+        raise _too_many(kind, active, cap)
+
+
 def submit_job(
     kind: str, params: dict[str, Any], *, dedup: bool = True
 ) -> tuple[Response, int, dict[str, str]]:
@@ -85,13 +109,7 @@ def submit_job(
             redis_answered=redis_answered(),
         )
     except job_domain.TooManyActive as exc:
-        raise ApiError(
-            429,
-            str(exc),
-            code="too_many_active_jobs",
-            details={"kind": kind, "limit": exc.cap, "active": exc.active, "retry_after": CAP_RETRY_AFTER},
-            headers={"Retry-After": str(CAP_RETRY_AFTER)},
-        ) from exc
+        raise _too_many(kind, exc.active, exc.cap, exc) from exc
     except job_domain.BrokerUnavailable as exc:
         forget_answer()  # the job was failed: a retry with the key submits again
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from exc
