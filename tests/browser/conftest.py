@@ -165,7 +165,7 @@ def assert_table_scrolls_sideways(page: Page, wrap: str, width: int = NARROWEST)
     reaches (a named, focusable region) and moves with the arrow keys."""
     page.set_viewport_size({"width": width, "height": PHONE["height"]})
     # The charts follow the new width on the resize event's next frame: wait for the page to settle.
-    page.wait_for_function(f"document.documentElement.scrollWidth <= {width}", timeout=5000)
+    page.wait_for_function(f"() => document.documentElement.scrollWidth <= {width}", timeout=5000)
     region = page.locator(wrap)
     assert region.get_attribute("role") == "region"
     assert region.get_attribute("aria-label")
