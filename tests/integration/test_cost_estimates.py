@@ -106,6 +106,20 @@ def test_free_text_groups_are_checked_once_known_before_any_row_is_built(tenant,
     assert error["details"]["estimate"] == 4 * 30 * statistics
 
 
+def test_an_aggregation_past_the_row_limit_is_too_costly_naming_estimate_and_limit(tenant, monkeypatch):
+    """Within the cell limit but past the rows one answer may hold: the same too_costly refusal, naming
+    the row count and the limit (it was a bad_request naming neither)."""
+    from webapp.analytics import aggregations
+
+    for category in ("a", "b", "c"):
+        assert tenant.agent.post("/api/v1/tickets", json={"category": category}).status_code == 201
+    monkeypatch.setattr(aggregations, "MAX_ROWS", 50)
+    body = {"metrics": ["ticket_count"], "group_by": ["category"], "granularity": "daily"}
+    error = _too_costly(tenant.viewer.post(AGG, json=body))
+    assert (error["details"]["estimate"], error["details"]["limit"]) == (3 * 30, 50)
+    assert error["details"]["field"] == "group_by"
+
+
 def test_rows_only_the_data_knows_are_checked_once_known(tenant, app, monkeypatch, redis_client):
     """Performance grouped by assignee, a distribution of assignees and the agents report grow with the
     organization's agents: past the limit, 400 naming the estimate; the answer is not cached, the

@@ -21,7 +21,7 @@ from webapp.analytics.metrics import DEFAULT_PERCENTILES, METRICS, families_of
 from webapp.analytics.planner import grain_for
 from webapp.analytics.rollups import floor_hour
 from webapp.analytics.sql import filter_sql
-from webapp.analytics.window import QueryError, Window
+from webapp.analytics.window import Window
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
 
@@ -171,11 +171,21 @@ def run_aggregation(
         cost.Estimate(len(groups), len(indexes), estimate.statistics, estimate.metrics).check(
             max_cells, field="group_by"
         )
-    if len(groups) * len(indexes) > MAX_ROWS:
-        raise QueryError(
-            f"the answer would hold more than {MAX_ROWS} rows; use fewer group_by fields, "
-            "a coarser granularity or a narrower range",
+    rows = len(groups) * len(indexes)
+    if rows > MAX_ROWS:
+        # Refused as the cell limit is (too_costly, naming the estimate and the limit).
+        raise cost.TooCostly(
+            f"the answer would hold {rows:,} rows ({len(groups)} groups x {len(indexes)} buckets), more "
+            f"than the limit of {MAX_ROWS:,} rows; use fewer group_by fields, a coarser granularity or a "
+            "narrower range",
             "group_by",
+            {
+                "estimate": rows,
+                "limit": MAX_ROWS,
+                "groups": len(groups),
+                "buckets": len(indexes),
+                "unit": "rows",
+            },
         )
 
     ordered = sorted(groups, key=_sort_key)
