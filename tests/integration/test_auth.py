@@ -268,6 +268,36 @@ def _refresh(client, refresh_token: str):
     return client.post("/api/v1/auth/refresh", headers=_bearer(refresh_token))
 
 
+def test_a_refresh_token_may_come_in_a_json_body(app, client, tenant, monkeypatch):
+    """The contract says only "(refresh token)": sent as the bearer token or, with no Authorization
+    header, as {"refresh_token": ...}, it is the same exchange (and the same reuse rules)."""
+    monkeypatch.setitem(app.config, "REFRESH_REUSE_GRACE_SECONDS", 0)
+    first = _login(client, tenant.users["agent"])
+    second = client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200, second.get_json()
+    assert _call(client, second.get_json()["access_token"]).status_code == 200
+    # Used up, whichever way it came.
+    again = client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert again.status_code == 401
+    assert "already used" in again.get_json()["error"]["message"]
+    # A header, when sent, is the token; a body that is no such object is no token.
+    other = _login(client, tenant.users["viewer"])
+    both = client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": "not.a.jwt"}, headers=_bearer(other["refresh_token"])
+    )
+    assert both.status_code == 200
+    for body in (
+        {"refresh_token": "not.a.jwt"},
+        {"refresh_token": 7},
+        ["x"],
+        {"token": other["refresh_token"]},
+    ):
+        refused = client.post("/api/v1/auth/refresh", json=body)
+        assert refused.status_code == 401, body
+    too_big = client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 5000})
+    assert too_big.status_code == 413
+
+
 def test_refresh_rotates_and_a_reused_refresh_token_revokes_its_whole_family(
     app, client, tenant, monkeypatch
 ):

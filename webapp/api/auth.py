@@ -44,7 +44,8 @@ def login() -> Response:
 
 @bp.post("/refresh")
 @document(
-    "Exchange a refresh token (as the bearer token) for a new access token and a new refresh token; "
+    "Exchange a refresh token (as the bearer token, or without an Authorization header as "
+    '{"refresh_token": "..."} in a JSON body) for a new access token and a new refresh token; '
     "the one sent is used up: sent again within REFRESH_REUSE_GRACE_SECONDS (10) of its use, a "
     "client's concurrent or retried refresh, it is answered with the same new refresh token and a "
     "new access token of the same login; sent again later, it revokes every token of its login",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import threading
 import time
 import uuid
@@ -116,9 +118,46 @@ def any_case_bearer(wsgi_app: Any) -> Any:
     return app
 
 
+REFRESH_PATH = "/api/v1/auth/refresh"
+
+
+def refresh_token_in_body(wsgi_app: Any, max_bytes: int) -> Any:
+    """The WSGI app `wsgi_app` taking a refresh request's token from a JSON body `{"refresh_token":
+    ...}` when it sends no Authorization header (the contract says only "refresh token"; clients
+    send it either way): the token is then the bearer token every reader of the header sees. A body
+    over `max_bytes` (the route's limit, answered 413 by the app), or one that is not such an object,
+    is left as it came."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if (
+            environ.get("PATH_INFO") == REFRESH_PATH
+            and environ.get("REQUEST_METHOD") == "POST"
+            and not environ.get("HTTP_AUTHORIZATION")
+            and environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() == "application/json"
+        ):
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or -1)
+            except ValueError:
+                length = -1
+            if 0 < length <= max_bytes:
+                body = environ["wsgi.input"].read(length)
+                environ["wsgi.input"] = io.BytesIO(body)
+                try:
+                    token = json.loads(body).get("refresh_token")
+                except (ValueError, AttributeError):
+                    token = None
+                if isinstance(token, str) and token.isascii() and token.strip():
+                    environ["HTTP_AUTHORIZATION"] = "Bearer " + token.strip()
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def init_app(app: Flask) -> None:
     """Pin the algorithm, read the secret from config, and answer every JWT failure as JSON 401;
-    the bearer scheme is read in any case (any_case_bearer)."""
+    the bearer scheme is read in any case (any_case_bearer), a refresh token from the body too
+    (refresh_token_in_body)."""
+    app.wsgi_app = refresh_token_in_body(app.wsgi_app, app.config["AUTH_BODY_MAX_BYTES"])  # type: ignore[method-assign]
     app.wsgi_app = any_case_bearer(app.wsgi_app)  # type: ignore[method-assign]
     app.config.update(
         JWT_ALGORITHM=ALGORITHM,
