@@ -81,7 +81,10 @@ def create_org(name: str, tz: str) -> None:
 @click.option("--password", required=True)
 @click.option("--role", type=click.Choice(ROLES), default="viewer", show_default=True)
 def create_user(org_id: int, email: str, password: str, role: str) -> None:
-    """Create a user of an organization and print it as JSON."""
+    """Create a user of an organization and print it as JSON (the checks of POST /users)."""
+    problem = accounts.new_user_problem(email, password)
+    if problem is not None:
+        _fail(problem)
     with session_scope() as session:
         if session.get(Organization, org_id) is None:
             _fail(f"organization {org_id} does not exist")

@@ -89,3 +89,18 @@ def test_issue_token_with_org_is_of_that_organization(app, client, shared_email)
     assert pyjwt.decode(token.stdout.strip(), JWT_SECRET, algorithms=["HS256"])["org_id"] == other_org
     me = client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {token.stdout.strip()}"})
     assert me.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "message"),
+    [
+        ("short@acme.test", "x", "password must be 8 to 1024 characters"),
+        ("not an email", "long-enough-pass", "is not an email address"),
+    ],
+)
+def test_create_user_checks_what_post_users_checks(app, tenant, email, password, message):
+    result = _cli(app, "create-user", "--org", str(tenant.org_id), "--email", email, "--password", password)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    answer = tenant.admin.post("/api/v1/users", json={"email": email, "password": password})
+    assert answer.status_code == 400

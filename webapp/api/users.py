@@ -22,8 +22,8 @@ from webapp.security.passwords import hash_password
 
 
 class UserCreate(Strict):
-    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    password: str = Field(min_length=8, max_length=1024)
+    email: str = Field(min_length=3, max_length=accounts.EMAIL_MAX_LENGTH, pattern=accounts.EMAIL_PATTERN)
+    password: str = Field(min_length=accounts.PASSWORD_MIN_LENGTH, max_length=accounts.PASSWORD_MAX_LENGTH)
     role: Role = "viewer"
 
 

@@ -3,6 +3,7 @@ revocation on every request) refuses them from the next request on, at no cost t
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import redis
@@ -10,6 +11,21 @@ from sqlalchemy.orm import Session
 
 from webapp.models import User
 from webapp.security import families
+
+# What a new user's email and password must be, through the API and the CLI alike.
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+$"
+EMAIL_MAX_LENGTH = 320
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 1024
+
+
+def new_user_problem(email: str, password: str) -> str | None:
+    """Why `email` and `password` cannot be a new user's (None when they can)."""
+    if not re.fullmatch(EMAIL_PATTERN, email.strip()) or len(email.strip()) > EMAIL_MAX_LENGTH:
+        return f"email {email!r} is not an email address (name@domain)"
+    if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
+        return f"password must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters"
+    return None
 
 
 def disable_user(session: Session, client: redis.Redis, user: User, now: datetime) -> int:
