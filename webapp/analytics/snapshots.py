@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -90,40 +89,6 @@ def compute_snapshot(
     data["status"] = current.distribution(session, field="status", **window)["values"]
     # Under the SLA policy in force as the snapshot is computed, as the performance report counts it.
     data["sla"] = sla_compliance.report(session, now=utcnow(), **window)
-    return data
-
-
-def compute_and_store(
-    session: Session,
-    *,
-    org_id: int,
-    snapshot_type: str,
-    snapshot_date: date,
-    before_store: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """Compute the period's snapshot and store it (not committed), fresh only if it is.
-
-    The stored row, when there is one, is held (FOR UPDATE) from before the first read until the
-    caller commits: a write that lands meanwhile marks the row stale from its insert trigger, which
-    then waits for this transaction and marks the new row stale after it (its events were not read).
-    Without the hold that mark was overwritten by the new row's `stale = false`. `before_store` runs
-    between the reads and the write (the job's last checkpoint)."""
-    first, _ = snapshot_period(snapshot_type, snapshot_date)
-    session.execute(
-        select(AnalyticsSnapshot.org_id)
-        .where(
-            AnalyticsSnapshot.org_id == org_id,
-            AnalyticsSnapshot.snapshot_type == snapshot_type,
-            AnalyticsSnapshot.snapshot_date == first,
-        )
-        .with_for_update()
-    )
-    data = compute_snapshot(session, org_id=org_id, snapshot_type=snapshot_type, snapshot_date=snapshot_date)
-    if before_store is not None:
-        before_store()
-    upsert_snapshot(
-        session, org_id=org_id, snapshot_type=snapshot_type, snapshot_date=snapshot_date, data=data
-    )
     return data
 
 

@@ -23,16 +23,16 @@ def _compute(ctx: JobContext) -> dict[str, Any]:
         snapshot_type = ctx.params["snapshot_type"]
         day = date.fromisoformat(ctx.params["snapshot_date"])
         ctx.report(0.05)
-        # The last checkpoint (0.9) comes before writing: a cancel after it is too late.
-        data = snapshots.compute_and_store(
-            ctx.session,
-            org_id=ctx.job.org_id,
-            snapshot_type=snapshot_type,
-            snapshot_date=day,
-            before_store=lambda: ctx.report(0.9),
+        data = snapshots.compute_snapshot(
+            ctx.session, org_id=ctx.job.org_id, snapshot_type=snapshot_type, snapshot_date=day
         )
     except (KeyError, ValueError, LookupError) as exc:
         raise JobFailed(f"the snapshot cannot be computed: {exc}") from exc
+    # The last checkpoint before writing: a cancel after it is too late, and the row is complete.
+    ctx.report(0.9)
+    snapshots.upsert_snapshot(
+        ctx.session, org_id=ctx.job.org_id, snapshot_type=snapshot_type, snapshot_date=day, data=data
+    )
     ctx.session.commit()
     try:
         generations.bump(ctx.client, ctx.job.org_id, {"snapshots"})
