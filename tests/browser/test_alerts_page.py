@@ -356,6 +356,12 @@ def test_a_live_alert_moves_a_rules_state_without_a_reload(
     # Edited in the page: the same rule (same id) with the new name and threshold, its history kept.
     page.click(f"{card} [data-action=edit]")
     assert page.input_value("#alert-form [name=value]") == "0"
+    # Another admin pauses the rule while the form is open: the save sends only what the form
+    # changed, so the pause stays.
+    status, paused = web_server.request(
+        "PATCH", f"/api/v1/alerts/{rule['id']}", fresh.users["admin"]["token"], {"enabled": False}
+    )
+    assert status == 200, paused
     page.fill("#alert-form [name=name]", "Many tickets this hour")
     page.fill("#alert-form [name=value]", "5")
     page.keyboard.press("Enter")
@@ -363,6 +369,7 @@ def test_a_live_alert_moves_a_rules_state_without_a_reload(
     status, edited = web_server.request("GET", f"/api/v1/alerts/{rule['id']}", fresh.users["viewer"]["token"])
     assert status == 200, edited
     assert (edited["name"], edited["condition"]) == ("Many tickets this hour", {"type": "above", "value": 5})
+    assert edited["enabled"] is False
     assert (edited["state"], edited["channels"], edited["filters"]) == ("firing", RULE["channels"], {})
     status, kept = web_server.request(
         "GET", f"/api/v1/alerts/{rule['id']}/events", fresh.users["viewer"]["token"]
@@ -382,7 +389,7 @@ def test_a_live_alert_moves_a_rules_state_without_a_reload(
     page.click("#alert-form button[type=submit]")
     page.wait_for_selector("#form-error:not([hidden])")
     refused = {k: edited[k] for k in ("name", "metric", "granularity", "condition", "min_count", "channels")}
-    refused |= {"enabled": True, "filters": {"priority": ["whenever"]}}
+    refused |= {"enabled": False, "filters": {"priority": ["whenever"]}}
     status, answer = web_server.request(
         "PATCH", f"/api/v1/alerts/{rule['id']}", fresh.users["admin"]["token"], refused
     )

@@ -114,10 +114,16 @@ def test_an_aggregation_past_the_row_limit_is_too_costly_naming_estimate_and_lim
     for category in ("a", "b", "c"):
         assert tenant.agent.post("/api/v1/tickets", json={"category": category}).status_code == 201
     monkeypatch.setattr(aggregations, "MAX_ROWS", 50)
+    runs = []
+    real = aggregations.side_by_side.run
+    monkeypatch.setattr(aggregations.side_by_side, "run", lambda *a, **k: runs.append(1) or real(*a, **k))
     body = {"metrics": ["ticket_count"], "group_by": ["category"], "granularity": "daily"}
     error = _too_costly(tenant.viewer.post(AGG, json=body))
     assert (error["details"]["estimate"], error["details"]["limit"]) == (3 * 30, 50)
     assert error["details"]["field"] == "group_by"
+    # Refused again at a cache hit's cost (its limit is the rows', not the cells' setting).
+    assert _too_costly(tenant.viewer.post(AGG, json=body))["details"]["estimate"] == 3 * 30
+    assert len(runs) == 1
 
 
 def test_rows_only_the_data_knows_are_checked_once_known(tenant, app, monkeypatch, redis_client):

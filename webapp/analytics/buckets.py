@@ -239,10 +239,11 @@ _SHORTEST = {
 }
 
 
-# The longest a bucket of each granularity can be: a local day a zone skipped whole (Pacific/Apia's
-# 2011-12-30) joins its neighbour, and a change of the zone's offset can add up to a day more.
+# The longest a bucket of each granularity can be: an hour is at most 90 real minutes (Lord Howe's
+# fall-back), given room; a local day a zone skipped whole (Pacific/Apia's 2011-12-30) joins its
+# neighbour, and a change of the zone's offset can add up to a day more.
 _LONGEST = {
-    "hourly": timedelta(days=2),
+    "hourly": timedelta(hours=3),
     "daily": timedelta(days=3),
     "weekly": timedelta(days=9),
     "monthly": timedelta(days=33),

@@ -143,7 +143,9 @@ def read(
     try:
         value, meta = through(force)
         refused = meta.about.get(REFUSED)
-        if refused is not None and refused["details"].get("limit") != getattr(request, "max_cells", None):
+        # A refusal of rows (aggregations.MAX_ROWS, fixed) holds whatever the cell limit is.
+        judged_under = None if refused is None or refused["details"].get("unit") == "rows" else "cells"
+        if judged_under and refused["details"].get("limit") != getattr(request, "max_cells", None):
             # Refused under another limit (the setting changed): judged again under this one.
             value, meta = through(True)
             refused = meta.about.get(REFUSED)

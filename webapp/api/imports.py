@@ -94,8 +94,10 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
 def create() -> tuple[Response, int, dict[str, str]]:
     """Store the parsed rows with an import job and answer 202 with where to poll it."""
     fmt = _format()
-    refuse_if_full("import")  # before the body is read, parsed and checked
     body = _body(current_app.config["IMPORT_MAX_BYTES"])
+    # A full organization's import is refused before its rows are parsed and checked (the costly part;
+    # a 415 or 413 comes first: a retry would not help those).
+    refuse_if_full("import")
     rows = _rows(body, fmt, current_app.config["IMPORT_MAX_ROWS"])
     # A write: every send imports its rows (a retry that must not is what Idempotency-Key is for).
     return submit_job("import", {"format": fmt, "row_count": len(rows), "rows": rows}, dedup=False)

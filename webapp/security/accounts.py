@@ -21,7 +21,7 @@ PASSWORD_MAX_LENGTH = 1024
 
 def new_user_problem(email: str, password: str) -> str | None:
     """Why `email` and `password` cannot be a new user's (None when they can)."""
-    if not re.fullmatch(EMAIL_PATTERN, email.strip()) or len(email.strip()) > EMAIL_MAX_LENGTH:
+    if not re.fullmatch(EMAIL_PATTERN, email) or len(email) > EMAIL_MAX_LENGTH:
         return f"email {email!r} is not an email address (name@domain)"
     if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
         return f"password must be {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters"

@@ -71,7 +71,7 @@ def _too_many(kind: str, active: int, cap: int, cause: Exception | None = None) 
 
 def refuse_if_full(kind: str) -> None:
     """429 at once while the organization has its cap of active `kind` jobs, or has spent its worker
-    time: a cheap look (one count, no lock) before a costly body is read and checked (an import of
+    time: a cheap look (one count, no lock) before a costly body is parsed and checked (an import of
     10,000 rows was parsed and validated for 0.6 to 0.9 s before its 429). The submission counts again
     under its lock."""
     principal = current_principal()

@@ -109,9 +109,15 @@ async function main() {
         rules.add(rule).el.scrollIntoView({ block: "nearest" });
         formEl.dataset.created = String(rule.id);
       },
-      // The same rule changed in place: its id, and so its history, are kept.
+      // The same rule changed in place: its id, and so its history, are kept. Only the fields the
+      // form changed are sent, so a pause (or another admin's change) made while it was open stays.
       onEdit: async (rule, body) => {
-        const changed = await page.api.request("PATCH", `/api/v1/alerts/${rule.id}`, { body });
+        const changes = Object.fromEntries(
+          Object.entries(body).filter(([name, value]) => JSON.stringify(value) !== JSON.stringify(rule[name])),
+        );
+        const changed = Object.keys(changes).length
+          ? await page.api.request("PATCH", `/api/v1/alerts/${rule.id}`, { body: changes })
+          : await page.api.get(`/api/v1/alerts/${rule.id}`);
         rules.add(changed);
         formEl.dataset.saved = String(changed.id);
       },
