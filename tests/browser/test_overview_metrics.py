@@ -141,6 +141,8 @@ def test_the_csat_tile_is_the_share_of_good_ratings_against_the_period_before(
     previous, _ = _good_share(
         db_engine, fresh.org_id, datetime.fromisoformat(dashboard["previous_start"]), start
     )
-    assert previous is not None, "the seeded tickets were rated in the period before too"
     before = page.inner_text("#tile-csat .tile-previous").split()[1]
-    assert float(before) == pytest.approx(previous, abs=0.005)
+    if previous is None:  # no rating fell in the period before (the seed is random relative to now)
+        assert before == "\N{EN DASH}", page.inner_text("#tile-csat .tile-previous")
+    else:
+        assert float(before) == pytest.approx(previous, abs=0.005)

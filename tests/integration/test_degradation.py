@@ -44,10 +44,17 @@ def test_redis_down_then_back(live_app, make_live_tenant, stoppable_redis, servi
 
     assert tenant.admin.get("/api/v1/health").get_json()["redis"]["ok"] is True
     first = tenant.viewer.get("/api/v1/analytics/time-series/ticket_count?granularity=daily").get_json()
-    second = tenant.viewer.get("/api/v1/analytics/time-series/ticket_count?granularity=daily").get_json()
     assert first["meta"]["cache"] == "miss"
-    assert second["meta"]["cache"] == "hit"
-    assert second["summary"]["total_count"] == 2
+    # Cached again: a hit soon (the invalidations held back while Redis was away may land between
+    # two reads first and make the next one a miss once more), and the same answer.
+    deadline = time.monotonic() + 10
+    while True:
+        again = tenant.viewer.get("/api/v1/analytics/time-series/ticket_count?granularity=daily").get_json()
+        assert again["summary"]["total_count"] == 2
+        if again["meta"]["cache"] == "hit":
+            break
+        assert time.monotonic() < deadline, again["meta"]
+        time.sleep(0.2)
 
 
 def test_a_change_made_while_redis_was_away_is_not_hidden_by_answers_cached_before(
