@@ -28,6 +28,21 @@ def _tickets(tenant, **counts: int) -> None:
             assert created.status_code == 201
 
 
+def _expired_link(app, tenant, frame_ancestors=()) -> str:
+    """An overview link of `tenant` signed by this server, expired a second ago."""
+    with app.test_request_context():
+        return embed_links.sign(
+            embed_links.EmbedClaims(
+                org_id=tenant.org_id,
+                view="overview",
+                metric=None,
+                filters={},
+                frame_ancestors=frame_ancestors,
+                expires_at=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
+
+
 def test_only_admins_make_links(tenant):
     for role in ("viewer", "agent"):
         assert tenant.apis[role].post("/api/v1/embed-tokens", json=BODY).status_code == 403
@@ -152,17 +167,8 @@ def test_tampered_expired_and_foreign_tokens(client, tenant, app):
     assert client.get(f"/embed/{tampered}").status_code == 403
     assert client.get(f"/embed/{tampered}/api/dashboard").status_code == 403
     assert client.get("/embed/not-a-token/api/dashboard").status_code == 403
+    expired = _expired_link(app, tenant)
     with app.test_request_context():
-        expired = embed_links.sign(
-            embed_links.EmbedClaims(
-                org_id=tenant.org_id,
-                view="overview",
-                metric=None,
-                filters={},
-                frame_ancestors=(),
-                expires_at=datetime.now(UTC) - timedelta(seconds=1),
-            )
-        )
         # Another kind of signed token of this server (an export link) is no embed link.
         from webapp.security import signing
 
@@ -177,17 +183,7 @@ def test_a_browser_opening_a_dead_link_gets_a_page_saying_why(client, app, tenan
     """In an iframe a JSON error would show as raw text: a browser (asking for HTML first) gets a page
     with the same status and message, framable where the link allowed; other clients keep the JSON."""
     browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-    with app.test_request_context():
-        expired = embed_links.sign(
-            embed_links.EmbedClaims(
-                org_id=tenant.org_id,
-                view="overview",
-                metric=None,
-                filters={},
-                frame_ancestors=("https://intranet.example",),
-                expires_at=datetime.now(UTC) - timedelta(seconds=1),
-            )
-        )
+    expired = _expired_link(app, tenant, frame_ancestors=("https://intranet.example",))
     page = client.get(f"/embed/{expired}", headers=browser)
     assert page.status_code == 410
     assert page.mimetype == "text/html"

@@ -144,8 +144,8 @@ def read(
         value, meta = through(force)
         refused = meta.about.get(REFUSED)
         # A refusal of rows (aggregations.MAX_ROWS, fixed) holds whatever the cell limit is.
-        judged_under = None if refused is None or refused["details"].get("unit") == "rows" else "cells"
-        if judged_under and refused["details"].get("limit") != getattr(request, "max_cells", None):
+        of_cells = refused is not None and refused["details"].get("unit") != "rows"
+        if of_cells and refused["details"].get("limit") != getattr(request, "max_cells", None):
             # Refused under another limit (the setting changed): judged again under this one.
             value, meta = through(True)
             refused = meta.about.get(REFUSED)

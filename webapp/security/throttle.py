@@ -179,8 +179,8 @@ def known_here(email: str) -> bool:
 
 
 def remember_sign_in(email: str) -> None:
-    """`email` signed in from this request's client address: its later sign-ins there spend only the
-    email's budget (login_keys)."""
+    """`email` signed in from this request's client address: its later sign-ins there spend the
+    address's budget for known emails (login_keys)."""
     now = time.time()
     key = known_key(request.remote_addr)
     try:

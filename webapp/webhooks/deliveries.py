@@ -271,7 +271,7 @@ def record(
         )
     )
     if answer.ok:
-        if not _finish(session, claimed.id, "succeeded", now, status=answer.status, number=claimed.number):
+        if not _finish(session, claimed.id, "succeeded", now, status=answer.status, held_by=claimed):
             session.commit()
             return SUPERSEDED
         session.execute(
@@ -295,9 +295,7 @@ def record(
         )
         session.commit()
         return Outcome("pending", retry_in=delay) if moved.rowcount else SUPERSEDED
-    if not _finish(
-        session, claimed.id, "failed", now, status=answer.status, error=error, number=claimed.number
-    ):
+    if not _finish(session, claimed.id, "failed", now, status=answer.status, error=error, held_by=claimed):
         session.commit()
         return SUPERSEDED
     disabled = _count_failure(session, claimed.webhook_id, settings.max_failures, now)
@@ -328,12 +326,10 @@ def _finish(
     *,
     status: int | None = None,
     error: str | None = None,
-    number: int | None = None,
+    held_by: Claimed | None = None,
 ) -> bool:
-    """Finish the delivery (only while attempt `number`'s claim holds it, when given); whether it did."""
-    where = [WebhookDelivery.id == delivery_id]
-    if number is not None:
-        where += [WebhookDelivery.state == "sending", WebhookDelivery.attempts == number]
+    """Finish the delivery (only while the claim `held_by` holds it, when given); whether it did."""
+    where = _still_held(held_by) if held_by is not None else (WebhookDelivery.id == delivery_id,)
     result = session.execute(
         update(WebhookDelivery)
         .where(*where)

@@ -58,11 +58,11 @@ def _within_worker_time(org_id: int) -> None:
     )
 
 
-def _too_many(kind: str, active: int, cap: int, cause: Exception | None = None) -> ApiError:
-    message = str(cause) if cause is not None else str(job_domain.TooManyActive(kind, active, cap))
+def _too_many(refused: job_domain.TooManyActive) -> ApiError:
+    kind, active, cap = refused.kind, refused.active, refused.cap
     return ApiError(
         429,
-        message,
+        str(refused),
         code="too_many_active_jobs",
         details={"kind": kind, "limit": cap, "active": active, "retry_after": CAP_RETRY_AFTER},
         headers={"Retry-After": str(CAP_RETRY_AFTER)},
@@ -79,7 +79,7 @@ def refuse_if_full(kind: str) -> None:
     cap = active_cap(kind)
     active = job_domain.count_active(get_session(), principal.org_id, kind)
     if active >= cap:
-        raise _too_many(kind, active, cap)
+        raise _too_many(job_domain.TooManyActive(kind, active, cap))
 
 
 def submit_job(
@@ -109,7 +109,7 @@ def submit_job(
             redis_answered=redis_answered(),
         )
     except job_domain.TooManyActive as exc:
-        raise _too_many(kind, exc.active, exc.cap, exc) from exc
+        raise _too_many(exc) from exc
     except job_domain.BrokerUnavailable as exc:
         forget_answer()  # the job was failed: a retry with the key submits again
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from exc
