@@ -95,7 +95,10 @@ def test_an_organization_past_its_worker_time_gets_429_and_nothing_is_stored(
     assert error["code"] == "worker_time_budget"
     assert error["details"]["limit_seconds"] == 30.0
     assert error["details"]["spent_seconds"] >= 30.0
-    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    # Past the budget within the current window, its charge fades over the next one too: up to the
+    # rest of this window plus part of the next (62 s was seen when the charge fell right at a
+    # window's start), never more than two windows.
+    assert 1 <= int(refused.headers["Retry-After"]) <= 2 * worker_time.WINDOW_SECONDS
     assert error["details"]["retry_after"] == int(refused.headers["Retry-After"])
     # Every kind of job goes through the same budget.
     assert busy.agent.post("/api/v1/tickets/import", json=[{"subject": "one"}]).status_code == 429
