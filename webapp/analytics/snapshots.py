@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,14 @@ from webapp.models import AnalyticsSnapshot, Organization
 
 # Bumped whenever what a snapshot holds or how it is computed changes, so old rows can be told apart.
 DEFINITION_VERSION = 2
+# The definition_version of a first compute's placeholder row (see begin_compute): no snapshot yet.
+PLACEHOLDER_VERSION = 0
+# pg_advisory_xact_lock(WRITERS_LOCK_CLASS, org_id): "SNAP". Every write of ticket events takes it
+# shared as its trigger marks stale snapshots (migration 0034); begin_compute takes it exclusively.
+WRITERS_LOCK_CLASS = 0x534E4150
+# begin_compute asks for the writers' lock without queueing (a queued exclusive request would hold up
+# every new write of the organization behind a long import); past this long it queues.
+WRITERS_WAIT_SECONDS = 30.0
 PERCENTILES = (50, 95, 99)
 MEASURED = ("response_time", "resolution_time", "sentiment_score")
 # How far back a listing without a start goes, per snapshot type: a month, half a year, a year.
@@ -64,21 +73,65 @@ def requested_period(snapshot_type: str, snapshot_date: date, *, tz: str, now: d
     return first
 
 
-def compute_snapshot(
-    session: Session, *, org_id: int, snapshot_type: str, snapshot_date: date
-) -> dict[str, Any]:
-    """The KPIs of the org-local period (day, week from Monday, month) that holds `snapshot_date`."""
+def _period_instants(
+    session: Session, org_id: int, snapshot_type: str, snapshot_date: date
+) -> tuple[date, datetime, datetime, str]:
+    """The period's first local date, its bounds as instants, and the organization's zone."""
     org = session.get(Organization, org_id)
     if org is None:
         raise LookupError(f"organization {org_id} does not exist")
     tz = zone(org.timezone)
     first, after = snapshot_period(snapshot_type, snapshot_date)
-    start, end = local_midnight(first, tz), local_midnight(after, tz)
+    return first, local_midnight(first, tz), local_midnight(after, tz), tz.key
+
+
+def begin_compute(session: Session, *, org_id: int, snapshot_type: str, snapshot_date: date) -> None:
+    """Make the stored row of this period ready for a compute that starts after this returns, and commit.
+
+    Whatever the compute reads must not be stored as fresh if a write of events into the period lands
+    meanwhile. Every such write takes the organization's writers' lock shared as its trigger runs
+    (and holds it until it commits); taking it exclusively here waits until each write whose trigger
+    has run has committed, so the compute reads it. Then, still under the lock, the row's stale mark
+    is cleared (a first compute stores a placeholder, PLACEHOLDER_VERSION, that readers take for no
+    snapshot), so that the trigger of any later write marks it again: upsert_snapshot keeps that mark.
+    """
+    first, start, end, _ = _period_instants(session, org_id, snapshot_type, snapshot_date)
+    deadline = time.monotonic() + WRITERS_WAIT_SECONDS
+    lock = {"cls": WRITERS_LOCK_CLASS, "org": org_id}
+    while not session.scalar(text("SELECT pg_try_advisory_xact_lock(:cls, :org)"), lock):
+        if time.monotonic() >= deadline:
+            session.execute(text("SELECT pg_advisory_xact_lock(:cls, :org)"), lock)
+            break
+        time.sleep(0.05)
+    statement = insert(AnalyticsSnapshot).values(
+        org_id=org_id,
+        snapshot_type=snapshot_type,
+        snapshot_date=first,
+        data={},
+        definition_version=PLACEHOLDER_VERSION,
+        computed_at=func.now(),
+        period_start=start,
+        period_end=end,
+        stale=False,
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["org_id", "snapshot_type", "snapshot_date"], set_={"stale": False}
+        )
+    )
+    session.commit()
+
+
+def compute_snapshot(
+    session: Session, *, org_id: int, snapshot_type: str, snapshot_date: date
+) -> dict[str, Any]:
+    """The KPIs of the org-local period (day, week from Monday, month) that holds `snapshot_date`."""
+    first, start, end, tz_name = _period_instants(session, org_id, snapshot_type, snapshot_date)
     window = {"org_id": org_id, "start": start, "end": end, "filters": {}}
     data: dict[str, Any] = {
         "snapshot_type": snapshot_type,
         "snapshot_date": first.isoformat(),
-        "timezone": tz.key,
+        "timezone": tz_name,
         "start": start.isoformat(),
         "end": end.isoformat(),
         "ticket_count": queries.measure(session, metric="ticket_count", **window)["count"],
@@ -101,7 +154,10 @@ def upsert_snapshot(
     data: dict[str, Any],
     definition_version: int = DEFINITION_VERSION,
 ) -> None:
-    """Insert the snapshot, or replace the one of the same org, type and period: a rerun never duplicates."""
+    """Insert the snapshot, or replace the one of the same org, type and period: a rerun never duplicates.
+
+    A stored row keeps its stale mark: begin_compute cleared it before the compute read, so a mark
+    found here is a write the compute may have missed (beat asks for the period again)."""
     first, _ = snapshot_period(snapshot_type, snapshot_date)
     statement = insert(AnalyticsSnapshot).values(
         org_id=org_id,
@@ -122,7 +178,6 @@ def upsert_snapshot(
             "computed_at": statement.excluded.computed_at,
             "period_start": statement.excluded.period_start,
             "period_end": statement.excluded.period_end,
-            "stale": False,
         },
     )
     session.execute(statement)
@@ -169,6 +224,7 @@ def list_snapshots(
             AnalyticsSnapshot.snapshot_type == snapshot_type,
             AnalyticsSnapshot.snapshot_date >= start,
             AnalyticsSnapshot.snapshot_date < end,
+            AnalyticsSnapshot.definition_version != PLACEHOLDER_VERSION,
         )
         .order_by(AnalyticsSnapshot.snapshot_date)
     )

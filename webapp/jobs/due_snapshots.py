@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from webapp.analytics.periods import due_periods
-from webapp.analytics.snapshots import is_fresh, job_params, stale_snapshots
+from webapp.analytics.snapshots import PLACEHOLDER_VERSION, is_fresh, job_params, stale_snapshots
 from webapp.core.timeutil import TimeError, zone
 from webapp.jobs import submission as jobs
 from webapp.models import AnalyticsSnapshot, Organization
@@ -45,12 +45,14 @@ class Scheduled:
 
 
 def is_stored(session: Session, org_id: int, snapshot_type: str, first_date: date) -> bool:
-    """Whether the snapshot of this period is already in analytics_snapshots."""
+    """Whether the snapshot of this period is already in analytics_snapshots (a first compute's
+    placeholder is not: its job may have failed)."""
     row = session.scalar(
         select(AnalyticsSnapshot.id).where(
             AnalyticsSnapshot.org_id == org_id,
             AnalyticsSnapshot.snapshot_type == snapshot_type,
             AnalyticsSnapshot.snapshot_date == first_date,
+            AnalyticsSnapshot.definition_version != PLACEHOLDER_VERSION,
         )
     )
     return row is not None

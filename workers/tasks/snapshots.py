@@ -23,6 +23,10 @@ def _compute(ctx: JobContext) -> dict[str, Any]:
         snapshot_type = ctx.params["snapshot_type"]
         day = date.fromisoformat(ctx.params["snapshot_date"])
         ctx.report(0.05)
+        # Writes into the period that land from here on mark the row stale again (and beat asks anew).
+        snapshots.begin_compute(
+            ctx.session, org_id=ctx.job.org_id, snapshot_type=snapshot_type, snapshot_date=day
+        )
         data = snapshots.compute_snapshot(
             ctx.session, org_id=ctx.job.org_id, snapshot_type=snapshot_type, snapshot_date=day
         )
