@@ -144,6 +144,10 @@ def from_environment() -> dict[str, Any]:
         # Retry-After (0: no budget): one worker slot's worth on average, whatever JOB_MAX_RUNNING_PER_ORG
         # lets it run at once. See jobs/worker_time.py.
         "JOB_WORKER_SECONDS_PER_MINUTE": max(0.0, env_float("JOB_WORKER_SECONDS_PER_MINUTE", 60.0)),
+        # Seconds one organization's analytics answers may take to compute over a minute (cache misses
+        # on the REST reads, the dashboard, embed links and WebSocket values) before new computations
+        # get 429 with Retry-After (0: no budget). See analytics/read_time.py.
+        "ANALYTICS_READ_SECONDS_PER_MINUTE": max(0.0, env_float("ANALYTICS_READ_SECONDS_PER_MINUTE", 60.0)),
         # A job still queued this long whose message the broker no longer holds is sent again.
         "JOB_REQUEUE_AFTER_SECONDS": env_int("JOB_REQUEUE_AFTER_SECONDS", 60),
         # Jobs of one organization running at once; more wait (queued) so that others get worker slots.

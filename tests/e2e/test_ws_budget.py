@@ -10,8 +10,10 @@ import pytest
 import redis
 
 from tests.e2e.test_websocket import _drain, _open, _receive_until
+from webapp.analytics import read_time
 from webapp.api.ws.budget import MessageBudget
 from webapp.config import from_environment
+from webapp.infra.time_windows import window_of
 from webapp.live import events
 
 pytestmark = pytest.mark.worker
@@ -93,3 +95,28 @@ def test_the_budget_refills_at_its_rate():
     assert 0 < budget.take() <= 0.1
     time.sleep(0.12)
     assert budget.take() == 0
+
+
+def test_past_the_organizations_read_time_a_subscribe_that_must_compute_is_refused(
+    web_server, make_live_tenant, services
+):
+    """Values no cache holds cost the organization's read time (ANALYTICS_READ_SECONDS_PER_MINUTE),
+    whichever path asks for them: a socket's subscribe past it gets an error and stays open."""
+    tenant = make_live_tenant()
+    client = redis.Redis.from_url(services.redis_url)
+    index, _ = window_of(time.time())
+    # What other web processes charged this minute: the server learns it at its next charge.
+    client.incrbyfloat(
+        read_time.windows().key(tenant.org_id, index), SETTINGS["ANALYTICS_READ_SECONDS_PER_MINUTE"] + 5
+    )
+    ws, _ = _open(web_server, tenant)
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"]}))
+    first, _ = _receive_until(ws, lambda m: m["type"] in ("subscription_data", "error"))
+    assert first["type"] == "subscription_data"
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "filters": {"priority": ["high"]}}))
+    refused, _ = _receive_until(ws, lambda m: m["type"] in ("subscription_data", "error"))
+    assert refused["type"] == "error"
+    assert "still served" in refused["data"]["message"]
+    ws.send(json.dumps({"type": "ping"}))
+    _receive_until(ws, lambda m: m["type"] == "pong")
+    ws.close()

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import redis
 
-from webapp.analytics import popular
+from webapp.analytics import popular, read_time
 from webapp.analytics.generations import GEN_PREFIX, gen_key, owed_bumps
 from webapp.analytics.popular import Tally
 from webapp.infra.near_cache import MISSING, NearView
@@ -258,6 +258,7 @@ def read_through(
     count_in: tuple[str, str] | None = None,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
+    budget: float = 0.0,
 ) -> tuple[Any, CacheMeta]:
     """The cached answer for `params`, or compute it once (others wait) and store it for `ttl` seconds.
 
@@ -266,7 +267,9 @@ def read_through(
     (sorted set, member) pair, counts the request there in the same round trip as the lookup.
     `compute` may return a `Computed` to store facts about the answer (in the meta's `about`).
     With `raw` the answer is its JSON text (a `RawJson`). `shortcuts` make the lookup faster: a
-    near-cache view, and the tally of hits served from it.
+    near-cache view, and the tally of hits served from it. With a `budget` (seconds a minute), a
+    computation is charged to the organization's read time, and refused (read_time.ReadTimeSpent)
+    while that is spent; a hit never is.
     """
     names = sorted(set(families))
     if owed_bumps.covers(org_id, names) and not owed_bumps.pay(client):
@@ -307,21 +310,36 @@ def read_through(
         return _computed(compute, "bypass", raw)
 
     try:
+        read_time.check(org_id, budget)
+    except read_time.ReadTimeSpent:
+        if have_lock:
+            _release(client, org_id, lock, token)
+        raise
+    mark = read_time.started()
+    try:
         body, meta = _encoded(compute, "miss")
     except BaseException:
         # Released when compute() raises, so the next identical request need not wait it out.
         if have_lock:
             _release(client, org_id, lock, token)
+        took = read_time.share(mark)
+        if budget > 0:
+            read_time.windows().charge(client, org_id, took)
         raise
-    # The answer stored and the lock released in one round trip.
+    took = read_time.share(mark)
+    # The answer stored, the lock released and the computation charged in one round trip.
     pipe = client.pipeline(transaction=False)
     pipe.set(key, encode_entry(body, meta.computed_at, meta.about), ex=ttl)
     if have_lock:
         pipe.eval(_RELEASE, 1, lock, token)
+    window = read_time.windows().charge_into(pipe, org_id, took) if budget > 0 else None
     try:
-        pipe.execute()
+        replies = pipe.execute()
     except redis.RedisError as exc:
         log.warning("cache store or lock release failed org=%s: %s", org_id, exc)
+    else:
+        if window is not None:
+            read_time.windows().note(org_id, window, replies[-2])
     return _answer(RawJson(body), meta, raw)
 
 

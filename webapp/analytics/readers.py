@@ -102,12 +102,14 @@ def read(
     force: bool = False,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
+    budget: float = 0.0,
 ) -> tuple[Any, ReadMeta]:
     """The answer to `request` through the cache.
 
     `session` may be a function returning one, so that a cache hit opens no database connection.
     `raw` and `shortcuts` are read_through's: the answer as JSON text, and what makes a hit cheaper
-    (the near cache).
+    (the near cache); `budget`, the organization's read seconds a minute a computation must fit in
+    (read_time).
     """
     params = request.params()
     counted = None if force else (popular.popular_key(org_id), popular.member("read", params))
@@ -138,6 +140,7 @@ def read(
             count_in=counted,
             raw=raw,
             shortcuts=shortcuts,
+            budget=budget,
         )
 
     try:

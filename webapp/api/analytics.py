@@ -141,6 +141,7 @@ def _read(org_id: int, read: readers.Read) -> tuple[RawJson, dict[str, Any]]:
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         raw=True,
         shortcuts=cache_shortcuts(),
+        budget=current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"],
     )
     return value, meta.as_dict()
 

@@ -132,8 +132,10 @@ def cached_values(
     metrics: list[str],
     filters: dict[str, list[str | None]],
     clock: Clock = CALENDAR,
+    budget: float = 0.0,
 ) -> dict[str, Any]:
-    """current_values now, through the cache: one computation per distinct subscription at a time."""
+    """current_values now, through the cache: one computation per distinct subscription at a time,
+    charged to the organization's read time (`budget`: see read_time)."""
     families = {family for name in metrics for family in METRICS[name].families} | clock.families()
     params = {"kind": "live", "metrics": sorted(metrics), "filters": filters, **clock.params()}
 
@@ -142,5 +144,7 @@ def cached_values(
             session, org_id=org_id, metrics=sorted(metrics), filters=filters, now=utcnow(), clock=clock
         )
 
-    value, _ = cache.read_through(client, org_id, families, params, compute, ttl=LIVE_TTL_SECONDS)
+    value, _ = cache.read_through(
+        client, org_id, families, params, compute, ttl=LIVE_TTL_SECONDS, budget=budget
+    )
     return value

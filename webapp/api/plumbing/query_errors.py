@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 
 from webapp.analytics.buckets import BucketError
 from webapp.analytics.cost import TooCostly
+from webapp.analytics.read_time import ReadTimeSpent
 from webapp.analytics.window import QueryError
 from webapp.api.plumbing.errors import ApiError
 from webapp.core.filters import FilterError
@@ -23,6 +24,14 @@ def client_errors() -> Iterator[None]:
         yield
     except TooCostly as exc:
         raise ApiError(400, str(exc), code="too_costly", details={"field": exc.field, **exc.details}) from exc
+    except ReadTimeSpent as exc:
+        raise ApiError(
+            429,
+            str(exc),
+            code="read_time_budget",
+            details={"limit_seconds": exc.budget, "retry_after": exc.retry_after},
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
     except QueryError as exc:
         raise ApiError(exc.status, str(exc), details={"field": exc.field}) from exc
     except FilterError as exc:

@@ -169,7 +169,7 @@ def analytics_socket(ws: Server, org_id: int) -> None:
         relay_for(current_app),
         revocations_for(current_app),
         identity,
-        Stores(get_redis(), session_factory()),
+        Stores(get_redis(), session_factory(), current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]),
         limits=Limits(
             current_app.config["WS_COSTLY_MESSAGES_BURST"],
             current_app.config["WS_COSTLY_MESSAGES_PER_MINUTE"],

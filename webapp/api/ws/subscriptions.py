@@ -18,6 +18,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from webapp.analytics.clock import CALENDAR, Clock, resolve
+from webapp.analytics.read_time import ReadTimeSpent
 from webapp.analytics.window import QueryError
 from webapp.api.ws import messages
 from webapp.api.ws.messages import Filters, envelope, send_error
@@ -66,16 +67,27 @@ class Stores:
 
     client: redis.Redis
     sessions: sessionmaker[Session]
+    # The organization's read seconds a minute computations must fit in (analytics.read_time; 0: none).
+    read_budget: float = 0.0
 
     def values(
         self, org_id: int, metrics: list[str], filters: Filters, clock: Clock = CALENDAR
     ) -> dict[str, Any]:
-        """Current values of `metrics` (durations on `clock`), through the cache."""
+        """Current values of `metrics` (durations on `clock`), through the cache; MessageError when
+        they would have to be computed and the organization's read time is spent."""
         session = self.sessions()
         try:
             return cached_values(
-                session, self.client, org_id=org_id, metrics=metrics, filters=filters, clock=clock
+                session,
+                self.client,
+                org_id=org_id,
+                metrics=metrics,
+                filters=filters,
+                clock=clock,
+                budget=self.read_budget,
             )
+        except ReadTimeSpent as exc:
+            raise messages.MessageError(str(exc)) from exc
         finally:
             close_quietly(session)
 
@@ -139,6 +151,8 @@ def send_periodic(conn: Connection, sub: Subscription, stores: Stores) -> None:
         group.next_due = now + group.interval
         try:
             _send_values(conn, group, stores, "periodic_update")
+        except messages.MessageError as exc:  # the organization's read time is spent
+            send_error(conn, f"{exc}; the next periodic update is due in {group.interval:g} s")
         except Exception:
             log.exception("periodic update failed org=%s", conn.org_id)
             send_error(conn, f"the periodic update failed; the next one is due in {group.interval:g} s")
@@ -167,6 +181,8 @@ def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event
             continue
         try:
             values.update(stores.values(conn.org_id, wanted, group.filters, group.clock)["metrics"])
+        except messages.MessageError:
+            continue  # the read time is spent: the event goes without these values
         except Exception:
             log.exception("fresh values failed org=%s", conn.org_id)
     if not values:

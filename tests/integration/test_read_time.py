@@ -1,0 +1,73 @@
+"""An organization's read time: the seconds its analytics answers took to compute, charged by the
+minute, and new computations refused with 429 and Retry-After while the last minute's time is at
+ANALYTICS_READ_SECONDS_PER_MINUTE; cached answers still served, nothing stored for a refusal, other
+organizations unaffected."""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from webapp.analytics import read_time
+from webapp.infra.time_windows import window_of
+
+SERIES = "/api/v1/analytics/time-series/ticket_count?start=2026-10-{day:02d}&end=2026-11-01&granularity=daily"
+
+
+def _charge_in_redis(client: redis.Redis, org_id: int, seconds: float) -> None:
+    """What other web processes charged: in Redis, not yet in this process's view."""
+    index, _ = window_of(time.time())
+    client.incrbyfloat(read_time.windows().key(org_id, index), seconds)
+
+
+def test_past_the_read_time_new_computations_get_429_and_cached_answers_still_come(
+    services, app, make_tenant
+):
+    client = redis.Redis.from_url(services.redis_url)
+    spender, other = make_tenant("Spender"), make_tenant("Bystander")
+    budget = app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]
+    assert budget > 0
+    _charge_in_redis(client, spender.org_id, budget + 5)
+
+    # This process has not seen the organization's time yet: the next computation runs, and its
+    # charge tells the total.
+    first = spender.viewer.get(SERIES.format(day=1))
+    assert first.status_code == 200, first.get_json()
+    refused = spender.viewer.get(SERIES.format(day=2))
+    assert refused.status_code == 429
+    error = refused.get_json()["error"]
+    assert error["code"] == "read_time_budget"
+    assert error["details"]["limit_seconds"] == budget
+    assert 1 <= int(refused.headers["Retry-After"]) <= 2 * 60
+    assert "still served" in error["message"]
+    # Nothing stored for the refusal: asked again, it is refused again (not a hit).
+    assert spender.viewer.get(SERIES.format(day=2)).status_code == 429
+    # The answer computed before is a hit, served as ever; another organization computes freely.
+    again = spender.viewer.get(SERIES.format(day=1))
+    assert again.status_code == 200
+    assert again.get_json()["meta"]["cache"] == "hit"
+    assert other.viewer.get(SERIES.format(day=2)).status_code == 200
+    # The dashboard is a read like the others.
+    assert spender.viewer.get("/api/v1/analytics/dashboard?period=7d").status_code == 429
+
+
+def test_with_no_budget_nothing_is_refused(services, app, make_tenant, monkeypatch):
+    client = redis.Redis.from_url(services.redis_url)
+    tenant = make_tenant()
+    _charge_in_redis(client, tenant.org_id, 10_000)
+    monkeypatch.setitem(app.config, "ANALYTICS_READ_SECONDS_PER_MINUTE", 0.0)
+    for day in (1, 2, 3):
+        assert tenant.viewer.get(SERIES.format(day=day)).status_code == 200
+
+
+def test_a_computation_is_charged_with_the_time_it_took(services, app, make_tenant):
+    client = redis.Redis.from_url(services.redis_url)
+    tenant = make_tenant()
+    assert tenant.viewer.get(SERIES.format(day=3)).status_code == 200
+    spent = read_time.windows().spent(client, tenant.org_id)
+    assert 0 < spent.seconds < 30
+    before = spent.seconds
+    # A hit costs nothing.
+    assert tenant.viewer.get(SERIES.format(day=3)).status_code == 200
+    assert read_time.windows().spent(client, tenant.org_id).seconds == before

@@ -1,0 +1,97 @@
+"""Read time per organization: the seconds its analytics answers took to compute, and the budget a new
+computation must fit in.
+
+A cached answer costs a lookup; an answer computed (a miss, on any path: the REST reads, the dashboard,
+an embed link, a WebSocket subscription's values and their refreshes) costs the web process and a
+database backend for as long as it takes. Each computation is charged to its organization as it ends
+(in the round trip that stores the answer) with its share of the process's time, and a new one is
+refused while the organization's
+computations took ANALYTICS_READ_SECONDS_PER_MINUTE or more over the last minute, as far as this
+process's last charge of it told (no round trip for the check). One client asking one question after
+another never reaches a budget of 60 s a minute (its computations take less than its minute); a swarm
+of clients of one organization, each asking what no cache holds, does, and then gets a 429 (cached
+answers are still served) while the other organizations keep the web processes. Beat's cache warming
+(a forced recompute in a worker) is charged as the job it is, not here.
+
+A computation's share: while k computations run in one web process (greenlets of a gevent worker, or
+threads), each is charged 1/k of the time that passes (the virtual time of processor sharing, kept
+per process). Its wall time would charge a computation for the others that ran beside it: a normal
+organization's read, slowed by a flood of another's beside it, would pay for the flood. With shares,
+what a process charges over a minute adds up to at most the minute, however many run at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from webapp.infra.time_windows import TimeWindows
+
+_WINDOWS = TimeWindows("an:rt")
+
+
+class SharedClock:
+    """Processor-sharing virtual time of one process: it advances by dt / k while k computations run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._virtual = 0.0
+        self._at = time.monotonic()
+        self._running = 0
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        if self._running:
+            self._virtual += (now - self._at) / self._running
+        self._at = now
+
+    def start(self) -> float:
+        """A computation starts: the virtual time now, for `end`."""
+        with self._lock:
+            self._advance()
+            self._running += 1
+            return self._virtual
+
+    def end(self, started: float) -> float:
+        """The computation that started at virtual time `started` ends: its share, in seconds."""
+        with self._lock:
+            self._advance()
+            self._running -= 1
+            return self._virtual - started
+
+
+_CLOCK = SharedClock()
+
+
+def started() -> float:
+    """Mark a computation's start in this process (see SharedClock)."""
+    return _CLOCK.start()
+
+
+def share(mark: float) -> float:
+    """End the computation marked `mark`: the seconds of this process's time that were its share."""
+    return _CLOCK.end(mark)
+
+
+class ReadTimeSpent(Exception):
+    """The organization's computations used up its read time of the last minute."""
+
+    def __init__(self, org_id: int, budget: float, retry_after: int) -> None:
+        super().__init__(
+            f"the organization's analytics answers took {budget:g} s or more to compute over the last "
+            f"minute, its limit; answers already cached are still served, new ones in {retry_after} s"
+        )
+        self.org_id = org_id
+        self.budget = budget
+        self.retry_after = retry_after
+
+
+def check(org_id: int, budget: float) -> None:
+    """Raise ReadTimeSpent when the organization is at its `budget` (0: none) of read seconds."""
+    if budget > 0 and _WINDOWS.busy(org_id, budget):
+        raise ReadTimeSpent(org_id, budget, _WINDOWS.retry_after_seen(org_id, budget))
+
+
+def windows() -> TimeWindows:
+    """The counts in Redis (for the cache's charge, in its store's round trip)."""
+    return _WINDOWS
