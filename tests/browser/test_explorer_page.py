@@ -238,3 +238,11 @@ def test_a_bad_range_from_the_form_is_said_as_from_the_url_and_clears_the_older_
     assert "start=2026-11-03" in page.url
     assert page.input_value("input[name=start]") == "2026-11-03"
     assert page.locator("#table tbody tr").count() == 8
+    # Enter in a filter box runs the query once: the box's change and the form's submit both fire.
+    made.clear()
+    box = page.locator("#filters input[type=text]").first
+    box.fill("email")
+    box.press("Enter")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 5")
+    page.wait_for_timeout(600)
+    assert len([url for url in made if "/time-series/" in url]) == 1, made
