@@ -381,6 +381,18 @@ def test_a_live_alert_moves_a_rules_state_without_a_reload(
     assert "above 5" in page.inner_text(f"{card} .rule-what")
     assert _focused(page) == f"{card} edit"
     assert page.evaluate("window.sameDocument") is True
+    # The open history follows an edit of the condition's kind: a change rule's history has a Change column.
+    page.click(f"{card} [data-action=edit]")
+    page.select_option("#alert-form [name=condition]", "change_pct")
+    page.fill("#alert-form [name=value]", "50")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#alert-form[data-saved='{rule['id']}'][data-mode=create]")
+    page.wait_for_function(
+        "card => [...document.querySelectorAll(card + ' .history thead th')].some(th => th.textContent === 'Change')",
+        arg=card,
+    )
+    status, edited = web_server.request("GET", f"/api/v1/alerts/{rule['id']}", fresh.users["viewer"]["token"])
+    assert edited["condition"]["type"] == "change_pct", edited
 
     # An edit the server refuses shows its message as it words it; Escape leaves the edit unsaved.
     desktop.allowed.append("status of 400")

@@ -90,6 +90,11 @@ export class AlertCard {
 
   /** Show the rule as the API answers it. */
   update(rule) {
+    // The history's columns and bucket labels follow the rule's condition and granularity: an open
+    // history is drawn again when an edit changed either.
+    const before = this.#rule;
+    const redraw = this.#historyOpen && before
+      && (JSON.stringify(before.condition) !== JSON.stringify(rule.condition) || before.granularity !== rule.granularity);
     this.#rule = rule;
     setText(this.name, rule.name);
     this.setState(rule.state);
@@ -103,6 +108,7 @@ export class AlertCard {
     setText(this.meta, `via ${channelsText(rule.channels)} · last evaluated ${evaluated}`);
     this.el.dataset.enabled = String(rule.enabled);
     if (this.pause) setText(this.pause, rule.enabled ? "Pause" : "Resume");
+    if (redraw) this.loadHistory();
   }
 
   /** The rule's state (from the API or a live `alert` message); a change flashes the card. */
