@@ -388,7 +388,8 @@ def test_a_live_alert_moves_a_rules_state_without_a_reload(
     page.keyboard.press("Enter")
     page.wait_for_selector(f"#alert-form[data-saved='{rule['id']}'][data-mode=create]")
     page.wait_for_function(
-        "card => [...document.querySelectorAll(card + ' .history thead th')].some(th => th.textContent === 'Change')",
+        "card => [...document.querySelectorAll(card + ' .history thead th')]"
+        ".some(th => th.textContent === 'Change')",
         arg=card,
     )
     status, edited = web_server.request("GET", f"/api/v1/alerts/{rule['id']}", fresh.users["viewer"]["token"])
