@@ -4,10 +4,13 @@
 row not stale already (`NOT s.stale`): a snapshot job recomputing a stale row, or computing one for
 the first time (no row to mark), could read before a write committed and then store its answer as
 fresh. Now each write of events also takes a shared transaction-level advisory lock of its
-organization (class "SNAP") as its trigger runs. A snapshot job, before it computes, takes that lock
-exclusively for a moment (so every write whose trigger ran has committed, and is in what it reads),
-clears the row's mark, or stores a placeholder for a first compute, and commits; a write whose trigger
-runs after that marks the row stale again, and the job's final upsert keeps the mark it finds.
+organization (class "SNAP") as its trigger runs, and marks the rows it reaches `written` as well as
+stale. A snapshot job, before it computes, takes that lock exclusively for a moment (so every write
+whose trigger ran has committed, and is in what it reads), puts its token in the row's `computing`
+and clears `written` (a first compute stores a placeholder row, definition_version 0), and commits.
+Its upsert stores its answer only while its token is still the row's (a job that began later has
+read more), with `stale` set to `written`: a write after its start leaves the row stale. The stale
+mark itself is never cleared before an answer is stored, so a job that fails leaves it as it was.
 
 Revision ID: 0034_snapshot_writers_lock
 Revises: 0033_reuse_queued_jobs
@@ -15,6 +18,9 @@ Create Date: 2026-12-07 07:00:00
 """
 
 from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from alembic import op
 
@@ -32,15 +38,17 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         PERFORM pg_advisory_xact_lock_shared({LOCK_CLASS}, o.org_id)
         FROM (SELECT DISTINCT org_id FROM new_rows) o;
-        UPDATE analytics_snapshots s SET stale = true
+        UPDATE analytics_snapshots s SET stale = true, written = true
         FROM (SELECT org_id, min(occurred_at) AS lo, max(occurred_at) AS hi FROM new_rows GROUP BY 1) w
-        WHERE s.org_id = w.org_id AND NOT s.stale AND s.period_start <= w.hi AND s.period_end > w.lo;
+        WHERE s.org_id = w.org_id AND NOT (s.stale AND s.written)
+          AND s.period_start <= w.hi AND s.period_end > w.lo;
     ELSE
         PERFORM pg_advisory_xact_lock_shared({LOCK_CLASS}, o.org_id)
         FROM (SELECT DISTINCT org_id FROM old_rows) o;
-        UPDATE analytics_snapshots s SET stale = true
+        UPDATE analytics_snapshots s SET stale = true, written = true
         FROM (SELECT org_id, min(occurred_at) AS lo, max(occurred_at) AS hi FROM old_rows GROUP BY 1) w
-        WHERE s.org_id = w.org_id AND NOT s.stale AND s.period_start <= w.hi AND s.period_end > w.lo;
+        WHERE s.org_id = w.org_id AND NOT (s.stale AND s.written)
+          AND s.period_start <= w.hi AND s.period_end > w.lo;
     END IF;
     RETURN NULL;
 END
@@ -67,6 +75,11 @@ $$
 
 
 def upgrade() -> None:
+    op.add_column("analytics_snapshots", sa.Column("computing", postgresql.UUID(), nullable=True))
+    op.add_column(
+        "analytics_snapshots",
+        sa.Column("written", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
     op.execute(MARK_SNAPSHOTS)
 
 
@@ -74,3 +87,5 @@ def downgrade() -> None:
     # Placeholders of first computes that never finished (definition_version 0) mean nothing to 0033.
     op.execute("DELETE FROM analytics_snapshots WHERE definition_version = 0")
     op.execute(OLD_MARK_SNAPSHOTS)
+    op.drop_column("analytics_snapshots", "written")
+    op.drop_column("analytics_snapshots", "computing")

@@ -63,9 +63,9 @@ def _run_job(live_app: Flask, org_id: int) -> None:
     """A snapshot job's three steps, one after another."""
     with _session(live_app) as session:
         where = {"org_id": org_id, "snapshot_type": "daily", "snapshot_date": DAY}
-        snapshots.begin_compute(session, **where)
+        token = snapshots.begin_compute(session, **where)
         data = snapshots.compute_snapshot(session, **where)
-        snapshots.upsert_snapshot(session, data=data, **where)
+        assert snapshots.upsert_snapshot(session, data=data, token=token, **where)
         session.commit()
 
 
@@ -103,10 +103,10 @@ def test_a_write_committed_after_the_compute_read_leaves_the_row_stale(live_app:
     _commit_write(live_app, org_id, 1)
     where = {"org_id": org_id, "snapshot_type": "daily", "snapshot_date": DAY}
     with _session(live_app) as session:
-        snapshots.begin_compute(session, **where)
+        token = snapshots.begin_compute(session, **where)
         data = snapshots.compute_snapshot(session, **where)
         _commit_write(live_app, org_id, 2)  # lands after the read, before the upsert
-        snapshots.upsert_snapshot(session, data=data, **where)
+        assert snapshots.upsert_snapshot(session, data=data, token=token, **where)
         session.commit()
     stored = _stored(live_app, org_id)
     assert (stored.data["ticket_count"], stored.stale) == (1, True)
@@ -122,7 +122,7 @@ def test_a_first_compute_keeps_a_placeholder_that_a_write_marks(live_app: Flask,
     _commit_write(live_app, org_id, 1)
     where = {"org_id": org_id, "snapshot_type": "daily", "snapshot_date": DAY}
     with _session(live_app) as session:
-        snapshots.begin_compute(session, **where)
+        token = snapshots.begin_compute(session, **where)
         # Until the compute stores its answer, nothing is listed and beat counts the period as not stored.
         assert (
             snapshots.list_snapshots(
@@ -133,9 +133,41 @@ def test_a_first_compute_keeps_a_placeholder_that_a_write_marks(live_app: Flask,
         assert not is_stored(session, org_id, "daily", DAY)
         data = snapshots.compute_snapshot(session, **where)
         _commit_write(live_app, org_id, 2)
-        snapshots.upsert_snapshot(session, data=data, **where)
+        assert snapshots.upsert_snapshot(session, data=data, token=token, **where)
         session.commit()
         assert is_stored(session, org_id, "daily", DAY)
     stored = _stored(live_app, org_id)
     assert (stored.data["ticket_count"], stored.stale) == (1, True)
     assert stored.definition_version == snapshots.DEFINITION_VERSION
+
+
+def test_a_compute_that_fails_leaves_the_row_as_stale_as_it_found_it(live_app: Flask, org_id: int):
+    _commit_write(live_app, org_id, 1)
+    _run_job(live_app, org_id)
+    _commit_write(live_app, org_id, 2)
+    where = {"org_id": org_id, "snapshot_type": "daily", "snapshot_date": DAY}
+    with _session(live_app) as session:
+        snapshots.begin_compute(session, **where)
+        # The job fails here (cancelled, out of time, its worker lost for good): nothing stored.
+    stored = _stored(live_app, org_id)
+    assert (stored.data["ticket_count"], stored.stale) == (1, True)
+    with _session(live_app) as session:
+        assert snapshots.stale_snapshots(session, org_id=org_id) == [("daily", DAY)]
+
+
+def test_of_two_computes_of_one_period_the_later_begun_is_stored(live_app: Flask, org_id: int):
+    _commit_write(live_app, org_id, 1)
+    where = {"org_id": org_id, "snapshot_type": "daily", "snapshot_date": DAY}
+    with _session(live_app) as first, _session(live_app) as second:
+        first_token = snapshots.begin_compute(first, **where)
+        early = snapshots.compute_snapshot(first, **where)
+        _commit_write(live_app, org_id, 2)
+        second_token = snapshots.begin_compute(second, **where)
+        late = snapshots.compute_snapshot(second, **where)
+        assert snapshots.upsert_snapshot(second, data=late, token=second_token, **where)
+        second.commit()
+        # The first, which read before the write, ends last: its answer is not stored.
+        assert not snapshots.upsert_snapshot(first, data=early, token=first_token, **where)
+        first.commit()
+    stored = _stored(live_app, org_id)
+    assert (stored.data["ticket_count"], stored.stale) == (2, False)

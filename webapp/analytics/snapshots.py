@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import date, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from webapp.analytics import current, queries, sla_compliance
@@ -25,8 +28,10 @@ PLACEHOLDER_VERSION = 0
 # shared as its trigger marks stale snapshots (migration 0034); begin_compute takes it exclusively.
 WRITERS_LOCK_CLASS = 0x534E4150
 # begin_compute asks for the writers' lock without queueing (a queued exclusive request would hold up
-# every new write of the organization behind a long import); past this long it queues.
+# every new write of the organization behind a long import); past this long it queues, for at most
+# LOCK_QUEUE_SECONDS at a time.
 WRITERS_WAIT_SECONDS = 30.0
+LOCK_QUEUE_SECONDS = 2.0
 PERCENTILES = (50, 95, 99)
 MEASURED = ("response_time", "resolution_time", "sentiment_score")
 # How far back a listing without a start goes, per snapshot type: a month, half a year, a year.
@@ -85,24 +90,23 @@ def _period_instants(
     return first, local_midnight(first, tz), local_midnight(after, tz), tz.key
 
 
-def begin_compute(session: Session, *, org_id: int, snapshot_type: str, snapshot_date: date) -> None:
-    """Make the stored row of this period ready for a compute that starts after this returns, and commit.
+def begin_compute(session: Session, *, org_id: int, snapshot_type: str, snapshot_date: date) -> uuid.UUID:
+    """Ready the stored row of this period for a compute that starts after this returns (committed),
+    and the token its upsert_snapshot must give.
 
     Whatever the compute reads must not be stored as fresh if a write of events into the period lands
     meanwhile. Every such write takes the organization's writers' lock shared as its trigger runs
-    (and holds it until it commits); taking it exclusively here waits until each write whose trigger
-    has run has committed, so the compute reads it. Then, still under the lock, the row's stale mark
-    is cleared (a first compute stores a placeholder, PLACEHOLDER_VERSION, that readers take for no
-    snapshot), so that the trigger of any later write marks it again: upsert_snapshot keeps that mark.
+    (and holds it until it commits), and marks the rows it reaches stale and `written`. Taking the
+    lock exclusively here waits until each write whose trigger has run has committed, so the compute
+    reads it; then, still under the lock, the row gets this compute's token in `computing` and
+    `written` cleared (a first compute stores a placeholder, PLACEHOLDER_VERSION, that readers take
+    for no snapshot). The stale mark stays as it is until an answer is stored: a job that fails
+    leaves the row as stale as it found it.
     """
     first, start, end, _ = _period_instants(session, org_id, snapshot_type, snapshot_date)
-    deadline = time.monotonic() + WRITERS_WAIT_SECONDS
-    lock = {"cls": WRITERS_LOCK_CLASS, "org": org_id}
-    while not session.scalar(text("SELECT pg_try_advisory_xact_lock(:cls, :org)"), lock):
-        if time.monotonic() >= deadline:
-            session.execute(text("SELECT pg_advisory_xact_lock(:cls, :org)"), lock)
-            break
-        time.sleep(0.05)
+    session.commit()  # no transaction held while waiting for the writers
+    _writers_lock(session, org_id)
+    token = uuid.uuid4()
     statement = insert(AnalyticsSnapshot).values(
         org_id=org_id,
         snapshot_type=snapshot_type,
@@ -113,13 +117,45 @@ def begin_compute(session: Session, *, org_id: int, snapshot_type: str, snapshot
         period_start=start,
         period_end=end,
         stale=False,
+        computing=token,
+        written=False,
     )
+    # The bounds too: they move with the organization's zone, and the trigger matches writes by them.
+    set_ = {"computing": token, "written": False, "period_start": start, "period_end": end}
     session.execute(
         statement.on_conflict_do_update(
-            index_elements=["org_id", "snapshot_type", "snapshot_date"], set_={"stale": False}
+            index_elements=["org_id", "snapshot_type", "snapshot_date"], set_=set_
         )
     )
     session.commit()
+    return token
+
+
+def _writers_lock(session: Session, org_id: int) -> None:
+    """Take the organization's writers' lock exclusively in a transaction of `session` (the caller
+    commits). Asked without queueing first (a queued exclusive request would hold up every new write
+    of the organization behind a long import), backing off up to half a second; after
+    WRITERS_WAIT_SECONDS it queues, but for LOCK_QUEUE_SECONDS at a time, with a pause between."""
+    lock = {"cls": WRITERS_LOCK_CLASS, "org": org_id}
+    deadline = time.monotonic() + WRITERS_WAIT_SECONDS
+    pause = 0.02
+    while True:
+        if time.monotonic() < deadline:
+            if session.scalar(text("SELECT pg_try_advisory_xact_lock(:cls, :org)"), lock):
+                return
+        else:
+            session.execute(text(f"SET LOCAL lock_timeout = '{int(LOCK_QUEUE_SECONDS * 1000)}ms'"))
+            try:
+                session.execute(text("SELECT pg_advisory_xact_lock(:cls, :org)"), lock)
+            except OperationalError as exc:
+                if not isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+                    raise
+            else:
+                session.execute(text("SET LOCAL lock_timeout = 0"))
+                return
+        session.rollback()
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 def compute_snapshot(
@@ -153,11 +189,15 @@ def upsert_snapshot(
     snapshot_date: date,
     data: dict[str, Any],
     definition_version: int = DEFINITION_VERSION,
-) -> None:
-    """Insert the snapshot, or replace the one of the same org, type and period: a rerun never duplicates.
+    token: uuid.UUID | None = None,
+) -> bool:
+    """Insert the snapshot, or replace the one of the same org, type and period: a rerun never
+    duplicates. False when nothing was stored.
 
-    A stored row keeps its stale mark: begin_compute cleared it before the compute read, so a mark
-    found here is a write the compute may have missed (beat asks for the period again)."""
+    With the `token` begin_compute gave, a stored row is replaced only while that token is still the
+    row's (a compute that began later has read more: its answer wins), and stays stale exactly when
+    a write reached the period since the compute began. Without one (no begin_compute), only a row
+    no compute has begun on is replaced, as fresh."""
     first, _ = snapshot_period(snapshot_type, snapshot_date)
     statement = insert(AnalyticsSnapshot).values(
         org_id=org_id,
@@ -169,7 +209,10 @@ def upsert_snapshot(
         period_start=datetime.fromisoformat(data["start"]),
         period_end=datetime.fromisoformat(data["end"]),
         stale=False,
+        computing=None,
+        written=False,
     )
+    table = AnalyticsSnapshot.__table__
     statement = statement.on_conflict_do_update(
         index_elements=["org_id", "snapshot_type", "snapshot_date"],
         set_={
@@ -178,9 +221,13 @@ def upsert_snapshot(
             "computed_at": statement.excluded.computed_at,
             "period_start": statement.excluded.period_start,
             "period_end": statement.excluded.period_end,
+            "stale": table.c.written,
+            "computing": None,
+            "written": False,
         },
+        where=table.c.computing.is_not_distinct_from(token),
     )
-    session.execute(statement)
+    return session.execute(statement.returning(table.c.id)).first() is not None
 
 
 def stale_snapshots(session: Session, *, org_id: int) -> list[tuple[str, date]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    Uuid,
     false,
     func,
 )
@@ -102,6 +104,10 @@ class AnalyticsSnapshot(Base):
     period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     stale: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The token of the snapshot job whose answer may be stored (the last to begin), and whether a write
+    # reached the period since it began (migration 0034; see analytics.snapshots.begin_compute).
+    computing: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    written: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AnalyticsRollupDirty(Base):

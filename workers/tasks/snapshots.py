@@ -23,8 +23,8 @@ def _compute(ctx: JobContext) -> dict[str, Any]:
         snapshot_type = ctx.params["snapshot_type"]
         day = date.fromisoformat(ctx.params["snapshot_date"])
         ctx.report(0.05)
-        # Writes into the period that land from here on mark the row stale again (and beat asks anew).
-        snapshots.begin_compute(
+        # Writes into the period that land from here on leave the row stale (and beat asks anew).
+        token = snapshots.begin_compute(
             ctx.session, org_id=ctx.job.org_id, snapshot_type=snapshot_type, snapshot_date=day
         )
         data = snapshots.compute_snapshot(
@@ -34,15 +34,23 @@ def _compute(ctx: JobContext) -> dict[str, Any]:
         raise JobFailed(f"the snapshot cannot be computed: {exc}") from exc
     # The last checkpoint before writing: a cancel after it is too late, and the row is complete.
     ctx.report(0.9)
-    snapshots.upsert_snapshot(
-        ctx.session, org_id=ctx.job.org_id, snapshot_type=snapshot_type, snapshot_date=day, data=data
+    stored = snapshots.upsert_snapshot(
+        ctx.session,
+        org_id=ctx.job.org_id,
+        snapshot_type=snapshot_type,
+        snapshot_date=day,
+        data=data,
+        token=token,
     )
     ctx.session.commit()
-    try:
-        generations.bump(ctx.client, ctx.job.org_id, {"snapshots"})
-    except redis.RedisError as exc:
-        ctx.log("snapshot cache not invalidated: %s", exc)
-    ctx.log("%s snapshot of %s stored", snapshot_type, data["snapshot_date"])
+    if stored:
+        try:
+            generations.bump(ctx.client, ctx.job.org_id, {"snapshots"})
+        except redis.RedisError as exc:
+            ctx.log("snapshot cache not invalidated: %s", exc)
+        ctx.log("%s snapshot of %s stored", snapshot_type, data["snapshot_date"])
+    else:
+        ctx.log("%s snapshot of %s not stored: a compute that began later took over", snapshot_type, day)
     return {
         "snapshot_type": snapshot_type,
         "snapshot_date": data["snapshot_date"],
