@@ -148,7 +148,7 @@ def run_job(
 
         # The run's time on this slot counts against its organization's worker-time budget.
         if taken.org_id is not None:
-            stack.callback(_charge, taken.org_id, time.monotonic())
+            stack.callback(_charge, taken.org_id, time.monotonic(), time.time())
         # A job still running after JOB_DEMOTE_AFTER_SECONDS yields the CPUs to requests; so does
         # every job from its start while its organization's jobs keep a worker busy.
         demotion = stack.enter_context(
@@ -185,8 +185,8 @@ def run_job(
             _work(delivery, state_job, work_job, work, cleanup)
 
 
-def _charge(org_id: int, started: float) -> None:
-    worker_time.charge(get_redis(), org_id, time.monotonic() - started)
+def _charge(org_id: int, started: float, began: float) -> None:
+    worker_time.charge(get_redis(), org_id, time.monotonic() - started, started=began)
 
 
 # A queued job of an organization already running its share asks again this long after (a job that

@@ -71,3 +71,43 @@ def test_a_computation_is_charged_with_the_time_it_took(services, app, make_tena
     # A hit costs nothing.
     assert tenant.viewer.get(SERIES.format(day=3)).status_code == 200
     assert read_time.windows().spent(client, tenant.org_id).seconds == before
+
+
+def test_a_synchronous_export_and_an_alert_simulation_spend_read_time(services, live_app, make_live_tenant):
+    # Committed data: a synchronous export streams from a session of its own.
+    client = redis.Redis.from_url(services.redis_url)
+    tenant = make_live_tenant()
+    budget = live_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]
+    rule = tenant.admin.post(
+        "/api/v1/alerts",
+        json={
+            "name": "Surge",
+            "metric": "ticket_count",
+            "granularity": "hourly",
+            "condition": {"type": "above", "value": 5},
+            "channels": [{"type": "websocket"}],
+        },
+    )
+    assert rule.status_code == 201, rule.get_json()
+    simulate = f"/api/v1/alerts/{rule.get_json()['id']}/simulate"
+    export = {
+        "format": "csv",
+        "dataset": "time-series",
+        "query": {
+            "metric": "ticket_count",
+            "granularity": "daily",
+            "start": "2026-10-01",
+            "end": "2026-11-01",
+        },
+    }
+    assert tenant.viewer.post(simulate, json={"start": "2026-10-01", "end": "2026-10-02"}).status_code == 200
+    _charge_in_redis(client, tenant.org_id, budget + 5)
+    # The next computation learns the total as it is charged; the one after it is refused.
+    assert tenant.viewer.post("/api/v1/analytics/export?mode=sync", json=export).status_code == 200
+    refused = tenant.viewer.post(simulate, json={"start": "2026-10-01", "end": "2026-10-03"})
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "read_time_budget"
+    refused = tenant.viewer.post("/api/v1/analytics/export?mode=sync", json=export)
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "read_time_budget"
+    assert "Retry-After" in refused.headers

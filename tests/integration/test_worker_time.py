@@ -111,3 +111,28 @@ def test_an_organization_past_its_worker_time_gets_429_and_nothing_is_stored(
     # Without a budget the same organization is taken.
     monkeypatch.setitem(app.config, "JOB_WORKER_SECONDS_PER_MINUTE", 0.0)
     assert busy.admin.post(REFRESH).status_code == 202
+
+
+def test_a_new_windows_first_charge_keeps_the_minute_before_in_view(services, make_tenant):
+    """Found in review: the first charge of a minute replaced the process's view with that minute's
+    total alone, so an organization that spent 70 s just before looked idle at once."""
+    client = redis.Redis.from_url(services.redis_url)
+    org_id = make_tenant().org_id
+    start = 1_800_000_000.0 - 1_800_000_000.0 % 60
+    worker_time.charge(client, org_id, 70.0, now=start + 50)
+    worker_time.charge(client, org_id, 1.0, now=start + 65)  # the next window's first
+    # 1 + 70 x (1 - 6 / 60) = 64 over the last minute.
+    assert worker_time.busy(org_id, 60.0, now=start + 66)
+    assert not worker_time.busy(org_id, 60.0, now=start + 90)  # 1 + 70 x 0.5 = 36
+
+
+def test_work_that_began_in_the_window_before_is_charged_to_both(services, make_tenant):
+    client = redis.Redis.from_url(services.redis_url)
+    org_id = make_tenant().org_id
+    start = 1_800_000_000.0 - 1_800_000_000.0 % 60
+    # 25 s of work from start + 50 to start + 75: 10 s in the first window, 15 s in the second.
+    worker_time.charge(client, org_id, 25.0, now=start + 75, started=start + 50)
+    first, second = client.mget(
+        f"an:jt:{org_id}:{int(start // 60)}", f"an:jt:{org_id}:{int(start // 60) + 1}"
+    )
+    assert (float(first), float(second)) == (10.0, 15.0)

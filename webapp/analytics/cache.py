@@ -315,7 +315,7 @@ def read_through(
         if have_lock:
             _release(client, org_id, lock, token)
         raise
-    mark = read_time.started()
+    mark, began = read_time.started(), time.time()
     try:
         body, meta = _encoded(compute, "miss")
     except BaseException:
@@ -324,7 +324,7 @@ def read_through(
             _release(client, org_id, lock, token)
         took = read_time.share(mark)
         if budget > 0:
-            read_time.windows().charge(client, org_id, took)
+            read_time.windows().charge(client, org_id, took, started=began)
         raise
     took = read_time.share(mark)
     # The answer stored, the lock released and the computation charged in one round trip.
@@ -332,14 +332,14 @@ def read_through(
     pipe.set(key, encode_entry(body, meta.computed_at, meta.about), ex=ttl)
     if have_lock:
         pipe.eval(_RELEASE, 1, lock, token)
-    window = read_time.windows().charge_into(pipe, org_id, took) if budget > 0 else None
+    charge = read_time.windows().charge_into(pipe, org_id, took, started=began) if budget > 0 else None
     try:
         replies = pipe.execute()
     except redis.RedisError as exc:
         log.warning("cache store or lock release failed org=%s: %s", org_id, exc)
     else:
-        if window is not None:
-            read_time.windows().note(org_id, window, replies[-2])
+        if charge is not None:
+            charge.note(replies)
     return _answer(RawJson(body), meta, raw)
 
 

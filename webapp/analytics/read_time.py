@@ -4,11 +4,12 @@ computation must fit in.
 A cached answer costs a lookup; an answer computed (a miss, on any path: the REST reads, the dashboard,
 an embed link, a WebSocket subscription's values and their refreshes) costs the web process and a
 database backend for as long as it takes. Each computation is charged to its organization as it ends
-(in the round trip that stores the answer) with its share of the process's time, and a new one is
-refused while the organization's
-computations took ANALYTICS_READ_SECONDS_PER_MINUTE or more over the last minute, as far as this
-process's last charge of it told (no round trip for the check). One client asking one question after
-another never reaches a budget of 60 s a minute (its computations take less than its minute); a swarm
+(in the round trip that stores the answer) with its share of the process's time, split between the
+minute it ended in and the one before when it began there, and a new one is refused while the
+organization's computations took ANALYTICS_READ_SECONDS_PER_MINUTE or more over the last minute (the
+current minute and the share of the one before still inside it), as far as this process's last
+charge of it told (no round trip for the check). One client asking one question after another stays
+under a budget of 60 s a minute unless its answers keep a process computing the whole minute; a swarm
 of clients of one organization, each asking what no cache holds, does, and then gets a 429 (cached
 answers are still served) while the other organizations keep the web processes. Beat's cache warming
 (a forced recompute in a worker) is charged as the job it is, not here.
@@ -24,6 +25,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
 
 from webapp.infra.time_windows import TimeWindows
 
@@ -90,6 +95,21 @@ def check(org_id: int, budget: float) -> None:
     """Raise ReadTimeSpent when the organization is at its `budget` (0: none) of read seconds."""
     if budget > 0 and _WINDOWS.busy(org_id, budget):
         raise ReadTimeSpent(org_id, budget, _WINDOWS.retry_after_seen(org_id, budget))
+
+
+@contextmanager
+def charged(client: redis.Redis, org_id: int, budget: float) -> Iterator[None]:
+    """Run the block as a computation of the organization's (a read that no cache answers: a
+    synchronous export, an alert's simulation): refused when its read time is spent, charged its
+    share as it ends (however it ends)."""
+    check(org_id, budget)
+    mark, began = started(), time.time()
+    try:
+        yield
+    finally:
+        took = share(mark)
+        if budget > 0:
+            _WINDOWS.charge(client, org_id, took, started=began)
 
 
 def windows() -> TimeWindows:

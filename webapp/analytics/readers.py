@@ -28,6 +28,7 @@ from webapp.analytics.metric_reads import (
     TimeSeriesRead,
 )
 from webapp.analytics.provenance import reading
+from webapp.analytics.read_time import ReadTimeSpent
 from webapp.analytics.support_reads import AgentsRead, TimeInStatusRead
 
 # Part of every cache key, so that entries stored in an older format are never read.
@@ -154,8 +155,9 @@ def read(
             refused = meta.about.get(REFUSED)
         if refused is not None:
             raise TooCostly(refused["message"], refused["field"], refused["details"])
-    except TooCostly:
-        # Counted as it was looked up, refused once its rows were known: not a query to warm.
+    except (TooCostly, ReadTimeSpent):
+        # Counted as it was looked up, refused (once its rows were known, or for the organization's
+        # read time): not a query to warm.
         if counted is not None:
             with contextlib.suppress(redis.RedisError):
                 popular.forget(client, org_id, counted[1].encode())

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, jsonify, url_for
 
 from webapp.alerts import evaluation, rules
 from webapp.alerts.rules import RuleError
-from webapp.analytics import cost
+from webapp.analytics import cost, read_time
 from webapp.analytics.sql import statement_timeout
 from webapp.analytics.window import canonical_window
 from webapp.api.plumbing import costs
@@ -33,6 +33,7 @@ from webapp.api.schemas.alerts import (
 )
 from webapp.core.timeutil import utcnow, zone
 from webapp.infra.db import get_session
+from webapp.infra.redis_client import get_redis
 from webapp.models import AlertRule
 from webapp.security.admission import current_principal, require_role
 
@@ -167,10 +168,12 @@ def simulate(alert_id: int) -> Response:
     with client_errors():
         window = canonical_window(body.start, body.end, tz=tz.key, default_tz=tz.key, now=now)
         costs.check(cost.series(replace(window, granularity=definition.granularity)), field="end")
+        budget = current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]
         try:
-            found = evaluation.simulate(
-                session, rule.org_id, definition, tz, start=window.start, end=window.end, now=now
-            )
+            with read_time.charged(get_redis(), rule.org_id, budget):
+                found = evaluation.simulate(
+                    session, rule.org_id, definition, tz, start=window.start, end=window.end, now=now
+                )
         except evaluation.RangeTooLong as exc:
             raise ApiError(400, str(exc), code="too_costly", details={"field": "end", **exc.details}) from exc
     transitions = [t.as_dict(tz, t.bucket.end) for t in found.transitions]

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, send_file
 from sqlalchemy.orm import Session
 from werkzeug.http import quote_header_value
 
+from webapp.analytics import read_time
 from webapp.api.plumbing import costs
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.export_room import room_errors
@@ -36,6 +37,7 @@ from webapp.exports import encoders, records, room, tables, xlsx
 from webapp.exports.progress import Progress
 from webapp.exports.spec import CONTENT_TYPES, MEDIA_TYPES, ExportSpec
 from webapp.infra.db import close_quietly, get_session, session_factory
+from webapp.infra.redis_client import get_redis
 from webapp.jobs import submission as job_domain
 from webapp.models.jobs import Export, Job
 from webapp.security import signing
@@ -96,7 +98,10 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
     if mode == "async":
         _check_room(org.id, spec)
         return submit_job("export", spec.params())
-    return _sync_export(org.id, spec)
+    # Its count and (XLSX) its file are computed here, as a read no cache answers: read time.
+    budget = current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]
+    with client_errors(), read_time.charged(get_redis(), org.id, budget):
+        return _sync_export(org.id, spec)
 
 
 def _check_room(org_id: int, spec: ExportSpec) -> None:

@@ -4,8 +4,9 @@ a minute" is checked against.
 Each charge adds its seconds to the organization's current one-minute window (INCRBYFLOAT, kept three
 minutes). The time an organization spent over the last minute is the current window plus the share
 of the previous one still inside that minute (a sliding estimate from two keys). A process also keeps,
-per organization, the window total Redis answered its last charge, so that a check needs no round
-trip (`busy`): a process that charged recently knows, one that did not finds out at its next charge.
+per organization, the totals Redis answered its last charge (that window's and the one before), so
+that a check needs no round trip (`busy`): a process that charged recently knows, one that did not
+finds out at its next charge.
 Jobs (`jobs.worker_time`) and analytics reads (`analytics.read_time`) each count in their own keys.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,66 +42,110 @@ class Spent:
     retry_after: int
 
 
+@dataclass(frozen=True)
+class Charge:
+    """A charge queued on a pipeline: its `commands` replies (the last ones of the pipeline's) tell the
+    two windows' totals, which `note` keeps as the process's view of the organization."""
+
+    windows: TimeWindows
+    org_id: int
+    index: int
+    commands: int
+
+    def note(self, replies: Sequence[Any]) -> None:
+        """Keep the totals Redis answered (`replies`: the pipeline's replies, this charge's last)."""
+        mine = replies[len(replies) - self.commands :]
+        self.windows.seen[self.org_id] = (self.index, float(mine[0]), float(mine[-1] or 0))
+
+
 @dataclass
 class TimeWindows:
     """One kind of work's seconds per organization (keys `<prefix>:<org>:<window>`)."""
 
     prefix: str
-    # Per process: each organization's window total as Redis answered this process's last charge of it.
-    seen: dict[int, tuple[int, float]] = field(default_factory=dict)
+    # Per process: each organization's totals as Redis answered this process's last charge of it: the
+    # window it fell in, that window's total and the previous window's.
+    seen: dict[int, tuple[int, float, float]] = field(default_factory=dict)
 
     def key(self, org_id: int, index: int) -> str:
         return f"{self.prefix}:{org_id}:{index}"
 
-    def charge(self, client: redis.Redis, org_id: int, seconds: float, now: float | None = None) -> None:
-        """Add `seconds` to the organization's current window (best effort: a Redis that does not
-        answer loses the charge, it never fails the work)."""
+    def charge(
+        self,
+        client: redis.Redis,
+        org_id: int,
+        seconds: float,
+        now: float | None = None,
+        started: float | None = None,
+    ) -> None:
+        """Add `seconds` to the organization's windows (see charge_into; best effort: a Redis that does
+        not answer loses the charge, it never fails the work)."""
         if seconds <= 0:
             return
         try:
             pipe = client.pipeline(transaction=False)
-            index = self.charge_into(pipe, org_id, seconds, now)
-            total, _ = pipe.execute()
+            charge = self.charge_into(pipe, org_id, seconds, now, started)
+            replies = pipe.execute()
         except redis.RedisError as exc:
             log.warning("%s of org=%s not charged (%.3f s): %s", self.prefix, org_id, seconds, exc)
             return
-        self.note(org_id, index, total)
+        charge.note(replies)
 
-    def charge_into(self, pipe: Any, org_id: int, seconds: float, now: float | None = None) -> int:
-        """Queue a charge's two commands on `pipe` (their replies: the window total, then the expiry's);
-        the window's index, for `note`."""
-        index, _ = window_of(now)
-        key = self.key(org_id, index)
-        pipe.incrbyfloat(key, round(max(seconds, 0.0), 6))
+    def charge_into(
+        self, pipe: Any, org_id: int, seconds: float, now: float | None = None, started: float | None = None
+    ) -> Charge:
+        """Queue a charge of `seconds` for work that ended `now` (default: the time now) on `pipe`.
+
+        Work that `started` (time.time()) in the window before is charged to both windows in the
+        proportion of its time in each: charged whole where it ended, a minute of work would count
+        in one window with the minute before's. The previous window's total is read back too."""
+        moment = time.time() if now is None else now
+        index, _ = window_of(moment)
+        here, before = max(seconds, 0.0), 0.0
+        window_start = index * WINDOW_SECONDS
+        if started is not None and started < window_start < moment:
+            before = here * min(1.0, (window_start - started) / (moment - started))
+            here -= before
+        key, previous = self.key(org_id, index), self.key(org_id, index - 1)
+        pipe.incrbyfloat(key, round(here, 6))
         pipe.expire(key, 3 * WINDOW_SECONDS)
-        return index
+        commands = 3
+        if before > 0:
+            pipe.incrbyfloat(previous, round(before, 6))
+            pipe.expire(previous, 3 * WINDOW_SECONDS)
+            commands += 2
+        pipe.get(previous)
+        return Charge(self, org_id, index, commands)
 
-    def note(self, org_id: int, index: int, total: Any) -> None:
-        """Remember the window total Redis answered a charge."""
-        self.seen[org_id] = (index, float(total))
+    def _seen_now(self, org_id: int, now: float | None) -> tuple[float, float, float] | None:
+        """The totals last seen, as (current, previous) windows of `now`, and the previous one's share."""
+        seen = self.seen.get(org_id)
+        if seen is None:
+            return None
+        index, previous_share = window_of(now)
+        window, current, previous = seen
+        if window == index:
+            return current, previous, previous_share
+        if window == index - 1:
+            return 0.0, current, previous_share
+        return None
 
     def busy(self, org_id: int, threshold: float, now: float | None = None) -> bool:
-        """Whether the organization spent `threshold` seconds or more over the last minute, as far as
-        this process's last charge of it told (no round trip; the previous window's share fading as in
-        `spent`). False with a threshold of 0."""
-        seen = self.seen.get(org_id)
+        """Whether the organization spent `threshold` seconds or more over the last minute (the current
+        window and the previous one's share, as in `spent`), as far as this process's last charge of
+        it told: no round trip. False with a threshold of 0."""
+        seen = self._seen_now(org_id, now)
         if threshold <= 0 or seen is None:
             return False
-        index, previous_share = window_of(now)
-        window, total = seen
-        if window == index:
-            return total >= threshold
-        return window == index - 1 and total * previous_share >= threshold
+        current, previous, previous_share = seen
+        return current + previous * previous_share >= threshold
 
     def retry_after_seen(self, org_id: int, budget: float, now: float | None = None) -> int:
-        """Seconds until the total this process last saw falls under `budget` (at least 1)."""
-        seen = self.seen.get(org_id)
-        index, previous_share = window_of(now)
+        """Seconds until the totals this process last saw fall under `budget` (at least 1)."""
+        seen = self._seen_now(org_id, now)
         if seen is None:
             return 1
-        window, total = seen
-        current, previous = (total, 0.0) if window == index else (0.0, total)
-        return max(1, math.ceil(until_under(current, previous, previous_share, budget)))
+        return max(1, math.ceil(until_under(*seen, budget)))
 
     def spent(
         self, client: redis.Redis, org_id: int, now: float | None = None, budget: float | None = None

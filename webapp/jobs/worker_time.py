@@ -23,10 +23,13 @@ __all__ = ["WINDOW_SECONDS", "Spent", "busy", "charge", "demotion_delay", "spent
 _WINDOWS = TimeWindows("an:jt")
 
 
-def charge(client: redis.Redis, org_id: int, seconds: float, now: float | None = None) -> None:
-    """Add `seconds` of worker time to the organization's current window (best effort: a Redis
-    that does not answer loses the charge, it never fails the job)."""
-    _WINDOWS.charge(client, org_id, seconds, now)
+def charge(
+    client: redis.Redis, org_id: int, seconds: float, now: float | None = None, started: float | None = None
+) -> None:
+    """Add `seconds` of worker time to the organization's windows, split between the current one and
+    the one before when the run `started` (time.time()) in it (best effort: a Redis that does not
+    answer loses the charge, it never fails the job)."""
+    _WINDOWS.charge(client, org_id, seconds, now, started)
 
 
 def busy(org_id: int, threshold: float, now: float | None = None) -> bool:
