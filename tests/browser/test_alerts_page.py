@@ -393,6 +393,7 @@ def test_a_live_alert_moves_a_rules_state_without_a_reload(
         arg=card,
     )
     status, edited = web_server.request("GET", f"/api/v1/alerts/{rule['id']}", fresh.users["viewer"]["token"])
+    assert status == 200, edited
     assert edited["condition"]["type"] == "change_pct", edited
 
     # An edit the server refuses shows its message as it words it; Escape leaves the edit unsaved.

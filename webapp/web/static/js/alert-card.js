@@ -50,6 +50,7 @@ function historyColumns(condition) {
 export class AlertCard {
   #rule;
   #historyOpen = false;
+  #historyAsked = 0; // loads of the history asked for: only the latest one's answer is drawn
 
   /** `admin`: the edit, pause and delete buttons are shown; `onEdit(card)` on Edit; `onChange()` after
    * a delete. */
@@ -136,8 +137,10 @@ export class AlertCard {
   }
 
   async loadHistory() {
+    const asked = ++this.#historyAsked;
     try {
       const answer = await this.api.get(`/api/v1/alerts/${this.#rule.id}/events`, { limit: HISTORY_LIMIT });
+      if (asked !== this.#historyAsked) return; // a later load (a live transition, an edit) draws it
       const rule = this.#rule;
       const columns = historyColumns(rule.condition);
       const rows = answer.items.map((event) => h("tr", { dataset: { state: event.state, bucket: event.bucket } },
