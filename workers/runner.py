@@ -135,6 +135,9 @@ def run_job(
     One delivery at a time: a second delivery of a job that another worker is running (the broker's
     redelivery after a visibility timeout, or beat's requeue racing the original message) is dropped.
     """
+    if task.request.get(DEFERRED_HEADER):
+        _take_turn(task, job_id)
+        return
     engine = current_app.extensions["db_engine"]
     make_session = session_factory()
     max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]
@@ -193,6 +196,9 @@ def _charge(org_id: int, started: float, began: float) -> None:
 # ends hands its slot to the organization's oldest waiting job at once: this is the fallback, for a
 # slot given back by a worker that died).
 FAIR_SHARE_DEFER_SECONDS = 10
+# The header of a delivery _wait_for_slot deferred: when it is due it only sends the job again (see
+# _take_turn).
+DEFERRED_HEADER = "fair_share_deferred"
 
 
 def _wait_for_slot(task: Task, job_id: str, taken: claim.Claim) -> None:
@@ -204,8 +210,22 @@ def _wait_for_slot(task: Task, job_id: str, taken: claim.Claim) -> None:
     cap = _share()
     log.info("job=%s org=%s waits: its organization runs %s jobs already", job_id, taken.org_id, cap)
     task.app.send_task(
-        task.name, countdown=FAIR_SHARE_DEFER_SECONDS, **submission.task_options(job_id, OVERFLOW_QUEUE)
+        task.name,
+        countdown=FAIR_SHARE_DEFER_SECONDS,
+        headers={DEFERRED_HEADER: True},
+        **submission.task_options(job_id, OVERFLOW_QUEUE),
     )
+
+
+def _take_turn(task: Task, job_id: str) -> None:
+    """A deferred delivery that is due: the job is sent again to the overflow queue at once, and only
+    that delivery claims it. Celery keeps a countdown's message in the worker that took it and runs
+    it when due ahead of every message still in the queues, and while any due one waits for a pool
+    process the worker takes nothing from the broker (prefetch): claimed here, the deferred
+    deliveries of an organization with many queued jobs took each worker slot that came free, one of
+    its jobs after another, while another organization's job waited in its queue (47 s seen, the
+    other slot held by a long beat task). Sent again, the job takes its turn among the queues."""
+    task.app.send_task(task.name, **submission.task_options(job_id, OVERFLOW_QUEUE))
 
 
 def _columns(job: Job) -> dict[str, Any]:

@@ -10,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from celery.app.task import Context
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.core.vocabulary import OVERFLOW_QUEUE
+from webapp.core.vocabulary import JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.jobs import claim, recovery
 from webapp.models import Job
+from workers import runner
 
 AGG = "/api/v1/analytics/aggregations"
 
@@ -305,4 +307,60 @@ def test_a_slot_given_back_goes_to_the_oldest_job_that_waits_for_one(make_live_t
         duplicate = _claim(first, younger, 1)
         assert (duplicate.held, duplicate.slot) == (False, None)
         assert claim.release(first, duplicate, recovery.run_lock_key(younger), younger) is None
+    db_session.close()
+
+
+class _Task:
+    """A job task's stand-in for workers.runner.run_job: its delivery's headers, and what it sends."""
+
+    name = JOB_ROUTES["snapshot"].name
+
+    def __init__(self, **headers: object) -> None:
+        self.request = Context(headers)
+        self.app = self
+        self.sent: list[dict[str, object]] = []
+
+    def send_task(self, name: str, **options: object) -> None:
+        assert name == self.name
+        self.sent.append(options)
+
+
+def test_a_deferred_delivery_that_is_due_takes_its_turn_in_the_queues(
+    make_live_tenant, db_engine, live_app, monkeypatch
+):
+    """A delivery that found its organization's slots held is deferred (a countdown, marked); when due
+    it claims nothing and runs nothing, even with a slot free: it sends the job again to the overflow
+    queue at once. (Celery runs a due countdown from the worker's memory, ahead of every message in
+    the queues: claiming there, an organization's many deferred jobs took each slot that came free.)"""
+    monkeypatch.setitem(live_app.config, "JOB_MAX_RUNNING_PER_ORG", 1)
+    org = make_live_tenant().org_id
+    db_session = Session(db_engine)
+    (job_id,) = _queued(db_session, org, 1)
+    ran: list[object] = []
+    with live_app.app_context():
+        # Every slot held: the delivery waits, deferred and marked.
+        with db_engine.connect() as holder:
+            holder.execute(text("SELECT pg_advisory_lock(:o, -1)"), {"o": org})
+            waiting = _Task()
+            runner.run_job(waiting, str(job_id), ran.append)
+            holder.execute(text("SELECT pg_advisory_unlock_all()"))
+            holder.rollback()
+        assert [(o["queue"], o["countdown"], o["headers"]) for o in waiting.sent] == [
+            (OVERFLOW_QUEUE, runner.FAIR_SHARE_DEFER_SECONDS, {runner.DEFERRED_HEADER: True})
+        ]
+        # Due, with the slot free: sent again at once, unmarked; the job is still queued, unclaimed.
+        due = _Task(**{runner.DEFERRED_HEADER: True})
+        runner.run_job(due, str(job_id), ran.append)
+        assert ran == []
+        assert [(o["queue"], o.get("countdown"), o.get("headers")) for o in due.sent] == [
+            (OVERFLOW_QUEUE, None, None)
+        ]
+        row = _row(db_session, job_id)
+        assert (row.state, row.attempts) == ("queued", 0)
+        with db_engine.connect() as conn:
+            assert _free_slots(conn, org, 1) == [0]
+        # The delivery sent again claims and runs the job.
+        runner.run_job(_Task(), str(job_id), lambda ctx: ran.append(ctx.job.id) or {})
+        assert ran == [job_id]
+        assert _row(db_session, job_id).state == "succeeded"
     db_session.close()
