@@ -4,6 +4,7 @@ queue, which workers take from in turn with the others."""
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -14,10 +15,10 @@ from celery.app.task import Context
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from tests.conftest import process_env
 from webapp.core.vocabulary import JOB_ROUTES, OVERFLOW_QUEUE
 from webapp.jobs import claim, recovery
 from webapp.models import Job
-from workers import runner
 
 AGG = "/api/v1/analytics/aggregations"
 
@@ -326,12 +327,16 @@ class _Task:
 
 
 def test_a_deferred_delivery_that_is_due_takes_its_turn_in_the_queues(
-    make_live_tenant, db_engine, live_app, monkeypatch
+    make_live_tenant, db_engine, live_app, monkeypatch, services
 ):
     """A delivery that found its organization's slots held is deferred (a countdown, marked); when due
     it claims nothing and runs nothing, even with a slot free: it sends the job again to the overflow
     queue at once. (Celery runs a due countdown from the worker's memory, ahead of every message in
     the queues: claiming there, an organization's many deferred jobs took each slot that came free.)"""
+    # The workers package builds its app from the environment as it is imported: a worker's.
+    monkeypatch.setattr(os, "environ", process_env(services))
+    from workers import runner
+
     monkeypatch.setitem(live_app.config, "JOB_MAX_RUNNING_PER_ORG", 1)
     org = make_live_tenant().org_id
     db_session = Session(db_engine)
