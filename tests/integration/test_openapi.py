@@ -6,6 +6,7 @@ import gzip
 import re
 import zlib
 
+import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
@@ -49,6 +50,32 @@ def test_request_models_are_the_validating_ones(client):
     schema = spec["components"]["schemas"][name]
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) >= {"status", "priority", "channel", "category", "sentiment_score"}
+
+
+def test_the_import_body_documents_what_an_import_accepts(client, tenant):
+    """Found from outside: the document's import items were POST /tickets' body, which forbids the
+    replies, rating and status history an import takes, so a client checking its body against the
+    document refused imports the server accepts."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+    body = spec["paths"]["/api/v1/tickets/import"]["post"]["requestBody"]["content"]["application/json"]
+    schema = {**body["schema"], "components": spec["components"]}
+    rows = [
+        {
+            "created_at": "2026-11-02T09:00:00Z",
+            "status": "resolved",
+            "resolved_at": "2026-11-02T12:00:00Z",
+            "status_history": [
+                {"status": "open", "at": "2026-11-02T09:00:00Z"},
+                {"status": "resolved", "at": "2026-11-02T12:00:00Z"},
+            ],
+            "replies": [{"author": "agent", "at": "2026-11-02T10:00:00Z", "public": True}],
+            "satisfaction": {"rating": 5, "at": "2026-11-02T13:00:00Z"},
+        }
+    ]
+    jsonschema.validate(rows, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([{**rows[0], "mood": "happy"}], schema)
+    assert tenant.agent.post("/api/v1/tickets/import", json=rows).status_code == 202
 
 
 def test_docs_page(client):

@@ -22,13 +22,14 @@ from webapp.api.schemas.common import JobAccepted
 from webapp.security.admission import require_role
 from webapp.tickets import import_formats as formats
 from webapp.tickets import imports
-from webapp.tickets.fields import TicketCreate
+from webapp.tickets.fields import ImportedTicket
 
 bp = Blueprint("ticket_imports", __name__, url_prefix="/tickets")
 
 
-class TicketImport(RootModel[list[TicketCreate]]):
-    """A JSON array of tickets; NDJSON holds one such object a line, CSV one a row under a header."""
+class TicketImport(RootModel[list[ImportedTicket]]):
+    """A JSON array of tickets (each as POST /tickets takes it, with its replies, rating and status
+    history if known); NDJSON holds one such object a line, CSV one a row under a header."""
 
 
 def _format() -> str:

@@ -95,7 +95,7 @@ class StatusEntry(BaseModel):
     _times = field_validator("at", mode="before")(_iso_text)
 
 
-class TicketImport(TicketCreate):
+class ImportedTicket(TicketCreate):
     """An imported row: a ticket's fields, and its replies, rating and status history if known."""
 
     replies: list[ReplyFields] | None = Field(default=None, max_length=MAX_ENTRIES)

@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from webapp.core import strict_json
-from webapp.tickets.fields import TicketImport
+from webapp.tickets.fields import ImportedTicket
 
 MEDIA_TYPES = {
     "application/json": "json",
@@ -18,7 +18,7 @@ MEDIA_TYPES = {
     "text/csv": "csv",
     "application/csv": "csv",
 }
-FIELDS = tuple(TicketImport.model_fields)
+FIELDS = tuple(ImportedTicket.model_fields)
 NUMERIC_FIELDS = frozenset({"sentiment_score"})
 # Columns whose cells hold JSON (a list or an object), as the same keys of a JSON row would.
 JSON_FIELDS = frozenset({"replies", "satisfaction", "status_history"})

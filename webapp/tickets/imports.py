@@ -24,7 +24,7 @@ from webapp.core.timeutil import utcnow
 from webapp.models import Organization
 from webapp.tickets.bulk_writer import BulkWriter
 from webapp.tickets.effects import announce
-from webapp.tickets.fields import TicketImport
+from webapp.tickets.fields import ImportedTicket
 from webapp.tickets.plans import PlannedTicket, check_ticket, plan_ticket
 from webapp.tickets.rules import TicketError
 
@@ -119,7 +119,7 @@ def validate_row(raw: Any) -> tuple[dict[str, Any] | None, list[tuple[str | None
     if "__error__" in raw:
         return None, [(None, str(raw["__error__"]))]
     try:
-        return TicketImport.model_validate(raw).model_dump(exclude_unset=True), []
+        return ImportedTicket.model_validate(raw).model_dump(exclude_unset=True), []
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False, include_context=False):
