@@ -2,7 +2,7 @@
 Procfile's processes alone.
 
 - `run` (behind `make run`): the embedded servers (or DATABASE_URL / REDIS_URL), migrations, the demo
-  on the first run, then web, worker and beat under supervisord until Ctrl-C, which stops everything,
+  on the first run, then web, workers and beat under supervisord until Ctrl-C, which stops everything,
   the embedded servers included, at any moment.
 - `processes [-f Procfile] [-p PORT]`: the Procfile's processes alone, restarted and stopped the same
   way, against whatever servers DATABASE_URL and REDIS_URL name.
@@ -40,7 +40,7 @@ def _banner(port: int, login: dict[str, str], token: str) -> str:
 
 
 def run() -> int:
-    """Services, migrations, demo data, then web, worker and beat until Ctrl-C; returns the exit code."""
+    """Services, migrations, demo data, then web, workers and beat until Ctrl-C; returns the exit code."""
     settings = config.from_environment()
     instance = Path(settings["INSTANCE_PATH"])
     instance.mkdir(parents=True, exist_ok=True)

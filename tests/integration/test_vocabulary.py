@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from devstack.procfile import command_args, read_procfile
 from tests.conftest import ROOT, process_env
 from webapp.analytics import rollups
 from webapp.analytics.metrics import METRICS, ROLLED_METRICS
@@ -260,3 +261,28 @@ def test_job_kinds_states_and_routes(spec, base_app, services):
     for kind, route in v.JOB_ROUTES.items():
         assert route.name in registered, kind
         assert celery.amqp.router.route({}, route.name)["queue"].name == route.queue, kind
+
+
+def test_beats_long_upkeep_runs_on_a_worker_of_its_own(base_app):
+    """Two long rollup tasks on the jobs' worker held both of its slots (16 s with 210 jobs queued and
+    none running, seen under an import flood): they wait in `background`, which the Procfile's
+    `background` worker takes and its jobs' worker does not."""
+    celery = base_app.extensions["celery"]
+    for name in (
+        "rollups.refresh_pending",
+        "rollups.sum_metric_days",
+        "rollups.reconcile_recent",
+        "cache.warm",
+    ):
+        assert celery.amqp.router.route({}, name)["queue"].name == v.BACKGROUND_QUEUE, name
+    # A job's task keeps its own queue though its name matches a background pattern.
+    assert celery.amqp.router.route({}, v.JOB_ROUTES["cache_refresh"].name)["queue"].name == "refresh"
+    procfile = read_procfile(ROOT / "Procfile")
+
+    def queues(name: str) -> set[str]:
+        args = command_args(procfile[name])
+        return set(args[args.index("--queues") + 1].split(","))
+
+    assert queues("background") == {v.BACKGROUND_QUEUE}
+    assert queues("worker") | queues("background") == set(v.QUEUES)
+    assert v.BACKGROUND_QUEUE not in queues("worker")

@@ -63,12 +63,15 @@ EXPORT_DATASETS = ("tickets", "time-series", "aggregations")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-# The queues workers consume (the Procfile's worker takes all four). Webhook deliveries wait on a
-# receiver for up to its timeout, so they have a queue of their own that a separate worker may take.
-# `overflow` holds the jobs an organization submits while it has others active (fair share: workers
-# take from each queue in turn).
+# The queues workers consume (the Procfile's worker all but `background`, which its `background`
+# worker takes). Webhook deliveries wait on a receiver for up to its timeout, so they have a queue of
+# their own that a separate worker may take. `overflow` holds the jobs an organization submits while
+# it has others active (fair share: workers take from each queue in turn). `background` holds beat's
+# long upkeep (rollup builds, sums and reconciles that run for tens of seconds, cache warming): on the
+# jobs' worker two of them at once held both of its slots, and every organization's jobs waited.
 OVERFLOW_QUEUE = "overflow"
-QUEUES = ("default", "exports", "refresh", "deliveries", OVERFLOW_QUEUE)
+BACKGROUND_QUEUE = "background"
+QUEUES = ("default", "exports", "refresh", "deliveries", OVERFLOW_QUEUE, BACKGROUND_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ JOB_ROUTES: dict[str, JobRoute] = {
 }
 JOB_KINDS = tuple(JOB_ROUTES)
 # Tasks that are not jobs (beat's periodic work), by name pattern, and the queue they run on.
-BACKGROUND_QUEUES = {"cache.*": "refresh", "rollups.*": "refresh", "deliveries.*": "deliveries"}
+BACKGROUND_QUEUES = {"cache.*": BACKGROUND_QUEUE, "rollups.*": BACKGROUND_QUEUE, "deliveries.*": "deliveries"}
 
 
 def task_routes() -> dict[str, dict[str, str]]:
