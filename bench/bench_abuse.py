@@ -17,7 +17,10 @@ elsewhere) runs each attack from a thread of its own, one request after another:
 - the largest aggregation jobs allowed: exact, all metrics by channel, daily over 365 days (202 up
   to the cap of active aggregations, then 429), and ticket exports (202 up to the export cap, 429);
 - a series read with a new range each time (a cache miss and a popularity count every time);
-- a WebSocket sending subscribe as fast as it can (answered with errors past its budget).
+- a WebSocket sending subscribe as fast as it can (answered with errors past its budget);
+- a swarm of 40 WebSockets, each subscribing with filters no message used before (values no cache
+  holds, computed) as fast as its budget lets it (errors past it, or past the organization's read
+  time).
 
 Targets: the normal client's p99 under attack within 3x of its idle p99 (series and job), no process
 of the platform over 1 GiB RSS, each refused attack answered in under 100 ms (p99).
@@ -344,6 +347,39 @@ def _ws_flood(
     ws.close()
 
 
+SWARM_SOCKETS = 40
+
+
+def _ws_swarm_socket(
+    port: int, org_id: int, token: str, n: int, stop: threading.Event, out: list[tuple[int, float]]
+) -> None:
+    """One socket of a swarm: subscribe with filters no other message used (a value no cache holds,
+    computed), as fast as the socket takes it; 200 for data, 429 for an error (its budget, or the
+    organization's read time)."""
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{port}/api/v1/ws/analytics/{org_id}",
+        header=[f"Authorization: Bearer {token}"],
+        timeout=60,
+    )
+    ws.recv()
+    i = 0
+    while not stop.is_set():
+        started = time.perf_counter()
+        metrics = ["ticket_count", "response_time", "backlog"]
+        ws.send(
+            json.dumps({"type": "subscribe", "metrics": metrics, "filters": {"category": [f"swarm-{n}-{i}"]}})
+        )
+        while True:
+            message = json.loads(ws.recv())
+            if message["type"] in ("subscription_data", "error"):
+                break
+        out.append(
+            (200 if message["type"] == "subscription_data" else 429, (time.perf_counter() - started) * 1000)
+        )
+        i += 1
+    ws.close()
+
+
 def _hostile(
     port: int,
     org_id: int,
@@ -377,6 +413,13 @@ def _hostile(
                 target=_ws_flood, args=(port, org_id, token, halt, outcomes["WebSocket subscribe flood"])
             )
         )
+    if _chosen("WebSocket swarm with distinct filters", only):
+        swarm: list[tuple[int, float]] = []
+        outcomes["WebSocket swarm with distinct filters"] = swarm
+        threads += [
+            threading.Thread(target=_ws_swarm_socket, args=(port, org_id, token, n, halt, swarm))
+            for n in range(SWARM_SOCKETS)
+        ]
     for thread in threads:
         thread.start()
     ready.set()

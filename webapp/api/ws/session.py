@@ -20,7 +20,7 @@ from simple_websocket import ConnectionClosed, Server
 
 from webapp.api.ws import subscriptions
 from webapp.api.ws.admission import Identity
-from webapp.api.ws.budget import COSTLY, Limits, MessageBudget
+from webapp.api.ws.budget import COSTLY, Limits, MessageBudget, RefusalPace
 from webapp.api.ws.messages import (
     INTERNAL_ERROR,
     POLICY_VIOLATION,
@@ -39,6 +39,8 @@ from webapp.live.connection import Connection, Event
 from webapp.live.relay import Relay
 
 log = logging.getLogger(__name__)
+# This process's pace of refusals per organization (every socket of the process shares it).
+REFUSALS = RefusalPace()
 
 CLIENT_MESSAGES = ("subscribe", "unsubscribe", "ping", "resume")
 
@@ -88,6 +90,8 @@ class Peer:
     limits: Limits
     sub: Subscription = field(default_factory=Subscription)
     budget: MessageBudget = field(init=False)
+    # How long the socket's next read waits after the last refusal's answer.
+    hold_next: float = 0.0
 
     def __post_init__(self) -> None:
         self.budget = MessageBudget(self.limits.burst, self.limits.per_minute)
@@ -188,6 +192,9 @@ def _serve(
             conn.guarded(socket.wire.drain)  # the rest of a frame the relay wrote in part
         for raw in socket.client_messages():
             handle(peer, raw)
+            if peer.hold_next:
+                hold, peer.hold_next = peer.hold_next, 0.0
+                time.sleep(hold)  # under gevent, this socket's greenlet alone
         conn.flush(augment)
         subscriptions.send_periodic(conn, sub, peer.stores)
 
@@ -237,7 +244,9 @@ def _route(peer: Peer, message: dict[str, Any]) -> None:
     if kind in COSTLY:
         wait = peer.budget.take()
         if wait:
-            time.sleep(peer.limits.refusal_hold_seconds)  # under gevent, this socket's greenlet alone
+            # Answered at once; the socket's next read waits (its organization's turn, when its sockets
+            # are refused faster than the pace allows).
+            peer.hold_next = REFUSALS.hold(conn.org_id, peer.limits.refusal_hold_seconds)
             raise MessageError(
                 f"too many subscribe and resume messages (at most {peer.limits.per_minute} a minute "
                 f"after a burst of {peer.limits.burst}); this one was dropped, send it again in {wait:.1f} s"
