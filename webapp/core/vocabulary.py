@@ -63,15 +63,19 @@ EXPORT_DATASETS = ("tickets", "time-series", "aggregations")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-# The queues workers consume (the Procfile's worker all but `background`, which its `background`
-# worker takes). Webhook deliveries wait on a receiver for up to its timeout, so they have a queue of
-# their own that a separate worker may take. `overflow` holds the jobs an organization submits while
-# it has others active (fair share: workers take from each queue in turn). `background` holds beat's
-# long upkeep (rollup builds, sums and reconciles that run for tens of seconds, cache warming): on the
-# jobs' worker two of them at once held both of its slots, and every organization's jobs waited.
+# The queues workers consume (the Procfile's worker all but `background`; its `background` worker
+# `background` and `periodic`). Webhook deliveries wait on a receiver for up to its timeout, so they
+# have a queue of their own that a separate worker may take. `overflow` holds the jobs an organization
+# submits while it has others active (fair share: workers take from each queue in turn). `background`
+# holds beat's long upkeep (rollup builds, sums and reconciles that run for tens of seconds, cache
+# warming): on the jobs' worker two of them at once held both of its slots, and every organization's
+# jobs waited. `periodic` holds beat's short passes (heartbeat, SLA breaches, alerts, reports, due
+# snapshots, sweeps), which both workers take: in `default` they waited behind queued jobs until
+# they expired (reports missed their cron times for minutes under a flood of snapshot jobs).
 OVERFLOW_QUEUE = "overflow"
 BACKGROUND_QUEUE = "background"
-QUEUES = ("default", "exports", "refresh", "deliveries", OVERFLOW_QUEUE, BACKGROUND_QUEUE)
+PERIODIC_QUEUE = "periodic"
+QUEUES = ("default", "exports", "refresh", "deliveries", OVERFLOW_QUEUE, BACKGROUND_QUEUE, PERIODIC_QUEUE)
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,14 @@ JOB_ROUTES: dict[str, JobRoute] = {
 }
 JOB_KINDS = tuple(JOB_ROUTES)
 # Tasks that are not jobs (beat's periodic work), by name pattern, and the queue they run on.
-BACKGROUND_QUEUES = {"cache.*": BACKGROUND_QUEUE, "rollups.*": BACKGROUND_QUEUE, "deliveries.*": "deliveries"}
+BACKGROUND_QUEUES = {
+    "cache.*": BACKGROUND_QUEUE,
+    "rollups.*": BACKGROUND_QUEUE,
+    "deliveries.*": "deliveries",
+    **dict.fromkeys(
+        ("ops.*", "sla.*", "alerts.*", "reports.*", "maintenance.*", "snapshots.schedule_due"), PERIODIC_QUEUE
+    ),
+}
 
 
 def task_routes() -> dict[str, dict[str, str]]:
