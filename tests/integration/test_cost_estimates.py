@@ -149,7 +149,8 @@ def test_rows_only_the_data_knows_are_checked_once_known(tenant, app, monkeypatc
         error = _too_costly(tenant.viewer.get(path))
         assert (error["details"]["groups"], error["details"]["estimate"]) == (12, 12 * per_row), path
         assert error["details"]["limit"] == 30
-    stored = _keys(redis_client) - before
+    # The refusals cached (small), and the reads' time charged to the organization (an:rt:).
+    stored = {key for key in _keys(redis_client) - before if not key.startswith(b"an:rt:")}
     assert stored
     assert all(key.startswith(b"an:c:") for key in stored), stored
     assert all(len(redis_client.get(key) or b"") < 1_500 for key in stored)

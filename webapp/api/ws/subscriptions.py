@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,10 +170,59 @@ def _changed(sub: Subscription, event: Event) -> list[str]:
     return sorted(sub.metrics & set(event["data"].get("metrics", [])))
 
 
+class EventValues:
+    """The fresh values each metric_update carries, read once per event and subscription in this
+    process: every socket subscribed alike gets the same values for the same event, from one read,
+    not one read (a cache lookup at best) per socket. A thousand sockets subscribed to one metric made
+    a thousand lookups per event, each in the relay's fan-out: updates took seconds to reach the last
+    socket, and writes waited for the web processes meanwhile. Sockets asking while the first read
+    runs wait for it (greenlets: the wait yields)."""
+
+    def __init__(self, keep: int = 512) -> None:
+        self.keep = keep
+        self._entries: OrderedDict[tuple[Any, ...], tuple[threading.Event, list[Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """The values of `key` (an event id, organization, subscription and metrics), read by `read`
+        the first time; a read that failed fails every socket that waited for it, then is forgotten."""
+        with self._lock:
+            entry = self._entries.get(key)
+            mine = entry is None
+            if mine:
+                entry = (threading.Event(), [])
+                self._entries[key] = entry
+                while len(self._entries) > self.keep:
+                    self._entries.popitem(last=False)
+        done, outcome = entry
+        if not mine:
+            done.wait(READ_WAIT_SECONDS)
+            if outcome and not isinstance(outcome[0], BaseException):
+                return outcome[0]
+            return read()  # the first read failed or is still running: this socket reads for itself
+        try:
+            value = read()
+            outcome.append(value)
+        except BaseException as exc:
+            outcome.append(exc)
+            with self._lock:
+                self._entries.pop(key, None)
+            raise
+        finally:
+            done.set()
+        return value
+
+
+# Longest a socket waits for another's read of the same event's values before reading them itself.
+READ_WAIT_SECONDS = 10.0
+EVENT_VALUES = EventValues()
+
+
 def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event: Event) -> Event:
     """A relayed event as this socket sends it: a metric_update gets fresh values of the changed
-    metrics it subscribed to, each under its own subscription's filters and clock. Unchanged, the
-    event goes out as the JSON the relay made once."""
+    metrics it subscribed to, each under its own subscription's filters and clock (read once per
+    event and subscription in the process: EventValues). Unchanged, the event goes out as the JSON
+    the relay made once."""
     if event["type"] != "metric_update":
         return event
     changed = set(event["data"].get("metrics", []))
@@ -179,8 +231,13 @@ def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event
         wanted = sorted(group.metrics & changed)
         if not wanted:
             continue
+        key = (event.get("id"), conn.org_id, group.key(), tuple(wanted))
+
+        def read(group: Group = group, wanted: list[str] = wanted) -> dict[str, Any]:
+            return stores.values(conn.org_id, wanted, group.filters, group.clock)["metrics"]
+
         try:
-            values.update(stores.values(conn.org_id, wanted, group.filters, group.clock)["metrics"])
+            values.update(EVENT_VALUES.get(key, read))
         except messages.MessageError:
             continue  # the read time is spent: the event goes without these values
         except Exception:
