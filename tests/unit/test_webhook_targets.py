@@ -111,3 +111,12 @@ def test_signature_header_is_hmac_sha256_over_time_dot_body():
     expected = hmac.new(secret.encode(), b"1767225600." + body, hashlib.sha256).hexdigest()
     assert signing.header(secret, body, stamp) == f"t=1767225600,v1={expected}"
     assert signing.new_secret() != signing.new_secret()
+
+
+def test_a_refused_host_is_said_in_one_sentence():
+    """Found from outside: "the host '224.0.0.1' resolves to 224.0.0.1 is a multicast ..."."""
+    with pytest.raises(TargetRefused) as refused:
+        check_url("http://224.0.0.1/hook", allow_private=True)
+    assert (
+        str(refused.value) == "the host '224.0.0.1' resolves to 224.0.0.1, a multicast or unspecified address"
+    )

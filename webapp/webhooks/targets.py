@@ -103,10 +103,10 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
-    """Why a webhook may not connect to `address` (None: it may)."""
+    """What `address` is that a webhook may not connect to it ("a multicast ... address"; None: it may)."""
     for candidate in filter(None, (address, _embedded_ipv4(address))):
         if candidate.is_multicast or candidate.is_unspecified:
-            return f"{address} is a multicast or unspecified address"
+            return "a multicast or unspecified address"
         if allow_private:
             continue
         mapped = isinstance(candidate, ipaddress.IPv6Address) and candidate.ipv4_mapped is not None
@@ -116,7 +116,7 @@ def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
             continue
         if not candidate.is_global or candidate.is_reserved:
             return (
-                f"{address} is a private, loopback, link-local or reserved address "
+                "a private, loopback, link-local or reserved address "
                 "(set WEBHOOK_ALLOW_PRIVATE to allow such targets)"
             )
     return None
@@ -148,7 +148,7 @@ def checked_addresses(
     for address in addresses:
         reason = refusal(address, allow_private=allow_private)
         if reason is not None:
-            raise TargetRefused(f"the host {target.host!r} resolves to {reason}")
+            raise TargetRefused(f"the host {target.host!r} resolves to {address}, {reason}")
     return addresses
 
 
