@@ -99,8 +99,12 @@ def _channels(session: Session, org_id: int, channels: list[dict[str, Any]]) -> 
         if kept in out:
             continue
         if kept["type"] == "webhook":
+            # Held until the rule is saved (FOR KEY SHARE): the webhook's deletion waits for it and then
+            # drops it from the rule's channels; a rule saved after the deletion finds it gone (404).
             found = session.scalar(
-                select(Webhook.id).where(Webhook.id == kept["webhook_id"], Webhook.org_id == org_id)
+                select(Webhook.id)
+                .where(Webhook.id == kept["webhook_id"], Webhook.org_id == org_id)
+                .with_for_update(key_share=True)
             )
             if found is None:
                 raise RuleError(f"webhook {kept['webhook_id']} not found", field="channels", status=404)

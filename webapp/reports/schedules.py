@@ -78,7 +78,13 @@ def checked_timing(cron: str, timezone: str, *, check_cron: bool = True) -> tupl
 
 
 def _own_webhook(session: Session, org_id: int, webhook_id: int) -> int:
-    found = session.scalar(select(Webhook.id).where(Webhook.id == webhook_id, Webhook.org_id == org_id))
+    """The organization's webhook `webhook_id`, held until this transaction ends (FOR KEY SHARE: its
+    deletion waits for the schedule being saved and then finds it; 404 when it went first)."""
+    found = session.scalar(
+        select(Webhook.id)
+        .where(Webhook.id == webhook_id, Webhook.org_id == org_id)
+        .with_for_update(key_share=True)
+    )
     if found is None:
         raise ReportError(f"webhook {webhook_id} not found", field="webhook_id", status=404)
     return found

@@ -153,8 +153,12 @@ def delete_webhook(session: Session, webhook: Webhook) -> dict[str, list[int]]:
     """Delete the webhook and its delivery log, whoever uses it: alert rules drop it from their
     channels, report schedules that delivered to it are disabled with no webhook (until given
     another). The alert rules and report schedules that used it, by kind."""
-    # The organization's schedules and rules are locked first, so none is pointed at the webhook
-    # between this read and its deletion.
+    # The webhook's row first: a schedule or rule being saved with it holds the row (FOR KEY SHARE,
+    # until it commits), so this waits for it and then finds it among the users; one saved after this
+    # waits, then finds the webhook gone (404). Then the organization's schedules and rules, so that
+    # none is pointed at the webhook between this read and its deletion.
+    if session.scalar(select(Webhook.id).where(Webhook.id == webhook.id).with_for_update()) is None:
+        raise WebhookError("webhook not found", status=404)
     session.execute(
         select(ReportSchedule.id).where(ReportSchedule.org_id == webhook.org_id).with_for_update()
     )
