@@ -189,19 +189,43 @@ def test_sign_in_never_sends_the_browser_to_another_site(desktop, demo, web_serv
     ):
         page.goto(f"/signin?next={next_}")
         page.wait_for_url(lambda url: "/signin" not in url)
-        assert page.url.startswith(web_server.base_url + "/"), (next_, page.url)
+        assert page.url == web_server.base_url + "/", (next_, page.url)
+    # A path of this site is where the browser lands, and what its address bar says.
+    page.goto("/signin?next=%2F%3Fperiod%3D7d")
+    page.wait_for_selector("body.page-overview[data-loaded]")
+    assert page.url == web_server.base_url + "/?period=7d"
 
 
-def test_a_url_with_a_range_that_is_none(desktop, demo):
-    """The agents page shows its default range (a period stands in); the overview says what is wrong,
-    asks nothing and shows no figures, as the explorer does (tests/browser/test_explorer_page.py)."""
+def _assert_nothing_drawn(page: Page, message: str) -> None:
+    """The overview settled with no figures: tiles an en dash, every panel saying `message`, no range note."""
+    assert page.inner_text("#range-note") == ""
+    assert set(page.locator(".tile-value").all_inner_texts()) == {"\N{EN DASH}"}
+    assert page.locator("#panels .u-over").count() == 0
+    assert page.locator("#panels .bar-row").count() == 0
+    panels = page.locator("#panels .panel")
+    assert panels.count() > 0
+    assert page.locator("#panels .panel .empty").all_inner_texts() == [message] * panels.count()
+
+
+def test_a_url_with_a_range_that_is_none(desktop, demo, web_server):
+    """The overview and the agents page say what is wrong, ask nothing and show no figures, as the
+    explorer does (tests/browser/test_explorer_page.py); a range the API refuses settles the same way."""
     desktop.sign_in(demo.users["viewer"]["email"])
     page = desktop.page()
-    page.goto("/agents?start=xx&end=yy")
-    page.wait_for_selector("body[data-loaded]")
-    assert page.is_hidden("#error") or not page.inner_text("#error").strip()
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url) if "/api/v1/analytics/" in r.url else None)
+    for path, message in (
+        ("/agents?start=xx&end=yy", '"From" (xx) is not a date (YYYY-MM-DD)'),
+        ("/agents?period=bogus", '"Period" (bogus) is not one of 7d, 30d, 90d'),
+    ):
+        page.goto(path)
+        page.wait_for_selector("body[data-refused], body[data-loaded]")
+        assert page.is_visible("#error[role=alert]"), path
+        assert page.inner_text("#error") == message
+        assert page.url.endswith(path)
+        assert page.inner_text("#range-note") == ""
+        assert page.locator("#agents tr").count() == 0
+        assert not asked, asked
     for path, message in (
         ("/?start=abc&end=def", '"From" (abc) is not a date (YYYY-MM-DD)'),
         ("/?start=2026-10-31&end=2026-10-01", '"From" (2026-10-31) must be on or before "To" (2026-10-01)'),
@@ -212,11 +236,19 @@ def test_a_url_with_a_range_that_is_none(desktop, demo):
         assert page.is_visible("#error[role=alert]"), path
         assert page.inner_text("#error") == message
         assert page.url.endswith(path)
-        assert page.inner_text("#range-note") == ""
-        assert set(page.locator(".tile-value").all_inner_texts()) == {"\N{EN DASH}"}
-        assert page.locator("#panels .u-over").count() == 0
-        assert page.locator("#panels .bar-row").count() == 0
+        _assert_nothing_drawn(page, f"No data: {message}")
         assert not asked, asked
+    # A range the page takes but the API refuses: its message, and the page settles as above (no
+    # tiles or panels left loading).
+    desktop.allowed.append("the server responded with a status of 400")
+    page.goto("/?start=1800-01-01&end=2026-01-01")
+    page.wait_for_selector("body[data-refused], body[data-loaded]")
+    status, refusal = web_server.request(
+        "GET", "/api/v1/analytics/dashboard?start=1800-01-01&end=2026-01-02", demo.users["viewer"]["token"]
+    )
+    assert status == 400
+    assert page.inner_text("#error") == refusal["error"]["message"]
+    _assert_nothing_drawn(page, f"No data: {refusal['error']['message']}")
     # A range chosen in the form is one: asked and drawn.
     page.select_option("#period", "7d")
     page.wait_for_selector("body[data-loaded]")
@@ -348,6 +380,14 @@ def test_sign_out_ends_the_session(desktop, fresh, web_server):
     # tests/integration/test_web_session.py's).
     assert not any(c["name"] == "dashboard_refresh" for c in desktop.context.cookies())
     assert page.evaluate("() => document.cookie") == ""
+    # Signed in again from a deep link: the page asked for is shown under its own address.
+    page.goto("/agents?period=7d")
+    page.wait_for_url("**/signin?next=%2Fagents%3Fperiod%3D7d")
+    page.fill("#email", fresh.users["viewer"]["email"])
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("body.page-agents[data-loaded]")
+    assert page.url == f"{web_server.base_url}/agents?period=7d"
 
 
 def test_a_filter_changes_the_chart_and_the_url(desktop, demo, db_engine):
@@ -562,6 +602,15 @@ def test_the_embed_view_keeps_its_filters_locked(desktop, demo, web_server, db_e
     refused = page.evaluate("fetch(location.pathname + '/api/dashboard?priority=low').then(r => r.status)")
     assert refused == 403
     assert _tile_number(page, "tickets") == urgent
+    # An altered link opens a page saying so, which names its icon (no request for /favicon.ico, whose
+    # 404 the browser would log).
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(urlsplit(r.url).path))
+    page.goto(link["url"] + "x")
+    assert page.inner_text("h1") == "This view is not available"
+    page.wait_for_function("() => document.readyState === 'complete'")
+    page.wait_for_timeout(300)
+    assert "/favicon.ico" not in asked, asked
 
     # Framed by the allowed origin it shows; by another, the browser refuses to draw it.
     query = urlencode({"src": link["url"]})

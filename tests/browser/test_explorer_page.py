@@ -169,6 +169,11 @@ def _assert_refused(page: Page, message: str, made: list[str]) -> None:
         ("start=garbage", '"From" (garbage) is not a date (YYYY-MM-DD)'),
         ("end=garbage", '"To" (garbage) is not a date (YYYY-MM-DD)'),
         ("start=2026-02-30&end=2026-03-01", '"From" (2026-02-30) is not a date (YYYY-MM-DD)'),
+        # The API takes whole percentiles from 1 to 99: the entry that is not one is named.
+        (
+            "metric=avg_response_time&start=2026-11-01&end=2026-11-10&percentiles=50,abc",
+            'percentiles: "abc" is not a whole number from 1 to 99',
+        ),
     ],
 )
 def test_a_bad_range_in_the_url_is_said_and_asks_nothing(desktop: Watched, demo: Tenant, query, message):
@@ -246,3 +251,14 @@ def test_a_bad_range_from_the_form_is_said_as_from_the_url_and_clears_the_older_
     page.wait_for_function("() => Number(document.body.dataset.loaded) >= 5")
     page.wait_for_timeout(600)
     assert len([url for url in made if "/time-series/" in url]) == 1, made
+    # Percentiles typed that the API does not take: said, naming the entry; nothing asked, no curl
+    # line, and the URL keeps the last query shown.
+    made.clear()
+    shown = page.url
+    for typed, entry in (("abc", "abc"), ("50, 100", "100"), ("95.5", "95.5")):
+        page.fill("input[name=percentiles]", typed)
+        page.dispatch_event("input[name=percentiles]", "change")
+        message = f'percentiles: "{entry}" is not a whole number from 1 to 99'
+        page.wait_for_function("m => document.querySelector('#error').textContent === m", arg=message)
+        _assert_refused(page, message, made)
+        assert page.url == shown

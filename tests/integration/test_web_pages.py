@@ -164,3 +164,42 @@ def test_the_api_document_is_revalidated_with_its_etag(client):
     assert again.status_code == 304
     assert again.get_data() == b""
     assert first.get_json()["paths"]["/api/v1/embed-tokens"]["post"]["security"] == [{"bearerAuth": []}]
+
+
+# What a browser's navigation sends (Chromium's Accept for a page).
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+
+
+@pytest.mark.parametrize("path", ["/nope", "/explorer/zzz"])
+def test_an_unknown_page_is_an_html_404_for_a_browser_and_json_for_other_clients(client, path):
+    page = client.get(path, headers={"Accept": BROWSER_ACCEPT})
+    assert page.status_code == 404
+    assert page.mimetype == "text/html"
+    assert page.headers["Vary"] == "Accept"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    text = page.get_data(as_text=True)
+    assert "Page not found" in text
+    assert f"There is no page at <code>{path}</code>" in text
+    assert '<a href="/">Go to the overview</a>' in text
+    parsed = _parse(text)
+    assert not parsed.inline
+    # It names its icon (no request for /favicon.ico) and loads only hashed files that exist.
+    assert any("favicon" in url for url in parsed.urls)
+    for url in parsed.urls:
+        assert client.get(url).status_code == 200, url
+    # curl's default (*/*), a client asking for JSON, and no Accept at all: the API's JSON 404.
+    for accept in ("*/*", "application/json", None):
+        answer = client.get(path, headers={"Accept": accept} if accept else {})
+        assert answer.status_code == 404
+        assert answer.mimetype == "application/json"
+        assert answer.get_json()["error"]["code"] == "not_found"
+        assert answer.headers["Vary"] == "Accept"
+
+
+def test_an_unknown_api_path_is_json_even_for_a_browser(client):
+    for accept in (BROWSER_ACCEPT, "*/*"):
+        answer = client.get("/api/v1/nope", headers={"Accept": accept})
+        assert answer.status_code == 404
+        assert answer.mimetype == "application/json"
+        assert answer.get_json()["error"]["code"] == "not_found"

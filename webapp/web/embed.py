@@ -98,18 +98,13 @@ def page(token: str) -> Response:
         if claims.view != "overview":
             _choice(args, "granularity", embed_reads.GRANULARITIES, "daily")
     except ApiError as exc:
-        if not _prefers_html():
+        if not headers.prefers_html():
             # The same URL answers a browser with a page: a cache between must not mix the two.
             exc.headers = {**exc.headers, "Vary": "Accept", "Cache-Control": "no-store"}
             raise
         return _error_page(token, exc)
     html = render_template("embed.html", page="embed", view=claims.view, metric=claims.metric)
     return headers.page(html, frame_ancestors=claims.frame_ancestors or ("'self'",), referrer="no-referrer")
-
-
-def _prefers_html() -> bool:
-    accepted = request.accept_mimetypes
-    return accepted["text/html"] > accepted["application/json"]
 
 
 def _error_page(token: str, error: ApiError) -> Response:

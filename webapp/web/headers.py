@@ -13,6 +13,13 @@ _PLAIN_HOST = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1
 NOT_FRAMED = ("'none'",)
 
 
+def prefers_html() -> bool:
+    """Whether the request ranks HTML above JSON, as a browser's navigation does (`Accept: text/html,
+    ...`); curl's default `*/*` and fetch's ask for neither first."""
+    accepted = request.accept_mimetypes
+    return accepted["text/html"] > accepted["application/json"]
+
+
 def content_security_policy(frame_ancestors: Sequence[str] = NOT_FRAMED) -> str:
     """Scripts, styles and connections from this origin only; no inline script or style markup."""
     # CSP 3 counts the same host's ws:/wss: as 'self'; they are named too for browsers before it.

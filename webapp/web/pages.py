@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, render_template, request
+from werkzeug.exceptions import NotFound
 
-from webapp.api.plumbing.errors import not_found
+from webapp.api.plumbing.errors import CODES, error_response, not_found
 from webapp.web import headers
 from webapp.web.assets import IMMUTABLE, URL_PREFIX, Manifest
 
@@ -73,3 +74,23 @@ def alerts() -> Response:
 def signin() -> Response:
     """Email and password; the session then lives in an HttpOnly cookie, the access token in memory."""
     return _page("signin.html", "signin")
+
+
+# The API's own paths answer JSON whatever a client asks for.
+API_PATHS = "/api/"
+
+
+def unknown_path(exc: NotFound) -> Response:
+    """A path nothing serves: for a browser (which asks for HTML first) outside the API, a page saying
+    so with a way back to the overview; for the API's paths and any other client, the API's JSON 404.
+
+    The same URL answers two ways, so a cache between is told that the answer varies with Accept."""
+    if request.path.startswith(API_PATHS):
+        return error_response(404, exc.description or CODES[404])
+    if headers.prefers_html():
+        response = headers.page(render_template("not_found.html", path=request.path))
+        response.status_code = 404
+    else:
+        response = error_response(404, exc.description or CODES[404])
+    response.headers["Vary"] = "Accept"
+    return response

@@ -22,6 +22,8 @@ export class OverviewView {
   #panels = new Map();
   #charts = new Map();
   #painted = false;
+  // Whether figures of some range are on the page (false before the first answer and after clear()).
+  #drawn = false;
 
   constructor({ tiles, panels }, source, metrics, { onFirstPaint = null } = {}) {
     this.source = source;
@@ -85,8 +87,15 @@ export class OverviewView {
     return current() ? dashboard : null;
   }
 
-  /** Nothing drawn: the tiles empty, the charts and bars replaced by `message` (a range that is none). */
+  /** Whether figures of a range answered earlier are on the page (a failed load leaves them, dimmed). */
+  get drawn() {
+    return this.#drawn;
+  }
+
+  /** Nothing drawn: the tiles empty, the charts and bars replaced by `message` (a range that is none,
+   * or one the API refused before anything was drawn). */
   async clear(message) {
+    this.#drawn = false;
     this.#showTiles(null);
     for (const { el, value, previous } of this.#tiles.values()) {
       setText(value, "–");
@@ -107,6 +116,7 @@ export class OverviewView {
   }
 
   #drawTiles(dashboard) {
+    this.#drawn = true;
     this.#showTiles(dashboard);
     for (const { tile, el, value, previous } of this.#tiles.values()) {
       if (tile.optional && !(tile.kpi in dashboard.kpis)) continue;

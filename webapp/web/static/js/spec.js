@@ -82,6 +82,15 @@ export class Spec {
     return Boolean(this.#aggregationField(name));
   }
 
+  /** What POST /analytics/aggregations takes as `percentiles`: whole numbers from `minimum` to
+   * `maximum`, at most `maxItems` of them (the API's bounds where its document states them). */
+  get percentileLimits() {
+    const field = this.resolve(this.#aggregationField("percentiles")) || {};
+    const list = [field, ...(field.anyOf || [])].map((s) => this.resolve(s) || {}).find((s) => s.type === "array") || {};
+    const item = this.resolve(list.items) || {};
+    return { minimum: item.minimum ?? 1, maximum: item.maximum ?? 99, maxItems: list.maxItems ?? 20 };
+  }
+
   /** Metrics POST /analytics/aggregations takes (percentiles and group-by need one of these). */
   get aggregationMetrics() {
     return this.#enumOf(this.#aggregationField("metrics")?.items);

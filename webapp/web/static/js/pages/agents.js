@@ -4,7 +4,7 @@
 import { latestOnly } from "../api.js";
 import { h, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
-import { Range, bindRangeForm, today } from "../range.js";
+import { Range, bindRangeForm, today, urlRangeProblem } from "../range.js";
 import { debounce, startPage } from "../shell.js";
 import { Spec } from "../spec.js";
 
@@ -67,6 +67,12 @@ class AgentsTable {
   show(rows) {
     this.#rows = rows;
     this.#draw();
+  }
+
+  /** No table: nothing of another range left under a range that is none. */
+  clear() {
+    this.#rows = [];
+    this.table.replaceChildren();
   }
 
   #header(column) {
@@ -133,6 +139,9 @@ async function main() {
   clock.replaceChildren(h("option", { value: "" }, "(default)"), ...clocks.map((c) => h("option", { value: c }, c)));
   clock.value = state.clock;
   const table = new AgentsTable(document.getElementById("agents"));
+  // A range the URL gets wrong is said, as the overview and the explorer say it, rather than another
+  // range shown under that URL; a range chosen in the form is always one.
+  let problem = urlRangeProblem();
 
   const begin = latestOnly();
   // The organization's zone (the session's, else the first answer's): "the last 7 days" are its days,
@@ -140,6 +149,15 @@ async function main() {
   let zone = page.session.user?.timezone;
   const load = async () => {
     const current = begin();
+    if (problem) {
+      // Nothing asked, and no table of another range left under the error.
+      showError(problem);
+      setText(document.getElementById("range-note"), "");
+      table.clear();
+      delete document.body.dataset.query;
+      document.body.dataset.refused = String(Number(document.body.dataset.refused || 0) + 1);
+      return;
+    }
     const { start, end } = state.range.dates(today(zone));
     const query = { start, end };
     if (state.minTickets !== "") query.min_tickets = state.minTickets;
@@ -173,10 +191,12 @@ async function main() {
   };
   const showRange = bindRangeForm(form, state.range, (next) => {
     state.range = next;
+    problem = null;
     changed();
   });
   window.addEventListener("popstate", () => {
     Object.assign(state, fromUrl());
+    problem = urlRangeProblem();
     showRange(state.range);
     minTickets.value = state.minTickets;
     clock.value = state.clock;

@@ -63,8 +63,31 @@ function rangeProblem(state) {
   return null;
 }
 
+function percentileEntries(text) {
+  return text.split(",").map((p) => p.trim()).filter(Boolean);
+}
+
 function percentileList(text) {
-  return text.split(",").map((p) => p.trim()).filter(Boolean).map(Number);
+  return percentileEntries(text).map(Number);
+}
+
+/** What is wrong with the percentiles box (an entry that is not a whole number the API takes, or too
+ * many of them), or null. Said before anything is asked: the API would only name an entry's index. */
+function percentilesProblem(state, spec) {
+  const { minimum, maximum, maxItems } = spec.percentileLimits;
+  const entries = percentileEntries(state.percentiles);
+  for (const entry of entries) {
+    const value = Number(entry);
+    if (!/^[+-]?\d+$/.test(entry) || value < minimum || value > maximum) {
+      return `percentiles: "${entry}" is not a whole number from ${minimum} to ${maximum}`;
+    }
+  }
+  return entries.length > maxItems ? `percentiles: at most ${maxItems}, not ${entries.length}` : null;
+}
+
+/** What is wrong with the query of `state` (its range, then its percentiles), or null. */
+function queryProblem(state, spec) {
+  return rangeProblem(state) || percentilesProblem(state, spec);
 }
 
 /** The filters of `state` as a JSON body takes them: lists of values. */
@@ -257,13 +280,13 @@ async function main() {
   const chartEl = document.getElementById("chart");
   const chart = new LineChart(chartEl, {});
   const jobs = new Jobs(page.api, page.live);
-  // None while the range is none (rangeProblem): nothing to ask, show or export.
-  let request = rangeProblem(state) ? null : buildRequest(state, spec);
+  // None while the query is none (queryProblem): nothing to ask, show or export.
+  let request = queryProblem(state, spec) ? null : buildRequest(state, spec);
   bindExport(document.getElementById("export"), {
     api: page.api,
     jobs,
     describe: () => {
-      const problem = rangeProblem(state);
+      const problem = queryProblem(state, spec);
       if (problem) throw new Error(problem);
       return { dataset: request.dataset, query: request.exportQuery };
     },
@@ -274,10 +297,10 @@ async function main() {
   const begin = latestOnly();
   const run = async () => {
     const current = begin();
-    const problem = rangeProblem(state);
+    const problem = queryProblem(state, spec);
     if (problem) {
-      // A range that is none, from the URL or the form: said, nothing asked, and no chart, table or
-      // curl line of another range left under it.
+      // A range (or percentiles) that is none, from the URL or the form: said, nothing asked, and no
+      // chart, table or curl line of another query left under it.
       showError(problem);
       request = null;
       setText(curl, "");
@@ -312,9 +335,9 @@ async function main() {
   // A query run from the form is a step of the history; Enter in a box runs it too (submit).
   const query = () => {
     state = readState(form, spec);
-    // A range that is none is said, not written into the URL: the URL keeps the last query shown.
+    // A query that is none is said, not written into the URL: the URL keeps the last query shown.
     const search = stateToSearch(state);
-    if (!rangeProblem(state) && search !== location.search) history.pushState(null, "", search);
+    if (!queryProblem(state, spec) && search !== location.search) history.pushState(null, "", search);
     run();
   };
   form.addEventListener("change", query);

@@ -60,8 +60,18 @@ async function main() {
       showError(null);
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (error) {
-      // What is on screen is still the range before: said next to the controls, and dimmed.
-      if (current()) showError(error.message, { stale: true });
+      if (!current()) return;
+      if (view.drawn) {
+        // What is on screen is still the range before: said next to the controls, and dimmed.
+        showError(error.message, { stale: true });
+        return;
+      }
+      // Nothing drawn yet (the first range asked, refused): the page settles as for a range it
+      // refuses itself, rather than tiles and panels left loading.
+      showError(error.message);
+      setText(document.getElementById("range-note"), "");
+      await view.clear(`No data: ${error.message}`);
+      if (current()) document.body.dataset.refused = String(Number(document.body.dataset.refused || 0) + 1);
     }
   };
   // Each range chosen is a step of the browser's history: Back shows the range before it.
