@@ -39,3 +39,22 @@ def test_unexpected_exception_is_json_500_with_request_id(app, tenant, monkeypat
     assert response.get_json()["error"]["details"]["request_id"] == "req-123"
     assert "kaboom" not in response.get_data(as_text=True)
     assert any("req-123" in record.getMessage() for record in caplog.records)
+
+
+def test_a_malformed_token_or_a_huge_number_is_said_in_plain_words(client, tenant):
+    """Found from outside: the JWT library's and Python's own words ("'utf-8' codec can't decode byte",
+    "use sys.set_int_max_str_digits() to increase the limit") reached clients."""
+    answer = client.get("/api/v1/tickets", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert answer.status_code == 401
+    message = answer.get_json()["error"]["message"]
+    assert message.startswith("invalid token: not a well-formed JWT"), message
+    assert "codec" not in message
+    huge = tenant.agent.client.post(
+        "/api/v1/tickets",
+        data='{"sentiment_score": 1' + "0" * 5000 + "}",
+        headers={"Authorization": f"Bearer {tenant.agent.token}", "Content-Type": "application/json"},
+    )
+    assert huge.status_code == 400
+    message = huge.get_json()["error"]["message"]
+    assert "digits than the platform reads" in message, message
+    assert "sys." not in message

@@ -283,7 +283,7 @@ def test_beats_long_upkeep_runs_on_a_worker_of_its_own(base_app):
         args = command_args(procfile[name])
         return set(args[args.index("--queues") + 1].split(","))
 
-    assert queues("background") == {v.BACKGROUND_QUEUE, v.PERIODIC_QUEUE}
+    assert queues("background") == {v.BACKGROUND_QUEUE, v.PERIODIC_QUEUE, "deliveries"}
     assert queues("worker") | queues("background") == set(v.QUEUES)
     assert v.BACKGROUND_QUEUE not in queues("worker")
     # Beat's short passes wait in a queue of their own, which both workers take: never behind jobs.

@@ -47,7 +47,7 @@ def test_public_addresses_are_allowed(address):
 def test_the_setting_allows_private_but_never_multicast_or_unspecified():
     for address in ("127.0.0.1", "10.0.0.1", "::1", "169.254.169.254"):
         assert refusal(ipaddress.ip_address(address), allow_private=True) is None
-    for address in ("224.0.0.1", "0.0.0.0", "::"):  # noqa: S104
+    for address in ("224.0.0.1", "0.0.0.0", "::", "255.255.255.255"):  # noqa: S104
         assert refusal(ipaddress.ip_address(address), allow_private=True) is not None
 
 
@@ -118,5 +118,20 @@ def test_a_refused_host_is_said_in_one_sentence():
     with pytest.raises(TargetRefused) as refused:
         check_url("http://224.0.0.1/hook", allow_private=True)
     assert (
-        str(refused.value) == "the host '224.0.0.1' resolves to 224.0.0.1, a multicast or unspecified address"
+        str(refused.value)
+        == "the host '224.0.0.1' resolves to 224.0.0.1, a multicast, broadcast or unspecified address"
     )
+
+
+def test_a_connection_failure_is_logged_without_urllib3s_connection_object():
+    """Found from outside: the delivery log read "NewConnectionError: Watched(host=..., port=...): ..."."""
+    import urllib3
+
+    from webapp.webhooks.transport import _said
+
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", 9, retries=False)
+    with pytest.raises(urllib3.exceptions.NewConnectionError) as failed:
+        pool.request("GET", "/")
+    said = _said(failed.value)
+    assert said.startswith("NewConnectionError: Failed to establish a new connection"), said
+    assert "HTTPConnection(" not in said

@@ -153,6 +153,19 @@ def refresh_token_in_body(wsgi_app: Any, max_bytes: int) -> Any:
     return app
 
 
+# Words of the JWT library's that describe how a token failed to decode (a codec, base64 padding, the
+# number of segments): said as one plain reason rather than the library's own.
+_MALFORMED = ("codec", "padding", "segments", "Invalid header string", "Invalid payload string")
+
+
+def _invalid_reason(reason: str) -> str:
+    """Why a token is invalid, as a client is told: the library's reason, unless it speaks of the
+    decoder's insides ("'utf-8' codec can't decode byte 0xb7 ...", "Invalid header padding")."""
+    if any(word in reason for word in _MALFORMED):
+        return "not a well-formed JWT (three base64url parts: header, payload, signature)"
+    return reason
+
+
 def init_app(app: Flask) -> None:
     """Pin the algorithm, read the secret from config, and answer every JWT failure as JSON 401;
     the bearer scheme is read in any case (any_case_bearer), a refresh token from the body too
@@ -179,7 +192,7 @@ def init_app(app: Flask) -> None:
         return error_body(401, message), 401, UNAUTHORIZED_HEADERS
 
     jwt.unauthorized_loader(lambda reason: unauthorized(f"missing or malformed token: {reason}"))
-    jwt.invalid_token_loader(lambda reason: unauthorized(f"invalid token: {reason}"))
+    jwt.invalid_token_loader(lambda reason: unauthorized(f"invalid token: {_invalid_reason(reason)}"))
     jwt.expired_token_loader(lambda header, payload: unauthorized("token has expired"))
     jwt.revoked_token_loader(lambda header, payload: unauthorized("token has been revoked"))
     jwt.token_verification_failed_loader(

@@ -102,11 +102,15 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
+# The limited broadcast address: refused like multicast, whatever WEBHOOK_ALLOW_PRIVATE says.
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
     """What `address` is that a webhook may not connect to it ("a multicast ... address"; None: it may)."""
     for candidate in filter(None, (address, _embedded_ipv4(address))):
-        if candidate.is_multicast or candidate.is_unspecified:
-            return "a multicast or unspecified address"
+        if candidate.is_multicast or candidate.is_unspecified or candidate == _BROADCAST:
+            return "a multicast, broadcast or unspecified address"
         if allow_private:
             continue
         mapped = isinstance(candidate, ipaddress.IPv6Address) and candidate.ipv4_mapped is not None

@@ -179,7 +179,7 @@ def post(
             error = f"no answer within {timeout:g} s"
             break
         except HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error = _said(exc)
             if isinstance(exc, urllib3.exceptions.NewConnectionError):
                 continue  # refused or unreachable: the next address may answer
             break
@@ -187,6 +187,16 @@ def post(
     if time.monotonic() >= deadline:
         error = f"no answer within {timeout:g} s"
     return Answer(None, error, str(tried) if tried is not None else None, _elapsed_ms(started))
+
+
+def _said(exc: HTTPError) -> str:
+    """An HTTP failure as the delivery log says it: its kind and urllib3's words, without the
+    connection object urllib3 names first ("HTTPConnection(host=..., port=...): Failed to ...", the
+    class one of this module's own)."""
+    text = str(exc)
+    if "): " in text and text.split("(", 1)[0].endswith("Connection"):
+        text = text.split("): ", 1)[1]
+    return f"{type(exc).__name__}: {text}"[:500]
 
 
 def _elapsed_ms(started: float) -> int:
