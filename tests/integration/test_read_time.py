@@ -18,7 +18,7 @@ SERIES = "/api/v1/analytics/time-series/ticket_count?start=2026-10-{day:02d}&end
 def _charge_in_redis(client: redis.Redis, org_id: int, seconds: float) -> None:
     """What other web processes charged: in Redis, not yet in this process's view."""
     index, _ = window_of(time.time())
-    client.incrbyfloat(read_time.windows().key(org_id, index), seconds)
+    client.incrbyfloat(read_time.requests(0).windows.key(org_id, index), seconds)
 
 
 def test_past_the_read_time_new_computations_get_429_and_cached_answers_still_come(
@@ -65,12 +65,12 @@ def test_a_computation_is_charged_with_the_time_it_took(services, app, make_tena
     client = redis.Redis.from_url(services.redis_url)
     tenant = make_tenant()
     assert tenant.viewer.get(SERIES.format(day=3)).status_code == 200
-    spent = read_time.windows().spent(client, tenant.org_id)
+    spent = read_time.requests(0).windows.spent(client, tenant.org_id)
     assert 0 < spent.seconds < 30
     before = spent.seconds
     # A hit costs nothing.
     assert tenant.viewer.get(SERIES.format(day=3)).status_code == 200
-    assert read_time.windows().spent(client, tenant.org_id).seconds == before
+    assert read_time.requests(0).windows.spent(client, tenant.org_id).seconds == before
 
 
 def test_a_synchronous_export_and_an_alert_simulation_spend_read_time(services, live_app, make_live_tenant):

@@ -258,7 +258,7 @@ def read_through(
     count_in: tuple[str, str] | None = None,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
-    budget: float = 0.0,
+    budget: read_time.Budget | None = None,
 ) -> tuple[Any, CacheMeta]:
     """The cached answer for `params`, or compute it once (others wait) and store it for `ttl` seconds.
 
@@ -267,7 +267,7 @@ def read_through(
     (sorted set, member) pair, counts the request there in the same round trip as the lookup.
     `compute` may return a `Computed` to store facts about the answer (in the meta's `about`).
     With `raw` the answer is its JSON text (a `RawJson`). `shortcuts` make the lookup faster: a
-    near-cache view, and the tally of hits served from it. With a `budget` (seconds a minute), a
+    near-cache view, and the tally of hits served from it. With a `budget` (read_time.Budget), a
     computation is charged to the organization's read time, and refused (read_time.ReadTimeSpent)
     while that is spent; a hit never is.
     """
@@ -323,8 +323,8 @@ def read_through(
         if have_lock:
             _release(client, org_id, lock, token)
         took = read_time.share(mark)
-        if budget > 0:
-            read_time.windows().charge(client, org_id, took, started=began)
+        if budget is not None and budget.seconds > 0:
+            budget.windows.charge(client, org_id, took, started=began)
         raise
     took = read_time.share(mark)
     # The answer stored, the lock released and the computation charged in one round trip.
@@ -332,7 +332,9 @@ def read_through(
     pipe.set(key, encode_entry(body, meta.computed_at, meta.about), ex=ttl)
     if have_lock:
         pipe.eval(_RELEASE, 1, lock, token)
-    charge = read_time.windows().charge_into(pipe, org_id, took, started=began) if budget > 0 else None
+    charge = None
+    if budget is not None and budget.seconds > 0:
+        charge = budget.windows.charge_into(pipe, org_id, took, started=began)
     try:
         replies = pipe.execute()
     except redis.RedisError as exc:

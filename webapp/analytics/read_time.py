@@ -27,12 +27,60 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import redis
 
 from webapp.infra.time_windows import TimeWindows
 
 _WINDOWS = TimeWindows("an:rt")
+_SOCKET_WINDOWS = TimeWindows("an:rtw")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Seconds a minute an organization's computations of one kind may take, the windows that count
+    them, and the setting that says it."""
+
+    seconds: float
+    windows: TimeWindows
+    setting: str
+    what: str
+
+
+def requests(seconds: float) -> Budget:
+    """The budget of the answers requests ask for (REST, the dashboard, embed links, exports, alert
+    simulations): ANALYTICS_READ_SECONDS_PER_MINUTE."""
+    return Budget(seconds, _WINDOWS, "ANALYTICS_READ_SECONDS_PER_MINUTE", "analytics answers")
+
+
+def sockets(seconds: float) -> Budget:
+    """The budget of the values WebSockets are sent (subscribe, periodic updates, a metric_update's
+    fresh values): WS_READ_SECONDS_PER_MINUTE, of its own and smaller. A socket's computations are
+    cheap to ask for many at once (forty sockets each subscribing with new filters) and values the
+    server pushes, not answers a client waits on; a script asking the REST reads one after another
+    keeps the larger budget."""
+    return Budget(seconds, _SOCKET_WINDOWS, "WS_READ_SECONDS_PER_MINUTE", "WebSocket values")
+
+
+class ReadTimeSpent(Exception):
+    """The organization's computations used up their budget of the last minute."""
+
+    def __init__(self, org_id: int, budget: Budget, retry_after: int) -> None:
+        super().__init__(
+            f"the organization's {budget.what} took {budget.seconds:g} s or more to compute over the last "
+            f"minute, its limit ({budget.setting}); answers already cached are still served, new ones in "
+            f"{retry_after} s"
+        )
+        self.org_id = org_id
+        self.budget = budget.seconds
+        self.retry_after = retry_after
+
+
+def check(org_id: int, budget: Budget | None) -> None:
+    """Raise ReadTimeSpent when the organization is at its `budget` (None or 0 s: none)."""
+    if budget is not None and budget.seconds > 0 and budget.windows.busy(org_id, budget.seconds):
+        raise ReadTimeSpent(org_id, budget, budget.windows.retry_after_seen(org_id, budget.seconds))
 
 
 class SharedClock:
@@ -78,27 +126,8 @@ def share(mark: float) -> float:
     return _CLOCK.end(mark)
 
 
-class ReadTimeSpent(Exception):
-    """The organization's computations used up its read time of the last minute."""
-
-    def __init__(self, org_id: int, budget: float, retry_after: int) -> None:
-        super().__init__(
-            f"the organization's analytics answers took {budget:g} s or more to compute over the last "
-            f"minute, its limit; answers already cached are still served, new ones in {retry_after} s"
-        )
-        self.org_id = org_id
-        self.budget = budget
-        self.retry_after = retry_after
-
-
-def check(org_id: int, budget: float) -> None:
-    """Raise ReadTimeSpent when the organization is at its `budget` (0: none) of read seconds."""
-    if budget > 0 and _WINDOWS.busy(org_id, budget):
-        raise ReadTimeSpent(org_id, budget, _WINDOWS.retry_after_seen(org_id, budget))
-
-
 @contextmanager
-def charged(client: redis.Redis, org_id: int, budget: float) -> Iterator[None]:
+def charged(client: redis.Redis, org_id: int, budget: Budget | None) -> Iterator[None]:
     """Run the block as a computation of the organization's (a read that no cache answers: a
     synchronous export, an alert's simulation): refused when its read time is spent, charged its
     share as it ends (however it ends)."""
@@ -108,10 +137,5 @@ def charged(client: redis.Redis, org_id: int, budget: float) -> Iterator[None]:
         yield
     finally:
         took = share(mark)
-        if budget > 0:
-            _WINDOWS.charge(client, org_id, took, started=began)
-
-
-def windows() -> TimeWindows:
-    """The counts in Redis (for the cache's charge, in its store's round trip)."""
-    return _WINDOWS
+        if budget is not None and budget.seconds > 0:
+            budget.windows.charge(client, org_id, took, started=began)

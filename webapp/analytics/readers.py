@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 import redis
 from sqlalchemy.orm import Session
 
-from webapp.analytics import popular, provenance
+from webapp.analytics import popular, provenance, read_time
 from webapp.analytics.cache import Computed, Shortcuts, read_through
 from webapp.analytics.cost import TooCostly
 from webapp.analytics.metric_reads import (
@@ -103,7 +103,7 @@ def read(
     force: bool = False,
     raw: bool = False,
     shortcuts: Shortcuts | None = None,
-    budget: float = 0.0,
+    budget: read_time.Budget | None = None,
 ) -> tuple[Any, ReadMeta]:
     """The answer to `request` through the cache.
 

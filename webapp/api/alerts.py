@@ -168,7 +168,7 @@ def simulate(alert_id: int) -> Response:
     with client_errors():
         window = canonical_window(body.start, body.end, tz=tz.key, default_tz=tz.key, now=now)
         costs.check(cost.series(replace(window, granularity=definition.granularity)), field="end")
-        budget = current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]
+        budget = read_time.requests(current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"])
         try:
             with read_time.charged(get_redis(), rule.org_id, budget):
                 found = evaluation.simulate(

@@ -11,7 +11,16 @@ from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
-from webapp.analytics import aggregations, cost, metric_reads, readers, sla, snapshots, support_reads
+from webapp.analytics import (
+    aggregations,
+    cost,
+    metric_reads,
+    read_time,
+    readers,
+    sla,
+    snapshots,
+    support_reads,
+)
 from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.cache import RawJson
 from webapp.analytics.clock import CALENDAR, Clock, resolve
@@ -141,7 +150,7 @@ def _read(org_id: int, read: readers.Read) -> tuple[RawJson, dict[str, Any]]:
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         raw=True,
         shortcuts=cache_shortcuts(),
-        budget=current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"],
+        budget=read_time.requests(current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]),
     )
     return value, meta.as_dict()
 

@@ -9,7 +9,7 @@ import redis
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from webapp.analytics import cache, queries
+from webapp.analytics import cache, queries, read_time
 from webapp.analytics.clock import CALENDAR, Clock, bind, value_sql
 from webapp.analytics.metrics import METRICS
 from webapp.core.timeutil import utcnow
@@ -132,7 +132,7 @@ def cached_values(
     metrics: list[str],
     filters: dict[str, list[str | None]],
     clock: Clock = CALENDAR,
-    budget: float = 0.0,
+    budget: read_time.Budget | None = None,
 ) -> dict[str, Any]:
     """current_values now, through the cache: one computation per distinct subscription at a time,
     charged to the organization's read time (`budget`: see read_time)."""

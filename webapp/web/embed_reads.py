@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Response, current_app
 
-from webapp.analytics import metric_reads, readers, sla
+from webapp.analytics import metric_reads, read_time, readers, sla
 from webapp.analytics.metrics import METRICS
 from webapp.analytics.sql import statement_timeout
 from webapp.analytics.window import Window, canonical_window
@@ -48,7 +48,7 @@ def _read(org_id: int, read: readers.Read) -> tuple[Any, dict[str, Any]]:
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         raw=True,
         shortcuts=cache_shortcuts(),
-        budget=current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"],
+        budget=read_time.requests(current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]),
     )
     return value, meta.as_dict()
 

@@ -18,6 +18,7 @@ from flask_sock import Sock
 from pydantic import BaseModel
 from simple_websocket import Server
 
+from webapp.analytics import read_time
 from webapp.api.plumbing.errors import ApiError, asks_upgrade
 from webapp.api.plumbing.spec import document
 from webapp.api.ws import admission, session, wire
@@ -169,7 +170,11 @@ def analytics_socket(ws: Server, org_id: int) -> None:
         relay_for(current_app),
         revocations_for(current_app),
         identity,
-        Stores(get_redis(), session_factory(), current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]),
+        Stores(
+            get_redis(),
+            session_factory(),
+            read_time.sockets(current_app.config["WS_READ_SECONDS_PER_MINUTE"]),
+        ),
         limits=Limits(
             current_app.config["WS_COSTLY_MESSAGES_BURST"],
             current_app.config["WS_COSTLY_MESSAGES_PER_MINUTE"],

@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
+from webapp.analytics import read_time
 from webapp.analytics.clock import CALENDAR, Clock, resolve
 from webapp.analytics.read_time import ReadTimeSpent
 from webapp.analytics.window import QueryError
@@ -70,8 +71,8 @@ class Stores:
 
     client: redis.Redis
     sessions: sessionmaker[Session]
-    # The organization's read seconds a minute computations must fit in (analytics.read_time; 0: none).
-    read_budget: float = 0.0
+    # The organization's read time its sockets' computations must fit in (analytics.read_time).
+    read_budget: read_time.Budget | None = None
 
     def values(
         self, org_id: int, metrics: list[str], filters: Filters, clock: Clock = CALENDAR
