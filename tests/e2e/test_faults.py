@@ -50,7 +50,7 @@ pytestmark = pytest.mark.slow
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "--worker-class", "gevent", "--workers", "1"]
 CELERY_WORKER = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--loglevel", "INFO"]
-QUEUES = "default,exports,refresh,overflow"
+QUEUES = "default,exports,refresh,overflow,periodic"
 FINAL = ("succeeded", "failed", "cancelled")
 UNAVAILABLE_CODES = ("service_unavailable", "database_unavailable")
 SERIES = "/api/v1/analytics/time-series/ticket_count?granularity=daily"

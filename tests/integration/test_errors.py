@@ -58,3 +58,14 @@ def test_a_malformed_token_or_a_huge_number_is_said_in_plain_words(client, tenan
     message = huge.get_json()["error"]["message"]
     assert "digits than the platform reads" in message, message
     assert "sys." not in message
+
+
+def test_a_body_that_is_not_utf8_is_said_so(client, tenant):
+    """Found in review: invalid UTF-8 was refused as 'a number has more digits than the platform reads'."""
+    answer = tenant.agent.client.post(
+        "/api/v1/tickets",
+        data=b'{"subject": "\xff"}',
+        headers={"Authorization": f"Bearer {tenant.agent.token}", "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 400
+    assert "not UTF-8" in answer.get_json()["error"]["message"], answer.get_json()

@@ -35,16 +35,20 @@ def test_sockets_asking_for_one_events_values_share_one_read():
     assert memo.get(("2-0", 7, "{}", ("ticket_count",)), read) == {"ticket_count": 2}
 
 
-def test_a_failed_read_is_not_kept():
+def test_a_failed_read_fails_every_socket_asking_for_that_events_values():
     memo = EventValues()
     key = ("1-0", 7, "{}", ("ticket_count",))
+    reads: list[int] = []
 
     def broken() -> dict[str, int]:
-        raise RuntimeError("database gone")
+        reads.append(1)
+        raise RuntimeError("read time spent")
 
-    with pytest.raises(RuntimeError):
-        memo.get(key, broken)
-    assert memo.get(key, lambda: {"ticket_count": 3}) == {"ticket_count": 3}
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            memo.get(key, broken)
+    assert len(reads) == 1  # not read again by each socket
+    assert memo.get(("2-0", 7, "{}", ("ticket_count",)), lambda: {"ticket_count": 3}) == {"ticket_count": 3}
 
 
 def test_only_the_latest_entries_are_kept():

@@ -21,4 +21,6 @@ def test_many_sockets_of_one_organization_wait_their_turn_and_others_do_not():
     assert holds[-1] == pytest.approx(0.39)  # the fortieth's turn comes 0.39 s on
     assert pace.hold(2, 0.025, now=0.0) == pytest.approx(0.025)  # another organization: its own pace
     assert max(pace.hold(1, 0.025, now=0.0) for _ in range(1000)) == REFUSAL_HOLD_MAX_SECONDS
+    # Once the swarm stops, its turns do not outlast the longest hold.
+    assert pace.hold(1, 0.025, now=REFUSAL_HOLD_MAX_SECONDS + 0.1) == pytest.approx(0.025)
     assert pace.hold(1, 0.0, now=0.0) == 0.0  # no pace set: no hold

@@ -18,6 +18,7 @@ from webapp.analytics.metrics import METRICS
 from webapp.core.filters import FilterError, parse_filter_object
 from webapp.models import AlertEvent, AlertRule, Webhook
 from webapp.models.base import MAX_ID
+from webapp.webhooks.records import hold_users
 
 MAX_RULES = 100
 DEFINITION_FIELDS = ("metric", "filters", "granularity", "condition", "min_count")
@@ -99,12 +100,11 @@ def _channels(session: Session, org_id: int, channels: list[dict[str, Any]]) -> 
         if kept in out:
             continue
         if kept["type"] == "webhook":
-            # Held until the rule is saved (FOR KEY SHARE): the webhook's deletion waits for it and then
-            # drops it from the rule's channels; a rule saved after the deletion finds it gone (404).
+            # Under the webhook users' lock until the rule is saved: a webhook's deletion waits for it
+            # and then drops it from the rule's channels; a rule saved after it finds it gone (404).
+            hold_users(session, org_id)
             found = session.scalar(
-                select(Webhook.id)
-                .where(Webhook.id == kept["webhook_id"], Webhook.org_id == org_id)
-                .with_for_update(key_share=True)
+                select(Webhook.id).where(Webhook.id == kept["webhook_id"], Webhook.org_id == org_id)
             )
             if found is None:
                 raise RuleError(f"webhook {kept['webhook_id']} not found", field="channels", status=404)

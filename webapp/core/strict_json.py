@@ -76,10 +76,13 @@ def loads(
         raise JsonError(message, line=exc.lineno) from exc
     except RecursionError as exc:
         raise JsonError(f"the document nests deeper than {MAX_DEPTH} levels") from exc
-    except ValueError as exc:  # an integer of thousands of digits (Python's own words name its settings)
-        raise JsonError(
-            f"a number has more digits than the platform reads ({sys.get_int_max_str_digits()})"
-        ) from exc
+    except UnicodeDecodeError as exc:
+        raise JsonError(f"the body is not UTF-8 text (byte {exc.start} is not)") from exc
+    except ValueError as exc:
+        if "integer string conversion" in str(exc):  # Python's own words name its settings
+            limit = sys.get_int_max_str_digits()
+            raise JsonError(f"a number has more digits than the platform reads ({limit})") from exc
+        raise JsonError(str(exc)) from exc
     if max_items is not None and isinstance(value, list) and len(value) > max_items:
         raise TooManyItems(f"the array holds more than {max_items} items")
     _check_shape(value, max_elements=max_elements, max_string=max_string)

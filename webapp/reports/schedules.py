@@ -13,6 +13,7 @@ from webapp.core.timeutil import TimeError, zone
 from webapp.models import ReportRun, ReportSchedule, Schedule, Webhook
 from webapp.models.base import MAX_ID
 from webapp.reports.cron import CronError, check, next_run
+from webapp.webhooks.records import hold_users
 
 MAX_SCHEDULES = 50
 
@@ -78,13 +79,10 @@ def checked_timing(cron: str, timezone: str, *, check_cron: bool = True) -> tupl
 
 
 def _own_webhook(session: Session, org_id: int, webhook_id: int) -> int:
-    """The organization's webhook `webhook_id`, held until this transaction ends (FOR KEY SHARE: its
-    deletion waits for the schedule being saved and then finds it; 404 when it went first)."""
-    found = session.scalar(
-        select(Webhook.id)
-        .where(Webhook.id == webhook_id, Webhook.org_id == org_id)
-        .with_for_update(key_share=True)
-    )
+    """The organization's webhook `webhook_id`, under the webhook users' lock until this transaction
+    ends (a deletion waits for the schedule being saved and then finds it; 404 when it went first)."""
+    hold_users(session, org_id)
+    found = session.scalar(select(Webhook.id).where(Webhook.id == webhook_id, Webhook.org_id == org_id))
     if found is None:
         raise ReportError(f"webhook {webhook_id} not found", field="webhook_id", status=404)
     return found

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import utcnow
@@ -149,15 +149,33 @@ def users_of(session: Session, webhook: Webhook) -> dict[str, list[int]]:
     return {"alert_ids": sorted(alerts), "report_schedule_ids": sorted(schedules)}
 
 
+# pg_advisory_xact_lock(USERS_LOCK_CLASS, org_id): "HOOK". Saves that point a report schedule or an
+# alert rule at a webhook, and the deletion of a webhook, take it in turn.
+USERS_LOCK_CLASS = 0x484F4F4B
+
+
+def hold_users(session: Session, org_id: int) -> None:
+    """Take the organization's webhook users' lock until the transaction ends: a report schedule or
+    alert rule being pointed at a webhook and a webhook being deleted go one at a time, so that
+    whichever commits second sees the other (a deletion disables or drops what a save wrote; a save
+    after a deletion finds the webhook gone)."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(:cls, :org)"), {"cls": USERS_LOCK_CLASS, "org": org_id}
+    )
+
+
 def delete_webhook(session: Session, webhook: Webhook) -> dict[str, list[int]]:
     """Delete the webhook and its delivery log, whoever uses it: alert rules drop it from their
     channels, report schedules that delivered to it are disabled with no webhook (until given
     another). The alert rules and report schedules that used it, by kind."""
-    # The webhook's row first: a schedule or rule being saved with it holds the row (FOR KEY SHARE,
-    # until it commits), so this waits for it and then finds it among the users; one saved after this
-    # waits, then finds the webhook gone (404). Then the organization's schedules and rules, so that
-    # none is pointed at the webhook between this read and its deletion.
-    if session.scalar(select(Webhook.id).where(Webhook.id == webhook.id).with_for_update()) is None:
+    # The organization's webhook users' lock first: a schedule or rule being saved with a webhook holds
+    # it until it commits (hold_users), so this waits for it and then finds it among the users; one
+    # saved after this waits, then finds the webhook gone (404). Then the organization's schedules and
+    # rules, so that none is pointed at the webhook between this read and its deletion, and the
+    # webhook last (an alert pass holds its rule, then its delivery's insert holds the webhook: the
+    # rules before the webhook here, as there).
+    hold_users(session, webhook.org_id)
+    if session.scalar(select(Webhook.id).where(Webhook.id == webhook.id)) is None:
         raise WebhookError("webhook not found", status=404)
     session.execute(
         select(ReportSchedule.id).where(ReportSchedule.org_id == webhook.org_id).with_for_update()

@@ -12,6 +12,8 @@ COSTLY = frozenset({"subscribe", "resume"})
 # and the longest one holds its socket's next read (see RefusalPace).
 REFUSALS_PER_SECOND = 100.0
 REFUSAL_HOLD_MAX_SECONDS = 2.0
+# Organizations whose next turn a process remembers before it forgets those already past.
+PACE_ORGANIZATIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,12 @@ class RefusalPace:
         if base <= 0:
             return 0.0
         moment = time.monotonic() if now is None else now
-        turn = max(moment, self._next.get(org_id, moment))
+        # Never further ahead than the longest hold: a swarm's turns do not outlast it.
+        turn = min(max(moment, self._next.get(org_id, moment)), moment + REFUSAL_HOLD_MAX_SECONDS)
+        if len(self._next) > PACE_ORGANIZATIONS:
+            self._next = {org: at for org, at in self._next.items() if at > moment}
         self._next[org_id] = turn + self.spacing
-        return min(REFUSAL_HOLD_MAX_SECONDS, max(base, turn - moment))
+        return max(base, turn - moment)
 
 
 @dataclass

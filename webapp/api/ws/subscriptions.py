@@ -186,7 +186,8 @@ class EventValues:
 
     def get(self, key: tuple[Any, ...], read: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The values of `key` (an event id, organization, subscription and metrics), read by `read`
-        the first time; a read that failed fails every socket that waited for it, then is forgotten."""
+        the first time; a read that failed fails every socket that asks for that event's values (a
+        read time spent is not asked again by each of a thousand sockets)."""
         with self._lock:
             entry = self._entries.get(key)
             mine = entry is None
@@ -197,17 +198,16 @@ class EventValues:
                     self._entries.popitem(last=False)
         done, outcome = entry
         if not mine:
-            done.wait(READ_WAIT_SECONDS)
-            if outcome and not isinstance(outcome[0], BaseException):
-                return outcome[0]
-            return read()  # the first read failed or is still running: this socket reads for itself
+            if not done.wait(READ_WAIT_SECONDS):
+                return read()  # the first read is still running: this socket reads for itself
+            if isinstance(outcome[0], BaseException):
+                raise outcome[0]  # the read failed (the read time spent, say): so does this socket's
+            return outcome[0]
         try:
             value = read()
             outcome.append(value)
         except BaseException as exc:
             outcome.append(exc)
-            with self._lock:
-                self._entries.pop(key, None)
             raise
         finally:
             done.set()
