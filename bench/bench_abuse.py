@@ -322,40 +322,16 @@ def _run_attack(
         i += 1
 
 
-def _ws_flood(
-    port: int, org_id: int, token: str, stop: threading.Event, out: list[tuple[int, float]]
+def _subscribe_loop(
+    port: int,
+    org_id: int,
+    token: str,
+    message: Callable[[int], dict[str, Any]],
+    stop: threading.Event,
+    out: list[tuple[int, float]],
 ) -> None:
-    """Subscribe as fast as the socket takes it; each answer counted (200 data, 429 an error)."""
-    ws = websocket.create_connection(
-        f"ws://127.0.0.1:{port}/api/v1/ws/analytics/{org_id}",
-        header=[f"Authorization: Bearer {token}"],
-        timeout=30,
-    )
-    ws.recv()
-    i = 0
-    while not stop.is_set():
-        started = time.perf_counter()
-        ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 5 + i % 100}))
-        while True:
-            message = json.loads(ws.recv())
-            if message["type"] in ("subscription_data", "error"):
-                break
-        out.append(
-            (200 if message["type"] == "subscription_data" else 429, (time.perf_counter() - started) * 1000)
-        )
-        i += 1
-    ws.close()
-
-
-SWARM_SOCKETS = 40
-
-
-def _ws_swarm_socket(
-    port: int, org_id: int, token: str, n: int, stop: threading.Event, out: list[tuple[int, float]]
-) -> None:
-    """One socket of a swarm: subscribe with filters no other message used (a value no cache holds,
-    computed), as fast as the socket takes it; 200 for data, 429 for an error (its budget, or the
-    organization's read time)."""
+    """On one socket, send `message(i)` for i = 0, 1, ... as fast as the socket takes it, each waited
+    for; each answer counted (200 data, 429 an error)."""
     ws = websocket.create_connection(
         f"ws://127.0.0.1:{port}/api/v1/ws/analytics/{org_id}",
         header=[f"Authorization: Bearer {token}"],
@@ -365,19 +341,53 @@ def _ws_swarm_socket(
     i = 0
     while not stop.is_set():
         started = time.perf_counter()
-        metrics = ["ticket_count", "response_time", "backlog"]
-        ws.send(
-            json.dumps({"type": "subscribe", "metrics": metrics, "filters": {"category": [f"swarm-{n}-{i}"]}})
-        )
+        ws.send(json.dumps(message(i)))
         while True:
-            message = json.loads(ws.recv())
-            if message["type"] in ("subscription_data", "error"):
+            answer = json.loads(ws.recv())
+            if answer["type"] in ("subscription_data", "error"):
                 break
         out.append(
-            (200 if message["type"] == "subscription_data" else 429, (time.perf_counter() - started) * 1000)
+            (200 if answer["type"] == "subscription_data" else 429, (time.perf_counter() - started) * 1000)
         )
         i += 1
     ws.close()
+
+
+def _ws_flood(
+    port: int, org_id: int, token: str, stop: threading.Event, out: list[tuple[int, float]]
+) -> None:
+    """Subscribe as fast as the socket takes it (a cached value, a new interval each time)."""
+    _subscribe_loop(
+        port,
+        org_id,
+        token,
+        lambda i: {"type": "subscribe", "metrics": ["ticket_count"], "interval": 5 + i % 100},
+        stop,
+        out,
+    )
+
+
+SWARM_SOCKETS = 40
+SWARM_METRICS = ["ticket_count", "response_time", "backlog"]
+
+
+def _ws_swarm_socket(
+    port: int, org_id: int, token: str, n: int, stop: threading.Event, out: list[tuple[int, float]]
+) -> None:
+    """One socket of a swarm: subscribe with filters no other message used (a value no cache holds,
+    computed), as fast as the socket takes it; an error is its budget, or the organization's read time."""
+    _subscribe_loop(
+        port,
+        org_id,
+        token,
+        lambda i: {
+            "type": "subscribe",
+            "metrics": SWARM_METRICS,
+            "filters": {"category": [f"swarm-{n}-{i}"]},
+        },
+        stop,
+        out,
+    )
 
 
 def _hostile(

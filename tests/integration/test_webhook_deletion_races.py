@@ -77,6 +77,24 @@ def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     return thread, outcome
 
 
+def _deletion_waits_for(saving: Session, live_app: Flask, org_id: int, webhook_id: int) -> None:
+    """Delete the webhook in another thread while `saving` (a save left open) holds it: the deletion
+    waits for the save, which is then committed, and ends without error."""
+
+    def remove() -> None:
+        session = _delete_hook(live_app, org_id, webhook_id)
+        session.commit()
+        session.close()
+
+    thread, outcome = _in_thread(remove)
+    thread.join(0.5)
+    assert thread.is_alive()  # the deletion waits for the save
+    saving.commit()
+    saving.close()
+    thread.join(10)
+    assert outcome == [None]
+
+
 def test_a_schedule_pointed_at_a_webhook_being_deleted_is_refused_with_404(live_app: Flask, org):
     kept, doomed = _hook(org), _hook(org)
     schedule_id = _schedule(org, kept)
@@ -110,19 +128,7 @@ def test_a_webhook_deleted_while_a_schedule_is_saved_with_it_disables_the_schedu
     schedule = schedules.get_schedule(saving, org.org_id, schedule_id)
     assert schedule is not None
     schedules.update_schedule(saving, schedule, {"webhook_id": doomed}, export_params=None, now=NOW)
-
-    def remove() -> Any:
-        session = _delete_hook(live_app, org.org_id, doomed)
-        session.commit()
-        session.close()
-
-    thread, outcome = _in_thread(remove)
-    thread.join(0.5)
-    assert thread.is_alive()  # the deletion waits for the save
-    saving.commit()
-    saving.close()
-    thread.join(10)
-    assert outcome == [None]
+    _deletion_waits_for(saving, live_app, org.org_id, doomed)
     with live_app.extensions["db_sessionmaker"]() as session:
         stored = session.get(ReportSchedule, schedule_id)
         assert (stored.webhook_id, stored.enabled) == (None, False)
@@ -138,20 +144,7 @@ def test_a_rule_saved_with_a_webhook_being_deleted_loses_that_channel(live_app: 
         "condition": {"type": "above", "value": 5},
         "channels": [{"type": "webhook", "webhook_id": doomed}, {"type": "websocket"}],
     }
-    rule = rules.create_rule(saving, org.org_id, fields, tz=ZoneInfo("UTC"), created_by=None, now=NOW)
-
-    def remove() -> Any:
-        session = _delete_hook(live_app, org.org_id, doomed)
-        session.commit()
-        session.close()
-
-    thread, outcome = _in_thread(remove)
-    thread.join(0.5)
-    assert thread.is_alive()  # the deletion waits for the rule
-    saving.commit()
-    rule_id = rule.id
-    saving.close()
-    thread.join(10)
-    assert outcome == [None]
+    rule_id = rules.create_rule(saving, org.org_id, fields, tz=ZoneInfo("UTC"), created_by=None, now=NOW).id
+    _deletion_waits_for(saving, live_app, org.org_id, doomed)
     with live_app.extensions["db_sessionmaker"]() as session:
         assert session.get(AlertRule, rule_id).channels == [{"type": "websocket"}]

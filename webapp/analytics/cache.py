@@ -310,31 +310,25 @@ def read_through(
         return _computed(compute, "bypass", raw)
 
     try:
-        read_time.check(org_id, budget)
+        computation = read_time.begin(org_id, budget)
     except read_time.ReadTimeSpent:
         if have_lock:
             _release(client, org_id, lock, token)
         raise
-    mark, began = read_time.started(), time.time()
     try:
         body, meta = _encoded(compute, "miss")
     except BaseException:
         # Released when compute() raises, so the next identical request need not wait it out.
         if have_lock:
             _release(client, org_id, lock, token)
-        took = read_time.share(mark)
-        if budget is not None and budget.seconds > 0:
-            budget.windows.charge(client, org_id, took, started=began)
+        computation.charge(client)
         raise
-    took = read_time.share(mark)
     # The answer stored, the lock released and the computation charged in one round trip.
     pipe = client.pipeline(transaction=False)
     pipe.set(key, encode_entry(body, meta.computed_at, meta.about), ex=ttl)
     if have_lock:
         pipe.eval(_RELEASE, 1, lock, token)
-    charge = None
-    if budget is not None and budget.seconds > 0:
-        charge = budget.windows.charge_into(pipe, org_id, took, started=began)
+    charge = computation.charge_into(pipe)
     try:
         replies = pipe.execute()
     except redis.RedisError as exc:

@@ -27,11 +27,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
-from webapp.infra.time_windows import TimeWindows
+from webapp.infra.time_windows import Charge, TimeWindows
 
 _WINDOWS = TimeWindows("an:rt")
 _SOCKET_WINDOWS = TimeWindows("an:rtw")
@@ -126,16 +127,43 @@ def share(mark: float) -> float:
     return _CLOCK.end(mark)
 
 
+@dataclass
+class Computation:
+    """One computation of an organization's under way: its start in the process's shared clock and
+    on the wall clock (for the split between minutes); `charge` or `charge_into` ends it."""
+
+    org_id: int
+    budget: Budget | None
+    mark: float = field(default_factory=started)
+    began: float = field(default_factory=time.time)
+
+    def charge(self, client: redis.Redis) -> None:
+        """End it and charge its share to the budget's windows (a round trip of its own)."""
+        took = share(self.mark)
+        if self.budget is not None and self.budget.seconds > 0:
+            self.budget.windows.charge(client, self.org_id, took, started=self.began)
+
+    def charge_into(self, pipe: Any) -> Charge | None:
+        """End it and queue its charge on `pipe` (None without a budget); `note` the replies."""
+        took = share(self.mark)
+        if self.budget is None or self.budget.seconds <= 0:
+            return None
+        return self.budget.windows.charge_into(pipe, self.org_id, took, started=self.began)
+
+
+def begin(org_id: int, budget: Budget | None) -> Computation:
+    """A computation of the organization's starts: ReadTimeSpent when its read time is spent."""
+    check(org_id, budget)
+    return Computation(org_id, budget)
+
+
 @contextmanager
 def charged(client: redis.Redis, org_id: int, budget: Budget | None) -> Iterator[None]:
     """Run the block as a computation of the organization's (a read that no cache answers: a
     synchronous export, an alert's simulation): refused when its read time is spent, charged its
     share as it ends (however it ends)."""
-    check(org_id, budget)
-    mark, began = started(), time.time()
+    computation = begin(org_id, budget)
     try:
         yield
     finally:
-        took = share(mark)
-        if budget is not None and budget.seconds > 0:
-            budget.windows.charge(client, org_id, took, started=began)
+        computation.charge(client)

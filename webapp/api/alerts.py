@@ -168,9 +168,8 @@ def simulate(alert_id: int) -> Response:
     with client_errors():
         window = canonical_window(body.start, body.end, tz=tz.key, default_tz=tz.key, now=now)
         costs.check(cost.series(replace(window, granularity=definition.granularity)), field="end")
-        budget = read_time.requests(current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"])
         try:
-            with read_time.charged(get_redis(), rule.org_id, budget):
+            with read_time.charged(get_redis(), rule.org_id, costs.read_budget()):
                 found = evaluation.simulate(
                     session, rule.org_id, definition, tz, start=window.start, end=window.end, now=now
                 )

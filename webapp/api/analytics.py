@@ -15,7 +15,6 @@ from webapp.analytics import (
     aggregations,
     cost,
     metric_reads,
-    read_time,
     readers,
     sla,
     snapshots,
@@ -150,7 +149,7 @@ def _read(org_id: int, read: readers.Read) -> tuple[RawJson, dict[str, Any]]:
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         raw=True,
         shortcuts=cache_shortcuts(),
-        budget=read_time.requests(current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]),
+        budget=costs.read_budget(),
     )
     return value, meta.as_dict()
 

@@ -99,8 +99,7 @@ def request_export() -> Response | tuple[Response, int, dict[str, str]]:
         _check_room(org.id, spec)
         return submit_job("export", spec.params())
     # Its count and (XLSX) its file are computed here, as a read no cache answers: read time.
-    budget = read_time.requests(current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"])
-    with client_errors(), read_time.charged(get_redis(), org.id, budget):
+    with client_errors(), read_time.charged(get_redis(), org.id, costs.read_budget()):
         return _sync_export(org.id, spec)
 
 

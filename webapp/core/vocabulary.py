@@ -64,14 +64,15 @@ JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 # The queues workers consume (the Procfile's worker all but `background`; its `background` worker
-# `background` and `periodic`). Webhook deliveries wait on a receiver for up to its timeout, so they
-# have a queue of their own that a separate worker may take. `overflow` holds the jobs an organization
-# submits while it has others active (fair share: workers take from each queue in turn). `background`
-# holds beat's long upkeep (rollup builds, sums and reconciles that run for tens of seconds, cache
-# warming): on the jobs' worker two of them at once held both of its slots, and every organization's
-# jobs waited. `periodic` holds beat's short passes (heartbeat, SLA breaches, alerts, reports, due
-# snapshots, sweeps), which both workers take: in `default` they waited behind queued jobs until
-# they expired (reports missed their cron times for minutes under a flood of snapshot jobs).
+# `background`, `periodic` and `deliveries`). Webhook deliveries wait on a receiver for up to its
+# timeout, so they have a queue of their own that a separate worker may take. `overflow` holds the
+# jobs an organization submits while it has others active (fair share: workers take from each queue
+# in turn). `background` holds beat's long upkeep (rollup builds, sums and reconciles that run for
+# tens of seconds, cache warming): on the jobs' worker two of them at once held both of its slots,
+# and every organization's jobs waited. `periodic` holds beat's short passes (heartbeat, SLA
+# breaches, alerts, reports, due snapshots, sweeps), which both workers take: in `default` they
+# waited behind queued jobs until they expired (reports missed their cron times for minutes under a
+# flood of snapshot jobs).
 OVERFLOW_QUEUE = "overflow"
 BACKGROUND_QUEUE = "background"
 PERIODIC_QUEUE = "periodic"

@@ -10,11 +10,12 @@ from typing import Any
 
 from flask import Response, current_app
 
-from webapp.analytics import metric_reads, read_time, readers, sla
+from webapp.analytics import metric_reads, readers, sla
 from webapp.analytics.metrics import METRICS
 from webapp.analytics.sql import statement_timeout
 from webapp.analytics.window import Window, canonical_window
 from webapp.api.cache import cache_shortcuts
+from webapp.api.plumbing import costs
 from webapp.api.plumbing.responses import json_object
 from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
@@ -48,7 +49,7 @@ def _read(org_id: int, read: readers.Read) -> tuple[Any, dict[str, Any]]:
         ttl=current_app.config["CACHE_TTL_SECONDS"],
         raw=True,
         shortcuts=cache_shortcuts(),
-        budget=read_time.requests(current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"]),
+        budget=costs.read_budget(),
     )
     return value, meta.as_dict()
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from flask import current_app
 
-from webapp.analytics import aggregations, cost
+from webapp.analytics import aggregations, cost, read_time
 from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.window import Window
 from webapp.exports.spec import ExportSpec, SeriesQuery
 from webapp.infra.db import get_session
 from webapp.security.admission import spend_budget
+
+
+def read_budget() -> read_time.Budget:
+    """The read time a request's computations spend (ANALYTICS_READ_SECONDS_PER_MINUTE)."""
+    return read_time.requests(current_app.config["ANALYTICS_READ_SECONDS_PER_MINUTE"])
 
 
 def check(estimate: cost.Estimate, *, field: str = "granularity") -> None:
