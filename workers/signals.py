@@ -72,11 +72,13 @@ def connect(app: Flask, celery_app: Celery) -> None:
     @worker_ready.connect(weak=False)
     def start_heartbeat(sender: object = None, **_: object) -> None:
         hostname = getattr(sender, "hostname", "worker")
+        # The queues this worker was started on (`--queues`), so health can name the ones nobody takes.
+        queues = sorted(celery_app.amqp.queues.consume_from or celery_app.amqp.queues)
 
         def beat() -> None:
             while not stop.is_set():
                 try:
-                    heartbeat.worker_beat(app.extensions["redis"], hostname)
+                    heartbeat.worker_beat(app.extensions["redis"], hostname, queues)
                 except Exception as exc:
                     log.warning("heartbeat failed: %s", exc)
                 stop.wait(HEARTBEAT_SECONDS)

@@ -1,3 +1,6 @@
+from webapp.core.vocabulary import QUEUES
+
+
 def test_health_answers(client, tenant):
     response = tenant.admin.get("/api/v1/health")
     assert response.status_code == 200
@@ -12,7 +15,7 @@ def test_health_tells_only_an_admin_more_than_up_or_degraded(client, tenant, ser
     from webapp.infra import heartbeat
 
     store = redis.Redis.from_url(services.redis_url)
-    heartbeat.worker_beat(store, "secret-host@internal")
+    heartbeat.worker_beat(store, "secret-host@internal", QUEUES)
     try:
         # The contract's parts, each only up or not: no host names, latencies or errors.
         public = {
@@ -30,7 +33,7 @@ def test_health_tells_only_an_admin_more_than_up_or_degraded(client, tenant, ser
         assert "secret-host@internal" not in client.get("/api/v1/health").get_data(as_text=True)
         assert "secret-host@internal" in tenant.admin.get("/api/v1/health").get_data(as_text=True)
     finally:
-        store.zrem(heartbeat.WORKERS_KEY, "secret-host@internal")
+        heartbeat.worker_gone(store, "secret-host@internal")
 
 
 def test_health_is_degraded_without_a_worker_or_with_a_silent_beat(tenant, services):
@@ -43,14 +46,15 @@ def test_health_is_degraded_without_a_worker_or_with_a_silent_beat(tenant, servi
 
     store = redis.Redis.from_url(services.redis_url)
     saved_workers = store.zrange(heartbeat.WORKERS_KEY, 0, -1, withscores=True)
+    saved_queues = store.hgetall(heartbeat.WORKER_QUEUES_KEY)
     saved_beat = store.get(heartbeat.BEAT_KEY)
     try:
-        store.delete(heartbeat.WORKERS_KEY)
+        store.delete(heartbeat.WORKERS_KEY, heartbeat.WORKER_QUEUES_KEY)
         store.set(heartbeat.BEAT_KEY, datetime.now(UTC).isoformat())
         body = client.get("/api/v1/health").get_json()
         assert (body["status"], body["workers"]["ok"], body["beat"]["ok"]) == ("degraded", False, True)
 
-        heartbeat.worker_beat(store, "health-test@localhost")
+        heartbeat.worker_beat(store, "health-test@localhost", QUEUES)
         store.set(heartbeat.BEAT_KEY, (datetime.now(UTC) - timedelta(minutes=3)).isoformat())
         body = client.get("/api/v1/health").get_json()
         assert (body["status"], body["workers"]["ok"], body["beat"]["ok"]) == ("degraded", True, False)
@@ -58,8 +62,51 @@ def test_health_is_degraded_without_a_worker_or_with_a_silent_beat(tenant, servi
         heartbeat.beat_ran(store)
         assert client.get("/api/v1/health").get_json()["status"] == "ok"
     finally:
-        store.zrem(heartbeat.WORKERS_KEY, "health-test@localhost")
+        heartbeat.worker_gone(store, "health-test@localhost")
         if saved_workers:
             store.zadd(heartbeat.WORKERS_KEY, dict(saved_workers))
+        if saved_queues:
+            store.hset(heartbeat.WORKER_QUEUES_KEY, mapping=saved_queues)
         if saved_beat is not None:
             store.set(heartbeat.BEAT_KEY, saved_beat)
+
+
+def test_health_names_the_queues_no_worker_takes(tenant, services, celery_worker):
+    """A worker alive on some queues only (the background worker with the jobs' worker down) is not
+    a healthy platform: jobs wait in queues nobody takes."""
+    import redis
+
+    from webapp.infra import heartbeat
+
+    store = redis.Redis.from_url(services.redis_url)
+    body = tenant.admin.get("/api/v1/health").get_json()
+    assert body["workers"]["ok"] is True
+    assert body["workers"]["unserved_queues"] == []
+    # The suite's own worker says which queues it takes.
+    assert any(set(seen["queues"]) == set(QUEUES) for seen in body["workers"]["seen"])
+
+    saved_workers = store.zrange(heartbeat.WORKERS_KEY, 0, -1, withscores=True)
+    saved_queues = store.hgetall(heartbeat.WORKER_QUEUES_KEY)
+    try:
+        store.delete(heartbeat.WORKERS_KEY, heartbeat.WORKER_QUEUES_KEY)
+        heartbeat.worker_beat(store, "background@test", ["background", "periodic", "deliveries"])
+        body = tenant.admin.get("/api/v1/health").get_json()
+        assert body["status"] == "degraded"
+        assert body["workers"]["ok"] is False
+        assert body["workers"]["count"] == 1
+        assert body["workers"]["unserved_queues"] == [
+            q for q in QUEUES if q not in ("background", "periodic", "deliveries")
+        ]
+        assert tenant.viewer.get("/api/v1/health").get_json()["workers"] == {"ok": False}
+
+        heartbeat.worker_beat(store, "worker@test", [q for q in QUEUES if q != "background"])
+        body = tenant.admin.get("/api/v1/health").get_json()
+        assert body["workers"]["ok"] is True
+        assert body["workers"]["unserved_queues"] == []
+    finally:
+        heartbeat.worker_gone(store, "background@test")
+        heartbeat.worker_gone(store, "worker@test")
+        if saved_workers:
+            store.zadd(heartbeat.WORKERS_KEY, dict(saved_workers))
+        if saved_queues:
+            store.hset(heartbeat.WORKER_QUEUES_KEY, mapping=saved_queues)

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from webapp.api.plumbing.spec import document
 from webapp.api.schemas.common import Health
 from webapp.core.timeutil import utcnow
+from webapp.core.vocabulary import QUEUES
 from webapp.infra import heartbeat
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
@@ -75,16 +76,21 @@ def _workers_and_beat(client: redis.Redis, redis_ok: bool) -> tuple[dict[str, An
         except Exception as exc:
             workers = {"seen": [], "error": str(exc)}
     workers["count"] = len(workers["seen"])
-    # Jobs wait while no worker is seen; schedules stop while beat is silent (it beats every 30 s).
-    workers["ok"] = workers["count"] > 0
+    # Jobs wait in a queue no worker takes (the jobs' worker down while the background one runs, say);
+    # schedules stop while beat is silent (it beats every 30 s).
+    served = {queue for worker in workers["seen"] for queue in worker.get("queues", ())}
+    workers["unserved_queues"] = [queue for queue in QUEUES if queue not in served]
+    workers["ok"] = workers["count"] > 0 and not workers["unserved_queues"]
     beat["ok"] = _recent(beat["last_run"], BEAT_STALE_SECONDS)
     return workers, beat
 
 
 @bp.get("/health")
 @document(
-    "ok or degraded, and whether each part (database, Redis, broker, workers, beat) is ok; with an "
-    "admin's bearer token also each part's details (latency, workers seen, beat's last run, errors)",
+    "ok or degraded, and whether each part (database, Redis, broker, workers, beat) is ok (workers: "
+    "every queue taken by a worker seen within a minute); with an admin's bearer token also each "
+    "part's details (latency, workers seen and their queues, queues no worker takes, beat's last "
+    "run, errors)",
     tag="operations",
     responses={200: Health},
     errors=(),

@@ -1,7 +1,8 @@
-"""Workers and beat leave timestamps in Redis so health can say who was seen, and when."""
+"""Workers and beat leave timestamps in Redis so health can say who was seen, when, and on which queues."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -9,25 +10,46 @@ import redis
 from webapp.core.timeutil import utcnow
 
 WORKERS_KEY = "an:ops:workers"
+# hostname -> the queues it consumes, comma-separated (written with each beat).
+WORKER_QUEUES_KEY = "an:ops:worker_queues"
 BEAT_KEY = "an:ops:beat_last_run"
 # A worker that has not beaten for this long is no longer listed.
 WORKER_STALE_SECONDS = 60
 
 
-def worker_beat(client: redis.Redis, hostname: str) -> None:
-    client.zadd(WORKERS_KEY, {hostname: utcnow().timestamp()})
+def worker_beat(client: redis.Redis, hostname: str, queues: Iterable[str]) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.zadd(WORKERS_KEY, {hostname: utcnow().timestamp()})
+    pipe.hset(WORKER_QUEUES_KEY, hostname, ",".join(sorted(queues)))
+    pipe.execute()
 
 
 def worker_gone(client: redis.Redis, hostname: str) -> None:
-    client.zrem(WORKERS_KEY, hostname)
+    pipe = client.pipeline(transaction=False)
+    pipe.zrem(WORKERS_KEY, hostname)
+    pipe.hdel(WORKER_QUEUES_KEY, hostname)
+    pipe.execute()
 
 
 def workers_seen(client: redis.Redis) -> list[dict[str, Any]]:
-    """Workers that beat within the last minute, with when."""
+    """Workers that beat within the last minute, with when and the queues they take."""
     cutoff = utcnow().timestamp() - WORKER_STALE_SECONDS
-    client.zremrangebyscore(WORKERS_KEY, "-inf", cutoff)
+    stale = client.zrangebyscore(WORKERS_KEY, "-inf", cutoff)
+    if stale:
+        pipe = client.pipeline(transaction=False)
+        pipe.zrem(WORKERS_KEY, *stale)
+        pipe.hdel(WORKER_QUEUES_KEY, *stale)
+        pipe.execute()
     rows = client.zrange(WORKERS_KEY, 0, -1, withscores=True)
-    return [{"hostname": name.decode(), "last_seen": score} for name, score in rows]
+    queues = client.hgetall(WORKER_QUEUES_KEY)
+    return [
+        {
+            "hostname": name.decode(),
+            "last_seen": score,
+            "queues": [q for q in queues.get(name, b"").decode().split(",") if q],
+        }
+        for name, score in rows
+    ]
 
 
 def beat_ran(client: redis.Redis) -> None:
