@@ -668,6 +668,36 @@ def test_a_subscription_on_the_business_clock(web_server, make_live_tenant):
     ws.close()
 
 
+def test_a_business_subscription_ends_when_its_schedule_is_deleted(web_server, make_live_tenant):
+    """Its periodic updates would count 0 business hours from then on: the socket is told and the
+    subscription ends; the socket's other subscriptions go on."""
+    tenant = make_live_tenant()
+    admin = tenant.users["admin"]["token"]
+    office = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu", "fri")]
+    status, schedule = web_server.request(
+        "POST", "/api/v1/schedules", admin, {"name": "Office", "timezone": "UTC", "intervals": office}
+    )
+    assert status == 201
+    ws, _ = _open(web_server, tenant)
+    business = {"type": "subscribe", "metrics": ["response_time"], "interval": 5, "clock": "business"}
+    ws.send(json.dumps({**business, "schedule_id": schedule["id"]}))
+    _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 5}))
+    _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    status, _ = web_server.request("DELETE", f"/api/v1/schedules/{schedule['id']}", admin)
+    assert status == 204
+    error, _ = _receive_until(ws, lambda m: m["type"] == "error", timeout=25.0)
+    message = error["data"]["message"]
+    assert f"schedule {schedule['id']} was deleted" in message
+    assert "response_time" in message
+    # Afterwards only the calendar subscription's periodic updates come.
+    for _ in range(2):
+        periodic, _ = _receive_until(ws, lambda m: m["type"] == "periodic_update", timeout=8.0)
+        assert periodic["data"]["clock"] == "calendar"
+        assert set(periodic["data"]["metrics"]) == {"ticket_count"}
+    ws.close()
+
+
 def test_each_subscribe_keeps_its_own_filters_and_interval(web_server, make_live_tenant):
     """A second subscribe with other filters does not re-filter the first one's metrics: each metric's
     values (at once, in metric_update and periodically) are under the filters it was subscribed with."""

@@ -174,6 +174,12 @@ def bind(session: Session, clock: Clock, params: dict[str, Any], *, start: datet
     params.update(found)
 
 
+def still_exists(session: Session, clock: Clock) -> bool:
+    """Whether `clock`'s schedule is still there (the calendar always is); a deletion is seen within
+    VERSION_SECONDS."""
+    return clock.schedule_id is None or _definition(session, clock.schedule_id) is not None
+
+
 def _definition(session: Session, schedule_id: int) -> tuple[int, WeeklySchedule] | None:
     """The schedule's version and definition, read again once VERSION_SECONDS old (None: no such
     schedule). A statement checks the version itself (_CURRENT), so a copy that a change made stale

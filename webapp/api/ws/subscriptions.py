@@ -21,7 +21,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from webapp.analytics import read_time
-from webapp.analytics.clock import CALENDAR, Clock, resolve
+from webapp.analytics.clock import CALENDAR, Clock, resolve, still_exists
 from webapp.analytics.read_time import ReadTimeSpent
 from webapp.analytics.window import QueryError
 from webapp.api.ws import messages
@@ -64,6 +64,14 @@ class Subscription:
         return min((g.next_due for g in self.groups), default=float("inf"))
 
 
+class ScheduleGone(messages.MessageError):
+    """A subscription's business-hours schedule was deleted: its values can no longer be counted."""
+
+    def __init__(self, schedule_id: int | None) -> None:
+        super().__init__(f"schedule {schedule_id} was deleted")
+        self.schedule_id = schedule_id
+
+
 @dataclass(frozen=True)
 class Stores:
     """Where a socket's values come from: Redis (cache and streams) and a session per computation,
@@ -81,6 +89,8 @@ class Stores:
         they would have to be computed and the organization's read time is spent."""
         session = self.sessions()
         try:
+            if clock.business and not still_exists(session, clock):
+                raise ScheduleGone(clock.schedule_id)
             return cached_values(
                 session,
                 self.client,
@@ -149,17 +159,31 @@ def send_periodic(conn: Connection, sub: Subscription, stores: Stores) -> None:
     """Each group's periodic update, when due; one that fails is reported, and the next is tried as
     planned."""
     now = time.time()
-    for group in sub.groups:
+    for group in list(sub.groups):
         if now < group.next_due:
             continue
         group.next_due = now + group.interval
         try:
             _send_values(conn, group, stores, "periodic_update")
+        except ScheduleGone as exc:
+            _end_group(conn, sub, group, exc)
         except messages.MessageError as exc:  # the organization's read time is spent
             send_error(conn, f"{exc}; the next periodic update is due in {group.interval:g} s")
         except Exception:
             log.exception("periodic update failed org=%s", conn.org_id)
             send_error(conn, f"the periodic update failed; the next one is due in {group.interval:g} s")
+
+
+def _end_group(conn: Connection, sub: Subscription, group: Group, gone: ScheduleGone) -> None:
+    """Drop a subscription whose schedule was deleted, and say so (its periodic updates would count
+    0 business hours from then on)."""
+    if group in sub.groups:
+        sub.groups.remove(group)
+        send_error(
+            conn,
+            f"{gone}: the subscription to {', '.join(sorted(group.metrics))} on it ended; subscribe "
+            "again with another clock or schedule_id",
+        )
 
 
 def needs_values(sub: Subscription, event: Event) -> bool:
@@ -228,7 +252,7 @@ def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event
         return event
     changed = set(event["data"].get("metrics", []))
     values: dict[str, Any] = {}
-    for group in sub.groups:
+    for group in list(sub.groups):
         wanted = sorted(group.metrics & changed)
         if not wanted:
             continue
@@ -239,6 +263,8 @@ def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event
 
         try:
             values.update(EVENT_VALUES.get(key, read))
+        except ScheduleGone as exc:
+            _end_group(conn, sub, group, exc)
         except messages.MessageError:
             continue  # the read time is spent: the event goes without these values
         except Exception:
