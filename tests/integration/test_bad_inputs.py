@@ -91,6 +91,23 @@ def test_ranges_outside_the_supported_years_are_400_on_every_route(tenant, query
         assert "1900" in _error(tenant.viewer.get(f"{path}?{query}"))["message"], path
 
 
+def test_the_years_bound_the_instant_whether_a_bound_is_written_as_a_date_or_a_time(make_tenant):
+    """East of Greenwich the first hours of 1900 are instants of 1899: a date and the same midnight
+    written as a time are both refused, naming the instant; west of it both are read."""
+    path = "/api/v1/analytics/time-series/ticket_count?granularity=monthly&end=1900-03-01"
+    chatham = make_tenant("East", "Pacific/Chatham")
+    for start in ("1900-01-01", "1900-01-01T00:00:00"):
+        error = _error(chatham.viewer.get(f"{path}&start={start}"))
+        assert error["message"].startswith("start 1900-01-01T00:00:00+12:15 ")
+        assert "(1899-12-31T11:45:00Z)" in error["message"]
+        assert "1900-01-01T00:00Z to 2200-01-01T00:00Z" in error["message"]
+    new_york = make_tenant("West", "America/New_York")
+    for start in ("1900-01-01", "1900-01-01T00:00:00"):
+        answer = new_york.viewer.get(f"{path}&start={start}")
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["start"] == "1900-01-01T00:00:00-05:00"
+
+
 @pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1899-12-31", "2200-01-01"])
 @pytest.mark.parametrize("kind", ["daily", "weekly", "monthly"])
 def test_snapshot_dates_outside_the_supported_years_are_400(tenant, kind, day):

@@ -22,7 +22,8 @@ READ = [
     "2026-03-01T09:30:00+0100",
     "2026-03-01T09:30:00-03",
     "2026-03-01T09:30:00z",
-    "1900-01-01",
+    # (1900-01-01 itself is read in UTC and west of it; in Berlin its midnight is an instant of 1899.)
+    "1900-01-02",
     "2199-12-31T23:59:59+00:00",
     # What other clients write: .NET's seven fraction digits, Go's nine, spaces around, an offset
     # with seconds (Python's isoformat of an old local mean time).
@@ -56,3 +57,10 @@ def test_what_the_document_forbids_the_server_refuses(text):
     assert not DOCUMENTED.fullmatch(text)
     with pytest.raises(TimeError):
         parse_datetime(text, ZoneInfo("Europe/Berlin"), "start")
+
+
+def test_the_first_day_is_read_where_its_midnight_is_an_instant_of_1900():
+    assert parse_datetime("1900-01-01", ZoneInfo("UTC"), "start").year == 1900
+    assert parse_datetime("1900-01-01", ZoneInfo("America/New_York"), "start").year == 1900
+    with pytest.raises(TimeError, match=r"\(1899-12-31T23:00:00Z\)"):
+        parse_datetime("1900-01-01", ZoneInfo("Europe/Berlin"), "start")

@@ -95,12 +95,19 @@ def in_calendar(value: datetime, field: str) -> datetime:
     except OverflowError:  # an offset that moves a time at the calendar's edge off it
         raise _outside(field, value.isoformat()) from None
     if not EARLIEST <= utc <= LATEST:
-        raise _outside(field, value.isoformat())
+        raise _outside(field, value.isoformat(), utc)
     return utc
 
 
-def _outside(field: str, text: str) -> TimeError:
-    return TimeError(f"{field} {text} is outside the years 1900 to 2199 this platform measures")
+def _outside(field: str, text: str, utc: datetime | None = None) -> TimeError:
+    if utc is None or text.endswith("+00:00"):
+        return TimeError(f"{field} {text} is outside the years 1900 to 2199 this platform measures")
+    # A time written inside those years whose instant is not (the first hours of 1900 east of
+    # Greenwich, the last of 2199 west of it): the bound is the instant, in UTC.
+    return TimeError(
+        f"{field} {text} ({utc.isoformat().replace('+00:00', 'Z')}) is outside the years 1900 to 2199 "
+        "this platform measures (1900-01-01T00:00Z to 2200-01-01T00:00Z, as instants)"
+    )
 
 
 # The ISO 8601 forms a range's bounds are written in (the API document's pattern says the same):
@@ -134,7 +141,10 @@ def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
             day = date.fromisoformat(raw)
             if not EARLIEST.year <= day.year < LATEST.year:
                 raise _outside(field, raw)
-            return local_midnight(day, tz)
+            # As a time written with its hour: the instant must lie in the years too.
+            midnight = local_midnight(day, tz)
+            in_calendar(midnight, field)
+            return midnight
         value = datetime.fromisoformat(raw)
     except TimeError:
         raise
