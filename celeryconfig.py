@@ -70,7 +70,6 @@ def _every(task: str, seconds: float) -> dict[str, Any]:
 def beat_schedule(settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Beat's periodic tasks."""
     return {
-        "beat-heartbeat": _every("ops.beat_heartbeat", 30),
         "snapshots-schedule-due": _every("snapshots.schedule_due", settings["SNAPSHOT_SCHEDULE_SECONDS"]),
         "exports-cleanup": _every("maintenance.cleanup_exports", settings["EXPORT_CLEANUP_SECONDS"]),
         "rollups-refresh-pending": _every("rollups.refresh_pending", 60),

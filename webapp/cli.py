@@ -63,6 +63,8 @@ def _fail(message: str) -> None:
 @click.option("--timezone", "tz", default="UTC", show_default=True, help="IANA time zone, e.g. Europe/Berlin")
 def create_org(name: str, tz: str) -> None:
     """Create an organization and print it as JSON."""
+    if not name.strip() or len(name) > 200:
+        _fail("the organization's name must be 1 to 200 characters, not only spaces")
     try:
         zone(tz)
     except TimeError as exc:

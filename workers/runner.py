@@ -311,7 +311,7 @@ def _ready(delivery: _Delivery, job_id: str) -> Job | None:
         return None
     if job.attempts >= delivery.max_attempts:
         gave_up = f"gave up after {job.attempts} attempts (the worker was lost each time)"
-        jobs.finish(session, client, job, "failed", error={"message": gave_up})
+        jobs.finish(session, client, job, "failed", error={"code": "worker_lost", "message": gave_up})
         log.error("%s failed: too many attempts", _tag(job))
         return None
     return job
@@ -389,14 +389,17 @@ def _outcome(exc: Exception) -> tuple[str, dict[str, Any]]:
     if isinstance(exc, jobs.JobCancelled):
         return "cancelled", {}
     if isinstance(exc, SoftTimeLimitExceeded):
-        return "failed", {"error": {"message": "the job exceeded its time limit"}}
+        return "failed", {"error": {"code": "time_limit", "message": "the job exceeded its time limit"}}
     if isinstance(exc, JobFailed):
-        return "failed", {"result": exc.result, "error": {"message": str(exc), **exc.details}}
+        return "failed", {
+            "result": exc.result,
+            "error": {"code": "job_failed", "message": str(exc), **exc.details},
+        }
     if isinstance(exc, QueryError):
-        error: dict[str, Any] = {"message": str(exc)[:500]}
+        error: dict[str, Any] = {"code": "bad_request", "message": str(exc)[:500]}
         if isinstance(exc, TooCostly):  # as the REST answer names it: the estimate and the limit
             error.update(code="too_costly", details=exc.details)
         return "failed", {"error": error}
     if isinstance(exc, TRANSIENT):
-        return "failed", {"error": {"message": f"transient error: {exc}"[:500]}}
-    return "failed", {"error": {"message": f"{type(exc).__name__}: {exc}"[:500]}}
+        return "failed", {"error": {"code": "transient_error", "message": f"transient error: {exc}"[:500]}}
+    return "failed", {"error": {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"[:500]}}

@@ -95,12 +95,18 @@ def connect(app: Flask, celery_app: Celery) -> None:
             log.warning("could not ask for lost jobs to be sent again: %s", exc)
 
     @beat_init.connect(weak=False)
-    def first_heartbeat(**_: object) -> None:
-        # Beat's schedule sends its heartbeat 30 s after start; health would say "degraded" until then.
-        try:
-            celery_app.send_task("ops.beat_heartbeat", expires=30)
-        except Exception as exc:
-            log.warning("could not send beat's first heartbeat: %s", exc)
+    def start_beat_heartbeat(**_: object) -> None:
+        # Beat writes its own heartbeat, from the beat process: health says whether beat runs, not
+        # whether a worker took a task it sent (with the workers down, beat was called silent).
+        def beat() -> None:
+            while not stop.is_set():
+                try:
+                    heartbeat.beat_ran(app.extensions["redis"])
+                except Exception as exc:
+                    log.warning("beat's heartbeat failed: %s", exc)
+                stop.wait(HEARTBEAT_SECONDS)
+
+        threading.Thread(target=beat, name="beat-heartbeat", daemon=True).start()
 
     @worker_shutdown.connect(weak=False)
     def stop_heartbeat(sender: object = None, **_: object) -> None:

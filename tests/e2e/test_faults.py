@@ -556,6 +556,7 @@ def test_redis_restart_during_job_submissions_loses_nothing(
         if row.id not in accepted:
             assert row.state == "failed", row
             assert "queue is unavailable" in row.error["message"], row
+            assert row.error["code"] == "queue_unavailable", row
     assert per_day == []
     refused = sum(a.status == 503 for a in submissions)
     print(

@@ -148,6 +148,9 @@ def test_anomaly_states_match_an_independent_computation_and_simulate(make_tenan
     assert [(t["state"], t["bucket"], t["value"], t["score"]) for t in simulated["transitions"]] == [
         (e["state"], e["bucket"], e["value"], e["score"]) for e in events
     ]
+    # A count is the same JSON number everywhere it is shown: 21, never 21.0 in one and 21 in another.
+    for shown in (events, simulated["transitions"], recorded.websocket):
+        assert all(type(item["value"]) is int for item in shown)
 
     # A second pass over the same time finds nothing left to evaluate: nothing is recorded twice.
     assert (

@@ -174,6 +174,9 @@ def test_an_empty_organization_answers_zeros_and_nulls(ny: Any):
     ]
     dashboard = ny.viewer.get("/api/v1/analytics/dashboard", query_string={"period": "7d"}).get_json()
     assert dashboard["kpis"]["ticket_count"] == {"value": 0, "previous": 0, "change_pct": None}
+    assert dashboard["period"] == "7d"
+    # With no period and no range, the default period is named, not null.
+    assert ny.viewer.get("/api/v1/analytics/dashboard").get_json()["period"] == "30d"
     assert dashboard["sla"]["overall"]["first_response"]["compliance"] is None
     performance = ny.viewer.get("/api/v1/analytics/performance").get_json()
     assert performance["response_time"] == {

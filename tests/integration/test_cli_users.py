@@ -104,3 +104,10 @@ def test_create_user_checks_what_post_users_checks(app, tenant, email, password,
     assert message in result.stderr
     answer = tenant.admin.post("/api/v1/users", json={"email": email, "password": password})
     assert answer.status_code == 400
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_create_org_refuses_a_name_that_is_empty_or_too_long(app, name):
+    result = _cli(app, "create-org", name, "--timezone", "UTC")
+    assert result.exit_code != 0
+    assert "1 to 200 characters" in result.output + result.stderr

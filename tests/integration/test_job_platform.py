@@ -701,6 +701,7 @@ def test_a_job_that_kills_its_worker_every_time_fails_and_the_queue_drains(
     assert done["state"] == "failed"
     assert done["attempts"] == max_attempts
     assert f"gave up after {max_attempts} attempts" in done["error"]["message"]
+    assert done["error"]["code"] == "worker_lost"  # every error has its code, as the contract's do
 
     def drained() -> bool:
         unacked = [v for v in broker.hvals("unacked") if job_id.encode() in v]

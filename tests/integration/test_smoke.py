@@ -74,6 +74,8 @@ def test_health_is_degraded_without_a_worker_or_with_a_silent_beat(tenant, servi
 def test_health_names_the_queues_no_worker_takes(tenant, services, celery_worker):
     """A worker alive on some queues only (the background worker with the jobs' worker down) is not
     a healthy platform: jobs wait in queues nobody takes."""
+    from datetime import datetime
+
     import redis
 
     from webapp.infra import heartbeat
@@ -84,6 +86,9 @@ def test_health_names_the_queues_no_worker_takes(tenant, services, celery_worker
     assert body["workers"]["unserved_queues"] == []
     # The suite's own worker says which queues it takes.
     assert any(set(seen["queues"]) == set(QUEUES) for seen in body["workers"]["seen"])
+    # Times are ISO 8601 with an offset, as everywhere in the API.
+    for seen in body["workers"]["seen"]:
+        assert datetime.fromisoformat(seen["last_seen"]).utcoffset() is not None
 
     saved_workers = store.zrange(heartbeat.WORKERS_KEY, 0, -1, withscores=True)
     saved_queues = store.hgetall(heartbeat.WORKER_QUEUES_KEY)

@@ -198,7 +198,7 @@ def events_of(session: Session, rule: AlertRule, tz: ZoneInfo, *, limit: int) ->
             "state": row.state,
             "bucket": row.bucket.astimezone(tz).isoformat(),
             "bucket_end": row.bucket_end.astimezone(tz).isoformat(),
-            "value": row.value,
+            "value": _as_answered(rule.metric, row.value),
             "count": row.count,
             "score": row.score,
             "change_pct": row.change_pct,
@@ -206,3 +206,13 @@ def events_of(session: Session, rule: AlertRule, tz: ZoneInfo, *, limit: int) ->
         }
         for row in rows
     ]
+
+
+def _as_answered(metric: str, value: float | None) -> float | int | None:
+    """A stored value (a float column) as the series, the simulation and the deliveries gave it: a
+    count as an integer (21, not 21.0)."""
+    known = METRICS.get(metric)
+    counted = known is not None and (known.is_count or bool(known.parts))
+    if value is not None and counted and value.is_integer():
+        return int(value)
+    return value

@@ -170,7 +170,7 @@ def _clock(org_id: int, query: ClockFields) -> Clock:
 def _dashboard_head(query: DashboardQuery, window: Window) -> dict[str, Any]:
     """What the dashboard answer says of its period and the one before it."""
     return {
-        "period": query.period if query.start is None else None,
+        "period": (query.period or DEFAULT_PERIOD) if query.start is None else None,
         **window.echo(),
         "filters": query.filters,
         "previous_start": window.previous_start().astimezone(window.tz).isoformat(),

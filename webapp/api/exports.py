@@ -285,7 +285,8 @@ def delete(export_id: str) -> Response:
 @bp.get("/exports/<export_id>/download")
 @document(
     "Download an export file through its signed link, which is credential enough until it expires "
-    "or the export is deleted; a bearer token, if sent, must be of the same organization",
+    "or the export is deleted; a valid bearer token, if sent, must be of the same organization (one "
+    "that is not valid is ignored)",
     tag="exports",
     query=DownloadQuery,
     # Range requests get their part (206), conditional ones 304 when the file is unchanged (a Range

@@ -69,7 +69,7 @@ FINAL_STATES = ("succeeded", "failed", "cancelled")
 # jobs an organization submits while it has others active (fair share: workers take from each queue
 # in turn). `background` holds beat's long upkeep (rollup builds, sums and reconciles that run for
 # tens of seconds, cache warming): on the jobs' worker two of them at once held both of its slots,
-# and every organization's jobs waited. `periodic` holds beat's short passes (heartbeat, SLA
+# and every organization's jobs waited. `periodic` holds beat's short passes (SLA
 # breaches, alerts, reports, due snapshots, sweeps), which both workers take: in `default` they
 # waited behind queued jobs until they expired (reports missed their cron times for minutes under a
 # flood of snapshot jobs).

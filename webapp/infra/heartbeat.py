@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -45,7 +46,7 @@ def workers_seen(client: redis.Redis) -> list[dict[str, Any]]:
     return [
         {
             "hostname": name.decode(),
-            "last_seen": score,
+            "last_seen": datetime.fromtimestamp(score, UTC).isoformat(),
             "queues": [q for q in queues.get(name, b"").decode().split(",") if q],
         }
         for name, score in rows

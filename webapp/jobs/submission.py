@@ -398,5 +398,11 @@ def enqueue(
             queued.done()
     except Exception as exc:  # kombu raises several connection error types
         log.warning("enqueue failed job=%s org=%s: %s", job.id, job.org_id, exc)
-        finish(session, client, job, "failed", error={"message": "the job queue is unavailable"})
+        finish(
+            session,
+            client,
+            job,
+            "failed",
+            error={"code": "queue_unavailable", "message": "the job queue is unavailable"},
+        )
         raise BrokerUnavailable("the job queue is unavailable; try again shortly") from exc

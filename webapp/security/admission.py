@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar
 
+import jwt as pyjwt
 import redis
 from flask import Flask, current_app, g, request
 from flask_jwt_extended import get_jwt, verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTExtendedException
 
 from webapp.core.errors import ApiError
 from webapp.infra.db import session_factory
@@ -85,12 +87,21 @@ def is_admin() -> bool:
 
 
 def presented_principal() -> Principal | None:
-    """The principal of the request's bearer token when it sends an Authorization header (admitted as
-    require_role("viewer", read_only=True) admits it, 401 when not valid), else None: for routes whose
-    own credential is a signed link, where a token may still be sent."""
+    """The principal of the request's bearer token when it sends a valid one (admitted as
+    require_role("viewer", read_only=True) admits it), else None: for routes whose own credential
+    is a signed link, where a token may still be sent. A token that is not valid (expired, revoked,
+    garbage) is as if not sent: a client that attaches its token to every request keeps the link's
+    24 hours when its hour-long token has run out."""
     if "Authorization" not in request.headers:
         return None
-    claims = _admit("viewer", refresh=False, read_only=True)
+    try:
+        claims = _admit("viewer", refresh=False, read_only=True)
+    except (pyjwt.InvalidTokenError, JWTExtendedException):
+        return None
+    except ApiError as exc:
+        if exc.status == 401:
+            return None
+        raise
     g.principal = Principal(int(claims["sub"]), claims["org_id"], claims["role"])
     g.claims = claims
     return g.principal
