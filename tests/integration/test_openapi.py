@@ -129,3 +129,44 @@ def test_a_compressed_body_is_415_wherever_one_may_be_sent_and_documented_there(
         refused.append((method, path))
     assert ("post", "/api/v1/auth/refresh") in refused
     assert ("delete", "/api/v1/jobs/{job_id}") in refused
+
+
+def _header_names(response: dict) -> set[str]:
+    return set(response.get("headers", {}))
+
+
+def test_the_headers_a_client_reads_are_documented(client, tenant):
+    """A client generated from the document knows where to wait (Retry-After), where a created thing
+    or a job is (Location), that an answer was replayed (Idempotent-Replayed), and what a download
+    carries (ETag, Content-Disposition, ranges); and how to open the socket and refresh a token."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert set(spec["components"]["headers"]) >= {"Retry-After", "Location", "Idempotent-Replayed", "ETag"}
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                names = _header_names(response)
+                if status in ("429", "503"):
+                    assert "Retry-After" in names, (path, method, status)
+                if status == "202":
+                    assert {"Location", "Retry-After"} <= names, (path, method)
+                if status == "201":
+                    assert "Location" in names, (path, method)
+    paths = spec["paths"]
+    assert "Retry-After" in _header_names(paths["/api/v1/jobs/{job_id}"]["get"]["responses"]["200"])
+    assert "Idempotent-Replayed" in _header_names(paths["/api/v1/tickets"]["post"]["responses"]["201"])
+    download = paths["/api/v1/exports/{export_id}/download"]["get"]["responses"]
+    assert {"ETag", "Content-Disposition"} <= _header_names(download["200"])
+    assert "Content-Range" in _header_names(download["206"])
+    socket = paths["/api/v1/ws/analytics/{org_id}"]["get"]
+    query = {p["name"] for p in socket["parameters"] if p["in"] == "query"}
+    assert query == {"ticket", "token", "last_event_id"}
+    assert "subscribe" in socket["description"]
+    refresh = paths["/api/v1/auth/refresh"]["post"]["requestBody"]
+    assert refresh["required"] is False
+    schema = spec["components"]["schemas"]["RefreshRequest"]
+    assert "refresh_token" in schema["properties"]
+    # What the server sends is what the document says: a running job's Retry-After is an integer.
+    job = tenant.admin.post("/api/v1/analytics/refresh-cache")
+    assert job.status_code == 202
+    assert int(job.headers["Retry-After"]) >= 0
+    assert job.headers["Location"].startswith("/api/v1/jobs/")

@@ -42,6 +42,14 @@ def login() -> Response:
     return jsonify(tokens)
 
 
+class RefreshRequest(Strict):
+    refresh_token: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="the refresh token, when it is not sent as the bearer token (no Authorization header)",
+    )
+
+
 @bp.post("/refresh")
 @document(
     "Exchange a refresh token (as the bearer token, or without an Authorization header as "
@@ -50,6 +58,8 @@ def login() -> Response:
     "client's concurrent or retried refresh, it is answered with the same new refresh token and a "
     "new access token of the same login; sent again later, it revokes every token of its login",
     tag="auth",
+    body=RefreshRequest,
+    body_optional=True,
     responses={200: TokenResponse},
     errors=(401, 429),
 )

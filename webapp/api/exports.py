@@ -293,6 +293,11 @@ def delete(export_id: str) -> Response:
     # or not) and 412 when If-Match or If-Unmodified-Since fails.
     responses={200: None, 206: None, 304: None},
     binary={200: MEDIA_TYPES, 206: MEDIA_TYPES},
+    headers={
+        200: ("ETag", "Last-Modified", "Content-Disposition", "Accept-Ranges"),
+        206: ("ETag", "Last-Modified", "Content-Disposition", "Content-Range"),
+        304: ("ETag",),
+    },
     errors=(400, 401, 403, 404, 410, 412, 416, 429),
     auth="optional",
 )

@@ -56,7 +56,12 @@ def job_response(job: JobRow, status: int = 200) -> tuple[Response, int, dict[st
 
 
 @bp.get("/<job_id>")
-@document("One job: state, progress, result or error", tag="jobs", responses={200: Job})
+@document(
+    "One job: state, progress, result or error (Retry-After while it is queued or running)",
+    tag="jobs",
+    responses={200: Job},
+    headers={200: ("Retry-After",)},
+)
 @require_role("viewer")
 def get(job_id: str) -> tuple[Response, int, dict[str, str]]:
     """One job of the caller's organization."""

@@ -76,6 +76,51 @@ BODY_ERRORS = (413, 415)
 ENCODED_BODY_ERRORS = (415,)
 
 
+# Response headers the document names (components.headers), and the ones each status carries
+# wherever it is answered: a refusal to come back later says when, a creation where its object is, a
+# job where to follow it.
+HEADERS: dict[str, dict[str, Any]] = {
+    "Retry-After": {
+        "description": "seconds to wait before asking again",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "Location": {
+        "description": "the created object's URL, or the job's status URL, as a path from the server's root",
+        "schema": {"type": "string", "format": "uri-reference"},
+    },
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer of an earlier request with the same "
+        "Idempotency-Key (nothing was done again)",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+    "WWW-Authenticate": {"description": "the scheme to authenticate with", "schema": {"type": "string"}},
+    "ETag": {"description": "the file's sha256, quoted", "schema": {"type": "string"}},
+    "Last-Modified": {"description": "when the file was written", "schema": {"type": "string"}},
+    "Content-Disposition": {
+        "description": "attachment, with the file's name",
+        "schema": {"type": "string"},
+    },
+    "Accept-Ranges": {
+        "description": "bytes: parts of the file may be asked for",
+        "schema": {"type": "string"},
+    },
+    "Content-Range": {"description": "the part of the file sent", "schema": {"type": "string"}},
+}
+STATUS_HEADERS: dict[int, tuple[str, ...]] = {
+    201: ("Location",),
+    202: ("Location", "Retry-After"),
+    401: ("WWW-Authenticate",),
+    429: ("Retry-After",),
+    503: ("Retry-After",),
+}
+
+
+def _with_headers(entry: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    if names:
+        entry["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+    return entry
+
+
 def _operation(
     doc: RouteDoc,
     path_params: list[dict[str, Any]],
@@ -85,8 +130,11 @@ def _operation(
     idempotent: bool = False,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": doc.summary, "tags": [doc.tag], "parameters": list(path_params)}
+    if doc.description:
+        op["description"] = doc.description
     if idempotent:
         op["parameters"].append(IDEMPOTENCY_PARAMETER)
+    op["parameters"] += list(doc.parameters)
     if doc.auth == "optional":
         op["security"] = [{}, {"bearerAuth": []}]
     elif doc.auth:
@@ -122,7 +170,10 @@ def _operation(
             }
         else:
             entry["content"] = {"application/json": {"schema": {"type": "object"}}}
-        responses[str(status)] = entry
+        names = (*STATUS_HEADERS.get(status, ()), *doc.headers.get(status, ()))
+        if idempotent and 200 <= status < 300:
+            names = (*names, "Idempotent-Replayed")
+        responses[str(status)] = _with_headers(entry, tuple(dict.fromkeys(names)))
     error_ref = schemas.ref(ErrorResponse, mode="serialization")
     errors = {*doc.errors, *ANY_ROUTE_ERRORS, *(IDEMPOTENCY_ERRORS if idempotent else ())}
     if doc.auth:
@@ -134,10 +185,13 @@ def _operation(
     for status in sorted(errors):
         responses.setdefault(
             str(status),
-            {
-                "description": CODES.get(status, "error"),
-                "content": {"application/json": {"schema": error_ref}},
-            },
+            _with_headers(
+                {
+                    "description": CODES.get(status, "error"),
+                    "content": {"application/json": {"schema": error_ref}},
+                },
+                STATUS_HEADERS.get(status, ()),
+            ),
         )
     op["responses"] = responses
     return op
@@ -187,6 +241,7 @@ def build(app: Flask, prefix: str = "/api/v1") -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": schemas.components,
+            "headers": HEADERS,
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
     }

@@ -33,6 +33,12 @@ class RouteDoc:
     binary: dict[int, str | tuple[str, ...]] = field(default_factory=dict)
     # Allowed values of path parameters that name a kind of thing rather than an object.
     path_enums: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Response headers by status beyond those every such status carries (openapi.STATUS_HEADERS).
+    headers: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    # Parameters the view reads itself (OpenAPI parameter objects), documented but not a query model.
+    parameters: tuple[dict[str, Any], ...] = ()
+    # A longer description of the operation (Markdown).
+    description: str | None = None
 
 
 def document(
@@ -48,6 +54,9 @@ def document(
     auth: bool | Literal["optional"] = True,
     binary: dict[int, str | tuple[str, ...]] | None = None,
     path_enums: dict[str, tuple[str, ...]] | None = None,
+    headers: dict[int, tuple[str, ...]] | None = None,
+    parameters: tuple[dict[str, Any], ...] = (),
+    description: str | None = None,
 ) -> Callable[[F], F]:
     """Attach what the OpenAPI document says of this view (the same models validate its input)."""
 
@@ -64,6 +73,9 @@ def document(
             auth=auth,
             binary=binary or {},
             path_enums=path_enums or {},
+            headers=headers or {},
+            parameters=parameters,
+            description=description,
         )
         return view
 

@@ -151,6 +151,39 @@ def release_socket_slot(exc: BaseException | None = None) -> None:
     "WebSocket (upgrade): job_update and metric_update of the organization, subscriptions, resume",
     tag="live",
     responses={101: None},
+    parameters=(
+        {
+            "name": "ticket",
+            "in": "query",
+            "required": False,
+            "description": "a one-time ticket from POST /api/v1/ws/ticket (valid 30 s), instead of an "
+            "Authorization header",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "token",
+            "in": "query",
+            "required": False,
+            "description": "an access token, for older clients (never logged); prefer the header or a ticket",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "last_event_id",
+            "in": "query",
+            "required": False,
+            "description": "resume: the events after this id are sent first, in order",
+            "schema": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+        },
+    ),
+    description=(
+        "Authenticate with an `Authorization: Bearer` header, `?ticket=` or `?token=`; a token of "
+        "another organization closes the socket with 1008.\n\n"
+        "Client messages (JSON): `{type: subscribe, metrics, interval (5-3600 s), filters?, clock?, "
+        "schedule_id?}`, `{type: unsubscribe, metrics}`, `{type: ping}`, `{type: resume, last_event_id}`.\n\n"
+        "Server messages, each `{type, organization_id, timestamp, data, id}`: `connected`, "
+        "`subscription_data`, `periodic_update`, `metric_update`, `job_update`, `sla_breach`, "
+        "`alert`, `unsubscribed`, `pong`, `error`."
+    ),
     errors=(400, 401, 403, 404, 426, 429, 503),
 )
 def analytics_socket(ws: Server, org_id: int) -> None:
