@@ -199,3 +199,10 @@ def test_a_ticket_change_invalidates_the_cached_answer(ny: Any):
     after = ny.viewer.get(TS, query_string=query).get_json()
     assert after["meta"]["cache"] == "miss"
     assert after["summary"]["total_count"] == first["summary"]["total_count"] + 1
+
+
+def test_a_daily_snapshot_listing_defaults_to_the_last_30_days_as_every_analytics_route(ny: Any):
+    series = ny.viewer.get(TS).get_json()
+    listing = ny.viewer.get("/api/v1/analytics/snapshots", query_string={"type": "daily"}).get_json()
+    assert listing["start"] == series["start"][:10]
+    assert listing["end"] == series["end"][:10]
