@@ -110,6 +110,22 @@ def test_a_report_run_is_delivered_with_a_link_that_downloads(
     assert _tick(live_app, tenant.org_id)["delivered"] == []
 
 
+def test_a_run_is_delivered_as_its_export_ends_not_at_the_next_report_pass(
+    celery_worker, make_live_tenant, receiver, private_allowed, live_app
+):
+    """No beat runs here: the export job itself asks for its run to be finished (tester G saw the
+    schedule's last_run say running for 10 to 20 s after its job had succeeded)."""
+    tenant = make_live_tenant("Prompt")
+    assert tenant.agent.post("/api/v1/tickets", json={"subject": "prompt"}).status_code == 201
+    schedule = _schedule(tenant.admin, _hook(tenant.admin, receiver))
+    job = tenant.admin.post(f"/api/v1/report-schedules/{schedule['id']}/run").get_json()
+    assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
+    (got,) = receiver.wait_for(1, timeout=10)
+    assert got.type == "report.ready"
+    shown = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()
+    assert shown["last_run"]["state"] == "delivered"
+
+
 def test_a_run_with_no_rows_is_skipped_when_asked(
     celery_worker, make_live_tenant, receiver, private_allowed, live_app
 ):

@@ -206,6 +206,18 @@ def _ready_data(
     }
 
 
+def waiting_run_org(session: Session, job_id: str) -> int | None:
+    """The organization of the report run that waits for export job `job_id` to be delivered (None
+    when the job is no report's, or its run is settled)."""
+    try:
+        key = uuid.UUID(job_id)
+    except ValueError:
+        return None
+    return session.scalar(
+        select(ReportRun.org_id).where(ReportRun.job_id == key, ReportRun.state == "running")
+    )
+
+
 def finish_runs(
     session: Session, *, now: datetime, org_ids: Sequence[int] | None = None, base_url: str = ""
 ) -> list[uuid.UUID]:

@@ -12,7 +12,9 @@ from webapp.core.timeutil import utcnow
 from webapp.core.vocabulary import JOB_ROUTES
 from webapp.exports import files, records
 from webapp.exports.spec import CONTENT_TYPES, ExportSpec
+from webapp.infra.db import session_scope
 from webapp.models.jobs import Export
+from webapp.reports import runs
 from webapp.security import signing
 from workers.runner import JobContext, run_job
 
@@ -65,5 +67,10 @@ def _discard(ctx: JobContext) -> None:
 
 @shared_task(name=JOB_ROUTES["export"].name, bind=True, acks_late=True, ignore_result=True)
 def run(self: Task, job_id: str) -> None:
-    """Write the export of job `job_id` (CSV, JSON, NDJSON or XLSX) to its file."""
+    """Write the export of job `job_id` (CSV, JSON, NDJSON or XLSX) to its file; a report's export
+    then has its run delivered at once rather than at beat's next report pass (up to its interval)."""
     run_job(self, job_id, _export, _discard)
+    with session_scope() as session:
+        org_id = runs.waiting_run_org(session, job_id)
+    if org_id is not None:
+        current_app.extensions["celery"].send_task("reports.tick", kwargs={"org_ids": [org_id]}, expires=60)
