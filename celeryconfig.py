@@ -25,6 +25,8 @@ def celery_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         # Beat's record of when each entry last ran lives with the rest of the instance's state, so two
         # instances on one machine (INSTANCE_PATH) never share it. Whatever starts beat makes the folder.
         "beat_schedule_filename": str(Path(settings["INSTANCE_PATH"]) / "celerybeat-schedule"),
+        # The persistent scheduler, writing beat's heartbeat from its loop (workers/beat.py).
+        "beat_scheduler": "workers.beat:HeartbeatScheduler",
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

@@ -7,7 +7,7 @@ import logging
 import threading
 
 from celery import Celery
-from celery.signals import beat_init, worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 from flask import Flask
 
 from webapp.infra import heartbeat
@@ -93,20 +93,6 @@ def connect(app: Flask, celery_app: Celery) -> None:
             celery_app.send_task("maintenance.requeue_lost_jobs", expires=60)
         except Exception as exc:
             log.warning("could not ask for lost jobs to be sent again: %s", exc)
-
-    @beat_init.connect(weak=False)
-    def start_beat_heartbeat(**_: object) -> None:
-        # Beat writes its own heartbeat, from the beat process: health says whether beat runs, not
-        # whether a worker took a task it sent (with the workers down, beat was called silent).
-        def beat() -> None:
-            while not stop.is_set():
-                try:
-                    heartbeat.beat_ran(app.extensions["redis"])
-                except Exception as exc:
-                    log.warning("beat's heartbeat failed: %s", exc)
-                stop.wait(HEARTBEAT_SECONDS)
-
-        threading.Thread(target=beat, name="beat-heartbeat", daemon=True).start()
 
     @worker_shutdown.connect(weak=False)
     def stop_heartbeat(sender: object = None, **_: object) -> None:

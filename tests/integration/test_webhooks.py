@@ -70,6 +70,9 @@ def test_a_test_delivery_is_signed_sent_by_a_worker_and_logged(
 
     accepted = tenant.admin.post(f"/api/v1/webhooks/{hook['id']}/test")
     assert accepted.status_code == 202
+    # Where to follow it, as every 202 says: the webhook's delivery log.
+    assert accepted.headers["Location"] == f"/api/v1/webhooks/{hook['id']}/deliveries"
+    assert accepted.headers["Retry-After"] == "1"
     (got,) = receiver.wait_for(1)
     assert got.signature_ok
     assert abs(got.timestamp - time.time()) < 60

@@ -34,7 +34,6 @@ WRITERS_WAIT_SECONDS = 30.0
 LOCK_QUEUE_SECONDS = 2.0
 PERCENTILES = (50, 95, 99)
 MEASURED = ("response_time", "resolution_time", "sentiment_score")
-# How far back a listing without a start goes, per snapshot type: a month, half a year, a year.
 # A listing's default range: the contract's last 30 days for daily snapshots (as every analytics
 # route), about half a year of weeks, a year of months.
 LISTING_DAYS = {"daily": 30, "weekly": 26 * 7, "monthly": 366}

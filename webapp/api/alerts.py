@@ -78,6 +78,7 @@ def list_() -> Response:
     tag="alerts",
     body=AlertCreate,
     responses={201: Alert},
+    headers={201: ("Location",)},
     errors=WRITE_ERRORS,
 )
 @require_role("admin")

@@ -298,7 +298,7 @@ def delete(export_id: str) -> Response:
         206: ("ETag", "Last-Modified", "Content-Disposition", "Content-Range"),
         304: ("ETag",),
     },
-    errors=(400, 401, 403, 404, 410, 412, 416, 429),
+    errors=(400, 403, 404, 410, 412, 416, 429),
     auth="optional",
 )
 def download(export_id: str) -> Response:

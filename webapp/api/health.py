@@ -77,9 +77,11 @@ def _workers_and_beat(client: redis.Redis, redis_ok: bool) -> tuple[dict[str, An
             workers = {"seen": [], "error": str(exc)}
     workers["count"] = len(workers["seen"])
     # Jobs wait in a queue no worker takes (the jobs' worker down while the background one runs, say);
-    # schedules stop while beat is silent (it beats every 30 s).
+    # schedules stop while beat is silent (its loop beats every 10 s).
     served = {queue for worker in workers["seen"] for queue in worker.get("queues", ())}
-    workers["unserved_queues"] = [queue for queue in QUEUES if queue not in served]
+    # A worker that named no queues (an older one, mid-deploy) may take any: nothing is called unserved.
+    unknown = any(not worker.get("queues") for worker in workers["seen"])
+    workers["unserved_queues"] = [] if unknown else [queue for queue in QUEUES if queue not in served]
     workers["ok"] = workers["count"] > 0 and not workers["unserved_queues"]
     beat["ok"] = _recent(beat["last_run"], BEAT_STALE_SECONDS)
     return workers, beat

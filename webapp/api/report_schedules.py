@@ -101,6 +101,7 @@ def list_() -> Response:
     tag="reports",
     body=ReportScheduleCreate,
     responses={201: ReportSchedule},
+    headers={201: ("Location",)},
     errors=WRITE_ERRORS,
 )
 @require_role("admin")

@@ -70,6 +70,7 @@ def list_() -> Response:
     tag="schedules",
     body=ScheduleCreate,
     responses={201: Schedule},
+    headers={201: ("Location",)},
     errors=WRITE_ERRORS,
 )
 @require_role("admin")

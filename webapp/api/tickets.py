@@ -84,6 +84,7 @@ def _filters(query: TicketListQuery) -> dict[str, list[str | None]]:
     tag="tickets",
     body=TicketCreate,
     responses={201: Ticket},
+    headers={201: ("Location",)},
 )
 @require_role("agent")
 @idempotent

@@ -82,6 +82,7 @@ def list_() -> Response:
     tag="webhooks",
     body=WebhookCreate,
     responses={201: WebhookCreated},
+    headers={201: ("Location",)},
     errors=WRITE_ERRORS,
 )
 @require_role("admin")
@@ -160,7 +161,7 @@ def delete(webhook_id: int) -> Response:
 )
 @require_role("admin")
 @idempotent
-def test(webhook_id: int) -> tuple[Response, int]:
+def test(webhook_id: int) -> tuple[Response, int, dict[str, str]]:
     """Make a webhook.test delivery and hand it to the workers (202)."""
     webhook, now = _own(webhook_id), utcnow()
     if not webhook.enabled:
@@ -180,7 +181,9 @@ def test(webhook_id: int) -> tuple[Response, int]:
         raise _disabled()
     get_session().commit()
     deliveries.enqueue(current_app.extensions["celery"], [delivery_id])
-    return jsonify({"delivery_id": str(delivery_id)}), 202
+    # Where to follow it: the webhook's delivery log.
+    log_url = url_for("api.webhooks.list_deliveries", webhook_id=webhook.id)
+    return jsonify({"delivery_id": str(delivery_id)}), 202, {"Location": log_url, "Retry-After": "1"}
 
 
 def _disabled() -> ApiError:

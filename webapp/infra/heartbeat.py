@@ -19,7 +19,7 @@ WORKER_STALE_SECONDS = 60
 
 
 def worker_beat(client: redis.Redis, hostname: str, queues: Iterable[str]) -> None:
-    pipe = client.pipeline(transaction=False)
+    pipe = client.pipeline(transaction=True)  # never seen without its queues
     pipe.zadd(WORKERS_KEY, {hostname: utcnow().timestamp()})
     pipe.hset(WORKER_QUEUES_KEY, hostname, ",".join(sorted(queues)))
     pipe.execute()
@@ -35,14 +35,14 @@ def worker_gone(client: redis.Redis, hostname: str) -> None:
 def workers_seen(client: redis.Redis) -> list[dict[str, Any]]:
     """Workers that beat within the last minute, with when and the queues they take."""
     cutoff = utcnow().timestamp() - WORKER_STALE_SECONDS
-    stale = client.zrangebyscore(WORKERS_KEY, "-inf", cutoff)
-    if stale:
-        pipe = client.pipeline(transaction=False)
-        pipe.zrem(WORKERS_KEY, *stale)
-        pipe.hdel(WORKER_QUEUES_KEY, *stale)
-        pipe.execute()
-    rows = client.zrange(WORKERS_KEY, 0, -1, withscores=True)
-    queues = client.hgetall(WORKER_QUEUES_KEY)
+    # One transaction: a worker beating meanwhile is either pruned with its old beat or listed with
+    # its new one, never removed as it beats. (A pruned worker's queues stay in the hash, one field
+    # per host name, until it beats again or says it is gone.)
+    pipe = client.pipeline(transaction=True)
+    pipe.zremrangebyscore(WORKERS_KEY, "-inf", cutoff)
+    pipe.zrange(WORKERS_KEY, 0, -1, withscores=True)
+    pipe.hgetall(WORKER_QUEUES_KEY)
+    _, rows, queues = pipe.execute()
     return [
         {
             "hostname": name.decode(),

@@ -198,7 +198,7 @@ def _loaded(job: Job, row: Row[Any]) -> None:
 def requeue(session: Session, client: redis.Redis, job: Job, reason: str) -> None:
     """Back to queued before a retry after a transient error."""
     job.state = "queued"
-    job.error = {"message": reason, "transient": True}
+    job.error = {"code": "transient_error", "message": reason, "transient": True}
     job.updated_at = utcnow()
     session.commit()
     publish(client, job)

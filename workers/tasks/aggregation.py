@@ -17,10 +17,15 @@ def _aggregate(ctx: JobContext) -> dict[str, Any]:
     ctx.report(0.05)
     try:
         query = AggregationQuery.from_params(ctx.params)
-        max_cells = current_app.config["ANALYTICS_MAX_CELLS"]
-        result = run_aggregation(ctx.session, org_id=ctx.job.org_id, query=query, max_cells=max_cells)
     except (QueryError, KeyError, ValueError) as exc:
         # The API validated the params; this catches rows stored by an older definition.
+        raise JobFailed(f"the aggregation cannot be computed: {exc}") from exc
+    max_cells = current_app.config["ANALYTICS_MAX_CELLS"]
+    try:
+        result = run_aggregation(ctx.session, org_id=ctx.job.org_id, query=query, max_cells=max_cells)
+    except QueryError:
+        raise  # its limits met while it ran: said as the REST answer says it (too_costly, say), by the runner
+    except (KeyError, ValueError) as exc:
         raise JobFailed(f"the aggregation cannot be computed: {exc}") from exc
     # A last checkpoint, so a cancel that arrived during the query leaves no result behind.
     ctx.report(0.95)

@@ -122,6 +122,10 @@ def _check_query_encoding(raw: bytes) -> None:
         raise ApiError(400, "the query string is not valid UTF-8 once percent-decoded") from exc
 
 
+# Seconds a 503 or 429 that named no time of its own asks a client to wait.
+DEFAULT_RETRY_AFTER = "5"
+
+
 def init_app(app: Flask) -> None:
     """Register handlers so no error leaves as an HTML page."""
 
@@ -144,6 +148,17 @@ def init_app(app: Flask) -> None:
     def add_request_id(response: Response) -> Response:
         if "request_id" in g:
             response.headers["X-Request-ID"] = g.request_id
+        return response
+
+    @app.after_request
+    def headers_a_status_promises(response: Response) -> Response:
+        # Whatever answered it: a 401 names the scheme to authenticate with (RFC 9110 15.5.2), a 503
+        # or 429 when to come back; the OpenAPI document promises them on every such answer.
+        status = response.status_code
+        if status == 401:
+            response.headers.setdefault("WWW-Authenticate", "Bearer")
+        elif status in (429, 503):
+            response.headers.setdefault("Retry-After", DEFAULT_RETRY_AFTER)
         return response
 
     @app.after_request

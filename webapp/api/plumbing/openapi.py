@@ -77,8 +77,8 @@ ENCODED_BODY_ERRORS = (415,)
 
 
 # Response headers the document names (components.headers), and the ones each status carries
-# wherever it is answered: a refusal to come back later says when, a creation where its object is, a
-# job where to follow it.
+# wherever it is answered (a refusal to come back later says when, a 401 the scheme, an accepted job
+# or delivery where to follow it); a creation's Location only where its route names it (doc.headers).
 HEADERS: dict[str, dict[str, Any]] = {
     "Retry-After": {
         "description": "seconds to wait before asking again",
@@ -107,7 +107,6 @@ HEADERS: dict[str, dict[str, Any]] = {
     "Content-Range": {"description": "the part of the file sent", "schema": {"type": "string"}},
 }
 STATUS_HEADERS: dict[int, tuple[str, ...]] = {
-    201: ("Location",),
     202: ("Location", "Retry-After"),
     401: ("WWW-Authenticate",),
     429: ("Retry-After",),
@@ -176,8 +175,10 @@ def _operation(
         responses[str(status)] = _with_headers(entry, tuple(dict.fromkeys(names)))
     error_ref = schemas.ref(ErrorResponse, mode="serialization")
     errors = {*doc.errors, *ANY_ROUTE_ERRORS, *(IDEMPOTENCY_ERRORS if idempotent else ())}
-    if doc.auth:
+    if doc.auth is True:
         errors.update(TOKEN_ERRORS)
+    elif doc.auth == "optional":  # a token that is not valid is ignored: never a 401
+        errors.add(429)
     if doc.body is not None:
         errors.update(BODY_ERRORS)
     if method in BODY_METHODS:
