@@ -171,6 +171,55 @@ def test_missed_runs_collapse_into_one(celery_worker, make_live_tenant, receiver
     assert got.body["data"]["job_id"] == started[0]
 
 
+def test_a_due_run_that_finds_the_export_cap_full_waits_for_the_next_pass(
+    celery_worker, make_live_tenant, receiver, private_allowed, live_app, db_engine
+):
+    """Tester H: a run due while its organization had EXPORT_MAX_ACTIVE_PER_ORG exports running was
+    dropped until the cron's next time, and last_run_at said it had run."""
+    import uuid
+
+    from sqlalchemy.orm import Session
+
+    from webapp.models import Job
+
+    db_session = Session(db_engine)  # committed for the worker to see
+    tenant = make_live_tenant("Full", "UTC")
+    schedule = _schedule(tenant.admin, _hook(tenant.admin, receiver), cron="0 9 * * *", timezone="UTC")
+    due = datetime.fromisoformat(schedule["next_run_at"])
+    busy = [uuid.uuid4() for _ in range(live_app.config["EXPORT_MAX_ACTIVE_PER_ORG"])]
+    now = utcnow()
+    db_session.add_all(
+        Job(
+            id=key,
+            org_id=tenant.org_id,
+            kind="export",
+            params={},
+            params_hash=f"busy-{key}",
+            state="running",
+            created_at=now,
+            updated_at=now,
+        )
+        for key in busy
+    )
+    db_session.commit()
+    try:
+        assert _tick(live_app, tenant.org_id, due + timedelta(seconds=5))["started"] == []
+        shown = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()
+        assert datetime.fromisoformat(shown["next_run_at"]) == due  # still due
+        assert shown["last_run_at"] is None
+        assert shown["last_run"] is None
+    finally:
+        db_session.execute(text("UPDATE jobs SET state = 'cancelled' WHERE id = ANY(:ids)"), {"ids": busy})
+        db_session.commit()
+    # Room again: the next pass runs it, once.
+    started = _tick(live_app, tenant.org_id, due + timedelta(seconds=20))["started"]
+    assert len(started) == 1
+    shown = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()
+    assert datetime.fromisoformat(shown["next_run_at"]) == due + timedelta(days=1)
+    assert wait_for_job(tenant.viewer, started[0])["state"] == "succeeded"
+    db_session.close()
+
+
 def test_a_schedule_saved_with_a_cron_now_refused_can_still_be_changed(
     make_tenant, app, monkeypatch, db_session
 ):

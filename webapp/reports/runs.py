@@ -175,14 +175,35 @@ def run_due(
     )
     if schedule is None:
         return None
+    ran_before = schedule.last_run_at
     schedule.next_run_at = next_run(schedule.cron, zone(schedule.timezone), now)
     schedule.last_run_at = now
     try:
         return start_run(session, client, tasks, schedule, trigger="schedule", now=now, limits=limits)
-    except (ReportError, NoRoom, jobs.BrokerUnavailable) as exc:
-        log.error("report schedule=%s org=%s did not run: %s", schedule.id, schedule.org_id, exc)
-        session.commit()  # the next run stays where it was set: a failing export is not retried each pass
-        return None
+    except NoRoom as exc:
+        if exc.code == WAIT_FOR_ROOM:
+            # Its organization's exports are at their cap for now: the run stays due and is tried
+            # again at the next pass (missed times still collapse into one), not dropped until the
+            # cron's next time.
+            log.warning("report schedule=%s org=%s waits: %s", schedule.id, schedule.org_id, exc)
+            session.rollback()
+            return None
+        return _not_run(session, schedule, ran_before, exc)
+    except (ReportError, jobs.BrokerUnavailable) as exc:
+        return _not_run(session, schedule, ran_before, exc)
+
+
+# The refusal a scheduled run waits out (the organization's active exports at their cap).
+WAIT_FOR_ROOM = "too_many_active_exports"
+
+
+def _not_run(session: Session, schedule: ReportSchedule, ran_before: datetime | None, exc: Exception) -> None:
+    """A run that could not start: its next time stays where it was set (a failing export is not
+    retried each pass), and last_run_at keeps the last run that did start."""
+    log.error("report schedule=%s org=%s did not run: %s", schedule.id, schedule.org_id, exc)
+    schedule.last_run_at = ran_before
+    session.commit()
+    return None
 
 
 def _ready_data(
