@@ -220,6 +220,20 @@ def test_a_due_run_that_finds_the_export_cap_full_waits_for_the_next_pass(
     db_session.close()
 
 
+def test_a_run_on_a_disabled_webhook_is_refused_before_any_export(
+    celery_worker, make_live_tenant, receiver, private_allowed
+):
+    """Tester H: the run was accepted, its export made, and the run then failed for the webhook."""
+    tenant = make_live_tenant("Disabled hook")
+    hook = _hook(tenant.admin, receiver)
+    schedule = _schedule(tenant.admin, hook)
+    assert tenant.admin.patch(f"/api/v1/webhooks/{hook}", json={"enabled": False}).status_code == 200
+    refused = tenant.admin.post(f"/api/v1/report-schedules/{schedule['id']}/run")
+    assert refused.status_code == 409, refused.get_json()
+    assert "disabled" in refused.get_json()["error"]["message"]
+    assert tenant.viewer.get("/api/v1/jobs?kind=export").get_json()["items"] == []
+
+
 def test_a_schedule_saved_with_a_cron_now_refused_can_still_be_changed(
     make_tenant, app, monkeypatch, db_session
 ):

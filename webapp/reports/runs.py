@@ -89,6 +89,15 @@ def start_run(
             field="webhook_id",
             status=409,
         )
+    webhook = session.get(Webhook, schedule.webhook_id)
+    if webhook is not None and not webhook.enabled:
+        # Its report.ready could not be delivered: no export is made for nothing.
+        raise ReportError(
+            f"the schedule's webhook {webhook.id} is disabled; enable it (PATCH /webhooks/{webhook.id} "
+            "{enabled: true}) or give the schedule another webhook_id",
+            field="webhook_id",
+            status=409,
+        )
     try:
         spec = spec_of(schedule, now)
     except ValueError as exc:
