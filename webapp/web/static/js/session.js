@@ -8,6 +8,7 @@ const CSRF = { "X-Requested-With": "dashboard" };
 const HINT = "dashboard_session=1";
 // Renew this long before the access token expires.
 const RENEW_MARGIN_MS = 60_000;
+const UNREACHABLE = "the server could not be reached: check the connection, then sign in again";
 
 export class Session {
   #token = null;
@@ -21,19 +22,27 @@ export class Session {
 
   /**
    * Email and password (and the organization, where users of several share them): true once signed
-   * in, else the server's message and, when it asks which organization, their ids.
+   * in, else {status, code, message, orgIds}: the server's answer (status 0 when it could not be
+   * reached) and, when it asks which organization, their ids.
    */
   async signIn(email, password, orgId = null) {
-    const response = await fetch(ROUTES.signIn, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { ...CSRF, "Content-Type": "application/json" },
-      body: JSON.stringify(orgId === null ? { email, password } : { email, password, org_id: orgId }),
-    });
+    let response;
+    try {
+      response = await fetch(ROUTES.signIn, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { ...CSRF, "Content-Type": "application/json" },
+        body: JSON.stringify(orgId === null ? { email, password } : { email, password, org_id: orgId }),
+      });
+    } catch {
+      // fetch's own words ("Failed to fetch") say nothing a reader can act on.
+      return { status: 0, code: "unreachable", orgIds: null, message: UNREACHABLE };
+    }
     const body = await response.json().catch(() => null);
     if (!response.ok) {
       const message = body?.error?.message || `sign-in failed (${response.status})`;
-      return { message, orgIds: body?.error?.details?.org_ids ?? null };
+      return { status: response.status, code: body?.error?.code ?? null, message,
+        orgIds: body?.error?.details?.org_ids ?? null };
     }
     this.#accept(body);
     return true;

@@ -19,36 +19,124 @@ function nextPath() {
   return target.origin === location.origin ? target.pathname + target.search + target.hash : "/";
 }
 
+// The organization each email last signed in to (an id, no credential), so that an email of several
+// organizations sends org_id: without it such sign-ins are soon refused (429) and may sign in elsewhere.
+const REMEMBERED = "dashboard.signInOrganizations";
+
+function remembered() {
+  try {
+    const map = JSON.parse(localStorage.getItem(REMEMBERED) || "{}");
+    return map && typeof map === "object" ? map : {};
+  } catch {
+    return {};
+  }
+}
+
+function emailKey(email) {
+  return email.trim().toLowerCase();
+}
+
+function rememberedOrg(email) {
+  const id = remembered()[emailKey(email)];
+  return Number.isInteger(id) && id > 0 ? id : null;
+}
+
+function remember(email, orgId) {
+  if (!Number.isInteger(orgId)) return;
+  try {
+    localStorage.setItem(REMEMBERED, JSON.stringify({ ...remembered(), [emailKey(email)]: orgId }));
+  } catch {
+    // Storage refused (private mode, quota): the form still asks when the server does.
+  }
+}
+
+/** A 429 that asks for org_id: the email's sign-ins without one are over their budget. */
+function asksForOrganization(outcome) {
+  return outcome.status === 429 && /without org_id/.test(outcome.message);
+}
+
 async function main() {
   const session = new Session();
-  if (await session.renew()) {
+  // Offline at load: no session to resume here; the form says so when it is sent.
+  if (await session.renew().catch(() => false)) {
     location.replace(nextPath());
     return;
   }
   const form = document.getElementById("signin");
   const choice = document.getElementById("organization");
-  // Another email is another question: which organization, if any, is asked again.
-  form.email.addEventListener("input", () => {
+  const number = document.getElementById("organization-number");
+  const hint = document.getElementById("organization-hint");
+  const say = (text) => {
+    hint.hidden = !text;
+    hint.textContent = text || "";
+  };
+  // The organization id field, with `text` saying why it is asked.
+  const askNumber = (value, text) => {
     choice.hidden = true;
-  });
+    number.hidden = false;
+    form.org_number.value = value ?? "";
+    say(text);
+  };
+  // Another email is another question: which organization, if any, is asked again (the one it last
+  // signed in to, if this browser remembers it, filled in).
+  const emailChanged = () => {
+    choice.hidden = true;
+    const known = rememberedOrg(form.email.value);
+    if (known === null) {
+      number.hidden = true;
+      say(null);
+    } else {
+      askNumber(known, "The organization this email last signed in to here; change it to sign in to another.");
+    }
+  };
+  form.email.addEventListener("input", emailChanged);
+  form.email.addEventListener("change", emailChanged);
+  emailChanged();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    let orgId = null;
+    if (!choice.hidden) {
+      orgId = Number(form.org_id.value);
+    } else if (!number.hidden) {
+      const text = form.org_number.value.trim();
+      orgId = /^[0-9]+$/.test(text) ? Number(text) : NaN;
+      if (!(orgId >= 1 && orgId <= 2 ** 31 - 1)) {
+        showError("Give the organization id: a whole number (your administrator can tell you it).");
+        form.org_number.focus();
+        return;
+      }
+    }
     const button = form.querySelector("button");
     button.disabled = true;
-    const orgId = choice.hidden ? null : Number(form.org_id.value);
-    const outcome = await session.signIn(form.email.value, form.password.value, orgId);
-    button.disabled = false;
+    let outcome;
+    try {
+      outcome = await session.signIn(form.email.value, form.password.value, orgId);
+    } finally {
+      button.disabled = false;
+    }
     if (outcome === true) {
+      remember(form.email.value, session.user?.org_id ?? orgId);
       location.replace(nextPath());
       return;
     }
     if (outcome.orgIds) {
       // Users of several organizations have this email and password: which one is the reader's.
       form.org_id.replaceChildren(
-        ...outcome.orgIds.map((id) => Object.assign(document.createElement("option"), { value: id, textContent: `Organization ${id}` })),
+        ...outcome.orgIds.map((id) => Object.assign(document.createElement("option"), { value: id, textContent: `organization #${id}` })),
       );
+      number.hidden = true;
       choice.hidden = false;
+      say(null);
       form.org_id.focus();
+      showError(`This email and password belong to accounts in several organizations (${outcome.orgIds.map((id) => `#${id}`).join(", ")}): choose the organization to sign in to, then sign in again.`);
+      return;
+    }
+    if (asksForOrganization(outcome)) {
+      askNumber(number.hidden ? null : form.org_number.value,
+        "Your organization's id is a number; your administrator can tell you it.");
+      form.org_number.focus();
+      showError("This email belongs to accounts in several organizations, and it has signed in too often without saying which: give the organization id, then sign in again.");
+      return;
     }
     showError(outcome.message);
   });
