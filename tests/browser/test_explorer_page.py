@@ -4,6 +4,7 @@ leaves no chart, table or curl line of another range under it."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -262,3 +263,62 @@ def test_a_bad_range_from_the_form_is_said_as_from_the_url_and_clears_the_older_
         page.wait_for_function("m => document.querySelector('#error').textContent === m", arg=message)
         _assert_refused(page, message, made)
         assert page.url == shown
+
+
+def _chart(page: Page, query: dict[str, Any]) -> dict[str, Any]:
+    page.goto(f"/explorer?{urlencode(query)}")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    page.wait_for_selector("#chart[data-time-labels]")
+    return page.eval_on_selector(
+        "#chart",
+        "el => ({labels: JSON.parse(el.dataset.timeLabels),"
+        " y: el.dataset.yRange && JSON.parse(el.dataset.yRange),"
+        " isolated: Number(el.dataset.isolated1 || 0)})",
+    )
+
+
+def test_daily_charts_label_dates_hourly_ones_a_24_hour_clock_and_percentages_stay_on_0_to_100(
+    desktop, demo: Tenant
+):
+    last = datetime.now(ZoneInfo(demo.timezone)).date()
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    week = {"granularity": "daily", "start": last - timedelta(days=6), "end": last}
+    daily = _chart(page, {"metric": "csat", **week})
+    assert daily["labels"], daily
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d", label) for label in daily["labels"]), daily
+    assert daily["y"] == [0, 100], daily
+    hourly = _chart(page, {"metric": "response_time", **week, "granularity": "hourly"})
+    for label in hourly["labels"]:
+        assert re.fullmatch(r"\d\d:\d\d(\n\d{4}-\d\d-\d\d)?", label), hourly
+        assert not re.search(r"am|pm", label, re.I), hourly
+
+
+def test_a_value_with_no_value_either_side_is_drawn_as_a_point(desktop, fresh: Tenant):
+    last = datetime.now(ZoneInfo(fresh.timezone)).date()
+    desktop.sign_in(fresh.users["viewer"]["email"])
+    page = desktop.page()
+    query = {
+        "metric": "response_time",
+        "granularity": "hourly",
+        "start": last - timedelta(days=20),
+        "end": last,
+    }
+    chart = _chart(page, query)
+    values = [
+        _number(row[1])
+        for row in page.eval_on_selector_all(
+            "#table tbody tr",
+            "rows => rows.map(r => [...r.querySelectorAll('td')].map(td => td.textContent))",
+        )
+    ]
+    alone = sum(
+        1
+        for i, v in enumerate(values)
+        if v is not None
+        and (i == 0 or values[i - 1] is None)
+        and (i == len(values) - 1 or values[i + 1] is None)
+    )
+    assert alone > 0, "the organization's sparse hours have no lone value to draw"
+    assert chart["isolated"] == alone, (chart, alone)

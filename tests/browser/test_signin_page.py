@@ -60,7 +60,8 @@ def test_an_email_of_several_organizations_past_its_budget_gives_its_organizatio
         if status == 429:
             break
         assert status == 200, answer
-    assert status == 429 and "without org_id" in answer["error"]["message"], answer
+    assert status == 429, answer
+    assert "without org_id" in answer["error"]["message"], answer
     desktop.allowed.append("status of 429")
     page = desktop.page()
     sent: list[dict] = []

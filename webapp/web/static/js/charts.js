@@ -5,7 +5,42 @@ import * as fmt from "./format.js";
 // Gridline steps of a count axis: 1, 2, 5, 10, 20, 50, ... (uPlot picks the first that spaces them).
 const WHOLE_STEPS = Array.from({ length: 10 }, (_, e) => [1, 2, 5].map((m) => m * 10 ** e)).flat();
 
-const COLORS = ["#2f6fdf", "#e07a1f", "#1b8a4b", "#9b3fc0", "#c23a32", "#11829a", "#7a6b20", "#5d6678"];
+// Sixteen colours, then the same sixteen dashed: every series of a chart of up to 32 has its own look.
+const COLORS = [
+  "#2f6fdf", "#e07a1f", "#1b8a4b", "#9b3fc0", "#c23a32", "#11829a", "#7a6b20", "#5d6678",
+  "#d6457f", "#4a9e1a", "#8c5a2b", "#1f3f9a", "#c79a00", "#6b2d5c", "#00a37a", "#a0a0a0",
+];
+const DASHES = [null, [6, 4], [2, 3], [10, 3, 2, 3]];
+const DAY = 86_400;
+// Time axis steps of daily or coarser buckets: whole days, so every tick is a date.
+const DAY_STEPS = [1, 2, 7, 14, 30, 60, 90, 180, 365].map((d) => d * DAY);
+
+/** The indices of values with no value either side (drawn as points: a line of one value is nothing). */
+function isolated(values) {
+  const found = [];
+  values.forEach((v, i) => {
+    if (v !== null && v !== undefined && values[i - 1] == null && values[i + 1] == null) found.push(i);
+  });
+  return found;
+}
+
+/** Tick labels of the time axis in `zone`: dates for daily or coarser buckets; hours on a 24-hour
+ * clock for hourly ones, with the date at a day's first tick. */
+function timeLabels(zone, granularity, shown) {
+  const date = new Intl.DateTimeFormat("en-CA", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" });
+  const time = new Intl.DateTimeFormat("en-GB", { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  return (_, ticks) => {
+    let lastDay = null;
+    return shown(ticks.map((t) => {
+      const when = new Date(t * 1000);
+      const day = date.format(when);
+      if (granularity !== "hourly") return day;
+      const label = day === lastDay ? time.format(when) : `${time.format(when)}\n${day}`;
+      lastDay = day;
+      return label;
+    }));
+  };
+}
 const HEIGHT = 240;
 
 /** Lines over time in the organization's zone; `update` redraws, keeping the chart when the series stay. */
@@ -69,6 +104,11 @@ export class LineChart {
 
   #options(series) {
     const { unit, zone, granularity } = this;
+    // What the canvas shows, on the container (what a test can read of a canvas).
+    const labelled = (labels) => {
+      this.container.dataset.timeLabels = JSON.stringify(labels);
+      return labels;
+    };
     return {
       ...this.#size(),
       tzDate: (ts) => window.uPlot.tzDate(new Date(ts * 1000), zone),
@@ -77,11 +117,15 @@ export class LineChart {
       hooks: {
         setScale: [(u, key) => {
           if (key === "x") this.container.dataset.span = String(u.scales.x.max - u.scales.x.min);
+          if (key === "y") this.container.dataset.yRange = JSON.stringify([u.scales.y.min, u.scales.y.max]);
         }],
       },
-      scales: { x: { time: true } },
+      // A percentage is on 0..100 whatever its values: never an axis running to 200.
+      scales: { x: { time: true }, ...(unit === "percent" ? { y: { range: () => [0, 100] } } : {}) },
       // Counts are whole: their gridlines only at whole steps, so no label is a rounded 2.5.
-      axes: [{}, unit === "tickets"
+      axes: [granularity === "hourly"
+        ? { values: timeLabels(zone, granularity, labelled), space: 60 }
+        : { values: timeLabels(zone, granularity, labelled), incrs: DAY_STEPS, space: 80 }, unit === "tickets"
         ? { incrs: WHOLE_STEPS, values: (_, ticks) => ticks.map((v) => fmt.number(v, "count")) }
         : { values: (_, ticks) => ticks.map((v) => fmt.number(v, "")) }],
       series: [
@@ -89,10 +133,18 @@ export class LineChart {
         ...series.map((s, i) => ({
           label: s.label,
           stroke: COLORS[i % COLORS.length],
+          dash: DASHES[Math.floor(i / COLORS.length) % DASHES.length] ?? undefined,
           width: 2,
           spanGaps: false,
-          // A line needs two buckets: alone, a bucket is drawn as a point.
-          points: { show: (u) => (granularity !== "hourly" && granularity !== "daily") || u.data[0].length < 3 },
+          // A line needs two values: a value with none either side is drawn as a point.
+          points: {
+            show: (u) => (granularity !== "hourly" && granularity !== "daily") || u.data[0].length < 3,
+            filter: (u, index, shown) => {
+              const found = isolated(u.data[index]);
+              this.container.dataset[`isolated${index}`] = String(found.length);
+              return shown || !found.length ? null : found;
+            },
+          },
           value: (_, v) => fmt.number(v, unit),
         })),
       ],
