@@ -283,6 +283,22 @@ def test_back_and_forward_step_through_the_ranges_chosen(desktop, demo):
         assert page.inner_text("#range-note") == week, path
 
 
+def test_the_custom_range_starts_as_the_range_shown_and_says_a_missing_date(desktop, demo):
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    page.goto("/?period=7d")
+    page.wait_for_selector("body[data-loaded]")
+    page.select_option("#period", "custom")
+    today = datetime.now(ZoneInfo(demo.timezone)).date()
+    assert page.input_value("#start") == (today - timedelta(days=6)).isoformat()
+    assert page.input_value("#end") == today.isoformat()
+    page.fill("#end", "")
+    page.click("#range button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.inner_text("#error") == '"To" needs a date (YYYY-MM-DD)'
+    assert "period=7d" in page.url
+
+
 def test_a_one_day_range_draws_its_day(desktop, demo):
     desktop.sign_in(demo.users["viewer"]["email"])
     page = desktop.page()

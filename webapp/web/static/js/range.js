@@ -50,6 +50,11 @@ export function urlRangeProblem() {
   return start > end ? `"From" (${start}) must be on or before "To" (${end})` : null;
 }
 
+/** The zone the page's header shows, or undefined (the browser's) before an answer has told it. */
+function headerZone() {
+  return document.getElementById("zone")?.textContent.trim() || undefined;
+}
+
 export class Range {
   constructor({ period = "30d", start = "", end = "" } = {}) {
     this.custom = Boolean(start && end);
@@ -91,12 +96,15 @@ export class Range {
 }
 
 /** Wire the range form: it shows `range` and calls `onChange(newRange)` when the user picks another;
- * returns the function that shows another range in it (after Back or Forward). */
-export function bindRangeForm(form, range, onChange) {
+ * returns the function that shows another range in it (after Back or Forward). `zone()`: the
+ * organization's zone, whose today a period ends on (the header's, once an answer has told it). */
+export function bindRangeForm(form, range, onChange, { zone = headerZone } = {}) {
   const period = form.querySelector("#period");
   const start = form.querySelector("#start");
   const end = form.querySelector("#end");
+  let shown = range;
   const show = (r) => {
+    shown = r;
     period.value = r.period;
     form.classList.toggle("is-custom", r.custom || r.period === "custom");
     if (start) start.value = r.start;
@@ -106,6 +114,10 @@ export function bindRangeForm(form, range, onChange) {
   period.addEventListener("change", () => {
     if (period.value === "custom") {
       form.classList.add("is-custom");
+      // From and To start as the range on screen: a custom range is most often a change of it.
+      const dates = shown.dates(today(zone()));
+      if (start && !start.value) start.value = dates.start;
+      if (end && !end.value) end.value = addDays(dates.end, -1);
       return;
     }
     const next = new Range({ period: period.value });
@@ -114,7 +126,14 @@ export function bindRangeForm(form, range, onChange) {
   });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (period.value !== "custom" || !start.value || !end.value) return;
+    if (period.value !== "custom") return;
+    const missing = [[start, "From"], [end, "To"]].filter(([input]) => !input.value).map(([, label]) => `"${label}"`);
+    if (missing.length) {
+      // A date input left empty, or holding a date the browser could not read.
+      showError(`${missing.join(" and ")} ${missing.length > 1 ? "need dates" : "needs a date"} (YYYY-MM-DD)`);
+      (missing[0] === '"From"' ? start : end).focus();
+      return;
+    }
     if (start.value > end.value) {
       // Said at once, next to the dates, and no history step for a range that is none.
       showError(`"From" (${start.value}) must be on or before "To" (${end.value})`);
