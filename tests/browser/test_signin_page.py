@@ -40,6 +40,8 @@ def test_a_sign_in_the_network_fails_is_said_and_can_be_sent_again(desktop, demo
     page.click("button[type=submit]")
     page.wait_for_url(f"{web_server.base_url}/")
     page.wait_for_selector("body[data-loaded]")
+    # An email of one organization had no organization to give: none is remembered, no field shown.
+    assert page.evaluate("localStorage.getItem('dashboard.signInOrganizations')") is None
 
 
 def test_an_email_of_several_organizations_past_its_budget_gives_its_organization_and_is_remembered(

@@ -19,8 +19,9 @@ function nextPath() {
   return target.origin === location.origin ? target.pathname + target.search + target.hash : "/";
 }
 
-// The organization each email last signed in to (an id, no credential), so that an email of several
-// organizations sends org_id: without it such sign-ins are soon refused (429) and may sign in elsewhere.
+// The organization each email of several organizations last signed in to, once the reader had to
+// give it (an id, no credential): later sign-ins send it as org_id, shown in a field the reader may
+// change; without it such sign-ins are soon refused (429).
 const REMEMBERED = "dashboard.signInOrganizations";
 
 function remembered() {
@@ -115,7 +116,9 @@ async function main() {
       button.disabled = false;
     }
     if (outcome === true) {
-      remember(form.email.value, session.user?.org_id ?? orgId);
+      // Only an organization the reader had to give is remembered: an email of one organization
+      // never sees the field.
+      if (orgId !== null) remember(form.email.value, orgId);
       location.replace(nextPath());
       return;
     }
