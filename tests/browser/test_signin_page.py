@@ -94,6 +94,21 @@ def test_an_email_of_several_organizations_past_its_budget_gives_its_organizatio
     page.click("button[type=submit]")
     page.wait_for_url(f"{web_server.base_url}/")
     assert [body.get("org_id") for body in sent] == [other.org_id]
+    # Only the organization id is kept, under a hash of the email: not the email itself.
+    stored = page.evaluate("localStorage.getItem('dashboard.signInOrganizations')")
+    assert email not in stored and str(other.org_id) in stored
+
+    # With the other organization's password, the remembered id is wrong: the 401 says in which
+    # organization, forgets it, and leaves the field empty (sending no org_id).
+    desktop.allowed.append("status of 401")
+    desktop.context.clear_cookies()
+    page.goto("/signin")
+    _fill(page, email, PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert f"organization #{other.org_id}" in page.inner_text("#error")
+    assert page.input_value("#org_number") == ""
+    assert page.evaluate("localStorage.getItem('dashboard.signInOrganizations')") == "{}"
 
 
 def test_the_organization_picker_names_organizations_by_number(desktop, fresh, make_live_tenant, web_server):

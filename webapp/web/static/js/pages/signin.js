@@ -33,8 +33,15 @@ function remembered() {
   }
 }
 
+/** The email's key in the map: a hash (FNV-1a, 32 bits) of its normalized form, so the emails that
+ * signed in here are not kept in the browser, only the organization ids. */
 function emailKey(email) {
-  return email.trim().toLowerCase();
+  let hash = 0x811c9dc5;
+  for (const char of email.trim().toLowerCase()) {
+    hash ^= char.codePointAt(0);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16).padStart(8, "0");
 }
 
 function rememberedOrg(email) {
@@ -43,9 +50,11 @@ function rememberedOrg(email) {
 }
 
 function remember(email, orgId) {
-  if (!Number.isInteger(orgId)) return;
+  const map = { ...remembered() };
+  if (Number.isInteger(orgId)) map[emailKey(email)] = orgId;
+  else delete map[emailKey(email)];
   try {
-    localStorage.setItem(REMEMBERED, JSON.stringify({ ...remembered(), [emailKey(email)]: orgId }));
+    localStorage.setItem(REMEMBERED, JSON.stringify(map));
   } catch {
     // Storage refused (private mode, quota): the form still asks when the server does.
   }
@@ -96,9 +105,13 @@ async function main() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     let orgId = null;
+    if (choice.hidden && number.hidden && rememberedOrg(form.email.value) !== null) {
+      emailChanged(); // filled in by the browser without an input event (autofill): show what is sent
+    }
     if (!choice.hidden) {
       orgId = Number(form.org_id.value);
-    } else if (!number.hidden) {
+    } else if (!number.hidden && form.org_number.value.trim() !== "") {
+      // Left empty, the field sends no org_id (the server then says if it needs one).
       const text = form.org_number.value.trim();
       orgId = /^[0-9]+$/.test(text) ? Number(text) : NaN;
       if (!(orgId >= 1 && orgId <= 2 ** 31 - 1)) {
@@ -107,6 +120,7 @@ async function main() {
         return;
       }
     }
+    const sentRemembered = orgId !== null && orgId === rememberedOrg(form.email.value);
     const button = form.querySelector("button");
     button.disabled = true;
     let outcome;
@@ -135,10 +149,17 @@ async function main() {
       return;
     }
     if (asksForOrganization(outcome)) {
-      askNumber(number.hidden ? null : form.org_number.value,
+      askNumber(number.hidden ? rememberedOrg(form.email.value) : form.org_number.value,
         "Your organization's id is a number; your administrator can tell you it.");
       form.org_number.focus();
       showError("This email belongs to accounts in several organizations, and it has signed in too often without saying which: give the organization id, then sign in again.");
+      return;
+    }
+    if (outcome.status === 401 && sentRemembered) {
+      // The organization this browser remembered may be the wrong one now: forget it.
+      remember(form.email.value, null);
+      askNumber(null, "This browser remembered an organization for this email; leave the field empty or give another.");
+      showError(`${outcome.message} (in organization #${orgId})`);
       return;
     }
     showError(outcome.message);
