@@ -96,7 +96,8 @@ def test_an_email_of_several_organizations_past_its_budget_gives_its_organizatio
     assert [body.get("org_id") for body in sent] == [other.org_id]
     # Only the organization id is kept, under a hash of the email: not the email itself.
     stored = page.evaluate("localStorage.getItem('dashboard.signInOrganizations')")
-    assert email not in stored and str(other.org_id) in stored
+    assert email not in stored
+    assert str(other.org_id) in stored
 
     # With the other organization's password, the remembered id is wrong: the 401 says in which
     # organization, forgets it, and leaves the field empty (sending no org_id).
