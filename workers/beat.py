@@ -17,8 +17,8 @@ HEARTBEAT_SECONDS = 10.0
 
 
 class HeartbeatScheduler(PersistentScheduler):
-    """Each pass of beat's loop (at least every 15 s: the shortest entry's interval) records that
-    beat runs. From the loop itself, not a thread beside it, so a loop stuck sending is called
+    """Each pass of beat's loop (it wakes at least every HEARTBEAT_SECONDS) records, at most that
+    often, that beat runs. From the loop itself, not a thread beside it, so a loop stuck sending is called
     silent; and not through a task a worker runs, so beat is not called silent while the workers
     are down."""
 

@@ -214,15 +214,19 @@ def test_a_url_with_a_range_that_is_none(desktop, demo, web_server):
     page = desktop.page()
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url) if "/api/v1/analytics/" in r.url else None)
-    for path, message in (
-        ("/agents?start=xx&end=yy", '"From" (xx) is not a date (YYYY-MM-DD)'),
-        ("/agents?period=bogus", '"Period" (bogus) is not one of 7d, 30d, 90d'),
-    ):
+
+    def refused(path: str, message: str) -> None:
         page.goto(path)
         page.wait_for_selector("body[data-refused], body[data-loaded]")
         assert page.is_visible("#error[role=alert]"), path
         assert page.inner_text("#error") == message
         assert page.url.endswith(path)
+
+    for path, message in (
+        ("/agents?start=xx&end=yy", '"From" (xx) is not a date (YYYY-MM-DD)'),
+        ("/agents?period=bogus", '"Period" (bogus) is not one of 7d, 30d, 90d'),
+    ):
+        refused(path, message)
         assert page.inner_text("#range-note") == ""
         assert page.locator("#agents tr").count() == 0
         assert not asked, asked
@@ -231,11 +235,7 @@ def test_a_url_with_a_range_that_is_none(desktop, demo, web_server):
         ("/?start=2026-10-31&end=2026-10-01", '"From" (2026-10-31) must be on or before "To" (2026-10-01)'),
         ("/?period=bogus", '"Period" (bogus) is not one of 7d, 30d, 90d'),
     ):
-        page.goto(path)
-        page.wait_for_selector("body[data-refused], body[data-loaded]")
-        assert page.is_visible("#error[role=alert]"), path
-        assert page.inner_text("#error") == message
-        assert page.url.endswith(path)
+        refused(path, message)
         _assert_nothing_drawn(page, f"No data: {message}")
         assert not asked, asked
     # A range the page takes but the API refuses: its message, and the page settles as above (no

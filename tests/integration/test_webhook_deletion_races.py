@@ -77,6 +77,18 @@ def _in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     return thread, outcome
 
 
+def _waits_for(holding: Session, work: Callable[[], Any]) -> list[Any]:
+    """Run `work` in another thread while `holding` (a transaction left open) holds the lock: it
+    waits; `holding` is then committed and `work`'s outcome (its value or exception) returned."""
+    thread, outcome = _in_thread(work)
+    thread.join(0.5)
+    assert thread.is_alive()  # it waits for the open transaction
+    holding.commit()
+    holding.close()
+    thread.join(10)
+    return outcome
+
+
 def _deletion_waits_for(saving: Session, live_app: Flask, org_id: int, webhook_id: int) -> None:
     """Delete the webhook in another thread while `saving` (a save left open) holds it: the deletion
     waits for the save, which is then committed, and ends without error."""
@@ -86,13 +98,7 @@ def _deletion_waits_for(saving: Session, live_app: Flask, org_id: int, webhook_i
         session.commit()
         session.close()
 
-    thread, outcome = _in_thread(remove)
-    thread.join(0.5)
-    assert thread.is_alive()  # the deletion waits for the save
-    saving.commit()
-    saving.close()
-    thread.join(10)
-    assert outcome == [None]
+    assert _waits_for(saving, remove) == [None]
 
 
 def test_a_schedule_pointed_at_a_webhook_being_deleted_is_refused_with_404(live_app: Flask, org):
@@ -107,13 +113,7 @@ def test_a_schedule_pointed_at_a_webhook_being_deleted_is_refused_with_404(live_
             schedules.update_schedule(session, schedule, {"webhook_id": doomed}, export_params=None, now=NOW)
             session.commit()
 
-    thread, outcome = _in_thread(save)
-    thread.join(0.5)
-    assert thread.is_alive()  # the save waits for the deletion
-    deleting.commit()
-    deleting.close()
-    thread.join(10)
-    [refused] = outcome
+    [refused] = _waits_for(deleting, save)  # the save waits for the deletion
     assert isinstance(refused, ReportError), refused
     assert refused.status == 404
     with live_app.extensions["db_sessionmaker"]() as session:

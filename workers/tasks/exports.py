@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ from webapp.models.jobs import Export
 from webapp.reports import runs
 from webapp.security import signing
 from workers.runner import JobContext, run_job
-
-log = logging.getLogger(__name__)
 
 
 def result_of(export: Export) -> dict[str, Any]:
@@ -73,12 +70,5 @@ def run(self: Task, job_id: str) -> None:
     """Write the export of job `job_id` (CSV, JSON, NDJSON or XLSX) to its file; a report's export
     then has its run delivered at once rather than at beat's next report pass (up to its interval)."""
     run_job(self, job_id, _export, _discard)
-    try:
-        with session_scope() as session:
-            org_id = runs.waiting_run_org(session, job_id)
-        if org_id is not None:
-            current_app.extensions["celery"].send_task(
-                "reports.tick", kwargs={"org_ids": [org_id]}, expires=60
-            )
-    except Exception as exc:  # the job is done either way; beat's pass delivers the run
-        log.warning("could not ask for job %s's report run to be delivered: %s", job_id, exc)
+    with session_scope() as session:
+        runs.deliver_soon(session, current_app.extensions["celery"], job_id)

@@ -8,8 +8,8 @@ from webapp.infra.redis_client import get_redis
 
 @shared_task(name="ops.beat_heartbeat", ignore_result=True)
 def beat_heartbeat() -> None:
-    """Record that beat is alive. Beat now writes its heartbeat itself (workers/signals.py); the task
-    stays for messages an older beat queued."""
+    """Record that beat is alive. Beat now writes its heartbeat from its scheduler's loop
+    (workers/beat.py); the task stays for messages an older beat queued."""
     heartbeat.beat_ran(get_redis())
 
 
