@@ -64,6 +64,21 @@ def test_bad_queries_are_400_naming_what_is_allowed(ny: Any, path: str, query: d
     assert_400(ny.viewer.get(path, query_string=query), *fragments)
 
 
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"tz": "Mars/X"}, "tz"),
+        ({"start": "2026-13-01"}, "start"),
+        ({"end": "yesterday"}, "end"),
+        ({"start": "2026-03-08T02:30:00"}, "start"),
+        ({"end": "2026-11-01T01:30:00"}, "end"),
+        ({"start": "1899-12-31"}, "start"),
+    ],
+)
+def test_a_bad_time_or_zone_names_its_parameter(ny: Any, query: dict[str, str], field: str):
+    assert assert_400(ny.viewer.get(TS, query_string=query))["details"] == {"field": field}
+
+
 def test_too_many_buckets_is_a_cost_refusal_naming_the_estimate_and_the_limit(ny: Any):
     query = {"granularity": "hourly", "start": "2020-01-01", "end": "2026-01-01"}
     error = ny.viewer.get(TS, query_string=query).get_json()["error"]

@@ -21,7 +21,7 @@ from webapp.analytics.buckets import (
     previous_period_start,
     resolve_range,
 )
-from webapp.core.timeutil import parse_datetime, zone
+from webapp.core.timeutil import TimeError, parse_datetime, zone
 
 
 class QueryError(ValueError):
@@ -100,7 +100,10 @@ def canonical_window(
     """The window of a request: its zone (else `default_tz`) and range (default: the `days` local days
     up to the end of today), refused with TimeError or BucketError when it cannot be read, before any
     query: a bad time, start not before end, or more buckets than a series may have."""
-    zone_info = zone(tz if tz is not None else default_tz)
+    try:
+        zone_info = zone(tz if tz is not None else default_tz)
+    except TimeError as exc:
+        raise TimeError(str(exc), "tz") from None
     # Given empty ("start="), a bound is refused as any other bad time, not taken as left out.
     first = parse_datetime(start, zone_info, "start") if start is not None else None
     last = parse_datetime(end, zone_info, "end") if end is not None else None

@@ -9,7 +9,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 
 class TimeError(ValueError):
-    """A timestamp or time zone the platform cannot accept; the message says why."""
+    """A timestamp or time zone the platform cannot accept; the message says why, `field` (when known)
+    which parameter held it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 # The instants the platform measures: far enough inside the calendar that bucket arithmetic, offsets
@@ -67,10 +72,12 @@ def localize(naive: datetime, tz: ZoneInfo, field: str = "timestamp") -> datetim
         roundtrip = early.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
         if roundtrip != naive:
             raise TimeError(
-                f"{field} {naive.isoformat()} does not exist in {tz.key} (clocks skip it); give a UTC offset"
+                f"{field} {naive.isoformat()} does not exist in {tz.key} (clocks skip it); give a UTC offset",
+                field,
             )
         raise TimeError(
-            f"{field} {naive.isoformat()} is ambiguous in {tz.key} (it happens twice); give a UTC offset"
+            f"{field} {naive.isoformat()} is ambiguous in {tz.key} (it happens twice); give a UTC offset",
+            field,
         )
     return early
 
@@ -101,12 +108,13 @@ def in_calendar(value: datetime, field: str) -> datetime:
 
 def _outside(field: str, text: str, utc: datetime | None = None) -> TimeError:
     if utc is None or text.endswith("+00:00"):
-        return TimeError(f"{field} {text} is outside the years 1900 to 2199 this platform measures")
+        return TimeError(f"{field} {text} is outside the years 1900 to 2199 this platform measures", field)
     # A time written inside those years whose instant is not (the first hours of 1900 east of
     # Greenwich, the last of 2199 west of it): the bound is the instant, in UTC.
     return TimeError(
         f"{field} {text} ({utc.isoformat().replace('+00:00', 'Z')}) is outside the years 1900 to 2199 "
-        "this platform measures (1900-01-01T00:00Z to 2200-01-01T00:00Z, as instants)"
+        "this platform measures (1900-01-01T00:00Z to 2200-01-01T00:00Z, as instants)",
+        field,
     )
 
 
@@ -130,7 +138,8 @@ def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
     if match is None or (match["offset"] and not match["time"]):
         raise TimeError(
             f"{field} {text!r} is not an ISO 8601 date or datetime "
-            "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)"
+            "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)",
+            field,
         )
     if match["fraction"] and len(match["fraction"]) > 7:
         raw = raw.replace(match["fraction"], match["fraction"][:7], 1)
@@ -151,7 +160,8 @@ def parse_datetime(text: str, tz: ZoneInfo, field: str) -> datetime:
     except ValueError as exc:
         raise TimeError(
             f"{field} {text!r} is not an ISO 8601 date or datetime "
-            "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)"
+            "(e.g. 2026-03-01 or 2026-03-01T09:30:00+01:00)",
+            field,
         ) from exc
     if not EARLIEST.year <= value.year < LATEST.year:
         raise _outside(field, raw)

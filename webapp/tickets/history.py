@@ -170,11 +170,9 @@ def _dimension_changes(facts: Facts, span: Span) -> list[datetime]:
 
 
 def agent_replies_by(facts: Facts, instant: datetime) -> int:
-    """Public agent replies at or before `instant`; a first response given without one counts as one."""
-    count = sum(1 for r in facts.replies if r.public and r.author == AGENT and r.at <= instant)
-    if count == 0 and facts.first_response_at is not None and facts.first_response_at <= instant:
-        return 1
-    return count
+    """Public agent replies at or before `instant` (a first_response_at given without a reply is none:
+    whether it counted as one or not, such a ticket has at most one)."""
+    return sum(1 for r in facts.replies if r.public and r.author == AGENT and r.at <= instant)
 
 
 def derive(facts: Facts, measure: Measure = hours_between) -> list[dict[str, Any]]:

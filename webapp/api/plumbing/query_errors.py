@@ -42,7 +42,7 @@ def client_errors() -> Iterator[None]:
         details = {"field": "start/end/granularity", **exc.details}
         raise ApiError(400, str(exc), code=code, details=details) from exc
     except TimeError as exc:
-        raise ApiError(400, str(exc)) from exc
+        raise ApiError(400, str(exc), details={"field": exc.field} if exc.field else None) from exc
     except OverflowError as exc:
         raise ApiError(
             400, "the range reaches past the dates the calendar can represent (years 1 to 9999)"
