@@ -13,7 +13,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from webapp import config, web
     from webapp.api import cache as analytics_cache
     from webapp.api import register_blueprints
-    from webapp.api.plumbing import errors, refusal_pace
+    from webapp.api.plumbing import errors, path_ids, refusal_pace
     from webapp.cli import register_commands
     from webapp.infra import celery_app as broker
     from webapp.infra import db, redis_client
@@ -33,6 +33,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
 
+    path_ids.init_app(app)
     errors.init_app(app)
     refusal_pace.init_app(app)
     db.init_app(app)

@@ -367,3 +367,17 @@ def test_an_assignee_named_null_is_filtered_in_double_quotes(make_tenant):
         answer = tenant.viewer.get(f"{series}&assigned_to={requests_quote(raw)}").get_json()
         assert answer["filters"]["assigned_to"] == values, raw
         assert answer["summary"]["total_count"] == len(values), raw
+
+
+@pytest.mark.parametrize("zero", ["\uff10", "\u0660", "\U0001d7ce"])  # full-width, Arabic-Indic, bold
+def test_an_id_in_digits_other_than_ascii_names_nothing(tenant, zero, app, monkeypatch):
+    """`\\d` and int() read any script's digits: a full-width or Arabic-Indic 2 named object 2, and a
+    DELETE removed it. Such a path is no route (404, the error shape) and the object stays."""
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", True)
+    hook = tenant.admin.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/in"}).get_json()["id"]
+    other_digits = "".join(chr(ord(zero) + int(d)) for d in str(hook))
+    assert int(other_digits) == hook  # what the old converter read
+    spelled = requests_quote(other_digits)
+    for method in ("get", "delete"):
+        _error(getattr(tenant.admin, method)(f"/api/v1/webhooks/{spelled}"), 404)
+    assert tenant.admin.get(f"/api/v1/webhooks/{hook}").status_code == 200

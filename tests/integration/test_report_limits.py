@@ -106,7 +106,7 @@ def _scheduled_runs_meet_the_cap(tenant: Any, schedule_id: int, db_session: Any,
     row = db_session.get(ReportSchedule, schedule_id)
     now = row.next_run_at + timedelta(minutes=1)
     before = _counts(db_session, tenant.org_id)
-    limits = ExportLimits(quota_bytes=10**9, max_active=1)
+    limits = ExportLimits(quota_bytes=10**9, max_active=1, max_cells=200_000)
     job = runs.run_due(db_session, get_redis(), app.extensions["celery"], schedule_id, now=now, limits=limits)
     assert job is None
     assert _counts(db_session, tenant.org_id) == before
@@ -118,10 +118,73 @@ def _scheduled_runs_meet_the_cap(tenant: Any, schedule_id: int, db_session: Any,
     assert row.last_run_at is None
     # With room, the next pass makes its export job and run row.
     later = now + timedelta(seconds=15)
-    roomy = ExportLimits(quota_bytes=10**9, max_active=5)
+    roomy = ExportLimits(quota_bytes=10**9, max_active=5, max_cells=200_000)
     job = runs.run_due(
         db_session, get_redis(), app.extensions["celery"], schedule_id, now=later, limits=roomy
     )
     assert job is not None
     assert job.kind == "export"
     assert _counts(db_session, tenant.org_id) == (before[0] + 1, before[1] + 1)
+
+
+def test_a_report_whose_groups_outgrow_the_cells_limit_is_refused_when_saved_and_when_run(
+    make_tenant, app, monkeypatch, db_session
+):
+    """A schedule is checked as an export request is, its free-text groups counted over its range,
+    when it is saved and again at each run: a report saved under ANALYTICS_MAX_CELLS whose data grew
+    past it is refused (a manual run 400 too_costly, a scheduled one not made), nothing created."""
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE", True)
+    monkeypatch.setitem(app.config, "ANALYTICS_MAX_CELLS", 500)
+    tenant = make_tenant("Growing report")
+    for category in ("a", "b"):
+        assert (
+            tenant.agent.post("/api/v1/tickets", json={"subject": "x", "category": category}).status_code
+            == 201
+        )
+    hook = tenant.admin.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/in"}).get_json()["id"]
+    # The default range, 30 local days: 30 daily buckets x (1 + 4 + 3) statistics = 240 cells a group.
+    query = {"metrics": ["ticket_count", "response_time"], "group_by": ["category"], "granularity": "daily"}
+    export = {"format": "csv", "dataset": "aggregations", "query": query}
+    body = {
+        "name": "by category",
+        "cron": "0 7 * * *",
+        "timezone": "UTC",
+        "export": export,
+        "webhook_id": hook,
+    }
+    created = tenant.admin.post("/api/v1/report-schedules", json=body)
+    assert created.status_code == 201, created.get_json()  # 2 groups: 480 cells
+    schedule_id = created.get_json()["id"]
+    for category in ("c", "d"):
+        assert (
+            tenant.agent.post("/api/v1/tickets", json={"subject": "x", "category": category}).status_code
+            == 201
+        )
+    before = _counts(db_session, tenant.org_id)
+
+    refused = tenant.admin.post(f"/api/v1/report-schedules/{schedule_id}/run")
+    error = refused.get_json()["error"]
+    assert (refused.status_code, error["code"]) == (400, "too_costly"), error
+    assert (error["details"]["groups"], error["details"]["estimate"], error["details"]["limit"]) == (
+        4,
+        960,
+        500,
+    )
+    assert _counts(db_session, tenant.org_id) == before
+
+    with app.app_context():
+        row = db_session.get(ReportSchedule, schedule_id)
+        now = row.next_run_at + timedelta(minutes=1)
+        limits = ExportLimits(quota_bytes=10**9, max_active=5, max_cells=500)
+        job = runs.run_due(
+            db_session, get_redis(), app.extensions["celery"], schedule_id, now=now, limits=limits
+        )
+    assert job is None
+    assert _counts(db_session, tenant.org_id) == before
+
+    for response in (
+        tenant.admin.patch(f"/api/v1/report-schedules/{schedule_id}", json={"export": export}),
+        tenant.admin.post("/api/v1/report-schedules", json={**body, "name": "again"}),
+    ):
+        assert response.status_code == 400, response.get_json()
+        assert response.get_json()["error"]["details"]["estimate"] == 960

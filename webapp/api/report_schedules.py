@@ -78,7 +78,7 @@ def export_params(export: dict[str, Any], timezone: str, now: datetime, org_id: 
         model = model.model_copy(update={"query": resolved})
     with client_errors():
         spec = model.spec(default_tz=tz_name, now=now, clock=requested_clock(org_id, model.query))
-        costs.check_export(spec)
+        costs.check_export(spec, org_id, spend_exact=False)
         return spec.params()
 
 
@@ -183,7 +183,7 @@ def run(report_schedule_id: int) -> tuple[Response, int, dict[str, str]]:
     schedule, principal = _own(report_schedule_id), current_principal()
     celery = current_app.extensions["celery"]
     try:
-        with report_errors(), room_errors():
+        with report_errors(), room_errors(), client_errors():
             job = runs.start_run(
                 get_session(),
                 get_redis(),

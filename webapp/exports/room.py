@@ -24,10 +24,16 @@ QUOTA_RETRY_AFTER = 3600
 class ExportLimits:
     quota_bytes: int
     max_active: int
+    # The cells of the analytics answer one export may write (ANALYTICS_MAX_CELLS).
+    max_cells: int
 
     @classmethod
     def from_settings(cls, settings: dict[str, int]) -> ExportLimits:
-        return cls(settings["EXPORT_QUOTA_BYTES"], settings["EXPORT_MAX_ACTIVE_PER_ORG"])
+        return cls(
+            settings["EXPORT_QUOTA_BYTES"],
+            settings["EXPORT_MAX_ACTIVE_PER_ORG"],
+            settings["ANALYTICS_MAX_CELLS"],
+        )
 
 
 @dataclass

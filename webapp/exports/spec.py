@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from sqlalchemy.orm import Session
+
+from webapp.analytics import aggregations, cost
 from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.clock import CALENDAR, Clock
 from webapp.analytics.window import Window
@@ -110,6 +113,20 @@ class ExportSpec:
     @property
     def window(self) -> Window:
         return self.query.window
+
+    def check_cells(self, session: Session, org_id: int, max_cells: int) -> None:
+        """cost.TooCostly when the analytics answer this export writes (an aggregation, a series) would
+        hold more than `max_cells` cells, before it is queued: an aggregation's free-text groups are
+        counted over its range first (a job is never queued for an answer its own check would
+        refuse)."""
+        query = self.query
+        if isinstance(query, AggregationQuery):
+            counted = None
+            if query.free_text():
+                counted = aggregations.free_text_groups(session, org_id=org_id, query=query)
+            query.estimate(counted).check(max_cells)
+        elif isinstance(query, SeriesQuery):
+            cost.series(query.window).check(max_cells)
 
     def filename(self, now: datetime) -> str:
         """The file's name: the dataset and the local time it was made."""

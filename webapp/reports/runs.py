@@ -20,6 +20,7 @@ import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from webapp.analytics.cost import TooCostly
 from webapp.analytics.window import Window, canonical_window
 from webapp.core.timeutil import zone
 from webapp.core.vocabulary import FINAL_STATES
@@ -79,7 +80,8 @@ def start_run(
 ) -> Job:
     """The run's export job and run row, committed with whatever the session holds, then enqueued.
 
-    Raises ReportError when the export cannot be made now, NoRoom when the organization's exports
+    Raises ReportError when the export cannot be made now, TooCostly when its answer would hold more
+    cells than an export may (as any export request's), NoRoom when the organization's exports
     are at their quota or cap (as any export request is), BrokerUnavailable when the queue refused
     the job (which is then failed, and its run with it at the next pass).
     """
@@ -102,6 +104,9 @@ def start_run(
         spec = spec_of(schedule, now)
     except ValueError as exc:
         raise ReportError(f"the report's export cannot be made now: {exc}", field="export") from exc
+    # The answer's cells as any export request's, with this run's range and groups: a schedule saved
+    # under the limit can grow past it as its data does (TooCostly, 400 for a run asked now).
+    spec.check_cells(session, schedule.org_id, limits.max_cells)
     room.refuse_if_full(session, schedule.org_id, limits, now)
     # Counted again under the organization's export lock, held until the job row commits.
     room.check_active(jobs.count_active(session, schedule.org_id, "export", lock=True), limits)
@@ -198,7 +203,7 @@ def run_due(
             session.rollback()
             return None
         return _not_run(session, schedule, ran_before, exc)
-    except (ReportError, jobs.BrokerUnavailable) as exc:
+    except (ReportError, TooCostly, jobs.BrokerUnavailable) as exc:
         return _not_run(session, schedule, ran_before, exc)
 
 

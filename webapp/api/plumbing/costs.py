@@ -8,7 +8,7 @@ from flask import current_app
 from webapp.analytics import aggregations, cost, read_time
 from webapp.analytics.aggregations import AggregationQuery
 from webapp.analytics.window import Window
-from webapp.exports.spec import ExportSpec, SeriesQuery
+from webapp.exports.spec import ExportSpec
 from webapp.infra.db import get_session
 from webapp.security.admission import spend_budget
 
@@ -53,18 +53,17 @@ def spend_raw(org_id: int, window: Window, exact: bool) -> None:
         spend_budget(org_id, "analytics", units - 1)
 
 
-def check_export(spec: ExportSpec, org_id: int | None = None) -> None:
-    """The limits of the analytics answer an export writes (a series, an aggregation), before any
-    query; with `org_id`, the budget an exact one costs is spent too (a report schedule spends none
-    when it is saved)."""
+def check_export(spec: ExportSpec, org_id: int, *, spend_exact: bool = True) -> None:
+    """The limits of the analytics answer an export writes (a series, an aggregation, its free-text
+    groups counted over its range), before any query of it; the budget an exact one costs is spent
+    too, unless `spend_exact` is false (a report schedule spends none when it is saved, its runs
+    being checked again as they start)."""
+    spec.check_cells(get_session(), org_id, current_app.config["ANALYTICS_MAX_CELLS"])
     query = spec.query
     if isinstance(query, AggregationQuery):
-        check_aggregation(query, org_id, queued=True)
-        if org_id is None:
+        if spend_exact:
+            spend(org_id, query.window, query.exact)
+        else:
             cost.exact_units(
                 query.window, query.exact, max_days=current_app.config["ANALYTICS_EXACT_MAX_DAYS"]
             )
-        else:
-            spend(org_id, query.window, query.exact)
-    elif isinstance(query, SeriesQuery):
-        check(cost.series(query.window))
