@@ -669,8 +669,9 @@ def test_a_subscription_on_the_business_clock(web_server, make_live_tenant):
 
 
 def test_a_business_subscription_ends_when_its_schedule_is_deleted(web_server, make_live_tenant):
-    """Its periodic updates would count 0 business hours from then on: the socket is told and the
-    subscription ends; the socket's other subscriptions go on."""
+    """Its periodic updates would count 0 business hours from then on: the socket is told at once
+    (not at its next periodic update, an hour away here: found from outside) and the subscription
+    ends; the socket's other subscriptions go on. A change of the schedule sends fresh values."""
     tenant = make_live_tenant()
     admin = tenant.users["admin"]["token"]
     office = [{"day": d, "start": "09:00", "end": "17:00"} for d in ("mon", "tue", "wed", "thu", "fri")]
@@ -679,14 +680,21 @@ def test_a_business_subscription_ends_when_its_schedule_is_deleted(web_server, m
     )
     assert status == 201
     ws, _ = _open(web_server, tenant)
-    business = {"type": "subscribe", "metrics": ["response_time"], "interval": 5, "clock": "business"}
+    business = {"type": "subscribe", "metrics": ["response_time"], "interval": 3600, "clock": "business"}
     ws.send(json.dumps({**business, "schedule_id": schedule["id"]}))
     _receive_until(ws, lambda m: m["type"] == "subscription_data")
     ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 5}))
     _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    status, _ = web_server.request(
+        "PATCH", f"/api/v1/schedules/{schedule['id']}", admin, {"intervals": office[:2]}
+    )
+    assert status == 200
+    update, _ = _receive_until(ws, lambda m: m["type"] == "metric_update", timeout=5.0)
+    assert update["data"]["schedule_id"] == schedule["id"]
+    assert "response_time" in update["data"]["values"]
     status, _ = web_server.request("DELETE", f"/api/v1/schedules/{schedule['id']}", admin)
     assert status == 204
-    error, _ = _receive_until(ws, lambda m: m["type"] == "error", timeout=25.0)
+    error, _ = _receive_until(ws, lambda m: m["type"] == "error", timeout=5.0)
     message = error["data"]["message"]
     assert f"schedule {schedule['id']} was deleted" in message
     assert "response_time" in message

@@ -344,8 +344,9 @@ def test_an_import_of_old_open_tickets_pushes_a_few_late_breaches_per_sweep(
     celery_worker, make_live_tenant, engine, sweep, live_app, services
 ):
     """Found from outside: 5,000 old open tickets imported pushed 1,250 sla_breach messages in 10 s
-    (the late cap held per batch of the sweep, not per sweep). Every breach is recorded; a sweep
-    pushes at most LATE_PUSHES late ones per organization, however many batches it takes."""
+    (the late cap held per batch of the sweep, not per sweep), and one metric_update per batch of 400.
+    Every breach is recorded; a sweep pushes at most LATE_PUSHES late ones per organization, however
+    many batches it takes, and one metric_update counting them all."""
     from webapp.clocks.tracking import BATCH, LATE_PUSHES
 
     tenant = make_live_tenant()
@@ -373,6 +374,11 @@ def test_an_import_of_old_open_tickets_pushes_a_few_late_breaches_per_sweep(
     assert results[0]["recorded"] > BATCH  # one sweep worked several batches
     assert all(result["pushed"] <= LATE_PUSHES for result in results), results
     assert len(_stream(services, tenant.org_id, "sla_breach")) == sum(r["pushed"] for r in results)
+    # Live pages are told once a sweep (they redrew once a batch), the count covering every breach.
+    told = [u for u in _stream(services, tenant.org_id, "metric_update") if "sla_breaches" in u]
+    assert len(told) == sum(1 for r in results if r["recorded"])
+    assert told[0]["sla_breaches"] == results[0]["recorded"]
+    assert sum(u["sla_breaches"] for u in told) == 2 * count
 
 
 def test_beat_records_a_breach_within_a_minute(celery_worker, make_live_tenant, engine, services, live_app):

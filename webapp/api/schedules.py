@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import redis
 from flask import Blueprint, Response, jsonify, url_for
 
-from webapp.analytics import generations
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import idempotent
 from webapp.api.plumbing.spec import document, parse_body
@@ -20,8 +17,8 @@ from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
 from webapp.models import Schedule as ScheduleRow
 from webapp.security.admission import current_principal, require_role
+from webapp.tickets import effects
 
-log = logging.getLogger(__name__)
 bp = Blueprint("schedules", __name__, url_prefix="/schedules")
 WRITE_ERRORS = (400, 401, 403, 404, 409, 429)
 
@@ -36,17 +33,15 @@ def clock_errors() -> Iterator[None]:
         raise ApiError(exc.status, str(exc), details={"field": exc.field} if exc.field else None) from exc
 
 
-def committed(org_id: int, sla_changed: bool, clock_changed: bool = True) -> None:
-    """Commit, then invalidate the answers that depend on the organization's clocks (none when no
-    business time changed: a new name or default, whose answers name the schedule by id)."""
+def committed(org_id: int, sla_changed: bool, clock_changed: bool = True, **about: int) -> None:
+    """Commit, then invalidate the answers that depend on the organization's clocks and tell live
+    clients (none when no business time changed: a new name or default, whose answers name the
+    schedule by id). `about` names what changed in the metric_update (schedule_id)."""
     get_session().commit()
     if not clock_changed:
         return
     families = {"schedules", "sla"} if sla_changed else {"schedules"}
-    try:
-        generations.bump(get_redis(), org_id, families)
-    except redis.RedisError as exc:  # bump() owes it and retries; reads skip the cache meanwhile
-        log.warning("generation bump failed org=%s: %s", org_id, exc)
+    effects.clocks_changed(get_redis(), org_id, families, about)
 
 
 def _own(schedule_id: int) -> ScheduleRow:
@@ -81,7 +76,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
     with clock_errors():
         schedule = domain.create_schedule(get_session(), org_id, fields)
     body = schedule.to_dict()
-    committed(org_id, sla_changed=False)
+    committed(org_id, sla_changed=False, schedule_id=body["id"])
     return jsonify(body), 201, {"Location": url_for("api.schedules.get", schedule_id=body["id"])}
 
 
@@ -109,7 +104,9 @@ def patch(schedule_id: int) -> Response:
     with clock_errors():
         clock_changed = domain.update_schedule(get_session(), schedule.org_id, schedule, fields)
     body = schedule.to_dict()
-    committed(schedule.org_id, sla_changed=clock_changed, clock_changed=clock_changed)
+    committed(
+        schedule.org_id, sla_changed=clock_changed, clock_changed=clock_changed, schedule_id=schedule_id
+    )
     return jsonify(body)
 
 
@@ -125,5 +122,5 @@ def delete(schedule_id: int) -> tuple[str, int]:
     schedule = _own(schedule_id)
     with clock_errors():
         domain.delete_schedule(get_session(), schedule.org_id, schedule)
-    committed(schedule.org_id, sla_changed=False)
+    committed(schedule.org_id, sla_changed=False, schedule_id=schedule_id)
     return "", 204

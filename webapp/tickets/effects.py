@@ -1,4 +1,5 @@
-"""What follows a committed ticket change: rollups, cache invalidation and a live metric_update."""
+"""What follows a committed ticket change (rollups, cache invalidation and a live metric_update), or a
+committed change of the clocks tickets are measured on."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from webapp.analytics import generations, rollups
-from webapp.analytics.metrics import metrics_changed_by
+from webapp.analytics.metrics import METRICS, metrics_changed_by
 from webapp.live import events
 from webapp.tickets.writes import Change
 
@@ -38,25 +39,58 @@ def refresh_rollups(session: Session, org_id: int, *, max_hours: int | None = RE
 
 
 def announce(
-    client: redis.Redis, org_id: int, event_types: Iterable[str], fields: Iterable[str], about: dict[str, Any]
+    client: redis.Redis,
+    org_id: int,
+    event_types: Iterable[str],
+    fields: Iterable[str],
+    about: dict[str, Any],
+    *,
+    bump: bool = True,
 ) -> None:
     """Bump the cache generations committed events touch and tell live clients which metrics moved.
 
     `about` says what wrote them (a ticket id, an import job); one metric_update covers them all.
+    `bump=False`: the generations were bumped as each part was committed (invalidate), and live
+    clients are told once for all the parts.
     """
     types, given = list(event_types), tuple(fields)
-    families = generations.families_for(types, given)
-    try:
-        generations.bump(client, org_id, families)
-    except redis.RedisError as exc:
-        # Reads bypass the cache while Redis is away, so no stale answer can be served.
-        log.warning("generation bump failed org=%s %s: %s", org_id, about, exc)
+    families = invalidate(client, org_id, types, given) if bump else generations.families_for(types, given)
     metrics = metrics_changed_by(types, given)
     # A change that moves no metric may still move a distribution or the backlog (a status change):
     # live pages redraw what the families name.
     if metrics or families:
         data = {**about, "events": types, "metrics": sorted(metrics), "families": sorted(families)}
         events.publish(client, org_id, "metric_update", data)
+
+
+def invalidate(
+    client: redis.Redis, org_id: int, event_types: Iterable[str], fields: Iterable[str] = ()
+) -> set[str]:
+    """Bump the cache generations committed events touch (no live message); the families bumped."""
+    families = generations.families_for(list(event_types), tuple(fields))
+    try:
+        generations.bump(client, org_id, families)
+    except redis.RedisError as exc:
+        # Reads bypass the cache while Redis is away, so no stale answer can be served.
+        log.warning("generation bump failed org=%s %s: %s", org_id, sorted(families), exc)
+    return families
+
+
+def clocks_changed(client: redis.Redis, org_id: int, families: set[str], about: dict[str, Any]) -> None:
+    """A schedule or the SLA policy changed: bump the answers counted on the organization's clocks
+    (`families`), and tell live clients to read every duration a business clock counts again (a
+    subscription on a schedule just deleted ends there, saying so, not at its next periodic update)."""
+    try:
+        generations.bump(client, org_id, families)
+    except redis.RedisError as exc:  # bump() owes it and retries; reads skip the cache meanwhile
+        log.warning("generation bump failed org=%s: %s", org_id, exc)
+    metrics = sorted(m.name for m in METRICS.values() if m.clocked)
+    events.publish(
+        client,
+        org_id,
+        "metric_update",
+        {**about, "events": [], "metrics": metrics, "families": sorted(families)},
+    )
 
 
 def after_ticket_change(
