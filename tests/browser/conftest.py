@@ -152,6 +152,26 @@ def fresh(base_app: Flask, web_server: Web) -> Tenant:  # noqa: F811
     return _seeded(base_app, "Browser Live", 50)
 
 
+def office_and_all_hours(web: Web, tenant: Tenant) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two business-hours schedules of `tenant`: office hours on weekdays (the first, so the default)
+    and every hour of the week, whose durations differ from the default's."""
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    made = []
+    for name, open_days, start, end in (
+        ("Office hours", days[:5], "09:00", "17:00"),
+        ("Around the clock", days, "00:00", "24:00"),
+    ):
+        body = {
+            "name": name,
+            "timezone": tenant.timezone,
+            "intervals": [{"day": day, "start": start, "end": end} for day in open_days],
+        }
+        status, schedule = web.request("POST", "/api/v1/schedules", tenant.users["admin"]["token"], body)
+        assert status == 201, schedule
+        made.append(schedule)
+    return made[0], made[1]
+
+
 def screenshot(page: Page, name: str) -> Path:
     """A full-page screenshot named `name`.png in SCREENSHOTS."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

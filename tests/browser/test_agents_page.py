@@ -12,7 +12,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Page, Route
 
-from tests.browser.conftest import DESKTOP, PHONE, Watched, assert_table_scrolls_sideways, screenshot
+from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
+    Watched,
+    assert_table_scrolls_sideways,
+    office_and_all_hours,
+    screenshot,
+)
 from tests.conftest import Tenant
 from tests.e2e.conftest import Web
 
@@ -138,6 +145,38 @@ def test_the_range_picker_changes_the_report(desktop, demo, web_server):
     page.wait_for_url("**start=2026-01-01**")
     page.wait_for_function("() => document.body.dataset.query.includes('end=2026-02-01')")
     assert _shown(page) == [_as_shown(row) for row in _report(page, web_server, demo)["agents"]]
+
+
+@pytest.mark.usefixtures("report_served")
+def test_the_business_clock_sends_the_schedule_the_url_or_the_select_names(desktop, fresh, web_server):
+    """schedule_id in the URL goes with clock=business in the report's request; the Schedule select
+    lists the organization's schedules and writes its choice into the URL; the calendar sends none."""
+    _, other = office_and_all_hours(web_server, fresh)
+    page = _open(desktop, fresh, f"/agents?min_tickets=1&clock=business&schedule_id={other['id']}")
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    assert parse_qs(page.get_attribute("body", "data-query"))["schedule_id"] == [str(other["id"])]
+    assert _shown(page) == [_as_shown(row) for row in _report(page, web_server, fresh)["agents"]]
+    assert page.is_visible("#schedule-field")
+    assert page.eval_on_selector_all("#schedule_id option", "os => os.map(o => o.textContent)") == [
+        "(default)",
+        "Office hours (the default)",
+        "Around the clock",
+    ]
+    assert page.input_value("#schedule_id") == str(other["id"])
+    page.select_option("#schedule_id", "")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 2")
+    assert "schedule_id" not in page.url
+    assert "schedule_id" not in page.get_attribute("body", "data-query")
+    page.select_option("#schedule_id", str(other["id"]))
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 3")
+    assert f"schedule_id={other['id']}" in page.url
+    assert f"schedule_id={other['id']}" in page.get_attribute("body", "data-query")
+    page.select_option("#clock", "calendar")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 4")
+    assert page.is_hidden("#schedule-field")
+    assert "schedule_id" not in page.url
+    assert "schedule_id" not in page.get_attribute("body", "data-query")
+    assert page.is_hidden("#error"), page.inner_text("#error")
 
 
 @pytest.mark.usefixtures("report_served")

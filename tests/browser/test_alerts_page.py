@@ -434,6 +434,61 @@ def test_a_viewer_sees_the_rules_but_no_admin_actions(desktop, fresh, web_server
         page.close()
 
 
+def test_a_rule_deleted_elsewhere_leaves_the_list_and_others_show_when_the_page_is_shown_again(
+    desktop, fresh, web_server
+):
+    """A rule deleted in another tab (or by another admin) is dropped, and said, when an action on it
+    answers 404, rather than listed on with every action failing; the list is read again when the tab
+    is shown again, so rules created or deleted meanwhile appear or go without a click."""
+    admin = fresh.users["admin"]["token"]
+    made = {}
+    for name in ("Paused elsewhere", "Edited elsewhere", "Deleted unseen"):
+        status, rule = web_server.request("POST", "/api/v1/alerts", admin, {**RULE, "name": name})
+        assert status == 201, rule
+        made[name] = rule["id"]
+    page = _alerts(desktop, fresh, "admin")
+    desktop.allowed.append("status of 404")
+    for rule_id in made.values():
+        assert page.is_visible(f"#rule-{rule_id}")
+
+    # Pause on a rule another tab deleted: the card goes, and the page says why.
+    paused = f"#rule-{made['Paused elsewhere']}"
+    status, _ = web_server.request("DELETE", f"/api/v1/alerts/{made['Paused elsewhere']}", admin)
+    assert status == 204
+    page.click(f"{paused} [data-action=pause]")
+    page.wait_for_selector(paused, state="detached")
+    assert (
+        page.inner_text("#alert-news")
+        == "Paused elsewhere was deleted elsewhere (in another tab or by another admin)"
+    )
+
+    # Edit opened, the rule deleted meanwhile, Save: the card goes, and the form is back to a new rule.
+    edited = f"#rule-{made['Edited elsewhere']}"
+    page.click(f"{edited} [data-action=edit]")
+    status, _ = web_server.request("DELETE", f"/api/v1/alerts/{made['Edited elsewhere']}", admin)
+    assert status == 204
+    page.fill("#alert-form [name=name]", "Too late")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(edited, state="detached")
+    page.wait_for_selector("#alert-form[data-mode=create]")
+    assert page.is_hidden("#form-error")
+    assert (
+        page.inner_text("#alert-news")
+        == "Edited elsewhere was deleted elsewhere (in another tab or by another admin)"
+    )
+
+    # Another tab creates one rule and deletes another while this one is hidden: shown again, the
+    # page reads the list at once.
+    status, created = web_server.request("POST", "/api/v1/alerts", admin, {**RULE, "name": "Made elsewhere"})
+    assert status == 201, created
+    status, _ = web_server.request("DELETE", f"/api/v1/alerts/{made['Deleted unseen']}", admin)
+    assert status == 204
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_selector(f"#rule-{created['id']}")
+    page.wait_for_selector(f"#rule-{made['Deleted unseen']}", state="detached")
+    assert page.locator("#rules .rule").count() == 1
+
+
 @pytest.mark.parametrize(("size", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
 def test_the_alerts_page_fits_desktop_and_phone(request, size, viewport, fresh, web_server):
     for name in ("Backlog anomaly", "Slow replies"):

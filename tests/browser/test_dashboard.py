@@ -261,6 +261,34 @@ def test_a_url_with_a_range_that_is_none(desktop, demo, web_server):
     assert "2026-10-01" in page.inner_text("#range-note")
 
 
+def test_a_url_naming_one_date_fills_the_other_as_the_explorer_does(desktop, demo):
+    """A From alone runs to today (the organization's), a To alone starts 30 days before it, on the
+    overview and the agents page as in the explorer; a date that is none is still said."""
+    today = datetime.now(ZoneInfo(demo.timezone)).date()
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    for query, first, last in (
+        ("start=2026-11-01", "2026-11-01", today.isoformat()),
+        ("end=2026-11-15", "2026-10-17", "2026-11-15"),
+    ):
+        page.goto(f"/explorer?{query}")
+        page.wait_for_selector("body[data-loaded], body[data-refused]")
+        assert page.is_hidden("#error"), page.inner_text("#error")
+        assert (page.input_value("#start"), page.input_value("#end")) == (first, last), query
+        note = f"{first} to {(date.fromisoformat(last) + timedelta(days=1)).isoformat()} (end excluded)"
+        for path in ("/", "/agents"):
+            page.goto(f"{path}?{query}")
+            page.wait_for_selector("body[data-loaded], body[data-refused]")
+            assert page.is_hidden("#error"), (path, query, page.inner_text("#error"))
+            assert page.inner_text("#range-note") == note, (path, query)
+            assert page.input_value("#period") == "custom", (path, query)
+            assert (page.input_value("#start"), page.input_value("#end")) == (first, last), (path, query)
+            assert page.url.endswith(f"{path}?{query}")
+    page.goto("/?end=garbage")
+    page.wait_for_selector("body[data-refused]")
+    assert page.inner_text("#error") == '"To" (garbage) is not a date (YYYY-MM-DD)'
+
+
 def test_back_and_forward_step_through_the_ranges_chosen(desktop, demo):
     desktop.sign_in(demo.users["viewer"]["email"])
     page = desktop.page()

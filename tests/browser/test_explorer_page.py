@@ -4,6 +4,7 @@ leaves no chart, table or curl line of another range under it."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import Page, Request
 
-from tests.browser.conftest import Watched
+from tests.browser.conftest import Watched, office_and_all_hours
 from tests.conftest import Tenant
 from tests.e2e.conftest import Web
 
@@ -322,3 +323,166 @@ def test_a_value_with_no_value_either_side_is_drawn_as_a_point(desktop, fresh: T
     )
     assert alone > 0, "the organization's sparse hours have no lone value to draw"
     assert chart["isolated"] == alone, (chart, alone)
+
+
+def _padding(count: int) -> list[str]:
+    """`count` category values of about 70 characters that no ticket has (no comma: one value each)."""
+    return [f"a category that no ticket has and long enough to fill the address {i:03}" for i in range(count)]
+
+
+def test_filters_too_long_for_a_url_are_asked_in_a_body_and_kept_out_of_the_address(
+    desktop: Watched, demo: Tenant, web_server: Web
+):
+    """60 category values of ~70 characters (the API takes 100 of 200) make a GET whose request line
+    a server refuses (414): the page asks the same series through POST aggregations, draws the same
+    table, writes that request as its curl line, and keeps the long query out of the address (a
+    reload or bookmark of it would be the server's 414), saying so."""
+    last = datetime.now(ZoneInfo(demo.timezone)).date()
+    status, categories = web_server.request(
+        "GET", "/api/v1/analytics/distribution/category", demo.users["viewer"]["token"]
+    )
+    assert status == 200, categories
+    real = [v["value"] for v in categories["values"] if v["value"]][:2]
+    assert real, categories
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    responses: list[tuple[str, int, str]] = []
+    page.on("response", lambda r: responses.append((r.request.method, r.status, r.url)))
+    for metric in ("ticket_count", "response_time"):
+        short = {
+            "metric": metric,
+            "granularity": "weekly",
+            "start": last - timedelta(days=60),
+            "end": last,
+            "category": ",".join(real),
+        }
+        page.goto(f"/explorer?{urlencode(short)}")
+        page.wait_for_selector("body[data-loaded]")
+        shown = page.url
+        expected = _table(page)
+        title = page.inner_text("#chart-title")
+        points = page.get_attribute("#chart", "data-points")
+        total = page.get_attribute("#chart", "data-total")
+        responses.clear()
+        box = page.locator("input[name=f-category]")
+        box.fill(",".join([*real, *_padding(60)]))
+        box.press("Enter")
+        page.wait_for_function("() => Number(document.body.dataset.loaded) >= 2")
+        assert page.is_hidden("#error"), page.inner_text("#error")
+        asked = [(method, status, url) for method, status, url in responses if "/api/v1/analytics/" in url]
+        assert asked
+        assert all(method == "POST" and url.endswith(AGGREGATIONS) for method, _, url in asked), asked
+        assert all(status == 200 for _, status, _ in asked), asked
+        assert not [r for r in responses if r[1] == 414], responses
+        # The same table (the same buckets, values and counts) and chart as the short GET's.
+        assert _table(page) == expected, metric
+        assert page.get_attribute("#chart", "data-points") == points
+        assert page.get_attribute("#chart", "data-total") == total
+        if metric == "ticket_count":
+            assert page.inner_text("#chart-title") == title
+        # The curl line is the request sent: a POST of the aggregation, every value in its body.
+        curl = page.inner_text("#curl")
+        assert AGGREGATIONS in curl
+        assert "-d " in curl
+        assert "/time-series/" not in curl
+        assert _padding(60)[-1] in curl
+        # The address keeps the query before it, and says why; a reload shows that page.
+        assert page.url == shown
+        assert page.is_visible("#url-note")
+        assert "too long to keep in the page's address" in page.inner_text("#url-note")
+        page.reload()
+        page.wait_for_selector("body[data-loaded]")
+        assert _table(page) == expected
+        assert page.is_hidden("#url-note")
+
+
+def test_the_business_clock_sends_the_schedule_the_url_or_the_select_names(
+    desktop: Watched, fresh: Tenant, web_server: Web
+):
+    """schedule_id in the URL goes with clock=business in every request of the page (the series GET,
+    the aggregations body, the export body) and its curl line; the Schedule select lists the
+    organization's schedules and writes its choice into the URL; the calendar clock sends none."""
+    _, other = office_and_all_hours(web_server, fresh)
+    last = datetime.now(ZoneInfo(fresh.timezone)).date()
+    query = {
+        "metric": "response_time",
+        "granularity": "monthly",
+        "start": last - timedelta(days=110),
+        "end": last,
+        "clock": "business",
+        "schedule_id": other["id"],
+    }
+    api_query = {**query, "end": last + timedelta(days=1)}
+    del api_query["metric"]
+    token = fresh.users["viewer"]["token"]
+    status, theirs = web_server.request(
+        "GET", f"/api/v1/analytics/time-series/response_time?{urlencode(api_query)}", token
+    )
+    assert status == 200, theirs
+    del api_query["schedule_id"]
+    status, defaults = web_server.request(
+        "GET", f"/api/v1/analytics/time-series/response_time?{urlencode(api_query)}", token
+    )
+    assert status == 200, defaults
+    values = [p["value"] for p in theirs["points"]]
+    assert values != [p["value"] for p in defaults["points"]], "the two schedules count the same"
+
+    desktop.sign_in(fresh.users["viewer"]["email"])
+    page = desktop.page()
+    sent: list[tuple[str, str, str]] = []
+    page.on(
+        "request",
+        lambda r: (
+            sent.append((r.method, r.url, r.post_data or "")) if "/api/v1/analytics/" in r.url else None
+        ),
+    )
+    page.goto(f"/explorer?{urlencode(query)}")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    assert f"schedule_id={other['id']}" in sent[-1][1], sent
+    assert f"schedule_id={other['id']}" in page.inner_text("#curl")
+    shown = [_number(row[1]) for row in _table(page)[1]]
+    assert shown == [None if v is None else pytest.approx(v, abs=0.01) for v in values]
+    # The select: "(default)", then the schedules by name, the default one marked; the URL's chosen.
+    assert page.is_visible("#schedule-field")
+    assert page.eval_on_selector_all("#schedule_id option", "os => os.map(o => o.textContent)") == [
+        "(default)",
+        "Office hours (the default)",
+        "Around the clock",
+    ]
+    assert page.input_value("#schedule_id") == str(other["id"])
+    # The export sends it too.
+    page.click("#export-start")
+    page.wait_for_function("() => document.querySelector('#export-state').textContent !== 'submitting…'")
+    exported = [json.loads(body) for method, url, body in sent if url.endswith("/analytics/export")]
+    assert exported
+    assert exported[-1]["query"]["schedule_id"] == other["id"], exported
+    # A group-by: the aggregations body carries it.
+    sent.clear()
+    page.select_option("#group_by", "priority")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 2")
+    bodies = [json.loads(body) for method, url, body in sent if url.endswith(AGGREGATIONS)]
+    assert bodies
+    assert (bodies[-1]["clock"], bodies[-1]["schedule_id"]) == ("business", other["id"]), bodies
+    page.select_option("#group_by", "")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 3")
+    # "(default)" sends none, and the URL names none.
+    sent.clear()
+    page.select_option("#schedule_id", "")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 4")
+    assert "schedule_id" not in page.url
+    assert "schedule_id" not in sent[-1][1], sent
+    assert [_number(row[1]) for row in _table(page)[1]] == [
+        None if p["value"] is None else pytest.approx(p["value"], abs=0.01) for p in defaults["points"]
+    ]
+    page.select_option("#schedule_id", str(other["id"]))
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 5")
+    assert f"schedule_id={other['id']}" in page.url
+    # The calendar clock: no Schedule field, no schedule_id sent (the API refuses it there).
+    sent.clear()
+    page.select_option("#clock", "calendar")
+    page.wait_for_function("() => Number(document.body.dataset.loaded) >= 6")
+    assert page.is_hidden("#schedule-field")
+    assert "schedule_id" not in page.url
+    assert "schedule_id" not in sent[-1][1], sent
+    assert page.is_hidden("#error"), page.inner_text("#error")

@@ -53,10 +53,12 @@ export class AlertCard {
   #historyAsked = 0; // loads of the history asked for: only the latest one's answer is drawn
 
   /** `admin`: the edit, pause and delete buttons are shown; `onEdit(card)` on Edit; `onChange()` after
-   * a delete. */
-  constructor(rule, { api, admin, onEdit, onChange }) {
+   * a delete; `onGone()` when the API no longer has the rule (deleted in another tab, or by another
+   * admin). */
+  constructor(rule, { api, admin, onEdit, onChange, onGone }) {
     this.api = api;
     this.onChange = onChange;
+    this.onGone = onGone;
     this.state = h("span", { class: "state", role: "status" });
     this.name = h("h3", {});
     this.what = h("p", { class: "rule-what" });
@@ -151,7 +153,7 @@ export class AlertCard {
       this.history.replaceChildren(h("table", { class: "data" }, h("thead", {}, head), h("tbody", {}, body)));
       this.history.dataset.loaded = String(answer.items.length);
     } catch (error) {
-      this.#say(error.message);
+      this.#failed(error);
     }
   }
 
@@ -168,7 +170,7 @@ export class AlertCard {
       this.#say(null);
       this.update(rule);
     } catch (error) {
-      this.#say(error.message);
+      this.#failed(error);
     }
   }
 
@@ -187,8 +189,15 @@ export class AlertCard {
       this.el.remove();
       this.onChange?.();
     } catch (error) {
-      this.#say(error.message);
+      this.#failed(error);
     }
+  }
+
+  /** An action refused: a 404 is the rule deleted elsewhere (the list drops it and says so, rather
+   * than keep a card every action on fails); any other refusal is said on the card. */
+  #failed(error) {
+    if (error.status === 404 && this.onGone) this.onGone();
+    else this.#say(error.message);
   }
 
   #say(text) {

@@ -1,8 +1,10 @@
 // The overview's time range, kept in the page's URL: ?period=7d|30d|90d, or ?start=&end= (dates,
-// both days included).
+// both days included; a missing one filled in as the explorer fills it).
 import { showError } from "./dom.js";
 
 export const PERIODS = ["7d", "30d", "90d"];
+// The days of a range the URL names no From for (up to its To), as of one it names no dates at all.
+export const DEFAULT_DAYS = 30;
 
 /** `text` when it is a real calendar date `YYYY-MM-DD`, else "" (a hand-edited URL's dates). */
 export function validDate(text) {
@@ -30,23 +32,32 @@ export function today(zone = undefined) {
   }
 }
 
+/** The From and To the URL names, as written, null when it names neither. A missing (or empty) one is
+ * filled in as the explorer fills it: To is today in `zone` (the organization's), From the
+ * DEFAULT_DAYS up to To (up to today when To is no date, which is then said). */
+export function urlDates(zone = undefined) {
+  const params = new URLSearchParams(location.search);
+  const [start, end] = [params.get("start") || "", params.get("end") || ""];
+  if (!start && !end) return null;
+  const last = end || today(zone);
+  return { start: start || addDays(validDate(last) || today(zone), 1 - DEFAULT_DAYS), end: last };
+}
+
 /** What is wrong with the range the URL names (a period that is none, a date that is none, an end
  * before its start), in the explorer's words; null when it names a range or none at all. */
-export function urlRangeProblem() {
+export function urlRangeProblem(zone = undefined) {
   const params = new URLSearchParams(location.search);
   const period = params.get("period");
   // "custom" is the form's own choice (a submit without scripts, an old bookmark): its dates decide.
   if (period !== null && period !== "custom" && !PERIODS.includes(period)) {
     return `"Period" (${period}) is not one of ${PERIODS.join(", ")}`;
   }
-  if (!params.has("start") && !params.has("end")) return null;
+  const dates = urlDates(zone);
+  if (!dates) return null;
   for (const [name, label] of [["start", "From"], ["end", "To"]]) {
-    const text = params.get(name);
-    if (!validDate(text)) {
-      return text ? `"${label}" (${text}) is not a date (YYYY-MM-DD)` : `"${label}" needs a date (YYYY-MM-DD)`;
-    }
+    if (!validDate(dates[name])) return `"${label}" (${dates[name]}) is not a date (YYYY-MM-DD)`;
   }
-  const [start, end] = [params.get("start"), params.get("end")];
+  const { start, end } = dates;
   return start > end ? `"From" (${start}) must be on or before "To" (${end})` : null;
 }
 
@@ -63,10 +74,12 @@ export class Range {
     this.end = end;
   }
 
-  static fromUrl() {
+  /** The range the URL names, its missing date filled in (urlDates; `zone`: the organization's). */
+  static fromUrl(zone = undefined) {
     const params = new URLSearchParams(location.search);
-    const start = validDate(params.get("start"));
-    const end = validDate(params.get("end"));
+    const dates = urlDates(zone);
+    const start = validDate(dates?.start);
+    const end = validDate(dates?.end);
     // A range the URL gets wrong (a date that is none, or an end before its start) is the default one.
     const custom = start && end && start <= end;
     return new Range({

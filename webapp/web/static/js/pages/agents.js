@@ -5,6 +5,7 @@ import { latestOnly } from "../api.js";
 import { h, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
 import { Range, bindRangeForm, today, urlRangeProblem } from "../range.js";
+import { chooseSchedule, fillSchedules, isBusiness, loadSchedules, scheduleQuery } from "../schedules.js";
 import { debounce, startPage } from "../shell.js";
 import { Spec } from "../spec.js";
 
@@ -25,20 +26,23 @@ const COLUMNS = [
   { key: "reopen_rate", label: "Reopen rate", show: fmt.percentage },
 ];
 
-/** The page's query from its URL: the range, the minimum solved and the clock. */
-function fromUrl() {
+/** The page's query from its URL: the range (a missing date filled in the organization's `zone`),
+ * the minimum solved, the clock and its schedule. */
+function fromUrl(zone) {
   const params = new URLSearchParams(location.search);
   return {
-    range: Range.fromUrl(),
+    range: Range.fromUrl(zone),
     minTickets: params.get("min_tickets") ?? DEFAULT_MIN_TICKETS,
     clock: params.get("clock") || "",
+    scheduleId: params.get("schedule_id") || "",
   };
 }
 
-function toSearch({ range, minTickets, clock }) {
+function toSearch({ range, minTickets, clock, scheduleId }) {
   const params = new URLSearchParams(range.search());
   if (minTickets !== DEFAULT_MIN_TICKETS) params.set("min_tickets", minTickets);
   if (clock) params.set("clock", clock);
+  for (const [name, value] of Object.entries(scheduleQuery(clock, scheduleId))) params.set(name, value);
   return `?${params}`;
 }
 
@@ -124,12 +128,12 @@ async function main() {
   const specLoading = Spec.load();
   const page = await startPage("agents");
   if (!page) return;
-  const spec = await specLoading;
+  const [spec, schedules] = await Promise.all([specLoading, loadSchedules(page.api)]);
   if (!spec.has(PATH)) {
     unavailable();
     return;
   }
-  const state = fromUrl();
+  const state = fromUrl(page.session.user?.timezone);
   const form = document.getElementById("range");
   const minTickets = document.getElementById("min_tickets");
   minTickets.value = state.minTickets;
@@ -138,10 +142,18 @@ async function main() {
   const clock = document.getElementById("clock");
   clock.replaceChildren(h("option", { value: "" }, "(default)"), ...clocks.map((c) => h("option", { value: c }, c)));
   clock.value = state.clock;
+  const schedule = document.getElementById("schedule_id");
+  fillSchedules(schedule, schedules);
+  // The Schedule field is shown with the business clock only: the calendar clock counts every hour.
+  const showSchedule = () => {
+    chooseSchedule(schedule, state.scheduleId);
+    document.getElementById("schedule-field").hidden = !isBusiness(state.clock);
+  };
+  showSchedule();
   const table = new AgentsTable(document.getElementById("agents"));
   // A range the URL gets wrong is said, as the overview and the explorer say it, rather than another
   // range shown under that URL; a range chosen in the form is always one.
-  let problem = urlRangeProblem();
+  let problem = urlRangeProblem(page.session.user?.timezone);
 
   const begin = latestOnly();
   // The organization's zone (the session's, else the first answer's): "the last 7 days" are its days,
@@ -162,6 +174,7 @@ async function main() {
     const query = { start, end };
     if (state.minTickets !== "") query.min_tickets = state.minTickets;
     if (state.clock) query.clock = state.clock;
+    Object.assign(query, scheduleQuery(state.clock, state.scheduleId));
     try {
       const answer = await page.api.get(PATH, query);
       if (!current()) return;
@@ -195,11 +208,12 @@ async function main() {
     changed();
   });
   window.addEventListener("popstate", () => {
-    Object.assign(state, fromUrl());
-    problem = urlRangeProblem();
+    Object.assign(state, fromUrl(page.session.user?.timezone));
+    problem = urlRangeProblem(page.session.user?.timezone);
     showRange(state.range);
     minTickets.value = state.minTickets;
     clock.value = state.clock;
+    showSchedule();
     load();
   });
   minTickets.addEventListener("change", () => {
@@ -208,6 +222,13 @@ async function main() {
   });
   clock.addEventListener("change", () => {
     state.clock = clock.value;
+    // A schedule chosen stays with the business clock only (the API refuses it with the calendar's).
+    if (!isBusiness(state.clock)) state.scheduleId = "";
+    showSchedule();
+    changed();
+  });
+  schedule.addEventListener("change", () => {
+    state.scheduleId = schedule.value;
     changed();
   });
   page.live.on("metric_update", debounce(load, RELOAD_AFTER_MS));

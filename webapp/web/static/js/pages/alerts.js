@@ -10,7 +10,8 @@ import { Spec } from "../spec.js";
 
 const ADMIN = "admin";
 // The rules are read again this often while the page is shown: a rule without the WebSocket channel
-// sends no live message, yet its state and last evaluation change with every pass of beat.
+// sends no live message, yet its state and last evaluation change with every pass of beat; and rules
+// created or deleted in another tab (or by another admin) send none either.
 const REREAD_MS = 30_000;
 
 class RuleList {
@@ -41,6 +42,18 @@ class RuleList {
     this.#empty();
   }
 
+  /** Drop `rule`, which the API no longer has (an action on it answered 404: deleted in another tab or
+   * by another admin), and say so: its card would otherwise stay, every action on it failing. */
+  gone(rule) {
+    this.#cards.get(rule.id)?.el.remove();
+    this.#cards.delete(rule.id);
+    this.#empty();
+    const line = document.getElementById("alert-news");
+    line.hidden = false;
+    line.dataset.state = "deleted";
+    setText(line, `${rule.name} was deleted elsewhere (in another tab or by another admin)`);
+  }
+
   /** Show `rule` (a new card, or the card it has brought up to date). */
   add(rule) {
     const card = this.#cards.get(rule.id);
@@ -56,6 +69,7 @@ class RuleList {
         this.#cards.delete(rule.id);
         this.#empty();
       },
+      onGone: () => this.gone(made.rule),
     });
     this.#cards.set(rule.id, made);
     this.root.append(made.el);
@@ -115,9 +129,17 @@ async function main() {
         const changes = Object.fromEntries(
           Object.entries(body).filter(([name, value]) => JSON.stringify(value) !== JSON.stringify(rule[name])),
         );
-        const changed = Object.keys(changes).length
-          ? await page.api.request("PATCH", `/api/v1/alerts/${rule.id}`, { body: changes })
-          : await page.api.get(`/api/v1/alerts/${rule.id}`);
+        let changed;
+        try {
+          changed = Object.keys(changes).length
+            ? await page.api.request("PATCH", `/api/v1/alerts/${rule.id}`, { body: changes })
+            : await page.api.get(`/api/v1/alerts/${rule.id}`);
+        } catch (error) {
+          if (error.status !== 404) throw error;
+          // Deleted elsewhere while the form was open: nothing left to save, and the edit ends.
+          rules.gone(rule);
+          return;
+        }
         rules.add(changed);
         formEl.dataset.saved = String(changed.id);
       },
@@ -140,10 +162,15 @@ async function main() {
   } catch (error) {
     showError(error.message);
   }
+  const reread = () => rules.load().then(() => showError(null), (error) => showError(error.message));
   setInterval(() => {
-    if (document.hidden) return;
-    rules.load().then(() => showError(null), (error) => showError(error.message));
+    if (!document.hidden) reread();
   }, REREAD_MS);
+  // A tab shown again reads the rules at once: what changed while it was hidden (the timer skips a
+  // hidden page, and a browser slows a background tab's timers) is shown before anything is clicked.
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) reread();
+  });
 }
 
 main();

@@ -2,19 +2,28 @@
 // a chart and a table, written as the curl line of the same request, and exported. The query lives
 // in the page's URL, so a view can be bookmarked and shared; each query run is a step of the
 // browser's history (Back shows the one before). A filter is kept as a query string writes it
-// (`"returns, damaged",billing`) and sent in a JSON body as the list it reads as.
+// (`"returns, damaged",billing`) and sent in a JSON body as the list it reads as. A query too long
+// for a URL (a long list of filter values) is asked in a JSON body and kept out of the address.
 import { latestOnly } from "../api.js";
 import { LineChart } from "../charts.js";
 import { h, setText, showError } from "../dom.js";
 import { bodyFilter, parseValues, writeValues } from "../filters.js";
 import * as fmt from "../format.js";
 import { Jobs, bindExport } from "../jobs.js";
-import { addDays, today, validDate } from "../range.js";
+import { DEFAULT_DAYS, addDays, today, validDate } from "../range.js";
+import {
+  chooseSchedule, fillSchedules, isBusiness, loadSchedules, scheduleBody, scheduleQuery,
+} from "../schedules.js";
 import { debounce, startPage } from "../shell.js";
 import { Spec } from "../spec.js";
 
-const DEFAULT_DAYS = 30;
 const RERUN_AFTER_MS = 300;
+const AGGREGATIONS = "/api/v1/analytics/aggregations";
+// The longest path and query a request or the page's address may have: gunicorn refuses a request
+// line over 4,094 bytes (414), and a page URL over it would not load again from a bookmark or Back.
+const LONG_URL = 3_500;
+// The form's fields kept as they are typed (the schedule and the filters are read on their own).
+const FIELDS = ["metric", "granularity", "start", "end", "clock", "group_by", "percentiles"];
 
 /** The query the page shows: from the URL, with defaults (the last days of the organization's zone). A
  * date the URL names is kept as written, even one that is none: the page says what is wrong with it
@@ -29,6 +38,7 @@ function stateFromUrl(spec, zone) {
     start,
     end,
     clock: params.get("clock") || "",
+    schedule_id: params.get("schedule_id") || "",
     group_by: params.get("group_by") || "",
     percentiles: params.get("percentiles") || "",
     filters: {},
@@ -42,9 +52,10 @@ function stateFromUrl(spec, zone) {
 
 function stateToSearch(state) {
   const params = new URLSearchParams();
-  for (const name of ["metric", "granularity", "start", "end", "clock", "group_by", "percentiles"]) {
+  for (const name of FIELDS) {
     if (state[name]) params.set(name, state[name]);
   }
+  for (const [name, value] of Object.entries(scheduleQuery(state.clock, state.schedule_id))) params.set(name, value);
   for (const [dimension, values] of Object.entries(state.filters)) params.set(dimension, values);
   return `?${params}`;
 }
@@ -95,21 +106,40 @@ function bodyFilters(filters) {
   return Object.fromEntries(Object.entries(filters).map(([name, text]) => [name, bodyFilter(parseValues(text))]));
 }
 
-/** The API request for `state`: GET time-series, or POST aggregations for group-by and percentiles. */
+/** The URL of `request` (its query string, if any), on this page's origin. */
+function requestUrl(request) {
+  const url = new URL(request.path, location.origin);
+  if (request.query) url.search = new URLSearchParams(request.query).toString();
+  return url;
+}
+
+/** Whether a path and query of `length` characters is more than a server or an address takes. */
+function tooLong(length) {
+  return length > LONG_URL;
+}
+
+/** The API request for `state`: GET time-series, or POST aggregations for group-by and percentiles
+ * (and for a time series whose GET would be too long). `view` says how its answer is drawn. */
 function buildRequest(state, spec) {
   const end = addDays(state.end, 1);
   const clock = state.clock ? { clock: state.clock } : {};
   if (!state.group_by && !state.percentiles) {
-    return {
+    const series = {
       method: "GET",
       path: `/api/v1/analytics/time-series/${state.metric}`,
-      query: { granularity: state.granularity, start: state.start, end, ...clock, ...state.filters },
+      query: {
+        granularity: state.granularity, start: state.start, end, ...clock,
+        ...scheduleQuery(state.clock, state.schedule_id), ...state.filters,
+      },
       dataset: "time-series",
+      view: "series",
       exportQuery: {
         metric: state.metric, granularity: state.granularity, start: state.start, end,
-        filters: bodyFilters(state.filters), ...clock,
+        filters: bodyFilters(state.filters), ...clock, ...scheduleBody(state.clock, state.schedule_id),
       },
     };
+    const url = requestUrl(series);
+    return tooLong(url.pathname.length + url.search.length) ? seriesByPost(series, state, spec) : series;
   }
   const body = {
     metrics: [state.metric],
@@ -120,8 +150,26 @@ function buildRequest(state, spec) {
     granularity: state.granularity,
   };
   if (state.percentiles) body.percentiles = percentileList(state.percentiles);
-  if (state.clock && spec.aggregationTakes("clock")) body.clock = state.clock;
-  return { method: "POST", path: "/api/v1/analytics/aggregations", body, dataset: "aggregations", exportQuery: body };
+  if (state.clock && spec.aggregationTakes("clock")) {
+    Object.assign(body, clock, scheduleBody(state.clock, state.schedule_id));
+  }
+  return { method: "POST", path: AGGREGATIONS, body, dataset: "aggregations", view: "aggregation", exportQuery: body };
+}
+
+/** The time series of `series` asked as POST aggregations of its one metric, no group and no
+ * percentiles: the same cells in a JSON body, as a server refuses a GET whose URL is this long (414).
+ * Its export is the time series' own (already a JSON body). */
+function seriesByPost(series, state, spec) {
+  const { granularity, start, end } = series.query;
+  // No percentiles: the API's default ones would be counted for a view that shows none.
+  const body = {
+    metrics: [state.metric], group_by: [], filters: series.exportQuery.filters,
+    start, end, granularity, percentiles: [],
+  };
+  if (state.clock && spec.aggregationTakes("clock")) {
+    Object.assign(body, { clock: state.clock }, scheduleBody(state.clock, state.schedule_id));
+  }
+  return { ...series, method: "POST", path: AGGREGATIONS, query: undefined, body, view: "series-by-aggregation" };
 }
 
 function shellQuote(text) {
@@ -130,8 +178,7 @@ function shellQuote(text) {
 
 /** The same request as a curl line; the token stays a variable, never the page's own. */
 function curlLine(request) {
-  const url = new URL(request.path, location.origin);
-  if (request.query) url.search = new URLSearchParams(request.query).toString();
+  const url = requestUrl(request);
   // Double quotes: the shell fills in $TOKEN.
   const parts = ["curl", "-H", '"Authorization: Bearer $TOKEN"'];
   if (request.body) {
@@ -161,6 +208,24 @@ function cellValue(stats) {
   if ("value" in stats) return stats.value;
   if ("avg" in stats) return stats.avg;
   return stats.count ?? null;
+}
+
+/** An aggregation answer of one metric and no group as a time series answers it: a point a bucket,
+ * its value as a series' point has it (cellValue). The answer names no unit: a counting metric's is
+ * tickets, a measured one's is left unsaid (as in the group-by view). */
+function seriesOfAggregation(answer, metric) {
+  const counting = !answer.rows.some((row) => "avg" in (row[metric] || {}));
+  return {
+    metric,
+    unit: counting ? "tickets" : "",
+    granularity: answer.granularity,
+    timezone: answer.timezone,
+    points: answer.rows.map((row) => {
+      const stats = row[metric] || {};
+      const { count = 0, min = null, max = null } = stats;
+      return { bucket: row.bucket, value: cellValue(stats), count, min, max };
+    }),
+  };
 }
 
 /** Chart lines (one per group, or avg and each percentile) and table rows of an aggregation answer. */
@@ -240,10 +305,17 @@ function buildForm(form, spec) {
   }
 }
 
+/** The Schedule field is shown with the business clock only: the calendar clock counts every hour. */
+function showScheduleField(form) {
+  document.getElementById("schedule-field").hidden = !isBusiness(form.clock.value);
+}
+
 function showState(form, state, spec) {
-  for (const name of ["metric", "granularity", "start", "end", "clock", "group_by", "percentiles"]) {
+  for (const name of FIELDS) {
     form[name].value = state[name];
   }
+  chooseSchedule(form.schedule_id, state.schedule_id);
+  showScheduleField(form);
   for (const dimension of spec.dimensions) {
     const chosen = parseValues(state.filters[dimension] || "").map(String);
     for (const input of form.querySelectorAll(`[name="f-${dimension}"]`)) {
@@ -255,9 +327,10 @@ function showState(form, state, spec) {
 
 function readState(form, spec) {
   const state = {};
-  for (const name of ["metric", "granularity", "start", "end", "clock", "group_by", "percentiles"]) {
+  for (const name of FIELDS) {
     state[name] = form[name].value.trim();
   }
+  state.schedule_id = isBusiness(state.clock) ? form.schedule_id.value : "";
   state.filters = {};
   for (const dimension of spec.dimensions) {
     const inputs = [...form.querySelectorAll(`[name="f-${dimension}"]`)];
@@ -272,9 +345,10 @@ async function main() {
   const specLoading = Spec.load();
   const page = await startPage("explorer");
   if (!page) return;
-  const spec = await specLoading;
+  const [spec, schedules] = await Promise.all([specLoading, loadSchedules(page.api)]);
   const form = document.getElementById("query");
   buildForm(form, spec);
+  fillSchedules(form.schedule_id, schedules);
   let state = stateFromUrl(spec, page.session.user?.timezone);
   showState(form, state, spec);
   const chartEl = document.getElementById("chart");
@@ -293,6 +367,7 @@ async function main() {
   });
   const table = document.getElementById("table");
   const curl = document.getElementById("curl");
+  const urlNote = document.getElementById("url-note");
 
   const begin = latestOnly();
   const run = async () => {
@@ -311,15 +386,18 @@ async function main() {
     }
     request = buildRequest(state, spec);
     setText(curl, curlLine(request));
-    const grouped = request.method === "POST";
-    if (grouped && !spec.aggregationMetrics.includes(state.metric)) {
-      showError(`group-by and percentiles are not available for ${state.metric}`, { stale: true });
+    const grouped = request.view === "aggregation";
+    if (request.path === AGGREGATIONS && !spec.aggregationMetrics.includes(state.metric)) {
+      showError(grouped
+        ? `group-by and percentiles are not available for ${state.metric}`
+        : `${state.metric} cannot be asked with filters this long: fewer filter values`, { stale: true });
       return;
     }
     try {
       let answer = await page.api.request(request.method, request.path, { query: request.query, body: request.body });
       if (answer.job_id) answer = (await jobs.follow(answer.job_id, () => null)).result;
       if (!current()) return;
+      if (request.view === "series-by-aggregation") answer = seriesOfAggregation(answer, state.metric);
       const view = grouped ? fromAggregation(answer, state.metric) : fromSeries(answer);
       setText(document.getElementById("zone"), answer.timezone);
       setText(document.getElementById("chart-title"), `${state.metric}${view.unit ? ` (${view.unit})` : ""}`);
@@ -332,12 +410,25 @@ async function main() {
     }
   };
   const rerun = debounce(run, RERUN_AFTER_MS);
+  const showUrlNote = (shown) => {
+    urlNote.hidden = !shown;
+    setText(urlNote, shown
+      ? "This query is too long to keep in the page's address, so it cannot be bookmarked or shared: "
+        + "the address (and Back) still hold the query before it. The curl line above asks it."
+      : "");
+  };
   // A query run from the form is a step of the history; Enter in a box runs it too (submit).
   const query = () => {
     state = readState(form, spec);
-    // A query that is none is said, not written into the URL: the URL keeps the last query shown.
+    showScheduleField(form);
+    // A query that is none is said, not written into the URL: the URL keeps the last query shown. So is
+    // one too long for an address (it would not load again from a bookmark, a reload or Back): the
+    // page says it cannot be kept.
     const search = stateToSearch(state);
-    if (!queryProblem(state, spec) && search !== location.search) history.pushState(null, "", search);
+    const problem = queryProblem(state, spec);
+    const kept = !tooLong(location.pathname.length + search.length);
+    if (!problem && kept && search !== location.search) history.pushState(null, "", search);
+    showUrlNote(!problem && !kept);
     run();
   };
   form.addEventListener("change", query);
@@ -349,6 +440,7 @@ async function main() {
   window.addEventListener("popstate", () => {
     state = stateFromUrl(spec, page.session.user?.timezone);
     showState(form, state, spec);
+    showUrlNote(false);
     run();
   });
   page.live.on("metric_update", (message) => {

@@ -26,10 +26,12 @@ async function main() {
   const specLoading = Spec.load();
   const page = await startPage("overview");
   if (!page) return;
-  let range = Range.fromUrl();
+  // A date the URL leaves out is filled in as the explorer fills it (To: the organization's today).
+  const zone = page.session.user?.timezone;
+  let range = Range.fromUrl(zone);
   // A range the URL gets wrong is said, as the explorer says it, rather than another range shown
   // under that URL; a range chosen in the form is always one.
-  let problem = urlRangeProblem();
+  let problem = urlRangeProblem(zone);
   const view = new OverviewView(
     { tiles: document.getElementById("tiles"), panels: document.getElementById("panels") },
     apiSource(page.api),
@@ -82,8 +84,8 @@ async function main() {
     draw();
   });
   window.addEventListener("popstate", () => {
-    range = Range.fromUrl();
-    problem = urlRangeProblem();
+    range = Range.fromUrl(zone);
+    problem = urlRangeProblem(zone);
     showRange(range);
     draw();
   });
