@@ -175,15 +175,15 @@ def bind(session: Session, clock: Clock, params: dict[str, Any], *, start: datet
 
 
 def still_exists(session: Session, clock: Clock) -> bool:
-    """Whether `clock`'s schedule is still there (the calendar always is): one look at its row, not
-    the process's copy, so a live subscription told of its deletion ends at once."""
-    if clock.schedule_id is None:
-        return True
-    found = session.execute(select(Schedule.id).where(Schedule.id == clock.schedule_id)).first()
-    if found is None:
-        with _lock:
-            _definitions.pop(clock.schedule_id, None)
-    return found is not None
+    """Whether `clock`'s schedule is still there (the calendar always is); a deletion is seen within
+    VERSION_SECONDS, or at once after `forget` (a live metric_update naming the schedule)."""
+    return clock.schedule_id is None or _definition(session, clock.schedule_id) is not None
+
+
+def forget(schedule_id: int) -> None:
+    """Drop this process's copy of the schedule: the next read looks at its row (changed or gone)."""
+    with _lock:
+        _definitions.pop(schedule_id, None)
 
 
 def _definition(session: Session, schedule_id: int) -> tuple[int, WeeklySchedule] | None:

@@ -41,7 +41,7 @@ def committed(org_id: int, sla_changed: bool, clock_changed: bool = True, **abou
     if not clock_changed:
         return
     families = {"schedules", "sla"} if sla_changed else {"schedules"}
-    effects.clocks_changed(get_redis(), org_id, families, about)
+    effects.clocks_changed(get_redis(), org_id, families, about, durations="schedule_id" in about)
 
 
 def _own(schedule_id: int) -> ScheduleRow:

@@ -76,15 +76,19 @@ def invalidate(
     return families
 
 
-def clocks_changed(client: redis.Redis, org_id: int, families: set[str], about: dict[str, Any]) -> None:
+def clocks_changed(
+    client: redis.Redis, org_id: int, families: set[str], about: dict[str, Any], *, durations: bool
+) -> None:
     """A schedule or the SLA policy changed: bump the answers counted on the organization's clocks
-    (`families`), and tell live clients to read every duration a business clock counts again (a
-    subscription on a schedule just deleted ends there, saying so, not at its next periodic update)."""
+    (`families`) and tell live clients. `durations` (a schedule was created, changed or deleted):
+    every duration a business clock counts is named, to be read again (a subscription on a schedule
+    just deleted ends there, saying so, not at its next periodic update); an SLA policy names none,
+    its pages redraw from the families."""
     try:
         generations.bump(client, org_id, families)
     except redis.RedisError as exc:  # bump() owes it and retries; reads skip the cache meanwhile
         log.warning("generation bump failed org=%s: %s", org_id, exc)
-    metrics = sorted(m.name for m in METRICS.values() if m.clocked)
+    metrics = sorted(m.name for m in METRICS.values() if m.clocked) if durations else []
     events.publish(
         client,
         org_id,

@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import shared_task
 from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
 
 from webapp.core.timeutil import utcnow
 from webapp.exports.room import ExportLimits
@@ -32,8 +33,13 @@ def tick(now: str | None = None, org_ids: list[int] | None = None) -> dict[str, 
         due = runs.due(session, now=moment, org_ids=org_ids)
     started = []
     for schedule_id in due:
-        with session_scope() as session:
-            job = runs.run_due(session, client, celery, schedule_id, now=moment, limits=limits)
+        try:
+            with session_scope() as session:
+                job = runs.run_due(session, client, celery, schedule_id, now=moment, limits=limits)
+        except SQLAlchemyError:
+            # Still due: tried again at the next pass; the schedules after it are not held up.
+            log.exception("report schedule=%s: the run's database work failed", schedule_id)
+            continue
         if job is not None:
             started.append(str(job.id))
     with session_scope() as session:

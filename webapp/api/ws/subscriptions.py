@@ -21,7 +21,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from webapp.analytics import read_time
-from webapp.analytics.clock import CALENDAR, Clock, resolve, still_exists
+from webapp.analytics.clock import CALENDAR, Clock, forget, resolve, still_exists
 from webapp.analytics.read_time import ReadTimeSpent
 from webapp.analytics.window import QueryError
 from webapp.api.ws import messages
@@ -188,11 +188,43 @@ def _end_group(conn: Connection, sub: Subscription, group: Group, gone: Schedule
 
 def needs_values(sub: Subscription, event: Event) -> bool:
     """Whether this socket sends `event` with values added (with_fresh_values), not as relayed."""
-    return bool(sub.groups) and event["type"] == "metric_update" and bool(_changed(sub, event))
+    if not sub.groups or event["type"] != "metric_update":
+        return False
+    return any(_wanted(group, event) for group in sub.groups)
 
 
-def _changed(sub: Subscription, event: Event) -> list[str]:
-    return sorted(sub.metrics & set(event["data"].get("metrics", [])))
+def _wanted(group: Group, event: Event) -> list[str]:
+    """The group's metrics `event` asks to read again: those it names, and every one of a group on the
+    schedule it names (changed or deleted: a business-clock ticket_count ends with the rest)."""
+    data = event["data"]
+    if group.clock.business and group.clock.schedule_id == data.get("schedule_id"):
+        return sorted(group.metrics)
+    return sorted(group.metrics & set(data.get("metrics", [])))
+
+
+class _Forgotten:
+    """The schedules a process has dropped its copy of, once per metric_update naming one (not once
+    per socket: the first read after it looks at the row and copies it again)."""
+
+    def __init__(self, keep: int = 256) -> None:
+        self.keep = keep
+        self._events: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def after(self, event: Event) -> None:
+        schedule_id, event_id = event["data"].get("schedule_id"), event.get("id")
+        if schedule_id is None or event_id is None:
+            return
+        with self._lock:
+            if event_id in self._events:
+                return
+            self._events[event_id] = None
+            while len(self._events) > self.keep:
+                self._events.popitem(last=False)
+        forget(schedule_id)
+
+
+FORGOTTEN = _Forgotten()
 
 
 class EventValues:
@@ -250,10 +282,10 @@ def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event
     the relay made once."""
     if event["type"] != "metric_update":
         return event
-    changed = set(event["data"].get("metrics", []))
+    FORGOTTEN.after(event)
     values: dict[str, Any] = {}
     for group in list(sub.groups):
-        wanted = sorted(group.metrics & changed)
+        wanted = _wanted(group, event)
         if not wanted:
             continue
         key = (event.get("id"), conn.org_id, group.key(), tuple(wanted))
