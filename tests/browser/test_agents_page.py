@@ -180,6 +180,29 @@ def test_the_business_clock_sends_the_schedule_the_url_or_the_select_names(deskt
 
 
 @pytest.mark.usefixtures("report_served")
+def test_a_schedule_that_is_gone_is_said_and_another_can_be_chosen(desktop, fresh, web_server):
+    """A bookmark of a schedule since deleted: the API's 404 names it, and the report stays on the
+    page to be asked again (a 404 read as "no report on this server" hid it for good)."""
+    _, other = office_and_all_hours(web_server, fresh)
+    status, _ = web_server.request(
+        "DELETE", f"/api/v1/schedules/{other['id']}", fresh.users["admin"]["token"]
+    )
+    assert status == 204
+    desktop.allowed.append("status of 404")
+    desktop.sign_in(fresh.users["viewer"]["email"])
+    page = desktop.page()
+    page.goto(f"/agents?min_tickets=1&clock=business&schedule_id={other['id']}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert f"schedule {other['id']} not found" in page.inner_text("#error")
+    assert page.is_hidden("#unavailable")
+    assert page.get_attribute("body", "data-unavailable") is None
+    page.select_option("#schedule_id", "")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    assert page.is_visible("#agents")
+
+
+@pytest.mark.usefixtures("report_served")
 @pytest.mark.parametrize(("size", "viewport"), [("desktop", DESKTOP), ("phone", PHONE)])
 def test_the_agents_page_fits_desktop_and_phone(request, size, viewport, demo):
     watched: Watched = request.getfixturevalue(size)

@@ -462,7 +462,8 @@ def test_a_rule_deleted_elsewhere_leaves_the_list_and_others_show_when_the_page_
         == "Paused elsewhere was deleted elsewhere (in another tab or by another admin)"
     )
 
-    # Edit opened, the rule deleted meanwhile, Save: the card goes, and the form is back to a new rule.
+    # Edit opened, the rule deleted meanwhile, Save: the card goes, and the form turns to a new rule
+    # keeping what was typed (Save would make it anew), saying why.
     edited = f"#rule-{made['Edited elsewhere']}"
     page.click(f"{edited} [data-action=edit]")
     status, _ = web_server.request("DELETE", f"/api/v1/alerts/{made['Edited elsewhere']}", admin)
@@ -471,7 +472,8 @@ def test_a_rule_deleted_elsewhere_leaves_the_list_and_others_show_when_the_page_
     page.keyboard.press("Enter")
     page.wait_for_selector(edited, state="detached")
     page.wait_for_selector("#alert-form[data-mode=create]")
-    assert page.is_hidden("#form-error")
+    assert page.input_value("#alert-form [name=name]") == "Too late"
+    assert "deleted elsewhere: Save creates a new rule" in page.inner_text("#form-error")
     assert (
         page.inner_text("#alert-news")
         == "Edited elsewhere was deleted elsewhere (in another tab or by another admin)"
@@ -484,8 +486,9 @@ def test_a_rule_deleted_elsewhere_leaves_the_list_and_others_show_when_the_page_
     status, _ = web_server.request("DELETE", f"/api/v1/alerts/{made['Deleted unseen']}", admin)
     assert status == 204
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
-    page.wait_for_selector(f"#rule-{created['id']}")
-    page.wait_for_selector(f"#rule-{made['Deleted unseen']}", state="detached")
+    # Within a few seconds: the page's 30 s re-read is not what shows them.
+    page.wait_for_selector(f"#rule-{created['id']}", timeout=3_000)
+    page.wait_for_selector(f"#rule-{made['Deleted unseen']}", state="detached", timeout=3_000)
     assert page.locator("#rules .rule").count() == 1
 
 

@@ -205,6 +205,7 @@ def run_aggregation(
             rows.append(row)
     return {
         "metrics": list(query.metrics),
+        "units": {metric: METRICS[metric].unit for metric in query.metrics},
         "group_by": list(query.group_by),
         "granularity": window.granularity,
         "percentiles": list(query.percentiles),

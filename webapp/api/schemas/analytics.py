@@ -268,6 +268,8 @@ class AggregationRow(BaseModel):
 
 class Aggregation(ClockEcho):
     metrics: list[MetricName]
+    # Each metric's unit, as a time series names it (tickets, hours, score, percent).
+    units: dict[MetricName, str] = Field(default_factory=dict)
     group_by: list[Dimension]
     granularity: Granularity | None
     percentiles: list[int]

@@ -90,7 +90,8 @@ export class AlertForm {
       try {
         if (editing) {
           await onEdit(editing, body);
-          this.#finishEdit();
+          // Unless the rule was found deleted meanwhile (abandon): the fields then stay to be saved anew.
+          if (this.#editing === editing) this.#finishEdit();
         } else {
           await onSubmit(body);
           this.#reset();
@@ -160,6 +161,15 @@ export class AlertForm {
     this.#field("enabled").checked = rule.enabled;
     this.form.scrollIntoView({ block: "nearest" });
     this.#field("name").focus();
+  }
+
+  /** The rule being edited (`id`) was deleted elsewhere: the form turns to creating a rule with what
+   * it holds, so nothing typed is lost (Save makes it anew, Cancel or Escape clears it). */
+  abandon(id) {
+    if (this.#editing?.id !== id) return;
+    this.#editing = null;
+    this.#showMode("create");
+    this.showError("The rule being edited was deleted elsewhere: Save creates a new rule with these fields.");
   }
 
   /** Back to creating a rule, telling `onDone` which rule the edit was on. */

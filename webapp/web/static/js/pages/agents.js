@@ -193,7 +193,9 @@ async function main() {
       document.body.dataset.loaded = String(Number(document.body.dataset.loaded || 0) + 1);
     } catch (error) {
       if (!current()) return;
-      if (error.status === 404) unavailable();
+      // A 404 without a schedule named is a server without the report; with one, that schedule is
+      // gone (deleted, or a bookmark of another organization's): said, and another can be chosen.
+      if (error.status === 404 && !query.schedule_id) unavailable();
       else showError(error.message, { stale: true });
     }
   };

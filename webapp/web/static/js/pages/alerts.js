@@ -19,6 +19,8 @@ class RuleList {
   #begin = latestOnly();
   // `onEdit(card)`: an admin asked to edit the card's rule. Set once the form is made, after the list.
   onEdit = null;
+  // `onRemoved(id)`: rule `id` is no longer listed (deleted elsewhere); an edit of it ends.
+  onRemoved = null;
 
   constructor(root, { api, admin }) {
     this.root = root;
@@ -36,6 +38,7 @@ class RuleList {
       if (!ids.has(id)) {
         card.el.remove();
         this.#cards.delete(id);
+        this.onRemoved?.(id);
       }
     }
     for (const rule of answer.items) this.add(rule);
@@ -48,6 +51,7 @@ class RuleList {
     this.#cards.get(rule.id)?.el.remove();
     this.#cards.delete(rule.id);
     this.#empty();
+    this.onRemoved?.(rule.id);
     const line = document.getElementById("alert-news");
     line.hidden = false;
     line.dataset.state = "deleted";
@@ -136,7 +140,8 @@ async function main() {
             : await page.api.get(`/api/v1/alerts/${rule.id}`);
         } catch (error) {
           if (error.status !== 404) throw error;
-          // Deleted elsewhere while the form was open: nothing left to save, and the edit ends.
+          // Deleted elsewhere while the form was open: the card goes, and the form keeps what was
+          // typed as a new rule to be saved (rules.gone ends the edit through onRemoved).
           rules.gone(rule);
           return;
         }
@@ -151,6 +156,7 @@ async function main() {
     });
     // The list is made before the form (a viewer has none): its cards reach the form through it.
     rules.onEdit = (card) => form.edit(card.rule);
+    rules.onRemoved = (id) => form.abandon(id);
     formEl.hidden = false;
     page.api.get("/api/v1/webhooks").then((answer) => form.setWebhooks(answer.items),
       (error) => form.showError(error.message));

@@ -211,13 +211,12 @@ function cellValue(stats) {
 }
 
 /** An aggregation answer of one metric and no group as a time series answers it: a point a bucket,
- * its value as a series' point has it (cellValue). The answer names no unit: a counting metric's is
- * tickets, a measured one's is left unsaid (as in the group-by view). */
+ * its value as a series' point has it (cellValue), its unit as the answer names it (percent keeps
+ * the 0..100 axis, hours their suffix). */
 function seriesOfAggregation(answer, metric) {
-  const counting = !answer.rows.some((row) => "avg" in (row[metric] || {}));
   return {
     metric,
-    unit: counting ? "tickets" : "",
+    unit: answer.units?.[metric] || "",
     granularity: answer.granularity,
     timezone: answer.timezone,
     points: answer.rows.map((row) => {
@@ -260,7 +259,7 @@ function fromAggregation(answer, metric) {
     ...stats.map((stat) => row[metric]?.[stat] ?? null),
   ]);
   return {
-    unit: counting ? "tickets" : "",
+    unit: answer.units?.[metric] || (counting ? "tickets" : ""),
     times,
     lines,
     columns: [...(answer.group_by.length ? ["group"] : []), "bucket", ...(counting ? ["value"] : []), ...stats],
@@ -414,7 +413,7 @@ async function main() {
     urlNote.hidden = !shown;
     setText(urlNote, shown
       ? "This query is too long to keep in the page's address, so it cannot be bookmarked or shared: "
-        + "the address (and Back) still hold the query before it. The curl line above asks it."
+        + "the address still holds the query before it, which a reload shows. The curl line above asks this one."
       : "");
   };
   // A query run from the form is a step of the history; Enter in a box runs it too (submit).
