@@ -122,6 +122,9 @@ def create_rule(
     now: datetime,
 ) -> AlertRule:
     """A new rule (flushed): evaluated from the bucket in progress on, once each bucket closes."""
+    # Counted under the organization's lock (the one saves pointing at a webhook take): creations sent
+    # at once each counted 99 and went past the cap.
+    hold_users(session, org_id)
     count = session.scalar(select(func.count()).where(AlertRule.org_id == org_id)) or 0
     if count >= MAX_RULES:
         raise RuleError(f"an organization has at most {MAX_RULES} alert rules", status=409)
@@ -173,11 +176,13 @@ def update_rule(
     session.flush()
 
 
-def get_rule(session: Session, org_id: int, rule_id: int) -> AlertRule | None:
-    """The rule `rule_id` of `org_id` (None for another organization's)."""
+def get_rule(session: Session, org_id: int, rule_id: int, *, lock: bool = False) -> AlertRule | None:
+    """The rule `rule_id` of `org_id` (None for another organization's); `lock`: its row held until the
+    transaction ends (a deletion: of two at once, the second finds it gone)."""
     if not 0 < rule_id <= MAX_ID:
         return None
-    return session.scalar(select(AlertRule).where(AlertRule.id == rule_id, AlertRule.org_id == org_id))
+    query = select(AlertRule).where(AlertRule.id == rule_id, AlertRule.org_id == org_id)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def list_rules(session: Session, org_id: int) -> list[AlertRule]:

@@ -55,8 +55,8 @@ def _zone() -> ZoneInfo:
     return zone(current_organization().timezone)
 
 
-def _own(alert_id: int) -> AlertRule:
-    rule = rules.get_rule(get_session(), current_principal().org_id, alert_id)
+def _own(alert_id: int, *, lock: bool = False) -> AlertRule:
+    rule = rules.get_rule(get_session(), current_principal().org_id, alert_id, lock=lock)
     if rule is None:
         raise not_found("alert")
     return rule
@@ -129,7 +129,7 @@ def patch(alert_id: int) -> Response:
 @require_role("admin")
 def delete(alert_id: int) -> Response:
     """Delete a rule and its events."""
-    get_session().delete(_own(alert_id))
+    get_session().delete(_own(alert_id, lock=True))
     get_session().commit()
     return no_content()
 

@@ -50,8 +50,10 @@ def report_errors() -> Iterator[None]:
         raise ApiError(exc.status, str(exc), details={"field": exc.field} if exc.field else None) from exc
 
 
-def _own(report_schedule_id: int) -> ScheduleRow:
-    schedule = schedules.get_schedule(get_session(), current_principal().org_id, report_schedule_id)
+def _own(report_schedule_id: int, *, lock: bool = False) -> ScheduleRow:
+    schedule = schedules.get_schedule(
+        get_session(), current_principal().org_id, report_schedule_id, lock=lock
+    )
     if schedule is None:
         raise not_found("report schedule")
     return schedule
@@ -164,7 +166,7 @@ def patch(report_schedule_id: int) -> Response:
 @require_role("admin")
 def delete(report_schedule_id: int) -> Response:
     """Delete a schedule and its runs."""
-    get_session().delete(_own(report_schedule_id))
+    get_session().delete(_own(report_schedule_id, lock=True))
     get_session().commit()
     return no_content()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from webapp.clocks import pending
@@ -170,6 +171,16 @@ def lock_organization(session: Session, org_id: int) -> None:
     session.execute(text("SELECT 1 FROM organizations WHERE id = :org FOR NO KEY UPDATE"), {"org": org_id})
 
 
+def _refresh(session: Session, schedule: Schedule) -> None:
+    """The schedule as it is now that the organization's lock is held; ClockError 404 when another
+    request deleted it meanwhile (a PATCH or DELETE racing a DELETE)."""
+    schedule_id = schedule.id
+    try:
+        session.refresh(schedule)
+    except InvalidRequestError:
+        raise ClockError(f"schedule {schedule_id} not found (deleted meanwhile)", status=404) from None
+
+
 def list_schedules(session: Session, org_id: int) -> list[Schedule]:
     """The organization's schedules, oldest first."""
     return list(session.scalars(select(Schedule).where(Schedule.org_id == org_id).order_by(Schedule.id)))
@@ -223,7 +234,7 @@ def update_schedule(session: Session, org_id: int, schedule: Schedule, fields: d
         if value is None:
             raise ClockError(f"{name} cannot be null", field=name)
     lock_organization(session, org_id)
-    session.refresh(schedule)
+    _refresh(session, schedule)
     if fields.get("default") is False and schedule.is_default:
         raise ClockError(
             "this is the default schedule; make another schedule the default instead",
@@ -263,7 +274,7 @@ def delete_schedule(session: Session, org_id: int, schedule: Schedule) -> None:
     """Remove a schedule that neither the SLA policy nor a report schedule uses and that is not the
     default of several (409 otherwise)."""
     lock_organization(session, org_id)
-    session.refresh(schedule)
+    _refresh(session, schedule)
     # The row itself, before looking for its users: a report being saved on it holds it (FOR KEY SHARE,
     # reports.schedules) until it commits, and is then found below.
     session.execute(select(Schedule.id).where(Schedule.id == schedule.id).with_for_update())

@@ -118,6 +118,9 @@ def create_schedule(
     `export_params` are the export's job params as checked now (the API builds them from `export`);
     each run puts its own window in them.
     """
+    # Counted under the organization's lock (the one saves pointing at a webhook take): creations sent
+    # at once would each count the same rows and go past the cap.
+    hold_users(session, org_id)
     count = session.scalar(select(func.count()).where(ReportSchedule.org_id == org_id)) or 0
     if count >= MAX_SCHEDULES:
         raise ReportError(f"an organization has at most {MAX_SCHEDULES} report schedules", status=409)
@@ -180,13 +183,15 @@ def update_schedule(
     session.flush()
 
 
-def get_schedule(session: Session, org_id: int, schedule_id: int) -> ReportSchedule | None:
-    """The schedule `schedule_id` of `org_id` (None for another organization's)."""
+def get_schedule(
+    session: Session, org_id: int, schedule_id: int, *, lock: bool = False
+) -> ReportSchedule | None:
+    """The schedule `schedule_id` of `org_id` (None for another organization's); `lock`: its row held
+    until the transaction ends (a deletion: of two at once, the second finds it gone)."""
     if not 0 < schedule_id <= MAX_ID:
         return None
-    return session.scalar(
-        select(ReportSchedule).where(ReportSchedule.id == schedule_id, ReportSchedule.org_id == org_id)
-    )
+    query = select(ReportSchedule).where(ReportSchedule.id == schedule_id, ReportSchedule.org_id == org_id)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def list_schedules(session: Session, org_id: int) -> list[ReportSchedule]:

@@ -11,6 +11,7 @@ import psycopg
 from flask import Flask, Response, g, jsonify, request
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import exc as orm_exc
 from werkzeug.exceptions import HTTPException, RequestedRangeNotSatisfiable
 from werkzeug.routing.exceptions import WebsocketMismatch
 
@@ -78,6 +79,13 @@ def database_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
         exc, psycopg.errors.QueryCanceled
     )
+
+
+def statement_timed_out(exc: BaseException) -> bool:
+    """Whether `exc` is a statement cancelled by its timeout (psycopg's, or wrapped by SQLAlchemy)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        exc = exc.orig or exc
+    return isinstance(exc, psycopg.errors.QueryCanceled)
 
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -207,9 +215,26 @@ def init_app(app: Flask) -> None:
             headers["Content-Range"] = f"{exc.units} */{exc.length}"
         return error_response(status, message, headers=headers)
 
+    @app.errorhandler(orm_exc.StaleDataError)
+    @app.errorhandler(orm_exc.ObjectDeletedError)
+    def handle_deleted_meanwhile(exc: Exception) -> Response:
+        # A change whose row another request deleted between its read and its write (a PATCH racing a
+        # DELETE): the object is gone, as it would have been found had it come a moment later.
+        log.info("deleted meanwhile request_id=%s path=%s: %s", g.get("request_id", "-"), request.path, exc)
+        return error_response(404, "not found: another request deleted it meanwhile")
+
     @app.errorhandler(sa_exc.DBAPIError)
     @app.errorhandler(psycopg.Error)
     def handle_database_error(exc: Exception) -> Response:
+        if statement_timed_out(exc):
+            # A read past its statement timeout wherever it ran (a raw psycopg cursor too): the same
+            # 503 the analytics routes answer, not an internal error.
+            return error_response(
+                503,
+                "the query took longer than the analytics time limit; narrow the range, "
+                "or use POST /analytics/aggregations with async: true",
+                headers={"Retry-After": "30"},
+            )
         if not database_unreachable(exc):
             return handle_unexpected(exc)
         log.warning(
