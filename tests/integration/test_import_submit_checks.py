@@ -134,3 +134,30 @@ def test_rows_every_rule_accepts_still_make_a_job(make_tenant):
     rows = [row for row, field in ROWS if field is None]
     accepted = tenant.agent.post("/api/v1/tickets/import", json=rows)
     assert accepted.status_code == 202, accepted.get_json()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "line"),
+    [
+        # Blank lines before the bad row: row 2 stands on line 4.
+        ("application/x-ndjson", '{"subject": "good"}\n\n\n{"subject": "bad", "priority": "vital"}\n', 4),
+        # A quoted cell holding two line breaks, then a blank line: row 2 starts on line 6.
+        ("text/csv", 'subject,priority\r\n"one\r\ntwo\r\nthree",low\r\n\r\nbad,vital\r\n', 6),
+    ],
+)
+def test_a_refused_rows_line_in_the_body_is_named(make_tenant, content_type, body, line):
+    """An outside tester's NDJSON and CSV with blank lines and multi-line cells: the report said row 2,
+    which stands on another line of the file; each failing row now names its line too."""
+    tenant = make_tenant("Lines")
+    refused = tenant.agent.post(
+        "/api/v1/tickets/import", data=body.encode(), headers={"Content-Type": content_type}
+    )
+    assert refused.status_code == 400, refused.get_json()
+    errors = refused.get_json()["error"]["details"]["errors"]
+    assert [(e["row"], e["field"], e["line"]) for e in errors] == [(2, "priority", line)]
+
+
+def test_a_json_arrays_refused_rows_name_no_line(make_tenant):
+    tenant = make_tenant("Lines")
+    refused = tenant.agent.post("/api/v1/tickets/import", json=[{"subject": "ok"}, {"priority": "vital"}])
+    assert [e.get("line") for e in refused.get_json()["error"]["details"]["errors"]] == [None]

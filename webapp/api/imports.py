@@ -63,7 +63,7 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
     organization's zone, their order, the status history), so a job is only made for rows it can write
     and a refused import holds no job slot."""
     try:
-        rows = formats.parse_rows(body, fmt, max_rows=max_rows)
+        rows, lines = formats.parse_rows_and_lines(body, fmt, max_rows=max_rows)
     except formats.ImportTooLarge as exc:
         raise ApiError(413, str(exc), details={"max_rows": max_rows}) from exc
     except formats.ImportFormatError as exc:
@@ -72,11 +72,16 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
         check_json_text(rows, "the import")
     report = imports.check_rows(current_organization(), rows)
     if report.invalid:
+        details = report.to_dict()
+        if lines is not None:
+            # Each failing row's line in the body too: "row 2" is hard to find past blank lines.
+            for error in details["errors"]:
+                error["line"] = lines[error["row"] - 1]
         raise ApiError(
             400,
             f"{report.invalid} of {report.rows} rows are not tickets as POST /tickets takes them; "
             "nothing was submitted",
-            details={"field": "body", **report.to_dict()},
+            details={"field": "body", **details},
         )
     return rows
 

@@ -88,7 +88,7 @@ def _json_rows(text: str, max_rows: int) -> list[Any]:
     return data
 
 
-def _ndjson_rows(text: str, max_rows: int) -> list[Any]:
+def _ndjson_rows(text: str, max_rows: int, lines: list[int]) -> list[Any]:
     rows: list[Any] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -98,10 +98,11 @@ def _ndjson_rows(text: str, max_rows: int) -> list[Any]:
             rows.append(strict_json.loads(line))
         except strict_json.JsonError as exc:
             raise ImportFormatError(f"line {number} is not valid JSON: {exc}", line=number) from exc
+        lines.append(number)
     return rows
 
 
-def _csv_rows(text: str, max_rows: int) -> list[Any]:
+def _csv_rows(text: str, max_rows: int, lines: list[int]) -> list[Any]:
     # strict: a quote left open at the end of the body is an error, not a field running to the end.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -117,11 +118,15 @@ def _csv_rows(text: str, max_rows: int) -> list[Any]:
     if len(set(names)) != len(names):
         raise ImportFormatError("a CSV column is named twice in the header", line=1)
     rows: list[Any] = []
+    # The line each row starts on (a quoted cell may hold line breaks, so rows and lines part ways).
+    start = reader.line_num + 1
     try:
         for cells in reader:
+            first, start = start, reader.line_num + 1
             if not any(cell.strip() for cell in cells):
                 continue
             _check_count(len(rows) + 1, max_rows)
+            lines.append(first)
             if len(cells) != len(names):
                 # A row cut short is as suspect as one too long: its missing cells are not "not given".
                 rows.append({"__error__": f"the row has {len(cells)} cells but the header {len(names)}"})
@@ -164,15 +169,22 @@ def _cell(name: str, text: str) -> Any:
 
 def parse_rows(body: bytes, fmt: str, *, max_rows: int) -> list[Any]:
     """The records of an import body, unvalidated; raises ImportFormatError or ImportTooLarge."""
+    return parse_rows_and_lines(body, fmt, max_rows=max_rows)[0]
+
+
+def parse_rows_and_lines(body: bytes, fmt: str, *, max_rows: int) -> tuple[list[Any], list[int] | None]:
+    """parse_rows, with the line of the body each row starts on (NDJSON and CSV: blank lines and
+    cells holding line breaks make them differ from the row numbers; None for a JSON array)."""
     text = _text(body)
+    lines: list[int] = []
     if fmt == "json":
         rows = _json_rows(text, max_rows)
     elif fmt == "ndjson":
-        rows = _ndjson_rows(text, max_rows)
+        rows = _ndjson_rows(text, max_rows, lines)
     elif fmt == "csv":
-        rows = _csv_rows(text, max_rows)
+        rows = _csv_rows(text, max_rows, lines)
     else:
         raise ValueError(f"unknown import format {fmt!r}")
     if not rows:
         raise ImportFormatError("the body holds no tickets")
-    return rows
+    return rows, (lines if fmt != "json" else None)
