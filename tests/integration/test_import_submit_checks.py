@@ -161,3 +161,14 @@ def test_a_json_arrays_refused_rows_name_no_line(make_tenant):
     tenant = make_tenant("Lines")
     refused = tenant.agent.post("/api/v1/tickets/import", json=[{"subject": "ok"}, {"priority": "vital"}])
     assert [e.get("line") for e in refused.get_json()["error"]["details"]["errors"]] == [None]
+
+
+def test_an_ndjson_string_may_hold_a_raw_line_separator(make_tenant):
+    """JSON allows U+2028 raw in a string; NDJSON lines end at \\n, \\r\\n or \\r only (str.splitlines()
+    also broke there and refused the row as two halves of JSON)."""
+    tenant = make_tenant("Separators")
+    body = '{"subject": "one\u2028two"}\n{"subject": "three"}\n'.encode()
+    answer = tenant.agent.post(
+        "/api/v1/tickets/import", data=body, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert answer.status_code == 202, answer.get_json()

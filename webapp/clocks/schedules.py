@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from webapp.clocks import pending
@@ -175,10 +174,9 @@ def _refresh(session: Session, schedule: Schedule) -> None:
     """The schedule as it is now that the organization's lock is held; ClockError 404 when another
     request deleted it meanwhile (a PATCH or DELETE racing a DELETE)."""
     schedule_id = schedule.id
-    try:
-        session.refresh(schedule)
-    except InvalidRequestError:
-        raise ClockError(f"schedule {schedule_id} not found (deleted meanwhile)", status=404) from None
+    if session.scalar(select(Schedule.id).where(Schedule.id == schedule_id)) is None:
+        raise ClockError(f"schedule {schedule_id} not found (deleted meanwhile)", status=404)
+    session.refresh(schedule)
 
 
 def list_schedules(session: Session, org_id: int) -> list[Schedule]:

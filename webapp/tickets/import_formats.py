@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 from webapp.core import strict_json
@@ -88,9 +89,14 @@ def _json_rows(text: str, max_rows: int) -> list[Any]:
     return data
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def _ndjson_rows(text: str, max_rows: int, lines: list[int]) -> list[Any]:
     rows: list[Any] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at \n, \r\n or \r only: str.splitlines() also breaks at U+2028 and other characters a
+    # JSON string may hold raw, and would count lines as no editor does.
+    for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         if not line.strip():
             continue
         _check_count(len(rows) + 1, max_rows)

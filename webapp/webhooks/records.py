@@ -77,14 +77,16 @@ def create_webhook(
     resolver: Resolver | None = None,
 ) -> Webhook:
     """A new webhook with a fresh secret (flushed, not committed); WebhookError for a refused URL."""
-    # Counted under the organization's lock: creations sent at once would each count the same rows.
+    # The URL first (its host's name may take seconds to resolve), then counted under the organization's
+    # lock: creations sent at once would each count the same rows.
+    checked = _checked_url(url, allow_private, resolver)
     hold_users(session, org_id)
     count = session.scalar(select(func.count()).where(Webhook.org_id == org_id)) or 0
     if count >= MAX_WEBHOOKS:
         raise WebhookError(f"an organization has at most {MAX_WEBHOOKS} webhooks", status=409)
     webhook = Webhook(
         org_id=org_id,
-        url=_checked_url(url, allow_private, resolver),
+        url=checked,
         description=description,
         secret=signing.new_secret(),
         enabled=True,

@@ -218,23 +218,30 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(orm_exc.StaleDataError)
     @app.errorhandler(orm_exc.ObjectDeletedError)
     def handle_deleted_meanwhile(exc: Exception) -> Response:
-        # A change whose row another request deleted between its read and its write (a PATCH racing a
-        # DELETE): the object is gone, as it would have been found had it come a moment later.
-        log.info("deleted meanwhile request_id=%s path=%s: %s", g.get("request_id", "-"), request.path, exc)
+        # A change of an object whose row another request deleted between its read and its write (a
+        # PATCH or DELETE racing a DELETE): gone, as it would have been found a moment later. Anywhere
+        # else (a creation's own bookkeeping, say) it is no client's doing: an internal error.
+        if request.method not in ("PATCH", "DELETE"):
+            return handle_unexpected(exc)
+        log.warning(
+            "deleted meanwhile request_id=%s path=%s: %s", g.get("request_id", "-"), request.path, exc
+        )
         return error_response(404, "not found: another request deleted it meanwhile")
 
     @app.errorhandler(sa_exc.DBAPIError)
     @app.errorhandler(psycopg.Error)
     def handle_database_error(exc: Exception) -> Response:
         if statement_timed_out(exc):
-            # A read past its statement timeout wherever it ran (a raw psycopg cursor too): the same
-            # 503 the analytics routes answer, not an internal error.
-            return error_response(
-                503,
+            # A statement past its timeout wherever it ran (a raw psycopg cursor too): the analytics
+            # routes' 503, or a plain one elsewhere (a wait for a lock), not an internal error.
+            analytics = request.path.startswith("/api/v1/analytics/")
+            message = (
                 "the query took longer than the analytics time limit; narrow the range, "
-                "or use POST /analytics/aggregations with async: true",
-                headers={"Retry-After": "30"},
+                "or use POST /analytics/aggregations with async: true"
+                if analytics
+                else "the database took too long to answer; try again shortly"
             )
+            return error_response(503, message, headers={"Retry-After": "30"})
         if not database_unreachable(exc):
             return handle_unexpected(exc)
         log.warning(
