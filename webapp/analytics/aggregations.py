@@ -263,6 +263,15 @@ def _plan_rows(session: Session, sql: str, params: dict[str, Any]) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def queued_estimate(session: Session, *, org_id: int, query: AggregationQuery) -> cost.Estimate:
+    """The answer's size as a job about to be queued for it knows it: a free-text group_by's
+    combinations counted first (free_text_groups), so no job is queued for an answer its own check
+    would refuse."""
+    return query.estimate(
+        free_text_groups(session, org_id=org_id, query=query) if query.free_text() else None
+    )
+
+
 def free_text_groups(session: Session, *, org_id: int, query: AggregationQuery) -> int:
     """How many combinations of the query's unfiltered free-text group_by dimensions the tickets
     created in its range (and passing its filters) hold: one read of the range's tickets, counted

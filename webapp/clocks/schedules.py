@@ -174,9 +174,10 @@ def _refresh(session: Session, schedule: Schedule) -> None:
     """The schedule as it is now that the organization's lock is held; ClockError 404 when another
     request deleted it meanwhile (a PATCH or DELETE racing a DELETE)."""
     schedule_id = schedule.id
-    if session.scalar(select(Schedule.id).where(Schedule.id == schedule_id)) is None:
+    # One read that both finds the row and loads it into `schedule` (populate_existing).
+    query = select(Schedule).where(Schedule.id == schedule_id).execution_options(populate_existing=True)
+    if session.scalar(query) is None:
         raise ClockError(f"schedule {schedule_id} not found (deleted meanwhile)", status=404)
-    session.refresh(schedule)
 
 
 def list_schedules(session: Session, org_id: int) -> list[Schedule]:

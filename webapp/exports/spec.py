@@ -121,10 +121,7 @@ class ExportSpec:
         refuse)."""
         query = self.query
         if isinstance(query, AggregationQuery):
-            counted = None
-            if query.free_text():
-                counted = aggregations.free_text_groups(session, org_id=org_id, query=query)
-            query.estimate(counted).check(max_cells)
+            aggregations.queued_estimate(session, org_id=org_id, query=query).check(max_cells)
         elif isinstance(query, SeriesQuery):
             cost.series(query.window).check(max_cells)
 

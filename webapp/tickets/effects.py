@@ -68,12 +68,16 @@ def invalidate(
 ) -> set[str]:
     """Bump the cache generations committed events touch (no live message); the families bumped."""
     families = generations.families_for(list(event_types), tuple(fields))
+    _bump(client, org_id, families)
+    return families
+
+
+def _bump(client: redis.Redis, org_id: int, families: set[str]) -> None:
     try:
         generations.bump(client, org_id, families)
     except redis.RedisError as exc:
-        # Reads bypass the cache while Redis is away, so no stale answer can be served.
+        # Reads bypass the cache while Redis is away (bump() owes it and retries): no stale answer.
         log.warning("generation bump failed org=%s %s: %s", org_id, sorted(families), exc)
-    return families
 
 
 def clocks_changed(
@@ -84,10 +88,7 @@ def clocks_changed(
     every duration a business clock counts is named, to be read again (a subscription on a schedule
     just deleted ends there, saying so, not at its next periodic update); an SLA policy names none,
     its pages redraw from the families."""
-    try:
-        generations.bump(client, org_id, families)
-    except redis.RedisError as exc:  # bump() owes it and retries; reads skip the cache meanwhile
-        log.warning("generation bump failed org=%s: %s", org_id, exc)
+    _bump(client, org_id, families)
     metrics = sorted(m.name for m in METRICS.values() if m.clocked) if durations else []
     events.publish(
         client,

@@ -28,10 +28,10 @@ def check_aggregation(query: AggregationQuery, org_id: int | None, *, queued: bo
     export) with `org_id`: a free-text group_by first counts the combinations the range's tickets
     hold, so no job is queued for an answer its own check would refuse. An answer computed at once
     checks its groups once known instead, before it builds a row (no extra read on a cache hit)."""
-    counted = None
-    if queued and org_id is not None and query.free_text():
-        counted = aggregations.free_text_groups(get_session(), org_id=org_id, query=query)
-    check(query.estimate(counted))
+    if queued and org_id is not None:
+        check(aggregations.queued_estimate(get_session(), org_id=org_id, query=query))
+    else:
+        check(query.estimate())
 
 
 def spend(org_id: int, window: Window, exact: bool) -> None:
