@@ -70,7 +70,7 @@ def test_parameter_order_does_not_matter(client, org_id):
         ("reopened", {"resolution", "performance", "sla", "backlog", "solves"}),
         ("backlog", {"backlog"}),
         ("solved", {"solves"}),
-        ("next_reply", {"replies"}),
+        ("next_reply", {"replies", "sla", "performance"}),
         ("rated", {"satisfaction"}),
     ],
 )

@@ -90,3 +90,40 @@ def test_a_backfill_into_a_stored_period_recomputes_its_snapshot(
     _recompute(live_app, tenant)
     stored = _snapshot(engine, tenant.org_id)
     assert (stored.data["ticket_count"], stored.data["resolution_time"]["count"]) == (3, 1)
+
+
+def test_a_public_reply_into_a_stored_period_makes_its_snapshot_stale(
+    celery_worker, make_live_tenant, live_app
+):
+    """A customer's reply after an agent's writes no event, but the day's SLA next_reply counts move:
+    the day's snapshot is stale, and listed it is computed afresh. A private note changes nothing."""
+    engine = live_app.extensions["db_engine"]
+    tenant = make_live_tenant("Snapshot replies")
+    targets = {
+        p: {"first_reply_hours": 8, "next_reply_hours": 2, "resolution_hours": 48}
+        for p in ("low", "normal", "high", "urgent")
+    }
+    assert tenant.admin.put("/api/v1/sla-policy", json={"targets": targets}).status_code == 200
+    ticket = tenant.agent.post("/api/v1/tickets", json={"created_at": f"{DAY}T08:00:00Z"}).get_json()
+    replies = f"/api/v1/tickets/{ticket['id']}/replies"
+    assert tenant.agent.post(replies, json={"author": "agent", "at": f"{DAY}T09:00:00Z"}).status_code == 201
+    job = tenant.admin.post("/api/v1/analytics/snapshots", json={"type": "daily", "date": DAY}).get_json()
+    assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
+    stored = _snapshot(engine, tenant.org_id)
+    assert stored.stale is False
+    assert stored.data["sla"]["next_reply"]["met"] == 1
+
+    note = {"author": "agent", "public": False, "at": f"{DAY}T10:00:00Z"}
+    assert tenant.agent.post(replies, json=note).status_code == 201
+    assert _snapshot(engine, tenant.org_id).stale is False
+
+    # The customer wrote at 10:00 and nobody answered by 12:00: breached within the day.
+    customer = {"author": "customer", "at": f"{DAY}T10:00:00Z"}
+    assert tenant.agent.post(replies, json=customer).status_code == 201
+    assert _snapshot(engine, tenant.org_id).stale is True
+    listed = tenant.viewer.get(
+        f"/api/v1/analytics/snapshots?type=daily&start={DAY}&end=2026-11-04"
+    ).get_json()
+    [item] = listed["items"]
+    assert item["stale"] is False
+    assert (item["data"]["sla"]["next_reply"]["met"], item["data"]["sla"]["next_reply"]["breached"]) == (0, 1)

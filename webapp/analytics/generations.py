@@ -53,17 +53,22 @@ EVENT_FAMILIES: dict[str, frozenset[str]] = {
     "reopened": frozenset({"resolution", "performance", "sla", "backlog", "solves"}),
     "backlog": frozenset({"backlog"}),
     "solved": frozenset({"solves"}),
-    "next_reply": frozenset({"replies"}),
+    # A pair of replies closed: next_reply_time, and the SLA's next_reply target met or breached.
+    "next_reply": frozenset({"replies", "sla", "performance"}),
     "rated": frozenset({"satisfaction"}),
     # A target passing its limit: SLA outcomes move from pending to breached with no ticket written.
     "sla_breached": frozenset({"sla", "performance"}),
 }
-# Ticket fields whose change writes no event but still changes an answer.
+# Ticket fields whose change writes no event but still changes an answer; `public_reply` (a public
+# reply written, customer's or agent's) opens or closes the SLA's next_reply wait with no event of its
+# own (a customer's reply after an agent's makes that target pending at once).
 FIELD_FAMILIES: dict[str, frozenset[str]] = {
     "sentiment_score": frozenset({"sentiment", "dashboard"}),
     "channel": frozenset({"dist_channel"}),
     "category": frozenset({"dist_category"}),
+    "public_reply": frozenset({"sla", "performance"}),
 }
+PUBLIC_REPLY = "public_reply"
 
 
 def gen_key(org_id: int, family: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, url_for
 
 from webapp import models
+from webapp.analytics import generations
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.idempotency import answer_before_commit, idempotent
 from webapp.api.plumbing.organization import current_organization
@@ -189,7 +190,10 @@ def add_reply(ticket_id: int) -> tuple[Response, int]:
         raise _refused(exc) from exc
     get_session().flush()
     reply_body = reply.to_dict()
-    body = _committed(org.id, change, (), status=201, answer=lambda ticket: {**reply_body, "ticket": ticket})
+    moved = (generations.PUBLIC_REPLY,) if reply.public else ()
+    body = _committed(
+        org.id, change, moved, status=201, answer=lambda ticket: {**reply_body, "ticket": ticket}
+    )
     return jsonify(body), 201
 
 

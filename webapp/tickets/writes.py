@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from webapp.analytics import agent_rollups
+from webapp.analytics import agent_rollups, snapshots
 from webapp.clocks.evaluation import AGENT, Reply
 from webapp.core.timeutil import hours_between, utcnow
 from webapp.core.vocabulary import DERIVED_EVENT_TYPES, RESOLVED_STATUSES
@@ -134,6 +134,8 @@ def add_reply(
         at=at,
     )
     session.add(reply)
+    if reply.public:
+        snapshots.mark_stale(session, ticket.org_id, at)  # its SLA next_reply counts move
     events = []
     answered = ticket.first_response_at
     if reply.public and reply.author == AGENT and (answered is None or at < answered):
