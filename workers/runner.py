@@ -138,6 +138,30 @@ def run_job(
     if task.request.get(DEFERRED_HEADER):
         _take_turn(task, job_id)
         return
+    try:
+        _deliver(task, job_id, work, cleanup)
+    except STATE_LOST as exc:
+        # The database connection holding the run lock (or the database) went away: the job is
+        # running in its row but held by nobody. Sent again shortly, a new delivery claims it (an
+        # attempt more) as beat's lost-job sweep would, a minute later.
+        log.warning("job=%s lost its database connection (%s); sent again", job_id, type(exc).__name__)
+        task.app.send_task(
+            task.name, countdown=STATE_LOST_RETRY_SECONDS, **submission.task_options(job_id, OVERFLOW_QUEUE)
+        )
+
+
+# Errors of the state connection itself: the server closed it, or a statement on it failed and left
+# the session unusable (PendingRollbackError).
+STATE_LOST = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.PendingRollbackError)
+STATE_LOST_RETRY_SECONDS = 2
+
+
+def _deliver(
+    task: Task,
+    job_id: str,
+    work: Callable[[JobContext], dict[str, Any] | None],
+    cleanup: Callable[[JobContext], None] | None,
+) -> None:
     engine = current_app.extensions["db_engine"]
     make_session = session_factory()
     max_attempts = current_app.config["JOB_MAX_ATTEMPTS"]

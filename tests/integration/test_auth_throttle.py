@@ -159,6 +159,8 @@ def test_failed_refreshes_throttle_their_address(client, tenant, limits):
         for _ in range(14)
     ]
     assert codes == [401] * 12 + [429] * 2
+    refused = client.post("/api/v1/auth/refresh", headers=bad, environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    assert refused.get_json()["error"]["message"].startswith("too many failed token refreshes")
     # A valid refresh token from that address waits too; from another it works.
     login = _login(client, tenant.users["viewer"]["email"], tenant.users["viewer"]["password"], "10.1.1.2")
     good = {"Authorization": f"Bearer {login.get_json()['refresh_token']}"}

@@ -85,3 +85,46 @@ def test_a_change_made_while_redis_was_away_is_not_hidden_by_answers_cached_befo
     answers = [tenant.viewer.get(series).get_json() for _ in range(2)]
     assert [a["summary"]["total_count"] for a in answers] == [2, 2]
     assert answers[-1]["meta"]["cache"] == "hit"
+
+
+def test_changes_made_while_redis_was_away_are_told_to_live_clients_once_it_is_back(
+    live_app, make_live_tenant, stoppable_redis, services
+):
+    """Their metric_updates could not be published; one catch-up naming them all is, as soon as Redis
+    answers, after what the stream held (a client resuming from its last id reads it)."""
+    import json
+
+    tenant = make_live_tenant()
+    client = redis.Redis.from_url(services.redis_url)
+    before = tenant.agent.post("/api/v1/tickets", json={"priority": "high"}).get_json()
+    last_id = client.xrevrange(f"an:events:{tenant.org_id}", count=1)[0][0]
+
+    stoppable_redis.stop()
+    try:
+        away = [tenant.agent.post("/api/v1/tickets", json={"priority": "low"}) for _ in range(3)]
+        assert [r.status_code for r in away] == [201, 201, 201]
+        ticket = away[0].get_json()
+        answer = tenant.agent.post(f"/api/v1/tickets/{ticket['id']}/replies", json={"author": "agent"})
+        assert answer.status_code == 201
+    finally:
+        stoppable_redis.start()
+    wait_redis(services.redis_url)
+
+    deadline = time.monotonic() + 10
+    while True:
+        told = [
+            json.loads(fields[b"data"])
+            for _, fields in client.xrange(f"an:events:{tenant.org_id}", min=f"({last_id.decode()}")
+            if fields[b"type"] == b"metric_update"
+        ]
+        if told or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    [catch_up] = told
+    assert catch_up["catch_up"] is True
+    assert catch_up["changes"] == 4
+    assert catch_up["ticket_ids"] == sorted(r.get_json()["id"] for r in away)
+    assert before["id"] not in catch_up["ticket_ids"]
+    assert {"created", "first_response"} <= set(catch_up["events"])
+    assert {"ticket_count", "response_time"} <= set(catch_up["metrics"])
+    assert {"volume", "response", "sla"} <= set(catch_up["families"])

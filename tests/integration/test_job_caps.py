@@ -369,3 +369,42 @@ def test_a_deferred_delivery_that_is_due_takes_its_turn_in_the_queues(
         assert ran == [job_id]
         assert _row(db_session, job_id).state == "succeeded"
     db_session.close()
+
+
+def test_a_delivery_whose_state_connection_is_lost_sends_the_job_again_shortly(
+    make_live_tenant, db_engine, live_app, monkeypatch, services
+):
+    """The server ends the connection holding the run lock while the work runs, and the work fails: the
+    delivery can record neither the failure nor a retry. It sends the job again after a short
+    countdown (a new delivery claims it, an attempt more) instead of leaving it running, held by
+    nobody, until beat's lost-job sweep a minute on."""
+    monkeypatch.setattr(os, "environ", process_env(services))
+    from sqlalchemy.exc import PendingRollbackError
+
+    from workers import runner
+
+    org = make_live_tenant().org_id
+    db_session = Session(db_engine)
+    (job_id,) = _queued(db_session, org, 1)
+
+    def work(ctx: object) -> None:
+        state = ctx._state_session.connection()  # type: ignore[attr-defined]
+        pid = state.execute(text("SELECT pg_backend_pid()")).scalar()
+        with db_engine.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+            other.commit()
+        raise PendingRollbackError("the work's session could not go on", None)
+
+    with live_app.app_context():
+        task = _Task()
+        runner.run_job(task, str(job_id), work)
+    assert [(o["queue"], o["countdown"]) for o in task.sent] == [
+        (OVERFLOW_QUEUE, runner.STATE_LOST_RETRY_SECONDS)
+    ]
+    row = _row(db_session, job_id)
+    assert (row.state, row.attempts) == ("running", 1)  # the next delivery's claim takes it from here
+    with live_app.app_context():
+        runner.run_job(_Task(), str(job_id), lambda ctx: {})
+    row = _row(db_session, job_id)
+    assert (row.state, row.attempts) == ("succeeded", 2)
+    db_session.close()

@@ -983,3 +983,40 @@ def test_a_channel_or_category_change_regroups_a_tickets_metrics_from_its_instan
     assert series("backlog", category="catA") == [2, 1, 1]
     assert series("backlog", category="catB") == [0, 0, 0]
     assert series("ticket_count", category="catB") == [0, 0, 0]
+
+
+def test_a_job_whose_run_lock_connection_is_cut_is_sent_again_at_once(
+    celery_worker, make_live_tenant, post_import, engine
+):
+    """The server ends the worker's connection that holds the job's run lock mid-import (a failover, an
+    operator's pg_terminate_backend): the delivery cannot record anything more, and the job is sent
+    again within seconds (not at beat's lost-job sweep, a minute on), its rows written once."""
+    from webapp.jobs.recovery import run_lock_key
+
+    tenant = make_live_tenant()
+    response = post_import(tenant.agent, _rows(10_000, start=datetime.now(UTC) - timedelta(days=10)))
+    assert response.status_code == 202, response.get_json()
+    job_id = response.get_json()["job_id"]
+    key = run_lock_key(job_id)
+    holder = text(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        " AND classid = :classid AND objid = :objid"
+    )
+    params = {"classid": (key >> 32) & 0xFFFFFFFF, "objid": key & 0xFFFFFFFF}
+    running = text("SELECT state = 'running' FROM jobs WHERE id = :id")
+    deadline = time.monotonic() + 30
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        while not conn.execute(running, {"id": job_id}).scalar():
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.01)
+        pid = conn.execute(holder, params).scalar()
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    cut = time.monotonic()
+    done = wait_for_job(tenant.viewer, job_id, timeout=60)
+    assert done["state"] == "succeeded", done
+    assert time.monotonic() - cut < 25  # beat's sweep finds a lost job only after a minute
+    with engine.connect() as conn:
+        attempts = conn.execute(text("SELECT attempts FROM jobs WHERE id = :id"), {"id": job_id}).scalar()
+        tickets = conn.execute(text("SELECT count(*) FROM tickets WHERE org_id = :o"), {"o": tenant.org_id})
+        assert tickets.scalar() == 10_000
+    assert attempts == 2

@@ -214,3 +214,27 @@ def test_the_documented_headers_come_with_the_answers(client, tenant):
     assert wrong.status_code == 401
     assert wrong.headers["WWW-Authenticate"] == "Bearer"
     assert client.get("/api/v1/tickets").headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/analytics/time-series/response_time?granularity=daily",
+        "/api/v1/analytics/dashboard",
+        "/api/v1/analytics/performance",
+        "/api/v1/analytics/distribution/channel",
+        "/api/v1/analytics/time-in-status",
+        "/api/v1/analytics/agents",
+        "/api/v1/analytics/snapshots?type=daily",
+    ],
+)
+def test_every_field_an_analytics_answer_carries_is_documented(client, tenant, path):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    route = path.split("?")[0].replace("/time-series/response_time", "/time-series/{metric}")
+    route = route.replace("/distribution/channel", "/distribution/{field}")
+    schema = spec["paths"][route]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    name = schema["$ref"].rsplit("/", 1)[1]
+    documented = set(spec["components"]["schemas"][name]["properties"])
+    answer = tenant.viewer.get(path)
+    assert answer.status_code == 200, answer.get_json()
+    assert set(answer.get_json()) <= documented, set(answer.get_json()) - documented

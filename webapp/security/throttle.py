@@ -350,7 +350,7 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def check_refresh() -> None:
         if request.endpoint in REFRESH_ENDPOINTS:
-            check(_refresh_keys(app))
+            check(_refresh_keys(app), "too many failed token refreshes and sign-ins")
 
     @app.after_request
     def count_refresh_failure(response: Response) -> Response:

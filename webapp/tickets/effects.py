@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from webapp.analytics import generations, rollups
 from webapp.analytics.metrics import METRICS, metrics_changed_by
-from webapp.live import events
+from webapp.live import owed_updates
 from webapp.tickets.writes import Change
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def announce(
     # live pages redraw what the families name.
     if metrics or families:
         data = {**about, "events": types, "metrics": sorted(metrics), "families": sorted(families)}
-        events.publish(client, org_id, "metric_update", data)
+        owed_updates.publish_or_owe(client, org_id, data)
 
 
 def invalidate(
@@ -90,11 +90,8 @@ def clocks_changed(
     its pages redraw from the families."""
     _bump(client, org_id, families)
     metrics = sorted(m.name for m in METRICS.values() if m.clocked) if durations else []
-    events.publish(
-        client,
-        org_id,
-        "metric_update",
-        {**about, "events": [], "metrics": metrics, "families": sorted(families)},
+    owed_updates.publish_or_owe(
+        client, org_id, {**about, "events": [], "metrics": metrics, "families": sorted(families)}
     )
 
 

@@ -99,12 +99,16 @@ class StatusTime(BaseModel):
     p90: float | None
 
 
-class TimeInStatus(BaseModel):
+class ClockEcho(BaseModel):
+    clock: ClockName = Field(default="calendar", description="what the durations are counted in")
+    schedule_id: int | None = Field(default=None, description="the schedule of clock=business")
+
+
+class TimeInStatus(ClockEcho):
     timezone: str
     start: str
     end: str
     filters: dict[str, list[str | None]]
-    clock: str
     statuses: list[StatusTime]
     meta: Meta
 
@@ -120,12 +124,11 @@ class AgentRow(BaseModel):
     reopen_rate: float | None
 
 
-class Agents(BaseModel):
+class Agents(ClockEcho):
     timezone: str
     start: str
     end: str
     filters: dict[str, list[str | None]]
-    clock: str
     min_tickets: int
     agents: list[AgentRow]
     meta: Meta
@@ -222,11 +225,6 @@ class Summary(BaseModel):
     avg: float | None
     min: float | None
     max: float | None
-
-
-class ClockEcho(BaseModel):
-    clock: ClockName = Field(default="calendar", description="what the durations are counted in")
-    schedule_id: int | None = Field(default=None, description="the schedule of clock=business")
 
 
 class TimeSeries(ClockEcho):

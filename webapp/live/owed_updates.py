@@ -1,0 +1,99 @@
+"""metric_updates a write could not publish (Redis unreachable after its commit), owed and sent later.
+
+A ticket written while Redis is away is stored (PostgreSQL is the source of truth) and its cache
+generations are owed (analytics.generations); its metric_update would be lost, and a dashboard that
+reconnects and resumes would never hear of the change. Such updates are merged per organization
+(the events, metrics and families named, the tickets, how many changes) and published as one
+metric_update with `catch_up: true` as soon as Redis answers again, by a thread of the process that
+owed it; live pages redraw what it names, and a resume reads it like any other event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+
+from webapp.live import events
+
+log = logging.getLogger(__name__)
+
+# The tickets one catch-up names at most (the count of changes is always whole).
+MAX_TICKET_IDS = 1000
+_LISTS = ("events", "metrics", "families")
+
+
+class OwedUpdates:
+    """Each organization's merged metric_update not yet published; retried every `every` seconds."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self._every = every
+        self._owed: dict[int, dict[str, Any]] = {}
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, client: redis.Redis, org_id: int, data: dict[str, Any]) -> None:
+        """Owe `data` (a metric_update's) for the organization, merged with what it owes already."""
+        with self._lock:
+            owed = self._owed.setdefault(
+                org_id, {"catch_up": True, "changes": 0, "ticket_ids": [], **{k: [] for k in _LISTS}}
+            )
+            owed["changes"] += 1
+            for key in _LISTS:
+                owed[key] = sorted({*owed[key], *data.get(key, ())})
+            ticket_id = data.get("ticket_id")
+            if ticket_id is not None and len(owed["ticket_ids"]) < MAX_TICKET_IDS:
+                owed["ticket_ids"] = sorted({*owed["ticket_ids"], ticket_id})
+            self._client = client
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="owed-metric-updates", daemon=True)
+                self._thread.start()
+
+    def owed(self, org_id: int) -> dict[str, Any] | None:
+        """What the organization is owed now (a copy), if anything."""
+        with self._lock:
+            owed = self._owed.get(org_id)
+            return None if owed is None else {**owed}
+
+    def pay(self, client: redis.Redis) -> bool:
+        """Publish what is owed now; whether nothing is owed any more."""
+        with self._lock:
+            owed = {org_id: {**data} for org_id, data in self._owed.items()}
+        for org_id, data in owed.items():
+            if events.publish(client, org_id, "metric_update", data) is None:
+                return False
+            with self._lock:
+                # Owed more while this one was on its way: that part goes in the next round.
+                current = self._owed.get(org_id)
+                if current is not None and current["changes"] == data["changes"]:
+                    del self._owed[org_id]
+                elif current is not None:
+                    current["changes"] -= data["changes"]
+            log.info("owed metric_update published org=%s changes=%s", org_id, data["changes"])
+        with self._lock:
+            return not self._owed
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self._every)
+            with self._lock:
+                if not self._owed or self._client is None:
+                    self._thread = None
+                    return
+                client = self._client
+            self.pay(client)
+
+
+owed_updates = OwedUpdates()
+
+
+def publish_or_owe(client: redis.Redis, org_id: int, data: dict[str, Any]) -> str | None:
+    """Publish a metric_update; when Redis cannot take it, owe it (published once Redis answers)."""
+    event_id = events.publish(client, org_id, "metric_update", data)
+    if event_id is None:
+        owed_updates.add(client, org_id, data)
+    return event_id
