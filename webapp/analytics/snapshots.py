@@ -233,9 +233,9 @@ def upsert_snapshot(
 
 # What the events' trigger (migration 0034) does for a write that appends no event: under the
 # organization's shared writers' lock, the stored snapshots whose period holds `at` marked stale.
+_WRITERS_SHARED = text("SELECT pg_advisory_xact_lock_shared(:lock_class, :org_id)")
 _MARK_STALE = text(
-    "WITH lock AS (SELECT pg_advisory_xact_lock_shared(:lock_class, :org_id)) "
-    "UPDATE analytics_snapshots s SET stale = true, written = true FROM lock "
+    "UPDATE analytics_snapshots s SET stale = true, written = true "
     "WHERE s.org_id = :org_id AND NOT (s.stale AND s.written) "
     "AND s.period_start <= :at AND s.period_end > :at"
 )
@@ -244,7 +244,8 @@ _MARK_STALE = text(
 def mark_stale(session: Session, org_id: int, at: datetime) -> None:
     """A write with no event of its own (a public reply: the SLA's next_reply counts) reached `at`:
     the snapshots of the periods holding it are computed again, as a back-filled event's are."""
-    session.execute(_MARK_STALE, {"lock_class": WRITERS_LOCK_CLASS, "org_id": org_id, "at": at})
+    session.execute(_WRITERS_SHARED, {"lock_class": WRITERS_LOCK_CLASS, "org_id": org_id})
+    session.execute(_MARK_STALE, {"org_id": org_id, "at": at})
 
 
 def stale_snapshots(session: Session, *, org_id: int) -> list[tuple[str, date]]:
