@@ -140,20 +140,29 @@ def run_job(
         return
     try:
         _deliver(task, job_id, work, cleanup)
-    except STATE_LOST as exc:
-        # The database connection holding the run lock (or the database) went away: the job is
-        # running in its row but held by nobody. Sent again shortly, a new delivery claims it (an
-        # attempt more) as beat's lost-job sweep would, a minute later.
-        log.warning("job=%s lost its database connection (%s); sent again", job_id, type(exc).__name__)
+    except _StateLost as lost:
+        # The connection holding the run lock went away mid-run: the job is running in its row but
+        # held by nobody. Sent again shortly, a new delivery claims it (an attempt more, so this ends
+        # at JOB_MAX_ATTEMPTS) as beat's lost-job sweep would, a minute later.
+        log.warning("job=%s lost its run lock's connection (%s); sent again", job_id, lost.__cause__)
         task.app.send_task(
             task.name, countdown=STATE_LOST_RETRY_SECONDS, **submission.task_options(job_id, OVERFLOW_QUEUE)
         )
 
 
-# Errors of the state connection itself: the server closed it, or a statement on it failed and left
-# the session unusable (PendingRollbackError).
-STATE_LOST = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.PendingRollbackError)
 STATE_LOST_RETRY_SECONDS = 2
+
+
+class _StateLost(Exception):
+    """The run lock's connection was lost after the claim held it (the cause says how)."""
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` says a connection is gone (the server ended it, or a failure on it left the session
+    unusable), not a statement's own failure (a deadlock, a lock or statement timeout) on a live one."""
+    return isinstance(exc, sa_exc.PendingRollbackError) or bool(
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    )
 
 
 def _deliver(
@@ -201,15 +210,32 @@ def _deliver(
         # statement, committed as it runs.
         state_session = stack.enter_context(make_session(bind=state_conn))
         delivery = _Delivery(task, state_session, open_work_session, get_redis(), max_attempts)
-        if taken.started is not None:
-            _run(delivery, taken.started, work, cleanup)
-            return
-        state_job = _ready(delivery, job_id)
-        if state_job is not None:
-            # Startable after all (it changed between the claim and this look): start it as before.
-            jobs.start(state_session, delivery.client, state_job)
-            work_job = jobs.loaded_job({**_columns(state_job), "params": _params(state_session, state_job)})
-            _work(delivery, state_job, work_job, work, cleanup)
+        try:
+            _held(delivery, job_id, taken, work, cleanup)
+        except (sa_exc.DBAPIError, sa_exc.PendingRollbackError) as exc:
+            if not _connection_lost(exc):
+                raise
+            raise _StateLost from exc
+
+
+def _held(
+    delivery: _Delivery,
+    job_id: str,
+    taken: claim.Claim,
+    work: Callable[[JobContext], dict[str, Any] | None],
+    cleanup: Callable[[JobContext], None] | None,
+) -> None:
+    """With the run lock held: run the job the claim started, or start it if it became startable."""
+    if taken.started is not None:
+        _run(delivery, taken.started, work, cleanup)
+        return
+    state_job = _ready(delivery, job_id)
+    if state_job is not None:
+        # Startable after all (it changed between the claim and this look): start it as before.
+        session = delivery.state_session
+        jobs.start(session, delivery.client, state_job)
+        work_job = jobs.loaded_job({**_columns(state_job), "params": _params(session, state_job)})
+        _work(delivery, state_job, work_job, work, cleanup)
 
 
 def _charge(org_id: int, started: float, began: float) -> None:
@@ -284,7 +310,7 @@ def _claimed(
             finally:
                 try:
                     waiting = claim.release(conn, taken, key, uuid.UUID(job_id))
-                except sa_exc.DBAPIError:
+                except (sa_exc.DBAPIError, sa_exc.PendingRollbackError):
                     conn.invalidate()  # closed, not pooled: the server drops the locks with it
     finally:
         if waiting is not None:

@@ -175,6 +175,25 @@ def test_csv_export_reads_back_as_the_database(data, db_engine):
     assert rows[-1]["first_response_at"] == "2026-01-10T01:00:00+01:00"
 
 
+def test_csv_times_keep_an_offset_with_seconds(base_app, celery_worker):
+    """Monrovia kept -00:44:30 until 1972: the CSV writes that offset whole, as JSON does (the clock
+    time was always computed with it; TZH:TZM alone named an instant 30 s off)."""
+    tenant = _make_tenant(base_app, "Monrovia", "UTC")
+    created = {"created_at": "1971-06-01T12:00:00Z", "resolved_at": "1971-06-01T12:00:01.25Z"}
+    assert tenant.agent.post("/api/v1/tickets", json=created).status_code == 201
+    query = {"start": "1971-06-01", "end": "1971-06-02", "tz": "Africa/Monrovia"}
+    for fmt in ("csv", "json"):
+        body = _download(
+            tenant.viewer, _export(tenant.viewer, {"format": fmt, "dataset": "tickets", "query": query})
+        )
+        [row] = _csv_rows(body) if fmt == "csv" else json.loads(body)
+        assert row["created_at"] == "1971-06-01T11:15:30-00:44:30", fmt
+        resolved = datetime(1971, 6, 1, 12, 0, 1, 250000, tzinfo=ZoneInfo("UTC"))
+        assert datetime.fromisoformat(row["resolved_at"]) == resolved, fmt
+        assert row["resolved_at"].endswith("-00:44:30"), fmt
+        assert datetime.fromisoformat(row["created_at"]) == datetime(1971, 6, 1, 12, tzinfo=ZoneInfo("UTC"))
+
+
 @pytest.mark.parametrize("fmt", ["json", "ndjson"])
 def test_json_export_reads_back_as_the_database(data, db_engine, fmt):
     result = _export(data.viewer, {"format": fmt, "dataset": "tickets", "query": RANGE})

@@ -92,11 +92,12 @@ def test_a_backfill_into_a_stored_period_recomputes_its_snapshot(
     assert (stored.data["ticket_count"], stored.data["resolution_time"]["count"]) == (3, 1)
 
 
-def test_a_public_reply_into_a_stored_period_makes_its_snapshot_stale(
+def test_a_public_reply_makes_the_snapshot_of_its_tickets_creation_stale(
     celery_worker, make_live_tenant, live_app
 ):
-    """A customer's reply after an agent's writes no event, but the day's SLA next_reply counts move:
-    the day's snapshot is stale, and listed it is computed afresh. A private note changes nothing."""
+    """A customer's reply after an agent's writes no event, but the SLA next_reply counts of the day
+    the ticket was created move: that day's snapshot is stale, and listed it is computed afresh. A
+    private note changes nothing. An agent's first reply a day late does the same for first_reply."""
     engine = live_app.extensions["db_engine"]
     tenant = make_live_tenant("Snapshot replies")
     targets = {
@@ -117,8 +118,9 @@ def test_a_public_reply_into_a_stored_period_makes_its_snapshot_stale(
     assert tenant.agent.post(replies, json=note).status_code == 201
     assert _snapshot(engine, tenant.org_id).stale is False
 
-    # The customer wrote at 10:00 and nobody answered by 12:00: breached within the day.
-    customer = {"author": "customer", "at": f"{DAY}T10:00:00Z"}
+    # The customer wrote the next day at 10:00 and nobody answered by 12:00: breached. The snapshot
+    # counting it is the day the ticket was created, not the day of the reply.
+    customer = {"author": "customer", "at": "2026-11-04T10:00:00Z"}
     assert tenant.agent.post(replies, json=customer).status_code == 201
     assert _snapshot(engine, tenant.org_id).stale is True
     listed = tenant.viewer.get(
@@ -127,3 +129,12 @@ def test_a_public_reply_into_a_stored_period_makes_its_snapshot_stale(
     [item] = listed["items"]
     assert item["stale"] is False
     assert (item["data"]["sla"]["next_reply"]["met"], item["data"]["sla"]["next_reply"]["breached"]) == (0, 1)
+
+    # A ticket of the day answered only the next day: its first reply breached (8 h), counted there.
+    late = tenant.agent.post("/api/v1/tickets", json={"created_at": f"{DAY}T20:00:00Z"}).get_json()
+    job = tenant.admin.post("/api/v1/analytics/snapshots", json={"type": "daily", "date": DAY}).get_json()
+    assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
+    assert _snapshot(engine, tenant.org_id).stale is False
+    answer = {"author": "agent", "at": "2026-11-05T12:00:00Z"}
+    assert tenant.agent.post(f"/api/v1/tickets/{late['id']}/replies", json=answer).status_code == 201
+    assert _snapshot(engine, tenant.org_id).stale is True

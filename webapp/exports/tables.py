@@ -242,9 +242,16 @@ def _csv_column_sql(column: Column) -> str:
     if column.kind == "text":
         return neutralised_sql(name, column.name)
     if column.kind == "timestamp":
+        # TZH:TZM drops an offset's seconds (Monrovia's -00:44:30 until 1972, local mean times before
+        # standard time) while the clock time keeps them: they are written after it, as isoformat does.
+        offset_seconds = (
+            f"CASE WHEN extract(timezone FROM {name})::int % 60 <> 0"
+            f" THEN ':' || lpad((abs(extract(timezone FROM {name})::int) % 60)::text, 2, '0') ELSE '' END"
+        )
         return (
             f"CASE WHEN date_trunc('second', {name}) = {name}"
             f" THEN to_char({name}, 'YYYY-MM-DD\"T\"HH24:MI:SSTZH:TZM')"
-            f" ELSE to_char({name}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM') END AS {column.name}"
+            f" ELSE to_char({name}, 'YYYY-MM-DD\"T\"HH24:MI:SS.USTZH:TZM') END || {offset_seconds}"
+            f" AS {column.name}"
         )
     return name

@@ -3,7 +3,7 @@
 A ticket written while Redis is away is stored (PostgreSQL is the source of truth) and its cache
 generations are owed (analytics.generations); its metric_update would be lost, and a dashboard that
 reconnects and resumes would never hear of the change. Such updates are merged per organization
-(the events, metrics and families named, the tickets, how many changes) and published as one
+(the events, metrics and families named, the tickets and schedules, how many changes) and published as one
 metric_update with `catch_up: true` as soon as Redis answers again, by a thread of the process that
 owed it; live pages redraw what it names, and a resume reads it like any other event.
 """
@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from webapp.analytics import generations
 from webapp.live import events
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,11 @@ _LISTS = ("events", "metrics", "families")
 
 
 class OwedUpdates:
-    """Each organization's merged metric_update not yet published; retried every `every` seconds."""
+    """Each organization's merged metric_update not yet published; retried every `every` seconds.
+
+    Kept in the process's memory: a process that ends before Redis is back (a recycled pool process,
+    a restarted web worker) takes what it owed with it.
+    """
 
     def __init__(self, every: float = 0.5) -> None:
         self._every = every
@@ -39,15 +44,7 @@ class OwedUpdates:
     def add(self, client: redis.Redis, org_id: int, data: dict[str, Any]) -> None:
         """Owe `data` (a metric_update's) for the organization, merged with what it owes already."""
         with self._lock:
-            owed = self._owed.setdefault(
-                org_id, {"catch_up": True, "changes": 0, "ticket_ids": [], **{k: [] for k in _LISTS}}
-            )
-            owed["changes"] += 1
-            for key in _LISTS:
-                owed[key] = sorted({*owed[key], *data.get(key, ())})
-            ticket_id = data.get("ticket_id")
-            if ticket_id is not None and len(owed["ticket_ids"]) < MAX_TICKET_IDS:
-                owed["ticket_ids"] = sorted({*owed["ticket_ids"], ticket_id})
+            _merge(self._owed, org_id, _owed_form(data))
             self._client = client
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="owed-metric-updates", daemon=True)
@@ -60,21 +57,16 @@ class OwedUpdates:
             return None if owed is None else {**owed}
 
     def pay(self, client: redis.Redis) -> bool:
-        """Publish what is owed now; whether nothing is owed any more."""
+        """Publish what is owed now (after the owed cache bumps, so that a page redrawing on it reads
+        no answer cached before the changes); whether nothing is owed any more."""
+        if not generations.owed_bumps.pay(client):
+            return False
         with self._lock:
-            owed = {org_id: {**data} for org_id, data in self._owed.items()}
-        for org_id, data in owed.items():
-            if events.publish(client, org_id, "metric_update", data) is None:
-                return False
-            with self._lock:
-                # Owed more while this one was on its way: that part goes in the next round.
-                current = self._owed.get(org_id)
-                if current is not None and current["changes"] == data["changes"]:
-                    del self._owed[org_id]
-                elif current is not None:
-                    current["changes"] -= data["changes"]
-            log.info("owed metric_update published org=%s changes=%s", org_id, data["changes"])
+            owed, self._owed = self._owed, {}
+        unpaid = {org_id: data for org_id, data in owed.items() if not _published(client, org_id, data)}
         with self._lock:
+            for org_id, data in unpaid.items():  # merged back with what was owed meanwhile
+                _merge(self._owed, org_id, data)
             return not self._owed
 
     def _run(self) -> None:
@@ -86,6 +78,36 @@ class OwedUpdates:
                     return
                 client = self._client
             self.pay(client)
+
+
+def _owed_form(data: dict[str, Any]) -> dict[str, Any]:
+    """One update as an owed one: what it names, one change, its ticket and schedule."""
+    ticket, schedule = data.get("ticket_id"), data.get("schedule_id")
+    return {
+        "catch_up": True,
+        "changes": data.get("changes", 1),
+        "ticket_ids": [ticket] if ticket is not None else list(data.get("ticket_ids", ())),
+        "schedule_ids": [schedule] if schedule is not None else list(data.get("schedule_ids", ())),
+        **{key: list(data.get(key, ())) for key in _LISTS},
+    }
+
+
+def _merge(owed: dict[int, dict[str, Any]], org_id: int, data: dict[str, Any]) -> None:
+    current = owed.get(org_id)
+    if current is None:
+        owed[org_id] = {**data, "ticket_ids": sorted(data["ticket_ids"])[:MAX_TICKET_IDS]}
+        return
+    current["changes"] += data["changes"]
+    for key in (*_LISTS, "schedule_ids"):
+        current[key] = sorted({*current[key], *data[key]})
+    current["ticket_ids"] = sorted({*current["ticket_ids"], *data["ticket_ids"]})[:MAX_TICKET_IDS]
+
+
+def _published(client: redis.Redis, org_id: int, data: dict[str, Any]) -> bool:
+    if events.publish(client, org_id, "metric_update", data) is None:
+        return False
+    log.info("owed metric_update published org=%s changes=%s", org_id, data["changes"])
+    return True
 
 
 owed_updates = OwedUpdates()

@@ -135,7 +135,8 @@ def add_reply(
     )
     session.add(reply)
     if reply.public:
-        snapshots.mark_stale(session, ticket.org_id, at)  # its SLA next_reply counts move
+        # Its SLA next_reply verdict moves, counted in the snapshots of the ticket's creation.
+        snapshots.mark_stale(session, ticket.org_id, ticket.created_at)
     events = []
     answered = ticket.first_response_at
     if reply.public and reply.author == AGENT and (answered is None or at < answered):
@@ -176,10 +177,21 @@ def set_rating(
     return rating, _recounted(session, Change(ticket, [], sync_derived(session, ticket)))
 
 
+# Event types whose write moves the ticket's SLA verdicts (its targets, its clocks' stops and pauses).
+SLA_EVENTS = frozenset(
+    {"first_response", "resolved", "reopened", "status_changed", "priority_changed", "next_reply"}
+)
+
+
 def _recounted(session: Session, change: Change) -> Change:
     """Bring the agent rollups up to the changed ticket: the difference from its contributions as
-    update, reply and rating writes noted them before changing anything (agent_rollups.forget_ticket)."""
-    agent_rollups.add_ticket(session, change.ticket.org_id, change.ticket.id)
+    update, reply and rating writes noted them before changing anything (agent_rollups.forget_ticket).
+    A change of its SLA verdicts makes the snapshots of its creation's periods stale (they count the
+    SLA of the tickets created in them; the events' trigger marks only the events' own periods)."""
+    ticket = change.ticket
+    agent_rollups.add_ticket(session, ticket.org_id, ticket.id)
+    if SLA_EVENTS.intersection(change.event_types):
+        snapshots.mark_stale(session, ticket.org_id, ticket.created_at)
     return change
 
 

@@ -197,7 +197,7 @@ def _wanted(group: Group, event: Event) -> list[str]:
     """The group's metrics `event` asks to read again: those it names, and every one of a group on the
     schedule it names (changed or deleted: a business-clock ticket_count ends with the rest)."""
     data = event["data"]
-    if group.clock.business and group.clock.schedule_id == data.get("schedule_id"):
+    if group.clock.business and group.clock.schedule_id in _schedules_named(data):
         return sorted(group.metrics)
     return sorted(group.metrics & set(data.get("metrics", [])))
 
@@ -212,8 +212,8 @@ class _Forgotten:
         self._lock = threading.Lock()
 
     def after(self, event: Event) -> None:
-        schedule_id, event_id = event["data"].get("schedule_id"), event.get("id")
-        if schedule_id is None or event_id is None:
+        schedule_ids, event_id = _schedules_named(event["data"]), event.get("id")
+        if not schedule_ids or event_id is None:
             return
         with self._lock:
             if event_id in self._events:
@@ -221,7 +221,16 @@ class _Forgotten:
             self._events[event_id] = None
             while len(self._events) > self.keep:
                 self._events.popitem(last=False)
-        forget(schedule_id)
+        for schedule_id in schedule_ids:
+            forget(schedule_id)
+
+
+def _schedules_named(data: dict[str, Any]) -> set[int]:
+    """The schedules a metric_update says changed: its `schedule_id`, or a catch-up's `schedule_ids`."""
+    named = set(data.get("schedule_ids") or ())
+    if data.get("schedule_id") is not None:
+        named.add(data["schedule_id"])
+    return named
 
 
 FORGOTTEN = _Forgotten()
