@@ -21,7 +21,7 @@ export class Api {
     const url = query ? `${path}?${new URLSearchParams(query)}` : path;
     let response = await this.#send(method, url, body);
     if (response.status === 401 && this.session) {
-      if (!(await this.session.renew())) goToSignIn();
+      if (!(await this.session.renew())) goToSignIn({ ended: true });
       response = await this.#send(method, url, body);
     }
     if (!response.ok) {

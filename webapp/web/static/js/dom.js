@@ -22,6 +22,13 @@ export function setText(el, value) {
 
 /** Show an error message in the page's alert line, or hide it with null. With `stale`, the results
  * on the page are dimmed until the next message (or null): they answer an earlier request. */
+/** A page whose start failed (the API document or the API out of reach): said in words, in place of a
+ * blank page, and marked for tests (`data-failed`). */
+export function pageFailed(error) {
+  showError(`This page could not load: ${error?.message || error}. Reload to try again.`);
+  document.body.dataset.failed = "true";
+}
+
 export function showError(message, { stale = false } = {}) {
   const el = document.getElementById("error");
   document.querySelector("main")?.classList.toggle("stale", Boolean(message) && stale);

@@ -107,7 +107,7 @@ export class Live {
     }
     // 1008: the token expired or was revoked; a fresh one comes with the next ticket, or sign-in.
     if (code === POLICY_VIOLATION && !(await this.#api.session.renew())) {
-      goToSignIn();
+      goToSignIn({ ended: true });
       return;
     }
     this.#retry();

@@ -85,8 +85,9 @@ export class Session {
   }
 }
 
-/** The sign-in page, remembering where to come back to. */
-export function goToSignIn() {
+/** The sign-in page, remembering where to come back to; `ended`: a session the page was using could
+ * not be renewed (expired, signed out elsewhere, the user disabled), which the sign-in page says. */
+export function goToSignIn({ ended = false } = {}) {
   const here = location.pathname + location.search;
-  location.assign(`/signin?next=${encodeURIComponent(here)}`);
+  location.assign(`/signin?next=${encodeURIComponent(here)}${ended ? "&ended=1" : ""}`);
 }

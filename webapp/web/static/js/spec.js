@@ -12,9 +12,22 @@ export class Spec {
   }
 
   static async load() {
-    const response = await fetch("/api/v1/openapi.json", { credentials: "same-origin" });
+    let response;
+    try {
+      response = await fetch("/api/v1/openapi.json", { credentials: "same-origin" });
+    } catch {
+      throw new Error("the API could not be reached (no network, or the server is down)");
+    }
     if (!response.ok) throw new Error(`the API document did not load (${response.status})`);
     return new Spec(await response.json());
+  }
+
+  /** Spec.load() begun now by a page that awaits it later: a failure meanwhile is the page's to say
+   * when it awaits it, not an uncaught rejection while the page starts. */
+  static start() {
+    const loading = Spec.load();
+    loading.catch(() => {});
+    return loading;
   }
 
   /** Whether the API has this path (and method). */

@@ -2,7 +2,7 @@
 // one-touch and reopen rate over a range, as a table sorted by any column. A server without the
 // report (not in its API document, or a 404) gets a clear "not available" instead of a table.
 import { latestOnly } from "../api.js";
-import { h, setText, showError } from "../dom.js";
+import { h, pageFailed, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
 import { Range, bindRangeForm, today, urlRangeProblem } from "../range.js";
 import { chooseSchedule, fillSchedules, isBusiness, loadSchedules, scheduleQuery } from "../schedules.js";
@@ -125,7 +125,7 @@ function unavailable() {
 }
 
 async function main() {
-  const specLoading = Spec.load();
+  const specLoading = Spec.start();
   const page = await startPage("agents");
   if (!page) return;
   const [spec, schedules] = await Promise.all([specLoading, loadSchedules(page.api)]);
@@ -237,4 +237,4 @@ async function main() {
   await load();
 }
 
-main();
+main().catch(pageFailed);

@@ -3,7 +3,7 @@
 import { latestOnly } from "../api.js";
 import { AlertCard } from "../alert-card.js";
 import { AlertForm } from "../alert-form.js";
-import { h, setText, showError } from "../dom.js";
+import { h, pageFailed, setText, showError } from "../dom.js";
 import * as fmt from "../format.js";
 import { startPage } from "../shell.js";
 import { Spec } from "../spec.js";
@@ -100,7 +100,7 @@ function news(data, granularity) {
 }
 
 async function main() {
-  const specLoading = Spec.load();
+  const specLoading = Spec.start();
   const page = await startPage("alerts");
   if (!page) return;
   const admin = page.session.user?.role === ADMIN;
@@ -179,4 +179,4 @@ async function main() {
   });
 }
 
-main();
+main().catch(pageFailed);

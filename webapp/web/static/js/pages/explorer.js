@@ -6,7 +6,7 @@
 // for a URL (a long list of filter values) is asked in a JSON body and kept out of the address.
 import { latestOnly } from "../api.js";
 import { LineChart } from "../charts.js";
-import { h, setText, showError } from "../dom.js";
+import { h, pageFailed, setText, showError } from "../dom.js";
 import { bodyFilter, parseValues, writeValues } from "../filters.js";
 import * as fmt from "../format.js";
 import { Jobs, bindExport } from "../jobs.js";
@@ -341,7 +341,7 @@ function readState(form, spec) {
 }
 
 async function main() {
-  const specLoading = Spec.load();
+  const specLoading = Spec.start();
   const page = await startPage("explorer");
   if (!page) return;
   const [spec, schedules] = await Promise.all([specLoading, loadSchedules(page.api)]);
@@ -448,4 +448,4 @@ async function main() {
   await run();
 }
 
-main();
+main().catch(pageFailed);

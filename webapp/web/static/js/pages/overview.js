@@ -1,7 +1,7 @@
 // The overview: KPI tiles against the previous period, volume, SLA by priority and distributions,
 // redrawn when a live event says a ticket changed.
 import { latestOnly } from "../api.js";
-import { showError, setText } from "../dom.js";
+import { pageFailed, setText, showError } from "../dom.js";
 import { OverviewView } from "../overview-view.js";
 import { Range, bindRangeForm, urlRangeProblem } from "../range.js";
 import { debounce, startPage } from "../shell.js";
@@ -23,7 +23,7 @@ function apiSource(api) {
 }
 
 async function main() {
-  const specLoading = Spec.load();
+  const specLoading = Spec.start();
   const page = await startPage("overview");
   if (!page) return;
   // A date the URL leaves out is filled in as the explorer fills it (To: the organization's today).
@@ -99,4 +99,4 @@ async function main() {
   await draw();
 }
 
-main();
+main().catch(pageFailed);

@@ -72,6 +72,7 @@ async function main() {
     location.replace(nextPath());
     return;
   }
+  document.getElementById("session-ended").hidden = new URLSearchParams(location.search).get("ended") !== "1";
   const form = document.getElementById("signin");
   const choice = document.getElementById("organization");
   const number = document.getElementById("organization-number");
