@@ -157,12 +157,17 @@ class _StateLost(Exception):
     """The run lock's connection was lost after the claim held it (the cause says how)."""
 
 
-def _connection_lost(exc: BaseException) -> bool:
-    """Whether `exc` says a connection is gone (the server ended it, or a failure on it left the session
-    unusable), not a statement's own failure (a deadlock, a lock or statement timeout) on a live one."""
-    return isinstance(exc, sa_exc.PendingRollbackError) or bool(
-        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-    )
+def _connection_lost(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from or while handling (a reconnect that failed after
+    the connection was found gone), says a connection is gone: not a statement's own failure (a
+    deadlock, a lock or statement timeout) on a live one."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _deliver(

@@ -408,3 +408,24 @@ def test_a_delivery_whose_state_connection_is_lost_sends_the_job_again_shortly(
     row = _row(db_session, job_id)
     assert (row.state, row.attempts) == ("succeeded", 2)
     db_session.close()
+
+
+def test_only_a_lost_connection_sends_a_job_again(monkeypatch, services):
+    """A connection found gone, or a reconnect that failed while handling that, is lost; a statement's
+    own failure on a live connection (a deadlock) or a session left to roll back is not."""
+    monkeypatch.setattr(os, "environ", process_env(services))
+    from sqlalchemy import exc as sa_exc
+
+    from workers import runner
+
+    gone = sa_exc.OperationalError(
+        "UPDATE jobs", {}, Exception("terminating connection"), connection_invalidated=True
+    )
+    deadlock = sa_exc.OperationalError("UPDATE jobs", {}, Exception("deadlock detected"))
+    assert runner._connection_lost(gone)
+    assert not runner._connection_lost(deadlock)
+    assert not runner._connection_lost(sa_exc.PendingRollbackError("rollback first"))
+    # A reconnect that failed while the lost connection's error was being handled: that one is its context.
+    failed_reconnect = sa_exc.OperationalError("reconnect", {}, Exception("connection refused"))
+    failed_reconnect.__context__ = gone
+    assert runner._connection_lost(failed_reconnect)

@@ -63,10 +63,16 @@ class OwedUpdates:
             return False
         with self._lock:
             owed, self._owed = self._owed, {}
-        unpaid = {org_id: data for org_id, data in owed.items() if not _published(client, org_id, data)}
+        try:
+            for org_id in list(owed):
+                if not _published(client, org_id, owed[org_id]):
+                    break  # Redis away again: the rest waits for the next round
+                del owed[org_id]
+        finally:
+            with self._lock:
+                for org_id, data in owed.items():  # merged back with what was owed meanwhile
+                    _merge(self._owed, org_id, data)
         with self._lock:
-            for org_id, data in unpaid.items():  # merged back with what was owed meanwhile
-                _merge(self._owed, org_id, data)
             return not self._owed
 
     def _run(self) -> None:

@@ -134,9 +134,6 @@ def add_reply(
         at=at,
     )
     session.add(reply)
-    if reply.public:
-        # Its SLA next_reply verdict moves, counted in the snapshots of the ticket's creation.
-        snapshots.mark_stale(session, ticket.org_id, ticket.created_at)
     events = []
     answered = ticket.first_response_at
     if reply.public and reply.author == AGENT and (answered is None or at < answered):
@@ -150,7 +147,12 @@ def add_reply(
         session.add_all(events)
     ticket.updated_at = now
     session.flush()
-    return reply, _recounted(session, Change(ticket, events, sync_derived(session, ticket)))
+    change = _recounted(session, Change(ticket, events, sync_derived(session, ticket)))
+    if reply.public:
+        # Its SLA next_reply verdict moves, counted in the snapshots of the ticket's creation: marked
+        # after its events' (as every write marks them), so writers lock snapshot rows in one order.
+        snapshots.mark_stale(session, ticket.org_id, ticket.created_at)
+    return reply, change
 
 
 def set_rating(

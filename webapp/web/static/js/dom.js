@@ -20,8 +20,6 @@ export function setText(el, value) {
   el.textContent = value === null || value === undefined ? "" : String(value);
 }
 
-/** Show an error message in the page's alert line, or hide it with null. With `stale`, the results
- * on the page are dimmed until the next message (or null): they answer an earlier request. */
 /** A page whose start failed (the API document or the API out of reach): said in words, in place of a
  * blank page, and marked for tests (`data-failed`). */
 export function pageFailed(error) {
@@ -29,6 +27,8 @@ export function pageFailed(error) {
   document.body.dataset.failed = "true";
 }
 
+/** Show an error message in the page's alert line, or hide it with null. With `stale`, the results
+ * on the page are dimmed until the next message (or null): they answer an earlier request. */
 export function showError(message, { stale = false } = {}) {
   const el = document.getElementById("error");
   document.querySelector("main")?.classList.toggle("stale", Boolean(message) && stale);

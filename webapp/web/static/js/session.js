@@ -71,7 +71,8 @@ export class Session {
     this.user = body.user;
     clearTimeout(this.#timer);
     const delay = Math.max(5_000, body.expires_in * 1000 - RENEW_MARGIN_MS);
-    this.#timer = setTimeout(() => this.renew(), delay);
+    // A renewal the network fails is tried again by the next request that needs the token.
+    this.#timer = setTimeout(() => this.renew().catch(() => null), delay);
   }
 
   /** Revoke the refresh cookie and the access token, then forget both. */

@@ -42,7 +42,10 @@ async function main() {
   );
   // Each draw supersedes those before it: only the latest one's answers are drawn or reported.
   const begin = latestOnly();
-  const draw = async () => {
+  // A draw whose own handling fails (the page's layout never came: the API document did not load)
+  // ends in the page's error line, whoever started it (the form, history, a live update).
+  const draw = () => drawRange().catch(pageFailed);
+  const drawRange = async () => {
     const current = begin();
     if (problem) {
       // Nothing asked, and no figures of another range left under the error.
