@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable
 
 import redis
+
+from webapp.infra.pay_later import PayLater
 
 log = logging.getLogger(__name__)
 
@@ -116,23 +117,22 @@ class OwedBumps:
     """
 
     def __init__(self, every: float = 0.25) -> None:
-        self._every = every
         # (organization, family) -> how many bumps had been owed when it was last owed
         self._owed: dict[tuple[int, str], int] = {}
         self._count = 0
-        self._client: redis.Redis | None = None
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._payer = PayLater("owed-cache-bumps", every, self._anything_owed, self.pay)
 
     def add(self, client: redis.Redis, org_id: int, families: Iterable[str]) -> None:
         with self._lock:
             for family in families:
                 self._count += 1
                 self._owed[(org_id, family)] = self._count
-            self._client = client
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._pay, name="owed-cache-bumps", daemon=True)
-                self._thread.start()
+        self._payer.wake(client)
+
+    def _anything_owed(self) -> bool:
+        with self._lock:
+            return bool(self._owed)
 
     def covers(self, org_id: int, families: Iterable[str]) -> bool:
         """Whether a bump of any of `families` of the organization is still owed."""
@@ -160,16 +160,6 @@ class OwedBumps:
             done = not self._owed
         log.info("owed generation bumps paid: %s", len(owed))
         return done
-
-    def _pay(self) -> None:
-        while True:
-            time.sleep(self._every)
-            with self._lock:
-                if not self._owed or self._client is None:
-                    self._thread = None
-                    return
-                client = self._client
-            self.pay(client)
 
 
 owed_bumps = OwedBumps()

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import redis
 
 from webapp.analytics import generations
+from webapp.infra.pay_later import PayLater
 from webapp.live import events
 
 log = logging.getLogger(__name__)
@@ -35,20 +35,19 @@ class OwedUpdates:
     """
 
     def __init__(self, every: float = 0.5) -> None:
-        self._every = every
         self._owed: dict[int, dict[str, Any]] = {}
-        self._client: redis.Redis | None = None
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._payer = PayLater("owed-metric-updates", every, self._anything_owed, self.pay)
 
     def add(self, client: redis.Redis, org_id: int, data: dict[str, Any]) -> None:
         """Owe `data` (a metric_update's) for the organization, merged with what it owes already."""
         with self._lock:
             _merge(self._owed, org_id, _owed_form(data))
-            self._client = client
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="owed-metric-updates", daemon=True)
-                self._thread.start()
+        self._payer.wake(client)
+
+    def _anything_owed(self) -> bool:
+        with self._lock:
+            return bool(self._owed)
 
     def owed(self, org_id: int) -> dict[str, Any] | None:
         """What the organization is owed now (a copy), if anything."""
@@ -74,16 +73,6 @@ class OwedUpdates:
                     _merge(self._owed, org_id, data)
         with self._lock:
             return not self._owed
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._every)
-            with self._lock:
-                if not self._owed or self._client is None:
-                    self._thread = None
-                    return
-                client = self._client
-            self.pay(client)
 
 
 def _owed_form(data: dict[str, Any]) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def add_reply(
     ticket.updated_at = now
     session.flush()
     change = _recounted(session, Change(ticket, events, sync_derived(session, ticket)))
-    if reply.public:
+    if reply.public and not SLA_EVENTS.intersection(change.event_types):  # else marked already
         # Its SLA next_reply verdict moves, counted in the snapshots of the ticket's creation: marked
         # after its events' (as every write marks them), so writers lock snapshot rows in one order.
         snapshots.mark_stale(session, ticket.org_id, ticket.created_at)
