@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import hours_between
 from webapp.models import Ticket, TicketEvent, TicketStatusChange
-from webapp.tickets.writes import sync_derived
+from webapp.tickets.derived_events import sync_derived
 
 SOLVED = ("resolved", "closed")
 

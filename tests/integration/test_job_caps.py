@@ -335,7 +335,7 @@ def test_a_deferred_delivery_that_is_due_takes_its_turn_in_the_queues(
     the queues: claiming there, an organization's many deferred jobs took each slot that came free.)"""
     # The workers package builds its app from the environment as it is imported: a worker's.
     monkeypatch.setattr(os, "environ", process_env(services))
-    from workers import runner
+    from workers import claiming, runner
 
     monkeypatch.setitem(live_app.config, "JOB_MAX_RUNNING_PER_ORG", 1)
     org = make_live_tenant().org_id
@@ -351,10 +351,10 @@ def test_a_deferred_delivery_that_is_due_takes_its_turn_in_the_queues(
             holder.execute(text("SELECT pg_advisory_unlock_all()"))
             holder.rollback()
         assert [(o["queue"], o["countdown"], o["headers"]) for o in waiting.sent] == [
-            (OVERFLOW_QUEUE, runner.FAIR_SHARE_DEFER_SECONDS, {runner.DEFERRED_HEADER: True})
+            (OVERFLOW_QUEUE, claiming.FAIR_SHARE_DEFER_SECONDS, {claiming.DEFERRED_HEADER: True})
         ]
         # Due, with the slot free: sent again at once, unmarked; the job is still queued, unclaimed.
-        due = _Task(**{runner.DEFERRED_HEADER: True})
+        due = _Task(**{claiming.DEFERRED_HEADER: True})
         runner.run_job(due, str(job_id), ran.append)
         assert ran == []
         assert [(o["queue"], o.get("countdown"), o.get("headers")) for o in due.sent] == [
@@ -381,7 +381,7 @@ def test_a_delivery_whose_state_connection_is_lost_sends_the_job_again_shortly(
     monkeypatch.setattr(os, "environ", process_env(services))
     from sqlalchemy.exc import PendingRollbackError
 
-    from workers import runner
+    from workers import claiming, runner
 
     org = make_live_tenant().org_id
     db_session = Session(db_engine)
@@ -399,7 +399,7 @@ def test_a_delivery_whose_state_connection_is_lost_sends_the_job_again_shortly(
         task = _Task()
         runner.run_job(task, str(job_id), work)
     assert [(o["queue"], o["countdown"]) for o in task.sent] == [
-        (OVERFLOW_QUEUE, runner.STATE_LOST_RETRY_SECONDS)
+        (OVERFLOW_QUEUE, claiming.STATE_LOST_RETRY_SECONDS)
     ]
     row = _row(db_session, job_id)
     assert (row.state, row.attempts) == ("running", 1)  # the next delivery's claim takes it from here
@@ -416,16 +416,16 @@ def test_only_a_lost_connection_sends_a_job_again(monkeypatch, services):
     monkeypatch.setattr(os, "environ", process_env(services))
     from sqlalchemy import exc as sa_exc
 
-    from workers import runner
+    from workers import claiming
 
     gone = sa_exc.OperationalError(
         "UPDATE jobs", {}, Exception("terminating connection"), connection_invalidated=True
     )
     deadlock = sa_exc.OperationalError("UPDATE jobs", {}, Exception("deadlock detected"))
-    assert runner._connection_lost(gone)
-    assert not runner._connection_lost(deadlock)
-    assert not runner._connection_lost(sa_exc.PendingRollbackError("rollback first"))
+    assert claiming.connection_lost(gone)
+    assert not claiming.connection_lost(deadlock)
+    assert not claiming.connection_lost(sa_exc.PendingRollbackError("rollback first"))
     # A reconnect that failed while the lost connection's error was being handled: that one is its context.
     failed_reconnect = sa_exc.OperationalError("reconnect", {}, Exception("connection refused"))
     failed_reconnect.__context__ = gone
-    assert runner._connection_lost(failed_reconnect)
+    assert claiming.connection_lost(failed_reconnect)

@@ -334,8 +334,8 @@ def test_seeded_derived_events_are_what_the_write_path_derives(db_connection, se
     from sqlalchemy.orm import Session
 
     from webapp.models import Ticket
+    from webapp.tickets.derived_events import event_key, facts_of
     from webapp.tickets.history import derive
-    from webapp.tickets.writes import event_key, facts_of
 
     org_id, _ = seeded
     counts = dict(

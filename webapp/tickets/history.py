@@ -2,7 +2,7 @@
 
 The support metrics read events that follow from what happened to a ticket as a whole, so a
 back-filled reply or status change can move them anywhere in its past. They are derived here, in one
-place, and written again whenever one of their sources changes (writes.sync_derived, and plans for a
+place, and written again whenever one of their sources changes (derived_events.sync_derived, and plans for a
 new ticket):
 
 - `backlog`: +1 when the ticket enters an unsolved status, -1 when it leaves it (a change between
