@@ -608,6 +608,40 @@ def test_logout_closes_open_sockets_of_the_token(web_server, make_live_tenant):
     ws.close()
 
 
+@pytest.mark.parametrize("ending", ["logout", "user deleted"])
+def test_a_revoked_tokens_socket_is_sent_nothing_after_the_answer(web_server, make_live_tenant, ending):
+    """Once a logout or a user's deletion has answered, the token's open socket gets no event of what
+    follows (tickets written right after), and closes with 1008 well before the periodic check."""
+    tenant = make_live_tenant()
+    viewer, admin = tenant.users["viewer"], tenant.users["admin"]["token"]
+    ws, _ = _open(web_server, tenant)
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 3600}))
+    _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    if ending == "logout":
+        status, _ = web_server.request("POST", "/api/v1/auth/logout", viewer["token"])
+    else:
+        status, _ = web_server.request("DELETE", f"/api/v1/users/{viewer['id']}", admin)
+    assert status in (200, 204)
+    started = time.monotonic()
+    for _ in range(5):
+        assert web_server.request("POST", "/api/v1/tickets", admin, {})[0] == 201
+    seen: list[str] = []
+    deadline = started + 10
+    while True:
+        assert time.monotonic() < deadline, "the socket outlived its revoked token"
+        ws.settimeout(max(0.05, deadline - time.monotonic()))
+        opcode, frame = ws.recv_data_frame(control_frame=True)
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            seen.append(json.loads(frame.data)["type"])
+    assert int.from_bytes(frame.data[:2], "big") == 1008
+    assert b"revoked" in frame.data[2:]
+    assert "metric_update" not in seen, seen
+    assert time.monotonic() - started < 2.5
+    ws.close()
+
+
 def test_a_ticket_issued_before_logout_is_refused_after(web_server, make_live_tenant):
     tenant = make_live_tenant()
     token = tenant.users["viewer"]["token"]

@@ -280,20 +280,30 @@ def test_a_refresh_token_may_come_in_a_json_body(app, client, tenant, monkeypatc
     again = client.post("/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
     assert again.status_code == 401
     assert "already used" in again.get_json()["error"]["message"]
-    # A header, when sent, is the token; a body that is no such object is no token.
+    # A header, when sent, is the token; a token in the body that is none is 401.
     other = _login(client, tenant.users["viewer"])
     both = client.post(
         "/api/v1/auth/refresh", json={"refresh_token": "not.a.jwt"}, headers=_bearer(other["refresh_token"])
     )
     assert both.status_code == 200
-    for body in (
-        {"refresh_token": "not.a.jwt"},
-        {"refresh_token": 7},
-        ["x"],
-        {"token": other["refresh_token"]},
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": "not.a.jwt"}).status_code == 401
+    # A body its schema refuses is 400 naming what is wrong, with or without a header, before any
+    # token is looked at: the token sent beside it is not used up.
+    fresh = _login(client, tenant.users["viewer"])["refresh_token"]
+    for body, says in (
+        ({"refresh_token": 7}, "refresh_token"),
+        (["x"], "object"),
+        ({"token": fresh}, "token"),
+        ({"refresh_token": fresh, "org_id": 2}, "org_id"),
     ):
-        refused = client.post("/api/v1/auth/refresh", json=body)
-        assert refused.status_code == 401, body
+        for headers in ({}, _bearer(fresh)):
+            refused = client.post("/api/v1/auth/refresh", json=body, headers=headers)
+            assert refused.status_code == 400, (body, refused.get_json())
+            assert says in refused.get_json()["error"]["message"], refused.get_json()
+    malformed = client.post("/api/v1/auth/refresh", data="{", content_type="application/json")
+    assert malformed.status_code == 400
+    assert "not valid JSON" in malformed.get_json()["error"]["message"]
+    assert client.post("/api/v1/auth/refresh", json={"refresh_token": fresh}).status_code == 200
     too_big = client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 5000})
     assert too_big.status_code == 413
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any, Literal
 
 import jwt as pyjwt
@@ -50,6 +52,20 @@ class RefreshRequest(Strict):
     )
 
 
+def _body_checked(view: Callable[[], Response]) -> Callable[[], Response]:
+    """A refresh's body, when it sends one, checked before its token: the body may be the credential,
+    so one its schema refuses (not an object, refresh_token no string, another field) is a 400 that
+    says so, not a 401 for a token that was never found."""
+
+    @wraps(view)
+    def wrapper() -> Response:
+        if request.data:
+            parse_body(RefreshRequest)
+        return view()
+
+    return wrapper
+
+
 @bp.post("/refresh")
 @document(
     "Exchange a refresh token (as the bearer token, or without an Authorization header as "
@@ -61,8 +77,9 @@ class RefreshRequest(Strict):
     body=RefreshRequest,
     body_optional=True,
     responses={200: TokenResponse},
-    errors=(401, 429),
+    errors=(400, 401, 415, 429),
 )
+@_body_checked
 @require_role("viewer", refresh=True)
 def refresh() -> Response:
     principal = current_principal()

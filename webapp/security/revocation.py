@@ -35,6 +35,9 @@ _pending_lock = threading.Lock()
 
 
 PREFIX = "an:revoked:"
+# Revocations are announced here (the revoked ids, space-separated) once they are durable: every web
+# process's watch over its open sockets listens, and ends the sockets of those tokens at once.
+CHANNEL = "an:revocations"
 
 
 def key(jti: str) -> str:
@@ -76,6 +79,15 @@ def revoke_many(session: Session, client: redis.Redis, tokens: Sequence[tuple[st
         .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
     )
     session.commit()
+    _announce(client, [jti for jti, _ in live])
+
+
+def _announce(client: redis.Redis, jtis: Sequence[str]) -> None:
+    """Tell the open sockets' watches (CHANNEL); unheard (Redis away), their periodic check finds them."""
+    try:
+        client.publish(CHANNEL, " ".join(jtis))
+    except redis.RedisError as exc:
+        log.warning("revocations not announced to open sockets (Redis unreachable): %s", exc)
 
 
 def is_revoked(

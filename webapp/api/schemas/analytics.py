@@ -327,7 +327,11 @@ class SlaOutcomes(BaseModel):
     first_response: Outcome = Field(description="the policy's first_reply target")
     resolution: Outcome
     next_reply: Outcome | None = Field(
-        default=None, description="tickets with at least one customer reply after an agent reply"
+        default=None,
+        description=(
+            "every ticket of a priority with a next_reply target; one without a customer reply after an"
+            " agent reply is achieved (its GET /tickets/{id}/sla answers pairs: 0)"
+        ),
     )
 
 

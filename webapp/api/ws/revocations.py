@@ -1,9 +1,13 @@
 """Logout ends a user's sockets: the tokens of every open socket of the process, asked about together.
 
-Every REVOCATION_CHECK_SECONDS one thread (a greenlet under gevent) asks whether any token held by an
-open socket was revoked, in one Redis round trip for up to a thousand tokens (and one database query
-for those Redis has no answer for), and wakes the sockets of each revoked one, which close with 1008.
-Ten thousand sockets thus cost two round trips every few seconds instead of two thousand a second.
+A revocation is announced on a Redis channel once it is durable (security.revocation.CHANNEL): one
+thread (a greenlet under gevent) listens, and wakes the sockets of each token it names, which close
+with 1008 before they are sent anything more. Announcements are not kept: a process that was not
+listening (Redis away, a restart) finds the revocation at its periodic check, where every
+REVOCATION_CHECK_SECONDS another thread asks whether any token held by an open socket was revoked, in
+one Redis round trip for up to a thousand tokens (and one database query for those Redis has no
+answer for). Ten thousand sockets thus cost two round trips every few seconds instead of two thousand
+a second.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,8 +27,11 @@ from webapp.security import revocation
 
 log = logging.getLogger(__name__)
 
-# How often open sockets' tokens are checked: a logout closes them within this long.
+# How often open sockets' tokens are checked: a logout unheard on the channel closes them within this long.
 REVOCATION_CHECK_SECONDS = 5.0
+# How long the listener waits for an announcement before it looks again (and how long it waits
+# before it subscribes again after Redis went away).
+LISTEN_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -48,6 +55,7 @@ class RevocationWatch:
         self.watched: dict[str, set[Watched]] = {}
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.listener: threading.Thread | None = None
 
     def add(self, watched: Watched) -> None:
         with self.lock:
@@ -55,6 +63,11 @@ class RevocationWatch:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="socket-revocations", daemon=True)
                 self.thread.start()
+            if self.listener is None or not self.listener.is_alive():
+                self.listener = threading.Thread(
+                    target=self._listen, name="socket-revocation-news", daemon=True
+                )
+                self.listener.start()
 
     def remove(self, watched: Watched) -> None:
         with self.lock:
@@ -74,6 +87,32 @@ class RevocationWatch:
                 # expire) and ask again at the next check rather than drop every socket in an outage.
                 log.warning("cannot check token revocation for open sockets", exc_info=True)
 
+    def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                try:
+                    pubsub.subscribe(revocation.CHANNEL)
+                    while True:
+                        message = pubsub.get_message(timeout=LISTEN_SECONDS)
+                        if message is not None and message.get("type") == "message":
+                            self.revoked(_jtis(message["data"]))
+                finally:
+                    pubsub.close()
+            except Exception:
+                # Redis away: the periodic check covers what is announced meanwhile.
+                log.debug("revocation announcements unheard; subscribing again", exc_info=True)
+                time.sleep(LISTEN_SECONDS)
+
+    def revoked(self, jtis: Iterable[str]) -> int:
+        """Wake the sockets of the tokens `jtis` as revoked; how many sockets."""
+        with self.lock:
+            targets = [w for jti in jtis for w in self.watched.get(jti, ())]
+        for watched in targets:
+            watched.revoked = True
+            watched.wake()
+        return len(targets)
+
     def check(self) -> int:
         """Ask about every watched token now; wake the sockets of those revoked. How many were."""
         with self.lock:
@@ -84,9 +123,9 @@ class RevocationWatch:
         if not tokens:
             return 0
         revoked = revocation.revoked_among(self.client, self.sessions, tokens, negative_ttl=self.negative_ttl)
-        with self.lock:
-            targets = [w for jti in revoked for w in self.watched.get(jti, ())]
-        for watched in targets:
-            watched.revoked = True
-            watched.wake()
+        self.revoked(revoked)
         return len(revoked)
+
+
+def _jtis(data: bytes | str) -> list[str]:
+    return (data.decode() if isinstance(data, bytes) else data).split()
