@@ -120,3 +120,28 @@ def test_past_the_organizations_read_time_a_subscribe_that_must_compute_is_refus
     ws.send(json.dumps({"type": "ping"}))
     _receive_until(ws, lambda m: m["type"] == "pong")
     ws.close()
+
+
+def test_past_the_organizations_read_time_a_metric_update_names_the_values_it_leaves_out(
+    web_server, make_live_tenant, services
+):
+    """A metric_update whose fresh values would cost read time past the budget goes without them and
+    says which subscribed metrics moved without values, and why (not silence, which reads as "none of
+    your metrics moved")."""
+    tenant = make_live_tenant()
+    client = redis.Redis.from_url(services.redis_url)
+    index, _ = window_of(time.time())
+    client.incrbyfloat(
+        read_time.sockets(0).windows.key(tenant.org_id, index), SETTINGS["WS_READ_SECONDS_PER_MINUTE"] + 5
+    )
+    ws, _ = _open(web_server, tenant)
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count", "backlog"], "interval": 3600}))
+    _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    status, _ = web_server.request("POST", "/api/v1/tickets", tenant.users["agent"]["token"], {})
+    assert status == 201
+    update, _ = _receive_until(ws, lambda m: m["type"] == "metric_update")
+    data = update["data"]
+    assert "values" not in data, data
+    assert set(data["values_omitted"]) == {"ticket_count", "backlog"}, data
+    assert all("WS_READ_SECONDS_PER_MINUTE" in reason for reason in data["values_omitted"].values()), data
+    ws.close()

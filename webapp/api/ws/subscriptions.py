@@ -293,6 +293,7 @@ def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event
         return event
     FORGOTTEN.after(event)
     values: dict[str, Any] = {}
+    omitted: dict[str, str] = {}
     for group in list(sub.groups):
         wanted = _wanted(group, event)
         if not wanted:
@@ -306,10 +307,18 @@ def with_fresh_values(conn: Connection, sub: Subscription, stores: Stores, event
             values.update(EVENT_VALUES.get(key, read))
         except ScheduleGone as exc:
             _end_group(conn, sub, group, exc)
-        except messages.MessageError:
-            continue  # the read time is spent: the event goes without these values
+        except messages.MessageError as exc:
+            # The read time is spent: the event goes without these values, and says so.
+            omitted.update(dict.fromkeys(wanted, str(exc)))
         except Exception:
             log.exception("fresh values failed org=%s", conn.org_id)
-    if not values:
+            omitted.update(dict.fromkeys(wanted, "the values could not be read (the failure was logged)"))
+    if not values and not omitted:
         return event
-    return {**event, "data": {**event["data"], "values": values}}
+    data = {**event["data"]}
+    if values:
+        data["values"] = values
+    if omitted:
+        # Which subscribed metrics moved but come without values, and why: read them again later.
+        data["values_omitted"] = omitted
+    return {**event, "data": data}
