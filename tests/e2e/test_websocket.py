@@ -523,6 +523,20 @@ def test_malformed_messages_are_answered_and_the_socket_stays_open(web_server, m
     ws.close()
 
 
+def test_a_subscribe_with_a_field_it_does_not_take_is_refused_by_name(web_server, make_live_tenant):
+    """Ignored, `group_by` would be answered with ungrouped values as if they were what was asked."""
+    tenant = make_live_tenant()
+    ws, _ = _open(web_server, tenant)
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "group_by": ["priority"]}))
+    message = _assert_error(ws)["data"]["message"]
+    assert "'group_by'" in message, message
+    assert "filters" in message, message
+    _assert_usable(ws)
+    ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"], "interval": 60, "filters": {}}))
+    _receive_until(ws, lambda m: m["type"] == "subscription_data")
+    ws.close()
+
+
 def test_text_postgresql_cannot_store_is_refused(web_server, make_live_tenant):
     tenant = make_live_tenant()
     ws, _ = _open(web_server, tenant)

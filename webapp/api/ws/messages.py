@@ -61,8 +61,17 @@ def decode(raw: str | bytes) -> dict[str, Any]:
     return message
 
 
+# What a subscribe message may hold.
+SUBSCRIBE_FIELDS = frozenset({"type", "metrics", "interval", "filters", "clock", "schedule_id"})
+
+
 def subscription(message: dict[str, Any]) -> tuple[set[str], Filters, float]:
     """The metrics, filters and interval (seconds) a subscribe message asks for."""
+    unknown_fields = sorted(set(message) - SUBSCRIBE_FIELDS)
+    if unknown_fields:
+        # Ignored, a field such as group_by would answer something else than was asked for.
+        allowed = ", ".join(sorted(SUBSCRIBE_FIELDS))
+        raise MessageError(f"unknown field {unknown_fields[0]!r} in subscribe; allowed: {allowed}")
     metrics = message.get("metrics")
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise MessageError(f"metrics must be a non-empty list; allowed: {', '.join(METRICS)}")
