@@ -1,7 +1,7 @@
 """job waits: the queued jobs of an organization, oldest first, by a partial index
 
 A worker that ends a job and gives its organization's share slot back hands the slot to the
-organization's oldest job waiting for one (workers/runner.py); the look-up rides in the statement
+organization's oldest job waiting for one (workers/claiming.py); the look-up rides in the statement
 that gives the slot back. The index holds queued jobs only, so it stays small whatever an
 organization's history, and the look-up reads a row or two of it.
 

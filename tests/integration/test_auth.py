@@ -303,6 +303,8 @@ def test_a_refresh_token_may_come_in_a_json_body(app, client, tenant, monkeypatc
     malformed = client.post("/api/v1/auth/refresh", data="{", content_type="application/json")
     assert malformed.status_code == 400
     assert "not valid JSON" in malformed.get_json()["error"]["message"]
+    form = client.post("/api/v1/auth/refresh", data={"refresh_token": fresh})
+    assert form.status_code == 415, form.get_json()
     assert client.post("/api/v1/auth/refresh", json={"refresh_token": fresh}).status_code == 200
     too_big = client.post("/api/v1/auth/refresh", json={"refresh_token": "x" * 5000})
     assert too_big.status_code == 413

@@ -102,8 +102,8 @@ def test_a_report_run_is_delivered_with_a_link_that_downloads(
     rows = list(csv.DictReader(io.StringIO(downloaded.get_data(as_text=True))))
     assert sorted(row["subject"] for row in rows) == ["report 0", "report 1", "report 2"]
 
-    shown = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()
-    assert shown["last_run"]["state"] == "delivered"
+    shown = _settled(tenant.viewer, schedule["id"])
+    assert (shown["last_run"]["state"], shown["last_run"]["delivery_state"]) == ("delivered", "succeeded")
     assert shown["last_run"]["trigger"] == "manual"
     assert shown["last_run"]["delivery_id"] == got.id
     # A second pass delivers nothing more.
@@ -122,8 +122,69 @@ def test_a_run_is_delivered_as_its_export_ends_not_at_the_next_report_pass(
     assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
     (got,) = receiver.wait_for(1, timeout=10)
     assert got.type == "report.ready"
-    shown = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()
-    assert shown["last_run"]["state"] == "delivered"
+    assert _settled(tenant.viewer, schedule["id"])["last_run"]["state"] == "delivered"
+
+
+def _settled(api: Any, schedule_id: int, timeout: float = 10.0) -> dict[str, Any]:
+    """The schedule once its last run's delivery is no longer on its way (the receiver's answer is
+    recorded just after the receiver has the body)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = api.get(f"/api/v1/report-schedules/{schedule_id}").get_json()
+        if shown["last_run"]["state"] != "delivering" or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.1)
+
+
+def test_a_run_whose_receiver_refuses_it_is_delivering_not_delivered(
+    celery_worker, make_live_tenant, receiver, private_allowed, live_app
+):
+    """report.ready handed to a webhook whose receiver answers 500 is on its way (retried), not
+    delivered: the run says so, with its delivery's state (outside tester)."""
+    receiver.script = [500]
+    tenant = make_live_tenant("Refused")
+    assert tenant.agent.post("/api/v1/tickets", json={"subject": "refused"}).status_code == 201
+    schedule = _schedule(tenant.admin, _hook(tenant.admin, receiver))
+    job = tenant.admin.post(f"/api/v1/report-schedules/{schedule['id']}/run").get_json()
+    assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
+    (got,) = receiver.wait_for(1, timeout=10)
+    assert got.status == 500
+    deadline = time.monotonic() + 10
+    while True:
+        run = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()["last_run"]
+        if run["delivery_state"] == "pending" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert (run["state"], run["delivery_state"], run["error"]) == ("delivering", "pending", None)
+
+
+def test_a_runs_answer_follows_its_delivery():
+    """A run recorded as handed over is answered by its delivery: on its way, taken, or refused to the
+    last retry (failed, saying how); without a delivery kept it stays as recorded."""
+    from types import SimpleNamespace
+
+    from webapp.reports.schedules import run_answer
+
+    run = SimpleNamespace(state="delivered", error=None)
+
+    def delivery(state: str, status: int | None = None, error: str | None = None) -> Any:
+        return SimpleNamespace(state=state, last_status=status, last_error=error, attempts=6)
+
+    assert run_answer(run, delivery("pending"))["state"] == "delivering"  # type: ignore[arg-type]
+    assert run_answer(run, delivery("sending"))["state"] == "delivering"  # type: ignore[arg-type]
+    assert run_answer(run, delivery("succeeded")) == {  # type: ignore[arg-type]
+        "state": "delivered",
+        "delivery_state": "succeeded",
+        "error": None,
+    }
+    failed = run_answer(run, delivery("failed", status=500))  # type: ignore[arg-type]
+    assert (failed["state"], failed["delivery_state"]) == ("failed", "failed")
+    assert "6 attempts" in failed["error"]
+    assert "status 500" in failed["error"]
+    assert "connection refused" in run_answer(run, delivery("failed", error="connection refused"))["error"]  # type: ignore[arg-type]
+    assert run_answer(run, None) == {"state": "delivered", "delivery_state": None, "error": None}  # type: ignore[arg-type]
+    skipped = SimpleNamespace(state="skipped", error=None)
+    assert run_answer(skipped, None)["state"] == "skipped"  # type: ignore[arg-type]
 
 
 def test_a_run_with_no_rows_is_skipped_when_asked(

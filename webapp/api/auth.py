@@ -59,7 +59,7 @@ def _body_checked(view: Callable[[], Response]) -> Callable[[], Response]:
 
     @wraps(view)
     def wrapper() -> Response:
-        if request.data:
+        if request.get_data(cache=True):  # a form's body too, which request.data leaves out
             parse_body(RefreshRequest)
         return view()
 

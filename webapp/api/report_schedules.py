@@ -85,7 +85,7 @@ def export_params(export: dict[str, Any], timezone: str, now: datetime, org_id: 
 
 
 def _answer(schedule: ScheduleRow) -> dict[str, Any]:
-    return schedules.as_dict(schedule, schedules.last_run(get_session(), schedule))
+    return schedules.as_dict(schedule, *schedules.last_run(get_session(), schedule))
 
 
 @bp.get("")

@@ -130,6 +130,9 @@ DELIVERY_STATES = ("pending", "sending", "succeeded", "failed")
 REPORT_RANGES = ("last_7_days", "previous_week", "previous_month", "month_to_date", "previous_day")
 REPORT_TRIGGERS = ("schedule", "manual")
 REPORT_RUN_STATES = ("running", "delivered", "skipped", "failed")
+# A run as the API answers it: "delivered" once the receiver took report.ready (a 2xx), "delivering"
+# while its delivery is pending or retried, "failed" once every retry was spent.
+REPORT_RUN_ANSWER_STATES = ("running", "delivering", "delivered", "skipped", "failed")
 
 # --- users ------------------------------------------------------------------------------------
 

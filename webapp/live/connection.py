@@ -59,6 +59,9 @@ class Connection:
     direct: Callable[[Event, str], bool] | None = None
     # The socket's loop is sending a batch (flush, replay): live events wait in the queue behind it.
     busy: bool = False
+    # The socket must get nothing more (its token was revoked): every send is refused, whoever makes
+    # it, and its loop closes it (with the close frame, which `guarded` still writes).
+    halted: bool = False
     pending: deque[tuple[Event, str]] = field(default_factory=deque)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -66,7 +69,7 @@ class Connection:
         """Send a live event (and its JSON, made once for every socket) at once if the socket is idle,
         else queue it for the socket's thread."""
         with self.lock:
-            if not self.alive or self.dropped:
+            if not self.alive or self.dropped or self.halted:
                 return
             if (
                 self.direct is not None
@@ -87,9 +90,16 @@ class Connection:
             self.abort()
         self.wake()
 
+    def halt(self) -> None:
+        """Send nothing more (drop what is queued); the socket's loop closes the socket."""
+        with self.lock:
+            self.halted = True
+            self.pending.clear()
+
     def send(self, message: dict[str, Any], text: str | None = None) -> bool:
-        """Send one message (`text`: its JSON, when already made); False once the socket is gone."""
-        if not self.alive:
+        """Send one message (`text`: its JSON, when already made); False once the socket is gone or
+        halted."""
+        if not self.alive or self.halted:
             return False
         return self.guarded(self.send_raw, text if text is not None else json.dumps(message, default=str))
 
@@ -144,7 +154,7 @@ class Connection:
         newest = self.last_sent_id
         low, high = id_order(self.sent_from), id_order(self.last_sent_id)
         # Nothing follows the largest id, and Redis refuses a range that starts after it.
-        while self.alive and id_order(cursor) != (_U64_MAX, _U64_MAX):
+        while self.alive and not self.halted and id_order(cursor) != (_U64_MAX, _U64_MAX):
             batch = events.read_since(client, self.org_id, cursor, count=REPLAY_BATCH)
             for event in batch:
                 cursor = event["id"]

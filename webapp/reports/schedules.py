@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import TimeError, zone
-from webapp.models import ReportRun, ReportSchedule, Schedule, Webhook
+from webapp.models import ReportRun, ReportSchedule, Schedule, Webhook, WebhookDelivery
 from webapp.models.base import MAX_ID
 from webapp.reports.cron import CronError, check, next_run
 from webapp.webhooks.records import hold_users
@@ -31,8 +31,11 @@ def _iso(value: datetime | None, tz_name: str) -> str | None:
     return value.astimezone(zone(tz_name)).isoformat() if value is not None else None
 
 
-def as_dict(schedule: ReportSchedule, last_run: ReportRun | None = None) -> dict[str, Any]:
-    """The schedule as the API answers it (times in its own zone), with its latest run if given."""
+def as_dict(
+    schedule: ReportSchedule, last_run: ReportRun | None = None, delivery: WebhookDelivery | None = None
+) -> dict[str, Any]:
+    """The schedule as the API answers it (times in its own zone), with its latest run if given and
+    that run's report.ready delivery if it made one (its state is the run's: see run_answer)."""
     tz = schedule.timezone
     return {
         "id": schedule.id,
@@ -50,11 +53,10 @@ def as_dict(schedule: ReportSchedule, last_run: ReportRun | None = None) -> dict
         else {
             "job_id": str(last_run.job_id),
             "trigger": last_run.trigger,
-            "state": last_run.state,
+            **run_answer(last_run, delivery),
             "range_start": _iso(last_run.range_start, tz),
             "range_end": _iso(last_run.range_end, tz),
             "delivery_id": str(last_run.delivery_id) if last_run.delivery_id else None,
-            "error": last_run.error,
             "created_at": _iso(last_run.created_at, tz),
         },
         "created_at": _iso(schedule.created_at, tz),
@@ -200,11 +202,28 @@ def list_schedules(session: Session, org_id: int) -> list[ReportSchedule]:
     return list(session.scalars(query))
 
 
-def last_run(session: Session, schedule: ReportSchedule) -> ReportRun | None:
-    """The schedule's latest run."""
-    return session.scalar(
+def last_run(session: Session, schedule: ReportSchedule) -> tuple[ReportRun | None, WebhookDelivery | None]:
+    """The schedule's latest run, and its report.ready delivery when it made one that is still kept."""
+    run = session.scalar(
         select(ReportRun)
         .where(ReportRun.schedule_id == schedule.id)
         .order_by(ReportRun.created_at.desc(), ReportRun.id.desc())
         .limit(1)
     )
+    delivery = session.get(WebhookDelivery, run.delivery_id) if run is not None and run.delivery_id else None
+    return run, delivery
+
+
+def run_answer(run: ReportRun, delivery: WebhookDelivery | None) -> dict[str, Any]:
+    """A run's state and error as answered: a run that handed report.ready to its webhook is
+    "delivering" until the receiver takes it (2xx: "delivered"), and "failed" once every retry was
+    refused. A delivery no longer kept (its webhook deleted) leaves the run as it was recorded."""
+    state, error = run.state, run.error
+    if state == "delivered" and delivery is not None:
+        if delivery.state in ("pending", "sending"):
+            state = "delivering"
+        elif delivery.state == "failed":
+            state = "failed"
+            said = f"status {delivery.last_status}" if delivery.last_status else delivery.last_error
+            error = f"the webhook did not take report.ready after {delivery.attempts} attempts ({said})"
+    return {"state": state, "delivery_state": delivery.state if delivery else None, "error": error}

@@ -18,7 +18,7 @@ from webapp.api.schemas.exports import (
     TimeSeriesExportQuery,
 )
 from webapp.core.patch_schema import patch_body
-from webapp.core.vocabulary import REPORT_RANGES, REPORT_RUN_STATES, REPORT_TRIGGERS
+from webapp.core.vocabulary import DELIVERY_STATES, REPORT_RANGES, REPORT_RUN_ANSWER_STATES, REPORT_TRIGGERS
 from webapp.models.base import MAX_ID
 
 ReportRange = Literal[REPORT_RANGES]  # type: ignore[valid-type]
@@ -92,10 +92,19 @@ class ReportScheduleUpdate(Strict):
 class ReportRunInfo(BaseModel):
     job_id: str = Field(description="the run's export job")
     trigger: Literal[REPORT_TRIGGERS]  # type: ignore[valid-type]
-    state: Literal[REPORT_RUN_STATES]  # type: ignore[valid-type]
+    state: Literal[REPORT_RUN_ANSWER_STATES] = Field(  # type: ignore[valid-type]
+        description=(
+            "running: the export is being made; delivering: report.ready is queued or being retried;"
+            " delivered: the receiver answered 2xx; skipped: empty, with skip_if_empty; failed: the"
+            " export failed, the webhook was disabled or deleted, or every retry of the delivery failed"
+        )
+    )
     range_start: datetime
     range_end: datetime
     delivery_id: str | None
+    delivery_state: Literal[DELIVERY_STATES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="the report.ready delivery's state (see GET /webhooks/{id}/deliveries)"
+    )
     error: str | None
     created_at: datetime
 

@@ -1,8 +1,9 @@
 """Logout ends a user's sockets: the tokens of every open socket of the process, asked about together.
 
 A revocation is announced on a Redis channel once it is durable (security.revocation.CHANNEL): one
-thread (a greenlet under gevent) listens, and wakes the sockets of each token it names, which close
-with 1008 before they are sent anything more. Announcements are not kept: a process that was not
+thread (a greenlet under gevent) listens on a connection of its own, and halts the sockets of each
+token it names as the announcement arrives (nothing more is sent to them) and wakes them to close
+with 1008. Announcements are not kept: a process that was not
 listening (Redis away, a restart) finds the revocation at its periodic check, where every
 REVOCATION_CHECK_SECONDS another thread asks whether any token held by an open socket was revoked, in
 one Redis round trip for up to a thousand tokens (and one database query for those Redis has no
@@ -12,6 +13,7 @@ a second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
+from redis.client import PubSub
 from sqlalchemy.orm import Session, sessionmaker
 
 from webapp.security import revocation
@@ -32,6 +35,8 @@ REVOCATION_CHECK_SECONDS = 5.0
 # How long the listener waits for an announcement before it looks again (and how long it waits
 # before it subscribes again after Redis went away).
 LISTEN_SECONDS = 1.0
+# How often the listener pings its subscription, which must answer within two pings.
+PING_SECONDS = 15.0
 
 
 @dataclass(eq=False)
@@ -47,9 +52,18 @@ class Watched:
 class RevocationWatch:
     """The tokens of the process's open sockets, checked together every REVOCATION_CHECK_SECONDS."""
 
-    def __init__(self, client: redis.Redis, sessions: sessionmaker[Session], negative_ttl: int) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        sessions: sessionmaker[Session],
+        negative_ttl: int,
+        listen_client: redis.Redis | None = None,
+    ) -> None:
+        """`listen_client`: a client of the watch's own for the announcements' subscription (which
+        holds a connection for good), else `client`'s pool lends it one."""
         self.pid = os.getpid()
         self.client = client
+        self.listen_client = listen_client or client
         self.sessions = sessions
         self.negative_ttl = negative_ttl
         self.watched: dict[str, set[Watched]] = {}
@@ -88,21 +102,52 @@ class RevocationWatch:
                 log.warning("cannot check token revocation for open sockets", exc_info=True)
 
     def _listen(self) -> None:
+        deaf_since: float | None = None
         while True:
             try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                pubsub = self.listen_client.pubsub(ignore_subscribe_messages=True)
                 try:
                     pubsub.subscribe(revocation.CHANNEL)
-                    while True:
-                        message = pubsub.get_message(timeout=LISTEN_SECONDS)
-                        if message is not None and message.get("type") == "message":
-                            self.revoked(_jtis(message["data"]))
+                    # Whatever was announced while nobody here listened is found now, not at the
+                    # next periodic check (which still covers it if this one cannot ask).
+                    with contextlib.suppress(Exception):
+                        self.check()
+                    if deaf_since is not None:
+                        log.warning(
+                            "revocation announcements heard again after %.0f s", time.monotonic() - deaf_since
+                        )
+                        deaf_since = None
+                    self._heard(pubsub)
                 finally:
                     pubsub.close()
-            except Exception:
-                # Redis away: the periodic check covers what is announced meanwhile.
-                log.debug("revocation announcements unheard; subscribing again", exc_info=True)
+            except Exception as exc:
+                # Redis away (or refusing SUBSCRIBE): the periodic check covers what is announced
+                # meanwhile. Said once an outage, at its start.
+                if deaf_since is None:
+                    deaf_since = time.monotonic()
+                    log.warning(
+                        "revocation announcements unheard (%s); open sockets are checked every %g s",
+                        exc,
+                        REVOCATION_CHECK_SECONDS,
+                    )
                 time.sleep(LISTEN_SECONDS)
+
+    def _heard(self, pubsub: PubSub) -> None:
+        """Act on each announcement until the subscription breaks or stops answering: a ping every
+        PING_SECONDS must be answered (a connection left half-open by a failover raises nothing)."""
+        heard = pinged = time.monotonic()
+        while True:
+            message = pubsub.get_message(timeout=LISTEN_SECONDS)
+            now = time.monotonic()
+            if message is not None:
+                heard = now
+                if message.get("type") == "message":
+                    self.revoked(_jtis(message["data"]))
+            if now - pinged >= PING_SECONDS:
+                pubsub.ping()
+                pinged = now
+            if now - heard > 2 * PING_SECONDS + LISTEN_SECONDS:
+                raise redis.ConnectionError(f"no answer from Redis for {now - heard:.0f} s")
 
     def revoked(self, jtis: Iterable[str]) -> int:
         """Wake the sockets of the tokens `jtis` as revoked; how many sockets."""

@@ -112,12 +112,10 @@ def run(
     failure closes it with 1011."""
     ws = socket.ws
     sub = Subscription()
-    watched = Watched(identity.jti, identity.expires_at, socket.wakeup.set)
 
     def direct(event: Event, text: str) -> bool:
-        # An event this socket sends as the relay made it goes out from the relay, without waiting;
-        # none once its token is revoked (the loop closes the socket).
-        return not watched.revoked and not subscriptions.needs_values(sub, event) and socket.send_now(text)
+        # An event this socket sends as the relay made it goes out from the relay, without waiting.
+        return not subscriptions.needs_values(sub, event) and socket.send_now(text)
 
     conn = Connection(
         org_id=identity.principal.org_id,
@@ -134,6 +132,14 @@ def run(
         log.warning("socket refused: cannot follow the events of org=%s: %s", conn.org_id, exc)
         ws.close(reason=TRY_AGAIN_LATER, message="live updates are unavailable; try again later")
         return
+
+    def revoked() -> None:
+        # The watch found the token revoked: nothing more goes out (the relay's direct writes, the
+        # loop's answers, queue and replay), and the loop closes the socket.
+        conn.halt()
+        socket.wakeup.set()
+
+    watched = Watched(identity.jti, identity.expires_at, revoked)
     revocations.add(watched)
     try:
         _serve(socket, Peer(conn, stores, limits, sub), identity, watched, hello, resume_from)
@@ -189,11 +195,13 @@ def _serve(
         # Whatever set the event (a message, the close, the relay) did its part before: all of it
         # is looked at below, and anything after the clear sets the event again.
         socket.wakeup.clear()
-        if watched.revoked:
+        if conn.halted:
             continue  # closed above, with nothing more sent
         if socket.wire.backlog:
             conn.guarded(socket.wire.drain)  # the rest of a frame the relay wrote in part
         for raw in socket.client_messages():
+            if conn.halted:
+                break
             handle(peer, raw)
             if peer.hold_next:
                 hold, peer.hold_next = peer.hold_next, 0.0

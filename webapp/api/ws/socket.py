@@ -243,7 +243,9 @@ def revocations_for(app: Flask) -> RevocationWatch:
         with _relay_lock:
             watch = app.extensions.get("ws_revocations")
             if watch is None or watch.pid != os.getpid():
-                watch = RevocationWatch(get_redis(), session_factory(), negative_ttl())
+                # The announcements' subscription holds a connection: one of its own, not the pool's.
+                listen = make_redis(app.config["REDIS_URL"], socket_timeout=live_relay.BLOCK_MS / 1000 + 5)
+                watch = RevocationWatch(get_redis(), session_factory(), negative_ttl(), listen_client=listen)
                 app.extensions["ws_revocations"] = watch
     return watch
 
