@@ -136,26 +136,49 @@ def _settled(api: Any, schedule_id: int, timeout: float = 10.0) -> dict[str, Any
         time.sleep(0.1)
 
 
-def test_a_run_whose_receiver_refuses_it_is_delivering_not_delivered(
+def test_a_run_is_delivering_until_its_receiver_takes_it_and_failed_when_it_never_does(
     celery_worker, make_live_tenant, receiver, private_allowed, live_app
 ):
-    """report.ready handed to a webhook whose receiver answers 500 is on its way (retried), not
-    delivered: the run says so, with its delivery's state (outside tester)."""
-    receiver.script = [500]
+    """report.ready handed to a webhook is on its way until the receiver answers 2xx, and a run whose
+    receiver refuses every retry ends failed, saying how (it was "delivered" once queued: outside
+    tester)."""
     tenant = make_live_tenant("Refused")
     assert tenant.agent.post("/api/v1/tickets", json={"subject": "refused"}).status_code == 201
     schedule = _schedule(tenant.admin, _hook(tenant.admin, receiver))
+    # A receiver that takes 2 s to answer (within the 3 s timeout): the delivery is being sent.
+    receiver.script = [2.0]
     job = tenant.admin.post(f"/api/v1/report-schedules/{schedule['id']}/run").get_json()
     assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
-    (got,) = receiver.wait_for(1, timeout=10)
-    assert got.status == 500
-    deadline = time.monotonic() + 10
-    while True:
-        run = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()["last_run"]
-        if run["delivery_state"] == "pending" or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert (run["state"], run["delivery_state"], run["error"]) == ("delivering", "pending", None)
+    receiver.wait_for(1, timeout=10)
+    run = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()["last_run"]
+    assert (run["state"], run["delivery_state"], run["error"]) == ("delivering", "sending", None)
+    assert _settled(tenant.viewer, schedule["id"])["last_run"]["state"] == "delivered"
+    # A receiver that answers 500 to the first attempt and both retries.
+    receiver.script = [500, 500, 500]
+    job = tenant.admin.post(f"/api/v1/report-schedules/{schedule['id']}/run").get_json()
+    assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
+    receiver.wait_for(4, timeout=20)
+    run = _settled(tenant.viewer, schedule["id"], timeout=20)["last_run"]
+    assert (run["state"], run["delivery_state"]) == ("failed", "failed"), run
+    assert "status 500" in run["error"], run
+
+
+def test_a_run_whose_webhook_is_deleted_before_its_receiver_took_it_is_failed(
+    celery_worker, make_live_tenant, receiver, private_allowed, live_app
+):
+    """The delivery goes with its webhook: the run is then answered failed, not as recorded."""
+    tenant = make_live_tenant("Gone")
+    assert tenant.agent.post("/api/v1/tickets", json={"subject": "gone"}).status_code == 201
+    hook = _hook(tenant.admin, receiver)
+    schedule = _schedule(tenant.admin, hook)
+    receiver.script = [2.5]  # the attempt is on its way while the webhook is deleted
+    job = tenant.admin.post(f"/api/v1/report-schedules/{schedule['id']}/run").get_json()
+    assert wait_for_job(tenant.viewer, job["job_id"])["state"] == "succeeded"
+    receiver.wait_for(1, timeout=10)
+    assert tenant.admin.delete(f"/api/v1/webhooks/{hook}").status_code == 204
+    run = tenant.viewer.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()["last_run"]
+    assert (run["state"], run["delivery_state"]) == ("failed", None), run
+    assert "deleted" in run["error"], run
 
 
 def test_a_runs_answer_follows_its_delivery():

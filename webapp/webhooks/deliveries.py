@@ -143,8 +143,9 @@ def create(
             # The database's clock: a pass replayed with another `now` (a test, a catch-up) still
             # makes a delivery that is due at once.
             next_attempt_at=func.now(),
-            # The instant its body names: the delivery log and the receiver see one time.
-            created_at=now,
+            # The database's clock, not the body's `created_at` (the pass's moment, which may lie
+            # seconds back): the log lists deliveries newest first by it, and its cursor relies on that.
+            created_at=func.now(),
         )
         .on_conflict_do_nothing(index_elements=["webhook_id", "source_key"])
         .returning(WebhookDelivery.id)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from webapp.core.timeutil import utcnow
-from webapp.models import AlertRule, ReportSchedule, Webhook
+from webapp.models import AlertRule, ReportRun, ReportSchedule, Webhook, WebhookDelivery
 from webapp.models.base import MAX_ID
 from webapp.webhooks import signing
 from webapp.webhooks.targets import Resolver, TargetRefused, check_url
@@ -193,6 +193,21 @@ def delete_webhook(session: Session, webhook: Webhook) -> dict[str, list[int]]:
         update(ReportSchedule)
         .where(ReportSchedule.id.in_(users["report_schedule_ids"]))
         .values(webhook_id=None, enabled=False, updated_at=utcnow())
+    )
+    # Report runs whose report.ready this webhook had not taken yet end failed: their delivery goes
+    # with the webhook, and they would otherwise be answered as recorded ("delivered").
+    session.execute(
+        update(ReportRun)
+        .where(
+            ReportRun.org_id == webhook.org_id,
+            ReportRun.state == "delivered",
+            ReportRun.delivery_id.in_(
+                select(WebhookDelivery.id).where(
+                    WebhookDelivery.webhook_id == webhook.id, WebhookDelivery.state != "succeeded"
+                )
+            ),
+        )
+        .values(state="failed", error="the webhook was deleted before its receiver took report.ready")
     )
     session.delete(webhook)
     session.flush()

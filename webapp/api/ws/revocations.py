@@ -105,9 +105,10 @@ class RevocationWatch:
         deaf_since: float | None = None
         while True:
             try:
-                pubsub = self.listen_client.pubsub(ignore_subscribe_messages=True)
+                # Subscribe messages are seen (the confirmation is waited for); only "message" acts.
+                pubsub = self.listen_client.pubsub()
                 try:
-                    pubsub.subscribe(revocation.CHANNEL)
+                    _subscribed(pubsub)
                     # Whatever was announced while nobody here listened is found now, not at the
                     # next periodic check (which still covers it if this one cannot ask).
                     with contextlib.suppress(Exception):
@@ -174,3 +175,17 @@ class RevocationWatch:
 
 def _jtis(data: bytes | str) -> list[str]:
     return (data.decode() if isinstance(data, bytes) else data).split()
+
+
+def _subscribed(pubsub: PubSub) -> None:
+    """Subscribe to the announcements and wait for Redis's confirmation (a refusal, an ACL's NOPERM,
+    comes back only as the reply, raised here), so that what follows runs with the subscription in
+    force."""
+    pubsub.subscribe(revocation.CHANNEL)
+    deadline = time.monotonic() + PING_SECONDS
+    while True:
+        message = pubsub.get_message(timeout=LISTEN_SECONDS)
+        if message is not None and message.get("type") == "subscribe":
+            return
+        if time.monotonic() > deadline:
+            raise redis.ConnectionError("Redis did not confirm the subscription")

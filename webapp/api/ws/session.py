@@ -203,9 +203,11 @@ def _serve(
             if conn.halted:
                 break
             handle(peer, raw)
-            if peer.hold_next:
+            if peer.hold_next and not conn.halted:
                 hold, peer.hold_next = peer.hold_next, 0.0
                 time.sleep(hold)  # under gevent, this socket's greenlet alone
+        if conn.halted:
+            continue  # closed above: no values read for messages that would be refused
         conn.flush(augment)
         subscriptions.send_periodic(conn, sub, peer.stores)
 
