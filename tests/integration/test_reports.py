@@ -106,6 +106,11 @@ def test_a_report_run_is_delivered_with_a_link_that_downloads(
     assert (shown["last_run"]["state"], shown["last_run"]["delivery_state"]) == ("delivered", "succeeded")
     assert shown["last_run"]["trigger"] == "manual"
     assert shown["last_run"]["delivery_id"] == got.id
+    # The list answers each schedule's last run as the schedule's own answer does (one statement).
+    other = _schedule(tenant.admin, _hook(tenant.admin, receiver))
+    listed = {s["id"]: s for s in tenant.viewer.get("/api/v1/report-schedules").get_json()["items"]}
+    assert listed[schedule["id"]]["last_run"] == shown["last_run"]
+    assert listed[other["id"]]["last_run"] is None
     # A second pass delivers nothing more.
     assert _tick(live_app, tenant.org_id)["delivered"] == []
 

@@ -88,13 +88,18 @@ def _answer(schedule: ScheduleRow) -> dict[str, Any]:
     return schedules.as_dict(schedule, *schedules.last_run(get_session(), schedule))
 
 
+def _answers(items: list[ScheduleRow]) -> list[dict[str, Any]]:
+    runs = schedules.last_runs(get_session(), [schedule.id for schedule in items])
+    return [schedules.as_dict(schedule, *runs.get(schedule.id, (None, None))) for schedule in items]
+
+
 @bp.get("")
 @document("The organization's report schedules", tag="reports", responses={200: ReportScheduleList})
 @require_role("viewer")
 def list_() -> Response:
     """The organization's report schedules."""
     items = schedules.list_schedules(get_session(), current_principal().org_id)
-    return jsonify({"items": [_answer(schedule) for schedule in items]})
+    return jsonify({"items": _answers(items)})
 
 
 @bp.post("")

@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.orm import Session, aliased
 
 from webapp.core.timeutil import TimeError, zone
 from webapp.models import ReportRun, ReportSchedule, Schedule, Webhook, WebhookDelivery
@@ -204,14 +205,27 @@ def list_schedules(session: Session, org_id: int) -> list[ReportSchedule]:
 
 def last_run(session: Session, schedule: ReportSchedule) -> tuple[ReportRun | None, WebhookDelivery | None]:
     """The schedule's latest run, and its report.ready delivery when it made one that is still kept."""
-    run = session.scalar(
+    return last_runs(session, [schedule.id]).get(schedule.id, (None, None))
+
+
+def last_runs(
+    session: Session, schedule_ids: list[int]
+) -> dict[int, tuple[ReportRun, WebhookDelivery | None]]:
+    """Each schedule's latest run with its delivery, in one statement (a list of schedules asks once)."""
+    if not schedule_ids:
+        return {}
+    latest = (
         select(ReportRun)
-        .where(ReportRun.schedule_id == schedule.id)
-        .order_by(ReportRun.created_at.desc(), ReportRun.id.desc())
-        .limit(1)
+        .where(ReportRun.schedule_id.in_(schedule_ids))
+        .order_by(ReportRun.schedule_id, ReportRun.created_at.desc(), ReportRun.id.desc())
+        .ext(distinct_on(ReportRun.schedule_id))
+        .subquery()
     )
-    delivery = session.get(WebhookDelivery, run.delivery_id) if run is not None and run.delivery_id else None
-    return run, delivery
+    run = aliased(ReportRun, latest)
+    rows = session.execute(
+        select(run, WebhookDelivery).outerjoin(WebhookDelivery, WebhookDelivery.id == run.delivery_id)
+    )
+    return {row[0].schedule_id: (row[0], row[1]) for row in rows}
 
 
 def run_answer(run: ReportRun, delivery: WebhookDelivery | None) -> dict[str, Any]:
