@@ -224,6 +224,22 @@ def test_imports_with_text_postgresql_cannot_store_are_400(tenant, body, content
     assert tenant.agent.get("/api/v1/jobs?kind=import").get_json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "line"),
+    [
+        ('[{"subject": "ok"}, {"subject": "a\\u0000b"}, {"subject": "ok"}]', "application/json", None),
+        ('{"subject": "ok"}\n\n{"subject": "a\\u0000b"}\n', "application/x-ndjson", 3),
+        ('subject,satisfaction\nok,\nhi,"{""rating"": 5, ""comment"": ""a\\u0000b""}"\n', "text/csv", 3),
+    ],
+)
+def test_an_imports_text_postgresql_cannot_store_is_named_by_its_row(tenant, body, content_type, line):
+    """As every other row error: the row (and the body's line, where lines mean something)."""
+    error = _error(_post_raw(tenant.agent, "/api/v1/tickets/import", body.encode(), content_type))
+    assert error["message"] == "row 2 contains a NUL character", error
+    assert error["details"]["row"] == 2, error
+    assert error["details"].get("line") == line, error
+
+
 def test_imports_with_harmless_json_escapes_are_accepted(tenant):
     accepted = _post_raw(tenant.agent, "/api/v1/tickets/import", '[{"subject": "caf\\u00e9 \\ud83d\\ude00"}]')
     assert accepted.status_code == 202, accepted.get_json()

@@ -69,7 +69,13 @@ def _rows(body: bytes, fmt: str, max_rows: int) -> list[Any]:
     except formats.ImportFormatError as exc:
         raise ApiError(400, str(exc), details={"format": fmt, "line": exc.line}) from exc
     if formats.may_hide_text(body, fmt):
-        check_json_text(rows, "the import")
+        for index, row in enumerate(rows):
+            try:
+                check_json_text(row, f"row {index + 1}")
+            except ApiError as exc:
+                # Which row, and its line in the body, as the other row errors say.
+                where = {"row": index + 1, **({"line": lines[index]} if lines is not None else {})}
+                raise ApiError(400, exc.message, details={"field": "body", **where}) from exc
     report = imports.check_rows(current_organization(), rows)
     if report.invalid:
         details = report.to_dict()
