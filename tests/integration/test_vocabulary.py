@@ -247,7 +247,8 @@ def test_alert_webhook_and_report_words_in_the_document(spec):
     assert _prop(spec, "Delivery", "state") == list(v.DELIVERY_STATES)
     assert set(v.ALERT_EVENT_TYPES.values()) <= set(v.WEBHOOK_EVENTS)
     assert _prop(spec, "TicketsReportQuery", "range") == list(v.REPORT_RANGES)
-    assert _prop(spec, "ReportRunInfo", "state") == list(v.REPORT_RUN_STATES)
+    assert _prop(spec, "ReportRunInfo", "state") == list(v.REPORT_RUN_ANSWER_STATES)
+    assert set(v.REPORT_RUN_STATES) <= set(v.REPORT_RUN_ANSWER_STATES)  # each stored state is answered
 
 
 def test_job_kinds_states_and_routes(spec, base_app, services):

@@ -15,6 +15,7 @@ export class Live {
   #handlers = new Map();
   #timers = { retry: null, ping: null, pong: null };
   #connectedOnce = false;
+  #stopped = false;
   state = "connecting";
   lastEventId = null;
 
@@ -36,6 +37,15 @@ export class Live {
     return this;
   }
 
+  /** Close the socket for good (signing out): its close, and the server's, start nothing. */
+  stop() {
+    this.#stopped = true;
+    const ws = this.#ws;
+    this.#ws = null;
+    for (const timer of Object.values(this.#timers)) clearTimeout(timer);
+    ws?.close();
+  }
+
   #emit(type, message) {
     for (const handler of this.#handlers.get(type) || []) handler(message);
   }
@@ -47,6 +57,7 @@ export class Live {
   }
 
   async #connect() {
+    if (this.#stopped) return;
     this.#setState(this.#connectedOnce ? "reconnecting" : "connecting");
     let ticket;
     try {
@@ -55,6 +66,7 @@ export class Live {
       this.#retry();
       return;
     }
+    if (this.#stopped) return;
     const url = new URL(ticket.url, location.href);
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
     if (this.lastEventId) url.searchParams.set("last_event_id", this.lastEventId);
@@ -99,6 +111,7 @@ export class Live {
 
   async #closed(code) {
     this.#ws = null;
+    if (this.#stopped) return;
     clearTimeout(this.#timers.ping);
     clearTimeout(this.#timers.pong);
     if (!navigator.onLine) {
@@ -114,6 +127,7 @@ export class Live {
   }
 
   #retry() {
+    if (this.#stopped) return;
     const delay = BACKOFF_MS[Math.min(this.#failures, BACKOFF_MS.length - 1)];
     this.#failures += 1;
     this.#setState(this.#failures > BACKOFF_MS.length ? "offline" : "reconnecting");

@@ -14,6 +14,7 @@ export class Session {
   #token = null;
   #renewal = null;
   #timer = null;
+  #signingOut = false;
   user = null;
 
   get authorization() {
@@ -56,6 +57,8 @@ export class Session {
   }
 
   async #refresh() {
+    // Signing out: nothing is renewed (the socket's close and requests in flight then end quietly).
+    if (this.#signingOut) return false;
     if (!document.cookie.split("; ").includes(HINT)) return false;
     const response = await fetch(ROUTES.refresh, { method: "POST", credentials: "same-origin", headers: CSRF });
     if (!response.ok) {
@@ -77,6 +80,7 @@ export class Session {
 
   /** Revoke the refresh cookie and the access token, then forget both. */
   async signOut() {
+    this.#signingOut = true;
     const headers = { ...CSRF };
     if (this.#token) headers.Authorization = this.authorization;
     await fetch(ROUTES.signOut, { method: "POST", credentials: "same-origin", headers }).catch(() => null);

@@ -33,6 +33,7 @@ export async function startPage(page) {
     setText(badge, STATE_LABELS[state]);
   });
   document.getElementById("signout").addEventListener("click", async () => {
+    live.stop(); // before the logout: its announcement closes the socket at once
     await session.signOut();
     location.assign("/signin");
   });
