@@ -103,12 +103,7 @@ def test_past_the_organizations_read_time_a_subscribe_that_must_compute_is_refus
     """Values no cache holds cost the organization's sockets' read time (WS_READ_SECONDS_PER_MINUTE):
     a socket's subscribe past it gets an error and stays open."""
     tenant = make_live_tenant()
-    client = redis.Redis.from_url(services.redis_url)
-    index, _ = window_of(time.time())
-    # What other web processes charged this minute: the server learns it at its next charge.
-    client.incrbyfloat(
-        read_time.sockets(0).windows.key(tenant.org_id, index), SETTINGS["WS_READ_SECONDS_PER_MINUTE"] + 5
-    )
+    _spend_the_sockets_read_time(services, tenant.org_id)
     ws, _ = _open(web_server, tenant)
     ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count"]}))
     first, _ = _receive_until(ws, lambda m: m["type"] in ("subscription_data", "error"))
@@ -129,11 +124,7 @@ def test_past_the_organizations_read_time_a_metric_update_names_the_values_it_le
     says which subscribed metrics moved without values, and why (not silence, which reads as "none of
     your metrics moved")."""
     tenant = make_live_tenant()
-    client = redis.Redis.from_url(services.redis_url)
-    index, _ = window_of(time.time())
-    client.incrbyfloat(
-        read_time.sockets(0).windows.key(tenant.org_id, index), SETTINGS["WS_READ_SECONDS_PER_MINUTE"] + 5
-    )
+    _spend_the_sockets_read_time(services, tenant.org_id)
     ws, _ = _open(web_server, tenant)
     ws.send(json.dumps({"type": "subscribe", "metrics": ["ticket_count", "backlog"], "interval": 3600}))
     _receive_until(ws, lambda m: m["type"] == "subscription_data")
@@ -145,3 +136,12 @@ def test_past_the_organizations_read_time_a_metric_update_names_the_values_it_le
     assert set(data["values_omitted"]) == {"ticket_count", "backlog"}, data
     assert all("WS_READ_SECONDS_PER_MINUTE" in reason for reason in data["values_omitted"].values()), data
     ws.close()
+
+
+def _spend_the_sockets_read_time(services, org_id: int) -> None:
+    """Charge the organization's socket read time past its budget for this minute, as other web
+    processes would have: the server learns it at its next charge."""
+    index, _ = window_of(time.time())
+    redis.Redis.from_url(services.redis_url).incrbyfloat(
+        read_time.sockets(0).windows.key(org_id, index), SETTINGS["WS_READ_SECONDS_PER_MINUTE"] + 5
+    )
