@@ -85,10 +85,11 @@ def export_params(export: dict[str, Any], timezone: str, now: datetime, org_id: 
 
 
 def _answer(schedule: ScheduleRow) -> dict[str, Any]:
-    return schedules.as_dict(schedule, *schedules.last_run(get_session(), schedule))
+    return _answers([schedule])[0]
 
 
 def _answers(items: list[ScheduleRow]) -> list[dict[str, Any]]:
+    """The schedules as answered, each with its last run and that run's delivery (one statement)."""
     runs = schedules.last_runs(get_session(), [schedule.id for schedule in items])
     return [schedules.as_dict(schedule, *runs.get(schedule.id, (None, None))) for schedule in items]
 

@@ -203,11 +203,6 @@ def list_schedules(session: Session, org_id: int) -> list[ReportSchedule]:
     return list(session.scalars(query))
 
 
-def last_run(session: Session, schedule: ReportSchedule) -> tuple[ReportRun | None, WebhookDelivery | None]:
-    """The schedule's latest run, and its report.ready delivery when it made one that is still kept."""
-    return last_runs(session, [schedule.id]).get(schedule.id, (None, None))
-
-
 def last_runs(
     session: Session, schedule_ids: list[int]
 ) -> dict[int, tuple[ReportRun, WebhookDelivery | None]]:
