@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+from celery import exceptions as celery_exceptions
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete, text
@@ -461,6 +462,19 @@ def wait_for_job(
             return body
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} still {body.get('state')} after {timeout}s")
+
+
+def run_task(celery: Any, name: str, timeout: float = 120, **kwargs: Any) -> Any:
+    """Send the background task `name` to the test worker and wait for its result. The worker's two
+    slots may still hold an earlier test's jobs, so the wait is long; one that runs out says what the
+    worker was busy with (its active and reserved tasks) instead of a bare timeout."""
+    result = celery.send_task(name, kwargs=kwargs or None)
+    try:
+        return result.get(timeout=timeout)
+    except celery_exceptions.TimeoutError:
+        inspect = celery.control.inspect(timeout=2.0)
+        busy = {"active": inspect.active(), "reserved": inspect.reserved()}
+        raise AssertionError(f"{name} not done after {timeout}s; the worker held {busy}") from None
 
 
 def running_pool_pid(celery: Any, job_id: str) -> int | None:

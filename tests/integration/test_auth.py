@@ -14,7 +14,7 @@ import redis
 from flask_jwt_extended import create_access_token, create_refresh_token
 from sqlalchemy import delete, select
 
-from tests.conftest import JWT_SECRET, wait_redis
+from tests.conftest import JWT_SECRET, run_task, wait_redis
 from webapp.api.ws import admission as ws
 from webapp.models import RevokedToken, User
 from webapp.security import revocation
@@ -558,7 +558,7 @@ def test_cleanup_deletes_revocations_of_expired_tokens_only(celery_worker, live_
     session.commit()
     try:
         celery = live_app.extensions["celery"]
-        outcome = celery.send_task("maintenance.cleanup_revoked_tokens").get(timeout=30)
+        outcome = run_task(celery, "maintenance.cleanup_revoked_tokens")
         assert outcome["deleted"] >= 1
         session.expire_all()
         assert session.get(RevokedToken, expired) is None

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
+from tests.conftest import run_task
 from webapp.analytics import popular
 from webapp.models import Job
 from webapp.models.jobs import Export
@@ -99,7 +100,7 @@ def test_finished_jobs_and_import_payloads_are_purged_after_their_retention(
     session.commit()
     ids = {name: job.id for name, job in jobs.items()}
 
-    outcome = live_app.extensions["celery"].send_task("maintenance.purge_jobs").get(timeout=30)
+    outcome = run_task(live_app.extensions["celery"], "maintenance.purge_jobs")
     assert outcome["jobs_deleted"] >= 2
     assert outcome["payloads_stripped"] >= 1
     session.expire_all()

@@ -26,7 +26,7 @@ from flask import Flask
 from openpyxl.utils.escape import unescape
 from sqlalchemy import text
 
-from tests.conftest import Tenant, _make_tenant, db_scalar, wait_for_job
+from tests.conftest import Tenant, _make_tenant, db_scalar, run_task, wait_for_job
 from webapp.api.schemas.exports import ExportRequest
 from webapp.core.timeutil import utcnow
 from webapp.exports import encoders, files
@@ -599,7 +599,7 @@ def test_files_past_retention_are_removed_and_links_answer_410(base_app, data, d
         ).scalar_one()
     assert Path(path).is_file()
     # What beat schedules, run by the worker.
-    base_app.extensions["celery"].send_task("maintenance.cleanup_exports").get(timeout=20)
+    run_task(base_app.extensions["celery"], "maintenance.cleanup_exports")
     assert not Path(path).exists()
     assert data.viewer.get(result["download_url"]).status_code == 410
     assert data.viewer.client.get(result["download_url"]).status_code == 410

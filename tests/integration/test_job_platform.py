@@ -36,6 +36,7 @@ from tests.conftest import (
     Api,
     Services,
     db_scalar,
+    run_task,
     running_pool_pid,
     wait_for_job,
     wait_redis,
@@ -750,7 +751,7 @@ def test_schedule_due_for_a_fixed_clock_in_two_zones_fires_twice_one_snapshot(
             ).all()
         assert {(t, d.isoformat()) for t, d in stored} == expected[tenant.org_id]
 
-    again = celery.send_task("snapshots.schedule_due", kwargs={"now": now, "org_ids": orgs}).get(timeout=30)
+    again = run_task(celery, "snapshots.schedule_due", now=now, org_ids=orgs)
     assert again["submitted"] == []
     assert again["already_stored"] == 6
 
@@ -805,7 +806,7 @@ def test_cleanup_exports_past_retention(celery_worker, make_live_tenant, live_ap
         ids[name] = export.id
     session.commit()
 
-    outcome = celery.send_task("maintenance.cleanup_exports").get(timeout=30)
+    outcome = run_task(celery, "maintenance.cleanup_exports")
     assert outcome["expired"] >= 1
     assert not old_file.exists()
     assert not stray_old.exists()
@@ -829,7 +830,7 @@ def test_cache_warm_submits_refresh_jobs_for_orgs_with_popular_queries(
     client.zincrby(
         popular.popular_key(busy.org_id), 1, popular.member("time_series", {"metric": "ticket_count"})
     )
-    outcome = celery.send_task("cache.warm", kwargs={"org_ids": [busy.org_id, quiet.org_id]}).get(timeout=30)
+    outcome = run_task(celery, "cache.warm", org_ids=[busy.org_id, quiet.org_id])
     assert len(outcome["submitted"]) == 1
     job_id = outcome["submitted"][0]
     assert wait_for_job(busy.viewer, job_id)["kind"] == "cache_refresh"
