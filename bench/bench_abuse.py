@@ -24,9 +24,10 @@ elsewhere) runs each attack from a thread of its own, one request after another:
 
 Targets: the normal client's p99 under attack within 3x of its idle p99 (series and job), no process
 of the platform over 1 GiB RSS, each refused attack answered in under 100 ms (p99).
-Results: bench/results/abuse.json.
+Results: bench/results/abuse.json (--each: bench/results/abuse-each.json).
 
     python -m bench.bench_abuse [--tickets 50000] [--idle 20] [--attack 40] [--only series,websocket]
+    python -m bench.bench_abuse --each   # each attack alone in turn, an idle phase before each
 """
 
 from __future__ import annotations
@@ -542,10 +543,147 @@ class RssWatch:
         self.thread.join()
 
 
+ATTACK_NAMES = (
+    *_attacks(0, 0, "").keys(),
+    "WebSocket subscribe flood",
+    "WebSocket swarm with distinct filters",
+)
+
+
+def _attack_phase(
+    stack: Stack,
+    normal: Normal,
+    cpu: CpuUse,
+    hostile: tuple[int, str],
+    only: list[str],
+    seconds: float,
+) -> tuple[dict[str, Any], dict[str, float], dict[str, list[tuple[int, float]]]]:
+    """The normal client measured for `seconds` while the hostile client runs the attacks `only`
+    chooses: (its latencies, CPU seconds by process, each attack's (status, ms) answers)."""
+    # The hostile client runs in a process of its own, as an outside attacker would: in this one its
+    # threads would hold the interpreter the normal client's timings are taken in.
+    context = multiprocessing.get_context("spawn")
+    ready, stop, results = context.Event(), context.Event(), context.Queue()
+    process = context.Process(target=_hostile, args=(stack.port, *hostile, only, ready, stop, results))
+    process.start()
+    cpu.hostile_pid = process.pid
+    try:
+        ready.wait(60)
+        time.sleep(2)  # the attacks reach their caps
+        cpu.used()
+        attacked = normal.measure(seconds)
+        spent = cpu.used()
+        stop.set()
+        outcomes = results.get(timeout=120)
+        process.join(30)
+    finally:
+        # Whatever went wrong here, the attacker's process must not outlive the run (it would keep a
+        # CPU busy through the next one).
+        if process.is_alive():
+            process.kill()
+    return attacked, spent, outcomes
+
+
+def _drain(stack: Stack, token: str, timeout: float = 120) -> None:
+    """Cancel the hostile organization's queued and running jobs and wait until none is left, so the
+    next attack's idle phase starts from a quiet platform."""
+    client = Client(stack.port, token)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body, _ = client.call("GET", "/api/v1/jobs?state=queued,running&limit=100")
+        if status == 429:
+            time.sleep(1)
+            continue
+        assert status == 200, (status, body)
+        if not body["items"]:
+            return
+        for job in body["items"]:
+            client.call("DELETE", f"/api/v1/jobs/{job['id']}")
+        time.sleep(1)
+    raise RuntimeError("the hostile organization's jobs did not drain")
+
+
+def _refusals(outcomes: dict[str, list[tuple[int, float]]]) -> dict[str, dict[str, Any]]:
+    attacks = {}
+    for name, answers in outcomes.items():
+        refused = [ms for status, ms in answers if status >= 400]
+        attacks[name] = {
+            "requests": len(answers),
+            "answers": dict(sorted(Counter(status for status, _ in answers).items())),
+            "refused_p99_ms": latency_summary(refused)["p99_ms"] if refused else None,
+        }
+    return attacks
+
+
+def _ratios(idle: dict[str, Any], attacked: dict[str, Any]) -> dict[str, float]:
+    return {what: attacked[what]["p99_ms"] / idle[what]["p99_ms"] for what in ("series", "job")}
+
+
+def _refusals_ok(attacks: dict[str, dict[str, Any]]) -> bool:
+    return all(a["refused_p99_ms"] is None or a["refused_p99_ms"] < REFUSAL_MS for a in attacks.values())
+
+
+def run_each(args: argparse.Namespace) -> dict[str, Any]:
+    """Each attack alone on one platform: an idle phase, then the attack, then its jobs cancelled and
+    drained, for every attack in turn (the target's "while a hostile client runs each attack")."""
+    extra = {"JOB_MAX_RUNNING_PER_ORG": "1"}
+    names = [name for name in ATTACK_NAMES if _chosen(name, args.only)]
+    with platform_stack("bench_abuse", seed_tickets=args.tickets, extra_env=extra) as stack:
+        hostile = hostile_org(stack, args.tickets)
+        stack.start_worker()
+        stack.start_web()
+        normal = Normal(stack)
+        rows = []
+        with RssWatch(stack) as rss:
+            if args.warmup > 0:
+                normal.measure(args.warmup)
+            cpu = CpuUse(stack)
+            for name in names:
+                idle = normal.measure(args.idle)
+                cpu_idle = cpu.used()
+                attacked, cpu_attacked, outcomes = _attack_phase(
+                    stack, normal, cpu, hostile, [name], args.attack
+                )
+                attacks = _refusals(outcomes)
+                ratios = _ratios(idle, attacked)
+                rows.append(
+                    {
+                        "attack": name,
+                        "idle": idle,
+                        "under_attack": attacked,
+                        "p99_ratios": ratios,
+                        "attacks": attacks,
+                        "cpu_seconds": {"idle": cpu_idle, "under_attack": cpu_attacked},
+                        "passed": {
+                            "latency": all(r <= LATENCY_RATIO for r in ratios.values()),
+                            "refusals": _refusals_ok(attacks),
+                        },
+                    }
+                )
+                _drain(stack, hostile[1])
+        peak = dict(rss.peak)
+    return {
+        "mode": "each attack alone",
+        "tickets_per_org": args.tickets,
+        "warmup_seconds": args.warmup,
+        "idle_seconds": args.idle,
+        "attack_seconds": args.attack,
+        "settings": extra,
+        "runs": rows,
+        "peak_rss_bytes": peak,
+        "targets": {"p99_ratio": LATENCY_RATIO, "rss_bytes": RSS_LIMIT, "refused_p99_ms": REFUSAL_MS},
+        "passed": {
+            "latency": all(row["passed"]["latency"] for row in rows),
+            "rss": max(peak.values()) <= RSS_LIMIT,
+            "refusals": all(row["passed"]["refusals"] for row in rows),
+        },
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     extra = {"JOB_MAX_RUNNING_PER_ORG": "1"}
     with platform_stack("bench_abuse", seed_tickets=args.tickets, extra_env=extra) as stack:
-        hostile_id, hostile_token = hostile_org(stack, args.tickets)
+        hostile = hostile_org(stack, args.tickets)
         worker_command = stack.start_worker()
         web_command = stack.start_web()
         normal = Normal(stack)
@@ -557,43 +695,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu = CpuUse(stack)
             idle = normal.measure(args.idle)
             cpu_idle = cpu.used()
-            # The hostile client runs in a process of its own, as an outside attacker would: in this
-            # one its threads would hold the interpreter the normal client's timings are taken in.
-            context = multiprocessing.get_context("spawn")
-            ready, stop, results = context.Event(), context.Event(), context.Queue()
-            hostile = context.Process(
-                target=_hostile,
-                args=(stack.port, hostile_id, hostile_token, args.only, ready, stop, results),
+            attacked, cpu_attacked, outcomes = _attack_phase(
+                stack, normal, cpu, hostile, args.only, args.attack
             )
-            hostile.start()
-            cpu.hostile_pid = hostile.pid
-            try:
-                ready.wait(60)
-                time.sleep(2)  # the attacks reach their caps
-                cpu.used()
-                attacked = normal.measure(args.attack)
-                cpu_attacked = cpu.used()
-                stop.set()
-                outcomes = results.get(timeout=120)
-                hostile.join(30)
-            finally:
-                # Whatever went wrong here, the attacker's process must not outlive the run (it would
-                # keep a CPU busy through the next one).
-                if hostile.is_alive():
-                    hostile.kill()
         peak = dict(rss.peak)
-    attacks = {}
-    for name, answers in outcomes.items():
-        refused = [ms for status, ms in answers if status >= 400]
-        attacks[name] = {
-            "requests": len(answers),
-            "answers": dict(sorted(Counter(status for status, _ in answers).items())),
-            "refused_p99_ms": latency_summary(refused)["p99_ms"] if refused else None,
-        }
-    ratios = {what: attacked[what]["p99_ms"] / idle[what]["p99_ms"] for what in ("series", "job")}
-    refusals_ok = all(
-        a["refused_p99_ms"] is None or a["refused_p99_ms"] < REFUSAL_MS for a in attacks.values()
-    )
+    attacks = _refusals(outcomes)
+    ratios = _ratios(idle, attacked)
+    refusals_ok = _refusals_ok(attacks)
     return {
         "tickets_per_org": args.tickets,
         "warmup_seconds": args.warmup,
@@ -619,6 +727,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def print_each(result: dict[str, Any]) -> None:
+    """The table of an --each run: one row an attack."""
+    rows = []
+    for row in result["runs"]:
+        idle, attacked, ratios = row["idle"], row["under_attack"], row["p99_ratios"]
+        refused = [a["refused_p99_ms"] for a in row["attacks"].values() if a["refused_p99_ms"] is not None]
+        rows.append(
+            (
+                row["attack"],
+                f"{idle['series']['p99_ms']:.1f} / {attacked['series']['p99_ms']:.1f}",
+                round(ratios["series"], 2),
+                f"{idle['job']['p99_ms']:.1f} / {attacked['job']['p99_ms']:.1f}",
+                round(ratios["job"], 2),
+                max(refused) if refused else "-",
+                f"{row['cpu_seconds']['under_attack'].get('web', 0.0):g} / "
+                f"{row['cpu_seconds']['under_attack'].get('worker', 0.0):g}",
+            )
+        )
+    print_table(
+        f"Each attack alone: the normal client's p99 ms, idle / attacked (target ratio <= {LATENCY_RATIO:g}, "
+        f"refusals < {REFUSAL_MS:g} ms)",
+        ["attack", "series p99", "ratio", "job p99", "ratio", "refused p99 ms", "web / worker CPU s"],
+        rows,
+    )
+    print_table(
+        "Peak RSS, MiB",
+        ["process", "MiB"],
+        [(name, round(rss / 2**20, 1)) for name, rss in sorted(result["peak_rss_bytes"].items())],
+    )
+    print(f"\npassed: {result['passed']}")
+    print(f"results: {write_results('abuse-each', result)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -633,7 +774,16 @@ def main() -> None:
         default=[],
         help="comma-separated words: run only the attacks whose names hold one (to see what each costs)",
     )
-    result = run(parser.parse_args())
+    parser.add_argument(
+        "--each",
+        action="store_true",
+        help="each attack alone in turn (an idle phase before each), instead of every attack at once",
+    )
+    args = parser.parse_args()
+    if args.each:
+        print_each(run_each(args))
+        return
+    result = run(args)
     rows = [
         (
             what,
