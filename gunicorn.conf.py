@@ -61,22 +61,42 @@ accesslog = "-"
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
 
 _SECRET_QUERY = re.compile(r"([?&](?:token|ticket)=)[^&\s\"']*", re.IGNORECASE)
+# An embed link's token is a path segment (/embed/<token>/...): a signed read of the organization for
+# up to 90 days, so it is no more logged than a download link's.
+_EMBED_TOKEN = re.compile(r"(/embed/)[^/?\s\"']+")
+
+
+def hide_secrets(text: str) -> str:
+    """`text` with token and ticket query values and embed tokens blanked."""
+    if "=" in text:
+        text = _SECRET_QUERY.sub(r"\1[redacted]", text)
+    if "/embed/" in text:
+        text = _EMBED_TOKEN.sub(r"\1[redacted]", text)
+    return text
 
 
 def redact(record: logging.LogRecord) -> bool:
-    """A logging filter blanking token and ticket query values (gunicorn logs a failed request's URI)."""
+    """A logging filter blanking secrets in a line (gunicorn logs a failed request's URI)."""
     message = record.getMessage()
-    if _SECRET_QUERY.search(message):
-        record.msg, record.args = _SECRET_QUERY.sub(r"\1[redacted]", message), ()
+    hidden = hide_secrets(message)
+    if hidden != message:
+        record.msg, record.args = hidden, ()
     return True
 
 
 class RedactingLogger(Logger):
-    """gunicorn's logger with `redact` on its error log."""
+    """gunicorn's logger with `redact` on its error log, and secrets blanked in every access-log atom
+    (the path, the request line, the referer: an embed page's own reads name its link)."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         self.error_log.addFilter(redact)
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        return {
+            name: hide_secrets(value) if isinstance(value, str) else value
+            for name, value in super().atoms(resp, req, environ, request_time).items()
+        }
 
 
 logger_class = RedactingLogger

@@ -161,21 +161,34 @@ def test_failed_refreshes_throttle_their_address(client, tenant, limits):
     assert codes == [401] * 12 + [429] * 2
     refused = client.post("/api/v1/auth/refresh", headers=bad, environ_base={"REMOTE_ADDR": "10.1.1.1"})
     assert refused.get_json()["error"]["message"].startswith("too many failed token refreshes")
-    # A valid refresh token from that address waits too; from another it works.
+    # A refresh token whose signature holds spends the address's second budget: a live session behind
+    # that address goes on refreshing, from there and from anywhere else.
     login = _login(client, tenant.users["viewer"]["email"], tenant.users["viewer"]["password"], "10.1.1.2")
     good = {"Authorization": f"Bearer {login.get_json()['refresh_token']}"}
-    assert (
-        client.post(
-            "/api/v1/auth/refresh", headers=good, environ_base={"REMOTE_ADDR": "10.1.1.1"}
-        ).status_code
-        == 429
-    )
+    refreshed = client.post("/api/v1/auth/refresh", headers=good, environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    assert refreshed.status_code == 200, refreshed.get_json()
+    good = {"Authorization": f"Bearer {refreshed.get_json()['refresh_token']}"}
     assert (
         client.post(
             "/api/v1/auth/refresh", headers=good, environ_base={"REMOTE_ADDR": "10.1.1.2"}
         ).status_code
         == 200
     )
+
+
+def test_failed_sign_ins_from_an_address_stop_no_live_session_refreshing_there(client, tenant, limits):
+    """Guesses at unknown emails fill the address's budget (sign-ins of new emails there are 429); a
+    session signed in from that address still refreshes."""
+    user = tenant.users["viewer"]
+    tokens = _login(client, user["email"], user["password"], "10.5.0.1").get_json()
+    codes = [_login(client, f"nobody{i}@nowhere.test", "guess", "10.5.0.1").status_code for i in range(14)]
+    assert codes == [401] * 12 + [429] * 2
+    refreshed = client.post(
+        "/api/v1/auth/refresh",
+        headers={"Authorization": f"Bearer {tokens['refresh_token']}"},
+        environ_base={"REMOTE_ADDR": "10.5.0.1"},
+    )
+    assert refreshed.status_code == 200, refreshed.get_json()
 
 
 def test_failed_refreshes_of_one_login_throttle_it_from_any_address(client, tenant, limits):

@@ -12,7 +12,9 @@ taken only by sign-ins in flight waits for them (their outcome decides) rather t
 `settle` takes the mark back and counts a failure. An email that signed in from an address before
 spends a second budget of that address, apart from the one guesses at other emails use up
 (`known_here`). Failed refreshes are counted after the fact
-(`check`, `record_failure`): a refresh token is not guessed, and a browser's tabs refresh at once.
+(`check`, `record_failure`): a refresh token is not guessed, and a browser's tabs refresh at once; one
+whose signature holds spends its login's budget and the address's second one, a forged one the
+address's first.
 Without Redis the throttle is open: it protects capacity and guesses, the password still decides.
 """
 
@@ -335,10 +337,18 @@ def _refresh_login_key() -> str | None:
 def _refresh_keys(app: Flask) -> dict[str, int]:
     """The throttles of this refresh request (decoded once, checked before and counted after)."""
     if "refresh_throttles" not in g:
-        keys = {address_key(request.remote_addr): app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]}
+        per_address = app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]
         login = _refresh_login_key()
-        if login is not None:
-            keys[login] = app.config["AUTH_MAX_FAILURES_PER_EMAIL"]
+        if login is None:
+            keys = {address_key(request.remote_addr): per_address}
+        else:
+            # A token whose signature holds was issued at a sign-in: like a known email's sign-in it
+            # spends the address's second budget, which guesses at unknown emails and forged tokens
+            # cannot use up (a guesser behind a shared address stops no live session refreshing).
+            keys = {
+                known_address_key(request.remote_addr): per_address,
+                login: app.config["AUTH_MAX_FAILURES_PER_EMAIL"],
+            }
         g.refresh_throttles = keys
     return g.refresh_throttles
 
