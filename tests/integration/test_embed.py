@@ -200,3 +200,27 @@ def test_a_browser_opening_a_dead_link_gets_a_page_saying_why(client, app, tenan
         assert answer.status_code == 410
         assert answer.get_json()["error"]["code"] == "gone"
         assert (answer.headers["Vary"], answer.headers["Cache-Control"]) == ("Accept", "no-store")
+
+
+def test_a_link_works_while_its_maker_is_an_enabled_admin(client, tenant, db_session):
+    """A link is its maker's grant: deleting the admin who made it (or disabling or demoting them)
+    withdraws it at once, as it does their tokens; made again an admin, their links work again."""
+    from webapp.models import User
+
+    maker = db_session.get(User, tenant.users["admin"]["id"])
+    path = _link(tenant)
+    assert client.get(f"{path}/api/dashboard").status_code == 200
+    for change in ({"role": "agent"}, {"disabled_at": datetime.now(UTC)}):
+        for name, value in change.items():
+            setattr(maker, name, value)
+        db_session.flush()
+        withdrawn = client.get(f"{path}/api/dashboard")
+        assert withdrawn.status_code == 410, withdrawn.get_json()
+        assert "withdrawn" in withdrawn.get_json()["error"]["message"]
+        assert client.get(path).status_code == 410
+        maker.role, maker.disabled_at = "admin", None
+        db_session.flush()
+        assert client.get(f"{path}/api/dashboard").status_code == 200
+    db_session.delete(maker)
+    db_session.flush()
+    assert client.get(f"{path}/api/dashboard").status_code == 410

@@ -36,12 +36,14 @@ def create_embed_token() -> tuple[Response, int]:
         )
     with client_errors():
         filters = parse_filters(body.filters)
+    principal = current_principal()
     claims = embed_links.EmbedClaims(
-        org_id=current_principal().org_id,
+        org_id=principal.org_id,
         view=body.view,
         metric=body.metric,
         filters=filters,
         frame_ancestors=tuple(dict.fromkeys(body.frame_ancestors)),
         expires_at=embed_links.lasting(body.expires_in, utcnow()),
+        maker_id=principal.user_id,
     )
     return jsonify(claims.answer()), 201

@@ -33,6 +33,12 @@ def _claims(token: str) -> EmbedClaims:
         raise ApiError(403, "the embed link is not valid") from exc
     if claims.expired(utcnow()):
         raise ApiError(410, "the embed link has expired; ask an admin of the organization for a new one")
+    if claims.maker_id is not None and not embed_reads.maker_may_share(claims.org_id, claims.maker_id):
+        raise ApiError(
+            410,
+            "the embed link was withdrawn: the admin who made it was deleted, disabled or is no longer "
+            "an admin; ask an admin of the organization for a new one",
+        )
     return claims
 
 

@@ -1,8 +1,9 @@
 """Embed links: a signed, expiring, read-only capability for one view of one organization.
 
-The token carries the organization, the view (and its metric), the locked filters, the origins that
-may frame it and the expiry, signed with HMAC-SHA256 (itsdangerous) under a salt of its own, so an
-export link or any other token of this server never verifies as an embed link.
+The token carries the organization, the admin who made it, the view (and its metric), the locked
+filters, the origins that may frame it and the expiry, signed with HMAC-SHA256 (itsdangerous) under
+a salt of its own, so an export link or any other token of this server never verifies as an embed
+link.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class EmbedClaims:
     filters: dict[str, list[str | None]]
     frame_ancestors: tuple[str, ...]
     expires_at: datetime
+    # The admin who made the link: it works while they are an enabled admin of the organization (None
+    # in links signed before makers were named).
+    maker_id: int | None = None
 
     def expired(self, now: datetime) -> bool:
         """Whether the link no longer works at `now`."""
@@ -71,6 +75,7 @@ def sign(claims: EmbedClaims) -> str:
             "f": claims.filters,
             "a": list(claims.frame_ancestors),
             "x": int(claims.expires_at.timestamp()),
+            "u": claims.maker_id,
         }
     )
 
@@ -86,6 +91,7 @@ def verify(token: str) -> EmbedClaims:
             filters=dict(payload["f"]),
             frame_ancestors=tuple(payload["a"]),
             expires_at=datetime.fromtimestamp(int(payload["x"]), UTC),
+            maker_id=None if payload.get("u") is None else int(payload["u"]),
         )
     except (BadSignature, KeyError, TypeError, ValueError) as exc:
         raise BadEmbedLink("the embed link is not valid") from exc

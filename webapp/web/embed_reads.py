@@ -21,7 +21,7 @@ from webapp.core.filters import Filters
 from webapp.core.timeutil import utcnow
 from webapp.infra.db import get_session
 from webapp.infra.redis_client import get_redis
-from webapp.models import Organization
+from webapp.models import Organization, User
 
 GRANULARITIES = ("daily", "weekly", "monthly")
 
@@ -29,6 +29,12 @@ GRANULARITIES = ("daily", "weekly", "monthly")
 def organization(org_id: int) -> Organization | None:
     """The link's organization (None once it is deleted)."""
     return get_session().get(Organization, org_id)
+
+
+def maker_may_share(org_id: int, user_id: int) -> bool:
+    """Whether the admin who made a link still may: an enabled admin of the link's organization."""
+    user = get_session().get(User, user_id)
+    return user is not None and user.org_id == org_id and user.role == "admin" and user.disabled_at is None
 
 
 def last_days(org: Organization, days: int, granularity: str | None = None) -> Window:
