@@ -256,6 +256,28 @@ def test_roles(tenant, minimum, method, path, body):
             assert status != 403, (role, method, path, status)
 
 
+def _operation(spec: dict, method: str, path: str) -> dict:
+    """The document's operation serving `method` on the concrete `path`."""
+    for template, operations in spec["paths"].items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path) and method.lower() in operations:
+            return operations[method.lower()]
+    raise AssertionError(f"{method} {path} is not documented")
+
+
+def test_the_document_names_the_role_each_operation_needs(client):
+    """Every operation that takes a bearer token alone says which role it needs (x-required-role, and
+    in words), and what it says is what the routes enforce (ROLE_CASES)."""
+    spec = client.get("/api/v1/openapi.json").get_json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if operation.get("security") == [{"bearerAuth": []}]:
+                assert operation.get("x-required-role") in RANK, (method, path)
+                assert "role" in operation["description"], (method, path)
+    for minimum, method, path, _ in ROLE_CASES:
+        assert _operation(spec, method, path)["x-required-role"] == minimum, (method, path)
+
+
 def test_admin_creates_users_in_its_own_organization(tenant, client):
     created = tenant.admin.post(
         "/api/v1/users",

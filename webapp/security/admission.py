@@ -69,6 +69,8 @@ def require_role(
             g.claims = claims
             return view(*args, **kwargs)
 
+        # The OpenAPI document names the role each operation needs (plumbing.openapi reads it).
+        wrapper.__required_role__ = minimum  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator

@@ -114,6 +114,14 @@ STATUS_HEADERS: dict[int, tuple[str, ...]] = {
 }
 
 
+# What an operation's description says of the role it needs (require_role's minimum).
+ROLE_TEXT = {
+    "viewer": "Any role may call it (viewer, agent or admin).",
+    "agent": "Needs the agent or admin role (a viewer's token is 403).",
+    "admin": "Needs the admin role (a viewer's or agent's token is 403).",
+}
+
+
 def _with_headers(entry: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     if names:
         entry["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
@@ -127,10 +135,16 @@ def _operation(
     *,
     method: str,
     idempotent: bool = False,
+    role: str | None = None,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": doc.summary, "tags": [doc.tag], "parameters": list(path_params)}
-    if doc.description:
-        op["description"] = doc.description
+    described = [doc.description] if doc.description else []
+    if role is not None:
+        # Which tokens the operation takes (a lesser role is 403), in words and as an extension field.
+        op["x-required-role"] = role
+        described.append(ROLE_TEXT[role])
+    if described:
+        op["description"] = " ".join(described)
     if idempotent:
         op["parameters"].append(IDEMPOTENCY_PARAMETER)
     op["parameters"] += list(doc.parameters)
@@ -226,7 +240,12 @@ def build(app: Flask, prefix: str = "/api/v1") -> dict[str, Any]:
         path = _PARAM.sub(lambda m: "{" + m["name"] + "}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             operation = _operation(
-                doc, path_params, schemas, method=method, idempotent=getattr(view, "__idempotent__", False)
+                doc,
+                path_params,
+                schemas,
+                method=method,
+                idempotent=getattr(view, "__idempotent__", False),
+                role=doc.role or getattr(view, "__required_role__", None),
             )
             operation["operationId"] = f"{rule.endpoint.replace('.', '_')}_{method.lower()}"
             paths.setdefault(path, {})[method.lower()] = operation

@@ -39,6 +39,9 @@ class RouteDoc:
     parameters: tuple[dict[str, Any], ...] = ()
     # A longer description of the operation (Markdown).
     description: str | None = None
+    # The least role the operation takes, for a view that authenticates itself (require_role says it
+    # for the others).
+    role: str | None = None
 
 
 def document(
@@ -57,6 +60,7 @@ def document(
     headers: dict[int, tuple[str, ...]] | None = None,
     parameters: tuple[dict[str, Any], ...] = (),
     description: str | None = None,
+    role: str | None = None,
 ) -> Callable[[F], F]:
     """Attach what the OpenAPI document says of this view (the same models validate its input)."""
 
@@ -76,6 +80,7 @@ def document(
             headers=headers or {},
             parameters=parameters,
             description=description,
+            role=role,
         )
         return view
 

@@ -185,6 +185,7 @@ def release_socket_slot(exc: BaseException | None = None) -> None:
         "`alert`, `unsubscribed`, `pong`, `error`."
     ),
     errors=(400, 401, 403, 404, 426, 429, 503),
+    role="viewer",
 )
 def analytics_socket(ws: Server, org_id: int) -> None:
     """The socket of an organization the token is for, served until it ends (see session)."""
