@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from webapp.analytics.buckets import make_buckets
@@ -29,6 +29,9 @@ SHORTEST = {
     "weekly": timedelta(days=7, hours=-1),
 }
 _DAYS_PER_PERIOD = 7
+# How far back one baseline period lies: 7 days (the same hour of the week, the same weekday, the
+# week before).
+PERIOD = timedelta(days=_DAYS_PER_PERIOD)
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,13 @@ def baseline_start(granularity: str, tz: ZoneInfo, start: datetime, periods_back
     if moment.astimezone(tz).replace(tzinfo=None) != wall:
         return None
     return moment
+
+
+def wall_key(granularity: str, local_start: datetime) -> datetime | date:
+    """A bucket's name on the local clock, given its local start: the wall-clock hour (naive) of an
+    hourly bucket, the local date of a day's or week's. The bucket `k` periods back is the one named
+    this minus k * PERIOD; a name no bucket has (an hour in a spring gap) has no baseline, as
+    baseline_start says."""
+    if granularity == "hourly":
+        return local_start.replace(tzinfo=None, fold=0)
+    return local_start.date()

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from webapp.alerts.conditions import Anomaly, Change, Condition, Reading
-from webapp.alerts.periods import Bucket, baseline_start, bucket_containing, previous_start
+from webapp.alerts.periods import PERIOD, Bucket, bucket_containing, previous_start, wall_key
 from webapp.analytics.metric_reads import TimeSeriesRead
 from webapp.analytics.window import Window
 from webapp.core.filters import Filters
+
+# How much of a series one read takes at most: under analytics.buckets.MAX_BUCKETS at the shortest
+# bucket (Lord Howe's 30-minute hour, a 23-hour day).
+READ_SPAN = {"hourly": timedelta(hours=4000), "daily": timedelta(days=8000), "weekly": timedelta(weeks=8000)}
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,25 @@ class Point:
 
 def read_points(
     session: Session, org_id: int, rule: Definition, tz: ZoneInfo, start: datetime, end: datetime
-) -> dict[datetime, Point]:
-    """The rule's metric in each bucket of [start, end) (bucket-aligned), by bucket start (UTC)."""
-    window = Window(start, end, tz, rule.granularity)
-    answer = TimeSeriesRead(rule.metric, window, rule.filters).compute(session, org_id)
-    return {
-        datetime.fromisoformat(point["bucket"]).astimezone(UTC): Point(point["value"], int(point["count"]))
-        for point in answer["points"]
-    }
+) -> list[tuple[datetime, Point]]:
+    """The rule's metric in each bucket of [start, end) (bucket-aligned), oldest first, each with its
+    local start as the series labels it. A long range is read in pieces of at most READ_BUCKETS."""
+    out: list[tuple[datetime, Point]] = []
+    while start < end:
+        # A piece ends on a bucket's start: every bucket is read once, whole.
+        piece_end = min(
+            end, bucket_containing(rule.granularity, tz, start + READ_SPAN[rule.granularity]).start
+        )
+        if piece_end <= start:
+            piece_end = end
+        window = Window(start, piece_end, tz, rule.granularity)
+        answer = TimeSeriesRead(rule.metric, window, rule.filters).compute(session, org_id)
+        out += [
+            (datetime.fromisoformat(point["bucket"]), Point(point["value"], int(point["count"])))
+            for point in answer["points"]
+        ]
+        start = piece_end
+    return out
 
 
 def read(
@@ -53,48 +68,36 @@ def read(
 ) -> list[Reading]:
     """Each bucket's reading: its value and count, and what its condition compares it with.
 
-    One read covers the buckets (and the bucket before them, for a change); an anomaly adds one read
-    per baseline period, of the same buckets that many periods back.
+    One series covers the buckets, the bucket before them (for a change) and, for an anomaly, the
+    same buckets `baseline_periods` periods back; a baseline is found by its bucket's local name
+    (periods.wall_key) moved back 7 days a period, as periods.baseline_start places it.
     """
     first, last = buckets[0].start, buckets[-1].end
     condition = rule.condition
+    periods = condition.baseline_periods if isinstance(condition, Anomaly) else 0
     start = previous_start(rule.granularity, tz, first) if isinstance(condition, Change) else first
-    current = read_points(session, org_id, rule, tz, start, last)
-    earlier: list[dict[datetime, Point]] = []
-    if isinstance(condition, Anomaly):
-        earlier = [
-            _period_back(session, org_id, rule, tz, buckets, k)
-            for k in range(1, condition.baseline_periods + 1)
-        ]
+    if periods:
+        # A day more than the periods: a DST change moves the same local bucket by up to an hour.
+        reach = first - (periods * PERIOD + timedelta(days=1))
+        start = min(start, bucket_containing(rule.granularity, tz, reach).start)
+    series = read_points(session, org_id, rule, tz, start, last)
+    by_start = {label.astimezone(UTC): point for label, point in series}
+    by_name: dict[object, Point] = {}
+    for label, point in series:
+        # A repeated autumn hour is named by its first occurrence, as baseline_start takes it (fold=0).
+        by_name.setdefault(wall_key(rule.granularity, label), point)
     readings = []
-    previous = current.get(start) if start != first else None
+    previous = by_start.get(start) if isinstance(condition, Change) else None
     for bucket in buckets:
-        point = current[bucket.start]
+        point = by_start[bucket.start]
+        name = wall_key(rule.granularity, bucket.start.astimezone(tz))
         baseline = tuple(
-            value
-            for k, points in enumerate(earlier, start=1)
-            if (value := _value_at(points, baseline_start(rule.granularity, tz, bucket.start, k))) is not None
+            earlier.value
+            for k in range(1, periods + 1)
+            if (earlier := by_name.get(name - k * PERIOD)) is not None and earlier.value is not None
         )
         readings.append(
             Reading(point.value, point.count, previous.value if previous is not None else None, baseline)
         )
         previous = point
     return readings
-
-
-def _period_back(
-    session: Session, org_id: int, rule: Definition, tz: ZoneInfo, buckets: Sequence[Bucket], k: int
-) -> dict[datetime, Point]:
-    """The points of the buckets `k` periods before `buckets` (the same local buckets, whatever DST did)."""
-    starts = [s for s in (baseline_start(rule.granularity, tz, b.start, k) for b in buckets) if s is not None]
-    if not starts:
-        return {}
-    end = bucket_containing(rule.granularity, tz, starts[-1]).end
-    return read_points(session, org_id, rule, tz, starts[0], end)
-
-
-def _value_at(points: dict[datetime, Point], start: datetime | None) -> float | None:
-    if start is None:
-        return None
-    point = points.get(start)
-    return point.value if point is not None else None
