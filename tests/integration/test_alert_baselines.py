@@ -26,6 +26,7 @@ CASES = [
     ("Australia/Lord_Howe", "hourly", date(2026, 10, 3), 2),
     ("Australia/Lord_Howe", "hourly", date(2026, 10, 10), 2),
     ("Europe/Berlin", "daily", date(2026, 3, 20), 20),
+    ("Pacific/Apia", "daily", date(2012, 1, 2), 10),  # 2011-12-30 was skipped: no baseline there
     ("Europe/Berlin", "weekly", date(2026, 2, 2), 70),
 ]
 

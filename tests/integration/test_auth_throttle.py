@@ -161,7 +161,7 @@ def test_failed_refreshes_throttle_their_address(client, tenant, limits):
     assert codes == [401] * 12 + [429] * 2
     refused = client.post("/api/v1/auth/refresh", headers=bad, environ_base={"REMOTE_ADDR": "10.1.1.1"})
     assert refused.get_json()["error"]["message"].startswith("too many failed token refreshes")
-    # A refresh token whose signature holds spends the address's second budget: a live session behind
+    # A refresh token whose signature holds spends its login's budget alone: a live session behind
     # that address goes on refreshing, from there and from anywhere else.
     login = _login(client, tenant.users["viewer"]["email"], tenant.users["viewer"]["password"], "10.1.1.2")
     good = {"Authorization": f"Bearer {login.get_json()['refresh_token']}"}
@@ -309,3 +309,36 @@ def test_a_flood_from_an_address_does_not_lock_out_the_users_who_signed_in_there
     ]
     assert answers.count(401) == 12 - spent
     assert answers.count(429) == 10 - (12 - spent)
+
+
+def test_replayed_logged_out_tokens_stop_no_other_session_nor_sign_in_at_their_address(
+    client, tenant, limits
+):
+    """Someone with an account, signing in and out and replaying each used-up refresh token from one
+    address, spends each login's budget: another user's live session there still refreshes and its
+    known user still signs in."""
+    mine, theirs = tenant.users["agent"], tenant.users["viewer"]
+    live = _login(client, theirs["email"], theirs["password"], "10.6.0.1").get_json()
+    for _ in range(4):
+        tokens = _login(client, mine["email"], mine["password"], "10.6.0.1").get_json()
+        assert (
+            client.post(
+                "/api/v1/auth/logout", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+            ).status_code
+            == 200
+        )
+        used = {"Authorization": f"Bearer {tokens['refresh_token']}"}
+        codes = [
+            client.post(
+                "/api/v1/auth/refresh", headers=used, environ_base={"REMOTE_ADDR": "10.6.0.1"}
+            ).status_code
+            for _ in range(7)
+        ]
+        assert codes == [401] * 5 + [429] * 2
+    refreshed = client.post(
+        "/api/v1/auth/refresh",
+        headers={"Authorization": f"Bearer {live['refresh_token']}"},
+        environ_base={"REMOTE_ADDR": "10.6.0.1"},
+    )
+    assert refreshed.status_code == 200, refreshed.get_json()
+    assert _login(client, theirs["email"], theirs["password"], "10.6.0.1").status_code == 200

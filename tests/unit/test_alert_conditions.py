@@ -134,3 +134,13 @@ def test_closed_buckets_are_whole_and_in_order():
     # A since inside a bucket (the granularity changed) skips that bucket.
     found = closed_buckets("daily", NY, since=_utc(2026, 11, 1, 12), until=_utc(2026, 11, 4), limit=10)
     assert [b.start for b in found] == [_utc(2026, 11, 2, 5)]
+
+
+def test_a_skipped_date_has_no_baseline():
+    """Pacific/Apia went from 2011-12-29 to 2011-12-31: a day bucket 7 days after the skipped date has
+    no bucket to compare with there (not the next day's, another weekday)."""
+    apia = ZoneInfo("Pacific/Apia")
+    friday = datetime(2012, 1, 6, tzinfo=apia).astimezone(UTC)
+    assert baseline_start("daily", apia, friday, 1) is None
+    saturday = datetime(2012, 1, 7, tzinfo=apia).astimezone(UTC)
+    assert baseline_start("daily", apia, saturday, 1) == datetime(2011, 12, 31, tzinfo=apia).astimezone(UTC)

@@ -74,11 +74,14 @@ def previous_start(granularity: str, tz: ZoneInfo, start: datetime) -> datetime:
 
 def baseline_start(granularity: str, tz: ZoneInfo, start: datetime, periods_back: int) -> datetime | None:
     """The start of the same bucket `periods_back` periods before the one starting at `start`, or None
-    when that local hour did not exist (it fell in a spring gap)."""
+    when that local hour did not exist (it fell in a spring gap) or that date was skipped."""
     days = timedelta(days=_DAYS_PER_PERIOD * periods_back)
     local = start.astimezone(tz)
     if granularity != "hourly":
-        return local_midnight(local.date() - days, tz).astimezone(UTC)
+        day = local.date() - days
+        begins = local_midnight(day, tz)
+        # A date the zone skipped whole (Pacific/Apia's 2011-12-30) has no bucket: no baseline.
+        return begins.astimezone(UTC) if begins.date() == day else None
     wall = local.replace(tzinfo=None) - days
     # A repeated autumn hour is taken at its first occurrence (fold=0), as every local time here is.
     moment = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from webapp.alerts.conditions import Anomaly, Change, Condition, Reading
-from webapp.alerts.periods import PERIOD, Bucket, bucket_containing, previous_start, wall_key
+from webapp.alerts.periods import LONGEST, PERIOD, Bucket, bucket_containing, previous_start, wall_key
 from webapp.analytics.metric_reads import TimeSeriesRead
 from webapp.analytics.window import Window
 from webapp.core.filters import Filters
@@ -63,24 +63,49 @@ def read_points(
     return out
 
 
+def _windows(rule: Definition, tz: ZoneInfo, start: datetime, last: datetime, periods: int) -> list[Bucket]:
+    """What to read, as bucket-aligned spans, merged where they meet: [start, last), and for each of
+    the `periods` baseline periods the same span that many periods back (a bucket's baseline lies
+    within a bucket's length of its instant k * PERIOD earlier, DST changes included). A rule
+    evaluated over more than a period reads one span; one evaluated bucket by bucket, a few small ones."""
+    spans = [Bucket(start, last)]
+    margin = LONGEST[rule.granularity]
+    for k in range(1, periods + 1):
+        back = k * PERIOD
+        spans.append(
+            Bucket(
+                bucket_containing(rule.granularity, tz, start - back - margin).start,
+                bucket_containing(rule.granularity, tz, last - back + margin).end,
+            )
+        )
+    merged: list[Bucket] = []
+    for span in sorted(spans, key=lambda s: s.start):
+        if merged and span.start <= merged[-1].end:
+            merged[-1] = Bucket(merged[-1].start, max(merged[-1].end, span.end))
+        else:
+            merged.append(span)
+    return merged
+
+
 def read(
     session: Session, org_id: int, rule: Definition, tz: ZoneInfo, buckets: Sequence[Bucket]
 ) -> list[Reading]:
     """Each bucket's reading: its value and count, and what its condition compares it with.
 
-    One series covers the buckets, the bucket before them (for a change) and, for an anomaly, the
-    same buckets `baseline_periods` periods back; a baseline is found by its bucket's local name
-    (periods.wall_key) moved back 7 days a period, as periods.baseline_start places it.
+    The series is read over the buckets (and the bucket before them, for a change) and, for an
+    anomaly, the same buckets `baseline_periods` periods back, merged into as few reads as meet; a
+    baseline is found by its bucket's local name (periods.wall_key) moved back 7 days a period, where
+    periods.baseline_start places it.
     """
     first, last = buckets[0].start, buckets[-1].end
     condition = rule.condition
     periods = condition.baseline_periods if isinstance(condition, Anomaly) else 0
     start = previous_start(rule.granularity, tz, first) if isinstance(condition, Change) else first
-    if periods:
-        # A day more than the periods: a DST change moves the same local bucket by up to an hour.
-        reach = first - (periods * PERIOD + timedelta(days=1))
-        start = min(start, bucket_containing(rule.granularity, tz, reach).start)
-    series = read_points(session, org_id, rule, tz, start, last)
+    series = [
+        point
+        for window in _windows(rule, tz, start, last, periods)
+        for point in read_points(session, org_id, rule, tz, window.start, window.end)
+    ]
     by_start = {label.astimezone(UTC): point for label, point in series}
     by_name: dict[object, Point] = {}
     for label, point in series:

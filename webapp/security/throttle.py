@@ -13,8 +13,7 @@ taken only by sign-ins in flight waits for them (their outcome decides) rather t
 spends a second budget of that address, apart from the one guesses at other emails use up
 (`known_here`). Failed refreshes are counted after the fact
 (`check`, `record_failure`): a refresh token is not guessed, and a browser's tabs refresh at once; one
-whose signature holds spends its login's budget and the address's second one, a forged one the
-address's first.
+whose signature holds spends its login's budget alone, a forged one its address's.
 Without Redis the throttle is open: it protects capacity and guesses, the password still decides.
 """
 
@@ -342,13 +341,11 @@ def _refresh_keys(app: Flask) -> dict[str, int]:
         if login is None:
             keys = {address_key(request.remote_addr): per_address}
         else:
-            # A token whose signature holds was issued at a sign-in: like a known email's sign-in it
-            # spends the address's second budget, which guesses at unknown emails and forged tokens
-            # cannot use up (a guesser behind a shared address stops no live session refreshing).
-            keys = {
-                known_address_key(request.remote_addr): per_address,
-                login: app.config["AUTH_MAX_FAILURES_PER_EMAIL"],
-            }
+            # A token whose signature holds was issued at a sign-in and cannot be guessed: its failures
+            # (used up, logged out) count against its login alone. An address budget would let anyone
+            # behind the address (guessing at emails, or replaying their own logged-out tokens) stop
+            # its live sessions refreshing, and its known users signing in.
+            keys = {login: app.config["AUTH_MAX_FAILURES_PER_EMAIL"]}
         g.refresh_throttles = keys
     return g.refresh_throttles
 
