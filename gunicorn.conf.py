@@ -60,17 +60,27 @@ accesslog = "-"
 # %(U)s is the path without the query string: `?token=` and `?ticket=` never reach the access log.
 access_log_format = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
 
-_SECRET_QUERY = re.compile(r"([?&](?:token|ticket)=)[^&\s\"']*", re.IGNORECASE)
+
+def _spelled(name: str) -> str:
+    """A pattern of `name` as a query may spell it: each letter itself or percent-encoded."""
+    return "".join(f"(?:{letter}|%{ord(letter):02x})" for letter in name)
+
+
+# A query's token and ticket values (a parameter name's letters may be percent-encoded, as the
+# server decodes them; the `q` atom is a query without its `?`).
+_SECRET_QUERY = re.compile(
+    rf"((?:^|[?&;])(?:{_spelled('token')}|{_spelled('ticket')})=)[^&;\s\"']*", re.IGNORECASE
+)
 # An embed link's token is a path segment (/embed/<token>/...): a signed read of the organization for
 # up to 90 days, so it is no more logged than a download link's.
-_EMBED_TOKEN = re.compile(r"(/embed/)[^/?\s\"']+")
+_EMBED_TOKEN = re.compile(r"(/+embed/+)[^/?\s\"']+", re.IGNORECASE)
 
 
 def hide_secrets(text: str) -> str:
     """`text` with token and ticket query values and embed tokens blanked."""
     if "=" in text:
         text = _SECRET_QUERY.sub(r"\1[redacted]", text)
-    if "/embed/" in text:
+    if "mbed/" in text.lower():
         text = _EMBED_TOKEN.sub(r"\1[redacted]", text)
     return text
 

@@ -464,17 +464,19 @@ def wait_for_job(
     raise AssertionError(f"job {job_id} still {body.get('state')} after {timeout}s")
 
 
-def run_task(celery: Any, name: str, timeout: float = 120, **kwargs: Any) -> Any:
-    """Send the background task `name` to the test worker and wait for its result. The worker's two
-    slots may still hold an earlier test's jobs, so the wait is long; one that runs out says what the
-    worker was busy with (its active and reserved tasks) instead of a bare timeout."""
+def run_task(celery: Any, name: str, /, *, wait: float = 120, **kwargs: Any) -> Any:
+    """Send the background task `name` with `kwargs` to the test worker and wait for its result. The
+    worker's two slots may still hold an earlier test's jobs, so the wait is long; one that runs out
+    says what the worker was busy with (its active and reserved tasks) instead of a bare timeout, and
+    revokes the task so that it does not run later, inside another test."""
     result = celery.send_task(name, kwargs=kwargs or None)
     try:
-        return result.get(timeout=timeout)
+        return result.get(timeout=wait)
     except celery_exceptions.TimeoutError:
         inspect = celery.control.inspect(timeout=2.0)
         busy = {"active": inspect.active(), "reserved": inspect.reserved()}
-        raise AssertionError(f"{name} not done after {timeout}s; the worker held {busy}") from None
+        result.revoke()
+        raise AssertionError(f"{name} not done after {wait}s; the worker held {busy}") from None
 
 
 def running_pool_pid(celery: Any, job_id: str) -> int | None:

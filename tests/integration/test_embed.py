@@ -39,6 +39,7 @@ def _expired_link(app, tenant, frame_ancestors=()) -> str:
                 filters={},
                 frame_ancestors=frame_ancestors,
                 expires_at=datetime.now(UTC) - timedelta(seconds=1),
+                maker_id=tenant.users["admin"]["id"],
             )
         )
 
@@ -134,8 +135,10 @@ def test_filters_cannot_be_changed_nor_other_views_read(client, tenant):
         assert response.status_code == 403, url
         assert "locked" in response.get_json()["error"]["message"]
     assert client.get(f"{path}/api/dashboard").get_json()["kpis"]["ticket_count"]["value"] == 1
-    for url in (f"{path}/api/time-series/response_time", f"{path}/api/distribution/subject"):
-        assert client.get(url).status_code == 403, url
+    # Only what the overview draws: no agents' names, no categories.
+    for field in ("subject", "assigned_to", "category"):
+        assert client.get(f"{path}/api/distribution/{field}").status_code == 403, field
+    assert client.get(f"{path}/api/time-series/response_time").status_code == 403
     assert client.get(f"{path}/api/dashboard?start=2020-01-01").status_code == 400
     assert client.get(f"{path}/api/dashboard?period=1y").status_code == 400
     assert client.get(f"{path}/api/dashboard?period=7d&period=30d").status_code == 400
@@ -224,3 +227,21 @@ def test_a_link_works_while_its_maker_is_an_enabled_admin(client, tenant, db_ses
     db_session.delete(maker)
     db_session.flush()
     assert client.get(f"{path}/api/dashboard").status_code == 410
+
+
+def test_a_link_naming_no_maker_is_refused(client, app, tenant):
+    """Links signed before they named their maker could never be withdrawn: refused, 410."""
+    with app.test_request_context():
+        token = embed_links.sign(
+            embed_links.EmbedClaims(
+                org_id=tenant.org_id,
+                view="overview",
+                metric=None,
+                filters={},
+                frame_ancestors=(),
+                expires_at=datetime.now(UTC) + timedelta(hours=1),
+            )
+        )
+    answer = client.get(f"/embed/{token}/api/dashboard")
+    assert answer.status_code == 410
+    assert "withdrawn" in answer.get_json()["error"]["message"]

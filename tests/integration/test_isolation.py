@@ -272,10 +272,11 @@ def test_the_document_names_the_role_each_operation_needs(client):
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             if operation.get("security") == [{"bearerAuth": []}]:
-                assert operation.get("x-required-role") in RANK, (method, path)
+                assert operation.get("x-required-role") in {*RANK, "refresh"}, (method, path)
                 assert "role" in operation["description"], (method, path)
     for minimum, method, path, _ in ROLE_CASES:
         assert _operation(spec, method, path)["x-required-role"] == minimum, (method, path)
+    assert _operation(spec, "POST", "/api/v1/auth/refresh")["x-required-role"] == "refresh"
 
 
 def test_admin_creates_users_in_its_own_organization(tenant, client):

@@ -70,7 +70,7 @@ def require_role(
             return view(*args, **kwargs)
 
         # The OpenAPI document names the role each operation needs (plumbing.openapi reads it).
-        wrapper.__required_role__ = minimum  # type: ignore[attr-defined]
+        wrapper.__required_role__ = "refresh" if refresh else minimum  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator

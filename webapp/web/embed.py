@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
 
-from webapp.analytics.metrics import DISTRIBUTION_FIELDS, METRICS
+from webapp.analytics.metrics import METRICS
 from webapp.analytics.window import Window
 from webapp.api.plumbing.errors import ApiError, not_found
 from webapp.api.plumbing.query_errors import client_errors
@@ -24,6 +24,8 @@ bp = Blueprint("embed", __name__, url_prefix="/embed")
 
 # The series the overview draws over time and in its tiles (panels.js; those the API serves are shown).
 OVERVIEW_SERIES = ("ticket_count", "solved", "backlog", "csat")
+# The breakdowns it draws (panels.js): a link shows no other field (agents' names, categories).
+OVERVIEW_DISTRIBUTIONS = ("status", "priority", "channel")
 
 
 def _claims(token: str) -> EmbedClaims:
@@ -33,7 +35,8 @@ def _claims(token: str) -> EmbedClaims:
         raise ApiError(403, "the embed link is not valid") from exc
     if claims.expired(utcnow()):
         raise ApiError(410, "the embed link has expired; ask an admin of the organization for a new one")
-    if claims.maker_id is not None and not embed_reads.maker_may_share(claims.org_id, claims.maker_id):
+    # A link that names no maker was signed before links did: it cannot be withdrawn, so it is refused.
+    if claims.maker_id is None or not embed_reads.maker_may_share(claims.org_id, claims.maker_id):
         raise ApiError(
             410,
             "the embed link was withdrawn: the admin who made it was deleted, disabled or is no longer "
@@ -141,7 +144,7 @@ def dashboard(token: str) -> Response:
 def distribution(token: str, field: str) -> Response:
     """One distribution of the overview."""
     claims = _claims(token)
-    _refuse_unless(claims.view == "overview" and field in DISTRIBUTION_FIELDS)
+    _refuse_unless(claims.view == "overview" and field in OVERVIEW_DISTRIBUTIONS)
     args = _args(("period",))
     org = _organization(claims)
     with client_errors():

@@ -37,7 +37,7 @@ class EmbedClaims:
     frame_ancestors: tuple[str, ...]
     expires_at: datetime
     # The admin who made the link: it works while they are an enabled admin of the organization (None
-    # in links signed before makers were named).
+    # in links signed before makers were named, which are refused).
     maker_id: int | None = None
 
     def expired(self, now: datetime) -> bool:

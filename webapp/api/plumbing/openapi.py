@@ -119,6 +119,7 @@ ROLE_TEXT = {
     "viewer": "Any role may call it (viewer, agent or admin).",
     "agent": "Needs the agent or admin role (a viewer's token is 403).",
     "admin": "Needs the admin role (a viewer's or agent's token is 403).",
+    "refresh": "Takes a refresh token (of any role) instead of an access token.",
 }
 
 
