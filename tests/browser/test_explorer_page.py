@@ -121,6 +121,18 @@ def test_a_group_by_draws_each_metrics_value_per_group_and_bucket(desktop, demo:
     assert {"ticket_count", "solved", "reopens", "net_flow", "backlog"} <= set(checked)
 
 
+def test_an_aggregation_with_no_rows_says_so_in_its_table(desktop, demo: Tenant):
+    desktop.sign_in(demo.users["viewer"]["email"])
+    page = desktop.page()
+    query = {"metric": "ticket_count", "granularity": "monthly", "group_by": "priority"}
+    page.goto(f"/explorer?{urlencode({**query, 'category': 'no-such-category'})}")
+    page.wait_for_selector("body[data-loaded]")
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    head, rows = _table(page)
+    assert head[:2] == ["group", "bucket"]
+    assert rows == [["No data in this range"]]
+
+
 def test_the_repro_of_net_flow_by_priority_shows_its_value_not_its_events(
     desktop, demo: Tenant, web_server: Web
 ):

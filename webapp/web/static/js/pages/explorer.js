@@ -271,6 +271,10 @@ function drawTable(table, view) {
   const head = h("tr", {}, view.columns.map((c) => h("th", { scope: "col" }, c)));
   const body = view.rows.map((row) => h("tr", {}, row.map((cell) =>
     h("td", {}, typeof cell === "number" ? fmt.number(cell, Number.isInteger(cell) ? "count" : "") : cell ?? "–"))));
+  // An aggregation with no matching rows answers none: the table says so, as the chart does.
+  if (!body.length) {
+    body.push(h("tr", {}, h("td", { colspan: view.columns.length, class: "empty" }, "No data in this range")));
+  }
   table.replaceChildren(h("thead", {}, head), h("tbody", {}, body));
 }
 
