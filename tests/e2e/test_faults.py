@@ -760,7 +760,8 @@ def test_a_socket_upgrade_answers_503_while_postgres_is_down_and_opens_once_it_i
     own_postgres, own_redis, stacks
 ):
     """The upgrade asks the database about a token Redis holds no answer for: 503 with
-    database_unavailable while PostgreSQL is down, never 500, and the socket opens once it is back."""
+    database_unavailable while PostgreSQL is down, never 500, and the socket opens once it is back. A
+    socket already open stays, and a message needing the database is an error saying so."""
     import websocket
 
     pg, url = own_postgres
@@ -776,9 +777,22 @@ def test_a_socket_upgrade_answers_503_while_postgres_is_down_and_opens_once_it_i
     def upgrade() -> websocket.WebSocket:
         return websocket.create_connection(socket_url, header=[f"Authorization: Bearer {token}"], timeout=20)
 
+    # A socket open before: a message that needs the database is an error saying so, and it stays open.
+    opened = upgrade()
+    assert json.loads(opened.recv())["type"] == "connected"
     redis.Redis.from_url(own_redis.url).flushall()  # no cached answer: the database must be asked
     pg.stop()
     try:
+        opened.send(
+            json.dumps({"type": "subscribe", "metrics": ["response_time"], "filters": {"channel": ["chat"]}})
+        )
+        while (answer := json.loads(opened.recv()))["type"] != "error":
+            pass
+        assert "database is unavailable" in answer["data"]["message"], answer
+        opened.send(json.dumps({"type": "ping"}))
+        while json.loads(opened.recv())["type"] != "pong":
+            pass
+        opened.close()
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             upgrade()
         assert refused.value.status_code == 503

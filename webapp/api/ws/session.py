@@ -18,6 +18,7 @@ from typing import Any
 import redis
 from simple_websocket import ConnectionClosed, Server
 
+from webapp.api.plumbing.errors import database_unreachable, statement_timed_out
 from webapp.api.ws import subscriptions
 from webapp.api.ws.admission import Identity
 from webapp.api.ws.budget import COSTLY, Limits, MessageBudget, RefusalPace
@@ -238,7 +239,18 @@ def handle(peer: Peer, raw: str | bytes) -> None:
     """Answer one client message; whatever goes wrong, the client gets an error and the socket stays."""
     try:
         dispatch(peer, raw)
-    except Exception:
+    except Exception as exc:
+        if database_unreachable(exc) or statement_timed_out(exc):
+            # As REST answers 503: the socket stays, and its live updates go on from Redis.
+            log.warning(
+                "socket message without the database org=%s: %s", peer.conn.org_id, type(exc).__name__
+            )
+            send_error(
+                peer.conn,
+                "the database is unavailable or too slow to answer; send the message again shortly "
+                "(live updates go on meanwhile)",
+            )
+            return
         # A bug or a failure no check foresaw: logged with its traceback, answered like any bad message.
         log.exception("socket message failed org=%s", peer.conn.org_id)
         send_error(peer.conn, "the server failed to handle this message (the failure was logged)")
