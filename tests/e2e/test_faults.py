@@ -774,11 +774,17 @@ def test_a_socket_upgrade_answers_503_while_postgres_is_down_and_opens_once_it_i
     token = login.body["access_token"]
     socket_url = web.base_url.replace("http://", "ws://") + f"/api/v1/ws/analytics/{tenant['org_id']}"
 
-    def upgrade() -> websocket.WebSocket:
-        return websocket.create_connection(socket_url, header=[f"Authorization: Bearer {token}"], timeout=20)
+    def upgrade(bearer: str = token) -> websocket.WebSocket:
+        return websocket.create_connection(socket_url, header=[f"Authorization: Bearer {bearer}"], timeout=20)
 
-    # A socket open before: a message that needs the database is an error saying so, and it stays open.
-    opened = upgrade()
+    # A socket open before, on a token of its own (a process remembers a token it has verified, so
+    # the upgrades below would not ask the database for it): a message that needs the database is an
+    # error saying so, and it stays open.
+    other = web.call(
+        "POST", "/api/v1/auth/login", body={"email": tenant["users"]["viewer"], "password": "s3cret-pass"}
+    )
+    assert other.status == 200, other.body
+    opened = upgrade(other.body["access_token"])
     assert json.loads(opened.recv())["type"] == "connected"
     redis.Redis.from_url(own_redis.url).flushall()  # no cached answer: the database must be asked
     pg.stop()
