@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "up":
                 print(json.dumps(services.up(config.from_environment())))
             elif args.command == "down":
-                services.down(Path(config.from_environment()["INSTANCE_PATH"]))
+                instance = Path(config.from_environment()["INSTANCE_PATH"])
+                services.down(instance)
+                services.down_test_servers(instance)
             elif args.command == "run":
                 return run()
             else:

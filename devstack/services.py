@@ -50,3 +50,13 @@ def down(instance: Path) -> None:
     if (instance / "postgres" / "pgdata").exists():
         EmbeddedPostgres(instance / "postgres").stop()
     (instance / config.SERVICES_FILE).unlink(missing_ok=True)
+
+
+def down_test_servers(instance: Path) -> None:
+    """Stop the test suite's PostgreSQL servers (instance/test*/postgres), which it leaves running
+    for the next run. Only `make services-down` does: a `make run` ending must not stop a suite's."""
+    from devstack.postgres import EmbeddedPostgres
+
+    for cluster in sorted(instance.glob("test*/postgres")):
+        if (cluster / "pgdata").exists():
+            EmbeddedPostgres(cluster).stop()
