@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from gunicorn import util
-from gunicorn.glogging import Logger
+from gunicorn.glogging import Logger, SafeAtoms
 from gunicorn.http import wsgi
 
 worker_class = "gevent"
@@ -94,19 +94,23 @@ def redact(record: logging.LogRecord) -> bool:
     return True
 
 
+class RedactedAtoms(SafeAtoms):
+    """gunicorn's access-log atoms with secrets blanked in each one the log format reads (the path,
+    the request line, the referer: an embed page's own reads name its link), and only those."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        return hide_secrets(value) if isinstance(value, str) else value
+
+
 class RedactingLogger(Logger):
-    """gunicorn's logger with `redact` on its error log, and secrets blanked in every access-log atom
-    (the path, the request line, the referer: an embed page's own reads name its link)."""
+    """gunicorn's logger with `redact` on its error log and secrets blanked in its access log."""
+
+    atoms_wrapper_class = RedactedAtoms
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         self.error_log.addFilter(redact)
-
-    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
-        return {
-            name: hide_secrets(value) if isinstance(value, str) else value
-            for name, value in super().atoms(resp, req, environ, request_time).items()
-        }
 
 
 logger_class = RedactingLogger

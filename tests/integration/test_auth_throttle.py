@@ -50,6 +50,22 @@ def _login(client, email, password, address="10.0.0.1"):
     )
 
 
+def _refresh(client, token: str, address: str):
+    return client.post(
+        "/api/v1/auth/refresh",
+        headers={"Authorization": f"Bearer {token}"},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def _logged_out_refresh_token(client, user, address: str) -> str:
+    """The refresh token of a login of `user` from `address`, used up by that login's logout."""
+    tokens = _login(client, user["email"], user["password"], address).get_json()
+    logout = client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert logout.status_code == 200
+    return tokens["refresh_token"]
+
+
 def test_thirty_wrong_passwords_are_five_401s_then_429s_that_hash_nothing(client, tenant, limits, hashes):
     email = tenant.users["viewer"]["email"]
     answers = [_login(client, email, f"wrong-{i}") for i in range(30)]
@@ -153,27 +169,16 @@ def test_the_browser_sign_in_shares_the_throttle(client, tenant, limits, hashes)
 
 
 def test_failed_refreshes_throttle_their_address(client, tenant, limits):
-    bad = {"Authorization": "Bearer not-a-token"}
-    codes = [
-        client.post("/api/v1/auth/refresh", headers=bad, environ_base={"REMOTE_ADDR": "10.1.1.1"}).status_code
-        for _ in range(14)
-    ]
+    codes = [_refresh(client, "not-a-token", "10.1.1.1").status_code for _ in range(14)]
     assert codes == [401] * 12 + [429] * 2
-    refused = client.post("/api/v1/auth/refresh", headers=bad, environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    refused = _refresh(client, "not-a-token", "10.1.1.1")
     assert refused.get_json()["error"]["message"].startswith("too many failed token refreshes")
     # A refresh token whose signature holds spends its login's budget alone: a live session behind
     # that address goes on refreshing, from there and from anywhere else.
     login = _login(client, tenant.users["viewer"]["email"], tenant.users["viewer"]["password"], "10.1.1.2")
-    good = {"Authorization": f"Bearer {login.get_json()['refresh_token']}"}
-    refreshed = client.post("/api/v1/auth/refresh", headers=good, environ_base={"REMOTE_ADDR": "10.1.1.1"})
+    refreshed = _refresh(client, login.get_json()["refresh_token"], "10.1.1.1")
     assert refreshed.status_code == 200, refreshed.get_json()
-    good = {"Authorization": f"Bearer {refreshed.get_json()['refresh_token']}"}
-    assert (
-        client.post(
-            "/api/v1/auth/refresh", headers=good, environ_base={"REMOTE_ADDR": "10.1.1.2"}
-        ).status_code
-        == 200
-    )
+    assert _refresh(client, refreshed.get_json()["refresh_token"], "10.1.1.2").status_code == 200
 
 
 def test_failed_sign_ins_from_an_address_stop_no_live_session_refreshing_there(client, tenant, limits):
@@ -183,11 +188,7 @@ def test_failed_sign_ins_from_an_address_stop_no_live_session_refreshing_there(c
     tokens = _login(client, user["email"], user["password"], "10.5.0.1").get_json()
     codes = [_login(client, f"nobody{i}@nowhere.test", "guess", "10.5.0.1").status_code for i in range(14)]
     assert codes == [401] * 12 + [429] * 2
-    refreshed = client.post(
-        "/api/v1/auth/refresh",
-        headers={"Authorization": f"Bearer {tokens['refresh_token']}"},
-        environ_base={"REMOTE_ADDR": "10.5.0.1"},
-    )
+    refreshed = _refresh(client, tokens["refresh_token"], "10.5.0.1")
     assert refreshed.status_code == 200, refreshed.get_json()
 
 
@@ -197,27 +198,11 @@ def test_failed_refreshes_of_one_login_throttle_it_from_any_address(client, tena
     (which stay open) and from the user's other logins (which go on refreshing)."""
     user = tenant.users["viewer"]
     other_login = _login(client, user["email"], user["password"], "10.2.0.2").get_json()
-    tokens = _login(client, user["email"], user["password"], "10.2.0.1").get_json()
-    assert (
-        client.post(
-            "/api/v1/auth/logout", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-        ).status_code
-        == 200
-    )
-    used = {"Authorization": f"Bearer {tokens['refresh_token']}"}
-    codes = [
-        client.post(
-            "/api/v1/auth/refresh", headers=used, environ_base={"REMOTE_ADDR": f"10.2.1.{n}"}
-        ).status_code
-        for n in range(1, 9)
-    ]
+    used = _logged_out_refresh_token(client, user, "10.2.0.1")
+    codes = [_refresh(client, used, f"10.2.1.{n}").status_code for n in range(1, 9)]
     assert codes == [401] * 5 + [429] * 3
     assert _login(client, user["email"], user["password"], "10.2.2.1").status_code == 200
-    live = client.post(
-        "/api/v1/auth/refresh",
-        headers={"Authorization": f"Bearer {other_login['refresh_token']}"},
-        environ_base={"REMOTE_ADDR": "10.2.0.2"},
-    )
+    live = _refresh(client, other_login["refresh_token"], "10.2.0.2")
     assert live.status_code == 200, live.get_json()
     # Another user's email is untouched; a forged token names no email (its address alone counts).
     other = tenant.users["agent"]
@@ -229,11 +214,7 @@ def test_someone_guessing_a_password_does_not_stop_its_sessions_refreshing(clien
     tokens = _login(client, user["email"], user["password"], "10.4.0.1").get_json()
     codes = [_login(client, user["email"], "wrong", f"10.4.1.{n}").status_code for n in range(1, 8)]
     assert codes == [401] * 5 + [429] * 2
-    refreshed = client.post(
-        "/api/v1/auth/refresh",
-        headers={"Authorization": f"Bearer {tokens['refresh_token']}"},
-        environ_base={"REMOTE_ADDR": "10.4.0.1"},
-    )
+    refreshed = _refresh(client, tokens["refresh_token"], "10.4.0.1")
     assert refreshed.status_code == 200, refreshed.get_json()
 
 
@@ -320,25 +301,9 @@ def test_replayed_logged_out_tokens_stop_no_other_session_nor_sign_in_at_their_a
     mine, theirs = tenant.users["agent"], tenant.users["viewer"]
     live = _login(client, theirs["email"], theirs["password"], "10.6.0.1").get_json()
     for _ in range(4):
-        tokens = _login(client, mine["email"], mine["password"], "10.6.0.1").get_json()
-        assert (
-            client.post(
-                "/api/v1/auth/logout", headers={"Authorization": f"Bearer {tokens['access_token']}"}
-            ).status_code
-            == 200
-        )
-        used = {"Authorization": f"Bearer {tokens['refresh_token']}"}
-        codes = [
-            client.post(
-                "/api/v1/auth/refresh", headers=used, environ_base={"REMOTE_ADDR": "10.6.0.1"}
-            ).status_code
-            for _ in range(7)
-        ]
+        used = _logged_out_refresh_token(client, mine, "10.6.0.1")
+        codes = [_refresh(client, used, "10.6.0.1").status_code for _ in range(7)]
         assert codes == [401] * 5 + [429] * 2
-    refreshed = client.post(
-        "/api/v1/auth/refresh",
-        headers={"Authorization": f"Bearer {live['refresh_token']}"},
-        environ_base={"REMOTE_ADDR": "10.6.0.1"},
-    )
+    refreshed = _refresh(client, live["refresh_token"], "10.6.0.1")
     assert refreshed.status_code == 200, refreshed.get_json()
     assert _login(client, theirs["email"], theirs["password"], "10.6.0.1").status_code == 200

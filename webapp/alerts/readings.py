@@ -44,7 +44,7 @@ def read_points(
     session: Session, org_id: int, rule: Definition, tz: ZoneInfo, start: datetime, end: datetime
 ) -> list[tuple[datetime, Point]]:
     """The rule's metric in each bucket of [start, end) (bucket-aligned), oldest first, each with its
-    local start as the series labels it. A long range is read in pieces of at most READ_BUCKETS."""
+    local start as the series labels it. A long range is read in pieces of READ_SPAN at most."""
     out: list[tuple[datetime, Point]] = []
     while start < end:
         # A piece ends on a bucket's start: every bucket is read once, whole.

@@ -336,10 +336,9 @@ def _refresh_login_key() -> str | None:
 def _refresh_keys(app: Flask) -> dict[str, int]:
     """The throttles of this refresh request (decoded once, checked before and counted after)."""
     if "refresh_throttles" not in g:
-        per_address = app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]
         login = _refresh_login_key()
         if login is None:
-            keys = {address_key(request.remote_addr): per_address}
+            keys = {address_key(request.remote_addr): app.config["AUTH_MAX_FAILURES_PER_ADDRESS"]}
         else:
             # A token whose signature holds was issued at a sign-in and cannot be guessed: its failures
             # (used up, logged out) count against its login alone. An address budget would let anyone
