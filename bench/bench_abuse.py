@@ -369,6 +369,9 @@ def _ws_flood(
 
 
 SWARM_SOCKETS = 40
+# The socket attacks' names (the others are _attacks' keys).
+SOCKET_FLOOD = "WebSocket subscribe flood"
+SOCKET_SWARM = "WebSocket swarm with distinct filters"
 SWARM_METRICS = ["ticket_count", "response_time", "backlog"]
 
 
@@ -417,16 +420,14 @@ def _hostile(
         threads.append(
             threading.Thread(target=_run_attack, args=(port, attacker, attack, halt, outcomes[name]))
         )
-    if _chosen("WebSocket subscribe flood", only):
-        outcomes["WebSocket subscribe flood"] = []
+    if _chosen(SOCKET_FLOOD, only):
+        outcomes[SOCKET_FLOOD] = []
         threads.append(
-            threading.Thread(
-                target=_ws_flood, args=(port, org_id, token, halt, outcomes["WebSocket subscribe flood"])
-            )
+            threading.Thread(target=_ws_flood, args=(port, org_id, token, halt, outcomes[SOCKET_FLOOD]))
         )
-    if _chosen("WebSocket swarm with distinct filters", only):
+    if _chosen(SOCKET_SWARM, only):
         swarm: list[tuple[int, float]] = []
-        outcomes["WebSocket swarm with distinct filters"] = swarm
+        outcomes[SOCKET_SWARM] = swarm
         threads += [
             threading.Thread(target=_ws_swarm_socket, args=(port, org_id, token, n, halt, swarm))
             for n in range(SWARM_SOCKETS)
@@ -543,11 +544,7 @@ class RssWatch:
         self.thread.join()
 
 
-ATTACK_NAMES = (
-    *_attacks(0, 0, "").keys(),
-    "WebSocket subscribe flood",
-    "WebSocket swarm with distinct filters",
-)
+ATTACK_NAMES = (*_attacks(0, 0, "").keys(), SOCKET_FLOOD, SOCKET_SWARM)
 
 
 def _attack_phase(
