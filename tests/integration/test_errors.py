@@ -69,3 +69,17 @@ def test_a_body_that_is_not_utf8_is_said_so(client, tenant):
     )
     assert answer.status_code == 400
     assert "not UTF-8" in answer.get_json()["error"]["message"], answer.get_json()
+
+
+def test_a_utf16_or_utf32_body_is_refused_like_any_body_that_is_not_utf8(client, tenant):
+    """JSON is exchanged as UTF-8 (RFC 8259): a UTF-16 or UTF-32 body was read (json.loads guesses
+    them from zero bytes) while invalid UTF-8 was refused. A UTF-8 byte order mark is ignored."""
+    headers = {"Authorization": f"Bearer {tenant.agent.token}", "Content-Type": "application/json"}
+    body = '{"subject": "übersetzt"}'
+    for encoding in ("utf-16", "utf-16-le", "utf-32", "utf-32-be"):
+        answer = tenant.agent.client.post("/api/v1/tickets", data=body.encode(encoding), headers=headers)
+        assert answer.status_code == 400, (encoding, answer.get_json())
+        assert "UTF-16 or UTF-32" in answer.get_json()["error"]["message"], answer.get_json()
+    with_mark = tenant.agent.client.post("/api/v1/tickets", data=body.encode("utf-8-sig"), headers=headers)
+    assert with_mark.status_code == 201, with_mark.get_json()
+    assert with_mark.get_json()["subject"] == "übersetzt"

@@ -65,6 +65,8 @@ def loads(
     """The decoded document, or JsonError saying what is wrong with it (nesting past MAX_DEPTH, more
     than `max_elements` values, a string longer than `max_string` characters); TooManyItems for an
     array of more than `max_items` items, found before any value is walked."""
+    if isinstance(text, bytes | bytearray):
+        text = _utf8(text)
     try:
         value = json.loads(
             text, parse_constant=_no_constant, parse_float=_finite, object_pairs_hook=_unique_keys
@@ -76,8 +78,6 @@ def loads(
         raise JsonError(message, line=exc.lineno) from exc
     except RecursionError as exc:
         raise JsonError(f"the document nests deeper than {MAX_DEPTH} levels") from exc
-    except UnicodeDecodeError as exc:
-        raise JsonError(f"the body is not UTF-8 text (byte {exc.start} is not)") from exc
     except ValueError as exc:
         if "integer string conversion" in str(exc):  # Python's own words name its settings
             limit = sys.get_int_max_str_digits()
@@ -115,3 +115,15 @@ def _check_shape(value: Any, *, max_elements: int, max_string: int) -> None:
         if elements > max_elements:
             raise JsonError(f"the document holds more than {max_elements} values")
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list | str))
+
+
+def _utf8(data: bytes | bytearray) -> str:
+    """`data` as UTF-8 text, the only encoding JSON may be exchanged in (RFC 8259, section 8.1); a
+    leading byte order mark is ignored, as that section allows. json.loads would also guess UTF-16
+    and UTF-32 from zero bytes, so such a body was read where invalid UTF-8 was refused."""
+    if b"\x00" in data[:4]:
+        raise JsonError("the body is not UTF-8 text (it looks like UTF-16 or UTF-32; send UTF-8)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise JsonError(f"the body is not UTF-8 text (byte {exc.start} is not)") from exc
