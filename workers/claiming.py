@@ -41,7 +41,7 @@ def connection_lost(exc: BaseException | None) -> bool:
 
 
 # A queued job of an organization already running its share asks again this long after (a job that
-# ends hands its slot to the organization's oldest waiting job at once: this is the fallback, for a
+# ends hands its slot to the organization's next waiting job at once: this is the fallback, for a
 # slot given back by a worker that died).
 FAIR_SHARE_DEFER_SECONDS = 10
 # The header of a delivery wait_for_slot deferred: when it is due it only sends the job again (see

@@ -311,6 +311,37 @@ def test_a_slot_given_back_goes_to_the_oldest_job_that_waits_for_one(make_live_t
     db_session.close()
 
 
+def test_a_slot_given_back_goes_to_a_users_waiting_job_before_the_platforms_own(make_live_tenant, db_engine):
+    """Jobs the platform asks for itself (created_by NULL: beat's snapshots, the snapshots a backfill
+    made stale) wait behind the organization's users' jobs: after an import of a year of tickets, a
+    user's next job waited 36 s behind the recomputes queued before it, oldest first."""
+    tenant = make_live_tenant()
+    db_session = Session(db_engine)
+    running, older_system, younger_system, users_job = _queued(db_session, tenant.org_id, 4)
+    user_id = db_session.scalar(text("SELECT min(id) FROM users WHERE org_id = :o"), {"o": tenant.org_id})
+    by_user = {"u": user_id, "id": users_job}
+    db_session.execute(text("UPDATE jobs SET created_by = :u WHERE id = :id"), by_user)
+    db_session.commit()
+    autocommit = {"isolation_level": "AUTOCOMMIT"}
+    with (
+        db_engine.connect().execution_options(**autocommit) as first,
+        db_engine.connect().execution_options(**autocommit) as second,
+    ):
+        taken = _claim(first, running, 1)
+        for job_id in (older_system, younger_system, users_job):
+            assert _claim(second, job_id, 1).waits
+        assert claim.release(first, taken, recovery.run_lock_key(running), running) == claim.Waiting(
+            users_job, "snapshot"
+        )
+        # Then the platform's own, oldest first.
+        then = _claim(first, users_job, 1)
+        assert then.slot == 0
+        assert claim.release(first, then, recovery.run_lock_key(users_job), users_job) == claim.Waiting(
+            older_system, "snapshot"
+        )
+    db_session.close()
+
+
 class _Task:
     """A job task's stand-in for workers.runner.run_job: its delivery's headers, and what it sends."""
 

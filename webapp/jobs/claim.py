@@ -113,15 +113,18 @@ class Waiting:
 
 
 _RELEASE = text("SELECT pg_advisory_unlock(:lock_key)")
-# With the slot: both locks given back, and the organization's oldest job that has waited for a slot
-# (its wait written to updated_at by job_claim), in the same statement (index ix_jobs_org_queued).
+# With the slot: both locks given back, and the organization's next job that has waited for a slot
+# (its wait written to updated_at by job_claim), in the same statement (index ix_jobs_org_queued):
+# the oldest a user asked for, else the oldest the platform asked for itself (created_by NULL: beat's
+# snapshots, recomputed snapshots and cache refreshes). A backfill import leaves hundreds of stale
+# snapshots to recompute; oldest first, a user's next job waited behind all of them (36 s seen).
 _RELEASE_WITH_SLOT = text(
     "SELECT pg_advisory_unlock(:lock_key), "
     "pg_advisory_unlock(CAST(:org_id AS integer), -1 - CAST(:slot AS integer)), w.id, w.kind "
     "FROM (SELECT 1) AS one LEFT JOIN LATERAL ("
     " SELECT j.id, j.kind FROM jobs j WHERE j.org_id = :org_id AND j.state = 'queued'"
     " AND NOT j.cancel_requested AND j.updated_at > j.created_at AND j.id <> :job_id"
-    " ORDER BY j.created_at, j.id LIMIT 1) AS w ON true"
+    " ORDER BY j.created_by IS NULL, j.created_at, j.id LIMIT 1) AS w ON true"
 ).bindparams(bindparam("job_id", type_=Uuid()))
 
 
@@ -129,8 +132,9 @@ def release(conn: Connection, taken: Claim, lock_key: int, job_id: uuid.UUID | N
     """Give back the run lock and slot `taken` holds on `conn`, in one statement (ending the connection
     gives them back too). A claim without the run lock holds nothing.
 
-    With a slot given back: the organization's oldest job (other than `job_id`) waiting for one, if
-    any, to be sent again now rather than when its own delivery asks again.
+    With a slot given back: the organization's next job (other than `job_id`) waiting for one, if
+    any, to be sent again now rather than when its own delivery asks again: the oldest of its users'
+    jobs, else its oldest job the platform asked for itself.
     """
     if not taken.held:
         return None
