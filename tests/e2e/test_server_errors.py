@@ -117,3 +117,24 @@ def test_a_chunked_body_past_the_limit_is_refused_whole(web_server, make_live_te
     assert status == 201, answer[:300]
     listed = web_server.request("GET", "/api/v1/tickets", tenant.users["viewer"]["token"])
     assert [t["subject"] for t in listed[1]["items"]] == ["padded past the limit"]
+
+
+def test_an_announced_body_past_the_limit_is_answered_413_to_a_client_that_closes_after(
+    web_server, make_live_tenant
+):
+    """A tester's urllib (which sends Connection: close) got a reset connection, never the 413, for a
+    body announced past the limit: the server answered and closed with the body unread. It reads and
+    drops the body first (up to DRAIN_MAX_BYTES), so the client, done sending, reads the answer."""
+    tenant = make_live_tenant("Announced")
+    token = tenant.users["agent"]["token"]
+    for size in (3 * 1024 * 1024, 20 * 1024 * 1024):
+        body = b'{"subject": "' + b"x" * (size - 16) + b'"}'
+        status, answer = _post(
+            web_server.port,
+            token,
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n",
+            body,
+            close_early=False,
+        )
+        assert status == 413, answer[:300]
+        assert json.loads(answer)["error"]["details"]["setting"] == "BODY_MAX_BYTES"

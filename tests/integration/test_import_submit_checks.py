@@ -68,6 +68,8 @@ ROWS: list[tuple[dict[str, Any], str | None]] = [
         },
         None,
     ),
+    # An offset with seconds, as exports write a local mean time (an export imported back).
+    ({"subject": "local mean time", "created_at": "1960-06-01T11:15:30-00:44:30"}, None),
 ]
 FLAT_FIELDS = {"subject", "created_at", "first_response_at", "resolved_at"}
 

@@ -222,6 +222,8 @@ def test_import_lifecycle_with_increasing_progress(
     progress = [e["progress"] for e in events]
     assert progress == sorted(progress)
     assert len({p for p in progress if 0 < p < 1}) >= 10
+    # The write's end and the rollups are told too (progress stood at 0.5 for half an import's run).
+    assert len({p for p in progress if 0.5 < p < 0.99}) >= 2, progress
     listed = tenant.viewer.get("/api/v1/tickets?limit=5&category=billing").get_json()["items"]
     assert len(listed) == 5
 
@@ -300,14 +302,14 @@ def test_csv_rows_carry_replies_rating_and_history_as_json_cells(
         "FULL,resolved,2026-11-01T00:00:00Z,2026-11-02T00:00:00Z\n"
     )
     bad_json = 'subject,replies\nok,\nbad,"[{""author"": ""agent"",]"\n'
-    for body, row, problem in (
-        (short, 1, "2 cells but the header 4"),
-        (bad_json, 2, "replies cell is not valid JSON"),
+    for body, row, field, problem in (
+        (short, 1, None, "2 cells but the header 4"),
+        (bad_json, 2, "replies", "replies cell is not valid JSON"),
     ):
         refused = post_import(tenant.agent, body, "text/csv")
         assert refused.status_code == 400, refused.get_json()
         errors = refused.get_json()["error"]["details"]["errors"]
-        assert [e["row"] for e in errors] == [row]
+        assert [(e["row"], e["field"]) for e in errors] == [(row, field)]
         assert problem in errors[0]["message"]
     assert _tickets(engine, tenant.org_id) == 2
 

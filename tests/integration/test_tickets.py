@@ -477,3 +477,33 @@ def test_bulk_create_rejects_the_whole_batch_naming_rows(make_tenant, db_session
     ]
     assert db_session.scalar(text("SELECT count(*) FROM tickets WHERE org_id = :o"), {"o": org.id}) == 0
     assert create_tickets_bulk(db_session, org, [], now=BULK_NOW).ticket_ids == []
+
+
+def test_times_whose_offset_has_seconds_are_read_as_the_platform_writes_them(tenant, db_session):
+    """Exports write a local mean time's offset whole (Monrovia's -00:44:30 before 1972): a tester's
+    export of such tickets was refused on import, every row, as POST /tickets refused the time."""
+    created = datetime(1960, 6, 1, 12, 0, tzinfo=UTC)
+    written = "1960-06-01T11:15:30-00:44:30"  # the same instant
+    response = tenant.agent.post(
+        "/api/v1/tickets",
+        json={
+            "created_at": written,
+            "status": "resolved",
+            "first_response_at": "1960-06-01T12:15:30.250000-00:44:30",
+            "resolved_at": "1960-06-02T11:15:30-00:44:30",
+        },
+    )
+    assert response.status_code == 201, response.get_json()
+    by_type = {e.event_type: e for e in _events(db_session, response.get_json()["id"])}
+    assert by_type["created"].occurred_at == created
+    assert by_type["first_response"].occurred_at == created + timedelta(hours=1, milliseconds=250)
+    assert by_type["resolved"].occurred_at == created + timedelta(days=1)
+    reply = tenant.agent.post(
+        f"/api/v1/tickets/{response.get_json()['id']}/replies",
+        json={"author": "customer", "at": "1960-06-01T11:45:30-00:44:30"},
+    )
+    assert reply.status_code == 201, reply.get_json()
+    # An offset's seconds past 59 are no offset, as an hour past 23 is not.
+    for bad in ("1960-06-01T11:15:30-00:44:60", "1960-06-01T11:15:30+24:00:00"):
+        refused = tenant.agent.post("/api/v1/tickets", json={"created_at": bad})
+        assert refused.status_code == 400, (bad, refused.get_json())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -56,6 +56,9 @@ STAGED_TICKETS = "ticket_import"
 STAGED_EVENTS = "event_import"
 STAGED_TICKET_COLUMNS = ("id", *TICKET_COLUMNS)
 STAGED_EVENT_COLUMNS = (*EVENT_COLUMNS, "ordinal")
+# How much of finish()'s work is done after each step, as measured on an import of 10,000 tickets
+# (bench.import_profile: the writer's last chunks 0.8 s, the rollups 0.9 to 1.4 s, the counts 0.15 s).
+FINISH_STEPS = {"written": 0.35, "rolled up": 0.9}
 # The tables a bulk write inserts into, whose foreign-key checks it may skip (skip_row_checks).
 BULK_TABLES = (
     "tickets",
@@ -177,12 +180,17 @@ class BulkWriter:
         history = self._history_data(ids, planned)
         self._pending.append(self._thread.submit(self._write, ids[0], tickets, first_event, events, history))
 
-    def finish(self) -> BulkResult:
-        """Wait for every chunk, add the rollups, drop the scratch tables; the caller commits."""
+    def finish(self, on_step: Callable[[float], None] | None = None) -> BulkResult:
+        """Wait for every chunk, add the rollups, drop the scratch tables; the caller commits.
+
+        `on_step(fraction)` is told how much of this work is done after each step (FINISH_STEPS)."""
+        step = on_step or (lambda fraction: None)
         self._drain()
+        step(FINISH_STEPS["written"])
         rollups.merge_new_events(
             self._session, org_id=self._org_id, events=STAGED_EVENTS, tickets=STAGED_TICKETS
         )
+        step(FINISH_STEPS["rolled up"])
         agent_rollups.add_tickets(self._session, self._org_id, STAGED_TICKETS)
         ticket_counts.add_tickets(self._session, org_id=self._org_id, tickets=STAGED_TICKETS)
         self._conn.execute(f"DROP TABLE {STAGED_EVENTS}, {STAGED_TICKETS}")

@@ -14,6 +14,9 @@ from webapp.core.vocabulary import CHANNELS, PRIORITIES, REPLY_AUTHORS, STATUSES
 Status = Literal[STATUSES]  # type: ignore[valid-type]
 Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# An offset with seconds, as the platform writes old local mean times (Monrovia's -00:44:30 before
+# 1972) in exports and answers: pydantic's parser refuses it, Python's reads it.
+_SECONDS_OFFSET = re.compile(r"[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?[+-](0\d|1\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?$")
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 Author = Literal[REPLY_AUTHORS]  # type: ignore[valid-type]
 # Replies and status changes one imported ticket may carry.
@@ -21,11 +24,18 @@ MAX_ENTRIES = 1000
 
 
 def _iso_text(value: object) -> object:
-    """pydantic would read a number (or a string of digits) as Unix time: 0 became 1970."""
+    """pydantic would read a number (or a string of digits) as Unix time: 0 became 1970. A time whose
+    offset has seconds (what the platform writes for a local mean time) is read here: a ticket export
+    of such times could not be imported back."""
     if value is None or isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _ISO_DATE.match(value):
         raise ValueError("must be an ISO 8601 date-time text, e.g. 2026-03-01T09:30:00+01:00")
+    if _SECONDS_OFFSET.search(value):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value  # pydantic says what is wrong with it
     return value
 
 

@@ -156,7 +156,7 @@ def _row(names: list[str], cells: list[str]) -> dict[str, Any]:
             try:
                 row[name] = strict_json.loads(cell)
             except strict_json.JsonError as exc:
-                return {"__error__": f"the {name} cell is not valid JSON: {exc}"}
+                return {"__error__": f"the {name} cell is not valid JSON: {exc}", "__field__": name}
         else:
             row[name] = _cell(name, cell)
     return row

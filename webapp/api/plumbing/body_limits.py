@@ -56,16 +56,21 @@ def enforce(config: Mapping[str, Any]) -> tuple[int, str]:
     past the limit, and the caller refuses a body that reaches it (checked_length)."""
     limit, setting = limit_for(request.endpoint, config)
     if request.content_length is not None and request.content_length > limit:
+        # Read and dropped first: a client that asked to close the connection after the answer was
+        # sent a reset instead (closed with its body unread), and never read the 413.
+        _drain(min(request.content_length, DRAIN_MAX_BYTES))
         raise too_large(limit, setting)
     request.max_content_length = limit + 1
     return limit, setting
 
 
-# What is read and dropped of an unannounced body past its limit before the 413 goes out, so that
-# the client, still sending, reads the answer instead of a reset connection: as much again as the
-# limit (1 MiB at least), for 2 s at most. A longer body is cut off by closing the connection.
+# What is read and dropped of a body past its limit before the 413 goes out, so that the client,
+# still sending, reads the answer instead of a reset connection: an announced body whole up to
+# DRAIN_MAX_BYTES, an unannounced one as much again as the limit (1 MiB at least); for 2 s at most
+# either way. A longer body is cut off by closing the connection.
 DRAIN_SECONDS = 2.0
 DRAIN_MIN_BYTES = 1024 * 1024
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
 
 
 def checked_length(data: bytes, limit: int, setting: str) -> None:
