@@ -114,10 +114,12 @@ class Waiting:
 
 _RELEASE = text("SELECT pg_advisory_unlock(:lock_key)")
 # With the slot: both locks given back, and the organization's next job that has waited for a slot
-# (its wait written to updated_at by job_claim), in the same statement (index ix_jobs_org_queued):
-# the oldest a user asked for, else the oldest the platform asked for itself (created_by NULL: beat's
-# snapshots, recomputed snapshots and cache refreshes). A backfill import leaves hundreds of stale
-# snapshots to recompute; oldest first, a user's next job waited behind all of them (36 s seen).
+# (its wait written to updated_at by job_claim), in the same statement: the oldest a user asked for,
+# else the oldest the platform asked for itself (created_by NULL: beat's snapshots, recomputed
+# snapshots, cache refreshes and scheduled report runs; also the jobs of a user since deleted). A
+# backfill import leaves hundreds of stale snapshots to recompute; oldest first, a user's next job
+# waited behind all of them (36 s seen). The organization's queued jobs are read from the partial
+# index ix_jobs_org_queued and sorted (its caps keep them few, but for beat's).
 _RELEASE_WITH_SLOT = text(
     "SELECT pg_advisory_unlock(:lock_key), "
     "pg_advisory_unlock(CAST(:org_id AS integer), -1 - CAST(:slot AS integer)), w.id, w.kind "

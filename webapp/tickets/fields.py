@@ -16,9 +16,7 @@ Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # An offset with seconds, as the platform writes old local mean times (Monrovia's -00:44:30 before
 # 1972) in exports and answers: pydantic's parser refuses it, Python's reads it.
-_SECONDS_OFFSET = re.compile(
-    r"[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?[+-](0\d|1\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?$"
-)
+_SECONDS_OFFSET = re.compile(r"[Tt ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?[+-](0\d|1\d|2[0-3]):[0-5]\d:[0-5]\d$")
 Channel = Literal[CHANNELS]  # type: ignore[valid-type]
 Author = Literal[REPLY_AUTHORS]  # type: ignore[valid-type]
 # Replies and status changes one imported ticket may carry.

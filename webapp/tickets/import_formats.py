@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from webapp.core import strict_json
 from webapp.tickets.fields import ImportedTicket
@@ -23,6 +23,15 @@ FIELDS = tuple(ImportedTicket.model_fields)
 NUMERIC_FIELDS = frozenset({"sentiment_score"})
 # Columns whose cells hold JSON (a list or an object), as the same keys of a JSON row would.
 JSON_FIELDS = frozenset({"replies", "satisfaction", "status_history"})
+
+
+class RowProblem(NamedTuple):
+    """A CSV row that is no ticket before its fields are looked at (its cells miscounted, a JSON cell
+    that does not parse): what the report says of it. Its own type, so that no row a client sends
+    can pass for one (a JSON row is a dict whatever keys it holds)."""
+
+    message: str
+    field: str | None = None
 
 
 class ImportFormatError(ValueError):
@@ -135,7 +144,7 @@ def _csv_rows(text: str, max_rows: int, lines: list[int]) -> list[Any]:
             lines.append(first)
             if len(cells) != len(names):
                 # A row cut short is as suspect as one too long: its missing cells are not "not given".
-                rows.append({"__error__": f"the row has {len(cells)} cells but the header {len(names)}"})
+                rows.append(RowProblem(f"the row has {len(cells)} cells but the header {len(names)}"))
                 continue
             rows.append(_row(names, cells))
     except csv.Error as exc:
@@ -145,7 +154,7 @@ def _csv_rows(text: str, max_rows: int, lines: list[int]) -> list[Any]:
     return rows
 
 
-def _row(names: list[str], cells: list[str]) -> dict[str, Any]:
+def _row(names: list[str], cells: list[str]) -> dict[str, Any] | RowProblem:
     """A CSV row as the JSON row it stands for; an empty cell means "not given", as an absent key
     does in JSON. A JSON cell that does not parse makes the row an error row."""
     row: dict[str, Any] = {}
@@ -156,7 +165,7 @@ def _row(names: list[str], cells: list[str]) -> dict[str, Any]:
             try:
                 row[name] = strict_json.loads(cell)
             except strict_json.JsonError as exc:
-                return {"__error__": f"the {name} cell is not valid JSON: {exc}", "__field__": name}
+                return RowProblem(f"the {name} cell is not valid JSON: {exc}", name)
         else:
             row[name] = _cell(name, cell)
     return row

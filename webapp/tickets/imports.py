@@ -25,6 +25,7 @@ from webapp.models import Organization
 from webapp.tickets.bulk_writer import BulkWriter
 from webapp.tickets.effects import announce
 from webapp.tickets.fields import ImportedTicket
+from webapp.tickets.import_formats import RowProblem
 from webapp.tickets.plans import PlannedTicket, check_ticket, plan_ticket
 from webapp.tickets.rules import TicketError
 
@@ -114,10 +115,10 @@ def _row_problems(org: Organization, raw: Any, now: datetime) -> list[tuple[str 
 def validate_row(raw: Any) -> tuple[dict[str, Any] | None, list[tuple[str | None, str]]]:
     """The fields of one record as `POST /tickets` accepts them (with replies, satisfaction and
     status_history), or the (field, message) problems."""
+    if isinstance(raw, RowProblem):
+        return None, [(raw.field, raw.message)]
     if not isinstance(raw, dict):
         return None, [(None, "each ticket must be an object")]
-    if "__error__" in raw:
-        return None, [(raw.get("__field__"), str(raw["__error__"]))]
     try:
         return ImportedTicket.model_validate(raw).model_dump(exclude_unset=True), []
     except ValidationError as exc:

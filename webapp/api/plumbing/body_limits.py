@@ -1,17 +1,20 @@
 """How many bytes each route's body may hold, refused with 413 before a byte of it is parsed.
 
 Sign-in and token routes take a few KiB (an email, a password, a token): a flood of big bodies at
-them, which anyone may send without a token, costs a header check, never a JSON parse. Imports take
-IMPORT_MAX_BYTES; every other route BODY_MAX_BYTES.
+them, which anyone may send without a token, costs a header check and the reading of what the client
+sends (DRAIN_*), never a JSON parse. Imports take IMPORT_MAX_BYTES; every other route BODY_MAX_BYTES.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
+import gevent
 from flask import request
+from gevent import monkey
 
 from webapp.core.errors import ApiError
 
@@ -47,7 +50,7 @@ def too_large(limit: int, setting: str) -> ApiError:
     )
 
 
-def enforce(config: Mapping[str, Any]) -> tuple[int, str]:
+def enforce(config: Mapping[str, Any], *, drain: bool = True) -> tuple[int, str]:
     """Refuse a body announced larger than the route's limit, and cap what is read of one that is not
     announced (chunked) at one byte past the limit; the route's limit and its setting.
 
@@ -56,9 +59,10 @@ def enforce(config: Mapping[str, Any]) -> tuple[int, str]:
     past the limit, and the caller refuses a body that reaches it (checked_length)."""
     limit, setting = limit_for(request.endpoint, config)
     if request.content_length is not None and request.content_length > limit:
-        # Read and dropped first: a client that asked to close the connection after the answer was
-        # sent a reset instead (closed with its body unread), and never read the 413.
-        _drain(min(request.content_length, DRAIN_MAX_BYTES))
+        if drain:
+            # Read and dropped first: a client that asked to close the connection after the answer
+            # was sent a reset instead (closed with its body unread), and never read the 413.
+            _drain(min(request.content_length, DRAIN_MAX_BYTES))
         raise too_large(limit, setting)
     request.max_content_length = limit + 1
     return limit, setting
@@ -82,15 +86,27 @@ def checked_length(data: bytes, limit: int, setting: str) -> None:
 
 
 def _drain(budget: int) -> None:
+    """Read and drop up to `budget` bytes of the body, for DRAIN_SECONDS at most in all."""
     stream = request.environ.get("wsgi.input")
     if stream is None:
         return
-    deadline = time.monotonic() + DRAIN_SECONDS
     try:
-        while budget > 0 and time.monotonic() < deadline:
-            chunk = stream.read(min(budget, 64 * 1024))
-            if not chunk:
-                return
-            budget -= len(chunk)
+        with _interrupted_after(DRAIN_SECONDS):
+            while budget > 0:
+                chunk = stream.read(min(budget, 64 * 1024))
+                if not chunk:
+                    return
+                budget -= len(chunk)
     except Exception:  # a client gone or a malformed chunk: the 413 goes out all the same
         return
+
+
+def _interrupted_after(seconds: float) -> AbstractContextManager[object]:
+    """A block that is left after `seconds`, however it waits: gunicorn's input reads until it holds
+    what was asked, so a client sending a byte now and then would hold a read (and the connection)
+    for as long as it liked, where a deadline checked between reads never came. Under gevent (the
+    web workers) every wait yields to the hub, whose timer ends the block; elsewhere the body is
+    already in memory (a test client), and nothing waits."""
+    if not monkey.is_module_patched("socket"):
+        return contextlib.nullcontext()
+    return gevent.Timeout(seconds, False)

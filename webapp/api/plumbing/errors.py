@@ -149,8 +149,9 @@ def init_app(app: Flask) -> None:
         if request.method in BODY_METHODS and request.headers.get("Upgrade", "").lower() != "websocket":
             _read_whole_body(app.config)
         else:
-            # Never read, but announced past the route's limit: 413 too, as for any other method.
-            body_limits.enforce(app.config)
+            # Never read, but announced past the route's limit: 413 too, as for any other method
+            # (at once: nothing is read of a body these requests do not send, or send to the socket).
+            body_limits.enforce(app.config, drain=False)
 
     @app.after_request
     def add_request_id(response: Response) -> Response:
