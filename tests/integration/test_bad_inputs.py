@@ -328,6 +328,38 @@ def test_every_route_without_query_parameters_refuses_any_but_the_open_ones(clie
     assert ignoring == OPEN_ROUTES
 
 
+# The operations that may carry a body by their method but take none.
+BODYLESS = {
+    ("post", "/api/v1/analytics/refresh-cache"),
+    ("post", "/api/v1/webhooks/{webhook_id}/test"),
+    ("post", "/api/v1/report-schedules/{report_schedule_id}/run"),
+    ("post", "/api/v1/ws/ticket"),
+}
+
+
+def test_every_route_without_a_body_refuses_one(client, tenant):
+    """An outside tester's `POST /report-schedules/{id}/run {"x": 1}` ran the report, where every
+    body with a field its route does not know is a 400: a route that takes no body refuses one (an
+    empty one, {} and null are none), before it does anything."""
+    token = {"Authorization": f"Bearer {tenant.users['admin']['token']}"}
+    bodyless = set()
+    for method, path, operation in operations(client):
+        if method not in ("post", "put", "patch") or "requestBody" in operation:
+            continue
+        bodyless.add((method, path))
+        url = example_path(path, operation)
+        answer = client.open(url, method=method.upper(), headers=token, json={"x": 1})
+        assert answer.status_code == 400, (method, path, answer.status_code)
+        assert "takes no body" in answer.get_json()["error"]["message"]
+    assert bodyless == BODYLESS
+    for body in (None, {}, "null"):
+        kwargs = (
+            {"data": body, "content_type": "application/json"} if isinstance(body, str) else {"json": body}
+        )
+        answer = client.post("/api/v1/ws/ticket", headers=token, **kwargs)
+        assert answer.status_code in (200, 503), (body, answer.get_json())
+
+
 @pytest.mark.parametrize("value", [1767225600, "1767225600", 0, -62135596800, True])
 def test_timestamps_must_be_iso_text_not_unix_numbers(tenant, value):
     error = _error(tenant.agent.post("/api/v1/tickets", json={"subject": "x", "created_at": value}))

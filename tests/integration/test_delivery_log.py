@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import text
+
 from webapp.core.timeutil import utcnow
 from webapp.models import Webhook
 from webapp.webhooks import deliveries, transport
@@ -88,3 +90,28 @@ def test_a_stalled_attempt_does_not_overwrite_the_newer_attempts_delivery(make_t
     assert deliveries.record(db_session, first, late_success, SETTINGS, now=late) == deliveries.SUPERSEDED
     (still,) = deliveries.log_of(db_session, hook.id, limit=10)
     assert (still["state"], still["attempts"][1]["status_code"]) == ("succeeded", 200)
+
+
+def test_a_delivery_whose_webhook_was_disabled_meanwhile_counts_only_the_attempts_made(
+    make_tenant, db_session
+):
+    """A report run's error said "after 2 attempts" where the delivery log listed one: the claim that
+    found the webhook disabled counted an attempt it never made."""
+    hook, delivery_id, now = _hook(make_tenant, db_session, "Disabled meanwhile")
+    first = deliveries.claim(db_session, delivery_id, now=now)
+    assert first is not None
+    answer = transport.Answer(500, None, "203.0.113.7", 40)
+    outcome = deliveries.record(db_session, first, answer, SETTINGS, now=now)
+    assert outcome.state == "pending"
+    hook.enabled = False
+    db_session.commit()
+
+    assert deliveries.claim(db_session, delivery_id, now=now + timedelta(seconds=5)) is None
+    (failed,) = deliveries.log_of(db_session, hook.id, limit=10)
+    assert failed["state"] == "failed"
+    assert len(failed["attempts"]) == 1
+    db_session.expire_all()
+    stored = db_session.execute(
+        text("SELECT attempts, last_error FROM webhook_deliveries WHERE id = :id"), {"id": delivery_id}
+    ).one()
+    assert (stored.attempts, stored.last_error) == (1, "the webhook is disabled")

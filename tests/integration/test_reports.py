@@ -78,8 +78,13 @@ def test_a_report_run_is_delivered_with_a_link_that_downloads(
         assert tenant.agent.post("/api/v1/tickets", json={"subject": f"report {i}"}).status_code == 201
     schedule = _schedule(tenant.admin, _hook(tenant.admin, receiver))
 
+    assert schedule["last_run_at"] is None
     accepted = tenant.admin.post(f"/api/v1/report-schedules/{schedule['id']}/run")
     assert accepted.status_code == 202, accepted.get_json()
+    # A run asked for now is the schedule's last run (it stayed null after manual runs).
+    ran = tenant.admin.get(f"/api/v1/report-schedules/{schedule['id']}").get_json()
+    assert ran["last_run_at"] is not None
+    assert ran["last_run"]["trigger"] == "manual"
     job = wait_for_job(tenant.viewer, accepted.get_json()["job_id"])
     assert (job["kind"], job["state"]) == ("export", "succeeded")
     # The range was resolved in Berlin at the run: from the first of this month to the end of today.

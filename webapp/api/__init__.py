@@ -54,3 +54,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api)
     ws.init_app(app)
     spec.refuse_undeclared_query(app)
+    spec.refuse_undeclared_body(app)

@@ -206,12 +206,14 @@ def _available(export: Export, now: datetime) -> Export:
     return export
 
 
-def _linked(export_id: str, token: str, now: datetime, principal: Principal | None) -> Export:
+def _linked(export_id: str, token: str | None, now: datetime, principal: Principal | None) -> Export:
     """The export a download link opens: 403 for a link that is not valid for it, 404 for a deleted
     export or (with a bearer token) another organization's, 410 once expired or gone.
 
     The link is the credential: without a token it spends the export's own download budget (a link
     passed around can throttle its own downloads, never the organization's other requests)."""
+    if not token:
+        raise ApiError(403, "the download link is not valid")
     try:
         claims = signing.verify(token)
     except signing.BadLink as exc:

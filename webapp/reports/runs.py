@@ -112,6 +112,8 @@ def start_run(
     room.check_active(jobs.count_active(session, schedule.org_id, "export", lock=True), limits)
 
     def add_run(job: Job) -> None:
+        # A run asked for now is a run too (last_run_at stayed null after manual runs).
+        schedule.last_run_at = now
         session.add(
             ReportRun(
                 schedule_id=schedule.id,

@@ -197,6 +197,13 @@ def claim(session: Session, delivery_id: uuid.UUID, *, now: datetime) -> Claimed
         return None
     webhook = session.get(Webhook, row.webhook_id)
     if webhook is None or not webhook.enabled:
+        # No attempt is made: the count the claim raised goes back (a report run's error counts
+        # the attempts as the delivery log lists them).
+        session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .values(attempts=WebhookDelivery.attempts - 1)
+        )
         _finish(session, delivery_id, "failed", now, error="the webhook is disabled")
         session.commit()
         return None
