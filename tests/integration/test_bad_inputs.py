@@ -352,6 +352,18 @@ def test_every_route_without_a_body_refuses_one(client, tenant):
         assert answer.status_code == 400, (method, path, answer.status_code)
         assert "takes no body" in answer.get_json()["error"]["message"]
     assert bodyless == BODYLESS
+    # None is what the decoder reads as nothing, {} or null: a byte order mark and JSON's white space
+    # around them; other white space, or anything else, is a body.
+    for raw, status in (
+        (b"\xef\xbb\xbf{}", 200),
+        (b" {\r\n} ", 200),
+        (b"\tnull\n", 200),
+        (b"nu ll", 400),
+        (b"{\x0c}", 400),
+        (b"[]", 400),
+    ):
+        answer = client.post("/api/v1/ws/ticket", headers=token, data=raw, content_type="application/json")
+        assert answer.status_code == status, (raw, answer.get_json())
     for body in (None, {}, "null"):
         kwargs = (
             {"data": body, "content_type": "application/json"} if isinstance(body, str) else {"json": body}

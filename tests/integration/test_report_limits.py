@@ -188,3 +188,25 @@ def test_a_report_whose_groups_outgrow_the_cells_limit_is_refused_when_saved_and
     ):
         assert response.status_code == 400, response.get_json()
         assert response.get_json()["error"]["details"]["estimate"] == 960
+
+
+def test_a_scheduled_run_whose_job_the_broker_refused_still_says_it_ran(schedule, db_session, app):
+    """The job and its run row are committed before the broker is asked: a refused send fails them,
+    and the schedule's last_run_at keeps the run (a review found it put back, leaving last_run
+    naming a run last_run_at did not). A real Celery app whose broker nobody listens on."""
+    from celery import Celery
+
+    _, schedule_id = schedule
+    row = db_session.get(ReportSchedule, schedule_id)
+    now = row.next_run_at + timedelta(minutes=1)
+    nowhere = Celery(broker="redis://127.0.0.1:1/0", set_as_current=False)
+    limits = ExportLimits(quota_bytes=10**9, max_active=5, max_cells=200_000)
+    with app.app_context():
+        assert runs.run_due(db_session, get_redis(), nowhere, schedule_id, now=now, limits=limits) is None
+    db_session.expire_all()
+    row = db_session.get(ReportSchedule, schedule_id)
+    assert row.last_run_at == now
+    assert row.next_run_at > now
+    run = db_session.scalar(select(ReportRun).where(ReportRun.schedule_id == schedule_id))
+    assert run is not None
+    assert db_session.get(Job, run.job_id).state == "failed"

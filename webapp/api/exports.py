@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, send_file
+from flask import Blueprint, Response, current_app, jsonify, request, send_file
 from sqlalchemy.orm import Session
 from werkzeug.http import quote_header_value
 
@@ -206,14 +206,12 @@ def _available(export: Export, now: datetime) -> Export:
     return export
 
 
-def _linked(export_id: str, token: str | None, now: datetime, principal: Principal | None) -> Export:
+def _linked(export_id: str, token: str, now: datetime, principal: Principal | None) -> Export:
     """The export a download link opens: 403 for a link that is not valid for it, 404 for a deleted
     export or (with a bearer token) another organization's, 410 once expired or gone.
 
     The link is the credential: without a token it spends the export's own download budget (a link
     passed around can throttle its own downloads, never the organization's other requests)."""
-    if not token:
-        raise ApiError(403, "the download link is not valid")
     try:
         claims = signing.verify(token)
     except signing.BadLink as exc:
@@ -304,6 +302,9 @@ def delete(export_id: str) -> Response:
     auth="optional",
 )
 def download(export_id: str) -> Response:
+    if not request.args.get("token"):
+        # A link whose token was cut off is a link that is not valid, as a tampered one (not a 400).
+        raise ApiError(403, "the download link is not valid")
     token = parse_query(DownloadQuery).token
     export = _linked(export_id, token, utcnow(), presented_principal())
     path = Path(export.path)

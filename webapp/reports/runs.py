@@ -205,7 +205,11 @@ def run_due(
             session.rollback()
             return None
         return _not_run(session, schedule, ran_before, exc)
-    except (ReportError, TooCostly, jobs.BrokerUnavailable) as exc:
+    except jobs.BrokerUnavailable as exc:
+        # The job and its run were committed (and failed): the schedule did run, and last_run says how.
+        log.error("report schedule=%s org=%s ran without its job: %s", schedule.id, schedule.org_id, exc)
+        return None
+    except (ReportError, TooCostly) as exc:
         return _not_run(session, schedule, ran_before, exc)
 
 

@@ -234,5 +234,8 @@ def run_answer(run: ReportRun, delivery: WebhookDelivery | None) -> dict[str, An
         elif delivery.state == "failed":
             state = "failed"
             said = f"status {delivery.last_status}" if delivery.last_status else delivery.last_error
-            error = f"the webhook did not take report.ready after {delivery.attempts} attempts ({said})"
+            if delivery.attempts:
+                error = f"the webhook did not take report.ready after {delivery.attempts} attempts ({said})"
+            else:
+                error = f"report.ready was not delivered: {said}, before any attempt"
     return {"state": state, "delivery_state": delivery.state if delivery else None, "error": error}

@@ -104,10 +104,7 @@ class DownloadQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    # Optional here: a link whose token was cut off is a link that is not valid (403), as is a tampered one.
-    token: str | None = Field(
-        default=None, max_length=1000, description="the signed token of the download_url"
-    )
+    token: str = Field(min_length=1, max_length=1000, description="the signed token of the download_url")
 
 
 class ExportInfo(BaseModel):
