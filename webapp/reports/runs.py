@@ -191,9 +191,9 @@ def run_due(
     )
     if schedule is None:
         return None
+    # last_run_at is set with the run's job (start_run); a run that fails before puts back what it had.
     ran_before = schedule.last_run_at
     schedule.next_run_at = next_run(schedule.cron, zone(schedule.timezone), now)
-    schedule.last_run_at = now
     try:
         return start_run(session, client, tasks, schedule, trigger="schedule", now=now, limits=limits)
     except NoRoom as exc:
